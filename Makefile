@@ -1,0 +1,131 @@
+# dynmm: build, test, benchmark and run.
+#
+#   make              build build/dynmm
+#   make quickstart   install what is missing, build, run the pipeline on the synthetic default (mpirun -n 2)
+#   make check        install what is missing, build, run every test (1, 2 and 3 ranks)
+#   make bench        benchmarks (ratios against references measured in the same run)
+#   make asan         AddressSanitizer + UBSan build running the tests
+#   make install PREFIX=/opt/dynmm
+#
+# Dependencies are found with pkg-config. src/ is compiled without MPI or HDF5 include paths, so a
+# kernel that includes mpi.h or hdf5.h fails to build: all MPI lives in mpi/.
+
+PREFIX ?= /usr/local
+BUILD ?= build
+CC := gcc
+MPICC ?= mpicc
+OPT ?= -O3 -march=native
+SAN ?=
+
+# Debian 12 packages: to build and run, and additionally to run the tests.
+DEB_BUILD := build-essential pkg-config libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
+             libscalapack-openmpi-dev libopenblas-dev libconfig-dev zlib1g-dev gnuplot-nox
+DEB_TEST := python3 python3-numpy python3-scipy python3-h5py python3-torch
+
+PKGS_CORE := openblas libconfig zlib
+PKGS_MPI := hdf5-openmpi scalapack-openmpi ompi-c
+
+VERSION := $(shell git describe --always --dirty --tags 2>/dev/null || echo unknown)
+WARN := -Wall -Wextra -Werror -Wno-unused-parameter
+BASEFLAGS := -std=c11 -D_GNU_SOURCE -g $(OPT) $(SAN) $(WARN) -fopenmp -DDM_VERSION='"$(VERSION)"'
+
+ifneq ($(MAKECMDGOALS),deps)
+ifneq ($(MAKECMDGOALS),deps-test)
+CORE_CFLAGS := $(BASEFLAGS) $(shell pkg-config --cflags $(PKGS_CORE) 2>/dev/null)
+CORE_LIBS := $(shell pkg-config --libs $(PKGS_CORE) 2>/dev/null) -lm
+MPI_CFLAGS := $(BASEFLAGS) $(shell pkg-config --cflags $(PKGS_MPI) $(PKGS_CORE) 2>/dev/null)
+MPI_LIBS := $(shell pkg-config --libs $(PKGS_MPI) 2>/dev/null) $(CORE_LIBS) -lgfortran
+endif
+endif
+DM_CFLAGS_STR := $(OPT) $(SAN)
+
+CORE_SRC := $(wildcard src/*/*.c)
+CORE_HDR := $(wildcard src/*/*.h) $(wildcard src/config/keys/*.def)
+MPI_SRC := $(filter-out mpi/main.c,$(wildcard mpi/*.c))
+MPI_HDR := $(wildcard mpi/*.h)
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
+MPI_OBJ := $(MPI_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+MPIT_SRC := $(wildcard tests/mpi/test_*.c)
+MPIT_BIN := $(MPIT_SRC:tests/mpi/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps deps-test check bench asan quickstart install clean tests reference-config
+
+all: $(BUILD)/dynmm
+
+$(BUILD)/src/%.o: src/%.c $(CORE_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CORE_CFLAGS) -c $< -o $@
+
+$(BUILD)/mpi/%.o: mpi/%.c $(CORE_HDR) $(MPI_HDR)
+	@mkdir -p $(dir $@)
+	$(MPICC) $(MPI_CFLAGS) -DDM_CFLAGS='"$(DM_CFLAGS_STR)"' -c $< -o $@
+
+$(BUILD)/libdynmm_core.a: $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libdynmm_mpi.a: $(MPI_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/dynmm: $(BUILD)/mpi/main.o $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a
+	$(MPICC) $(MPI_CFLAGS) -o $@ $^ $(MPI_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libdynmm_core.a tests/unit/tap.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CORE_CFLAGS) -o $@ $< $(BUILD)/libdynmm_core.a $(CORE_LIBS)
+
+$(BUILD)/tests/%: tests/mpi/%.c $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a tests/unit/tap.h
+	@mkdir -p $(dir $@)
+	$(MPICC) $(MPI_CFLAGS) -o $@ $< $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a $(MPI_LIBS)
+
+tests: $(BUILD)/dynmm $(UNIT_BIN) $(MPIT_BIN)
+
+# Install missing Debian packages when root; otherwise print the exact command and stop.
+define install_pkgs
+	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "missing Debian packages; run:"; echo "  sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+endef
+
+deps:
+	$(call install_pkgs,$(DEB_BUILD))
+
+deps-test: deps
+	$(call install_pkgs,$(DEB_TEST))
+
+check: deps-test
+	@$(MAKE) --no-print-directory tests
+	@BUILD=$(BUILD) tests/run.sh
+
+asan: deps-test
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1" SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" tests
+	@BUILD=build-asan DM_ASAN=1 tests/run.sh
+
+bench: deps-test
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) tests/bench/run.sh
+
+quickstart: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) jobs/quickstart.sh
+
+reference-config: $(BUILD)/dynmm
+	$(BUILD)/dynmm config --reference > configs/reference.cfg
+
+install: $(BUILD)/dynmm
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/dynmm/configs $(DESTDIR)$(PREFIX)/share/dynmm/jobs
+	install -m 755 $(BUILD)/dynmm $(DESTDIR)$(PREFIX)/bin/dynmm
+	install -m 644 configs/*.cfg $(DESTDIR)$(PREFIX)/share/dynmm/configs/
+	install -m 755 jobs/*.sh $(DESTDIR)$(PREFIX)/share/dynmm/jobs/
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,91 @@
+/* cli.c: shared command-line handling, see cli.h. */
+#include "cli.h"
+
+#include "../src/core/err.h"
+#include "../src/core/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int cli_parse(int argc, char **argv, cli_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->verbose = -1;
+    DM_ALLOC(a->sets, argc + 1);
+    DM_ALLOC(a->positional, argc + 1);
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (!strcmp(s, "--help") || !strcmp(s, "-h")) a->help = 1;
+        else if (!strcmp(s, "--set") || !strcmp(s, "-s")) {
+            if (i + 1 >= argc) return DM_ERR(DM_ECONFIG, "%s needs an argument: group.key=value", s);
+            a->sets[a->nsets++] = argv[++i];
+        } else if (!strncmp(s, "--set=", 6)) a->sets[a->nsets++] = s + 6;
+        else if (!strcmp(s, "-v")) a->verbose = 2;
+        else if (!strcmp(s, "-vv")) a->verbose = 3;
+        else if (!strcmp(s, "-q")) a->verbose = 0;
+        else if (s[0] == '-' && s[1] == '-' && strchr(s, '=') == NULL && strlen(s) > 2) {
+            /* long flags that subcommands understand are kept as positional */
+            a->positional[a->npositional++] = s;
+        } else if (!a->config_path && strlen(s) > 4 && !strcmp(s + strlen(s) - 4, ".cfg"))
+            a->config_path = s;
+        else
+            a->positional[a->npositional++] = s;
+    }
+    return DM_OK;
+}
+
+void cli_args_free(cli_args *a)
+{
+    free(a->sets);
+    free(a->positional);
+    memset(a, 0, sizeof *a);
+}
+
+int cli_load_config(par_ctx *ctx, const cli_args *a, dm_cfg *cfg)
+{
+    DM_CALL(dm_cfg_init(cfg));
+    if (a->config_path) DM_CALL(dm_cfg_load_file(cfg, a->config_path));
+    for (int i = 0; i < a->nsets; i++) DM_CALL(dm_cfg_set(cfg, a->sets[i]));
+    int verb = a->verbose >= 0 ? a->verbose : (int)dm_cfg_int(cfg, "run.verbose");
+    dm_log_init(ctx->rank == 0, verb);
+    par_set_threads(ctx, (int)dm_cfg_int(cfg, "run.threads"));
+    return DM_OK;
+}
+
+int cli_help(par_ctx *ctx, const cli_args *a, const char *usage)
+{
+    if (!a->help) return 0;
+    if (ctx->rank == 0) fputs(usage, stdout);
+    return 1;
+}
+
+static int mkdirs(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0775) != 0 && errno != EEXIST)
+                return DM_ERR(DM_EIO, "cannot create directory '%s': %s", buf, strerror(errno));
+            *p = c;
+            if (!c) break;
+        }
+    }
+    return DM_OK;
+}
+
+int cli_run_path(par_ctx *ctx, const dm_cfg *cfg, const char *file, char *out, size_t cap)
+{
+    const char *dir = dm_cfg_str(cfg, "run.dir");
+    int rc = DM_OK;
+    if (ctx->rank == 0 && dir[0]) rc = mkdirs(dir);
+    DM_CALL(par_agree(ctx, rc));
+    if ((size_t)snprintf(out, cap, "%s%s%s", dir, dir[0] ? "/" : "", file) >= cap)
+        return DM_ERR(DM_ECONFIG, "run.dir '%s' is too long", dir);
+    return DM_OK;
+}

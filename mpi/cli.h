@@ -1,0 +1,49 @@
+/* cli.h: the command line shared by every subcommand, and the subcommand table.
+ *
+ *   dynmm <command> [CONFIG.cfg] [--set group.key=value ...] [-v|-q] [--help]
+ *
+ * cli_load_config() builds the resolved config on every rank: defaults, then CONFIG, then --set in
+ * order. Each subcommand is a function taking (ctx, argc, argv) with argv[0] = the command name.
+ */
+#ifndef DM_CLI_H
+#define DM_CLI_H
+
+#include "par.h"
+
+#include "../src/config/config.h"
+
+typedef struct {
+    const char *config_path; /* NULL = defaults only */
+    const char **sets;       /* --set assignments in order */
+    int nsets;
+    const char **positional; /* other arguments */
+    int npositional;
+    int help;
+    int verbose;             /* -v / -q adjustments */
+} cli_args;
+
+typedef int (*cli_fn)(par_ctx *ctx, int argc, char **argv);
+
+typedef struct {
+    const char *name;
+    cli_fn fn;
+    const char *summary;
+    const char *usage; /* full --help text */
+} cli_cmd;
+
+/* Parses argv[1..]; the first positional ending in .cfg is the config. Errors name the argument. */
+int cli_parse(int argc, char **argv, cli_args *a);
+void cli_args_free(cli_args *a);
+/* Defaults, file, --set; applies run.threads and run.verbose to the context and the log. */
+int cli_load_config(par_ctx *ctx, const cli_args *a, dm_cfg *cfg);
+/* Prints the usage text when a->help and returns 1 (the caller then returns 0). */
+int cli_help(par_ctx *ctx, const cli_args *a, const char *usage);
+/* Joins run.dir and a file name; creates run.dir (rank 0) if needed. */
+int cli_run_path(par_ctx *ctx, const dm_cfg *cfg, const char *file, char *out, size_t cap);
+
+int cmd_config(par_ctx *ctx, int argc, char **argv);
+int cmd_ingest(par_ctx *ctx, int argc, char **argv);
+int cmd_synth(par_ctx *ctx, int argc, char **argv);
+int cmd_info(par_ctx *ctx, int argc, char **argv);
+
+#endif

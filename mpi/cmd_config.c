@@ -1,0 +1,49 @@
+/* cmd_config.c: `dynmm config`: print the resolved config or the reference config. */
+#include "cli.h"
+
+#include "../src/core/err.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *USAGE =
+    "usage: dynmm config [CONFIG.cfg] [--set group.key=value ...] [--reference] [--hash]\n\n"
+    "Prints the resolved configuration (defaults, then CONFIG, then --set), exactly as it is stored in\n"
+    "every output file. --reference prints every key with its documentation, type, range and default\n"
+    "(the content of configs/reference.cfg). --hash prints the sha256 of the resolved config.\n";
+
+int cmd_config(par_ctx *ctx, int argc, char **argv)
+{
+    cli_args a;
+    DM_CALL(cli_parse(argc, argv, &a));
+    if (cli_help(ctx, &a, USAGE)) {
+        cli_args_free(&a);
+        return DM_OK;
+    }
+    int reference = 0, hash = 0, rc = DM_OK;
+    for (int i = 0; i < a.npositional; i++) {
+        if (!strcmp(a.positional[i], "--reference")) reference = 1;
+        else if (!strcmp(a.positional[i], "--hash")) hash = 1;
+        else {
+            rc = DM_ERR(DM_ECONFIG, "config: unexpected argument '%s'", a.positional[i]);
+            DM_HINT("config files must end in .cfg; see `dynmm config --help`");
+        }
+    }
+    dm_buf b = {0};
+    dm_cfg cfg = {0};
+    if (!rc && reference) rc = dm_cfg_reference(&b);
+    else if (!rc) {
+        rc = cli_load_config(ctx, &a, &cfg);
+        if (!rc && hash) {
+            char h[65];
+            rc = dm_cfg_hash(&cfg, NULL, h);
+            if (!rc) rc = dm_buf_printf(&b, "%s\n", h);
+        } else if (!rc)
+            rc = dm_cfg_serialize(&cfg, NULL, &b);
+    }
+    if (!rc && ctx->rank == 0) fwrite(b.data, 1, b.len, stdout);
+    dm_buf_free(&b);
+    dm_cfg_free(&cfg);
+    cli_args_free(&a);
+    return rc;
+}

@@ -1,0 +1,82 @@
+/* h5io.h: parallel HDF5 files of dynmm.
+ *
+ * Every stage writes one file collectively (MPI-IO driver, collective transfers, chunked and
+ * deflate-compressed datasets). A file is created under a temporary name (<path>.part) and renamed
+ * by h5_commit() only when complete, so an interrupted or failed stage never leaves a file that
+ * looks finished; h5_discard() removes the partial file.
+ *
+ * Datasets are row blocks: global shape (rows) or (rows, cols); each rank writes or reads its own
+ * contiguous block [row0, row0 + nrows). All calls are collective over the file's ranks, including
+ * for ranks whose block is empty. Groups along a dataset's path are created as needed. Attributes
+ * are written by all ranks with identical values (HDF5 requires metadata calls to be collective).
+ *
+ * Text is stored as a string table: <name>/chars (uint8, the strings back to back) and
+ * <name>/offsets (int64, n + 1), which parallel HDF5 can write in row blocks and h5py reads easily.
+ */
+#ifndef DM_H5IO_H
+#define DM_H5IO_H
+
+#include "par.h"
+
+#include "../src/config/config.h"
+#include "../src/core/buf.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { H5_F32, H5_F64, H5_I32, H5_I64, H5_U8, H5_I8 } h5type;
+
+typedef struct {
+    int64_t id;   /* hid_t */
+    char *path;   /* final path */
+    char *tmp;    /* temporary path while writing, NULL for files opened for reading */
+    par_ctx *ctx;
+    int compress;
+    size_t chunk_rows;
+} h5file;
+
+int h5_create(par_ctx *ctx, const char *path, int compress, size_t chunk_rows, h5file *f);
+int h5_commit(h5file *f);
+void h5_discard(h5file *f);
+int h5_open(par_ctx *ctx, const char *path, h5file *f);
+/* Opens an existing finished file for adding datasets (used by stages that store candidate sets in
+ * the dataset file); changes are made to a copy that replaces the original at h5_commit(). */
+int h5_open_update(par_ctx *ctx, const char *path, h5file *f);
+void h5_close(h5file *f);
+
+size_t h5_type_size(h5type t);
+
+/* Collective row-block write; cols == 0 means a 1-D dataset. */
+int h5_write_rows(h5file *f, const char *name, h5type t, size_t global_rows, size_t cols, size_t row0,
+                  size_t nrows, const void *data);
+/* Every rank holds the same data; written once. */
+int h5_write_all(h5file *f, const char *name, h5type t, size_t rows, size_t cols, const void *data);
+/* Collective row-block read into caller memory (nrows * cols elements). */
+int h5_read_rows(h5file *f, const char *name, h5type t, size_t row0, size_t nrows, void *data);
+/* Every rank reads the whole dataset into *data (malloc'd). */
+int h5_read_all(h5file *f, const char *name, h5type t, void **data, size_t *rows, size_t *cols);
+/* Shape of a dataset; *exists = 0 (and no error) when it is absent. */
+int h5_shape(h5file *f, const char *name, size_t *rows, size_t *cols, int *exists);
+int h5_exists(h5file *f, const char *name);
+
+int h5_write_strtab(h5file *f, const char *name, const dm_strtab *local, size_t row0, size_t global_n);
+int h5_read_strtab(h5file *f, const char *name, dm_strtab *out);
+
+int h5_attr_str(h5file *f, const char *obj, const char *name, const char *val);
+int h5_attr_i64(h5file *f, const char *obj, const char *name, int64_t val);
+int h5_attr_f64(h5file *f, const char *obj, const char *name, double val);
+int h5_attr_f64s(h5file *f, const char *obj, const char *name, const double *v, size_t n);
+int h5_get_attr_str(h5file *f, const char *obj, const char *name, char **out);
+int h5_get_attr_i64(h5file *f, const char *obj, const char *name, int64_t *out);
+int h5_get_attr_f64(h5file *f, const char *obj, const char *name, double *out);
+int h5_has_attr(h5file *f, const char *obj, const char *name);
+
+/* Writes the root attributes every dynmm file carries: format, format_version, stage, code
+ * version, build flags, library versions, rank count, seed, the resolved config and its hash
+ * (stage_hash: the hash of the groups the stage depends on, used to skip finished stages). */
+int h5_write_provenance(h5file *f, const char *format, int version, const char *stage, const dm_cfg *cfg,
+                        const char *stage_hash);
+/* Refuses a file whose root `format` differs or whose version is newer than `max_version`. */
+int h5_check_format(h5file *f, const char *format, int max_version);
+
+#endif

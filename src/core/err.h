@@ -1,0 +1,86 @@
+/* err.h: the error tiers of dynmm.
+ *
+ * 1. DM_ASSERT(cond): a broken invariant (a bug). Prints file:line and aborts; never compiled out.
+ * 2. Checked calls: every fallible operation returns an int status (DM_OK == 0). A failure is
+ *    recorded once with DM_ERR(code, fmt, ...) at the place that knows what went wrong (the message
+ *    names the file, line, key or byte offset and what was expected) plus an optional DM_HINT(...).
+ *    Callers propagate it with DM_CALL(expr), which appends file:line to the trace.
+ * 3. Recoverable conditions are plain return values documented by each function.
+ *
+ * The error state is thread-local. Messages follow git's style: lowercase, what failed first, the
+ * thing named ("cannot open 'x.cfg': no such file"). The top level (mpi/) agrees on failure across
+ * ranks before anyone exits, see par_agree().
+ */
+#ifndef DM_ERR_H
+#define DM_ERR_H
+
+#include <stddef.h>
+
+enum {
+    DM_OK = 0,
+    DM_EINPUT = 1,   /* bad input data (a file's contents) */
+    DM_ECONFIG = 2,  /* bad configuration or command line */
+    DM_EIO = 3,      /* cannot open/read/write a file */
+    DM_ENOMEM = 4,   /* allocation failed */
+    DM_EFORMAT = 5,  /* a dynmm file of the wrong format or version */
+    DM_EMPI = 6,     /* MPI / ScaLAPACK failure */
+    DM_EHDF5 = 7,    /* HDF5 failure */
+    DM_ENUM = 8,     /* numerical failure (NaN loss, non-SPD matrix) */
+    DM_EINTERNAL = 9 /* a bug caught as an error */
+};
+
+int dm_error_at(const char *file, int line, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void dm_error_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void dm_error_trace(const char *file, int line);
+void dm_error_clear(void);
+int dm_error_code(void);
+const char *dm_error_message(void);  /* "" when none */
+const char *dm_error_hint_text(void); /* "" when none */
+const char *dm_error_where(void);     /* "src/x.c:12 <- mpi/y.c:40" */
+const char *dm_error_name(int code);
+/* Prints "error: msg\n  hint: ...\n  at: ..." to stderr with a prefix. */
+void dm_error_print(const char *prefix);
+/* Replace the whole error state (used when a message arrives from another rank). */
+void dm_error_set_raw(int code, const char *msg, const char *hint, const char *where);
+
+_Noreturn void dm_assert_fail(const char *cond, const char *file, int line);
+
+#define DM_ERR(code, ...) dm_error_at(__FILE__, __LINE__, (code), __VA_ARGS__)
+#define DM_HINT(...) dm_error_hint(__VA_ARGS__)
+#define DM_CALL(expr)                                                  \
+    do {                                                               \
+        int dm_rc_ = (expr);                                           \
+        if (dm_rc_ != DM_OK) {                                         \
+            dm_error_trace(__FILE__, __LINE__);                        \
+            return dm_rc_;                                             \
+        }                                                              \
+    } while (0)
+/* Like DM_CALL, but jumps to a cleanup label with rc set. */
+#define DM_TRY(rc, expr, label)                                        \
+    do {                                                               \
+        (rc) = (expr);                                                 \
+        if ((rc) != DM_OK) {                                           \
+            dm_error_trace(__FILE__, __LINE__);                        \
+            goto label;                                                \
+        }                                                              \
+    } while (0)
+#define DM_ASSERT(cond) ((cond) ? (void)0 : dm_assert_fail(#cond, __FILE__, __LINE__))
+
+/* Checked allocation: zeroed, overflow-checked; on failure records DM_ENOMEM and returns NULL. */
+void *dm_calloc_at(size_t n, size_t size, const char *file, int line);
+void *dm_realloc_at(void *p, size_t n, size_t size, const char *file, int line);
+#define DM_ALLOC(ptr, n)                                                              \
+    do {                                                                              \
+        (ptr) = dm_calloc_at((size_t)(n), sizeof *(ptr), __FILE__, __LINE__);         \
+        if ((ptr) == NULL) return DM_ENOMEM;                                          \
+    } while (0)
+#define DM_REALLOC(ptr, n)                                                            \
+    do {                                                                              \
+        void *dm_p_ = dm_realloc_at((ptr), (size_t)(n), sizeof *(ptr), __FILE__, __LINE__); \
+        if (dm_p_ == NULL) return DM_ENOMEM;                                          \
+        (ptr) = dm_p_;                                                                \
+    } while (0)
+#define DM_FREE(p) do { free(p); (p) = NULL; } while (0)
+
+#endif
