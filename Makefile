@@ -49,8 +49,10 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 MPIT_SRC := $(wildcard tests/mpi/test_*.c)
 MPIT_BIN := $(MPIT_SRC:tests/mpi/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(wildcard tests/bench/bench_*.c)
+BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps deps-test check bench asan quickstart install clean tests reference-config
+.PHONY: all deps deps-test check bench benches asan quickstart install clean tests reference-config
 
 all: $(BUILD)/dynmm
 
@@ -81,7 +83,13 @@ $(BUILD)/tests/%: tests/mpi/%.c $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a
 	@mkdir -p $(dir $@)
 	$(MPICC) $(MPI_CFLAGS) -o $@ $< $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a $(MPI_LIBS)
 
+$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a
+	@mkdir -p $(dir $@)
+	$(MPICC) $(MPI_CFLAGS) -o $@ $< $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a $(MPI_LIBS)
+
 tests: $(BUILD)/dynmm $(UNIT_BIN) $(MPIT_BIN)
+
+benches: $(BUILD)/dynmm $(BENCH_BIN)
 
 # Install missing Debian packages when root; otherwise print the exact command and stop.
 define install_pkgs
@@ -111,7 +119,7 @@ asan: deps-test
 	@BUILD=build-asan DM_ASAN=1 tests/run.sh
 
 bench: deps-test
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory benches
 	@BUILD=$(BUILD) tests/bench/run.sh
 
 quickstart: deps
