@@ -16,6 +16,12 @@ CC := gcc
 MPICC ?= mpicc
 OPT ?= -O3 -march=native
 SAN ?=
+V ?= 0
+ifeq ($(V),0)
+Q = @printf '  CC    %s\n' $< ;
+else
+Q =
+endif
 
 # Debian 12 packages: to build and run, and additionally to run the tests.
 DEB_BUILD := build-essential pkg-config libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
@@ -39,7 +45,9 @@ endif
 endif
 DM_CFLAGS_STR := $(OPT) $(SAN)
 
-CORE_SRC := $(wildcard src/*/*.c)
+# MODULES restricts the build to some src/ modules (e.g. while another module is mid-edit).
+MODULES ?= $(wildcard src/*)
+CORE_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 CORE_HDR := $(wildcard src/*/*.h) $(wildcard src/config/keys/*.def)
 MPI_SRC := $(filter-out mpi/main.c,$(wildcard mpi/*.c))
 MPI_HDR := $(wildcard mpi/*.h)
@@ -58,11 +66,11 @@ all: $(BUILD)/dynmm
 
 $(BUILD)/src/%.o: src/%.c $(CORE_HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(CORE_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(CORE_CFLAGS) -c $< -o $@
 
 $(BUILD)/mpi/%.o: mpi/%.c $(CORE_HDR) $(MPI_HDR)
 	@mkdir -p $(dir $@)
-	$(MPICC) $(MPI_CFLAGS) -DDM_CFLAGS='"$(DM_CFLAGS_STR)"' -c $< -o $@
+	$(Q)$(MPICC) $(MPI_CFLAGS) -DDM_CFLAGS='"$(DM_CFLAGS_STR)"' -c $< -o $@
 
 $(BUILD)/libdynmm_core.a: $(CORE_OBJ)
 	@rm -f $@

@@ -110,7 +110,8 @@ int par_agree(par_ctx *ctx, int rc)
         m.code = rc;
         snprintf(m.msg, sizeof m.msg, "%s", dm_error_message());
         snprintf(m.hint, sizeof m.hint, "%s", dm_error_hint_text());
-        snprintf(m.where, sizeof m.where, "rank %d: %s", ctx->rank, dm_error_where());
+        if (strncmp(dm_error_where(), "rank ", 5) == 0) snprintf(m.where, sizeof m.where, "%s", dm_error_where());
+        else snprintf(m.where, sizeof m.where, "rank %d: %s", ctx->rank, dm_error_where());
     }
     e = MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, first, COMM(ctx));
     if (e != MPI_SUCCESS) par_abort(ctx, DM_EMPI);

@@ -1,0 +1,979 @@
+/* dataset.c: raw records, metadata, and dm_process (see dataset.h). */
+#include "dataset.h"
+
+#include "../core/err.h"
+#include "../core/log.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <time.h>
+
+const char *const dm_modal_names[3] = {"text", "visual", "audio"};
+
+/* ---- raw records ------------------------------------------------------------------------- */
+
+static int raw_grow(dm_raw *r, size_t need)
+{
+    if (need <= r->cap) return DM_OK;
+    size_t cap = r->cap ? r->cap : 1024;
+    while (cap < need) cap *= 2;
+    DM_REALLOC(r->user, cap);
+    DM_REALLOC(r->item, cap);
+    DM_REALLOC(r->time, cap);
+    DM_REALLOC(r->order, cap);
+    DM_REALLOC(r->part, cap);
+    r->cap = cap;
+    return DM_OK;
+}
+
+int dm_raw_push(dm_raw *r, const char *user, size_t ul, const char *item, size_t il, int64_t time, int64_t order,
+                int8_t part)
+{
+    DM_CALL(raw_grow(r, r->n + 1));
+    int64_t u, i;
+    DM_CALL(dm_strmap_intern(&r->users, user, ul, &u, NULL));
+    DM_CALL(dm_strmap_intern(&r->items, item, il, &i, NULL));
+    r->user[r->n] = u;
+    r->item[r->n] = i;
+    r->time[r->n] = time;
+    r->order[r->n] = order;
+    r->part[r->n] = part;
+    r->n++;
+    return DM_OK;
+}
+
+void dm_raw_free(dm_raw *r)
+{
+    free(r->user);
+    free(r->item);
+    free(r->time);
+    free(r->order);
+    free(r->part);
+    dm_strmap_free(&r->users);
+    dm_strmap_free(&r->items);
+    memset(r, 0, sizeof *r);
+}
+
+/* pack helpers: u64 counts then raw arrays */
+static int put_u64(dm_buf *b, uint64_t v) { return dm_buf_add(b, &v, sizeof v); }
+
+static int put_strtab(dm_buf *b, const dm_strtab *t)
+{
+    uint64_t n = t->n, nc = t->n ? (uint64_t)t->offsets[t->n] : 0;
+    DM_CALL(put_u64(b, n));
+    DM_CALL(put_u64(b, nc));
+    if (n) DM_CALL(dm_buf_add(b, t->offsets, (n + 1) * sizeof(int64_t)));
+    if (nc) DM_CALL(dm_buf_add(b, t->chars, nc));
+    return DM_OK;
+}
+
+typedef struct {
+    const char *p, *end;
+} rd;
+
+static int get_u64(rd *r, uint64_t *v)
+{
+    if (r->p + 8 > r->end) return DM_ERR(DM_EINTERNAL, "truncated record pack");
+    memcpy(v, r->p, 8);
+    r->p += 8;
+    return DM_OK;
+}
+
+static int get_bytes(rd *r, const void **p, size_t n)
+{
+    if ((size_t)(r->end - r->p) < n) return DM_ERR(DM_EINTERNAL, "truncated record pack");
+    *p = r->p;
+    r->p += n;
+    return DM_OK;
+}
+
+/* a view of a packed string table */
+typedef struct {
+    uint64_t n;
+    const int64_t *off;
+    const char *chars;
+} strview;
+
+static int get_strtab(rd *r, strview *v)
+{
+    uint64_t nc = 0;
+    DM_CALL(get_u64(r, &v->n));
+    DM_CALL(get_u64(r, &nc));
+    const void *p = NULL;
+    v->off = NULL;
+    v->chars = "";
+    if (v->n) {
+        DM_CALL(get_bytes(r, &p, (v->n + 1) * sizeof(int64_t)));
+        v->off = p;
+    }
+    if (nc) {
+        DM_CALL(get_bytes(r, &p, nc));
+        v->chars = p;
+    }
+    return DM_OK;
+}
+
+int dm_raw_pack(const dm_raw *r, dm_buf *out)
+{
+    DM_CALL(put_u64(out, r->n));
+    DM_CALL(put_u64(out, (uint64_t)r->has_time));
+    DM_CALL(put_strtab(out, &r->users.keys));
+    DM_CALL(put_strtab(out, &r->items.keys));
+    if (r->n) {
+        DM_CALL(dm_buf_add(out, r->user, r->n * 8));
+        DM_CALL(dm_buf_add(out, r->item, r->n * 8));
+        DM_CALL(dm_buf_add(out, r->time, r->n * 8));
+        DM_CALL(dm_buf_add(out, r->order, r->n * 8));
+        DM_CALL(dm_buf_add(out, r->part, r->n));
+    }
+    return DM_OK;
+}
+
+typedef struct {
+    uint64_t n;
+    int has_time;
+    strview users, items;
+    const int64_t *user, *item, *time, *order;
+    const int8_t *part;
+} rawview;
+
+static int unpack_raw(const char *p, size_t size, rawview *v)
+{
+    rd r = {p, p + size};
+    uint64_t ht = 0;
+    DM_CALL(get_u64(&r, &v->n));
+    DM_CALL(get_u64(&r, &ht));
+    v->has_time = (int)ht;
+    DM_CALL(get_strtab(&r, &v->users));
+    DM_CALL(get_strtab(&r, &v->items));
+    const void *q = NULL;
+    if (v->n) {
+        /* arrays follow packed strings, so they may be unaligned: copy out when reading */
+        DM_CALL(get_bytes(&r, &q, v->n * 8)); v->user = q;
+        DM_CALL(get_bytes(&r, &q, v->n * 8)); v->item = q;
+        DM_CALL(get_bytes(&r, &q, v->n * 8)); v->time = q;
+        DM_CALL(get_bytes(&r, &q, v->n * 8)); v->order = q;
+        DM_CALL(get_bytes(&r, &q, v->n)); v->part = q;
+    }
+    return DM_OK;
+}
+
+static inline int64_t ld64(const int64_t *a, size_t i)
+{
+    int64_t v;
+    memcpy(&v, (const char *)a + 8 * i, 8);
+    return v;
+}
+
+typedef struct {
+    int64_t order;
+    uint32_t pack;
+    uint32_t idx_hi;
+    uint64_t idx;
+} mref;
+
+static int cmp_mref(const void *a, const void *b)
+{
+    const mref *x = a, *y = b;
+    return (x->order > y->order) - (x->order < y->order);
+}
+
+int dm_raw_merge(const char *packs, const size_t *sizes, int npacks, dm_raw *out)
+{
+    memset(out, 0, sizeof *out);
+    rawview *v;
+    DM_ALLOC(v, npacks);
+    size_t total = 0;
+    const char *p = packs;
+    for (int k = 0; k < npacks; k++) {
+        DM_CALL(unpack_raw(p, sizes[k], &v[k]));
+        p += sizes[k];
+        total += v[k].n;
+        out->has_time |= v[k].has_time;
+    }
+    mref *refs;
+    DM_ALLOC(refs, total);
+    size_t q = 0;
+    for (int k = 0; k < npacks; k++)
+        for (uint64_t i = 0; i < v[k].n; i++) {
+            refs[q].order = ld64(v[k].order, i);
+            refs[q].pack = (uint32_t)k;
+            refs[q].idx = i;
+            q++;
+        }
+    qsort(refs, total, sizeof *refs, cmp_mref);
+    DM_CALL(raw_grow(out, total));
+    for (size_t j = 0; j < total; j++) {
+        const rawview *w = &v[refs[j].pack];
+        size_t i = refs[j].idx;
+        int64_t lu = ld64(w->user, i), li = ld64(w->item, i);
+        int64_t uo0 = ld64(w->users.off, (size_t)lu), uo1 = ld64(w->users.off, (size_t)lu + 1);
+        int64_t io0 = ld64(w->items.off, (size_t)li), io1 = ld64(w->items.off, (size_t)li + 1);
+        DM_CALL(dm_raw_push(out, w->users.chars + uo0, (size_t)(uo1 - uo0), w->items.chars + io0,
+                            (size_t)(io1 - io0), ld64(w->time, i), refs[j].order, w->part[i]));
+    }
+    free(refs);
+    free(v);
+    return DM_OK;
+}
+
+/* ---- metadata ---------------------------------------------------------------------------- */
+
+int dm_meta_push(dm_meta *m, const char *id, size_t idl, const char *title, const char *brand, const char *cats,
+                 const char *attrs, double price, int64_t order)
+{
+    int64_t k;
+    int added;
+    DM_CALL(dm_strmap_intern(&m->ids, id, idl, &k, &added));
+    if (!added) {
+        m->duplicates++;
+        return DM_OK;
+    }
+    if (m->n + 1 > m->cap) {
+        size_t cap = m->cap ? 2 * m->cap : 1024;
+        DM_REALLOC(m->price, cap);
+        DM_REALLOC(m->order, cap);
+        DM_REALLOC(m->has_title, cap);
+        m->cap = cap;
+    }
+    DM_CALL(dm_strtab_add(&m->title, title ? title : "", title ? strlen(title) : 0));
+    DM_CALL(dm_strtab_add(&m->brand, brand ? brand : "", brand ? strlen(brand) : 0));
+    DM_CALL(dm_strtab_add(&m->cats, cats ? cats : "", cats ? strlen(cats) : 0));
+    DM_CALL(dm_strtab_add(&m->attrs, attrs ? attrs : "", attrs ? strlen(attrs) : 0));
+    m->price[m->n] = price;
+    m->order[m->n] = order;
+    m->has_title[m->n] = title != NULL;
+    m->n++;
+    return DM_OK;
+}
+
+void dm_meta_free(dm_meta *m)
+{
+    dm_strmap_free(&m->ids);
+    dm_strtab_free(&m->title);
+    dm_strtab_free(&m->brand);
+    dm_strtab_free(&m->cats);
+    dm_strtab_free(&m->attrs);
+    free(m->price);
+    free(m->order);
+    free(m->has_title);
+    memset(m, 0, sizeof *m);
+}
+
+int dm_meta_pack(const dm_meta *m, dm_buf *out)
+{
+    DM_CALL(put_u64(out, m->n));
+    DM_CALL(put_u64(out, m->duplicates));
+    DM_CALL(put_strtab(out, &m->ids.keys));
+    DM_CALL(put_strtab(out, &m->title));
+    DM_CALL(put_strtab(out, &m->brand));
+    DM_CALL(put_strtab(out, &m->cats));
+    DM_CALL(put_strtab(out, &m->attrs));
+    if (m->n) {
+        DM_CALL(dm_buf_add(out, m->price, m->n * 8));
+        DM_CALL(dm_buf_add(out, m->order, m->n * 8));
+        DM_CALL(dm_buf_add(out, m->has_title, m->n));
+    }
+    return DM_OK;
+}
+
+typedef struct {
+    uint64_t n, dup;
+    strview ids, title, brand, cats, attrs;
+    const double *price;
+    const int64_t *order;
+    const int8_t *has_title;
+} metaview;
+
+typedef struct {
+    int64_t order;
+    uint64_t pack, idx;
+} mref2;
+
+static int cmp_mref2(const void *a, const void *b)
+{
+    const mref2 *x = a, *y = b;
+    return (x->order > y->order) - (x->order < y->order);
+}
+
+static char *sv_dup(const strview *s, size_t i, char *buf, size_t cap)
+{
+    int64_t a = ld64(s->off, i), b = ld64(s->off, i + 1);
+    size_t l = (size_t)(b - a);
+    if (l + 1 > cap) l = cap - 1;
+    memcpy(buf, s->chars + a, l);
+    buf[l] = '\0';
+    return buf;
+}
+
+int dm_meta_merge(const char *packs, const size_t *sizes, int npacks, dm_meta *out)
+{
+    memset(out, 0, sizeof *out);
+    metaview *v;
+    DM_ALLOC(v, npacks);
+    const char *p = packs;
+    size_t total = 0, dup = 0;
+    for (int k = 0; k < npacks; k++) {
+        rd r = {p, p + sizes[k]};
+        p += sizes[k];
+        DM_CALL(get_u64(&r, &v[k].n));
+        DM_CALL(get_u64(&r, &v[k].dup));
+        DM_CALL(get_strtab(&r, &v[k].ids));
+        DM_CALL(get_strtab(&r, &v[k].title));
+        DM_CALL(get_strtab(&r, &v[k].brand));
+        DM_CALL(get_strtab(&r, &v[k].cats));
+        DM_CALL(get_strtab(&r, &v[k].attrs));
+        const void *q = NULL;
+        if (v[k].n) {
+            DM_CALL(get_bytes(&r, &q, v[k].n * 8)); v[k].price = q;
+            DM_CALL(get_bytes(&r, &q, v[k].n * 8)); v[k].order = q;
+            DM_CALL(get_bytes(&r, &q, v[k].n)); v[k].has_title = q;
+        }
+        total += v[k].n;
+        dup += v[k].dup;
+    }
+    mref2 *refs;
+    DM_ALLOC(refs, total);
+    size_t q = 0;
+    for (int k = 0; k < npacks; k++)
+        for (uint64_t i = 0; i < v[k].n; i++) refs[q++] = (mref2){ld64(v[k].order, i), (uint64_t)k, i};
+    qsort(refs, total, sizeof *refs, cmp_mref2);
+    size_t cap = 1 << 16;
+    char *b1, *b2, *b3, *b4, *b5;
+    DM_ALLOC(b1, cap);
+    DM_ALLOC(b2, cap);
+    DM_ALLOC(b3, cap);
+    DM_ALLOC(b4, cap);
+    DM_ALLOC(b5, cap);
+    for (size_t j = 0; j < total; j++) {
+        const metaview *w = &v[refs[j].pack];
+        size_t i = refs[j].idx;
+        double price;
+        memcpy(&price, (const char *)w->price + 8 * i, 8);
+        int64_t a = ld64(w->ids.off, i), b = ld64(w->ids.off, i + 1);
+        DM_CALL(dm_meta_push(out, w->ids.chars + a, (size_t)(b - a), w->has_title[i] ? sv_dup(&w->title, i, b1, cap) : NULL,
+                             sv_dup(&w->brand, i, b2, cap), sv_dup(&w->cats, i, b3, cap), sv_dup(&w->attrs, i, b4, cap),
+                             price, refs[j].order));
+    }
+    (void)b5;
+    out->duplicates += dup;
+    free(b1); free(b2); free(b3); free(b4); free(b5);
+    free(refs);
+    free(v);
+    return DM_OK;
+}
+
+/* ---- processing -------------------------------------------------------------------------- */
+
+static const dm_raw *g_raw; /* qsort context (single-threaded processing) */
+static const int32_t *g_du;
+
+static int cmp_user_item_time(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    const dm_raw *r = g_raw;
+    if (r->user[x] != r->user[y]) return r->user[x] < r->user[y] ? -1 : 1;
+    if (r->item[x] != r->item[y]) return r->item[x] < r->item[y] ? -1 : 1;
+    if (r->time[x] != r->time[y]) return r->time[x] < r->time[y] ? -1 : 1;
+    return (r->order[x] > r->order[y]) - (r->order[x] < r->order[y]);
+}
+
+static int cmp_dense_user_time(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    const dm_raw *r = g_raw;
+    int32_t ux = g_du[r->user[x]], uy = g_du[r->user[y]];
+    if (ux != uy) return ux < uy ? -1 : 1;
+    if (r->time[x] != r->time[y]) return r->time[x] < r->time[y] ? -1 : 1;
+    return (r->order[x] > r->order[y]) - (r->order[x] < r->order[y]);
+}
+
+/* parses a full non-negative decimal integer; -1 if the string is not one */
+static int64_t as_uint(const char *s, size_t n)
+{
+    if (n == 0 || n > 18) return -1;
+    int64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+typedef struct {
+    int64_t key;
+    int64_t id;
+} kv;
+
+static int cmp_kv(const void *a, const void *b)
+{
+    const kv *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Dense ids for the raw ids marked used (used[k] = first appearance rank + 1, or 0). */
+static int dense_ids(const dm_strmap *m, const int64_t *first, int numeric, int32_t *dense, size_t *n_out)
+{
+    size_t n = m->keys.n, cnt = 0;
+    kv *a;
+    DM_ALLOC(a, n);
+    int all_num = numeric;
+    for (size_t k = 0; k < n; k++) {
+        if (first[k] < 0) continue;
+        size_t l;
+        const char *s = dm_strtab_get(&m->keys, k, &l);
+        int64_t v = all_num ? as_uint(s, l) : -1;
+        if (v < 0) all_num = 0;
+        a[cnt].key = v;
+        a[cnt].id = (int64_t)k;
+        cnt++;
+    }
+    for (size_t j = 0; j < cnt; j++)
+        if (!all_num) a[j].key = first[a[j].id];
+    qsort(a, cnt, sizeof *a, cmp_kv);
+    for (size_t k = 0; k < n; k++) dense[k] = -1;
+    for (size_t j = 0; j < cnt; j++) dense[a[j].id] = (int32_t)j;
+    free(a);
+    *n_out = cnt;
+    return DM_OK;
+}
+
+static int add_joined(dm_strtab *t, const char *s, size_t n, const char *lev_sep, const char *path_sep)
+{
+    /* source: levels joined by '\t', paths by '\n' */
+    dm_buf b = {0};
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\t') DM_CALL(dm_buf_adds(&b, lev_sep));
+        else if (s[i] == '\n') DM_CALL(dm_buf_adds(&b, path_sep));
+        else DM_CALL(dm_buf_addc(&b, s[i]));
+    }
+    int rc = dm_strtab_add(t, b.data ? b.data : "", b.len);
+    dm_buf_free(&b);
+    return rc;
+}
+
+static int build_attributes(dm_dataset *d, const dm_meta *meta, const int64_t *meta_of_item, const dm_process_opts *o)
+{
+    /* candidate attribute keys per item: kind byte, level byte, name */
+    dm_strmap keys = {0};
+    int64_t *count = NULL;
+    size_t ccap = 0;
+    int64_t *cand_off;
+    DM_ALLOC(cand_off, d->n_items + 1);
+    int64_t *cand = NULL;
+    size_t ncand = 0, cap = 0;
+    dm_buf key = {0};
+    for (size_t it = 0; it < d->n_items; it++) {
+        cand_off[it] = (int64_t)ncand;
+        int64_t mi = meta_of_item[it];
+        if (mi < 0) continue;
+        size_t start = ncand;
+        for (int pass = 0; pass < 4; pass++) {
+            /* pass 0 brand, 1 categories, 2 price, 3 other */
+            size_t l;
+            const char *s;
+            if (pass == 0) {
+                s = dm_strtab_get(&meta->brand, (size_t)mi, &l);
+                if (!l) continue;
+                dm_buf_reset(&key);
+                DM_CALL(dm_buf_addc(&key, (char)(1 + DM_ATTR_BRAND)));
+                DM_CALL(dm_buf_addc(&key, 1));
+                DM_CALL(dm_buf_add(&key, s, l));
+                goto add_one;
+            } else if (pass == 2) {
+                double pr = meta->price[mi];
+                if (isnan(pr) || o->n_price_edges == 0) continue;
+                size_t b = 0;
+                while (b < o->n_price_edges && pr > o->price_edges[b]) b++;
+                dm_buf_reset(&key);
+                DM_CALL(dm_buf_addc(&key, (char)(1 + DM_ATTR_PRICE)));
+                DM_CALL(dm_buf_addc(&key, 1));
+                if (b < o->n_price_edges) DM_CALL(dm_buf_printf(&key, "price <= %g", o->price_edges[b]));
+                else DM_CALL(dm_buf_printf(&key, "price > %g", o->price_edges[o->n_price_edges - 1]));
+                goto add_one;
+            } else {
+                int kind = pass == 1 ? DM_ATTR_CATEGORY : DM_ATTR_OTHER;
+                s = dm_strtab_get(pass == 1 ? &meta->cats : &meta->attrs, (size_t)mi, &l);
+                size_t i = 0;
+                int level = 0;
+                while (i < l) {
+                    size_t j = i;
+                    while (j < l && s[j] != '\t' && s[j] != '\n') j++;
+                    if (j > i && (kind != DM_ATTR_CATEGORY || level < o->max_cat_levels)) {
+                        dm_buf_reset(&key);
+                        DM_CALL(dm_buf_addc(&key, (char)(1 + kind)));
+                        DM_CALL(dm_buf_addc(&key, (char)(1 + (kind == DM_ATTR_CATEGORY ? level : 0))));
+                        DM_CALL(dm_buf_add(&key, s + i, j - i));
+                        int64_t id;
+                        int added;
+                        DM_CALL(dm_strmap_intern(&keys, key.data, key.len, &id, &added));
+                        int dup = 0;
+                        for (size_t c = start; c < ncand; c++) dup |= cand[c] == id;
+                        if (!dup) {
+                            if (ncand + 1 > cap) {
+                                cap = cap ? 2 * cap : 4096;
+                                DM_REALLOC(cand, cap);
+                            }
+                            cand[ncand++] = id;
+                        }
+                    }
+                    if (j < l && s[j] == '\n') level = 0;
+                    else if (kind == DM_ATTR_CATEGORY) level++;
+                    i = j + 1;
+                }
+                continue;
+            }
+        add_one: {
+            int64_t id;
+            DM_CALL(dm_strmap_intern(&keys, key.data, key.len, &id, NULL));
+            int dup = 0;
+            for (size_t c = start; c < ncand; c++) dup |= cand[c] == id;
+            if (!dup) {
+                if (ncand + 1 > cap) {
+                    cap = cap ? 2 * cap : 4096;
+                    DM_REALLOC(cand, cap);
+                }
+                cand[ncand++] = id;
+            }
+        }
+        }
+    }
+    cand_off[d->n_items] = (int64_t)ncand;
+    ccap = keys.keys.n;
+    DM_ALLOC(count, ccap + 1);
+    for (size_t c = 0; c < ncand; c++) count[cand[c]]++;
+    int32_t *newid;
+    DM_ALLOC(newid, ccap + 1);
+    size_t na = 0;
+    for (size_t k = 0; k < ccap; k++) newid[k] = count[k] >= o->min_attr_count ? (int32_t)na++ : -1;
+    d->n_attr = na;
+    DM_ALLOC(d->attr_kind, na + 1);
+    DM_ALLOC(d->attr_level, na + 1);
+    for (size_t k = 0; k < ccap; k++) {
+        if (newid[k] < 0) continue;
+        size_t l;
+        const char *s = dm_strtab_get(&keys.keys, k, &l);
+        d->attr_kind[newid[k]] = (int8_t)(s[0] - 1);
+        d->attr_level[newid[k]] = (int8_t)(s[1] - 1);
+        DM_CALL(dm_strtab_add(&d->attr_name, s + 2, l - 2));
+    }
+    DM_ALLOC(d->item_attr_off, d->n_items + 1);
+    DM_ALLOC(d->item_attr, ncand + 1);
+    size_t q = 0;
+    for (size_t it = 0; it < d->n_items; it++) {
+        d->item_attr_off[it] = (int64_t)q;
+        for (int64_t c = cand_off[it]; c < cand_off[it + 1]; c++)
+            if (newid[cand[c]] >= 0) d->item_attr[q++] = newid[cand[c]];
+    }
+    d->item_attr_off[d->n_items] = (int64_t)q;
+    free(newid);
+    free(count);
+    free(cand);
+    free(cand_off);
+    dm_buf_free(&key);
+    dm_strmap_free(&keys);
+    return DM_OK;
+}
+
+int dm_process(const dm_raw *raw, const dm_meta *meta, const dm_process_opts *o, dm_dataset *d,
+               int32_t **raw_to_item)
+{
+    memset(d, 0, sizeof *d);
+    size_t n = raw->n;
+    if (n == 0) return DM_ERR(DM_EINPUT, "no interactions to process");
+    uint8_t *alive;
+    DM_ALLOC(alive, n);
+    memset(alive, 1, n);
+    size_t *idx;
+    DM_ALLOC(idx, n);
+    /* 1. deduplicate (user, item) pairs in time order */
+    if (o->dedup) {
+        for (size_t i = 0; i < n; i++) idx[i] = i;
+        g_raw = raw;
+        qsort(idx, n, sizeof *idx, cmp_user_item_time);
+        for (size_t a = 0; a < n;) {
+            size_t b = a + 1;
+            while (b < n && raw->user[idx[b]] == raw->user[idx[a]] && raw->item[idx[b]] == raw->item[idx[a]]) b++;
+            size_t keep = o->dedup == 1 ? a : b - 1;
+            for (size_t j = a; j < b; j++)
+                if (j != keep) alive[idx[j]] = 0;
+            a = b;
+        }
+    }
+    /* 2. iterative k-core */
+    size_t nu_raw = raw->users.keys.n, ni_raw = raw->items.keys.n;
+    if (o->kcore_user > 0 || o->kcore_item > 0) {
+        int64_t *uc, *ic;
+        DM_ALLOC(uc, nu_raw);
+        DM_ALLOC(ic, ni_raw);
+        for (int changed = 1, round = 0; changed; round++) {
+            changed = 0;
+            memset(uc, 0, nu_raw * sizeof *uc);
+            memset(ic, 0, ni_raw * sizeof *ic);
+            for (size_t i = 0; i < n; i++)
+                if (alive[i]) {
+                    uc[raw->user[i]]++;
+                    ic[raw->item[i]]++;
+                }
+            for (size_t i = 0; i < n; i++)
+                if (alive[i] && (uc[raw->user[i]] < o->kcore_user || ic[raw->item[i]] < o->kcore_item)) {
+                    alive[i] = 0;
+                    changed = 1;
+                }
+            if (changed) dm_log_v(2, "  k-core round %d removed interactions", round + 1);
+        }
+        free(uc);
+        free(ic);
+    }
+    /* 3. dense ids by first appearance (input order) or numeric value */
+    int64_t *ufirst, *ifirst;
+    DM_ALLOC(ufirst, nu_raw);
+    DM_ALLOC(ifirst, ni_raw);
+    for (size_t k = 0; k < nu_raw; k++) ufirst[k] = -1;
+    for (size_t k = 0; k < ni_raw; k++) ifirst[k] = -1;
+    size_t n_alive = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!alive[i]) continue;
+        n_alive++;
+        if (ufirst[raw->user[i]] < 0) ufirst[raw->user[i]] = (int64_t)i;
+        if (ifirst[raw->item[i]] < 0) ifirst[raw->item[i]] = (int64_t)i;
+    }
+    if (n_alive == 0) {
+        DM_ERR(DM_EINPUT, "no interactions left after filtering (k-core %lld/%lld)", (long long)o->kcore_user,
+               (long long)o->kcore_item);
+        DM_HINT("lower data.kcore_user / data.kcore_item");
+        return DM_EINPUT;
+    }
+    int32_t *du, *di;
+    DM_ALLOC(du, nu_raw);
+    DM_ALLOC(di, ni_raw);
+    DM_CALL(dense_ids(&raw->users, ufirst, o->numeric_ids, du, &d->n_users));
+    DM_CALL(dense_ids(&raw->items, ifirst, o->numeric_ids, di, &d->n_items));
+    free(ufirst);
+    free(ifirst);
+    /* 4. per-user chronological order, ties in input order */
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (alive[i]) idx[m++] = i;
+    g_raw = raw;
+    g_du = du;
+    qsort(idx, m, sizeof *idx, cmp_dense_user_time);
+    d->n_inter = m;
+    d->has_time = raw->has_time;
+    DM_ALLOC(d->user_off, d->n_users + 1);
+    DM_ALLOC(d->item, m);
+    DM_ALLOC(d->time, m);
+    int has_part = 0;
+    for (size_t j = 0; j < m; j++) has_part |= raw->part[idx[j]] >= 0;
+    if (has_part) DM_ALLOC(d->split_given, m);
+    for (size_t j = 0; j < m; j++) {
+        size_t i = idx[j];
+        d->user_off[du[raw->user[i]] + 1]++;
+        d->item[j] = di[raw->item[i]];
+        d->time[j] = raw->time[i];
+        if (has_part) d->split_given[j] = raw->part[i] < 0 ? DM_TRAIN : raw->part[i];
+    }
+    for (size_t u = 0; u < d->n_users; u++) d->user_off[u + 1] += d->user_off[u];
+    if (!raw->has_time) {
+        /* no timestamps: the input position stands in for time (rank of `order`) */
+        size_t *rank;
+        DM_ALLOC(rank, n);
+        size_t q = 0;
+        for (size_t i = 0; i < n; i++) rank[i] = alive[i] ? q++ : 0;
+        for (size_t j = 0; j < m; j++) d->time[j] = (int64_t)rank[idx[j]];
+        free(rank);
+    }
+    /* original ids */
+    int64_t *inv;
+    DM_ALLOC(inv, (d->n_users > d->n_items ? d->n_users : d->n_items) + 1);
+    for (size_t k = 0; k < nu_raw; k++)
+        if (du[k] >= 0) inv[du[k]] = (int64_t)k;
+    for (size_t u = 0; u < d->n_users; u++) {
+        size_t l;
+        const char *s = dm_strtab_get(&raw->users.keys, (size_t)inv[u], &l);
+        DM_CALL(dm_strtab_add(&d->user_id, s, l));
+    }
+    for (size_t k = 0; k < ni_raw; k++)
+        if (di[k] >= 0) inv[di[k]] = (int64_t)k;
+    int64_t *meta_of_item;
+    DM_ALLOC(meta_of_item, d->n_items + 1);
+    DM_ALLOC(d->price, d->n_items + 1);
+    DM_ALLOC(d->has_title, d->n_items + 1);
+    for (size_t it = 0; it < d->n_items; it++) {
+        size_t l;
+        const char *s = dm_strtab_get(&raw->items.keys, (size_t)inv[it], &l);
+        DM_CALL(dm_strtab_add(&d->item_id, s, l));
+        int64_t mi = meta ? dm_strmap_find(&meta->ids, s, l) : -1;
+        meta_of_item[it] = mi;
+        if (mi >= 0) {
+            const char *t = dm_strtab_get(&meta->title, (size_t)mi, &l);
+            DM_CALL(dm_strtab_add(&d->title, t, l));
+            t = dm_strtab_get(&meta->brand, (size_t)mi, &l);
+            DM_CALL(dm_strtab_add(&d->brand, t, l));
+            t = dm_strtab_get(&meta->cats, (size_t)mi, &l);
+            DM_CALL(add_joined(&d->category, t, l, " > ", " | "));
+            d->price[it] = (float)meta->price[mi];
+            d->has_title[it] = (uint8_t)meta->has_title[mi];
+        } else {
+            DM_CALL(dm_strtab_add(&d->title, "", 0));
+            DM_CALL(dm_strtab_add(&d->brand, "", 0));
+            DM_CALL(dm_strtab_add(&d->category, "", 0));
+            d->price[it] = NAN;
+        }
+    }
+    DM_CALL(build_attributes(d, meta, meta_of_item, o));
+    free(meta_of_item);
+    free(inv);
+    free(du);
+    free(idx);
+    free(alive);
+    if (raw_to_item) *raw_to_item = di;
+    else free(di);
+    DM_CALL(dm_make_splits(d, o));
+    DM_CALL(dm_make_windows(d, o));
+    return DM_OK;
+}
+
+/* sort interaction indices by (time, user, position): a total order that does not depend on
+ * anything but the dataset */
+static const dm_dataset *g_d;
+static int cmp_time_pos(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    if (g_d->time[x] != g_d->time[y]) return g_d->time[x] < g_d->time[y] ? -1 : 1;
+    return (x > y) - (x < y);
+}
+
+static int sorted_by_time(const dm_dataset *d, size_t **out)
+{
+    size_t *idx;
+    DM_ALLOC(idx, d->n_inter + 1);
+    for (size_t i = 0; i < d->n_inter; i++) idx[i] = i;
+    g_d = d;
+    qsort(idx, d->n_inter, sizeof *idx, cmp_time_pos);
+    *out = idx;
+    return DM_OK;
+}
+
+int dm_make_splits(dm_dataset *d, const dm_process_opts *o)
+{
+    free(d->split_loo);
+    free(d->split_temporal);
+    DM_ALLOC(d->split_loo, d->n_inter + 1);
+    DM_ALLOC(d->split_temporal, d->n_inter + 1);
+    for (size_t u = 0; u < d->n_users; u++) {
+        int64_t a = d->user_off[u], b = d->user_off[u + 1];
+        if (b - a >= o->loo_min_len) {
+            d->split_loo[b - 1] = DM_TEST;
+            d->split_loo[b - 2] = DM_VALID;
+        }
+    }
+    size_t *idx;
+    DM_CALL(sorted_by_time(d, &idx));
+    size_t n = d->n_inter;
+    size_t iv = (size_t)floor((double)n * (1.0 - o->temporal_valid - o->temporal_test));
+    size_t itt = (size_t)floor((double)n * (1.0 - o->temporal_test));
+    if (iv >= n) iv = n - 1;
+    if (itt >= n) itt = n - 1;
+    int64_t cv = d->time[idx[iv]], ct = d->time[idx[itt]];
+    if (o->temporal_test <= 0) ct = INT64_MAX;
+    if (o->temporal_valid <= 0) cv = ct;
+    d->temporal_cut[0] = cv;
+    d->temporal_cut[1] = ct;
+    for (size_t i = 0; i < n; i++)
+        d->split_temporal[i] = d->time[i] >= ct ? DM_TEST : (d->time[i] >= cv ? DM_VALID : DM_TRAIN);
+    free(idx);
+    return DM_OK;
+}
+
+/* calendar helpers on ms timestamps (UTC) */
+static int64_t floor_unit(int64_t ms, int unit)
+{
+    time_t s = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+    if (unit == 0) return (int64_t)s * 1000;
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+    if (unit == 2) {
+        /* weeks start on Monday */
+        int back = (tm.tm_wday + 6) % 7;
+        tm.tm_mday -= back;
+    }
+    if (unit == 3) tm.tm_mday = 1;
+    return (int64_t)timegm(&tm) * 1000;
+}
+
+static int64_t add_units(int64_t ms, int unit, int64_t k)
+{
+    if (unit == 0) return ms + k * 1000;
+    if (unit == 1) return ms + k * 86400000LL;
+    if (unit == 2) return ms + k * 7 * 86400000LL;
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    int64_t mon = tm.tm_mon + k;
+    tm.tm_year += (int)(mon >= 0 ? mon / 12 : -((11 - mon) / 12));
+    tm.tm_mon = (int)(((mon % 12) + 12) % 12);
+    return (int64_t)timegm(&tm) * 1000;
+}
+
+int dm_make_windows(dm_dataset *d, const dm_process_opts *o)
+{
+    free(d->window);
+    free(d->window_start);
+    d->window = NULL;
+    d->window_start = NULL;
+    size_t n = d->n_inter;
+    DM_ALLOC(d->window, n + 1);
+    for (size_t i = 0; i < n; i++) d->window[i] = -1;
+    size_t *idx;
+    DM_CALL(sorted_by_time(d, &idx));
+    if (!o->window_time) {
+        size_t h = (size_t)floor(o->window_start * (double)n);
+        size_t rest = n - h;
+        size_t W = (size_t)o->window_count;
+        if (rest < W) W = rest;
+        d->n_windows = W;
+        DM_ALLOC(d->window_start, W + 1);
+        for (size_t k = 0; k < W; k++) {
+            size_t a = h + k * rest / W, b = h + (k + 1) * rest / W;
+            d->window_start[k] = d->time[idx[a]];
+            for (size_t j = a; j < b; j++) d->window[idx[j]] = (int32_t)k;
+        }
+        if (W) d->window_start[W] = d->time[idx[n - 1]] + 1;
+    } else {
+        if (!d->has_time) {
+            free(idx);
+            DM_ERR(DM_ECONFIG, "window.mode = \"time\" needs timestamps, and this dataset has none");
+            DM_HINT("use window.mode = \"count\" (equal numbers of interactions per window)");
+            return DM_ECONFIG;
+        }
+        int64_t t0 = floor_unit(d->time[idx[0]], o->window_unit), tmax = d->time[idx[n - 1]];
+        size_t W = 0;
+        while (add_units(t0, o->window_unit, (int64_t)W * o->window_width) <= tmax) W++;
+        size_t first = 0;
+        if (o->window_last > 0 && (size_t)o->window_last < W) first = W - (size_t)o->window_last;
+        d->n_windows = W - first;
+        DM_ALLOC(d->window_start, d->n_windows + 1);
+        for (size_t k = 0; k <= d->n_windows; k++)
+            d->window_start[k] = add_units(t0, o->window_unit, (int64_t)(first + k) * o->window_width);
+        size_t k = 0;
+        for (size_t j = 0; j < n; j++) {
+            int64_t t = d->time[idx[j]];
+            if (t < d->window_start[0]) continue;
+            while (k + 1 < d->n_windows && t >= d->window_start[k + 1]) k++;
+            d->window[idx[j]] = (int32_t)k;
+        }
+    }
+    free(idx);
+    return DM_OK;
+}
+
+void dm_dataset_free(dm_dataset *d)
+{
+    free(d->user_off);
+    free(d->item);
+    free(d->time);
+    free(d->split_loo);
+    free(d->split_temporal);
+    free(d->split_given);
+    free(d->window);
+    free(d->window_start);
+    dm_strtab_free(&d->user_id);
+    dm_strtab_free(&d->item_id);
+    dm_strtab_free(&d->title);
+    dm_strtab_free(&d->brand);
+    dm_strtab_free(&d->category);
+    free(d->price);
+    free(d->has_title);
+    dm_strtab_free(&d->attr_name);
+    free(d->attr_kind);
+    free(d->attr_level);
+    free(d->item_attr_off);
+    free(d->item_attr);
+    for (int m = 0; m < d->n_modal; m++) {
+        free(d->modal[m].feat);
+        free(d->modal[m].present);
+    }
+    free(d->drift_user);
+    free(d->taste_before);
+    free(d->taste_after);
+    free(d->item_cluster);
+    dm_buf_free(&d->sources);
+    memset(d, 0, sizeof *d);
+}
+
+int dm_attach_features(dm_dataset *d, const dm_raw *raw, const int32_t *raw_to_item, int m, const float *rows,
+                       size_t nrows, size_t dim, const dm_strtab *ids, int zero_is_missing, const char *what)
+{
+    if (d->n_modal >= DM_MAX_MODAL) return DM_ERR(DM_EINTERNAL, "too many modalities");
+    if (ids && ids->n != nrows) {
+        DM_ERR(DM_EINPUT, "'%s' has %zu feature rows but its id list has %zu ids", what, nrows, ids->n);
+        DM_HINT("the ids file needs exactly one original item id per feature row");
+        return DM_EINPUT;
+    }
+    dm_modal *md = &d->modal[d->n_modal];
+    memset(md, 0, sizeof *md);
+    snprintf(md->name, sizeof md->name, "%s", dm_modal_names[m]);
+    snprintf(md->source, sizeof md->source, "%s", what);
+    md->dim = dim;
+    DM_ALLOC(md->feat, d->n_items * dim + 1);
+    DM_ALLOC(md->present, d->n_items + 1);
+    char num[32];
+    for (size_t r = 0; r < nrows; r++) {
+        const float *x = rows + r * dim;
+        for (size_t c = 0; c < dim; c++)
+            if (!isfinite(x[c])) {
+                free(md->feat);
+                free(md->present);
+                md->feat = NULL;
+                md->present = NULL;
+                DM_ERR(DM_EINPUT, "'%s' row %zu column %zu is %s", what, r, c, isnan(x[c]) ? "NaN" : "infinite");
+                DM_HINT("features must be finite; mark a missing item with an all-zero row");
+                return DM_EINPUT;
+            }
+        const char *id;
+        size_t l;
+        if (ids) id = dm_strtab_get(ids, r, &l);
+        else {
+            l = (size_t)snprintf(num, sizeof num, "%zu", r);
+            id = num;
+        }
+        int64_t k = dm_strmap_find(&raw->items, id, l);
+        if (k < 0) {
+            int allzero = 1;
+            for (size_t c = 0; c < dim; c++) allzero &= x[c] == 0.0f;
+            if (zero_is_missing && allzero) continue;
+            free(md->feat);
+            free(md->present);
+            md->feat = NULL;
+            md->present = NULL;
+            DM_ERR(DM_EINPUT, "'%s' row %zu belongs to item '%.*s', which is not in the interactions", what, r, (int)l, id);
+            DM_HINT(ids ? "check that the ids file lists the dataset's original item ids"
+                        : "row r is read as the item whose original id is r; give modal.<name>.ids when rows follow another order");
+            return DM_EINPUT;
+        }
+        int32_t it = raw_to_item[k];
+        if (it < 0) continue; /* item filtered out */
+        int allzero = 1;
+        for (size_t c = 0; c < dim; c++) allzero &= x[c] == 0.0f;
+        if (zero_is_missing && allzero) continue;
+        if (md->present[it]) {
+            free(md->feat);
+            free(md->present);
+            md->feat = NULL;
+            md->present = NULL;
+            DM_ERR(DM_EINPUT, "'%s' row %zu repeats item '%.*s'", what, r, (int)l, id);
+            DM_HINT("every item may have at most one feature row");
+            return DM_EINPUT;
+        }
+        memcpy(md->feat + (size_t)it * dim, x, dim * sizeof(float));
+        md->present[it] = 1;
+    }
+    d->n_modal++;
+    return DM_OK;
+}

@@ -1,0 +1,58 @@
+/* readers.h: the input formats of dynmm (see DESIGN.md, "Data the suite must read").
+ *
+ * Every reader appends to a dm_raw (interactions) or dm_meta (item side information). Readers of
+ * line-oriented files process only the lines of their stripe: with stripe {rank, size, block},
+ * line k (1-based, data lines only) is read when ((k - 1) / block) % size == rank, so `size` ranks
+ * split a file without coordination, and DM_ORDER(file, line, pos) records where each record was.
+ * A stripe of {0, 1, any} reads everything.
+ *
+ * Errors name the file and line (and field or byte offset) and say what was expected; nothing is
+ * skipped silently.
+ */
+#ifndef DM_READERS_H
+#define DM_READERS_H
+
+#include "dataset.h"
+
+typedef struct {
+    int rank, size;
+    int64_t block;
+} dm_stripe;
+
+/* Amazon reviews: version 2014 / 2018 (reviewerID, asin, unixReviewTime in s) or 2023 (JSONL:
+ * user_id, parent_asin, timestamp in ms). */
+int dm_read_amazon_reviews(const char *path, int version, const dm_stripe *s, int file_index, dm_raw *out);
+/* Amazon metadata: 2014 (Python-literal dicts: asin, title, brand, categories, price), 2018 (JSON:
+ * asin, title, brand, category, main_cat, price "$x"), 2023 (JSONL: parent_asin, title, store,
+ * categories, main_category, price). */
+int dm_read_amazon_meta(const char *path, int version, const dm_stripe *s, dm_meta *out);
+/* RecBole atomic files: .inter (user_id, item_id, optional timestamp) and .item (item_id and any of
+ * title, brand, categories, price). Typed headers "name:type", tab-separated. */
+int dm_read_recbole_inter(const char *path, const dm_stripe *s, dm_raw *out);
+int dm_read_recbole_item(const char *path, const dm_stripe *s, dm_meta *out);
+/* SASRec / S3-Rec text: layout 0 auto, 1 "user item" pairs in order, 2 "user item item ..." lines. */
+int dm_read_sasrec(const char *path, int layout, const dm_stripe *s, dm_raw *out);
+/* S3-Rec *_item2attributes.json: {"item": [attr, ...], ...}. Whole file, no stripe. */
+int dm_read_item2attributes(const char *path, dm_meta *out);
+
+typedef struct {
+    char sep;            /* 0 = auto */
+    int header;          /* -1 auto, 0 no, 1 yes */
+    const char *user_col, *item_col, *time_col; /* names or 0-based indices; time_col "" = none */
+    int time_ms;
+} dm_tsv_opts;
+
+/* TSV/CSV interactions; `part` is -1 or DM_TRAIN/VALID/TEST for pre-split files. */
+int dm_read_tsv(const char *path, const dm_tsv_opts *o, const dm_stripe *s, int file_index, int part, dm_raw *out);
+
+/* Item feature matrices, read whole: NumPy .npy (v1-v3 headers, <f2/<f4/<f8, C order, 2-D) and raw
+ * little-endian float32 with a given shape. Output is float32, malloc'd, (rows, cols). */
+int dm_read_npy(const char *path, float **data, size_t *rows, size_t *cols);
+int dm_read_raw_f32(const char *path, size_t rows, size_t cols, float **data);
+/* One original id per line (whitespace trimmed); duplicate ids are an error naming both lines. */
+int dm_read_id_list(const char *path, dm_strtab *ids);
+
+/* IEEE half -> float, exact (subnormals, infinities, NaN). */
+float dm_half_to_float(uint16_t h);
+
+#endif
