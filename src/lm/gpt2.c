@@ -1,0 +1,1076 @@
+/* gpt2.c: GPT-2 forward, backward, KV cache, AdamW; see gpt2.h.
+ *
+ * Layer conventions follow Hugging Face gpt2 so checkpoints and a PyTorch reference agree:
+ *   x = wte[tok] (or a soft row) + wpe[pos]
+ *   per block: x += attn(LN1(x)) @ Wproj + bproj;  x += gelu_tanh(LN2(x) @ Wfc + bfc) @ Wfp + bfp
+ *   logits = LNf(x) @ wte^T
+ * Matrices are (in, out), so a linear layer is one row-major sgemm without transposes.
+ */
+#include "gpt2.h"
+
+#include "../core/err.h"
+#include "../core/rng.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QBLOCK 128     /* query rows per block of the GEMM attention */
+#define LOGIT_ROWS 64  /* rows of logits materialised at once by the cache */
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+
+const char *const gpt2_param_names[GPT2_NUM_PARAMS] = {
+    "wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
+    "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
+
+/* ---------------------------------------------------------------------------------------------
+ * elementwise kernels */
+
+/* exp by range reduction x = k ln2 + r and a degree-6 polynomial (Cephes expf); branch-free so
+ * the loops below vectorise. Relative error ~2e-7 on [-87, 88]. */
+static inline float exp_fast(float x)
+{
+    x = x < -87.0f ? -87.0f : x; /* ternaries, not fminf: they vectorise without -ffast-math */
+    x = x > 88.0f ? 88.0f : x;
+    /* round to nearest by the 1.5 * 2^23 trick: floorf would not vectorise */
+    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - k * 0.693359375f + k * 2.12194440e-4f;
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)k + 127) << 23;
+    float s;
+    memcpy(&s, &bits, sizeof s);
+    return y * s;
+}
+
+/* tanh(x) = 1 - 2 / (1 + e^{2x}); |x| is clamped at 9 where tanh is 1 in float. */
+static inline float tanh_fast(float x)
+{
+    x = x < -9.0f ? -9.0f : x;
+    x = x > 9.0f ? 9.0f : x;
+    return 1.0f - 2.0f / (1.0f + exp_fast(2.0f * x));
+}
+
+void gpt2_exp(float *out, const float *inp, size_t n)
+{
+    for (size_t i = 0; i < n; i++) out[i] = exp_fast(inp[i]);
+}
+
+void gpt2_gelu_forward_naive(float *out, const float *inp, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
+    }
+}
+
+void gpt2_gelu_forward(float *out, const float *inp, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + tanh_fast(GELU_K * (x + 0.044715f * x * x * x)));
+    }
+}
+
+void gpt2_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float th = tanh_fast(GELU_K * (x + 0.044715f * x * x * x));
+        float sech2 = 1.0f - th * th;
+        float g = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] = g * dout[i];
+    }
+}
+
+void gpt2_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                            const float *b, int N, int C, float eps)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C;
+        float *o = out + (size_t)i * C;
+        float m = 0.0f;
+#pragma omp simd reduction(+ : m)
+        for (int c = 0; c < C; c++) m += x[c];
+        m /= C;
+        float v = 0.0f;
+#pragma omp simd reduction(+ : v)
+        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+        v /= C;
+        float s = 1.0f / sqrtf(v + eps);
+        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * w[c] + b[c];
+        if (mean) mean[i] = m;
+        if (rstd) rstd[i] = s;
+    }
+}
+
+void gpt2_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                             const float *w, const float *mean, const float *rstd, int N, int C)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C, *g = dout + (size_t)i * C;
+        float *d = dinp + (size_t)i * C;
+        float m = mean[i], s = rstd[i];
+        float a = 0.0f, bsum = 0.0f;
+#pragma omp simd reduction(+ : a, bsum)
+        for (int c = 0; c < C; c++) {
+            float n = (x[c] - m) * s, gw = g[c] * w[c];
+            a += gw;
+            bsum += gw * n;
+        }
+        a /= C;
+        bsum /= C;
+        for (int c = 0; c < C; c++) {
+            float n = (x[c] - m) * s;
+            d[c] += (g[c] * w[c] - a - n * bsum) * s;
+        }
+    }
+    if (!dw) return;
+    /* parameter sums run over rows; blocks of columns keep threads on disjoint outputs */
+#pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < C; c0 += 64) {
+        int c1 = c0 + 64 < C ? c0 + 64 : C;
+        for (int i = 0; i < N; i++) {
+            const float *x = inp + (size_t)i * C, *g = dout + (size_t)i * C;
+            for (int c = c0; c < c1; c++) {
+                dw[c] += g[c] * (x[c] - mean[i]) * rstd[i];
+                db[c] += g[c];
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * linear layers */
+
+void gpt2_matmul_forward_naive(float *out, const float *inp, const float *w, const float *bias, int N,
+                               int IC, int OC)
+{
+    for (int i = 0; i < N; i++)
+        for (int o = 0; o < OC; o++) {
+            double s = bias ? bias[o] : 0.0;
+            for (int k = 0; k < IC; k++) s += (double)inp[(size_t)i * IC + k] * w[(size_t)k * OC + o];
+            out[(size_t)i * OC + o] = (float)s;
+        }
+}
+
+static void fill_rows(float *out, const float *row, int N, int OC)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) memcpy(out + (size_t)i * OC, row, (size_t)OC * sizeof *out);
+}
+
+void gpt2_matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IC,
+                         int OC)
+{
+    if (bias) fill_rows(out, bias, N, OC);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC,
+                bias ? 1.0f : 0.0f, out, OC);
+}
+
+/* out (N, OC) = res (N, OC) + inp @ w + bias: the residual add fused into the GEMM's beta. */
+static void matmul_residual(float *out, const float *res, const float *inp, const float *w,
+                            const float *bias, int N, int IC, int OC)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++)
+        for (int o = 0; o < OC; o++) out[(size_t)i * OC + o] = res[(size_t)i * OC + o] + bias[o];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC, 1.0f, out, OC);
+}
+
+static void bias_backward(float *dbias, const float *dout, int N, int OC)
+{
+#pragma omp parallel for schedule(static)
+    for (int o0 = 0; o0 < OC; o0 += 64) {
+        int o1 = o0 + 64 < OC ? o0 + 64 : OC;
+        for (int i = 0; i < N; i++)
+            for (int o = o0; o < o1; o++) dbias[o] += dout[(size_t)i * OC + o];
+    }
+}
+
+void gpt2_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                          const float *w, int N, int IC, int OC)
+{
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, IC, OC, 1.0f, dout, OC, w, OC, 0.0f,
+                    dinp, IC);
+    if (dw) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f,
+                    dw, OC);
+        if (dbias) bias_backward(dbias, dout, N, OC);
+    }
+}
+
+void gpt2_matmul_backward_naive(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                                const float *w, int N, int IC, int OC)
+{
+    if (dinp)
+        for (int i = 0; i < N; i++)
+            for (int k = 0; k < IC; k++) {
+                double s = 0;
+                for (int o = 0; o < OC; o++) s += (double)dout[(size_t)i * OC + o] * w[(size_t)k * OC + o];
+                dinp[(size_t)i * IC + k] = (float)s;
+            }
+    if (dw) {
+        for (int k = 0; k < IC; k++)
+            for (int o = 0; o < OC; o++) {
+                double s = 0;
+                for (int i = 0; i < N; i++) s += (double)inp[(size_t)i * IC + k] * dout[(size_t)i * OC + o];
+                dw[(size_t)k * OC + o] += (float)s;
+            }
+        if (dbias)
+            for (int o = 0; o < OC; o++)
+                for (int i = 0; i < N; i++) dbias[o] += dout[(size_t)i * OC + o];
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * attention */
+
+void gpt2_attention_forward_naive(float *out, float *att, const float *qkv, float *scratch, int B, int T,
+                                  int C, int NH)
+{
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for collapse(3) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < NH; h++) {
+                const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
+                float *row = att ? att + (((size_t)b * NH + h) * T + t) * T
+                                 : scratch + (size_t)omp_get_thread_num() * T;
+                float mx = -INFINITY;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+                    float s = 0.0f;
+                    for (int i = 0; i < hs; i++) s += q[i] * k[i];
+                    s *= scale;
+                    row[t2] = s;
+                    if (s > mx) mx = s;
+                }
+                float sum = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    row[t2] = expf(row[t2] - mx);
+                    sum += row[t2];
+                }
+                float inv = 1.0f / sum;
+                for (int t2 = 0; t2 <= t; t2++) row[t2] *= inv;
+                if (att)
+                    for (int t2 = t + 1; t2 < T; t2++) row[t2] = 0.0f;
+                float *o = out + ((size_t)b * T + t) * C + h * hs;
+                for (int i = 0; i < hs; i++) o[i] = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *v = qkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
+                    for (int i = 0; i < hs; i++) o[i] += row[t2] * v[i];
+                }
+            }
+}
+
+/* Softmax of rows [0, n) of s (leading dimension ld); row i has `valid0 + i` live entries, the rest
+ * is set to 0 (causal mask). */
+static void softmax_causal_rows(float *s, int ld, int n, int valid0)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        float *r = s + (size_t)i * ld;
+        int nv = valid0 + i;
+        float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+        for (int j = 0; j < nv; j++) mx = r[j] > mx ? r[j] : mx;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < nv; j++) {
+            r[j] = exp_fast(r[j] - mx);
+            sum += r[j];
+        }
+        float inv = 1.0f / sum;
+        for (int j = 0; j < nv; j++) r[j] *= inv;
+        for (int j = nv; j < ld; j++) r[j] = 0.0f;
+    }
+}
+
+void gpt2_attention_forward(float *out, float *att, const float *qkv, float *scratch, int B, int T, int C,
+                            int NH)
+{
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    /* A block of QBLOCK queries needs keys [0, t1) only: the GEMMs skip the masked upper blocks. */
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t0 = 0; t0 < T; t0 += QBLOCK) {
+                int t1 = t0 + QBLOCK < T ? t0 + QBLOCK : T, M = t1 - t0;
+                const float *q = qkv + ((size_t)b * T + t0) * 3 * C + h * hs;
+                const float *k = qkv + (size_t)b * T * 3 * C + C + h * hs;
+                const float *v = qkv + (size_t)b * T * 3 * C + 2 * C + h * hs;
+                float *s;
+                int ld;
+                if (att) {
+                    s = att + (((size_t)b * NH + h) * T + t0) * T;
+                    ld = T;
+                } else {
+                    s = scratch;
+                    ld = t1;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, t1, hs, scale, q, 3 * C, k, 3 * C,
+                            0.0f, s, ld);
+                softmax_causal_rows(s, ld, M, t0 + 1);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, hs, t1, 1.0f, s, ld, v, 3 * C,
+                            0.0f, out + ((size_t)b * T + t0) * C + h * hs, C);
+            }
+}
+
+void gpt2_attention_backward(float *dqkv, const float *dout, const float *att, const float *qkv,
+                             float *scratch, int B, int T, int C, int NH)
+{
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    /* parallel over (b, h): each pair writes only its own head's slice of dqkv */
+#pragma omp parallel for collapse(2) schedule(dynamic)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            float *datt = scratch + (size_t)omp_get_thread_num() * T;
+            for (int t = 0; t < T; t++) {
+                const float *a = att + (((size_t)b * NH + h) * T + t) * T;
+                const float *g = dout + ((size_t)b * T + t) * C + h * hs;
+                const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
+                float *dq = dqkv + ((size_t)b * T + t) * 3 * C + h * hs;
+                float dot = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *v = qkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
+                    float *dv = dqkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
+                    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+                    for (int i = 0; i < hs; i++) {
+                        s += g[i] * v[i];
+                        dv[i] += a[t2] * g[i];
+                    }
+                    datt[t2] = s;
+                    dot += a[t2] * s;
+                }
+                for (int t2 = 0; t2 <= t; t2++) {
+                    float dp = a[t2] * (datt[t2] - dot) * scale; /* softmax backward, then the scale */
+                    const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+                    float *dk = dqkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+                    for (int i = 0; i < hs; i++) {
+                        dq[i] += dp * k[i];
+                        dk[i] += dp * q[i];
+                    }
+                }
+            }
+        }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * model setup */
+
+gpt2_config gpt2_config_make(int layers, int heads, int channels, int context, int vocab)
+{
+    gpt2_config c = {context, vocab, layers, heads, channels, 4 * channels, 1e-5f};
+    return c;
+}
+
+int gpt2_config_check(const gpt2_config *c, const char *what)
+{
+    if (c->max_seq_len <= 0 || c->vocab_size <= 0 || c->num_layers <= 0 || c->num_heads <= 0 ||
+        c->channels <= 0 || c->inner <= 0 || !(c->ln_eps > 0))
+        return DM_ERR(DM_EINPUT,
+                      "%s: GPT-2 sizes must be positive (n_positions %d, vocab_size %d, n_layer %d, "
+                      "n_head %d, n_embd %d, n_inner %d, layer_norm_epsilon %g)", what, c->max_seq_len,
+                      c->vocab_size, c->num_layers, c->num_heads, c->channels, c->inner, c->ln_eps);
+    if (c->channels % c->num_heads)
+        return DM_ERR(DM_EINPUT, "%s: n_embd %d is not divisible by n_head %d", what, c->channels,
+                      c->num_heads);
+    return DM_OK;
+}
+
+static void param_sizes(const gpt2_config *c, size_t *s)
+{
+    size_t V = (size_t)c->vocab_size, C = (size_t)c->channels, L = (size_t)c->num_layers,
+           T = (size_t)c->max_seq_len, F = (size_t)c->inner;
+    s[0] = V * C;      s[1] = T * C;
+    s[2] = L * C;      s[3] = L * C;
+    s[4] = L * C * 3 * C; s[5] = L * 3 * C;
+    s[6] = L * C * C;  s[7] = L * C;
+    s[8] = L * C;      s[9] = L * C;
+    s[10] = L * C * F; s[11] = L * F;
+    s[12] = L * F * C; s[13] = L * C;
+    s[14] = C;         s[15] = C;
+}
+
+static void point_views(gpt2_params *p, float *slab, const size_t *sizes)
+{
+    float **v[GPT2_NUM_PARAMS] = {&p->wte, &p->wpe, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb,
+                                  &p->attprojw, &p->attprojb, &p->ln2w, &p->ln2b, &p->fcw, &p->fcb,
+                                  &p->fcprojw, &p->fcprojb, &p->lnfw, &p->lnfb};
+    for (int i = 0; i < GPT2_NUM_PARAMS; i++) {
+        *v[i] = slab;
+        slab += sizes[i];
+    }
+}
+
+int gpt2_init(gpt2_model *m, const gpt2_config *cfg)
+{
+    memset(m, 0, sizeof *m);
+    DM_CALL(gpt2_config_check(cfg, "gpt2 config"));
+    m->cfg = *cfg;
+    param_sizes(cfg, m->param_sizes);
+    for (int i = 0; i < GPT2_NUM_PARAMS; i++) m->num_params += m->param_sizes[i];
+    DM_ALLOC(m->param_slab, m->num_params);
+    point_views(&m->params, m->param_slab, m->param_sizes);
+    return DM_OK;
+}
+
+void gpt2_init_random(gpt2_model *m, uint64_t seed)
+{
+    const gpt2_config *c = &m->cfg;
+    float resid_std = 0.02f / sqrtf(2.0f * c->num_layers);
+    float *base = m->param_slab;
+    for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
+        size_t n = m->param_sizes[p];
+        /* layer-norm gains 1 and all biases 0 */
+        int is_gain = p == 2 || p == 8 || p == 14, is_bias = p == 3 || p == 5 || p == 7 || p == 9 ||
+                                                             p == 11 || p == 13 || p == 15;
+        float std = (p == 6 || p == 12) ? resid_std : 0.02f;
+        if (is_gain || is_bias) {
+            for (size_t i = 0; i < n; i++) base[i] = is_gain ? 1.0f : 0.0f;
+        } else {
+            /* one keyed stream per 4096-element chunk: the values do not depend on threads */
+            size_t nchunk = (n + 4095) / 4096;
+#pragma omp parallel for schedule(static)
+            for (size_t ch = 0; ch < nchunk; ch++) {
+                dm_rng r;
+                dm_rng_seed(&r, dm_rng_key(seed, (uint64_t)p, ch));
+                size_t e = (ch + 1) * 4096 < n ? (ch + 1) * 4096 : n;
+                for (size_t i = ch * 4096; i < e; i++) base[i] = std * (float)dm_rng_normal(&r);
+            }
+        }
+        base += n;
+    }
+}
+
+void gpt2_free(gpt2_model *m)
+{
+    free(m->param_slab);
+    free(m->grad_slab);
+    free(m->adam_m);
+    free(m->adam_v);
+    free(m->act_slab);
+    free(m->scratch);
+    free(m->dres);
+    free(m->dbt_c);
+    free(m->dqkv);
+    free(m->dbt_f);
+    free(m->inputs);
+    free(m->targets);
+    memset(m, 0, sizeof *m);
+}
+
+size_t gpt2_num_flops_per_token(const gpt2_config *c, int T)
+{
+    size_t C = (size_t)c->channels, F = (size_t)c->inner, L = (size_t)c->num_layers;
+    size_t mm = L * (3 * C * C + C * C + 2 * C * F) + C * (size_t)c->vocab_size;
+    size_t attn = L * 2 * C * (size_t)(T + 1) / 2; /* q.k and att.v over on average (T+1)/2 keys */
+    return 2 * (mm + attn);
+}
+
+void gpt2_set_threads(int n)
+{
+    if (n <= 0) return;
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+/* Activation views for (B, T): returns the floats needed; assigns pointers when base != NULL. */
+static size_t act_layout(const gpt2_config *c, int B, int T, int flags, gpt2_acts *a, float *base)
+{
+    size_t BT = (size_t)B * T, C = (size_t)c->channels, F = (size_t)c->inner, NH = (size_t)c->num_heads;
+    size_t L = (flags & GPT2_KEEP) ? (size_t)c->num_layers : 1;
+    size_t V = (flags & GPT2_NOLOGITS) ? 0 : (size_t)c->vocab_size;
+    struct { float **p; size_t n; } v[] = {
+        {&a->encoded, BT * C}, {&a->ln1, L * BT * C}, {&a->ln1_mean, L * BT}, {&a->ln1_rstd, L * BT},
+        {&a->qkv, L * BT * 3 * C}, {&a->atty, L * BT * C},
+        {&a->att, (flags & GPT2_KEEP) ? L * B * NH * T * T : 0},
+        {&a->res2, L * BT * C}, {&a->ln2, L * BT * C}, {&a->ln2_mean, L * BT}, {&a->ln2_rstd, L * BT},
+        {&a->fch, L * BT * F}, {&a->fch_gelu, (flags & GPT2_KEEP) ? L * BT * F : 0},
+        {&a->res3, L * BT * C}, {&a->lnf, BT * C}, {&a->lnf_mean, BT}, {&a->lnf_rstd, BT},
+        {&a->logits, BT * V}, {&a->lse, BT}};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        if (base) *v[i].p = v[i].n ? base + total : NULL;
+        total += (v[i].n + 15) & ~(size_t)15; /* 64-byte aligned views */
+    }
+    if (base && !(flags & GPT2_KEEP)) a->fch_gelu = a->fch; /* GELU in place when nothing is kept */
+    return total;
+}
+
+int gpt2_reserve(gpt2_model *m, int B, int T, int flags)
+{
+    const gpt2_config *c = &m->cfg;
+    if (B <= 0 || T <= 0 || T > c->max_seq_len)
+        return DM_ERR(DM_EINPUT, "batch (%d, %d) is outside [1, inf) x [1, %d] (the model's context)", B, T,
+                      c->max_seq_len);
+    int nB = B > m->max_B ? B : m->max_B, nT = T > m->max_T ? T : m->max_T;
+    /* KEEP once any caller needs it; NOLOGITS only while no caller needs logits */
+    int nflags = flags & (GPT2_KEEP | GPT2_NOLOGITS);
+    if (m->act_slab) {
+        nflags = m->max_flags | (flags & GPT2_KEEP);
+        if (!(flags & GPT2_NOLOGITS)) nflags &= ~GPT2_NOLOGITS;
+    }
+    gpt2_acts tmp;
+    size_t need = act_layout(c, nB, nT, nflags, &tmp, NULL);
+    if (need > m->act_cap) {
+        free(m->act_slab);
+        m->act_slab = NULL;
+        m->act_cap = 0;
+        DM_ALLOC(m->act_slab, need);
+        m->act_cap = need;
+    }
+    int threads = omp_get_max_threads();
+    size_t rows = (size_t)(threads > QBLOCK ? threads : QBLOCK);
+    if (nT > m->max_T || threads > m->scratch_threads || !m->scratch) {
+        free(m->scratch);
+        m->scratch = NULL;
+        DM_ALLOC(m->scratch, rows * (size_t)nT);
+        m->scratch_threads = threads;
+    }
+    if (nB * nT > m->max_B * m->max_T || !m->inputs) {
+        free(m->inputs);
+        free(m->targets);
+        m->inputs = m->targets = NULL;
+        DM_ALLOC(m->inputs, (size_t)nB * nT);
+        DM_ALLOC(m->targets, (size_t)nB * nT);
+    }
+    if ((nflags & GPT2_KEEP) && (!m->dres || nB * nT > m->max_B * m->max_T)) {
+        size_t BT = (size_t)nB * nT, C = (size_t)c->channels;
+        free(m->dres); free(m->dbt_c); free(m->dqkv); free(m->dbt_f);
+        m->dres = m->dbt_c = m->dqkv = m->dbt_f = NULL;
+        DM_ALLOC(m->dres, BT * C);
+        DM_ALLOC(m->dbt_c, BT * C);
+        DM_ALLOC(m->dqkv, BT * 3 * C);
+        DM_ALLOC(m->dbt_f, BT * (size_t)c->inner);
+    }
+    m->max_B = nB;
+    m->max_T = nT;
+    m->max_flags = nflags;
+    return DM_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * batch forward / backward */
+
+static int check_inputs(const gpt2_config *c, const int *inputs, const float *soft, int n_soft, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int x = inputs[i];
+        if (x >= c->vocab_size)
+            return DM_ERR(DM_EINPUT, "input %zu: token id %d is outside the vocabulary of %d", i, x,
+                          c->vocab_size);
+        if (x < 0 && (!soft || GPT2_SOFT_ROW(x) >= n_soft))
+            return DM_ERR(DM_EINPUT, "input %zu: soft row %d is outside the %d soft vectors given", i,
+                          GPT2_SOFT_ROW(x), soft ? n_soft : 0);
+    }
+    return DM_OK;
+}
+
+/* out (n, C): row i embeds inputs[i] at position pos0 + rowpos[i] (rowpos NULL: i % T, or i when
+ * T == 0). */
+static void embed_rows(float *out, const gpt2_model *m, const int *inputs, const float *soft, int n,
+                       int pos0, int T, const int *rowpos)
+{
+    int C = m->cfg.channels;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        int x = inputs[i], pos = pos0 + (rowpos ? rowpos[i] : T > 0 ? i % T : i);
+        const float *e = x >= 0 ? m->params.wte + (size_t)x * C : soft + (size_t)GPT2_SOFT_ROW(x) * C;
+        const float *p = m->params.wpe + (size_t)pos * C;
+        float *o = out + (size_t)i * C;
+        for (int k = 0; k < C; k++) o[k] = e[k] + p[k];
+    }
+}
+
+int gpt2_forward(gpt2_model *m, const int *inputs, const float *soft, int n_soft, const int *targets,
+                 int B, int T, float norm, int flags)
+{
+    const gpt2_config *c = &m->cfg;
+    int C = c->channels, F = c->inner, NH = c->num_heads, V = c->vocab_size;
+    size_t BT = (size_t)B * T;
+    if (targets && (flags & GPT2_NOLOGITS))
+        return DM_ERR(DM_EINTERNAL, "gpt2_forward: targets given with GPT2_NOLOGITS");
+    if (targets && !(norm > 0))
+        return DM_ERR(DM_EINPUT, "gpt2_forward: the loss normaliser must be positive, got %g", norm);
+    DM_CALL(check_inputs(c, inputs, soft, n_soft, BT));
+    if (B > m->max_B || T > m->max_T || ((flags & GPT2_KEEP) && !(m->max_flags & GPT2_KEEP)) ||
+        (!(flags & GPT2_NOLOGITS) && (m->max_flags & GPT2_NOLOGITS)) || !m->act_slab)
+        DM_CALL(gpt2_reserve(m, B, T, flags));
+    gpt2_acts *a = &m->acts;
+    size_t need = act_layout(c, B, T, flags, a, m->act_slab);
+    DM_ASSERT(need <= m->act_cap);
+    memcpy(m->inputs, inputs, BT * sizeof *inputs);
+    m->has_targets = targets != NULL;
+    if (targets) memcpy(m->targets, targets, BT * sizeof *targets);
+    m->B = B;
+    m->T = T;
+    m->flags = flags;
+    m->norm = norm;
+    int keep = flags & GPT2_KEEP;
+    size_t lC = keep ? BT * C : 0, lR = keep ? BT : 0, l3 = keep ? BT * 3 * C : 0, lF = keep ? BT * F : 0;
+    const gpt2_params *p = &m->params;
+
+    embed_rows(a->encoded, m, inputs, soft, (int)BT, 0, T, NULL);
+    for (int l = 0; l < c->num_layers; l++) {
+        const float *res = l == 0 ? a->encoded : a->res3 + (l - 1) * lC;
+        float *ln1 = a->ln1 + l * lC, *qkv = a->qkv + l * l3, *atty = a->atty + l * lC;
+        float *att = keep ? a->att + (size_t)l * B * NH * T * T : NULL;
+        float *res2 = a->res2 + l * lC, *ln2 = a->ln2 + l * lC, *fch = a->fch + l * lF;
+        float *fchg = a->fch_gelu + l * lF, *res3 = a->res3 + l * lC;
+        gpt2_layernorm_forward(ln1, a->ln1_mean + l * lR, a->ln1_rstd + l * lR, res, p->ln1w + l * C,
+                               p->ln1b + l * C, (int)BT, C, c->ln_eps);
+        gpt2_matmul_forward(qkv, ln1, p->qkvw + (size_t)l * C * 3 * C, p->qkvb + l * 3 * C, (int)BT, C, 3 * C);
+        if (T >= 64) gpt2_attention_forward(atty, att, qkv, m->scratch, B, T, C, NH);
+        else gpt2_attention_forward_naive(atty, att, qkv, m->scratch, B, T, C, NH);
+        matmul_residual(res2, res, atty, p->attprojw + (size_t)l * C * C, p->attprojb + l * C, (int)BT, C, C);
+        gpt2_layernorm_forward(ln2, a->ln2_mean + l * lR, a->ln2_rstd + l * lR, res2, p->ln2w + l * C,
+                               p->ln2b + l * C, (int)BT, C, c->ln_eps);
+        gpt2_matmul_forward(fch, ln2, p->fcw + (size_t)l * C * F, p->fcb + (size_t)l * F, (int)BT, C, F);
+        gpt2_gelu_forward(fchg, fch, BT * F);
+        matmul_residual(res3, res2, fchg, p->fcprojw + (size_t)l * F * C, p->fcprojb + l * C, (int)BT, F, C);
+    }
+    const float *last = a->res3 + (c->num_layers - 1) * lC;
+    gpt2_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last, p->lnfw, p->lnfb, (int)BT, C, c->ln_eps);
+    m->loss = 0.0f;
+    if (flags & GPT2_NOLOGITS) return DM_OK;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)BT, V, C, 1.0f, a->lnf, C, p->wte, C, 0.0f,
+                a->logits, V);
+    if (!targets) return DM_OK;
+    for (size_t i = 0; i < BT; i++)
+        if (targets[i] >= V)
+            return DM_ERR(DM_EINPUT, "target %zu: token id %d is outside the vocabulary of %d", i, targets[i], V);
+    double loss = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : loss)
+    for (size_t i = 0; i < BT; i++) {
+        if (targets[i] < 0) continue;
+        const float *r = a->logits + i * V;
+        float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+        for (int j = 0; j < V; j++) mx = r[j] > mx ? r[j] : mx;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < V; j++) sum += exp_fast(r[j] - mx);
+        a->lse[i] = mx + logf(sum);
+        loss += a->lse[i] - r[targets[i]];
+    }
+    m->loss = (float)(loss / norm);
+    return DM_OK;
+}
+
+int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, const float *soft, float *dsoft,
+                  int flags)
+{
+    const gpt2_config *c = &m->cfg;
+    if (!(m->flags & GPT2_KEEP))
+        return DM_ERR(DM_EINTERNAL, "gpt2_backward: the last forward did not keep activations (GPT2_KEEP)");
+    int wg = flags & GPT2_WEIGHT_GRADS;
+    if (wg && !m->grad_slab)
+        return DM_ERR(DM_EINTERNAL, "gpt2_backward: weight gradients asked for before gpt2_train_init");
+    int B = m->B, T = m->T, C = c->channels, F = c->inner, NH = c->num_heads, V = c->vocab_size, L = c->num_layers;
+    size_t BT = (size_t)B * T, lC = BT * C, lR = BT, l3 = BT * 3 * C, lF = BT * F;
+    gpt2_acts *a = &m->acts;
+    const gpt2_params *p = &m->params;
+    gpt2_params *g = &m->grads;
+    int use_logits = !(m->flags & GPT2_NOLOGITS) && (m->has_targets || dlogits);
+    if (dlogits && (m->flags & GPT2_NOLOGITS))
+        return DM_ERR(DM_EINTERNAL, "gpt2_backward: dlogits given but the forward had GPT2_NOLOGITS");
+
+    float *dres = m->dres, *dc = m->dbt_c;
+    memset(dres, 0, lC * sizeof *dres);
+    memset(dc, 0, lC * sizeof *dc);
+    if (use_logits) {
+        float *dl = a->logits; /* in place: logits are no longer needed */
+        const int *tg = m->targets;
+        float inv = 1.0f / m->norm;
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < BT; i++) {
+            float *r = dl + i * V;
+            const float *u = dlogits ? dlogits + i * V : NULL;
+            if (m->has_targets && tg[i] >= 0) {
+                float lse = a->lse[i];
+                for (int j = 0; j < V; j++) r[j] = exp_fast(r[j] - lse) * inv;
+                r[tg[i]] -= inv;
+            } else {
+                for (int j = 0; j < V; j++) r[j] = 0.0f;
+            }
+            if (u)
+                for (int j = 0; j < V; j++) r[j] += u[j];
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, C, V, 1.0f, dl, V, p->wte, C, 0.0f, dc, C);
+        if (wg)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, (int)BT, 1.0f, dl, V, a->lnf, C, 1.0f,
+                        g->wte, C);
+    }
+    if (dhidden)
+        for (size_t i = 0; i < lC; i++) dc[i] += dhidden[i];
+    const float *last = a->res3 + (L - 1) * lC;
+    gpt2_layernorm_backward(dres, wg ? g->lnfw : NULL, wg ? g->lnfb : NULL, dc, last, p->lnfw, a->lnf_mean,
+                            a->lnf_rstd, (int)BT, C);
+
+    for (int l = L - 1; l >= 0; l--) {
+        const float *res = l == 0 ? a->encoded : a->res3 + (l - 1) * lC;
+        const float *ln1 = a->ln1 + l * lC, *qkv = a->qkv + l * l3, *atty = a->atty + l * lC;
+        const float *att = a->att + (size_t)l * B * NH * T * T;
+        const float *res2 = a->res2 + l * lC, *ln2 = a->ln2 + l * lC, *fch = a->fch + l * lF;
+        const float *fchg = a->fch_gelu + l * lF;
+        /* dres = d res3: through the MLP; the residual path passes dres on unchanged */
+        gpt2_matmul_backward(m->dbt_f, wg ? g->fcprojw + (size_t)l * F * C : NULL, wg ? g->fcprojb + l * C : NULL,
+                             dres, fchg, p->fcprojw + (size_t)l * F * C, (int)BT, F, C);
+        gpt2_gelu_backward(m->dbt_f, fch, m->dbt_f, lF);
+        gpt2_matmul_backward(dc, wg ? g->fcw + (size_t)l * C * F : NULL, wg ? g->fcb + (size_t)l * F : NULL,
+                             m->dbt_f, ln2, p->fcw + (size_t)l * C * F, (int)BT, C, F);
+        gpt2_layernorm_backward(dres, wg ? g->ln2w + l * C : NULL, wg ? g->ln2b + l * C : NULL, dc, res2,
+                                p->ln2w + l * C, a->ln2_mean + l * lR, a->ln2_rstd + l * lR, (int)BT, C);
+        /* dres = d res2: through attention */
+        gpt2_matmul_backward(dc, wg ? g->attprojw + (size_t)l * C * C : NULL, wg ? g->attprojb + l * C : NULL,
+                             dres, atty, p->attprojw + (size_t)l * C * C, (int)BT, C, C);
+        memset(m->dqkv, 0, l3 * sizeof *m->dqkv);
+        gpt2_attention_backward(m->dqkv, dc, att, qkv, m->scratch, B, T, C, NH);
+        gpt2_matmul_backward(dc, wg ? g->qkvw + (size_t)l * C * 3 * C : NULL, wg ? g->qkvb + l * 3 * C : NULL,
+                             m->dqkv, ln1, p->qkvw + (size_t)l * C * 3 * C, (int)BT, C, 3 * C);
+        gpt2_layernorm_backward(dres, wg ? g->ln1w + l * C : NULL, wg ? g->ln1b + l * C : NULL, dc, res,
+                                p->ln1w + l * C, a->ln1_mean + l * lR, a->ln1_rstd + l * lR, (int)BT, C);
+    }
+    /* dres = d encoded: to the soft rows, and to wte / wpe when training */
+    for (size_t i = 0; i < BT; i++) {
+        int x = m->inputs[i];
+        const float *d = dres + i * C;
+        float *dst = NULL;
+        if (x < 0) dst = dsoft ? dsoft + (size_t)GPT2_SOFT_ROW(x) * C : NULL;
+        else if (wg) dst = g->wte + (size_t)x * C;
+        if (dst)
+            for (int k = 0; k < C; k++) dst[k] += d[k];
+        if (wg) {
+            float *dp = g->wpe + (size_t)(i % T) * C;
+            for (int k = 0; k < C; k++) dp[k] += d[k];
+        }
+    }
+    (void)soft;
+    return DM_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * training */
+
+int gpt2_train_init(gpt2_model *m)
+{
+    if (!m->grad_slab) {
+        DM_ALLOC(m->grad_slab, m->num_params);
+        point_views(&m->grads, m->grad_slab, m->param_sizes);
+    }
+    if (!m->adam_m) DM_ALLOC(m->adam_m, m->num_params);
+    if (!m->adam_v) DM_ALLOC(m->adam_v, m->num_params);
+    return DM_OK;
+}
+
+void gpt2_zero_grad(gpt2_model *m)
+{
+    if (m->grad_slab) memset(m->grad_slab, 0, m->num_params * sizeof *m->grad_slab);
+}
+
+double gpt2_grad_norm(const gpt2_model *m)
+{
+    double s = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : s)
+    for (size_t i = 0; i < m->num_params; i++) s += (double)m->grad_slab[i] * m->grad_slab[i];
+    return sqrt(s);
+}
+
+void gpt2_grad_scale(gpt2_model *m, float s)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < m->num_params; i++) m->grad_slab[i] *= s;
+}
+
+void gpt2_adamw_step(gpt2_model *m, const gpt2_adamw *o, int t)
+{
+    float bc1 = 1.0f - powf(o->beta1, (float)t), bc2 = 1.0f - powf(o->beta2, (float)t);
+    size_t off = 0;
+    for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
+        size_t n = m->param_sizes[p];
+        int decay = p == 0 || p == 1 || p == 4 || p == 6 || p == 10 || p == 12;
+        float wd = decay ? o->weight_decay : 0.0f;
+        float *w = m->param_slab + off, *g = m->grad_slab + off, *mm = m->adam_m + off, *vv = m->adam_v + off;
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) {
+            mm[i] = o->beta1 * mm[i] + (1.0f - o->beta1) * g[i];
+            vv[i] = o->beta2 * vv[i] + (1.0f - o->beta2) * g[i] * g[i];
+            float mh = mm[i] / bc1, vh = vv[i] / bc2;
+            /* decoupled decay (Loshchilov & Hutter), applied before the Adam step as torch does */
+            w[i] -= o->lr * (wd * w[i] + mh / (sqrtf(vh) + o->eps));
+        }
+        off += n;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * KV cache */
+
+int gpt2_cache_init(gpt2_cache *c, const gpt2_model *m, int cap, int max_rows)
+{
+    memset(c, 0, sizeof *c);
+    const gpt2_config *g = &m->cfg;
+    if (cap <= 0 || cap > g->max_seq_len) cap = g->max_seq_len;
+    if (max_rows <= 0) max_rows = 256;
+    c->m = m;
+    c->cap = cap;
+    c->max_rows = max_rows;
+    size_t C = (size_t)g->channels, R = (size_t)max_rows, L = (size_t)g->num_layers;
+    DM_ALLOC(c->k, L * cap * C);
+    DM_ALLOC(c->v, L * cap * C);
+    DM_ALLOC(c->logp, (size_t)g->vocab_size);
+    DM_ALLOC(c->x, R * C);
+    DM_ALLOC(c->ln, R * C);
+    DM_ALLOC(c->qkv, R * 3 * C);
+    DM_ALLOC(c->y, R * C);
+    DM_ALLOC(c->h, R * (size_t)g->inner);
+    DM_ALLOC(c->scores, R * (size_t)cap);
+    DM_ALLOC(c->logits, (size_t)LOGIT_ROWS * g->vocab_size);
+    DM_ALLOC(c->row_pos, R);
+    DM_ALLOC(c->row_start, R);
+    DM_ALLOC(c->row_need, R);
+    DM_ALLOC(c->row_tok, R);
+    DM_ALLOC(c->hid, (size_t)cap * C);
+    return DM_OK;
+}
+
+void gpt2_cache_free(gpt2_cache *c)
+{
+    free(c->k); free(c->v); free(c->logp); free(c->x); free(c->ln); free(c->qkv); free(c->y);
+    free(c->h); free(c->scores); free(c->logits); free(c->row_pos); free(c->row_start); free(c->row_need);
+    free(c->row_tok); free(c->hid);
+    memset(c, 0, sizeof *c);
+}
+
+/* Runs the blocks over R rows already embedded in c->x. Row r sits at position c->len + row_pos[r]
+ * and attends to the cached positions [0, c->len) and to rows row_start[r] .. r. With commit, the
+ * rows' keys and values are written to the cache at their positions. Leaves the final residual in
+ * c->x. */
+static void cache_blocks(gpt2_cache *c, int R, int commit)
+{
+    const gpt2_model *m = c->m;
+    const gpt2_config *g = &m->cfg;
+    const gpt2_params *p = &m->params;
+    int C = g->channels, F = g->inner, NH = g->num_heads, hs = C / NH, P = c->len, cap = c->cap;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int l = 0; l < g->num_layers; l++) {
+        float *kc = c->k + (size_t)l * cap * C, *vc = c->v + (size_t)l * cap * C;
+        gpt2_layernorm_forward(c->ln, NULL, NULL, c->x, p->ln1w + l * C, p->ln1b + l * C, R, C, g->ln_eps);
+        gpt2_matmul_forward(c->qkv, c->ln, p->qkvw + (size_t)l * C * 3 * C, p->qkvb + l * 3 * C, R, C, 3 * C);
+        int ld = P + c->max_rows; /* score row: P cached keys, then the row's own group */
+        if (ld > cap) ld = cap;
+        for (int h = 0; h < NH; h++) {
+            float *s = c->scores;
+            if (P > 0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, P, hs, scale, c->qkv + h * hs, 3 * C,
+                            kc + h * hs, C, 0.0f, s, ld);
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < R; r++) {
+                const float *q = c->qkv + (size_t)r * 3 * C + h * hs;
+                float *row = s + (size_t)r * ld;
+                int st = c->row_start[r], n = P + r - st + 1;
+                for (int r2 = st; r2 <= r; r2++) {
+                    const float *k = c->qkv + (size_t)r2 * 3 * C + C + h * hs;
+                    float d = 0.0f;
+#pragma omp simd reduction(+ : d)
+                    for (int i = 0; i < hs; i++) d += q[i] * k[i];
+                    row[P + r2 - st] = d * scale;
+                }
+                float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+                for (int j = 0; j < n; j++) mx = row[j] > mx ? row[j] : mx;
+                float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+                for (int j = 0; j < n; j++) {
+                    row[j] = exp_fast(row[j] - mx);
+                    sum += row[j];
+                }
+                float inv = 1.0f / sum;
+                for (int j = 0; j < n; j++) row[j] *= inv;
+            }
+            if (P > 0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, hs, P, 1.0f, s, ld, vc + h * hs, C, 0.0f,
+                            c->y + h * hs, C);
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < R; r++) {
+                float *o = c->y + (size_t)r * C + h * hs;
+                const float *row = s + (size_t)r * ld;
+                int st = c->row_start[r];
+                if (P == 0)
+                    for (int i = 0; i < hs; i++) o[i] = 0.0f;
+                for (int r2 = st; r2 <= r; r2++) {
+                    const float *v = c->qkv + (size_t)r2 * 3 * C + 2 * C + h * hs;
+                    float w = row[P + r2 - st];
+                    for (int i = 0; i < hs; i++) o[i] += w * v[i];
+                }
+            }
+        }
+        if (commit)
+            for (int r = 0; r < R; r++) {
+                size_t pos = (size_t)P + c->row_pos[r];
+                memcpy(kc + pos * C, c->qkv + (size_t)r * 3 * C + C, C * sizeof(float));
+                memcpy(vc + pos * C, c->qkv + (size_t)r * 3 * C + 2 * C, C * sizeof(float));
+            }
+        matmul_residual(c->x, c->x, c->y, p->attprojw + (size_t)l * C * C, p->attprojb + l * C, R, C, C);
+        gpt2_layernorm_forward(c->ln, NULL, NULL, c->x, p->ln2w + l * C, p->ln2b + l * C, R, C, g->ln_eps);
+        gpt2_matmul_forward(c->h, c->ln, p->fcw + (size_t)l * C * F, p->fcb + (size_t)l * F, R, C, F);
+        gpt2_gelu_forward(c->h, c->h, (size_t)R * F);
+        matmul_residual(c->x, c->x, c->h, p->fcprojw + (size_t)l * F * C, p->fcprojb + l * C, R, F, C);
+    }
+}
+
+/* logits (n, V) of n final hidden states into c->logits and each row's log-sum-exp into out_lse */
+static void logsoftmax_rows(const gpt2_cache *c, const float *hid, int n, float *out_lse)
+{
+    const gpt2_model *m = c->m;
+    int V = m->cfg.vocab_size, C = m->cfg.channels;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f, hid, C, m->params.wte, C, 0.0f,
+                c->logits, V);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *r = c->logits + (size_t)i * V;
+        float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+        for (int j = 0; j < V; j++) mx = r[j] > mx ? r[j] : mx;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int j = 0; j < V; j++) s += exp_fast(r[j] - mx);
+        out_lse[i] = mx + logf(s);
+    }
+}
+
+/* c->logp from the stored final hidden state of cached position pos */
+static void set_logp(gpt2_cache *c, int pos)
+{
+    int V = c->m->cfg.vocab_size, C = c->m->cfg.channels;
+    float lse;
+    logsoftmax_rows(c, c->hid + (size_t)pos * C, 1, &lse);
+    for (int j = 0; j < V; j++) c->logp[j] = c->logits[j] - lse;
+}
+
+int gpt2_cache_append(gpt2_cache *c, const int *inputs, const float *soft, int n_soft, int n)
+{
+    const gpt2_model *m = c->m;
+    if (n <= 0) return DM_OK;
+    if (c->len + n > c->cap)
+        return DM_ERR(DM_EINPUT, "kv cache: appending %d positions to %d exceeds its capacity of %d", n, c->len,
+                      c->cap);
+    DM_CALL(check_inputs(&m->cfg, inputs, soft, n_soft, (size_t)n));
+    for (int done = 0; done < n;) {
+        int R = n - done < c->max_rows ? n - done : c->max_rows;
+        for (int r = 0; r < R; r++) {
+            c->row_pos[r] = r;
+            c->row_start[r] = 0;
+        }
+        embed_rows(c->x, m, inputs + done, soft, R, c->len, 0, NULL);
+        cache_blocks(c, R, 1);
+        gpt2_layernorm_forward(c->hid + (size_t)c->len * m->cfg.channels, NULL, NULL, c->x, m->params.lnfw,
+                               m->params.lnfb, R, m->cfg.channels, m->cfg.ln_eps);
+        c->len += R;
+        done += R;
+        if (done == n) set_logp(c, c->len - 1);
+    }
+    return DM_OK;
+}
+
+int gpt2_cache_truncate(gpt2_cache *c, int len)
+{
+    if (len < 0 || len > c->len)
+        return DM_ERR(DM_EINTERNAL, "kv cache: cannot truncate %d positions to %d", c->len, len);
+    c->len = len;
+    if (len > 0) set_logp(c, len - 1);
+    return DM_OK;
+}
+
+int gpt2_cache_score(gpt2_cache *c, const int *tokens, const int64_t *offsets, int n_cand, double *ll)
+{
+    const gpt2_model *m = c->m;
+    int V = m->cfg.vocab_size, C = m->cfg.channels;
+    if (c->len == 0)
+        return DM_ERR(DM_EINPUT, "kv cache: scoring needs a non-empty prefix");
+    for (int i = 0; i < n_cand; i++) {
+        int64_t n = offsets[i + 1] - offsets[i];
+        if (n < 0) return DM_ERR(DM_EINPUT, "candidate %d: offsets decrease", i);
+        if (n > c->max_rows)
+            return DM_ERR(DM_EINPUT, "candidate %d has %lld tokens, more than the %d rows of a scoring batch", i,
+                          (long long)n, c->max_rows);
+        if (c->len + n > c->cap)
+            return DM_ERR(DM_EINPUT, "candidate %d: prefix %d + %lld tokens exceeds the context of %d", i, c->len,
+                          (long long)n, c->cap);
+        for (int64_t j = offsets[i]; j < offsets[i + 1]; j++)
+            if (tokens[j] < 0 || tokens[j] >= V)
+                return DM_ERR(DM_EINPUT, "candidate %d: token id %d is outside the vocabulary of %d", i, tokens[j], V);
+        ll[i] = n > 0 ? c->logp[tokens[offsets[i]]] : 0.0;
+    }
+    float lse[LOGIT_ROWS];
+    int i0 = 0;
+    while (i0 < n_cand) {
+        /* batch candidates i0..i1 whose tokens fit in max_rows rows */
+        int i1 = i0, R = 0;
+        while (i1 < n_cand && R + (offsets[i1 + 1] - offsets[i1]) <= c->max_rows) {
+            R += (int)(offsets[i1 + 1] - offsets[i1]);
+            i1++;
+        }
+        /* the last token of a candidate predicts nothing we score: it is not run */
+        int Rin = 0;
+        for (int i = i0; i < i1; i++) {
+            int n = (int)(offsets[i + 1] - offsets[i]);
+            for (int j = 0; j + 1 < n; j++) {
+                c->row_pos[Rin] = j;
+                c->row_start[Rin] = Rin - j;
+                c->row_need[Rin] = i; /* candidate of this row */
+                c->row_tok[Rin] = tokens[offsets[i] + j];
+                Rin++;
+            }
+        }
+        if (Rin > 0) {
+            embed_rows(c->x, m, c->row_tok, NULL, Rin, c->len, 0, c->row_pos);
+            cache_blocks(c, Rin, 0);
+            gpt2_layernorm_forward(c->ln, NULL, NULL, c->x, m->params.lnfw, m->params.lnfb, Rin, C, m->cfg.ln_eps);
+            for (int r0 = 0; r0 < Rin; r0 += LOGIT_ROWS) {
+                int nr = Rin - r0 < LOGIT_ROWS ? Rin - r0 : LOGIT_ROWS;
+                logsoftmax_rows(c, c->ln + (size_t)r0 * C, nr, lse);
+                for (int k = 0; k < nr; k++) {
+                    int rr = r0 + k, i = c->row_need[rr];
+                    int next = tokens[offsets[i] + c->row_pos[rr] + 1];
+                    ll[i] += c->logits[(size_t)k * V + next] - lse[k];
+                }
+            }
+        }
+        i0 = i1;
+    }
+    return DM_OK;
+}
+
+int gpt2_generate_greedy(gpt2_cache *c, int max_new, int stop_token, int *out, int *n_out)
+{
+    int V = c->m->cfg.vocab_size;
+    *n_out = 0;
+    if (c->len == 0) return DM_ERR(DM_EINPUT, "kv cache: greedy generation needs a non-empty prefix");
+    for (int s = 0; s < max_new && c->len < c->cap; s++) {
+        int best = 0;
+        for (int j = 1; j < V; j++)
+            if (c->logp[j] > c->logp[best]) best = j;
+        out[(*n_out)++] = best;
+        DM_CALL(gpt2_cache_append(c, &best, NULL, 0, 1));
+        if (best == stop_token) break;
+    }
+    return DM_OK;
+}

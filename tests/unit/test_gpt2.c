@@ -1,0 +1,452 @@
+/* test_gpt2.c: the C GPT-2 against the PyTorch reference (tests/reference/gen_gpt2.py): logits,
+ * loss, every parameter gradient, soft-input gradients, AdamW, candidate scoring and greedy
+ * decoding through the KV cache; f16/bf16 checkpoints; refused checkpoints with their messages;
+ * optimised kernels against their naive references; finite differences; data-parallel gradient
+ * sums; known answers (initial loss ~ ln V, a tiny batch overfits). */
+#include "../../src/core/err.h"
+#include "../../src/lm/gpt2.h"
+#include "../../src/lm/gpt2_ckpt.h"
+#include "../../src/lm/safetensors.h"
+#include "tap.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char refdir[4096];
+static safetensors_file ref;
+
+static float *get(const char *name, size_t *n)
+{
+    const safetensors_tensor *t = safetensors_find(&ref, name);
+    if (!t) {
+        printf("FAIL: reference tensor '%s' missing\n", name);
+        exit(1);
+    }
+    float *x = malloc(t->numel * sizeof *x + 1);
+    if (safetensors_read_f32(&ref, t, x)) exit(1);
+    if (n) *n = t->numel;
+    return x;
+}
+
+static int *get_int(const char *name, size_t *n)
+{
+    size_t k;
+    float *f = get(name, &k);
+    int *x = malloc(k * sizeof *x + 1);
+    for (size_t i = 0; i < k; i++) x[i] = (int)f[i];
+    free(f);
+    if (n) *n = k;
+    return x;
+}
+
+static double maxdiff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > m || isnan(d)) m = isnan(d) ? INFINITY : d;
+    }
+    return m;
+}
+
+static double maxabs(const float *a, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fabs(a[i]) > m ? fabs(a[i]) : m;
+    return m;
+}
+
+static void ckpt(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", refdir, name); }
+
+static void expect_load_error(const char *name, const char *want)
+{
+    char d[4200];
+    ckpt(d, sizeof d, name);
+    gpt2_model m;
+    dm_error_clear();
+    int rc = gpt2_load(&m, d);
+    CHECK(rc != DM_OK, "%s: loaded a bad checkpoint", name);
+    CHECK(strstr(dm_error_message(), want) != NULL, "%s: message '%s' lacks '%s'", name, dm_error_message(), want);
+    printf("  refused %-12s: %s\n", name, dm_error_message());
+}
+
+/* forward + backward with the reference's inputs; returns the loss */
+static float run_fb(gpt2_model *m, const int *ids, const float *soft, int n_soft, const int *tg, int B, int T,
+                    float norm, float *dsoft, int wflags)
+{
+    if (gpt2_forward(m, ids, soft, n_soft, tg, B, T, norm, GPT2_KEEP)) {
+        dm_error_print("test");
+        exit(1);
+    }
+    float loss = m->loss;
+    if (gpt2_backward(m, NULL, NULL, soft, dsoft, wflags)) {
+        dm_error_print("test");
+        exit(1);
+    }
+    return loss;
+}
+
+static void test_kernels(void)
+{
+    /* matmul: BLAS vs naive */
+    int N = 37, IC = 29, OC = 45;
+    float *inp = malloc(sizeof(float) * N * IC), *w = malloc(sizeof(float) * IC * OC), *b = malloc(sizeof(float) * OC);
+    float *o1 = malloc(sizeof(float) * N * OC), *o2 = malloc(sizeof(float) * N * OC);
+    for (int i = 0; i < N * IC; i++) inp[i] = sinf(i * 0.37f);
+    for (int i = 0; i < IC * OC; i++) w[i] = cosf(i * 0.11f);
+    for (int i = 0; i < OC; i++) b[i] = 0.1f * i;
+    gpt2_matmul_forward(o1, inp, w, b, N, IC, OC);
+    gpt2_matmul_forward_naive(o2, inp, w, b, N, IC, OC);
+    double d = maxdiff(o1, o2, (size_t)N * OC);
+    printf("  matmul forward vs naive: max diff %.3g\n", d);
+    CHECK(d < 1e-4, "matmul forward differs by %g", d);
+    float *di1 = calloc((size_t)N * IC, 4), *di2 = calloc((size_t)N * IC, 4);
+    float *dw1 = calloc((size_t)IC * OC, 4), *dw2 = calloc((size_t)IC * OC, 4), *db1 = calloc(OC, 4), *db2 = calloc(OC, 4);
+    gpt2_matmul_backward(di1, dw1, db1, o1, inp, w, N, IC, OC);
+    gpt2_matmul_backward_naive(di2, dw2, db2, o1, inp, w, N, IC, OC);
+    double d1 = maxdiff(di1, di2, (size_t)N * IC), d2 = maxdiff(dw1, dw2, (size_t)IC * OC), d3 = maxdiff(db1, db2, OC);
+    printf("  matmul backward vs naive: dinp %.3g dw %.3g db %.3g\n", d1, d2, d3);
+    CHECK(d1 < 1e-3 && d2 < 1e-3 && d3 < 1e-3, "matmul backward differs");
+    free(inp); free(w); free(b); free(o1); free(o2); free(di1); free(di2); free(dw1); free(dw2); free(db1); free(db2);
+
+    /* attention: the blocked GEMM kernel vs the loops, with a partial last block */
+    int B = 2, T = 150, C = 48, NH = 3;
+    float *qkv = malloc(sizeof(float) * B * T * 3 * C), *y1 = malloc(sizeof(float) * B * T * C),
+          *y2 = malloc(sizeof(float) * B * T * C), *a1 = malloc(sizeof(float) * B * NH * T * T),
+          *a2 = malloc(sizeof(float) * B * NH * T * T), *scr = malloc(sizeof(float) * 256 * T);
+    for (int i = 0; i < B * T * 3 * C; i++) qkv[i] = sinf(i * 0.013f) * 2.0f;
+    gpt2_attention_forward(y1, a1, qkv, scr, B, T, C, NH);
+    gpt2_attention_forward_naive(y2, a2, qkv, scr, B, T, C, NH);
+    d1 = maxdiff(y1, y2, (size_t)B * T * C);
+    d2 = maxdiff(a1, a2, (size_t)B * NH * T * T);
+    gpt2_attention_forward(y1, NULL, qkv, scr, B, T, C, NH); /* without storing att */
+    d3 = maxdiff(y1, y2, (size_t)B * T * C);
+    printf("  attention blocked vs naive: out %.3g att %.3g (unstored %.3g)\n", d1, d2, d3);
+    CHECK(d1 < 1e-5 && d2 < 1e-5 && d3 < 1e-5, "attention kernels differ");
+    free(qkv); free(y1); free(y2); free(a1); free(a2); free(scr);
+
+    /* gelu and exp: the vectorised approximations vs libm */
+    float x[2001], g1[2001], g2[2001], e1[2001];
+    double de = 0;
+    for (int i = 0; i < 2001; i++) x[i] = -10.0f + 0.01f * i;
+    gpt2_gelu_forward(g1, x, 2001);
+    gpt2_gelu_forward_naive(g2, x, 2001);
+    d = maxdiff(g1, g2, 2001);
+    for (int i = 0; i < 2001; i++) x[i] = -80.0f + 0.08f * i;
+    gpt2_exp(e1, x, 2001);
+    for (int i = 0; i < 2001; i++) {
+        double r = fabs(e1[i] - exp(x[i])) / exp(x[i]);
+        de = r > de ? r : de;
+    }
+    printf("  gelu fast vs tanhf: %.3g, exp relative error: %.3g\n", d, de);
+    CHECK(d < 1e-6, "gelu differs by %g", d);
+    CHECK(de < 1e-6, "exp relative error %g", de);
+}
+
+int main(void)
+{
+    const char *rd = getenv("DM_REF_DIR"), *tmp = getenv("DM_TMP");
+    if (!rd || !tmp) {
+        printf("SKIP: DM_REF_DIR / DM_TMP not set (run through tests/run.sh)\n");
+        return 77;
+    }
+    snprintf(refdir, sizeof refdir, "%s/gpt2", rd);
+    char path[4200];
+    ckpt(path, sizeof path, "ref.safetensors");
+    if (safetensors_open(&ref, path)) {
+        dm_error_print("test_gpt2");
+        printf("FAIL: no reference (tests/reference/gen_gpt2.py writes it)\n");
+        return 1;
+    }
+    const char *nt = getenv("OMP_NUM_THREADS");
+    gpt2_set_threads(nt ? atoi(nt) : 1);
+    test_kernels();
+
+    gpt2_model m;
+    ckpt(path, sizeof path, "tiny");
+    if (gpt2_load(&m, path)) {
+        dm_error_print("test_gpt2");
+        return 1;
+    }
+    int B = 2, T = 70, C = m.cfg.channels, V = m.cfg.vocab_size;
+    size_t n, ns;
+    int *ids = get_int("ids", &n), *tg = get_int("targets", NULL);
+    float *soft = get("soft", &ns), *rlog = get("logits", NULL), *rhid = get("hidden", NULL);
+    float *rloss = get("loss", NULL), *rnorm = get("norm", NULL), *rds = get("dsoft", NULL);
+    float *rds2 = get("dsoft_hidden", NULL), *dh = get("dhidden", NULL);
+    int n_soft = (int)(ns / C);
+    CHECK(n == (size_t)B * T, "ids has %zu entries", n);
+
+    /* forward: logits, hidden states, loss */
+    CHECK(gpt2_forward(&m, ids, soft, n_soft, tg, B, T, rnorm[0], GPT2_KEEP) == DM_OK, "forward");
+    size_t nl = (size_t)B * T * V;
+    double dl = maxdiff(m.acts.logits, rlog, nl), dhid = maxdiff(m.acts.lnf, rhid, (size_t)B * T * C);
+    printf("  logits vs pytorch: max diff %.3g (max |logit| %.3g); hidden %.3g\n", dl, maxabs(rlog, nl), dhid);
+    CHECK(dl < 1e-4, "logits differ by %g", dl);
+    CHECK(dhid < 1e-4, "hidden states differ by %g", dhid);
+    NEAR(m.loss, rloss[0], 1e-5, "loss");
+
+    /* the inference path (no kept activations) gives the same logits */
+    CHECK(gpt2_forward(&m, ids, soft, n_soft, NULL, B, T, 1, 0) == DM_OK, "forward infer");
+    double dli = maxdiff(m.acts.logits, rlog, nl);
+    printf("  logits without GPT2_KEEP: max diff %.3g\n", dli);
+    CHECK(dli < 1e-4, "inference logits differ by %g", dli);
+
+    /* full backward: every parameter gradient and the soft-input gradient */
+    CHECK(gpt2_train_init(&m) == DM_OK, "train init");
+    gpt2_zero_grad(&m);
+    float *dsoft = calloc(ns, sizeof *dsoft), *dsoft_f = calloc(ns, sizeof *dsoft_f);
+    run_fb(&m, ids, soft, n_soft, tg, B, T, rnorm[0], dsoft, GPT2_WEIGHT_GRADS);
+    float *g = m.grad_slab;
+    for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "grad.%s", gpt2_param_names[p]);
+        size_t k;
+        float *r = get(nm, &k);
+        CHECK(k == m.param_sizes[p], "%s size %zu vs %zu", nm, k, m.param_sizes[p]);
+        double d = maxdiff(g, r, k), mx = maxabs(r, k);
+        printf("  %-16s max diff %.3g (max |g| %.3g)\n", nm, d, mx);
+        CHECK(d <= 1e-5 + 1e-4 * mx, "%s differs by %g", nm, d);
+        g += k;
+        free(r);
+    }
+    double ds = maxdiff(dsoft, rds, ns);
+    printf("  dsoft vs pytorch: max diff %.3g (max %.3g)\n", ds, maxabs(rds, ns));
+    CHECK(ds < 1e-5, "dsoft differs by %g", ds);
+
+    /* frozen backward: no weight gradients touched, same input gradient */
+    memset(m.grad_slab, 0, m.num_params * sizeof(float));
+    run_fb(&m, ids, soft, n_soft, tg, B, T, rnorm[0], dsoft_f, 0);
+    CHECK(maxabs(m.grad_slab, m.num_params) == 0, "frozen backward wrote weight gradients");
+    double dsf = maxdiff(dsoft_f, dsoft, ns);
+    printf("  frozen vs full backward dsoft: %.3g\n", dsf);
+    CHECK(dsf < 1e-7, "frozen dsoft differs by %g", dsf);
+
+    /* an upstream gradient on the final hidden states, added to the loss */
+    memset(dsoft_f, 0, ns * sizeof *dsoft_f);
+    CHECK(gpt2_forward(&m, ids, soft, n_soft, tg, B, T, rnorm[0], GPT2_KEEP) == DM_OK, "forward");
+    CHECK(gpt2_backward(&m, NULL, dh, soft, dsoft_f, 0) == DM_OK, "backward dhidden");
+    double ds2 = maxdiff(dsoft_f, rds2, ns);
+    printf("  dsoft with dhidden vs pytorch: %.3g\n", ds2);
+    CHECK(ds2 < 1e-5, "dsoft (dhidden) differs by %g", ds2);
+
+    /* an upstream gradient on the logits equal to the loss's own gradient gives the same dsoft */
+    {
+        float *dlg = malloc(nl * sizeof *dlg), *d3 = calloc(ns, sizeof *d3);
+        CHECK(gpt2_forward(&m, ids, soft, n_soft, tg, B, T, rnorm[0], GPT2_KEEP) == DM_OK, "forward");
+        for (int i = 0; i < B * T; i++) {
+            float *r = m.acts.logits + (size_t)i * V, mx = -INFINITY, s = 0;
+            for (int j = 0; j < V; j++) mx = r[j] > mx ? r[j] : mx;
+            for (int j = 0; j < V; j++) s += expf(r[j] - mx);
+            for (int j = 0; j < V; j++) dlg[(size_t)i * V + j] = tg[i] < 0 ? 0 : expf(r[j] - mx) / s / rnorm[0];
+            if (tg[i] >= 0) dlg[(size_t)i * V + tg[i]] -= 1.0f / rnorm[0];
+        }
+        CHECK(gpt2_forward(&m, ids, soft, n_soft, NULL, B, T, 1, GPT2_KEEP) == DM_OK, "forward");
+        CHECK(gpt2_backward(&m, dlg, NULL, soft, d3, 0) == DM_OK, "backward dlogits");
+        double dd = maxdiff(d3, rds, ns);
+        printf("  dsoft from an upstream dlogits vs pytorch: %.3g\n", dd);
+        CHECK(dd < 1e-5, "dsoft (dlogits) differs by %g", dd);
+        free(dlg);
+        free(d3);
+    }
+
+    /* finite differences of the loss along a few soft coordinates (float forward, central) */
+    {
+        double worst = 0;
+        int coords[] = {0, 7, C + 3, 2 * C + 31, 4 * C + 1};
+        for (int i = 0; i < 5; i++) {
+            int k = coords[i];
+            float h = 1e-2f, save = soft[k];
+            soft[k] = save + h;
+            gpt2_forward(&m, ids, soft, n_soft, tg, B, T, rnorm[0], 0);
+            double lp = m.loss;
+            soft[k] = save - h;
+            gpt2_forward(&m, ids, soft, n_soft, tg, B, T, rnorm[0], 0);
+            double lm = m.loss;
+            soft[k] = save;
+            double fd = (lp - lm) / (2 * h), err = fabs(fd - rds[k]);
+            worst = err > worst ? err : worst;
+        }
+        printf("  finite differences vs dsoft: max abs error %.3g (h = 1e-2)\n", worst);
+        CHECK(worst < 5e-4, "finite differences disagree by %g", worst);
+    }
+
+    /* data parallel: per-sequence gradients with the global normaliser sum to the batch gradient */
+    {
+        float *full = malloc(m.num_params * sizeof(float));
+        gpt2_zero_grad(&m);
+        run_fb(&m, ids, soft, n_soft, tg, B, T, rnorm[0], NULL, GPT2_WEIGHT_GRADS);
+        memcpy(full, m.grad_slab, m.num_params * sizeof(float));
+        gpt2_zero_grad(&m);
+        float l0 = run_fb(&m, ids, soft, n_soft, tg, 1, T, rnorm[0], NULL, GPT2_WEIGHT_GRADS);
+        float l1 = run_fb(&m, ids + T, soft, n_soft, tg + T, 1, T, rnorm[0], NULL, GPT2_WEIGHT_GRADS);
+        double d = maxdiff(full, m.grad_slab, m.num_params);
+        printf("  shard gradients summed vs full batch: %.3g; loss %.7g + %.7g vs %.7g\n", d, l0, l1, rloss[0]);
+        CHECK(d < 1e-6, "shard gradient sum differs by %g", d);
+        NEAR(l0 + l1, rloss[0], 1e-5, "shard loss sum");
+        free(full);
+    }
+
+    /* AdamW from the reference gradients */
+    {
+        g = m.grad_slab;
+        for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
+            char nm[64];
+            snprintf(nm, sizeof nm, "grad.%s", gpt2_param_names[p]);
+            float *r = get(nm, NULL);
+            memcpy(g, r, m.param_sizes[p] * sizeof(float));
+            g += m.param_sizes[p];
+            free(r);
+        }
+        gpt2_model m2;
+        CHECK(gpt2_load(&m2, path) == DM_OK, "reload");
+        CHECK(gpt2_train_init(&m2) == DM_OK, "train init");
+        memcpy(m2.grad_slab, m.grad_slab, m.num_params * sizeof(float));
+        gpt2_adamw opt = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f};
+        gpt2_adamw_step(&m2, &opt, 1);
+        const float *w = m2.param_slab;
+        double worst = 0;
+        for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
+            char nm[64];
+            snprintf(nm, sizeof nm, "adamw.%s", gpt2_param_names[p]);
+            float *r = get(nm, NULL);
+            double d = maxdiff(w, r, m.param_sizes[p]);
+            worst = d > worst ? d : worst;
+            w += m.param_sizes[p];
+            free(r);
+        }
+        printf("  AdamW step vs torch.optim.AdamW: max diff %.3g\n", worst);
+        CHECK(worst < 2e-6, "AdamW differs by %g", worst);
+        gpt2_free(&m2);
+    }
+
+    /* KV cache: candidate scores and greedy decoding vs the reference's full forwards */
+    {
+        size_t np, nc;
+        int *prefix = get_int("prefix", &np), *ct = get_int("cand_tokens", NULL);
+        int *co32 = get_int("cand_offsets", &nc), *greedy = get_int("greedy", NULL);
+        float *rll = get("cand_ll", NULL);
+        int ncand = (int)nc - 1;
+        int64_t *co = malloc(nc * sizeof *co);
+        for (size_t i = 0; i < nc; i++) co[i] = co32[i];
+        double ll[16], ll2[16], worst = 0, worst2 = 0;
+        for (int rows = 0; rows < 2; rows++) {
+            gpt2_cache c;
+            CHECK(gpt2_cache_init(&c, &m, 0, rows ? 8 : 256) == DM_OK, "cache init");
+            /* prefix in two appends: the cache must not care how it was filled */
+            CHECK(gpt2_cache_append(&c, prefix, soft, n_soft, 3) == DM_OK, "append");
+            CHECK(gpt2_cache_append(&c, prefix + 3, soft, n_soft, (int)np - 3) == DM_OK, "append");
+            CHECK(gpt2_cache_score(&c, ct, co, ncand, rows ? ll2 : ll) == DM_OK, "score");
+            if (!rows) {
+                int out[10], no;
+                /* truncating and re-appending restores the state */
+                CHECK(gpt2_cache_truncate(&c, 4) == DM_OK, "truncate");
+                CHECK(gpt2_cache_append(&c, prefix + 4, soft, n_soft, (int)np - 4) == DM_OK, "append");
+                CHECK(gpt2_generate_greedy(&c, 10, -1, out, &no) == DM_OK, "greedy");
+                int same = no == 10;
+                for (int i = 0; i < no && same; i++) same = out[i] == greedy[i];
+                CHECK(same, "greedy decoding differs from the reference");
+                printf("  greedy decoding of 10 tokens matches the reference: %s\n", same ? "yes" : "no");
+            }
+            gpt2_cache_free(&c);
+        }
+        for (int i = 0; i < ncand; i++) {
+            worst = fabs(ll[i] - rll[i]) > worst ? fabs(ll[i] - rll[i]) : worst;
+            worst2 = fabs(ll2[i] - ll[i]) > worst2 ? fabs(ll2[i] - ll[i]) : worst2;
+        }
+        printf("  candidate log-likelihoods vs pytorch: max diff %.3g; batches of 8 rows vs 256: %.3g\n", worst, worst2);
+        CHECK(worst < 1e-4, "candidate scores differ by %g", worst);
+        CHECK(worst2 < 1e-5, "batching changes scores by %g", worst2);
+        free(prefix); free(ct); free(co32); free(greedy); free(rll); free(co);
+    }
+
+    /* f16 / bf16 checkpoints (prefixed names, stored head) give the upcast model's logits */
+    const char *half[2] = {"tiny_f16", "tiny_bf16"}, *hlog[2] = {"logits_f16", "logits_bf16"};
+    for (int k = 0; k < 2; k++) {
+        gpt2_model mh;
+        char hp[4200];
+        ckpt(hp, sizeof hp, half[k]);
+        if (gpt2_load(&mh, hp)) {
+            dm_error_print("test_gpt2");
+            CHECK(0, "cannot load %s", half[k]);
+            continue;
+        }
+        float *r = get(hlog[k], NULL);
+        gpt2_forward(&mh, ids, soft, n_soft, NULL, B, T, 1, 0);
+        double d = maxdiff(mh.acts.logits, r, nl), d0 = maxdiff(mh.acts.logits, rlog, nl);
+        printf("  %s logits vs pytorch on upcast weights: %.3g (vs f32 model: %.3g)\n", half[k], d, d0);
+        CHECK(d < 1e-4, "%s logits differ by %g", half[k], d);
+        free(r);
+        gpt2_free(&mh);
+    }
+
+    /* save / load round trip, atomically */
+    {
+        char sp[4200], part[4300];
+        snprintf(sp, sizeof sp, "%s/gpt2_roundtrip", tmp);
+        CHECK(gpt2_save(&m, sp) == DM_OK, "save");
+        snprintf(part, sizeof part, "%s/model.safetensors.part", sp);
+        CHECK(access(part, F_OK) != 0, "a .part file was left behind");
+        gpt2_model m3;
+        CHECK(gpt2_load(&m3, sp) == DM_OK, "load saved");
+        CHECK(m3.num_params == m.num_params && !memcmp(m3.param_slab, m.param_slab, m.num_params * 4),
+              "round trip changed the parameters");
+        gpt2_free(&m3);
+        /* a truncated copy is refused with the tensor named */
+        char tp[4300], cmd[20000];
+        snprintf(tp, sizeof tp, "%s/gpt2_truncated", tmp);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s' && truncate -s -100 '%s/model.safetensors'", tp, sp,
+                 tp, tp);
+        CHECK(system(cmd) == 0, "cannot make the truncated copy");
+        dm_error_clear();
+        CHECK(gpt2_load(&m3, tp) != DM_OK, "loaded a truncated file");
+        CHECK(strstr(dm_error_message(), "lies beyond the end of the file") && strstr(dm_error_message(), "ln_f.bias") &&
+                  strstr(dm_error_hint_text(), "truncated"),
+              "truncation message: %s / %s", dm_error_message(), dm_error_hint_text());
+        printf("  refused truncated   : %s (hint: %s)\n", dm_error_message(), dm_error_hint_text());
+    }
+
+    expect_load_error("bad_shape", "tensor 'h.1.mlp.c_fc.weight' has shape [128, 32], expected [32, 128]");
+    expect_load_error("bad_missing", "tensor 'ln_f.bias' is missing");
+    expect_load_error("bad_dtype", "tensor 'wpe.weight' has dtype I32");
+    expect_load_error("bad_config", "tensor 'wte.weight' has shape [101, 32], expected [101, 48]");
+    expect_load_error("bad_head", "differs from wte.weight");
+    expect_load_error("bad_act", "activation_function 'relu' is not supported");
+    expect_load_error("no_such_dir", "cannot open");
+
+    /* known answers: GPT-2 initialisation starts near ln V, and a tiny batch overfits */
+    {
+        gpt2_config cfg = gpt2_config_make(2, 2, 16, 32, 50);
+        gpt2_model t;
+        CHECK(gpt2_init(&t, &cfg) == DM_OK, "init");
+        gpt2_init_random(&t, 7);
+        CHECK(gpt2_train_init(&t) == DM_OK, "train init");
+        int tin[2 * 16], ttg[2 * 16];
+        for (int i = 0; i < 32; i++) {
+            tin[i] = (i * 7 + 3) % 50;
+            ttg[i] = (i * 7 + 10) % 50;
+        }
+        gpt2_adamw opt = {3e-3f, 0.9f, 0.95f, 1e-8f, 0.0f};
+        float first = 0, last = 0;
+        for (int step = 1; step <= 150; step++) {
+            gpt2_zero_grad(&t);
+            float l = run_fb(&t, tin, NULL, 0, ttg, 2, 16, 32, NULL, GPT2_WEIGHT_GRADS);
+            if (step == 1) first = l;
+            last = l;
+            gpt2_adamw_step(&t, &opt, step);
+        }
+        printf("  random init loss %.4f (ln 50 = %.4f); after 150 AdamW steps on one batch %.4f\n", first, log(50.0), last);
+        NEAR(first, log(50.0), 0.1, "initial loss vs ln V");
+        CHECK(last < 0.1 * first, "the tiny batch did not overfit: %g -> %g", first, last);
+        gpt2_free(&t);
+    }
+
+    free(ids); free(tg); free(soft); free(rlog); free(rhid); free(rloss); free(rnorm); free(rds); free(rds2); free(dh);
+    free(dsoft); free(dsoft_f);
+    gpt2_free(&m);
+    safetensors_close(&ref);
+    return tap_done("test_gpt2");
+}
