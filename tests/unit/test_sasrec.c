@@ -1,0 +1,796 @@
+/* test_sasrec.c: the SASRec kernels and model (src/sasrec/).
+ *
+ *  1. every optimised kernel against its naive twin (random inputs, ragged sequences, dropout masks)
+ *  2. whole model, optimised vs naive kernels, every norm placement and loss, with keyed dropout
+ *  3. gradients of every parameter element by central finite differences (naive kernels, given
+ *     dropout masks so the loss is a fixed function of the weights)
+ *  4. parity with PyTorch (tests/reference/gen_sasrec.py, float64): loss, every gradient tensor,
+ *     user states, replayed dropout masks, two Adam steps with L2
+ *  5. data parallel: shard gradients summed over 2 and 3 shards equal the full-batch gradient, the
+ *     keyed dropout masks agree, results are bitwise reproducible
+ *  6. known answers: initial full-softmax loss ~ ln(#items); a tiny batch overfits
+ *  7. inference (states, block and candidate scores, item table) and input errors
+ */
+#include "../../src/core/err.h"
+#include "../../src/core/json.h"
+#include "../../src/core/rng.h"
+#include "../../src/core/shard.h"
+#include "../../src/sasrec/sasrec.h"
+#include "../../src/sasrec/sasrec_kernels.h"
+#include "tap.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static double maxabs(const float *a, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(a[i]));
+    return m;
+}
+
+static double maxdiff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
+    return m;
+}
+
+static void randn(dm_rng *r, float *x, size_t n, double sd)
+{
+    for (size_t i = 0; i < n; i++) x[i] = (float)(sd * dm_rng_normal(r));
+}
+
+/* ---- 1. kernels ------------------------------------------------------------------------------ */
+
+static void test_kernels(void)
+{
+    const sasrec_kernels *F = &sasrec_kernels_fast, *Nv = &sasrec_kernels_naive;
+    dm_rng r;
+    dm_rng_seed(&r, 7);
+    enum { B = 4, C = 24, H = 3, IC = 24, OC = 40, V = 57 };
+    int lens[B] = {9, 1, 0, 14};
+    int off[B + 1];
+    size_t att_off[B + 1];
+    off[0] = 0;
+    att_off[0] = 0;
+    for (int b = 0; b < B; b++) {
+        off[b + 1] = off[b] + lens[b];
+        att_off[b + 1] = att_off[b] + (size_t)H * lens[b] * lens[b];
+    }
+    const int N = off[B];
+    const size_t natt = att_off[B];
+    float *x = calloc((size_t)N * 3 * C, sizeof(float)), *w = calloc(OC * IC, sizeof(float));
+    float *bias = calloc(OC, sizeof(float)), *y1 = calloc((size_t)N * 3 * OC, sizeof(float));
+    float *y2 = calloc((size_t)N * 3 * OC, sizeof(float)), *dy = calloc((size_t)N * 3 * OC, sizeof(float));
+    float *dx1 = calloc((size_t)N * 3 * C, sizeof(float)), *dx2 = calloc((size_t)N * 3 * C, sizeof(float));
+    float *dw1 = calloc(OC * IC, sizeof(float)), *dw2 = calloc(OC * IC, sizeof(float));
+    float *db1 = calloc(OC, sizeof(float)), *db2 = calloc(OC, sizeof(float));
+    float *ones = calloc((size_t)N, sizeof(float)), *mean = calloc(2 * (size_t)N, sizeof(float));
+    float *rstd = calloc(2 * (size_t)N, sizeof(float));
+    float *att1 = calloc(natt, sizeof(float)), *att2 = calloc(natt, sizeof(float));
+    uint8_t *mask = calloc(natt, 1);
+    for (int i = 0; i < N; i++) ones[i] = 1.0f;
+
+    /* linear with row strides (the Q and K,V halves of the packed qkv buffer) */
+    randn(&r, x, (size_t)N * 3 * C, 1.0);
+    randn(&r, w, OC * IC, 0.3);
+    randn(&r, bias, OC, 0.5);
+    randn(&r, dy, (size_t)N * 3 * OC, 1.0);
+    F->linear_forward(y1, 2 * OC, x, 3 * C, w, bias, N, IC, OC);
+    Nv->linear_forward(y2, 2 * OC, x, 3 * C, w, bias, N, IC, OC);
+    double d = 0;
+    for (int i = 0; i < N; i++) d = fmax(d, maxdiff(y1 + (size_t)i * 2 * OC, y2 + (size_t)i * 2 * OC, OC));
+    printf("# linear forward: max |fast - naive| = %.3g\n", d);
+    CHECK(d < 1e-5, "linear forward differs by %g", d);
+    F->linear_backward(dx1, 3 * C, dw1, db1, dy, 2 * OC, x, w, ones, N, IC, OC);
+    Nv->linear_backward(dx2, 3 * C, dw2, db2, dy, 2 * OC, x, w, ones, N, IC, OC);
+    d = fmax(fmax(maxdiff(dx1, dx2, (size_t)N * 3 * C), maxdiff(dw1, dw2, OC * IC)), maxdiff(db1, db2, OC));
+    printf("# linear backward: max |fast - naive| = %.3g\n", d);
+    CHECK(d < 1e-4, "linear backward differs by %g", d);
+
+    /* layer norm, including a constant row (variance 0, the padding case) */
+    for (int c = 0; c < C; c++) x[c] = 0.7f;
+    F->layernorm_forward(y1, mean, rstd, x, w, bias, N, C);
+    Nv->layernorm_forward(y2, mean + N, rstd + N, x, w, bias, N, C);
+    d = maxdiff(y1, y2, (size_t)N * C);
+    printf("# layernorm forward: max |fast - naive| = %.3g\n", d);
+    CHECK(d < 1e-4, "layernorm forward differs by %g", d);
+    memset(dx1, 0, (size_t)N * C * sizeof(float));
+    memset(dx2, 0, (size_t)N * C * sizeof(float));
+    memset(dw1, 0, C * sizeof(float));
+    memset(dw2, 0, C * sizeof(float));
+    memset(db1, 0, C * sizeof(float));
+    memset(db2, 0, C * sizeof(float));
+    F->layernorm_backward(dx1 + C, dw1, db1, dy + C, x + C, w, mean + 1, rstd + 1, N - 1, C);
+    Nv->layernorm_backward(dx2 + C, dw2, db2, dy + C, x + C, w, mean + N + 1, rstd + N + 1, N - 1, C);
+    d = fmax(maxdiff(dx1, dx2, (size_t)N * C), fmax(maxdiff(dw1, dw2, C), maxdiff(db1, db2, C)));
+    printf("# layernorm backward: max |fast - naive| = %.3g\n", d);
+    CHECK(d < 1e-4, "layernorm backward differs by %g", d);
+
+    /* attention over ragged sequences (lengths 9, 1, 0, 14), with and without dropout */
+    for (size_t i = 0; i < natt; i++) mask[i] = dm_rng_uniform(&r) < 0.6;
+    for (int withmask = 0; withmask < 2; withmask++) {
+        const uint8_t *mk = withmask ? mask : NULL;
+        float keep = withmask ? 1.0f / 0.6f : 1.0f;
+        F->attention_forward(y1, att1, x, mk, keep, off, att_off, B, C, H);
+        Nv->attention_forward(y2, att2, x, mk, keep, off, att_off, B, C, H);
+        double da = 0;
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int i = 0; i < lens[b]; i++)
+                    for (int j = 0; j <= i; j++) {
+                        size_t k = att_off[b] + ((size_t)h * lens[b] + i) * lens[b] + j;
+                        da = fmax(da, fabs(att1[k] - att2[k]));
+                    }
+        d = maxdiff(y1, y2, (size_t)N * C);
+        printf("# attention forward (mask %d): max |fast - naive| out %.3g, probabilities %.3g\n", withmask, d, da);
+        CHECK(d < 1e-5 && da < 1e-6, "attention forward differs by %g / %g", d, da);
+        memset(dx1, 0, (size_t)N * 3 * C * sizeof(float));
+        memset(dx2, 0, (size_t)N * 3 * C * sizeof(float));
+        F->attention_backward(dx1, dy, x, att1, mk, keep, off, att_off, B, C, H);
+        Nv->attention_backward(dx2, dy, x, att1, mk, keep, off, att_off, B, C, H);
+        d = maxdiff(dx1, dx2, (size_t)N * 3 * C);
+        printf("# attention backward (mask %d): max |fast - naive| = %.3g\n", withmask, d);
+        CHECK(d < 1e-5, "attention backward differs by %g", d);
+    }
+
+    /* losses: CE in row blocks of 3 (chunk = 3V) against the naive one-row-at-a-time version */
+    float *wte = calloc((size_t)V * C, sizeof(float)), *logits = calloc((size_t)3 * V, sizeof(float));
+    float *gw1 = calloc((size_t)V * C, sizeof(float)), *gw2 = calloc((size_t)V * C, sizeof(float));
+    float *rowbuf = calloc(3 * (size_t)N, sizeof(float));
+    int *tgt = calloc((size_t)N, sizeof(int)), *neg = calloc((size_t)N, sizeof(int));
+    randn(&r, wte + C, (size_t)(V - 1) * C, 0.4);
+    for (int i = 0; i < N; i++) {
+        tgt[i] = 1 + (int)dm_rng_below(&r, V - 1);
+        neg[i] = 1 + (int)dm_rng_below(&r, V - 1);
+    }
+    neg[0] = tgt[0]; /* a negative equal to the positive is legal */
+    double l1 = F->ce_loss(dx1, gw1, x, tgt, wte, N, V, C, 0.1f, logits, 3 * V, rowbuf);
+    double l2 = Nv->ce_loss(dx2, gw2, x, tgt, wte, N, V, C, 0.1f, logits, 3 * V, rowbuf);
+    d = fmax(maxdiff(dx1, dx2, (size_t)N * C), maxdiff(gw1, gw2, (size_t)V * C));
+    printf("# ce loss: %.8f vs %.8f, gradients max diff %.3g\n", l1, l2, d);
+    NEAR(l1, l2, 1e-5 * fabs(l2), "ce loss fast vs naive");
+    CHECK(d < 1e-6, "ce gradients differ by %g", d);
+    CHECK(maxabs(gw1, C) == 0, "ce gradient reached the padding row");
+    memset(gw1, 0, (size_t)V * C * sizeof(float));
+    memset(gw2, 0, (size_t)V * C * sizeof(float));
+    l1 = F->bce_loss(dx1, gw1, x, tgt, neg, wte, N, C, 0.1f, rowbuf);
+    l2 = Nv->bce_loss(dx2, gw2, x, tgt, neg, wte, N, C, 0.1f, rowbuf);
+    d = fmax(maxdiff(dx1, dx2, (size_t)N * C), maxdiff(gw1, gw2, (size_t)V * C));
+    printf("# bce loss: %.8f vs %.8f, gradients max diff %.3g\n", l1, l2, d);
+    NEAR(l1, l2, 1e-5 * fabs(l2), "bce loss fast vs naive");
+    CHECK(d < 1e-6, "bce gradients differ by %g", d);
+
+    free(wte); free(logits); free(gw1); free(gw2); free(rowbuf); free(tgt); free(neg);
+    free(x); free(w); free(bias); free(y1); free(y2); free(dy); free(dx1); free(dx2); free(dw1);
+    free(dw2); free(db1); free(db2); free(ones); free(mean); free(rstd); free(att1); free(att2);
+    free(mask);
+}
+
+/* ---- helpers for model tests ----------------------------------------------------------------- */
+
+typedef struct {
+    int B, T;
+    int32_t *seq, *pos, *neg;
+    int64_t *gidx;
+} tbatch;
+
+/* Ragged left-padded sequences (lengths uniform in 0..T), targets = next items, negatives drawn. */
+static void make_batch(tbatch *tb, int B, int T, int n_items, uint64_t seed)
+{
+    dm_rng r;
+    dm_rng_seed(&r, seed);
+    tb->B = B;
+    tb->T = T;
+    tb->seq = calloc((size_t)B * T, sizeof(int32_t));
+    tb->pos = calloc((size_t)B * T, sizeof(int32_t));
+    tb->neg = calloc((size_t)B * T, sizeof(int32_t));
+    tb->gidx = calloc((size_t)B, sizeof(int64_t));
+    for (int b = 0; b < B; b++) {
+        int n = b == 0 ? T : (int)dm_rng_below(&r, (uint64_t)T + 1);
+        tb->gidx[b] = b;
+        for (int t = T - n; t < T; t++) {
+            size_t i = (size_t)b * T + t;
+            tb->seq[i] = 1 + (int)dm_rng_below(&r, (uint64_t)n_items);
+            tb->pos[i] = 1 + (int)dm_rng_below(&r, (uint64_t)n_items);
+            do tb->neg[i] = 1 + (int)dm_rng_below(&r, (uint64_t)n_items);
+            while (tb->neg[i] == tb->pos[i] && n_items > 1);
+        }
+    }
+}
+
+static void free_batch(tbatch *tb)
+{
+    free(tb->seq);
+    free(tb->pos);
+    free(tb->neg);
+    free(tb->gidx);
+}
+
+static sasrec_batch view(const tbatch *tb, int lo, int hi, double norm, int train)
+{
+    sasrec_batch b = {.B = hi - lo, .seq = tb->seq + (size_t)lo * tb->T, .pos = tb->pos + (size_t)lo * tb->T,
+                      .neg = tb->neg + (size_t)lo * tb->T, .gidx = tb->gidx + lo, .norm = norm,
+                      .seed = 99, .step = 5, .train = train};
+    return b;
+}
+
+static const char *norm_name[] = {"kang", "pre", "post"};
+static const char *loss_name[] = {"bce", "ce"};
+
+static void small_config(sasrec_config *c, int norm, int loss)
+{
+    sasrec_config_default(c, 23);
+    c->C = 12;
+    c->F = 20;
+    c->T = 7;
+    c->L = 2;
+    c->H = 2;
+    c->max_batch = 6;
+    c->dropout = 0.3f;
+    c->norm = norm;
+    c->loss = loss;
+    c->chunk_floats = 2 * 24; /* CE in blocks of two rows */
+}
+
+/* Perturbs LN weights and biases away from 1 and 0 so that their gradients are generic. */
+static void perturb(sasrec *m, uint64_t seed)
+{
+    dm_rng r;
+    dm_rng_seed(&r, seed);
+    size_t a = m->offset[2], b = m->offset[4];
+    for (size_t i = a; i < b; i++) m->params_mem[i] += (float)(0.2 * dm_rng_normal(&r));
+    for (int k = 5; k < SASREC_NTENSORS; k++) {
+        if (k == 6 || k == 10 || k == 12) continue; /* matrices already random */
+        size_t n = sasrec_tensor_info(&m->cfg, k, NULL, NULL, NULL);
+        for (size_t i = 0; i < n; i++) m->params_mem[m->offset[k] + i] += (float)(0.2 * dm_rng_normal(&r));
+    }
+    for (size_t i = (size_t)m->cfg.C; i < (size_t)m->V * m->cfg.C; i++) m->params.wte[i] *= 3.0f;
+}
+
+/* ---- 2. model: optimised vs naive kernels ---------------------------------------------------- */
+
+static void test_model_naive(void)
+{
+    for (int norm = 0; norm < 3; norm++)
+        for (int loss = 0; loss < 2; loss++) {
+            sasrec_config c;
+            small_config(&c, norm, loss);
+            sasrec mf, mn;
+            sasrec_acts af, an;
+            CHECK(sasrec_init(&mf, &c) == DM_OK, "init");
+            c.naive = 1;
+            CHECK(sasrec_init(&mn, &c) == DM_OK, "init naive");
+            CHECK(sasrec_acts_init(&af, &c) == DM_OK && sasrec_acts_init(&an, &c) == DM_OK, "acts");
+            sasrec_init_weights(&mf, 11);
+            perturb(&mf, 12);
+            memcpy(mn.params_mem, mf.params_mem, mf.nparams * sizeof(float));
+            tbatch tb;
+            make_batch(&tb, 6, c.T, c.n_items, 13);
+            sasrec_batch b = view(&tb, 0, 6, 0, 1);
+            double lf = 0, ln = 0;
+            CHECK(sasrec_train_step(&mf, &af, &b, &lf) == DM_OK, "train step");
+            CHECK(sasrec_train_step(&mn, &an, &b, &ln) == DM_OK, "train step naive");
+            double worst = 0;
+            for (int k = 0; k < SASREC_NTENSORS; k++) {
+                size_t n = sasrec_tensor_info(&c, k, NULL, NULL, NULL);
+                double s = maxabs(mn.grads_mem + mn.offset[k], n);
+                double dd = maxdiff(mf.grads_mem + mf.offset[k], mn.grads_mem + mn.offset[k], n);
+                worst = fmax(worst, dd / (s + 1e-6));
+            }
+            printf("# model %s/%s fast vs naive: loss %.7f vs %.7f, max gradient diff %.3g of the tensor's max\n",
+                   norm_name[norm], loss_name[loss], lf, ln, worst);
+            NEAR(lf, ln, 1e-5 * fabs(ln), "model loss fast vs naive");
+            CHECK(worst < 1e-4, "%s/%s gradients fast vs naive differ by %g relative", norm_name[norm], loss_name[loss], worst);
+            free_batch(&tb);
+            sasrec_free(&mf);
+            sasrec_free(&mn);
+            sasrec_acts_free(&af);
+            sasrec_acts_free(&an);
+        }
+}
+
+/* ---- 3. finite differences ------------------------------------------------------------------- */
+
+/* Dense dropout masks drawn once so the loss is a deterministic function of the weights. */
+typedef struct {
+    uint8_t *emb, *att, *fc1, *fc2;
+    sasrec_dense_masks d;
+} tmasks;
+
+static void make_masks(tmasks *tm, const sasrec_config *c, int B, double p, uint64_t seed)
+{
+    dm_rng r;
+    dm_rng_seed(&r, seed);
+    size_t ne = (size_t)B * c->T * c->C, na = (size_t)c->L * B * c->H * c->T * c->T;
+    size_t n1 = (size_t)c->L * B * c->T * c->F, n2 = (size_t)c->L * B * c->T * c->C;
+    tm->emb = malloc(ne);
+    tm->att = malloc(na);
+    tm->fc1 = malloc(n1);
+    tm->fc2 = malloc(n2);
+    for (size_t i = 0; i < ne; i++) tm->emb[i] = dm_rng_uniform(&r) >= p;
+    for (size_t i = 0; i < na; i++) tm->att[i] = dm_rng_uniform(&r) >= p;
+    for (size_t i = 0; i < n1; i++) tm->fc1[i] = dm_rng_uniform(&r) >= p;
+    for (size_t i = 0; i < n2; i++) tm->fc2[i] = dm_rng_uniform(&r) >= p;
+    tm->d = (sasrec_dense_masks){tm->emb, tm->att, tm->fc1, tm->fc2};
+}
+
+static void free_masks(tmasks *tm)
+{
+    free(tm->emb);
+    free(tm->att);
+    free(tm->fc1);
+    free(tm->fc2);
+}
+
+static void test_finite_differences(void)
+{
+    /* Central differences on float weights, the loss accumulated in double by the naive kernels.
+     * Error model: truncation O(h^2 f''') plus float rounding of the loss (~1e-7 relative) / h,
+     * both near 1e-4 for h = 1e-2 here. An element passes when |fd - analytic| <= 1e-3 + 1e-2
+     * |analytic| for some h in {1e-2, 3e-3, 1e-3, 3e-4}: the smaller steps only matter where the
+     * larger one straddles a ReLU kink. A missing or wrong term fails at every step. */
+    const double hs[4] = {1e-2, 3e-3, 1e-3, 3e-4};
+    for (int norm = 0; norm < 3; norm++)
+        for (int loss = 0; loss < 2; loss++) {
+            sasrec_config c;
+            small_config(&c, norm, loss);
+            c.C = 8;
+            c.F = 12;
+            c.T = 5;
+            c.n_items = 12;
+            c.max_batch = 3;
+            c.naive = 1;
+            sasrec m;
+            sasrec_acts a;
+            CHECK(sasrec_init(&m, &c) == DM_OK && sasrec_acts_init(&a, &c) == DM_OK, "init");
+            sasrec_init_weights(&m, 21);
+            perturb(&m, 22);
+            tbatch tb;
+            make_batch(&tb, 3, c.T, c.n_items, 23);
+            tmasks tm;
+            make_masks(&tm, &m.cfg, 3, 0.3, 24);
+            sasrec_batch b = view(&tb, 0, 3, 0, 1);
+            b.masks = &tm.d;
+            double l0;
+            sasrec_zero_grad(&m);
+            CHECK(sasrec_train_step(&m, &a, &b, &l0) == DM_OK, "train step");
+            float *g = malloc(m.nparams * sizeof(float));
+            memcpy(g, m.grads_mem, m.nparams * sizeof(float));
+            double worst_all = 0;
+            int bad = 0;
+            for (int k = 0; k < SASREC_NTENSORS; k++) {
+                const char *name;
+                size_t n = sasrec_tensor_info(&m.cfg, k, &name, NULL, NULL);
+                double worst = 0, gmax = 0;
+                for (size_t i = 0; i < n; i++) {
+                    size_t j = m.offset[k] + i;
+                    float w0 = m.params_mem[j];
+                    double err = INFINITY, fd = 0;
+                    for (int q = 0; q < 4 && err > 1e-3 + 1e-2 * fabs(g[j]); q++) {
+                        double lp, lm;
+                        m.params_mem[j] = (float)(w0 + hs[q]);
+                        double hp = (double)m.params_mem[j] - w0;
+                        sasrec_eval_loss(&m, &a, &b, &lp);
+                        m.params_mem[j] = (float)(w0 - hs[q]);
+                        double hm = w0 - (double)m.params_mem[j];
+                        sasrec_eval_loss(&m, &a, &b, &lm);
+                        m.params_mem[j] = w0;
+                        fd = (lp - lm) / (hp + hm);
+                        err = fmin(err, fabs(fd - g[j]));
+                    }
+                    gmax = fmax(gmax, fabs(g[j]));
+                    if (err > 1e-3 + 1e-2 * fabs(g[j])) {
+                        if (bad < 5)
+                            printf("# FD mismatch %s/%s %s[%zu]: analytic %.6g fd %.6g\n", norm_name[norm], loss_name[loss], name, i, g[j], fd);
+                        bad++;
+                    }
+                    worst = fmax(worst, err);
+                }
+                worst_all = fmax(worst_all, worst);
+                if (norm == 0 && loss == 0)
+                    printf("# FD kang/bce %-8s %5zu elements: max |fd - analytic| %.2g (max |g| %.2g)\n", name, n, worst, gmax);
+            }
+            printf("# FD %s/%s (dropout masks on): every element of every tensor, max |fd - analytic| = %.3g\n",
+                   norm_name[norm], loss_name[loss], worst_all);
+            CHECK(bad == 0, "%s/%s: %d gradient elements disagree with finite differences", norm_name[norm], loss_name[loss], bad);
+            free(g);
+            free_masks(&tm);
+            free_batch(&tb);
+            sasrec_free(&m);
+            sasrec_acts_free(&a);
+        }
+}
+
+/* ---- 4. PyTorch parity ----------------------------------------------------------------------- */
+
+static void *slurp(const char *dir, const char *name, const char *suffix, size_t want)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s%s", dir, name, suffix);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        printf("# cannot open %s\n", path);
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *p = malloc(n > 0 ? (size_t)n : 1);
+    size_t got = fread(p, 1, (size_t)n, f);
+    fclose(f);
+    if (got != (size_t)n || (want && (size_t)n != want)) {
+        printf("# %s has %ld bytes, expected %zu\n", path, n, want);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static long long jint(const dm_json *o, const char *k)
+{
+    int64_t v = 0;
+    const dm_json *x = dm_json_get(o, k);
+    if (!x || dm_json_int(x, &v)) printf("# manifest: missing integer %s\n", k);
+    return v;
+}
+
+static double jnum(const dm_json *o, const char *k)
+{
+    double v = NAN;
+    const dm_json *x = dm_json_get(o, k);
+    if (!x || dm_json_double(x, &v)) printf("# manifest: missing number %s\n", k);
+    return v;
+}
+
+static void parity_case(const char *dir, const dm_json *cs, int naive)
+{
+    const char *name = dm_json_get(cs, "name")->str;
+    const char *nm = dm_json_get(cs, "norm")->str, *ls = dm_json_get(cs, "loss")->str;
+    sasrec_config c;
+    sasrec_config_default(&c, (int)jint(cs, "n_items"));
+    c.C = (int)jint(cs, "C");
+    c.T = (int)jint(cs, "T");
+    c.L = (int)jint(cs, "L");
+    c.H = (int)jint(cs, "H");
+    c.F = (int)jint(cs, "F");
+    c.max_batch = (int)jint(cs, "B");
+    c.dropout = (float)jnum(cs, "dropout");
+    c.norm = !strcmp(nm, "kang") ? SASREC_NORM_KANG : !strcmp(nm, "pre") ? SASREC_NORM_PRE : SASREC_NORM_POST;
+    c.loss = !strcmp(ls, "ce") ? SASREC_LOSS_CE : SASREC_LOSS_BCE;
+    c.naive = naive;
+    c.chunk_floats = 3 * (size_t)(c.n_items + 1); /* CE over several row blocks */
+    const int B = c.max_batch, T = c.T;
+    sasrec m;
+    sasrec_acts a;
+    if (sasrec_init(&m, &c) != DM_OK || sasrec_acts_init(&a, &c) != DM_OK) {
+        CHECK(0, "init for %s", name);
+        return;
+    }
+    CHECK((long long)m.nparams == jint(cs, "nparams"), "%s: slab of %zu floats, reference %lld", name, m.nparams, jint(cs, "nparams"));
+    float *p = slurp(dir, name, "_params.f32", m.nparams * 4);
+    int32_t *seq = slurp(dir, name, "_seq.i32", (size_t)B * T * 4), *pos = slurp(dir, name, "_pos.i32", (size_t)B * T * 4);
+    int32_t *neg = slurp(dir, name, "_neg.i32", (size_t)B * T * 4);
+    double *g = slurp(dir, name, "_grads.f64", m.nparams * 8), *st = slurp(dir, name, "_states.f64", (size_t)B * c.C * 8);
+    uint8_t *me = NULL, *ma = NULL, *m1 = NULL, *m2 = NULL;
+    sasrec_dense_masks dm = {0};
+    int drop = c.dropout > 0;
+    if (drop) {
+        me = slurp(dir, name, "_memb.u8", (size_t)B * T * c.C);
+        ma = slurp(dir, name, "_matt.u8", (size_t)c.L * B * c.H * T * T);
+        m1 = slurp(dir, name, "_mfc1.u8", (size_t)c.L * B * T * m.cfg.F);
+        m2 = slurp(dir, name, "_mfc2.u8", (size_t)c.L * B * T * c.C);
+        dm = (sasrec_dense_masks){me, ma, m1, m2};
+    }
+    if (!p || !seq || !pos || !neg || !g || !st || (drop && (!me || !ma || !m1 || !m2))) {
+        CHECK(0, "reference files of %s missing", name);
+        goto done;
+    }
+    memcpy(m.params_mem, p, m.nparams * sizeof(float));
+    sasrec_batch b = {.B = B, .seq = seq, .pos = pos, .neg = neg, .train = drop, .masks = drop ? &dm : NULL};
+    double loss = 0, ref = jnum(cs, "loss_value");
+    sasrec_zero_grad(&m);
+    CHECK(sasrec_train_step(&m, &a, &b, &loss) == DM_OK, "%s: train step", name);
+    printf("# torch %-14s %s: loss %.8f vs %.8f (diff %.2g)\n", name, naive ? "naive" : "fast ", loss, ref, fabs(loss - ref));
+    NEAR(loss, ref, 2e-6 * fabs(ref) + 1e-7, "loss vs torch");
+    double worst = 0;
+    for (int k = 0; k < SASREC_NTENSORS; k++) {
+        const char *tn;
+        size_t n = sasrec_tensor_info(&m.cfg, k, &tn, NULL, NULL);
+        double d = 0, s = 0;
+        for (size_t i = 0; i < n; i++) {
+            d = fmax(d, fabs(m.grads_mem[m.offset[k] + i] - g[m.offset[k] + i]));
+            s = fmax(s, fabs(g[m.offset[k] + i]));
+        }
+        /* float32 against float64: allow 1e-4 of the tensor's largest gradient */
+        CHECK(d <= 1e-4 * s + 1e-7, "%s %s: gradient differs from torch by %g (max |g| %g)", name, tn, d, s);
+        if (!naive && (!strcmp(name, "kang_bce") || !strcmp(name, "kang_bce_drop")))
+            printf("#   %-8s max |dC - dtorch| %.2g  (max |g| %.2g)\n", tn, d, s);
+        worst = fmax(worst, d / (s + 1e-12));
+    }
+    printf("#   every gradient tensor: max relative difference %.2g\n", worst);
+    /* user states (eval mode, no dropout) */
+    float *out = calloc((size_t)B * c.C, sizeof(float));
+    CHECK(sasrec_user_states(&m, &a, seq, B, out) == DM_OK, "%s: user states", name);
+    double ds = 0;
+    for (size_t i = 0; i < (size_t)B * c.C; i++) ds = fmax(ds, fabs(out[i] - st[i]));
+    CHECK(ds < 2e-5, "%s: user states differ from torch by %g", name, ds);
+    free(out);
+    const dm_json *adam = dm_json_get(cs, "adam");
+    if (adam && !naive) {
+        double *ap = slurp(dir, name, "_adam.f64", m.nparams * 8);
+        if (!ap) {
+            CHECK(0, "adam reference of %s missing", name);
+        } else {
+            m.cfg.lr = (float)jnum(adam, "lr");
+            m.cfg.l2 = (float)jnum(adam, "l2");
+            memcpy(m.params_mem, p, m.nparams * sizeof(float));
+            m.step = 0;
+            memset(m.m_mem, 0, m.nparams * 4);
+            memset(m.v_mem, 0, m.nparams * 4);
+            for (int s = 0; s < (int)jint(adam, "steps"); s++) {
+                sasrec_zero_grad(&m);
+                CHECK(sasrec_train_step(&m, &a, &b, &loss) == DM_OK, "adam step");
+                sasrec_adam_step(&m);
+            }
+            /* The key bias has an exactly zero gradient (softmax is invariant to q . b_k); Adam
+             * turns float rounding noise (~1e-9) there into steps of up to lr, as float32 torch
+             * would, so those elements are left out. */
+            double da = 0;
+            size_t skipped = 0;
+            for (size_t i = 0; i < m.nparams; i++) {
+                if (fabs(g[i]) < 1e-12) {
+                    skipped++;
+                    continue;
+                }
+                da = fmax(da, fabs(m.params_mem[i] - ap[i]));
+            }
+            printf("# torch Adam (2 steps, lr %.3g, l2 %.3g): max |w_C - w_torch| = %.3g (%zu elements with zero true gradient skipped)\n",
+                   m.cfg.lr, m.cfg.l2, da, skipped);
+            CHECK(da < 5e-6, "adam parameters differ from torch by %g", da);
+            CHECK(maxabs(m.params.wte, (size_t)c.C) == 0, "padding row moved");
+            free(ap);
+        }
+    }
+done:
+    free(p); free(seq); free(pos); free(neg); free(g); free(st); free(me); free(ma); free(m1); free(m2);
+    sasrec_free(&m);
+    sasrec_acts_free(&a);
+}
+
+static void test_torch(void)
+{
+    const char *ref = getenv("DM_REF_DIR");
+    if (!ref) {
+        printf("# DM_REF_DIR unset: PyTorch parity not checked (run through tests/run.sh)\n");
+        return;
+    }
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/sasrec", ref);
+    size_t n = 0;
+    char *text = NULL;
+    {
+        char path[1100];
+        snprintf(path, sizeof path, "%s/manifest.json", dir);
+        FILE *f = fopen(path, "rb");
+        CHECK(f != NULL, "cannot open %s (run tests/reference/gen_sasrec.py first)", path);
+        if (!f) return;
+        fseek(f, 0, SEEK_END);
+        n = (size_t)ftell(f);
+        fseek(f, 0, SEEK_SET);
+        text = malloc(n + 1);
+        CHECK(fread(text, 1, n, f) == n, "read manifest");
+        fclose(f);
+    }
+    dm_jdoc doc = {0};
+    dm_json *root = NULL;
+    dm_jerr err;
+    CHECK(dm_json_parse(&doc, text, n, 0, &root, &err) == 0, "manifest parse: %s", err.what);
+    const dm_json *fmt = root ? dm_json_get(root, "format") : NULL;
+    CHECK(fmt && !strcmp(fmt->str, "dynmm-sasrec-ref") && jint(root, "version") == 1, "manifest format");
+    const dm_json *cases = root ? dm_json_get(root, "cases") : NULL;
+    int nc = 0;
+    for (const dm_json *cs = cases ? cases->child : NULL; cs; cs = cs->next, nc++) {
+        parity_case(dir, cs, 0);
+        parity_case(dir, cs, 1);
+    }
+    CHECK(nc >= 9, "only %d reference cases", nc);
+    dm_jdoc_free(&doc);
+    free(text);
+}
+
+/* ---- 5. data parallel ------------------------------------------------------------------------ */
+
+static void test_shards(void)
+{
+    for (int loss = 0; loss < 2; loss++) {
+        sasrec_config c;
+        small_config(&c, SASREC_NORM_KANG, loss);
+        c.max_batch = 7;
+        sasrec full, part;
+        sasrec_acts a;
+        CHECK(sasrec_init(&full, &c) == DM_OK && sasrec_init(&part, &c) == DM_OK && sasrec_acts_init(&a, &c) == DM_OK, "init");
+        sasrec_init_weights(&full, 31);
+        memcpy(part.params_mem, full.params_mem, full.nparams * sizeof(float));
+        tbatch tb;
+        make_batch(&tb, 7, c.T, c.n_items, 32);
+        double ntgt = 0;
+        for (int i = 0; i < 7 * c.T; i++) ntgt += tb.pos[i] != 0;
+        double lfull;
+        sasrec_zero_grad(&full);
+        sasrec_batch b = view(&tb, 0, 7, ntgt, 1);
+        CHECK(sasrec_train_step(&full, &a, &b, &lfull) == DM_OK, "full step");
+        /* the same step again: bitwise identical */
+        float *g0 = malloc(full.nparams * sizeof(float));
+        memcpy(g0, full.grads_mem, full.nparams * sizeof(float));
+        double lagain;
+        sasrec_zero_grad(&full);
+        sasrec_train_step(&full, &a, &b, &lagain);
+        CHECK(lfull == lagain && memcmp(g0, full.grads_mem, full.nparams * sizeof(float)) == 0, "train step not reproducible");
+        for (int parts = 2; parts <= 3; parts++) {
+            float *sum = calloc(full.nparams, sizeof(float));
+            double lsum = 0;
+            for (int k = 0; k < parts; k++) {
+                size_t lo, hi;
+                dm_shard_even(7, parts, k, &lo, &hi);
+                double l;
+                sasrec_zero_grad(&part);
+                sasrec_batch bs = view(&tb, (int)lo, (int)hi, ntgt, 1);
+                CHECK(sasrec_train_step(&part, &a, &bs, &l) == DM_OK, "shard step");
+                for (size_t i = 0; i < full.nparams; i++) sum[i] += part.grads_mem[i];
+                lsum += l;
+            }
+            double d = maxdiff(sum, full.grads_mem, full.nparams), s = maxabs(full.grads_mem, full.nparams);
+            printf("# %s, %d shards vs full batch (keyed dropout on): loss %.9f vs %.9f, max gradient diff %.2g (max |g| %.2g)\n",
+                   loss_name[loss], parts, lsum, lfull, d, s);
+            NEAR(lsum, lfull, 1e-6 * fabs(lfull), "sum of shard losses");
+            CHECK(d <= 1e-6 * s, "%d shards: gradient sum differs by %g", parts, d);
+            free(sum);
+        }
+        /* a different step key gives different masks (and so a different loss) */
+        b.step = 6;
+        double lother;
+        sasrec_eval_loss(&full, &a, &b, &lother);
+        CHECK(lother != lfull, "dropout masks ignore the step key");
+        free(g0);
+        free_batch(&tb);
+        sasrec_free(&full);
+        sasrec_free(&part);
+        sasrec_acts_free(&a);
+    }
+}
+
+/* ---- 6. known answers ------------------------------------------------------------------------ */
+
+static void test_known_answers(void)
+{
+    /* initial full-softmax loss ~ ln(#items): xavier-initialised E gives logits of std ~0.4 */
+    sasrec_config c;
+    sasrec_config_default(&c, 500);
+    c.max_batch = 16;
+    c.T = 20;
+    c.loss = SASREC_LOSS_CE;
+    sasrec m;
+    sasrec_acts a;
+    CHECK(sasrec_init(&m, &c) == DM_OK && sasrec_acts_init(&a, &c) == DM_OK, "init");
+    sasrec_init_weights(&m, 41);
+    tbatch tb;
+    make_batch(&tb, 16, c.T, c.n_items, 42);
+    sasrec_batch b = view(&tb, 0, 16, 0, 0);
+    double l;
+    CHECK(sasrec_eval_loss(&m, &a, &b, &l) == DM_OK, "eval");
+    printf("# initial CE loss %.4f, ln(500) = %.4f\n", l, log(500.0));
+    NEAR(l, log(500.0), 0.25, "initial CE loss vs ln(#items)");
+    free_batch(&tb);
+    sasrec_free(&m);
+    sasrec_acts_free(&a);
+
+    /* a tiny batch overfits: 4 sequences, fixed negatives, no dropout, Adam lr 1e-2 */
+    for (int loss = 0; loss < 2; loss++) {
+        sasrec_config_default(&c, 30);
+        c.C = 32;
+        c.T = 10;
+        c.max_batch = 4;
+        c.dropout = 0.0f;
+        c.lr = 1e-2f;
+        c.loss = loss;
+        CHECK(sasrec_init(&m, &c) == DM_OK && sasrec_acts_init(&a, &c) == DM_OK, "init");
+        sasrec_init_weights(&m, 43);
+        make_batch(&tb, 4, c.T, c.n_items, 44);
+        b = view(&tb, 0, 4, 0, 1);
+        double first = 0;
+        int steps = 300;
+        for (int s = 0; s < steps; s++) {
+            sasrec_zero_grad(&m);
+            sasrec_train_step(&m, &a, &b, &l);
+            if (s == 0) first = l;
+            sasrec_adam_step(&m);
+        }
+        sasrec_eval_loss(&m, &a, &b, &l);
+        printf("# overfit %s: loss %.4f -> %.4f after %d Adam steps\n", loss_name[loss], first, l, steps);
+        CHECK(l < 0.05 * first && l < 0.1, "%s: tiny batch does not overfit (%.4f -> %.4f)", loss_name[loss], first, l);
+        CHECK(maxabs(m.params.wte, (size_t)c.C) == 0, "padding row moved during training");
+        free_batch(&tb);
+        sasrec_free(&m);
+        sasrec_acts_free(&a);
+    }
+}
+
+/* ---- 7. inference and errors ----------------------------------------------------------------- */
+
+static void test_inference(void)
+{
+    sasrec_config c;
+    small_config(&c, SASREC_NORM_KANG, SASREC_LOSS_BCE);
+    sasrec m;
+    sasrec_acts a;
+    CHECK(sasrec_init(&m, &c) == DM_OK && sasrec_acts_init(&a, &c) == DM_OK, "init");
+    sasrec_init_weights(&m, 51);
+    tbatch tb;
+    make_batch(&tb, 6, c.T, c.n_items, 52);
+    memset(tb.seq + 3 * c.T, 0, (size_t)c.T * sizeof(int32_t)); /* an empty history */
+    float st[6 * 12], st1[12], all[6 * 24], cand[6 * 3], table[23 * 12];
+    CHECK(sasrec_user_states(&m, &a, tb.seq, 6, st) == DM_OK, "states");
+    /* a user's state does not depend on the rest of the batch */
+    CHECK(sasrec_user_states(&m, &a, tb.seq + 4 * c.T, 1, st1) == DM_OK, "one state");
+    CHECK(maxdiff(st1, st + 4 * 12, 12) < 1e-6, "state depends on the batch");
+    CHECK(maxdiff(st + 3 * 12, m.params.lnfb, 12) == 0, "empty history state is not LN_f(0)");
+    sasrec_scores_block(&m, st, 6, 0, m.V, all);
+    int32_t items[6 * 3];
+    for (int i = 0; i < 18; i++) items[i] = 1 + i % 23;
+    sasrec_scores_items(&m, st, 6, items, 3, cand);
+    double d = 0;
+    for (int s = 0; s < 6; s++)
+        for (int k = 0; k < 3; k++) d = fmax(d, fabs(cand[s * 3 + k] - all[s * 24 + items[s * 3 + k]]));
+    CHECK(d < 1e-5, "candidate scores differ from block scores by %g", d);
+    float blk[6 * 10];
+    sasrec_scores_block(&m, st, 6, 5, 15, blk);
+    d = 0;
+    for (int s = 0; s < 6; s++)
+        for (int k = 0; k < 10; k++) d = fmax(d, fabs(blk[s * 10 + k] - all[s * 24 + 5 + k]));
+    CHECK(d < 1e-5, "item block scores differ by %g", d);
+    sasrec_item_table(&m, table);
+    CHECK(memcmp(table, m.params.wte + 12, sizeof table) == 0, "item table");
+
+    /* input errors */
+    double l;
+    sasrec_batch b = view(&tb, 0, 6, 0, 1);
+    tb.pos[3 * c.T + 2] = 5; /* target on padding */
+    CHECK(sasrec_train_step(&m, &a, &b, &l) == DM_EINPUT, "target on padding accepted");
+    printf("# expected error: %s (hint: %s)\n", dm_error_message(), dm_error_hint_text());
+    dm_error_clear();
+    tb.pos[3 * c.T + 2] = 0;
+    int32_t keep = tb.seq[6];
+    tb.seq[6] = 24;
+    CHECK(sasrec_train_step(&m, &a, &b, &l) == DM_EINPUT, "item out of range accepted");
+    dm_error_clear();
+    tb.seq[6] = keep;
+    b.B = 7;
+    CHECK(sasrec_train_step(&m, &a, &b, &l) == DM_EINPUT, "oversized batch accepted");
+    dm_error_clear();
+    sasrec_config bad = c;
+    bad.H = 5;
+    CHECK(sasrec_config_check(&bad) == DM_ECONFIG, "heads not dividing hidden accepted");
+    dm_error_clear();
+    free_batch(&tb);
+    sasrec_free(&m);
+    sasrec_acts_free(&a);
+}
+
+int main(void)
+{
+    sasrec_set_threads(2);
+    test_kernels();
+    test_model_naive();
+    test_finite_differences();
+    test_torch();
+    test_shards();
+    sasrec_set_threads(1);
+    test_known_answers();
+    test_inference();
+    return tap_done("test_sasrec");
+}
