@@ -580,7 +580,10 @@ static int load(dm_cfg *c, const char *path, const char *text, const char *name)
         const char *ef = config_error_file(&lc);
         DM_ERR(DM_ECONFIG, "%s:%d: %s", ef ? ef : (path ? path : name), config_error_line(&lc),
                config_error_text(&lc));
-        DM_HINT("config files use libconfig syntax: group: { key = value; };");
+        if (strstr(config_error_text(&lc), "mismatched element type"))
+            DM_HINT("libconfig arrays [ ] hold one type: write 5.0 rather than 5 among floats, or use a list ( )");
+        else
+            DM_HINT("config files use libconfig syntax: group: { key = value; };");
         config_destroy(&lc);
         return DM_ECONFIG;
     }

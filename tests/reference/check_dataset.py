@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Independent reference checks of a dataset.h5 written by `dynmm ingest`.
+
+  check_dataset.py beauty DATASET.h5 DATA_DIR   Amazon Beauty 5-core (2014) against a reading of the raw
+                                               files with Python's json/ast: counts, every user's sequence
+                                               in the standard order (stable sort by time, ties in file
+                                               order), the leave-one-out test items, titles (with quotes,
+                                               tabs, newlines), brands and category paths.
+  check_dataset.py tiktok DATASET.h5 DATA_DIR   TikTok: counts, the given train/valid/test split, and the
+                                               image/audio features against numpy.load (float16 -> float32).
+  check_dataset.py same A.h5 B.h5               every dataset of A equals B bitwise (attributes may differ).
+Exits non-zero with a message on the first mismatch.
+"""
+import ast, gzip, json, os, sys
+
+import h5py
+import numpy as np
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    sys.exit(1)
+
+
+def strtab(f, name):
+    chars = f[name + "/chars"][...].tobytes()
+    off = f[name + "/offsets"][...]
+    return [chars[off[i]:off[i + 1]].decode("utf-8") for i in range(len(off) - 1)]
+
+
+def sequences(f):
+    off = f["users/offsets"][...]
+    item = f["inter/item"][...]
+    return off, item
+
+
+def beauty(h5, data):
+    users, items_order, seqs = {}, {}, {}
+    with gzip.open(os.path.join(data, "amazon-beauty", "reviews_Beauty_5.json.gz"), "rt") as fh:
+        for line_no, line in enumerate(fh):
+            r = json.loads(line)
+            seqs.setdefault(r["reviewerID"], []).append((r["unixReviewTime"], line_no, r["asin"]))
+    meta = {}
+    with gzip.open(os.path.join(data, "amazon-beauty", "meta_Beauty.json.gz"), "rt") as fh:
+        for line in fh:
+            d = ast.literal_eval(line)
+            meta[d["asin"]] = d
+    with h5py.File(h5, "r") as f:
+        nu, ni, n = int(f.attrs["n_users"]), int(f.attrs["n_items"]), int(f.attrs["n_interactions"])
+        if (nu, ni, n) != (22363, 12101, 198502):
+            fail("counts %s, expected (22363, 12101, 198502)" % ((nu, ni, n),))
+        uid, iid = strtab(f, "users/id"), strtab(f, "items/id")
+        off, item = sequences(f)
+        loo = f["split/loo"][...]
+        checked = 0
+        for u, name in enumerate(uid):
+            ref = [a for _, _, a in sorted(seqs[name], key=lambda x: (x[0], x[1]))]  # stable: ties in file order
+            got = [iid[k] for k in item[off[u]:off[u + 1]]]
+            if got != ref:
+                fail("user %s: sequence differs from the stable time order\n got %s\n ref %s" % (name, got[:10], ref[:10]))
+            if loo[off[u + 1] - 1] != 2 or loo[off[u + 1] - 2] != 1 or (off[u + 1] - off[u] > 2 and loo[off[u]] != 0):
+                fail("user %s: leave-one-out roles wrong" % name)
+            checked += 1
+        titles, brands, cats = strtab(f, "items/title"), strtab(f, "items/brand"), strtab(f, "items/category")
+        has_title = f["items/has_title"][...]
+        nt = 0
+        for i, a in enumerate(iid):
+            m = meta[a]
+            if "title" in m:
+                nt += 1
+                if not has_title[i] or titles[i] != m["title"]:
+                    fail("item %s: title %r, expected %r" % (a, titles[i], m["title"]))
+            elif has_title[i]:
+                fail("item %s has a title but the metadata has none" % a)
+            if brands[i] != m.get("brand", ""):
+                fail("item %s: brand %r, expected %r" % (a, brands[i], m.get("brand", "")))
+            ref_cat = " | ".join(" > ".join(p) for p in m.get("categories", []) if p)
+            if cats[i] != ref_cat:
+                fail("item %s: category %r, expected %r" % (a, cats[i], ref_cat))
+        if nt != 12094:
+            fail("%d titles, expected 12094" % nt)
+        tricky = sum(1 for t in titles if any(c in t for c in "\"'\t\n"))
+    print("beauty: %d users' sequences and leave-one-out items match; %d titles (%d with quotes, tabs or newlines), "
+          "brands and categories match" % (checked, nt, tricky))
+
+
+def tiktok(h5, data):
+    d = os.path.join(data, "tiktok")
+    with h5py.File(h5, "r") as f:
+        nu, ni = int(f.attrs["n_users"]), int(f.attrs["n_items"])
+        if (nu, ni) != (9308, 6710):
+            fail("counts %s, expected (9308, 6710)" % ((nu, ni),))
+        given = f["split/given"][...]
+        counts = [int((given == k).sum()) for k in range(3)]
+        if counts != [59541, 3051, 6130]:
+            fail("given split %s, expected [59541, 3051, 6130]" % counts)
+        uid, iid = strtab(f, "users/id"), strtab(f, "items/id")
+        if uid != [str(k) for k in range(nu)] or iid != [str(k) for k in range(ni)]:
+            fail("integer ids were renumbered")
+        off, item = sequences(f)
+        # every (user, item, part) of the files is present
+        ref = set()
+        for part, name in enumerate(["train.tsv", "valid.tsv", "test.tsv"]):
+            with open(os.path.join(d, name)) as fh:
+                next(fh)
+                for line in fh:
+                    u, i = line.split()
+                    ref.add((int(u), int(i), part))
+        got = set()
+        for u in range(nu):
+            for j in range(off[u], off[u + 1]):
+                got.add((u, int(item[j]), int(given[j])))
+        if got != ref:
+            fail("interactions differ from the files: %d vs %d" % (len(got), len(ref)))
+        train_items = {i for (u, i, p) in ref if p == 0}
+        for m, fn in (("visual", "image_feat.npy"), ("audio", "audio_feat.npy")):
+            x = np.load(os.path.join(d, fn)).astype(np.float32)
+            y = f["modal/%s/features" % m][...]
+            if x.shape != y.shape or not np.array_equal(x, y):
+                fail("%s features differ from numpy.load(%s)" % (m, fn))
+    print("tiktok: counts, given split, ids and visual/audio features identical to numpy; %d cold items" % (ni - len(train_items)))
+
+
+def same(a, b):
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        na, nb = [], []
+        fa.visit(lambda k: na.append(k) if isinstance(fa[k], h5py.Dataset) else None)
+        fb.visit(lambda k: nb.append(k) if isinstance(fb[k], h5py.Dataset) else None)
+        if sorted(na) != sorted(nb):
+            fail("different datasets: %s" % sorted(set(na) ^ set(nb)))
+        for k in na:
+            x, y = fa[k][...], fb[k][...]
+            if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
+                fail("dataset %s differs" % k)
+    print("same: %d datasets bitwise identical" % len(na))
+
+
+if __name__ == "__main__":
+    kind = sys.argv[1]
+    if kind == "beauty":
+        beauty(sys.argv[2], sys.argv[3])
+    elif kind == "tiktok":
+        tiktok(sys.argv[2], sys.argv[3])
+    elif kind == "same":
+        same(sys.argv[2], sys.argv[3])
+    else:
+        fail("unknown check " + kind)
