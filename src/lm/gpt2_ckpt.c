@@ -188,7 +188,7 @@ int gpt2_load(gpt2_model *m, const char *dir)
     /* read each view, layer by layer */
     float *dst = m->param_slab;
     for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
-        int64_t shape[2];
+        int64_t shape[2] = {0, 0};
         int nd = hf_shape(&cfg, p, shape);
         size_t per = (size_t)shape[0] * (nd > 1 ? (size_t)shape[1] : 1);
         int nl = hf_names[p].per_layer ? cfg.num_layers : 1;
@@ -275,7 +275,7 @@ int gpt2_save(const gpt2_model *m, const char *dir)
     size_t k = 0;
     const float *src = m->param_slab;
     for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
-        int64_t shape[2];
+        int64_t shape[2] = {0, 0};
         int nd = hf_shape(c, p, shape);
         size_t per = (size_t)shape[0] * (nd > 1 ? (size_t)shape[1] : 1);
         int nl = hf_names[p].per_layer ? c->num_layers : 1;
