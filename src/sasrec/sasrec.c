@@ -9,6 +9,9 @@
 #include "sasrec_kernels.h"
 
 #include <cblas.h>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -327,8 +330,10 @@ static int pack_batch(const sasrec *m, sasrec_acts *a, const sasrec_batch *b, in
 }
 
 /* Keyed dropout: sequence s draws from dm_rng_key(seed, step, gidx[s]), in the order embedding rows,
- * then per block: attention (head, query i, key j <= i), fc1 rows, fc2 rows; keep when a 32-bit
- * uniform is below (1 - p) 2^32. The draws depend only on the key and the sequence's length. */
+ * then per block: attention (head, query i, key j <= i), fc1 rows, fc2 rows; a unit is kept when a
+ * 16-bit uniform (four per 64-bit draw, low bits first) is below round((1 - p) 2^16), so the keep
+ * probability is exact for p = k / 65536 (0.5, 0.25, ...) and within 8e-6 otherwise. The draws
+ * depend only on the key and the sequence's length. */
 typedef struct {
     dm_rng r;
     uint64_t buf;
@@ -340,10 +345,10 @@ static inline uint8_t keep_bit(keep_stream *k)
 {
     if (k->left == 0) {
         k->buf = dm_rng_u64(&k->r);
-        k->left = 2;
+        k->left = 4;
     }
-    uint32_t u = (uint32_t)k->buf;
-    k->buf >>= 32;
+    uint32_t u = (uint32_t)(k->buf & 0xffff);
+    k->buf >>= 16;
     k->left--;
     return u < k->thr;
 }
@@ -353,8 +358,8 @@ static void draw_masks(const sasrec *m, sasrec_acts *a, const sasrec_batch *b)
     const sasrec_config *c = &m->cfg;
     const int C = c->C, F = c->F, H = c->H, L = c->L;
     const size_t maxN = (size_t)a->maxN, attL = (size_t)c->max_batch * H * c->T * c->T;
-    const uint32_t thr = (uint32_t)fmin(4294967295.0, ldexp(1.0 - (double)c->dropout, 32));
-#pragma omp parallel for schedule(dynamic, 4)
+    const uint32_t thr = (uint32_t)lround(ldexp(1.0 - (double)c->dropout, 16));
+#pragma omp parallel for schedule(dynamic, 4) if((size_t)a->N * C * L > SASREC_PAR_MIN)
     for (int s = 0; s < a->B; s++) {
         keep_stream k = {.left = 0, .thr = thr};
         dm_rng_seed(&k.r, dm_rng_key(b->seed, b->step, b->gidx ? (uint64_t)b->gidx[s] : (uint64_t)s));
@@ -433,7 +438,7 @@ static void forward_blocks(const sasrec *m, sasrec_acts *a)
     const float emb_scale = sqrtf((float)C);
 
     /* x0 = dropout(sqrt(C) E[item] + P[t]) */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t)N * C > SASREC_PAR_MIN)
     for (int r = 0; r < N; r++) {
         const float *e = p->wte + (size_t)a->row_item[r] * C, *pe = p->wpe + (size_t)a->row_t[r] * C;
         float *x = a->x0 + (size_t)r * C;
@@ -468,7 +473,7 @@ static void forward_blocks(const sasrec *m, sasrec_acts *a)
         }
         k->attention_forward(atty, att, qkv, a->drop ? a->m_att + l * attL : NULL, keep, a->off, a->att_off, B, C, H);
         k->linear_forward(r1, C, atty, C, p->attprojw + (size_t)l * C * C, p->attprojb + l * C, N, C, C);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(NC > SASREC_PAR_MIN)
         for (size_t i = 0; i < NC; i++) r1[i] += res1[i];
         if (c->norm == SASREC_NORM_POST) {
             k->layernorm_forward(ln1, a->ln1_mean + lm, a->ln1_rstd + lm, r1, p->ln1w + l * C, p->ln1b + l * C, N, C);
@@ -481,13 +486,13 @@ static void forward_blocks(const sasrec *m, sasrec_acts *a)
         }
         /* FFN: fch = dropout(relu(W1 ffin + b1)); r2 = res2 + dropout(W2 fch + b2) */
         k->linear_forward(fch, F, ffin, C, p->fc1w + (size_t)l * F * C, p->fc1b + l * F, N, C, F);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(NF > SASREC_PAR_MIN)
         for (size_t i = 0; i < NF; i++) {
             float v = fch[i] > 0.0f ? fch[i] : 0.0f;
             fch[i] = a->drop ? (m1[i] ? v * keep : 0.0f) : v;
         }
         k->linear_forward(a->dtmp, C, fch, F, p->fc2w + (size_t)l * C * F, p->fc2b + l * C, N, F, C);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(NC > SASREC_PAR_MIN)
         for (size_t i = 0; i < NC; i++)
             r2[i] = res2[i] + (a->drop ? (m2[i] ? a->dtmp[i] * keep : 0.0f) : a->dtmp[i]);
         if (c->norm == SASREC_NORM_POST)
@@ -531,12 +536,12 @@ static void backward_blocks(sasrec *m, sasrec_acts *a)
             g2 = dx;
         }
         /* FFN backward: dropout on fc2's output, fc2, relu + dropout, fc1 (input gradient later) */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(NC > SASREC_PAR_MIN)
         for (size_t i = 0; i < NC; i++) dt2[i] = a->drop ? (m2[i] ? g2[i] * keep : 0.0f) : g2[i];
         vzero(dfch, NF);
         k->linear_backward(dfch, F, g->fc2w + (size_t)l * C * F, g->fc2b + l * C, dt2, C, fch, p->fc2w + (size_t)l * C * F, a->ones, N, F, C);
         /* fch > 0 exactly where relu was active and the unit kept, the only places with gradient */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(NF > SASREC_PAR_MIN)
         for (size_t i = 0; i < NF; i++) dfch[i] = fch[i] > 0.0f ? dfch[i] * keep : 0.0f;
         const float *w1 = p->fc1w + (size_t)l * F * C;
         float *gw1 = g->fc1w + (size_t)l * F * C, *gb1 = g->fc1b + l * F;
@@ -598,7 +603,7 @@ static double head(sasrec *m, sasrec_acts *a, int grad)
 {
     const sasrec_kernels *k = kern(m);
     const int C = m->cfg.C, M = a->M;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t)M * C > SASREC_PAR_MIN)
     for (int r = 0; r < M; r++)
         memcpy(a->hc + (size_t)r * C, a->hf + (size_t)a->tgt_row[r] * C, (size_t)C * sizeof(float));
     double loss;
@@ -610,7 +615,7 @@ static double head(sasrec *m, sasrec_acts *a, int grad)
                           m->V, C, a->scale, a->logits, a->chunk, a->rowbuf);
     if (grad) {
         vzero(a->dh, (size_t)a->N * C);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t)M * C > SASREC_PAR_MIN)
         for (int r = 0; r < M; r++)
             memcpy(a->dh + (size_t)a->tgt_row[r] * C, a->dhc + (size_t)r * C, (size_t)C * sizeof(float));
     }
@@ -655,6 +660,45 @@ double sasrec_l2_loss(const sasrec *m)
     return 0.5 * m->cfg.l2 * s;
 }
 
+/* One Adam range: w -= step_size * m / (sqrt(v) * inv_bc2s + eps). sqrtf keeps errno semantics
+ * under the project's flags and so never vectorises; with AVX the body is written with 8-wide
+ * intrinsics (the same operations in the same order, so results equal the scalar loop). */
+static void adam_range(float *restrict w, const float *restrict gr, float *restrict mm,
+                       float *restrict vv, size_t lo, size_t hi, float b1, float b2, float eps,
+                       float decay, float step_size, float inv_bc2s)
+{
+    size_t n = hi - lo, nb = (n + 1023) / 1024;
+#pragma omp for schedule(static)
+    for (size_t blk = 0; blk < nb; blk++) {
+        size_t i = lo + blk * 1024, end = i + 1024 < hi ? i + 1024 : hi;
+#ifdef __AVX__
+        const __m256 vb1 = _mm256_set1_ps(b1), vb1c = _mm256_set1_ps(1.0f - b1);
+        const __m256 vb2 = _mm256_set1_ps(b2), vb2c = _mm256_set1_ps(1.0f - b2);
+        const __m256 vdec = _mm256_set1_ps(decay), vst = _mm256_set1_ps(step_size);
+        const __m256 vinv = _mm256_set1_ps(inv_bc2s), veps = _mm256_set1_ps(eps);
+        for (; i + 8 <= end; i += 8) {
+            __m256 wi = _mm256_loadu_ps(w + i);
+            __m256 g = _mm256_add_ps(_mm256_loadu_ps(gr + i), _mm256_mul_ps(vdec, wi));
+            __m256 mi = _mm256_add_ps(_mm256_mul_ps(vb1, _mm256_loadu_ps(mm + i)), _mm256_mul_ps(vb1c, g));
+            __m256 vi = _mm256_add_ps(_mm256_mul_ps(vb2, _mm256_loadu_ps(vv + i)),
+                                      _mm256_mul_ps(_mm256_mul_ps(vb2c, g), g));
+            _mm256_storeu_ps(mm + i, mi);
+            _mm256_storeu_ps(vv + i, vi);
+            __m256 den = _mm256_add_ps(_mm256_mul_ps(_mm256_sqrt_ps(vi), vinv), veps);
+            _mm256_storeu_ps(w + i, _mm256_sub_ps(wi, _mm256_div_ps(_mm256_mul_ps(vst, mi), den)));
+        }
+#endif
+        for (; i < end; i++) {
+            float g = gr[i] + decay * w[i];
+            float mi = b1 * mm[i] + (1.0f - b1) * g;
+            float vi = b2 * vv[i] + (1.0f - b2) * g * g;
+            mm[i] = mi;
+            vv[i] = vi;
+            w[i] -= step_size * mi / (sqrtf(vi) * inv_bc2s + eps);
+        }
+    }
+}
+
 /* torch.optim.Adam: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
  * w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps), with g += l2 w on E and P. */
 void sasrec_adam_step(sasrec *m)
@@ -663,16 +707,15 @@ void sasrec_adam_step(sasrec *m)
     m->step++;
     const double bc1 = 1.0 - pow(c->beta1, (double)m->step);
     const double bc2 = 1.0 - pow(c->beta2, (double)m->step);
-    const float step_size = (float)(c->lr / bc1), bc2s = (float)sqrt(bc2);
-    const float b1 = c->beta1, b2 = c->beta2, eps = c->eps, l2 = c->l2;
+    const float step_size = (float)(c->lr / bc1), inv_bc2s = (float)(1.0 / sqrt(bc2));
     const size_t nemb = m->offset[2], n = m->nparams;
-    float *w = m->params_mem, *gr = m->grads_mem, *mm = m->m_mem, *vv = m->v_mem;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float g = gr[i] + (i < nemb ? l2 * w[i] : 0.0f);
-        mm[i] = b1 * mm[i] + (1.0f - b1) * g;
-        vv[i] = b2 * vv[i] + (1.0f - b2) * g * g;
-        w[i] -= step_size * mm[i] / (sqrtf(vv[i]) / bc2s + eps);
+    /* two ranges so the loop body is branch-free: E and P carry the L2 term */
+#pragma omp parallel if(m->nparams > SASREC_PAR_MIN)
+    {
+        adam_range(m->params_mem, m->grads_mem, m->m_mem, m->v_mem, 0, nemb, c->beta1, c->beta2,
+                   c->eps, c->l2, step_size, inv_bc2s);
+        adam_range(m->params_mem, m->grads_mem, m->m_mem, m->v_mem, nemb, n, c->beta1, c->beta2,
+                   c->eps, 0.0f, step_size, inv_bc2s);
     }
 }
 
@@ -707,7 +750,7 @@ void sasrec_scores_items(const sasrec *m, const float *states, int B, const int3
                          float *scores)
 {
     const int C = m->cfg.C;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t)B * K * C > SASREC_PAR_MIN)
     for (int s = 0; s < B; s++)
         for (int j = 0; j < K; j++) {
             int it = items[(size_t)s * K + j];

@@ -16,7 +16,7 @@ static void linear_forward(float *out, int ldo, const float *inp, int ldi, const
     float beta = 0.0f;
     if (b) {
         /* start from the bias and let sgemm add x W^T to it */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t)N * OC > SASREC_PAR_MIN)
         for (int r = 0; r < N; r++) memcpy(out + (size_t)r * ldo, b, (size_t)OC * sizeof(float));
         beta = 1.0f;
     }
@@ -42,7 +42,7 @@ static void linear_backward(float *dinp, int ldi, float *dw, float *db, const fl
 static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                               const float *w, const float *b, int N, int C)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t)N * C > SASREC_PAR_MIN)
     for (int r = 0; r < N; r++) {
         const float *x = inp + (size_t)r * C;
         float *y = out + (size_t)r * C;
@@ -69,7 +69,7 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
                                const float *inp, const float *w, const float *mean,
                                const float *rstd, int N, int C)
 {
-#pragma omp parallel
+#pragma omp parallel if((size_t)N * C > SASREC_PAR_MIN)
     {
         if (dinp) {
 #pragma omp for schedule(static)
@@ -92,16 +92,26 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
             }
         }
         if (dw || db) {
+            /* columns in blocks of 16 per task, rows in order inside: deterministic and the
+             * inner loop runs over contiguous columns */
+            const int CB = 16, nblk = (C + CB - 1) / CB;
 #pragma omp for schedule(static)
-            for (int c = 0; c < C; c++) {
-                float sw = 0.0f, sb = 0.0f;
+            for (int blk = 0; blk < nblk; blk++) {
+                int c0 = blk * CB, c1 = c0 + CB < C ? c0 + CB : C;
+                float sw[16] = {0}, sb[16] = {0};
                 for (int r = 0; r < N; r++) {
-                    float dy = dout[(size_t)r * C + c];
-                    sw += dy * (inp[(size_t)r * C + c] - mean[r]) * rstd[r];
-                    sb += dy;
+                    const float *x = inp + (size_t)r * C, *dy = dout + (size_t)r * C;
+                    float mu = mean[r], rs = rstd[r];
+#pragma omp simd
+                    for (int c = c0; c < c1; c++) {
+                        sw[c - c0] += dy[c] * (x[c] - mu) * rs;
+                        sb[c - c0] += dy[c];
+                    }
                 }
-                if (dw) dw[c] += sw;
-                if (db) db[c] += sb;
+                for (int c = c0; c < c1; c++) {
+                    if (dw) dw[c] += sw[c - c0];
+                    if (db) db[c] += sb[c - c0];
+                }
             }
         }
     }
@@ -129,7 +139,7 @@ static void attention_forward(float *out, float *att, const float *qkv, const ui
 {
     const int hs = C / H, C3 = 3 * C;
     const float sc = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if(att_off[B] / H * hs > SASREC_PAR_MIN)
     for (int task = 0; task < B * H; task++) {
         int b = task / H, h = task % H;
         int o = off[b], n = off[b + 1] - off[b];
@@ -167,7 +177,7 @@ static void attention_backward(float *dqkv, const float *dout, const float *qkv,
 {
     const int hs = C / H, C3 = 3 * C;
     const float sc = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if(att_off[B] / H * hs > SASREC_PAR_MIN)
     for (int task = 0; task < B * H; task++) {
         int b = task / H, h = task % H;
         int o = off[b], n = off[b + 1] - off[b];
@@ -216,7 +226,7 @@ static double ce_loss(float *dh, float *dwte, const float *h, const int *tgt, co
         int nr = M - r0 < R ? M - r0 : R;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, V, C, 1.0f, h + (size_t)r0 * C, C,
                     wte, C, 0.0f, logits, V);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t)nr * V > SASREC_PAR_MIN)
         for (int r = 0; r < nr; r++) {
             float *z = logits + (size_t)r * V;
             float mx = -INFINITY;
@@ -257,7 +267,7 @@ static double bce_loss(float *dh, float *dwte, const float *h, const int *pos, c
                        const float *wte, int M, int C, float scale, float *rowbuf)
 {
     float *gl = rowbuf, *ga = rowbuf + M, *gn = rowbuf + 2 * (size_t)M;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t)M * C > SASREC_PAR_MIN)
     for (int r = 0; r < M; r++) {
         const float *x = h + (size_t)r * C;
         const float *ep = wte + (size_t)pos[r] * C, *en = wte + (size_t)neg[r] * C;
