@@ -36,46 +36,38 @@ int stats_randomization(const double *a, const double *b, size_t n, stats_alt al
         return DM_ERR(DM_EINPUT, "randomisation: exact enumeration of 2^%zu sign vectors is refused (at most n = %d)", n,
                       EXACT_MAX_N);
     if (!use_exact && permutations == 0) return DM_ERR(DM_EINPUT, "randomisation: zero permutations requested");
-    double *d, *row;
+    if (signs && !use_exact)
+        for (size_t k = 0; k < permutations * n; k++)
+            if (signs[k] != 1 && signs[k] != -1)
+                return DM_ERR(DM_EINPUT, "randomisation: sign (%zu, %zu) is %d, not +1 or -1", k / n, k % n,
+                              (int)signs[k]);
+    double *d;
     DM_CALL(stats_diffs(a, b, n, &d));
-    row = malloc(n * sizeof *row);
-    if (!row) {
-        free(d);
-        return DM_ERR(DM_ENOMEM, "randomisation: out of memory (%zu values)", n);
-    }
     double obs = stats_sum(d, n) / (double)n;
     r->stat = r->estimate = obs;
     r->effect = stats_cohen_dz(d, NULL, n);
     /* SciPy's tolerance for statistics equal in theory but not in floating point */
     double gamma = fabs(1e-14 * obs) > 1e-14 ? fabs(1e-14 * obs) : 1e-14;
-    uint64_t c_ge = 0, c_le = 0;
-    double p_ge, p_le;
-    int rc = DM_OK;
-    if (use_exact) {
-        uint64_t total = (uint64_t)1 << n;
-        for (uint64_t mask = 0; mask < total; mask++) {
-            for (size_t i = 0; i < n; i++) row[i] = (mask >> i) & 1 ? -d[i] : d[i];
-            double t = stats_sum(row, n) / (double)n;
-            c_ge += t >= obs - gamma;
-            c_le += t <= obs + gamma;
+    uint64_t c_ge = 0, c_le = 0, total = use_exact ? (uint64_t)1 << n : (uint64_t)permutations;
+    int oom = 0;
+#pragma omp parallel reduction(+ : c_ge, c_le)
+    {
+        double *row = malloc(n * sizeof *row);
+        if (!row) {
+#pragma omp atomic write
+            oom = 1;
         }
-        p_ge = (double)c_ge / (double)total;
-        p_le = (double)c_le / (double)total;
-        r->flags |= STATS_F_EXACT;
-    } else {
-        dm_rng g;
-        dm_rng_seed(&g, seed);
-        for (size_t k = 0; k < permutations; k++) {
-            if (signs) {
+#pragma omp for schedule(static)
+        for (uint64_t k = 0; k < total; k++) {
+            if (!row) continue;
+            if (use_exact) { /* bit i of k flips pair i */
+                for (size_t i = 0; i < n; i++) row[i] = (k >> i) & 1 ? -d[i] : d[i];
+            } else if (signs) {
                 const int8_t *sk = signs + k * n;
-                for (size_t i = 0; i < n; i++) {
-                    if (sk[i] != 1 && sk[i] != -1) {
-                        rc = DM_ERR(DM_EINPUT, "randomisation: sign (%zu, %zu) is %d, not +1 or -1", k, i, (int)sk[i]);
-                        goto done;
-                    }
-                    row[i] = sk[i] < 0 ? -d[i] : d[i];
-                }
-            } else {
+                for (size_t i = 0; i < n; i++) row[i] = sk[i] < 0 ? -d[i] : d[i];
+            } else { /* one generator per permutation: the same draws for any thread count */
+                dm_rng g;
+                dm_rng_seed(&g, dm_rng_key(seed, k, 0x5167));
                 uint64_t bits = 0;
                 for (size_t i = 0; i < n; i++) {
                     if (i % 64 == 0) bits = dm_rng_u64(&g);
@@ -87,8 +79,20 @@ int stats_randomization(const double *a, const double *b, size_t n, stats_alt al
             c_ge += t >= obs - gamma;
             c_le += t <= obs + gamma;
         }
-        p_ge = (double)(c_ge + 1) / (double)(permutations + 1);
-        p_le = (double)(c_le + 1) / (double)(permutations + 1);
+        free(row);
+    }
+    if (oom) {
+        free(d);
+        return DM_ERR(DM_ENOMEM, "randomisation: out of memory (%zu values per thread)", n);
+    }
+    double p_ge, p_le;
+    if (use_exact) {
+        p_ge = (double)c_ge / (double)total;
+        p_le = (double)c_le / (double)total;
+        r->flags |= STATS_F_EXACT;
+    } else {
+        p_ge = (double)(c_ge + 1) / (double)(total + 1);
+        p_le = (double)(c_le + 1) / (double)(total + 1);
         r->flags |= STATS_F_APPROX;
     }
     if (alt == STATS_GREATER) r->p = p_ge;
@@ -98,10 +102,8 @@ int stats_randomization(const double *a, const double *b, size_t n, stats_alt al
     int all_zero = 1;
     for (size_t i = 0; i < n; i++) all_zero &= d[i] == 0;
     if (all_zero) r->flags |= STATS_F_NO_DIFF;
-done:
-    free(row);
     free(d);
-    return rc;
+    return DM_OK;
 }
 
 static int cmp_double(const void *x, const void *y)
@@ -139,6 +141,13 @@ int stats_bootstrap_ci(const double *a, const double *b, size_t n, double level,
         free(d);
         return DM_OK;
     }
+    if (idx)
+        for (size_t k = 0; k < resamples * n; k++)
+            if (idx[k] < 0 || (size_t)idx[k] >= n) {
+                free(d);
+                return DM_ERR(DM_EINPUT, "bootstrap: resample index (%zu, %zu) = %lld is outside [0, %zu)", k / n,
+                              k % n, (long long)idx[k], n);
+            }
     int rc = DM_OK;
     double *tb = malloc(resamples * sizeof *tb), *sorted = malloc(resamples * sizeof *sorted);
     double *row = malloc(n * sizeof *row);
@@ -147,19 +156,31 @@ int stats_bootstrap_ci(const double *a, const double *b, size_t n, double level,
         goto done;
     }
     double theta = ci->estimate;
-    dm_rng g;
-    dm_rng_seed(&g, seed);
-    for (size_t k = 0; k < resamples; k++) {
-        for (size_t i = 0; i < n; i++) {
-            int64_t j = idx ? idx[k * n + i] : (int64_t)dm_rng_below(&g, n);
-            if (j < 0 || (size_t)j >= n) {
-                rc = DM_ERR(DM_EINPUT, "bootstrap: resample index (%zu, %zu) = %lld is outside [0, %zu)", k, i,
-                            (long long)j, n);
-                goto done;
-            }
-            row[i] = d[j];
+    int oom = 0;
+#pragma omp parallel
+    {
+        double *rw = malloc(n * sizeof *rw);
+        if (!rw) {
+#pragma omp atomic write
+            oom = 1;
         }
-        tb[k] = stats_sum(row, n) / (double)n;
+#pragma omp for schedule(static)
+        for (size_t k = 0; k < resamples; k++) {
+            if (!rw) continue;
+            if (idx) {
+                for (size_t i = 0; i < n; i++) rw[i] = d[idx[k * n + i]];
+            } else { /* one generator per resample: the same draws for any thread count */
+                dm_rng g;
+                dm_rng_seed(&g, dm_rng_key(seed, k, 0xb007));
+                for (size_t i = 0; i < n; i++) rw[i] = d[dm_rng_below(&g, n)];
+            }
+            tb[k] = stats_sum(rw, n) / (double)n;
+        }
+        free(rw);
+    }
+    if (oom) {
+        rc = DM_ERR(DM_ENOMEM, "bootstrap: out of memory (%zu values per thread)", n);
+        goto done;
     }
     if (resamples > 1) {
         double m = stats_sum(tb, resamples) / (double)resamples;

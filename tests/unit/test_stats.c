@@ -15,6 +15,7 @@
 #include "../../src/stats/stats_special.h"
 #include "tap.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -540,6 +541,8 @@ static void test_scale(void)
     }
     stats_opts o;
     stats_opts_default(&o);
+    o.resamples = 2000; /* the test stays quick; time scales linearly */
+    o.permutations = 2000;
     stats_comparison c;
     const stats_test tests[3] = {STATS_TEST_WILCOXON, STATS_TEST_TTEST, STATS_TEST_RANDOMIZATION};
     for (int k = 0; k < 3; k++) {
@@ -550,10 +553,21 @@ static void test_scale(void)
         printf("compare %-13s n=%d: diff %+.5f p %.3g CI [%+.5f, %+.5f] d_z %+.4f r_rb %+.4f (%.2f s with "
                "%zu resamples%s)\n",
                stats_test_name(tests[k]), N, c.mean_diff, c.test.p, c.ci.lo, c.ci.hi, c.d, c.rank_biserial, dt,
-               o.resamples, tests[k] == STATS_TEST_RANDOMIZATION ? " and 10000 permutations" : "");
+               o.resamples, tests[k] == STATS_TEST_RANDOMIZATION ? " and 2000 permutations" : "");
         CHECK(c.ci.lo <= c.mean_diff && c.mean_diff <= c.ci.hi, "interval contains the estimate");
         CHECK(dt < 10, "comparison too slow: %.1f s", dt);
     }
+    /* seeded draws do not depend on the thread count */
+    stats_ci c1, c3;
+    stats_result r1, r3;
+    omp_set_num_threads(1);
+    stats_bootstrap_ci(a, b, 3000, 0.95, STATS_CI_BCA, 500, 7, NULL, &c1);
+    stats_randomization(a, b, 3000, STATS_TWO_SIDED, 500, 7, NULL, STATS_METHOD_AUTO, &r1);
+    omp_set_num_threads(3);
+    stats_bootstrap_ci(a, b, 3000, 0.95, STATS_CI_BCA, 500, 7, NULL, &c3);
+    stats_randomization(a, b, 3000, STATS_TWO_SIDED, 500, 7, NULL, STATS_METHOD_AUTO, &r3);
+    CHECK(c1.lo == c3.lo && c1.hi == c3.hi && c1.se == c3.se, "bootstrap: 1 and 3 threads draw the same");
+    CHECK(r1.p == r3.p, "randomisation: 1 and 3 threads draw the same");
     free(a);
     free(b);
 }
