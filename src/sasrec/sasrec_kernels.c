@@ -46,14 +46,16 @@ static void layernorm_forward(float *out, float *mean, float *rstd, const float 
     for (int r = 0; r < N; r++) {
         const float *x = inp + (size_t)r * C;
         float *y = out + (size_t)r * C;
-        float s = 0.0f;
+        /* sums in double: the mean of a constant row is then exact, so its variance is exactly 0
+         * (with eps = 1e-8 a rounding error of 1e-8 in x - mu would be amplified 1e4 times) */
+        double s = 0.0;
 #pragma omp simd reduction(+ : s)
         for (int c = 0; c < C; c++) s += x[c];
-        float mu = s / C;
-        float v = 0.0f;
+        float mu = (float)(s / C);
+        double v = 0.0;
 #pragma omp simd reduction(+ : v)
-        for (int c = 0; c < C; c++) v += (x[c] - mu) * (x[c] - mu);
-        float rs = 1.0f / sqrtf(v / C + SASREC_LN_EPS);
+        for (int c = 0; c < C; c++) v += (double)(x[c] - mu) * (x[c] - mu);
+        float rs = (float)(1.0 / sqrt(v / C + (double)SASREC_LN_EPS));
 #pragma omp simd
         for (int c = 0; c < C; c++) y[c] = (x[c] - mu) * rs * w[c] + b[c];
         mean[r] = mu;
@@ -117,7 +119,7 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
     }
 }
 
-static inline float dot(const float *a, const float *b, int n)
+static inline __attribute__((always_inline)) float dot(const float *a, const float *b, int n)
 {
     float s = 0.0f;
 #pragma omp simd reduction(+ : s)
@@ -125,7 +127,7 @@ static inline float dot(const float *a, const float *b, int n)
     return s;
 }
 
-static inline void axpy(float *y, float a, const float *x, int n)
+static inline __attribute__((always_inline)) void axpy(float *y, float a, const float *x, int n)
 {
 #pragma omp simd
     for (int k = 0; k < n; k++) y[k] += a * x[k];

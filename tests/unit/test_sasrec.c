@@ -543,7 +543,7 @@ static void parity_case(const char *dir, const dm_json *cs, int naive)
             double da = 0;
             size_t skipped = 0;
             for (size_t i = 0; i < m.nparams; i++) {
-                if (fabs(g[i]) < 1e-12) {
+                if (fabs(g[i]) < 1e-12 && i >= m.offset[2]) { /* E and P rows move by l2 alone */
                     skipped++;
                     continue;
                 }
