@@ -42,6 +42,7 @@ int cli_help(par_ctx *ctx, const cli_args *a, const char *usage);
 int cli_run_path(par_ctx *ctx, const dm_cfg *cfg, const char *file, char *out, size_t cap);
 
 int cmd_config(par_ctx *ctx, int argc, char **argv);
+int cmd_run(par_ctx *ctx, int argc, char **argv);
 int cmd_ingest(par_ctx *ctx, int argc, char **argv);
 int cmd_synth(par_ctx *ctx, int argc, char **argv);
 int cmd_info(par_ctx *ctx, int argc, char **argv);

@@ -8,6 +8,7 @@
  */
 #include "cli.h"
 #include "dataset_io.h"
+#include "stages.h"
 
 #include "../src/core/err.h"
 #include "../src/core/log.h"
@@ -41,6 +42,11 @@ static const char *USAGE_SYNTH =
 /* Exchanges every rank's packed stripe and merges them on every rank. */
 static int gather_raw(par_ctx *ctx, dm_raw *local, dm_raw *merged)
 {
+    if (ctx->size == 1) { /* one stripe is the whole input already in order */
+        *merged = *local;
+        memset(local, 0, sizeof *local);
+        return DM_OK;
+    }
     dm_buf pack = {0};
     int rc = dm_raw_pack(local, &pack);
     dm_raw_free(local);
@@ -58,6 +64,11 @@ static int gather_raw(par_ctx *ctx, dm_raw *local, dm_raw *merged)
 
 static int gather_meta(par_ctx *ctx, dm_meta *local, dm_meta *merged)
 {
+    if (ctx->size == 1) {
+        *merged = *local;
+        memset(local, 0, sizeof *local);
+        return DM_OK;
+    }
     dm_buf pack = {0};
     int rc = dm_meta_pack(local, &pack);
     dm_meta_free(local);
@@ -351,6 +362,58 @@ static void summary(const dm_dataset *d, const char *path, double secs, int rank
     }
 }
 
+/* The ingest stage on a resolved config (used by `dynmm ingest`, `dynmm synth` and `dynmm run`). */
+int stage_ingest(par_ctx *ctx, const dm_cfg *cfg)
+{
+    double t0 = dm_wtime();
+    dm_dataset d;
+    memset(&d, 0, sizeof d);
+    char out[4096];
+    int synth = !strcmp(dm_cfg_str(cfg, "data.format"), "synth");
+    int rc = cli_run_path(ctx, cfg, "dataset.h5", out, sizeof out);
+    if (!rc && synth) {
+        dm_log("generating synthetic data: %lld users, %lld items (seed %lld)", dm_cfg_int(cfg, "synth.users"),
+               dm_cfg_int(cfg, "synth.items"), dm_cfg_int(cfg, "run.seed"));
+        rc = synth_dataset(ctx, cfg, &d);
+    } else if (!rc) {
+        dm_raw raw = {0};
+        dm_meta meta = {0};
+        int32_t *raw_to_item = NULL;
+        dm_log("reading %s (%s)%s%s", dm_cfg_str(cfg, "data.inter"), dm_cfg_str(cfg, "data.format"),
+               dm_cfg_str(cfg, "data.meta")[0] ? " and " : "", dm_cfg_str(cfg, "data.meta"));
+        rc = read_inputs(ctx, cfg, &raw, &meta);
+        dm_process_opts po;
+        if (!rc) rc = ds_process_opts(cfg, &po);
+        if (!rc) rc = par_agree(ctx, dm_process(&raw, &meta, &po, &d, &raw_to_item));
+        if (!rc) {
+            dm_log_v(2, "  parsed %zu interactions, %zu metadata entries in %.2fs", raw.n, meta.n, dm_wtime() - t0);
+            rc = add_source(ctx, &d.sources, dm_cfg_str(cfg, "data.inter"));
+            const char *extra[] = {"data.meta", "data.valid", "data.test"};
+            for (int k = 0; !rc && k < 3; k++)
+                if (dm_cfg_str(cfg, extra[k])[0]) rc = add_source(ctx, &d.sources, dm_cfg_str(cfg, extra[k]));
+        }
+        if (!rc) rc = read_features(ctx, cfg, &d, &raw, raw_to_item);
+        free(raw_to_item);
+        dm_raw_free(&raw);
+        dm_meta_free(&meta);
+    }
+    rc = par_agree(ctx, rc);
+    if (!rc) {
+        char hash[65];
+        rc = ds_stage_hash(ctx, cfg, hash);
+        if (!rc) rc = ds_write(ctx, &d, cfg, out, synth ? "synth" : "ingest", hash, dm_wtime() - t0);
+    }
+    if (!rc) summary(&d, out, dm_wtime() - t0, ctx->size);
+    dm_dataset_free(&d);
+    if (!rc) {
+        size_t mx, sum;
+        int mr;
+        par_peak_rss(ctx, &mx, &mr, &sum);
+        dm_log("  peak memory %.1f MiB on rank %d (%.1f MiB over all ranks)", (double)mx / 1048576.0, mr, (double)sum / 1048576.0);
+    }
+    return rc;
+}
+
 static int run_ingest(par_ctx *ctx, int argc, char **argv, int force_synth)
 {
     cli_args a;
@@ -367,46 +430,8 @@ static int run_ingest(par_ctx *ctx, int argc, char **argv, int force_synth)
     }
     if (!rc && force_synth) rc = dm_cfg_set(&cfg, "data.format=synth");
     cli_args_free(&a);
-    DM_CALL(par_agree(ctx, rc));
-    double t0 = dm_wtime();
-    dm_dataset d;
-    memset(&d, 0, sizeof d);
-    char out[4096];
-    rc = cli_run_path(ctx, &cfg, "dataset.h5", out, sizeof out);
-    if (!rc && !strcmp(dm_cfg_str(&cfg, "data.format"), "synth")) {
-        dm_log("generating synthetic data: %lld users, %lld items (seed %lld)", dm_cfg_int(&cfg, "synth.users"),
-               dm_cfg_int(&cfg, "synth.items"), dm_cfg_int(&cfg, "run.seed"));
-        rc = synth_dataset(ctx, &cfg, &d);
-    } else if (!rc) {
-        dm_raw raw = {0};
-        dm_meta meta = {0};
-        int32_t *raw_to_item = NULL;
-        dm_log("reading %s (%s)%s%s", dm_cfg_str(&cfg, "data.inter"), dm_cfg_str(&cfg, "data.format"),
-               dm_cfg_str(&cfg, "data.meta")[0] ? " and " : "", dm_cfg_str(&cfg, "data.meta"));
-        rc = read_inputs(ctx, &cfg, &raw, &meta);
-        dm_process_opts po;
-        if (!rc) rc = ds_process_opts(&cfg, &po);
-        if (!rc) rc = par_agree(ctx, dm_process(&raw, &meta, &po, &d, &raw_to_item));
-        if (!rc) {
-            dm_log_v(2, "  parsed %zu interactions, %zu metadata entries in %.2fs", raw.n, meta.n, dm_wtime() - t0);
-            rc = add_source(ctx, &d.sources, dm_cfg_str(&cfg, "data.inter"));
-            const char *extra[] = {"data.meta", "data.valid", "data.test"};
-            for (int k = 0; !rc && k < 3; k++)
-                if (dm_cfg_str(&cfg, extra[k])[0]) rc = add_source(ctx, &d.sources, dm_cfg_str(&cfg, extra[k]));
-        }
-        if (!rc) rc = read_features(ctx, &cfg, &d, &raw, raw_to_item);
-        free(raw_to_item);
-        dm_raw_free(&raw);
-        dm_meta_free(&meta);
-    }
     rc = par_agree(ctx, rc);
-    if (!rc) {
-        char hash[65];
-        rc = ds_stage_hash(ctx, &cfg, hash);
-        if (!rc) rc = ds_write(ctx, &d, &cfg, out, force_synth ? "synth" : "ingest", hash, dm_wtime() - t0);
-    }
-    if (!rc) summary(&d, out, dm_wtime() - t0, ctx->size);
-    dm_dataset_free(&d);
+    if (!rc) rc = stage_ingest(ctx, &cfg);
     dm_cfg_free(&cfg);
     return rc;
 }

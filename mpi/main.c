@@ -13,6 +13,7 @@
 static int cmd_version(par_ctx *ctx, int argc, char **argv);
 
 static const cli_cmd g_cmds[] = {
+    {"run", cmd_run, "run the stages of run.stages in order, skipping those already current", NULL},
     {"ingest", cmd_ingest, "read a real dataset (Amazon, RecBole, SASRec, TSV, features) into dataset.h5", NULL},
     {"synth", cmd_synth, "generate the synthetic default dataset into dataset.h5", NULL},
     {"info", cmd_info, "summarise a dynmm HDF5 file (counts, density, lengths, time span, modalities, windows)", NULL},

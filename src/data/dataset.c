@@ -3,6 +3,7 @@
 
 #include "../core/err.h"
 #include "../core/log.h"
+#include "../core/sort.h"
 
 #include <errno.h>
 #include <math.h>
@@ -168,54 +169,63 @@ static inline int64_t ld64(const int64_t *a, size_t i)
     return v;
 }
 
-typedef struct {
-    int64_t order;
-    uint32_t pack;
-    uint32_t idx_hi;
-    uint64_t idx;
-} mref;
-
-static int cmp_mref(const void *a, const void *b)
-{
-    const mref *x = a, *y = b;
-    return (x->order > y->order) - (x->order < y->order);
-}
-
 int dm_raw_merge(const char *packs, const size_t *sizes, int npacks, dm_raw *out)
 {
     memset(out, 0, sizeof *out);
     rawview *v;
     DM_ALLOC(v, npacks);
-    size_t total = 0;
+    int64_t **umap, **imap;
+    DM_ALLOC(umap, npacks);
+    DM_ALLOC(imap, npacks);
+    size_t total = 0, *pos;
+    DM_ALLOC(pos, npacks);
     const char *p = packs;
     for (int k = 0; k < npacks; k++) {
         DM_CALL(unpack_raw(p, sizes[k], &v[k]));
         p += sizes[k];
         total += v[k].n;
         out->has_time |= v[k].has_time;
-    }
-    mref *refs;
-    DM_ALLOC(refs, total);
-    size_t q = 0;
-    for (int k = 0; k < npacks; k++)
-        for (uint64_t i = 0; i < v[k].n; i++) {
-            refs[q].order = ld64(v[k].order, i);
-            refs[q].pack = (uint32_t)k;
-            refs[q].idx = i;
-            q++;
+        /* intern each pack's distinct ids once; records then map through arrays */
+        DM_ALLOC(umap[k], v[k].users.n + 1);
+        DM_ALLOC(imap[k], v[k].items.n + 1);
+        for (uint64_t j = 0; j < v[k].users.n; j++) {
+            int64_t a0 = ld64(v[k].users.off, j), a1 = ld64(v[k].users.off, j + 1);
+            DM_CALL(dm_strmap_intern(&out->users, v[k].users.chars + a0, (size_t)(a1 - a0), &umap[k][j], NULL));
         }
-    qsort(refs, total, sizeof *refs, cmp_mref);
-    DM_CALL(raw_grow(out, total));
-    for (size_t j = 0; j < total; j++) {
-        const rawview *w = &v[refs[j].pack];
-        size_t i = refs[j].idx;
-        int64_t lu = ld64(w->user, i), li = ld64(w->item, i);
-        int64_t uo0 = ld64(w->users.off, (size_t)lu), uo1 = ld64(w->users.off, (size_t)lu + 1);
-        int64_t io0 = ld64(w->items.off, (size_t)li), io1 = ld64(w->items.off, (size_t)li + 1);
-        DM_CALL(dm_raw_push(out, w->users.chars + uo0, (size_t)(uo1 - uo0), w->items.chars + io0,
-                            (size_t)(io1 - io0), ld64(w->time, i), refs[j].order, w->part[i]));
+        for (uint64_t j = 0; j < v[k].items.n; j++) {
+            int64_t a0 = ld64(v[k].items.off, j), a1 = ld64(v[k].items.off, j + 1);
+            DM_CALL(dm_strmap_intern(&out->items, v[k].items.chars + a0, (size_t)(a1 - a0), &imap[k][j], NULL));
+        }
     }
-    free(refs);
+    DM_CALL(raw_grow(out, total));
+    /* every pack is in input order: a P-way merge on the order key restores the file order */
+    for (size_t j = 0; j < total; j++) {
+        int best = -1;
+        int64_t bo = 0;
+        for (int k = 0; k < npacks; k++) {
+            if (pos[k] >= v[k].n) continue;
+            int64_t o = ld64(v[k].order, pos[k]);
+            if (best < 0 || o < bo) {
+                best = k;
+                bo = o;
+            }
+        }
+        size_t i = pos[best]++;
+        const rawview *w = &v[best];
+        out->user[j] = umap[best][ld64(w->user, i)];
+        out->item[j] = imap[best][ld64(w->item, i)];
+        out->time[j] = ld64(w->time, i);
+        out->order[j] = bo;
+        out->part[j] = w->part[i];
+    }
+    out->n = total;
+    for (int k = 0; k < npacks; k++) {
+        free(umap[k]);
+        free(imap[k]);
+    }
+    free(umap);
+    free(imap);
+    free(pos);
     free(v);
     return DM_OK;
 }
@@ -367,29 +377,6 @@ int dm_meta_merge(const char *packs, const size_t *sizes, int npacks, dm_meta *o
 }
 
 /* ---- processing -------------------------------------------------------------------------- */
-
-static const dm_raw *g_raw; /* qsort context (single-threaded processing) */
-static const int32_t *g_du;
-
-static int cmp_user_item_time(const void *a, const void *b)
-{
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    const dm_raw *r = g_raw;
-    if (r->user[x] != r->user[y]) return r->user[x] < r->user[y] ? -1 : 1;
-    if (r->item[x] != r->item[y]) return r->item[x] < r->item[y] ? -1 : 1;
-    if (r->time[x] != r->time[y]) return r->time[x] < r->time[y] ? -1 : 1;
-    return (r->order[x] > r->order[y]) - (r->order[x] < r->order[y]);
-}
-
-static int cmp_dense_user_time(const void *a, const void *b)
-{
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    const dm_raw *r = g_raw;
-    int32_t ux = g_du[r->user[x]], uy = g_du[r->user[y]];
-    if (ux != uy) return ux < uy ? -1 : 1;
-    if (r->time[x] != r->time[y]) return r->time[x] < r->time[y] ? -1 : 1;
-    return (r->order[x] > r->order[y]) - (r->order[x] < r->order[y]);
-}
 
 /* parses a full non-negative decimal integer; -1 if the string is not one */
 static int64_t as_uint(const char *s, size_t n)
@@ -585,27 +572,69 @@ int dm_process(const dm_raw *raw, const dm_meta *meta, const dm_process_opts *o,
     memset(d, 0, sizeof *d);
     size_t n = raw->n;
     if (n == 0) return DM_ERR(DM_EINPUT, "no interactions to process");
+    size_t nu_raw = raw->users.keys.n, ni_raw = raw->items.keys.n;
+    /* input order: records are normally already in it; otherwise sort by the order key */
+    size_t *base;
+    DM_ALLOC(base, n);
+    int in_order = 1;
+    for (size_t i = 1; i < n && in_order; i++) in_order = raw->order[i] > raw->order[i - 1];
+    if (in_order)
+        for (size_t i = 0; i < n; i++) base[i] = i;
+    else
+        DM_CALL(dm_argsort_i64(raw->order, n, base));
+    /* 1. group by user (stable counting sort), then each user's records by time: ties keep the
+          input order because both sorts are stable */
+    int64_t *uoff;
+    size_t *byu;
+    DM_ALLOC(uoff, nu_raw + 1);
+    DM_ALLOC(byu, n);
+    for (size_t i = 0; i < n; i++) uoff[raw->user[i] + 1]++;
+    for (size_t k = 0; k < nu_raw; k++) uoff[k + 1] += uoff[k];
+    {
+        int64_t *fill;
+        DM_ALLOC(fill, nu_raw + 1);
+        for (size_t j = 0; j < n; j++) {
+            size_t i = base[j];
+            byu[uoff[raw->user[i]] + fill[raw->user[i]]++] = i;
+        }
+        free(fill);
+    }
+    for (size_t k = 0; k < nu_raw; k++) {
+        size_t *seg = byu + uoff[k], len = (size_t)(uoff[k + 1] - uoff[k]);
+        int sorted = 1;
+        for (size_t j = 1; j < len && sorted; j++) sorted = raw->time[seg[j]] >= raw->time[seg[j - 1]];
+        if (sorted) continue;
+        if (len <= 32) { /* stable insertion sort */
+            for (size_t j = 1; j < len; j++) {
+                size_t x = seg[j], q = j;
+                while (q > 0 && raw->time[seg[q - 1]] > raw->time[x]) {
+                    seg[q] = seg[q - 1];
+                    q--;
+                }
+                seg[q] = x;
+            }
+        } else
+            DM_CALL(dm_argsort_i64_of(raw->time, seg, len));
+    }
     uint8_t *alive;
     DM_ALLOC(alive, n);
     memset(alive, 1, n);
-    size_t *idx;
-    DM_ALLOC(idx, n);
-    /* 1. deduplicate (user, item) pairs in time order */
+    /* 2. deduplicate (user, item) pairs in time order */
     if (o->dedup) {
-        for (size_t i = 0; i < n; i++) idx[i] = i;
-        g_raw = raw;
-        qsort(idx, n, sizeof *idx, cmp_user_item_time);
-        for (size_t a = 0; a < n;) {
-            size_t b = a + 1;
-            while (b < n && raw->user[idx[b]] == raw->user[idx[a]] && raw->item[idx[b]] == raw->item[idx[a]]) b++;
-            size_t keep = o->dedup == 1 ? a : b - 1;
-            for (size_t j = a; j < b; j++)
-                if (j != keep) alive[idx[j]] = 0;
-            a = b;
+        int64_t *stamp;
+        DM_ALLOC(stamp, ni_raw + 1);
+        for (size_t k = 0; k < ni_raw; k++) stamp[k] = -1;
+        for (size_t k = 0; k < nu_raw; k++) {
+            size_t len = (size_t)(uoff[k + 1] - uoff[k]);
+            for (size_t j = 0; j < len; j++) {
+                size_t i = byu[uoff[k] + (o->dedup == 1 ? j : len - 1 - j)];
+                if (stamp[raw->item[i]] == (int64_t)k) alive[i] = 0;
+                else stamp[raw->item[i]] = (int64_t)k;
+            }
         }
+        free(stamp);
     }
-    /* 2. iterative k-core */
-    size_t nu_raw = raw->users.keys.n, ni_raw = raw->items.keys.n;
+    /* 3. iterative k-core */
     if (o->kcore_user > 0 || o->kcore_item > 0) {
         int64_t *uc, *ic;
         DM_ALLOC(uc, nu_raw);
@@ -629,20 +658,21 @@ int dm_process(const dm_raw *raw, const dm_meta *meta, const dm_process_opts *o,
         free(uc);
         free(ic);
     }
-    /* 3. dense ids by first appearance (input order) or numeric value */
+    /* 4. dense ids by first appearance in input order (or numeric value) */
     int64_t *ufirst, *ifirst;
     DM_ALLOC(ufirst, nu_raw);
     DM_ALLOC(ifirst, ni_raw);
     for (size_t k = 0; k < nu_raw; k++) ufirst[k] = -1;
     for (size_t k = 0; k < ni_raw; k++) ifirst[k] = -1;
-    size_t n_alive = 0;
-    for (size_t i = 0; i < n; i++) {
+    size_t m = 0;
+    for (size_t j = 0; j < n; j++) {
+        size_t i = base[j];
         if (!alive[i]) continue;
-        n_alive++;
-        if (ufirst[raw->user[i]] < 0) ufirst[raw->user[i]] = (int64_t)i;
-        if (ifirst[raw->item[i]] < 0) ifirst[raw->item[i]] = (int64_t)i;
+        if (ufirst[raw->user[i]] < 0) ufirst[raw->user[i]] = (int64_t)j;
+        if (ifirst[raw->item[i]] < 0) ifirst[raw->item[i]] = (int64_t)j;
+        m++;
     }
-    if (n_alive == 0) {
+    if (m == 0) {
         DM_ERR(DM_EINPUT, "no interactions left after filtering (k-core %lld/%lld)", (long long)o->kcore_user,
                (long long)o->kcore_item);
         DM_HINT("lower data.kcore_user / data.kcore_item");
@@ -655,43 +685,45 @@ int dm_process(const dm_raw *raw, const dm_meta *meta, const dm_process_opts *o,
     DM_CALL(dense_ids(&raw->items, ifirst, o->numeric_ids, di, &d->n_items));
     free(ufirst);
     free(ifirst);
-    /* 4. per-user chronological order, ties in input order */
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (alive[i]) idx[m++] = i;
-    g_raw = raw;
-    g_du = du;
-    qsort(idx, m, sizeof *idx, cmp_dense_user_time);
+    /* 5. emit users in dense order, each in time order */
+    int64_t *inv;
+    DM_ALLOC(inv, (d->n_users > d->n_items ? d->n_users : d->n_items) + 1);
+    for (size_t k = 0; k < nu_raw; k++)
+        if (du[k] >= 0) inv[du[k]] = (int64_t)k;
     d->n_inter = m;
     d->has_time = raw->has_time;
     DM_ALLOC(d->user_off, d->n_users + 1);
     DM_ALLOC(d->item, m);
     DM_ALLOC(d->time, m);
     int has_part = 0;
-    for (size_t j = 0; j < m; j++) has_part |= raw->part[idx[j]] >= 0;
+    for (size_t i = 0; i < n; i++) has_part |= alive[i] && raw->part[i] >= 0;
     if (has_part) DM_ALLOC(d->split_given, m);
-    for (size_t j = 0; j < m; j++) {
-        size_t i = idx[j];
-        d->user_off[du[raw->user[i]] + 1]++;
-        d->item[j] = di[raw->item[i]];
-        d->time[j] = raw->time[i];
-        if (has_part) d->split_given[j] = raw->part[i] < 0 ? DM_TRAIN : raw->part[i];
-    }
-    for (size_t u = 0; u < d->n_users; u++) d->user_off[u + 1] += d->user_off[u];
+    size_t *pos_of = NULL; /* input position of each alive record, for time-less sources */
     if (!raw->has_time) {
-        /* no timestamps: the input position stands in for time (rank of `order`) */
-        size_t *rank;
-        DM_ALLOC(rank, n);
+        DM_ALLOC(pos_of, n);
         size_t q = 0;
-        for (size_t i = 0; i < n; i++) rank[i] = alive[i] ? q++ : 0;
-        for (size_t j = 0; j < m; j++) d->time[j] = (int64_t)rank[idx[j]];
-        free(rank);
+        for (size_t j = 0; j < n; j++)
+            if (alive[base[j]]) pos_of[base[j]] = q++;
     }
+    size_t q = 0;
+    for (size_t u = 0; u < d->n_users; u++) {
+        size_t k = (size_t)inv[u];
+        for (int64_t j = uoff[k]; j < uoff[k + 1]; j++) {
+            size_t i = byu[j];
+            if (!alive[i]) continue;
+            d->item[q] = di[raw->item[i]];
+            /* no timestamps: the input position stands in for time */
+            d->time[q] = raw->has_time ? raw->time[i] : (int64_t)pos_of[i];
+            if (has_part) d->split_given[q] = raw->part[i] < 0 ? DM_TRAIN : raw->part[i];
+            q++;
+        }
+        d->user_off[u + 1] = (int64_t)q;
+    }
+    free(pos_of);
+    free(uoff);
+    free(byu);
+    free(base);
     /* original ids */
-    int64_t *inv;
-    DM_ALLOC(inv, (d->n_users > d->n_items ? d->n_users : d->n_items) + 1);
-    for (size_t k = 0; k < nu_raw; k++)
-        if (du[k] >= 0) inv[du[k]] = (int64_t)k;
     for (size_t u = 0; u < d->n_users; u++) {
         size_t l;
         const char *s = dm_strtab_get(&raw->users.keys, (size_t)inv[u], &l);
@@ -729,7 +761,6 @@ int dm_process(const dm_raw *raw, const dm_meta *meta, const dm_process_opts *o,
     free(meta_of_item);
     free(inv);
     free(du);
-    free(idx);
     free(alive);
     if (raw_to_item) *raw_to_item = di;
     else free(di);
@@ -738,23 +769,12 @@ int dm_process(const dm_raw *raw, const dm_meta *meta, const dm_process_opts *o,
     return DM_OK;
 }
 
-/* sort interaction indices by (time, user, position): a total order that does not depend on
- * anything but the dataset */
-static const dm_dataset *g_d;
-static int cmp_time_pos(const void *a, const void *b)
-{
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    if (g_d->time[x] != g_d->time[y]) return g_d->time[x] < g_d->time[y] ? -1 : 1;
-    return (x > y) - (x < y);
-}
-
+/* interaction indices by (time, position): a total order that depends on nothing but the dataset */
 static int sorted_by_time(const dm_dataset *d, size_t **out)
 {
     size_t *idx;
     DM_ALLOC(idx, d->n_inter + 1);
-    for (size_t i = 0; i < d->n_inter; i++) idx[i] = i;
-    g_d = d;
-    qsort(idx, d->n_inter, sizeof *idx, cmp_time_pos);
+    DM_CALL(dm_argsort_i64(d->time, d->n_inter, idx));
     *out = idx;
     return DM_OK;
 }

@@ -243,20 +243,31 @@ static void gen_user(const dm_synth_world *w, size_t u, size_t len, int32_t *it,
             cand[nc++] = (int32_t)(prev >= 0 ? draw_in_cluster(w, &r, w->cluster[prev]) : draw_in_cluster(w, &r, cur));
         for (int k = 0; k < 12; k++) cand[nc++] = (int32_t)alias_draw(&r, w->a_prob, w->a_alias, o->items);
         for (int k = 0; k < 4; k++) cand[nc++] = (int32_t)dm_rng_below(&r, o->items);
-        double best = -INFINITY;
-        int32_t pick = -1;
+        /* softmax draw over the untaken candidates: weights exp((s - max) / T), one uniform */
+        double sc[NCAND], mx = -INFINITY;
         for (int k = 0; k < nc; k++) {
             int32_t c = cand[k];
-            if (taken[c]) continue;
+            if (taken[c]) {
+                sc[k] = -INFINITY;
+                continue;
+            }
             const float *vc = w->v + (size_t)c * L;
             double s = dot(taste, vc, L);
             if (prev >= 0) s += o->seq_weight * dot(w->v + (size_t)prev * L, vc, L);
-            double g = -log(-log(dm_rng_uniform(&r) + 1e-300) + 1e-300); /* Gumbel-max = softmax draw */
-            s = s / o->temperature + g;
-            if (s > best) {
-                best = s;
-                pick = c;
+            sc[k] = s / o->temperature;
+            if (sc[k] > mx) mx = sc[k];
+        }
+        int32_t pick = -1;
+        if (mx > -INFINITY) {
+            double tot = 0;
+            for (int k = 0; k < nc; k++) tot += sc[k] = sc[k] > -INFINITY ? exp(sc[k] - mx) : 0.0;
+            double x = dm_rng_uniform(&r) * tot;
+            for (int k = 0; k < nc && pick < 0; k++) {
+                x -= sc[k];
+                if (x <= 0 && sc[k] > 0) pick = cand[k];
             }
+            for (int k = nc - 1; k >= 0 && pick < 0; k--)
+                if (sc[k] > 0) pick = cand[k];
         }
         if (pick < 0) { /* every candidate taken: any untaken item */
             do pick = (int32_t)dm_rng_below(&r, o->items);

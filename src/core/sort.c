@@ -1,0 +1,53 @@
+/* sort.c: see sort.h. */
+#include "sort.h"
+
+#include "err.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int dm_argsort_i64_of(const int64_t *key, size_t *idx, size_t n)
+{
+    if (n < 2) return DM_OK;
+    int64_t mn = key[idx[0]], mx = mn;
+    for (size_t i = 1; i < n; i++) {
+        int64_t k = key[idx[i]];
+        if (k < mn) mn = k;
+        if (k > mx) mx = k;
+    }
+    uint64_t range = (uint64_t)mx - (uint64_t)mn;
+    if (range == 0) return DM_OK;
+    size_t *tmp;
+    uint64_t *kv, *kt;
+    DM_ALLOC(tmp, n);
+    DM_ALLOC(kv, n);
+    DM_ALLOC(kt, n);
+    for (size_t i = 0; i < n; i++) kv[i] = (uint64_t)key[idx[i]] - (uint64_t)mn;
+    size_t *cnt;
+    DM_ALLOC(cnt, 65536 + 1);
+    for (int shift = 0; shift < 64 && (range >> shift) != 0; shift += 16) {
+        memset(cnt, 0, (65536 + 1) * sizeof *cnt);
+        for (size_t i = 0; i < n; i++) cnt[((kv[i] >> shift) & 0xffff) + 1]++;
+        for (size_t d = 0; d < 65536; d++) cnt[d + 1] += cnt[d];
+        for (size_t i = 0; i < n; i++) {
+            size_t p = cnt[(kv[i] >> shift) & 0xffff]++;
+            tmp[p] = idx[i];
+            kt[p] = kv[i];
+        }
+        memcpy(idx, tmp, n * sizeof *idx);
+        uint64_t *sw = kv;
+        kv = kt;
+        kt = sw;
+    }
+    free(cnt);
+    free(tmp);
+    free(kv);
+    free(kt);
+    return DM_OK;
+}
+
+int dm_argsort_i64(const int64_t *key, size_t n, size_t *idx)
+{
+    for (size_t i = 0; i < n; i++) idx[i] = i;
+    return dm_argsort_i64_of(key, idx, n);
+}

@@ -1,0 +1,16 @@
+/* sort.h: stable argsort of integer keys by LSD radix (16-bit digits, passes over constant digits
+ * skipped), O(n) per pass: orders 20M timestamps in well under a second, where qsort with an
+ * indirect comparator takes many. Ties keep index order, which is what "ties in input order"
+ * needs. */
+#ifndef DM_SORT_H
+#define DM_SORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* idx[0..n) = the permutation that sorts key ascending, stable. Returns DM_OK or DM_ENOMEM. */
+int dm_argsort_i64(const int64_t *key, size_t n, size_t *idx);
+/* Stable reorder of an index list by key[idx[i]] (idx is sorted in place). */
+int dm_argsort_i64_of(const int64_t *key, size_t *idx, size_t n);
+
+#endif
