@@ -264,6 +264,40 @@ static inline void classify(const metrics_ws *w, size_t d, float x, int64_t sign
     else w->between[k] += sign;
 }
 
+/* Sorts the m target scores in w->tscore descending and merges equal ones: returns the number d
+ * of distinct scores, with w->ntarget[k] targets at w->tscore[k]; zeroes the bins. */
+static size_t sort_distinct(metrics_ws *w, size_t m)
+{
+    qsort(w->tscore, m, sizeof *w->tscore, cmp_float_desc);
+    size_t d = 0;
+    for (size_t i = 0; i < m; i++) {
+        if (d > 0 && w->tscore[d - 1] == w->tscore[i]) {
+            w->ntarget[d - 1]++;
+            continue;
+        }
+        w->tscore[d] = w->tscore[i];
+        w->ntarget[d] = 1;
+        d++;
+    }
+    memset(w->between, 0, (d + 1) * sizeof *w->between);
+    memset(w->eq, 0, d * sizeof *w->eq);
+    return d;
+}
+
+/* bins -> blocks: G_k = competitors above score k, B_k = competitors at it (targets included) */
+static int finish_blocks(const metrics_spec *s, metrics_ws *w, size_t d, double *row)
+{
+    int64_t above = 0;
+    for (size_t k = 0; k < d; k++) {
+        above += w->between[k];
+        w->G[k] = above;
+        w->B[k] = w->eq[k];
+        DM_ASSERT(w->B[k] >= w->ntarget[k]);
+        above += w->eq[k];
+    }
+    return metrics_from_blocks(s, w->G, w->B, w->ntarget, d, row);
+}
+
 static void unmark(metrics_ws *w, const int32_t *targets, size_t n_targets, const int32_t *excluded,
                    size_t n_excluded, size_t n_items)
 {
@@ -306,19 +340,7 @@ int metrics_full(const metrics_spec *s, metrics_ws *w, const float *scores, size
         }
         w->tscore[m++] = scores[t];
     }
-    qsort(w->tscore, m, sizeof *w->tscore, cmp_float_desc);
-    size_t d = 0;
-    for (size_t i = 0; i < m; i++) {
-        if (d > 0 && w->tscore[d - 1] == w->tscore[i]) {
-            w->ntarget[d - 1]++;
-            continue;
-        }
-        w->tscore[d] = w->tscore[i];
-        w->ntarget[d] = 1;
-        d++;
-    }
-    memset(w->between, 0, (d + 1) * sizeof *w->between);
-    memset(w->eq, 0, d * sizeof *w->eq);
+    size_t d = sort_distinct(w, m);
 
     /* one pass over every item */
     int64_t nan = 0;
@@ -347,18 +369,70 @@ int metrics_full(const metrics_spec *s, metrics_ws *w, const float *scores, size
         rc = DM_ERR(DM_ENUM, "metrics: %lld competing item scores are NaN", (long long)nan);
         goto done;
     }
-    int64_t above = 0;
-    for (size_t k = 0; k < d; k++) {
-        above += w->between[k];
-        w->G[k] = above;
-        w->B[k] = w->eq[k];
-        DM_ASSERT(w->B[k] >= w->ntarget[k]);
-        above += w->eq[k];
-    }
-    rc = metrics_from_blocks(s, w->G, w->B, w->ntarget, d, row);
+    rc = finish_blocks(s, w, d, row);
 done:
     unmark(w, targets, n_targets, excluded, n_excluded, n_items);
     return rc;
+}
+
+int metrics_sampled_multi(const metrics_spec *s, metrics_ws *w, const float *tscores, size_t m,
+                          const float *neg, size_t n_neg, double *row)
+{
+    if (m == 0) return DM_ERR(DM_EINPUT, "metrics: user has no target");
+    DM_CALL(ws_reserve_targets(w, m));
+    for (size_t i = 0; i < m; i++) {
+        if (isnan(tscores[i])) return DM_ERR(DM_ENUM, "metrics: target %zu has a NaN score", i);
+        w->tscore[i] = tscores[i];
+    }
+    size_t d = sort_distinct(w, m);
+    int64_t nan = 0;
+    for (size_t i = 0; i < n_neg; i++) classify(w, d, neg[i], 1, &nan);
+    for (size_t i = 0; i < m; i++) classify(w, d, tscores[i], 1, &nan); /* lands in its own block */
+    if (nan) return DM_ERR(DM_ENUM, "metrics: %lld of %zu negative scores are NaN", (long long)nan, n_neg);
+    return finish_blocks(s, w, d, row);
+}
+
+int metrics_full_batch(const metrics_spec *s, const float *scores, size_t n_users, size_t n_items,
+                       const int64_t *target_off, const int32_t *targets, const int64_t *excl_off,
+                       const int32_t *excluded, double *rows)
+{
+    size_t bad_user = (size_t)-1;
+    int bad_code = DM_OK;
+    char bad_msg[512] = "", bad_where[256] = "";
+#pragma omp parallel
+    {
+        metrics_ws w;
+        int ok = metrics_ws_init(&w, n_items) == DM_OK;
+#pragma omp for schedule(dynamic, 16)
+        for (size_t u = 0; u < n_users; u++) {
+            double *row = rows + u * s->ncols;
+            int rc = ok ? DM_OK : DM_ENOMEM;
+            size_t nt = (size_t)(target_off[u + 1] - target_off[u]);
+            if (rc == DM_OK && nt == 0) {
+                for (size_t c = 0; c < s->ncols; c++) row[c] = NAN;
+                continue;
+            }
+            if (rc == DM_OK)
+                rc = metrics_full(s, &w, scores + u * n_items, n_items, targets + target_off[u], nt,
+                                  excl_off ? excluded + excl_off[u] : NULL,
+                                  excl_off ? (size_t)(excl_off[u + 1] - excl_off[u]) : 0, row);
+            if (rc != DM_OK) {
+#pragma omp critical(metrics_batch_error)
+                if (u < bad_user) {
+                    bad_user = u;
+                    bad_code = rc;
+                    snprintf(bad_msg, sizeof bad_msg, "%s", ok ? dm_error_message() : "out of memory");
+                    snprintf(bad_where, sizeof bad_where, "%s", dm_error_where());
+                }
+            }
+        }
+        if (ok) metrics_ws_free(&w);
+    }
+    if (bad_code != DM_OK) {
+        dm_error_set_raw(bad_code, bad_msg, "", bad_where);
+        return DM_ERR(bad_code, "metrics: user %zu of the batch: %s", bad_user, bad_msg);
+    }
+    return DM_OK;
 }
 
 /* ---- naive reference ----------------------------------------------------------------------------- */

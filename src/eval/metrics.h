@@ -45,6 +45,12 @@
  *
  * Memory: a metrics_spec owns its copy of the cutoffs; a metrics_ws owns its scratch (one per
  * thread: the functions are reentrant given distinct workspaces). Output rows belong to the caller.
+ *
+ * Under MPI (mpi/ does this; the kernels never see ranks): each rank takes a block of users
+ * (dm_shard_even / dm_shard_weighted), draws their sampled candidates with metrics_sample.h (keyed
+ * per user, so the sets do not depend on the rank count), fills one row per user, and the rows are
+ * gathered (or written at the users' offsets) into a (n_users, ncols) matrix. Per-user rows are what
+ * the paired tests in src/stats need; a table's numbers are the column means over users.
  */
 #ifndef DM_METRICS_H
 #define DM_METRICS_H
@@ -116,5 +122,18 @@ int metrics_full_naive(const metrics_spec *s, metrics_ws *w, const float *scores
 /* Sampled protocol (1 + N): the target's score against N negative scores (N may be 0).
  * Writes row[ncols]. */
 int metrics_sampled(const metrics_spec *s, float target, const float *neg, size_t n_neg, double *row);
+/* Sampled protocol with m targets (m + N candidates: every target and the shared negatives). */
+int metrics_sampled_multi(const metrics_spec *s, metrics_ws *w, const float *tscores, size_t m,
+                          const float *neg, size_t n_neg, double *row);
+
+/* A batch of users scored over the whole catalogue, users in parallel (OpenMP, one workspace per
+ * thread, allocated here). scores (n_users, n_items) row-major; the targets of user u are
+ * targets[target_off[u] .. target_off[u+1]) and its excluded items excluded[excl_off[u] ..
+ * excl_off[u+1]) (excl_off NULL = nothing excluded); offsets are (n_users + 1). rows
+ * (n_users, ncols). A user without targets gets a row of NaN (the caller decides whether that is an
+ * error). On failure the error names the first failing user of the batch. */
+int metrics_full_batch(const metrics_spec *s, const float *scores, size_t n_users, size_t n_items,
+                       const int64_t *target_off, const int32_t *targets, const int64_t *excl_off,
+                       const int32_t *excluded, double *rows);
 
 #endif

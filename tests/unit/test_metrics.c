@@ -4,7 +4,8 @@
  *     tie modes, fast and naive kernels, tolerance 1e-12;
  *  2. hand-computed answers; a constant scorer gets a random scorer's metrics (closed form and
  *     Monte Carlo);
- *  3. the one-pass kernel against the naive one on larger random cases with ties (1e-12);
+ *  3. the one-pass kernel against the naive one on larger random cases with ties (1e-12); the
+ *     batch (OpenMP) and several-target sampled entry points against the one-user kernel;
  *  4. errors (NaN, no target, ids outside the catalogue);
  *  5. samplers: exclusions, distinctness, keying (order of users and items does not matter),
  *     frequencies, the popularity fallback path, too few eligible items;
@@ -265,6 +266,77 @@ static void test_fast_vs_naive(void)
     free(sc);
 }
 
+static void test_batch_and_multi(void)
+{
+    const int64_t ks[] = {1, 5, 10};
+    metrics_spec s;
+    metrics_spec_init(&s, ks, 3, METRICS_TIES_EXPECTED);
+    enum { NU = 300, NI = 400 };
+    dm_rng r;
+    dm_rng_seed(&r, 21);
+    float *sc = malloc((size_t)NU * NI * sizeof *sc);
+    int64_t toff[NU + 1], eoff[NU + 1];
+    int32_t *tg = malloc(NU * 5 * sizeof *tg), *ex = malloc(NU * 30 * sizeof *ex);
+    toff[0] = eoff[0] = 0;
+    for (int u = 0; u < NU; u++) {
+        for (int i = 0; i < NI; i++) sc[(size_t)u * NI + i] = (float)dm_rng_below(&r, 20);
+        size_t nt = u % 17 == 0 ? 0 : 1 + dm_rng_below(&r, 5), ne = dm_rng_below(&r, 30);
+        toff[u + 1] = toff[u] + (int64_t)nt;
+        eoff[u + 1] = eoff[u] + (int64_t)ne;
+        for (size_t i = 0; i < nt; i++) tg[toff[u] + (int64_t)i] = (int32_t)dm_rng_below(&r, NI);
+        for (size_t i = 0; i < ne; i++) ex[eoff[u] + (int64_t)i] = (int32_t)dm_rng_below(&r, NI);
+    }
+    double *rows = malloc((size_t)NU * s.ncols * sizeof *rows), one[16];
+    CHECK(metrics_full_batch(&s, sc, NU, NI, toff, tg, eoff, ex, rows) == DM_OK, "batch: %s", dm_error_message());
+    metrics_ws w;
+    metrics_ws_init(&w, NI);
+    int same = 1, nanrows = 0;
+    for (int u = 0; u < NU; u++) {
+        size_t nt = (size_t)(toff[u + 1] - toff[u]);
+        if (nt == 0) {
+            nanrows += isnan(rows[(size_t)u * s.ncols]);
+            continue;
+        }
+        metrics_full(&s, &w, sc + (size_t)u * NI, NI, tg + toff[u], nt, ex + eoff[u], (size_t)(eoff[u + 1] - eoff[u]),
+                     one);
+        same &= memcmp(one, rows + (size_t)u * s.ncols, s.ncols * sizeof *one) == 0;
+    }
+    CHECK(same, "batch rows equal the one-user kernel");
+    CHECK(nanrows == (NU + 16) / 17, "users without targets get NaN rows (%d)", nanrows);
+    tg[toff[5]] = NI + 3; /* a bad id: the error names the user */
+    CHECK(metrics_full_batch(&s, sc, NU, NI, toff, tg, eoff, ex, rows) == DM_EINPUT, "batch error");
+    CHECK(strstr(dm_error_message(), "user 5 ") != NULL, "batch error names the user: %s", dm_error_message());
+    dm_error_clear();
+
+    /* several targets in a sampled protocol = the full kernel over targets + negatives */
+    double maxd = 0;
+    for (int trial = 0; trial < 200; trial++) {
+        float all[40];
+        size_t m = 1 + dm_rng_below(&r, 4), nn = dm_rng_below(&r, 30);
+        for (size_t i = 0; i < m + nn; i++) all[i] = (float)dm_rng_below(&r, 6);
+        int32_t t[4];
+        for (size_t i = 0; i < m; i++) t[i] = (int32_t)i;
+        metrics_ws w2;
+        metrics_ws_init(&w2, m + nn);
+        double a[16], b[16];
+        CHECK(metrics_sampled_multi(&s, &w2, all, m, all + m, nn, a) == DM_OK, "multi");
+        metrics_full(&s, &w2, all, m + nn, t, m, NULL, 0, b);
+        for (size_t k = 0; k < s.ncols; k++) maxd = fmax(maxd, fabs(a[k] - b[k]));
+        if (m == 1) {
+            metrics_sampled(&s, all[0], all + 1, nn, b);
+            for (size_t k = 0; k < s.ncols; k++) maxd = fmax(maxd, fabs(a[k] - b[k]));
+        }
+        metrics_ws_free(&w2);
+    }
+    CHECK(maxd == 0, "sampled with several targets differs from the full kernel by %.3g", maxd);
+    metrics_ws_free(&w);
+    free(rows);
+    free(tg);
+    free(ex);
+    free(sc);
+    metrics_spec_free(&s);
+}
+
 static void test_errors(void)
 {
     const int64_t ks[] = {5};
@@ -489,6 +561,7 @@ int main(void)
     test_reference();
     test_known_answers();
     test_fast_vs_naive();
+    test_batch_and_multi();
     test_errors();
     test_samplers();
     test_speed();
