@@ -43,8 +43,9 @@
  *   stats_randomization paired randomisation (sign-flip permutation) test of mean(d), like
  *                       scipy.stats.permutation_test((a, b), mean of a - b, permutation_type=
  *                       'samples'). Exact over all 2^n sign vectors when 2^n <= permutations (SciPy's
- *                       rule) or when forced; otherwise `permutations` random sign vectors drawn from
- *                       `seed` (or given by the caller as a (permutations, n) matrix of +1/-1, so a
+ *                       rule) or when forced; otherwise `permutations` random sign vectors, vector k
+ *                       drawn from dm_rng_key(seed, k, .) so the draws do not depend on the thread
+ *                       count (or given by the caller as a (permutations, n) matrix of +1/-1, so a
  *                       test can feed NumPy's draws). With c_ge = #{T* >= T - g}, c_le = #{T* <= T + g},
  *                       g = max(1e-14, 1e-14 |T|) (SciPy's tolerance for equal statistics):
  *                         Monte Carlo: p_greater = (c_ge + 1) / (P + 1), p_less = (c_le + 1) / (P + 1)
@@ -52,14 +53,15 @@
  *                         two-sided:   min(1, 2 min(p_greater, p_less))
  *                       stat = mean(d); effect = d_z. n == 0 -> p NaN, STATS_F_TOO_FEW.
  *   stats_bootstrap_ci  scipy.stats.bootstrap((d,), np.mean, confidence_level, method=
- *                       'percentile' | 'BCa'): `resamples` resamples of d with replacement, drawn
- *                       from `seed` or given as a (resamples, n) index matrix; percentiles use
+ *                       'percentile' | 'BCa'): `resamples` resamples of d with replacement, resample
+ *                       k drawn from dm_rng_key(seed, k, .) or given as a (resamples, n) index matrix
+ *                       (SciPy's own draws in the test); percentiles use
  *                       NumPy's default linear interpolation; BCa uses the jackknife acceleration
  *                       and the bias correction z0 = Phi^-1((#{T* < T} + #{T* <= T}) / 2B).
- *                       Degenerate: n < 2 -> NaN interval, STATS_F_TOO_FEW (SciPy raises). A BCa
- *                       correction that is undefined (all d equal, or the whole bootstrap
- *                       distribution on one side of T) falls back to the percentile interval with
- *                       STATS_F_DEGENERATE (SciPy: NaN).
+ *                       Degenerate: n < 2 -> NaN interval, STATS_F_TOO_FEW (SciPy raises). When the
+ *                       BCa levels are undefined (SciPy returns NaN: all d equal, or the bootstrap
+ *                       distribution entirely on one side of T with a != 0) the percentile interval
+ *                       is returned with STATS_F_DEGENERATE. All d equal also sets STATS_F_ZERO_VAR.
  *   stats_holm          Holm-Bonferroni adjusted p-values over one family (e.g. all comparisons of
  *                       a results table): sort ascending, adj_(i) = max_{j <= i} min(1, (m-j+1) p_(j)).
  *                       Monotone in p; NaN p-values stay NaN and do not count in m.
@@ -68,7 +70,8 @@
  *                       (NaN for n < 3).
  *   stats_summarize     mean, sd (ddof 1), standard error and the t interval mean +- t_{(1+level)/2,
  *                       n-1} se (scipy.stats.t.interval with scale = sem) of a sample, e.g. a metric
- *                       over seeds. n == 1: sd, se and interval NaN with STATS_F_TOO_FEW.
+ *                       over seeds. n == 1: sd, se and interval NaN with STATS_F_TOO_FEW; sd == 0:
+ *                       interval [mean, mean] with STATS_F_ZERO_VAR (SciPy: NaN).
  *
  * Sums follow NumPy's pairwise summation so that statistics equal SciPy's to the last bit, which
  * matters where SciPy compares statistics for equality (permutation counts, BCa's z0).
