@@ -35,10 +35,15 @@
  * Dropout masks come from dm_rng_key(seed, step, gidx[b]) per sequence, so 1, 2 and 3 ranks draw the
  * same masks for the same global sequence.
  *
+ * Dropout keeps a unit when a 16-bit uniform is below round((1 - p) 2^16) (exact for p = 0.5).
+ *
  * Memory: sasrec owns its parameter, gradient and Adam slabs (one contiguous float array each, the
  * same layout, named views into it); sasrec_acts owns activations sized for cfg.max_batch sequences.
- * Kernels never allocate. OpenMP parallelises over rows/sequences; BLAS is never called inside an
- * OpenMP region, so set BLAS and OpenMP thread counts deliberately (sasrec_set_threads).
+ * Kernels never allocate. OpenMP parallelises over rows/sequences (loops under SASREC_PAR_MIN
+ * elements stay serial); BLAS is never called inside an OpenMP region, so set BLAS and OpenMP thread
+ * counts deliberately (sasrec_set_threads). On shared or oversubscribed nodes run with
+ * OMP_WAIT_POLICY=passive: libgomp's spinning workers otherwise starve OpenBLAS's threads (a 2-thread
+ * step measured 50x slower on a loaded 2-core node).
  */
 #ifndef DM_SASREC_H
 #define DM_SASREC_H
