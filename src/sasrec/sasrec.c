@@ -189,7 +189,10 @@ static int acts_alloc(sasrec_acts *a, const sasrec_config *c)
     size_t C = (size_t)c->C, F = (size_t)ffn_width(c), L = (size_t)c->L, T = (size_t)c->T;
     size_t mb = (size_t)c->max_batch, maxN = mb * T, attL = mb * (size_t)c->H * T * T;
     size_t V = (size_t)c->n_items + 1;
+    a->cfg = *c;
+    a->cfg.F = (int)F;
     a->maxN = (int)maxN;
+    a->attL = attL;
     DM_ALLOC(a->off, mb + 1);
     DM_ALLOC(a->row_t, maxN);
     DM_ALLOC(a->row_item, maxN);
@@ -273,8 +276,14 @@ static int pack_batch(const sasrec *m, sasrec_acts *a, const sasrec_batch *b, in
 {
     const sasrec_config *c = &m->cfg;
     const int T = c->T, H = c->H, ni = c->n_items;
-    if (b->B < 0 || b->B > c->max_batch) {
-        DM_ERR(DM_EINPUT, "sasrec batch of %d sequences exceeds max_batch = %d", b->B, c->max_batch);
+    const sasrec_config *ac = &a->cfg;
+    if (ac->n_items != ni || ac->C != c->C || ac->F != c->F || ac->T != T || ac->L != c->L || ac->H != H) {
+        DM_ERR(DM_EINTERNAL, "sasrec activations were sized for another model (C %d/%d, T %d/%d, L %d/%d, H %d/%d, F %d/%d, items %d/%d)",
+               ac->C, c->C, ac->T, T, ac->L, c->L, ac->H, H, ac->F, c->F, ac->n_items, ni);
+        return DM_EINTERNAL;
+    }
+    if (b->B < 0 || b->B > ac->max_batch) {
+        DM_ERR(DM_EINPUT, "sasrec batch of %d sequences exceeds max_batch = %d", b->B, ac->max_batch);
         return DM_EINPUT;
     }
     if (!b->seq || (targets && !b->pos) || (targets && c->loss == SASREC_LOSS_BCE && !b->neg)) {
@@ -357,7 +366,7 @@ static void draw_masks(const sasrec *m, sasrec_acts *a, const sasrec_batch *b)
 {
     const sasrec_config *c = &m->cfg;
     const int C = c->C, F = c->F, H = c->H, L = c->L;
-    const size_t maxN = (size_t)a->maxN, attL = (size_t)c->max_batch * H * c->T * c->T;
+    const size_t maxN = (size_t)a->maxN, attL = a->attL;
     const uint32_t thr = (uint32_t)lround(ldexp(1.0 - (double)c->dropout, 16));
 #pragma omp parallel for schedule(dynamic, 4) if((size_t)a->N * C * L > SASREC_PAR_MIN)
     for (int s = 0; s < a->B; s++) {
@@ -381,7 +390,7 @@ static void copy_masks(const sasrec *m, sasrec_acts *a, const sasrec_dense_masks
 {
     const sasrec_config *c = &m->cfg;
     const int C = c->C, F = c->F, H = c->H, L = c->L, T = c->T, B = a->B;
-    const size_t maxN = (size_t)a->maxN, attL = (size_t)c->max_batch * H * T * T;
+    const size_t maxN = (size_t)a->maxN, attL = a->attL;
     for (int s = 0; s < B; s++) {
         int o = a->off[s], n = a->off[s + 1] - a->off[s];
         for (int i = 0; i < n; i++) {
@@ -432,7 +441,7 @@ static void forward_blocks(const sasrec *m, sasrec_acts *a)
     const sasrec_config *c = &m->cfg;
     const sasrec_params *p = &m->params;
     const int C = c->C, F = c->F, H = c->H, N = a->N, B = a->B;
-    const size_t maxN = (size_t)a->maxN, attL = (size_t)c->max_batch * H * c->T * c->T;
+    const size_t maxN = (size_t)a->maxN, attL = a->attL;
     const size_t NC = (size_t)N * C, NF = (size_t)N * F;
     const float keep = a->drop ? 1.0f / (1.0f - c->dropout) : 1.0f;
     const float emb_scale = sqrtf((float)C);
@@ -510,7 +519,7 @@ static void backward_blocks(sasrec *m, sasrec_acts *a)
     const sasrec_params *p = &m->params;
     sasrec_params *g = &m->grads;
     const int C = c->C, F = c->F, H = c->H, N = a->N, B = a->B;
-    const size_t maxN = (size_t)a->maxN, attL = (size_t)c->max_batch * H * c->T * c->T;
+    const size_t maxN = (size_t)a->maxN, attL = a->attL;
     const size_t NC = (size_t)N * C, NF = (size_t)N * F;
     const float keep = a->drop ? 1.0f / (1.0f - c->dropout) : 1.0f;
     float *dx = a->dx, *dt = a->dtmp, *dt2 = a->dtmp2, *dqkv = a->dqkv, *dfch = a->dfch;

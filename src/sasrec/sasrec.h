@@ -136,10 +136,14 @@ typedef struct {
     const sasrec_dense_masks *masks; /* non-NULL: use these masks instead of the RNG (train = 1) */
 } sasrec_batch;
 
-/* Activations and scratch for up to cfg.max_batch sequences of one model configuration. */
+/* Activations and scratch for up to cfg.max_batch sequences of one model configuration. A model
+ * may use several (e.g. one for training batches and a larger one for evaluation): their configs
+ * must match the model's except for max_batch and chunk_floats. */
 typedef struct {
+    sasrec_config cfg;    /* the configuration the buffers were sized for (F resolved) */
     int B, N;             /* sequences and packed (non-padding) rows of the current batch */
     int maxN;             /* max_batch * T */
+    size_t attL;          /* max_batch * H * T * T: per-block stride of att and m_att */
     int *off;             /* (B + 1) first packed row of each sequence */
     int *row_t;           /* (maxN) position t of each packed row */
     int *row_item;        /* (maxN) input item */
@@ -156,7 +160,7 @@ typedef struct {
     float *ln1;           /* (L, maxN, C) */
     float *ln1_mean, *ln1_rstd; /* (L, maxN) */
     float *qkv;           /* (L, maxN, 3C) */
-    float *att;           /* (L, max_batch * H * T * T) softmax probabilities, packed per sequence */
+    float *att;           /* (L, attL) softmax probabilities, packed per sequence */
     float *atty;          /* (L, maxN, C) attention output before W_o */
     float *r1;            /* (L, maxN, C) residual after attention */
     float *ln2;           /* (L, maxN, C) */
@@ -166,7 +170,7 @@ typedef struct {
     float *hf;            /* (maxN, C) final hidden state h */
     float *lnf_mean, *lnf_rstd; /* (maxN) */
     uint8_t *m_emb;       /* (maxN, C) dropout keep flags */
-    uint8_t *m_att;       /* (L, max_batch * H * T * T) */
+    uint8_t *m_att;       /* (L, attL) */
     uint8_t *m_fc1;       /* (L, maxN, F) */
     uint8_t *m_fc2;       /* (L, maxN, C) */
     int drop;             /* dropout active for the current batch */
@@ -211,7 +215,7 @@ double sasrec_l2_loss(const sasrec *m);
  * Deterministic; row 0 of E stays zero. */
 void sasrec_adam_step(sasrec *m);
 
-/* Inference. seq (B, T) left-padded histories (B <= max_batch). out (B, C): the user state r_u =
+/* Inference. seq (B, T) left-padded histories (B <= a->cfg.max_batch). out (B, C): the user state r_u =
  * final hidden state at the last position (T - 1); a history that is all padding gives LN_f(0). */
 int sasrec_user_states(sasrec *m, sasrec_acts *a, const int32_t *seq, int B, float *out);
 /* scores (B, hi - lo) = states (B, C) . E[lo..hi)^T, by sgemm over item blocks. */

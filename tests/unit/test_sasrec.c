@@ -739,6 +739,23 @@ static void test_inference(void)
     CHECK(sasrec_user_states(&m, &a, tb.seq + 4 * c.T, 1, st1) == DM_OK, "one state");
     CHECK(maxdiff(st1, st + 4 * 12, 12) < 1e-6, "state depends on the batch");
     CHECK(maxdiff(st + 3 * 12, m.params.lnfb, 12) == 0, "empty history state is not LN_f(0)");
+    /* a second, larger set of activations (evaluation batches) gives the same states */
+    sasrec_config ce = c;
+    ce.max_batch = 13;
+    sasrec_acts ea;
+    CHECK(sasrec_acts_init(&ea, &ce) == DM_OK, "eval acts");
+    int32_t seq13[13 * 7];
+    float st13[13 * 12];
+    for (int i = 0; i < 13 * 7; i++) seq13[i] = tb.seq[i % (6 * 7)];
+    CHECK(sasrec_user_states(&m, &ea, seq13, 13, st13) == DM_OK, "13 states");
+    CHECK(maxdiff(st13, st, 6 * 12) < 1e-6 && maxdiff(st13 + 6 * 12, st, 6 * 12) < 1e-6, "eval-batch states differ");
+    sasrec_acts_free(&ea);
+    ce.C = 16; /* activations of another shape are refused */
+    ce.H = 2;
+    CHECK(sasrec_acts_init(&ea, &ce) == DM_OK, "other acts");
+    CHECK(sasrec_user_states(&m, &ea, seq13, 2, st13) == DM_EINTERNAL, "mismatched activations accepted");
+    dm_error_clear();
+    sasrec_acts_free(&ea);
     sasrec_scores_block(&m, st, 6, 0, m.V, all);
     int32_t items[6 * 3];
     for (int i = 0; i < 18; i++) items[i] = 1 + i % 23;
