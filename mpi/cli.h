@@ -46,5 +46,7 @@ int cmd_run(par_ctx *ctx, int argc, char **argv);
 int cmd_ingest(par_ctx *ctx, int argc, char **argv);
 int cmd_synth(par_ctx *ctx, int argc, char **argv);
 int cmd_info(par_ctx *ctx, int argc, char **argv);
+int cmd_train_cf(par_ctx *ctx, int argc, char **argv);
+int cmd_eval(par_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -7,6 +7,7 @@
  * produce its own block of users. Output is identical at any rank count.
  */
 #include "cli.h"
+#include "cands.h"
 #include "dataset_io.h"
 #include "stages.h"
 
@@ -398,6 +399,12 @@ int stage_ingest(par_ctx *ctx, const dm_cfg *cfg)
         dm_meta_free(&meta);
     }
     rc = par_agree(ctx, rc);
+    if (!rc) {
+        size_t lo, hi;
+        ds_user_block(ctx, &d, &lo, &hi);
+        d.cand_seed = cands_seed(cfg);
+        rc = cands_generate(ctx, cfg, &d, lo, hi);
+    }
     if (!rc) {
         char hash[65];
         rc = ds_stage_hash(ctx, cfg, hash);

@@ -13,6 +13,8 @@
  *   /items/attr_offsets int64 (n_i + 1), /items/attr int32: attribute ids of each item
  *   /attrs/name (string table), /attrs/kind int8 (0 brand, 1 category, 2 price, 3 other), /attrs/level int8
  *   /modal/<text|visual|audio>/features float32 (n_i, dim), /modal/<m>/present uint8 (n_i)
+ *   /candidates/<uniN|popN> int32 (n_u, N): the stored negatives of the sampled protocols (-1 rows:
+ *                 users with too few untouched items), attribute seed
  *   /synth/...  ground truth of generated data (drift_user, taste_before, taste_after, item_cluster)
  * Root attributes: counts, has_time, the split cut times, window settings, the input sources with
  * their sha256, and the provenance every dynmm file carries (h5_write_provenance).
@@ -33,6 +35,8 @@
 int ds_write(par_ctx *ctx, const dm_dataset *d, const dm_cfg *cfg, const char *path, const char *stage,
              const char *stage_hash, double wall_seconds);
 int ds_read(par_ctx *ctx, const char *path, dm_dataset *d);
+/* The block of users rank ctx->rank writes (balanced by interaction count). */
+void ds_user_block(par_ctx *ctx, const dm_dataset *d, size_t *lo, size_t *hi);
 
 /* The dm_process options from the config (data, split, window groups). */
 int ds_process_opts(const dm_cfg *cfg, dm_process_opts *o);

@@ -16,6 +16,8 @@
 static const stage_def g_stages[] = {
     {"ingest", "dataset.h5", NULL, ds_config_groups, stage_ingest},
     {"synth", "dataset.h5", NULL, ds_config_groups, stage_ingest},
+    {"train-cf", "cf.h5", "dataset.h5", cf_config_groups, stage_train_cf},
+    {"eval", "results.h5", "cf.h5", eval_config_groups, stage_eval},
 };
 static const int g_nstages = (int)(sizeof g_stages / sizeof g_stages[0]);
 

@@ -29,5 +29,9 @@ int stage_hash(par_ctx *ctx, const stage_def *s, const dm_cfg *cfg, char out[65]
 int stage_is_current(par_ctx *ctx, const stage_def *s, const dm_cfg *cfg, const char *hash, int *current);
 
 int stage_ingest(par_ctx *ctx, const dm_cfg *cfg);
+int stage_train_cf(par_ctx *ctx, const dm_cfg *cfg);
+extern const char *const cf_config_groups[];
+int stage_eval(par_ctx *ctx, const dm_cfg *cfg);
+extern const char *const eval_config_groups[];
 
 #endif

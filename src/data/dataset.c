@@ -923,6 +923,7 @@ void dm_dataset_free(dm_dataset *d)
     free(d->taste_before);
     free(d->taste_after);
     free(d->item_cluster);
+    for (int c = 0; c < d->n_cand; c++) free(d->cand[c].rows);
     dm_buf_free(&d->sources);
     memset(d, 0, sizeof *d);
 }

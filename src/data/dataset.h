@@ -82,6 +82,12 @@ typedef struct {
     char source[512]; /* file it came from ("synth" for generated) */
 } dm_modal;
 
+typedef struct {
+    char name[24];   /* "uni99", "pop99" */
+    size_t n;        /* negatives per user */
+    int32_t *rows;   /* (cand_rows, n) */
+} dm_cand;
+
 enum { DM_ATTR_BRAND = 0, DM_ATTR_CATEGORY = 1, DM_ATTR_PRICE = 2, DM_ATTR_OTHER = 3 };
 
 typedef struct {
@@ -122,6 +128,14 @@ typedef struct {
     int32_t *taste_after;  /* (n_users) cluster */
     int32_t *item_cluster; /* (n_items) */
     int64_t drift_time;
+
+    /* sampled candidate sets (negatives) of the sampled protocols: row u holds user u's negatives,
+       -1 when the user has too few untouched items. The writer holds only its block of users
+       [cand_row0, cand_row0 + cand_rows); a reader holds all rows. */
+    int n_cand;
+    dm_cand cand[8];
+    size_t cand_row0, cand_rows;
+    uint64_t cand_seed;
 
     /* provenance of the inputs: "path sha256" lines */
     dm_buf sources;

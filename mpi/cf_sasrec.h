@@ -1,0 +1,32 @@
+/* cf_sasrec.h: data-parallel SASRec training inside `dynmm train-cf`.
+ *
+ * Every epoch visits the training users (those with at least two training interactions) in an order
+ * drawn from (seed, epoch); step k takes the next sasrec.batch of them as the global batch, and each
+ * rank computes the gradient of its even share (sasrec_train_step with the global target count as
+ * the divisor), followed by one allreduce of the gradient slab and the same Adam step on every rank.
+ * Negatives and dropout masks are keyed by (seed, step, global sequence index), so 1, 2 and 3 ranks
+ * take the same steps (to float summation order). Validation (split valid, the first protocol of
+ * eval.protocols, sasrec.select_metric) every sasrec.eval_every epochs selects the kept weights and
+ * drives early stopping; the test split is never read here.
+ *
+ * Checkpoints (<run.dir>/ckpt_sasrec.h5, written atomically every sasrec.checkpoint_every epochs, on
+ * SIGTERM/SIGUSR1 at the next step, and deleted when the stage completes) hold the weights, Adam
+ * moments, the best weights, the epoch and step cursor and the early-stopping state, with the stage
+ * hash: a resumed run continues exactly where the checkpoint left off and ends with the same
+ * weights as an uninterrupted one.
+ */
+#ifndef DM_CF_SASREC_H
+#define DM_CF_SASREC_H
+
+#include "h5io.h"
+#include "par.h"
+
+#include "../src/config/config.h"
+#include "../src/data/dataset.h"
+
+/* Trains and writes /sasrec/... into f: weights, e_cf, user states for valid and test histories,
+ * the training curve. */
+int cf_sasrec_train(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, const char *stage_hash,
+                    h5file *f);
+
+#endif

@@ -1,0 +1,121 @@
+/* cmd_train_cf.c: `dynmm train-cf`: the collaborative-filtering models of cf.models into cf.h5. */
+#include "cands.h"
+#include "cf_sasrec.h"
+#include "cli.h"
+#include "dataset_io.h"
+#include "ease.h"
+#include "stages.h"
+
+#include "../src/core/err.h"
+#include "../src/core/log.h"
+#include "../src/core/timer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CF_FORMAT "dynmm-cf"
+
+static const char *USAGE =
+    "usage: dynmm train-cf CONFIG.cfg [--set group.key=value ...] [--resume]\n\n"
+    "Trains the models of cf.models on the training split of <run.dir>/dataset.h5 (split.protocol) and\n"
+    "writes <run.dir>/cf.h5:\n"
+    "  pop     train-set popularity                      /pop/count\n"
+    "  ease    EASE, Gram inverse with ScaLAPACK         /ease/B (items x items)\n"
+    "  sasrec  SASRec, data parallel over users          /sasrec/weights, /sasrec/e_cf (items x d),\n"
+    "          /sasrec/state_valid and /sasrec/state_test (users x d), /sasrec/curve\n"
+    "SASRec keeps the weights of its best validation round (sasrec.select_metric on the first protocol\n"
+    "of eval.protocols); the test split is not read. An interrupted run (a kill, or SIGTERM/SIGUSR1\n"
+    "from Slurm) continues from <run.dir>/ckpt_sasrec.h5 when rerun (run.resume = true, the default).\n";
+
+const char *const cf_config_groups[] = {"cf", "sasrec", "ease", "split", "eval.protocols", NULL};
+
+static int has_model(const dm_cfg *cfg, const char *name)
+{
+    for (size_t k = 0; k < dm_cfg_len(cfg, "cf.models"); k++)
+        if (!strcmp(dm_cfg_str_at(cfg, "cf.models", k), name)) return 1;
+    return 0;
+}
+
+int stage_train_cf(par_ctx *ctx, const dm_cfg *cfg)
+{
+    for (size_t k = 0; k < dm_cfg_len(cfg, "cf.models"); k++) {
+        const char *mname = dm_cfg_str_at(cfg, "cf.models", k);
+        if (strcmp(mname, "pop") && strcmp(mname, "ease") && strcmp(mname, "sasrec")) {
+            char w[256];
+            DM_ERR(DM_ECONFIG, "%s: unknown model '%s'", dm_cfg_where(cfg, "cf.models", w, sizeof w), mname);
+            DM_HINT("cf.models takes pop, ease and sasrec");
+            return DM_ECONFIG;
+        }
+    }
+    double t0 = dm_wtime();
+    char in[4096], out[4096], hash[65];
+    DM_CALL(cli_run_path(ctx, cfg, "dataset.h5", in, sizeof in));
+    DM_CALL(cli_run_path(ctx, cfg, "cf.h5", out, sizeof out));
+    const stage_def *sd = stage_find("train-cf");
+    DM_CALL(stage_hash(ctx, sd, cfg, hash));
+    dm_dataset d;
+    DM_CALL(ds_read(ctx, in, &d));
+    const int8_t *roles = NULL;
+    int rc = par_agree(ctx, cands_split(cfg, &d, &roles));
+    h5file f;
+    memset(&f, 0, sizeof f);
+    f.id = -1;
+    if (!rc) rc = par_agree(ctx, h5_create(ctx, out, (int)dm_cfg_int(cfg, "io.compress"), (size_t)dm_cfg_int(cfg, "io.chunk_rows"), &f));
+    if (!rc) rc = h5_write_provenance(&f, CF_FORMAT, 1, "train-cf", cfg, hash);
+    if (!rc) rc = h5_attr_i64(&f, "/", "n_users", (int64_t)d.n_users);
+    if (!rc) rc = h5_attr_i64(&f, "/", "n_items", (int64_t)d.n_items);
+    if (!rc) rc = h5_attr_str(&f, "/", "split", dm_cfg_str(cfg, "split.protocol"));
+    if (!rc && has_model(cfg, "pop")) {
+        double *cnt = calloc(d.n_items + 1, sizeof *cnt);
+        if (!cnt) rc = DM_ERR(DM_ENOMEM, "out of memory");
+        for (size_t i = 0; !rc && i < d.n_inter; i++)
+            if (roles[i] == DM_TRAIN) cnt[d.item[i]] += 1.0;
+        if (!rc) rc = h5_write_all(&f, "/pop/count", H5_F64, d.n_items, 0, cnt);
+        free(cnt);
+        dm_log("  pop: train-set counts of %zu items", d.n_items);
+    }
+    rc = par_agree(ctx, rc);
+    if (!rc && has_model(cfg, "ease")) {
+        size_t lo, hi;
+        ds_user_block(ctx, &d, &lo, &hi);
+        rc = ease_fit_write(ctx, &d, roles, lo, hi, dm_cfg_float(cfg, "ease.lambda"), (int)dm_cfg_int(cfg, "ease.block"), &f);
+    }
+    if (!rc && has_model(cfg, "sasrec")) rc = cf_sasrec_train(ctx, cfg, &d, roles, hash, &f);
+    if (!rc) rc = h5_attr_f64(&f, "/", "wall_seconds", dm_wtime() - t0);
+    rc = par_agree(ctx, rc);
+    if (rc) {
+        if (f.id >= 0) h5_discard(&f);
+    } else {
+        rc = h5_commit(&f);
+        if (!rc) {
+            char ck[4096];
+            if (cli_run_path(ctx, cfg, "ckpt_sasrec.h5", ck, sizeof ck) == DM_OK && ctx->rank == 0) unlink(ck);
+            dm_log("wrote %s in %.1fs", out, dm_wtime() - t0);
+        }
+    }
+    dm_dataset_free(&d);
+    return rc;
+}
+
+int cmd_train_cf(par_ctx *ctx, int argc, char **argv)
+{
+    cli_args a;
+    DM_CALL(cli_parse(argc, argv, &a));
+    if (cli_help(ctx, &a, USAGE)) {
+        cli_args_free(&a);
+        return DM_OK;
+    }
+    dm_cfg cfg;
+    int rc = cli_load_config(ctx, &a, &cfg);
+    for (int i = 0; !rc && i < a.npositional; i++) {
+        if (!strcmp(a.positional[i], "--resume")) rc = dm_cfg_set(&cfg, "run.resume=true");
+        else rc = DM_ERR(DM_ECONFIG, "train-cf: unexpected argument '%s'", a.positional[i]);
+    }
+    cli_args_free(&a);
+    rc = par_agree(ctx, rc);
+    if (!rc) rc = stage_train_cf(ctx, &cfg);
+    dm_cfg_free(&cfg);
+    return rc;
+}

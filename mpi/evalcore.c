@@ -1,0 +1,130 @@
+/* evalcore.c: see evalcore.h. */
+#include "evalcore.h"
+
+#include "../src/core/err.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+size_t ev_history(const ev_split *s, size_t u, int32_t *out)
+{
+    size_t m = 0;
+    for (int64_t j = s->d->user_off[u]; j < s->d->user_off[u + 1]; j++)
+        if (s->roles[j] < s->split) out[m++] = s->d->item[j];
+    return m;
+}
+
+size_t ev_targets(const ev_split *s, size_t u, int32_t *out)
+{
+    size_t m = 0;
+    for (int64_t j = s->d->user_off[u]; j < s->d->user_off[u + 1]; j++)
+        if (s->roles[j] == s->split) out[m++] = s->d->item[j];
+    return m;
+}
+
+static const dm_cand *find_cand(const dm_dataset *d, const char *protocol)
+{
+    for (int c = 0; c < d->n_cand; c++)
+        if (!strcmp(d->cand[c].name, protocol)) return &d->cand[c];
+    return NULL;
+}
+
+int ev_score_users(const ev_split *s, const metrics_spec *spec, const char *protocol, ev_score_fn fn, void *model,
+                   size_t lo, size_t hi, size_t batch, double *rows)
+{
+    const dm_dataset *d = s->d;
+    size_t n_items = d->n_items, nc = spec->ncols;
+    int full = !strcmp(protocol, "full");
+    const dm_cand *cand = full ? NULL : find_cand(d, protocol);
+    if (!full && !cand) {
+        DM_ERR(DM_ECONFIG, "protocol '%s' has no stored candidate set in the dataset", protocol);
+        DM_HINT("the sampled sets are drawn at ingest from eval.protocols; rerun the ingest (or synth) stage");
+        return DM_ECONFIG;
+    }
+    for (size_t k = 0; k < (hi - lo) * nc; k++) rows[k] = NAN;
+    /* users of the block that have targets (and negatives) */
+    size_t *users;
+    DM_ALLOC(users, hi - lo + 1);
+    size_t nu = 0, maxlen = 1;
+    for (size_t u = lo; u < hi; u++) {
+        size_t len = (size_t)(d->user_off[u + 1] - d->user_off[u]);
+        if (len > maxlen) maxlen = len;
+        int has = 0;
+        for (int64_t j = d->user_off[u]; j < d->user_off[u + 1] && !has; j++) has = s->roles[j] == s->split;
+        if (has && cand && cand->rows[u * cand->n] < 0) has = 0;
+        if (has) users[nu++] = u;
+    }
+    if (batch < 1) batch = 1;
+    /* bound the score block to ~64 MiB */
+    size_t cap = ((size_t)64 << 20) / (n_items * sizeof(float));
+    if (cap < 1) cap = 1;
+    if (batch > cap) batch = cap;
+    float *scores;
+    DM_ALLOC(scores, batch * n_items);
+    int nt = omp_get_max_threads();
+    metrics_ws *ws;
+    DM_ALLOC(ws, nt);
+    int rc = DM_OK;
+    for (int t = 0; t < nt && !rc; t++) rc = metrics_ws_init(&ws[t], n_items);
+    int32_t *buf;
+    DM_ALLOC(buf, (size_t)nt * (2 * maxlen + (cand ? cand->n : 0) + 2));
+    float *fbuf;
+    DM_ALLOC(fbuf, (size_t)nt * (maxlen + (cand ? cand->n : 0) + 2));
+    for (size_t b0 = 0; b0 < nu && !rc; b0 += batch) {
+        size_t B = nu - b0 < batch ? nu - b0 : batch;
+        rc = fn(model, s, users + b0, B, scores);
+        if (rc) break;
+        int err = DM_OK;
+#pragma omp parallel for schedule(dynamic, 8)
+        for (size_t b = 0; b < B; b++) {
+            int t = omp_get_thread_num();
+            size_t u = users[b0 + b];
+            int32_t *hist = buf + (size_t)t * (2 * maxlen + (cand ? cand->n : 0) + 2);
+            int32_t *tg = hist + maxlen;
+            size_t nh = ev_history(s, u, hist), ntg = ev_targets(s, u, tg);
+            const float *sc = scores + b * n_items;
+            double *row = rows + (u - lo) * nc;
+            int r;
+            if (full) r = metrics_full(spec, &ws[t], sc, n_items, tg, ntg, hist, nh, row);
+            else {
+                float *f = fbuf + (size_t)t * (maxlen + cand->n + 2);
+                const int32_t *neg = cand->rows + u * cand->n;
+                for (size_t k = 0; k < ntg; k++) f[k] = sc[tg[k]];
+                for (size_t k = 0; k < cand->n; k++) f[ntg + k] = sc[neg[k]];
+                r = ntg == 1 ? metrics_sampled(spec, f[0], f + 1, cand->n, row)
+                             : metrics_sampled_multi(spec, &ws[t], f, ntg, f + ntg, cand->n, row);
+            }
+            if (r) {
+#pragma omp critical
+                if (!err) err = r;
+            }
+        }
+        rc = err;
+    }
+    for (int t = 0; t < nt; t++) metrics_ws_free(&ws[t]);
+    free(ws);
+    free(buf);
+    free(fbuf);
+    free(scores);
+    free(users);
+    return rc;
+}
+
+int ev_mean(par_ctx *ctx, const metrics_spec *spec, const double *rows, size_t n, double *mean, int64_t *count)
+{
+    size_t nc = spec->ncols;
+    double *acc;
+    DM_ALLOC(acc, nc + 1);
+    for (size_t u = 0; u < n; u++) {
+        if (isnan(rows[u * nc])) continue;
+        for (size_t c = 0; c < nc; c++) acc[c] += rows[u * nc + c];
+        acc[nc] += 1.0;
+    }
+    DM_CALL(par_allreduce_sum_f64(ctx, acc, nc + 1));
+    for (size_t c = 0; c < nc; c++) mean[c] = acc[nc] > 0 ? acc[c] / acc[nc] : NAN;
+    *count = (int64_t)acc[nc];
+    free(acc);
+    return DM_OK;
+}

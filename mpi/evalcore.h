@@ -1,0 +1,43 @@
+/* evalcore.h: scoring users of one split under one candidate protocol, for any model.
+ *
+ * A model is a score function: for a batch of users it fills (B, n_items) scores over the whole
+ * catalogue, from the users' history for that split. History and targets follow the split's roles:
+ * for split s, the targets of user u are the interactions with role s and the history those with a
+ * smaller role (valid: train items; test: train and valid items), in the stored (time) order.
+ *
+ *   full   every item competes except the history (metrics_full)
+ *   uniN   the targets against the user's N stored negatives (dataset /candidates/uniN)
+ *   popN   likewise with popularity-sampled negatives
+ *
+ * Users are the caller's block [lo, hi) (its rank's shard); rows are (hi - lo, ncols) with NaN rows
+ * for users that take no part (no target in the split, or no stored negatives). ev_mean reduces over
+ * ranks. All ranks call the collective functions together.
+ */
+#ifndef DM_EVALCORE_H
+#define DM_EVALCORE_H
+
+#include "par.h"
+
+#include "../src/data/dataset.h"
+#include "../src/eval/metrics.h"
+
+typedef struct {
+    const dm_dataset *d;
+    const int8_t *roles;  /* (n_inter) DM_TRAIN/VALID/TEST */
+    int split;            /* DM_VALID or DM_TEST */
+} ev_split;
+
+/* History (role < split) and targets (role == split) of user u; return counts. `out` needs room for
+ * the user's interactions. */
+size_t ev_history(const ev_split *s, size_t u, int32_t *out);
+size_t ev_targets(const ev_split *s, size_t u, int32_t *out);
+
+typedef int (*ev_score_fn)(void *model, const ev_split *s, const size_t *users, size_t B, float *scores);
+
+/* Scores users [lo, hi) of split s under `protocol` ("full", "uni99", ...) into rows. */
+int ev_score_users(const ev_split *s, const metrics_spec *spec, const char *protocol, ev_score_fn fn, void *model,
+                   size_t lo, size_t hi, size_t batch, double *rows);
+/* Column means over the non-NaN rows of all ranks; *count = users scored. */
+int ev_mean(par_ctx *ctx, const metrics_spec *spec, const double *rows, size_t n, double *mean, int64_t *count);
+
+#endif
