@@ -421,6 +421,76 @@ static int prepare(const sasrec *m, sasrec_acts *a, const sasrec_batch *b, int t
     return DM_OK;
 }
 
+/* ---- element-wise layers (one implementation: no BLAS, nothing to hold a naive twin against) -- */
+
+/* x0 (N, C) = dropout(sqrt(C) E[item_r] + P[t_r]); mask (N, C) or NULL (no dropout) */
+static void embed_forward(float *x0, const float *wte, const float *wpe, const int *item,
+                          const int *t, const uint8_t *mask, float keep, int N, int C)
+{
+    const float sc = sqrtf((float)C);
+#pragma omp parallel for schedule(static) if((size_t)N * C > SASREC_PAR_MIN)
+    for (int r = 0; r < N; r++) {
+        const float *e = wte + (size_t)item[r] * C, *pe = wpe + (size_t)t[r] * C;
+        float *x = x0 + (size_t)r * C;
+        const uint8_t *mk = mask ? mask + (size_t)r * C : NULL;
+        for (int i = 0; i < C; i++) {
+            x[i] = sc * e[i] + pe[i];
+            if (mk) x[i] = mk[i] ? x[i] * keep : 0.0f;
+        }
+    }
+}
+
+/* dE[item_r] += sqrt(C) d, dP[t_r] += d with d = dropout'(dx0); serial since rows share items */
+static void embed_backward(float *dwte, float *dwpe, const float *dx0, const int *item,
+                           const int *t, const uint8_t *mask, float keep, int N, int C)
+{
+    const float sc = sqrtf((float)C);
+    for (int r = 0; r < N; r++) {
+        float *ge = dwte + (size_t)item[r] * C, *gp = dwpe + (size_t)t[r] * C;
+        const float *d = dx0 + (size_t)r * C;
+        const uint8_t *mk = mask ? mask + (size_t)r * C : NULL;
+        for (int i = 0; i < C; i++) {
+            float v = mk ? (mk[i] ? d[i] * keep : 0.0f) : d[i];
+            ge[i] += sc * v;
+            gp[i] += v;
+        }
+    }
+}
+
+/* h = dropout(relu(h)) in place, n elements */
+static void relu_dropout_forward(float *h, const uint8_t *mask, float keep, size_t n)
+{
+#pragma omp parallel for schedule(static) if(n > SASREC_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float v = h[i] > 0.0f ? h[i] : 0.0f;
+        h[i] = mask ? (mask[i] ? v * keep : 0.0f) : v;
+    }
+}
+
+/* dh *= relu'(.) dropout'(.) in place, from the layer's output h: h > 0 exactly where the unit was
+ * active and kept, the only places with gradient */
+static void relu_dropout_backward(float *dh, const float *h, float keep, size_t n)
+{
+#pragma omp parallel for schedule(static) if(n > SASREC_PAR_MIN)
+    for (size_t i = 0; i < n; i++) dh[i] = h[i] > 0.0f ? dh[i] * keep : 0.0f;
+}
+
+/* out = res + dropout(y), n elements (res may be NULL: out = dropout(y)) */
+static void dropout_add_forward(float *out, const float *res, const float *y, const uint8_t *mask,
+                                float keep, size_t n)
+{
+#pragma omp parallel for schedule(static) if(n > SASREC_PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        out[i] = (res ? res[i] : 0.0f) + (mask ? (mask[i] ? y[i] * keep : 0.0f) : y[i]);
+}
+
+/* dy = dropout'(dout) */
+static void dropout_backward(float *dy, const float *dout, const uint8_t *mask, float keep, size_t n)
+{
+#pragma omp parallel for schedule(static) if(n > SASREC_PAR_MIN)
+    for (size_t i = 0; i < n; i++) dy[i] = mask ? (mask[i] ? dout[i] * keep : 0.0f) : dout[i];
+}
+
 /* ---- forward and backward -------------------------------------------------------------------- */
 
 static const sasrec_kernels *kern(const sasrec *m)
@@ -444,19 +514,9 @@ static void forward_blocks(const sasrec *m, sasrec_acts *a)
     const size_t maxN = (size_t)a->maxN, attL = a->attL;
     const size_t NC = (size_t)N * C, NF = (size_t)N * F;
     const float keep = a->drop ? 1.0f / (1.0f - c->dropout) : 1.0f;
-    const float emb_scale = sqrtf((float)C);
 
     /* x0 = dropout(sqrt(C) E[item] + P[t]) */
-#pragma omp parallel for schedule(static) if((size_t)N * C > SASREC_PAR_MIN)
-    for (int r = 0; r < N; r++) {
-        const float *e = p->wte + (size_t)a->row_item[r] * C, *pe = p->wpe + (size_t)a->row_t[r] * C;
-        float *x = a->x0 + (size_t)r * C;
-        const uint8_t *mk = a->m_emb + (size_t)r * C;
-        for (int i = 0; i < C; i++) {
-            x[i] = emb_scale * e[i] + pe[i];
-            if (a->drop) x[i] = mk[i] ? x[i] * keep : 0.0f;
-        }
-    }
+    embed_forward(a->x0, p->wte, p->wpe, a->row_item, a->row_t, a->drop ? a->m_emb : NULL, keep, N, C);
     for (int l = 0; l < c->L; l++) {
         const float *x = l == 0 ? a->x0 : block_out(m, a, l - 1);
         size_t lo = (size_t)l * maxN * C, lm = (size_t)l * maxN;
@@ -482,8 +542,7 @@ static void forward_blocks(const sasrec *m, sasrec_acts *a)
         }
         k->attention_forward(atty, att, qkv, a->drop ? a->m_att + l * attL : NULL, keep, a->off, a->att_off, B, C, H);
         k->linear_forward(r1, C, atty, C, p->attprojw + (size_t)l * C * C, p->attprojb + l * C, N, C, C);
-#pragma omp parallel for schedule(static) if(NC > SASREC_PAR_MIN)
-        for (size_t i = 0; i < NC; i++) r1[i] += res1[i];
+        dropout_add_forward(r1, res1, r1, NULL, 1.0f, NC); /* r1 += res1 (no dropout on W_o's output) */
         if (c->norm == SASREC_NORM_POST) {
             k->layernorm_forward(ln1, a->ln1_mean + lm, a->ln1_rstd + lm, r1, p->ln1w + l * C, p->ln1b + l * C, N, C);
             ffin = ln1;
@@ -495,15 +554,9 @@ static void forward_blocks(const sasrec *m, sasrec_acts *a)
         }
         /* FFN: fch = dropout(relu(W1 ffin + b1)); r2 = res2 + dropout(W2 fch + b2) */
         k->linear_forward(fch, F, ffin, C, p->fc1w + (size_t)l * F * C, p->fc1b + l * F, N, C, F);
-#pragma omp parallel for schedule(static) if(NF > SASREC_PAR_MIN)
-        for (size_t i = 0; i < NF; i++) {
-            float v = fch[i] > 0.0f ? fch[i] : 0.0f;
-            fch[i] = a->drop ? (m1[i] ? v * keep : 0.0f) : v;
-        }
+        relu_dropout_forward(fch, a->drop ? m1 : NULL, keep, NF);
         k->linear_forward(a->dtmp, C, fch, F, p->fc2w + (size_t)l * C * F, p->fc2b + l * C, N, F, C);
-#pragma omp parallel for schedule(static) if(NC > SASREC_PAR_MIN)
-        for (size_t i = 0; i < NC; i++)
-            r2[i] = res2[i] + (a->drop ? (m2[i] ? a->dtmp[i] * keep : 0.0f) : a->dtmp[i]);
+        dropout_add_forward(r2, res2, a->dtmp, a->drop ? m2 : NULL, keep, NC);
         if (c->norm == SASREC_NORM_POST)
             k->layernorm_forward(ln2, a->ln2_mean + lm, a->ln2_rstd + lm, r2, p->ln2w + l * C, p->ln2b + l * C, N, C);
     }
@@ -545,13 +598,10 @@ static void backward_blocks(sasrec *m, sasrec_acts *a)
             g2 = dx;
         }
         /* FFN backward: dropout on fc2's output, fc2, relu + dropout, fc1 (input gradient later) */
-#pragma omp parallel for schedule(static) if(NC > SASREC_PAR_MIN)
-        for (size_t i = 0; i < NC; i++) dt2[i] = a->drop ? (m2[i] ? g2[i] * keep : 0.0f) : g2[i];
+        dropout_backward(dt2, g2, a->drop ? m2 : NULL, keep, NC);
         vzero(dfch, NF);
         k->linear_backward(dfch, F, g->fc2w + (size_t)l * C * F, g->fc2b + l * C, dt2, C, fch, p->fc2w + (size_t)l * C * F, a->ones, N, F, C);
-        /* fch > 0 exactly where relu was active and the unit kept, the only places with gradient */
-#pragma omp parallel for schedule(static) if(NF > SASREC_PAR_MIN)
-        for (size_t i = 0; i < NF; i++) dfch[i] = fch[i] > 0.0f ? dfch[i] * keep : 0.0f;
+        relu_dropout_backward(dfch, fch, keep, NF);
         const float *w1 = p->fc1w + (size_t)l * F * C;
         float *gw1 = g->fc1w + (size_t)l * F * C, *gb1 = g->fc1b + l * F;
         if (c->norm == SASREC_NORM_KANG) {
@@ -593,18 +643,8 @@ static void backward_blocks(sasrec *m, sasrec_acts *a)
             k->linear_backward(dx, C, gqkvw, gqkvb, dqkv, 3 * C, x, qkvw, a->ones, N, C, 3 * C);
         }
     }
-    /* embedding: d E[item] += sqrt(C) d x0, d P[t] += d x0 (serial: rows share items) */
-    const float emb_scale = sqrtf((float)C);
-    for (int r = 0; r < N; r++) {
-        float *ge = g->wte + (size_t)a->row_item[r] * C, *gp = g->wpe + (size_t)a->row_t[r] * C;
-        const float *d = dx + (size_t)r * C;
-        const uint8_t *mk = a->m_emb + (size_t)r * C;
-        for (int i = 0; i < C; i++) {
-            float v = a->drop ? (mk[i] ? d[i] * keep : 0.0f) : d[i];
-            ge[i] += emb_scale * v;
-            gp[i] += v;
-        }
-    }
+    /* embedding: d E[item] += sqrt(C) d x0, d P[t] += d x0 */
+    embed_backward(g->wte, g->wpe, dx, a->row_item, a->row_t, a->drop ? a->m_emb : NULL, keep, N, C);
 }
 
 /* Loss over the target rows; with grad, dh (N, C) and the head's share of dE. */
