@@ -43,12 +43,12 @@ void sasrec_config_default(sasrec_config *c, int n_items)
 
 int sasrec_config_check(const sasrec_config *c)
 {
-#define BAD(cond, ...)                                                                   \
-    do {                                                                                 \
-        if (cond) {                                                                      \
-            DM_ERR(DM_ECONFIG, __VA_ARGS__);                                             \
-            return DM_ECONFIG;                                                           \
-        }                                                                                \
+#define BAD(cond, ...)                                                                             \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            DM_ERR(DM_ECONFIG, __VA_ARGS__);                                                       \
+            return DM_ECONFIG;                                                                     \
+        }                                                                                          \
     } while (0)
     BAD(c->n_items < 1, "sasrec: n_items = %d, expected at least 1", c->n_items);
     BAD(c->C < 1 || c->C > 4096, "sasrec.hidden = %d is out of range 1..4096", c->C);
@@ -67,8 +67,10 @@ int sasrec_config_check(const sasrec_config *c)
     BAD(c->loss != SASREC_LOSS_BCE && c->loss != SASREC_LOSS_CE, "sasrec.loss = %d is unknown",
         c->loss);
     BAD(!(c->lr >= 0.0f), "sasrec.lr = %g is negative", c->lr);
-    BAD(!(c->beta1 >= 0.0f && c->beta1 < 1.0f), "sasrec.beta1 = %g is out of range [0, 1)", c->beta1);
-    BAD(!(c->beta2 >= 0.0f && c->beta2 < 1.0f), "sasrec.beta2 = %g is out of range [0, 1)", c->beta2);
+    BAD(!(c->beta1 >= 0.0f && c->beta1 < 1.0f), "sasrec.beta1 = %g is out of range [0, 1)",
+        c->beta1);
+    BAD(!(c->beta2 >= 0.0f && c->beta2 < 1.0f), "sasrec.beta2 = %g is out of range [0, 1)",
+        c->beta2);
     BAD(!(c->eps >= 0.0f), "sasrec.eps = %g is negative", c->eps);
     BAD(!(c->l2 >= 0.0f), "sasrec.l2 = %g is negative", c->l2);
     BAD(c->chunk_floats < 1, "sasrec: chunk_floats must be positive");
@@ -80,14 +82,14 @@ size_t sasrec_tensor_info(const sasrec_config *c, int k, const char **name, int 
                           size_t shape[3])
 {
     static const char *names[SASREC_NTENSORS] = {
-        "wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
-        "ln2w", "ln2b", "fc1w", "fc1b", "fc2w", "fc2b", "lnfw", "lnfb"};
+        "wte",  "wpe",  "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
+        "ln2w", "ln2b", "fc1w", "fc1b", "fc2w", "fc2b", "lnfw",     "lnfb"};
     size_t V = (size_t)c->n_items + 1, C = (size_t)c->C, T = (size_t)c->T, L = (size_t)c->L;
     size_t F = (size_t)ffn_width(c);
-    size_t s[SASREC_NTENSORS][3] = {
-        {V, C, 0}, {T, C, 0}, {L, C, 0}, {L, C, 0}, {L, 3 * C, C}, {L, 3 * C, 0},
-        {L, C, C}, {L, C, 0}, {L, C, 0}, {L, C, 0}, {L, F, C}, {L, F, 0},
-        {L, C, F}, {L, C, 0}, {C, 0, 0}, {C, 0, 0}};
+    size_t s[SASREC_NTENSORS][3] = {{V, C, 0},     {T, C, 0},     {L, C, 0}, {L, C, 0},
+                                    {L, 3 * C, C}, {L, 3 * C, 0}, {L, C, C}, {L, C, 0},
+                                    {L, C, 0},     {L, C, 0},     {L, F, C}, {L, F, 0},
+                                    {L, C, F},     {L, C, 0},     {C, 0, 0}, {C, 0, 0}};
     DM_ASSERT(k >= 0 && k < SASREC_NTENSORS);
     int nd = s[k][2] ? 3 : s[k][1] ? 2 : 1;
     size_t n = 1;
@@ -102,10 +104,9 @@ size_t sasrec_tensor_info(const sasrec_config *c, int k, const char **name, int 
 
 static void set_views(sasrec_params *p, float *base, const size_t *off)
 {
-    float **v[SASREC_NTENSORS] = {&p->wte,  &p->wpe,      &p->ln1w,     &p->ln1b,
-                                  &p->qkvw, &p->qkvb,     &p->attprojw, &p->attprojb,
-                                  &p->ln2w, &p->ln2b,     &p->fc1w,     &p->fc1b,
-                                  &p->fc2w, &p->fc2b,     &p->lnfw,     &p->lnfb};
+    float **v[SASREC_NTENSORS] = {
+        &p->wte,  &p->wpe,  &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb, &p->attprojw, &p->attprojb,
+        &p->ln2w, &p->ln2b, &p->fc1w, &p->fc1b, &p->fc2w, &p->fc2b, &p->lnfw,     &p->lnfb};
     for (int k = 0; k < SASREC_NTENSORS; k++) *v[k] = base + off[k];
 }
 
@@ -254,11 +255,13 @@ int sasrec_acts_init(sasrec_acts *a, const sasrec_config *cfg)
 
 void sasrec_acts_free(sasrec_acts *a)
 {
-    void *p[] = {a->off, a->row_t, a->row_item, a->row_pos, a->row_neg, a->att_off, a->tgt_row,
-                 a->tgt_item, a->tgt_neg, a->x0, a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv,
-                 a->att, a->atty, a->r1, a->ln2, a->ln2_mean, a->ln2_rstd, a->fch, a->r2, a->hf,
-                 a->lnf_mean, a->lnf_rstd, a->m_emb, a->m_att, a->m_fc1, a->m_fc2, a->dx, a->dtmp,
-                 a->dtmp2, a->dqkv, a->dfch, a->dh, a->hc, a->dhc, a->ones, a->rowbuf, a->logits};
+    void *p[] = {a->off,      a->row_t,    a->row_item, a->row_pos, a->row_neg, a->att_off,
+                 a->tgt_row,  a->tgt_item, a->tgt_neg,  a->x0,      a->ln1,     a->ln1_mean,
+                 a->ln1_rstd, a->qkv,      a->att,      a->atty,    a->r1,      a->ln2,
+                 a->ln2_mean, a->ln2_rstd, a->fch,      a->r2,      a->hf,      a->lnf_mean,
+                 a->lnf_rstd, a->m_emb,    a->m_att,    a->m_fc1,   a->m_fc2,   a->dx,
+                 a->dtmp,     a->dtmp2,    a->dqkv,     a->dfch,    a->dh,      a->hc,
+                 a->dhc,      a->ones,     a->rowbuf,   a->logits};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
     memset(a, 0, sizeof *a);
 }
@@ -277,17 +280,24 @@ static int pack_batch(const sasrec *m, sasrec_acts *a, const sasrec_batch *b, in
     const sasrec_config *c = &m->cfg;
     const int T = c->T, H = c->H, ni = c->n_items;
     const sasrec_config *ac = &a->cfg;
-    if (ac->n_items != ni || ac->C != c->C || ac->F != c->F || ac->T != T || ac->L != c->L || ac->H != H) {
-        DM_ERR(DM_EINTERNAL, "sasrec activations were sized for another model (C %d/%d, T %d/%d, L %d/%d, H %d/%d, F %d/%d, items %d/%d)",
+    if (ac->n_items != ni || ac->C != c->C || ac->F != c->F || ac->T != T || ac->L != c->L ||
+        ac->H != H) {
+        DM_ERR(DM_EINTERNAL,
+               "sasrec activations were sized for another model (C %d/%d, T %d/%d, L %d/%d, H "
+               "%d/%d, F %d/%d, items %d/%d)",
                ac->C, c->C, ac->T, T, ac->L, c->L, ac->H, H, ac->F, c->F, ac->n_items, ni);
         return DM_EINTERNAL;
     }
     if (b->B < 0 || b->B > ac->max_batch) {
-        DM_ERR(DM_EINPUT, "sasrec batch of %d sequences exceeds max_batch = %d", b->B, ac->max_batch);
+        DM_ERR(DM_EINPUT, "sasrec batch of %d sequences exceeds max_batch = %d", b->B,
+               ac->max_batch);
         return DM_EINPUT;
     }
     if (!b->seq || (targets && !b->pos) || (targets && c->loss == SASREC_LOSS_BCE && !b->neg)) {
-        DM_ERR(DM_EINPUT, "sasrec batch without %s", !b->seq ? "input sequences" : !b->pos ? "targets" : "negatives");
+        DM_ERR(DM_EINPUT, "sasrec batch without %s",
+               !b->seq   ? "input sequences"
+               : !b->pos ? "targets"
+                         : "negatives");
         return DM_EINPUT;
     }
     int N = 0, M = 0;
@@ -300,13 +310,16 @@ static int pack_batch(const sasrec *m, sasrec_acts *a, const sasrec_batch *b, in
             int it = b->seq[i], ps = targets ? b->pos[i] : 0;
             int ng = targets && c->loss == SASREC_LOSS_BCE ? b->neg[i] : 1;
             if (it < 0 || it > ni || ps < 0 || ps > ni) {
-                DM_ERR(DM_EINPUT, "sasrec batch: item %d at sequence %d, position %d is out of range 0..%d",
+                DM_ERR(DM_EINPUT,
+                       "sasrec batch: item %d at sequence %d, position %d is out of range 0..%d",
                        it < 0 || it > ni ? it : ps, s, t, ni);
                 return DM_EINPUT;
             }
             if (it == 0) {
                 if (ps != 0) {
-                    DM_ERR(DM_EINPUT, "sasrec batch: target %d at sequence %d, position %d sits on padding", ps, s, t);
+                    DM_ERR(DM_EINPUT,
+                           "sasrec batch: target %d at sequence %d, position %d sits on padding",
+                           ps, s, t);
                     DM_HINT("targets (pos) must be 0 wherever the input (seq) is 0");
                     return DM_EINPUT;
                 }
@@ -317,7 +330,10 @@ static int pack_batch(const sasrec *m, sasrec_acts *a, const sasrec_batch *b, in
             a->row_pos[N] = ps;
             if (ps != 0) {
                 if (ng < 1 || ng > ni) {
-                    DM_ERR(DM_EINPUT, "sasrec batch: negative %d at sequence %d, position %d is out of range 1..%d", ng, s, t, ni);
+                    DM_ERR(DM_EINPUT,
+                           "sasrec batch: negative %d at sequence %d, position %d is out of range "
+                           "1..%d",
+                           ng, s, t, ni);
                     return DM_EINPUT;
                 }
                 a->tgt_row[M] = N;
@@ -368,10 +384,11 @@ static void draw_masks(const sasrec *m, sasrec_acts *a, const sasrec_batch *b)
     const int C = c->C, F = c->F, H = c->H, L = c->L;
     const size_t maxN = (size_t)a->maxN, attL = a->attL;
     const uint32_t thr = (uint32_t)lround(ldexp(1.0 - (double)c->dropout, 16));
-#pragma omp parallel for schedule(dynamic, 4) if((size_t)a->N * C * L > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 4) if ((size_t)a->N * C * L > SASREC_PAR_MIN)
     for (int s = 0; s < a->B; s++) {
         keep_stream k = {.left = 0, .thr = thr};
-        dm_rng_seed(&k.r, dm_rng_key(b->seed, b->step, b->gidx ? (uint64_t)b->gidx[s] : (uint64_t)s));
+        dm_rng_seed(&k.r,
+                    dm_rng_key(b->seed, b->step, b->gidx ? (uint64_t)b->gidx[s] : (uint64_t)s));
         int o = a->off[s], n = a->off[s + 1] - a->off[s];
         for (size_t i = (size_t)o * C; i < (size_t)(o + n) * C; i++) a->m_emb[i] = keep_bit(&k);
         for (int l = 0; l < L; l++) {
@@ -415,8 +432,10 @@ static int prepare(const sasrec *m, sasrec_acts *a, const sasrec_batch *b, int t
     DM_CALL(pack_batch(m, a, b, targets));
     a->drop = b->train && m->cfg.dropout > 0.0f;
     if (a->drop) {
-        if (b->masks) copy_masks(m, a, b->masks);
-        else draw_masks(m, a, b);
+        if (b->masks)
+            copy_masks(m, a, b->masks);
+        else
+            draw_masks(m, a, b);
     }
     return DM_OK;
 }
@@ -428,7 +447,7 @@ static void embed_forward(float *x0, const float *wte, const float *wpe, const i
                           const int *t, const uint8_t *mask, float keep, int N, int C)
 {
     const float sc = sqrtf((float)C);
-#pragma omp parallel for schedule(static) if((size_t)N * C > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)N * C > SASREC_PAR_MIN)
     for (int r = 0; r < N; r++) {
         const float *e = wte + (size_t)item[r] * C, *pe = wpe + (size_t)t[r] * C;
         float *x = x0 + (size_t)r * C;
@@ -460,7 +479,7 @@ static void embed_backward(float *dwte, float *dwpe, const float *dx0, const int
 /* h = dropout(relu(h)) in place, n elements */
 static void relu_dropout_forward(float *h, const uint8_t *mask, float keep, size_t n)
 {
-#pragma omp parallel for schedule(static) if(n > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > SASREC_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float v = h[i] > 0.0f ? h[i] : 0.0f;
         h[i] = mask ? (mask[i] ? v * keep : 0.0f) : v;
@@ -471,7 +490,7 @@ static void relu_dropout_forward(float *h, const uint8_t *mask, float keep, size
  * active and kept, the only places with gradient */
 static void relu_dropout_backward(float *dh, const float *h, float keep, size_t n)
 {
-#pragma omp parallel for schedule(static) if(n > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > SASREC_PAR_MIN)
     for (size_t i = 0; i < n; i++) dh[i] = h[i] > 0.0f ? dh[i] * keep : 0.0f;
 }
 
@@ -479,15 +498,16 @@ static void relu_dropout_backward(float *dh, const float *h, float keep, size_t 
 static void dropout_add_forward(float *out, const float *res, const float *y, const uint8_t *mask,
                                 float keep, size_t n)
 {
-#pragma omp parallel for schedule(static) if(n > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > SASREC_PAR_MIN)
     for (size_t i = 0; i < n; i++)
         out[i] = (res ? res[i] : 0.0f) + (mask ? (mask[i] ? y[i] * keep : 0.0f) : y[i]);
 }
 
 /* dy = dropout'(dout) */
-static void dropout_backward(float *dy, const float *dout, const uint8_t *mask, float keep, size_t n)
+static void dropout_backward(float *dy, const float *dout, const uint8_t *mask, float keep,
+                             size_t n)
 {
-#pragma omp parallel for schedule(static) if(n > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > SASREC_PAR_MIN)
     for (size_t i = 0; i < n; i++) dy[i] = mask ? (mask[i] ? dout[i] * keep : 0.0f) : dout[i];
 }
 
@@ -516,7 +536,8 @@ static void forward_blocks(const sasrec *m, sasrec_acts *a)
     const float keep = a->drop ? 1.0f / (1.0f - c->dropout) : 1.0f;
 
     /* x0 = dropout(sqrt(C) E[item] + P[t]) */
-    embed_forward(a->x0, p->wte, p->wpe, a->row_item, a->row_t, a->drop ? a->m_emb : NULL, keep, N, C);
+    embed_forward(a->x0, p->wte, p->wpe, a->row_item, a->row_t, a->drop ? a->m_emb : NULL, keep, N,
+                  C);
     for (int l = 0; l < c->L; l++) {
         const float *x = l == 0 ? a->x0 : block_out(m, a, l - 1);
         size_t lo = (size_t)l * maxN * C, lm = (size_t)l * maxN;
@@ -528,39 +549,49 @@ static void forward_blocks(const sasrec *m, sasrec_acts *a)
         const float *res1, *ffin, *res2;
         if (c->norm == SASREC_NORM_KANG) {
             /* a = LN1(x); Q from a, K and V from x; y = a + MHA */
-            k->layernorm_forward(ln1, a->ln1_mean + lm, a->ln1_rstd + lm, x, p->ln1w + l * C, p->ln1b + l * C, N, C);
+            k->layernorm_forward(ln1, a->ln1_mean + lm, a->ln1_rstd + lm, x, p->ln1w + l * C,
+                                 p->ln1b + l * C, N, C);
             k->linear_forward(qkv, 3 * C, ln1, C, qkvw, qkvb, N, C, C);
             k->linear_forward(qkv + C, 3 * C, x, C, qkvw + (size_t)C * C, qkvb + C, N, C, 2 * C);
             res1 = ln1;
         } else if (c->norm == SASREC_NORM_PRE) {
-            k->layernorm_forward(ln1, a->ln1_mean + lm, a->ln1_rstd + lm, x, p->ln1w + l * C, p->ln1b + l * C, N, C);
+            k->layernorm_forward(ln1, a->ln1_mean + lm, a->ln1_rstd + lm, x, p->ln1w + l * C,
+                                 p->ln1b + l * C, N, C);
             k->linear_forward(qkv, 3 * C, ln1, C, qkvw, qkvb, N, C, 3 * C);
             res1 = x;
         } else {
             k->linear_forward(qkv, 3 * C, x, C, qkvw, qkvb, N, C, 3 * C);
             res1 = x;
         }
-        k->attention_forward(atty, att, qkv, a->drop ? a->m_att + l * attL : NULL, keep, a->off, a->att_off, B, C, H);
-        k->linear_forward(r1, C, atty, C, p->attprojw + (size_t)l * C * C, p->attprojb + l * C, N, C, C);
-        dropout_add_forward(r1, res1, r1, NULL, 1.0f, NC); /* r1 += res1 (no dropout on W_o's output) */
+        k->attention_forward(atty, att, qkv, a->drop ? a->m_att + l * attL : NULL, keep, a->off,
+                             a->att_off, B, C, H);
+        k->linear_forward(r1, C, atty, C, p->attprojw + (size_t)l * C * C, p->attprojb + l * C, N,
+                          C, C);
+        dropout_add_forward(r1, res1, r1, NULL, 1.0f,
+                            NC); /* r1 += res1 (no dropout on W_o's output) */
         if (c->norm == SASREC_NORM_POST) {
-            k->layernorm_forward(ln1, a->ln1_mean + lm, a->ln1_rstd + lm, r1, p->ln1w + l * C, p->ln1b + l * C, N, C);
+            k->layernorm_forward(ln1, a->ln1_mean + lm, a->ln1_rstd + lm, r1, p->ln1w + l * C,
+                                 p->ln1b + l * C, N, C);
             ffin = ln1;
             res2 = ln1;
         } else {
-            k->layernorm_forward(ln2, a->ln2_mean + lm, a->ln2_rstd + lm, r1, p->ln2w + l * C, p->ln2b + l * C, N, C);
+            k->layernorm_forward(ln2, a->ln2_mean + lm, a->ln2_rstd + lm, r1, p->ln2w + l * C,
+                                 p->ln2b + l * C, N, C);
             ffin = ln2;
             res2 = c->norm == SASREC_NORM_KANG ? ln2 : r1;
         }
         /* FFN: fch = dropout(relu(W1 ffin + b1)); r2 = res2 + dropout(W2 fch + b2) */
         k->linear_forward(fch, F, ffin, C, p->fc1w + (size_t)l * F * C, p->fc1b + l * F, N, C, F);
         relu_dropout_forward(fch, a->drop ? m1 : NULL, keep, NF);
-        k->linear_forward(a->dtmp, C, fch, F, p->fc2w + (size_t)l * C * F, p->fc2b + l * C, N, F, C);
+        k->linear_forward(a->dtmp, C, fch, F, p->fc2w + (size_t)l * C * F, p->fc2b + l * C, N, F,
+                          C);
         dropout_add_forward(r2, res2, a->dtmp, a->drop ? m2 : NULL, keep, NC);
         if (c->norm == SASREC_NORM_POST)
-            k->layernorm_forward(ln2, a->ln2_mean + lm, a->ln2_rstd + lm, r2, p->ln2w + l * C, p->ln2b + l * C, N, C);
+            k->layernorm_forward(ln2, a->ln2_mean + lm, a->ln2_rstd + lm, r2, p->ln2w + l * C,
+                                 p->ln2b + l * C, N, C);
     }
-    k->layernorm_forward(a->hf, a->lnf_mean, a->lnf_rstd, block_out(m, a, c->L - 1), p->lnfw, p->lnfb, N, C);
+    k->layernorm_forward(a->hf, a->lnf_mean, a->lnf_rstd, block_out(m, a, c->L - 1), p->lnfw,
+                         p->lnfb, N, C);
 }
 
 static void vzero(float *x, size_t n) { memset(x, 0, n * sizeof(float)); }
@@ -578,7 +609,8 @@ static void backward_blocks(sasrec *m, sasrec_acts *a)
     float *dx = a->dx, *dt = a->dtmp, *dt2 = a->dtmp2, *dqkv = a->dqkv, *dfch = a->dfch;
 
     vzero(dx, NC);
-    k->layernorm_backward(dx, g->lnfw, g->lnfb, a->dh, block_out(m, a, c->L - 1), p->lnfw, a->lnf_mean, a->lnf_rstd, N, C);
+    k->layernorm_backward(dx, g->lnfw, g->lnfb, a->dh, block_out(m, a, c->L - 1), p->lnfw,
+                          a->lnf_mean, a->lnf_rstd, N, C);
     for (int l = c->L - 1; l >= 0; l--) {
         const float *x = l == 0 ? a->x0 : block_out(m, a, l - 1);
         size_t lo = (size_t)l * maxN * C, lm = (size_t)l * maxN;
@@ -592,7 +624,8 @@ static void backward_blocks(sasrec *m, sasrec_acts *a)
         const float *g2; /* gradient of r2 */
         if (c->norm == SASREC_NORM_POST) {
             vzero(dt, NC);
-            k->layernorm_backward(dt, g->ln2w + l * C, g->ln2b + l * C, dx, r2, p->ln2w + l * C, a->ln2_mean + lm, a->ln2_rstd + lm, N, C);
+            k->layernorm_backward(dt, g->ln2w + l * C, g->ln2b + l * C, dx, r2, p->ln2w + l * C,
+                                  a->ln2_mean + lm, a->ln2_rstd + lm, N, C);
             g2 = dt;
         } else {
             g2 = dx;
@@ -600,7 +633,8 @@ static void backward_blocks(sasrec *m, sasrec_acts *a)
         /* FFN backward: dropout on fc2's output, fc2, relu + dropout, fc1 (input gradient later) */
         dropout_backward(dt2, g2, a->drop ? m2 : NULL, keep, NC);
         vzero(dfch, NF);
-        k->linear_backward(dfch, F, g->fc2w + (size_t)l * C * F, g->fc2b + l * C, dt2, C, fch, p->fc2w + (size_t)l * C * F, a->ones, N, F, C);
+        k->linear_backward(dfch, F, g->fc2w + (size_t)l * C * F, g->fc2b + l * C, dt2, C, fch,
+                           p->fc2w + (size_t)l * C * F, a->ones, N, F, C);
         relu_dropout_backward(dfch, fch, keep, NF);
         const float *w1 = p->fc1w + (size_t)l * F * C;
         float *gw1 = g->fc1w + (size_t)l * F * C, *gb1 = g->fc1b + l * F;
@@ -609,42 +643,51 @@ static void backward_blocks(sasrec *m, sasrec_acts *a)
             memcpy(dt, g2, NC * sizeof(float));
             k->linear_backward(dt, C, gw1, gb1, dfch, F, ffin, w1, a->ones, N, C, F);
             vzero(dx, NC);
-            k->layernorm_backward(dx, g->ln2w + l * C, g->ln2b + l * C, dt, r1, p->ln2w + l * C, a->ln2_mean + lm, a->ln2_rstd + lm, N, C);
+            k->layernorm_backward(dx, g->ln2w + l * C, g->ln2b + l * C, dt, r1, p->ln2w + l * C,
+                                  a->ln2_mean + lm, a->ln2_rstd + lm, N, C);
         } else if (c->norm == SASREC_NORM_PRE) {
             /* d r1 = g2 (residual, already in dx) + LN2'(FFN path) */
             vzero(dt, NC);
             k->linear_backward(dt, C, gw1, gb1, dfch, F, ffin, w1, a->ones, N, C, F);
-            k->layernorm_backward(dx, g->ln2w + l * C, g->ln2b + l * C, dt, r1, p->ln2w + l * C, a->ln2_mean + lm, a->ln2_rstd + lm, N, C);
+            k->layernorm_backward(dx, g->ln2w + l * C, g->ln2b + l * C, dt, r1, p->ln2w + l * C,
+                                  a->ln2_mean + lm, a->ln2_rstd + lm, N, C);
         } else {
             /* d ln1 = g2 (residual, in dt) + FFN path; d r1 = LN1'(d ln1) */
             k->linear_backward(dt, C, gw1, gb1, dfch, F, ffin, w1, a->ones, N, C, F);
             vzero(dx, NC);
-            k->layernorm_backward(dx, g->ln1w + l * C, g->ln1b + l * C, dt, r1, p->ln1w + l * C, a->ln1_mean + lm, a->ln1_rstd + lm, N, C);
+            k->layernorm_backward(dx, g->ln1w + l * C, g->ln1b + l * C, dt, r1, p->ln1w + l * C,
+                                  a->ln1_mean + lm, a->ln1_rstd + lm, N, C);
         }
         /* dx = d r1 now. Attention: W_o, then the attention itself. */
         vzero(dt2, NC);
-        k->linear_backward(dt2, C, g->attprojw + (size_t)l * C * C, g->attprojb + l * C, dx, C, atty, p->attprojw + (size_t)l * C * C, a->ones, N, C, C);
+        k->linear_backward(dt2, C, g->attprojw + (size_t)l * C * C, g->attprojb + l * C, dx, C,
+                           atty, p->attprojw + (size_t)l * C * C, a->ones, N, C, C);
         vzero(dqkv, 3 * NC);
-        k->attention_backward(dqkv, dt2, qkv, att, a->drop ? a->m_att + l * attL : NULL, keep, a->off, a->att_off, B, C, H);
+        k->attention_backward(dqkv, dt2, qkv, att, a->drop ? a->m_att + l * attL : NULL, keep,
+                              a->off, a->att_off, B, C, H);
         if (c->norm == SASREC_NORM_KANG) {
             /* d a = d r1 (residual) + Q path; d x = K,V path + LN1'(d a) */
             memcpy(dt, dx, NC * sizeof(float));
             k->linear_backward(dt, C, gqkvw, gqkvb, dqkv, 3 * C, ln1, qkvw, a->ones, N, C, C);
             vzero(dx, NC);
-            k->linear_backward(dx, C, gqkvw + (size_t)C * C, gqkvb + C, dqkv + C, 3 * C, x, qkvw + (size_t)C * C, a->ones, N, C, 2 * C);
-            k->layernorm_backward(dx, g->ln1w + l * C, g->ln1b + l * C, dt, x, p->ln1w + l * C, a->ln1_mean + lm, a->ln1_rstd + lm, N, C);
+            k->linear_backward(dx, C, gqkvw + (size_t)C * C, gqkvb + C, dqkv + C, 3 * C, x,
+                               qkvw + (size_t)C * C, a->ones, N, C, 2 * C);
+            k->layernorm_backward(dx, g->ln1w + l * C, g->ln1b + l * C, dt, x, p->ln1w + l * C,
+                                  a->ln1_mean + lm, a->ln1_rstd + lm, N, C);
         } else if (c->norm == SASREC_NORM_PRE) {
             /* d x = d r1 (residual) + LN1'(QKV path) */
             vzero(dt, NC);
             k->linear_backward(dt, C, gqkvw, gqkvb, dqkv, 3 * C, ln1, qkvw, a->ones, N, C, 3 * C);
-            k->layernorm_backward(dx, g->ln1w + l * C, g->ln1b + l * C, dt, x, p->ln1w + l * C, a->ln1_mean + lm, a->ln1_rstd + lm, N, C);
+            k->layernorm_backward(dx, g->ln1w + l * C, g->ln1b + l * C, dt, x, p->ln1w + l * C,
+                                  a->ln1_mean + lm, a->ln1_rstd + lm, N, C);
         } else {
             /* d x = d r1 (residual) + QKV path */
             k->linear_backward(dx, C, gqkvw, gqkvb, dqkv, 3 * C, x, qkvw, a->ones, N, C, 3 * C);
         }
     }
     /* embedding: d E[item] += sqrt(C) d x0, d P[t] += d x0 */
-    embed_backward(g->wte, g->wpe, dx, a->row_item, a->row_t, a->drop ? a->m_emb : NULL, keep, N, C);
+    embed_backward(g->wte, g->wpe, dx, a->row_item, a->row_t, a->drop ? a->m_emb : NULL, keep, N,
+                   C);
 }
 
 /* Loss over the target rows; with grad, dh (N, C) and the head's share of dE. */
@@ -652,7 +695,7 @@ static double head(sasrec *m, sasrec_acts *a, int grad)
 {
     const sasrec_kernels *k = kern(m);
     const int C = m->cfg.C, M = a->M;
-#pragma omp parallel for schedule(static) if((size_t)M * C > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)M * C > SASREC_PAR_MIN)
     for (int r = 0; r < M; r++)
         memcpy(a->hc + (size_t)r * C, a->hf + (size_t)a->tgt_row[r] * C, (size_t)C * sizeof(float));
     double loss;
@@ -664,9 +707,10 @@ static double head(sasrec *m, sasrec_acts *a, int grad)
                           m->V, C, a->scale, a->logits, a->chunk, a->rowbuf);
     if (grad) {
         vzero(a->dh, (size_t)a->N * C);
-#pragma omp parallel for schedule(static) if((size_t)M * C > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)M * C > SASREC_PAR_MIN)
         for (int r = 0; r < M; r++)
-            memcpy(a->dh + (size_t)a->tgt_row[r] * C, a->dhc + (size_t)r * C, (size_t)C * sizeof(float));
+            memcpy(a->dh + (size_t)a->tgt_row[r] * C, a->dhc + (size_t)r * C,
+                   (size_t)C * sizeof(float));
     }
     return loss;
 }
@@ -728,7 +772,8 @@ static void adam_range(float *restrict w, const float *restrict gr, float *restr
         for (; i + 8 <= end; i += 8) {
             __m256 wi = _mm256_loadu_ps(w + i);
             __m256 g = _mm256_add_ps(_mm256_loadu_ps(gr + i), _mm256_mul_ps(vdec, wi));
-            __m256 mi = _mm256_add_ps(_mm256_mul_ps(vb1, _mm256_loadu_ps(mm + i)), _mm256_mul_ps(vb1c, g));
+            __m256 mi =
+                _mm256_add_ps(_mm256_mul_ps(vb1, _mm256_loadu_ps(mm + i)), _mm256_mul_ps(vb1c, g));
             __m256 vi = _mm256_add_ps(_mm256_mul_ps(vb2, _mm256_loadu_ps(vv + i)),
                                       _mm256_mul_ps(_mm256_mul_ps(vb2c, g), g));
             _mm256_storeu_ps(mm + i, mi);
@@ -759,7 +804,7 @@ void sasrec_adam_step(sasrec *m)
     const float step_size = (float)(c->lr / bc1), inv_bc2s = (float)(1.0 / sqrt(bc2));
     const size_t nemb = m->offset[2], n = m->nparams;
     /* two ranges so the loop body is branch-free: E and P carry the L2 term */
-#pragma omp parallel if(m->nparams > SASREC_PAR_MIN)
+#pragma omp parallel if (m->nparams > SASREC_PAR_MIN)
     {
         adam_range(m->params_mem, m->grads_mem, m->m_mem, m->v_mem, 0, nemb, c->beta1, c->beta2,
                    c->eps, c->l2, step_size, inv_bc2s);
@@ -799,7 +844,7 @@ void sasrec_scores_items(const sasrec *m, const float *states, int B, const int3
                          float *scores)
 {
     const int C = m->cfg.C;
-#pragma omp parallel for schedule(static) if((size_t)B * K * C > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)B * K * C > SASREC_PAR_MIN)
     for (int s = 0; s < B; s++)
         for (int j = 0; j < K; j++) {
             int it = items[(size_t)s * K + j];

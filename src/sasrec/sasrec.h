@@ -99,7 +99,8 @@ typedef struct {
 } sasrec_params;
 
 /* Name and shape of tensor k of the slab (for checkpoints); returns its size in floats. */
-size_t sasrec_tensor_info(const sasrec_config *c, int k, const char **name, int *ndim, size_t shape[3]);
+size_t sasrec_tensor_info(const sasrec_config *c, int k, const char **name, int *ndim,
+                          size_t shape[3]);
 
 typedef struct {
     sasrec_config cfg;

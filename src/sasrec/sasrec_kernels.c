@@ -16,7 +16,7 @@ static void linear_forward(float *out, int ldo, const float *inp, int ldi, const
     float beta = 0.0f;
     if (b) {
         /* start from the bias and let sgemm add x W^T to it */
-#pragma omp parallel for schedule(static) if((size_t)N * OC > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)N * OC > SASREC_PAR_MIN)
         for (int r = 0; r < N; r++) memcpy(out + (size_t)r * ldo, b, (size_t)OC * sizeof(float));
         beta = 1.0f;
     }
@@ -42,7 +42,7 @@ static void linear_backward(float *dinp, int ldi, float *dw, float *db, const fl
 static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                               const float *w, const float *b, int N, int C)
 {
-#pragma omp parallel for schedule(static) if((size_t)N * C > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)N * C > SASREC_PAR_MIN)
     for (int r = 0; r < N; r++) {
         const float *x = inp + (size_t)r * C;
         float *y = out + (size_t)r * C;
@@ -71,7 +71,7 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
                                const float *inp, const float *w, const float *mean,
                                const float *rstd, int N, int C)
 {
-#pragma omp parallel if((size_t)N * C > SASREC_PAR_MIN)
+#pragma omp parallel if ((size_t)N * C > SASREC_PAR_MIN)
     {
         if (dinp) {
 #pragma omp for schedule(static)
@@ -164,7 +164,7 @@ static void attention_forward(float *out, float *att, const float *qkv, const ui
 {
     const int hs = C / H, C3 = 3 * C;
     const float sc = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for schedule(dynamic, 1) if(att_off[B] / H * hs > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if (att_off[B] / H * hs > SASREC_PAR_MIN)
     for (int task = 0; task < B * H; task++) {
         int b = task / H, h = task % H;
         int o = off[b], n = off[b + 1] - off[b];
@@ -203,7 +203,7 @@ static void attention_backward(float *dqkv, const float *dout, const float *qkv,
 {
     const int hs = C / H, C3 = 3 * C;
     const float sc = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for schedule(dynamic, 1) if(att_off[B] / H * hs > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if (att_off[B] / H * hs > SASREC_PAR_MIN)
     for (int task = 0; task < B * H; task++) {
         int b = task / H, h = task % H;
         int o = off[b], n = off[b + 1] - off[b];
@@ -252,7 +252,7 @@ static double ce_loss(float *dh, float *dwte, const float *h, const int *tgt, co
         int nr = M - r0 < R ? M - r0 : R;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, V, C, 1.0f, h + (size_t)r0 * C, C,
                     wte, C, 0.0f, logits, V);
-#pragma omp parallel for schedule(static) if((size_t)nr * V > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)nr * V > SASREC_PAR_MIN)
         for (int r = 0; r < nr; r++) {
             float *z = logits + (size_t)r * V;
             float mx = -INFINITY;
@@ -295,7 +295,7 @@ static double bce_loss(float *dh, float *dwte, const float *h, const int *pos, c
                        const float *wte, int M, int C, float scale, float *rowbuf)
 {
     float *gl = rowbuf, *ga = rowbuf + M, *gn = rowbuf + 2 * (size_t)M;
-#pragma omp parallel for schedule(static) if((size_t)M * C > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)M * C > SASREC_PAR_MIN)
     for (int r = 0; r < M; r++) {
         const float *x = h + (size_t)r * C;
         const float *ep = wte + (size_t)pos[r] * C, *en = wte + (size_t)neg[r] * C;
@@ -322,6 +322,6 @@ static double bce_loss(float *dh, float *dwte, const float *h, const int *pos, c
 }
 
 const sasrec_kernels sasrec_kernels_fast = {
-    linear_forward, linear_backward, layernorm_forward, layernorm_backward,
-    attention_forward, attention_backward, ce_loss, bce_loss,
+    linear_forward,    linear_backward,    layernorm_forward, layernorm_backward,
+    attention_forward, attention_backward, ce_loss,           bce_loss,
 };

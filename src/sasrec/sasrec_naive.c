@@ -14,7 +14,8 @@ static void linear_forward(float *out, int ldo, const float *inp, int ldi, const
     for (int r = 0; r < N; r++)
         for (int o = 0; o < OC; o++) {
             double s = b ? b[o] : 0.0;
-            for (int i = 0; i < IC; i++) s += (double)inp[(size_t)r * ldi + i] * w[(size_t)o * IC + i];
+            for (int i = 0; i < IC; i++)
+                s += (double)inp[(size_t)r * ldi + i] * w[(size_t)o * IC + i];
             out[(size_t)r * ldo + o] = (float)s;
         }
 }
@@ -28,14 +29,16 @@ static void linear_backward(float *dinp, int ldi, float *dw, float *db, const fl
         for (int r = 0; r < N; r++)
             for (int i = 0; i < IC; i++) {
                 double s = 0.0;
-                for (int o = 0; o < OC; o++) s += (double)dout[(size_t)r * ldo + o] * w[(size_t)o * IC + i];
+                for (int o = 0; o < OC; o++)
+                    s += (double)dout[(size_t)r * ldo + o] * w[(size_t)o * IC + i];
                 dinp[(size_t)r * ldi + i] += (float)s;
             }
     if (dw)
         for (int o = 0; o < OC; o++)
             for (int i = 0; i < IC; i++) {
                 double s = 0.0;
-                for (int r = 0; r < N; r++) s += (double)dout[(size_t)r * ldo + o] * inp[(size_t)r * ldi + i];
+                for (int r = 0; r < N; r++)
+                    s += (double)dout[(size_t)r * ldo + o] * inp[(size_t)r * ldi + i];
                 dw[(size_t)o * IC + i] += (float)s;
             }
     if (db)
@@ -57,7 +60,8 @@ static void layernorm_forward(float *out, float *mean, float *rstd, const float 
         for (int c = 0; c < C; c++) var += (x[c] - mu) * (x[c] - mu);
         var /= C;
         double rs = 1.0 / sqrt(var + (double)SASREC_LN_EPS);
-        for (int c = 0; c < C; c++) out[(size_t)r * C + c] = (float)((x[c] - mu) * rs * w[c] + b[c]);
+        for (int c = 0; c < C; c++)
+            out[(size_t)r * C + c] = (float)((x[c] - mu) * rs * w[c] + b[c]);
         mean[r] = (float)mu;
         rstd[r] = (float)rs;
     }
@@ -81,7 +85,8 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
         sgx /= C;
         if (dinp)
             for (int c = 0; c < C; c++)
-                dinp[(size_t)r * C + c] += (float)(rs * ((double)dy[c] * w[c] - sg - (x[c] - mu) * rs * sgx));
+                dinp[(size_t)r * C + c] +=
+                    (float)(rs * ((double)dy[c] * w[c] - sg - (x[c] - mu) * rs * sgx));
     }
 }
 
@@ -114,7 +119,9 @@ static void attention_forward(float *out, float *att, const float *qkv, const ui
                 for (int k = 0; k < hs; k++) {
                     double y = 0.0;
                     for (int j = 0; j <= i; j++) {
-                        double d = mask ? (mask[att_off[b] + ((size_t)h * n + i) * n + j] ? keep : 0.0) : 1.0;
+                        double d =
+                            mask ? (mask[att_off[b] + ((size_t)h * n + i) * n + j] ? keep : 0.0)
+                                 : 1.0;
                         y += (double)p[j] * d * qkv[(size_t)(o + j) * C3 + 2 * C + h * hs + k];
                     }
                     out[(size_t)(o + i) * C + h * hs + k] = (float)y;
@@ -136,7 +143,8 @@ static void attention_backward(float *dqkv, const float *dout, const float *qkv,
                 const float *p = att + att_off[b] + ((size_t)h * n + i) * n;
                 double dp[n], s = 0.0;
                 for (int j = 0; j <= i; j++) {
-                    double d = mask ? (mask[att_off[b] + ((size_t)h * n + i) * n + j] ? keep : 0.0) : 1.0;
+                    double d =
+                        mask ? (mask[att_off[b] + ((size_t)h * n + i) * n + j] ? keep : 0.0) : 1.0;
                     double g = 0.0;
                     for (int k = 0; k < hs; k++) {
                         double dy = dout[(size_t)(o + i) * C + h * hs + k];
@@ -220,6 +228,6 @@ static double bce_loss(float *dh, float *dwte, const float *h, const int *pos, c
 }
 
 const sasrec_kernels sasrec_kernels_naive = {
-    linear_forward, linear_backward, layernorm_forward, layernorm_backward,
-    attention_forward, attention_backward, ce_loss, bce_loss,
+    linear_forward,    linear_backward,    layernorm_forward, layernorm_backward,
+    attention_forward, attention_backward, ce_loss,           bce_loss,
 };

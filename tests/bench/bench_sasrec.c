@@ -74,8 +74,10 @@ static int gen(const char *dir, int full)
             int lo = 0, hi = N_ITEMS - 1;
             while (lo < hi) {
                 int mid = (lo + hi) / 2;
-                if (cdf[mid] < u) lo = mid + 1;
-                else hi = mid;
+                if (cdf[mid] < u)
+                    lo = mid + 1;
+                else
+                    hi = mid;
             }
             items[i] = lo + 1;
         }
@@ -95,7 +97,8 @@ static int gen(const char *dir, int full)
         }
         real += nin;
     }
-    printf("generated %d batches of %d x %d, %d items: %.1f%% of positions are real (mean input length %.2f)\n",
+    printf("generated %d batches of %d x %d, %d items: %.1f%% of positions are real (mean input "
+           "length %.2f)\n",
            K, B, T, N_ITEMS, 100.0 * real / (double)n, real / (double)(K * B));
     int rc = write_all(dir, "seq.i32", seq, n * 4) || write_all(dir, "pos.i32", pos, n * 4) ||
              write_all(dir, "neg.i32", neg, n * 4);
@@ -131,9 +134,14 @@ static int run(const char *dir, int threads, int steps, int warmup)
         if (s == warmup) t0 = dm_wtime();
         int k = s % K;
         for (int i = 0; i < B; i++) gidx[i] = (int64_t)k * B + i;
-        sasrec_batch b = {.B = B, .seq = seq + (size_t)k * B * T, .pos = pos + (size_t)k * B * T,
-                          .neg = neg + (size_t)k * B * T, .gidx = gidx, .seed = 7,
-                          .step = (uint64_t)s, .train = 1};
+        sasrec_batch b = {.B = B,
+                          .seq = seq + (size_t)k * B * T,
+                          .pos = pos + (size_t)k * B * T,
+                          .neg = neg + (size_t)k * B * T,
+                          .gidx = gidx,
+                          .seed = 7,
+                          .step = (uint64_t)s,
+                          .train = 1};
         sasrec_zero_grad(&m);
         if (sasrec_train_step(&m, &a, &b, &loss) != DM_OK) {
             dm_error_print("bench_sasrec");
@@ -155,7 +163,8 @@ static int run(const char *dir, int threads, int steps, int warmup)
 
 int main(int argc, char **argv)
 {
-    if (argc >= 3 && !strcmp(argv[1], "gen")) return gen(argv[2], argc >= 4 && !strcmp(argv[3], "--full"));
+    if (argc >= 3 && !strcmp(argv[1], "gen"))
+        return gen(argv[2], argc >= 4 && !strcmp(argv[3], "--full"));
     if (argc == 6 && !strcmp(argv[1], "run"))
         return run(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
     fprintf(stderr, "usage: bench_sasrec gen DIR [--full] | run DIR THREADS STEPS WARMUP\n");

@@ -65,8 +65,10 @@ static void test_kernels(void)
     const size_t natt = att_off[B];
     float *x = calloc((size_t)N * 3 * C, sizeof(float)), *w = calloc(OC * IC, sizeof(float));
     float *bias = calloc(OC, sizeof(float)), *y1 = calloc((size_t)N * 3 * OC, sizeof(float));
-    float *y2 = calloc((size_t)N * 3 * OC, sizeof(float)), *dy = calloc((size_t)N * 3 * OC, sizeof(float));
-    float *dx1 = calloc((size_t)N * 3 * C, sizeof(float)), *dx2 = calloc((size_t)N * 3 * C, sizeof(float));
+    float *y2 = calloc((size_t)N * 3 * OC, sizeof(float)),
+          *dy = calloc((size_t)N * 3 * OC, sizeof(float));
+    float *dx1 = calloc((size_t)N * 3 * C, sizeof(float)),
+          *dx2 = calloc((size_t)N * 3 * C, sizeof(float));
     float *dw1 = calloc(OC * IC, sizeof(float)), *dw2 = calloc(OC * IC, sizeof(float));
     float *db1 = calloc(OC, sizeof(float)), *db2 = calloc(OC, sizeof(float));
     float *ones = calloc((size_t)N, sizeof(float)), *mean = calloc(2 * (size_t)N, sizeof(float));
@@ -83,12 +85,14 @@ static void test_kernels(void)
     F->linear_forward(y1, 2 * OC, x, 3 * C, w, bias, N, IC, OC);
     Nv->linear_forward(y2, 2 * OC, x, 3 * C, w, bias, N, IC, OC);
     double d = 0;
-    for (int i = 0; i < N; i++) d = fmax(d, maxdiff(y1 + (size_t)i * 2 * OC, y2 + (size_t)i * 2 * OC, OC));
+    for (int i = 0; i < N; i++)
+        d = fmax(d, maxdiff(y1 + (size_t)i * 2 * OC, y2 + (size_t)i * 2 * OC, OC));
     printf("# linear forward: max |fast - naive| = %.3g\n", d);
     CHECK(d < 1e-5, "linear forward differs by %g", d);
     F->linear_backward(dx1, 3 * C, dw1, db1, dy, 2 * OC, x, w, ones, N, IC, OC);
     Nv->linear_backward(dx2, 3 * C, dw2, db2, dy, 2 * OC, x, w, ones, N, IC, OC);
-    d = fmax(fmax(maxdiff(dx1, dx2, (size_t)N * 3 * C), maxdiff(dw1, dw2, OC * IC)), maxdiff(db1, db2, OC));
+    d = fmax(fmax(maxdiff(dx1, dx2, (size_t)N * 3 * C), maxdiff(dw1, dw2, OC * IC)),
+             maxdiff(db1, db2, OC));
     printf("# linear backward: max |fast - naive| = %.3g\n", d);
     CHECK(d < 1e-4, "linear backward differs by %g", d);
 
@@ -106,7 +110,8 @@ static void test_kernels(void)
     memset(db1, 0, C * sizeof(float));
     memset(db2, 0, C * sizeof(float));
     F->layernorm_backward(dx1 + C, dw1, db1, dy + C, x + C, w, mean + 1, rstd + 1, N - 1, C);
-    Nv->layernorm_backward(dx2 + C, dw2, db2, dy + C, x + C, w, mean + N + 1, rstd + N + 1, N - 1, C);
+    Nv->layernorm_backward(dx2 + C, dw2, db2, dy + C, x + C, w, mean + N + 1, rstd + N + 1, N - 1,
+                           C);
     d = fmax(maxdiff(dx1, dx2, (size_t)N * C), fmax(maxdiff(dw1, dw2, C), maxdiff(db1, db2, C)));
     printf("# layernorm backward: max |fast - naive| = %.3g\n", d);
     CHECK(d < 1e-4, "layernorm backward differs by %g", d);
@@ -127,7 +132,8 @@ static void test_kernels(void)
                         da = fmax(da, fabs(att1[k] - att2[k]));
                     }
         d = maxdiff(y1, y2, (size_t)N * C);
-        printf("# attention forward (mask %d): max |fast - naive| out %.3g, probabilities %.3g\n", withmask, d, da);
+        printf("# attention forward (mask %d): max |fast - naive| out %.3g, probabilities %.3g\n",
+               withmask, d, da);
         CHECK(d < 1e-5 && da < 1e-6, "attention forward differs by %g / %g", d, da);
         memset(dx1, 0, (size_t)N * 3 * C * sizeof(float));
         memset(dx2, 0, (size_t)N * 3 * C * sizeof(float));
@@ -139,7 +145,8 @@ static void test_kernels(void)
     }
 
     /* losses: CE in row blocks of 3 (chunk = 3V) against the naive one-row-at-a-time version */
-    float *wte = calloc((size_t)V * C, sizeof(float)), *logits = calloc((size_t)3 * V, sizeof(float));
+    float *wte = calloc((size_t)V * C, sizeof(float)),
+          *logits = calloc((size_t)3 * V, sizeof(float));
     float *gw1 = calloc((size_t)V * C, sizeof(float)), *gw2 = calloc((size_t)V * C, sizeof(float));
     float *rowbuf = calloc(3 * (size_t)N, sizeof(float));
     int *tgt = calloc((size_t)N, sizeof(int)), *neg = calloc((size_t)N, sizeof(int));
@@ -165,9 +172,30 @@ static void test_kernels(void)
     NEAR(l1, l2, 1e-5 * fabs(l2), "bce loss fast vs naive");
     CHECK(d < 1e-6, "bce gradients differ by %g", d);
 
-    free(wte); free(logits); free(gw1); free(gw2); free(rowbuf); free(tgt); free(neg);
-    free(x); free(w); free(bias); free(y1); free(y2); free(dy); free(dx1); free(dx2); free(dw1);
-    free(dw2); free(db1); free(db2); free(ones); free(mean); free(rstd); free(att1); free(att2);
+    free(wte);
+    free(logits);
+    free(gw1);
+    free(gw2);
+    free(rowbuf);
+    free(tgt);
+    free(neg);
+    free(x);
+    free(w);
+    free(bias);
+    free(y1);
+    free(y2);
+    free(dy);
+    free(dx1);
+    free(dx2);
+    free(dw1);
+    free(dw2);
+    free(db1);
+    free(db2);
+    free(ones);
+    free(mean);
+    free(rstd);
+    free(att1);
+    free(att2);
     free(mask);
 }
 
@@ -213,9 +241,15 @@ static void free_batch(tbatch *tb)
 
 static sasrec_batch view(const tbatch *tb, int lo, int hi, double norm, int train)
 {
-    sasrec_batch b = {.B = hi - lo, .seq = tb->seq + (size_t)lo * tb->T, .pos = tb->pos + (size_t)lo * tb->T,
-                      .neg = tb->neg + (size_t)lo * tb->T, .gidx = tb->gidx + lo, .norm = norm,
-                      .seed = 99, .step = 5, .train = train};
+    sasrec_batch b = {.B = hi - lo,
+                      .seq = tb->seq + (size_t)lo * tb->T,
+                      .pos = tb->pos + (size_t)lo * tb->T,
+                      .neg = tb->neg + (size_t)lo * tb->T,
+                      .gidx = tb->gidx + lo,
+                      .norm = norm,
+                      .seed = 99,
+                      .step = 5,
+                      .train = train};
     return b;
 }
 
@@ -247,7 +281,8 @@ static void perturb(sasrec *m, uint64_t seed)
     for (int k = 5; k < SASREC_NTENSORS; k++) {
         if (k == 6 || k == 10 || k == 12) continue; /* matrices already random */
         size_t n = sasrec_tensor_info(&m->cfg, k, NULL, NULL, NULL);
-        for (size_t i = 0; i < n; i++) m->params_mem[m->offset[k] + i] += (float)(0.2 * dm_rng_normal(&r));
+        for (size_t i = 0; i < n; i++)
+            m->params_mem[m->offset[k] + i] += (float)(0.2 * dm_rng_normal(&r));
     }
     for (size_t i = (size_t)m->cfg.C; i < (size_t)m->V * m->cfg.C; i++) m->params.wte[i] *= 3.0f;
 }
@@ -282,10 +317,12 @@ static void test_model_naive(void)
                 double dd = maxdiff(mf.grads_mem + mf.offset[k], mn.grads_mem + mn.offset[k], n);
                 worst = fmax(worst, dd / (s + 1e-6));
             }
-            printf("# model %s/%s fast vs naive: loss %.7f vs %.7f, max gradient diff %.3g of the tensor's max\n",
+            printf("# model %s/%s fast vs naive: loss %.7f vs %.7f, max gradient diff %.3g of the "
+                   "tensor's max\n",
                    norm_name[norm], loss_name[loss], lf, ln, worst);
             NEAR(lf, ln, 1e-5 * fabs(ln), "model loss fast vs naive");
-            CHECK(worst < 1e-4, "%s/%s gradients fast vs naive differ by %g relative", norm_name[norm], loss_name[loss], worst);
+            CHECK(worst < 1e-4, "%s/%s gradients fast vs naive differ by %g relative",
+                  norm_name[norm], loss_name[loss], worst);
             free_batch(&tb);
             sasrec_free(&mf);
             sasrec_free(&mn);
@@ -386,18 +423,23 @@ static void test_finite_differences(void)
                     gmax = fmax(gmax, fabs(g[j]));
                     if (err > 1e-3 + 1e-2 * fabs(g[j])) {
                         if (bad < 5)
-                            printf("# FD mismatch %s/%s %s[%zu]: analytic %.6g fd %.6g\n", norm_name[norm], loss_name[loss], name, i, g[j], fd);
+                            printf("# FD mismatch %s/%s %s[%zu]: analytic %.6g fd %.6g\n",
+                                   norm_name[norm], loss_name[loss], name, i, g[j], fd);
                         bad++;
                     }
                     worst = fmax(worst, err);
                 }
                 worst_all = fmax(worst_all, worst);
                 if (norm == 0 && loss == 0)
-                    printf("# FD kang/bce %-8s %5zu elements: max |fd - analytic| %.2g (max |g| %.2g)\n", name, n, worst, gmax);
+                    printf("# FD kang/bce %-8s %5zu elements: max |fd - analytic| %.2g (max |g| "
+                           "%.2g)\n",
+                           name, n, worst, gmax);
             }
-            printf("# FD %s/%s (dropout masks on): every element of every tensor, max |fd - analytic| = %.3g\n",
+            printf("# FD %s/%s (dropout masks on): every element of every tensor, max |fd - "
+                   "analytic| = %.3g\n",
                    norm_name[norm], loss_name[loss], worst_all);
-            CHECK(bad == 0, "%s/%s: %d gradient elements disagree with finite differences", norm_name[norm], loss_name[loss], bad);
+            CHECK(bad == 0, "%s/%s: %d gradient elements disagree with finite differences",
+                  norm_name[norm], loss_name[loss], bad);
             free(g);
             free_masks(&tm);
             free_batch(&tb);
@@ -460,7 +502,9 @@ static void parity_case(const char *dir, const dm_json *cs, int naive)
     c.F = (int)jint(cs, "F");
     c.max_batch = (int)jint(cs, "B");
     c.dropout = (float)jnum(cs, "dropout");
-    c.norm = !strcmp(nm, "kang") ? SASREC_NORM_KANG : !strcmp(nm, "pre") ? SASREC_NORM_PRE : SASREC_NORM_POST;
+    c.norm = !strcmp(nm, "kang")  ? SASREC_NORM_KANG
+             : !strcmp(nm, "pre") ? SASREC_NORM_PRE
+                                  : SASREC_NORM_POST;
     c.loss = !strcmp(ls, "ce") ? SASREC_LOSS_CE : SASREC_LOSS_BCE;
     c.naive = naive;
     c.chunk_floats = 3 * (size_t)(c.n_items + 1); /* CE over several row blocks */
@@ -471,11 +515,14 @@ static void parity_case(const char *dir, const dm_json *cs, int naive)
         CHECK(0, "init for %s", name);
         return;
     }
-    CHECK((long long)m.nparams == jint(cs, "nparams"), "%s: slab of %zu floats, reference %lld", name, m.nparams, jint(cs, "nparams"));
+    CHECK((long long)m.nparams == jint(cs, "nparams"), "%s: slab of %zu floats, reference %lld",
+          name, m.nparams, jint(cs, "nparams"));
     float *p = slurp(dir, name, "_params.f32", m.nparams * 4);
-    int32_t *seq = slurp(dir, name, "_seq.i32", (size_t)B * T * 4), *pos = slurp(dir, name, "_pos.i32", (size_t)B * T * 4);
+    int32_t *seq = slurp(dir, name, "_seq.i32", (size_t)B * T * 4),
+            *pos = slurp(dir, name, "_pos.i32", (size_t)B * T * 4);
     int32_t *neg = slurp(dir, name, "_neg.i32", (size_t)B * T * 4);
-    double *g = slurp(dir, name, "_grads.f64", m.nparams * 8), *st = slurp(dir, name, "_states.f64", (size_t)B * c.C * 8);
+    double *g = slurp(dir, name, "_grads.f64", m.nparams * 8),
+           *st = slurp(dir, name, "_states.f64", (size_t)B * c.C * 8);
     uint8_t *me = NULL, *ma = NULL, *m1 = NULL, *m2 = NULL;
     sasrec_dense_masks dm = {0};
     int drop = c.dropout > 0;
@@ -491,11 +538,13 @@ static void parity_case(const char *dir, const dm_json *cs, int naive)
         goto done;
     }
     memcpy(m.params_mem, p, m.nparams * sizeof(float));
-    sasrec_batch b = {.B = B, .seq = seq, .pos = pos, .neg = neg, .train = drop, .masks = drop ? &dm : NULL};
+    sasrec_batch b = {
+        .B = B, .seq = seq, .pos = pos, .neg = neg, .train = drop, .masks = drop ? &dm : NULL};
     double loss = 0, ref = jnum(cs, "loss_value");
     sasrec_zero_grad(&m);
     CHECK(sasrec_train_step(&m, &a, &b, &loss) == DM_OK, "%s: train step", name);
-    printf("# torch %-14s %s: loss %.8f vs %.8f (diff %.2g)\n", name, naive ? "naive" : "fast ", loss, ref, fabs(loss - ref));
+    printf("# torch %-14s %s: loss %.8f vs %.8f (diff %.2g)\n", name, naive ? "naive" : "fast ",
+           loss, ref, fabs(loss - ref));
     NEAR(loss, ref, 2e-6 * fabs(ref) + 1e-7, "loss vs torch");
     double worst = 0;
     for (int k = 0; k < SASREC_NTENSORS; k++) {
@@ -507,7 +556,8 @@ static void parity_case(const char *dir, const dm_json *cs, int naive)
             s = fmax(s, fabs(g[m.offset[k] + i]));
         }
         /* float32 against float64: allow 1e-4 of the tensor's largest gradient */
-        CHECK(d <= 1e-4 * s + 1e-7, "%s %s: gradient differs from torch by %g (max |g| %g)", name, tn, d, s);
+        CHECK(d <= 1e-4 * s + 1e-7, "%s %s: gradient differs from torch by %g (max |g| %g)", name,
+              tn, d, s);
         if (!naive && (!strcmp(name, "kang_bce") || !strcmp(name, "kang_bce_drop")))
             printf("#   %-8s max |dC - dtorch| %.2g  (max |g| %.2g)\n", tn, d, s);
         worst = fmax(worst, d / (s + 1e-12));
@@ -549,7 +599,8 @@ static void parity_case(const char *dir, const dm_json *cs, int naive)
                 }
                 da = fmax(da, fabs(m.params_mem[i] - ap[i]));
             }
-            printf("# torch Adam (2 steps, lr %.3g, l2 %.3g): max |w_C - w_torch| = %.3g (%zu elements with zero true gradient skipped)\n",
+            printf("# torch Adam (2 steps, lr %.3g, l2 %.3g): max |w_C - w_torch| = %.3g (%zu "
+                   "elements with zero true gradient skipped)\n",
                    m.cfg.lr, m.cfg.l2, da, skipped);
             CHECK(da < 5e-6, "adam parameters differ from torch by %g", da);
             CHECK(maxabs(m.params.wte, (size_t)c.C) == 0, "padding row moved");
@@ -557,7 +608,16 @@ static void parity_case(const char *dir, const dm_json *cs, int naive)
         }
     }
 done:
-    free(p); free(seq); free(pos); free(neg); free(g); free(st); free(me); free(ma); free(m1); free(m2);
+    free(p);
+    free(seq);
+    free(pos);
+    free(neg);
+    free(g);
+    free(st);
+    free(me);
+    free(ma);
+    free(m1);
+    free(m2);
     sasrec_free(&m);
     sasrec_acts_free(&a);
 }
@@ -591,7 +651,8 @@ static void test_torch(void)
     dm_jerr err;
     CHECK(dm_json_parse(&doc, text, n, 0, &root, &err) == 0, "manifest parse: %s", err.what);
     const dm_json *fmt = root ? dm_json_get(root, "format") : NULL;
-    CHECK(fmt && !strcmp(fmt->str, "dynmm-sasrec-ref") && jint(root, "version") == 1, "manifest format");
+    CHECK(fmt && !strcmp(fmt->str, "dynmm-sasrec-ref") && jint(root, "version") == 1,
+          "manifest format");
     const dm_json *cases = root ? dm_json_get(root, "cases") : NULL;
     int nc = 0;
     for (const dm_json *cs = cases ? cases->child : NULL; cs; cs = cs->next, nc++) {
@@ -613,7 +674,9 @@ static void test_shards(void)
         c.max_batch = 7;
         sasrec full, part;
         sasrec_acts a;
-        CHECK(sasrec_init(&full, &c) == DM_OK && sasrec_init(&part, &c) == DM_OK && sasrec_acts_init(&a, &c) == DM_OK, "init");
+        CHECK(sasrec_init(&full, &c) == DM_OK && sasrec_init(&part, &c) == DM_OK &&
+                  sasrec_acts_init(&a, &c) == DM_OK,
+              "init");
         sasrec_init_weights(&full, 31);
         memcpy(part.params_mem, full.params_mem, full.nparams * sizeof(float));
         tbatch tb;
@@ -630,7 +693,8 @@ static void test_shards(void)
         double lagain;
         sasrec_zero_grad(&full);
         sasrec_train_step(&full, &a, &b, &lagain);
-        CHECK(lfull == lagain && memcmp(g0, full.grads_mem, full.nparams * sizeof(float)) == 0, "train step not reproducible");
+        CHECK(lfull == lagain && memcmp(g0, full.grads_mem, full.nparams * sizeof(float)) == 0,
+              "train step not reproducible");
         for (int parts = 2; parts <= 3; parts++) {
             float *sum = calloc(full.nparams, sizeof(float));
             double lsum = 0;
@@ -644,8 +708,10 @@ static void test_shards(void)
                 for (size_t i = 0; i < full.nparams; i++) sum[i] += part.grads_mem[i];
                 lsum += l;
             }
-            double d = maxdiff(sum, full.grads_mem, full.nparams), s = maxabs(full.grads_mem, full.nparams);
-            printf("# %s, %d shards vs full batch (keyed dropout on): loss %.9f vs %.9f, max gradient diff %.2g (max |g| %.2g)\n",
+            double d = maxdiff(sum, full.grads_mem, full.nparams),
+                   s = maxabs(full.grads_mem, full.nparams);
+            printf("# %s, %d shards vs full batch (keyed dropout on): loss %.9f vs %.9f, max "
+                   "gradient diff %.2g (max |g| %.2g)\n",
                    loss_name[loss], parts, lsum, lfull, d, s);
             NEAR(lsum, lfull, 1e-6 * fabs(lfull), "sum of shard losses");
             CHECK(d <= 1e-6 * s, "%d shards: gradient sum differs by %g", parts, d);
@@ -711,8 +777,10 @@ static void test_known_answers(void)
             sasrec_adam_step(&m);
         }
         sasrec_eval_loss(&m, &a, &b, &l);
-        printf("# overfit %s: loss %.4f -> %.4f after %d Adam steps\n", loss_name[loss], first, l, steps);
-        CHECK(l < 0.05 * first && l < 0.1, "%s: tiny batch does not overfit (%.4f -> %.4f)", loss_name[loss], first, l);
+        printf("# overfit %s: loss %.4f -> %.4f after %d Adam steps\n", loss_name[loss], first, l,
+               steps);
+        CHECK(l < 0.05 * first && l < 0.1, "%s: tiny batch does not overfit (%.4f -> %.4f)",
+              loss_name[loss], first, l);
         CHECK(maxabs(m.params.wte, (size_t)c.C) == 0, "padding row moved during training");
         free_batch(&tb);
         sasrec_free(&m);
@@ -748,12 +816,14 @@ static void test_inference(void)
     float st13[13 * 12];
     for (int i = 0; i < 13 * 7; i++) seq13[i] = tb.seq[i % (6 * 7)];
     CHECK(sasrec_user_states(&m, &ea, seq13, 13, st13) == DM_OK, "13 states");
-    CHECK(maxdiff(st13, st, 6 * 12) < 1e-6 && maxdiff(st13 + 6 * 12, st, 6 * 12) < 1e-6, "eval-batch states differ");
+    CHECK(maxdiff(st13, st, 6 * 12) < 1e-6 && maxdiff(st13 + 6 * 12, st, 6 * 12) < 1e-6,
+          "eval-batch states differ");
     sasrec_acts_free(&ea);
     ce.C = 16; /* activations of another shape are refused */
     ce.H = 2;
     CHECK(sasrec_acts_init(&ea, &ce) == DM_OK, "other acts");
-    CHECK(sasrec_user_states(&m, &ea, seq13, 2, st13) == DM_EINTERNAL, "mismatched activations accepted");
+    CHECK(sasrec_user_states(&m, &ea, seq13, 2, st13) == DM_EINTERNAL,
+          "mismatched activations accepted");
     dm_error_clear();
     sasrec_acts_free(&ea);
     sasrec_scores_block(&m, st, 6, 0, m.V, all);
@@ -762,7 +832,8 @@ static void test_inference(void)
     sasrec_scores_items(&m, st, 6, items, 3, cand);
     double d = 0;
     for (int s = 0; s < 6; s++)
-        for (int k = 0; k < 3; k++) d = fmax(d, fabs(cand[s * 3 + k] - all[s * 24 + items[s * 3 + k]]));
+        for (int k = 0; k < 3; k++)
+            d = fmax(d, fabs(cand[s * 3 + k] - all[s * 24 + items[s * 3 + k]]));
     CHECK(d < 1e-5, "candidate scores differ from block scores by %g", d);
     float blk[6 * 10];
     sasrec_scores_block(&m, st, 6, 5, 15, blk);
