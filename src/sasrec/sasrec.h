@@ -31,7 +31,9 @@
  *   sasrec_train_step(m, a, &batch, &loss);   // batch.norm = Ntgt, batch.gidx = global seq indices,
  *                                             // batch.seed/step = dropout key, batch.neg = negatives
  *   allreduce(SUM, m->grads, m->nparams); allreduce(SUM, loss)  -> the full-batch mean gradient/loss
- *   sasrec_adam_step(m);                       // identical on every rank (deterministic)
+ *   sasrec_adam_step(m);                       // identical on every rank (deterministic); adds
+ *                                             // the L2 gradient l2 * w on E and P itself
+ *   log loss + sasrec_l2_loss(m)               // the L2 term once, not per rank
  * Dropout masks come from dm_rng_key(seed, step, gidx[b]) per sequence, so 1, 2 and 3 ranks draw the
  * same masks for the same global sequence.
  *
