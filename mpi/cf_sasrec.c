@@ -419,6 +419,11 @@ int cf_sasrec_train(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const 
             if (rc) break;
             rc = par_allreduce_sum_f32(ctx, m.grads_mem, m.nparams);
             if (rc) break;
+            /* The key bias cannot change any attention output (it adds q.b_k to every score of a
+               query, which the softmax cancels), so its exact gradient is zero and the computed one
+               is rounding noise; Adam would turn that noise into lr-sized steps that differ with
+               the summation order, i.e. with the rank count. Use the exact zero. */
+            for (int l = 0; l < sc.L; l++) memset(m.grads.qkvb + (size_t)l * 3 * (size_t)sc.C + (size_t)sc.C, 0, (size_t)sc.C * sizeof(float));
             sasrec_adam_step(&m);
             loss_sum += loss;
             st.step++;

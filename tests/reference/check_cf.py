@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Reference checks of train-cf / eval outputs.
+
+  check_cf.py ease DATASET.h5 CF.h5 [split]      /ease/B against NumPy: B = I - P diag(1/diag P),
+                                                 P = (X^T X + lambda I)^-1 from the training split
+  check_cf.py close A.h5 B.h5 TOL GROUP...        datasets under GROUP equal within TOL (max abs diff)
+  check_cf.py equal A.h5 B.h5 GROUP...            bitwise equal
+  check_cf.py results RESULTS.h5 DATASET.h5       per-user rows: pop full-ranking Hit@K recomputed from
+                                                 counts with ties at their expected rank, column means
+"""
+import sys
+
+import h5py
+import numpy as np
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    sys.exit(1)
+
+
+def roles(f, split="loo"):
+    return f["split/" + split][...]
+
+
+def ease(ds, cf, split="loo"):
+    with h5py.File(ds, "r") as f:
+        off, item = f["users/offsets"][...], f["inter/item"][...]
+        r = roles(f, split)
+        n = int(f.attrs["n_items"])
+    X = np.zeros((len(off) - 1, n))
+    for u in range(len(off) - 1):
+        for j in range(off[u], off[u + 1]):
+            if r[j] == 0:
+                X[u, item[j]] = 1.0
+    with h5py.File(cf, "r") as f:
+        lam = float(f["ease"].attrs["lambda"])
+        B = f["ease/B"][...].astype(np.float64)
+    G = X.T @ X + lam * np.eye(n)
+    P = np.linalg.inv(G)
+    R = -P / np.diag(P)[None, :]
+    np.fill_diagonal(R, 0.0)
+    err = np.abs(B - R).max()
+    scale = np.abs(R).max()
+    print("ease: %d items, lambda %g, max |B - B_numpy| = %.3g (max |B| %.3g)" % (n, lam, err, scale))
+    if err > 1e-5 * max(1.0, scale) + 1e-6:
+        fail("EASE differs from NumPy")
+
+
+def walk(f, groups):
+    out = {}
+    for g in groups:
+        if isinstance(f[g], h5py.Dataset):
+            out[g] = f[g][...]
+            continue
+        f[g].visit(lambda k: out.__setitem__(g + "/" + k, f[g + "/" + k][...]) if isinstance(f[g + "/" + k], h5py.Dataset) else None)
+    return out
+
+
+def close(a, b, tol, groups):
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        da, db = walk(fa, groups), walk(fb, groups)
+    if sorted(da) != sorted(db):
+        fail("different datasets: %s" % sorted(set(da) ^ set(db)))
+    worst = 0.0
+    for k in da:
+        x, y = da[k].astype(np.float64), db[k].astype(np.float64)
+        if x.shape != y.shape:
+            fail("%s: shapes %s vs %s" % (k, x.shape, y.shape))
+        both = np.isnan(x) & np.isnan(y)
+        d = np.where(both, 0.0, np.abs(x - y))
+        m = float(np.nanmax(d)) if d.size else 0.0
+        if np.isnan(d).any():
+            fail("%s: NaN in one file only" % k)
+        worst = max(worst, m)
+        if m > tol:
+            fail("%s differs by %.3g > %g" % (k, m, tol))
+    print("close: %d datasets within %g (max difference %.3g)" % (len(da), tol, worst))
+
+
+def equal(a, b, groups):
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        da, db = walk(fa, groups), walk(fb, groups)
+    if sorted(da) != sorted(db):
+        fail("different datasets")
+    for k in da:
+        if da[k].tobytes() != db[k].tobytes():
+            fail("%s differs" % k)
+    print("equal: %d datasets bitwise identical" % len(da))
+
+
+def results(res, ds):
+    """Popularity full ranking recomputed independently: rank of the test item among non-history
+    items by train count, ties at the expected position."""
+    with h5py.File(ds, "r") as f:
+        off, item = f["users/offsets"][...], f["inter/item"][...]
+        r = roles(f)
+        n = int(f.attrs["n_items"])
+    cnt = np.zeros(n)
+    np.add.at(cnt, item[r == 0], 1)
+    with h5py.File(res, "r") as f:
+        chars = f["columns/chars"][...].tobytes()
+        o = f["columns/offsets"][...]
+        cols = [chars[o[i]:o[i + 1]].decode() for i in range(len(o) - 1)]
+        rows = f["test/full/pop"][...]
+        mean = f["test/full/pop"].attrs["mean"]
+    k10 = cols.index("hit@10")
+    n10 = cols.index("ndcg@10")
+    worst = 0.0
+    for u in range(len(off) - 1):
+        hist = [item[j] for j in range(off[u], off[u + 1]) if r[j] < 2]
+        tgt = [item[j] for j in range(off[u], off[u + 1]) if r[j] == 2]
+        if not tgt:
+            if not np.isnan(rows[u, 0]):
+                fail("user %d has no test item but a row" % u)
+            continue
+        t = tgt[0]
+        mask = np.ones(n, bool)
+        mask[hist] = False
+        mask[t] = True
+        s = cnt[mask]
+        g = int((s > cnt[t]).sum())
+        b = int((s == cnt[t]).sum())
+        ranks = np.arange(g + 1, g + b + 1)
+        hit = float((ranks <= 10).mean())
+        ndcg = float(np.where(ranks <= 10, 1.0 / np.log2(ranks + 1), 0.0).mean())
+        worst = max(worst, abs(hit - rows[u, k10]), abs(ndcg - rows[u, n10]))
+    if worst > 1e-9:
+        fail("pop per-user metrics differ by %.3g" % worst)
+    ok = np.isfinite(rows[:, 0])
+    if abs(rows[ok].mean(axis=0)[k10] - mean[k10]) > 1e-12:
+        fail("stored mean differs from the rows")
+    print("results: pop Hit@10/NDCG@10 of %d users match an independent computation (max diff %.2g)" % (ok.sum(), worst))
+
+
+if __name__ == "__main__":
+    k = sys.argv[1]
+    if k == "ease":
+        ease(sys.argv[2], sys.argv[3], *(sys.argv[4:5]))
+    elif k == "close":
+        close(sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5:])
+    elif k == "equal":
+        equal(sys.argv[2], sys.argv[3], sys.argv[4:])
+    elif k == "results":
+        results(sys.argv[2], sys.argv[3])
+    else:
+        fail("unknown check " + k)
