@@ -246,6 +246,7 @@ int stage_eval(par_ctx *ctx, const dm_cfg *cfg)
     } else {
         rc = h5_commit(&f);
         if (!rc) dm_log("wrote %s in %.1fs", out, dm_wtime() - t0);
+        if (!rc) par_log_peak(ctx);
     }
     free(rows);
     free(mean);

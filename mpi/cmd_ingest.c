@@ -412,12 +412,7 @@ int stage_ingest(par_ctx *ctx, const dm_cfg *cfg)
     }
     if (!rc) summary(&d, out, dm_wtime() - t0, ctx->size);
     dm_dataset_free(&d);
-    if (!rc) {
-        size_t mx, sum;
-        int mr;
-        par_peak_rss(ctx, &mx, &mr, &sum);
-        dm_log("  peak memory %.1f MiB on rank %d (%.1f MiB over all ranks)", (double)mx / 1048576.0, mr, (double)sum / 1048576.0);
-    }
+    if (!rc) par_log_peak(ctx);
     return rc;
 }
 

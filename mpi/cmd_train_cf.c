@@ -93,6 +93,7 @@ int stage_train_cf(par_ctx *ctx, const dm_cfg *cfg)
             char ck[4096];
             if (cli_run_path(ctx, cfg, "ckpt_sasrec.h5", ck, sizeof ck) == DM_OK && ctx->rank == 0) unlink(ck);
             dm_log("wrote %s in %.1fs", out, dm_wtime() - t0);
+            par_log_peak(ctx);
         }
     }
     dm_dataset_free(&d);

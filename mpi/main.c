@@ -8,7 +8,9 @@
 #include "../src/core/log.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int cmd_version(par_ctx *ctx, int argc, char **argv);
 
@@ -42,8 +44,22 @@ static void usage(void)
            "configs/reference.cfg.\n");
 }
 
+/* libgomp reads OMP_WAIT_POLICY once, when the program starts. Its default lets idle OpenMP threads
+ * spin, which starves OpenBLAS's own threads and other ranks on a shared node (steps measured 50x
+ * slower), so unless the user chose a policy the process restarts itself once with "passive",
+ * before MPI or OpenMP start. */
+static void ensure_wait_policy(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY") || getenv("DM_NO_REEXEC")) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    setenv("DM_NO_REEXEC", "1", 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed: carry on with the default policy */
+}
+
 int main(int argc, char **argv)
 {
+    ensure_wait_policy(argv);
     par_ctx ctx;
     if (par_init(&argc, &argv, &ctx) != DM_OK) return 1;
     int rc = DM_OK;

@@ -299,6 +299,14 @@ void par_peak_rss(par_ctx *ctx, size_t *max_bytes, int *max_rank, size_t *sum_by
     if (sum_bytes) *sum_bytes = (size_t)sum;
 }
 
+void par_log_peak(par_ctx *ctx)
+{
+    size_t mx, sum;
+    int mr;
+    par_peak_rss(ctx, &mx, &mr, &sum);
+    dm_log("  peak memory %.1f MiB on rank %d (%.1f MiB over all ranks)", (double)mx / 1048576.0, mr, (double)sum / 1048576.0);
+}
+
 const char *par_mpi_library(void)
 {
     static char s[MPI_MAX_LIBRARY_VERSION_STRING];

@@ -64,6 +64,9 @@ void par_timer_report(par_ctx *ctx, const char *title);
 /* Peak RSS: max over ranks (with its rank) and sum, in bytes. */
 void par_peak_rss(par_ctx *ctx, size_t *max_bytes, int *max_rank, size_t *sum_bytes);
 
+/* Logs "peak memory X MiB on rank r (Y MiB over all ranks)" on rank 0. Collective. */
+void par_log_peak(par_ctx *ctx);
+
 /* Strings describing the environment, for provenance. */
 const char *par_mpi_library(void);
 
