@@ -18,7 +18,9 @@
 #include <string.h>
 
 #define QBLOCK 128     /* query rows per block of the GEMM attention */
-#define LOGIT_ROWS 64  /* rows of logits materialised at once by the cache */
+/* Logits rows materialised at once by the cache: as many as fit in this many floats (128 MiB), since
+ * each GEMM chunk re-reads and re-packs the whole (V, C) embedding. */
+#define LOGIT_FLOATS ((size_t)32 << 20)
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 
 const char *const gpt2_param_names[GPT2_NUM_PARAMS] = {
@@ -484,10 +486,16 @@ size_t gpt2_num_flops_per_token(const gpt2_config *c, int T)
     return 2 * (mm + attn);
 }
 
+/* OpenBLAS (pthreads) and libgomp keep separate thread pools. After a parallel region libgomp's
+ * workers spin-wait for the next one (unless OMP_WAIT_POLICY=passive) and steal the cores the BLAS
+ * threads need: on two busy cores a GPT-2 small forward ran 3-10x slower. The GEMMs are most of the
+ * work, so BLAS gets the n threads and the OpenMP loops run on one unless the workers sleep. */
 void gpt2_set_threads(int n)
 {
     if (n <= 0) return;
-    omp_set_num_threads(n);
+    const char *w = getenv("OMP_WAIT_POLICY");
+    int passive = w && (w[0] == 'p' || w[0] == 'P');
+    omp_set_num_threads(passive ? n : 1);
     openblas_set_num_threads(n);
 }
 
@@ -842,7 +850,11 @@ int gpt2_cache_init(gpt2_cache *c, const gpt2_model *m, int cap, int max_rows)
     DM_ALLOC(c->y, R * C);
     DM_ALLOC(c->h, R * (size_t)g->inner);
     DM_ALLOC(c->scores, R * (size_t)cap);
-    DM_ALLOC(c->logits, (size_t)LOGIT_ROWS * g->vocab_size);
+    c->logit_rows = (int)(LOGIT_FLOATS / (size_t)g->vocab_size);
+    if (c->logit_rows > max_rows) c->logit_rows = max_rows;
+    if (c->logit_rows < 1) c->logit_rows = 1;
+    DM_ALLOC(c->logits, (size_t)c->logit_rows * g->vocab_size);
+    DM_ALLOC(c->lse, (size_t)c->logit_rows);
     DM_ALLOC(c->row_pos, R);
     DM_ALLOC(c->row_start, R);
     DM_ALLOC(c->row_need, R);
@@ -855,7 +867,7 @@ void gpt2_cache_free(gpt2_cache *c)
 {
     free(c->k); free(c->v); free(c->logp); free(c->x); free(c->ln); free(c->qkv); free(c->y);
     free(c->h); free(c->scores); free(c->logits); free(c->row_pos); free(c->row_start); free(c->row_need);
-    free(c->row_tok); free(c->hid);
+    free(c->row_tok); free(c->hid); free(c->lse);
     memset(c, 0, sizeof *c);
 }
 
@@ -1019,7 +1031,7 @@ int gpt2_cache_score(gpt2_cache *c, const int *tokens, const int64_t *offsets, i
                 return DM_ERR(DM_EINPUT, "candidate %d: token id %d is outside the vocabulary of %d", i, tokens[j], V);
         ll[i] = n > 0 ? c->logp[tokens[offsets[i]]] : 0.0;
     }
-    float lse[LOGIT_ROWS];
+    float *lse = c->lse;
     int i0 = 0;
     while (i0 < n_cand) {
         /* batch candidates i0..i1 whose tokens fit in max_rows rows */
@@ -1044,8 +1056,8 @@ int gpt2_cache_score(gpt2_cache *c, const int *tokens, const int64_t *offsets, i
             embed_rows(c->x, m, c->row_tok, NULL, Rin, c->len, 0, c->row_pos);
             cache_blocks(c, Rin, 0);
             gpt2_layernorm_forward(c->ln, NULL, NULL, c->x, m->params.lnfw, m->params.lnfb, Rin, C, m->cfg.ln_eps);
-            for (int r0 = 0; r0 < Rin; r0 += LOGIT_ROWS) {
-                int nr = Rin - r0 < LOGIT_ROWS ? Rin - r0 : LOGIT_ROWS;
+            for (int r0 = 0; r0 < Rin; r0 += c->logit_rows) {
+                int nr = Rin - r0 < c->logit_rows ? Rin - r0 : c->logit_rows;
                 logsoftmax_rows(c, c->ln + (size_t)r0 * C, nr, lse);
                 for (int k = 0; k < nr; k++) {
                     int rr = r0 + k, i = c->row_need[rr];

@@ -22,7 +22,8 @@
  * for a maximum (B, T) and reused; nothing is allocated inside forward or backward.
  *
  * Threads: OpenMP loops over rows and heads; BLAS is never called from inside a parallel region.
- * gpt2_set_threads() sets both OpenMP's and OpenBLAS's thread counts.
+ * gpt2_set_threads(n) gives OpenBLAS n threads and OpenMP n threads only when
+ * OMP_WAIT_POLICY=passive (spinning OpenMP workers would steal the BLAS threads' cores), else 1.
  */
 #ifndef DM_GPT2_H
 #define DM_GPT2_H
@@ -189,7 +190,9 @@ typedef struct {
     float *y;        /* (R, C) */
     float *h;        /* (R, F) */
     float *scores;   /* (R, cap) one head's attention rows */
-    float *logits;   /* (LOGIT_ROWS, V) */
+    float *logits;   /* (logit_rows, V) */
+    float *lse;      /* (logit_rows) */
+    int logit_rows;  /* min(max_rows, 32M floats / V) */
     int *row_pos;    /* (R) position within its group */
     int *row_start;  /* (R) row index of its group's first row */
     int *row_need;   /* (R) candidate of each row */

@@ -1,0 +1,138 @@
+#!/usr/bin/python3
+"""bench_lm.py: the PyTorch side of the frozen-LM benchmark (tests/bench/bench_lm.sh).
+
+    bench_lm.py forward DIR THREADS B T REPS
+    bench_lm.py score DIR THREADS P NCAND CLEN REPS
+
+Loads the same model.safetensors as the C side (format parsed by hand: no safetensors package
+here) into a float32 GPT-2 written the way Hugging Face's GPT2LMHeadModel computes it (Conv1D
+addmm, matmul attention with a causal mask, tanh GELU, tied head), under torch.inference_mode with
+torch.set_num_threads(THREADS). Scoring follows the usual KV-cache recipe: the prefix runs once,
+its keys/values are expanded over the candidate batch, logits of every candidate position are
+log-softmaxed and the candidate tokens gathered. Inputs are the C side's: (i * 7919 + 13) % V.
+Prints one key=value line like bench_lm.c.
+"""
+import json
+import math
+import os
+import resource
+import statistics
+import struct
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def load(d):
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    path = os.path.join(d, "model.safetensors")
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        hdr = json.loads(f.read(n))
+        base = 8 + n
+        buf = np.fromfile(f, dtype=np.uint8)
+    P = {}
+    for name, e in hdr.items():
+        if name == "__metadata__":
+            continue
+        assert e["dtype"] == "F32", name
+        a, b = e["data_offsets"]
+        P[name.replace("transformer.", "")] = torch.from_numpy(buf[a:b].view(np.float32).reshape(e["shape"]))
+    del base
+    return cfg, P
+
+
+class GPT2:
+    def __init__(self, cfg, P):
+        self.cfg, self.P = cfg, P
+        self.L, self.C, self.NH = cfg["n_layer"], cfg["n_embd"], cfg["n_head"]
+        T = cfg["n_positions"]
+        self.mask = torch.tril(torch.ones(T, T, dtype=torch.bool)).view(1, 1, T, T)
+        self.eps = cfg.get("layer_norm_epsilon", 1e-5)
+
+    def conv1d(self, x, l, name):
+        w, b = self.P[f"h.{l}.{name}.weight"], self.P[f"h.{l}.{name}.bias"]
+        return torch.addmm(b, x.reshape(-1, x.shape[-1]), w).view(*x.shape[:-1], w.shape[1])
+
+    def forward(self, ids, past=None):
+        """ids (B, T); past: list of (k, v) (B, NH, P, hs) per layer. Returns logits, new past."""
+        B, T = ids.shape
+        P0 = past[0][0].shape[2] if past else 0
+        C, NH, hs = self.C, self.NH, self.C // self.NH
+        x = F.embedding(ids, self.P["wte.weight"]) + self.P["wpe.weight"][P0:P0 + T]
+        new = []
+        for l in range(self.L):
+            h = F.layer_norm(x, (C,), self.P[f"h.{l}.ln_1.weight"], self.P[f"h.{l}.ln_1.bias"], self.eps)
+            q, k, v = self.conv1d(h, l, "attn.c_attn").split(C, dim=2)
+            q = q.view(B, T, NH, hs).permute(0, 2, 1, 3)
+            k = k.view(B, T, NH, hs).permute(0, 2, 1, 3)
+            v = v.view(B, T, NH, hs).permute(0, 2, 1, 3)
+            if past:
+                k = torch.cat((past[l][0], k), dim=-2)
+                v = torch.cat((past[l][1], v), dim=-2)
+            new.append((k, v))
+            w = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(hs)
+            S = k.shape[-2]
+            m = self.mask[:, :, S - T:S, :S]
+            w = torch.where(m, w, torch.tensor(torch.finfo(w.dtype).min, dtype=w.dtype))
+            w = w.softmax(-1)
+            y = torch.matmul(w, v).permute(0, 2, 1, 3).reshape(B, T, C)
+            x = x + self.conv1d(y, l, "attn.c_proj")
+            h = F.layer_norm(x, (C,), self.P[f"h.{l}.ln_2.weight"], self.P[f"h.{l}.ln_2.bias"], self.eps)
+            x = x + self.conv1d(F.gelu(self.conv1d(h, l, "mlp.c_fc"), approximate="tanh"), l, "mlp.c_proj")
+        x = F.layer_norm(x, (C,), self.P["ln_f.weight"], self.P["ln_f.bias"], self.eps)
+        return F.linear(x, self.P["wte.weight"]), new
+
+
+def tokens(n, V, salt=0):
+    return (((np.arange(n, dtype=np.int64) + salt) * 7919 + 13) % V)
+
+
+def main():
+    mode, d, th = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    torch.set_num_threads(th)
+    t0 = time.perf_counter()
+    cfg, P = load(d)
+    m = GPT2(cfg, P)
+    t_load = time.perf_counter() - t0
+    V = cfg["vocab_size"]
+    wbytes = sum(t.numel() * 4 for t in P.values())
+    with torch.inference_mode():
+        if mode == "forward":
+            B, T, reps = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+            ids = torch.from_numpy(tokens(B * T, V).reshape(B, T))
+            m.forward(ids)
+            ts = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                logits, _ = m.forward(ids)
+                ts.append(time.perf_counter() - t0)
+            s = statistics.median(ts)
+            cs = logits[-1, -1].double().sum().item()
+            print(f"tokens_per_s={B * T / s:.1f} seconds={s:.4f} checksum={cs:.4f} load_s={t_load:.2f}")
+        elif mode == "score":
+            Pn, nc, cl, reps = (int(x) for x in sys.argv[4:8])
+            pre = torch.from_numpy(tokens(Pn, V)).view(1, Pn)
+            cand = torch.from_numpy(tokens(nc * cl, V, 100000).reshape(nc, cl))
+            ts = []
+            for r in range(reps + 1):
+                t0 = time.perf_counter()
+                lg, past = m.forward(pre)
+                first = lg[0, -1].log_softmax(-1)
+                pastx = [(k.expand(nc, -1, -1, -1), v.expand(nc, -1, -1, -1)) for k, v in past]
+                lg2, _ = m.forward(cand, pastx)
+                lp = lg2.log_softmax(-1)
+                ll = first[cand[:, 0]] + lp[:, :-1].gather(-1, cand[:, 1:, None])[..., 0].sum(-1)
+                if r:
+                    ts.append(time.perf_counter() - t0)
+            s = statistics.median(ts)
+            print(f"cands_per_s={nc / s:.1f} seconds={s:.4f} ll_sum={ll.double().sum().item():.4f} "
+                  f"ll0={ll[0].item():.5f} peak_rss={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024} "
+                  f"weights={wbytes} load_s={t_load:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# bench_lm.sh: the frozen LM (src/lm) against a PyTorch GPT-2 on the same 124M-parameter
+# GPT-2-small-shaped model (random weights, generated once into $DM_TMP), the same threads and the
+# same inputs, measured side by side in rounds that alternate C and PyTorch (the machine may be
+# shared, so neither side gets the quiet minutes). PyTorch runs under both OpenMP wait policies
+# (default and passive) and keeps its better one. Reports medians over rounds of per-run medians:
+#   forward tokens/s (logits of every position) for a batch of prompts (B=8, T=128) and a long
+#   context (B=1, T=1024), plus (B=1, T=256) for information;
+#   candidate scoring: a 128-token prefix computed once, 64 candidates of 8 tokens scored on it;
+#   achieved GFLOP/s against the sgemm peak measured in the same run; peak RSS of the C scorer
+#   beyond the weights.
+# Targets: >= 1.5x PyTorch on the prompt-batch and long-context forwards and on scoring; scoring
+# within 1 GiB beyond the weights; C and PyTorch agree on the numbers (checksums).
+set -u
+BUILD=${DM_BUILD:-build}
+TMP=${DM_TMP:-/tmp}
+TH=${BENCH_THREADS:-$(nproc)}
+ROUNDS=${BENCH_ROUNDS:-3}
+PY=/usr/bin/python3
+BIN=$BUILD/bench/bench_lm
+PYB=tests/bench/bench_lm.py
+MODEL=$TMP/lm_bench_124m
+if [ ! -x "$BIN" ]; then echo "## lm: SKIPPED ($BIN not built; run make benches)"; exit 0; fi
+if [ ! -f "$MODEL/model.safetensors" ]; then "$BIN" gen "$MODEL" >/dev/null || { echo "## lm: FAILED (cannot generate the model)"; exit 1; }; fi
+
+get() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.4f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+best() { awk -v a="$1" -v b="$2" 'BEGIN {print (a > b ? a : b)}'; }
+
+declare -A C P
+peaks=()
+fail=0
+configs=("fwd 8 128" "fwd 1 1024" "fwd 1 256" "score 128 64 8")
+for r in $(seq 1 "$ROUNDS"); do
+  peaks+=("$(get "$("$BIN" sgemm "$TH" 2048 5)" sgemm_gflops)")
+  for cfg in "${configs[@]}"; do
+    set -- $cfg
+    if [ "$1" = fwd ]; then
+      c=$("$BIN" forward "$MODEL" "$TH" "$2" "$3" 3) || fail=1
+      p1=$($PY $PYB forward "$MODEL" "$TH" "$2" "$3" 3) || fail=1
+      p2=$(OMP_WAIT_POLICY=passive $PY $PYB forward "$MODEL" "$TH" "$2" "$3" 3) || fail=1
+      key="fwd_$2x$3"; unit=tokens_per_s
+      C[$key.ck]=$(get "$c" checksum); P[$key.ck]=$(get "$p1" checksum)
+    else
+      c=$("$BIN" score "$MODEL" "$TH" "$2" "$3" "$4" 3) || fail=1
+      p1=$($PY $PYB score "$MODEL" "$TH" "$2" "$3" "$4" 3) || fail=1
+      p2=$(OMP_WAIT_POLICY=passive $PY $PYB score "$MODEL" "$TH" "$2" "$3" "$4" 3) || fail=1
+      key=score; unit=cands_per_s
+      C[$key.ck]=$(get "$c" ll_sum); P[$key.ck]=$(get "$p1" ll_sum)
+      C[rss]="${C[rss]:-} $(get "$c" peak_rss)"; C[weights]=$(get "$c" weights)
+      P[rss]="${P[rss]:-} $(get "$p1" peak_rss)"
+    fi
+    C[$key]="${C[$key]:-} $(get "$c" $unit)"
+    C[$key.gf]="${C[$key.gf]:-} $(get "$c" gflops)"
+    P[$key]="${P[$key]:-} $(best "$(get "$p1" $unit)" "$(get "$p2" $unit)")"
+  done
+done
+
+peak=$(med "${peaks[@]}")
+echo "## lm: frozen GPT-2 runtime vs PyTorch $($PY -c 'import torch; print(torch.__version__)' 2>/dev/null)"
+echo
+echo "Model: 124,439,808 parameters (GPT-2 small shape, random weights), float32; $TH threads; $ROUNDS rounds"
+echo "alternating C and PyTorch, medians. sgemm peak in this run: $peak GFLOP/s (2048^3, median of ${#peaks[@]})."
+echo
+echo "| workload | C | PyTorch | ratio | C GFLOP/s | % of sgemm peak | C = PyTorch | target |"
+echo "|---|---|---|---|---|---|---|---|"
+verdict=PASSED
+[ $fail -eq 0 ] || verdict=FAILED
+row() { # key label unit target(1/0)
+  local k=$1 c p ratio gf pct agree tgt
+  c=$(med ${C[$k]}); p=$(med ${P[$k]}); gf=$(med ${C[$k.gf]})
+  ratio=$(awk -v a="$c" -v b="$p" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+  pct=$(awk -v a="$gf" -v b="$peak" 'BEGIN {printf "%.0f%%", (b > 0 ? 100 * a / b : 0)}')
+  agree=$(awk -v a="${C[$k.ck]}" -v b="${P[$k.ck]}" 'BEGIN {d = a - b; if (d < 0) d = -d; s = (a < 0 ? -a : a); print (d <= 1e-3 * (s > 1 ? s : 1) ? "yes" : "NO")}')
+  [ "$agree" = yes ] || verdict=FAILED
+  if [ "$4" = 1 ]; then
+    tgt=">= 1.5x: $(awk -v r="$ratio" 'BEGIN {print (r >= 1.5 ? "ok" : "MISSED")}')"
+    awk -v r="$ratio" 'BEGIN {exit !(r < 1.5)}' && verdict=FAILED
+  else tgt="(information)"; fi
+  echo "| $2 | $c $3 | $p $3 | ${ratio}x | $gf | $pct | $agree | $tgt |"
+}
+row fwd_8x128 "forward B=8 T=128 (prompt batch)" "tok/s" 1
+row fwd_1x1024 "forward B=1 T=1024 (long context)" "tok/s" 1
+row fwd_1x256 "forward B=1 T=256" "tok/s" 0
+row score "score 64 x 8-token candidates after a 128-token prefix" "cand/s" 1
+rss=$(med ${C[rss]}); prss=$(med ${P[rss]}); w=${C[weights]}
+extra=$(awk -v a="$rss" -v w="$w" 'BEGIN {printf "%.0f", (a - w) / 1048576}')
+pextra=$(awk -v a="$prss" -v w="$w" 'BEGIN {printf "%.0f", (a - w) / 1048576}')
+mem=ok; [ "$extra" -le 1024 ] || { mem=MISSED; verdict=FAILED; }
+echo
+echo "Memory (load + score, peak RSS): C $((rss / 1048576)) MiB = weights $((w / 1048576)) MiB + $extra MiB (target <= 1024 MiB beyond the weights: $mem);"
+echo "PyTorch $((prss / 1048576)) MiB (+$pextra MiB)."
+echo
+echo "lm benchmark: $verdict"
+echo
+[ "$verdict" = PASSED ]
