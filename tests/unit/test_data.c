@@ -7,6 +7,7 @@
 #include "../../src/core/err.h"
 #include "../../src/data/dataset.h"
 #include "../../src/data/readers.h"
+#include "../../src/data/text.h"
 #include "tap.h"
 
 #include <math.h>
@@ -338,6 +339,42 @@ static void test_features(void)
     dm_raw_free(&raw);
 }
 
+static void test_tfidf(void)
+{
+    dm_raw raw = {0};
+    dm_meta m = {0};
+    raw.has_time = 1;
+    dm_raw_push(&raw, "u", 1, "0", 1, 1, 1, -1);
+    dm_raw_push(&raw, "u", 1, "1", 1, 2, 2, -1);
+    dm_raw_push(&raw, "u", 1, "2", 1, 3, 3, -1);
+    dm_meta_push(&m, "0", 1, "Red Lipstick", NULL, NULL, NULL, NAN, 1);
+    dm_meta_push(&m, "1", 1, "red LIPSTICK, the matte", NULL, NULL, NULL, NAN, 2);
+    dm_meta_push(&m, "2", 1, "Blue shampoo", "", "", NULL, NAN, 3);
+    dm_process_opts o = opts();
+    o.numeric_ids = 1;
+    dm_dataset d;
+    CHECK(dm_process(&raw, &m, &o, &d, NULL) == DM_OK, "%s", dm_error_message());
+    dm_tfidf_opts to = {1, 1.0, 100};
+    dm_csr A;
+    CHECK(dm_tfidf(&d, &to, 0, 3, &A) == DM_OK, "%s", dm_error_message());
+    /* vocabulary by document frequency, then bytes: lipstick red (df 2), blue matte shampoo (df 1);
+       "the" is a stop word; idf = ln((1 + 3) / (1 + df)) + 1 */
+    CHECK(A.n_cols == 5 && !strcmp(str(&A.terms, 0), "lipstick") && !strcmp(str(&A.terms, 1), "red") &&
+              !strcmp(str(&A.terms, 3), "matte"),
+          "vocabulary %zu", A.n_cols);
+    double i2 = log(4.0 / 3.0) + 1.0, i1 = log(2.0) + 1.0, nrm = sqrt(2 * i2 * i2 + i1 * i1);
+    CHECK(A.row_off[1] == 2 && fabs(A.val[0] - sqrt(0.5)) < 1e-12, "item 0: %g", A.val[0]);
+    CHECK(A.row_off[2] - A.row_off[1] == 3 && fabs(A.val[2] - i2 / nrm) < 1e-12 && fabs(A.val[4] - i1 / nrm) < 1e-12,
+          "item 1 weights %g %g", A.val[2], A.val[4]);
+    dm_csr_free(&A);
+    to.min_df = 2;
+    CHECK(dm_tfidf(&d, &to, 0, 3, &A) == DM_OK && A.n_cols == 2 && A.row_off[3] == A.row_off[2], "min_df drops rare terms");
+    dm_csr_free(&A);
+    dm_dataset_free(&d);
+    dm_raw_free(&raw);
+    dm_meta_free(&m);
+}
+
 int main(void)
 {
     const char *tmp = getenv("DM_TMP");
@@ -351,5 +388,6 @@ int main(void)
     test_filters_and_windows();
     test_stripes();
     test_features();
+    test_tfidf();
     return tap_done("test_data");
 }
