@@ -25,6 +25,10 @@ if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_RO
 export OMPI_MCA_btl_vader_single_copy_mechanism=none   # containers often forbid CMA
 export DM_MPIRUN="mpirun --oversubscribe --bind-to none"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+if [ -n "${DM_ASAN:-}" ]; then
+  # Open MPI and OpenBLAS keep allocations until exit; report leaks of our own code only when asked
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1} UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+fi
 PY=/usr/bin/python3
 ONLY=${ONLY:-}
 

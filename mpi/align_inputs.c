@@ -1,0 +1,176 @@
+/* align_inputs.c: see align_inputs.h. */
+#include "align_inputs.h"
+
+#include "linalg.h"
+
+#include "../src/core/err.h"
+#include "../src/core/log.h"
+#include "../src/core/rng.h"
+#include "../src/core/timer.h"
+#include "../src/data/text.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const ai_names[AI_NMOD] = {"cf", "text", "visual", "audio"};
+
+/* gathers row blocks (la_row_block layout) of a (m, k) float matrix onto every rank */
+static int gather_rows(par_ctx *ctx, const float *local, size_t rows, size_t k, float *all)
+{
+    void *out = NULL;
+    size_t *cnt = NULL;
+    DM_CALL(par_allgatherv(ctx, local, rows * k * sizeof(float), &out, &cnt));
+    size_t off = 0;
+    for (int r = 0; r < ctx->size; r++) off += cnt[r];
+    memcpy(all, out, off);
+    free(out);
+    free(cnt);
+    return DM_OK;
+}
+
+static int lsa_text(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, ai_inputs *in)
+{
+    double t0 = dm_wtime();
+    size_t n = d->n_items, lo, hi;
+    la_row_block(ctx, n, &lo, &hi);
+    dm_tfidf_opts o = {dm_cfg_int(cfg, "lsa.min_df"), dm_cfg_float(cfg, "lsa.max_df"), (size_t)dm_cfg_int(cfg, "lsa.max_terms")};
+    dm_csr A;
+    int rc = par_agree(ctx, dm_tfidf(d, &o, lo, hi, &A));
+    if (rc) return rc;
+    int k = (int)dm_cfg_int(cfg, "lsa.dim");
+    if ((size_t)k >= A.n_cols) k = (int)A.n_cols - 1;
+    if ((size_t)k >= n) k = (int)n - 1;
+    if (k < 1) {
+        dm_csr_free(&A);
+        dm_warn("item text has too few terms for LSA (%zu terms); no text modality", A.n_cols);
+        return DM_OK;
+    }
+    double *U = calloc((hi - lo + 1) * (size_t)k, sizeof *U), S[4096];
+    float *Uf = calloc((hi - lo + 1) * (size_t)k, sizeof *Uf);
+    in->x[AI_TEXT] = calloc(n * (size_t)k + 1, sizeof(float));
+    in->present[AI_TEXT] = calloc(n + 1, 1);
+    rc = (!U || !Uf || !in->x[AI_TEXT] || !in->present[AI_TEXT]) ? DM_ERR(DM_ENOMEM, "out of memory for LSA") : DM_OK;
+    uint64_t seed = dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0x15A, 0);
+    if (!rc) rc = la_rsvd(ctx, &A, n, k, (int)dm_cfg_int(cfg, "lsa.oversample"), (int)dm_cfg_int(cfg, "lsa.power_iters"), seed,
+                          dm_cfg_bool(cfg, "lsa.scale"), U, S);
+    if (!rc) {
+        for (size_t i = 0; i < (hi - lo) * (size_t)k; i++) Uf[i] = (float)U[i];
+        rc = gather_rows(ctx, Uf, hi - lo, (size_t)k, in->x[AI_TEXT]);
+    }
+    if (!rc) {
+        /* presence: items whose TF-IDF row is non-empty, gathered the same way */
+        uint8_t *pl = calloc(hi - lo + 1, 1);
+        for (size_t i = 0; pl && i < hi - lo; i++) pl[i] = A.row_off[i + 1] > A.row_off[i];
+        void *out = NULL;
+        size_t *cnt = NULL;
+        rc = pl ? par_allgatherv(ctx, pl, hi - lo, &out, &cnt) : DM_ERR(DM_ENOMEM, "out of memory");
+        if (!rc) memcpy(in->present[AI_TEXT], out, n);
+        free(out);
+        free(cnt);
+        free(pl);
+    }
+    if (!rc) {
+        in->dim[AI_TEXT] = (size_t)k;
+        in->n_lsa_s = k < 64 ? k : 64;
+        memcpy(in->lsa_s, S, (size_t)in->n_lsa_s * sizeof(double));
+        size_t np = 0;
+        for (size_t i = 0; i < n; i++) np += in->present[AI_TEXT][i];
+        snprintf(in->source[AI_TEXT], sizeof in->source[AI_TEXT], "LSA rank %d of a %zu-term TF-IDF", k, A.n_cols);
+        dm_log("  text: LSA rank %d of %zu items x %zu terms (randomised SVD on ScaLAPACK, %.1fs); sigma_1 %.3f, sigma_%d %.3f; "
+               "%zu items have text",
+               k, n, A.n_cols, dm_wtime() - t0, S[0], k, S[k - 1], np);
+    }
+    free(U);
+    free(Uf);
+    dm_csr_free(&A);
+    return par_agree(ctx, rc);
+}
+
+static int pca_reduce(par_ctx *ctx, const dm_cfg *cfg, ai_inputs *in, int m)
+{
+    size_t n = in->n_items, D = in->dim[m], lo, hi;
+    int k = (int)dm_cfg_int(cfg, "modal.pca_dim");
+    if (k <= 0 || D <= (size_t)dm_cfg_int(cfg, "modal.pca_above") || (size_t)k >= D) return DM_OK;
+    la_row_block(ctx, n, &lo, &hi);
+    float *out = calloc((hi - lo + 1) * (size_t)k, sizeof *out), *all = calloc(n * (size_t)k + 1, sizeof *all);
+    double *w = calloc((size_t)k, sizeof *w), *mean = calloc(D, sizeof *mean);
+    int rc = (!out || !all || !w || !mean) ? DM_ERR(DM_ENOMEM, "out of memory for PCA") : DM_OK;
+    rc = par_agree(ctx, rc);
+    if (!rc) rc = la_pca(ctx, in->x[m] + lo * D, in->present[m] + lo, hi - lo, D, k, dm_cfg_bool(cfg, "modal.pca_whiten"), 1e-6,
+                         (int)dm_cfg_int(cfg, "ease.block"), out, w, mean);
+    if (!rc) rc = gather_rows(ctx, out, hi - lo, (size_t)k, all);
+    if (!rc) {
+        free(in->x[m]);
+        in->x[m] = all;
+        all = NULL;
+        in->dim[m] = (size_t)k;
+        size_t l = strlen(in->source[m]);
+        snprintf(in->source[m] + l, sizeof in->source[m] - l, ", PCA %zu -> %d", D, k);
+        dm_log("  %s: PCA %zu -> %d dimensions (pdsyevd), leading variance %.4g", ai_names[m], D, k, w[0]);
+    }
+    free(out);
+    free(all);
+    free(w);
+    free(mean);
+    return rc;
+}
+
+int ai_build(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, const float *e_cf, size_t C,
+             ai_inputs *in)
+{
+    memset(in, 0, sizeof *in);
+    size_t n = d->n_items;
+    in->n_items = n;
+    int rc = DM_OK;
+    if (e_cf) {
+        in->dim[AI_CF] = C;
+        in->x[AI_CF] = malloc(n * C * sizeof(float) + 4);
+        in->present[AI_CF] = calloc(n + 1, 1);
+        if (!in->x[AI_CF] || !in->present[AI_CF]) rc = DM_ERR(DM_ENOMEM, "out of memory");
+        else {
+            memcpy(in->x[AI_CF], e_cf, n * C * sizeof(float));
+            for (size_t j = 0; j < d->n_inter; j++)
+                if (roles[j] == DM_TRAIN) in->present[AI_CF][d->item[j]] = 1;
+            snprintf(in->source[AI_CF], sizeof in->source[AI_CF], "SASRec item embeddings (cf.h5)");
+        }
+    }
+    for (int k = 0; k < d->n_modal && !rc; k++) {
+        const dm_modal *md = &d->modal[k];
+        int m = !strcmp(md->name, "text") ? AI_TEXT : !strcmp(md->name, "visual") ? AI_VISUAL : AI_AUDIO;
+        in->dim[m] = md->dim;
+        in->x[m] = malloc(n * md->dim * sizeof(float) + 4);
+        in->present[m] = malloc(n + 1);
+        if (!in->x[m] || !in->present[m]) {
+            rc = DM_ERR(DM_ENOMEM, "out of memory");
+            break;
+        }
+        memcpy(in->x[m], md->feat, n * md->dim * sizeof(float));
+        memcpy(in->present[m], md->present, n);
+        snprintf(in->source[m], sizeof in->source[m], "%s", md->source);
+    }
+    rc = par_agree(ctx, rc);
+    if (!rc && !in->dim[AI_TEXT]) {
+        size_t with = 0;
+        for (size_t i = 0; i < n; i++) {
+            size_t l1, l2, l3;
+            dm_strtab_get(&d->title, i, &l1);
+            dm_strtab_get(&d->brand, i, &l2);
+            dm_strtab_get(&d->category, i, &l3);
+            with += l1 + l2 + l3 > 0;
+        }
+        if (with) rc = lsa_text(ctx, cfg, d, in);
+    }
+    for (int m = AI_TEXT; m < AI_NMOD && !rc; m++)
+        if (in->dim[m] && strncmp(in->source[m], "LSA", 3)) rc = pca_reduce(ctx, cfg, in, m);
+    return par_agree(ctx, rc);
+}
+
+void ai_free(ai_inputs *in)
+{
+    for (int m = 0; m < AI_NMOD; m++) {
+        free(in->x[m]);
+        free(in->present[m]);
+    }
+    memset(in, 0, sizeof *in);
+}
