@@ -682,8 +682,7 @@ int gpt2_forward(gpt2_model *m, const int *inputs, const float *soft, int n_soft
     return DM_OK;
 }
 
-int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, const float *soft, float *dsoft,
-                  int flags)
+int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, float *dsoft, int flags)
 {
     const gpt2_config *c = &m->cfg;
     if (!(m->flags & GPT2_KEEP))
@@ -770,7 +769,6 @@ int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, con
             for (int k = 0; k < C; k++) dp[k] += d[k];
         }
     }
-    (void)soft;
     return DM_OK;
 }
 

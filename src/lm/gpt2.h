@@ -160,8 +160,7 @@ int gpt2_forward(gpt2_model *m, const int *inputs, const float *soft, int n_soft
  * (with respect to acts.lnf) when non-NULL. dsoft (n_soft, C), when non-NULL, receives += the
  * gradient of the soft rows. With GPT2_WEIGHT_GRADS parameter gradients are accumulated (+=) into
  * grad_slab; without it no weight-gradient GEMM runs. Destroys acts.logits. */
-int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, const float *soft,
-                  float *dsoft, int flags);
+int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, float *dsoft, int flags);
 
 /* Training support: allocates grad_slab and the AdamW moments. */
 int gpt2_train_init(gpt2_model *m);

@@ -82,7 +82,7 @@ static float run_fb(gpt2_model *m, const int *ids, const float *soft, int n_soft
         exit(1);
     }
     float loss = m->loss;
-    if (gpt2_backward(m, NULL, NULL, soft, dsoft, wflags)) {
+    if (gpt2_backward(m, NULL, NULL, dsoft, wflags)) {
         dm_error_print("test");
         exit(1);
     }
@@ -228,10 +228,25 @@ int main(void)
     /* an upstream gradient on the final hidden states, added to the loss */
     memset(dsoft_f, 0, ns * sizeof *dsoft_f);
     CHECK(gpt2_forward(&m, ids, soft, n_soft, tg, B, T, rnorm[0], GPT2_KEEP) == DM_OK, "forward");
-    CHECK(gpt2_backward(&m, NULL, dh, soft, dsoft_f, 0) == DM_OK, "backward dhidden");
+    CHECK(gpt2_backward(&m, NULL, dh, dsoft_f, 0) == DM_OK, "backward dhidden");
     double ds2 = maxdiff(dsoft_f, rds2, ns);
     printf("  dsoft with dhidden vs pytorch: %.3g\n", ds2);
     CHECK(ds2 < 1e-5, "dsoft (dhidden) differs by %g", ds2);
+
+    /* hidden states only (GPT2_NOLOGITS): the gradient of <hidden, dhidden> alone, which by
+     * linearity is the reference's dsoft_hidden - dsoft */
+    {
+        float *d4 = calloc(ns, sizeof *d4), *want = malloc(ns * sizeof *want);
+        for (size_t i = 0; i < ns; i++) want[i] = rds2[i] - rds[i];
+        CHECK(gpt2_forward(&m, ids, soft, n_soft, NULL, B, T, 1, GPT2_KEEP | GPT2_NOLOGITS) == DM_OK, "forward nologits");
+        double dhh = maxdiff(m.acts.lnf, rhid, (size_t)B * T * C);
+        CHECK(gpt2_backward(&m, NULL, dh, d4, 0) == DM_OK, "backward nologits");
+        double dd = maxdiff(d4, want, ns);
+        printf("  GPT2_NOLOGITS: hidden %.3g, dsoft from dhidden alone %.3g\n", dhh, dd);
+        CHECK(dhh < 1e-4 && dd < 1e-5, "nologits path differs (%g, %g)", dhh, dd);
+        free(d4);
+        free(want);
+    }
 
     /* an upstream gradient on the logits equal to the loss's own gradient gives the same dsoft */
     {
@@ -245,7 +260,7 @@ int main(void)
             if (tg[i] >= 0) dlg[(size_t)i * V + tg[i]] -= 1.0f / rnorm[0];
         }
         CHECK(gpt2_forward(&m, ids, soft, n_soft, NULL, B, T, 1, GPT2_KEEP) == DM_OK, "forward");
-        CHECK(gpt2_backward(&m, dlg, NULL, soft, d3, 0) == DM_OK, "backward dlogits");
+        CHECK(gpt2_backward(&m, dlg, NULL, d3, 0) == DM_OK, "backward dlogits");
         double dd = maxdiff(d3, rds, ns);
         printf("  dsoft from an upstream dlogits vs pytorch: %.3g\n", dd);
         CHECK(dd < 1e-5, "dsoft (dlogits) differs by %g", dd);
