@@ -20,6 +20,8 @@ static const cli_cmd g_cmds[] = {
     {"synth", cmd_synth, "generate the synthetic default dataset into dataset.h5", NULL},
     {"train-cf", cmd_train_cf, "train the collaborative-filtering models (SASRec, EASE, popularity) into cf.h5", NULL},
     {"eval", cmd_eval, "score every model on the stored candidate sets, per user, into results.h5", NULL},
+    {"report", cmd_report, "tables (LaTeX, Markdown, CSV) with significance tests and gnuplot figures from results files", NULL},
+    {"sweep", cmd_sweep, "expand a sweep file (grid, random search, seeds) into a manifest and a Slurm job array", NULL},
     {"info", cmd_info, "summarise a dynmm HDF5 file (counts, density, lengths, time span, modalities, windows)", NULL},
     {"config", cmd_config, "print the resolved config, or the reference config with every key", NULL},
     {"version", cmd_version, "print the version and build information", NULL},
