@@ -1,0 +1,99 @@
+/* align_kernels.c: the optimised kernels of the multimodal aligner (see align_kernels.h): linear
+ * layers and the InfoNCE logits and gradients as OpenBLAS sgemm calls, the row-wise softmax under
+ * OpenMP (never around a BLAS call).
+ */
+#include "align_kernels.h"
+
+#include "../core/err.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+static void linear_forward(float *out, const float *inp, const float *w, const float *b, int N,
+                           int IC, int OC)
+{
+    if (N <= 0) return;
+    if (b)
+        for (int r = 0; r < N; r++) memcpy(out + (size_t)r * OC, b, (size_t)OC * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC,
+                b ? 1.0f : 0.0f, out, OC);
+}
+
+static void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                            const float *w, int N, int IC, int OC)
+{
+    if (N <= 0) return;
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC,
+                    1.0f, dinp, IC);
+    if (dw)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC,
+                    1.0f, dw, IC);
+    if (db)
+        for (int r = 0; r < N; r++) {
+            const float *g = dout + (size_t)r * OC;
+            for (int o = 0; o < OC; o++) db[o] += g[o];
+        }
+}
+
+/* One block of n anchors: logits (n, nb) -> per-row loss, and (when grad) the logits overwritten
+ * by gscale inv_tau (softmax - onehot), 0 at excluded candidates. */
+static void nce_rows(float *logits, double *rowloss, const int *pos, const int64_t *aitem,
+                     const int64_t *bitem, int n, int nb, float inv_tau, float gscale, int grad)
+{
+    const int excl = aitem && bitem;
+#pragma omp parallel for schedule(static) if ((size_t)n * nb > ALIGN_PAR_MIN)
+    for (int r = 0; r < n; r++) {
+        float *L = logits + (size_t)r * nb;
+        const int p = pos[r];
+        const int64_t it = excl ? aitem[r] : 0;
+        float mx = L[p];
+        const float lp = L[p];
+        for (int j = 0; j < nb; j++)
+            if (!(excl && bitem[j] == it && j != p) && L[j] > mx) mx = L[j];
+        double s = 0.0;
+        for (int j = 0; j < nb; j++) { /* L becomes exp(L - max), 0 at excluded candidates */
+            float e = (excl && bitem[j] == it && j != p) ? 0.0f : expf(L[j] - mx);
+            L[j] = e;
+            s += e;
+        }
+        rowloss[r] = mx + log(s) - lp;
+        if (grad) {
+            const float c = (float)(gscale * inv_tau / s);
+            for (int j = 0; j < nb; j++) L[j] *= c;
+            L[p] -= gscale * inv_tau;
+        }
+    }
+}
+
+static double nce(float *dahat, float *dbhat, const float *ahat, const int *pos,
+                  const int64_t *aitem, int na, const float *bhat, const int64_t *bitem, int nb,
+                  int d, float inv_tau, float gscale, float *logits, size_t chunk, double *rowloss)
+{
+    if (na <= 0 || nb <= 0) return 0.0;
+    DM_ASSERT(chunk >= (size_t)nb);
+    size_t rb = chunk / (size_t)nb;
+    if (rb > (size_t)na) rb = (size_t)na;
+    const int grad = dahat != NULL;
+    for (int r0 = 0; r0 < na; r0 += (int)rb) {
+        int n = na - r0 < (int)rb ? na - r0 : (int)rb;
+        const float *A = ahat + (size_t)r0 * d;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, nb, d, inv_tau, A, d, bhat, d,
+                    0.0f, logits, nb);
+        nce_rows(logits, rowloss + r0, pos + r0, aitem ? aitem + r0 : NULL, bitem, n, nb, inv_tau,
+                 gscale, grad);
+        if (grad) {
+            /* dA = G bhat, dB += G^T A with G = gscale inv_tau (softmax - onehot) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, nb, 1.0f, logits, nb,
+                        bhat, d, 0.0f, dahat + (size_t)r0 * d, d);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nb, d, n, 1.0f, logits, nb, A, d,
+                        1.0f, dbhat, d);
+        }
+    }
+    double s = 0.0;
+    for (int r = 0; r < na; r++) s += rowloss[r];
+    return s;
+}
+
+const align_kernels align_kernels_fast = {linear_forward, linear_backward, nce};
