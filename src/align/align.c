@@ -744,11 +744,12 @@ int align_loss(align_model *m, align_acts *a, const align_batch *b, const align_
         }
         if (!na || !nb) continue;
         const int excl = b->item && bank->item;
-        if (grad) memset(a->dbhat, 0, (size_t)nb * d * sizeof(float));
-        s_nce += K->nce(grad ? a->danc : NULL, a->dbhat, a->anc, a->apos, excl ? a->aitem : NULL,
+        const int g_on = grad && gnce != 0.0f; /* w_nce = 0: the loss is still reported */
+        if (g_on) memset(a->dbhat, 0, (size_t)nb * d * sizeof(float));
+        s_nce += K->nce(g_on ? a->danc : NULL, a->dbhat, a->anc, a->apos, excl ? a->aitem : NULL,
                         na, a->bhat, excl ? a->bitem : NULL, nb, d, 1.0f / c->tau, gnce,
                         a->logits, a->chunk, a->rowloss);
-        if (!grad) continue;
+        if (!g_on) continue;
         for (int r = 0; r < na; r++) {
             int src = a->asrc[r];
             l2n_backward(a->dz + (size_t)src * d, a->danc + (size_t)r * d,

@@ -57,12 +57,19 @@
  *   reduce_scatter(dbank, SUM, counts B_r K d) -> mine (B, K, d)
  *        (equivalently allreduce(dbank) and mine = dbank + lo K d)
  *   align_backward(m, a, &b, mine);     // adds mine to dL/dz, back-propagates into m->grads
- *   allreduce(SUM, m->grads_mem, m->nparams); allreduce(SUM, loss fields)
+ *   allreduce(SUM, m->grads_mem, m->nparams); allreduce(SUM, total, nce, recon, match, rank)
+ *                                       // (not the n_* fields: those are already global)
  *   align_adam_step(m);                 // identical on every rank
  * Each rank's loss and gradient are its share: the sums over ranks equal the single-process
  * full-batch loss and gradient up to float summation order (anchors are local; the positive and
  * the negatives come from the bank, whose gradient goes back to the rank owning the row).
  * One process: align_train_step() does all of this with the bank = its own batch.
+ * Sizing: cfg.max_batch >= the items of any rank's batch, cfg.max_bank >= G (e.g. the global
+ * examples per step times 1 + n_neg), cfg.max_users / max_rank >= a rank's users / examples; a rank
+ * may hold no items or examples (B = 0) and still takes part. The same item may sit in several
+ * ranks' batches: each row is an anchor and none is the other's negative. Modality dropout keys are
+ * (seed, step, item id), so the driver should draw anything else (negatives, shuffles) from
+ * differently derived seeds.
  *
  * Memory: align_model owns the parameter, gradient and Adam slabs (one contiguous float array each,
  * the same layout, named views into it); align_acts owns activations and scratch sized by the

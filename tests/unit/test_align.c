@@ -1086,6 +1086,37 @@ static void test_inference(void)
     }
     CHECK(okw, "fusion weights are not a distribution over the present modalities");
 
+    /* w_nce = 0: the InfoNCE is reported but contributes no gradient */
+    {
+        align_model m0;
+        align_config c0 = c;
+        c0.w_nce = 0;
+        CHECK(align_init(&m0, &c0) == DM_OK, "init");
+        memcpy(m0.params_mem, m.params_mem, m.nparams * 4);
+        align_losses l0, l1;
+        align_zero_grad(&m0);
+        align_zero_grad(&m);
+        CHECK(align_train_step(&m0, &a, &b, &l0) == DM_OK && align_train_step(&m, &a, &b, &l1) == DM_OK,
+              "steps");
+        CHECK(l0.nce == l1.nce && l0.nce > 0 && fabs(l0.total - (l1.total - l1.nce)) < 1e-6,
+              "w_nce = 0: nce %g vs %g, total %g vs %g", l0.nce, l1.nce, l0.total, l1.total - l1.nce);
+        /* the gradient is linear in the weights: g(w_nce = 0) = g(all) - g(InfoNCE alone) */
+        align_model mn;
+        align_config cn = c;
+        cn.w_recon = cn.w_match = cn.w_rank = 0;
+        CHECK(align_init(&mn, &cn) == DM_OK, "init");
+        memcpy(mn.params_mem, m.params_mem, m.nparams * 4);
+        align_zero_grad(&mn);
+        CHECK(align_train_step(&mn, &a, &b, &l1) == DM_OK, "InfoNCE-only step");
+        double dl = 0;
+        for (size_t i = 0; i < m.nparams; i++)
+            dl = fmax(dl, fabs((double)m0.grads_mem[i] - (m.grads_mem[i] - mn.grads_mem[i])));
+        CHECK(dl < 1e-5 * fmax(1.0, maxabs(m.grads_mem, m.nparams)),
+              "w_nce = 0 gradient differs from the difference by %g", dl);
+        align_free(&m0);
+        align_free(&mn);
+    }
+
     /* input errors */
     align_batch bad = b;
     int32_t badpos[8];
