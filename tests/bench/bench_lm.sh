@@ -2,13 +2,14 @@
 # bench_lm.sh: the frozen LM (src/lm) against a PyTorch GPT-2 on the same 124M-parameter
 # GPT-2-small-shaped model (random weights, generated once into $DM_TMP), the same threads and the
 # same inputs, measured side by side in rounds that alternate C and PyTorch (the machine may be
-# shared, so neither side gets the quiet minutes). PyTorch runs under both OpenMP wait policies
-# (default and passive) and keeps its better one. Reports medians over rounds of per-run medians:
+# shared, so neither side gets the quiet minutes). Both sides run under both OpenMP wait policies
+# (default and passive) and keep their better one. Reports medians over rounds of per-run medians:
 #   forward tokens/s (logits of every position) for a batch of prompts (B=8, T=128) and a long
 #   context (B=1, T=1024), plus (B=1, T=256) for information;
 #   candidate scoring: a 128-token prefix computed once, 64 candidates of 8 tokens scored on it;
-#   achieved GFLOP/s against the sgemm peak measured in the same run; peak RSS of the C scorer
-#   beyond the weights.
+#   achieved GFLOP/s against the sgemm peak measured in the same run, and the ratio C would reach
+#   at 100% of that peak (a GEMM-bound workload cannot beat it); peak RSS of the C scorer beyond the
+#   weights.
 # Targets: >= 1.5x PyTorch on the prompt-batch and long-context forwards and on scoring; scoring
 # within 1 GiB beyond the weights; C and PyTorch agree on the numbers (checksums).
 set -u
@@ -37,12 +38,14 @@ for r in $(seq 1 "$ROUNDS"); do
     set -- $cfg
     if [ "$1" = fwd ]; then
       c=$("$BIN" forward "$MODEL" "$TH" "$2" "$3" 3) || fail=1
+      c2=$(OMP_WAIT_POLICY=passive "$BIN" forward "$MODEL" "$TH" "$2" "$3" 3) || fail=1
       p1=$($PY $PYB forward "$MODEL" "$TH" "$2" "$3" 3) || fail=1
       p2=$(OMP_WAIT_POLICY=passive $PY $PYB forward "$MODEL" "$TH" "$2" "$3" 3) || fail=1
       key="fwd_$2x$3"; unit=tokens_per_s
       C[$key.ck]=$(get "$c" checksum); P[$key.ck]=$(get "$p1" checksum)
     else
       c=$("$BIN" score "$MODEL" "$TH" "$2" "$3" "$4" 3) || fail=1
+      c2=$(OMP_WAIT_POLICY=passive "$BIN" score "$MODEL" "$TH" "$2" "$3" "$4" 3) || fail=1
       p1=$($PY $PYB score "$MODEL" "$TH" "$2" "$3" "$4" 3) || fail=1
       p2=$(OMP_WAIT_POLICY=passive $PY $PYB score "$MODEL" "$TH" "$2" "$3" "$4" 3) || fail=1
       key=score; unit=cands_per_s
@@ -50,6 +53,7 @@ for r in $(seq 1 "$ROUNDS"); do
       C[rss]="${C[rss]:-} $(get "$c" peak_rss)"; C[weights]=$(get "$c" weights)
       P[rss]="${P[rss]:-} $(get "$p1" peak_rss)"
     fi
+    if awk -v a="$(get "$c2" $unit)" -v b="$(get "$c" $unit)" 'BEGIN {exit !(a > b)}'; then c=$c2; fi
     C[$key]="${C[$key]:-} $(get "$c" $unit)"
     C[$key.gf]="${C[$key.gf]:-} $(get "$c" gflops)"
     P[$key]="${P[$key]:-} $(best "$(get "$p1" $unit)" "$(get "$p2" $unit)")"
@@ -62,8 +66,8 @@ echo
 echo "Model: 124,439,808 parameters (GPT-2 small shape, random weights), float32; $TH threads; $ROUNDS rounds"
 echo "alternating C and PyTorch, medians. sgemm peak in this run: $peak GFLOP/s (2048^3, median of ${#peaks[@]})."
 echo
-echo "| workload | C | PyTorch | ratio | C GFLOP/s | % of sgemm peak | C = PyTorch | target |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| workload | C | PyTorch | ratio | C GFLOP/s | % of sgemm peak | ratio at 100% of peak | C = PyTorch | target |"
+echo "|---|---|---|---|---|---|---|---|---|"
 verdict=PASSED
 [ $fail -eq 0 ] || verdict=FAILED
 row() { # key label unit target(1/0)
@@ -71,13 +75,14 @@ row() { # key label unit target(1/0)
   c=$(med ${C[$k]}); p=$(med ${P[$k]}); gf=$(med ${C[$k.gf]})
   ratio=$(awk -v a="$c" -v b="$p" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
   pct=$(awk -v a="$gf" -v b="$peak" 'BEGIN {printf "%.0f%%", (b > 0 ? 100 * a / b : 0)}')
+  ceil=$(awk -v r="$ratio" -v a="$gf" -v b="$peak" 'BEGIN {printf "%.2fx", (a > 0 ? r * b / a : 0)}')
   agree=$(awk -v a="${C[$k.ck]}" -v b="${P[$k.ck]}" 'BEGIN {d = a - b; if (d < 0) d = -d; s = (a < 0 ? -a : a); print (d <= 1e-3 * (s > 1 ? s : 1) ? "yes" : "NO")}')
   [ "$agree" = yes ] || verdict=FAILED
   if [ "$4" = 1 ]; then
     tgt=">= 1.5x: $(awk -v r="$ratio" 'BEGIN {print (r >= 1.5 ? "ok" : "MISSED")}')"
     awk -v r="$ratio" 'BEGIN {exit !(r < 1.5)}' && verdict=FAILED
   else tgt="(information)"; fi
-  echo "| $2 | $c $3 | $p $3 | ${ratio}x | $gf | $pct | $agree | $tgt |"
+  echo "| $2 | $c $3 | $p $3 | ${ratio}x | $gf | $pct | $ceil | $agree | $tgt |"
 }
 row fwd_8x128 "forward B=8 T=128 (prompt batch)" "tok/s" 1
 row fwd_1x1024 "forward B=1 T=1024 (long context)" "tok/s" 1
