@@ -475,6 +475,7 @@ void gpt2_free(gpt2_model *m)
     free(m->dbt_f);
     free(m->inputs);
     free(m->targets);
+    free(m->rows);
     memset(m, 0, sizeof *m);
 }
 
@@ -512,7 +513,7 @@ static size_t act_layout(const gpt2_config *c, int B, int T, int flags, gpt2_act
         {&a->res2, L * BT * C}, {&a->ln2, L * BT * C}, {&a->ln2_mean, L * BT}, {&a->ln2_rstd, L * BT},
         {&a->fch, L * BT * F}, {&a->fch_gelu, (flags & GPT2_KEEP) ? L * BT * F : 0},
         {&a->res3, L * BT * C}, {&a->lnf, BT * C}, {&a->lnf_mean, BT}, {&a->lnf_rstd, BT},
-        {&a->logits, BT * V}, {&a->lse, BT}};
+        {&a->logits, BT * V}, {&a->lse, BT}, {&a->lnf_rows, V ? BT * C : 0}};
     size_t total = 0;
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         if (base) *v[i].p = v[i].n ? base + total : NULL;
@@ -555,9 +556,11 @@ int gpt2_reserve(gpt2_model *m, int B, int T, int flags)
     if (nB * nT > m->max_B * m->max_T || !m->inputs) {
         free(m->inputs);
         free(m->targets);
-        m->inputs = m->targets = NULL;
+        free(m->rows);
+        m->inputs = m->targets = m->rows = NULL;
         DM_ALLOC(m->inputs, (size_t)nB * nT);
         DM_ALLOC(m->targets, (size_t)nB * nT);
+        DM_ALLOC(m->rows, (size_t)nB * nT);
     }
     if ((nflags & GPT2_KEEP) && (!m->dres || nB * nT > m->max_B * m->max_T)) {
         size_t BT = (size_t)nB * nT, C = (size_t)c->channels;
@@ -657,26 +660,45 @@ int gpt2_forward(gpt2_model *m, const int *inputs, const float *soft, int n_soft
     const float *last = a->res3 + (c->num_layers - 1) * lC;
     gpt2_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last, p->lnfw, p->lnfb, (int)BT, C, c->ln_eps);
     m->loss = 0.0f;
+    m->n_rows = 0;
     if (flags & GPT2_NOLOGITS) return DM_OK;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)BT, V, C, 1.0f, a->lnf, C, p->wte, C, 0.0f,
-                a->logits, V);
+    if ((flags & GPT2_TARGET_ROWS) && !targets)
+        return DM_ERR(DM_EINTERNAL, "gpt2_forward: GPT2_TARGET_ROWS needs targets");
+    if (targets)
+        for (size_t i = 0; i < BT; i++)
+            if (targets[i] >= V)
+                return DM_ERR(DM_EINPUT, "target %zu: token id %d is outside the vocabulary of %d", i, targets[i], V);
+    int sparse = (flags & GPT2_TARGET_ROWS) != 0;
+    const float *hin = a->lnf;
+    size_t NR = BT;
+    if (sparse) {
+        NR = 0;
+        for (size_t i = 0; i < BT; i++)
+            if (targets[i] >= 0) m->rows[NR++] = (int)i;
+#pragma omp parallel for schedule(static)
+        for (size_t k = 0; k < NR; k++)
+            memcpy(a->lnf_rows + k * C, a->lnf + (size_t)m->rows[k] * C, (size_t)C * sizeof(float));
+        hin = a->lnf_rows;
+    }
+    m->n_rows = (int)NR;
+    if (NR > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)NR, V, C, 1.0f, hin, C, p->wte, C, 0.0f,
+                    a->logits, V);
     if (!targets) return DM_OK;
-    for (size_t i = 0; i < BT; i++)
-        if (targets[i] >= V)
-            return DM_ERR(DM_EINPUT, "target %zu: token id %d is outside the vocabulary of %d", i, targets[i], V);
     double loss = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : loss)
-    for (size_t i = 0; i < BT; i++) {
+    for (size_t k = 0; k < NR; k++) {
+        size_t i = sparse ? (size_t)m->rows[k] : k;
         if (targets[i] < 0) continue;
-        const float *r = a->logits + i * V;
+        const float *r = a->logits + k * V;
         float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
         for (int j = 0; j < V; j++) mx = r[j] > mx ? r[j] : mx;
         float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
         for (int j = 0; j < V; j++) sum += exp_fast(r[j] - mx);
-        a->lse[i] = mx + logf(sum);
-        loss += a->lse[i] - r[targets[i]];
+        a->lse[k] = mx + logf(sum);
+        loss += a->lse[k] - r[targets[i]];
     }
     m->loss = (float)(loss / norm);
     return DM_OK;
@@ -702,16 +724,21 @@ int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, flo
     float *dres = m->dres, *dc = m->dbt_c;
     memset(dres, 0, lC * sizeof *dres);
     memset(dc, 0, lC * sizeof *dc);
+    int sparse = (m->flags & GPT2_TARGET_ROWS) != 0;
+    if (sparse && dlogits)
+        return DM_ERR(DM_EINTERNAL, "gpt2_backward: dlogits cannot be combined with GPT2_TARGET_ROWS");
     if (use_logits) {
         float *dl = a->logits; /* in place: logits are no longer needed */
         const int *tg = m->targets;
         float inv = 1.0f / m->norm;
+        size_t NR = sparse ? (size_t)m->n_rows : BT;
 #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < BT; i++) {
-            float *r = dl + i * V;
+        for (size_t k = 0; k < NR; k++) {
+            size_t i = sparse ? (size_t)m->rows[k] : k;
+            float *r = dl + k * V;
             const float *u = dlogits ? dlogits + i * V : NULL;
             if (m->has_targets && tg[i] >= 0) {
-                float lse = a->lse[i];
+                float lse = a->lse[k];
                 for (int j = 0; j < V; j++) r[j] = exp_fast(r[j] - lse) * inv;
                 r[tg[i]] -= inv;
             } else {
@@ -720,10 +747,21 @@ int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, flo
             if (u)
                 for (int j = 0; j < V; j++) r[j] += u[j];
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, C, V, 1.0f, dl, V, p->wte, C, 0.0f, dc, C);
-        if (wg)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, (int)BT, 1.0f, dl, V, a->lnf, C, 1.0f,
-                        g->wte, C);
+        if (!sparse) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, C, V, 1.0f, dl, V, p->wte, C, 0.0f, dc, C);
+            if (wg)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, (int)BT, 1.0f, dl, V, a->lnf, C, 1.0f,
+                            g->wte, C);
+        } else if (NR > 0) {
+            if (wg)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, (int)NR, 1.0f, dl, V, a->lnf_rows, C, 1.0f,
+                            g->wte, C);
+            /* the packed hidden states are spent: their buffer takes the packed gradient */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)NR, C, V, 1.0f, dl, V, p->wte, C, 0.0f,
+                        a->lnf_rows, C);
+            for (size_t k = 0; k < NR; k++)
+                memcpy(dc + (size_t)m->rows[k] * C, a->lnf_rows + k * C, (size_t)C * sizeof(float));
+        }
     }
     if (dhidden)
         for (size_t i = 0; i < lC; i++) dc[i] += dhidden[i];

@@ -85,14 +85,17 @@ typedef struct {
     float *lnf;      /* (B, T, C) final hidden states */
     float *lnf_mean; /* (B, T) */
     float *lnf_rstd; /* (B, T) */
-    float *logits;   /* (B, T, V); overwritten by dlogits in backward */
-    float *lse;      /* (B, T) log-sum-exp of each logits row */
+    float *logits;   /* (B, T, V), or (n_rows, V) with GPT2_TARGET_ROWS; overwritten in backward */
+    float *lse;      /* (B, T) or (n_rows) log-sum-exp of each logits row */
+    float *lnf_rows; /* (n_rows, C) the final hidden states of the target rows (GPT2_TARGET_ROWS) */
 } gpt2_acts;
 
 /* Forward flags. */
 enum {
     GPT2_KEEP = 1,     /* keep every layer's activations for gpt2_backward */
     GPT2_NOLOGITS = 2, /* stop at the final hidden states (acts.lnf); no logits, no loss */
+    GPT2_TARGET_ROWS = 4, /* logits only at positions with a target (packed, rows[] says which):
+                           * soft-prompt positions without targets skip the output head */
 };
 /* Backward flags. */
 enum {
@@ -124,6 +127,8 @@ typedef struct {
     int B, T, flags;
     int *inputs;   /* (maxB, maxT) copy of the last inputs */
     int *targets;  /* (maxB, maxT) copy of the last targets, -1 = none */
+    int *rows;     /* (maxB, maxT) positions b * T + t of the logits rows with GPT2_TARGET_ROWS */
+    int n_rows;    /* logits rows of the last forward */
     int has_targets;
     float norm;
     float loss;    /* sum over targets of -log p, divided by norm */

@@ -233,6 +233,32 @@ int main(void)
     printf("  dsoft with dhidden vs pytorch: %.3g\n", ds2);
     CHECK(ds2 < 1e-5, "dsoft (dhidden) differs by %g", ds2);
 
+    /* logits only where there are targets (GPT2_TARGET_ROWS): same loss and gradients */
+    {
+        float *ref_all = malloc(m.num_params * sizeof(float)), *d5 = calloc(ns, sizeof *d5);
+        float *o = ref_all;
+        for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
+            char nm[64];
+            snprintf(nm, sizeof nm, "grad.%s", gpt2_param_names[p]);
+            float *r = get(nm, NULL);
+            memcpy(o, r, m.param_sizes[p] * sizeof(float));
+            o += m.param_sizes[p];
+            free(r);
+        }
+        gpt2_zero_grad(&m);
+        CHECK(gpt2_forward(&m, ids, soft, n_soft, tg, B, T, rnorm[0], GPT2_KEEP | GPT2_TARGET_ROWS) == DM_OK, "fwd rows");
+        int nt = 0;
+        for (int i = 0; i < B * T; i++) nt += tg[i] >= 0;
+        CHECK(m.n_rows == nt, "%d logits rows for %d targets", m.n_rows, nt);
+        NEAR(m.loss, rloss[0], 1e-5, "loss with GPT2_TARGET_ROWS");
+        CHECK(gpt2_backward(&m, NULL, NULL, d5, GPT2_WEIGHT_GRADS) == DM_OK, "bwd rows");
+        double dg = maxdiff(m.grad_slab, ref_all, m.num_params), d5d = maxdiff(d5, rds, ns);
+        printf("  GPT2_TARGET_ROWS (%d of %d rows): gradients vs pytorch %.3g, dsoft %.3g\n", nt, B * T, dg, d5d);
+        CHECK(dg < 3e-5 && d5d < 1e-5, "target-rows gradients differ (%g, %g)", dg, d5d);
+        free(ref_all);
+        free(d5);
+    }
+
     /* hidden states only (GPT2_NOLOGITS): the gradient of <hidden, dhidden> alone, which by
      * linearity is the reference's dsoft_hidden - dsoft */
     {
