@@ -1,0 +1,89 @@
+/* adapter_kernels.c: the optimised adapter kernels (see adapter_kernels.h): linear layers as
+ * cblas_sgemm calls, the recommendation loss with OpenMP over examples. The per-example losses go
+ * through a buffer summed in example order, so the result does not depend on the thread count.
+ */
+#include "adapter_kernels.h"
+
+#include "adapter.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+static void linear_forward(float *out, const float *inp, const float *w, const float *b, int N,
+                           int IC, int OC)
+{
+    if (N <= 0) return;
+    for (int r = 0; r < N; r++) {
+        float *o = out + (size_t)r * OC;
+        if (b) memcpy(o, b, (size_t)OC * sizeof(float));
+        else memset(o, 0, (size_t)OC * sizeof(float));
+    }
+    if (IC > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, 1.0f,
+                    out, OC);
+}
+
+static void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                            const float *w, int N, int IC, int OC)
+{
+    if (N <= 0) return;
+    if (dinp && IC > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC,
+                    1.0f, dinp, IC);
+    if (dw && IC > 0)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC,
+                    1.0f, dw, IC);
+    if (db)
+        for (int r = 0; r < N; r++) {
+            const float *g = dout + (size_t)r * OC;
+            for (int o = 0; o < OC; o++) db[o] += g[o];
+        }
+}
+
+static inline double softplus(double x) { return (x > 0 ? x : 0.0) + log1p(exp(-fabs(x))); }
+static inline double sigmoid(double x)
+{
+    return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
+}
+
+static double rec_loss(float *dscore, const float *h, const float *z, const int32_t *ex_u,
+                       const int32_t *ex_i, int B, int K1, int d, int loss, float scale,
+                       double *rowbuf)
+{
+#pragma omp parallel for schedule(static) if ((size_t)B * K1 * d > ADAPTER_PAR_MIN)
+    for (int b = 0; b < B; b++) {
+        const float *hu = h + (size_t)ex_u[b] * d;
+        double s[K1 > 0 ? K1 : 1];
+        for (int k = 0; k < K1; k++) {
+            const float *zi = z + (size_t)ex_i[(size_t)b * K1 + k] * d;
+            float acc = 0.0f;
+            for (int c = 0; c < d; c++) acc += hu[c] * zi[c];
+            s[k] = acc;
+        }
+        double l;
+        float *ds = dscore ? dscore + (size_t)b * K1 : NULL;
+        if (loss == ADAPTER_LOSS_SOFTMAX) {
+            double mx = s[0], se = 0.0;
+            for (int k = 1; k < K1; k++) mx = s[k] > mx ? s[k] : mx;
+            for (int k = 0; k < K1; k++) se += exp(s[k] - mx);
+            l = mx + log(se) - s[0];
+            if (ds)
+                for (int k = 0; k < K1; k++)
+                    ds[k] = (float)(scale * (exp(s[k] - mx) / se - (k == 0)));
+        } else {
+            l = softplus(-s[0]);
+            for (int k = 1; k < K1; k++) l += softplus(s[k]);
+            if (ds) {
+                ds[0] = (float)(scale * (sigmoid(s[0]) - 1.0));
+                for (int k = 1; k < K1; k++) ds[k] = (float)(scale * sigmoid(s[k]));
+            }
+        }
+        rowbuf[b] = l;
+    }
+    double tot = 0.0;
+    for (int b = 0; b < B; b++) tot += rowbuf[b];
+    return scale * tot;
+}
+
+const adapter_kernels adapter_kernels_fast = {linear_forward, linear_backward, rec_loss};

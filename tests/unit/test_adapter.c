@@ -1,0 +1,1343 @@
+/* test_adapter.c: the online adapter (src/adapter): known answers, optimised vs naive kernels,
+ * finite-difference gradients of every loss term for every tensor, the per-example Fisher against
+ * a brute-force loop, shard sums, ablation switches, EMA, the reservoir buffer and batch plans,
+ * window summaries (naive twin, a hand-worked window, NumPy), and parity with PyTorch
+ * (tests/reference/gen_adapter.py, through DM_REF_DIR).
+ */
+#include "../../src/adapter/adapter.h"
+#include "../../src/adapter/adapter_kernels.h"
+#include "../../src/core/err.h"
+#include "../../src/core/json.h"
+#include "../../src/core/rng.h"
+#include "../../src/core/shard.h"
+#include "tap.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- a small random world -------------------------------------------------------------------- */
+
+typedef struct {
+    adapter_config c;
+    float *e_cf, *z_base, *s_item, *r, *h_base, *s_user;
+    int32_t *user, *pos, *neg; /* a batch of c.max_batch examples */
+    adapter_tables t;
+} world;
+
+static void small_config(adapter_config *c)
+{
+    adapter_config_default(c);
+    c->n_items = 19;
+    c->n_users = 8;
+    c->d_cf = 5;
+    c->d = 4;
+    c->ds_item = 4;
+    c->ds_user = 7;
+    c->hidden = 12;
+    c->negatives = 3;
+    c->max_batch = 12;
+    c->serve_rows = 5;
+    c->sigma = 0.8f;
+    c->zero_init = 0;
+}
+
+static float *randn(dm_rng *g, size_t n, double sd)
+{
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = (float)(sd * dm_rng_normal(g));
+    return p;
+}
+
+static void world_make(world *w, const adapter_config *c, uint64_t seed)
+{
+    memset(w, 0, sizeof *w);
+    w->c = *c;
+    dm_rng g;
+    dm_rng_seed(&g, seed);
+    w->e_cf = randn(&g, (size_t)c->n_items * c->d_cf, 1.0);
+    w->z_base = randn(&g, (size_t)c->n_items * c->d, 1.0);
+    w->s_item = randn(&g, (size_t)c->n_items * c->ds_item, 1.0);
+    w->r = randn(&g, (size_t)c->n_users * c->d_cf, 1.0);
+    w->h_base = randn(&g, (size_t)c->n_users * c->d, 1.0);
+    w->s_user = randn(&g, (size_t)c->n_users * c->ds_user, 1.0);
+    const int B = c->max_batch, K = c->negatives;
+    w->user = malloc(B * sizeof(int32_t));
+    w->pos = malloc(B * sizeof(int32_t));
+    w->neg = malloc((size_t)B * K * sizeof(int32_t));
+    for (int b = 0; b < B; b++) {
+        w->user[b] = (int32_t)dm_rng_below(&g, c->n_users);
+        w->pos[b] = (int32_t)dm_rng_below(&g, c->n_items);
+        for (int k = 0; k < K; k++) w->neg[b * K + k] = (int32_t)dm_rng_below(&g, c->n_items);
+    }
+    if (B > 3 && K > 1) { /* duplicates on purpose: a repeated user, an accidental hit */
+        w->user[3] = w->user[1];
+        w->neg[2 * K + 1] = w->pos[2];
+        w->pos[3] = w->pos[0];
+    }
+    w->t = (adapter_tables){w->e_cf, w->z_base, w->s_item, w->r, w->h_base, w->s_user};
+}
+
+static void world_free(world *w)
+{
+    free(w->e_cf);
+    free(w->z_base);
+    free(w->s_item);
+    free(w->r);
+    free(w->h_base);
+    free(w->s_user);
+    free(w->user);
+    free(w->pos);
+    free(w->neg);
+}
+
+static adapter_batch wbatch(const world *w, int lo, int hi, double norm)
+{
+    return (adapter_batch){hi - lo, w->user + lo, w->pos + lo, w->neg + (size_t)lo * w->c.negatives,
+                           norm};
+}
+
+static int model_make(adapter *m, adapter_acts *a, const adapter_config *c, uint64_t seed)
+{
+    if (adapter_init(m, c) != DM_OK || adapter_acts_init(a, c) != DM_OK) return 1;
+    adapter_init_weights(m, seed);
+    /* move the gate bias off zero so the gate's derivative is not symmetric */
+    m->params.item.ca[0] = 0.4f;
+    m->params.user.ca[0] = -0.3f;
+    memcpy(m->ema_mem, m->params_mem, m->nparams * sizeof(float));
+    return 0;
+}
+
+static double maxabs(const float *x, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s = fmax(s, fabs(x[i]));
+    return s;
+}
+
+/* ---- 1. known answers ------------------------------------------------------------------------ */
+
+static void test_zero_init(void)
+{
+    adapter_config c;
+    small_config(&c);
+    c.zero_init = 1;
+    world w;
+    world_make(&w, &c, 1);
+    adapter m;
+    adapter_acts a;
+    CHECK(model_make(&m, &a, &c, 2) == 0, "init");
+    CHECK(maxabs(m.params.item.w2, (size_t)c.d * c.hidden) == 0 && m.params.user.b2[0] == 0,
+          "zero_init leaves W2/b2 at zero");
+    CHECK(maxabs(m.params.item.w1, (size_t)c.hidden * m.dx_item) > 0, "W1 initialised");
+    float *z = malloc((size_t)c.n_items * c.d * sizeof(float));
+    float *res = malloc((size_t)c.n_items * c.d * sizeof(float));
+    float *h = malloc((size_t)c.n_users * c.d * sizeof(float));
+    CHECK(adapter_item_latents(&m, &a, &w.t, 1, NULL, c.n_items, z, res) == DM_OK, "item latents");
+    CHECK(adapter_user_latents(&m, &a, &w.t, 1, NULL, c.n_users, h, NULL) == DM_OK, "user latents");
+    CHECK(memcmp(z, w.z_base, (size_t)c.n_items * c.d * sizeof(float)) == 0,
+          "zero last layer: z = z_base exactly");
+    CHECK(memcmp(h, w.h_base, (size_t)c.n_users * c.d * sizeof(float)) == 0,
+          "zero last layer: h = h_base exactly");
+    CHECK(maxabs(res, (size_t)c.n_items * c.d) == 0, "zero residual");
+    /* the first step still moves W2 (its gradient dz (x) hact is non-zero), not W1 */
+    adapter_batch b = wbatch(&w, 0, c.max_batch, 0);
+    adapter_loss l;
+    adapter_zero_grad(&m);
+    CHECK(adapter_train_step(&m, &a, &w.t, &b, &l) == DM_OK, "step");
+    CHECK(maxabs(m.grads.item.w2, (size_t)c.d * c.hidden) > 0, "W2 gradient non-zero");
+    CHECK(maxabs(m.grads.item.w1, (size_t)c.hidden * m.dx_item) == 0, "W1 gradient zero at start");
+    CHECK(l.kl == 0, "KL zero when z = z_base (%g)", l.kl);
+    /* same seed, same weights */
+    adapter m2;
+    adapter_acts a2;
+    CHECK(model_make(&m2, &a2, &c, 2) == 0, "init 2");
+    CHECK(memcmp(m.params_mem, m2.params_mem, m.nparams * 4) == 0, "init is a function of the seed");
+    free(z);
+    free(res);
+    free(h);
+    adapter_free(&m);
+    adapter_free(&m2);
+    adapter_acts_free(&a);
+    adapter_acts_free(&a2);
+    world_free(&w);
+}
+
+/* ---- 2. optimised vs naive kernels ----------------------------------------------------------- */
+
+static void test_fast_vs_naive(void)
+{
+    double worst = 0;
+    for (int loss = 0; loss < 2; loss++)
+        for (int gate = 0; gate < 2; gate++) {
+            adapter_config c;
+            small_config(&c);
+            c.loss = loss;
+            c.gate = gate;
+            world w;
+            world_make(&w, &c, 10 + loss * 2 + gate);
+            adapter mf, mn;
+            adapter_acts af, an;
+            adapter_config cn = c;
+            cn.naive = 1;
+            CHECK(model_make(&mf, &af, &c, 3) == 0 && model_make(&mn, &an, &cn, 3) == 0, "init");
+            adapter_batch b = wbatch(&w, 0, c.max_batch, 17);
+            adapter_loss lf, ln;
+            adapter_zero_grad(&mf);
+            adapter_zero_grad(&mn);
+            CHECK(adapter_train_step(&mf, &af, &w.t, &b, &lf) == DM_OK &&
+                      adapter_train_step(&mn, &an, &w.t, &b, &ln) == DM_OK,
+                  "steps");
+            NEAR(lf.rec, ln.rec, 1e-6 * fabs(ln.rec) + 1e-7, "rec loss fast vs naive");
+            NEAR(lf.kl, ln.kl, 1e-6 * fabs(ln.kl) + 1e-7, "kl loss fast vs naive");
+            double gm = maxabs(mn.grads_mem, mn.nparams), d = 0;
+            for (size_t j = 0; j < mn.nparams; j++)
+                d = fmax(d, fabs(mf.grads_mem[j] - mn.grads_mem[j]));
+            CHECK(d <= 1e-5 * gm, "loss %d gate %d: gradients fast vs naive differ by %g (max %g)",
+                  loss, gate, d, gm);
+            worst = fmax(worst, d / gm);
+            /* serving latents */
+            float *zf = malloc((size_t)c.n_items * c.d * 4), *zn = malloc((size_t)c.n_items * c.d * 4);
+            adapter_item_latents(&mf, &af, &w.t, 0, NULL, c.n_items, zf, NULL);
+            adapter_item_latents(&mn, &an, &w.t, 0, NULL, c.n_items, zn, NULL);
+            double dz = 0;
+            for (size_t j = 0; j < (size_t)c.n_items * c.d; j++) dz = fmax(dz, fabs(zf[j] - zn[j]));
+            CHECK(dz < 1e-5, "latents fast vs naive differ by %g", dz);
+            free(zf);
+            free(zn);
+            adapter_free(&mf);
+            adapter_free(&mn);
+            adapter_acts_free(&af);
+            adapter_acts_free(&an);
+            world_free(&w);
+        }
+    printf("# fast vs naive kernels: max relative gradient difference %.2g\n", worst);
+}
+
+/* ---- 3. finite differences ------------------------------------------------------------------- */
+
+static double total_loss(adapter *m, adapter_acts *a, const world *w, const adapter_batch *b)
+{
+    adapter_loss l;
+    adapter_eval_loss(m, a, &w->t, b, &l);
+    return l.rec + l.kl;
+}
+
+/* Signs of every ReLU input of the last forward (item rows, then user rows) into sg; returns the
+ * count. Two evaluations with different sign patterns straddle a kink of the loss. */
+static size_t relu_signs(const adapter_acts *a, int H, uint8_t *sg)
+{
+    size_t n = 0;
+    for (size_t j = 0; j < (size_t)a->item.N * H; j++) sg[n++] = a->item.pre[j] > 0;
+    for (size_t j = 0; j < (size_t)a->user.N * H; j++) sg[n++] = a->user.pre[j] > 0;
+    return n;
+}
+
+static void test_finite_differences(void)
+{
+    /* Central differences on the float weights with the naive kernels (double accumulation).
+     * Error model: truncation O(h^2) plus the float rounding of the loss (~1e-7 relative) / h.
+     * An element passes when |fd - analytic| <= 1e-3 + 1e-2 |analytic| for some h in {1e-2, 3e-3,
+     * 1e-3}. A step whose two evaluations see different ReLU sign patterns straddles a kink, where
+     * a difference quotient is not a derivative: such steps are skipped, and an element whose every
+     * step straddles one is counted (and must stay rare). A missing or wrong term fails at every
+     * step. */
+    const double hs[3] = {1e-2, 3e-3, 1e-3};
+    int kinks_all = 0, elems_all = 0;
+    for (int loss = 0; loss < 2; loss++)
+        for (int gate = 0; gate < 2; gate++)
+            for (int kl = 0; kl < 2; kl++) {
+                adapter_config c;
+                small_config(&c);
+                c.loss = loss;
+                c.gate = gate;
+                c.kl = kl;
+                c.naive = 1;
+                c.max_batch = 6;
+                world w;
+                world_make(&w, &c, 40 + loss * 4 + gate * 2 + kl);
+                adapter m;
+                adapter_acts a;
+                CHECK(model_make(&m, &a, &c, 41) == 0, "init");
+                adapter_batch b = wbatch(&w, 0, c.max_batch, 7.5);
+                adapter_loss l;
+                adapter_zero_grad(&m);
+                CHECK(adapter_train_step(&m, &a, &w.t, &b, &l) == DM_OK, "step");
+                CHECK(kl ? l.kl > 0 : l.kl == 0, "KL term present iff switched on (%g)", l.kl);
+                float *g = malloc(m.nparams * sizeof(float));
+                memcpy(g, m.grads_mem, m.nparams * sizeof(float));
+                const size_t ns = (size_t)(a.item.N + a.user.N) * c.hidden;
+                uint8_t *sp = malloc(ns), *sm = malloc(ns);
+                double worst_all = 0;
+                int bad = 0, kinks = 0;
+                for (int k = 0; k < ADAPTER_NTENSORS; k++) {
+                    const char *name;
+                    size_t n = adapter_tensor_info(&m.cfg, k, &name, NULL, NULL), nz = 0;
+                    double worst = 0, gmax = 0;
+                    for (size_t i = 0; i < n; i++) {
+                        size_t j = m.offset[k] + i;
+                        float w0 = m.params_mem[j];
+                        double err = INFINITY, fd = 0;
+                        int tried = 0;
+                        for (int q = 0; q < 3 && err > 1e-3 + 1e-2 * fabs(g[j]); q++) {
+                            m.params_mem[j] = (float)(w0 + hs[q]);
+                            double hp = (double)m.params_mem[j] - w0, lp = total_loss(&m, &a, &w, &b);
+                            relu_signs(&a, c.hidden, sp);
+                            m.params_mem[j] = (float)(w0 - hs[q]);
+                            double hm = w0 - (double)m.params_mem[j], lm = total_loss(&m, &a, &w, &b);
+                            relu_signs(&a, c.hidden, sm);
+                            m.params_mem[j] = w0;
+                            if (memcmp(sp, sm, ns)) continue; /* straddles a kink */
+                            tried++;
+                            fd = (lp - lm) / (hp + hm);
+                            err = fmin(err, fabs(fd - g[j]));
+                        }
+                        gmax = fmax(gmax, fabs(g[j]));
+                        nz += g[j] != 0;
+                        if (!tried) {
+                            kinks++;
+                            continue;
+                        }
+                        if (err > 1e-3 + 1e-2 * fabs(g[j])) {
+                            if (bad < 5)
+                                printf("# FD mismatch loss %d gate %d kl %d %s[%zu]: analytic %.6g "
+                                       "fd %.6g\n", loss, gate, kl, name, i, g[j], fd);
+                            bad++;
+                        }
+                        worst = fmax(worst, err);
+                    }
+                    if (!gate && (k % 6 == 4 || k % 6 == 5))
+                        CHECK(gmax == 0, "no gate: %s gradient is %g, expected 0", name, gmax);
+                    else
+                        CHECK(nz > 0, "%s: every gradient element is zero (untested)", name);
+                    worst_all = fmax(worst_all, worst);
+                    if (loss == 0 && gate == 1 && kl == 1)
+                        printf("# FD softmax+gate+kl %-8s %4zu elements: max |fd - analytic| %.2g "
+                               "(max |g| %.2g)\n", name, n, worst, gmax);
+                }
+                printf("# FD %s gate %d kl %d: every element of every tensor, max |fd - analytic| "
+                       "= %.3g (%d of %zu elements only at ReLU kinks)\n", loss ? "bce" : "softmax",
+                       gate, kl, worst_all, kinks, m.nparams);
+                CHECK(bad == 0, "%d gradient elements disagree with finite differences", bad);
+                kinks_all += kinks;
+                elems_all += (int)m.nparams;
+                free(sp);
+                free(sm);
+                free(g);
+                adapter_free(&m);
+                adapter_acts_free(&a);
+                world_free(&w);
+            }
+    CHECK(kinks_all * 50 < elems_all, "%d of %d elements untestable at ReLU kinks", kinks_all,
+          elems_all);
+    /* EWC: the gradient 2 lambda F (theta - theta*) against differences of the loss (double) */
+    adapter_config c;
+    small_config(&c);
+    c.lambda_ewc = 0.7f;
+    adapter m;
+    adapter_acts a;
+    CHECK(model_make(&m, &a, &c, 50) == 0, "init");
+    dm_rng g;
+    dm_rng_seed(&g, 51);
+    for (size_t j = 0; j < m.nparams; j++) {
+        m.fisher_mem[j] = (float)dm_rng_uniform(&g);
+        m.anchor_mem[j] = m.params_mem[j] + (float)(0.2 * dm_rng_normal(&g));
+    }
+    CHECK(adapter_ewc_loss(&m) == 0, "EWC is off before the first Fisher commit");
+    m.has_fisher = 1;
+    float *eg = calloc(m.nparams, sizeof(float));
+    adapter_ewc_grad(&m, eg);
+    double worst = 0;
+    for (size_t j = 0; j < m.nparams; j++) {
+        float w0 = m.params_mem[j];
+        m.params_mem[j] = w0 + 1e-2f;
+        double hp = (double)m.params_mem[j] - w0, lp = adapter_ewc_loss(&m);
+        m.params_mem[j] = w0 - 1e-2f;
+        double hm = w0 - (double)m.params_mem[j], lm = adapter_ewc_loss(&m);
+        m.params_mem[j] = w0;
+        worst = fmax(worst, fabs((lp - lm) / (hp + hm) - eg[j]));
+    }
+    printf("# FD EWC: %zu elements, max |fd - analytic| = %.3g (max |g| %.3g)\n", m.nparams, worst,
+           maxabs(eg, m.nparams));
+    CHECK(worst < 1e-4, "EWC gradient differs from finite differences by %g", worst);
+    free(eg);
+    adapter_free(&m);
+    adapter_acts_free(&a);
+}
+
+/* ---- 4. Fisher ------------------------------------------------------------------------------- */
+
+static void test_fisher(void)
+{
+    for (int loss = 0; loss < 2; loss++)
+        for (int gate = 0; gate < 2; gate++)
+            for (int naive = 0; naive < 2; naive++) {
+                adapter_config c;
+                small_config(&c);
+                c.loss = loss;
+                c.gate = gate;
+                c.naive = naive;
+                world w;
+                world_make(&w, &c, 60 + loss * 2 + gate);
+                adapter m;
+                adapter_acts a;
+                CHECK(model_make(&m, &a, &c, 61) == 0, "init");
+                const double S = 20; /* a global sample larger than this shard */
+                adapter_batch b = wbatch(&w, 0, c.max_batch, S);
+                float *brute = calloc(m.nparams, sizeof(float));
+                adapter_fisher_begin(&m);
+                CHECK(adapter_fisher_accumulate_naive(&m, &a, &w.t, &b) == DM_OK, "brute force");
+                memcpy(brute, m.fisher_acc, m.nparams * sizeof(float));
+                adapter_fisher_begin(&m);
+                CHECK(adapter_fisher_accumulate(&m, &a, &w.t, &b) == DM_OK, "fisher");
+                double d = 0, fm = maxabs(brute, m.nparams);
+                for (size_t j = 0; j < m.nparams; j++) d = fmax(d, fabs(m.fisher_acc[j] - brute[j]));
+                CHECK(d <= 1e-5 * fm && fm > 0, "Fisher vs brute force: %g (max %g)", d, fm);
+                if (!naive)
+                    printf("# Fisher %s gate %d: batched vs per-example loop max diff %.2g (max F "
+                           "%.2g)\n", loss ? "bce" : "softmax", gate, d, fm);
+                /* commit: F = decay F + acc, anchor = theta, EWC on */
+                m.cfg.fisher_decay = 0.5f;
+                for (size_t j = 0; j < m.nparams; j++) m.fisher_mem[j] = 1.0f;
+                adapter_fisher_commit(&m);
+                CHECK(m.has_fisher && m.fisher_mem[0] == 0.5f + m.fisher_acc[0] &&
+                          memcmp(m.anchor_mem, m.params_mem, m.nparams * 4) == 0,
+                      "commit");
+                CHECK(adapter_ewc_loss(&m) == 0, "EWC zero at the anchor");
+                free(brute);
+                adapter_free(&m);
+                adapter_acts_free(&a);
+                world_free(&w);
+            }
+}
+
+/* ---- 5. shards ------------------------------------------------------------------------------- */
+
+static void test_shards(void)
+{
+    for (int loss = 0; loss < 2; loss++) {
+        adapter_config c;
+        small_config(&c);
+        c.loss = loss;
+        world w;
+        world_make(&w, &c, 70 + loss);
+        adapter m;
+        adapter_acts a;
+        CHECK(model_make(&m, &a, &c, 71) == 0, "init");
+        const int G = c.max_batch;
+        adapter_batch b = wbatch(&w, 0, G, G);
+        adapter_loss lf;
+        adapter_zero_grad(&m);
+        CHECK(adapter_train_step(&m, &a, &w.t, &b, &lf) == DM_OK, "full");
+        float *full = malloc(m.nparams * sizeof(float)), *fis = malloc(m.nparams * sizeof(float));
+        memcpy(full, m.grads_mem, m.nparams * sizeof(float));
+        adapter_fisher_begin(&m);
+        adapter_fisher_accumulate(&m, &a, &w.t, &b);
+        memcpy(fis, m.fisher_acc, m.nparams * sizeof(float));
+        /* bitwise reproducible */
+        adapter_loss l2;
+        adapter_zero_grad(&m);
+        adapter_train_step(&m, &a, &w.t, &b, &l2);
+        CHECK(l2.rec == lf.rec && l2.kl == lf.kl && !memcmp(full, m.grads_mem, m.nparams * 4),
+              "train step not reproducible");
+        for (int parts = 2; parts <= 3; parts++) {
+            float *sum = calloc(m.nparams, sizeof(float)), *fsum = calloc(m.nparams, sizeof(float));
+            double rec = 0, kl = 0;
+            for (int p = 0; p < parts; p++) {
+                size_t lo, hi;
+                dm_shard_even((size_t)G, parts, p, &lo, &hi);
+                adapter_batch sb = wbatch(&w, (int)lo, (int)hi, G);
+                adapter_loss l;
+                adapter_zero_grad(&m);
+                CHECK(adapter_train_step(&m, &a, &w.t, &sb, &l) == DM_OK, "shard");
+                for (size_t j = 0; j < m.nparams; j++) sum[j] += m.grads_mem[j];
+                rec += l.rec;
+                kl += l.kl;
+                adapter_fisher_begin(&m);
+                adapter_fisher_accumulate(&m, &a, &w.t, &sb);
+                for (size_t j = 0; j < m.nparams; j++) fsum[j] += m.fisher_acc[j];
+            }
+            double d = 0, gm = maxabs(full, m.nparams), df = 0, fm = maxabs(fis, m.nparams);
+            for (size_t j = 0; j < m.nparams; j++) {
+                d = fmax(d, fabs(sum[j] - full[j]));
+                df = fmax(df, fabs(fsum[j] - fis[j]));
+            }
+            printf("# %d shards (%s): |sum of shard gradients - full| = %.2g (max |g| %.2g), "
+                   "loss diff %.2g, Fisher diff %.2g\n", parts, loss ? "bce" : "softmax", d, gm,
+                   fabs(rec + kl - lf.rec - lf.kl), df);
+            CHECK(d <= 1e-6 * gm + 1e-9, "%d shards: gradient sum differs by %g", parts, d);
+            NEAR(rec, lf.rec, 1e-9 * fabs(lf.rec) + 1e-12, "shard rec losses sum to the full loss");
+            NEAR(kl, lf.kl, 1e-9 * fabs(lf.kl) + 1e-12, "shard KL terms sum to the full term");
+            CHECK(df <= 1e-6 * fm, "%d shards: Fisher sum differs by %g", parts, df);
+            free(sum);
+            free(fsum);
+        }
+        /* a batch over max_batch is an error, not an overflow */
+        adapter_batch big = wbatch(&w, 0, G, G);
+        big.B = G + 1;
+        CHECK(adapter_train_step(&m, &a, &w.t, &big, NULL) == DM_ECONFIG, "oversized batch refused");
+        dm_error_clear();
+        int32_t bad = c.n_items;
+        adapter_batch bb = wbatch(&w, 0, 1, 1);
+        bb.pos = &bad;
+        CHECK(adapter_train_step(&m, &a, &w.t, &bb, NULL) == DM_EINPUT, "item out of range refused");
+        printf("# expected error: %s\n", dm_error_message());
+        dm_error_clear();
+        free(full);
+        free(fis);
+        adapter_free(&m);
+        adapter_acts_free(&a);
+        world_free(&w);
+    }
+}
+
+/* ---- 6. ablations, EMA, Adam ----------------------------------------------------------------- */
+
+static void test_ablations(void)
+{
+    adapter_config c;
+    small_config(&c);
+    world w;
+    world_make(&w, &c, 80);
+    adapter_batch b = wbatch(&w, 0, c.max_batch, 0);
+    /* no gate: a = b = 1 and the gate weights get no gradient */
+    {
+        adapter_config cg = c;
+        cg.gate = 0;
+        adapter m;
+        adapter_acts a;
+        CHECK(model_make(&m, &a, &cg, 81) == 0, "init");
+        float gi[19], gu[8];
+        adapter_item_gates(&m, &a, &w.t, 1, NULL, c.n_items, gi);
+        adapter_user_gates(&m, &a, &w.t, 1, NULL, c.n_users, gu);
+        int ones = 1;
+        for (int i = 0; i < c.n_items; i++) ones &= gi[i] == 1.0f;
+        for (int u = 0; u < c.n_users; u++) ones &= gu[u] == 1.0f;
+        CHECK(ones, "no gate: every gate is exactly 1");
+        float *z = malloc((size_t)c.n_items * c.d * 4), *res = malloc((size_t)c.n_items * c.d * 4);
+        adapter_item_latents(&m, &a, &w.t, 0, NULL, c.n_items, z, res);
+        double d = 0;
+        for (size_t j = 0; j < (size_t)c.n_items * c.d; j++)
+            d = fmax(d, fabs(z[j] - w.z_base[j] - res[j]));
+        CHECK(d < 1e-6, "no gate: z = z_base + g");
+        adapter_zero_grad(&m);
+        adapter_train_step(&m, &a, &w.t, &b, NULL);
+        CHECK(maxabs(m.grads.item.wa, (size_t)m.dx_item) == 0 && m.grads.item.ca[0] == 0 &&
+                  maxabs(m.grads.user.wa, (size_t)m.dx_user) == 0 && m.grads.user.ca[0] == 0,
+              "no gate: zero gate gradients");
+        /* with the gate the gates lie in (0, 1) and are not all equal */
+        m.cfg.gate = 1;
+        adapter_item_gates(&m, &a, &w.t, 1, NULL, c.n_items, gi);
+        CHECK(gi[0] > 0 && gi[0] < 1 && gi[0] != gi[1], "gate values %g %g", gi[0], gi[1]);
+        free(z);
+        free(res);
+        adapter_free(&m);
+        adapter_acts_free(&a);
+    }
+    /* no KL: zero term, and the gradient is the one of an infinitely wide KL (sigma -> inf) */
+    {
+        adapter_config ck = c;
+        ck.kl = 0;
+        adapter m;
+        adapter_acts a;
+        adapter_loss l;
+        CHECK(model_make(&m, &a, &ck, 82) == 0, "init");
+        adapter_zero_grad(&m);
+        adapter_train_step(&m, &a, &w.t, &b, &l);
+        float *g0 = malloc(m.nparams * 4);
+        memcpy(g0, m.grads_mem, m.nparams * 4);
+        CHECK(l.kl == 0, "no KL: zero KL loss");
+        m.cfg.kl = 1;
+        m.cfg.sigma = 1e30f; /* 1 / sigma^2 underflows to 0: the KL gradient vanishes exactly */
+        adapter_zero_grad(&m);
+        adapter_train_step(&m, &a, &w.t, &b, &l);
+        CHECK(!memcmp(g0, m.grads_mem, m.nparams * 4), "no KL equals a vanishing KL term");
+        m.cfg.sigma = 0.5f;
+        adapter_zero_grad(&m);
+        adapter_train_step(&m, &a, &w.t, &b, &l);
+        CHECK(l.kl > 0 && memcmp(g0, m.grads_mem, m.nparams * 4), "the KL term changes the gradient");
+        free(g0);
+        adapter_free(&m);
+        adapter_acts_free(&a);
+    }
+    /* no EWC: zero loss and the Adam step ignores F; with EWC the step differs */
+    {
+        adapter m1, m2;
+        adapter_acts a1, a2;
+        adapter_config ce = c;
+        ce.ewc = 0;
+        CHECK(model_make(&m1, &a1, &ce, 83) == 0 && model_make(&m2, &a2, &c, 83) == 0, "init");
+        for (adapter *m = &m1; m; m = m == &m1 ? &m2 : NULL) {
+            for (size_t j = 0; j < m->nparams; j++) {
+                m->fisher_mem[j] = 3.0f;
+                m->anchor_mem[j] = m->params_mem[j] + 0.5f;
+            }
+            m->has_fisher = 1;
+        }
+        CHECK(adapter_ewc_loss(&m1) == 0 && adapter_ewc_loss(&m2) > 0, "EWC loss switch");
+        adapter_zero_grad(&m1);
+        adapter_zero_grad(&m2);
+        adapter_train_step(&m1, &a1, &w.t, &b, NULL);
+        adapter_train_step(&m2, &a2, &w.t, &b, NULL);
+        adapter_adam_step(&m1);
+        adapter_adam_step(&m2);
+        CHECK(memcmp(m1.params_mem, m2.params_mem, m1.nparams * 4) != 0, "EWC changes the step");
+        /* m1 (EWC off) equals a model that never had a Fisher */
+        adapter m3;
+        adapter_acts a3;
+        CHECK(model_make(&m3, &a3, &ce, 83) == 0, "init");
+        adapter_zero_grad(&m3);
+        adapter_train_step(&m3, &a3, &w.t, &b, NULL);
+        adapter_adam_step(&m3);
+        CHECK(!memcmp(m1.params_mem, m3.params_mem, m1.nparams * 4), "no EWC: F is ignored");
+        adapter_free(&m1);
+        adapter_free(&m2);
+        adapter_free(&m3);
+        adapter_acts_free(&a1);
+        adapter_acts_free(&a2);
+        adapter_acts_free(&a3);
+    }
+    /* EMA: exact recurrence in float; serving uses it; no EMA serves the raw weights */
+    {
+        adapter m;
+        adapter_acts a;
+        adapter_config ce = c;
+        ce.ema_decay = 0.75f;
+        ce.lr = 0.05f;
+        CHECK(model_make(&m, &a, &ce, 84) == 0, "init");
+        float *e = malloc(m.nparams * 4);
+        memcpy(e, m.params_mem, m.nparams * 4);
+        for (int s = 0; s < 4; s++) {
+            adapter_zero_grad(&m);
+            adapter_train_step(&m, &a, &w.t, &b, NULL);
+            adapter_adam_step(&m);
+            adapter_ema_update(&m);
+            for (size_t j = 0; j < m.nparams; j++) e[j] = 0.75f * e[j] + (1.0f - 0.75f) * m.params_mem[j];
+        }
+        CHECK(!memcmp(e, m.ema_mem, m.nparams * 4), "EMA equals the float recurrence exactly");
+        CHECK(memcmp(m.ema_mem, m.params_mem, m.nparams * 4) != 0, "EMA lags the weights");
+        float *zs = malloc((size_t)c.n_items * c.d * 4), *zr = malloc((size_t)c.n_items * c.d * 4);
+        adapter_item_latents(&m, &a, &w.t, 1, NULL, c.n_items, zs, NULL);
+        adapter_item_latents(&m, &a, &w.t, 0, NULL, c.n_items, zr, NULL);
+        CHECK(memcmp(zs, zr, (size_t)c.n_items * c.d * 4) != 0, "serving uses the EMA weights");
+        /* swap the slabs: serving with EMA weights equals raw serving of a model holding them */
+        memcpy(m.params_mem, m.ema_mem, m.nparams * 4);
+        adapter_item_latents(&m, &a, &w.t, 0, NULL, c.n_items, zr, NULL);
+        CHECK(!memcmp(zs, zr, (size_t)c.n_items * c.d * 4), "EMA serving = raw serving of EMA weights");
+        m.cfg.ema = 0;
+        memcpy(e, m.ema_mem, m.nparams * 4);
+        m.params_mem[0] += 1.0f;
+        adapter_ema_update(&m);
+        CHECK(!memcmp(e, m.ema_mem, m.nparams * 4), "no EMA: the update does nothing");
+        adapter_item_latents(&m, &a, &w.t, 1, NULL, c.n_items, zs, NULL);
+        adapter_item_latents(&m, &a, &w.t, 0, NULL, c.n_items, zr, NULL);
+        CHECK(!memcmp(zs, zr, (size_t)c.n_items * c.d * 4), "no EMA: serving uses the raw weights");
+        free(e);
+        free(zs);
+        free(zr);
+        adapter_free(&m);
+        adapter_acts_free(&a);
+    }
+    world_free(&w);
+}
+
+/* ---- 7. serving ------------------------------------------------------------------------------ */
+
+static void test_serving(void)
+{
+    adapter_config c;
+    small_config(&c);
+    world w;
+    world_make(&w, &c, 90);
+    adapter m;
+    adapter_acts a;
+    CHECK(model_make(&m, &a, &c, 91) == 0, "init");
+    /* all items in blocks of serve_rows (5) against one block holding everything */
+    adapter_config cb = c;
+    cb.serve_rows = 64;
+    adapter_acts ab;
+    CHECK(adapter_acts_init(&ab, &cb) == DM_OK, "acts");
+    size_t nz = (size_t)c.n_items * c.d;
+    float *z1 = malloc(nz * 4), *z2 = malloc(nz * 4), *res = malloc(nz * 4);
+    adapter_item_latents(&m, &a, &w.t, 0, NULL, c.n_items, z1, res);
+    adapter_item_latents(&m, &ab, &w.t, 0, NULL, c.n_items, z2, NULL);
+    double d = 0;
+    for (size_t j = 0; j < nz; j++) d = fmax(d, fabs(z1[j] - z2[j]));
+    CHECK(d < 1e-6, "blocked serving differs by %g", d);
+    int ok = 1;
+    for (size_t j = 0; j < nz; j++) ok &= z1[j] == w.z_base[j] + res[j];
+    CHECK(ok, "z = z_base + residual");
+    /* the latents the training step uses are the served ones (raw weights) */
+    adapter_batch b = wbatch(&w, 0, c.max_batch, 0);
+    adapter_eval_loss(&m, &a, &w.t, &b, NULL);
+    d = 0;
+    for (int r = 0; r < a.item.N; r++)
+        for (int q = 0; q < c.d; q++)
+            d = fmax(d, fabs(a.item.z[(size_t)r * c.d + q] - z1[(size_t)a.item.ids[r] * c.d + q]));
+    CHECK(d < 1e-6, "training latents differ from served ones by %g", d);
+    /* a subset of users by id */
+    int32_t ids[3] = {5, 0, 5};
+    float hs[3 * 4], hall[8 * 4];
+    adapter_user_latents(&m, &a, &w.t, 0, ids, 3, hs, NULL);
+    adapter_user_latents(&m, &a, &w.t, 0, NULL, c.n_users, hall, NULL);
+    d = 0;
+    for (int j = 0; j < 3; j++)
+        for (int q = 0; q < c.d; q++) d = fmax(d, fabs(hs[j * c.d + q] - hall[ids[j] * c.d + q]));
+    CHECK(d < 1e-6, "user subset differs by %g", d);
+    int32_t bad = 8;
+    CHECK(adapter_user_latents(&m, &a, &w.t, 0, &bad, 1, hs, NULL) == DM_EINPUT, "bad user id");
+    dm_error_clear();
+    free(z1);
+    free(z2);
+    free(res);
+    adapter_free(&m);
+    adapter_acts_free(&a);
+    adapter_acts_free(&ab);
+    world_free(&w);
+}
+
+/* ---- 7b. sizes where the OpenMP paths engage: fast vs naive, 1 vs 2 threads ------------------ */
+
+static void test_large(void)
+{
+    adapter_config c;
+    small_config(&c);
+    c.n_items = 20000;
+    c.n_users = 3000;
+    c.max_batch = 1500;
+    c.negatives = 7;
+    c.serve_rows = 4096;
+    world w;
+    world_make(&w, &c, 95);
+    adapter_config cn = c;
+    cn.naive = 1;
+    adapter mf, mn;
+    adapter_acts af, an;
+    CHECK(model_make(&mf, &af, &c, 96) == 0 && model_make(&mn, &an, &cn, 96) == 0, "init");
+    adapter_batch b = wbatch(&w, 0, c.max_batch, 0);
+    adapter_loss lf, ln, l2;
+    adapter_zero_grad(&mf);
+    adapter_zero_grad(&mn);
+    CHECK(adapter_train_step(&mf, &af, &w.t, &b, &lf) == DM_OK &&
+              adapter_train_step(&mn, &an, &w.t, &b, &ln) == DM_OK, "steps");
+    NEAR(lf.rec, ln.rec, 1e-6 * fabs(ln.rec), "large batch rec loss fast vs naive");
+    double gm = maxabs(mn.grads_mem, mn.nparams), d = 0;
+    for (size_t j = 0; j < mn.nparams; j++) d = fmax(d, fabs(mf.grads_mem[j] - mn.grads_mem[j]));
+    CHECK(d <= 1e-4 * gm, "large batch: gradients fast vs naive differ by %g (max %g)", d, gm);
+    /* thread counts: the loss is bitwise the same (per-example buffer), latents too */
+    float *g1 = malloc(mf.nparams * 4);
+    memcpy(g1, mf.grads_mem, mf.nparams * 4);
+    const size_t nz = (size_t)c.n_items * c.d;
+    float *z1 = malloc(nz * 4), *z2 = malloc(nz * 4), *zn = malloc(nz * 4);
+    int nt = omp_get_max_threads();
+    omp_set_num_threads(1);
+    adapter_item_latents(&mf, &af, &w.t, 1, NULL, c.n_items, z1, NULL);
+    adapter_zero_grad(&mf);
+    adapter_train_step(&mf, &af, &w.t, &b, &l2);
+    CHECK(l2.rec == lf.rec && l2.kl == lf.kl, "loss depends on the thread count");
+    omp_set_num_threads(2);
+    adapter_item_latents(&mf, &af, &w.t, 1, NULL, c.n_items, z2, NULL);
+    omp_set_num_threads(nt);
+    CHECK(!memcmp(z1, z2, nz * 4), "latents depend on the thread count");
+    adapter_item_latents(&mn, &an, &w.t, 1, NULL, c.n_items, zn, NULL);
+    d = 0;
+    for (size_t j = 0; j < nz; j++) d = fmax(d, fabs(z1[j] - zn[j]));
+    CHECK(d < 1e-5, "all-item latents fast vs naive differ by %g", d);
+    printf("# large (%d items, batch %d x %d): all-item latents fast vs naive max diff %.2g\n",
+           c.n_items, c.max_batch, c.negatives + 1, d);
+    free(g1);
+    free(z1);
+    free(z2);
+    free(zn);
+    adapter_free(&mf);
+    adapter_free(&mn);
+    adapter_acts_free(&af);
+    adapter_acts_free(&an);
+    world_free(&w);
+    /* summaries over many items and users: 1 and 2 threads give the same bits */
+    const int nu = 70000, ni = 70000;
+    const size_t n = 150000;
+    int32_t *cu = malloc(n * 4), *ci = malloc(n * 4);
+    int64_t *ct = malloc(n * 8);
+    dm_rng g;
+    dm_rng_seed(&g, 97);
+    for (size_t k = 0; k < n; k++) {
+        cu[k] = (int32_t)dm_rng_below(&g, nu);
+        ci[k] = (int32_t)dm_rng_below(&g, ni);
+        ct[k] = (int64_t)dm_rng_below(&g, 100000);
+    }
+    adapter_events cur = {n / 2, cu, ci, ct}, prev = {n - n / 2, cu + n / 2, ci + n / 2, ct + n / 2};
+    adapter_summary_config sc = {ADAPTER_FEAT_ALL, 5, 0};
+    float *si1 = malloc((size_t)ni * 4 * 4), *su1 = malloc((size_t)nu * 7 * 4);
+    float *si2 = malloc((size_t)ni * 4 * 4), *su2 = malloc((size_t)nu * 7 * 4);
+    omp_set_num_threads(1);
+    adapter_summaries(&sc, nu, ni, &cur, &prev, 0, 100000, si1, su1);
+    omp_set_num_threads(2);
+    adapter_summaries(&sc, nu, ni, &cur, &prev, 0, 100000, si2, su2);
+    omp_set_num_threads(nt);
+    CHECK(!memcmp(si1, si2, (size_t)ni * 16) && !memcmp(su1, su2, (size_t)nu * 28),
+          "summaries depend on the thread count");
+    free(cu);
+    free(ci);
+    free(ct);
+    free(si1);
+    free(su1);
+    free(si2);
+    free(su2);
+}
+
+/* ---- 8. a tiny batch overfits ---------------------------------------------------------------- */
+
+static void test_overfit(void)
+{
+    for (int loss = 0; loss < 2; loss++) {
+        adapter_config c;
+        small_config(&c);
+        c.loss = loss;
+        c.zero_init = 1;
+        c.kl = 0;
+        c.max_batch = 4;
+        c.lr = 0.02f;
+        world w;
+        world_make(&w, &c, 100 + loss);
+        adapter m;
+        adapter_acts a;
+        CHECK(model_make(&m, &a, &c, 101) == 0, "init");
+        /* distinct users, negatives that are no example's positive: a perfect fit exists */
+        for (int e = 0; e < 4; e++) {
+            w.user[e] = e;
+            w.pos[e] = e;
+            for (int k = 0; k < c.negatives; k++) w.neg[e * c.negatives + k] = 4 + (e + k) % 15;
+        }
+        adapter_batch b = wbatch(&w, 0, 4, 0);
+        adapter_loss l0, l;
+        adapter_eval_loss(&m, &a, &w.t, &b, &l0);
+        for (int s = 0; s < 400; s++) {
+            adapter_zero_grad(&m);
+            adapter_train_step(&m, &a, &w.t, &b, &l);
+            adapter_adam_step(&m);
+            adapter_ema_update(&m);
+        }
+        adapter_eval_loss(&m, &a, &w.t, &b, &l);
+        printf("# overfit %s: loss %.4f -> %.5f after 400 Adam steps on 4 examples\n",
+               loss ? "bce" : "softmax", l0.rec, l.rec);
+        CHECK(l.rec < 0.02 && l.rec < 0.05 * l0.rec, "tiny batch did not overfit: %g -> %g", l0.rec,
+              l.rec);
+        adapter_free(&m);
+        adapter_acts_free(&a);
+        world_free(&w);
+    }
+}
+
+/* ---- 9. reservoir and batch plans ------------------------------------------------------------ */
+
+static int same_buffer(const adapter_reservoir *x, const adapter_reservoir *y)
+{
+    return x->n == y->n && x->seen == y->seen &&
+           !memcmp(x->rec, y->rec, x->n * sizeof(adapter_record));
+}
+
+static void test_reservoir(void)
+{
+    enum { N = 300, CAP = 30, TRIALS = 3000 };
+    adapter_record rec[N];
+    for (int i = 0; i < N; i++) rec[i] = (adapter_record){i % 17, i, 1000 + i};
+    /* determinism: one call per window vs the same records in uneven chunks */
+    adapter_reservoir r1, r2, r3;
+    adapter_reservoir_init(&r1, CAP, 5);
+    adapter_reservoir_init(&r2, CAP, 5);
+    adapter_reservoir_init(&r3, CAP, 6);
+    for (int wdw = 0; wdw < 3; wdw++) {
+        adapter_reservoir_add(&r1, (uint64_t)wdw, rec + wdw * 100, 100);
+        adapter_reservoir_add(&r2, (uint64_t)wdw, rec + wdw * 100, 7);
+        adapter_reservoir_add(&r2, (uint64_t)wdw, rec + wdw * 100 + 7, 0);
+        adapter_reservoir_add(&r2, (uint64_t)wdw, rec + wdw * 100 + 7, 93);
+        adapter_reservoir_add(&r3, (uint64_t)wdw, rec + wdw * 100, 100);
+    }
+    CHECK(r1.n == CAP && r1.seen == N, "buffer holds %zu of %llu", r1.n, (unsigned long long)r1.seen);
+    CHECK(same_buffer(&r1, &r2), "same records, same buffer (chunking does not matter)");
+    CHECK(!same_buffer(&r1, &r3), "another seed gives another buffer");
+    adapter_reservoir_free(&r1);
+    adapter_reservoir_free(&r2);
+    adapter_reservoir_free(&r3);
+    /* inclusion probability cap / N for every record, over independent seeds */
+    static int hits[N];
+    memset(hits, 0, sizeof hits);
+    for (int t = 0; t < TRIALS; t++) {
+        adapter_reservoir r;
+        adapter_reservoir_init(&r, CAP, 1000 + (uint64_t)t);
+        for (int wdw = 0; wdw < 3; wdw++) adapter_reservoir_add(&r, (uint64_t)wdw, rec + wdw * 100, 100);
+        for (size_t j = 0; j < r.n; j++) hits[r.rec[j].item]++;
+        adapter_reservoir_free(&r);
+    }
+    const double p = (double)CAP / N, sd = sqrt(p * (1 - p) / TRIALS);
+    double worst = 0, chi = 0;
+    for (int i = 0; i < N; i++) {
+        double z = ((double)hits[i] / TRIALS - p) / sd;
+        worst = fmax(worst, fabs(z));
+        chi += z * z;
+    }
+    chi /= N;
+    printf("# reservoir: inclusion of %d records over %d seeds: max |z| = %.2f, mean z^2 = %.3f "
+           "(expected p = %.3f)\n", N, TRIALS, worst, chi, p);
+    CHECK(worst < 5.0, "an inclusion frequency is %.1f sd from cap/seen", worst);
+    CHECK(chi > 0.75 && chi < 1.3, "mean squared z %.3f, expected ~1", chi);
+    /* early records are no more likely than late ones: first vs last third */
+    double first = 0, last = 0;
+    for (int i = 0; i < 100; i++) {
+        first += hits[i];
+        last += hits[N - 1 - i];
+    }
+    NEAR(first / (100.0 * TRIALS), last / (100.0 * TRIALS), 5 * sqrt(2.0 * p * (1 - p) / (100.0 * TRIALS)),
+         "first vs last window inclusion");
+}
+
+static void test_plan(void)
+{
+    adapter_record win[50], old[40];
+    for (int i = 0; i < 50; i++) win[i] = (adapter_record){i % 9, 100 + i % 23, i};
+    for (int i = 0; i < 40; i++) old[i] = (adapter_record){1000 + i, 200 + i, i};
+    adapter_reservoir buf;
+    adapter_reservoir_init(&buf, 16, 3);
+    adapter_plan_config pc = {.negatives = 5, .n_items = 250, .mix = 0.25, .seed = 9};
+    enum { G = 40 };
+    int32_t u1[G], p1[G], n1[G * 5], u2[G], p2[G], n2[G * 5];
+    size_t R = adapter_plan_batch(&pc, win, 50, &buf, 2, 7, G, u1, p1, n1);
+    CHECK(R == 0, "empty buffer: no replay (R = %zu)", R);
+    adapter_reservoir_add(&buf, 0, old, 40);
+    R = adapter_plan_batch(&pc, win, 50, &buf, 2, 7, G, u1, p1, n1);
+    size_t R2 = adapter_plan_batch(&pc, win, 50, &buf, 2, 7, G, u2, p2, n2);
+    CHECK(R == 10 && R2 == R, "replayed %zu, expected round(0.25 * 40) = 10", R);
+    CHECK(!memcmp(u1, u2, sizeof u1) && !memcmp(p1, p2, sizeof p1) && !memcmp(n1, n2, sizeof n1),
+          "plan is a function of its key");
+    int ok = 1, negok = 1;
+    for (int j = 0; j < G; j++) {
+        int fromwin = u1[j] < 9 && p1[j] >= 100 && p1[j] < 123, fromold = u1[j] >= 1000;
+        ok &= j < G - (int)R ? fromwin : fromold;
+        for (int k = 0; k < 5; k++) negok &= n1[j * 5 + k] != p1[j] && n1[j * 5 + k] >= 0 && n1[j * 5 + k] < 250;
+    }
+    CHECK(ok, "the first G - R examples come from the window, the last R from the buffer");
+    CHECK(negok, "negatives in range and never the positive");
+    R = adapter_plan_batch(&pc, win, 50, &buf, 2, 8, G, u2, p2, n2);
+    CHECK(memcmp(u1, u2, sizeof u1) || memcmp(p1, p2, sizeof p1), "another step, another batch");
+    pc.mix = 0;
+    CHECK(adapter_plan_batch(&pc, win, 50, &buf, 2, 7, G, u2, p2, n2) == 0, "mix 0: no replay");
+    pc.mix = 0.25;
+    CHECK(adapter_plan_batch(&pc, win, 50, NULL, 2, 7, G, u2, p2, n2) == 0, "no buffer: no replay");
+    /* an example's draw does not depend on G (so a rank's block needs only its indices) */
+    int32_t u3[G + 8], p3[G + 8], n3[(G + 8) * 5];
+    pc.mix = 0;
+    adapter_plan_batch(&pc, win, 50, NULL, 2, 7, G, u2, p2, n2);
+    adapter_plan_batch(&pc, win, 50, NULL, 2, 7, G + 8, u3, p3, n3);
+    CHECK(!memcmp(u2, u3, sizeof u2) && !memcmp(n2, n3, sizeof n2), "draws keyed by example index");
+    adapter_reservoir_free(&buf);
+}
+
+/* ---- 10. window summaries -------------------------------------------------------------------- */
+
+static void test_summaries_known(void)
+{
+    /* cur: u0 i0@1000 i1@2000 i0@3000; u1 i1@1500.  prev: u1 i2@500; u0 i1@100.
+     * t_begin 1000, t_end 4000 (tau = 3000 ms), recent = 2: R_u0 = [i1, i0], R_u1 = [i1]. */
+    int32_t cu[4] = {0, 1, 0, 0}, ci[4] = {0, 1, 1, 0}, pu[2] = {1, 0}, pi[2] = {2, 1};
+    int64_t ct[4] = {1000, 1500, 2000, 3000}, pt[2] = {500, 100};
+    adapter_events cur = {4, cu, ci, ct}, prev = {2, pu, pi, pt};
+    adapter_summary_config sc = {ADAPTER_FEAT_ALL, 2, 0.0};
+    int dsi, dsu;
+    adapter_summary_dims(sc.features, &dsi, &dsu);
+    CHECK(dsi == 4 && dsu == 7, "dims %d %d", dsi, dsu);
+    float si[3 * 4], su[3 * 7];
+    CHECK(adapter_summaries(&sc, 3, 3, &cur, &prev, 1000, 4000, si, su) == DM_OK, "summaries");
+    const double e_i[3][4] = {{log(3), log(3), exp(-1.0 / 3), log(2)},
+                              {log(3), log(1.5), exp(-2.0 / 3), log(2)},
+                              {0, log(0.5), exp(-3.5 / 3), 0}};
+    double d = 0;
+    for (int i = 0; i < 3; i++)
+        for (int q = 0; q < 4; q++) d = fmax(d, fabs(si[i * 4 + q] - e_i[i][q]));
+    double e_u[3][7];
+    const double u0[3] = {log(4), log(2), exp(-1.0 / 3)}, u1[3] = {log(2), 0, exp(-2.5 / 3)};
+    for (int q = 0; q < 3; q++) {
+        e_u[0][q] = u0[q];
+        e_u[1][q] = u1[q];
+        e_u[2][q] = 0;
+    }
+    for (int q = 0; q < 4; q++) {
+        e_u[0][3 + q] = 0.5 * (e_i[1][q] + e_i[0][q]);
+        e_u[1][3 + q] = e_i[1][q];
+        e_u[2][3 + q] = 0;
+    }
+    for (int u = 0; u < 3; u++)
+        for (int q = 0; q < 7; q++) d = fmax(d, fabs(su[u * 7 + q] - e_u[u][q]));
+    CHECK(d < 1e-6, "hand-worked window: max difference %g", d);
+    /* feature subsets select columns in order */
+    sc.features = ADAPTER_FEAT_TREND | ADAPTER_FEAT_COOC;
+    float si2[3 * 2], su2[3 * 3];
+    adapter_summaries(&sc, 3, 3, &cur, &prev, 1000, 4000, si2, su2);
+    CHECK(si2[0 * 2 + 0] == si[0 * 4 + 1] && si2[1 * 2 + 1] == si[1 * 4 + 3], "item columns");
+    NEAR(su2[0 * 3 + 1], 0.5 * (e_i[1][1] + e_i[0][1]), 1e-6, "user cooc block over item columns");
+    const char *names[2] = {"cooc", "count"};
+    unsigned mask = 0;
+    CHECK(adapter_parse_features(names, 2, &mask) == DM_OK && mask == 9, "parse features");
+    const char *bad[1] = {"counts"};
+    CHECK(adapter_parse_features(bad, 1, &mask) == DM_ECONFIG, "unknown feature refused");
+    dm_error_clear();
+    int32_t badu[1] = {3};
+    adapter_events be = {1, badu, ci, ct};
+    CHECK(adapter_summaries(&sc, 3, 3, &be, NULL, 0, 1, si2, su2) == DM_EINPUT, "user out of range");
+    dm_error_clear();
+}
+
+static void test_summaries_random(void)
+{
+    dm_rng g;
+    dm_rng_seed(&g, 110);
+    double worst = 0;
+    for (int trial = 0; trial < 24; trial++) {
+        const int nu = 7 + trial % 5, ni = 11 + trial % 7;
+        const size_t n = 40 + (size_t)trial * 5, np = trial % 3 == 0 ? 0 : 30;
+        int32_t *cu = malloc(n * 4), *ci = malloc(n * 4), *pu = malloc(np * 4 + 4), *pi = malloc(np * 4 + 4);
+        int64_t *ct = malloc(n * 8), *pt = malloc(np * 8 + 8);
+        for (size_t k = 0; k < n; k++) {
+            cu[k] = (int32_t)dm_rng_below(&g, nu - 1); /* the last user idle */
+            ci[k] = (int32_t)dm_rng_below(&g, ni);
+            ct[k] = 5000 + (int64_t)dm_rng_below(&g, 40); /* many time ties */
+        }
+        for (size_t k = 0; k < np; k++) {
+            pu[k] = (int32_t)dm_rng_below(&g, nu);
+            pi[k] = (int32_t)dm_rng_below(&g, ni);
+            pt[k] = 4000 + (int64_t)dm_rng_below(&g, 1000);
+        }
+        adapter_events cur = {n, cu, ci, ct}, prev = {np, pu, pi, pt};
+        adapter_summary_config sc = {(unsigned)(trial % 16), 1 + trial % 6, trial % 2 ? 300.0 : 0.0};
+        int dsi, dsu;
+        adapter_summary_dims(sc.features, &dsi, &dsu);
+        float *si = calloc((size_t)ni * dsi + 1, 4), *su = calloc((size_t)nu * dsu + 1, 4);
+        float *si2 = calloc((size_t)ni * dsi + 1, 4), *su2 = calloc((size_t)nu * dsu + 1, 4);
+        CHECK(adapter_summaries(&sc, nu, ni, &cur, np ? &prev : NULL, 5000, 5040, si, su) == DM_OK &&
+                  adapter_summaries_naive(&sc, nu, ni, &cur, np ? &prev : NULL, 5000, 5040, si2, su2) == DM_OK,
+              "summaries");
+        for (size_t j = 0; j < (size_t)ni * dsi; j++) worst = fmax(worst, fabs(si[j] - si2[j]));
+        for (size_t j = 0; j < (size_t)nu * dsu; j++) worst = fmax(worst, fabs(su[j] - su2[j]));
+        free(cu);
+        free(ci);
+        free(ct);
+        free(pu);
+        free(pi);
+        free(pt);
+        free(si);
+        free(su);
+        free(si2);
+        free(su2);
+    }
+    printf("# summaries vs naive twin, 24 random windows (all feature masks): max diff %.2g\n", worst);
+    CHECK(worst < 1e-6, "summaries differ from the naive twin by %g", worst);
+}
+
+/* ---- 11. PyTorch / NumPy parity -------------------------------------------------------------- */
+
+static void *slurp(const char *dir, const char *name, const char *suffix, size_t want)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s%s", dir, name, suffix);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        printf("# cannot open %s\n", path);
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *p = malloc(n > 0 ? (size_t)n : 1);
+    size_t got = fread(p, 1, (size_t)n, f);
+    fclose(f);
+    if (got != (size_t)n || (want && (size_t)n != want)) {
+        printf("# %s has %ld bytes, expected %zu\n", path, n, want);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static long long jint(const dm_json *o, const char *k)
+{
+    int64_t v = 0;
+    const dm_json *x = dm_json_get(o, k);
+    if (!x || dm_json_int(x, &v)) printf("# manifest: missing integer %s\n", k);
+    return v;
+}
+
+static double jnum(const dm_json *o, const char *k)
+{
+    double v = NAN;
+    const dm_json *x = dm_json_get(o, k);
+    if (!x || dm_json_double(x, &v)) printf("# manifest: missing number %s\n", k);
+    return v;
+}
+
+/* max |x - ref| over n against max |ref| */
+static double maxdiff(const float *x, const double *ref, size_t n, double *refmax)
+{
+    double d = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        d = fmax(d, fabs(x[i] - ref[i]));
+        s = fmax(s, fabs(ref[i]));
+    }
+    if (refmax) *refmax = s;
+    return d;
+}
+
+static void torch_case(const char *dir, const dm_json *cs, int naive)
+{
+    const char *name = dm_json_get(cs, "name")->str;
+    adapter_config c;
+    adapter_config_default(&c);
+    c.n_items = (int)jint(cs, "n_items");
+    c.n_users = (int)jint(cs, "n_users");
+    c.d_cf = (int)jint(cs, "d_cf");
+    c.d = (int)jint(cs, "d");
+    c.hidden = (int)jint(cs, "hidden");
+    c.ds_item = (int)jint(cs, "ds_item");
+    c.ds_user = (int)jint(cs, "ds_user");
+    c.negatives = (int)jint(cs, "negatives");
+    c.max_batch = (int)jint(cs, "B");
+    c.serve_rows = 7;
+    c.loss = !strcmp(dm_json_get(cs, "loss")->str, "bce") ? ADAPTER_LOSS_BCE : ADAPTER_LOSS_SOFTMAX;
+    c.gate = (int)jint(cs, "gate");
+    c.sigma = (float)jnum(cs, "sigma");
+    c.lambda_ewc = (float)jnum(cs, "lambda_ewc");
+    c.naive = naive;
+    const dm_json *ad = dm_json_get(cs, "adam");
+    c.lr = (float)jnum(ad, "lr");
+    c.beta1 = (float)jnum(ad, "beta1");
+    c.beta2 = (float)jnum(ad, "beta2");
+    c.eps = (float)jnum(ad, "eps");
+    c.ema_decay = (float)jnum(ad, "ema_decay");
+    const int B = c.max_batch, K = c.negatives;
+    adapter m;
+    adapter_acts a;
+    if (adapter_init(&m, &c) != DM_OK || adapter_acts_init(&a, &c) != DM_OK) {
+        CHECK(0, "init for %s", name);
+        return;
+    }
+    const size_t P = m.nparams, NI = (size_t)c.n_items, NU = (size_t)c.n_users;
+    CHECK((long long)P == jint(cs, "nparams"), "%s: slab of %zu floats, reference %lld", name, P,
+          jint(cs, "nparams"));
+    float *p = slurp(dir, name, "_params.f32", P * 4);
+    float *e_cf = slurp(dir, name, "_e_cf.f32", NI * c.d_cf * 4), *zb = slurp(dir, name, "_z_base.f32", NI * c.d * 4);
+    float *si = slurp(dir, name, "_s_item.f32", NI * c.ds_item * 4), *r = slurp(dir, name, "_r.f32", NU * c.d_cf * 4);
+    float *hb = slurp(dir, name, "_h_base.f32", NU * c.d * 4), *su = slurp(dir, name, "_s_user.f32", NU * c.ds_user * 4);
+    int32_t *user = slurp(dir, name, "_user.i32", B * 4), *pos = slurp(dir, name, "_pos.i32", B * 4);
+    int32_t *neg = slurp(dir, name, "_neg.i32", (size_t)B * K * 4);
+    double *grec = slurp(dir, name, "_grad_rec.f64", P * 8), *gall = slurp(dir, name, "_grad_all.f64", P * 8);
+    double *fis = slurp(dir, name, "_fisher.f64", P * 8), *eg = slurp(dir, name, "_ewc_grad.f64", P * 8);
+    float *F = slurp(dir, name, "_ewc_F.f32", P * 4), *anc = slurp(dir, name, "_ewc_anchor.f32", P * 4);
+    double *adam = slurp(dir, name, "_adam.f64", P * 8), *ema = slurp(dir, name, "_ema.f64", P * 8);
+    double *zd = slurp(dir, name, "_zdyn.f64", NI * c.d * 8), *hd = slurp(dir, name, "_hdyn.f64", NU * c.d * 8);
+    if (!p || !e_cf || !zb || !si || !r || !hb || !su || !user || !pos || !neg || !grec || !gall ||
+        !fis || !eg || !F || !anc || !adam || !ema || !zd || !hd) {
+        CHECK(0, "reference files of %s missing", name);
+        goto done;
+    }
+    const char *kind = naive ? "naive" : "fast ";
+    adapter_tables t = {e_cf, zb, si, r, hb, su};
+    adapter_batch b = {B, user, pos, neg, jnum(cs, "norm")};
+    memcpy(m.params_mem, p, P * 4);
+    memcpy(m.ema_mem, p, P * 4);
+    adapter_loss l;
+    double gmax, d;
+    /* rec alone, then rec + KL */
+    m.cfg.kl = 0;
+    adapter_zero_grad(&m);
+    CHECK(adapter_train_step(&m, &a, &t, &b, &l) == DM_OK, "step");
+    NEAR(l.rec, jnum(cs, "loss_rec"), 1e-6 * fabs(jnum(cs, "loss_rec")), "rec loss vs torch");
+    d = maxdiff(m.grads_mem, grec, P, &gmax);
+    printf("# torch %-15s %s: L_rec %.8f (diff %.2g), grad L_rec max diff %.2g (max |g| %.2g)\n",
+           name, kind, l.rec, fabs(l.rec - jnum(cs, "loss_rec")), d, gmax);
+    CHECK(d <= 1e-5 * gmax, "%s: rec gradient differs from torch by %g", name, d);
+    /* per tensor, relative to its own scale (floored at 1% of the largest: a tensor whose true
+     * gradient vanishes, e.g. item.b2 without the gate under the softmax, which is invariant to a
+     * shift shared by all candidates, holds only rounding noise) */
+    double worst = 0;
+    for (int k = 0; k < ADAPTER_NTENSORS; k++) {
+        size_t n = adapter_tensor_info(&m.cfg, k, NULL, NULL, NULL);
+        double tm;
+        double dk = maxdiff(m.grads_mem + m.offset[k], grec + m.offset[k], n, &tm);
+        worst = fmax(worst, dk / fmax(tm, 1e-2 * gmax));
+    }
+    CHECK(worst < 1e-4, "%s: a tensor's gradient differs by %g of its largest element", name, worst);
+    m.cfg.kl = 1;
+    adapter_zero_grad(&m);
+    CHECK(adapter_train_step(&m, &a, &t, &b, &l) == DM_OK, "step");
+    NEAR(l.kl, jnum(cs, "loss_kl"), 1e-6 * fabs(jnum(cs, "loss_kl")), "KL loss vs torch");
+    d = maxdiff(m.grads_mem, gall, P, &gmax);
+    printf("#   L_kl %.8f (diff %.2g), grad (L_rec + L_kl) max diff %.2g (max |g| %.2g), per-tensor "
+           "rel %.2g\n", l.kl, fabs(l.kl - jnum(cs, "loss_kl")), d, gmax, worst);
+    CHECK(d <= 1e-5 * gmax, "%s: rec + KL gradient differs from torch by %g", name, d);
+    /* Fisher */
+    adapter_fisher_begin(&m);
+    b.norm = (double)jint(cs, "fisher_norm");
+    CHECK((naive ? adapter_fisher_accumulate_naive : adapter_fisher_accumulate)(&m, &a, &t, &b) == DM_OK,
+          "fisher");
+    b.norm = jnum(cs, "norm");
+    d = maxdiff(m.fisher_acc, fis, P, &gmax);
+    printf("#   Fisher max diff %.2g (max F %.2g)", d, gmax);
+    CHECK(d <= 1e-5 * gmax, "%s: Fisher differs from torch by %g", name, d);
+    /* EWC */
+    memcpy(m.fisher_mem, F, P * 4);
+    memcpy(m.anchor_mem, anc, P * 4);
+    m.has_fisher = 1;
+    NEAR(adapter_ewc_loss(&m), jnum(cs, "loss_ewc"), 1e-6 * fabs(jnum(cs, "loss_ewc")), "EWC loss vs torch");
+    float *gg = calloc(P, 4);
+    adapter_ewc_grad(&m, gg);
+    d = maxdiff(gg, eg, P, &gmax);
+    printf(", EWC loss diff %.2g, grad max diff %.2g (max %.2g)\n",
+           fabs(adapter_ewc_loss(&m) - jnum(cs, "loss_ewc")), d, gmax);
+    CHECK(d <= 1e-5 * gmax, "%s: EWC gradient differs from torch by %g", name, d);
+    free(gg);
+    /* dynamic latents */
+    float *z = malloc(NI * c.d * 4), *h = malloc(NU * c.d * 4);
+    adapter_item_latents(&m, &a, &t, 0, NULL, c.n_items, z, NULL);
+    adapter_user_latents(&m, &a, &t, 0, NULL, c.n_users, h, NULL);
+    double dz = maxdiff(z, zd, NI * c.d, NULL), dh = maxdiff(h, hd, NU * c.d, NULL);
+    CHECK(dz < 1e-5 && dh < 1e-5, "%s: latents differ from torch by %g / %g", name, dz, dh);
+    free(z);
+    free(h);
+    /* Adam on rec + KL + EWC, EMA after each step */
+    const int steps = (int)jint(ad, "steps");
+    for (int s = 0; s < steps; s++) {
+        adapter_zero_grad(&m);
+        adapter_train_step(&m, &a, &t, &b, NULL);
+        adapter_adam_step(&m);
+        adapter_ema_update(&m);
+    }
+    double da = maxdiff(m.params_mem, adam, P, NULL), de = maxdiff(m.ema_mem, ema, P, NULL);
+    printf("#   Adam (%d steps, lr %.3g, with EWC): max |w_C - w_torch| %.2g, EMA max diff %.2g, "
+           "latents max diff %.2g\n", steps, c.lr, da, de, fmax(dz, dh));
+    CHECK(da < 2e-5 && de < 2e-5, "%s: Adam / EMA differ from torch by %g / %g", name, da, de);
+done:
+    free(p);
+    free(e_cf);
+    free(zb);
+    free(si);
+    free(r);
+    free(hb);
+    free(su);
+    free(user);
+    free(pos);
+    free(neg);
+    free(grec);
+    free(gall);
+    free(fis);
+    free(eg);
+    free(F);
+    free(anc);
+    free(adam);
+    free(ema);
+    free(zd);
+    free(hd);
+    adapter_free(&m);
+    adapter_acts_free(&a);
+}
+
+static void numpy_summary_case(const char *dir, const dm_json *cs)
+{
+    const char *name = dm_json_get(cs, "name")->str;
+    adapter_summary_config sc = {(unsigned)jint(cs, "features"), (int)jint(cs, "recent"), jnum(cs, "tau_ms")};
+    const int nu = (int)jint(cs, "n_users"), ni = (int)jint(cs, "n_items");
+    const size_t n = (size_t)jint(cs, "n"), np = (size_t)jint(cs, "n_prev");
+    int dsi, dsu;
+    adapter_summary_dims(sc.features, &dsi, &dsu);
+    CHECK(dsi == jint(cs, "ds_item") && dsu == jint(cs, "ds_user"), "%s: widths %d %d", name, dsi, dsu);
+    int32_t *cu = slurp(dir, name, "_cu.bin", n * 4), *ci = slurp(dir, name, "_ci.bin", n * 4);
+    int64_t *ct = slurp(dir, name, "_ct.bin", n * 8);
+    int32_t *pu = slurp(dir, name, "_pu.bin", np * 4), *pi = slurp(dir, name, "_pi.bin", np * 4);
+    int64_t *pt = slurp(dir, name, "_pt.bin", np * 8);
+    double *ri = slurp(dir, name, "_s_item.f64", (size_t)ni * dsi * 8);
+    double *ru = slurp(dir, name, "_s_user.f64", (size_t)nu * dsu * 8);
+    float *si = calloc((size_t)ni * dsi + 1, 4), *su = calloc((size_t)nu * dsu + 1, 4);
+    if (!cu || !ci || !ct || !pu || !pi || !pt || !ri || !ru) {
+        CHECK(0, "summary reference files of %s missing", name);
+    } else {
+        adapter_events cur = {n, cu, ci, ct}, prev = {np, pu, pi, pt};
+        int64_t t0 = (int64_t)jint(cs, "t_begin"), t1 = (int64_t)jint(cs, "t_end");
+        double d = 0;
+        for (int naive = 0; naive < 2; naive++) {
+            CHECK((naive ? adapter_summaries_naive : adapter_summaries)(&sc, nu, ni, &cur, np ? &prev : NULL,
+                                                                      t0, t1, si, su) == DM_OK,
+                  "summaries");
+            d = fmax(d, fmax(maxdiff(si, ri, (size_t)ni * dsi, NULL), maxdiff(su, ru, (size_t)nu * dsu, NULL)));
+        }
+        printf("# numpy summaries %-22s (features 0x%x, recent %d): max diff %.2g\n", name,
+               sc.features, sc.recent, d);
+        CHECK(d < 2e-6, "%s: summaries differ from NumPy by %g", name, d);
+    }
+    free(cu);
+    free(ci);
+    free(ct);
+    free(pu);
+    free(pi);
+    free(pt);
+    free(ri);
+    free(ru);
+    free(si);
+    free(su);
+}
+
+static void test_reference(void)
+{
+    const char *ref = getenv("DM_REF_DIR");
+    if (!ref) {
+        printf("# DM_REF_DIR unset: PyTorch parity not checked (run through tests/run.sh)\n");
+        return;
+    }
+    char dir[1024], path[1100];
+    snprintf(dir, sizeof dir, "%s/adapter", ref);
+    snprintf(path, sizeof path, "%s/manifest.json", dir);
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL, "cannot open %s (run tests/reference/gen_adapter.py first)", path);
+    if (!f) return;
+    fseek(f, 0, SEEK_END);
+    size_t n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = malloc(n + 1);
+    CHECK(fread(text, 1, n, f) == n, "read manifest");
+    fclose(f);
+    dm_jdoc doc = {0};
+    dm_json *root = NULL;
+    dm_jerr err;
+    CHECK(dm_json_parse(&doc, text, n, 0, &root, &err) == 0, "manifest parse: %s", err.what);
+    const dm_json *fmt = root ? dm_json_get(root, "format") : NULL;
+    CHECK(fmt && !strcmp(fmt->str, "dynmm-adapter-ref") && jint(root, "version") == 1, "manifest format");
+    int nc = 0, ns = 0;
+    const dm_json *cases = root ? dm_json_get(root, "cases") : NULL;
+    for (const dm_json *cs = cases ? cases->child : NULL; cs; cs = cs->next, nc++) {
+        torch_case(dir, cs, 0);
+        torch_case(dir, cs, 1);
+    }
+    const dm_json *summ = root ? dm_json_get(root, "summaries") : NULL;
+    for (const dm_json *cs = summ ? summ->child : NULL; cs; cs = cs->next, ns++) numpy_summary_case(dir, cs);
+    CHECK(nc >= 3 && ns >= 4, "only %d model and %d summary reference cases", nc, ns);
+    dm_jdoc_free(&doc);
+    free(text);
+}
+
+int main(void)
+{
+    test_zero_init();
+    test_fast_vs_naive();
+    test_finite_differences();
+    test_fisher();
+    test_shards();
+    test_ablations();
+    test_serving();
+    test_large();
+    test_overfit();
+    test_reservoir();
+    test_plan();
+    test_summaries_known();
+    test_summaries_random();
+    test_reference();
+    return tap_done("test_adapter");
+}
