@@ -35,30 +35,33 @@
  * EMA: ema = decay ema + (1 - decay) theta after every Adam step (adapter_ema_update); training
  * always uses the raw weights theta, serving uses the EMA weights (raw ones when cfg.ema = 0).
  *
- * Data-parallel use per window w (every rank holds the tables, the window's records and the
- * buffer; kernels never see ranks):
- *   adapter_summaries(&sc, ..., cur = window w-1, prev = window w-2, t_end = window_start[w], ...)
- *       -> s_item, s_user (identical on every rank)
- *   fill adapter_tables {e_cf, z_base, s_item, r (user states before w), h_base, s_user}
- *   serve:  adapter_item_latents(m, a, &t, 1, NULL, n_items, z, NULL)   all items once (sgemm)
- *           adapter_user_latents(m, a, &t, 1, users, n, h, NULL)       the rank's users
- *           scores = h . z^T (as base scoring)      -> evaluate window w (prequential: test first)
- *   train, for step = 0..steps-1:
- *           adapter_plan_batch(&pc, win, nwin, replay ? &buf : NULL, w, step, G, U, P, Ng)
- *           take this rank's block [lo, hi) of the G examples (dm_shard_even)
+ * Data-parallel use per window w = 0..n_windows-1 (prequential: serve and evaluate window w first,
+ * then train on it). Every rank holds the tables, the window's records and the buffer; kernels
+ * never see ranks. A rank's share of a global batch is dm_shard_even(G, nranks, rank).
+ *   adapter_window_gather(d, w, &W); adapter_window_gather(d, w - 1, &W1); (w - 2, &W2)
+ *   adapter_summaries(&sc, n_users, n_items, &W1.ev, &W2.ev, W1.t_begin, window_start[w],
+ *                     s_item, s_user)        the summaries of the window before w (no leakage);
+ *                                            identical on every rank
+ *   tables t = {e_cf, z_base, s_item, r (user CF states from the history before w), h_base, s_user}
+ *   serve:  adapter_item_latents(m, a, &t, 1, NULL, n_items, z, NULL)  all items once (sgemm)
+ *           adapter_user_latents(m, a, &t, 1, users, n, h, NULL)      this rank's users
+ *           scores = h . z^T, exactly as base scoring            -> evaluate window w
+ *   train (skip when W.n == 0 and the buffer is empty), step = 0..steps-1:
+ *           adapter_plan_batch(&pc, W.rec, W.n, replay ? &buf : NULL, w, step, G, U, P, Ng)
  *           adapter_zero_grad(m)
- *           adapter_train_step(m, a, &t, &(adapter_batch){hi-lo, U+lo, P+lo, Ng+lo*K, .norm = G}, &l)
- *           allreduce(SUM, m->grads_mem, m->nparams); allreduce(SUM, l.rec, l.kl)
- *           adapter_adam_step(m)        (adds the EWC gradient itself; identical on every rank)
+ *           adapter_train_step(m, a, &t, &(adapter_batch){hi - lo, U + lo, P + lo, Ng + lo K, G}, &l)
+ *           allreduce(SUM, m->grads_mem, m->nparams); allreduce(SUM, {l.rec, l.kl})
+ *           adapter_adam_step(m)        adds the EWC gradient itself; identical on every rank
  *           adapter_ema_update(m)
- *           log l.rec + l.kl + adapter_ewc_loss(m)
- *   end of window (cfg.ewc):
- *           adapter_plan_batch(&pc, win, nwin, NULL, w, ADAPTER_STEP_FISHER, S, ...) -> block
- *           adapter_fisher_begin(m); adapter_fisher_accumulate(m, a, &t, &(batch with norm = S))
+ *           log l.rec + l.kl + adapter_ewc_loss(m)      (the EWC term once, not per rank)
+ *   end of window, when cfg.ewc (S = adapter.fisher_samples):
+ *           adapter_plan_batch(&pc, W.rec, W.n, NULL, w, ADAPTER_STEP_FISHER, S, U, P, Ng)
+ *           adapter_fisher_begin(m); adapter_fisher_accumulate(m, a, &t, rank's block, norm = S)
  *           allreduce(SUM, m->fisher_acc, m->nparams); adapter_fisher_commit(m)
- *   adapter_reservoir_add(&buf, w, window w's records in dataset order)
- * Batches larger than cfg.max_batch are split into several train_step calls with the same norm
- * (gradients accumulate).
+ *   adapter_reservoir_add(&buf, w, W.rec, W.n)   (after training: the buffer holds older windows)
+ * A rank's share larger than cfg.max_batch is split over several train_step / fisher calls with
+ * the same norm (gradients accumulate). 1 and 3 ranks give the same weights to float rounding
+ * (tests/unit/test_adapter.c simulates it).
  *
  * Memory: the adapter owns its slabs (parameters, gradients, Adam moments, EMA, Fisher, anchor,
  * Fisher accumulator: one layout, named views); adapter_acts owns the activations of up to
@@ -70,6 +73,7 @@
 
 #include "adapter_replay.h"
 #include "adapter_summary.h"
+#include "adapter_window.h"
 
 #include <stddef.h>
 #include <stdint.h>

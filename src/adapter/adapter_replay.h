@@ -56,8 +56,9 @@ typedef struct {
 #define ADAPTER_STEP_FISHER UINT64_C(0xffffffff)
 
 /* The global batch of G examples of (window, step): user (G), pos (G), neg (G, K). win holds the
- * window's nwin records (nwin >= 1 unless every example is replayed); buf may be NULL (no replay).
- * Returns the number R of replayed examples (the last R). */
+ * window's nwin records; buf may be NULL (no replay). With nwin = 0 every example is replayed; an
+ * empty window with an empty buffer is a caller bug (assertion) unless G = 0. Returns the number R
+ * of replayed examples (the last R). */
 size_t adapter_plan_batch(const adapter_plan_config *c, const adapter_record *win, size_t nwin,
                           const adapter_reservoir *buf, uint64_t window, uint64_t step, size_t G,
                           int32_t *user, int32_t *pos, int32_t *neg);
