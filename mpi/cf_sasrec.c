@@ -545,3 +545,56 @@ int cf_sasrec_train(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const 
     sasrec_free(&m);
     return par_agree(ctx, rc);
 }
+
+int cf_sasrec_load(par_ctx *ctx, const char *path, size_t n_items, int max_batch, sasrec *m, sasrec_acts *a)
+{
+    memset(m, 0, sizeof *m);
+    memset(a, 0, sizeof *a);
+    h5file f;
+    DM_CALL(par_agree(ctx, h5_open(ctx, path, &f)));
+    sasrec_config sc;
+    sasrec_config_default(&sc, (int)n_items);
+    int64_t v;
+    char *norm = NULL;
+    int rc = h5_check_format(&f, "dynmm-cf", 1);
+    if (!rc && !h5_exists(&f, "/sasrec/weights")) {
+        rc = DM_ERR(DM_EFORMAT, "'%s' holds no SASRec model", path);
+        DM_HINT("add sasrec to cf.models and rerun train-cf");
+    }
+#define A(name, dst) if (!rc) { rc = h5_get_attr_i64(&f, "/sasrec", name, &v); dst = (int)v; }
+    A("hidden", sc.C);
+    A("maxlen", sc.T);
+    A("blocks", sc.L);
+    A("heads", sc.H);
+    A("ffn", sc.F);
+#undef A
+    if (!rc) rc = h5_get_attr_str(&f, "/sasrec", "norm", &norm);
+    if (!rc) {
+        sc.norm = !strcmp(norm, "pre") ? SASREC_NORM_PRE : !strcmp(norm, "post") ? SASREC_NORM_POST : SASREC_NORM_KANG;
+        sc.max_batch = max_batch;
+        sc.dropout = 0;
+        rc = sasrec_config_check(&sc);
+    }
+    free(norm);
+    if (!rc) rc = sasrec_init(m, &sc);
+    if (!rc) rc = sasrec_acts_init(a, &sc);
+    for (int k = 0; k < SASREC_NTENSORS && !rc; k++) {
+        const char *name;
+        int nd;
+        size_t shape[3];
+        size_t n = sasrec_tensor_info(&sc, k, &name, &nd, shape);
+        char nm[128];
+        snprintf(nm, sizeof nm, "/sasrec/weights/%s", name);
+        size_t r, c;
+        rc = h5_shape(&f, nm, &r, &c, NULL);
+        if (!rc && r * (c ? c : 1) != n) rc = DM_ERR(DM_EFORMAT, "'%s': %s has %zu values, the model needs %zu", path, nm, r * (c ? c : 1), n);
+        if (!rc) rc = h5_read_rows(&f, nm, H5_F32, 0, r, m->params_mem + m->offset[k]);
+    }
+    h5_close(&f);
+    return par_agree(ctx, rc);
+}
+
+int cf_sasrec_states(sasrec *m, sasrec_acts *a, const int32_t *seq, int B, float *out)
+{
+    return sasrec_user_states(m, a, seq, B, out);
+}

@@ -23,10 +23,17 @@
 
 #include "../src/config/config.h"
 #include "../src/data/dataset.h"
+#include "../src/sasrec/sasrec.h"
 
 /* Trains and writes /sasrec/... into f: weights, e_cf, user states for valid and test histories,
  * the training curve. */
 int cf_sasrec_train(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, const char *stage_hash,
                     h5file *f);
+
+/* Loads the trained SASRec of cf.h5 (its shape from the /sasrec attributes, weights from
+ * /sasrec/weights) with activations for batches of max_batch users, on every rank. */
+int cf_sasrec_load(par_ctx *ctx, const char *path, size_t n_items, int max_batch, sasrec *m, sasrec_acts *a);
+/* User states of histories: seq (B, T) left-padded SASRec ids (dense + 1); out (B, C). */
+int cf_sasrec_states(sasrec *m, sasrec_acts *a, const int32_t *seq, int B, float *out);
 
 #endif

@@ -86,6 +86,19 @@ static int sasrec_score(void *mv, const ev_split *s, const size_t *users, size_t
     return DM_OK;
 }
 
+static int align_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
+{
+    model *m = mv;
+    const float *st = m->state[s->split];
+    float *u = malloc(B * m->C * sizeof *u + 4);
+    if (!u) return DM_ERR(DM_ENOMEM, "out of memory");
+    for (size_t b = 0; b < B; b++) memcpy(u + b * m->C, st + users[b] * m->C, m->C * sizeof *u);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)m->n_items, (int)m->C, 1.0f, u, (int)m->C, m->e,
+                (int)m->C, 0.0f, scores, (int)m->n_items);
+    free(u);
+    return DM_OK;
+}
+
 static void model_free(model *m)
 {
     free(m->pop);
@@ -104,16 +117,35 @@ static int model_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, cons
     m->n_items = d->n_items;
     DM_ALLOC(m->hist, d->n_inter + 1);
     char path[4096];
-    DM_CALL(cli_run_path(ctx, cfg, "cf.h5", path, sizeof path));
+    int is_align = !strcmp(name, "align");
+    DM_CALL(cli_run_path(ctx, cfg, is_align ? "align.h5" : "cf.h5", path, sizeof path));
     h5file f;
     int rc = h5_open(ctx, path, &f);
     if (rc) {
-        DM_HINT("run the train-cf stage first (dynmm train-cf, or add it to run.stages)");
+        DM_HINT(is_align ? "run the align stage first (dynmm align, or add it to run.stages)"
+                         : "run the train-cf stage first (dynmm train-cf, or add it to run.stages)");
+        return par_agree(ctx, rc);
+    }
+    void *p;
+    size_t r, c;
+    if (is_align) {
+        rc = h5_check_format(&f, "dynmm-align", 1);
+        if (!rc) rc = h5_read_all(&f, "/align/z_base", H5_F32, &p, &r, &c);
+        if (!rc) {
+            m->e = p;
+            m->C = c;
+            rc = h5_read_all(&f, "/align/h_valid", H5_F32, &p, &r, &c);
+        }
+        if (!rc) {
+            m->state[DM_VALID] = p;
+            rc = h5_read_all(&f, "/align/h_test", H5_F32, &p, &r, &c);
+        }
+        if (!rc) m->state[DM_TEST] = p;
+        *fn = align_score;
+        h5_close(&f);
         return par_agree(ctx, rc);
     }
     rc = h5_check_format(&f, "dynmm-cf", 1);
-    void *p;
-    size_t r, c;
     const char *need = !strcmp(name, "pop") ? "/pop/count" : !strcmp(name, "ease") ? "/ease/B" : "/sasrec/e_cf";
     if (!rc && !h5_exists(&f, need)) {
         rc = DM_ERR(DM_ECONFIG, "eval.models has '%s' but %s has no %s", name, path, need);
@@ -207,10 +239,10 @@ int stage_eval(par_ctx *ctx, const dm_cfg *cfg)
         const char *mname = dm_cfg_str_at(cfg, "eval.models", mi);
         model m;
         ev_score_fn fn = NULL;
-        if (strcmp(mname, "pop") && strcmp(mname, "ease") && strcmp(mname, "sasrec")) {
+        if (strcmp(mname, "pop") && strcmp(mname, "ease") && strcmp(mname, "sasrec") && strcmp(mname, "align")) {
             char w[256];
             rc = DM_ERR(DM_ECONFIG, "%s: unknown model '%s'", dm_cfg_where(cfg, "eval.models", w, sizeof w), mname);
-            DM_HINT("models: pop, ease, sasrec");
+            DM_HINT("models: pop, ease, sasrec, align");
             rc = par_agree(ctx, rc);
             break;
         }

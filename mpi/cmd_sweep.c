@@ -127,7 +127,7 @@ static int parse_grid(dm_cfg *scratch, const char *entry, const char *where, axi
     const char *eq = strchr(entry, '=');
     if (!eq || eq == entry) {
         DM_ERR(DM_ECONFIG, "%s: '%s' is not 'group.key=[v1,v2,...]'", where, entry);
-        DM_HINT("e.g. grid = [\"sasrec.hidden=[32,64]\", \"sasrec.dropout=[0.2,0.5]\"];");
+        DM_HINT("e.g. grid = [\"sasrec.hidden=[32,64]\", \"sasrec.dropout=[0.2,0.5]\"]; on the command line --set 'sweep.grid=sasrec.hidden=32|64'");
         return DM_ECONFIG;
     }
     ax->key = ru_strndup(entry, (size_t)(eq - entry));
@@ -149,9 +149,10 @@ static int parse_grid(dm_cfg *scratch, const char *entry, const char *where, axi
         free(inner);
         DM_CALL(rc);
     } else {
+        /* v1|v2|... (the form that survives --set, which splits lists at commas) */
         char *one = ru_strndup(v, L);
         if (!one) return DM_ENOMEM;
-        int rc = ru_strv_push(&parts, &np, one);
+        int rc = ru_split(one, '|', &parts, &np);
         free(one);
         DM_CALL(rc);
     }

@@ -32,6 +32,8 @@ int stage_ingest(par_ctx *ctx, const dm_cfg *cfg);
 int stage_train_cf(par_ctx *ctx, const dm_cfg *cfg);
 extern const char *const cf_config_groups[];
 int stage_eval(par_ctx *ctx, const dm_cfg *cfg);
+int stage_align(par_ctx *ctx, const dm_cfg *cfg);
+extern const char *const align_config_groups[];
 extern const char *const eval_config_groups[];
 
 #endif

@@ -1,0 +1,705 @@
+/* report_data.c: the inputs of `dynmm report`: resolving files, directories, manifests and globs,
+ * and reading the results files' metadata into runs and configurations (see report.h). */
+#include "report.h"
+
+#include "h5io.h"
+#include "report_util.h"
+
+#include "../src/core/err.h"
+#include "../src/core/json.h"
+#include "../src/core/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <glob.h>
+#include <hdf5.h>
+#include <limits.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ---- inputs ------------------------------------------------------------------------------ */
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int is_file(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int ends_with(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+static int add_path(char ***v, size_t *n, const char *p)
+{
+    char real[PATH_MAX];
+    if (!realpath(p, real)) return DM_ERR(DM_EIO, "cannot resolve '%s': %s", p, strerror(errno));
+    return ru_strv_push(v, n, real);
+}
+
+/* A run directory of a manifest: dir/results.h5, relative to the cwd or to the manifest's workdir. */
+static int add_run(char ***v, size_t *n, const char *dir, const char *workdir, const char *id, size_t *missing)
+{
+    char p[PATH_MAX + 64];
+    snprintf(p, sizeof p, "%s/results.h5", dir);
+    if (!is_file(p) && dir[0] != '/' && workdir[0]) snprintf(p, sizeof p, "%s/%s/results.h5", workdir, dir);
+    if (!is_file(p)) {
+        dm_warn("run %s has no results.h5 yet (%s): not finished, or run.stages has no eval", id, dir);
+        (*missing)++;
+        return DM_OK;
+    }
+    return add_path(v, n, p);
+}
+
+static int read_manifest_tsv(const char *path, char ***v, size_t *n, size_t *missing)
+{
+    char *text;
+    DM_CALL(ru_read_file(path, &text, NULL));
+    if (strncmp(text, "# dynmm-sweep-manifest v1", 25) != 0) {
+        free(text);
+        DM_ERR(DM_EFORMAT, "'%s' is not a dynmm sweep manifest (v1)", path);
+        DM_HINT("manifests are written by `dynmm sweep`; give results.h5 files or run directories instead");
+        return DM_EFORMAT;
+    }
+    char workdir[PATH_MAX] = "";
+    int rc = DM_OK, lineno = 0;
+    for (char *line = text, *next; line && *line && !rc; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = '\0';
+        lineno++;
+        if (!strncmp(line, "# workdir: ", 11)) snprintf(workdir, sizeof workdir, "%s", line + 11);
+        if (line[0] == '#' || !strncmp(line, "index\t", 6) || !line[0]) continue;
+        char **f = NULL;
+        size_t nf = 0;
+        /* columns are tab-separated; values hold no tabs */
+        for (char *p = line, *t; p && !rc; p = t) {
+            t = strchr(p, '\t');
+            if (t) *t++ = '\0';
+            rc = ru_strv_push(&f, &nf, p);
+        }
+        if (!rc && nf < 6) rc = DM_ERR(DM_EFORMAT, "'%s' line %d: expected at least 6 tab-separated columns", path, lineno);
+        if (!rc) rc = add_run(v, n, f[4], workdir, f[1], missing);
+        ru_strv_free(f, nf);
+    }
+    free(text);
+    return rc;
+}
+
+static int read_manifest_json(const char *path, char ***v, size_t *n, size_t *missing)
+{
+    char *text;
+    size_t len;
+    DM_CALL(ru_read_file(path, &text, &len));
+    dm_jdoc doc = {0};
+    dm_json *root = NULL;
+    dm_jerr err;
+    int rc = DM_OK;
+    if (dm_json_parse(&doc, text, len, 0, &root, &err) != 0)
+        rc = DM_ERR(DM_EFORMAT, "'%s' byte %zu: %s", path, err.offset, err.what);
+    const dm_json *fmt = rc ? NULL : dm_json_get(root, "format"), *runs = rc ? NULL : dm_json_get(root, "runs");
+    const dm_json *wd = rc ? NULL : dm_json_get(root, "workdir");
+    if (!rc && (!fmt || fmt->type != DM_JSTR || strcmp(fmt->str, "dynmm-sweep-manifest") || !runs || runs->type != DM_JARR))
+        rc = DM_ERR(DM_EFORMAT, "'%s' is not a dynmm sweep manifest", path);
+    for (size_t i = 0; !rc && i < runs->len; i++) {
+        const dm_json *r = dm_json_at(runs, i), *d = r ? dm_json_get(r, "dir") : NULL, *id = r ? dm_json_get(r, "id") : NULL;
+        if (!d || d->type != DM_JSTR) rc = DM_ERR(DM_EFORMAT, "'%s': run %zu has no \"dir\"", path, i);
+        else rc = add_run(v, n, d->str, wd && wd->type == DM_JSTR ? wd->str : "", id && id->type == DM_JSTR ? id->str : d->str, missing);
+    }
+    dm_jdoc_free(&doc);
+    free(text);
+    return rc;
+}
+
+static int walk_dir(const char *dir, int depth, char ***v, size_t *n)
+{
+    char p[PATH_MAX + 300];
+    snprintf(p, sizeof p, "%s/results.h5", dir);
+    if (is_file(p)) return add_path(v, n, p);
+    if (depth <= 0) return DM_OK;
+    struct dirent **list = NULL;
+    int k = scandir(dir, &list, NULL, alphasort);
+    if (k < 0) return DM_ERR(DM_EIO, "cannot list '%s': %s", dir, strerror(errno));
+    int rc = DM_OK;
+    for (int i = 0; i < k; i++) {
+        if (!rc && list[i]->d_name[0] != '.') {
+            snprintf(p, sizeof p, "%s/%s", dir, list[i]->d_name);
+            if (is_dir(p)) rc = walk_dir(p, depth - 1, v, n);
+        }
+        free(list[i]);
+    }
+    free(list);
+    return rc;
+}
+
+static int resolve_one(const char *in, char ***v, size_t *n, size_t *missing)
+{
+    char p[PATH_MAX + 64];
+    if (is_dir(in)) {
+        snprintf(p, sizeof p, "%s/manifest.tsv", in);
+        if (is_file(p)) return read_manifest_tsv(p, v, n, missing);
+        size_t before = *n;
+        DM_CALL(walk_dir(in, 3, v, n));
+        if (*n == before) {
+            DM_ERR(DM_EIO, "no results.h5 in '%s' or its subdirectories", in);
+            DM_HINT("run the eval stage first (run.stages ending in eval)");
+            return DM_EIO;
+        }
+        return DM_OK;
+    }
+    if (!is_file(in)) {
+        DM_ERR(DM_EIO, "cannot open '%s': no such file or directory", in);
+        DM_HINT("give results.h5 files, run directories, sweep directories or manifests");
+        return DM_EIO;
+    }
+    if (ends_with(in, ".tsv")) return read_manifest_tsv(in, v, n, missing);
+    if (ends_with(in, ".json")) return read_manifest_json(in, v, n, missing);
+    return add_path(v, n, in);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int rpt_resolve_inputs(char *const *inputs, size_t n, char ***paths, size_t *npaths, size_t *missing)
+{
+    char **v = NULL;
+    size_t nv = 0;
+    *missing = 0;
+    int rc = DM_OK;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (strpbrk(inputs[i], "*?[")) {
+            glob_t g;
+            int e = glob(inputs[i], 0, NULL, &g);
+            if (e == GLOB_NOMATCH) rc = DM_ERR(DM_EIO, "'%s' matches no file", inputs[i]);
+            else if (e) rc = DM_ERR(DM_EIO, "cannot expand '%s'", inputs[i]);
+            for (size_t j = 0; !rc && j < g.gl_pathc; j++) rc = resolve_one(g.gl_pathv[j], &v, &nv, missing);
+            if (e != GLOB_NOMATCH) globfree(&g);
+        } else
+            rc = resolve_one(inputs[i], &v, &nv, missing);
+    }
+    if (rc) {
+        ru_strv_free(v, nv);
+        return rc;
+    }
+    if (nv) qsort(v, nv, sizeof *v, cmp_str);
+    size_t k = 0;
+    for (size_t i = 0; i < nv; i++) {
+        if (k && !strcmp(v[k - 1], v[i])) free(v[i]);
+        else v[k++] = v[i];
+    }
+    *paths = v;
+    *npaths = k;
+    return DM_OK;
+}
+
+/* ---- reading files ----------------------------------------------------------------------- */
+
+/* A one-rank context: files are read by one rank without a collective partner. */
+static MPI_Comm g_self_comm;
+static par_ctx self_ctx(const par_ctx *world)
+{
+    par_ctx c = *world;
+    g_self_comm = MPI_COMM_SELF;
+    c.rank = 0;
+    c.size = 1;
+    c.local_rank = 0;
+    c.local_size = 1;
+    c.comm = &g_self_comm;
+    c.node_comm = &g_self_comm;
+    return c;
+}
+
+typedef struct {
+    char **names;
+    size_t n;
+    int rc;
+} visit_ctx;
+
+static herr_t visit_cb(hid_t g, const char *name, const H5L_info_t *info, void *data)
+{
+    visit_ctx *v = data;
+    (void)info;
+    hid_t o = H5Oopen(g, name, H5P_DEFAULT);
+    if (o < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return 0;
+    }
+    if (H5Iget_type(o) == H5I_DATASET) {
+        hid_t sp = H5Dget_space(o), t = H5Dget_type(o);
+        if (H5Sget_simple_extent_ndims(sp) == 2 && H5Tget_class(t) == H5T_FLOAT && !strstr(name, "columns/")) {
+            v->rc = ru_strv_push(&v->names, &v->n, name);
+        }
+        H5Sclose(sp);
+        H5Tclose(t);
+    }
+    H5Oclose(o);
+    return v->rc ? -1 : 0;
+}
+
+/* A float64 array attribute of exactly n values; 0 when absent. */
+static int attr_f64s(h5file *f, const char *obj, const char *name, double *out, size_t n)
+{
+    hid_t o = H5Oopen((hid_t)f->id, obj, H5P_DEFAULT);
+    if (o < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return 0;
+    }
+    int ok = 0;
+    if (H5Aexists(o, name) > 0) {
+        hid_t a = H5Aopen(o, name, H5P_DEFAULT), sp = H5Aget_space(a);
+        if (H5Sget_simple_extent_npoints(sp) == (hssize_t)n && H5Aread(a, H5T_NATIVE_DOUBLE, out) >= 0) ok = 1;
+        H5Sclose(sp);
+        H5Aclose(a);
+    }
+    H5Oclose(o);
+    H5Eclear2(H5E_DEFAULT);
+    return ok;
+}
+
+static int strtab_to_v(const dm_strtab *t, char ***v, size_t *n)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        size_t l;
+        const char *s = dm_strtab_get(t, i, &l);
+        char *c = ru_strndup(s, l);
+        if (!c) return DM_ENOMEM;
+        int rc = ru_strv_push(v, n, c);
+        free(c);
+        DM_CALL(rc);
+    }
+    return DM_OK;
+}
+
+static void entry_free(rpt_entry *e)
+{
+    free(e->name);
+    free(e->group);
+    free(e->leaf);
+    free(e->split);
+    free(e->protocol);
+    free(e->model);
+    ru_strv_free(e->colnames, e->cols);
+    free(e->mean);
+    free(e->data);
+    memset(e, 0, sizeof *e);
+}
+
+static int read_entry(h5file *f, const char *name, rpt_entry *e, int *keep)
+{
+    *keep = 0;
+    memset(e, 0, sizeof *e);
+    char obj[600];
+    snprintf(obj, sizeof obj, "/%s", name);
+    size_t rows, cols;
+    int exists;
+    DM_CALL(h5_shape(f, obj, &rows, &cols, &exists));
+    e->name = ru_strdup(name);
+    const char *slash = strrchr(name, '/');
+    e->group = slash ? ru_strndup(name, (size_t)(slash - name)) : ru_strdup("");
+    e->leaf = ru_strdup(slash ? slash + 1 : name);
+    if (!e->name || !e->group || !e->leaf) return DM_ENOMEM;
+    e->rows = rows;
+    e->cols = cols;
+    /* column names: the dataset's own attribute, else the nearest "columns" table upwards */
+    char **cn = NULL;
+    size_t ncn = 0;
+    int root_cols = 0;
+    if (h5_has_attr(f, obj, "columns")) {
+        char *s = NULL;
+        DM_CALL(h5_get_attr_str(f, obj, "columns", &s));
+        int rc = ru_split(s, ',', &cn, &ncn);
+        free(s);
+        DM_CALL(rc);
+    } else {
+        char g[600];
+        snprintf(g, sizeof g, "%s", e->group);
+        for (;;) {
+            char t[700];
+            snprintf(t, sizeof t, "%s%s/columns/offsets", g[0] ? "/" : "", g);
+            if (h5_exists(f, t)) {
+                dm_strtab st;
+                snprintf(t, sizeof t, "%s%s/columns", g[0] ? "/" : "", g);
+                DM_CALL(h5_read_strtab(f, t, &st));
+                int rc = strtab_to_v(&st, &cn, &ncn);
+                dm_strtab_free(&st);
+                DM_CALL(rc);
+                root_cols = !g[0];
+                break;
+            }
+            if (!g[0]) break;
+            char *s = strrchr(g, '/');
+            if (s) *s = '\0';
+            else g[0] = '\0';
+        }
+    }
+    if (ncn != cols) {
+        if (ncn) dm_warn("%s: %s has %zu columns but its column table %zu; left out", f->path, obj, cols, ncn);
+        else dm_warn("%s: %s has no column names (a 'columns' table or attribute); left out", f->path, obj);
+        ru_strv_free(cn, ncn);
+        return DM_OK;
+    }
+    e->colnames = cn;
+    char *kind = NULL;
+    if (h5_has_attr(f, obj, "kind")) DM_CALL(h5_get_attr_str(f, obj, "kind", &kind));
+    int nslash = 0;
+    for (const char *p = name; *p; p++) nslash += *p == '/';
+    e->kind = root_cols && nslash >= 2 && !(kind && !strcmp(kind, "points")) ? RE_USERS : RE_POINTS;
+    free(kind);
+    if (e->kind == RE_USERS) {
+        const char *a = strchr(name, '/'), *b = strchr(a + 1, '/');
+        e->split = ru_strndup(name, (size_t)(a - name));
+        e->protocol = ru_strndup(a + 1, (size_t)(b - a - 1));
+        e->model = ru_strdup(b + 1);
+        DM_ALLOC(e->mean, cols + 1);
+        if (!e->split || !e->protocol || !e->model) return DM_ENOMEM;
+        if (h5_has_attr(f, obj, "users")) DM_CALL(h5_get_attr_i64(f, obj, "users", &e->users));
+        if (!attr_f64s(f, obj, "mean", e->mean, cols) || !h5_has_attr(f, obj, "users")) {
+            /* no stored means: compute them over the scored (non-NaN) rows */
+            void *p;
+            size_t r, c;
+            DM_CALL(h5_read_all(f, obj, H5_F64, &p, &r, &c));
+            double *x = p;
+            int64_t cnt = 0;
+            for (size_t j = 0; j < cols; j++) e->mean[j] = 0;
+            for (size_t i = 0; i < r; i++) {
+                if (isnan(x[i * c])) continue;
+                cnt++;
+                for (size_t j = 0; j < cols; j++) e->mean[j] += x[i * c + j];
+            }
+            for (size_t j = 0; j < cols; j++) e->mean[j] = cnt ? e->mean[j] / (double)cnt : NAN;
+            e->users = cnt;
+            free(p);
+        }
+    } else {
+        void *p;
+        size_t r, c;
+        DM_CALL(h5_read_all(f, obj, H5_F64, &p, &r, &c));
+        e->data = p;
+    }
+    *keep = 1;
+    return DM_OK;
+}
+
+static int read_run(par_ctx *self, const char *path, rpt_run *run)
+{
+    memset(run, 0, sizeof *run);
+    run->path = ru_strdup(path);
+    char d[PATH_MAX];
+    snprintf(d, sizeof d, "%s", path);
+    char *s = strrchr(d, '/');
+    if (s) *s = '\0';
+    s = strrchr(d, '/');
+    run->id = ru_strdup(s ? s + 1 : d);
+    if (!run->path || !run->id) return DM_ENOMEM;
+    h5file f;
+    DM_CALL(h5_open(self, path, &f));
+    int rc = h5_check_format(&f, "dynmm-results", 1);
+    char *text = NULL;
+    if (!rc) rc = h5_get_attr_str(&f, "/", "config", &text);
+    if (!rc) rc = dm_cfg_init(&run->cfg);
+    if (!rc) {
+        rc = dm_cfg_load_string(&run->cfg, text, path);
+        if (rc) DM_HINT("'%s' was written by another version of dynmm whose keys differ", path);
+    }
+    free(text);
+    if (!rc) run->seed = dm_cfg_int(&run->cfg, "run.seed");
+    visit_ctx v = {0};
+    if (!rc && H5Lvisit((hid_t)f.id, H5_INDEX_NAME, H5_ITER_INC, visit_cb, &v) < 0) {
+        rc = v.rc ? v.rc : DM_ERR(DM_EHDF5, "cannot list the datasets of '%s'", path);
+        H5Eclear2(H5E_DEFAULT);
+    }
+    if (!rc) {
+        run->e = dm_calloc_at(v.n + 1, sizeof *run->e, __FILE__, __LINE__);
+        if (!run->e) rc = DM_ENOMEM;
+    }
+    for (size_t i = 0; !rc && i < v.n; i++) {
+        int keep;
+        rc = read_entry(&f, v.names[i], &run->e[run->ne], &keep);
+        if (rc || !keep) entry_free(&run->e[run->ne]);
+        else run->ne++;
+    }
+    ru_strv_free(v.names, v.n);
+    h5_close(&f);
+    return rc;
+}
+
+/* ---- configurations ---------------------------------------------------------------------- */
+
+static int ignored_key(const char *k)
+{
+    static const char *const keys[] = {"run.dir", "run.seed", "run.threads", "run.verbose", "run.resume", "run.force",
+                                       "run.stages", "eval.batch", "sasrec.eval_batch", "sasrec.ce_chunk_mb", NULL};
+    for (int i = 0; keys[i]; i++)
+        if (!strcmp(k, keys[i])) return 1;
+    return !strncmp(k, "io.", 3) || !strncmp(k, "report.", 7) || !strncmp(k, "sweep.", 6) || !strncmp(k, "stats.", 6);
+}
+
+static int add_unique(char ***v, size_t *n, const char *s)
+{
+    return ru_strv_find(*v, *n, s) >= 0 ? DM_OK : ru_strv_push(v, n, s);
+}
+
+static const rpt_set *g_sort_set;
+
+static int cmp_values(const char *a, const char *b)
+{
+    double x, y;
+    if (ru_is_number(a, &x) && ru_is_number(b, &y)) return x < y ? -1 : x > y;
+    return strcmp(a, b);
+}
+
+static int cmp_conf(const void *pa, const void *pb)
+{
+    const rpt_conf *a = pa, *b = pb;
+    for (size_t i = 0; i < g_sort_set->nvaried; i++) {
+        int c = cmp_values(a->values[i], b->values[i]);
+        if (c) return c;
+    }
+    return 0;
+}
+
+static const rpt_run *g_sort_runs;
+static int cmp_run_seed(const void *pa, const void *pb)
+{
+    const rpt_run *a = &g_sort_runs[*(const size_t *)pa], *b = &g_sort_runs[*(const size_t *)pb];
+    return a->seed < b->seed ? -1 : a->seed > b->seed;
+}
+
+static int group_confs(rpt_set *s)
+{
+    size_t nk;
+    const dm_key *keys = dm_keys(&nk);
+    char **text = dm_calloc_at(s->nruns + 1, sizeof *text, __FILE__, __LINE__);
+    if (!text) return DM_ENOMEM;
+    int rc = DM_OK;
+    for (size_t r = 0; r < s->nruns && !rc; r++) {
+        dm_buf b = {0};
+        for (size_t k = 0; k < nk && !rc; k++) {
+            if (ignored_key(keys[k].name)) continue;
+            rc = dm_buf_printf(&b, "%s=", keys[k].name);
+            if (!rc) rc = ru_value_text(&s->runs[r].cfg, keys[k].name, &b);
+            if (!rc) rc = dm_buf_addc(&b, '\n');
+        }
+        text[r] = b.data;
+    }
+    /* configurations in order of first appearance */
+    s->confs = dm_calloc_at(s->nruns + 1, sizeof *s->confs, __FILE__, __LINE__);
+    if (!s->confs) rc = DM_ENOMEM;
+    for (size_t r = 0; r < s->nruns && !rc; r++) {
+        size_t c = 0;
+        while (c < s->nconfs && strcmp(s->confs[c].key, text[r])) c++;
+        if (c == s->nconfs) {
+            s->confs[c].key = text[r];
+            text[r] = NULL;
+            s->nconfs++;
+        }
+        rpt_conf *cf = &s->confs[c];
+        size_t *nr = dm_realloc_at(cf->runs, cf->nruns + 1, sizeof *nr, __FILE__, __LINE__);
+        if (!nr) {
+            rc = DM_ENOMEM;
+            break;
+        }
+        cf->runs = nr;
+        cf->runs[cf->nruns++] = r;
+    }
+    for (size_t r = 0; r < s->nruns; r++) free(text[r]);
+    free(text);
+    /* varied keys */
+    for (size_t k = 0; k < nk && !rc && s->nconfs > 1; k++) {
+        if (ignored_key(keys[k].name)) continue;
+        dm_buf v0 = {0}, v = {0};
+        rc = ru_value_text(&s->runs[s->confs[0].runs[0]].cfg, keys[k].name, &v0);
+        for (size_t c = 1; c < s->nconfs && !rc; c++) {
+            dm_buf_reset(&v);
+            rc = ru_value_text(&s->runs[s->confs[c].runs[0]].cfg, keys[k].name, &v);
+            if (!rc && strcmp(v.data, v0.data)) {
+                rc = ru_strv_push(&s->varied, &s->nvaried, keys[k].name);
+                break;
+            }
+        }
+        dm_buf_free(&v0);
+        dm_buf_free(&v);
+    }
+    for (size_t c = 0; c < s->nconfs && !rc; c++) {
+        rpt_conf *cf = &s->confs[c];
+        cf->values = dm_calloc_at(s->nvaried + 1, sizeof *cf->values, __FILE__, __LINE__);
+        if (!cf->values) rc = DM_ENOMEM;
+        for (size_t k = 0; k < s->nvaried && !rc; k++) {
+            dm_buf v = {0};
+            rc = ru_value_text(&s->runs[cf->runs[0]].cfg, s->varied[k], &v);
+            if (!rc && !(cf->values[k] = ru_strdup(v.data))) rc = DM_ENOMEM;
+            dm_buf_free(&v);
+        }
+        g_sort_runs = s->runs;
+        qsort(cf->runs, cf->nruns, sizeof *cf->runs, cmp_run_seed);
+        /* the same seed twice: keep the first file */
+        size_t k = 0;
+        for (size_t i = 0; i < cf->nruns; i++) {
+            if (k && s->runs[cf->runs[k - 1]].seed == s->runs[cf->runs[i]].seed) {
+                dm_warn("%s and %s hold the same configuration and seed %lld; using the first",
+                        s->runs[cf->runs[k - 1]].path, s->runs[cf->runs[i]].path, (long long)s->runs[cf->runs[i]].seed);
+                s->runs[cf->runs[i]].conf = SIZE_MAX;
+                continue;
+            }
+            cf->runs[k++] = cf->runs[i];
+        }
+        cf->nruns = k;
+    }
+    if (rc) return rc;
+    g_sort_set = s;
+    qsort(s->confs, s->nconfs, sizeof *s->confs, cmp_conf);
+    for (size_t c = 0; c < s->nconfs; c++)
+        for (size_t i = 0; i < s->confs[c].nruns; i++) s->runs[s->confs[c].runs[i]].conf = c;
+    return DM_OK;
+}
+
+static int build_labels(rpt_set *s)
+{
+    for (size_t c = 0; c < s->nconfs; c++) {
+        dm_buf b = {0};
+        for (size_t k = 0; k < s->nvaried; k++) {
+            const char *key = s->varied[k], *dot = strrchr(key, '.');
+            /* the short name unless another varied key shares it */
+            int clash = 0;
+            for (size_t j = 0; j < s->nvaried; j++)
+                if (j != k && !strcmp(strrchr(s->varied[j], '.') ? strrchr(s->varied[j], '.') + 1 : s->varied[j], dot ? dot + 1 : key)) clash = 1;
+            DM_CALL(dm_buf_printf(&b, "%s%s=%s", k ? ", " : "", clash || !dot ? key : dot + 1, s->confs[c].values[k]));
+        }
+        s->confs[c].label = ru_strdup(b.data ? b.data : "");
+        dm_buf_free(&b);
+        if (!s->confs[c].label) return DM_ENOMEM;
+    }
+    return DM_OK;
+}
+
+static int collect_names(rpt_set *s)
+{
+    /* models, splits and protocols: eval.* order of each run first, then any others by name */
+    for (size_t r = 0; r < s->nruns; r++) {
+        const rpt_run *run = &s->runs[r];
+        if (run->conf == SIZE_MAX) continue;
+        const char *lists[3] = {"eval.models", "eval.splits", "eval.protocols"};
+        char ***dst[3] = {&s->models, &s->splits, &s->protocols};
+        size_t *dn[3] = {&s->nmodels, &s->nsplits, &s->nprotocols};
+        for (int l = 0; l < 3; l++)
+            for (size_t i = 0; i < dm_cfg_len(&run->cfg, lists[l]); i++) {
+                const char *nm = dm_cfg_str_at(&run->cfg, lists[l], i);
+                for (size_t e = 0; e < run->ne; e++) {
+                    const rpt_entry *en = &run->e[e];
+                    if (en->kind != RE_USERS) continue;
+                    const char *have = l == 0 ? en->model : l == 1 ? en->split : en->protocol;
+                    if (!strcmp(have, nm)) {
+                        DM_CALL(add_unique(dst[l], dn[l], nm));
+                        break;
+                    }
+                }
+            }
+    }
+    for (size_t r = 0; r < s->nruns; r++) {
+        const rpt_run *run = &s->runs[r];
+        if (run->conf == SIZE_MAX) continue;
+        for (size_t e = 0; e < run->ne; e++) {
+            const rpt_entry *en = &run->e[e];
+            if (en->kind == RE_USERS) {
+                DM_CALL(add_unique(&s->models, &s->nmodels, en->model));
+                DM_CALL(add_unique(&s->splits, &s->nsplits, en->split));
+                DM_CALL(add_unique(&s->protocols, &s->nprotocols, en->protocol));
+            } else
+                DM_CALL(add_unique(&s->groups, &s->ngroups, en->group));
+        }
+    }
+    return DM_OK;
+}
+
+int rpt_load(par_ctx *ctx, char *const *paths, size_t n, rpt_set *s)
+{
+    memset(s, 0, sizeof *s);
+    par_ctx self = self_ctx(ctx);
+    DM_ALLOC(s->runs, n + 1);
+    int rc = DM_OK;
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc = read_run(&self, paths[i], &s->runs[i]);
+        s->nruns = i + 1;
+    }
+    if (!rc) rc = group_confs(s);
+    if (!rc) rc = build_labels(s);
+    if (!rc) rc = collect_names(s);
+    return par_agree(ctx, rc);
+}
+
+void rpt_set_free(rpt_set *s)
+{
+    for (size_t r = 0; r < s->nruns; r++) {
+        rpt_run *run = &s->runs[r];
+        for (size_t e = 0; e < run->ne; e++) entry_free(&run->e[e]);
+        free(run->e);
+        free(run->path);
+        free(run->id);
+        dm_cfg_free(&run->cfg);
+    }
+    free(s->runs);
+    for (size_t c = 0; c < s->nconfs; c++) {
+        free(s->confs[c].key);
+        free(s->confs[c].runs);
+        ru_strv_free(s->confs[c].values, s->nvaried);
+        free(s->confs[c].label);
+    }
+    free(s->confs);
+    ru_strv_free(s->varied, s->nvaried);
+    ru_strv_free(s->models, s->nmodels);
+    ru_strv_free(s->splits, s->nsplits);
+    ru_strv_free(s->protocols, s->nprotocols);
+    ru_strv_free(s->groups, s->ngroups);
+    memset(s, 0, sizeof *s);
+}
+
+int rpt_read_rows(par_ctx *ctx, const rpt_run *r, const rpt_entry *e, double **rows)
+{
+    par_ctx self = self_ctx(ctx);
+    h5file f;
+    DM_CALL(h5_open(&self, r->path, &f));
+    char obj[600];
+    snprintf(obj, sizeof obj, "/%s", e->name);
+    void *p = NULL;
+    size_t nr, nc;
+    int rc = h5_read_all(&f, obj, H5_F64, &p, &nr, &nc);
+    h5_close(&f);
+    if (!rc && (nr != e->rows || nc != e->cols)) {
+        free(p);
+        rc = DM_ERR(DM_EFORMAT, "%s: %s changed shape while the report read it", r->path, obj);
+    }
+    *rows = rc ? NULL : p;
+    return rc;
+}
+
+const rpt_entry *rpt_find(const rpt_run *r, const char *split, const char *protocol, const char *model)
+{
+    for (size_t i = 0; i < r->ne; i++) {
+        const rpt_entry *e = &r->e[i];
+        if (e->kind == RE_USERS && !strcmp(e->split, split) && !strcmp(e->protocol, protocol) && !strcmp(e->model, model)) return e;
+    }
+    return NULL;
+}
+
+const rpt_entry *rpt_find_name(const rpt_run *r, const char *name)
+{
+    for (size_t i = 0; i < r->ne; i++)
+        if (!strcmp(r->e[i].name, name)) return &r->e[i];
+    return NULL;
+}
+
+int rpt_col(const rpt_entry *e, const char *metric)
+{
+    for (size_t j = 0; j < e->cols; j++)
+        if (!strcmp(e->colnames[j], metric)) return (int)j;
+    return -1;
+}
