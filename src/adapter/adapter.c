@@ -356,23 +356,38 @@ static int row_of(adapter_side_acts *s, int32_t id)
     return r;
 }
 
+/* The activations must match the model (max_batch and serve_rows may differ) and every table the
+ * configuration needs must be there. */
+static int check_shapes(const adapter *m, const adapter_acts *a, const adapter_tables *t)
+{
+    const adapter_config *c = &m->cfg;
+    if (a->cfg.n_items != c->n_items || a->cfg.n_users != c->n_users ||
+        a->cfg.hidden != c->hidden || a->cfg.d != c->d || a->cfg.negatives != c->negatives ||
+        a->item.Dx != m->dx_item || a->user.Dx != m->dx_user) {
+        DM_ERR(DM_EINTERNAL, "adapter: activations were sized for another configuration");
+        return DM_EINTERNAL;
+    }
+    if ((c->d_cf && (!t->e_cf || !t->r)) || !t->z_base || !t->h_base ||
+        (c->ds_item && !t->s_item) || (c->ds_user && !t->s_user)) {
+        DM_ERR(DM_EINTERNAL, "adapter: a table the configuration needs is missing (NULL)");
+        return DM_EINTERNAL;
+    }
+    return DM_OK;
+}
+
 /* Maps the batch's users and items to distinct rows (in order of first appearance) and gathers
  * their inputs. */
 static int prepare(adapter *m, adapter_acts *a, const adapter_tables *t, const adapter_batch *b)
 {
     const adapter_config *c = &m->cfg;
     const int K = c->negatives, K1 = K + 1;
-    if (b->B < 0 || b->B > c->max_batch) {
+    if (b->B < 0 || b->B > a->cfg.max_batch) {
         DM_ERR(DM_ECONFIG, "adapter: batch of %d examples, the activations hold %d", b->B,
-               c->max_batch);
+               a->cfg.max_batch);
+        DM_HINT("split a rank's share into several calls with the same norm");
         return DM_ECONFIG;
     }
-    if (a->cfg.max_batch < b->B || a->cfg.n_items != c->n_items || a->cfg.n_users != c->n_users ||
-        a->cfg.hidden != c->hidden || a->cfg.d != c->d || a->cfg.negatives != c->negatives ||
-        a->item.Dx != m->dx_item || a->user.Dx != m->dx_user) {
-        DM_ERR(DM_EINTERNAL, "adapter: activations were sized for another configuration");
-        return DM_EINTERNAL;
-    }
+    DM_CALL(check_shapes(m, a, t));
     for (int e = 0; e < b->B; e++) {
         if (b->user[e] < 0 || b->user[e] >= c->n_users) {
             DM_ERR(DM_EINPUT, "adapter: example %d has user %d, expected 0..%d", e, b->user[e],
@@ -666,10 +681,7 @@ static int serve_side(adapter *m, adapter_acts *a, const adapter_tables *t, int 
     const float *emb = user ? t->r : t->e_cf, *summ = user ? t->s_user : t->s_item;
     const float *base = user ? t->h_base : t->z_base;
     const int ds = user ? c->ds_user : c->ds_item;
-    if (s->Dx != Dx || a->cfg.hidden != H || a->cfg.d != d) {
-        DM_ERR(DM_EINTERNAL, "adapter: activations were sized for another configuration");
-        return DM_EINTERNAL;
-    }
+    DM_CALL(check_shapes(m, a, t));
     for (int j = 0; ids && j < n; j++)
         if (ids[j] < 0 || ids[j] >= rows) {
             DM_ERR(DM_EINPUT, "adapter: %s id %d at position %d, expected 0..%d",

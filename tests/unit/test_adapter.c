@@ -690,6 +690,12 @@ static void test_serving(void)
     int32_t bad = 8;
     CHECK(adapter_user_latents(&m, &a, &w.t, 0, &bad, 1, hs, NULL) == DM_EINPUT, "bad user id");
     dm_error_clear();
+    adapter_tables t2 = w.t;
+    t2.s_item = NULL;
+    CHECK(adapter_item_latents(&m, &a, &t2, 0, NULL, 3, z1, NULL) == DM_EINTERNAL &&
+              adapter_eval_loss(&m, &a, &t2, &b, NULL) == DM_EINTERNAL,
+          "a missing summary table is refused");
+    dm_error_clear();
     free(z1);
     free(z2);
     free(res);
