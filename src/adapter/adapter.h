@@ -46,7 +46,7 @@
  *   serve:  adapter_item_latents(m, a, &t, 1, NULL, n_items, z, NULL)  all items once (sgemm)
  *           adapter_user_latents(m, a, &t, 1, users, n, h, NULL)      this rank's users
  *           scores = h . z^T, exactly as base scoring            -> evaluate window w
- *   train (skip when W.n == 0 and the buffer is empty), step = 0..steps-1:
+ *   train (skip when W.n == 0 and nothing can be replayed), step = 0..steps-1:
  *           adapter_plan_batch(&pc, W.rec, W.n, replay ? &buf : NULL, w, step, G, U, P, Ng)
  *           adapter_zero_grad(m)
  *           adapter_train_step(m, a, &t, &(adapter_batch){hi - lo, U + lo, P + lo, Ng + lo K, G}, &l)
