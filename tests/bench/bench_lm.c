@@ -5,6 +5,9 @@
  *   bench_lm forward DIR THREADS B T REPS                 logits of a (B, T) batch: median tokens/s
  *   bench_lm score DIR THREADS P NCAND CLEN REPS          prefix of P tokens computed once, then NCAND
  *                                                         candidates of CLEN tokens scored on its cache
+ *   bench_lm prompt DIR THREADS B T NSOFT REPS            a prompt-training step: NSOFT soft vectors then
+ *                                                         text per sequence, loss on the text, gradient
+ *                                                         to the soft vectors through the frozen weights
  * Inputs are drawn from a fixed seed so the PyTorch side (bench_lm.py) uses the same ones. Each
  * measuring mode prints one line of key=value pairs, including peak RSS and the weights' bytes.
  */
@@ -15,6 +18,7 @@
 #include "../../src/lm/gpt2_ckpt.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +136,42 @@ int main(int argc, char **argv)
         printf("cands_per_s=%.1f seconds=%.4f gflops=%.1f ll_sum=%.4f ll0=%.5f peak_rss=%zu weights=%zu load_s=%.2f\n",
                nc / s, s, flops / s / 1e9, sum, ll[0], dm_peak_rss(), wbytes, t_load);
         gpt2_cache_free(&c);
+    } else if (!strcmp(mode, "prompt") && argc >= 8) {
+        int B = atoi(argv[4]), T = atoi(argv[5]), ns = atoi(argv[6]), reps = atoi(argv[7]), C = m.cfg.channels;
+        int *in = malloc(sizeof(int) * B * T), *tg = malloc(sizeof(int) * B * T);
+        float *soft = malloc(sizeof(float) * B * ns * C), *dsoft = malloc(sizeof(float) * B * ns * C);
+        tokens(in, (size_t)B * T, V, 0);
+        int nt = 0;
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) {
+                size_t i = (size_t)b * T + t;
+                if (t < ns) in[i] = GPT2_SOFT(b * ns + t);
+                tg[i] = t >= ns ? (int)((i * 7919 + 29) % (size_t)V) : -1;
+                nt += tg[i] >= 0;
+            }
+        for (size_t i = 0; i < (size_t)B * ns * C; i++) soft[i] = 0.05f * sinf(0.1f * (float)i);
+        double t[64], tf[64], loss = 0;
+        for (int r = 0; r <= reps; r++) {
+            memset(dsoft, 0, sizeof(float) * B * ns * C);
+            t0 = dm_wtime();
+            if (gpt2_forward(&m, in, soft, B * ns, tg, B, T, (float)nt, GPT2_KEEP | GPT2_TARGET_ROWS)) die();
+            double t1 = dm_wtime();
+            loss = m.loss;
+            if (gpt2_backward(&m, NULL, NULL, dsoft, 0)) die();
+            if (r) {
+                t[r - 1] = dm_wtime() - t0;
+                tf[r - 1] = t1 - t0;
+            }
+        }
+        double sf = median(tf, reps);
+        double s = median(t, reps), cs = 0;
+        for (size_t i = 0; i < (size_t)B * ns * C; i++) cs += fabs(dsoft[i]);
+        /* GEMM work: the forward through the blocks and the head's target rows, and the same again
+         * for the input gradients (no weight gradients); attention's own products are left out */
+        double head = 2.0 * C * (double)V, blocks = (double)gpt2_num_flops_per_token(&m.cfg, T) - head;
+        double flops = 2.0 * ((double)B * T * blocks + (double)nt * head);
+        printf("tokens_per_s=%.1f seconds=%.4f forward_s=%.4f gflops=%.1f loss=%.6f checksum=%.6e peak_rss=%zu weights=%zu\n",
+               B * T / s, s, sf, flops / s / 1e9, loss, cs, dm_peak_rss(), wbytes);
     } else {
         fprintf(stderr, "bench_lm: bad arguments\n");
         return 2;

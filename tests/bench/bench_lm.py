@@ -3,6 +3,7 @@
 
     bench_lm.py forward DIR THREADS B T REPS
     bench_lm.py score DIR THREADS P NCAND CLEN REPS
+    bench_lm.py prompt DIR THREADS B T NSOFT REPS
 
 Loads the same model.safetensors as the C side (format parsed by hand: no safetensors package
 here) into a float32 GPT-2 written the way Hugging Face's GPT2LMHeadModel computes it (Conv1D
@@ -57,12 +58,15 @@ class GPT2:
         w, b = self.P[f"h.{l}.{name}.weight"], self.P[f"h.{l}.{name}.bias"]
         return torch.addmm(b, x.reshape(-1, x.shape[-1]), w).view(*x.shape[:-1], w.shape[1])
 
-    def forward(self, ids, past=None):
-        """ids (B, T); past: list of (k, v) (B, NH, P, hs) per layer. Returns logits, new past."""
-        B, T = ids.shape
+    def forward(self, ids, past=None, emb=None):
+        """ids (B, T) or emb (B, T, C) (inputs_embeds); past: list of (k, v) (B, NH, P, hs) per layer.
+        Returns logits, new past."""
+        B, T = ids.shape if emb is None else emb.shape[:2]
         P0 = past[0][0].shape[2] if past else 0
         C, NH, hs = self.C, self.NH, self.C // self.NH
-        x = F.embedding(ids, self.P["wte.weight"]) + self.P["wpe.weight"][P0:P0 + T]
+        if emb is None:
+            emb = F.embedding(ids, self.P["wte.weight"])
+        x = emb + self.P["wpe.weight"][P0:P0 + T]
         new = []
         for l in range(self.L):
             h = F.layer_norm(x, (C,), self.P[f"h.{l}.ln_1.weight"], self.P[f"h.{l}.ln_1.bias"], self.eps)
@@ -100,6 +104,29 @@ def main():
     t_load = time.perf_counter() - t0
     V = cfg["vocab_size"]
     wbytes = sum(t.numel() * 4 for t in P.values())
+    if mode == "prompt":
+        B, T, ns, reps = (int(x) for x in sys.argv[4:8])
+        C = cfg["n_embd"]
+        ids = torch.from_numpy(tokens(B * T, V).reshape(B, T))
+        i = np.arange(B * T).reshape(B, T)
+        tg = torch.from_numpy(np.where(i % T >= ns, (i * 7919 + 29) % V, -1))
+        nt = int((tg >= 0).sum())
+        soft0 = torch.from_numpy((0.05 * np.sin(0.1 * np.arange(B * ns * C))).astype(np.float32)).view(B, ns, C)
+        ts = []
+        for r in range(reps + 1):
+            soft = soft0.clone().requires_grad_(True)
+            t0 = time.perf_counter()
+            emb = torch.cat((soft, F.embedding(ids[:, ns:], m.P["wte.weight"])), dim=1)
+            logits, _ = m.forward(None, emb=emb)
+            loss = F.cross_entropy(logits.view(-1, V), tg.view(-1), ignore_index=-1, reduction="sum") / nt
+            loss.backward()
+            if r:
+                ts.append(time.perf_counter() - t0)
+        s = statistics.median(ts)
+        print(f"tokens_per_s={B * T / s:.1f} seconds={s:.4f} loss={loss.item():.6f} "
+              f"checksum={soft.grad.double().abs().sum().item():.6e} "
+              f"peak_rss={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}")
+        return
     with torch.inference_mode():
         if mode == "forward":
             B, T, reps = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])

@@ -7,6 +7,9 @@
 #   forward tokens/s (logits of every position) for a batch of prompts (B=8, T=128) and a long
 #   context (B=1, T=1024), plus (B=1, T=256) for information;
 #   candidate scoring: a 128-token prefix computed once, 64 candidates of 8 tokens scored on it;
+#   a prompt-training step for information: 8 sequences of 66 soft vectors + 62 text tokens, loss on
+#   the text, gradient to the soft vectors through the frozen weights (PyTorch: inputs_embeds with
+#   requires_grad, full logits, cross_entropy(ignore_index));
 #   achieved GFLOP/s against the sgemm peak measured in the same run, and the ratio C would reach
 #   at 100% of that peak (a GEMM-bound workload cannot beat it); peak RSS of the C scorer beyond the
 #   weights.
@@ -31,7 +34,7 @@ best() { awk -v a="$1" -v b="$2" 'BEGIN {print (a > b ? a : b)}'; }
 declare -A C P
 peaks=()
 fail=0
-configs=("fwd 8 128" "fwd 1 1024" "fwd 1 256" "score 128 64 8")
+configs=("fwd 8 128" "fwd 1 1024" "fwd 1 256" "score 128 64 8" "prompt 8 128 66")
 for r in $(seq 1 "$ROUNDS"); do
   peaks+=("$(get "$("$BIN" sgemm "$TH" 2048 5)" sgemm_gflops)")
   for cfg in "${configs[@]}"; do
@@ -42,6 +45,13 @@ for r in $(seq 1 "$ROUNDS"); do
       p1=$($PY $PYB forward "$MODEL" "$TH" "$2" "$3" 3) || fail=1
       p2=$(OMP_WAIT_POLICY=passive $PY $PYB forward "$MODEL" "$TH" "$2" "$3" 3) || fail=1
       key="fwd_$2x$3"; unit=tokens_per_s
+      C[$key.ck]=$(get "$c" checksum); P[$key.ck]=$(get "$p1" checksum)
+    elif [ "$1" = prompt ]; then
+      c=$("$BIN" prompt "$MODEL" "$TH" "$2" "$3" "$4" 2) || fail=1
+      c2=$(OMP_WAIT_POLICY=passive "$BIN" prompt "$MODEL" "$TH" "$2" "$3" "$4" 2) || fail=1
+      p1=$($PY $PYB prompt "$MODEL" "$TH" "$2" "$3" "$4" 2) || fail=1
+      p2=$(OMP_WAIT_POLICY=passive $PY $PYB prompt "$MODEL" "$TH" "$2" "$3" "$4" 2) || fail=1
+      key=prompt; unit=tokens_per_s
       C[$key.ck]=$(get "$c" checksum); P[$key.ck]=$(get "$p1" checksum)
     else
       c=$("$BIN" score "$MODEL" "$TH" "$2" "$3" "$4" 3) || fail=1
@@ -88,6 +98,7 @@ row fwd_8x128 "forward B=8 T=128 (prompt batch)" "tok/s" 1
 row fwd_1x1024 "forward B=1 T=1024 (long context)" "tok/s" 1
 row fwd_1x256 "forward B=1 T=256" "tok/s" 0
 row score "score 64 x 8-token candidates after a 128-token prefix" "cand/s" 1
+row prompt "prompt step: fwd + bwd to 66 soft vectors, B=8 T=128" "tok/s" 0
 rss=$(med ${C[rss]}); prss=$(med ${P[rss]}); w=${C[weights]}
 extra=$(awk -v a="$rss" -v w="$w" 'BEGIN {printf "%.0f", (a - w) / 1048576}')
 pextra=$(awk -v a="$prss" -v w="$w" 'BEGIN {printf "%.0f", (a - w) / 1048576}')
