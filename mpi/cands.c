@@ -42,6 +42,7 @@ int cands_split(const dm_cfg *cfg, const dm_dataset *d, const int8_t **roles)
     const char *p = dm_cfg_str(cfg, "split.protocol");
     if (!strcmp(p, "loo")) *roles = d->split_loo;
     else if (!strcmp(p, "temporal")) *roles = d->split_temporal;
+    else if (!strcmp(p, "stream")) *roles = d->split_stream;
     else if (d->split_given) *roles = d->split_given;
     else {
         char w[256];

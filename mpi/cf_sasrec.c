@@ -302,8 +302,8 @@ static int write_states(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, co
     return rc;
 }
 
-int cf_sasrec_train(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, const char *stage_hash,
-                    h5file *f)
+int cf_sasrec_fit(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, const char *stage_hash,
+                  h5file *f, long epochs_override, sasrec *out_m, sasrec_acts *out_a)
 {
     sasrec_config sc;
     sasrec_config_default(&sc, (int)d->n_items);
@@ -364,18 +364,20 @@ int cf_sasrec_train(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const 
                                                               : metrics_col(&spec, METRICS_NDCG, 0);
     ev_split vs = {d, roles, DM_VALID};
     int has_valid = 0;
-    for (size_t i = 0; i < d->n_inter && !has_valid; i++) has_valid = roles[i] == DM_VALID;
+    for (size_t i = 0; i < d->n_inter && !has_valid && !epochs_override; i++) has_valid = roles[i] == DM_VALID;
 
     train_state st = {0, 0, 0, -INFINITY, -1, 0};
     int found = 0;
-    if (dm_cfg_bool(cfg, "run.resume"))
+    if (stage_hash && dm_cfg_bool(cfg, "run.resume"))
         DM_CALL(ckpt_read(ctx, cfg, &m, best, &st, stage_hash, &curve, &ncurve, &found));
-    long epochs = (long)dm_cfg_int(cfg, "sasrec.epochs"), eval_every = (long)dm_cfg_int(cfg, "sasrec.eval_every");
-    long patience = (long)dm_cfg_int(cfg, "sasrec.patience"), ck_every = (long)dm_cfg_int(cfg, "sasrec.checkpoint_every");
+    long epochs = epochs_override > 0 ? epochs_override : (long)dm_cfg_int(cfg, "sasrec.epochs");
+    long eval_every = (long)dm_cfg_int(cfg, "sasrec.eval_every"), patience = (long)dm_cfg_int(cfg, "sasrec.patience");
+    long ck_every = stage_hash ? (long)dm_cfg_int(cfg, "sasrec.checkpoint_every") : 0;
     long nb_per_epoch = (long)((ts.nu + (size_t)G - 1) / (size_t)G);
-    dm_log("  sasrec: %zu training users, %d items, d=%d, T=%d, %d blocks, %d heads, global batch %d (%d per rank), "
-           "%ld steps/epoch, %s loss",
-           ts.nu, sc.n_items, sc.C, sc.T, sc.L, sc.H, G, local_max, nb_per_epoch, sc.loss ? "ce" : "bce");
+    dm_log_v(epochs_override > 0 ? 2 : 1,
+             "  sasrec: %zu training users, %d items, d=%d, T=%d, %d blocks, %d heads, global batch %d (%d per rank), "
+             "%ld steps/epoch, %s loss",
+             ts.nu, sc.n_items, sc.C, sc.T, sc.L, sc.H, G, local_max, nb_per_epoch, sc.loss ? "ce" : "bce");
     g_stop = 0;
     struct sigaction sa, old_term, old_usr1;
     memset(&sa, 0, sizeof sa);
@@ -472,7 +474,7 @@ int cf_sasrec_train(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const 
         curve[ncurve * 4 + 2] = vm;
         curve[ncurve * 4 + 3] = dt;
         ncurve++;
-        if (do_eval || st.epoch == 1 || dm_log_verbosity() >= 2)
+        if ((do_eval || st.epoch == 1 || dm_log_verbosity() >= 2) && !(epochs_override > 0 && dm_log_verbosity() < 2))
             dm_log("  epoch %4ld  loss %.4f  %.1f ms/step  %.0f seq/s%s%s", st.epoch, nsteps ? lsum / (double)nsteps : NAN,
                    nsteps ? 1e3 * dt / (double)nsteps : 0.0, dt > 0 ? (double)ts.nu / dt : 0.0, do_eval ? "  valid " : "",
                    do_eval ? sel : "");
@@ -489,6 +491,7 @@ int cf_sasrec_train(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const 
     sigaction(SIGUSR1, &old_usr1, NULL);
     /* keep the selected weights (the last ones when there is no validation split) */
     if (!rc && has_valid && st.best_epoch > 0) memcpy(m.params_mem, best, m.nparams * sizeof *best);
+    if (!f) goto keep;
     if (!rc) {
         for (int k = 0; k < SASREC_NTENSORS && !rc; k++) {
             const char *name;
@@ -532,6 +535,7 @@ int cf_sasrec_train(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const 
     }
     if (!rc) dm_log("  sasrec: %ld epochs, %ld steps, %.1fs training; kept epoch %ld (valid %s %.4f)", st.epoch, st.step,
                     t_train, st.best_epoch, sel, st.best);
+keep:
     metrics_spec_free(&spec);
     free(best);
     free(seq);
@@ -541,9 +545,20 @@ int cf_sasrec_train(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const 
     free(states);
     free(curve);
     trainset_free(&ts);
-    sasrec_acts_free(&a);
-    sasrec_free(&m);
+    if (!rc && out_m && out_a) {
+        *out_m = m;
+        *out_a = a;
+    } else {
+        sasrec_acts_free(&a);
+        sasrec_free(&m);
+    }
     return par_agree(ctx, rc);
+}
+
+int cf_sasrec_train(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, const char *stage_hash,
+                    h5file *f)
+{
+    return cf_sasrec_fit(ctx, cfg, d, roles, stage_hash, f, 0, NULL, NULL);
 }
 
 int cf_sasrec_load(par_ctx *ctx, const char *path, size_t n_items, int max_batch, sasrec *m, sasrec_acts *a)

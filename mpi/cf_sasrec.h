@@ -30,6 +30,13 @@
 int cf_sasrec_train(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, const char *stage_hash,
                     h5file *f);
 
+/* The training behind cf_sasrec_train, for other stages: stage_hash NULL = no checkpoints; f NULL =
+ * nothing written; epochs_override > 0 = that many epochs without validation (e.g. the retrained
+ * reference of the streaming protocol); out_m/out_a non-NULL receive the trained model and its
+ * activations (the caller frees them). */
+int cf_sasrec_fit(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, const char *stage_hash,
+                  h5file *f, long epochs_override, sasrec *out_m, sasrec_acts *out_a);
+
 /* Loads the trained SASRec of cf.h5 (its shape from the /sasrec attributes, weights from
  * /sasrec/weights) with activations for batches of max_batch users, on every rank. */
 int cf_sasrec_load(par_ctx *ctx, const char *path, size_t n_items, int max_batch, sasrec *m, sasrec_acts *a);

@@ -526,3 +526,58 @@ int cmd_align(par_ctx *ctx, int argc, char **argv)
     dm_cfg_free(&cfg);
     return rc;
 }
+
+int align_load(par_ctx *ctx, const char *path, int batch, align_model *m, align_acts *ai, float **z_base, size_t *n_items)
+{
+    memset(m, 0, sizeof *m);
+    memset(ai, 0, sizeof *ai);
+    h5file f;
+    DM_CALL(par_agree(ctx, h5_open(ctx, path, &f)));
+    int rc = h5_check_format(&f, ALIGN_FORMAT, 1);
+    int64_t v;
+    int dim_in[ALIGN_K] = {0, 0, 0, 0};
+    static const char *const an[] = {"dim_cf", "dim_text", "dim_visual", "dim_audio"};
+    for (int k = 0; k < ALIGN_K && !rc; k++) {
+        rc = h5_get_attr_i64(&f, "/align", an[k], &v);
+        dim_in[k] = (int)v;
+    }
+    align_config ac;
+    align_config_default(&ac, dim_in, 0);
+#define A(name, dst) if (!rc) { rc = h5_get_attr_i64(&f, "/align", name, &v); dst = (int)v; }
+    A("dim_user", ac.dim_user);
+    A("d", ac.d);
+    A("hidden", ac.hidden);
+    A("act", ac.act);
+    A("fusion", ac.fusion);
+    A("rank_loss", ac.rank_loss);
+    A("negatives", ac.n_neg);
+#undef A
+    ac.max_batch = ac.max_users = ac.max_bank = batch;
+    ac.max_rank = 1;
+    if (!rc) rc = align_config_check(&ac);
+    if (!rc) rc = align_init(m, &ac);
+    if (!rc) rc = align_acts_init(ai, &ac);
+    for (int t = 0; !rc && t < m->ntensors; t++) {
+        const char *name;
+        int nd;
+        size_t shape[2];
+        size_t n = align_tensor_info(m, t, &name, &nd, shape);
+        char nm[160];
+        snprintf(nm, sizeof nm, "/align/weights/%s", name);
+        size_t r, c;
+        rc = h5_shape(&f, nm, &r, &c, NULL);
+        if (!rc && r * (c ? c : 1) != n) rc = DM_ERR(DM_EFORMAT, "'%s': %s has %zu values, expected %zu", path, nm, r * (c ? c : 1), n);
+        if (!rc) rc = h5_read_rows(&f, nm, H5_F32, 0, r, m->params_mem + m->offset[t]);
+    }
+    if (!rc && z_base) {
+        void *p;
+        size_t r, c;
+        rc = h5_read_all(&f, "/align/z_base", H5_F32, &p, &r, &c);
+        if (!rc) {
+            *z_base = p;
+            *n_items = r;
+        }
+    }
+    h5_close(&f);
+    return par_agree(ctx, rc);
+}

@@ -230,6 +230,28 @@ int stage_eval(par_ctx *ctx, const dm_cfg *cfg)
     if (!rc) rc = h5_attr_i64(&f, "/", "n_users", (int64_t)d.n_users);
     if (!rc) rc = h5_attr_str(&f, "/", "ties", metrics_ties_name(ties));
     if (!rc) rc = h5_attr_str(&f, "/", "split_protocol", dm_cfg_str(cfg, "split.protocol"));
+    /* cold items: never in the training split */
+    uint8_t *cold = NULL;
+    double *crow = NULL, *cmean = NULL;
+    if (!rc) {
+        cold = calloc(d.n_items + 1, 1);
+        size_t nc = 0;
+        if (cold) {
+            memset(cold, 1, d.n_items);
+            for (size_t i = 0; i < d.n_inter; i++)
+                if (roles[i] == DM_TRAIN) cold[d.item[i]] = 0;
+            for (size_t i = 0; i < d.n_items; i++) nc += cold[i];
+        }
+        if (!nc) {
+            free(cold);
+            cold = NULL;
+        } else {
+            crow = calloc((hi - lo + 1) * spec.ncols, sizeof *crow);
+            cmean = calloc(spec.ncols, sizeof *cmean);
+            if (!crow || !cmean) rc = DM_ERR(DM_ENOMEM, "out of memory");
+            if (!rc) rc = h5_attr_i64(&f, "/", "cold_items", (int64_t)nc);
+        }
+    }
     size_t c10 = 0;
     for (size_t k = 0; k < nk; k++)
         if (ks[k] == 10) c10 = k + 1;
@@ -253,6 +275,7 @@ int stage_eval(par_ctx *ctx, const dm_cfg *cfg)
             for (size_t pi = 0; pi < np && !rc; pi++) {
                 const char *proto = dm_cfg_str_at(cfg, "eval.protocols", pi);
                 double t1 = dm_wtime();
+                size_t ch = metrics_col(&spec, METRICS_HIT, c10 ? c10 - 1 : 0), cn = metrics_col(&spec, METRICS_NDCG, c10 ? c10 - 1 : 0);
                 rc = ev_score_users(&s, &spec, proto, fn, &m, lo, hi, (size_t)dm_cfg_int(cfg, "eval.batch"), rows);
                 rc = par_agree(ctx, rc);
                 int64_t cnt = 0;
@@ -264,7 +287,25 @@ int stage_eval(par_ctx *ctx, const dm_cfg *cfg)
                 if (!rc) rc = h5_attr_i64(&f, name, "users", cnt);
                 double secs = dm_wtime() - t1;
                 if (!rc) rc = h5_attr_f64(&f, name, "seconds", secs);
-                size_t ch = metrics_col(&spec, METRICS_HIT, c10 ? c10 - 1 : 0), cn = metrics_col(&spec, METRICS_NDCG, c10 ? c10 - 1 : 0);
+                /* users whose target is a cold item (never in the training split), reported apart */
+                if (!rc && cold) {
+                    for (size_t u = lo; u < hi; u++) {
+                        int is_cold = 0;
+                        for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++)
+                            if (roles[j] == s.split && cold[d.item[j]]) is_cold = 1;
+                        if (!is_cold)
+                            for (size_t c = 0; c < spec.ncols; c++) crow[(u - lo) * spec.ncols + c] = NAN;
+                        else
+                            memcpy(crow + (u - lo) * spec.ncols, rows + (u - lo) * spec.ncols, spec.ncols * sizeof *crow);
+                    }
+                    int64_t cc = 0;
+                    rc = ev_mean(ctx, &spec, crow, hi - lo, cmean, &cc);
+                    if (!rc) rc = h5_attr_f64s(&f, name, "mean_cold", cmean, spec.ncols);
+                    if (!rc) rc = h5_attr_i64(&f, name, "users_cold", cc);
+                    if (!rc && cc > 0 && dm_log_verbosity() >= 1)
+                        dm_log("%-8s %-6s %-8s %8lld %10.4f %10.4f %10.4f   (users whose target is a cold item)", "", "", "",
+                               (long long)cc, cmean[ch], cmean[cn], cmean[metrics_col(&spec, METRICS_MRR, 0)]);
+                }
                 if (!rc) dm_log("%-8s %-6s %-8s %8lld %10.4f %10.4f %10.4f %8.2f", sp, proto, mname, (long long)cnt, mean[ch],
                                 mean[cn], mean[metrics_col(&spec, METRICS_MRR, 0)], secs);
             }
@@ -282,6 +323,9 @@ int stage_eval(par_ctx *ctx, const dm_cfg *cfg)
     }
     free(rows);
     free(mean);
+    free(cold);
+    free(crow);
+    free(cmean);
     metrics_spec_free(&spec);
     dm_dataset_free(&d);
     return rc;

@@ -268,6 +268,7 @@ int ds_read(par_ctx *ctx, const char *path, dm_dataset *d)
     R(read_i64_attr(&f, "/split", "temporal_test_from_ms", &d->temporal_cut[1]));
     R(h5_read_all(&f, "/window/id", H5_I32, &p, &r, &c)); d->window = p;
     R(h5_read_all(&f, "/window/start", H5_I64, &p, &r, &c)); d->window_start = p;
+    R(dm_make_stream_split(d));
     d->n_windows = r ? r - 1 : 0;
     R(h5_read_strtab(&f, "/items/id", &d->item_id));
     R(h5_read_strtab(&f, "/items/title", &d->title));

@@ -33,7 +33,13 @@ int stage_train_cf(par_ctx *ctx, const dm_cfg *cfg);
 extern const char *const cf_config_groups[];
 int stage_eval(par_ctx *ctx, const dm_cfg *cfg);
 int stage_align(par_ctx *ctx, const dm_cfg *cfg);
+int stage_stream(par_ctx *ctx, const dm_cfg *cfg);
+extern const char *const stream_config_groups[];
 extern const char *const align_config_groups[];
+/* Loads the aligner of align.h5 (weights and shape) with activations for `batch` items/users, and
+ * optionally its z_base (items, d). */
+#include "../src/align/align.h"
+int align_load(par_ctx *ctx, const char *path, int batch, align_model *m, align_acts *ai, float **z_base, size_t *n_items);
 extern const char *const eval_config_groups[];
 
 #endif

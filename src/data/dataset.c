@@ -890,6 +890,15 @@ int dm_make_windows(dm_dataset *d, const dm_process_opts *o)
         }
     }
     free(idx);
+    return dm_make_stream_split(d);
+}
+
+int dm_make_stream_split(dm_dataset *d)
+{
+    free(d->split_stream);
+    DM_ALLOC(d->split_stream, d->n_inter + 1);
+    for (size_t i = 0; i < d->n_inter; i++)
+        d->split_stream[i] = d->window[i] < 0 ? DM_TRAIN : (d->window[i] == 0 ? DM_VALID : DM_TEST);
     return DM_OK;
 }
 
@@ -901,6 +910,7 @@ void dm_dataset_free(dm_dataset *d)
     free(d->split_loo);
     free(d->split_temporal);
     free(d->split_given);
+    free(d->split_stream);
     free(d->window);
     free(d->window_start);
     dm_strtab_free(&d->user_id);

@@ -98,6 +98,8 @@ typedef struct {
     int8_t *split_loo;    /* (n_inter) DM_TRAIN/VALID/TEST, leave-one-out */
     int8_t *split_temporal; /* (n_inter) global temporal split */
     int8_t *split_given;  /* (n_inter) pre-split input, NULL if none */
+    int8_t *split_stream; /* (n_inter) streaming: train before the first window, valid = window 0,
+                             test = later windows (derived from `window`, not stored) */
     int64_t temporal_cut[2]; /* first ms of valid, first ms of test */
     int32_t *window;      /* (n_inter) streaming window, -1 = before the first window */
     size_t n_windows;
@@ -169,6 +171,8 @@ int dm_process(const dm_raw *raw, const dm_meta *meta, const dm_process_opts *o,
 /* Recomputes the splits and windows of d (used by the generator and after changes of options). */
 int dm_make_splits(dm_dataset *d, const dm_process_opts *o);
 int dm_make_windows(dm_dataset *d, const dm_process_opts *o);
+/* split_stream from the window ids (called by dm_make_windows and by readers of the file). */
+int dm_make_stream_split(dm_dataset *d);
 void dm_dataset_free(dm_dataset *d);
 
 /* Attaches a feature matrix to modality `m`: rows[r] of (nrows, dim) belongs to the item whose

@@ -1,0 +1,548 @@
+/* cmd_stream.c: `dynmm stream`: dynamic incremental alignment under the prequential protocol
+ * (DESIGN.md idea 1).
+ *
+ * The base models (cf.h5, align.h5) are trained on the interactions before the first streaming
+ * window (split.protocol = "stream"). For each window w in order:
+ *   1. every user's CF state r_u is recomputed by the frozen SASRec from the history before w, and
+ *      h_base_u by the frozen aligner's user tower; the window summaries s_i, s_u come from window
+ *      w - 1 (and w - 2 for the trend), so nothing of w leaks in;
+ *   2. window w's interactions are scored first (each user's items of w are the targets, its
+ *      history is excluded, full ranking) by every variant: the static aligner, the static SASRec,
+ *      the adapter (EMA weights, residuals of all items computed once per window), its ablations,
+ *      and SASRec retrained from scratch on everything before w;
+ *   3. then every adapter variant trains on window w (mixed with a reservoir of older windows),
+ *      takes its Fisher for EWC, and the reservoir takes window w.
+ * Users are sharded across ranks for scoring; adapter batches are split across ranks with one
+ * gradient allreduce per step, so 1, 2 and 3 ranks reach the same adapted state.
+ *
+ * stream.h5 (format "dynmm-stream" v1): /stream/window_start (W + 1), and per variant v:
+ *   /stream/<v>/mean (W, ncols)            window means of every metric (NaN: no scored users)
+ *   /stream/<v>/users (W)                  users scored
+ *   /stream/<v>/hit10, /ndcg10 (users, W)  per-user values (NaN: no target), for paired tests
+ *   /stream/<v>/mean_drift, /mean_stable   the same means over drifting / stable users (synthetic)
+ *   /stream/<v>/train_seconds (W)          adapter update or retraining time per window
+ *   attributes: overall (ncols) = means over the scored (user, window) pairs of windows >=
+ *   stream.eval_from, and serve/score timings.
+ */
+#include "cands.h"
+#include "cf_sasrec.h"
+#include "cli.h"
+#include "dataset_io.h"
+#include "evalcore.h"
+#include "stages.h"
+
+#include "../src/adapter/adapter.h"
+#include "../src/align/align.h"
+#include "../src/core/err.h"
+#include "../src/core/log.h"
+#include "../src/core/rng.h"
+#include "../src/core/shard.h"
+#include "../src/core/timer.h"
+#include "../src/eval/metrics.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STREAM_FORMAT "dynmm-stream"
+
+static const char *USAGE =
+    "usage: dynmm stream CONFIG.cfg [--set group.key=value ...]\n\n"
+    "Runs the prequential protocol over the dataset's streaming windows (window.*): each window is\n"
+    "scored first with the state adapted through the previous one, then the online adapter trains on\n"
+    "it. Needs cf.h5 and align.h5 trained with split.protocol = \"stream\" (the base models see only\n"
+    "the interactions before the first window). Variants: stream.variants. Writes <run.dir>/stream.h5\n"
+    "with per-window and per-user metrics.\n";
+
+const char *const stream_config_groups[] = {"stream", "adapter", "window", "eval.ks", "eval.ties", "sasrec", NULL};
+
+enum { V_STATIC, V_SASREC, V_ADAPTER, V_NO_GATE, V_NO_EMA, V_NO_REPLAY, V_NO_KL, V_NO_EWC, V_RETRAINED, V_N };
+static const char *const vnames[V_N] = {"static", "sasrec", "adapter", "no_gate", "no_ema", "no_replay", "no_kl", "no_ewc", "retrained"};
+#define IS_ADAPTER(v) ((v) >= V_ADAPTER && (v) <= V_NO_EWC)
+
+typedef struct {
+    const float *z;  /* (n_items, d) */
+    const float *h;  /* (n_users, d) */
+    size_t d, n_items;
+} dot_model;
+
+static int dot_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
+{
+    dot_model *m = mv;
+    (void)s;
+    float *u = malloc(B * m->d * sizeof *u + 4);
+    if (!u) return DM_ERR(DM_ENOMEM, "out of memory");
+    for (size_t b = 0; b < B; b++) memcpy(u + b * m->d, m->h + users[b] * m->d, m->d * sizeof *u);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)m->n_items, (int)m->d, 1.0f, u, (int)m->d, m->z,
+                (int)m->d, 0.0f, scores, (int)m->n_items);
+    free(u);
+    return DM_OK;
+}
+
+/* r (n_users, C): SASRec states from each user's interactions with window < w (all users, every
+ * rank; computed on user blocks and gathered) */
+static int states_before(par_ctx *ctx, sasrec *m, sasrec_acts *a, const dm_dataset *d, int64_t w, float *r)
+{
+    size_t lo, hi, C = (size_t)m->cfg.C;
+    int T = m->cfg.T, mb = m->cfg.max_batch;
+    dm_shard_even(d->n_users, ctx->size, ctx->rank, &lo, &hi);
+    int32_t *seq = calloc((size_t)mb * (size_t)T, sizeof *seq), *tmp = malloc((d->n_inter + 1) * sizeof *tmp);
+    float *loc = malloc((hi - lo + 1) * C * sizeof *loc);
+    int rc = (!seq || !tmp || !loc) ? DM_ERR(DM_ENOMEM, "out of memory") : DM_OK;
+    for (size_t u0 = lo; u0 < hi && !rc; u0 += (size_t)mb) {
+        int nb = (int)(hi - u0 < (size_t)mb ? hi - u0 : (size_t)mb);
+        memset(seq, 0, (size_t)nb * (size_t)T * sizeof *seq);
+        for (int b = 0; b < nb; b++) {
+            size_t u = u0 + (size_t)b, n = 0;
+            for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++)
+                if (d->window[j] < w) tmp[n++] = d->item[j];
+            size_t k = n < (size_t)T ? n : (size_t)T;
+            for (size_t j = 0; j < k; j++) seq[(size_t)b * (size_t)T + (size_t)T - k + j] = tmp[n - k + j] + 1;
+        }
+        rc = sasrec_user_states(m, a, seq, nb, loc + (u0 - lo) * C);
+    }
+    rc = par_agree(ctx, rc);
+    if (!rc) {
+        void *all = NULL;
+        size_t *cnt = NULL;
+        rc = par_allgatherv(ctx, loc, (hi - lo) * C * sizeof(float), &all, &cnt);
+        if (!rc) memcpy(r, all, d->n_users * C * sizeof(float));
+        free(all);
+        free(cnt);
+    }
+    free(seq);
+    free(tmp);
+    free(loc);
+    return rc;
+}
+
+typedef struct {
+    int on;
+    adapter m;
+    adapter_acts a;
+    float *z;       /* (n_items, d) served item latents */
+    float *h;       /* (n_users, d) served user latents */
+} variant_adapter;
+
+int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
+{
+    double t0 = dm_wtime();
+    char dpath[4096], cpath[4096], apath[4096], out[4096], hash[65];
+    DM_CALL(cli_run_path(ctx, cfg, "dataset.h5", dpath, sizeof dpath));
+    DM_CALL(cli_run_path(ctx, cfg, "cf.h5", cpath, sizeof cpath));
+    DM_CALL(cli_run_path(ctx, cfg, "align.h5", apath, sizeof apath));
+    DM_CALL(cli_run_path(ctx, cfg, "stream.h5", out, sizeof out));
+    DM_CALL(stage_hash(ctx, stage_find("stream"), cfg, hash));
+    if (strcmp(dm_cfg_str(cfg, "split.protocol"), "stream")) {
+        char w[256];
+        DM_ERR(DM_ECONFIG, "%s = \"%s\": the streaming protocol needs base models trained before the stream",
+               dm_cfg_where(cfg, "split.protocol", w, sizeof w), dm_cfg_str(cfg, "split.protocol"));
+        DM_HINT("set split.protocol = \"stream\" and rerun train-cf and align (they then train on the interactions before window 0)");
+        return DM_ECONFIG;
+    }
+    int want[V_N] = {0};
+    for (size_t k = 0; k < dm_cfg_len(cfg, "stream.variants"); k++) {
+        const char *v = dm_cfg_str_at(cfg, "stream.variants", k);
+        int f = -1;
+        for (int q = 0; q < V_N; q++)
+            if (!strcmp(v, vnames[q])) f = q;
+        if (f < 0) {
+            char w[256];
+            DM_ERR(DM_ECONFIG, "%s: unknown variant '%s'", dm_cfg_where(cfg, "stream.variants", w, sizeof w), v);
+            DM_HINT("variants: static, sasrec, adapter, no_gate, no_ema, no_replay, no_kl, no_ewc, retrained");
+            return DM_ECONFIG;
+        }
+        want[f] = 1;
+    }
+    dm_dataset d;
+    DM_CALL(ds_read(ctx, dpath, &d));
+    size_t nu = d.n_users, ni = d.n_items, W = d.n_windows;
+    int rc = W < 2 ? DM_ERR(DM_ECONFIG, "the dataset has %zu streaming windows; the protocol needs at least 2", W) : DM_OK;
+    /* frozen models */
+    sasrec sm;
+    sasrec_acts sa;
+    align_model am;
+    align_acts aa;
+    float *zb = NULL, *e_cf = NULL;
+    size_t nzi = 0;
+    memset(&sm, 0, sizeof sm);
+    memset(&sa, 0, sizeof sa);
+    memset(&am, 0, sizeof am);
+    memset(&aa, 0, sizeof aa);
+    if (!rc) rc = cf_sasrec_load(ctx, cpath, ni, 256, &sm, &sa);
+    if (!rc) rc = align_load(ctx, apath, 4096, &am, &aa, &zb, &nzi);
+    if (!rc && nzi != ni) rc = DM_ERR(DM_EFORMAT, "'%s' has %zu items, the dataset %zu", apath, nzi, ni);
+    size_t C = (size_t)sm.cfg.C, dd = (size_t)am.cfg.d;
+    if (!rc) {
+        e_cf = malloc(ni * C * sizeof *e_cf + 4);
+        if (!e_cf) rc = DM_ERR(DM_ENOMEM, "out of memory");
+        else sasrec_item_table(&sm, e_cf);
+    }
+    rc = par_agree(ctx, rc);
+    if (rc) goto done_early;
+    {
+        /* ---- adapter variants ---- */
+        unsigned feat = 0;
+        size_t nf = dm_cfg_len(cfg, "adapter.features");
+        const char *fn[8];
+        for (size_t k = 0; k < nf && k < 8; k++) fn[k] = dm_cfg_str_at(cfg, "adapter.features", k);
+        rc = adapter_parse_features(fn, nf, &feat);
+        int ds_item = 0, ds_user = 0;
+        adapter_summary_dims(feat, &ds_item, &ds_user);
+        adapter_config base;
+        memset(&base, 0, sizeof base);
+        adapter_config_default(&base);
+        base.n_items = (int)ni;
+        base.n_users = (int)nu;
+        base.d_cf = (int)C;
+        base.d = (int)dd;
+        base.ds_item = ds_item;
+        base.ds_user = ds_user;
+        base.hidden = (int)dm_cfg_int(cfg, "adapter.hidden");
+        base.negatives = (int)dm_cfg_int(cfg, "adapter.negatives");
+        base.loss = !strcmp(dm_cfg_str(cfg, "adapter.loss"), "bce") ? ADAPTER_LOSS_BCE : ADAPTER_LOSS_SOFTMAX;
+        base.gate = dm_cfg_bool(cfg, "adapter.gate");
+        base.ema = dm_cfg_bool(cfg, "adapter.ema");
+        base.kl = dm_cfg_bool(cfg, "adapter.kl");
+        base.ewc = dm_cfg_bool(cfg, "adapter.ewc");
+        base.sigma = (float)dm_cfg_float(cfg, "adapter.sigma");
+        base.lambda_ewc = (float)dm_cfg_float(cfg, "adapter.lambda_ewc");
+        base.fisher_decay = (float)dm_cfg_float(cfg, "adapter.fisher_decay");
+        base.ema_decay = (float)dm_cfg_float(cfg, "adapter.ema_decay");
+        base.lr = (float)dm_cfg_float(cfg, "adapter.lr");
+        base.beta1 = (float)dm_cfg_float(cfg, "adapter.beta1");
+        base.beta2 = (float)dm_cfg_float(cfg, "adapter.beta2");
+        base.eps = (float)dm_cfg_float(cfg, "adapter.eps");
+        base.zero_init = dm_cfg_bool(cfg, "adapter.zero_init");
+        base.serve_rows = (int)dm_cfg_int(cfg, "adapter.serve_rows");
+        int G = (int)dm_cfg_int(cfg, "adapter.batch"), steps = (int)dm_cfg_int(cfg, "adapter.steps");
+        int S = (int)dm_cfg_int(cfg, "adapter.fisher_samples");
+        size_t glo, ghi;
+        dm_shard_even((size_t)(G > S ? G : S), ctx->size, 0, &glo, &ghi);
+        base.max_batch = (int)(ghi - glo) > 0 ? (int)(ghi - glo) : 1;
+        long long sd = dm_cfg_int(cfg, "adapter.seed");
+        uint64_t seed = sd >= 0 ? (uint64_t)sd : dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0xADA, 0);
+        int replay_on = dm_cfg_bool(cfg, "adapter.replay");
+        double mix = dm_cfg_float(cfg, "adapter.replay_mix");
+        variant_adapter va[V_N];
+        memset(va, 0, sizeof va);
+        for (int v = V_ADAPTER; v <= V_NO_EWC && !rc; v++) {
+            if (!want[v]) continue;
+            adapter_config c = base;
+            if (v == V_NO_GATE) c.gate = 0;
+            if (v == V_NO_EMA) c.ema = 0;
+            if (v == V_NO_KL) c.kl = 0;
+            if (v == V_NO_EWC) c.ewc = 0;
+            rc = adapter_config_check(&c);
+            if (!rc) rc = adapter_init(&va[v].m, &c);
+            if (!rc) rc = adapter_acts_init(&va[v].a, &c);
+            if (!rc) {
+                adapter_init_weights(&va[v].m, seed);
+                va[v].z = malloc(ni * dd * sizeof(float) + 4);
+                va[v].h = malloc(nu * dd * sizeof(float) + 4);
+                if (!va[v].z || !va[v].h) rc = DM_ERR(DM_ENOMEM, "out of memory");
+                va[v].on = 1;
+            }
+        }
+        adapter_reservoir buf;
+        memset(&buf, 0, sizeof buf);
+        if (!rc) rc = adapter_reservoir_init(&buf, (size_t)dm_cfg_int(cfg, "adapter.replay_capacity"), seed ^ 0xB0F);
+        adapter_summary_config scfg = {feat, (int)dm_cfg_int(cfg, "adapter.cooc_recent"), dm_cfg_float(cfg, "adapter.recency_tau") * 3600e3};
+        /* ---- buffers ---- */
+        metrics_spec spec;
+        metrics_ties ties;
+        size_t nk = dm_cfg_len(cfg, "eval.ks");
+        int64_t ks[64];
+        for (size_t k = 0; k < nk && k < 64; k++) ks[k] = dm_cfg_int_at(cfg, "eval.ks", k);
+        int have_spec = 0;
+        if (!rc) rc = metrics_ties_parse(dm_cfg_str(cfg, "eval.ties"), &ties);
+        if (!rc) rc = metrics_spec_init(&spec, ks, nk < 64 ? nk : 64, ties);
+        have_spec = !rc;
+        size_t nc = have_spec ? spec.ncols : 1, c10 = 0;
+        for (size_t k = 0; k < nk; k++)
+            if (ks[k] == 10) c10 = k + 1;
+        size_t ch = have_spec ? metrics_col(&spec, METRICS_HIT, c10 ? c10 - 1 : 0) : 0;
+        size_t cn = have_spec ? metrics_col(&spec, METRICS_NDCG, c10 ? c10 - 1 : 0) : 0;
+        size_t lo, hi;
+        dm_shard_even(nu, ctx->size, ctx->rank, &lo, &hi);
+        float *r = malloc(nu * C * sizeof *r + 4), *hb = malloc(nu * dd * sizeof *hb + 4);
+        float *s_item = calloc(ni * (size_t)(ds_item ? ds_item : 1), sizeof(float)), *s_user = calloc(nu * (size_t)(ds_user ? ds_user : 1), sizeof(float));
+        int8_t *roles = malloc(d.n_inter + 1);
+        double *rows = malloc((hi - lo + 1) * nc * sizeof *rows);
+        double *mean_all = calloc((size_t)V_N * W * nc + 1, sizeof *mean_all), *mean_dr = calloc((size_t)V_N * W * nc + 1, sizeof *mean_dr),
+               *mean_st = calloc((size_t)V_N * W * nc + 1, sizeof *mean_st), *acc = calloc((size_t)V_N * (nc + 1) + 1, sizeof *acc);
+        int64_t *users = calloc((size_t)V_N * W + 1, sizeof *users);
+        float *u_hit = calloc((size_t)V_N * (hi - lo + 1) * W, sizeof(float)), *u_ndcg = calloc((size_t)V_N * (hi - lo + 1) * W, sizeof(float));
+        double *tsec = calloc((size_t)V_N * W + 1, sizeof *tsec), *serve_sec = calloc(W + 1, sizeof(double)),
+               *score_sec = calloc((size_t)V_N * W + 1, sizeof(double));
+        double *dmask_rows = malloc((hi - lo + 1) * nc * sizeof *dmask_rows);
+        int32_t *plan_u = malloc((size_t)(G > S ? G : S) * sizeof(int32_t) + 4), *plan_p = malloc((size_t)(G > S ? G : S) * sizeof(int32_t) + 4),
+                *plan_n = malloc((size_t)(G > S ? G : S) * (size_t)base.negatives * sizeof(int32_t) + 4);
+        if (!rc && (!r || !hb || !s_item || !s_user || !roles || !rows || !mean_all || !mean_dr || !mean_st || !acc || !users ||
+                    !u_hit || !u_ndcg || !tsec || !serve_sec || !score_sec || !dmask_rows || !plan_u || !plan_p || !plan_n))
+            rc = DM_ERR(DM_ENOMEM, "out of memory for the streaming protocol");
+        rc = par_agree(ctx, rc);
+        sasrec rm;
+        sasrec_acts ra;
+        memset(&rm, 0, sizeof rm);
+        memset(&ra, 0, sizeof ra);
+        int have_rt = 0;
+        float *r_rt = malloc(nu * C * sizeof(float) + 4), *e_rt = malloc(ni * C * sizeof(float) + 4);
+        if (!rc && (!r_rt || !e_rt)) rc = DM_ERR(DM_ENOMEM, "out of memory");
+        long eval_from = (long)dm_cfg_int(cfg, "stream.eval_from"), rt_every = (long)dm_cfg_int(cfg, "stream.retrain_every");
+        dm_log("  stream: %zu windows, %zu users, %zu items; adapter d_cf=%zu d=%zu summaries %d/%d, %d steps x %d per window",
+               W, nu, ni, C, dd, ds_item, ds_user, steps, G);
+        for (size_t w = 0; w < W && !rc; w++) {
+            double tw = dm_wtime();
+            for (size_t i = 0; i < d.n_inter; i++)
+                roles[i] = d.window[i] < (int32_t)w ? DM_TRAIN : (d.window[i] == (int32_t)w ? DM_TEST : 3);
+            ev_split s = {&d, roles, DM_TEST};
+            /* 1. states, base latents, summaries of the previous window */
+            rc = states_before(ctx, &sm, &sa, &d, (int64_t)w, r);
+            if (!rc) rc = align_user_latents(&am, &aa, r, (int)nu, hb);
+            adapter_window W1, W2;
+            memset(&W1, 0, sizeof W1);
+            memset(&W2, 0, sizeof W2);
+            if (!rc) rc = adapter_window_gather(&d, (int64_t)w - 1, &W1);
+            if (!rc) rc = adapter_window_gather(&d, (int64_t)w - 2, &W2);
+            if (!rc) rc = adapter_summaries(&scfg, (int)nu, (int)ni, &W1.ev, &W2.ev, W1.t_begin, d.window_start[w], s_item, s_user);
+            adapter_window_free(&W1);
+            adapter_window_free(&W2);
+            adapter_tables tb = {e_cf, zb, ds_item ? s_item : NULL, r, hb, ds_user ? s_user : NULL};
+            /* the retrained reference: SASRec from scratch on everything before w */
+            if (!rc && want[V_RETRAINED] && (!have_rt || (long)w % rt_every == 0)) {
+                double tr = dm_wtime();
+                if (have_rt) {
+                    sasrec_acts_free(&ra);
+                    sasrec_free(&rm);
+                    have_rt = 0;
+                }
+                rc = cf_sasrec_fit(ctx, cfg, &d, roles, NULL, NULL, (long)dm_cfg_int(cfg, "stream.retrain_epochs"), &rm, &ra);
+                if (!rc) {
+                    have_rt = 1;
+                    sasrec_item_table(&rm, e_rt);
+                }
+                tsec[V_RETRAINED * W + w] = dm_wtime() - tr;
+            }
+            if (!rc && want[V_RETRAINED]) rc = states_before(ctx, &rm, &ra, &d, (int64_t)w, r_rt);
+            rc = par_agree(ctx, rc);
+            /* 2. serve and score window w */
+            double ts = dm_wtime();
+            for (int v = V_ADAPTER; v <= V_NO_EWC && !rc; v++) {
+                if (!va[v].on) continue;
+                rc = adapter_item_latents(&va[v].m, &va[v].a, &tb, 1, NULL, (int)ni, va[v].z, NULL);
+                if (!rc) rc = adapter_user_latents(&va[v].m, &va[v].a, &tb, 1, NULL, (int)nu, va[v].h, NULL);
+            }
+            serve_sec[w] = dm_wtime() - ts;
+            for (int v = 0; v < V_N && !rc; v++) {
+                if (!want[v]) continue;
+                dot_model dm = {zb, hb, dd, ni};
+                if (v == V_SASREC) dm = (dot_model){e_cf, r, C, ni};
+                else if (v == V_RETRAINED) dm = (dot_model){e_rt, r_rt, C, ni};
+                else if (IS_ADAPTER(v)) dm = (dot_model){va[v].z, va[v].h, dd, ni};
+                double t1 = dm_wtime();
+                rc = ev_score_users(&s, &spec, "full", dot_score, &dm, lo, hi, 512, rows);
+                score_sec[(size_t)v * W + w] = dm_wtime() - t1;
+                rc = par_agree(ctx, rc);
+                int64_t cnt = 0;
+                if (!rc) rc = ev_mean(ctx, &spec, rows, hi - lo, mean_all + ((size_t)v * W + w) * nc, &cnt);
+                users[(size_t)v * W + w] = cnt;
+                for (size_t u = lo; u < hi && !rc; u++) {
+                    const double *rw = rows + (u - lo) * nc;
+                    u_hit[((size_t)v * (hi - lo) + (u - lo)) * W + w] = (float)rw[ch];
+                    u_ndcg[((size_t)v * (hi - lo) + (u - lo)) * W + w] = (float)rw[cn];
+                    if ((long)w >= eval_from && !isnan(rw[0])) {
+                        for (size_t c = 0; c < nc; c++) acc[(size_t)v * (nc + 1) + c] += rw[c];
+                        acc[(size_t)v * (nc + 1) + nc] += 1.0;
+                    }
+                }
+                if (!rc && d.drift_user) {
+                    for (int g = 0; g < 2 && !rc; g++) {
+                        for (size_t u = lo; u < hi; u++)
+                            for (size_t c = 0; c < nc; c++)
+                                dmask_rows[(u - lo) * nc + c] = (d.drift_user[u] == (g == 0)) ? rows[(u - lo) * nc + c] : NAN;
+                        int64_t c2;
+                        rc = ev_mean(ctx, &spec, dmask_rows, hi - lo, (g == 0 ? mean_dr : mean_st) + ((size_t)v * W + w) * nc, &c2);
+                    }
+                }
+            }
+            /* 3. adapt on window w */
+            adapter_window Ww;
+            memset(&Ww, 0, sizeof Ww);
+            if (!rc) rc = adapter_window_gather(&d, (int64_t)w, &Ww);
+            for (int v = V_ADAPTER; v <= V_NO_EWC && !rc; v++) {
+                if (!va[v].on) continue;
+                double tr = dm_wtime();
+                adapter *m = &va[v].m;
+                const adapter_reservoir *bp = (v == V_NO_REPLAY || !replay_on) ? NULL : &buf;
+                adapter_plan_config pc = {base.negatives, (int)ni, bp ? mix : 0.0, seed};
+                int can = Ww.n > 0 || (bp && bp->n > 0);
+                for (int st = 0; st < steps && can && !rc; st++) {
+                    adapter_plan_batch(&pc, Ww.rec, Ww.n, bp, w, (uint64_t)st, (size_t)G, plan_u, plan_p, plan_n);
+                    size_t blo, bhi;
+                    dm_shard_even((size_t)G, ctx->size, ctx->rank, &blo, &bhi);
+                    adapter_zero_grad(m);
+                    adapter_loss L = {0, 0};
+                    adapter_batch bt = {(int)(bhi - blo), plan_u + blo, plan_p + blo, plan_n + blo * (size_t)base.negatives, (double)G};
+                    rc = bt.B > 0 ? adapter_train_step(m, &va[v].a, &tb, &bt, &L) : DM_OK;
+                    rc = par_agree(ctx, rc);
+                    if (!rc) rc = par_allreduce_sum_f32(ctx, m->grads_mem, m->nparams);
+                    if (!rc) {
+                        adapter_adam_step(m);
+                        adapter_ema_update(m);
+                    }
+                }
+                if (!rc && m->cfg.ewc && Ww.n > 0) {
+                    adapter_plan_batch(&pc, Ww.rec, Ww.n, NULL, w, ADAPTER_STEP_FISHER, (size_t)S, plan_u, plan_p, plan_n);
+                    size_t blo, bhi;
+                    dm_shard_even((size_t)S, ctx->size, ctx->rank, &blo, &bhi);
+                    adapter_fisher_begin(m);
+                    adapter_batch bt = {(int)(bhi - blo), plan_u + blo, plan_p + blo, plan_n + blo * (size_t)base.negatives, (double)S};
+                    rc = bt.B > 0 ? adapter_fisher_accumulate(m, &va[v].a, &tb, &bt) : DM_OK;
+                    rc = par_agree(ctx, rc);
+                    if (!rc) rc = par_allreduce_sum_f32(ctx, m->fisher_acc, m->nparams);
+                    if (!rc) adapter_fisher_commit(m);
+                }
+                tsec[(size_t)v * W + w] = dm_wtime() - tr;
+            }
+            if (!rc) adapter_reservoir_add(&buf, w, Ww.rec, Ww.n);
+            adapter_window_free(&Ww);
+            rc = par_agree(ctx, rc);
+            if (!rc && have_spec) {
+                char line[1024];
+                int l = snprintf(line, sizeof line, "  window %2zu (%lld users):", w, (long long)users[(size_t)(want[V_STATIC] ? V_STATIC : V_ADAPTER) * W + w]);
+                for (int v = 0; v < V_N; v++)
+                    if (want[v] && l < (int)sizeof line - 40)
+                        l += snprintf(line + l, sizeof line - (size_t)l, " %s %.4f", vnames[v], mean_all[((size_t)v * W + w) * nc + cn]);
+                dm_log("%s  (ndcg@%lld, %.1fs)", line, c10 ? 10LL : (long long)ks[0], dm_wtime() - tw);
+            }
+        }
+        /* ---- output ---- */
+        h5file f;
+        memset(&f, 0, sizeof f);
+        f.id = -1;
+        if (!rc) rc = par_agree(ctx, h5_create(ctx, out, (int)dm_cfg_int(cfg, "io.compress"), (size_t)dm_cfg_int(cfg, "io.chunk_rows"), &f));
+        if (!rc) rc = h5_write_provenance(&f, STREAM_FORMAT, 1, "stream", cfg, hash);
+        if (!rc) rc = h5_write_all(&f, "/stream/window_start", H5_I64, W + 1, 0, d.window_start);
+        if (!rc) rc = h5_write_all(&f, "/stream/serve_seconds", H5_F64, W, 0, serve_sec);
+        if (!rc) {
+            dm_strtab cols = {0};
+            char nmb[32];
+            for (size_t c = 0; c < nc && !rc; c++) {
+                metrics_col_name(&spec, c, nmb, sizeof nmb);
+                rc = dm_strtab_add(&cols, nmb, strlen(nmb));
+            }
+            if (!rc) rc = h5_write_strtab(&f, "/columns", ctx->rank == 0 ? &cols : &(dm_strtab){0}, 0, nc);
+            dm_strtab_free(&cols);
+        }
+        if (!rc) rc = par_allreduce_sum_f64(ctx, acc, (size_t)V_N * (nc + 1));
+        if (!rc) dm_log("  overall (windows >= %ld): %-10s %8s %10s %10s %12s", eval_from, "variant", "pairs", "hit@10", "ndcg@10", "train s/win");
+        for (int v = 0; v < V_N && !rc; v++) {
+            if (!want[v]) continue;
+            char nm[160];
+            snprintf(nm, sizeof nm, "/stream/%s/mean", vnames[v]);
+            rc = h5_write_all(&f, nm, H5_F64, W, nc, mean_all + (size_t)v * W * nc);
+            snprintf(nm, sizeof nm, "/stream/%s/users", vnames[v]);
+            if (!rc) rc = h5_write_all(&f, nm, H5_I64, W, 0, users + (size_t)v * W);
+            snprintf(nm, sizeof nm, "/stream/%s/train_seconds", vnames[v]);
+            if (!rc) rc = h5_write_all(&f, nm, H5_F64, W, 0, tsec + (size_t)v * W);
+            snprintf(nm, sizeof nm, "/stream/%s/score_seconds", vnames[v]);
+            if (!rc) rc = h5_write_all(&f, nm, H5_F64, W, 0, score_sec + (size_t)v * W);
+            snprintf(nm, sizeof nm, "/stream/%s/hit10", vnames[v]);
+            if (!rc) rc = h5_write_rows(&f, nm, H5_F32, nu, W, lo, hi - lo, u_hit + (size_t)v * (hi - lo) * W);
+            snprintf(nm, sizeof nm, "/stream/%s/ndcg10", vnames[v]);
+            if (!rc) rc = h5_write_rows(&f, nm, H5_F32, nu, W, lo, hi - lo, u_ndcg + (size_t)v * (hi - lo) * W);
+            if (!rc && d.drift_user) {
+                snprintf(nm, sizeof nm, "/stream/%s/mean_drift", vnames[v]);
+                rc = h5_write_all(&f, nm, H5_F64, W, nc, mean_dr + (size_t)v * W * nc);
+                snprintf(nm, sizeof nm, "/stream/%s/mean_stable", vnames[v]);
+                if (!rc) rc = h5_write_all(&f, nm, H5_F64, W, nc, mean_st + (size_t)v * W * nc);
+            }
+            double ov[256];
+            const double *a = acc + (size_t)v * (nc + 1);
+            for (size_t c = 0; c < nc && c < 256; c++) ov[c] = a[nc] > 0 ? a[c] / a[nc] : NAN;
+            snprintf(nm, sizeof nm, "/stream/%s", vnames[v]);
+            if (!rc) rc = h5_attr_f64s(&f, nm, "overall", ov, nc);
+            if (!rc) rc = h5_attr_i64(&f, nm, "pairs", (int64_t)a[nc]);
+            double tt = 0;
+            for (size_t w = 0; w < W; w++) tt += tsec[(size_t)v * W + w];
+            if (!rc) dm_log("                          %-10s %8.0f %10.4f %10.4f %12.2f", vnames[v], a[nc], ov[ch], ov[cn], tt / (double)W);
+        }
+        if (!rc) rc = h5_attr_i64(&f, "/stream", "eval_from", eval_from);
+        if (!rc) rc = h5_attr_f64(&f, "/", "wall_seconds", dm_wtime() - t0);
+        rc = par_agree(ctx, rc);
+        if (rc) {
+            if (f.id >= 0) h5_discard(&f);
+        } else {
+            rc = h5_commit(&f);
+            if (!rc) {
+                dm_log("wrote %s in %.1fs", out, dm_wtime() - t0);
+                par_log_peak(ctx);
+            }
+        }
+        if (have_rt) {
+            sasrec_acts_free(&ra);
+            sasrec_free(&rm);
+        }
+        for (int v = 0; v < V_N; v++)
+            if (va[v].on) {
+                adapter_acts_free(&va[v].a);
+                adapter_free(&va[v].m);
+                free(va[v].z);
+                free(va[v].h);
+            }
+        adapter_reservoir_free(&buf);
+        if (have_spec) metrics_spec_free(&spec);
+        free(r);
+        free(hb);
+        free(s_item);
+        free(s_user);
+        free(roles);
+        free(rows);
+        free(mean_all);
+        free(mean_dr);
+        free(mean_st);
+        free(acc);
+        free(users);
+        free(u_hit);
+        free(u_ndcg);
+        free(tsec);
+        free(serve_sec);
+        free(score_sec);
+        free(dmask_rows);
+        free(plan_u);
+        free(plan_p);
+        free(plan_n);
+        free(r_rt);
+        free(e_rt);
+    }
+done_early:
+    free(zb);
+    free(e_cf);
+    align_acts_free(&aa);
+    align_free(&am);
+    sasrec_acts_free(&sa);
+    sasrec_free(&sm);
+    dm_dataset_free(&d);
+    return par_agree(ctx, rc);
+}
+
+int cmd_stream(par_ctx *ctx, int argc, char **argv)
+{
+    cli_args a;
+    DM_CALL(cli_parse(argc, argv, &a));
+    if (cli_help(ctx, &a, USAGE)) {
+        cli_args_free(&a);
+        return DM_OK;
+    }
+    dm_cfg cfg;
+    int rc = cli_load_config(ctx, &a, &cfg);
+    if (!rc && a.npositional) rc = DM_ERR(DM_ECONFIG, "stream: unexpected argument '%s'", a.positional[0]);
+    cli_args_free(&a);
+    rc = par_agree(ctx, rc);
+    if (!rc) rc = stage_stream(ctx, &cfg);
+    dm_cfg_free(&cfg);
+    return rc;
+}
