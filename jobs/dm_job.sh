@@ -1,7 +1,7 @@
 # dm_job.sh: shared by the job scripts (run.sbatch, sweep.sbatch, eval.sbatch); sourced, not run.
 #
 # dm_setup                     find build/dynmm (or $DM_BIN), set the MPI/OpenMP environment
-# dm_launch NP CMD...          srun inside a Slurm allocation (its --ntasks), else mpirun -n NP
+# dm_launch NP CMD... &        srun inside a Slurm allocation (its --ntasks), else mpirun -n NP
 # dm_run_one MARKER DIR HASH NP ARGS...
 #                              one resumable run: skipped when DIR/MARKER holds HASH; otherwise
 #                              `dynmm run ARGS...` under dm_launch, and MARKER (holding HASH) written
@@ -48,14 +48,16 @@ _dm_on_signal() {
 
 dm_in_slurm() { [ -n "${SLURM_JOB_ID:-}" ] && command -v srun >/dev/null 2>&1; }
 
+# Replaces the calling (sub)shell with the launcher, so that `dm_launch ... &` gives the launcher's
+# own pid (signals sent to it reach srun/mpirun, which pass them on to every rank).
 dm_launch() {
   local np=$1; shift
   if dm_in_slurm; then
     # shellcheck disable=SC2086
-    srun ${DM_SRUN_ARGS:-} "$@"
+    exec srun ${DM_SRUN_ARGS:-} "$@"
   else
     # shellcheck disable=SC2086
-    mpirun ${DM_MPIRUN_ARGS:---bind-to none} -n "$np" "$@"
+    exec mpirun ${DM_MPIRUN_ARGS:---bind-to none} -n "$np" "$@"
   fi
 }
 

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <glob.h>
 #include <hdf5.h>
+#include <libconfig.h>
 #include <limits.h>
 #include <math.h>
 #include <mpi.h>
@@ -265,18 +266,33 @@ static int attr_f64s(h5file *f, const char *obj, const char *name, double *out, 
     return ok;
 }
 
-static int strtab_to_v(const dm_strtab *t, char ***v, size_t *n)
+/* A string table as a vector. Files written by `dynmm eval` at several ranks before that was fixed
+ * carry the final offset in the first row (the last rank wrote its block at row 0); the table is
+ * still readable since offsets[0] = 0 and offsets[n] = #chars by definition. */
+static int read_columns(h5file *f, const char *name, char ***v, size_t *n)
 {
-    for (size_t i = 0; i < t->n; i++) {
-        size_t l;
-        const char *s = dm_strtab_get(t, i, &l);
-        char *c = ru_strndup(s, l);
-        if (!c) return DM_ENOMEM;
-        int rc = ru_strv_push(v, n, c);
-        free(c);
-        DM_CALL(rc);
+    char nm[800];
+    void *chars = NULL, *off = NULL;
+    size_t nc, no, c;
+    snprintf(nm, sizeof nm, "%s/chars", name);
+    DM_CALL(h5_read_all(f, nm, H5_U8, &chars, &nc, &c));
+    snprintf(nm, sizeof nm, "%s/offsets", name);
+    int rc = h5_read_all(f, nm, H5_I64, &off, &no, &c);
+    int64_t *o = off;
+    if (!rc && no >= 1) {
+        o[0] = 0;
+        o[no - 1] = (int64_t)nc;
     }
-    return DM_OK;
+    for (size_t i = 0; !rc && i + 1 < no; i++)
+        if (o[i] > o[i + 1]) rc = DM_ERR(DM_EFORMAT, "string table '%s' in '%s' is inconsistent", name, f->path);
+    for (size_t i = 0; !rc && i + 1 < no; i++) {
+        char *s = ru_strndup((const char *)chars + o[i], (size_t)(o[i + 1] - o[i]));
+        rc = s ? ru_strv_push(v, n, s) : DM_ENOMEM;
+        free(s);
+    }
+    free(chars);
+    free(off);
+    return rc;
 }
 
 static void entry_free(rpt_entry *e)
@@ -326,12 +342,8 @@ static int read_entry(h5file *f, const char *name, rpt_entry *e, int *keep)
             char t[700];
             snprintf(t, sizeof t, "%s%s/columns/offsets", g[0] ? "/" : "", g);
             if (h5_exists(f, t)) {
-                dm_strtab st;
                 snprintf(t, sizeof t, "%s%s/columns", g[0] ? "/" : "", g);
-                DM_CALL(h5_read_strtab(f, t, &st));
-                int rc = strtab_to_v(&st, &cn, &ncn);
-                dm_strtab_free(&st);
-                DM_CALL(rc);
+                DM_CALL(read_columns(f, t, &cn, &ncn));
                 root_cols = !g[0];
                 break;
             }
@@ -389,6 +401,74 @@ static int read_entry(h5file *f, const char *name, rpt_entry *e, int *keep)
     return DM_OK;
 }
 
+/* ---- configs written by other versions ------------------------------------------------------ */
+
+static int is_group_prefix(const char *path)
+{
+    size_t n, l = strlen(path);
+    const dm_key *k = dm_keys(&n);
+    for (size_t i = 0; i < n; i++)
+        if (!strncmp(k[i].name, path, l) && k[i].name[l] == '.') return 1;
+    return 0;
+}
+
+/* Removes the settings this version does not know; returns how many. */
+static size_t prune(config_setting_t *g, const char *prefix)
+{
+    size_t dropped = 0;
+    for (int j = config_setting_length(g) - 1; j >= 0; j--) {
+        config_setting_t *st = config_setting_get_elem(g, (unsigned)j);
+        char path[512];
+        snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "", config_setting_name(st));
+        if (config_setting_type(st) == CONFIG_TYPE_GROUP && dm_key_index(path) < 0) {
+            if (is_group_prefix(path)) dropped += prune(st, path);
+            else {
+                dropped += (size_t)config_setting_length(st) + 1;
+                config_setting_remove_elem(g, (unsigned)j);
+            }
+        } else if (config_setting_type(st) != CONFIG_TYPE_GROUP && dm_key_index(path) < 0) {
+            config_setting_remove_elem(g, (unsigned)j);
+            dropped++;
+        }
+    }
+    return dropped;
+}
+
+/* The resolved config stored in a results file. A file written by another version may hold keys
+ * this one does not know: they are dropped (with a warning), as they cannot matter to the report. */
+static int load_stored_config(dm_cfg *c, const char *text, const char *path)
+{
+    if (dm_cfg_load_string(c, text, path) == DM_OK) return DM_OK;
+    config_t lc;
+    config_init(&lc);
+    if (!config_read_string(&lc, text)) {
+        config_destroy(&lc);
+        DM_ERR(DM_EFORMAT, "'%s': the stored config does not parse", path);
+        return DM_EFORMAT;
+    }
+    size_t dropped = prune(config_root_setting(&lc), "");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    int rc = DM_OK;
+    if (!m) rc = DM_ERR(DM_ENOMEM, "out of memory");
+    else {
+        config_write(&lc, m);
+        fclose(m);
+        dm_cfg_free(c);
+        rc = dm_cfg_init(c);
+        if (!rc) rc = dm_cfg_load_string(c, buf, path);
+    }
+    free(buf);
+    config_destroy(&lc);
+    if (!rc && dropped) {
+        static int warned;
+        if (!warned++) dm_warn("'%s' was written by a version of dynmm with %zu setting%s this one does not know; ignored", path, dropped,
+                               dropped == 1 ? "" : "s");
+    }
+    return rc;
+}
+
 static int read_run(par_ctx *self, const char *path, rpt_run *run)
 {
     memset(run, 0, sizeof *run);
@@ -406,10 +486,7 @@ static int read_run(par_ctx *self, const char *path, rpt_run *run)
     char *text = NULL;
     if (!rc) rc = h5_get_attr_str(&f, "/", "config", &text);
     if (!rc) rc = dm_cfg_init(&run->cfg);
-    if (!rc) {
-        rc = dm_cfg_load_string(&run->cfg, text, path);
-        if (rc) DM_HINT("'%s' was written by another version of dynmm whose keys differ", path);
-    }
+    if (!rc) rc = load_stored_config(&run->cfg, text, path);
     free(text);
     if (!rc) run->seed = dm_cfg_int(&run->cfg, "run.seed");
     visit_ctx v = {0};

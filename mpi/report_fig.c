@@ -390,10 +390,12 @@ static int write_plot(const rpt_opts *o, const rpt_fig_spec *f, const plot *p, i
                   "# Data: %s.dat (tab-separated%s).\n"
                   "set datafile separator \"\\t\"\nset encoding utf8\nset datafile missing \"nan\"\n"
                   "set border 3 lw 1\nset tics nomirror out scale 0.6\nset grid ytics lc rgb \"#dddddd\" lw 0.6 dt 1\n"
-                  "set key below horizontal maxcols 3 samplen 1.6 spacing 1.0 noenhanced\n",
-                  f->name, f->name, f->name, bars ? "; one row per category: label, then mean and sd per bar" : "; one block per series: x, mean, sd over seeds");
+                  "%s",
+                  f->name, f->name, f->name, bars ? "; one row per category: label, then mean and sd per bar" : "; one block per series: x, mean, sd over seeds",
+                  bars ? "set key above horizontal Left reverse samplen 1.2 width 1 noenhanced\n"
+                       : "set key outside right center vertical Left reverse samplen 1.5 spacing 1.1 noenhanced\n");
     for (int i = 0; i < 8; i++)
-        dm_buf_printf(&gp, "set linetype %d lc rgb \"%s\" lw 1.6 pt %d ps 0.7\n", i + 1, g_colors[i], g_points[i]);
+        dm_buf_printf(&gp, "set linetype %d lc rgb \"%s\" lw 1.6 pt %d ps 0.55\n", i + 1, g_colors[i], g_points[i]);
     dm_buf_adds(&gp, "set xlabel ");
     ru_gp_str(&gp, xlabel);
     dm_buf_adds(&gp, " noenhanced\nset ylabel ");
@@ -412,7 +414,7 @@ static int write_plot(const rpt_opts *o, const rpt_fig_spec *f, const plot *p, i
         dm_buf_adds(&dat, "\n");
         size_t ncat = p->n ? p->s[0].n : 0;
         for (size_t c = 0; c < ncat; c++) {
-            dm_buf_printf(&dat, "%s", p->cats[c]);
+            for (const char *q = p->cats[c]; *q; q++) dm_buf_addc(&dat, *q == '\n' ? ' ' : *q);
             for (size_t k = 0; k < nbm; k++) {
                 double y = p->s[k].y[c], sd = p->s[k].sd[c];
                 dm_buf_printf(&dat, "\t%.10g\t%.10g", y, isnan(sd) ? 0.0 : sd);
@@ -420,17 +422,42 @@ static int write_plot(const rpt_opts *o, const rpt_fig_spec *f, const plot *p, i
             dm_buf_adds(&dat, "\n");
         }
         size_t longest = 0;
-        for (size_t c = 0; c < p->ncats; c++) longest = strlen(p->cats[c]) > longest ? strlen(p->cats[c]) : longest;
+        for (size_t c = 0; c < p->ncats; c++) {
+            size_t l = strcspn(p->cats[c], "\n");
+            for (const char *q = p->cats[c]; (q = strchr(q, '\n')); q++) l = strcspn(q + 1, "\n") > l ? strcspn(q + 1, "\n") : l;
+            longest = l > longest ? l : longest;
+        }
         dm_buf_printf(&gp, "set style data histograms\nset style histogram %s gap 1.4%s\nset style fill solid 0.9 border -1\n"
-                           "set boxwidth 0.92\nset yrange [0:*]\nset offsets 0, 0, graph 0.05, 0\nset xtics scale 0%s\n",
+                           "set boxwidth 0.92\nset yrange [0:*]\nset offsets 0, 0, graph 0.05, 0\nset xtics scale 0%s (",
                       p->any_sd ? "errorbars" : "clustered", p->any_sd ? " lw 1" : "",
-                      ncat > 4 || longest > 10 ? " rotate by -30 left" : "");
+                      ncat * longest > 90 ? " rotate by 30 right" : "");
+        /* the categories, one tic each (clusters sit at 0, 1, ...) */
+        for (size_t c = 0; c < ncat; c++) {
+            dm_buf_adds(&gp, c ? ", \"" : "\"");
+            for (const char *q = p->cats[c]; *q; q++) {
+                if (*q == '\n') dm_buf_adds(&gp, ncat * longest > 90 ? ", " : "\\n");
+                else {
+                    if (*q == '"' || *q == '\\') dm_buf_addc(&gp, '\\');
+                    dm_buf_addc(&gp, *q);
+                }
+            }
+            dm_buf_printf(&gp, "\" %zu", c);
+        }
+        size_t lines = 1;
+        for (size_t c = 0; c < ncat && ncat * longest <= 90; c++) {
+            size_t l = 1;
+            for (const char *q = p->cats[c]; *q; q++) l += *q == '\n';
+            lines = l > lines ? l : lines;
+        }
+        dm_buf_printf(&gp, ")\nset bmargin %zu\n", lines + (xlabel[0] ? 2 : 1));
+        if (lines > 1) dm_buf_printf(&gp, "set xlabel offset 0,-%zu\n", lines - 1);
         {
             dm_buf_adds(&plotcmd, "plot ");
             for (size_t k = 0; k < nbm; k++) {
                 if (k) dm_buf_adds(&plotcmd, ", \\\n     ");
-                if (p->any_sd) dm_buf_printf(&plotcmd, "\"%s.dat\" using %zu:%zu%s lt %zu title ", k ? "" : f->name, 2 + 2 * k, 3 + 2 * k, k ? "" : ":xtic(1)", k + 1);
-                else dm_buf_printf(&plotcmd, "\"%s.dat\" using %zu%s lt %zu title ", k ? "" : f->name, 2 + 2 * k, k ? "" : ":xtic(1)", k + 1);
+                dm_buf_printf(&plotcmd, "\"%s%s\" using %zu", k ? "" : f->name, k ? "" : ".dat", 2 + 2 * k);
+                if (p->any_sd) dm_buf_printf(&plotcmd, ":%zu", 3 + 2 * k);
+                dm_buf_printf(&plotcmd, " lt %zu title ", k + 1);
                 ru_gp_str(&plotcmd, rpt_label(o, bar_metrics[k]));
             }
             dm_buf_adds(&plotcmd, "\n");
@@ -444,8 +471,8 @@ static int write_plot(const rpt_opts *o, const rpt_fig_spec *f, const plot *p, i
             dm_buf_printf(&dat, "# %s\n", p->s[i].label);
             for (size_t j = 0; j < p->s[i].n; j++)
                 dm_buf_printf(&dat, "%.10g\t%.10g\t%.10g\n", p->s[i].x[j], p->s[i].y[j], isnan(p->s[i].sd[j]) ? 0.0 : p->s[i].sd[j]);
-            dm_buf_printf(&plotcmd, "%s\"%s.dat\" index %zu using 1:2%s with %s lt %zu title ", blk ? ", \\\n     " : "plot ",
-                          blk ? "" : f->name, blk, p->any_sd ? ":3" : "", p->any_sd ? "yerrorlines" : "linespoints", blk % 8 + 1);
+            dm_buf_printf(&plotcmd, "%s\"%s%s\" index %zu using 1:2%s with %s lt %zu title ", blk ? ", \\\n     " : "plot ",
+                          blk ? "" : f->name, blk ? "" : ".dat", blk, p->any_sd ? ":3" : "", p->any_sd ? "yerrorlines" : "linespoints", blk % 8 + 1);
             ru_gp_str(&plotcmd, p->s[i].label);
             blk++;
         }
@@ -458,15 +485,36 @@ static int write_plot(const rpt_opts *o, const rpt_fig_spec *f, const plot *p, i
                 dm_buf_printf(&gp, " %zu", c);
             }
             dm_buf_printf(&gp, ")\nset xrange [-0.5:%g]\n", (double)p->ncats - 0.5);
-        } else
-            dm_buf_adds(&gp, "set offsets graph 0.04, graph 0.04, graph 0.06, graph 0.06\n");
+        } else {
+            dm_buf_adds(&gp, "set offsets graph 0.06, graph 0.06, graph 0.06, graph 0.06\n");
+            /* a sweep's few values: tics at the values themselves */
+            double xs[16];
+            size_t nx = 0;
+            for (size_t i = 0; i < p->n && nx <= 10; i++)
+                for (size_t j = 0; j < p->s[i].n && nx <= 10; j++) {
+                    size_t q = 0;
+                    while (q < nx && xs[q] != p->s[i].x[j]) q++;
+                    if (q == nx) xs[nx++] = p->s[i].x[j];
+                }
+            if (nx >= 2 && nx <= 10) {
+                for (size_t i = 1; i < nx; i++)
+                    for (size_t j = i; j > 0 && xs[j - 1] > xs[j]; j--) {
+                        double t = xs[j];
+                        xs[j] = xs[j - 1];
+                        xs[j - 1] = t;
+                    }
+                dm_buf_adds(&gp, "set xtics (");
+                for (size_t i = 0; i < nx; i++) dm_buf_printf(&gp, "%s%.10g", i ? ", " : "", xs[i]);
+                dm_buf_adds(&gp, ")\n");
+            }
+        }
         if (logx) dm_buf_adds(&gp, "set logscale x\n");
         if (f->logy > 0) dm_buf_adds(&gp, "set logscale y\n");
     }
     int png = o->png, pdf = o->pdf;
     if (png)
         dm_buf_printf(&gp, "\nset terminal pngcairo size %d,%d noenhanced font \"%s,%g\" linewidth %g\nset output \"%s.png\"\n%s",
-                      (int)(w * 300 + 0.5), (int)(h * 300 + 0.5), font, fs * 300.0 / 72.0 * 0.75, 300.0 / 72.0 * 0.75 * 0.8, f->name, plotcmd.data);
+                      (int)(w * 300 + 0.5), (int)(h * 300 + 0.5), font, fs * 1.9, 2.4, f->name, plotcmd.data);
     if (pdf)
         dm_buf_printf(&gp, "\nset terminal pdfcairo size %gin,%gin noenhanced font \"%s,%g\" linewidth 0.8\nset output \"%s.pdf\"\n%s",
                       w, h, font, fs, f->name, png ? "replot\n" : plotcmd.data);
@@ -514,7 +562,8 @@ int rpt_figure(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_fig_
                 if (!rpt_conf_values(s, c, f->split, f->protocol, models[m], f->metrics[0], vals)) continue;
                 dm_buf lab = {0};
                 dm_buf_adds(&lab, rpt_label(o, models[m]));
-                if (s->nvaried && s->confs[c].label[0]) dm_buf_printf(&lab, " (%s)", s->confs[c].label);
+                /* the settings' values on a second line (the x label names the keys) */
+                for (size_t v = 0; v < s->nvaried; v++) dm_buf_printf(&lab, "%s%s", v ? ", " : "\n", s->confs[c].values[v]);
                 double x;
                 rc = cat_index(&p, lab.data, &x);
                 dm_buf_free(&lab);
@@ -546,7 +595,12 @@ int rpt_figure(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_fig_
                 }
             }
         }
-        snprintf(xlabel, sizeof xlabel, "%s", f->xlabel && f->xlabel[0] ? f->xlabel : "");
+        xlabel[0] = '\0';
+        for (size_t v = 0; v < s->nvaried && p.ncats > 0; v++) {
+            size_t l = strlen(xlabel);
+            snprintf(xlabel + l, sizeof xlabel - l, "%s%s", v ? ", " : "model (", rpt_key_label(o, s, s->varied[v]));
+        }
+        if (xlabel[0]) strncat(xlabel, ")", sizeof xlabel - strlen(xlabel) - 1);
         if (f->nmetrics == 1) snprintf(ylabel, sizeof ylabel, "%s%s", rpt_label(o, ms), o->percent ? " (%)" : "");
         else snprintf(ylabel, sizeof ylabel, "score%s", o->percent ? " (%)" : "");
     } else if (!rc && !strncmp(f->x, "key:", 4)) {
