@@ -293,7 +293,9 @@ static int default_specs(const rpt_set *s, const dm_cfg *c, specs *sp, int want_
         char **matched = NULL;
         size_t nmatched = 0;
         if (!rc) rc = rpt_match_models(s, base_models, nbase, &matched, &nmatched);
-        int base_ok = baseline[0] && ru_strv_find(matched, nmatched, baseline) >= 0;
+        char bmodel[256];
+        snprintf(bmodel, sizeof bmodel, "%.*s", (int)strcspn(baseline, "["), baseline);
+        int base_ok = baseline[0] && ru_strv_find(matched, nmatched, bmodel) >= 0;
         if (!rc && baseline[0] && !base_ok && nmatched)
             dm_warn("report.baseline '%s' is not among the models of the %s tables; comparing with %s", baseline, split, matched[0]);
         for (size_t p = 0; p < nprot && !rc && nmet && nmatched && want_tables; p++) {

@@ -606,6 +606,25 @@ static int group_confs(rpt_set *s)
         dm_buf_free(&v0);
         dm_buf_free(&v);
     }
+    /* the sweep's own order of its keys (sweep.grid, then sweep.random) first */
+    if (!rc && s->nvaried > 1) {
+        const dm_cfg *c0 = &s->runs[s->confs[0].runs[0]].cfg;
+        size_t k = 0;
+        const char *lists[2] = {"sweep.grid", "sweep.random"};
+        for (int l = 0; l < 2; l++)
+            for (size_t i = 0; i < dm_cfg_len(c0, lists[l]); i++) {
+                const char *e = dm_cfg_str_at(c0, lists[l], i), *eq = strchr(e, '=');
+                if (!eq) continue;
+                char key[256];
+                snprintf(key, sizeof key, "%.*s", (int)(eq - e), e);
+                for (char *q = key + strlen(key); q > key && q[-1] == ' '; q--) q[-1] = '\0';
+                int j = ru_strv_find(s->varied, s->nvaried, key[0] == ' ' ? key + 1 : key);
+                if (j < 0 || (size_t)j < k) continue;
+                char *t = s->varied[j];
+                memmove(s->varied + k + 1, s->varied + k, (size_t)j - k > 0 ? ((size_t)j - k) * sizeof *s->varied : 0);
+                s->varied[k++] = t;
+            }
+    }
     for (size_t c = 0; c < s->nconfs && !rc; c++) {
         rpt_conf *cf = &s->confs[c];
         cf->values = dm_calloc_at(s->nvaried + 1, sizeof *cf->values, __FILE__, __LINE__);

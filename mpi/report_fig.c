@@ -609,14 +609,22 @@ int rpt_figure(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_fig_
         snprintf(ylabel, sizeof ylabel, "%s%s", rpt_label(o, ms), o->percent ? " (%)" : "");
     } else if (!rc && !strcmp(f->x, "suffix")) {
         rc = build_suffix_curve(s, o, f, models, nmodels, &p);
-        /* x label: the common part of the stems after '@' */
-        char stem[512] = "";
-        double x;
-        for (size_t m = 0; m < nmodels; m++)
-            if (split_suffix(models[m], stem, sizeof stem, &x)) break;
-        const char *at = strchr(stem, '@');
-        char lab[512];
-        snprintf(lab, sizeof lab, "%s", at ? at + 1 : stem);
+        /* x label: the common start of the stems after '@' ("drop_visual_", "drop_text_" -> "drop") */
+        char lab[512] = "";
+        int first = 1;
+        for (size_t m = 0; m < nmodels; m++) {
+            char stem[512];
+            double x;
+            if (!split_suffix(models[m], stem, sizeof stem, &x)) continue;
+            const char *at = strchr(stem, '@');
+            if (first) snprintf(lab, sizeof lab, "%s", at + 1);
+            else {
+                size_t l = 0;
+                while (lab[l] && lab[l] == at[1 + l]) l++;
+                lab[l] = '\0';
+            }
+            first = 0;
+        }
         for (size_t l = strlen(lab); l && (lab[l - 1] == '_' || lab[l - 1] == '-' || lab[l - 1] == '='); l--) lab[l - 1] = '\0';
         snprintf(xlabel, sizeof xlabel, "%s", rpt_label(o, lab));
         snprintf(ylabel, sizeof ylabel, "%s%s", rpt_label(o, ms), o->percent ? " (%)" : "");
@@ -626,7 +634,23 @@ int rpt_figure(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_fig_
         } else {
             rc = build_points_curve(s, o, f, &p);
             snprintf(xlabel, sizeof xlabel, "%s", !strcmp(f->x, "row") ? "row" : rpt_label(o, f->x + 7));
-            snprintf(ylabel, sizeof ylabel, "%s", f->nmetrics == 1 ? rpt_label(o, ms) : "value");
+            /* the y label: the one y column every dataset contributes, if there is one */
+            const char *ycol = NULL;
+            int one = 1;
+            for (size_t r = 0; r < s->nruns && one; r++)
+                for (size_t e = 0; e < s->runs[r].ne && one; e++) {
+                    const rpt_entry *en = &s->runs[r].e[e];
+                    if (en->kind != RE_POINTS || strcmp(en->group, f->data)) continue;
+                    for (size_t j = 0; j < en->cols && one; j++) {
+                        if (!strcmp(en->colnames[j], f->x + 7) || (!strcmp(f->x, "row") && 0)) continue;
+                        int want = !f->nmetrics;
+                        for (size_t k = 0; k < f->nmetrics; k++) want |= ru_match(f->metrics[k], en->colnames[j]);
+                        if (!want) continue;
+                        if (ycol && strcmp(ycol, en->colnames[j])) one = 0;
+                        ycol = en->colnames[j];
+                    }
+                }
+            snprintf(ylabel, sizeof ylabel, "%s", one && ycol ? rpt_label(o, ycol) : "value");
         }
     } else if (!rc) {
         rc = DM_ERR(DM_ECONFIG, "figure '%s': unknown x '%s'", f->name, f->x);
@@ -668,7 +692,7 @@ int rpt_figure(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_fig_
         if (!points && !(f->title && f->title[0])) dm_buf_adds(&cap, p.any_sd ? "; mean and standard deviation over seeds." : ".");
         if (md) dm_buf_printf(md, "![%s](%s.png)\n\n*Figure %s.* %s\n\n", f->name, f->name, f->name, cap.data);
         if (tex) {
-            dm_buf_printf(tex, "\\begin{figure}[tbp]\n\\centering\n\\includegraphics[width=\\linewidth]{%s.pdf}\n\\caption{", f->name);
+            dm_buf_printf(tex, "\\begin{figure}[tbp]\n\\centering\n\\includegraphics{%s.pdf}\n\\caption{", f->name);
             ru_tex_escape(tex, cap.data);
             dm_buf_printf(tex, "}\n\\label{fig:%s}\n\\end{figure}\n\n", f->name);
         }

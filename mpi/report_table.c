@@ -6,8 +6,8 @@
  * same (bitwise, every seed, every cell) in all configurations (e.g. popularity when only SASRec's
  * settings vary) is shown once, without configuration values.
  *
- * Tests. A row is compared with the baseline model of the same configuration, run by run (same
- * seed, same users): within each seed across users with stats_compare (stats.test, stats.*), and
+ * Tests. A row is compared with the baseline model of the same configuration, or of the one
+ * configuration a baseline "model[group.key=value,...]" names, run by run (same seed, same users): within each seed across users with stats_compare (stats.test, stats.*), and
  * across seeds per report.across_seeds. The mark of a cell comes from the user-level test when the
  * configuration has one seed, else from the across-seeds test. Holm's adjustment runs over the
  * mark-deciding tests of the whole table (stats.correction); the per-seed tests are adjusted per
@@ -56,7 +56,9 @@ const char *rpt_label(const rpt_opts *o, const char *name)
     for (size_t i = 0; i < g_nlab_names; i++)
         if (!strcmp(g_lab_names[i], name)) return g_lab_vals[i];
     static const char *const known[][2] = {{"pop", "Pop"},   {"ease", "EASE"},     {"sasrec", "SASRec"}, {"mrr", "MRR"},
-                                           {"valid", "validation"}, {"test", "test"}, {"full", "full ranking"}};
+                                           {"valid", "validation"}, {"test", "test"}, {"full", "full ranking"},
+                                           {"seconds", "time per batch (s)"}, {"prompt_len", "prompt length L (tokens)"},
+                                           {"snr_db", "SNR (dB)"}, {"window", "window"}};
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (!strcmp(known[i][0], name)) return known[i][1];
     char buf[512];
@@ -183,6 +185,7 @@ enum { C_N, C_MA, C_MB, C_DIFF, C_P, C_STAT, C_D, C_RB, C_LO, C_HI, C_FLAGS, C_N
 
 typedef struct {
     size_t row, prot;
+    size_t bconf;      /* configuration of the baseline runs (the row's own unless fixed) */
     double *rec;       /* (nmetrics, nruns + 2, C_NREC): per seed, then across, then pooled */
     double *padj;      /* (nmetrics, nruns + 2) Holm-adjusted p of each test */
     size_t nruns;
@@ -211,6 +214,15 @@ static void rec_nan(double *r)
     for (int i = 0; i < C_NREC; i++) r[i] = NAN;
 }
 
+/* The run of configuration bc with the seed of run r (r itself when bc is r's configuration). */
+static const rpt_run *base_run(const rpt_set *s, const rpt_run *r, size_t bc)
+{
+    if (r->conf == bc) return r;
+    for (size_t i = 0; i < s->confs[bc].nruns; i++)
+        if (s->runs[s->confs[bc].runs[i]].seed == r->seed) return &s->runs[s->confs[bc].runs[i]];
+    return NULL;
+}
+
 /* The user-level tests of one unit: every seed, and the pooled test. */
 static int run_unit(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_table_spec *t, const trow *rows,
                     const char *baseline, tunit *u)
@@ -223,16 +235,19 @@ static int run_unit(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt
     size_t *pn = dm_calloc_at(nm + 1, sizeof *pn, __FILE__, __LINE__);
     int rc = pa && pb && pn ? DM_OK : DM_ENOMEM;
     for (size_t i = 0; i < nr && !rc; i++) {
-        const rpt_run *run = &s->runs[cf->runs[i]];
-        const rpt_entry *es = rpt_find(run, t->split, prot, rows[u->row].model), *eb = rpt_find(run, t->split, prot, baseline);
+        const rpt_run *run = &s->runs[cf->runs[i]], *brun = base_run(s, run, u->bconf);
+        const rpt_entry *es = rpt_find(run, t->split, prot, rows[u->row].model);
+        const rpt_entry *eb = brun ? rpt_find(brun, t->split, prot, baseline) : NULL;
         if (!es || !eb) continue;
         if (es->rows != eb->rows) {
-            rc = DM_ERR(DM_EFORMAT, "%s: %s has %zu rows but %s %zu; cannot pair users", run->path, es->name, es->rows, eb->name, eb->rows);
+            rc = DM_ERR(DM_EFORMAT, "%s: %s has %zu rows but %s in %s %zu; cannot pair users", run->path, es->name, es->rows, eb->name,
+                        brun->path, eb->rows);
+            DM_HINT("a baseline in another configuration must be scored on the same users (the same data and split)");
             break;
         }
         double *xs = NULL, *xb = NULL;
         rc = rpt_read_rows(ctx, run, es, &xs);
-        if (!rc) rc = rpt_read_rows(ctx, run, eb, &xb);
+        if (!rc) rc = rpt_read_rows(ctx, brun, eb, &xb);
         double *a = rc ? NULL : dm_calloc_at(es->rows + 1, sizeof *a, __FILE__, __LINE__);
         double *b = rc ? NULL : dm_calloc_at(es->rows + 1, sizeof *b, __FILE__, __LINE__);
         if (!rc && (!a || !b)) rc = DM_ENOMEM;
@@ -381,7 +396,34 @@ int rpt_table(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_table
             }
         }
     }
-    const char *baseline = t->baseline && t->baseline[0] ? t->baseline : models[0];
+    /* the baseline: a model, optionally in one configuration: "sasrec[sasrec.hidden=32]" */
+    char baseline[256], bdesc[512] = "";
+    size_t bfixed = SIZE_MAX;
+    snprintf(baseline, sizeof baseline, "%s", t->baseline && t->baseline[0] ? t->baseline : models[0]);
+    char *br = strchr(baseline, '[');
+    if (!rc && br) {
+        size_t l = strlen(br);
+        char **flt = NULL;
+        size_t nflt = 0;
+        if (br[l - 1] != ']') rc = DM_ERR(DM_ECONFIG, "table '%s': baseline '%s' is not MODEL[group.key=value,...]", t->name, baseline);
+        else {
+            br[l - 1] = '\0';
+            rc = ru_split(br + 1, ',', &flt, &nflt);
+            *br = '\0';
+        }
+        size_t nmatch = 0;
+        for (size_t c = 0; !rc && c < s->nconfs; c++)
+            if (s->confs[c].nruns && rpt_conf_ok(s, c, flt, nflt)) {
+                nmatch++;
+                bfixed = c;
+            }
+        if (!rc && nmatch != 1) {
+            rc = DM_ERR(DM_ECONFIG, "table '%s': %zu configurations match the baseline's settings [%s]", t->name, nmatch, br + 1);
+            DM_HINT(nmatch ? "add the other varied keys to the baseline's settings" : "the settings are full key names with values as in the runs, e.g. sasrec[sasrec.hidden=32]");
+        }
+        if (!rc) snprintf(bdesc, sizeof bdesc, " (%s)", s->confs[bfixed].label);
+        ru_strv_free(flt, nflt);
+    }
     if (!rc && ru_strv_find(models, nmodels, baseline) < 0) {
         rc = DM_ERR(DM_ECONFIG, "table '%s': the baseline '%s' is not one of its models", t->name, baseline);
         DM_HINT("add it to the table's models, or set baseline= (report.baseline) to one of them");
@@ -476,20 +518,22 @@ int rpt_table(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_table
     size_t base_rows = 0;
     for (size_t r = 0; r < nrows; r++) base_rows += !strcmp(rows[r].model, baseline);
     for (size_t r = 0; r < nrows && !rc; r++) {
-        if (!strcmp(rows[r].model, baseline)) continue;
+        size_t bc = bfixed != SIZE_MAX ? bfixed : rows[r].conf;
+        if (!strcmp(rows[r].model, baseline) && (bfixed == SIZE_MAX || rows[r].collapsed || rows[r].conf == bfixed)) continue;
         /* a row shown once for every configuration has no single baseline when the baseline varies */
-        if (rows[r].collapsed && base_rows > 1) continue;
+        if (rows[r].collapsed && base_rows > 1 && bfixed == SIZE_MAX) continue;
         const rpt_conf *cf = &s->confs[rows[r].conf];
         for (size_t p = 0; p < np && !rc; p++) {
             int have = 0;
             for (size_t i = 0; i < cf->nruns; i++) {
-                const rpt_run *run = &s->runs[cf->runs[i]];
-                have |= rpt_find(run, t->split, t->protocols[p], baseline) && rpt_find(run, t->split, t->protocols[p], rows[r].model);
+                const rpt_run *run = &s->runs[cf->runs[i]], *brun = base_run(s, run, bc);
+                have |= brun && rpt_find(brun, t->split, t->protocols[p], baseline) && rpt_find(run, t->split, t->protocols[p], rows[r].model);
             }
             if (!have) continue;
             tunit *u = &units[nunits++];
             u->row = r;
             u->prot = p;
+            u->bconf = bc;
             u->nruns = cf->nruns;
             u->rec = dm_calloc_at(nm * (cf->nruns + 2) * C_NREC + 1, sizeof *u->rec, __FILE__, __LINE__);
             u->padj = dm_calloc_at(nm * (cf->nruns + 2) + 1, sizeof *u->padj, __FILE__, __LINE__);
@@ -533,9 +577,9 @@ int rpt_table(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_table
         for (size_t k = 0; k < nm && !rc; k++) {
             size_t n = 0;
             for (size_t j = 0; j < cf->nruns; j++) {
-                const rpt_run *run = &s->runs[cf->runs[j]];
+                const rpt_run *run = &s->runs[cf->runs[j]], *brun = base_run(s, run, u->bconf);
                 const rpt_entry *es = rpt_find(run, t->split, t->protocols[u->prot], rows[u->row].model);
-                const rpt_entry *eb = rpt_find(run, t->split, t->protocols[u->prot], baseline);
+                const rpt_entry *eb = brun ? rpt_find(brun, t->split, t->protocols[u->prot], baseline) : NULL;
                 int cs = es ? rpt_col(es, t->metrics[k]) : -1, cb = eb ? rpt_col(eb, t->metrics[k]) : -1;
                 if (cs < 0 || cb < 0 || isnan(es->mean[cs]) || isnan(eb->mean[cb])) continue;
                 vals[n] = es->mean[cs];
@@ -660,14 +704,16 @@ int rpt_table(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_table
             const char *side = o->so.alt == STATS_TWO_SIDED ? "two-sided" : "one-sided";
             dm_buf_adds(&leg, " $^{\\dagger}$/$^{\\ddagger}$: significantly better/worse than ");
             tex_label(&leg, o, baseline, bl);
-            dm_buf_printf(&leg, " of the same configuration (");
+            if (bdesc[0]) ru_tex_escape(&leg, bdesc);
+            dm_buf_printf(&leg, "%s (", bdesc[0] ? "" : " of the same configuration");
             ru_tex_escape(&leg, tests.data);
             dm_buf_printf(&leg, ", %s, %s$p < %s$ over the %zu comparisons of this table).", side, o->holm ? "Holm-adjusted " : "", alpha, ntests);
-            dm_buf_printf(&legmd, " † / ‡: significantly better / worse than %s of the same configuration (%s, %s, %sp < %s over the %zu comparisons of this table).",
-                          bl, tests.data, side, o->holm ? "Holm-adjusted " : "", alpha, ntests);
+            dm_buf_printf(&legmd, " † / ‡: significantly better / worse than %s%s (%s, %s, %sp < %s over the %zu comparisons of this table).",
+                          bl, bdesc[0] ? bdesc : " of the same configuration", tests.data, side, o->holm ? "Holm-adjusted " : "", alpha, ntests);
             dm_buf_free(&tests);
         }
-        /* LaTeX */
+        /* LaTeX; more than 5 columns of numbers span both columns of a two-column paper */
+        int wide = s->nvaried + np * nm > 5;
         dm_buf tab = {0}, tex = {0};
         dm_buf_printf(&tab, "\\begin{tabular}{l%.*s", (int)s->nvaried, "cccccccccccccccccccccccccccccccc");
         for (size_t p = 0; p < np; p++) dm_buf_printf(&tab, "%s%.*s", np > 1 ? "@{\\hspace{1.2em}}" : "", (int)nm, "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr");
@@ -696,7 +742,15 @@ int rpt_table(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_table
             }
         dm_buf_adds(&tab, " \\\\\n\\midrule\n");
         for (size_t r = 0; r < nrows; r++) {
-            if (r && multi && strcmp(rows[r].model, rows[r - 1].model)) dm_buf_adds(&tab, "\\midrule\n");
+            /* rules around the groups of rows of one model */
+            if (r && multi && strcmp(rows[r].model, rows[r - 1].model)) {
+                size_t before = 0, after = 0;
+                for (size_t q = 0; q < nrows; q++) {
+                    before += !strcmp(rows[q].model, rows[r - 1].model);
+                    after += !strcmp(rows[q].model, rows[r].model);
+                }
+                if (before > 1 || after > 1) dm_buf_adds(&tab, "\\midrule\n");
+            }
             tex_label(&tab, o, rows[r].model, rpt_label(o, rows[r].model));
             for (size_t v = 0; v < s->nvaried; v++) {
                 dm_buf_adds(&tab, " & ");
@@ -724,11 +778,11 @@ int rpt_table(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_table
         dm_buf_adds(&tab, "\\bottomrule\n\\end{tabular}\n");
         dm_buf_printf(&tex, "%% %s.tex: written by dynmm report from %zu results file%s; needs \\usepackage{booktabs}.\n"
                             "%% %s_tabular.tex holds the tabular alone, to \\input into a table of your own.\n"
-                            "\\begin{table}[tbp]\n\\centering\n\\caption{",
-                      t->name, s->nruns, s->nruns == 1 ? "" : "s", t->name);
+                            "\\begin{%s}[tbp]\n\\centering\n\\caption{",
+                      t->name, s->nruns, s->nruns == 1 ? "" : "s", t->name, wide ? "table*" : "table");
         if (t->caption && t->caption[0]) dm_buf_adds(&tex, cap.data);
         else ru_tex_escape(&tex, cap.data);
-        dm_buf_printf(&tex, "%s}\n\\label{tab:%s}\n\\small\n%s\\end{table}\n", leg.data, t->name, tab.data);
+        dm_buf_printf(&tex, "%s}\n\\label{tab:%s}\n\\small\n%s\\end{%s}\n", leg.data, t->name, tab.data, wide ? "table*" : "table");
         /* Markdown */
         dm_buf m = {0};
         dm_buf_printf(&m, "**Table %s.** %s\n\n| Model |", t->name, cap.data);
@@ -788,7 +842,9 @@ int rpt_table(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_table
                     csv_num(&csv, cl->mean);
                     dm_buf_adds(&csv, ",");
                     csv_num(&csv, cl->sd);
-                    dm_buf_printf(&csv, ",%zu,%lld,%s,", cl->k, (long long)cl->users, baseline);
+                    dm_buf_printf(&csv, ",%zu,%lld,", cl->k, (long long)cl->users);
+                    csv_field(&csv, t->baseline && t->baseline[0] ? t->baseline : baseline);
+                    dm_buf_adds(&csv, ",");
                     if (cl->scope >= 0) {
                         const tunit *u = NULL;
                         for (size_t i = 0; i < nunits; i++)
@@ -820,8 +876,9 @@ int rpt_table(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_table
                     csv_field(&tcsv, rows[u->row].model);
                     dm_buf_adds(&tcsv, ",");
                     csv_field(&tcsv, cf->label);
-                    dm_buf_printf(&tcsv, ",%s,%s,%s,%s,%s,", t->split, t->protocols[u->prot], t->metrics[k], baseline,
-                                  kd == 0 ? "users" : kd == 1 ? "seeds" : "pooled");
+                    dm_buf_printf(&tcsv, ",%s,%s,%s,", t->split, t->protocols[u->prot], t->metrics[k]);
+                    csv_field(&tcsv, t->baseline && t->baseline[0] ? t->baseline : baseline);
+                    dm_buf_printf(&tcsv, ",%s,", kd == 0 ? "users" : kd == 1 ? "seeds" : "pooled");
                     if (kd == 0) dm_buf_printf(&tcsv, "%lld", (long long)s->runs[cf->runs[sl]].seed);
                     dm_buf_printf(&tcsv, ",%s,%.0f", test_name(o, kd), rec[C_N]);
                     int f[] = {C_MA, C_MB, C_DIFF, C_LO, C_HI, C_D, C_RB, C_P};

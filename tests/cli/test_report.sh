@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# dynmm report on results files with planted effects (tests/reference/check_report.py make):
+#  - every cell of the default and configured tables against NumPy (mean, sd over seeds) and SciPy
+#    (Wilcoxon across users for one seed, paired t over seeds for several), Holm over each table,
+#    the marks, best / second best, and the same numbers and marks in Markdown and LaTeX
+#  - a baseline in another configuration of a sweep (model[group.key=value])
+#  - 2 ranks give the same tables as 1
+#  - figures: gnuplot scripts and data kept, PNG and PDF files real; report.tex compiles with pdflatex
+#  - errors name the problem (unknown metric, spec key, missing input)
+set -u
+PY=/usr/bin/python3; ref=tests/reference/check_report.py; B=$DM_BUILD/dynmm
+W=$DM_TMP/report; rm -rf "$W"; mkdir -p "$W"
+fail() { echo "FAIL: $*"; exit 1; }
+$PY $ref make "$B" "$W/data" || fail "cannot make the test results"
+quick=(--set stats.bootstrap=200)
+
+# 1. defaults on one configuration with variants and a points group
+$B report "$W/data/single" --set report.out="$W/r1" "${quick[@]}" > "$W/r1.log" 2>&1 || { cat "$W/r1.log"; fail "report (defaults)"; }
+cat "$W/r1.log"
+for f in test_full test_uni99 test_full_drop; do
+  for e in .tex _tabular.tex .md .csv _tests.csv; do [ -s "$W/r1/$f$e" ] || fail "missing $f$e"; done
+done
+$PY $ref check "$W/data/single" "$W/r1" test_full test_uni99 test_full_drop || fail "tables differ from NumPy/SciPy"
+for f in test_full_models test_full_drop latency; do
+  for e in gp dat; do [ -s "$W/r1/$f.$e" ] || fail "missing $f.$e"; done
+  if command -v gnuplot > /dev/null; then
+    [ "$(head -c 4 "$W/r1/$f.png" | od -An -c | tr -d ' ')" = "211PNG" ] || fail "$f.png is not a PNG"
+    [ "$(head -c 4 "$W/r1/$f.pdf")" = "%PDF" ] || fail "$f.pdf is not a PDF"
+    [ "$(stat -c %s "$W/r1/$f.png")" -gt 20000 ] || fail "$f.png is only $(stat -c %s "$W/r1/$f.png") bytes"
+    [ "$(stat -c %s "$W/r1/$f.pdf")" -gt 5000 ] || fail "$f.pdf is only $(stat -c %s "$W/r1/$f.pdf") bytes"
+  fi
+done
+grep -q 'index 1 using 1:2 with linespoints' "$W/r1/test_full_drop.gp" || fail "the variant curve has no second series"
+grep -q 'set xlabel "prompt length L (tokens)"' "$W/r1/latency.gp" || fail "latency x label"
+[ "$(grep -vc '^#\|^$' "$W/r1/latency.dat")" = 10 ] || fail "latency.dat: expected 2 series of 5 points"
+if command -v gnuplot > /dev/null; then
+  rm "$W/r1/latency.png"; (cd "$W/r1" && gnuplot latency.gp) && [ -s "$W/r1/latency.png" ] || fail "the kept script does not rerun"
+fi
+
+# 2. a report config: a two-protocol table, labels, a filter, figures of every kind
+cat > "$W/paper.cfg" <<'EOF'
+report: {
+  tables = ["name=main; split=test; protocols=full,uni99; models=pop,ease,sasrec; metrics=hit@10,ndcg@10,mrr; baseline=ease; caption=Main results.",
+            "name=drop; models=sasrec,sasrec@drop_visual_*; metrics=ndcg@10,hit@20; baseline=sasrec"];
+  figures = ["name=dropbars; kind=bars; models=sasrec,sasrec@drop_visual_*; metrics=hit@10,ndcg@10",
+             "name=dropcurve; kind=curve; x=suffix; models=sasrec@drop_*; metrics=mrr; xlabel=share of items without the modality (%)",
+             "name=lat; kind=curve; data=latency; x=column:prompt_len; metrics=seconds; logx=true"];
+  labels = ["sasrec=SASRec$^{*}$", "ease=EASE"];
+};
+stats: { bootstrap = 200; };
+EOF
+$B report "$W/paper.cfg" "$W/data/single/results.h5" --set report.out="$W/r2" > "$W/r2.log" 2>&1 || { cat "$W/r2.log"; fail "report (paper.cfg)"; }
+$PY $ref check "$W/data/single" "$W/r2" main drop || fail "configured tables"
+grep -q 'multicolumn{3}{c}{full ranking} & \\multicolumn{3}{c}{1+99 uniform}' "$W/r2/main.tex" || fail "no protocol column groups"
+grep -q 'cmidrule(lr){2-4}\\cmidrule(lr){5-7}' "$W/r2/main.tex" || fail "no cmidrules"
+grep -q 'SASRec\$^{\*}\$ &' "$W/r2/main.tex" || fail "the LaTeX label was not passed through"
+grep -q 'Main results.' "$W/r2/main.tex" || fail "caption"
+grep -q 'set logscale x' "$W/r2/lat.gp" || fail "logx"
+grep -q 'share of items without the modality' "$W/r2/dropcurve.gp" || fail "xlabel"
+[ "$(grep -c '^$' "$W/r2/dropcurve.dat")" -ge 2 ] || fail "dropcurve: one series only"
+if command -v pdflatex > /dev/null && kpsewhich booktabs.sty > /dev/null 2>&1; then
+  cat > "$W/r2/paper.tex" <<'EOF'
+\documentclass[twocolumn]{article}
+\usepackage{booktabs}
+\usepackage{graphicx}
+\begin{document}
+\input{main.tex}
+\begin{table}[t]\centering\input{drop_tabular.tex}\end{table}
+\begin{figure}[t]\centering\includegraphics{dropbars.pdf}\end{figure}
+\end{document}
+EOF
+  for doc in paper report; do
+    (cd "$W/r2" && timeout 120 pdflatex -interaction=nonstopmode -halt-on-error $doc.tex > $doc.pdflatex.log 2>&1) ||
+      { tail -20 "$W/r2/$doc.pdflatex.log"; fail "$doc.tex does not compile"; }
+    [ "$(head -c 4 "$W/r2/$doc.pdf")" = "%PDF" ] || fail "no $doc.pdf"
+  done
+  grep -q 'Overfull' "$W/r2/paper.pdflatex.log" && echo "note: overfull boxes in paper.tex"
+  echo "ok: the tables and figures compile with pdflatex (booktabs)"
+else
+  echo "note: pdflatex or booktabs absent (Debian: texlive-latex-base texlive-latex-recommended); LaTeX not compiled"
+fi
+
+# 3. a sweep: mean +- sd over seeds, t-test over seeds, a baseline in another configuration
+$B report "$W/data/sweep" --set report.out="$W/r3" --set 'report.baseline=sasrec[sasrec.hidden=32]' "${quick[@]}" > "$W/r3.log" 2>&1 ||
+  { cat "$W/r3.log"; fail "report (sweep)"; }
+$PY $ref check "$W/data/sweep" "$W/r3" test_full || fail "sweep table"
+grep -q 'sasrec.hidden' "$W/r3.log" || fail "the varied key is not reported"
+grep -q '^| Pop | – |' "$W/r3/test_full.md" || fail "popularity (the same in every configuration) is not shown once"
+[ "$(grep -c '^| SASRec |' "$W/r3/test_full.md")" = 2 ] || fail "expected one SASRec row per hidden size"
+grep -q 'set xtics (32, 64)' "$W/r3/test_full_hidden.gp" || fail "the sweep curve"
+
+# 4. two ranks: the same tables
+$DM_MPIRUN -n 2 $B report "$W/data/sweep" --set report.out="$W/r4" --set 'report.baseline=sasrec[sasrec.hidden=32]' "${quick[@]}" \
+  > "$W/r4.log" 2>&1 || { cat "$W/r4.log"; fail "report at 2 ranks"; }
+for f in test_full.csv test_full_tests.csv test_full.tex test_full.md; do cmp -s "$W/r3/$f" "$W/r4/$f" || fail "$f differs at 2 ranks"; done
+echo "ok: 2 ranks give the same tables"
+
+# 5. errors
+expect_err() { # pattern, args...
+  local pat=$1; shift
+  if $B report "$@" > "$W/err.log" 2>&1; then cat "$W/err.log"; fail "report $* succeeded"; fi
+  grep -q "$pat" "$W/err.log" || { cat "$W/err.log"; fail "expected '$pat'"; }
+}
+expect_err "no metric 'hit@7'" "$W/data/single" --set report.out="$W/e" --set 'report.tables=name=t; metrics=hit@7'
+expect_err "unknown key 'model'" "$W/data/single" --set report.out="$W/e" --set 'report.tables=name=t; model=pop'
+expect_err "cannot open '$W/nothere'" "$W/nothere"
+expect_err "0 configurations match" "$W/data/sweep" --set report.out="$W/e" --set 'report.baseline=sasrec[sasrec.hidden=48]'
+$B report "$W/data/single" --set report.out="$W/r5" --set report.gnuplot= "${quick[@]}" > /dev/null 2>&1 || fail "report without gnuplot"
+[ -s "$W/r5/latency.gp" ] && [ ! -e "$W/r5/latency.png" ] || fail "report.gnuplot = \"\" should write scripts only"
+echo ok
