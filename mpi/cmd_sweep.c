@@ -201,7 +201,8 @@ static int parse_random(dm_cfg *scratch, const char *entry, const char *where, a
     if (!inner) return DM_ENOMEM;
     char **args = NULL;
     size_t na = 0;
-    int rc = ru_split(inner, ',', &args, &na);
+    /* arguments separated by ',' (or '|', the form that survives --set) */
+    int rc = ru_split(inner, strchr(inner, ',') ? ',' : '|', &args, &na);
     free(inner);
     DM_CALL(rc);
     int kt = ru_key_type(ax->key);
