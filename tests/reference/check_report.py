@@ -7,6 +7,10 @@
                                         users, a points group 'latency' (prompt_len, seconds)
       OUT/sweep/h<H>_s<S>/results.h5    sasrec.hidden in {32, 64} x seeds {1, 2, 3}: pop, sasrec
                                         (one file without 'mean'/'users' attributes)
+  check_report.py same A.h5 B.h5
+      every 2-D dataset (per-user metrics) of two results files is identical (NaN where NaN)
+  check_report.py covers REPORT/TABLE.csv MODEL CONFIGS SEEDS
+      the table has MODEL in CONFIGS configurations, each with SEEDS seeds
   check_report.py check OUT REPORT TABLE...
       every cell of REPORT/TABLE.csv against the files: mean and sd over seeds, the test behind the
       mark (Wilcoxon signed-rank across users, normal approximation, for one seed; paired t-test over
@@ -283,9 +287,35 @@ def check(out, rep, tables):
     print("ok: %d values checked" % ncheck)
 
 
+def same(a, b):
+    da, db = {}, {}
+    for path, d in ((a, da), (b, db)):
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda n, o: d.__setitem__(n, o[...]) if isinstance(o, h5py.Dataset) and o.ndim == 2 else None)
+    if sorted(da) != sorted(db) or not da:
+        fail("%s and %s hold different datasets: %s vs %s" % (a, b, sorted(da), sorted(db)))
+    for k in da:
+        if da[k].shape != db[k].shape or not np.array_equal(da[k], db[k], equal_nan=True):
+            diff = np.nanmax(np.abs(da[k] - db[k])) if da[k].shape == db[k].shape else float("nan")
+            fail("%s differs between %s and %s (max |diff| %g)" % (k, a, b, diff))
+    print("ok: %d datasets identical" % len(da))
+
+
+def covers(table, model, nconf, nseeds):
+    rows = [r for r in csv.DictReader(open(table)) if r["model"] == model]
+    confs = {r["config"] for r in rows}
+    if len(confs) != int(nconf) or any(r["seeds"] != nseeds for r in rows):
+        fail("%s: %s in %d configurations with seeds %s; expected %s x %s" % (table, model, len(confs), sorted({r["seeds"] for r in rows}), nconf, nseeds))
+    print("ok: %s covers %s configurations x %s seeds of %s" % (table, nconf, nseeds, model))
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 4 and sys.argv[1] == "make":
         make(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 4 and sys.argv[1] == "same":
+        same(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 6 and sys.argv[1] == "covers":
+        covers(*sys.argv[2:])
     elif len(sys.argv) >= 5 and sys.argv[1] == "check":
         check(sys.argv[2], sys.argv[3], sys.argv[4:])
     else:
