@@ -642,7 +642,7 @@ int rpt_figure(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_fig_
                     const rpt_entry *en = &s->runs[r].e[e];
                     if (en->kind != RE_POINTS || strcmp(en->group, f->data)) continue;
                     for (size_t j = 0; j < en->cols && one; j++) {
-                        if (!strcmp(en->colnames[j], f->x + 7) || (!strcmp(f->x, "row") && 0)) continue;
+                        if (!strncmp(f->x, "column:", 7) && !strcmp(en->colnames[j], f->x + 7)) continue;
                         int want = !f->nmetrics;
                         for (size_t k = 0; k < f->nmetrics; k++) want |= ru_match(f->metrics[k], en->colnames[j]);
                         if (!want) continue;
