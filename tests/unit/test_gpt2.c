@@ -394,6 +394,24 @@ int main(void)
             }
             gpt2_cache_free(&c);
         }
+        /* appends longer than a batch run in chunks of max_rows: same next-token distribution */
+        {
+            gpt2_cache c1, c2;
+            CHECK(gpt2_cache_init(&c1, &m, 0, 2) == DM_OK && gpt2_cache_init(&c2, &m, 0, 256) == DM_OK, "caches");
+            CHECK(gpt2_cache_append(&c1, prefix, soft, n_soft, (int)np) == DM_OK, "chunked append");
+            CHECK(gpt2_cache_append(&c2, prefix, soft, n_soft, (int)np) == DM_OK, "append");
+            double dp = 0;
+            for (int j = 0; j < V; j++) dp = fabs(c1.logp[j] - c2.logp[j]) > dp ? fabs(c1.logp[j] - c2.logp[j]) : dp;
+            printf("  append in chunks of 2 vs at once: next-token log-probs max diff %.3g\n", dp);
+            CHECK(dp < 1e-5, "chunked append differs by %g", dp);
+            dm_error_clear();
+            int64_t o2[2] = {0, 3};
+            double l2;
+            CHECK(gpt2_cache_score(&c1, ct, o2, 1, &l2) != DM_OK && strstr(dm_error_message(), "more than the 2 rows"),
+                  "a candidate longer than a batch: %s", dm_error_message());
+            gpt2_cache_free(&c1);
+            gpt2_cache_free(&c2);
+        }
         for (int i = 0; i < ncand; i++) {
             worst = fabs(ll[i] - rll[i]) > worst ? fabs(ll[i] - rll[i]) : worst;
             worst2 = fabs(ll2[i] - ll[i]) > worst2 ? fabs(ll2[i] - ll[i]) : worst2;
