@@ -616,9 +616,11 @@ static int report(par_ctx *ctx, const cli_args *a, dm_cfg *cfg0)
     if (!rc) {
         size_t nused = 0;
         for (size_t r = 0; r < s.nruns; r++) nused += s.runs[r].conf != SIZE_MAX;
-        dm_log("report: %zu results file%s, %zu configuration%s%s%s", nused, nused == 1 ? "" : "s", s.nconfs, s.nconfs == 1 ? "" : "s",
-               s.nvaried ? " varying " : "", s.nvaried ? "" : "");
-        for (size_t v = 0; v < s.nvaried; v++) dm_log("  varied: %s", s.varied[v]);
+        dm_buf vk = {0};
+        for (size_t v = 0; v < s.nvaried; v++) dm_buf_printf(&vk, "%s%s", v ? ", " : "; varied: ", s.varied[v]);
+        dm_log("report: %zu results file%s, %zu configuration%s%s", nused, nused == 1 ? "" : "s", s.nconfs, s.nconfs == 1 ? "" : "s",
+               vk.data ? vk.data : "");
+        dm_buf_free(&vk);
         if (missing) dm_warn("%zu run%s of the sweep had no results yet and are not in the report", missing, missing == 1 ? "" : "s");
     }
     /* specs */

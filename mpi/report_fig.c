@@ -393,9 +393,9 @@ static int write_plot(const rpt_opts *o, const rpt_fig_spec *f, const plot *p, i
                   "%s",
                   f->name, f->name, f->name, bars ? "; one row per category: label, then mean and sd per bar" : "; one block per series: x, mean, sd over seeds",
                   bars ? "set key above horizontal Left reverse samplen 1.2 width 1 noenhanced\n"
-                       : "set key outside right center vertical Left reverse samplen 1.5 spacing 1.1 noenhanced\n");
+                       : "set key outside right center vertical Left reverse samplen 1.2 spacing 1.1 width -1 noenhanced\n");
     for (int i = 0; i < 8; i++)
-        dm_buf_printf(&gp, "set linetype %d lc rgb \"%s\" lw 1.6 pt %d ps 0.55\n", i + 1, g_colors[i], g_points[i]);
+        dm_buf_printf(&gp, "set linetype %d lc rgb \"%s\" lw 1.6 pt %d ps 0.4\n", i + 1, g_colors[i], g_points[i]);
     dm_buf_adds(&gp, "set xlabel ");
     ru_gp_str(&gp, xlabel);
     dm_buf_adds(&gp, " noenhanced\nset ylabel ");
