@@ -401,12 +401,13 @@ static int default_specs(const rpt_set *s, const dm_cfg *c, specs *sp, int want_
         ru_strv_free(prots, nprot);
         ru_strv_free(metrics, nmet);
     }
-    /* groups of points datasets: a curve each, x = the first column */
+    /* groups of points datasets with their own columns: a curve each, x = the first column */
     for (size_t g = 0; g < s->ngroups && !rc && want_figs; g++) {
         const rpt_entry *e0 = NULL;
         for (size_t r = 0; r < s->nruns && !e0; r++)
             for (size_t e = 0; e < s->runs[r].ne && !e0; e++)
-                if (s->runs[r].e[e].kind == RE_POINTS && !strcmp(s->runs[r].e[e].group, s->groups[g])) e0 = &s->runs[r].e[e];
+                if (s->runs[r].e[e].kind == RE_POINTS && !s->runs[r].e[e].root_cols && !strcmp(s->runs[r].e[e].group, s->groups[g]))
+                    e0 = &s->runs[r].e[e];
         if (!e0 || e0->cols < 2) continue;
         rpt_fig_spec *f = add_fig(sp);
         char name[300], x[300];
@@ -418,6 +419,37 @@ static int default_specs(const rpt_set *s, const dm_cfg *c, specs *sp, int want_
         if (!rc) rc = set_str(&f->x, x);
         if (!rc) rc = set_str(&f->data, s->groups[g]);
     }
+    /* metrics per row (streaming windows: stream/<variant>/mean): one curve per parent group and
+     * dataset name, a series per variant, x = the row (window), y = the first report metric */
+    char **seen = NULL;
+    size_t nseen = 0;
+    for (size_t r = 0; r < s->nruns && !rc && want_figs; r++)
+        for (size_t e = 0; e < s->runs[r].ne && !rc; e++) {
+            const rpt_entry *en = &s->runs[r].e[e];
+            if (en->kind != RE_POINTS || !en->root_cols) continue;
+            const char *metric = NULL;
+            for (size_t i = 0; i < dm_cfg_len(c, "report.metrics") && !metric; i++)
+                if (rpt_col(en, dm_cfg_str_at(c, "report.metrics", i)) >= 0) metric = dm_cfg_str_at(c, "report.metrics", i);
+            if (!metric) continue;
+            const char *sl = strrchr(en->group, '/');
+            char parent[300], key[700], name[700], data[400];
+            snprintf(parent, sizeof parent, "%.*s", (int)(sl ? sl - en->group : 0), en->group);
+            snprintf(key, sizeof key, "%s|%s", parent, en->leaf);
+            if (ru_strv_find(seen, nseen, key) >= 0) continue;
+            rc = ru_strv_push(&seen, &nseen, key);
+            snprintf(name, sizeof name, "%s_%s", parent[0] ? parent : "points", en->leaf);
+            safe_name(name);
+            snprintf(data, sizeof data, "%s%s*", parent, parent[0] ? "/" : "");
+            rpt_fig_spec *f = rc ? NULL : add_fig(sp);
+            if (!rc && !f) rc = DM_ENOMEM;
+            if (!rc) rc = set_str(&f->name, name);
+            if (!rc) rc = set_str(&f->kind, "curve");
+            if (!rc) rc = set_str(&f->x, "row");
+            if (!rc) rc = set_str(&f->data, data);
+            if (!rc) rc = ru_strv_push(&f->models, &f->nmodels, en->leaf);
+            if (!rc) rc = ru_strv_push(&f->metrics, &f->nmetrics, metric);
+        }
+    ru_strv_free(seen, nseen);
     ru_strv_free(base_models, nbase);
     ru_strv_free(fams, nfams);
     return rc;

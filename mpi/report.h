@@ -9,8 +9,10 @@
  *                   significance tests use them; a model may be a variant "base@variant".
  *   points entries  any other 2-D dataset whose group (or an ancestor below the root) holds its own
  *                   string table "columns", or that has a "columns" attribute (comma-separated), or
- *                   a "kind" attribute "points": rows are points of a curve (windows, prompt lengths,
- *                   noise levels), column 0 is x unless the figure says otherwise.
+ *                   a "kind" attribute "points", or whose row count is not the file's n_users: rows
+ *                   are points of a curve (windows, prompt lengths, noise levels), column 0 is x
+ *                   unless the figure says otherwise. The run directory's stream.h5 ("dynmm-stream":
+ *                   /stream/<variant>/mean, metrics per window) is read as points entries too.
  * Runs whose configs agree on every key except run.dir, run.seed, run.threads, run.verbose,
  * run.resume, run.force, io.*, report.* and sweep.* form one configuration; its runs are its seeds.
  * The keys whose values differ between configurations are the varied keys.
@@ -39,6 +41,7 @@ typedef struct {
     char *leaf;                     /* "sasrec" */
     char *split, *protocol, *model; /* users entries: the three components */
     rpt_kind kind;
+    int root_cols;                  /* named by the file's root /columns (metric columns) */
     size_t rows, cols;
     char **colnames;                /* (cols) */
     double *mean;                   /* (cols) users: mean over rows without NaN */

@@ -309,7 +309,8 @@ static void entry_free(rpt_entry *e)
     memset(e, 0, sizeof *e);
 }
 
-static int read_entry(h5file *f, const char *name, rpt_entry *e, int *keep)
+/* users_ok: the file holds per-user entries (a results file); n_users: its user count (0 = unknown) */
+static int read_entry(h5file *f, const char *name, int users_ok, int64_t n_users, rpt_entry *e, int *keep)
 {
     *keep = 0;
     memset(e, 0, sizeof *e);
@@ -354,8 +355,8 @@ static int read_entry(h5file *f, const char *name, rpt_entry *e, int *keep)
         }
     }
     if (ncn != cols) {
-        if (ncn) dm_warn("%s: %s has %zu columns but its column table %zu; left out", f->path, obj, cols, ncn);
-        else dm_warn("%s: %s has no column names (a 'columns' table or attribute); left out", f->path, obj);
+        if (ncn) dm_log_v(2, "  %s: %s has %zu columns but its column table %zu; left out", f->path, obj, cols, ncn);
+        else dm_log_v(2, "  %s: %s has no column names (a 'columns' table or attribute); left out", f->path, obj);
         ru_strv_free(cn, ncn);
         return DM_OK;
     }
@@ -364,7 +365,10 @@ static int read_entry(h5file *f, const char *name, rpt_entry *e, int *keep)
     if (h5_has_attr(f, obj, "kind")) DM_CALL(h5_get_attr_str(f, obj, "kind", &kind));
     int nslash = 0;
     for (const char *p = name; *p; p++) nslash += *p == '/';
-    e->kind = root_cols && nslash >= 2 && !(kind && !strcmp(kind, "points")) ? RE_USERS : RE_POINTS;
+    e->root_cols = root_cols;
+    e->kind = users_ok && root_cols && nslash >= 2 && !(kind && !strcmp(kind, "points")) && (!n_users || (int64_t)rows == n_users)
+                  ? RE_USERS
+                  : RE_POINTS;
     free(kind);
     if (e->kind == RE_USERS) {
         const char *a = strchr(name, '/'), *b = strchr(a + 1, '/');
@@ -469,6 +473,28 @@ static int load_stored_config(dm_cfg *c, const char *text, const char *path)
     return rc;
 }
 
+/* Appends the entries of an open file to the run. */
+static int read_entries(h5file *f, int users_ok, int64_t n_users, rpt_run *run)
+{
+    visit_ctx v = {0};
+    int rc = DM_OK;
+    if (H5Lvisit((hid_t)f->id, H5_INDEX_NAME, H5_ITER_INC, visit_cb, &v) < 0) {
+        rc = v.rc ? v.rc : DM_ERR(DM_EHDF5, "cannot list the datasets of '%s'", f->path);
+        H5Eclear2(H5E_DEFAULT);
+    }
+    rpt_entry *ne = rc ? NULL : dm_realloc_at(run->e, run->ne + v.n + 1, sizeof *run->e, __FILE__, __LINE__);
+    if (!rc && !ne) rc = DM_ENOMEM;
+    if (ne) run->e = ne;
+    for (size_t i = 0; !rc && i < v.n; i++) {
+        int keep;
+        rc = read_entry(f, v.names[i], users_ok, n_users, &run->e[run->ne], &keep);
+        if (rc || !keep) entry_free(&run->e[run->ne]);
+        else run->ne++;
+    }
+    ru_strv_free(v.names, v.n);
+    return rc;
+}
+
 static int read_run(par_ctx *self, const char *path, rpt_run *run)
 {
     memset(run, 0, sizeof *run);
@@ -489,23 +515,24 @@ static int read_run(par_ctx *self, const char *path, rpt_run *run)
     if (!rc) rc = load_stored_config(&run->cfg, text, path);
     free(text);
     if (!rc) run->seed = dm_cfg_int(&run->cfg, "run.seed");
-    visit_ctx v = {0};
-    if (!rc && H5Lvisit((hid_t)f.id, H5_INDEX_NAME, H5_ITER_INC, visit_cb, &v) < 0) {
-        rc = v.rc ? v.rc : DM_ERR(DM_EHDF5, "cannot list the datasets of '%s'", path);
-        H5Eclear2(H5E_DEFAULT);
-    }
-    if (!rc) {
-        run->e = dm_calloc_at(v.n + 1, sizeof *run->e, __FILE__, __LINE__);
-        if (!run->e) rc = DM_ENOMEM;
-    }
-    for (size_t i = 0; !rc && i < v.n; i++) {
-        int keep;
-        rc = read_entry(&f, v.names[i], &run->e[run->ne], &keep);
-        if (rc || !keep) entry_free(&run->e[run->ne]);
-        else run->ne++;
-    }
-    ru_strv_free(v.names, v.n);
+    int64_t nu = 0;
+    if (!rc && h5_has_attr(&f, "/", "n_users")) rc = h5_get_attr_i64(&f, "/", "n_users", &nu);
+    if (!rc) rc = read_entries(&f, 1, nu, run);
     h5_close(&f);
+    /* the run's other outputs with curves: stream.h5 (metrics per streaming window) */
+    static const char *const extra[][2] = {{"stream.h5", "dynmm-stream"}};
+    for (size_t i = 0; !rc && i < sizeof extra / sizeof extra[0]; i++) {
+        char p[PATH_MAX + 64];
+        const char *sl = strrchr(path, '/'); /* paths are absolute (realpath) */
+        snprintf(p, sizeof p, "%.*s/%s", (int)(sl ? sl - path : 0), path, extra[i][0]);
+        if (!is_file(p)) continue;
+        rc = h5_open(self, p, &f);
+        if (!rc) {
+            rc = h5_check_format(&f, extra[i][1], 1);
+            if (!rc) rc = read_entries(&f, 0, 0, run);
+            h5_close(&f);
+        }
+    }
     return rc;
 }
 

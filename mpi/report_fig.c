@@ -271,7 +271,7 @@ static int build_suffix_curve(const rpt_set *s, const rpt_opts *o, const rpt_fig
 static int build_points_curve(const rpt_set *s, const rpt_opts *o, const rpt_fig_spec *f, plot *p)
 {
     const char *xcol = !strncmp(f->x, "column:", 7) ? f->x + 7 : NULL;
-    int byrow = !strcmp(f->x, "row");
+    int byrow = !strcmp(f->x, "row"), globbed = strpbrk(f->data, "*?[") != NULL;
     char *const star[] = {"*"};
     for (size_t c = 0; c < s->nconfs; c++) {
         if (!s->confs[c].nruns || !rpt_conf_ok(s, c, f->where, f->nwhere)) continue;
@@ -279,7 +279,7 @@ static int build_points_curve(const rpt_set *s, const rpt_opts *o, const rpt_fig
         const rpt_run *r0 = &s->runs[cf->runs[0]];
         for (size_t e = 0; e < r0->ne; e++) {
             const rpt_entry *en = &r0->e[e];
-            if (en->kind != RE_POINTS || strcmp(en->group, f->data)) continue;
+            if (en->kind != RE_POINTS || !ru_match(f->data, en->group)) continue;
             int ok = 0;
             char *const *globs = f->nmodels ? f->models : star;
             for (size_t g = 0; g < (f->nmodels ? f->nmodels : 1); g++) ok |= ru_match(globs[g], en->leaf);
@@ -297,8 +297,11 @@ static int build_points_curve(const rpt_set *s, const rpt_opts *o, const rpt_fig
                 else
                     want = 1;
                 if (!want) continue;
+                /* a series per dataset: named by its group's last part when data= is a glob
+                 * (data=stream/... names the variants), else by the dataset */
                 dm_buf lab = {0};
-                dm_buf_adds(&lab, rpt_label(o, en->leaf));
+                const char *gl = strrchr(en->group, '/');
+                dm_buf_adds(&lab, rpt_label(o, globbed ? (gl ? gl + 1 : en->group) : en->leaf));
                 size_t ny = 0;
                 for (size_t jj = 0; jj < en->cols; jj++) {
                     int w = 0;
@@ -471,8 +474,9 @@ static int write_plot(const rpt_opts *o, const rpt_fig_spec *f, const plot *p, i
             dm_buf_printf(&dat, "# %s\n", p->s[i].label);
             for (size_t j = 0; j < p->s[i].n; j++)
                 dm_buf_printf(&dat, "%.10g\t%.10g\t%.10g\n", p->s[i].x[j], p->s[i].y[j], isnan(p->s[i].sd[j]) ? 0.0 : p->s[i].sd[j]);
-            dm_buf_printf(&plotcmd, "%s\"%s%s\" index %zu using 1:2%s with %s lt %zu title ", blk ? ", \\\n     " : "plot ",
-                          blk ? "" : f->name, blk ? "" : ".dat", blk, p->any_sd ? ":3" : "", p->any_sd ? "yerrorlines" : "linespoints", blk % 8 + 1);
+            dm_buf_printf(&plotcmd, "%s\"%s%s\" index %zu using 1:2%s with %s lt %zu dt %zu title ", blk ? ", \\\n     " : "plot ",
+                          blk ? "" : f->name, blk ? "" : ".dat", blk, p->any_sd ? ":3" : "", p->any_sd ? "yerrorlines" : "linespoints", blk % 8 + 1,
+                          blk / 8 % 5 + 1);
             ru_gp_str(&plotcmd, p->s[i].label);
             blk++;
         }
@@ -633,14 +637,15 @@ int rpt_figure(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_fig_
             rc = DM_ERR(DM_ECONFIG, "figure '%s': x=%s needs data=GROUP (a group of points datasets)", f->name, f->x);
         } else {
             rc = build_points_curve(s, o, f, &p);
-            snprintf(xlabel, sizeof xlabel, "%s", !strcmp(f->x, "row") ? "row" : rpt_label(o, f->x + 7));
+            snprintf(xlabel, sizeof xlabel, "%s",
+                     !strcmp(f->x, "row") ? (strstr(f->data, "stream") || strstr(f->data, "window") ? "window" : "row") : rpt_label(o, f->x + 7));
             /* the y label: the one y column every dataset contributes, if there is one */
             const char *ycol = NULL;
             int one = 1;
             for (size_t r = 0; r < s->nruns && one; r++)
                 for (size_t e = 0; e < s->runs[r].ne && one; e++) {
                     const rpt_entry *en = &s->runs[r].e[e];
-                    if (en->kind != RE_POINTS || strcmp(en->group, f->data)) continue;
+                    if (en->kind != RE_POINTS || !ru_match(f->data, en->group)) continue;
                     for (size_t j = 0; j < en->cols && one; j++) {
                         if (!strncmp(f->x, "column:", 7) && !strcmp(en->colnames[j], f->x + 7)) continue;
                         int want = !f->nmetrics;

@@ -21,7 +21,7 @@ for f in test_full test_uni99 test_full_drop; do
   for e in .tex _tabular.tex .md .csv _tests.csv; do [ -s "$W/r1/$f$e" ] || fail "missing $f$e"; done
 done
 $PY $ref check "$W/data/single" "$W/r1" test_full test_uni99 test_full_drop || fail "tables differ from NumPy/SciPy"
-for f in test_full_models test_full_drop latency; do
+for f in test_full_models test_full_drop latency stream_mean; do
   for e in gp dat; do [ -s "$W/r1/$f.$e" ] || fail "missing $f.$e"; done
   if command -v gnuplot > /dev/null; then
     [ "$(head -c 4 "$W/r1/$f.png" | od -An -c | tr -d ' ')" = "211PNG" ] || fail "$f.png is not a PNG"
@@ -32,6 +32,8 @@ for f in test_full_models test_full_drop latency; do
 done
 grep -q 'index 1 using 1:2 with linespoints' "$W/r1/test_full_drop.gp" || fail "the variant curve has no second series"
 grep -q 'set xlabel "prompt length L (tokens)"' "$W/r1/latency.gp" || fail "latency x label"
+grep -q 'title "static"' "$W/r1/stream_mean.gp" && grep -q 'set xlabel "window"' "$W/r1/stream_mean.gp" || fail "stream.h5: no curve per window"
+[ "$(grep -vc '^#\|^$' "$W/r1/stream_mean.dat")" = 12 ] || fail "stream_mean.dat: expected 2 variants x 6 windows"
 [ "$(grep -vc '^#\|^$' "$W/r1/latency.dat")" = 10 ] || fail "latency.dat: expected 2 series of 5 points"
 if command -v gnuplot > /dev/null; then
   rm "$W/r1/latency.png"; (cd "$W/r1" && gnuplot latency.gp) && [ -s "$W/r1/latency.png" ] || fail "the kept script does not rerun"

@@ -104,6 +104,15 @@ def make(dynmm, out):
     cfg = config_text(dynmm, ["run.dir=%s/single" % out, "run.seed=7", "eval.models=[%s]" % ",".join(models),
                               "eval.protocols=[full,uni99]", "eval.splits=[test]"])
     write_results(out + "/single/results.h5", cfg, 7, models, ["full", "uni99"], 11, q, latency=True)
+    # the stream stage's file beside it: metrics per window per variant, and per-user (users, W) data
+    W = 6
+    with h5py.File(out + "/single/stream.h5", "w") as f:
+        f.attrs["format"] = np.bytes_("dynmm-stream")
+        f.attrs["format_version"] = 1
+        strtab(f, "columns", COLS)
+        for i, v in enumerate(["adapter", "static"]):
+            f.create_dataset("stream/%s/mean" % v, data=np.linspace(0.1, 0.3 + 0.1 * i, W)[:, None] * np.ones((1, len(COLS))))
+            f.create_dataset("stream/%s/hit10" % v, data=np.zeros((N_USERS, W), dtype=np.float32))
     qs = {"pop": 0.6, "sasrec": None}
     for h in (32, 64):
         for s in (1, 2, 3):
