@@ -191,6 +191,9 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
         rc = adapter_parse_features(fn, nf, &feat);
         int ds_item = 0, ds_user = 0;
         adapter_summary_dims(feat, &ds_item, &ds_user);
+        /* the recent-taste columns follow the summary columns of s_u */
+        int ds_sum = ds_user, taste = dm_cfg_bool(cfg, "adapter.recent_taste");
+        if (taste) ds_user += (int)dd;
         adapter_config base;
         memset(&base, 0, sizeof base);
         adapter_config_default(&base);
@@ -269,6 +272,7 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
         dm_shard_even(nu, ctx->size, ctx->rank, &lo, &hi);
         float *r = malloc(nu * C * sizeof *r + 4), *hb = malloc(nu * dd * sizeof *hb + 4);
         float *s_item = calloc(ni * (size_t)(ds_item ? ds_item : 1), sizeof(float)), *s_user = calloc(nu * (size_t)(ds_user ? ds_user : 1), sizeof(float));
+        float *s_sum = calloc(nu * (size_t)(ds_sum ? ds_sum : 1), sizeof(float));
         int8_t *roles = malloc(d.n_inter + 1);
         double *rows = malloc((hi - lo + 1) * nc * sizeof *rows);
         double *mean_all = calloc((size_t)V_N * W * nc + 1, sizeof *mean_all), *mean_dr = calloc((size_t)V_N * W * nc + 1, sizeof *mean_dr),
@@ -280,7 +284,7 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
         double *dmask_rows = malloc((hi - lo + 1) * nc * sizeof *dmask_rows);
         int32_t *plan_u = malloc((size_t)(G > S ? G : S) * sizeof(int32_t) + 4), *plan_p = malloc((size_t)(G > S ? G : S) * sizeof(int32_t) + 4),
                 *plan_n = malloc((size_t)(G > S ? G : S) * (size_t)base.negatives * sizeof(int32_t) + 4);
-        if (!rc && (!r || !hb || !s_item || !s_user || !roles || !rows || !mean_all || !mean_dr || !mean_st || !acc || !users ||
+        if (!rc && (!r || !hb || !s_item || !s_user || !s_sum || !roles || !rows || !mean_all || !mean_dr || !mean_st || !acc || !users ||
                     !u_hit || !u_ndcg || !tsec || !serve_sec || !score_sec || !dmask_rows || !plan_u || !plan_p || !plan_n))
             rc = DM_ERR(DM_ENOMEM, "out of memory for the streaming protocol");
         rc = par_agree(ctx, rc);
@@ -292,6 +296,19 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
         float *r_rt = malloc(nu * C * sizeof(float) + 4), *e_rt = malloc(ni * C * sizeof(float) + 4);
         if (!rc && (!r_rt || !e_rt)) rc = DM_ERR(DM_ENOMEM, "out of memory");
         long eval_from = (long)dm_cfg_int(cfg, "stream.eval_from"), rt_every = (long)dm_cfg_int(cfg, "stream.retrain_every");
+        long rt_epochs = (long)dm_cfg_int(cfg, "stream.retrain_epochs");
+        if (!rc && want[V_RETRAINED] && rt_epochs == 0) {
+            /* as long as the base model trained (its selected epoch) */
+            h5file cf;
+            int64_t be = 0;
+            rc = par_agree(ctx, h5_open(ctx, cpath, &cf));
+            if (!rc) {
+                rc = h5_get_attr_i64(&cf, "/sasrec", "best_epoch", &be);
+                h5_close(&cf);
+            }
+            rc = par_agree(ctx, rc);
+            rt_epochs = be > 0 ? (long)be : (long)dm_cfg_int(cfg, "sasrec.epochs");
+        }
         dm_log("  stream: %zu windows, %zu users, %zu items; adapter d_cf=%zu d=%zu summaries %d/%d, %d steps x %d per window",
                W, nu, ni, C, dd, ds_item, ds_user, steps, G);
         for (size_t w = 0; w < W && !rc; w++) {
@@ -307,7 +324,26 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
             memset(&W2, 0, sizeof W2);
             if (!rc) rc = adapter_window_gather(&d, (int64_t)w - 1, &W1);
             if (!rc) rc = adapter_window_gather(&d, (int64_t)w - 2, &W2);
-            if (!rc) rc = adapter_summaries(&scfg, (int)nu, (int)ni, &W1.ev, &W2.ev, W1.t_begin, d.window_start[w], s_item, s_user);
+            if (!rc) rc = adapter_summaries(&scfg, (int)nu, (int)ni, &W1.ev, &W2.ev, W1.t_begin, d.window_start[w], s_item, s_sum);
+            if (!rc) {
+                /* s_u = [summary columns ; mean z_base of the user's items in window w - 1] */
+                memset(s_user, 0, nu * (size_t)ds_user * sizeof *s_user);
+                for (size_t u = 0; u < nu; u++) memcpy(s_user + u * (size_t)ds_user, s_sum + u * (size_t)ds_sum, (size_t)ds_sum * sizeof *s_user);
+                if (taste) {
+                    int32_t *cnt = calloc(nu + 1, sizeof *cnt);
+                    if (!cnt) rc = DM_ERR(DM_ENOMEM, "out of memory");
+                    for (size_t k = 0; !rc && k < W1.n; k++) {
+                        float *dst = s_user + (size_t)W1.user[k] * (size_t)ds_user + ds_sum;
+                        const float *src = zb + (size_t)W1.item[k] * dd;
+                        for (size_t j = 0; j < dd; j++) dst[j] += src[j];
+                        cnt[W1.user[k]]++;
+                    }
+                    for (size_t u = 0; !rc && u < nu; u++)
+                        if (cnt[u])
+                            for (size_t j = 0; j < dd; j++) s_user[u * (size_t)ds_user + (size_t)ds_sum + j] /= (float)cnt[u];
+                    free(cnt);
+                }
+            }
             adapter_window_free(&W1);
             adapter_window_free(&W2);
             adapter_tables tb = {e_cf, zb, ds_item ? s_item : NULL, r, hb, ds_user ? s_user : NULL};
@@ -319,7 +355,7 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
                     sasrec_free(&rm);
                     have_rt = 0;
                 }
-                rc = cf_sasrec_fit(ctx, cfg, &d, roles, NULL, NULL, (long)dm_cfg_int(cfg, "stream.retrain_epochs"), &rm, &ra);
+                rc = cf_sasrec_fit(ctx, cfg, &d, roles, NULL, NULL, rt_epochs, &rm, &ra);
                 if (!rc) {
                     have_rt = 1;
                     sasrec_item_table(&rm, e_rt);
@@ -499,6 +535,7 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
         free(hb);
         free(s_item);
         free(s_user);
+        free(s_sum);
         free(roles);
         free(rows);
         free(mean_all);
