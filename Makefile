@@ -26,7 +26,8 @@ endif
 # Debian 12 packages: to build and run, and additionally to run the tests.
 DEB_BUILD := build-essential pkg-config libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
              libscalapack-openmpi-dev libopenblas-dev libconfig-dev zlib1g-dev gnuplot-nox
-DEB_TEST := python3 python3-numpy python3-scipy python3-h5py python3-torch nodejs npm
+DEB_TEST := python3 python3-numpy python3-scipy python3-h5py python3-torch nodejs npm slurm-wlm munge \
+            texlive-latex-base texlive-latex-recommended
 
 PKGS_CORE := openblas libconfig zlib
 PKGS_MPI := hdf5-openmpi scalapack-openmpi ompi-c
@@ -141,7 +142,7 @@ install: $(BUILD)/dynmm
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/dynmm/configs $(DESTDIR)$(PREFIX)/share/dynmm/jobs
 	install -m 755 $(BUILD)/dynmm $(DESTDIR)$(PREFIX)/bin/dynmm
 	install -m 644 configs/*.cfg $(DESTDIR)$(PREFIX)/share/dynmm/configs/
-	install -m 755 jobs/*.sh $(DESTDIR)$(PREFIX)/share/dynmm/jobs/
+	install -m 755 jobs/*.sh jobs/*.sbatch $(DESTDIR)$(PREFIX)/share/dynmm/jobs/
 
 clean:
 	rm -rf build build-asan

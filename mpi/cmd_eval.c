@@ -224,7 +224,7 @@ int stage_eval(par_ctx *ctx, const dm_cfg *cfg)
             metrics_col_name(&spec, c, nmb, sizeof nmb);
             rc = dm_strtab_add(&cols, nmb, strlen(nmb));
         }
-        if (!rc) rc = h5_write_strtab(&f, "/columns", ctx->rank == 0 ? &cols : &(dm_strtab){0}, 0, spec.ncols);
+        if (!rc) rc = h5_write_strtab(&f, "/columns", ctx->rank == 0 ? &cols : &(dm_strtab){0}, ctx->rank == 0 ? 0 : spec.ncols, spec.ncols);
         dm_strtab_free(&cols);
     }
     if (!rc) rc = h5_attr_i64(&f, "/", "n_users", (int64_t)d.n_users);

@@ -470,7 +470,7 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
                 metrics_col_name(&spec, c, nmb, sizeof nmb);
                 rc = dm_strtab_add(&cols, nmb, strlen(nmb));
             }
-            if (!rc) rc = h5_write_strtab(&f, "/columns", ctx->rank == 0 ? &cols : &(dm_strtab){0}, 0, nc);
+            if (!rc) rc = h5_write_strtab(&f, "/columns", ctx->rank == 0 ? &cols : &(dm_strtab){0}, ctx->rank == 0 ? 0 : nc, nc);
             dm_strtab_free(&cols);
         }
         if (!rc) rc = par_allreduce_sum_f64(ctx, acc, (size_t)V_N * (nc + 1));

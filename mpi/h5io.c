@@ -534,6 +534,7 @@ int h5_get_attr_str(h5file *f, const char *obj, const char *name, char **out)
         char *s = NULL;
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, H5T_VARIABLE);
+        H5Tset_cset(mt, H5Tget_cset(t)); /* h5py writes UTF-8 variable-length strings */
         if (H5Aread(a, mt, &s) < 0) rc = H5FAIL("read attribute", name);
         else {
             *out = xstrdup(s ? s : "");
