@@ -130,7 +130,7 @@ EOF
 
 # ---- SIGUSR1: checkpoint, stop, resume ------------------------------------------------------------
 cfgset=(--set run.dir="$W/one" --set 'run.stages=[synth,train-cf]' --set synth.users=800 --set synth.items=300
-        --set 'cf.models=[sasrec]' --set sasrec.epochs=15 --set sasrec.eval_every=15 --set sasrec.checkpoint_every=0)
+        --set 'cf.models=[sasrec]' --set sasrec.epochs=200 --set sasrec.eval_every=200 --set sasrec.checkpoint_every=0)
 bash jobs/run.sbatch configs/quickstart.cfg "${cfgset[@]}" > "$W/one1.log" 2>&1 &
 pid=$!
 for i in $(seq 600); do grep -q "training users" "$W/one1.log" 2>/dev/null && break; sleep 0.1; done

@@ -25,14 +25,14 @@ done
 $PY $chk results $W/r1/results.h5 $W/r1/dataset.h5 || exit 1
 
 # kill after the first checkpoint, rerun, compare with an uninterrupted run (same rank count)
-long=(--set sasrec.epochs=8 --set sasrec.checkpoint_every=1 --set 'run.stages=[synth,train-cf]' --set 'cf.models=[sasrec]')
+long=(--set sasrec.epochs=60 --set sasrec.checkpoint_every=1 --set 'run.stages=[synth,train-cf]' --set 'cf.models=[sasrec]')
 $DM_MPIRUN -n 2 $B run "${common[@]}" "${long[@]}" --set run.dir=$W/full < /dev/null > $W/full.log 2>&1 || { cat $W/full.log; exit 1; }
 mkdir -p $W/kill
 $DM_MPIRUN -n 2 $B run "${common[@]}" "${long[@]}" --set run.dir=$W/kill < /dev/null > $W/kill1.log 2>&1 &
 pid=$!
 for i in $(seq 600); do [ -f $W/kill/ckpt_sasrec.h5 ] && break; sleep 0.1; done
 [ -f $W/kill/ckpt_sasrec.h5 ] || { echo "FAIL: no checkpoint appeared"; kill -9 $pid; exit 1; }
-sleep 0.3
+
 pkill -9 -f "run.dir=$W/kill" ; wait $pid 2>/dev/null
 [ -f $W/kill/cf.h5 ] && { echo "FAIL: the killed run finished before it was killed; nothing was tested"; exit 1; }
 $DM_MPIRUN -n 2 $B run "${common[@]}" "${long[@]}" --set run.dir=$W/kill < /dev/null > $W/kill2.log 2>&1 || { cat $W/kill2.log; exit 1; }
