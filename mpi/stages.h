@@ -34,6 +34,8 @@ extern const char *const cf_config_groups[];
 int stage_eval(par_ctx *ctx, const dm_cfg *cfg);
 int stage_align(par_ctx *ctx, const dm_cfg *cfg);
 int stage_stream(par_ctx *ctx, const dm_cfg *cfg);
+int stage_lm(par_ctx *ctx, const dm_cfg *cfg);
+extern const char *const lm_config_groups[];
 extern const char *const stream_config_groups[];
 extern const char *const align_config_groups[];
 /* Loads the aligner of align.h5 (weights and shape) with activations for `batch` items/users, and
