@@ -698,7 +698,7 @@ int gpt2_forward(gpt2_model *m, const int *inputs, const float *soft, int n_soft
 #pragma omp simd reduction(+ : sum)
         for (int j = 0; j < V; j++) sum += exp_fast(r[j] - mx);
         a->lse[k] = mx + logf(sum);
-        loss += a->lse[k] - r[targets[i]];
+        loss += (m->target_w ? m->target_w[i] : 1.0f) * (a->lse[k] - r[targets[i]]);
     }
     m->loss = (float)(loss / norm);
     return DM_OK;
@@ -738,9 +738,9 @@ int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, flo
             float *r = dl + k * V;
             const float *u = dlogits ? dlogits + i * V : NULL;
             if (m->has_targets && tg[i] >= 0) {
-                float lse = a->lse[k];
-                for (int j = 0; j < V; j++) r[j] = exp_fast(r[j] - lse) * inv;
-                r[tg[i]] -= inv;
+                float lse = a->lse[k], wi = m->target_w ? inv * m->target_w[i] : inv;
+                for (int j = 0; j < V; j++) r[j] = exp_fast(r[j] - lse) * wi;
+                r[tg[i]] -= wi;
             } else {
                 for (int j = 0; j < V; j++) r[j] = 0.0f;
             }

@@ -130,6 +130,7 @@ typedef struct {
     int *rows;     /* (maxB, maxT) positions b * T + t of the logits rows with GPT2_TARGET_ROWS */
     int n_rows;    /* logits rows of the last forward */
     int has_targets;
+    const float *target_w; /* (B, T) per-position loss weights or NULL (= 1): see gpt2_forward */
     float norm;
     float loss;    /* sum over targets of -log p, divided by norm */
 } gpt2_model;
@@ -154,7 +155,10 @@ int gpt2_reserve(gpt2_model *m, int B, int T, int flags);
 
 /* Forward over inputs (B, T) (token ids or GPT2_SOFT(k) rows of soft (n_soft, C), soft may be
  * NULL when no position is soft). targets (B, T): next-token ids, -1 where no loss is taken; may be
- * NULL. m->loss = sum of -log p(target) / norm (norm > 0: pass the number of targets in the global
+ * NULL. When m->target_w is set (B, T weights, kept by the caller until the backward), position i's
+ * term is weighted: loss = sum_i w_i (-log p(target_i)) / norm, and the backward follows (weights may
+ * be negative: a listwise loss over candidate continuations sets w = dL/dscore / length).
+ * m->loss = sum of -log p(target) / norm (norm > 0: pass the number of targets in the global
  * batch so that shard gradients sum to the full-batch gradient). Logits land in m->acts.logits,
  * final hidden states in m->acts.lnf. */
 int gpt2_forward(gpt2_model *m, const int *inputs, const float *soft, int n_soft, const int *targets,
