@@ -28,7 +28,7 @@ if [ ! -x "$BIN" ]; then echo "## lm: SKIPPED ($BIN not built; run make benches)
 if [ ! -f "$MODEL/model.safetensors" ]; then "$BIN" gen "$MODEL" >/dev/null || { echo "## lm: FAILED (cannot generate the model)"; exit 1; }; fi
 
 get() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
-med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.4f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {m = NR % 2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; if (m == int(m)) printf "%d\n", m; else printf "%.1f\n", m}'; }
 best() { awk -v a="$1" -v b="$2" 'BEGIN {print (a > b ? a : b)}'; }
 
 declare -A C P
@@ -71,10 +71,12 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 peak=$(med "${peaks[@]}")
+load=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
 echo "## lm: frozen GPT-2 runtime vs PyTorch $($PY -c 'import torch; print(torch.__version__)' 2>/dev/null)"
 echo
 echo "Model: 124,439,808 parameters (GPT-2 small shape, random weights), float32; $TH threads; $ROUNDS rounds"
-echo "alternating C and PyTorch, medians. sgemm peak in this run: $peak GFLOP/s (2048^3, median of ${#peaks[@]})."
+echo "alternating C and PyTorch, medians. sgemm peak in this run: $peak GFLOP/s (2048^3, median of ${#peaks[@]});"
+echo "load average at the end: $load (other processes on the machine disturb both sides)."
 echo
 echo "| workload | C | PyTorch | ratio | C GFLOP/s | % of sgemm peak | ratio at 100% of peak | C = PyTorch | target |"
 echo "|---|---|---|---|---|---|---|---|---|"
@@ -100,12 +102,13 @@ row fwd_1x256 "forward B=1 T=256" "tok/s" 0
 row score "score 64 x 8-token candidates after a 128-token prefix" "cand/s" 1
 row prompt "prompt step: fwd + bwd to 66 soft vectors, B=8 T=128" "tok/s" 0
 rss=$(med ${C[rss]}); prss=$(med ${P[rss]}); w=${C[weights]}
+mib() { awk -v a="$1" 'BEGIN {printf "%.0f", a / 1048576}'; }
 extra=$(awk -v a="$rss" -v w="$w" 'BEGIN {printf "%.0f", (a - w) / 1048576}')
 pextra=$(awk -v a="$prss" -v w="$w" 'BEGIN {printf "%.0f", (a - w) / 1048576}')
 mem=ok; [ "$extra" -le 1024 ] || { mem=MISSED; verdict=FAILED; }
 echo
-echo "Memory (load + score, peak RSS): C $((rss / 1048576)) MiB = weights $((w / 1048576)) MiB + $extra MiB (target <= 1024 MiB beyond the weights: $mem);"
-echo "PyTorch $((prss / 1048576)) MiB (+$pextra MiB)."
+echo "Memory (load + score, peak RSS): C $(mib "$rss") MiB = weights $(mib "$w") MiB + $extra MiB (target <= 1024 MiB beyond the weights: $mem);"
+echo "PyTorch $(mib "$prss") MiB (+$pextra MiB)."
 echo
 echo "lm benchmark: $verdict"
 echo
