@@ -51,6 +51,7 @@ int cmd_eval(par_ctx *ctx, int argc, char **argv);
 int cmd_align(par_ctx *ctx, int argc, char **argv);
 int cmd_stream(par_ctx *ctx, int argc, char **argv);
 int cmd_lm(par_ctx *ctx, int argc, char **argv);
+int cmd_prompt(par_ctx *ctx, int argc, char **argv);
 int cmd_report(par_ctx *ctx, int argc, char **argv);
 int cmd_sweep(par_ctx *ctx, int argc, char **argv);
 

@@ -1107,6 +1107,85 @@ int gpt2_cache_score(gpt2_cache *c, const int *tokens, const int64_t *offsets, i
     return DM_OK;
 }
 
+int gpt2_cache_score_soft(gpt2_cache *c, const int *tokens, const int64_t *offsets, int n_cand, const float *esoft,
+                          double *ll, double *ll_soft)
+{
+    const gpt2_model *m = c->m;
+    int V = m->cfg.vocab_size, C = m->cfg.channels;
+    if (c->len == 0) return DM_ERR(DM_EINPUT, "kv cache: scoring needs a non-empty prefix");
+    for (int i = 0; i < n_cand; i++) {
+        int64_t n = offsets[i + 1] - offsets[i];
+        if (n < 0) return DM_ERR(DM_EINPUT, "candidate %d: offsets decrease", i);
+        if (n > c->max_rows)
+            return DM_ERR(DM_EINPUT, "candidate %d has %lld tokens, more than the %d rows of a scoring batch", i,
+                          (long long)n, c->max_rows);
+        if (c->len + n > c->cap)
+            return DM_ERR(DM_EINPUT, "candidate %d: prefix %d + %lld tokens exceeds the context of %d", i, c->len,
+                          (long long)n, c->cap);
+        for (int64_t j = offsets[i]; j < offsets[i + 1]; j++)
+            if (tokens[j] < 0 || tokens[j] >= V)
+                return DM_ERR(DM_EINPUT, "candidate %d: token id %d is outside the vocabulary of %d", i, tokens[j], V);
+        ll[i] = n > 0 ? c->logp[tokens[offsets[i]]] : 0.0;
+        if (n == 0) {
+            /* the soft token right after the prefix: vocabulary lse from the cached log-probs */
+            const float *h = c->hid + (size_t)(c->len - 1) * C;
+            double l0 = 0, ls = 0;
+            for (int k = 0; k < C; k++) {
+                l0 += (double)h[k] * m->params.wte[k];
+                ls += (double)h[k] * esoft[(size_t)i * C + k];
+            }
+            double lse = l0 - c->logp[0], mx = lse > ls ? lse : ls;
+            ll_soft[i] = ls - (mx + log(exp(lse - mx) + exp(ls - mx)));
+        }
+    }
+    float *lse = c->lse;
+    int i0 = 0;
+    while (i0 < n_cand) {
+        int i1 = i0, R = 0;
+        while (i1 < n_cand && R + (offsets[i1 + 1] - offsets[i1]) <= c->max_rows) {
+            R += (int)(offsets[i1 + 1] - offsets[i1]);
+            i1++;
+        }
+        /* every token runs: the last one's hidden state scores the candidate's soft token */
+        int Rin = 0;
+        for (int i = i0; i < i1; i++) {
+            int n = (int)(offsets[i + 1] - offsets[i]);
+            for (int j = 0; j < n; j++) {
+                c->row_pos[Rin] = j;
+                c->row_start[Rin] = Rin - j;
+                c->row_need[Rin] = i;
+                c->row_tok[Rin] = tokens[offsets[i] + j];
+                Rin++;
+            }
+        }
+        if (Rin > 0) {
+            embed_rows(c->x, m, c->row_tok, NULL, Rin, c->len, 0, c->row_pos);
+            cache_blocks(c, Rin, 0);
+            gpt2_layernorm_forward(c->ln, NULL, NULL, c->x, m->params.lnfw, m->params.lnfb, Rin, C, m->cfg.ln_eps);
+            for (int r0 = 0; r0 < Rin; r0 += c->logit_rows) {
+                int nr = Rin - r0 < c->logit_rows ? Rin - r0 : c->logit_rows;
+                logsoftmax_rows(c, c->ln + (size_t)r0 * C, nr, lse);
+                for (int k = 0; k < nr; k++) {
+                    int rr = r0 + k, i = c->row_need[rr];
+                    int n = (int)(offsets[i + 1] - offsets[i]);
+                    if (c->row_pos[rr] + 1 < n) {
+                        int next = tokens[offsets[i] + c->row_pos[rr] + 1];
+                        ll[i] += c->logits[(size_t)k * V + next] - lse[k];
+                    } else {
+                        const float *h = c->ln + (size_t)rr * C;
+                        double ls = 0;
+                        for (int q = 0; q < C; q++) ls += (double)h[q] * esoft[(size_t)i * C + q];
+                        double lv = lse[k], mx = lv > ls ? lv : ls;
+                        ll_soft[i] = ls - (mx + log(exp(lv - mx) + exp(ls - mx)));
+                    }
+                }
+            }
+        }
+        i0 = i1;
+    }
+    return DM_OK;
+}
+
 int gpt2_generate_greedy(gpt2_cache *c, int max_new, int stop_token, int *out, int *n_out)
 {
     int V = c->m->cfg.vocab_size;

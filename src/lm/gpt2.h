@@ -218,6 +218,12 @@ int gpt2_cache_truncate(gpt2_cache *c, int len);
  * tok_i = tokens[offsets[i] .. offsets[i+1]). The cached state is not changed. Candidates are
  * batched max_rows positions at a time; an empty candidate scores 0. */
 int gpt2_cache_score(gpt2_cache *c, const int *tokens, const int64_t *offsets, int n_cand, double *ll);
+/* Like gpt2_cache_score, and each candidate i is followed by a soft token with embedding
+ * esoft (n_cand, C) scored through the tied output head as one more vocabulary entry:
+ * ll_soft[i] = log( exp(h . e_i) / (sum_v exp(h . wte_v) + exp(h . e_i)) ), h the final hidden
+ * state after the candidate's last token (after the prefix for an empty candidate). */
+int gpt2_cache_score_soft(gpt2_cache *c, const int *tokens, const int64_t *offsets, int n_cand, const float *esoft,
+                          double *ll, double *ll_soft);
 /* Greedy decoding of up to max_new tokens (stops after emitting stop_token when >= 0); appends them
  * to the cache and writes them to out; *n_out = the number generated. */
 int gpt2_generate_greedy(gpt2_cache *c, int max_new, int stop_token, int *out, int *n_out);

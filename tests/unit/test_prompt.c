@@ -2,6 +2,13 @@
  * and the input gradient against central finite differences of L = sum(y * R). */
 #include "../../src/core/err.h"
 #include "../../src/core/rng.h"
+#include "../../src/config/config.h"
+#include "../../src/data/dataset.h"
+#include "../../src/lm/gpt2.h"
+#include "../../src/lm/lm.h"
+#include "../../src/prompt/llmrec.h"
+
+#include <stdio.h>
 #include "../../src/prompt/proj.h"
 #include "tap.h"
 
@@ -17,8 +24,168 @@ static double loss(const proj *p, proj_acts *a, const float *x, int N, const flo
     return s;
 }
 
+/* gpt2_cache_score_soft against full forwards: title log-likelihoods and the soft token scored
+ * through the tied head as one more vocabulary entry */
+static void test_score_soft(void)
+{
+    gpt2_model m;
+    gpt2_config c = gpt2_config_make(2, 2, 16, 64, 40);
+    CHECK(gpt2_init(&m, &c) == DM_OK, "init");
+    gpt2_init_random(&m, 5);
+    dm_rng r;
+    dm_rng_seed(&r, 4);
+    float soft[3 * 16], esoft[4 * 16];
+    for (int k = 0; k < 3 * 16; k++) soft[k] = 0.1f * (float)dm_rng_normal(&r);
+    for (int k = 0; k < 4 * 16; k++) esoft[k] = 0.2f * (float)dm_rng_normal(&r);
+    int prefix[7] = {GPT2_SOFT(0), 5, 9, GPT2_SOFT(1), 3, GPT2_SOFT(2), 7};
+    int tokens[9] = {4, 11, 2, 8, 8, 30, 1, 12, 6};
+    int64_t off[5] = {0, 3, 3, 5, 9}; /* candidate 1 is empty: its soft token follows the prefix */
+    gpt2_cache cache;
+    CHECK(gpt2_cache_init(&cache, &m, 64, 6) == DM_OK, "cache");
+    gpt2_cache_append(&cache, prefix, soft, 3, 7);
+    double ll[4], lls[4];
+    CHECK(gpt2_cache_score_soft(&cache, tokens, off, 4, esoft, ll, lls) == DM_OK, "score_soft: %s", dm_error_message());
+    gpt2_reserve(&m, 1, 16, 0);
+    double worst = 0;
+    for (int i = 0; i < 4; i++) {
+        int in[16], n = (int)(off[i + 1] - off[i]);
+        memcpy(in, prefix, sizeof prefix);
+        for (int j = 0; j < n; j++) in[7 + j] = tokens[off[i] + j];
+        int T = 7 + n;
+        gpt2_forward(&m, in, soft, 3, NULL, 1, T, 1.0f, 0);
+        double want = 0;
+        for (int j = 0; j <= n; j++) {
+            const float *lg = m.acts.logits + (size_t)(6 + j) * 40, *h = m.acts.lnf + (size_t)(6 + j) * 16;
+            double mx = -1e30, z = 0;
+            for (int v = 0; v < 40; v++) mx = fmax(mx, lg[v]);
+            if (j < n) {
+                for (int v = 0; v < 40; v++) z += exp(lg[v] - mx);
+                want += lg[tokens[off[i] + j]] - mx - log(z);
+            } else {
+                double ls = 0;
+                for (int q = 0; q < 16; q++) ls += (double)h[q] * esoft[i * 16 + q];
+                mx = fmax(mx, ls);
+                for (int v = 0; v < 40; v++) z += exp(lg[v] - mx);
+                z += exp(ls - mx);
+                double want_s = ls - mx - log(z);
+                worst = fmax(worst, fabs(want_s - lls[i]));
+            }
+        }
+        worst = fmax(worst, fabs(want - ll[i]));
+    }
+    NEAR(worst, 0, 1e-4, "cached candidate and soft-token log-likelihoods vs full forwards");
+    gpt2_cache_free(&cache);
+    gpt2_free(&m);
+}
+
+/* The listwise training step of the LLM recommender: its loss equals the loss of the KV-cache scores,
+ * and its projector gradients match central finite differences of that loss (through a tiny LM). */
+static void test_train_step(void)
+{
+    const char *tmp = getenv("DM_TMP");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/test_prompt_lm", tmp ? tmp : "/tmp");
+    /* a catalogue of 12 titled items, one user */
+    dm_raw raw = {0};
+    dm_meta meta = {0};
+    raw.has_time = 1;
+    static const char *titles[12] = {"red lipstick", "blue shampoo", "green tea soap", "matte blush", "rose perfume",
+                                     "argan hair oil", "night cream", "sun screen", "lip balm", "eye liner", "body wash", ""};
+    char id[8];
+    for (int i = 0; i < 12; i++) {
+        snprintf(id, sizeof id, "%d", i);
+        dm_raw_push(&raw, "u", 1, id, strlen(id), i, i + 1, -1);
+        dm_meta_push(&meta, id, strlen(id), titles[i][0] ? titles[i] : NULL, NULL, NULL, NULL, NAN, i + 1);
+    }
+    dm_process_opts o = {0};
+    o.loo_min_len = 3;
+    o.window_count = 1;
+    o.numeric_ids = 1;
+    dm_dataset d;
+    CHECK(dm_process(&raw, &meta, &o, &d, NULL) == DM_OK, "%s", dm_error_message());
+    /* a tiny LM with a tokenizer learned on the titles, saved and loaded like a checkpoint */
+    lm_model lm;
+    memset(&lm, 0, sizeof lm);
+    dm_strtab corpus = {0};
+    for (int i = 0; i < 11; i++) dm_strtab_add(&corpus, titles[i], strlen(titles[i]));
+    dm_strtab_add(&corpus, " The user bought: Next:;", 24);
+    static const char *const specials[] = {"<|endoftext|>", NULL};
+    CHECK(bpe_train(&lm.tok, &corpus, 40, specials) == DM_OK, "bpe: %s", dm_error_message());
+    gpt2_config gc = gpt2_config_make(2, 2, 16, 128, lm.tok.n_vocab);
+    gpt2_init(&lm.model, &gc);
+    gpt2_init_random(&lm.model, 3);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
+    if (system(cmd) != 0) CHECK(0, "mkdir");
+    CHECK(lm_save(&lm, dir) == DM_OK, "save: %s", dm_error_message());
+    lm_free(&lm);
+    dm_strtab_free(&corpus);
+    dm_cfg cfg;
+    dm_cfg_init(&cfg);
+    dm_cfg_set(&cfg, "prompt.user_tokens=3");
+    dm_cfg_set(&cfg, "prompt.history=2");
+    dm_cfg_set(&cfg, "prompt.title_tokens=4");
+    dm_cfg_set(&cfg, "prompt.negatives=3");
+    dm_cfg_set(&cfg, "prompt.hidden=8");
+    float z[12 * 5];
+    dm_rng r;
+    dm_rng_seed(&r, 7);
+    for (int k = 0; k < 12 * 5; k++) z[k] = (float)dm_rng_normal(&r);
+    pm p;
+    int rc = pm_init(&cfg, dir, &d, z, 5, 8, 11, &p);
+    CHECK(rc == DM_OK, "pm_init: %s", dm_error_message());
+    if (rc) return;
+    float h[5] = {0.3f, -0.2f, 0.5f, 0.1f, -0.4f};
+    int32_t hist[2] = {1, 4}, cand[4] = {6, 2, 11, 9}; /* item 11 has no title: its soft token alone */
+    double loss, sc[4];
+    memset(p.g, 0, p.nparams * sizeof *p.g);
+    CHECK(pm_train_user(&p, h, hist, 2, cand, 1.0f, &loss) == DM_OK, "train: %s", dm_error_message());
+    float *g = malloc(p.nparams * sizeof *g);
+    memcpy(g, p.g, p.nparams * sizeof *g);
+    CHECK(pm_score_user(&p, h, hist, 2, cand, 4, p.L, sc) == DM_OK, "score: %s", dm_error_message());
+    double mx = fmax(fmax(sc[0], sc[1]), fmax(sc[2], sc[3])), z2 = 0;
+    for (int k = 0; k < 4; k++) z2 += exp(sc[k] - mx);
+    double lcache = -(sc[0] - mx - log(z2));
+    NEAR(loss, lcache, 1e-4, "listwise loss of the batch forward vs the KV-cache scores");
+    /* finite differences on every 7th parameter of both projectors */
+    int bad = 0, n = 0;
+    double worst = 0;
+    for (size_t k = 0; k < p.nparams; k += 7) {
+        float keep = p.w[k], hstep = 5e-3f;
+        double lp, lm2;
+        p.w[k] = keep + hstep;
+        pm_score_user(&p, h, hist, 2, cand, 4, p.L, sc);
+        mx = fmax(fmax(sc[0], sc[1]), fmax(sc[2], sc[3]));
+        z2 = 0;
+        for (int q = 0; q < 4; q++) z2 += exp(sc[q] - mx);
+        lp = -(sc[0] - mx - log(z2));
+        p.w[k] = keep - hstep;
+        pm_score_user(&p, h, hist, 2, cand, 4, p.L, sc);
+        mx = fmax(fmax(sc[0], sc[1]), fmax(sc[2], sc[3]));
+        z2 = 0;
+        for (int q = 0; q < 4; q++) z2 += exp(sc[q] - mx);
+        lm2 = -(sc[0] - mx - log(z2));
+        p.w[k] = keep;
+        double fd = (lp - lm2) / (2 * hstep), e = fabs(fd - g[k]);
+        worst = fmax(worst, e);
+        if (e > 1e-3 + 2e-2 * fabs(g[k])) bad++;
+        n++;
+    }
+    CHECK(bad == 0, "%d of %d projector gradients through the LM disagree with finite differences (worst %.3g)", bad, n, worst);
+    printf("llm recommender: listwise loss %.6f (cache %.6f); %d projector gradients vs finite differences, worst %.3g\n", loss, lcache,
+           n, worst);
+    free(g);
+    pm_free(&p);
+    dm_cfg_free(&cfg);
+    dm_dataset_free(&d);
+    dm_raw_free(&raw);
+    dm_meta_free(&meta);
+}
+
 int main(void)
 {
+    test_score_soft();
+    test_train_step();
     proj_config c = {7, 12, 10, 1e-5f};
     size_t n = proj_size(&c);
     float *w = calloc(n, sizeof *w), *g = calloc(n, sizeof *g), *g2 = calloc(n, sizeof *g2);

@@ -1,0 +1,602 @@
+/* cmd_prompt.c: `dynmm prompt`: the LLM recommender (the alignment-based baseline of the method,
+ * A-LLMRec done with likelihood ranking).
+ *
+ * Two projectors map the aligner's latents into the frozen LM's embedding space: the user
+ * projector turns h_u into L soft prompt tokens, the item projector turns z_i into one soft item
+ * token. A user's prompt is
+ *     [L user tokens] prefix  title(h_1) [item h_1] sep ... title(h_n) [item h_n] sep  query
+ * and candidate c continues it with title(c) followed by c's soft token. The candidate's score is
+ * the LM log-likelihood of its title tokens plus that of its soft token, scored through the tied
+ * output head as one more vocabulary entry (exp(h . e_c) against the vocabulary's exp(h . wte_v)),
+ * averaged over the tokens (prompt.length_norm). Ranking is by this score: never by matching
+ * generated strings. At scoring time the prompt runs once into the KV cache and every candidate
+ * reuses it (gpt2_cache_score_soft).
+ *
+ * Training: for each user, the last training item is the positive and prompt.negatives items the
+ * user never touched are negatives; a listwise softmax over the candidates' scores is minimised.
+ * The K + 1 candidate sequences run through the frozen LM in one batch; the loss's gradient per
+ * candidate becomes per-position weights of the packed-target forward (gpt2 target_w), the
+ * soft-token term adds its hidden-state gradient, and the backward returns the gradients of every
+ * soft input row, which flow into the projectors. Users of a step are split over the ranks; one
+ * allreduce of the projector slab per step. The LM's weights never change.
+ *
+ * Evaluation (prompt.eval_users sampled users, the same users for every model): the stored sampled
+ * candidate sets (uniN) and topN, full ranking with the LM re-ranking the aligner's top N. The
+ * aligner (h . z) and SASRec are scored on the same users and sets. Latency: seconds per batch of
+ * users with 1 + 19 candidates at several prompt lengths, median and p95.
+ *
+ * prompt.h5 (format "dynmm-prompt" v1): /prompt/weights, /prompt/curve, /columns,
+ * /<split>/<protocol>/<llm|align|sasrec> per-user rows (NaN outside the sample), /prompt/latency.
+ */
+#include "cands.h"
+#include "cf_sasrec.h"
+#include "cli.h"
+#include "dataset_io.h"
+#include "evalcore.h"
+#include "stages.h"
+
+#include "../src/align/align.h"
+#include "../src/core/err.h"
+#include "../src/core/log.h"
+#include "../src/core/rng.h"
+#include "../src/core/shard.h"
+#include "../src/core/timer.h"
+#include "../src/eval/metrics.h"
+#include "../src/lm/lm.h"
+#include "../src/prompt/llmrec.h"
+#include "../src/prompt/proj.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROMPT_FORMAT "dynmm-prompt"
+
+static const char *USAGE =
+    "usage: dynmm prompt CONFIG.cfg [--set group.key=value ...]\n\n"
+    "Trains the soft-prompt projectors of the LLM recommender through the frozen LM of <run.dir>/lm.h5\n"
+    "(dynmm lm) on the aligner's latents (<run.dir>/align.h5), and evaluates it by likelihood ranking on\n"
+    "the stored candidate sets and on the aligner's top N, beside the aligner and SASRec on the same\n"
+    "users. Writes <run.dir>/prompt.h5 (per-user metrics, training curve, latency).\n";
+
+const char *const prompt_config_groups[] = {"prompt", "eval.ks", "eval.ties", NULL};
+
+/* ---- data ---------------------------------------------------------------------------------- */
+
+static int cmp_u64(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* the n highest-scored items outside the history (mark[i] set), best first, into out */
+static int top_items(const float *s, size_t n_items, const uint8_t *mark, int n, int32_t *out)
+{
+    int k = 0;
+    for (size_t i = 0; i < n_items; i++) {
+        if (mark[i]) continue;
+        if (k < n) out[k++] = (int32_t)i;
+        else if (s[i] > s[out[k - 1]]) out[k - 1] = (int32_t)i;
+        else continue;
+        /* keep out[0..k) sorted by descending score (insertion; n is small) */
+        for (int j = k - 1; j > 0 && s[out[j]] > s[out[j - 1]]; j--) {
+            int32_t t = out[j];
+            out[j] = out[j - 1];
+            out[j - 1] = t;
+        }
+    }
+    return k;
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int in_sorted(const int32_t *a, size_t n, int32_t x)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t m = (lo + hi) / 2;
+        if (a[m] < x) lo = m + 1;
+        else if (a[m] > x) hi = m;
+        else return 1;
+    }
+    return 0;
+}
+
+static int read_f32(par_ctx *ctx, const char *path, const char *name, float **out, size_t *rows, size_t *cols)
+{
+    h5file f;
+    DM_CALL(par_agree(ctx, h5_open(ctx, path, &f)));
+    void *p = NULL;
+    int rc = h5_read_all(&f, name, H5_F32, &p, rows, cols);
+    h5_close(&f);
+    *out = p;
+    return par_agree(ctx, rc);
+}
+
+/* last n history items of user u for a split (role < split), newest last */
+static int last_hist(const ev_split *s, size_t u, int n, int32_t *tmp, int32_t *out)
+{
+    size_t k = ev_history(s, u, tmp);
+    size_t m = k < (size_t)n ? k : (size_t)n;
+    memcpy(out, tmp + (k - m), m * sizeof *out);
+    return (int)m;
+}
+
+int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
+{
+    double t0 = dm_wtime();
+    char dpath[4096], cpath[4096], apath[4096], lpath[4096], out[4096], hash[65];
+    DM_CALL(cli_run_path(ctx, cfg, "dataset.h5", dpath, sizeof dpath));
+    DM_CALL(cli_run_path(ctx, cfg, "cf.h5", cpath, sizeof cpath));
+    DM_CALL(cli_run_path(ctx, cfg, "align.h5", apath, sizeof apath));
+    DM_CALL(cli_run_path(ctx, cfg, "lm.h5", lpath, sizeof lpath));
+    DM_CALL(cli_run_path(ctx, cfg, "prompt.h5", out, sizeof out));
+    DM_CALL(stage_hash(ctx, stage_find("prompt"), cfg, hash));
+    /* where the LM is */
+    char *lmdir = NULL;
+    {
+        h5file f;
+        int rc = h5_open(ctx, lpath, &f);
+        if (rc) {
+            DM_HINT("run the lm stage first (dynmm lm, or add it to run.stages)");
+            return par_agree(ctx, rc);
+        }
+        rc = h5_get_attr_str(&f, "/", "model_dir", &lmdir);
+        h5_close(&f);
+        DM_CALL(par_agree(ctx, rc));
+    }
+    dm_dataset d;
+    int rc = ds_read(ctx, dpath, &d);
+    if (rc) {
+        free(lmdir);
+        return rc;
+    }
+    const int8_t *roles = NULL;
+    rc = par_agree(ctx, cands_split(cfg, &d, &roles));
+    size_t nu = d.n_users, ni = d.n_items;
+    float *zb = NULL, *hv = NULL, *ht = NULL, *e_cf = NULL, *sv = NULL, *st = NULL;
+    size_t r, dz = 0, c, C = 0;
+    if (!rc) rc = read_f32(ctx, apath, "/align/z_base", &zb, &r, &dz);
+    if (!rc) rc = read_f32(ctx, apath, "/align/h_valid", &hv, &r, &c);
+    if (!rc) rc = read_f32(ctx, apath, "/align/h_test", &ht, &r, &c);
+    if (!rc) rc = read_f32(ctx, cpath, "/sasrec/e_cf", &e_cf, &r, &C);
+    if (!rc) rc = read_f32(ctx, cpath, "/sasrec/state_valid", &sv, &r, &c);
+    if (!rc) rc = read_f32(ctx, cpath, "/sasrec/state_test", &st, &r, &c);
+    long long sd = dm_cfg_int(cfg, "prompt.seed");
+    uint64_t seed = sd >= 0 ? (uint64_t)sd : dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0x9A0, 0);
+    /* protocols */
+    size_t npr = dm_cfg_len(cfg, "prompt.protocols");
+    int maxc = 20;
+    for (size_t k = 0; k < npr && !rc; k++) {
+        const char *pn = dm_cfg_str_at(cfg, "prompt.protocols", k);
+        int v = 0;
+        if (!strncmp(pn, "top", 3) && (v = atoi(pn + 3)) > 0) {
+            if (v > maxc) maxc = v;
+        } else {
+            char kind;
+            size_t nn;
+            rc = cands_parse(pn, &kind, &nn);
+            if (!rc && kind == 0) rc = DM_ERR(DM_ECONFIG, "prompt.protocols: 'full' is not feasible for the LM; use topN (re-ranking the aligner's top N)");
+            if (!rc && (int)nn + 1 > maxc) maxc = (int)nn + 1;
+        }
+    }
+    pm p;
+    memset(&p, 0, sizeof p);
+    if (!rc) rc = pm_init(cfg, lmdir, &d, zb, dz, maxc + 1, seed, &p);
+    rc = par_agree(ctx, rc);
+    if (rc) goto early;
+    {
+        /* ---- training users: h from the SASRec state of train[:-1], the last train item positive ---- */
+        int32_t *tmp = malloc((d.n_inter + 1) * sizeof *tmp), *hist = malloc((size_t)(p.nh + 1) * sizeof *hist);
+        int64_t *soff = calloc(nu + 1, sizeof *soff);
+        int32_t *sset = malloc((d.n_inter + 1) * sizeof *sset);
+        size_t *tu = malloc((nu + 1) * sizeof *tu), ntu = 0;
+        float *htr = malloc((nu + 1) * dz * sizeof *htr), *hbuf = malloc((size_t)256 * dz * sizeof *hbuf);
+        if (!tmp || !hist || !soff || !sset || !tu || !htr || !hbuf) rc = DM_ERR(DM_ENOMEM, "out of memory");
+        size_t q = 0;
+        for (size_t u = 0; !rc && u < nu; u++) {
+            size_t s0 = q, ntr = 0;
+            for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++) {
+                sset[q++] = d.item[j]; /* every item the user touched: never a negative */
+                ntr += roles[j] == DM_TRAIN;
+            }
+            qsort(sset + s0, q - s0, sizeof *sset, cmp_i32);
+            soff[u + 1] = (int64_t)q;
+            if (ntr >= 2) tu[ntu++] = u;
+        }
+        long epochs = (long)dm_cfg_int(cfg, "prompt.epochs");
+        if (!rc && epochs > 0) {
+            sasrec sm;
+            sasrec_acts sa;
+            align_model am;
+            align_acts aa;
+            memset(&sm, 0, sizeof sm);
+            memset(&sa, 0, sizeof sa);
+            memset(&am, 0, sizeof am);
+            memset(&aa, 0, sizeof aa);
+            rc = cf_sasrec_load(ctx, cpath, ni, 256, &sm, &sa);
+            if (!rc) rc = align_load(ctx, apath, 256, &am, &aa, NULL, NULL);
+            int T = sm.cfg.T;
+            int32_t *seq = calloc((size_t)256 * (size_t)T, sizeof *seq);
+            float *rs = malloc((size_t)256 * C * sizeof *rs);
+            for (size_t e0 = 0; !rc && e0 < ntu; e0 += 256) {
+                int nb = (int)(ntu - e0 < 256 ? ntu - e0 : 256);
+                memset(seq, 0, (size_t)nb * (size_t)T * sizeof *seq);
+                for (int b = 0; b < nb; b++) {
+                    size_t u = tu[e0 + (size_t)b], n = 0;
+                    for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++)
+                        if (roles[j] == DM_TRAIN) tmp[n++] = d.item[j];
+                    n--;
+                    size_t mm = n < (size_t)T ? n : (size_t)T;
+                    for (size_t j = 0; j < mm; j++) seq[(size_t)b * (size_t)T + (size_t)T - mm + j] = tmp[n - mm + j] + 1;
+                }
+                rc = sasrec_user_states(&sm, &sa, seq, nb, rs);
+                if (!rc) rc = align_user_latents(&am, &aa, rs, nb, hbuf);
+                /* rows by user id, so the epoch shuffles below can reorder tu freely */
+                for (int b = 0; !rc && b < nb; b++) memcpy(htr + tu[e0 + (size_t)b] * dz, hbuf + (size_t)b * dz, dz * sizeof *htr);
+            }
+            free(seq);
+            free(rs);
+            sasrec_acts_free(&sa);
+            sasrec_free(&sm);
+            align_acts_free(&aa);
+            align_free(&am);
+        }
+        rc = par_agree(ctx, rc);
+        /* ---- training ---- */
+        int G = (int)dm_cfg_int(cfg, "prompt.batch");
+        size_t per_epoch = (size_t)dm_cfg_int(cfg, "prompt.train_users");
+        if (per_epoch > ntu) per_epoch = ntu;
+        long steps = (long)((per_epoch + (size_t)G - 1) / (size_t)G);
+        double *curve = calloc((size_t)(epochs > 0 ? epochs : 1) * 3, sizeof *curve);
+        int32_t cand[1100];
+        if (!rc)
+            dm_log("  prompt: LM %s (%d layers, width %d, vocab %d); L=%d user tokens, %d history items, titles <= %d tokens; "
+                   "%zu training users, %zu per epoch, %ld steps of %d users",
+                   lmdir, p.lm.model.cfg.num_layers, p.C, p.V, p.L, p.nh, p.mt, ntu, per_epoch, steps, G);
+        double t_train = 0;
+        for (long ep = 0; ep < epochs && !rc; ep++) {
+            double te = dm_wtime(), lsum = 0;
+            /* the epoch's users: a seeded partial shuffle */
+            dm_rng pr;
+            dm_rng_seed(&pr, dm_rng_key(seed, 0xE9, (uint64_t)ep));
+            for (size_t k = 0; k < per_epoch; k++) {
+                size_t j = k + dm_rng_below(&pr, ntu - k), x = tu[k];
+                tu[k] = tu[j];
+                tu[j] = x;
+            }
+            for (long s = 0; s < steps && !rc; s++) {
+                size_t b0 = (size_t)s * (size_t)G, bn = per_epoch - b0 < (size_t)G ? per_epoch - b0 : (size_t)G, lo, hi;
+                dm_shard_even(bn, ctx->size, ctx->rank, &lo, &hi);
+                memset(p.g, 0, p.nparams * sizeof *p.g);
+                for (size_t k = lo; k < hi && !rc; k++) {
+                    size_t u = tu[b0 + k];
+                    /* history: train items before the positive */
+                    size_t n = 0;
+                    for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++)
+                        if (roles[j] == DM_TRAIN) tmp[n++] = d.item[j];
+                    int32_t pos = tmp[n - 1];
+                    size_t m = n - 1 < (size_t)p.nh ? n - 1 : (size_t)p.nh;
+                    memcpy(hist, tmp + (n - 1 - m), m * sizeof *hist);
+                    cand[0] = pos;
+                    dm_rng rn;
+                    dm_rng_seed(&rn, dm_rng_key(seed ^ 0x4E, (uint64_t)(ep * steps + s), u));
+                    for (int j = 1; j <= p.K; j++) {
+                        int32_t y;
+                        do y = (int32_t)dm_rng_below(&rn, ni);
+                        while (in_sorted(sset + soff[u], (size_t)(soff[u + 1] - soff[u]), y));
+                        cand[j] = y;
+                    }
+                    double l = 0;
+                    rc = pm_train_user(&p, htr + (size_t)u * dz, hist, (int)m, cand, 1.0f / (float)bn, &l);
+                    lsum += l;
+                }
+                rc = par_agree(ctx, rc);
+                if (!rc) rc = par_allreduce_sum_f32(ctx, p.g, p.nparams);
+                if (!rc) {
+                    p.t++;
+                    proj_adam(p.w, p.g, p.am, p.av, p.nparams, (float)dm_cfg_float(cfg, "prompt.lr"), 0.9f, 0.999f, 1e-8f,
+                              (float)dm_cfg_float(cfg, "prompt.weight_decay"), p.t);
+                }
+            }
+            if (rc) break;
+            par_allreduce_sum_f64(ctx, &lsum, 1);
+            double dt = dm_wtime() - te;
+            t_train += dt;
+            curve[ep * 3] = (double)(ep + 1);
+            curve[ep * 3 + 1] = lsum / (double)per_epoch;
+            curve[ep * 3 + 2] = dt;
+            dm_log("  epoch %ld  listwise loss %.4f (uniform over %d candidates: %.4f)  %.1fs, %.2f users/s", ep + 1, curve[ep * 3 + 1],
+                   p.K + 1, log((double)p.K + 1), dt, (double)per_epoch / dt);
+        }
+        free(htr);
+        free(hbuf);
+        htr = NULL;
+        /* ---- evaluation on a seeded sample of users ---- */
+        metrics_spec spec;
+        metrics_ties ties;
+        size_t nk = dm_cfg_len(cfg, "eval.ks");
+        int64_t ks[64];
+        for (size_t k = 0; k < nk && k < 64; k++) ks[k] = dm_cfg_int_at(cfg, "eval.ks", k);
+        int have_spec = 0;
+        if (!rc) rc = metrics_ties_parse(dm_cfg_str(cfg, "eval.ties"), &ties);
+        if (!rc) rc = metrics_spec_init(&spec, ks, nk < 64 ? nk : 64, ties);
+        have_spec = !rc;
+        h5file f;
+        memset(&f, 0, sizeof f);
+        f.id = -1;
+        if (!rc) rc = par_agree(ctx, h5_create(ctx, out, (int)dm_cfg_int(cfg, "io.compress"), (size_t)dm_cfg_int(cfg, "io.chunk_rows"), &f));
+        if (!rc) rc = h5_write_provenance(&f, PROMPT_FORMAT, 1, "prompt", cfg, hash);
+        if (!rc) {
+            dm_strtab cols = {0};
+            char nmb[32];
+            for (size_t k = 0; k < spec.ncols && !rc; k++) {
+                metrics_col_name(&spec, k, nmb, sizeof nmb);
+                rc = dm_strtab_add(&cols, nmb, strlen(nmb));
+            }
+            if (!rc) rc = h5_write_strtab(&f, "/columns", ctx->rank == 0 ? &cols : &(dm_strtab){0}, ctx->rank == 0 ? 0 : spec.ncols, spec.ncols);
+            dm_strtab_free(&cols);
+        }
+        size_t lo, hi;
+        dm_shard_even(nu, ctx->size, ctx->rank, &lo, &hi);
+        size_t ncl = have_spec ? spec.ncols : 1;
+        double *rl = malloc((hi - lo + 1) * ncl * sizeof *rl), *ra = malloc((hi - lo + 1) * ncl * sizeof *ra),
+               *rs2 = malloc((hi - lo + 1) * ncl * sizeof *rs2);
+        float *bs = malloc(ni * sizeof *bs + 4), *ss = malloc(ni * sizeof *ss + 4);
+        double *lmsc = malloc((size_t)(maxc + 2) * sizeof *lmsc);
+        float *fsc = malloc((size_t)(maxc + 2) * 3 * sizeof *fsc);
+        uint8_t *pick = calloc(nu + 1, 1);
+        metrics_ws ws;
+        memset(&ws, 0, sizeof ws);
+        if (!rc && (!rl || !ra || !rs2 || !bs || !ss || !lmsc || !fsc || !pick)) rc = DM_ERR(DM_ENOMEM, "out of memory");
+        if (!rc) rc = metrics_ws_init(&ws, ni);
+        int eu = (int)dm_cfg_int(cfg, "prompt.eval_users");
+        size_t nsp = dm_cfg_len(cfg, "eval.splits");
+        double lat_sec = 0;
+        for (size_t si = 0; si < nsp && !rc; si++) {
+            const char *spn = dm_cfg_str_at(cfg, "eval.splits", si);
+            int split = !strcmp(spn, "valid") ? DM_VALID : DM_TEST;
+            ev_split s = {&d, roles, split};
+            const float *H = split == DM_VALID ? hv : ht, *SS = split == DM_VALID ? sv : st;
+            /* the sample: the eu users with a target whose keys (seed, split, user) are smallest, so
+               every rank count and every model sees the same users */
+            memset(pick, 0, nu);
+            {
+                uint64_t *key = malloc((nu + 1) * sizeof *key);
+                size_t nt = 0;
+                for (size_t u = 0; key && u < nu; u++) {
+                    int has = 0;
+                    for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++) has |= roles[j] == split;
+                    if (has) key[nt++] = dm_rng_key(seed, 0x5A3 + (uint64_t)split, u);
+                }
+                uint64_t thr = UINT64_MAX;
+                if (key && (size_t)eu < nt) {
+                    qsort(key, nt, sizeof *key, cmp_u64);
+                    thr = key[eu - 1];
+                }
+                for (size_t u = 0; key && u < nu; u++) {
+                    int has = 0;
+                    for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++) has |= roles[j] == split;
+                    if (has && dm_rng_key(seed, 0x5A3 + (uint64_t)split, u) <= thr) pick[u] = 1;
+                }
+                if (!key) rc = DM_ERR(DM_ENOMEM, "out of memory");
+                free(key);
+            }
+            for (size_t pi = 0; pi < npr && !rc; pi++) {
+                const char *pn = dm_cfg_str_at(cfg, "prompt.protocols", pi);
+                int topn = !strncmp(pn, "top", 3) ? atoi(pn + 3) : 0;
+                const dm_cand *cs = NULL;
+                for (int k = 0; k < d.n_cand; k++)
+                    if (!strcmp(d.cand[k].name, pn)) cs = &d.cand[k];
+                if (!topn && !cs) {
+                    rc = DM_ERR(DM_ECONFIG, "prompt.protocols: '%s' has no stored candidate set in the dataset", pn);
+                    DM_HINT("add it to eval.protocols and rerun the ingest (or synth) stage");
+                    break;
+                }
+                double tp = dm_wtime();
+                size_t scored = 0;
+                for (size_t u = lo; u < hi && !rc; u++) {
+                    double *a = rl + (u - lo) * ncl, *b = ra + (u - lo) * ncl, *e = rs2 + (u - lo) * ncl;
+                    for (size_t k = 0; k < ncl; k++) a[k] = b[k] = e[k] = NAN;
+                    if (!pick[u] || (cs && cs->rows[u * cs->n] < 0)) continue;
+                    int32_t tg[64];
+                    size_t ntg = 0;
+                    for (int64_t j = d.user_off[u]; j < d.user_off[u + 1] && ntg < 64; j++)
+                        if (roles[j] == split) tg[ntg++] = d.item[j];
+                    int n = last_hist(&s, u, p.nh, tmp, hist);
+                    size_t nhall = ev_history(&s, u, tmp);
+                    /* base scores: the aligner and SASRec */
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)ni, (int)dz, 1.0f, zb, (int)dz, H + u * dz, 1, 0.0f, bs, 1);
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)ni, (int)C, 1.0f, e_cf, (int)C, SS + u * C, 1, 0.0f, ss, 1);
+                    if (cs) {
+                        int nc = (int)(ntg + cs->n);
+                        for (size_t k = 0; k < ntg; k++) cand[k] = tg[k];
+                        for (size_t k = 0; k < cs->n; k++) cand[ntg + k] = cs->rows[u * cs->n + k];
+                        rc = pm_score_user(&p, H + u * dz, hist, n, cand, nc, p.L, lmsc);
+                        float *f1 = fsc, *f2 = fsc + nc, *f3 = fsc + 2 * nc;
+                        for (int k = 0; k < nc; k++) {
+                            f1[k] = (float)lmsc[k];
+                            f2[k] = bs[cand[k]];
+                            f3[k] = ss[cand[k]];
+                        }
+                        if (!rc) rc = ntg == 1 ? metrics_sampled(&spec, f1[0], f1 + 1, cs->n, a) : metrics_sampled_multi(&spec, &ws, f1, ntg, f1 + ntg, cs->n, a);
+                        if (!rc) rc = ntg == 1 ? metrics_sampled(&spec, f2[0], f2 + 1, cs->n, b) : metrics_sampled_multi(&spec, &ws, f2, ntg, f2 + ntg, cs->n, b);
+                        if (!rc) rc = ntg == 1 ? metrics_sampled(&spec, f3[0], f3 + 1, cs->n, e) : metrics_sampled_multi(&spec, &ws, f3, ntg, f3 + ntg, cs->n, e);
+                    } else {
+                        /* the aligner's top N outside the history, re-ranked by the LM above the rest */
+                        for (size_t k = 0; k < nhall; k++) ws.mark[tmp[k]] = 1;
+                        int nc = top_items(bs, ni, ws.mark, topn, cand);
+                        for (size_t k = 0; k < nhall; k++) ws.mark[tmp[k]] = 0;
+                        rc = pm_score_user(&p, H + u * dz, hist, n, cand, nc, p.L, lmsc);
+                        float *lsc = malloc(ni * sizeof *lsc);
+                        if (!lsc) rc = DM_ERR(DM_ENOMEM, "out of memory");
+                        if (!rc) {
+                            memcpy(lsc, bs, ni * sizeof *lsc);
+                            for (int k = 0; k < nc; k++) lsc[cand[k]] = 1e6f + (float)lmsc[k];
+                            rc = metrics_full(&spec, &ws, lsc, ni, tg, ntg, tmp, nhall, a);
+                        }
+                        free(lsc);
+                        if (!rc) rc = metrics_full(&spec, &ws, bs, ni, tg, ntg, tmp, nhall, b);
+                        if (!rc) rc = metrics_full(&spec, &ws, ss, ni, tg, ntg, tmp, nhall, e);
+                    }
+                    scored++;
+                }
+                double secs = dm_wtime() - tp;
+                lat_sec += secs;
+                rc = par_agree(ctx, rc);
+                static const char *const mn[3] = {"llm", "align", "sasrec"};
+                double *rows3[3] = {rl, ra, rs2};
+                double mean[3][256];
+                int64_t cnt = 0;
+                for (int k = 0; k < 3 && !rc; k++) {
+                    char name[256];
+                    snprintf(name, sizeof name, "/%s/%s/%s", spn, pn, mn[k]);
+                    rc = ev_mean(ctx, &spec, rows3[k], hi - lo, mean[k], &cnt);
+                    if (!rc) rc = h5_write_rows(&f, name, H5_F64, nu, spec.ncols, lo, hi - lo, rows3[k]);
+                    if (!rc) rc = h5_attr_f64s(&f, name, "mean", mean[k], spec.ncols);
+                    if (!rc) rc = h5_attr_i64(&f, name, "users", cnt);
+                }
+                int64_t sc = (int64_t)scored;
+                if (!rc) par_allreduce_sum_i64(ctx, &sc, 1);
+                if (!rc) {
+                    size_t c1 = metrics_col(&spec, METRICS_HIT, 0), c10 = c1, cn10 = metrics_col(&spec, METRICS_NDCG, 0);
+                    for (size_t k = 0; k < nk; k++)
+                        if (ks[k] == 10) {
+                            c10 = metrics_col(&spec, METRICS_HIT, k);
+                            cn10 = metrics_col(&spec, METRICS_NDCG, k);
+                        }
+                    for (int k = 0; k < 3; k++)
+                        dm_log("  %-5s %-6s %-7s users %5lld  hit@%lld %.4f  hit@10 %.4f  ndcg@10 %.4f  (%.1fs)", spn, pn, mn[k], (long long)cnt,
+                               (long long)ks[0], mean[k][c1], mean[k][c10], mean[k][cn10], secs);
+                }
+            }
+        }
+        /* ---- latency: seconds per batch of users, 1 + 19 candidates, at several prompt lengths ---- */
+        size_t nlat = dm_cfg_len(cfg, "prompt.latency_tokens");
+        int lb = (int)dm_cfg_int(cfg, "prompt.latency_batch");
+        const dm_cand *c19 = NULL;
+        for (int k = 0; k < d.n_cand; k++)
+            if (d.cand[k].n == 19) c19 = &d.cand[k];
+        double lat[16][2];
+        for (size_t li = 0; li < nlat && li < 16 && !rc && c19; li++) {
+            int L = (int)dm_cfg_int_at(cfg, "prompt.latency_tokens", li);
+            if (L > p.L) L = p.L;
+            double tb[32];
+            int nbat = 0;
+            ev_split s = {&d, roles, DM_TEST};
+            size_t u = 0;
+            for (int bi = 0; bi < 9 && !rc; bi++) {
+                double tb0 = dm_wtime();
+                for (int k = 0; k < lb && !rc; k++) {
+                    while (u < nu && (c19->rows[u * 19] < 0)) u++;
+                    if (u >= nu) u = 0;
+                    int32_t tgt = -1;
+                    for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++)
+                        if (roles[j] == DM_TEST) tgt = d.item[j];
+                    int n = last_hist(&s, u, p.nh, tmp, hist);
+                    cand[0] = tgt >= 0 ? tgt : 0;
+                    for (int q2 = 0; q2 < 19; q2++) cand[1 + q2] = c19->rows[u * 19 + (size_t)q2];
+                    rc = pm_score_user(&p, ht + u * dz, hist, n, cand, 20, L, lmsc);
+                    u++;
+                }
+                tb[nbat++] = dm_wtime() - tb0;
+            }
+            /* median and p95 of the batches after the first (warm-up) */
+            for (int a1 = 1; a1 < nbat; a1++)
+                for (int b1 = a1 + 1; b1 < nbat; b1++)
+                    if (tb[b1] < tb[a1]) {
+                        double x = tb[a1];
+                        tb[a1] = tb[b1];
+                        tb[b1] = x;
+                    }
+            int m1 = nbat - 1;
+            lat[li][0] = tb[1 + m1 / 2];
+            lat[li][1] = tb[1 + (int)floor(0.95 * (m1 - 1))];
+            par_allreduce_max_f64(ctx, lat[li], 2);
+            dm_log("  latency L=%3d: median %.3fs, p95 %.3fs per batch of %d users x 20 candidates", L, lat[li][0], lat[li][1], lb);
+        }
+        if (!rc && c19 && nlat) {
+            double buf[64];
+            for (size_t li = 0; li < nlat && li < 16; li++) {
+                buf[li * 3] = (double)dm_cfg_int_at(cfg, "prompt.latency_tokens", li);
+                buf[li * 3 + 1] = lat[li][0];
+                buf[li * 3 + 2] = lat[li][1];
+            }
+            rc = h5_write_all(&f, "/prompt/latency", H5_F64, nlat < 16 ? nlat : 16, 3, buf);
+            if (!rc) rc = h5_attr_str(&f, "/prompt/latency", "columns", "prompt tokens L, median seconds per batch, p95 seconds per batch");
+            if (!rc) rc = h5_attr_i64(&f, "/prompt/latency", "batch_users", lb);
+            if (!rc) rc = h5_attr_i64(&f, "/prompt/latency", "candidates", 20);
+        }
+        if (!rc) rc = h5_write_all(&f, "/prompt/weights", H5_F32, p.nparams, 0, p.w);
+        if (!rc && epochs > 0) rc = h5_write_all(&f, "/prompt/curve", H5_F64, (size_t)epochs, 3, curve);
+        if (!rc) rc = h5_attr_i64(&f, "/prompt", "user_tokens", p.L);
+        if (!rc) rc = h5_attr_i64(&f, "/prompt", "history", p.nh);
+        if (!rc) rc = h5_attr_i64(&f, "/prompt", "title_tokens", p.mt);
+        if (!rc) rc = h5_attr_i64(&f, "/prompt", "hidden", (int64_t)dm_cfg_int(cfg, "prompt.hidden"));
+        if (!rc) rc = h5_attr_str(&f, "/prompt", "lm_dir", lmdir);
+        if (!rc) rc = h5_attr_f64(&f, "/prompt", "train_seconds", t_train);
+        if (!rc) rc = h5_attr_f64(&f, "/", "wall_seconds", dm_wtime() - t0);
+        rc = par_agree(ctx, rc);
+        if (rc) {
+            if (f.id >= 0) h5_discard(&f);
+        } else {
+            rc = h5_commit(&f);
+            if (!rc) {
+                dm_log("wrote %s in %.1fs", out, dm_wtime() - t0);
+                par_log_peak(ctx);
+            }
+        }
+        if (have_spec) metrics_spec_free(&spec);
+        metrics_ws_free(&ws);
+        free(rl);
+        free(ra);
+        free(rs2);
+        free(bs);
+        free(ss);
+        free(lmsc);
+        free(fsc);
+        free(pick);
+        free(curve);
+        free(tmp);
+        free(hist);
+        free(soff);
+        free(sset);
+        free(tu);
+        (void)lat_sec;
+    }
+early:
+    pm_free(&p);
+    free(lmdir);
+    free(zb);
+    free(hv);
+    free(ht);
+    free(e_cf);
+    free(sv);
+    free(st);
+    dm_dataset_free(&d);
+    return par_agree(ctx, rc);
+}
+
+int cmd_prompt(par_ctx *ctx, int argc, char **argv)
+{
+    cli_args a;
+    DM_CALL(cli_parse(argc, argv, &a));
+    if (cli_help(ctx, &a, USAGE)) {
+        cli_args_free(&a);
+        return DM_OK;
+    }
+    dm_cfg cfg;
+    int rc = cli_load_config(ctx, &a, &cfg);
+    if (!rc && a.npositional) rc = DM_ERR(DM_ECONFIG, "prompt: unexpected argument '%s'", a.positional[0]);
+    cli_args_free(&a);
+    rc = par_agree(ctx, rc);
+    if (!rc) rc = stage_prompt(ctx, &cfg);
+    dm_cfg_free(&cfg);
+    return rc;
+}
