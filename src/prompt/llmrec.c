@@ -50,6 +50,9 @@ int pm_init(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const flo
     p->mt = (int)dm_cfg_int(cfg, "prompt.title_tokens");
     p->K = (int)dm_cfg_int(cfg, "prompt.negatives");
     p->length_norm = dm_cfg_bool(cfg, "prompt.length_norm");
+    const char *sc = dm_cfg_str(cfg, "prompt.score");
+    p->use_title = strcmp(sc, "soft") != 0;
+    p->use_soft = strcmp(sc, "title") != 0;
     p->z = z;
     p->d = dz;
     p->n_items = d->n_items;
@@ -181,8 +184,9 @@ int pm_score_user(pm *p, const float *h, const int32_t *hist, int n, const int32
     double ll[1024], lls[1024];
     DM_CALL(gpt2_cache_score_soft(&p->cache, tk, off, nc, p->ie + (size_t)n * p->C, ll, lls));
     for (int k = 0; k < nc; k++) {
-        double len = (double)(off[k + 1] - off[k]) + 1.0;
-        s[k] = p->length_norm ? (ll[k] + lls[k]) / len : ll[k] + lls[k];
+        double len = (p->use_title ? (double)(off[k + 1] - off[k]) : 0.0) + (p->use_soft ? 1.0 : 0.0);
+        double v = (p->use_title ? ll[k] : 0.0) + (p->use_soft ? lls[k] : 0.0);
+        s[k] = p->length_norm && len > 0 ? v / len : v;
     }
     return DM_OK;
 }
@@ -232,9 +236,11 @@ int pm_train_user(pm *p, const float *h, const int32_t *hist, int n, const int32
         }
     }
     double mx = -INFINITY, z = 0;
+    double lens[64];
     for (int c = 0; c < B; c++) {
-        double len = p->length_norm ? mlen[c] + 1.0 : 1.0;
-        s[c] = (A[c] + S[c]) / len;
+        double len = (p->use_title ? mlen[c] : 0) + (p->use_soft ? 1.0 : 0.0);
+        lens[c] = p->length_norm && len > 0 ? len : 1.0;
+        s[c] = ((p->use_title ? A[c] : 0.0) + (p->use_soft ? S[c] : 0.0)) / lens[c];
         if (s[c] > mx) mx = s[c];
     }
     for (int c = 0; c < B; c++) z += exp(s[c] - mx);
@@ -244,10 +250,12 @@ int pm_train_user(pm *p, const float *h, const int32_t *hist, int n, const int32
     memset(p->dh, 0, (size_t)B * (size_t)T * (size_t)C * sizeof *p->dh);
     memset(p->ide, 0, (size_t)(n + B) * (size_t)C * sizeof *p->ide);
     for (int c = 0; c < B; c++) {
-        double g = exp(s[c] - mx) / z - (c == 0), len = p->length_norm ? mlen[c] + 1.0 : 1.0;
-        double alpha = g / len * scale;
-        for (int j = 0; j < mlen[c]; j++) p->tw[(size_t)c * T + (size_t)(P - 1 + j)] = (float)-alpha;
+        double g = exp(s[c] - mx) / z - (c == 0);
+        double alpha = g / lens[c] * scale;
+        if (p->use_title)
+            for (int j = 0; j < mlen[c]; j++) p->tw[(size_t)c * T + (size_t)(P - 1 + j)] = (float)-alpha;
         int i = m->rows[srow[c]];
+        if (!p->use_soft) continue;
         float ws = (float)(-alpha * (1.0 - ps[c]));
         p->tw[i] = ws;
         const float *wt = m->params.wte + (size_t)p->eot * C, *e = p->ie + (size_t)(n + c) * C, *hh = m->acts.lnf + (size_t)i * C;

@@ -29,6 +29,7 @@
 typedef struct pm {
     lm_model lm;
     int C, V, L, nh, mt, K, length_norm, eot;
+    int use_title, use_soft; /* prompt.score */
     proj up, ip;
     size_t n_up, nparams;
     float *w, *g, *am, *av;

@@ -80,7 +80,7 @@ static void test_score_soft(void)
 
 /* The listwise training step of the LLM recommender: its loss equals the loss of the KV-cache scores,
  * and its projector gradients match central finite differences of that loss (through a tiny LM). */
-static void test_train_step(void)
+static void test_train_step(const char *mode)
 {
     const char *tmp = getenv("DM_TMP");
     char dir[512];
@@ -127,6 +127,9 @@ static void test_train_step(void)
     dm_cfg_set(&cfg, "prompt.title_tokens=4");
     dm_cfg_set(&cfg, "prompt.negatives=3");
     dm_cfg_set(&cfg, "prompt.hidden=8");
+    char sm[64];
+    snprintf(sm, sizeof sm, "prompt.score=%s", mode);
+    dm_cfg_set(&cfg, sm);
     float z[12 * 5];
     dm_rng r;
     dm_rng_seed(&r, 7);
@@ -172,7 +175,7 @@ static void test_train_step(void)
         n++;
     }
     CHECK(bad == 0, "%d of %d projector gradients through the LM disagree with finite differences (worst %.3g)", bad, n, worst);
-    printf("llm recommender: listwise loss %.6f (cache %.6f); %d projector gradients vs finite differences, worst %.3g\n", loss, lcache,
+    printf("llm recommender (score %s): listwise loss %.6f (cache %.6f); %d projector gradients vs finite differences, worst %.3g\n", mode, loss, lcache,
            n, worst);
     free(g);
     pm_free(&p);
@@ -185,7 +188,9 @@ static void test_train_step(void)
 int main(void)
 {
     test_score_soft();
-    test_train_step();
+    test_train_step("both");
+    test_train_step("title");
+    test_train_step("soft");
     proj_config c = {7, 12, 10, 1e-5f};
     size_t n = proj_size(&c);
     float *w = calloc(n, sizeof *w), *g = calloc(n, sizeof *g), *g2 = calloc(n, sizeof *g2);
