@@ -184,8 +184,10 @@ int pm_score_user(pm *p, const float *h, const int32_t *hist, int n, const int32
     double ll[1024], lls[1024];
     DM_CALL(gpt2_cache_score_soft(&p->cache, tk, off, nc, p->ie + (size_t)n * p->C, ll, lls));
     for (int k = 0; k < nc; k++) {
-        double len = (p->use_title ? (double)(off[k + 1] - off[k]) : 0.0) + (p->use_soft ? 1.0 : 0.0);
-        double v = (p->use_title ? ll[k] : 0.0) + (p->use_soft ? lls[k] : 0.0);
+        /* an item without a title always counts its soft token (else title-only scoring has nothing) */
+        int soft = p->use_soft || off[k + 1] == off[k];
+        double len = (p->use_title ? (double)(off[k + 1] - off[k]) : 0.0) + (soft ? 1.0 : 0.0);
+        double v = (p->use_title ? ll[k] : 0.0) + (soft ? lls[k] : 0.0);
         s[k] = p->length_norm && len > 0 ? v / len : v;
     }
     return DM_OK;
@@ -238,9 +240,10 @@ int pm_train_user(pm *p, const float *h, const int32_t *hist, int n, const int32
     double mx = -INFINITY, z = 0;
     double lens[64];
     for (int c = 0; c < B; c++) {
-        double len = (p->use_title ? mlen[c] : 0) + (p->use_soft ? 1.0 : 0.0);
+        int soft = p->use_soft || mlen[c] == 0;
+        double len = (p->use_title ? mlen[c] : 0) + (soft ? 1.0 : 0.0);
         lens[c] = p->length_norm && len > 0 ? len : 1.0;
-        s[c] = ((p->use_title ? A[c] : 0.0) + (p->use_soft ? S[c] : 0.0)) / lens[c];
+        s[c] = ((p->use_title ? A[c] : 0.0) + (soft ? S[c] : 0.0)) / lens[c];
         if (s[c] > mx) mx = s[c];
     }
     for (int c = 0; c < B; c++) z += exp(s[c] - mx);
@@ -255,7 +258,7 @@ int pm_train_user(pm *p, const float *h, const int32_t *hist, int n, const int32
         if (p->use_title)
             for (int j = 0; j < mlen[c]; j++) p->tw[(size_t)c * T + (size_t)(P - 1 + j)] = (float)-alpha;
         int i = m->rows[srow[c]];
-        if (!p->use_soft) continue;
+        if (!p->use_soft && mlen[c] > 0) continue;
         float ws = (float)(-alpha * (1.0 - ps[c]));
         p->tw[i] = ws;
         const float *wt = m->params.wte + (size_t)p->eot * C, *e = p->ie + (size_t)(n + c) * C, *hh = m->acts.lnf + (size_t)i * C;
