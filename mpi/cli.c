@@ -16,6 +16,7 @@ int cli_parse(int argc, char **argv, cli_args *a)
     a->verbose = -1;
     DM_ALLOC(a->sets, argc + 1);
     DM_ALLOC(a->positional, argc + 1);
+    DM_ALLOC(a->configs, argc + 1);
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) a->help = 1;
@@ -29,8 +30,10 @@ int cli_parse(int argc, char **argv, cli_args *a)
         else if (s[0] == '-' && s[1] == '-' && strchr(s, '=') == NULL && strlen(s) > 2) {
             /* long flags that subcommands understand are kept as positional */
             a->positional[a->npositional++] = s;
-        } else if (!a->config_path && strlen(s) > 4 && !strcmp(s + strlen(s) - 4, ".cfg"))
-            a->config_path = s;
+        } else if (strlen(s) > 4 && !strcmp(s + strlen(s) - 4, ".cfg")) {
+            if (!a->config_path) a->config_path = s;
+            a->configs[a->nconfigs++] = s;
+        }
         else
             a->positional[a->npositional++] = s;
     }
@@ -41,13 +44,14 @@ void cli_args_free(cli_args *a)
 {
     free(a->sets);
     free(a->positional);
+    free(a->configs);
     memset(a, 0, sizeof *a);
 }
 
 int cli_load_config(par_ctx *ctx, const cli_args *a, dm_cfg *cfg)
 {
     DM_CALL(dm_cfg_init(cfg));
-    if (a->config_path) DM_CALL(dm_cfg_load_file(cfg, a->config_path));
+    for (int i = 0; i < a->nconfigs; i++) DM_CALL(dm_cfg_load_file(cfg, a->configs[i]));
     for (int i = 0; i < a->nsets; i++) DM_CALL(dm_cfg_set(cfg, a->sets[i]));
     int verb = a->verbose >= 0 ? a->verbose : (int)dm_cfg_int(cfg, "run.verbose");
     dm_log_init(ctx->rank == 0, verb);

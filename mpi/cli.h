@@ -1,9 +1,10 @@
 /* cli.h: the command line shared by every subcommand, and the subcommand table.
  *
- *   dynmm <command> [CONFIG.cfg] [--set group.key=value ...] [-v|-q] [--help]
+ *   dynmm <command> [CONFIG.cfg ...] [--set group.key=value ...] [-v|-q] [--help]
  *
- * cli_load_config() builds the resolved config on every rank: defaults, then CONFIG, then --set in
- * order. Each subcommand is a function taking (ctx, argc, argv) with argv[0] = the command name.
+ * cli_load_config() builds the resolved config on every rank: defaults, then each CONFIG in order
+ * (a later file overrides an earlier one, so a small file of overrides can sit on a base config),
+ * then --set in order. Each subcommand is a function taking (ctx, argc, argv) with argv[0] = the command name.
  */
 #ifndef DM_CLI_H
 #define DM_CLI_H
@@ -13,7 +14,9 @@
 #include "../src/config/config.h"
 
 typedef struct {
-    const char *config_path; /* NULL = defaults only */
+    const char *config_path; /* the first config file, NULL = defaults only */
+    const char **configs;    /* every config file in order: later files override earlier ones */
+    int nconfigs;
     const char **sets;       /* --set assignments in order */
     int nsets;
     const char **positional; /* other arguments */
