@@ -2,6 +2,7 @@
 #include "cands.h"
 
 #include "../src/core/err.h"
+#include "../src/core/sort.h"
 #include "../src/core/log.h"
 #include "../src/core/rng.h"
 #include "../src/eval/metrics.h"
@@ -53,12 +54,6 @@ int cands_split(const dm_cfg *cfg, const dm_dataset *d, const int8_t **roles)
     return DM_OK;
 }
 
-static int cmp_i32(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
-
 int cands_generate(par_ctx *ctx, const dm_cfg *cfg, dm_dataset *d, size_t lo, size_t hi)
 {
     uint64_t seed = cands_seed(cfg);
@@ -102,7 +97,7 @@ int cands_generate(par_ctx *ctx, const dm_cfg *cfg, dm_dataset *d, size_t lo, si
         for (size_t u = lo; u < hi && !rc; u++) {
             size_t m = 0;
             for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) items[m++] = d->item[j];
-            qsort(items, m, sizeof *items, cmp_i32);
+            qsort(items, m, sizeof *items, dm_cmp_i32);
             int32_t *row = c->rows + (u - lo) * N;
             int r = kind == 'u' ? metrics_sample_uniform(&ws, seed, (int64_t)u, pk, items, m, N, row)
                                 : metrics_sample_pop(&ws, &alias, seed, (int64_t)u, pk, items, m, N, row);

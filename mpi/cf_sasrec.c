@@ -6,6 +6,7 @@
 #include "evalcore.h"
 
 #include "../src/core/err.h"
+#include "../src/core/sort.h"
 #include "../src/core/log.h"
 #include "../src/core/rng.h"
 #include "../src/core/shard.h"
@@ -41,12 +42,6 @@ typedef struct {
     int32_t *sorted; /* the same, sorted, for negative rejection */
 } trainset;
 
-static int cmp_i32(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
-
 static int trainset_init(trainset *t, const dm_dataset *d, const int8_t *roles, int T)
 {
     memset(t, 0, sizeof *t);
@@ -69,7 +64,7 @@ static int trainset_init(trainset *t, const dm_dataset *d, const int8_t *roles, 
         t->user[t->nu] = u;
         t->off[t->nu + 1] = (int64_t)q;
         memcpy(t->sorted + start, t->items + start, (q - start) * sizeof(int32_t));
-        qsort(t->sorted + start, q - start, sizeof(int32_t), cmp_i32);
+        qsort(t->sorted + start, q - start, sizeof(int32_t), dm_cmp_i32);
         t->nu++;
     }
     return DM_OK;
@@ -89,18 +84,6 @@ static int64_t n_targets(const trainset *t, size_t k)
 {
     int64_t len = t->off[k + 1] - t->off[k] - 1;
     return len < t->T ? len : t->T;
-}
-
-static int in_sorted(const int32_t *a, size_t n, int32_t x)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t m = (lo + hi) / 2;
-        if (a[m] < x) lo = m + 1;
-        else if (a[m] > x) hi = m;
-        else return 1;
-    }
-    return 0;
 }
 
 /* Fills row b of seq/pos/neg (SASRec ids: dense + 1) for training sequence k: inputs are the
@@ -126,7 +109,7 @@ static void fill_train_row(const trainset *t, size_t k, uint64_t seed, uint64_t 
         pos[p] = it[src + 1] + 1;
         int32_t x;
         do x = (int32_t)dm_rng_below(&r, (uint64_t)n_items);
-        while (!all_taken && in_sorted(srt, len, x));
+        while (!all_taken && dm_in_sorted_i32(srt, len, x));
         neg[p] = x + 1;
     }
 }

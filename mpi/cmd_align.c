@@ -25,6 +25,7 @@
 
 #include "../src/align/align.h"
 #include "../src/core/err.h"
+#include "../src/core/sort.h"
 #include "../src/core/log.h"
 #include "../src/core/rng.h"
 #include "../src/core/shard.h"
@@ -68,24 +69,6 @@ static int latent_score(void *mv, const ev_split *s, const size_t *users, size_t
                 (int)m->d, 0.0f, scores, (int)m->n_items);
     free(u);
     return DM_OK;
-}
-
-static int cmp_i32(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
-
-static int in_sorted(const int32_t *a, size_t n, int32_t x)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t m = (lo + hi) / 2;
-        if (a[m] < x) lo = m + 1;
-        else if (a[m] > x) hi = m;
-        else return 1;
-    }
-    return 0;
 }
 
 static int read_f32(par_ctx *ctx, const char *path, const char *name, float **out, size_t *rows, size_t *cols)
@@ -235,7 +218,7 @@ int stage_align(par_ctx *ctx, const dm_cfg *cfg)
                     ex_p[nex] = sset[q - 1];
                     nex++;
                 }
-                qsort(sset + s0, q - s0, sizeof *sset, cmp_i32);
+                qsort(sset + s0, q - s0, sizeof *sset, dm_cmp_i32);
             }
             /* prefix states (train items minus the last), 256 users at a time; every rank
                computes all (cheap) so no exchange is needed */
@@ -313,7 +296,7 @@ int stage_align(par_ctx *ctx, const dm_cfg *cfg)
                     for (int j = 0; j < nn; j++) {
                         int32_t y;
                         do y = (int32_t)dm_rng_below(&rn, ni);
-                        while (sn < ni && in_sorted(ss, sn, y));
+                        while (sn < ni && dm_in_sorted_i32(ss, sn, y));
                         it[1 + j] = y;
                     }
                     exu[e] = e;
@@ -509,23 +492,7 @@ early:
     return par_agree(ctx, rc);
 }
 
-int cmd_align(par_ctx *ctx, int argc, char **argv)
-{
-    cli_args a;
-    DM_CALL(cli_parse(argc, argv, &a));
-    if (cli_help(ctx, &a, USAGE)) {
-        cli_args_free(&a);
-        return DM_OK;
-    }
-    dm_cfg cfg;
-    int rc = cli_load_config(ctx, &a, &cfg);
-    if (!rc && a.npositional) rc = DM_ERR(DM_ECONFIG, "align: unexpected argument '%s'", a.positional[0]);
-    cli_args_free(&a);
-    rc = par_agree(ctx, rc);
-    if (!rc) rc = stage_align(ctx, &cfg);
-    dm_cfg_free(&cfg);
-    return rc;
-}
+int cmd_align(par_ctx *ctx, int argc, char **argv) { return cli_stage_main(ctx, argc, argv, "align", USAGE, stage_align); }
 
 int align_load(par_ctx *ctx, const char *path, int batch, align_model *m, align_acts *ai, float **z_base, size_t *n_items)
 {

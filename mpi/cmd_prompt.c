@@ -37,6 +37,7 @@
 
 #include "../src/align/align.h"
 #include "../src/core/err.h"
+#include "../src/core/sort.h"
 #include "../src/core/log.h"
 #include "../src/core/rng.h"
 #include "../src/core/shard.h"
@@ -65,12 +66,6 @@ const char *const prompt_config_groups[] = {"prompt", "eval.ks", "eval.ties", NU
 
 /* ---- data ---------------------------------------------------------------------------------- */
 
-static int cmp_u64(const void *x, const void *y)
-{
-    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
-    return (a > b) - (a < b);
-}
-
 /* the n highest-scored items outside the history (mark[i] set), best first, into out */
 static int top_items(const float *s, size_t n_items, const uint8_t *mark, int n, int32_t *out)
 {
@@ -88,24 +83,6 @@ static int top_items(const float *s, size_t n_items, const uint8_t *mark, int n,
         }
     }
     return k;
-}
-
-static int cmp_i32(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
-
-static int in_sorted(const int32_t *a, size_t n, int32_t x)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t m = (lo + hi) / 2;
-        if (a[m] < x) lo = m + 1;
-        else if (a[m] > x) hi = m;
-        else return 1;
-    }
-    return 0;
 }
 
 static int read_f32(par_ctx *ctx, const char *path, const char *name, float **out, size_t *rows, size_t *cols)
@@ -206,7 +183,7 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
                 sset[q++] = d.item[j]; /* every item the user touched: never a negative */
                 ntr += roles[j] == DM_TRAIN;
             }
-            qsort(sset + s0, q - s0, sizeof *sset, cmp_i32);
+            qsort(sset + s0, q - s0, sizeof *sset, dm_cmp_i32);
             soff[u + 1] = (int64_t)q;
             if (ntr >= 2) tu[ntu++] = u;
         }
@@ -290,7 +267,7 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
                     for (int j = 1; j <= p.K; j++) {
                         int32_t y;
                         do y = (int32_t)dm_rng_below(&rn, ni);
-                        while (in_sorted(sset + soff[u], (size_t)(soff[u + 1] - soff[u]), y));
+                        while (dm_in_sorted_i32(sset + soff[u], (size_t)(soff[u + 1] - soff[u]), y));
                         cand[j] = y;
                     }
                     double l = 0;
@@ -377,7 +354,7 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
                 }
                 uint64_t thr = UINT64_MAX;
                 if (key && (size_t)eu < nt) {
-                    qsort(key, nt, sizeof *key, cmp_u64);
+                    qsort(key, nt, sizeof *key, dm_cmp_u64);
                     thr = key[eu - 1];
                 }
                 for (size_t u = 0; key && u < nu; u++) {
@@ -583,20 +560,4 @@ early:
     return par_agree(ctx, rc);
 }
 
-int cmd_prompt(par_ctx *ctx, int argc, char **argv)
-{
-    cli_args a;
-    DM_CALL(cli_parse(argc, argv, &a));
-    if (cli_help(ctx, &a, USAGE)) {
-        cli_args_free(&a);
-        return DM_OK;
-    }
-    dm_cfg cfg;
-    int rc = cli_load_config(ctx, &a, &cfg);
-    if (!rc && a.npositional) rc = DM_ERR(DM_ECONFIG, "prompt: unexpected argument '%s'", a.positional[0]);
-    cli_args_free(&a);
-    rc = par_agree(ctx, rc);
-    if (!rc) rc = stage_prompt(ctx, &cfg);
-    dm_cfg_free(&cfg);
-    return rc;
-}
+int cmd_prompt(par_ctx *ctx, int argc, char **argv) { return cli_stage_main(ctx, argc, argv, "prompt", USAGE, stage_prompt); }

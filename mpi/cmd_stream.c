@@ -566,20 +566,4 @@ done_early:
     return par_agree(ctx, rc);
 }
 
-int cmd_stream(par_ctx *ctx, int argc, char **argv)
-{
-    cli_args a;
-    DM_CALL(cli_parse(argc, argv, &a));
-    if (cli_help(ctx, &a, USAGE)) {
-        cli_args_free(&a);
-        return DM_OK;
-    }
-    dm_cfg cfg;
-    int rc = cli_load_config(ctx, &a, &cfg);
-    if (!rc && a.npositional) rc = DM_ERR(DM_ECONFIG, "stream: unexpected argument '%s'", a.positional[0]);
-    cli_args_free(&a);
-    rc = par_agree(ctx, rc);
-    if (!rc) rc = stage_stream(ctx, &cfg);
-    dm_cfg_free(&cfg);
-    return rc;
-}
+int cmd_stream(par_ctx *ctx, int argc, char **argv) { return cli_stage_main(ctx, argc, argv, "stream", USAGE, stage_stream); }

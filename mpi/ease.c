@@ -4,18 +4,13 @@
 #include "grid.h"
 
 #include "../src/core/err.h"
+#include "../src/core/sort.h"
 #include "../src/core/log.h"
 #include "../src/core/timer.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int cmp_i32(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
 
 int ease_fit_write(par_ctx *ctx, const dm_dataset *d, const int8_t *split, size_t ulo, size_t uhi, double lambda,
                    int block, h5file *f)
@@ -55,7 +50,7 @@ int ease_fit_write(par_ctx *ctx, const dm_dataset *d, const int8_t *split, size_
                 size_t m = 0;
                 for (int64_t k = d->user_off[u]; k < d->user_off[u + 1]; k++)
                     if (split[k] == DM_TRAIN) items[m++] = d->item[k];
-                qsort(items, m, sizeof *items, cmp_i32);
+                qsort(items, m, sizeof *items, dm_cmp_i32);
                 size_t q = 0;
                 for (size_t k = 0; k < m; k++)
                     if (!q || items[k] != items[q - 1]) items[q++] = items[k];

@@ -51,3 +51,27 @@ int dm_argsort_i64(const int64_t *key, size_t n, size_t *idx)
     for (size_t i = 0; i < n; i++) idx[i] = i;
     return dm_argsort_i64_of(key, idx, n);
 }
+
+int dm_cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+int dm_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+int dm_in_sorted_i32(const int32_t *a, size_t n, int32_t x)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t m = (lo + hi) / 2;
+        if (a[m] < x) lo = m + 1;
+        else if (a[m] > x) hi = m;
+        else return 1;
+    }
+    return 0;
+}

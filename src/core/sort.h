@@ -13,4 +13,9 @@ int dm_argsort_i64(const int64_t *key, size_t n, size_t *idx);
 /* Stable reorder of an index list by key[idx[i]] (idx is sorted in place). */
 int dm_argsort_i64_of(const int64_t *key, size_t *idx, size_t n);
 
+/* qsort comparators and a binary search over a sorted int32 array. */
+int dm_cmp_i32(const void *a, const void *b);
+int dm_cmp_u64(const void *a, const void *b);
+int dm_in_sorted_i32(const int32_t *a, size_t n, int32_t x);
+
 #endif
