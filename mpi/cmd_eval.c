@@ -6,17 +6,33 @@
  *   /<split>/<protocol>/<model>          float64 (n_users, ncols): per-user metrics, NaN rows for
  *                                        users without a target (or stored negatives) in that split
  *   attributes of each dataset: users (scored), mean (ncols), seconds
+ *   /<split>/<model>@<variant>            the same for the stress variants (stress.enabled, below)
  * Users are sharded across ranks; each rank writes its rows collectively. The per-user rows are what
  * the significance tests compare.
+ *
+ * Stress experiments (stress.*, mpi/stress.h), on the splits of stress.splits and every protocol,
+ * scored like any model on the same users and candidate sets:
+ *   align@drop_<set>_<rate>      modality set (one modality or a pair) dropped from rate% of the items
+ *   align@noise_<modality>_<snr> Gaussian noise on one modality's features at an SNR in dB
+ *   align@shuffle_<modality>     one modality's features permuted among the items that have it
+ *   <model>@cold                 the rows of the users whose target is a cold item (never in the
+ *                                training split), NaN elsewhere: the cold-item subset as a variant
+ * A perturbed item's z_base is recomputed from align.h5's stored inputs (align_item_latents); other
+ * items keep their stored rows, so a variant that perturbs nothing scores bitwise like `align`.
+ * Attributes of a variant: stress (drop|noise|shuffle|cold), modalities, rate_percent or snr_db,
+ * noise_sigma, items_perturbed; of the root: stress_seed, stress_zbase_max_diff (how closely
+ * recomputing every item reproduces the stored z_base).
  */
 #include "cands.h"
 #include "cli.h"
 #include "dataset_io.h"
 #include "evalcore.h"
 #include "stages.h"
+#include "stress.h"
 
 #include "../src/core/err.h"
 #include "../src/core/log.h"
+#include "../src/core/rng.h"
 #include "../src/core/shard.h"
 #include "../src/core/timer.h"
 #include "../src/eval/metrics.h"
@@ -35,9 +51,11 @@ static const char *USAGE =
     "and the protocols of eval.protocols: 'full' ranks the whole catalogue minus the user's history,\n"
     "'uniN'/'popN' rank each target against the N negatives stored in dataset.h5, the same for every\n"
     "model. Metrics Hit@K, NDCG@K, Recall@K (eval.ks) and MRR, ties at their expected rank\n"
-    "(eval.ties). Per-user rows go to <run.dir>/results.h5; the means are printed.\n";
+    "(eval.ties). Per-user rows go to <run.dir>/results.h5; the means are printed. With\n"
+    "stress.enabled, also the aligner's stress variants (align@drop_*, align@noise_*, align@shuffle_*) and\n"
+    "the cold-item subsets (<model>@cold) of stress.models.\n";
 
-const char *const eval_config_groups[] = {"eval", "split", NULL};
+const char *const eval_config_groups[] = {"eval", "split", "stress", NULL};
 
 /* ---- models ------------------------------------------------------------------------------ */
 
@@ -173,6 +191,290 @@ static int model_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, cons
     return par_agree(ctx, rc);
 }
 
+/* ---- one entry of results.h5 ------------------------------------------------------------- */
+
+typedef struct {
+    par_ctx *ctx;
+    h5file *f;
+    const metrics_spec *spec;
+    const dm_dataset *d;
+    const uint8_t *cold;  /* (n_items) 1 = never in the training split; NULL = no cold item */
+    size_t lo, hi, batch; /* this rank's users [lo, hi) */
+    double *rows, *mean;  /* (hi - lo, ncols), (ncols) */
+    double *crow, *cmean; /* the same restricted to users whose target is cold */
+    size_t ch, cn, cm;    /* logged columns: hit@10, ndcg@10, mrr */
+    int mw;               /* width of the model column of the log */
+} ev_out;
+
+/* Scores `fn` on split s under `proto` into o->rows and writes /<split>/<proto>/<name> with its
+ * attributes (users, mean, seconds; mean_cold and users_cold when the dataset has cold items).
+ * `cold_name` non-NULL: also writes the rows of the users whose target is cold as that entry (a
+ * reportable subset, e.g. "align@cold"), when there are such users. `alias` non-NULL: the same
+ * rows and attributes under a second name as well. `t0`: when the work of this entry began (a
+ * stress variant's latents count in its seconds). */
+static int write_entry(ev_out *o, const ev_split *s, const char *sp, const char *proto, const char *name, ev_score_fn fn,
+                       void *m, const char *cold_name, const char *alias, double t0)
+{
+    par_ctx *ctx = o->ctx;
+    const metrics_spec *spec = o->spec;
+    const dm_dataset *d = o->d;
+    size_t lo = o->lo, hi = o->hi, nc = spec->ncols;
+    int rc = ev_score_users(s, spec, proto, fn, m, lo, hi, o->batch, o->rows);
+    rc = par_agree(ctx, rc);
+    int64_t cnt = 0;
+    if (!rc) rc = ev_mean(ctx, spec, o->rows, hi - lo, o->mean, &cnt);
+    char path[512], apath[512];
+    snprintf(path, sizeof path, "/%s/%s/%s", sp, proto, name);
+    snprintf(apath, sizeof apath, "/%s/%s/%s", sp, proto, alias ? alias : "");
+    double secs = dm_wtime() - t0;
+    for (int a = 0; a < (alias ? 2 : 1) && !rc; a++) {
+        const char *p = a ? apath : path;
+        rc = h5_write_rows(o->f, p, H5_F64, d->n_users, nc, lo, hi - lo, o->rows);
+        if (!rc) rc = h5_attr_f64s(o->f, p, "mean", o->mean, nc);
+        if (!rc) rc = h5_attr_i64(o->f, p, "users", cnt);
+        if (!rc) rc = h5_attr_f64(o->f, p, "seconds", secs);
+        if (!rc && a) rc = h5_attr_str(o->f, p, "same_as", name);
+    }
+    /* users whose target is a cold item (never in the training split), reported apart */
+    if (!rc && o->cold) {
+        for (size_t u = lo; u < hi; u++) {
+            int is_cold = 0;
+            for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++)
+                if (s->roles[j] == s->split && o->cold[d->item[j]]) is_cold = 1;
+            if (!is_cold)
+                for (size_t c = 0; c < nc; c++) o->crow[(u - lo) * nc + c] = NAN;
+            else
+                memcpy(o->crow + (u - lo) * nc, o->rows + (u - lo) * nc, nc * sizeof *o->crow);
+        }
+        int64_t cc = 0;
+        rc = ev_mean(ctx, spec, o->crow, hi - lo, o->cmean, &cc);
+        for (int a = 0; a < (alias ? 2 : 1) && !rc; a++) {
+            rc = h5_attr_f64s(o->f, a ? apath : path, "mean_cold", o->cmean, nc);
+            if (!rc) rc = h5_attr_i64(o->f, a ? apath : path, "users_cold", cc);
+        }
+        if (!rc && cc > 0 && dm_log_verbosity() >= 1)
+            dm_log("%-8s %-6s %-*s %8lld %10.4f %10.4f %10.4f   (users whose target is a cold item)", "", "", o->mw, "", (long long)cc,
+                   o->cmean[o->ch], o->cmean[o->cn], o->cmean[o->cm]);
+        if (!rc) dm_log("%-8s %-6s %-*s %8lld %10.4f %10.4f %10.4f %8.2f", sp, proto, o->mw, name, (long long)cnt, o->mean[o->ch],
+                        o->mean[o->cn], o->mean[o->cm], secs);
+        if (!rc && cold_name && cc > 0) {
+            char cpath[512];
+            snprintf(cpath, sizeof cpath, "/%s/%s/%s", sp, proto, cold_name);
+            rc = h5_write_rows(o->f, cpath, H5_F64, d->n_users, nc, lo, hi - lo, o->crow);
+            if (!rc) rc = h5_attr_f64s(o->f, cpath, "mean", o->cmean, nc);
+            if (!rc) rc = h5_attr_i64(o->f, cpath, "users", cc);
+            if (!rc) rc = h5_attr_f64(o->f, cpath, "seconds", secs);
+            if (!rc) rc = h5_attr_str(o->f, cpath, "stress", "cold");
+            if (!rc) rc = h5_attr_str(o->f, cpath, "subset", "users whose target is a cold item (never in the training split)");
+            if (!rc) dm_log("%-8s %-6s %-*s %8lld %10.4f %10.4f %10.4f %8.2f", sp, proto, o->mw, cold_name, (long long)cc, o->cmean[o->ch],
+                            o->cmean[o->cn], o->cmean[o->cm], secs);
+        }
+        return rc;
+    }
+    if (!rc) dm_log("%-8s %-6s %-*s %8lld %10.4f %10.4f %10.4f %8.2f", sp, proto, o->mw, name, (long long)cnt, o->mean[o->ch],
+                    o->mean[o->cn], o->mean[o->cm], secs);
+    return rc;
+}
+
+/* ---- stress experiments ------------------------------------------------------------------ */
+
+static int in_list(const dm_cfg *cfg, const char *key, const char *s)
+{
+    for (size_t k = 0; k < dm_cfg_len(cfg, key); k++)
+        if (!strcmp(dm_cfg_str_at(cfg, key, k), s)) return 1;
+    return 0;
+}
+
+/* Checks the stress keys up front: every stressed model is scored, the splits exist, the plan
+ * parses. */
+static int stress_check(const dm_cfg *cfg)
+{
+    char w[256];
+    for (size_t k = 0; k < dm_cfg_len(cfg, "stress.models"); k++) {
+        const char *mn = dm_cfg_str_at(cfg, "stress.models", k);
+        if (!in_list(cfg, "eval.models", mn)) {
+            DM_ERR(DM_ECONFIG, "%s: model '%s' is not in eval.models", dm_cfg_where(cfg, "stress.models", w, sizeof w), mn);
+            DM_HINT("stress variants are compared with the intact model: add '%s' to eval.models", mn);
+            return DM_ECONFIG;
+        }
+    }
+    for (size_t k = 0; k < dm_cfg_len(cfg, "stress.splits"); k++) {
+        const char *sp = dm_cfg_str_at(cfg, "stress.splits", k);
+        if (strcmp(sp, "valid") && strcmp(sp, "test")) {
+            DM_ERR(DM_ECONFIG, "%s: unknown split '%s' (valid or test)", dm_cfg_where(cfg, "stress.splits", w, sizeof w), sp);
+            return DM_ECONFIG;
+        }
+    }
+    /* the modality lists, sets, rates and SNRs, before any model is scored */
+    stress_inputs none;
+    memset(&none, 0, sizeof none);
+    stress_variant *v = NULL;
+    size_t nv = 0;
+    DM_CALL(stress_plan(cfg, &none, &v, &nv));
+    free(v);
+    return DM_OK;
+}
+
+static uint64_t stress_seed(const dm_cfg *cfg)
+{
+    long long s = dm_cfg_int(cfg, "stress.seed");
+    return s > 0 ? (uint64_t)s : dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0x57E55, 0);
+}
+
+/* The aligner's stored inputs, every rank a full copy: x[k] (n, D_k) and present (n, K). */
+static int read_align_inputs(par_ctx *ctx, const char *path, const align_model *am, size_t n, float *x[ALIGN_K], uint8_t *present)
+{
+    h5file f;
+    DM_CALL(par_agree(ctx, h5_open(ctx, path, &f)));
+    int rc = DM_OK;
+    for (int k = 0; k < ALIGN_K && !rc; k++) {
+        x[k] = NULL;
+        if (!am->cfg.dim_in[k]) continue;
+        char nm[128];
+        void *p = NULL;
+        size_t r = 0, c = 0;
+        snprintf(nm, sizeof nm, "/align/inputs/%s/x", align_modality_name(k));
+        if (!h5_exists(&f, nm)) {
+            rc = DM_ERR(DM_EFORMAT, "'%s' has no %s: the stress experiments rebuild z_base from the aligner's stored inputs", path, nm);
+            DM_HINT("rerun the align stage with this version of dynmm");
+            break;
+        }
+        rc = h5_read_all(&f, nm, H5_F32, &p, &r, &c);
+        x[k] = p;
+        if (!rc && (r != n || c != (size_t)am->cfg.dim_in[k]))
+            rc = DM_ERR(DM_EFORMAT, "'%s': %s is (%zu, %zu), expected (%zu, %d)", path, nm, r, c, n, am->cfg.dim_in[k]);
+        snprintf(nm, sizeof nm, "/align/inputs/%s/present", align_modality_name(k));
+        p = NULL;
+        if (!rc) rc = h5_read_all(&f, nm, H5_U8, &p, &r, &c);
+        if (!rc && r != n) rc = DM_ERR(DM_EFORMAT, "'%s': %s has %zu rows, expected %zu", path, nm, r, n);
+        for (size_t i = 0; !rc && i < n; i++) present[i * ALIGN_K + (size_t)k] = ((uint8_t *)p)[i] ? 1 : 0;
+        free(p);
+    }
+    h5_close(&f);
+    return par_agree(ctx, rc);
+}
+
+/* Every stress variant of the aligner on the stress splits and every protocol (see stress.h). */
+static int run_stress(ev_out *o, const dm_cfg *cfg, const int8_t *roles, const int *splits, size_t nsplits)
+{
+    par_ctx *ctx = o->ctx;
+    const dm_dataset *d = o->d;
+    double t0 = dm_wtime();
+    char path[4096];
+    DM_CALL(cli_run_path(ctx, cfg, "align.h5", path, sizeof path));
+    model m;
+    ev_score_fn fn = NULL;
+    DM_CALL(model_load(ctx, cfg, d, "align", &m, &fn));
+    align_model am;
+    align_acts ai;
+    const size_t n = d->n_items, dd = m.C;
+    int rc = align_load(ctx, path, 1024, &am, &ai, NULL, NULL);
+    if (!rc && (size_t)am.cfg.d != dd) rc = DM_ERR(DM_EFORMAT, "'%s': z_base has %zu columns but the aligner's d is %d", path, dd, am.cfg.d);
+    rc = par_agree(ctx, rc);
+    float *x[ALIGN_K] = {NULL, NULL, NULL, NULL}, *zv = NULL, *za = NULL;
+    uint8_t *present = NULL;
+    stress_variant *v = NULL;
+    size_t nv = 0;
+    stress_work w;
+    memset(&w, 0, sizeof w);
+    stress_inputs in;
+    memset(&in, 0, sizeof in);
+    if (!rc) {
+        present = calloc(n * ALIGN_K + 1, 1);
+        zv = malloc(n * dd * sizeof *zv + 4);
+        za = malloc(n * dd * sizeof *za + 4);
+        if (!present || !zv || !za) rc = DM_ERR(DM_ENOMEM, "out of memory");
+        rc = par_agree(ctx, rc);
+    }
+    if (!rc) rc = read_align_inputs(ctx, path, &am, n, x, present);
+    if (!rc) {
+        in.n = n;
+        for (int k = 0; k < ALIGN_K; k++) {
+            in.dim[k] = am.cfg.dim_in[k];
+            in.x[k] = x[k];
+        }
+        in.present = present;
+        in.seed = stress_seed(cfg);
+        stress_inputs_power(&in);
+        rc = stress_plan(cfg, &in, &v, &nv);
+        if (!rc) rc = stress_work_init(&w, &in);
+        rc = par_agree(ctx, rc);
+    }
+    /* provenance: how closely recomputing every item reproduces the stored z_base (a variant
+       recomputes only the items it perturbs; the others keep their stored rows) */
+    double maxdiff = 0.0;
+    if (!rc) {
+        const float *xs[ALIGN_K];
+        for (int k = 0; k < ALIGN_K; k++) xs[k] = x[k];
+        rc = align_item_latents(&am, &ai, xs, NULL, present, (int)n, za, NULL);
+        for (size_t j = 0; !rc && j < n * dd; j++) {
+            double e = fabs((double)za[j] - (double)m.e[j]);
+            if (e > maxdiff) maxdiff = e;
+        }
+        rc = par_agree(ctx, rc);
+    }
+    if (!rc) {
+        char mods[64] = "";
+        for (int k = 0; k < ALIGN_K; k++)
+            if (in.dim[k]) {
+                size_t np = 0;
+                for (size_t i = 0; i < n; i++) np += present[i * ALIGN_K + (size_t)k];
+                size_t l = strlen(mods);
+                snprintf(mods + l, sizeof mods - l, "%s%s %zu", l ? ", " : "", align_modality_name(k), np);
+            }
+        dm_log("stress: %zu variants of align (items with each modality: %s); stored z_base recomputed to %.2g", nv, mods, maxdiff);
+        rc = h5_attr_i64(o->f, "/", "stress_seed", (int64_t)in.seed);
+        if (!rc) rc = h5_attr_f64(o->f, "/", "stress_zbase_max_diff", maxdiff);
+    }
+    static const char *const kinds[] = {"drop", "noise", "shuffle"};
+    model mv = m;
+    mv.e = zv;
+    for (size_t vi = 0; vi < nv && !rc; vi++) {
+        const stress_variant *sv = &v[vi];
+        double t1 = dm_wtime();
+        rc = stress_apply(&in, sv, &w);
+        memcpy(zv, m.e, n * dd * sizeof *zv);
+        if (!rc && w.nrows) {
+            rc = align_item_latents(&am, &ai, w.x, w.rows, w.pres, (int)w.nrows, za, NULL);
+            for (size_t j = 0; !rc && j < w.nrows; j++) memcpy(zv + (size_t)w.rows[j] * dd, za + j * dd, dd * sizeof *zv);
+        }
+        rc = par_agree(ctx, rc);
+        char name[160], alias[160], set[64];
+        snprintf(name, sizeof name, "align@%s", sv->name);
+        snprintf(alias, sizeof alias, "align@%s", sv->alias);
+        stress_set_name(sv->mask, set, sizeof set);
+        for (size_t si = 0; si < nsplits && !rc; si++) {
+            ev_split s = {d, roles, splits[si]};
+            const char *sp = splits[si] == DM_VALID ? "valid" : "test";
+            for (size_t pi = 0; pi < dm_cfg_len(cfg, "eval.protocols") && !rc; pi++) {
+                const char *proto = dm_cfg_str_at(cfg, "eval.protocols", pi);
+                rc = write_entry(o, &s, sp, proto, name, fn, &mv, NULL, sv->alias[0] ? alias : NULL, pi == 0 && si == 0 ? t1 : dm_wtime());
+                for (int a = 0; a < (sv->alias[0] ? 2 : 1) && !rc; a++) {
+                    char ep[512];
+                    snprintf(ep, sizeof ep, "/%s/%s/%s", sp, proto, a ? alias : name);
+                    rc = h5_attr_str(o->f, ep, "stress", kinds[sv->kind]);
+                    if (!rc) rc = h5_attr_str(o->f, ep, "modalities", set);
+                    if (!rc && sv->kind != STRESS_SHUFFLE)
+                        rc = h5_attr_f64(o->f, ep, sv->kind == STRESS_DROP ? "rate_percent" : "snr_db", sv->level);
+                    if (!rc && sv->kind == STRESS_NOISE) rc = h5_attr_f64(o->f, ep, "noise_sigma", w.sigma);
+                    if (!rc) rc = h5_attr_i64(o->f, ep, "items_perturbed", (int64_t)w.nrows);
+                }
+            }
+        }
+    }
+    if (!rc) dm_log("stress: %zu variants in %.1fs", nv, dm_wtime() - t0);
+    for (int k = 0; k < ALIGN_K; k++) free(x[k]);
+    free(present);
+    free(zv);
+    free(za);
+    free(v);
+    stress_work_free(&w);
+    align_acts_free(&ai);
+    align_free(&am);
+    model_free(&m);
+    return par_agree(ctx, rc);
+}
+
 /* ---- the stage --------------------------------------------------------------------------- */
 
 int stage_eval(par_ctx *ctx, const dm_cfg *cfg)
@@ -196,6 +498,16 @@ int stage_eval(par_ctx *ctx, const dm_cfg *cfg)
         size_t n;
         DM_CALL(cands_parse(dm_cfg_str_at(cfg, "eval.protocols", k), &kind, &n));
     }
+    const int stress = dm_cfg_bool(cfg, "stress.enabled");
+    if (stress) DM_CALL(stress_check(cfg));
+    /* stress splits: those of stress.splits that eval.splits scores, in eval.splits order */
+    int ssplits[2];
+    size_t nss = 0;
+    for (size_t k = 0; stress && k < ns; k++) {
+        const char *sp = dm_cfg_str_at(cfg, "eval.splits", k);
+        if (in_list(cfg, "stress.splits", sp)) ssplits[nss++] = !strcmp(sp, "valid") ? DM_VALID : DM_TEST;
+    }
+    if (stress && !nss) dm_warn("stress.splits: none of its splits is in eval.splits; no stress variants are scored");
     metrics_spec spec;
     metrics_ties ties;
     DM_CALL(metrics_ties_parse(dm_cfg_str(cfg, "eval.ties"), &ties));
@@ -251,11 +563,15 @@ int stage_eval(par_ctx *ctx, const dm_cfg *cfg)
             if (!crow || !cmean) rc = DM_ERR(DM_ENOMEM, "out of memory");
             if (!rc) rc = h5_attr_i64(&f, "/", "cold_items", (int64_t)nc);
         }
+        if (!rc && stress && !nc) dm_log("stress: no cold items (every item occurs in the training split); no @cold variants");
     }
     size_t c10 = 0;
     for (size_t k = 0; k < nk; k++)
         if (ks[k] == 10) c10 = k + 1;
-    if (!rc) dm_log("%-8s %-6s %-8s %8s %10s %10s %10s %8s", "split", "proto", "model", "users", c10 ? "hit@10" : "hit@k0",
+    ev_out o = {ctx, &f, &spec, &d, cold, lo, hi, (size_t)dm_cfg_int(cfg, "eval.batch"), rows, mean, crow, cmean,
+                metrics_col(&spec, METRICS_HIT, c10 ? c10 - 1 : 0), metrics_col(&spec, METRICS_NDCG, c10 ? c10 - 1 : 0),
+                metrics_col(&spec, METRICS_MRR, 0), stress ? 24 : 8};
+    if (!rc) dm_log("%-8s %-6s %-*s %8s %10s %10s %10s %8s", "split", "proto", o.mw, "model", "users", c10 ? "hit@10" : "hit@k0",
                     c10 ? "ndcg@10" : "ndcg@k0", "mrr", "seconds");
     for (size_t mi = 0; mi < nm && !rc; mi++) {
         const char *mname = dm_cfg_str_at(cfg, "eval.models", mi);
@@ -269,50 +585,22 @@ int stage_eval(par_ctx *ctx, const dm_cfg *cfg)
             break;
         }
         rc = model_load(ctx, cfg, &d, mname, &m, &fn);
+        /* the stress experiments' cold-item subset of this model: <model>@cold */
+        char cold_name[160];
+        snprintf(cold_name, sizeof cold_name, "%s@cold", mname);
+        int want_cold = stress && in_list(cfg, "stress.models", mname);
         for (size_t si = 0; si < ns && !rc; si++) {
             const char *sp = dm_cfg_str_at(cfg, "eval.splits", si);
             ev_split s = {&d, roles, !strcmp(sp, "valid") ? DM_VALID : DM_TEST};
-            for (size_t pi = 0; pi < np && !rc; pi++) {
-                const char *proto = dm_cfg_str_at(cfg, "eval.protocols", pi);
-                double t1 = dm_wtime();
-                size_t ch = metrics_col(&spec, METRICS_HIT, c10 ? c10 - 1 : 0), cn = metrics_col(&spec, METRICS_NDCG, c10 ? c10 - 1 : 0);
-                rc = ev_score_users(&s, &spec, proto, fn, &m, lo, hi, (size_t)dm_cfg_int(cfg, "eval.batch"), rows);
-                rc = par_agree(ctx, rc);
-                int64_t cnt = 0;
-                if (!rc) rc = ev_mean(ctx, &spec, rows, hi - lo, mean, &cnt);
-                char name[256];
-                snprintf(name, sizeof name, "/%s/%s/%s", sp, proto, mname);
-                if (!rc) rc = h5_write_rows(&f, name, H5_F64, d.n_users, spec.ncols, lo, hi - lo, rows);
-                if (!rc) rc = h5_attr_f64s(&f, name, "mean", mean, spec.ncols);
-                if (!rc) rc = h5_attr_i64(&f, name, "users", cnt);
-                double secs = dm_wtime() - t1;
-                if (!rc) rc = h5_attr_f64(&f, name, "seconds", secs);
-                /* users whose target is a cold item (never in the training split), reported apart */
-                if (!rc && cold) {
-                    for (size_t u = lo; u < hi; u++) {
-                        int is_cold = 0;
-                        for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++)
-                            if (roles[j] == s.split && cold[d.item[j]]) is_cold = 1;
-                        if (!is_cold)
-                            for (size_t c = 0; c < spec.ncols; c++) crow[(u - lo) * spec.ncols + c] = NAN;
-                        else
-                            memcpy(crow + (u - lo) * spec.ncols, rows + (u - lo) * spec.ncols, spec.ncols * sizeof *crow);
-                    }
-                    int64_t cc = 0;
-                    rc = ev_mean(ctx, &spec, crow, hi - lo, cmean, &cc);
-                    if (!rc) rc = h5_attr_f64s(&f, name, "mean_cold", cmean, spec.ncols);
-                    if (!rc) rc = h5_attr_i64(&f, name, "users_cold", cc);
-                    if (!rc && cc > 0 && dm_log_verbosity() >= 1)
-                        dm_log("%-8s %-6s %-8s %8lld %10.4f %10.4f %10.4f   (users whose target is a cold item)", "", "", "",
-                               (long long)cc, cmean[ch], cmean[cn], cmean[metrics_col(&spec, METRICS_MRR, 0)]);
-                }
-                if (!rc) dm_log("%-8s %-6s %-8s %8lld %10.4f %10.4f %10.4f %8.2f", sp, proto, mname, (long long)cnt, mean[ch],
-                                mean[cn], mean[metrics_col(&spec, METRICS_MRR, 0)], secs);
-            }
+            int cold_here = want_cold && in_list(cfg, "stress.splits", sp);
+            for (size_t pi = 0; pi < np && !rc; pi++)
+                rc = write_entry(&o, &s, sp, dm_cfg_str_at(cfg, "eval.protocols", pi), mname, fn, &m, cold_here ? cold_name : NULL,
+                                 NULL, dm_wtime());
         }
         model_free(&m);
     }
     rc = par_agree(ctx, rc);
+    if (!rc && stress && nss && in_list(cfg, "stress.models", "align")) rc = run_stress(&o, cfg, roles, ssplits, nss);
     if (!rc) rc = h5_attr_f64(&f, "/", "wall_seconds", dm_wtime() - t0);
     if (rc) {
         if (f.id >= 0) h5_discard(&f);
