@@ -20,6 +20,44 @@ void explain_src_config(explain_src *s, const dm_cfg *cfg)
     s->attr_temp = (float)dm_cfg_float(cfg, "explain.attr_temperature");
 }
 
+int explain_src_init(explain_src *s, const dm_cfg *cfg, const dm_dataset *d, const int8_t *split, const float *h,
+                     const float *z, size_t dim)
+{
+    memset(s, 0, sizeof *s);
+    explain_src_config(s, cfg);
+    s->n_users = d->n_users;
+    s->n_items = d->n_items;
+    s->d = dim;
+    s->h = h;
+    s->z = z;
+    s->n_attr = d->n_attr;
+    s->attr_off = d->item_attr_off;
+    s->attr = d->item_attr;
+    DM_CALL(explain_item_users(d, split, &s->own_took_off, &s->own_took));
+    s->took_off = s->own_took_off;
+    s->took = s->own_took;
+    s->own_attr_emb = malloc((d->n_attr * dim + 1) * sizeof *s->own_attr_emb);
+    if (!s->own_attr_emb) {
+        explain_src_free(s);
+        return DM_ERR(DM_ENOMEM, "out of memory for %zu attribute embeddings of width %zu", d->n_attr, dim);
+    }
+    int rc = explain_attr_embed(d->n_items, dim, z, d->n_attr, d->item_attr_off, d->item_attr, s->own_attr_emb);
+    if (rc != DM_OK) {
+        explain_src_free(s);
+        DM_CALL(rc);
+    }
+    s->attr_emb = s->own_attr_emb;
+    return DM_OK;
+}
+
+void explain_src_free(explain_src *s)
+{
+    free(s->own_took_off);
+    free(s->own_took);
+    free(s->own_attr_emb);
+    memset(s, 0, sizeof *s);
+}
+
 int explain_item_users(const dm_dataset *d, const int8_t *split, int64_t **off_out, int32_t **users_out)
 {
     const size_t NI = d->n_items;

@@ -23,8 +23,15 @@
  * precision removes. explain_evidence_pack writes an evidence set into fixed-width rows (kind -1
  * pads) for storage; explain_evidence_check verifies a loaded one against the training data.
  *
- * Ownership: explain_evidence owns its element array and scratch; explain_src only points at the
- * caller's arrays (latents, CSR of who took what, attribute tables).
+ * Ownership: explain_evidence owns its element array and scratch; explain_src points at the
+ * caller's arrays (latents, CSR of who took what, attribute tables), except the CSR and attribute
+ * embeddings explain_src_init allocates (freed by explain_src_free).
+ *
+ * Typical use for a recommendation (u, i):
+ *     explain_src s;  explain_src_init(&s, cfg, d, d->split_loo, h, z, dim);   (once)
+ *     explain_evidence ev;  explain_evidence_init(&ev, s.k_users, s.k_items, s.k_attrs);
+ *     explain_evidence_build(&s, u, i, train_items_of_u, n, &ev);           (per recommendation)
+ *     explain_evidence_features(&s, &ev, NULL, kind, x, w, &m);             (encoder input rows)
  */
 #ifndef DM_EXPLAIN_H
 #define DM_EXPLAIN_H
@@ -77,10 +84,21 @@ typedef struct {
     int modal;                  /* 1 = add the modality element */
     int sim;                    /* EXPLAIN_SIM_* */
     float attr_temp;            /* tau */
+    /* set by explain_src_init only: the arrays it allocated */
+    int64_t *own_took_off;
+    int32_t *own_took;
+    float *own_attr_emb;
 } explain_src;
 
 /* Sets k_users, k_items, k_attrs, modal, sim, attr_temp from the explain.* keys. */
 void explain_src_config(explain_src *s, const dm_cfg *cfg);
+/* Everything at once for dataset d and latents h (d->n_users, dim), z (d->n_items, dim), which stay
+ * the caller's: the explain.* keys, the users who took each item in interactions with split[k] ==
+ * DM_TRAIN (split NULL: all) and the attribute embeddings, both allocated here (explain_src_free).
+ * No modality latents: set n_modal, zm and present to add them. */
+int explain_src_init(explain_src *s, const dm_cfg *cfg, const dm_dataset *d, const int8_t *split, const float *h,
+                     const float *z, size_t dim);
+void explain_src_free(explain_src *s);
 
 /* CSR of the users who took each item in interactions with split[k] == DM_TRAIN (split NULL:
  * all interactions), each user once per item, ascending. *off (n_items + 1) and *users are

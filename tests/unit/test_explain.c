@@ -136,8 +136,10 @@ static void test_evidence_hand(void)
     zm[(3 * 2 + 1) * 2 + 0] = 1;
     zm[(3 * 2 + 1) * 2 + 1] = 0.1f;
     present[3 * 2 + 0] = present[3 * 2 + 1] = 1;
-    explain_src s = {NU, NI, 2, HU, Z, toff, took, d.n_attr, d.item_attr_off, d.item_attr, emb, 2, zm, present,
-                     5, 2, 3, 1, EXPLAIN_SIM_COSINE, 0.1f};
+    explain_src s = {.n_users = NU, .n_items = NI, .d = 2, .h = HU, .z = Z, .took_off = toff, .took = took,
+                     .n_attr = d.n_attr, .attr_off = d.item_attr_off, .attr = d.item_attr, .attr_emb = emb,
+                     .n_modal = 2, .zm = zm, .present = present, .k_users = 5, .k_items = 2, .k_attrs = 3,
+                     .modal = 1, .sim = EXPLAIN_SIM_COSINE, .attr_temp = 0.1f};
     explain_evidence ev;
     explain_evidence_init(&ev, 5, 2, 3);
     int32_t hist[4] = {0, 1, 5, 2};
@@ -171,6 +173,28 @@ static void test_evidence_hand(void)
         CHECK(ev.el[7].kind == EXPLAIN_MODAL && ev.el[7].id == 1, "modality %d", ev.el[7].id);
         NEAR(ev.el[7].weight, 0.9894610641341026, 1e-6, "sim(h_0, z_3^visual)");
         CHECK(explain_evidence_check(&s, &ev) == DM_OK, "check: %s", dm_error_message());
+    }
+    /* explain_src_init from the config and the dataset gives the same evidence (no modality latents) */
+    {
+        dm_cfg cfg;
+        dm_cfg_init(&cfg);
+        dm_cfg_set(&cfg, "explain.k_items=2");
+        dm_cfg_set(&cfg, "explain.k_attrs=3");
+        explain_src s2;
+        CHECK(explain_src_init(&s2, &cfg, &d, NULL, HU, Z, 2) == DM_OK, "src init: %s", dm_error_message());
+        CHECK(s2.k_users == 5 && s2.k_items == 2 && s2.k_attrs == 3 && s2.modal == 1 && s2.sim == EXPLAIN_SIM_COSINE &&
+                  fabsf(s2.attr_temp - 0.1f) < 1e-7f,
+              "keys");
+        explain_evidence e2;
+        explain_evidence_init(&e2, s2.k_users, s2.k_items, s2.k_attrs);
+        explain_evidence_build(&s2, 0, 3, hist, 4, &e2);
+        int same = e2.n == 7;
+        for (int j = 0; same && j < 7; j++)
+            same = e2.el[j].id == ev.el[j].id && e2.el[j].weight == ev.el[j].weight && e2.el[j].count == ev.el[j].count;
+        CHECK(same, "explain_src_init evidence differs from the hand-built source");
+        explain_evidence_free(&e2);
+        explain_src_free(&s2);
+        dm_cfg_free(&cfg);
     }
     /* all five attributes: the full softmax sums to one; price and Floral come last */
     s.k_attrs = 5;
@@ -252,7 +276,10 @@ static void test_evidence_random(void)
             if (dm_rng_uniform(&r) < 0.15) attr[aoff[i + 1]++] = (int32_t)a;
     }
     CHECK(explain_attr_embed(ni, d, z, na, aoff, attr, emb) == DM_OK, "embed");
-    explain_src s = {nu, ni, d, h, z, toff, took, na, aoff, attr, emb, K, zm, present, 4, 3, 3, 1, EXPLAIN_SIM_COSINE, 0.5f};
+    explain_src s = {.n_users = nu, .n_items = ni, .d = d, .h = h, .z = z, .took_off = toff, .took = took,
+                     .n_attr = na, .attr_off = aoff, .attr = attr, .attr_emb = emb, .n_modal = K, .zm = zm,
+                     .present = present, .k_users = 4, .k_items = 3, .k_attrs = 3, .modal = 1,
+                     .sim = EXPLAIN_SIM_COSINE, .attr_temp = 0.5f};
     explain_evidence a, b, c;
     explain_evidence_init(&a, 4, 3, 3);
     explain_evidence_init(&b, 4, 3, 3);
@@ -278,9 +305,9 @@ static void test_evidence_random(void)
         explain_evidence_pack(&a, W, kind, id, w, cnt);
         explain_evidence_unpack(&c, u, i, W, kind, id, w, cnt);
         int rt = c.n == a.n && !memcmp(c.n_kind, a.n_kind, sizeof a.n_kind);
-        for (int j = 0; rt && j < a.n; j++) rt = !memcmp(&c.el[j], &a.el[j], sizeof c.el[j]) || (c.el[j].kind == a.el[j].kind &&
-                                                  c.el[j].id == a.el[j].id && c.el[j].weight == a.el[j].weight &&
-                                                  c.el[j].count == a.el[j].count);
+        for (int j = 0; rt && j < a.n; j++)
+            rt = c.el[j].kind == a.el[j].kind && c.el[j].id == a.el[j].id && c.el[j].weight == a.el[j].weight &&
+                 c.el[j].count == a.el[j].count;
         badpack += !rt;
     }
     CHECK(bad == 0, "%d of 300 random evidence sets differ between the top-k and the full-sort builders", bad);
@@ -866,8 +893,9 @@ static void test_rationales(void)
     explain_item_users(&d, NULL, &toff, &took);
     float emb[64 * 2];
     explain_attr_embed(NI, 2, Z, d.n_attr, d.item_attr_off, d.item_attr, emb);
-    explain_src s = {NU, NI, 2, HU, Z, toff, took, d.n_attr, d.item_attr_off, d.item_attr, emb, 0, NULL, NULL,
-                     2, 2, 5, 1, EXPLAIN_SIM_COSINE, 0.1f};
+    explain_src s = {.n_users = NU, .n_items = NI, .d = 2, .h = HU, .z = Z, .took_off = toff, .took = took,
+                     .n_attr = d.n_attr, .attr_off = d.item_attr_off, .attr = d.item_attr, .attr_emb = emb,
+                     .k_users = 2, .k_items = 2, .k_attrs = 5, .modal = 1, .sim = EXPLAIN_SIM_COSINE, .attr_temp = 0.1f};
     explain_evidence ev;
     explain_evidence_init(&ev, 2, 2, 5);
     int32_t hist[4] = {0, 1, 5, 2};
