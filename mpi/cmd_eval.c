@@ -619,20 +619,4 @@ int stage_eval(par_ctx *ctx, const dm_cfg *cfg)
     return rc;
 }
 
-int cmd_eval(par_ctx *ctx, int argc, char **argv)
-{
-    cli_args a;
-    DM_CALL(cli_parse(argc, argv, &a));
-    if (cli_help(ctx, &a, USAGE)) {
-        cli_args_free(&a);
-        return DM_OK;
-    }
-    dm_cfg cfg;
-    int rc = cli_load_config(ctx, &a, &cfg);
-    if (!rc && a.npositional) rc = DM_ERR(DM_ECONFIG, "eval: unexpected argument '%s'", a.positional[0]);
-    cli_args_free(&a);
-    rc = par_agree(ctx, rc);
-    if (!rc) rc = stage_eval(ctx, &cfg);
-    dm_cfg_free(&cfg);
-    return rc;
-}
+int cmd_eval(par_ctx *ctx, int argc, char **argv) { return cli_stage_main(ctx, argc, argv, "eval", USAGE, stage_eval); }
