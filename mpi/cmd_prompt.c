@@ -1,5 +1,5 @@
 /* cmd_prompt.c: `dynmm prompt`: the LLM recommender (the alignment-based baseline of the method,
- * A-LLMRec done with likelihood ranking).
+ * A-LLMRec done with likelihood ranking) and its evidence-grounded variant (DESIGN.md idea 3).
  *
  * Two projectors map the aligner's latents into the frozen LM's embedding space: the user
  * projector turns h_u into L soft prompt tokens, the item projector turns z_i into one soft item
@@ -10,23 +10,31 @@
  * output head as one more vocabulary entry (exp(h . e_c) against the vocabulary's exp(h . wte_v)),
  * averaged over the tokens (prompt.length_norm). Ranking is by this score: never by matching
  * generated strings. At scoring time the prompt runs once into the KV cache and every candidate
- * reuses it (gpt2_cache_score_soft).
+ * reuses it (gpt2_cache_score_mixed).
+ *
+ * Models (prompt.models): `llm` is the above; `llm_explain` adds E evidence tokens per candidate
+ * (the evidence encoder over the evidence of (u, c): neighbour users, history items, attributes)
+ * before the candidate's title, and trains with the faithfulness and explanation losses
+ * (src/prompt/llmrec.h). Both are trained on the same users and negatives and evaluated on the
+ * same users, so their per-user rows pair up (the ranking cost of explanations).
  *
  * Training: for each user, the last training item is the positive and prompt.negatives items the
  * user never touched are negatives; a listwise softmax over the candidates' scores is minimised.
  * The K + 1 candidate sequences run through the frozen LM in one batch; the loss's gradient per
  * candidate becomes per-position weights of the packed-target forward (gpt2 target_w), the
  * soft-token term adds its hidden-state gradient, and the backward returns the gradients of every
- * soft input row, which flow into the projectors. Users of a step are split over the ranks; one
- * allreduce of the projector slab per step. The LM's weights never change.
+ * soft input row, which flow into the projectors (and the evidence encoder). Users of a step are
+ * split over the ranks; one allreduce of the parameter slab per step. The LM's weights never change.
  *
  * Evaluation (prompt.eval_users sampled users, the same users for every model): the stored sampled
  * candidate sets (uniN) and topN, full ranking with the LM re-ranking the aligner's top N. The
  * aligner (h . z) and SASRec are scored on the same users and sets. Latency: seconds per batch of
- * users with 1 + 19 candidates at several prompt lengths, median and p95.
+ * users with 1 + 19 candidates at several prompt lengths, median and p95, the models' batches
+ * interleaved so their ratio is measured side by side.
  *
- * prompt.h5 (format "dynmm-prompt" v1): /prompt/weights, /prompt/curve, /columns,
- * /<split>/<protocol>/<llm|align|sasrec> per-user rows (NaN outside the sample), /prompt/latency.
+ * prompt.h5 (format "dynmm-prompt" v2): /prompt/<model>/weights and /curve (epoch, loss, ranking,
+ * faithfulness, explanation loss, seconds), /columns, /<split>/<protocol>/<model|align|sasrec>
+ * per-user rows (NaN outside the sample), /prompt/latency (L, then median and p95 per model).
  */
 #include "cands.h"
 #include "cf_sasrec.h"
@@ -43,6 +51,7 @@
 #include "../src/core/shard.h"
 #include "../src/core/timer.h"
 #include "../src/eval/metrics.h"
+#include "../src/explain/explain.h"
 #include "../src/lm/lm.h"
 #include "../src/prompt/llmrec.h"
 #include "../src/prompt/proj.h"
@@ -54,15 +63,17 @@
 #include <string.h>
 
 #define PROMPT_FORMAT "dynmm-prompt"
+#define PROMPT_MAXM 4
 
 static const char *USAGE =
     "usage: dynmm prompt CONFIG.cfg [--set group.key=value ...]\n\n"
     "Trains the soft-prompt projectors of the LLM recommender through the frozen LM of <run.dir>/lm.h5\n"
-    "(dynmm lm) on the aligner's latents (<run.dir>/align.h5), and evaluates it by likelihood ranking on\n"
-    "the stored candidate sets and on the aligner's top N, beside the aligner and SASRec on the same\n"
-    "users. Writes <run.dir>/prompt.h5 (per-user metrics, training curve, latency).\n";
+    "(dynmm lm) on the aligner's latents (<run.dir>/align.h5), with and without evidence tokens and the\n"
+    "explanation losses (prompt.models), and evaluates them by likelihood ranking on the stored\n"
+    "candidate sets and on the aligner's top N, beside the aligner and SASRec on the same users.\n"
+    "Writes <run.dir>/prompt.h5 (per-user metrics, training curves, latency, weights).\n";
 
-const char *const prompt_config_groups[] = {"prompt", "eval.ks", "eval.ties", NULL};
+const char *const prompt_config_groups[] = {"prompt", "explain", "eval.ks", "eval.ties", NULL};
 
 /* ---- data ---------------------------------------------------------------------------------- */
 
@@ -105,6 +116,182 @@ static int last_hist(const ev_split *s, size_t u, int n, int32_t *tmp, int32_t *
     return (int)m;
 }
 
+/* users with >= 2 training items, every item each user touched (sorted: never a negative) */
+typedef struct {
+    size_t *tu, ntu;
+    int64_t *soff;
+    int32_t *sset;
+} train_users;
+
+static int train_users_make(const dm_dataset *d, const int8_t *roles, train_users *t)
+{
+    size_t nu = d->n_users;
+    t->tu = malloc((nu + 1) * sizeof *t->tu);
+    t->soff = calloc(nu + 1, sizeof *t->soff);
+    t->sset = malloc((d->n_inter + 1) * sizeof *t->sset);
+    t->ntu = 0;
+    if (!t->tu || !t->soff || !t->sset) return DM_ERR(DM_ENOMEM, "out of memory");
+    size_t q = 0;
+    for (size_t u = 0; u < nu; u++) {
+        size_t s0 = q, ntr = 0;
+        for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) {
+            t->sset[q++] = d->item[j];
+            ntr += roles[j] == DM_TRAIN;
+        }
+        qsort(t->sset + s0, q - s0, sizeof *t->sset, dm_cmp_i32);
+        t->soff[u + 1] = (int64_t)q;
+        if (ntr >= 2) t->tu[t->ntu++] = u;
+    }
+    return DM_OK;
+}
+
+static void train_users_free(train_users *t)
+{
+    free(t->tu);
+    free(t->soff);
+    free(t->sset);
+}
+
+/* htr (n_users, dz): the aligner's user latent from the SASRec state of train[:-1] (zero rows for
+ * users outside t) */
+static int training_latents(par_ctx *ctx, const char *cpath, const char *apath, const dm_dataset *d, const int8_t *roles,
+                            const train_users *t, size_t dz, float *htr)
+{
+    sasrec sm;
+    sasrec_acts sa;
+    align_model am;
+    align_acts aa;
+    memset(&sm, 0, sizeof sm);
+    memset(&sa, 0, sizeof sa);
+    memset(&am, 0, sizeof am);
+    memset(&aa, 0, sizeof aa);
+    int rc = cf_sasrec_load(ctx, cpath, d->n_items, 256, &sm, &sa);
+    if (!rc) rc = align_load(ctx, apath, 256, &am, &aa, NULL, NULL);
+    int T = rc ? 1 : sm.cfg.T;
+    size_t C = rc ? 1 : (size_t)sm.cfg.C;
+    int32_t *seq = calloc((size_t)256 * (size_t)T, sizeof *seq), *tmp = malloc((d->n_inter + 1) * sizeof *tmp);
+    float *rs = malloc((size_t)256 * C * sizeof *rs), *hb = malloc((size_t)256 * dz * sizeof *hb);
+    if (!rc && (!seq || !tmp || !rs || !hb)) rc = DM_ERR(DM_ENOMEM, "out of memory");
+    for (size_t e0 = 0; !rc && e0 < t->ntu; e0 += 256) {
+        int nb = (int)(t->ntu - e0 < 256 ? t->ntu - e0 : 256);
+        memset(seq, 0, (size_t)nb * (size_t)T * sizeof *seq);
+        for (int b = 0; b < nb; b++) {
+            size_t u = t->tu[e0 + (size_t)b], n = 0;
+            for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++)
+                if (roles[j] == DM_TRAIN) tmp[n++] = d->item[j];
+            n--;
+            size_t mm = n < (size_t)T ? n : (size_t)T;
+            for (size_t j = 0; j < mm; j++) seq[(size_t)b * (size_t)T + (size_t)T - mm + j] = tmp[n - mm + j] + 1;
+        }
+        rc = sasrec_user_states(&sm, &sa, seq, nb, rs);
+        if (!rc) rc = align_user_latents(&am, &aa, rs, nb, hb);
+        for (int b = 0; !rc && b < nb; b++) memcpy(htr + t->tu[e0 + (size_t)b] * dz, hb + (size_t)b * dz, dz * sizeof *htr);
+    }
+    free(seq);
+    free(tmp);
+    free(rs);
+    free(hb);
+    sasrec_acts_free(&sa);
+    sasrec_free(&sm);
+    align_acts_free(&aa);
+    align_free(&am);
+    return par_agree(ctx, rc);
+}
+
+/* Trains model p (curve: epochs rows of epoch, loss, ranking, faithfulness, explanation, seconds).
+ * Every model sees the same users and negatives in the same order. */
+static int train_model(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, pm *p, explain_src *src,
+                       const float *htr, size_t dz, const train_users *t0, uint64_t seed, const char *name, double *curve,
+                       double *t_train)
+{
+    size_t ni = d->n_items;
+    long epochs = (long)dm_cfg_int(cfg, "prompt.epochs");
+    int G = (int)dm_cfg_int(cfg, "prompt.batch");
+    size_t ntu = t0->ntu, per_epoch = (size_t)dm_cfg_int(cfg, "prompt.train_users");
+    if (per_epoch > ntu) per_epoch = ntu;
+    long steps = (long)((per_epoch + (size_t)G - 1) / (size_t)G);
+    size_t *tu = malloc((ntu + 1) * sizeof *tu);
+    int32_t *tmp = malloc((d->n_inter + 1) * sizeof *tmp), *hist = malloc((size_t)(p->nh + 1) * sizeof *hist);
+    int rc = !tu || !tmp || !hist ? DM_ERR(DM_ENOMEM, "out of memory") : DM_OK;
+    if (tu) memcpy(tu, t0->tu, ntu * sizeof *tu);
+    if (src) src->h = htr;
+    int32_t cand[66];
+    rc = par_agree(ctx, rc);
+    if (!rc && epochs > 0)
+        dm_log("  %s: %zu training users, %zu per epoch, %ld steps of %d users%s", name, ntu, per_epoch, steps, G,
+               p->E ? "; evidence tokens and explanation losses" : "");
+    *t_train = 0;
+    for (long ep = 0; ep < epochs && !rc; ep++) {
+        double te = dm_wtime(), lsum[4] = {0, 0, 0, 0};
+        /* the epoch's users: a seeded partial shuffle */
+        dm_rng pr;
+        dm_rng_seed(&pr, dm_rng_key(seed, 0xE9, (uint64_t)ep));
+        for (size_t k = 0; k < per_epoch; k++) {
+            size_t j = k + dm_rng_below(&pr, ntu - k), x = tu[k];
+            tu[k] = tu[j];
+            tu[j] = x;
+        }
+        for (long s = 0; s < steps && !rc; s++) {
+            size_t b0 = (size_t)s * (size_t)G, bn = per_epoch - b0 < (size_t)G ? per_epoch - b0 : (size_t)G, lo, hi;
+            dm_shard_even(bn, ctx->size, ctx->rank, &lo, &hi);
+            memset(p->g, 0, p->nparams * sizeof *p->g);
+            for (size_t k = lo; k < hi && !rc; k++) {
+                size_t u = tu[b0 + k];
+                /* history: train items before the positive */
+                size_t n = 0;
+                for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++)
+                    if (roles[j] == DM_TRAIN) tmp[n++] = d->item[j];
+                int32_t pos = tmp[n - 1];
+                size_t m = n - 1 < (size_t)p->nh ? n - 1 : (size_t)p->nh;
+                memcpy(hist, tmp + (n - 1 - m), m * sizeof *hist);
+                pm_set_user(p, (int32_t)u, tmp, (int)(n - 1));
+                cand[0] = pos;
+                dm_rng rn;
+                dm_rng_seed(&rn, dm_rng_key(seed ^ 0x4E, (uint64_t)(ep * steps + s), u));
+                const int32_t *su = t0->sset + t0->soff[u];
+                size_t ns = (size_t)(t0->soff[u + 1] - t0->soff[u]);
+                for (int j = 1; j <= p->K; j++) {
+                    int32_t y;
+                    do y = (int32_t)dm_rng_below(&rn, ni);
+                    while (dm_in_sorted_i32(su, ns, y));
+                    cand[j] = y;
+                }
+                double l = 0;
+                rc = pm_train_user(p, htr + (size_t)u * dz, hist, (int)m, cand, 1.0f / (float)bn, &l);
+                lsum[0] += l;
+                lsum[1] += p->last_rank;
+                lsum[2] += p->last_faith;
+                lsum[3] += p->last_expl;
+            }
+            rc = par_agree(ctx, rc);
+            if (!rc) rc = par_allreduce_sum_f32(ctx, p->g, p->nparams);
+            if (!rc) {
+                p->t++;
+                proj_adam(p->w, p->g, p->am, p->av, p->nparams, (float)dm_cfg_float(cfg, "prompt.lr"), 0.9f, 0.999f, 1e-8f,
+                          (float)dm_cfg_float(cfg, "prompt.weight_decay"), p->t);
+            }
+        }
+        if (rc) break;
+        par_allreduce_sum_f64(ctx, lsum, 4);
+        double dt = dm_wtime() - te;
+        *t_train += dt;
+        double *cv = curve + ep * 6;
+        cv[0] = (double)(ep + 1);
+        for (int k = 0; k < 4; k++) cv[1 + k] = lsum[k] / (double)per_epoch;
+        cv[5] = dt;
+        if (p->E)
+            dm_log("  %s epoch %ld  loss %.4f (listwise %.4f, uniform %.4f; faithfulness %.4f; explanation %.4f)  %.1fs, %.2f users/s",
+                   name, ep + 1, cv[1], cv[2], log((double)p->K + 1), cv[3], cv[4], dt, (double)per_epoch / dt);
+        else
+            dm_log("  %s epoch %ld  listwise loss %.4f (uniform over %d candidates: %.4f)  %.1fs, %.2f users/s", name, ep + 1,
+                   cv[1], p->K + 1, log((double)p->K + 1), dt, (double)per_epoch / dt);
+    }
+    free(tu);
+    free(tmp);
+    free(hist);
+    return par_agree(ctx, rc);
+}
+
 int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
 {
     double t0 = dm_wtime();
@@ -115,6 +302,19 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
     DM_CALL(cli_run_path(ctx, cfg, "lm.h5", lpath, sizeof lpath));
     DM_CALL(cli_run_path(ctx, cfg, "prompt.h5", out, sizeof out));
     DM_CALL(stage_hash(ctx, stage_find("prompt"), cfg, hash));
+    /* the models */
+    size_t nm = dm_cfg_len(cfg, "prompt.models");
+    const char *mname[PROMPT_MAXM];
+    int mexpl[PROMPT_MAXM];
+    if (nm == 0 || nm > 2) return par_agree(ctx, DM_ERR(DM_ECONFIG, "prompt.models: give one or both of \"llm\" and \"llm_explain\""));
+    for (size_t k = 0; k < nm; k++) {
+        mname[k] = dm_cfg_str_at(cfg, "prompt.models", k);
+        if (strcmp(mname[k], "llm") && strcmp(mname[k], "llm_explain"))
+            return par_agree(ctx, DM_ERR(DM_ECONFIG, "prompt.models: unknown model '%s'; expected llm or llm_explain", mname[k]));
+        mexpl[k] = !strcmp(mname[k], "llm_explain");
+        for (size_t j = 0; j < k; j++)
+            if (!strcmp(mname[j], mname[k])) return par_agree(ctx, DM_ERR(DM_ECONFIG, "prompt.models: '%s' is listed twice", mname[k]));
+    }
     /* where the LM is */
     char *lmdir = NULL;
     {
@@ -137,7 +337,7 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
     const int8_t *roles = NULL;
     rc = par_agree(ctx, cands_split(cfg, &d, &roles));
     size_t nu = d.n_users, ni = d.n_items;
-    float *zb = NULL, *hv = NULL, *ht = NULL, *e_cf = NULL, *sv = NULL, *st = NULL;
+    float *zb = NULL, *hv = NULL, *ht = NULL, *e_cf = NULL, *sv = NULL, *st = NULL, *htr = NULL;
     size_t r, dz = 0, c, C = 0;
     if (!rc) rc = read_f32(ctx, apath, "/align/z_base", &zb, &r, &dz);
     if (!rc) rc = read_f32(ctx, apath, "/align/h_valid", &hv, &r, &c);
@@ -163,138 +363,44 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
             if (!rc && (int)nn + 1 > maxc) maxc = (int)nn + 1;
         }
     }
-    pm p;
-    memset(&p, 0, sizeof p);
-    if (!rc) rc = pm_init(cfg, lmdir, &d, zb, dz, maxc + 1, seed, &p);
     rc = par_agree(ctx, rc);
+    train_users tus;
+    memset(&tus, 0, sizeof tus);
+    explain_src src;
+    memset(&src, 0, sizeof src);
+    int have_src = 0, any_expl = 0;
+    for (size_t k = 0; k < nm; k++) any_expl |= mexpl[k];
+    long epochs = (long)dm_cfg_int(cfg, "prompt.epochs");
+    if (!rc) rc = par_agree(ctx, train_users_make(&d, roles, &tus));
+    if (!rc) {
+        htr = calloc(nu * dz + 1, sizeof *htr);
+        rc = htr ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory");
+        rc = par_agree(ctx, rc);
+    }
+    if (!rc && (epochs > 0 || any_expl)) rc = training_latents(ctx, cpath, apath, &d, roles, &tus, dz, htr);
+    if (!rc && any_expl) {
+        rc = par_agree(ctx, explain_src_init(&src, cfg, &d, roles, htr, zb, dz));
+        have_src = !rc;
+    }
+    pm P[PROMPT_MAXM];
+    memset(P, 0, sizeof P);
+    double *curve[PROMPT_MAXM] = {0}, t_train[PROMPT_MAXM] = {0};
+    for (size_t k = 0; k < nm && !rc; k++) {
+        rc = par_agree(ctx, pm_init(cfg, lmdir, &d, zb, dz, maxc + 1, seed, mexpl[k] ? &src : NULL, &P[k]));
+        if (!rc && k == 0)
+            dm_log("  prompt: LM %s (%d layers, width %d, vocab %d); L=%d user tokens, %d history items, titles <= %d tokens",
+                   lmdir, P[k].lm.model.cfg.num_layers, P[k].C, P[k].V, P[k].L, P[k].nh, P[k].mt);
+        if (!rc) {
+            curve[k] = calloc((size_t)(epochs > 0 ? epochs : 1) * 6, sizeof *curve[k]);
+            rc = par_agree(ctx, curve[k] ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory"));
+        }
+        if (!rc) rc = train_model(ctx, cfg, &d, roles, &P[k], have_src ? &src : NULL, htr, dz, &tus, seed, mname[k], curve[k], &t_train[k]);
+    }
     if (rc) goto early;
     {
-        /* ---- training users: h from the SASRec state of train[:-1], the last train item positive ---- */
-        int32_t *tmp = malloc((d.n_inter + 1) * sizeof *tmp), *hist = malloc((size_t)(p.nh + 1) * sizeof *hist);
-        int64_t *soff = calloc(nu + 1, sizeof *soff);
-        int32_t *sset = malloc((d.n_inter + 1) * sizeof *sset);
-        size_t *tu = malloc((nu + 1) * sizeof *tu), ntu = 0;
-        float *htr = malloc((nu + 1) * dz * sizeof *htr), *hbuf = malloc((size_t)256 * dz * sizeof *hbuf);
-        if (!tmp || !hist || !soff || !sset || !tu || !htr || !hbuf) rc = DM_ERR(DM_ENOMEM, "out of memory");
-        size_t q = 0;
-        for (size_t u = 0; !rc && u < nu; u++) {
-            size_t s0 = q, ntr = 0;
-            for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++) {
-                sset[q++] = d.item[j]; /* every item the user touched: never a negative */
-                ntr += roles[j] == DM_TRAIN;
-            }
-            qsort(sset + s0, q - s0, sizeof *sset, dm_cmp_i32);
-            soff[u + 1] = (int64_t)q;
-            if (ntr >= 2) tu[ntu++] = u;
-        }
-        long epochs = (long)dm_cfg_int(cfg, "prompt.epochs");
-        if (!rc && epochs > 0) {
-            sasrec sm;
-            sasrec_acts sa;
-            align_model am;
-            align_acts aa;
-            memset(&sm, 0, sizeof sm);
-            memset(&sa, 0, sizeof sa);
-            memset(&am, 0, sizeof am);
-            memset(&aa, 0, sizeof aa);
-            rc = cf_sasrec_load(ctx, cpath, ni, 256, &sm, &sa);
-            if (!rc) rc = align_load(ctx, apath, 256, &am, &aa, NULL, NULL);
-            int T = sm.cfg.T;
-            int32_t *seq = calloc((size_t)256 * (size_t)T, sizeof *seq);
-            float *rs = malloc((size_t)256 * C * sizeof *rs);
-            for (size_t e0 = 0; !rc && e0 < ntu; e0 += 256) {
-                int nb = (int)(ntu - e0 < 256 ? ntu - e0 : 256);
-                memset(seq, 0, (size_t)nb * (size_t)T * sizeof *seq);
-                for (int b = 0; b < nb; b++) {
-                    size_t u = tu[e0 + (size_t)b], n = 0;
-                    for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++)
-                        if (roles[j] == DM_TRAIN) tmp[n++] = d.item[j];
-                    n--;
-                    size_t mm = n < (size_t)T ? n : (size_t)T;
-                    for (size_t j = 0; j < mm; j++) seq[(size_t)b * (size_t)T + (size_t)T - mm + j] = tmp[n - mm + j] + 1;
-                }
-                rc = sasrec_user_states(&sm, &sa, seq, nb, rs);
-                if (!rc) rc = align_user_latents(&am, &aa, rs, nb, hbuf);
-                /* rows by user id, so the epoch shuffles below can reorder tu freely */
-                for (int b = 0; !rc && b < nb; b++) memcpy(htr + tu[e0 + (size_t)b] * dz, hbuf + (size_t)b * dz, dz * sizeof *htr);
-            }
-            free(seq);
-            free(rs);
-            sasrec_acts_free(&sa);
-            sasrec_free(&sm);
-            align_acts_free(&aa);
-            align_free(&am);
-        }
-        rc = par_agree(ctx, rc);
-        /* ---- training ---- */
-        int G = (int)dm_cfg_int(cfg, "prompt.batch");
-        size_t per_epoch = (size_t)dm_cfg_int(cfg, "prompt.train_users");
-        if (per_epoch > ntu) per_epoch = ntu;
-        long steps = (long)((per_epoch + (size_t)G - 1) / (size_t)G);
-        double *curve = calloc((size_t)(epochs > 0 ? epochs : 1) * 3, sizeof *curve);
-        int32_t cand[1100];
-        if (!rc)
-            dm_log("  prompt: LM %s (%d layers, width %d, vocab %d); L=%d user tokens, %d history items, titles <= %d tokens; "
-                   "%zu training users, %zu per epoch, %ld steps of %d users",
-                   lmdir, p.lm.model.cfg.num_layers, p.C, p.V, p.L, p.nh, p.mt, ntu, per_epoch, steps, G);
-        double t_train = 0;
-        for (long ep = 0; ep < epochs && !rc; ep++) {
-            double te = dm_wtime(), lsum = 0;
-            /* the epoch's users: a seeded partial shuffle */
-            dm_rng pr;
-            dm_rng_seed(&pr, dm_rng_key(seed, 0xE9, (uint64_t)ep));
-            for (size_t k = 0; k < per_epoch; k++) {
-                size_t j = k + dm_rng_below(&pr, ntu - k), x = tu[k];
-                tu[k] = tu[j];
-                tu[j] = x;
-            }
-            for (long s = 0; s < steps && !rc; s++) {
-                size_t b0 = (size_t)s * (size_t)G, bn = per_epoch - b0 < (size_t)G ? per_epoch - b0 : (size_t)G, lo, hi;
-                dm_shard_even(bn, ctx->size, ctx->rank, &lo, &hi);
-                memset(p.g, 0, p.nparams * sizeof *p.g);
-                for (size_t k = lo; k < hi && !rc; k++) {
-                    size_t u = tu[b0 + k];
-                    /* history: train items before the positive */
-                    size_t n = 0;
-                    for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++)
-                        if (roles[j] == DM_TRAIN) tmp[n++] = d.item[j];
-                    int32_t pos = tmp[n - 1];
-                    size_t m = n - 1 < (size_t)p.nh ? n - 1 : (size_t)p.nh;
-                    memcpy(hist, tmp + (n - 1 - m), m * sizeof *hist);
-                    cand[0] = pos;
-                    dm_rng rn;
-                    dm_rng_seed(&rn, dm_rng_key(seed ^ 0x4E, (uint64_t)(ep * steps + s), u));
-                    for (int j = 1; j <= p.K; j++) {
-                        int32_t y;
-                        do y = (int32_t)dm_rng_below(&rn, ni);
-                        while (dm_in_sorted_i32(sset + soff[u], (size_t)(soff[u + 1] - soff[u]), y));
-                        cand[j] = y;
-                    }
-                    double l = 0;
-                    rc = pm_train_user(&p, htr + (size_t)u * dz, hist, (int)m, cand, 1.0f / (float)bn, &l);
-                    lsum += l;
-                }
-                rc = par_agree(ctx, rc);
-                if (!rc) rc = par_allreduce_sum_f32(ctx, p.g, p.nparams);
-                if (!rc) {
-                    p.t++;
-                    proj_adam(p.w, p.g, p.am, p.av, p.nparams, (float)dm_cfg_float(cfg, "prompt.lr"), 0.9f, 0.999f, 1e-8f,
-                              (float)dm_cfg_float(cfg, "prompt.weight_decay"), p.t);
-                }
-            }
-            if (rc) break;
-            par_allreduce_sum_f64(ctx, &lsum, 1);
-            double dt = dm_wtime() - te;
-            t_train += dt;
-            curve[ep * 3] = (double)(ep + 1);
-            curve[ep * 3 + 1] = lsum / (double)per_epoch;
-            curve[ep * 3 + 2] = dt;
-            dm_log("  epoch %ld  listwise loss %.4f (uniform over %d candidates: %.4f)  %.1fs, %.2f users/s", ep + 1, curve[ep * 3 + 1],
-                   p.K + 1, log((double)p.K + 1), dt, (double)per_epoch / dt);
-        }
-        free(htr);
-        free(hbuf);
-        htr = NULL;
+        int32_t *tmp = malloc((d.n_inter + 1) * sizeof *tmp), *hist = malloc((size_t)(P[0].nh + 1) * sizeof *hist);
+        int32_t cand[PM_MAX_CAND + 8];
+        const int nmod = (int)nm + 2; /* the LLM models, then align, sasrec */
         /* ---- evaluation on a seeded sample of users ---- */
         metrics_spec spec;
         metrics_ties ties;
@@ -309,7 +415,7 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
         memset(&f, 0, sizeof f);
         f.id = -1;
         if (!rc) rc = par_agree(ctx, h5_create(ctx, out, (int)dm_cfg_int(cfg, "io.compress"), (size_t)dm_cfg_int(cfg, "io.chunk_rows"), &f));
-        if (!rc) rc = h5_write_provenance(&f, PROMPT_FORMAT, 1, "prompt", cfg, hash);
+        if (!rc) rc = h5_write_provenance(&f, PROMPT_FORMAT, 2, "prompt", cfg, hash);
         if (!rc) {
             dm_strtab cols = {0};
             char nmb[32];
@@ -323,24 +429,26 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
         size_t lo, hi;
         dm_shard_even(nu, ctx->size, ctx->rank, &lo, &hi);
         size_t ncl = have_spec ? spec.ncols : 1;
-        double *rl = malloc((hi - lo + 1) * ncl * sizeof *rl), *ra = malloc((hi - lo + 1) * ncl * sizeof *ra),
-               *rs2 = malloc((hi - lo + 1) * ncl * sizeof *rs2);
-        float *bs = malloc(ni * sizeof *bs + 4), *ss = malloc(ni * sizeof *ss + 4);
+        double *rows[PROMPT_MAXM + 2] = {0};
+        for (int k = 0; k < nmod; k++) rows[k] = malloc((hi - lo + 1) * ncl * sizeof(double));
+        float *bs = malloc(ni * sizeof *bs + 4), *ss = malloc(ni * sizeof *ss + 4), *lsc = malloc(ni * sizeof *lsc + 4);
         double *lmsc = malloc((size_t)(maxc + 2) * sizeof *lmsc);
-        float *fsc = malloc((size_t)(maxc + 2) * 3 * sizeof *fsc);
+        float *fsc = malloc((size_t)(maxc + 2) * sizeof *fsc);
         uint8_t *pick = calloc(nu + 1, 1);
         metrics_ws ws;
         memset(&ws, 0, sizeof ws);
-        if (!rc && (!rl || !ra || !rs2 || !bs || !ss || !lmsc || !fsc || !pick)) rc = DM_ERR(DM_ENOMEM, "out of memory");
+        int okb = tmp && hist && bs && ss && lsc && lmsc && fsc && pick;
+        for (int k = 0; k < nmod; k++) okb = okb && rows[k];
+        if (!rc && !okb) rc = DM_ERR(DM_ENOMEM, "out of memory");
         if (!rc) rc = metrics_ws_init(&ws, ni);
         int eu = (int)dm_cfg_int(cfg, "prompt.eval_users");
         size_t nsp = dm_cfg_len(cfg, "eval.splits");
-        double lat_sec = 0;
         for (size_t si = 0; si < nsp && !rc; si++) {
             const char *spn = dm_cfg_str_at(cfg, "eval.splits", si);
             int split = !strcmp(spn, "valid") ? DM_VALID : DM_TEST;
             ev_split s = {&d, roles, split};
             const float *H = split == DM_VALID ? hv : ht, *SS = split == DM_VALID ? sv : st;
+            if (have_src) src.h = H;
             /* the sample: the eu users with a target whose keys (seed, split, user) are smallest, so
                every rank count and every model sees the same users */
             memset(pick, 0, nu);
@@ -376,148 +484,187 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
                     DM_HINT("add it to eval.protocols and rerun the ingest (or synth) stage");
                     break;
                 }
-                double tp = dm_wtime();
-                size_t scored = 0;
+                double tp = dm_wtime(), secs[PROMPT_MAXM] = {0};
                 for (size_t u = lo; u < hi && !rc; u++) {
-                    double *a = rl + (u - lo) * ncl, *b = ra + (u - lo) * ncl, *e = rs2 + (u - lo) * ncl;
-                    for (size_t k = 0; k < ncl; k++) a[k] = b[k] = e[k] = NAN;
+                    for (int k = 0; k < nmod; k++)
+                        for (size_t q = 0; q < ncl; q++) rows[k][(u - lo) * ncl + q] = NAN;
                     if (!pick[u] || (cs && cs->rows[u * cs->n] < 0)) continue;
                     int32_t tg[64];
                     size_t ntg = 0;
                     for (int64_t j = d.user_off[u]; j < d.user_off[u + 1] && ntg < 64; j++)
                         if (roles[j] == split) tg[ntg++] = d.item[j];
-                    int n = last_hist(&s, u, p.nh, tmp, hist);
+                    int n = last_hist(&s, u, P[0].nh, tmp, hist);
                     size_t nhall = ev_history(&s, u, tmp);
                     /* base scores: the aligner and SASRec */
                     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)ni, (int)dz, 1.0f, zb, (int)dz, H + u * dz, 1, 0.0f, bs, 1);
                     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)ni, (int)C, 1.0f, e_cf, (int)C, SS + u * C, 1, 0.0f, ss, 1);
+                    int nc;
                     if (cs) {
-                        int nc = (int)(ntg + cs->n);
+                        nc = (int)(ntg + cs->n);
                         for (size_t k = 0; k < ntg; k++) cand[k] = tg[k];
                         for (size_t k = 0; k < cs->n; k++) cand[ntg + k] = cs->rows[u * cs->n + k];
-                        rc = pm_score_user(&p, H + u * dz, hist, n, cand, nc, p.L, lmsc);
-                        float *f1 = fsc, *f2 = fsc + nc, *f3 = fsc + 2 * nc;
-                        for (int k = 0; k < nc; k++) {
-                            f1[k] = (float)lmsc[k];
-                            f2[k] = bs[cand[k]];
-                            f3[k] = ss[cand[k]];
-                        }
-                        if (!rc) rc = ntg == 1 ? metrics_sampled(&spec, f1[0], f1 + 1, cs->n, a) : metrics_sampled_multi(&spec, &ws, f1, ntg, f1 + ntg, cs->n, a);
-                        if (!rc) rc = ntg == 1 ? metrics_sampled(&spec, f2[0], f2 + 1, cs->n, b) : metrics_sampled_multi(&spec, &ws, f2, ntg, f2 + ntg, cs->n, b);
-                        if (!rc) rc = ntg == 1 ? metrics_sampled(&spec, f3[0], f3 + 1, cs->n, e) : metrics_sampled_multi(&spec, &ws, f3, ntg, f3 + ntg, cs->n, e);
                     } else {
                         /* the aligner's top N outside the history, re-ranked by the LM above the rest */
                         for (size_t k = 0; k < nhall; k++) ws.mark[tmp[k]] = 1;
-                        int nc = top_items(bs, ni, ws.mark, topn, cand);
+                        nc = top_items(bs, ni, ws.mark, topn, cand);
                         for (size_t k = 0; k < nhall; k++) ws.mark[tmp[k]] = 0;
-                        rc = pm_score_user(&p, H + u * dz, hist, n, cand, nc, p.L, lmsc);
-                        float *lsc = malloc(ni * sizeof *lsc);
-                        if (!lsc) rc = DM_ERR(DM_ENOMEM, "out of memory");
-                        if (!rc) {
+                    }
+                    for (int mi = 0; mi < nmod && !rc; mi++) {
+                        double *a = rows[mi] + (u - lo) * ncl;
+                        const float *base = mi == (int)nm ? bs : ss;
+                        if (mi < (int)nm) {
+                            double tm = dm_wtime();
+                            pm_set_user(&P[mi], (int32_t)u, tmp, (int)nhall);
+                            rc = pm_score_user(&P[mi], H + u * dz, hist, n, cand, nc, P[mi].L, lmsc);
+                            secs[mi] += dm_wtime() - tm;
+                            if (rc) break;
+                        }
+                        if (cs) {
+                            for (int k = 0; k < nc; k++) fsc[k] = mi < (int)nm ? (float)lmsc[k] : base[cand[k]];
+                            rc = ntg == 1 ? metrics_sampled(&spec, fsc[0], fsc + 1, cs->n, a)
+                                          : metrics_sampled_multi(&spec, &ws, fsc, ntg, fsc + ntg, cs->n, a);
+                        } else if (mi < (int)nm) {
                             memcpy(lsc, bs, ni * sizeof *lsc);
                             for (int k = 0; k < nc; k++) lsc[cand[k]] = 1e6f + (float)lmsc[k];
                             rc = metrics_full(&spec, &ws, lsc, ni, tg, ntg, tmp, nhall, a);
+                        } else {
+                            rc = metrics_full(&spec, &ws, base, ni, tg, ntg, tmp, nhall, a);
                         }
-                        free(lsc);
-                        if (!rc) rc = metrics_full(&spec, &ws, bs, ni, tg, ntg, tmp, nhall, b);
-                        if (!rc) rc = metrics_full(&spec, &ws, ss, ni, tg, ntg, tmp, nhall, e);
                     }
-                    scored++;
                 }
-                double secs = dm_wtime() - tp;
-                lat_sec += secs;
                 rc = par_agree(ctx, rc);
-                static const char *const mn[3] = {"llm", "align", "sasrec"};
-                double *rows3[3] = {rl, ra, rs2};
-                double mean[3][256];
+                double wall = dm_wtime() - tp;
+                double mean[256];
                 int64_t cnt = 0;
-                for (int k = 0; k < 3 && !rc; k++) {
-                    char name[256];
-                    snprintf(name, sizeof name, "/%s/%s/%s", spn, pn, mn[k]);
-                    rc = ev_mean(ctx, &spec, rows3[k], hi - lo, mean[k], &cnt);
-                    if (!rc) rc = h5_write_rows(&f, name, H5_F64, nu, spec.ncols, lo, hi - lo, rows3[k]);
-                    if (!rc) rc = h5_attr_f64s(&f, name, "mean", mean[k], spec.ncols);
-                    if (!rc) rc = h5_attr_i64(&f, name, "users", cnt);
-                }
-                int64_t sc = (int64_t)scored;
-                if (!rc) par_allreduce_sum_i64(ctx, &sc, 1);
-                if (!rc) {
-                    size_t c1 = metrics_col(&spec, METRICS_HIT, 0), c10 = c1, cn10 = metrics_col(&spec, METRICS_NDCG, 0);
+                size_t c1 = 0, c10 = 0, cn10 = 0;
+                if (have_spec) {
+                    c1 = metrics_col(&spec, METRICS_HIT, 0), c10 = c1, cn10 = metrics_col(&spec, METRICS_NDCG, 0);
                     for (size_t k = 0; k < nk; k++)
                         if (ks[k] == 10) {
                             c10 = metrics_col(&spec, METRICS_HIT, k);
                             cn10 = metrics_col(&spec, METRICS_NDCG, k);
                         }
-                    for (int k = 0; k < 3; k++)
-                        dm_log("  %-5s %-6s %-7s users %5lld  hit@%lld %.4f  hit@10 %.4f  ndcg@10 %.4f  (%.1fs)", spn, pn, mn[k], (long long)cnt,
-                               (long long)ks[0], mean[k][c1], mean[k][c10], mean[k][cn10], secs);
+                }
+                for (int k = 0; k < nmod && !rc; k++) {
+                    const char *mn = k < (int)nm ? mname[k] : k == (int)nm ? "align" : "sasrec";
+                    char name[256];
+                    snprintf(name, sizeof name, "/%s/%s/%s", spn, pn, mn);
+                    rc = ev_mean(ctx, &spec, rows[k], hi - lo, mean, &cnt);
+                    if (!rc) rc = h5_write_rows(&f, name, H5_F64, nu, spec.ncols, lo, hi - lo, rows[k]);
+                    if (!rc) rc = h5_attr_f64s(&f, name, "mean", mean, spec.ncols);
+                    if (!rc) rc = h5_attr_i64(&f, name, "users", cnt);
+                    if (!rc) {
+                        double sec = k < (int)nm ? secs[k] : 0;
+                        if (k < (int)nm) par_allreduce_max_f64(ctx, &sec, 1);
+                        dm_log("  %-5s %-6s %-11s users %5lld  hit@%lld %.4f  hit@10 %.4f  ndcg@10 %.4f%s", spn, pn, mn, (long long)cnt,
+                               (long long)ks[0], mean[c1], mean[c10], mean[cn10], "");
+                        if (k < (int)nm) dm_log("        (%s scoring %.1fs of %.1fs)", mn, sec, wall);
+                    }
                 }
             }
         }
-        /* ---- latency: seconds per batch of users, 1 + 19 candidates, at several prompt lengths ---- */
+        /* ---- latency: seconds per batch of users, 1 + 19 candidates, at several prompt lengths; the
+           models' batches interleaved so their ratio is measured side by side ---- */
         size_t nlat = dm_cfg_len(cfg, "prompt.latency_tokens");
         int lb = (int)dm_cfg_int(cfg, "prompt.latency_batch");
         const dm_cand *c19 = NULL;
         for (int k = 0; k < d.n_cand; k++)
             if (d.cand[k].n == 19) c19 = &d.cand[k];
-        double lat[16][2];
+        double lat[16][PROMPT_MAXM][2];
+        if (have_src) src.h = ht;
         for (size_t li = 0; li < nlat && li < 16 && !rc && c19; li++) {
             int L = (int)dm_cfg_int_at(cfg, "prompt.latency_tokens", li);
-            if (L > p.L) L = p.L;
-            double tb[32];
+            if (L > P[0].L) L = P[0].L;
+            double tb[PROMPT_MAXM][32];
             int nbat = 0;
             ev_split s = {&d, roles, DM_TEST};
-            size_t u = 0;
+            size_t ustart = 0;
             for (int bi = 0; bi < 9 && !rc; bi++) {
-                double tb0 = dm_wtime();
-                for (int k = 0; k < lb && !rc; k++) {
-                    while (u < nu && (c19->rows[u * 19] < 0)) u++;
-                    if (u >= nu) u = 0;
-                    int32_t tgt = -1;
-                    for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++)
-                        if (roles[j] == DM_TEST) tgt = d.item[j];
-                    int n = last_hist(&s, u, p.nh, tmp, hist);
-                    cand[0] = tgt >= 0 ? tgt : 0;
-                    for (int q2 = 0; q2 < 19; q2++) cand[1 + q2] = c19->rows[u * 19 + (size_t)q2];
-                    rc = pm_score_user(&p, ht + u * dz, hist, n, cand, 20, L, lmsc);
-                    u++;
-                }
-                tb[nbat++] = dm_wtime() - tb0;
-            }
-            /* median and p95 of the batches after the first (warm-up) */
-            for (int a1 = 1; a1 < nbat; a1++)
-                for (int b1 = a1 + 1; b1 < nbat; b1++)
-                    if (tb[b1] < tb[a1]) {
-                        double x = tb[a1];
-                        tb[a1] = tb[b1];
-                        tb[b1] = x;
+                size_t uend = ustart;
+                for (size_t mi = 0; mi < nm && !rc; mi++) {
+                    double tb0 = dm_wtime();
+                    size_t u = ustart;
+                    for (int k = 0; k < lb && !rc; k++) {
+                        while (u < nu && (c19->rows[u * 19] < 0)) u++;
+                        if (u >= nu) u = 0;
+                        int32_t tgt = -1;
+                        for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++)
+                            if (roles[j] == DM_TEST) tgt = d.item[j];
+                        int n = last_hist(&s, u, P[mi].nh, tmp, hist);
+                        size_t nhall = ev_history(&s, u, tmp);
+                        cand[0] = tgt >= 0 ? tgt : 0;
+                        for (int q2 = 0; q2 < 19; q2++) cand[1 + q2] = c19->rows[u * 19 + (size_t)q2];
+                        pm_set_user(&P[mi], (int32_t)u, tmp, (int)nhall);
+                        rc = pm_score_user(&P[mi], ht + u * dz, hist, n, cand, 20, L, lmsc);
+                        u++;
                     }
-            int m1 = nbat - 1;
-            lat[li][0] = tb[1 + m1 / 2];
-            lat[li][1] = tb[1 + (int)floor(0.95 * (m1 - 1))];
-            par_allreduce_max_f64(ctx, lat[li], 2);
-            dm_log("  latency L=%3d: median %.3fs, p95 %.3fs per batch of %d users x 20 candidates", L, lat[li][0], lat[li][1], lb);
+                    tb[mi][nbat] = dm_wtime() - tb0;
+                    uend = u;
+                }
+                ustart = uend;
+                nbat++;
+            }
+            for (size_t mi = 0; mi < nm; mi++) {
+                /* median and p95 of the batches after the first (warm-up) */
+                double *t = tb[mi];
+                for (int a1 = 1; a1 < nbat; a1++)
+                    for (int b1 = a1 + 1; b1 < nbat; b1++)
+                        if (t[b1] < t[a1]) {
+                            double x = t[a1];
+                            t[a1] = t[b1];
+                            t[b1] = x;
+                        }
+                int m1 = nbat - 1;
+                lat[li][mi][0] = m1 > 0 ? t[1 + m1 / 2] : NAN;
+                lat[li][mi][1] = m1 > 0 ? t[1 + (int)floor(0.95 * (m1 - 1))] : NAN;
+                par_allreduce_max_f64(ctx, lat[li][mi], 2);
+            }
+            if (nm == 2)
+                dm_log("  latency L=%3d: %s median %.3fs (p95 %.3fs), %s median %.3fs (p95 %.3fs): %+.1f%% per batch of %d users x 20 candidates",
+                       L, mname[0], lat[li][0][0], lat[li][0][1], mname[1], lat[li][1][0], lat[li][1][1],
+                       100.0 * (lat[li][1][0] / lat[li][0][0] - 1.0), lb);
+            else
+                dm_log("  latency L=%3d: %s median %.3fs, p95 %.3fs per batch of %d users x 20 candidates", L, mname[0], lat[li][0][0],
+                       lat[li][0][1], lb);
         }
         if (!rc && c19 && nlat) {
-            double buf[64];
-            for (size_t li = 0; li < nlat && li < 16; li++) {
-                buf[li * 3] = (double)dm_cfg_int_at(cfg, "prompt.latency_tokens", li);
-                buf[li * 3 + 1] = lat[li][0];
-                buf[li * 3 + 2] = lat[li][1];
+            double buf[16 * (1 + 2 * PROMPT_MAXM)];
+            size_t nl = nlat < 16 ? nlat : 16, w = 1 + 2 * nm;
+            for (size_t li = 0; li < nl; li++) {
+                buf[li * w] = (double)dm_cfg_int_at(cfg, "prompt.latency_tokens", li);
+                for (size_t mi = 0; mi < nm; mi++) {
+                    buf[li * w + 1 + 2 * mi] = lat[li][mi][0];
+                    buf[li * w + 2 + 2 * mi] = lat[li][mi][1];
+                }
             }
-            rc = h5_write_all(&f, "/prompt/latency", H5_F64, nlat < 16 ? nlat : 16, 3, buf);
-            if (!rc) rc = h5_attr_str(&f, "/prompt/latency", "columns", "prompt tokens L, median seconds per batch, p95 seconds per batch");
+            char cols[512] = "prompt tokens L";
+            for (size_t mi = 0; mi < nm; mi++) {
+                size_t l = strlen(cols);
+                snprintf(cols + l, sizeof cols - l, ", %s median seconds per batch, %s p95 seconds per batch", mname[mi], mname[mi]);
+            }
+            rc = h5_write_all(&f, "/prompt/latency", H5_F64, nl, w, buf);
+            if (!rc) rc = h5_attr_str(&f, "/prompt/latency", "columns", cols);
             if (!rc) rc = h5_attr_i64(&f, "/prompt/latency", "batch_users", lb);
             if (!rc) rc = h5_attr_i64(&f, "/prompt/latency", "candidates", 20);
         }
-        if (!rc) rc = h5_write_all(&f, "/prompt/weights", H5_F32, p.nparams, 0, p.w);
-        if (!rc && epochs > 0) rc = h5_write_all(&f, "/prompt/curve", H5_F64, (size_t)epochs, 3, curve);
-        if (!rc) rc = h5_attr_i64(&f, "/prompt", "user_tokens", p.L);
-        if (!rc) rc = h5_attr_i64(&f, "/prompt", "history", p.nh);
-        if (!rc) rc = h5_attr_i64(&f, "/prompt", "title_tokens", p.mt);
+        for (size_t mi = 0; mi < nm && !rc; mi++) {
+            char g[256];
+            snprintf(g, sizeof g, "/prompt/%s/weights", mname[mi]);
+            rc = h5_write_all(&f, g, H5_F32, P[mi].nparams, 0, P[mi].w);
+            if (!rc && epochs > 0) {
+                snprintf(g, sizeof g, "/prompt/%s/curve", mname[mi]);
+                rc = h5_write_all(&f, g, H5_F64, (size_t)epochs, 6, curve[mi]);
+                if (!rc) rc = h5_attr_str(&f, g, "columns", "epoch, loss, listwise, faithfulness, explanation, seconds");
+            }
+            snprintf(g, sizeof g, "/prompt/%s", mname[mi]);
+            if (!rc) rc = h5_attr_f64(&f, g, "train_seconds", t_train[mi]);
+            if (!rc) rc = h5_attr_i64(&f, g, "evidence_tokens", P[mi].E);
+        }
+        if (!rc) rc = h5_attr_i64(&f, "/prompt", "user_tokens", P[0].L);
+        if (!rc) rc = h5_attr_i64(&f, "/prompt", "history", P[0].nh);
+        if (!rc) rc = h5_attr_i64(&f, "/prompt", "title_tokens", P[0].mt);
         if (!rc) rc = h5_attr_i64(&f, "/prompt", "hidden", (int64_t)dm_cfg_int(cfg, "prompt.hidden"));
         if (!rc) rc = h5_attr_str(&f, "/prompt", "lm_dir", lmdir);
-        if (!rc) rc = h5_attr_f64(&f, "/prompt", "train_seconds", t_train);
         if (!rc) rc = h5_attr_f64(&f, "/", "wall_seconds", dm_wtime() - t0);
         rc = par_agree(ctx, rc);
         if (rc) {
@@ -531,28 +678,28 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
         }
         if (have_spec) metrics_spec_free(&spec);
         metrics_ws_free(&ws);
-        free(rl);
-        free(ra);
-        free(rs2);
+        for (int k = 0; k < nmod; k++) free(rows[k]);
         free(bs);
         free(ss);
+        free(lsc);
         free(lmsc);
         free(fsc);
         free(pick);
-        free(curve);
         free(tmp);
         free(hist);
-        free(soff);
-        free(sset);
-        free(tu);
-        (void)lat_sec;
     }
 early:
-    pm_free(&p);
+    for (size_t k = 0; k < nm; k++) {
+        pm_free(&P[k]);
+        free(curve[k]);
+    }
+    if (have_src) explain_src_free(&src);
+    train_users_free(&tus);
     free(lmdir);
     free(zb);
     free(hv);
     free(ht);
+    free(htr);
     free(e_cf);
     free(sv);
     free(st);

@@ -359,6 +359,24 @@ int explain_rationale_make(const explain_templates *t, const dm_dataset *d, cons
     return DM_OK;
 }
 
+int explain_rationale_reference(const explain_templates *t, const dm_dataset *d, const explain_evidence *ev,
+                                explain_rationale *r)
+{
+    clear(r);
+    for (int tpl = 0; tpl < t->n; tpl++) {
+        int ok = 1, s = 0;
+        for (int p = t->part_off[tpl]; p < t->part_off[tpl + 1] && ok; p++) {
+            if (t->slot[p] < 0) continue;
+            int nv = 0;
+            DM_CALL(explain_slot_values(t, tpl, p, d, ev, r, &nv));
+            if (nv == 0) ok = 0;
+            else r->cur_elem[s++] = r->cand_elem[0];
+        }
+        if (ok) return finish(t, tpl, d, ev, r->cur_elem, 0.0, 0, r);
+    }
+    return DM_OK;
+}
+
 int explain_rationale_tokens(const lm_model *lm, const explain_templates *t, const explain_rationale *r, bpe_ids *out)
 {
     if (r->tpl < 0) return DM_OK;

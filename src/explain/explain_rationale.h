@@ -97,6 +97,11 @@ int explain_rationale_make(const explain_templates *t, const dm_dataset *d, cons
 /* The written template alone (tpl), for comparisons; r->tpl = -1 when it does not qualify. */
 int explain_rationale_make_one(const explain_templates *t, int tpl, const dm_dataset *d, const explain_evidence *ev,
                                const lm_model *lm, gpt2_cache *c, explain_rationale *r);
+/* The reference rationale of the explanation loss, without the LM: the first template (in order)
+ * that qualifies, each slot its first allowed value (the strongest evidence of that kind); ll and
+ * n_tokens are 0. r->tpl = -1 when no template qualifies. */
+int explain_rationale_reference(const explain_templates *t, const dm_dataset *d, const explain_evidence *ev,
+                                explain_rationale *r);
 /* Token ids of a rationale as it was written (each fixed segment and value tokenized on its own),
  * e.g. as targets of the explanation loss. Appends to out. */
 int explain_rationale_tokens(const lm_model *lm, const explain_templates *t, const explain_rationale *r, bpe_ids *out);

@@ -1110,6 +1110,12 @@ int gpt2_cache_score(gpt2_cache *c, const int *tokens, const int64_t *offsets, i
 int gpt2_cache_score_soft(gpt2_cache *c, const int *tokens, const int64_t *offsets, int n_cand, const float *esoft,
                           double *ll, double *ll_soft)
 {
+    return gpt2_cache_score_mixed(c, tokens, offsets, n_cand, NULL, 0, esoft, ll, ll_soft);
+}
+
+int gpt2_cache_score_mixed(gpt2_cache *c, const int *tokens, const int64_t *offsets, int n_cand, const float *csoft,
+                           int n_csoft, const float *esoft, double *ll, double *ll_soft)
+{
     const gpt2_model *m = c->m;
     int V = m->cfg.vocab_size, C = m->cfg.channels;
     if (c->len == 0) return DM_ERR(DM_EINPUT, "kv cache: scoring needs a non-empty prefix");
@@ -1122,10 +1128,14 @@ int gpt2_cache_score_soft(gpt2_cache *c, const int *tokens, const int64_t *offse
         if (c->len + n > c->cap)
             return DM_ERR(DM_EINPUT, "candidate %d: prefix %d + %lld tokens exceeds the context of %d", i, c->len,
                           (long long)n, c->cap);
-        for (int64_t j = offsets[i]; j < offsets[i + 1]; j++)
-            if (tokens[j] < 0 || tokens[j] >= V)
+        for (int64_t j = offsets[i]; j < offsets[i + 1]; j++) {
+            if (tokens[j] >= V)
                 return DM_ERR(DM_EINPUT, "candidate %d: token id %d is outside the vocabulary of %d", i, tokens[j], V);
-        ll[i] = n > 0 ? c->logp[tokens[offsets[i]]] : 0.0;
+            if (tokens[j] < 0 && (!csoft || GPT2_SOFT_ROW(tokens[j]) >= n_csoft))
+                return DM_ERR(DM_EINPUT, "candidate %d: soft row %d is outside the %d soft vectors given", i,
+                              GPT2_SOFT_ROW(tokens[j]), csoft ? n_csoft : 0);
+        }
+        ll[i] = n > 0 && tokens[offsets[i]] >= 0 ? c->logp[tokens[offsets[i]]] : 0.0;
         if (n == 0) {
             /* the soft token right after the prefix: vocabulary lse from the cached log-probs */
             const float *h = c->hid + (size_t)(c->len - 1) * C;
@@ -1159,7 +1169,7 @@ int gpt2_cache_score_soft(gpt2_cache *c, const int *tokens, const int64_t *offse
             }
         }
         if (Rin > 0) {
-            embed_rows(c->x, m, c->row_tok, NULL, Rin, c->len, 0, c->row_pos);
+            embed_rows(c->x, m, c->row_tok, csoft, Rin, c->len, 0, c->row_pos);
             cache_blocks(c, Rin, 0);
             gpt2_layernorm_forward(c->ln, NULL, NULL, c->x, m->params.lnfw, m->params.lnfb, Rin, C, m->cfg.ln_eps);
             for (int r0 = 0; r0 < Rin; r0 += c->logit_rows) {
@@ -1170,7 +1180,7 @@ int gpt2_cache_score_soft(gpt2_cache *c, const int *tokens, const int64_t *offse
                     int n = (int)(offsets[i + 1] - offsets[i]);
                     if (c->row_pos[rr] + 1 < n) {
                         int next = tokens[offsets[i] + c->row_pos[rr] + 1];
-                        ll[i] += c->logits[(size_t)k * V + next] - lse[k];
+                        if (next >= 0) ll[i] += c->logits[(size_t)k * V + next] - lse[k];
                     } else {
                         const float *h = c->ln + (size_t)rr * C;
                         double ls = 0;

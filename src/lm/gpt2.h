@@ -224,6 +224,11 @@ int gpt2_cache_score(gpt2_cache *c, const int *tokens, const int64_t *offsets, i
  * state after the candidate's last token (after the prefix for an empty candidate). */
 int gpt2_cache_score_soft(gpt2_cache *c, const int *tokens, const int64_t *offsets, int n_cand, const float *esoft,
                           double *ll, double *ll_soft);
+/* Like gpt2_cache_score_soft, and candidate positions may hold soft inputs GPT2_SOFT(k), rows of
+ * csoft (n_csoft, C): such positions are inputs only (no log-probability is taken for them), so
+ * ll[i] sums over the candidate's token positions; e.g. evidence tokens before a title. */
+int gpt2_cache_score_mixed(gpt2_cache *c, const int *tokens, const int64_t *offsets, int n_cand, const float *csoft,
+                           int n_csoft, const float *esoft, double *ll, double *ll_soft);
 /* Greedy decoding of up to max_new tokens (stops after emitting stop_token when >= 0); appends them
  * to the cache and writes them to out; *n_out = the number generated. */
 int gpt2_generate_greedy(gpt2_cache *c, int max_new, int stop_token, int *out, int *n_out);

@@ -3,6 +3,7 @@
 
 #include "../core/err.h"
 #include "../core/rng.h"
+#include "../explain/explain_metrics.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -22,6 +23,22 @@ void pm_free(pm *p)
     bpe_ids_free(&p->query);
     free(p->toff);
     free(p->tok);
+    if (p->ev)
+        for (int k = 0; k < p->maxc; k++) explain_evidence_free(&p->ev[k]);
+    free(p->ev);
+    if (p->E) {
+        explain_enc_acts_free(&p->ea);
+        explain_templates_free(&p->tpl);
+        explain_rationale_free(&p->rat);
+    }
+    bpe_ids_free(&p->rtok);
+    free(p->eoff);
+    free(p->ekind);
+    free(p->ex);
+    free(p->ew);
+    free(p->ey);
+    free(p->mask_row);
+    free(p->keep);
     free(p->in);
     free(p->tg);
     free(p->ctok);
@@ -29,7 +46,6 @@ void pm_free(pm *p)
     free(p->dh);
     free(p->soft);
     free(p->dsoft);
-    free(p->ude);
     free(p->ie);
     free(p->ide);
     free(p->zin);
@@ -38,7 +54,7 @@ void pm_free(pm *p)
 }
 
 int pm_init(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const float *z, size_t dz, int maxc, uint64_t seed,
-                   pm *p)
+            const explain_src *src, pm *p)
 {
     memset(p, 0, sizeof *p);
     DM_CALL(lm_load(&p->lm, lmdir));
@@ -55,8 +71,22 @@ int pm_init(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const flo
     p->use_soft = strcmp(sc, "title") != 0;
     p->z = z;
     p->d = dz;
+    p->ds = d;
     p->n_items = d->n_items;
     p->maxc = maxc > p->K + 1 ? maxc : p->K + 1;
+    if (p->maxc > PM_MAX_CAND) return DM_ERR(DM_ECONFIG, "%d candidates per user; at most %d are supported", p->maxc, PM_MAX_CAND);
+    if (p->K + 1 > 64) return DM_ERR(DM_ECONFIG, "prompt.negatives = %d; at most 63 fit a training batch", p->K);
+    p->src = src;
+    if (src) {
+        if (src->d != dz) return DM_ERR(DM_EINTERNAL, "evidence latents of width %zu for a recommender of width %zu", src->d, dz);
+        p->E = (int)dm_cfg_int(cfg, "explain.tokens");
+        p->w_faith = (float)dm_cfg_float(cfg, "explain.w_faith");
+        p->w_expl = (float)dm_cfg_float(cfg, "explain.w_expl");
+        p->delta = (float)dm_cfg_float(cfg, "explain.faith_delta");
+        p->Rmax = (int)dm_cfg_int(cfg, "explain.rationale_tokens");
+        DM_CALL(explain_templates_parse(dm_cfg_str(cfg, "explain.templates"), &p->tpl));
+        DM_CALL(explain_rationale_init(&p->rat));
+    }
     const char *s;
     s = dm_cfg_str(cfg, "prompt.prefix");
     DM_CALL(bpe_encode(&p->lm.tok, s, strlen(s), &p->prefix));
@@ -86,18 +116,26 @@ int pm_init(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const flo
     }
     bpe_ids_free(&t);
     dm_buf_free(&b);
-    p->Tmax = p->L + (int)p->prefix.n + p->nh * (p->mt + 1 + (int)p->sep.n) + (int)p->query.n + p->mt + 1;
+    int R = p->E && p->w_expl > 0 ? p->Rmax : 0;
+    p->Tmax = p->L + (int)p->prefix.n + p->nh * (p->mt + 1 + (int)p->sep.n) + (int)p->query.n + p->E + p->mt + 1 + R;
     if (p->Tmax > p->lm.model.cfg.max_seq_len) {
         DM_ERR(DM_ECONFIG, "a prompt needs up to %d positions but the language model's context is %d", p->Tmax,
                p->lm.model.cfg.max_seq_len);
-        DM_HINT("lower prompt.user_tokens, prompt.history or prompt.title_tokens, or use a model with a longer context (lm.context)");
+        DM_HINT("lower prompt.user_tokens, prompt.history, prompt.title_tokens, explain.tokens or explain.rationale_tokens, or use a model with a longer context (lm.context)");
         return DM_ECONFIG;
     }
-    /* projectors in one slab */
+    /* projectors and the evidence encoder in one slab */
     int H = (int)dm_cfg_int(cfg, "prompt.hidden");
     proj_config uc = {(int)dz, H, p->L * p->C, 1e-5f}, ic = {(int)dz, H, p->C, 1e-5f};
+    explain_enc_config ec = {(int)dz, 0, p->E, 0, p->C, 1e-5f};
     p->n_up = proj_size(&uc);
-    p->nparams = p->n_up + proj_size(&ic);
+    p->n_ip = proj_size(&ic);
+    p->nparams = p->n_up + p->n_ip;
+    if (p->E) {
+        ec.D = (int)dm_cfg_int(cfg, "explain.width");
+        ec.hidden = (int)dm_cfg_int(cfg, "explain.hidden");
+        p->nparams += explain_enc_size(&ec);
+    }
     DM_ALLOC(p->w, p->nparams);
     DM_ALLOC(p->g, p->nparams);
     DM_ALLOC(p->am, p->nparams);
@@ -112,21 +150,46 @@ int pm_init(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const flo
     proj_init(&p->ip, seed ^ 0x17, scale);
     DM_CALL(proj_acts_init(&p->ua, &uc, 1));
     DM_CALL(proj_acts_init(&p->ia, &ic, p->nh + p->maxc));
-    int B = p->K + 1, T = p->Tmax;
+    p->Bmax = p->K + 1 + (p->E ? 2 : 0);
+    int nsets = p->maxc + 2, cap_el = 0;
+    if (p->E) {
+        size_t off = p->n_up + p->n_ip;
+        explain_enc_bind(&p->enc, &ec, p->w + off, p->g + off);
+        explain_enc_init(&p->enc, seed ^ 0xE1, scale);
+        cap_el = explain_evidence_width(src->k_users, src->k_items, src->k_attrs);
+        DM_CALL(explain_enc_acts_init(&p->ea, &ec, nsets, nsets * cap_el));
+        DM_ALLOC(p->ev, (size_t)p->maxc);
+        for (int k = 0; k < p->maxc; k++) DM_CALL(explain_evidence_init(&p->ev[k], src->k_users, src->k_items, src->k_attrs));
+        DM_ALLOC(p->eoff, (size_t)nsets + 1);
+        DM_ALLOC(p->ekind, (size_t)nsets * (size_t)cap_el + 1);
+        DM_ALLOC(p->ex, ((size_t)nsets * (size_t)cap_el + 1) * dz);
+        DM_ALLOC(p->ew, (size_t)nsets * (size_t)cap_el + 1);
+        DM_ALLOC(p->ey, (size_t)nsets * (size_t)p->E * (size_t)p->C);
+        DM_ALLOC(p->mask_row, (size_t)p->E * (size_t)p->C);
+        DM_ALLOC(p->keep, (size_t)cap_el);
+    }
+    int B = p->Bmax, T = p->Tmax;
     DM_ALLOC(p->in, (size_t)B * (size_t)T);
     DM_ALLOC(p->tg, (size_t)B * (size_t)T);
-    DM_ALLOC(p->ctok, (size_t)p->maxc * (size_t)(p->mt > 0 ? p->mt : 1) + 1);
+    DM_ALLOC(p->ctok, (size_t)p->maxc * (size_t)(p->E + (p->mt > 0 ? p->mt : 1)) * 2 + 1);
     DM_ALLOC(p->tw, (size_t)B * (size_t)T);
     DM_ALLOC(p->dh, (size_t)B * (size_t)T * (size_t)p->C);
-    DM_ALLOC(p->soft, (size_t)(p->L + p->nh + p->maxc) * (size_t)p->C);
-    DM_ALLOC(p->dsoft, (size_t)(p->L + p->nh + 1) * (size_t)p->C);
-    DM_ALLOC(p->ude, (size_t)p->L * (size_t)p->C);
+    p->nsoft = p->L + p->nh + 2 + (p->K + 3) * p->E;
+    DM_ALLOC(p->soft, (size_t)p->nsoft * (size_t)p->C);
+    DM_ALLOC(p->dsoft, (size_t)p->nsoft * (size_t)p->C);
     DM_ALLOC(p->ie, (size_t)(p->nh + p->maxc) * (size_t)p->C);
     DM_ALLOC(p->ide, (size_t)(p->nh + p->maxc) * (size_t)p->C);
     DM_ALLOC(p->zin, (size_t)(p->nh + p->maxc) * dz);
     DM_CALL(gpt2_reserve(&p->lm.model, B, T, GPT2_KEEP | GPT2_TARGET_ROWS));
     DM_CALL(gpt2_cache_init(&p->cache, &p->lm.model, p->lm.model.cfg.max_seq_len, 512));
     return DM_OK;
+}
+
+void pm_set_user(pm *p, int32_t u, const int32_t *all, int n)
+{
+    p->user = u;
+    p->uall = all;
+    p->n_uall = n;
 }
 
 /* the prompt of a user with history hist[0..n) (the last prompt.history items are used) as input
@@ -146,138 +209,293 @@ static int build_prompt(const pm *p, const int32_t *hist, int n, int L, int *out
     return q;
 }
 
-/* soft rows: user tokens from h, history and candidate item tokens from z */
+/* soft rows: user tokens from h, history and candidate item tokens from z (into ie, the history
+ * rows also into the soft matrix after the user rows) */
 static int project(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand, int nc)
 {
     DM_CALL(proj_forward(&p->up, &p->ua, h, 1, p->soft));
     for (int k = 0; k < n; k++) memcpy(p->zin + (size_t)k * p->d, p->z + (size_t)hist[k] * p->d, p->d * sizeof(float));
     for (int k = 0; k < nc; k++) memcpy(p->zin + (size_t)(n + k) * p->d, p->z + (size_t)cand[k] * p->d, p->d * sizeof(float));
     DM_CALL(proj_forward(&p->ip, &p->ia, p->zin, n + nc, p->ie));
-    /* history rows follow the user rows in the soft matrix */
     memcpy(p->soft + (size_t)p->L * p->C, p->ie, (size_t)n * p->C * sizeof(float));
+    p->cur_n = n;
     return DM_OK;
 }
 
-/* Scores candidates cand[0..nc) of a user (KV cache; the first L user tokens of the projection). */
-int pm_score_user(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand, int nc, int L, double *s)
+/* the masked-evidence token: slot 0 of the encoder's output for the empty set */
+static int update_mask_row(pm *p)
 {
-    DM_CALL(project(p, h, hist, n, cand, nc));
+    if (!p->E) return DM_OK;
+    int64_t off[2] = {0, 0};
+    return explain_enc_forward(&p->enc, &p->ea, off, 1, p->ekind, p->ex, p->ew, p->mask_row);
+}
+
+int pm_prompt(pm *p, const float *h, const int32_t *hist, int n, int L, const int *mask, int n_mask, int *P)
+{
+    DM_CALL(project(p, h, hist, n, NULL, 0));
     int *code = p->in;
-    int P = build_prompt(p, hist, n, p->L, code);
+    int q = build_prompt(p, hist, n, p->L, code);
+    int ns = p->L + n;
+    if (n_mask > 0) {
+        if (!p->E) return DM_ERR(DM_EINTERNAL, "masking prompt positions needs the evidence encoder's mask token");
+        DM_CALL(update_mask_row(p));
+        memcpy(p->soft + (size_t)ns * p->C, p->mask_row, (size_t)p->C * sizeof(float));
+        for (int k = 0; k < n_mask; k++) {
+            if (mask[k] < 0 || mask[k] >= q) return DM_ERR(DM_EINTERNAL, "masked position %d outside a prompt of %d", mask[k], q);
+            code[mask[k]] = GPT2_SOFT(ns);
+        }
+        ns++;
+    }
     if (L < p->L) {
         /* latency at a shorter prompt: drop the first L - p->L user rows */
         int drop = p->L - L;
-        memmove(code, code + drop, (size_t)(P - drop) * sizeof *code);
-        P -= drop;
+        memmove(code, code + drop, (size_t)(q - drop) * sizeof *code);
+        q -= drop;
     }
     DM_CALL(gpt2_cache_truncate(&p->cache, 0));
-    DM_CALL(gpt2_cache_append(&p->cache, code, p->soft, p->L + n, P));
-    int64_t off[1024 + 1];
-    if (nc > 1024 || nc > p->maxc) return DM_ERR(DM_EINTERNAL, "%d candidates for a user, sized for %d", nc, p->maxc);
+    DM_CALL(gpt2_cache_append(&p->cache, code, p->soft, ns, q));
+    *P = q;
+    return DM_OK;
+}
+
+int pm_build_evidence(pm *p, const int32_t *cand, int nc)
+{
+    if (!p->E) return DM_OK;
+    if (nc > p->maxc) return DM_ERR(DM_EINTERNAL, "%d candidates for a user, sized for %d", nc, p->maxc);
+    for (int k = 0; k < nc; k++) DM_CALL(explain_evidence_build(p->src, p->user, cand[k], p->uall, p->n_uall, &p->ev[k]));
+    return DM_OK;
+}
+
+/* encoder inputs of the sets (evi, drop) into eoff/ekind/ex/ew */
+static void gather_sets(pm *p, const int *evi, const int *drop, int nsets)
+{
+    uint8_t *keep = p->keep;
+    p->eoff[0] = 0;
+    for (int b = 0; b < nsets; b++) {
+        int m = 0;
+        if (drop[b] != -2) {
+            const explain_evidence *ev = &p->ev[evi[b]];
+            for (int j = 0; j < ev->n; j++) keep[j] = j != drop[b];
+            size_t o = (size_t)p->eoff[b];
+            explain_evidence_features(p->src, ev, keep, p->ekind + o, p->ex + o * p->d, p->ew + o, &m);
+        }
+        p->eoff[b + 1] = p->eoff[b] + m;
+    }
+}
+
+int pm_encode(pm *p, const int *evi, const int *drop, int nsets, float *y)
+{
+    if (!p->E) return DM_ERR(DM_EINTERNAL, "evidence tokens without an evidence encoder");
+    if (nsets > p->maxc + 2) return DM_ERR(DM_EINTERNAL, "%d evidence sets at once, sized for %d", nsets, p->maxc + 2);
+    gather_sets(p, evi, drop, nsets);
+    return explain_enc_forward(&p->enc, &p->ea, p->eoff, nsets, p->ekind, p->ex, p->ew, y);
+}
+
+int pm_score_cached(pm *p, const int32_t *cand, int nc, const float *y, double *s)
+{
+    if (nc > p->maxc) return DM_ERR(DM_EINTERNAL, "%d candidates for a user, sized for %d", nc, p->maxc);
+    int n = p->cur_n, E = y ? p->E : 0;
+    for (int k = 0; k < nc; k++) memcpy(p->zin + (size_t)(n + k) * p->d, p->z + (size_t)cand[k] * p->d, p->d * sizeof(float));
+    DM_CALL(proj_forward(&p->ip, &p->ia, p->zin + (size_t)n * p->d, nc, p->ie + (size_t)n * p->C));
+    int64_t off[PM_MAX_CAND + 1];
     int *tk = p->ctok;
     off[0] = 0;
     for (int k = 0; k < nc; k++) {
-        int64_t a = p->toff[cand[k]], b = p->toff[cand[k] + 1];
-        for (int64_t j = a; j < b; j++) tk[off[k] + (j - a)] = p->tok[j];
-        off[k + 1] = off[k] + (b - a);
+        int64_t a = p->toff[cand[k]], b = p->toff[cand[k] + 1], q = off[k];
+        for (int e = 0; e < E; e++) tk[q++] = GPT2_SOFT(k * E + e);
+        for (int64_t j = a; j < b; j++) tk[q++] = p->tok[j];
+        off[k + 1] = q;
     }
-    double ll[1024], lls[1024];
-    DM_CALL(gpt2_cache_score_soft(&p->cache, tk, off, nc, p->ie + (size_t)n * p->C, ll, lls));
+    double ll[PM_MAX_CAND], lls[PM_MAX_CAND];
+    DM_CALL(gpt2_cache_score_mixed(&p->cache, tk, off, nc, y, nc * E, p->ie + (size_t)n * p->C, ll, lls));
     for (int k = 0; k < nc; k++) {
+        int mk = (int)(p->toff[cand[k] + 1] - p->toff[cand[k]]);
         /* an item without a title always counts its soft token (else title-only scoring has nothing) */
-        int soft = p->use_soft || off[k + 1] == off[k];
-        double len = (p->use_title ? (double)(off[k + 1] - off[k]) : 0.0) + (soft ? 1.0 : 0.0);
+        int soft = p->use_soft || mk == 0;
+        double len = (p->use_title ? (double)mk : 0.0) + (soft ? 1.0 : 0.0);
         double v = (p->use_title ? ll[k] : 0.0) + (soft ? lls[k] : 0.0);
         s[k] = p->length_norm && len > 0 ? v / len : v;
     }
     return DM_OK;
 }
 
-/* One user's listwise loss over cand[0..K] (the positive first), scaled by `scale`; accumulates the
- * projector gradients. Returns the unscaled loss. */
+int pm_append_candidate(pm *p, int32_t c, const float *y)
+{
+    int n = p->cur_n, E = y ? p->E : 0, C = p->C;
+    memcpy(p->zin + (size_t)n * p->d, p->z + (size_t)c * p->d, p->d * sizeof(float));
+    DM_CALL(proj_forward(&p->ip, &p->ia, p->zin + (size_t)n * p->d, 1, p->ie + (size_t)n * C));
+    /* soft rows: E evidence rows then the item token, behind the prompt's rows in the soft matrix */
+    float *sr = p->soft + (size_t)(p->L + n + 1) * C;
+    if (E) memcpy(sr, y, (size_t)E * C * sizeof(float));
+    memcpy(sr + (size_t)E * C, p->ie + (size_t)n * C, (size_t)C * sizeof(float));
+    int code[4096], q = 0, base = p->L + n + 1;
+    for (int e = 0; e < E; e++) code[q++] = GPT2_SOFT(base + e);
+    for (int64_t j = p->toff[c]; j < p->toff[c + 1]; j++) code[q++] = p->tok[j];
+    code[q++] = GPT2_SOFT(base + E);
+    return gpt2_cache_append(&p->cache, code, p->soft, base + E + 1, q);
+}
+
+int pm_score_user(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand, int nc, int L, double *s)
+{
+    int P;
+    DM_CALL(pm_prompt(p, h, hist, n, L, NULL, 0, &P));
+    if (!p->E) return pm_score_cached(p, cand, nc, NULL, s);
+    DM_CALL(pm_build_evidence(p, cand, nc));
+    int evi[PM_MAX_CAND], drop[PM_MAX_CAND];
+    for (int k = 0; k < nc; k++) {
+        evi[k] = k;
+        drop[k] = -1;
+    }
+    DM_CALL(pm_encode(p, evi, drop, nc, p->ey));
+    return pm_score_cached(p, cand, nc, p->ey, s);
+}
+
+/* One user's loss over cand[0..K] (the positive first), scaled by `scale`; accumulates the
+ * projector and encoder gradients. Returns the unscaled loss. */
 int pm_train_user(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand, float scale, double *loss)
 {
-    int B = p->K + 1, C = p->C, V = p->V;
-    DM_CALL(project(p, h, hist, n, cand, B));
+    const int K1 = p->K + 1, C = p->C, V = p->V, E = p->E;
+    DM_CALL(project(p, h, hist, n, cand, K1));
     int P = build_prompt(p, hist, n, p->L, p->in);
-    int T = P + p->mt + 1;
-    int mlen[64];
-    for (int c = 0; c < B; c++) {
-        int *in = p->in + (size_t)c * T, *tg = p->tg + (size_t)c * T;
-        if (c) memcpy(in, p->in, (size_t)P * sizeof *in);
-        int64_t a = p->toff[cand[c]], e = p->toff[cand[c] + 1];
-        int m = (int)(e - a);
-        mlen[c] = m;
-        for (int j = 0; j < m; j++) in[P + j] = p->tok[a + j];
-        for (int j = P + m; j < T; j++) in[j] = p->eot;
+    /* rows: 0..K candidates, then (evidence) the masked positive, then the explanation row */
+    int faith = E && p->w_faith > 0, expl = 0, B = K1 + faith;
+    int sbase = p->L + n, nsets = 0;
+    p->rtok.n = 0;
+    if (E) {
+        DM_CALL(pm_build_evidence(p, cand, K1));
+        int evi[66], drop[66];
+        for (int c = 0; c < K1; c++) {
+            evi[c] = c;
+            drop[c] = -1;
+        }
+        evi[K1] = 0;
+        drop[K1] = -2;
+        nsets = K1 + 1;
+        DM_CALL(pm_encode(p, evi, drop, nsets, p->ey));
+        memcpy(p->soft + (size_t)sbase * C, p->ey, (size_t)nsets * E * C * sizeof(float));
+        if (p->w_expl > 0) {
+            DM_CALL(explain_rationale_reference(&p->tpl, p->ds, &p->ev[0], &p->rat));
+            if (p->rat.tpl >= 0) DM_CALL(explain_rationale_tokens(&p->lm, &p->tpl, &p->rat, &p->rtok));
+            if (p->rtok.n > (size_t)p->Rmax) p->rtok.n = (size_t)p->Rmax;
+            expl = p->rtok.n > 0;
+        }
+    }
+    int posrow = sbase + nsets * E; /* the positive's item token as an input (explanation row) */
+    if (expl) memcpy(p->soft + (size_t)posrow * C, p->ie + (size_t)n * C, (size_t)C * sizeof(float));
+    int R = (int)p->rtok.n;
+    int rrow = expl ? B : -1;
+    int Bt = B + expl;
+    int T = P + E + p->mt + 1 + (expl ? R : 0);
+    int mlen[66], item[66];
+    for (int r = 0; r < Bt; r++) {
+        int c = r < K1 ? r : 0; /* masked and explanation rows are the positive */
+        item[r] = c;
+        int *in = p->in + (size_t)r * T, *tg = p->tg + (size_t)r * T;
+        if (r) memcpy(in, p->in, (size_t)P * sizeof *in);
+        int set = r < K1 ? r : r == rrow ? 0 : K1;
+        for (int e = 0; e < E; e++) in[P + e] = GPT2_SOFT(sbase + set * E + e);
+        int64_t a = p->toff[cand[c]], b = p->toff[cand[c] + 1];
+        int m = (int)(b - a), q = P + E;
+        mlen[r] = m;
+        for (int j = 0; j < m; j++) in[q++] = p->tok[a + j];
         for (int j = 0; j < T; j++) tg[j] = -1;
-        /* title token j is predicted at position P + j - 1; the soft token after the title at P + m - 1
-           (its target is a placeholder whose term is cancelled below) */
-        for (int j = 0; j < m; j++) tg[P - 1 + j] = p->tok[a + j];
-        tg[P - 1 + m] = p->eot;
+        if (r == rrow) {
+            in[q++] = GPT2_SOFT(posrow);
+            for (int j = 0; j < R; j++) {
+                tg[q - 1] = p->rtok.v[j];
+                in[q++] = p->rtok.v[j];
+            }
+        } else {
+            /* title token j is predicted at position P + E + j - 1; the soft token after the title at
+               P + E + m - 1 (its target is a placeholder whose term is cancelled below) */
+            for (int j = 0; j < m; j++) tg[P + E - 1 + j] = p->tok[a + j];
+            tg[P + E - 1 + m] = p->eot;
+        }
+        for (int j = q; j < T; j++) in[j] = p->eot;
     }
     gpt2_model *m = &p->lm.model;
     m->target_w = NULL;
-    DM_CALL(gpt2_forward(m, p->in, p->soft, p->L + n, p->tg, B, T, 1.0f, GPT2_KEEP | GPT2_TARGET_ROWS));
-    /* per-candidate scores from the packed logits */
-    double A[64], S[64], ps[64], s[64];
-    int srow[64];
-    for (int c = 0; c < B; c++) A[c] = 0;
+    DM_CALL(gpt2_forward(m, p->in, p->soft, expl ? posrow + 1 : sbase + nsets * E, p->tg, Bt, T, 1.0f,
+                         GPT2_KEEP | GPT2_TARGET_ROWS));
+    /* per-row scores from the packed logits */
+    double A[66], S[66], ps[66], s[66], lens[66], ce = 0;
+    int srow[66];
+    for (int r = 0; r < Bt; r++) A[r] = 0;
     for (int k = 0; k < m->n_rows; k++) {
-        int i = m->rows[k], c = i / T, pos = i % T;
-        const float *r = m->acts.logits + (size_t)k * V;
-        if (pos < P - 1 + mlen[c]) A[c] += r[p->tg[i]] - m->acts.lse[k];
+        int i = m->rows[k], r = i / T, pos = i % T;
+        const float *lg = m->acts.logits + (size_t)k * V;
+        if (r == rrow) {
+            ce -= lg[p->tg[i]] - m->acts.lse[k];
+            continue;
+        }
+        if (pos < P + E - 1 + mlen[r]) A[r] += lg[p->tg[i]] - m->acts.lse[k];
         else {
-            srow[c] = k;
-            const float *hh = m->acts.lnf + (size_t)i * C, *e = p->ie + (size_t)(n + c) * C;
+            srow[r] = k;
+            const float *hh = m->acts.lnf + (size_t)i * C, *e = p->ie + (size_t)(n + item[r]) * C;
             double ls = 0;
             for (int q = 0; q < C; q++) ls += (double)hh[q] * e[q];
             double lv = m->acts.lse[k], mx = lv > ls ? lv : ls, lz = mx + log(exp(lv - mx) + exp(ls - mx));
-            S[c] = ls - lz;
-            ps[c] = exp(S[c]);
+            S[r] = ls - lz;
+            ps[r] = exp(S[r]);
         }
     }
-    double mx = -INFINITY, z = 0;
-    double lens[64];
-    for (int c = 0; c < B; c++) {
-        int soft = p->use_soft || mlen[c] == 0;
-        double len = (p->use_title ? mlen[c] : 0) + (soft ? 1.0 : 0.0);
-        lens[c] = p->length_norm && len > 0 ? len : 1.0;
-        s[c] = ((p->use_title ? A[c] : 0.0) + (soft ? S[c] : 0.0)) / lens[c];
-        if (s[c] > mx) mx = s[c];
+    double mx = -INFINITY, zs = 0;
+    for (int r = 0; r < B; r++) {
+        int soft = p->use_soft || mlen[r] == 0;
+        double len = (p->use_title ? mlen[r] : 0) + (soft ? 1.0 : 0.0);
+        lens[r] = p->length_norm && len > 0 ? len : 1.0;
+        s[r] = ((p->use_title ? A[r] : 0.0) + (soft ? S[r] : 0.0)) / lens[r];
+        if (r < K1 && s[r] > mx) mx = s[r];
     }
-    for (int c = 0; c < B; c++) z += exp(s[c] - mx);
-    *loss = -(s[0] - mx - log(z));
-    /* dL/ds_c = softmax - onehot(0); alpha_c = dL/d(A_c + S_c) */
-    memset(p->tw, 0, (size_t)B * (size_t)T * sizeof *p->tw);
-    memset(p->dh, 0, (size_t)B * (size_t)T * (size_t)C * sizeof *p->dh);
-    memset(p->ide, 0, (size_t)(n + B) * (size_t)C * sizeof *p->ide);
-    for (int c = 0; c < B; c++) {
-        double g = exp(s[c] - mx) / z - (c == 0);
-        double alpha = g / lens[c] * scale;
+    for (int c = 0; c < K1; c++) zs += exp(s[c] - mx);
+    double g[66];
+    p->last_rank = -(s[0] - mx - log(zs));
+    for (int c = 0; c < K1; c++) g[c] = exp(s[c] - mx) / zs - (c == 0);
+    p->last_faith = p->last_expl = 0;
+    if (faith) {
+        double dfull, dmask;
+        p->last_faith = explain_faith_loss(s[0], s[K1], p->delta, &dfull, &dmask);
+        g[0] += p->w_faith * dfull;
+        g[K1] = p->w_faith * dmask;
+    }
+    if (expl) p->last_expl = ce / R;
+    *loss = p->last_rank + p->w_faith * p->last_faith + p->w_expl * p->last_expl;
+    /* backward: per-position weights, soft-token hidden gradients, output-side item gradients */
+    memset(p->tw, 0, (size_t)Bt * (size_t)T * sizeof *p->tw);
+    memset(p->dh, 0, (size_t)Bt * (size_t)T * (size_t)C * sizeof *p->dh);
+    memset(p->ide, 0, (size_t)(n + K1) * (size_t)C * sizeof *p->ide);
+    for (int r = 0; r < B; r++) {
+        double alpha = g[r] / lens[r] * scale;
+        int c = item[r];
         if (p->use_title)
-            for (int j = 0; j < mlen[c]; j++) p->tw[(size_t)c * T + (size_t)(P - 1 + j)] = (float)-alpha;
-        int i = m->rows[srow[c]];
-        if (!p->use_soft && mlen[c] > 0) continue;
-        float ws = (float)(-alpha * (1.0 - ps[c]));
+            for (int j = 0; j < mlen[r]; j++) p->tw[(size_t)r * T + (size_t)(P + E - 1 + j)] = (float)-alpha;
+        int i = m->rows[srow[r]];
+        if (!p->use_soft && mlen[r] > 0) continue;
+        float ws = (float)(-alpha * (1.0 - ps[r]));
         p->tw[i] = ws;
         const float *wt = m->params.wte + (size_t)p->eot * C, *e = p->ie + (size_t)(n + c) * C, *hh = m->acts.lnf + (size_t)i * C;
         float *dh = p->dh + (size_t)i * C, *de = p->ide + (size_t)(n + c) * C;
-        float a1 = (float)(alpha * (1.0 - ps[c]));
+        float a1 = (float)(alpha * (1.0 - ps[r]));
         for (int q = 0; q < C; q++) {
             dh[q] = ws * wt[q] + a1 * e[q];
-            de[q] = a1 * hh[q];
+            de[q] += a1 * hh[q];
         }
     }
+    if (expl)
+        for (int j = 0; j < T; j++)
+            if (p->tg[(size_t)rrow * T + j] >= 0) p->tw[(size_t)rrow * T + j] = p->w_expl * scale / (float)R;
     m->target_w = p->tw;
-    memset(p->dsoft, 0, (size_t)(p->L + n) * (size_t)C * sizeof *p->dsoft);
+    int ns = expl ? posrow + 1 : sbase + nsets * E;
+    memset(p->dsoft, 0, (size_t)ns * (size_t)C * sizeof *p->dsoft);
     int rc = gpt2_backward(m, NULL, p->dh, p->dsoft, 0);
     m->target_w = NULL;
     DM_CALL(rc);
     /* into the projectors: user rows, then history rows beside the candidates' output-side gradients */
     DM_CALL(proj_backward(&p->up, &p->ua, p->dsoft, NULL));
     memcpy(p->ide, p->dsoft + (size_t)p->L * C, (size_t)n * C * sizeof(float));
+    if (expl)
+        for (int q = 0; q < C; q++) p->ide[(size_t)n * C + q] += p->dsoft[(size_t)posrow * C + q];
     DM_CALL(proj_backward(&p->ip, &p->ia, p->ide, NULL));
+    if (E) DM_CALL(explain_enc_backward(&p->enc, &p->ea, p->dsoft + (size_t)sbase * C, NULL, NULL));
     return DM_OK;
 }
-

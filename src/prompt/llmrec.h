@@ -1,37 +1,55 @@
 /* llmrec.h: the LLM recommender's core, MPI-free: soft-prompt projectors, the prompt layout,
  * candidate scoring by likelihood on the frozen LM's KV cache, and one user's listwise training step
- * through the frozen LM (see mpi/cmd_prompt.c for the stage around it).
+ * through the frozen LM (see mpi/cmd_prompt.c for the stage around it), with or without evidence
+ * tokens and the explanation losses (DESIGN.md idea 3; mpi/cmd_explain.c).
  *
  * Prompt of a user with history h_1..h_n (the last prompt.history items):
  *     [L user tokens] prefix  title(h_1) [item h_1] sep ... title(h_n) [item h_n] sep  query
- * Candidate c continues it with title(c) followed by c's soft token e_c. The candidate's score is
- * (sum of log p(title tokens) + log p_soft(c)) / (title length + 1) with length normalisation, where
- * p_soft scores e_c through the tied output head as one more vocabulary entry:
+ * Candidate c continues it with [E evidence tokens of (u, c)] (when evidence is on) and title(c),
+ * followed by c's soft token e_c. The candidate's score is
+ *     s(u, c | E) = (sum of log p(title tokens) + log p_soft(c)) / (title length + 1)
+ * with length normalisation, where p_soft scores e_c through the tied output head as one more
+ * vocabulary entry:
  *     log p_soft(c) = h . e_c - log(sum_v exp(h . wte_v) + exp(h . e_c))
- * with h the final hidden state after the title.
+ * with h the final hidden state after the title. Evidence tokens are inputs only. They come from
+ * the evidence encoder (explain_enc.h) over the evidence set of (u, c) (explain.h); masked
+ * evidence is the encoder's output for the empty set (its learned null element alone).
  *
- * Training (pm_train_user): the K + 1 candidates (the positive first) run through the LM in one
- * batch; L = -log softmax_c(score)[0]. With g_c = dL/dscore_c and alpha_c = g_c / (m_c + 1):
- *   title rows carry loss weight -alpha_c (gpt2 target_w), which yields alpha_c dA_c;
- *   the soft row carries a placeholder target tau with weight w = -alpha_c (1 - p_s), which yields the
- *   vocabulary part of alpha_c dS_c, plus dhidden = w wte_tau (cancelling the placeholder's one-hot)
- *   + alpha_c (1 - p_s) e_c (the direct path through h . e_c); and dL/de_c = alpha_c (1 - p_s) h.
- * The LM's backward returns the soft rows' gradients; the projectors accumulate theirs.
+ * Training (pm_train_user): one LM batch holds the K + 1 candidates (the positive first), each
+ * with its evidence tokens; with evidence, also the positive with its evidence masked (when
+ * explain.w_faith > 0) and the explanation row (when explain.w_expl > 0): the positive with its
+ * evidence, title and soft token as inputs, followed by the reference rationale built from its
+ * evidence (explain_rationale_reference). The loss is
+ *     L = -log softmax_c(s)[0] + w_faith max(0, delta - (s_0 - s_masked)) + w_expl CE(rationale)
+ * with CE the mean token cross-entropy of the rationale. With g_r = dL/ds_r for each scored row r
+ * and alpha_r = g_r / (m_r + 1):
+ *   title rows carry loss weight -alpha_r (gpt2 target_w), which yields alpha_r dA_r;
+ *   the soft row carries a placeholder target tau with weight w = -alpha_r (1 - p_s), which yields
+ *   the vocabulary part of alpha_r dS_r, plus dhidden = w wte_tau (cancelling the placeholder's
+ *   one-hot) + alpha_r (1 - p_s) e_c (the direct path through h . e_c); and dL/de_c =
+ *   alpha_r (1 - p_s) h; rationale targets carry weight w_expl / (rationale length).
+ * The LM's backward returns the soft rows' gradients; the projectors and the evidence encoder
+ * accumulate theirs. The LM never changes.
  */
 #ifndef DM_LLMREC_H
 #define DM_LLMREC_H
 
 #include "../config/config.h"
 #include "../data/dataset.h"
+#include "../explain/explain.h"
+#include "../explain/explain_enc.h"
+#include "../explain/explain_rationale.h"
 #include "../lm/lm.h"
 #include "proj.h"
+
+#define PM_MAX_CAND 1024
 
 typedef struct pm {
     lm_model lm;
     int C, V, L, nh, mt, K, length_norm, eot;
     int use_title, use_soft; /* prompt.score */
     proj up, ip;
-    size_t n_up, nparams;
+    size_t n_up, n_ip, nparams;
     float *w, *g, *am, *av;
     long t;
     proj_acts ua, ia;
@@ -40,31 +58,76 @@ typedef struct pm {
     int32_t *tok;    /* title tokens */
     const float *z;  /* (n_items, d) */
     size_t d, n_items;
+    const dm_dataset *ds;
+    /* evidence (E > 0) */
+    int E, Rmax;
+    float w_faith, w_expl, delta;
+    const explain_src *src;           /* the caller's */
+    explain_enc enc;
+    explain_enc_acts ea;
+    explain_evidence *ev;             /* (maxc) evidence of the candidates being scored or trained */
+    explain_templates tpl;
+    explain_rationale rat;            /* the reference rationale of the last training step */
+    bpe_ids rtok;                     /* its tokens (cut to Rmax) */
+    int32_t user;                     /* pm_set_user */
+    const int32_t *uall;
+    int n_uall;
+    int64_t *eoff;                    /* (maxc + 2) */
+    int8_t *ekind;                    /* (maxN) */
+    float *ex, *ew;                   /* (maxN, d), (maxN) */
+    float *ey;                        /* ((maxc + 2) E, C) evidence tokens */
+    float *mask_row;                  /* (E, C) the masked-evidence tokens (the empty set's) */
+    uint8_t *keep;                    /* (set width) */
+    double last_rank, last_faith, last_expl; /* parts of the last training loss */
     /* scratch */
     int *in, *tg;    /* (B, T) */
-    int *ctok;       /* (maxc * title_tokens) candidate title tokens while scoring */
+    int *ctok;       /* candidate codes while scoring */
     float *tw;       /* (B, T) */
     float *dh;       /* (B, T, C) */
-    float *soft;     /* (L + n + maxc, C) */
-    float *dsoft;    /* (L + n, C) */
-    float *ude;      /* (L C) */
+    float *soft;     /* (nsoft, C) */
+    float *dsoft;    /* (nsoft, C) */
+    int nsoft;
     float *ie, *ide; /* (n + maxc, C) */
     float *zin;      /* (n + maxc, d) */
-    int Tmax, maxc;
+    int Tmax, maxc, Bmax, cur_n;
     gpt2_cache cache;
 } pm;
 
-
 /* Loads the LM of lmdir, tokenizes the prompt pieces and every item's title, sizes the projectors
- * (din = dz) and buffers for up to maxc candidates per user. z (n_items, dz) stays the caller's. */
+ * (din = dz) and buffers for up to maxc candidates per user. z (n_items, dz) stays the caller's.
+ * src, when non-NULL, turns evidence on: explain.tokens evidence tokens per candidate from an
+ * encoder in the same parameter slab (after the projectors), the explanation losses weighted by
+ * explain.w_faith and explain.w_expl, rationale templates from explain.templates. src (the
+ * caller's, latents of width dz) may have its h pointer changed between calls. */
 int pm_init(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const float *z, size_t dz, int maxc, uint64_t seed,
-            pm *p);
+            const explain_src *src, pm *p);
 void pm_free(pm *p);
+/* The user whose evidence the next calls build: id u and u's training items all[0..n) (the
+ * history evidence draws from; kept by the caller). Needed only with evidence. */
+void pm_set_user(pm *p, int32_t u, const int32_t *all, int n);
+
 /* s[0..nc) = scores of candidates cand for a user with latent h (dz) and history hist[0..n), the
  * first L user tokens (L <= the configured L) shortened from the front for latency runs. */
 int pm_score_user(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand, int nc, int L, double *s);
 /* The listwise step over cand[0..K] (positive first); gradients scaled by `scale` accumulate into
- * p->g; *loss is the unscaled loss. */
+ * p->g; *loss is the unscaled total loss (parts in last_rank, last_faith, last_expl). */
 int pm_train_user(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand, float scale, double *loss);
+
+/* ---- the pieces of pm_score_user, for explanations and their metrics ---- */
+/* Runs the prompt into the KV cache (projecting h and the history); positions mask[0..n_mask) of
+ * the prompt are replaced by the masked-evidence token (the random-masking control). Returns
+ * the prompt length in *P. */
+int pm_prompt(pm *p, const float *h, const int32_t *hist, int n, int L, const int *mask, int n_mask, int *P);
+/* Evidence of (user, cand[k]) into p->ev[k], k < nc. */
+int pm_build_evidence(pm *p, const int32_t *cand, int nc);
+/* Evidence tokens of nsets sets into y (nsets E, C): set k is p->ev[evi[k]] without element
+ * drop[k] (-1: nothing dropped, -2: every element dropped, i.e. masked evidence). */
+int pm_encode(pm *p, const int *evi, const int *drop, int nsets, float *y);
+/* Scores candidates after the cached prompt: candidate k continues with evidence rows y + k E
+ * (y NULL: no evidence tokens), its title and its soft token. */
+int pm_score_cached(pm *p, const int32_t *cand, int nc, const float *y, double *s);
+/* Appends candidate c's continuation (evidence rows y (E, C) or none, title, soft token) to the
+ * cache, as the prompt of its rationale; the caller truncates back. */
+int pm_append_candidate(pm *p, int32_t c, const float *y);
 
 #endif

@@ -74,13 +74,89 @@ static void test_score_soft(void)
         worst = fmax(worst, fabs(want - ll[i]));
     }
     NEAR(worst, 0, 1e-4, "cached candidate and soft-token log-likelihoods vs full forwards");
+    /* soft inputs inside candidates (evidence tokens before a title): inputs only, never scored */
+    float csoft[3 * 16];
+    for (int k = 0; k < 3 * 16; k++) csoft[k] = 0.3f * (float)dm_rng_normal(&r);
+    int mtok[8] = {GPT2_SOFT(0), GPT2_SOFT(1), 4, 11, GPT2_SOFT(2), 6, 2, GPT2_SOFT(1)};
+    int64_t moff[4] = {0, 4, 7, 8}; /* evidence + title; title with a soft token inside; evidence only */
+    CHECK(gpt2_cache_score_mixed(&cache, mtok, moff, 3, csoft, 3, esoft, ll, lls) == DM_OK, "score_mixed: %s", dm_error_message());
+    int bad_code[1] = {GPT2_SOFT(3)};
+    int64_t boff[2] = {0, 1};
+    CHECK(gpt2_cache_score_mixed(&cache, bad_code, boff, 1, csoft, 3, esoft, ll + 3, lls + 3) == DM_EINPUT &&
+              strstr(dm_error_message(), "soft row 3 is outside the 3"),
+          "a soft row outside the given ones is refused: %s", dm_error_message());
+    /* full forwards over one soft matrix: prefix rows, then the candidate's rows */
+    float all[6 * 16];
+    memcpy(all, soft, sizeof soft);
+    memcpy(all + 3 * 16, csoft, sizeof csoft);
+    worst = 0;
+    for (int i = 0; i < 3; i++) {
+        int in[16], n = (int)(moff[i + 1] - moff[i]);
+        memcpy(in, prefix, sizeof prefix);
+        for (int j = 0; j < n; j++) {
+            int x = mtok[moff[i] + j];
+            in[7 + j] = x >= 0 ? x : GPT2_SOFT(3 + GPT2_SOFT_ROW(x));
+        }
+        gpt2_forward(&m, in, all, 6, NULL, 1, 7 + n, 1.0f, 0);
+        double want = 0, want_s = 0;
+        for (int j = 0; j <= n; j++) {
+            const float *lg = m.acts.logits + (size_t)(6 + j) * 40, *h = m.acts.lnf + (size_t)(6 + j) * 16;
+            double mx = -1e30, z = 0;
+            for (int v = 0; v < 40; v++) mx = fmax(mx, lg[v]);
+            if (j < n) {
+                int next = mtok[moff[i] + j];
+                if (next < 0) continue;
+                for (int v = 0; v < 40; v++) z += exp(lg[v] - mx);
+                want += lg[next] - mx - log(z);
+            } else {
+                double ls = 0;
+                for (int q = 0; q < 16; q++) ls += (double)h[q] * esoft[i * 16 + q];
+                mx = fmax(mx, ls);
+                for (int v = 0; v < 40; v++) z += exp(lg[v] - mx);
+                z += exp(ls - mx);
+                want_s = ls - mx - log(z);
+            }
+        }
+        worst = fmax(worst, fmax(fabs(want - ll[i]), fabs(want_s - lls[i])));
+    }
+    NEAR(worst, 0, 1e-4, "candidates with soft inputs (evidence tokens) vs full forwards");
     gpt2_cache_free(&cache);
     gpt2_free(&m);
 }
 
 /* The listwise training step of the LLM recommender: its loss equals the loss of the KV-cache scores,
  * and its projector gradients match central finite differences of that loss (through a tiny LM). */
-static void test_train_step(const char *mode)
+/* the loss of pm_train_user recomputed through the KV-cache path: listwise over the candidates'
+ * scores, with evidence also the faithfulness hinge (masked evidence scored on its own) and the
+ * explanation cross-entropy of the reference rationale after the positive's continuation */
+static double cache_loss(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand)
+{
+    double sc[8];
+    int K1 = p->K + 1;
+    pm_score_user(p, h, hist, n, cand, K1, p->L, sc);
+    double mx = sc[0], z2 = 0;
+    for (int k = 1; k < K1; k++) mx = fmax(mx, sc[k]);
+    for (int k = 0; k < K1; k++) z2 += exp(sc[k] - mx);
+    double l = -(sc[0] - mx - log(z2));
+    if (!p->E) return l;
+    float y[64 * 16];
+    int evi = 0, drop = -2;
+    double sm;
+    pm_encode(p, &evi, &drop, 1, y);
+    pm_score_cached(p, cand, 1, y, &sm);
+    l += p->w_faith * fmax(0.0, p->delta - (sc[0] - sm));
+    drop = -1;
+    pm_encode(p, &evi, &drop, 1, y);
+    int len0 = p->cache.len;
+    pm_append_candidate(p, cand[0], y);
+    int64_t off[2] = {0, (int64_t)p->rtok.n};
+    double ll = 0;
+    gpt2_cache_score(&p->cache, p->rtok.v, off, 1, &ll);
+    gpt2_cache_truncate(&p->cache, len0);
+    return l + p->w_expl * (-ll / (double)p->rtok.n);
+}
+
+static void test_train_step(const char *mode, int evid)
 {
     const char *tmp = getenv("DM_TMP");
     char dir[512];
@@ -91,11 +167,18 @@ static void test_train_step(const char *mode)
     raw.has_time = 1;
     static const char *titles[12] = {"red lipstick", "blue shampoo", "green tea soap", "matte blush", "rose perfume",
                                      "argan hair oil", "night cream", "sun screen", "lip balm", "eye liner", "body wash", ""};
+    static const char *brands[3] = {"acme", "zeta", "orto"};
     char id[8];
     for (int i = 0; i < 12; i++) {
         snprintf(id, sizeof id, "%d", i);
         dm_raw_push(&raw, "u", 1, id, strlen(id), i, i + 1, -1);
-        dm_meta_push(&meta, id, strlen(id), titles[i][0] ? titles[i] : NULL, NULL, NULL, NULL, NAN, i + 1);
+        dm_meta_push(&meta, id, strlen(id), titles[i][0] ? titles[i] : NULL, brands[i % 3], NULL, NULL, NAN, i + 1);
+    }
+    /* two more users, so that items have neighbour users as evidence */
+    for (int i = 0; i < 12; i += 2) {
+        snprintf(id, sizeof id, "%d", i);
+        dm_raw_push(&raw, "v", 1, id, strlen(id), 20 + i, i + 1, -1);
+        if (i % 4 == 0) dm_raw_push(&raw, "w", 1, id, strlen(id), 40 + i, i + 1, -1);
     }
     dm_process_opts o = {0};
     o.loo_min_len = 3;
@@ -130,55 +213,68 @@ static void test_train_step(const char *mode)
     char sm[64];
     snprintf(sm, sizeof sm, "prompt.score=%s", mode);
     dm_cfg_set(&cfg, sm);
-    float z[12 * 5];
+    dm_cfg_set(&cfg, "explain.tokens=2");
+    dm_cfg_set(&cfg, "explain.width=4");
+    dm_cfg_set(&cfg, "explain.hidden=6");
+    dm_cfg_set(&cfg, "explain.k_users=2");
+    dm_cfg_set(&cfg, "explain.k_items=2");
+    dm_cfg_set(&cfg, "explain.k_attrs=2");
+    dm_cfg_set(&cfg, "explain.faith_delta=5"); /* the hinge stays active: differentiable */
+    dm_cfg_set(&cfg, "explain.w_faith=0.7");
+    dm_cfg_set(&cfg, "explain.w_expl=0.3");
+    dm_cfg_set(&cfg, "explain.rationale_tokens=12");
+    dm_cfg_set(&cfg, "explain.templates=It is a {brand} item, like {item}.|{item} and {item}");
+    float z[12 * 5], hu[3 * 5];
     dm_rng r;
     dm_rng_seed(&r, 7);
     for (int k = 0; k < 12 * 5; k++) z[k] = (float)dm_rng_normal(&r);
+    for (int k = 0; k < 3 * 5; k++) hu[k] = (float)dm_rng_normal(&r);
+    explain_src src;
+    memset(&src, 0, sizeof src);
+    if (evid) CHECK(explain_src_init(&src, &cfg, &d, NULL, hu, z, 5) == DM_OK, "explain_src_init: %s", dm_error_message());
     pm p;
-    int rc = pm_init(&cfg, dir, &d, z, 5, 8, 11, &p);
+    int rc = pm_init(&cfg, dir, &d, z, 5, 8, 11, evid ? &src : NULL, &p);
     CHECK(rc == DM_OK, "pm_init: %s", dm_error_message());
     if (rc) return;
+    /* the user is u (id 0 after processing: the first seen) */
     float h[5] = {0.3f, -0.2f, 0.5f, 0.1f, -0.4f};
     int32_t hist[2] = {1, 4}, cand[4] = {6, 2, 11, 9}; /* item 11 has no title: its soft token alone */
-    double loss, sc[4];
+    int32_t all[5] = {0, 1, 3, 4, 5};
+    pm_set_user(&p, 0, all, 5);
+    double loss;
     memset(p.g, 0, p.nparams * sizeof *p.g);
     CHECK(pm_train_user(&p, h, hist, 2, cand, 1.0f, &loss) == DM_OK, "train: %s", dm_error_message());
+    if (evid) {
+        CHECK(p.rtok.n > 0 && p.last_faith > 0 && p.last_expl > 0, "the evidence step has a rationale (%zu tokens), an active hinge (%g) and an explanation loss (%g)",
+              p.rtok.n, p.last_faith, p.last_expl);
+        CHECK(p.rat.tpl == 0 && p.rat.n_slots == 2, "the reference rationale is the first qualifying template: '%s'", p.rat.text.data ? p.rat.text.data : "");
+    }
     float *g = malloc(p.nparams * sizeof *g);
     memcpy(g, p.g, p.nparams * sizeof *g);
-    CHECK(pm_score_user(&p, h, hist, 2, cand, 4, p.L, sc) == DM_OK, "score: %s", dm_error_message());
-    double mx = fmax(fmax(sc[0], sc[1]), fmax(sc[2], sc[3])), z2 = 0;
-    for (int k = 0; k < 4; k++) z2 += exp(sc[k] - mx);
-    double lcache = -(sc[0] - mx - log(z2));
-    NEAR(loss, lcache, 1e-4, "listwise loss of the batch forward vs the KV-cache scores");
-    /* finite differences on every 7th parameter of both projectors */
+    double lcache = cache_loss(&p, h, hist, 2, cand);
+    NEAR(loss, lcache, 2e-4, "loss of the batch forward vs the KV-cache path");
+    /* finite differences on every 7th parameter of the projectors (and the evidence encoder) */
     int bad = 0, n = 0;
     double worst = 0;
     for (size_t k = 0; k < p.nparams; k += 7) {
         float keep = p.w[k], hstep = 5e-3f;
         double lp, lm2;
         p.w[k] = keep + hstep;
-        pm_score_user(&p, h, hist, 2, cand, 4, p.L, sc);
-        mx = fmax(fmax(sc[0], sc[1]), fmax(sc[2], sc[3]));
-        z2 = 0;
-        for (int q = 0; q < 4; q++) z2 += exp(sc[q] - mx);
-        lp = -(sc[0] - mx - log(z2));
+        lp = cache_loss(&p, h, hist, 2, cand);
         p.w[k] = keep - hstep;
-        pm_score_user(&p, h, hist, 2, cand, 4, p.L, sc);
-        mx = fmax(fmax(sc[0], sc[1]), fmax(sc[2], sc[3]));
-        z2 = 0;
-        for (int q = 0; q < 4; q++) z2 += exp(sc[q] - mx);
-        lm2 = -(sc[0] - mx - log(z2));
+        lm2 = cache_loss(&p, h, hist, 2, cand);
         p.w[k] = keep;
         double fd = (lp - lm2) / (2 * hstep), e = fabs(fd - g[k]);
         worst = fmax(worst, e);
         if (e > 1e-3 + 2e-2 * fabs(g[k])) bad++;
         n++;
     }
-    CHECK(bad == 0, "%d of %d projector gradients through the LM disagree with finite differences (worst %.3g)", bad, n, worst);
-    printf("llm recommender (score %s): listwise loss %.6f (cache %.6f); %d projector gradients vs finite differences, worst %.3g\n", mode, loss, lcache,
-           n, worst);
+    CHECK(bad == 0, "%d of %d parameter gradients through the LM disagree with finite differences (worst %.3g)", bad, n, worst);
+    printf("llm recommender (score %s%s): loss %.6f (cache %.6f); %d parameter gradients vs finite differences, worst %.3g\n", mode,
+           evid ? ", evidence tokens, faithfulness and explanation losses" : "", loss, lcache, n, worst);
     free(g);
     pm_free(&p);
+    if (evid) explain_src_free(&src);
     dm_cfg_free(&cfg);
     dm_dataset_free(&d);
     dm_raw_free(&raw);
@@ -188,9 +284,11 @@ static void test_train_step(const char *mode)
 int main(void)
 {
     test_score_soft();
-    test_train_step("both");
-    test_train_step("title");
-    test_train_step("soft");
+    test_train_step("both", 0);
+    test_train_step("title", 0);
+    test_train_step("soft", 0);
+    test_train_step("both", 1);
+    test_train_step("title", 1);
     proj_config c = {7, 12, 10, 1e-5f};
     size_t n = proj_size(&c);
     float *w = calloc(n, sizeof *w), *g = calloc(n, sizeof *g), *g2 = calloc(n, sizeof *g2);
