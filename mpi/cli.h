@@ -59,6 +59,7 @@ int cmd_align(par_ctx *ctx, int argc, char **argv);
 int cmd_stream(par_ctx *ctx, int argc, char **argv);
 int cmd_lm(par_ctx *ctx, int argc, char **argv);
 int cmd_prompt(par_ctx *ctx, int argc, char **argv);
+int cmd_explain(par_ctx *ctx, int argc, char **argv);
 int cmd_report(par_ctx *ctx, int argc, char **argv);
 int cmd_sweep(par_ctx *ctx, int argc, char **argv);
 

@@ -21,6 +21,7 @@ static const cli_cmd g_cmds[] = {
     {"train-cf", cmd_train_cf, "train the collaborative-filtering models (SASRec, EASE, popularity) into cf.h5", NULL},
     {"align", cmd_align, "train the multimodal base aligner (z_base, h_base) into align.h5", NULL},
     {"lm", cmd_lm, "load a Hugging Face GPT-2 checkpoint, or pretrain the in-suite GPT-2 on the catalogue's text", NULL},
+    {"explain", cmd_explain, "explain the LLM recommender's top-K items with evidence and rationales; deletion faithfulness, evidence precision, FMR/FCR/DIV", NULL},
     {"prompt", cmd_prompt, "train the soft-prompt projectors of the LLM recommender through the frozen LM; rank by likelihood", NULL},
     {"stream", cmd_stream, "the online adapter over streaming windows, prequential evaluation, into stream.h5", NULL},
     {"eval", cmd_eval, "score every model on the stored candidate sets, per user, into results.h5", NULL},

@@ -20,6 +20,7 @@ static const stage_def g_stages[] = {
     {"align", "align.h5", "cf.h5", align_config_groups, stage_align},
     {"lm", "lm.h5", "dataset.h5", lm_config_groups, stage_lm},
     {"prompt", "prompt.h5", "align.h5", prompt_config_groups, stage_prompt},
+    {"explain", "explain.h5", "prompt.h5", explain_config_groups, stage_explain},
     {"stream", "stream.h5", "align.h5", stream_config_groups, stage_stream},
     {"eval", "results.h5", "cf.h5", eval_config_groups, stage_eval},
 };

@@ -36,6 +36,8 @@ int stage_align(par_ctx *ctx, const dm_cfg *cfg);
 int stage_stream(par_ctx *ctx, const dm_cfg *cfg);
 int stage_lm(par_ctx *ctx, const dm_cfg *cfg);
 int stage_prompt(par_ctx *ctx, const dm_cfg *cfg);
+int stage_explain(par_ctx *ctx, const dm_cfg *cfg);
+extern const char *const explain_config_groups[];
 extern const char *const prompt_config_groups[];
 extern const char *const lm_config_groups[];
 extern const char *const stream_config_groups[];
