@@ -1,7 +1,9 @@
 /* align_inputs.c: see align_inputs.h. */
 #include "align_inputs.h"
 
+#include "h5io.h"
 #include "linalg.h"
+#include "stages.h"
 
 #include "../src/core/err.h"
 #include "../src/core/log.h"
@@ -173,4 +175,61 @@ void ai_free(ai_inputs *in)
         free(in->present[m]);
     }
     memset(in, 0, sizeof *in);
+}
+
+int ai_modal_latents(par_ctx *ctx, const char *path, size_t n_items, size_t d, float **zm, uint8_t **present)
+{
+    align_model am;
+    align_acts aa;
+    memset(&am, 0, sizeof am);
+    memset(&aa, 0, sizeof aa);
+    *zm = NULL;
+    *present = NULL;
+    DM_CALL(align_load(ctx, path, 256, &am, &aa, NULL, NULL));
+    float *x[ALIGN_K] = {0};
+    uint8_t *pr = calloc(n_items * ALIGN_K + 1, 1);
+    float *zb = malloc((n_items * d + 1) * sizeof *zb), *z = calloc(n_items * ALIGN_K * d + 1, sizeof *z);
+    int rc = pr && zb && z ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory");
+    if (!rc && (size_t)am.cfg.d != d) rc = DM_ERR(DM_EFORMAT, "'%s': latents of width %d, expected %zu", path, am.cfg.d, d);
+    h5file f;
+    if (!rc) rc = h5_open(ctx, path, &f);
+    if (!rc) {
+        for (int k = 0; k < ALIGN_K && !rc; k++) {
+            if (!am.cfg.dim_in[k]) continue;
+            char nm[128];
+            void *p = NULL;
+            size_t r = 0, c = 0;
+            snprintf(nm, sizeof nm, "/align/inputs/%s/x", align_modality_name(k));
+            if (!h5_exists(&f, nm)) {
+                rc = DM_ERR(DM_EFORMAT, "'%s' has no %s (the aligner's stored inputs)", path, nm);
+                DM_HINT("rerun the align stage with this version of dynmm");
+                break;
+            }
+            rc = h5_read_all(&f, nm, H5_F32, &p, &r, &c);
+            x[k] = p;
+            if (!rc && (r != n_items || c != (size_t)am.cfg.dim_in[k]))
+                rc = DM_ERR(DM_EFORMAT, "'%s': %s is (%zu, %zu), expected (%zu, %d)", path, nm, r, c, n_items, am.cfg.dim_in[k]);
+            snprintf(nm, sizeof nm, "/align/inputs/%s/present", align_modality_name(k));
+            p = NULL;
+            if (!rc) rc = h5_read_all(&f, nm, H5_U8, &p, &r, &c);
+            if (!rc && r != n_items) rc = DM_ERR(DM_EFORMAT, "'%s': %s has %zu rows, expected %zu", path, nm, r, n_items);
+            for (size_t i = 0; !rc && i < n_items; i++) pr[i * ALIGN_K + (size_t)k] = ((uint8_t *)p)[i] ? 1 : 0;
+            free(p);
+        }
+        h5_close(&f);
+    }
+    rc = par_agree(ctx, rc);
+    if (!rc) rc = par_agree(ctx, align_item_latents(&am, &aa, (const float *const *)x, NULL, pr, (int)n_items, zb, z));
+    for (int k = 0; k < ALIGN_K; k++) free(x[k]);
+    free(zb);
+    align_acts_free(&aa);
+    align_free(&am);
+    if (rc) {
+        free(pr);
+        free(z);
+        return rc;
+    }
+    *zm = z;
+    *present = pr;
+    return DM_OK;
 }

@@ -34,4 +34,10 @@ int ai_build(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t 
              ai_inputs *in);
 void ai_free(ai_inputs *in);
 
+/* The per-modality item latents z_i^k of the trained aligner in align.h5 (path), from its stored
+ * inputs (/align/inputs): *zm (n_items, AI_NMOD, d) (zero where absent), *present (n_items,
+ * AI_NMOD); every rank a full copy, malloc'd for the caller. The evidence of explanations uses them
+ * (the modality that agrees most with the user). */
+int ai_modal_latents(par_ctx *ctx, const char *path, size_t n_items, size_t d, float **zm, uint8_t **present);
+
 #endif

@@ -29,6 +29,7 @@
  *                   control, and the ranking metrics of llm and llm_explain from prompt.h5 on the
  *                   same users with their paired test (the ranking cost of explanations).
  */
+#include "align_inputs.h"
 #include "cands.h"
 #include "cli.h"
 #include "dataset_io.h"
@@ -159,7 +160,7 @@ static int json_evidence(dm_buf *b, const dm_dataset *d, const explain_evidence 
             DM_CALL(ru_json_str(b, tmp));
             DM_CALL(dm_buf_printf(b, ", \"count\": %d", e->count));
         } else {
-            DM_CALL(dm_buf_printf(b, "\"modality\": %d", e->id));
+            DM_CALL(dm_buf_printf(b, "\"modality\": \"%s\"", align_modality_name(e->id)));
         }
         DM_CALL(dm_buf_printf(b, ", \"weight\": %.6g}", e->weight));
     }
@@ -254,9 +255,18 @@ static int explain_body(par_ctx *ctx, const dm_cfg *cfg)
     int have_src = 0;
     pm p;
     memset(&p, 0, sizeof p);
+    float *zmod = NULL;
+    uint8_t *zpres = NULL;
     if (!rc) {
         rc = par_agree(ctx, explain_src_init(&src, cfg, &d, roles, ht, zb, dz));
         have_src = !rc;
+        /* the modality that agrees most with the user: per-modality latents of the aligner */
+        if (!rc && src.modal) rc = ai_modal_latents(ctx, apath, ni, dz, &zmod, &zpres);
+        if (!rc && src.modal) {
+            src.n_modal = ALIGN_K;
+            src.zm = zmod;
+            src.present = zpres;
+        }
     }
     int width = have_src ? explain_evidence_width(src.k_users, src.k_items, src.k_attrs) : 1;
     int maxc = N > width + 1 ? N : width + 1;
@@ -487,6 +497,18 @@ static int explain_body(par_ctx *ctx, const dm_cfg *cfg)
                 if (!rc) rc = json_evidence(&one, &d, ev);
                 if (!rc) rc = dm_buf_adds(&one, "}\n");
                 if (!rc) rc = dm_buf_add(&js, one.data, one.len);
+                /* the first users of rank 0 as examples in the log */
+                if (q - lo < 2 && k < 3) {
+                    size_t lt;
+                    const char *ti = dm_strtab_get(&d.title, (size_t)cand[t], &lt);
+                    if (k == 0) {
+                        const char *un = dm_strtab_get(&d.user_id, (size_t)u, &l);
+                        dm_log("  user %.*s, top %d of %d candidates:", (int)l, un, Ku, nc);
+                    }
+                    dm_log("    %d. %.*s%s (score %.3f, evidence masked %.3f)", k + 1, (int)(lt > 60 ? 60 : lt), ti, lt > 60 ? "..." : "",
+                           sc[t], sm[k]);
+                    dm_log("       \"%s\"", text);
+                }
             }
             if (rc) break;
             /* deletion control: as many random prompt tokens masked, the explained items rescored */
@@ -755,6 +777,8 @@ static int explain_body(par_ctx *ctx, const dm_cfg *cfg)
 early:
     pm_free(&p);
     if (have_src) explain_src_free(&src);
+    free(zmod);
+    free(zpres);
     free(sel);
     free(lmdir);
     free(wts);

@@ -36,6 +36,7 @@
  * faithfulness, explanation loss, seconds), /columns, /<split>/<protocol>/<model|align|sasrec>
  * per-user rows (NaN outside the sample), /prompt/latency (L, then median and p95 per model).
  */
+#include "align_inputs.h"
 #include "cands.h"
 #include "cf_sasrec.h"
 #include "cli.h"
@@ -378,9 +379,18 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
         rc = par_agree(ctx, rc);
     }
     if (!rc && (epochs > 0 || any_expl)) rc = training_latents(ctx, cpath, apath, &d, roles, &tus, dz, htr);
+    float *zmod = NULL;
+    uint8_t *zpres = NULL;
     if (!rc && any_expl) {
         rc = par_agree(ctx, explain_src_init(&src, cfg, &d, roles, htr, zb, dz));
         have_src = !rc;
+        /* the modality that agrees most with the user: per-modality latents of the aligner */
+        if (!rc && src.modal) rc = ai_modal_latents(ctx, apath, ni, dz, &zmod, &zpres);
+        if (!rc && src.modal) {
+            src.n_modal = ALIGN_K;
+            src.zm = zmod;
+            src.present = zpres;
+        }
     }
     pm P[PROMPT_MAXM];
     memset(P, 0, sizeof P);
@@ -694,6 +704,8 @@ early:
         free(curve[k]);
     }
     if (have_src) explain_src_free(&src);
+    free(zmod);
+    free(zpres);
     train_users_free(&tus);
     free(lmdir);
     free(zb);

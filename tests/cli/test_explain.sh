@@ -61,6 +61,7 @@ for u in range(len(uid)):
     for j in range(uoff[u], uoff[u + 1]):
         if split[j] == 0: took.setdefault(int(item[j]), set()).add(u)
 kinds = {"brand": 0, "category": 1, "price": 2}
+nmodal = [0]
 parts = [re.split(r"(\{[a-z]+\})", t) for t in tpl.split("|")]
 def check(line):
     u, i = U[line["user"]], I[line["item"]]
@@ -78,6 +79,12 @@ def check(line):
             assert ok, "attribute %s is not an attribute of item %s" % (e["name"], line["item"])
             n = sum(1 for j in hist if j != i and ok[0] in attr[aoff[j]:aoff[j + 1]])
             assert e["count"] == n, "attribute %s: count %d, the user's history has %d" % (e["name"], e["count"], n)
+        elif e["kind"] == "modal":
+            assert e["modality"] in ("cf", "text", "visual", "audio"), e
+            assert d["modal"].get(e["modality"]) is None or d["modal/%s/present" % e["modality"]][i], \
+                "modality %s is not present for item %s" % (e["modality"], line["item"])
+    assert sum(e["kind"] == "modal" for e in ev) <= 1
+    nmodal[0] += sum(e["kind"] == "modal" for e in ev)
     text = line["rationale"]
     if line["template"] < 0:
         assert text == ""; return 0
@@ -104,6 +111,7 @@ for np_ in (1, 2, 3):
     lines[np_] = sorted(L, key=lambda x: (x["user"], x["rank"]))
 nslots = sum(check(x) for x in lines[1])
 assert nslots > 0, "no rationale filled a slot"
+assert nmodal[0] == len(lines[1]), "%d of %d explanations name the agreeing modality" % (nmodal[0], len(lines[1]))
 for np_ in (2, 3):
     for x, y in zip(lines[1], lines[np_]):
         assert x["item"] == y["item"] and x["rationale"] == y["rationale"] and x["evidence"] == y["evidence"], \
