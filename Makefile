@@ -101,8 +101,12 @@ tests: $(BUILD)/dynmm $(UNIT_BIN) $(MPIT_BIN)
 benches: $(BUILD)/dynmm $(BENCH_BIN)
 
 # Install missing Debian packages when root; otherwise print the exact command and stop.
+# Node.js and npm count as present when their commands are (a non-Debian Node.js conflicts with
+# Debian's npm package).
 define install_pkgs
-	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(1); do \
+	  case $$p in nodejs) command -v node >/dev/null && continue;; npm) command -v npm >/dev/null && continue;; esac; \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
