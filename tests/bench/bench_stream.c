@@ -1,0 +1,146 @@
+/* bench_stream.c: the inference overhead of the online adapter's dynamic latents over the base
+ * latents (tests/bench/bench_stream.sh), measured side by side in one process.
+ *
+ *   bench_stream N_ITEMS N_USERS BATCH THREADS REPS [D_CF D HIDDEN DS_ITEM DS_USER]
+ *
+ * One window's serving: N_USERS users scored against all N_ITEMS items in batches of BATCH users
+ * (the stage's full-ranking batch is 512), scores = h . z^T by one sgemm per batch.
+ *   base     gather the batch's h_base rows, sgemm against z_base
+ *   dynamic  once per window: z = z_base + a g(e_cf, s) of every item (adapter_item_latents, EMA
+ *            weights), amortised over the window's users; per batch: h = h_base + b g(r, s) of the
+ *            batch's users (adapter_user_latents), the same sgemm against z
+ * Tables and adapter weights are random (zero_init off, so the residual is really computed); the
+ * shapes default to the stage's on the synthetic default: d_cf 50 (sasrec.hidden), d 64 (align.dim),
+ * hidden 256 (adapter.hidden), summaries 4 per item and 7 + d per user (all adapter.features and
+ * the recent-taste columns). Each of REPS rounds times both passes, alternating which goes first;
+ * one warm-up round is not counted. Prints one line of key=value pairs: medians over rounds of the
+ * base and dynamic totals (ms), their parts, and of the per-round overhead (dynamic - base) / base.
+ */
+#include "../../src/adapter/adapter.h"
+#include "../../src/core/err.h"
+#include "../../src/core/rng.h"
+#include "../../src/core/timer.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void openblas_set_num_threads(int);
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static float *randn(dm_rng *g, size_t n, float scale)
+{
+    float *p = malloc(n * sizeof *p + 4);
+    for (size_t i = 0; p && i < n; i++) p[i] = scale * (float)dm_rng_normal(g);
+    return p;
+}
+
+static void die(void)
+{
+    dm_error_print("bench_stream");
+    exit(1);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 6) {
+        fprintf(stderr, "usage: bench_stream N_ITEMS N_USERS BATCH THREADS REPS [D_CF D HIDDEN DS_ITEM DS_USER]\n");
+        return 2;
+    }
+    int ni = atoi(argv[1]), nu = atoi(argv[2]), bs = atoi(argv[3]), th = atoi(argv[4]), reps = atoi(argv[5]);
+    int dcf = argc > 6 ? atoi(argv[6]) : 50, d = argc > 7 ? atoi(argv[7]) : 64, H = argc > 8 ? atoi(argv[8]) : 256;
+    int dsi = argc > 9 ? atoi(argv[9]) : 4, dsu = argc > 10 ? atoi(argv[10]) : 7 + d;
+    if (reps < 1 || reps > 1000 || bs < 1) return 2;
+    openblas_set_num_threads(th);
+    omp_set_num_threads(th);
+
+    adapter_config c;
+    adapter_config_default(&c);
+    c.n_items = ni;
+    c.n_users = nu;
+    c.d_cf = dcf;
+    c.d = d;
+    c.ds_item = dsi;
+    c.ds_user = dsu;
+    c.hidden = H;
+    c.max_batch = 1;
+    c.zero_init = 0;
+    adapter m;
+    adapter_acts a;
+    if (adapter_config_check(&c) || adapter_init(&m, &c) || adapter_acts_init(&a, &c)) die();
+    adapter_init_weights(&m, 11);
+
+    dm_rng g;
+    dm_rng_seed(&g, 2024);
+    float *e_cf = randn(&g, (size_t)ni * dcf, 1.0f), *zb = randn(&g, (size_t)ni * d, 0.3f);
+    float *s_item = randn(&g, (size_t)ni * (dsi ? dsi : 1), 1.0f), *r = randn(&g, (size_t)nu * dcf, 1.0f);
+    float *hb = randn(&g, (size_t)nu * d, 0.3f), *s_user = randn(&g, (size_t)nu * (dsu ? dsu : 1), 1.0f);
+    float *z = malloc((size_t)ni * d * sizeof *z), *h = malloc((size_t)bs * d * sizeof *h);
+    float *sc = malloc((size_t)bs * ni * sizeof *sc);
+    int32_t *ids = malloc((size_t)bs * sizeof *ids);
+    double *tb = malloc((size_t)reps * sizeof(double)), *td = malloc((size_t)reps * sizeof(double)),
+           *ti = malloc((size_t)reps * sizeof(double)), *tu = malloc((size_t)reps * sizeof(double)),
+           *ov = malloc((size_t)reps * sizeof(double));
+    if (!e_cf || !zb || !s_item || !r || !hb || !s_user || !z || !h || !sc || !ids || !tb || !td || !ti || !tu || !ov) {
+        fprintf(stderr, "bench_stream: out of memory\n");
+        return 1;
+    }
+    adapter_tables t = {e_cf, zb, dsi ? s_item : NULL, r, hb, dsu ? s_user : NULL};
+    double check = 0;
+    for (int rep = -1; rep < reps; rep++) { /* rep -1 warms up */
+        double base = 0, dyn = 0, items = 0, users = 0;
+        for (int pass = 0; pass < 2; pass++) {
+            int dynamic = (pass + (rep & 1)) & 1; /* alternate which pass goes first */
+            double t0 = dm_wtime();
+            if (dynamic) {
+                if (adapter_item_latents(&m, &a, &t, 1, NULL, ni, z, NULL)) die();
+                items = dm_wtime() - t0;
+            }
+            for (int u0 = 0; u0 < nu; u0 += bs) {
+                int B = nu - u0 < bs ? nu - u0 : bs;
+                const float *zz = zb;
+                if (dynamic) {
+                    double t1 = dm_wtime();
+                    for (int k = 0; k < B; k++) ids[k] = u0 + k;
+                    if (adapter_user_latents(&m, &a, &t, 1, ids, B, h, NULL)) die();
+                    users += dm_wtime() - t1;
+                    zz = z;
+                } else {
+                    memcpy(h, hb + (size_t)u0 * d, (size_t)B * d * sizeof *h);
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, ni, d, 1.0f, h, d, zz, d, 0.0f, sc, ni);
+                check += sc[0];
+            }
+            if (dynamic) dyn = dm_wtime() - t0;
+            else base = dm_wtime() - t0;
+        }
+        if (rep >= 0) {
+            tb[rep] = base;
+            td[rep] = dyn;
+            ti[rep] = items;
+            tu[rep] = users;
+            ov[rep] = (dyn - base) / base;
+        }
+    }
+    double o = median(ov, reps), mb = median(tb, reps), md = median(td, reps), mi = median(ti, reps), mu = median(tu, reps);
+    double gf = 2.0 * nu * (double)ni * d / mb / 1e9;
+    printf("items=%d users=%d batch=%d threads=%d reps=%d base_ms=%.3f dyn_ms=%.3f items_ms=%.3f users_ms=%.3f "
+           "overhead=%.5f items_share=%.5f users_share=%.5f base_gflops=%.1f check=%.3g\n",
+           ni, nu, bs, th, reps, 1e3 * mb, 1e3 * md, 1e3 * mi, 1e3 * mu, o, mi / mb, mu / mb, gf, check);
+    adapter_acts_free(&a);
+    adapter_free(&m);
+    return 0;
+}

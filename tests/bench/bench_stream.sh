@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# bench_stream.sh: the online adapter of dynamic incremental alignment (`dynmm stream`,
+# mpi/cmd_stream.c) under the prequential protocol (split.protocol = "stream"), 2 ranks:
+#   - update cost: the adapter's update per window (/stream/adapter/train_seconds: its optimisation
+#     steps and the Fisher for EWC) against retraining SASRec from scratch per window
+#     (/stream/retrained/train_seconds), side by side in one run, medians over windows
+#     (tests/reference/bench_stream_h5.py reads stream.h5);
+#   - inference overhead of the dynamic latents over the base latents, target < 2%:
+#     (a) build/bench/bench_stream (tests/bench/bench_stream.c), side by side in one process: scoring
+#         a window's users against all items by sgemm with the base latents, vs with the adapter
+#         (all items' residuals once per window, amortised over the window's users, + the batch's
+#         user residuals + the same sgemm); median over REPS x 5 rounds; the verdict rows;
+#     (b) the stage's own timings, for information: (adapter score + serve - static score) / static
+#         score per window, where score = full ranking + metrics of the rank's users and serve = the
+#         dynamic latents of every item and every user (on every rank).
+# Data: the synthetic default (2000 users x 1000 items, 8 equal-count windows) and Amazon Beauty
+# with monthly windows (the last 6 months) when DM_DATA holds it. SASRec trains sasrec.epochs for the
+# base and retrains stream.retrain_epochs (set equal) every stream.retrain_every = 2 windows.
+set -u
+REPS=${REPS:-3}
+B=$DM_BUILD/dynmm
+H=$DM_BUILD/bench/bench_stream
+PY=/usr/bin/python3
+W=$DM_TMP/bench_stream; mkdir -p "$W"
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+TARGET=2
+[ -x "$H" ] || { echo "### stream: FAILED ($H missing; run make benches)"; exit 1; }
+field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
+median() { sort -g | awk '{a[NR]=$1} END{if (NR == 0) print "nan"; else print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+status=0
+NCPU=$(nproc)
+
+# prepare and run one stream stage; sets line_<tag> (bench_stream_h5.py output) or leaves it empty
+run_stream() { # tag args...
+  local tag=$1; shift
+  if $DM_MPIRUN -n 2 "$B" run "$@" --set 'run.stages=[train-cf,align,stream]' --set run.force=true --set split.protocol=stream \
+       --set 'cf.models=[sasrec]' --set 'stream.variants=[static,adapter,retrained]' --set stream.retrain_every=2 \
+       < /dev/null > "$W/$tag.log" 2>&1; then
+    eval "line_$tag=\"\$($PY tests/reference/bench_stream_h5.py \"$W/$tag/stream.h5\" 1)\""
+  else
+    eval "line_$tag="
+    status=1
+  fi
+}
+
+echo "### stream: online adapter vs SASRec retraining, and the inference overhead of the dynamic latents"
+echo
+echo "host: $NCPU cores, load average at start $(load); stages at 2 ranks x 1 thread; OMP_WAIT_POLICY=$OMP_WAIT_POLICY."
+echo
+
+t0=$(date +%s)
+# synthetic default: 2000 users x 1000 items, 8 windows
+SY=(--set run.dir="$W/synth" --set sasrec.epochs=10 --set sasrec.eval_every=5 --set stream.retrain_epochs=10 --set align.epochs=5)
+if $DM_MPIRUN -n 2 "$B" run "${SY[@]}" --set split.protocol=stream --set 'run.stages=[synth]' < /dev/null > "$W/synth_prep.log" 2>&1; then
+  run_stream synth "${SY[@]}"
+else
+  line_synth=; status=1
+fi
+EP_SY=10
+have_beauty=0
+if [ -n "${DM_DATA:-}" ] && [ -f "$DM_DATA/amazon-beauty/reviews_Beauty_5.json.gz" ]; then
+  have_beauty=1
+  BE=(configs/amazon-beauty.cfg --set run.dir="$W/beauty" --set data.inter="$DM_DATA/amazon-beauty/reviews_Beauty_5.json.gz"
+      --set data.meta="$DM_DATA/amazon-beauty/meta_Beauty.json.gz" --set window.last=6 --set sasrec.loss=bce --set sasrec.epochs=2
+      --set sasrec.eval_every=1 --set stream.retrain_epochs=2 --set align.epochs=2)
+  EP_BE=2
+  if $DM_MPIRUN -n 2 "$B" run "${BE[@]}" --set split.protocol=stream --set 'run.stages=[ingest]' < /dev/null > "$W/beauty_prep.log" 2>&1; then
+    run_stream beauty "${BE[@]}"
+  else
+    line_beauty=; status=1
+  fi
+fi
+t_stage=$(( $(date +%s) - t0 ))
+
+echo "#### update cost per window (one run each, medians over windows)"
+echo
+echo "| data | windows | users scored/window | adapter update s/window | SASRec retrain s/window (epochs) | retrain / adapter | windows retrained |"
+echo "|---|---|---|---|---|---|---|"
+urow() { # label line epochs
+  if [ -z "$2" ]; then echo "| $1 | FAILED (see $W/*.log) | | | | | |"; return; fi
+  awk -v l="$1" -v ep="$3" -v w="$(echo "$2" | field windows)" -v u="$(echo "$2" | field users_med)" -v a="$(echo "$2" | field adapter_s)" \
+      -v r="$(echo "$2" | field retrained_s)" -v q="$(echo "$2" | field ratio_w)" -v n="$(echo "$2" | field retrain_windows)" \
+    'BEGIN{printf "| %s | %d | %.0f | %.2f | %.2f (%d, %.2f s/epoch) | %.1fx | %d |\n", l, w, u, a, r, ep, r / ep, q, n}'
+}
+urow "synthetic default (2000 x 1000)" "${line_synth:-}" $EP_SY
+if [ $have_beauty = 1 ]; then urow "Amazon Beauty, monthly (last 6)" "${line_beauty:-}" $EP_BE
+else echo "| Amazon Beauty | skipped: \$DM_DATA/amazon-beauty not found | | | | | |"; fi
+echo
+echo "retrain / adapter = median over the retraining windows of the per-window ratio; SASRec retraining time grows"
+echo "linearly with its epochs (the stage's default retrains as long as the base model trained)."
+echo
+
+echo "#### inference overhead of the dynamic latents (target < ${TARGET}%)"
+echo
+echo "(a) side by side in one process (bench_stream, $NCPU threads, batches of 512 users, median of $REPS x 5 rounds):"
+echo "base = sgemm of the users' h_base against z_base; dynamic = item residuals once per window + the users' residuals"
+echo "+ the same sgemm."
+echo
+echo "| shapes | items | users/window | base ms | dynamic ms | item residuals ms | user residuals ms | overhead | target | verdict |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+hrow() { # label items users verdict(1/0)
+  local k out vals=()
+  for k in base_ms dyn_ms items_ms users_ms overhead; do : > "$W/h_$k"; done
+  for r in $(seq "$REPS"); do
+    out=$("$H" "$2" "$3" 512 "$NCPU" 5) || { echo "| $1 | FAILED: bench_stream | | | | | | | | |"; status=1; return; }
+    for k in base_ms dyn_ms items_ms users_ms overhead; do echo "$out" | field $k >> "$W/h_$k"; done
+  done
+  for k in base_ms dyn_ms items_ms users_ms overhead; do vals+=("$(median < "$W/h_$k")"); done
+  awk -v l="$1" -v ni="$2" -v nu="$3" -v b="${vals[0]}" -v d="${vals[1]}" -v i="${vals[2]}" -v u="${vals[3]}" -v o="${vals[4]}" -v t=$TARGET -v v="$4" \
+    'BEGIN{ok = (100 * o < t); printf "| %s | %d | %d | %.2f | %.2f | %.2f | %.2f | %.1f%% | %s | %s |\n", l, ni, nu, b, d, i, u, 100 * o,
+           v ? "< " t "%" : "(information)", v ? (ok ? "PASSED" : "FAILED") : "-"}'
+}
+usy=$(echo "${line_synth:-}" | field users_med); usy=${usy:-1200}; usy=${usy%.*}
+hrow "synthetic default" 999 "$usy" 1
+if [ $have_beauty = 1 ]; then
+  ube=$(echo "${line_beauty:-}" | field users_med); ube=${ube:-3000}; ube=${ube%.*}
+  hrow "Amazon Beauty, monthly" 12101 "$ube" 1
+fi
+hrow "larger catalogue" 50000 10000 0
+echo
+echo "(b) measured on the stage (one run, medians over the scored windows; score = full ranking + metrics of the"
+echo "rank's users; serve = dynamic latents of all items and all users, repeated on every rank):"
+echo
+echo "| data | static score ms/window | adapter score ms/window | serve ms/window | overhead (median of windows) | overhead (sums) |"
+echo "|---|---|---|---|---|---|"
+srow() {
+  if [ -z "$2" ]; then echo "| $1 | FAILED | | | | |"; return; fi
+  awk -v l="$1" -v s="$(echo "$2" | field score_static_s)" -v a="$(echo "$2" | field score_adapter_s)" -v v="$(echo "$2" | field serve_s)" \
+      -v o="$(echo "$2" | field overhead_w)" -v q="$(echo "$2" | field overhead_sum)" \
+    'BEGIN{printf "| %s | %.1f | %.1f | %.1f | %.1f%% | %.1f%% |\n", l, 1e3 * s, 1e3 * a, 1e3 * v, 100 * o, 100 * q}'
+}
+srow "synthetic default" "${line_synth:-}"
+[ $have_beauty = 1 ] && srow "Amazon Beauty, monthly" "${line_beauty:-}"
+echo
+echo "stage runs took ${t_stage} s; load average at the end: $(load)"
+echo
+exit $status
