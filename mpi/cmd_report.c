@@ -51,8 +51,8 @@ static const char *USAGE =
     "writes tables (LaTeX booktabs, Markdown, CSV) with mean +- sd over seeds, best in bold, second\n"
     "underlined, and paired significance marks against a baseline (stats.test across users within a\n"
     "seed, report.across_seeds across seeds, Holm over each table), and gnuplot figures (PNG, PDF;\n"
-    "the scripts stay beside them). Output in report.out (default <sweep>/report or ./report),\n"
-    "with index.md and report.tex gathering everything. Examples:\n\n"
+    "the scripts stay beside them). Output in report.out (default DIR/report for one directory or\n"
+    "manifest, else ./report), with index.md and report.tex gathering everything. Examples:\n\n"
     "  dynmm report runs/sweeps/small\n"
     "  dynmm report runs/a/results.h5 runs/b/results.h5 --set report.baseline=sasrec\n"
     "  dynmm report paper.cfg 'runs/sweeps/*/manifest.tsv'\n\n"
@@ -583,10 +583,8 @@ static int out_dir_default(char *const *inputs, size_t n, char *out, size_t cap)
     snprintf(out, cap, "report");
     if (n != 1 || strpbrk(inputs[0], "*?[")) return DM_OK;
     struct stat st;
-    char m[4200];
     if (stat(inputs[0], &st) == 0 && S_ISDIR(st.st_mode)) {
-        snprintf(m, sizeof m, "%s/manifest.tsv", inputs[0]);
-        if (stat(m, &st) == 0) snprintf(out, cap, "%s/report", inputs[0]);
+        snprintf(out, cap, "%s/report", inputs[0]); /* a run or sweep directory: its report beside its runs */
     } else {
         size_t l = strlen(inputs[0]);
         if ((l > 4 && !strcmp(inputs[0] + l - 4, ".tsv")) || (l > 5 && !strcmp(inputs[0] + l - 5, ".json"))) {

@@ -109,4 +109,8 @@ expect_err "cannot open '$W/nothere'" "$W/nothere"
 expect_err "0 configurations match" "$W/data/sweep" --set report.out="$W/e" --set 'report.baseline=sasrec[sasrec.hidden=48]'
 $B report "$W/data/single" --set report.out="$W/r5" --set report.gnuplot= "${quick[@]}" > /dev/null 2>&1 || fail "report without gnuplot"
 [ -s "$W/r5/latency.gp" ] && [ ! -e "$W/r5/latency.png" ] || fail "report.gnuplot = \"\" should write scripts only"
+# without report.out, a run directory's report goes beside its results, never into the cwd
+rm -rf "$W/data/single/report"
+(cd "$W" && $B report data/single --set report.gnuplot= "${quick[@]}" > /dev/null 2>&1) || fail "report with the default report.out"
+[ -s "$W/data/single/report/index.md" ] && [ ! -e "$W/report" ] || fail "the default report.out of a run directory should be DIR/report"
 echo ok
