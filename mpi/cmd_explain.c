@@ -631,13 +631,15 @@ static int explain_body(par_ctx *ctx, const dm_cfg *cfg)
             }
             paired(ca, cb, nu, STATS_GREATER, &m1, &m2, &prd, &np);
         }
-        dm_log("  %zu users explained in %.1fs (%.3fs per user and rank)", nexp, secs, nloc ? secs / (double)nloc : 0.0);
-        dm_log("  deletion: masking the evidence tokens lowers the explained items' score by %.4f and their rank by %.2f;",
-               mean[XC_DROP], mean[XC_RANK_DROP]);
-        dm_log("            masking %d random prompt tokens instead: by %.4f and %.2f (paired Wilcoxon, greater: p = %.3g and %.3g, %zu users)",
-               E, mean[XC_DROP_RANDOM], mean[XC_RANK_DROP_RANDOM], pd, prd, np);
-        dm_log("  evidence precision %.3f (%.1f elements tested per item); FMR %.3f, FCR %.3f (corpus %.3f), DIV %.3f; test item in the top %d: %.3f",
-               mean[XC_PRECISION], mean[XC_TESTED], mean[XC_FMR], mean[XC_FCR], fcr, mean[XC_DIV], K, mean[XC_HIT]);
+        if (!rc) {
+            dm_log("  %zu users explained in %.1fs (%.3fs per user and rank)", nexp, secs, nloc ? secs / (double)nloc : 0.0);
+            dm_log("  deletion: masking the evidence tokens lowers the explained items' score by %.4f and their rank by %.2f;",
+                   mean[XC_DROP], mean[XC_RANK_DROP]);
+            dm_log("            masking %d random prompt tokens instead: by %.4f and %.2f (paired Wilcoxon, greater: p = %.3g and %.3g, %zu users)",
+                   E, mean[XC_DROP_RANDOM], mean[XC_RANK_DROP_RANDOM], pd, prd, np);
+            dm_log("  evidence precision %.3f (%.1f elements tested per item); FMR %.3f, FCR %.3f (corpus %.3f), DIV %.3f; test item in the top %d: %.3f",
+                   mean[XC_PRECISION], mean[XC_TESTED], mean[XC_FMR], mean[XC_FCR], fcr, mean[XC_DIV], K, mean[XC_HIT]);
+        }
         /* the ranking cost of explanations: llm vs llm_explain of prompt.h5, same users */
         double rk[16][4];
         char rkname[16][64];

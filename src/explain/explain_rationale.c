@@ -259,7 +259,9 @@ static int try_template(const explain_templates *t, int tpl, const dm_dataset *d
         if (t->slot[p] < 0) {
             const char *const v[1] = {t->text[p]};
             lm_part part = {NULL, v, 1};
-            rc = lm_fill_template(lm, c, &part, 1, NULL, &pll, &r->text);
+            rc = lm_fill_template(lm, c, &part, 1, &choice, &pll, &r->text);
+            if (rc == DM_OK && choice < 0) *ok = 0; /* does not fit in the context */
+            if (!*ok) break;
         } else {
             int nv = 0;
             rc = explain_slot_values(t, tpl, p, d, ev, r, &nv);
@@ -270,6 +272,10 @@ static int try_template(const explain_templates *t, int tpl, const dm_dataset *d
             }
             lm_part part = {NULL, r->cand_ptr, nv};
             rc = lm_fill_template(lm, c, &part, 1, &choice, &pll, &r->text);
+            if (rc == DM_OK && choice < 0) { /* no allowed value fits in the context */
+                *ok = 0;
+                break;
+            }
             if (rc == DM_OK) r->cur_elem[s++] = r->cand_elem[choice];
         }
         *ll += pll;

@@ -19,7 +19,9 @@
  * explain_rationale_make writes each qualifying template after the cached prompt with
  * lm_fill_template, one part at a time (fixed text is scored as a one-value slot), each slot
  * taking its most likely allowed value; the template of highest mean log-likelihood per token is
- * kept (ties: the earlier template). The cache is restored to its length on entry. The result
+ * kept (ties: the earlier template). Values that do not fit in the rest of the LM's context (long
+ * titles after a long prompt) are passed over; a template with a part that cannot fit at all is
+ * disqualified, so a rationale never fails on length. The cache is restored to its length on entry. The result
  * holds the text, which template, the evidence element each slot names, the distinct elements
  * cited, and the per-slot values; every value is by construction the title / name / count of a
  * cited evidence element, never anything else.

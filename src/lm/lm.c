@@ -110,12 +110,43 @@ int lm_fill_template(const lm_model *lm, gpt2_cache *c, const lm_part *parts, in
         if (!off || !ll) { rc = DM_ERR(DM_ENOMEM, "out of memory"); break; }
         ids.n = 0;
         if ((rc = encode_all(lm, parts[k].values, nv, &ids, off)) != DM_OK) break;
-        if ((rc = gpt2_cache_score(c, ids.v, off, nv, ll)) != DM_OK) break;
-        int best = 0;
-        for (int i = 1; i < nv; i++)
-            if (ll[i] > ll[best]) best = i;
+        /* the values that fit after the prefix, scored; the others left out */
+        int nfit = 0;
+        int64_t *fo = malloc(((size_t)nv + 1) * sizeof *fo);
+        int *fi = malloc((size_t)nv * sizeof *fi), *ft = malloc(ids.n ? ids.n * sizeof *ft : 1);
+        if (!fo || !fi || !ft) rc = DM_ERR(DM_ENOMEM, "out of memory");
+        fo[0] = 0;
+        for (int i = 0; i < nv && rc == DM_OK; i++) {
+            int64_t nt = off[i + 1] - off[i];
+            if (c->len + nt > c->cap || nt > c->max_rows) continue;
+            memcpy(ft + fo[nfit], ids.v + off[i], (size_t)nt * sizeof *ft);
+            fo[nfit + 1] = fo[nfit] + nt;
+            fi[nfit++] = i;
+        }
+        if (rc == DM_OK && nfit > 0) rc = gpt2_cache_score(c, ft, fo, nfit, ll);
+        int best = nfit > 0 ? fi[0] : -1;
+        double bll = nfit > 0 ? ll[0] : 0.0;
+        for (int j = 1; j < nfit; j++)
+            if (ll[j] > bll) {
+                bll = ll[j];
+                best = fi[j];
+            }
+        free(fo);
+        free(fi);
+        free(ft);
+        if (rc != DM_OK) break;
+        if (best < 0) {
+            if (choice) {
+                choice[k] = -2;
+                break;
+            }
+            rc = DM_ERR(DM_EINPUT, "template part %d: none of its %d value%s fits after the %d tokens before it (context %d)", k, nv,
+                        nv == 1 ? "" : "s", c->len, c->cap);
+            break;
+        }
+        ll[0] = bll;
         if (choice) choice[k] = best;
-        if (choice_ll) choice_ll[k] = ll[best];
+        if (choice_ll) choice_ll[k] = ll[0];
         int nt = (int)(off[best + 1] - off[best]);
         if (nt > 0 && (rc = gpt2_cache_append(c, ids.v + off[best], NULL, 0, nt)) != DM_OK) break;
         rc = dm_buf_adds(out, parts[k].values[best]);

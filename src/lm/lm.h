@@ -48,7 +48,10 @@ typedef struct {
 
 /* Writes the template after the cached prefix: fixed parts verbatim, each slot the value with the
  * highest log-likelihood. choice[k] = the chosen value index of part k (-1 for fixed parts),
- * choice_ll[k] its log-likelihood (0 for fixed parts; either may be NULL). The text goes to out. */
+ * choice_ll[k] its log-likelihood (0 for fixed parts; either may be NULL). The text goes to out.
+ * A slot's values that do not fit in the rest of the context are passed over; when none fits,
+ * choice[k] = -2 and filling stops there (DM_OK: the caller decides; without choice it is an
+ * error, as is a fixed part that does not fit). */
 int lm_fill_template(const lm_model *lm, gpt2_cache *c, const lm_part *parts, int n_parts, int *choice,
                      double *choice_ll, dm_buf *out);
 

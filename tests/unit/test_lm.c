@@ -168,6 +168,42 @@ int main(void)
     CHECK(lm_fill_template(&lm, &c, bad, 1, NULL, NULL, &out) != DM_OK &&
               strstr(dm_error_message(), "slot without allowed values"), "empty slot: %s", dm_error_message());
 
+    /* near the end of the context: values that do not fit are passed over; none fitting is
+     * reported in choice (-2, cache unchanged), and is an error without choice */
+    {
+        static const char *const vals[] = {" the blue shampoo and the red soap and a brush", " soap"};
+        bpe_ids t0 = {0}, t1 = {0};
+        push_text(&lm, &t0, vals[0]);
+        push_text(&lm, &t1, vals[1]);
+        CHECK(t0.n > t1.n, "test values: %zu vs %zu tokens", t0.n, t1.n);
+        gpt2_cache c2;
+        CHECK(gpt2_cache_init(&c2, &lm.model, 0, 16) == DM_OK, "cache");
+        int room = (int)t1.n, fill = cfg.max_seq_len - room;
+        int *ids = malloc((size_t)fill * sizeof *ids);
+        for (int i = 0; i < fill; i++) ids[i] = pre.v[2 + i % (int)(pre.n - 2)];
+        CHECK(gpt2_cache_append(&c2, ids, NULL, 0, fill) == DM_OK, "fill the context");
+        lm_part p1[] = {{NULL, vals, 2}};
+        int ch = -1;
+        double l1 = 0;
+        dm_buf o2 = {0};
+        CHECK(lm_fill_template(&lm, &c2, p1, 1, &ch, &l1, &o2) == DM_OK && ch == 1 && c2.len == cfg.max_seq_len,
+              "the value that fits: choice %d, cache %d", ch, c2.len);
+        CHECK(gpt2_cache_truncate(&c2, fill) == DM_OK, "truncate");
+        lm_part p2[] = {{NULL, vals, 1}};
+        CHECK(lm_fill_template(&lm, &c2, p2, 1, &ch, &l1, &o2) == DM_OK && ch == -2 && c2.len == fill,
+              "no value fits: choice %d, cache %d", ch, c2.len);
+        dm_error_clear();
+        CHECK(lm_fill_template(&lm, &c2, p2, 1, NULL, NULL, &o2) != DM_OK && strstr(dm_error_message(), "fits after the"),
+              "no value fits without choice: %s", dm_error_message());
+        dm_error_clear();
+        printf("  template near the end of the context: the %zu-token value passed over, the %zu-token one written\n", t0.n, t1.n);
+        free(ids);
+        dm_buf_free(&o2);
+        bpe_ids_free(&t0);
+        bpe_ids_free(&t1);
+        gpt2_cache_free(&c2);
+    }
+
     dm_buf_free(&out);
     dm_buf_free(&gen);
     dm_buf_free(&bf);
