@@ -127,6 +127,8 @@ static int walk_dir(const char *dir, int depth, char ***v, size_t *n)
     char p[PATH_MAX + 300];
     snprintf(p, sizeof p, "%s/results.h5", dir);
     if (is_file(p)) return add_path(v, n, p);
+    snprintf(p, sizeof p, "%s/stream.h5", dir); /* a streaming run without an eval stage */
+    if (is_file(p)) return add_path(v, n, p);
     if (depth <= 0) return DM_OK;
     struct dirent **list = NULL;
     int k = scandir(dir, &list, NULL, alphasort);
@@ -152,7 +154,7 @@ static int resolve_one(const char *in, char ***v, size_t *n, size_t *missing)
         size_t before = *n;
         DM_CALL(walk_dir(in, 3, v, n));
         if (*n == before) {
-            DM_ERR(DM_EIO, "no results.h5 in '%s' or its subdirectories", in);
+            DM_ERR(DM_EIO, "no results.h5 (or stream.h5) in '%s' or its subdirectories", in);
             DM_HINT("run the eval stage first (run.stages ending in eval)");
             return DM_EIO;
         }
@@ -508,7 +510,9 @@ static int read_run(par_ctx *self, const char *path, rpt_run *run)
     if (!run->path || !run->id) return DM_ENOMEM;
     h5file f;
     DM_CALL(h5_open(self, path, &f));
-    int rc = h5_check_format(&f, "dynmm-results", 1);
+    size_t pl = strlen(path);
+    const int stream_only = pl >= 10 && !strcmp(path + pl - 10, "/stream.h5");
+    int rc = h5_check_format(&f, stream_only ? "dynmm-stream" : "dynmm-results", 1);
     char *text = NULL;
     if (!rc) rc = h5_get_attr_str(&f, "/", "config", &text);
     if (!rc) rc = dm_cfg_init(&run->cfg);
@@ -517,11 +521,11 @@ static int read_run(par_ctx *self, const char *path, rpt_run *run)
     if (!rc) run->seed = dm_cfg_int(&run->cfg, "run.seed");
     int64_t nu = 0;
     if (!rc && h5_has_attr(&f, "/", "n_users")) rc = h5_get_attr_i64(&f, "/", "n_users", &nu);
-    if (!rc) rc = read_entries(&f, 1, nu, run);
+    if (!rc) rc = read_entries(&f, !stream_only, nu, run);
     h5_close(&f);
     /* the run's other outputs with curves: stream.h5 (metrics per streaming window) */
     static const char *const extra[][2] = {{"stream.h5", "dynmm-stream"}};
-    for (size_t i = 0; !rc && i < sizeof extra / sizeof extra[0]; i++) {
+    for (size_t i = 0; !rc && !stream_only && i < sizeof extra / sizeof extra[0]; i++) {
         char p[PATH_MAX + 64];
         const char *sl = strrchr(path, '/'); /* paths are absolute (realpath) */
         snprintf(p, sizeof p, "%.*s/%s", (int)(sl ? sl - path : 0), path, extra[i][0]);

@@ -109,6 +109,16 @@ expect_err "cannot open '$W/nothere'" "$W/nothere"
 expect_err "0 configurations match" "$W/data/sweep" --set report.out="$W/e" --set 'report.baseline=sasrec[sasrec.hidden=48]'
 $B report "$W/data/single" --set report.out="$W/r5" --set report.gnuplot= "${quick[@]}" > /dev/null 2>&1 || fail "report without gnuplot"
 [ -s "$W/r5/latency.gp" ] && [ ! -e "$W/r5/latency.png" ] || fail "report.gnuplot = \"\" should write scripts only"
+# a streaming run without an eval stage (stream.h5 only) is a run of its own, as in make quickstart
+mkdir -p "$W/data/streamonly" && cp "$W/data/single/stream.h5" "$W/data/streamonly/"
+$PY -c 'import h5py, sys
+r = h5py.File(sys.argv[1], "r"); s = h5py.File(sys.argv[2], "r+")
+for k in ("config", "format", "format_version"):
+    if k in r.attrs and k not in s.attrs: s.attrs[k] = r.attrs[k]
+s.attrs["format"] = "dynmm-stream"' "$W/data/single/results.h5" "$W/data/streamonly/stream.h5" || fail "cannot plant the stream-only run"
+$B report "$W/data/single" "$W/data/streamonly" --set report.out="$W/r6" --set report.gnuplot= "${quick[@]}" > "$W/r6.log" 2>&1 ||
+  { cat "$W/r6.log"; fail "report of a run with stream.h5 only"; }
+[ "$(grep -vc '^#\|^$' "$W/r6/stream_mean.dat")" -ge 12 ] && [ -s "$W/r6/test_full.md" ] || fail "stream.h5-only run: no stream curves or tables"
 # without report.out, a run directory's report goes beside its results, never into the cwd
 rm -rf "$W/data/single/report"
 (cd "$W" && $B report data/single --set report.gnuplot= "${quick[@]}" > /dev/null 2>&1) || fail "report with the default report.out"
