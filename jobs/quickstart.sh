@@ -21,7 +21,8 @@ echo "== 2/3 streaming windows with the online adapter (configs/quickstart-strea
 run run configs/quickstart.cfg configs/quickstart-stream.cfg "$@"
 echo
 echo "== 3/3 report"
-"$BUILD/dynmm" report runs/quickstart runs/quickstart-stream --set report.out=runs/quickstart/report --set stats.bootstrap=1000 -q
+"$BUILD/dynmm" report runs/quickstart --set report.out=runs/quickstart/report --set stats.bootstrap=1000 -q
+"$BUILD/dynmm" report runs/quickstart-stream --set report.out=runs/quickstart-stream/report --set stats.bootstrap=1000 -q
 echo
 echo "== what was produced"
 "$BUILD/dynmm" info runs/quickstart/dataset.h5 | head -12
@@ -29,5 +30,6 @@ ls runs/quickstart/report/*.md 2>/dev/null | head -20 | sed 's/^/  /'
 [ -f runs/quickstart/report/index.md ] && { echo; sed -n 1,60p runs/quickstart/report/index.md; }
 echo
 echo "Done in $(( $(date +%s) - t0 ))s. Outputs in runs/quickstart/ and runs/quickstart-stream/ (HDF5; 'dynmm info FILE'"
-echo "describes any of them); tables and figures in runs/quickstart/report/ (report.tex compiles with pdflatex)."
+echo "describes any of them); tables and figures in runs/quickstart/report/ and, per streaming window,"
+echo "in runs/quickstart-stream/report/ (report.tex compiles with pdflatex)."
 echo "Next: 'make check' runs the tests; README.md shows how to run on your own data and on Slurm."
