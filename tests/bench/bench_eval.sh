@@ -18,7 +18,7 @@ for np in 1 2; do
   : > $W/s$np; : > $W/m$np
   for r in $(seq $REPS); do
     out=$($DM_MPIRUN -n $np $B eval "${base[@]}" --set run.threads=$((2 / np)) < /dev/null 2>&1) || { echo "$out"; exit 1; }
-    echo "$out" | awk '$1=="test" && $2=="full" {print $7}' >> $W/s$np
+    echo "$out" | awk '$1=="test" && $2=="full" {print $NF}' >> $W/s$np
     echo "$out" | sed -n 's/.*peak memory \([0-9.]*\) MiB on rank.*/\1/p' >> $W/m$np
   done
   sec[$np]=$(median < $W/s$np); mem[$np]=$(median < $W/m$np)
