@@ -47,6 +47,7 @@ typedef struct {
     double *mean;                   /* (cols) users: mean over rows without NaN */
     double *data;                   /* points: (rows, cols) */
     int64_t users;                  /* users: rows scored */
+    char *file;                     /* the file holding the rows when not the run's results file */
 } rpt_entry;
 
 typedef struct {

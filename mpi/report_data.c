@@ -300,6 +300,7 @@ static int read_columns(h5file *f, const char *name, char ***v, size_t *n)
 static void entry_free(rpt_entry *e)
 {
     free(e->name);
+    free(e->file);
     free(e->group);
     free(e->leaf);
     free(e->split);
@@ -523,18 +524,35 @@ static int read_run(par_ctx *self, const char *path, rpt_run *run)
     if (!rc && h5_has_attr(&f, "/", "n_users")) rc = h5_get_attr_i64(&f, "/", "n_users", &nu);
     if (!rc) rc = read_entries(&f, !stream_only, nu, run);
     h5_close(&f);
-    /* the run's other outputs with curves: stream.h5 (metrics per streaming window) */
-    static const char *const extra[][2] = {{"stream.h5", "dynmm-stream"}};
+    /* the run's other outputs: stream.h5 (metrics per streaming window, as curves) and prompt.h5
+     * (per-user rows of the LLM recommenders and of the models beside them, on the same stored
+     * candidate sets but a sample of the users: its protocols are named "<protocol>-llm", so they
+     * make tables of their own where every model has the same users) */
+    static const struct {
+        const char *file, *format;
+        int version, users;
+    } extra[] = {{"stream.h5", "dynmm-stream", 1, 0}, {"prompt.h5", "dynmm-prompt", 2, 1}};
     for (size_t i = 0; !rc && !stream_only && i < sizeof extra / sizeof extra[0]; i++) {
         char p[PATH_MAX + 64];
         const char *sl = strrchr(path, '/'); /* paths are absolute (realpath) */
-        snprintf(p, sizeof p, "%.*s/%s", (int)(sl ? sl - path : 0), path, extra[i][0]);
+        snprintf(p, sizeof p, "%.*s/%s", (int)(sl ? sl - path : 0), path, extra[i].file);
         if (!is_file(p)) continue;
+        size_t before = run->ne;
         rc = h5_open(self, p, &f);
         if (!rc) {
-            rc = h5_check_format(&f, extra[i][1], 1);
-            if (!rc) rc = read_entries(&f, 0, 0, run);
+            rc = h5_check_format(&f, extra[i].format, extra[i].version);
+            if (!rc) rc = read_entries(&f, extra[i].users, extra[i].users ? nu : 0, run);
             h5_close(&f);
+        }
+        for (size_t k = before; !rc && extra[i].users && k < run->ne; k++) {
+            rpt_entry *e = &run->e[k];
+            if (e->kind != RE_USERS) continue;
+            char proto[300];
+            snprintf(proto, sizeof proto, "%s-llm", e->protocol);
+            free(e->protocol);
+            e->protocol = ru_strdup(proto);
+            e->file = ru_strdup(p);
+            if (!e->protocol || !e->file) rc = DM_ENOMEM;
         }
     }
     return rc;
@@ -793,7 +811,8 @@ int rpt_read_rows(par_ctx *ctx, const rpt_run *r, const rpt_entry *e, double **r
 {
     par_ctx self = self_ctx(ctx);
     h5file f;
-    DM_CALL(h5_open(&self, r->path, &f));
+    const char *src = e->file ? e->file : r->path;
+    DM_CALL(h5_open(&self, src, &f));
     char obj[600];
     snprintf(obj, sizeof obj, "/%s", e->name);
     void *p = NULL;
@@ -802,7 +821,7 @@ int rpt_read_rows(par_ctx *ctx, const rpt_run *r, const rpt_entry *e, double **r
     h5_close(&f);
     if (!rc && (nr != e->rows || nc != e->cols)) {
         free(p);
-        rc = DM_ERR(DM_EFORMAT, "%s: %s changed shape while the report read it", r->path, obj);
+        rc = DM_ERR(DM_EFORMAT, "%s: %s changed shape while the report read it", src, obj);
     }
     *rows = rc ? NULL : p;
     return rc;

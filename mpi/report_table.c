@@ -83,6 +83,11 @@ const char *rpt_label(const rpt_opts *o, const char *name)
         snprintf(buf, sizeof buf, "1+%ld %s", n, name[0] == 'u' ? "uniform" : "popular");
         return cache(name, buf);
     }
+    char rest[64];
+    if ((sscanf(name, "uni%ld%63s", &n, rest) == 2 || sscanf(name, "pop%ld%63s", &n, rest) == 2) && n > 0 && !strcmp(rest, "-llm")) {
+        snprintf(buf, sizeof buf, "1+%ld %s, the users of the LLM stage", n, name[0] == 'u' ? "uniform" : "popular");
+        return cache(name, buf);
+    }
     return name;
 }
 

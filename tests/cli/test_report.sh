@@ -119,6 +119,37 @@ s.attrs["format"] = "dynmm-stream"' "$W/data/single/results.h5" "$W/data/streamo
 $B report "$W/data/single" "$W/data/streamonly" --set report.out="$W/r6" --set report.gnuplot= "${quick[@]}" > "$W/r6.log" 2>&1 ||
   { cat "$W/r6.log"; fail "report of a run with stream.h5 only"; }
 [ "$(grep -vc '^#\|^$' "$W/r6/stream_mean.dat")" -ge 12 ] && [ -s "$W/r6/test_full.md" ] || fail "stream.h5-only run: no stream curves or tables"
+# prompt.h5 beside results.h5: the LLM stage's sampled users make tables of their own ("<protocol>-llm")
+# whose cells are means over those users only, read from prompt.h5
+mkdir -p "$W/data/withllm" && cp "$W/data/single/results.h5" "$W/data/withllm/"
+$PY -c 'import h5py, numpy as np, sys
+r = h5py.File(sys.argv[1], "r"); p = h5py.File(sys.argv[2], "w")
+p.attrs["format"] = np.bytes_("dynmm-prompt"); p.attrs["format_version"] = 2; p.attrs["config"] = r.attrs["config"]
+r.copy("columns", p)
+x = r["test/uni99/sasrec"][...]; rng = np.random.default_rng(7)
+keep = rng.random(x.shape[0]) < 0.5
+for m, y in (("sasrec", x.copy()), ("llm", np.clip(x + rng.normal(0, 0.05, x.shape), 0, 1))):
+    y[~keep] = np.nan; p["test/uni99/" + m] = y
+o = r["columns/offsets"][...]; c = r["columns/chars"][...].tobytes().decode()
+j = [c[o[i]:o[i + 1]] for i in range(len(o) - 1)].index("hit@10")
+sys.stdout.write("%.6f %.6f %d\n" % (np.nanmean(p["test/uni99/sasrec"][:, j]), np.nanmean(p["test/uni99/llm"][:, j]), keep.sum()))' \
+  "$W/data/single/results.h5" "$W/data/withllm/prompt.h5" > "$W/llm_means" || fail "cannot plant prompt.h5"
+$B report "$W/data/withllm" --set report.out="$W/r7" --set report.gnuplot= "${quick[@]}" > "$W/r7.log" 2>&1 ||
+  { cat "$W/r7.log"; fail "report with prompt.h5"; }
+[ -s "$W/r7/test_uni99-llm.md" ] && grep -q "users of the LLM stage" "$W/r7/test_uni99-llm.md" || fail "no table of the LLM stage's users"
+read -r m_sas m_llm n_llm < "$W/llm_means"
+grep -q "| llm | " "$W/r7/test_uni99-llm.md" || fail "llm missing from test_uni99-llm"
+$PY - "$W/r7/test_uni99-llm.csv" "$m_sas" "$m_llm" <<'PYEOF' || fail "test_uni99-llm: means are not over the LLM stage's users"
+import csv, sys
+want = {"sasrec": float(sys.argv[2]), "llm": float(sys.argv[3])}
+rows = list(csv.DictReader(open(sys.argv[1])))
+got = {}
+for r in rows:
+    if r["metric"] == "hit@10" and r["model"] in want:
+        got[r["model"]] = float(r["mean"])
+sys.exit(0 if got and all(abs(got[m] - want[m]) < 1e-4 for m in got) and len(got) == 2 else 1)
+PYEOF
+grep -q "test_uni99-llm" "$W/r1.log" && fail "a run without prompt.h5 has LLM tables"
 # without report.out, a run directory's report goes beside its results, never into the cwd
 rm -rf "$W/data/single/report"
 (cd "$W" && $B report data/single --set report.gnuplot= "${quick[@]}" > /dev/null 2>&1) || fail "report with the default report.out"
