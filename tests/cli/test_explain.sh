@@ -28,6 +28,24 @@ small=(--set synth.users=400 --set synth.items=200 --set synth.clusters=6
 $DM_MPIRUN -n 2 $B run "${small[@]}" --set run.dir=$W/base --set 'run.stages=[synth,train-cf,align,lm,prompt]' < /dev/null > $W/base.log 2>&1 \
   || { cat $W/base.log; exit 1; }
 grep -E "llm_explain epoch|latency|uni19" $W/base.log
+# the projectors and the evidence encoder after N steps: the same parameters at 1, 2 and 3 ranks
+for np in 1 3; do
+  mkdir -p $W/p$np; cp $W/base/dataset.h5 $W/base/cf.h5 $W/base/align.h5 $W/base/lm.h5 $W/p$np/
+  $DM_MPIRUN -n $np $B prompt "${small[@]}" --set run.dir=$W/p$np < /dev/null > $W/p$np.log 2>&1 || { cat $W/p$np.log; exit 1; }
+done
+$PY - $W <<'PYEOF' || exit 1
+import sys, h5py, numpy as np
+W = sys.argv[1]
+ref = h5py.File(W + "/base/prompt.h5", "r")
+for np_ in (1, 3):
+    f = h5py.File("%s/p%d/prompt.h5" % (W, np_), "r")
+    for m in ("llm", "llm_explain"):
+        a, b = ref["prompt/%s/weights" % m][...], f["prompt/%s/weights" % m][...]
+        d = np.abs(a - b).max()
+        assert a.shape == b.shape and d < 1e-4, "%s: parameters at %d ranks differ from 2 ranks by %g" % (m, np_, d)
+        assert np.abs(a).max() > 0
+print("prompt: llm and llm_explain parameters after %d steps the same at 1, 2 and 3 ranks" % (2 * 6))
+PYEOF
 for np in 1 2 3; do
   mkdir -p $W/r$np; cp $W/base/*.h5 $W/r$np/; cp -r $W/base/lm $W/r$np/ 2>/dev/null
   $DM_MPIRUN -n $np $B explain "${small[@]}" --set run.dir=$W/r$np < /dev/null > $W/r$np.log 2>&1 || { cat $W/r$np.log; exit 1; }
