@@ -49,6 +49,7 @@
 #include "../src/core/sort.h"
 #include "../src/core/log.h"
 #include "../src/core/rng.h"
+#include "../src/core/sha256.h"
 #include "../src/core/shard.h"
 #include "../src/core/timer.h"
 #include "../src/eval/metrics.h"
@@ -59,9 +60,11 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PROMPT_FORMAT "dynmm-prompt"
 #define PROMPT_MAXM 4
@@ -199,8 +202,83 @@ static int training_latents(par_ctx *ctx, const char *cpath, const char *apath, 
     return par_agree(ctx, rc);
 }
 
+/* ---- checkpoints: <run.dir>/ckpt_prompt_<model>.h5 after every epoch and on SIGTERM/SIGUSR1 ---- */
+
+#define PROMPT_CKPT_FORMAT "dynmm-prompt-ckpt"
+static volatile sig_atomic_t g_stop;
+static void on_signal(int s)
+{
+    (void)s;
+    g_stop = 1;
+}
+
+typedef struct {
+    long ep, step; /* the next step to take */
+    double lsum[4], t_train;
+} prompt_pos;
+
+static int ckpt_write(par_ctx *ctx, const char *path, const pm *p, const prompt_pos *at, const double *curve, long epochs,
+                      const char *hash)
+{
+    h5file f;
+    DM_CALL(par_agree(ctx, h5_create(ctx, path, 0, 1 << 20, &f)));
+    int rc = h5_write_provenance(&f, PROMPT_CKPT_FORMAT, 1, "prompt", NULL, hash);
+    if (!rc) rc = h5_write_all(&f, "/w", H5_F32, p->nparams, 0, p->w);
+    if (!rc) rc = h5_write_all(&f, "/adam_m", H5_F32, p->nparams, 0, p->am);
+    if (!rc) rc = h5_write_all(&f, "/adam_v", H5_F32, p->nparams, 0, p->av);
+    if (!rc) rc = h5_write_all(&f, "/curve", H5_F64, (size_t)epochs, 6, curve);
+    double st[8] = {(double)at->ep, (double)at->step, (double)p->t, at->lsum[0], at->lsum[1], at->lsum[2], at->lsum[3], at->t_train};
+    if (!rc) rc = h5_write_all(&f, "/state", H5_F64, 8, 0, st);
+    rc = par_agree(ctx, rc);
+    if (rc) {
+        h5_discard(&f);
+        return rc;
+    }
+    return h5_commit(&f);
+}
+
+static int ckpt_read(par_ctx *ctx, const char *path, pm *p, prompt_pos *at, double *curve, long epochs, const char *hash, int *found)
+{
+    *found = 0;
+    int64_t ex = access(path, F_OK) == 0;
+    DM_CALL(par_allreduce_min_i64(ctx, &ex, 1));
+    if (!ex) return DM_OK;
+    h5file f;
+    DM_CALL(par_agree(ctx, h5_open(ctx, path, &f)));
+    char *h = NULL;
+    int rc = h5_check_format(&f, PROMPT_CKPT_FORMAT, 1);
+    if (!rc) rc = h5_get_attr_str(&f, "/", "stage_hash", &h);
+    rc = par_agree(ctx, rc);
+    if (rc || strcmp(h, hash)) {
+        if (!rc) dm_warn("%s was made with other settings; starting afresh", path);
+        dm_error_clear();
+        free(h);
+        h5_close(&f);
+        return DM_OK;
+    }
+    free(h);
+    double st[8];
+    rc = h5_read_rows(&f, "/w", H5_F32, 0, p->nparams, p->w);
+    if (!rc) rc = h5_read_rows(&f, "/adam_m", H5_F32, 0, p->nparams, p->am);
+    if (!rc) rc = h5_read_rows(&f, "/adam_v", H5_F32, 0, p->nparams, p->av);
+    if (!rc) rc = h5_read_rows(&f, "/curve", H5_F64, 0, (size_t)epochs, curve);
+    if (!rc) rc = h5_read_rows(&f, "/state", H5_F64, 0, 8, st);
+    h5_close(&f);
+    DM_CALL(par_agree(ctx, rc));
+    at->ep = (long)st[0];
+    at->step = (long)st[1];
+    p->t = (long)st[2];
+    for (int k = 0; k < 4; k++) at->lsum[k] = st[3 + k];
+    at->t_train = st[7];
+    *found = 1;
+    dm_log("  resuming from %s at epoch %ld, step %ld", path, at->ep + 1, at->step);
+    return DM_OK;
+}
+
 /* Trains model p (curve: epochs rows of epoch, loss, ranking, faithfulness, explanation, seconds).
- * Every model sees the same users and negatives in the same order. */
+ * Every model sees the same users and negatives in the same order. Checkpoints after every epoch
+ * and at the next step on SIGTERM/SIGUSR1; with run.resume a run continues from its checkpoint to
+ * the parameters an uninterrupted run reaches (same rank count). */
 static int train_model(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, pm *p, explain_src *src,
                        const float *htr, size_t dz, const train_users *t0, uint64_t seed, const char *name, double *curve,
                        double *t_train)
@@ -222,6 +300,29 @@ static int train_model(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, con
         dm_log("  %s: %zu training users, %zu per epoch, %ld steps of %d users%s", name, ntu, per_epoch, steps, G,
                p->E ? "; evidence tokens and explanation losses" : "");
     *t_train = 0;
+    char ckpath[4096], hash[65], mhash[65];
+    prompt_pos at = {0, 0, {0, 0, 0, 0}, 0};
+    int found = 0;
+    if (!rc) rc = cli_run_path(ctx, cfg, "ckpt_prompt_", ckpath, sizeof ckpath - 64);
+    if (!rc) {
+        size_t l = strlen(ckpath);
+        snprintf(ckpath + l, sizeof ckpath - l, "%s.h5", name);
+        rc = stage_hash(ctx, stage_find("prompt"), cfg, hash);
+    }
+    if (!rc) { /* the stage's settings and the model */
+        char both[200];
+        snprintf(both, sizeof both, "%s/%s", hash, name);
+        dm_sha256_hex(both, strlen(both), mhash);
+    }
+    if (!rc && dm_cfg_bool(cfg, "run.resume")) rc = ckpt_read(ctx, ckpath, p, &at, curve, epochs, mhash, &found);
+    rc = par_agree(ctx, rc);
+    if (found) *t_train = at.t_train;
+    struct sigaction sa, o1, o2;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    g_stop = 0;
+    sigaction(SIGTERM, &sa, &o1);
+    sigaction(SIGUSR1, &sa, &o2);
     for (long ep = 0; ep < epochs && !rc; ep++) {
         double te = dm_wtime(), lsum[4] = {0, 0, 0, 0};
         /* the epoch's users: a seeded partial shuffle */
@@ -232,7 +333,28 @@ static int train_model(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, con
             tu[k] = tu[j];
             tu[j] = x;
         }
-        for (long s = 0; s < steps && !rc; s++) {
+        if (found && ep < at.ep) continue; /* done before the checkpoint: its order replayed only */
+        long s0 = 0;
+        if (found && ep == at.ep) { /* the checkpoint holds the epoch's global sums so far: rank 0 carries them */
+            s0 = at.step;
+            if (ctx->rank == 0) memcpy(lsum, at.lsum, sizeof lsum);
+        }
+        for (long s = s0; s < steps && !rc; s++) {
+            if (s > s0) {
+                int64_t stop = g_stop;
+                rc = par_allreduce_max_i64(ctx, &stop, 1);
+                if (!rc && stop) {
+                    prompt_pos here = {ep, s, {lsum[0], lsum[1], lsum[2], lsum[3]}, *t_train + (dm_wtime() - te)};
+                    rc = par_allreduce_sum_f64(ctx, here.lsum, 4);
+                    if (!rc) rc = ckpt_write(ctx, ckpath, p, &here, curve, epochs, mhash);
+                    if (!rc) {
+                        rc = DM_ERR(DM_EIO, "%s: interrupted by a signal at epoch %ld, step %ld; checkpoint written to %s", name, ep + 1, s,
+                                    ckpath);
+                        DM_HINT("rerun the same command (run.resume = true) to continue from it");
+                    }
+                    break;
+                }
+            }
             size_t b0 = (size_t)s * (size_t)G, bn = per_epoch - b0 < (size_t)G ? per_epoch - b0 : (size_t)G, lo, hi;
             dm_shard_even(bn, ctx->size, ctx->rank, &lo, &hi);
             memset(p->g, 0, p->nparams * sizeof *p->g);
@@ -286,7 +408,11 @@ static int train_model(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, con
         else
             dm_log("  %s epoch %ld  listwise loss %.4f (uniform over %d candidates: %.4f)  %.1fs, %.2f users/s", name, ep + 1,
                    cv[1], p->K + 1, log((double)p->K + 1), dt, (double)per_epoch / dt);
+        prompt_pos next = {ep + 1, 0, {0, 0, 0, 0}, *t_train};
+        rc = ckpt_write(ctx, ckpath, p, &next, curve, epochs, mhash);
     }
+    sigaction(SIGTERM, &o1, NULL);
+    sigaction(SIGUSR1, &o2, NULL);
     free(tu);
     free(tmp);
     free(hist);

@@ -46,6 +46,28 @@ for np_ in (1, 3):
         assert np.abs(a).max() > 0
 print("prompt: llm and llm_explain parameters after %d steps the same at 1, 2 and 3 ranks" % (2 * 6))
 PYEOF
+# checkpoints: a run interrupted by SIGUSR1 mid-training resumes to the parameters of an uninterrupted run
+long=(--set prompt.epochs=80 --set 'prompt.models=["llm"]' --set 'prompt.protocols=["uni19"]')
+for d in ia ib; do mkdir -p $W/$d; cp $W/base/dataset.h5 $W/base/cf.h5 $W/base/align.h5 $W/base/lm.h5 $W/$d/; done
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" "${long[@]}" --set run.dir=$W/ia < /dev/null > $W/ia.log 2>&1 || { cat $W/ia.log; exit 1; }
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" "${long[@]}" --set run.dir=$W/ib < /dev/null > $W/ib.log 2>&1 &
+pid=$!
+for i in $(seq 400); do grep -q "llm epoch 2 " $W/ib.log 2>/dev/null && break; sleep 0.05; done
+kill -USR1 $pid 2>/dev/null
+if wait $pid; then echo "FAIL: the prompt run finished before the signal reached it (log: $W/ib.log)"; exit 1; fi
+grep -q "interrupted by a signal" $W/ib.log && [ -s $W/ib/ckpt_prompt_llm.h5 ] || { cat $W/ib.log; echo "FAIL: no checkpoint on SIGUSR1"; exit 1; }
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" "${long[@]}" --set run.dir=$W/ib < /dev/null > $W/ib2.log 2>&1 || { cat $W/ib2.log; exit 1; }
+grep -q "resuming from" $W/ib2.log || { cat $W/ib2.log; echo "FAIL: the rerun did not resume"; exit 1; }
+$PY - $W <<'PYEOF' || exit 1
+import sys, h5py, numpy as np
+W = sys.argv[1]
+a = h5py.File(W + "/ia/prompt.h5", "r")["prompt/llm/weights"][...]
+b = h5py.File(W + "/ib/prompt.h5", "r")["prompt/llm/weights"][...]
+d = np.abs(a - b).max()
+assert d < 1e-6, "resumed parameters differ from the uninterrupted run by %g" % d
+print("prompt: interrupted at %s, resumed to the uninterrupted parameters (max diff %g)" % (
+    open(W + "/ib.log").read().split("interrupted by a signal at ")[1].split(";")[0], d))
+PYEOF
 for np in 1 2 3; do
   mkdir -p $W/r$np; cp $W/base/*.h5 $W/r$np/; cp -r $W/base/lm $W/r$np/ 2>/dev/null
   $DM_MPIRUN -n $np $B explain "${small[@]}" --set run.dir=$W/r$np < /dev/null > $W/r$np.log 2>&1 || { cat $W/r$np.log; exit 1; }
