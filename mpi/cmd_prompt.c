@@ -75,7 +75,8 @@ static const char *USAGE =
     "(dynmm lm) on the aligner's latents (<run.dir>/align.h5), with and without evidence tokens and the\n"
     "explanation losses (prompt.models), and evaluates them by likelihood ranking on the stored\n"
     "candidate sets and on the aligner's top N, beside the aligner and SASRec on the same users.\n"
-    "Writes <run.dir>/prompt.h5 (per-user metrics, training curves, latency, weights).\n";
+    "Writes <run.dir>/prompt.h5 (per-user metrics, training curves, latency, weights). Checkpoints\n"
+    "<run.dir>/ckpt_prompt_<model>.h5 after every epoch and on SIGTERM/SIGUSR1; rerun to resume.\n";
 
 const char *const prompt_config_groups[] = {"prompt", "explain", "eval.ks", "eval.ties", NULL};
 
