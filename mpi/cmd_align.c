@@ -71,18 +71,6 @@ static int latent_score(void *mv, const ev_split *s, const size_t *users, size_t
     return DM_OK;
 }
 
-static int read_f32(par_ctx *ctx, const char *path, const char *name, float **out, size_t *rows, size_t *cols)
-{
-    h5file f;
-    DM_CALL(par_agree(ctx, h5_open(ctx, path, &f)));
-    void *p = NULL;
-    int rc = h5_read_all(&f, name, H5_F32, &p, rows, cols);
-    if (rc) DM_HINT("rerun train-cf with sasrec in cf.models");
-    h5_close(&f);
-    *out = p;
-    return par_agree(ctx, rc);
-}
-
 /* latents of all items and of the users of one split under the model's current weights */
 static int latents(align_model *m, align_acts *ai, const ai_inputs *in, const uint8_t *pres, size_t n_items,
                    const float *state, size_t n_users, float *z, float *h)
@@ -108,9 +96,12 @@ int stage_align(par_ctx *ctx, const dm_cfg *cfg)
     int rc = par_agree(ctx, cands_split(cfg, &d, &roles));
     float *e_cf = NULL, *st_valid = NULL, *st_test = NULL;
     size_t r, C = 0, c2;
-    if (!rc) rc = read_f32(ctx, cpath, "/sasrec/e_cf", &e_cf, &r, &C);
-    if (!rc) rc = read_f32(ctx, cpath, "/sasrec/state_valid", &st_valid, &r, &c2);
-    if (!rc) rc = read_f32(ctx, cpath, "/sasrec/state_test", &st_test, &r, &c2);
+    if (!rc) {
+        rc = h5_read_file_f32(ctx, cpath, "/sasrec/e_cf", &e_cf, &r, &C);
+        if (!rc) rc = h5_read_file_f32(ctx, cpath, "/sasrec/state_valid", &st_valid, &r, &c2);
+        if (!rc) rc = h5_read_file_f32(ctx, cpath, "/sasrec/state_test", &st_test, &r, &c2);
+        if (rc) DM_HINT("rerun train-cf with sasrec in cf.models");
+    }
     ai_inputs in;
     memset(&in, 0, sizeof in);
     if (!rc) rc = ai_build(ctx, cfg, &d, roles, e_cf, C, &in);

@@ -87,35 +87,6 @@ static const char *const xc_names[XC_NCOLS] = {"fmr", "fcr", "div", "evidence_pr
                                                "elements_tested"};
 static const char *const attr_kinds[4] = {"brand", "category", "price", "other"};
 
-static int read_f32(par_ctx *ctx, const char *path, const char *name, float **out, size_t *rows, size_t *cols)
-{
-    h5file f;
-    DM_CALL(par_agree(ctx, h5_open(ctx, path, &f)));
-    void *p = NULL;
-    int rc = h5_read_all(&f, name, H5_F32, &p, rows, cols);
-    h5_close(&f);
-    *out = p;
-    return par_agree(ctx, rc);
-}
-
-/* the n highest-scored items outside the marked ones, best first */
-static int top_items(const float *s, size_t n_items, const uint8_t *mark, int n, int32_t *out)
-{
-    int k = 0;
-    for (size_t i = 0; i < n_items; i++) {
-        if (mark[i]) continue;
-        if (k < n) out[k++] = (int32_t)i;
-        else if (s[i] > s[out[k - 1]]) out[k - 1] = (int32_t)i;
-        else continue;
-        for (int j = k - 1; j > 0 && s[out[j]] > s[out[j - 1]]; j--) {
-            int32_t t = out[j];
-            out[j] = out[j - 1];
-            out[j - 1] = t;
-        }
-    }
-    return k;
-}
-
 /* evidence precision: the scores with each tested element removed, computed in one batch */
 typedef struct {
     const double *full;   /* score with the whole evidence */
@@ -239,8 +210,8 @@ static int explain_body(par_ctx *ctx, const dm_cfg *cfg)
     rc = par_agree(ctx, cands_split(cfg, &d, &roles));
     size_t nu = d.n_users, ni = d.n_items, r, c, dz = 0;
     float *zb = NULL, *ht = NULL;
-    if (!rc) rc = read_f32(ctx, apath, "/align/z_base", &zb, &r, &dz);
-    if (!rc) rc = read_f32(ctx, apath, "/align/h_test", &ht, &r, &c);
+    if (!rc) rc = h5_read_file_f32(ctx, apath, "/align/z_base", &zb, &r, &dz);
+    if (!rc) rc = h5_read_file_f32(ctx, apath, "/align/h_test", &ht, &r, &c);
     long long sd = dm_cfg_int(cfg, "explain.seed");
     uint64_t seed = sd >= 0 ? (uint64_t)sd : dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0xE7A, 0);
     long long psd = dm_cfg_int(cfg, "prompt.seed");
@@ -389,7 +360,7 @@ static int explain_body(par_ctx *ctx, const dm_cfg *cfg)
             const float *hu = ht + (size_t)u * dz;
             cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)ni, (int)dz, 1.0f, zb, (int)dz, hu, 1, 0.0f, bs, 1);
             for (size_t k = 0; k < nhall; k++) mark[tmp[k]] = 1;
-            int nc = top_items(bs, ni, mark, N, cand);
+            int nc = dm_top_k_f32(bs, ni, mark, N, cand);
             for (size_t k = 0; k < nhall; k++) mark[tmp[k]] = 0;
             if (nc == 0) continue;
             rc = pm_score_user(&p, hu, hist, n, cand, nc, p.L, sc);

@@ -211,33 +211,17 @@ static int ckpt_write(par_ctx *ctx, const char *path, const gpt2_model *m, long 
 
 static int ckpt_read(par_ctx *ctx, const char *path, gpt2_model *m, long *step, const char *hash, int *found)
 {
-    *found = 0;
-    int64_t ex = access(path, F_OK) == 0;
-    DM_CALL(par_allreduce_min_i64(ctx, &ex, 1));
-    if (!ex) return DM_OK;
     h5file f;
-    DM_CALL(par_agree(ctx, h5_open(ctx, path, &f)));
-    char *h = NULL;
-    int rc = h5_check_format(&f, LM_CKPT_FORMAT, 1);
-    if (!rc) rc = h5_get_attr_str(&f, "/", "stage_hash", &h);
-    rc = par_agree(ctx, rc);
-    if (rc || strcmp(h, hash)) {
-        if (!rc) dm_warn("%s was made with other settings; starting afresh", path);
-        dm_error_clear();
-        free(h);
-        h5_close(&f);
-        return DM_OK;
-    }
-    free(h);
+    DM_CALL(h5_open_checkpoint(ctx, path, LM_CKPT_FORMAT, hash, &f, found));
+    if (!*found) return DM_OK;
     int64_t s = 0;
-    rc = h5_read_rows(&f, "/params", H5_F32, 0, m->num_params, m->param_slab);
+    int rc = h5_read_rows(&f, "/params", H5_F32, 0, m->num_params, m->param_slab);
     if (!rc) rc = h5_read_rows(&f, "/adam_m", H5_F32, 0, m->num_params, m->adam_m);
     if (!rc) rc = h5_read_rows(&f, "/adam_v", H5_F32, 0, m->num_params, m->adam_v);
     if (!rc) rc = h5_get_attr_i64(&f, "/", "step", &s);
     h5_close(&f);
     DM_CALL(par_agree(ctx, rc));
     *step = (long)s;
-    *found = 1;
     dm_log("  resuming from %s at step %ld", path, *step);
     return DM_OK;
 }

@@ -64,7 +64,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define PROMPT_FORMAT "dynmm-prompt"
 #define PROMPT_MAXM 4
@@ -81,36 +80,6 @@ static const char *USAGE =
 const char *const prompt_config_groups[] = {"prompt", "explain", "eval.ks", "eval.ties", NULL};
 
 /* ---- data ---------------------------------------------------------------------------------- */
-
-/* the n highest-scored items outside the history (mark[i] set), best first, into out */
-static int top_items(const float *s, size_t n_items, const uint8_t *mark, int n, int32_t *out)
-{
-    int k = 0;
-    for (size_t i = 0; i < n_items; i++) {
-        if (mark[i]) continue;
-        if (k < n) out[k++] = (int32_t)i;
-        else if (s[i] > s[out[k - 1]]) out[k - 1] = (int32_t)i;
-        else continue;
-        /* keep out[0..k) sorted by descending score (insertion; n is small) */
-        for (int j = k - 1; j > 0 && s[out[j]] > s[out[j - 1]]; j--) {
-            int32_t t = out[j];
-            out[j] = out[j - 1];
-            out[j - 1] = t;
-        }
-    }
-    return k;
-}
-
-static int read_f32(par_ctx *ctx, const char *path, const char *name, float **out, size_t *rows, size_t *cols)
-{
-    h5file f;
-    DM_CALL(par_agree(ctx, h5_open(ctx, path, &f)));
-    void *p = NULL;
-    int rc = h5_read_all(&f, name, H5_F32, &p, rows, cols);
-    h5_close(&f);
-    *out = p;
-    return par_agree(ctx, rc);
-}
 
 /* last n history items of user u for a split (role < split), newest last */
 static int last_hist(const ev_split *s, size_t u, int n, int32_t *tmp, int32_t *out)
@@ -240,26 +209,11 @@ static int ckpt_write(par_ctx *ctx, const char *path, const pm *p, const prompt_
 
 static int ckpt_read(par_ctx *ctx, const char *path, pm *p, prompt_pos *at, double *curve, long epochs, const char *hash, int *found)
 {
-    *found = 0;
-    int64_t ex = access(path, F_OK) == 0;
-    DM_CALL(par_allreduce_min_i64(ctx, &ex, 1));
-    if (!ex) return DM_OK;
     h5file f;
-    DM_CALL(par_agree(ctx, h5_open(ctx, path, &f)));
-    char *h = NULL;
-    int rc = h5_check_format(&f, PROMPT_CKPT_FORMAT, 1);
-    if (!rc) rc = h5_get_attr_str(&f, "/", "stage_hash", &h);
-    rc = par_agree(ctx, rc);
-    if (rc || strcmp(h, hash)) {
-        if (!rc) dm_warn("%s was made with other settings; starting afresh", path);
-        dm_error_clear();
-        free(h);
-        h5_close(&f);
-        return DM_OK;
-    }
-    free(h);
+    DM_CALL(h5_open_checkpoint(ctx, path, PROMPT_CKPT_FORMAT, hash, &f, found));
+    if (!*found) return DM_OK;
     double st[8];
-    rc = h5_read_rows(&f, "/w", H5_F32, 0, p->nparams, p->w);
+    int rc = h5_read_rows(&f, "/w", H5_F32, 0, p->nparams, p->w);
     if (!rc) rc = h5_read_rows(&f, "/adam_m", H5_F32, 0, p->nparams, p->am);
     if (!rc) rc = h5_read_rows(&f, "/adam_v", H5_F32, 0, p->nparams, p->av);
     if (!rc) rc = h5_read_rows(&f, "/curve", H5_F64, 0, (size_t)epochs, curve);
@@ -271,7 +225,6 @@ static int ckpt_read(par_ctx *ctx, const char *path, pm *p, prompt_pos *at, doub
     p->t = (long)st[2];
     for (int k = 0; k < 4; k++) at->lsum[k] = st[3 + k];
     at->t_train = st[7];
-    *found = 1;
     dm_log("  resuming from %s at epoch %ld, step %ld", path, at->ep + 1, at->step);
     return DM_OK;
 }
@@ -281,8 +234,8 @@ static int ckpt_read(par_ctx *ctx, const char *path, pm *p, prompt_pos *at, doub
  * and at the next step on SIGTERM/SIGUSR1; with run.resume a run continues from its checkpoint to
  * the parameters an uninterrupted run reaches (same rank count). */
 static int train_model(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, pm *p, explain_src *src,
-                       const float *htr, size_t dz, const train_users *t0, uint64_t seed, const char *name, double *curve,
-                       double *t_train)
+                       const float *htr, size_t dz, const train_users *t0, uint64_t seed, const char *name, const char *hash,
+                       double *curve, double *t_train)
 {
     size_t ni = d->n_items;
     long epochs = (long)dm_cfg_int(cfg, "prompt.epochs");
@@ -301,15 +254,12 @@ static int train_model(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, con
         dm_log("  %s: %zu training users, %zu per epoch, %ld steps of %d users%s", name, ntu, per_epoch, steps, G,
                p->E ? "; evidence tokens and explanation losses" : "");
     *t_train = 0;
-    char ckpath[4096], hash[65], mhash[65];
+    char ckpath[4096], mhash[65];
     prompt_pos at = {0, 0, {0, 0, 0, 0}, 0};
     int found = 0;
-    if (!rc) rc = cli_run_path(ctx, cfg, "ckpt_prompt_", ckpath, sizeof ckpath - 64);
-    if (!rc) {
-        size_t l = strlen(ckpath);
-        snprintf(ckpath + l, sizeof ckpath - l, "%s.h5", name);
-        rc = stage_hash(ctx, stage_find("prompt"), cfg, hash);
-    }
+    char ckname[128];
+    snprintf(ckname, sizeof ckname, "ckpt_prompt_%s.h5", name);
+    if (!rc) rc = cli_run_path(ctx, cfg, ckname, ckpath, sizeof ckpath);
     if (!rc) { /* the stage's settings and the model */
         char both[200];
         snprintf(both, sizeof both, "%s/%s", hash, name);
@@ -467,12 +417,12 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
     size_t nu = d.n_users, ni = d.n_items;
     float *zb = NULL, *hv = NULL, *ht = NULL, *e_cf = NULL, *sv = NULL, *st = NULL, *htr = NULL;
     size_t r, dz = 0, c, C = 0;
-    if (!rc) rc = read_f32(ctx, apath, "/align/z_base", &zb, &r, &dz);
-    if (!rc) rc = read_f32(ctx, apath, "/align/h_valid", &hv, &r, &c);
-    if (!rc) rc = read_f32(ctx, apath, "/align/h_test", &ht, &r, &c);
-    if (!rc) rc = read_f32(ctx, cpath, "/sasrec/e_cf", &e_cf, &r, &C);
-    if (!rc) rc = read_f32(ctx, cpath, "/sasrec/state_valid", &sv, &r, &c);
-    if (!rc) rc = read_f32(ctx, cpath, "/sasrec/state_test", &st, &r, &c);
+    if (!rc) rc = h5_read_file_f32(ctx, apath, "/align/z_base", &zb, &r, &dz);
+    if (!rc) rc = h5_read_file_f32(ctx, apath, "/align/h_valid", &hv, &r, &c);
+    if (!rc) rc = h5_read_file_f32(ctx, apath, "/align/h_test", &ht, &r, &c);
+    if (!rc) rc = h5_read_file_f32(ctx, cpath, "/sasrec/e_cf", &e_cf, &r, &C);
+    if (!rc) rc = h5_read_file_f32(ctx, cpath, "/sasrec/state_valid", &sv, &r, &c);
+    if (!rc) rc = h5_read_file_f32(ctx, cpath, "/sasrec/state_test", &st, &r, &c);
     long long sd = dm_cfg_int(cfg, "prompt.seed");
     uint64_t seed = sd >= 0 ? (uint64_t)sd : dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0x9A0, 0);
     /* protocols */
@@ -531,7 +481,8 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
             curve[k] = calloc((size_t)(epochs > 0 ? epochs : 1) * 6, sizeof *curve[k]);
             rc = par_agree(ctx, curve[k] ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory"));
         }
-        if (!rc) rc = train_model(ctx, cfg, &d, roles, &P[k], have_src ? &src : NULL, htr, dz, &tus, seed, mname[k], curve[k], &t_train[k]);
+        if (!rc) rc = train_model(ctx, cfg, &d, roles, &P[k], have_src ? &src : NULL, htr, dz, &tus, seed, mname[k], hash, curve[k],
+                                       &t_train[k]);
     }
     if (rc) goto early;
     {
@@ -643,7 +594,7 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
                     } else {
                         /* the aligner's top N outside the history, re-ranked by the LM above the rest */
                         for (size_t k = 0; k < nhall; k++) ws.mark[tmp[k]] = 1;
-                        nc = top_items(bs, ni, ws.mark, topn, cand);
+                        nc = dm_top_k_f32(bs, ni, ws.mark, topn, cand);
                         for (size_t k = 0; k < nhall; k++) ws.mark[tmp[k]] = 0;
                     }
                     for (int mi = 0; mi < nmod && !rc; mi++) {

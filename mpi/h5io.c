@@ -2,6 +2,7 @@
 #include "h5io.h"
 
 #include "../src/core/err.h"
+#include "../src/core/log.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -380,6 +382,18 @@ int h5_read_all(h5file *f, const char *name, h5type t, void **data, size_t *rows
     return DM_OK;
 }
 
+int h5_read_file_f32(par_ctx *ctx, const char *path, const char *name, float **data, size_t *rows, size_t *cols)
+{
+    h5file f;
+    void *p = NULL;
+    *data = NULL;
+    DM_CALL(par_agree(ctx, h5_open(ctx, path, &f)));
+    int rc = h5_read_all(&f, name, H5_F32, &p, rows, cols);
+    h5_close(&f);
+    *data = p;
+    return par_agree(ctx, rc);
+}
+
 int h5_write_strtab(h5file *f, const char *name, const dm_strtab *t, size_t row0, size_t global_n)
 {
     char nm[512];
@@ -640,5 +654,28 @@ int h5_check_format(h5file *f, const char *format, int max_version)
         DM_HINT("rebuild dynmm from a newer version, or regenerate the file with this one");
         return DM_EFORMAT;
     }
+    return DM_OK;
+}
+
+int h5_open_checkpoint(par_ctx *ctx, const char *path, const char *format, const char *hash, h5file *f, int *found)
+{
+    *found = 0;
+    int64_t ex = access(path, F_OK) == 0;
+    DM_CALL(par_allreduce_min_i64(ctx, &ex, 1));
+    if (!ex) return DM_OK;
+    DM_CALL(par_agree(ctx, h5_open(ctx, path, f)));
+    char *h = NULL;
+    int rc = h5_check_format(f, format, 1);
+    if (!rc) rc = h5_get_attr_str(f, "/", "stage_hash", &h);
+    rc = par_agree(ctx, rc);
+    if (rc || strcmp(h, hash)) {
+        if (!rc) dm_warn("%s was made with other settings; starting afresh", path);
+        dm_error_clear();
+        free(h);
+        h5_close(f);
+        return DM_OK;
+    }
+    free(h);
+    *found = 1;
     return DM_OK;
 }

@@ -55,6 +55,9 @@ int h5_write_all(h5file *f, const char *name, h5type t, size_t rows, size_t cols
 int h5_read_rows(h5file *f, const char *name, h5type t, size_t row0, size_t nrows, void *data);
 /* Every rank reads the whole dataset into *data (malloc'd). */
 int h5_read_all(h5file *f, const char *name, h5type t, void **data, size_t *rows, size_t *cols);
+/* A whole f32 dataset from the file at path (opened and closed here); collective, the error agreed
+ * on all ranks; *data = NULL on error. */
+int h5_read_file_f32(par_ctx *ctx, const char *path, const char *name, float **data, size_t *rows, size_t *cols);
 /* Shape of a dataset; *exists = 0 (and no error) when it is absent. */
 int h5_shape(h5file *f, const char *name, size_t *rows, size_t *cols, int *exists);
 int h5_exists(h5file *f, const char *name);
@@ -76,6 +79,10 @@ int h5_has_attr(h5file *f, const char *obj, const char *name);
  * (stage_hash: the hash of the groups the stage depends on, used to skip finished stages). */
 int h5_write_provenance(h5file *f, const char *format, int version, const char *stage, const dm_cfg *cfg,
                         const char *stage_hash);
+/* A stage's checkpoint at path, if there is one of this format written under stage hash `hash`:
+ * *found = 1 and f open (the caller reads and closes it). No file: *found = 0. A checkpoint of other
+ * settings: a warning, *found = 0, and the run starts afresh. Collective. */
+int h5_open_checkpoint(par_ctx *ctx, const char *path, const char *format, const char *hash, h5file *f, int *found);
 /* Refuses a file whose root `format` differs or whose version is newer than `max_version`. */
 int h5_check_format(h5file *f, const char *format, int max_version);
 

@@ -75,3 +75,20 @@ int dm_in_sorted_i32(const int32_t *a, size_t n, int32_t x)
     }
     return 0;
 }
+
+int dm_top_k_f32(const float *s, size_t n_items, const uint8_t *mark, int n, int32_t *out)
+{
+    int k = 0;
+    for (size_t i = 0; i < n_items; i++) {
+        if (mark && mark[i]) continue;
+        if (k < n) out[k++] = (int32_t)i;
+        else if (n > 0 && s[i] > s[out[k - 1]]) out[k - 1] = (int32_t)i;
+        else continue;
+        for (int j = k - 1; j > 0 && s[out[j]] > s[out[j - 1]]; j--) {
+            int32_t t = out[j];
+            out[j] = out[j - 1];
+            out[j - 1] = t;
+        }
+    }
+    return k;
+}

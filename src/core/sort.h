@@ -18,4 +18,9 @@ int dm_cmp_i32(const void *a, const void *b);
 int dm_cmp_u64(const void *a, const void *b);
 int dm_in_sorted_i32(const int32_t *a, size_t n, int32_t x);
 
+/* The (at most) n highest-scored items of s[0..n_items) whose mark is 0 (mark may be NULL), best
+ * first, ties in index order, into out; returns how many. Insertion into a sorted prefix: meant
+ * for small n. */
+int dm_top_k_f32(const float *s, size_t n_items, const uint8_t *mark, int n, int32_t *out);
+
 #endif
