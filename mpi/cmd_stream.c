@@ -12,8 +12,9 @@
  *      and SASRec retrained from scratch on everything before w;
  *   3. then every adapter variant trains on window w (mixed with a reservoir of older windows),
  *      takes its Fisher for EWC, and the reservoir takes window w.
- * Users are sharded across ranks for scoring; adapter batches are split across ranks with one
- * gradient allreduce per step, so 1, 2 and 3 ranks reach the same adapted state.
+ * Users are sharded across ranks for scoring; adapter batches are cut into fixed chunks shared out
+ * among the ranks, with one exact (fixed-point) gradient allreduce per step, so 1, 2 and 3 ranks
+ * reach bitwise the same adapted state (chunked_sum).
  *
  * stream.h5 (format "dynmm-stream" v1): /stream/window_start (W + 1), and per variant v:
  *   /stream/<v>/mean (W, ncols)            window means of every metric (NaN: no scored users)
@@ -21,8 +22,14 @@
  *   /stream/<v>/hit10, /ndcg10 (users, W)  per-user values (NaN: no target), for paired tests
  *   /stream/<v>/mean_drift, /mean_stable   the same means over drifting / stable users (synthetic)
  *   /stream/<v>/train_seconds (W)          adapter update or retraining time per window
+ *   /stream/<v>/weights (nparams)          adapter variants: the served weights (EMA; raw without
+ *                                          it), tensors in adapter_tensor_info order
  *   attributes: overall (ncols) = means over the scored (user, window) pairs of windows >=
- *   stream.eval_from, and serve/score timings.
+ *   stream.eval_from, and serve/score timings; per variant, over [all, drifting, stable] users
+ *   (NaN where not defined): user_ndcg10 = the mean over users of each user's mean NDCG@10 over
+ *   its scored windows >= eval_from, vs_static_diff, vs_static_p (paired Wilcoxon against static,
+ *   two-sided, zero differences dropped), vs_static_p_holm (Holm over the variants of the group),
+ *   users_tested.
  */
 #include "cands.h"
 #include "cf_sasrec.h"
@@ -39,6 +46,7 @@
 #include "../src/core/shard.h"
 #include "../src/core/timer.h"
 #include "../src/eval/metrics.h"
+#include "../src/stats/stats.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -115,6 +123,63 @@ static int states_before(par_ctx *ctx, sasrec *m, sasrec_acts *a, const dm_datas
     free(seq);
     free(tmp);
     free(loc);
+    return rc;
+}
+
+/* sqrt of the mean squared row norm of x (n, d) */
+static double rms_norm(const float *x, size_t n, size_t d)
+{
+    double s = 0;
+    for (size_t k = 0; k < n * d; k++) s += (double)x[k] * x[k];
+    return n ? sqrt(s / (double)n) : 0.0;
+}
+
+/* Reproducible data-parallel sums. A global batch of N examples is cut into chunks of
+ * STREAM_CHUNK examples whatever the rank count; whole chunks are shared out among the ranks, each
+ * chunk's gradient (or Fisher) is computed in float by the same code on the same examples, turned
+ * into fixed point (multiples of 2^-40) and summed as integers, which is exact and independent of
+ * the order. So 1, 2 and 3 ranks take bitwise the same steps, and the adapted state does not drift
+ * apart over hundreds of Adam steps (float sums in a rank-dependent order would: Adam amplifies
+ * the rounding). */
+#define STREAM_CHUNK 32
+#define STREAM_FIX 1099511627776.0 /* 2^40 */
+
+static int fix_add(int64_t *acc, const float *x, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        double q = (double)x[k] * STREAM_FIX;
+        if (!(fabs(q) < 9.0e18)) return DM_ERR(DM_ENUM, "adapter: gradient %g at parameter %zu is not finite or too large", (double)x[k], k);
+        acc[k] += (int64_t)llround(q);
+    }
+    return DM_OK;
+}
+
+/* fisher = 0: the gradient of the batch into m->grads; 1: its Fisher sum into m->fisher_acc
+ * (norm = N in both). fix: (nparams) scratch. */
+static int chunked_sum(par_ctx *ctx, adapter *m, adapter_acts *a, const adapter_tables *t, const int32_t *U, const int32_t *P,
+                       const int32_t *Ng, size_t N, int fisher, int64_t *fix)
+{
+    size_t nch = (N + STREAM_CHUNK - 1) / STREAM_CHUNK, clo, chi, K = (size_t)m->cfg.negatives;
+    dm_shard_even(nch, ctx->size, ctx->rank, &clo, &chi);
+    memset(fix, 0, m->nparams * sizeof *fix);
+    int rc = DM_OK;
+    for (size_t c = clo; c < chi && !rc; c++) {
+        size_t lo = c * STREAM_CHUNK, hi = lo + STREAM_CHUNK < N ? lo + STREAM_CHUNK : N;
+        adapter_batch bt = {(int)(hi - lo), U + lo, P + lo, Ng + lo * K, (double)N};
+        if (fisher) {
+            adapter_fisher_begin(m);
+            rc = adapter_fisher_accumulate(m, a, t, &bt);
+            if (!rc) rc = fix_add(fix, m->fisher_acc, m->nparams);
+        } else {
+            adapter_zero_grad(m);
+            rc = adapter_train_step(m, a, t, &bt, NULL);
+            if (!rc) rc = fix_add(fix, m->grads_mem, m->nparams);
+        }
+    }
+    rc = par_agree(ctx, rc);
+    if (!rc) rc = par_allreduce_sum_i64(ctx, fix, m->nparams);
+    float *dst = fisher ? m->fisher_acc : m->grads_mem;
+    for (size_t k = 0; !rc && k < m->nparams; k++) dst[k] = (float)((double)fix[k] / STREAM_FIX);
     return rc;
 }
 
@@ -222,9 +287,7 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
         base.serve_rows = (int)dm_cfg_int(cfg, "adapter.serve_rows");
         int G = (int)dm_cfg_int(cfg, "adapter.batch"), steps = (int)dm_cfg_int(cfg, "adapter.steps");
         int S = (int)dm_cfg_int(cfg, "adapter.fisher_samples");
-        size_t glo, ghi;
-        dm_shard_even((size_t)(G > S ? G : S), ctx->size, 0, &glo, &ghi);
-        base.max_batch = (int)(ghi - glo) > 0 ? (int)(ghi - glo) : 1;
+        base.max_batch = STREAM_CHUNK;
         long long sd = dm_cfg_int(cfg, "adapter.seed");
         uint64_t seed = sd >= 0 ? (uint64_t)sd : dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0xADA, 0);
         int replay_on = dm_cfg_bool(cfg, "adapter.replay");
@@ -271,6 +334,11 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
         size_t lo, hi;
         dm_shard_even(nu, ctx->size, ctx->rank, &lo, &hi);
         float *r = malloc(nu * C * sizeof *r + 4), *hb = malloc(nu * dd * sizeof *hb + 4);
+        /* the adapters work on balanced copies of the base latents: h c and z / c with c chosen at
+         * window 0 so that both sides have the same RMS norm (scores unchanged); otherwise the side
+         * with the small norm would need far larger residuals and one sigma could not fit both */
+        float *hs = malloc(nu * dd * sizeof *hs + 4), *zs = malloc(ni * dd * sizeof *zs + 4);
+        double bal = 0.0;
         float *s_item = calloc(ni * (size_t)(ds_item ? ds_item : 1), sizeof(float)), *s_user = calloc(nu * (size_t)(ds_user ? ds_user : 1), sizeof(float));
         float *s_sum = calloc(nu * (size_t)(ds_sum ? ds_sum : 1), sizeof(float));
         int8_t *roles = malloc(d.n_inter + 1);
@@ -284,7 +352,13 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
         double *dmask_rows = malloc((hi - lo + 1) * nc * sizeof *dmask_rows);
         int32_t *plan_u = malloc((size_t)(G > S ? G : S) * sizeof(int32_t) + 4), *plan_p = malloc((size_t)(G > S ? G : S) * sizeof(int32_t) + 4),
                 *plan_n = malloc((size_t)(G > S ? G : S) * (size_t)base.negatives * sizeof(int32_t) + 4);
-        if (!rc && (!r || !hb || !s_item || !s_user || !s_sum || !roles || !rows || !mean_all || !mean_dr || !mean_st || !acc || !users ||
+        size_t np_max = 0;
+        for (int v = V_ADAPTER; v <= V_NO_EWC; v++)
+            if (va[v].on && va[v].m.nparams > np_max) np_max = va[v].m.nparams;
+        int64_t *fix = malloc((np_max + 1) * sizeof *fix);
+        int32_t *my_users = malloc((hi - lo + 1) * sizeof *my_users);
+        for (size_t u = lo; my_users && u < hi; u++) my_users[u - lo] = (int32_t)u;
+        if (!rc && (!fix || !my_users || !r || !hb || !hs || !zs || !s_item || !s_user || !s_sum || !roles || !rows || !mean_all || !mean_dr || !mean_st || !acc || !users ||
                     !u_hit || !u_ndcg || !tsec || !serve_sec || !score_sec || !dmask_rows || !plan_u || !plan_p || !plan_n))
             rc = DM_ERR(DM_ENOMEM, "out of memory for the streaming protocol");
         rc = par_agree(ctx, rc);
@@ -319,6 +393,14 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
             /* 1. states, base latents, summaries of the previous window */
             rc = states_before(ctx, &sm, &sa, &d, (int64_t)w, r);
             if (!rc) rc = align_user_latents(&am, &aa, r, (int)nu, hb);
+            if (!rc && w == 0) {
+                double rz = rms_norm(zb, ni, dd), rh = rms_norm(hb, nu, dd);
+                bal = rz > 0 && rh > 0 ? sqrt(rz / rh) : 1.0;
+                for (size_t k = 0; k < ni * dd; k++) zs[k] = (float)(zb[k] / bal);
+                dm_log("  stream: base latents balanced (users x %.4g, items / %.4g: RMS norms %.4g and %.4g become %.4g)", bal, bal, rh, rz, sqrt(rh * rz));
+            }
+            if (!rc)
+                for (size_t k = 0; k < nu * dd; k++) hs[k] = (float)(hb[k] * bal);
             adapter_window W1, W2;
             memset(&W1, 0, sizeof W1);
             memset(&W2, 0, sizeof W2);
@@ -330,23 +412,40 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
                 memset(s_user, 0, nu * (size_t)ds_user * sizeof *s_user);
                 for (size_t u = 0; u < nu; u++) memcpy(s_user + u * (size_t)ds_user, s_sum + u * (size_t)ds_sum, (size_t)ds_sum * sizeof *s_user);
                 if (taste) {
-                    int32_t *cnt = calloc(nu + 1, sizeof *cnt);
-                    if (!cnt) rc = DM_ERR(DM_ENOMEM, "out of memory");
-                    for (size_t k = 0; !rc && k < W1.n; k++) {
-                        float *dst = s_user + (size_t)W1.user[k] * (size_t)ds_user + ds_sum;
-                        const float *src = zb + (size_t)W1.item[k] * dd;
-                        for (size_t j = 0; j < dd; j++) dst[j] += src[j];
-                        cnt[W1.user[k]]++;
+                    /* time-decayed mean of z_base over the user's items before w: weights
+                     * exp(-(start of w - t) / tau), tau = adapter.recency_tau or the previous
+                     * window's length */
+                    double tau = scfg.tau_ms > 0 ? scfg.tau_ms : (double)(d.window_start[w] - (w ? d.window_start[w - 1] : d.window_start[0] - (d.window_start[1] - d.window_start[0])));
+                    if (!(tau > 0)) tau = 1.0;
+                    for (size_t u = 0; u < nu; u++) {
+                        float *dst = s_user + u * (size_t)ds_user + ds_sum;
+                        double wsum = 0;
+                        for (int64_t j = d.user_off[u]; j < d.user_off[u + 1] && d.window[j] < (int32_t)w; j++) {
+                            double wt = exp(-(double)(d.window_start[w] - d.time[j]) / tau);
+                            if (wt < 1e-6) continue;
+                            const float *src = zs + (size_t)d.item[j] * dd;
+                            for (size_t q = 0; q < dd; q++) dst[q] += (float)(wt * src[q]);
+                            wsum += wt;
+                        }
+                        if (wsum > 0)
+                            for (size_t q = 0; q < dd; q++) dst[q] /= (float)wsum;
                     }
-                    for (size_t u = 0; !rc && u < nu; u++)
-                        if (cnt[u])
-                            for (size_t j = 0; j < dd; j++) s_user[u * (size_t)ds_user + (size_t)ds_sum + j] /= (float)cnt[u];
-                    free(cnt);
                 }
             }
             adapter_window_free(&W1);
             adapter_window_free(&W2);
-            adapter_tables tb = {e_cf, zb, ds_item ? s_item : NULL, r, hb, ds_user ? s_user : NULL};
+            adapter_tables tb = {e_cf, zs, ds_item ? s_item : NULL, r, hs, ds_user ? s_user : NULL};
+            /* adapter.sigma is in units of the RMS norm of each side's (balanced) base latents
+             * (identical on every rank: the tables are) */
+            if (!rc) {
+                double rz = rms_norm(zs, ni, dd), rh = rms_norm(hs, nu, dd);
+                for (int v = V_ADAPTER; v <= V_NO_EWC; v++) {
+                    if (!va[v].on) continue;
+                    va[v].m.cfg.sigma = (float)(base.sigma * (rz > 0 ? rz : 1.0));
+                    va[v].m.cfg.sigma_user = (float)(base.sigma * (rh > 0 ? rh : 1.0));
+                }
+                if (w == 0) dm_log("  stream: KL scales sigma %.4g (items, RMS norm %.4g) and %.4g (users, RMS norm %.4g)", base.sigma * rz, rz, base.sigma * rh, rh);
+            }
             /* the retrained reference: SASRec from scratch on everything before w */
             if (!rc && want[V_RETRAINED] && (!have_rt || (long)w % rt_every == 0)) {
                 double tr = dm_wtime();
@@ -369,7 +468,8 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
             for (int v = V_ADAPTER; v <= V_NO_EWC && !rc; v++) {
                 if (!va[v].on) continue;
                 rc = adapter_item_latents(&va[v].m, &va[v].a, &tb, 1, NULL, (int)ni, va[v].z, NULL);
-                if (!rc) rc = adapter_user_latents(&va[v].m, &va[v].a, &tb, 1, NULL, (int)nu, va[v].h, NULL);
+                /* only this rank's users are scored here */
+                if (!rc && hi > lo) rc = adapter_user_latents(&va[v].m, &va[v].a, &tb, 1, my_users, (int)(hi - lo), va[v].h + lo * dd, NULL);
             }
             serve_sec[w] = dm_wtime() - ts;
             for (int v = 0; v < V_N && !rc; v++) {
@@ -417,14 +517,7 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
                 int can = Ww.n > 0 || (bp && bp->n > 0);
                 for (int st = 0; st < steps && can && !rc; st++) {
                     adapter_plan_batch(&pc, Ww.rec, Ww.n, bp, w, (uint64_t)st, (size_t)G, plan_u, plan_p, plan_n);
-                    size_t blo, bhi;
-                    dm_shard_even((size_t)G, ctx->size, ctx->rank, &blo, &bhi);
-                    adapter_zero_grad(m);
-                    adapter_loss L = {0, 0};
-                    adapter_batch bt = {(int)(bhi - blo), plan_u + blo, plan_p + blo, plan_n + blo * (size_t)base.negatives, (double)G};
-                    rc = bt.B > 0 ? adapter_train_step(m, &va[v].a, &tb, &bt, &L) : DM_OK;
-                    rc = par_agree(ctx, rc);
-                    if (!rc) rc = par_allreduce_sum_f32(ctx, m->grads_mem, m->nparams);
+                    rc = chunked_sum(ctx, m, &va[v].a, &tb, plan_u, plan_p, plan_n, (size_t)G, 0, fix);
                     if (!rc) {
                         adapter_adam_step(m);
                         adapter_ema_update(m);
@@ -432,13 +525,7 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
                 }
                 if (!rc && m->cfg.ewc && Ww.n > 0) {
                     adapter_plan_batch(&pc, Ww.rec, Ww.n, NULL, w, ADAPTER_STEP_FISHER, (size_t)S, plan_u, plan_p, plan_n);
-                    size_t blo, bhi;
-                    dm_shard_even((size_t)S, ctx->size, ctx->rank, &blo, &bhi);
-                    adapter_fisher_begin(m);
-                    adapter_batch bt = {(int)(bhi - blo), plan_u + blo, plan_p + blo, plan_n + blo * (size_t)base.negatives, (double)S};
-                    rc = bt.B > 0 ? adapter_fisher_accumulate(m, &va[v].a, &tb, &bt) : DM_OK;
-                    rc = par_agree(ctx, rc);
-                    if (!rc) rc = par_allreduce_sum_f32(ctx, m->fisher_acc, m->nparams);
+                    rc = chunked_sum(ctx, m, &va[v].a, &tb, plan_u, plan_p, plan_n, (size_t)S, 1, fix);
                     if (!rc) adapter_fisher_commit(m);
                 }
                 tsec[(size_t)v * W + w] = dm_wtime() - tr;
@@ -455,6 +542,105 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
                 dm_log("%s  (ndcg@%lld, %.1fs)", line, c10 ? 10LL : (long long)ks[0], dm_wtime() - tw);
             }
         }
+        /* ---- per-user comparison against the static aligner ---- */
+        /* each user's mean NDCG@10 over its scored windows >= eval_from (the same (user, window)
+         * pairs for every variant), gathered on every rank; paired Wilcoxon (two-sided, zeros
+         * dropped) of each variant against static over all / drifting / stable users, Holm over the
+         * variants within each group */
+        double tst[V_N][4][3];  /* [v][mean, diff, p, p_holm][group]; NaN = not tested */
+        int64_t tst_n[V_N][3];
+        for (int v = 0; v < V_N; v++)
+            for (int g = 0; g < 3; g++) {
+                for (int q = 0; q < 4; q++) tst[v][q][g] = NAN;
+                tst_n[v][g] = 0;
+            }
+        double *um = NULL;
+        if (!rc) {
+            double *loc = malloc(((size_t)V_N * (hi - lo) + 1) * sizeof *loc);
+            if (!loc) rc = DM_ERR(DM_ENOMEM, "out of memory");
+            for (int v = 0; v < V_N && !rc; v++)
+                for (size_t u = lo; u < hi; u++) {
+                    double sum = 0;
+                    int n = 0;
+                    for (size_t w = (size_t)(eval_from > 0 ? eval_from : 0); w < W; w++) {
+                        float x = u_ndcg[((size_t)v * (hi - lo) + (u - lo)) * W + w];
+                        if (!isnan(x)) sum += x, n++;
+                    }
+                    loc[(size_t)(u - lo) * V_N + (size_t)v] = n ? sum / n : NAN;
+                }
+            rc = par_agree(ctx, rc);
+            size_t *cnt = NULL;
+            void *all = NULL;
+            if (!rc) rc = par_allgatherv(ctx, loc, (hi - lo) * V_N * sizeof *loc, &all, &cnt);
+            um = all;
+            free(cnt);
+            free(loc);
+        }
+        if (!rc && want[V_STATIC]) {
+            double *xa = malloc((nu + 1) * sizeof *xa), *xb = malloc((nu + 1) * sizeof *xb);
+            if (!xa || !xb) rc = DM_ERR(DM_ENOMEM, "out of memory");
+            for (int g = 0; g < (d.drift_user ? 3 : 1) && !rc; g++) {
+                double pv[V_N];
+                int vs[V_N], m = 0;
+                for (int v = 0; v < V_N; v++) {
+                    if (!want[v] || v == V_STATIC) continue;
+                    size_t n = 0;
+                    for (size_t u = 0; u < nu; u++) {
+                        if (g && d.drift_user[u] != (g == 1)) continue;
+                        double a = um[u * V_N + (size_t)v], b = um[u * V_N + V_STATIC];
+                        if (isnan(a) || isnan(b)) continue;
+                        xa[n] = a, xb[n] = b, n++;
+                    }
+                    tst_n[v][g] = (int64_t)n;
+                    if (n < 2) continue;
+                    stats_result res;
+                    double ma = 0, mb = 0;
+                    for (size_t k = 0; k < n; k++) ma += xa[k], mb += xb[k];
+                    tst[v][0][g] = ma / (double)n;
+                    tst[v][1][g] = (ma - mb) / (double)n;
+                    if (stats_wilcoxon(xa, xb, n, STATS_ZERO_WILCOX, 0, STATS_TWO_SIDED, STATS_METHOD_AUTO, &res) == DM_OK) {
+                        tst[v][2][g] = res.p;
+                        pv[m] = res.p;
+                        vs[m++] = v;
+                    }
+                }
+                if (m) {
+                    double adj[V_N];
+                    stats_holm(pv, (size_t)m, adj);
+                    for (int k = 0; k < m; k++) tst[vs[k]][3][g] = adj[k];
+                }
+                /* static against itself: its own mean */
+                double ms = 0;
+                size_t n = 0;
+                for (size_t u = 0; u < nu; u++) {
+                    if (g && d.drift_user[u] != (g == 1)) continue;
+                    double b = um[u * V_N + V_STATIC];
+                    if (!isnan(b)) ms += b, n++;
+                }
+                tst[V_STATIC][0][g] = n ? ms / (double)n : NAN;
+                tst_n[V_STATIC][g] = (int64_t)n;
+            }
+            free(xa);
+            free(xb);
+            static const char *gname[3] = {"all", "drifting", "stable"};
+            for (int g = 0; g < (d.drift_user ? 3 : 1) && !rc; g++) {
+                dm_log("  per-user NDCG@10 over windows >= %ld, %s users; paired Wilcoxon against static, Holm over variants:", eval_from, gname[g]);
+                dm_log("    %-10s %7s %9s %9s %10s %14s", "variant", "users", "ndcg@10", "diff", "p (Holm)", "gap recovered");
+                double gs = tst[V_STATIC][0][g], gr = want[V_RETRAINED] ? tst[V_RETRAINED][0][g] : NAN;
+                for (int v = 0; v < V_N; v++) {
+                    if (!want[v]) continue;
+                    char gap[32] = "";
+                    if (v != V_STATIC && v != V_RETRAINED && !isnan(gr) && gr != gs)
+                        snprintf(gap, sizeof gap, "%.1f%%", 100.0 * (tst[v][0][g] - gs) / (gr - gs));
+                    char pb[32];
+                    if (tst[v][3][g] < 1e-300) snprintf(pb, sizeof pb, "<1e-300");
+                    else snprintf(pb, sizeof pb, "%.2g", tst[v][3][g]);
+                    if (v == V_STATIC) dm_log("    %-10s %7lld %9.4f", vnames[v], (long long)tst_n[v][g], tst[v][0][g]);
+                    else dm_log("    %-10s %7lld %9.4f %+9.4f %10s %14s", vnames[v], (long long)tst_n[v][g], tst[v][0][g], tst[v][1][g], pb, gap);
+                }
+            }
+        }
+        rc = par_agree(ctx, rc);
         /* ---- output ---- */
         h5file f;
         memset(&f, 0, sizeof f);
@@ -496,6 +682,20 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
                 snprintf(nm, sizeof nm, "/stream/%s/mean_stable", vnames[v]);
                 if (!rc) rc = h5_write_all(&f, nm, H5_F64, W, nc, mean_st + (size_t)v * W * nc);
             }
+            if (!rc && want[V_STATIC]) {
+                const char *an[4] = {"user_ndcg10", "vs_static_diff", "vs_static_p", "vs_static_p_holm"};
+                snprintf(nm, sizeof nm, "/stream/%s", vnames[v]);
+                for (int q = 0; q < 4 && !rc; q++) rc = h5_attr_f64s(&f, nm, an[q], tst[v][q], 3);
+                double tn[3] = {(double)tst_n[v][0], (double)tst_n[v][1], (double)tst_n[v][2]};
+                if (!rc) rc = h5_attr_f64s(&f, nm, "users_tested", tn, 3);
+            }
+            if (!rc && IS_ADAPTER(v) && va[v].on) {
+                /* the served weights (EMA, or raw without it) as one slab in the tensor order of
+                 * adapter_tensor_info: item w1 b1 w2 b2 wa ca, then user */
+                adapter *m = &va[v].m;
+                snprintf(nm, sizeof nm, "/stream/%s/weights", vnames[v]);
+                rc = h5_write_all(&f, nm, H5_F32, m->nparams, 0, m->cfg.ema ? m->ema_mem : m->params_mem);
+            }
             double ov[256];
             const double *a = acc + (size_t)v * (nc + 1);
             for (size_t c = 0; c < nc && c < 256; c++) ov[c] = a[nc] > 0 ? a[c] / a[nc] : NAN;
@@ -533,6 +733,11 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
         if (have_spec) metrics_spec_free(&spec);
         free(r);
         free(hb);
+        free(hs);
+        free(zs);
+        free(my_users);
+        free(fix);
+        free(um);
         free(s_item);
         free(s_user);
         free(s_sum);

@@ -21,7 +21,7 @@ void adapter_config_default(adapter_config *c)
     c->serve_rows = 4096;
     c->loss = ADAPTER_LOSS_SOFTMAX;
     c->gate = c->ema = c->kl = c->ewc = 1;
-    c->sigma = 1.0f;
+    c->sigma = 10.0f;
     c->lambda_ewc = 10.0f;
     c->fisher_decay = 0.0f;
     c->ema_decay = 0.99f;
@@ -481,9 +481,9 @@ static int run_batch(adapter *m, adapter_acts *a, const adapter_tables *t, const
     }
     double kl = 0.0;
     if (with_kl) {
-        const float inv_s2 = 1.0f / (c->sigma * c->sigma);
-        kl = kl_side(&a->item, a->item.N, d, scale, inv_s2, G != NULL) +
-             kl_side(&a->user, a->user.N, d, scale, inv_s2, G != NULL);
+        const float su = c->sigma_user > 0.0f ? c->sigma_user : c->sigma;
+        kl = kl_side(&a->item, a->item.N, d, scale, 1.0f / (c->sigma * c->sigma), G != NULL) +
+             kl_side(&a->user, a->user.N, d, scale, 1.0f / (su * su), G != NULL);
     }
     if (G) {
         side_backward(kern(m), &m->params.item, &G->item, &a->item, a->item.N, m->dx_item, H, d,

@@ -18,9 +18,11 @@
  *   rec   softmax: l_b = -s_b0 + log sum_{k=0..K} exp(s_bk)   (s_b0 = h_u . z_p, s_bk = h_u . z_nk)
  *         bce:     l_b = softplus(-s_b0) + sum_{k=1..K} softplus(s_bk)
  *         L_rec = (1/N) sum_b l_b
- *   kl    L_kl = (1/N) sum_b [ |h_ub - h_base|^2 + sum_{k=0..K} |z_ibk - z_base|^2 ] / (2 sigma^2)
+ *   kl    L_kl = (1/N) sum_b [ |h_ub - h_base|^2 / (2 sigma_u^2) + sum_{k=0..K} |z_ibk - z_base|^2 / (2 sigma^2) ]
  *         (the KL between N(z, sigma^2 I) and N(z_base, sigma^2 I), counted per occurrence of a
- *         user or item in the batch, so shards sum exactly to the full batch)
+ *         user or item in the batch, so shards sum exactly to the full batch; sigma_u = sigma_user,
+ *         or sigma when sigma_user <= 0. The driver sets both in units of the RMS norm of its base
+ *         latents, since the item and user latents of a dot-product model differ in scale)
  *   ewc   L_ewc = lambda_ewc sum_k F_k (theta_k - theta*_k)^2   over the whole slab, with the
  *         diagonal Fisher F and anchor theta* of the last adapter_fisher_commit(). A global term:
  *         adapter_adam_step adds its gradient once (after the allreduce), adapter_ewc_loss gives
@@ -92,7 +94,8 @@ typedef struct {
     int serve_rows;       /* rows per block when computing latents of many items/users (4096) */
     int loss;             /* ADAPTER_LOSS_* */
     int gate, ema, kl, ewc; /* switches, 1 = on */
-    float sigma;          /* KL scale: |z - z_base|^2 / (2 sigma^2) */
+    float sigma;          /* KL scale of the items: |z - z_base|^2 / (2 sigma^2) (absolute) */
+    float sigma_user;     /* KL scale of the users: |h - h_base|^2 / (2 sigma_user^2); <= 0 = sigma */
     float lambda_ewc;
     float fisher_decay;   /* gamma in F = gamma F + F_window */
     float ema_decay;

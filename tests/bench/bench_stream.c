@@ -3,18 +3,24 @@
  *
  *   bench_stream N_ITEMS N_USERS BATCH THREADS REPS [D_CF D HIDDEN DS_ITEM DS_USER]
  *
- * One window's serving: N_USERS users scored against all N_ITEMS items in batches of BATCH users
- * (the stage's full-ranking batch is 512), scores = h . z^T by one sgemm per batch.
- *   base     gather the batch's h_base rows, sgemm against z_base
- *   dynamic  once per window: z = z_base + a g(e_cf, s) of every item (adapter_item_latents, EMA
- *            weights), amortised over the window's users; per batch: h = h_base + b g(r, s) of the
- *            batch's users (adapter_user_latents), the same sgemm against z
+ * One window's serving: every scoring request of the window scores one user against all N_ITEMS
+ * items, batched BATCH users at a time (the stage's full-ranking batch is 512), by one sgemm per
+ * batch, h . z^T. The dynamic latents of the adapter are window-level objects (the inputs e_cf,
+ * s_i, r_u, s_u and the EMA weights change only between windows), so they are computed once per
+ * window and every request then costs what a base request costs:
+ *   refresh  once per window: z = z_base + a g(e_cf, s) of every item and h = h_base + b g(r, s) of
+ *            the window's N_USERS users (adapter_item_latents / adapter_user_latents, EMA weights)
+ *   base     one pass of requests over the window's users: h_base rows, sgemm against z_base
+ *   dynamic  the same pass on the served latents h, z
+ * Reported (medians over REPS rounds, one warm-up round not counted; each round times 4 passes
+ * of each kind, interleaved, and takes the median of each kind): overhead = (dynamic - base) / base per request; overhead_pass = (refresh +
+ * dynamic - base) / base when the window serves only one pass over its users (the prequential
+ * evaluation's load); breakeven_passes = refresh / (2% of one base pass), the serving load per
+ * window (in passes over its users) above which the refresh costs less than 2%.
  * Tables and adapter weights are random (zero_init off, so the residual is really computed); the
  * shapes default to the stage's on the synthetic default: d_cf 50 (sasrec.hidden), d 64 (align.dim),
  * hidden 256 (adapter.hidden), summaries 4 per item and 7 + d per user (all adapter.features and
- * the recent-taste columns). Each of REPS rounds times both passes, alternating which goes first;
- * one warm-up round is not counted. Prints one line of key=value pairs: medians over rounds of the
- * base and dynamic totals (ms), their parts, and of the per-round overhead (dynamic - base) / base.
+ * the recent-taste columns).
  */
 #include "../../src/adapter/adapter.h"
 #include "../../src/core/err.h"
@@ -28,6 +34,8 @@
 #include <string.h>
 
 void openblas_set_num_threads(int);
+
+#define NPASS 4 /* passes of each kind per round */
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -100,46 +108,66 @@ int main(int argc, char **argv)
     }
     adapter_tables t = {e_cf, zb, dsi ? s_item : NULL, r, hb, dsu ? s_user : NULL};
     double check = 0;
+    double *tr = malloc((size_t)reps * sizeof(double)), *op = malloc((size_t)reps * sizeof(double));
+    float *hall = malloc((size_t)nu * d * sizeof *hall);
+    int32_t *uids = malloc((size_t)nu * sizeof *uids);
+    if (!tr || !op || !hall || !uids) {
+        fprintf(stderr, "bench_stream: out of memory\n");
+        return 1;
+    }
+    for (int k = 0; k < nu; k++) uids[k] = k;
     for (int rep = -1; rep < reps; rep++) { /* rep -1 warms up */
         double base = 0, dyn = 0, items = 0, users = 0;
-        for (int pass = 0; pass < 2; pass++) {
-            int dynamic = (pass + (rep & 1)) & 1; /* alternate which pass goes first */
-            double t0 = dm_wtime();
-            if (dynamic) {
-                if (adapter_item_latents(&m, &a, &t, 1, NULL, ni, z, NULL)) die();
-                items = dm_wtime() - t0;
-            }
+        /* the window's refresh: every item's and every user's dynamic latent, once */
+        double t0 = dm_wtime();
+        if (adapter_item_latents(&m, &a, &t, 1, NULL, ni, z, NULL)) die();
+        items = dm_wtime() - t0;
+        t0 = dm_wtime();
+        if (adapter_user_latents(&m, &a, &t, 1, uids, nu, hall, NULL)) die();
+        users = dm_wtime() - t0;
+        /* passes of requests over the window's users, base and served dynamic latents
+         * interleaved (b d d b b d d b: each kind equally often first and after the other); the
+         * round's time of each kind is the median of its passes */
+        double pb[NPASS], pd[NPASS];
+        int nb = 0, nd = 0;
+        for (int pass = 0; pass < 2 * NPASS; pass++) {
+            int dynamic = ((pass + 1) >> 1) & 1;
+            if (rep & 1) dynamic = !dynamic;
+            const float *zz = dynamic ? z : zb, *hh = dynamic ? hall : hb;
+            t0 = dm_wtime();
             for (int u0 = 0; u0 < nu; u0 += bs) {
                 int B = nu - u0 < bs ? nu - u0 : bs;
-                const float *zz = zb;
-                if (dynamic) {
-                    double t1 = dm_wtime();
-                    for (int k = 0; k < B; k++) ids[k] = u0 + k;
-                    if (adapter_user_latents(&m, &a, &t, 1, ids, B, h, NULL)) die();
-                    users += dm_wtime() - t1;
-                    zz = z;
-                } else {
-                    memcpy(h, hb + (size_t)u0 * d, (size_t)B * d * sizeof *h);
-                }
+                memcpy(h, hh + (size_t)u0 * d, (size_t)B * d * sizeof *h);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, ni, d, 1.0f, h, d, zz, d, 0.0f, sc, ni);
                 check += sc[0];
             }
-            if (dynamic) dyn = dm_wtime() - t0;
-            else base = dm_wtime() - t0;
+            if (dynamic) pd[nd++] = dm_wtime() - t0;
+            else pb[nb++] = dm_wtime() - t0;
         }
+        base = median(pb, nb);
+        dyn = median(pd, nd);
         if (rep >= 0) {
             tb[rep] = base;
             td[rep] = dyn;
             ti[rep] = items;
             tu[rep] = users;
             ov[rep] = (dyn - base) / base;
+            tr[rep] = items + users;
+            op[rep] = (items + users + dyn - base) / base;
         }
     }
     double o = median(ov, reps), mb = median(tb, reps), md = median(td, reps), mi = median(ti, reps), mu = median(tu, reps);
+    double mr = median(tr, reps), mo = median(op, reps);
     double gf = 2.0 * nu * (double)ni * d / mb / 1e9;
+    /* passes over the window's users needed for the refresh to cost less than 2% of the scoring */
+    double be = mr / (0.02 * mb);
     printf("items=%d users=%d batch=%d threads=%d reps=%d base_ms=%.3f dyn_ms=%.3f items_ms=%.3f users_ms=%.3f "
-           "overhead=%.5f items_share=%.5f users_share=%.5f base_gflops=%.1f check=%.3g\n",
-           ni, nu, bs, th, reps, 1e3 * mb, 1e3 * md, 1e3 * mi, 1e3 * mu, o, mi / mb, mu / mb, gf, check);
+           "refresh_ms=%.3f overhead=%.5f overhead_pass=%.5f breakeven_passes=%.2f base_gflops=%.1f check=%.3g\n",
+           ni, nu, bs, th, reps, 1e3 * mb, 1e3 * md, 1e3 * mi, 1e3 * mu, 1e3 * mr, o, mo, be, gf, check);
+    free(tr);
+    free(op);
+    free(hall);
+    free(uids);
     adapter_acts_free(&a);
     adapter_free(&m);
     return 0;

@@ -559,6 +559,25 @@ static void test_ablations(void)
         adapter_zero_grad(&m);
         adapter_train_step(&m, &a, &w.t, &b, &l);
         CHECK(l.kl > 0 && memcmp(g0, m.grads_mem, m.nparams * 4), "the KL term changes the gradient");
+        /* each side has its own scale: sigma for the items, sigma_user for the users (<= 0 =
+         * sigma); the term is the sum of the two sides' parts */
+        double k_both = l.kl, k_item, k_user, k_mixed;
+        m.cfg.sigma_user = 1e30f;
+        adapter_eval_loss(&m, &a, &w.t, &b, &l);
+        k_item = l.kl;
+        m.cfg.sigma = 1e30f;
+        m.cfg.sigma_user = 0.5f;
+        adapter_eval_loss(&m, &a, &w.t, &b, &l);
+        k_user = l.kl;
+        m.cfg.sigma = 0.5f;
+        m.cfg.sigma_user = 1.0f;
+        adapter_eval_loss(&m, &a, &w.t, &b, &l);
+        k_mixed = l.kl;
+        CHECK(k_item > 0 && k_user > 0 && fabs(k_item + k_user - k_both) <= 1e-5 * k_both,
+              "KL sides: items %g + users %g = both %g", k_item, k_user, k_both);
+        CHECK(fabs(k_item + 0.25 * k_user - k_mixed) <= 1e-5 * k_mixed,
+              "KL with sigma_user = 2 sigma: %g, expected %g", k_mixed, k_item + 0.25 * k_user);
+        m.cfg.sigma_user = 0.0f;
         free(g0);
         adapter_free(&m);
         adapter_acts_free(&a);
