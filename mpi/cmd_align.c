@@ -250,11 +250,13 @@ int stage_align(par_ctx *ctx, const dm_cfg *cfg)
         size_t *perm = malloc((nex + 1) * sizeof *perm);
         size_t B_max = (size_t)ac.max_batch, bank_max = (size_t)ac.max_bank;
         int64_t *items = malloc(B_max * sizeof *items + 8);
+        int nce_pos = !strcmp(dm_cfg_str(cfg, "align.nce_rows"), "positives");
+        uint8_t *nflag = malloc(B_max + 8);
         uint8_t *bp = malloc(B_max * ALIGN_K + 8);
         int32_t *exu = malloc((size_t)Rmax * sizeof *exu + 8), *exp_ = malloc((size_t)Rmax * sizeof *exp_ + 8),
                 *exn = malloc((size_t)Rmax * (size_t)nn * sizeof *exn + 8);
         float *rr = malloc((size_t)Rmax * C * sizeof *rr + 8), *dbank = malloc(bank_max * ALIGN_K * (size_t)ac.d * sizeof *dbank + 8);
-        if (!rc && (!curve || !perm || !items || !bp || !exu || !exp_ || !exn || !rr || !dbank)) rc = DM_ERR(DM_ENOMEM, "out of memory");
+        if (!rc && (!curve || !perm || !items || !nflag || !bp || !exu || !exp_ || !exn || !rr || !dbank)) rc = DM_ERR(DM_ENOMEM, "out of memory");
         rc = par_agree(ctx, rc);
         if (!rc)
             dm_log("  align: %zu examples, %zu items, modalities%s%s%s%s, d=%d, hidden %d, global batch %d x (1 + %d), %ld steps/epoch",
@@ -323,12 +325,19 @@ int stage_align(par_ctx *ctx, const dm_cfg *cfg)
                 rc = par_allgatherv(ctx, a.z, (size_t)B * ALIGN_K * (size_t)ac.d * sizeof(float), &zall, &zc);
                 if (!rc) rc = par_allgatherv(ctx, a.mask, (size_t)B * ALIGN_K, &mall, &mc);
                 if (!rc) rc = par_allgatherv(ctx, items, (size_t)B * sizeof(int64_t), &iall, &ic);
+                /* align.nce_rows = positives: the sampled negatives stay out of InfoNCE */
+                void *fall = NULL;
+                size_t *fc = NULL;
+                if (!rc && nce_pos) {
+                    for (int q = 0; q < B; q++) nflag[q] = q % (1 + nn) == 0;
+                    rc = par_allgatherv(ctx, nflag, (size_t)B, &fall, &fc);
+                }
                 int64_t lo_row = 0, Gtot = 0;
                 if (!rc) rc = par_exscan_i64(ctx, B, &lo_row, &Gtot);
                 align_losses L;
                 memset(&L, 0, sizeof L);
                 if (!rc) {
-                    align_bank bank = {(int)Gtot, (int)lo_row, zall, mall, iall};
+                    align_bank bank = {(int)Gtot, (int)lo_row, zall, mall, iall, fall};
                     rc = align_loss(&m, &a, &bt, &bank, dbank, &L);
                 }
                 rc = par_agree(ctx, rc);
@@ -343,6 +352,8 @@ int stage_align(par_ctx *ctx, const dm_cfg *cfg)
                 lsum[3] += L.match;
                 lsum[4] += L.rank;
                 free(zall);
+                free(fall);
+                free(fc);
                 free(mall);
                 free(iall);
                 free(zc);
@@ -461,6 +472,7 @@ int stage_align(par_ctx *ctx, const dm_cfg *cfg)
         free(exn);
         free(rr);
         free(dbank);
+        free(nflag);
         free(ex_u);
         free(ex_p);
         free(soff);

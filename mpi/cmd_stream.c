@@ -141,7 +141,7 @@ static double rms_norm(const float *x, size_t n, size_t d)
  * the order. So 1, 2 and 3 ranks take bitwise the same steps, and the adapted state does not drift
  * apart over hundreds of Adam steps (float sums in a rank-dependent order would: Adam amplifies
  * the rounding). */
-#define STREAM_CHUNK 32
+#define STREAM_CHUNK 64
 #define STREAM_FIX 1099511627776.0 /* 2^40 */
 
 static int fix_add(int64_t *acc, const float *x, size_t n)
@@ -149,7 +149,7 @@ static int fix_add(int64_t *acc, const float *x, size_t n)
     for (size_t k = 0; k < n; k++) {
         double q = (double)x[k] * STREAM_FIX;
         if (!(fabs(q) < 9.0e18)) return DM_ERR(DM_ENUM, "adapter: gradient %g at parameter %zu is not finite or too large", (double)x[k], k);
-        acc[k] += (int64_t)llround(q);
+        acc[k] += (int64_t)(q < 0 ? q - 0.5 : q + 0.5); /* round half away from zero */
     }
     return DM_OK;
 }

@@ -693,7 +693,7 @@ int align_loss(align_model *m, align_acts *a, const align_batch *b, const align_
         const uint8_t *mk = bank->mask + (size_t)j * ALIGN_K;
         int cnt = 0;
         for (int k = 0; k < ALIGN_K; k++) cnt += mk[k] && c->dim_in[k];
-        n_nce += (double)cnt * (cnt - 1);
+        if (!bank->nce || bank->nce[j]) n_nce += (double)cnt * (cnt - 1);
         n_rec += cnt;
         n_match += mk[ALIGN_CF] && mk[ALIGN_TEXT] && c->dim_in[ALIGN_CF] && c->dim_in[ALIGN_TEXT];
     }
@@ -721,7 +721,7 @@ int align_loss(align_model *m, align_acts *a, const align_batch *b, const align_
         int nb = 0;
         for (int j = 0; j < G; j++) {
             a->bmap[j] = -1;
-            if (!bank->mask[(size_t)j * ALIGN_K + l]) continue;
+            if (!bank->mask[(size_t)j * ALIGN_K + l] || (bank->nce && !bank->nce[j])) continue;
             a->bmap[j] = nb;
             a->bidx[nb] = j;
             a->bitem[nb] = bank->item ? bank->item[j] : j;
@@ -731,7 +731,7 @@ int align_loss(align_model *m, align_acts *a, const align_batch *b, const align_
         int na = 0;
         for (int i = 0; i < B; i++) {
             const uint8_t *mk = a->mask + (size_t)i * ALIGN_K;
-            if (!mk[l]) continue;
+            if (!mk[l] || (bank->nce && !bank->nce[lo + i])) continue;
             for (int k = 0; k < ALIGN_K; k++) {
                 if (k == l || !mk[k]) continue;
                 memcpy(a->anc + (size_t)na * d, a->zhat + ((size_t)i * ALIGN_K + k) * d,
@@ -950,7 +950,7 @@ int align_backward(align_model *m, align_acts *a, const align_batch *b, const fl
 int align_train_step(align_model *m, align_acts *a, const align_batch *b, align_losses *loss)
 {
     DM_CALL(align_forward(m, a, b));
-    align_bank bank = {b->B, 0, a->z, a->mask, b->item};
+    align_bank bank = {b->B, 0, a->z, a->mask, b->item, NULL};
     DM_CALL(align_loss(m, a, b, &bank, a->dbank_self, loss));
     DM_CALL(align_backward(m, a, b, a->dbank_self));
     return DM_OK;
@@ -959,7 +959,7 @@ int align_train_step(align_model *m, align_acts *a, const align_batch *b, align_
 int align_eval_loss(align_model *m, align_acts *a, const align_batch *b, align_losses *loss)
 {
     DM_CALL(align_forward(m, a, b));
-    align_bank bank = {b->B, 0, a->z, a->mask, b->item};
+    align_bank bank = {b->B, 0, a->z, a->mask, b->item, NULL};
     DM_CALL(align_loss(m, a, b, &bank, NULL, loss));
     return DM_OK;
 }

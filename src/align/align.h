@@ -206,6 +206,9 @@ typedef struct {
     const float *z;         /* (G, K, d) gathered a->z */
     const uint8_t *mask;    /* (G, K) gathered a->mask */
     const int64_t *item;    /* (G) gathered item ids; NULL = no duplicate exclusion */
+    const uint8_t *nce;     /* (G) 1 = the row takes part in InfoNCE (as anchor, positive and
+                               negative; N_nce counts only such rows); NULL = every row. Lets
+                               the driver keep sampled negatives out of the quadratic InfoNCE */
 } align_bank;
 
 typedef struct {

@@ -167,7 +167,7 @@ static int run(par_ctx *ctx, int argc, char **argv)
         align_losses L;
         memset(&L, 0, sizeof L);
         if (!rc) {
-            align_bank bank = {(int)Gtot, (int)lo_row, zall, mall, iall};
+            align_bank bank = {(int)Gtot, (int)lo_row, zall, mall, iall, NULL};
             rc = align_loss(&m, &a, &bt, &bank, dbank, &L);
         }
         t1 = dm_wtime();

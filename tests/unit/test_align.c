@@ -392,7 +392,7 @@ static void test_finite_differences(void)
             ib[j] = own ? t.item[j - lo] : (q == 0 ? t.item[0] : 500 + q); /* one duplicate id */
             if (!own) q++;
         }
-        align_bank bank = {G, lo, zb, mb, ib};
+        align_bank bank = {G, lo, zb, mb, ib, NULL};
         align_losses lb;
         CHECK(align_loss(&m, &a, &b, &bank, dbank, &lb) == DM_OK, "loss with bank");
         double bworst = 0;
@@ -790,7 +790,7 @@ static void test_shards(void)
               "shard latents and keyed dropout masks differ from the full batch's");
         double lsum = 0, lparts[5] = {0};
         for (int s = 0; s < parts; s++) {
-            align_bank bank = {t.B, (int)ilo[s], zbank, mbank, t.item};
+            align_bank bank = {t.B, (int)ilo[s], zbank, mbank, t.item, NULL};
             align_losses l;
             CHECK(align_loss(&part, &as[s], &bs[s], &bank, dpart, &l) == DM_OK, "shard loss");
             for (size_t i = 0; i < (size_t)t.B * Kd; i++) dsum[i] += dpart[i]; /* the reduce */
@@ -815,7 +815,7 @@ static void test_shards(void)
         CHECK(dbk <= 1e-6, "%d shards: bank gradient sum differs by %g", parts, dbk);
         /* a driver bug: a bank whose rows are not this rank's latents */
         {
-            align_bank bad = {t.B, (int)ilo[1] + 1, zbank, mbank, t.item};
+            align_bank bad = {t.B, (int)ilo[1] + 1, zbank, mbank, t.item, NULL};
             align_losses l;
             CHECK(align_forward(&part, &as[1], &bs[1]) == DM_OK, "forward");
             CHECK(align_loss(&part, &as[1], &bs[1], &bad, dpart, &l) == DM_EINPUT,
@@ -1164,6 +1164,77 @@ static void test_inference(void)
     free_data(&t);
 }
 
+/* align_bank.nce: rows flagged 0 take no part in InfoNCE (neither anchor nor negative, nor in
+ * N_nce). All flags 1 equals no flags bitwise; a subset's InfoNCE value and its gradient with
+ * respect to the latents equal those of a batch made of the flagged rows only. */
+static void test_nce_rows(void)
+{
+    align_config c;
+    small_config(&c, ALIGN_ACT_RELU, ALIGN_FUSE_GATE, ALIGN_RANK_SOFTMAX);
+    c.modality_dropout = 0.0f;
+    align_model m;
+    align_acts a, as;
+    CHECK(align_init(&m, &c) == DM_OK && align_acts_init(&a, &c) == DM_OK && align_acts_init(&as, &c) == DM_OK, "init");
+    align_init_weights(&m, 91);
+    perturb(&m, 92);
+    tdata t;
+    make_data(&t, &c, 10, 4, 5, 93);
+    align_batch b = full_batch(&t, 0, 1);
+    const int d = c.d, B = t.B;
+    const size_t Kd = (size_t)K * d;
+    float *db0 = calloc((size_t)B * Kd, sizeof(float)), *db1 = calloc((size_t)B * Kd, sizeof(float));
+    float *dbs = calloc((size_t)B * Kd, sizeof(float));
+    uint8_t flags[10];
+    CHECK(align_forward(&m, &a, &b) == DM_OK, "forward");
+    align_bank bank = {B, 0, a.z, a.mask, t.item, NULL};
+    align_losses l0, l1, ls;
+    CHECK(align_loss(&m, &a, &b, &bank, db0, &l0) == DM_OK, "loss");
+    memset(flags, 1, sizeof flags);
+    bank.nce = flags;
+    CHECK(align_loss(&m, &a, &b, &bank, db1, &l1) == DM_OK, "loss, all flagged");
+    CHECK(l0.nce == l1.nce && l0.n_nce == l1.n_nce && l0.total == l1.total && !memcmp(db0, db1, (size_t)B * Kd * sizeof(float)),
+          "all rows flagged = no flags");
+    /* InfoNCE alone: the flagged rows {0, 2, 3, 5, 9} (row 9 duplicates row 3) */
+    m.cfg.w_recon = m.cfg.w_match = m.cfg.w_rank = 0.0f;
+    const int sub[5] = {0, 2, 3, 5, 9};
+    memset(flags, 0, sizeof flags);
+    for (int q = 0; q < 5; q++) flags[sub[q]] = 1;
+    CHECK(align_loss(&m, &a, &b, &bank, db1, &l1) == DM_OK, "loss, subset flagged");
+    int64_t xr[5], it[5];
+    uint8_t pr[5 * K];
+    for (int q = 0; q < 5; q++) {
+        xr[q] = t.xrow[sub[q]];
+        it[q] = t.item[sub[q]];
+        memcpy(pr + q * K, t.present + sub[q] * K, K);
+    }
+    align_batch bs = b;
+    bs.B = 5;
+    bs.xrow = xr;
+    bs.item = it;
+    bs.present = pr;
+    bs.R = 0;
+    CHECK(align_forward(&m, &as, &bs) == DM_OK, "subset forward");
+    align_bank bks = {5, 0, as.z, as.mask, it, NULL};
+    CHECK(align_loss(&m, &as, &bs, &bks, dbs, &ls) == DM_OK, "subset loss");
+    double gd = 0, gz = 0;
+    for (int j = 0, q = 0; j < B; j++) {
+        if (flags[j]) gd = fmax(gd, maxdiff(db1 + (size_t)j * Kd, dbs + (size_t)(q++) * Kd, Kd));
+        else gz = fmax(gz, maxabs(db1 + (size_t)j * Kd, Kd));
+    }
+    printf("# nce rows: subset InfoNCE %.8f vs batch of the subset %.8f (N_nce %g / %g), dL/dz max diff %.1e, unflagged rows max |dL/dz| %.1e\n",
+           l1.nce, ls.nce, l1.n_nce, ls.n_nce, gd, gz);
+    CHECK(l1.n_nce == ls.n_nce && l1.n_nce < l0.n_nce, "N_nce counts the flagged rows: %g vs %g", l1.n_nce, ls.n_nce);
+    CHECK(fabs(l1.nce - ls.nce) <= 1e-6 * fabs(ls.nce), "subset InfoNCE %g vs %g", l1.nce, ls.nce);
+    CHECK(gd <= 1e-6 && gz == 0, "InfoNCE gradient: flagged rows differ by %g, unflagged rows %g", gd, gz);
+    free(db0);
+    free(db1);
+    free(dbs);
+    free_data(&t);
+    align_acts_free(&a);
+    align_acts_free(&as);
+    align_free(&m);
+}
+
 int main(void)
 {
     test_kernels();
@@ -1174,5 +1245,6 @@ int main(void)
     test_presence();
     test_known_answers();
     test_inference();
+    test_nce_rows();
     return tap_done("align");
 }
