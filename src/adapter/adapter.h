@@ -63,7 +63,9 @@
  *   adapter_reservoir_add(&buf, w, W.rec, W.n)   (after training: the buffer holds older windows)
  * A rank's share larger than cfg.max_batch is split over several train_step / fisher calls with
  * the same norm (gradients accumulate). 1 and 3 ranks give the same weights to float rounding
- * (tests/unit/test_adapter.c simulates it).
+ * (tests/unit/test_adapter.c simulates it). Over hundreds of Adam steps that rounding grows, so
+ * the stage (mpi/cmd_stream.c, chunked_sum) cuts every batch into fixed chunks whatever the rank
+ * count and sums the chunks' gradients in fixed point: bitwise the same weights at any rank count.
  *
  * Memory: the adapter owns its slabs (parameters, gradients, Adam moments, EMA, Fisher, anchor,
  * Fisher accumulator: one layout, named views); adapter_acts owns the activations of up to
