@@ -273,10 +273,15 @@ static int default_specs(const rpt_set *s, const dm_cfg *c, specs *sp, int want_
         if (fam[0] && ru_strv_find(fams, nfams, fam) < 0) rc = ru_strv_push(&fams, &nfams, fam);
     }
     const char *baseline = dm_cfg_str(c, "report.baseline");
-    for (size_t si = 0; si < dm_cfg_len(c, "report.splits") && !rc; si++) {
-        const char *split = dm_cfg_str_at(c, "report.splits", si);
+    /* report.splits, then the prequential protocol of `dynmm stream` (stream.h5) when present */
+    size_t nsplit_cfg = dm_cfg_len(c, "report.splits"), nsplit = nsplit_cfg;
+    int add_preq = has_entry(s, "prequential", NULL);
+    for (size_t si = 0; si < nsplit_cfg && add_preq; si++) add_preq = strcmp(dm_cfg_str_at(c, "report.splits", si), "prequential") != 0;
+    nsplit += (size_t)add_preq;
+    for (size_t si = 0; si < nsplit && !rc; si++) {
+        const char *split = si < nsplit_cfg ? dm_cfg_str_at(c, "report.splits", si) : "prequential";
         if (!has_entry(s, split, NULL)) {
-            dm_warn("report.splits: the results hold no '%s' split", split);
+            if (nsplit_cfg > 1 || si < nsplit_cfg - 1 || !add_preq) dm_warn("report.splits: the results hold no '%s' split", split);
             continue;
         }
         char **prots = NULL, **metrics = NULL;
@@ -296,6 +301,13 @@ static int default_specs(const rpt_set *s, const dm_cfg *c, specs *sp, int want_
         char bmodel[256];
         snprintf(bmodel, sizeof bmodel, "%.*s", (int)strcspn(baseline, "["), baseline);
         int base_ok = baseline[0] && ru_strv_find(matched, nmatched, bmodel) >= 0;
+        /* the streaming variants are compared with the static aligner unless report.baseline
+         * names one of them */
+        if (!rc && !strcmp(split, "prequential") && !base_ok && ru_strv_find(matched, nmatched, "static") >= 0) {
+            baseline = "static";
+            snprintf(bmodel, sizeof bmodel, "static");
+            base_ok = 1;
+        }
         if (!rc && baseline[0] && !base_ok && nmatched)
             dm_warn("report.baseline '%s' is not among the models of the %s tables; comparing with %s", baseline, split, matched[0]);
         for (size_t p = 0; p < nprot && !rc && nmet && nmatched && want_tables; p++) {

@@ -16,10 +16,16 @@
  * among the ranks, with one exact (fixed-point) gradient allreduce per step, so 1, 2 and 3 ranks
  * reach bitwise the same adapted state (chunked_sum).
  *
- * stream.h5 (format "dynmm-stream" v1): /stream/window_start (W + 1), and per variant v:
+ * stream.h5 (format "dynmm-stream" v2; root attribute n_users): /stream/window_start (W + 1),
+ *   /prequential/full/<v> (users, ncols)   each user's mean of every metric over its scored windows
+ *                                          >= eval_from (NaN: none); on synthetic data also
+ *                                          /prequential/full-drifting/<v> and full-stable/<v>
+ *                                          (NaN outside the group): `dynmm report` tables them
+ *   and per variant v:
  *   /stream/<v>/mean (W, ncols)            window means of every metric (NaN: no scored users)
  *   /stream/<v>/users (W)                  users scored
- *   /stream/<v>/hit10, /ndcg10 (users, W)  per-user values (NaN: no target), for paired tests
+ *   /stream/<v>/hit10, /ndcg10 (users, W)  per-user values (NaN: no target); kind "rows" (the
+ *                                          report leaves them out)
  *   /stream/<v>/mean_drift, /mean_stable   the same means over drifting / stable users (synthetic)
  *   /stream/<v>/train_seconds (W)          adapter update or retraining time per window
  *   /stream/<v>/weights (nparams)          adapter variants: the served weights (EMA; raw without
@@ -55,6 +61,9 @@
 #include <string.h>
 
 #define STREAM_FORMAT "dynmm-stream"
+
+int openblas_get_num_threads(void); /* from OpenBLAS */
+void openblas_set_num_threads(int);
 
 static const char *USAGE =
     "usage: dynmm stream CONFIG.cfg [--set group.key=value ...]\n\n"
@@ -356,9 +365,11 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
         for (int v = V_ADAPTER; v <= V_NO_EWC; v++)
             if (va[v].on && va[v].m.nparams > np_max) np_max = va[v].m.nparams;
         int64_t *fix = malloc((np_max + 1) * sizeof *fix);
+        /* per-user sums of every metric over the windows >= eval_from, and the count (column nc) */
+        double *usum = calloc((size_t)V_N * (hi - lo + 1) * (nc + 1), sizeof *usum);
         int32_t *my_users = malloc((hi - lo + 1) * sizeof *my_users);
         for (size_t u = lo; my_users && u < hi; u++) my_users[u - lo] = (int32_t)u;
-        if (!rc && (!fix || !my_users || !r || !hb || !hs || !zs || !s_item || !s_user || !s_sum || !roles || !rows || !mean_all || !mean_dr || !mean_st || !acc || !users ||
+        if (!rc && (!fix || !usum || !my_users || !r || !hb || !hs || !zs || !s_item || !s_user || !s_sum || !roles || !rows || !mean_all || !mean_dr || !mean_st || !acc || !users ||
                     !u_hit || !u_ndcg || !tsec || !serve_sec || !score_sec || !dmask_rows || !plan_u || !plan_p || !plan_n))
             rc = DM_ERR(DM_ENOMEM, "out of memory for the streaming protocol");
         rc = par_agree(ctx, rc);
@@ -492,6 +503,9 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
                     if ((long)w >= eval_from && !isnan(rw[0])) {
                         for (size_t c = 0; c < nc; c++) acc[(size_t)v * (nc + 1) + c] += rw[c];
                         acc[(size_t)v * (nc + 1) + nc] += 1.0;
+                        double *us = usum + ((size_t)v * (hi - lo) + (u - lo)) * (nc + 1);
+                        for (size_t c = 0; c < nc; c++) us[c] += rw[c];
+                        us[nc] += 1.0;
                     }
                 }
                 if (!rc && d.drift_user) {
@@ -508,6 +522,11 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
             adapter_window Ww;
             memset(&Ww, 0, sizeof Ww);
             if (!rc) rc = adapter_window_gather(&d, (int64_t)w, &Ww);
+            /* BLAS on one thread while the adapters learn: a multi-threaded sgemm partitions (and
+             * so rounds) differently with the thread count, and the thread count per rank differs
+             * with the rank count; the chunked sums are bitwise only with the same rounding */
+            int blas_threads = openblas_get_num_threads();
+            openblas_set_num_threads(1);
             for (int v = V_ADAPTER; v <= V_NO_EWC && !rc; v++) {
                 if (!va[v].on) continue;
                 double tr = dm_wtime();
@@ -530,6 +549,7 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
                 }
                 tsec[(size_t)v * W + w] = dm_wtime() - tr;
             }
+            openblas_set_num_threads(blas_threads);
             if (!rc) adapter_reservoir_add(&buf, w, Ww.rec, Ww.n);
             adapter_window_free(&Ww);
             rc = par_agree(ctx, rc);
@@ -646,7 +666,8 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
         memset(&f, 0, sizeof f);
         f.id = -1;
         if (!rc) rc = par_agree(ctx, h5_create(ctx, out, (int)dm_cfg_int(cfg, "io.compress"), (size_t)dm_cfg_int(cfg, "io.chunk_rows"), &f));
-        if (!rc) rc = h5_write_provenance(&f, STREAM_FORMAT, 1, "stream", cfg, hash);
+        if (!rc) rc = h5_write_provenance(&f, STREAM_FORMAT, 2, "stream", cfg, hash);
+        if (!rc) rc = h5_attr_i64(&f, "/", "n_users", (int64_t)nu);
         if (!rc) rc = h5_write_all(&f, "/stream/window_start", H5_I64, W + 1, 0, d.window_start);
         if (!rc) rc = h5_write_all(&f, "/stream/serve_seconds", H5_F64, W, 0, serve_sec);
         if (!rc) {
@@ -666,6 +687,7 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
             char nm[160];
             snprintf(nm, sizeof nm, "/stream/%s/mean", vnames[v]);
             rc = h5_write_all(&f, nm, H5_F64, W, nc, mean_all + (size_t)v * W * nc);
+            if (!rc) rc = h5_attr_str(&f, nm, "kind", "points");
             snprintf(nm, sizeof nm, "/stream/%s/users", vnames[v]);
             if (!rc) rc = h5_write_all(&f, nm, H5_I64, W, 0, users + (size_t)v * W);
             snprintf(nm, sizeof nm, "/stream/%s/train_seconds", vnames[v]);
@@ -674,13 +696,30 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
             if (!rc) rc = h5_write_all(&f, nm, H5_F64, W, 0, score_sec + (size_t)v * W);
             snprintf(nm, sizeof nm, "/stream/%s/hit10", vnames[v]);
             if (!rc) rc = h5_write_rows(&f, nm, H5_F32, nu, W, lo, hi - lo, u_hit + (size_t)v * (hi - lo) * W);
+            if (!rc) rc = h5_attr_str(&f, nm, "kind", "rows");
             snprintf(nm, sizeof nm, "/stream/%s/ndcg10", vnames[v]);
             if (!rc) rc = h5_write_rows(&f, nm, H5_F32, nu, W, lo, hi - lo, u_ndcg + (size_t)v * (hi - lo) * W);
+            if (!rc) rc = h5_attr_str(&f, nm, "kind", "rows");
+            /* /prequential/<full|full-drifting|full-stable>/<variant>: each user's mean of every
+             * metric over its scored windows >= eval_from (NaN: none, or not in the group), the
+             * per-user rows `dynmm report` tables and tests like any evaluation's */
+            for (int g = 0; g < (d.drift_user ? 3 : 1) && !rc; g++) {
+                static const char *const pn[3] = {"full", "full-drifting", "full-stable"};
+                for (size_t u = lo; u < hi; u++) {
+                    const double *us = usum + ((size_t)v * (hi - lo) + (u - lo)) * (nc + 1);
+                    int in = !g || d.drift_user[u] == (g == 1);
+                    for (size_t c = 0; c < nc; c++) rows[(u - lo) * nc + c] = in && us[nc] > 0 ? us[c] / us[nc] : NAN;
+                }
+                snprintf(nm, sizeof nm, "/prequential/%s/%s", pn[g], vnames[v]);
+                rc = h5_write_rows(&f, nm, H5_F64, nu, nc, lo, hi - lo, rows);
+            }
             if (!rc && d.drift_user) {
                 snprintf(nm, sizeof nm, "/stream/%s/mean_drift", vnames[v]);
                 rc = h5_write_all(&f, nm, H5_F64, W, nc, mean_dr + (size_t)v * W * nc);
+                if (!rc) rc = h5_attr_str(&f, nm, "kind", "points");
                 snprintf(nm, sizeof nm, "/stream/%s/mean_stable", vnames[v]);
                 if (!rc) rc = h5_write_all(&f, nm, H5_F64, W, nc, mean_st + (size_t)v * W * nc);
+                if (!rc) rc = h5_attr_str(&f, nm, "kind", "points");
             }
             if (!rc && want[V_STATIC]) {
                 const char *an[4] = {"user_ndcg10", "vs_static_diff", "vs_static_p", "vs_static_p_holm"};
@@ -737,6 +776,7 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
         free(zs);
         free(my_users);
         free(fix);
+        free(usum);
         free(um);
         free(s_item);
         free(s_user);

@@ -322,6 +322,13 @@ static int read_entry(h5file *f, const char *name, int users_ok, int64_t n_users
     size_t rows, cols;
     int exists;
     DM_CALL(h5_shape(f, obj, &rows, &cols, &exists));
+    if (h5_has_attr(f, obj, "kind")) { /* kind "rows": per-user rows of another shape, left out */
+        char *k = NULL;
+        DM_CALL(h5_get_attr_str(f, obj, "kind", &k));
+        int skip = !strcmp(k, "rows");
+        free(k);
+        if (skip) return DM_OK;
+    }
     e->name = ru_strdup(name);
     const char *slash = strrchr(name, '/');
     e->group = slash ? ru_strndup(name, (size_t)(slash - name)) : ru_strdup("");
@@ -513,7 +520,9 @@ static int read_run(par_ctx *self, const char *path, rpt_run *run)
     DM_CALL(h5_open(self, path, &f));
     size_t pl = strlen(path);
     const int stream_only = pl >= 10 && !strcmp(path + pl - 10, "/stream.h5");
-    int rc = h5_check_format(&f, stream_only ? "dynmm-stream" : "dynmm-results", 1);
+    int rc = h5_check_format(&f, stream_only ? "dynmm-stream" : "dynmm-results", stream_only ? 2 : 1);
+    int64_t fver = 1;
+    if (!rc) rc = h5_get_attr_i64(&f, "/", "format_version", &fver);
     char *text = NULL;
     if (!rc) rc = h5_get_attr_str(&f, "/", "config", &text);
     if (!rc) rc = dm_cfg_init(&run->cfg);
@@ -522,16 +531,18 @@ static int read_run(par_ctx *self, const char *path, rpt_run *run)
     if (!rc) run->seed = dm_cfg_int(&run->cfg, "run.seed");
     int64_t nu = 0;
     if (!rc && h5_has_attr(&f, "/", "n_users")) rc = h5_get_attr_i64(&f, "/", "n_users", &nu);
-    if (!rc) rc = read_entries(&f, !stream_only, nu, run);
+    /* stream.h5 v2 holds per-user rows (/prequential/...) beside its curves */
+    if (!rc) rc = read_entries(&f, !stream_only || fver >= 2, nu, run);
     h5_close(&f);
-    /* the run's other outputs: stream.h5 (metrics per streaming window, as curves) and prompt.h5
-     * (per-user rows of the LLM recommenders and of the models beside them, on the same stored
-     * candidate sets but a sample of the users: its protocols are named "<protocol>-llm", so they
-     * make tables of their own where every model has the same users) */
+    /* the run's other outputs: stream.h5 (metrics per streaming window, as curves; from v2 also
+     * per-user rows of the prequential protocol, split "prequential") and prompt.h5 (per-user rows
+     * of the LLM recommenders and of the models beside them, on the same stored candidate sets but
+     * a sample of the users: its protocols are named "<protocol>-llm", so they make tables of their
+     * own where every model has the same users) */
     static const struct {
         const char *file, *format;
-        int version, users;
-    } extra[] = {{"stream.h5", "dynmm-stream", 1, 0}, {"prompt.h5", "dynmm-prompt", 2, 1}};
+        int version, users, rename;
+    } extra[] = {{"stream.h5", "dynmm-stream", 2, 1, 0}, {"prompt.h5", "dynmm-prompt", 2, 1, 1}};
     for (size_t i = 0; !rc && !stream_only && i < sizeof extra / sizeof extra[0]; i++) {
         char p[PATH_MAX + 64];
         const char *sl = strrchr(path, '/'); /* paths are absolute (realpath) */
@@ -539,20 +550,26 @@ static int read_run(par_ctx *self, const char *path, rpt_run *run)
         if (!is_file(p)) continue;
         size_t before = run->ne;
         rc = h5_open(self, p, &f);
+        int64_t ev = 1;
         if (!rc) {
             rc = h5_check_format(&f, extra[i].format, extra[i].version);
-            if (!rc) rc = read_entries(&f, extra[i].users, extra[i].users ? nu : 0, run);
+            if (!rc) rc = h5_get_attr_i64(&f, "/", "format_version", &ev);
+            int users = extra[i].users && (extra[i].rename || ev >= 2);
+            if (!rc) rc = read_entries(&f, users, users ? nu : 0, run);
             h5_close(&f);
         }
-        for (size_t k = before; !rc && extra[i].users && k < run->ne; k++) {
+        for (size_t k = before; !rc && k < run->ne; k++) {
             rpt_entry *e = &run->e[k];
             if (e->kind != RE_USERS) continue;
-            char proto[300];
-            snprintf(proto, sizeof proto, "%s-llm", e->protocol);
-            free(e->protocol);
-            e->protocol = ru_strdup(proto);
+            if (extra[i].rename) {
+                char proto[300];
+                snprintf(proto, sizeof proto, "%s-llm", e->protocol);
+                free(e->protocol);
+                e->protocol = ru_strdup(proto);
+                if (!e->protocol) rc = DM_ENOMEM;
+            }
             e->file = ru_strdup(p);
-            if (!e->protocol || !e->file) rc = DM_ENOMEM;
+            if (!e->file) rc = DM_ENOMEM;
         }
     }
     return rc;
@@ -728,20 +745,21 @@ static int build_labels(rpt_set *s)
 
 static int collect_names(rpt_set *s)
 {
-    /* models, splits and protocols: eval.* order of each run first, then any others by name */
+    /* models, splits and protocols: eval.* order of each run first (the streaming variants in
+     * stream.variants order after eval.models), then any others by name */
     for (size_t r = 0; r < s->nruns; r++) {
         const rpt_run *run = &s->runs[r];
         if (run->conf == SIZE_MAX) continue;
-        const char *lists[3] = {"eval.models", "eval.splits", "eval.protocols"};
-        char ***dst[3] = {&s->models, &s->splits, &s->protocols};
-        size_t *dn[3] = {&s->nmodels, &s->nsplits, &s->nprotocols};
-        for (int l = 0; l < 3; l++)
+        const char *lists[4] = {"eval.models", "stream.variants", "eval.splits", "eval.protocols"};
+        char ***dst[4] = {&s->models, &s->models, &s->splits, &s->protocols};
+        size_t *dn[4] = {&s->nmodels, &s->nmodels, &s->nsplits, &s->nprotocols};
+        for (int l = 0; l < 4; l++)
             for (size_t i = 0; i < dm_cfg_len(&run->cfg, lists[l]); i++) {
                 const char *nm = dm_cfg_str_at(&run->cfg, lists[l], i);
                 for (size_t e = 0; e < run->ne; e++) {
                     const rpt_entry *en = &run->e[e];
                     if (en->kind != RE_USERS) continue;
-                    const char *have = l == 0 ? en->model : l == 1 ? en->split : en->protocol;
+                    const char *have = l <= 1 ? en->model : l == 2 ? en->split : en->protocol;
                     if (!strcmp(have, nm)) {
                         DM_CALL(add_unique(dst[l], dn[l], nm));
                         break;

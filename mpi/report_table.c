@@ -58,7 +58,13 @@ const char *rpt_label(const rpt_opts *o, const char *name)
     static const char *const known[][2] = {{"pop", "Pop"},   {"ease", "EASE"},     {"sasrec", "SASRec"}, {"mrr", "MRR"},
                                            {"valid", "validation"}, {"test", "test"}, {"full", "full ranking"},
                                            {"seconds", "time per batch (s)"}, {"prompt_len", "prompt length L (tokens)"},
-                                           {"snr_db", "SNR (dB)"}, {"window", "window"}};
+                                           {"snr_db", "SNR (dB)"}, {"window", "window"},
+                                           /* the prequential protocol of `dynmm stream` */
+                                           {"prequential", "prequential"}, {"full-drifting", "full ranking, drifting users"},
+                                           {"full-stable", "full ranking, stable users"}, {"static", "static aligner"},
+                                           {"adapter", "adapter"}, {"no_gate", "adapter w/o gate"}, {"no_ema", "adapter w/o EMA"},
+                                           {"no_replay", "adapter w/o replay"}, {"no_kl", "adapter w/o KL"},
+                                           {"no_ewc", "adapter w/o EWC"}, {"retrained", "SASRec retrained"}};
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (!strcmp(known[i][0], name)) return known[i][1];
     char buf[512];

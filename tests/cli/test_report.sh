@@ -32,7 +32,7 @@ for f in test_full_models test_full_drop latency stream_mean; do
 done
 grep -q 'index 1 using 1:2 with linespoints' "$W/r1/test_full_drop.gp" || fail "the variant curve has no second series"
 grep -q 'set xlabel "prompt length L (tokens)"' "$W/r1/latency.gp" || fail "latency x label"
-grep -q 'title "static"' "$W/r1/stream_mean.gp" && grep -q 'set xlabel "window"' "$W/r1/stream_mean.gp" || fail "stream.h5: no curve per window"
+grep -q 'title "static aligner"' "$W/r1/stream_mean.gp" && grep -q 'set xlabel "window"' "$W/r1/stream_mean.gp" || fail "stream.h5: no curve per window"
 [ "$(grep -vc '^#\|^$' "$W/r1/stream_mean.dat")" = 12 ] || fail "stream_mean.dat: expected 2 variants x 6 windows"
 [ "$(grep -vc '^#\|^$' "$W/r1/latency.dat")" = 10 ] || fail "latency.dat: expected 2 series of 5 points"
 if command -v gnuplot > /dev/null; then

@@ -5,6 +5,7 @@
 #    metrics
 #  - the adapter beats the static aligner on the drifting users, significantly (paired Wilcoxon,
 #    Holm), and does not lose on the stable users; stream.h5's per-user tests agree with SciPy
+#  - `dynmm report` tables the prequential protocol (all / drifting / stable users) against static
 #  - error paths: a base trained without split.protocol = "stream", an unknown variant; every rank
 #    stops and no stream.h5 is left behind
 set -u
@@ -52,6 +53,13 @@ print("adapter - static, per-user NDCG@10: drifting %+.4f (p Holm %.2g, %d users
 assert dd > 0 and g["vs_static_p_holm"][1] < 0.01, "the adapter does not beat static on the drifting users"
 assert not (sd < 0 and g["vs_static_p_holm"][2] < 0.05), "the adapter loses on the stable users"
 PYEOF
+# dynmm report tables the prequential protocol (split "prequential": all, drifting and stable users)
+# against the static aligner, with the stage's per-user means
+$B report $W/r2 --set report.out=$W/report --set stats.bootstrap=0 --set report.gnuplot= > $W/report.log 2>&1 || { cat $W/report.log; fail "report of a stream run"; }
+for t in prequential_full prequential_full-drifting prequential_full-stable; do [ -s $W/report/$t.md ] || fail "report: no table $t"; done
+want=$($PY -c "import h5py; a = h5py.File('$W/r2/stream.h5', 'r')['stream/adapter'].attrs; print('%.4f' % a['user_ndcg10'][1])")
+grep "^| adapter |" $W/report/prequential_full-drifting.md | grep -qE "\| \**$want\**†" || { cat $W/report/prequential_full-drifting.md; fail "report: drifting users' adapter NDCG@10 is not $want with a significance mark"; }
+grep -q "than static aligner" $W/report/prequential_full-drifting.md || fail "report: the prequential tables are not compared with the static aligner"
 # error paths
 mkdir -p $W/bad; cp $W/base/dataset.h5 $W/base/cf.h5 $W/base/align.h5 $W/bad/
 $DM_MPIRUN -n 2 $B stream configs/quickstart.cfg "${common[@]}" --set run.dir=$W/bad --set split.protocol=loo < /dev/null > $W/bad1.log 2>&1 &&
