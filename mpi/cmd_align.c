@@ -251,7 +251,10 @@ int stage_align(par_ctx *ctx, const dm_cfg *cfg)
         size_t B_max = (size_t)ac.max_batch, bank_max = (size_t)ac.max_bank;
         int64_t *items = malloc(B_max * sizeof *items + 8);
         int nce_pos = !strcmp(dm_cfg_str(cfg, "align.nce_rows"), "positives");
-        uint8_t *nflag = malloc(B_max + 8);
+        /* align.nce_rows = positives: every rank's rows are its examples' (positive, negatives...)
+         * groups, so bank row j is a positive exactly when j % (1 + nn) == 0 */
+        uint8_t *nflag = malloc(bank_max + 8);
+        for (size_t j = 0; nflag && j < bank_max; j++) nflag[j] = j % (size_t)(1 + nn) == 0;
         uint8_t *bp = malloc(B_max * ALIGN_K + 8);
         int32_t *exu = malloc((size_t)Rmax * sizeof *exu + 8), *exp_ = malloc((size_t)Rmax * sizeof *exp_ + 8),
                 *exn = malloc((size_t)Rmax * (size_t)nn * sizeof *exn + 8);
@@ -325,19 +328,12 @@ int stage_align(par_ctx *ctx, const dm_cfg *cfg)
                 rc = par_allgatherv(ctx, a.z, (size_t)B * ALIGN_K * (size_t)ac.d * sizeof(float), &zall, &zc);
                 if (!rc) rc = par_allgatherv(ctx, a.mask, (size_t)B * ALIGN_K, &mall, &mc);
                 if (!rc) rc = par_allgatherv(ctx, items, (size_t)B * sizeof(int64_t), &iall, &ic);
-                /* align.nce_rows = positives: the sampled negatives stay out of InfoNCE */
-                void *fall = NULL;
-                size_t *fc = NULL;
-                if (!rc && nce_pos) {
-                    for (int q = 0; q < B; q++) nflag[q] = q % (1 + nn) == 0;
-                    rc = par_allgatherv(ctx, nflag, (size_t)B, &fall, &fc);
-                }
                 int64_t lo_row = 0, Gtot = 0;
                 if (!rc) rc = par_exscan_i64(ctx, B, &lo_row, &Gtot);
                 align_losses L;
                 memset(&L, 0, sizeof L);
                 if (!rc) {
-                    align_bank bank = {(int)Gtot, (int)lo_row, zall, mall, iall, fall};
+                    align_bank bank = {(int)Gtot, (int)lo_row, zall, mall, iall, nce_pos ? nflag : NULL};
                     rc = align_loss(&m, &a, &bt, &bank, dbank, &L);
                 }
                 rc = par_agree(ctx, rc);
@@ -352,8 +348,6 @@ int stage_align(par_ctx *ctx, const dm_cfg *cfg)
                 lsum[3] += L.match;
                 lsum[4] += L.rank;
                 free(zall);
-                free(fall);
-                free(fc);
                 free(mall);
                 free(iall);
                 free(zc);

@@ -347,7 +347,7 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
          * window 0 so that both sides have the same RMS norm (scores unchanged); otherwise the side
          * with the small norm would need far larger residuals and one sigma could not fit both */
         float *hs = malloc(nu * dd * sizeof *hs + 4), *zs = malloc(ni * dd * sizeof *zs + 4);
-        double bal = 0.0;
+        double bal = 0.0, rz_s = 0.0;
         float *s_item = calloc(ni * (size_t)(ds_item ? ds_item : 1), sizeof(float)), *s_user = calloc(nu * (size_t)(ds_user ? ds_user : 1), sizeof(float));
         float *s_sum = calloc(nu * (size_t)(ds_sum ? ds_sum : 1), sizeof(float));
         int8_t *roles = malloc(d.n_inter + 1);
@@ -449,7 +449,8 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
             /* adapter.sigma is in units of the RMS norm of each side's (balanced) base latents
              * (identical on every rank: the tables are) */
             if (!rc) {
-                double rz = rms_norm(zs, ni, dd), rh = rms_norm(hs, nu, dd);
+                if (w == 0) rz_s = rms_norm(zs, ni, dd); /* zs is fixed; h_base moves with the window */
+                double rz = rz_s, rh = rms_norm(hs, nu, dd);
                 for (int v = V_ADAPTER; v <= V_NO_EWC; v++) {
                     if (!va[v].on) continue;
                     va[v].m.cfg.sigma = (float)(base.sigma * (rz > 0 ? rz : 1.0));
@@ -576,17 +577,14 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
             }
         double *um = NULL;
         if (!rc) {
+            /* from the per-user sums the window loop keeps (usum: every metric over the windows
+             * >= eval_from, count in column nc) */
             double *loc = malloc(((size_t)V_N * (hi - lo) + 1) * sizeof *loc);
             if (!loc) rc = DM_ERR(DM_ENOMEM, "out of memory");
             for (int v = 0; v < V_N && !rc; v++)
                 for (size_t u = lo; u < hi; u++) {
-                    double sum = 0;
-                    int n = 0;
-                    for (size_t w = (size_t)(eval_from > 0 ? eval_from : 0); w < W; w++) {
-                        float x = u_ndcg[((size_t)v * (hi - lo) + (u - lo)) * W + w];
-                        if (!isnan(x)) sum += x, n++;
-                    }
-                    loc[(size_t)(u - lo) * V_N + (size_t)v] = n ? sum / n : NAN;
+                    const double *us = usum + ((size_t)v * (hi - lo) + (u - lo)) * (nc + 1);
+                    loc[(size_t)(u - lo) * V_N + (size_t)v] = us[nc] > 0 ? us[cn] / us[nc] : NAN;
                 }
             rc = par_agree(ctx, rc);
             size_t *cnt = NULL;

@@ -541,8 +541,8 @@ static int read_run(par_ctx *self, const char *path, rpt_run *run)
      * own where every model has the same users) */
     static const struct {
         const char *file, *format;
-        int version, users, rename;
-    } extra[] = {{"stream.h5", "dynmm-stream", 2, 1, 0}, {"prompt.h5", "dynmm-prompt", 2, 1, 1}};
+        int version, rows_from, rename; /* per-user rows from format version rows_from on */
+    } extra[] = {{"stream.h5", "dynmm-stream", 2, 2, 0}, {"prompt.h5", "dynmm-prompt", 2, 1, 1}};
     for (size_t i = 0; !rc && !stream_only && i < sizeof extra / sizeof extra[0]; i++) {
         char p[PATH_MAX + 64];
         const char *sl = strrchr(path, '/'); /* paths are absolute (realpath) */
@@ -554,7 +554,7 @@ static int read_run(par_ctx *self, const char *path, rpt_run *run)
         if (!rc) {
             rc = h5_check_format(&f, extra[i].format, extra[i].version);
             if (!rc) rc = h5_get_attr_i64(&f, "/", "format_version", &ev);
-            int users = extra[i].users && (extra[i].rename || ev >= 2);
+            int users = ev >= extra[i].rows_from;
             if (!rc) rc = read_entries(&f, users, users ? nu : 0, run);
             h5_close(&f);
         }
