@@ -326,6 +326,7 @@ static int parse_value(P *p, dm_json **out)
     dm_json *v = arena_alloc(p->doc, sizeof *v);
     if (!v) return oom(p);
     memset(v, 0, sizeof *v);
+    v->offset = p->i;
     *out = v;
     if (p->i >= p->n) return fail(p, "expected a value, found end of input");
     char c = p->s[p->i];

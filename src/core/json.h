@@ -28,6 +28,7 @@ struct dm_json {
     size_t keylen;
     dm_json *child;  /* first child */
     dm_json *next;   /* next sibling */
+    size_t offset;   /* byte offset of the value in the parsed text, for messages naming a column */
 };
 
 typedef struct {

@@ -1,10 +1,18 @@
-/* lines.h: a line reader over plain or gzip-compressed text (zlib detects which).
+/* lines.h: a line reader over plain or gzip-compressed text.
  *
- * Each line is returned without its '\n' (and without a trailing '\r'), with its 1-based line number
- * and the uncompressed byte offset of its first byte, so that readers can name exactly where a bad
- * record is. A truncated or corrupt gzip stream is an error naming the file and the offset reached,
- * never a silent short read. The reader owns its line buffer; the returned pointer is valid until the
- * next call.
+ * A file starting with the gzip magic (1f 8b) is decoded with zlib's inflate, member after member
+ * (a concatenation of gzip members reads as one stream, as gzip itself does); anything else is
+ * read as plain text. Each line is returned without its '\n' (and without a trailing '\r'), with
+ * its 1-based line number and the uncompressed byte offset of its first byte, so that readers can
+ * name exactly where a bad record is. A UTF-8 byte-order mark (EF BB BF) at the start of the
+ * (uncompressed) text is skipped; offsets still count it. Lines have no length limit.
+ *
+ * Errors name the file: a truncated or corrupt gzip stream, with the uncompressed offset reached,
+ * never a silent short read; bytes after the last gzip member that do not start another member
+ * ("trailing data after the gzip stream"), with their compressed byte offset (gzread would skip
+ * them silently, which is why this reader does its own inflate).
+ *
+ * The reader owns its buffers; the returned line pointer is valid until the next call.
  */
 #ifndef DM_LINES_H
 #define DM_LINES_H
@@ -13,9 +21,16 @@
 #include <stdint.h>
 
 typedef struct {
-    void *gz;           /* gzFile */
+    void *fp;           /* FILE * */
+    void *z;            /* z_stream * when the file is gzip, else NULL */
     const char *path;   /* not owned */
-    char *buf;          /* (cap) read buffer */
+    unsigned char *in;  /* (in_cap) bytes read from the file, not yet decoded */
+    size_t in_cap, in_beg, in_end;
+    int in_eof;         /* the file has no more bytes */
+    int member_end;     /* the last gzip member is complete; what follows must be another one */
+    int64_t file_off;   /* bytes read from the file so far */
+    int64_t file_size;
+    char *buf;          /* (cap) uncompressed text */
     size_t cap, beg, end;
     char *line;         /* (line_cap) assembled line */
     size_t line_cap;
@@ -30,7 +45,8 @@ int dm_lines_open(dm_lines *r, const char *path);
 int dm_lines_next(dm_lines *r, char **line, size_t *len);
 void dm_lines_close(dm_lines *r);
 
-/* Reads a whole (optionally gzip-compressed) file into memory; *data is NUL-terminated. */
+/* Reads a whole (optionally gzip-compressed) file into memory, without a leading UTF-8 BOM;
+ * *data is NUL-terminated. */
 int dm_read_file(const char *path, char **data, size_t *len);
 
 #endif

@@ -1,9 +1,11 @@
 /* readers.c: the input formats, see readers.h. */
 #include "readers.h"
 
+#include "../core/buf.h"
 #include "../core/err.h"
 #include "../core/json.h"
 #include "../core/lines.h"
+#include "../core/log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -50,6 +52,85 @@ static int is_blank(const char *s, size_t n)
     return 1;
 }
 
+/* ---- timestamps -------------------------------------------------------------------------- */
+
+enum { TIME_OK, TIME_NAN, TIME_RANGE, TIME_MS_RANGE };
+
+/* [+-]digits[.digits][(e|E)[+-]digits]: what JSON and RecBole's float columns write (no hex, inf,
+ * nan, which strtod would also take) */
+static int is_decimal(const char *s)
+{
+    const char *p = s;
+    if (*p == '+' || *p == '-') p++;
+    const char *d = p;
+    while (isdigit((unsigned char)*p)) p++;
+    int digits = p > d;
+    if (*p == '.') {
+        p++;
+        const char *q = p;
+        while (isdigit((unsigned char)*p)) p++;
+        digits |= p > q;
+    }
+    if (!digits) return 0;
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-') p++;
+        const char *q = p;
+        while (isdigit((unsigned char)*p)) p++;
+        if (p == q) return 0;
+    }
+    return *p == '\0';
+}
+
+/* A timestamp's text (NUL-terminated) to integer milliseconds: seconds unless `ms`; a decimal
+ * (RecBole writes float seconds) is rounded to the nearest ms. Returns TIME_OK; TIME_NAN when it is
+ * not a number; TIME_RANGE when the value does not fit a 64-bit integer of its own unit; TIME_MS_RANGE
+ * when seconds do, but their milliseconds do not. Never a wrapped or saturated value. */
+static int time_to_ms(const char *s, int ms, int64_t *out)
+{
+    if (!is_decimal(s)) return TIME_NAN;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end == '\0') {
+        if (errno == ERANGE) return TIME_RANGE;
+        if (ms) {
+            *out = (int64_t)v;
+            return TIME_OK;
+        }
+        int64_t m;
+        if (__builtin_mul_overflow((int64_t)v, (int64_t)1000, &m)) return TIME_MS_RANGE;
+        *out = m;
+        return TIME_OK;
+    }
+    /* long double (64-bit mantissa on x86-64, 113 on aarch64) holds every int64 exactly, so values
+       near the ends of the range are judged right, which double (53 bits) cannot do */
+    long double d = strtold(s, &end);
+    /* the int64 range is [-2^63, 2^63), and both ends are exact */
+    const long double lim = 9223372036854775808.0L;
+    if (!(d >= -lim && d < lim)) return TIME_RANGE;
+    long double m = roundl(ms ? d : d * 1000.0L);
+    if (!(m >= -lim && m < lim)) return ms ? TIME_RANGE : TIME_MS_RANGE;
+    *out = (int64_t)m;
+    return TIME_OK;
+}
+
+/* `where` is "column 3" or similar; `text` need not be NUL-terminated */
+static int time_error(const char *path, int64_t line, const char *where, int code, const char *text, size_t n, int ms,
+                      const char *hint)
+{
+    if (code == TIME_NAN)
+        DM_ERR(DM_EINPUT, "'%s' line %lld %s: timestamp '%.*s' is not a number", path, (long long)line, where, (int)n, text);
+    else if (code == TIME_RANGE)
+        DM_ERR(DM_EINPUT, "'%s' line %lld %s: timestamp '%.*s' is out of range: %s must fit a 64-bit integer", path,
+               (long long)line, where, (int)n, text, ms ? "milliseconds" : "seconds");
+    else
+        DM_ERR(DM_EINPUT, "'%s' line %lld %s: timestamp '%.*s' (seconds) overflows a 64-bit integer when converted to "
+               "milliseconds", path, (long long)line, where, (int)n, text);
+    DM_HINT("%s", hint);
+    return DM_EINPUT;
+}
+
 /* ---- Amazon ------------------------------------------------------------------------------ */
 
 int dm_read_amazon_reviews(const char *path, int version, const dm_stripe *s, int file_index, dm_raw *out)
@@ -87,18 +168,26 @@ int dm_read_amazon_reviews(const char *path, int version, const dm_stripe *s, in
         DM_TRY(rc, need_str(path, r.lineno, o, uk, &u, hint), done);
         DM_TRY(rc, need_str(path, r.lineno, o, ik, &it, hint), done);
         t = dm_json_get(o, tk);
-        int64_t ts;
-        if (!t || dm_json_int(t, &ts)) {
-            double dt;
-            if (t && t->type == DM_JNUM && !dm_json_double(t, &dt)) ts = (int64_t)llround(dt);
-            else {
-                rc = DM_ERR(DM_EINPUT, "'%s' line %lld: '%s' must be an integer timestamp%s", path, (long long)r.lineno, tk,
-                            t ? "" : " (field missing)");
-                DM_HINT("%s", hint);
-                goto done;
-            }
+        if (!t || t->type != DM_JNUM) {
+            if (t)
+                rc = DM_ERR(DM_EINPUT, "'%s' line %lld column %zu: '%s' must be an integer timestamp, found %s", path,
+                            (long long)r.lineno, t->offset + 1, tk, dm_json_type_name(t->type));
+            else
+                rc = DM_ERR(DM_EINPUT, "'%s' line %lld: '%s' must be an integer timestamp (field missing)", path,
+                            (long long)r.lineno, tk);
+            DM_HINT("%s", hint);
+            goto done;
         }
-        int64_t ms = version == 2023 ? ts : ts * 1000;
+        int64_t ms;
+        int te = time_to_ms(t->str, version == 2023, &ms);
+        if (te) {
+            char where[64];
+            snprintf(where, sizeof where, "column %zu ('%s')", t->offset + 1, tk);
+            rc = time_error(path, r.lineno, where, te, t->str, t->len, version == 2023,
+                            version == 2023 ? "Amazon 2023 timestamps are Unix times in milliseconds"
+                                            : "Amazon 2014/2018 unixReviewTime is a Unix time in seconds");
+            goto done;
+        }
         DM_TRY(rc, dm_raw_push(out, u->str, u->len, it->str, it->len, ms, DM_ORDER(file_index, r.lineno, 0), -1), done);
     }
 done:
@@ -116,18 +205,21 @@ static double parse_price(const dm_json *v)
     if (v->type != DM_JSTR) return NAN;
     const char *s = v->str;
     while (*s && (*s == '$' || isspace((unsigned char)*s))) s++;
-    char buf[64];
+    /* the number without its thousands separators (the text is NUL-terminated, of any length) */
+    char *buf = malloc(strlen(s) + 1);
+    if (!buf) return NAN;
     size_t k = 0;
-    for (; *s && k + 1 < sizeof buf; s++) {
+    for (; *s; s++) {
         if (*s == ',') continue;
         if (!(isdigit((unsigned char)*s) || *s == '.')) break;
         buf[k++] = *s;
     }
     buf[k] = '\0';
-    if (!k) return NAN;
     char *end;
-    x = strtod(buf, &end);
-    return *end ? NAN : x;
+    x = k ? strtod(buf, &end) : NAN;
+    if (k && *end) x = NAN;
+    free(buf);
+    return x;
 }
 
 /* appends the strings of an array (levels) joined by '\t' */
@@ -226,20 +318,48 @@ done:
 
 /* ---- delimited files --------------------------------------------------------------------- */
 
-#define MAX_FIELDS 256
+/* The fields of one line: pointers into the line (not NUL-terminated), grown as needed, so that a
+ * line may have any number of fields. */
+typedef struct {
+    char **f;   /* (cap) field starts */
+    size_t *fl; /* (cap) field lengths */
+    size_t n, cap;
+} fields;
 
-/* Splits a line into fields; for ',' honours RFC 4180 quotes (in place, quotes removed). */
-static int split_fields(char *line, size_t len, char sep, char **f, size_t *fl, int *nf)
+static int fields_add(fields *F, char *p, size_t l)
 {
-    int n = 0;
+    if (F->n == F->cap) {
+        size_t cap = F->cap ? 2 * F->cap : 64;
+        DM_REALLOC(F->f, cap);
+        DM_REALLOC(F->fl, cap);
+        F->cap = cap;
+    }
+    F->f[F->n] = p;
+    F->fl[F->n++] = l;
+    return DM_OK;
+}
+
+static void fields_free(fields *F)
+{
+    free(F->f);
+    free(F->fl);
+    memset(F, 0, sizeof *F);
+}
+
+enum { SPLIT_QUOTE = -2, SPLIT_AFTER_QUOTE = -3 };
+
+/* Splits a line into fields; for ',' honours RFC 4180 quotes (in place, quotes removed). Returns
+ * DM_OK, SPLIT_QUOTE (an unterminated quote), SPLIT_AFTER_QUOTE (text after a closing quote), or
+ * DM_ENOMEM. */
+static int split_fields(char *line, size_t len, char sep, fields *F)
+{
+    F->n = 0;
     size_t i = 0;
     for (;;) {
-        if (n == MAX_FIELDS) return -1;
         if (sep == ',' && i < len && line[i] == '"') {
             size_t w = i, j = i + 1;
-            f[n] = line + i;
             for (;;) {
-                if (j >= len) return -2; /* unterminated quote */
+                if (j >= len) return SPLIT_QUOTE;
                 if (line[j] == '"') {
                     if (j + 1 < len && line[j + 1] == '"') {
                         line[w++] = '"';
@@ -251,32 +371,31 @@ static int split_fields(char *line, size_t len, char sep, char **f, size_t *fl, 
                 }
                 line[w++] = line[j++];
             }
-            fl[n++] = w - i;
-            if (j < len && line[j] != sep) return -3;
+            DM_CALL(fields_add(F, line + i, w - i));
+            if (j < len && line[j] != sep) return SPLIT_AFTER_QUOTE;
             if (j >= len) break;
             i = j + 1;
             continue;
         }
         char *p = memchr(line + i, sep, len - i);
         size_t e = p ? (size_t)(p - line) : len;
-        f[n] = line + i;
-        fl[n++] = e - i;
+        DM_CALL(fields_add(F, line + i, e - i));
         if (!p) break;
         i = e + 1;
     }
     /* trim spaces around fields */
-    for (int k = 0; k < n; k++) {
-        while (fl[k] && isspace((unsigned char)f[k][0])) f[k]++, fl[k]--;
-        while (fl[k] && isspace((unsigned char)f[k][fl[k] - 1])) fl[k]--;
+    for (size_t k = 0; k < F->n; k++) {
+        while (F->fl[k] && isspace((unsigned char)F->f[k][0])) F->f[k]++, F->fl[k]--;
+        while (F->fl[k] && isspace((unsigned char)F->f[k][F->fl[k] - 1])) F->fl[k]--;
     }
-    *nf = n;
-    return 0;
+    return DM_OK;
 }
 
 static int split_error(const char *path, int64_t line, int code)
 {
-    const char *what = code == -1 ? "more than 256 fields" : (code == -2 ? "an unterminated quote" : "text after a closing quote");
-    return DM_ERR(DM_EINPUT, "'%s' line %lld: %s", path, (long long)line, what);
+    if (code > 0) return code; /* out of memory, already recorded */
+    return DM_ERR(DM_EINPUT, "'%s' line %lld: %s", path, (long long)line,
+                  code == SPLIT_QUOTE ? "an unterminated quote" : "text after a closing quote");
 }
 
 static int is_int(const char *s, size_t n)
@@ -290,38 +409,53 @@ static int is_int(const char *s, size_t n)
 }
 
 /* Resolves a column spec (name or index) against a header; -1 = not found. */
-static int find_col(const char *spec, char **hdr, size_t *hl, int nh, int have_header)
+static int find_col(const char *spec, const fields *H, int have_header)
 {
     if (!spec || !spec[0]) return -1;
     if (have_header)
-        for (int k = 0; k < nh; k++) {
+        for (size_t k = 0; k < H->n; k++) {
             /* RecBole-style "name:type" headers match on the name */
-            size_t l = hl[k];
-            const char *colon = memchr(hdr[k], ':', l);
-            size_t ln = colon ? (size_t)(colon - hdr[k]) : l;
-            if ((strlen(spec) == l && !memcmp(spec, hdr[k], l)) || (strlen(spec) == ln && !memcmp(spec, hdr[k], ln))) return k;
+            size_t l = H->fl[k];
+            const char *colon = memchr(H->f[k], ':', l);
+            size_t ln = colon ? (size_t)(colon - H->f[k]) : l;
+            if ((strlen(spec) == l && !memcmp(spec, H->f[k], l)) || (strlen(spec) == ln && !memcmp(spec, H->f[k], ln)))
+                return (int)k;
         }
     if (is_int(spec, strlen(spec))) return atoi(spec);
     return -1;
 }
 
-static int parse_time(const char *s, size_t n, int ms, int64_t *out)
+/* "column 3" (1-based, as cut and awk count), with the header's name when there is one */
+static void column_name(char *out, size_t cap, int col, const fields *H, int have_header)
 {
-    char buf[64];
-    if (n == 0 || n >= sizeof buf) return 1;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    char *end;
-    errno = 0;
-    long long v = strtoll(buf, &end, 10);
-    if (*end == '\0' && !errno) {
-        *out = ms ? v : v * 1000;
-        return 0;
-    }
-    double d = strtod(buf, &end);
-    if (*end || !isfinite(d)) return 1;
-    *out = ms ? (int64_t)llround(d) : (int64_t)llround(d * 1000.0);
-    return 0;
+    if (have_header && col >= 0 && (size_t)col < H->n)
+        snprintf(out, cap, "column %d ('%.*s')", col + 1, (int)(H->fl[col] < 64 ? H->fl[col] : 64), H->f[col]);
+    else
+        snprintf(out, cap, "column %d", col + 1);
+}
+
+/* parses field text that is not NUL-terminated: the byte after it is in the line buffer (the
+ * separator, or the line's NUL), so it is swapped for a NUL and back */
+static int field_time(char *s, size_t n, int ms, int64_t *out)
+{
+    char c = s[n];
+    s[n] = '\0';
+    int rc = time_to_ms(s, ms, out);
+    s[n] = c;
+    return rc;
+}
+
+/* logs, once per file, which header auto-detection found */
+static void log_header(const char *path, const fields *H, const char *why)
+{
+    dm_buf b = {0};
+    size_t show = H->n < 16 ? H->n : 16;
+    for (size_t k = 0; k < show; k++)
+        if (dm_buf_printf(&b, "%s'%.*s'", k ? ", " : "", (int)(H->fl[k] < 64 ? H->fl[k] : 64), H->f[k])) break;
+    if (show < H->n) dm_buf_printf(&b, ", ... (%zu in all)", H->n);
+    dm_log("'%s': line 1 taken as a header (%s), column names %s; set data.header = \"no\" if it is data", path, why,
+           b.data ? b.data : "");
+    dm_buf_free(&b);
 }
 
 int dm_read_tsv(const char *path, const dm_tsv_opts *o, const dm_stripe *s, int file_index, int part, dm_raw *out)
@@ -329,9 +463,7 @@ int dm_read_tsv(const char *path, const dm_tsv_opts *o, const dm_stripe *s, int 
     dm_lines r;
     DM_CALL(dm_lines_open(&r, path));
     int rc = DM_OK;
-    char *f[MAX_FIELDS];
-    size_t fl[MAX_FIELDS];
-    int nf;
+    fields H = {0}, F = {0};
     char *line;
     size_t len;
     char sep = o->sep;
@@ -339,6 +471,8 @@ int dm_read_tsv(const char *path, const dm_tsv_opts *o, const dm_stripe *s, int 
     int uc = -1, ic = -1, tc = -1;
     int64_t data_line = 0;
     char *hdr_copy = NULL;
+    /* data.header = "no" and line 1's ids are not integers: set while line 2 is to be compared */
+    int probe = 0, probe_col = -1;
     DM_TRY(rc, dm_lines_next(&r, &line, &len), done);
     if (!line) {
         rc = DM_ERR(DM_EINPUT, "'%s' is empty", path);
@@ -353,25 +487,32 @@ int dm_read_tsv(const char *path, const dm_tsv_opts *o, const dm_stripe *s, int 
             goto done;
         }
         memcpy(hdr_copy, line, len + 1);
-        int e = split_fields(hdr_copy, len, sep, f, fl, &nf);
+        int e = split_fields(hdr_copy, len, sep, &H);
         if (e) {
             rc = split_error(path, 1, e);
             goto done;
         }
+        int ui = is_int(o->user_col, strlen(o->user_col)) ? atoi(o->user_col) : -1;
+        int ii = is_int(o->item_col, strlen(o->item_col)) ? atoi(o->item_col) : -1;
+        int ids_int = ui >= 0 && ii >= 0 && (size_t)ui < H.n && (size_t)ii < H.n && is_int(H.f[ui], H.fl[ui]) &&
+                      is_int(H.f[ii], H.fl[ii]);
         if (header < 0) {
             /* a header when the id columns (by index) are not all integers, or columns are named */
-            int ui = is_int(o->user_col, strlen(o->user_col)) ? atoi(o->user_col) : -1;
-            int ii = is_int(o->item_col, strlen(o->item_col)) ? atoi(o->item_col) : -1;
-            if (ui < 0 || ii < 0) header = 1;
-            else header = !(ui < nf && ii < nf && is_int(f[ui], fl[ui]) && is_int(f[ii], fl[ii]));
+            header = ui < 0 || ii < 0 || !ids_int;
+            if (header)
+                log_header(path, &H, ui < 0 || ii < 0 ? "data.user_col / data.item_col are names"
+                                                       : "its id columns are not integers");
+        } else if (header == 0 && ui >= 0 && ii >= 0 && !ids_int && (size_t)ui < H.n && (size_t)ii < H.n) {
+            probe = 1;
+            probe_col = is_int(H.f[ui], H.fl[ui]) ? ii : ui;
         }
-        uc = find_col(o->user_col, f, fl, nf, header);
-        ic = find_col(o->item_col, f, fl, nf, header);
-        tc = o->time_col && o->time_col[0] ? find_col(o->time_col, f, fl, nf, header) : -1;
+        uc = find_col(o->user_col, &H, header);
+        ic = find_col(o->item_col, &H, header);
+        tc = o->time_col && o->time_col[0] ? find_col(o->time_col, &H, header) : -1;
         const char *bad = uc < 0 ? o->user_col : (ic < 0 ? o->item_col : ((o->time_col && o->time_col[0] && tc < 0) ? o->time_col : NULL));
         if (bad) {
             rc = DM_ERR(DM_ECONFIG, "'%s' line 1: no column '%s'%s", path, bad, header ? " in the header" : "");
-            DM_HINT("set data.user_col / data.item_col / data.time_col to a header name or a 0-based index (the first line has %d fields)", nf);
+            DM_HINT("set data.user_col / data.item_col / data.time_col to a header name or a 0-based index (the first line has %zu fields)", H.n);
             goto done;
         }
     }
@@ -383,34 +524,55 @@ int dm_read_tsv(const char *path, const dm_tsv_opts *o, const dm_stripe *s, int 
     if (tc > need) need = tc;
     for (; line; ) {
         data_line++;
-        if (in_stripe(s, data_line) && !is_blank(line, len)) {
-            int e = split_fields(line, len, sep, f, fl, &nf);
+        int blank = is_blank(line, len);
+        int mine = in_stripe(s, data_line) && !blank;
+        /* every rank reads every line, so each makes the line-2 comparison whatever its stripe */
+        int check = probe && !blank && r.lineno > 1;
+        if (mine || check) {
+            int e = split_fields(line, len, sep, &F);
             if (e) {
                 rc = split_error(path, r.lineno, e);
                 goto done;
             }
-            if (nf <= need) {
-                rc = DM_ERR(DM_EINPUT, "'%s' line %lld: expected at least %d fields separated by '%s', found %d", path,
-                            (long long)r.lineno, need + 1, sep == '\t' ? "\\t" : (char[2]){sep, 0}, nf);
+            if (check && F.n > (size_t)(uc > ic ? uc : ic)) {
+                probe = 0;
+                if (is_int(F.f[uc], F.fl[uc]) && is_int(F.f[ic], F.fl[ic])) {
+                    rc = DM_ERR(DM_EINPUT, "'%s' line 1 column %d: id '%.*s' is not an integer, while the ids on line %lld "
+                                "are: line 1 looks like a header, and data.header = \"no\"", path, probe_col + 1,
+                                (int)(H.fl[probe_col] < 64 ? H.fl[probe_col] : 64), H.f[probe_col], (long long)r.lineno);
+                    DM_HINT("set data.header = \"yes\" (or \"auto\") to skip it");
+                    goto done;
+                }
+            }
+        }
+        if (mine) {
+            if (F.n <= (size_t)need) {
+                rc = DM_ERR(DM_EINPUT, "'%s' line %lld: expected at least %d fields separated by '%s', found %zu", path,
+                            (long long)r.lineno, need + 1, sep == '\t' ? "\\t" : (char[2]){sep, 0}, F.n);
                 DM_HINT("check data.sep and the column settings");
                 goto done;
             }
-            if (fl[uc] == 0 || fl[ic] == 0) {
-                rc = DM_ERR(DM_EINPUT, "'%s' line %lld: empty %s id", path, (long long)r.lineno, fl[uc] == 0 ? "user" : "item");
+            if (F.fl[uc] == 0 || F.fl[ic] == 0) {
+                rc = DM_ERR(DM_EINPUT, "'%s' line %lld: empty %s id", path, (long long)r.lineno, F.fl[uc] == 0 ? "user" : "item");
                 goto done;
             }
             int64_t t = 0;
-            if (tc >= 0 && parse_time(f[tc], fl[tc], o->time_ms, &t)) {
-                rc = DM_ERR(DM_EINPUT, "'%s' line %lld: timestamp '%.*s' is not a number", path, (long long)r.lineno,
-                            (int)fl[tc], f[tc]);
+            int te = tc >= 0 ? field_time(F.f[tc], F.fl[tc], o->time_ms, &t) : TIME_OK;
+            if (te) {
+                char where[96];
+                column_name(where, sizeof where, tc, &H, header);
+                rc = time_error(path, r.lineno, where, te, F.f[tc], F.fl[tc], o->time_ms,
+                                "timestamps are Unix times: integer seconds, or milliseconds with data.time_ms = true");
                 goto done;
             }
-            DM_TRY(rc, dm_raw_push(out, f[uc], fl[uc], f[ic], fl[ic], t, DM_ORDER(file_index, r.lineno, 0), (int8_t)part), done);
+            DM_TRY(rc, dm_raw_push(out, F.f[uc], F.fl[uc], F.f[ic], F.fl[ic], t, DM_ORDER(file_index, r.lineno, 0), (int8_t)part), done);
         }
         DM_TRY(rc, dm_lines_next(&r, &line, &len), done);
     }
 done:
     free(hdr_copy);
+    fields_free(&H);
+    fields_free(&F);
     dm_lines_close(&r);
     return rc;
 }
@@ -446,9 +608,7 @@ int dm_read_recbole_item(const char *path, const dm_stripe *s, dm_meta *out)
     dm_lines r;
     DM_CALL(dm_lines_open(&r, path));
     int rc = DM_OK;
-    char *f[MAX_FIELDS], *h[MAX_FIELDS];
-    size_t fl[MAX_FIELDS], hl[MAX_FIELDS];
-    int nf, nh;
+    fields H = {0}, F = {0};
     char *line, *hdr = NULL;
     size_t len;
     dm_buf cats = {0}, title = {0}, brand = {0};
@@ -463,15 +623,18 @@ int dm_read_recbole_item(const char *path, const dm_stripe *s, dm_meta *out)
         goto done;
     }
     memcpy(hdr, line, len + 1);
-    if (split_fields(hdr, len, '\t', h, hl, &nh)) {
-        rc = DM_ERR(DM_EINPUT, "'%s' line 1: cannot split the header", path);
-        goto done;
+    {
+        int e = split_fields(hdr, len, '\t', &H);
+        if (e) {
+            rc = split_error(path, 1, e);
+            goto done;
+        }
     }
-    int ci = find_col("item_id", h, hl, nh, 1), ct = find_col("title", h, hl, nh, 1);
-    if (ct < 0) ct = find_col("movie_title", h, hl, nh, 1);
-    int cb = find_col("brand", h, hl, nh, 1), cc = find_col("categories", h, hl, nh, 1);
-    if (cc < 0) cc = find_col("genre", h, hl, nh, 1);
-    int cp = find_col("price", h, hl, nh, 1);
+    int ci = find_col("item_id", &H, 1), ct = find_col("title", &H, 1);
+    if (ct < 0) ct = find_col("movie_title", &H, 1);
+    int cb = find_col("brand", &H, 1), cc = find_col("categories", &H, 1);
+    if (cc < 0) cc = find_col("genre", &H, 1);
+    int cp = find_col("price", &H, 1);
     if (ci < 0) {
         rc = DM_ERR(DM_EINPUT, "'%s' line 1: no item_id column in the header", path);
         DM_HINT("a RecBole .item file starts with item_id:token and attribute columns");
@@ -483,22 +646,25 @@ int dm_read_recbole_item(const char *path, const dm_stripe *s, dm_meta *out)
         if (!line) break;
         dl++;
         if (!in_stripe(s, dl) || is_blank(line, len)) continue;
-        int e = split_fields(line, len, '\t', f, fl, &nf);
+        int e = split_fields(line, len, '\t', &F);
         if (e) {
             rc = split_error(path, r.lineno, e);
             goto done;
         }
-        if (nf <= ci || fl[ci] == 0) {
+        size_t nf = F.n;
+        char **f = F.f;
+        size_t *fl = F.fl;
+        if (nf <= (size_t)ci || fl[ci] == 0) {
             rc = DM_ERR(DM_EINPUT, "'%s' line %lld: missing item_id (field %d)", path, (long long)r.lineno, ci + 1);
             goto done;
         }
         dm_buf_reset(&title);
         dm_buf_reset(&brand);
         dm_buf_reset(&cats);
-        int has_title = ct >= 0 && ct < nf;
+        int has_title = ct >= 0 && (size_t)ct < nf;
         if (has_title) DM_TRY(rc, dm_buf_add(&title, f[ct], fl[ct]), done);
-        if (cb >= 0 && cb < nf) DM_TRY(rc, dm_buf_add(&brand, f[cb], fl[cb]), done);
-        if (cc >= 0 && cc < nf) {
+        if (cb >= 0 && (size_t)cb < nf) DM_TRY(rc, dm_buf_add(&brand, f[cb], fl[cb]), done);
+        if (cc >= 0 && (size_t)cc < nf) {
             /* token_seq: space-separated tokens (commas also separate), each a top-level category */
             int first = 1;
             size_t i = 0;
@@ -515,20 +681,21 @@ int dm_read_recbole_item(const char *path, const dm_stripe *s, dm_meta *out)
             }
         }
         double price = NAN;
-        if (cp >= 0 && cp < nf && fl[cp]) {
-            char pb[64];
-            size_t l = fl[cp] < 63 ? fl[cp] : 63;
-            memcpy(pb, f[cp], l);
-            pb[l] = '\0';
-            char *end;
-            double x = strtod(pb, &end);
+        if (cp >= 0 && (size_t)cp < nf && fl[cp]) {
+            /* the field in place, NUL-terminated for strtod (the byte after it is the separator or the line's NUL) */
+            char c = f[cp][fl[cp]], *end;
+            f[cp][fl[cp]] = '\0';
+            double x = strtod(f[cp], &end);
             if (!*end) price = x;
+            f[cp][fl[cp]] = c;
         }
         DM_TRY(rc, dm_meta_push(out, f[ci], fl[ci], has_title ? (title.data ? title.data : "") : NULL, brand.data,
                                 cats.data, NULL, price, DM_ORDER(0, r.lineno, 0)), done);
     }
 done:
     free(hdr);
+    fields_free(&H);
+    fields_free(&F);
     dm_buf_free(&cats);
     dm_buf_free(&title);
     dm_buf_free(&brand);
@@ -536,13 +703,14 @@ done:
     return rc;
 }
 
+/* DM_ORDER keeps 20 bits for the position of a record within its line */
+#define ORDER_POS_MAX ((1 << 20) - 1)
+
 int dm_read_sasrec(const char *path, int layout, const dm_stripe *s, dm_raw *out)
 {
     dm_lines r;
     int rc = DM_OK;
-    char *f[MAX_FIELDS];
-    size_t fl[MAX_FIELDS];
-    int nf;
+    fields F = {0};
     if (layout == 0) {
         /* decide from the first 100 non-blank lines: all with 2 fields = pairs */
         DM_CALL(dm_lines_open(&r, path));
@@ -553,7 +721,7 @@ int dm_read_sasrec(const char *path, int layout, const dm_stripe *s, dm_raw *out
             DM_TRY(rc, dm_lines_next(&r, &line, &len), scan_done);
             if (!line) break;
             if (is_blank(line, len)) continue;
-            int n = 0;
+            size_t n = 0;
             for (size_t i = 0; i < len;) {
                 while (i < len && isspace((unsigned char)line[i])) i++;
                 if (i < len) n++;
@@ -578,41 +746,38 @@ int dm_read_sasrec(const char *path, int layout, const dm_stripe *s, dm_raw *out
         if (is_blank(line, len)) continue;
         any = 1;
         if (!in_stripe(s, r.lineno)) continue;
-        /* whitespace-separated */
-        nf = 0;
+        /* whitespace-separated, any number of items */
+        F.n = 0;
         for (size_t i = 0; i < len;) {
             while (i < len && isspace((unsigned char)line[i])) i++;
             if (i >= len) break;
-            if (nf == MAX_FIELDS && layout == 1) break;
             size_t j = i;
             while (j < len && !isspace((unsigned char)line[j])) j++;
-            if (nf < MAX_FIELDS) {
-                f[nf] = line + i;
-                fl[nf] = j - i;
-                nf++;
-            } else {
-                /* long sequence lines: flush in chunks so any length works */
-                for (int k = 1; k < nf; k++)
-                    DM_TRY(rc, dm_raw_push(out, f[0], fl[0], f[k], fl[k], 0, DM_ORDER(0, r.lineno, 0), -1), done);
-                rc = DM_ERR(DM_EINPUT, "'%s' line %lld: more than %d items on one line", path, (long long)r.lineno, MAX_FIELDS - 1);
-                goto done;
-            }
+            DM_TRY(rc, fields_add(&F, line + i, j - i), done);
             i = j;
         }
-        if (layout == 1 && nf != 2) {
-            rc = DM_ERR(DM_EINPUT, "'%s' line %lld: expected 'user item', found %d fields", path, (long long)r.lineno, nf);
+        if (layout == 1 && F.n != 2) {
+            rc = DM_ERR(DM_EINPUT, "'%s' line %lld: expected 'user item', found %zu fields", path, (long long)r.lineno, F.n);
             DM_HINT("set data.sasrec_layout = \"sequences\" for one user per line");
             goto done;
         }
-        if (layout == 2 && nf < 2) {
+        if (layout == 2 && F.n < 2) {
             rc = DM_ERR(DM_EINPUT, "'%s' line %lld: expected 'user item item ...'", path, (long long)r.lineno);
             goto done;
         }
-        for (int k = 1; k < nf; k++)
-            DM_TRY(rc, dm_raw_push(out, f[0], fl[0], f[k], fl[k], 0, DM_ORDER(0, r.lineno, k), -1), done);
+        if (F.n - 1 > ORDER_POS_MAX) {
+            /* the input-order key (dataset.h) has room for 2^20 - 1 records per line */
+            rc = DM_ERR(DM_EINPUT, "'%s' line %lld: %zu items on one line; at most %d fit the input-order key", path,
+                        (long long)r.lineno, F.n - 1, ORDER_POS_MAX);
+            DM_HINT("split the sequence over several lines of the same user, or write 'user item' pairs");
+            goto done;
+        }
+        for (size_t k = 1; k < F.n; k++)
+            DM_TRY(rc, dm_raw_push(out, F.f[0], F.fl[0], F.f[k], F.fl[k], 0, DM_ORDER(0, r.lineno, k), -1), done);
     }
     if (!any) rc = DM_ERR(DM_EINPUT, "'%s' is empty", path);
 done:
+    fields_free(&F);
     dm_lines_close(&r);
     return rc;
 }
@@ -649,9 +814,10 @@ int dm_read_item2attributes(const char *path, dm_meta *out)
         }
         for (const dm_json *a = c->child; a; a = a->next) {
             if (a->type != DM_JNUM && a->type != DM_JSTR) continue;
-            if (attrs.len) dm_buf_addc(&attrs, '\t');
-            dm_buf_add(&attrs, a->str, a->type == DM_JSTR ? a->len : strlen(a->str));
+            if (attrs.len && (rc = dm_buf_addc(&attrs, '\t'))) break;
+            if ((rc = dm_buf_add(&attrs, a->str, a->type == DM_JSTR ? a->len : strlen(a->str)))) break;
         }
+        if (rc) break;
         rc = dm_meta_push(out, c->key, c->keylen, NULL, NULL, NULL, attrs.data ? attrs.data : "", NAN, DM_ORDER(0, k, 0));
         if (rc) break;
     }
@@ -770,24 +936,48 @@ int dm_read_npy(const char *path, float **data, size_t *rows, size_t *cols)
         rc = DM_ERR(DM_EINPUT, "'%s' has an invalid shape", path);
         goto done;
     }
-    size_t n = (size_t)r64 * (size_t)c64;
-    raw = malloc(n * es + 1);
-    float *outp = malloc(n * sizeof(float) + 1);
+    /* rows * cols * element size, and the float32 copy, must not wrap (a crafted header can ask for
+       2^62 columns); the data must then be exactly what the file holds after the header */
+    size_t n, nbytes, nout;
+    if (__builtin_mul_overflow((uint64_t)r64, (uint64_t)c64, &n) || __builtin_mul_overflow(n, es, &nbytes) ||
+        __builtin_mul_overflow(n, sizeof(float), &nout) || nout > SIZE_MAX - 1) {
+        rc = DM_ERR(DM_EINPUT, "'%s' has shape (%lld, %lld), too large to address: its size overflows 64 bits", path,
+                    (long long)r64, (long long)c64);
+        DM_HINT("the .npy header is corrupt (numpy.save writes the true shape); re-save the matrix");
+        goto done;
+    }
+    long pos = ftell(fp);
+    if (pos < 0 || fseek(fp, 0, SEEK_END) != 0) {
+        rc = DM_ERR(DM_EIO, "cannot seek in '%s': %s", path, strerror(errno));
+        goto done;
+    }
+    long end = ftell(fp);
+    if (end < pos || fseek(fp, pos, SEEK_SET) != 0) {
+        rc = DM_ERR(DM_EIO, "cannot seek in '%s': %s", path, strerror(errno));
+        goto done;
+    }
+    size_t have = (size_t)(end - pos);
+    if (have < nbytes) {
+        rc = DM_ERR(DM_EINPUT, "'%s' is truncated: shape (%lld, %lld) needs %zu bytes of data after the header, found %zu",
+                    path, (long long)r64, (long long)c64, nbytes, have);
+        goto done;
+    }
+    if (have > nbytes) {
+        rc = DM_ERR(DM_EINPUT, "'%s' has extra bytes after its (%lld, %lld) data", path, (long long)r64, (long long)c64);
+        goto done;
+    }
+    raw = malloc(nbytes + 1);
+    float *outp = malloc(nout + 1);
     if (!raw || !outp) {
         free(outp);
-        rc = DM_ERR(DM_ENOMEM, "cannot allocate %zu bytes for '%s'", n * es, path);
+        rc = DM_ERR(DM_ENOMEM, "cannot allocate %zu bytes for '%s'", nbytes + nout, path);
         goto done;
     }
     size_t k = fread(raw, es, n, fp);
     if (k != n) {
         free(outp);
         rc = DM_ERR(DM_EINPUT, "'%s' is truncated: shape (%lld, %lld) needs %zu bytes of data after the header, found %zu",
-                    path, (long long)r64, (long long)c64, n * es, k * es);
-        goto done;
-    }
-    if (fgetc(fp) != EOF) {
-        free(outp);
-        rc = DM_ERR(DM_EINPUT, "'%s' has extra bytes after its (%lld, %lld) data", path, (long long)r64, (long long)c64);
+                    path, (long long)r64, (long long)c64, nbytes, k * es);
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
@@ -818,23 +1008,34 @@ int dm_read_raw_f32(const char *path, size_t rows, size_t cols, float **data)
 {
     FILE *fp = fopen(path, "rb");
     if (!fp) return DM_ERR(DM_EIO, "cannot open '%s': %s", path, strerror(errno));
-    fseek(fp, 0, SEEK_END);
-    long sz = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    if (sz < 0 || (size_t)sz != rows * cols * 4) {
+    size_t n, nbytes;
+    if (__builtin_mul_overflow(rows, cols, &n) || __builtin_mul_overflow(n, (size_t)4, &nbytes) || nbytes == SIZE_MAX) {
         fclose(fp);
-        DM_ERR(DM_EINPUT, "'%s' has %ld bytes; shape (%zu, %zu) of float32 needs %zu", path, sz, rows, cols, rows * cols * 4);
+        DM_ERR(DM_ECONFIG, "'%s': shape (%zu, %zu) of float32 is too large: its size overflows 64 bits", path, rows, cols);
+        DM_HINT("modal.<name>.shape must match the raw file");
+        return DM_ECONFIG;
+    }
+    long sz = -1;
+    if (fseek(fp, 0, SEEK_END) == 0) sz = ftell(fp);
+    if (sz < 0 || fseek(fp, 0, SEEK_SET) != 0) {
+        int err = errno;
+        fclose(fp);
+        return DM_ERR(DM_EIO, "cannot seek in '%s': %s", path, strerror(err));
+    }
+    if ((size_t)sz != nbytes) {
+        fclose(fp);
+        DM_ERR(DM_EINPUT, "'%s' has %ld bytes; shape (%zu, %zu) of float32 needs %zu", path, sz, rows, cols, nbytes);
         DM_HINT("modal.<name>.shape must match the raw file");
         return DM_EINPUT;
     }
-    float *p = malloc(rows * cols * 4 + 1);
+    float *p = malloc(nbytes + 1);
     if (!p) {
         fclose(fp);
-        return DM_ERR(DM_ENOMEM, "cannot allocate %zu bytes", rows * cols * 4);
+        return DM_ERR(DM_ENOMEM, "cannot allocate %zu bytes", nbytes);
     }
-    size_t k = fread(p, 4, rows * cols, fp);
+    size_t k = fread(p, 4, n, fp);
     fclose(fp);
-    if (k != rows * cols) {
+    if (k != n) {
         free(p);
         return DM_ERR(DM_EIO, "cannot read '%s'", path);
     }

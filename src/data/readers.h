@@ -6,8 +6,13 @@
  * split a file without coordination, and DM_ORDER(file, line, pos) records where each record was.
  * A stripe of {0, 1, any} reads everything.
  *
- * Errors name the file and line (and field or byte offset) and say what was expected; nothing is
- * skipped silently.
+ * Errors name the file and line (and column or byte offset) and say what was expected; nothing is
+ * skipped silently. Text inputs go through dm_lines (core/lines.h): plain or gzip (any number of
+ * members, nothing after the last), a UTF-8 byte-order mark at the start skipped, lines of any
+ * length. Lines may hold any number of fields; a SASRec sequence line at most 2^20 - 1 items, the
+ * room DM_ORDER leaves for the position within a line (more is an error, never a misorder).
+ * Timestamps become int64 milliseconds or an error (never a wrapped value): integers, or decimals
+ * rounded to the ms; seconds whose milliseconds overflow are refused too.
  */
 #ifndef DM_READERS_H
 #define DM_READERS_H
@@ -37,7 +42,11 @@ int dm_read_item2attributes(const char *path, dm_meta *out);
 
 typedef struct {
     char sep;            /* 0 = auto */
-    int header;          /* -1 auto, 0 no, 1 yes */
+    int header;          /* -1 auto: a header when the id columns are named or line 1's ids are not
+                            integers, and that decision is logged with the column names; 0 no: ids
+                            that are not integers are data, but a line 1 whose ids are not integers
+                            followed by a line whose ids are is an error (a header read as data);
+                            1 yes */
     const char *user_col, *item_col, *time_col; /* names or 0-based indices; time_col "" = none */
     int time_ms;
 } dm_tsv_opts;

@@ -127,6 +127,52 @@ x.tofile(path("raw.f32"))
 case("raw_f32_wrong_shape", tsv + ["modal.visual.path=" + path("raw.f32"), "modal.visual.shape=[30,9]"],
      r"raw\.f32' has 960 bytes; shape \(30, 9\) of float32 needs 1080")
 
+# .npy shapes whose byte count overflows 64 bits: 30 * (2^62 + 2) wrapped to a small buffer and a
+# read past it (a segfault); 30 * 2^62 wrapped to "needs 0 bytes ... found 0"
+def npy_with_shape(name, shape, nbytes):
+    h = "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }" % shape
+    h += " " * ((64 - (10 + len(h) + 1) % 64) % 64) + "\n"
+    with open(path(name), "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h.encode() + b"\0" * nbytes)
+
+npy_with_shape("huge_shape.npy", "(30, 4611686018427387906)", 120)
+case("npy_shape_overflow", tsv + ["modal.visual.path=" + path("huge_shape.npy")],
+     r"huge_shape\.npy' has shape \(30, 4611686018427387906\), too large to address: its size overflows 64 bits")
+npy_with_shape("shape_2p62.npy", "(30, 4611686018427387904)", 120)
+case("npy_shape_2p62", tsv + ["modal.visual.path=" + path("shape_2p62.npy")],
+     r"shape_2p62\.npy' has shape \(30, 4611686018427387904\), too large to address")
+
+# timestamps that do not fit: 1e20 ms was stored as 0, INT64_MAX seconds as -1000 ms
+rows = ["%d\t%d\t%d" % (u, (u * 7 + k) % items, 1000 + k) for u in range(40) for k in range(6)]
+with open(path("time_big.tsv"), "w") as f:
+    f.write("\n".join(rows[:4] + ["4\t5\t1e20"] + rows[4:]) + "\n")
+case("tsv_time_out_of_range", ["data.format=tsv", "data.inter=" + path("time_big.tsv"), "data.time_col=2", "data.time_ms=true"],
+     r"time_big\.tsv' line 5 column 3: timestamp '1e20' is out of range: milliseconds must fit a 64-bit integer")
+with open(path("time_wrap.tsv"), "w") as f:
+    f.write("\n".join(rows[:2] + ["4\t5\t9223372036854775807"] + rows[2:]) + "\n")
+case("tsv_time_seconds_overflow", ["data.format=tsv", "data.inter=" + path("time_wrap.tsv"), "data.time_col=2"],
+     r"time_wrap\.tsv' line 3 column 3: timestamp '9223372036854775807' \(seconds\) overflows a 64-bit integer when "
+     r"converted to milliseconds")
+lines = good.splitlines(True)
+bad_line = '{"reviewerID": "U6", "asin": "I6", "unixReviewTime": 9223372036854775807}\n'
+with open(path("time_overflow.json"), "w") as f:
+    f.write("".join(lines[:6]) + bad_line + "".join(lines[7:]))
+case("amazon_time_overflow", ["data.format=amazon2014", "data.inter=" + path("time_overflow.json")],
+     r"time_overflow\.json' line 7 column %d \('unixReviewTime'\): timestamp '9223372036854775807' \(seconds\) overflows"
+     % (bad_line.index("9223") + 1))
+
+# bytes after the last gzip member were ignored (a concatenation of members is fine: see test_ingest_inputs)
+with open(path("trailing_data.json.gz"), "wb") as f:
+    f.write(blob + b"garbage\n")
+case("gzip_trailing_data", ["data.format=amazon2014", "data.inter=" + path("trailing_data.json.gz")],
+     r"trailing_data\.json\.gz' has trailing data after the gzip stream at byte %d \(of %d\)" % (len(blob), len(blob) + 8))
+
+# data.header = "no", but line 1 is a header
+with open(path("header.tsv"), "w") as f:
+    f.write("user\titem\n" + open(path("inter.tsv")).read())
+case("tsv_header_said_no", ["data.format=tsv", "data.inter=" + path("header.tsv"), "data.header=no"],
+     r"header\.tsv' line 1 column 1: id 'user' is not an integer, while the ids on line 2 are: line 1 looks like a header")
+
 # configs
 def cfg(name, text):
     with open(path(name), "w") as f:

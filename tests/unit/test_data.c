@@ -2,19 +2,26 @@
  * answers: every format (Amazon 2014/2018/2023, RecBole, SASRec pairs/sequences with S3-Rec
  * attributes, TSV/CSV), stable time order with ties in input order, deduplication, iterative k-core,
  * dense ids, splits, calendar and count windows, attributes, features, and the stripe/merge path
- * giving the same records as a single reader. */
+ * giving the same records as a single reader; and input robustness: .npy shapes whose size overflows,
+ * out-of-range timestamps, UTF-8 byte-order marks, multi-member gzip and trailing data, header
+ * decisions, and lines of any length (100,000 items, 1000 fields, a 2 MB JSON line). */
 #include "../../src/core/buf.h"
 #include "../../src/core/err.h"
+#include "../../src/core/lines.h"
 #include "../../src/data/dataset.h"
 #include "../../src/data/readers.h"
 #include "../../src/data/text.h"
 #include "tap.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+#include <zlib.h>
 
 static char g_dir[512];
 
@@ -375,6 +382,445 @@ static void test_tfidf(void)
     dm_meta_free(&m);
 }
 
+/* ---- input robustness: sizes, timestamps, BOMs, gzip members, headers, long lines ---------- */
+
+#define EXPECT_ERR(call, ...)                                                                             \
+    do {                                                                                                  \
+        char want_[512];                                                                                  \
+        snprintf(want_, sizeof want_, __VA_ARGS__);                                                       \
+        int rc_ = (call);                                                                                 \
+        CHECK(rc_ != DM_OK && strstr(dm_error_message(), want_) != NULL, "expected an error with \"%s\", got rc %d: %s", \
+              want_, rc_, dm_error_message());                                                            \
+        dm_error_clear();                                                                                 \
+    } while (0)
+
+static const char *write_bytes(const char *name, const void *data, size_t n, const char *mode)
+{
+    static char p[8][640];
+    static int k;
+    char *path = p[k++ % 8];
+    snprintf(path, 640, "%s/%s", g_dir, name);
+    FILE *f = fopen(path, mode);
+    fwrite(data, 1, n, f);
+    fclose(f);
+    return path;
+}
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) ? -1 : (long)st.st_size;
+}
+
+/* one gzip member with `text`; mode "wb" starts the file, "ab" appends another member */
+static const char *write_gz(const char *name, const char *text, const char *mode)
+{
+    static char p[4][640];
+    static int k;
+    char *path = p[k++ % 4];
+    snprintf(path, 640, "%s/%s", g_dir, name);
+    gzFile g = gzopen(path, mode);
+    gzwrite(g, text, (unsigned)strlen(text));
+    gzclose(g);
+    return path;
+}
+
+/* a NumPy v1.0 header with the given shape text, then `data` zero bytes */
+static const char *write_npy(const char *name, const char *shape, size_t data)
+{
+    char h[256];
+    int n = snprintf(h, sizeof h, "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }", shape);
+    size_t hl = (size_t)n + 1;
+    while ((10 + hl) % 64) hl++;
+    unsigned char *b = calloc(10 + hl + data, 1);
+    memcpy(b, "\x93NUMPY\x01\x00", 8);
+    b[8] = (unsigned char)(hl & 0xff);
+    b[9] = (unsigned char)(hl >> 8);
+    memset(b + 10, ' ', hl);
+    memcpy(b + 10, h, (size_t)n);
+    b[10 + hl - 1] = '\n';
+    const char *path = write_bytes(name, b, 10 + hl + data, "wb");
+    free(b);
+    return path;
+}
+
+static void test_npy_sizes(void)
+{
+    float *x = NULL;
+    size_t r = 0, c = 0;
+    const char *ok = write_npy("ok32.npy", "(3, 2)", 24);
+    CHECK(dm_read_npy(ok, &x, &r, &c) == DM_OK && r == 3 && c == 2, "(3, 2): %s", dm_error_message());
+    free(x);
+    /* 30 * (2^62 + 2) wraps to 2^63 + 60 elements and 240 bytes: a small buffer, then a read far past it */
+    EXPECT_ERR(dm_read_npy(write_npy("huge1.npy", "(30, 4611686018427387906)", 120), &x, &r, &c),
+               "huge1.npy' has shape (30, 4611686018427387906), too large to address: its size overflows 64 bits");
+    /* 30 * 2^62 wraps to 2^63 elements, whose byte count wraps to 0 ("needs 0 bytes, found 0") */
+    EXPECT_ERR(dm_read_npy(write_npy("huge2.npy", "(30, 4611686018427387904)", 120), &x, &r, &c),
+               "huge2.npy' has shape (30, 4611686018427387904), too large to address");
+    /* the element count fits, its bytes do not (2^62 * 4) */
+    EXPECT_ERR(dm_read_npy(write_npy("huge3.npy", "(2, 2305843009213693952)", 120), &x, &r, &c),
+               "huge3.npy' has shape (2, 2305843009213693952), too large to address");
+    EXPECT_ERR(dm_read_npy(write_npy("huge4.npy", "(4294967296, 4294967296)", 120), &x, &r, &c),
+               "huge4.npy' has shape (4294967296, 4294967296), too large to address");
+    /* representable, but not what the file holds: refused before allocating 17 EB */
+    EXPECT_ERR(dm_read_npy(write_npy("huge5.npy", "(30, 144115188075855872)", 120), &x, &r, &c),
+               "huge5.npy' is truncated: shape (30, 144115188075855872) needs 17293822569102704640 bytes of data after "
+               "the header, found 120");
+    EXPECT_ERR(dm_read_npy(write_npy("extra.npy", "(3, 2)", 28), &x, &r, &c), "extra.npy' has extra bytes after its (3, 2) data");
+    const char *raw = write_bytes("raw8.f32", "\0\0\0\0\0\0\0\0", 8, "wb");
+    EXPECT_ERR(dm_read_raw_f32(raw, (size_t)1 << 62, 8, &x), "raw8.f32': shape (4611686018427387904, 8) of float32 is too large");
+    CHECK(dm_read_raw_f32(raw, 1, 2, &x) == DM_OK, "raw (1, 2): %s", dm_error_message());
+    free(x);
+}
+
+static void test_timestamps(void)
+{
+    dm_raw raw = {0};
+    dm_tsv_opts sec = {'\t', 0, "0", "1", "2", 0}, ms = {'\t', 0, "0", "1", "2", 1};
+    /* in range: the largest seconds whose milliseconds fit, negatives, decimals rounded to the ms */
+    const char *ok = write_file("t_ok.tsv", "1\t1\t9223372036854775\n1\t2\t-5\n1\t3\t1.5\n1\t4\t1e3\n1\t5\t-9223372036854775\n");
+    CHECK(dm_read_tsv(ok, &sec, NULL, 0, -1, &raw) == DM_OK, "%s", dm_error_message());
+    CHECK(raw.n == 5 && raw.time[0] == 9223372036854775000LL && raw.time[1] == -5000 && raw.time[2] == 1500 &&
+              raw.time[3] == 1000000 && raw.time[4] == -9223372036854775000LL,
+          "seconds to ms: %lld %lld %lld %lld", (long long)raw.time[0], (long long)raw.time[1], (long long)raw.time[2],
+          (long long)raw.time[3]);
+    dm_raw_free(&raw);
+    const char *okms = write_file("t_okms.tsv", "1\t1\t9223372036854775807\n1\t2\t-9223372036854775808\n1\t3\t2.5\n");
+    CHECK(dm_read_tsv(okms, &ms, NULL, 0, -1, &raw) == DM_OK, "%s", dm_error_message());
+    CHECK(raw.n == 3 && raw.time[0] == INT64_MAX && raw.time[1] == INT64_MIN && raw.time[2] == 3, "ms kept: %lld %lld",
+          (long long)raw.time[0], (long long)raw.time[1]);
+    dm_raw_free(&raw);
+    /* 1e20 ms was stored as 0 */
+    const char *big = write_file("t_big.tsv", "1\t1\t5\n1\t2\t6\n2\t1\t1e20\n");
+    EXPECT_ERR(dm_read_tsv(big, &ms, NULL, 0, -1, &raw),
+               "t_big.tsv' line 3 column 3: timestamp '1e20' is out of range: milliseconds must fit a 64-bit integer");
+    dm_raw_free(&raw);
+    /* INT64_MAX seconds: the x1000 wrapped to -1000 */
+    const char *wrap = write_file("t_wrap.tsv", "1\t1\t5\n2\t1\t9223372036854775807\n");
+    EXPECT_ERR(dm_read_tsv(wrap, &sec, NULL, 0, -1, &raw),
+               "t_wrap.tsv' line 2 column 3: timestamp '9223372036854775807' (seconds) overflows a 64-bit integer when "
+               "converted to milliseconds");
+    dm_raw_free(&raw);
+    const char *wrap2 = write_file("t_wrap2.tsv", "1\t1\t-9223372036854775.9\n");
+    EXPECT_ERR(dm_read_tsv(wrap2, &sec, NULL, 0, -1, &raw), "t_wrap2.tsv' line 1 column 3: timestamp '-9223372036854775.9' (seconds) overflows");
+    dm_raw_free(&raw);
+    const char *past = write_file("t_past.tsv", "1\t1\t99999999999999999999\n");
+    EXPECT_ERR(dm_read_tsv(past, &ms, NULL, 0, -1, &raw), "t_past.tsv' line 1 column 3: timestamp '99999999999999999999' is out of range");
+    dm_raw_free(&raw);
+    EXPECT_ERR(dm_read_tsv(past, &sec, NULL, 0, -1, &raw),
+               "t_past.tsv' line 1 column 3: timestamp '99999999999999999999' is out of range: seconds must fit");
+    dm_raw_free(&raw);
+    static const char *nan_like[] = {"nan", "inf", "-infinity", "0x10", "12abc", "1e", "."};
+    for (int k = 0; k < 7; k++) {
+        char text[64];
+        snprintf(text, sizeof text, "1\t1\t5\n1\t2\t%s\n", nan_like[k]);
+        EXPECT_ERR(dm_read_tsv(write_file("t_nan.tsv", text), &sec, NULL, 0, -1, &raw),
+                   "t_nan.tsv' line 2 column 3: timestamp '%s' is not a number", nan_like[k]);
+        dm_raw_free(&raw);
+    }
+    /* a named column is named */
+    dm_tsv_opts named = {0, -1, "u", "i", "ts", 0};
+    EXPECT_ERR(dm_read_tsv(write_file("t_named.csv", "u,i,ts\n1,2,7\n1,3,1e300\n"), &named, NULL, 0, -1, &raw),
+               "t_named.csv' line 3 column 3 ('ts'): timestamp '1e300' is out of range: seconds must fit");
+    dm_raw_free(&raw);
+
+    /* Amazon: the column of the value on the line */
+    const char *l2 = "{\"reviewerID\": \"A\", \"asin\": \"y\", \"unixReviewTime\": 9223372036854775807}";
+    char text[512];
+    snprintf(text, sizeof text, "{\"reviewerID\": \"A\", \"asin\": \"x\", \"unixReviewTime\": 1.5e9}\n%s\n", l2);
+    const char *rev = write_file("t_rev.json", text);
+    EXPECT_ERR(dm_read_amazon_reviews(rev, 2014, NULL, 0, &raw),
+               "t_rev.json' line 2 column %d ('unixReviewTime'): timestamp '9223372036854775807' (seconds) overflows a "
+               "64-bit integer when converted to milliseconds", (int)(strstr(l2, "9223") - l2) + 1);
+    dm_raw_free(&raw);
+    const char *rev_ok = write_file("t_rev_ok.json", "{\"reviewerID\": \"A\", \"asin\": \"x\", \"unixReviewTime\": 1.5e9}\n");
+    CHECK(dm_read_amazon_reviews(rev_ok, 2014, NULL, 0, &raw) == DM_OK && raw.time[0] == 1500000000000LL,
+          "float seconds: %s", dm_error_message());
+    dm_raw_free(&raw);
+    const char *l23 = "{\"user_id\": \"U\", \"parent_asin\": \"P\", \"timestamp\": 1e20}\n";
+    const char *r23 = write_file("t_r23.jsonl", l23);
+    EXPECT_ERR(dm_read_amazon_reviews(r23, 2023, NULL, 0, &raw),
+               "t_r23.jsonl' line 1 column %d ('timestamp'): timestamp '1e20' is out of range: milliseconds must fit",
+               (int)(strstr(l23, "1e20") - l23) + 1);
+    dm_raw_free(&raw);
+    const char *lstr = "{\"reviewerID\": \"A\", \"asin\": \"x\", \"unixReviewTime\": \"5\"}\n";
+    const char *rstr = write_file("t_rstr.json", lstr);
+    EXPECT_ERR(dm_read_amazon_reviews(rstr, 2014, NULL, 0, &raw),
+               "t_rstr.json' line 1 column %d: 'unixReviewTime' must be an integer timestamp, found string",
+               (int)(strstr(lstr, "\"5\"") - lstr) + 1);
+    dm_raw_free(&raw);
+}
+
+static void test_bom(void)
+{
+    dm_raw raw = {0};
+    dm_meta m = {0};
+    /* with the BOM glued to the first field, "0" was not an integer and line 1 became a header */
+    const char *t = write_file("bom.tsv", "\xEF\xBB\xBF" "0\t1\n1\t2\n2\t3\n");
+    dm_tsv_opts idx = {0, -1, "0", "1", "", 0};
+    CHECK(dm_read_tsv(t, &idx, NULL, 0, -1, &raw) == DM_OK, "%s", dm_error_message());
+    CHECK(raw.n == 3 && raw.users.keys.n == 3 && !strcmp(str(&raw.users.keys, 0), "0"), "BOM tsv: %zu records, user 0 '%s'",
+          raw.n, raw.n ? str(&raw.users.keys, 0) : "");
+    dm_raw_free(&raw);
+    dm_tsv_opts names = {0, -1, "user", "item", "", 0};
+    const char *c = write_file("bom.csv", "\xEF\xBB\xBF" "user,item\nu1,i1\n");
+    CHECK(dm_read_tsv(c, &names, NULL, 0, -1, &raw) == DM_OK && raw.n == 1, "BOM csv header by name: %s", dm_error_message());
+    dm_raw_free(&raw);
+    const char *gz = write_gz("bom.tsv.gz", "\xEF\xBB\xBF" "0\t1\n1\t2\n", "wb");
+    CHECK(dm_read_tsv(gz, &idx, NULL, 0, -1, &raw) == DM_OK && raw.n == 2 && !strcmp(str(&raw.users.keys, 0), "0"),
+          "BOM inside gzip: %s", dm_error_message());
+    dm_raw_free(&raw);
+    const char *j = write_file("bom.json", "\xEF\xBB\xBF{\"reviewerID\": \"A\", \"asin\": \"x\", \"unixReviewTime\": 5}\n");
+    CHECK(dm_read_amazon_reviews(j, 2014, NULL, 0, &raw) == DM_OK && raw.n == 1, "BOM JSON lines: %s", dm_error_message());
+    dm_raw_free(&raw);
+    const char *mj = write_file("bom_meta.json", "\xEF\xBB\xBF{'asin': 'x', 'title': 'T'}\n");
+    CHECK(dm_read_amazon_meta(mj, 2014, NULL, &m) == DM_OK && m.n == 1, "BOM meta: %s", dm_error_message());
+    dm_meta_free(&m);
+    const char *ri = write_file("bom.inter", "\xEF\xBB\xBF" "user_id:token\titem_id:token\ttimestamp:float\nu\ti\t3\n");
+    CHECK(dm_read_recbole_inter(ri, NULL, &raw) == DM_OK && raw.n == 1 && raw.has_time, "BOM recbole: %s", dm_error_message());
+    dm_raw_free(&raw);
+    const char *rit = write_file("bom.item", "\xEF\xBB\xBF" "item_id:token\ttitle:token_seq\ni\tred\n");
+    CHECK(dm_read_recbole_item(rit, NULL, &m) == DM_OK && m.n == 1, "BOM recbole item: %s", dm_error_message());
+    dm_meta_free(&m);
+    const char *sq = write_file("bom_seq.txt", "\xEF\xBB\xBF" "1 5 3\n2 5\n");
+    CHECK(dm_read_sasrec(sq, 0, NULL, &raw) == DM_OK && raw.n == 3 && !strcmp(str(&raw.users.keys, 0), "1"),
+          "BOM sasrec: user '%s'", raw.n ? str(&raw.users.keys, 0) : "");
+    dm_raw_free(&raw);
+    const char *a = write_file("bom_attrs.json", "\xEF\xBB\xBF{\"5\": [1]}");
+    CHECK(dm_read_item2attributes(a, &m) == DM_OK && m.n == 1, "BOM item2attributes: %s", dm_error_message());
+    dm_meta_free(&m);
+    dm_strtab ids = {0};
+    const char *il = write_file("bom_ids.txt", "\xEF\xBB\xBF" "5\n6\n");
+    CHECK(dm_read_id_list(il, &ids) == DM_OK && ids.n == 2 && !strcmp(str(&ids, 0), "5"), "BOM id list: '%s'",
+          ids.n ? str(&ids, 0) : "");
+    dm_strtab_free(&ids);
+    /* only at the start: a BOM later in a line is data */
+    const char *mid = write_file("bom_mid.tsv", "a\tb\n\xEF\xBB\xBF" "c\td\n");
+    dm_tsv_opts no = {0, 0, "0", "1", "", 0};
+    CHECK(dm_read_tsv(mid, &no, NULL, 0, -1, &raw) == DM_OK && raw.n == 2 && !strcmp(str(&raw.users.keys, 1), "\xEF\xBB\xBF" "c"),
+          "a BOM inside the file is kept");
+    dm_raw_free(&raw);
+}
+
+static void test_gzip_members(void)
+{
+    dm_raw raw = {0};
+    dm_tsv_opts no = {'\t', 0, "0", "1", "", 0};
+    /* two members, the boundary inside line 2: one stream, as gzip -dc gives */
+    write_gz("multi.tsv.gz", "1\t1\n2\t", "wb");
+    const char *multi = write_gz("multi.tsv.gz", "2\n3\t3\n", "ab");
+    CHECK(dm_read_tsv(multi, &no, NULL, 0, -1, &raw) == DM_OK, "multi-member gzip: %s", dm_error_message());
+    CHECK(raw.n == 3 && !strcmp(str(&raw.items.keys, 1), "2"), "three records across the members: %zu", raw.n);
+    dm_raw_free(&raw);
+    /* an empty member between two others */
+    write_gz("multi3.tsv.gz", "1\t1\n", "wb");
+    write_gz("multi3.tsv.gz", "", "ab");
+    const char *multi3 = write_gz("multi3.tsv.gz", "2\t2\n", "ab");
+    CHECK(dm_read_tsv(multi3, &no, NULL, 0, -1, &raw) == DM_OK && raw.n == 2, "empty middle member: %s", dm_error_message());
+    dm_raw_free(&raw);
+
+    /* trailing data: was read silently */
+    static const struct { const char *name, *junk; size_t n; } junk[] = {
+        {"trail_text.tsv.gz", "garbage\n", 8}, {"trail_zeros.tsv.gz", "\0\0\0\0", 4}, {"trail_1f.tsv.gz", "\x1f", 1}};
+    for (int k = 0; k < 3; k++) {
+        const char *p = write_gz(junk[k].name, "1\t1\n2\t2\n", "wb");
+        long sz = file_size(p);
+        write_bytes(junk[k].name, junk[k].junk, junk[k].n, "ab");
+        EXPECT_ERR(dm_read_tsv(p, &no, NULL, 0, -1, &raw), "%s' has trailing data after the gzip stream at byte %ld (of %ld)",
+                   junk[k].name, sz, sz + (long)junk[k].n);
+        dm_raw_free(&raw);
+    }
+    /* after the second member too, and through dm_read_file */
+    write_gz("trail2.json.gz", "{\"5\": ", "wb");
+    const char *t2 = write_gz("trail2.json.gz", "[1]}\n", "ab");
+    long sz = file_size(t2);
+    char *text;
+    size_t len;
+    CHECK(dm_read_file(t2, &text, &len) == DM_OK && len == 11 && !strcmp(text, "{\"5\": [1]}\n"), "dm_read_file joins members");
+    free(text);
+    write_bytes("trail2.json.gz", "PK", 2, "ab");
+    EXPECT_ERR(dm_read_file(t2, &text, &len), "trail2.json.gz' has trailing data after the gzip stream at byte %ld", sz);
+    /* something that starts like a member but is not one is corrupt, as gzip -t says */
+    const char *bad = write_gz("badmember.tsv.gz", "1\t1\n", "wb");
+    write_bytes("badmember.tsv.gz", "\x1f\x8b\x08\x00garbage-garbage", 19, "ab");
+    EXPECT_ERR(dm_read_tsv(bad, &no, NULL, 0, -1, &raw), "badmember.tsv.gz' is truncated or corrupt after byte");
+    dm_raw_free(&raw);
+    /* a truncated member */
+    char big[8192], *q = big;
+    for (unsigned k = 0; k < 400; k++) q += sprintf(q, "%04u\t%04u\n", k, (k * 7919u) % 1000u);
+    const char *full = write_gz("full.tsv.gz", big, "wb");
+    long fs = file_size(full);
+    FILE *f = fopen(full, "rb");
+    unsigned char *b = malloc((size_t)fs);
+    CHECK(fread(b, 1, (size_t)fs, f) == (size_t)fs, "read back");
+    fclose(f);
+    const char *cut = write_bytes("cut.tsv.gz", b, (size_t)fs - 6, "wb");
+    free(b);
+    EXPECT_ERR(dm_read_tsv(cut, &no, NULL, 0, -1, &raw), "cut.tsv.gz' is truncated or corrupt after byte");
+    dm_raw_free(&raw);
+    CHECK(dm_read_tsv(full, &no, NULL, 0, -1, &raw) == DM_OK && raw.n == 400, "the whole file: %s", dm_error_message());
+    dm_raw_free(&raw);
+}
+
+/* stdout into a file while `fn` runs (dm_log prints there) */
+static const char *captured(void (*fn)(void))
+{
+    static char out[8192];
+    char path[640];
+    snprintf(path, sizeof path, "%s/stdout.txt", g_dir);
+    fflush(stdout);
+    int saved = dup(1), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    close(fd);
+    fn();
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    FILE *f = fopen(path, "r");
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    fclose(f);
+    out[n] = '\0';
+    return out;
+}
+
+static int g_rc;
+static size_t g_n;
+static const char *g_path;
+static dm_tsv_opts g_opts;
+static void read_tsv_quietly(void)
+{
+    dm_raw raw = {0};
+    g_rc = dm_read_tsv(g_path, &g_opts, NULL, 0, -1, &raw);
+    g_n = raw.n;
+    dm_raw_free(&raw);
+}
+
+static void test_header_decisions(void)
+{
+    dm_raw raw = {0};
+    /* auto: the inferred header is logged once, with the file and the column names */
+    g_path = write_file("hdr_auto.tsv", "user\titem\n1\t2\n3\t4\n");
+    g_opts = (dm_tsv_opts){0, -1, "0", "1", "", 0};
+    const char *log = captured(read_tsv_quietly);
+    char want[800];
+    snprintf(want, sizeof want, "'%s': line 1 taken as a header (its id columns are not integers), column names 'user', 'item'", g_path);
+    CHECK(g_rc == DM_OK && g_n == 2 && strstr(log, want) && strstr(log, "'item'; set data.header = \"no\" if it is data"),
+          "log: %s", log);
+    const char *first = strstr(log, "taken as a header");
+    CHECK(first && !strstr(first + 1, "taken as a header"), "logged once: %s", log);
+    g_opts = (dm_tsv_opts){0, -1, "user", "item", "", 0};
+    log = captured(read_tsv_quietly);
+    CHECK(g_rc == DM_OK && g_n == 2 && strstr(log, "(data.user_col / data.item_col are names), column names 'user', 'item'"),
+          "log with names: %s", log);
+    g_path = write_file("hdr_num.tsv", "1\t2\n3\t4\n");
+    g_opts = (dm_tsv_opts){0, -1, "0", "1", "", 0};
+    log = captured(read_tsv_quietly);
+    CHECK(g_rc == DM_OK && g_n == 2 && !strstr(log, "header"), "no header, nothing logged: %s", log);
+
+    /* data.header = "no": a header read as data is an error naming line 1 and the column */
+    dm_tsv_opts no = {0, 0, "0", "1", "", 0};
+    const char *h = write_file("hdr_no.tsv", "user\titem\n1\t2\n3\t4\n");
+    EXPECT_ERR(dm_read_tsv(h, &no, NULL, 0, -1, &raw), "hdr_no.tsv' line 1 column 1: id 'user' is not an integer, while the "
+               "ids on line 2 are: line 1 looks like a header, and data.header = \"no\"");
+    dm_raw_free(&raw);
+    const char *h2 = write_file("hdr_no2.csv", "7,item\n\n1,2\n");
+    EXPECT_ERR(dm_read_tsv(h2, &no, NULL, 0, -1, &raw), "hdr_no2.csv' line 1 column 2: id 'item' is not an integer, while the ids on line 3 are");
+    dm_raw_free(&raw);
+    /* whatever the stripe: rank 1 of 2 with blocks of one line never reads line 1's records */
+    dm_stripe st = {1, 2, 1};
+    EXPECT_ERR(dm_read_tsv(h, &no, &st, 0, -1, &raw), "hdr_no.tsv' line 1 column 1: id 'user' is not an integer");
+    dm_raw_free(&raw);
+    /* ids that are not integers throughout are data (Amazon's ratings CSVs have no header) */
+    const char *s = write_file("hdr_no_str.csv", "A39HTATAQ9V7YF,0205616461,5.0\nAKJHHD5VEH7VG,B00004U9V2,4.0\n");
+    CHECK(dm_read_tsv(s, &no, NULL, 0, -1, &raw) == DM_OK && raw.n == 2, "string ids without a header: %s", dm_error_message());
+    dm_raw_free(&raw);
+}
+
+static void test_long_lines(void)
+{
+    dm_raw raw = {0};
+    dm_meta m = {0};
+    /* one user with 100,000 items (1.2 MB, longer than the reader's 1 MB block), was "more than 255 items" */
+    const int N = 100000;
+    size_t cap = (size_t)N * 12 + 64;
+    char *t = malloc(cap), *p = t;
+    p += sprintf(p, "u1");
+    for (int k = 0; k < N; k++) p += sprintf(p, " item%06d", k);
+    p += sprintf(p, "\nu2 a b\n");
+    const char *seq = write_bytes("long_seq.txt", t, (size_t)(p - t), "wb");
+    for (int layout = 0; layout <= 2; layout += 2) {
+        CHECK(dm_read_sasrec(seq, layout, NULL, &raw) == DM_OK, "layout %d: %s", layout, dm_error_message());
+        CHECK(raw.n == (size_t)N + 2 && raw.items.keys.n == (size_t)N + 2 && !strcmp(str(&raw.items.keys, N - 1), "item099999") &&
+                  raw.order[N - 1] == DM_ORDER(0, 1, N) && raw.order[N] == DM_ORDER(0, 2, 1),
+              "layout %d: %zu records", layout, raw.n);
+        dm_raw_free(&raw);
+    }
+    dm_stripe st = {1, 2, 1};
+    CHECK(dm_read_sasrec(seq, 2, &st, &raw) == DM_OK && raw.n == 2, "stripe 1 of 2 reads line 2 only: %zu", raw.n);
+    dm_raw_free(&raw);
+    /* pairs layout reads lines of any length too, and says how many fields it found */
+    EXPECT_ERR(dm_read_sasrec(seq, 1, NULL, &raw), "long_seq.txt' line 1: expected 'user item', found %d fields", N + 1);
+    dm_raw_free(&raw);
+    /* past what the input-order key can hold: an error, never a silent misorder */
+    const int M = 1 << 20;
+    free(t);
+    t = malloc((size_t)M * 2 + 16);
+    p = t;
+    p += sprintf(p, "u");
+    for (int k = 0; k < M; k++) *p++ = ' ', *p++ = (char)('a' + k % 26);
+    *p++ = '\n';
+    const char *huge = write_bytes("huge_seq.txt", t, (size_t)(p - t), "wb");
+    EXPECT_ERR(dm_read_sasrec(huge, 2, NULL, &raw), "huge_seq.txt' line 1: 1048576 items on one line; at most 1048575 fit");
+    dm_raw_free(&raw);
+
+    /* TSV and CSV lines with 1000 fields (was "more than 256 fields") */
+    p = t;
+    for (int line = 0; line < 2; line++) {
+        for (int k = 0; k < 1000; k++) p += sprintf(p, "%s%d", k ? "\t" : "", k == 0 ? line : k == 999 ? 7 + line : k == 500 ? 100 + line : 0);
+        *p++ = '\n';
+    }
+    const char *wide = write_bytes("wide.tsv", t, (size_t)(p - t), "wb");
+    dm_tsv_opts o = {'\t', 0, "0", "999", "500", 0};
+    CHECK(dm_read_tsv(wide, &o, NULL, 0, -1, &raw) == DM_OK, "%s", dm_error_message());
+    CHECK(raw.n == 2 && !strcmp(str(&raw.items.keys, 1), "8") && raw.time[1] == 101000, "wide tsv");
+    dm_raw_free(&raw);
+    p = t;
+    for (int k = 0; k < 300; k++) p += sprintf(p, "%s\"%d\"", k ? "," : "", k);
+    *p++ = '\n';
+    const char *wcsv = write_bytes("wide.csv", t, (size_t)(p - t), "wb");
+    dm_tsv_opts oc = {',', 0, "0", "299", "", 0};
+    CHECK(dm_read_tsv(wcsv, &oc, NULL, 0, -1, &raw) == DM_OK && raw.n == 1 && !strcmp(str(&raw.items.keys, 0), "299"),
+          "wide quoted csv: %s", dm_error_message());
+    dm_raw_free(&raw);
+    /* RecBole .item: 300 columns, the price last and 76 characters long (was cut to 63: 0) */
+    p = t;
+    p += sprintf(p, "item_id:token");
+    for (int k = 1; k < 299; k++) p += sprintf(p, "\tx%d:token", k);
+    p += sprintf(p, "\tprice:float\ni1");
+    for (int k = 1; k < 299; k++) p += sprintf(p, "\tv");
+    p += sprintf(p, "\t0.%0*d1e72\n", 70, 0);
+    const char *wi = write_bytes("wide.item", t, (size_t)(p - t), "wb");
+    CHECK(dm_read_recbole_item(wi, NULL, &m) == DM_OK && m.n == 1, "wide recbole item: %s", dm_error_message());
+    CHECK(m.n == 1 && fabs(m.price[0] - 10.0) < 1e-9, "long price text: %g", m.n ? m.price[0] : NAN);
+    dm_meta_free(&m);
+    /* a 2 MB JSON line (a long title), and an Amazon price string longer than 63 characters */
+    free(t);
+    t = malloc(3 << 20);
+    p = t;
+    p += sprintf(p, "{\"parent_asin\": \"P1\", \"price\": \"$1");
+    for (int k = 0; k < 22; k++) p += sprintf(p, ",000");
+    p += sprintf(p, ".5\", \"title\": \"");
+    for (int k = 0; k < (2 << 20); k++) *p++ = (char)('a' + k % 26);
+    p += sprintf(p, "\"}\n");
+    const char *lj = write_bytes("long.jsonl", t, (size_t)(p - t), "wb");
+    CHECK(dm_read_amazon_meta(lj, 2023, NULL, &m) == DM_OK && m.n == 1, "2 MB JSON line: %s", dm_error_message());
+    size_t tl = 0;
+    if (m.n) dm_strtab_get(&m.title, 0, &tl);
+    CHECK(tl == (size_t)(2 << 20) && fabs(m.price[0] - 1e66) < 1e51, "title length %zu, price %g", tl, m.n ? m.price[0] : NAN);
+    dm_meta_free(&m);
+    free(t);
+}
+
 int main(void)
 {
     const char *tmp = getenv("DM_TMP");
@@ -389,5 +835,11 @@ int main(void)
     test_stripes();
     test_features();
     test_tfidf();
+    test_npy_sizes();
+    test_timestamps();
+    test_bom();
+    test_gzip_members();
+    test_header_decisions();
+    test_long_lines();
     return tap_done("test_data");
 }
