@@ -6,12 +6,14 @@
 
 #include <errno.h>
 #include <hdf5.h>
+#include <inttypes.h>
+#include <libgen.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +24,220 @@
 #define DM_CFLAGS ""
 #endif
 
+/* ---- the MPI-IO calls under HDF5 -----------------------------------------------------------------
+ * Parallel HDF5 does not agree on I/O errors: when a collective write fails on one rank only (a full
+ * disk hits whichever rank aggregates the bytes), that rank leaves the HDF5 call with an error while
+ * the others go on to HDF5's next collective and wait there forever. So dynmm provides the MPI-IO
+ * functions HDF5 calls (the MPI profiling interface: each calls its PMPI_ twin) and, after every
+ * collective one, the ranks of the file agree on its outcome: a failure anywhere is returned on every
+ * rank, HDF5 fails at the same point everywhere and takes the same path after it.
+ *
+ * A handle also has a mode, set through io_set_mode() around H5Fclose:
+ *   IO_DOOMED   the file is being discarded: writes, resizes and syncs succeed without touching the
+ *               disk, so closing it after a failure can neither fail again nor diverge;
+ *   IO_LENIENT  the file is being closed for good: a failure is agreed and recorded in g_io_err but
+ *               reported to HDF5 as success, so H5Fclose always releases the file (a failed H5Fclose
+ *               leaves a dangling file id that crashes HDF5 at MPI_Finalize) and h5_commit() then
+ *               refuses the file. */
+enum { IO_NORMAL, IO_LENIENT, IO_DOOMED };
+
+typedef struct {
+    int used;
+    MPI_File fh;
+    MPI_Comm comm; /* a duplicate of the file's communicator, for the agreement */
+    int mode;
+    char *path;
+} io_file;
+
+#define IO_MAX 64 /* files open at once; more are served without agreement */
+static io_file g_io[IO_MAX];
+/* errno of the last failed write (ENOSPC for a full disk), the same on every rank of the file after
+   a collective call; 0 when none. Turned into the message by h5fail(), h5_commit() or h5_discard(). */
+static int g_io_err;
+
+static io_file *io_find(MPI_File fh)
+{
+    for (int i = 0; i < IO_MAX; i++)
+        if (g_io[i].used && g_io[i].fh == fh) return &g_io[i];
+    return NULL;
+}
+
+static size_t io_bytes(int count, MPI_Datatype t)
+{
+    int sz = 0;
+    if (count <= 0 || MPI_Type_size(t, &sz) != MPI_SUCCESS || sz <= 0) return 0;
+    return (size_t)count * (size_t)sz;
+}
+
+/* The errno behind a failed call: the MPI library may report a full disk as a generic error, so a
+ * write larger than the room left on the filesystem counts as one. */
+static int io_errno(const io_file *io, int rc, int err, size_t bytes)
+{
+    int cls = MPI_ERR_OTHER;
+    MPI_Error_class(rc, &cls);
+    if (cls == MPI_ERR_NO_SPACE || err == ENOSPC) return ENOSPC;
+    if (cls == MPI_ERR_QUOTA || err == EDQUOT) return EDQUOT;
+    struct statvfs st;
+    if (bytes && io && io->path && statvfs(io->path, &st) == 0 && (size_t)st.f_bavail * st.f_frsize < bytes)
+        return ENOSPC;
+    return err > 0 ? err : EIO;
+}
+
+/* Collective over the file's ranks (when io is known): every rank returns the first failure's error
+ * class if any rank failed, and records its errno in g_io_err. */
+static int io_agree(io_file *io, int rc, int err, size_t bytes)
+{
+    int v[2] = {0, 0}; /* error class, errno */
+    if (rc != MPI_SUCCESS) {
+        MPI_Error_class(rc, &v[0]);
+        if (v[0] == MPI_SUCCESS) v[0] = MPI_ERR_OTHER;
+        v[1] = io_errno(io, rc, err, bytes);
+    }
+    if (io && io->comm != MPI_COMM_NULL) {
+        int w[2];
+        if (MPI_Allreduce(v, w, 2, MPI_INT, MPI_MAX, io->comm) == MPI_SUCCESS) memcpy(v, w, sizeof v);
+    }
+    if (v[0] == 0) return MPI_SUCCESS;
+    if (!g_io_err) g_io_err = v[1] ? v[1] : EIO;
+    if (io && io->mode == IO_LENIENT) return MPI_SUCCESS;
+    return rc != MPI_SUCCESS ? rc : v[0];
+}
+
+/* A transfer reported complete without having happened (HDF5 checks the byte count of the status). */
+static int io_skip(MPI_Status *status, MPI_Datatype t, int count)
+{
+    if (status != MPI_STATUS_IGNORE) MPI_Status_set_elements_x(status, MPI_BYTE, (MPI_Count)io_bytes(count, t));
+    return MPI_SUCCESS;
+}
+
+int MPI_File_open(MPI_Comm comm, const char *filename, int amode, MPI_Info info, MPI_File *fh)
+{
+    errno = 0;
+    int rc = PMPI_File_open(comm, filename, amode, info, fh);
+    int err = errno;
+    io_file tmp = {1, MPI_FILE_NULL, MPI_COMM_NULL, IO_NORMAL, NULL}, *io = NULL;
+    if (MPI_Comm_dup(comm, &tmp.comm) != MPI_SUCCESS) tmp.comm = MPI_COMM_NULL;
+    rc = io_agree(&tmp, rc, err, 0);
+    if (rc == MPI_SUCCESS)
+        for (int i = 0; i < IO_MAX && !io; i++)
+            if (!g_io[i].used) io = &g_io[i];
+    if (io) {
+        /* strdup failing only loses the full-disk guess of io_errno() */
+        tmp.fh = *fh;
+        tmp.path = strdup(filename);
+        *io = tmp;
+    } else if (tmp.comm != MPI_COMM_NULL)
+        MPI_Comm_free(&tmp.comm);
+    /* when the open failed on another rank only, this rank's handle is left open: closing it is
+       collective and the others have nothing to close */
+    if (rc != MPI_SUCCESS && *fh != MPI_FILE_NULL) *fh = MPI_FILE_NULL;
+    return rc;
+}
+
+int MPI_File_close(MPI_File *fh)
+{
+    io_file *io = io_find(*fh);
+    errno = 0;
+    int rc = PMPI_File_close(fh);
+    int err = errno;
+    if (!io) return rc;
+    rc = io_agree(io, rc, err, 0);
+    if (io->comm != MPI_COMM_NULL) MPI_Comm_free(&io->comm);
+    free(io->path);
+    memset(io, 0, sizeof *io);
+    return rc;
+}
+
+/* The outcome of a write as an MPI code. Open MPI 4.1's OMPIO (its "vulcan" collective writer)
+ * reports a write that failed with ENOSPC as a success with the full byte count, so the errno it
+ * leaves behind is trusted too; a short byte count in the status is a failure as well. (OMPIO also
+ * takes a short pwritev for a complete one, with no trace at all: par_init() selects ROMIO.) */
+static int io_wrote(int rc, int err, MPI_Status *status, size_t bytes)
+{
+    if (rc != MPI_SUCCESS) return rc;
+    if (err == ENOSPC || err == EDQUOT || err == EFBIG || err == EIO) return MPI_ERR_IO;
+    MPI_Count got = 0;
+    if (bytes && status != MPI_STATUS_IGNORE && MPI_Get_elements_x(status, MPI_BYTE, &got) == MPI_SUCCESS &&
+        got != MPI_UNDEFINED && (size_t)got < bytes)
+        return MPI_ERR_IO;
+    return MPI_SUCCESS;
+}
+
+int MPI_File_write_at_all(MPI_File fh, MPI_Offset offset, const void *buf, int count, MPI_Datatype t,
+                          MPI_Status *status)
+{
+    io_file *io = io_find(fh);
+    if (io && io->mode == IO_DOOMED) return io_skip(status, t, count);
+    size_t bytes = io_bytes(count, t);
+    errno = 0;
+    int rc = PMPI_File_write_at_all(fh, offset, buf, count, t, status);
+    int err = errno;
+    rc = io_wrote(rc, err, status, bytes);
+    int arc = io_agree(io, rc, err, bytes);
+    if (arc == MPI_SUCCESS && rc != MPI_SUCCESS) io_skip(status, t, count); /* lenient: a complete write */
+    return arc;
+}
+
+/* Independent: nothing to agree with; the failure is recorded and the caller's agreement follows. */
+int MPI_File_write_at(MPI_File fh, MPI_Offset offset, const void *buf, int count, MPI_Datatype t,
+                      MPI_Status *status)
+{
+    io_file *io = io_find(fh);
+    if (io && io->mode == IO_DOOMED) return io_skip(status, t, count);
+    size_t bytes = io_bytes(count, t);
+    errno = 0;
+    int rc = PMPI_File_write_at(fh, offset, buf, count, t, status);
+    int err = errno;
+    rc = io_wrote(rc, err, status, bytes);
+    if (rc != MPI_SUCCESS && !g_io_err) g_io_err = io_errno(io, rc, err, bytes);
+    return rc;
+}
+
+int MPI_File_read_at_all(MPI_File fh, MPI_Offset offset, void *buf, int count, MPI_Datatype t, MPI_Status *status)
+{
+    io_file *io = io_find(fh);
+    errno = 0;
+    int rc = PMPI_File_read_at_all(fh, offset, buf, count, t, status);
+    int err = errno, keep = g_io_err; /* agreed, but not a write failure */
+    rc = io_agree(io, rc, err, 0);
+    g_io_err = keep;
+    return rc;
+}
+
+int MPI_File_set_size(MPI_File fh, MPI_Offset size)
+{
+    io_file *io = io_find(fh);
+    if (io && io->mode == IO_DOOMED) return MPI_SUCCESS;
+    errno = 0;
+    int rc = PMPI_File_set_size(fh, size);
+    int err = errno;
+    return io_agree(io, rc, err, 0);
+}
+
+int MPI_File_sync(MPI_File fh)
+{
+    io_file *io = io_find(fh);
+    if (io && io->mode == IO_DOOMED) return MPI_SUCCESS;
+    errno = 0;
+    int rc = PMPI_File_sync(fh);
+    int err = errno;
+    return io_agree(io, rc, err, 0);
+}
+
+/* Sets the mode of the MPI-IO handle under an open HDF5 file (all ranks alike). */
+static void io_set_mode(hid_t id, int mode)
+{
+    void *h = NULL;
+    if (H5Fget_vfd_handle(id, H5P_DEFAULT, &h) < 0 || !h) {
+        H5Eclear2(H5E_DEFAULT);
+        return;
+    }
+    io_file *io = io_find(*(MPI_File *)h);
+    if (io) io->mode = mode;
+}
+
+/* ---- errors ------------------------------------------------------------------------------------ */
+
 static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
 {
     char *out = data;
@@ -29,15 +245,47 @@ static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
     return 0;
 }
 
-static int h5fail(const char *file, int line, const char *what, const char *name, const char *path)
+/* "no space left on device writing 'path' (context)" and its hint when err is a full disk or quota;
+ * ctx says what was being done (may be empty). */
+static int io_error_ctx(const char *file, int line, int err, const char *path, const char *ctx)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    const char *d = dirname(dir);
+    const char *o = ctx[0] ? " (" : "", *c = ctx[0] ? ")" : "";
+    if (err == ENOSPC || err == EDQUOT) {
+        dm_error_at(file, line, DM_EIO, "%s writing '%s'%s%s%s",
+                    err == ENOSPC ? "no space left on device" : "disk quota exceeded", path, o, ctx, c);
+        DM_HINT("make room on the filesystem of '%s' (see `df -h %s`) or set run.dir to one with more space, "
+                "then rerun; the partial file is removed",
+                d, d);
+        return DM_EIO;
+    }
+    return dm_error_at(file, line, DM_EIO, "cannot write '%s'%s%s%s: %s", path, o, ctx, c, strerror(err));
+}
+
+static int io_error(const char *file, int line, int err, const char *path, const char *what, const char *name)
+{
+    char ctx[1024] = "";
+    if (what && name) snprintf(ctx, sizeof ctx, "cannot %s '%s'", what, name);
+    else if (what) snprintf(ctx, sizeof ctx, "cannot %s", what);
+    return io_error_ctx(file, line, err, path, ctx);
+}
+
+static int h5fail(const char *file, int line, const char *what, const char *name, const char *path, const char *final)
 {
     char detail[512] = "";
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, detail);
     H5Eclear2(H5E_DEFAULT);
+    if (g_io_err) {
+        int e = g_io_err;
+        g_io_err = 0;
+        return io_error(file, line, e, final ? final : path, what, name);
+    }
     return dm_error_at(file, line, DM_EHDF5, "hdf5: cannot %s '%s' in '%s'%s%s", what, name ? name : "/",
                        path ? path : "?", detail[0] ? ": " : "", detail);
 }
-#define H5FAIL(what, name) h5fail(__FILE__, __LINE__, what, name, f->tmp ? f->tmp : f->path)
+#define H5FAIL(what, name) h5fail(__FILE__, __LINE__, what, name, f->tmp ? f->tmp : f->path, f->path)
 
 static hid_t mem_type(h5type t)
 {
@@ -93,6 +341,20 @@ static hid_t fapl_mpio(par_ctx *ctx)
 
 static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
+static void h5file_free(h5file *f)
+{
+    free(f->tmp);
+    free(f->path);
+    f->tmp = f->path = NULL;
+}
+
+/* Removes the partial file (rank 0) and frees f. */
+static void drop_part(h5file *f)
+{
+    if (f->tmp && f->ctx && f->ctx->rank == 0) unlink(f->tmp);
+    h5file_free(f);
+}
+
 int h5_create(par_ctx *ctx, const char *path, int compress, size_t chunk_rows, h5file *f)
 {
     quiet();
@@ -101,19 +363,37 @@ int h5_create(par_ctx *ctx, const char *path, int compress, size_t chunk_rows, h
     f->ctx = ctx;
     f->compress = compress;
     f->chunk_rows = chunk_rows ? chunk_rows : 65536;
-    f->path = xstrdup(path);
-    if (!f->path) return DM_ENOMEM;
+    int rc = DM_OK;
     size_t n = strlen(path) + 8;
-    f->tmp = dm_calloc_at(n, 1, __FILE__, __LINE__);
-    if (!f->tmp) return DM_ENOMEM;
-    snprintf(f->tmp, n, "%s.part", path);
-    hid_t fapl = fapl_mpio(ctx);
-    hid_t id = H5Fcreate(f->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
-    if (id < 0) {
-        h5fail(__FILE__, __LINE__, "create file", f->tmp, f->tmp);
-        DM_HINT("check that the directory of '%s' exists and is writable by every rank (a shared filesystem)", path);
-        return DM_EHDF5;
+    f->path = xstrdup(path);
+    f->tmp = f->path ? dm_calloc_at(n, 1, __FILE__, __LINE__) : NULL;
+    if (!f->tmp) rc = DM_ENOMEM;
+    rc = par_agree(ctx, rc); /* H5Fcreate is collective */
+    hid_t id = -1;
+    if (!rc) {
+        snprintf(f->tmp, n, "%s.part", path);
+        g_io_err = 0;
+        hid_t fapl = fapl_mpio(ctx);
+        id = H5Fcreate(f->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        if (id < 0) {
+            int io = g_io_err;
+            rc = h5fail(__FILE__, __LINE__, "create file", f->tmp, f->tmp, path);
+            if (io != ENOSPC && io != EDQUOT)
+                DM_HINT("check that the directory of '%s' exists and is writable by every rank (a shared filesystem)",
+                        path);
+        }
+        H5Pclose(fapl);
+    }
+    rc = par_agree(ctx, rc);
+    if (rc) {
+        /* the callers see f->id < 0 and leave nothing to discard: nothing may be left behind */
+        if (id >= 0) {
+            io_set_mode(id, IO_DOOMED);
+            H5Fclose(id);
+        }
+        H5Eclear2(H5E_DEFAULT);
+        drop_part(f);
+        return rc;
     }
     f->id = id;
     return DM_OK;
@@ -122,26 +402,72 @@ int h5_create(par_ctx *ctx, const char *path, int compress, size_t chunk_rows, h
 int h5_commit(h5file *f)
 {
     int rc = DM_OK;
-    if (f->id >= 0 && H5Fclose((hid_t)f->id) < 0) rc = H5FAIL("close", "/");
+    if (f->id >= 0) {
+        /* a full disk shows during the close's metadata flush at the latest: the close completes
+           (lenient mode) and the recorded failure refuses the file */
+        g_io_err = 0;
+        io_set_mode((hid_t)f->id, IO_LENIENT);
+        herr_t e = H5Fclose((hid_t)f->id);
+        int io = g_io_err;
+        g_io_err = 0;
+        if (io) rc = io_error(__FILE__, __LINE__, io, f->path, "flush the file at close", NULL);
+        else if (e < 0) rc = H5FAIL("close", "/");
+    }
     f->id = -1;
     rc = par_agree(f->ctx, rc);
-    if (!rc && f->ctx->rank == 0 && rename(f->tmp, f->path) != 0)
-        rc = DM_ERR(DM_EIO, "cannot rename '%s' to '%s': %s", f->tmp, f->path, strerror(errno));
+    if (!rc && f->ctx->rank == 0 && rename(f->tmp, f->path) != 0) {
+        int err = errno;
+        if (err == ENOSPC || err == EDQUOT)
+            rc = io_error(__FILE__, __LINE__, err, f->path, "rename the partial file", NULL);
+        else rc = DM_ERR(DM_EIO, "cannot rename '%s' to '%s': %s", f->tmp, f->path, strerror(err));
+    }
     rc = par_agree(f->ctx, rc);
-    free(f->tmp);
-    free(f->path);
-    f->tmp = f->path = NULL;
+    if (rc) drop_part(f);
+    else h5file_free(f);
     return rc;
 }
 
 void h5_discard(h5file *f)
 {
-    if (f->id >= 0) H5Fclose((hid_t)f->id);
+    /* an I/O failure that was reported without its cause (a write made outside this module, such
+       as grid.c's block-cyclic matrices): the message gets it, the same on every rank */
+    if (g_io_err && f->path && dm_error_code() != DM_OK) {
+        char msg[2048], hint[2048], where[1024];
+        snprintf(msg, sizeof msg, "%s", dm_error_message());
+        snprintf(where, sizeof where, "%s", dm_error_where());
+        int code = dm_error_code();
+        io_error_ctx(__FILE__, __LINE__, g_io_err, f->path, msg);
+        snprintf(msg, sizeof msg, "%s", dm_error_message());
+        snprintf(hint, sizeof hint, "%s", dm_error_hint_text());
+        dm_error_set_raw(code, msg, hint, where);
+    }
+    g_io_err = 0;
+    if (f->id >= 0) {
+        /* every rank discards (callers agree first); nothing more is written, so the close cannot
+           fail or wait for a rank that failed */
+        io_set_mode((hid_t)f->id, IO_DOOMED);
+        H5Fclose((hid_t)f->id);
+        H5Eclear2(H5E_DEFAULT);
+        g_io_err = 0;
+    }
     f->id = -1;
-    if (f->tmp && f->ctx && f->ctx->rank == 0) unlink(f->tmp);
-    free(f->tmp);
-    free(f->path);
-    f->tmp = f->path = NULL;
+    drop_part(f);
+}
+
+#define HDF5_SIGNATURE "\211HDF\r\n\032\n"
+
+/* The stack entry of a truncated file, "truncated file: eof = E, sblock->base_addr = B, stored_eof = S". */
+static herr_t truncated_cb(unsigned n, const H5E_error2_t *e, void *data)
+{
+    unsigned long long *eof = data;
+    const char *p = e->desc ? strstr(e->desc, "truncated file") : NULL;
+    if (p && !eof[2]) {
+        const char *q = strstr(p, "eof = "), *r = strstr(p, "stored_eof = ");
+        eof[0] = q ? strtoull(q + 6, NULL, 10) : 0;
+        eof[1] = r ? strtoull(r + 13, NULL, 10) : 0;
+        eof[2] = 1;
+    }
+    return 0;
 }
 
 int h5_open(par_ctx *ctx, const char *path, h5file *f)
@@ -155,18 +481,72 @@ int h5_open(par_ctx *ctx, const char *path, h5file *f)
         DM_ERR(DM_EIO, "cannot open '%s': %s", path, strerror(errno));
         return DM_EIO;
     }
-    f->path = xstrdup(path);
-    if (!f->path) return DM_ENOMEM;
-    if (H5Fis_hdf5(path) <= 0) {
-        DM_ERR(DM_EFORMAT, "'%s' is not an HDF5 file", path);
+    /* dynmm writes the signature at offset 0; HDF5 also looks at 512, 1024, ... (a user block) */
+    char sig[8] = {0};
+    FILE *in = fopen(path, "rb");
+    size_t got = in ? fread(sig, 1, sizeof sig, in) : 0;
+    if (in) fclose(in);
+    int is_h5 = (got == 8 && !memcmp(sig, HDF5_SIGNATURE, 8)) || H5Fis_hdf5(path) > 0;
+    H5Eclear2(H5E_DEFAULT);
+    if (!is_h5) {
+        if (st.st_size == 0) DM_ERR(DM_EFORMAT, "'%s' is empty (0 bytes), not an HDF5 file", path);
+        else
+            DM_ERR(DM_EFORMAT, "'%s' is not an HDF5 file (no HDF5 signature in its %lld bytes)", path,
+                   (long long)st.st_size);
+        DM_HINT("dynmm expects a file written by one of its stages here; rerun the stage that writes '%s'", path);
         return DM_EFORMAT;
     }
+    f->path = xstrdup(path);
+    if (!f->path) return DM_ENOMEM;
     hid_t fapl = fapl_mpio(ctx);
     hid_t id = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    unsigned long long eof[3] = {0, 0, 0}; /* size, size the superblock records, found */
+    char detail[512] = "";
+    if (id < 0) {
+        /* before any other HDF5 call, which would clear the error stack */
+        H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, truncated_cb, eof);
+        H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, detail);
+    }
     H5Pclose(fapl);
-    if (id < 0) return h5fail(__FILE__, __LINE__, "open file", path, path);
+    if (id < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        g_io_err = 0;
+        if (eof[2] && eof[1] > eof[0])
+            DM_ERR(DM_EFORMAT, "'%s' is not a complete HDF5 file (truncated: %llu of %llu bytes)", path, eof[0],
+                   eof[1]);
+        else
+            DM_ERR(DM_EFORMAT, "'%s' is not a complete HDF5 file (truncated or damaged)%s%s", path,
+                   detail[0] ? ": " : "", detail);
+        DM_HINT("the file was cut short or overwritten (a full disk, a quota, an interrupted copy?); rerun the stage "
+                "that writes '%s'",
+                path);
+        h5file_free(f);
+        return DM_EFORMAT;
+    }
     f->id = id;
     return DM_OK;
+}
+
+/* Writes the copy of path at tmp (rank 0): a byte-for-byte copy, checked up to the close. */
+static int copy_file(const char *path, const char *tmp)
+{
+    FILE *in = fopen(path, "rb"), *out = in ? fopen(tmp, "wb") : NULL;
+    int rc = DM_OK, err = 0;
+    if (!in) return DM_ERR(DM_EIO, "cannot open '%s': %s", path, strerror(errno));
+    if (!out) {
+        rc = DM_ERR(DM_EIO, "cannot create '%s': %s", tmp, strerror(errno));
+        fclose(in);
+        return rc;
+    }
+    char buf[1 << 16];
+    size_t k;
+    while (!err && (k = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, k, out) != k) err = errno ? errno : EIO;
+    if (!err && ferror(in)) rc = DM_ERR(DM_EIO, "cannot read '%s'", path);
+    fclose(in);
+    if (fclose(out) != 0 && !err) err = errno ? errno : EIO;
+    if (err) rc = io_error(__FILE__, __LINE__, err, tmp, "copy the file for update", NULL);
+    return rc;
 }
 
 int h5_open_update(par_ctx *ctx, const char *path, h5file *f)
@@ -177,35 +557,36 @@ int h5_open_update(par_ctx *ctx, const char *path, h5file *f)
     f->ctx = ctx;
     f->compress = 4;
     f->chunk_rows = 65536;
-    f->path = xstrdup(path);
-    size_t n = strlen(path) + 8;
-    f->tmp = dm_calloc_at(n, 1, __FILE__, __LINE__);
-    if (!f->path || !f->tmp) return DM_ENOMEM;
-    snprintf(f->tmp, n, "%s.part", path);
     int rc = DM_OK;
-    if (ctx->rank == 0) {
-        /* copy the file byte for byte; the copy is edited and renamed over the original */
-        FILE *in = fopen(path, "rb"), *out = in ? fopen(f->tmp, "wb") : NULL;
-        if (!in) rc = DM_ERR(DM_EIO, "cannot open '%s': %s", path, strerror(errno));
-        else if (!out) rc = DM_ERR(DM_EIO, "cannot create '%s': %s", f->tmp, strerror(errno));
-        else {
-            char buf[1 << 16];
-            size_t k;
-            while ((k = fread(buf, 1, sizeof buf, in)) > 0)
-                if (fwrite(buf, 1, k, out) != k) {
-                    rc = DM_ERR(DM_EIO, "cannot write '%s': %s", f->tmp, strerror(errno));
-                    break;
-                }
-        }
-        if (in) fclose(in);
-        if (out && fclose(out) != 0 && !rc) rc = DM_ERR(DM_EIO, "cannot write '%s'", f->tmp);
+    size_t n = strlen(path) + 8;
+    f->path = xstrdup(path);
+    f->tmp = f->path ? dm_calloc_at(n, 1, __FILE__, __LINE__) : NULL;
+    if (!f->tmp) rc = DM_ENOMEM;
+    else snprintf(f->tmp, n, "%s.part", path);
+    /* the copy is edited and renamed over the original at h5_commit() */
+    if (!rc && ctx->rank == 0) {
+        errno = 0;
+        rc = copy_file(path, f->tmp);
     }
-    DM_CALL(par_agree(ctx, rc));
-    hid_t fapl = fapl_mpio(ctx);
-    hid_t id = H5Fopen(f->tmp, H5F_ACC_RDWR, fapl);
-    H5Pclose(fapl);
-    rc = id < 0 ? h5fail(__FILE__, __LINE__, "open file for update", f->tmp, f->tmp) : DM_OK;
-    DM_CALL(par_agree(ctx, rc));
+    rc = par_agree(ctx, rc);
+    hid_t id = -1;
+    if (!rc) {
+        g_io_err = 0;
+        hid_t fapl = fapl_mpio(ctx);
+        id = H5Fopen(f->tmp, H5F_ACC_RDWR, fapl);
+        if (id < 0) rc = h5fail(__FILE__, __LINE__, "open file for update", f->tmp, f->tmp, path);
+        H5Pclose(fapl);
+        rc = par_agree(ctx, rc);
+    }
+    if (rc) {
+        if (id >= 0) {
+            io_set_mode(id, IO_DOOMED);
+            H5Fclose(id);
+        }
+        H5Eclear2(H5E_DEFAULT);
+        drop_part(f);
+        return rc;
+    }
     f->id = id;
     return DM_OK;
 }
@@ -214,9 +595,7 @@ void h5_close(h5file *f)
 {
     if (f->id >= 0) H5Fclose((hid_t)f->id);
     f->id = -1;
-    free(f->path);
-    free(f->tmp);
-    f->path = f->tmp = NULL;
+    h5file_free(f);
 }
 
 static hid_t dxpl_coll(void)
@@ -273,11 +652,12 @@ int h5_write_rows(h5file *f, const char *name, h5type t, size_t global_rows, siz
     }
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
     hid_t d = H5Dcreate2((hid_t)f->id, name, file_type(t), space, lcpl, dcpl, H5P_DEFAULT);
+    int rc = d < 0 ? H5FAIL("create dataset", name) : DM_OK; /* before other calls clear HDF5's error stack */
     H5Pclose(lcpl);
     H5Pclose(dcpl);
-    if (d < 0) {
+    if (rc) {
         H5Sclose(space);
-        return H5FAIL("create dataset", name);
+        return par_agree(f->ctx, rc);
     }
     hsize_t start[2] = {row0, 0}, count[2] = {nrows, cols};
     hid_t mspace;
@@ -292,12 +672,14 @@ int h5_write_rows(h5file *f, const char *name, h5type t, size_t global_rows, siz
     }
     hid_t x = dxpl_coll();
     herr_t e = global_rows > 0 ? H5Dwrite(d, mem_type(t), mspace, space, x, data) : 0;
+    if (e < 0) rc = H5FAIL("write dataset", name);
     H5Pclose(x);
     H5Sclose(mspace);
     H5Sclose(space);
-    H5Dclose(d);
-    if (e < 0) return H5FAIL("write dataset", name);
-    return DM_OK;
+    if (H5Dclose(d) < 0 && !rc) rc = H5FAIL("write dataset", name);
+    /* the ranks agree before the next collective call (the I/O layer above has already made a
+       failed transfer fail everywhere; this covers HDF5 failing on one rank for any other reason) */
+    return par_agree(f->ctx, rc);
 }
 
 int h5_write_all(h5file *f, const char *name, h5type t, size_t rows, size_t cols, const void *data)
@@ -403,12 +785,16 @@ int h5_write_strtab(h5file *f, const char *name, const dm_strtab *t, size_t row0
     DM_CALL(h5_write_rows(f, nm, H5_U8, (size_t)total, 0, (size_t)before, (size_t)nchars, t->chars));
     int last = f->ctx->rank == f->ctx->size - 1;
     size_t n = t->n + (last ? 1 : 0);
-    int64_t *off;
-    DM_ALLOC(off, n + 1);
+    int64_t *off = dm_calloc_at(n + 1, sizeof *off, __FILE__, __LINE__);
+    int rc = par_agree(f->ctx, off ? DM_OK : DM_ENOMEM); /* the next write is collective */
+    if (rc) {
+        free(off);
+        return rc;
+    }
     for (size_t i = 0; i < t->n; i++) off[i] = t->offsets[i] + before;
     if (last) off[t->n] = total;
     snprintf(nm, sizeof nm, "%s/offsets", name);
-    int rc = h5_write_rows(f, nm, H5_I64, global_n + 1, 0, row0, n, off);
+    rc = h5_write_rows(f, nm, H5_I64, global_n + 1, 0, row0, n, off);
     free(off);
     return rc;
 }
@@ -458,14 +844,14 @@ static int put_attr(h5file *f, const char *obj, const char *name, hid_t ftype, h
                     const void *val)
 {
     hid_t o = open_obj(f, obj);
-    if (o < 0) return H5FAIL("open object", obj);
+    if (o < 0) return par_agree(f->ctx, H5FAIL("open object", obj));
     if (H5Aexists(o, name) > 0) H5Adelete(o, name);
     hid_t a = H5Acreate2(o, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
     herr_t e = a < 0 ? -1 : H5Awrite(a, mtype, val);
-    if (a >= 0) H5Aclose(a);
-    H5Oclose(o);
-    if (e < 0) return H5FAIL("write attribute", name);
-    return DM_OK;
+    int rc = e < 0 ? H5FAIL("write attribute", name) : DM_OK;
+    if (a >= 0 && H5Aclose(a) < 0 && !rc) rc = H5FAIL("write attribute", name);
+    if (H5Oclose(o) < 0 && !rc) rc = H5FAIL("write attribute", name);
+    return par_agree(f->ctx, rc);
 }
 
 int h5_attr_str(h5file *f, const char *obj, const char *name, const char *val)
@@ -617,13 +1003,14 @@ int h5_write_provenance(h5file *f, const char *format, int version, const char *
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime(&tt));
     DM_CALL(h5_attr_str(f, "/", "created_utc", ts));
     if (cfg) {
+        /* collective from here: a local failure is agreed before the next attribute */
         dm_buf b = {0};
-        DM_CALL(dm_cfg_serialize(cfg, NULL, &b));
-        int rc = h5_attr_str(f, "/", "config", b.data ? b.data : "");
+        int rc = par_agree(f->ctx, dm_cfg_serialize(cfg, NULL, &b));
+        if (!rc) rc = h5_attr_str(f, "/", "config", b.data ? b.data : "");
         dm_buf_free(&b);
         DM_CALL(rc);
         char h[65];
-        DM_CALL(dm_cfg_hash(cfg, NULL, h));
+        DM_CALL(par_agree(f->ctx, dm_cfg_hash(cfg, NULL, h)));
         DM_CALL(h5_attr_str(f, "/", "config_hash", h));
         DM_CALL(h5_attr_i64(f, "/", "seed", (int64_t)dm_cfg_int(cfg, "run.seed")));
     }

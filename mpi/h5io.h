@@ -10,6 +10,17 @@
  * for ranks whose block is empty. Groups along a dataset's path are created as needed. Attributes
  * are written by all ranks with identical values (HDF5 requires metadata calls to be collective).
  *
+ * Failures (a full disk above all) are agreed by every rank of the file before its next collective
+ * call, so all ranks leave together with one message that names the file ("no space left on device
+ * writing 'run/cf.h5' (cannot write dataset '/sasrec/e_cf')") and none waits in HDF5: h5io.c defines
+ * the MPI-IO functions parallel HDF5 calls (MPI_File_open, _write_at_all, _set_size, ...; they call
+ * the PMPI_ ones) and agrees on the outcome of each collective one, because HDF5 itself does not.
+ * Every write call (h5_write_*, h5_attr_*, h5_create, h5_commit) returns the same code on every
+ * rank. A file that cannot be finished is closed without further writes and its .part removed, by
+ * h5_discard() or, when the failure comes at the close, by h5_commit() itself; h5_create() leaves
+ * nothing behind when it fails. A damaged input is refused by h5_open() with what is wrong with it
+ * (empty, not HDF5, truncated to N of M bytes).
+ *
  * Text is stored as a string table: <name>/chars (uint8, the strings back to back) and
  * <name>/offsets (int64, n + 1), which parallel HDF5 can write in row blocks and h5py reads easily.
  */

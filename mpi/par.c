@@ -35,6 +35,12 @@ int par_init(int *argc, char ***argv, par_ctx *ctx)
     memset(ctx, 0, sizeof *ctx);
     int provided;
     int inited;
+    /* Open MPI: ROMIO rather than OMPIO for MPI-IO, by priority, so that OMPIO still serves where
+       ROMIO is not built and OMPI_MCA_io still chooses. Open MPI 4.1's OMPIO takes a short write (a
+       full disk) for a complete one and reports success, so a file with holes would pass as
+       finished; ROMIO retries and reports ENOSPC. Other MPIs ignore these variables. */
+    setenv("OMPI_MCA_io_romio321_priority", "100", 0); /* Open MPI 4.x */
+    setenv("OMPI_MCA_io_romio341_priority", "100", 0); /* Open MPI 5.x */
     MPI_Initialized(&inited);
     if (!inited && MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
         fprintf(stderr, "dynmm: error: MPI_Init_thread failed\n");

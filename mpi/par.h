@@ -27,6 +27,9 @@ typedef struct par_ctx {
     dm_timers timers;
 } par_ctx;
 
+/* Under Open MPI, par_init() makes MPI-IO prefer ROMIO to OMPIO (by component priority; the
+ * environment's OMPI_MCA_io still chooses): Open MPI 4.1's OMPIO takes a short write on a full disk
+ * for a complete one, so an HDF5 file with holes would be committed as finished. */
 int par_init(int *argc, char ***argv, par_ctx *ctx);
 void par_finalize(par_ctx *ctx);
 /* Hard stop of every rank (last resort; prefer par_agree and a clean return). */
