@@ -34,7 +34,11 @@ PKGS_MPI := hdf5-openmpi scalapack-openmpi ompi-c
 
 VERSION := $(shell git describe --always --dirty --tags 2>/dev/null || echo unknown)
 WARN := -Wall -Wextra -Werror -Wno-unused-parameter
-BASEFLAGS := -std=c11 -D_GNU_SOURCE -g $(OPT) $(SAN) $(WARN) -fopenmp -DDM_VERSION='"$(VERSION)"'
+# -ffp-contract=off: a * b + c is always a rounded product, then a rounded sum, never one FMA, so
+# src/nn/gemm.c's fixed-order kernel gives the same bits on every x86-64 CPU and -march. GCC's ISO C
+# mode (-std=c11) already implies it; explicit because GNU modes and other compilers default to
+# contracting.
+BASEFLAGS := -std=c11 -D_GNU_SOURCE -g $(OPT) $(SAN) $(WARN) -fopenmp -ffp-contract=off -DDM_VERSION='"$(VERSION)"'
 
 ifneq ($(MAKECMDGOALS),deps)
 ifneq ($(MAKECMDGOALS),deps-test)

@@ -13,8 +13,14 @@
  *   3. then every adapter variant trains on window w (mixed with a reservoir of older windows),
  *      takes its Fisher for EWC, and the reservoir takes window w.
  * Users are sharded across ranks for scoring; adapter batches are cut into fixed chunks shared out
- * among the ranks, with one exact (fixed-point) gradient allreduce per step, so 1, 2 and 3 ranks
- * reach bitwise the same adapted state (chunked_sum).
+ * among the ranks, with one exact (fixed-point) gradient allreduce per step (chunked_sum). The
+ * tables r and h_base (states_before shards the users, so a row shares its sgemm calls with other
+ * rows at another rank count), the adapters' training and their Fisher are computed in
+ * reproducible mode (src/nn/gemm.h: each element of a matrix product in one fixed order, whatever
+ * the other rows of the call, the thread count or the CPU; OpenBLAS rounds a row differently with
+ * both); e_cf and z_base come from the models' files, the summaries from serial code on every
+ * rank. So 1, 2 and 3 ranks at any OMP_NUM_THREADS reach bitwise the same adapted state. Scoring
+ * keeps OpenBLAS.
  *
  * stream.h5 (format "dynmm-stream" v2; root attribute n_users): /stream/window_start (W + 1),
  *   /prequential/full/<v> (users, ncols)   each user's mean of every metric over its scored windows
@@ -52,6 +58,7 @@
 #include "../src/core/shard.h"
 #include "../src/core/timer.h"
 #include "../src/eval/metrics.h"
+#include "../src/nn/gemm.h"
 #include "../src/stats/stats.h"
 
 #include <cblas.h>
@@ -62,8 +69,6 @@
 
 #define STREAM_FORMAT "dynmm-stream"
 
-int openblas_get_num_threads(void); /* from OpenBLAS */
-void openblas_set_num_threads(int);
 
 static const char *USAGE =
     "usage: dynmm stream CONFIG.cfg [--set group.key=value ...]\n\n"
@@ -402,8 +407,10 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
                 roles[i] = d.window[i] < (int32_t)w ? DM_TRAIN : (d.window[i] == (int32_t)w ? DM_TEST : 3);
             ev_split s = {&d, roles, DM_TEST};
             /* 1. states, base latents, summaries of the previous window */
+            nn_set_reproducible(1); /* r and h_base feed the adapters: rank-count independent */
             rc = states_before(ctx, &sm, &sa, &d, (int64_t)w, r);
             if (!rc) rc = align_user_latents(&am, &aa, r, (int)nu, hb);
+            nn_set_reproducible(0);
             if (!rc && w == 0) {
                 double rz = rms_norm(zb, ni, dd), rh = rms_norm(hb, nu, dd);
                 bal = rz > 0 && rh > 0 ? sqrt(rz / rh) : 1.0;
@@ -523,11 +530,10 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
             adapter_window Ww;
             memset(&Ww, 0, sizeof Ww);
             if (!rc) rc = adapter_window_gather(&d, (int64_t)w, &Ww);
-            /* BLAS on one thread while the adapters learn: a multi-threaded sgemm partitions (and
-             * so rounds) differently with the thread count, and the thread count per rank differs
-             * with the rank count; the chunked sums are bitwise only with the same rounding */
-            int blas_threads = openblas_get_num_threads();
-            openblas_set_num_threads(1);
+            /* reproducible mode while the adapters learn: the chunked sums are bitwise only if
+             * every chunk's gradient is, and OpenBLAS's rounding changes with its thread count
+             * (which differs with the rank count) and with the CPU a rank runs on */
+            nn_set_reproducible(1);
             for (int v = V_ADAPTER; v <= V_NO_EWC && !rc; v++) {
                 if (!va[v].on) continue;
                 double tr = dm_wtime();
@@ -550,7 +556,7 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
                 }
                 tsec[(size_t)v * W + w] = dm_wtime() - tr;
             }
-            openblas_set_num_threads(blas_threads);
+            nn_set_reproducible(0);
             if (!rc) adapter_reservoir_add(&buf, w, Ww.rec, Ww.n);
             adapter_window_free(&Ww);
             rc = par_agree(ctx, rc);

@@ -63,14 +63,19 @@
  *   adapter_reservoir_add(&buf, w, W.rec, W.n)   (after training: the buffer holds older windows)
  * A rank's share larger than cfg.max_batch is split over several train_step / fisher calls with
  * the same norm (gradients accumulate). 1 and 3 ranks give the same weights to float rounding
- * (tests/unit/test_adapter.c simulates it). Over hundreds of Adam steps that rounding grows, so
- * the stage (mpi/cmd_stream.c, chunked_sum) cuts every batch into fixed chunks whatever the rank
- * count and sums the chunks' gradients in fixed point: bitwise the same weights at any rank count.
+ * (tests/unit/test_adapter.c bounds it): with OpenBLAS a row's result depends on the other rows of
+ * its sgemm call, and the sums over examples are grouped by shard. Over hundreds of Adam steps that
+ * rounding grows, so the stage (mpi/cmd_stream.c) runs training and Fisher in reproducible mode
+ * (src/nn/gemm.h: every row of a product rounded alike whatever the call and the thread count),
+ * cuts every batch into fixed chunks whatever the rank count and sums the chunks' gradients in
+ * fixed point (chunked_sum): bitwise the same weights at any rank and thread count, given tables
+ * bitwise the same on every rank (the stage computes r and h_base in reproducible mode too).
  *
  * Memory: the adapter owns its slabs (parameters, gradients, Adam moments, EMA, Fisher, anchor,
  * Fisher accumulator: one layout, named views); adapter_acts owns the activations of up to
  * cfg.max_batch examples and cfg.serve_rows serving rows. The tables belong to the caller. Kernels
- * never allocate. Matrix work is cblas_sgemm outside OpenMP regions.
+ * never allocate. Matrix work is nn_sgemm (OpenBLAS, or the fixed-order kernel in reproducible
+ * mode) outside OpenMP regions.
  */
 #ifndef DM_ADAPTER_H
 #define DM_ADAPTER_H

@@ -1,12 +1,14 @@
 /* adapter_kernels.c: the optimised adapter kernels (see adapter_kernels.h): linear layers as
- * cblas_sgemm calls, the recommendation loss with OpenMP over examples. The per-example losses go
- * through a buffer summed in example order, so the result does not depend on the thread count.
+ * nn_sgemm calls (OpenBLAS, or the fixed-order kernel in reproducible mode: src/nn/gemm.h), the
+ * recommendation loss with OpenMP over examples. The per-example losses go through a buffer summed
+ * in example order, so the result does not depend on the thread count.
  */
 #include "adapter_kernels.h"
 
 #include "adapter.h"
 
-#include <cblas.h>
+#include "../nn/gemm.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -20,8 +22,7 @@ static void linear_forward(float *out, const float *inp, const float *w, const f
         else memset(o, 0, (size_t)OC * sizeof(float));
     }
     if (IC > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, 1.0f,
-                    out, OC);
+        nn_sgemm(CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, 1.0f, out, OC);
 }
 
 static void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
@@ -29,11 +30,9 @@ static void linear_backward(float *dinp, float *dw, float *db, const float *dout
 {
     if (N <= 0) return;
     if (dinp && IC > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC,
-                    1.0f, dinp, IC);
+        nn_sgemm(CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC, 1.0f, dinp, IC);
     if (dw && IC > 0)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC,
-                    1.0f, dw, IC);
+        nn_sgemm(CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
     if (db)
         for (int r = 0; r < N; r++) {
             const float *g = dout + (size_t)r * OC;

@@ -1,12 +1,13 @@
 /* align_kernels.c: the optimised kernels of the multimodal aligner (see align_kernels.h): linear
- * layers and the InfoNCE logits and gradients as OpenBLAS sgemm calls, the row-wise softmax under
- * OpenMP (never around a BLAS call).
+ * layers and the InfoNCE logits and gradients as nn_sgemm calls (OpenBLAS, or the fixed-order
+ * kernel in reproducible mode: src/nn/gemm.h), the row-wise softmax under OpenMP (never around a
+ * BLAS call).
  */
 #include "align_kernels.h"
 
 #include "../core/err.h"
+#include "../nn/gemm.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -16,8 +17,7 @@ static void linear_forward(float *out, const float *inp, const float *w, const f
     if (N <= 0) return;
     if (b)
         for (int r = 0; r < N; r++) memcpy(out + (size_t)r * OC, b, (size_t)OC * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC,
-                b ? 1.0f : 0.0f, out, OC);
+    nn_sgemm(CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, b ? 1.0f : 0.0f, out, OC);
 }
 
 static void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
@@ -25,11 +25,9 @@ static void linear_backward(float *dinp, float *dw, float *db, const float *dout
 {
     if (N <= 0) return;
     if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC,
-                    1.0f, dinp, IC);
+        nn_sgemm(CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC, 1.0f, dinp, IC);
     if (dw)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC,
-                    1.0f, dw, IC);
+        nn_sgemm(CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
     if (db)
         for (int r = 0; r < N; r++) {
             const float *g = dout + (size_t)r * OC;
@@ -79,16 +77,14 @@ static double nce(float *dahat, float *dbhat, const float *ahat, const int *pos,
     for (int r0 = 0; r0 < na; r0 += (int)rb) {
         int n = na - r0 < (int)rb ? na - r0 : (int)rb;
         const float *A = ahat + (size_t)r0 * d;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, nb, d, inv_tau, A, d, bhat, d,
-                    0.0f, logits, nb);
+        nn_sgemm(CblasNoTrans, CblasTrans, n, nb, d, inv_tau, A, d, bhat, d, 0.0f, logits, nb);
         nce_rows(logits, rowloss + r0, pos + r0, aitem ? aitem + r0 : NULL, bitem, n, nb, inv_tau,
                  gscale, grad);
         if (grad) {
             /* dA = G bhat, dB += G^T A with G = gscale inv_tau (softmax - onehot) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, nb, 1.0f, logits, nb,
-                        bhat, d, 0.0f, dahat + (size_t)r0 * d, d);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nb, d, n, 1.0f, logits, nb, A, d,
-                        1.0f, dbhat, d);
+            nn_sgemm(CblasNoTrans, CblasNoTrans, n, d, nb, 1.0f, logits, nb, bhat, d, 0.0f,
+                     dahat + (size_t)r0 * d, d);
+            nn_sgemm(CblasTrans, CblasNoTrans, nb, d, n, 1.0f, logits, nb, A, d, 1.0f, dbhat, d);
         }
     }
     double s = 0.0;

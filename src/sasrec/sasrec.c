@@ -6,6 +6,7 @@
 
 #include "../core/err.h"
 #include "../core/rng.h"
+#include "../nn/gemm.h"
 #include "sasrec_kernels.h"
 
 #include <cblas.h>
@@ -836,8 +837,8 @@ void sasrec_scores_block(const sasrec *m, const float *states, int B, int lo, in
     DM_ASSERT(lo >= 0 && lo <= hi && hi <= m->V);
     if (B <= 0 || hi == lo) return;
     const int C = m->cfg.C;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, hi - lo, C, 1.0f, states, C,
-                m->params.wte + (size_t)lo * C, C, 0.0f, scores, hi - lo);
+    nn_sgemm(CblasNoTrans, CblasTrans, B, hi - lo, C, 1.0f, states, C,
+             m->params.wte + (size_t)lo * C, C, 0.0f, scores, hi - lo);
 }
 
 void sasrec_scores_items(const sasrec *m, const float *states, int B, const int32_t *items, int K,

@@ -1,9 +1,12 @@
 /* sasrec_kernels.c: the optimised SASRec layer kernels (see sasrec_kernels.h). Matrix products go
- * through OpenBLAS sgemm/sgemv, called outside OpenMP regions; row-wise work (layer norm, softmax,
- * attention per (sequence, head)) is parallel over its outermost independent loop. Every reduction
- * runs in a fixed order, so results do not depend on the thread schedule.
+ * through nn_sgemm (OpenBLAS, or the fixed-order kernel in reproducible mode: src/nn/gemm.h) and
+ * OpenBLAS sgemv, called outside OpenMP regions; row-wise work (layer norm, softmax, attention per
+ * (sequence, head)) is parallel over its outermost independent loop. Every reduction runs in a
+ * fixed order, so results do not depend on the thread schedule.
  */
 #include "sasrec_kernels.h"
+
+#include "../nn/gemm.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -20,8 +23,7 @@ static void linear_forward(float *out, int ldo, const float *inp, int ldi, const
         for (int r = 0; r < N; r++) memcpy(out + (size_t)r * ldo, b, (size_t)OC * sizeof(float));
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, ldi, w, IC, beta,
-                out, ldo);
+    nn_sgemm(CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, ldi, w, IC, beta, out, ldo);
 }
 
 static void linear_backward(float *dinp, int ldi, float *dw, float *db, const float *dout, int ldo,
@@ -30,11 +32,9 @@ static void linear_backward(float *dinp, int ldi, float *dw, float *db, const fl
 {
     if (N <= 0) return;
     if (dinp) /* dx = dy W */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, ldo, w, IC,
-                    1.0f, dinp, ldi);
+        nn_sgemm(CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, ldo, w, IC, 1.0f, dinp, ldi);
     if (dw) /* dW = dy^T x */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, ldo, inp, ldi,
-                    1.0f, dw, IC);
+        nn_sgemm(CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, ldo, inp, ldi, 1.0f, dw, IC);
     if (db) /* db = dy^T 1 */
         cblas_sgemv(CblasRowMajor, CblasTrans, N, OC, 1.0f, dout, ldo, ones, 1, 1.0f, db, 1);
 }
@@ -250,8 +250,8 @@ static double ce_loss(float *dh, float *dwte, const float *h, const int *tgt, co
     double loss = 0.0;
     for (int r0 = 0; r0 < M; r0 += R) {
         int nr = M - r0 < R ? M - r0 : R;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, V, C, 1.0f, h + (size_t)r0 * C, C,
-                    wte, C, 0.0f, logits, V);
+        nn_sgemm(CblasNoTrans, CblasTrans, nr, V, C, 1.0f, h + (size_t)r0 * C, C, wte, C, 0.0f,
+                 logits, V);
 #pragma omp parallel for schedule(static) if ((size_t)nr * V > SASREC_PAR_MIN)
         for (int r = 0; r < nr; r++) {
             float *z = logits + (size_t)r * V;
@@ -275,10 +275,10 @@ static double ce_loss(float *dh, float *dwte, const float *h, const int *tgt, co
             z[t] -= scale;
         }
         if (dh) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, C, V, 1.0f, logits, V, wte,
-                        C, 0.0f, dh + (size_t)r0 * C, C);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, nr, 1.0f, logits, V,
-                        h + (size_t)r0 * C, C, 1.0f, dwte, C);
+            nn_sgemm(CblasNoTrans, CblasNoTrans, nr, C, V, 1.0f, logits, V, wte, C, 0.0f,
+                     dh + (size_t)r0 * C, C);
+            nn_sgemm(CblasTrans, CblasNoTrans, V, C, nr, 1.0f, logits, V, h + (size_t)r0 * C, C,
+                     1.0f, dwte, C);
         }
     }
     for (int r = 0; r < M; r++) loss += rowbuf[r];

@@ -95,7 +95,8 @@ echo
 echo "retrain / adapter = median over the retraining windows of the per-window ratio; SASRec retraining time grows"
 echo "linearly with its epochs (the stage's default retrains as long as the base model trained), so the last column"
 echo "scales this run's s/epoch to the epochs of the full runs in the README (SASRec's selected epoch: 20 on Beauty's"
-echo "stream split; quickstart.cfg's 30 on the synthetic default)."
+echo "stream split; quickstart.cfg's 30 on the synthetic default). The adapter update runs in reproducible mode"
+echo "(src/nn/gemm.h: fixed-order sgemm, so its weights are bitwise the same at any rank and thread count)."
 echo
 
 echo "#### inference overhead of the dynamic latents (target < ${TARGET}%)"

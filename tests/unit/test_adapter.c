@@ -11,8 +11,10 @@
 #include "../../src/core/json.h"
 #include "../../src/core/rng.h"
 #include "../../src/core/shard.h"
+#include "../../src/nn/gemm.h"
 #include "tap.h"
 
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -416,6 +418,120 @@ static void test_fisher(void)
 
 /* ---- 5. shards ------------------------------------------------------------------------------- */
 
+/* How far the shard sums of the losses may be from the full batch's, derived from the rounding
+ * (u = 2^-24, gamma_n = n u / (1 - n u); first order in u, so the float bounds below are doubled
+ * to cover the neglected O(u^2) terms and the double-precision evaluation of each loss, ~1e-16
+ * relative).
+ *
+ * With OpenBLAS a row's result depends on the other rows of its sgemm call, so a shard computes
+ * its users' and items' latents with other roundings than the full batch. Each element of
+ * y = W x + b (inner length n) lies within gamma_{n+1} (|W||x| + |b|) of the exact value in either
+ * call (any summation order or blocking, FMA or not), so the two differ by at most twice that.
+ * The rest is the same code on both sides; per operation it adds the spread of its inputs times
+ * its slope, and one rounding of its result on each side: relu (slope 1, exact), the gate's
+ * sigmoid (slope 1/4; expf, 1 + e and the division: 4 roundings), a g, z = z_base + a g, the score
+ * s = h . z (a float dot of length d: 2 gamma_d sum |h||z|), then the loss of example b: softmax
+ * |dl/ds_k| sums to 2 (1 - p_0) <= 2, bce has |dl/ds_k| <= 1, so |dl_b| <= 2 sum_k |ds_bk|; and
+ * the KL row occ |a g|^2 / (2 sigma^2) moves by occ sum_c 2 |a g_c| d(a g)_c / (2 sigma^2). Finally
+ * the double sums: n terms, all positive (both losses are), regrouped by shard, move by at most
+ * (n + parts) eps_64 times their total.
+ *
+ * In reproducible mode (nn_set_reproducible) every row is rounded alike in any call, so only the
+ * double sums remain. Either tolerance must stay far below a shard's own share (the check would
+ * then miss a shard dropped or counted twice); the caller checks that too. */
+static double gam(int n)
+{
+    const double u = 0x1p-24;
+    return n * u / (1.0 - n * u);
+}
+
+/* spread of row r's latent z (or h) and of its residual delta = a g, each (d) */
+static void row_spread(const adapter_side *p, const adapter_side_acts *s, int r, int Dx, int H,
+                       int d, int gate, double *dz, double *ddl)
+{
+    const double u = 0x1p-24;
+    const float *x = s->x + (size_t)r * Dx, *h = s->hact + (size_t)r * H, *g = s->g + (size_t)r * d;
+    double dh[H];
+    for (int j = 0; j < H; j++) { /* pre = W1 x + b1, relu */
+        double P = fabs(p->b1[j]);
+        for (int i = 0; i < Dx; i++) P += fabs(p->w1[(size_t)j * Dx + i]) * fabs(x[i]);
+        dh[j] = 2 * gam(Dx + 1) * P;
+    }
+    const double a = s->a[r];
+    double da = 0;
+    if (gate) { /* a = sigmoid(w_a . x + c_a) */
+        double P = fabs(p->ca[0]);
+        for (int i = 0; i < Dx; i++) P += fabs(p->wa[i]) * fabs(x[i]);
+        da = 0.25 * 2 * gam(Dx + 1) * P + 2 * 4 * u * a;
+    }
+    for (int o = 0; o < d; o++) { /* g = W2 hact + b2 */
+        double P = fabs(p->b2[o]), L = 0;
+        for (int j = 0; j < H; j++) {
+            P += fabs(p->w2[(size_t)o * H + j]) * h[j];
+            L += fabs(p->w2[(size_t)o * H + j]) * dh[j];
+        }
+        const double dg = 2 * gam(H + 1) * P + L;
+        ddl[o] = fabs(a) * dg + fabs(g[o]) * da + 2 * u * fabs(a * g[o]);
+        dz[o] = ddl[o] + 2 * u * fabs(s->z[(size_t)r * d + o]);
+    }
+}
+
+/* Tolerances (the derivation above) for the rec and KL sums of a batch split into `parts` shards,
+ * from the full batch's activations in a (a just-run train step). scale = 1 / norm. */
+static void shard_tolerances(const adapter *m, const adapter_acts *a, int parts, double rec,
+                             double kl, double *tol_rec, double *tol_kl)
+{
+    const adapter_config *c = &m->cfg;
+    const int d = c->d, H = c->hidden, K1 = c->negatives + 1, B = a->B;
+    const double scale = (float)(1.0 / B), eps = DBL_EPSILON;
+    const adapter_side_acts *S[2] = {&a->item, &a->user};
+    const adapter_side *P[2] = {&m->params.item, &m->params.user};
+    const int Dx[2] = {m->dx_item, m->dx_user};
+    const float su = c->sigma_user > 0.0f ? c->sigma_user : c->sigma;
+    const double inv_s2[2] = {1.0f / (c->sigma * c->sigma), 1.0f / (su * su)};
+    double *dz[2], *ddl[2], tk = 0;
+    for (int q = 0; q < 2; q++) {
+        const int N = S[q]->N;
+        dz[q] = malloc(((size_t)N * d + 1) * sizeof(double));
+        ddl[q] = malloc(((size_t)N * d + 1) * sizeof(double));
+        for (int r = 0; r < N; r++) {
+            row_spread(P[q], S[q], r, Dx[q], H, d, c->gate, dz[q] + (size_t)r * d,
+                       ddl[q] + (size_t)r * d);
+            double dq = 0;
+            for (int o = 0; o < d; o++) {
+                const double dl = fabs((double)S[q]->a[r] * S[q]->g[(size_t)r * d + o]);
+                dq += 2 * dl * ddl[q][(size_t)r * d + o];
+            }
+            tk += 0.5 * inv_s2[q] * scale * S[q]->occ[r] * dq;
+        }
+    }
+    double tr = 0;
+    for (int e = 0; e < B; e++) {
+        const int u = a->ex_u[e];
+        const float *h = a->user.z + (size_t)u * d;
+        const double *dh = dz[1] + (size_t)u * d;
+        double dsum = 0;
+        for (int k = 0; k < K1; k++) {
+            const int i = a->ex_i[(size_t)e * K1 + k];
+            const float *z = a->item.z + (size_t)i * d;
+            const double *dzi = dz[0] + (size_t)i * d;
+            double ds = 0, mag = 0;
+            for (int o = 0; o < d; o++) {
+                ds += fabs(h[o]) * dzi[o] + fabs(z[o]) * dh[o];
+                mag += fabs(h[o]) * fabs(z[o]);
+            }
+            dsum += ds + 2 * gam(d) * mag;
+        }
+        tr += 2 * dsum;
+    }
+    *tol_rec = 2 * scale * tr + (B + parts) * eps * rec;
+    *tol_kl = 2 * tk + (2 * (a->item.N + a->user.N) + parts) * eps * kl;
+    for (int q = 0; q < 2; q++) {
+        free(dz[q]);
+        free(ddl[q]);
+    }
+}
+
 static void test_shards(void)
 {
     for (int loss = 0; loss < 2; loss++) {
@@ -432,6 +548,9 @@ static void test_shards(void)
         adapter_loss lf;
         adapter_zero_grad(&m);
         CHECK(adapter_train_step(&m, &a, &w.t, &b, &lf) == DM_OK, "full");
+        double tol_rec[4], tol_kl[4];
+        for (int parts = 2; parts <= 3; parts++)
+            shard_tolerances(&m, &a, parts, lf.rec, lf.kl, &tol_rec[parts], &tol_kl[parts]);
         float *full = malloc(m.nparams * sizeof(float)), *fis = malloc(m.nparams * sizeof(float));
         memcpy(full, m.grads_mem, m.nparams * sizeof(float));
         adapter_fisher_begin(&m);
@@ -445,7 +564,7 @@ static void test_shards(void)
               "train step not reproducible");
         for (int parts = 2; parts <= 3; parts++) {
             float *sum = calloc(m.nparams, sizeof(float)), *fsum = calloc(m.nparams, sizeof(float));
-            double rec = 0, kl = 0;
+            double rec = 0, kl = 0, min_rec = INFINITY, min_kl = INFINITY;
             for (int p = 0; p < parts; p++) {
                 size_t lo, hi;
                 dm_shard_even((size_t)G, parts, p, &lo, &hi);
@@ -456,6 +575,8 @@ static void test_shards(void)
                 for (size_t j = 0; j < m.nparams; j++) sum[j] += m.grads_mem[j];
                 rec += l.rec;
                 kl += l.kl;
+                min_rec = fmin(min_rec, l.rec);
+                min_kl = fmin(min_kl, l.kl);
                 adapter_fisher_begin(&m);
                 adapter_fisher_accumulate(&m, &a, &w.t, &sb);
                 for (size_t j = 0; j < m.nparams; j++) fsum[j] += m.fisher_acc[j];
@@ -466,15 +587,53 @@ static void test_shards(void)
                 df = fmax(df, fabs(fsum[j] - fis[j]));
             }
             printf("# %d shards (%s): |sum of shard gradients - full| = %.2g (max |g| %.2g), "
-                   "loss diff %.2g, Fisher diff %.2g\n", parts, loss ? "bce" : "softmax", d, gm,
-                   fabs(rec + kl - lf.rec - lf.kl), df);
+                   "rec diff %.2g (tol %.2g), KL diff %.2g (tol %.2g), Fisher diff %.2g\n", parts,
+                   loss ? "bce" : "softmax", d, gm, fabs(rec - lf.rec), tol_rec[parts],
+                   fabs(kl - lf.kl), tol_kl[parts], df);
             CHECK(d <= 1e-6 * gm + 1e-9, "%d shards: gradient sum differs by %g", parts, d);
-            NEAR(rec, lf.rec, 1e-9 * fabs(lf.rec) + 1e-12, "shard rec losses sum to the full loss");
-            NEAR(kl, lf.kl, 1e-9 * fabs(lf.kl) + 1e-12, "shard KL terms sum to the full term");
+            NEAR(rec, lf.rec, tol_rec[parts], "shard rec losses sum to the full loss");
+            NEAR(kl, lf.kl, tol_kl[parts], "shard KL terms sum to the full term");
+            CHECK(tol_rec[parts] < 0.1 * min_rec && tol_kl[parts] < 0.1 * min_kl,
+                  "%d shards: tolerances %g, %g would not see a shard's share %g, %g dropped", parts,
+                  tol_rec[parts], tol_kl[parts], min_rec, min_kl);
             CHECK(df <= 1e-6 * fm, "%d shards: Fisher sum differs by %g", parts, df);
             free(sum);
             free(fsum);
         }
+        /* reproducible mode: each example's loss is bitwise that of the full batch whichever shard
+         * computes it, so the sums differ only by the regrouping of positive doubles */
+        nn_set_reproducible(1);
+        adapter_loss lr;
+        adapter_zero_grad(&m);
+        CHECK(adapter_train_step(&m, &a, &w.t, &b, &lr) == DM_OK, "full (reproducible)");
+        double *rowf = malloc((size_t)G * sizeof(double));
+        memcpy(rowf, a.rowloss, (size_t)G * sizeof(double));
+        const int nrows = a.item.N + a.user.N;
+        for (int parts = 2; parts <= 3; parts++) {
+            double rec = 0, kl = 0;
+            int same = 1;
+            for (int p = 0; p < parts; p++) {
+                size_t lo, hi;
+                dm_shard_even((size_t)G, parts, p, &lo, &hi);
+                adapter_batch sb = wbatch(&w, (int)lo, (int)hi, G);
+                adapter_loss l;
+                adapter_zero_grad(&m);
+                CHECK(adapter_train_step(&m, &a, &w.t, &sb, &l) == DM_OK, "shard (reproducible)");
+                same &= !memcmp(a.rowloss, rowf + lo, (hi - lo) * sizeof(double));
+                rec += l.rec;
+                kl += l.kl;
+            }
+            printf("# %d shards (%s), reproducible mode: per-example losses %s, rec diff %.2g, KL "
+                   "diff %.2g\n", parts, loss ? "bce" : "softmax", same ? "bitwise equal" : "DIFFER",
+                   fabs(rec - lr.rec), fabs(kl - lr.kl));
+            CHECK(same, "%d shards, reproducible mode: an example's loss depends on its shard", parts);
+            NEAR(rec, lr.rec, (G + parts) * DBL_EPSILON * lr.rec,
+                 "reproducible: shard rec losses sum to the full loss");
+            NEAR(kl, lr.kl, (2 * nrows + parts) * DBL_EPSILON * lr.kl,
+                 "reproducible: shard KL terms sum to the full term");
+        }
+        nn_set_reproducible(0);
+        free(rowf);
         /* a batch over max_batch is an error, not an overflow */
         adapter_batch big = wbatch(&w, 0, G, G);
         big.B = G + 1;
