@@ -1,6 +1,6 @@
 # dynmm: build, test, benchmark and run.
 #
-#   make              build build/dynmm
+#   make              build build/dynmm (portable; NATIVE=1 for -march=native)
 #   make quickstart   install what is missing, build, run the pipeline on the synthetic default (mpirun -n 2)
 #   make check        install what is missing, build, run every test (1, 2 and 3 ranks)
 #   make bench        benchmarks (ratios against references measured in the same run)
@@ -14,7 +14,14 @@ PREFIX ?= /usr/local
 BUILD ?= build
 CC := gcc
 MPICC ?= mpicc
+# Portable by default: a binary built on a login node runs on every node of a cluster whose CPUs
+# differ (x86-64-v2: SSE4.2/POPCNT, every x86-64 server since 2009). NATIVE=1 tunes for the build
+# machine (-march=native: AVX2/AVX-512 where present); OpenBLAS picks its kernels at run time either way.
+ifeq ($(NATIVE),1)
 OPT ?= -O3 -march=native
+else
+OPT ?= -O3 -march=x86-64-v2 -mtune=generic
+endif
 SAN ?=
 V ?= 0
 ifeq ($(V),0)
@@ -65,15 +72,21 @@ MPIT_BIN := $(MPIT_SRC:tests/mpi/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
+# Objects follow the compiler flags: a change of OPT, NATIVE or SAN rebuilds everything.
+FLAGS_STAMP := $(BUILD)/.flags
+ifeq ($(filter deps deps-test clean,$(MAKECMDGOALS)),)
+$(shell mkdir -p $(BUILD); echo '$(CC) $(OPT) $(SAN)' | cmp -s - $(FLAGS_STAMP) || echo '$(CC) $(OPT) $(SAN)' > $(FLAGS_STAMP))
+endif
+
 .PHONY: all deps deps-test check bench benches asan quickstart install clean tests reference-config
 
 all: $(BUILD)/dynmm
 
-$(BUILD)/src/%.o: src/%.c $(CORE_HDR)
+$(BUILD)/src/%.o: src/%.c $(CORE_HDR) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CORE_CFLAGS) -c $< -o $@
 
-$(BUILD)/mpi/%.o: mpi/%.c $(CORE_HDR) $(MPI_HDR)
+$(BUILD)/mpi/%.o: mpi/%.c $(CORE_HDR) $(MPI_HDR) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(Q)$(MPICC) $(MPI_CFLAGS) -DDM_CFLAGS='"$(DM_CFLAGS_STR)"' -c $< -o $@
 

@@ -54,23 +54,44 @@ int cands_split(const dm_cfg *cfg, const dm_dataset *d, const int8_t **roles)
     return DM_OK;
 }
 
-int cands_generate(par_ctx *ctx, const dm_cfg *cfg, dm_dataset *d, size_t lo, size_t hi)
+static int is_sampled(const char *p)
+{
+    char kind;
+    size_t n;
+    if (!strncmp(p, "top", 3)) return 0;
+    if (cands_parse(p, &kind, &n)) {
+        dm_error_clear();
+        return 0;
+    }
+    return kind != 0;
+}
+
+int cands_draw(par_ctx *ctx, const dm_cfg *cfg, dm_dataset *d, const char *const *protocols, size_t np, size_t lo,
+               size_t hi)
 {
     uint64_t seed = cands_seed(cfg);
+    for (int c = 0; c < d->n_cand; c++) free(d->cand[c].rows);
+    memset(d->cand, 0, sizeof d->cand);
+    d->n_cand = 0;
+    d->cand_seed = seed;
     d->cand_row0 = lo;
     d->cand_rows = hi - lo;
-    size_t np = dm_cfg_len(cfg, "eval.protocols");
     metrics_alias alias;
     memset(&alias, 0, sizeof alias);
     int have_alias = 0, rc = DM_OK;
-    size_t short_users = 0;
+    size_t short_users = 0, maxlen = 1;
+    for (size_t u = lo; u < hi; u++)
+        if ((size_t)(d->user_off[u + 1] - d->user_off[u]) > maxlen) maxlen = (size_t)(d->user_off[u + 1] - d->user_off[u]);
     for (size_t k = 0; k < np && !rc; k++) {
-        const char *name = dm_cfg_str_at(cfg, "eval.protocols", k);
+        const char *name = protocols[k];
         char kind;
         size_t N;
+        if (!is_sampled(name)) continue;
         DM_CALL(cands_parse(name, &kind, &N));
-        if (!kind) continue;
-        if (d->n_cand >= 8) return DM_ERR(DM_ECONFIG, "eval.protocols: at most 8 sampled protocols");
+        int dup = 0;
+        for (int c = 0; c < d->n_cand; c++) dup |= !strcmp(d->cand[c].name, name);
+        if (dup) continue;
+        if (d->n_cand >= 8) return DM_ERR(DM_ECONFIG, "at most 8 sampled protocols ('%s' is the ninth)", name);
         if (kind == 'p' && !have_alias) {
             const int8_t *roles;
             DM_CALL(cands_split(cfg, d, &roles));
@@ -92,8 +113,9 @@ int cands_generate(par_ctx *ctx, const dm_cfg *cfg, dm_dataset *d, size_t lo, si
         uint64_t pk = metrics_protocol_key(name);
         metrics_ws ws;
         DM_CALL(metrics_ws_init(&ws, d->n_items));
+        /* the user's whole history, repeats included: it can be longer than the catalogue */
         int32_t *items;
-        DM_ALLOC(items, d->n_items + 1);
+        DM_ALLOC(items, maxlen);
         for (size_t u = lo; u < hi && !rc; u++) {
             size_t m = 0;
             for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) items[m++] = d->item[j];
@@ -116,6 +138,15 @@ int cands_generate(par_ctx *ctx, const dm_cfg *cfg, dm_dataset *d, size_t lo, si
     int64_t s = (int64_t)short_users;
     DM_CALL(par_agree(ctx, rc));
     DM_CALL(par_allreduce_sum_i64(ctx, &s, 1));
-    if (s) dm_warn("%lld users have too few untouched items for a sampled protocol and are left out of it", (long long)s);
+    if (s) dm_warn("%lld user-protocol pairs have too few untouched items for a sampled protocol and are left out of it", (long long)s);
     return DM_OK;
+}
+
+int cands_draw_key(par_ctx *ctx, const dm_cfg *cfg, dm_dataset *d, const char *key, size_t lo, size_t hi)
+{
+    size_t n = dm_cfg_len(cfg, key);
+    const char *p[64];
+    if (n > 64) return DM_ERR(DM_ECONFIG, "%s: at most 64 protocols", key);
+    for (size_t k = 0; k < n; k++) p[k] = dm_cfg_str_at(cfg, key, k);
+    return cands_draw(ctx, cfg, d, p, n, lo, hi);
 }

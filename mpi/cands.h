@@ -1,10 +1,13 @@
-/* cands.h: the stored candidate sets of the sampled protocols (uniN, popN of eval.protocols).
+/* cands.h: the candidate sets of the sampled protocols (uniN, popN).
  *
- * They are drawn once, when the dataset is written, and stored in dataset.h5 under
- * /candidates/<protocol> as (n_users, N) item ids, so every model of every later stage is scored on
- * exactly the same sets. The negatives of user u exclude every item u touched (train, valid and
- * test) and are keyed by (eval seed, u, protocol) (src/eval/metrics_sample.h): they do not depend on
- * the rank count. popN draws in proportion to train counts (split.protocol) ^ eval.pop_power.
+ * The negatives of user u exclude every item u touched (train, valid and test) and are a pure
+ * function of (eval seed, u, protocol name, the dataset) (src/eval/metrics_sample.h): every stage
+ * that scores a sampled protocol draws them itself with cands_draw and gets exactly the same sets,
+ * whatever the rank count or the other protocols listed. So adding a protocol to eval.protocols
+ * reruns only the eval stage (the dataset is not rewritten, no model retrains), and the LLM
+ * recommenders of the prompt stage are scored on the very sets `dynmm eval` stores in results.h5
+ * (/candidates/<protocol>). popN draws in proportion to train counts (split.protocol) ^
+ * eval.pop_power. The keys they depend on: eval.seed, eval.pop_power, split.protocol, run.seed.
  */
 #ifndef DM_CANDS_H
 #define DM_CANDS_H
@@ -18,8 +21,14 @@
 uint64_t cands_seed(const dm_cfg *cfg);
 /* Parses "uni99" / "pop19" into kind ('u' or 'p') and N; "full" gives kind 0. */
 int cands_parse(const char *proto, char *kind, size_t *n);
-/* Draws the sets for users [lo, hi) into d->cand (rows of that block). */
-int cands_generate(par_ctx *ctx, const dm_cfg *cfg, dm_dataset *d, size_t lo, size_t hi);
+/* Draws the sets of the sampled protocols among protocols[0..n) (others, such as "full" or
+ * "top50", are passed over) for users [lo, hi) into d->cand, replacing any held: row u - lo of
+ * d->cand[c].rows belongs to user u (d->cand_row0 = lo). Users with too few untouched items get a
+ * row of -1 (they take no part; one warning). Collective. */
+int cands_draw(par_ctx *ctx, const dm_cfg *cfg, dm_dataset *d, const char *const *protocols, size_t n,
+               size_t lo, size_t hi);
+/* The same for the protocols of list key `key` ("eval.protocols", "prompt.protocols"). */
+int cands_draw_key(par_ctx *ctx, const dm_cfg *cfg, dm_dataset *d, const char *key, size_t lo, size_t hi);
 /* The roles array of split.protocol, or an error naming the key when the dataset lacks it. */
 int cands_split(const dm_cfg *cfg, const dm_dataset *d, const int8_t **roles);
 

@@ -152,6 +152,8 @@ typedef struct {
     double best;         /* best validation metric */
     long best_epoch;
     long bad_rounds;
+    double epoch_loss;   /* the current epoch's loss summed over its steps so far (all ranks) */
+    double epoch_secs;   /* and its seconds so far */
 } train_state;
 
 static int ckpt_path(par_ctx *ctx, const dm_cfg *cfg, char *out, size_t cap)
@@ -179,6 +181,8 @@ static int ckpt_write(par_ctx *ctx, const dm_cfg *cfg, const sasrec *m, const fl
     if (!rc) rc = h5_attr_f64(&f, "/", "best", st->best);
     if (!rc) rc = h5_attr_i64(&f, "/", "best_epoch", st->best_epoch);
     if (!rc) rc = h5_attr_i64(&f, "/", "bad_rounds", st->bad_rounds);
+    if (!rc) rc = h5_attr_f64(&f, "/", "epoch_loss", st->epoch_loss);
+    if (!rc) rc = h5_attr_f64(&f, "/", "epoch_seconds", st->epoch_secs);
     rc = par_agree(ctx, rc);
     if (rc) {
         h5_discard(&f);
@@ -234,6 +238,8 @@ static int ckpt_read(par_ctx *ctx, const dm_cfg *cfg, sasrec *m, float *best, tr
     A("bad_rounds", st->bad_rounds);
 #undef A
     if (!rc) rc = h5_get_attr_f64(&f, "/", "best", &st->best);
+    if (!rc) rc = h5_get_attr_f64(&f, "/", "epoch_loss", &st->epoch_loss);
+    if (!rc) rc = h5_get_attr_f64(&f, "/", "epoch_seconds", &st->epoch_secs);
     h5_close(&f);
     DM_CALL(par_agree(ctx, rc));
     *found = 1;
@@ -248,7 +254,7 @@ static int validate(par_ctx *ctx, const dm_cfg *cfg, const ev_split *vs, scorer 
     dm_shard_even(vs->d->n_users, ctx->size, ctx->rank, &lo, &hi);
     double *rows;
     DM_ALLOC(rows, (hi - lo + 1) * spec->ncols);
-    const char *proto = dm_cfg_str_at(cfg, "eval.protocols", 0);
+    const char *proto = dm_cfg_str(cfg, "sasrec.select_protocol");
     int rc = ev_score_users(vs, spec, proto, sasrec_score, sc, lo, hi, (size_t)dm_cfg_int(cfg, "sasrec.eval_batch"), rows);
     rc = par_agree(ctx, rc);
     double *mean = NULL;
@@ -345,11 +351,26 @@ int cf_sasrec_fit(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const in
     size_t col = !strcmp(sel, "hit@10") ? metrics_col(&spec, METRICS_HIT, 0)
                                         : !strcmp(sel, "mrr") ? metrics_col(&spec, METRICS_MRR, 0)
                                                               : metrics_col(&spec, METRICS_NDCG, 0);
-    ev_split vs = {d, roles, DM_VALID};
     int has_valid = 0;
     for (size_t i = 0; i < d->n_inter && !has_valid && !epochs_override; i++) has_valid = roles[i] == DM_VALID;
+    /* the validation candidates of a sampled sasrec.select_protocol, drawn for this rank's users
+       into a shallow copy of the dataset (only its candidate rows are its own) */
+    dm_dataset dv = *d;
+    dv.n_cand = 0;
+    memset(dv.cand, 0, sizeof dv.cand);
+    if (has_valid) {
+        size_t vlo, vhi;
+        dm_shard_even(d->n_users, ctx->size, ctx->rank, &vlo, &vhi);
+        const char *vp = dm_cfg_str(cfg, "sasrec.select_protocol");
+        rc = cands_draw(ctx, cfg, &dv, &vp, 1, vlo, vhi);
+        if (rc) {
+            metrics_spec_free(&spec);
+            return rc;
+        }
+    }
+    ev_split vs = {&dv, roles, DM_VALID};
 
-    train_state st = {0, 0, 0, -INFINITY, -1, 0};
+    train_state st = {0, 0, 0, -INFINITY, -1, 0, 0.0, 0.0};
     int found = 0;
     if (stage_hash && dm_cfg_bool(cfg, "run.resume"))
         DM_CALL(ckpt_read(ctx, cfg, &m, best, &st, stage_hash, &curve, &ncurve, &found));
@@ -379,8 +400,10 @@ int cf_sasrec_fit(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const in
             perm[k - 1] = perm[j];
             perm[j] = x;
         }
-        double t0 = dm_wtime(), loss_sum = 0;
-        long steps0 = st.step;
+        /* a resumed epoch continues its sums: rank 0 carries the steps before the checkpoint */
+        double t0 = dm_wtime() - st.epoch_secs, loss_sum = ctx->rank == 0 ? st.epoch_loss : 0.0;
+        long steps0 = st.step - st.batch;
+        st.epoch_loss = st.epoch_secs = 0.0;
         for (; st.batch < nb_per_epoch && !rc; st.batch++) {
             size_t b0 = (size_t)st.batch * (size_t)G;
             size_t bn = ts.nu - b0 < (size_t)G ? ts.nu - b0 : (size_t)G;
@@ -417,7 +440,11 @@ int cf_sasrec_fit(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const in
                 rc = par_allreduce_max_i64(ctx, &stop, 1);
                 if (!rc && stop) {
                     st.batch++;
-                    rc = ckpt_write(ctx, cfg, &m, best, &st, stage_hash, curve, ncurve);
+                    st.epoch_loss = loss_sum;
+                    st.epoch_secs = dm_wtime() - t0;
+                    rc = par_allreduce_sum_f64(ctx, &st.epoch_loss, 1);
+                    if (!rc) rc = par_bcast(ctx, &st.epoch_secs, sizeof st.epoch_secs, 0);
+                    if (!rc) rc = ckpt_write(ctx, cfg, &m, best, &st, stage_hash, curve, ncurve);
                     if (!rc) {
                         rc = DM_ERR(DM_EIO, "interrupted by a signal at step %ld; checkpoint written", st.step);
                         DM_HINT("rerun the same command (run.resume = true) to continue from it");
@@ -519,6 +546,7 @@ int cf_sasrec_fit(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const in
     if (!rc) dm_log("  sasrec: %ld epochs, %ld steps, %.1fs training; kept epoch %ld (valid %s %.4f)", st.epoch, st.step,
                     t_train, st.best_epoch, sel, st.best);
 keep:
+    for (int c = 0; c < dv.n_cand; c++) free(dv.cand[c].rows);
     metrics_spec_free(&spec);
     free(best);
     free(seq);

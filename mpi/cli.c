@@ -85,33 +85,17 @@ static int mkdirs(const char *path)
 
 int cli_run_path(par_ctx *ctx, const dm_cfg *cfg, const char *file, char *out, size_t cap)
 {
+    (void)ctx;
     const char *dir = dm_cfg_str(cfg, "run.dir");
-    int rc = DM_OK;
-    if (ctx->rank == 0 && dir[0]) rc = mkdirs(dir);
-    DM_CALL(par_agree(ctx, rc));
     if ((size_t)snprintf(out, cap, "%s%s%s", dir, dir[0] ? "/" : "", file) >= cap)
         return DM_ERR(DM_ECONFIG, "run.dir '%s' is too long", dir);
     return DM_OK;
 }
 
-int cli_stage_main(par_ctx *ctx, int argc, char **argv, const char *name, const char *usage,
-                   int (*stage)(par_ctx *, const dm_cfg *))
+int cli_make_run_dir(par_ctx *ctx, const dm_cfg *cfg)
 {
-    cli_args a;
-    DM_CALL(cli_parse(argc, argv, &a));
-    if (cli_help(ctx, &a, usage)) {
-        cli_args_free(&a);
-        return DM_OK;
-    }
-    dm_cfg cfg;
-    int rc = cli_load_config(ctx, &a, &cfg);
-    if (!rc && a.npositional) {
-        rc = DM_ERR(DM_ECONFIG, "%s: unexpected argument '%s'", name, a.positional[0]);
-        DM_HINT("config files end in .cfg; settings go through --set group.key=value");
-    }
-    cli_args_free(&a);
-    rc = par_agree(ctx, rc);
-    if (!rc) rc = stage(ctx, &cfg);
-    dm_cfg_free(&cfg);
-    return rc;
+    const char *dir = dm_cfg_str(cfg, "run.dir");
+    int rc = DM_OK;
+    if (ctx->rank == 0 && dir[0]) rc = mkdirs(dir);
+    return par_agree(ctx, rc);
 }

@@ -41,12 +41,10 @@ void cli_args_free(cli_args *a);
 int cli_load_config(par_ctx *ctx, const cli_args *a, dm_cfg *cfg);
 /* Prints the usage text when a->help and returns 1 (the caller then returns 0). */
 int cli_help(par_ctx *ctx, const cli_args *a, const char *usage);
-/* The body of a stage command that takes only configs and --set: parses, prints `usage` for
- * --help, loads the config, refuses stray arguments naming `name`, runs `stage`. */
-int cli_stage_main(par_ctx *ctx, int argc, char **argv, const char *name, const char *usage,
-                   int (*stage)(par_ctx *, const dm_cfg *));
-/* Joins run.dir and a file name; creates run.dir (rank 0) if needed. */
+/* Joins run.dir and a file name (local, not collective). */
 int cli_run_path(par_ctx *ctx, const dm_cfg *cfg, const char *file, char *out, size_t cap);
+/* Creates run.dir (rank 0) if needed. Collective. */
+int cli_make_run_dir(par_ctx *ctx, const dm_cfg *cfg);
 
 int cmd_config(par_ctx *ctx, int argc, char **argv);
 int cmd_run(par_ctx *ctx, int argc, char **argv);

@@ -49,7 +49,7 @@ static const char *USAGE =
     "item titles, brands and categories (lsa.*, ScaLAPACK). Writes <run.dir>/align.h5 with z_base\n"
     "(items) and h_base (users).\n";
 
-const char *const align_config_groups[] = {"align", "lsa", "modal", "split", "eval.protocols", NULL};
+const char *const align_config_groups[] = {"align", "lsa", "modal.pca_dim", "modal.pca_above", "modal.pca_whiten", "split.protocol", NULL};
 
 typedef struct {
     const float *z;  /* (n_items, d) */
@@ -82,14 +82,11 @@ static int latents(align_model *m, align_acts *ai, const ai_inputs *in, const ui
     return DM_OK;
 }
 
-int stage_align(par_ctx *ctx, const dm_cfg *cfg)
+int stage_align(stage_run *sr)
 {
-    double t0 = dm_wtime();
-    char dpath[4096], cpath[4096], out[4096], hash[65];
-    DM_CALL(cli_run_path(ctx, cfg, "dataset.h5", dpath, sizeof dpath));
-    DM_CALL(cli_run_path(ctx, cfg, "cf.h5", cpath, sizeof cpath));
-    DM_CALL(cli_run_path(ctx, cfg, "align.h5", out, sizeof out));
-    DM_CALL(stage_hash(ctx, stage_find("align"), cfg, hash));
+    par_ctx *ctx = sr->ctx;
+    const dm_cfg *cfg = sr->cfg;
+    const char *dpath = stage_input(sr, "dataset.h5"), *cpath = stage_input(sr, "cf.h5");
     dm_dataset d;
     DM_CALL(ds_read(ctx, dpath, &d));
     const int8_t *roles = NULL;
@@ -397,8 +394,7 @@ int stage_align(par_ctx *ctx, const dm_cfg *cfg)
         h5file f;
         memset(&f, 0, sizeof f);
         f.id = -1;
-        if (!rc) rc = par_agree(ctx, h5_create(ctx, out, (int)dm_cfg_int(cfg, "io.compress"), (size_t)dm_cfg_int(cfg, "io.chunk_rows"), &f));
-        if (!rc) rc = h5_write_provenance(&f, ALIGN_FORMAT, 1, "align", cfg, hash);
+        if (!rc) rc = stage_output_create(sr, ALIGN_FORMAT, 1, &f);
         for (int t = 0; !rc && t < m.ntensors; t++) {
             const char *name;
             int nd;
@@ -444,17 +440,8 @@ int stage_align(par_ctx *ctx, const dm_cfg *cfg)
 #undef AI64
         if (!rc) rc = h5_attr_f64(&f, "/align", "best_valid", best_v);
         if (!rc) rc = h5_attr_f64(&f, "/align", "train_seconds", t_train);
-        if (!rc) rc = h5_attr_f64(&f, "/", "wall_seconds", dm_wtime() - t0);
-        rc = par_agree(ctx, rc);
-        if (rc) {
-            if (f.id >= 0) h5_discard(&f);
-        } else {
-            rc = h5_commit(&f);
-            if (!rc) {
-                dm_log("wrote %s in %.1fs (kept epoch %ld, valid ndcg@10 %.4f)", out, dm_wtime() - t0, best_epoch, best_v);
-                par_log_peak(ctx);
-            }
-        }
+        rc = stage_output_finish(sr, &f, rc);
+        if (!rc) dm_log("  align: kept epoch %ld, valid ndcg@10 %.4f", best_epoch, best_v);
         if (have_spec) metrics_spec_free(&spec);
         free(ht);
         free(curve);
@@ -489,7 +476,7 @@ early:
     return par_agree(ctx, rc);
 }
 
-int cmd_align(par_ctx *ctx, int argc, char **argv) { return cli_stage_main(ctx, argc, argv, "align", USAGE, stage_align); }
+int cmd_align(par_ctx *ctx, int argc, char **argv) { return stage_command(ctx, argc, argv, "align", USAGE, NULL); }
 
 int align_load(par_ctx *ctx, const char *path, int batch, align_model *m, align_acts *ai, float **z_base, size_t *n_items)
 {

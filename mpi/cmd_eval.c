@@ -3,6 +3,7 @@
  *
  * results.h5 (format "dynmm-results" v1):
  *   /columns/{chars,offsets}             metric names of the row layout ("hit@1", ..., "mrr")
+ *   /candidates/<uniN|popN>              int32 (n_users, N): the sampled negatives scored (cands.h)
  *   /<split>/<protocol>/<model>          float64 (n_users, ncols): per-user metrics, NaN rows for
  *                                        users without a target (or stored negatives) in that split
  *   attributes of each dataset: users (scored), mean (ncols), seconds
@@ -49,13 +50,13 @@ static const char *USAGE =
     "usage: dynmm eval CONFIG.cfg [--set group.key=value ...]\n\n"
     "Scores the models of eval.models (pop, ease, sasrec from cf.h5, ...) on the splits of eval.splits\n"
     "and the protocols of eval.protocols: 'full' ranks the whole catalogue minus the user's history,\n"
-    "'uniN'/'popN' rank each target against the N negatives stored in dataset.h5, the same for every\n"
-    "model. Metrics Hit@K, NDCG@K, Recall@K (eval.ks) and MRR, ties at their expected rank\n"
+    "'uniN'/'popN' rank each target against N sampled negatives, drawn from eval.seed and the same for\n"
+    "every model and every stage (stored in results.h5 under /candidates). Metrics Hit@K, NDCG@K, Recall@K (eval.ks) and MRR, ties at their expected rank\n"
     "(eval.ties). Per-user rows go to <run.dir>/results.h5; the means are printed. With\n"
     "stress.enabled, also the aligner's stress variants (align@drop_*, align@noise_*, align@shuffle_*) and\n"
     "the cold-item subsets (<model>@cold) of stress.models.\n";
 
-const char *const eval_config_groups[] = {"eval", "split", "stress", NULL};
+const char *const eval_config_groups[] = {"eval", "split.protocol", "stress", NULL};
 
 /* ---- models ------------------------------------------------------------------------------ */
 
@@ -477,18 +478,18 @@ static int run_stress(ev_out *o, const dm_cfg *cfg, const int8_t *roles, const i
 
 /* ---- the stage --------------------------------------------------------------------------- */
 
-int stage_eval(par_ctx *ctx, const dm_cfg *cfg)
+static int eval_model_known(const char *m)
 {
-    double t0 = dm_wtime();
-    char in[4096], out[4096], hash[65];
-    DM_CALL(cli_run_path(ctx, cfg, "dataset.h5", in, sizeof in));
-    DM_CALL(cli_run_path(ctx, cfg, "results.h5", out, sizeof out));
-    DM_CALL(stage_hash(ctx, stage_find("eval"), cfg, hash));
+    return !strcmp(m, "pop") || !strcmp(m, "ease") || !strcmp(m, "sasrec") || !strcmp(m, "align");
+}
+
+int check_eval(const dm_cfg *cfg)
+{
+    char w[256];
     size_t nm = dm_cfg_len(cfg, "eval.models"), np = dm_cfg_len(cfg, "eval.protocols"), ns = dm_cfg_len(cfg, "eval.splits");
     for (size_t k = 0; k < ns; k++) {
         const char *sp = dm_cfg_str_at(cfg, "eval.splits", k);
         if (strcmp(sp, "valid") && strcmp(sp, "test")) {
-            char w[256];
             DM_ERR(DM_ECONFIG, "%s: unknown split '%s' (valid or test)", dm_cfg_where(cfg, "eval.splits", w, sizeof w), sp);
             return DM_ECONFIG;
         }
@@ -498,8 +499,55 @@ int stage_eval(par_ctx *ctx, const dm_cfg *cfg)
         size_t n;
         DM_CALL(cands_parse(dm_cfg_str_at(cfg, "eval.protocols", k), &kind, &n));
     }
+    for (size_t k = 0; k < nm; k++) {
+        const char *mname = dm_cfg_str_at(cfg, "eval.models", k);
+        if (!eval_model_known(mname)) {
+            DM_ERR(DM_ECONFIG, "%s: unknown model '%s'", dm_cfg_where(cfg, "eval.models", w, sizeof w), mname);
+            DM_HINT("models: pop, ease, sasrec, align");
+            return DM_ECONFIG;
+        }
+    }
+    if (dm_cfg_bool(cfg, "stress.enabled")) DM_CALL(stress_check(cfg));
+    return DM_OK;
+}
+
+/* eval reads cf.h5 for pop, ease and sasrec, align.h5 for align and the stress experiments */
+int uses_eval(const dm_cfg *cfg, const char *input)
+{
+    if (!strcmp(input, "dataset.h5")) return 1;
+    int cf = 0, al = 0;
+    for (size_t k = 0; k < dm_cfg_len(cfg, "eval.models"); k++) {
+        const char *m = dm_cfg_str_at(cfg, "eval.models", k);
+        if (!strcmp(m, "align")) al = 1;
+        else cf = 1;
+    }
+    if (dm_cfg_bool(cfg, "stress.enabled") && in_list(cfg, "stress.models", "align")) al = 1;
+    return !strcmp(input, "cf.h5") ? cf : al;
+}
+
+/* The sampled candidate sets scored, stored beside the rows for the record (kind "rows": not a
+ * table of metrics). */
+static int write_candidates(h5file *f, const dm_dataset *d, size_t lo, size_t hi)
+{
+    int rc = DM_OK;
+    for (int c = 0; c < d->n_cand && !rc; c++) {
+        char nm[128];
+        snprintf(nm, sizeof nm, "/candidates/%s", d->cand[c].name);
+        rc = h5_write_rows(f, nm, H5_I32, d->n_users, d->cand[c].n, lo, hi - lo, d->cand[c].rows);
+        if (!rc) rc = h5_attr_str(f, nm, "kind", "rows");
+        if (!rc) rc = h5_attr_i64(f, nm, "seed", (int64_t)d->cand_seed);
+        if (!rc) rc = h5_attr_str(f, nm, "columns", "negative item ids (dense); -1 rows: users left out of the protocol");
+    }
+    return rc;
+}
+
+int stage_eval(stage_run *sr)
+{
+    par_ctx *ctx = sr->ctx;
+    const dm_cfg *cfg = sr->cfg;
+    DM_CALL(par_agree(ctx, check_eval(cfg)));
+    size_t nm = dm_cfg_len(cfg, "eval.models"), np = dm_cfg_len(cfg, "eval.protocols"), ns = dm_cfg_len(cfg, "eval.splits");
     const int stress = dm_cfg_bool(cfg, "stress.enabled");
-    if (stress) DM_CALL(stress_check(cfg));
     /* stress splits: those of stress.splits that eval.splits scores, in eval.splits order */
     int ssplits[2];
     size_t nss = 0;
@@ -517,18 +565,19 @@ int stage_eval(par_ctx *ctx, const dm_cfg *cfg)
     for (size_t k = 0; k < nk; k++) ks[k] = dm_cfg_int_at(cfg, "eval.ks", k);
     DM_CALL(metrics_spec_init(&spec, ks, nk, ties));
     dm_dataset d;
-    DM_CALL(ds_read(ctx, in, &d));
+    DM_CALL(ds_read(ctx, stage_input(sr, "dataset.h5"), &d));
     const int8_t *roles = NULL;
     int rc = par_agree(ctx, cands_split(cfg, &d, &roles));
     size_t lo, hi;
     dm_shard_even(d.n_users, ctx->size, ctx->rank, &lo, &hi);
+    if (!rc) rc = cands_draw_key(ctx, cfg, &d, "eval.protocols", lo, hi);
     double *rows = calloc((hi - lo + 1) * spec.ncols, sizeof *rows), *mean = calloc(spec.ncols, sizeof *mean);
     if (!rows || !mean) rc = DM_ERR(DM_ENOMEM, "out of memory");
     h5file f;
     memset(&f, 0, sizeof f);
     f.id = -1;
-    if (!rc) rc = par_agree(ctx, h5_create(ctx, out, (int)dm_cfg_int(cfg, "io.compress"), (size_t)dm_cfg_int(cfg, "io.chunk_rows"), &f));
-    if (!rc) rc = h5_write_provenance(&f, RES_FORMAT, 1, "eval", cfg, hash);
+    if (!rc) rc = stage_output_create(sr, RES_FORMAT, 1, &f);
+    if (!rc) rc = par_agree(ctx, write_candidates(&f, &d, lo, hi));
     if (!rc) {
         dm_strtab cols = {0};
         char nmb[32];
@@ -577,13 +626,6 @@ int stage_eval(par_ctx *ctx, const dm_cfg *cfg)
         const char *mname = dm_cfg_str_at(cfg, "eval.models", mi);
         model m;
         ev_score_fn fn = NULL;
-        if (strcmp(mname, "pop") && strcmp(mname, "ease") && strcmp(mname, "sasrec") && strcmp(mname, "align")) {
-            char w[256];
-            rc = DM_ERR(DM_ECONFIG, "%s: unknown model '%s'", dm_cfg_where(cfg, "eval.models", w, sizeof w), mname);
-            DM_HINT("models: pop, ease, sasrec, align");
-            rc = par_agree(ctx, rc);
-            break;
-        }
         rc = model_load(ctx, cfg, &d, mname, &m, &fn);
         /* the stress experiments' cold-item subset of this model: <model>@cold */
         char cold_name[160];
@@ -601,14 +643,7 @@ int stage_eval(par_ctx *ctx, const dm_cfg *cfg)
     }
     rc = par_agree(ctx, rc);
     if (!rc && stress && nss && in_list(cfg, "stress.models", "align")) rc = run_stress(&o, cfg, roles, ssplits, nss);
-    if (!rc) rc = h5_attr_f64(&f, "/", "wall_seconds", dm_wtime() - t0);
-    if (rc) {
-        if (f.id >= 0) h5_discard(&f);
-    } else {
-        rc = h5_commit(&f);
-        if (!rc) dm_log("wrote %s in %.1fs", out, dm_wtime() - t0);
-        if (!rc) par_log_peak(ctx);
-    }
+    rc = stage_output_finish(sr, &f, rc);
     free(rows);
     free(mean);
     free(cold);
@@ -619,4 +654,4 @@ int stage_eval(par_ctx *ctx, const dm_cfg *cfg)
     return rc;
 }
 
-int cmd_eval(par_ctx *ctx, int argc, char **argv) { return cli_stage_main(ctx, argc, argv, "eval", USAGE, stage_eval); }
+int cmd_eval(par_ctx *ctx, int argc, char **argv) { return stage_command(ctx, argc, argv, "eval", USAGE, NULL); }

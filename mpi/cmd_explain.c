@@ -65,7 +65,7 @@ static const char *USAGE =
     "deletion faithfulness against random masking, evidence precision and FMR/FCR/DIV. Writes\n"
     "<run.dir>/explain.jsonl (or explain.output; \"-\" prints) and <run.dir>/explain.h5.\n";
 
-const char *const explain_config_groups[] = {"explain", "prompt", NULL};
+const char *const explain_config_groups[] = {"explain", "prompt", "split.protocol", NULL};
 
 enum {
     XC_FMR,
@@ -159,19 +159,16 @@ static void paired(const double *a, const double *b, size_t n, stats_alt alt, do
     free(y);
 }
 
-static int explain_body(par_ctx *ctx, const dm_cfg *cfg)
+static int explain_body(stage_run *sr)
 {
-    double t0 = dm_wtime();
-    char dpath[4096], apath[4096], ppath[4096], out[4096], jpath[4096], hash[65];
-    DM_CALL(cli_run_path(ctx, cfg, "dataset.h5", dpath, sizeof dpath));
-    DM_CALL(cli_run_path(ctx, cfg, "align.h5", apath, sizeof apath));
-    DM_CALL(cli_run_path(ctx, cfg, "prompt.h5", ppath, sizeof ppath));
-    DM_CALL(cli_run_path(ctx, cfg, "explain.h5", out, sizeof out));
+    par_ctx *ctx = sr->ctx;
+    const dm_cfg *cfg = sr->cfg;
+    const char *dpath = stage_input(sr, "dataset.h5"), *apath = stage_input(sr, "align.h5"), *ppath = stage_input(sr, "prompt.h5");
+    char jpath[4096];
     const char *jo = dm_cfg_str(cfg, "explain.output");
     int to_stdout = !strcmp(jo, "-");
     if (jo[0] == '/' || to_stdout) snprintf(jpath, sizeof jpath, "%s", jo);
     else DM_CALL(cli_run_path(ctx, cfg, jo, jpath, sizeof jpath));
-    DM_CALL(stage_hash(ctx, stage_find("explain"), cfg, hash));
     /* the trained llm_explain model and its LM */
     char *lmdir = NULL;
     float *wts = NULL;
@@ -663,8 +660,7 @@ static int explain_body(par_ctx *ctx, const dm_cfg *cfg)
         h5file f;
         memset(&f, 0, sizeof f);
         f.id = -1;
-        if (!rc) rc = par_agree(ctx, h5_create(ctx, out, (int)dm_cfg_int(cfg, "io.compress"), (size_t)dm_cfg_int(cfg, "io.chunk_rows"), &f));
-        if (!rc) rc = h5_write_provenance(&f, EXPLAIN_FORMAT, 1, "explain", cfg, hash);
+        if (!rc) rc = stage_output_create(sr, EXPLAIN_FORMAT, 1, &f);
         if (!rc) rc = h5_write_all(&f, "/explain/users", H5_F64, nu, XC_NCOLS, all);
         if (!rc) {
             char cols[1024] = "";
@@ -702,17 +698,8 @@ static int explain_body(par_ctx *ctx, const dm_cfg *cfg)
             if (!rc) rc = h5_attr_str(&f, "/explain/ranking_cost", "protocols", nm2.data);
             dm_buf_free(&nm2);
         }
-        if (!rc) rc = h5_attr_f64(&f, "/", "wall_seconds", dm_wtime() - t0);
-        rc = par_agree(ctx, rc);
-        if (rc) {
-            if (f.id >= 0) h5_discard(&f);
-        } else {
-            rc = h5_commit(&f);
-            if (!rc) {
-                dm_log("wrote %s and %s in %.1fs", out, to_stdout ? "the explanations to stdout" : jpath, dm_wtime() - t0);
-                par_log_peak(ctx);
-            }
-        }
+        rc = stage_output_finish(sr, &f, rc);
+        if (!rc) dm_log("  explain: the explanations went to %s", to_stdout ? "stdout" : jpath);
         explain_rationale_free(&rat);
         dm_buf_free(&js);
         dm_buf_free(&one);
@@ -761,14 +748,15 @@ early:
     return par_agree(ctx, rc);
 }
 
-int stage_explain(par_ctx *ctx, const dm_cfg *cfg)
+int stage_explain(stage_run *sr)
 {
+    const dm_cfg *cfg = sr->cfg;
     /* explanations printed to stdout: the log stays out of the JSON lines */
     int quiet = !strcmp(dm_cfg_str(cfg, "explain.output"), "-"), root = dm_log_is_root(), v = dm_log_verbosity();
     if (quiet) dm_log_init(0, v);
-    int rc = explain_body(ctx, cfg);
+    int rc = explain_body(sr);
     if (quiet) dm_log_init(root, v);
     return rc;
 }
 
-int cmd_explain(par_ctx *ctx, int argc, char **argv) { return cli_stage_main(ctx, argc, argv, "explain", USAGE, stage_explain); }
+int cmd_explain(par_ctx *ctx, int argc, char **argv) { return stage_command(ctx, argc, argv, "explain", USAGE, NULL); }

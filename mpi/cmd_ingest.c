@@ -31,7 +31,7 @@ static const char *USAGE_INGEST =
     "(modal.<text|visual|audio>.path) named in the config, filters and splits them, and writes\n"
     "<run.dir>/dataset.h5. Formats (data.format): amazon2014, amazon2018, amazon2023, recbole, sasrec,\n"
     "tsv, or synth (the built-in generator, same as `dynmm synth`). Example:\n\n"
-    "  mpirun -n 2 dynmm ingest configs/beauty.cfg --set data.inter=/data/reviews_Beauty_5.json.gz\n\n"
+    "  mpirun -n 2 dynmm ingest configs/amazon-beauty.cfg --set data.inter=/data/reviews_Beauty_5.json.gz\n\n"
     "`dynmm info <run.dir>/dataset.h5` summarises the result.\n";
 
 static const char *USAGE_SYNTH =
@@ -364,19 +364,21 @@ static void summary(const dm_dataset *d, const char *path, double secs, int rank
 }
 
 /* The ingest stage on a resolved config (used by `dynmm ingest`, `dynmm synth` and `dynmm run`). */
-int stage_ingest(par_ctx *ctx, const dm_cfg *cfg)
+int stage_ingest(stage_run *sr)
 {
-    double t0 = dm_wtime();
+    par_ctx *ctx = sr->ctx;
+    const dm_cfg *cfg = sr->cfg;
+    double t0 = sr->t0;
     dm_dataset d;
     memset(&d, 0, sizeof d);
-    char out[4096];
+    const char *out = sr->out;
     int synth = !strcmp(dm_cfg_str(cfg, "data.format"), "synth");
-    int rc = cli_run_path(ctx, cfg, "dataset.h5", out, sizeof out);
-    if (!rc && synth) {
+    int rc = DM_OK;
+    if (synth) {
         dm_log("generating synthetic data: %lld users, %lld items (seed %lld)", dm_cfg_int(cfg, "synth.users"),
                dm_cfg_int(cfg, "synth.items"), dm_cfg_int(cfg, "run.seed"));
         rc = synth_dataset(ctx, cfg, &d);
-    } else if (!rc) {
+    } else {
         dm_raw raw = {0};
         dm_meta meta = {0};
         int32_t *raw_to_item = NULL;
@@ -399,44 +401,22 @@ int stage_ingest(par_ctx *ctx, const dm_cfg *cfg)
         dm_meta_free(&meta);
     }
     rc = par_agree(ctx, rc);
-    if (!rc) {
-        size_t lo, hi;
-        ds_user_block(ctx, &d, &lo, &hi);
-        d.cand_seed = cands_seed(cfg);
-        rc = cands_generate(ctx, cfg, &d, lo, hi);
-    }
-    if (!rc) {
-        char hash[65];
-        rc = ds_stage_hash(ctx, cfg, hash);
-        if (!rc) rc = ds_write(ctx, &d, cfg, out, synth ? "synth" : "ingest", hash, dm_wtime() - t0);
-    }
+    if (!rc) rc = ds_write(ctx, &d, cfg, out, synth ? "synth" : "ingest", sr->hash, dm_wtime() - t0);
     if (!rc) summary(&d, out, dm_wtime() - t0, ctx->size);
     dm_dataset_free(&d);
     if (!rc) par_log_peak(ctx);
     return rc;
 }
 
-static int run_ingest(par_ctx *ctx, int argc, char **argv, int force_synth)
+static int prepare_synth(dm_cfg *cfg, const char *const *args, int nargs)
 {
-    cli_args a;
-    DM_CALL(cli_parse(argc, argv, &a));
-    if (cli_help(ctx, &a, force_synth ? USAGE_SYNTH : USAGE_INGEST)) {
-        cli_args_free(&a);
-        return DM_OK;
-    }
-    dm_cfg cfg;
-    int rc = cli_load_config(ctx, &a, &cfg);
-    if (!rc && a.npositional) {
-        rc = DM_ERR(DM_ECONFIG, "%s: unexpected argument '%s'", argv[0], a.positional[0]);
+    if (nargs) {
+        DM_ERR(DM_ECONFIG, "synth: unexpected argument '%s'", args[0]);
         DM_HINT("config files end in .cfg; settings go through --set group.key=value");
+        return DM_ECONFIG;
     }
-    if (!rc && force_synth) rc = dm_cfg_set(&cfg, "data.format=synth");
-    cli_args_free(&a);
-    rc = par_agree(ctx, rc);
-    if (!rc) rc = stage_ingest(ctx, &cfg);
-    dm_cfg_free(&cfg);
-    return rc;
+    return dm_cfg_set(cfg, "data.format=synth");
 }
 
-int cmd_ingest(par_ctx *ctx, int argc, char **argv) { return run_ingest(ctx, argc, argv, 0); }
-int cmd_synth(par_ctx *ctx, int argc, char **argv) { return run_ingest(ctx, argc, argv, 1); }
+int cmd_ingest(par_ctx *ctx, int argc, char **argv) { return stage_command(ctx, argc, argv, "ingest", USAGE_INGEST, NULL); }
+int cmd_synth(par_ctx *ctx, int argc, char **argv) { return stage_command(ctx, argc, argv, "synth", USAGE_SYNTH, prepare_synth); }

@@ -289,14 +289,14 @@ static int mkdir_p(const char *p)
     return DM_OK;
 }
 
-int stage_lm(par_ctx *ctx, const dm_cfg *cfg)
+int stage_lm(stage_run *sr)
 {
-    double t0 = dm_wtime();
-    char out[4096], mdir[4096], ckpath[4096], hash[65], dpath[4096];
-    DM_CALL(cli_run_path(ctx, cfg, "lm.h5", out, sizeof out));
+    par_ctx *ctx = sr->ctx;
+    const dm_cfg *cfg = sr->cfg;
+    double t0 = sr->t0;
+    const char *hash = sr->hash, *dpath = stage_input(sr, "dataset.h5");
+    char mdir[4096], ckpath[4096];
     DM_CALL(cli_run_path(ctx, cfg, "ckpt_lm.h5", ckpath, sizeof ckpath));
-    DM_CALL(cli_run_path(ctx, cfg, "dataset.h5", dpath, sizeof dpath));
-    DM_CALL(stage_hash(ctx, stage_find("lm"), cfg, hash));
     const char *ck = dm_cfg_str(cfg, "lm.checkpoint");
     lm_model lm;
     memset(&lm, 0, sizeof lm);
@@ -461,8 +461,7 @@ int stage_lm(par_ctx *ctx, const dm_cfg *cfg)
     h5file f;
     memset(&f, 0, sizeof f);
     f.id = -1;
-    if (!rc) rc = par_agree(ctx, h5_create(ctx, out, 4, 1 << 16, &f));
-    if (!rc) rc = h5_write_provenance(&f, LM_FORMAT, 1, "lm", cfg, hash);
+    if (!rc) rc = stage_output_create(sr, LM_FORMAT, 1, &f);
     if (!rc) rc = h5_attr_str(&f, "/", "model_dir", mdir);
     if (!rc) rc = h5_attr_i64(&f, "/", "layers", lm.model.cfg.num_layers);
     if (!rc) rc = h5_attr_i64(&f, "/", "heads", lm.model.cfg.num_heads);
@@ -475,19 +474,12 @@ int stage_lm(par_ctx *ctx, const dm_cfg *cfg)
     if (!rc && ncurve) rc = h5_attr_str(&f, "/curve", "columns", "step, train loss, validation loss, lr, tokens/s");
     if (!rc && !ck[0]) rc = h5_attr_f64(&f, "/", "val_loss_initial", val_first);
     if (!rc && !ck[0]) rc = h5_attr_f64(&f, "/", "val_loss_final", val_last);
-    if (!rc) rc = h5_attr_f64(&f, "/", "wall_seconds", dm_wtime() - t0);
-    rc = par_agree(ctx, rc);
-    if (rc) {
-        if (f.id >= 0) h5_discard(&f);
-    } else {
-        rc = h5_commit(&f);
-        if (!rc && ctx->rank == 0) unlink(ckpath);
-        if (!rc) par_log_peak(ctx);
-    }
+    rc = stage_output_finish(sr, &f, rc);
+    if (!rc && ctx->rank == 0) unlink(ckpath);
     free(curve);
     lm_free(&lm);
     (void)steps;
     return rc;
 }
 
-int cmd_lm(par_ctx *ctx, int argc, char **argv) { return cli_stage_main(ctx, argc, argv, "lm", USAGE, stage_lm); }
+int cmd_lm(par_ctx *ctx, int argc, char **argv) { return stage_command(ctx, argc, argv, "lm", USAGE, NULL); }

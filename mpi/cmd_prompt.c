@@ -77,7 +77,12 @@ static const char *USAGE =
     "Writes <run.dir>/prompt.h5 (per-user metrics, training curves, latency, weights). Checkpoints\n"
     "<run.dir>/ckpt_prompt_<model>.h5 after every epoch and on SIGTERM/SIGUSR1; rerun to resume.\n";
 
-const char *const prompt_config_groups[] = {"prompt", "explain", "eval.ks", "eval.ties", NULL};
+/* the explain.* keys of the evidence encoder and its losses (llm_explain trains here); the rest of
+   explain.* belongs to the explain stage */
+const char *const prompt_config_groups[] = {"prompt", "explain.attr_temperature", "explain.faith_delta", "explain.hidden", "explain.k_attrs",
+                                            "explain.k_items", "explain.k_users", "explain.modality", "explain.rationale_tokens",
+                                            "explain.similarity", "explain.templates", "explain.tokens", "explain.w_expl",
+                                            "explain.w_faith", "explain.width", "eval.ks", "eval.ties", "eval.splits", "eval.seed", "eval.pop_power", "split.protocol", NULL};
 
 /* ---- data ---------------------------------------------------------------------------------- */
 
@@ -289,6 +294,11 @@ static int train_model(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, con
         if (found && ep == at.ep) { /* the checkpoint holds the epoch's global sums so far: rank 0 carries them */
             s0 = at.step;
             if (ctx->rank == 0) memcpy(lsum, at.lsum, sizeof lsum);
+            /* and its seconds so far: the training time beyond the finished epochs */
+            double before = 0;
+            for (long e = 0; e < ep; e++) before += curve[e * 6 + 5];
+            te -= at.t_train - before;
+            *t_train = before;
         }
         for (long s = s0; s < steps && !rc; s++) {
             if (s > s0) {
@@ -370,28 +380,42 @@ static int train_model(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, con
     return par_agree(ctx, rc);
 }
 
-int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
+int check_prompt(const dm_cfg *cfg)
 {
-    double t0 = dm_wtime();
-    char dpath[4096], cpath[4096], apath[4096], lpath[4096], out[4096], hash[65];
-    DM_CALL(cli_run_path(ctx, cfg, "dataset.h5", dpath, sizeof dpath));
-    DM_CALL(cli_run_path(ctx, cfg, "cf.h5", cpath, sizeof cpath));
-    DM_CALL(cli_run_path(ctx, cfg, "align.h5", apath, sizeof apath));
-    DM_CALL(cli_run_path(ctx, cfg, "lm.h5", lpath, sizeof lpath));
-    DM_CALL(cli_run_path(ctx, cfg, "prompt.h5", out, sizeof out));
-    DM_CALL(stage_hash(ctx, stage_find("prompt"), cfg, hash));
+    size_t nm = dm_cfg_len(cfg, "prompt.models");
+    if (nm == 0 || nm > 2) return DM_ERR(DM_ECONFIG, "prompt.models: give one or both of \"llm\" and \"llm_explain\"");
+    for (size_t k = 0; k < nm; k++) {
+        const char *a = dm_cfg_str_at(cfg, "prompt.models", k);
+        if (strcmp(a, "llm") && strcmp(a, "llm_explain"))
+            return DM_ERR(DM_ECONFIG, "prompt.models: unknown model '%s'; expected llm or llm_explain", a);
+        for (size_t j = 0; j < k; j++)
+            if (!strcmp(dm_cfg_str_at(cfg, "prompt.models", j), a)) return DM_ERR(DM_ECONFIG, "prompt.models: '%s' is listed twice", a);
+    }
+    for (size_t k = 0; k < dm_cfg_len(cfg, "prompt.protocols"); k++) {
+        const char *pn = dm_cfg_str_at(cfg, "prompt.protocols", k);
+        char kind;
+        size_t nn;
+        if (!strncmp(pn, "top", 3) && atoi(pn + 3) > 0) continue;
+        DM_CALL(cands_parse(pn, &kind, &nn));
+        if (kind == 0) return DM_ERR(DM_ECONFIG, "prompt.protocols: 'full' is not feasible for the LM; use topN (re-ranking the aligner's top N)");
+    }
+    return DM_OK;
+}
+
+int stage_prompt(stage_run *sr)
+{
+    par_ctx *ctx = sr->ctx;
+    const dm_cfg *cfg = sr->cfg;
+    const char *dpath = stage_input(sr, "dataset.h5"), *cpath = stage_input(sr, "cf.h5"), *apath = stage_input(sr, "align.h5"),
+               *lpath = stage_input(sr, "lm.h5"), *hash = sr->hash;
+    DM_CALL(par_agree(ctx, check_prompt(cfg)));
     /* the models */
     size_t nm = dm_cfg_len(cfg, "prompt.models");
     const char *mname[PROMPT_MAXM];
     int mexpl[PROMPT_MAXM];
-    if (nm == 0 || nm > 2) return par_agree(ctx, DM_ERR(DM_ECONFIG, "prompt.models: give one or both of \"llm\" and \"llm_explain\""));
     for (size_t k = 0; k < nm; k++) {
         mname[k] = dm_cfg_str_at(cfg, "prompt.models", k);
-        if (strcmp(mname[k], "llm") && strcmp(mname[k], "llm_explain"))
-            return par_agree(ctx, DM_ERR(DM_ECONFIG, "prompt.models: unknown model '%s'; expected llm or llm_explain", mname[k]));
         mexpl[k] = !strcmp(mname[k], "llm_explain");
-        for (size_t j = 0; j < k; j++)
-            if (!strcmp(mname[j], mname[k])) return par_agree(ctx, DM_ERR(DM_ECONFIG, "prompt.models: '%s' is listed twice", mname[k]));
     }
     /* where the LM is */
     char *lmdir = NULL;
@@ -414,6 +438,9 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
     }
     const int8_t *roles = NULL;
     rc = par_agree(ctx, cands_split(cfg, &d, &roles));
+    /* the sampled candidate sets, drawn exactly as `dynmm eval` draws them (all users: the sample
+       of users is spread over the ranks) */
+    if (!rc) rc = cands_draw_key(ctx, cfg, &d, "prompt.protocols", 0, d.n_users);
     size_t nu = d.n_users, ni = d.n_items;
     float *zb = NULL, *hv = NULL, *ht = NULL, *e_cf = NULL, *sv = NULL, *st = NULL, *htr = NULL;
     size_t r, dz = 0, c, C = 0;
@@ -437,8 +464,17 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
             char kind;
             size_t nn;
             rc = cands_parse(pn, &kind, &nn);
-            if (!rc && kind == 0) rc = DM_ERR(DM_ECONFIG, "prompt.protocols: 'full' is not feasible for the LM; use topN (re-ranking the aligner's top N)");
             if (!rc && (int)nn + 1 > maxc) maxc = (int)nn + 1;
+            /* a split can give a user several targets (temporal, given): all of them compete with
+               the N negatives (up to the 64 the evaluation keeps) */
+            int mt = 1;
+            for (size_t u = 0; !rc && u < d.n_users; u++) {
+                int t = 0;
+                for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++) t += roles[j] == DM_VALID || roles[j] == DM_TEST;
+                if (t > mt) mt = t;
+            }
+            if (mt > 64) mt = 64;
+            if (!rc && (int)nn + mt > maxc) maxc = (int)nn + mt;
         }
     }
     rc = par_agree(ctx, rc);
@@ -502,8 +538,7 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
         h5file f;
         memset(&f, 0, sizeof f);
         f.id = -1;
-        if (!rc) rc = par_agree(ctx, h5_create(ctx, out, (int)dm_cfg_int(cfg, "io.compress"), (size_t)dm_cfg_int(cfg, "io.chunk_rows"), &f));
-        if (!rc) rc = h5_write_provenance(&f, PROMPT_FORMAT, 2, "prompt", cfg, hash);
+        if (!rc) rc = stage_output_create(sr, PROMPT_FORMAT, 2, &f);
         if (!rc) {
             dm_strtab cols = {0};
             char nmb[32];
@@ -568,8 +603,7 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
                 for (int k = 0; k < d.n_cand; k++)
                     if (!strcmp(d.cand[k].name, pn)) cs = &d.cand[k];
                 if (!topn && !cs) {
-                    rc = DM_ERR(DM_ECONFIG, "prompt.protocols: '%s' has no stored candidate set in the dataset", pn);
-                    DM_HINT("add it to eval.protocols and rerun the ingest (or synth) stage");
+                    rc = DM_ERR(DM_EINTERNAL, "prompt.protocols: '%s' has no candidate sets drawn", pn);
                     break;
                 }
                 double tp = dm_wtime(), secs[PROMPT_MAXM] = {0};
@@ -753,16 +787,13 @@ int stage_prompt(par_ctx *ctx, const dm_cfg *cfg)
         if (!rc) rc = h5_attr_i64(&f, "/prompt", "title_tokens", P[0].mt);
         if (!rc) rc = h5_attr_i64(&f, "/prompt", "hidden", (int64_t)dm_cfg_int(cfg, "prompt.hidden"));
         if (!rc) rc = h5_attr_str(&f, "/prompt", "lm_dir", lmdir);
-        if (!rc) rc = h5_attr_f64(&f, "/", "wall_seconds", dm_wtime() - t0);
-        rc = par_agree(ctx, rc);
-        if (rc) {
-            if (f.id >= 0) h5_discard(&f);
-        } else {
-            rc = h5_commit(&f);
-            if (!rc) {
-                dm_log("wrote %s in %.1fs", out, dm_wtime() - t0);
-                par_log_peak(ctx);
-            }
+        rc = stage_output_finish(sr, &f, rc);
+        /* the training checkpoints served their purpose */
+        for (size_t mi = 0; !rc && mi < nm; mi++) {
+            char ckname[128], ck[4096];
+            snprintf(ckname, sizeof ckname, "ckpt_prompt_%s.h5", mname[mi]);
+            rc = cli_run_path(ctx, cfg, ckname, ck, sizeof ck); /* collective */
+            if (!rc && ctx->rank == 0) unlink(ck);
         }
         if (have_spec) metrics_spec_free(&spec);
         metrics_ws_free(&ws);
@@ -797,4 +828,4 @@ early:
     return par_agree(ctx, rc);
 }
 
-int cmd_prompt(par_ctx *ctx, int argc, char **argv) { return cli_stage_main(ctx, argc, argv, "prompt", USAGE, stage_prompt); }
+int cmd_prompt(par_ctx *ctx, int argc, char **argv) { return stage_command(ctx, argc, argv, "prompt", USAGE, NULL); }

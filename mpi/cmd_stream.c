@@ -78,7 +78,7 @@ static const char *USAGE =
     "the interactions before the first window). Variants: stream.variants. Writes <run.dir>/stream.h5\n"
     "with per-window and per-user metrics.\n";
 
-const char *const stream_config_groups[] = {"stream", "adapter", "window", "eval.ks", "eval.ties", "sasrec", NULL};
+const char *const stream_config_groups[] = {"stream", "adapter", "window", "eval.ks", "eval.ties", "sasrec", "split.protocol", NULL};
 
 enum { V_STATIC, V_SASREC, V_ADAPTER, V_NO_GATE, V_NO_EMA, V_NO_REPLAY, V_NO_KL, V_NO_EWC, V_RETRAINED, V_N };
 static const char *const vnames[V_N] = {"static", "sasrec", "adapter", "no_gate", "no_ema", "no_replay", "no_kl", "no_ewc", "retrained"};
@@ -205,35 +205,40 @@ typedef struct {
     float *h;       /* (n_users, d) served user latents */
 } variant_adapter;
 
-int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
+int check_stream(const dm_cfg *cfg)
 {
-    double t0 = dm_wtime();
-    char dpath[4096], cpath[4096], apath[4096], out[4096], hash[65];
-    DM_CALL(cli_run_path(ctx, cfg, "dataset.h5", dpath, sizeof dpath));
-    DM_CALL(cli_run_path(ctx, cfg, "cf.h5", cpath, sizeof cpath));
-    DM_CALL(cli_run_path(ctx, cfg, "align.h5", apath, sizeof apath));
-    DM_CALL(cli_run_path(ctx, cfg, "stream.h5", out, sizeof out));
-    DM_CALL(stage_hash(ctx, stage_find("stream"), cfg, hash));
+    char w[256];
     if (strcmp(dm_cfg_str(cfg, "split.protocol"), "stream")) {
-        char w[256];
         DM_ERR(DM_ECONFIG, "%s = \"%s\": the streaming protocol needs base models trained before the stream",
                dm_cfg_where(cfg, "split.protocol", w, sizeof w), dm_cfg_str(cfg, "split.protocol"));
         DM_HINT("set split.protocol = \"stream\" and rerun train-cf and align (they then train on the interactions before window 0)");
         return DM_ECONFIG;
     }
-    int want[V_N] = {0};
     for (size_t k = 0; k < dm_cfg_len(cfg, "stream.variants"); k++) {
         const char *v = dm_cfg_str_at(cfg, "stream.variants", k);
         int f = -1;
         for (int q = 0; q < V_N; q++)
             if (!strcmp(v, vnames[q])) f = q;
         if (f < 0) {
-            char w[256];
             DM_ERR(DM_ECONFIG, "%s: unknown variant '%s'", dm_cfg_where(cfg, "stream.variants", w, sizeof w), v);
             DM_HINT("variants: static, sasrec, adapter, no_gate, no_ema, no_replay, no_kl, no_ewc, retrained");
             return DM_ECONFIG;
         }
-        want[f] = 1;
+    }
+    return DM_OK;
+}
+
+int stage_stream(stage_run *sr)
+{
+    par_ctx *ctx = sr->ctx;
+    const dm_cfg *cfg = sr->cfg;
+    const char *dpath = stage_input(sr, "dataset.h5"), *cpath = stage_input(sr, "cf.h5"), *apath = stage_input(sr, "align.h5");
+    DM_CALL(par_agree(ctx, check_stream(cfg)));
+    int want[V_N] = {0};
+    for (size_t k = 0; k < dm_cfg_len(cfg, "stream.variants"); k++) {
+        const char *v = dm_cfg_str_at(cfg, "stream.variants", k);
+        for (int q = 0; q < V_N; q++)
+            if (!strcmp(v, vnames[q])) want[q] = 1;
     }
     dm_dataset d;
     DM_CALL(ds_read(ctx, dpath, &d));
@@ -669,8 +674,7 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
         h5file f;
         memset(&f, 0, sizeof f);
         f.id = -1;
-        if (!rc) rc = par_agree(ctx, h5_create(ctx, out, (int)dm_cfg_int(cfg, "io.compress"), (size_t)dm_cfg_int(cfg, "io.chunk_rows"), &f));
-        if (!rc) rc = h5_write_provenance(&f, STREAM_FORMAT, 2, "stream", cfg, hash);
+        if (!rc) rc = stage_output_create(sr, STREAM_FORMAT, 2, &f);
         if (!rc) rc = h5_attr_i64(&f, "/", "n_users", (int64_t)nu);
         if (!rc) rc = h5_write_all(&f, "/stream/window_start", H5_I64, W + 1, 0, d.window_start);
         if (!rc) rc = h5_write_all(&f, "/stream/serve_seconds", H5_F64, W, 0, serve_sec);
@@ -750,17 +754,7 @@ int stage_stream(par_ctx *ctx, const dm_cfg *cfg)
             if (!rc) dm_log("                          %-10s %8.0f %10.4f %10.4f %12.2f", vnames[v], a[nc], ov[ch], ov[cn], tt / (double)W);
         }
         if (!rc) rc = h5_attr_i64(&f, "/stream", "eval_from", eval_from);
-        if (!rc) rc = h5_attr_f64(&f, "/", "wall_seconds", dm_wtime() - t0);
-        rc = par_agree(ctx, rc);
-        if (rc) {
-            if (f.id >= 0) h5_discard(&f);
-        } else {
-            rc = h5_commit(&f);
-            if (!rc) {
-                dm_log("wrote %s in %.1fs", out, dm_wtime() - t0);
-                par_log_peak(ctx);
-            }
-        }
+        rc = stage_output_finish(sr, &f, rc);
         if (have_rt) {
             sasrec_acts_free(&ra);
             sasrec_free(&rm);
@@ -815,4 +809,4 @@ done_early:
     return par_agree(ctx, rc);
 }
 
-int cmd_stream(par_ctx *ctx, int argc, char **argv) { return cli_stage_main(ctx, argc, argv, "stream", USAGE, stage_stream); }
+int cmd_stream(par_ctx *ctx, int argc, char **argv) { return stage_command(ctx, argc, argv, "stream", USAGE, NULL); }

@@ -465,7 +465,7 @@ static int sweep(par_ctx *ctx, const cli_args *a)
             long long seed = nseeds ? dm_cfg_int_at(&cfg, "sweep.seeds", si) : (long long)seed0;
             char id[128], rdir[4400], hash[65], sets[4][4500];
             snprintf(tail, sizeof tail, "s%lld", seed);
-            if (nax) snprintf(id, sizeof id, "%s-%.6s-%s", slug[0] ? slug : "c", cf[c].ident, tail);
+            if (nax) snprintf(id, sizeof id, "%.40s-%.6s-%s", slug[0] ? slug : "c", cf[c].ident, tail);
             else snprintf(id, sizeof id, "%s", tail);
             snprintf(rdir, sizeof rdir, "%s/%s", dir, id);
             dm_cfg run;

@@ -25,11 +25,11 @@ static const char *USAGE =
     "  ease    EASE, Gram inverse with ScaLAPACK         /ease/B (items x items)\n"
     "  sasrec  SASRec, data parallel over users          /sasrec/weights, /sasrec/e_cf (items x d),\n"
     "          /sasrec/state_valid and /sasrec/state_test (users x d), /sasrec/curve\n"
-    "SASRec keeps the weights of its best validation round (sasrec.select_metric on the first protocol\n"
-    "of eval.protocols); the test split is not read. An interrupted run (a kill, or SIGTERM/SIGUSR1\n"
+    "SASRec keeps the weights of its best validation round (sasrec.select_metric under\n"
+    "sasrec.select_protocol); the test split is not read. An interrupted run (a kill, or SIGTERM/SIGUSR1\n"
     "from Slurm) continues from <run.dir>/ckpt_sasrec.h5 when rerun (run.resume = true, the default).\n";
 
-const char *const cf_config_groups[] = {"cf", "sasrec", "ease", "split", "eval.protocols", NULL};
+const char *const cf_config_groups[] = {"cf", "sasrec", "ease", "split.protocol", "eval.seed", "eval.pop_power", NULL};
 
 static int has_model(const dm_cfg *cfg, const char *name)
 {
@@ -38,32 +38,44 @@ static int has_model(const dm_cfg *cfg, const char *name)
     return 0;
 }
 
-int stage_train_cf(par_ctx *ctx, const dm_cfg *cfg)
+int check_train_cf(const dm_cfg *cfg)
 {
+    char w[256];
     for (size_t k = 0; k < dm_cfg_len(cfg, "cf.models"); k++) {
         const char *mname = dm_cfg_str_at(cfg, "cf.models", k);
         if (strcmp(mname, "pop") && strcmp(mname, "ease") && strcmp(mname, "sasrec")) {
-            char w[256];
             DM_ERR(DM_ECONFIG, "%s: unknown model '%s'", dm_cfg_where(cfg, "cf.models", w, sizeof w), mname);
             DM_HINT("cf.models takes pop, ease and sasrec");
             return DM_ECONFIG;
         }
     }
-    double t0 = dm_wtime();
-    char in[4096], out[4096], hash[65];
-    DM_CALL(cli_run_path(ctx, cfg, "dataset.h5", in, sizeof in));
-    DM_CALL(cli_run_path(ctx, cfg, "cf.h5", out, sizeof out));
-    const stage_def *sd = stage_find("train-cf");
-    DM_CALL(stage_hash(ctx, sd, cfg, hash));
+    if (has_model(cfg, "sasrec")) {
+        long long hd = dm_cfg_int(cfg, "sasrec.hidden"), nh = dm_cfg_int(cfg, "sasrec.heads");
+        if (hd % nh) {
+            DM_ERR(DM_ECONFIG, "%s = %lld does not divide sasrec.hidden = %lld", dm_cfg_where(cfg, "sasrec.heads", w, sizeof w), nh, hd);
+            DM_HINT("the heads split the hidden width evenly; e.g. sasrec.heads = 1 or 2 for hidden 50");
+            return DM_ECONFIG;
+        }
+        char kind;
+        size_t n;
+        DM_CALL(cands_parse(dm_cfg_str(cfg, "sasrec.select_protocol"), &kind, &n));
+    }
+    return DM_OK;
+}
+
+int stage_train_cf(stage_run *sr)
+{
+    par_ctx *ctx = sr->ctx;
+    const dm_cfg *cfg = sr->cfg;
+    DM_CALL(check_train_cf(cfg));
     dm_dataset d;
-    DM_CALL(ds_read(ctx, in, &d));
+    DM_CALL(ds_read(ctx, stage_input(sr, "dataset.h5"), &d));
     const int8_t *roles = NULL;
     int rc = par_agree(ctx, cands_split(cfg, &d, &roles));
     h5file f;
     memset(&f, 0, sizeof f);
     f.id = -1;
-    if (!rc) rc = par_agree(ctx, h5_create(ctx, out, (int)dm_cfg_int(cfg, "io.compress"), (size_t)dm_cfg_int(cfg, "io.chunk_rows"), &f));
-    if (!rc) rc = h5_write_provenance(&f, CF_FORMAT, 1, "train-cf", cfg, hash);
+    if (!rc) rc = stage_output_create(sr, CF_FORMAT, 1, &f);
     if (!rc) rc = h5_attr_i64(&f, "/", "n_users", (int64_t)d.n_users);
     if (!rc) rc = h5_attr_i64(&f, "/", "n_items", (int64_t)d.n_items);
     if (!rc) rc = h5_attr_str(&f, "/", "split", dm_cfg_str(cfg, "split.protocol"));
@@ -82,41 +94,23 @@ int stage_train_cf(par_ctx *ctx, const dm_cfg *cfg)
         ds_user_block(ctx, &d, &lo, &hi);
         rc = ease_fit_write(ctx, &d, roles, lo, hi, dm_cfg_float(cfg, "ease.lambda"), (int)dm_cfg_int(cfg, "ease.block"), &f);
     }
-    if (!rc && has_model(cfg, "sasrec")) rc = cf_sasrec_train(ctx, cfg, &d, roles, hash, &f);
-    if (!rc) rc = h5_attr_f64(&f, "/", "wall_seconds", dm_wtime() - t0);
-    rc = par_agree(ctx, rc);
-    if (rc) {
-        if (f.id >= 0) h5_discard(&f);
-    } else {
-        rc = h5_commit(&f);
-        if (!rc) {
-            char ck[4096];
-            if (cli_run_path(ctx, cfg, "ckpt_sasrec.h5", ck, sizeof ck) == DM_OK && ctx->rank == 0) unlink(ck);
-            dm_log("wrote %s in %.1fs", out, dm_wtime() - t0);
-            par_log_peak(ctx);
-        }
+    if (!rc && has_model(cfg, "sasrec")) rc = cf_sasrec_train(ctx, cfg, &d, roles, sr->hash, &f);
+    rc = stage_output_finish(sr, &f, rc);
+    if (!rc) {
+        char ck[4096];
+        if (cli_run_path(ctx, cfg, "ckpt_sasrec.h5", ck, sizeof ck) == DM_OK && ctx->rank == 0) unlink(ck);
     }
     dm_dataset_free(&d);
     return rc;
 }
 
-int cmd_train_cf(par_ctx *ctx, int argc, char **argv)
+static int prepare(dm_cfg *cfg, const char *const *args, int nargs)
 {
-    cli_args a;
-    DM_CALL(cli_parse(argc, argv, &a));
-    if (cli_help(ctx, &a, USAGE)) {
-        cli_args_free(&a);
-        return DM_OK;
+    for (int i = 0; i < nargs; i++) {
+        if (!strcmp(args[i], "--resume")) DM_CALL(dm_cfg_set(cfg, "run.resume=true"));
+        else return DM_ERR(DM_ECONFIG, "train-cf: unexpected argument '%s'", args[i]);
     }
-    dm_cfg cfg;
-    int rc = cli_load_config(ctx, &a, &cfg);
-    for (int i = 0; !rc && i < a.npositional; i++) {
-        if (!strcmp(a.positional[i], "--resume")) rc = dm_cfg_set(&cfg, "run.resume=true");
-        else rc = DM_ERR(DM_ECONFIG, "train-cf: unexpected argument '%s'", a.positional[i]);
-    }
-    cli_args_free(&a);
-    rc = par_agree(ctx, rc);
-    if (!rc) rc = stage_train_cf(ctx, &cfg);
-    dm_cfg_free(&cfg);
-    return rc;
+    return DM_OK;
 }
+
+int cmd_train_cf(par_ctx *ctx, int argc, char **argv) { return stage_command(ctx, argc, argv, "train-cf", USAGE, prepare); }

@@ -12,16 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const ds_config_groups[] = {"data", "modal", "split", "window", "synth", NULL};
+const char *const ds_config_groups[] = {"data", "modal", "split.temporal_valid", "split.temporal_test", "split.loo_min_len", "window", "synth", NULL};
 
 int ds_stage_hash(par_ctx *ctx, const dm_cfg *cfg, char out[65])
 {
     dm_buf b = {0};
     int rc = dm_cfg_serialize(cfg, ds_config_groups, &b);
     if (!rc) rc = dm_buf_printf(&b, "run.seed = %lld;\n", dm_cfg_int(cfg, "run.seed"));
-    /* the stored candidate sets depend on these */
-    static const char *const cand_groups[] = {"eval.protocols", "eval.seed", "eval.pop_power", NULL};
-    if (!rc) rc = dm_cfg_serialize(cfg, cand_groups, &b);
     static const char *const files[] = {"data.inter", "data.meta", "data.valid", "data.test", "modal.text.path",
                                         "modal.visual.path", "modal.audio.path", "modal.text.ids", "modal.visual.ids",
                                         "modal.audio.ids", NULL};
@@ -169,18 +166,6 @@ int ds_write(par_ctx *ctx, const dm_dataset *d, const dm_cfg *cfg, const char *p
         for (size_t i = 0; i < d->n_items; i++) np += md->present[i];
         W(h5_attr_i64(&f, nm, "n_present", (int64_t)np));
     }
-    for (int c = 0; c < d->n_cand; c++) {
-        char nm[128];
-        snprintf(nm, sizeof nm, "/candidates/%s", d->cand[c].name);
-        /* the candidate rows were drawn for exactly this rank's block of users */
-        if (d->cand_row0 != ulo || d->cand_rows != uhi - ulo) {
-            rc = DM_ERR(DM_EINTERNAL, "candidate rows %zu+%zu do not match the user block %zu..%zu", d->cand_row0,
-                        d->cand_rows, ulo, uhi);
-            goto fail;
-        }
-        W(h5_write_rows(&f, nm, H5_I32, d->n_users, d->cand[c].n, ulo, uhi - ulo, d->cand[c].rows));
-        W(h5_attr_i64(&f, nm, "seed", (int64_t)d->cand_seed));
-    }
     if (d->drift_user) {
         W(h5_write_rows(&f, "/synth/drift_user", H5_U8, d->n_users, 0, ulo, uhi - ulo, d->drift_user + ulo));
         W(h5_write_rows(&f, "/synth/taste_before", H5_I32, d->n_users, 0, ulo, uhi - ulo, d->taste_before + ulo));
@@ -196,38 +181,6 @@ fail:
     rc = par_agree(ctx, rc);
     h5_discard(&f);
     return rc;
-}
-
-static herr_t cand_name_cb(hid_t g, const char *name, const H5L_info_t *info, void *data)
-{
-    (void)g;
-    (void)info;
-    dm_dataset *d = data;
-    if (d->n_cand < 8) snprintf(d->cand[d->n_cand++].name, sizeof d->cand[0].name, "%s", name);
-    return 0;
-}
-
-static int read_candidates(h5file *f, dm_dataset *d)
-{
-    hid_t g = H5Gopen2((hid_t)f->id, "/candidates", H5P_DEFAULT);
-    if (g < 0) return DM_ERR(DM_EHDF5, "hdf5: cannot open /candidates in '%s'", f->path);
-    H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, cand_name_cb, d);
-    H5Gclose(g);
-    for (int c = 0; c < d->n_cand; c++) {
-        char nm[128];
-        snprintf(nm, sizeof nm, "/candidates/%s", d->cand[c].name);
-        void *p;
-        size_t r, cols;
-        DM_CALL(h5_read_all(f, nm, H5_I32, &p, &r, &cols));
-        d->cand[c].rows = p;
-        d->cand[c].n = cols;
-        int64_t seed = 0;
-        DM_CALL(h5_get_attr_i64(f, nm, "seed", &seed));
-        d->cand_seed = (uint64_t)seed;
-    }
-    d->cand_row0 = 0;
-    d->cand_rows = d->n_users;
-    return DM_OK;
 }
 
 static int read_i64_attr(h5file *f, const char *obj, const char *name, int64_t *v) { return h5_get_attr_i64(f, obj, name, v); }
@@ -299,7 +252,7 @@ int ds_read(par_ctx *ctx, const char *path, dm_dataset *d)
             free(s);
         }
     }
-    if (h5_exists(&f, "/candidates")) R(read_candidates(&f, d));
+    /* version 1 files also hold /candidates: sampled sets are now drawn where they are scored (cands.h) */
     if (h5_exists(&f, "/synth/drift_user")) {
         R(h5_read_all(&f, "/synth/drift_user", H5_U8, &p, &r, &c)); d->drift_user = p;
         R(h5_read_all(&f, "/synth/taste_before", H5_I32, &p, &r, &c)); d->taste_before = p;

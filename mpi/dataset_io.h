@@ -1,4 +1,4 @@
-/* dataset_io.h: the dataset file (dataset.h5), format "dynmm-dataset" version 1.
+/* dataset_io.h: the dataset file (dataset.h5), format "dynmm-dataset" version 2.
  *
  * Layout (n_u users, n_i items, n interactions, n_a attributes, W windows):
  *   /users/id/{chars,offsets}     original user ids (string table, n_u)
@@ -13,8 +13,6 @@
  *   /items/attr_offsets int64 (n_i + 1), /items/attr int32: attribute ids of each item
  *   /attrs/name (string table), /attrs/kind int8 (0 brand, 1 category, 2 price, 3 other), /attrs/level int8
  *   /modal/<text|visual|audio>/features float32 (n_i, dim), /modal/<m>/present uint8 (n_i)
- *   /candidates/<uniN|popN> int32 (n_u, N): the stored negatives of the sampled protocols (-1 rows:
- *                 users with too few untouched items), attribute seed
  *   /synth/...  ground truth of generated data (drift_user, taste_before, taste_after, item_cluster)
  * Root attributes: counts, has_time, the split cut times, window settings, the input sources with
  * their sha256, and the provenance every dynmm file carries (h5_write_provenance).
@@ -30,7 +28,7 @@
 #include "../src/data/dataset.h"
 
 #define DS_FORMAT "dynmm-dataset"
-#define DS_VERSION 1
+#define DS_VERSION 2 /* 1 also held /candidates (ignored when read) */
 
 int ds_write(par_ctx *ctx, const dm_dataset *d, const dm_cfg *cfg, const char *path, const char *stage,
              const char *stage_hash, double wall_seconds);

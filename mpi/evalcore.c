@@ -39,9 +39,13 @@ int ev_score_users(const ev_split *s, const metrics_spec *spec, const char *prot
     int full = !strcmp(protocol, "full");
     const dm_cand *cand = full ? NULL : find_cand(d, protocol);
     if (!full && !cand) {
-        DM_ERR(DM_ECONFIG, "protocol '%s' has no stored candidate set in the dataset", protocol);
-        DM_HINT("the sampled sets are drawn at ingest from eval.protocols; rerun the ingest (or synth) stage");
-        return DM_ECONFIG;
+        DM_ERR(DM_EINTERNAL, "protocol '%s': its candidate sets were not drawn (cands_draw)", protocol);
+        return DM_EINTERNAL;
+    }
+    if (cand && (lo < d->cand_row0 || hi > d->cand_row0 + d->cand_rows)) {
+        DM_ERR(DM_EINTERNAL, "protocol '%s': candidate rows %zu..%zu do not cover users %zu..%zu", protocol, d->cand_row0,
+               d->cand_row0 + d->cand_rows, lo, hi);
+        return DM_EINTERNAL;
     }
     for (size_t k = 0; k < (hi - lo) * nc; k++) rows[k] = NAN;
     /* users of the block that have targets (and negatives) */
@@ -53,7 +57,7 @@ int ev_score_users(const ev_split *s, const metrics_spec *spec, const char *prot
         if (len > maxlen) maxlen = len;
         int has = 0;
         for (int64_t j = d->user_off[u]; j < d->user_off[u + 1] && !has; j++) has = s->roles[j] == s->split;
-        if (has && cand && cand->rows[u * cand->n] < 0) has = 0;
+        if (has && cand && cand->rows[(u - d->cand_row0) * cand->n] < 0) has = 0;
         if (has) users[nu++] = u;
     }
     if (batch < 1) batch = 1;
@@ -90,7 +94,7 @@ int ev_score_users(const ev_split *s, const metrics_spec *spec, const char *prot
             if (full) r = metrics_full(spec, &ws[t], sc, n_items, tg, ntg, hist, nh, row);
             else {
                 float *f = fbuf + (size_t)t * (maxlen + cand->n + 2);
-                const int32_t *neg = cand->rows + u * cand->n;
+                const int32_t *neg = cand->rows + (u - d->cand_row0) * cand->n;
                 for (size_t k = 0; k < ntg; k++) f[k] = sc[tg[k]];
                 for (size_t k = 0; k < cand->n; k++) f[ntg + k] = sc[neg[k]];
                 r = ntg == 1 ? metrics_sampled(spec, f[0], f + 1, cand->n, row)

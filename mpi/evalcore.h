@@ -6,7 +6,8 @@
  * smaller role (valid: train items; test: train and valid items), in the stored (time) order.
  *
  *   full   every item competes except the history (metrics_full)
- *   uniN   the targets against the user's N stored negatives (dataset /candidates/uniN)
+ *   uniN   the targets against the user's N negatives (d->cand, drawn by cands_draw for a block of
+ *          users covering [lo, hi))
  *   popN   likewise with popularity-sampled negatives
  *
  * Users are the caller's block [lo, hi) (its rank's shard); rows are (hi - lo, ncols) with NaN rows

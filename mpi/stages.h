@@ -1,51 +1,141 @@
-/* stages.h: the pipeline's stages and how `dynmm run` decides what to (re)run.
+/* stages.h: the pipeline's stages, one contract for all of them, and the runner.
  *
- * Each stage reads its upstream file from run.dir, writes one output file there, and records a
- * stage hash in it: the sha256 of the config groups it depends on, the seed, and the upstream
- * file's own stage hash (the dataset stage hashes its input files instead). A stage whose output
- * exists with the same stage hash is current and is skipped (unless run.force), so changing
- * eval settings never retrains SASRec, while changing sasrec.* reruns SASRec and everything after.
+ * A stage declares the files of run.dir it reads (its inputs), the file it writes, and the config
+ * groups it reads. Its *stage hash* is the sha256 of
+ *     those groups (canonical text), run.seed, the stage name, and every input's own stage hash
+ * (the dataset stage hashes its source files instead of inputs). So a stage is current exactly when
+ * its output exists with that hash: a change anywhere upstream - a setting, a retrained model, a new
+ * dataset - changes the hash of every stage that reads it, directly or through another file.
+ * `dynmm run` skips current stages (unless run.force); `dynmm <stage>` always runs.
+ *
+ * Identity: every output records the stage hashes of the inputs it was made from (root attribute
+ * `inputs`, "cf.h5=<hash>;dataset.h5=<hash>") and of the dataset it derives from (`dataset_hash`).
+ * Before a stage runs, stage_begin() checks that its inputs belong together: all made from one
+ * dataset, and where one input was made from another (align.h5 from cf.h5) that it was made from
+ * the very file present. A mismatched set (files copied from two runs, an upstream stage rerun
+ * without its dependents) is an error naming the files, never silently wrong numbers.
+ *
+ * Key tracking: while a stage runs, every config key it reads is recorded (dm_cfg_seen_*); a key
+ * read outside its declared groups (and the run-wide keys that cannot change results: run.dir,
+ * run.threads, run.verbose, run.resume, run.force, run.stages, io.*) means the hash misses a
+ * dependency. That is a warning, and an error under DM_STRICT_KEYS=1 (the test suite sets it).
+ *
+ * Lock: one `dynmm run` or stage command at a time per run.dir (an fcntl lock on
+ * <run.dir>/.dynmm.lock, held by rank 0; the kernel releases it when the process dies, so a killed
+ * job never leaves a stale lock). A second command on the same run.dir stops at once with a
+ * message naming the holder.
+ *
+ * A stage body is `int fn(stage_run *sr)`: sr carries the context, the config, the paths of its
+ * inputs and output and its hash. It writes its output through stage_output_create() and
+ * stage_output_finish(), which add provenance and identity and commit or discard the file on all
+ * ranks together.
  */
 #ifndef DM_STAGES_H
 #define DM_STAGES_H
 
+#include "h5io.h"
 #include "par.h"
 
 #include "../src/config/config.h"
 
-typedef struct {
-    const char *name;            /* as in run.stages */
-    const char *output;          /* file in run.dir */
-    const char *input;           /* upstream file in run.dir, NULL for the first stage */
-    const char *const *groups;   /* config groups the stage depends on */
-    int (*run)(par_ctx *ctx, const dm_cfg *cfg);
+#define STAGE_MAX_IN 6
+
+struct stage_run;
+
+typedef struct stage_def {
+    const char *name;             /* as in run.stages */
+    const char *output;           /* file in run.dir */
+    const char *inputs[STAGE_MAX_IN + 1]; /* files of run.dir it reads, NULL-terminated */
+    const char *const *groups;    /* config groups (or single keys) it reads */
+    /* 1 if this config reads `input` (NULL = every input is read); an input not read is neither
+     * required nor hashed. */
+    int (*uses)(const dm_cfg *cfg, const char *input);
+    /* Checks of the config that need no file (NULL = none); `dynmm run` calls the check of every
+     * listed stage before it runs the first, so a bad setting of a late stage stops the run at once. */
+    int (*check)(const dm_cfg *cfg);
+    int (*run)(struct stage_run *sr);
 } stage_def;
 
+typedef struct stage_run {
+    par_ctx *ctx;
+    const dm_cfg *cfg;
+    const stage_def *def;
+    char hash[65];               /* this stage's hash */
+    char dataset_hash[65];       /* the dataset every input derives from ("" for the dataset stage) */
+    char out[4096];              /* output path */
+    int nin;                     /* inputs this config reads */
+    struct {
+        const char *file;        /* "cf.h5" */
+        char path[4096];
+        char hash[65];           /* its stage hash */
+    } in[STAGE_MAX_IN];
+    double t0;                   /* wall time at stage_begin */
+} stage_run;
+
 const stage_def *stage_find(const char *name);
+/* The stage that writes `file` of run.dir ("ingest" for dataset.h5), "?" for none. */
+const char *stage_maker(const char *file);
 /* Names of all stages, for messages ("ingest, synth, train-cf, ..."). */
 const char *stage_names(void);
-int stage_hash(par_ctx *ctx, const stage_def *s, const dm_cfg *cfg, char out[65]);
-/* 1 if run.dir/output exists and carries stage hash `hash`. Collective. */
-int stage_is_current(par_ctx *ctx, const stage_def *s, const dm_cfg *cfg, const char *hash, int *current);
 
-int stage_ingest(par_ctx *ctx, const dm_cfg *cfg);
-int stage_train_cf(par_ctx *ctx, const dm_cfg *cfg);
+/* Resolves paths, reads and cross-checks the inputs' identities, computes the hash. Collective;
+ * errors agreed. */
+int stage_begin(par_ctx *ctx, const dm_cfg *cfg, const stage_def *def, stage_run *sr);
+/* 1 in *current if the output exists and carries sr->hash. Collective. */
+int stage_is_current(stage_run *sr, int *current);
+/* Runs the body with key tracking; logs the keys read outside the declared groups. */
+int stage_exec(stage_run *sr);
+/* The path of declared input `file` ("cf.h5"); the stage must declare it (asserted). */
+const char *stage_input(const stage_run *sr, const char *file);
+
+/* Creates the output (<out>.part) with provenance, the stage hash and the identity attributes. */
+int stage_output_create(stage_run *sr, const char *format, int version, h5file *f);
+/* Writes the identity attributes (inputs, dataset_hash) to a file being written (used by writers
+ * that create their file themselves, such as the dataset writer). */
+int stage_write_identity(const stage_run *sr, h5file *f);
+/* Ends the output: with rc == DM_OK on every rank, records wall_seconds and commits (renames) it;
+ * otherwise discards it. Returns the agreed code. f may be unopened (f->id < 0). */
+int stage_output_finish(stage_run *sr, h5file *f, int rc);
+
+/* run.dir lock: held from stage_lock() to stage_unlock(); *held = 0 when run.dir is empty (the
+ * current directory is not locked). Collective. */
+typedef struct {
+    int fd; /* rank 0's lock file descriptor, -1 = none */
+} stage_lock_t;
+int stage_lock(par_ctx *ctx, const dm_cfg *cfg, stage_lock_t *lk);
+void stage_unlock(par_ctx *ctx, stage_lock_t *lk);
+
+/* A stage command (`dynmm eval CONFIG ...`): parse, --help, config, lock, begin, run. `prepare`
+ * (may be NULL) edits the config from the command's own arguments (positional, e.g. --resume). */
+int stage_command(par_ctx *ctx, int argc, char **argv, const char *name, const char *usage,
+                  int (*prepare)(dm_cfg *cfg, const char *const *args, int nargs));
+
+/* The bodies, checks and groups of the stages (one file each under mpi/). */
+int stage_ingest(stage_run *sr);
+int stage_train_cf(stage_run *sr);
+int stage_align(stage_run *sr);
+int stage_lm(stage_run *sr);
+int stage_prompt(stage_run *sr);
+int stage_explain(stage_run *sr);
+int stage_stream(stage_run *sr);
+int stage_eval(stage_run *sr);
+int check_train_cf(const dm_cfg *cfg);
+int check_eval(const dm_cfg *cfg);
+int check_stream(const dm_cfg *cfg);
+int check_prompt(const dm_cfg *cfg);
+int uses_eval(const dm_cfg *cfg, const char *input);
+extern const char *const ds_config_groups[];
 extern const char *const cf_config_groups[];
-int stage_eval(par_ctx *ctx, const dm_cfg *cfg);
-int stage_align(par_ctx *ctx, const dm_cfg *cfg);
-int stage_stream(par_ctx *ctx, const dm_cfg *cfg);
-int stage_lm(par_ctx *ctx, const dm_cfg *cfg);
-int stage_prompt(par_ctx *ctx, const dm_cfg *cfg);
-int stage_explain(par_ctx *ctx, const dm_cfg *cfg);
-extern const char *const explain_config_groups[];
-extern const char *const prompt_config_groups[];
-extern const char *const lm_config_groups[];
-extern const char *const stream_config_groups[];
 extern const char *const align_config_groups[];
+extern const char *const lm_config_groups[];
+extern const char *const prompt_config_groups[];
+extern const char *const explain_config_groups[];
+extern const char *const stream_config_groups[];
+extern const char *const eval_config_groups[];
+
 /* Loads the aligner of align.h5 (weights and shape) with activations for `batch` items/users, and
  * optionally its z_base (items, d). */
 #include "../src/align/align.h"
 int align_load(par_ctx *ctx, const char *path, int batch, align_model *m, align_acts *ai, float **z_base, size_t *n_items);
-extern const char *const eval_config_groups[];
 
 #endif

@@ -318,6 +318,7 @@ int dm_cfg_init(dm_cfg *c)
     sort_keys();
     memset(c, 0, sizeof *c);
     DM_ALLOC(c->v, g_nkeys);
+    DM_ALLOC(c->seen, g_nkeys);
     c->nkeys = g_nkeys;
     for (size_t k = 0; k < g_nkeys; k++) {
         char where[160];
@@ -331,6 +332,7 @@ void dm_cfg_free(dm_cfg *c)
 {
     for (size_t k = 0; k < c->nkeys; k++) val_clear(&c->v[k]);
     free(c->v);
+    free(c->seen);
     memset(c, 0, sizeof *c);
 }
 
@@ -622,6 +624,7 @@ int dm_cfg_set(dm_cfg *c, const char *a)
 static const dm_cval *get(const dm_cfg *c, const char *key, dm_ktype t1, dm_ktype t2)
 {
     size_t k = key_at(key);
+    if (c->seen) c->seen[k] = 1;
     if (g_keys[k].type != t1 && g_keys[k].type != t2) {
         fprintf(stderr, "dynmm: bug: config key '%s' read as the wrong type\n", key);
         DM_ASSERT(0);
@@ -637,6 +640,7 @@ const char *dm_cfg_str(const dm_cfg *c, const char *key) { return get(c, key, DM
 size_t dm_cfg_len(const dm_cfg *c, const char *key)
 {
     size_t k = key_at(key);
+    if (c->seen) c->seen[k] = 1;
     return c->v[k].n;
 }
 
@@ -734,6 +738,22 @@ static int in_groups(const char *name, const char *const *groups)
         if (strncmp(name, *groups, l) == 0 && (name[l] == '.' || name[l] == '\0')) return 1;
     }
     return 0;
+}
+
+void dm_cfg_seen_clear(const dm_cfg *c)
+{
+    if (c->seen) memset(c->seen, 0, c->nkeys);
+}
+
+size_t dm_cfg_seen_outside(const dm_cfg *c, const char *const *groups, const char *const *exempt, dm_buf *out)
+{
+    size_t n = 0;
+    for (size_t k = 0; c->seen && k < c->nkeys; k++) {
+        if (!c->seen[k] || in_groups(g_keys[k].name, groups) || (exempt && in_groups(g_keys[k].name, exempt))) continue;
+        if (out) dm_buf_printf(out, "%s%s", n ? ", " : "", g_keys[k].name);
+        n++;
+    }
+    return n;
 }
 
 /* Emits nested groups for sorted dotted names; `extra` (may be NULL) writes comments before each

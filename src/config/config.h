@@ -57,6 +57,7 @@ typedef struct {
 typedef struct {
     dm_cval *v;   /* (nkeys), same order as dm_keys() */
     size_t nkeys;
+    unsigned char *seen; /* (nkeys) 1 = read by an accessor since dm_cfg_seen_clear() */
 } dm_cfg;
 
 const dm_key *dm_keys(size_t *n); /* sorted by name */
@@ -81,6 +82,15 @@ double dm_cfg_float_at(const dm_cfg *c, const char *key, size_t i);
 const char *dm_cfg_str_at(const dm_cfg *c, const char *key, size_t i);
 /* "file:line" where a key was set, "default" or "--set"; for error messages about values. */
 const char *dm_cfg_where(const dm_cfg *c, const char *key, char *buf, size_t cap);
+
+/* Which keys a piece of code reads. Every accessor (dm_cfg_int, dm_cfg_len, ...) marks its key as
+ * seen, even through a const dm_cfg; the stage runner clears the marks before a stage and afterwards
+ * asks for the keys read outside the groups the stage declares (its hash covers only those), so an
+ * undeclared dependency cannot go unnoticed. `groups` as in dm_cfg_serialize; keys under any of
+ * `exempt` (may be NULL) are not reported. Returns the number of such keys; their names, comma-
+ * separated, go to out when out is not NULL. */
+void dm_cfg_seen_clear(const dm_cfg *c);
+size_t dm_cfg_seen_outside(const dm_cfg *c, const char *const *groups, const char *const *exempt, dm_buf *out);
 
 /* Canonical libconfig text of the groups listed (NULL-terminated; NULL = all groups). */
 int dm_cfg_serialize(const dm_cfg *c, const char *const *groups, dm_buf *out);

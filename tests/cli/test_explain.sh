@@ -58,6 +58,7 @@ if wait $pid; then echo "FAIL: the prompt run finished before the signal reached
 grep -q "interrupted by a signal" $W/ib.log && [ -s $W/ib/ckpt_prompt_llm.h5 ] || { cat $W/ib.log; echo "FAIL: no checkpoint on SIGUSR1"; exit 1; }
 $DM_MPIRUN -n 2 $B prompt "${small[@]}" "${long[@]}" --set run.dir=$W/ib < /dev/null > $W/ib2.log 2>&1 || { cat $W/ib2.log; exit 1; }
 grep -q "resuming from" $W/ib2.log || { cat $W/ib2.log; echo "FAIL: the rerun did not resume"; exit 1; }
+for d in ia ib; do [ ! -e $W/$d/ckpt_prompt_llm.h5 ] || { echo "FAIL: $d: ckpt_prompt_llm.h5 left after the stage finished"; exit 1; }; done
 $PY - $W <<'PYEOF' || exit 1
 import sys, h5py, numpy as np
 W = sys.argv[1]
@@ -65,6 +66,11 @@ a = h5py.File(W + "/ia/prompt.h5", "r")["prompt/llm/weights"][...]
 b = h5py.File(W + "/ib/prompt.h5", "r")["prompt/llm/weights"][...]
 d = np.abs(a - b).max()
 assert d < 1e-6, "resumed parameters differ from the uninterrupted run by %g" % d
+# the resumed epoch's losses include the steps before the checkpoint (its seconds are wall times)
+ca = h5py.File(W + "/ia/prompt.h5", "r")["prompt/llm/curve"][...]
+cb = h5py.File(W + "/ib/prompt.h5", "r")["prompt/llm/curve"][...]
+dc = np.abs(ca[:, :5] - cb[:, :5]).max()
+assert dc < 1e-6, "resumed training curve differs from the uninterrupted run by %g" % dc
 print("prompt: interrupted at %s, resumed to the uninterrupted parameters (max diff %g)" % (
     open(W + "/ib.log").read().split("interrupted by a signal at ")[1].split(";")[0], d))
 PYEOF

@@ -4,8 +4,8 @@
 #  - SASRec at the same global batch and seed gives the same weights after N steps at 1, 2, 3 ranks
 #  - a run killed (SIGKILL) after a checkpoint and rerun ends with the same weights as an
 #    uninterrupted one; SIGTERM writes a checkpoint at the next step and the rerun resumes
-#  - eval: per-user popularity metrics against an independent computation; pop/ease rows identical
-#    at 1, 2 and 3 ranks, SASRec rows within float tolerance
+#  - eval: per-user popularity metrics against an independent computation; pop rows and candidate
+#    sets identical at 1, 2 and 3 ranks, EASE and SASRec rows within float tolerance
 set -u
 PY=/usr/bin/python3; chk=tests/reference/check_cf.py; B=$DM_BUILD/dynmm
 export OMP_WAIT_POLICY=passive
@@ -19,8 +19,10 @@ done
 grep -E "epoch|ease" $W/r1.log
 for np in 2 3; do
   $PY $chk close $W/r1/cf.h5 $W/r$np/cf.h5 1e-5 sasrec/weights || { echo "FAIL: SASRec weights at $np ranks"; exit 1; }
-  $PY $chk equal $W/r1/results.h5 $W/r$np/results.h5 valid/full/pop test/uni99/pop test/full/ease || { echo "FAIL: eval rows at $np ranks"; exit 1; }
-  $PY $chk close $W/r1/results.h5 $W/r$np/results.h5 1e-4 test/full/sasrec || exit 1
+  $PY $chk equal $W/r1/results.h5 $W/r$np/results.h5 valid/full/pop test/uni99/pop candidates || { echo "FAIL: eval rows at $np ranks"; exit 1; }
+  # EASE (another ScaLAPACK grid) and SASRec (another allreduce order) score in other last bits: a
+  # user's row may change only where two candidates tie within that rounding (at most 1% of users)
+  $PY $chk rows $W/r1/results.h5 $W/r$np/results.h5 1e-4 0.01 test/full/ease test/full/sasrec || exit 1
 done
 $PY $chk results $W/r1/results.h5 $W/r1/dataset.h5 || exit 1
 
@@ -41,9 +43,12 @@ grep "resuming" $W/kill2.log
 $PY $chk equal $W/full/cf.h5 $W/kill/cf.h5 sasrec/weights sasrec/e_cf sasrec/state_valid sasrec/state_test || { echo "FAIL: resumed weights differ"; exit 1; }
 [ -f $W/kill/ckpt_sasrec.h5 ] && { echo "FAIL: checkpoint left behind after completion"; exit 1; }
 
-# SIGTERM (what Slurm sends before the time limit): a checkpoint at the next step, exit non-zero, resume
+# SIGTERM (what Slurm sends before the time limit): a checkpoint at the next step (mid-epoch: 7 steps
+# an epoch, the signal is looked at every 16 steps), exit non-zero; the rerun resumes to the weights
+# and the training curve of the uninterrupted run (the resumed epoch's loss and seconds include the
+# steps before the checkpoint)
 mkdir -p $W/term
-$DM_MPIRUN -n 2 $B run "${common[@]}" "${long[@]}" --set sasrec.checkpoint_every=0 --set sasrec.epochs=400 --set run.dir=$W/term < /dev/null > $W/term1.log 2>&1 &
+$DM_MPIRUN -n 2 $B run "${common[@]}" "${long[@]}" --set run.dir=$W/term < /dev/null > $W/term1.log 2>&1 &
 pid=$!
 for i in $(seq 600); do grep -q "epoch    1" $W/term1.log 2>/dev/null && break; sleep 0.1; done
 pkill -TERM -f "dynmm run.*run.dir=$W/term"
@@ -52,4 +57,16 @@ wait $pid; rc=$?
 grep -q "interrupted by a signal" $W/term1.log || { echo "FAIL: no interruption message"; cat $W/term1.log; exit 1; }
 [ -f $W/term/ckpt_sasrec.h5 ] || { echo "FAIL: SIGTERM wrote no checkpoint"; exit 1; }
 echo "ok: SIGTERM checkpoint written ($(grep -o 'at step [0-9]*' $W/term1.log))"
+$DM_MPIRUN -n 2 $B run "${common[@]}" "${long[@]}" --set run.dir=$W/term < /dev/null > $W/term2.log 2>&1 || { cat $W/term2.log; exit 1; }
+grep "resuming" $W/term2.log | grep -qv "batch 0," || { grep resuming $W/term2.log; echo "FAIL: the rerun did not resume mid-epoch"; exit 1; }
+$PY $chk equal $W/full/cf.h5 $W/term/cf.h5 sasrec/weights || { echo "FAIL: weights resumed after SIGTERM differ"; exit 1; }
+$PY - $W/full/cf.h5 $W/term/cf.h5 <<'PYEOF' || exit 1
+import sys, h5py, numpy as np
+a, b = (h5py.File(p, "r")["sasrec/curve"][...] for p in sys.argv[1:])
+assert a.shape == b.shape, (a.shape, b.shape)
+# epoch, mean loss, validation metric: the same numbers (the loss sums are the same float64 sums)
+d = np.abs(a[:, :3] - b[:, :3])
+assert np.nanmax(d) <= 1e-12, "resumed training curve differs: max diff %g at rows %s" % (np.nanmax(d), np.where(d > 1e-12)[0])
+print("ok: the resumed run's curve equals the uninterrupted one (%d epochs)" % len(a))
+PYEOF
 echo ok

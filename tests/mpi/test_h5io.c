@@ -135,6 +135,7 @@ int main(int argc, char **argv)
     if (!rc) rc = h5_commit(&f);
     CHECK(rc == DM_OK, "write: %s", dm_error_message());
     size = stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
+    par_barrier(&ctx); /* every rank has its size before rank 0 cuts the file */
     if (R == 0) CHECK(truncate(path, size / 2) == 0, "truncate");
     par_barrier(&ctx);
     rc = par_agree(&ctx, h5_open(&ctx, path, &g));

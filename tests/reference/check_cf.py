@@ -5,6 +5,10 @@
                                                  P = (X^T X + lambda I)^-1 from the training split
   check_cf.py close A.h5 B.h5 TOL GROUP...        datasets under GROUP equal within TOL (max abs diff)
   check_cf.py equal A.h5 B.h5 GROUP...            bitwise equal
+  check_cf.py rows A.h5 B.h5 TOL FRAC GROUP...    per-user metric rows of float models: rows agree within
+                                                 TOL except at most FRAC of them (users whose candidates'
+                                                 scores tie within the rounding differences of the two
+                                                 runs change rank), and every column mean within FRAC
   check_cf.py results RESULTS.h5 DATASET.h5       per-user rows: pop full-ranking Hit@K recomputed from
                                                  counts with ties at their expected rank, column means
 """
@@ -78,6 +82,26 @@ def close(a, b, tol, groups):
     print("close: %d datasets within %g (max difference %.3g)" % (len(da), tol, worst))
 
 
+def rows(a, b, tol, frac, groups):
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        da, db = walk(fa, groups), walk(fb, groups)
+    if sorted(da) != sorted(db):
+        fail("different datasets: %s" % sorted(set(da) ^ set(db)))
+    for k in da:
+        x, y = da[k].astype(np.float64), db[k].astype(np.float64)
+        if x.shape != y.shape:
+            fail("%s: shapes %s vs %s" % (k, x.shape, y.shape))
+        if (np.isnan(x) != np.isnan(y)).any():
+            fail("%s: users scored in one file only" % k)
+        ok = ~np.isnan(x[:, 0])
+        bad = (np.abs(x[ok] - y[ok]) > tol).any(axis=1)
+        share = bad.mean() if bad.size else 0.0
+        dm = np.abs(np.nanmean(x[ok], 0) - np.nanmean(y[ok], 0)).max() if ok.any() else 0.0
+        if share > frac or dm > frac:
+            fail("%s: %d of %d rows differ by more than %g (%.3g > %g), column means by %.3g" % (k, bad.sum(), bad.size, tol, share, frac, dm))
+        print("rows: %s: %d of %d rows differ beyond %g, column means within %.3g" % (k, bad.sum(), bad.size, tol, dm))
+
+
 def equal(a, b, groups):
     with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
         da, db = walk(fa, groups), walk(fb, groups)
@@ -139,6 +163,8 @@ if __name__ == "__main__":
         ease(sys.argv[2], sys.argv[3], *(sys.argv[4:5]))
     elif k == "close":
         close(sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5:])
+    elif k == "rows":
+        rows(sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5]), sys.argv[6:])
     elif k == "equal":
         equal(sys.argv[2], sys.argv[3], sys.argv[4:])
     elif k == "results":
