@@ -168,7 +168,7 @@ static void test_train_step(const char *mode, int evid)
     static const char *titles[12] = {"red lipstick", "blue shampoo", "green tea soap", "matte blush", "rose perfume",
                                      "argan hair oil", "night cream", "sun screen", "lip balm", "eye liner", "body wash", ""};
     static const char *brands[3] = {"acme", "zeta", "orto"};
-    char id[8];
+    char id[16];
     for (int i = 0; i < 12; i++) {
         snprintf(id, sizeof id, "%d", i);
         dm_raw_push(&raw, "u", 1, id, strlen(id), i, i + 1, -1);
