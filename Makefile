@@ -61,10 +61,17 @@ DM_CFLAGS_STR := $(OPT) $(SAN)
 MODULES ?= $(wildcard src/*)
 CORE_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 CORE_HDR := $(wildcard src/*/*.h) $(wildcard src/config/keys/*.def)
-MPI_SRC := $(filter-out mpi/main.c,$(wildcard mpi/*.c))
-MPI_HDR := $(wildcard mpi/*.h)
+# Layers, each a library; the dependency runs one way: mpi (infrastructure) <- stages -> src, and
+# analysis (report) reads files through mpi. stages/main.c is the binary.
+MPI_SRC := $(wildcard mpi/*.c)
+STAGE_SRC := $(filter-out stages/main.c,$(wildcard stages/*.c stages/*/*.c))
+REPORT_SRC := $(wildcard analysis/*.c)
+MPI_HDR := $(wildcard mpi/*.h stages/*.h stages/*/*.h analysis/*.h)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 MPI_OBJ := $(MPI_SRC:%.c=$(BUILD)/%.o)
+STAGE_OBJ := $(STAGE_SRC:%.c=$(BUILD)/%.o)
+REPORT_OBJ := $(REPORT_SRC:%.c=$(BUILD)/%.o)
+APP_LIBS := $(BUILD)/libdynmm_stages.a $(BUILD)/libdynmm_report.a $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 MPIT_SRC := $(wildcard tests/mpi/test_*.c)
@@ -86,7 +93,8 @@ $(BUILD)/src/%.o: src/%.c $(CORE_HDR) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CORE_CFLAGS) -c $< -o $@
 
-$(BUILD)/mpi/%.o: mpi/%.c $(CORE_HDR) $(MPI_HDR) $(FLAGS_STAMP)
+# mpi/, stages/ and analysis/ (src/ has the more specific rule above, which make prefers)
+$(BUILD)/%.o: %.c $(CORE_HDR) $(MPI_HDR) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(Q)$(MPICC) $(MPI_CFLAGS) -DDM_CFLAGS='"$(DM_CFLAGS_STR)"' -c $< -o $@
 
@@ -98,7 +106,15 @@ $(BUILD)/libdynmm_mpi.a: $(MPI_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/dynmm: $(BUILD)/mpi/main.o $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a
+$(BUILD)/libdynmm_stages.a: $(STAGE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libdynmm_report.a: $(REPORT_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/dynmm: $(BUILD)/stages/main.o $(APP_LIBS)
 	$(MPICC) $(MPI_CFLAGS) -o $@ $^ $(MPI_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libdynmm_core.a tests/unit/tap.h
@@ -109,9 +125,9 @@ $(BUILD)/tests/%: tests/mpi/%.c $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a
 	@mkdir -p $(dir $@)
 	$(MPICC) $(MPI_CFLAGS) -o $@ $< $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a $(MPI_LIBS)
 
-$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a
+$(BUILD)/bench/%: tests/bench/%.c $(APP_LIBS)
 	@mkdir -p $(dir $@)
-	$(MPICC) $(MPI_CFLAGS) -o $@ $< $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a $(MPI_LIBS)
+	$(MPICC) $(MPI_CFLAGS) -o $@ $< $(APP_LIBS) $(MPI_LIBS)
 
 tests: $(BUILD)/dynmm $(UNIT_BIN) $(MPIT_BIN)
 

@@ -4,7 +4,7 @@
  *
  * cli_load_config() builds the resolved config on every rank: defaults, then each CONFIG in order
  * (a later file overrides an earlier one, so a small file of overrides can sit on a base config),
- * then --set in order. Each subcommand is a function taking (ctx, argc, argv) with argv[0] = the command name.
+ * then --set in order.
  */
 #ifndef DM_CLI_H
 #define DM_CLI_H
@@ -25,14 +25,6 @@ typedef struct {
     int verbose;             /* -v / -q adjustments */
 } cli_args;
 
-typedef int (*cli_fn)(par_ctx *ctx, int argc, char **argv);
-
-typedef struct {
-    const char *name;
-    cli_fn fn;
-    const char *summary;
-    const char *usage; /* full --help text */
-} cli_cmd;
 
 /* Parses argv[1..]; the first positional ending in .cfg is the config. Errors name the argument. */
 int cli_parse(int argc, char **argv, cli_args *a);
@@ -46,19 +38,5 @@ int cli_run_path(par_ctx *ctx, const dm_cfg *cfg, const char *file, char *out, s
 /* Creates run.dir (rank 0) if needed. Collective. */
 int cli_make_run_dir(par_ctx *ctx, const dm_cfg *cfg);
 
-int cmd_config(par_ctx *ctx, int argc, char **argv);
-int cmd_run(par_ctx *ctx, int argc, char **argv);
-int cmd_ingest(par_ctx *ctx, int argc, char **argv);
-int cmd_synth(par_ctx *ctx, int argc, char **argv);
-int cmd_info(par_ctx *ctx, int argc, char **argv);
-int cmd_train_cf(par_ctx *ctx, int argc, char **argv);
-int cmd_eval(par_ctx *ctx, int argc, char **argv);
-int cmd_align(par_ctx *ctx, int argc, char **argv);
-int cmd_stream(par_ctx *ctx, int argc, char **argv);
-int cmd_lm(par_ctx *ctx, int argc, char **argv);
-int cmd_prompt(par_ctx *ctx, int argc, char **argv);
-int cmd_explain(par_ctx *ctx, int argc, char **argv);
-int cmd_report(par_ctx *ctx, int argc, char **argv);
-int cmd_sweep(par_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -65,7 +65,7 @@
  * the same norm (gradients accumulate). 1 and 3 ranks give the same weights to float rounding
  * (tests/unit/test_adapter.c bounds it): with OpenBLAS a row's result depends on the other rows of
  * its sgemm call, and the sums over examples are grouped by shard. Over hundreds of Adam steps that
- * rounding grows, so the stage (mpi/cmd_stream.c) runs training and Fisher in reproducible mode
+ * rounding grows, so the stage (stages/stage_stream.c) runs training and Fisher in reproducible mode
  * (src/nn/gemm.h: every row of a product rounded alike whatever the call and the thread count),
  * cuts every batch into fixed chunks whatever the rank count and sums the chunks' gradients in
  * fixed point (chunked_sum): bitwise the same weights at any rank and thread count, given tables

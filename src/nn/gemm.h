@@ -28,7 +28,7 @@
  *
  * Reproducible mode (nn_set_reproducible) is process-wide: turn it on around computations whose
  * float results must not depend on how rows are grouped into calls (data-parallel shards at any
- * rank count, mpi/cmd_stream.c) and off again for throughput. Set it from serial code only. The
+ * rank count, stages/stage_stream.c) and off again for throughput. Set it from serial code only. The
  * fixed kernel is slower than OpenBLAS (no FMA, no reordering; 1.1-1.8x on the adapter's shapes
  * with AVX, one thread), so keep OpenBLAS where results are only compared within a tolerance.
  *

@@ -1,7 +1,7 @@
 /* llmrec.h: the LLM recommender's core, MPI-free: soft-prompt projectors, the prompt layout,
  * candidate scoring by likelihood on the frozen LM's KV cache, and one user's listwise training step
- * through the frozen LM (see mpi/cmd_prompt.c for the stage around it), with or without evidence
- * tokens and the explanation losses (DESIGN.md idea 3; mpi/cmd_explain.c).
+ * through the frozen LM (see stages/stage_prompt.c for the stage around it), with or without evidence
+ * tokens and the explanation losses (DESIGN.md idea 3; stages/stage_explain.c).
  *
  * Prompt of a user with history h_1..h_n (the last prompt.history items):
  *     [L user tokens] prefix  title(h_1) [item h_1] sep ... title(h_n) [item h_n] sep  query

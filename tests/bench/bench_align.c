@@ -2,7 +2,7 @@
  *
  *   mpirun -n NP bench_align STEPS G NNEG D_CF D_TEXT D_VISUAL D_AUDIO [ITEMS]
  *
- * Runs the stage's data-parallel step (mpi/cmd_align.c) on random features of the given widths
+ * Runs the stage's data-parallel step (stages/stage_align.c) on random features of the given widths
  * (0 = modality unused; presence rates as the synthetic generator's defaults: text 0.9, visual 0.8,
  * audio 0.6, cf always) with the stage's sizing: a global batch of G examples (one user, its
  * positive and NNEG negatives each) split evenly over the ranks, the align.* defaults otherwise

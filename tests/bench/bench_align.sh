@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench_align.sh: the multimodal base aligner (`dynmm align`, mpi/cmd_align.c) at 1 and 2 ranks with
+# bench_align.sh: the multimodal base aligner (`dynmm align`, stages/stage_align.c) at 1 and 2 ranks with
 # the same global batch (align.batch 256 examples x (1 + 4) items) and the same total cores (1 x 2
 # threads, 2 x 1 thread):
 #   - steps/s of the stage itself (its own "ms/step" log line of the last of 2 epochs; the first

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench_prompt.sh: the LLM recommender (`dynmm prompt`, mpi/cmd_prompt.c, src/prompt/llmrec.h) on the
+# bench_prompt.sh: the LLM recommender (`dynmm prompt`, stages/stage_prompt.c, src/prompt/llmrec.h) on the
 # synthetic default with a small in-suite LM (dynmm lm: 2 layers, width 128, 4 heads, 100 steps; only
 # the shapes matter here), at 1 and 2 ranks:
 #   - users/s trained (listwise step through the frozen LM: the stage's "users/s" of its epoch) of llm

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# bench_report.sh: the two ends of a study, `dynmm eval` (mpi/cmd_eval.c) and `dynmm report`
-# (mpi/cmd_report.c, mpi/report_*.c), on the synthetic default (2000 users x 1000 items; SASRec 5
+# bench_report.sh: the two ends of a study, `dynmm eval` (stages/stage_eval.c) and `dynmm report`
+# (analysis/cmd_report.c, analysis/report_*.c), on the synthetic default (2000 users x 1000 items; SASRec 5
 # epochs, the aligner 2 epochs: only the shapes matter here), prepared once at 2 ranks:
 #   - evaluation throughput, users/s, of every model the eval stage scores: pop, ease, sasrec and
 #     align (eval.models of configs/quickstart.cfg; the embedded default lists pop, ease, sasrec

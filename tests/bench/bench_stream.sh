@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench_stream.sh: the online adapter of dynamic incremental alignment (`dynmm stream`,
-# mpi/cmd_stream.c) under the prequential protocol (split.protocol = "stream"), 2 ranks:
+# stages/stage_stream.c) under the prequential protocol (split.protocol = "stream"), 2 ranks:
 #   - update cost: the adapter's update per window (/stream/adapter/train_seconds: its optimisation
 #     steps and the Fisher for EWC) against retraining SASRec from scratch per window
 #     (/stream/retrained/train_seconds), side by side in one run, medians over windows

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The stage contract (mpi/stages.h): which stages rerun when what changes, and that no stage is ever
+# The stage contract (stages/stage.h): which stages rerun when what changes, and that no stage is ever
 # skipped as current with a changed input.
 #  - a full tiny pipeline (synth, train-cf, align, lm, prompt, explain, eval), then settings changed
 #    one at a time, cumulatively; after each change `dynmm run` must rerun exactly the stages that

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference checks of the stress experiments of `dynmm eval` (mpi/stress.h).
+"""Reference checks of the stress experiments of `dynmm eval` (stages/stress.h).
 
   check_stress.py equal A.h5 B.h5          every per-user dataset of two results files bitwise equal
                                            (their means, summed over ranks, within 1e-12)

@@ -1,5 +1,6 @@
 /* cmd_info.c: `dynmm info FILE.h5`: what a dynmm file holds. */
-#include "cli.h"
+#include "cmd.h"
+#include "../mpi/cli.h"
 #include "dataset_io.h"
 
 #include "../src/core/err.h"
@@ -11,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-static const char *USAGE =
+static const char USAGE[] =
     "usage: dynmm info FILE.h5 [--config]\n\n"
     "Summarises a dynmm file. For a dataset: users, items, interactions, density, sequence-length\n"
     "percentiles, time span, splits, attributes, modality coverage and windows. For any dynmm file:\n"

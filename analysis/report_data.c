@@ -2,7 +2,7 @@
  * and reading the results files' metadata into runs and configurations (see report.h). */
 #include "report.h"
 
-#include "h5io.h"
+#include "../mpi/h5io.h"
 #include "report_util.h"
 
 #include "../src/core/err.h"

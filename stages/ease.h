@@ -13,8 +13,8 @@
 #ifndef DM_EASE_H
 #define DM_EASE_H
 
-#include "h5io.h"
-#include "par.h"
+#include "../mpi/h5io.h"
+#include "../mpi/par.h"
 
 #include "../src/data/dataset.h"
 

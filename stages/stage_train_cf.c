@@ -1,10 +1,10 @@
 /* cmd_train_cf.c: `dynmm train-cf`: the collaborative-filtering models of cf.models into cf.h5. */
 #include "cands.h"
 #include "cf_sasrec.h"
-#include "cli.h"
+#include "../mpi/cli.h"
 #include "dataset_io.h"
 #include "ease.h"
-#include "stages.h"
+#include "stage.h"
 
 #include "../src/core/err.h"
 #include "../src/core/log.h"
@@ -17,7 +17,7 @@
 
 #define CF_FORMAT "dynmm-cf"
 
-static const char *USAGE =
+static const char USAGE[] =
     "usage: dynmm train-cf CONFIG.cfg [--set group.key=value ...] [--resume]\n\n"
     "Trains the models of cf.models on the training split of <run.dir>/dataset.h5 (split.protocol) and\n"
     "writes <run.dir>/cf.h5:\n"
@@ -29,7 +29,7 @@ static const char *USAGE =
     "sasrec.select_protocol); the test split is not read. An interrupted run (a kill, or SIGTERM/SIGUSR1\n"
     "from Slurm) continues from <run.dir>/ckpt_sasrec.h5 when rerun (run.resume = true, the default).\n";
 
-const char *const cf_config_groups[] = {"cf", "sasrec", "ease", "split.protocol", "eval.seed", "eval.pop_power", NULL};
+static const char *const cf_config_groups[] = {"cf", "sasrec", "ease", "split.protocol", "eval.seed", "eval.pop_power", NULL};
 
 static int has_model(const dm_cfg *cfg, const char *name)
 {
@@ -38,7 +38,7 @@ static int has_model(const dm_cfg *cfg, const char *name)
     return 0;
 }
 
-int check_train_cf(const dm_cfg *cfg)
+static int check_train_cf(const dm_cfg *cfg)
 {
     char w[256];
     for (size_t k = 0; k < dm_cfg_len(cfg, "cf.models"); k++) {
@@ -63,7 +63,7 @@ int check_train_cf(const dm_cfg *cfg)
     return DM_OK;
 }
 
-int stage_train_cf(stage_run *sr)
+static int stage_train_cf(stage_run *sr)
 {
     par_ctx *ctx = sr->ctx;
     const dm_cfg *cfg = sr->cfg;
@@ -113,4 +113,17 @@ static int prepare(dm_cfg *cfg, const char *const *args, int nargs)
     return DM_OK;
 }
 
-int cmd_train_cf(par_ctx *ctx, int argc, char **argv) { return stage_command(ctx, argc, argv, "train-cf", USAGE, prepare); }
+/* ---- the stage's contract (stage.h) ---- */
+
+const stage_def stage_train_cf_def = {
+    .name = "train-cf",
+    .output = "cf.h5",
+    .inputs = {"dataset.h5", NULL},
+    .groups = cf_config_groups,
+    .uses = NULL,
+    .check = check_train_cf,
+    .run = stage_train_cf,
+    .prepare = prepare,
+    .summary = "train the collaborative-filtering models (SASRec, EASE, popularity) into cf.h5",
+    .usage = USAGE,
+};

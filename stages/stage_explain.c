@@ -31,11 +31,11 @@
  */
 #include "align_inputs.h"
 #include "cands.h"
-#include "cli.h"
+#include "../mpi/cli.h"
 #include "dataset_io.h"
 #include "evalcore.h"
-#include "report_util.h"
-#include "stages.h"
+#include "../analysis/report_util.h"
+#include "stage.h"
 
 #include "../src/core/err.h"
 #include "../src/core/log.h"
@@ -58,14 +58,14 @@
 
 #define EXPLAIN_FORMAT "dynmm-explain"
 
-static const char *USAGE =
+static const char USAGE[] =
     "usage: dynmm explain CONFIG.cfg [--set group.key=value ...]\n\n"
     "Explains the top-K items of the LLM recommender with evidence (llm_explain of <run.dir>/prompt.h5):\n"
     "for each user of explain.user_ids (or a sample of explain.users), the rationale, its evidence,\n"
     "deletion faithfulness against random masking, evidence precision and FMR/FCR/DIV. Writes\n"
     "<run.dir>/explain.jsonl (or explain.output; \"-\" prints) and <run.dir>/explain.h5.\n";
 
-const char *const explain_config_groups[] = {"explain", "prompt", "split.protocol", NULL};
+static const char *const explain_config_groups[] = {"explain", "prompt", "split.protocol", NULL};
 
 enum {
     XC_FMR,
@@ -748,7 +748,7 @@ early:
     return par_agree(ctx, rc);
 }
 
-int stage_explain(stage_run *sr)
+static int stage_explain(stage_run *sr)
 {
     const dm_cfg *cfg = sr->cfg;
     /* explanations printed to stdout: the log stays out of the JSON lines */
@@ -759,4 +759,17 @@ int stage_explain(stage_run *sr)
     return rc;
 }
 
-int cmd_explain(par_ctx *ctx, int argc, char **argv) { return stage_command(ctx, argc, argv, "explain", USAGE, NULL); }
+/* ---- the stage's contract (stage.h) ---- */
+
+const stage_def stage_explain_def = {
+    .name = "explain",
+    .output = "explain.h5",
+    .inputs = {"dataset.h5", "align.h5", "lm.h5", "prompt.h5", NULL},
+    .groups = explain_config_groups,
+    .uses = NULL,
+    .check = NULL,
+    .run = stage_explain,
+    .prepare = NULL,
+    .summary = "explain the LLM recommender's top-K items with evidence and rationales; deletion faithfulness, evidence precision, FMR/FCR/DIV",
+    .usage = USAGE,
+};

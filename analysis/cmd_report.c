@@ -27,7 +27,8 @@
  * The settings come from REPORT.cfg when given; otherwise from the report.* and stats.* keys stored
  * in the first results file (so a sweep's report settings apply), then --set.
  */
-#include "cli.h"
+#include "../stages/cmd.h"
+#include "../mpi/cli.h"
 #include "report.h"
 #include "report_util.h"
 
@@ -45,7 +46,7 @@
 
 void rpt_labels_free(void);
 
-static const char *USAGE =
+static const char USAGE[] =
     "usage: dynmm report [REPORT.cfg] INPUT... [--set report.key=value ...]\n\n"
     "Reads results files (INPUT: results.h5 files, run or sweep directories, manifests, globs) and\n"
     "writes tables (LaTeX booktabs, Markdown, CSV) with mean +- sd over seeds, best in bold, second\n"

@@ -1,7 +1,7 @@
 /* ease.c: EASE on a BLACS grid, see ease.h. */
 #include "ease.h"
 
-#include "grid.h"
+#include "../mpi/grid.h"
 
 #include "../src/core/err.h"
 #include "../src/core/sort.h"

@@ -25,7 +25,8 @@
  * job never leaves a stale lock). A second command on the same run.dir stops at once with a
  * message naming the holder.
  *
- * A stage body is `int fn(stage_run *sr)`: sr carries the context, the config, the paths of its
+ * A stage is one file, stages/stage_<name>.c, that defines its stage_def (name, files, groups, checks,
+ * body, help); this file's registry lists them. A stage body is `int fn(stage_run *sr)`: sr carries the context, the config, the paths of its
  * inputs and output and its hash. It writes its output through stage_output_create() and
  * stage_output_finish(), which add provenance and identity and commit or discard the file on all
  * ranks together.
@@ -33,8 +34,8 @@
 #ifndef DM_STAGES_H
 #define DM_STAGES_H
 
-#include "h5io.h"
-#include "par.h"
+#include "../mpi/h5io.h"
+#include "../mpi/par.h"
 
 #include "../src/config/config.h"
 
@@ -43,7 +44,7 @@
 struct stage_run;
 
 typedef struct stage_def {
-    const char *name;             /* as in run.stages */
+    const char *name;             /* as in run.stages, and the command: `dynmm <name>` */
     const char *output;           /* file in run.dir */
     const char *inputs[STAGE_MAX_IN + 1]; /* files of run.dir it reads, NULL-terminated */
     const char *const *groups;    /* config groups (or single keys) it reads */
@@ -54,6 +55,11 @@ typedef struct stage_def {
      * listed stage before it runs the first, so a bad setting of a late stage stops the run at once. */
     int (*check)(const dm_cfg *cfg);
     int (*run)(struct stage_run *sr);
+    /* The command's own arguments (positional, e.g. --resume) applied to the config; NULL = none
+     * accepted. */
+    int (*prepare)(dm_cfg *cfg, const char *const *args, int nargs);
+    const char *summary;          /* one line for `dynmm --help` */
+    const char *usage;            /* `dynmm <name> --help` */
 } stage_def;
 
 typedef struct stage_run {
@@ -72,6 +78,9 @@ typedef struct stage_run {
     double t0;                   /* wall time at stage_begin */
 } stage_run;
 
+/* The registry: every stage in pipeline order (stage_at(i) for i < stage_count()). */
+int stage_count(void);
+const stage_def *stage_at(int i);
 const stage_def *stage_find(const char *name);
 /* The stage that writes `file` of run.dir ("ingest" for dataset.h5), "?" for none. */
 const char *stage_maker(const char *file);
@@ -105,33 +114,15 @@ typedef struct {
 int stage_lock(par_ctx *ctx, const dm_cfg *cfg, stage_lock_t *lk);
 void stage_unlock(par_ctx *ctx, stage_lock_t *lk);
 
-/* A stage command (`dynmm eval CONFIG ...`): parse, --help, config, lock, begin, run. `prepare`
- * (may be NULL) edits the config from the command's own arguments (positional, e.g. --resume). */
-int stage_command(par_ctx *ctx, int argc, char **argv, const char *name, const char *usage,
-                  int (*prepare)(dm_cfg *cfg, const char *const *args, int nargs));
+/* A stage command (`dynmm eval CONFIG ...`): parse, --help, config, the stage's own arguments,
+ * check, lock, begin, run. argv[0] is the stage's name. */
+int stage_command(par_ctx *ctx, const stage_def *def, int argc, char **argv);
 
-/* The bodies, checks and groups of the stages (one file each under mpi/). */
-int stage_ingest(stage_run *sr);
-int stage_train_cf(stage_run *sr);
-int stage_align(stage_run *sr);
-int stage_lm(stage_run *sr);
-int stage_prompt(stage_run *sr);
-int stage_explain(stage_run *sr);
-int stage_stream(stage_run *sr);
-int stage_eval(stage_run *sr);
-int check_train_cf(const dm_cfg *cfg);
-int check_eval(const dm_cfg *cfg);
-int check_stream(const dm_cfg *cfg);
-int check_prompt(const dm_cfg *cfg);
-int uses_eval(const dm_cfg *cfg, const char *input);
+/* The stages (one file each: stages/stage_<name>.c), in pipeline order. */
+extern const stage_def stage_ingest_def, stage_synth_def, stage_train_cf_def, stage_align_def, stage_lm_def,
+    stage_prompt_def, stage_explain_def, stage_stream_def, stage_eval_def;
+/* The dataset's config groups (dataset_io.h) */
 extern const char *const ds_config_groups[];
-extern const char *const cf_config_groups[];
-extern const char *const align_config_groups[];
-extern const char *const lm_config_groups[];
-extern const char *const prompt_config_groups[];
-extern const char *const explain_config_groups[];
-extern const char *const stream_config_groups[];
-extern const char *const eval_config_groups[];
 
 /* Loads the aligner of align.h5 (weights and shape) with activations for `batch` items/users, and
  * optionally its z_base (items, d). */

@@ -18,8 +18,8 @@
 #ifndef DM_CF_SASREC_H
 #define DM_CF_SASREC_H
 
-#include "h5io.h"
-#include "par.h"
+#include "../mpi/h5io.h"
+#include "../mpi/par.h"
 
 #include "../src/config/config.h"
 #include "../src/data/dataset.h"

@@ -12,7 +12,7 @@
 #ifndef DM_ALIGN_INPUTS_H
 #define DM_ALIGN_INPUTS_H
 
-#include "par.h"
+#include "../mpi/par.h"
 
 #include "../src/config/config.h"
 #include "../src/data/dataset.h"

@@ -24,7 +24,7 @@
 #ifndef DM_REPORT_H
 #define DM_REPORT_H
 
-#include "par.h"
+#include "../mpi/par.h"
 
 #include "../src/config/config.h"
 #include "../src/core/buf.h"

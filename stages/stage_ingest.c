@@ -6,10 +6,10 @@
  * collectively, each rank writing its block of users and items. The generator makes each rank
  * produce its own block of users. Output is identical at any rank count.
  */
-#include "cli.h"
+#include "../mpi/cli.h"
 #include "cands.h"
 #include "dataset_io.h"
-#include "stages.h"
+#include "stage.h"
 
 #include "../src/core/err.h"
 #include "../src/core/log.h"
@@ -25,7 +25,7 @@
 #include <string.h>
 #include <time.h>
 
-static const char *USAGE_INGEST =
+static const char USAGE_INGEST[] =
     "usage: dynmm ingest CONFIG.cfg [--set group.key=value ...]\n\n"
     "Reads the interactions (data.inter), item metadata (data.meta) and feature matrices\n"
     "(modal.<text|visual|audio>.path) named in the config, filters and splits them, and writes\n"
@@ -34,7 +34,7 @@ static const char *USAGE_INGEST =
     "  mpirun -n 2 dynmm ingest configs/amazon-beauty.cfg --set data.inter=/data/reviews_Beauty_5.json.gz\n\n"
     "`dynmm info <run.dir>/dataset.h5` summarises the result.\n";
 
-static const char *USAGE_SYNTH =
+static const char USAGE_SYNTH[] =
     "usage: dynmm synth [CONFIG.cfg] [--set synth.users=N ...]\n\n"
     "Generates the synthetic default dataset (see the synth group of configs/reference.cfg: users and\n"
     "items, taste clusters, planted drift, title/feature generation and missing rates) and writes\n"
@@ -364,7 +364,7 @@ static void summary(const dm_dataset *d, const char *path, double secs, int rank
 }
 
 /* The ingest stage on a resolved config (used by `dynmm ingest`, `dynmm synth` and `dynmm run`). */
-int stage_ingest(stage_run *sr)
+static int stage_ingest(stage_run *sr)
 {
     par_ctx *ctx = sr->ctx;
     const dm_cfg *cfg = sr->cfg;
@@ -418,5 +418,31 @@ static int prepare_synth(dm_cfg *cfg, const char *const *args, int nargs)
     return dm_cfg_set(cfg, "data.format=synth");
 }
 
-int cmd_ingest(par_ctx *ctx, int argc, char **argv) { return stage_command(ctx, argc, argv, "ingest", USAGE_INGEST, NULL); }
-int cmd_synth(par_ctx *ctx, int argc, char **argv) { return stage_command(ctx, argc, argv, "synth", USAGE_SYNTH, prepare_synth); }
+
+/* ---- the stage's contract (stage.h) ---- */
+
+const stage_def stage_ingest_def = {
+    .name = "ingest",
+    .output = "dataset.h5",
+    .inputs = {NULL},
+    .groups = ds_config_groups,
+    .uses = NULL,
+    .check = NULL,
+    .run = stage_ingest,
+    .prepare = NULL,
+    .summary = "read a real dataset (Amazon, RecBole, SASRec, TSV, features) into dataset.h5",
+    .usage = USAGE_INGEST,
+};
+
+const stage_def stage_synth_def = {
+    .name = "synth",
+    .output = "dataset.h5",
+    .inputs = {NULL},
+    .groups = ds_config_groups,
+    .uses = NULL,
+    .check = NULL,
+    .run = stage_ingest,
+    .prepare = prepare_synth,
+    .summary = "generate the synthetic default dataset into dataset.h5",
+    .usage = USAGE_SYNTH,
+};

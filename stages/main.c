@@ -1,8 +1,12 @@
-/* main.c: the dynmm binary. One subcommand per pipeline stage; every one is an MPI program that
+/* main.c: the dynmm binary. One subcommand per pipeline stage (from the stage registry) and a few
+ * more (run, report, sweep, info, config, version); every one is an MPI program that
  * also runs as a single process without mpirun. Errors are agreed across ranks; rank 0 prints the
  * message and every rank exits with the same non-zero status. */
-#include "cli.h"
-#include "par.h"
+#include "cmd.h"
+#include "stage.h"
+
+#include "../mpi/cli.h"
+#include "../mpi/par.h"
 
 #include "../src/core/err.h"
 #include "../src/core/log.h"
@@ -14,22 +18,20 @@
 
 static int cmd_version(par_ctx *ctx, int argc, char **argv);
 
-static const cli_cmd g_cmds[] = {
-    {"run", cmd_run, "run the stages of run.stages in order, skipping those already current", NULL},
-    {"ingest", cmd_ingest, "read a real dataset (Amazon, RecBole, SASRec, TSV, features) into dataset.h5", NULL},
-    {"synth", cmd_synth, "generate the synthetic default dataset into dataset.h5", NULL},
-    {"train-cf", cmd_train_cf, "train the collaborative-filtering models (SASRec, EASE, popularity) into cf.h5", NULL},
-    {"align", cmd_align, "train the multimodal base aligner (z_base, h_base) into align.h5", NULL},
-    {"lm", cmd_lm, "load a Hugging Face GPT-2 checkpoint, or pretrain the in-suite GPT-2 on the catalogue's text", NULL},
-    {"explain", cmd_explain, "explain the LLM recommender's top-K items with evidence and rationales; deletion faithfulness, evidence precision, FMR/FCR/DIV", NULL},
-    {"prompt", cmd_prompt, "train the soft-prompt projectors of the LLM recommender through the frozen LM; rank by likelihood", NULL},
-    {"stream", cmd_stream, "the online adapter over streaming windows, prequential evaluation, into stream.h5", NULL},
-    {"eval", cmd_eval, "score every model on the stored candidate sets, per user, into results.h5", NULL},
-    {"report", cmd_report, "tables (LaTeX, Markdown, CSV) with significance tests and gnuplot figures from results files", NULL},
-    {"sweep", cmd_sweep, "expand a sweep file (grid, random search, seeds) into a manifest and a Slurm job array", NULL},
-    {"info", cmd_info, "summarise a dynmm HDF5 file (counts, density, lengths, time span, modalities, windows)", NULL},
-    {"config", cmd_config, "print the resolved config, or the reference config with every key", NULL},
-    {"version", cmd_version, "print the version and build information", NULL},
+typedef struct {
+    const char *name;
+    int (*fn)(par_ctx *ctx, int argc, char **argv);
+    const char *summary;
+} command;
+
+/* the commands that are not stages; the stages come from their registry (stage.h) */
+static const command g_cmds[] = {
+    {"run", cmd_run, "run the stages of run.stages in order, skipping those already current"},
+    {"report", cmd_report, "tables (LaTeX, Markdown, CSV) with significance tests and gnuplot figures from results files"},
+    {"sweep", cmd_sweep, "expand a sweep file (grid, random search, seeds) into a manifest and a Slurm job array"},
+    {"info", cmd_info, "summarise a dynmm HDF5 file (counts, density, lengths, time span, modalities, windows)"},
+    {"config", cmd_config, "print the resolved config, or the reference config with every key"},
+    {"version", cmd_version, "print the version and build information"},
 };
 static const int g_ncmds = (int)(sizeof g_cmds / sizeof g_cmds[0]);
 
@@ -46,7 +48,9 @@ static void usage(void)
     printf("usage: dynmm <command> [CONFIG.cfg] [--set group.key=value ...] [-v|-q] [--help]\n\n"
            "Run under MPI with `mpirun -n N dynmm <command> ...` or `srun dynmm ...`; one process\n"
            "without a launcher also works.\n\ncommands:\n");
-    for (int i = 0; i < g_ncmds; i++) printf("  %-10s %s\n", g_cmds[i].name, g_cmds[i].summary);
+    printf("  %-10s %s\n", g_cmds[0].name, g_cmds[0].summary);
+    for (int i = 0; i < stage_count(); i++) printf("  %-10s %s\n", stage_at(i)->name, stage_at(i)->summary);
+    for (int i = 1; i < g_ncmds; i++) printf("  %-10s %s\n", g_cmds[i].name, g_cmds[i].summary);
     printf("\n`dynmm <command> --help` describes a command. Every config key is documented in\n"
            "configs/reference.cfg.\n");
 }
@@ -76,10 +80,11 @@ int main(int argc, char **argv)
         par_finalize(&ctx);
         return rc ? 2 : 0;
     }
-    const cli_cmd *cmd = NULL;
+    const command *cmd = NULL;
     for (int i = 0; i < g_ncmds; i++)
         if (!strcmp(argv[1], g_cmds[i].name)) cmd = &g_cmds[i];
-    if (!cmd) {
+    const stage_def *st = cmd ? NULL : stage_find(argv[1]);
+    if (!cmd && !st) {
         if (ctx.rank == 0) {
             fprintf(stderr, "dynmm: error: unknown command '%s'\n", argv[1]);
             fprintf(stderr, "  hint: `dynmm --help` lists the commands\n");
@@ -87,7 +92,7 @@ int main(int argc, char **argv)
         par_finalize(&ctx);
         return 2;
     }
-    rc = cmd->fn(&ctx, argc - 1, argv + 1);
+    rc = cmd ? cmd->fn(&ctx, argc - 1, argv + 1) : stage_command(&ctx, st, argc - 1, argv + 1);
     rc = par_agree(&ctx, rc);
     if (rc != DM_OK && ctx.rank == 0) dm_error_print("dynmm: ");
     par_finalize(&ctx);

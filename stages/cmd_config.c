@@ -1,12 +1,13 @@
 /* cmd_config.c: `dynmm config`: print the resolved config or the reference config. */
-#include "cli.h"
+#include "cmd.h"
+#include "../mpi/cli.h"
 
 #include "../src/core/err.h"
 
 #include <stdio.h>
 #include <string.h>
 
-static const char *USAGE =
+static const char USAGE[] =
     "usage: dynmm config [CONFIG.cfg] [--set group.key=value ...] [--reference] [--hash]\n\n"
     "Prints the resolved configuration (defaults, then CONFIG, then --set), exactly as it is stored in\n"
     "every output file. --reference prints every key with its documentation, type, range and default\n"

@@ -1,6 +1,7 @@
 /* cmd_run.c: `dynmm run CONFIG.cfg`: the stages of run.stages in order, skipping current ones. */
-#include "cli.h"
-#include "stages.h"
+#include "cmd.h"
+#include "../mpi/cli.h"
+#include "stage.h"
 
 #include "../src/core/err.h"
 #include "../src/core/log.h"
@@ -10,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *USAGE =
+static const char USAGE[] =
     "usage: dynmm run CONFIG.cfg [--set group.key=value ...]\n\n"
     "Runs the stages listed in run.stages, in order, each writing its file into run.dir. A stage whose\n"
     "output exists and was made from the same settings and the same inputs (the stage hash stored in\n"

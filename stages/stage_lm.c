@@ -17,10 +17,10 @@
  * Output: <run.dir>/lm/ (config.json, model.safetensors, vocab.json, merges.txt; or lm.save_dir)
  * and <run.dir>/lm.h5 (format "dynmm-lm": where the model is, its shape, the training curve).
  */
-#include "cli.h"
+#include "../mpi/cli.h"
 #include "dataset_io.h"
-#include "h5io.h"
-#include "stages.h"
+#include "../mpi/h5io.h"
+#include "stage.h"
 
 #include "../src/core/err.h"
 #include "../src/core/log.h"
@@ -42,7 +42,7 @@
 #define LM_FORMAT "dynmm-lm"
 #define LM_CKPT_FORMAT "dynmm-lm-checkpoint"
 
-static const char *USAGE =
+static const char USAGE[] =
     "usage: dynmm lm CONFIG.cfg [--set group.key=value ...]\n\n"
     "Provides the frozen language model. With lm.checkpoint = \"DIR\" (a Hugging Face GPT-2 directory:\n"
     "config.json, model.safetensors, vocab.json, merges.txt, e.g. a local copy of gpt2) it is loaded and\n"
@@ -51,7 +51,7 @@ static const char *USAGE =
     "rationale templates), data parallel over the ranks, and saved in the same layout to <run.dir>/lm/.\n"
     "Writes <run.dir>/lm.h5 with the model's location, shape and training curve.\n";
 
-const char *const lm_config_groups[] = {"lm", "explain.templates", NULL};
+static const char *const lm_config_groups[] = {"lm", "explain.templates", NULL};
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int s)
@@ -289,7 +289,7 @@ static int mkdir_p(const char *p)
     return DM_OK;
 }
 
-int stage_lm(stage_run *sr)
+static int stage_lm(stage_run *sr)
 {
     par_ctx *ctx = sr->ctx;
     const dm_cfg *cfg = sr->cfg;
@@ -482,4 +482,17 @@ int stage_lm(stage_run *sr)
     return rc;
 }
 
-int cmd_lm(par_ctx *ctx, int argc, char **argv) { return stage_command(ctx, argc, argv, "lm", USAGE, NULL); }
+/* ---- the stage's contract (stage.h) ---- */
+
+const stage_def stage_lm_def = {
+    .name = "lm",
+    .output = "lm.h5",
+    .inputs = {"dataset.h5", NULL},
+    .groups = lm_config_groups,
+    .uses = NULL,
+    .check = NULL,
+    .run = stage_lm,
+    .prepare = NULL,
+    .summary = "load a Hugging Face GPT-2 checkpoint, or pretrain the in-suite GPT-2 on the catalogue's text",
+    .usage = USAGE,
+};

@@ -1,8 +1,8 @@
 /* stages.c: the stage registry, stage hashes, input identities, the run.dir lock and the output
  * epilogue, see stages.h. */
-#include "stages.h"
+#include "stage.h"
 
-#include "cli.h"
+#include "../mpi/cli.h"
 #include "dataset_io.h"
 
 #include "../src/core/buf.h"
@@ -20,20 +20,14 @@
 #include <time.h>
 #include <unistd.h>
 
-static const stage_def g_stages[] = {
-    {"ingest", "dataset.h5", {NULL}, ds_config_groups, NULL, NULL, stage_ingest},
-    {"synth", "dataset.h5", {NULL}, ds_config_groups, NULL, NULL, stage_ingest},
-    {"train-cf", "cf.h5", {"dataset.h5", NULL}, cf_config_groups, NULL, check_train_cf, stage_train_cf},
-    {"align", "align.h5", {"dataset.h5", "cf.h5", NULL}, align_config_groups, NULL, NULL, stage_align},
-    {"lm", "lm.h5", {"dataset.h5", NULL}, lm_config_groups, NULL, NULL, stage_lm},
-    {"prompt", "prompt.h5", {"dataset.h5", "cf.h5", "align.h5", "lm.h5", NULL}, prompt_config_groups, NULL, check_prompt,
-     stage_prompt},
-    {"explain", "explain.h5", {"dataset.h5", "align.h5", "lm.h5", "prompt.h5", NULL}, explain_config_groups, NULL, NULL,
-     stage_explain},
-    {"stream", "stream.h5", {"dataset.h5", "cf.h5", "align.h5", NULL}, stream_config_groups, NULL, check_stream, stage_stream},
-    {"eval", "results.h5", {"dataset.h5", "cf.h5", "align.h5", NULL}, eval_config_groups, uses_eval, check_eval, stage_eval},
+static const stage_def *const g_stages[] = {
+    &stage_ingest_def, &stage_synth_def, &stage_train_cf_def, &stage_align_def, &stage_lm_def,
+    &stage_prompt_def, &stage_explain_def, &stage_stream_def, &stage_eval_def,
 };
 static const int g_nstages = (int)(sizeof g_stages / sizeof g_stages[0]);
+
+int stage_count(void) { return g_nstages; }
+const stage_def *stage_at(int i) { return i >= 0 && i < g_nstages ? g_stages[i] : NULL; }
 
 /* Keys every stage may read that cannot change its results (run.seed is hashed separately). */
 static const char *const g_exempt[] = {"run.dir", "run.threads", "run.verbose", "run.resume", "run.force", "run.stages",
@@ -42,7 +36,7 @@ static const char *const g_exempt[] = {"run.dir", "run.threads", "run.verbose", 
 const stage_def *stage_find(const char *name)
 {
     for (int i = 0; i < g_nstages; i++)
-        if (!strcmp(g_stages[i].name, name)) return &g_stages[i];
+        if (!strcmp(g_stages[i]->name, name)) return g_stages[i];
     return NULL;
 }
 
@@ -52,7 +46,7 @@ const char *stage_names(void)
     buf[0] = '\0';
     for (int i = 0; i < g_nstages; i++) {
         if (i) strcat(buf, ", ");
-        strcat(buf, g_stages[i].name);
+        strcat(buf, g_stages[i]->name);
     }
     return buf;
 }
@@ -61,7 +55,7 @@ const char *stage_names(void)
 const char *stage_maker(const char *file)
 {
     for (int i = 0; i < g_nstages; i++)
-        if (!strcmp(g_stages[i].output, file)) return g_stages[i].name;
+        if (!strcmp(g_stages[i]->output, file)) return g_stages[i]->name;
     return "?";
 }
 
@@ -267,7 +261,7 @@ int stage_exec(stage_run *sr)
         const char *strict = getenv("DM_STRICT_KEYS");
         if (strict && strict[0] == '1' && !rc) {
             rc = DM_ERR(DM_EINTERNAL, "stage %s read %s outside the config groups its hash covers", sr->def->name, keys.data);
-            DM_HINT("add them to the stage's groups (mpi/stages.h)");
+            DM_HINT("add them to the stage's groups (stages/stage.h)");
         } else if (!rc)
             dm_warn("stage %s read %s outside the config groups its hash covers", sr->def->name, keys.data);
     }
@@ -385,26 +379,23 @@ void stage_unlock(par_ctx *ctx, stage_lock_t *lk)
 
 /* ---- stage commands ------------------------------------------------------------------------- */
 
-int stage_command(par_ctx *ctx, int argc, char **argv, const char *name, const char *usage,
-                  int (*prepare)(dm_cfg *cfg, const char *const *args, int nargs))
+int stage_command(par_ctx *ctx, const stage_def *def, int argc, char **argv)
 {
     cli_args a;
     DM_CALL(cli_parse(argc, argv, &a));
-    if (cli_help(ctx, &a, usage)) {
+    if (cli_help(ctx, &a, def->usage)) {
         cli_args_free(&a);
         return DM_OK;
     }
     dm_cfg cfg;
     int rc = cli_load_config(ctx, &a, &cfg);
-    if (!rc && prepare) rc = prepare(&cfg, a.positional, a.npositional);
+    if (!rc && def->prepare) rc = def->prepare(&cfg, a.positional, a.npositional);
     else if (!rc && a.npositional) {
-        rc = DM_ERR(DM_ECONFIG, "%s: unexpected argument '%s'", name, a.positional[0]);
+        rc = DM_ERR(DM_ECONFIG, "%s: unexpected argument '%s'", def->name, a.positional[0]);
         DM_HINT("config files end in .cfg; settings go through --set group.key=value");
     }
     cli_args_free(&a);
     rc = par_agree(ctx, rc);
-    const stage_def *def = stage_find(name);
-    DM_ASSERT(def);
     if (!rc && def->check) rc = par_agree(ctx, def->check(&cfg));
     stage_lock_t lk = {-1};
     if (!rc) rc = stage_lock(ctx, &cfg, &lk);

@@ -23,7 +23,7 @@
 #ifndef DM_DATASET_IO_H
 #define DM_DATASET_IO_H
 
-#include "h5io.h"
+#include "../mpi/h5io.h"
 
 #include "../src/data/dataset.h"
 

@@ -28,8 +28,9 @@
  * seed varies. They depend only on the varied settings and the seed, so extending a grid keeps the
  * names, and the DONE markers, of runs already made.
  */
-#include "cli.h"
-#include "report_util.h"
+#include "cmd.h"
+#include "../mpi/cli.h"
+#include "../analysis/report_util.h"
 
 #include "../src/core/err.h"
 #include "../src/core/log.h"
@@ -43,7 +44,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *USAGE =
+static const char USAGE[] =
     "usage: dynmm sweep SWEEP.cfg [--set group.key=value ...]\n\n"
     "Expands a sweep file into runs: sweep.base is the base config, the file's own settings apply to\n"
     "every run, sweep.grid lists values per key ('sasrec.hidden=[32,64]'), sweep.random draws\n"

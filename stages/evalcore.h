@@ -17,7 +17,7 @@
 #ifndef DM_EVALCORE_H
 #define DM_EVALCORE_H
 
-#include "par.h"
+#include "../mpi/par.h"
 
 #include "../src/data/dataset.h"
 #include "../src/eval/metrics.h"

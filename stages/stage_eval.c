@@ -11,7 +11,7 @@
  * Users are sharded across ranks; each rank writes its rows collectively. The per-user rows are what
  * the significance tests compare.
  *
- * Stress experiments (stress.*, mpi/stress.h), on the splits of stress.splits and every protocol,
+ * Stress experiments (stress.*, stages/stress.h), on the splits of stress.splits and every protocol,
  * scored like any model on the same users and candidate sets:
  *   align@drop_<set>_<rate>      modality set (one modality or a pair) dropped from rate% of the items
  *   align@noise_<modality>_<snr> Gaussian noise on one modality's features at an SNR in dB
@@ -25,10 +25,10 @@
  * recomputing every item reproduces the stored z_base).
  */
 #include "cands.h"
-#include "cli.h"
+#include "../mpi/cli.h"
 #include "dataset_io.h"
 #include "evalcore.h"
-#include "stages.h"
+#include "stage.h"
 #include "stress.h"
 
 #include "../src/core/err.h"
@@ -46,7 +46,7 @@
 
 #define RES_FORMAT "dynmm-results"
 
-static const char *USAGE =
+static const char USAGE[] =
     "usage: dynmm eval CONFIG.cfg [--set group.key=value ...]\n\n"
     "Scores the models of eval.models (pop, ease, sasrec from cf.h5, ...) on the splits of eval.splits\n"
     "and the protocols of eval.protocols: 'full' ranks the whole catalogue minus the user's history,\n"
@@ -56,7 +56,7 @@ static const char *USAGE =
     "stress.enabled, also the aligner's stress variants (align@drop_*, align@noise_*, align@shuffle_*) and\n"
     "the cold-item subsets (<model>@cold) of stress.models.\n";
 
-const char *const eval_config_groups[] = {"eval", "split.protocol", "stress", NULL};
+static const char *const eval_config_groups[] = {"eval", "split.protocol", "stress", NULL};
 
 /* ---- models ------------------------------------------------------------------------------ */
 
@@ -483,7 +483,7 @@ static int eval_model_known(const char *m)
     return !strcmp(m, "pop") || !strcmp(m, "ease") || !strcmp(m, "sasrec") || !strcmp(m, "align");
 }
 
-int check_eval(const dm_cfg *cfg)
+static int check_eval(const dm_cfg *cfg)
 {
     char w[256];
     size_t nm = dm_cfg_len(cfg, "eval.models"), np = dm_cfg_len(cfg, "eval.protocols"), ns = dm_cfg_len(cfg, "eval.splits");
@@ -512,7 +512,7 @@ int check_eval(const dm_cfg *cfg)
 }
 
 /* eval reads cf.h5 for pop, ease and sasrec, align.h5 for align and the stress experiments */
-int uses_eval(const dm_cfg *cfg, const char *input)
+static int uses_eval(const dm_cfg *cfg, const char *input)
 {
     if (!strcmp(input, "dataset.h5")) return 1;
     int cf = 0, al = 0;
@@ -541,7 +541,7 @@ static int write_candidates(h5file *f, const dm_dataset *d, size_t lo, size_t hi
     return rc;
 }
 
-int stage_eval(stage_run *sr)
+static int stage_eval(stage_run *sr)
 {
     par_ctx *ctx = sr->ctx;
     const dm_cfg *cfg = sr->cfg;
@@ -654,4 +654,17 @@ int stage_eval(stage_run *sr)
     return rc;
 }
 
-int cmd_eval(par_ctx *ctx, int argc, char **argv) { return stage_command(ctx, argc, argv, "eval", USAGE, NULL); }
+/* ---- the stage's contract (stage.h) ---- */
+
+const stage_def stage_eval_def = {
+    .name = "eval",
+    .output = "results.h5",
+    .inputs = {"dataset.h5", "cf.h5", "align.h5", NULL},
+    .groups = eval_config_groups,
+    .uses = uses_eval,
+    .check = check_eval,
+    .run = stage_eval,
+    .prepare = NULL,
+    .summary = "score every model on the same candidate sets, per user, into results.h5",
+    .usage = USAGE,
+};

@@ -18,10 +18,10 @@
 #include "align_inputs.h"
 #include "cands.h"
 #include "cf_sasrec.h"
-#include "cli.h"
+#include "../mpi/cli.h"
 #include "dataset_io.h"
 #include "evalcore.h"
-#include "stages.h"
+#include "stage.h"
 
 #include "../src/align/align.h"
 #include "../src/core/err.h"
@@ -40,7 +40,7 @@
 
 #define ALIGN_FORMAT "dynmm-align"
 
-static const char *USAGE =
+static const char USAGE[] =
     "usage: dynmm align CONFIG.cfg [--set group.key=value ...]\n\n"
     "Trains the multimodal base aligner on <run.dir>/dataset.h5 and <run.dir>/cf.h5: per-modality\n"
     "encoders (cf, text, visual, audio; align.modalities), one shared projector into align.dim, InfoNCE\n"
@@ -49,7 +49,7 @@ static const char *USAGE =
     "item titles, brands and categories (lsa.*, ScaLAPACK). Writes <run.dir>/align.h5 with z_base\n"
     "(items) and h_base (users).\n";
 
-const char *const align_config_groups[] = {"align", "lsa", "modal.pca_dim", "modal.pca_above", "modal.pca_whiten", "split.protocol", NULL};
+static const char *const align_config_groups[] = {"align", "lsa", "modal.pca_dim", "modal.pca_above", "modal.pca_whiten", "split.protocol", NULL};
 
 typedef struct {
     const float *z;  /* (n_items, d) */
@@ -82,7 +82,7 @@ static int latents(align_model *m, align_acts *ai, const ai_inputs *in, const ui
     return DM_OK;
 }
 
-int stage_align(stage_run *sr)
+static int stage_align(stage_run *sr)
 {
     par_ctx *ctx = sr->ctx;
     const dm_cfg *cfg = sr->cfg;
@@ -476,7 +476,6 @@ early:
     return par_agree(ctx, rc);
 }
 
-int cmd_align(par_ctx *ctx, int argc, char **argv) { return stage_command(ctx, argc, argv, "align", USAGE, NULL); }
 
 int align_load(par_ctx *ctx, const char *path, int batch, align_model *m, align_acts *ai, float **z_base, size_t *n_items)
 {
@@ -532,3 +531,18 @@ int align_load(par_ctx *ctx, const char *path, int batch, align_model *m, align_
     h5_close(&f);
     return par_agree(ctx, rc);
 }
+
+/* ---- the stage's contract (stage.h) ---- */
+
+const stage_def stage_align_def = {
+    .name = "align",
+    .output = "align.h5",
+    .inputs = {"dataset.h5", "cf.h5", NULL},
+    .groups = align_config_groups,
+    .uses = NULL,
+    .check = NULL,
+    .run = stage_align,
+    .prepare = NULL,
+    .summary = "train the multimodal base aligner (z_base, h_base) into align.h5",
+    .usage = USAGE,
+};

@@ -39,10 +39,10 @@
 #include "align_inputs.h"
 #include "cands.h"
 #include "cf_sasrec.h"
-#include "cli.h"
+#include "../mpi/cli.h"
 #include "dataset_io.h"
 #include "evalcore.h"
-#include "stages.h"
+#include "stage.h"
 
 #include "../src/align/align.h"
 #include "../src/core/err.h"
@@ -68,7 +68,7 @@
 #define PROMPT_FORMAT "dynmm-prompt"
 #define PROMPT_MAXM 4
 
-static const char *USAGE =
+static const char USAGE[] =
     "usage: dynmm prompt CONFIG.cfg [--set group.key=value ...]\n\n"
     "Trains the soft-prompt projectors of the LLM recommender through the frozen LM of <run.dir>/lm.h5\n"
     "(dynmm lm) on the aligner's latents (<run.dir>/align.h5), with and without evidence tokens and the\n"
@@ -79,7 +79,7 @@ static const char *USAGE =
 
 /* the explain.* keys of the evidence encoder and its losses (llm_explain trains here); the rest of
    explain.* belongs to the explain stage */
-const char *const prompt_config_groups[] = {"prompt", "explain.attr_temperature", "explain.faith_delta", "explain.hidden", "explain.k_attrs",
+static const char *const prompt_config_groups[] = {"prompt", "explain.attr_temperature", "explain.faith_delta", "explain.hidden", "explain.k_attrs",
                                             "explain.k_items", "explain.k_users", "explain.modality", "explain.rationale_tokens",
                                             "explain.similarity", "explain.templates", "explain.tokens", "explain.w_expl",
                                             "explain.w_faith", "explain.width", "eval.ks", "eval.ties", "eval.splits", "eval.seed", "eval.pop_power", "split.protocol", NULL};
@@ -380,7 +380,7 @@ static int train_model(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, con
     return par_agree(ctx, rc);
 }
 
-int check_prompt(const dm_cfg *cfg)
+static int check_prompt(const dm_cfg *cfg)
 {
     size_t nm = dm_cfg_len(cfg, "prompt.models");
     if (nm == 0 || nm > 2) return DM_ERR(DM_ECONFIG, "prompt.models: give one or both of \"llm\" and \"llm_explain\"");
@@ -402,7 +402,7 @@ int check_prompt(const dm_cfg *cfg)
     return DM_OK;
 }
 
-int stage_prompt(stage_run *sr)
+static int stage_prompt(stage_run *sr)
 {
     par_ctx *ctx = sr->ctx;
     const dm_cfg *cfg = sr->cfg;
@@ -828,4 +828,17 @@ early:
     return par_agree(ctx, rc);
 }
 
-int cmd_prompt(par_ctx *ctx, int argc, char **argv) { return stage_command(ctx, argc, argv, "prompt", USAGE, NULL); }
+/* ---- the stage's contract (stage.h) ---- */
+
+const stage_def stage_prompt_def = {
+    .name = "prompt",
+    .output = "prompt.h5",
+    .inputs = {"dataset.h5", "cf.h5", "align.h5", "lm.h5", NULL},
+    .groups = prompt_config_groups,
+    .uses = NULL,
+    .check = check_prompt,
+    .run = stage_prompt,
+    .prepare = NULL,
+    .summary = "train the soft-prompt projectors of the LLM recommender through the frozen LM; rank by likelihood",
+    .usage = USAGE,
+};

@@ -12,7 +12,7 @@
 #ifndef DM_CANDS_H
 #define DM_CANDS_H
 
-#include "par.h"
+#include "../mpi/par.h"
 
 #include "../src/config/config.h"
 #include "../src/data/dataset.h"

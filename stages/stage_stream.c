@@ -45,10 +45,10 @@
  */
 #include "cands.h"
 #include "cf_sasrec.h"
-#include "cli.h"
+#include "../mpi/cli.h"
 #include "dataset_io.h"
 #include "evalcore.h"
-#include "stages.h"
+#include "stage.h"
 
 #include "../src/adapter/adapter.h"
 #include "../src/align/align.h"
@@ -70,7 +70,7 @@
 #define STREAM_FORMAT "dynmm-stream"
 
 
-static const char *USAGE =
+static const char USAGE[] =
     "usage: dynmm stream CONFIG.cfg [--set group.key=value ...]\n\n"
     "Runs the prequential protocol over the dataset's streaming windows (window.*): each window is\n"
     "scored first with the state adapted through the previous one, then the online adapter trains on\n"
@@ -78,7 +78,7 @@ static const char *USAGE =
     "the interactions before the first window). Variants: stream.variants. Writes <run.dir>/stream.h5\n"
     "with per-window and per-user metrics.\n";
 
-const char *const stream_config_groups[] = {"stream", "adapter", "window", "eval.ks", "eval.ties", "sasrec", "split.protocol", NULL};
+static const char *const stream_config_groups[] = {"stream", "adapter", "window", "eval.ks", "eval.ties", "sasrec", "split.protocol", NULL};
 
 enum { V_STATIC, V_SASREC, V_ADAPTER, V_NO_GATE, V_NO_EMA, V_NO_REPLAY, V_NO_KL, V_NO_EWC, V_RETRAINED, V_N };
 static const char *const vnames[V_N] = {"static", "sasrec", "adapter", "no_gate", "no_ema", "no_replay", "no_kl", "no_ewc", "retrained"};
@@ -205,7 +205,7 @@ typedef struct {
     float *h;       /* (n_users, d) served user latents */
 } variant_adapter;
 
-int check_stream(const dm_cfg *cfg)
+static int check_stream(const dm_cfg *cfg)
 {
     char w[256];
     if (strcmp(dm_cfg_str(cfg, "split.protocol"), "stream")) {
@@ -228,7 +228,7 @@ int check_stream(const dm_cfg *cfg)
     return DM_OK;
 }
 
-int stage_stream(stage_run *sr)
+static int stage_stream(stage_run *sr)
 {
     par_ctx *ctx = sr->ctx;
     const dm_cfg *cfg = sr->cfg;
@@ -809,4 +809,17 @@ done_early:
     return par_agree(ctx, rc);
 }
 
-int cmd_stream(par_ctx *ctx, int argc, char **argv) { return stage_command(ctx, argc, argv, "stream", USAGE, NULL); }
+/* ---- the stage's contract (stage.h) ---- */
+
+const stage_def stage_stream_def = {
+    .name = "stream",
+    .output = "stream.h5",
+    .inputs = {"dataset.h5", "cf.h5", "align.h5", NULL},
+    .groups = stream_config_groups,
+    .uses = NULL,
+    .check = check_stream,
+    .run = stage_stream,
+    .prepare = NULL,
+    .summary = "the online adapter over streaming windows, prequential evaluation, into stream.h5",
+    .usage = USAGE,
+};

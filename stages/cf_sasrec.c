@@ -2,7 +2,7 @@
 #include "cf_sasrec.h"
 
 #include "cands.h"
-#include "cli.h"
+#include "../mpi/cli.h"
 #include "evalcore.h"
 
 #include "../src/core/err.h"
