@@ -4,7 +4,8 @@
 # and by commit REV (default: HEAD) compared file by file (tests/reference/compare_runs.py):
 # dataset.h5 bitwise, integer datasets equal, float datasets within 1e-4 relative (DM_SAME_TOL).
 # For refactoring: a change that should not alter any number must pass this. Reuses the built
-# reference of REV in $DM_SAME_DIR (default build/same/<rev>) when present.
+# reference of REV in $DM_SAME_DIR (default build/same/<rev>) when present; BUILD names the working
+# tree's build directory (default build).
 set -eu -o pipefail
 cd "$(dirname "$0")/.."
 REV=$(git rev-parse --short "${1:-HEAD}")
@@ -29,11 +30,14 @@ if [ ! -f "$W/ref/done" ]; then
   (cd "$W/src" && pipeline "$W/build/dynmm" "$W/ref")
   touch "$W/ref/done"
 fi
-make BUILD=build -j2 all > /dev/null
-rm -rf "$W/new"; mkdir -p "$W/new"
-pipeline "$PWD/build/dynmm" "$W/new"
+# the working tree's build (BUILD, default build); its outputs in a directory of this process
+B=${BUILD:-build}
+make BUILD="$B" -j2 all > /dev/null
+N="$W/new.$$"; rm -rf "$N"; mkdir -p "$N"
+pipeline "$PWD/$B/dynmm" "$N"
 for r in main stream; do
   echo "== $r (working tree vs $REV)"
-  /usr/bin/python3 tests/reference/compare_runs.py "$W/ref/$r" "$W/new/$r" --tol "$TOL"
+  /usr/bin/python3 tests/reference/compare_runs.py "$W/ref/$r" "$N/$r" --tol "$TOL"
 done
+rm -rf "$N"
 echo "same outputs as $REV"
