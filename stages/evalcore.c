@@ -132,3 +132,40 @@ int ev_mean(par_ctx *ctx, const metrics_spec *spec, const double *rows, size_t n
     free(acc);
     return DM_OK;
 }
+
+int ev_spec_config(const dm_cfg *cfg, metrics_spec *spec)
+{
+    metrics_ties ties;
+    int64_t ks[EV_MAX_KS];
+    size_t nk = dm_cfg_len(cfg, "eval.ks");
+    if (nk > EV_MAX_KS) return DM_ERR(DM_ECONFIG, "eval.ks: %zu cutoffs, at most %d", nk, EV_MAX_KS);
+    for (size_t k = 0; k < nk; k++) ks[k] = dm_cfg_int_at(cfg, "eval.ks", k);
+    DM_CALL(metrics_ties_parse(dm_cfg_str(cfg, "eval.ties"), &ties));
+    return metrics_spec_init(spec, ks, nk, ties);
+}
+
+int64_t ev_cols_at10(const metrics_spec *spec, size_t *hit, size_t *ndcg)
+{
+    size_t k10 = 0;
+    for (size_t k = 0; k < spec->nk; k++)
+        if (spec->ks[k] == 10) k10 = k + 1;
+    size_t ki = k10 ? k10 - 1 : 0;
+    *hit = metrics_col(spec, METRICS_HIT, ki);
+    *ndcg = metrics_col(spec, METRICS_NDCG, ki);
+    return spec->nk ? spec->ks[ki] : 0;
+}
+
+int ev_write_columns(par_ctx *ctx, h5file *f, const metrics_spec *spec)
+{
+    dm_strtab cols = {0};
+    char name[32];
+    int rc = DM_OK;
+    for (size_t c = 0; c < spec->ncols && !rc; c++) {
+        metrics_col_name(spec, c, name, sizeof name);
+        rc = dm_strtab_add(&cols, name, strlen(name));
+    }
+    rc = par_agree(ctx, rc);
+    if (!rc) rc = h5_write_strtab(f, "/columns", ctx->rank == 0 ? &cols : &(dm_strtab){0}, ctx->rank == 0 ? 0 : spec->ncols, spec->ncols);
+    dm_strtab_free(&cols);
+    return rc;
+}

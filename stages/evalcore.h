@@ -17,8 +17,10 @@
 #ifndef DM_EVALCORE_H
 #define DM_EVALCORE_H
 
+#include "../mpi/h5io.h"
 #include "../mpi/par.h"
 
+#include "../src/config/config.h"
 #include "../src/data/dataset.h"
 #include "../src/eval/metrics.h"
 
@@ -40,5 +42,16 @@ int ev_score_users(const ev_split *s, const metrics_spec *spec, const char *prot
                    size_t lo, size_t hi, size_t batch, double *rows);
 /* Column means over the non-NaN rows of all ranks; *count = users scored. */
 int ev_mean(par_ctx *ctx, const metrics_spec *spec, const double *rows, size_t n, double *mean, int64_t *count);
+
+/* The metrics of eval.ks and eval.ties into spec (the caller frees it with metrics_spec_free);
+ * DM_ECONFIG for more than EV_MAX_KS cutoffs or an unknown tie rule, DM_EINPUT for a bad cutoff.
+ * Not collective: the same result on every rank. */
+#define EV_MAX_KS 64
+int ev_spec_config(const dm_cfg *cfg, metrics_spec *spec);
+/* The columns of Hit@10 and NDCG@10 in a row of spec (those of the first cutoff when 10 is not one
+ * of them); returns the cutoff they are at. */
+int64_t ev_cols_at10(const metrics_spec *spec, size_t *hit, size_t *ndcg);
+/* The names of spec's columns ("hit@10", ...) as the string table /columns of f. Collective. */
+int ev_write_columns(par_ctx *ctx, h5file *f, const metrics_spec *spec);
 
 #endif

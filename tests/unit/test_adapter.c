@@ -1,10 +1,14 @@
 /* test_adapter.c: the online adapter (src/adapter): known answers, optimised vs naive kernels,
  * finite-difference gradients of every loss term for every tensor, the per-example Fisher against
  * a brute-force loop, shard sums, ablation switches, EMA, the reservoir buffer and batch plans,
- * window summaries (naive twin, a hand-worked window, NumPy), and parity with PyTorch
+ * window summaries (naive twin, a hand-worked window, NumPy), the base latents' RMS norm, balancing
+ * and recent taste (naive twins, a hand-worked user), the fixed-point chunk sums (bitwise over
+ * simulated rank counts, against float sums), and parity with PyTorch
  * (tests/reference/gen_adapter.py, through DM_REF_DIR).
  */
 #include "../../src/adapter/adapter.h"
+#include "../../src/adapter/adapter_chunks.h"
+#include "../../src/adapter/adapter_latents.h"
 #include "../../src/adapter/adapter_kernels.h"
 #include "../../src/adapter/adapter_window.h"
 #include "../../src/core/err.h"
@@ -1380,6 +1384,266 @@ static void test_stream(void)
     free(o3.params);
 }
 
+/* ---- 10c. base latents: RMS norm, balancing, recent taste (adapter_latents.h) ---------------- */
+
+/* rms by rows in long double: the definition sqrt((1/n) sum_r |x_r|^2) */
+static double rms_naive(const float *x, size_t n, size_t d)
+{
+    long double s = 0;
+    for (size_t r = 0; r < n; r++) {
+        long double row = 0;
+        for (size_t q = 0; q < d; q++) row += (long double)x[r * d + q] * x[r * d + q];
+        s += row;
+    }
+    return n ? (double)sqrtl(s / (long double)n) : 0.0;
+}
+
+static void test_latents_balance(void)
+{
+    enum { NU = 37, NI = 53, D = 6 };
+    dm_rng g;
+    dm_rng_seed(&g, 301);
+    float *h = randn(&g, NU * D, 0.05), *z = randn(&g, NI * D, 2.0); /* the two scales of a base model */
+    float hs[NU * D], zs[NI * D];
+    double rh = adapter_latents_rms(h, NU, D), rz = adapter_latents_rms(z, NI, D);
+    NEAR(rh, rms_naive(h, NU, D), 1e-12 * rh, "rms(h) against the row-wise long double sum");
+    NEAR(rz, rms_naive(z, NI, D), 1e-12 * rz, "rms(z)");
+    CHECK(adapter_latents_rms(z, 0, D) == 0.0, "rms of no rows is 0");
+    double c = adapter_latents_balance(rz, rh);
+    NEAR(c, sqrt(rz / rh), 1e-15 * c, "c = sqrt(rms_z / rms_h)");
+    CHECK(adapter_latents_balance(0.0, rh) == 1.0 && adapter_latents_balance(rz, 0.0) == 1.0, "c = 1 when a side is zero");
+    adapter_latents_scale(h, NU * D, c, hs);
+    adapter_latents_unscale(z, NI * D, c, zs);
+    CHECK(hs[5] == (float)(h[5] * c) && zs[7] == (float)(z[7] / c), "h c and z / c rounded once to float");
+    /* both sides at sqrt(rms_z rms_h), up to float rounding of the entries (2^-24 relative) */
+    double target = sqrt(rz * rh), sh = adapter_latents_rms(hs, NU, D), sz = adapter_latents_rms(zs, NI, D);
+    NEAR(sh, target, 1e-6 * target, "balanced users' RMS norm");
+    NEAR(sz, target, 1e-6 * target, "balanced items' RMS norm");
+    /* scores unchanged: |h.z - hs.zs| <= 1e-6 of the largest |score| */
+    double dmax = 0, smax = 0;
+    for (int u = 0; u < NU; u++)
+        for (int i = 0; i < NI; i++) {
+            double a = 0, b = 0;
+            for (int q = 0; q < D; q++) a += (double)h[u * D + q] * z[i * D + q], b += (double)hs[u * D + q] * zs[i * D + q];
+            dmax = fmax(dmax, fabs(a - b)), smax = fmax(smax, fabs(a));
+        }
+    printf("# balance: RMS norms %.4g (users) and %.4g (items) -> %.4g and %.4g (c = %.4g); scores max |diff| %.2g of %.3g\n", rh, rz, sh, sz, c,
+           dmax, smax);
+    CHECK(dmax <= 1e-6 * smax, "scores moved by %g (max |score| %g)", dmax, smax);
+    memcpy(hs, h, sizeof hs);
+    adapter_latents_scale(hs, NU * D, c, hs); /* in place */
+    CHECK(hs[11] == (float)(h[11] * c), "in-place scale");
+    free(h);
+    free(z);
+}
+
+/* taste_u(w) by its definition: every interaction of u (no time-order shortcut), double sums */
+static void taste_naive(const dm_dataset *d, int64_t w, double tau, const float *z, size_t dz, double *out)
+{
+    for (size_t u = 0; u < d->n_users; u++) {
+        double *dst = out + u * dz, wsum = 0;
+        for (size_t q = 0; q < dz; q++) dst[q] = 0;
+        for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) {
+            if (d->window[j] >= (int32_t)w) continue;
+            double a = exp(-(double)(d->window_start[w] - d->time[j]) / tau);
+            if (a < 1e-6) continue;
+            for (size_t q = 0; q < dz; q++) dst[q] += a * z[(size_t)d->item[j] * dz + q];
+            wsum += a;
+        }
+        for (size_t q = 0; q < dz && wsum > 0; q++) dst[q] /= wsum;
+    }
+}
+
+static void test_latents_taste(void)
+{
+    /* known answer: 2 users, 3 items (d_z 2), windows [100, 200) [200, 300) [300, 400); the row
+     * has a column before and after the taste (ld 4), which must stay untouched */
+    int64_t off[3] = {0, 4, 5}, time[5] = {50, 150, 250, 350, 320}, ws[4] = {100, 200, 300, 400};
+    int32_t item[5] = {0, 1, 2, 0, 1}, win[5] = {-1, 0, 1, 2, 2};
+    float z[6] = {1, 0, 0, 2, -1, 1};
+    dm_dataset d;
+    memset(&d, 0, sizeof d);
+    d.n_users = 2, d.n_items = 3, d.n_inter = 5, d.user_off = off, d.item = item, d.time = time, d.window = win;
+    d.n_windows = 3, d.window_start = ws;
+    NEAR(adapter_latents_tau(&d, 0, 0), 100, 0, "tau at window 0: its own length");
+    NEAR(adapter_latents_tau(&d, 2, 0), 100, 0, "tau at window 2: the length of window 1");
+    NEAR(adapter_latents_tau(&d, 2, 7.5), 7.5, 0, "tau = tau_ms when set");
+    int64_t flat[4] = {100, 100, 100, 100};
+    d.window_start = flat;
+    NEAR(adapter_latents_tau(&d, 1, 0), 1, 0, "tau = 1 ms for an empty window");
+    d.window_start = ws;
+    float out[2 * 4];
+    for (int k = 0; k < 8; k++) out[k] = 9;
+    adapter_latents_taste(&d, 2, 100, z, 2, out + 1, 4);
+    /* user 0 before window 2: items 0 (t 50), 1 (t 150), 2 (t 250); t_w = 300: weights e^-2.5,
+     * e^-1.5, e^-0.5 on z = (1, 0), (0, 2), (-1, 1) */
+    double a0 = exp(-2.5), a1 = exp(-1.5), a2 = exp(-0.5), sa = a0 + a1 + a2;
+    NEAR(out[1], (a0 - a2) / sa, 1e-7, "user 0 taste[0]");
+    NEAR(out[2], (2 * a1 + a2) / sa, 1e-7, "user 0 taste[1]");
+    CHECK(out[5] == 0 && out[6] == 0, "user 1 has no interaction before window 2: taste 0");
+    CHECK(out[0] == 9 && out[3] == 9 && out[4] == 9 && out[7] == 9, "columns outside the taste untouched");
+    /* tau 10: the weights e^-25 and e^-15 fall below 1e-6 and are dropped; item 2 alone is left */
+    adapter_latents_taste(&d, 2, 10, z, 2, out + 1, 4);
+    CHECK(out[1] == -1 && out[2] == 1, "weights below 1e-6 dropped: %g %g", out[1], out[2]);
+
+    /* random: 40 users, 25 items, 5 windows, times sorted per user; against the naive twin. The
+     * taste adds up to 39 float terms a_j z_j and divides once; each rounding is at most 2^-24 of
+     * a partial sum <= max|z| sum a_j, so |diff| <= (39 + 2) 2^-24 max|z| */
+    enum { NU = 40, NI = 25, DZ = 3, NW = 5 };
+    dm_rng g;
+    dm_rng_seed(&g, 302);
+    int64_t roff[NU + 1], rws[NW + 1];
+    for (int k = 0; k <= NW; k++) rws[k] = 1000 + 500 * k;
+    int64_t *rt = malloc(NU * 40 * sizeof *rt);
+    int32_t *ri = malloc(NU * 40 * sizeof *ri), *rw = malloc(NU * 40 * sizeof *rw);
+    size_t n = 0;
+    for (int u = 0; u < NU; u++) {
+        roff[u] = (int64_t)n;
+        int m = (int)dm_rng_below(&g, 40), t = (int)dm_rng_below(&g, 300);
+        for (int k = 0; k < m; k++, n++) {
+            t += (int)dm_rng_below(&g, 200);
+            rt[n] = t, ri[n] = (int32_t)dm_rng_below(&g, NI);
+            rw[n] = -1;
+            for (int q = 0; q < NW; q++)
+                if (t >= rws[q]) rw[n] = (int32_t)q;
+        }
+    }
+    roff[NU] = (int64_t)n;
+    float *rz = randn(&g, NI * DZ, 2.0), *got = malloc(NU * DZ * sizeof *got);
+    double *ref = malloc(NU * DZ * sizeof *ref), worst = 0;
+    dm_dataset r;
+    memset(&r, 0, sizeof r);
+    r.n_users = NU, r.n_items = NI, r.n_inter = n, r.user_off = roff, r.item = ri, r.time = rt, r.window = rw;
+    r.n_windows = NW, r.window_start = rws;
+    for (int w = 0; w < NW; w++)
+        for (int tk = 0; tk < 2; tk++) { /* tau: the window length, and a short fixed one */
+            double tau = adapter_latents_tau(&r, w, tk ? 120.0 : 0.0);
+            adapter_latents_taste(&r, w, tau, rz, DZ, got, DZ);
+            taste_naive(&r, w, tau, rz, DZ, ref);
+            for (size_t k = 0; k < NU * DZ; k++) worst = fmax(worst, fabs(got[k] - ref[k]));
+        }
+    double tol = 41 * ldexp(1.0, -24) * maxabs(rz, NI * DZ);
+    printf("# recent taste: %zu interactions, 5 windows x 2 taus against the double-precision twin: max |diff| %.2g (tol %.2g)\n", n, worst, tol);
+    CHECK(worst <= tol, "taste differs from the naive twin by %g > %g", worst, tol);
+    free(rt);
+    free(ri);
+    free(rw);
+    free(rz);
+    free(got);
+    free(ref);
+}
+
+/* ---- 10d. fixed-point chunk sums (adapter_chunks.h) ------------------------------------------ */
+
+static void test_chunks_fix(void)
+{
+    CHECK(adapter_chunks_count(0) == 0 && adapter_chunks_count(1) == 1 && adapter_chunks_count(ADAPTER_CHUNK) == 1 &&
+              adapter_chunks_count(ADAPTER_CHUNK + 1) == 2,
+          "chunk counts");
+    /* half a unit rounds away from zero */
+    const float half = (float)ldexp(1.0, -41), x[4] = {half, -half, 3 * half, 0.75f};
+    int64_t acc[4] = {0, 0, 0, 0};
+    CHECK(adapter_chunks_fix_add(acc, x, 4) == DM_OK, "fix_add");
+    CHECK(acc[0] == 1 && acc[1] == -1 && acc[2] == 2 && acc[3] == (int64_t)(0.75 * ADAPTER_CHUNK_FIX), "round half away from zero: %lld %lld %lld",
+          (long long)acc[0], (long long)acc[1], (long long)acc[2]);
+    float back[4];
+    adapter_chunks_fix_get(acc, 4, back);
+    CHECK(back[3] == 0.75f, "0.75 comes back exactly");
+    /* round trip of random values: |x - back| <= 2^-41 + |x| 2^-24 */
+    dm_rng g;
+    dm_rng_seed(&g, 303);
+    float *v = randn(&g, 1000, 3.0), *vb = malloc(1000 * sizeof *vb);
+    int64_t *va = calloc(1000, sizeof *va);
+    CHECK(adapter_chunks_fix_add(va, v, 1000) == DM_OK, "fix_add");
+    adapter_chunks_fix_get(va, 1000, vb);
+    double worst = 0;
+    for (int k = 0; k < 1000; k++) worst = fmax(worst, fabs(vb[k] - v[k]) - fabs(v[k]) * ldexp(1.0, -24));
+    CHECK(worst <= ldexp(1.0, -41), "round trip off by %g beyond float rounding", worst);
+    const float bad[2] = {1.0f, INFINITY}, big[1] = {1e10f};
+    printf("# (two 'not finite or too large' errors expected)\n");
+    CHECK(adapter_chunks_fix_add(va, bad, 2) == DM_ENUM, "an infinite gradient is an error");
+    CHECK(adapter_chunks_fix_add(va, big, 1) == DM_ENUM, "a gradient over 9e18 / 2^40 is an error");
+    free(v);
+    free(vb);
+    free(va);
+}
+
+/* the chunked gradient / Fisher of a batch of N = 150 examples (chunks 64, 64, 22): any split of
+ * the chunks over 1, 2, 3 simulated ranks, and the chunks summed in reverse, give bitwise the same
+ * integers; against the double sum of the chunks' float results within nchunks 2^-41 + 2^-24
+ * relative; against one float pass over the whole batch within 1e-5 of the largest entry (float
+ * grouping) */
+static void test_chunks_sum(void)
+{
+    enum { N = 150 };
+    adapter_config c;
+    small_config(&c);
+    c.max_batch = N;
+    world w;
+    world_make(&w, &c, 304);
+    adapter whole, m;
+    adapter_acts wa, a;
+    CHECK(model_make(&whole, &wa, &c, 305) == 0, "init");
+    c.max_batch = ADAPTER_CHUNK;
+    CHECK(model_make(&m, &a, &c, 305) == 0, "init");
+    memcpy(m.params_mem, whole.params_mem, m.nparams * sizeof(float));
+    size_t np = m.nparams, nch = adapter_chunks_count(N);
+    int64_t *fix = malloc(np * sizeof *fix), *tot = malloc(np * sizeof *tot), *part = malloc(np * sizeof *part);
+    double *dsum = malloc(np * sizeof *dsum);
+    float *got = malloc(np * sizeof *got);
+    for (int what = 0; what < 2; what++) {
+        const char *nm = what == ADAPTER_CHUNKS_FISHER ? "Fisher" : "gradient";
+        CHECK(adapter_chunks_sum(&m, &a, &w.t, w.user, w.pos, w.neg, N, 0, nch, what, fix) == DM_OK, "chunk sum");
+        for (int P = 1; P <= 3; P++) {
+            memset(tot, 0, np * sizeof *tot);
+            for (int p = 0; p < P; p++) {
+                size_t clo, chi;
+                dm_shard_even(nch, P, p, &clo, &chi);
+                CHECK(adapter_chunks_sum(&m, &a, &w.t, w.user, w.pos, w.neg, N, clo, chi, what, part) == DM_OK, "chunk sum");
+                for (size_t k = 0; k < np; k++) tot[k] += part[k];
+            }
+            CHECK(!memcmp(tot, fix, np * sizeof *fix), "%s: %d simulated ranks differ from 1", nm, P);
+        }
+        memset(tot, 0, np * sizeof *tot);
+        memset(dsum, 0, np * sizeof *dsum);
+        for (size_t ch = nch; ch-- > 0;) { /* reverse order; the float results summed in double */
+            CHECK(adapter_chunks_sum(&m, &a, &w.t, w.user, w.pos, w.neg, N, ch, ch + 1, what, part) == DM_OK, "chunk sum");
+            for (size_t k = 0; k < np; k++) tot[k] += part[k];
+            const float *x = what == ADAPTER_CHUNKS_FISHER ? m.fisher_acc : m.grads_mem;
+            for (size_t k = 0; k < np; k++) dsum[k] += x[k];
+        }
+        CHECK(!memcmp(tot, fix, np * sizeof *fix), "%s: the chunks summed in reverse differ", nm);
+        adapter_chunks_fix_get(fix, np, got);
+        double dchunk = 0, dwhole = 0, gmax = 0;
+        for (size_t k = 0; k < np; k++) dchunk = fmax(dchunk, fabs(got[k] - dsum[k]) - fabs(dsum[k]) * ldexp(1.0, -24));
+        adapter_batch b = {N, w.user, w.pos, w.neg, N};
+        if (what == ADAPTER_CHUNKS_FISHER) {
+            adapter_fisher_begin(&whole);
+            CHECK(adapter_fisher_accumulate(&whole, &wa, &w.t, &b) == DM_OK, "whole-batch Fisher");
+        } else {
+            adapter_zero_grad(&whole);
+            CHECK(adapter_train_step(&whole, &wa, &w.t, &b, NULL) == DM_OK, "whole-batch gradient");
+        }
+        const float *ref = what == ADAPTER_CHUNKS_FISHER ? whole.fisher_acc : whole.grads_mem;
+        for (size_t k = 0; k < np; k++) dwhole = fmax(dwhole, fabs(got[k] - ref[k])), gmax = fmax(gmax, fabs(ref[k]));
+        printf("# chunked %s (N %d, %zu chunks, %zu params): 1/2/3 ranks and reverse order bitwise; vs the chunks' double sum %.2g "
+               "beyond float rounding; vs one whole-batch pass max |diff| %.2g of max %.3g\n",
+               nm, N, nch, np, fmax(dchunk, 0), dwhole, gmax);
+        CHECK(dchunk <= (double)nch * ldexp(1.0, -41), "%s: off the chunks' sum by %g", nm, dchunk);
+        CHECK(dwhole <= 1e-5 * gmax, "%s: off the whole batch by %g (max %g)", nm, dwhole, gmax);
+    }
+    free(fix);
+    free(tot);
+    free(part);
+    free(dsum);
+    free(got);
+    adapter_free(&m);
+    adapter_acts_free(&a);
+    adapter_free(&whole);
+    adapter_acts_free(&wa);
+    world_free(&w);
+}
+
 /* ---- 11. PyTorch / NumPy parity -------------------------------------------------------------- */
 
 static void *slurp(const char *dir, const char *name, const char *suffix, size_t want)
@@ -1685,6 +1949,10 @@ int main(void)
     test_summaries_random();
     test_window_gather();
     test_stream();
+    test_latents_balance();
+    test_latents_taste();
+    test_chunks_fix();
+    test_chunks_sum();
     test_reference();
     return tap_done("test_adapter");
 }
