@@ -30,11 +30,13 @@
 #include "../stages/cmd.h"
 #include "../mpi/cli.h"
 #include "report.h"
-#include "report_util.h"
 
 #include "../src/core/err.h"
+#include "../src/core/fs.h"
 #include "../src/core/log.h"
 #include "../src/core/rng.h"
+#include "../src/core/str.h"
+#include "../src/core/strv.h"
 #include "../src/core/timer.h"
 
 #include <math.h>
@@ -72,7 +74,7 @@ static int split_list(const char *v, char ***out, size_t *n)
     *n = 0;
     char **a = NULL;
     size_t na = 0;
-    DM_CALL(ru_split(v, strchr(v, '|') ? '|' : ',', &a, &na));
+    DM_CALL(dm_strv_split(v, strchr(v, '|') ? '|' : ',', &a, &na));
     *out = a;
     *n = na;
     return DM_OK;
@@ -90,10 +92,10 @@ static void table_spec_free(rpt_table_spec *t)
     free(t->split);
     free(t->caption);
     free(t->baseline);
-    ru_strv_free(t->protocols, t->nprotocols);
-    ru_strv_free(t->models, t->nmodels);
-    ru_strv_free(t->metrics, t->nmetrics);
-    ru_strv_free(t->where, t->nwhere);
+    dm_strv_free(t->protocols, t->nprotocols);
+    dm_strv_free(t->models, t->nmodels);
+    dm_strv_free(t->metrics, t->nmetrics);
+    dm_strv_free(t->where, t->nwhere);
     memset(t, 0, sizeof *t);
 }
 
@@ -108,16 +110,16 @@ static void fig_spec_free(rpt_fig_spec *f)
     free(f->xlabel);
     free(f->ylabel);
     free(f->title);
-    ru_strv_free(f->models, f->nmodels);
-    ru_strv_free(f->metrics, f->nmetrics);
-    ru_strv_free(f->where, f->nwhere);
+    dm_strv_free(f->models, f->nmodels);
+    dm_strv_free(f->metrics, f->nmetrics);
+    dm_strv_free(f->where, f->nwhere);
     memset(f, 0, sizeof *f);
 }
 
 static int set_str(char **dst, const char *v)
 {
     free(*dst);
-    *dst = ru_strdup(v);
+    *dst = dm_str_dup(v);
     return *dst ? DM_OK : DM_ENOMEM;
 }
 
@@ -134,7 +136,7 @@ static int parse_spec(const char *spec, const char *where, rpt_table_spec *tab, 
 {
     char **parts = NULL;
     size_t np = 0;
-    DM_CALL(ru_split(spec, ';', &parts, &np));
+    DM_CALL(dm_strv_split(spec, ';', &parts, &np));
     int rc = DM_OK;
     for (size_t i = 0; i < np && !rc; i++) {
         const char *eq = strchr(parts[i], '=');
@@ -175,7 +177,7 @@ static int parse_spec(const char *spec, const char *where, rpt_table_spec *tab, 
                         : "figure keys: name, kind, split, protocol, models, metrics, x, data, xlabel, ylabel, title, logx, logy, where");
         }
     }
-    ru_strv_free(parts, np);
+    dm_strv_free(parts, np);
     return rc;
 }
 
@@ -196,7 +198,7 @@ static int cfg_list(const dm_cfg *c, const char *key, char ***out, size_t *n)
 {
     *out = NULL;
     *n = 0;
-    for (size_t i = 0; i < dm_cfg_len(c, key); i++) DM_CALL(ru_strv_push(out, n, dm_cfg_str_at(c, key, i)));
+    for (size_t i = 0; i < dm_cfg_len(c, key); i++) DM_CALL(dm_strv_push(out, n, dm_cfg_str_at(c, key, i)));
     return DM_OK;
 }
 
@@ -227,7 +229,7 @@ static int default_metrics(const rpt_set *s, const dm_cfg *c, const char *split,
     *n = 0;
     for (size_t i = 0; i < dm_cfg_len(c, "report.metrics"); i++) {
         const char *m = dm_cfg_str_at(c, "report.metrics", i);
-        if (metric_exists(s, split, m)) DM_CALL(ru_strv_push(out, n, m));
+        if (metric_exists(s, split, m)) DM_CALL(dm_strv_push(out, n, m));
         else dm_warn("report.metrics: no '%s' in the %s results; left out of the default tables", m, split);
     }
     return DM_OK;
@@ -267,11 +269,11 @@ static int default_specs(const rpt_set *s, const dm_cfg *c, specs *sp, int want_
     if (dm_cfg_len(c, "report.models")) rc = cfg_list(c, "report.models", &base_models, &nbase);
     else
         for (size_t m = 0; m < s->nmodels && !rc; m++)
-            if (!strchr(s->models[m], '@')) rc = ru_strv_push(&base_models, &nbase, s->models[m]);
+            if (!strchr(s->models[m], '@')) rc = dm_strv_push(&base_models, &nbase, s->models[m]);
     for (size_t m = 0; m < s->nmodels && !rc; m++) {
         char fam[128];
         family_of(s->models[m], fam, sizeof fam);
-        if (fam[0] && ru_strv_find(fams, nfams, fam) < 0) rc = ru_strv_push(&fams, &nfams, fam);
+        if (fam[0] && dm_strv_find(fams, nfams, fam) < 0) rc = dm_strv_push(&fams, &nfams, fam);
     }
     const char *baseline = dm_cfg_str(c, "report.baseline");
     /* report.splits, then the prequential protocol of `dynmm stream` (stream.h5) when present */
@@ -291,21 +293,21 @@ static int default_specs(const rpt_set *s, const dm_cfg *c, specs *sp, int want_
         if (dm_cfg_len(c, "report.protocols")) {
             for (size_t i = 0; i < dm_cfg_len(c, "report.protocols") && !rc; i++)
                 if (has_entry(s, split, dm_cfg_str_at(c, "report.protocols", i)))
-                    rc = ru_strv_push(&prots, &nprot, dm_cfg_str_at(c, "report.protocols", i));
+                    rc = dm_strv_push(&prots, &nprot, dm_cfg_str_at(c, "report.protocols", i));
         } else
             for (size_t i = 0; i < s->nprotocols && !rc; i++)
-                if (has_entry(s, split, s->protocols[i])) rc = ru_strv_push(&prots, &nprot, s->protocols[i]);
+                if (has_entry(s, split, s->protocols[i])) rc = dm_strv_push(&prots, &nprot, s->protocols[i]);
         if (!rc) rc = default_metrics(s, c, split, &metrics, &nmet);
-        const char *p0 = nprot ? (ru_strv_find(prots, nprot, "full") >= 0 ? "full" : prots[0]) : NULL;
+        const char *p0 = nprot ? (dm_strv_find(prots, nprot, "full") >= 0 ? "full" : prots[0]) : NULL;
         char **matched = NULL;
         size_t nmatched = 0;
         if (!rc) rc = rpt_match_models(s, base_models, nbase, &matched, &nmatched);
         char bmodel[256];
         snprintf(bmodel, sizeof bmodel, "%.*s", (int)strcspn(baseline, "["), baseline);
-        int base_ok = baseline[0] && ru_strv_find(matched, nmatched, bmodel) >= 0;
+        int base_ok = baseline[0] && dm_strv_find(matched, nmatched, bmodel) >= 0;
         /* the streaming variants are compared with the static aligner unless report.baseline
          * names one of them */
-        if (!rc && !strcmp(split, "prequential") && !base_ok && ru_strv_find(matched, nmatched, "static") >= 0) {
+        if (!rc && !strcmp(split, "prequential") && !base_ok && dm_strv_find(matched, nmatched, "static") >= 0) {
             baseline = "static";
             snprintf(bmodel, sizeof bmodel, "static");
             base_ok = 1;
@@ -323,9 +325,9 @@ static int default_specs(const rpt_set *s, const dm_cfg *c, specs *sp, int want_
             safe_name(name);
             rc = set_str(&t->name, name);
             if (!rc) rc = set_str(&t->split, split);
-            if (!rc) rc = ru_strv_push(&t->protocols, &t->nprotocols, prots[p]);
-            for (size_t m = 0; m < nmatched && !rc; m++) rc = ru_strv_push(&t->models, &t->nmodels, matched[m]);
-            for (size_t k = 0; k < nmet && !rc; k++) rc = ru_strv_push(&t->metrics, &t->nmetrics, metrics[k]);
+            if (!rc) rc = dm_strv_push(&t->protocols, &t->nprotocols, prots[p]);
+            for (size_t m = 0; m < nmatched && !rc; m++) rc = dm_strv_push(&t->models, &t->nmodels, matched[m]);
+            for (size_t k = 0; k < nmet && !rc; k++) rc = dm_strv_push(&t->metrics, &t->nmetrics, metrics[k]);
             if (!rc) rc = set_str(&t->baseline, base_ok ? baseline : matched[0]);
         }
         /* figures of the models */
@@ -347,8 +349,8 @@ static int default_specs(const rpt_set *s, const dm_cfg *c, specs *sp, int want_
                 if (!rc) rc = set_str(&f->x, x);
                 if (!rc) rc = set_str(&f->split, split);
                 if (!rc) rc = set_str(&f->protocol, p0);
-                for (size_t m = 0; m < nmatched && !rc; m++) rc = ru_strv_push(&f->models, &f->nmodels, matched[m]);
-                if (!rc) rc = ru_strv_push(&f->metrics, &f->nmetrics, metrics[0]);
+                for (size_t m = 0; m < nmatched && !rc; m++) rc = dm_strv_push(&f->models, &f->nmodels, matched[m]);
+                if (!rc) rc = dm_strv_push(&f->metrics, &f->nmetrics, metrics[0]);
                 ncurves++;
             }
             if (!rc && !ncurves) {
@@ -361,8 +363,8 @@ static int default_specs(const rpt_set *s, const dm_cfg *c, specs *sp, int want_
                 if (!rc) rc = set_str(&f->x, "");
                 if (!rc) rc = set_str(&f->split, split);
                 if (!rc) rc = set_str(&f->protocol, p0);
-                for (size_t m = 0; m < nmatched && !rc; m++) rc = ru_strv_push(&f->models, &f->nmodels, matched[m]);
-                for (size_t k = 0; k < nmet && !rc; k++) rc = ru_strv_push(&f->metrics, &f->nmetrics, metrics[k]);
+                for (size_t m = 0; m < nmatched && !rc; m++) rc = dm_strv_push(&f->models, &f->nmodels, matched[m]);
+                for (size_t k = 0; k < nmet && !rc; k++) rc = dm_strv_push(&f->metrics, &f->nmetrics, metrics[k]);
             }
         }
         /* variant families: a table and a figure each */
@@ -374,12 +376,12 @@ static int default_specs(const rpt_set *s, const dm_cfg *c, specs *sp, int want_
                 char fam[128];
                 family_of(s->models[m], fam, sizeof fam);
                 if (strcmp(fam, fams[fi])) continue;
-                rc = ru_strv_push(&members, &nmem, s->models[m]);
+                rc = dm_strv_push(&members, &nmem, s->models[m]);
                 size_t l = strlen(s->models[m]);
                 numeric &= l && s->models[m][l - 1] >= '0' && s->models[m][l - 1] <= '9';
                 char base[256];
                 snprintf(base, sizeof base, "%.*s", (int)(strchr(s->models[m], '@') - s->models[m]), s->models[m]);
-                if (!rc && ru_strv_find(bases, nb, base) < 0 && ru_strv_find(s->models, s->nmodels, base) >= 0) rc = ru_strv_push(&bases, &nb, base);
+                if (!rc && dm_strv_find(bases, nb, base) < 0 && dm_strv_find(s->models, s->nmodels, base) >= 0) rc = dm_strv_push(&bases, &nb, base);
             }
             if (!rc && want_tables && has_entry(s, split, p0)) {
                 rpt_table_spec *t = add_table(sp);
@@ -388,10 +390,10 @@ static int default_specs(const rpt_set *s, const dm_cfg *c, specs *sp, int want_
                 safe_name(name);
                 rc = t ? set_str(&t->name, name) : DM_ENOMEM;
                 if (!rc) rc = set_str(&t->split, split);
-                if (!rc) rc = ru_strv_push(&t->protocols, &t->nprotocols, p0);
-                for (size_t m = 0; m < nb && !rc; m++) rc = ru_strv_push(&t->models, &t->nmodels, bases[m]);
-                for (size_t m = 0; m < nmem && !rc; m++) rc = ru_strv_push(&t->models, &t->nmodels, members[m]);
-                for (size_t k = 0; k < nmet && !rc; k++) rc = ru_strv_push(&t->metrics, &t->nmetrics, metrics[k]);
+                if (!rc) rc = dm_strv_push(&t->protocols, &t->nprotocols, p0);
+                for (size_t m = 0; m < nb && !rc; m++) rc = dm_strv_push(&t->models, &t->nmodels, bases[m]);
+                for (size_t m = 0; m < nmem && !rc; m++) rc = dm_strv_push(&t->models, &t->nmodels, members[m]);
+                for (size_t k = 0; k < nmet && !rc; k++) rc = dm_strv_push(&t->metrics, &t->nmetrics, metrics[k]);
                 if (!rc) rc = set_str(&t->baseline, nb ? bases[0] : members[0]);
             }
             if (!rc && want_figs) {
@@ -404,16 +406,16 @@ static int default_specs(const rpt_set *s, const dm_cfg *c, specs *sp, int want_
                 if (!rc) rc = set_str(&f->x, numeric ? "suffix" : "");
                 if (!rc) rc = set_str(&f->split, split);
                 if (!rc) rc = set_str(&f->protocol, p0);
-                for (size_t m = 0; m < nb && !rc && !numeric; m++) rc = ru_strv_push(&f->models, &f->nmodels, bases[m]);
-                for (size_t m = 0; m < nmem && !rc; m++) rc = ru_strv_push(&f->models, &f->nmodels, members[m]);
-                if (!rc) rc = ru_strv_push(&f->metrics, &f->nmetrics, metrics[0]);
+                for (size_t m = 0; m < nb && !rc && !numeric; m++) rc = dm_strv_push(&f->models, &f->nmodels, bases[m]);
+                for (size_t m = 0; m < nmem && !rc; m++) rc = dm_strv_push(&f->models, &f->nmodels, members[m]);
+                if (!rc) rc = dm_strv_push(&f->metrics, &f->nmetrics, metrics[0]);
             }
-            ru_strv_free(members, nmem);
-            ru_strv_free(bases, nb);
+            dm_strv_free(members, nmem);
+            dm_strv_free(bases, nb);
         }
-        ru_strv_free(matched, nmatched);
-        ru_strv_free(prots, nprot);
-        ru_strv_free(metrics, nmet);
+        dm_strv_free(matched, nmatched);
+        dm_strv_free(prots, nprot);
+        dm_strv_free(metrics, nmet);
     }
     /* groups of points datasets with their own columns: a curve each, x = the first column */
     for (size_t g = 0; g < s->ngroups && !rc && want_figs; g++) {
@@ -449,8 +451,8 @@ static int default_specs(const rpt_set *s, const dm_cfg *c, specs *sp, int want_
             char parent[300], key[700], name[700], data[400];
             snprintf(parent, sizeof parent, "%.*s", (int)(sl ? sl - en->group : 0), en->group);
             snprintf(key, sizeof key, "%s|%s", parent, en->leaf);
-            if (ru_strv_find(seen, nseen, key) >= 0) continue;
-            rc = ru_strv_push(&seen, &nseen, key);
+            if (dm_strv_find(seen, nseen, key) >= 0) continue;
+            rc = dm_strv_push(&seen, &nseen, key);
             snprintf(name, sizeof name, "%s_%s", parent[0] ? parent : "points", en->leaf);
             safe_name(name);
             snprintf(data, sizeof data, "%s%s*", parent, parent[0] ? "/" : "");
@@ -460,12 +462,12 @@ static int default_specs(const rpt_set *s, const dm_cfg *c, specs *sp, int want_
             if (!rc) rc = set_str(&f->kind, "curve");
             if (!rc) rc = set_str(&f->x, "row");
             if (!rc) rc = set_str(&f->data, data);
-            if (!rc) rc = ru_strv_push(&f->models, &f->nmodels, en->leaf);
-            if (!rc) rc = ru_strv_push(&f->metrics, &f->nmetrics, metric);
+            if (!rc) rc = dm_strv_push(&f->models, &f->nmodels, en->leaf);
+            if (!rc) rc = dm_strv_push(&f->metrics, &f->nmetrics, metric);
         }
-    ru_strv_free(seen, nseen);
-    ru_strv_free(base_models, nbase);
-    ru_strv_free(fams, nfams);
+    dm_strv_free(seen, nseen);
+    dm_strv_free(base_models, nbase);
+    dm_strv_free(fams, nfams);
     return rc;
 }
 
@@ -477,8 +479,8 @@ static int complete_table(const rpt_set *s, const dm_cfg *c, rpt_table_spec *t, 
     if (!t->name) DM_CALL(set_str(&t->name, nm));
     if (!t->split) DM_CALL(set_str(&t->split, dm_cfg_len(c, "report.splits") ? dm_cfg_str_at(c, "report.splits", 0) : "test"));
     if (!t->nprotocols) {
-        if (ru_strv_find(s->protocols, s->nprotocols, "full") >= 0) DM_CALL(ru_strv_push(&t->protocols, &t->nprotocols, "full"));
-        else if (s->nprotocols) DM_CALL(ru_strv_push(&t->protocols, &t->nprotocols, s->protocols[0]));
+        if (dm_strv_find(s->protocols, s->nprotocols, "full") >= 0) DM_CALL(dm_strv_push(&t->protocols, &t->nprotocols, "full"));
+        else if (s->nprotocols) DM_CALL(dm_strv_push(&t->protocols, &t->nprotocols, s->protocols[0]));
     }
     for (size_t p = 0; p < t->nprotocols; p++)
         if (!has_entry(s, t->split, t->protocols[p])) {
@@ -490,7 +492,7 @@ static int complete_table(const rpt_set *s, const dm_cfg *c, rpt_table_spec *t, 
         if (dm_cfg_len(c, "report.models")) DM_CALL(cfg_list(c, "report.models", &t->models, &t->nmodels));
         else
             for (size_t m = 0; m < s->nmodels; m++)
-                if (!strchr(s->models[m], '@')) DM_CALL(ru_strv_push(&t->models, &t->nmodels, s->models[m]));
+                if (!strchr(s->models[m], '@')) DM_CALL(dm_strv_push(&t->models, &t->nmodels, s->models[m]));
     }
     if (!t->nmetrics) DM_CALL(cfg_list(c, "report.metrics", &t->metrics, &t->nmetrics));
     if (!t->baseline && dm_cfg_str(c, "report.baseline")[0]) DM_CALL(set_str(&t->baseline, dm_cfg_str(c, "report.baseline")));
@@ -523,13 +525,13 @@ static int complete_fig(const rpt_set *s, const dm_cfg *c, rpt_fig_spec *f, size
         return DM_ECONFIG;
     }
     if (!f->split) DM_CALL(set_str(&f->split, dm_cfg_len(c, "report.splits") ? dm_cfg_str_at(c, "report.splits", 0) : "test"));
-    if (!f->protocol) DM_CALL(set_str(&f->protocol, ru_strv_find(s->protocols, s->nprotocols, "full") >= 0 || !s->nprotocols ? "full" : s->protocols[0]));
-    if (!f->nmetrics && !f->data) DM_CALL(ru_strv_push(&f->metrics, &f->nmetrics, dm_cfg_len(c, "report.metrics") ? dm_cfg_str_at(c, "report.metrics", 0) : "ndcg@10"));
+    if (!f->protocol) DM_CALL(set_str(&f->protocol, dm_strv_find(s->protocols, s->nprotocols, "full") >= 0 || !s->nprotocols ? "full" : s->protocols[0]));
+    if (!f->nmetrics && !f->data) DM_CALL(dm_strv_push(&f->metrics, &f->nmetrics, dm_cfg_len(c, "report.metrics") ? dm_cfg_str_at(c, "report.metrics", 0) : "ndcg@10"));
     if (!f->nmodels && !f->data) {
         if (dm_cfg_len(c, "report.models")) DM_CALL(cfg_list(c, "report.models", &f->models, &f->nmodels));
         else
             for (size_t m = 0; m < s->nmodels; m++)
-                if (!strchr(s->models[m], '@')) DM_CALL(ru_strv_push(&f->models, &f->nmodels, s->models[m]));
+                if (!strchr(s->models[m], '@')) DM_CALL(dm_strv_push(&f->models, &f->nmodels, s->models[m]));
     }
     return DM_OK;
 }
@@ -618,13 +620,13 @@ static int report(par_ctx *ctx, const cli_args *a, dm_cfg *cfg0)
     char **inputs = NULL, **paths = NULL;
     size_t ninputs = 0, npaths = 0, missing = 0;
     int rc = DM_OK;
-    for (size_t i = 0; i < dm_cfg_len(cfg0, "report.inputs") && !rc; i++) rc = ru_strv_push(&inputs, &ninputs, dm_cfg_str_at(cfg0, "report.inputs", i));
+    for (size_t i = 0; i < dm_cfg_len(cfg0, "report.inputs") && !rc; i++) rc = dm_strv_push(&inputs, &ninputs, dm_cfg_str_at(cfg0, "report.inputs", i));
     for (int i = 0; i < a->npositional && !rc; i++) {
         if (a->positional[i][0] == '-' && a->positional[i][1] == '-') {
             rc = DM_ERR(DM_ECONFIG, "report: unknown option '%s'", a->positional[i]);
             DM_HINT("settings are keys: --set report.out=DIR; see `dynmm report --help`");
         } else
-            rc = ru_strv_push(&inputs, &ninputs, a->positional[i]);
+            rc = dm_strv_push(&inputs, &ninputs, a->positional[i]);
     }
     if (!rc && !ninputs) {
         rc = DM_ERR(DM_ECONFIG, "report: no input");
@@ -654,7 +656,7 @@ static int report(par_ctx *ctx, const cli_args *a, dm_cfg *cfg0)
     if (!rc) {
         if (dm_cfg_str(&cfg, "report.out")[0]) snprintf(o.out, sizeof o.out, "%s", dm_cfg_str(&cfg, "report.out"));
         else out_dir_default(inputs, ninputs, o.out, sizeof o.out);
-        if (ctx->rank == 0) rc = ru_mkdirs(o.out);
+        if (ctx->rank == 0) rc = dm_fs_mkdirs(o.out);
     }
     rc = par_agree(ctx, rc);
     if (!rc) {
@@ -741,9 +743,9 @@ static int report(par_ctx *ctx, const cli_args *a, dm_cfg *cfg0)
         dm_buf_adds(&doc, "\\end{document}\n");
         char path[4400];
         snprintf(path, sizeof path, "%s/index.md", o.out);
-        rc = ru_write_atomic(path, idx.data, idx.len, 0644);
+        rc = dm_fs_write_atomic(path, idx.data, idx.len, 0644);
         snprintf(path, sizeof path, "%s/report.tex", o.out);
-        if (!rc && o.tex) rc = ru_write_atomic(path, doc.data, doc.len, 0644);
+        if (!rc && o.tex) rc = dm_fs_write_atomic(path, doc.data, doc.len, 0644);
         if (!rc) dm_log("wrote %zu table%s and %zu figure%s to %s/ in %.1fs (index.md, report.tex)", ntab, ntab == 1 ? "" : "s", nfig,
                         nfig == 1 ? "" : "s", o.out, dm_wtime() - t0);
         dm_buf_free(&idx);
@@ -760,8 +762,8 @@ static int report(par_ctx *ctx, const cli_args *a, dm_cfg *cfg0)
     rpt_set_free(&s);
     rpt_labels_free();
     dm_cfg_free(&cfg);
-    ru_strv_free(inputs, ninputs);
-    ru_strv_free(paths, npaths);
+    dm_strv_free(inputs, ninputs);
+    dm_strv_free(paths, npaths);
     return rc;
 }
 

@@ -3,20 +3,21 @@
 #include "report.h"
 
 #include "../mpi/h5io.h"
-#include "report_util.h"
 
+#include "../src/config/cfgtext.h"
 #include "../src/core/err.h"
 #include "../src/core/json.h"
+#include "../src/core/lines.h"
 #include "../src/core/log.h"
+#include "../src/core/str.h"
+#include "../src/core/strv.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <glob.h>
-#include <hdf5.h>
 #include <libconfig.h>
 #include <limits.h>
 #include <math.h>
-#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,7 @@ static int add_path(char ***v, size_t *n, const char *p)
 {
     char real[PATH_MAX];
     if (!realpath(p, real)) return DM_ERR(DM_EIO, "cannot resolve '%s': %s", p, strerror(errno));
-    return ru_strv_push(v, n, real);
+    return dm_strv_push(v, n, real);
 }
 
 /* A run directory of a manifest: dir/results.h5, relative to the cwd or to the manifest's workdir. */
@@ -66,7 +67,8 @@ static int add_run(char ***v, size_t *n, const char *dir, const char *workdir, c
 static int read_manifest_tsv(const char *path, char ***v, size_t *n, size_t *missing)
 {
     char *text;
-    DM_CALL(ru_read_file(path, &text, NULL));
+    size_t len;
+    DM_CALL(dm_read_file(path, &text, &len));
     if (strncmp(text, "# dynmm-sweep-manifest v1", 25) != 0) {
         free(text);
         DM_ERR(DM_EFORMAT, "'%s' is not a dynmm sweep manifest (v1)", path);
@@ -87,11 +89,11 @@ static int read_manifest_tsv(const char *path, char ***v, size_t *n, size_t *mis
         for (char *p = line, *t; p && !rc; p = t) {
             t = strchr(p, '\t');
             if (t) *t++ = '\0';
-            rc = ru_strv_push(&f, &nf, p);
+            rc = dm_strv_push(&f, &nf, p);
         }
         if (!rc && nf < 6) rc = DM_ERR(DM_EFORMAT, "'%s' line %d: expected at least 6 tab-separated columns", path, lineno);
         if (!rc) rc = add_run(v, n, f[4], workdir, f[1], missing);
-        ru_strv_free(f, nf);
+        dm_strv_free(f, nf);
     }
     free(text);
     return rc;
@@ -101,7 +103,7 @@ static int read_manifest_json(const char *path, char ***v, size_t *n, size_t *mi
 {
     char *text;
     size_t len;
-    DM_CALL(ru_read_file(path, &text, &len));
+    DM_CALL(dm_read_file(path, &text, &len));
     dm_jdoc doc = {0};
     dm_json *root = NULL;
     dm_jerr err;
@@ -190,7 +192,7 @@ int rpt_resolve_inputs(char *const *inputs, size_t n, char ***paths, size_t *npa
             rc = resolve_one(inputs[i], &v, &nv, missing);
     }
     if (rc) {
-        ru_strv_free(v, nv);
+        dm_strv_free(v, nv);
         return rc;
     }
     if (nv) qsort(v, nv, sizeof *v, cmp_str);
@@ -205,68 +207,6 @@ int rpt_resolve_inputs(char *const *inputs, size_t n, char ***paths, size_t *npa
 }
 
 /* ---- reading files ----------------------------------------------------------------------- */
-
-/* A one-rank context: files are read by one rank without a collective partner. */
-static MPI_Comm g_self_comm;
-static par_ctx self_ctx(const par_ctx *world)
-{
-    par_ctx c = *world;
-    g_self_comm = MPI_COMM_SELF;
-    c.rank = 0;
-    c.size = 1;
-    c.local_rank = 0;
-    c.local_size = 1;
-    c.comm = &g_self_comm;
-    c.node_comm = &g_self_comm;
-    return c;
-}
-
-typedef struct {
-    char **names;
-    size_t n;
-    int rc;
-} visit_ctx;
-
-static herr_t visit_cb(hid_t g, const char *name, const H5L_info_t *info, void *data)
-{
-    visit_ctx *v = data;
-    (void)info;
-    hid_t o = H5Oopen(g, name, H5P_DEFAULT);
-    if (o < 0) {
-        H5Eclear2(H5E_DEFAULT);
-        return 0;
-    }
-    if (H5Iget_type(o) == H5I_DATASET) {
-        hid_t sp = H5Dget_space(o), t = H5Dget_type(o);
-        if (H5Sget_simple_extent_ndims(sp) == 2 && H5Tget_class(t) == H5T_FLOAT && !strstr(name, "columns/")) {
-            v->rc = ru_strv_push(&v->names, &v->n, name);
-        }
-        H5Sclose(sp);
-        H5Tclose(t);
-    }
-    H5Oclose(o);
-    return v->rc ? -1 : 0;
-}
-
-/* A float64 array attribute of exactly n values; 0 when absent. */
-static int attr_f64s(h5file *f, const char *obj, const char *name, double *out, size_t n)
-{
-    hid_t o = H5Oopen((hid_t)f->id, obj, H5P_DEFAULT);
-    if (o < 0) {
-        H5Eclear2(H5E_DEFAULT);
-        return 0;
-    }
-    int ok = 0;
-    if (H5Aexists(o, name) > 0) {
-        hid_t a = H5Aopen(o, name, H5P_DEFAULT), sp = H5Aget_space(a);
-        if (H5Sget_simple_extent_npoints(sp) == (hssize_t)n && H5Aread(a, H5T_NATIVE_DOUBLE, out) >= 0) ok = 1;
-        H5Sclose(sp);
-        H5Aclose(a);
-    }
-    H5Oclose(o);
-    H5Eclear2(H5E_DEFAULT);
-    return ok;
-}
 
 /* A string table as a vector. Files written by `dynmm eval` at several ranks before that was fixed
  * carry the final offset in the first row (the last rank wrote its block at row 0); the table is
@@ -288,8 +228,8 @@ static int read_columns(h5file *f, const char *name, char ***v, size_t *n)
     for (size_t i = 0; !rc && i + 1 < no; i++)
         if (o[i] > o[i + 1]) rc = DM_ERR(DM_EFORMAT, "string table '%s' in '%s' is inconsistent", name, f->path);
     for (size_t i = 0; !rc && i + 1 < no; i++) {
-        char *s = ru_strndup((const char *)chars + o[i], (size_t)(o[i + 1] - o[i]));
-        rc = s ? ru_strv_push(v, n, s) : DM_ENOMEM;
+        char *s = dm_str_ndup((const char *)chars + o[i], (size_t)(o[i + 1] - o[i]));
+        rc = s ? dm_strv_push(v, n, s) : DM_ENOMEM;
         free(s);
     }
     free(chars);
@@ -306,7 +246,7 @@ static void entry_free(rpt_entry *e)
     free(e->split);
     free(e->protocol);
     free(e->model);
-    ru_strv_free(e->colnames, e->cols);
+    dm_strv_free(e->colnames, e->cols);
     free(e->mean);
     free(e->data);
     memset(e, 0, sizeof *e);
@@ -329,10 +269,10 @@ static int read_entry(h5file *f, const char *name, int users_ok, int64_t n_users
         free(k);
         if (skip) return DM_OK;
     }
-    e->name = ru_strdup(name);
+    e->name = dm_str_dup(name);
     const char *slash = strrchr(name, '/');
-    e->group = slash ? ru_strndup(name, (size_t)(slash - name)) : ru_strdup("");
-    e->leaf = ru_strdup(slash ? slash + 1 : name);
+    e->group = slash ? dm_str_ndup(name, (size_t)(slash - name)) : dm_str_dup("");
+    e->leaf = dm_str_dup(slash ? slash + 1 : name);
     if (!e->name || !e->group || !e->leaf) return DM_ENOMEM;
     e->rows = rows;
     e->cols = cols;
@@ -343,7 +283,7 @@ static int read_entry(h5file *f, const char *name, int users_ok, int64_t n_users
     if (h5_has_attr(f, obj, "columns")) {
         char *s = NULL;
         DM_CALL(h5_get_attr_str(f, obj, "columns", &s));
-        int rc = ru_split(s, ',', &cn, &ncn);
+        int rc = dm_strv_split(s, ',', &cn, &ncn);
         free(s);
         DM_CALL(rc);
     } else {
@@ -367,7 +307,7 @@ static int read_entry(h5file *f, const char *name, int users_ok, int64_t n_users
     if (ncn != cols) {
         if (ncn) dm_log_v(2, "  %s: %s has %zu columns but its column table %zu; left out", f->path, obj, cols, ncn);
         else dm_log_v(2, "  %s: %s has no column names (a 'columns' table or attribute); left out", f->path, obj);
-        ru_strv_free(cn, ncn);
+        dm_strv_free(cn, ncn);
         return DM_OK;
     }
     e->colnames = cn;
@@ -382,13 +322,15 @@ static int read_entry(h5file *f, const char *name, int users_ok, int64_t n_users
     free(kind);
     if (e->kind == RE_USERS) {
         const char *a = strchr(name, '/'), *b = strchr(a + 1, '/');
-        e->split = ru_strndup(name, (size_t)(a - name));
-        e->protocol = ru_strndup(a + 1, (size_t)(b - a - 1));
-        e->model = ru_strdup(b + 1);
+        e->split = dm_str_ndup(name, (size_t)(a - name));
+        e->protocol = dm_str_ndup(a + 1, (size_t)(b - a - 1));
+        e->model = dm_str_dup(b + 1);
         DM_ALLOC(e->mean, cols + 1);
         if (!e->split || !e->protocol || !e->model) return DM_ENOMEM;
         if (h5_has_attr(f, obj, "users")) DM_CALL(h5_get_attr_i64(f, obj, "users", &e->users));
-        if (!attr_f64s(f, obj, "mean", e->mean, cols) || !h5_has_attr(f, obj, "users")) {
+        int stored = 0;
+        DM_CALL(h5_get_attr_f64s(f, obj, "mean", e->mean, cols, &stored));
+        if (!stored || !h5_has_attr(f, obj, "users")) {
             /* no stored means: compute them over the scored (non-NaN) rows */
             void *p;
             size_t r, c;
@@ -483,41 +425,39 @@ static int load_stored_config(dm_cfg *c, const char *text, const char *path)
     return rc;
 }
 
-/* Appends the entries of an open file to the run. */
+/* Appends the entries of an open file to the run: its 2-D float datasets but column tables. */
 static int read_entries(h5file *f, int users_ok, int64_t n_users, rpt_run *run)
 {
-    visit_ctx v = {0};
-    int rc = DM_OK;
-    if (H5Lvisit((hid_t)f->id, H5_INDEX_NAME, H5_ITER_INC, visit_cb, &v) < 0) {
-        rc = v.rc ? v.rc : DM_ERR(DM_EHDF5, "cannot list the datasets of '%s'", f->path);
-        H5Eclear2(H5E_DEFAULT);
-    }
-    rpt_entry *ne = rc ? NULL : dm_realloc_at(run->e, run->ne + v.n + 1, sizeof *run->e, __FILE__, __LINE__);
+    h5_dataset_info *ds = NULL;
+    size_t nds = 0;
+    int rc = h5_list_datasets(f, &ds, &nds);
+    rpt_entry *ne = rc ? NULL : dm_realloc_at(run->e, run->ne + nds + 1, sizeof *run->e, __FILE__, __LINE__);
     if (!rc && !ne) rc = DM_ENOMEM;
     if (ne) run->e = ne;
-    for (size_t i = 0; !rc && i < v.n; i++) {
+    for (size_t i = 0; !rc && i < nds; i++) {
+        if (ds[i].rank != 2 || !ds[i].is_float || strstr(ds[i].name, "columns/")) continue;
         int keep;
-        rc = read_entry(f, v.names[i], users_ok, n_users, &run->e[run->ne], &keep);
+        rc = read_entry(f, ds[i].name, users_ok, n_users, &run->e[run->ne], &keep);
         if (rc || !keep) entry_free(&run->e[run->ne]);
         else run->ne++;
     }
-    ru_strv_free(v.names, v.n);
+    h5_dataset_info_free(ds, nds);
     return rc;
 }
 
-static int read_run(par_ctx *self, const char *path, rpt_run *run)
+static int read_run(par_ctx *ctx, const char *path, rpt_run *run)
 {
     memset(run, 0, sizeof *run);
-    run->path = ru_strdup(path);
+    run->path = dm_str_dup(path);
     char d[PATH_MAX];
     snprintf(d, sizeof d, "%s", path);
     char *s = strrchr(d, '/');
     if (s) *s = '\0';
     s = strrchr(d, '/');
-    run->id = ru_strdup(s ? s + 1 : d);
+    run->id = dm_str_dup(s ? s + 1 : d);
     if (!run->path || !run->id) return DM_ENOMEM;
     h5file f;
-    DM_CALL(h5_open(self, path, &f));
+    DM_CALL(h5_open_local(ctx, path, &f));
     size_t pl = strlen(path);
     const int stream_only = pl >= 10 && !strcmp(path + pl - 10, "/stream.h5");
     int rc = h5_check_format(&f, stream_only ? "dynmm-stream" : "dynmm-results", stream_only ? 2 : 1);
@@ -549,7 +489,7 @@ static int read_run(par_ctx *self, const char *path, rpt_run *run)
         snprintf(p, sizeof p, "%.*s/%s", (int)(sl ? sl - path : 0), path, extra[i].file);
         if (!is_file(p)) continue;
         size_t before = run->ne;
-        rc = h5_open(self, p, &f);
+        rc = h5_open_local(ctx, p, &f);
         int64_t ev = 1;
         if (!rc) {
             rc = h5_check_format(&f, extra[i].format, extra[i].version);
@@ -565,10 +505,10 @@ static int read_run(par_ctx *self, const char *path, rpt_run *run)
                 char proto[300];
                 snprintf(proto, sizeof proto, "%s-llm", e->protocol);
                 free(e->protocol);
-                e->protocol = ru_strdup(proto);
+                e->protocol = dm_str_dup(proto);
                 if (!e->protocol) rc = DM_ENOMEM;
             }
-            e->file = ru_strdup(p);
+            e->file = dm_str_dup(p);
             if (!e->file) rc = DM_ENOMEM;
         }
     }
@@ -588,7 +528,7 @@ static int ignored_key(const char *k)
 
 static int add_unique(char ***v, size_t *n, const char *s)
 {
-    return ru_strv_find(*v, *n, s) >= 0 ? DM_OK : ru_strv_push(v, n, s);
+    return dm_strv_find(*v, *n, s) >= 0 ? DM_OK : dm_strv_push(v, n, s);
 }
 
 static const rpt_set *g_sort_set;
@@ -596,7 +536,7 @@ static const rpt_set *g_sort_set;
 static int cmp_values(const char *a, const char *b)
 {
     double x, y;
-    if (ru_is_number(a, &x) && ru_is_number(b, &y)) return x < y ? -1 : x > y;
+    if (dm_str_is_number(a, &x) && dm_str_is_number(b, &y)) return x < y ? -1 : x > y;
     return strcmp(a, b);
 }
 
@@ -629,7 +569,7 @@ static int group_confs(rpt_set *s)
         for (size_t k = 0; k < nk && !rc; k++) {
             if (ignored_key(keys[k].name)) continue;
             rc = dm_buf_printf(&b, "%s=", keys[k].name);
-            if (!rc) rc = ru_value_text(&s->runs[r].cfg, keys[k].name, &b);
+            if (!rc) rc = dm_cfgtext_value(&s->runs[r].cfg, keys[k].name, &b);
             if (!rc) rc = dm_buf_addc(&b, '\n');
         }
         text[r] = b.data;
@@ -660,12 +600,12 @@ static int group_confs(rpt_set *s)
     for (size_t k = 0; k < nk && !rc && s->nconfs > 1; k++) {
         if (ignored_key(keys[k].name)) continue;
         dm_buf v0 = {0}, v = {0};
-        rc = ru_value_text(&s->runs[s->confs[0].runs[0]].cfg, keys[k].name, &v0);
+        rc = dm_cfgtext_value(&s->runs[s->confs[0].runs[0]].cfg, keys[k].name, &v0);
         for (size_t c = 1; c < s->nconfs && !rc; c++) {
             dm_buf_reset(&v);
-            rc = ru_value_text(&s->runs[s->confs[c].runs[0]].cfg, keys[k].name, &v);
+            rc = dm_cfgtext_value(&s->runs[s->confs[c].runs[0]].cfg, keys[k].name, &v);
             if (!rc && strcmp(v.data, v0.data)) {
-                rc = ru_strv_push(&s->varied, &s->nvaried, keys[k].name);
+                rc = dm_strv_push(&s->varied, &s->nvaried, keys[k].name);
                 break;
             }
         }
@@ -684,7 +624,7 @@ static int group_confs(rpt_set *s)
                 char key[256];
                 snprintf(key, sizeof key, "%.*s", (int)(eq - e), e);
                 for (char *q = key + strlen(key); q > key && q[-1] == ' '; q--) q[-1] = '\0';
-                int j = ru_strv_find(s->varied, s->nvaried, key[0] == ' ' ? key + 1 : key);
+                int j = dm_strv_find(s->varied, s->nvaried, key[0] == ' ' ? key + 1 : key);
                 if (j < 0 || (size_t)j < k) continue;
                 char *t = s->varied[j];
                 memmove(s->varied + k + 1, s->varied + k, (size_t)j - k > 0 ? ((size_t)j - k) * sizeof *s->varied : 0);
@@ -697,8 +637,8 @@ static int group_confs(rpt_set *s)
         if (!cf->values) rc = DM_ENOMEM;
         for (size_t k = 0; k < s->nvaried && !rc; k++) {
             dm_buf v = {0};
-            rc = ru_value_text(&s->runs[cf->runs[0]].cfg, s->varied[k], &v);
-            if (!rc && !(cf->values[k] = ru_strdup(v.data))) rc = DM_ENOMEM;
+            rc = dm_cfgtext_value(&s->runs[cf->runs[0]].cfg, s->varied[k], &v);
+            if (!rc && !(cf->values[k] = dm_str_dup(v.data))) rc = DM_ENOMEM;
             dm_buf_free(&v);
         }
         g_sort_runs = s->runs;
@@ -736,7 +676,7 @@ static int build_labels(rpt_set *s)
                 if (j != k && !strcmp(strrchr(s->varied[j], '.') ? strrchr(s->varied[j], '.') + 1 : s->varied[j], dot ? dot + 1 : key)) clash = 1;
             DM_CALL(dm_buf_printf(&b, "%s%s=%s", k ? ", " : "", clash || !dot ? key : dot + 1, s->confs[c].values[k]));
         }
-        s->confs[c].label = ru_strdup(b.data ? b.data : "");
+        s->confs[c].label = dm_str_dup(b.data ? b.data : "");
         dm_buf_free(&b);
         if (!s->confs[c].label) return DM_ENOMEM;
     }
@@ -786,11 +726,10 @@ static int collect_names(rpt_set *s)
 int rpt_load(par_ctx *ctx, char *const *paths, size_t n, rpt_set *s)
 {
     memset(s, 0, sizeof *s);
-    par_ctx self = self_ctx(ctx);
     DM_ALLOC(s->runs, n + 1);
     int rc = DM_OK;
     for (size_t i = 0; i < n && !rc; i++) {
-        rc = read_run(&self, paths[i], &s->runs[i]);
+        rc = read_run(ctx, paths[i], &s->runs[i]);
         s->nruns = i + 1;
     }
     if (!rc) rc = group_confs(s);
@@ -813,24 +752,23 @@ void rpt_set_free(rpt_set *s)
     for (size_t c = 0; c < s->nconfs; c++) {
         free(s->confs[c].key);
         free(s->confs[c].runs);
-        ru_strv_free(s->confs[c].values, s->nvaried);
+        dm_strv_free(s->confs[c].values, s->nvaried);
         free(s->confs[c].label);
     }
     free(s->confs);
-    ru_strv_free(s->varied, s->nvaried);
-    ru_strv_free(s->models, s->nmodels);
-    ru_strv_free(s->splits, s->nsplits);
-    ru_strv_free(s->protocols, s->nprotocols);
-    ru_strv_free(s->groups, s->ngroups);
+    dm_strv_free(s->varied, s->nvaried);
+    dm_strv_free(s->models, s->nmodels);
+    dm_strv_free(s->splits, s->nsplits);
+    dm_strv_free(s->protocols, s->nprotocols);
+    dm_strv_free(s->groups, s->ngroups);
     memset(s, 0, sizeof *s);
 }
 
 int rpt_read_rows(par_ctx *ctx, const rpt_run *r, const rpt_entry *e, double **rows)
 {
-    par_ctx self = self_ctx(ctx);
     h5file f;
     const char *src = e->file ? e->file : r->path;
-    DM_CALL(h5_open(&self, src, &f));
+    DM_CALL(h5_open_local(ctx, src, &f));
     char obj[600];
     snprintf(obj, sizeof obj, "/%s", e->name);
     void *p = NULL;

@@ -19,7 +19,10 @@
 #include "report_util.h"
 
 #include "../src/core/err.h"
+#include "../src/core/fs.h"
 #include "../src/core/log.h"
+#include "../src/core/str.h"
+#include "../src/core/strv.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -57,7 +60,7 @@ static void plot_free(plot *p)
         free(p->s[i].sd);
     }
     free(p->s);
-    ru_strv_free(p->cats, p->ncats);
+    dm_strv_free(p->cats, p->ncats);
     memset(p, 0, sizeof *p);
 }
 
@@ -68,7 +71,7 @@ static series *new_series(plot *p, const char *label)
     p->s = ns;
     series *s = &p->s[p->n];
     memset(s, 0, sizeof *s);
-    s->label = ru_strdup(label);
+    s->label = dm_str_dup(label);
     if (!s->label) return NULL;
     p->n++;
     return s;
@@ -139,9 +142,9 @@ static int same_series(const series *a, const series *b)
 
 static int cat_index(plot *p, const char *c, double *x)
 {
-    int i = ru_strv_find(p->cats, p->ncats, c);
+    int i = dm_strv_find(p->cats, p->ncats, c);
     if (i < 0) {
-        DM_CALL(ru_strv_push(&p->cats, &p->ncats, c));
+        DM_CALL(dm_strv_push(&p->cats, &p->ncats, c));
         i = (int)p->ncats - 1;
     }
     *x = i;
@@ -151,7 +154,7 @@ static int cat_index(plot *p, const char *c, double *x)
 static int build_key_curve(const rpt_set *s, const rpt_opts *o, const rpt_fig_spec *f, const char *key, char *const *models,
                            size_t nmodels, plot *p)
 {
-    int kv = ru_strv_find(s->varied, s->nvaried, key);
+    int kv = dm_strv_find(s->varied, s->nvaried, key);
     if (kv < 0) {
         DM_ERR(DM_ECONFIG, "figure '%s': '%s' does not vary between the configurations read", f->name, key);
         if (s->nvaried) {
@@ -164,7 +167,7 @@ static int build_key_curve(const rpt_set *s, const rpt_opts *o, const rpt_fig_sp
         return DM_ECONFIG;
     }
     int numeric = 1;
-    for (size_t c = 0; c < s->nconfs; c++) numeric &= ru_is_number(s->confs[c].values[kv], NULL);
+    for (size_t c = 0; c < s->nconfs; c++) numeric &= dm_str_is_number(s->confs[c].values[kv], NULL);
     double vals[4096];
     const char *metric = f->metrics[0];
     for (size_t m = 0; m < nmodels; m++) {
@@ -211,7 +214,7 @@ static int build_key_curve(const rpt_set *s, const rpt_opts *o, const rpt_fig_sp
             }
             p->n = first + 1;
             free(p->s[first].label);
-            p->s[first].label = ru_strdup(rpt_label(o, models[m]));
+            p->s[first].label = dm_str_dup(rpt_label(o, models[m]));
             if (!p->s[first].label) return DM_ENOMEM;
         }
     }
@@ -279,10 +282,10 @@ static int build_points_curve(const rpt_set *s, const rpt_opts *o, const rpt_fig
         const rpt_run *r0 = &s->runs[cf->runs[0]];
         for (size_t e = 0; e < r0->ne; e++) {
             const rpt_entry *en = &r0->e[e];
-            if (en->kind != RE_POINTS || !ru_match(f->data, en->group)) continue;
+            if (en->kind != RE_POINTS || !dm_str_match(f->data, en->group)) continue;
             int ok = 0;
             char *const *globs = f->nmodels ? f->models : star;
-            for (size_t g = 0; g < (f->nmodels ? f->nmodels : 1); g++) ok |= ru_match(globs[g], en->leaf);
+            for (size_t g = 0; g < (f->nmodels ? f->nmodels : 1); g++) ok |= dm_str_match(globs[g], en->leaf);
             if (!ok) continue;
             int cx = xcol ? rpt_col(en, xcol) : (byrow ? -1 : 0);
             if (xcol && cx < 0) {
@@ -293,7 +296,7 @@ static int build_points_curve(const rpt_set *s, const rpt_opts *o, const rpt_fig
                 if ((int)j == cx) continue;
                 int want = 0;
                 if (f->nmetrics)
-                    for (size_t k = 0; k < f->nmetrics; k++) want |= ru_match(f->metrics[k], en->colnames[j]);
+                    for (size_t k = 0; k < f->nmetrics; k++) want |= dm_str_match(f->metrics[k], en->colnames[j]);
                 else
                     want = 1;
                 if (!want) continue;
@@ -307,7 +310,7 @@ static int build_points_curve(const rpt_set *s, const rpt_opts *o, const rpt_fig
                     int w = 0;
                     if ((int)jj == cx) continue;
                     if (f->nmetrics)
-                        for (size_t k = 0; k < f->nmetrics; k++) w |= ru_match(f->metrics[k], en->colnames[jj]);
+                        for (size_t k = 0; k < f->nmetrics; k++) w |= dm_str_match(f->metrics[k], en->colnames[jj]);
                     else
                         w = 1;
                     ny += w;
@@ -525,9 +528,9 @@ static int write_plot(const rpt_opts *o, const rpt_fig_spec *f, const plot *p, i
     dm_buf_adds(&gp, "unset output\n");
     char path[4400];
     snprintf(path, sizeof path, "%s/%s.dat", o->out, f->name);
-    rc = ru_write_atomic(path, dat.data ? dat.data : "", dat.len, 0644);
+    rc = dm_fs_write_atomic(path, dat.data ? dat.data : "", dat.len, 0644);
     snprintf(path, sizeof path, "%s/%s.gp", o->out, f->name);
-    if (!rc) rc = ru_write_atomic(path, gp.data, gp.len, 0644);
+    if (!rc) rc = dm_fs_write_atomic(path, gp.data, gp.len, 0644);
     dm_buf_free(&dat);
     dm_buf_free(&gp);
     dm_buf_free(&plotcmd);
@@ -594,7 +597,7 @@ int rpt_figure(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_fig_
                     p.ncats = cats_before + 1;
                     for (size_t k = 0; k < f->nmetrics; k++) p.s[k].n = cats_before + 1;
                     free(p.cats[cats_before]);
-                    p.cats[cats_before] = ru_strdup(rpt_label(o, models[m]));
+                    p.cats[cats_before] = dm_str_dup(rpt_label(o, models[m]));
                     if (!p.cats[cats_before]) rc = DM_ENOMEM;
                 }
             }
@@ -645,11 +648,11 @@ int rpt_figure(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_fig_
             for (size_t r = 0; r < s->nruns && one; r++)
                 for (size_t e = 0; e < s->runs[r].ne && one; e++) {
                     const rpt_entry *en = &s->runs[r].e[e];
-                    if (en->kind != RE_POINTS || !ru_match(f->data, en->group)) continue;
+                    if (en->kind != RE_POINTS || !dm_str_match(f->data, en->group)) continue;
                     for (size_t j = 0; j < en->cols && one; j++) {
                         if (!strncmp(f->x, "column:", 7) && !strcmp(en->colnames[j], f->x + 7)) continue;
                         int want = !f->nmetrics;
-                        for (size_t k = 0; k < f->nmetrics; k++) want |= ru_match(f->metrics[k], en->colnames[j]);
+                        for (size_t k = 0; k < f->nmetrics; k++) want |= dm_str_match(f->metrics[k], en->colnames[j]);
                         if (!want) continue;
                         if (ycol && strcmp(ycol, en->colnames[j])) one = 0;
                         ycol = en->colnames[j];
@@ -706,6 +709,6 @@ int rpt_figure(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_fig_
     }
     if (!rc) *made = npts > 0;
     plot_free(&p);
-    ru_strv_free(models, nmodels);
+    dm_strv_free(models, nmodels);
     return par_agree(ctx, rc);
 }

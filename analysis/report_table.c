@@ -17,8 +17,12 @@
 
 #include "report_util.h"
 
+#include "../src/config/cfgtext.h"
 #include "../src/core/err.h"
+#include "../src/core/fs.h"
 #include "../src/core/log.h"
+#include "../src/core/str.h"
+#include "../src/core/strv.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -32,7 +36,7 @@ static size_t g_nlab_names, g_nlab_vals;
 
 static const char *cache(const char *name, const char *val)
 {
-    if (ru_strv_push(&g_lab_names, &g_nlab_names, name) || ru_strv_push(&g_lab_vals, &g_nlab_vals, val)) return name;
+    if (dm_strv_push(&g_lab_names, &g_nlab_names, name) || dm_strv_push(&g_lab_vals, &g_nlab_vals, val)) return name;
     return g_lab_vals[g_nlab_vals - 1];
 }
 
@@ -113,7 +117,7 @@ const char *rpt_key_label(const rpt_opts *o, const rpt_set *s, const char *key)
 int rpt_lower_better(const rpt_opts *o, const char *metric)
 {
     for (size_t i = 0; i < dm_cfg_len(o->cfg, "report.lower_better"); i++)
-        if (ru_match(dm_cfg_str_at(o->cfg, "report.lower_better", i), metric)) return 1;
+        if (dm_str_match(dm_cfg_str_at(o->cfg, "report.lower_better", i), metric)) return 1;
     return 0;
 }
 
@@ -132,8 +136,8 @@ int rpt_match_models(const rpt_set *s, char *const *globs, size_t n, char ***out
     *nout = 0;
     for (size_t g = 0; g < n; g++)
         for (size_t m = 0; m < s->nmodels; m++)
-            if (ru_match(globs[g], s->models[m]) && ru_strv_find(*out, *nout, s->models[m]) < 0)
-                DM_CALL(ru_strv_push(out, nout, s->models[m]));
+            if (dm_str_match(globs[g], s->models[m]) && dm_strv_find(*out, *nout, s->models[m]) < 0)
+                DM_CALL(dm_strv_push(out, nout, s->models[m]));
     return DM_OK;
 }
 
@@ -147,10 +151,10 @@ int rpt_conf_ok(const rpt_set *s, size_t c, char *const *where, size_t nwhere)
         snprintf(key, sizeof key, "%.*s", (int)(eq - where[i]), where[i]);
         if (dm_key_index(key) < 0) return 0;
         dm_buf v = {0};
-        int ok = !ru_value_text(&r->cfg, key, &v) && v.data && !strcmp(v.data, eq + 1);
+        int ok = !dm_cfgtext_value(&r->cfg, key, &v) && v.data && !strcmp(v.data, eq + 1);
         if (!ok && v.data) {
             double a, b;
-            ok = ru_is_number(v.data, &a) && ru_is_number(eq + 1, &b) && a == b;
+            ok = dm_str_is_number(v.data, &a) && dm_str_is_number(eq + 1, &b) && a == b;
         }
         dm_buf_free(&v);
         if (!ok) return 0;
@@ -419,7 +423,7 @@ int rpt_table(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_table
         if (br[l - 1] != ']') rc = DM_ERR(DM_ECONFIG, "table '%s': baseline '%s' is not MODEL[group.key=value,...]", t->name, baseline);
         else {
             br[l - 1] = '\0';
-            rc = ru_split(br + 1, ',', &flt, &nflt);
+            rc = dm_strv_split(br + 1, ',', &flt, &nflt);
             *br = '\0';
         }
         size_t nmatch = 0;
@@ -433,9 +437,9 @@ int rpt_table(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_table
             DM_HINT(nmatch ? "add the other varied keys to the baseline's settings" : "the settings are full key names with values as in the runs, e.g. sasrec[sasrec.hidden=32]");
         }
         if (!rc) snprintf(bdesc, sizeof bdesc, " (%s)", s->confs[bfixed].label);
-        ru_strv_free(flt, nflt);
+        dm_strv_free(flt, nflt);
     }
-    if (!rc && ru_strv_find(models, nmodels, baseline) < 0) {
+    if (!rc && dm_strv_find(models, nmodels, baseline) < 0) {
         rc = DM_ERR(DM_ECONFIG, "table '%s': the baseline '%s' is not one of its models", t->name, baseline);
         DM_HINT("add it to the table's models, or set baseline= (report.baseline) to one of them");
     }
@@ -484,7 +488,7 @@ int rpt_table(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_table
     if (!rc && !nrows) {
         dm_warn("table '%s': no results for split '%s'; skipped", t->name, t->split);
         free(rows);
-        ru_strv_free(models, nmodels);
+        dm_strv_free(models, nmodels);
         return DM_OK;
     }
     size_t np = t->nprotocols, nm = t->nmetrics;
@@ -905,19 +909,19 @@ int rpt_table(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_table
         char path[4400];
         if (o->tex) {
             snprintf(path, sizeof path, "%s/%s.tex", o->out, t->name);
-            if (!rc) rc = ru_write_atomic(path, tex.data, tex.len, 0644);
+            if (!rc) rc = dm_fs_write_atomic(path, tex.data, tex.len, 0644);
             snprintf(path, sizeof path, "%s/%s_tabular.tex", o->out, t->name);
-            if (!rc) rc = ru_write_atomic(path, tab.data, tab.len, 0644);
+            if (!rc) rc = dm_fs_write_atomic(path, tab.data, tab.len, 0644);
         }
         if (o->md) {
             snprintf(path, sizeof path, "%s/%s.md", o->out, t->name);
-            if (!rc) rc = ru_write_atomic(path, m.data, m.len, 0644);
+            if (!rc) rc = dm_fs_write_atomic(path, m.data, m.len, 0644);
         }
         if (o->csv) {
             snprintf(path, sizeof path, "%s/%s.csv", o->out, t->name);
-            if (!rc) rc = ru_write_atomic(path, csv.data, csv.len, 0644);
+            if (!rc) rc = dm_fs_write_atomic(path, csv.data, csv.len, 0644);
             snprintf(path, sizeof path, "%s/%s_tests.csv", o->out, t->name);
-            if (!rc) rc = ru_write_atomic(path, tcsv.data, tcsv.len, 0644);
+            if (!rc) rc = dm_fs_write_atomic(path, tcsv.data, tcsv.len, 0644);
         }
         if (!rc && md) rc = dm_buf_printf(md, "%s\n", m.data);
         dm_buf_free(&cap);
@@ -939,15 +943,15 @@ int rpt_table(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_table
     free(vals);
     free(vb);
     free(rows);
-    ru_strv_free(models, nmodels);
+    dm_strv_free(models, nmodels);
     return par_agree(ctx, rc);
 }
 
 void rpt_labels_free(void);
 void rpt_labels_free(void)
 {
-    ru_strv_free(g_lab_names, g_nlab_names);
-    ru_strv_free(g_lab_vals, g_nlab_vals);
+    dm_strv_free(g_lab_names, g_nlab_names);
+    dm_strv_free(g_lab_vals, g_nlab_vals);
     g_lab_names = g_lab_vals = NULL;
     g_nlab_names = g_nlab_vals = 0;
 }

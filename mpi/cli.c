@@ -2,13 +2,12 @@
 #include "cli.h"
 
 #include "../src/core/err.h"
+#include "../src/core/fs.h"
 #include "../src/core/log.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 int cli_parse(int argc, char **argv, cli_args *a)
 {
@@ -66,23 +65,6 @@ int cli_help(par_ctx *ctx, const cli_args *a, const char *usage)
     return 1;
 }
 
-static int mkdirs(const char *path)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; ; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0775) != 0 && errno != EEXIST)
-                return DM_ERR(DM_EIO, "cannot create directory '%s': %s", buf, strerror(errno));
-            *p = c;
-            if (!c) break;
-        }
-    }
-    return DM_OK;
-}
-
 int cli_run_path(par_ctx *ctx, const dm_cfg *cfg, const char *file, char *out, size_t cap)
 {
     (void)ctx;
@@ -96,6 +78,6 @@ int cli_make_run_dir(par_ctx *ctx, const dm_cfg *cfg)
 {
     const char *dir = dm_cfg_str(cfg, "run.dir");
     int rc = DM_OK;
-    if (ctx->rank == 0 && dir[0]) rc = mkdirs(dir);
+    if (ctx->rank == 0 && dir[0]) rc = dm_fs_mkdirs(dir);
     return par_agree(ctx, rc);
 }

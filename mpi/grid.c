@@ -3,7 +3,6 @@
 
 #include "../src/core/err.h"
 
-#include <hdf5.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdlib.h>
@@ -61,27 +60,23 @@ void dmat_free(dmat *A)
     memset(A, 0, sizeof *A);
 }
 
-/* Adds the owned blocks of one dimension as (start, stride, count, block) patterns: the full
- * blocks, and the partial last block if this process owns it. Returns the number of patterns. */
-static int dim_patterns(int n, int b, int p, int np, hsize_t st[2], hsize_t sd[2], hsize_t ct[2], hsize_t bl[2])
+/* The owned blocks of one dimension as (start, stride, count, block) patterns: the full blocks,
+ * and the partial last block if this process owns it. Returns the number of patterns. */
+static size_t dim_patterns(int n, int b, int p, int np, h5_blocks out[2])
 {
-    int nblocks_full = n / b, k = 0;
+    int nblocks_full = n / b;
+    size_t k = 0;
     /* full blocks p, p + np, ... below nblocks_full */
     int nf = nblocks_full > p ? (nblocks_full - p + np - 1) / np : 0;
-    if (nf > 0) {
-        st[k] = (hsize_t)p * (hsize_t)b;
-        sd[k] = (hsize_t)np * (hsize_t)b;
-        ct[k] = (hsize_t)nf;
-        bl[k] = (hsize_t)b;
-        k++;
-    }
-    if (n % b && nblocks_full % np == p) {
-        st[k] = (hsize_t)nblocks_full * (hsize_t)b;
-        sd[k] = 1;
-        ct[k] = 1;
-        bl[k] = (hsize_t)(n % b);
-        k++;
-    }
+    if (nf > 0) out[k++] = (h5_blocks){(size_t)p * (size_t)b, (size_t)np * (size_t)b, (size_t)nf, (size_t)b};
+    if (n % b && nblocks_full % np == p) out[k++] = (h5_blocks){(size_t)nblocks_full * (size_t)b, 1, 1, (size_t)(n % b)};
+    return k;
+}
+
+static size_t patterns_len(const h5_blocks *b, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += b[i].count * b[i].block;
     return k;
 }
 
@@ -93,53 +88,13 @@ int dmat_write_h5(h5file *f, const char *name, const par_grid *g, const dmat *A)
     DM_ALLOC(buf, lr * lc + 1);
     for (size_t i = 0; i < lr; i++)
         for (size_t j = 0; j < lc; j++) buf[i * lc + j] = (float)A->a[i + j * (size_t)A->lld];
-    hsize_t dims[2] = {(hsize_t)A->m, (hsize_t)A->n};
-    hid_t space = H5Screate_simple(2, dims, NULL);
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-    H5Pset_create_intermediate_group(lcpl, 1);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    hsize_t chunk[2] = {(hsize_t)A->mb, (hsize_t)(A->n < 4096 ? A->n : 4096)};
-    if (chunk[0] > dims[0]) chunk[0] = dims[0];
-    H5Pset_chunk(dcpl, 2, chunk);
-    if (f->compress > 0) H5Pset_deflate(dcpl, (unsigned)f->compress);
-    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
-    hid_t d = H5Dcreate2((hid_t)f->id, name, H5T_IEEE_F32LE, space, lcpl, dcpl, H5P_DEFAULT);
-    H5Pclose(lcpl);
-    H5Pclose(dcpl);
-    int rc = DM_OK;
-    if (d < 0) rc = DM_ERR(DM_EHDF5, "hdf5: cannot create dataset '%s'", name);
-    hsize_t rs[2], rsd[2], rct[2], rbl[2], cs[2], csd[2], cct[2], cbl[2];
-    int nr = dim_patterns(A->m, A->mb, g->myrow, g->nprow, rs, rsd, rct, rbl);
-    int nc = dim_patterns(A->n, A->nb, g->mycol, g->npcol, cs, csd, cct, cbl);
-    hid_t mspace;
-    if (lr * lc > 0 && nr > 0 && nc > 0) {
-        int first = 1;
-        for (int a = 0; a < nr; a++)
-            for (int b = 0; b < nc; b++) {
-                hsize_t st[2] = {rs[a], cs[b]}, sd[2] = {rsd[a], csd[b]}, ct[2] = {rct[a], cct[b]}, bl[2] = {rbl[a], cbl[b]};
-                H5Sselect_hyperslab(space, first ? H5S_SELECT_SET : H5S_SELECT_OR, st, sd, ct, bl);
-                first = 0;
-            }
-        hsize_t md[2] = {lr, lc};
-        mspace = H5Screate_simple(2, md, NULL);
-        if ((hsize_t)H5Sget_select_npoints(space) != (hsize_t)(lr * lc))
-            rc = DM_ERR(DM_EINTERNAL, "block-cyclic selection has %lld points, expected %zu",
-                        (long long)H5Sget_select_npoints(space), lr * lc);
-    } else {
-        H5Sselect_none(space);
-        hsize_t one[2] = {1, 1};
-        mspace = H5Screate_simple(2, one, NULL);
-        H5Sselect_none(mspace);
-    }
-    if (!rc) {
-        hid_t x = H5Pcreate(H5P_DATASET_XFER);
-        H5Pset_dxpl_mpio(x, H5FD_MPIO_COLLECTIVE);
-        if (H5Dwrite(d, H5T_NATIVE_FLOAT, mspace, space, x, buf) < 0) rc = DM_ERR(DM_EHDF5, "hdf5: cannot write '%s'", name);
-        H5Pclose(x);
-    }
-    H5Sclose(mspace);
-    H5Sclose(space);
-    if (d >= 0) H5Dclose(d);
+    h5_blocks rs[2], cs[2];
+    size_t nr = dim_patterns(A->m, A->mb, g->myrow, g->nprow, rs);
+    size_t nc = dim_patterns(A->n, A->nb, g->mycol, g->npcol, cs);
+    DM_ASSERT(patterns_len(rs, nr) == lr && patterns_len(cs, nc) == lc); /* the blocks numroc counted */
+    size_t chunk[2] = {(size_t)A->mb, (size_t)(A->n < 4096 ? A->n : 4096)};
+    if (chunk[0] > (size_t)A->m) chunk[0] = (size_t)A->m;
+    int rc = h5_write_blocks_f32(f, name, (size_t)A->m, (size_t)A->n, chunk, rs, nr, cs, nc, buf);
     free(buf);
     return rc;
 }

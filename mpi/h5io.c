@@ -429,8 +429,8 @@ int h5_commit(h5file *f)
 
 void h5_discard(h5file *f)
 {
-    /* an I/O failure that was reported without its cause (a write made outside this module, such
-       as grid.c's block-cyclic matrices): the message gets it, the same on every rank */
+    /* an I/O failure that was reported without its cause (an error recorded by the caller after a
+       write of this module failed): the message gets it, the same on every rank */
     if (g_io_err && f->path && dm_error_code() != DM_OK) {
         char msg[2048], hint[2048], where[1024];
         snprintf(msg, sizeof msg, "%s", dm_error_message());
@@ -598,6 +598,23 @@ void h5_close(h5file *f)
     h5file_free(f);
 }
 
+/* the one-rank context of h5_open_local(): its files keep a pointer to it */
+static MPI_Comm g_self_comm;
+static par_ctx g_local_ctx;
+
+int h5_open_local(par_ctx *ctx, const char *path, h5file *f)
+{
+    g_self_comm = MPI_COMM_SELF;
+    g_local_ctx = *ctx;
+    g_local_ctx.rank = 0;
+    g_local_ctx.size = 1;
+    g_local_ctx.local_rank = 0;
+    g_local_ctx.local_size = 1;
+    g_local_ctx.comm = &g_self_comm;
+    g_local_ctx.node_comm = &g_self_comm;
+    return h5_open(&g_local_ctx, path, f);
+}
+
 static hid_t dxpl_coll(void)
 {
     hid_t x = H5Pcreate(H5P_DATASET_XFER);
@@ -626,35 +643,98 @@ int h5_exists(h5file *f, const char *name)
     return 1;
 }
 
+typedef struct {
+    h5_dataset_info *v;
+    size_t n;
+    int rc;
+} list_ctx;
+
+static herr_t list_cb(hid_t g, const char *name, const H5L_info_t *info, void *data)
+{
+    list_ctx *l = data;
+    (void)info;
+    hid_t o = H5Oopen(g, name, H5P_DEFAULT);
+    if (o < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return 0;
+    }
+    if (H5Iget_type(o) == H5I_DATASET) {
+        hid_t sp = H5Dget_space(o), t = H5Dget_type(o);
+        h5_dataset_info *nv = dm_realloc_at(l->v, l->n + 1, sizeof *nv, __FILE__, __LINE__);
+        char *nm = nv ? xstrdup(name) : NULL;
+        if (nv) l->v = nv;
+        if (!nm) l->rc = DM_ENOMEM;
+        else l->v[l->n++] = (h5_dataset_info){nm, H5Sget_simple_extent_ndims(sp), H5Tget_class(t) == H5T_FLOAT};
+        H5Sclose(sp);
+        H5Tclose(t);
+    }
+    H5Oclose(o);
+    return l->rc ? -1 : 0;
+}
+
+int h5_list_datasets(h5file *f, h5_dataset_info **list, size_t *n)
+{
+    list_ctx l = {0};
+    int rc = DM_OK;
+    if (H5Lvisit((hid_t)f->id, H5_INDEX_NAME, H5_ITER_INC, list_cb, &l) < 0) rc = l.rc ? l.rc : H5FAIL("list the datasets of", "/");
+    H5Eclear2(H5E_DEFAULT);
+    if (rc) {
+        h5_dataset_info_free(l.v, l.n);
+        l.v = NULL;
+        l.n = 0;
+    }
+    *list = l.v;
+    *n = l.n;
+    return rc;
+}
+
+void h5_dataset_info_free(h5_dataset_info *list, size_t n)
+{
+    for (size_t i = 0; list && i < n; i++) free(list[i].name);
+    free(list);
+}
+
+/* Creates dataset `name` (groups along its path as needed) of file type ftype and shape dims,
+ * chunked when chunk != NULL and then deflated at f->compress, after a byte shuffle when shuffle;
+ * *space is its file dataspace (the caller closes it, also on failure). */
+static int create_dataset(h5file *f, const char *name, hid_t ftype, int rank, const hsize_t *dims, const hsize_t *chunk,
+                          int shuffle, hid_t *space, hid_t *d)
+{
+    *space = H5Screate_simple(rank, dims, NULL);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (chunk) {
+        H5Pset_chunk(dcpl, rank, chunk);
+        if (f->compress > 0) {
+            if (shuffle) H5Pset_shuffle(dcpl);
+            H5Pset_deflate(dcpl, (unsigned)f->compress);
+        }
+    }
+    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    *d = H5Dcreate2((hid_t)f->id, name, ftype, *space, lcpl, dcpl, H5P_DEFAULT);
+    int rc = *d < 0 ? H5FAIL("create dataset", name) : DM_OK; /* before other calls clear HDF5's error stack */
+    H5Pclose(lcpl);
+    H5Pclose(dcpl);
+    return rc;
+}
+
 int h5_write_rows(h5file *f, const char *name, h5type t, size_t global_rows, size_t cols, size_t row0,
                   size_t nrows, const void *data)
 {
     int rank = cols ? 2 : 1;
-    hsize_t dims[2] = {global_rows, cols};
-    hid_t space = H5Screate_simple(rank, dims, NULL);
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-    H5Pset_create_intermediate_group(lcpl, 1);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    size_t es = h5_type_size(t);
+    hsize_t dims[2] = {global_rows, cols}, chunk[2] = {0, cols};
     if (global_rows > 0) {
-        size_t rowbytes = es * (cols ? cols : 1);
+        size_t rowbytes = h5_type_size(t) * (cols ? cols : 1);
         size_t cr = f->chunk_rows;
         size_t maxr = ((size_t)4 << 20) / rowbytes;
         if (maxr < 1) maxr = 1;
         if (cr > maxr) cr = maxr;
         if (cr > global_rows) cr = global_rows;
-        hsize_t chunk[2] = {cr, cols};
-        H5Pset_chunk(dcpl, rank, chunk);
-        if (f->compress > 0) {
-            H5Pset_shuffle(dcpl);
-            H5Pset_deflate(dcpl, (unsigned)f->compress);
-        }
+        chunk[0] = cr;
     }
-    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
-    hid_t d = H5Dcreate2((hid_t)f->id, name, file_type(t), space, lcpl, dcpl, H5P_DEFAULT);
-    int rc = d < 0 ? H5FAIL("create dataset", name) : DM_OK; /* before other calls clear HDF5's error stack */
-    H5Pclose(lcpl);
-    H5Pclose(dcpl);
+    hid_t space, d;
+    int rc = create_dataset(f, name, file_type(t), rank, dims, global_rows > 0 ? chunk : NULL, 1, &space, &d);
     if (rc) {
         H5Sclose(space);
         return par_agree(f->ctx, rc);
@@ -686,6 +766,58 @@ int h5_write_all(h5file *f, const char *name, h5type t, size_t rows, size_t cols
 {
     int r0 = f->ctx->rank == 0;
     return h5_write_rows(f, name, t, rows, cols, 0, r0 ? rows : 0, data);
+}
+
+static size_t blocks_len(const h5_blocks *b, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += b[i].count * b[i].block;
+    return k;
+}
+
+int h5_write_blocks_f32(h5file *f, const char *name, size_t rows, size_t cols, const size_t chunk[2], const h5_blocks *rsel,
+                        size_t nr, const h5_blocks *csel, size_t nc, const float *data)
+{
+    hsize_t dims[2] = {rows, cols}, ch[2] = {chunk[0], chunk[1]};
+    hid_t space, d;
+    int rc = create_dataset(f, name, H5T_IEEE_F32LE, 2, dims, ch, 0, &space, &d);
+    if (rc) {
+        H5Sclose(space);
+        return par_agree(f->ctx, rc);
+    }
+    /* the file selection: the union of (row pattern) x (column pattern); HDF5 pairs its points in
+       row-major order with the memory array, which is the local row-major order */
+    size_t lr = blocks_len(rsel, nr), lc = blocks_len(csel, nc);
+    hid_t mspace;
+    if (lr * lc > 0) {
+        for (size_t a = 0; a < nr; a++)
+            for (size_t b = 0; b < nc; b++) {
+                hsize_t st[2] = {rsel[a].start, csel[b].start}, sd[2] = {rsel[a].stride, csel[b].stride};
+                hsize_t ct[2] = {rsel[a].count, csel[b].count}, bl[2] = {rsel[a].block, csel[b].block};
+                H5Sselect_hyperslab(space, a || b ? H5S_SELECT_OR : H5S_SELECT_SET, st, sd, ct, bl);
+            }
+        hsize_t md[2] = {lr, lc};
+        mspace = H5Screate_simple(2, md, NULL);
+        hssize_t npts = H5Sget_select_npoints(space);
+        if (npts != (hssize_t)(lr * lc))
+            rc = DM_ERR(DM_EINTERNAL, "'%s': the blocks select %lld entries, expected %zu (overlapping patterns?)", name,
+                        (long long)npts, lr * lc);
+    } else {
+        H5Sselect_none(space);
+        hsize_t one[2] = {1, 1};
+        mspace = H5Screate_simple(2, one, NULL);
+        H5Sselect_none(mspace);
+    }
+    rc = par_agree(f->ctx, rc); /* the write is collective */
+    if (!rc) {
+        hid_t x = dxpl_coll();
+        if (H5Dwrite(d, H5T_NATIVE_FLOAT, mspace, space, x, data) < 0) rc = H5FAIL("write dataset", name);
+        H5Pclose(x);
+    }
+    H5Sclose(mspace);
+    H5Sclose(space);
+    if (H5Dclose(d) < 0 && !rc) rc = H5FAIL("write dataset", name);
+    return par_agree(f->ctx, rc);
 }
 
 int h5_shape(h5file *f, const char *name, size_t *rows, size_t *cols, int *exists)
@@ -978,6 +1110,31 @@ int h5_get_attr_f64(h5file *f, const char *obj, const char *name, double *out)
     H5Aclose(a);
     H5Oclose(o);
     return e < 0 ? H5FAIL("read attribute", name) : DM_OK;
+}
+
+int h5_get_attr_f64s(h5file *f, const char *obj, const char *name, double *out, size_t n, int *found)
+{
+    if (found) {
+        *found = 0;
+        if (!h5_has_attr(f, obj, name)) return DM_OK;
+    }
+    hid_t o = -1, a = -1;
+    DM_CALL(get_attr(f, obj, name, &o, &a));
+    hid_t sp = H5Aget_space(a);
+    hssize_t k = H5Sget_simple_extent_npoints(sp);
+    H5Sclose(sp);
+    int rc = DM_OK;
+    if (k != (hssize_t)n) {
+        if (!found)
+            rc = DM_ERR(DM_EFORMAT, "attribute '%s' of '%s' in '%s' holds %lld values, expected %zu", name, obj, f->path,
+                        (long long)k, n);
+    } else if (H5Aread(a, H5T_NATIVE_DOUBLE, out) < 0)
+        rc = H5FAIL("read attribute", name);
+    else if (found)
+        *found = 1;
+    H5Aclose(a);
+    H5Oclose(o);
+    return rc;
 }
 
 int h5_write_provenance(h5file *f, const char *format, int version, const char *stage, const dm_cfg *cfg,

@@ -54,6 +54,10 @@ int h5_open(par_ctx *ctx, const char *path, h5file *f);
  * the dataset file); changes are made to a copy that replaces the original at h5_commit(). */
 int h5_open_update(par_ctx *ctx, const char *path, h5file *f);
 void h5_close(h5file *f);
+/* Opens a finished file for reading by this rank alone (over a one-rank communicator), so ranks can
+ * read different files, or one rank a file the others do not, without a collective partner. Not
+ * collective; every read call on f is then local too. */
+int h5_open_local(par_ctx *ctx, const char *path, h5file *f);
 
 size_t h5_type_size(h5type t);
 
@@ -62,6 +66,18 @@ int h5_write_rows(h5file *f, const char *name, h5type t, size_t global_rows, siz
                   size_t nrows, const void *data);
 /* Every rank holds the same data; written once. */
 int h5_write_all(h5file *f, const char *name, h5type t, size_t rows, size_t cols, const void *data);
+/* Indices start + i * stride + j for i < count, j < block: the rows (or columns) of a block-cyclic
+ * distribution that one process owns, a pattern per run of equal blocks. */
+typedef struct {
+    size_t start, stride, count, block;
+} h5_blocks;
+/* Collective write of a (rows, cols) float32 dataset, chunked (chunk[0], chunk[1]) and deflated at
+ * f->compress, of which this rank holds the entries at (the rows of rsel) x (the columns of csel):
+ * data is (local rows, local columns) row-major, each the sum of count * block over the patterns,
+ * rows and columns in increasing order; the patterns of a dimension must not overlap. The layout of
+ * a block-cyclic matrix (grid.h). */
+int h5_write_blocks_f32(h5file *f, const char *name, size_t rows, size_t cols, const size_t chunk[2], const h5_blocks *rsel,
+                        size_t nr, const h5_blocks *csel, size_t nc, const float *data);
 /* Collective row-block read into caller memory (nrows * cols elements). */
 int h5_read_rows(h5file *f, const char *name, h5type t, size_t row0, size_t nrows, void *data);
 /* Every rank reads the whole dataset into *data (malloc'd). */
@@ -72,6 +88,17 @@ int h5_read_file_f32(par_ctx *ctx, const char *path, const char *name, float **d
 /* Shape of a dataset; *exists = 0 (and no error) when it is absent. */
 int h5_shape(h5file *f, const char *name, size_t *rows, size_t *cols, int *exists);
 int h5_exists(h5file *f, const char *name);
+/* A dataset of a file, as h5_list_datasets() lists them. */
+typedef struct {
+    char *name;   /* its path without the leading '/': "test/full/sasrec" */
+    int rank;     /* number of dimensions */
+    int is_float; /* a floating-point element type */
+} h5_dataset_info;
+/* Every dataset of the file, depth-first in name order (the order of H5Lvisit by name); *list
+ * (*n entries) is malloc'd, free it with h5_dataset_info_free(). Objects that cannot be opened are
+ * left out. */
+int h5_list_datasets(h5file *f, h5_dataset_info **list, size_t *n);
+void h5_dataset_info_free(h5_dataset_info *list, size_t n);
 
 int h5_write_strtab(h5file *f, const char *name, const dm_strtab *local, size_t row0, size_t global_n);
 int h5_read_strtab(h5file *f, const char *name, dm_strtab *out);
@@ -83,6 +110,9 @@ int h5_attr_f64s(h5file *f, const char *obj, const char *name, const double *v, 
 int h5_get_attr_str(h5file *f, const char *obj, const char *name, char **out);
 int h5_get_attr_i64(h5file *f, const char *obj, const char *name, int64_t *out);
 int h5_get_attr_f64(h5file *f, const char *obj, const char *name, double *out);
+/* A float64 array attribute of exactly n values into out. With found != NULL, an attribute that is
+ * absent or holds another number of values sets *found = 0 (and no error); else it is an error. */
+int h5_get_attr_f64s(h5file *f, const char *obj, const char *name, double *out, size_t n, int *found);
 int h5_has_attr(h5file *f, const char *obj, const char *name);
 
 /* Writes the root attributes every dynmm file carries: format, format_version, stage, code

@@ -30,12 +30,15 @@
  */
 #include "cmd.h"
 #include "../mpi/cli.h"
-#include "../analysis/report_util.h"
 
+#include "../src/config/cfgtext.h"
 #include "../src/core/err.h"
+#include "../src/core/fs.h"
 #include "../src/core/log.h"
 #include "../src/core/rng.h"
 #include "../src/core/sha256.h"
+#include "../src/core/str.h"
+#include "../src/core/strv.h"
 
 #include <limits.h>
 #include <math.h>
@@ -77,7 +80,7 @@ static void axes_free(axis *a, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         free(a[i].key);
-        ru_strv_free(a[i].vals, a[i].nvals);
+        dm_strv_free(a[i].vals, a[i].nvals);
     }
     free(a);
 }
@@ -95,8 +98,8 @@ static int normalise(dm_cfg *scratch, const char *key, const char *value, const 
             rc = DM_ERR(rc, "%s: %s", where, msg);
         }
     }
-    if (!rc) rc = ru_value_text(scratch, key, &t);
-    if (!rc) *out = ru_strdup(t.data);
+    if (!rc) rc = dm_cfgtext_value(scratch, key, &t);
+    if (!rc) *out = dm_str_dup(t.data);
     if (!rc && !*out) rc = DM_ENOMEM;
     dm_buf_free(&a);
     dm_buf_free(&t);
@@ -131,7 +134,7 @@ static int parse_grid(dm_cfg *scratch, const char *entry, const char *where, axi
         DM_HINT("e.g. grid = [\"sasrec.hidden=[32,64]\", \"sasrec.dropout=[0.2,0.5]\"]; on the command line --set 'sweep.grid=sasrec.hidden=32|64'");
         return DM_ECONFIG;
     }
-    ax->key = ru_strndup(entry, (size_t)(eq - entry));
+    ax->key = dm_str_ndup(entry, (size_t)(eq - entry));
     if (!ax->key) return DM_ENOMEM;
     char *k = ax->key;
     while (*k == ' ') memmove(k, k + 1, strlen(k));
@@ -144,16 +147,16 @@ static int parse_grid(dm_cfg *scratch, const char *entry, const char *where, axi
     char **parts = NULL;
     size_t np = 0;
     if (L >= 2 && v[0] == '[' && v[L - 1] == ']') {
-        char *inner = ru_strndup(v + 1, L - 2);
+        char *inner = dm_str_ndup(v + 1, L - 2);
         if (!inner) return DM_ENOMEM;
-        int rc = ru_split(inner, ',', &parts, &np);
+        int rc = dm_strv_split(inner, ',', &parts, &np);
         free(inner);
         DM_CALL(rc);
     } else {
         /* v1|v2|... (the form that survives --set, which splits lists at commas) */
-        char *one = ru_strndup(v, L);
+        char *one = dm_str_ndup(v, L);
         if (!one) return DM_ENOMEM;
-        int rc = ru_split(one, '|', &parts, &np);
+        int rc = dm_strv_split(one, '|', &parts, &np);
         free(one);
         DM_CALL(rc);
     }
@@ -165,12 +168,12 @@ static int parse_grid(dm_cfg *scratch, const char *entry, const char *where, axi
     for (size_t i = 0; i < np && !rc; i++) {
         char *norm = NULL;
         rc = normalise(scratch, ax->key, parts[i], where, &norm);
-        if (!rc && ru_strv_find(ax->vals, ax->nvals, norm) >= 0)
+        if (!rc && dm_strv_find(ax->vals, ax->nvals, norm) >= 0)
             rc = DM_ERR(DM_ECONFIG, "%s: '%s' lists the value %s twice", where, ax->key, norm);
-        if (!rc) rc = ru_strv_push(&ax->vals, &ax->nvals, norm);
+        if (!rc) rc = dm_strv_push(&ax->vals, &ax->nvals, norm);
         free(norm);
     }
-    ru_strv_free(parts, np);
+    dm_strv_free(parts, np);
     return rc;
 }
 
@@ -191,34 +194,34 @@ static int parse_random(dm_cfg *scratch, const char *entry, const char *where, a
     char *kk = key;
     while (*kk == ' ') kk++;
     for (size_t l = strlen(kk); l && kk[l - 1] == ' '; l--) kk[l - 1] = '\0';
-    ax->key = ru_strdup(kk);
+    ax->key = dm_str_dup(kk);
     if (!ax->key) return DM_ENOMEM;
     DM_CALL(check_key(ax->key, where));
     const char *d0 = eq + 1;
     while (*d0 == ' ') d0++;
     snprintf(dist, sizeof dist, "%.*s", (int)(open - d0), d0);
     for (size_t l = strlen(dist); l && dist[l - 1] == ' '; l--) dist[l - 1] = '\0';
-    char *inner = ru_strndup(open + 1, (size_t)(entry + L - 1 - (open + 1)));
+    char *inner = dm_str_ndup(open + 1, (size_t)(entry + L - 1 - (open + 1)));
     if (!inner) return DM_ENOMEM;
     char **args = NULL;
     size_t na = 0;
     /* arguments separated by ',' (or '|', the form that survives --set) */
-    int rc = ru_split(inner, strchr(inner, ',') ? ',' : '|', &args, &na);
+    int rc = dm_strv_split(inner, strchr(inner, ',') ? ',' : '|', &args, &na);
     free(inner);
     DM_CALL(rc);
-    int kt = ru_key_type(ax->key);
+    int kt = dm_cfgtext_type(ax->key);
     if (!strcmp(dist, "choice")) {
         ax->dist = D_CHOICE;
         if (na == 0) rc = DM_ERR(DM_ECONFIG, "%s: choice() needs at least one value", where);
         for (size_t i = 0; i < na && !rc; i++) {
             char *norm = NULL;
             rc = normalise(scratch, ax->key, args[i], where, &norm);
-            if (!rc) rc = ru_strv_push(&ax->vals, &ax->nvals, norm);
+            if (!rc) rc = dm_strv_push(&ax->vals, &ax->nvals, norm);
             free(norm);
         }
     } else if (!strcmp(dist, "uniform") || !strcmp(dist, "loguniform") || !strcmp(dist, "int")) {
         ax->dist = !strcmp(dist, "uniform") ? D_UNIFORM : !strcmp(dist, "int") ? D_INT : D_LOGUNIFORM;
-        if (na != 2 || !ru_is_number(args[0], &ax->lo) || !ru_is_number(args[1], &ax->hi))
+        if (na != 2 || !dm_str_is_number(args[0], &ax->lo) || !dm_str_is_number(args[1], &ax->hi))
             rc = DM_ERR(DM_ECONFIG, "%s: %s() takes two numbers, found '%s'", where, dist, entry);
         else if (ax->dist == D_INT ? ax->lo > ax->hi : ax->lo >= ax->hi)
             rc = DM_ERR(DM_ECONFIG, "%s: %s(%g,%g): the lower bound must be below the upper", where, dist, ax->lo, ax->hi);
@@ -240,7 +243,7 @@ static int parse_random(dm_cfg *scratch, const char *entry, const char *where, a
         rc = DM_ERR(DM_ECONFIG, "%s: unknown distribution '%s' in '%s'", where, dist, entry);
         DM_HINT("use choice(a,b,...), uniform(lo,hi), loguniform(lo,hi) or int(lo,hi)");
     }
-    ru_strv_free(args, na);
+    dm_strv_free(args, na);
     return rc;
 }
 
@@ -250,7 +253,7 @@ static int draw(dm_cfg *scratch, const axis *ax, uint64_t seed, size_t sample, c
     dm_rng_seed(&r, dm_rng_key(seed, (uint64_t)sample, dm_hash_bytes(ax->key, strlen(ax->key))));
     char t[64];
     switch (ax->dist) {
-    case D_CHOICE: *out = ru_strdup(ax->vals[dm_rng_below(&r, ax->nvals)]); return *out ? DM_OK : DM_ENOMEM;
+    case D_CHOICE: *out = dm_str_dup(ax->vals[dm_rng_below(&r, ax->nvals)]); return *out ? DM_OK : DM_ENOMEM;
     case D_INT: snprintf(t, sizeof t, "%lld", (long long)ax->lo + (long long)dm_rng_below(&r, (uint64_t)(ax->hi - ax->lo) + 1)); break;
     case D_UNIFORM: snprintf(t, sizeof t, "%.6g", ax->lo + dm_rng_uniform(&r) * (ax->hi - ax->lo)); break;
     default: snprintf(t, sizeof t, "%.6g", exp(log(ax->lo) + dm_rng_uniform(&r) * (log(ax->hi) - log(ax->lo)))); break;
@@ -387,7 +390,7 @@ static int sweep(par_ctx *ctx, const cli_args *a)
             }
             size_t rem = p;
             for (size_t i = ng; i-- > 0;) {
-                c->vals[i] = ru_strdup(ax[i].vals[rem % ax[i].nvals]);
+                c->vals[i] = dm_str_dup(ax[i].vals[rem % ax[i].nvals]);
                 rem /= ax[i].nvals;
                 if (!c->vals[i]) rc = DM_ENOMEM;
             }
@@ -404,7 +407,7 @@ static int sweep(par_ctx *ctx, const cli_args *a)
             for (size_t j = 0; !rc && j < nconf; j++)
                 if (!strcmp(cf[j].ident, c->ident)) dup = 1;
             if (dup) {
-                ru_strv_free(c->vals, nax);
+                dm_strv_free(c->vals, nax);
                 c->vals = NULL;
                 ndup++;
             } else if (!rc)
@@ -435,17 +438,17 @@ static int sweep(par_ctx *ctx, const cli_args *a)
                            "index\tid\tconfig\tseed\tdir\thash\tset...\n",
                            name, a->config_path, basecfg, dm_cfg_int(&cfg, "sweep.ranks"), nruns, cwd);
         if (!rc) rc = dm_buf_adds(&js, "{\n  \"format\": \"dynmm-sweep-manifest\",\n  \"version\": 1,\n  \"name\": ");
-        if (!rc) rc = ru_json_str(&js, name);
+        if (!rc) rc = dm_str_json(&js, name);
         if (!rc) rc = dm_buf_adds(&js, ",\n  \"sweep\": ");
-        if (!rc) rc = ru_json_str(&js, a->config_path);
+        if (!rc) rc = dm_str_json(&js, a->config_path);
         if (!rc) rc = dm_buf_adds(&js, ",\n  \"base\": ");
-        if (!rc) rc = ru_json_str(&js, basecfg);
+        if (!rc) rc = dm_str_json(&js, basecfg);
         if (!rc) rc = dm_buf_printf(&js, ",\n  \"ranks\": %lld,\n  \"workdir\": ", dm_cfg_int(&cfg, "sweep.ranks"));
-        if (!rc) rc = ru_json_str(&js, cwd);
+        if (!rc) rc = dm_str_json(&js, cwd);
         if (!rc) rc = dm_buf_adds(&js, ",\n  \"keys\": [");
         for (size_t i = 0; !rc && i < nax; i++) {
             if (i) rc = dm_buf_adds(&js, ", ");
-            if (!rc) rc = ru_json_str(&js, ax[i].key);
+            if (!rc) rc = dm_str_json(&js, ax[i].key);
         }
         if (!rc) rc = dm_buf_adds(&js, "],\n  \"seeds\": [");
         for (size_t i = 0; !rc && i < (nseeds ? nseeds : 1); i++)
@@ -457,7 +460,7 @@ static int sweep(par_ctx *ctx, const cli_args *a)
         char slug[256] = "", tail[24];
         for (size_t i = 0; i < nax; i++) {
             char part[128];
-            ru_slug(cf[c].vals[i], part, sizeof part);
+            dm_str_slug(cf[c].vals[i], part, sizeof part);
             size_t l = strlen(slug);
             snprintf(slug + l, sizeof slug - l, "%s%s", i ? "_" : "", part);
         }
@@ -491,26 +494,26 @@ static int sweep(par_ctx *ctx, const cli_args *a)
             for (size_t i = 0; !rc && i < nax; i++) rc = dm_buf_printf(&tsv, "\t%s=%s", ax[i].key, cf[c].vals[i]);
             if (!rc) rc = dm_buf_printf(&tsv, "\t%s\t%s\n", sets[0], sets[1]);
             if (!rc) rc = dm_buf_printf(&js, "    {\"index\": %zu, \"id\": ", idx);
-            if (!rc) rc = ru_json_str(&js, id);
+            if (!rc) rc = dm_str_json(&js, id);
             if (!rc) rc = dm_buf_printf(&js, ", \"config\": \"%.12s\", \"seed\": %lld, \"dir\": ", cf[c].ident, seed);
-            if (!rc) rc = ru_json_str(&js, rdir);
+            if (!rc) rc = dm_str_json(&js, rdir);
             if (!rc) rc = dm_buf_printf(&js, ", \"hash\": \"%s\",\n     \"set\": [", hash);
             for (size_t i = 0; !rc && i < nax; i++) {
                 dm_buf s = {0};
                 rc = dm_buf_printf(&s, "%s=%s", ax[i].key, cf[c].vals[i]);
-                if (!rc) rc = ru_json_str(&js, s.data);
+                if (!rc) rc = dm_str_json(&js, s.data);
                 if (!rc) rc = dm_buf_adds(&js, ", ");
                 dm_buf_free(&s);
             }
-            if (!rc) rc = ru_json_str(&js, sets[0]);
+            if (!rc) rc = dm_str_json(&js, sets[0]);
             if (!rc) rc = dm_buf_adds(&js, ", ");
-            if (!rc) rc = ru_json_str(&js, sets[1]);
+            if (!rc) rc = dm_str_json(&js, sets[1]);
             if (!rc) rc = dm_buf_adds(&js, "],\n     \"values\": {");
             for (size_t i = 0; !rc && i < nax; i++) {
                 if (i) rc = dm_buf_adds(&js, ", ");
-                if (!rc) rc = ru_json_str(&js, ax[i].key);
+                if (!rc) rc = dm_str_json(&js, ax[i].key);
                 if (!rc) rc = dm_buf_adds(&js, ": ");
-                if (!rc) rc = ru_json_str(&js, cf[c].vals[i]);
+                if (!rc) rc = dm_str_json(&js, cf[c].vals[i]);
             }
             if (!rc) rc = dm_buf_printf(&js, "}}%s\n", idx + 1 < nruns ? "," : "");
             idx++;
@@ -559,14 +562,14 @@ static int sweep(par_ctx *ctx, const cli_args *a)
                            name, a->config_path);
         if (!rc) rc = dm_cfg_serialize(&cfg, NULL, &bc);
     }
-    if (!rc) rc = ru_mkdirs(logs);
-    if (!rc) rc = ru_write_atomic(basecfg, bc.data, bc.len, 0644);
+    if (!rc) rc = dm_fs_mkdirs(logs);
+    if (!rc) rc = dm_fs_write_atomic(basecfg, bc.data, bc.len, 0644);
     snprintf(path, sizeof path, "%s/manifest.tsv", dir);
-    if (!rc) rc = ru_write_atomic(path, tsv.data, tsv.len, 0644);
+    if (!rc) rc = dm_fs_write_atomic(path, tsv.data, tsv.len, 0644);
     snprintf(path, sizeof path, "%s/manifest.json", dir);
-    if (!rc) rc = ru_write_atomic(path, js.data, js.len, 0644);
+    if (!rc) rc = dm_fs_write_atomic(path, js.data, js.len, 0644);
     snprintf(path, sizeof path, "%s/sweep.sbatch", dir);
-    if (!rc) rc = ru_write_atomic(path, sb.data, sb.len, 0755);
+    if (!rc) rc = dm_fs_write_atomic(path, sb.data, sb.len, 0755);
     if (!rc) {
         dm_log("sweep '%s': %zu configuration%s x %zu seed%s = %zu runs in %s/", name, nconf, nconf == 1 ? "" : "s",
                nseeds ? nseeds : 1, (nseeds ? nseeds : 1) == 1 ? "" : "s", nruns, dir);
@@ -586,7 +589,7 @@ static int sweep(par_ctx *ctx, const cli_args *a)
                "  build/dynmm report %s                        # tables and figures",
                dir, dir, dm_cfg_int(&cfg, "sweep.ranks"), dir);
     }
-    for (size_t c = 0; c < nconf; c++) ru_strv_free(cf[c].vals, nax);
+    for (size_t c = 0; c < nconf; c++) dm_strv_free(cf[c].vals, nax);
     free(cf);
     axes_free(ax, nax);
     dm_buf_free(&tsv);

@@ -34,7 +34,6 @@
 #include "../mpi/cli.h"
 #include "dataset_io.h"
 #include "evalcore.h"
-#include "../analysis/report_util.h"
 #include "stage.h"
 
 #include "../src/core/err.h"
@@ -42,6 +41,7 @@
 #include "../src/core/rng.h"
 #include "../src/core/shard.h"
 #include "../src/core/sort.h"
+#include "../src/core/str.h"
 #include "../src/core/timer.h"
 #include "../src/explain/explain.h"
 #include "../src/explain/explain_metrics.h"
@@ -113,22 +113,22 @@ static int json_evidence(dm_buf *b, const dm_dataset *d, const explain_evidence 
             const char *s = dm_strtab_get(&d->user_id, (size_t)e->id, &l);
             snprintf(tmp, sizeof tmp, "%.*s", (int)l, s);
             DM_CALL(dm_buf_adds(b, "\"id\": "));
-            DM_CALL(ru_json_str(b, tmp));
+            DM_CALL(dm_str_json(b, tmp));
         } else if (e->kind == EXPLAIN_ITEM) {
             const char *s = dm_strtab_get(&d->item_id, (size_t)e->id, &l);
             snprintf(tmp, sizeof tmp, "%.*s", (int)l, s);
             DM_CALL(dm_buf_adds(b, "\"id\": "));
-            DM_CALL(ru_json_str(b, tmp));
+            DM_CALL(dm_str_json(b, tmp));
             s = dm_strtab_get(&d->title, (size_t)e->id, &l);
             snprintf(tmp, sizeof tmp, "%.*s", (int)l, s);
             DM_CALL(dm_buf_adds(b, ", \"title\": "));
-            DM_CALL(ru_json_str(b, tmp));
+            DM_CALL(dm_str_json(b, tmp));
         } else if (e->kind == EXPLAIN_ATTR) {
             const char *s = dm_strtab_get(&d->attr_name, (size_t)e->id, &l);
             snprintf(tmp, sizeof tmp, "%.*s", (int)l, s);
             int k = d->attr_kind[e->id];
             DM_CALL(dm_buf_printf(b, "\"type\": \"%s\", \"name\": ", attr_kinds[k >= 0 && k < 4 ? k : 3]));
-            DM_CALL(ru_json_str(b, tmp));
+            DM_CALL(dm_str_json(b, tmp));
             DM_CALL(dm_buf_printf(b, ", \"count\": %d", e->count));
         } else {
             DM_CALL(dm_buf_printf(b, "\"modality\": \"%s\"", align_modality_name(e->id)));
@@ -445,19 +445,19 @@ static int explain_body(stage_run *sr)
                 snprintf(tb, sizeof tb, "%.*s", (int)l, sid);
                 dm_buf_reset(&one);
                 rc = dm_buf_adds(&one, "{\"user\": ");
-                if (!rc) rc = ru_json_str(&one, tb);
+                if (!rc) rc = dm_str_json(&one, tb);
                 sid = dm_strtab_get(&d.item_id, (size_t)cand[t], &l);
                 snprintf(tb, sizeof tb, "%.*s", (int)l, sid);
                 if (!rc) rc = dm_buf_printf(&one, ", \"rank\": %d, \"item\": ", k + 1);
-                if (!rc) rc = ru_json_str(&one, tb);
+                if (!rc) rc = dm_str_json(&one, tb);
                 sid = dm_strtab_get(&d.title, (size_t)cand[t], &l);
                 snprintf(tb, sizeof tb, "%.*s", (int)l, sid);
                 if (!rc) rc = dm_buf_adds(&one, ", \"title\": ");
-                if (!rc) rc = ru_json_str(&one, tb);
+                if (!rc) rc = dm_str_json(&one, tb);
                 if (!rc)
                     rc = dm_buf_printf(&one, ", \"score\": %.6g, \"score_evidence_masked\": %.6g, \"test_item\": %s, \"rationale\": ", sc[t],
                                        sm[k], is_hit ? "true" : "false");
-                if (!rc) rc = ru_json_str(&one, text);
+                if (!rc) rc = dm_str_json(&one, text);
                 if (!rc) rc = dm_buf_printf(&one, ", \"template\": %d, \"cites\": [", rat.tpl);
                 for (int j = 0; j < rat.n_cite && !rc; j++) rc = dm_buf_printf(&one, "%s%d", j ? ", " : "", rat.cite[j]);
                 if (!rc && isnan(pr)) rc = dm_buf_adds(&one, "], \"evidence_precision\": null, \"evidence\": ");
