@@ -6,6 +6,7 @@
 
 #include "../core/err.h"
 #include "../core/rng.h"
+#include "../nn/adam.h"
 #include "adapter_kernels.h"
 
 #include <math.h>
@@ -112,9 +113,10 @@ int adapter_init(adapter *m, const adapter_config *cfg)
         n += adapter_tensor_info(cfg, k, NULL, NULL, NULL);
     }
     m->nparams = n;
-    float **slabs[8] = {&m->params_mem, &m->grads_mem,  &m->m_mem,      &m->v_mem,
-                        &m->ema_mem,    &m->fisher_mem, &m->anchor_mem, &m->fisher_acc};
-    for (int s = 0; s < 8; s++) {
+    float **slabs[9] = {&m->params_mem, &m->grads_mem,  &m->m_mem,      &m->v_mem,
+                        &m->ema_mem,    &m->fisher_mem, &m->anchor_mem, &m->fisher_acc,
+                        &m->gstep_mem};
+    for (int s = 0; s < 9; s++) {
         *slabs[s] = dm_calloc_at(n, sizeof(float), __FILE__, __LINE__);
         if (!*slabs[s]) {
             adapter_free(m);
@@ -137,6 +139,7 @@ void adapter_free(adapter *m)
     free(m->fisher_mem);
     free(m->anchor_mem);
     free(m->fisher_acc);
+    free(m->gstep_mem);
     memset(m, 0, sizeof *m);
 }
 
@@ -543,23 +546,14 @@ void adapter_ewc_grad(const adapter *m, float *grad)
 void adapter_adam_step(adapter *m)
 {
     const adapter_config *c = &m->cfg;
-    m->step++;
-    const double bc1 = 1.0 - pow(c->beta1, (double)m->step);
-    const double bc2 = 1.0 - pow(c->beta2, (double)m->step);
-    const float step_size = (float)(c->lr / bc1), inv_bc2s = (float)(1.0 / sqrt(bc2));
-    const float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
-    const float two_l = ewc_on(m) ? 2.0f * c->lambda_ewc : 0.0f;
-    float *restrict w = m->params_mem, *restrict mm = m->m_mem, *restrict vv = m->v_mem;
-    const float *restrict gr = m->grads_mem, *restrict F = m->fisher_mem,
-                          *restrict th = m->anchor_mem;
-    const size_t n = m->nparams;
-#pragma omp parallel for schedule(static) if (n > ADAPTER_PAR_MIN)
-    for (size_t j = 0; j < n; j++) {
-        float g = gr[j] + two_l * F[j] * (w[j] - th[j]);
-        mm[j] = b1 * mm[j] + (1.0f - b1) * g;
-        vv[j] = b2 * vv[j] + (1.0f - b2) * g * g;
-        w[j] -= step_size * mm[j] / (sqrtf(vv[j]) * inv_bc2s + eps);
+    const nn_adam o = {c->lr, c->beta1, c->beta2, c->eps, 0.0f, NN_ADAM_DECOUPLED};
+    const float *g = m->grads_mem;
+    if (ewc_on(m)) { /* g = grads + 2 lambda F (theta - theta*) */
+        memcpy(m->gstep_mem, m->grads_mem, m->nparams * sizeof(float));
+        adapter_ewc_grad(m, m->gstep_mem);
+        g = m->gstep_mem;
     }
+    nn_adam_step(&o, ++m->step, m->params_mem, g, m->m_mem, m->v_mem, m->nparams);
 }
 
 void adapter_ema_update(adapter *m)

@@ -72,7 +72,7 @@
  * bitwise the same on every rank (the stage computes r and h_base in reproducible mode too).
  *
  * Memory: the adapter owns its slabs (parameters, gradients, Adam moments, EMA, Fisher, anchor,
- * Fisher accumulator: one layout, named views); adapter_acts owns the activations of up to
+ * Fisher accumulator, the Adam step's gradient: one layout, named views); adapter_acts owns the activations of up to
  * cfg.max_batch examples and cfg.serve_rows serving rows. The tables belong to the caller. Kernels
  * never allocate. Matrix work is nn_sgemm (OpenBLAS, or the fixed-order kernel in reproducible
  * mode) outside OpenMP regions.
@@ -147,6 +147,7 @@ typedef struct {
     float *fisher_mem;      /* (nparams) diagonal Fisher F */
     float *anchor_mem;      /* (nparams) theta* */
     float *fisher_acc;      /* (nparams) this window's sum, summed over ranks by the driver */
+    float *gstep_mem;       /* (nparams) scratch: the gradient Adam steps on (grads + EWC) */
     adapter_params params, grads, ema;
     long step;              /* Adam steps taken */
     int has_fisher;         /* a Fisher has been committed (EWC active) */
@@ -231,7 +232,8 @@ void adapter_zero_grad(adapter *m);
 double adapter_ewc_loss(const adapter *m);
 /* grad += 2 lambda_ewc F (theta - theta*) (nothing with cfg.ewc = 0 or before the first commit). */
 void adapter_ewc_grad(const adapter *m, float *grad);
-/* Adam on g = grads + EWC gradient (grads itself is left unchanged). Deterministic. */
+/* Adam (torch.optim.Adam, src/nn/adam.h) on g = grads + EWC gradient (grads itself is left
+ * unchanged). Deterministic. */
 void adapter_adam_step(adapter *m);
 /* ema = decay ema + (1 - decay) theta, elementwise in float (nothing with cfg.ema = 0). */
 void adapter_ema_update(adapter *m);

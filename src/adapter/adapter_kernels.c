@@ -1,5 +1,5 @@
-/* adapter_kernels.c: the optimised adapter kernels (see adapter_kernels.h): linear layers as
- * nn_sgemm calls (OpenBLAS, or the fixed-order kernel in reproducible mode: src/nn/gemm.h), the
+/* adapter_kernels.c: the optimised adapter kernels (see adapter_kernels.h): linear layers
+ * (src/nn/linear.h) as nn_sgemm calls (OpenBLAS, or the fixed-order kernel in reproducible mode: src/nn/gemm.h), the
  * recommendation loss with OpenMP over examples. The per-example losses go through a buffer summed
  * in example order, so the result does not depend on the thread count.
  */
@@ -8,37 +8,10 @@
 #include "adapter.h"
 
 #include "../nn/gemm.h"
+#include "../nn/linear.h"
 
 #include <math.h>
 #include <string.h>
-
-static void linear_forward(float *out, const float *inp, const float *w, const float *b, int N,
-                           int IC, int OC)
-{
-    if (N <= 0) return;
-    for (int r = 0; r < N; r++) {
-        float *o = out + (size_t)r * OC;
-        if (b) memcpy(o, b, (size_t)OC * sizeof(float));
-        else memset(o, 0, (size_t)OC * sizeof(float));
-    }
-    if (IC > 0)
-        nn_sgemm(CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, 1.0f, out, OC);
-}
-
-static void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                            const float *w, int N, int IC, int OC)
-{
-    if (N <= 0) return;
-    if (dinp && IC > 0)
-        nn_sgemm(CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC, 1.0f, dinp, IC);
-    if (dw && IC > 0)
-        nn_sgemm(CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
-    if (db)
-        for (int r = 0; r < N; r++) {
-            const float *g = dout + (size_t)r * OC;
-            for (int o = 0; o < OC; o++) db[o] += g[o];
-        }
-}
 
 static inline double softplus(double x) { return (x > 0 ? x : 0.0) + log1p(exp(-fabs(x))); }
 static inline double sigmoid(double x)
@@ -85,4 +58,4 @@ static double rec_loss(float *dscore, const float *h, const float *z, const int3
     return scale * tot;
 }
 
-const adapter_kernels adapter_kernels_fast = {linear_forward, linear_backward, rec_loss};
+const adapter_kernels adapter_kernels_fast = {nn_linear_forward, nn_linear_backward, rec_loss};

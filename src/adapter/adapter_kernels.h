@@ -2,7 +2,8 @@
  * Two implementations share every signature: the optimised one (adapter_kernels.c: OpenBLAS
  * sgemm/sgemv, OpenMP over examples) and the naive reference (adapter_naive.c: plain serial loops
  * with double accumulators). Tests hold them together; adapter_config.naive runs a whole model on
- * the naive ones.
+ * the naive ones. The linear entries are the shared layer of src/nn/linear.h (nn_linear_forward/
+ * backward and their naive twins).
  *
  * Conventions: a linear layer is y = x W^T + b with W (out, in) as torch.nn.Linear; backward
  * kernels ACCUMULATE (+=) into every gradient they are given, NULL skips one. No kernel allocates.

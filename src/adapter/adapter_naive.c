@@ -1,5 +1,6 @@
 /* adapter_naive.c: the naive reference kernels of the adapter: the same signatures and equations
- * as adapter_kernels.c written as plain serial loops with double accumulators, no BLAS, no OpenMP.
+ * as adapter_kernels.c written as plain serial loops with double accumulators, no BLAS, no OpenMP
+ * (the linear layer is src/nn's naive twin).
  * The yardstick of the optimised kernels (tests/unit/test_adapter.c); adapter_config.naive = 1
  * runs a whole model on them.
  */
@@ -7,43 +8,9 @@
 
 #include "adapter.h"
 
+#include "../nn/linear.h"
+
 #include <math.h>
-
-static void linear_forward(float *out, const float *inp, const float *w, const float *b, int N,
-                           int IC, int OC)
-{
-    for (int r = 0; r < N; r++)
-        for (int o = 0; o < OC; o++) {
-            double s = b ? b[o] : 0.0;
-            for (int i = 0; i < IC; i++) s += (double)inp[(size_t)r * IC + i] * w[(size_t)o * IC + i];
-            out[(size_t)r * OC + o] = (float)s;
-        }
-}
-
-static void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                            const float *w, int N, int IC, int OC)
-{
-    if (dinp)
-        for (int r = 0; r < N; r++)
-            for (int i = 0; i < IC; i++) {
-                double s = 0.0;
-                for (int o = 0; o < OC; o++) s += (double)dout[(size_t)r * OC + o] * w[(size_t)o * IC + i];
-                dinp[(size_t)r * IC + i] += (float)s;
-            }
-    if (dw)
-        for (int o = 0; o < OC; o++)
-            for (int i = 0; i < IC; i++) {
-                double s = 0.0;
-                for (int r = 0; r < N; r++) s += (double)dout[(size_t)r * OC + o] * inp[(size_t)r * IC + i];
-                dw[(size_t)o * IC + i] += (float)s;
-            }
-    if (db)
-        for (int o = 0; o < OC; o++) {
-            double s = 0.0;
-            for (int r = 0; r < N; r++) s += dout[(size_t)r * OC + o];
-            db[o] += (float)s;
-        }
-}
 
 static double rec_loss(float *dscore, const float *h, const float *z, const int32_t *ex_u,
                        const int32_t *ex_i, int B, int K1, int d, int loss, float scale,
@@ -80,4 +47,5 @@ static double rec_loss(float *dscore, const float *h, const float *z, const int3
     return scale * tot;
 }
 
-const adapter_kernels adapter_kernels_naive = {linear_forward, linear_backward, rec_loss};
+const adapter_kernels adapter_kernels_naive = {nn_linear_forward_naive, nn_linear_backward_naive,
+                                               rec_loss};

@@ -7,6 +7,7 @@
 
 #include "../core/err.h"
 #include "../core/rng.h"
+#include "../nn/adam.h"
 #include "align_kernels.h"
 
 #include <math.h>
@@ -969,23 +970,8 @@ void align_zero_grad(align_model *m) { memset(m->grads_mem, 0, m->nparams * size
 void align_adam_step(align_model *m)
 {
     const align_config *c = &m->cfg;
-    m->step++;
-    const double bc1 = 1.0 - pow(c->beta1, (double)m->step);
-    const double bc2 = 1.0 - pow(c->beta2, (double)m->step);
-    const float step_size = (float)(c->lr / bc1), inv_sbc2 = (float)(1.0 / sqrt(bc2));
-    const float decay = 1.0f - c->lr * c->weight_decay, b1 = c->beta1, b2 = c->beta2;
-    float *w = m->params_mem, *gr = m->grads_mem, *mm = m->m_mem, *vv = m->v_mem;
-    const size_t n = m->nparams;
-#pragma omp parallel for schedule(static) if (n > ALIGN_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float g = gr[i];
-        float wi = w[i] * decay;
-        float mi = b1 * mm[i] + (1.0f - b1) * g;
-        float vi = b2 * vv[i] + (1.0f - b2) * g * g;
-        mm[i] = mi;
-        vv[i] = vi;
-        w[i] = wi - step_size * mi / (sqrtf(vi) * inv_sbc2 + c->eps);
-    }
+    const nn_adam o = {c->lr, c->beta1, c->beta2, c->eps, c->weight_decay, NN_ADAM_DECOUPLED};
+    nn_adam_step(&o, ++m->step, m->params_mem, m->grads_mem, m->m_mem, m->v_mem, m->nparams);
 }
 
 /* ---- inference ------------------------------------------------------------------------------- */

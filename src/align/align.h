@@ -285,8 +285,8 @@ int align_train_step(align_model *m, align_acts *a, const align_batch *b, align_
 /* Forward and losses with the bank = this batch, no gradients. */
 int align_eval_loss(align_model *m, align_acts *a, const align_batch *b, align_losses *loss);
 void align_zero_grad(align_model *m);
-/* AdamW (torch.optim.AdamW): w *= 1 - lr wd; m, v moments; w -= lr/(1 - b1^t) m / (sqrt(v)/
- * sqrt(1 - b2^t) + eps). Deterministic, so every rank takes the same step. */
+/* AdamW (torch.optim.AdamW, src/nn/adam.h): w *= 1 - lr wd; m, v moments; w -= lr/(1 - b1^t) m /
+ * (sqrt(v)/sqrt(1 - b2^t) + eps). Deterministic, so every rank takes the same step. */
 void align_adam_step(align_model *m);
 
 /* Inference. z_base (n, d) of n items (no dropout; present (n, K) as given, so a stress test drops a

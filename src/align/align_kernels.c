@@ -1,5 +1,5 @@
 /* align_kernels.c: the optimised kernels of the multimodal aligner (see align_kernels.h): linear
- * layers and the InfoNCE logits and gradients as nn_sgemm calls (OpenBLAS, or the fixed-order
+ * layers (src/nn/linear.h) and the InfoNCE logits and gradients as nn_sgemm calls (OpenBLAS, or the fixed-order
  * kernel in reproducible mode: src/nn/gemm.h), the row-wise softmax under OpenMP (never around a
  * BLAS call).
  */
@@ -7,36 +7,11 @@
 
 #include "../core/err.h"
 #include "../nn/gemm.h"
+#include "../nn/linear.h"
 
 #include <math.h>
 #include <string.h>
 
-static void linear_forward(float *out, const float *inp, const float *w, const float *b, int N,
-                           int IC, int OC)
-{
-    if (N <= 0) return;
-    if (b)
-        for (int r = 0; r < N; r++) memcpy(out + (size_t)r * OC, b, (size_t)OC * sizeof(float));
-    nn_sgemm(CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, b ? 1.0f : 0.0f, out, OC);
-}
-
-static void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                            const float *w, int N, int IC, int OC)
-{
-    if (N <= 0) return;
-    if (dinp)
-        nn_sgemm(CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC, 1.0f, dinp, IC);
-    if (dw)
-        nn_sgemm(CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
-    if (db)
-        for (int r = 0; r < N; r++) {
-            const float *g = dout + (size_t)r * OC;
-            for (int o = 0; o < OC; o++) db[o] += g[o];
-        }
-}
-
-/* One block of n anchors: logits (n, nb) -> per-row loss, and (when grad) the logits overwritten
- * by gscale inv_tau (softmax - onehot), 0 at excluded candidates. */
 static void nce_rows(float *logits, double *rowloss, const int *pos, const int64_t *aitem,
                      const int64_t *bitem, int n, int nb, float inv_tau, float gscale, int grad)
 {
@@ -92,4 +67,4 @@ static double nce(float *dahat, float *dbhat, const float *ahat, const int *pos,
     return s;
 }
 
-const align_kernels align_kernels_fast = {linear_forward, linear_backward, nce};
+const align_kernels align_kernels_fast = {nn_linear_forward, nn_linear_backward, nce};

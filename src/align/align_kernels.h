@@ -2,6 +2,8 @@
  * for the linear layer and the InfoNCE loss with its gradient. Two implementations share every
  * signature: the optimised one (align_kernels.c: OpenBLAS sgemm, OpenMP over rows) and the naive
  * reference (align_naive.c: plain serial loops, double accumulators). Tests hold them together.
+ * The linear entries are the shared layer of src/nn/linear.h (nn_linear_forward/backward and their
+ * naive twins).
  *
  * Conventions: row-major; a linear layer is y = x W^T + b with W (out, in) as torch.nn.Linear;
  * backward kernels ACCUMULATE (+=) into every gradient they are given, NULL skips one.

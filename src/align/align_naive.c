@@ -1,50 +1,14 @@
 /* align_naive.c: the naive reference kernels of the multimodal aligner: the same signatures and
  * equations as align_kernels.c written as plain serial loops with double accumulators, no BLAS, no
- * OpenMP. They are the yardstick the optimised kernels are tested against (tests/unit/test_align.c)
+ * OpenMP (the linear layer is src/nn's naive twin). They are the yardstick the optimised kernels are tested against (tests/unit/test_align.c)
  * and can run a whole model (align_config.naive = 1).
  */
 #include "align_kernels.h"
 
+#include "../nn/linear.h"
+
 #include <math.h>
 #include <string.h>
-
-static void linear_forward(float *out, const float *inp, const float *w, const float *b, int N,
-                           int IC, int OC)
-{
-    for (int r = 0; r < N; r++)
-        for (int o = 0; o < OC; o++) {
-            double s = b ? b[o] : 0.0;
-            for (int i = 0; i < IC; i++) s += (double)inp[(size_t)r * IC + i] * w[(size_t)o * IC + i];
-            out[(size_t)r * OC + o] = (float)s;
-        }
-}
-
-static void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                            const float *w, int N, int IC, int OC)
-{
-    if (dinp)
-        for (int r = 0; r < N; r++)
-            for (int i = 0; i < IC; i++) {
-                double s = 0.0;
-                for (int o = 0; o < OC; o++)
-                    s += (double)dout[(size_t)r * OC + o] * w[(size_t)o * IC + i];
-                dinp[(size_t)r * IC + i] += (float)s;
-            }
-    if (dw)
-        for (int o = 0; o < OC; o++)
-            for (int i = 0; i < IC; i++) {
-                double s = 0.0;
-                for (int r = 0; r < N; r++)
-                    s += (double)dout[(size_t)r * OC + o] * inp[(size_t)r * IC + i];
-                dw[(size_t)o * IC + i] += (float)s;
-            }
-    if (db)
-        for (int o = 0; o < OC; o++) {
-            double s = 0.0;
-            for (int r = 0; r < N; r++) s += dout[(size_t)r * OC + o];
-            db[o] += (float)s;
-        }
-}
 
 static double nce(float *dahat, float *dbhat, const float *ahat, const int *pos,
                   const int64_t *aitem, int na, const float *bhat, const int64_t *bitem, int nb,
@@ -94,4 +58,5 @@ static double nce(float *dahat, float *dbhat, const float *ahat, const int *pos,
     return total;
 }
 
-const align_kernels align_kernels_naive = {linear_forward, linear_backward, nce};
+const align_kernels align_kernels_naive = {nn_linear_forward_naive, nn_linear_backward_naive,
+                                           nce};

@@ -1,20 +1,21 @@
 /* explain_enc.c: the evidence encoder (see explain_enc.h): slab layout, initialisation and the
- * BLAS kernels. Per-kind maps run as one sgemm per kind over the gathered rows; the attention
- * pooling loops over sets with OpenMP (plain loops inside, no BLAS); the MLP is proj's. */
+ * BLAS kernels. Per-kind maps run as one linear layer (src/nn/linear.h) per kind over the gathered
+ * rows; the attention pooling loops over sets with OpenMP (plain loops inside, no BLAS); the MLP is
+ * src/nn/mlp.h's. */
 #include "explain_enc.h"
 
 #include "../core/err.h"
 #include "../core/rng.h"
+#include "../nn/linear.h"
 #include "explain_enc_impl.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static proj_config mlp_config(const explain_enc_config *c)
+static nn_mlp_config mlp_config(const explain_enc_config *c)
 {
-    return (proj_config){c->D, c->hidden, c->C, c->ln_eps};
+    return (nn_mlp_config){c->D, c->hidden, c->C, c->ln_eps};
 }
 
 static void own_sizes(const explain_enc_config *c, size_t n[5])
@@ -32,8 +33,8 @@ size_t explain_enc_size(const explain_enc_config *c)
     size_t n[5], s = 0;
     own_sizes(c, n);
     for (int k = 0; k < 5; k++) s += n[k];
-    proj_config pc = mlp_config(c);
-    return s + proj_size(&pc);
+    nn_mlp_config pc = mlp_config(c);
+    return s + nn_mlp_size(&pc);
 }
 
 void explain_enc_bind(explain_enc *e, const explain_enc_config *c, float *w, float *g)
@@ -48,8 +49,8 @@ void explain_enc_bind(explain_enc *e, const explain_enc_config *c, float *w, flo
         *gv[k] = g ? g + off : NULL;
         off += n[k];
     }
-    proj_config pc = mlp_config(c);
-    proj_bind(&e->mlp, &pc, w + off, g ? g + off : NULL);
+    nn_mlp_config pc = mlp_config(c);
+    nn_mlp_bind(&e->mlp, &pc, w + off, g ? g + off : NULL);
     e->params = w;
     e->grads = g;
     e->nparams = explain_enc_size(c);
@@ -68,7 +69,7 @@ void explain_enc_init(explain_enc *e, uint64_t seed, float out_scale)
     for (size_t k = 0; k < n[2]; k++) e->q[k] = (float)dm_rng_normal(&r);
     for (size_t k = 0; k < n[3]; k++) e->k0[k] = (float)(2 * dm_rng_uniform(&r) - 1) * a2;
     for (size_t k = 0; k < n[4]; k++) e->v0[k] = (float)(2 * dm_rng_uniform(&r) - 1) * a2;
-    proj_init(&e->mlp, dm_rng_key(seed, 0xE4C, 2), out_scale);
+    nn_mlp_init(&e->mlp, dm_rng_key(seed, 0xE4C, 2), out_scale);
 }
 
 size_t explain_enc_tensor(const explain_enc *e, int k, const char **name, size_t *offset)
@@ -107,8 +108,8 @@ int explain_enc_acts_init(explain_enc_acts *a, const explain_enc_config *c, int 
     DM_ALLOC(a->gx, N * NI);
     DM_ALLOC(a->gu, N * D);
     DM_ALLOC(a->perm, N);
-    proj_config pc = mlp_config(c);
-    DM_CALL(proj_acts_init(&a->mlp, &pc, (int)(B * E)));
+    nn_mlp_config pc = mlp_config(c);
+    DM_CALL(nn_mlp_acts_init(&a->mlp, &pc, (int)(B * E)));
     return DM_OK;
 }
 
@@ -127,7 +128,7 @@ void explain_enc_acts_free(explain_enc_acts *a)
     free(a->gx);
     free(a->gu);
     free(a->perm);
-    proj_acts_free(&a->mlp);
+    nn_mlp_acts_free(&a->mlp);
     memset(a, 0, sizeof *a);
 }
 
@@ -281,19 +282,14 @@ int explain_enc_forward(const explain_enc *e, explain_enc_acts *a, const int64_t
         if (!nk) continue;
         const int32_t *rows = a->perm + p;
         for (int r = 0; r < nk; r++) memcpy(a->gx + (size_t)r * NI, a->x + (size_t)rows[r] * NI, (size_t)NI * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nk, D, NI, 1.0f, a->gx, NI, e->win + (size_t)k * D * NI, NI,
-                    0.0f, a->gu, D);
-        for (int r = 0; r < nk; r++) {
-            float *u = a->u + (size_t)rows[r] * D;
-            const float *g = a->gu + (size_t)r * D, *bk = e->bin + (size_t)k * D;
-            for (int c = 0; c < D; c++) u[c] = g[c] + bk[c];
-        }
+        nn_linear_forward(a->gu, a->gx, e->win + (size_t)k * D * NI, e->bin + (size_t)k * D, nk, NI, D);
+        for (int r = 0; r < nk; r++) memcpy(a->u + (size_t)rows[r] * D, a->gu + (size_t)r * D, (size_t)D * sizeof(float));
         p += nk;
     }
 #pragma omp parallel for schedule(dynamic)
     for (int b = 0; b < B; b++) pool_set(e, a, b);
     if (B == 0) return DM_OK;
-    DM_CALL(proj_forward(&e->mlp, &a->mlp, a->slot, B * e->cfg.E, y));
+    DM_CALL(nn_mlp_forward(&e->mlp, &a->mlp, a->slot, B * e->cfg.E, y));
     return DM_OK;
 }
 
@@ -301,7 +297,8 @@ int explain_enc_backward(const explain_enc *e, explain_enc_acts *a, const float 
 {
     const int D = e->cfg.D, NI = e->cfg.din, B = a->B;
     if (B == 0) return DM_OK;
-    DM_CALL(proj_backward(&e->mlp, &a->mlp, dy, a->dslot));
+    memset(a->dslot, 0, (size_t)B * e->cfg.E * D * sizeof *a->dslot);
+    DM_CALL(nn_mlp_backward(&e->mlp, &a->mlp, dy, a->dslot));
 #pragma omp parallel for schedule(dynamic)
     for (int b = 0; b < B; b++) pool_set_backward(e, a, b, dw);
     pool_grads(e, a);
@@ -311,27 +308,18 @@ int explain_enc_backward(const explain_enc *e, explain_enc_acts *a, const float 
         int nk = a->kcount[k];
         if (!nk) continue;
         const int32_t *rows = a->perm + p;
-        float *gb = e->gbin + (size_t)k * D;
+        const float *wk = e->win + (size_t)k * D * NI;
         for (int r = 0; r < nk; r++) {
             memcpy(a->gx + (size_t)r * NI, a->x + (size_t)rows[r] * NI, (size_t)NI * sizeof(float));
-            const float *du = a->du + (size_t)rows[r] * D;
-            memcpy(a->gu + (size_t)r * D, du, (size_t)D * sizeof(float));
-            for (int c = 0; c < D; c++) gb[c] += du[c];
+            memcpy(a->gu + (size_t)r * D, a->du + (size_t)rows[r] * D, (size_t)D * sizeof(float));
         }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, NI, nk, 1.0f, a->gu, D, a->gx, NI, 1.0f,
-                    e->gwin + (size_t)k * D * NI, NI);
-        if (dx) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nk, NI, D, 1.0f, a->gu, D, e->win + (size_t)k * D * NI,
-                        NI, 0.0f, a->gx, NI);
+        nn_linear_backward(NULL, e->gwin + (size_t)k * D * NI, e->gbin + (size_t)k * D, a->gu, a->gx, wk, nk, NI, D);
+        if (dx) { /* gx is spent: it takes dx of the kind's rows */
+            memset(a->gx, 0, (size_t)nk * NI * sizeof(float));
+            nn_linear_backward(a->gx, NULL, NULL, a->gu, NULL, wk, nk, NI, D);
             for (int r = 0; r < nk; r++) memcpy(dx + (size_t)rows[r] * NI, a->gx + (size_t)r * NI, (size_t)NI * sizeof(float));
         }
         p += nk;
     }
     return DM_OK;
-}
-
-void explain_enc_adam(explain_enc *e, float *m, float *v, float lr, float b1, float b2, float eps, float wd, long t)
-{
-    DM_ASSERT(e->grads != NULL);
-    proj_adam(e->params, e->grads, m, v, e->nparams, lr, b1, b2, eps, wd, t);
 }

@@ -9,8 +9,8 @@
  * defined. Slot e (of E) pools with a learned query q_e:
  *     s_ej = q_e . key_j / sqrt(D),  a_ej = softmax_j over {null} + elements,
  *     slot_e = a_e0 v0 + sum_j a_ej val_j
- * and a two-layer MLP with layer norm (the projector of proj.h, D -> hidden -> C) maps each slot to
- * a token:  y_e = W2 gelu(LN(W1 slot_e + b1)) + b2.
+ * and the MLP projector of src/nn/mlp.h (D -> hidden -> C) maps each slot to a token:
+ *     y_e = W2 gelu(LN(W1 slot_e + b1)) + b2.
  *
  * Masked evidence (L_faith's "evidence masked" score) = the empty set: every element removed, only
  * the null element left, so y_e = MLP(v0) for every e. The null element is trained by L_faith
@@ -20,15 +20,15 @@
  * prompt as GPT2_SOFT(k) positions, and the LM's backward returns dL/dy for explain_enc_backward.
  *
  * Parameters live in one slab (views below, explain_enc_bind) that the caller may share with other
- * trainable parts (one allreduce); the gradient slab has the same layout and backward ACCUMULATES
- * into it. Batches: B sets at once, set b = elements [off[b], off[b+1]) of kind, x, w; a set may be
+ * trainable parts (one allreduce, one Adam: nn_adam_step of src/nn/adam.h over the slab); the
+ * gradient slab has the same layout and backward ACCUMULATES into it. Batches: B sets at once, set b = elements [off[b], off[b+1]) of kind, x, w; a set may be
  * empty. explain_enc_forward keeps in explain_enc_acts what the backward needs. A naive twin of
  * each kernel has the same signature; tests hold them together and against PyTorch.
  */
 #ifndef DM_EXPLAIN_ENC_H
 #define DM_EXPLAIN_ENC_H
 
-#include "../prompt/proj.h"
+#include "../nn/mlp.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -53,7 +53,7 @@ typedef struct {
     float *k0;   /* (D) null key */
     float *v0;   /* (D) null value */
     float *gwin, *gbin, *gq, *gk0, *gv0; /* gradient views, same shapes */
-    proj mlp;    /* D -> hidden -> C: w1 (H, D), b1, lnw, lnb (H), w2 (C, H), b2 (C) */
+    nn_mlp mlp;  /* D -> hidden -> C: w1 (H, D), b1, lnw, lnb (H), w2 (C, H), b2 (C) */
     float *params, *grads; /* the encoder's part of the slabs */
     size_t nparams;
 } explain_enc;
@@ -63,7 +63,7 @@ size_t explain_enc_size(const explain_enc_config *c);
 /* Binds views into params[0..explain_enc_size) and grads (same offsets; may be NULL). */
 void explain_enc_bind(explain_enc *e, const explain_enc_config *c, float *params, float *grads);
 /* Linear maps and biases uniform +-1/sqrt(fan_in) (PyTorch's default), queries N(0, 1), null key
- * and value uniform +-1/sqrt(D), the MLP as proj_init with out_scale. Keyed by seed. */
+ * and value uniform +-1/sqrt(D), the MLP as nn_mlp_init with out_scale. Keyed by seed. */
 void explain_enc_init(explain_enc *e, uint64_t seed, float out_scale);
 /* Tensor k (0..EXPLAIN_ENC_NTENSORS): name ("win", ..., "mlp.b2"), offset in the slab, floats. */
 size_t explain_enc_tensor(const explain_enc *e, int k, const char **name, size_t *offset);
@@ -83,7 +83,7 @@ typedef struct {
     float *gx, *gu; /* (maxN, din), (maxN, D) per-kind gathers */
     int32_t *perm;  /* (maxN) elements grouped by kind */
     int kcount[EXPLAIN_ENC_KINDS];
-    proj_acts mlp;  /* maxB E rows */
+    nn_mlp_acts mlp; /* maxB E rows */
 } explain_enc_acts;
 
 int explain_enc_acts_init(explain_enc_acts *a, const explain_enc_config *c, int maxB, int maxN);
@@ -98,8 +98,5 @@ int explain_enc_forward_naive(const explain_enc *e, explain_enc_acts *a, const i
  * dL/dw when non-NULL. */
 int explain_enc_backward(const explain_enc *e, explain_enc_acts *a, const float *dy, float *dx, float *dw);
 int explain_enc_backward_naive(const explain_enc *e, explain_enc_acts *a, const float *dy, float *dx, float *dw);
-
-/* Adam(W) on the encoder's part of the slabs (proj_adam): m, v (nparams) are the caller's. */
-void explain_enc_adam(explain_enc *e, float *m, float *v, float lr, float b1, float b2, float eps, float wd, long t);
 
 #endif

@@ -57,7 +57,7 @@ int explain_enc_forward_naive(const explain_enc *e, explain_enc_acts *a, const i
         }
     }
     if (B == 0) return DM_OK;
-    DM_CALL(proj_forward_naive(&e->mlp, &a->mlp, a->slot, B * E, y));
+    DM_CALL(nn_mlp_forward_naive(&e->mlp, &a->mlp, a->slot, B * E, y));
     return DM_OK;
 }
 
@@ -66,7 +66,8 @@ int explain_enc_backward_naive(const explain_enc *e, explain_enc_acts *a, const 
     const int D = e->cfg.D, NI = e->cfg.din, E = e->cfg.E, B = a->B;
     const double rs = 1.0 / sqrt((double)D);
     if (B == 0) return DM_OK;
-    DM_CALL(proj_backward_naive(&e->mlp, &a->mlp, dy, a->dslot));
+    memset(a->dslot, 0, (size_t)B * E * D * sizeof *a->dslot);
+    DM_CALL(nn_mlp_backward_naive(&e->mlp, &a->mlp, dy, a->dslot));
     memset(a->du, 0, (size_t)a->N * D * sizeof *a->du);
     if (dw) memset(dw, 0, (size_t)a->N * sizeof *dw);
     for (int b = 0; b < B; b++) {

@@ -1,4 +1,5 @@
-/* gpt2.c: GPT-2 forward, backward, KV cache, AdamW; see gpt2.h.
+/* gpt2.c: GPT-2 forward, backward, KV cache, AdamW; see gpt2.h. The layers (linear, layer norm,
+ * GELU, softmax and cross-entropy rows, AdamW) are src/nn's; attention and the KV cache are here.
  *
  * Layer conventions follow Hugging Face gpt2 so checkpoints and a PyTorch reference agree:
  *   x = wte[tok] (or a soft row) + wpe[pos]
@@ -10,6 +11,12 @@
 
 #include "../core/err.h"
 #include "../core/rng.h"
+#include "../nn/adam.h"
+#include "../nn/gelu.h"
+#include "../nn/gemm.h"
+#include "../nn/layernorm.h"
+#include "../nn/linear.h"
+#include "../nn/softmax.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -21,164 +28,20 @@
 /* Logits rows materialised at once by the cache: as many as fit in this many floats (128 MiB), since
  * each GEMM chunk re-reads and re-packs the whole (V, C) embedding. */
 #define LOGIT_FLOATS ((size_t)32 << 20)
-#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 
 const char *const gpt2_param_names[GPT2_NUM_PARAMS] = {
     "wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
     "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
 
 /* ---------------------------------------------------------------------------------------------
- * elementwise kernels */
+ * linear layers: src/nn/linear.h (nn_matmul_*: the weights are (in, out), Hugging Face's Conv1D) */
 
-/* exp by range reduction x = k ln2 + r and a degree-6 polynomial (Cephes expf); branch-free so
- * the loops below vectorise. Relative error ~2e-7 on [-87, 88]. */
-static inline float exp_fast(float x)
+/* dinp (N, IC) = dout @ w^T (overwritten); dw (IC, OC), dbias (OC) += as nn_matmul_backward */
+static void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                            const float *w, int N, int IC, int OC)
 {
-    x = x < -87.0f ? -87.0f : x; /* ternaries, not fminf: they vectorise without -ffast-math */
-    x = x > 88.0f ? 88.0f : x;
-    /* round to nearest by the 1.5 * 2^23 trick: floorf would not vectorise */
-    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = x - k * 0.693359375f + k * 2.12194440e-4f;
-    float y = 1.9875691500e-4f;
-    y = y * r + 1.3981999507e-3f;
-    y = y * r + 8.3334519073e-3f;
-    y = y * r + 4.1665795894e-2f;
-    y = y * r + 1.6666665459e-1f;
-    y = y * r + 5.0000001201e-1f;
-    y = y * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)k + 127) << 23;
-    float s;
-    memcpy(&s, &bits, sizeof s);
-    return y * s;
-}
-
-/* tanh(x) = 1 - 2 / (1 + e^{2x}); |x| is clamped at 9 where tanh is 1 in float. */
-static inline float tanh_fast(float x)
-{
-    x = x < -9.0f ? -9.0f : x;
-    x = x > 9.0f ? 9.0f : x;
-    return 1.0f - 2.0f / (1.0f + exp_fast(2.0f * x));
-}
-
-void gpt2_exp(float *out, const float *inp, size_t n)
-{
-    for (size_t i = 0; i < n; i++) out[i] = exp_fast(inp[i]);
-}
-
-void gpt2_gelu_forward_naive(float *out, const float *inp, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
-    }
-}
-
-void gpt2_gelu_forward(float *out, const float *inp, size_t n)
-{
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanh_fast(GELU_K * (x + 0.044715f * x * x * x)));
-    }
-}
-
-void gpt2_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
-{
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        float th = tanh_fast(GELU_K * (x + 0.044715f * x * x * x));
-        float sech2 = 1.0f - th * th;
-        float g = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-        dinp[i] = g * dout[i];
-    }
-}
-
-void gpt2_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                            const float *b, int N, int C, float eps)
-{
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < N; i++) {
-        const float *x = inp + (size_t)i * C;
-        float *o = out + (size_t)i * C;
-        float m = 0.0f;
-#pragma omp simd reduction(+ : m)
-        for (int c = 0; c < C; c++) m += x[c];
-        m /= C;
-        float v = 0.0f;
-#pragma omp simd reduction(+ : v)
-        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
-        v /= C;
-        float s = 1.0f / sqrtf(v + eps);
-        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * w[c] + b[c];
-        if (mean) mean[i] = m;
-        if (rstd) rstd[i] = s;
-    }
-}
-
-void gpt2_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                             const float *w, const float *mean, const float *rstd, int N, int C)
-{
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < N; i++) {
-        const float *x = inp + (size_t)i * C, *g = dout + (size_t)i * C;
-        float *d = dinp + (size_t)i * C;
-        float m = mean[i], s = rstd[i];
-        float a = 0.0f, bsum = 0.0f;
-#pragma omp simd reduction(+ : a, bsum)
-        for (int c = 0; c < C; c++) {
-            float n = (x[c] - m) * s, gw = g[c] * w[c];
-            a += gw;
-            bsum += gw * n;
-        }
-        a /= C;
-        bsum /= C;
-        for (int c = 0; c < C; c++) {
-            float n = (x[c] - m) * s;
-            d[c] += (g[c] * w[c] - a - n * bsum) * s;
-        }
-    }
-    if (!dw) return;
-    /* parameter sums run over rows; blocks of columns keep threads on disjoint outputs */
-#pragma omp parallel for schedule(static)
-    for (int c0 = 0; c0 < C; c0 += 64) {
-        int c1 = c0 + 64 < C ? c0 + 64 : C;
-        for (int i = 0; i < N; i++) {
-            const float *x = inp + (size_t)i * C, *g = dout + (size_t)i * C;
-            for (int c = c0; c < c1; c++) {
-                dw[c] += g[c] * (x[c] - mean[i]) * rstd[i];
-                db[c] += g[c];
-            }
-        }
-    }
-}
-
-/* ---------------------------------------------------------------------------------------------
- * linear layers */
-
-void gpt2_matmul_forward_naive(float *out, const float *inp, const float *w, const float *bias, int N,
-                               int IC, int OC)
-{
-    for (int i = 0; i < N; i++)
-        for (int o = 0; o < OC; o++) {
-            double s = bias ? bias[o] : 0.0;
-            for (int k = 0; k < IC; k++) s += (double)inp[(size_t)i * IC + k] * w[(size_t)k * OC + o];
-            out[(size_t)i * OC + o] = (float)s;
-        }
-}
-
-static void fill_rows(float *out, const float *row, int N, int OC)
-{
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < N; i++) memcpy(out + (size_t)i * OC, row, (size_t)OC * sizeof *out);
-}
-
-void gpt2_matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IC,
-                         int OC)
-{
-    if (bias) fill_rows(out, bias, N, OC);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC,
-                bias ? 1.0f : 0.0f, out, OC);
+    memset(dinp, 0, (size_t)N * IC * sizeof *dinp);
+    nn_matmul_backward(dinp, dw, dbias, dout, inp, w, N, IC, OC);
 }
 
 /* out (N, OC) = res (N, OC) + inp @ w + bias: the residual add fused into the GEMM's beta. */
@@ -188,53 +51,7 @@ static void matmul_residual(float *out, const float *res, const float *inp, cons
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++)
         for (int o = 0; o < OC; o++) out[(size_t)i * OC + o] = res[(size_t)i * OC + o] + bias[o];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC, 1.0f, out, OC);
-}
-
-static void bias_backward(float *dbias, const float *dout, int N, int OC)
-{
-#pragma omp parallel for schedule(static)
-    for (int o0 = 0; o0 < OC; o0 += 64) {
-        int o1 = o0 + 64 < OC ? o0 + 64 : OC;
-        for (int i = 0; i < N; i++)
-            for (int o = o0; o < o1; o++) dbias[o] += dout[(size_t)i * OC + o];
-    }
-}
-
-void gpt2_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                          const float *w, int N, int IC, int OC)
-{
-    if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, IC, OC, 1.0f, dout, OC, w, OC, 0.0f,
-                    dinp, IC);
-    if (dw) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f,
-                    dw, OC);
-        if (dbias) bias_backward(dbias, dout, N, OC);
-    }
-}
-
-void gpt2_matmul_backward_naive(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                                const float *w, int N, int IC, int OC)
-{
-    if (dinp)
-        for (int i = 0; i < N; i++)
-            for (int k = 0; k < IC; k++) {
-                double s = 0;
-                for (int o = 0; o < OC; o++) s += (double)dout[(size_t)i * OC + o] * w[(size_t)k * OC + o];
-                dinp[(size_t)i * IC + k] = (float)s;
-            }
-    if (dw) {
-        for (int k = 0; k < IC; k++)
-            for (int o = 0; o < OC; o++) {
-                double s = 0;
-                for (int i = 0; i < N; i++) s += (double)inp[(size_t)i * IC + k] * dout[(size_t)i * OC + o];
-                dw[(size_t)k * OC + o] += (float)s;
-            }
-        if (dbias)
-            for (int o = 0; o < OC; o++)
-                for (int i = 0; i < N; i++) dbias[o] += dout[(size_t)i * OC + o];
-    }
+    nn_sgemm(CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC, 1.0f, out, OC);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -287,17 +104,7 @@ static void softmax_causal_rows(float *s, int ld, int n, int valid0)
     for (int i = 0; i < n; i++) {
         float *r = s + (size_t)i * ld;
         int nv = valid0 + i;
-        float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-        for (int j = 0; j < nv; j++) mx = r[j] > mx ? r[j] : mx;
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < nv; j++) {
-            r[j] = exp_fast(r[j] - mx);
-            sum += r[j];
-        }
-        float inv = 1.0f / sum;
-        for (int j = 0; j < nv; j++) r[j] *= inv;
+        nn_softmax(r, nv);
         for (int j = nv; j < ld; j++) r[j] = 0.0f;
     }
 }
@@ -324,11 +131,11 @@ void gpt2_attention_forward(float *out, float *att, const float *qkv, float *scr
                     s = scratch;
                     ld = t1;
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, t1, hs, scale, q, 3 * C, k, 3 * C,
-                            0.0f, s, ld);
+                nn_sgemm(CblasNoTrans, CblasTrans, M, t1, hs, scale, q, 3 * C, k, 3 * C,
+                         0.0f, s, ld);
                 softmax_causal_rows(s, ld, M, t0 + 1);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, hs, t1, 1.0f, s, ld, v, 3 * C,
-                            0.0f, out + ((size_t)b * T + t0) * C + h * hs, C);
+                nn_sgemm(CblasNoTrans, CblasNoTrans, M, hs, t1, 1.0f, s, ld, v, 3 * C,
+                         0.0f, out + ((size_t)b * T + t0) * C + h * hs, C);
             }
 }
 
@@ -645,20 +452,20 @@ int gpt2_forward(gpt2_model *m, const int *inputs, const float *soft, int n_soft
         float *att = keep ? a->att + (size_t)l * B * NH * T * T : NULL;
         float *res2 = a->res2 + l * lC, *ln2 = a->ln2 + l * lC, *fch = a->fch + l * lF;
         float *fchg = a->fch_gelu + l * lF, *res3 = a->res3 + l * lC;
-        gpt2_layernorm_forward(ln1, a->ln1_mean + l * lR, a->ln1_rstd + l * lR, res, p->ln1w + l * C,
-                               p->ln1b + l * C, (int)BT, C, c->ln_eps);
-        gpt2_matmul_forward(qkv, ln1, p->qkvw + (size_t)l * C * 3 * C, p->qkvb + l * 3 * C, (int)BT, C, 3 * C);
+        nn_layernorm_forward(ln1, a->ln1_mean + l * lR, a->ln1_rstd + l * lR, res, p->ln1w + l * C,
+                             p->ln1b + l * C, (int)BT, C, c->ln_eps);
+        nn_matmul_forward(qkv, ln1, p->qkvw + (size_t)l * C * 3 * C, p->qkvb + l * 3 * C, (int)BT, C, 3 * C);
         if (T >= 64) gpt2_attention_forward(atty, att, qkv, m->scratch, B, T, C, NH);
         else gpt2_attention_forward_naive(atty, att, qkv, m->scratch, B, T, C, NH);
         matmul_residual(res2, res, atty, p->attprojw + (size_t)l * C * C, p->attprojb + l * C, (int)BT, C, C);
-        gpt2_layernorm_forward(ln2, a->ln2_mean + l * lR, a->ln2_rstd + l * lR, res2, p->ln2w + l * C,
-                               p->ln2b + l * C, (int)BT, C, c->ln_eps);
-        gpt2_matmul_forward(fch, ln2, p->fcw + (size_t)l * C * F, p->fcb + (size_t)l * F, (int)BT, C, F);
-        gpt2_gelu_forward(fchg, fch, BT * F);
+        nn_layernorm_forward(ln2, a->ln2_mean + l * lR, a->ln2_rstd + l * lR, res2, p->ln2w + l * C,
+                             p->ln2b + l * C, (int)BT, C, c->ln_eps);
+        nn_matmul_forward(fch, ln2, p->fcw + (size_t)l * C * F, p->fcb + (size_t)l * F, (int)BT, C, F);
+        nn_gelu_forward(fchg, fch, BT * F);
         matmul_residual(res3, res2, fchg, p->fcprojw + (size_t)l * F * C, p->fcprojb + l * C, (int)BT, F, C);
     }
     const float *last = a->res3 + (c->num_layers - 1) * lC;
-    gpt2_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last, p->lnfw, p->lnfb, (int)BT, C, c->ln_eps);
+    nn_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last, p->lnfw, p->lnfb, (int)BT, C, c->ln_eps);
     m->loss = 0.0f;
     m->n_rows = 0;
     if (flags & GPT2_NOLOGITS) return DM_OK;
@@ -682,8 +489,8 @@ int gpt2_forward(gpt2_model *m, const int *inputs, const float *soft, int n_soft
     }
     m->n_rows = (int)NR;
     if (NR > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)NR, V, C, 1.0f, hin, C, p->wte, C, 0.0f,
-                    a->logits, V);
+        nn_sgemm(CblasNoTrans, CblasTrans, (int)NR, V, C, 1.0f, hin, C, p->wte, C, 0.0f,
+                 a->logits, V);
     if (!targets) return DM_OK;
     double loss = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : loss)
@@ -691,13 +498,7 @@ int gpt2_forward(gpt2_model *m, const int *inputs, const float *soft, int n_soft
         size_t i = sparse ? (size_t)m->rows[k] : k;
         if (targets[i] < 0) continue;
         const float *r = a->logits + k * V;
-        float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-        for (int j = 0; j < V; j++) mx = r[j] > mx ? r[j] : mx;
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < V; j++) sum += exp_fast(r[j] - mx);
-        a->lse[k] = mx + logf(sum);
+        a->lse[k] = nn_logsumexp(r, V);
         loss += (m->target_w ? m->target_w[i] : 1.0f) * (a->lse[k] - r[targets[i]]);
     }
     m->loss = (float)(loss / norm);
@@ -738,9 +539,8 @@ int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, flo
             float *r = dl + k * V;
             const float *u = dlogits ? dlogits + i * V : NULL;
             if (m->has_targets && tg[i] >= 0) {
-                float lse = a->lse[k], wi = m->target_w ? inv * m->target_w[i] : inv;
-                for (int j = 0; j < V; j++) r[j] = exp_fast(r[j] - lse) * wi;
-                r[tg[i]] -= wi;
+                float wi = m->target_w ? inv * m->target_w[i] : inv;
+                nn_softmax_xent_backward(r, V, a->lse[k], tg[i], wi);
             } else {
                 for (int j = 0; j < V; j++) r[j] = 0.0f;
             }
@@ -748,17 +548,17 @@ int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, flo
                 for (int j = 0; j < V; j++) r[j] += u[j];
         }
         if (!sparse) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)BT, C, V, 1.0f, dl, V, p->wte, C, 0.0f, dc, C);
+            nn_sgemm(CblasNoTrans, CblasNoTrans, (int)BT, C, V, 1.0f, dl, V, p->wte, C, 0.0f, dc, C);
             if (wg)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, (int)BT, 1.0f, dl, V, a->lnf, C, 1.0f,
-                            g->wte, C);
+                nn_sgemm(CblasTrans, CblasNoTrans, V, C, (int)BT, 1.0f, dl, V, a->lnf, C, 1.0f,
+                         g->wte, C);
         } else if (NR > 0) {
             if (wg)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, (int)NR, 1.0f, dl, V, a->lnf_rows, C, 1.0f,
-                            g->wte, C);
+                nn_sgemm(CblasTrans, CblasNoTrans, V, C, (int)NR, 1.0f, dl, V, a->lnf_rows, C, 1.0f,
+                         g->wte, C);
             /* the packed hidden states are spent: their buffer takes the packed gradient */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)NR, C, V, 1.0f, dl, V, p->wte, C, 0.0f,
-                        a->lnf_rows, C);
+            nn_sgemm(CblasNoTrans, CblasNoTrans, (int)NR, C, V, 1.0f, dl, V, p->wte, C, 0.0f,
+                     a->lnf_rows, C);
             for (size_t k = 0; k < NR; k++)
                 memcpy(dc + (size_t)m->rows[k] * C, a->lnf_rows + k * C, (size_t)C * sizeof(float));
         }
@@ -766,8 +566,8 @@ int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, flo
     if (dhidden)
         for (size_t i = 0; i < lC; i++) dc[i] += dhidden[i];
     const float *last = a->res3 + (L - 1) * lC;
-    gpt2_layernorm_backward(dres, wg ? g->lnfw : NULL, wg ? g->lnfb : NULL, dc, last, p->lnfw, a->lnf_mean,
-                            a->lnf_rstd, (int)BT, C);
+    nn_layernorm_backward(dres, wg ? g->lnfw : NULL, wg ? g->lnfb : NULL, dc, last, p->lnfw, a->lnf_mean,
+                          a->lnf_rstd, (int)BT, C);
 
     for (int l = L - 1; l >= 0; l--) {
         const float *res = l == 0 ? a->encoded : a->res3 + (l - 1) * lC;
@@ -776,22 +576,22 @@ int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, flo
         const float *res2 = a->res2 + l * lC, *ln2 = a->ln2 + l * lC, *fch = a->fch + l * lF;
         const float *fchg = a->fch_gelu + l * lF;
         /* dres = d res3: through the MLP; the residual path passes dres on unchanged */
-        gpt2_matmul_backward(m->dbt_f, wg ? g->fcprojw + (size_t)l * F * C : NULL, wg ? g->fcprojb + l * C : NULL,
-                             dres, fchg, p->fcprojw + (size_t)l * F * C, (int)BT, F, C);
-        gpt2_gelu_backward(m->dbt_f, fch, m->dbt_f, lF);
-        gpt2_matmul_backward(dc, wg ? g->fcw + (size_t)l * C * F : NULL, wg ? g->fcb + (size_t)l * F : NULL,
-                             m->dbt_f, ln2, p->fcw + (size_t)l * C * F, (int)BT, C, F);
-        gpt2_layernorm_backward(dres, wg ? g->ln2w + l * C : NULL, wg ? g->ln2b + l * C : NULL, dc, res2,
-                                p->ln2w + l * C, a->ln2_mean + l * lR, a->ln2_rstd + l * lR, (int)BT, C);
+        matmul_backward(m->dbt_f, wg ? g->fcprojw + (size_t)l * F * C : NULL, wg ? g->fcprojb + l * C : NULL,
+                        dres, fchg, p->fcprojw + (size_t)l * F * C, (int)BT, F, C);
+        nn_gelu_backward(m->dbt_f, fch, m->dbt_f, lF);
+        matmul_backward(dc, wg ? g->fcw + (size_t)l * C * F : NULL, wg ? g->fcb + (size_t)l * F : NULL,
+                        m->dbt_f, ln2, p->fcw + (size_t)l * C * F, (int)BT, C, F);
+        nn_layernorm_backward(dres, wg ? g->ln2w + l * C : NULL, wg ? g->ln2b + l * C : NULL, dc, res2,
+                              p->ln2w + l * C, a->ln2_mean + l * lR, a->ln2_rstd + l * lR, (int)BT, C);
         /* dres = d res2: through attention */
-        gpt2_matmul_backward(dc, wg ? g->attprojw + (size_t)l * C * C : NULL, wg ? g->attprojb + l * C : NULL,
-                             dres, atty, p->attprojw + (size_t)l * C * C, (int)BT, C, C);
+        matmul_backward(dc, wg ? g->attprojw + (size_t)l * C * C : NULL, wg ? g->attprojb + l * C : NULL,
+                        dres, atty, p->attprojw + (size_t)l * C * C, (int)BT, C, C);
         memset(m->dqkv, 0, l3 * sizeof *m->dqkv);
         gpt2_attention_backward(m->dqkv, dc, att, qkv, m->scratch, B, T, C, NH);
-        gpt2_matmul_backward(dc, wg ? g->qkvw + (size_t)l * C * 3 * C : NULL, wg ? g->qkvb + l * 3 * C : NULL,
-                             m->dqkv, ln1, p->qkvw + (size_t)l * C * 3 * C, (int)BT, C, 3 * C);
-        gpt2_layernorm_backward(dres, wg ? g->ln1w + l * C : NULL, wg ? g->ln1b + l * C : NULL, dc, res,
-                                p->ln1w + l * C, a->ln1_mean + l * lR, a->ln1_rstd + l * lR, (int)BT, C);
+        matmul_backward(dc, wg ? g->qkvw + (size_t)l * C * 3 * C : NULL, wg ? g->qkvb + l * 3 * C : NULL,
+                        m->dqkv, ln1, p->qkvw + (size_t)l * C * 3 * C, (int)BT, C, 3 * C);
+        nn_layernorm_backward(dres, wg ? g->ln1w + l * C : NULL, wg ? g->ln1b + l * C : NULL, dc, res,
+                              p->ln1w + l * C, a->ln1_mean + l * lR, a->ln1_rstd + l * lR, (int)BT, C);
     }
     /* dres = d encoded: to the soft rows, and to wte / wpe when training */
     for (size_t i = 0; i < BT; i++) {
@@ -845,23 +645,11 @@ void gpt2_grad_scale(gpt2_model *m, float s)
 
 void gpt2_adamw_step(gpt2_model *m, const gpt2_adamw *o, int t)
 {
-    float bc1 = 1.0f - powf(o->beta1, (float)t), bc2 = 1.0f - powf(o->beta2, (float)t);
-    size_t off = 0;
-    for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
-        size_t n = m->param_sizes[p];
-        int decay = p == 0 || p == 1 || p == 4 || p == 6 || p == 10 || p == 12;
-        float wd = decay ? o->weight_decay : 0.0f;
-        float *w = m->param_slab + off, *g = m->grad_slab + off, *mm = m->adam_m + off, *vv = m->adam_v + off;
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            mm[i] = o->beta1 * mm[i] + (1.0f - o->beta1) * g[i];
-            vv[i] = o->beta2 * vv[i] + (1.0f - o->beta2) * g[i] * g[i];
-            float mh = mm[i] / bc1, vh = vv[i] / bc2;
-            /* decoupled decay (Loshchilov & Hutter), applied before the Adam step as torch does */
-            w[i] -= o->lr * (wd * w[i] + mh / (sqrtf(vh) + o->eps));
-        }
-        off += n;
-    }
+    /* decoupled decay on the matrices only: wte, wpe, qkvw, attprojw, fcw, fcprojw */
+    static const unsigned char decay[GPT2_NUM_PARAMS] = {1, 1, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1};
+    const nn_adam opt = {o->lr, o->beta1, o->beta2, o->eps, o->weight_decay, NN_ADAM_DECOUPLED};
+    nn_adam_step_tensors(&opt, t, m->param_slab, m->grad_slab, m->adam_m, m->adam_v, GPT2_NUM_PARAMS,
+                         m->param_sizes, decay);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -920,15 +708,15 @@ static void cache_blocks(gpt2_cache *c, int R, int commit)
     float scale = 1.0f / sqrtf((float)hs);
     for (int l = 0; l < g->num_layers; l++) {
         float *kc = c->k + (size_t)l * cap * C, *vc = c->v + (size_t)l * cap * C;
-        gpt2_layernorm_forward(c->ln, NULL, NULL, c->x, p->ln1w + l * C, p->ln1b + l * C, R, C, g->ln_eps);
-        gpt2_matmul_forward(c->qkv, c->ln, p->qkvw + (size_t)l * C * 3 * C, p->qkvb + l * 3 * C, R, C, 3 * C);
+        nn_layernorm_forward(c->ln, NULL, NULL, c->x, p->ln1w + l * C, p->ln1b + l * C, R, C, g->ln_eps);
+        nn_matmul_forward(c->qkv, c->ln, p->qkvw + (size_t)l * C * 3 * C, p->qkvb + l * 3 * C, R, C, 3 * C);
         int ld = P + c->max_rows; /* score row: P cached keys, then the row's own group */
         if (ld > cap) ld = cap;
         for (int h = 0; h < NH; h++) {
             float *s = c->scores;
             if (P > 0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, P, hs, scale, c->qkv + h * hs, 3 * C,
-                            kc + h * hs, C, 0.0f, s, ld);
+                nn_sgemm(CblasNoTrans, CblasTrans, R, P, hs, scale, c->qkv + h * hs, 3 * C,
+                         kc + h * hs, C, 0.0f, s, ld);
 #pragma omp parallel for schedule(static)
             for (int r = 0; r < R; r++) {
                 const float *q = c->qkv + (size_t)r * 3 * C + h * hs;
@@ -941,21 +729,11 @@ static void cache_blocks(gpt2_cache *c, int R, int commit)
                     for (int i = 0; i < hs; i++) d += q[i] * k[i];
                     row[P + r2 - st] = d * scale;
                 }
-                float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-                for (int j = 0; j < n; j++) mx = row[j] > mx ? row[j] : mx;
-                float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-                for (int j = 0; j < n; j++) {
-                    row[j] = exp_fast(row[j] - mx);
-                    sum += row[j];
-                }
-                float inv = 1.0f / sum;
-                for (int j = 0; j < n; j++) row[j] *= inv;
+                nn_softmax(row, n);
             }
             if (P > 0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, hs, P, 1.0f, s, ld, vc + h * hs, C, 0.0f,
-                            c->y + h * hs, C);
+                nn_sgemm(CblasNoTrans, CblasNoTrans, R, hs, P, 1.0f, s, ld, vc + h * hs, C, 0.0f,
+                         c->y + h * hs, C);
 #pragma omp parallel for schedule(static)
             for (int r = 0; r < R; r++) {
                 float *o = c->y + (size_t)r * C + h * hs;
@@ -977,9 +755,9 @@ static void cache_blocks(gpt2_cache *c, int R, int commit)
                 memcpy(vc + pos * C, c->qkv + (size_t)r * 3 * C + 2 * C, C * sizeof(float));
             }
         matmul_residual(c->x, c->x, c->y, p->attprojw + (size_t)l * C * C, p->attprojb + l * C, R, C, C);
-        gpt2_layernorm_forward(c->ln, NULL, NULL, c->x, p->ln2w + l * C, p->ln2b + l * C, R, C, g->ln_eps);
-        gpt2_matmul_forward(c->h, c->ln, p->fcw + (size_t)l * C * F, p->fcb + (size_t)l * F, R, C, F);
-        gpt2_gelu_forward(c->h, c->h, (size_t)R * F);
+        nn_layernorm_forward(c->ln, NULL, NULL, c->x, p->ln2w + l * C, p->ln2b + l * C, R, C, g->ln_eps);
+        nn_matmul_forward(c->h, c->ln, p->fcw + (size_t)l * C * F, p->fcb + (size_t)l * F, R, C, F);
+        nn_gelu_forward(c->h, c->h, (size_t)R * F);
         matmul_residual(c->x, c->x, c->h, p->fcprojw + (size_t)l * F * C, p->fcprojb + l * C, R, F, C);
     }
 }
@@ -989,18 +767,11 @@ static void logsoftmax_rows(const gpt2_cache *c, const float *hid, int n, float 
 {
     const gpt2_model *m = c->m;
     int V = m->cfg.vocab_size, C = m->cfg.channels;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f, hid, C, m->params.wte, C, 0.0f,
-                c->logits, V);
+    nn_sgemm(CblasNoTrans, CblasTrans, n, V, C, 1.0f, hid, C, m->params.wte, C, 0.0f,
+             c->logits, V);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
-        const float *r = c->logits + (size_t)i * V;
-        float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-        for (int j = 0; j < V; j++) mx = r[j] > mx ? r[j] : mx;
-        float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-        for (int j = 0; j < V; j++) s += exp_fast(r[j] - mx);
-        out_lse[i] = mx + logf(s);
+        out_lse[i] = nn_logsumexp(c->logits + (size_t)i * V, V);
     }
 }
 
@@ -1029,8 +800,8 @@ int gpt2_cache_append(gpt2_cache *c, const int *inputs, const float *soft, int n
         }
         embed_rows(c->x, m, inputs + done, soft, R, c->len, 0, NULL);
         cache_blocks(c, R, 1);
-        gpt2_layernorm_forward(c->hid + (size_t)c->len * m->cfg.channels, NULL, NULL, c->x, m->params.lnfw,
-                               m->params.lnfb, R, m->cfg.channels, m->cfg.ln_eps);
+        nn_layernorm_forward(c->hid + (size_t)c->len * m->cfg.channels, NULL, NULL, c->x, m->params.lnfw,
+                             m->params.lnfb, R, m->cfg.channels, m->cfg.ln_eps);
         c->len += R;
         done += R;
         if (done == n) set_logp(c, c->len - 1);
@@ -1091,7 +862,7 @@ int gpt2_cache_score(gpt2_cache *c, const int *tokens, const int64_t *offsets, i
         if (Rin > 0) {
             embed_rows(c->x, m, c->row_tok, NULL, Rin, c->len, 0, c->row_pos);
             cache_blocks(c, Rin, 0);
-            gpt2_layernorm_forward(c->ln, NULL, NULL, c->x, m->params.lnfw, m->params.lnfb, Rin, C, m->cfg.ln_eps);
+            nn_layernorm_forward(c->ln, NULL, NULL, c->x, m->params.lnfw, m->params.lnfb, Rin, C, m->cfg.ln_eps);
             for (int r0 = 0; r0 < Rin; r0 += c->logit_rows) {
                 int nr = Rin - r0 < c->logit_rows ? Rin - r0 : c->logit_rows;
                 logsoftmax_rows(c, c->ln + (size_t)r0 * C, nr, lse);
@@ -1171,7 +942,7 @@ int gpt2_cache_score_mixed(gpt2_cache *c, const int *tokens, const int64_t *offs
         if (Rin > 0) {
             embed_rows(c->x, m, c->row_tok, csoft, Rin, c->len, 0, c->row_pos);
             cache_blocks(c, Rin, 0);
-            gpt2_layernorm_forward(c->ln, NULL, NULL, c->x, m->params.lnfw, m->params.lnfb, Rin, C, m->cfg.ln_eps);
+            nn_layernorm_forward(c->ln, NULL, NULL, c->x, m->params.lnfw, m->params.lnfb, Rin, C, m->cfg.ln_eps);
             for (int r0 = 0; r0 < Rin; r0 += c->logit_rows) {
                 int nr = Rin - r0 < c->logit_rows ? Rin - r0 : c->logit_rows;
                 logsoftmax_rows(c, c->ln + (size_t)r0 * C, nr, lse);

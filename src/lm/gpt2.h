@@ -1,5 +1,6 @@
 /* gpt2.h: the GPT-2 transformer in C (learned positions, pre-LN blocks, tanh-GELU MLP, causal
- * attention, output head tied to the token embeddings), over cblas_sgemm and OpenMP.
+ * attention, output head tied to the token embeddings), over OpenBLAS (through nn_sgemm) and OpenMP,
+ * with the shared layers of src/nn (linear, layer norm, GELU, softmax, AdamW).
  *
  * Three ways to run it:
  *   - batch forward/backward over (B, T) independent sequences (gpt2_forward / gpt2_backward):
@@ -179,8 +180,9 @@ void gpt2_grad_scale(gpt2_model *m, float s);
 typedef struct {
     float lr, beta1, beta2, eps, weight_decay;
 } gpt2_adamw;
-/* One AdamW step (t = 1, 2, ...). Weight decay applies to the matrices (wte, wpe, qkvw, attprojw,
- * fcw, fcprojw) only, as in GPT-2 practice; biases and layer-norm parameters are not decayed. */
+/* One AdamW step (t = 1, 2, ...; torch.optim.AdamW's formula, src/nn/adam.h). Weight decay applies
+ * to the matrices (wte, wpe, qkvw, attprojw, fcw, fcprojw) only, as in GPT-2 practice; biases and
+ * layer-norm parameters are not decayed. */
 void gpt2_adamw_step(gpt2_model *m, const gpt2_adamw *opt, int t);
 
 /* ---- KV cache for one sequence ---- */
@@ -233,16 +235,9 @@ int gpt2_cache_score_mixed(gpt2_cache *c, const int *tokens, const int64_t *offs
  * to the cache and writes them to out; *n_out = the number generated. */
 int gpt2_generate_greedy(gpt2_cache *c, int max_new, int stop_token, int *out, int *n_out);
 
-/* ---- kernels (exposed so tests can hold the optimised ones to their naive references) ---- */
+/* ---- kernels (exposed so tests can hold the optimised ones to their naive references; the
+ * linear, layer-norm, GELU and softmax layers are src/nn's) ---- */
 void gpt2_set_threads(int n);
-/* out (N, OC) = inp (N, IC) @ w (IC, OC) + bias (OC) (bias may be NULL) */
-void gpt2_matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IC, int OC);
-void gpt2_matmul_forward_naive(float *out, const float *inp, const float *w, const float *bias, int N, int IC, int OC);
-/* dinp (N, IC) = dout @ w^T (when non-NULL); if dw: dw (IC, OC) += inp^T @ dout, dbias (OC) += column sums */
-void gpt2_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                          const float *w, int N, int IC, int OC);
-void gpt2_matmul_backward_naive(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                                const float *w, int N, int IC, int OC);
 /* Causal attention: qkv (B, T, 3C) -> out (B, T, C); att (B, NH, T, T) stored when non-NULL.
  * scratch: (threads, T) floats. The blocked version runs the score and value products as GEMMs. */
 void gpt2_attention_forward(float *out, float *att, const float *qkv, float *scratch, int B, int T, int C, int NH);
@@ -250,15 +245,5 @@ void gpt2_attention_forward_naive(float *out, float *att, const float *qkv, floa
 /* dqkv (B, T, 3C) += from dout (B, T, C), att (B, NH, T, T), qkv. scratch: (threads, T). */
 void gpt2_attention_backward(float *dqkv, const float *dout, const float *att, const float *qkv,
                              float *scratch, int B, int T, int C, int NH);
-void gpt2_gelu_forward(float *out, const float *inp, size_t n);
-void gpt2_gelu_forward_naive(float *out, const float *inp, size_t n);
-void gpt2_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n); /* dinp = gelu'(inp) * dout */
-void gpt2_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                            const float *b, int N, int C, float eps);
-/* dinp += LN backward; if dw: dw, db += */
-void gpt2_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                             const float *w, const float *mean, const float *rstd, int N, int C);
-/* Vectorisable exp and its naive reference (expf) */
-void gpt2_exp(float *out, const float *inp, size_t n);
 
 #endif

@@ -16,8 +16,8 @@ void pm_free(pm *p)
     free(p->g);
     free(p->am);
     free(p->av);
-    proj_acts_free(&p->ua);
-    proj_acts_free(&p->ia);
+    nn_mlp_acts_free(&p->ua);
+    nn_mlp_acts_free(&p->ia);
     bpe_ids_free(&p->prefix);
     bpe_ids_free(&p->sep);
     bpe_ids_free(&p->query);
@@ -126,10 +126,10 @@ int pm_init(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const flo
     }
     /* projectors and the evidence encoder in one slab */
     int H = (int)dm_cfg_int(cfg, "prompt.hidden");
-    proj_config uc = {(int)dz, H, p->L * p->C, 1e-5f}, ic = {(int)dz, H, p->C, 1e-5f};
+    nn_mlp_config uc = {(int)dz, H, p->L * p->C, 1e-5f}, ic = {(int)dz, H, p->C, 1e-5f};
     explain_enc_config ec = {(int)dz, 0, p->E, 0, p->C, 1e-5f};
-    p->n_up = proj_size(&uc);
-    p->n_ip = proj_size(&ic);
+    p->n_up = nn_mlp_size(&uc);
+    p->n_ip = nn_mlp_size(&ic);
     p->nparams = p->n_up + p->n_ip;
     if (p->E) {
         ec.D = (int)dm_cfg_int(cfg, "explain.width");
@@ -140,16 +140,16 @@ int pm_init(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const flo
     DM_ALLOC(p->g, p->nparams);
     DM_ALLOC(p->am, p->nparams);
     DM_ALLOC(p->av, p->nparams);
-    proj_bind(&p->up, &uc, p->w, p->g);
-    proj_bind(&p->ip, &ic, p->w + p->n_up, p->g + p->n_up);
+    nn_mlp_bind(&p->up, &uc, p->w, p->g);
+    nn_mlp_bind(&p->ip, &ic, p->w + p->n_up, p->g + p->n_up);
     /* soft tokens start at the typical norm of the LM's token embeddings */
     double nrm = 0;
     for (size_t k = 0; k < (size_t)p->V * (size_t)p->C; k++) nrm += (double)p->lm.model.params.wte[k] * p->lm.model.params.wte[k];
     float scale = (float)sqrt(nrm / p->V) / sqrtf((float)p->C) * 2.0f;
-    proj_init(&p->up, seed, scale);
-    proj_init(&p->ip, seed ^ 0x17, scale);
-    DM_CALL(proj_acts_init(&p->ua, &uc, 1));
-    DM_CALL(proj_acts_init(&p->ia, &ic, p->nh + p->maxc));
+    nn_mlp_init(&p->up, seed, scale);
+    nn_mlp_init(&p->ip, seed ^ 0x17, scale);
+    DM_CALL(nn_mlp_acts_init(&p->ua, &uc, 1));
+    DM_CALL(nn_mlp_acts_init(&p->ia, &ic, p->nh + p->maxc));
     p->Bmax = p->K + 1 + (p->E ? 2 : 0);
     int nsets = p->maxc + 2, cap_el = 0;
     if (p->E) {
@@ -213,10 +213,10 @@ static int build_prompt(const pm *p, const int32_t *hist, int n, int L, int *out
  * rows also into the soft matrix after the user rows) */
 static int project(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand, int nc)
 {
-    DM_CALL(proj_forward(&p->up, &p->ua, h, 1, p->soft));
+    DM_CALL(nn_mlp_forward(&p->up, &p->ua, h, 1, p->soft));
     for (int k = 0; k < n; k++) memcpy(p->zin + (size_t)k * p->d, p->z + (size_t)hist[k] * p->d, p->d * sizeof(float));
     for (int k = 0; k < nc; k++) memcpy(p->zin + (size_t)(n + k) * p->d, p->z + (size_t)cand[k] * p->d, p->d * sizeof(float));
-    DM_CALL(proj_forward(&p->ip, &p->ia, p->zin, n + nc, p->ie));
+    DM_CALL(nn_mlp_forward(&p->ip, &p->ia, p->zin, n + nc, p->ie));
     memcpy(p->soft + (size_t)p->L * p->C, p->ie, (size_t)n * p->C * sizeof(float));
     p->cur_n = n;
     return DM_OK;
@@ -296,7 +296,7 @@ int pm_score_cached(pm *p, const int32_t *cand, int nc, const float *y, double *
     if (nc > p->maxc) return DM_ERR(DM_EINTERNAL, "%d candidates for a user, sized for %d", nc, p->maxc);
     int n = p->cur_n, E = y ? p->E : 0;
     for (int k = 0; k < nc; k++) memcpy(p->zin + (size_t)(n + k) * p->d, p->z + (size_t)cand[k] * p->d, p->d * sizeof(float));
-    DM_CALL(proj_forward(&p->ip, &p->ia, p->zin + (size_t)n * p->d, nc, p->ie + (size_t)n * p->C));
+    DM_CALL(nn_mlp_forward(&p->ip, &p->ia, p->zin + (size_t)n * p->d, nc, p->ie + (size_t)n * p->C));
     int64_t off[PM_MAX_CAND + 1];
     int *tk = p->ctok;
     off[0] = 0;
@@ -323,7 +323,7 @@ int pm_append_candidate(pm *p, int32_t c, const float *y)
 {
     int n = p->cur_n, E = y ? p->E : 0, C = p->C;
     memcpy(p->zin + (size_t)n * p->d, p->z + (size_t)c * p->d, p->d * sizeof(float));
-    DM_CALL(proj_forward(&p->ip, &p->ia, p->zin + (size_t)n * p->d, 1, p->ie + (size_t)n * C));
+    DM_CALL(nn_mlp_forward(&p->ip, &p->ia, p->zin + (size_t)n * p->d, 1, p->ie + (size_t)n * C));
     /* soft rows: E evidence rows then the item token, behind the prompt's rows in the soft matrix */
     float *sr = p->soft + (size_t)(p->L + n + 1) * C;
     if (E) memcpy(sr, y, (size_t)E * C * sizeof(float));
@@ -491,11 +491,11 @@ int pm_train_user(pm *p, const float *h, const int32_t *hist, int n, const int32
     m->target_w = NULL;
     DM_CALL(rc);
     /* into the projectors: user rows, then history rows beside the candidates' output-side gradients */
-    DM_CALL(proj_backward(&p->up, &p->ua, p->dsoft, NULL));
+    DM_CALL(nn_mlp_backward(&p->up, &p->ua, p->dsoft, NULL));
     memcpy(p->ide, p->dsoft + (size_t)p->L * C, (size_t)n * C * sizeof(float));
     if (expl)
         for (int q = 0; q < C; q++) p->ide[(size_t)n * C + q] += p->dsoft[(size_t)posrow * C + q];
-    DM_CALL(proj_backward(&p->ip, &p->ia, p->ide, NULL));
+    DM_CALL(nn_mlp_backward(&p->ip, &p->ia, p->ide, NULL));
     if (E) DM_CALL(explain_enc_backward(&p->enc, &p->ea, p->dsoft + (size_t)sbase * C, NULL, NULL));
     return DM_OK;
 }

@@ -40,7 +40,7 @@
 #include "../explain/explain_enc.h"
 #include "../explain/explain_rationale.h"
 #include "../lm/lm.h"
-#include "proj.h"
+#include "../nn/mlp.h"
 
 #define PM_MAX_CAND 1024
 
@@ -48,11 +48,11 @@ typedef struct pm {
     lm_model lm;
     int C, V, L, nh, mt, K, length_norm, eot;
     int use_title, use_soft; /* prompt.score */
-    proj up, ip;
+    nn_mlp up, ip;
     size_t n_up, n_ip, nparams;
     float *w, *g, *am, *av;
     long t;
-    proj_acts ua, ia;
+    nn_mlp_acts ua, ia;
     bpe_ids prefix, sep, query;
     int64_t *toff;   /* (n_items + 1) */
     int32_t *tok;    /* title tokens */

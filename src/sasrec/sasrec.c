@@ -6,13 +6,11 @@
 
 #include "../core/err.h"
 #include "../core/rng.h"
+#include "../nn/adam.h"
 #include "../nn/gemm.h"
 #include "sasrec_kernels.h"
 
 #include <cblas.h>
-#ifdef __AVX__
-#include <immintrin.h>
-#endif
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -551,13 +549,13 @@ static void forward_blocks(const sasrec *m, sasrec_acts *a)
         if (c->norm == SASREC_NORM_KANG) {
             /* a = LN1(x); Q from a, K and V from x; y = a + MHA */
             k->layernorm_forward(ln1, a->ln1_mean + lm, a->ln1_rstd + lm, x, p->ln1w + l * C,
-                                 p->ln1b + l * C, N, C);
+                                 p->ln1b + l * C, N, C, SASREC_LN_EPS);
             k->linear_forward(qkv, 3 * C, ln1, C, qkvw, qkvb, N, C, C);
             k->linear_forward(qkv + C, 3 * C, x, C, qkvw + (size_t)C * C, qkvb + C, N, C, 2 * C);
             res1 = ln1;
         } else if (c->norm == SASREC_NORM_PRE) {
             k->layernorm_forward(ln1, a->ln1_mean + lm, a->ln1_rstd + lm, x, p->ln1w + l * C,
-                                 p->ln1b + l * C, N, C);
+                                 p->ln1b + l * C, N, C, SASREC_LN_EPS);
             k->linear_forward(qkv, 3 * C, ln1, C, qkvw, qkvb, N, C, 3 * C);
             res1 = x;
         } else {
@@ -572,12 +570,12 @@ static void forward_blocks(const sasrec *m, sasrec_acts *a)
                             NC); /* r1 += res1 (no dropout on W_o's output) */
         if (c->norm == SASREC_NORM_POST) {
             k->layernorm_forward(ln1, a->ln1_mean + lm, a->ln1_rstd + lm, r1, p->ln1w + l * C,
-                                 p->ln1b + l * C, N, C);
+                                 p->ln1b + l * C, N, C, SASREC_LN_EPS);
             ffin = ln1;
             res2 = ln1;
         } else {
             k->layernorm_forward(ln2, a->ln2_mean + lm, a->ln2_rstd + lm, r1, p->ln2w + l * C,
-                                 p->ln2b + l * C, N, C);
+                                 p->ln2b + l * C, N, C, SASREC_LN_EPS);
             ffin = ln2;
             res2 = c->norm == SASREC_NORM_KANG ? ln2 : r1;
         }
@@ -589,10 +587,10 @@ static void forward_blocks(const sasrec *m, sasrec_acts *a)
         dropout_add_forward(r2, res2, a->dtmp, a->drop ? m2 : NULL, keep, NC);
         if (c->norm == SASREC_NORM_POST)
             k->layernorm_forward(ln2, a->ln2_mean + lm, a->ln2_rstd + lm, r2, p->ln2w + l * C,
-                                 p->ln2b + l * C, N, C);
+                                 p->ln2b + l * C, N, C, SASREC_LN_EPS);
     }
     k->layernorm_forward(a->hf, a->lnf_mean, a->lnf_rstd, block_out(m, a, c->L - 1), p->lnfw,
-                         p->lnfb, N, C);
+                         p->lnfb, N, C, SASREC_LN_EPS);
 }
 
 static void vzero(float *x, size_t n) { memset(x, 0, n * sizeof(float)); }
@@ -754,64 +752,18 @@ double sasrec_l2_loss(const sasrec *m)
     return 0.5 * m->cfg.l2 * s;
 }
 
-/* One Adam range: w -= step_size * m / (sqrt(v) * inv_bc2s + eps). sqrtf keeps errno semantics
- * under the project's flags and so never vectorises; with AVX the body is written with 8-wide
- * intrinsics (the same operations in the same order, so results equal the scalar loop). */
-static void adam_range(float *restrict w, const float *restrict gr, float *restrict mm,
-                       float *restrict vv, size_t lo, size_t hi, float b1, float b2, float eps,
-                       float decay, float step_size, float inv_bc2s)
-{
-    size_t n = hi - lo, nb = (n + 1023) / 1024;
-#pragma omp for schedule(static)
-    for (size_t blk = 0; blk < nb; blk++) {
-        size_t i = lo + blk * 1024, end = i + 1024 < hi ? i + 1024 : hi;
-#ifdef __AVX__
-        const __m256 vb1 = _mm256_set1_ps(b1), vb1c = _mm256_set1_ps(1.0f - b1);
-        const __m256 vb2 = _mm256_set1_ps(b2), vb2c = _mm256_set1_ps(1.0f - b2);
-        const __m256 vdec = _mm256_set1_ps(decay), vst = _mm256_set1_ps(step_size);
-        const __m256 vinv = _mm256_set1_ps(inv_bc2s), veps = _mm256_set1_ps(eps);
-        for (; i + 8 <= end; i += 8) {
-            __m256 wi = _mm256_loadu_ps(w + i);
-            __m256 g = _mm256_add_ps(_mm256_loadu_ps(gr + i), _mm256_mul_ps(vdec, wi));
-            __m256 mi =
-                _mm256_add_ps(_mm256_mul_ps(vb1, _mm256_loadu_ps(mm + i)), _mm256_mul_ps(vb1c, g));
-            __m256 vi = _mm256_add_ps(_mm256_mul_ps(vb2, _mm256_loadu_ps(vv + i)),
-                                      _mm256_mul_ps(_mm256_mul_ps(vb2c, g), g));
-            _mm256_storeu_ps(mm + i, mi);
-            _mm256_storeu_ps(vv + i, vi);
-            __m256 den = _mm256_add_ps(_mm256_mul_ps(_mm256_sqrt_ps(vi), vinv), veps);
-            _mm256_storeu_ps(w + i, _mm256_sub_ps(wi, _mm256_div_ps(_mm256_mul_ps(vst, mi), den)));
-        }
-#endif
-        for (; i < end; i++) {
-            float g = gr[i] + decay * w[i];
-            float mi = b1 * mm[i] + (1.0f - b1) * g;
-            float vi = b2 * vv[i] + (1.0f - b2) * g * g;
-            mm[i] = mi;
-            vv[i] = vi;
-            w[i] -= step_size * mi / (sqrtf(vi) * inv_bc2s + eps);
-        }
-    }
-}
-
-/* torch.optim.Adam: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
- * w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps), with g += l2 w on E and P. */
+/* torch.optim.Adam (src/nn/adam.h) with betas and eps from cfg, and its coupled weight decay
+ * g += l2 w on E and P only (the first two tensors of the slab). */
 void sasrec_adam_step(sasrec *m)
 {
     const sasrec_config *c = &m->cfg;
-    m->step++;
-    const double bc1 = 1.0 - pow(c->beta1, (double)m->step);
-    const double bc2 = 1.0 - pow(c->beta2, (double)m->step);
-    const float step_size = (float)(c->lr / bc1), inv_bc2s = (float)(1.0 / sqrt(bc2));
-    const size_t nemb = m->offset[2], n = m->nparams;
-    /* two ranges so the loop body is branch-free: E and P carry the L2 term */
-#pragma omp parallel if (m->nparams > SASREC_PAR_MIN)
-    {
-        adam_range(m->params_mem, m->grads_mem, m->m_mem, m->v_mem, 0, nemb, c->beta1, c->beta2,
-                   c->eps, c->l2, step_size, inv_bc2s);
-        adam_range(m->params_mem, m->grads_mem, m->m_mem, m->v_mem, nemb, n, c->beta1, c->beta2,
-                   c->eps, 0.0f, step_size, inv_bc2s);
-    }
+    const nn_adam o = {c->lr, c->beta1, c->beta2, c->eps, c->l2, NN_ADAM_L2};
+    size_t sizes[SASREC_NTENSORS];
+    unsigned char decay[SASREC_NTENSORS] = {1, 1};
+    for (int k = 0; k < SASREC_NTENSORS; k++)
+        sizes[k] = (k + 1 < SASREC_NTENSORS ? m->offset[k + 1] : m->nparams) - m->offset[k];
+    nn_adam_step_tensors(&o, ++m->step, m->params_mem, m->grads_mem, m->m_mem, m->v_mem,
+                         SASREC_NTENSORS, sizes, decay);
 }
 
 /* ---- inference ------------------------------------------------------------------------------- */

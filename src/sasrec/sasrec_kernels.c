@@ -7,117 +7,13 @@
 #include "sasrec_kernels.h"
 
 #include "../nn/gemm.h"
+#include "../nn/layernorm.h"
+#include "../nn/linear.h"
+#include "../nn/softmax.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
-
-static void linear_forward(float *out, int ldo, const float *inp, int ldi, const float *w,
-                           const float *b, int N, int IC, int OC)
-{
-    if (N <= 0) return;
-    float beta = 0.0f;
-    if (b) {
-        /* start from the bias and let sgemm add x W^T to it */
-#pragma omp parallel for schedule(static) if ((size_t)N * OC > SASREC_PAR_MIN)
-        for (int r = 0; r < N; r++) memcpy(out + (size_t)r * ldo, b, (size_t)OC * sizeof(float));
-        beta = 1.0f;
-    }
-    nn_sgemm(CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, ldi, w, IC, beta, out, ldo);
-}
-
-static void linear_backward(float *dinp, int ldi, float *dw, float *db, const float *dout, int ldo,
-                            const float *inp, const float *w, const float *ones, int N, int IC,
-                            int OC)
-{
-    if (N <= 0) return;
-    if (dinp) /* dx = dy W */
-        nn_sgemm(CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, ldo, w, IC, 1.0f, dinp, ldi);
-    if (dw) /* dW = dy^T x */
-        nn_sgemm(CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, ldo, inp, ldi, 1.0f, dw, IC);
-    if (db) /* db = dy^T 1 */
-        cblas_sgemv(CblasRowMajor, CblasTrans, N, OC, 1.0f, dout, ldo, ones, 1, 1.0f, db, 1);
-}
-
-static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                              const float *w, const float *b, int N, int C)
-{
-#pragma omp parallel for schedule(static) if ((size_t)N * C > SASREC_PAR_MIN)
-    for (int r = 0; r < N; r++) {
-        const float *x = inp + (size_t)r * C;
-        float *y = out + (size_t)r * C;
-        /* sums in double: the mean of a constant row is then exact, so its variance is exactly 0
-         * (with eps = 1e-8 a rounding error of 1e-8 in x - mu would be amplified 1e4 times) */
-        double s = 0.0;
-#pragma omp simd reduction(+ : s)
-        for (int c = 0; c < C; c++) s += x[c];
-        float mu = (float)(s / C);
-        double v = 0.0;
-#pragma omp simd reduction(+ : v)
-        for (int c = 0; c < C; c++) v += (double)(x[c] - mu) * (x[c] - mu);
-        float rs = (float)(1.0 / sqrt(v / C + (double)SASREC_LN_EPS));
-#pragma omp simd
-        for (int c = 0; c < C; c++) y[c] = (x[c] - mu) * rs * w[c] + b[c];
-        mean[r] = mu;
-        rstd[r] = rs;
-    }
-}
-
-/* With xhat = (x - mu) rstd and g = dout * w:
- *   dx = rstd (g - mean(g) - xhat mean(g xhat)),  dw += sum_r dout xhat,  db += sum_r dout.
- * The row loop is parallel for dx; the parameter sums run over rows in order, columns in
- * parallel, so they are deterministic. */
-static void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
-                               const float *inp, const float *w, const float *mean,
-                               const float *rstd, int N, int C)
-{
-#pragma omp parallel if ((size_t)N * C > SASREC_PAR_MIN)
-    {
-        if (dinp) {
-#pragma omp for schedule(static)
-            for (int r = 0; r < N; r++) {
-                const float *x = inp + (size_t)r * C, *dy = dout + (size_t)r * C;
-                float *dx = dinp + (size_t)r * C;
-                float mu = mean[r], rs = rstd[r];
-                float sg = 0.0f, sgx = 0.0f;
-#pragma omp simd reduction(+ : sg, sgx)
-                for (int c = 0; c < C; c++) {
-                    float g = dy[c] * w[c];
-                    sg += g;
-                    sgx += g * (x[c] - mu) * rs;
-                }
-                sg /= C;
-                sgx /= C;
-#pragma omp simd
-                for (int c = 0; c < C; c++)
-                    dx[c] += rs * (dy[c] * w[c] - sg - (x[c] - mu) * rs * sgx);
-            }
-        }
-        if (dw || db) {
-            /* columns in blocks of 16 per task, rows in order inside: deterministic and the
-             * inner loop runs over contiguous columns */
-            const int CB = 16, nblk = (C + CB - 1) / CB;
-#pragma omp for schedule(static)
-            for (int blk = 0; blk < nblk; blk++) {
-                int c0 = blk * CB, c1 = c0 + CB < C ? c0 + CB : C;
-                float sw[16] = {0}, sb[16] = {0};
-                for (int r = 0; r < N; r++) {
-                    const float *x = inp + (size_t)r * C, *dy = dout + (size_t)r * C;
-                    float mu = mean[r], rs = rstd[r];
-#pragma omp simd
-                    for (int c = c0; c < c1; c++) {
-                        sw[c - c0] += dy[c] * (x[c] - mu) * rs;
-                        sb[c - c0] += dy[c];
-                    }
-                }
-                for (int c = c0; c < c1; c++) {
-                    if (dw) dw[c] += sw[c - c0];
-                    if (db) db[c] += sb[c - c0];
-                }
-            }
-        }
-    }
-}
 
 static inline __attribute__((always_inline)) float dot(const float *a, const float *b, int n)
 {
@@ -131,29 +27,6 @@ static inline __attribute__((always_inline)) void axpy(float *y, float a, const 
 {
 #pragma omp simd
     for (int k = 0; k < n; k++) y[k] += a * x[k];
-}
-
-/* exp(x) by the Cephes expf reduction and polynomial (relative error below 2e-7 over the float
- * range; inputs below -87 flush to about 1e-38). Branch-free and call-free, so the softmax loops
- * over all items vectorise; libm's expf is a function call per element. */
-static inline __attribute__((always_inline)) float exp_poly(float x)
-{
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    /* fx = nearest integer to x log2(e), by the 1.5 * 2^23 trick (floorf would not vectorise) */
-    float fx = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = x - fx * 0.693359375f + fx * 2.12194440e-4f;
-    float y = 1.9875691500e-4f;
-    y = y * r + 1.3981999507e-3f;
-    y = y * r + 8.3334519073e-3f;
-    y = y * r + 4.1665795894e-2f;
-    y = y * r + 1.6666665459e-1f;
-    y = y * r + 5.0000001201e-1f;
-    y = y * r * r + r + 1.0f;
-    union {
-        uint32_t u;
-        float f;
-    } two_n = {.u = (uint32_t)((int32_t)fx + 127) << 23}; /* 2^fx from the exponent bits */
-    return y * two_n.f;
 }
 
 /* One (sequence, head) pair per task: P_i = softmax_j<=i(q_i . k_j / sqrt(hs)),
@@ -172,19 +45,9 @@ static void attention_forward(float *out, float *att, const float *qkv, const ui
             const float *q = qkv + (size_t)(o + i) * C3 + h * hs;
             float *p = att + att_off[b] + ((size_t)h * n + i) * n;
             const uint8_t *mk = mask ? mask + att_off[b] + ((size_t)h * n + i) * n : NULL;
-            float mx = -INFINITY;
-            for (int j = 0; j <= i; j++) {
+            for (int j = 0; j <= i; j++)
                 p[j] = dot(q, qkv + (size_t)(o + j) * C3 + C + h * hs, hs) * sc;
-                if (p[j] > mx) mx = p[j];
-            }
-            float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-            for (int j = 0; j <= i; j++) {
-                p[j] = exp_poly(p[j] - mx);
-                s += p[j];
-            }
-            float inv = 1.0f / s;
-            for (int j = 0; j <= i; j++) p[j] *= inv;
+            nn_softmax(p, i + 1);
             float *y = out + (size_t)(o + i) * C + h * hs;
             memset(y, 0, (size_t)hs * sizeof(float));
             for (int j = 0; j <= i; j++) {
@@ -239,8 +102,8 @@ static void attention_backward(float *dqkv, const float *dout, const float *qkv,
     }
 }
 
-/* Rows in blocks of R = chunk / V: logits = h W^T by sgemm, a row-parallel softmax that turns the
- * block into scale (p - onehot) in place, then dh = G W and dW += G^T h by sgemm. */
+/* Rows in blocks of R = chunk / V: logits = h W^T by sgemm, a row-parallel softmax (nn_softmax_xent)
+ * that turns the block into scale (p - onehot) in place, then dh = G W and dW += G^T h by sgemm. */
 static double ce_loss(float *dh, float *dwte, const float *h, const int *tgt, const float *wte,
                       int M, int V, int C, float scale, float *logits, size_t chunk, float *rowbuf)
 {
@@ -254,25 +117,10 @@ static double ce_loss(float *dh, float *dwte, const float *h, const int *tgt, co
                  logits, V);
 #pragma omp parallel for schedule(static) if ((size_t)nr * V > SASREC_PAR_MIN)
         for (int r = 0; r < nr; r++) {
+            /* item 0 (padding) is not a class: the softmax runs over z[1..V) */
             float *z = logits + (size_t)r * V;
-            float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-            for (int i = 1; i < V; i++) mx = z[i] > mx ? z[i] : mx;
-            int t = tgt[r0 + r];
-            float zt = z[t];
-            float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-            for (int i = 1; i < V; i++) {
-                z[i] = exp_poly(z[i] - mx);
-                s += z[i];
-            }
-            /* loss = logsumexp - z_t = log s + mx - z_t */
-            rowbuf[r0 + r] = logf(s) + mx - zt;
-            float g = scale / s;
+            rowbuf[r0 + r] = nn_softmax_xent(z + 1, V - 1, tgt[r0 + r] - 1, scale);
             z[0] = 0.0f;
-#pragma omp simd
-            for (int i = 1; i < V; i++) z[i] *= g;
-            z[t] -= scale;
         }
         if (dh) {
             nn_sgemm(CblasNoTrans, CblasNoTrans, nr, C, V, 1.0f, logits, V, wte, C, 0.0f,
@@ -322,6 +170,6 @@ static double bce_loss(float *dh, float *dwte, const float *h, const int *pos, c
 }
 
 const sasrec_kernels sasrec_kernels_fast = {
-    linear_forward,    linear_backward,    layernorm_forward, layernorm_backward,
-    attention_forward, attention_backward, ce_loss,           bce_loss,
+    nn_linear_forward_ld, nn_linear_backward_ld, nn_layernorm_forward, nn_layernorm_backward,
+    attention_forward,    attention_backward,    ce_loss,              bce_loss,
 };

@@ -2,7 +2,9 @@
  * "packed" rows (the non-padding positions of a batch, sequence after sequence; sequence b owns rows
  * off[b] .. off[b+1]). Two implementations share every signature: the optimised one
  * (sasrec_kernels.c: OpenBLAS sgemm, OpenMP over rows or (sequence, head) pairs) and the naive
- * reference (sasrec_naive.c: plain loops with double accumulators). Tests hold them together.
+ * reference (sasrec_naive.c: plain loops with double accumulators). Tests hold them together. The
+ * linear and layer-norm entries are the shared layers of src/nn (linear.h, layernorm.h) and their
+ * naive twins; attention and the losses are SASRec's own.
  *
  * Conventions: row-major; a linear layer is y = x W^T + b with W (out, in) as torch.nn.Linear;
  * backward kernels ACCUMULATE (+=) into every gradient they are given, NULL skips one.
@@ -28,10 +30,10 @@ typedef struct {
     void (*linear_backward)(float *dinp, int ldi, float *dw, float *db, const float *dout, int ldo,
                             const float *inp, const float *w, const float *ones, int N, int IC,
                             int OC);
-    /* out = (inp - mean) * rstd * w + b per row; rstd = 1 / sqrt(var + 1e-8), var biased.
-     * out, inp (N, C); mean, rstd (N) saved for backward. */
+    /* out = (inp - mean) * rstd * w + b per row; rstd = 1 / sqrt(var + eps), var biased (SASRec
+     * passes SASREC_LN_EPS). out, inp (N, C); mean, rstd (N) saved for backward. */
     void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp,
-                              const float *w, const float *b, int N, int C);
+                              const float *w, const float *b, int N, int C, float eps);
     /* dinp (N, C) += ...; dw, db (C) += ...  (dinp may not alias dout) */
     void (*layernorm_backward)(float *dinp, float *dw, float *db, const float *dout,
                                const float *inp, const float *w, const float *mean,

@@ -1,94 +1,16 @@
 /* sasrec_naive.c: the naive reference kernels of SASRec: the same signatures and equations as
- * sasrec_kernels.c written as plain serial loops with double accumulators, no BLAS, no OpenMP.
+ * sasrec_kernels.c written as plain serial loops with double accumulators, no BLAS, no OpenMP (the
+ * linear and layer-norm entries are src/nn's naive twins).
  * They are the yardstick the optimised kernels are tested against (tests/unit/test_sasrec.c) and
  * can run a whole model (sasrec_config.naive = 1).
  */
 #include "sasrec_kernels.h"
 
+#include "../nn/layernorm.h"
+#include "../nn/linear.h"
+
 #include <math.h>
 #include <string.h>
-
-static void linear_forward(float *out, int ldo, const float *inp, int ldi, const float *w,
-                           const float *b, int N, int IC, int OC)
-{
-    for (int r = 0; r < N; r++)
-        for (int o = 0; o < OC; o++) {
-            double s = b ? b[o] : 0.0;
-            for (int i = 0; i < IC; i++)
-                s += (double)inp[(size_t)r * ldi + i] * w[(size_t)o * IC + i];
-            out[(size_t)r * ldo + o] = (float)s;
-        }
-}
-
-static void linear_backward(float *dinp, int ldi, float *dw, float *db, const float *dout, int ldo,
-                            const float *inp, const float *w, const float *ones, int N, int IC,
-                            int OC)
-{
-    (void)ones;
-    if (dinp)
-        for (int r = 0; r < N; r++)
-            for (int i = 0; i < IC; i++) {
-                double s = 0.0;
-                for (int o = 0; o < OC; o++)
-                    s += (double)dout[(size_t)r * ldo + o] * w[(size_t)o * IC + i];
-                dinp[(size_t)r * ldi + i] += (float)s;
-            }
-    if (dw)
-        for (int o = 0; o < OC; o++)
-            for (int i = 0; i < IC; i++) {
-                double s = 0.0;
-                for (int r = 0; r < N; r++)
-                    s += (double)dout[(size_t)r * ldo + o] * inp[(size_t)r * ldi + i];
-                dw[(size_t)o * IC + i] += (float)s;
-            }
-    if (db)
-        for (int o = 0; o < OC; o++) {
-            double s = 0.0;
-            for (int r = 0; r < N; r++) s += dout[(size_t)r * ldo + o];
-            db[o] += (float)s;
-        }
-}
-
-static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                              const float *w, const float *b, int N, int C)
-{
-    for (int r = 0; r < N; r++) {
-        const float *x = inp + (size_t)r * C;
-        double mu = 0.0, var = 0.0;
-        for (int c = 0; c < C; c++) mu += x[c];
-        mu /= C;
-        for (int c = 0; c < C; c++) var += (x[c] - mu) * (x[c] - mu);
-        var /= C;
-        double rs = 1.0 / sqrt(var + (double)SASREC_LN_EPS);
-        for (int c = 0; c < C; c++)
-            out[(size_t)r * C + c] = (float)((x[c] - mu) * rs * w[c] + b[c]);
-        mean[r] = (float)mu;
-        rstd[r] = (float)rs;
-    }
-}
-
-static void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
-                               const float *inp, const float *w, const float *mean,
-                               const float *rstd, int N, int C)
-{
-    for (int r = 0; r < N; r++) {
-        const float *x = inp + (size_t)r * C, *dy = dout + (size_t)r * C;
-        double mu = mean[r], rs = rstd[r], sg = 0.0, sgx = 0.0;
-        for (int c = 0; c < C; c++) {
-            double xh = (x[c] - mu) * rs;
-            sg += (double)dy[c] * w[c];
-            sgx += (double)dy[c] * w[c] * xh;
-            if (dw) dw[c] += (float)(dy[c] * xh);
-            if (db) db[c] += dy[c];
-        }
-        sg /= C;
-        sgx /= C;
-        if (dinp)
-            for (int c = 0; c < C; c++)
-                dinp[(size_t)r * C + c] +=
-                    (float)(rs * ((double)dy[c] * w[c] - sg - (x[c] - mu) * rs * sgx));
-    }
-}
 
 static void attention_forward(float *out, float *att, const float *qkv, const uint8_t *mask,
                               float keep, const int *off, const size_t *att_off, int B, int C,
@@ -228,6 +150,7 @@ static double bce_loss(float *dh, float *dwte, const float *h, const int *pos, c
 }
 
 const sasrec_kernels sasrec_kernels_naive = {
-    linear_forward,    linear_backward,    layernorm_forward, layernorm_backward,
-    attention_forward, attention_backward, ce_loss,           bce_loss,
+    nn_linear_forward_ld_naive, nn_linear_backward_ld_naive, nn_layernorm_forward_naive,
+    nn_layernorm_backward_naive, attention_forward,          attention_backward,
+    ce_loss,                     bce_loss,
 };

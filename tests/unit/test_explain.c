@@ -17,6 +17,8 @@
 #include "../../src/explain/explain_rationale.h"
 #include "../../src/lm/gpt2.h"
 #include "../../src/lm/lm.h"
+#include "../../src/nn/adam.h"
+#include "../../src/nn/mlp.h"
 #include "tap.h"
 
 #include <math.h>
@@ -428,15 +430,15 @@ static void test_encoder(void)
     CHECK(dy < 1e-5 && dg < 1e-5 * fmax(1, gs) && dxx < 1e-5 && dww < 1e-5, "fast and naive kernels disagree");
     /* the masked (empty) set 1: every token = MLP(v0) */
     {
-        proj_acts pa;
-        proj_acts_init(&pa, &t.e.mlp.cfg, 1);
+        nn_mlp_acts pa;
+        nn_mlp_acts_init(&pa, &t.e.mlp.cfg, 1);
         float ym[16];
-        proj_forward_naive(&t.e.mlp, &pa, t.e.v0, 1, ym);
+        nn_mlp_forward_naive(&t.e.mlp, &pa, t.e.v0, 1, ym);
         double dm = 0;
         for (int e = 0; e < t.c.E; e++)
             for (int c = 0; c < t.c.C; c++) dm = fmax(dm, fabs(t.y[((size_t)1 * t.c.E + e) * t.c.C + c] - ym[c]));
         NEAR(dm, 0, 1e-5, "masked evidence tokens = MLP(v0) in every slot");
-        proj_acts_free(&pa);
+        nn_mlp_acts_free(&pa);
     }
     /* finite differences of L = sum(y * R): every parameter tensor, x and w */
     int bad = 0, n = 0;
@@ -519,7 +521,8 @@ static void test_encoder(void)
         if (step == 1) l0 = l;
         l1 = l;
         explain_enc_backward(&t.e, &t.a, dyv, NULL, NULL);
-        explain_enc_adam(&t.e, m, v, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.0f, step);
+        const nn_adam o = {1e-2f, 0.9f, 0.999f, 1e-8f, 0.0f, NN_ADAM_DECOUPLED};
+        nn_adam_step(&o, step, t.e.params, t.e.grads, m, v, t.e.nparams);
     }
     printf("encoder Adam fit: loss %.4g -> %.3g in 300 steps\n", l0, l1);
     CHECK(l1 < 0.01 * l0, "Adam does not fit the evidence tokens: %.4f -> %.4f", l0, l1);

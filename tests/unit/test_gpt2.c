@@ -7,6 +7,9 @@
 #include "../../src/lm/gpt2.h"
 #include "../../src/lm/gpt2_ckpt.h"
 #include "../../src/lm/safetensors.h"
+#include "../../src/nn/gelu.h"
+#include "../../src/nn/linear.h"
+#include "../../src/nn/softmax.h"
 #include "tap.h"
 
 #include <math.h>
@@ -98,15 +101,15 @@ static void test_kernels(void)
     for (int i = 0; i < N * IC; i++) inp[i] = sinf(i * 0.37f);
     for (int i = 0; i < IC * OC; i++) w[i] = cosf(i * 0.11f);
     for (int i = 0; i < OC; i++) b[i] = 0.1f * i;
-    gpt2_matmul_forward(o1, inp, w, b, N, IC, OC);
-    gpt2_matmul_forward_naive(o2, inp, w, b, N, IC, OC);
+    nn_matmul_forward(o1, inp, w, b, N, IC, OC);
+    nn_matmul_forward_naive(o2, inp, w, b, N, IC, OC);
     double d = maxdiff(o1, o2, (size_t)N * OC);
     printf("  matmul forward vs naive: max diff %.3g\n", d);
     CHECK(d < 1e-4, "matmul forward differs by %g", d);
     float *di1 = calloc((size_t)N * IC, 4), *di2 = calloc((size_t)N * IC, 4);
     float *dw1 = calloc((size_t)IC * OC, 4), *dw2 = calloc((size_t)IC * OC, 4), *db1 = calloc(OC, 4), *db2 = calloc(OC, 4);
-    gpt2_matmul_backward(di1, dw1, db1, o1, inp, w, N, IC, OC);
-    gpt2_matmul_backward_naive(di2, dw2, db2, o1, inp, w, N, IC, OC);
+    nn_matmul_backward(di1, dw1, db1, o1, inp, w, N, IC, OC);
+    nn_matmul_backward_naive(di2, dw2, db2, o1, inp, w, N, IC, OC);
     double d1 = maxdiff(di1, di2, (size_t)N * IC), d2 = maxdiff(dw1, dw2, (size_t)IC * OC), d3 = maxdiff(db1, db2, OC);
     printf("  matmul backward vs naive: dinp %.3g dw %.3g db %.3g\n", d1, d2, d3);
     CHECK(d1 < 1e-3 && d2 < 1e-3 && d3 < 1e-3, "matmul backward differs");
@@ -132,11 +135,11 @@ static void test_kernels(void)
     float x[2001], g1[2001], g2[2001], e1[2001];
     double de = 0;
     for (int i = 0; i < 2001; i++) x[i] = -10.0f + 0.01f * i;
-    gpt2_gelu_forward(g1, x, 2001);
-    gpt2_gelu_forward_naive(g2, x, 2001);
+    nn_gelu_forward(g1, x, 2001);
+    nn_gelu_forward_naive(g2, x, 2001);
     d = maxdiff(g1, g2, 2001);
     for (int i = 0; i < 2001; i++) x[i] = -80.0f + 0.08f * i;
-    gpt2_exp(e1, x, 2001);
+    nn_exp(e1, x, 2001);
     for (int i = 0; i < 2001; i++) {
         double r = fabs(e1[i] - exp(x[i])) / exp(x[i]);
         de = r > de ? r : de;

@@ -9,16 +9,16 @@
 #include "../../src/prompt/llmrec.h"
 
 #include <stdio.h>
-#include "../../src/prompt/proj.h"
+#include "../../src/nn/mlp.h"
 #include "tap.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static double loss(const proj *p, proj_acts *a, const float *x, int N, const float *R, float *y)
+static double loss(const nn_mlp *p, nn_mlp_acts *a, const float *x, int N, const float *R, float *y)
 {
-    proj_forward_naive(p, a, x, N, y);
+    nn_mlp_forward_naive(p, a, x, N, y);
     double s = 0;
     for (int k = 0; k < N * p->cfg.dout; k++) s += (double)y[k] * R[k];
     return s;
@@ -289,13 +289,13 @@ int main(void)
     test_train_step("soft", 0);
     test_train_step("both", 1);
     test_train_step("title", 1);
-    proj_config c = {7, 12, 10, 1e-5f};
-    size_t n = proj_size(&c);
+    nn_mlp_config c = {7, 12, 10, 1e-5f};
+    size_t n = nn_mlp_size(&c);
     float *w = calloc(n, sizeof *w), *g = calloc(n, sizeof *g), *g2 = calloc(n, sizeof *g2);
-    proj p, p2;
-    proj_bind(&p, &c, w, g);
-    proj_bind(&p2, &c, w, g2);
-    proj_init(&p, 3, 0.5f);
+    nn_mlp p, p2;
+    nn_mlp_bind(&p, &c, w, g);
+    nn_mlp_bind(&p2, &c, w, g2);
+    nn_mlp_init(&p, 3, 0.5f);
     /* perturb the layer norm so its gradients are not trivially symmetric */
     dm_rng r;
     dm_rng_seed(&r, 9);
@@ -304,15 +304,15 @@ int main(void)
         p.lnb[k] = 0.2f * (float)dm_rng_normal(&r);
     }
     int N = 5;
-    float x[5 * 7], R[5 * 10], y[5 * 10], y2[5 * 10], dx[5 * 7], dx2[5 * 7];
+    float x[5 * 7], R[5 * 10], y[5 * 10], y2[5 * 10], dx[5 * 7] = {0}, dx2[5 * 7] = {0};
     for (int k = 0; k < N * 7; k++) x[k] = (float)dm_rng_normal(&r);
     for (int k = 0; k < N * 10; k++) R[k] = (float)dm_rng_normal(&r);
-    proj_acts a;
-    proj_acts_init(&a, &c, 8);
-    CHECK(proj_forward(&p, &a, x, N, y) == DM_OK, "forward");
-    proj_backward(&p, &a, R, dx);
-    proj_forward_naive(&p2, &a, x, N, y2);
-    proj_backward_naive(&p2, &a, R, dx2);
+    nn_mlp_acts a;
+    nn_mlp_acts_init(&a, &c, 8);
+    CHECK(nn_mlp_forward(&p, &a, x, N, y) == DM_OK, "forward");
+    nn_mlp_backward(&p, &a, R, dx);
+    nn_mlp_forward_naive(&p2, &a, x, N, y2);
+    nn_mlp_backward_naive(&p2, &a, R, dx2);
     double ey = 0, eg = 0, ex = 0;
     for (int k = 0; k < N * 10; k++) ey = fmax(ey, fabs(y[k] - y2[k]));
     for (size_t k = 0; k < n; k++) eg = fmax(eg, fabs(g[k] - g2[k]));
@@ -348,7 +348,7 @@ int main(void)
     }
     CHECK(bad == 0, "input gradients disagree with finite differences");
     printf("projector: fast/naive %.2g %.2g %.2g; finite differences worst relative %.3g over %zu parameters\n", ey, eg, ex, worst, n);
-    proj_acts_free(&a);
+    nn_mlp_acts_free(&a);
     free(w);
     free(g);
     free(g2);

@@ -98,8 +98,8 @@ static void test_kernels(void)
 
     /* layer norm, including a constant row (variance 0, the padding case) */
     for (int c = 0; c < C; c++) x[c] = 0.7f;
-    F->layernorm_forward(y1, mean, rstd, x, w, bias, N, C);
-    Nv->layernorm_forward(y2, mean + N, rstd + N, x, w, bias, N, C);
+    F->layernorm_forward(y1, mean, rstd, x, w, bias, N, C, SASREC_LN_EPS);
+    Nv->layernorm_forward(y2, mean + N, rstd + N, x, w, bias, N, C, SASREC_LN_EPS);
     d = maxdiff(y1, y2, (size_t)N * C);
     printf("# layernorm forward: max |fast - naive| = %.3g\n", d);
     CHECK(d < 1e-4, "layernorm forward differs by %g", d);
