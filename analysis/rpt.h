@@ -1,6 +1,9 @@
-/* report.h: the internals of `dynmm report` shared by cmd_report.c (orchestration and specs),
- * report_data.c (reading results files), report_table.c (tables and significance) and
- * report_fig.c (gnuplot figures).
+/* rpt.h: the data of `dynmm report` (runs, their entries, configurations) read from results files,
+ * the queries the tables and figures make of it, and the report's options.
+ *
+ * The report's modules, each including only ones before it: rpt (this: data and options),
+ * rpt_label (display names), rpt_table (a table with its tests), rpt_fig (a gnuplot figure),
+ * rpt_spec (which tables and figures) and cmd_report (the command).
  *
  * Data model. Every results file is a run (its resolved config, its seed) holding entries: the
  * 2-D float datasets of the file.
@@ -17,12 +20,14 @@
  * run.resume, run.force, io.*, report.* and sweep.* form one configuration; its runs are its seeds.
  * The keys whose values differ between configurations are the varied keys.
  *
- * Parallelism. Every rank reads the metadata of every file (through a one-rank communicator, so
+ * Parallelism. Every rank reads the metadata of every file (each file opened by one rank alone, so
  * reads need no collective partner) and builds the same tables; the paired tests, which read the
  * per-user rows, are shared out across ranks and gathered; rank 0 writes every output file.
+ *
+ * The set owns everything it points to; rpt_set_free() releases it.
  */
-#ifndef DM_REPORT_H
-#define DM_REPORT_H
+#ifndef DM_RPT_H
+#define DM_RPT_H
 
 #include "../mpi/par.h"
 
@@ -33,7 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { RE_USERS = 0, RE_POINTS = 1 } rpt_kind;
+typedef enum { RPT_USERS = 0, RPT_POINTS = 1 } rpt_kind;
 
 typedef struct {
     char *name;                     /* "test/full/sasrec" (no leading '/') */
@@ -55,7 +60,7 @@ typedef struct {
     char *id;       /* run id: the name of the directory holding the file */
     dm_cfg cfg;     /* its resolved config */
     int64_t seed;   /* run.seed */
-    size_t conf;    /* configuration index */
+    size_t conf;    /* configuration index (SIZE_MAX: a duplicate of another run, left out) */
     rpt_entry *e;
     size_t ne;
 } rpt_run;
@@ -83,6 +88,36 @@ typedef struct {
     size_t ngroups;
 } rpt_set;
 
+/* ---- reading ----------------------------------------------------------------------------- */
+
+/* Expands inputs (files, run or sweep directories, manifests, globs) into results-file paths,
+ * sorted and without duplicates. Missing runs of a manifest are warned about and counted. */
+int rpt_resolve_inputs(char *const *inputs, size_t n, char ***paths, size_t *npaths, size_t *missing);
+/* Reads every file's metadata and groups runs into configurations. Collective (each rank reads). */
+int rpt_load(par_ctx *ctx, char *const *paths, size_t n, rpt_set *s);
+void rpt_set_free(rpt_set *s);
+/* Reads the per-user rows of a users entry: (rows, cols) doubles, malloc'd. Not collective. */
+int rpt_read_rows(par_ctx *ctx, const rpt_run *r, const rpt_entry *e, double **rows);
+
+/* ---- queries ----------------------------------------------------------------------------- */
+
+const rpt_entry *rpt_find(const rpt_run *r, const char *split, const char *protocol, const char *model);
+const rpt_entry *rpt_find_name(const rpt_run *r, const char *name);
+/* Column index of `metric` in an entry, or -1. */
+int rpt_col(const rpt_entry *e, const char *metric);
+/* Some run holds a users entry of split (and protocol, unless NULL). */
+int rpt_has_entry(const rpt_set *s, const char *split, const char *protocol);
+/* Model names matching globs, in the set's model order (each model once). */
+int rpt_match_models(const rpt_set *s, char *const *globs, size_t n, char ***out, size_t *nout);
+/* Configuration c passes the "key=value" filters. */
+int rpt_conf_ok(const rpt_set *s, size_t c, char *const *where, size_t nwhere);
+/* The per-run means of `metric` in entry split/protocol/model of the runs of configuration c (by
+ * seed): fills vals (nruns of c, NaN where absent) and returns how many are present. */
+size_t rpt_conf_values(const rpt_set *s, size_t c, const char *split, const char *protocol, const char *model,
+                       const char *metric, double *vals);
+
+/* ---- options ----------------------------------------------------------------------------- */
+
 typedef struct {
     const dm_cfg *cfg;
     char out[4096];          /* output directory */
@@ -95,64 +130,9 @@ typedef struct {
     int png, pdf;            /* figure formats */
 } rpt_opts;
 
-/* ---- report_data.c ----------------------------------------------------------------------- */
-
-/* Expands inputs (files, run or sweep directories, manifests, globs) into results-file paths,
- * sorted and without duplicates. Missing runs of a manifest are warned about and counted. */
-int rpt_resolve_inputs(char *const *inputs, size_t n, char ***paths, size_t *npaths, size_t *missing);
-/* Reads every file's metadata and groups runs into configurations. Collective (each rank reads). */
-int rpt_load(par_ctx *ctx, char *const *paths, size_t n, rpt_set *s);
-void rpt_set_free(rpt_set *s);
-/* Reads the per-user rows of a users entry: (rows, cols) doubles, malloc'd. Not collective. */
-int rpt_read_rows(par_ctx *ctx, const rpt_run *r, const rpt_entry *e, double **rows);
-const rpt_entry *rpt_find(const rpt_run *r, const char *split, const char *protocol, const char *model);
-const rpt_entry *rpt_find_name(const rpt_run *r, const char *name);
-/* Column index of `metric` in a users entry, or -1. */
-int rpt_col(const rpt_entry *e, const char *metric);
-
-/* ---- labels ------------------------------------------------------------------------------ */
-
-/* Display name of a model, metric, protocol, split or key: report.labels first, then built-in names
- * ("sasrec" -> "SASRec", "ndcg@10" -> "NDCG@10", "uni99" -> "1+99 uniform"), else the name. Short
- * key names drop the group when that is unambiguous among the varied keys. */
-const char *rpt_label(const rpt_opts *o, const char *name);
-const char *rpt_key_label(const rpt_opts *o, const rpt_set *s, const char *key);
+/* The options from the report.* and stats.* keys of c (o->out is left empty); errors name the key. */
+int rpt_opts_init(const dm_cfg *c, rpt_opts *o);
+/* report.lower_better matches the metric. */
 int rpt_lower_better(const rpt_opts *o, const char *metric);
-
-/* ---- report_table.c ---------------------------------------------------------------------- */
-
-typedef struct {
-    char *name, *split, *caption, *baseline;
-    char **protocols, **models, **metrics, **where;
-    size_t nprotocols, nmodels, nmetrics, nwhere;
-} rpt_table_spec;
-
-/* Builds the table, runs its tests (collective), and (rank 0) writes <name>.{tex,md,csv} and
- * <name>_tests.csv into o->out. *md receives the Markdown (for index.md), *tex_name the LaTeX file
- * name (NULL when tex is off). */
-int rpt_table(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_table_spec *t, dm_buf *md);
-
-/* ---- report_fig.c ------------------------------------------------------------------------ */
-
-typedef struct {
-    char *name, *kind, *split, *protocol, *x, *data, *xlabel, *ylabel, *title;
-    char **models, **metrics, **where;
-    size_t nmodels, nmetrics, nwhere;
-    int logx, logy; /* -1 = automatic */
-} rpt_fig_spec;
-
-/* Writes <name>.dat and <name>.gp (rank 0), runs gnuplot, appends a Markdown image line to md and
- * a LaTeX figure to tex. Returns DM_OK with *made = 0 when the files hold nothing to plot. */
-int rpt_figure(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_fig_spec *f, dm_buf *md, dm_buf *tex,
-               int *made);
-
-/* Model names matching globs, in the set's model order (each model once). */
-int rpt_match_models(const rpt_set *s, char *const *globs, size_t n, char ***out, size_t *nout);
-/* Configuration c passes the "key=value" filters. */
-int rpt_conf_ok(const rpt_set *s, size_t c, char *const *where, size_t nwhere);
-/* Mean (over runs, by seed) of metric column `col` of entry split/protocol/model of configuration c:
- * fills vals (nruns of c, NaN where absent) and returns how many are present. */
-size_t rpt_conf_values(const rpt_set *s, size_t c, const char *split, const char *protocol, const char *model,
-                       const char *metric, double *vals);
 
 #endif

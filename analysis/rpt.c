@@ -1,6 +1,7 @@
-/* report_data.c: the inputs of `dynmm report`: resolving files, directories, manifests and globs,
- * and reading the results files' metadata into runs and configurations (see report.h). */
-#include "report.h"
+/* rpt.c: the data of `dynmm report`: resolving files, directories, manifests and globs, reading
+ * the results files' metadata into runs and configurations, the queries over them, and the
+ * report's options (see rpt.h). */
+#include "rpt.h"
 
 #include "../mpi/h5io.h"
 
@@ -9,6 +10,7 @@
 #include "../src/core/json.h"
 #include "../src/core/lines.h"
 #include "../src/core/log.h"
+#include "../src/core/rng.h"
 #include "../src/core/str.h"
 #include "../src/core/strv.h"
 
@@ -252,6 +254,65 @@ static void entry_free(rpt_entry *e)
     memset(e, 0, sizeof *e);
 }
 
+/* The column names of dataset obj in group: its own "columns" attribute, else the nearest "columns"
+ * string table upwards (*root_cols: the root's, the metric columns). None found: *ncn = 0. */
+static int entry_columns(h5file *f, const char *obj, const char *group, char ***cn, size_t *ncn, int *root_cols)
+{
+    *cn = NULL;
+    *ncn = 0;
+    *root_cols = 0;
+    if (h5_has_attr(f, obj, "columns")) {
+        char *s = NULL;
+        DM_CALL(h5_get_attr_str(f, obj, "columns", &s));
+        int rc = dm_strv_split(s, ',', cn, ncn);
+        free(s);
+        return rc;
+    }
+    char g[600];
+    snprintf(g, sizeof g, "%s", group);
+    for (;;) {
+        char t[700];
+        snprintf(t, sizeof t, "%s%s/columns/offsets", g[0] ? "/" : "", g);
+        if (h5_exists(f, t)) {
+            snprintf(t, sizeof t, "%s%s/columns", g[0] ? "/" : "", g);
+            DM_CALL(read_columns(f, t, cn, ncn));
+            *root_cols = !g[0];
+            return DM_OK;
+        }
+        if (!g[0]) return DM_OK;
+        char *sl = strrchr(g, '/');
+        if (sl) *sl = '\0';
+        else g[0] = '\0';
+    }
+}
+
+/* The means and user count of a users entry: the stored attributes "mean" and "users", else
+ * computed over the scored (non-NaN) rows. */
+static int entry_means(h5file *f, const char *obj, rpt_entry *e)
+{
+    size_t cols = e->cols;
+    DM_ALLOC(e->mean, cols + 1);
+    if (h5_has_attr(f, obj, "users")) DM_CALL(h5_get_attr_i64(f, obj, "users", &e->users));
+    int stored = 0;
+    DM_CALL(h5_get_attr_f64s(f, obj, "mean", e->mean, cols, &stored));
+    if (stored && h5_has_attr(f, obj, "users")) return DM_OK;
+    void *p;
+    size_t r, c;
+    DM_CALL(h5_read_all(f, obj, H5_F64, &p, &r, &c));
+    double *x = p;
+    int64_t cnt = 0;
+    for (size_t j = 0; j < cols; j++) e->mean[j] = 0;
+    for (size_t i = 0; i < r; i++) {
+        if (isnan(x[i * c])) continue;
+        cnt++;
+        for (size_t j = 0; j < cols; j++) e->mean[j] += x[i * c + j];
+    }
+    for (size_t j = 0; j < cols; j++) e->mean[j] = cnt ? e->mean[j] / (double)cnt : NAN;
+    e->users = cnt;
+    free(p);
+    return DM_OK;
+}
+
 /* users_ok: the file holds per-user entries (a results file); n_users: its user count (0 = unknown) */
 static int read_entry(h5file *f, const char *name, int users_ok, int64_t n_users, rpt_entry *e, int *keep)
 {
@@ -276,34 +337,10 @@ static int read_entry(h5file *f, const char *name, int users_ok, int64_t n_users
     if (!e->name || !e->group || !e->leaf) return DM_ENOMEM;
     e->rows = rows;
     e->cols = cols;
-    /* column names: the dataset's own attribute, else the nearest "columns" table upwards */
     char **cn = NULL;
     size_t ncn = 0;
     int root_cols = 0;
-    if (h5_has_attr(f, obj, "columns")) {
-        char *s = NULL;
-        DM_CALL(h5_get_attr_str(f, obj, "columns", &s));
-        int rc = dm_strv_split(s, ',', &cn, &ncn);
-        free(s);
-        DM_CALL(rc);
-    } else {
-        char g[600];
-        snprintf(g, sizeof g, "%s", e->group);
-        for (;;) {
-            char t[700];
-            snprintf(t, sizeof t, "%s%s/columns/offsets", g[0] ? "/" : "", g);
-            if (h5_exists(f, t)) {
-                snprintf(t, sizeof t, "%s%s/columns", g[0] ? "/" : "", g);
-                DM_CALL(read_columns(f, t, &cn, &ncn));
-                root_cols = !g[0];
-                break;
-            }
-            if (!g[0]) break;
-            char *s = strrchr(g, '/');
-            if (s) *s = '\0';
-            else g[0] = '\0';
-        }
-    }
+    DM_CALL(entry_columns(f, obj, e->group, &cn, &ncn, &root_cols));
     if (ncn != cols) {
         if (ncn) dm_log_v(2, "  %s: %s has %zu columns but its column table %zu; left out", f->path, obj, cols, ncn);
         else dm_log_v(2, "  %s: %s has no column names (a 'columns' table or attribute); left out", f->path, obj);
@@ -317,36 +354,16 @@ static int read_entry(h5file *f, const char *name, int users_ok, int64_t n_users
     for (const char *p = name; *p; p++) nslash += *p == '/';
     e->root_cols = root_cols;
     e->kind = users_ok && root_cols && nslash >= 2 && !(kind && !strcmp(kind, "points")) && (!n_users || (int64_t)rows == n_users)
-                  ? RE_USERS
-                  : RE_POINTS;
+                  ? RPT_USERS
+                  : RPT_POINTS;
     free(kind);
-    if (e->kind == RE_USERS) {
+    if (e->kind == RPT_USERS) {
         const char *a = strchr(name, '/'), *b = strchr(a + 1, '/');
         e->split = dm_str_ndup(name, (size_t)(a - name));
         e->protocol = dm_str_ndup(a + 1, (size_t)(b - a - 1));
         e->model = dm_str_dup(b + 1);
-        DM_ALLOC(e->mean, cols + 1);
         if (!e->split || !e->protocol || !e->model) return DM_ENOMEM;
-        if (h5_has_attr(f, obj, "users")) DM_CALL(h5_get_attr_i64(f, obj, "users", &e->users));
-        int stored = 0;
-        DM_CALL(h5_get_attr_f64s(f, obj, "mean", e->mean, cols, &stored));
-        if (!stored || !h5_has_attr(f, obj, "users")) {
-            /* no stored means: compute them over the scored (non-NaN) rows */
-            void *p;
-            size_t r, c;
-            DM_CALL(h5_read_all(f, obj, H5_F64, &p, &r, &c));
-            double *x = p;
-            int64_t cnt = 0;
-            for (size_t j = 0; j < cols; j++) e->mean[j] = 0;
-            for (size_t i = 0; i < r; i++) {
-                if (isnan(x[i * c])) continue;
-                cnt++;
-                for (size_t j = 0; j < cols; j++) e->mean[j] += x[i * c + j];
-            }
-            for (size_t j = 0; j < cols; j++) e->mean[j] = cnt ? e->mean[j] / (double)cnt : NAN;
-            e->users = cnt;
-            free(p);
-        }
+        DM_CALL(entry_means(f, obj, e));
     } else {
         void *p;
         size_t r, c;
@@ -357,7 +374,7 @@ static int read_entry(h5file *f, const char *name, int users_ok, int64_t n_users
     return DM_OK;
 }
 
-/* ---- configs written by other versions ------------------------------------------------------ */
+/* ---- configs written by other versions --------------------------------------------------- */
 
 static int is_group_prefix(const char *path)
 {
@@ -500,7 +517,7 @@ static int read_run(par_ctx *ctx, const char *path, rpt_run *run)
         }
         for (size_t k = before; !rc && k < run->ne; k++) {
             rpt_entry *e = &run->e[k];
-            if (e->kind != RE_USERS) continue;
+            if (e->kind != RPT_USERS) continue;
             if (extra[i].rename) {
                 char proto[300];
                 snprintf(proto, sizeof proto, "%s-llm", e->protocol);
@@ -557,7 +574,8 @@ static int cmp_run_seed(const void *pa, const void *pb)
     return a->seed < b->seed ? -1 : a->seed > b->seed;
 }
 
-static int group_confs(rpt_set *s)
+/* The canonical text of each run's config without the ignored keys: text[r], malloc'd. */
+static int conf_texts(const rpt_set *s, char ***out)
 {
     size_t nk;
     const dm_key *keys = dm_keys(&nk);
@@ -574,10 +592,16 @@ static int group_confs(rpt_set *s)
         }
         text[r] = b.data;
     }
-    /* configurations in order of first appearance */
+    *out = text;
+    return rc;
+}
+
+/* Configurations in order of first appearance, each with its runs; takes the texts it keeps. */
+static int assign_confs(rpt_set *s, char **text)
+{
     s->confs = dm_calloc_at(s->nruns + 1, sizeof *s->confs, __FILE__, __LINE__);
-    if (!s->confs) rc = DM_ENOMEM;
-    for (size_t r = 0; r < s->nruns && !rc; r++) {
+    if (!s->confs) return DM_ENOMEM;
+    for (size_t r = 0; r < s->nruns; r++) {
         size_t c = 0;
         while (c < s->nconfs && strcmp(s->confs[c].key, text[r])) c++;
         if (c == s->nconfs) {
@@ -587,16 +611,19 @@ static int group_confs(rpt_set *s)
         }
         rpt_conf *cf = &s->confs[c];
         size_t *nr = dm_realloc_at(cf->runs, cf->nruns + 1, sizeof *nr, __FILE__, __LINE__);
-        if (!nr) {
-            rc = DM_ENOMEM;
-            break;
-        }
+        if (!nr) return DM_ENOMEM;
         cf->runs = nr;
         cf->runs[cf->nruns++] = r;
     }
-    for (size_t r = 0; r < s->nruns; r++) free(text[r]);
-    free(text);
-    /* varied keys */
+    return DM_OK;
+}
+
+/* The keys (not ignored) whose values differ between configurations, in key-table order. */
+static int find_varied(rpt_set *s)
+{
+    size_t nk;
+    const dm_key *keys = dm_keys(&nk);
+    int rc = DM_OK;
     for (size_t k = 0; k < nk && !rc && s->nconfs > 1; k++) {
         if (ignored_key(keys[k].name)) continue;
         dm_buf v0 = {0}, v = {0};
@@ -612,50 +639,70 @@ static int group_confs(rpt_set *s)
         dm_buf_free(&v0);
         dm_buf_free(&v);
     }
-    /* the sweep's own order of its keys (sweep.grid, then sweep.random) first */
-    if (!rc && s->nvaried > 1) {
-        const dm_cfg *c0 = &s->runs[s->confs[0].runs[0]].cfg;
-        size_t k = 0;
-        const char *lists[2] = {"sweep.grid", "sweep.random"};
-        for (int l = 0; l < 2; l++)
-            for (size_t i = 0; i < dm_cfg_len(c0, lists[l]); i++) {
-                const char *e = dm_cfg_str_at(c0, lists[l], i), *eq = strchr(e, '=');
-                if (!eq) continue;
-                char key[256];
-                snprintf(key, sizeof key, "%.*s", (int)(eq - e), e);
-                for (char *q = key + strlen(key); q > key && q[-1] == ' '; q--) q[-1] = '\0';
-                int j = dm_strv_find(s->varied, s->nvaried, key[0] == ' ' ? key + 1 : key);
-                if (j < 0 || (size_t)j < k) continue;
-                char *t = s->varied[j];
-                memmove(s->varied + k + 1, s->varied + k, (size_t)j - k > 0 ? ((size_t)j - k) * sizeof *s->varied : 0);
-                s->varied[k++] = t;
-            }
-    }
-    for (size_t c = 0; c < s->nconfs && !rc; c++) {
-        rpt_conf *cf = &s->confs[c];
-        cf->values = dm_calloc_at(s->nvaried + 1, sizeof *cf->values, __FILE__, __LINE__);
-        if (!cf->values) rc = DM_ENOMEM;
-        for (size_t k = 0; k < s->nvaried && !rc; k++) {
-            dm_buf v = {0};
-            rc = dm_cfgtext_value(&s->runs[cf->runs[0]].cfg, s->varied[k], &v);
-            if (!rc && !(cf->values[k] = dm_str_dup(v.data))) rc = DM_ENOMEM;
-            dm_buf_free(&v);
+    return rc;
+}
+
+/* Moves the varied keys a sweep names (sweep.grid, then sweep.random) to the front, in its order. */
+static void order_as_sweep(rpt_set *s)
+{
+    const dm_cfg *c0 = &s->runs[s->confs[0].runs[0]].cfg;
+    size_t k = 0;
+    const char *lists[2] = {"sweep.grid", "sweep.random"};
+    for (int l = 0; l < 2; l++)
+        for (size_t i = 0; i < dm_cfg_len(c0, lists[l]); i++) {
+            const char *e = dm_cfg_str_at(c0, lists[l], i), *eq = strchr(e, '=');
+            if (!eq) continue;
+            char key[256];
+            snprintf(key, sizeof key, "%.*s", (int)(eq - e), e);
+            for (char *q = key + strlen(key); q > key && q[-1] == ' '; q--) q[-1] = '\0';
+            int j = dm_strv_find(s->varied, s->nvaried, key[0] == ' ' ? key + 1 : key);
+            if (j < 0 || (size_t)j < k) continue;
+            char *t = s->varied[j];
+            memmove(s->varied + k + 1, s->varied + k, (size_t)j - k > 0 ? ((size_t)j - k) * sizeof *s->varied : 0);
+            s->varied[k++] = t;
         }
-        g_sort_runs = s->runs;
-        qsort(cf->runs, cf->nruns, sizeof *cf->runs, cmp_run_seed);
-        /* the same seed twice: keep the first file */
-        size_t k = 0;
-        for (size_t i = 0; i < cf->nruns; i++) {
-            if (k && s->runs[cf->runs[k - 1]].seed == s->runs[cf->runs[i]].seed) {
-                dm_warn("%s and %s hold the same configuration and seed %lld; using the first",
-                        s->runs[cf->runs[k - 1]].path, s->runs[cf->runs[i]].path, (long long)s->runs[cf->runs[i]].seed);
-                s->runs[cf->runs[i]].conf = SIZE_MAX;
-                continue;
-            }
-            cf->runs[k++] = cf->runs[i];
-        }
-        cf->nruns = k;
+}
+
+/* The varied keys' values of configuration c, and its runs by seed (the same seed twice: the
+ * first file is kept, the other left out with a warning). */
+static int conf_values_and_seeds(rpt_set *s, rpt_conf *cf)
+{
+    cf->values = dm_calloc_at(s->nvaried + 1, sizeof *cf->values, __FILE__, __LINE__);
+    if (!cf->values) return DM_ENOMEM;
+    for (size_t k = 0; k < s->nvaried; k++) {
+        dm_buf v = {0};
+        int rc = dm_cfgtext_value(&s->runs[cf->runs[0]].cfg, s->varied[k], &v);
+        if (!rc && !(cf->values[k] = dm_str_dup(v.data))) rc = DM_ENOMEM;
+        dm_buf_free(&v);
+        DM_CALL(rc);
     }
+    g_sort_runs = s->runs;
+    qsort(cf->runs, cf->nruns, sizeof *cf->runs, cmp_run_seed);
+    size_t k = 0;
+    for (size_t i = 0; i < cf->nruns; i++) {
+        if (k && s->runs[cf->runs[k - 1]].seed == s->runs[cf->runs[i]].seed) {
+            dm_warn("%s and %s hold the same configuration and seed %lld; using the first",
+                    s->runs[cf->runs[k - 1]].path, s->runs[cf->runs[i]].path, (long long)s->runs[cf->runs[i]].seed);
+            s->runs[cf->runs[i]].conf = SIZE_MAX;
+            continue;
+        }
+        cf->runs[k++] = cf->runs[i];
+    }
+    cf->nruns = k;
+    return DM_OK;
+}
+
+/* Groups the runs into configurations ordered by their varied values, and finds the varied keys. */
+static int group_confs(rpt_set *s)
+{
+    char **text = NULL;
+    int rc = conf_texts(s, &text);
+    if (!rc) rc = assign_confs(s, text);
+    for (size_t r = 0; text && r < s->nruns; r++) free(text[r]);
+    free(text);
+    if (!rc) rc = find_varied(s);
+    if (!rc && s->nvaried > 1) order_as_sweep(s);
+    for (size_t c = 0; c < s->nconfs && !rc; c++) rc = conf_values_and_seeds(s, &s->confs[c]);
     if (rc) return rc;
     g_sort_set = s;
     qsort(s->confs, s->nconfs, sizeof *s->confs, cmp_conf);
@@ -698,7 +745,7 @@ static int collect_names(rpt_set *s)
                 const char *nm = dm_cfg_str_at(&run->cfg, lists[l], i);
                 for (size_t e = 0; e < run->ne; e++) {
                     const rpt_entry *en = &run->e[e];
-                    if (en->kind != RE_USERS) continue;
+                    if (en->kind != RPT_USERS) continue;
                     const char *have = l <= 1 ? en->model : l == 2 ? en->split : en->protocol;
                     if (!strcmp(have, nm)) {
                         DM_CALL(add_unique(dst[l], dn[l], nm));
@@ -712,7 +759,7 @@ static int collect_names(rpt_set *s)
         if (run->conf == SIZE_MAX) continue;
         for (size_t e = 0; e < run->ne; e++) {
             const rpt_entry *en = &run->e[e];
-            if (en->kind == RE_USERS) {
+            if (en->kind == RPT_USERS) {
                 DM_CALL(add_unique(&s->models, &s->nmodels, en->model));
                 DM_CALL(add_unique(&s->splits, &s->nsplits, en->split));
                 DM_CALL(add_unique(&s->protocols, &s->nprotocols, en->protocol));
@@ -783,11 +830,13 @@ int rpt_read_rows(par_ctx *ctx, const rpt_run *r, const rpt_entry *e, double **r
     return rc;
 }
 
+/* ---- queries ----------------------------------------------------------------------------- */
+
 const rpt_entry *rpt_find(const rpt_run *r, const char *split, const char *protocol, const char *model)
 {
     for (size_t i = 0; i < r->ne; i++) {
         const rpt_entry *e = &r->e[i];
-        if (e->kind == RE_USERS && !strcmp(e->split, split) && !strcmp(e->protocol, protocol) && !strcmp(e->model, model)) return e;
+        if (e->kind == RPT_USERS && !strcmp(e->split, split) && !strcmp(e->protocol, protocol) && !strcmp(e->model, model)) return e;
     }
     return NULL;
 }
@@ -804,4 +853,136 @@ int rpt_col(const rpt_entry *e, const char *metric)
     for (size_t j = 0; j < e->cols; j++)
         if (!strcmp(e->colnames[j], metric)) return (int)j;
     return -1;
+}
+
+int rpt_has_entry(const rpt_set *s, const char *split, const char *protocol)
+{
+    for (size_t r = 0; r < s->nruns; r++)
+        for (size_t e = 0; e < s->runs[r].ne; e++) {
+            const rpt_entry *en = &s->runs[r].e[e];
+            if (en->kind == RPT_USERS && !strcmp(en->split, split) && (!protocol || !strcmp(en->protocol, protocol))) return 1;
+        }
+    return 0;
+}
+
+int rpt_match_models(const rpt_set *s, char *const *globs, size_t n, char ***out, size_t *nout)
+{
+    *out = NULL;
+    *nout = 0;
+    for (size_t g = 0; g < n; g++)
+        for (size_t m = 0; m < s->nmodels; m++)
+            if (dm_str_match(globs[g], s->models[m]) && dm_strv_find(*out, *nout, s->models[m]) < 0)
+                DM_CALL(dm_strv_push(out, nout, s->models[m]));
+    return DM_OK;
+}
+
+int rpt_conf_ok(const rpt_set *s, size_t c, char *const *where, size_t nwhere)
+{
+    const rpt_run *r = &s->runs[s->confs[c].runs[0]];
+    for (size_t i = 0; i < nwhere; i++) {
+        const char *eq = strchr(where[i], '=');
+        if (!eq) continue;
+        char key[256];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - where[i]), where[i]);
+        if (dm_key_index(key) < 0) return 0;
+        dm_buf v = {0};
+        int ok = !dm_cfgtext_value(&r->cfg, key, &v) && v.data && !strcmp(v.data, eq + 1);
+        if (!ok && v.data) {
+            double a, b;
+            ok = dm_str_is_number(v.data, &a) && dm_str_is_number(eq + 1, &b) && a == b;
+        }
+        dm_buf_free(&v);
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
+size_t rpt_conf_values(const rpt_set *s, size_t c, const char *split, const char *protocol, const char *model,
+                       const char *metric, double *vals)
+{
+    const rpt_conf *cf = &s->confs[c];
+    size_t k = 0;
+    for (size_t i = 0; i < cf->nruns; i++) {
+        const rpt_entry *e = rpt_find(&s->runs[cf->runs[i]], split, protocol, model);
+        int col = e ? rpt_col(e, metric) : -1;
+        vals[i] = col >= 0 ? e->mean[col] : NAN;
+        k += col >= 0 && !isnan(vals[i]);
+    }
+    return k;
+}
+
+/* ---- options ----------------------------------------------------------------------------- */
+
+/* The tests' options from the stats.* keys. */
+static int stats_options(const dm_cfg *c, stats_opts *so)
+{
+    stats_opts_default(so);
+    DM_CALL(stats_test_parse(dm_cfg_str(c, "stats.test"), &so->test));
+    DM_CALL(stats_alt_parse(dm_cfg_str(c, "stats.alternative"), &so->alt));
+    DM_CALL(stats_zero_parse(dm_cfg_str(c, "stats.zero_method"), &so->zero_method));
+    DM_CALL(stats_method_parse(dm_cfg_str(c, "stats.method"), &so->method));
+    DM_CALL(stats_ci_parse(dm_cfg_str(c, "stats.ci_method"), &so->ci_method));
+    so->continuity = dm_cfg_bool(c, "stats.continuity");
+    so->permutations = (size_t)dm_cfg_int(c, "stats.permutations");
+    so->resamples = (size_t)dm_cfg_int(c, "stats.bootstrap");
+    so->level = dm_cfg_float(c, "stats.ci");
+    so->hedges = !strcmp(dm_cfg_str(c, "stats.effect"), "hedges");
+    so->seed = (uint64_t)dm_cfg_int(c, "stats.seed");
+    if (!so->seed) so->seed = dm_rng_key((uint64_t)dm_cfg_int(c, "run.seed"), 0x5354415453ULL, 0);
+    return DM_OK;
+}
+
+/* Sets *flags[j] for every entry of the list `key` that is names[j]; any other entry is an error
+ * ("unknown <what> format") with the names as the hint. */
+static int parse_formats(const dm_cfg *c, const char *key, const char *what, const char *const *names, int *const *flags, size_t n)
+{
+    for (size_t i = 0; i < dm_cfg_len(c, key); i++) {
+        const char *f = dm_cfg_str_at(c, key, i);
+        size_t j = 0;
+        while (j < n && strcmp(f, names[j])) j++;
+        if (j < n) {
+            *flags[j] = 1;
+            continue;
+        }
+        char w[256];
+        dm_buf h = {0};
+        for (j = 0; j < n; j++) dm_buf_printf(&h, "%s%s", j ? ", " : "", names[j]);
+        DM_ERR(DM_ECONFIG, "%s: unknown %s format '%s'", dm_cfg_where(c, key, w, sizeof w), what, f);
+        DM_HINT("%s", h.data);
+        dm_buf_free(&h);
+        return DM_ECONFIG;
+    }
+    return DM_OK;
+}
+
+int rpt_opts_init(const dm_cfg *c, rpt_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->cfg = c;
+    DM_CALL(stats_options(c, &o->so));
+    o->alpha = dm_cfg_float(c, "stats.alpha");
+    o->holm = !strcmp(dm_cfg_str(c, "stats.correction"), "holm");
+    const char *a = dm_cfg_str(c, "report.across_seeds");
+    o->across = !strcmp(a, "ttest") ? 0 : !strcmp(a, "test") ? 1 : 2;
+    o->digits = (int)dm_cfg_int(c, "report.digits");
+    o->percent = dm_cfg_bool(c, "report.percent");
+    o->std = dm_cfg_bool(c, "report.std");
+    const char *const tables[] = {"tex", "md", "csv"}, *const figures[] = {"png", "pdf"};
+    int *const tflags[] = {&o->tex, &o->md, &o->csv}, *const fflags[] = {&o->png, &o->pdf};
+    DM_CALL(parse_formats(c, "report.formats", "table", tables, tflags, 3));
+    DM_CALL(parse_formats(c, "report.figure_formats", "figure", figures, fflags, 2));
+    for (size_t i = 0; i < dm_cfg_len(c, "report.labels"); i++)
+        if (!strchr(dm_cfg_str_at(c, "report.labels", i), '=')) {
+            char w[256];
+            DM_ERR(DM_ECONFIG, "%s: label '%s' is not name=Label", dm_cfg_where(c, "report.labels", w, sizeof w), dm_cfg_str_at(c, "report.labels", i));
+            return DM_ECONFIG;
+        }
+    return DM_OK;
+}
+
+int rpt_lower_better(const rpt_opts *o, const char *metric)
+{
+    for (size_t i = 0; i < dm_cfg_len(o->cfg, "report.lower_better"); i++)
+        if (dm_str_match(dm_cfg_str_at(o->cfg, "report.lower_better", i), metric)) return 1;
+    return 0;
 }

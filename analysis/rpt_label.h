@@ -1,0 +1,25 @@
+/* rpt_label.h: the display names of `dynmm report` and their escaping for LaTeX.
+ *
+ * A name (model, metric, protocol, split, config key) is shown as its report.labels entry
+ * ("sasrec=SASRec$^{*}$": LaTeX passes through to .tex), else a built-in name ("sasrec" -> "SASRec",
+ * "ndcg@10" -> "NDCG@10", "uni99" -> "1+99 uniform", "sasrec@drop_visual_50" -> "SASRec
+ * drop_visual_50"), else the name itself. Generated labels are kept in a cache that
+ * rpt_label_free() releases: the returned strings stay valid until then.
+ */
+#ifndef DM_RPT_LABEL_H
+#define DM_RPT_LABEL_H
+
+#include "rpt.h"
+
+const char *rpt_label(const rpt_opts *o, const char *name);
+/* A varied key's label: report.labels, else its name without the group when that is unambiguous
+ * among the varied keys ("sasrec.hidden" -> "hidden"). */
+const char *rpt_label_key(const rpt_opts *o, const rpt_set *s, const char *key);
+/* Appends label (the label of name) for LaTeX: a report.labels entry verbatim, a generated one
+ * escaped. */
+int rpt_label_tex(dm_buf *b, const rpt_opts *o, const char *name, const char *label);
+/* Appends s with \ _ % & # $ { } ~ ^ < > escaped for LaTeX text. */
+int rpt_label_tex_escape(dm_buf *b, const char *s);
+void rpt_label_free(void);
+
+#endif
