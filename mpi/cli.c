@@ -65,6 +65,23 @@ int cli_help(par_ctx *ctx, const cli_args *a, const char *usage)
     return 1;
 }
 
+int cli_begin(par_ctx *ctx, int argc, char **argv, const char *usage, cli_args *a, dm_cfg *cfg, int *done)
+{
+    *done = 0;
+    DM_CALL(cli_parse(argc, argv, a));
+    if (cli_help(ctx, a, usage)) {
+        cli_args_free(a);
+        *done = 1;
+        return DM_OK;
+    }
+    int rc = par_agree(ctx, cli_load_config(ctx, a, cfg));
+    if (rc) {
+        dm_cfg_free(cfg);
+        cli_args_free(a);
+    }
+    return rc;
+}
+
 int cli_run_path(par_ctx *ctx, const dm_cfg *cfg, const char *file, char *out, size_t cap)
 {
     (void)ctx;

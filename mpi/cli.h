@@ -33,6 +33,11 @@ void cli_args_free(cli_args *a);
 int cli_load_config(par_ctx *ctx, const cli_args *a, dm_cfg *cfg);
 /* Prints the usage text when a->help and returns 1 (the caller then returns 0). */
 int cli_help(par_ctx *ctx, const cli_args *a, const char *usage);
+/* The start of a command: cli_parse, then for --help the usage and *done = 1 (the caller returns
+ * DM_OK; nothing to free), else cli_load_config with the outcome agreed by every rank. On success
+ * the caller owns a and cfg (cli_args_free, dm_cfg_free); on failure nothing is left to free.
+ * Collective. */
+int cli_begin(par_ctx *ctx, int argc, char **argv, const char *usage, cli_args *a, dm_cfg *cfg, int *done);
 /* Joins run.dir and a file name (local, not collective). */
 int cli_run_path(par_ctx *ctx, const dm_cfg *cfg, const char *file, char *out, size_t cap);
 /* Creates run.dir (rank 0) if needed. Collective. */

@@ -1,9 +1,9 @@
 /* align_inputs.c: see align_inputs.h. */
 #include "align_inputs.h"
 
+#include "align_io.h"
 #include "../mpi/h5io.h"
 #include "../mpi/linalg.h"
-#include "stage.h"
 
 #include "../src/core/err.h"
 #include "../src/core/log.h"

@@ -27,6 +27,10 @@
  * characters, then the first 6 hex digits of the config hash), or "s<seed>" when nothing but the
  * seed varies. They depend only on the varied settings and the seed, so extending a grid keeps the
  * names, and the DONE markers, of runs already made.
+ *
+ * The command is a table of contents (sweep): sweep_load, sweep_paths, sweep_axes, sweep_expand
+ * (sweep_conf per configuration), sweep_seeds, sweep_manifest (sweep_run per run), sweep_sbatch,
+ * sweep_base_cfg; only then sweep_write_files writes them all.
  */
 #include "cmd.h"
 #include "../mpi/cli.h"
@@ -301,19 +305,48 @@ static int read_marker(const char *dir, char *hash, size_t cap)
     return 1;
 }
 
-static int sweep(par_ctx *ctx, const cli_args *a)
+/* ---- the command: a workspace and the steps over it ---- */
+
+typedef struct {
+    const cli_args *a;
+    dm_cfg cfg;                 /* defaults + sweep.base + the sweep file + --set */
+    dm_cfg scratch;             /* a copy that swept values are validated against */
+    char name[256], dir[4096];  /* sweep.name (or the sweep file's), sweep.dir (or runs/sweeps/<name>) */
+    char basecfg[4200], logs[4200]; /* <dir>/base.cfg, <dir>/logs */
+    char jobs[PATH_MAX];        /* where jobs/sweep.sbatch is ("": not found) */
+    char cwd[PATH_MAX];         /* the workdir */
+    axis *ax;                   /* (nax) the grid axes (ng of them), then the random keys (nr) */
+    size_t nax, ng, nr;
+    char wg[256], wr[256];      /* where sweep.grid and sweep.random are set, for messages */
+    size_t samples;             /* sweep.samples */
+    uint64_t rseed;             /* the random search's seed */
+    conf *cf;                   /* (nconf) the distinct configurations, room for ncap */
+    size_t nconf, ncap, ndup;
+    size_t nseeds, nper, nruns; /* sweep.seeds; seeds per configuration (1 without); runs */
+    int64_t seed0;              /* run.seed: the seed when sweep.seeds is empty */
+    size_t ndone;               /* runs whose DONE marker holds their hash */
+    dm_buf tsv, js, sb, bc;     /* manifest.tsv, manifest.json, sweep.sbatch, base.cfg */
+} sweep_ws;
+
+/* the seed of run si of a configuration */
+static long long sweep_seed(const sweep_ws *w, size_t si)
 {
-    int rc = DM_OK;
+    return w->nseeds ? dm_cfg_int_at(&w->cfg, "sweep.seeds", si) : (long long)w->seed0;
+}
+
+/* The configuration: defaults, sweep.base (relative to the sweep file), the sweep file, --set; and
+ * a copy to validate swept values against. */
+static int sweep_load(par_ctx *ctx, sweep_ws *w)
+{
+    const cli_args *a = w->a;
     if (!a->config_path) {
         DM_ERR(DM_ECONFIG, "sweep: no sweep file given");
         DM_HINT("usage: dynmm sweep configs/sweeps/NAME.cfg; see configs/sweeps/small.cfg");
         return DM_ECONFIG;
     }
     if (a->npositional) return DM_ERR(DM_ECONFIG, "sweep: unexpected argument '%s'", a->positional[0]);
-    /* 1. the sweep file alone, for its sweep.* keys */
-    dm_cfg probe, cfg, scratch;
-    memset(&cfg, 0, sizeof cfg);
-    memset(&scratch, 0, sizeof scratch);
+    /* the sweep file alone, for sweep.base */
+    dm_cfg probe;
     DM_CALL(cli_load_config(ctx, a, &probe));
     char base[4096] = "";
     const char *b = dm_cfg_str(&probe, "sweep.base");
@@ -323,281 +356,379 @@ static int sweep(par_ctx *ctx, const cli_args *a)
         else snprintf(base, sizeof base, "%.*s/%s", (int)(slash - a->config_path), a->config_path, b);
     }
     dm_cfg_free(&probe);
-    /* 2. defaults, base, sweep file, --set */
-    rc = dm_cfg_init(&cfg);
-    if (!rc && base[0]) rc = dm_cfg_load_file(&cfg, base);
-    if (!rc) rc = dm_cfg_load_file(&cfg, a->config_path);
-    for (int i = 0; !rc && i < a->nsets; i++) rc = dm_cfg_set(&cfg, a->sets[i]);
-    if (!rc) rc = dm_cfg_copy(&scratch, &cfg);
-    if (rc) {
-        dm_cfg_free(&cfg);
-        dm_cfg_free(&scratch);
-        return rc;
-    }
-    char name[256], dir[4096];
-    if (dm_cfg_str(&cfg, "sweep.name")[0]) snprintf(name, sizeof name, "%s", dm_cfg_str(&cfg, "sweep.name"));
-    else {
-        const char *s = strrchr(a->config_path, '/');
-        snprintf(name, sizeof name, "%s", s ? s + 1 : a->config_path);
-        size_t l = strlen(name);
-        if (l > 4 && !strcmp(name + l - 4, ".cfg")) name[l - 4] = '\0';
-    }
-    for (char *p = name; *p; p++)
-        if (*p == '/' || *p == ' ' || *p == '\t') *p = '_';
-    if (dm_cfg_str(&cfg, "sweep.dir")[0]) snprintf(dir, sizeof dir, "%s", dm_cfg_str(&cfg, "sweep.dir"));
-    else snprintf(dir, sizeof dir, "runs/sweeps/%s", name);
-    for (size_t l = strlen(dir); l > 1 && dir[l - 1] == '/'; l--) dir[l - 1] = '\0';
+    int rc = dm_cfg_init(&w->cfg);
+    if (!rc && base[0]) rc = dm_cfg_load_file(&w->cfg, base);
+    if (!rc) rc = dm_cfg_load_file(&w->cfg, a->config_path);
+    for (int i = 0; !rc && i < a->nsets; i++) rc = dm_cfg_set(&w->cfg, a->sets[i]);
+    if (!rc) rc = dm_cfg_copy(&w->scratch, &w->cfg);
+    return rc;
+}
 
-    /* 3. axes */
-    axis *ax = NULL;
-    size_t nax = 0, ng = dm_cfg_len(&cfg, "sweep.grid"), nr = dm_cfg_len(&cfg, "sweep.random");
-    char wg[256], wr[256];
-    dm_cfg_where(&cfg, "sweep.grid", wg, sizeof wg);
-    dm_cfg_where(&cfg, "sweep.random", wr, sizeof wr);
-    ax = dm_calloc_at(ng + nr + 1, sizeof *ax, __FILE__, __LINE__);
-    if (!ax) rc = DM_ENOMEM;
-    for (size_t i = 0; !rc && i < ng + nr; i++) {
-        char where[400];
-        const char *e = dm_cfg_str_at(&cfg, i < ng ? "sweep.grid" : "sweep.random", i < ng ? i : i - ng);
-        snprintf(where, sizeof where, "%s: %s entry %zu", i < ng ? wg : wr, i < ng ? "sweep.grid" : "sweep.random", (i < ng ? i : i - ng) + 1);
-        rc = i < ng ? parse_grid(&scratch, e, where, &ax[i]) : parse_random(&scratch, e, where, &ax[i]);
-        nax = i + 1;
-        for (size_t j = 0; !rc && j < i; j++)
-            if (!strcmp(ax[j].key, ax[i].key)) rc = DM_ERR(DM_ECONFIG, "%s: '%s' is swept twice", where, ax[i].key);
+/* The sweep's name (sweep.name, or the sweep file's name without .cfg) and its paths. */
+static void sweep_paths(sweep_ws *w)
+{
+    const char *path = w->a->config_path, *nm = dm_cfg_str(&w->cfg, "sweep.name"), *dir = dm_cfg_str(&w->cfg, "sweep.dir");
+    if (nm[0]) snprintf(w->name, sizeof w->name, "%s", nm);
+    else {
+        const char *s = strrchr(path, '/');
+        snprintf(w->name, sizeof w->name, "%s", s ? s + 1 : path);
+        size_t l = strlen(w->name);
+        if (l > 4 && !strcmp(w->name + l - 4, ".cfg")) w->name[l - 4] = '\0';
     }
-    size_t samples = (size_t)dm_cfg_int(&cfg, "sweep.samples");
-    if (!rc && nr && !samples) {
-        rc = DM_ERR(DM_ECONFIG, "%s: sweep.random is set but sweep.samples = 0", wr);
+    for (char *p = w->name; *p; p++)
+        if (*p == '/' || *p == ' ' || *p == '\t') *p = '_';
+    if (dir[0]) snprintf(w->dir, sizeof w->dir, "%s", dir);
+    else snprintf(w->dir, sizeof w->dir, "runs/sweeps/%s", w->name);
+    for (size_t l = strlen(w->dir); l > 1 && w->dir[l - 1] == '/'; l--) w->dir[l - 1] = '\0';
+    snprintf(w->basecfg, sizeof w->basecfg, "%s/base.cfg", w->dir);
+    snprintf(w->logs, sizeof w->logs, "%s/logs", w->dir);
+    find_jobs_dir(w->jobs, sizeof w->jobs);
+    if (!getcwd(w->cwd, sizeof w->cwd)) snprintf(w->cwd, sizeof w->cwd, ".");
+}
+
+/* The swept keys: the axes of sweep.grid, then the keys of sweep.random, each key once; the number
+ * of random draws and their seed. */
+static int sweep_axes(sweep_ws *w)
+{
+    const dm_cfg *cfg = &w->cfg;
+    w->ng = dm_cfg_len(cfg, "sweep.grid");
+    w->nr = dm_cfg_len(cfg, "sweep.random");
+    dm_cfg_where(cfg, "sweep.grid", w->wg, sizeof w->wg);
+    dm_cfg_where(cfg, "sweep.random", w->wr, sizeof w->wr);
+    w->ax = dm_calloc_at(w->ng + w->nr + 1, sizeof *w->ax, __FILE__, __LINE__);
+    int rc = w->ax ? DM_OK : DM_ENOMEM;
+    for (size_t i = 0; !rc && i < w->ng + w->nr; i++) {
+        int grid = i < w->ng;
+        const char *list = grid ? "sweep.grid" : "sweep.random";
+        size_t k = grid ? i : i - w->ng;
+        char where[400];
+        snprintf(where, sizeof where, "%s: %s entry %zu", grid ? w->wg : w->wr, list, k + 1);
+        const char *e = dm_cfg_str_at(cfg, list, k);
+        rc = grid ? parse_grid(&w->scratch, e, where, &w->ax[i]) : parse_random(&w->scratch, e, where, &w->ax[i]);
+        w->nax = i + 1;
+        for (size_t j = 0; !rc && j < i; j++)
+            if (!strcmp(w->ax[j].key, w->ax[i].key)) rc = DM_ERR(DM_ECONFIG, "%s: '%s' is swept twice", where, w->ax[i].key);
+    }
+    w->samples = (size_t)dm_cfg_int(cfg, "sweep.samples");
+    if (!rc && w->nr && !w->samples) {
+        rc = DM_ERR(DM_ECONFIG, "%s: sweep.random is set but sweep.samples = 0", w->wr);
         DM_HINT("set sweep.samples to the number of random draws");
     }
-    if (!rc && samples && !nr) rc = DM_ERR(DM_ECONFIG, "sweep.samples = %zu but sweep.random lists no key", samples);
-    uint64_t rseed = (uint64_t)dm_cfg_int(&cfg, "sweep.seed");
-    if (!rseed) rseed = dm_rng_key((uint64_t)dm_cfg_int(&cfg, "run.seed"), 0x53574545ULL, 0);
+    if (!rc && w->samples && !w->nr) rc = DM_ERR(DM_ECONFIG, "sweep.samples = %zu but sweep.random lists no key", w->samples);
+    w->rseed = (uint64_t)dm_cfg_int(cfg, "sweep.seed");
+    if (!w->rseed) w->rseed = dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0x53574545ULL, 0);
+    return rc;
+}
 
-    /* 4. configurations: grid points (first key slowest) x random samples */
-    size_t npoints = 1;
-    for (size_t i = 0; i < ng; i++) npoints *= ax[i].nvals;
-    size_t ndraw = nr ? samples : 1, nconf = 0, ndup = 0;
-    conf *cf = NULL;
-    if (!rc && npoints * ndraw > 1000000) rc = DM_ERR(DM_ECONFIG, "sweep: %zu configurations is too many", npoints * ndraw);
-    if (!rc && !(cf = dm_calloc_at(npoints * ndraw + 1, sizeof *cf, __FILE__, __LINE__))) rc = DM_ENOMEM;
-    for (size_t p = 0; !rc && p < npoints; p++) {
-        for (size_t s = 0; !rc && s < ndraw; s++) {
-            conf *c = &cf[nconf];
-            if (!(c->vals = dm_calloc_at(nax + 1, sizeof *c->vals, __FILE__, __LINE__))) {
-                rc = DM_ENOMEM;
-                break;
-            }
-            size_t rem = p;
-            for (size_t i = ng; i-- > 0;) {
-                c->vals[i] = dm_str_dup(ax[i].vals[rem % ax[i].nvals]);
-                rem /= ax[i].nvals;
-                if (!c->vals[i]) rc = DM_ENOMEM;
-            }
-            for (size_t i = ng; !rc && i < nax; i++) {
-                char where[300];
-                snprintf(where, sizeof where, "%s: sweep.random entry %zu", wr, i - ng + 1);
-                rc = draw(&scratch, &ax[i], rseed, s, where, &c->vals[i]);
-            }
-            dm_buf id = {0};
-            for (size_t i = 0; !rc && i < nax; i++) rc = dm_buf_printf(&id, "%s=%s\n", ax[i].key, c->vals[i]);
-            if (!rc) dm_sha256_hex(id.data ? id.data : "", id.len, c->ident);
-            dm_buf_free(&id);
-            int dup = 0;
-            for (size_t j = 0; !rc && j < nconf; j++)
-                if (!strcmp(cf[j].ident, c->ident)) dup = 1;
-            if (dup) {
-                dm_strv_free(c->vals, nax);
-                c->vals = NULL;
-                ndup++;
-            } else if (!rc)
-                nconf++;
-        }
+/* Configuration (grid point p, random draw s) into cf[nconf], identified by the sha256 of its
+ * settings; dropped when it repeats an earlier one. */
+static int sweep_conf(sweep_ws *w, size_t p, size_t s)
+{
+    conf *c = &w->cf[w->nconf];
+    size_t ng = w->ng, nax = w->nax;
+    if (!(c->vals = dm_calloc_at(nax + 1, sizeof *c->vals, __FILE__, __LINE__))) return DM_ENOMEM;
+    int rc = DM_OK;
+    size_t rem = p;
+    for (size_t i = ng; i-- > 0;) {
+        c->vals[i] = dm_str_dup(w->ax[i].vals[rem % w->ax[i].nvals]);
+        rem /= w->ax[i].nvals;
+        if (!c->vals[i]) rc = DM_ENOMEM;
     }
-    /* 5. runs */
-    size_t nseeds = dm_cfg_len(&cfg, "sweep.seeds");
-    int64_t seed0 = dm_cfg_int(&cfg, "run.seed");
-    size_t nruns = nconf * (nseeds ? nseeds : 1);
-    for (size_t i = 0; !rc && i < nseeds; i++)
+    for (size_t i = ng; !rc && i < nax; i++) {
+        char where[300];
+        snprintf(where, sizeof where, "%s: sweep.random entry %zu", w->wr, i - ng + 1);
+        rc = draw(&w->scratch, &w->ax[i], w->rseed, s, where, &c->vals[i]);
+    }
+    dm_buf id = {0};
+    for (size_t i = 0; !rc && i < nax; i++) rc = dm_buf_printf(&id, "%s=%s\n", w->ax[i].key, c->vals[i]);
+    if (!rc) dm_sha256_hex(id.data ? id.data : "", id.len, c->ident);
+    dm_buf_free(&id);
+    if (rc) return rc;
+    for (size_t j = 0; j < w->nconf; j++)
+        if (!strcmp(w->cf[j].ident, c->ident)) {
+            dm_strv_free(c->vals, nax);
+            c->vals = NULL;
+            w->ndup++;
+            return DM_OK;
+        }
+    w->nconf++;
+    return DM_OK;
+}
+
+/* The configurations: every grid point (the first key slowest) times the random draws. */
+static int sweep_expand(sweep_ws *w)
+{
+    size_t npoints = 1, ndraw = w->nr ? w->samples : 1;
+    for (size_t i = 0; i < w->ng; i++) npoints *= w->ax[i].nvals;
+    if (npoints * ndraw > 1000000) return DM_ERR(DM_ECONFIG, "sweep: %zu configurations is too many", npoints * ndraw);
+    w->ncap = npoints * ndraw + 1;
+    if (!(w->cf = dm_calloc_at(w->ncap, sizeof *w->cf, __FILE__, __LINE__))) return DM_ENOMEM;
+    int rc = DM_OK;
+    for (size_t p = 0; !rc && p < npoints; p++)
+        for (size_t s = 0; !rc && s < ndraw; s++) rc = sweep_conf(w, p, s);
+    return rc;
+}
+
+/* sweep.seeds, each once, and the number of runs. */
+static int sweep_seeds(sweep_ws *w)
+{
+    w->nseeds = dm_cfg_len(&w->cfg, "sweep.seeds");
+    w->seed0 = dm_cfg_int(&w->cfg, "run.seed");
+    w->nper = w->nseeds ? w->nseeds : 1;
+    w->nruns = w->nconf * w->nper;
+    for (size_t i = 0; i < w->nseeds; i++)
         for (size_t j = 0; j < i; j++)
-            if (dm_cfg_int_at(&cfg, "sweep.seeds", i) == dm_cfg_int_at(&cfg, "sweep.seeds", j))
-                rc = DM_ERR(DM_ECONFIG, "sweep.seeds lists %lld twice", dm_cfg_int_at(&cfg, "sweep.seeds", i));
-    char jobs[PATH_MAX], cwd[PATH_MAX];
-    find_jobs_dir(jobs, sizeof jobs);
-    if (!getcwd(cwd, sizeof cwd)) snprintf(cwd, sizeof cwd, ".");
-    dm_buf tsv = {0}, js = {0}, sb = {0}, bc = {0};
-    size_t ndone = 0;
-    char basecfg[4200], logs[4200], path[4200];
-    snprintf(basecfg, sizeof basecfg, "%s/base.cfg", dir);
-    snprintf(logs, sizeof logs, "%s/logs", dir);
-    if (!rc) {
-        rc = dm_buf_printf(&tsv,
-                           "# dynmm-sweep-manifest v1\n# name: %s\n# sweep: %s\n# base: %s\n# ranks: %lld\n# runs: %zu\n"
-                           "# workdir: %s\n"
-                           "# one line per run; array task i runs the line with index i: dynmm run <base> --set ...\n"
-                           "index\tid\tconfig\tseed\tdir\thash\tset...\n",
-                           name, a->config_path, basecfg, dm_cfg_int(&cfg, "sweep.ranks"), nruns, cwd);
-        if (!rc) rc = dm_buf_adds(&js, "{\n  \"format\": \"dynmm-sweep-manifest\",\n  \"version\": 1,\n  \"name\": ");
-        if (!rc) rc = dm_str_json(&js, name);
-        if (!rc) rc = dm_buf_adds(&js, ",\n  \"sweep\": ");
-        if (!rc) rc = dm_str_json(&js, a->config_path);
-        if (!rc) rc = dm_buf_adds(&js, ",\n  \"base\": ");
-        if (!rc) rc = dm_str_json(&js, basecfg);
-        if (!rc) rc = dm_buf_printf(&js, ",\n  \"ranks\": %lld,\n  \"workdir\": ", dm_cfg_int(&cfg, "sweep.ranks"));
-        if (!rc) rc = dm_str_json(&js, cwd);
-        if (!rc) rc = dm_buf_adds(&js, ",\n  \"keys\": [");
-        for (size_t i = 0; !rc && i < nax; i++) {
-            if (i) rc = dm_buf_adds(&js, ", ");
-            if (!rc) rc = dm_str_json(&js, ax[i].key);
-        }
-        if (!rc) rc = dm_buf_adds(&js, "],\n  \"seeds\": [");
-        for (size_t i = 0; !rc && i < (nseeds ? nseeds : 1); i++)
-            rc = dm_buf_printf(&js, "%s%lld", i ? ", " : "", nseeds ? dm_cfg_int_at(&cfg, "sweep.seeds", i) : (long long)seed0);
-        if (!rc) rc = dm_buf_adds(&js, "],\n  \"runs\": [\n");
+            if (sweep_seed(w, i) == sweep_seed(w, j)) return DM_ERR(DM_ECONFIG, "sweep.seeds lists %lld twice", sweep_seed(w, i));
+    return DM_OK;
+}
+
+/* The manifests' heads: manifest.tsv's comment lines and column names, manifest.json's fields
+ * before its runs. */
+static int sweep_manifest_head(sweep_ws *w)
+{
+    const char *sweepfile = w->a->config_path;
+    long long ranks = dm_cfg_int(&w->cfg, "sweep.ranks");
+    dm_buf *js = &w->js;
+    DM_CALL(dm_buf_printf(&w->tsv,
+                          "# dynmm-sweep-manifest v1\n# name: %s\n# sweep: %s\n# base: %s\n# ranks: %lld\n# runs: %zu\n"
+                          "# workdir: %s\n"
+                          "# one line per run; array task i runs the line with index i: dynmm run <base> --set ...\n"
+                          "index\tid\tconfig\tseed\tdir\thash\tset...\n",
+                          w->name, sweepfile, w->basecfg, ranks, w->nruns, w->cwd));
+    DM_CALL(dm_buf_adds(js, "{\n  \"format\": \"dynmm-sweep-manifest\",\n  \"version\": 1,\n  \"name\": "));
+    DM_CALL(dm_str_json(js, w->name));
+    DM_CALL(dm_buf_adds(js, ",\n  \"sweep\": "));
+    DM_CALL(dm_str_json(js, sweepfile));
+    DM_CALL(dm_buf_adds(js, ",\n  \"base\": "));
+    DM_CALL(dm_str_json(js, w->basecfg));
+    DM_CALL(dm_buf_printf(js, ",\n  \"ranks\": %lld,\n  \"workdir\": ", ranks));
+    DM_CALL(dm_str_json(js, w->cwd));
+    DM_CALL(dm_buf_adds(js, ",\n  \"keys\": ["));
+    for (size_t i = 0; i < w->nax; i++) {
+        if (i) DM_CALL(dm_buf_adds(js, ", "));
+        DM_CALL(dm_str_json(js, w->ax[i].key));
     }
+    DM_CALL(dm_buf_adds(js, "],\n  \"seeds\": ["));
+    for (size_t i = 0; i < w->nper; i++) DM_CALL(dm_buf_printf(js, "%s%lld", i ? ", " : "", sweep_seed(w, i)));
+    return dm_buf_adds(js, "],\n  \"runs\": [\n");
+}
+
+/* the varied values of configuration c as one part of its runs' ids: slugs joined by '_', at most
+ * 40 bytes */
+static void sweep_slug(const sweep_ws *w, const conf *c, char slug[256])
+{
+    slug[0] = '\0';
+    for (size_t i = 0; i < w->nax; i++) {
+        char part[128];
+        dm_str_slug(c->vals[i], part, sizeof part);
+        size_t l = strlen(slug);
+        snprintf(slug + l, 256 - l, "%s%s", i ? "_" : "", part);
+    }
+    slug[40] = '\0';
+}
+
+/* A run's --set assignments on top of base.cfg: the varied keys, run.seed, run.dir. */
+static int sweep_sets(const sweep_ws *w, const conf *c, long long seed, const char *rdir, char ***set, size_t *n)
+{
+    dm_buf s = {0};
+    int rc = DM_OK;
+    for (size_t i = 0; !rc && i < w->nax + 2; i++) {
+        dm_buf_reset(&s);
+        if (i < w->nax) rc = dm_buf_printf(&s, "%s=%s", w->ax[i].key, c->vals[i]);
+        else if (i == w->nax) rc = dm_buf_printf(&s, "run.seed=%lld", seed);
+        else rc = dm_buf_printf(&s, "run.dir=%s", rdir);
+        if (!rc) rc = dm_strv_push(set, n, s.data);
+    }
+    dm_buf_free(&s);
+    return rc;
+}
+
+/* The run's line of manifest.tsv and its entry of manifest.json. */
+static int sweep_manifest_row(sweep_ws *w, const conf *c, size_t idx, const char *id, long long seed, const char *rdir,
+                              const char *hash, char *const *set, size_t nset)
+{
+    dm_buf *js = &w->js;
+    DM_CALL(dm_buf_printf(&w->tsv, "%zu\t%s\t%.12s\t%lld\t%s\t%s", idx, id, c->ident, seed, rdir, hash));
+    for (size_t i = 0; i < nset; i++) DM_CALL(dm_buf_printf(&w->tsv, "\t%s", set[i]));
+    DM_CALL(dm_buf_adds(&w->tsv, "\n"));
+    DM_CALL(dm_buf_printf(js, "    {\"index\": %zu, \"id\": ", idx));
+    DM_CALL(dm_str_json(js, id));
+    DM_CALL(dm_buf_printf(js, ", \"config\": \"%.12s\", \"seed\": %lld, \"dir\": ", c->ident, seed));
+    DM_CALL(dm_str_json(js, rdir));
+    DM_CALL(dm_buf_printf(js, ", \"hash\": \"%s\",\n     \"set\": [", hash));
+    for (size_t i = 0; i < nset; i++) {
+        if (i) DM_CALL(dm_buf_adds(js, ", "));
+        DM_CALL(dm_str_json(js, set[i]));
+    }
+    DM_CALL(dm_buf_adds(js, "],\n     \"values\": {"));
+    for (size_t i = 0; i < w->nax; i++) {
+        if (i) DM_CALL(dm_buf_adds(js, ", "));
+        DM_CALL(dm_str_json(js, w->ax[i].key));
+        DM_CALL(dm_buf_adds(js, ": "));
+        DM_CALL(dm_str_json(js, c->vals[i]));
+    }
+    return dm_buf_printf(js, "}}%s\n", idx + 1 < w->nruns ? "," : "");
+}
+
+/* Run idx, configuration c (whose values make `slug`) with seed si: its id, directory and the hash
+ * of its resolved config, its manifest rows; counted as done when its DONE marker holds that hash. */
+static int sweep_run(sweep_ws *w, const conf *c, const char *slug, size_t si, size_t idx)
+{
+    long long seed = sweep_seed(w, si);
+    char id[128], rdir[4400], hash[65], have[80];
+    if (w->nax) snprintf(id, sizeof id, "%.40s-%.6s-s%lld", slug[0] ? slug : "c", c->ident, seed);
+    else snprintf(id, sizeof id, "s%lld", seed);
+    snprintf(rdir, sizeof rdir, "%s/%s", w->dir, id);
+    char **set = NULL;
+    size_t nset = 0;
+    dm_cfg run;
+    memset(&run, 0, sizeof run);
+    int rc = sweep_sets(w, c, seed, rdir, &set, &nset);
+    if (!rc) rc = dm_cfg_copy(&run, &w->cfg);
+    for (size_t i = 0; !rc && i < nset; i++) rc = dm_cfg_set(&run, set[i]);
+    if (!rc) rc = dm_cfg_hash(&run, NULL, hash);
+    dm_cfg_free(&run);
+    if (!rc && read_marker(rdir, have, sizeof have) && !strcmp(have, hash)) w->ndone++;
+    if (!rc) rc = sweep_manifest_row(w, c, idx, id, seed, rdir, hash, set, nset);
+    dm_strv_free(set, nset);
+    return rc;
+}
+
+/* manifest.tsv and manifest.json: the heads, one row per run (configuration by configuration, seed
+ * by seed, in the order of the Slurm array), the end. */
+static int sweep_manifest(sweep_ws *w)
+{
+    DM_CALL(sweep_manifest_head(w));
     size_t idx = 0;
-    for (size_t c = 0; !rc && c < nconf; c++) {
-        char slug[256] = "", tail[24];
-        for (size_t i = 0; i < nax; i++) {
-            char part[128];
-            dm_str_slug(cf[c].vals[i], part, sizeof part);
-            size_t l = strlen(slug);
-            snprintf(slug + l, sizeof slug - l, "%s%s", i ? "_" : "", part);
-        }
-        slug[40] = '\0';
-        for (size_t si = 0; !rc && si < (nseeds ? nseeds : 1); si++) {
-            long long seed = nseeds ? dm_cfg_int_at(&cfg, "sweep.seeds", si) : (long long)seed0;
-            char id[128], rdir[4400], hash[65], sets[4][4500];
-            snprintf(tail, sizeof tail, "s%lld", seed);
-            if (nax) snprintf(id, sizeof id, "%.40s-%.6s-%s", slug[0] ? slug : "c", cf[c].ident, tail);
-            else snprintf(id, sizeof id, "%s", tail);
-            snprintf(rdir, sizeof rdir, "%s/%s", dir, id);
-            dm_cfg run;
-            rc = dm_cfg_copy(&run, &cfg);
-            if (rc) break;
-            for (size_t i = 0; !rc && i < nax; i++) {
-                dm_buf s = {0};
-                rc = dm_buf_printf(&s, "%s=%s", ax[i].key, cf[c].vals[i]);
-                if (!rc) rc = dm_cfg_set(&run, s.data);
-                dm_buf_free(&s);
-            }
-            snprintf(sets[0], sizeof sets[0], "run.seed=%lld", seed);
-            snprintf(sets[1], sizeof sets[1], "run.dir=%s", rdir);
-            if (!rc) rc = dm_cfg_set(&run, sets[0]);
-            if (!rc) rc = dm_cfg_set(&run, sets[1]);
-            if (!rc) rc = dm_cfg_hash(&run, NULL, hash);
-            dm_cfg_free(&run);
-            if (rc) break;
-            char have[80];
-            if (read_marker(rdir, have, sizeof have) && !strcmp(have, hash)) ndone++;
-            rc = dm_buf_printf(&tsv, "%zu\t%s\t%.12s\t%lld\t%s\t%s", idx, id, cf[c].ident, seed, rdir, hash);
-            for (size_t i = 0; !rc && i < nax; i++) rc = dm_buf_printf(&tsv, "\t%s=%s", ax[i].key, cf[c].vals[i]);
-            if (!rc) rc = dm_buf_printf(&tsv, "\t%s\t%s\n", sets[0], sets[1]);
-            if (!rc) rc = dm_buf_printf(&js, "    {\"index\": %zu, \"id\": ", idx);
-            if (!rc) rc = dm_str_json(&js, id);
-            if (!rc) rc = dm_buf_printf(&js, ", \"config\": \"%.12s\", \"seed\": %lld, \"dir\": ", cf[c].ident, seed);
-            if (!rc) rc = dm_str_json(&js, rdir);
-            if (!rc) rc = dm_buf_printf(&js, ", \"hash\": \"%s\",\n     \"set\": [", hash);
-            for (size_t i = 0; !rc && i < nax; i++) {
-                dm_buf s = {0};
-                rc = dm_buf_printf(&s, "%s=%s", ax[i].key, cf[c].vals[i]);
-                if (!rc) rc = dm_str_json(&js, s.data);
-                if (!rc) rc = dm_buf_adds(&js, ", ");
-                dm_buf_free(&s);
-            }
-            if (!rc) rc = dm_str_json(&js, sets[0]);
-            if (!rc) rc = dm_buf_adds(&js, ", ");
-            if (!rc) rc = dm_str_json(&js, sets[1]);
-            if (!rc) rc = dm_buf_adds(&js, "],\n     \"values\": {");
-            for (size_t i = 0; !rc && i < nax; i++) {
-                if (i) rc = dm_buf_adds(&js, ", ");
-                if (!rc) rc = dm_str_json(&js, ax[i].key);
-                if (!rc) rc = dm_buf_adds(&js, ": ");
-                if (!rc) rc = dm_str_json(&js, cf[c].vals[i]);
-            }
-            if (!rc) rc = dm_buf_printf(&js, "}}%s\n", idx + 1 < nruns ? "," : "");
-            idx++;
-        }
+    for (size_t c = 0; c < w->nconf; c++) {
+        char slug[256];
+        sweep_slug(w, &w->cf[c], slug);
+        for (size_t si = 0; si < w->nper; si++) DM_CALL(sweep_run(w, &w->cf[c], slug, si, idx++));
     }
-    if (!rc) rc = dm_buf_adds(&js, "  ]\n}\n");
-    /* the Slurm array */
+    return dm_buf_adds(&w->js, "  ]\n}\n");
+}
+
+/* sweep.sbatch: the Slurm array, one task per run, calling jobs/sweep.sbatch on the manifest. */
+static int sweep_sbatch(sweep_ws *w)
+{
+    const dm_cfg *cfg = &w->cfg;
+    dm_buf *sb = &w->sb;
+    size_t nruns = w->nruns;
+    DM_CALL(dm_buf_printf(sb,
+                          "#!/bin/bash\n"
+                          "# sweep.sbatch: Slurm job array of the sweep '%s' (%zu runs), written by `dynmm sweep %s`.\n"
+                          "# Submit with `sbatch %s/sweep.sbatch` from any directory. Array task i runs line i of\n"
+                          "# manifest.tsv through jobs/sweep.sbatch: finished runs (DONE) are skipped, interrupted ones\n"
+                          "# resume from their checkpoints, and 60 s before the time limit the task checkpoints and\n"
+                          "# requeues itself. Rerun `dynmm sweep` rather than editing this file.\n"
+                          "#SBATCH --job-name=dynmm-%s\n"
+                          "#SBATCH --array=0-%zu",
+                          w->name, nruns, w->a->config_path, w->dir, w->name, nruns ? nruns - 1 : 0));
+    if (dm_cfg_int(cfg, "sweep.parallel") > 0) DM_CALL(dm_buf_printf(sb, "%%%lld", dm_cfg_int(cfg, "sweep.parallel")));
+    DM_CALL(dm_buf_printf(sb,
+                          "\n#SBATCH --ntasks=%lld\n#SBATCH --cpus-per-task=%lld\n#SBATCH --time=%s\n"
+                          "#SBATCH --signal=B:USR1@60\n#SBATCH --requeue\n#SBATCH --open-mode=append\n"
+                          "#SBATCH --chdir=%s\n#SBATCH --output=%s/%%A_%%a.out\n",
+                          dm_cfg_int(cfg, "sweep.ranks"), dm_cfg_int(cfg, "sweep.cpus_per_rank"), dm_cfg_str(cfg, "sweep.time"),
+                          w->cwd, w->logs));
+    static const char *const opt[3][2] = {{"sweep.mem", "mem"}, {"sweep.partition", "partition"}, {"sweep.account", "account"}};
+    for (int k = 0; k < 3; k++)
+        if (dm_cfg_str(cfg, opt[k][0])[0]) DM_CALL(dm_buf_printf(sb, "#SBATCH --%s=%s\n", opt[k][1], dm_cfg_str(cfg, opt[k][0])));
+    for (size_t i = 0; i < dm_cfg_len(cfg, "sweep.sbatch"); i++)
+        DM_CALL(dm_buf_printf(sb, "#SBATCH %s\n", dm_cfg_str_at(cfg, "sweep.sbatch", i)));
+    char exe[PATH_MAX] = "";
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    return dm_buf_printf(sb,
+                         "export DM_BIN=${DM_BIN:-%s}\n"
+                         "exec bash %s/sweep.sbatch %s/manifest.tsv \"$@\"\n",
+                         exe, w->jobs[0] ? w->jobs : "jobs", w->dir);
+}
+
+/* base.cfg: the resolved base config, every key. */
+static int sweep_base_cfg(sweep_ws *w)
+{
+    DM_CALL(dm_buf_printf(&w->bc,
+                          "# base.cfg: resolved base config of the sweep '%s', written by `dynmm sweep %s`.\n"
+                          "# Every run is `dynmm run base.cfg --set ...` with the overrides in manifest.tsv.\n",
+                          w->name, w->a->config_path));
+    return dm_cfg_serialize(&w->cfg, NULL, &w->bc);
+}
+
+/* sweep.dir/logs/, then base.cfg, manifest.tsv, manifest.json and sweep.sbatch, each written to a
+ * temporary name and renamed over the old. */
+static int sweep_write_files(const sweep_ws *w)
+{
+    const struct {
+        const char *name;
+        const dm_buf *b;
+        int mode;
+    } out[] = {{"base.cfg", &w->bc, 0644}, {"manifest.tsv", &w->tsv, 0644}, {"manifest.json", &w->js, 0644}, {"sweep.sbatch", &w->sb, 0755}};
+    DM_CALL(dm_fs_mkdirs(w->logs));
+    for (size_t k = 0; k < sizeof out / sizeof *out; k++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", w->dir, out[k].name);
+        DM_CALL(dm_fs_write_atomic(path, out[k].b->data, out[k].b->len, out[k].mode));
+    }
+    return DM_OK;
+}
+
+/* what was written, and what to do next */
+static void sweep_log(const sweep_ws *w)
+{
+    const char *dir = w->dir;
+    dm_log("sweep '%s': %zu configuration%s x %zu seed%s = %zu runs in %s/", w->name, w->nconf, w->nconf == 1 ? "" : "s", w->nper,
+           w->nper == 1 ? "" : "s", w->nruns, dir);
+    for (size_t i = 0; i < w->nax; i++) {
+        const axis *ax = &w->ax[i];
+        dm_buf s = {0};
+        for (size_t j = 0; j < ax->nvals && !ax->random; j++) dm_buf_printf(&s, "%s%s", j ? ", " : "", ax->vals[j]);
+        if (ax->random) dm_buf_printf(&s, "%zu random draws", w->samples);
+        dm_log("  %-24s %s", ax->key, s.data ? s.data : "");
+        dm_buf_free(&s);
+    }
+    if (w->ndup) dm_log("  (%zu duplicate random draw%s dropped)", w->ndup, w->ndup == 1 ? "" : "s");
+    if (w->ndone) dm_log("  %zu of %zu runs already finished (DONE markers); the jobs skip them", w->ndone, w->nruns);
+    dm_log("wrote %s/{base.cfg,manifest.tsv,manifest.json,sweep.sbatch}", dir);
+    if (!w->jobs[0]) dm_warn("jobs/sweep.sbatch not found beside the binary; edit %s/sweep.sbatch", dir);
+    dm_log("next:\n  sbatch %s/sweep.sbatch                      # Slurm: one array task per run\n"
+           "  jobs/sweep.sbatch %s/manifest.tsv          # or here, run after run (mpirun -n %lld)\n"
+           "  build/dynmm report %s                        # tables and figures",
+           dir, dir, dm_cfg_int(&w->cfg, "sweep.ranks"), dir);
+}
+
+static void sweep_ws_free(sweep_ws *w)
+{
+    dm_buf_free(&w->tsv);
+    dm_buf_free(&w->js);
+    dm_buf_free(&w->sb);
+    dm_buf_free(&w->bc);
+    dm_cfg_free(&w->cfg);
+    dm_cfg_free(&w->scratch);
+    for (size_t c = 0; c < w->ncap; c++) dm_strv_free(w->cf[c].vals, w->nax);
+    free(w->cf);
+    axes_free(w->ax, w->nax);
+    memset(w, 0, sizeof *w);
+}
+
+/* The command, as a table of contents: the config, the axes, the configurations, the runs; the
+ * texts of the manifests, the Slurm array and base.cfg, and only then the files. */
+static int sweep(par_ctx *ctx, const cli_args *a)
+{
+    sweep_ws w = {.a = a};
+    int rc = sweep_load(ctx, &w);
     if (!rc) {
-        rc = dm_buf_printf(&sb,
-                           "#!/bin/bash\n"
-                           "# sweep.sbatch: Slurm job array of the sweep '%s' (%zu runs), written by `dynmm sweep %s`.\n"
-                           "# Submit with `sbatch %s/sweep.sbatch` from any directory. Array task i runs line i of\n"
-                           "# manifest.tsv through jobs/sweep.sbatch: finished runs (DONE) are skipped, interrupted ones\n"
-                           "# resume from their checkpoints, and 60 s before the time limit the task checkpoints and\n"
-                           "# requeues itself. Rerun `dynmm sweep` rather than editing this file.\n"
-                           "#SBATCH --job-name=dynmm-%s\n"
-                           "#SBATCH --array=0-%zu",
-                           name, nruns, a->config_path, dir, name, nruns ? nruns - 1 : 0);
-        if (!rc && dm_cfg_int(&cfg, "sweep.parallel") > 0) rc = dm_buf_printf(&sb, "%%%lld", dm_cfg_int(&cfg, "sweep.parallel"));
-        if (!rc)
-            rc = dm_buf_printf(&sb,
-                               "\n#SBATCH --ntasks=%lld\n#SBATCH --cpus-per-task=%lld\n#SBATCH --time=%s\n"
-                               "#SBATCH --signal=B:USR1@60\n#SBATCH --requeue\n#SBATCH --open-mode=append\n"
-                               "#SBATCH --chdir=%s\n#SBATCH --output=%s/%%A_%%a.out\n",
-                               dm_cfg_int(&cfg, "sweep.ranks"), dm_cfg_int(&cfg, "sweep.cpus_per_rank"),
-                               dm_cfg_str(&cfg, "sweep.time"), cwd, logs);
-        if (!rc && dm_cfg_str(&cfg, "sweep.mem")[0]) rc = dm_buf_printf(&sb, "#SBATCH --mem=%s\n", dm_cfg_str(&cfg, "sweep.mem"));
-        if (!rc && dm_cfg_str(&cfg, "sweep.partition")[0])
-            rc = dm_buf_printf(&sb, "#SBATCH --partition=%s\n", dm_cfg_str(&cfg, "sweep.partition"));
-        if (!rc && dm_cfg_str(&cfg, "sweep.account")[0])
-            rc = dm_buf_printf(&sb, "#SBATCH --account=%s\n", dm_cfg_str(&cfg, "sweep.account"));
-        for (size_t i = 0; !rc && i < dm_cfg_len(&cfg, "sweep.sbatch"); i++)
-            rc = dm_buf_printf(&sb, "#SBATCH %s\n", dm_cfg_str_at(&cfg, "sweep.sbatch", i));
-        char exe[PATH_MAX] = "";
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        exe[n > 0 ? n : 0] = '\0';
-        if (!rc)
-            rc = dm_buf_printf(&sb,
-                               "export DM_BIN=${DM_BIN:-%s}\n"
-                               "exec bash %s/sweep.sbatch %s/manifest.tsv \"$@\"\n",
-                               exe, jobs[0] ? jobs : "jobs", dir);
+        sweep_paths(&w);
+        rc = sweep_axes(&w);
+        if (!rc) rc = sweep_expand(&w);
+        if (!rc) rc = sweep_seeds(&w);
+        if (!rc) rc = sweep_manifest(&w);
+        if (!rc) rc = sweep_sbatch(&w);
+        if (!rc) rc = sweep_base_cfg(&w);
+        if (!rc) rc = sweep_write_files(&w);
+        if (!rc) sweep_log(&w);
     }
-    if (!rc) {
-        rc = dm_buf_printf(&bc, "# base.cfg: resolved base config of the sweep '%s', written by `dynmm sweep %s`.\n"
-                                "# Every run is `dynmm run base.cfg --set ...` with the overrides in manifest.tsv.\n",
-                           name, a->config_path);
-        if (!rc) rc = dm_cfg_serialize(&cfg, NULL, &bc);
-    }
-    if (!rc) rc = dm_fs_mkdirs(logs);
-    if (!rc) rc = dm_fs_write_atomic(basecfg, bc.data, bc.len, 0644);
-    snprintf(path, sizeof path, "%s/manifest.tsv", dir);
-    if (!rc) rc = dm_fs_write_atomic(path, tsv.data, tsv.len, 0644);
-    snprintf(path, sizeof path, "%s/manifest.json", dir);
-    if (!rc) rc = dm_fs_write_atomic(path, js.data, js.len, 0644);
-    snprintf(path, sizeof path, "%s/sweep.sbatch", dir);
-    if (!rc) rc = dm_fs_write_atomic(path, sb.data, sb.len, 0755);
-    if (!rc) {
-        dm_log("sweep '%s': %zu configuration%s x %zu seed%s = %zu runs in %s/", name, nconf, nconf == 1 ? "" : "s",
-               nseeds ? nseeds : 1, (nseeds ? nseeds : 1) == 1 ? "" : "s", nruns, dir);
-        for (size_t i = 0; i < nax; i++) {
-            dm_buf s = {0};
-            for (size_t j = 0; j < ax[i].nvals && !ax[i].random; j++) dm_buf_printf(&s, "%s%s", j ? ", " : "", ax[i].vals[j]);
-            if (ax[i].random) dm_buf_printf(&s, "%zu random draws", samples);
-            dm_log("  %-24s %s", ax[i].key, s.data ? s.data : "");
-            dm_buf_free(&s);
-        }
-        if (ndup) dm_log("  (%zu duplicate random draw%s dropped)", ndup, ndup == 1 ? "" : "s");
-        if (ndone) dm_log("  %zu of %zu runs already finished (DONE markers); the jobs skip them", ndone, nruns);
-        dm_log("wrote %s/{base.cfg,manifest.tsv,manifest.json,sweep.sbatch}", dir);
-        if (!jobs[0]) dm_warn("jobs/sweep.sbatch not found beside the binary; edit %s/sweep.sbatch", dir);
-        dm_log("next:\n  sbatch %s/sweep.sbatch                      # Slurm: one array task per run\n"
-               "  jobs/sweep.sbatch %s/manifest.tsv          # or here, run after run (mpirun -n %lld)\n"
-               "  build/dynmm report %s                        # tables and figures",
-               dir, dir, dm_cfg_int(&cfg, "sweep.ranks"), dir);
-    }
-    for (size_t c = 0; c < nconf; c++) dm_strv_free(cf[c].vals, nax);
-    free(cf);
-    axes_free(ax, nax);
-    dm_buf_free(&tsv);
-    dm_buf_free(&js);
-    dm_buf_free(&sb);
-    dm_buf_free(&bc);
-    dm_cfg_free(&cfg);
-    dm_cfg_free(&scratch);
+    sweep_ws_free(&w);
     return rc;
 }
 

@@ -1,4 +1,4 @@
-/* cmd_explain.c: `dynmm explain`: evidence-grounded explanations of the LLM recommender's top-K
+/* stage_explain.c: `dynmm explain`: evidence-grounded explanations of the LLM recommender's top-K
  * items (DESIGN.md idea 3) and their metrics.
  *
  * For each explained user u (explain.user_ids, or a seeded sample of explain.users users with a
@@ -28,6 +28,12 @@
  *                   corpus FCR, paired Wilcoxon tests of the deletion drops against the random
  *                   control, and the ranking metrics of llm and llm_explain from prompt.h5 on the
  *                   same users with their paired test (the ranking cost of explanations).
+ *
+ * The stage body is a table of contents (explain_body): explain_settings, explain_load,
+ * explain_select_users, then explain_users (per user explain_rerank, explain_item for each of the
+ * top K with explain_precision, explain_faithfulness, explain_user_metrics), explain_gather,
+ * explain_write_jsonl, explain_summary, explain_ranking_cost, explain_write_h5. Every buffer lives
+ * in one workspace (explain_ws), the per-user ones allocated once by explain_alloc.
  */
 #include "align_inputs.h"
 #include "cands.h"
@@ -36,6 +42,7 @@
 #include "evalcore.h"
 #include "stage.h"
 
+#include "../src/align/align.h"
 #include "../src/core/err.h"
 #include "../src/core/log.h"
 #include "../src/core/rng.h"
@@ -100,35 +107,35 @@ static double prec_score(void *ctx, const explain_evidence *ev, int removed)
     return removed < 0 ? *c->full : c->without[removed];
 }
 
+/* entry i of a string table as a JSON string (cut to 4095 bytes) */
+static int json_strtab(dm_buf *b, const dm_strtab *t, size_t i)
+{
+    size_t l;
+    const char *s = dm_strtab_get(t, i, &l);
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%.*s", (int)l, s);
+    return dm_str_json(b, tmp);
+}
+
 static int json_evidence(dm_buf *b, const dm_dataset *d, const explain_evidence *ev)
 {
     DM_CALL(dm_buf_adds(b, "["));
     for (int j = 0; j < ev->n; j++) {
         const explain_elem *e = &ev->el[j];
-        size_t l;
         if (j) DM_CALL(dm_buf_adds(b, ", "));
         DM_CALL(dm_buf_printf(b, "{\"kind\": \"%s\", ", explain_kind_names[e->kind]));
-        char tmp[4096];
         if (e->kind == EXPLAIN_USER) {
-            const char *s = dm_strtab_get(&d->user_id, (size_t)e->id, &l);
-            snprintf(tmp, sizeof tmp, "%.*s", (int)l, s);
             DM_CALL(dm_buf_adds(b, "\"id\": "));
-            DM_CALL(dm_str_json(b, tmp));
+            DM_CALL(json_strtab(b, &d->user_id, (size_t)e->id));
         } else if (e->kind == EXPLAIN_ITEM) {
-            const char *s = dm_strtab_get(&d->item_id, (size_t)e->id, &l);
-            snprintf(tmp, sizeof tmp, "%.*s", (int)l, s);
             DM_CALL(dm_buf_adds(b, "\"id\": "));
-            DM_CALL(dm_str_json(b, tmp));
-            s = dm_strtab_get(&d->title, (size_t)e->id, &l);
-            snprintf(tmp, sizeof tmp, "%.*s", (int)l, s);
+            DM_CALL(json_strtab(b, &d->item_id, (size_t)e->id));
             DM_CALL(dm_buf_adds(b, ", \"title\": "));
-            DM_CALL(dm_str_json(b, tmp));
+            DM_CALL(json_strtab(b, &d->title, (size_t)e->id));
         } else if (e->kind == EXPLAIN_ATTR) {
-            const char *s = dm_strtab_get(&d->attr_name, (size_t)e->id, &l);
-            snprintf(tmp, sizeof tmp, "%.*s", (int)l, s);
             int k = d->attr_kind[e->id];
             DM_CALL(dm_buf_printf(b, "\"type\": \"%s\", \"name\": ", attr_kinds[k >= 0 && k < 4 ? k : 3]));
-            DM_CALL(dm_str_json(b, tmp));
+            DM_CALL(json_strtab(b, &d->attr_name, (size_t)e->id));
             DM_CALL(dm_buf_printf(b, ", \"count\": %d", e->count));
         } else {
             DM_CALL(dm_buf_printf(b, "\"modality\": \"%s\"", align_modality_name(e->id)));
@@ -159,593 +166,793 @@ static void paired(const double *a, const double *b, size_t n, stats_alt alt, do
     free(y);
 }
 
-static int explain_body(stage_run *sr)
+/* column c of a row-major (n, cols) matrix into out (n) */
+static void column(const double *m, size_t n, size_t cols, size_t c, double *out)
 {
-    par_ctx *ctx = sr->ctx;
-    const dm_cfg *cfg = sr->cfg;
-    const char *dpath = stage_input(sr, "dataset.h5"), *apath = stage_input(sr, "align.h5"), *ppath = stage_input(sr, "prompt.h5");
-    char jpath[4096];
-    const char *jo = dm_cfg_str(cfg, "explain.output");
-    int to_stdout = !strcmp(jo, "-");
-    if (jo[0] == '/' || to_stdout) snprintf(jpath, sizeof jpath, "%s", jo);
-    else DM_CALL(cli_run_path(ctx, cfg, jo, jpath, sizeof jpath));
-    /* the trained llm_explain model and its LM */
-    char *lmdir = NULL;
-    float *wts = NULL;
-    size_t nw = 0;
-    {
-        h5file f;
-        int rc = h5_open(ctx, ppath, &f);
-        if (rc) {
-            DM_HINT("run the prompt stage first (dynmm prompt, or add it to run.stages)");
-            return par_agree(ctx, rc);
-        }
-        rc = h5_get_attr_str(&f, "/prompt", "lm_dir", &lmdir);
-        if (!rc && !h5_exists(&f, "/prompt/llm_explain/weights")) {
-            rc = DM_ERR(DM_ECONFIG, "%s has no llm_explain model", ppath);
-            DM_HINT("add \"llm_explain\" to prompt.models and rerun the prompt stage");
-        }
-        size_t c;
-        void *w = NULL;
-        if (!rc) rc = h5_read_all(&f, "/prompt/llm_explain/weights", H5_F32, &w, &nw, &c);
-        wts = w;
-        h5_close(&f);
-        if (par_agree(ctx, rc)) {
-            free(lmdir);
-            free(wts);
-            return DM_EINPUT;
-        }
-    }
+    for (size_t i = 0; i < n; i++) out[i] = m[i * cols + c];
+}
+
+/* ---- the stage body: a workspace and the steps over it ---- */
+
+/* Everything the steps of explain_body share. Shapes: n_users, n_items, n_inter, n_attr of the
+ * dataset; W = width (evidence elements of one stored row); Kl = nloc K (this rank's explanation
+ * rows); mc = maxc + 2; E, C the evidence tokens and the LM's width. */
+typedef struct {
+    stage_run *sr;
+    par_ctx *ctx;
+    const dm_cfg *cfg;
+    const char *dpath, *apath, *ppath;
+    char jpath[4096];           /* where the JSON lines go ("-": stdout) */
+    int to_stdout;
+    int K, N, R;                /* explain.top_k, explain.candidates, explain.random_masks */
+    double tol;                 /* explain.precision_tol */
+    uint64_t seed, pseed;       /* explain.seed, prompt.seed (derived from run.seed when < 0) */
+    /* explain_load */
+    char *lmdir;                /* the LM of prompt.h5 */
+    float *wts;                 /* (nw) the trained llm_explain parameters */
+    size_t nw;
     dm_dataset d;
-    int rc = ds_read(ctx, dpath, &d);
-    if (rc) {
-        free(lmdir);
-        free(wts);
-        return rc;
-    }
-    const int8_t *roles = NULL;
-    rc = par_agree(ctx, cands_split(cfg, &d, &roles));
-    size_t nu = d.n_users, ni = d.n_items, r, c, dz = 0;
-    float *zb = NULL, *ht = NULL;
-    if (!rc) rc = h5_read_file_f32(ctx, apath, "/align/z_base", &zb, &r, &dz);
-    if (!rc) rc = h5_read_file_f32(ctx, apath, "/align/h_test", &ht, &r, &c);
-    long long sd = dm_cfg_int(cfg, "explain.seed");
-    uint64_t seed = sd >= 0 ? (uint64_t)sd : dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0xE7A, 0);
-    long long psd = dm_cfg_int(cfg, "prompt.seed");
-    uint64_t pseed = psd >= 0 ? (uint64_t)psd : dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0x9A0, 0);
-    int K = (int)dm_cfg_int(cfg, "explain.top_k"), N = (int)dm_cfg_int(cfg, "explain.candidates");
-    int R = (int)dm_cfg_int(cfg, "explain.random_masks");
-    double tol = dm_cfg_float(cfg, "explain.precision_tol");
-    if (!rc && N < K) rc = DM_ERR(DM_ECONFIG, "explain.candidates = %d is smaller than explain.top_k = %d", N, K);
-    rc = par_agree(ctx, rc);
+    int have_d;
+    const int8_t *roles;        /* (n_inter) split roles */
+    float *zb;                  /* (n_items, dz) the aligner's z_base */
+    float *ht;                  /* (n_users, dz) the aligner's h_test */
+    size_t dz;
     explain_src src;
-    memset(&src, 0, sizeof src);
-    int have_src = 0;
-    pm p;
-    memset(&p, 0, sizeof p);
-    float *zmod = NULL;
-    uint8_t *zpres = NULL;
+    int have_src;
+    float *zmod;                /* (n_items, ALIGN_K, dz) per-modality latents, NULL without */
+    uint8_t *zpres;             /* (n_items, ALIGN_K) */
+    pm p;                       /* llm_explain with the trained weights */
+    int width, maxc;            /* W; candidates of one pm batch */
+    /* explain_select_users, explain_alloc */
+    int32_t *sel;               /* (nsel) the explained users, ascending */
+    size_t nsel, nid;           /* nid: users named in explain.user_ids (0: a sample) */
+    size_t lo, hi, nloc;        /* this rank's users sel[lo..hi), nloc = hi - lo */
+    size_t V;                   /* attribute features (the FMR/FCR/DIV vocabulary) */
+    /* results */
+    double *urow;               /* (n_users, XC_NCOLS) per-user metrics, NaN: not explained */
+    int8_t *pk;                 /* (Kl, W) stored evidence: kind, -1 unused */
+    int32_t *pid, *pcnt;        /* (Kl, W) id, count */
+    float *pw;                  /* (Kl, W) weight */
+    int64_t *irow;              /* (Kl, 4) user, item, rank, template; -1 none */
+    uint8_t *seen;              /* (n_attr) attributes some rationale named (corpus FCR) */
+    dm_buf js;                  /* this rank's JSON lines */
+    void *gj;                   /* rank 0: every rank's JSON lines, in rank order */
+    size_t *gcnt;               /* (ranks) their lengths */
+    double secs;                /* wall time of the explaining loop */
+    /* one user's scratch */
+    int32_t *tmp;               /* (n_inter) the user's history */
+    int32_t *hist;              /* (nh) its last prompt.history items */
+    int32_t *cand, *ctop;       /* (mc) the aligner's top N; the explained top K in llm_explain's order */
+    int32_t *rep;               /* (W + 2) one candidate repeated */
+    int *order;                 /* (mc) candidates best first */
+    int *evi, *drop;            /* (mc) pm_encode's evidence sets and the element each drops */
+    int *mpos;                  /* (E) randomly masked prompt positions */
+    int *tidx;                  /* (W) the tested evidence elements */
+    double *sc, *sm, *sw;       /* (mc) scores: candidates, explained items masked, elements removed */
+    double *wo;                 /* (W) score without element j */
+    double *srand;              /* (R, K) explained items' scores with random prompt tokens masked */
+    double *sr1;                /* (R) */
+    float *y;                   /* (mc E, C) evidence tokens */
+    float *bs;                  /* (n_items) aligner scores */
+    uint8_t *mark;              /* (n_items) the user's history */
+    uint8_t *lowered;           /* (W) */
+    int64_t *foff;              /* (K + 1) text features of each rationale: offsets into feat */
+    int32_t *feat, *fitem;      /* (K 64) features, (K) the rationale's item */
+    explain_rationale rat;
+    /* explain_summary, explain_ranking_cost */
+    double mean[XC_NCOLS];      /* over the explained users */
+    double fcr, pd, prd;        /* corpus FCR; p of the score and rank drops against random masking */
+    size_t nexp, np;            /* users explained; users in the paired tests */
+    double rk[16][4];           /* per protocol: llm and llm_explain ndcg@10, p, users */
+    char rkname[16][64];
+    int nrk;
+} explain_ws;
+
+/* One user between the steps of explain_user. */
+typedef struct {
+    int32_t u;
+    size_t row;                 /* its first explanation row on this rank: (q - lo) K */
+    int example;                /* among the first two users of the rank (logged on rank 0) */
+    size_t nhall;               /* history length (w->tmp) */
+    int n;                      /* prompt history length (w->hist) */
+    int32_t tg[64];             /* test items */
+    int ntg;
+    const float *hu;            /* (dz) h_test of u */
+    int nc, Ku, P;              /* candidates, explained items, prompt length */
+    double prec_sum, hit;
+    int prec_n, tested;
+    double acc[6];              /* sums over the explained items: drop, drop_random, rank_drop,
+                                   rank_drop_random, score, score masked */
+} explain_user_st;
+
+/* Paths and settings. */
+static int explain_settings(explain_ws *w)
+{
+    const dm_cfg *cfg = w->cfg;
+    w->dpath = stage_input(w->sr, "dataset.h5");
+    w->apath = stage_input(w->sr, "align.h5");
+    w->ppath = stage_input(w->sr, "prompt.h5");
+    const char *jo = dm_cfg_str(cfg, "explain.output");
+    w->to_stdout = !strcmp(jo, "-");
+    if (jo[0] == '/' || w->to_stdout) snprintf(w->jpath, sizeof w->jpath, "%s", jo);
+    else DM_CALL(cli_run_path(w->ctx, cfg, jo, w->jpath, sizeof w->jpath));
+    long long sd = dm_cfg_int(cfg, "explain.seed");
+    w->seed = sd >= 0 ? (uint64_t)sd : dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0xE7A, 0);
+    long long psd = dm_cfg_int(cfg, "prompt.seed");
+    w->pseed = psd >= 0 ? (uint64_t)psd : dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0x9A0, 0);
+    w->K = (int)dm_cfg_int(cfg, "explain.top_k");
+    w->N = (int)dm_cfg_int(cfg, "explain.candidates");
+    w->R = (int)dm_cfg_int(cfg, "explain.random_masks");
+    w->tol = dm_cfg_float(cfg, "explain.precision_tol");
+    return DM_OK;
+}
+
+/* The trained llm_explain model of prompt.h5: its LM directory and its parameters. */
+static int explain_load_model(explain_ws *w)
+{
+    par_ctx *ctx = w->ctx;
+    h5file f;
+    int rc = h5_open(ctx, w->ppath, &f);
+    if (rc) {
+        DM_HINT("run the prompt stage first (dynmm prompt, or add it to run.stages)");
+        return par_agree(ctx, rc);
+    }
+    rc = h5_get_attr_str(&f, "/prompt", "lm_dir", &w->lmdir);
+    if (!rc && !h5_exists(&f, "/prompt/llm_explain/weights")) {
+        rc = DM_ERR(DM_ECONFIG, "%s has no llm_explain model", w->ppath);
+        DM_HINT("add \"llm_explain\" to prompt.models and rerun the prompt stage");
+    }
+    size_t c;
+    void *wt = NULL;
+    if (!rc) rc = h5_read_all(&f, "/prompt/llm_explain/weights", H5_F32, &wt, &w->nw, &c);
+    w->wts = wt;
+    h5_close(&f);
+    return par_agree(ctx, rc) ? DM_EINPUT : DM_OK;
+}
+
+/* The dataset, the aligner's latents (z_base, h_test and, for the modality evidence, the
+ * per-modality latents), the evidence sources and the trained llm_explain model. Agreed. */
+static int explain_load(explain_ws *w)
+{
+    par_ctx *ctx = w->ctx;
+    DM_CALL(explain_load_model(w));
+    DM_CALL(ds_read(ctx, w->dpath, &w->d));
+    w->have_d = 1;
+    int rc = par_agree(ctx, cands_split(w->cfg, &w->d, &w->roles));
+    size_t r, c;
+    if (!rc) rc = h5_read_file_f32(ctx, w->apath, "/align/z_base", &w->zb, &r, &w->dz);
+    if (!rc) rc = h5_read_file_f32(ctx, w->apath, "/align/h_test", &w->ht, &r, &c);
+    if (!rc && w->N < w->K) rc = DM_ERR(DM_ECONFIG, "explain.candidates = %d is smaller than explain.top_k = %d", w->N, w->K);
+    rc = par_agree(ctx, rc);
+    explain_src *src = &w->src;
     if (!rc) {
-        rc = par_agree(ctx, explain_src_init(&src, cfg, &d, roles, ht, zb, dz));
-        have_src = !rc;
+        rc = par_agree(ctx, explain_src_init(src, w->cfg, &w->d, w->roles, w->ht, w->zb, w->dz));
+        w->have_src = !rc;
         /* the modality that agrees most with the user: per-modality latents of the aligner */
-        if (!rc && src.modal) rc = ai_modal_latents(ctx, apath, ni, dz, &zmod, &zpres);
-        if (!rc && src.modal) {
-            src.n_modal = ALIGN_K;
-            src.zm = zmod;
-            src.present = zpres;
+        if (!rc && src->modal) rc = ai_modal_latents(ctx, w->apath, w->d.n_items, w->dz, &w->zmod, &w->zpres);
+        if (!rc && src->modal) {
+            src->n_modal = ALIGN_K;
+            src->zm = w->zmod;
+            src->present = w->zpres;
         }
     }
-    int width = have_src ? explain_evidence_width(src.k_users, src.k_items, src.k_attrs) : 1;
-    int maxc = N > width + 1 ? N : width + 1;
-    if (!rc) rc = par_agree(ctx, pm_init(cfg, lmdir, &d, zb, dz, maxc + 1, pseed, &src, &p));
-    if (!rc && nw != p.nparams) {
-        rc = DM_ERR(DM_ECONFIG, "%s holds %zu llm_explain parameters but this configuration makes %zu", ppath, nw, p.nparams);
+    w->width = w->have_src ? explain_evidence_width(src->k_users, src->k_items, src->k_attrs) : 1;
+    w->maxc = w->N > w->width + 1 ? w->N : w->width + 1;
+    if (!rc) rc = par_agree(ctx, pm_init(w->cfg, w->lmdir, &w->d, w->zb, w->dz, w->maxc + 1, w->pseed, src, &w->p));
+    if (!rc && w->nw != w->p.nparams) {
+        rc = DM_ERR(DM_ECONFIG, "%s holds %zu llm_explain parameters but this configuration makes %zu", w->ppath, w->nw,
+                    w->p.nparams);
         DM_HINT("rerun the prompt stage with this configuration (the prompt.* and explain.* sizes must match)");
     }
     rc = par_agree(ctx, rc);
-    if (!rc) memcpy(p.w, wts, nw * sizeof *wts);
-    /* ---- the users ---- */
-    size_t nsel = 0;
-    int32_t *sel = malloc((nu + 1) * sizeof *sel);
-    if (!rc && !sel) rc = DM_ERR(DM_ENOMEM, "out of memory");
-    size_t nid = dm_cfg_len(cfg, "explain.user_ids");
-    if (!rc && nid) {
-        dm_strmap m = {0};
-        for (size_t u = 0; !rc && u < nu; u++) {
-            size_t l;
-            const char *s = dm_strtab_get(&d.user_id, u, &l);
-            int64_t id;
-            int added;
-            rc = dm_strmap_intern(&m, s, l, &id, &added);
-        }
-        for (size_t k = 0; !rc && k < nid; k++) {
-            const char *s = dm_cfg_str_at(cfg, "explain.user_ids", k);
-            int64_t u = dm_strmap_find(&m, s, strlen(s));
-            if (u < 0) rc = DM_ERR(DM_ECONFIG, "explain.user_ids: user '%s' is not in the dataset %s", s, dpath);
-            else sel[nsel++] = (int32_t)u;
-        }
-        dm_strmap_free(&m);
-        if (!rc) {
-            qsort(sel, nsel, sizeof *sel, dm_cmp_i32);
-            size_t q = 0;
-            for (size_t k = 0; k < nsel; k++)
-                if (!q || sel[k] != sel[q - 1]) sel[q++] = sel[k];
-            nsel = q;
-        }
-    } else if (!rc) {
-        size_t want = (size_t)dm_cfg_int(cfg, "explain.users"), nt = 0;
-        uint64_t *key = malloc((nu + 1) * sizeof *key);
-        if (!key) rc = DM_ERR(DM_ENOMEM, "out of memory");
-        for (size_t u = 0; !rc && u < nu; u++) {
-            int has = 0;
-            for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++) has |= roles[j] == DM_TEST;
-            if (has) key[nt++] = dm_rng_key(seed, 0x5E1, u);
-        }
-        uint64_t thr = UINT64_MAX;
-        if (!rc && want < nt) {
-            qsort(key, nt, sizeof *key, dm_cmp_u64);
-            thr = key[want - 1];
-        }
-        for (size_t u = 0; !rc && u < nu; u++) {
-            int has = 0;
-            for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++) has |= roles[j] == DM_TEST;
-            if (has && dm_rng_key(seed, 0x5E1, u) <= thr) sel[nsel++] = (int32_t)u;
-        }
-        free(key);
+    if (!rc) memcpy(w->p.w, w->wts, w->nw * sizeof *w->wts);
+    return rc;
+}
+
+/* 1 if user u has a test item */
+static int has_test(const dm_dataset *d, const int8_t *roles, size_t u)
+{
+    int has = 0;
+    for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) has |= roles[j] == DM_TEST;
+    return has;
+}
+
+/* The users of explain.user_ids, ascending and distinct. */
+static int explain_users_by_id(explain_ws *w)
+{
+    const dm_dataset *d = &w->d;
+    dm_strmap m = {0};
+    int rc = DM_OK;
+    for (size_t u = 0; !rc && u < d->n_users; u++) {
+        size_t l;
+        const char *s = dm_strtab_get(&d->user_id, u, &l);
+        int64_t id;
+        int added;
+        rc = dm_strmap_intern(&m, s, l, &id, &added);
     }
-    rc = par_agree(ctx, rc);
-    if (rc) goto early;
-    {
-        size_t lo, hi;
-        dm_shard_even(nsel, ctx->size, ctx->rank, &lo, &hi);
-        size_t nloc = hi - lo, V = explain_vocab_size(&d, EXPLAIN_FEAT_ALL);
-        dm_log("  explain: %zu users (%s), top %d of the aligner's top %d re-ranked by llm_explain (E=%d evidence tokens); "
-               "evidence: %d neighbours, %d items, %d attributes; %zu attribute features",
-               nsel, nid ? "explain.user_ids" : "a sample of users with a test item", K, N, p.E, src.k_users, src.k_items,
-               src.k_attrs, V);
-        const int C = p.C, E = p.E;
-        double *urow = malloc((nu + 1) * XC_NCOLS * sizeof *urow);
-        int8_t *pk = malloc((nloc * (size_t)K + 1) * (size_t)width);
-        int32_t *pid = malloc((nloc * (size_t)K + 1) * (size_t)width * sizeof *pid), *pcnt = malloc((nloc * (size_t)K + 1) * (size_t)width * sizeof *pcnt);
-        float *pw = malloc((nloc * (size_t)K + 1) * (size_t)width * sizeof *pw);
-        int64_t *irow = malloc((nloc * (size_t)K + 1) * 4 * sizeof *irow);
-        int32_t *tmp = malloc((d.n_inter + 1) * sizeof *tmp), *hist = malloc((size_t)(p.nh + 1) * sizeof *hist);
-        int32_t *cand = malloc((size_t)(maxc + 2) * sizeof *cand), *ctop = malloc((size_t)(maxc + 2) * sizeof *ctop),
-                *rep = malloc((size_t)(width + 2) * sizeof *rep);
-        int *order = malloc((size_t)(maxc + 2) * sizeof *order), *evi = malloc((size_t)(maxc + 2) * sizeof *evi),
-            *drop = malloc((size_t)(maxc + 2) * sizeof *drop), *mpos = malloc((size_t)(E + 1) * sizeof *mpos),
-            *tidx = malloc((size_t)(width + 1) * sizeof *tidx);
-        double *sc = malloc((size_t)(maxc + 2) * sizeof *sc), *sm = malloc((size_t)(maxc + 2) * sizeof *sm),
-               *sw = malloc((size_t)(maxc + 2) * sizeof *sw), *wo = malloc((size_t)(width + 1) * sizeof *wo),
-               *srand = malloc(((size_t)R * (size_t)K + 1) * sizeof *srand), *sr1 = malloc(((size_t)R + 1) * sizeof *sr1);
-        float *y = malloc((size_t)(maxc + 2) * (size_t)E * (size_t)C * sizeof *y), *bs = malloc(ni * sizeof *bs + 4);
-        uint8_t *mark = calloc(ni + 1, 1), *seen = calloc(d.n_attr + 1, 1), *lowered = malloc((size_t)width + 1);
-        int64_t *foff = malloc(((size_t)K + 1) * sizeof *foff);
-        int32_t *feat = malloc(((size_t)K * 64 + 1) * sizeof *feat), *fitem = malloc(((size_t)K + 1) * sizeof *fitem);
-        explain_rationale rat;
-        explain_rationale_init(&rat);
-        dm_buf js = {0}, one = {0};
-        if (!urow || !pk || !pid || !pcnt || !pw || !irow || !tmp || !hist || !cand || !ctop || !rep || !order || !evi || !drop || !mpos ||
-            !tidx || !sc || !sm || !sw || !wo || !srand || !sr1 || !y || !bs || !mark || !seen || !lowered || !foff || !feat || !fitem)
-            rc = DM_ERR(DM_ENOMEM, "out of memory");
-        for (size_t k = 0; urow && k < nu * XC_NCOLS; k++) urow[k] = NAN;
-        for (size_t k = 0; pk && k < nloc * (size_t)K * (size_t)width; k++) {
-            pk[k] = -1;
-            pid[k] = -1;
-            pw[k] = 0;
-            pcnt[k] = 0;
-        }
-        for (size_t k = 0; irow && k < nloc * (size_t)K * 4; k++) irow[k] = -1;
-        ev_split s = {&d, roles, DM_TEST};
-        double tl = dm_wtime();
-        for (size_t q = lo; q < hi && !rc; q++) {
-            int32_t u = sel[q];
-            double *row = urow + (size_t)u * XC_NCOLS;
-            int n = 0;
-            size_t nhall = ev_history(&s, (size_t)u, tmp);
-            {
-                size_t m = nhall < (size_t)p.nh ? nhall : (size_t)p.nh;
-                memcpy(hist, tmp + (nhall - m), m * sizeof *hist);
-                n = (int)m;
-            }
-            int32_t tg[64];
-            int ntg = 0;
-            for (int64_t j = d.user_off[u]; j < d.user_off[u + 1] && ntg < 64; j++)
-                if (roles[j] == DM_TEST) tg[ntg++] = d.item[j];
-            pm_set_user(&p, u, tmp, (int)nhall);
-            const float *hu = ht + (size_t)u * dz;
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)ni, (int)dz, 1.0f, zb, (int)dz, hu, 1, 0.0f, bs, 1);
-            for (size_t k = 0; k < nhall; k++) mark[tmp[k]] = 1;
-            int nc = dm_top_k_f32(bs, ni, mark, N, cand);
-            for (size_t k = 0; k < nhall; k++) mark[tmp[k]] = 0;
-            if (nc == 0) continue;
-            rc = pm_score_user(&p, hu, hist, n, cand, nc, p.L, sc);
-            if (rc) break;
-            int P = p.cache.len;
-            for (int k = 0; k < nc; k++) order[k] = k;
-            /* best first; ties by candidate order (the aligner's) */
-            for (int a = 1; a < nc; a++)
-                for (int b = a; b > 0 && sc[order[b]] > sc[order[b - 1]]; b--) {
-                    int t = order[b];
-                    order[b] = order[b - 1];
-                    order[b - 1] = t;
-                }
-            int Ku = nc < K ? nc : K;
-            for (int k = 0; k < Ku; k++) {
-                ctop[k] = cand[order[k]];
-                evi[k] = order[k];
-                drop[k] = -2;
-            }
-            /* masked evidence of every explained item, in one batch */
-            rc = pm_encode(&p, evi, drop, Ku, y);
-            if (!rc) rc = pm_score_cached(&p, ctop, Ku, y, sm);
-            double prec_sum = 0, hit = 0;
-            int prec_n = 0, tested = 0;
-            foff[0] = 0;
-            for (int k = 0; k < Ku && !rc; k++) {
-                int t = order[k];
-                const explain_evidence *ev = &p.ev[t];
-                /* evidence precision: each neighbour, item and attribute removed in turn */
-                int nt = 0;
-                evi[0] = t;
-                drop[0] = -1;
-                for (int j = 0; j < ev->n; j++)
-                    if (ev->el[j].kind != EXPLAIN_MODAL) {
-                        tidx[nt] = j;
-                        evi[1 + nt] = t;
-                        drop[1 + nt] = j;
-                        nt++;
-                    }
-                for (int j = 0; j <= nt; j++) sw[j] = 0;
-                for (int j = 0; j <= nt; j++) rep[j] = cand[t];
-                rc = pm_encode(&p, evi, drop, nt + 1, y);
-                if (!rc) rc = pm_score_cached(&p, rep, nt + 1, y, sw);
-                if (rc) break;
-                for (int j = 0; j < ev->n; j++) wo[j] = NAN;
-                for (int j = 0; j < nt; j++) wo[tidx[j]] = sw[1 + j];
-                prec_ctx pc = {&sw[0], wo};
-                double pr = NAN;
-                int ntest = 0;
-                rc = explain_evidence_precision(ev, tidx, nt, prec_score, &pc, tol, lowered, &pr, &ntest);
-                if (!rc && !isnan(pr)) {
-                    prec_sum += pr;
-                    prec_n++;
-                }
-                tested += ntest;
-                /* the rationale after the prompt and the item's continuation with its evidence */
-                evi[0] = t;
-                drop[0] = -1;
-                if (!rc) rc = pm_encode(&p, evi, drop, 1, y);
-                if (!rc) rc = pm_append_candidate(&p, cand[t], y);
-                if (!rc) rc = explain_rationale_make(&p.tpl, &d, ev, &p.lm, &p.cache, &rat);
-                if (!rc) rc = gpt2_cache_truncate(&p.cache, P);
-                if (rc) break;
-                const char *text = rat.tpl >= 0 && rat.text.data ? rat.text.data : "";
-                int nf = 0;
-                rc = explain_text_features(&d, EXPLAIN_FEAT_ALL, text, feat + foff[k], 64, &nf);
-                if (nf > 64) nf = 64;
-                foff[k + 1] = foff[k] + nf;
-                fitem[k] = cand[t];
-                int is_hit = 0;
-                for (int j = 0; j < ntg; j++) is_hit |= tg[j] == cand[t];
-                hit += is_hit;
-                /* stored evidence */
-                size_t er = (q - lo) * (size_t)K + (size_t)k;
-                explain_evidence_pack(ev, width, pk + er * (size_t)width, pid + er * (size_t)width, pw + er * (size_t)width,
-                                      pcnt + er * (size_t)width);
-                irow[er * 4] = u;
-                irow[er * 4 + 1] = cand[t];
-                irow[er * 4 + 2] = k + 1;
-                irow[er * 4 + 3] = rat.tpl;
-                /* the JSON line */
-                size_t l;
-                char tb[4096];
-                const char *sid = dm_strtab_get(&d.user_id, (size_t)u, &l);
-                snprintf(tb, sizeof tb, "%.*s", (int)l, sid);
-                dm_buf_reset(&one);
-                rc = dm_buf_adds(&one, "{\"user\": ");
-                if (!rc) rc = dm_str_json(&one, tb);
-                sid = dm_strtab_get(&d.item_id, (size_t)cand[t], &l);
-                snprintf(tb, sizeof tb, "%.*s", (int)l, sid);
-                if (!rc) rc = dm_buf_printf(&one, ", \"rank\": %d, \"item\": ", k + 1);
-                if (!rc) rc = dm_str_json(&one, tb);
-                sid = dm_strtab_get(&d.title, (size_t)cand[t], &l);
-                snprintf(tb, sizeof tb, "%.*s", (int)l, sid);
-                if (!rc) rc = dm_buf_adds(&one, ", \"title\": ");
-                if (!rc) rc = dm_str_json(&one, tb);
-                if (!rc)
-                    rc = dm_buf_printf(&one, ", \"score\": %.6g, \"score_evidence_masked\": %.6g, \"test_item\": %s, \"rationale\": ", sc[t],
-                                       sm[k], is_hit ? "true" : "false");
-                if (!rc) rc = dm_str_json(&one, text);
-                if (!rc) rc = dm_buf_printf(&one, ", \"template\": %d, \"cites\": [", rat.tpl);
-                for (int j = 0; j < rat.n_cite && !rc; j++) rc = dm_buf_printf(&one, "%s%d", j ? ", " : "", rat.cite[j]);
-                if (!rc && isnan(pr)) rc = dm_buf_adds(&one, "], \"evidence_precision\": null, \"evidence\": ");
-                else if (!rc) rc = dm_buf_printf(&one, "], \"evidence_precision\": %.4g, \"evidence\": ", pr);
-                if (!rc) rc = json_evidence(&one, &d, ev);
-                if (!rc) rc = dm_buf_adds(&one, "}\n");
-                if (!rc) rc = dm_buf_add(&js, one.data, one.len);
-                /* the first users of rank 0 as examples in the log */
-                if (q - lo < 2 && k < 3) {
-                    size_t lt;
-                    const char *ti = dm_strtab_get(&d.title, (size_t)cand[t], &lt);
-                    if (k == 0) {
-                        const char *un = dm_strtab_get(&d.user_id, (size_t)u, &l);
-                        dm_log("  user %.*s, top %d of %d candidates:", (int)l, un, Ku, nc);
-                    }
-                    dm_log("    %d. %.*s%s (score %.3f, evidence masked %.3f)", k + 1, (int)(lt > 60 ? 60 : lt), ti, lt > 60 ? "..." : "",
-                           sc[t], sm[k]);
-                    dm_log("       \"%s\"", text);
-                }
-            }
-            if (rc) break;
-            /* deletion control: as many random prompt tokens masked, the explained items rescored */
-            for (int rr = 0; rr < R && !rc; rr++) {
-                int cnt = E < P ? E : P, P2;
-                explain_random_positions(seed, (uint64_t)u, (uint64_t)rr, P, cnt, mpos);
-                rc = pm_prompt(&p, hu, hist, n, p.L, mpos, cnt, &P2);
-                for (int k = 0; k < Ku; k++) {
-                    evi[k] = order[k];
-                    drop[k] = -1;
-                }
-                if (!rc) rc = pm_encode(&p, evi, drop, Ku, y);
-                if (!rc) rc = pm_score_cached(&p, ctop, Ku, y, srand + (size_t)rr * Ku);
-            }
-            if (rc) break;
-            double acc[6] = {0, 0, 0, 0, 0, 0};
-            for (int k = 0; k < Ku; k++) {
-                for (int rr = 0; rr < R; rr++) sr1[rr] = srand[(size_t)rr * Ku + k];
-                explain_deletion del;
-                explain_deletion_eval(sc, nc, order[k], sm[k], sr1, R, &del);
-                acc[0] += del.drop;
-                acc[1] += del.drop_random;
-                acc[2] += del.rank_drop;
-                acc[3] += del.rank_drop_random;
-                acc[4] += del.s_full;
-                acc[5] += del.s_masked;
-            }
-            explain_text_user tu;
-            rc = explain_text_user_metrics(&d, Ku, foff, feat, fitem, V, seen, &tu);
-            if (rc) break;
-            row[XC_FMR] = tu.fmr;
-            row[XC_FCR] = tu.fcr;
-            row[XC_DIV] = tu.div;
-            row[XC_PRECISION] = prec_n ? prec_sum / prec_n : NAN;
-            row[XC_DROP] = acc[0] / Ku;
-            row[XC_DROP_RANDOM] = R ? acc[1] / Ku : NAN;
-            row[XC_RANK_DROP] = acc[2] / Ku;
-            row[XC_RANK_DROP_RANDOM] = R ? acc[3] / Ku : NAN;
-            row[XC_SCORE] = acc[4] / Ku;
-            row[XC_SCORE_MASKED] = acc[5] / Ku;
-            row[XC_HIT] = hit > 0 ? 1.0 : 0.0;
-            row[XC_TESTED] = (double)tested / Ku;
-            if ((q - lo + 1) % 50 == 0)
-                dm_log("  explained %zu of %zu users on rank 0 (%.1fs)", q - lo + 1, nloc, dm_wtime() - tl);
-        }
-        rc = par_agree(ctx, rc);
-        double secs = dm_wtime() - tl;
-        /* ---- gather: per-user rows (each user on one rank), coverage marks, JSON lines ---- */
-        double *all = NULL;
-        if (!rc) {
-            /* rows are NaN except on the owning rank: max ignores NaN when we map NaN -> -inf */
-            for (size_t k = 0; k < nu * XC_NCOLS; k++)
-                if (isnan(urow[k])) urow[k] = -INFINITY;
-            rc = par_allreduce_max_f64(ctx, urow, nu * XC_NCOLS);
-            for (size_t k = 0; k < nu * XC_NCOLS; k++)
-                if (urow[k] == -INFINITY) urow[k] = NAN;
-            all = urow;
-        }
-        if (!rc) {
-            int64_t *sm64 = malloc((d.n_attr + 1) * sizeof *sm64);
-            if (!sm64) rc = DM_ERR(DM_ENOMEM, "out of memory");
-            for (size_t k = 0; !rc && k < d.n_attr; k++) sm64[k] = seen[k];
-            if (!rc) rc = par_allreduce_max_i64(ctx, sm64, d.n_attr);
-            for (size_t k = 0; !rc && k < d.n_attr; k++) seen[k] = (uint8_t)sm64[k];
-            free(sm64);
-        }
-        void *gj = NULL;
-        size_t *gcnt = NULL;
-        if (!rc) rc = par_gatherv(ctx, js.data ? js.data : "", js.len, 0, &gj, &gcnt);
-        rc = par_agree(ctx, rc);
-        if (!rc && ctx->rank == 0) {
-            size_t tot = 0;
-            for (int k = 0; k < ctx->size; k++) tot += gcnt[k];
-            if (to_stdout) {
-                fwrite(gj, 1, tot, stdout);
-                fflush(stdout);
-            } else {
-                char tmpn[4200];
-                snprintf(tmpn, sizeof tmpn, "%s.tmp.%ld", jpath, (long)getpid());
-                FILE *fp = fopen(tmpn, "wb");
-                if (!fp) rc = DM_ERR(DM_EIO, "%s: cannot write the explanations", tmpn);
-                if (fp && fwrite(gj, 1, tot, fp) != tot) rc = DM_ERR(DM_EIO, "%s: short write", tmpn);
-                if (fp && fclose(fp) != 0 && !rc) rc = DM_ERR(DM_EIO, "%s: cannot close", tmpn);
-                if (!rc && rename(tmpn, jpath) != 0) rc = DM_ERR(DM_EIO, "cannot rename %s to %s", tmpn, jpath);
-                if (rc) remove(tmpn);
-            }
-        }
-        free(gj);
-        free(gcnt);
-        rc = par_agree(ctx, rc);
-        /* ---- summary: means, corpus FCR, paired tests, the ranking cost from prompt.h5 ---- */
-        double mean[XC_NCOLS];
-        size_t nexp = 0;
-        for (int k = 0; k < XC_NCOLS; k++) {
-            double sum = 0;
-            size_t m = 0;
-            for (size_t u = 0; all && u < nu; u++) {
-                double v = all[u * XC_NCOLS + k];
-                if (!isnan(v)) {
-                    sum += v;
-                    m++;
-                }
-            }
-            mean[k] = m ? sum / (double)m : NAN;
-            if (k == XC_SCORE) nexp = m;
-        }
-        double fcr = explain_fcr(seen, d.n_attr, V);
-        double *ca = malloc((nu + 1) * sizeof *ca), *cb = malloc((nu + 1) * sizeof *cb);
-        double pd = NAN, prd = NAN, m1, m2;
-        size_t np = 0;
-        if (!rc && ca && cb && all) {
-            for (size_t u = 0; u < nu; u++) {
-                ca[u] = all[u * XC_NCOLS + XC_DROP];
-                cb[u] = all[u * XC_NCOLS + XC_DROP_RANDOM];
-            }
-            paired(ca, cb, nu, STATS_GREATER, &m1, &m2, &pd, &np);
-            for (size_t u = 0; u < nu; u++) {
-                ca[u] = all[u * XC_NCOLS + XC_RANK_DROP];
-                cb[u] = all[u * XC_NCOLS + XC_RANK_DROP_RANDOM];
-            }
-            paired(ca, cb, nu, STATS_GREATER, &m1, &m2, &prd, &np);
-        }
-        if (!rc) {
-            dm_log("  %zu users explained in %.1fs (%.3fs per user and rank)", nexp, secs, nloc ? secs / (double)nloc : 0.0);
-            dm_log("  deletion: masking the evidence tokens lowers the explained items' score by %.4f and their rank by %.2f;",
-                   mean[XC_DROP], mean[XC_RANK_DROP]);
-            dm_log("            masking %d random prompt tokens instead: by %.4f and %.2f (paired Wilcoxon, greater: p = %.3g and %.3g, %zu users)",
-                   E, mean[XC_DROP_RANDOM], mean[XC_RANK_DROP_RANDOM], pd, prd, np);
-            dm_log("  evidence precision %.3f (%.1f elements tested per item); FMR %.3f, FCR %.3f (corpus %.3f), DIV %.3f; test item in the top %d: %.3f",
-                   mean[XC_PRECISION], mean[XC_TESTED], mean[XC_FMR], mean[XC_FCR], fcr, mean[XC_DIV], K, mean[XC_HIT]);
-        }
-        /* the ranking cost of explanations: llm vs llm_explain of prompt.h5, same users */
-        double rk[16][4];
-        char rkname[16][64];
-        int nrk = 0;
-        if (!rc) {
-            h5file f;
-            rc = par_agree(ctx, h5_open(ctx, ppath, &f));
-            size_t npr = dm_cfg_len(cfg, "prompt.protocols");
-            for (size_t pi = 0; !rc && pi < npr && nrk < 16; pi++) {
-                const char *pn = dm_cfg_str_at(cfg, "prompt.protocols", pi);
-                char a[256], b[256];
-                snprintf(a, sizeof a, "/test/%s/llm", pn);
-                snprintf(b, sizeof b, "/test/%s/llm_explain", pn);
-                if (!h5_exists(&f, a) || !h5_exists(&f, b)) continue;
-                void *ra = NULL, *rb = NULL;
-                size_t rows, cols, cols2;
-                rc = h5_read_all(&f, a, H5_F64, &ra, &rows, &cols);
-                if (!rc) rc = h5_read_all(&f, b, H5_F64, &rb, &rows, &cols2);
-                dm_strtab cn = {0};
-                if (!rc) rc = h5_read_strtab(&f, "/columns", &cn);
-                size_t col = (size_t)-1;
-                for (size_t k = 0; !rc && k < cn.n; k++) {
-                    size_t l;
-                    const char *nmc = dm_strtab_get(&cn, k, &l);
-                    if (l == 7 && !strncmp(nmc, "ndcg@10", 7)) col = k;
-                }
-                if (!rc && col != (size_t)-1 && ca && cb) {
-                    for (size_t u = 0; u < rows; u++) {
-                        ca[u] = ((double *)ra)[u * cols + col];
-                        cb[u] = ((double *)rb)[u * cols + col];
-                    }
-                    size_t m;
-                    paired(cb, ca, rows, STATS_TWO_SIDED, &rk[nrk][1], &rk[nrk][0], &rk[nrk][2], &m);
-                    rk[nrk][3] = (double)m;
-                    snprintf(rkname[nrk], sizeof rkname[nrk], "%s", pn);
-                    dm_log("  ranking with and without the explanation losses (test %s, ndcg@10, %zu users): llm %.4f, llm_explain %.4f (paired Wilcoxon p = %.3g)",
-                           pn, m, rk[nrk][0], rk[nrk][1], rk[nrk][2]);
-                    nrk++;
-                }
-                dm_strtab_free(&cn);
-                free(ra);
-                free(rb);
-            }
-            h5_close(&f);
-            rc = par_agree(ctx, rc);
-        }
-        free(ca);
-        free(cb);
-        /* ---- explain.h5 ---- */
-        h5file f;
-        memset(&f, 0, sizeof f);
-        f.id = -1;
-        if (!rc) rc = stage_output_create(sr, EXPLAIN_FORMAT, 1, &f);
-        if (!rc) rc = h5_write_all(&f, "/explain/users", H5_F64, nu, XC_NCOLS, all);
-        if (!rc) {
-            char cols[1024] = "";
-            for (int k = 0; k < XC_NCOLS; k++) {
-                size_t l = strlen(cols);
-                snprintf(cols + l, sizeof cols - l, "%s%s", k ? ", " : "", xc_names[k]);
-            }
-            rc = h5_attr_str(&f, "/explain/users", "columns", cols);
-        }
-        size_t gr = nsel * (size_t)K, r0 = lo * (size_t)K, nr = nloc * (size_t)K;
-        if (!rc) rc = h5_write_rows(&f, "/explain/items", H5_I64, gr, 4, r0, nr, irow);
-        if (!rc) rc = h5_attr_str(&f, "/explain/items", "columns", "user, item, rank, template (-1: none qualified, or no explanation)");
-        if (!rc) rc = h5_write_rows(&f, "/explain/evidence/kind", H5_I8, gr, (size_t)width, r0, nr, pk);
-        if (!rc) rc = h5_write_rows(&f, "/explain/evidence/id", H5_I32, gr, (size_t)width, r0, nr, pid);
-        if (!rc) rc = h5_write_rows(&f, "/explain/evidence/weight", H5_F32, gr, (size_t)width, r0, nr, pw);
-        if (!rc) rc = h5_write_rows(&f, "/explain/evidence/count", H5_I32, gr, (size_t)width, r0, nr, pcnt);
-        if (!rc) rc = h5_attr_str(&f, "/explain/evidence", "kinds", "0 user, 1 item, 2 attribute, 3 modality, -1 unused");
-        if (!rc) rc = h5_attr_f64s(&f, "/explain", "mean", mean, XC_NCOLS);
-        if (!rc) rc = h5_attr_f64(&f, "/explain", "fcr_corpus", fcr);
-        if (!rc) rc = h5_attr_f64(&f, "/explain", "p_drop_vs_random", pd);
-        if (!rc) rc = h5_attr_f64(&f, "/explain", "p_rank_drop_vs_random", prd);
-        if (!rc) rc = h5_attr_i64(&f, "/explain", "users", (int64_t)nexp);
-        if (!rc) rc = h5_attr_i64(&f, "/explain", "top_k", K);
-        if (!rc) rc = h5_attr_i64(&f, "/explain", "evidence_tokens", E);
-        if (!rc) rc = h5_attr_f64(&f, "/explain", "seconds_per_user", nloc ? secs / (double)nloc : NAN);
-        if (!rc && nrk) {
-            double buf[64];
-            dm_buf nm2 = {0};
-            for (int k = 0; k < nrk; k++) {
-                for (int j = 0; j < 4; j++) buf[k * 4 + j] = rk[k][j];
-                dm_buf_printf(&nm2, "%s%s", k ? ", " : "", rkname[k]);
-            }
-            rc = h5_write_all(&f, "/explain/ranking_cost", H5_F64, (size_t)nrk, 4, buf);
-            if (!rc) rc = h5_attr_str(&f, "/explain/ranking_cost", "columns", "llm ndcg@10, llm_explain ndcg@10, paired Wilcoxon p (two-sided), users");
-            if (!rc) rc = h5_attr_str(&f, "/explain/ranking_cost", "protocols", nm2.data);
-            dm_buf_free(&nm2);
-        }
-        rc = stage_output_finish(sr, &f, rc);
-        if (!rc) dm_log("  explain: the explanations went to %s", to_stdout ? "stdout" : jpath);
-        explain_rationale_free(&rat);
-        dm_buf_free(&js);
-        dm_buf_free(&one);
-        free(urow);
-        free(pk);
-        free(pid);
-        free(pcnt);
-        free(pw);
-        free(irow);
-        free(tmp);
-        free(hist);
-        free(cand);
-        free(ctop);
-        free(rep);
-        free(order);
-        free(evi);
-        free(drop);
-        free(mpos);
-        free(tidx);
-        free(sc);
-        free(sm);
-        free(sw);
-        free(wo);
-        free(srand);
-        free(sr1);
-        free(y);
-        free(bs);
-        free(mark);
-        free(seen);
-        free(lowered);
-        free(foff);
-        free(feat);
-        free(fitem);
+    for (size_t k = 0; !rc && k < w->nid; k++) {
+        const char *s = dm_cfg_str_at(w->cfg, "explain.user_ids", k);
+        int64_t u = dm_strmap_find(&m, s, strlen(s));
+        if (u < 0) rc = DM_ERR(DM_ECONFIG, "explain.user_ids: user '%s' is not in the dataset %s", s, w->dpath);
+        else w->sel[w->nsel++] = (int32_t)u;
     }
-early:
-    pm_free(&p);
-    if (have_src) explain_src_free(&src);
-    free(zmod);
-    free(zpres);
-    free(sel);
-    free(lmdir);
-    free(wts);
-    free(zb);
-    free(ht);
-    dm_dataset_free(&d);
+    dm_strmap_free(&m);
+    if (rc) return rc;
+    qsort(w->sel, w->nsel, sizeof *w->sel, dm_cmp_i32);
+    size_t q = 0;
+    for (size_t k = 0; k < w->nsel; k++)
+        if (!q || w->sel[k] != w->sel[q - 1]) w->sel[q++] = w->sel[k];
+    w->nsel = q;
+    return DM_OK;
+}
+
+/* A seeded sample of explain.users users with a test item: the smallest keys (seed, user). */
+static int explain_users_sample(explain_ws *w)
+{
+    const dm_dataset *d = &w->d;
+    size_t nu = d->n_users, want = (size_t)dm_cfg_int(w->cfg, "explain.users"), nt = 0;
+    uint64_t *key = malloc((nu + 1) * sizeof *key);
+    if (!key) return DM_ERR(DM_ENOMEM, "out of memory");
+    for (size_t u = 0; u < nu; u++)
+        if (has_test(d, w->roles, u)) key[nt++] = dm_rng_key(w->seed, 0x5E1, u);
+    uint64_t thr = UINT64_MAX;
+    if (want < nt) {
+        qsort(key, nt, sizeof *key, dm_cmp_u64);
+        thr = key[want - 1];
+    }
+    for (size_t u = 0; u < nu; u++)
+        if (has_test(d, w->roles, u) && dm_rng_key(w->seed, 0x5E1, u) <= thr) w->sel[w->nsel++] = (int32_t)u;
+    free(key);
+    return DM_OK;
+}
+
+/* The explained users: explain.user_ids, or a sample. Agreed. */
+static int explain_select_users(explain_ws *w)
+{
+    int rc = DM_OK;
+    w->sel = malloc((w->d.n_users + 1) * sizeof *w->sel);
+    if (!w->sel) rc = DM_ERR(DM_ENOMEM, "out of memory");
+    w->nid = dm_cfg_len(w->cfg, "explain.user_ids");
+    if (!rc) rc = w->nid ? explain_users_by_id(w) : explain_users_sample(w);
+    return par_agree(w->ctx, rc);
+}
+
+/* This rank's share of the users, the result buffers and one user's scratch. */
+static int explain_alloc(explain_ws *w)
+{
+    const dm_dataset *d = &w->d;
+    dm_shard_even(w->nsel, w->ctx->size, w->ctx->rank, &w->lo, &w->hi);
+    w->nloc = w->hi - w->lo;
+    w->V = explain_vocab_size(d, EXPLAIN_FEAT_ALL);
+    dm_log("  explain: %zu users (%s), top %d of the aligner's top %d re-ranked by llm_explain (E=%d evidence tokens); "
+           "evidence: %d neighbours, %d items, %d attributes; %zu attribute features",
+           w->nsel, w->nid ? "explain.user_ids" : "a sample of users with a test item", w->K, w->N, w->p.E, w->src.k_users,
+           w->src.k_items, w->src.k_attrs, w->V);
+    size_t nu = d->n_users, ni = d->n_items, K = (size_t)w->K, W = (size_t)w->width, R = (size_t)w->R;
+    size_t kl = w->nloc * K, mc = (size_t)w->maxc + 2, E = (size_t)w->p.E, C = (size_t)w->p.C;
+    w->urow = malloc((nu + 1) * XC_NCOLS * sizeof *w->urow);
+    w->pk = malloc((kl + 1) * W);
+    w->pid = malloc((kl + 1) * W * sizeof *w->pid);
+    w->pcnt = malloc((kl + 1) * W * sizeof *w->pcnt);
+    w->pw = malloc((kl + 1) * W * sizeof *w->pw);
+    w->irow = malloc((kl + 1) * 4 * sizeof *w->irow);
+    w->seen = calloc(d->n_attr + 1, 1);
+    w->tmp = malloc((d->n_inter + 1) * sizeof *w->tmp);
+    w->hist = malloc((size_t)(w->p.nh + 1) * sizeof *w->hist);
+    w->cand = malloc(mc * sizeof *w->cand);
+    w->ctop = malloc(mc * sizeof *w->ctop);
+    w->rep = malloc((W + 2) * sizeof *w->rep);
+    w->order = malloc(mc * sizeof *w->order);
+    w->evi = malloc(mc * sizeof *w->evi);
+    w->drop = malloc(mc * sizeof *w->drop);
+    w->mpos = malloc((E + 1) * sizeof *w->mpos);
+    w->tidx = malloc((W + 1) * sizeof *w->tidx);
+    w->sc = malloc(mc * sizeof *w->sc);
+    w->sm = malloc(mc * sizeof *w->sm);
+    w->sw = malloc(mc * sizeof *w->sw);
+    w->wo = malloc((W + 1) * sizeof *w->wo);
+    w->srand = malloc((R * K + 1) * sizeof *w->srand);
+    w->sr1 = malloc((R + 1) * sizeof *w->sr1);
+    w->y = malloc(mc * E * C * sizeof *w->y);
+    w->bs = malloc(ni * sizeof *w->bs + 4);
+    w->mark = calloc(ni + 1, 1);
+    w->lowered = malloc(W + 1);
+    w->foff = malloc((K + 1) * sizeof *w->foff);
+    w->feat = malloc((K * 64 + 1) * sizeof *w->feat);
+    w->fitem = malloc((K + 1) * sizeof *w->fitem);
+    explain_rationale_init(&w->rat);
+    if (!w->urow || !w->pk || !w->pid || !w->pcnt || !w->pw || !w->irow || !w->seen || !w->tmp || !w->hist || !w->cand ||
+        !w->ctop || !w->rep || !w->order || !w->evi || !w->drop || !w->mpos || !w->tidx || !w->sc || !w->sm || !w->sw ||
+        !w->wo || !w->srand || !w->sr1 || !w->y || !w->bs || !w->mark || !w->lowered || !w->foff || !w->feat || !w->fitem)
+        return DM_ERR(DM_ENOMEM, "out of memory");
+    for (size_t k = 0; k < nu * XC_NCOLS; k++) w->urow[k] = NAN;
+    for (size_t k = 0; k < kl * W; k++) {
+        w->pk[k] = -1;
+        w->pid[k] = -1;
+        w->pw[k] = 0;
+        w->pcnt[k] = 0;
+    }
+    for (size_t k = 0; k < kl * 4; k++) w->irow[k] = -1;
+    return DM_OK;
+}
+
+/* The user's candidates, the aligner's top N outside its history, re-ranked by llm_explain (each
+ * with its own evidence tokens); the explained top K's scores with their evidence masked. */
+static int explain_rerank(explain_ws *w, explain_user_st *x)
+{
+    pm *p = &w->p;
+    const dm_dataset *d = &w->d;
+    size_t ni = d->n_items, dz = w->dz;
+    ev_split s = {d, w->roles, DM_TEST};
+    x->nhall = ev_history(&s, (size_t)x->u, w->tmp);
+    size_t m = x->nhall < (size_t)p->nh ? x->nhall : (size_t)p->nh;
+    memcpy(w->hist, w->tmp + (x->nhall - m), m * sizeof *w->hist);
+    x->n = (int)m;
+    for (int64_t j = d->user_off[x->u]; j < d->user_off[x->u + 1] && x->ntg < 64; j++)
+        if (w->roles[j] == DM_TEST) x->tg[x->ntg++] = d->item[j];
+    pm_set_user(p, x->u, w->tmp, (int)x->nhall);
+    x->hu = w->ht + (size_t)x->u * dz;
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)ni, (int)dz, 1.0f, w->zb, (int)dz, x->hu, 1, 0.0f, w->bs, 1);
+    for (size_t k = 0; k < x->nhall; k++) w->mark[w->tmp[k]] = 1;
+    x->nc = dm_top_k_f32(w->bs, ni, w->mark, w->N, w->cand);
+    for (size_t k = 0; k < x->nhall; k++) w->mark[w->tmp[k]] = 0;
+    if (x->nc == 0) return DM_OK;
+    DM_CALL(pm_score_user(p, x->hu, w->hist, x->n, w->cand, x->nc, p->L, w->sc));
+    x->P = p->cache.len;
+    int *order = w->order;
+    for (int k = 0; k < x->nc; k++) order[k] = k;
+    /* best first; ties by candidate order (the aligner's) */
+    for (int a = 1; a < x->nc; a++)
+        for (int b = a; b > 0 && w->sc[order[b]] > w->sc[order[b - 1]]; b--) {
+            int t = order[b];
+            order[b] = order[b - 1];
+            order[b - 1] = t;
+        }
+    x->Ku = x->nc < w->K ? x->nc : w->K;
+    for (int k = 0; k < x->Ku; k++) {
+        w->ctop[k] = w->cand[order[k]];
+        w->evi[k] = order[k];
+        w->drop[k] = -2;
+    }
+    /* masked evidence of every explained item, in one batch */
+    DM_CALL(pm_encode(p, w->evi, w->drop, x->Ku, w->y));
+    return pm_score_cached(p, w->ctop, x->Ku, w->y, w->sm);
+}
+
+/* Evidence precision of candidate t: its score with each neighbour, item and attribute removed in
+ * turn (one batch), and the share of them whose removal lowers it (*pr, NaN: none tested). */
+static int explain_precision(explain_ws *w, explain_user_st *x, int t, double *pr)
+{
+    pm *p = &w->p;
+    const explain_evidence *ev = &p->ev[t];
+    int nt = 0;
+    w->evi[0] = t;
+    w->drop[0] = -1;
+    for (int j = 0; j < ev->n; j++)
+        if (ev->el[j].kind != EXPLAIN_MODAL) {
+            w->tidx[nt] = j;
+            w->evi[1 + nt] = t;
+            w->drop[1 + nt] = j;
+            nt++;
+        }
+    for (int j = 0; j <= nt; j++) w->sw[j] = 0;
+    for (int j = 0; j <= nt; j++) w->rep[j] = w->cand[t];
+    DM_CALL(pm_encode(p, w->evi, w->drop, nt + 1, w->y));
+    DM_CALL(pm_score_cached(p, w->rep, nt + 1, w->y, w->sw));
+    for (int j = 0; j < ev->n; j++) w->wo[j] = NAN;
+    for (int j = 0; j < nt; j++) w->wo[w->tidx[j]] = w->sw[1 + j];
+    prec_ctx pc = {&w->sw[0], w->wo};
+    int ntest = 0;
+    DM_CALL(explain_evidence_precision(ev, w->tidx, nt, prec_score, &pc, w->tol, w->lowered, pr, &ntest));
+    if (!isnan(*pr)) {
+        x->prec_sum += *pr;
+        x->prec_n++;
+    }
+    x->tested += ntest;
+    return DM_OK;
+}
+
+/* The JSON line of explained item k (candidate t = order[k]) into w->js. */
+static int explain_json_line(explain_ws *w, const explain_user_st *x, int k, double pr, int is_hit, const char *text)
+{
+    const dm_dataset *d = &w->d;
+    int t = w->order[k];
+    size_t c = (size_t)w->cand[t];
+    dm_buf *b = &w->js;
+    DM_CALL(dm_buf_adds(b, "{\"user\": "));
+    DM_CALL(json_strtab(b, &d->user_id, (size_t)x->u));
+    DM_CALL(dm_buf_printf(b, ", \"rank\": %d, \"item\": ", k + 1));
+    DM_CALL(json_strtab(b, &d->item_id, c));
+    DM_CALL(dm_buf_adds(b, ", \"title\": "));
+    DM_CALL(json_strtab(b, &d->title, c));
+    DM_CALL(dm_buf_printf(b, ", \"score\": %.6g, \"score_evidence_masked\": %.6g, \"test_item\": %s, \"rationale\": ", w->sc[t],
+                          w->sm[k], is_hit ? "true" : "false"));
+    DM_CALL(dm_str_json(b, text));
+    DM_CALL(dm_buf_printf(b, ", \"template\": %d, \"cites\": [", w->rat.tpl));
+    for (int j = 0; j < w->rat.n_cite; j++) DM_CALL(dm_buf_printf(b, "%s%d", j ? ", " : "", w->rat.cite[j]));
+    if (isnan(pr)) DM_CALL(dm_buf_adds(b, "], \"evidence_precision\": null, \"evidence\": "));
+    else DM_CALL(dm_buf_printf(b, "], \"evidence_precision\": %.4g, \"evidence\": ", pr));
+    DM_CALL(json_evidence(b, d, &w->p.ev[t]));
+    return dm_buf_adds(b, "}\n");
+}
+
+/* the first items of the first users of rank 0 as examples in the log */
+static void explain_log_example(const explain_ws *w, const explain_user_st *x, int k, const char *text)
+{
+    int t = w->order[k];
+    size_t l, lt;
+    const char *ti = dm_strtab_get(&w->d.title, (size_t)w->cand[t], &lt);
+    if (k == 0) {
+        const char *un = dm_strtab_get(&w->d.user_id, (size_t)x->u, &l);
+        dm_log("  user %.*s, top %d of %d candidates:", (int)l, un, x->Ku, x->nc);
+    }
+    dm_log("    %d. %.*s%s (score %.3f, evidence masked %.3f)", k + 1, (int)(lt > 60 ? 60 : lt), ti, lt > 60 ? "..." : "",
+           w->sc[t], w->sm[k]);
+    dm_log("       \"%s\"", text);
+}
+
+/* Explained item k of the user (candidate t = order[k]): evidence precision, the rationale written
+ * after the prompt and the item's continuation with its evidence, its text features, the stored
+ * evidence row and the JSON line. */
+static int explain_item(explain_ws *w, explain_user_st *x, int k)
+{
+    pm *p = &w->p;
+    int t = w->order[k];
+    int32_t c = w->cand[t];
+    const explain_evidence *ev = &p->ev[t];
+    double pr = NAN;
+    DM_CALL(explain_precision(w, x, t, &pr));
+    w->evi[0] = t;
+    w->drop[0] = -1;
+    DM_CALL(pm_encode(p, w->evi, w->drop, 1, w->y));
+    DM_CALL(pm_append_candidate(p, c, w->y));
+    DM_CALL(explain_rationale_make(&p->tpl, &w->d, ev, &p->lm, &p->cache, &w->rat));
+    DM_CALL(gpt2_cache_truncate(&p->cache, x->P));
+    const char *text = w->rat.tpl >= 0 && w->rat.text.data ? w->rat.text.data : "";
+    int nf = 0;
+    DM_CALL(explain_text_features(&w->d, EXPLAIN_FEAT_ALL, text, w->feat + w->foff[k], 64, &nf));
+    if (nf > 64) nf = 64;
+    w->foff[k + 1] = w->foff[k] + nf;
+    w->fitem[k] = c;
+    int is_hit = 0;
+    for (int j = 0; j < x->ntg; j++) is_hit |= x->tg[j] == c;
+    x->hit += is_hit;
+    /* stored evidence */
+    size_t er = x->row + (size_t)k, W = (size_t)w->width;
+    explain_evidence_pack(ev, w->width, w->pk + er * W, w->pid + er * W, w->pw + er * W, w->pcnt + er * W);
+    int64_t *ir = w->irow + er * 4;
+    ir[0] = x->u;
+    ir[1] = c;
+    ir[2] = k + 1;
+    ir[3] = w->rat.tpl;
+    DM_CALL(explain_json_line(w, x, k, pr, is_hit, text));
+    if (x->example && k < 3) explain_log_example(w, x, k, text);
+    return DM_OK;
+}
+
+/* Deletion faithfulness of the explained items: their scores with as many random prompt tokens
+ * masked as there are evidence tokens (explain.random_masks draws) against those with their
+ * evidence masked, summed into x->acc. */
+static int explain_faithfulness(explain_ws *w, explain_user_st *x)
+{
+    pm *p = &w->p;
+    int Ku = x->Ku, cnt = p->E < x->P ? p->E : x->P, P2;
+    for (int rr = 0; rr < w->R; rr++) {
+        explain_random_positions(w->seed, (uint64_t)x->u, (uint64_t)rr, x->P, cnt, w->mpos);
+        DM_CALL(pm_prompt(p, x->hu, w->hist, x->n, p->L, w->mpos, cnt, &P2));
+        for (int k = 0; k < Ku; k++) {
+            w->evi[k] = w->order[k];
+            w->drop[k] = -1;
+        }
+        DM_CALL(pm_encode(p, w->evi, w->drop, Ku, w->y));
+        DM_CALL(pm_score_cached(p, w->ctop, Ku, w->y, w->srand + (size_t)rr * Ku));
+    }
+    for (int k = 0; k < Ku; k++) {
+        for (int rr = 0; rr < w->R; rr++) w->sr1[rr] = w->srand[(size_t)rr * Ku + k];
+        explain_deletion del;
+        explain_deletion_eval(w->sc, x->nc, w->order[k], w->sm[k], w->sr1, w->R, &del);
+        x->acc[0] += del.drop;
+        x->acc[1] += del.drop_random;
+        x->acc[2] += del.rank_drop;
+        x->acc[3] += del.rank_drop_random;
+        x->acc[4] += del.s_full;
+        x->acc[5] += del.s_masked;
+    }
+    return DM_OK;
+}
+
+/* The user's row of metrics: FMR, FCR, DIV of its rationales, evidence precision, the deletion
+ * means, whether a test item was explained. */
+static int explain_user_metrics(explain_ws *w, const explain_user_st *x)
+{
+    int Ku = x->Ku, R = w->R;
+    explain_text_user tu;
+    DM_CALL(explain_text_user_metrics(&w->d, Ku, w->foff, w->feat, w->fitem, w->V, w->seen, &tu));
+    double *row = w->urow + (size_t)x->u * XC_NCOLS;
+    row[XC_FMR] = tu.fmr;
+    row[XC_FCR] = tu.fcr;
+    row[XC_DIV] = tu.div;
+    row[XC_PRECISION] = x->prec_n ? x->prec_sum / x->prec_n : NAN;
+    row[XC_DROP] = x->acc[0] / Ku;
+    row[XC_DROP_RANDOM] = R ? x->acc[1] / Ku : NAN;
+    row[XC_RANK_DROP] = x->acc[2] / Ku;
+    row[XC_RANK_DROP_RANDOM] = R ? x->acc[3] / Ku : NAN;
+    row[XC_SCORE] = x->acc[4] / Ku;
+    row[XC_SCORE_MASKED] = x->acc[5] / Ku;
+    row[XC_HIT] = x->hit > 0 ? 1.0 : 0.0;
+    row[XC_TESTED] = (double)x->tested / Ku;
+    return DM_OK;
+}
+
+/* One user (sel[q]): re-ranked, its top K explained, the deletion control, its row of metrics. */
+static int explain_user(explain_ws *w, size_t q)
+{
+    explain_user_st x;
+    memset(&x, 0, sizeof x);
+    x.u = w->sel[q];
+    x.row = (q - w->lo) * (size_t)w->K;
+    x.example = q - w->lo < 2;
+    DM_CALL(explain_rerank(w, &x));
+    if (x.nc == 0) return DM_OK;
+    w->foff[0] = 0;
+    for (int k = 0; k < x.Ku; k++) DM_CALL(explain_item(w, &x, k));
+    DM_CALL(explain_faithfulness(w, &x));
+    return explain_user_metrics(w, &x);
+}
+
+/* This rank's users; the other ranks' rows stay NaN. Agreed. */
+static int explain_users(explain_ws *w)
+{
+    int rc = explain_alloc(w);
+    double tl = dm_wtime();
+    for (size_t q = w->lo; q < w->hi && !rc; q++) {
+        rc = explain_user(w, q);
+        if (!rc && (q - w->lo + 1) % 50 == 0)
+            dm_log("  explained %zu of %zu users on rank 0 (%.1fs)", q - w->lo + 1, w->nloc, dm_wtime() - tl);
+    }
+    rc = par_agree(w->ctx, rc);
+    w->secs = dm_wtime() - tl;
+    return rc;
+}
+
+/* Every rank's results: the per-user rows (each user explained on one rank) and the attributes
+ * named on every rank, the JSON lines on rank 0. Agreed. */
+static int explain_gather(explain_ws *w)
+{
+    par_ctx *ctx = w->ctx;
+    size_t n = w->d.n_users * XC_NCOLS, na = w->d.n_attr;
+    /* rows are NaN except on the owning rank: max ignores NaN when we map NaN -> -inf */
+    for (size_t k = 0; k < n; k++)
+        if (isnan(w->urow[k])) w->urow[k] = -INFINITY;
+    int rc = par_allreduce_max_f64(ctx, w->urow, n);
+    for (size_t k = 0; k < n; k++)
+        if (w->urow[k] == -INFINITY) w->urow[k] = NAN;
+    if (!rc) {
+        int64_t *sm64 = malloc((na + 1) * sizeof *sm64);
+        if (!sm64) rc = DM_ERR(DM_ENOMEM, "out of memory");
+        for (size_t k = 0; !rc && k < na; k++) sm64[k] = w->seen[k];
+        if (!rc) rc = par_allreduce_max_i64(ctx, sm64, na);
+        for (size_t k = 0; !rc && k < na; k++) w->seen[k] = (uint8_t)sm64[k];
+        free(sm64);
+    }
+    if (!rc) rc = par_gatherv(ctx, w->js.data ? w->js.data : "", w->js.len, 0, &w->gj, &w->gcnt);
     return par_agree(ctx, rc);
+}
+
+/* Rank 0 prints the JSON lines, or writes them to a temporary name renamed when complete. Agreed. */
+static int explain_write_jsonl(explain_ws *w)
+{
+    int rc = DM_OK;
+    if (w->ctx->rank == 0) {
+        size_t tot = 0;
+        for (int k = 0; k < w->ctx->size; k++) tot += w->gcnt[k];
+        if (w->to_stdout) {
+            fwrite(w->gj, 1, tot, stdout);
+            fflush(stdout);
+        } else {
+            char tmpn[4200];
+            snprintf(tmpn, sizeof tmpn, "%s.tmp.%ld", w->jpath, (long)getpid());
+            FILE *fp = fopen(tmpn, "wb");
+            if (!fp) rc = DM_ERR(DM_EIO, "%s: cannot write the explanations", tmpn);
+            if (fp && fwrite(w->gj, 1, tot, fp) != tot) rc = DM_ERR(DM_EIO, "%s: short write", tmpn);
+            if (fp && fclose(fp) != 0 && !rc) rc = DM_ERR(DM_EIO, "%s: cannot close", tmpn);
+            if (!rc && rename(tmpn, w->jpath) != 0) rc = DM_ERR(DM_EIO, "cannot rename %s to %s", tmpn, w->jpath);
+            if (rc) remove(tmpn);
+        }
+    }
+    return par_agree(w->ctx, rc);
+}
+
+/* Means over the explained users, the corpus FCR, and the paired tests of the deletion drops
+ * against the random control; logged. Agreed. */
+static int explain_summary(explain_ws *w)
+{
+    size_t nu = w->d.n_users;
+    const double *all = w->urow;
+    for (int k = 0; k < XC_NCOLS; k++) {
+        double sum = 0;
+        size_t m = 0;
+        for (size_t u = 0; u < nu; u++) {
+            double v = all[u * XC_NCOLS + k];
+            if (!isnan(v)) {
+                sum += v;
+                m++;
+            }
+        }
+        w->mean[k] = m ? sum / (double)m : NAN;
+        if (k == XC_SCORE) w->nexp = m;
+    }
+    w->fcr = explain_fcr(w->seen, w->d.n_attr, w->V);
+    double *a = malloc((nu + 1) * sizeof *a), *b = malloc((nu + 1) * sizeof *b), m1, m2;
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return par_agree(w->ctx, DM_ERR(DM_ENOMEM, "out of memory"));
+    }
+    column(all, nu, XC_NCOLS, XC_DROP, a);
+    column(all, nu, XC_NCOLS, XC_DROP_RANDOM, b);
+    paired(a, b, nu, STATS_GREATER, &m1, &m2, &w->pd, &w->np);
+    column(all, nu, XC_NCOLS, XC_RANK_DROP, a);
+    column(all, nu, XC_NCOLS, XC_RANK_DROP_RANDOM, b);
+    paired(a, b, nu, STATS_GREATER, &m1, &m2, &w->prd, &w->np);
+    free(a);
+    free(b);
+    const double *mean = w->mean;
+    dm_log("  %zu users explained in %.1fs (%.3fs per user and rank)", w->nexp, w->secs, w->nloc ? w->secs / (double)w->nloc : 0.0);
+    dm_log("  deletion: masking the evidence tokens lowers the explained items' score by %.4f and their rank by %.2f;",
+           mean[XC_DROP], mean[XC_RANK_DROP]);
+    dm_log("            masking %d random prompt tokens instead: by %.4f and %.2f (paired Wilcoxon, greater: p = %.3g and %.3g, %zu users)",
+           w->p.E, mean[XC_DROP_RANDOM], mean[XC_RANK_DROP_RANDOM], w->pd, w->prd, w->np);
+    dm_log("  evidence precision %.3f (%.1f elements tested per item); FMR %.3f, FCR %.3f (corpus %.3f), DIV %.3f; test item in the top %d: %.3f",
+           mean[XC_PRECISION], mean[XC_TESTED], mean[XC_FMR], mean[XC_FCR], w->fcr, mean[XC_DIV], w->K, mean[XC_HIT]);
+    return par_agree(w->ctx, DM_OK);
+}
+
+/* The ranking cost of explanations on one protocol of prompt.h5 (f): ndcg@10 of llm and
+ * llm_explain on the same users, with a paired two-sided test, into w->rk. */
+static int explain_ranking_cost_one(explain_ws *w, h5file *f, const char *pn)
+{
+    char a[256], b[256];
+    snprintf(a, sizeof a, "/test/%s/llm", pn);
+    snprintf(b, sizeof b, "/test/%s/llm_explain", pn);
+    if (!h5_exists(f, a) || !h5_exists(f, b)) return DM_OK;
+    void *ra = NULL, *rb = NULL;
+    size_t rows = 0, cols = 0, rows2 = 0, cols2 = 0, col = (size_t)-1;
+    double *x = NULL, *y = NULL;
+    dm_strtab cn = {0};
+    int rc = h5_read_all(f, a, H5_F64, &ra, &rows, &cols);
+    if (!rc) rc = h5_read_all(f, b, H5_F64, &rb, &rows2, &cols2);
+    if (!rc && rows2 != rows) rc = DM_ERR(DM_EFORMAT, "%s: %s and %s hold %zu and %zu users", w->ppath, a, b, rows, rows2);
+    if (!rc) rc = h5_read_strtab(f, "/columns", &cn);
+    for (size_t k = 0; !rc && k < cn.n; k++) {
+        size_t l;
+        const char *nmc = dm_strtab_get(&cn, k, &l);
+        if (l == 7 && !strncmp(nmc, "ndcg@10", 7)) col = k;
+    }
+    if (!rc && col != (size_t)-1) {
+        x = malloc((rows + 1) * sizeof *x);
+        y = malloc((rows + 1) * sizeof *y);
+        if (!x || !y) rc = DM_ERR(DM_ENOMEM, "out of memory");
+    }
+    if (!rc && col != (size_t)-1) {
+        double *rk = w->rk[w->nrk];
+        size_t m;
+        column(ra, rows, cols, col, x);
+        column(rb, rows, cols2, col, y);
+        paired(y, x, rows, STATS_TWO_SIDED, &rk[1], &rk[0], &rk[2], &m);
+        rk[3] = (double)m;
+        snprintf(w->rkname[w->nrk], sizeof w->rkname[w->nrk], "%s", pn);
+        dm_log("  ranking with and without the explanation losses (test %s, ndcg@10, %zu users): llm %.4f, llm_explain %.4f (paired Wilcoxon p = %.3g)",
+               pn, m, rk[0], rk[1], rk[2]);
+        w->nrk++;
+    }
+    dm_strtab_free(&cn);
+    free(ra);
+    free(rb);
+    free(x);
+    free(y);
+    return rc;
+}
+
+/* The ranking cost of explanations: llm against llm_explain of prompt.h5 per protocol of
+ * prompt.protocols. Agreed. */
+static int explain_ranking_cost(explain_ws *w)
+{
+    par_ctx *ctx = w->ctx;
+    h5file f;
+    DM_CALL(par_agree(ctx, h5_open(ctx, w->ppath, &f)));
+    size_t npr = dm_cfg_len(w->cfg, "prompt.protocols");
+    int rc = DM_OK;
+    for (size_t pi = 0; !rc && pi < npr && w->nrk < 16; pi++)
+        rc = explain_ranking_cost_one(w, &f, dm_cfg_str_at(w->cfg, "prompt.protocols", pi));
+    h5_close(&f);
+    return par_agree(ctx, rc);
+}
+
+/* explain.h5: per-user rows, the explanations with their evidence, the summary and the ranking
+ * cost; committed when rc is DM_OK on every rank, discarded otherwise. */
+static int explain_write_h5(explain_ws *w, int rc)
+{
+    h5file f;
+    memset(&f, 0, sizeof f);
+    f.id = -1;
+    size_t nu = w->d.n_users, W = (size_t)w->width;
+    if (!rc) rc = stage_output_create(w->sr, EXPLAIN_FORMAT, 1, &f);
+    if (!rc) rc = h5_write_all(&f, "/explain/users", H5_F64, nu, XC_NCOLS, w->urow);
+    if (!rc) {
+        char cols[1024] = "";
+        for (int k = 0; k < XC_NCOLS; k++) {
+            size_t l = strlen(cols);
+            snprintf(cols + l, sizeof cols - l, "%s%s", k ? ", " : "", xc_names[k]);
+        }
+        rc = h5_attr_str(&f, "/explain/users", "columns", cols);
+    }
+    size_t gr = w->nsel * (size_t)w->K, r0 = w->lo * (size_t)w->K, nr = w->nloc * (size_t)w->K;
+    if (!rc) rc = h5_write_rows(&f, "/explain/items", H5_I64, gr, 4, r0, nr, w->irow);
+    if (!rc) rc = h5_attr_str(&f, "/explain/items", "columns", "user, item, rank, template (-1: none qualified, or no explanation)");
+    if (!rc) rc = h5_write_rows(&f, "/explain/evidence/kind", H5_I8, gr, W, r0, nr, w->pk);
+    if (!rc) rc = h5_write_rows(&f, "/explain/evidence/id", H5_I32, gr, W, r0, nr, w->pid);
+    if (!rc) rc = h5_write_rows(&f, "/explain/evidence/weight", H5_F32, gr, W, r0, nr, w->pw);
+    if (!rc) rc = h5_write_rows(&f, "/explain/evidence/count", H5_I32, gr, W, r0, nr, w->pcnt);
+    if (!rc) rc = h5_attr_str(&f, "/explain/evidence", "kinds", "0 user, 1 item, 2 attribute, 3 modality, -1 unused");
+    if (!rc) rc = h5_attr_f64s(&f, "/explain", "mean", w->mean, XC_NCOLS);
+    if (!rc) rc = h5_attr_f64(&f, "/explain", "fcr_corpus", w->fcr);
+    if (!rc) rc = h5_attr_f64(&f, "/explain", "p_drop_vs_random", w->pd);
+    if (!rc) rc = h5_attr_f64(&f, "/explain", "p_rank_drop_vs_random", w->prd);
+    if (!rc) rc = h5_attr_i64(&f, "/explain", "users", (int64_t)w->nexp);
+    if (!rc) rc = h5_attr_i64(&f, "/explain", "top_k", w->K);
+    if (!rc) rc = h5_attr_i64(&f, "/explain", "evidence_tokens", w->p.E);
+    if (!rc) rc = h5_attr_f64(&f, "/explain", "seconds_per_user", w->nloc ? w->secs / (double)w->nloc : NAN);
+    if (!rc && w->nrk) {
+        double buf[64];
+        dm_buf names = {0};
+        for (int k = 0; k < w->nrk; k++) {
+            for (int j = 0; j < 4; j++) buf[k * 4 + j] = w->rk[k][j];
+            dm_buf_printf(&names, "%s%s", k ? ", " : "", w->rkname[k]);
+        }
+        rc = h5_write_all(&f, "/explain/ranking_cost", H5_F64, (size_t)w->nrk, 4, buf);
+        if (!rc) rc = h5_attr_str(&f, "/explain/ranking_cost", "columns", "llm ndcg@10, llm_explain ndcg@10, paired Wilcoxon p (two-sided), users");
+        if (!rc) rc = h5_attr_str(&f, "/explain/ranking_cost", "protocols", names.data);
+        dm_buf_free(&names);
+    }
+    rc = stage_output_finish(w->sr, &f, rc);
+    if (!rc) dm_log("  explain: the explanations went to %s", w->to_stdout ? "stdout" : w->jpath);
+    return rc;
+}
+
+static void explain_ws_free(explain_ws *w)
+{
+    pm_free(&w->p);
+    if (w->have_src) explain_src_free(&w->src);
+    if (w->have_d) dm_dataset_free(&w->d);
+    explain_rationale_free(&w->rat);
+    dm_buf_free(&w->js);
+    void *own[] = {w->lmdir, w->wts, w->zb, w->ht, w->zmod, w->zpres, w->sel, w->urow, w->pk, w->pid, w->pcnt, w->pw, w->irow,
+                   w->seen, w->gj, w->gcnt, w->tmp, w->hist, w->cand, w->ctop, w->rep, w->order, w->evi, w->drop, w->mpos,
+                   w->tidx, w->sc, w->sm, w->sw, w->wo, w->srand, w->sr1, w->y, w->bs, w->mark, w->lowered, w->foff, w->feat,
+                   w->fitem};
+    for (size_t k = 0; k < sizeof own / sizeof *own; k++) free(own[k]);
+    memset(w, 0, sizeof *w);
+}
+
+/* The stage body, as a table of contents: load, select the users, explain this rank's share,
+ * gather, write explain.jsonl, summarise, the ranking cost, write explain.h5. */
+static int explain_body(stage_run *sr)
+{
+    explain_ws w = {.sr = sr, .ctx = sr->ctx, .cfg = sr->cfg};
+    int rc = explain_settings(&w);
+    if (!rc) rc = explain_load(&w);
+    if (!rc) rc = explain_select_users(&w);
+    if (!rc) {
+        rc = explain_users(&w);
+        if (!rc) rc = explain_gather(&w);
+        if (!rc) rc = explain_write_jsonl(&w);
+        if (!rc) rc = explain_summary(&w);
+        if (!rc) rc = explain_ranking_cost(&w);
+        rc = explain_write_h5(&w, rc);
+    }
+    explain_ws_free(&w);
+    return par_agree(sr->ctx, rc);
 }
 
 static int stage_explain(stage_run *sr)

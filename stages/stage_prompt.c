@@ -37,6 +37,7 @@
  * per-user rows (NaN outside the sample), /prompt/latency (L, then median and p95 per model).
  */
 #include "align_inputs.h"
+#include "align_io.h"
 #include "cands.h"
 #include "cf_sasrec.h"
 #include "../mpi/cli.h"
@@ -55,8 +56,8 @@
 #include "../src/eval/metrics.h"
 #include "../src/explain/explain.h"
 #include "../src/lm/lm.h"
+#include "../src/nn/adam.h"
 #include "../src/prompt/llmrec.h"
-#include "../src/prompt/proj.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -351,8 +352,9 @@ static int train_model(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, con
             if (!rc) rc = par_allreduce_sum_f32(ctx, p->g, p->nparams);
             if (!rc) {
                 p->t++;
-                proj_adam(p->w, p->g, p->am, p->av, p->nparams, (float)dm_cfg_float(cfg, "prompt.lr"), 0.9f, 0.999f, 1e-8f,
-                          (float)dm_cfg_float(cfg, "prompt.weight_decay"), p->t);
+                const nn_adam o = {(float)dm_cfg_float(cfg, "prompt.lr"), 0.9f, 0.999f, 1e-8f,
+                                   (float)dm_cfg_float(cfg, "prompt.weight_decay"), NN_ADAM_DECOUPLED};
+                nn_adam_step(&o, p->t, p->w, p->g, p->am, p->av, p->nparams);
             }
         }
         if (rc) break;

@@ -50,6 +50,7 @@
  *   two-sided, zero differences dropped), vs_static_p_holm (Holm over the variants of the group),
  *   users_tested.
  */
+#include "align_io.h"
 #include "cands.h"
 #include "cf_sasrec.h"
 #include "../mpi/cli.h"
