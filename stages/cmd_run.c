@@ -81,6 +81,12 @@ int cmd_run(par_ctx *ctx, int argc, char **argv)
     cli_args_free(&a);
     if (!rc) rc = check_plan(ctx, &cfg);
     rc = par_agree(ctx, rc);
+    if (!rc) {
+        const stage_def *defs[32];
+        int nd = 0;
+        for (size_t i = 0; i < dm_cfg_len(&cfg, "run.stages") && nd < 32; i++) defs[nd++] = stage_find(dm_cfg_str_at(&cfg, "run.stages", i));
+        stage_warn_unread_sets(&cfg, defs, nd);
+    }
     stage_lock_t lk = {-1};
     if (!rc) rc = stage_lock(ctx, &cfg, &lk);
     size_t n = rc ? 0 : dm_cfg_len(&cfg, "run.stages");

@@ -4,6 +4,7 @@
 
 #include "../mpi/cli.h"
 #include "dataset_io.h"
+#include "models.h"
 
 #include "../src/core/buf.h"
 #include "../src/core/err.h"
@@ -144,6 +145,40 @@ static int check_identities(const stage_run *sr, identity *ids)
     return DM_OK;
 }
 
+/* the stage's config groups with those of the models it trains or scores */
+#define STAGE_MAX_GROUPS 64
+static const char *const *stage_groups(const stage_def *def, const dm_cfg *cfg, const char **buf)
+{
+    size_t n = 0;
+    for (const char *const *g = def->groups; g && *g && n + 1 < STAGE_MAX_GROUPS; g++) buf[n++] = *g;
+    buf[n] = NULL;
+    if (def->models_key) model_groups(cfg, def->models_key, buf, &n, STAGE_MAX_GROUPS);
+    return buf;
+}
+
+/* Settings given on the command line (--set) that none of the stages about to run reads: a warning
+ * naming the stages that would (a key meant for another stage is otherwise silently ignored). */
+void stage_warn_unread_sets(const dm_cfg *cfg, const stage_def *const *defs, int n)
+{
+    size_t nk;
+    const dm_key *keys = dm_keys(&nk);
+    const char *gb[STAGE_MAX_GROUPS];
+    for (size_t k = 0; k < nk && k < cfg->nkeys; k++) {
+        if (cfg->v[k].origin != 2 || dm_cfg_in_groups(keys[k].name, g_exempt) || !strncmp(keys[k].name, "run.", 4)) continue;
+        int read = 0;
+        for (int i = 0; i < n && !read; i++) read = dm_cfg_in_groups(keys[k].name, stage_groups(defs[i], cfg, gb));
+        if (read) continue;
+        char who[256] = "";
+        for (int i = 0; i < g_nstages; i++)
+            if (dm_cfg_in_groups(keys[k].name, stage_groups(g_stages[i], cfg, gb))) {
+                size_t l = strlen(who);
+                snprintf(who + l, sizeof who - l, "%s%s", l ? ", " : "", g_stages[i]->name);
+            }
+        if (who[0]) dm_warn("--set %s: %s reads it (read by %s); it has no effect here", keys[k].name, n == 1 ? "this stage never" : "no stage of run.stages", who);
+        else dm_warn("--set %s: no stage reads it; it has no effect here", keys[k].name);
+    }
+}
+
 /* ---- hashes ----------------------------------------------------------------------------------- */
 
 /* size and modification time of every regular file of a directory (or of one file): a cheap
@@ -172,7 +207,8 @@ static int compute_hash(par_ctx *ctx, stage_run *sr)
     const dm_cfg *cfg = sr->cfg;
     if (!sr->def->inputs[0]) return ds_stage_hash(ctx, cfg, sr->hash);
     dm_buf b = {0};
-    int rc = dm_cfg_serialize(cfg, sr->def->groups, &b);
+    const char *gb[STAGE_MAX_GROUPS];
+    int rc = dm_cfg_serialize(cfg, stage_groups(sr->def, cfg, gb), &b);
     if (!rc) rc = dm_buf_printf(&b, "run.seed = %lld;\nstage = \"%s\";\n", dm_cfg_int(cfg, "run.seed"), sr->def->name);
     for (int k = 0; !rc && k < sr->nin; k++) rc = dm_buf_printf(&b, "input %s = \"%s\";\n", sr->in[k].file, sr->in[k].hash);
     if (!rc && !strcmp(sr->def->name, "lm") && dm_cfg_str(cfg, "lm.checkpoint")[0]) {
@@ -256,7 +292,8 @@ int stage_exec(stage_run *sr)
     dm_cfg_seen_clear(sr->cfg);
     int rc = sr->def->run(sr);
     dm_buf keys = {0};
-    size_t n = dm_cfg_seen_outside(sr->cfg, sr->def->groups, g_exempt, &keys);
+    const char *gb[STAGE_MAX_GROUPS];
+    size_t n = dm_cfg_seen_outside(sr->cfg, stage_groups(sr->def, sr->cfg, gb), g_exempt, &keys);
     if (n) {
         const char *strict = getenv("DM_STRICT_KEYS");
         if (strict && strict[0] == '1' && !rc) {
@@ -397,6 +434,7 @@ int stage_command(par_ctx *ctx, const stage_def *def, int argc, char **argv)
     cli_args_free(&a);
     rc = par_agree(ctx, rc);
     if (!rc && def->check) rc = par_agree(ctx, def->check(&cfg));
+    if (!rc) stage_warn_unread_sets(&cfg, &def, 1);
     stage_lock_t lk = {-1};
     if (!rc) rc = stage_lock(ctx, &cfg, &lk);
     stage_run sr;

@@ -48,6 +48,9 @@ typedef struct stage_def {
     const char *output;           /* file in run.dir */
     const char *inputs[STAGE_MAX_IN + 1]; /* files of run.dir it reads, NULL-terminated */
     const char *const *groups;    /* config groups (or single keys) it reads */
+    /* list key naming registered models (stages/models.h) whose config groups it also reads:
+     * "cf.models" (train-cf), "eval.models" (eval); NULL = none */
+    const char *models_key;
     /* 1 if this config reads `input` (NULL = every input is read); an input not read is neither
      * required nor hashed. */
     int (*uses)(const dm_cfg *cfg, const char *input);
@@ -114,6 +117,9 @@ typedef struct {
 int stage_lock(par_ctx *ctx, const dm_cfg *cfg, stage_lock_t *lk);
 void stage_unlock(par_ctx *ctx, stage_lock_t *lk);
 
+/* Warns about --set keys that none of defs[0..n) reads, naming the stages that would. */
+void stage_warn_unread_sets(const dm_cfg *cfg, const stage_def *const *defs, int n);
+
 /* A stage command (`dynmm eval CONFIG ...`): parse, --help, config, the stage's own arguments,
  * check, lock, begin, run. argv[0] is the stage's name. */
 int stage_command(par_ctx *ctx, const stage_def *def, int argc, char **argv);
@@ -123,10 +129,5 @@ extern const stage_def stage_ingest_def, stage_synth_def, stage_train_cf_def, st
     stage_prompt_def, stage_explain_def, stage_stream_def, stage_eval_def;
 /* The dataset's config groups (dataset_io.h) */
 extern const char *const ds_config_groups[];
-
-/* Loads the aligner of align.h5 (weights and shape) with activations for `batch` items/users, and
- * optionally its z_base (items, d). */
-#include "../src/align/align.h"
-int align_load(par_ctx *ctx, const char *path, int batch, align_model *m, align_acts *ai, float **z_base, size_t *n_items);
 
 #endif

@@ -24,10 +24,12 @@
  * noise_sigma, items_perturbed; of the root: stress_seed, stress_zbase_max_diff (how closely
  * recomputing every item reproduces the stored z_base).
  */
+#include "align_io.h"
 #include "cands.h"
 #include "../mpi/cli.h"
 #include "dataset_io.h"
 #include "evalcore.h"
+#include "models.h"
 #include "stage.h"
 #include "stress.h"
 
@@ -58,140 +60,6 @@ static const char USAGE[] =
 
 static const char *const eval_config_groups[] = {"eval", "split.protocol", "stress", NULL};
 
-/* ---- models ------------------------------------------------------------------------------ */
-
-typedef struct {
-    size_t n_items, C;
-    double *pop;    /* pop */
-    float *B;       /* ease (n, n) */
-    float *e;       /* sasrec e_cf (n, C) */
-    float *state[3]; /* sasrec user states by split (valid, test) */
-    int32_t *hist;
-} model;
-
-static int pop_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
-{
-    model *m = mv;
-    (void)s;
-    (void)users;
-    for (size_t b = 0; b < B; b++)
-        for (size_t i = 0; i < m->n_items; i++) scores[b * m->n_items + i] = (float)m->pop[i];
-    return DM_OK;
-}
-
-static int ease_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
-{
-    model *m = mv;
-    size_t n = m->n_items;
-    for (size_t b = 0; b < B; b++) {
-        float *sc = scores + b * n;
-        memset(sc, 0, n * sizeof *sc);
-        size_t nh = ev_history(s, users[b], m->hist);
-        for (size_t k = 0; k < nh; k++) cblas_saxpy((int)n, 1.0f, m->B + (size_t)m->hist[k] * n, 1, sc, 1);
-    }
-    return DM_OK;
-}
-
-static int sasrec_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
-{
-    model *m = mv;
-    const float *st = m->state[s->split];
-    float *u = malloc(B * m->C * sizeof *u + 4);
-    if (!u) return DM_ERR(DM_ENOMEM, "out of memory");
-    for (size_t b = 0; b < B; b++) memcpy(u + b * m->C, st + users[b] * m->C, m->C * sizeof *u);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)m->n_items, (int)m->C, 1.0f, u, (int)m->C, m->e,
-                (int)m->C, 0.0f, scores, (int)m->n_items);
-    free(u);
-    return DM_OK;
-}
-
-static int align_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
-{
-    model *m = mv;
-    const float *st = m->state[s->split];
-    float *u = malloc(B * m->C * sizeof *u + 4);
-    if (!u) return DM_ERR(DM_ENOMEM, "out of memory");
-    for (size_t b = 0; b < B; b++) memcpy(u + b * m->C, st + users[b] * m->C, m->C * sizeof *u);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)m->n_items, (int)m->C, 1.0f, u, (int)m->C, m->e,
-                (int)m->C, 0.0f, scores, (int)m->n_items);
-    free(u);
-    return DM_OK;
-}
-
-static void model_free(model *m)
-{
-    free(m->pop);
-    free(m->B);
-    free(m->e);
-    free(m->state[DM_VALID]);
-    free(m->state[DM_TEST]);
-    free(m->hist);
-    memset(m, 0, sizeof *m);
-}
-
-/* Loads model `name` from the run's files. */
-static int model_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const char *name, model *m, ev_score_fn *fn)
-{
-    memset(m, 0, sizeof *m);
-    m->n_items = d->n_items;
-    DM_ALLOC(m->hist, d->n_inter + 1);
-    char path[4096];
-    int is_align = !strcmp(name, "align");
-    DM_CALL(cli_run_path(ctx, cfg, is_align ? "align.h5" : "cf.h5", path, sizeof path));
-    h5file f;
-    int rc = h5_open(ctx, path, &f);
-    if (rc) {
-        DM_HINT(is_align ? "run the align stage first (dynmm align, or add it to run.stages)"
-                         : "run the train-cf stage first (dynmm train-cf, or add it to run.stages)");
-        return par_agree(ctx, rc);
-    }
-    void *p;
-    size_t r, c;
-    if (is_align) {
-        rc = h5_check_format(&f, "dynmm-align", 1);
-        if (!rc) rc = h5_read_all(&f, "/align/z_base", H5_F32, &p, &r, &c);
-        if (!rc) {
-            m->e = p;
-            m->C = c;
-            rc = h5_read_all(&f, "/align/h_valid", H5_F32, &p, &r, &c);
-        }
-        if (!rc) {
-            m->state[DM_VALID] = p;
-            rc = h5_read_all(&f, "/align/h_test", H5_F32, &p, &r, &c);
-        }
-        if (!rc) m->state[DM_TEST] = p;
-        *fn = align_score;
-        h5_close(&f);
-        return par_agree(ctx, rc);
-    }
-    rc = h5_check_format(&f, "dynmm-cf", 1);
-    const char *need = !strcmp(name, "pop") ? "/pop/count" : !strcmp(name, "ease") ? "/ease/B" : "/sasrec/e_cf";
-    if (!rc && !h5_exists(&f, need)) {
-        rc = DM_ERR(DM_ECONFIG, "eval.models has '%s' but %s has no %s", name, path, need);
-        DM_HINT("add '%s' to cf.models and rerun train-cf", name);
-    }
-    if (!rc && !strcmp(name, "pop")) {
-        rc = h5_read_all(&f, "/pop/count", H5_F64, &p, &r, &c);
-        m->pop = p;
-        *fn = pop_score;
-    } else if (!rc && !strcmp(name, "ease")) {
-        rc = h5_read_all(&f, "/ease/B", H5_F32, &p, &r, &c);
-        m->B = p;
-        *fn = ease_score;
-    } else if (!rc) {
-        rc = h5_read_all(&f, "/sasrec/e_cf", H5_F32, &p, &r, &c);
-        m->e = p;
-        m->C = c;
-        if (!rc) rc = h5_read_all(&f, "/sasrec/state_valid", H5_F32, &p, &r, &c);
-        if (!rc) m->state[DM_VALID] = p;
-        if (!rc) rc = h5_read_all(&f, "/sasrec/state_test", H5_F32, &p, &r, &c);
-        if (!rc) m->state[DM_TEST] = p;
-        *fn = sasrec_score;
-    }
-    h5_close(&f);
-    return par_agree(ctx, rc);
-}
-
 /* ---- one entry of results.h5 ------------------------------------------------------------- */
 
 typedef struct {
@@ -205,6 +73,7 @@ typedef struct {
     double *crow, *cmean; /* the same restricted to users whose target is cold */
     size_t ch, cn, cm;    /* logged columns: hit@10, ndcg@10, mrr */
     int mw;               /* width of the model column of the log */
+    const char *align_path; /* align.h5 (stress experiments) */
 } ev_out;
 
 /* Scores `fn` on split s under `proto` into o->rows and writes /<split>/<proto>/<name> with its
@@ -235,6 +104,8 @@ static int write_entry(ev_out *o, const ev_split *s, const char *sp, const char 
         if (!rc) rc = h5_attr_i64(o->f, p, "users", cnt);
         if (!rc) rc = h5_attr_f64(o->f, p, "seconds", secs);
         if (!rc && a) rc = h5_attr_str(o->f, p, "same_as", name);
+        const model_def *md = model_find(name);
+        if (!rc && md) rc = h5_attr_str(o->f, p, "label", model_label(md));
     }
     /* users whose target is a cold item (never in the training split), reported apart */
     if (!rc && o->cold) {
@@ -361,15 +232,19 @@ static int run_stress(ev_out *o, const dm_cfg *cfg, const int8_t *roles, const i
     par_ctx *ctx = o->ctx;
     const dm_dataset *d = o->d;
     double t0 = dm_wtime();
-    char path[4096];
-    DM_CALL(cli_run_path(ctx, cfg, "align.h5", path, sizeof path));
-    model m;
-    ev_score_fn fn = NULL;
-    DM_CALL(model_load(ctx, cfg, d, "align", &m, &fn));
+    const char *path = o->align_path;
+    model_latents m;
+    memset(&m, 0, sizeof m);
+    h5file af;
+    int rc = par_agree(ctx, h5_open(ctx, path, &af));
+    if (rc) return rc;
+    rc = model_latents_read(&af, "/align/z_base", "/align/h_valid", "/align/h_test", &m);
+    h5_close(&af);
+    DM_CALL(par_agree(ctx, rc));
     align_model am;
     align_acts ai;
     const size_t n = d->n_items, dd = m.C;
-    int rc = align_load(ctx, path, 1024, &am, &ai, NULL, NULL);
+    rc = align_load(ctx, path, 1024, &am, &ai, NULL, NULL);
     if (!rc && (size_t)am.cfg.d != dd) rc = DM_ERR(DM_EFORMAT, "'%s': z_base has %zu columns but the aligner's d is %d", path, dd, am.cfg.d);
     rc = par_agree(ctx, rc);
     float *x[ALIGN_K] = {NULL, NULL, NULL, NULL}, *zv = NULL, *za = NULL;
@@ -428,7 +303,7 @@ static int run_stress(ev_out *o, const dm_cfg *cfg, const int8_t *roles, const i
         if (!rc) rc = h5_attr_f64(o->f, "/", "stress_zbase_max_diff", maxdiff);
     }
     static const char *const kinds[] = {"drop", "noise", "shuffle"};
-    model mv = m;
+    model_latents mv = m;
     mv.e = zv;
     for (size_t vi = 0; vi < nv && !rc; vi++) {
         const stress_variant *sv = &v[vi];
@@ -449,7 +324,7 @@ static int run_stress(ev_out *o, const dm_cfg *cfg, const int8_t *roles, const i
             const char *sp = splits[si] == DM_VALID ? "valid" : "test";
             for (size_t pi = 0; pi < dm_cfg_len(cfg, "eval.protocols") && !rc; pi++) {
                 const char *proto = dm_cfg_str_at(cfg, "eval.protocols", pi);
-                rc = write_entry(o, &s, sp, proto, name, fn, &mv, NULL, sv->alias[0] ? alias : NULL, pi == 0 && si == 0 ? t1 : dm_wtime());
+                rc = write_entry(o, &s, sp, proto, name, model_latents_score, &mv, NULL, sv->alias[0] ? alias : NULL, pi == 0 && si == 0 ? t1 : dm_wtime());
                 for (int a = 0; a < (sv->alias[0] ? 2 : 1) && !rc; a++) {
                     char ep[512];
                     snprintf(ep, sizeof ep, "/%s/%s/%s", sp, proto, a ? alias : name);
@@ -472,16 +347,11 @@ static int run_stress(ev_out *o, const dm_cfg *cfg, const int8_t *roles, const i
     stress_work_free(&w);
     align_acts_free(&ai);
     align_free(&am);
-    model_free(&m);
+    model_latents_free(&m);
     return par_agree(ctx, rc);
 }
 
 /* ---- the stage --------------------------------------------------------------------------- */
-
-static int eval_model_known(const char *m)
-{
-    return !strcmp(m, "pop") || !strcmp(m, "ease") || !strcmp(m, "sasrec") || !strcmp(m, "align");
-}
 
 static int check_eval(const dm_cfg *cfg)
 {
@@ -501,9 +371,9 @@ static int check_eval(const dm_cfg *cfg)
     }
     for (size_t k = 0; k < nm; k++) {
         const char *mname = dm_cfg_str_at(cfg, "eval.models", k);
-        if (!eval_model_known(mname)) {
+        if (!model_find(mname)) {
             DM_ERR(DM_ECONFIG, "%s: unknown model '%s'", dm_cfg_where(cfg, "eval.models", w, sizeof w), mname);
-            DM_HINT("models: pop, ease, sasrec, align");
+            DM_HINT("models: %s", model_names(0));
             return DM_ECONFIG;
         }
     }
@@ -511,18 +381,15 @@ static int check_eval(const dm_cfg *cfg)
     return DM_OK;
 }
 
-/* eval reads cf.h5 for pop, ease and sasrec, align.h5 for align and the stress experiments */
+/* eval reads the file of every model it scores (models.h), and align.h5 for the stress experiments */
 static int uses_eval(const dm_cfg *cfg, const char *input)
 {
     if (!strcmp(input, "dataset.h5")) return 1;
-    int cf = 0, al = 0;
     for (size_t k = 0; k < dm_cfg_len(cfg, "eval.models"); k++) {
-        const char *m = dm_cfg_str_at(cfg, "eval.models", k);
-        if (!strcmp(m, "align")) al = 1;
-        else cf = 1;
+        const model_def *m = model_find(dm_cfg_str_at(cfg, "eval.models", k));
+        if (m && !strcmp(m->file, input)) return 1;
     }
-    if (dm_cfg_bool(cfg, "stress.enabled") && in_list(cfg, "stress.models", "align")) al = 1;
-    return !strcmp(input, "cf.h5") ? cf : al;
+    return !strcmp(input, "align.h5") && dm_cfg_bool(cfg, "stress.enabled") && in_list(cfg, "stress.models", "align");
 }
 
 /* The sampled candidate sets scored, stored beside the rows for the record (kind "rows": not a
@@ -619,14 +486,14 @@ static int stage_eval(stage_run *sr)
         if (ks[k] == 10) c10 = k + 1;
     ev_out o = {ctx, &f, &spec, &d, cold, lo, hi, (size_t)dm_cfg_int(cfg, "eval.batch"), rows, mean, crow, cmean,
                 metrics_col(&spec, METRICS_HIT, c10 ? c10 - 1 : 0), metrics_col(&spec, METRICS_NDCG, c10 ? c10 - 1 : 0),
-                metrics_col(&spec, METRICS_MRR, 0), stress ? 24 : 8};
+                metrics_col(&spec, METRICS_MRR, 0), stress ? 24 : 8, uses_eval(cfg, "align.h5") ? stage_input(sr, "align.h5") : NULL};
     if (!rc) dm_log("%-8s %-6s %-*s %8s %10s %10s %10s %8s", "split", "proto", o.mw, "model", "users", c10 ? "hit@10" : "hit@k0",
                     c10 ? "ndcg@10" : "ndcg@k0", "mrr", "seconds");
     for (size_t mi = 0; mi < nm && !rc; mi++) {
         const char *mname = dm_cfg_str_at(cfg, "eval.models", mi);
-        model m;
-        ev_score_fn fn = NULL;
-        rc = model_load(ctx, cfg, &d, mname, &m, &fn);
+        const model_def *md = model_find(mname);
+        model_loaded m;
+        rc = model_load(ctx, cfg, &d, md, stage_input(sr, md->file), &m);
         /* the stress experiments' cold-item subset of this model: <model>@cold */
         char cold_name[160];
         snprintf(cold_name, sizeof cold_name, "%s@cold", mname);
@@ -636,10 +503,10 @@ static int stage_eval(stage_run *sr)
             ev_split s = {&d, roles, !strcmp(sp, "valid") ? DM_VALID : DM_TEST};
             int cold_here = want_cold && in_list(cfg, "stress.splits", sp);
             for (size_t pi = 0; pi < np && !rc; pi++)
-                rc = write_entry(&o, &s, sp, dm_cfg_str_at(cfg, "eval.protocols", pi), mname, fn, &m, cold_here ? cold_name : NULL,
+                rc = write_entry(&o, &s, sp, dm_cfg_str_at(cfg, "eval.protocols", pi), mname, m.score, m.state, cold_here ? cold_name : NULL,
                                  NULL, dm_wtime());
         }
-        model_free(&m);
+        model_unload(&m);
     }
     rc = par_agree(ctx, rc);
     if (!rc && stress && nss && in_list(cfg, "stress.models", "align")) rc = run_stress(&o, cfg, roles, ssplits, nss);
@@ -661,6 +528,7 @@ const stage_def stage_eval_def = {
     .output = "results.h5",
     .inputs = {"dataset.h5", "cf.h5", "align.h5", NULL},
     .groups = eval_config_groups,
+    .models_key = "eval.models",
     .uses = uses_eval,
     .check = check_eval,
     .run = stage_eval,

@@ -3,7 +3,7 @@
 #include "cf_sasrec.h"
 #include "../mpi/cli.h"
 #include "dataset_io.h"
-#include "ease.h"
+#include "models.h"
 #include "stage.h"
 
 #include "../src/core/err.h"
@@ -25,40 +25,32 @@ static const char USAGE[] =
     "  ease    EASE, Gram inverse with ScaLAPACK         /ease/B (items x items)\n"
     "  sasrec  SASRec, data parallel over users          /sasrec/weights, /sasrec/e_cf (items x d),\n"
     "          /sasrec/state_valid and /sasrec/state_test (users x d), /sasrec/curve\n"
+    "  <model> any model of the registry written against src/model/model.h, trained by the generic\n"
+    "          trainer: /<model>/weights/<tensor>, /<model>/curve\n"
     "SASRec keeps the weights of its best validation round (sasrec.select_metric under\n"
     "sasrec.select_protocol); the test split is not read. An interrupted run (a kill, or SIGTERM/SIGUSR1\n"
     "from Slurm) continues from <run.dir>/ckpt_sasrec.h5 when rerun (run.resume = true, the default).\n";
 
-static const char *const cf_config_groups[] = {"cf", "sasrec", "ease", "split.protocol", "eval.seed", "eval.pop_power", NULL};
-
-static int has_model(const dm_cfg *cfg, const char *name)
-{
-    for (size_t k = 0; k < dm_cfg_len(cfg, "cf.models"); k++)
-        if (!strcmp(dm_cfg_str_at(cfg, "cf.models", k), name)) return 1;
-    return 0;
-}
+/* the groups of the models listed in cf.models join these (stage.h: models_key) */
+static const char *const cf_config_groups[] = {"cf", "split.protocol", "eval.seed", "eval.pop_power", NULL};
 
 static int check_train_cf(const dm_cfg *cfg)
 {
     char w[256];
     for (size_t k = 0; k < dm_cfg_len(cfg, "cf.models"); k++) {
         const char *mname = dm_cfg_str_at(cfg, "cf.models", k);
-        if (strcmp(mname, "pop") && strcmp(mname, "ease") && strcmp(mname, "sasrec")) {
-            DM_ERR(DM_ECONFIG, "%s: unknown model '%s'", dm_cfg_where(cfg, "cf.models", w, sizeof w), mname);
-            DM_HINT("cf.models takes pop, ease and sasrec");
+        const model_def *m = model_find(mname);
+        if (!m || (!m->train && !m->ops)) {
+            DM_ERR(DM_ECONFIG, "%s: %s model '%s'", dm_cfg_where(cfg, "cf.models", w, sizeof w), m ? "train-cf does not train the" : "unknown", mname);
+            DM_HINT("cf.models takes %s", model_names(1));
             return DM_ECONFIG;
         }
-    }
-    if (has_model(cfg, "sasrec")) {
-        long long hd = dm_cfg_int(cfg, "sasrec.hidden"), nh = dm_cfg_int(cfg, "sasrec.heads");
-        if (hd % nh) {
-            DM_ERR(DM_ECONFIG, "%s = %lld does not divide sasrec.hidden = %lld", dm_cfg_where(cfg, "sasrec.heads", w, sizeof w), nh, hd);
-            DM_HINT("the heads split the hidden width evenly; e.g. sasrec.heads = 1 or 2 for hidden 50");
-            return DM_ECONFIG;
-        }
-        char kind;
-        size_t n;
-        DM_CALL(cands_parse(dm_cfg_str(cfg, "sasrec.select_protocol"), &kind, &n));
+        for (size_t j = 0; j < k; j++)
+            if (!strcmp(dm_cfg_str_at(cfg, "cf.models", j), mname)) {
+                DM_ERR(DM_ECONFIG, "%s lists '%s' twice", dm_cfg_where(cfg, "cf.models", w, sizeof w), mname);
+                return DM_ECONFIG;
+            }
+        DM_CALL(model_check(m, cfg));
     }
     return DM_OK;
 }
@@ -67,7 +59,7 @@ static int stage_train_cf(stage_run *sr)
 {
     par_ctx *ctx = sr->ctx;
     const dm_cfg *cfg = sr->cfg;
-    DM_CALL(check_train_cf(cfg));
+    DM_CALL(par_agree(ctx, check_train_cf(cfg)));
     dm_dataset d;
     DM_CALL(ds_read(ctx, stage_input(sr, "dataset.h5"), &d));
     const int8_t *roles = NULL;
@@ -79,22 +71,8 @@ static int stage_train_cf(stage_run *sr)
     if (!rc) rc = h5_attr_i64(&f, "/", "n_users", (int64_t)d.n_users);
     if (!rc) rc = h5_attr_i64(&f, "/", "n_items", (int64_t)d.n_items);
     if (!rc) rc = h5_attr_str(&f, "/", "split", dm_cfg_str(cfg, "split.protocol"));
-    if (!rc && has_model(cfg, "pop")) {
-        double *cnt = calloc(d.n_items + 1, sizeof *cnt);
-        if (!cnt) rc = DM_ERR(DM_ENOMEM, "out of memory");
-        for (size_t i = 0; !rc && i < d.n_inter; i++)
-            if (roles[i] == DM_TRAIN) cnt[d.item[i]] += 1.0;
-        if (!rc) rc = h5_write_all(&f, "/pop/count", H5_F64, d.n_items, 0, cnt);
-        free(cnt);
-        dm_log("  pop: train-set counts of %zu items", d.n_items);
-    }
-    rc = par_agree(ctx, rc);
-    if (!rc && has_model(cfg, "ease")) {
-        size_t lo, hi;
-        ds_user_block(ctx, &d, &lo, &hi);
-        rc = ease_fit_write(ctx, &d, roles, lo, hi, dm_cfg_float(cfg, "ease.lambda"), (int)dm_cfg_int(cfg, "ease.block"), &f);
-    }
-    if (!rc && has_model(cfg, "sasrec")) rc = cf_sasrec_train(ctx, cfg, &d, roles, sr->hash, &f);
+    model_train_args t = {ctx, cfg, &d, roles, sr->hash, &f};
+    for (size_t k = 0; !rc && k < dm_cfg_len(cfg, "cf.models"); k++) rc = model_train(model_find(dm_cfg_str_at(cfg, "cf.models", k)), &t);
     rc = stage_output_finish(sr, &f, rc);
     if (!rc) {
         char ck[4096];
@@ -120,6 +98,7 @@ const stage_def stage_train_cf_def = {
     .output = "cf.h5",
     .inputs = {"dataset.h5", NULL},
     .groups = cf_config_groups,
+    .models_key = "cf.models",
     .uses = NULL,
     .check = check_train_cf,
     .run = stage_train_cf,

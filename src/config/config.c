@@ -740,6 +740,8 @@ static int in_groups(const char *name, const char *const *groups)
     return 0;
 }
 
+int dm_cfg_in_groups(const char *name, const char *const *groups) { return groups && in_groups(name, groups); }
+
 void dm_cfg_seen_clear(const dm_cfg *c)
 {
     if (c->seen) memset(c->seen, 0, c->nkeys);

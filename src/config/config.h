@@ -92,6 +92,9 @@ const char *dm_cfg_where(const dm_cfg *c, const char *key, char *buf, size_t cap
 void dm_cfg_seen_clear(const dm_cfg *c);
 size_t dm_cfg_seen_outside(const dm_cfg *c, const char *const *groups, const char *const *exempt, dm_buf *out);
 
+/* 1 if key `name` belongs to one of `groups` (as dm_cfg_serialize selects them). */
+int dm_cfg_in_groups(const char *name, const char *const *groups);
+
 /* Canonical libconfig text of the groups listed (NULL-terminated; NULL = all groups). */
 int dm_cfg_serialize(const dm_cfg *c, const char *const *groups, dm_buf *out);
 /* sha256 hex of dm_cfg_serialize(c, groups). */

@@ -100,6 +100,12 @@ grep -q "'eval' reads align.h5, which no earlier stage of run.stages makes" "$W/
 grep -q "hint: add 'align' to run.stages before 'eval'" "$W/e3.log" || { cat "$W/e3.log"; fail "no hint for the missing aligner"; }
 [ ! -e "$W/noalign/dataset.h5" ] || fail "synth ran before the missing input was reported"
 
+# ---- a setting given to a stage that does not read it is named, with the stages that do ------------
+$DM_MPIRUN -n $NP $B align "${base[@]}" "${extra[@]}" --set modal.text.path=/nowhere.npy < /dev/null > "$W/unread.log" 2>&1 || { cat "$W/unread.log"; fail "align with an unread key"; }
+grep -q "warning: --set modal.text.path: this stage never reads it (read by ingest, synth); it has no effect here" "$W/unread.log" ||
+  { cat "$W/unread.log"; fail "no warning for a key align does not read"; }
+grep -qE "warning: --set (align|split)\." "$W/unread.log" && { grep 'warning: --set' "$W/unread.log"; fail "warnings for keys align reads"; }
+
 # ---- the run.dir lock ---------------------------------------------------------------------------------
 $PY - "$W/r/.dynmm.lock" > "$W/holder.log" 2>&1 <<'EOF' &
 import fcntl, sys, time

@@ -1,0 +1,66 @@
+/* model.h: what a trainable recommender provides to the rest of dynmm (MPI-free).
+ *
+ * A model that fits this interface is trained data parallel by the generic trainer
+ * (stages/trainer.h: epochs, the global batch split over ranks, one gradient allreduce per step,
+ * validation and early stopping, checkpoints, the training curve), saved to and loaded from its
+ * stage file, and scored by `dynmm eval` through the model registry (stages/models.h) — so adding a
+ * baseline is its src/ folder (its maths and one dm_model_ops), its key table
+ * (src/config/keys/<name>.def) and one registration line.
+ *
+ * The trainer's contract, per step: the epoch's examples 0..n_examples-1 are visited in an order
+ * drawn from (seed, epoch) that is the same on every rank; a global batch of examples is cut into
+ * even shares, rank r calls grad() on its share with the batch's global normaliser and the examples'
+ * global indices (so every random draw can be keyed by (seed, step, global index) and no rank count
+ * changes the step), the gradient slabs are summed over ranks, after_reduce() (may be NULL) edits the
+ * summed gradient, and step() updates the parameters identically on every rank.
+ *
+ * Memory: the model owns its parameter slab (params, nparams floats), gradient slab (grads) and
+ * optimiser state (opt, nopt floats: Adam moments and the like, saved in checkpoints); the trainer
+ * keeps one copy of the best parameters.
+ */
+#ifndef DM_MODEL_H
+#define DM_MODEL_H
+
+#include "../config/config.h"
+#include "../data/dataset.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct dm_model_ops {
+    const char *name;              /* as in cf.models / eval.models: "bpr" */
+    const char *label;             /* for tables and logs: "BPR-MF" */
+    const char *const *groups;     /* the config groups it reads (its key table): {"bpr", NULL} */
+
+    /* Allocates and initialises a model for dataset d trained on `roles` (DM_TRAIN rows), with room
+     * for batches of up to max_batch examples (training) or users (scoring). */
+    int (*create)(void **self, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, int max_batch, uint64_t seed);
+    void (*destroy)(void *self);
+
+    /* the slabs */
+    float *(*params)(void *self, size_t *n);
+    float *(*grads)(void *self, size_t *n);
+    float *(*opt_state)(void *self, size_t *n); /* saved and restored with the parameters; may be NULL */
+    long *(*opt_steps)(void *self);             /* the optimiser's step counter, saved likewise */
+
+    /* training */
+    size_t (*n_examples)(void *self);           /* examples of an epoch, the same on every rank */
+    /* normaliser of the global batch ex[0..n) (e.g. its example count) */
+    double (*batch_norm)(void *self, const size_t *ex, size_t n);
+    /* adds the gradient of (sum of the losses of ex[0..n)) / norm into grads; gidx[k] is ex[k]'s
+     * position in the global batch stream; *loss = that sum (not divided) */
+    int (*grad)(void *self, const size_t *ex, size_t n, const int64_t *gidx, uint64_t seed, uint64_t step, double norm, double *loss);
+    void (*after_reduce)(void *self);           /* may be NULL */
+    void (*step)(void *self);                   /* the optimiser step on the summed gradient */
+
+    /* Scores of every item for users[0..B) given their history in `split` (roles < split; the
+     * training split's rows for the valid split, train + valid for test): scores (B, n_items). */
+    int (*score)(void *self, const dm_dataset *d, const int8_t *roles, int split, const size_t *users, size_t B, float *scores);
+
+    /* the tensors saved as /<name>/weights/<tensor> (cols 0 = a vector): k = 0, 1, ... until it
+     * returns 0. A saved model is loaded by create() with the config stored in its file, then
+     * these tensors filled from the file. */
+    int (*tensor)(void *self, int k, const char **tname, size_t *rows, size_t *cols, float **data);
+} dm_model_ops;
+
+#endif

@@ -1,0 +1,325 @@
+/* models.c: the model registry, see models.h. */
+#include "models.h"
+
+#include "cands.h"
+#include "cf_sasrec.h"
+#include "ease.h"
+#include "trainer.h"
+
+#include "../src/bpr/bpr.h"
+#include "../src/core/err.h"
+#include "../src/core/log.h"
+#include "../src/core/shard.h"
+#include "../src/nn/gemm.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- popularity, EASE, SASRec and the aligner: their own paths --------------------------------- */
+
+/* the state of the built-in models: counts, or EASE's B, or an item table and user states */
+typedef struct {
+    size_t n_items;
+    double *pop;        /* pop (n_items) */
+    float *B;           /* ease (n_items, n_items) */
+    model_latents lat;  /* sasrec, align */
+    int32_t *hist;      /* scratch: one user's history */
+} builtin;
+
+static int pop_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
+{
+    builtin *m = mv;
+    (void)s;
+    (void)users;
+    for (size_t b = 0; b < B; b++)
+        for (size_t i = 0; i < m->n_items; i++) scores[b * m->n_items + i] = (float)m->pop[i];
+    return DM_OK;
+}
+
+static int ease_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
+{
+    builtin *m = mv;
+    size_t n = m->n_items;
+    for (size_t b = 0; b < B; b++) {
+        float *sc = scores + b * n;
+        memset(sc, 0, n * sizeof *sc);
+        size_t nh = ev_history(s, users[b], m->hist);
+        for (size_t k = 0; k < nh; k++) cblas_saxpy((int)n, 1.0f, m->B + (size_t)m->hist[k] * n, 1, sc, 1);
+    }
+    return DM_OK;
+}
+
+int model_latents_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
+{
+    model_latents *m = mv;
+    const float *st = m->state[s->split];
+    float *u = malloc(B * m->C * sizeof *u + 4);
+    if (!u) return DM_ERR(DM_ENOMEM, "out of memory");
+    for (size_t b = 0; b < B; b++) memcpy(u + b * m->C, st + users[b] * m->C, m->C * sizeof *u);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)m->n_items, (int)m->C, 1.0f, u, (int)m->C, m->e, (int)m->C, 0.0f,
+                scores, (int)m->n_items);
+    free(u);
+    return DM_OK;
+}
+
+static int latents_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
+{
+    return model_latents_score(&((builtin *)mv)->lat, s, users, B, scores);
+}
+
+int model_latents_read(h5file *f, const char *item, const char *valid, const char *test, model_latents *m)
+{
+    void *p;
+    size_t c;
+    int rc = h5_read_all(f, item, H5_F32, &p, &m->n_items, &m->C);
+    if (!rc) {
+        m->e = p;
+        rc = h5_read_all(f, valid, H5_F32, &p, &c, &c);
+    }
+    if (!rc) {
+        m->state[DM_VALID] = p;
+        rc = h5_read_all(f, test, H5_F32, &p, &c, &c);
+    }
+    if (!rc) m->state[DM_TEST] = p;
+    return rc;
+}
+
+void model_latents_free(model_latents *m)
+{
+    free(m->e);
+    free(m->state[DM_VALID]);
+    free(m->state[DM_TEST]);
+    memset(m, 0, sizeof *m);
+}
+
+static void builtin_unload(model_loaded *ml)
+{
+    builtin *m = ml->state;
+    if (m) {
+        free(m->pop);
+        free(m->B);
+        model_latents_free(&m->lat);
+        free(m->hist);
+        free(m);
+    }
+    ml->state = NULL;
+}
+
+static int builtin_new(const dm_dataset *d, model_loaded *ml, builtin **out)
+{
+    builtin *m;
+    DM_ALLOC(m, 1);
+    m->n_items = d->n_items;
+    ml->state = m;
+    DM_ALLOC(m->hist, d->n_inter + 1);
+    *out = m;
+    return DM_OK;
+}
+
+static int need(h5file *f, const char *dset, const char *name)
+{
+    if (h5_exists(f, dset)) return DM_OK;
+    DM_ERR(DM_ECONFIG, "eval.models has '%s' but %s has no %s", name, f->path, dset);
+    DM_HINT("add '%s' to cf.models and rerun train-cf", name);
+    return DM_ECONFIG;
+}
+
+static int pop_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *f, model_loaded *ml)
+{
+    builtin *m;
+    void *p;
+    size_t r, c;
+    DM_CALL(builtin_new(d, ml, &m));
+    int rc = need(f, "/pop/count", "pop");
+    if (!rc) rc = h5_read_all(f, "/pop/count", H5_F64, &p, &r, &c);
+    if (!rc) m->pop = p;
+    ml->score = pop_score;
+    return rc;
+}
+
+static int ease_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *f, model_loaded *ml)
+{
+    builtin *m;
+    void *p;
+    size_t r, c;
+    DM_CALL(builtin_new(d, ml, &m));
+    int rc = need(f, "/ease/B", "ease");
+    if (!rc) rc = h5_read_all(f, "/ease/B", H5_F32, &p, &r, &c);
+    if (!rc) m->B = p;
+    ml->score = ease_score;
+    return rc;
+}
+
+static int sasrec_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *f, model_loaded *ml)
+{
+    builtin *m;
+    DM_CALL(builtin_new(d, ml, &m));
+    int rc = need(f, "/sasrec/e_cf", "sasrec");
+    if (!rc) rc = model_latents_read(f, "/sasrec/e_cf", "/sasrec/state_valid", "/sasrec/state_test", &m->lat);
+    ml->score = latents_score;
+    return rc;
+}
+
+static int align_load_scorer(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *f, model_loaded *ml)
+{
+    builtin *m;
+    DM_CALL(builtin_new(d, ml, &m));
+    int rc = h5_check_format(f, "dynmm-align", 1);
+    if (!rc) rc = model_latents_read(f, "/align/z_base", "/align/h_valid", "/align/h_test", &m->lat);
+    ml->score = latents_score;
+    return rc;
+}
+
+static int pop_train(const model_train_args *t)
+{
+    double *cnt;
+    DM_ALLOC(cnt, t->d->n_items + 1);
+    for (size_t i = 0; i < t->d->n_inter; i++)
+        if (t->roles[i] == DM_TRAIN) cnt[t->d->item[i]] += 1.0;
+    int rc = h5_write_all(t->f, "/pop/count", H5_F64, t->d->n_items, 0, cnt);
+    free(cnt);
+    dm_log("  pop: train-set counts of %zu items", t->d->n_items);
+    return par_agree(t->ctx, rc);
+}
+
+static int ease_train(const model_train_args *t)
+{
+    size_t lo, hi;
+    dm_shard_weighted(t->d->user_off, t->d->n_users, t->ctx->size, t->ctx->rank, &lo, &hi);
+    return ease_fit_write(t->ctx, t->d, t->roles, lo, hi, dm_cfg_float(t->cfg, "ease.lambda"), (int)dm_cfg_int(t->cfg, "ease.block"), t->f);
+}
+
+static int sasrec_train(const model_train_args *t) { return cf_sasrec_train(t->ctx, t->cfg, t->d, t->roles, t->stage_hash, t->f); }
+
+static int sasrec_check(const dm_cfg *cfg)
+{
+    char w[256];
+    long long hd = dm_cfg_int(cfg, "sasrec.hidden"), nh = dm_cfg_int(cfg, "sasrec.heads");
+    if (hd % nh) {
+        DM_ERR(DM_ECONFIG, "%s = %lld does not divide sasrec.hidden = %lld", dm_cfg_where(cfg, "sasrec.heads", w, sizeof w), nh, hd);
+        DM_HINT("the heads split the hidden width evenly; e.g. sasrec.heads = 1 or 2 for hidden 50");
+        return DM_ECONFIG;
+    }
+    char kind;
+    size_t n;
+    return cands_parse(dm_cfg_str(cfg, "sasrec.select_protocol"), &kind, &n);
+}
+
+
+/* ---- the registry ------------------------------------------------------------------------------- */
+
+static const char *const g_ease_groups[] = {"ease", NULL};
+static const char *const g_sasrec_groups[] = {"sasrec", NULL};
+
+static const model_def g_models[] = {
+    {"pop", "Pop", "cf.h5", NULL, NULL, pop_train, pop_load, builtin_unload, NULL},
+    {"ease", "EASE", "cf.h5", g_ease_groups, NULL, ease_train, ease_load, builtin_unload, NULL},
+    {"sasrec", "SASRec", "cf.h5", g_sasrec_groups, NULL, sasrec_train, sasrec_load, builtin_unload, sasrec_check},
+    {"align", "aligner", "align.h5", NULL, NULL, NULL, align_load_scorer, builtin_unload, NULL},
+    {"bpr", NULL, "cf.h5", NULL, &bpr_model_ops, NULL, NULL, NULL, NULL},
+};
+static const int g_nmodels = (int)(sizeof g_models / sizeof g_models[0]);
+
+int model_count(void) { return g_nmodels; }
+const model_def *model_at(int i) { return i >= 0 && i < g_nmodels ? &g_models[i] : NULL; }
+
+const model_def *model_find(const char *name)
+{
+    for (int i = 0; i < g_nmodels; i++)
+        if (!strcmp(g_models[i].name, name)) return &g_models[i];
+    return NULL;
+}
+
+const char *model_names(int trainable)
+{
+    static char buf[512];
+    buf[0] = '\0';
+    for (int i = 0; i < g_nmodels; i++) {
+        if (trainable && !g_models[i].train && !g_models[i].ops) continue;
+        size_t l = strlen(buf);
+        snprintf(buf + l, sizeof buf - l, "%s%s", l ? ", " : "", g_models[i].name);
+    }
+    return buf;
+}
+
+const char *model_label(const model_def *m) { return m->ops ? m->ops->label : m->label; }
+
+void model_groups(const dm_cfg *cfg, const char *key, const char **out, size_t *n, size_t cap)
+{
+    for (size_t k = 0; k < dm_cfg_len(cfg, key); k++) {
+        const model_def *m = model_find(dm_cfg_str_at(cfg, key, k));
+        const char *const *g = !m ? NULL : m->ops ? m->ops->groups : m->groups;
+        for (; g && *g && *n + 1 < cap; g++) {
+            int dup = 0;
+            for (size_t j = 0; j < *n; j++) dup |= !strcmp(out[j], *g);
+            if (!dup) out[(*n)++] = *g;
+        }
+    }
+    out[*n] = NULL;
+}
+
+/* ---- generic models -------------------------------------------------------------------------------- */
+
+typedef struct {
+    const dm_model_ops *ops;
+    void *self;
+} generic;
+
+static int generic_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
+{
+    generic *g = mv;
+    return g->ops->score(g->self, s->d, s->roles, s->split, users, B, scores);
+}
+
+int model_check(const model_def *m, const dm_cfg *cfg)
+{
+    if (m->ops) return trainer_check(cfg, m->ops);
+    return m->check ? m->check(cfg) : DM_OK;
+}
+
+int model_train(const model_def *m, const model_train_args *t)
+{
+    if (!m->ops) return m->train(t);
+    trainer_run run;
+    int rc = trainer_fit(t->ctx, t->cfg, t->d, t->roles, m->ops, t->stage_hash, &run);
+    if (!rc) rc = trainer_write(t->ctx, &run, t->f);
+    trainer_run_free(&run);
+    return rc;
+}
+
+int model_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const model_def *m, const char *path, model_loaded *out)
+{
+    memset(out, 0, sizeof *out);
+    out->def = m;
+    if (m->ops) {
+        generic *g;
+        DM_ALLOC(g, 1);
+        g->ops = m->ops;
+        out->state = g;
+        out->score = generic_score;
+        return trainer_load(ctx, path, d, m->ops, 512, &g->self);
+    }
+    h5file f;
+    int rc = h5_open(ctx, path, &f);
+    if (rc) {
+        DM_HINT("run the stage that makes %s first (dynmm run lists it in run.stages)", path);
+        return par_agree(ctx, rc);
+    }
+    rc = m->load(ctx, cfg, d, &f, out);
+    h5_close(&f);
+    return par_agree(ctx, rc);
+}
+
+void model_unload(model_loaded *ml)
+{
+    if (!ml->def) return;
+    if (ml->def->ops) {
+        generic *g = ml->state;
+        if (g && g->self) g->ops->destroy(g->self);
+        free(g);
+        ml->state = NULL;
+    } else if (ml->def->unload)
+        ml->def->unload(ml);
+    memset(ml, 0, sizeof *ml);
+}

@@ -1,0 +1,462 @@
+/* trainer.c: data-parallel training of any dm_model_ops model, see trainer.h. */
+#include "trainer.h"
+
+#include "cands.h"
+#include "evalcore.h"
+#include "../mpi/cli.h"
+
+#include "../src/core/err.h"
+#include "../src/core/log.h"
+#include "../src/core/rng.h"
+#include "../src/core/shard.h"
+#include "../src/core/timer.h"
+#include "../src/eval/metrics.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CKPT_FORMAT "dynmm-trainer-checkpoint"
+
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+/* "<group>.<key>" of the model */
+static const char *key(const dm_model_ops *ops, const char *k)
+{
+    static _Thread_local char buf[128];
+    snprintf(buf, sizeof buf, "%s.%s", ops->name, k);
+    return buf;
+}
+
+int trainer_check(const dm_cfg *cfg, const dm_model_ops *ops)
+{
+    char kind;
+    size_t n;
+    return cands_parse(dm_cfg_str(cfg, key(ops, "select_protocol")), &kind, &n);
+}
+
+uint64_t trainer_seed(const dm_cfg *cfg, const dm_model_ops *ops)
+{
+    long long s = dm_cfg_int(cfg, key(ops, "seed"));
+    return s >= 0 ? (uint64_t)s : dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0x7A1, (uint64_t)ops->name[0] << 8 | (uint64_t)ops->name[1]);
+}
+
+/* the cursor of a training run */
+typedef struct {
+    long epoch, batch, step;  /* next epoch (0-based), next batch within it, steps taken */
+    double best;              /* best validation metric */
+    long best_epoch, bad_rounds;
+    double epoch_loss, epoch_secs; /* the current epoch's loss sum over all ranks and seconds so far */
+} cursor;
+
+typedef struct {
+    par_ctx *ctx;
+    const dm_cfg *cfg;
+    const dm_model_ops *ops;
+    void *self;
+    float *best;              /* (nparams) */
+    char path[4096];          /* checkpoint */
+    const char *hash;
+} run_ctx;
+
+/* ---- checkpoints ---------------------------------------------------------------------------- */
+
+static int ckpt_write(run_ctx *r, const cursor *c, const double *curve, size_t ncurve)
+{
+    size_t np, no = 0;
+    float *p = r->ops->params(r->self, &np), *o = r->ops->opt_state ? r->ops->opt_state(r->self, &no) : NULL;
+    h5file f;
+    DM_CALL(par_agree(r->ctx, h5_create(r->ctx, r->path, 0, 1 << 20, &f)));
+    int rc = h5_write_provenance(&f, CKPT_FORMAT, 1, r->ops->name, r->cfg, r->hash);
+    if (!rc) rc = h5_write_all(&f, "/params", H5_F32, np, 0, p);
+    if (!rc && o) rc = h5_write_all(&f, "/opt", H5_F32, no, 0, o);
+    if (!rc) rc = h5_write_all(&f, "/best", H5_F32, np, 0, r->best);
+    if (!rc && ncurve) rc = h5_write_all(&f, "/curve", H5_F64, ncurve, 4, curve);
+    const int64_t iv[] = {c->epoch, c->batch, c->step, c->best_epoch, c->bad_rounds, r->ops->opt_steps ? *r->ops->opt_steps(r->self) : 0};
+    const double dv[] = {c->best, c->epoch_loss, c->epoch_secs};
+    static const char *const in[] = {"epoch", "batch", "step", "best_epoch", "bad_rounds", "opt_steps"};
+    static const char *const dn[] = {"best", "epoch_loss", "epoch_seconds"};
+    for (int k = 0; k < 6 && !rc; k++) rc = h5_attr_i64(&f, "/", in[k], iv[k]);
+    for (int k = 0; k < 3 && !rc; k++) rc = h5_attr_f64(&f, "/", dn[k], dv[k]);
+    rc = par_agree(r->ctx, rc);
+    if (rc) {
+        h5_discard(&f);
+        return rc;
+    }
+    return h5_commit(&f);
+}
+
+/* *found = 0 when there is no checkpoint of this stage hash to resume */
+static int ckpt_read(run_ctx *r, cursor *c, double **curve, size_t *ncurve, int *found)
+{
+    h5file f;
+    DM_CALL(h5_open_checkpoint(r->ctx, r->path, CKPT_FORMAT, r->hash, &f, found));
+    if (!*found) return DM_OK;
+    size_t np, no = 0;
+    float *p = r->ops->params(r->self, &np), *o = r->ops->opt_state ? r->ops->opt_state(r->self, &no) : NULL;
+    int rc = h5_read_rows(&f, "/params", H5_F32, 0, np, p);
+    if (!rc && o) rc = h5_read_rows(&f, "/opt", H5_F32, 0, no, o);
+    if (!rc) rc = h5_read_rows(&f, "/best", H5_F32, 0, np, r->best);
+    if (!rc && h5_exists(&f, "/curve")) {
+        void *v;
+        size_t rows, cols;
+        rc = h5_read_all(&f, "/curve", H5_F64, &v, &rows, &cols);
+        if (!rc) {
+            *curve = v;
+            *ncurve = rows;
+        }
+    }
+    int64_t iv[6] = {0};
+    static const char *const in[] = {"epoch", "batch", "step", "best_epoch", "bad_rounds", "opt_steps"};
+    static const char *const dn[] = {"best", "epoch_loss", "epoch_seconds"};
+    double dv[3] = {0};
+    for (int k = 0; k < 6 && !rc; k++) rc = h5_get_attr_i64(&f, "/", in[k], &iv[k]);
+    for (int k = 0; k < 3 && !rc; k++) rc = h5_get_attr_f64(&f, "/", dn[k], &dv[k]);
+    h5_close(&f);
+    DM_CALL(par_agree(r->ctx, rc));
+    *c = (cursor){iv[0], iv[1], iv[2], dv[0], iv[3], iv[4], dv[1], dv[2]};
+    if (r->ops->opt_steps) *r->ops->opt_steps(r->self) = (long)iv[5];
+    dm_log("  %s: resuming from %s: epoch %ld, batch %ld, step %ld", r->ops->name, r->path, c->epoch, c->batch, c->step);
+    return DM_OK;
+}
+
+/* ---- validation ------------------------------------------------------------------------------- */
+
+typedef struct {
+    const dm_model_ops *ops;
+    void *self;
+} scorer;
+
+static int score_fn(void *model, const ev_split *s, const size_t *users, size_t B, float *scores)
+{
+    scorer *sc = model;
+    return sc->ops->score(sc->self, s->d, s->roles, s->split, users, B, scores);
+}
+
+typedef struct {
+    metrics_spec spec;
+    size_t col;
+    dm_dataset dv;   /* a shallow copy of the dataset holding this rank's validation candidates */
+    ev_split vs;
+    int on;          /* the dataset has a validation split */
+    size_t lo, hi;   /* this rank's users */
+} valid_set;
+
+static int valid_init(par_ctx *ctx, const dm_cfg *cfg, const dm_model_ops *ops, const dm_dataset *d, const int8_t *roles, valid_set *v)
+{
+    memset(v, 0, sizeof *v);
+    int64_t ks[1] = {10};
+    DM_CALL(metrics_spec_init(&v->spec, ks, 1, METRICS_TIES_EXPECTED));
+    const char *sel = dm_cfg_str(cfg, key(ops, "select_metric"));
+    v->col = !strcmp(sel, "hit@10") ? metrics_col(&v->spec, METRICS_HIT, 0)
+             : !strcmp(sel, "mrr")  ? metrics_col(&v->spec, METRICS_MRR, 0)
+                                    : metrics_col(&v->spec, METRICS_NDCG, 0);
+    for (size_t i = 0; i < d->n_inter && !v->on; i++) v->on = roles[i] == DM_VALID;
+    v->dv = *d;
+    v->dv.n_cand = 0;
+    memset(v->dv.cand, 0, sizeof v->dv.cand);
+    dm_shard_even(d->n_users, ctx->size, ctx->rank, &v->lo, &v->hi);
+    v->vs = (ev_split){&v->dv, roles, DM_VALID};
+    if (!v->on) return DM_OK;
+    const char *vp = dm_cfg_str(cfg, key(ops, "select_protocol"));
+    return cands_draw(ctx, cfg, &v->dv, &vp, 1, v->lo, v->hi);
+}
+
+static void valid_free(valid_set *v)
+{
+    for (int c = 0; c < v->dv.n_cand; c++) free(v->dv.cand[c].rows);
+    metrics_spec_free(&v->spec);
+}
+
+static int validate(par_ctx *ctx, valid_set *v, const dm_cfg *cfg, const dm_model_ops *ops, void *self, double *out)
+{
+    double *rows, *mean;
+    DM_ALLOC(rows, (v->hi - v->lo + 1) * v->spec.ncols);
+    DM_ALLOC(mean, v->spec.ncols);
+    scorer sc = {ops, self};
+    int rc = ev_score_users(&v->vs, &v->spec, dm_cfg_str(cfg, key(ops, "select_protocol")), score_fn, &sc, v->lo, v->hi, 256, rows);
+    rc = par_agree(ctx, rc);
+    int64_t cnt = 0;
+    if (!rc) rc = ev_mean(ctx, &v->spec, rows, v->hi - v->lo, mean, &cnt);
+    if (!rc) *out = mean[v->col];
+    free(rows);
+    free(mean);
+    return rc;
+}
+
+/* ---- one epoch ------------------------------------------------------------------------------------ */
+
+typedef struct {
+    size_t *perm;   /* (n_examples) */
+    size_t *ex;     /* (this rank's share of a batch) */
+    int64_t *gidx;
+    long G;         /* global batch */
+} epoch_buf;
+
+/* The steps of epoch c->epoch from batch c->batch on; *lsum = this rank's loss sum (rank 0 also
+ * carries the sums before a checkpoint). Checks for a stop signal every 16 steps. */
+static int run_epoch(run_ctx *r, cursor *c, epoch_buf *b, uint64_t seed, double *lsum, double t0, const double *curve, size_t ncurve)
+{
+    const dm_model_ops *ops = r->ops;
+    size_t n = ops->n_examples(r->self), np;
+    float *g = ops->grads(r->self, &np);
+    long nb = (long)((n + (size_t)b->G - 1) / (size_t)b->G);
+    int rc = DM_OK;
+    for (; c->batch < nb && !rc; c->batch++) {
+        size_t b0 = (size_t)c->batch * (size_t)b->G, bn = n - b0 < (size_t)b->G ? n - b0 : (size_t)b->G, lo, hi;
+        dm_shard_even(bn, r->ctx->size, r->ctx->rank, &lo, &hi);
+        double norm = ops->batch_norm(r->self, b->perm + b0, bn), loss = 0;
+        for (size_t k = lo; k < hi; k++) {
+            b->ex[k - lo] = b->perm[b0 + k];
+            b->gidx[k - lo] = (int64_t)(b0 + k);
+        }
+        memset(g, 0, np * sizeof *g);
+        rc = hi > lo ? ops->grad(r->self, b->ex, hi - lo, b->gidx, seed, (uint64_t)c->step, norm, &loss) : DM_OK;
+        rc = par_agree(r->ctx, rc);
+        if (!rc) rc = par_allreduce_sum_f32(r->ctx, g, np);
+        if (rc) break;
+        if (ops->after_reduce) ops->after_reduce(r->self);
+        ops->step(r->self);
+        *lsum += loss / norm;
+        c->step++;
+        if (c->step % 16) continue;
+        int64_t stop = g_stop;
+        rc = par_allreduce_max_i64(r->ctx, &stop, 1);
+        if (rc || !stop) continue;
+        c->batch++;
+        c->epoch_loss = *lsum;
+        c->epoch_secs = dm_wtime() - t0;
+        rc = par_allreduce_sum_f64(r->ctx, &c->epoch_loss, 1);
+        if (!rc) rc = par_bcast(r->ctx, &c->epoch_secs, sizeof c->epoch_secs, 0);
+        if (!rc) rc = ckpt_write(r, c, curve, ncurve);
+        if (!rc) {
+            rc = DM_ERR(DM_EIO, "%s: interrupted by a signal at step %ld; checkpoint written to %s", ops->name, c->step, r->path);
+            DM_HINT("rerun the same command (run.resume = true) to continue from it");
+        }
+    }
+    return rc;
+}
+
+static void shuffle(size_t *perm, size_t n, uint64_t seed, long epoch)
+{
+    for (size_t k = 0; k < n; k++) perm[k] = k;
+    dm_rng pr;
+    dm_rng_seed(&pr, dm_rng_key(seed, 0xE90C, (uint64_t)epoch));
+    for (size_t k = n; k > 1; k--) {
+        size_t j = dm_rng_below(&pr, k), x = perm[k - 1];
+        perm[k - 1] = perm[j];
+        perm[j] = x;
+    }
+}
+
+/* ---- the loop ---------------------------------------------------------------------------------------- */
+
+typedef struct {
+    long epochs, eval_every, patience, ck_every, G;
+} plan;
+
+static plan read_plan(const dm_cfg *cfg, const dm_model_ops *ops, int checkpoints)
+{
+    plan p = {(long)dm_cfg_int(cfg, key(ops, "epochs")), (long)dm_cfg_int(cfg, key(ops, "eval_every")),
+              (long)dm_cfg_int(cfg, key(ops, "patience")), checkpoints ? (long)dm_cfg_int(cfg, key(ops, "checkpoint_every")) : 0,
+              (long)dm_cfg_int(cfg, key(ops, "batch"))};
+    return p;
+}
+
+/* one validation round after an epoch; *stop = 1 when patience runs out */
+static int end_epoch(run_ctx *r, valid_set *v, const plan *p, cursor *c, trainer_run *t, double lsum, long nsteps, double dt, int *stop)
+{
+    const dm_model_ops *ops = r->ops;
+    double vm = NAN;
+    int do_eval = v->on && (c->epoch % p->eval_every == 0 || c->epoch == p->epochs);
+    if (do_eval) {
+        DM_CALL(validate(r->ctx, v, r->cfg, ops, r->self, &vm));
+        size_t np;
+        const float *w = ops->params(r->self, &np);
+        if (vm > c->best) {
+            c->best = vm;
+            c->best_epoch = c->epoch;
+            c->bad_rounds = 0;
+            memcpy(r->best, w, np * sizeof *w);
+        } else
+            c->bad_rounds++;
+    }
+    double *nc = realloc(t->curve, (t->ncurve + 1) * 4 * sizeof *nc);
+    if (!nc) return DM_ERR(DM_ENOMEM, "out of memory");
+    t->curve = nc;
+    double *row = nc + t->ncurve++ * 4;
+    row[0] = (double)c->epoch;
+    row[1] = nsteps ? lsum / (double)nsteps : NAN;
+    row[2] = vm;
+    row[3] = dt;
+    if (do_eval || c->epoch == 1 || dm_log_verbosity() >= 2)
+        dm_log("  %s epoch %4ld  loss %.4f  %.1f ms/step%s", ops->name, c->epoch, row[1], nsteps ? 1e3 * dt / (double)nsteps : 0.0,
+               do_eval ? "" : "");
+    if (do_eval)
+        dm_log("  %*s valid %s %.4f (best %.4f at epoch %ld)", (int)strlen(ops->name), "", dm_cfg_str(r->cfg, key(ops, "select_metric")), vm,
+               c->best, c->best_epoch);
+    *stop = p->patience > 0 && c->bad_rounds >= p->patience;
+    if (*stop) dm_log("  %s: early stop, no improvement in %ld validation rounds", ops->name, p->patience);
+    return DM_OK;
+}
+
+static int train_loop(run_ctx *r, valid_set *v, const plan *p, cursor *c, epoch_buf *b, uint64_t seed, trainer_run *t)
+{
+    int rc = DM_OK, stop = 0;
+    size_t n = r->ops->n_examples(r->self);
+    while (!rc && !stop && c->epoch < p->epochs) {
+        shuffle(b->perm, n, seed, c->epoch);
+        /* a resumed epoch continues its sums: rank 0 carries the steps before the checkpoint */
+        double t0 = dm_wtime() - c->epoch_secs, lsum = r->ctx->rank == 0 ? c->epoch_loss : 0.0;
+        long steps0 = c->step - c->batch;
+        c->epoch_loss = c->epoch_secs = 0.0;
+        rc = run_epoch(r, c, b, seed, &lsum, t0, t->curve, t->ncurve);
+        if (rc) break;
+        rc = par_allreduce_sum_f64(r->ctx, &lsum, 1);
+        double dt = dm_wtime() - t0;
+        t->train_seconds += dt;
+        c->epoch++;
+        c->batch = 0;
+        if (!rc) rc = end_epoch(r, v, p, c, t, lsum, c->step - steps0, dt, &stop);
+        if (!rc && !stop && p->ck_every > 0 && c->epoch % p->ck_every == 0 && c->epoch < p->epochs) rc = ckpt_write(r, c, t->curve, t->ncurve);
+    }
+    t->early_stopped = stop;
+    return rc;
+}
+
+int trainer_fit(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, const dm_model_ops *ops,
+                const char *stage_hash, trainer_run *t)
+{
+    memset(t, 0, sizeof *t);
+    t->ops = ops;
+    t->seed = trainer_seed(cfg, ops);
+    plan p = read_plan(cfg, ops, stage_hash != NULL);
+    size_t lo, hi;
+    dm_shard_even((size_t)p.G, ctx->size, 0, &lo, &hi);
+    DM_CALL(par_agree(ctx, ops->create(&t->self, cfg, d, roles, (int)(hi - lo) > 256 ? (int)(hi - lo) : 256, t->seed)));
+    run_ctx r = {ctx, cfg, ops, t->self, NULL, "", stage_hash};
+    char ck[128];
+    snprintf(ck, sizeof ck, "ckpt_%s.h5", ops->name);
+    int rc = cli_run_path(ctx, cfg, ck, r.path, sizeof r.path);
+    size_t np, n = ops->n_examples(t->self);
+    const float *w = ops->params(t->self, &np);
+    epoch_buf b = {malloc((n + 1) * sizeof(size_t)), malloc((hi - lo + 1) * sizeof(size_t)), malloc((hi - lo + 1) * sizeof(int64_t)), p.G};
+    r.best = malloc((np + 1) * sizeof *r.best);
+    if (!rc && (!b.perm || !b.ex || !b.gidx || !r.best)) rc = DM_ERR(DM_ENOMEM, "out of memory for training %s", ops->label);
+    rc = par_agree(ctx, rc);
+    if (!rc) memcpy(r.best, w, np * sizeof *w);
+    valid_set v;
+    memset(&v, 0, sizeof v);
+    if (!rc) rc = valid_init(ctx, cfg, ops, d, roles, &v);
+    cursor c = {0, 0, 0, -INFINITY, -1, 0, 0.0, 0.0};
+    int found = 0;
+    if (!rc && stage_hash && dm_cfg_bool(cfg, "run.resume")) rc = ckpt_read(&r, &c, &t->curve, &t->ncurve, &found);
+    if (!rc)
+        dm_log("  %s: %zu training examples, %zu parameters, global batch %ld, %ld steps/epoch", ops->label, n, np, p.G,
+               (long)((n + (size_t)p.G - 1) / (size_t)p.G));
+    struct sigaction sa, old_term, old_usr1;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    g_stop = 0;
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGUSR1, &sa, &old_usr1);
+    if (!rc) rc = train_loop(&r, &v, &p, &c, &b, t->seed, t);
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGUSR1, &old_usr1, NULL);
+    /* keep the selected weights (the last ones when there is no validation split) */
+    if (!rc && v.on && c.best_epoch > 0) memcpy(ops->params(t->self, &np), r.best, np * sizeof *r.best);
+    t->best_epoch = c.best_epoch;
+    t->best_valid = c.best;
+    t->epochs_run = c.epoch;
+    t->steps = c.step;
+    if (!rc)
+        dm_log("  %s: %ld epochs, %ld steps, %.1fs training; kept epoch %ld (valid %s %.4f)", ops->name, c.epoch, c.step, t->train_seconds,
+               c.best_epoch, dm_cfg_str(cfg, key(ops, "select_metric")), c.best);
+    valid_free(&v);
+    free(b.perm);
+    free(b.ex);
+    free(b.gidx);
+    free(r.best);
+    if (!rc && stage_hash && ctx->rank == 0) unlink(r.path); /* the checkpoint served its purpose */
+    return par_agree(ctx, rc);
+}
+
+int trainer_write(par_ctx *ctx, const trainer_run *t, h5file *f)
+{
+    const dm_model_ops *ops = t->ops;
+    char g[160], nm[320];
+    snprintf(g, sizeof g, "/%s", ops->name);
+    int rc = DM_OK;
+    const char *tn;
+    size_t rows, cols;
+    float *data;
+    for (int k = 0; !rc && ops->tensor(t->self, k, &tn, &rows, &cols, &data); k++) {
+        snprintf(nm, sizeof nm, "%s/weights/%s", g, tn);
+        rc = h5_write_all(f, nm, H5_F32, rows, cols, data);
+    }
+    snprintf(nm, sizeof nm, "%s/curve", g);
+    if (!rc && t->ncurve) rc = h5_write_all(f, nm, H5_F64, t->ncurve, 4, t->curve);
+    if (!rc && t->ncurve) rc = h5_attr_str(f, nm, "columns", "epoch, mean loss, validation metric, seconds");
+    if (!rc) rc = h5_attr_str(f, g, "label", ops->label);
+    if (!rc) rc = h5_attr_i64(f, g, "best_epoch", t->best_epoch);
+    if (!rc) rc = h5_attr_f64(f, g, "best_valid", t->best_valid);
+    if (!rc) rc = h5_attr_i64(f, g, "epochs_run", t->epochs_run);
+    if (!rc) rc = h5_attr_i64(f, g, "steps", t->steps);
+    if (!rc) rc = h5_attr_i64(f, g, "early_stopped", t->early_stopped);
+    if (!rc) rc = h5_attr_f64(f, g, "train_seconds", t->train_seconds);
+    if (!rc) rc = h5_attr_i64(f, g, "seed", (int64_t)t->seed);
+    return par_agree(ctx, rc);
+}
+
+int trainer_load(par_ctx *ctx, const char *path, const dm_dataset *d, const dm_model_ops *ops, int max_batch, void **self)
+{
+    *self = NULL;
+    h5file f;
+    DM_CALL(par_agree(ctx, h5_open(ctx, path, &f)));
+    char *text = NULL, g[160], nm[320];
+    snprintf(g, sizeof g, "/%s/weights", ops->name);
+    dm_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    int rc = h5_exists(&f, g) ? DM_OK : DM_ERR(DM_EFORMAT, "'%s' holds no %s model (no %s)", path, ops->label, g);
+    if (rc) DM_HINT("add '%s' to cf.models and rerun train-cf", ops->name);
+    if (!rc) rc = h5_get_attr_str(&f, "/", "config", &text);
+    if (!rc) rc = dm_cfg_init(&cfg);
+    if (!rc) rc = dm_cfg_load_string(&cfg, text, path);
+    const int8_t *roles = NULL;
+    if (!rc) rc = cands_split(&cfg, d, &roles);
+    if (!rc) rc = ops->create(self, &cfg, d, roles, max_batch, 0);
+    const char *tn;
+    size_t rows, cols, r2, c2;
+    float *data;
+    for (int k = 0; !rc && ops->tensor(*self, k, &tn, &rows, &cols, &data); k++) {
+        snprintf(nm, sizeof nm, "%s/%s", g, tn);
+        rc = h5_shape(&f, nm, &r2, &c2, NULL);
+        if (!rc && (r2 != rows || c2 != cols))
+            rc = DM_ERR(DM_EFORMAT, "'%s': %s is (%zu, %zu), the model needs (%zu, %zu)", path, nm, r2, c2, rows, cols);
+        if (!rc) rc = h5_read_rows(&f, nm, H5_F32, 0, rows, data);
+    }
+    h5_close(&f);
+    free(text);
+    if (cfg.v) dm_cfg_free(&cfg);
+    rc = par_agree(ctx, rc);
+    if (rc && *self) {
+        ops->destroy(*self);
+        *self = NULL;
+    }
+    return rc;
+}
+
+void trainer_run_free(trainer_run *t)
+{
+    if (t->self) t->ops->destroy(t->self);
+    free(t->curve);
+    memset(t, 0, sizeof *t);
+}

@@ -1,0 +1,59 @@
+/* trainer.h: data-parallel training of any dm_model_ops model (src/model/model.h), written once.
+ *
+ * Per epoch e: the examples in an order drawn from (seed, e), the same on every rank; steps of
+ * <name>.batch examples (the global batch), each rank computing the gradient of its even share
+ * (ops->grad with the global batch's normaliser and the examples' global positions), one allreduce
+ * of the gradient slab, ops->after_reduce, ops->step on every rank. Every <name>.eval_every epochs
+ * the validation split is scored (<name>.select_metric under <name>.select_protocol, the users
+ * sharded over the ranks) and the best parameters are kept; <name>.patience rounds without
+ * improvement stop the training. The test split is never read.
+ *
+ * Checkpoints (<run.dir>/ckpt_<name>.h5, every <name>.checkpoint_every epochs and at the next step
+ * after SIGTERM/SIGUSR1, removed when the stage completes) hold the parameters, the optimiser state,
+ * the best parameters, the curve and the cursor including the current epoch's partial sums, under
+ * the stage hash: a resumed run reaches exactly the weights and curve of an uninterrupted one.
+ *
+ * The training keys of a model with group <name>: epochs, batch, eval_every, patience,
+ * checkpoint_every, select_metric, select_protocol, seed (its key table declares them).
+ *
+ * Output (trainer_write): /<name>/weights/<tensor> per ops->tensor, /<name>/curve (epoch, mean loss,
+ * validation metric, seconds) and the attributes best_epoch, best_valid, epochs_run, steps,
+ * early_stopped, train_seconds, seed, label.
+ */
+#ifndef DM_TRAINER_H
+#define DM_TRAINER_H
+
+#include "../mpi/h5io.h"
+#include "../mpi/par.h"
+
+#include "../src/config/config.h"
+#include "../src/data/dataset.h"
+#include "../src/model/model.h"
+
+typedef struct {
+    const dm_model_ops *ops;
+    void *self;           /* the model, created by ops->create */
+    uint64_t seed;
+    /* after trainer_fit */
+    double *curve;        /* (ncurve, 4) */
+    size_t ncurve;
+    long best_epoch, epochs_run, steps;
+    double best_valid, train_seconds;
+    int early_stopped;
+} trainer_run;
+
+/* The training keys' values that need no file (the select protocol). */
+int trainer_check(const dm_cfg *cfg, const dm_model_ops *ops);
+/* The model's seed: <name>.seed, or derived from run.seed. */
+uint64_t trainer_seed(const dm_cfg *cfg, const dm_model_ops *ops);
+/* Creates the model and trains it (see above). stage_hash NULL = no checkpoints. Collective. */
+int trainer_fit(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, const dm_model_ops *ops,
+                const char *stage_hash, trainer_run *t);
+/* Writes the trained model and its curve under /<name> of f. Collective. */
+int trainer_write(par_ctx *ctx, const trainer_run *t, h5file *f);
+/* Loads the model saved under /<name> of the file at path, created with the config stored in that
+ * file (so it has the shapes it was trained with). Collective. */
+int trainer_load(par_ctx *ctx, const char *path, const dm_dataset *d, const dm_model_ops *ops, int max_batch, void **self);
+void trainer_run_free(trainer_run *t);
+
+#endif
