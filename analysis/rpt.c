@@ -313,6 +313,17 @@ static int entry_means(h5file *f, const char *obj, rpt_entry *e)
     return DM_OK;
 }
 
+/* model labels stored in the results files read: pairs (model, label) */
+static char **g_stored;
+static size_t g_nstored;
+
+const char *rpt_stored_label(const char *model)
+{
+    for (size_t i = 0; i + 1 < g_nstored; i += 2)
+        if (!strcmp(g_stored[i], model)) return g_stored[i + 1];
+    return NULL;
+}
+
 /* users_ok: the file holds per-user entries (a results file); n_users: its user count (0 = unknown) */
 static int read_entry(h5file *f, const char *name, int users_ok, int64_t n_users, rpt_entry *e, int *keep)
 {
@@ -363,6 +374,17 @@ static int read_entry(h5file *f, const char *name, int users_ok, int64_t n_users
         e->protocol = dm_str_ndup(a + 1, (size_t)(b - a - 1));
         e->model = dm_str_dup(b + 1);
         if (!e->split || !e->protocol || !e->model) return DM_ENOMEM;
+        if (h5_has_attr(f, obj, "label")) {
+            char *lab = NULL;
+            DM_CALL(h5_get_attr_str(f, obj, "label", &lab));
+            int rc = DM_OK;
+            if (!rpt_stored_label(e->model)) {
+                rc = dm_strv_push(&g_stored, &g_nstored, e->model);
+                if (!rc) rc = dm_strv_push(&g_stored, &g_nstored, lab);
+            }
+            free(lab);
+            DM_CALL(rc);
+        }
         DM_CALL(entry_means(f, obj, e));
     } else {
         void *p;
@@ -787,6 +809,9 @@ int rpt_load(par_ctx *ctx, char *const *paths, size_t n, rpt_set *s)
 
 void rpt_set_free(rpt_set *s)
 {
+    dm_strv_free(g_stored, g_nstored);
+    g_stored = NULL;
+    g_nstored = 0;
     for (size_t r = 0; r < s->nruns; r++) {
         rpt_run *run = &s->runs[r];
         for (size_t e = 0; e < run->ne; e++) entry_free(&run->e[e]);

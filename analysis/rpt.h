@@ -95,6 +95,9 @@ typedef struct {
 int rpt_resolve_inputs(char *const *inputs, size_t n, char ***paths, size_t *npaths, size_t *missing);
 /* Reads every file's metadata and groups runs into configurations. Collective (each rank reads). */
 int rpt_load(par_ctx *ctx, char *const *paths, size_t n, rpt_set *s);
+/* The display label a loaded results file stores with a model's rows (attribute "label", written
+ * from the model registry), or NULL; the first file read wins. Valid until rpt_set_free. */
+const char *rpt_stored_label(const char *model);
 void rpt_set_free(rpt_set *s);
 /* Reads the per-user rows of a users entry: (rows, cols) doubles, malloc'd. Not collective. */
 int rpt_read_rows(par_ctx *ctx, const rpt_run *r, const rpt_entry *e, double **rows);

@@ -36,7 +36,9 @@ const char *rpt_label(const rpt_opts *o, const char *name)
     if (u) return u;
     for (size_t i = 0; i < g_nlab_names; i++)
         if (!strcmp(g_lab_names[i], name)) return g_lab_vals[i];
-    static const char *const known[][2] = {{"pop", "Pop"},   {"ease", "EASE"},     {"sasrec", "SASRec"}, {"mrr", "MRR"},
+    const char *st = rpt_stored_label(name);
+    if (st) return st;
+    static const char *const known[][2] = {{"mrr", "MRR"},
                                            {"valid", "validation"}, {"test", "test"}, {"full", "full ranking"},
                                            {"seconds", "time per batch (s)"}, {"prompt_len", "prompt length L (tokens)"},
                                            {"snr_db", "SNR (dB)"}, {"window", "window"},

@@ -1,9 +1,10 @@
 /* rpt_label.h: the display names of `dynmm report` and their escaping for LaTeX.
  *
  * A name (model, metric, protocol, split, config key) is shown as its report.labels entry
- * ("sasrec=SASRec$^{*}$": LaTeX passes through to .tex), else a built-in name ("sasrec" -> "SASRec",
- * "ndcg@10" -> "NDCG@10", "uni99" -> "1+99 uniform", "sasrec@drop_visual_50" -> "SASRec
- * drop_visual_50"), else the name itself. Generated labels are kept in a cache that
+ * ("sasrec=SASRec$^{*}$": LaTeX passes through to .tex), else the label a results file stores with
+ * the model's rows (attribute "label", from the model registry, stages/models.c: "sasrec" ->
+ * "SASRec"), else a built-in name ("ndcg@10" -> "NDCG@10", "uni99" -> "1+99 uniform",
+ * "sasrec@drop_visual_50" -> "SASRec drop_visual_50"), else the name itself. Generated labels are kept in a cache that
  * rpt_label_free() releases: the returned strings stay valid until then.
  */
 #ifndef DM_RPT_LABEL_H

@@ -62,6 +62,10 @@ def user_rows(rng, quality, nan_rows):
     return rows
 
 
+# display labels `dynmm eval` stores with each model's rows (stages/models.c)
+LABELS = {"pop": "Pop", "ease": "EASE", "sasrec": "SASRec", "bpr": "BPR-MF"}
+
+
 def write_results(path, cfg_text, seed, models, protocols, rng_seed, qualities, means=True, latency=False):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     rng = np.random.default_rng(rng_seed)
@@ -78,6 +82,8 @@ def write_results(path, cfg_text, seed, models, protocols, rng_seed, qualities, 
                 q = qualities[m] * (1.0 if p == "full" else 3.0)
                 x = user_rows(rng, q, nan_rows)
                 d = f.create_dataset("test/%s/%s" % (p, m), data=x)
+                if m in LABELS:
+                    d.attrs["label"] = np.bytes_(LABELS[m])  # as `dynmm eval` stores from its model registry
                 if means:
                     d.attrs["mean"] = np.nanmean(x, axis=0)
                     d.attrs["users"] = int(np.sum(~np.isnan(x[:, 0])))
@@ -135,6 +141,7 @@ def make(dynmm, out):
                 for m in ("pop", "sasrec"):
                     x = user_rows(np.random.default_rng(pop_seed) if m == "pop" else rng2, qq[m], nan_rows)
                     ds = f.create_dataset("test/full/" + m, data=x)
+                    ds.attrs["label"] = np.bytes_(LABELS[m])
                     if not (h == 64 and s == 2):
                         ds.attrs["mean"] = np.nanmean(x, axis=0)
                         ds.attrs["users"] = int(np.sum(~np.isnan(x[:, 0])))
