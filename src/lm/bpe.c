@@ -753,22 +753,32 @@ static int pair_add(pairstats *p, heap *h, int a, int b, int64_t delta, int32_t 
     return DM_OK;
 }
 
-int bpe_train(bpe_tokenizer *t, const dm_strtab *corpus, int n_merges, const char *const *specials)
+/* the state of a training run: the corpus as unique words of current symbols, and pair counts */
+typedef struct {
+    dm_strmap words;               /* unique pre-tokenised words */
+    int64_t *wcount;               /* (wcap) occurrences of each word in the corpus */
+    size_t wcap;
+    int32_t *sym;                  /* (total word bytes) current symbols; word w at wstart[w] */
+    int32_t *wstart, *wlen, *seen; /* (nw) start in sym, current length, last merge that saw it */
+    pairstats ps;
+    heap hp;
+} bpe_trainer;
+
+static void trainer_free(bpe_trainer *w)
 {
-    memset(t, 0, sizeof *t);
+    dm_strmap_free(&w->words);
+    free(w->wcount); free(w->sym); free(w->wstart); free(w->wlen); free(w->seen);
+    pairstats_free(&w->ps);
+    free(w->hp.v);
+    memset(w, 0, sizeof *w);
+}
+
+/* step 1: the unique pre-tokenised words of the corpus with their counts */
+static int count_words(bpe_trainer *w, const dm_strtab *corpus)
+{
     int rc = DM_OK;
-    dm_strmap words = {0};
     dm_buf clean = {0};
     bpe_ids ends = {0};
-    int64_t *wcount = NULL;
-    int32_t *sym = NULL, *wstart = NULL, *wlen = NULL, *seen = NULL;
-    size_t wcap = 0, symcap = 0, nsymtot = 0;
-    pairstats ps = {0};
-    heap hp = {0};
-    size_t mcap = 0;
-    if (n_merges < 0) return DM_ERR(DM_ECONFIG, "bpe_train: negative merge count %d", n_merges);
-
-    /* 1. unique pre-tokenised words with their counts */
     for (size_t d = 0; d < corpus->n; d++) {
         size_t len;
         const char *s = dm_strtab_get(corpus, d, &len);
@@ -778,46 +788,114 @@ int bpe_train(bpe_tokenizer *t, const dm_strtab *corpus, int n_merges, const cha
         for (size_t k = 0; k < ends.n; k++) {
             int64_t id;
             int added;
-            DM_TRY(rc, dm_strmap_intern(&words, clean.data + st, (size_t)ends.v[k] - st, &id, &added), done);
-            if ((size_t)id >= wcap) {
-                size_t nc = wcap ? 2 * wcap : 4096;
-                int64_t *nw = realloc(wcount, nc * sizeof *nw);
+            DM_TRY(rc, dm_strmap_intern(&w->words, clean.data + st, (size_t)ends.v[k] - st, &id, &added), done);
+            if ((size_t)id >= w->wcap) {
+                size_t nc = w->wcap ? 2 * w->wcap : 4096;
+                int64_t *nw = realloc(w->wcount, nc * sizeof *nw);
                 if (!nw) { rc = DM_ERR(DM_ENOMEM, "out of memory"); goto done; }
-                memset(nw + wcap, 0, (nc - wcap) * sizeof *nw);
-                wcount = nw;
-                wcap = nc;
+                memset(nw + w->wcap, 0, (nc - w->wcap) * sizeof *nw);
+                w->wcount = nw;
+                w->wcap = nc;
             }
-            wcount[id]++;
+            w->wcount[id]++;
             st = (size_t)ends.v[k];
         }
     }
-    size_t nw = words.keys.n;
-    /* 2. each word as byte symbols */
-    wstart = malloc((nw + 1) * sizeof *wstart);
-    wlen = malloc((nw + 1) * sizeof *wlen);
-    seen = malloc((nw + 1) * sizeof *seen);
-    symcap = (size_t)words.keys.offsets[nw] + 1;
-    sym = malloc(symcap * sizeof *sym);
-    if (!wstart || !wlen || !seen || !sym) { rc = DM_ERR(DM_ENOMEM, "out of memory"); goto done; }
-    for (size_t w = 0; w < nw; w++) {
-        size_t len;
-        const char *s = dm_strtab_get(&words.keys, w, &len);
-        wstart[w] = (int32_t)nsymtot;
-        wlen[w] = (int32_t)len;
-        seen[w] = -1;
-        for (size_t i = 0; i < len; i++) sym[nsymtot++] = (unsigned char)s[i];
-    }
-    DM_TRY(rc, init_syms(t), done);
-    for (size_t w = 0; w < nw; w++)
-        for (int32_t i = 0; i + 1 < wlen[w]; i++)
-            DM_TRY(rc, pair_add(&ps, &hp, sym[wstart[w] + i], sym[wstart[w] + i + 1], wcount[w], (int32_t)w), done);
+done:
+    dm_buf_free(&clean);
+    bpe_ids_free(&ends);
+    return rc;
+}
 
-    /* 3. merge the most frequent pair until n_merges or no pair occurs twice */
+/* step 2: each word as its byte symbols */
+static int split_words(bpe_trainer *w)
+{
+    size_t nw = w->words.keys.n, nsymtot = 0;
+    w->wstart = malloc((nw + 1) * sizeof *w->wstart);
+    w->wlen = malloc((nw + 1) * sizeof *w->wlen);
+    w->seen = malloc((nw + 1) * sizeof *w->seen);
+    w->sym = malloc(((size_t)w->words.keys.offsets[nw] + 1) * sizeof *w->sym);
+    if (!w->wstart || !w->wlen || !w->seen || !w->sym) return DM_ERR(DM_ENOMEM, "out of memory");
+    for (size_t k = 0; k < nw; k++) {
+        size_t len;
+        const char *s = dm_strtab_get(&w->words.keys, k, &len);
+        w->wstart[k] = (int32_t)nsymtot;
+        w->wlen[k] = (int32_t)len;
+        w->seen[k] = -1;
+        for (size_t i = 0; i < len; i++) w->sym[nsymtot++] = (unsigned char)s[i];
+    }
+    return DM_OK;
+}
+
+/* the weighted count of every adjacent symbol pair of every word */
+static int count_pairs(bpe_trainer *w)
+{
+    for (size_t k = 0; k < w->words.keys.n; k++)
+        for (int32_t i = 0; i + 1 < w->wlen[k]; i++)
+            DM_CALL(pair_add(&w->ps, &w->hp, w->sym[w->wstart[k] + i], w->sym[w->wstart[k] + i + 1], w->wcount[k],
+                             (int32_t)k));
+    return DM_OK;
+}
+
+/* appends merge (a, b) to t's merge list (capacity *mcap) */
+static int push_merge(bpe_tokenizer *t, int32_t a, int32_t b, size_t *mcap)
+{
+    if ((size_t)t->n_merges == *mcap) {
+        *mcap = *mcap ? 2 * *mcap : 1024;
+        int32_t *na = realloc(t->merge_a, *mcap * sizeof *na);
+        if (na) t->merge_a = na;
+        int32_t *nb = realloc(t->merge_b, *mcap * sizeof *nb);
+        if (nb) t->merge_b = nb;
+        if (!na || !nb) return DM_ERR(DM_ENOMEM, "out of memory");
+    }
+    int r = t->n_merges++;
+    t->merge_a[r] = a;
+    t->merge_b[r] = b;
+    return DM_OK;
+}
+
+/* merge r of pair pi = (a, b) into symbol res: rewrites the words holding the pair, retracting
+   their pairs, merging, and counting them again */
+static int rewrite_words(bpe_trainer *w, int pi, int32_t a, int32_t b, int res, int r)
+{
+    int rc = DM_OK;
+    pairstats *ps = &w->ps;
+    int32_t nlist = ps->nw[pi];
+    int32_t *list = ps->words[pi];
+    ps->words[pi] = NULL;
+    ps->nw[pi] = ps->cw[pi] = 0;
+    for (int32_t k = 0; k < nlist && !rc; k++) {
+        int32_t wd = list[k];
+        if (w->seen[wd] == r) continue;
+        w->seen[wd] = r;
+        int32_t *s = w->sym + w->wstart[wd];
+        int32_t n = w->wlen[wd], found = 0;
+        for (int32_t i = 0; i + 1 < n; i++)
+            if (s[i] == a && s[i + 1] == b) { found = 1; break; }
+        if (!found) continue;
+        for (int32_t i = 0; i + 1 < n && !rc; i++) rc = pair_add(ps, &w->hp, s[i], s[i + 1], -w->wcount[wd], wd);
+        int32_t j = 0;
+        for (int32_t i = 0; i < n;) {
+            if (i + 1 < n && s[i] == a && s[i + 1] == b) { s[j++] = res; i += 2; }
+            else s[j++] = s[i++];
+        }
+        w->wlen[wd] = j;
+        for (int32_t i = 0; i + 1 < j && !rc; i++) rc = pair_add(ps, &w->hp, s[i], s[i + 1], w->wcount[wd], wd);
+    }
+    free(list);
+    return rc;
+}
+
+/* step 3: merges the most frequent pair until n_merges or no pair occurs twice */
+static int merge_pairs(bpe_tokenizer *t, bpe_trainer *w, int n_merges)
+{
+    int rc = DM_OK;
+    size_t mcap = 0;
     dm_buf cat = {0};
-    while (t->n_merges < n_merges && hp.n > 0) {
-        heap_ent e = heap_pop(&hp);
-        int pi = pair_index(&ps, e.a, e.b, 0);
-        if (pi < 0 || ps.count[pi] != e.count) continue; /* stale entry */
+    while (t->n_merges < n_merges && w->hp.n > 0) {
+        heap_ent e = heap_pop(&w->hp);
+        int pi = pair_index(&w->ps, e.a, e.b, 0);
+        if (pi < 0 || w->ps.count[pi] != e.count) continue; /* stale entry */
         if (e.count < 2) break;
         size_t la, lb;
         const char *sa = dm_strtab_get(&t->sym.keys, (size_t)e.a, &la);
@@ -827,82 +905,60 @@ int bpe_train(bpe_tokenizer *t, const dm_strtab *corpus, int n_merges, const cha
         if (!rc) rc = dm_buf_add(&cat, sb, lb);
         int res = 0;
         if (!rc) rc = intern(&t->sym, cat.data, cat.len, &res);
-        if (rc) { dm_buf_free(&cat); goto done; }
-        if ((size_t)t->n_merges == mcap) {
-            mcap = mcap ? 2 * mcap : 1024;
-            int32_t *a = realloc(t->merge_a, mcap * sizeof *a);
-            if (a) t->merge_a = a;
-            int32_t *b = realloc(t->merge_b, mcap * sizeof *b);
-            if (b) t->merge_b = b;
-            if (!a || !b) { dm_buf_free(&cat); rc = DM_ERR(DM_ENOMEM, "out of memory"); goto done; }
-        }
-        int r = t->n_merges++;
-        t->merge_a[r] = e.a;
-        t->merge_b[r] = e.b;
-        /* rewrite the words holding the pair: retract their pairs, merge, count them again */
-        int32_t nlist = ps.nw[pi];
-        int32_t *list = ps.words[pi];
-        ps.words[pi] = NULL;
-        ps.nw[pi] = ps.cw[pi] = 0;
-        for (int32_t k = 0; k < nlist && !rc; k++) {
-            int32_t w = list[k];
-            if (seen[w] == r) continue;
-            seen[w] = r;
-            int32_t *s = sym + wstart[w];
-            int32_t n = wlen[w], found = 0;
-            for (int32_t i = 0; i + 1 < n; i++)
-                if (s[i] == e.a && s[i + 1] == e.b) { found = 1; break; }
-            if (!found) continue;
-            for (int32_t i = 0; i + 1 < n && !rc; i++) rc = pair_add(&ps, &hp, s[i], s[i + 1], -wcount[w], w);
-            int32_t j = 0;
-            for (int32_t i = 0; i < n;) {
-                if (i + 1 < n && s[i] == e.a && s[i + 1] == e.b) { s[j++] = res; i += 2; }
-                else s[j++] = s[i++];
-            }
-            wlen[w] = j;
-            for (int32_t i = 0; i + 1 < j && !rc; i++) rc = pair_add(&ps, &hp, s[i], s[i + 1], wcount[w], w);
-        }
-        free(list);
-        if (rc) { dm_buf_free(&cat); goto done; }
+        if (!rc) rc = push_merge(t, e.a, e.b, &mcap);
+        if (!rc) rc = rewrite_words(w, pi, e.a, e.b, res, t->n_merges - 1);
+        if (rc) break;
     }
     dm_buf_free(&cat);
+    return rc;
+}
 
-    /* 4. vocabulary: bytes in GPT-2's order, merged strings in merge order, special tokens */
-    {
-        uint32_t enc[256];
-        int order[256];
-        byte_alphabet(enc, order);
-        for (int i = 0; i < 256; i++) {
-            char c = (char)order[i];
-            int id;
-            DM_TRY(rc, intern(&t->tok, &c, 1, &id), done);
-        }
-        for (int r = 0; r < t->n_merges; r++) {
-            size_t la, lb;
-            const char *sa = dm_strtab_get(&t->sym.keys, (size_t)t->merge_a[r], &la);
-            const char *sb = dm_strtab_get(&t->sym.keys, (size_t)t->merge_b[r], &lb);
-            dm_buf tmp = {0};
-            rc = dm_buf_add(&tmp, sa, la);
-            if (!rc) rc = dm_buf_add(&tmp, sb, lb);
-            int id;
-            if (!rc) rc = intern(&t->tok, tmp.data, tmp.len, &id);
-            dm_buf_free(&tmp);
-            if (rc) goto done;
-        }
-        for (int k = 0; specials && specials[k]; k++) {
-            int id;
-            DM_TRY(rc, intern(&t->tok, specials[k], strlen(specials[k]), &id), done);
-        }
-        t->n_vocab = (int)t->tok.keys.n;
+/* step 4: the vocabulary: bytes in GPT-2's order, merged strings in merge order, special tokens */
+static int build_vocab(bpe_tokenizer *t, const char *const *specials)
+{
+    uint32_t enc[256];
+    int order[256];
+    byte_alphabet(enc, order);
+    for (int i = 0; i < 256; i++) {
+        char c = (char)order[i];
+        int id;
+        DM_CALL(intern(&t->tok, &c, 1, &id));
     }
+    for (int r = 0; r < t->n_merges; r++) {
+        size_t la, lb;
+        const char *sa = dm_strtab_get(&t->sym.keys, (size_t)t->merge_a[r], &la);
+        const char *sb = dm_strtab_get(&t->sym.keys, (size_t)t->merge_b[r], &lb);
+        dm_buf tmp = {0};
+        int rc = dm_buf_add(&tmp, sa, la);
+        if (!rc) rc = dm_buf_add(&tmp, sb, lb);
+        int id;
+        if (!rc) rc = intern(&t->tok, tmp.data, tmp.len, &id);
+        dm_buf_free(&tmp);
+        if (rc) return rc;
+    }
+    for (int k = 0; specials && specials[k]; k++) {
+        int id;
+        DM_CALL(intern(&t->tok, specials[k], strlen(specials[k]), &id));
+    }
+    t->n_vocab = (int)t->tok.keys.n;
+    return DM_OK;
+}
+
+int bpe_train(bpe_tokenizer *t, const dm_strtab *corpus, int n_merges, const char *const *specials)
+{
+    memset(t, 0, sizeof *t);
+    if (n_merges < 0) return DM_ERR(DM_ECONFIG, "bpe_train: negative merge count %d", n_merges);
+    int rc = DM_OK;
+    bpe_trainer w = {0};
+    DM_TRY(rc, count_words(&w, corpus), done);
+    DM_TRY(rc, split_words(&w), done);
+    DM_TRY(rc, init_syms(t), done);
+    DM_TRY(rc, count_pairs(&w), done);
+    DM_TRY(rc, merge_pairs(t, &w, n_merges), done);
+    DM_TRY(rc, build_vocab(t, specials), done);
     DM_TRY(rc, build_tables(t, "bpe_train", NULL), done);
 done:
-    dm_strmap_free(&words);
-    dm_buf_free(&clean);
-    bpe_ids_free(&ends);
-    free(wcount); free(sym); free(wstart); free(wlen); free(seen);
-    pairstats_free(&ps);
-    free(hp.v);
+    trainer_free(&w);
     if (rc) bpe_free(t);
     return rc;
 }

@@ -1,6 +1,6 @@
 /* stats_resample.c: the paired randomisation (sign-flip) test and bootstrap intervals for the mean
  * difference, following scipy.stats.permutation_test and scipy.stats.bootstrap of SciPy 1.10
- * (scipy/stats/_resampling.py), see stats.h.
+ * (scipy/stats/_resampling.py), see stats_resample.h.
  *
  * BCa (Efron & Tibshirani 1993, 14.3): z0 = Phi^-1(share of bootstrap means below the estimate,
  * ties counted half), acceleration a = sum U^3 / (6 (sum U^2)^(3/2)) with jackknife influence
@@ -8,7 +8,7 @@
  * exactly d_i - mean(d); the interval is the bootstrap percentiles at
  * Phi(z0 + (z0 + z_alpha) / (1 - a (z0 + z_alpha))) and the same with z_{1-alpha}.
  */
-#include "stats.h"
+#include "stats_resample.h"
 
 #include "../core/err.h"
 #include "../core/rng.h"

@@ -149,6 +149,375 @@ static void test_kernels(void)
     CHECK(de < 1e-6, "exp relative error %g", de);
 }
 
+/* the reference batch of gen_gpt2.py, read once by main and shared by the tests below */
+typedef struct {
+    int B, T, C, V;     /* batch, sequence length, channels, vocabulary */
+    int n_soft;         /* soft-input rows */
+    size_t ns, nl;      /* floats in soft (n_soft, C) and in the logits (B, T, V) */
+    int *ids, *tg;      /* (B, T) input tokens and targets (-1: none) */
+    float *soft;        /* (n_soft, C) soft inputs */
+    float *rlog, *rhid; /* (B, T, V) reference logits, (B, T, C) final hidden states */
+    float *rloss, *rnorm; /* (1) reference loss and the loss normaliser */
+    float *rds, *rds2;  /* (n_soft, C) reference dsoft, and dsoft with the upstream dhidden */
+    float *dh;          /* (B, T, C) upstream gradient on the hidden states */
+} fixture;
+
+/* forward: logits, hidden states and loss against the reference; the inference path (no kept
+ * activations) gives the same logits */
+static void test_forward(gpt2_model *m, const fixture *fx)
+{
+    CHECK(gpt2_forward(m, fx->ids, fx->soft, fx->n_soft, fx->tg, fx->B, fx->T, fx->rnorm[0], GPT2_KEEP) == DM_OK,
+          "forward");
+    double dl = maxdiff(m->acts.logits, fx->rlog, fx->nl);
+    double dhid = maxdiff(m->acts.lnf, fx->rhid, (size_t)fx->B * fx->T * fx->C);
+    printf("  logits vs pytorch: max diff %.3g (max |logit| %.3g); hidden %.3g\n", dl, maxabs(fx->rlog, fx->nl), dhid);
+    CHECK(dl < 1e-4, "logits differ by %g", dl);
+    CHECK(dhid < 1e-4, "hidden states differ by %g", dhid);
+    NEAR(m->loss, fx->rloss[0], 1e-5, "loss");
+
+    /* the inference path (no kept activations) gives the same logits */
+    CHECK(gpt2_forward(m, fx->ids, fx->soft, fx->n_soft, NULL, fx->B, fx->T, 1, 0) == DM_OK, "forward infer");
+    double dli = maxdiff(m->acts.logits, fx->rlog, fx->nl);
+    printf("  logits without GPT2_KEEP: max diff %.3g\n", dli);
+    CHECK(dli < 1e-4, "inference logits differ by %g", dli);
+}
+
+/* full backward: every parameter gradient and the soft-input gradient; the frozen backward
+ * (no weight gradients) and an upstream gradient on the final hidden states */
+static void test_backward(gpt2_model *m, const fixture *fx)
+{
+    CHECK(gpt2_train_init(m) == DM_OK, "train init");
+    gpt2_zero_grad(m);
+    float *dsoft = calloc(fx->ns, sizeof *dsoft), *dsoft_f = calloc(fx->ns, sizeof *dsoft_f);
+    run_fb(m, fx->ids, fx->soft, fx->n_soft, fx->tg, fx->B, fx->T, fx->rnorm[0], dsoft, GPT2_WEIGHT_GRADS);
+    float *g = m->grad_slab;
+    for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "grad.%s", gpt2_param_names[p]);
+        size_t k;
+        float *r = get(nm, &k);
+        CHECK(k == m->param_sizes[p], "%s size %zu vs %zu", nm, k, m->param_sizes[p]);
+        double d = maxdiff(g, r, k), mx = maxabs(r, k);
+        printf("  %-16s max diff %.3g (max |g| %.3g)\n", nm, d, mx);
+        CHECK(d <= 1e-5 + 1e-4 * mx, "%s differs by %g", nm, d);
+        g += k;
+        free(r);
+    }
+    double ds = maxdiff(dsoft, fx->rds, fx->ns);
+    printf("  dsoft vs pytorch: max diff %.3g (max %.3g)\n", ds, maxabs(fx->rds, fx->ns));
+    CHECK(ds < 1e-5, "dsoft differs by %g", ds);
+
+    /* frozen backward: no weight gradients touched, same input gradient */
+    memset(m->grad_slab, 0, m->num_params * sizeof(float));
+    run_fb(m, fx->ids, fx->soft, fx->n_soft, fx->tg, fx->B, fx->T, fx->rnorm[0], dsoft_f, 0);
+    CHECK(maxabs(m->grad_slab, m->num_params) == 0, "frozen backward wrote weight gradients");
+    double dsf = maxdiff(dsoft_f, dsoft, fx->ns);
+    printf("  frozen vs full backward dsoft: %.3g\n", dsf);
+    CHECK(dsf < 1e-7, "frozen dsoft differs by %g", dsf);
+
+    /* an upstream gradient on the final hidden states, added to the loss */
+    memset(dsoft_f, 0, fx->ns * sizeof *dsoft_f);
+    CHECK(gpt2_forward(m, fx->ids, fx->soft, fx->n_soft, fx->tg, fx->B, fx->T, fx->rnorm[0], GPT2_KEEP) == DM_OK,
+          "forward");
+    CHECK(gpt2_backward(m, NULL, fx->dh, dsoft_f, 0) == DM_OK, "backward dhidden");
+    double ds2 = maxdiff(dsoft_f, fx->rds2, fx->ns);
+    printf("  dsoft with dhidden vs pytorch: %.3g\n", ds2);
+    CHECK(ds2 < 1e-5, "dsoft (dhidden) differs by %g", ds2);
+    free(dsoft);
+    free(dsoft_f);
+}
+
+/* logits only where there are targets (GPT2_TARGET_ROWS): same loss and gradients */
+static void test_target_rows(gpt2_model *m, const fixture *fx)
+{
+    float *ref_all = malloc(m->num_params * sizeof(float)), *d5 = calloc(fx->ns, sizeof *d5);
+    float *o = ref_all;
+    for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "grad.%s", gpt2_param_names[p]);
+        float *r = get(nm, NULL);
+        memcpy(o, r, m->param_sizes[p] * sizeof(float));
+        o += m->param_sizes[p];
+        free(r);
+    }
+    gpt2_zero_grad(m);
+    CHECK(gpt2_forward(m, fx->ids, fx->soft, fx->n_soft, fx->tg, fx->B, fx->T, fx->rnorm[0],
+                       GPT2_KEEP | GPT2_TARGET_ROWS) == DM_OK,
+          "fwd rows");
+    int nt = 0;
+    for (int i = 0; i < fx->B * fx->T; i++) nt += fx->tg[i] >= 0;
+    CHECK(m->n_rows == nt, "%d logits rows for %d targets", m->n_rows, nt);
+    NEAR(m->loss, fx->rloss[0], 1e-5, "loss with GPT2_TARGET_ROWS");
+    CHECK(gpt2_backward(m, NULL, NULL, d5, GPT2_WEIGHT_GRADS) == DM_OK, "bwd rows");
+    double dg = maxdiff(m->grad_slab, ref_all, m->num_params), d5d = maxdiff(d5, fx->rds, fx->ns);
+    printf("  GPT2_TARGET_ROWS (%d of %d rows): gradients vs pytorch %.3g, dsoft %.3g\n", nt, fx->B * fx->T, dg, d5d);
+    CHECK(dg < 3e-5 && d5d < 1e-5, "target-rows gradients differ (%g, %g)", dg, d5d);
+    free(ref_all);
+    free(d5);
+}
+
+/* hidden states only (GPT2_NOLOGITS): the gradient of <hidden, dhidden> alone, which by
+ * linearity is the reference's dsoft_hidden - dsoft */
+static void test_nologits(gpt2_model *m, const fixture *fx)
+{
+    float *d4 = calloc(fx->ns, sizeof *d4), *want = malloc(fx->ns * sizeof *want);
+    for (size_t i = 0; i < fx->ns; i++) want[i] = fx->rds2[i] - fx->rds[i];
+    CHECK(gpt2_forward(m, fx->ids, fx->soft, fx->n_soft, NULL, fx->B, fx->T, 1, GPT2_KEEP | GPT2_NOLOGITS) == DM_OK,
+          "forward nologits");
+    double dhh = maxdiff(m->acts.lnf, fx->rhid, (size_t)fx->B * fx->T * fx->C);
+    CHECK(gpt2_backward(m, NULL, fx->dh, d4, 0) == DM_OK, "backward nologits");
+    double dd = maxdiff(d4, want, fx->ns);
+    printf("  GPT2_NOLOGITS: hidden %.3g, dsoft from dhidden alone %.3g\n", dhh, dd);
+    CHECK(dhh < 1e-4 && dd < 1e-5, "nologits path differs (%g, %g)", dhh, dd);
+    free(d4);
+    free(want);
+}
+
+/* an upstream gradient on the logits equal to the loss's own gradient gives the same dsoft */
+static void test_dlogits(gpt2_model *m, const fixture *fx)
+{
+    float *dlg = malloc(fx->nl * sizeof *dlg), *d3 = calloc(fx->ns, sizeof *d3);
+    CHECK(gpt2_forward(m, fx->ids, fx->soft, fx->n_soft, fx->tg, fx->B, fx->T, fx->rnorm[0], GPT2_KEEP) == DM_OK,
+          "forward");
+    for (int i = 0; i < fx->B * fx->T; i++) {
+        float *r = m->acts.logits + (size_t)i * fx->V, mx = -INFINITY, s = 0;
+        for (int j = 0; j < fx->V; j++) mx = r[j] > mx ? r[j] : mx;
+        for (int j = 0; j < fx->V; j++) s += expf(r[j] - mx);
+        for (int j = 0; j < fx->V; j++)
+            dlg[(size_t)i * fx->V + j] = fx->tg[i] < 0 ? 0 : expf(r[j] - mx) / s / fx->rnorm[0];
+        if (fx->tg[i] >= 0) dlg[(size_t)i * fx->V + fx->tg[i]] -= 1.0f / fx->rnorm[0];
+    }
+    CHECK(gpt2_forward(m, fx->ids, fx->soft, fx->n_soft, NULL, fx->B, fx->T, 1, GPT2_KEEP) == DM_OK, "forward");
+    CHECK(gpt2_backward(m, dlg, NULL, d3, 0) == DM_OK, "backward dlogits");
+    double dd = maxdiff(d3, fx->rds, fx->ns);
+    printf("  dsoft from an upstream dlogits vs pytorch: %.3g\n", dd);
+    CHECK(dd < 1e-5, "dsoft (dlogits) differs by %g", dd);
+    free(dlg);
+    free(d3);
+}
+
+/* finite differences of the loss along a few soft coordinates (float forward, central) */
+static void test_finite_differences(gpt2_model *m, fixture *fx)
+{
+    double worst = 0;
+    int coords[] = {0, 7, fx->C + 3, 2 * fx->C + 31, 4 * fx->C + 1};
+    for (int i = 0; i < 5; i++) {
+        int k = coords[i];
+        float h = 1e-2f, save = fx->soft[k];
+        fx->soft[k] = save + h;
+        gpt2_forward(m, fx->ids, fx->soft, fx->n_soft, fx->tg, fx->B, fx->T, fx->rnorm[0], 0);
+        double lp = m->loss;
+        fx->soft[k] = save - h;
+        gpt2_forward(m, fx->ids, fx->soft, fx->n_soft, fx->tg, fx->B, fx->T, fx->rnorm[0], 0);
+        double lm = m->loss;
+        fx->soft[k] = save;
+        double fd = (lp - lm) / (2 * h), err = fabs(fd - fx->rds[k]);
+        worst = err > worst ? err : worst;
+    }
+    printf("  finite differences vs dsoft: max abs error %.3g (h = 1e-2)\n", worst);
+    CHECK(worst < 5e-4, "finite differences disagree by %g", worst);
+}
+
+/* data parallel: per-sequence gradients with the global normaliser sum to the batch gradient */
+static void test_shards(gpt2_model *m, const fixture *fx)
+{
+    float *full = malloc(m->num_params * sizeof(float));
+    gpt2_zero_grad(m);
+    run_fb(m, fx->ids, fx->soft, fx->n_soft, fx->tg, fx->B, fx->T, fx->rnorm[0], NULL, GPT2_WEIGHT_GRADS);
+    memcpy(full, m->grad_slab, m->num_params * sizeof(float));
+    gpt2_zero_grad(m);
+    float l0 = run_fb(m, fx->ids, fx->soft, fx->n_soft, fx->tg, 1, fx->T, fx->rnorm[0], NULL, GPT2_WEIGHT_GRADS);
+    float l1 =
+        run_fb(m, fx->ids + fx->T, fx->soft, fx->n_soft, fx->tg + fx->T, 1, fx->T, fx->rnorm[0], NULL, GPT2_WEIGHT_GRADS);
+    double d = maxdiff(full, m->grad_slab, m->num_params);
+    printf("  shard gradients summed vs full batch: %.3g; loss %.7g + %.7g vs %.7g\n", d, l0, l1, fx->rloss[0]);
+    CHECK(d < 1e-6, "shard gradient sum differs by %g", d);
+    NEAR(l0 + l1, fx->rloss[0], 1e-5, "shard loss sum");
+    free(full);
+}
+
+/* AdamW from the reference gradients */
+static void test_adamw(gpt2_model *m, const char *path)
+{
+    float *g = m->grad_slab;
+    for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "grad.%s", gpt2_param_names[p]);
+        float *r = get(nm, NULL);
+        memcpy(g, r, m->param_sizes[p] * sizeof(float));
+        g += m->param_sizes[p];
+        free(r);
+    }
+    gpt2_model m2;
+    CHECK(gpt2_load(&m2, path) == DM_OK, "reload");
+    CHECK(gpt2_train_init(&m2) == DM_OK, "train init");
+    memcpy(m2.grad_slab, m->grad_slab, m->num_params * sizeof(float));
+    gpt2_adamw opt = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    gpt2_adamw_step(&m2, &opt, 1);
+    const float *w = m2.param_slab;
+    double worst = 0;
+    for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "adamw.%s", gpt2_param_names[p]);
+        float *r = get(nm, NULL);
+        double d = maxdiff(w, r, m->param_sizes[p]);
+        worst = d > worst ? d : worst;
+        w += m->param_sizes[p];
+        free(r);
+    }
+    printf("  AdamW step vs torch.optim.AdamW: max diff %.3g\n", worst);
+    CHECK(worst < 2e-6, "AdamW differs by %g", worst);
+    gpt2_free(&m2);
+}
+
+/* KV cache: candidate scores and greedy decoding vs the reference's full forwards */
+static void test_kv_cache(gpt2_model *m, const fixture *fx)
+{
+    size_t np, nc;
+    int *prefix = get_int("prefix", &np), *ct = get_int("cand_tokens", NULL);
+    int *co32 = get_int("cand_offsets", &nc), *greedy = get_int("greedy", NULL);
+    float *rll = get("cand_ll", NULL);
+    int ncand = (int)nc - 1;
+    int64_t *co = malloc(nc * sizeof *co);
+    for (size_t i = 0; i < nc; i++) co[i] = co32[i];
+    double ll[16], ll2[16], worst = 0, worst2 = 0;
+    for (int rows = 0; rows < 2; rows++) {
+        gpt2_cache c;
+        CHECK(gpt2_cache_init(&c, m, 0, rows ? 8 : 256) == DM_OK, "cache init");
+        /* prefix in two appends: the cache must not care how it was filled */
+        CHECK(gpt2_cache_append(&c, prefix, fx->soft, fx->n_soft, 3) == DM_OK, "append");
+        CHECK(gpt2_cache_append(&c, prefix + 3, fx->soft, fx->n_soft, (int)np - 3) == DM_OK, "append");
+        CHECK(gpt2_cache_score(&c, ct, co, ncand, rows ? ll2 : ll) == DM_OK, "score");
+        if (!rows) {
+            int out[10], no;
+            /* truncating and re-appending restores the state */
+            CHECK(gpt2_cache_truncate(&c, 4) == DM_OK, "truncate");
+            CHECK(gpt2_cache_append(&c, prefix + 4, fx->soft, fx->n_soft, (int)np - 4) == DM_OK, "append");
+            CHECK(gpt2_generate_greedy(&c, 10, -1, out, &no) == DM_OK, "greedy");
+            int same = no == 10;
+            for (int i = 0; i < no && same; i++) same = out[i] == greedy[i];
+            CHECK(same, "greedy decoding differs from the reference");
+            printf("  greedy decoding of 10 tokens matches the reference: %s\n", same ? "yes" : "no");
+        }
+        gpt2_cache_free(&c);
+    }
+    /* appends longer than a batch run in chunks of max_rows: same next-token distribution */
+    {
+        gpt2_cache c1, c2;
+        CHECK(gpt2_cache_init(&c1, m, 0, 2) == DM_OK && gpt2_cache_init(&c2, m, 0, 256) == DM_OK, "caches");
+        CHECK(gpt2_cache_append(&c1, prefix, fx->soft, fx->n_soft, (int)np) == DM_OK, "chunked append");
+        CHECK(gpt2_cache_append(&c2, prefix, fx->soft, fx->n_soft, (int)np) == DM_OK, "append");
+        double dp = 0;
+        for (int j = 0; j < fx->V; j++) dp = fabs(c1.logp[j] - c2.logp[j]) > dp ? fabs(c1.logp[j] - c2.logp[j]) : dp;
+        printf("  append in chunks of 2 vs at once: next-token log-probs max diff %.3g\n", dp);
+        CHECK(dp < 1e-5, "chunked append differs by %g", dp);
+        dm_error_clear();
+        int64_t o2[2] = {0, 3};
+        double l2;
+        CHECK(gpt2_cache_score(&c1, ct, o2, 1, &l2) != DM_OK && strstr(dm_error_message(), "more than the 2 rows"),
+              "a candidate longer than a batch: %s", dm_error_message());
+        gpt2_cache_free(&c1);
+        gpt2_cache_free(&c2);
+    }
+    for (int i = 0; i < ncand; i++) {
+        worst = fabs(ll[i] - rll[i]) > worst ? fabs(ll[i] - rll[i]) : worst;
+        worst2 = fabs(ll2[i] - ll[i]) > worst2 ? fabs(ll2[i] - ll[i]) : worst2;
+    }
+    printf("  candidate log-likelihoods vs pytorch: max diff %.3g; batches of 8 rows vs 256: %.3g\n", worst, worst2);
+    CHECK(worst < 1e-4, "candidate scores differ by %g", worst);
+    CHECK(worst2 < 1e-5, "batching changes scores by %g", worst2);
+    free(prefix); free(ct); free(co32); free(greedy); free(rll); free(co);
+}
+
+/* f16 / bf16 checkpoints (prefixed names, stored head) give the upcast model's logits */
+static void test_half(const fixture *fx)
+{
+    const char *half[2] = {"tiny_f16", "tiny_bf16"}, *hlog[2] = {"logits_f16", "logits_bf16"};
+    for (int k = 0; k < 2; k++) {
+        gpt2_model mh;
+        char hp[4200];
+        ckpt(hp, sizeof hp, half[k]);
+        if (gpt2_load(&mh, hp)) {
+            dm_error_print("test_gpt2");
+            CHECK(0, "cannot load %s", half[k]);
+            continue;
+        }
+        float *r = get(hlog[k], NULL);
+        gpt2_forward(&mh, fx->ids, fx->soft, fx->n_soft, NULL, fx->B, fx->T, 1, 0);
+        double d = maxdiff(mh.acts.logits, r, fx->nl), d0 = maxdiff(mh.acts.logits, fx->rlog, fx->nl);
+        printf("  %s logits vs pytorch on upcast weights: %.3g (vs f32 model: %.3g)\n", half[k], d, d0);
+        CHECK(d < 1e-4, "%s logits differ by %g", half[k], d);
+        free(r);
+        gpt2_free(&mh);
+    }
+}
+
+/* save / load round trip, atomically */
+static void test_roundtrip(const gpt2_model *m, const char *tmp)
+{
+    char sp[4200], part[4300];
+    snprintf(sp, sizeof sp, "%s/gpt2_roundtrip", tmp);
+    CHECK(gpt2_save(m, sp) == DM_OK, "save");
+    snprintf(part, sizeof part, "%s/model.safetensors.part", sp);
+    CHECK(access(part, F_OK) != 0, "a .part file was left behind");
+    gpt2_model m3;
+    CHECK(gpt2_load(&m3, sp) == DM_OK, "load saved");
+    CHECK(m3.num_params == m->num_params && !memcmp(m3.param_slab, m->param_slab, m->num_params * 4),
+          "round trip changed the parameters");
+    gpt2_free(&m3);
+    /* a truncated copy is refused with the tensor named */
+    char tp[4300], cmd[20000];
+    snprintf(tp, sizeof tp, "%s/gpt2_truncated", tmp);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s' && truncate -s -100 '%s/model.safetensors'", tp, sp,
+             tp, tp);
+    CHECK(system(cmd) == 0, "cannot make the truncated copy");
+    dm_error_clear();
+    CHECK(gpt2_load(&m3, tp) != DM_OK, "loaded a truncated file");
+    CHECK(strstr(dm_error_message(), "lies beyond the end of the file") && strstr(dm_error_message(), "ln_f.bias") &&
+              strstr(dm_error_hint_text(), "truncated"),
+          "truncation message: %s / %s", dm_error_message(), dm_error_hint_text());
+    printf("  refused truncated   : %s (hint: %s)\n", dm_error_message(), dm_error_hint_text());
+}
+
+/* broken checkpoints are refused with messages naming what is wrong */
+static void test_refused(void)
+{
+    expect_load_error("bad_shape", "tensor 'h.1.mlp.c_fc.weight' has shape [128, 32], expected [32, 128]");
+    expect_load_error("bad_missing", "tensor 'ln_f.bias' is missing");
+    expect_load_error("bad_dtype", "tensor 'wpe.weight' has dtype I32");
+    expect_load_error("bad_config", "tensor 'wte.weight' has shape [101, 32], expected [101, 48]");
+    expect_load_error("bad_head", "differs from wte.weight");
+    expect_load_error("bad_act", "activation_function 'relu' is not supported");
+    expect_load_error("no_such_dir", "cannot open");
+}
+
+/* known answers: GPT-2 initialisation starts near ln V, and a tiny batch overfits */
+static void test_known_answers(void)
+{
+    gpt2_config cfg = gpt2_config_make(2, 2, 16, 32, 50);
+    gpt2_model t;
+    CHECK(gpt2_init(&t, &cfg) == DM_OK, "init");
+    gpt2_init_random(&t, 7);
+    CHECK(gpt2_train_init(&t) == DM_OK, "train init");
+    int tin[2 * 16], ttg[2 * 16];
+    for (int i = 0; i < 32; i++) {
+        tin[i] = (i * 7 + 3) % 50;
+        ttg[i] = (i * 7 + 10) % 50;
+    }
+    gpt2_adamw opt = {3e-3f, 0.9f, 0.95f, 1e-8f, 0.0f};
+    float first = 0, last = 0;
+    for (int step = 1; step <= 150; step++) {
+        gpt2_zero_grad(&t);
+        float l = run_fb(&t, tin, NULL, 0, ttg, 2, 16, 32, NULL, GPT2_WEIGHT_GRADS);
+        if (step == 1) first = l;
+        last = l;
+        gpt2_adamw_step(&t, &opt, step);
+    }
+    printf("  random init loss %.4f (ln 50 = %.4f); after 150 AdamW steps on one batch %.4f\n", first, log(50.0), last);
+    NEAR(first, log(50.0), 0.1, "initial loss vs ln V");
+    CHECK(last < 0.1 * first, "the tiny batch did not overfit: %g -> %g", first, last);
+    gpt2_free(&t);
+}
 int main(void)
 {
     const char *rd = getenv("DM_REF_DIR"), *tmp = getenv("DM_TMP");
@@ -174,340 +543,38 @@ int main(void)
         dm_error_print("test_gpt2");
         return 1;
     }
-    int B = 2, T = 70, C = m.cfg.channels, V = m.cfg.vocab_size;
-    size_t n, ns;
-    int *ids = get_int("ids", &n), *tg = get_int("targets", NULL);
-    float *soft = get("soft", &ns), *rlog = get("logits", NULL), *rhid = get("hidden", NULL);
-    float *rloss = get("loss", NULL), *rnorm = get("norm", NULL), *rds = get("dsoft", NULL);
-    float *rds2 = get("dsoft_hidden", NULL), *dh = get("dhidden", NULL);
-    int n_soft = (int)(ns / C);
-    CHECK(n == (size_t)B * T, "ids has %zu entries", n);
+    fixture fx = {.B = 2, .T = 70, .C = m.cfg.channels, .V = m.cfg.vocab_size};
+    size_t n;
+    fx.ids = get_int("ids", &n);
+    fx.tg = get_int("targets", NULL);
+    fx.soft = get("soft", &fx.ns);
+    fx.rlog = get("logits", NULL);
+    fx.rhid = get("hidden", NULL);
+    fx.rloss = get("loss", NULL);
+    fx.rnorm = get("norm", NULL);
+    fx.rds = get("dsoft", NULL);
+    fx.rds2 = get("dsoft_hidden", NULL);
+    fx.dh = get("dhidden", NULL);
+    fx.n_soft = (int)(fx.ns / fx.C);
+    fx.nl = (size_t)fx.B * fx.T * fx.V;
+    CHECK(n == (size_t)fx.B * fx.T, "ids has %zu entries", n);
 
-    /* forward: logits, hidden states, loss */
-    CHECK(gpt2_forward(&m, ids, soft, n_soft, tg, B, T, rnorm[0], GPT2_KEEP) == DM_OK, "forward");
-    size_t nl = (size_t)B * T * V;
-    double dl = maxdiff(m.acts.logits, rlog, nl), dhid = maxdiff(m.acts.lnf, rhid, (size_t)B * T * C);
-    printf("  logits vs pytorch: max diff %.3g (max |logit| %.3g); hidden %.3g\n", dl, maxabs(rlog, nl), dhid);
-    CHECK(dl < 1e-4, "logits differ by %g", dl);
-    CHECK(dhid < 1e-4, "hidden states differ by %g", dhid);
-    NEAR(m.loss, rloss[0], 1e-5, "loss");
+    test_forward(&m, &fx);
+    test_backward(&m, &fx);
+    test_target_rows(&m, &fx);
+    test_nologits(&m, &fx);
+    test_dlogits(&m, &fx);
+    test_finite_differences(&m, &fx);
+    test_shards(&m, &fx);
+    test_adamw(&m, path);
+    test_kv_cache(&m, &fx);
+    test_half(&fx);
+    test_roundtrip(&m, tmp);
+    test_refused();
+    test_known_answers();
 
-    /* the inference path (no kept activations) gives the same logits */
-    CHECK(gpt2_forward(&m, ids, soft, n_soft, NULL, B, T, 1, 0) == DM_OK, "forward infer");
-    double dli = maxdiff(m.acts.logits, rlog, nl);
-    printf("  logits without GPT2_KEEP: max diff %.3g\n", dli);
-    CHECK(dli < 1e-4, "inference logits differ by %g", dli);
-
-    /* full backward: every parameter gradient and the soft-input gradient */
-    CHECK(gpt2_train_init(&m) == DM_OK, "train init");
-    gpt2_zero_grad(&m);
-    float *dsoft = calloc(ns, sizeof *dsoft), *dsoft_f = calloc(ns, sizeof *dsoft_f);
-    run_fb(&m, ids, soft, n_soft, tg, B, T, rnorm[0], dsoft, GPT2_WEIGHT_GRADS);
-    float *g = m.grad_slab;
-    for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
-        char nm[64];
-        snprintf(nm, sizeof nm, "grad.%s", gpt2_param_names[p]);
-        size_t k;
-        float *r = get(nm, &k);
-        CHECK(k == m.param_sizes[p], "%s size %zu vs %zu", nm, k, m.param_sizes[p]);
-        double d = maxdiff(g, r, k), mx = maxabs(r, k);
-        printf("  %-16s max diff %.3g (max |g| %.3g)\n", nm, d, mx);
-        CHECK(d <= 1e-5 + 1e-4 * mx, "%s differs by %g", nm, d);
-        g += k;
-        free(r);
-    }
-    double ds = maxdiff(dsoft, rds, ns);
-    printf("  dsoft vs pytorch: max diff %.3g (max %.3g)\n", ds, maxabs(rds, ns));
-    CHECK(ds < 1e-5, "dsoft differs by %g", ds);
-
-    /* frozen backward: no weight gradients touched, same input gradient */
-    memset(m.grad_slab, 0, m.num_params * sizeof(float));
-    run_fb(&m, ids, soft, n_soft, tg, B, T, rnorm[0], dsoft_f, 0);
-    CHECK(maxabs(m.grad_slab, m.num_params) == 0, "frozen backward wrote weight gradients");
-    double dsf = maxdiff(dsoft_f, dsoft, ns);
-    printf("  frozen vs full backward dsoft: %.3g\n", dsf);
-    CHECK(dsf < 1e-7, "frozen dsoft differs by %g", dsf);
-
-    /* an upstream gradient on the final hidden states, added to the loss */
-    memset(dsoft_f, 0, ns * sizeof *dsoft_f);
-    CHECK(gpt2_forward(&m, ids, soft, n_soft, tg, B, T, rnorm[0], GPT2_KEEP) == DM_OK, "forward");
-    CHECK(gpt2_backward(&m, NULL, dh, dsoft_f, 0) == DM_OK, "backward dhidden");
-    double ds2 = maxdiff(dsoft_f, rds2, ns);
-    printf("  dsoft with dhidden vs pytorch: %.3g\n", ds2);
-    CHECK(ds2 < 1e-5, "dsoft (dhidden) differs by %g", ds2);
-
-    /* logits only where there are targets (GPT2_TARGET_ROWS): same loss and gradients */
-    {
-        float *ref_all = malloc(m.num_params * sizeof(float)), *d5 = calloc(ns, sizeof *d5);
-        float *o = ref_all;
-        for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
-            char nm[64];
-            snprintf(nm, sizeof nm, "grad.%s", gpt2_param_names[p]);
-            float *r = get(nm, NULL);
-            memcpy(o, r, m.param_sizes[p] * sizeof(float));
-            o += m.param_sizes[p];
-            free(r);
-        }
-        gpt2_zero_grad(&m);
-        CHECK(gpt2_forward(&m, ids, soft, n_soft, tg, B, T, rnorm[0], GPT2_KEEP | GPT2_TARGET_ROWS) == DM_OK, "fwd rows");
-        int nt = 0;
-        for (int i = 0; i < B * T; i++) nt += tg[i] >= 0;
-        CHECK(m.n_rows == nt, "%d logits rows for %d targets", m.n_rows, nt);
-        NEAR(m.loss, rloss[0], 1e-5, "loss with GPT2_TARGET_ROWS");
-        CHECK(gpt2_backward(&m, NULL, NULL, d5, GPT2_WEIGHT_GRADS) == DM_OK, "bwd rows");
-        double dg = maxdiff(m.grad_slab, ref_all, m.num_params), d5d = maxdiff(d5, rds, ns);
-        printf("  GPT2_TARGET_ROWS (%d of %d rows): gradients vs pytorch %.3g, dsoft %.3g\n", nt, B * T, dg, d5d);
-        CHECK(dg < 3e-5 && d5d < 1e-5, "target-rows gradients differ (%g, %g)", dg, d5d);
-        free(ref_all);
-        free(d5);
-    }
-
-    /* hidden states only (GPT2_NOLOGITS): the gradient of <hidden, dhidden> alone, which by
-     * linearity is the reference's dsoft_hidden - dsoft */
-    {
-        float *d4 = calloc(ns, sizeof *d4), *want = malloc(ns * sizeof *want);
-        for (size_t i = 0; i < ns; i++) want[i] = rds2[i] - rds[i];
-        CHECK(gpt2_forward(&m, ids, soft, n_soft, NULL, B, T, 1, GPT2_KEEP | GPT2_NOLOGITS) == DM_OK, "forward nologits");
-        double dhh = maxdiff(m.acts.lnf, rhid, (size_t)B * T * C);
-        CHECK(gpt2_backward(&m, NULL, dh, d4, 0) == DM_OK, "backward nologits");
-        double dd = maxdiff(d4, want, ns);
-        printf("  GPT2_NOLOGITS: hidden %.3g, dsoft from dhidden alone %.3g\n", dhh, dd);
-        CHECK(dhh < 1e-4 && dd < 1e-5, "nologits path differs (%g, %g)", dhh, dd);
-        free(d4);
-        free(want);
-    }
-
-    /* an upstream gradient on the logits equal to the loss's own gradient gives the same dsoft */
-    {
-        float *dlg = malloc(nl * sizeof *dlg), *d3 = calloc(ns, sizeof *d3);
-        CHECK(gpt2_forward(&m, ids, soft, n_soft, tg, B, T, rnorm[0], GPT2_KEEP) == DM_OK, "forward");
-        for (int i = 0; i < B * T; i++) {
-            float *r = m.acts.logits + (size_t)i * V, mx = -INFINITY, s = 0;
-            for (int j = 0; j < V; j++) mx = r[j] > mx ? r[j] : mx;
-            for (int j = 0; j < V; j++) s += expf(r[j] - mx);
-            for (int j = 0; j < V; j++) dlg[(size_t)i * V + j] = tg[i] < 0 ? 0 : expf(r[j] - mx) / s / rnorm[0];
-            if (tg[i] >= 0) dlg[(size_t)i * V + tg[i]] -= 1.0f / rnorm[0];
-        }
-        CHECK(gpt2_forward(&m, ids, soft, n_soft, NULL, B, T, 1, GPT2_KEEP) == DM_OK, "forward");
-        CHECK(gpt2_backward(&m, dlg, NULL, d3, 0) == DM_OK, "backward dlogits");
-        double dd = maxdiff(d3, rds, ns);
-        printf("  dsoft from an upstream dlogits vs pytorch: %.3g\n", dd);
-        CHECK(dd < 1e-5, "dsoft (dlogits) differs by %g", dd);
-        free(dlg);
-        free(d3);
-    }
-
-    /* finite differences of the loss along a few soft coordinates (float forward, central) */
-    {
-        double worst = 0;
-        int coords[] = {0, 7, C + 3, 2 * C + 31, 4 * C + 1};
-        for (int i = 0; i < 5; i++) {
-            int k = coords[i];
-            float h = 1e-2f, save = soft[k];
-            soft[k] = save + h;
-            gpt2_forward(&m, ids, soft, n_soft, tg, B, T, rnorm[0], 0);
-            double lp = m.loss;
-            soft[k] = save - h;
-            gpt2_forward(&m, ids, soft, n_soft, tg, B, T, rnorm[0], 0);
-            double lm = m.loss;
-            soft[k] = save;
-            double fd = (lp - lm) / (2 * h), err = fabs(fd - rds[k]);
-            worst = err > worst ? err : worst;
-        }
-        printf("  finite differences vs dsoft: max abs error %.3g (h = 1e-2)\n", worst);
-        CHECK(worst < 5e-4, "finite differences disagree by %g", worst);
-    }
-
-    /* data parallel: per-sequence gradients with the global normaliser sum to the batch gradient */
-    {
-        float *full = malloc(m.num_params * sizeof(float));
-        gpt2_zero_grad(&m);
-        run_fb(&m, ids, soft, n_soft, tg, B, T, rnorm[0], NULL, GPT2_WEIGHT_GRADS);
-        memcpy(full, m.grad_slab, m.num_params * sizeof(float));
-        gpt2_zero_grad(&m);
-        float l0 = run_fb(&m, ids, soft, n_soft, tg, 1, T, rnorm[0], NULL, GPT2_WEIGHT_GRADS);
-        float l1 = run_fb(&m, ids + T, soft, n_soft, tg + T, 1, T, rnorm[0], NULL, GPT2_WEIGHT_GRADS);
-        double d = maxdiff(full, m.grad_slab, m.num_params);
-        printf("  shard gradients summed vs full batch: %.3g; loss %.7g + %.7g vs %.7g\n", d, l0, l1, rloss[0]);
-        CHECK(d < 1e-6, "shard gradient sum differs by %g", d);
-        NEAR(l0 + l1, rloss[0], 1e-5, "shard loss sum");
-        free(full);
-    }
-
-    /* AdamW from the reference gradients */
-    {
-        g = m.grad_slab;
-        for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
-            char nm[64];
-            snprintf(nm, sizeof nm, "grad.%s", gpt2_param_names[p]);
-            float *r = get(nm, NULL);
-            memcpy(g, r, m.param_sizes[p] * sizeof(float));
-            g += m.param_sizes[p];
-            free(r);
-        }
-        gpt2_model m2;
-        CHECK(gpt2_load(&m2, path) == DM_OK, "reload");
-        CHECK(gpt2_train_init(&m2) == DM_OK, "train init");
-        memcpy(m2.grad_slab, m.grad_slab, m.num_params * sizeof(float));
-        gpt2_adamw opt = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f};
-        gpt2_adamw_step(&m2, &opt, 1);
-        const float *w = m2.param_slab;
-        double worst = 0;
-        for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
-            char nm[64];
-            snprintf(nm, sizeof nm, "adamw.%s", gpt2_param_names[p]);
-            float *r = get(nm, NULL);
-            double d = maxdiff(w, r, m.param_sizes[p]);
-            worst = d > worst ? d : worst;
-            w += m.param_sizes[p];
-            free(r);
-        }
-        printf("  AdamW step vs torch.optim.AdamW: max diff %.3g\n", worst);
-        CHECK(worst < 2e-6, "AdamW differs by %g", worst);
-        gpt2_free(&m2);
-    }
-
-    /* KV cache: candidate scores and greedy decoding vs the reference's full forwards */
-    {
-        size_t np, nc;
-        int *prefix = get_int("prefix", &np), *ct = get_int("cand_tokens", NULL);
-        int *co32 = get_int("cand_offsets", &nc), *greedy = get_int("greedy", NULL);
-        float *rll = get("cand_ll", NULL);
-        int ncand = (int)nc - 1;
-        int64_t *co = malloc(nc * sizeof *co);
-        for (size_t i = 0; i < nc; i++) co[i] = co32[i];
-        double ll[16], ll2[16], worst = 0, worst2 = 0;
-        for (int rows = 0; rows < 2; rows++) {
-            gpt2_cache c;
-            CHECK(gpt2_cache_init(&c, &m, 0, rows ? 8 : 256) == DM_OK, "cache init");
-            /* prefix in two appends: the cache must not care how it was filled */
-            CHECK(gpt2_cache_append(&c, prefix, soft, n_soft, 3) == DM_OK, "append");
-            CHECK(gpt2_cache_append(&c, prefix + 3, soft, n_soft, (int)np - 3) == DM_OK, "append");
-            CHECK(gpt2_cache_score(&c, ct, co, ncand, rows ? ll2 : ll) == DM_OK, "score");
-            if (!rows) {
-                int out[10], no;
-                /* truncating and re-appending restores the state */
-                CHECK(gpt2_cache_truncate(&c, 4) == DM_OK, "truncate");
-                CHECK(gpt2_cache_append(&c, prefix + 4, soft, n_soft, (int)np - 4) == DM_OK, "append");
-                CHECK(gpt2_generate_greedy(&c, 10, -1, out, &no) == DM_OK, "greedy");
-                int same = no == 10;
-                for (int i = 0; i < no && same; i++) same = out[i] == greedy[i];
-                CHECK(same, "greedy decoding differs from the reference");
-                printf("  greedy decoding of 10 tokens matches the reference: %s\n", same ? "yes" : "no");
-            }
-            gpt2_cache_free(&c);
-        }
-        /* appends longer than a batch run in chunks of max_rows: same next-token distribution */
-        {
-            gpt2_cache c1, c2;
-            CHECK(gpt2_cache_init(&c1, &m, 0, 2) == DM_OK && gpt2_cache_init(&c2, &m, 0, 256) == DM_OK, "caches");
-            CHECK(gpt2_cache_append(&c1, prefix, soft, n_soft, (int)np) == DM_OK, "chunked append");
-            CHECK(gpt2_cache_append(&c2, prefix, soft, n_soft, (int)np) == DM_OK, "append");
-            double dp = 0;
-            for (int j = 0; j < V; j++) dp = fabs(c1.logp[j] - c2.logp[j]) > dp ? fabs(c1.logp[j] - c2.logp[j]) : dp;
-            printf("  append in chunks of 2 vs at once: next-token log-probs max diff %.3g\n", dp);
-            CHECK(dp < 1e-5, "chunked append differs by %g", dp);
-            dm_error_clear();
-            int64_t o2[2] = {0, 3};
-            double l2;
-            CHECK(gpt2_cache_score(&c1, ct, o2, 1, &l2) != DM_OK && strstr(dm_error_message(), "more than the 2 rows"),
-                  "a candidate longer than a batch: %s", dm_error_message());
-            gpt2_cache_free(&c1);
-            gpt2_cache_free(&c2);
-        }
-        for (int i = 0; i < ncand; i++) {
-            worst = fabs(ll[i] - rll[i]) > worst ? fabs(ll[i] - rll[i]) : worst;
-            worst2 = fabs(ll2[i] - ll[i]) > worst2 ? fabs(ll2[i] - ll[i]) : worst2;
-        }
-        printf("  candidate log-likelihoods vs pytorch: max diff %.3g; batches of 8 rows vs 256: %.3g\n", worst, worst2);
-        CHECK(worst < 1e-4, "candidate scores differ by %g", worst);
-        CHECK(worst2 < 1e-5, "batching changes scores by %g", worst2);
-        free(prefix); free(ct); free(co32); free(greedy); free(rll); free(co);
-    }
-
-    /* f16 / bf16 checkpoints (prefixed names, stored head) give the upcast model's logits */
-    const char *half[2] = {"tiny_f16", "tiny_bf16"}, *hlog[2] = {"logits_f16", "logits_bf16"};
-    for (int k = 0; k < 2; k++) {
-        gpt2_model mh;
-        char hp[4200];
-        ckpt(hp, sizeof hp, half[k]);
-        if (gpt2_load(&mh, hp)) {
-            dm_error_print("test_gpt2");
-            CHECK(0, "cannot load %s", half[k]);
-            continue;
-        }
-        float *r = get(hlog[k], NULL);
-        gpt2_forward(&mh, ids, soft, n_soft, NULL, B, T, 1, 0);
-        double d = maxdiff(mh.acts.logits, r, nl), d0 = maxdiff(mh.acts.logits, rlog, nl);
-        printf("  %s logits vs pytorch on upcast weights: %.3g (vs f32 model: %.3g)\n", half[k], d, d0);
-        CHECK(d < 1e-4, "%s logits differ by %g", half[k], d);
-        free(r);
-        gpt2_free(&mh);
-    }
-
-    /* save / load round trip, atomically */
-    {
-        char sp[4200], part[4300];
-        snprintf(sp, sizeof sp, "%s/gpt2_roundtrip", tmp);
-        CHECK(gpt2_save(&m, sp) == DM_OK, "save");
-        snprintf(part, sizeof part, "%s/model.safetensors.part", sp);
-        CHECK(access(part, F_OK) != 0, "a .part file was left behind");
-        gpt2_model m3;
-        CHECK(gpt2_load(&m3, sp) == DM_OK, "load saved");
-        CHECK(m3.num_params == m.num_params && !memcmp(m3.param_slab, m.param_slab, m.num_params * 4),
-              "round trip changed the parameters");
-        gpt2_free(&m3);
-        /* a truncated copy is refused with the tensor named */
-        char tp[4300], cmd[20000];
-        snprintf(tp, sizeof tp, "%s/gpt2_truncated", tmp);
-        snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s' && truncate -s -100 '%s/model.safetensors'", tp, sp,
-                 tp, tp);
-        CHECK(system(cmd) == 0, "cannot make the truncated copy");
-        dm_error_clear();
-        CHECK(gpt2_load(&m3, tp) != DM_OK, "loaded a truncated file");
-        CHECK(strstr(dm_error_message(), "lies beyond the end of the file") && strstr(dm_error_message(), "ln_f.bias") &&
-                  strstr(dm_error_hint_text(), "truncated"),
-              "truncation message: %s / %s", dm_error_message(), dm_error_hint_text());
-        printf("  refused truncated   : %s (hint: %s)\n", dm_error_message(), dm_error_hint_text());
-    }
-
-    expect_load_error("bad_shape", "tensor 'h.1.mlp.c_fc.weight' has shape [128, 32], expected [32, 128]");
-    expect_load_error("bad_missing", "tensor 'ln_f.bias' is missing");
-    expect_load_error("bad_dtype", "tensor 'wpe.weight' has dtype I32");
-    expect_load_error("bad_config", "tensor 'wte.weight' has shape [101, 32], expected [101, 48]");
-    expect_load_error("bad_head", "differs from wte.weight");
-    expect_load_error("bad_act", "activation_function 'relu' is not supported");
-    expect_load_error("no_such_dir", "cannot open");
-
-    /* known answers: GPT-2 initialisation starts near ln V, and a tiny batch overfits */
-    {
-        gpt2_config cfg = gpt2_config_make(2, 2, 16, 32, 50);
-        gpt2_model t;
-        CHECK(gpt2_init(&t, &cfg) == DM_OK, "init");
-        gpt2_init_random(&t, 7);
-        CHECK(gpt2_train_init(&t) == DM_OK, "train init");
-        int tin[2 * 16], ttg[2 * 16];
-        for (int i = 0; i < 32; i++) {
-            tin[i] = (i * 7 + 3) % 50;
-            ttg[i] = (i * 7 + 10) % 50;
-        }
-        gpt2_adamw opt = {3e-3f, 0.9f, 0.95f, 1e-8f, 0.0f};
-        float first = 0, last = 0;
-        for (int step = 1; step <= 150; step++) {
-            gpt2_zero_grad(&t);
-            float l = run_fb(&t, tin, NULL, 0, ttg, 2, 16, 32, NULL, GPT2_WEIGHT_GRADS);
-            if (step == 1) first = l;
-            last = l;
-            gpt2_adamw_step(&t, &opt, step);
-        }
-        printf("  random init loss %.4f (ln 50 = %.4f); after 150 AdamW steps on one batch %.4f\n", first, log(50.0), last);
-        NEAR(first, log(50.0), 0.1, "initial loss vs ln V");
-        CHECK(last < 0.1 * first, "the tiny batch did not overfit: %g -> %g", first, last);
-        gpt2_free(&t);
-    }
-
-    free(ids); free(tg); free(soft); free(rlog); free(rhid); free(rloss); free(rnorm); free(rds); free(rds2); free(dh);
-    free(dsoft); free(dsoft_f);
+    free(fx.ids); free(fx.tg); free(fx.soft); free(fx.rlog); free(fx.rhid); free(fx.rloss); free(fx.rnorm);
+    free(fx.rds); free(fx.rds2); free(fx.dh);
     gpt2_free(&m);
     safetensors_close(&ref);
     return tap_done("test_gpt2");
