@@ -1,4 +1,4 @@
-/* cmd_prompt.c: `dynmm prompt`: the LLM recommender (the alignment-based baseline of the method,
+/* stage_prompt.c: `dynmm prompt`: the LLM recommender (the alignment-based baseline of the method,
  * A-LLMRec done with likelihood ranking) and its evidence-grounded variant (DESIGN.md idea 3).
  *
  * Two projectors map the aligner's latents into the frozen LM's embedding space: the user
@@ -31,6 +31,14 @@
  * aligner (h . z) and SASRec are scored on the same users and sets. Latency: seconds per batch of
  * users with 1 + 19 candidates at several prompt lengths, median and p95, the models' batches
  * interleaved so their ratio is measured side by side.
+ *
+ * The model maths (projectors, prompt layout, scoring, the listwise step, the training users,
+ * their epoch order and negatives) live in src/prompt/llmrec.h; this file shares the work out
+ * among the ranks, checkpoints and writes prompt.h5. The stage body is a table of contents
+ * (stage_prompt): prompt_load, prompt_setup, per model prompt_train (per step prompt_step), then
+ * prompt_open, per split prompt_sample and per protocol prompt_score_protocol (per user
+ * prompt_score_user), prompt_latency, prompt_write and prompt_free. Every buffer lives in one
+ * workspace (prompt_ws), allocated once by prompt_setup.
  *
  * prompt.h5 (format "dynmm-prompt" v2): /prompt/<model>/weights and /curve (epoch, loss, ranking,
  * faithfulness, explanation loss, seconds), /columns, /<split>/<protocol>/<model|align|sasrec>
@@ -65,9 +73,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PROMPT_FORMAT "dynmm-prompt"
 #define PROMPT_MAXM 4
+#define PROMPT_MAXLAT 16   /* prompt lengths measured for latency, at most */
+#define PROMPT_LAT_BATCHES 9 /* latency batches per model and length, the first a warm-up */
 
 static const char USAGE[] =
     "usage: dynmm prompt CONFIG.cfg [--set group.key=value ...]\n\n"
@@ -85,302 +96,90 @@ static const char *const prompt_config_groups[] = {"prompt", "explain.attr_tempe
                                             "explain.similarity", "explain.templates", "explain.tokens", "explain.w_expl",
                                             "explain.w_faith", "explain.width", "eval.ks", "eval.ties", "eval.splits", "eval.seed", "eval.pop_power", "split.protocol", NULL};
 
-/* ---- data ---------------------------------------------------------------------------------- */
-
-/* last n history items of user u for a split (role < split), newest last */
-static int last_hist(const ev_split *s, size_t u, int n, int32_t *tmp, int32_t *out)
-{
-    size_t k = ev_history(s, u, tmp);
-    size_t m = k < (size_t)n ? k : (size_t)n;
-    memcpy(out, tmp + (k - m), m * sizeof *out);
-    return (int)m;
-}
-
-/* users with >= 2 training items, every item each user touched (sorted: never a negative) */
-typedef struct {
-    size_t *tu, ntu;
-    int64_t *soff;
-    int32_t *sset;
-} train_users;
-
-static int train_users_make(const dm_dataset *d, const int8_t *roles, train_users *t)
-{
-    size_t nu = d->n_users;
-    t->tu = malloc((nu + 1) * sizeof *t->tu);
-    t->soff = calloc(nu + 1, sizeof *t->soff);
-    t->sset = malloc((d->n_inter + 1) * sizeof *t->sset);
-    t->ntu = 0;
-    if (!t->tu || !t->soff || !t->sset) return DM_ERR(DM_ENOMEM, "out of memory");
-    size_t q = 0;
-    for (size_t u = 0; u < nu; u++) {
-        size_t s0 = q, ntr = 0;
-        for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) {
-            t->sset[q++] = d->item[j];
-            ntr += roles[j] == DM_TRAIN;
-        }
-        qsort(t->sset + s0, q - s0, sizeof *t->sset, dm_cmp_i32);
-        t->soff[u + 1] = (int64_t)q;
-        if (ntr >= 2) t->tu[t->ntu++] = u;
-    }
-    return DM_OK;
-}
-
-static void train_users_free(train_users *t)
-{
-    free(t->tu);
-    free(t->soff);
-    free(t->sset);
-}
-
-/* htr (n_users, dz): the aligner's user latent from the SASRec state of train[:-1] (zero rows for
- * users outside t) */
-static int training_latents(par_ctx *ctx, const char *cpath, const char *apath, const dm_dataset *d, const int8_t *roles,
-                            const train_users *t, size_t dz, float *htr)
-{
-    sasrec sm;
-    sasrec_acts sa;
-    align_model am;
-    align_acts aa;
-    memset(&sm, 0, sizeof sm);
-    memset(&sa, 0, sizeof sa);
-    memset(&am, 0, sizeof am);
-    memset(&aa, 0, sizeof aa);
-    int rc = cf_sasrec_load(ctx, cpath, d->n_items, 256, &sm, &sa);
-    if (!rc) rc = align_load(ctx, apath, 256, &am, &aa, NULL, NULL);
-    int T = rc ? 1 : sm.cfg.T;
-    size_t C = rc ? 1 : (size_t)sm.cfg.C;
-    int32_t *seq = calloc((size_t)256 * (size_t)T, sizeof *seq), *tmp = malloc((d->n_inter + 1) * sizeof *tmp);
-    float *rs = malloc((size_t)256 * C * sizeof *rs), *hb = malloc((size_t)256 * dz * sizeof *hb);
-    if (!rc && (!seq || !tmp || !rs || !hb)) rc = DM_ERR(DM_ENOMEM, "out of memory");
-    for (size_t e0 = 0; !rc && e0 < t->ntu; e0 += 256) {
-        int nb = (int)(t->ntu - e0 < 256 ? t->ntu - e0 : 256);
-        memset(seq, 0, (size_t)nb * (size_t)T * sizeof *seq);
-        for (int b = 0; b < nb; b++) {
-            size_t u = t->tu[e0 + (size_t)b], n = 0;
-            for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++)
-                if (roles[j] == DM_TRAIN) tmp[n++] = d->item[j];
-            n--;
-            size_t mm = n < (size_t)T ? n : (size_t)T;
-            for (size_t j = 0; j < mm; j++) seq[(size_t)b * (size_t)T + (size_t)T - mm + j] = tmp[n - mm + j] + 1;
-        }
-        rc = sasrec_user_states(&sm, &sa, seq, nb, rs);
-        if (!rc) rc = align_user_latents(&am, &aa, rs, nb, hb);
-        for (int b = 0; !rc && b < nb; b++) memcpy(htr + t->tu[e0 + (size_t)b] * dz, hb + (size_t)b * dz, dz * sizeof *htr);
-    }
-    free(seq);
-    free(tmp);
-    free(rs);
-    free(hb);
-    sasrec_acts_free(&sa);
-    sasrec_free(&sm);
-    align_acts_free(&aa);
-    align_free(&am);
-    return par_agree(ctx, rc);
-}
-
-/* ---- checkpoints: <run.dir>/ckpt_prompt_<model>.h5 after every epoch and on SIGTERM/SIGUSR1 ---- */
-
-#define PROMPT_CKPT_FORMAT "dynmm-prompt-ckpt"
-static volatile sig_atomic_t g_stop;
-static void on_signal(int s)
-{
-    (void)s;
-    g_stop = 1;
-}
-
+/* One model's training run: where it stands and where it checkpoints. */
 typedef struct {
     long ep, step; /* the next step to take */
     double lsum[4], t_train;
 } prompt_pos;
 
-static int ckpt_write(par_ctx *ctx, const char *path, const pm *p, const prompt_pos *at, const double *curve, long epochs,
-                      const char *hash)
-{
-    h5file f;
-    DM_CALL(par_agree(ctx, h5_create(ctx, path, 0, 1 << 20, &f)));
-    int rc = h5_write_provenance(&f, PROMPT_CKPT_FORMAT, 1, "prompt", NULL, hash);
-    if (!rc) rc = h5_write_all(&f, "/w", H5_F32, p->nparams, 0, p->w);
-    if (!rc) rc = h5_write_all(&f, "/adam_m", H5_F32, p->nparams, 0, p->am);
-    if (!rc) rc = h5_write_all(&f, "/adam_v", H5_F32, p->nparams, 0, p->av);
-    if (!rc) rc = h5_write_all(&f, "/curve", H5_F64, (size_t)epochs, 6, curve);
-    double st[8] = {(double)at->ep, (double)at->step, (double)p->t, at->lsum[0], at->lsum[1], at->lsum[2], at->lsum[3], at->t_train};
-    if (!rc) rc = h5_write_all(&f, "/state", H5_F64, 8, 0, st);
-    rc = par_agree(ctx, rc);
-    if (rc) {
-        h5_discard(&f);
-        return rc;
-    }
-    return h5_commit(&f);
-}
+typedef struct {
+    size_t k;                   /* the model */
+    pm *p;
+    const char *name;
+    double *curve;              /* (epochs, 6) epoch, loss, listwise, faithfulness, explanation, seconds */
+    double *t_train;            /* training seconds so far */
+    size_t per_epoch;           /* users per epoch */
+    long steps;                 /* steps per epoch */
+    int G;                      /* users per step */
+    nn_adam opt;
+    char path[4096];            /* <run.dir>/ckpt_prompt_<model>.h5 */
+    char hash[65];              /* the stage hash and the model */
+    prompt_pos at;              /* where the checkpoint stood (found) */
+    int found;
+    double te;                  /* the epoch's start (shifted back by the seconds of a resumed epoch) */
+    double lsum[4];             /* the epoch's loss sums (this rank's; rank 0 carries a resumed epoch's) */
+} prompt_run;
 
-static int ckpt_read(par_ctx *ctx, const char *path, pm *p, prompt_pos *at, double *curve, long epochs, const char *hash, int *found)
-{
-    h5file f;
-    DM_CALL(h5_open_checkpoint(ctx, path, PROMPT_CKPT_FORMAT, hash, &f, found));
-    if (!*found) return DM_OK;
-    double st[8];
-    int rc = h5_read_rows(&f, "/w", H5_F32, 0, p->nparams, p->w);
-    if (!rc) rc = h5_read_rows(&f, "/adam_m", H5_F32, 0, p->nparams, p->am);
-    if (!rc) rc = h5_read_rows(&f, "/adam_v", H5_F32, 0, p->nparams, p->av);
-    if (!rc) rc = h5_read_rows(&f, "/curve", H5_F64, 0, (size_t)epochs, curve);
-    if (!rc) rc = h5_read_rows(&f, "/state", H5_F64, 0, 8, st);
-    h5_close(&f);
-    DM_CALL(par_agree(ctx, rc));
-    at->ep = (long)st[0];
-    at->step = (long)st[1];
-    p->t = (long)st[2];
-    for (int k = 0; k < 4; k++) at->lsum[k] = st[3 + k];
-    at->t_train = st[7];
-    dm_log("  resuming from %s at epoch %ld, step %ld", path, at->ep + 1, at->step);
-    return DM_OK;
-}
-
-/* Trains model p (curve: epochs rows of epoch, loss, ranking, faithfulness, explanation, seconds).
- * Every model sees the same users and negatives in the same order. Checkpoints after every epoch
- * and at the next step on SIGTERM/SIGUSR1; with run.resume a run continues from its checkpoint to
- * the parameters an uninterrupted run reaches (same rank count). */
-static int train_model(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, pm *p, explain_src *src,
-                       const float *htr, size_t dz, const train_users *t0, uint64_t seed, const char *name, const char *hash,
-                       double *curve, double *t_train)
-{
-    size_t ni = d->n_items;
-    long epochs = (long)dm_cfg_int(cfg, "prompt.epochs");
-    int G = (int)dm_cfg_int(cfg, "prompt.batch");
-    size_t ntu = t0->ntu, per_epoch = (size_t)dm_cfg_int(cfg, "prompt.train_users");
-    if (per_epoch > ntu) per_epoch = ntu;
-    long steps = (long)((per_epoch + (size_t)G - 1) / (size_t)G);
-    size_t *tu = malloc((ntu + 1) * sizeof *tu);
-    int32_t *tmp = malloc((d->n_inter + 1) * sizeof *tmp), *hist = malloc((size_t)(p->nh + 1) * sizeof *hist);
-    int rc = !tu || !tmp || !hist ? DM_ERR(DM_ENOMEM, "out of memory") : DM_OK;
-    if (tu) memcpy(tu, t0->tu, ntu * sizeof *tu);
-    if (src) src->h = htr;
-    int32_t cand[66];
-    rc = par_agree(ctx, rc);
-    if (!rc && epochs > 0)
-        dm_log("  %s: %zu training users, %zu per epoch, %ld steps of %d users%s", name, ntu, per_epoch, steps, G,
-               p->E ? "; evidence tokens and explanation losses" : "");
-    *t_train = 0;
-    char ckpath[4096], mhash[65];
-    prompt_pos at = {0, 0, {0, 0, 0, 0}, 0};
-    int found = 0;
-    char ckname[128];
-    snprintf(ckname, sizeof ckname, "ckpt_prompt_%s.h5", name);
-    if (!rc) rc = cli_run_path(ctx, cfg, ckname, ckpath, sizeof ckpath);
-    if (!rc) { /* the stage's settings and the model */
-        char both[200];
-        snprintf(both, sizeof both, "%s/%s", hash, name);
-        dm_sha256_hex(both, strlen(both), mhash);
-    }
-    if (!rc && dm_cfg_bool(cfg, "run.resume")) rc = ckpt_read(ctx, ckpath, p, &at, curve, epochs, mhash, &found);
-    rc = par_agree(ctx, rc);
-    if (found) *t_train = at.t_train;
-    struct sigaction sa, o1, o2;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    g_stop = 0;
-    sigaction(SIGTERM, &sa, &o1);
-    sigaction(SIGUSR1, &sa, &o2);
-    for (long ep = 0; ep < epochs && !rc; ep++) {
-        double te = dm_wtime(), lsum[4] = {0, 0, 0, 0};
-        /* the epoch's users: a seeded partial shuffle */
-        dm_rng pr;
-        dm_rng_seed(&pr, dm_rng_key(seed, 0xE9, (uint64_t)ep));
-        for (size_t k = 0; k < per_epoch; k++) {
-            size_t j = k + dm_rng_below(&pr, ntu - k), x = tu[k];
-            tu[k] = tu[j];
-            tu[j] = x;
-        }
-        if (found && ep < at.ep) continue; /* done before the checkpoint: its order replayed only */
-        long s0 = 0;
-        if (found && ep == at.ep) { /* the checkpoint holds the epoch's global sums so far: rank 0 carries them */
-            s0 = at.step;
-            if (ctx->rank == 0) memcpy(lsum, at.lsum, sizeof lsum);
-            /* and its seconds so far: the training time beyond the finished epochs */
-            double before = 0;
-            for (long e = 0; e < ep; e++) before += curve[e * 6 + 5];
-            te -= at.t_train - before;
-            *t_train = before;
-        }
-        for (long s = s0; s < steps && !rc; s++) {
-            if (s > s0) {
-                int64_t stop = g_stop;
-                rc = par_allreduce_max_i64(ctx, &stop, 1);
-                if (!rc && stop) {
-                    prompt_pos here = {ep, s, {lsum[0], lsum[1], lsum[2], lsum[3]}, *t_train + (dm_wtime() - te)};
-                    rc = par_allreduce_sum_f64(ctx, here.lsum, 4);
-                    if (!rc) rc = ckpt_write(ctx, ckpath, p, &here, curve, epochs, mhash);
-                    if (!rc) {
-                        rc = DM_ERR(DM_EIO, "%s: interrupted by a signal at epoch %ld, step %ld; checkpoint written to %s", name, ep + 1, s,
-                                    ckpath);
-                        DM_HINT("rerun the same command (run.resume = true) to continue from it");
-                    }
-                    break;
-                }
-            }
-            size_t b0 = (size_t)s * (size_t)G, bn = per_epoch - b0 < (size_t)G ? per_epoch - b0 : (size_t)G, lo, hi;
-            dm_shard_even(bn, ctx->size, ctx->rank, &lo, &hi);
-            memset(p->g, 0, p->nparams * sizeof *p->g);
-            for (size_t k = lo; k < hi && !rc; k++) {
-                size_t u = tu[b0 + k];
-                /* history: train items before the positive */
-                size_t n = 0;
-                for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++)
-                    if (roles[j] == DM_TRAIN) tmp[n++] = d->item[j];
-                int32_t pos = tmp[n - 1];
-                size_t m = n - 1 < (size_t)p->nh ? n - 1 : (size_t)p->nh;
-                memcpy(hist, tmp + (n - 1 - m), m * sizeof *hist);
-                pm_set_user(p, (int32_t)u, tmp, (int)(n - 1));
-                cand[0] = pos;
-                dm_rng rn;
-                dm_rng_seed(&rn, dm_rng_key(seed ^ 0x4E, (uint64_t)(ep * steps + s), u));
-                const int32_t *su = t0->sset + t0->soff[u];
-                size_t ns = (size_t)(t0->soff[u + 1] - t0->soff[u]);
-                for (int j = 1; j <= p->K; j++) {
-                    int32_t y;
-                    do y = (int32_t)dm_rng_below(&rn, ni);
-                    while (dm_in_sorted_i32(su, ns, y));
-                    cand[j] = y;
-                }
-                double l = 0;
-                rc = pm_train_user(p, htr + (size_t)u * dz, hist, (int)m, cand, 1.0f / (float)bn, &l);
-                lsum[0] += l;
-                lsum[1] += p->last_rank;
-                lsum[2] += p->last_faith;
-                lsum[3] += p->last_expl;
-            }
-            rc = par_agree(ctx, rc);
-            if (!rc) rc = par_allreduce_sum_f32(ctx, p->g, p->nparams);
-            if (!rc) {
-                p->t++;
-                const nn_adam o = {(float)dm_cfg_float(cfg, "prompt.lr"), 0.9f, 0.999f, 1e-8f,
-                                   (float)dm_cfg_float(cfg, "prompt.weight_decay"), NN_ADAM_DECOUPLED};
-                nn_adam_step(&o, p->t, p->w, p->g, p->am, p->av, p->nparams);
-            }
-        }
-        if (rc) break;
-        par_allreduce_sum_f64(ctx, lsum, 4);
-        double dt = dm_wtime() - te;
-        *t_train += dt;
-        double *cv = curve + ep * 6;
-        cv[0] = (double)(ep + 1);
-        for (int k = 0; k < 4; k++) cv[1 + k] = lsum[k] / (double)per_epoch;
-        cv[5] = dt;
-        if (p->E)
-            dm_log("  %s epoch %ld  loss %.4f (listwise %.4f, uniform %.4f; faithfulness %.4f; explanation %.4f)  %.1fs, %.2f users/s",
-                   name, ep + 1, cv[1], cv[2], log((double)p->K + 1), cv[3], cv[4], dt, (double)per_epoch / dt);
-        else
-            dm_log("  %s epoch %ld  listwise loss %.4f (uniform over %d candidates: %.4f)  %.1fs, %.2f users/s", name, ep + 1,
-                   cv[1], p->K + 1, log((double)p->K + 1), dt, (double)per_epoch / dt);
-        prompt_pos next = {ep + 1, 0, {0, 0, 0, 0}, *t_train};
-        rc = ckpt_write(ctx, ckpath, p, &next, curve, epochs, mhash);
-    }
-    sigaction(SIGTERM, &o1, NULL);
-    sigaction(SIGUSR1, &o2, NULL);
-    free(tu);
-    free(tmp);
-    free(hist);
-    return par_agree(ctx, rc);
-}
+/* The stage's workspace: the inputs, the models, the training and evaluation scratch and the
+ * results. prompt_setup allocates it once; prompt_free releases everything (also after a
+ * failure). Shapes: nu users, ni items, dz the aligner's latent width, C the SASRec width, this
+ * rank's users [lo, hi), ncl metric columns, maxc candidates of one user at most. */
+typedef struct {
+    stage_run *sr;
+    par_ctx *ctx;
+    const dm_cfg *cfg;
+    const char *dpath, *cpath, *apath, *lpath;
+    size_t nm;                  /* the models of prompt.models */
+    const char *mname[PROMPT_MAXM];
+    int mexpl[PROMPT_MAXM];     /* llm_explain: evidence tokens and the explanation losses */
+    uint64_t seed;              /* prompt.seed, or derived from run.seed */
+    long epochs;
+    /* ---- inputs (prompt_load) ---- */
+    char *lmdir;                /* the LM of lm.h5 */
+    dm_dataset d;
+    int have_d;
+    const int8_t *roles;        /* (n_inter) split roles */
+    size_t nu, ni, dz, C;
+    float *zb;                  /* (ni, dz) z_base */
+    float *hv, *ht;             /* (nu, dz) the aligner's user latents for valid, test */
+    float *e_cf;                /* (ni, C) the SASRec item table */
+    float *sv, *st;             /* (nu, C) SASRec states for valid, test */
+    /* ---- models (prompt_setup) ---- */
+    int maxc;
+    pm_train_set ts;            /* the training users and their items */
+    float *htr;                 /* (nu, dz) training latents from train[:-1]; zero rows outside ts */
+    explain_src src;
+    int have_src;
+    float *zmod;                /* (ni, ALIGN_K, dz) per-modality latents, NULL without */
+    uint8_t *zpres;             /* (ni, ALIGN_K) */
+    pm P[PROMPT_MAXM];
+    double *curve[PROMPT_MAXM]; /* (max(epochs, 1), 6) */
+    double t_train[PROMPT_MAXM];
+    /* ---- one user's scratch ---- */
+    size_t *order;              /* (ts.n) the training users in epoch order */
+    int32_t *tmp;               /* (n_inter) a user's items */
+    int32_t *hist;              /* (nh) its last prompt.history items */
+    int32_t cand[PM_MAX_CAND + 8];
+    float *bs, *ss;             /* (ni) aligner and SASRec scores */
+    float *lsc;                 /* (ni) full ranking: the LM's re-ranked top N above the rest */
+    double *lmsc;               /* (maxc + 2) LM scores of the candidates */
+    float *fsc;                 /* (maxc + 2) the candidates' scores of one model */
+    /* ---- evaluation (prompt_open, prompt_score_protocol) ---- */
+    metrics_spec spec;
+    int have_spec;
+    metrics_ws mws;
+    size_t ncl;                 /* metric columns */
+    h5file f;                   /* prompt.h5 */
+    size_t lo, hi;              /* this rank's users */
+    int nmod;                   /* nm LLM models, then the aligner and SASRec */
+    double *rows[PROMPT_MAXM + 2]; /* (hi - lo, ncl) */
+    uint8_t *pick;              /* (nu) the split's sampled users */
+    uint64_t *key;              /* (nu) their sampling keys */
+    double secs[PROMPT_MAXM];   /* the LM models' scoring seconds of a protocol */
+    /* ---- latency (prompt_latency) ---- */
+    size_t nlat;                /* prompt lengths measured */
+    double lat[PROMPT_MAXLAT][PROMPT_MAXM][2]; /* median, p95 seconds per batch */
+} prompt_ws;
 
 static int check_prompt(const dm_cfg *cfg)
 {
@@ -404,430 +203,810 @@ static int check_prompt(const dm_cfg *cfg)
     return DM_OK;
 }
 
-static int stage_prompt(stage_run *sr)
+/* ---- load: the dataset, its candidate sets and the frozen models' latents ---- */
+
+/* The LM directory recorded in lm.h5. */
+static int prompt_lm_dir(prompt_ws *w)
 {
-    par_ctx *ctx = sr->ctx;
-    const dm_cfg *cfg = sr->cfg;
-    const char *dpath = stage_input(sr, "dataset.h5"), *cpath = stage_input(sr, "cf.h5"), *apath = stage_input(sr, "align.h5"),
-               *lpath = stage_input(sr, "lm.h5"), *hash = sr->hash;
-    DM_CALL(par_agree(ctx, check_prompt(cfg)));
-    /* the models */
-    size_t nm = dm_cfg_len(cfg, "prompt.models");
-    const char *mname[PROMPT_MAXM];
-    int mexpl[PROMPT_MAXM];
-    for (size_t k = 0; k < nm; k++) {
-        mname[k] = dm_cfg_str_at(cfg, "prompt.models", k);
-        mexpl[k] = !strcmp(mname[k], "llm_explain");
-    }
-    /* where the LM is */
-    char *lmdir = NULL;
-    {
-        h5file f;
-        int rc = h5_open(ctx, lpath, &f);
-        if (rc) {
-            DM_HINT("run the lm stage first (dynmm lm, or add it to run.stages)");
-            return par_agree(ctx, rc);
-        }
-        rc = h5_get_attr_str(&f, "/", "model_dir", &lmdir);
-        h5_close(&f);
-        DM_CALL(par_agree(ctx, rc));
-    }
-    dm_dataset d;
-    int rc = ds_read(ctx, dpath, &d);
+    h5file f;
+    int rc = h5_open(w->ctx, w->lpath, &f);
     if (rc) {
-        free(lmdir);
-        return rc;
+        DM_HINT("run the lm stage first (dynmm lm, or add it to run.stages)");
+        return par_agree(w->ctx, rc);
     }
-    const int8_t *roles = NULL;
-    rc = par_agree(ctx, cands_split(cfg, &d, &roles));
-    /* the sampled candidate sets, drawn exactly as `dynmm eval` draws them (all users: the sample
-       of users is spread over the ranks) */
-    if (!rc) rc = cands_draw_key(ctx, cfg, &d, "prompt.protocols", 0, d.n_users);
-    size_t nu = d.n_users, ni = d.n_items;
-    float *zb = NULL, *hv = NULL, *ht = NULL, *e_cf = NULL, *sv = NULL, *st = NULL, *htr = NULL;
-    size_t r, dz = 0, c, C = 0;
-    if (!rc) rc = h5_read_file_f32(ctx, apath, "/align/z_base", &zb, &r, &dz);
-    if (!rc) rc = h5_read_file_f32(ctx, apath, "/align/h_valid", &hv, &r, &c);
-    if (!rc) rc = h5_read_file_f32(ctx, apath, "/align/h_test", &ht, &r, &c);
-    if (!rc) rc = h5_read_file_f32(ctx, cpath, "/sasrec/e_cf", &e_cf, &r, &C);
-    if (!rc) rc = h5_read_file_f32(ctx, cpath, "/sasrec/state_valid", &sv, &r, &c);
-    if (!rc) rc = h5_read_file_f32(ctx, cpath, "/sasrec/state_test", &st, &r, &c);
+    rc = h5_get_attr_str(&f, "/", "model_dir", &w->lmdir);
+    h5_close(&f);
+    return par_agree(w->ctx, rc);
+}
+
+/* The settings, the dataset and its split, the sampled candidate sets (drawn exactly as `dynmm
+ * eval` draws them, for all users: the sample of users is spread over the ranks), the aligner's
+ * latents and SASRec's item table and states. Agreed. */
+static int prompt_load(prompt_ws *w)
+{
+    par_ctx *ctx = w->ctx;
+    const dm_cfg *cfg = w->cfg;
+    w->dpath = stage_input(w->sr, "dataset.h5"), w->cpath = stage_input(w->sr, "cf.h5");
+    w->apath = stage_input(w->sr, "align.h5"), w->lpath = stage_input(w->sr, "lm.h5");
+    DM_CALL(par_agree(ctx, check_prompt(cfg)));
+    w->nm = dm_cfg_len(cfg, "prompt.models");
+    for (size_t k = 0; k < w->nm; k++) {
+        w->mname[k] = dm_cfg_str_at(cfg, "prompt.models", k);
+        w->mexpl[k] = !strcmp(w->mname[k], "llm_explain");
+    }
+    DM_CALL(prompt_lm_dir(w));
+    DM_CALL(ds_read(ctx, w->dpath, &w->d));
+    w->have_d = 1;
+    w->nu = w->d.n_users, w->ni = w->d.n_items;
+    int rc = par_agree(ctx, cands_split(cfg, &w->d, &w->roles));
+    if (!rc) rc = cands_draw_key(ctx, cfg, &w->d, "prompt.protocols", 0, w->nu);
+    size_t r, c;
+    if (!rc) rc = h5_read_file_f32(ctx, w->apath, "/align/z_base", &w->zb, &r, &w->dz);
+    if (!rc) rc = h5_read_file_f32(ctx, w->apath, "/align/h_valid", &w->hv, &r, &c);
+    if (!rc) rc = h5_read_file_f32(ctx, w->apath, "/align/h_test", &w->ht, &r, &c);
+    if (!rc) rc = h5_read_file_f32(ctx, w->cpath, "/sasrec/e_cf", &w->e_cf, &r, &w->C);
+    if (!rc) rc = h5_read_file_f32(ctx, w->cpath, "/sasrec/state_valid", &w->sv, &r, &c);
+    if (!rc) rc = h5_read_file_f32(ctx, w->cpath, "/sasrec/state_test", &w->st, &r, &c);
     long long sd = dm_cfg_int(cfg, "prompt.seed");
-    uint64_t seed = sd >= 0 ? (uint64_t)sd : dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0x9A0, 0);
-    /* protocols */
-    size_t npr = dm_cfg_len(cfg, "prompt.protocols");
-    int maxc = 20;
-    for (size_t k = 0; k < npr && !rc; k++) {
-        const char *pn = dm_cfg_str_at(cfg, "prompt.protocols", k);
+    w->seed = sd >= 0 ? (uint64_t)sd : dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0x9A0, 0);
+    w->epochs = (long)dm_cfg_int(cfg, "prompt.epochs");
+    return par_agree(ctx, rc);
+}
+
+/* ---- setup: the training users, the evidence, the models and every buffer ---- */
+
+/* The most candidates one user is scored against: 20 (latency), topN, or a protocol's N negatives
+ * with the most targets a user has in a split (temporal and given splits can give several; up to
+ * the 64 the evaluation keeps, all of them compete with the negatives). */
+static int prompt_max_candidates(prompt_ws *w)
+{
+    const dm_dataset *d = &w->d;
+    int rc = DM_OK, mt = 1;
+    for (size_t u = 0; u < d->n_users; u++) {
+        int t = 0;
+        for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) t += w->roles[j] == DM_VALID || w->roles[j] == DM_TEST;
+        if (t > mt) mt = t;
+    }
+    if (mt > 64) mt = 64;
+    w->maxc = 20;
+    for (size_t k = 0; k < dm_cfg_len(w->cfg, "prompt.protocols") && !rc; k++) {
+        const char *pn = dm_cfg_str_at(w->cfg, "prompt.protocols", k);
         int v = 0;
+        char kind;
+        size_t nn;
         if (!strncmp(pn, "top", 3) && (v = atoi(pn + 3)) > 0) {
-            if (v > maxc) maxc = v;
-        } else {
-            char kind;
-            size_t nn;
-            rc = cands_parse(pn, &kind, &nn);
-            if (!rc && (int)nn + 1 > maxc) maxc = (int)nn + 1;
-            /* a split can give a user several targets (temporal, given): all of them compete with
-               the N negatives (up to the 64 the evaluation keeps) */
-            int mt = 1;
-            for (size_t u = 0; !rc && u < d.n_users; u++) {
-                int t = 0;
-                for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++) t += roles[j] == DM_VALID || roles[j] == DM_TEST;
-                if (t > mt) mt = t;
-            }
-            if (mt > 64) mt = 64;
-            if (!rc && (int)nn + mt > maxc) maxc = (int)nn + mt;
+            if (v > w->maxc) w->maxc = v;
+        } else if (!(rc = cands_parse(pn, &kind, &nn)) && (int)nn + mt > w->maxc) {
+            w->maxc = (int)nn + mt;
         }
     }
-    rc = par_agree(ctx, rc);
-    train_users tus;
-    memset(&tus, 0, sizeof tus);
-    explain_src src;
-    memset(&src, 0, sizeof src);
-    int have_src = 0, any_expl = 0;
-    for (size_t k = 0; k < nm; k++) any_expl |= mexpl[k];
-    long epochs = (long)dm_cfg_int(cfg, "prompt.epochs");
-    if (!rc) rc = par_agree(ctx, train_users_make(&d, roles, &tus));
+    return par_agree(w->ctx, rc);
+}
+
+/* htr: the aligner's user latent from the SASRec state of train[:-1] for the training users */
+static int prompt_training_latents(prompt_ws *w)
+{
+    par_ctx *ctx = w->ctx;
+    const dm_dataset *d = &w->d;
+    const pm_train_set *t = &w->ts;
+    size_t dz = w->dz;
+    sasrec sm;
+    sasrec_acts sa;
+    align_model am;
+    align_acts aa;
+    memset(&sm, 0, sizeof sm);
+    memset(&sa, 0, sizeof sa);
+    memset(&am, 0, sizeof am);
+    memset(&aa, 0, sizeof aa);
+    int rc = cf_sasrec_load(ctx, w->cpath, d->n_items, 256, &sm, &sa);
+    if (!rc) rc = align_load(ctx, w->apath, 256, &am, &aa, NULL, NULL);
+    int T = rc ? 1 : sm.cfg.T;
+    size_t C = rc ? 1 : (size_t)sm.cfg.C;
+    int32_t *seq = calloc((size_t)256 * (size_t)T, sizeof *seq);
+    float *rs = malloc((size_t)256 * C * sizeof *rs), *hb = malloc((size_t)256 * dz * sizeof *hb);
+    if (!rc && (!seq || !rs || !hb)) rc = DM_ERR(DM_ENOMEM, "out of memory");
+    for (size_t e0 = 0; !rc && e0 < t->n; e0 += 256) {
+        int nb = (int)(t->n - e0 < 256 ? t->n - e0 : 256);
+        memset(seq, 0, (size_t)nb * (size_t)T * sizeof *seq);
+        for (int b = 0; b < nb; b++) {
+            size_t u = t->users[e0 + (size_t)b], n = 0;
+            for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++)
+                if (w->roles[j] == DM_TRAIN) w->tmp[n++] = d->item[j];
+            n--;
+            size_t mm = n < (size_t)T ? n : (size_t)T;
+            for (size_t j = 0; j < mm; j++) seq[(size_t)b * (size_t)T + (size_t)T - mm + j] = w->tmp[n - mm + j] + 1;
+        }
+        rc = sasrec_user_states(&sm, &sa, seq, nb, rs);
+        if (!rc) rc = align_user_latents(&am, &aa, rs, nb, hb);
+        for (int b = 0; !rc && b < nb; b++) memcpy(w->htr + t->users[e0 + (size_t)b] * dz, hb + (size_t)b * dz, dz * sizeof *w->htr);
+    }
+    free(seq);
+    free(rs);
+    free(hb);
+    sasrec_acts_free(&sa);
+    sasrec_free(&sm);
+    align_acts_free(&aa);
+    align_free(&am);
+    return par_agree(ctx, rc);
+}
+
+/* The evidence sources of llm_explain (on the training latents; the scoring steps point src.h at
+ * the split's), with the aligner's per-modality latents when the modality evidence is on. */
+static int prompt_evidence(prompt_ws *w)
+{
+    explain_src *src = &w->src;
+    int rc = par_agree(w->ctx, explain_src_init(src, w->cfg, &w->d, w->roles, w->htr, w->zb, w->dz));
+    w->have_src = !rc;
+    /* the modality that agrees most with the user: per-modality latents of the aligner */
+    if (!rc && src->modal) rc = ai_modal_latents(w->ctx, w->apath, w->ni, w->dz, &w->zmod, &w->zpres);
+    if (!rc && src->modal) {
+        src->n_modal = ALIGN_K;
+        src->zm = w->zmod;
+        src->present = w->zpres;
+    }
+    return rc;
+}
+
+/* The training users, their latents and (for llm_explain) the evidence sources. */
+static int prompt_train_inputs(prompt_ws *w)
+{
+    par_ctx *ctx = w->ctx;
+    int any_expl = 0;
+    for (size_t k = 0; k < w->nm; k++) any_expl |= w->mexpl[k];
+    int rc = par_agree(ctx, pm_train_set_init(&w->ts, &w->d, w->roles));
     if (!rc) {
-        htr = calloc(nu * dz + 1, sizeof *htr);
-        rc = htr ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory");
-        rc = par_agree(ctx, rc);
+        w->htr = calloc(w->nu * w->dz + 1, sizeof *w->htr);
+        w->order = malloc((w->ts.n + 1) * sizeof *w->order);
+        w->tmp = malloc((w->d.n_inter + 1) * sizeof *w->tmp);
+        rc = par_agree(ctx, w->htr && w->order && w->tmp ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory"));
     }
-    if (!rc && (epochs > 0 || any_expl)) rc = training_latents(ctx, cpath, apath, &d, roles, &tus, dz, htr);
-    float *zmod = NULL;
-    uint8_t *zpres = NULL;
-    if (!rc && any_expl) {
-        rc = par_agree(ctx, explain_src_init(&src, cfg, &d, roles, htr, zb, dz));
-        have_src = !rc;
-        /* the modality that agrees most with the user: per-modality latents of the aligner */
-        if (!rc && src.modal) rc = ai_modal_latents(ctx, apath, ni, dz, &zmod, &zpres);
-        if (!rc && src.modal) {
-            src.n_modal = ALIGN_K;
-            src.zm = zmod;
-            src.present = zpres;
-        }
-    }
-    pm P[PROMPT_MAXM];
-    memset(P, 0, sizeof P);
-    double *curve[PROMPT_MAXM] = {0}, t_train[PROMPT_MAXM] = {0};
-    for (size_t k = 0; k < nm && !rc; k++) {
-        rc = par_agree(ctx, pm_init(cfg, lmdir, &d, zb, dz, maxc + 1, seed, mexpl[k] ? &src : NULL, &P[k]));
+    if (!rc && (w->epochs > 0 || any_expl)) rc = prompt_training_latents(w);
+    if (!rc && any_expl) rc = prompt_evidence(w);
+    return rc;
+}
+
+/* The recommenders of prompt.models on the frozen LM, and their training curves. */
+static int prompt_models(prompt_ws *w)
+{
+    par_ctx *ctx = w->ctx;
+    int rc = DM_OK;
+    for (size_t k = 0; k < w->nm && !rc; k++) {
+        pm *p = &w->P[k];
+        rc = par_agree(ctx, pm_init(w->cfg, w->lmdir, &w->d, w->zb, w->dz, w->maxc + 1, w->seed, w->mexpl[k] ? &w->src : NULL, p));
         if (!rc && k == 0)
             dm_log("  prompt: LM %s (%d layers, width %d, vocab %d); L=%d user tokens, %d history items, titles <= %d tokens",
-                   lmdir, P[k].lm.model.cfg.num_layers, P[k].C, P[k].V, P[k].L, P[k].nh, P[k].mt);
+                   w->lmdir, p->lm.model.cfg.num_layers, p->C, p->V, p->L, p->nh, p->mt);
         if (!rc) {
-            curve[k] = calloc((size_t)(epochs > 0 ? epochs : 1) * 6, sizeof *curve[k]);
-            rc = par_agree(ctx, curve[k] ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory"));
+            w->curve[k] = calloc((size_t)(w->epochs > 0 ? w->epochs : 1) * 6, sizeof *w->curve[k]);
+            rc = par_agree(ctx, w->curve[k] ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory"));
         }
-        if (!rc) rc = train_model(ctx, cfg, &d, roles, &P[k], have_src ? &src : NULL, htr, dz, &tus, seed, mname[k], hash, curve[k],
-                                       &t_train[k]);
     }
-    if (rc) goto early;
-    {
-        int32_t *tmp = malloc((d.n_inter + 1) * sizeof *tmp), *hist = malloc((size_t)(P[0].nh + 1) * sizeof *hist);
-        int32_t cand[PM_MAX_CAND + 8];
-        const int nmod = (int)nm + 2; /* the LLM models, then align, sasrec */
-        /* ---- evaluation on a seeded sample of users ---- */
-        metrics_spec spec;
-        metrics_ties ties;
-        size_t nk = dm_cfg_len(cfg, "eval.ks");
-        int64_t ks[64];
-        for (size_t k = 0; k < nk && k < 64; k++) ks[k] = dm_cfg_int_at(cfg, "eval.ks", k);
-        int have_spec = 0;
-        if (!rc) rc = metrics_ties_parse(dm_cfg_str(cfg, "eval.ties"), &ties);
-        if (!rc) rc = metrics_spec_init(&spec, ks, nk < 64 ? nk : 64, ties);
-        have_spec = !rc;
-        h5file f;
-        memset(&f, 0, sizeof f);
-        f.id = -1;
-        if (!rc) rc = stage_output_create(sr, PROMPT_FORMAT, 2, &f);
-        if (!rc) {
-            dm_strtab cols = {0};
-            char nmb[32];
-            for (size_t k = 0; k < spec.ncols && !rc; k++) {
-                metrics_col_name(&spec, k, nmb, sizeof nmb);
-                rc = dm_strtab_add(&cols, nmb, strlen(nmb));
-            }
-            if (!rc) rc = h5_write_strtab(&f, "/columns", ctx->rank == 0 ? &cols : &(dm_strtab){0}, ctx->rank == 0 ? 0 : spec.ncols, spec.ncols);
-            dm_strtab_free(&cols);
-        }
-        size_t lo, hi;
-        dm_shard_even(nu, ctx->size, ctx->rank, &lo, &hi);
-        size_t ncl = have_spec ? spec.ncols : 1;
-        double *rows[PROMPT_MAXM + 2] = {0};
-        for (int k = 0; k < nmod; k++) rows[k] = malloc((hi - lo + 1) * ncl * sizeof(double));
-        float *bs = malloc(ni * sizeof *bs + 4), *ss = malloc(ni * sizeof *ss + 4), *lsc = malloc(ni * sizeof *lsc + 4);
-        double *lmsc = malloc((size_t)(maxc + 2) * sizeof *lmsc);
-        float *fsc = malloc((size_t)(maxc + 2) * sizeof *fsc);
-        uint8_t *pick = calloc(nu + 1, 1);
-        metrics_ws ws;
-        memset(&ws, 0, sizeof ws);
-        int okb = tmp && hist && bs && ss && lsc && lmsc && fsc && pick;
-        for (int k = 0; k < nmod; k++) okb = okb && rows[k];
-        if (!rc && !okb) rc = DM_ERR(DM_ENOMEM, "out of memory");
-        if (!rc) rc = metrics_ws_init(&ws, ni);
-        int eu = (int)dm_cfg_int(cfg, "prompt.eval_users");
-        size_t nsp = dm_cfg_len(cfg, "eval.splits");
-        for (size_t si = 0; si < nsp && !rc; si++) {
-            const char *spn = dm_cfg_str_at(cfg, "eval.splits", si);
-            int split = !strcmp(spn, "valid") ? DM_VALID : DM_TEST;
-            ev_split s = {&d, roles, split};
-            const float *H = split == DM_VALID ? hv : ht, *SS = split == DM_VALID ? sv : st;
-            if (have_src) src.h = H;
-            /* the sample: the eu users with a target whose keys (seed, split, user) are smallest, so
-               every rank count and every model sees the same users */
-            memset(pick, 0, nu);
-            {
-                uint64_t *key = malloc((nu + 1) * sizeof *key);
-                size_t nt = 0;
-                for (size_t u = 0; key && u < nu; u++) {
-                    int has = 0;
-                    for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++) has |= roles[j] == split;
-                    if (has) key[nt++] = dm_rng_key(seed, 0x5A3 + (uint64_t)split, u);
-                }
-                uint64_t thr = UINT64_MAX;
-                if (key && (size_t)eu < nt) {
-                    qsort(key, nt, sizeof *key, dm_cmp_u64);
-                    thr = key[eu - 1];
-                }
-                for (size_t u = 0; key && u < nu; u++) {
-                    int has = 0;
-                    for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++) has |= roles[j] == split;
-                    if (has && dm_rng_key(seed, 0x5A3 + (uint64_t)split, u) <= thr) pick[u] = 1;
-                }
-                if (!key) rc = DM_ERR(DM_ENOMEM, "out of memory");
-                free(key);
-            }
-            for (size_t pi = 0; pi < npr && !rc; pi++) {
-                const char *pn = dm_cfg_str_at(cfg, "prompt.protocols", pi);
-                int topn = !strncmp(pn, "top", 3) ? atoi(pn + 3) : 0;
-                const dm_cand *cs = NULL;
-                for (int k = 0; k < d.n_cand; k++)
-                    if (!strcmp(d.cand[k].name, pn)) cs = &d.cand[k];
-                if (!topn && !cs) {
-                    rc = DM_ERR(DM_EINTERNAL, "prompt.protocols: '%s' has no candidate sets drawn", pn);
-                    break;
-                }
-                double tp = dm_wtime(), secs[PROMPT_MAXM] = {0};
-                for (size_t u = lo; u < hi && !rc; u++) {
-                    for (int k = 0; k < nmod; k++)
-                        for (size_t q = 0; q < ncl; q++) rows[k][(u - lo) * ncl + q] = NAN;
-                    if (!pick[u] || (cs && cs->rows[u * cs->n] < 0)) continue;
-                    int32_t tg[64];
-                    size_t ntg = 0;
-                    for (int64_t j = d.user_off[u]; j < d.user_off[u + 1] && ntg < 64; j++)
-                        if (roles[j] == split) tg[ntg++] = d.item[j];
-                    int n = last_hist(&s, u, P[0].nh, tmp, hist);
-                    size_t nhall = ev_history(&s, u, tmp);
-                    /* base scores: the aligner and SASRec */
-                    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)ni, (int)dz, 1.0f, zb, (int)dz, H + u * dz, 1, 0.0f, bs, 1);
-                    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)ni, (int)C, 1.0f, e_cf, (int)C, SS + u * C, 1, 0.0f, ss, 1);
-                    int nc;
-                    if (cs) {
-                        nc = (int)(ntg + cs->n);
-                        for (size_t k = 0; k < ntg; k++) cand[k] = tg[k];
-                        for (size_t k = 0; k < cs->n; k++) cand[ntg + k] = cs->rows[u * cs->n + k];
-                    } else {
-                        /* the aligner's top N outside the history, re-ranked by the LM above the rest */
-                        for (size_t k = 0; k < nhall; k++) ws.mark[tmp[k]] = 1;
-                        nc = dm_top_k_f32(bs, ni, ws.mark, topn, cand);
-                        for (size_t k = 0; k < nhall; k++) ws.mark[tmp[k]] = 0;
-                    }
-                    for (int mi = 0; mi < nmod && !rc; mi++) {
-                        double *a = rows[mi] + (u - lo) * ncl;
-                        const float *base = mi == (int)nm ? bs : ss;
-                        if (mi < (int)nm) {
-                            double tm = dm_wtime();
-                            pm_set_user(&P[mi], (int32_t)u, tmp, (int)nhall);
-                            rc = pm_score_user(&P[mi], H + u * dz, hist, n, cand, nc, P[mi].L, lmsc);
-                            secs[mi] += dm_wtime() - tm;
-                            if (rc) break;
-                        }
-                        if (cs) {
-                            for (int k = 0; k < nc; k++) fsc[k] = mi < (int)nm ? (float)lmsc[k] : base[cand[k]];
-                            rc = ntg == 1 ? metrics_sampled(&spec, fsc[0], fsc + 1, cs->n, a)
-                                          : metrics_sampled_multi(&spec, &ws, fsc, ntg, fsc + ntg, cs->n, a);
-                        } else if (mi < (int)nm) {
-                            memcpy(lsc, bs, ni * sizeof *lsc);
-                            for (int k = 0; k < nc; k++) lsc[cand[k]] = 1e6f + (float)lmsc[k];
-                            rc = metrics_full(&spec, &ws, lsc, ni, tg, ntg, tmp, nhall, a);
-                        } else {
-                            rc = metrics_full(&spec, &ws, base, ni, tg, ntg, tmp, nhall, a);
-                        }
-                    }
-                }
-                rc = par_agree(ctx, rc);
-                double wall = dm_wtime() - tp;
-                double mean[256];
-                int64_t cnt = 0;
-                size_t c1 = 0, c10 = 0, cn10 = 0;
-                if (have_spec) {
-                    c1 = metrics_col(&spec, METRICS_HIT, 0), c10 = c1, cn10 = metrics_col(&spec, METRICS_NDCG, 0);
-                    for (size_t k = 0; k < nk; k++)
-                        if (ks[k] == 10) {
-                            c10 = metrics_col(&spec, METRICS_HIT, k);
-                            cn10 = metrics_col(&spec, METRICS_NDCG, k);
-                        }
-                }
-                for (int k = 0; k < nmod && !rc; k++) {
-                    const char *mn = k < (int)nm ? mname[k] : k == (int)nm ? "align" : "sasrec";
-                    char name[256];
-                    snprintf(name, sizeof name, "/%s/%s/%s", spn, pn, mn);
-                    rc = ev_mean(ctx, &spec, rows[k], hi - lo, mean, &cnt);
-                    if (!rc) rc = h5_write_rows(&f, name, H5_F64, nu, spec.ncols, lo, hi - lo, rows[k]);
-                    if (!rc) rc = h5_attr_f64s(&f, name, "mean", mean, spec.ncols);
-                    if (!rc) rc = h5_attr_i64(&f, name, "users", cnt);
-                    if (!rc) {
-                        double sec = k < (int)nm ? secs[k] : 0;
-                        if (k < (int)nm) par_allreduce_max_f64(ctx, &sec, 1);
-                        dm_log("  %-5s %-6s %-11s users %5lld  hit@%lld %.4f  hit@10 %.4f  ndcg@10 %.4f%s", spn, pn, mn, (long long)cnt,
-                               (long long)ks[0], mean[c1], mean[c10], mean[cn10], "");
-                        if (k < (int)nm) dm_log("        (%s scoring %.1fs of %.1fs)", mn, sec, wall);
-                    }
-                }
-            }
-        }
-        /* ---- latency: seconds per batch of users, 1 + 19 candidates, at several prompt lengths; the
-           models' batches interleaved so their ratio is measured side by side ---- */
-        size_t nlat = dm_cfg_len(cfg, "prompt.latency_tokens");
-        int lb = (int)dm_cfg_int(cfg, "prompt.latency_batch");
-        const dm_cand *c19 = NULL;
-        for (int k = 0; k < d.n_cand; k++)
-            if (d.cand[k].n == 19) c19 = &d.cand[k];
-        double lat[16][PROMPT_MAXM][2];
-        if (have_src) src.h = ht;
-        for (size_t li = 0; li < nlat && li < 16 && !rc && c19; li++) {
-            int L = (int)dm_cfg_int_at(cfg, "prompt.latency_tokens", li);
-            if (L > P[0].L) L = P[0].L;
-            double tb[PROMPT_MAXM][32];
-            int nbat = 0;
-            ev_split s = {&d, roles, DM_TEST};
-            size_t ustart = 0;
-            for (int bi = 0; bi < 9 && !rc; bi++) {
-                size_t uend = ustart;
-                for (size_t mi = 0; mi < nm && !rc; mi++) {
-                    double tb0 = dm_wtime();
-                    size_t u = ustart;
-                    for (int k = 0; k < lb && !rc; k++) {
-                        while (u < nu && (c19->rows[u * 19] < 0)) u++;
-                        if (u >= nu) u = 0;
-                        int32_t tgt = -1;
-                        for (int64_t j = d.user_off[u]; j < d.user_off[u + 1]; j++)
-                            if (roles[j] == DM_TEST) tgt = d.item[j];
-                        int n = last_hist(&s, u, P[mi].nh, tmp, hist);
-                        size_t nhall = ev_history(&s, u, tmp);
-                        cand[0] = tgt >= 0 ? tgt : 0;
-                        for (int q2 = 0; q2 < 19; q2++) cand[1 + q2] = c19->rows[u * 19 + (size_t)q2];
-                        pm_set_user(&P[mi], (int32_t)u, tmp, (int)nhall);
-                        rc = pm_score_user(&P[mi], ht + u * dz, hist, n, cand, 20, L, lmsc);
-                        u++;
-                    }
-                    tb[mi][nbat] = dm_wtime() - tb0;
-                    uend = u;
-                }
-                ustart = uend;
-                nbat++;
-            }
-            for (size_t mi = 0; mi < nm; mi++) {
-                /* median and p95 of the batches after the first (warm-up) */
-                double *t = tb[mi];
-                for (int a1 = 1; a1 < nbat; a1++)
-                    for (int b1 = a1 + 1; b1 < nbat; b1++)
-                        if (t[b1] < t[a1]) {
-                            double x = t[a1];
-                            t[a1] = t[b1];
-                            t[b1] = x;
-                        }
-                int m1 = nbat - 1;
-                lat[li][mi][0] = m1 > 0 ? t[1 + m1 / 2] : NAN;
-                lat[li][mi][1] = m1 > 0 ? t[1 + (int)floor(0.95 * (m1 - 1))] : NAN;
-                par_allreduce_max_f64(ctx, lat[li][mi], 2);
-            }
-            if (nm == 2)
-                dm_log("  latency L=%3d: %s median %.3fs (p95 %.3fs), %s median %.3fs (p95 %.3fs): %+.1f%% per batch of %d users x 20 candidates",
-                       L, mname[0], lat[li][0][0], lat[li][0][1], mname[1], lat[li][1][0], lat[li][1][1],
-                       100.0 * (lat[li][1][0] / lat[li][0][0] - 1.0), lb);
-            else
-                dm_log("  latency L=%3d: %s median %.3fs, p95 %.3fs per batch of %d users x 20 candidates", L, mname[0], lat[li][0][0],
-                       lat[li][0][1], lb);
-        }
-        if (!rc && c19 && nlat) {
-            double buf[16 * (1 + 2 * PROMPT_MAXM)];
-            size_t nl = nlat < 16 ? nlat : 16, w = 1 + 2 * nm;
-            for (size_t li = 0; li < nl; li++) {
-                buf[li * w] = (double)dm_cfg_int_at(cfg, "prompt.latency_tokens", li);
-                for (size_t mi = 0; mi < nm; mi++) {
-                    buf[li * w + 1 + 2 * mi] = lat[li][mi][0];
-                    buf[li * w + 2 + 2 * mi] = lat[li][mi][1];
-                }
-            }
-            char cols[512] = "prompt tokens L";
-            for (size_t mi = 0; mi < nm; mi++) {
-                size_t l = strlen(cols);
-                snprintf(cols + l, sizeof cols - l, ", %s median seconds per batch, %s p95 seconds per batch", mname[mi], mname[mi]);
-            }
-            rc = h5_write_all(&f, "/prompt/latency", H5_F64, nl, w, buf);
-            if (!rc) rc = h5_attr_str(&f, "/prompt/latency", "columns", cols);
-            if (!rc) rc = h5_attr_i64(&f, "/prompt/latency", "batch_users", lb);
-            if (!rc) rc = h5_attr_i64(&f, "/prompt/latency", "candidates", 20);
-        }
-        for (size_t mi = 0; mi < nm && !rc; mi++) {
-            char g[256];
-            snprintf(g, sizeof g, "/prompt/%s/weights", mname[mi]);
-            rc = h5_write_all(&f, g, H5_F32, P[mi].nparams, 0, P[mi].w);
-            if (!rc && epochs > 0) {
-                snprintf(g, sizeof g, "/prompt/%s/curve", mname[mi]);
-                rc = h5_write_all(&f, g, H5_F64, (size_t)epochs, 6, curve[mi]);
-                if (!rc) rc = h5_attr_str(&f, g, "columns", "epoch, loss, listwise, faithfulness, explanation, seconds");
-            }
-            snprintf(g, sizeof g, "/prompt/%s", mname[mi]);
-            if (!rc) rc = h5_attr_f64(&f, g, "train_seconds", t_train[mi]);
-            if (!rc) rc = h5_attr_i64(&f, g, "evidence_tokens", P[mi].E);
-        }
-        if (!rc) rc = h5_attr_i64(&f, "/prompt", "user_tokens", P[0].L);
-        if (!rc) rc = h5_attr_i64(&f, "/prompt", "history", P[0].nh);
-        if (!rc) rc = h5_attr_i64(&f, "/prompt", "title_tokens", P[0].mt);
-        if (!rc) rc = h5_attr_i64(&f, "/prompt", "hidden", (int64_t)dm_cfg_int(cfg, "prompt.hidden"));
-        if (!rc) rc = h5_attr_str(&f, "/prompt", "lm_dir", lmdir);
-        rc = stage_output_finish(sr, &f, rc);
-        /* the training checkpoints served their purpose */
-        for (size_t mi = 0; !rc && mi < nm; mi++) {
-            char ckname[128], ck[4096];
-            snprintf(ckname, sizeof ckname, "ckpt_prompt_%s.h5", mname[mi]);
-            rc = cli_run_path(ctx, cfg, ckname, ck, sizeof ck); /* collective */
-            if (!rc && ctx->rank == 0) unlink(ck);
-        }
-        if (have_spec) metrics_spec_free(&spec);
-        metrics_ws_free(&ws);
-        for (int k = 0; k < nmod; k++) free(rows[k]);
-        free(bs);
-        free(ss);
-        free(lsc);
-        free(lmsc);
-        free(fsc);
-        free(pick);
-        free(tmp);
-        free(hist);
+    return rc;
+}
+
+/* The scoring scratch and the evaluation's buffers: this rank's rows, the sample, the metrics. */
+static int prompt_buffers(prompt_ws *w)
+{
+    size_t ni = w->ni, nu = w->nu, mc = (size_t)w->maxc + 2;
+    int rc = ev_spec_config(w->cfg, &w->spec);
+    w->have_spec = !rc;
+    w->ncl = w->have_spec ? w->spec.ncols : 1;
+    dm_shard_even(nu, w->ctx->size, w->ctx->rank, &w->lo, &w->hi);
+    w->nmod = (int)w->nm + 2;
+    int ok = 1;
+    for (int k = 0; k < w->nmod; k++) {
+        w->rows[k] = malloc((w->hi - w->lo + 1) * w->ncl * sizeof(double));
+        ok = ok && w->rows[k];
     }
-early:
-    for (size_t k = 0; k < nm; k++) {
-        pm_free(&P[k]);
-        free(curve[k]);
+    w->hist = malloc((size_t)(w->P[0].nh + 1) * sizeof *w->hist);
+    w->bs = malloc(ni * sizeof *w->bs + 4), w->ss = malloc(ni * sizeof *w->ss + 4), w->lsc = malloc(ni * sizeof *w->lsc + 4);
+    w->lmsc = malloc(mc * sizeof *w->lmsc);
+    w->fsc = malloc(mc * sizeof *w->fsc);
+    w->pick = calloc(nu + 1, 1);
+    w->key = malloc((nu + 1) * sizeof *w->key);
+    ok = ok && w->hist && w->bs && w->ss && w->lsc && w->lmsc && w->fsc && w->pick && w->key;
+    if (!rc && !ok) rc = DM_ERR(DM_ENOMEM, "out of memory");
+    if (!rc) rc = metrics_ws_init(&w->mws, ni);
+    return par_agree(w->ctx, rc);
+}
+
+static int prompt_setup(prompt_ws *w)
+{
+    DM_CALL(prompt_max_candidates(w));
+    DM_CALL(prompt_train_inputs(w)); /* before the models: llm_explain's encoder reads the evidence sources */
+    DM_CALL(prompt_models(w));
+    return prompt_buffers(w);
+}
+
+/* ---- checkpoints: <run.dir>/ckpt_prompt_<model>.h5 after every epoch and on SIGTERM/SIGUSR1 ---- */
+
+#define PROMPT_CKPT_FORMAT "dynmm-prompt-ckpt"
+static volatile sig_atomic_t g_stop;
+static void on_signal(int s)
+{
+    (void)s;
+    g_stop = 1;
+}
+
+static int prompt_ckpt_write(par_ctx *ctx, const prompt_run *t, const prompt_pos *at, long epochs)
+{
+    const pm *p = t->p;
+    h5file f;
+    DM_CALL(par_agree(ctx, h5_create(ctx, t->path, 0, 1 << 20, &f)));
+    int rc = h5_write_provenance(&f, PROMPT_CKPT_FORMAT, 1, "prompt", NULL, t->hash);
+    if (!rc) rc = h5_write_all(&f, "/w", H5_F32, p->nparams, 0, p->w);
+    if (!rc) rc = h5_write_all(&f, "/adam_m", H5_F32, p->nparams, 0, p->am);
+    if (!rc) rc = h5_write_all(&f, "/adam_v", H5_F32, p->nparams, 0, p->av);
+    if (!rc) rc = h5_write_all(&f, "/curve", H5_F64, (size_t)epochs, 6, t->curve);
+    double st[8] = {(double)at->ep, (double)at->step, (double)p->t, at->lsum[0], at->lsum[1], at->lsum[2], at->lsum[3], at->t_train};
+    if (!rc) rc = h5_write_all(&f, "/state", H5_F64, 8, 0, st);
+    rc = par_agree(ctx, rc);
+    if (rc) {
+        h5_discard(&f);
+        return rc;
     }
-    if (have_src) explain_src_free(&src);
-    free(zmod);
-    free(zpres);
-    train_users_free(&tus);
-    free(lmdir);
-    free(zb);
-    free(hv);
-    free(ht);
-    free(htr);
-    free(e_cf);
-    free(sv);
-    free(st);
-    dm_dataset_free(&d);
-    return par_agree(ctx, rc);
+    return h5_commit(&f);
+}
+
+/* t->at and the model's parameters, moments and curve from its checkpoint, when there is one
+ * made with the same settings (t->found) */
+static int prompt_ckpt_read(par_ctx *ctx, prompt_run *t, long epochs)
+{
+    pm *p = t->p;
+    h5file f;
+    DM_CALL(h5_open_checkpoint(ctx, t->path, PROMPT_CKPT_FORMAT, t->hash, &f, &t->found));
+    if (!t->found) return DM_OK;
+    double st[8];
+    int rc = h5_read_rows(&f, "/w", H5_F32, 0, p->nparams, p->w);
+    if (!rc) rc = h5_read_rows(&f, "/adam_m", H5_F32, 0, p->nparams, p->am);
+    if (!rc) rc = h5_read_rows(&f, "/adam_v", H5_F32, 0, p->nparams, p->av);
+    if (!rc) rc = h5_read_rows(&f, "/curve", H5_F64, 0, (size_t)epochs, t->curve);
+    if (!rc) rc = h5_read_rows(&f, "/state", H5_F64, 0, 8, st);
+    h5_close(&f);
+    DM_CALL(par_agree(ctx, rc));
+    t->at.ep = (long)st[0];
+    t->at.step = (long)st[1];
+    p->t = (long)st[2];
+    for (int k = 0; k < 4; k++) t->at.lsum[k] = st[3 + k];
+    t->at.t_train = st[7];
+    dm_log("  resuming from %s at epoch %ld, step %ld", t->path, t->at.ep + 1, t->at.step);
+    return DM_OK;
+}
+
+/* ---- training: the same users and negatives in the same order for every model ---- */
+
+/* The run of model k: its sizes, optimiser, checkpoint path and hash, and (run.resume) where its
+ * checkpoint stands. */
+static int prompt_train_begin(prompt_ws *w, size_t k, prompt_run *t)
+{
+    const dm_cfg *cfg = w->cfg;
+    memset(t, 0, sizeof *t);
+    t->k = k, t->p = &w->P[k], t->name = w->mname[k], t->curve = w->curve[k], t->t_train = &w->t_train[k];
+    t->G = (int)dm_cfg_int(cfg, "prompt.batch");
+    t->per_epoch = (size_t)dm_cfg_int(cfg, "prompt.train_users");
+    if (t->per_epoch > w->ts.n) t->per_epoch = w->ts.n;
+    t->steps = (long)((t->per_epoch + (size_t)t->G - 1) / (size_t)t->G);
+    t->opt = (nn_adam){(float)dm_cfg_float(cfg, "prompt.lr"), 0.9f, 0.999f, 1e-8f, (float)dm_cfg_float(cfg, "prompt.weight_decay"),
+                       NN_ADAM_DECOUPLED};
+    if (w->epochs > 0)
+        dm_log("  %s: %zu training users, %zu per epoch, %ld steps of %d users%s", t->name, w->ts.n, t->per_epoch, t->steps, t->G,
+               t->p->E ? "; evidence tokens and explanation losses" : "");
+    char ckname[128], both[200];
+    snprintf(ckname, sizeof ckname, "ckpt_prompt_%s.h5", t->name);
+    int rc = cli_run_path(w->ctx, cfg, ckname, t->path, sizeof t->path);
+    snprintf(both, sizeof both, "%s/%s", w->sr->hash, t->name); /* the stage's settings and the model */
+    dm_sha256_hex(both, strlen(both), t->hash);
+    if (!rc && dm_cfg_bool(cfg, "run.resume")) rc = prompt_ckpt_read(w->ctx, t, w->epochs);
+    rc = par_agree(w->ctx, rc);
+    if (t->found) *t->t_train = t->at.t_train;
+    return rc;
+}
+
+/* The step epoch ep starts at: 0, or the checkpoint's step in the epoch it was written in. The
+ * checkpoint holds the epoch's global loss sums so far (rank 0 carries them) and its seconds so
+ * far (the training time beyond the finished epochs), so a resumed epoch logs what an
+ * uninterrupted one does. */
+static long prompt_epoch_start(prompt_ws *w, prompt_run *t, long ep)
+{
+    if (!t->found || ep != t->at.ep) return 0;
+    if (w->ctx->rank == 0) memcpy(t->lsum, t->at.lsum, sizeof t->lsum);
+    double before = 0;
+    for (long e = 0; e < ep; e++) before += t->curve[e * 6 + 5];
+    t->te -= t->at.t_train - before;
+    *t->t_train = before;
+    return t->at.step;
+}
+
+/* On SIGTERM/SIGUSR1 at any rank: the checkpoint at step s of epoch ep, and an error. Collective. */
+static int prompt_interrupted(prompt_ws *w, prompt_run *t, long ep, long s)
+{
+    par_ctx *ctx = w->ctx;
+    int64_t stop = g_stop;
+    int rc = par_allreduce_max_i64(ctx, &stop, 1);
+    if (rc || !stop) return rc;
+    prompt_pos here = {ep, s, {t->lsum[0], t->lsum[1], t->lsum[2], t->lsum[3]}, *t->t_train + (dm_wtime() - t->te)};
+    rc = par_allreduce_sum_f64(ctx, here.lsum, 4);
+    if (!rc) rc = prompt_ckpt_write(ctx, t, &here, w->epochs);
+    if (rc) return rc;
+    rc = DM_ERR(DM_EIO, "%s: interrupted by a signal at epoch %ld, step %ld; checkpoint written to %s", t->name, ep + 1, s, t->path);
+    DM_HINT("rerun the same command (run.resume = true) to continue from it");
+    return rc;
+}
+
+/* Step s of epoch ep: the step's users split over the ranks, each one listwise example, one
+ * allreduce of the gradient slab, one Adam step. */
+static int prompt_step(prompt_ws *w, prompt_run *t, long ep, long s)
+{
+    pm *p = t->p;
+    size_t b0 = (size_t)s * (size_t)t->G, bn = t->per_epoch - b0 < (size_t)t->G ? t->per_epoch - b0 : (size_t)t->G, lo, hi;
+    dm_shard_even(bn, w->ctx->size, w->ctx->rank, &lo, &hi);
+    memset(p->g, 0, p->nparams * sizeof *p->g);
+    int rc = DM_OK;
+    for (size_t k = lo; k < hi && !rc; k++) {
+        size_t u = w->order[b0 + k];
+        int nall, n;
+        pm_train_example(&w->ts, &w->d, w->roles, u, p->nh, p->K, w->seed, (uint64_t)(ep * t->steps + s), w->tmp, &nall, w->hist, &n,
+                         w->cand);
+        pm_set_user(p, (int32_t)u, w->tmp, nall);
+        double l = 0;
+        rc = pm_train_user(p, w->htr + u * w->dz, w->hist, n, w->cand, 1.0f / (float)bn, &l);
+        t->lsum[0] += l;
+        t->lsum[1] += p->last_rank;
+        t->lsum[2] += p->last_faith;
+        t->lsum[3] += p->last_expl;
+    }
+    rc = par_agree(w->ctx, rc);
+    if (!rc) rc = par_allreduce_sum_f32(w->ctx, p->g, p->nparams);
+    if (rc) return rc;
+    p->t++;
+    nn_adam_step(&t->opt, p->t, p->w, p->g, p->am, p->av, p->nparams);
+    return DM_OK;
+}
+
+/* The curve row of epoch ep, its log line, and the checkpoint at the next epoch. */
+static int prompt_epoch_end(prompt_ws *w, prompt_run *t, long ep)
+{
+    const pm *p = t->p;
+    int rc = par_allreduce_sum_f64(w->ctx, t->lsum, 4);
+    if (rc) return rc;
+    double dt = dm_wtime() - t->te, pe = (double)t->per_epoch;
+    *t->t_train += dt;
+    double *cv = t->curve + ep * 6;
+    cv[0] = (double)(ep + 1);
+    for (int k = 0; k < 4; k++) cv[1 + k] = t->lsum[k] / pe;
+    cv[5] = dt;
+    if (p->E)
+        dm_log("  %s epoch %ld  loss %.4f (listwise %.4f, uniform %.4f; faithfulness %.4f; explanation %.4f)  %.1fs, %.2f users/s",
+               t->name, ep + 1, cv[1], cv[2], log((double)p->K + 1), cv[3], cv[4], dt, pe / dt);
+    else
+        dm_log("  %s epoch %ld  listwise loss %.4f (uniform over %d candidates: %.4f)  %.1fs, %.2f users/s", t->name, ep + 1, cv[1],
+               p->K + 1, log((double)p->K + 1), dt, pe / dt);
+    prompt_pos next = {ep + 1, 0, {0, 0, 0, 0}, *t->t_train};
+    return prompt_ckpt_write(w->ctx, t, &next, w->epochs);
+}
+
+/* Trains model k for prompt.epochs. Checkpoints after every epoch and at the next step on
+ * SIGTERM/SIGUSR1; with run.resume a run continues from its checkpoint to the parameters an
+ * uninterrupted run reaches (same rank count): the epochs before it replay their user order only. */
+static int prompt_train(prompt_ws *w, size_t k)
+{
+    prompt_run t;
+    if (w->have_src) w->src.h = w->htr;
+    memcpy(w->order, w->ts.users, w->ts.n * sizeof *w->order);
+    int rc = prompt_train_begin(w, k, &t);
+    struct sigaction sa, o1, o2;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    g_stop = 0;
+    sigaction(SIGTERM, &sa, &o1);
+    sigaction(SIGUSR1, &sa, &o2);
+    for (long ep = 0; ep < w->epochs && !rc; ep++) {
+        t.te = dm_wtime();
+        memset(t.lsum, 0, sizeof t.lsum);
+        pm_epoch_order(w->order, w->ts.n, t.per_epoch, w->seed, (uint64_t)ep);
+        if (t.found && ep < t.at.ep) continue; /* done before the checkpoint */
+        long s0 = prompt_epoch_start(w, &t, ep);
+        for (long s = s0; s < t.steps && !rc; s++) {
+            if (s > s0) rc = prompt_interrupted(w, &t, ep, s);
+            if (!rc) rc = prompt_step(w, &t, ep, s);
+        }
+        if (!rc) rc = prompt_epoch_end(w, &t, ep);
+    }
+    sigaction(SIGTERM, &o1, NULL);
+    sigaction(SIGUSR1, &o2, NULL);
+    return par_agree(w->ctx, rc);
+}
+
+/* ---- evaluation: a seeded sample of users, every model on the same candidates ---- */
+
+/* One protocol of one split as the scoring steps see it. */
+typedef struct {
+    const char *split_name, *name;
+    ev_split s;
+    const float *H;             /* (nu, dz) the split's aligner latents */
+    const float *SS;            /* (nu, C) its SASRec states */
+    const dm_cand *cs;          /* the stored candidate sets; NULL for topN */
+    int topn;                   /* N of topN: the aligner's top N re-ranked by the LM */
+} prompt_proto;
+
+/* One user's targets, history (w->tmp, w->hist) and candidates (w->cand). */
+typedef struct {
+    int32_t tg[64];
+    size_t ntg, nhall;
+    int n, nc;
+} prompt_user;
+
+/* The user's history for split s: all of it in w->tmp (*nhall items), its last nh in w->hist;
+ * returns how many those are. */
+static int prompt_history(prompt_ws *w, const ev_split *s, size_t u, int nh, size_t *nhall)
+{
+    size_t k = ev_history(s, u, w->tmp), m = k < (size_t)nh ? k : (size_t)nh;
+    memcpy(w->hist, w->tmp + (k - m), m * sizeof *w->hist);
+    *nhall = k;
+    return (int)m;
+}
+
+/* prompt.h5 and its /columns. */
+static int prompt_open(prompt_ws *w)
+{
+    DM_CALL(stage_output_create(w->sr, PROMPT_FORMAT, 2, &w->f));
+    return ev_write_columns(w->ctx, &w->f, &w->spec);
+}
+
+/* The split's sample: the prompt.eval_users users with a target whose keys (seed, split, user) are
+ * smallest, so every rank count and every model sees the same users (w->pick). */
+static void prompt_sample(prompt_ws *w, int split)
+{
+    const dm_dataset *d = &w->d;
+    size_t nu = w->nu, nt = 0, eu = (size_t)dm_cfg_int(w->cfg, "prompt.eval_users");
+    uint64_t a = 0x5A3 + (uint64_t)split;
+    memset(w->pick, 0, nu);
+    for (size_t u = 0; u < nu; u++) {
+        int has = 0;
+        for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) has |= w->roles[j] == split;
+        w->pick[u] = (uint8_t)has;
+        if (has) w->key[nt++] = dm_rng_key(w->seed, a, u);
+    }
+    uint64_t thr = UINT64_MAX;
+    if (eu < nt) {
+        qsort(w->key, nt, sizeof *w->key, dm_cmp_u64);
+        thr = w->key[eu - 1];
+    }
+    for (size_t u = 0; u < nu; u++) w->pick[u] = w->pick[u] && dm_rng_key(w->seed, a, u) <= thr;
+}
+
+/* The user's candidates: its targets and stored negatives, or the aligner's top N outside its
+ * history (re-ranked by the LM above the rest). */
+static void prompt_candidates(prompt_ws *w, const prompt_proto *pr, size_t u, prompt_user *x)
+{
+    const dm_cand *cs = pr->cs;
+    if (cs) {
+        x->nc = (int)(x->ntg + cs->n);
+        for (size_t k = 0; k < x->ntg; k++) w->cand[k] = x->tg[k];
+        for (size_t k = 0; k < cs->n; k++) w->cand[x->ntg + k] = cs->rows[u * cs->n + k];
+        return;
+    }
+    for (size_t k = 0; k < x->nhall; k++) w->mws.mark[w->tmp[k]] = 1;
+    x->nc = dm_top_k_f32(w->bs, w->ni, w->mws.mark, pr->topn, w->cand);
+    for (size_t k = 0; k < x->nhall; k++) w->mws.mark[w->tmp[k]] = 0;
+}
+
+/* The metrics row a of model mi (an LM model, then the aligner, then SASRec) for the user. */
+static int prompt_score_model(prompt_ws *w, const prompt_proto *pr, size_t u, const prompt_user *x, int mi, double *a)
+{
+    int lm = mi < (int)w->nm, nc = x->nc;
+    const float *base = mi == (int)w->nm ? w->bs : w->ss;
+    if (lm) {
+        pm *p = &w->P[mi];
+        double tm = dm_wtime();
+        pm_set_user(p, (int32_t)u, w->tmp, (int)x->nhall);
+        int rc = pm_score_user(p, pr->H + u * w->dz, w->hist, x->n, w->cand, nc, p->L, w->lmsc);
+        w->secs[mi] += dm_wtime() - tm;
+        if (rc) return rc;
+    }
+    if (pr->cs) {
+        for (int k = 0; k < nc; k++) w->fsc[k] = lm ? (float)w->lmsc[k] : base[w->cand[k]];
+        return x->ntg == 1 ? metrics_sampled(&w->spec, w->fsc[0], w->fsc + 1, pr->cs->n, a)
+                           : metrics_sampled_multi(&w->spec, &w->mws, w->fsc, x->ntg, w->fsc + x->ntg, pr->cs->n, a);
+    }
+    if (!lm) return metrics_full(&w->spec, &w->mws, base, w->ni, x->tg, x->ntg, w->tmp, x->nhall, a);
+    memcpy(w->lsc, w->bs, w->ni * sizeof *w->lsc);
+    for (int k = 0; k < nc; k++) w->lsc[w->cand[k]] = 1e6f + (float)w->lmsc[k];
+    return metrics_full(&w->spec, &w->mws, w->lsc, w->ni, x->tg, x->ntg, w->tmp, x->nhall, a);
+}
+
+/* User u's rows of every model (NaN outside the sample or without stored negatives). */
+static int prompt_score_user(prompt_ws *w, const prompt_proto *pr, size_t u)
+{
+    size_t row = (u - w->lo) * w->ncl;
+    for (int k = 0; k < w->nmod; k++)
+        for (size_t q = 0; q < w->ncl; q++) w->rows[k][row + q] = NAN;
+    if (!w->pick[u] || (pr->cs && pr->cs->rows[u * pr->cs->n] < 0)) return DM_OK;
+    const dm_dataset *d = &w->d;
+    prompt_user x;
+    x.ntg = 0;
+    for (int64_t j = d->user_off[u]; j < d->user_off[u + 1] && x.ntg < 64; j++)
+        if (w->roles[j] == pr->s.split) x.tg[x.ntg++] = d->item[j];
+    x.n = prompt_history(w, &pr->s, u, w->P[0].nh, &x.nhall);
+    /* the base scores: the aligner and SASRec */
+    size_t dz = w->dz, C = w->C;
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)w->ni, (int)dz, 1.0f, w->zb, (int)dz, pr->H + u * dz, 1, 0.0f, w->bs, 1);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)w->ni, (int)C, 1.0f, w->e_cf, (int)C, pr->SS + u * C, 1, 0.0f, w->ss, 1);
+    prompt_candidates(w, pr, u, &x);
+    int rc = DM_OK;
+    for (int mi = 0; mi < w->nmod && !rc; mi++) rc = prompt_score_model(w, pr, u, &x, mi, w->rows[mi] + row);
+    return rc;
+}
+
+/* Every model's rows of the protocol into /<split>/<protocol>/<model>, with their means. */
+static int prompt_write_rows(prompt_ws *w, const prompt_proto *pr, double wall)
+{
+    par_ctx *ctx = w->ctx;
+    const metrics_spec *spec = &w->spec;
+    size_t c1 = metrics_col(spec, METRICS_HIT, 0), c10, cn10, nl = w->hi - w->lo;
+    ev_cols_at10(spec, &c10, &cn10);
+    double mean[3 * EV_MAX_KS + 1];
+    int rc = DM_OK;
+    for (int k = 0; k < w->nmod && !rc; k++) {
+        int lm = k < (int)w->nm;
+        const char *mn = lm ? w->mname[k] : k == (int)w->nm ? "align" : "sasrec";
+        char name[256];
+        snprintf(name, sizeof name, "/%s/%s/%s", pr->split_name, pr->name, mn);
+        int64_t cnt = 0;
+        rc = ev_mean(ctx, spec, w->rows[k], nl, mean, &cnt);
+        if (!rc) rc = h5_write_rows(&w->f, name, H5_F64, w->nu, spec->ncols, w->lo, nl, w->rows[k]);
+        if (!rc) rc = h5_attr_f64s(&w->f, name, "mean", mean, spec->ncols);
+        if (!rc) rc = h5_attr_i64(&w->f, name, "users", cnt);
+        if (rc) break;
+        double sec = lm ? w->secs[k] : 0;
+        if (lm) par_allreduce_max_f64(ctx, &sec, 1);
+        dm_log("  %-5s %-6s %-11s users %5lld  hit@%lld %.4f  hit@10 %.4f  ndcg@10 %.4f", pr->split_name, pr->name, mn, (long long)cnt,
+               (long long)spec->ks[0], mean[c1], mean[c10], mean[cn10]);
+        if (lm) dm_log("        (%s scoring %.1fs of %.1fs)", mn, sec, wall);
+    }
+    return rc;
+}
+
+/* Protocol pn of split spn: this rank's sampled users scored by every model, then written. */
+static int prompt_score_protocol(prompt_ws *w, const char *spn, int split, const char *pn)
+{
+    prompt_proto pr = {spn, pn, {&w->d, w->roles, split}, split == DM_VALID ? w->hv : w->ht, split == DM_VALID ? w->sv : w->st, NULL, 0};
+    pr.topn = !strncmp(pn, "top", 3) ? atoi(pn + 3) : 0;
+    for (int k = 0; k < w->d.n_cand; k++)
+        if (!strcmp(w->d.cand[k].name, pn)) pr.cs = &w->d.cand[k];
+    if (!pr.topn && !pr.cs) return DM_ERR(DM_EINTERNAL, "prompt.protocols: '%s' has no candidate sets drawn", pn);
+    double tp = dm_wtime();
+    memset(w->secs, 0, sizeof w->secs);
+    int rc = DM_OK;
+    for (size_t u = w->lo; u < w->hi && !rc; u++) rc = prompt_score_user(w, &pr, u);
+    rc = par_agree(w->ctx, rc);
+    return rc ? rc : prompt_write_rows(w, &pr, dm_wtime() - tp);
+}
+
+/* Every split of eval.splits under every protocol of prompt.protocols. */
+static int prompt_score(prompt_ws *w)
+{
+    const dm_cfg *cfg = w->cfg;
+    int rc = DM_OK;
+    for (size_t si = 0; si < dm_cfg_len(cfg, "eval.splits") && !rc; si++) {
+        const char *spn = dm_cfg_str_at(cfg, "eval.splits", si);
+        int split = !strcmp(spn, "valid") ? DM_VALID : DM_TEST;
+        if (w->have_src) w->src.h = split == DM_VALID ? w->hv : w->ht;
+        prompt_sample(w, split);
+        for (size_t pi = 0; pi < dm_cfg_len(cfg, "prompt.protocols") && !rc; pi++)
+            rc = prompt_score_protocol(w, spn, split, dm_cfg_str_at(cfg, "prompt.protocols", pi));
+    }
+    return rc;
+}
+
+/* ---- latency: seconds per batch of users, 1 + 19 candidates, at several prompt lengths ---- */
+
+/* Seconds model mi takes for a batch of lb users of the uni19 sets from user *u on (test split;
+ * a user without a set is skipped, the users wrap around), with L user tokens; *u moves on. */
+static int prompt_latency_batch(prompt_ws *w, const dm_cand *c19, size_t mi, int lb, int L, size_t *u, double *secs)
+{
+    const dm_dataset *d = &w->d;
+    pm *p = &w->P[mi];
+    ev_split s = {d, w->roles, DM_TEST};
+    double t0 = dm_wtime();
+    int rc = DM_OK;
+    for (int k = 0; k < lb && !rc; k++) {
+        while (*u < w->nu && c19->rows[*u * 19] < 0) ++*u;
+        if (*u >= w->nu) *u = 0;
+        int32_t tgt = -1;
+        for (int64_t j = d->user_off[*u]; j < d->user_off[*u + 1]; j++)
+            if (w->roles[j] == DM_TEST) tgt = d->item[j];
+        size_t nhall;
+        int n = prompt_history(w, &s, *u, p->nh, &nhall);
+        w->cand[0] = tgt >= 0 ? tgt : 0;
+        for (int q = 0; q < 19; q++) w->cand[1 + q] = c19->rows[*u * 19 + (size_t)q];
+        pm_set_user(p, (int32_t)*u, w->tmp, (int)nhall);
+        rc = pm_score_user(p, w->ht + *u * w->dz, w->hist, n, w->cand, 20, L, w->lmsc);
+        ++*u;
+    }
+    *secs = dm_wtime() - t0;
+    return rc;
+}
+
+/* The median and p95 of the batch times t[1..nb) (t[0] is the warm-up); sorts them. */
+static void latency_stats(double *t, int nb, double out[2])
+{
+    for (int a = 1; a < nb; a++)
+        for (int b = a + 1; b < nb; b++)
+            if (t[b] < t[a]) {
+                double x = t[a];
+                t[a] = t[b];
+                t[b] = x;
+            }
+    int m = nb - 1;
+    out[0] = m > 0 ? t[1 + m / 2] : NAN;
+    out[1] = m > 0 ? t[1 + (int)floor(0.95 * (m - 1))] : NAN;
+}
+
+/* Latency at the li-th prompt length: the models' batches interleaved so that their ratio is
+ * measured side by side; the slowest rank's figures. */
+static int prompt_latency_at(prompt_ws *w, const dm_cand *c19, size_t li)
+{
+    int lb = (int)dm_cfg_int(w->cfg, "prompt.latency_batch"), L = (int)dm_cfg_int_at(w->cfg, "prompt.latency_tokens", li);
+    if (L > w->P[0].L) L = w->P[0].L;
+    double tb[PROMPT_MAXM][PROMPT_LAT_BATCHES];
+    size_t ustart = 0;
+    int rc = DM_OK;
+    for (int bi = 0; bi < PROMPT_LAT_BATCHES && !rc; bi++) {
+        size_t u = ustart;
+        for (size_t mi = 0; mi < w->nm && !rc; mi++) {
+            u = ustart;
+            rc = prompt_latency_batch(w, c19, mi, lb, L, &u, &tb[mi][bi]);
+        }
+        ustart = u;
+    }
+    rc = par_agree(w->ctx, rc);
+    for (size_t mi = 0; mi < w->nm && !rc; mi++) {
+        latency_stats(tb[mi], PROMPT_LAT_BATCHES, w->lat[li][mi]);
+        rc = par_allreduce_max_f64(w->ctx, w->lat[li][mi], 2);
+    }
+    if (rc) return rc;
+    double(*lat)[2] = w->lat[li];
+    if (w->nm == 2)
+        dm_log("  latency L=%3d: %s median %.3fs (p95 %.3fs), %s median %.3fs (p95 %.3fs): %+.1f%% per batch of %d users x 20 candidates",
+               L, w->mname[0], lat[0][0], lat[0][1], w->mname[1], lat[1][0], lat[1][1], 100.0 * (lat[1][0] / lat[0][0] - 1.0), lb);
+    else
+        dm_log("  latency L=%3d: %s median %.3fs, p95 %.3fs per batch of %d users x 20 candidates", L, w->mname[0], lat[0][0], lat[0][1],
+               lb);
+    return DM_OK;
+}
+
+/* Latency at every length of prompt.latency_tokens (up to PROMPT_MAXLAT), on the uni19 sets. */
+static int prompt_latency(prompt_ws *w)
+{
+    const dm_cand *c19 = NULL;
+    for (int k = 0; k < w->d.n_cand; k++)
+        if (w->d.cand[k].n == 19) c19 = &w->d.cand[k];
+    size_t nlat = dm_cfg_len(w->cfg, "prompt.latency_tokens");
+    if (!c19) return DM_OK;
+    if (w->have_src) w->src.h = w->ht;
+    int rc = DM_OK;
+    for (size_t li = 0; li < nlat && li < PROMPT_MAXLAT && !rc; li++) rc = prompt_latency_at(w, c19, li);
+    if (!rc) w->nlat = nlat < PROMPT_MAXLAT ? nlat : PROMPT_MAXLAT;
+    return rc;
+}
+
+/* ---- write: latency, weights, curves; the checkpoints removed once prompt.h5 is committed ---- */
+
+static int prompt_write_latency(prompt_ws *w)
+{
+    h5file *f = &w->f;
+    size_t nl = w->nlat, nm = w->nm, wd = 1 + 2 * nm;
+    double buf[PROMPT_MAXLAT * (1 + 2 * PROMPT_MAXM)];
+    for (size_t li = 0; li < nl; li++) {
+        buf[li * wd] = (double)dm_cfg_int_at(w->cfg, "prompt.latency_tokens", li);
+        for (size_t mi = 0; mi < nm; mi++) {
+            buf[li * wd + 1 + 2 * mi] = w->lat[li][mi][0];
+            buf[li * wd + 2 + 2 * mi] = w->lat[li][mi][1];
+        }
+    }
+    char cols[512] = "prompt tokens L";
+    for (size_t mi = 0; mi < nm; mi++) {
+        size_t l = strlen(cols);
+        snprintf(cols + l, sizeof cols - l, ", %s median seconds per batch, %s p95 seconds per batch", w->mname[mi], w->mname[mi]);
+    }
+    int rc = h5_write_all(f, "/prompt/latency", H5_F64, nl, wd, buf);
+    if (!rc) rc = h5_attr_str(f, "/prompt/latency", "columns", cols);
+    if (!rc) rc = h5_attr_i64(f, "/prompt/latency", "batch_users", (int64_t)dm_cfg_int(w->cfg, "prompt.latency_batch"));
+    if (!rc) rc = h5_attr_i64(f, "/prompt/latency", "candidates", 20);
+    return rc;
+}
+
+static int prompt_write_model(prompt_ws *w, size_t mi)
+{
+    h5file *f = &w->f;
+    const pm *p = &w->P[mi];
+    char g[256];
+    snprintf(g, sizeof g, "/prompt/%s/weights", w->mname[mi]);
+    int rc = h5_write_all(f, g, H5_F32, p->nparams, 0, p->w);
+    if (!rc && w->epochs > 0) {
+        snprintf(g, sizeof g, "/prompt/%s/curve", w->mname[mi]);
+        rc = h5_write_all(f, g, H5_F64, (size_t)w->epochs, 6, w->curve[mi]);
+        if (!rc) rc = h5_attr_str(f, g, "columns", "epoch, loss, listwise, faithfulness, explanation, seconds");
+    }
+    snprintf(g, sizeof g, "/prompt/%s", w->mname[mi]);
+    if (!rc) rc = h5_attr_f64(f, g, "train_seconds", w->t_train[mi]);
+    if (!rc) rc = h5_attr_i64(f, g, "evidence_tokens", p->E);
+    return rc;
+}
+
+/* Writes the rest of prompt.h5 (with rc == DM_OK on every rank) and ends the output: committed,
+ * or discarded after a failure. The training checkpoints served their purpose then. */
+static int prompt_write(prompt_ws *w, int rc)
+{
+    const pm *p = &w->P[0];
+    h5file *f = &w->f;
+    if (!rc && w->nlat) rc = prompt_write_latency(w);
+    for (size_t mi = 0; mi < w->nm && !rc; mi++) rc = prompt_write_model(w, mi);
+    if (!rc) rc = h5_attr_i64(f, "/prompt", "user_tokens", p->L);
+    if (!rc) rc = h5_attr_i64(f, "/prompt", "history", p->nh);
+    if (!rc) rc = h5_attr_i64(f, "/prompt", "title_tokens", p->mt);
+    if (!rc) rc = h5_attr_i64(f, "/prompt", "hidden", (int64_t)dm_cfg_int(w->cfg, "prompt.hidden"));
+    if (!rc) rc = h5_attr_str(f, "/prompt", "lm_dir", w->lmdir);
+    rc = stage_output_finish(w->sr, f, rc);
+    for (size_t mi = 0; !rc && mi < w->nm; mi++) {
+        char ckname[128], ck[4096];
+        snprintf(ckname, sizeof ckname, "ckpt_prompt_%s.h5", w->mname[mi]);
+        rc = cli_run_path(w->ctx, w->cfg, ckname, ck, sizeof ck); /* collective */
+        if (!rc && w->ctx->rank == 0) unlink(ck);
+    }
+    return rc;
+}
+
+static void prompt_free(prompt_ws *w)
+{
+    for (size_t k = 0; k < w->nm; k++) {
+        pm_free(&w->P[k]);
+        free(w->curve[k]);
+    }
+    if (w->have_src) explain_src_free(&w->src);
+    if (w->have_spec) metrics_spec_free(&w->spec);
+    metrics_ws_free(&w->mws);
+    for (int k = 0; k < w->nmod; k++) free(w->rows[k]);
+    pm_train_set_free(&w->ts);
+    free(w->order);
+    free(w->tmp);
+    free(w->hist);
+    free(w->bs);
+    free(w->ss);
+    free(w->lsc);
+    free(w->lmsc);
+    free(w->fsc);
+    free(w->pick);
+    free(w->key);
+    free(w->zmod);
+    free(w->zpres);
+    free(w->lmdir);
+    free(w->zb);
+    free(w->hv);
+    free(w->ht);
+    free(w->htr);
+    free(w->e_cf);
+    free(w->sv);
+    free(w->st);
+    if (w->have_d) dm_dataset_free(&w->d);
+}
+
+static int stage_prompt(stage_run *sr)
+{
+    prompt_ws w;
+    memset(&w, 0, sizeof w);
+    w.sr = sr, w.ctx = sr->ctx, w.cfg = sr->cfg;
+    w.f.id = -1;
+    int rc = prompt_load(&w);                                   /* dataset, candidate sets, latents */
+    if (!rc) rc = prompt_setup(&w);                             /* training users, evidence, models, buffers */
+    for (size_t k = 0; k < w.nm && !rc; k++) rc = prompt_train(&w, k);
+    if (!rc) rc = prompt_open(&w);                              /* prompt.h5 and its /columns */
+    if (!rc) rc = prompt_score(&w);                             /* per split and protocol */
+    if (!rc) rc = prompt_latency(&w);
+    rc = prompt_write(&w, rc);                                  /* weights, curves, latency; commit */
+    prompt_free(&w);
+    return par_agree(sr->ctx, rc);
 }
 
 /* ---- the stage's contract (stage.h) ---- */

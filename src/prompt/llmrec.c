@@ -3,6 +3,7 @@
 
 #include "../core/err.h"
 #include "../core/rng.h"
+#include "../core/sort.h"
 #include "../explain/explain_metrics.h"
 
 #include <math.h>
@@ -498,4 +499,71 @@ int pm_train_user(pm *p, const float *h, const int32_t *hist, int n, const int32
     DM_CALL(nn_mlp_backward(&p->ip, &p->ia, p->ide, NULL));
     if (E) DM_CALL(explain_enc_backward(&p->enc, &p->ea, p->dsoft + (size_t)sbase * C, NULL, NULL));
     return DM_OK;
+}
+
+/* ---- training examples ---- */
+
+int pm_train_set_init(pm_train_set *t, const dm_dataset *d, const int8_t *roles)
+{
+    size_t nu = d->n_users;
+    memset(t, 0, sizeof *t);
+    DM_ALLOC(t->users, nu + 1);
+    DM_ALLOC(t->off, nu + 1);
+    DM_ALLOC(t->items, d->n_inter + 1);
+    size_t q = 0;
+    for (size_t u = 0; u < nu; u++) {
+        size_t s0 = q, ntr = 0;
+        for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) {
+            t->items[q++] = d->item[j];
+            ntr += roles[j] == DM_TRAIN;
+        }
+        qsort(t->items + s0, q - s0, sizeof *t->items, dm_cmp_i32);
+        t->off[u + 1] = (int64_t)q;
+        if (ntr >= 2) t->users[t->n++] = u;
+    }
+    return DM_OK;
+}
+
+void pm_train_set_free(pm_train_set *t)
+{
+    free(t->users);
+    free(t->off);
+    free(t->items);
+    memset(t, 0, sizeof *t);
+}
+
+void pm_epoch_order(size_t *order, size_t n, size_t k, uint64_t seed, uint64_t ep)
+{
+    dm_rng r;
+    dm_rng_seed(&r, dm_rng_key(seed, 0xE9, ep));
+    for (size_t i = 0; i < k && i < n; i++) {
+        size_t j = i + dm_rng_below(&r, n - i), x = order[i];
+        order[i] = order[j];
+        order[j] = x;
+    }
+}
+
+void pm_train_example(const pm_train_set *t, const dm_dataset *d, const int8_t *roles, size_t u, int nh, int K, uint64_t seed,
+                      uint64_t step, int32_t *all, int *n_all, int32_t *hist, int *n, int32_t *cand)
+{
+    size_t na = 0;
+    for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++)
+        if (roles[j] == DM_TRAIN) all[na++] = d->item[j];
+    DM_ASSERT(na >= 2);
+    na--; /* all[na] is the positive */
+    size_t m = na < (size_t)nh ? na : (size_t)nh;
+    memcpy(hist, all + (na - m), m * sizeof *hist);
+    *n_all = (int)na;
+    *n = (int)m;
+    cand[0] = all[na];
+    dm_rng r;
+    dm_rng_seed(&r, dm_rng_key(seed ^ 0x4E, step, u));
+    const int32_t *su = t->items + t->off[u];
+    size_t ns = (size_t)(t->off[u + 1] - t->off[u]);
+    for (int j = 1; j <= K; j++) {
+        int32_t y;
+        do y = (int32_t)dm_rng_below(&r, d->n_items);
+        while (dm_in_sorted_i32(su, ns, y));
+        cand[j] = y;
+    }
 }

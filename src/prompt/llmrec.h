@@ -1,7 +1,8 @@
 /* llmrec.h: the LLM recommender's core, MPI-free: soft-prompt projectors, the prompt layout,
  * candidate scoring by likelihood on the frozen LM's KV cache, and one user's listwise training step
- * through the frozen LM (see stages/stage_prompt.c for the stage around it), with or without evidence
- * tokens and the explanation losses (DESIGN.md idea 3; stages/stage_explain.c).
+ * through the frozen LM, with or without evidence tokens and the explanation losses (DESIGN.md idea
+ * 3; stages/stage_explain.c), and the training examples (users, epoch order, negatives). The stage
+ * around it is stages/stage_prompt.c.
  *
  * Prompt of a user with history h_1..h_n (the last prompt.history items):
  *     [L user tokens] prefix  title(h_1) [item h_1] sep ... title(h_n) [item h_n] sep  query
@@ -129,5 +130,27 @@ int pm_score_cached(pm *p, const int32_t *cand, int nc, const float *y, double *
 /* Appends candidate c's continuation (evidence rows y (E, C) or none, title, soft token) to the
  * cache, as the prompt of its rationale; the caller truncates back. */
 int pm_append_candidate(pm *p, int32_t c, const float *y);
+
+/* ---- training examples: who trains, in which order, against which negatives ---- */
+/* The users a recommender trains on and the items each may never draw as a negative. */
+typedef struct {
+    size_t *users, n;  /* (n) the users with at least 2 training items, ascending */
+    int64_t *off;      /* (n_users + 1) */
+    int32_t *items;    /* (n_inter) items[off[u]..off[u + 1]): every item u touched (any role), sorted */
+} pm_train_set;
+/* roles: (n_inter) DM_TRAIN/VALID/TEST. pm_train_set_free releases it (also after a failure). */
+int pm_train_set_init(pm_train_set *t, const dm_dataset *d, const int8_t *roles);
+void pm_train_set_free(pm_train_set *t);
+/* The users of epoch ep: the first k positions of order[0..n) drawn by a partial Fisher-Yates
+ * shuffle keyed by (seed, ep), applied in place to the order the previous epoch left (so epoch
+ * ep's order follows from epoch 0's and the epochs before it, whatever the rank count). */
+void pm_epoch_order(size_t *order, size_t n, size_t k, uint64_t seed, uint64_t ep);
+/* User u's listwise example at global step `step`. u's training items go to `all` in order (all
+ * needs room for u's interactions): all[0..*n_all) those before the positive (u's evidence
+ * history, for pm_set_user), all[*n_all] the positive, which is also cand[0]; hist[0..*n) the
+ * last nh items before the positive; cand[1..K] K items u never touched (t's sets), drawn
+ * uniformly with rejection, keyed by (seed, step, u). u must be one of t's users. */
+void pm_train_example(const pm_train_set *t, const dm_dataset *d, const int8_t *roles, size_t u, int nh, int K, uint64_t seed,
+                      uint64_t step, int32_t *all, int *n_all, int32_t *hist, int *n, int32_t *cand);
 
 #endif

@@ -1,7 +1,10 @@
 /* test_prompt.c: the soft-prompt projectors: fast vs naive kernels, and every parameter gradient
- * and the input gradient against central finite differences of L = sum(y * R). */
+ * and the input gradient against central finite differences of L = sum(y * R); the listwise step
+ * through a tiny LM against finite differences; the training examples (users, epoch order,
+ * negatives) against their definition. */
 #include "../../src/core/err.h"
 #include "../../src/core/rng.h"
+#include "../../src/core/sort.h"
 #include "../../src/config/config.h"
 #include "../../src/data/dataset.h"
 #include "../../src/lm/gpt2.h"
@@ -281,8 +284,90 @@ static void test_train_step(const char *mode, int evid)
     dm_meta_free(&meta);
 }
 
+/* the training examples: who trains (>= 2 training items), the positive and history, negatives
+ * never touched and uniform over the untouched items, the epoch order a keyed permutation */
+static void test_train_examples(void)
+{
+    /* 5 users over 30 items: u0 4 training items, a valid and a test one; u1 one training item;
+       u2 two; u3 none; u4 six (one repeated) */
+    static const int32_t items[] = {3, 7, 1, 9, 4, 12, /* u1 */ 5, 6, /* u2 */ 8, 2, /* u4 */ 10, 11, 10, 20, 21, 22};
+    static const int8_t roles[] = {DM_TRAIN, DM_TRAIN, DM_TRAIN, DM_TRAIN, DM_VALID, DM_TEST, DM_TRAIN, DM_TEST,
+                                   DM_TRAIN, DM_TRAIN, DM_TRAIN, DM_TRAIN, DM_TRAIN, DM_TRAIN, DM_TRAIN, DM_TRAIN};
+    int64_t off[6] = {0, 6, 8, 10, 10, 16};
+    dm_dataset d;
+    memset(&d, 0, sizeof d);
+    d.n_users = 5, d.n_items = 30, d.n_inter = 16;
+    d.user_off = off;
+    d.item = (int32_t *)items;
+    pm_train_set t;
+    CHECK(pm_train_set_init(&t, &d, roles) == DM_OK, "pm_train_set_init: %s", dm_error_message());
+    CHECK(t.n == 3 && t.users[0] == 0 && t.users[1] == 2 && t.users[2] == 4, "training users: %zu (expected 0, 2, 4)", t.n);
+    static const int32_t u0[] = {1, 3, 4, 7, 9, 12}, u4[] = {10, 10, 11, 20, 21, 22};
+    CHECK(t.off[1] - t.off[0] == 6 && !memcmp(t.items + t.off[0], u0, sizeof u0), "user 0's items, sorted, every role");
+    CHECK(t.off[5] - t.off[4] == 6 && !memcmp(t.items + t.off[4], u4, sizeof u4), "user 4's items, sorted, repeats kept");
+    /* user 0's example: positive 9, history before it 3 7 1, its last 2 in the prompt */
+    int32_t all[16], hist[16], cand[9], cand2[9];
+    int nall, n, K = 8;
+    pm_train_example(&t, &d, roles, 0, 2, K, 42, 5, all, &nall, hist, &n, cand);
+    CHECK(cand[0] == 9 && nall == 3 && all[0] == 3 && all[1] == 7 && all[2] == 1 && all[3] == 9, "positive %d, history of %d", cand[0], nall);
+    CHECK(n == 2 && hist[0] == 7 && hist[1] == 1, "the last 2 items before the positive: %d items", n);
+    pm_train_example(&t, &d, roles, 0, 10, K, 42, 5, all, &nall, hist, &n, cand2);
+    CHECK(n == 3 && hist[0] == 3 && !memcmp(cand, cand2, sizeof cand), "a longer history keeps the draws: %d items", n);
+    pm_train_example(&t, &d, roles, 4, 2, K, 42, 5, all, &nall, hist, &n, cand2);
+    CHECK(cand2[0] == 22 && nall == 5 && n == 2 && hist[0] == 20 && hist[1] == 21, "user 4: positive %d", cand2[0]);
+    /* negatives over many steps: never an item the user touched (any role), each untouched item
+       about equally often: counts within 5 binomial standard deviations of S K / 24 */
+    int cnt[30] = {0}, bad = 0;
+    const int S = 3000;
+    for (int s = 0; s < S; s++) {
+        pm_train_example(&t, &d, roles, 0, 2, K, 42, (uint64_t)s, all, &nall, hist, &n, cand);
+        for (int j = 1; j <= K; j++) {
+            bad += cand[j] < 0 || cand[j] >= 30 || dm_in_sorted_i32(u0, 6, cand[j]);
+            if (cand[j] >= 0 && cand[j] < 30) cnt[cand[j]]++;
+        }
+    }
+    double e = (double)S * K / 24.0, sd = sqrt((double)S * K * (1.0 / 24) * (23.0 / 24)), worst = 0;
+    for (int i = 0; i < 30; i++)
+        if (!dm_in_sorted_i32(u0, 6, i)) worst = fmax(worst, fabs(cnt[i] - e));
+    CHECK(bad == 0, "%d negatives outside the catalogue or touched by the user", bad);
+    CHECK(worst < 5 * sd, "negatives not uniform: a count %.0f from the expected %.0f (sd %.1f)", worst, e, sd);
+    pm_train_example(&t, &d, roles, 0, 2, K, 42, 5, all, &nall, hist, &n, cand2);
+    pm_train_example(&t, &d, roles, 0, 2, K, 42, 6, all, &nall, hist, &n, cand);
+    CHECK(memcmp(cand, cand2, sizeof cand) != 0, "steps 5 and 6 draw other negatives");
+    pm_train_example(&t, &d, roles, 0, 2, K, 43, 5, all, &nall, hist, &n, cand);
+    CHECK(memcmp(cand, cand2, sizeof cand) != 0, "seeds 42 and 43 draw other negatives");
+    /* the epoch order: a permutation; the first k positions uniform over the users, applied
+       epoch after epoch (counts at position 0 within 5 standard deviations of E / 10) */
+    size_t ord[10], ref[10], first[10] = {0};
+    for (size_t k = 0; k < 10; k++) ord[k] = ref[k] = 100 + k;
+    pm_epoch_order(ord, 10, 0, 7, 0);
+    CHECK(!memcmp(ord, ref, sizeof ord), "k = 0 leaves the order");
+    const int E = 4000;
+    int perm = 1;
+    for (int ep = 0; ep < E; ep++) {
+        pm_epoch_order(ord, 10, 4, 7, (uint64_t)ep);
+        first[ord[0] - 100]++;
+        size_t seen = 0;
+        for (size_t k = 0; k < 10; k++) seen |= (size_t)1 << (ord[k] - 100);
+        perm &= seen == 0x3FF;
+    }
+    CHECK(perm, "an epoch order is not a permutation of the users");
+    double ef = E / 10.0, sf = sqrt(E * 0.1 * 0.9), wf = 0;
+    for (int k = 0; k < 10; k++) wf = fmax(wf, fabs((double)first[k] - ef));
+    CHECK(wf < 5 * sf, "first users not uniform: a count %.0f from the expected %.0f (sd %.1f)", wf, ef, sf);
+    size_t a[10], b[10];
+    for (size_t k = 0; k < 10; k++) a[k] = b[k] = k;
+    pm_epoch_order(a, 10, 10, 7, 3);
+    pm_epoch_order(b, 10, 10, 7, 3);
+    CHECK(!memcmp(a, b, sizeof a), "the order is a function of (seed, epoch)");
+    printf("training examples: users, history and positive; %d x %d negatives never touched, uniform within %.1f sd; "
+           "epoch orders permutations, first user uniform within %.1f sd\n", S, K, worst / sd, wf / sf);
+    pm_train_set_free(&t);
+}
+
 int main(void)
 {
+    test_train_examples();
     test_score_soft();
     test_train_step("both", 0);
     test_train_step("title", 0);
