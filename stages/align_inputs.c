@@ -31,18 +31,55 @@ static int gather_rows(par_ctx *ctx, const float *local, size_t rows, size_t k, 
     return DM_OK;
 }
 
+#define AI_MAX_FIELDS 64
+
+/* The fields of the TF-IDF documents (lsa.fields); with a dataset, says once which of its attributes
+ * they leave out. */
+static int text_fields(const dm_cfg *cfg, const dm_dataset *d, dm_tfidf_select *sel, char **attr_only)
+{
+    size_t nf = dm_cfg_len(cfg, "lsa.fields");
+    char *names[AI_MAX_FIELDS];
+    if (nf > AI_MAX_FIELDS) return DM_ERR(DM_EINPUT, "lsa.fields: at most %d fields, got %zu", AI_MAX_FIELDS, nf);
+    for (size_t i = 0; i < nf; i++) names[i] = (char *)dm_cfg_str_at(cfg, "lsa.fields", i);
+    int bad = dm_tfidf_fields(sel, names, nf, attr_only);
+    if (bad >= 0) {
+        char wh[256];
+        return DM_ERR(DM_EINPUT, "%s: lsa.fields: unknown field '%s'; expected title, brand, category, price, attributes or attr:NAME",
+                      dm_cfg_where(cfg, "lsa.fields", wh, sizeof wh), names[bad]);
+    }
+    sel->numeric_bins = (int)dm_cfg_int(cfg, "lsa.numeric_bins");
+    if (!d) return DM_OK;
+    size_t unused[4] = {0};
+    for (size_t a = 0; a < d->n_attr; a++) {
+        int k = d->attr_kind[a];
+        int used = k == DM_ATTR_PRICE ? (sel->fields & DM_TF_PRICE) != 0
+                 : k == DM_ATTR_OTHER ? (sel->fields & DM_TF_ATTRS) != 0
+                 : k == DM_ATTR_BRAND ? (sel->fields & DM_TF_BRAND) != 0
+                                      : (sel->fields & DM_TF_CATEGORY) != 0;
+        unused[k] += !used;
+    }
+    static const char *const kn[4] = {"brand", "category", "price", "other"};
+    for (int k = 0; k < 4; k++)
+        if (unused[k]) dm_log("  text: %zu %s attribute%s of the items not used (lsa.fields)", unused[k], kn[k], unused[k] == 1 ? "" : "s");
+    return DM_OK;
+}
+
 static int lsa_text(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, ai_inputs *in)
 {
     double t0 = dm_wtime();
     size_t n = d->n_items, lo, hi;
     la_row_block(ctx, n, &lo, &hi);
     dm_tfidf_opts o = {dm_cfg_int(cfg, "lsa.min_df"), dm_cfg_float(cfg, "lsa.max_df"), (size_t)dm_cfg_int(cfg, "lsa.max_terms")};
+    dm_tfidf_select sel;
+    char *attr_only[AI_MAX_FIELDS];
+    DM_CALL(text_fields(cfg, d, &sel, attr_only));
     dm_csr A;
-    int rc = par_agree(ctx, dm_tfidf(d, &o, lo, hi, &A));
+    int rc = par_agree(ctx, dm_tfidf_sel(d, &o, &sel, lo, hi, &A));
     if (rc) return rc;
     int k = (int)dm_cfg_int(cfg, "lsa.dim");
     if ((size_t)k >= A.n_cols) k = (int)A.n_cols - 1;
     if ((size_t)k >= n) k = (int)n - 1;
+    if (A.n_cols < 2 || n < 2) k = 0; /* (the casts above wrap for 0 columns) */
     if (k < 1) {
         dm_csr_free(&A);
         dm_warn("item text has too few terms for LSA (%zu terms); no text modality", A.n_cols);
@@ -124,6 +161,9 @@ int ai_build(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t 
     memset(in, 0, sizeof *in);
     size_t n = d->n_items;
     in->n_items = n;
+    dm_tfidf_select sel;
+    char *attr_only[AI_MAX_FIELDS];
+    DM_CALL(text_fields(cfg, NULL, &sel, attr_only)); /* lsa.fields checked whatever the text source */
     int rc = DM_OK;
     if (e_cf) {
         in->dim[AI_CF] = C;
@@ -159,10 +199,13 @@ int ai_build(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t 
             dm_strtab_get(&d->title, i, &l1);
             dm_strtab_get(&d->brand, i, &l2);
             dm_strtab_get(&d->category, i, &l3);
-            with += l1 + l2 + l3 > 0;
+            with += l1 + l2 + l3 > 0 || (d->item_attr_off && d->item_attr_off[i + 1] > d->item_attr_off[i]);
         }
         if (with) rc = lsa_text(ctx, cfg, d, in);
-    }
+        else if (!ctx->rank) dm_log("  text: the items have no title, brand, category or attribute; no text modality");
+    } else if (!rc && d->n_attr && !ctx->rank)
+        dm_log("  text: features of %s; the items' %zu attributes are not used by the aligner (they serve explanations)",
+               in->source[AI_TEXT], d->n_attr);
     for (int m = AI_TEXT; m < AI_NMOD && !rc; m++)
         if (in->dim[m] && strncmp(in->source[m], "LSA", 3)) rc = pca_reduce(ctx, cfg, in, m);
     return par_agree(ctx, rc);

@@ -603,6 +603,34 @@ int dm_read_recbole_inter(const char *path, const dm_stripe *s, dm_raw *out)
     return dm_read_tsv(path, &o, s, 0, -1, out);
 }
 
+/* Appends the attributes of a RecBole .item field (header name "name:type") to attrs, '\t'-joined:
+ * "name=value"; a _seq type gives one per space-separated element. */
+static int extra_attrs(const fields *H, size_t k, const char *v, size_t vl, dm_buf *attrs)
+{
+    const char *h = H->f[k], *colon = memchr(h, ':', H->fl[k]);
+    size_t hn = colon ? (size_t)(colon - h) : H->fl[k];
+    int seq = colon && H->fl[k] - hn > 4 && !memcmp(h + H->fl[k] - 4, "_seq", 4);
+    size_t i = 0;
+    while (i < vl) {
+        while (i < vl && (v[i] == ' ' || (seq && v[i] == ','))) i++;
+        size_t j = i;
+        if (seq)
+            while (j < vl && v[j] != ' ' && v[j] != ',') j++;
+        else
+            j = vl;
+        while (j > i && v[j - 1] == ' ') j--;
+        if (j > i) {
+            if (attrs->len) DM_CALL(dm_buf_addc(attrs, '\t'));
+            DM_CALL(dm_buf_add(attrs, h, hn));
+            DM_CALL(dm_buf_addc(attrs, '='));
+            DM_CALL(dm_buf_add(attrs, v + i, j - i));
+        }
+        if (!seq) break;
+        i = j + 1;
+    }
+    return DM_OK;
+}
+
 int dm_read_recbole_item(const char *path, const dm_stripe *s, dm_meta *out)
 {
     dm_lines r;
@@ -611,7 +639,8 @@ int dm_read_recbole_item(const char *path, const dm_stripe *s, dm_meta *out)
     fields H = {0}, F = {0};
     char *line, *hdr = NULL;
     size_t len;
-    dm_buf cats = {0}, title = {0}, brand = {0};
+    dm_buf cats = {0}, title = {0}, brand = {0}, attrs = {0};
+    int8_t *extra = NULL;
     DM_TRY(rc, dm_lines_next(&r, &line, &len), done);
     if (!line) {
         rc = DM_ERR(DM_EINPUT, "'%s' is empty", path);
@@ -635,6 +664,14 @@ int dm_read_recbole_item(const char *path, const dm_stripe *s, dm_meta *out)
     int cb = find_col("brand", &H, 1), cc = find_col("categories", &H, 1);
     if (cc < 0) cc = find_col("genre", &H, 1);
     int cp = find_col("price", &H, 1);
+    /* every other column becomes attributes "name=value" (token_seq/float_seq: one per element) */
+    extra = calloc(H.n + 1, 1);
+    if (!extra) {
+        rc = DM_ERR(DM_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t k = 0; k < H.n; k++)
+        extra[k] = (int)k != ci && (int)k != ct && (int)k != cb && (int)k != cc && (int)k != cp && H.fl[k] > 0;
     if (ci < 0) {
         rc = DM_ERR(DM_EINPUT, "'%s' line 1: no item_id column in the header", path);
         DM_HINT("a RecBole .item file starts with item_id:token and attribute columns");
@@ -689,11 +726,16 @@ int dm_read_recbole_item(const char *path, const dm_stripe *s, dm_meta *out)
             if (!*end) price = x;
             f[cp][fl[cp]] = c;
         }
+        dm_buf_reset(&attrs);
+        for (size_t k = 0; k < nf && k < H.n; k++)
+            if (extra[k]) DM_TRY(rc, extra_attrs(&H, k, f[k], fl[k], &attrs), done);
         DM_TRY(rc, dm_meta_push(out, f[ci], fl[ci], has_title ? (title.data ? title.data : "") : NULL, brand.data,
-                                cats.data, NULL, price, DM_ORDER(0, r.lineno, 0)), done);
+                                cats.data, attrs.len ? attrs.data : NULL, price, DM_ORDER(0, r.lineno, 0)), done);
     }
 done:
     free(hdr);
+    free(extra);
+    dm_buf_free(&attrs);
     fields_free(&H);
     fields_free(&F);
     dm_buf_free(&cats);
