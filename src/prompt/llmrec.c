@@ -50,14 +50,17 @@ void pm_free(pm *p)
     free(p->ie);
     free(p->ide);
     free(p->zin);
+    free(p->hs);
+    free(p->hq);
     gpt2_cache_free(&p->cache);
     memset(p, 0, sizeof *p);
 }
 
-int pm_init(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const float *z, size_t dz, int maxc, uint64_t seed,
-            const explain_src *src, pm *p)
+static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const float *z, size_t dz, int maxc,
+                        uint64_t seed, const explain_src *src, int head, pm *p)
 {
     memset(p, 0, sizeof *p);
+    p->head = head;
     DM_CALL(lm_load(&p->lm, lmdir));
     p->C = p->lm.model.cfg.channels;
     p->V = p->lm.model.cfg.vocab_size;
@@ -132,6 +135,11 @@ int pm_init(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const flo
     p->n_up = nn_mlp_size(&uc);
     p->n_ip = nn_mlp_size(&ic);
     p->nparams = p->n_up + p->n_ip;
+    if (head) {
+        p->n_head = dz * (size_t)p->C + dz;
+        p->nparams += p->n_head;
+        p->head_res = dm_cfg_bool(cfg, "prompt.head_residual") ? 1.0f : 0.0f;
+    }
     if (p->E) {
         ec.D = (int)dm_cfg_int(cfg, "explain.width");
         ec.hidden = (int)dm_cfg_int(cfg, "explain.hidden");
@@ -149,6 +157,17 @@ int pm_init(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const flo
     float scale = (float)sqrt(nrm / p->V) / sqrtf((float)p->C) * 2.0f;
     nn_mlp_init(&p->up, seed, scale);
     nn_mlp_init(&p->ip, seed ^ 0x17, scale);
+    if (head) {
+        /* the item head after the projectors (and no evidence encoder): W (d, C), b (d), zero, so
+           the untrained model scores head_res h_u . z_i (the aligner's score, or 0) */
+        size_t off = p->n_up + p->n_ip;
+        p->hw = p->w + off;
+        p->hb = p->hw + dz * (size_t)p->C;
+        p->hgw = p->g + off;
+        p->hgb = p->hgw + dz * (size_t)p->C;
+        DM_ALLOC(p->hs, d->n_items + 1);
+        DM_ALLOC(p->hq, 2 * dz + (size_t)p->C);
+    }
     DM_CALL(nn_mlp_acts_init(&p->ua, &uc, 1));
     DM_CALL(nn_mlp_acts_init(&p->ia, &ic, p->nh + p->maxc));
     p->Bmax = p->K + 1 + (p->E ? 2 : 0);
@@ -186,6 +205,18 @@ int pm_init(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const flo
     return DM_OK;
 }
 
+int pm_init(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const float *z, size_t dz, int maxc, uint64_t seed,
+            const explain_src *src, pm *p)
+{
+    return pm_init_impl(cfg, lmdir, d, z, dz, maxc, seed, src, 0, p);
+}
+
+int pm_init_head(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const float *z, size_t dz, int maxc, uint64_t seed,
+                 pm *p)
+{
+    return pm_init_impl(cfg, lmdir, d, z, dz, maxc, seed, NULL, 1, p);
+}
+
 void pm_set_user(pm *p, int32_t u, const int32_t *all, int n)
 {
     p->user = u;
@@ -195,7 +226,7 @@ void pm_set_user(pm *p, int32_t u, const int32_t *all, int n)
 
 /* the prompt of a user with history hist[0..n) (the last prompt.history items are used) as input
  * codes: soft rows 0..L-1 are the user tokens, L + k the k-th history item; returns its length */
-static int build_prompt(const pm *p, const int32_t *hist, int n, int L, int *out)
+int pm_build_prompt(const pm *p, const int32_t *hist, int n, int L, int *out)
 {
     int q = 0;
     for (int k = 0; k < L; k++) out[q++] = GPT2_SOFT(k);
@@ -212,7 +243,7 @@ static int build_prompt(const pm *p, const int32_t *hist, int n, int L, int *out
 
 /* soft rows: user tokens from h, history and candidate item tokens from z (into ie, the history
  * rows also into the soft matrix after the user rows) */
-static int project(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand, int nc)
+int pm_project(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand, int nc)
 {
     DM_CALL(nn_mlp_forward(&p->up, &p->ua, h, 1, p->soft));
     for (int k = 0; k < n; k++) memcpy(p->zin + (size_t)k * p->d, p->z + (size_t)hist[k] * p->d, p->d * sizeof(float));
@@ -233,9 +264,9 @@ static int update_mask_row(pm *p)
 
 int pm_prompt(pm *p, const float *h, const int32_t *hist, int n, int L, const int *mask, int n_mask, int *P)
 {
-    DM_CALL(project(p, h, hist, n, NULL, 0));
+    DM_CALL(pm_project(p, h, hist, n, NULL, 0));
     int *code = p->in;
-    int q = build_prompt(p, hist, n, p->L, code);
+    int q = pm_build_prompt(p, hist, n, p->L, code);
     int ns = p->L + n;
     if (n_mask > 0) {
         if (!p->E) return DM_ERR(DM_EINTERNAL, "masking prompt positions needs the evidence encoder's mask token");
@@ -356,8 +387,8 @@ int pm_score_user(pm *p, const float *h, const int32_t *hist, int n, const int32
 int pm_train_user(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand, float scale, double *loss)
 {
     const int K1 = p->K + 1, C = p->C, V = p->V, E = p->E;
-    DM_CALL(project(p, h, hist, n, cand, K1));
-    int P = build_prompt(p, hist, n, p->L, p->in);
+    DM_CALL(pm_project(p, h, hist, n, cand, K1));
+    int P = pm_build_prompt(p, hist, n, p->L, p->in);
     /* rows: 0..K candidates, then (evidence) the masked positive, then the explanation row */
     int faith = E && p->w_faith > 0, expl = 0, B = K1 + faith;
     int sbase = p->L + n, nsets = 0;

@@ -92,6 +92,13 @@ typedef struct pm {
     float *zin;      /* (n + maxc, d) */
     int Tmax, maxc, Bmax, cur_n;
     gpt2_cache cache;
+    /* the item head (pm_init_head; llmhead.c) */
+    int head;
+    size_t n_head;
+    float head_res;                   /* 1: scores add the aligner's h_u . z_i (prompt.head_residual) */
+    float *hw, *hb, *hgw, *hgb;       /* W (d, C), b (d) in the slab, and their gradients */
+    float *hs;                        /* (n_items) scores of the last user */
+    float *hq;                        /* (2 d + C) q, dq, the last hidden state */
 } pm;
 
 /* Loads the LM of lmdir, tokenizes the prompt pieces and every item's title, sizes the projectors
@@ -103,6 +110,10 @@ typedef struct pm {
 int pm_init(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const float *z, size_t dz, int maxc, uint64_t seed,
             const explain_src *src, pm *p);
 void pm_free(pm *p);
+/* The item-head recommender (see llmhead.h): as pm_init without evidence, plus the head's
+ * parameters at the end of the slab (prompt.head_residual). */
+int pm_init_head(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const float *z, size_t dz, int maxc, uint64_t seed,
+                 pm *p);
 /* The user whose evidence the next calls build: id u and u's training items all[0..n) (the
  * history evidence draws from; kept by the caller). Needed only with evidence. */
 void pm_set_user(pm *p, int32_t u, const int32_t *all, int n);
@@ -115,6 +126,12 @@ int pm_score_user(pm *p, const float *h, const int32_t *hist, int n, const int32
 int pm_train_user(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand, float scale, double *loss);
 
 /* ---- the pieces of pm_score_user, for explanations and their metrics ---- */
+/* The prompt of a user with history hist[0..n) as input codes (soft rows 0..L-1 the user tokens,
+ * L + k history item k) into out; returns its length. */
+int pm_build_prompt(const pm *p, const int32_t *hist, int n, int L, int *out);
+/* The soft rows: user tokens from h, history and candidate item tokens from z (into p->ie; the
+ * history rows also into p->soft after the user rows). */
+int pm_project(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand, int nc);
 /* Runs the prompt into the KV cache (projecting h and the history); positions mask[0..n_mask) of
  * the prompt are replaced by the masked-evidence token (the random-masking control). Returns
  * the prompt length in *P. */
