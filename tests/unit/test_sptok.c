@@ -3,15 +3,27 @@
  * Metaspace pre-tokenizer with [a, b] merges, prepend_scheme first, with and without word
  * splitting) and on a hand-written llama2.c tokenizer.bin (score merges). Each expected id list
  * below is worked out by hand from the merge ranks (lowest rank first, leftmost of equals), byte
- * fallback and unknown-token fusing; decoding and refused files are checked too. */
+ * fallback and unknown-token fusing; decoding and refused files are checked too.
+ *
+ * Parity with the real Llama 1/2 vocabulary (32000 pieces, 61249 merges): the npm package
+ * llama-tokenizer-js ships them; a node script (below) writes them as a Llama 2 tokenizer.json and
+ * encodes a corpus with that package and with Hugging Face's tokenizers.js (@huggingface/tokenizers)
+ * reading the same file; the C ids must equal both on every text (a hand corpus of whitespace runs,
+ * byte-fallback characters and the package's own known-answer cases, and every Amazon Beauty title
+ * when DM_DATA has them) and decode back to it. The packages are installed into $DM_BUILD/npm at
+ * test time; without node or the registry that part is skipped with a note. */
 #include "../../src/core/buf.h"
 #include "../../src/core/err.h"
 #include "../../src/lm/sptok.h"
 #include "tap.h"
 
+#include "../../src/core/json.h"
+#include "../../src/core/lines.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ids: 0 <unk>, 1 <s>, 2 </s>, 3..9 byte tokens, 10 ▁, 11.. characters, then merged pieces */
 #define VOCAB                                                                                                  \
@@ -208,6 +220,202 @@ static void test_llama2c(void)
     dm_buf_free(&b);
 }
 
+/* ---- parity with llama-tokenizer-js and tokenizers.js on the real Llama vocabulary ---- */
+static const char *parity_js =
+    "import fs from 'fs';\n"
+    "import path from 'path';\n"
+    "import { pathToFileURL } from 'url';\n"
+    "const [mod, jsonOut, inp, out] = process.argv.slice(2);\n"
+    "const llama = (await import(pathToFileURL(path.join(mod, 'llama-tokenizer-js/llama-tokenizer.js')))).default;\n"
+    "const { Tokenizer } = await import(pathToFileURL(path.join(mod, '@huggingface/tokenizers/dist/tokenizers.mjs')));\n"
+    "const vocab = {};\n"
+    "llama.vocabById.forEach((t, i) => { vocab[t] = i; });\n"
+    "const special = (id, content) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });\n"
+    "const tj = {\n"
+    "  version: '1.0', truncation: null, padding: null,\n"
+    "  added_tokens: [special(0, '<unk>'), special(1, '<s>'), special(2, '</s>')],\n"
+    "  normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '\\u2581' },\n"
+    "                                                { type: 'Replace', pattern: { String: ' ' }, content: '\\u2581' }] },\n"
+    "  pre_tokenizer: null,\n"
+    "  post_processor: { type: 'TemplateProcessing', single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],\n"
+    "                    pair: [], special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } } },\n"
+    "  decoder: { type: 'Sequence', decoders: [{ type: 'Replace', pattern: { String: '\\u2581' }, content: ' ' }, { type: 'ByteFallback' },\n"
+    "                                          { type: 'Fuse' }, { type: 'Strip', content: ' ', start: 1, stop: 0 }] },\n"
+    "  model: { type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null,\n"
+    "           fuse_unk: true, byte_fallback: true, vocab, merges: [...llama.merges.keys()] } };\n"
+    "fs.writeFileSync(jsonOut, JSON.stringify(tj));\n"
+    "const hf = new Tokenizer(tj, { add_bos_token: true, add_eos_token: false, legacy: true });\n"
+    "const buf = fs.readFileSync(inp);\n"
+    "const td = new TextDecoder('utf-8');\n"
+    "const chunks = [];\n"
+    "const put = (ids) => { const b = Buffer.alloc(4 + 4 * ids.length); b.writeUInt32LE(ids.length, 0); ids.forEach((x, i) => b.writeInt32LE(x, 4 + 4 * i)); chunks.push(b); };\n"
+    "for (let off = 0; off < buf.length;) {\n"
+    "  const n = buf.readUInt32LE(off); off += 4;\n"
+    "  const text = td.decode(buf.subarray(off, off + n)); off += n;\n"
+    "  put(llama.encode(text, false, true));\n"
+    "  put(hf.encode(text, { add_special_tokens: false }).ids);\n"
+    "}\n"
+    "fs.writeFileSync(out, Buffer.concat(chunks));\n";
+
+static const char *hand_corpus[] = {
+    "grabbed", " grabbed", "           grabbed", "\n", " \n", "\ttabs\t\t\t\tout here", "ax\n####\nboo",
+    "\xe9\x95\x87", "\xf0\x9f\xa6\x99", "\xf0\x9f\xa6\x99\xea\x99\x8a", "\xea\x99\x8a\xf0\x9f\xa6\x99",
+    "Hello world", "Hello  world", "  leading", "trailing  ", "a\r\nb", "x", " ", "   ",
+    "na\xc3\xafve caf\xc3\xa9 \xe2\x80\x93 12,000 a\xc3\xb1os", "I \xe2\x9d\xa4\xef\xb8\x8f \xf0\x9f\x8d\x95 pizza",
+    "\xe4\xb8\xad\xe6\x96\x87\xe6\xb5\x8b\xe8\xaf\x95 \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xed\x95\x9c\xea\xb5\xad\xec\x96\xb4",
+    "e\xcc\x81 Z\xcd\x91\xcc\x80 \xd9\x85\xd8\xb1\xd8\xad\xd8\xa8\xd8\xa7", "3.14e-10 1,000.50 \xc2\xbd",
+    "La Roche-Posay Toleriane Double Repair Face Moisturizer, 3.38 fl oz",
+    "The llama (/\xcb\x88l\xc9\x91\xcb\x90m\xc9\x99/; \xf0\x9f\xa6\x99Spanish pronunciation: [\xcb\x88\xca\x8e" "ama])"};
+
+static void push_record(dm_buf *b, const char *s, size_t n)
+{
+    uint32_t l = (uint32_t)n;
+    dm_buf_add(b, &l, 4);
+    dm_buf_add(b, s, n);
+}
+
+/* Amazon Beauty titles (Python-literal lines) */
+static long add_titles(dm_strtab *texts, const char *path)
+{
+    dm_lines r;
+    if (dm_lines_open(&r, path)) return -1;
+    dm_jdoc doc = {0};
+    char *line;
+    size_t len;
+    long n = 0;
+    while (dm_lines_next(&r, &line, &len) == DM_OK && line) {
+        dm_json *root;
+        dm_jerr err;
+        dm_jdoc_reset(&doc);
+        if (dm_json_parse(&doc, line, len, 1, &root, &err)) continue;
+        const dm_json *t = dm_json_get(root, "title");
+        /* literal <s> / </s> / <unk> are parsed as special tokens by tokenizers.js only */
+        if (t && t->type == DM_JSTR && t->len && !strstr(t->str, "<s>") && !strstr(t->str, "</s>") &&
+            !strstr(t->str, "<unk>")) {
+            dm_strtab_add(texts, t->str, t->len);
+            n++;
+        }
+    }
+    dm_jdoc_free(&doc);
+    dm_lines_close(&r);
+    return n;
+}
+
+static void test_parity(void)
+{
+    const char *build = getenv("DM_BUILD"), *tmp = getenv("DM_TMP"), *data = getenv("DM_DATA");
+    char mod[4096], cmd[24000], path[4200];
+    if (!build || !tmp) {
+        printf("  note: DM_BUILD / DM_TMP not set: the parity part is skipped\n");
+        return;
+    }
+    if (system("node --version >/dev/null 2>&1") != 0) {
+        printf("  note: node is not installed: the parity part is skipped\n");
+        return;
+    }
+    snprintf(mod, sizeof mod, "%s/npm/node_modules", build);
+    snprintf(path, sizeof path, "%s/@huggingface/tokenizers/package.json", mod);
+    snprintf(cmd, sizeof cmd, "%s/llama-tokenizer-js/llama-tokenizer.js", mod);
+    if (access(path, R_OK) != 0 || access(cmd, R_OK) != 0) {
+        snprintf(cmd, sizeof cmd,
+                 "timeout 300 npm install --prefix '%s/npm' --no-audit --no-fund --loglevel=error "
+                 "@huggingface/tokenizers@0.2.0 llama-tokenizer-js@1.2.2 >'%s/npm_sptok.log' 2>&1", build, tmp);
+        if (system(cmd) != 0) {
+            printf("  note: npm cannot fetch the reference tokenizers (see %s/npm_sptok.log): the parity part is "
+                   "skipped\n", tmp);
+            return;
+        }
+    }
+    dm_strtab texts = {0};
+    size_t n_hand = sizeof hand_corpus / sizeof hand_corpus[0];
+    for (size_t i = 0; i < n_hand; i++) dm_strtab_add(&texts, hand_corpus[i], strlen(hand_corpus[i]));
+    long n_titles = 0;
+    char meta[4200];
+    snprintf(meta, sizeof meta, "%s/amazon-beauty/meta_Beauty.json.gz", data ? data : "");
+    if (data && *data && access(meta, R_OK) == 0) {
+        n_titles = add_titles(&texts, meta);
+        CHECK(n_titles > 0, "cannot read titles from %s", meta);
+    } else {
+        printf("  note: DM_DATA absent: parity on the hand corpus only\n");
+    }
+    dm_buf in = {0};
+    for (size_t i = 0; i < texts.n; i++) {
+        size_t len;
+        const char *s = dm_strtab_get(&texts, i, &len);
+        push_record(&in, s, len);
+    }
+    char js[4200], jp[4200], ip[4200], op[4200];
+    snprintf(js, sizeof js, "%s/sptok_ref.mjs", tmp);
+    snprintf(jp, sizeof jp, "%s/llama2_tokenizer.json", tmp);
+    snprintf(ip, sizeof ip, "%s/sptok_in.bin", tmp);
+    snprintf(op, sizeof op, "%s/sptok_out.bin", tmp);
+    write_file(js, parity_js, strlen(parity_js));
+    write_file(ip, in.data, in.len);
+    snprintf(cmd, sizeof cmd, "node '%s' '%s' '%s' '%s' '%s'", js, mod, jp, ip, op);
+    if (system(cmd) != 0) {
+        CHECK(0, "the node reference failed: %s", cmd);
+        return;
+    }
+    sptok t;
+    if (sptok_load_json(&t, jp)) {
+        dm_error_print("test_sptok");
+        CHECK(0, "cannot load %s", jp);
+        return;
+    }
+    CHECK(t.n_vocab == 32000 && t.n_merges == 61249 && t.byte_fallback, "llama vocabulary: %d tokens, %d merges",
+          t.n_vocab, t.n_merges);
+    char *out;
+    size_t olen;
+    if (dm_read_file(op, &out, &olen)) {
+        dm_error_print("test_sptok");
+        return;
+    }
+    const unsigned char *p = (const unsigned char *)out, *end = p + olen;
+    long ok_js = 0, ok_hf = 0, ok_dec = 0, tokens = 0, shown = 0;
+    bpe_ids ids = {0};
+    dm_buf dec = {0};
+    for (size_t i = 0; i < texts.n && p < end; i++) {
+        size_t len;
+        const char *s = dm_strtab_get(&texts, i, &len);
+        ids.n = 0;
+        int rc = sptok_encode(&t, s, len, 0, &ids);
+        int same[2];
+        for (int r = 0; r < 2; r++) {
+            uint32_t n;
+            memcpy(&n, p, 4);
+            p += 4;
+            same[r] = rc == DM_OK && n == ids.n;
+            for (uint32_t k = 0; k < n; k++) {
+                int32_t v;
+                memcpy(&v, p + 4 * k, 4);
+                if (same[r] && ids.v[k] != v) same[r] = 0;
+            }
+            p += 4 * (size_t)n;
+        }
+        ok_js += same[0];
+        ok_hf += same[1];
+        tokens += (long)ids.n;
+        dm_buf_reset(&dec);
+        int drc = sptok_decode(&t, ids.v, ids.n, 0, &dec);
+        int dok = drc == DM_OK && dec.len == len && !memcmp(dec.data, s, len);
+        ok_dec += dok;
+        if ((!same[0] || !same[1] || !dok) && shown++ < 5)
+            printf("FAIL parity on text %zu '%.*s': llama-tokenizer-js %s, tokenizers.js %s, decode %s\n", i, (int)len,
+                   s, same[0] ? "same" : "DIFFERS", same[1] ? "same" : "DIFFERS", dok ? "same" : "DIFFERS");
+    }
+    long n = (long)texts.n;
+    printf("  parity on the Llama vocabulary: %ld texts (%zu hand, %ld Beauty titles), %ld tokens: ids as "
+           "llama-tokenizer-js %ld, as tokenizers.js %ld, decode(encode(x)) == x %ld\n", n, n_hand, n_titles, tokens,
+           ok_js, ok_hf, ok_dec);
+    CHECK(ok_js == n && ok_hf == n && ok_dec == n, "parity: %ld / %ld / %ld of %ld texts", ok_js, ok_hf, ok_dec, n);
+    bpe_ids_free(&ids);
+    dm_buf_free(&dec);
+    dm_buf_free(&in);
+    dm_strtab_free(&texts);
+    free(out);
+    sptok_free(&t);
+}
+
 int main(void)
 {
     const char *tmp = getenv("DM_TMP");
@@ -256,6 +464,7 @@ int main(void)
     sptok_free(&ms);
 
     test_llama2c();
+    test_parity();
 
     expect_load_error("unigram", subst(json_prepend, "\"type\": \"BPE\"", "\"type\": \"Unigram\""),
                       "model.type 'Unigram' is not supported");
