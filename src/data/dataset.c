@@ -566,14 +566,10 @@ static int build_attributes(dm_dataset *d, const dm_meta *meta, const int64_t *m
     return DM_OK;
 }
 
-int dm_process(const dm_raw *raw, const dm_meta *meta, const dm_process_opts *o, dm_dataset *d,
-               int32_t **raw_to_item)
+/* the records' input order: normally the file order already; otherwise sorted by the order key */
+static int input_order(const dm_raw *raw, size_t **out)
 {
-    memset(d, 0, sizeof *d);
     size_t n = raw->n;
-    if (n == 0) return DM_ERR(DM_EINPUT, "no interactions to process");
-    size_t nu_raw = raw->users.keys.n, ni_raw = raw->items.keys.n;
-    /* input order: records are normally already in it; otherwise sort by the order key */
     size_t *base;
     DM_ALLOC(base, n);
     int in_order = 1;
@@ -582,8 +578,15 @@ int dm_process(const dm_raw *raw, const dm_meta *meta, const dm_process_opts *o,
         for (size_t i = 0; i < n; i++) base[i] = i;
     else
         DM_CALL(dm_argsort_i64(raw->order, n, base));
-    /* 1. group by user (stable counting sort), then each user's records by time: ties keep the
-          input order because both sorts are stable */
+    *out = base;
+    return DM_OK;
+}
+
+/* groups records by user (stable counting sort), then each user's records by time: ties keep the
+   input order because both sorts are stable. uoff (nu_raw+1) and byu (n) are the user segments. */
+static int group_by_user(const dm_raw *raw, const size_t *base, int64_t **uoff_out, size_t **byu_out)
+{
+    size_t n = raw->n, nu_raw = raw->users.keys.n;
     int64_t *uoff;
     size_t *byu;
     DM_ALLOC(uoff, nu_raw + 1);
@@ -616,49 +619,64 @@ int dm_process(const dm_raw *raw, const dm_meta *meta, const dm_process_opts *o,
         } else
             DM_CALL(dm_argsort_i64_of(raw->time, seg, len));
     }
-    uint8_t *alive;
-    DM_ALLOC(alive, n);
-    memset(alive, 1, n);
-    /* 2. deduplicate (user, item) pairs in time order */
-    if (o->dedup) {
-        int64_t *stamp;
-        DM_ALLOC(stamp, ni_raw + 1);
-        for (size_t k = 0; k < ni_raw; k++) stamp[k] = -1;
-        for (size_t k = 0; k < nu_raw; k++) {
-            size_t len = (size_t)(uoff[k + 1] - uoff[k]);
-            for (size_t j = 0; j < len; j++) {
-                size_t i = byu[uoff[k] + (o->dedup == 1 ? j : len - 1 - j)];
-                if (stamp[raw->item[i]] == (int64_t)k) alive[i] = 0;
-                else stamp[raw->item[i]] = (int64_t)k;
+    *uoff_out = uoff;
+    *byu_out = byu;
+    return DM_OK;
+}
+
+/* clears alive[] for repeated (user, item) pairs in time order: dedup 1 keeps the first, 2 the last */
+static int drop_duplicates(const dm_raw *raw, const int64_t *uoff, const size_t *byu, int dedup, uint8_t *alive)
+{
+    size_t nu_raw = raw->users.keys.n, ni_raw = raw->items.keys.n;
+    int64_t *stamp;
+    DM_ALLOC(stamp, ni_raw + 1);
+    for (size_t k = 0; k < ni_raw; k++) stamp[k] = -1;
+    for (size_t k = 0; k < nu_raw; k++) {
+        size_t len = (size_t)(uoff[k + 1] - uoff[k]);
+        for (size_t j = 0; j < len; j++) {
+            size_t i = byu[uoff[k] + (dedup == 1 ? j : len - 1 - j)];
+            if (stamp[raw->item[i]] == (int64_t)k) alive[i] = 0;
+            else stamp[raw->item[i]] = (int64_t)k;
+        }
+    }
+    free(stamp);
+    return DM_OK;
+}
+
+/* iterative k-core: clears alive[] until every user and item keeps its minimum count */
+static int kcore_filter(const dm_raw *raw, const dm_process_opts *o, uint8_t *alive)
+{
+    size_t n = raw->n, nu_raw = raw->users.keys.n, ni_raw = raw->items.keys.n;
+    int64_t *uc, *ic;
+    DM_ALLOC(uc, nu_raw);
+    DM_ALLOC(ic, ni_raw);
+    for (int changed = 1, round = 0; changed; round++) {
+        changed = 0;
+        memset(uc, 0, nu_raw * sizeof *uc);
+        memset(ic, 0, ni_raw * sizeof *ic);
+        for (size_t i = 0; i < n; i++)
+            if (alive[i]) {
+                uc[raw->user[i]]++;
+                ic[raw->item[i]]++;
             }
-        }
-        free(stamp);
+        for (size_t i = 0; i < n; i++)
+            if (alive[i] && (uc[raw->user[i]] < o->kcore_user || ic[raw->item[i]] < o->kcore_item)) {
+                alive[i] = 0;
+                changed = 1;
+            }
+        if (changed) dm_log_v(2, "  k-core round %d removed interactions", round + 1);
     }
-    /* 3. iterative k-core */
-    if (o->kcore_user > 0 || o->kcore_item > 0) {
-        int64_t *uc, *ic;
-        DM_ALLOC(uc, nu_raw);
-        DM_ALLOC(ic, ni_raw);
-        for (int changed = 1, round = 0; changed; round++) {
-            changed = 0;
-            memset(uc, 0, nu_raw * sizeof *uc);
-            memset(ic, 0, ni_raw * sizeof *ic);
-            for (size_t i = 0; i < n; i++)
-                if (alive[i]) {
-                    uc[raw->user[i]]++;
-                    ic[raw->item[i]]++;
-                }
-            for (size_t i = 0; i < n; i++)
-                if (alive[i] && (uc[raw->user[i]] < o->kcore_user || ic[raw->item[i]] < o->kcore_item)) {
-                    alive[i] = 0;
-                    changed = 1;
-                }
-            if (changed) dm_log_v(2, "  k-core round %d removed interactions", round + 1);
-        }
-        free(uc);
-        free(ic);
-    }
-    /* 4. dense ids by first appearance in input order (or numeric value) */
+    free(uc);
+    free(ic);
+    return DM_OK;
+}
+
+/* dense user and item ids (du: nu_raw, di: ni_raw, -1 when filtered out) by first appearance in
+   input order (or numeric value); *m_out is the number of records alive */
+static int assign_dense_ids(const dm_raw *raw, const size_t *base, const uint8_t *alive, const dm_process_opts *o,
+                            dm_dataset *d, int32_t **du_out, int32_t **di_out, size_t *m_out)
+{
+    size_t n = raw->n, nu_raw = raw->users.keys.n, ni_raw = raw->items.keys.n;
     int64_t *ufirst, *ifirst;
     DM_ALLOC(ufirst, nu_raw);
     DM_ALLOC(ifirst, ni_raw);
@@ -685,11 +703,18 @@ int dm_process(const dm_raw *raw, const dm_meta *meta, const dm_process_opts *o,
     DM_CALL(dense_ids(&raw->items, ifirst, o->numeric_ids, di, &d->n_items));
     free(ufirst);
     free(ifirst);
-    /* 5. emit users in dense order, each in time order */
-    int64_t *inv;
-    DM_ALLOC(inv, (d->n_users > d->n_items ? d->n_users : d->n_items) + 1);
-    for (size_t k = 0; k < nu_raw; k++)
-        if (du[k] >= 0) inv[du[k]] = (int64_t)k;
+    *du_out = du;
+    *di_out = di;
+    *m_out = m;
+    return DM_OK;
+}
+
+/* emits the m alive records: users in dense order (inv[u] = raw user of dense user u), each user's
+   records in time order; item, time and given split per record */
+static int emit_interactions(const dm_raw *raw, const size_t *base, const uint8_t *alive, const int64_t *uoff,
+                             const size_t *byu, const int32_t *di, const int64_t *inv, size_t m, dm_dataset *d)
+{
+    size_t n = raw->n;
     d->n_inter = m;
     d->has_time = raw->has_time;
     DM_ALLOC(d->user_off, d->n_users + 1);
@@ -720,19 +745,14 @@ int dm_process(const dm_raw *raw, const dm_meta *meta, const dm_process_opts *o,
         d->user_off[u + 1] = (int64_t)q;
     }
     free(pos_of);
-    free(uoff);
-    free(byu);
-    free(base);
-    /* original ids */
-    for (size_t u = 0; u < d->n_users; u++) {
-        size_t l;
-        const char *s = dm_strtab_get(&raw->users.keys, (size_t)inv[u], &l);
-        DM_CALL(dm_strtab_add(&d->user_id, s, l));
-    }
-    for (size_t k = 0; k < ni_raw; k++)
-        if (di[k] >= 0) inv[di[k]] = (int64_t)k;
-    int64_t *meta_of_item;
-    DM_ALLOC(meta_of_item, d->n_items + 1);
+    return DM_OK;
+}
+
+/* per dense item (inv[it] = raw item of dense item it): original id, and title, brand, category
+   and price from the metadata when it has the item; meta_of_item[it] is its metadata row or -1 */
+static int item_metadata(const dm_raw *raw, const dm_meta *meta, const int64_t *inv, dm_dataset *d,
+                         int64_t *meta_of_item)
+{
     DM_ALLOC(d->price, d->n_items + 1);
     DM_ALLOC(d->has_title, d->n_items + 1);
     for (size_t it = 0; it < d->n_items; it++) {
@@ -757,6 +777,46 @@ int dm_process(const dm_raw *raw, const dm_meta *meta, const dm_process_opts *o,
             d->price[it] = NAN;
         }
     }
+    return DM_OK;
+}
+
+int dm_process(const dm_raw *raw, const dm_meta *meta, const dm_process_opts *o, dm_dataset *d,
+               int32_t **raw_to_item)
+{
+    memset(d, 0, sizeof *d);
+    size_t n = raw->n;
+    if (n == 0) return DM_ERR(DM_EINPUT, "no interactions to process");
+    size_t nu_raw = raw->users.keys.n, ni_raw = raw->items.keys.n;
+    size_t *base, *byu;
+    int64_t *uoff;
+    DM_CALL(input_order(raw, &base));
+    DM_CALL(group_by_user(raw, base, &uoff, &byu));
+    uint8_t *alive;
+    DM_ALLOC(alive, n);
+    memset(alive, 1, n);
+    if (o->dedup) DM_CALL(drop_duplicates(raw, uoff, byu, o->dedup, alive));
+    if (o->kcore_user > 0 || o->kcore_item > 0) DM_CALL(kcore_filter(raw, o, alive));
+    int32_t *du, *di;
+    size_t m;
+    DM_CALL(assign_dense_ids(raw, base, alive, o, d, &du, &di, &m));
+    int64_t *inv; /* dense id -> raw id, for users, then for items */
+    DM_ALLOC(inv, (d->n_users > d->n_items ? d->n_users : d->n_items) + 1);
+    for (size_t k = 0; k < nu_raw; k++)
+        if (du[k] >= 0) inv[du[k]] = (int64_t)k;
+    DM_CALL(emit_interactions(raw, base, alive, uoff, byu, di, inv, m, d));
+    free(uoff);
+    free(byu);
+    free(base);
+    for (size_t u = 0; u < d->n_users; u++) {
+        size_t l;
+        const char *s = dm_strtab_get(&raw->users.keys, (size_t)inv[u], &l);
+        DM_CALL(dm_strtab_add(&d->user_id, s, l));
+    }
+    for (size_t k = 0; k < ni_raw; k++)
+        if (di[k] >= 0) inv[di[k]] = (int64_t)k;
+    int64_t *meta_of_item;
+    DM_ALLOC(meta_of_item, d->n_items + 1);
+    DM_CALL(item_metadata(raw, meta, inv, d, meta_of_item));
     DM_CALL(build_attributes(d, meta, meta_of_item, o));
     free(meta_of_item);
     free(inv);

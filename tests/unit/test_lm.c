@@ -33,6 +33,168 @@ static double full_ll(gpt2_model *m, const int *seq, int n, int from, const floa
 
 static void push_text(const lm_model *lm, bpe_ids *ids, const char *s) { bpe_encode(&lm->tok, s, strlen(s), ids); }
 
+/* a tokenizer trained on a small corpus and a random GPT-2 sharpened so that choices are decided by
+ * the network, not by token counts */
+static void make_lm(lm_model *lm, dm_strtab *corpus)
+{
+    memset(lm, 0, sizeof *lm);
+    const char *docs[] = {"Because you bought the red soap, we suggest the blue shampoo.",
+                          "Because you liked the green widget, we suggest a brush.",
+                          "the item is red; the item is blue; the item is green"};
+    for (int r = 0; r < 4; r++)
+        for (int i = 0; i < 3; i++) dm_strtab_add(corpus, docs[i], strlen(docs[i]));
+    static const char *const specials[] = {"<|endoftext|>", NULL};
+    CHECK(bpe_train(&lm->tok, corpus, 60, specials) == DM_OK, "train tokenizer");
+    gpt2_config cfg = gpt2_config_make(2, 2, 32, 96, lm->tok.n_vocab);
+    CHECK(gpt2_init(&lm->model, &cfg) == DM_OK, "init");
+    gpt2_init_random(&lm->model, 11);
+    for (size_t i = 0; i < lm->model.num_params; i++) lm->model.param_slab[i] *= 12.0f;
+    for (int l = 0; l < cfg.num_layers; l++)
+        for (int c = 0; c < cfg.channels; c++) {
+            lm->model.params.ln1w[l * cfg.channels + c] = 1.0f;
+            lm->model.params.ln2w[l * cfg.channels + c] = 1.0f;
+        }
+    for (int c = 0; c < cfg.channels; c++) lm->model.params.lnfw[c] = 1.0f;
+}
+
+/* checkpoint round trip of all four files */
+static void test_roundtrip(const lm_model *lm, const char *tmp)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/lm_roundtrip", tmp);
+    CHECK(lm_save(lm, dir) == DM_OK, "save");
+    lm_model back;
+    CHECK(lm_load(&back, dir) == DM_OK, "load");
+    CHECK(back.model.num_params == lm->model.num_params &&
+              !memcmp(back.model.param_slab, lm->model.param_slab, lm->model.num_params * sizeof(float)),
+          "parameters changed in the round trip");
+    CHECK(back.tok.n_vocab == lm->tok.n_vocab && back.tok.n_merges == lm->tok.n_merges, "tokenizer changed");
+    lm_free(&back);
+}
+
+/* template filling after the prefix in cache c against brute force: every alternative of every
+ * slot by a full forward of the whole sequence; seq (empty on entry) ends as prefix + filled text */
+static void test_template(lm_model *lm, gpt2_cache *c, const bpe_ids *pre, const float *soft, bpe_ids *seq,
+                          dm_buf *out)
+{
+    static const char *const colours[] = {" green widget", " item", " blue", " red"};
+    static const char *const things[] = {" the blue shampoo", " a brush", " shampoo", " soap"};
+    lm_part parts[] = {{" the", NULL, 0}, {NULL, colours, 4}, {", we suggest", NULL, 0}, {NULL, things, 4}, {".", NULL, 0}};
+    int choice[5];
+    double cll[5];
+    CHECK(lm_fill_template(lm, c, parts, 5, choice, cll, out) == DM_OK, "template");
+    printf("  template: '%s' (choices %d, %d)\n", out->data, choice[1], choice[3]);
+
+    for (size_t i = 0; i < pre->n; i++) bpe_ids_push(seq, pre->v[i]);
+    double worst = 0;
+    for (int k = 0; k < 5; k++) {
+        if (parts[k].text) {
+            push_text(lm, seq, parts[k].text);
+            continue;
+        }
+        int best = -1;
+        double bll = -INFINITY;
+        for (int v = 0; v < parts[k].n_values; v++) {
+            bpe_ids alt = {0};
+            for (size_t i = 0; i < seq->n; i++) bpe_ids_push(&alt, seq->v[i]);
+            push_text(lm, &alt, parts[k].values[v]);
+            double ll = full_ll(&lm->model, alt.v, (int)alt.n, (int)seq->n, soft, 2);
+            if (ll > bll) { bll = ll; best = v; }
+            bpe_ids_free(&alt);
+        }
+        CHECK(best == choice[k], "slot %d: brute force picks %d, the cache %d", k, best, choice[k]);
+        worst = fabs(bll - cll[k]) > worst ? fabs(bll - cll[k]) : worst;
+        push_text(lm, seq, parts[k].values[best]);
+    }
+    printf("  template slots vs brute force: same choices, log-likelihood max diff %.3g\n", worst);
+    CHECK(worst < 1e-4, "slot log-likelihoods differ by %g", worst);
+    CHECK((size_t)c->len == seq->n, "cache holds %d positions, the sequence %zu", c->len, seq->n);
+}
+
+/* scoring texts after the filled template (seq), against full forwards */
+static void test_score_texts(lm_model *lm, gpt2_cache *c, const bpe_ids *seq, const float *soft)
+{
+    const char *cands[] = {" The end", " blue", "", " a brush and soap"};
+    double ll[4];
+    CHECK(lm_score_texts(lm, c, cands, 4, ll) == DM_OK, "score");
+    double worst = 0;
+    for (int i = 0; i < 4; i++) {
+        bpe_ids alt = {0};
+        for (size_t k = 0; k < seq->n; k++) bpe_ids_push(&alt, seq->v[k]);
+        push_text(lm, &alt, cands[i]);
+        double b = alt.n > seq->n ? full_ll(&lm->model, alt.v, (int)alt.n, (int)seq->n, soft, 2) : 0.0;
+        worst = fabs(b - ll[i]) > worst ? fabs(b - ll[i]) : worst;
+        bpe_ids_free(&alt);
+    }
+    printf("  text scores vs full forwards: max diff %.3g\n", worst);
+    CHECK(worst < 1e-4, "text scores differ by %g", worst);
+}
+
+/* greedy text generation against step-by-step full forwards, which extend seq */
+static void test_generate(lm_model *lm, gpt2_cache *c, bpe_ids *seq, const float *soft)
+{
+    dm_buf gen = {0};
+    int before = c->len;
+    CHECK(lm_generate_text(lm, c, 8, &gen) == DM_OK, "generate");
+    int V = lm->model.cfg.vocab_size, same = 1, steps = c->len - before;
+    for (int s = 0; s < steps; s++) {
+        gpt2_forward(&lm->model, seq->v, soft, 2, NULL, 1, (int)seq->n, 1, 0);
+        const float *row = lm->model.acts.logits + (seq->n - 1) * (size_t)V;
+        int best = 0;
+        for (int j = 1; j < V; j++)
+            if (row[j] > row[best]) best = j;
+        bpe_ids_push(seq, best);
+        if (best == lm->tok.eot) break;
+    }
+    dm_buf bf = {0};
+    bpe_decode(&lm->tok, seq->v + before, seq->n - (size_t)before, &bf);
+    if (seq->n > 0 && seq->v[seq->n - 1] == lm->tok.eot) bf.len -= 13;
+    same = bf.len == gen.len && (gen.len == 0 || !memcmp(bf.data, gen.data, gen.len));
+    printf("  greedy text (%d tokens) matches step-by-step forwards: %s\n", steps, same ? "yes" : "no");
+    CHECK(same, "greedy generation differs: '%s' vs '%s'", gen.data ? gen.data : "", bf.data ? bf.data : "");
+    dm_buf_free(&gen);
+    dm_buf_free(&bf);
+}
+
+/* near the end of the context: values that do not fit are passed over; none fitting is
+ * reported in choice (-2, cache unchanged), and is an error without choice */
+static void test_context_end(lm_model *lm, const bpe_ids *pre)
+{
+    const gpt2_config *cfg = &lm->model.cfg;
+    static const char *const vals[] = {" the blue shampoo and the red soap and a brush", " soap"};
+    bpe_ids t0 = {0}, t1 = {0};
+    push_text(lm, &t0, vals[0]);
+    push_text(lm, &t1, vals[1]);
+    CHECK(t0.n > t1.n, "test values: %zu vs %zu tokens", t0.n, t1.n);
+    gpt2_cache c2;
+    CHECK(gpt2_cache_init(&c2, &lm->model, 0, 16) == DM_OK, "cache");
+    int room = (int)t1.n, fill = cfg->max_seq_len - room;
+    int *ids = malloc((size_t)fill * sizeof *ids);
+    for (int i = 0; i < fill; i++) ids[i] = pre->v[2 + i % (int)(pre->n - 2)];
+    CHECK(gpt2_cache_append(&c2, ids, NULL, 0, fill) == DM_OK, "fill the context");
+    lm_part p1[] = {{NULL, vals, 2}};
+    int ch = -1;
+    double l1 = 0;
+    dm_buf o2 = {0};
+    CHECK(lm_fill_template(lm, &c2, p1, 1, &ch, &l1, &o2) == DM_OK && ch == 1 && c2.len == cfg->max_seq_len,
+          "the value that fits: choice %d, cache %d", ch, c2.len);
+    CHECK(gpt2_cache_truncate(&c2, fill) == DM_OK, "truncate");
+    lm_part p2[] = {{NULL, vals, 1}};
+    CHECK(lm_fill_template(lm, &c2, p2, 1, &ch, &l1, &o2) == DM_OK && ch == -2 && c2.len == fill,
+          "no value fits: choice %d, cache %d", ch, c2.len);
+    dm_error_clear();
+    CHECK(lm_fill_template(lm, &c2, p2, 1, NULL, NULL, &o2) != DM_OK && strstr(dm_error_message(), "fits after the"),
+          "no value fits without choice: %s", dm_error_message());
+    dm_error_clear();
+    printf("  template near the end of the context: the %zu-token value passed over, the %zu-token one written\n", t0.n,
+           t1.n);
+    free(ids);
+    dm_buf_free(&o2);
+    bpe_ids_free(&t0);
+    bpe_ids_free(&t1);
+    gpt2_cache_free(&c2);
+}
+
 int main(void)
 {
     const char *tmp = getenv("DM_TMP");
@@ -42,41 +204,12 @@ int main(void)
     }
     gpt2_set_threads(1);
     lm_model lm;
-    memset(&lm, 0, sizeof lm);
     dm_strtab corpus = {0};
-    const char *docs[] = {"Because you bought the red soap, we suggest the blue shampoo.",
-                          "Because you liked the green widget, we suggest a brush.",
-                          "the item is red; the item is blue; the item is green"};
-    for (int r = 0; r < 4; r++)
-        for (int i = 0; i < 3; i++) dm_strtab_add(&corpus, docs[i], strlen(docs[i]));
-    static const char *const specials[] = {"<|endoftext|>", NULL};
-    CHECK(bpe_train(&lm.tok, &corpus, 60, specials) == DM_OK, "train tokenizer");
-    gpt2_config cfg = gpt2_config_make(2, 2, 32, 96, lm.tok.n_vocab);
-    CHECK(gpt2_init(&lm.model, &cfg) == DM_OK, "init");
-    gpt2_init_random(&lm.model, 11);
-    /* sharpen the random model so that choices are decided by the network, not by token counts */
-    for (size_t i = 0; i < lm.model.num_params; i++) lm.model.param_slab[i] *= 12.0f;
-    for (int l = 0; l < cfg.num_layers; l++)
-        for (int c = 0; c < cfg.channels; c++) {
-            lm.model.params.ln1w[l * cfg.channels + c] = 1.0f;
-            lm.model.params.ln2w[l * cfg.channels + c] = 1.0f;
-        }
-    for (int c = 0; c < cfg.channels; c++) lm.model.params.lnfw[c] = 1.0f;
-
-    /* checkpoint round trip of all four files */
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s/lm_roundtrip", tmp);
-    CHECK(lm_save(&lm, dir) == DM_OK, "save");
-    lm_model back;
-    CHECK(lm_load(&back, dir) == DM_OK, "load");
-    CHECK(back.model.num_params == lm.model.num_params &&
-              !memcmp(back.model.param_slab, lm.model.param_slab, lm.model.num_params * sizeof(float)),
-          "parameters changed in the round trip");
-    CHECK(back.tok.n_vocab == lm.tok.n_vocab && back.tok.n_merges == lm.tok.n_merges, "tokenizer changed");
-    lm_free(&back);
+    make_lm(&lm, &corpus);
+    test_roundtrip(&lm, tmp);
 
     /* a prefix with two soft vectors, then text */
-    int C = cfg.channels;
+    int C = lm.model.cfg.channels;
     float soft[2 * 32];
     dm_rng r;
     dm_rng_seed(&r, 5);
@@ -89,78 +222,11 @@ int main(void)
     CHECK(gpt2_cache_init(&c, &lm.model, 0, 16) == DM_OK, "cache");
     CHECK(gpt2_cache_append(&c, pre.v, soft, 2, (int)pre.n) == DM_OK, "prefix");
 
-    static const char *const colours[] = {" green widget", " item", " blue", " red"};
-    static const char *const things[] = {" the blue shampoo", " a brush", " shampoo", " soap"};
-    lm_part parts[] = {{" the", NULL, 0}, {NULL, colours, 4}, {", we suggest", NULL, 0}, {NULL, things, 4}, {".", NULL, 0}};
-    int choice[5];
-    double cll[5];
-    dm_buf out = {0};
-    CHECK(lm_fill_template(&lm, &c, parts, 5, choice, cll, &out) == DM_OK, "template");
-    printf("  template: '%s' (choices %d, %d)\n", out.data, choice[1], choice[3]);
-
-    /* brute force: every alternative of every slot by a full forward of the whole sequence */
     bpe_ids seq = {0};
-    for (size_t i = 0; i < pre.n; i++) bpe_ids_push(&seq, pre.v[i]);
-    double worst = 0;
-    for (int k = 0; k < 5; k++) {
-        if (parts[k].text) {
-            push_text(&lm, &seq, parts[k].text);
-            continue;
-        }
-        int best = -1;
-        double bll = -INFINITY;
-        for (int v = 0; v < parts[k].n_values; v++) {
-            bpe_ids alt = {0};
-            for (size_t i = 0; i < seq.n; i++) bpe_ids_push(&alt, seq.v[i]);
-            push_text(&lm, &alt, parts[k].values[v]);
-            double ll = full_ll(&lm.model, alt.v, (int)alt.n, (int)seq.n, soft, 2);
-            if (ll > bll) { bll = ll; best = v; }
-            bpe_ids_free(&alt);
-        }
-        CHECK(best == choice[k], "slot %d: brute force picks %d, the cache %d", k, best, choice[k]);
-        worst = fabs(bll - cll[k]) > worst ? fabs(bll - cll[k]) : worst;
-        push_text(&lm, &seq, parts[k].values[best]);
-    }
-    printf("  template slots vs brute force: same choices, log-likelihood max diff %.3g\n", worst);
-    CHECK(worst < 1e-4, "slot log-likelihoods differ by %g", worst);
-    CHECK((size_t)c.len == seq.n, "cache holds %d positions, the sequence %zu", c.len, seq.n);
-
-    /* scoring texts after the filled template, against full forwards */
-    const char *cands[] = {" The end", " blue", "", " a brush and soap"};
-    double ll[4];
-    CHECK(lm_score_texts(&lm, &c, cands, 4, ll) == DM_OK, "score");
-    worst = 0;
-    for (int i = 0; i < 4; i++) {
-        bpe_ids alt = {0};
-        for (size_t k = 0; k < seq.n; k++) bpe_ids_push(&alt, seq.v[k]);
-        push_text(&lm, &alt, cands[i]);
-        double b = alt.n > seq.n ? full_ll(&lm.model, alt.v, (int)alt.n, (int)seq.n, soft, 2) : 0.0;
-        worst = fabs(b - ll[i]) > worst ? fabs(b - ll[i]) : worst;
-        bpe_ids_free(&alt);
-    }
-    printf("  text scores vs full forwards: max diff %.3g\n", worst);
-    CHECK(worst < 1e-4, "text scores differ by %g", worst);
-
-    /* greedy text generation against step-by-step full forwards */
-    dm_buf gen = {0};
-    int before = c.len;
-    CHECK(lm_generate_text(&lm, &c, 8, &gen) == DM_OK, "generate");
-    int V = cfg.vocab_size, same = 1, steps = c.len - before;
-    for (int s = 0; s < steps; s++) {
-        gpt2_forward(&lm.model, seq.v, soft, 2, NULL, 1, (int)seq.n, 1, 0);
-        const float *row = lm.model.acts.logits + (seq.n - 1) * (size_t)V;
-        int best = 0;
-        for (int j = 1; j < V; j++)
-            if (row[j] > row[best]) best = j;
-        bpe_ids_push(&seq, best);
-        if (best == lm.tok.eot) break;
-    }
-    dm_buf bf = {0};
-    bpe_decode(&lm.tok, seq.v + before, seq.n - (size_t)before, &bf);
-    if (seq.n > 0 && seq.v[seq.n - 1] == lm.tok.eot) bf.len -= 13;
-    same = bf.len == gen.len && (gen.len == 0 || !memcmp(bf.data, gen.data, gen.len));
-    printf("  greedy text (%d tokens) matches step-by-step forwards: %s\n", steps, same ? "yes" : "no");
-    CHECK(same, "greedy generation differs: '%s' vs '%s'", gen.data ? gen.data : "", bf.data ? bf.data : "");
+    dm_buf out = {0};
+    test_template(&lm, &c, &pre, soft, &seq, &out);
+    test_score_texts(&lm, &c, &seq, soft);
+    test_generate(&lm, &c, &seq, soft);
 
     /* a slot without values is an error */
     lm_part bad[] = {{NULL, NULL, 0}};
@@ -168,45 +234,9 @@ int main(void)
     CHECK(lm_fill_template(&lm, &c, bad, 1, NULL, NULL, &out) != DM_OK &&
               strstr(dm_error_message(), "slot without allowed values"), "empty slot: %s", dm_error_message());
 
-    /* near the end of the context: values that do not fit are passed over; none fitting is
-     * reported in choice (-2, cache unchanged), and is an error without choice */
-    {
-        static const char *const vals[] = {" the blue shampoo and the red soap and a brush", " soap"};
-        bpe_ids t0 = {0}, t1 = {0};
-        push_text(&lm, &t0, vals[0]);
-        push_text(&lm, &t1, vals[1]);
-        CHECK(t0.n > t1.n, "test values: %zu vs %zu tokens", t0.n, t1.n);
-        gpt2_cache c2;
-        CHECK(gpt2_cache_init(&c2, &lm.model, 0, 16) == DM_OK, "cache");
-        int room = (int)t1.n, fill = cfg.max_seq_len - room;
-        int *ids = malloc((size_t)fill * sizeof *ids);
-        for (int i = 0; i < fill; i++) ids[i] = pre.v[2 + i % (int)(pre.n - 2)];
-        CHECK(gpt2_cache_append(&c2, ids, NULL, 0, fill) == DM_OK, "fill the context");
-        lm_part p1[] = {{NULL, vals, 2}};
-        int ch = -1;
-        double l1 = 0;
-        dm_buf o2 = {0};
-        CHECK(lm_fill_template(&lm, &c2, p1, 1, &ch, &l1, &o2) == DM_OK && ch == 1 && c2.len == cfg.max_seq_len,
-              "the value that fits: choice %d, cache %d", ch, c2.len);
-        CHECK(gpt2_cache_truncate(&c2, fill) == DM_OK, "truncate");
-        lm_part p2[] = {{NULL, vals, 1}};
-        CHECK(lm_fill_template(&lm, &c2, p2, 1, &ch, &l1, &o2) == DM_OK && ch == -2 && c2.len == fill,
-              "no value fits: choice %d, cache %d", ch, c2.len);
-        dm_error_clear();
-        CHECK(lm_fill_template(&lm, &c2, p2, 1, NULL, NULL, &o2) != DM_OK && strstr(dm_error_message(), "fits after the"),
-              "no value fits without choice: %s", dm_error_message());
-        dm_error_clear();
-        printf("  template near the end of the context: the %zu-token value passed over, the %zu-token one written\n", t0.n, t1.n);
-        free(ids);
-        dm_buf_free(&o2);
-        bpe_ids_free(&t0);
-        bpe_ids_free(&t1);
-        gpt2_cache_free(&c2);
-    }
+    test_context_end(&lm, &pre);
 
     dm_buf_free(&out);
-    dm_buf_free(&gen);
-    dm_buf_free(&bf);
     bpe_ids_free(&pre);
     bpe_ids_free(&seq);
     gpt2_cache_free(&c);
