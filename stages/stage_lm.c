@@ -1,4 +1,4 @@
-/* cmd_lm.c: `dynmm lm`: the frozen language model of the pipeline.
+/* stage_lm.c: `dynmm lm`: the frozen language model of the pipeline.
  *
  * With lm.checkpoint set, the Hugging Face-layout checkpoint is loaded and checked (every rank),
  * and its directory recorded. Otherwise a small GPT-2 is pretrained here on the catalogue's own text
@@ -16,6 +16,12 @@
  *   resume    <run.dir>/ckpt_lm.h5 every few hundred steps and on SIGTERM/SIGUSR1
  * Output: <run.dir>/lm/ (config.json, model.safetensors, vocab.json, merges.txt; or lm.save_dir)
  * and <run.dir>/lm.h5 (format "dynmm-lm": where the model is, its shape, the training curve).
+ *
+ * The model (GPT-2, its BPE tokenizer, the Hugging Face layout) lives in src/lm; this file builds
+ * the corpus, shares the steps out among the ranks, checkpoints and writes lm.h5. The stage body is
+ * a table of contents (stage_lm): lm_loaded for a given checkpoint; otherwise lm_corpus, lm_setup,
+ * lm_train (per step lm_step, lm_log_point, lm_interrupted) and lm_save_dir; then lm_write and
+ * lm_ws_free. Everything lives in one workspace (lm_ws).
  */
 #include "../mpi/cli.h"
 #include "dataset_io.h"
@@ -119,62 +125,73 @@ static int fill_template(const dm_dataset *d, const char *tpl, size_t tl, dm_rng
     return DM_OK;
 }
 
-static int build_corpus(const dm_cfg *cfg, const dm_dataset *d, uint64_t seed, dm_strtab *train, dm_strtab *val)
+/* the documents of the catalogue's items: titles, brand lines, category paths (as lm.corpus asks) */
+static int corpus_items(const dm_cfg *cfg, const dm_dataset *d, dm_strtab *all, dm_buf *b)
 {
-    dm_strtab all = {0};
-    dm_buf b = {0};
-    int titles = want_kind(cfg, "titles"), brands = want_kind(cfg, "brands"), cats = want_kind(cfg, "categories"),
-        tpls = want_kind(cfg, "templates");
+    int titles = want_kind(cfg, "titles"), brands = want_kind(cfg, "brands"), cats = want_kind(cfg, "categories");
     for (size_t i = 0; i < d->n_items; i++) {
         size_t l;
         const char *s;
         if (titles) {
             s = dm_strtab_get(&d->title, i, &l);
-            DM_CALL(add_doc(&all, s, l));
+            DM_CALL(add_doc(all, s, l));
         }
         if (brands) {
             s = dm_strtab_get(&d->brand, i, &l);
             if (l) {
-                dm_buf_reset(&b);
-                DM_CALL(dm_buf_printf(&b, "Brand: %.*s", (int)l, s));
-                DM_CALL(add_doc(&all, b.data, b.len));
+                dm_buf_reset(b);
+                DM_CALL(dm_buf_printf(b, "Brand: %.*s", (int)l, s));
+                DM_CALL(add_doc(all, b->data, b->len));
             }
         }
         if (cats) {
             s = dm_strtab_get(&d->category, i, &l);
-            DM_CALL(add_doc(&all, s, l));
+            DM_CALL(add_doc(all, s, l));
         }
     }
-    if (tpls) {
-        const char *t = dm_cfg_str(cfg, "explain.templates");
-        size_t nt = 1;
-        for (const char *p = t; *p; p++) nt += *p == '|';
-        /* as many rationale sentences as items, spread over the templates */
-        dm_rng r;
-        dm_rng_seed(&r, dm_rng_key(seed, 0x7E3, 0));
-        for (size_t i = 0; i < d->n_items; i++) {
-            size_t k = dm_rng_below(&r, nt), q = 0;
-            const char *p = t;
-            while (q < k) {
-                if (*p++ == '|') q++;
-            }
-            const char *e = strchr(p, '|');
-            size_t tl = e ? (size_t)(e - p) : strlen(p);
-            DM_CALL(fill_template(d, p, tl, &r, &b));
-            DM_CALL(add_doc(&all, b.data, b.len));
+    return DM_OK;
+}
+
+/* as many rationale sentences as items, spread over the templates of explain.templates */
+static int corpus_templates(const dm_cfg *cfg, const dm_dataset *d, uint64_t seed, dm_strtab *all, dm_buf *b)
+{
+    const char *t = dm_cfg_str(cfg, "explain.templates");
+    size_t nt = 1;
+    for (const char *p = t; *p; p++) nt += *p == '|';
+    dm_rng r;
+    dm_rng_seed(&r, dm_rng_key(seed, 0x7E3, 0));
+    for (size_t i = 0; i < d->n_items; i++) {
+        size_t k = dm_rng_below(&r, nt), q = 0;
+        const char *p = t;
+        while (q < k) {
+            if (*p++ == '|') q++;
         }
+        const char *e = strchr(p, '|');
+        size_t tl = e ? (size_t)(e - p) : strlen(p);
+        DM_CALL(fill_template(d, p, tl, &r, b));
+        DM_CALL(add_doc(all, b->data, b->len));
     }
+    return DM_OK;
+}
+
+/* the corpus of lm.corpus, split into training and held-out documents by a keyed hash */
+static int build_corpus(const dm_cfg *cfg, const dm_dataset *d, uint64_t seed, dm_strtab *train, dm_strtab *val)
+{
+    dm_strtab all = {0};
+    dm_buf b = {0};
+    int rc = corpus_items(cfg, d, &all, &b);
+    if (!rc && want_kind(cfg, "templates")) rc = corpus_templates(cfg, d, seed, &all, &b);
     double vf = dm_cfg_float(cfg, "lm.val_frac");
-    for (size_t k = 0; k < all.n; k++) {
+    for (size_t k = 0; k < all.n && !rc; k++) {
         size_t l;
         const char *s = dm_strtab_get(&all, k, &l);
         dm_rng r;
         dm_rng_seed(&r, dm_rng_key(seed, 0x7A1, k));
-        DM_CALL(dm_strtab_add(dm_rng_uniform(&r) < vf ? val : train, s, l));
+        rc = dm_strtab_add(dm_rng_uniform(&r) < vf ? val : train, s, l);
     }
     dm_strtab_free(&all);
     dm_buf_free(&b);
-    return DM_OK;
+    return rc;
 }
 
 /* token stream of documents joined by <|endoftext|> (which also starts the stream) */
@@ -190,9 +207,9 @@ static int tokenize_docs(const bpe_tokenizer *t, const dm_strtab *docs, bpe_ids 
     return DM_OK;
 }
 
-/* ---- checkpoints -------------------------------------------------------------------------- */
+/* ---- checkpoints: <run.dir>/ckpt_lm.h5 every 10 log points and on SIGTERM/SIGUSR1 ---- */
 
-static int ckpt_write(par_ctx *ctx, const char *path, const gpt2_model *m, long step, const char *hash)
+static int lm_ckpt_write(par_ctx *ctx, const char *path, const gpt2_model *m, long step, const char *hash)
 {
     h5file f;
     DM_CALL(par_agree(ctx, h5_create(ctx, path, 0, 1 << 20, &f)));
@@ -209,7 +226,7 @@ static int ckpt_write(par_ctx *ctx, const char *path, const gpt2_model *m, long 
     return h5_commit(&f);
 }
 
-static int ckpt_read(par_ctx *ctx, const char *path, gpt2_model *m, long *step, const char *hash, int *found)
+static int lm_ckpt_read(par_ctx *ctx, const char *path, gpt2_model *m, long *step, const char *hash, int *found)
 {
     h5file f;
     DM_CALL(h5_open_checkpoint(ctx, path, LM_CKPT_FORMAT, hash, &f, found));
@@ -289,196 +306,293 @@ static int mkdir_p(const char *p)
     return DM_OK;
 }
 
-static int stage_lm(stage_run *sr)
-{
-    par_ctx *ctx = sr->ctx;
-    const dm_cfg *cfg = sr->cfg;
-    double t0 = sr->t0;
-    const char *hash = sr->hash, *dpath = stage_input(sr, "dataset.h5");
-    char mdir[4096], ckpath[4096];
-    DM_CALL(cli_run_path(ctx, cfg, "ckpt_lm.h5", ckpath, sizeof ckpath));
-    const char *ck = dm_cfg_str(cfg, "lm.checkpoint");
+/* ---- the stage: a workspace and its steps ---- */
+
+/* The stage's workspace: the model, the corpus streams, the training state and the curve. Shapes:
+ * Bmax windows of T tokens per rank at most, ncurve log points. lm_ws_free releases everything. */
+typedef struct {
+    stage_run *sr;
+    par_ctx *ctx;
+    const dm_cfg *cfg;
+    const char *ck;             /* lm.checkpoint; "" to pretrain */
+    char mdir[4096];            /* where the model is, or is saved */
+    char ckpath[4096];          /* <run.dir>/ckpt_lm.h5 */
     lm_model lm;
-    memset(&lm, 0, sizeof lm);
-    int rc = DM_OK;
-    double *curve = NULL;
-    size_t ncurve = 0;
-    double val_first = NAN, val_last = NAN;
-    long steps = 0;
-    if (ck[0]) {
-        snprintf(mdir, sizeof mdir, "%s", ck);
-        rc = par_agree(ctx, lm_load(&lm, ck));
-        if (!rc)
-            dm_log("  lm: loaded %s: %d layers, %d heads, width %d, context %d, vocabulary %d (%zu parameters)", ck,
-                   lm.model.cfg.num_layers, lm.model.cfg.num_heads, lm.model.cfg.channels, lm.model.cfg.max_seq_len,
-                   lm.model.cfg.vocab_size, lm.model.num_params);
-    } else {
-        const char *sd = dm_cfg_str(cfg, "lm.save_dir");
-        if (sd[0]) snprintf(mdir, sizeof mdir, "%s", sd);
-        else rc = cli_run_path(ctx, cfg, "lm", mdir, sizeof mdir);
-        dm_dataset d;
-        memset(&d, 0, sizeof d);
-        if (!rc) rc = ds_read(ctx, dpath, &d);
-        uint64_t seed = dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0x1A9, 0);
-        dm_strtab train = {0}, val = {0};
-        bpe_ids ts = {0}, vs = {0};
-        if (!rc) rc = par_agree(ctx, build_corpus(cfg, &d, seed, &train, &val));
-        double tt = dm_wtime();
-        int V = (int)dm_cfg_int(cfg, "lm.vocab");
-        static const char *const specials[] = {"<|endoftext|>", NULL};
-        /* every rank learns the same tokenizer from the same documents (deterministic) */
-        if (!rc) rc = par_agree(ctx, bpe_train(&lm.tok, &train, V - 257, specials));
-        if (!rc) rc = par_agree(ctx, tokenize_docs(&lm.tok, &train, &ts));
-        if (!rc) rc = par_agree(ctx, tokenize_docs(&lm.tok, &val, &vs));
-        if (!rc)
-            dm_log("  lm: corpus of %zu training and %zu validation documents; BPE vocabulary %d (%.1fs); %zu + %zu tokens",
-                   train.n, val.n, lm.tok.n_vocab, dm_wtime() - tt, ts.n, vs.n);
-        dm_dataset_free(&d);
-        dm_strtab_free(&train);
-        dm_strtab_free(&val);
-        int T = (int)dm_cfg_int(cfg, "lm.seq_len"), ctxlen = (int)dm_cfg_int(cfg, "lm.context");
-        if (!rc && T > ctxlen) {
-            char w[256];
-            rc = DM_ERR(DM_ECONFIG, "%s = %d exceeds lm.context = %d", dm_cfg_where(cfg, "lm.seq_len", w, sizeof w), T, ctxlen);
-        }
-        gpt2_config gc = gpt2_config_make((int)dm_cfg_int(cfg, "lm.layers"), (int)dm_cfg_int(cfg, "lm.heads"),
-                                          (int)dm_cfg_int(cfg, "lm.width"), ctxlen, lm.tok.n_vocab);
-        if (dm_cfg_int(cfg, "lm.inner") > 0) gc.inner = (int)dm_cfg_int(cfg, "lm.inner");
-        if (!rc) rc = gpt2_config_check(&gc, "the lm.* settings");
-        if (!rc) rc = gpt2_init(&lm.model, &gc);
-        if (!rc) {
-            gpt2_init_random(&lm.model, seed);
-            rc = gpt2_train_init(&lm.model);
-        }
-        int G = (int)dm_cfg_int(cfg, "lm.batch");
-        size_t blo, bhi;
-        dm_shard_even((size_t)G, ctx->size, 0, &blo, &bhi);
-        int Bmax = (int)(bhi - blo) > 0 ? (int)(bhi - blo) : 1;
-        if (!rc) rc = gpt2_reserve(&lm.model, Bmax, T, GPT2_KEEP);
-        rc = par_agree(ctx, rc);
-        steps = (long)dm_cfg_int(cfg, "lm.steps");
-        long step = 0;
-        int found = 0;
-        if (!rc && dm_cfg_bool(cfg, "run.resume")) rc = ckpt_read(ctx, ckpath, &lm.model, &step, hash, &found);
-        int *in = malloc((size_t)Bmax * (size_t)T * sizeof *in), *tg = malloc((size_t)Bmax * (size_t)T * sizeof *tg);
-        curve = calloc((size_t)(steps / (long)dm_cfg_int(cfg, "lm.log_every") + 2) * 5, sizeof *curve);
-        if (!rc && (!in || !tg || !curve)) rc = DM_ERR(DM_ENOMEM, "out of memory");
-        rc = par_agree(ctx, rc);
-        gpt2_adamw opt = {(float)dm_cfg_float(cfg, "lm.lr"), (float)dm_cfg_float(cfg, "lm.beta1"), (float)dm_cfg_float(cfg, "lm.beta2"),
-                          (float)dm_cfg_float(cfg, "lm.eps"), (float)dm_cfg_float(cfg, "lm.weight_decay")};
-        double lr_max = opt.lr, lr_min = lr_max * dm_cfg_float(cfg, "lm.lr_min_frac"), clip = dm_cfg_float(cfg, "lm.grad_clip");
-        long warm = (long)dm_cfg_int(cfg, "lm.warmup"), log_every = (long)dm_cfg_int(cfg, "lm.log_every");
-        double flops_tok = 3.0 * (double)gpt2_num_flops_per_token(&gc, T); /* forward + backward */
-        if (!rc) {
-            dm_log("  lm: GPT-2 %d layers, %d heads, width %d, context %d, %zu parameters; %ld steps of %d x %d tokens (%d per rank)",
-                   gc.num_layers, gc.num_heads, gc.channels, gc.max_seq_len, lm.model.num_params, steps, G, T, Bmax);
-            rc = validate(ctx, &lm.model, &vs, T, Bmax, in, tg, &val_first);
-            if (!rc) dm_log("  step %6ld  val loss %.4f  ppl %.1f", step, val_first, exp(val_first));
-            val_last = val_first;
-        }
-        g_stop = 0;
-        struct sigaction sa, o1, o2;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_signal;
-        sigaction(SIGTERM, &sa, &o1);
-        sigaction(SIGUSR1, &sa, &o2);
-        double tw = dm_wtime(), loss_acc = 0;
-        long nacc = 0;
-        for (; step < steps && !rc; step++) {
-            size_t lo, hi;
-            dm_shard_even((size_t)G, ctx->size, ctx->rank, &lo, &hi);
-            int B = (int)(hi - lo);
-            draw_windows(&ts, T, seed, (uint64_t)step, lo, B, in, tg);
-            gpt2_zero_grad(&lm.model);
-            float norm = (float)((double)G * T);
-            if (B > 0) {
-                rc = gpt2_forward(&lm.model, in, NULL, 0, tg, B, T, norm, GPT2_KEEP);
-                if (!rc) rc = gpt2_backward(&lm.model, NULL, NULL, NULL, GPT2_WEIGHT_GRADS);
-            }
-            rc = par_agree(ctx, rc);
-            if (rc) break;
-            double lsum = B > 0 ? lm.model.loss : 0.0;
-            rc = par_allreduce_sum_f32(ctx, lm.model.grad_slab, lm.model.num_params);
-            if (rc) break;
-            double gn = gpt2_grad_norm(&lm.model);
-            if (clip > 0 && gn > clip) gpt2_grad_scale(&lm.model, (float)(clip / gn));
-            double lr = step < warm ? lr_max * (double)(step + 1) / (double)warm
-                                    : lr_min + 0.5 * (lr_max - lr_min) * (1.0 + cos(M_PI * (double)(step - warm) / (double)(steps - warm > 0 ? steps - warm : 1)));
-            opt.lr = (float)lr;
-            gpt2_adamw_step(&lm.model, &opt, (int)step + 1);
-            loss_acc += lsum;
-            nacc++;
-            if ((step + 1) % log_every == 0 || step + 1 == steps) {
-                double la = loss_acc;
-                par_allreduce_sum_f64(ctx, &la, 1);
-                double dt = dm_wtime() - tw, tok = (double)nacc * G * T;
-                double vl = NAN;
-                rc = validate(ctx, &lm.model, &vs, T, Bmax, in, tg, &vl);
-                if (rc) break;
-                val_last = vl;
-                dm_log("  step %6ld  loss %.4f  val loss %.4f  ppl %.1f  lr %.2e  |g| %.2f  %.1f ms/step  %.0f tok/s  %.2f GFLOP/s",
-                       step + 1, la / (double)nacc, vl, exp(vl), lr, gn, 1e3 * dt / (double)nacc, tok / dt, flops_tok * tok / dt / 1e9);
-                double *c = curve + ncurve * 5;
-                c[0] = (double)(step + 1);
-                c[1] = la / (double)nacc;
-                c[2] = vl;
-                c[3] = lr;
-                c[4] = tok / dt;
-                ncurve++;
-                loss_acc = 0;
-                nacc = 0;
-                tw = dm_wtime();
-                if ((step + 1) % (log_every * 10) == 0 && step + 1 < steps) rc = ckpt_write(ctx, ckpath, &lm.model, step + 1, hash);
-            }
-            if (!rc && (step + 1) % 16 == 0) {
-                int64_t stop = g_stop;
-                rc = par_allreduce_max_i64(ctx, &stop, 1);
-                if (!rc && stop) {
-                    rc = ckpt_write(ctx, ckpath, &lm.model, step + 1, hash);
-                    if (!rc) {
-                        rc = DM_ERR(DM_EIO, "interrupted by a signal at step %ld; checkpoint written", step + 1);
-                        DM_HINT("rerun the same command (run.resume = true) to continue from it");
-                    }
-                }
-            }
-        }
-        sigaction(SIGTERM, &o1, NULL);
-        sigaction(SIGUSR1, &o2, NULL);
-        free(in);
-        free(tg);
-        bpe_ids_free(&ts);
-        bpe_ids_free(&vs);
-        /* the saved model: rank 0 writes the directory (each file atomically) */
-        int wrc = DM_OK;
-        if (!rc && ctx->rank == 0) {
-            wrc = mkdir_p(mdir);
-            if (!wrc) wrc = lm_save(&lm, mdir);
-        }
-        if (!rc) rc = par_agree(ctx, wrc);
-        if (!rc) dm_log("  lm: pretrained in %.1fs; validation perplexity %.1f -> %.1f; saved to %s/", dm_wtime() - t0, exp(val_first),
-                        exp(val_last), mdir);
+    uint64_t seed;
+    /* ---- corpus (lm_corpus) ---- */
+    bpe_ids ts, vs;             /* training and validation token streams */
+    /* ---- training (lm_setup) ---- */
+    gpt2_config gc;
+    int T, G, Bmax;             /* window length, windows per step (global), per rank at most */
+    long steps, step, warm, log_every;
+    gpt2_adamw opt;
+    double lr_max, lr_min, clip;
+    double flops_tok;           /* forward + backward FLOPs per token */
+    int *in, *tg;               /* (Bmax, T) */
+    double lr, gn;              /* the last step's learning rate and gradient norm (before clipping) */
+    double tw, loss_acc;        /* since the last log point: its time, the summed window losses */
+    long nacc;                  /* and the steps */
+    /* ---- results ---- */
+    double *curve;              /* (ncurve, 5) step, train loss, validation loss, lr, tokens/s */
+    size_t ncurve;
+    double val_first, val_last; /* validation loss before and after training */
+} lm_ws;
+
+/* The Hugging Face checkpoint of lm.checkpoint, loaded and checked on every rank. */
+static int lm_loaded(lm_ws *w)
+{
+    lm_model *lm = &w->lm;
+    snprintf(w->mdir, sizeof w->mdir, "%s", w->ck);
+    DM_CALL(par_agree(w->ctx, lm_load(lm, w->ck)));
+    dm_log("  lm: loaded %s: %d layers, %d heads, width %d, context %d, vocabulary %d (%zu parameters)", w->ck, lm->model.cfg.num_layers,
+           lm->model.cfg.num_heads, lm->model.cfg.channels, lm->model.cfg.max_seq_len, lm->model.cfg.vocab_size, lm->model.num_params);
+    return DM_OK;
+}
+
+/* The corpus of the dataset's text, the BPE tokenizer learned on its training documents (every
+ * rank learns the same one from the same documents: deterministic) and both token streams. */
+static int lm_corpus(lm_ws *w)
+{
+    par_ctx *ctx = w->ctx;
+    const dm_cfg *cfg = w->cfg;
+    dm_dataset d;
+    memset(&d, 0, sizeof d);
+    dm_strtab train = {0}, val = {0};
+    int rc = ds_read(ctx, stage_input(w->sr, "dataset.h5"), &d);
+    if (!rc) rc = par_agree(ctx, build_corpus(cfg, &d, w->seed, &train, &val));
+    double tt = dm_wtime();
+    static const char *const specials[] = {"<|endoftext|>", NULL};
+    if (!rc) rc = par_agree(ctx, bpe_train(&w->lm.tok, &train, (int)dm_cfg_int(cfg, "lm.vocab") - 257, specials));
+    if (!rc) rc = par_agree(ctx, tokenize_docs(&w->lm.tok, &train, &w->ts));
+    if (!rc) rc = par_agree(ctx, tokenize_docs(&w->lm.tok, &val, &w->vs));
+    if (!rc)
+        dm_log("  lm: corpus of %zu training and %zu validation documents; BPE vocabulary %d (%.1fs); %zu + %zu tokens", train.n, val.n,
+               w->lm.tok.n_vocab, dm_wtime() - tt, w->ts.n, w->vs.n);
+    dm_dataset_free(&d);
+    dm_strtab_free(&train);
+    dm_strtab_free(&val);
+    return rc;
+}
+
+/* The GPT-2 of lm.* with random weights (or those of its checkpoint, run.resume), the optimiser
+ * and schedule, the window buffers and the curve. Agreed. */
+static int lm_setup(lm_ws *w)
+{
+    par_ctx *ctx = w->ctx;
+    const dm_cfg *cfg = w->cfg;
+    gpt2_model *m = &w->lm.model;
+    int ctxlen = (int)dm_cfg_int(cfg, "lm.context"), rc = DM_OK;
+    w->T = (int)dm_cfg_int(cfg, "lm.seq_len");
+    if (w->T > ctxlen) {
+        char wh[256];
+        rc = DM_ERR(DM_ECONFIG, "%s = %d exceeds lm.context = %d", dm_cfg_where(cfg, "lm.seq_len", wh, sizeof wh), w->T, ctxlen);
     }
+    w->gc = gpt2_config_make((int)dm_cfg_int(cfg, "lm.layers"), (int)dm_cfg_int(cfg, "lm.heads"), (int)dm_cfg_int(cfg, "lm.width"), ctxlen,
+                             w->lm.tok.n_vocab);
+    if (dm_cfg_int(cfg, "lm.inner") > 0) w->gc.inner = (int)dm_cfg_int(cfg, "lm.inner");
+    if (!rc) rc = gpt2_config_check(&w->gc, "the lm.* settings");
+    if (!rc) rc = gpt2_init(m, &w->gc);
+    if (!rc) {
+        gpt2_init_random(m, w->seed);
+        rc = gpt2_train_init(m);
+    }
+    w->G = (int)dm_cfg_int(cfg, "lm.batch");
+    size_t blo, bhi;
+    dm_shard_even((size_t)w->G, ctx->size, 0, &blo, &bhi); /* rank 0 holds the most */
+    w->Bmax = (int)(bhi - blo) > 0 ? (int)(bhi - blo) : 1;
+    if (!rc) rc = gpt2_reserve(m, w->Bmax, w->T, GPT2_KEEP);
+    rc = par_agree(ctx, rc);
+    w->steps = (long)dm_cfg_int(cfg, "lm.steps");
+    w->log_every = (long)dm_cfg_int(cfg, "lm.log_every");
+    w->warm = (long)dm_cfg_int(cfg, "lm.warmup");
+    int found = 0;
+    if (!rc && dm_cfg_bool(cfg, "run.resume")) rc = lm_ckpt_read(ctx, w->ckpath, m, &w->step, w->sr->hash, &found);
+    w->in = malloc((size_t)w->Bmax * (size_t)w->T * sizeof *w->in);
+    w->tg = malloc((size_t)w->Bmax * (size_t)w->T * sizeof *w->tg);
+    w->curve = calloc((size_t)(w->steps / w->log_every + 2) * 5, sizeof *w->curve);
+    if (!rc && (!w->in || !w->tg || !w->curve)) rc = DM_ERR(DM_ENOMEM, "out of memory");
+    w->opt = (gpt2_adamw){(float)dm_cfg_float(cfg, "lm.lr"), (float)dm_cfg_float(cfg, "lm.beta1"), (float)dm_cfg_float(cfg, "lm.beta2"),
+                          (float)dm_cfg_float(cfg, "lm.eps"), (float)dm_cfg_float(cfg, "lm.weight_decay")};
+    w->lr_max = w->opt.lr, w->lr_min = w->lr_max * dm_cfg_float(cfg, "lm.lr_min_frac"), w->clip = dm_cfg_float(cfg, "lm.grad_clip");
+    w->flops_tok = 3.0 * (double)gpt2_num_flops_per_token(&w->gc, w->T);
+    return par_agree(ctx, rc);
+}
+
+/* The learning rate of step s: linear warm-up over lm.warmup steps, then cosine decay from lr_max
+ * to lr_min at the last step. */
+static double lm_lr(const lm_ws *w, long s)
+{
+    if (s < w->warm) return w->lr_max * (double)(s + 1) / (double)w->warm;
+    double span = (double)(w->steps - w->warm > 0 ? w->steps - w->warm : 1);
+    return w->lr_min + 0.5 * (w->lr_max - w->lr_min) * (1.0 + cos(M_PI * (double)(s - w->warm) / span));
+}
+
+/* One step: this rank's windows, one allreduce of the gradient slab, the clipped AdamW update. */
+static int lm_step(lm_ws *w)
+{
+    gpt2_model *m = &w->lm.model;
+    size_t lo, hi;
+    dm_shard_even((size_t)w->G, w->ctx->size, w->ctx->rank, &lo, &hi);
+    int B = (int)(hi - lo), rc = DM_OK;
+    draw_windows(&w->ts, w->T, w->seed, (uint64_t)w->step, lo, B, w->in, w->tg);
+    gpt2_zero_grad(m);
+    if (B > 0) {
+        rc = gpt2_forward(m, w->in, NULL, 0, w->tg, B, w->T, (float)((double)w->G * w->T), GPT2_KEEP);
+        if (!rc) rc = gpt2_backward(m, NULL, NULL, NULL, GPT2_WEIGHT_GRADS);
+    }
+    DM_CALL(par_agree(w->ctx, rc));
+    double lsum = B > 0 ? m->loss : 0.0;
+    DM_CALL(par_allreduce_sum_f32(w->ctx, m->grad_slab, m->num_params));
+    w->gn = gpt2_grad_norm(m);
+    if (w->clip > 0 && w->gn > w->clip) gpt2_grad_scale(m, (float)(w->clip / w->gn));
+    w->lr = lm_lr(w, w->step);
+    w->opt.lr = (float)w->lr;
+    gpt2_adamw_step(m, &w->opt, (int)w->step + 1);
+    w->loss_acc += lsum;
+    w->nacc++;
+    return DM_OK;
+}
+
+/* After step w->step: the mean training loss since the last point, the validation loss, the log
+ * line and the curve row; a checkpoint every 10 points (but the last). */
+static int lm_log_point(lm_ws *w)
+{
+    double la = w->loss_acc;
+    par_allreduce_sum_f64(w->ctx, &la, 1);
+    double dt = dm_wtime() - w->tw, tok = (double)w->nacc * w->G * w->T, vl = NAN;
+    DM_CALL(validate(w->ctx, &w->lm.model, &w->vs, w->T, w->Bmax, w->in, w->tg, &vl));
+    long s = w->step + 1;
+    w->val_last = vl;
+    dm_log("  step %6ld  loss %.4f  val loss %.4f  ppl %.1f  lr %.2e  |g| %.2f  %.1f ms/step  %.0f tok/s  %.2f GFLOP/s", s,
+           la / (double)w->nacc, vl, exp(vl), w->lr, w->gn, 1e3 * dt / (double)w->nacc, tok / dt, w->flops_tok * tok / dt / 1e9);
+    double *c = w->curve + w->ncurve * 5;
+    c[0] = (double)s;
+    c[1] = la / (double)w->nacc;
+    c[2] = vl;
+    c[3] = w->lr;
+    c[4] = tok / dt;
+    w->ncurve++;
+    w->loss_acc = 0;
+    w->nacc = 0;
+    w->tw = dm_wtime();
+    if (s % (w->log_every * 10) == 0 && s < w->steps) return lm_ckpt_write(w->ctx, w->ckpath, &w->lm.model, s, w->sr->hash);
+    return DM_OK;
+}
+
+/* On SIGTERM/SIGUSR1 at any rank: the checkpoint after step w->step, and an error. Collective. */
+static int lm_interrupted(lm_ws *w)
+{
+    int64_t stop = g_stop;
+    DM_CALL(par_allreduce_max_i64(w->ctx, &stop, 1));
+    if (!stop) return DM_OK;
+    DM_CALL(lm_ckpt_write(w->ctx, w->ckpath, &w->lm.model, w->step + 1, w->sr->hash));
+    int rc = DM_ERR(DM_EIO, "interrupted by a signal at step %ld; checkpoint written", w->step + 1);
+    DM_HINT("rerun the same command (run.resume = true) to continue from it");
+    return rc;
+}
+
+/* Pretraining from w->step to lm.steps, with the validation loss before it. */
+static int lm_train(lm_ws *w)
+{
+    const gpt2_config *gc = &w->gc;
+    dm_log("  lm: GPT-2 %d layers, %d heads, width %d, context %d, %zu parameters; %ld steps of %d x %d tokens (%d per rank)", gc->num_layers,
+           gc->num_heads, gc->channels, gc->max_seq_len, w->lm.model.num_params, w->steps, w->G, w->T, w->Bmax);
+    int rc = validate(w->ctx, &w->lm.model, &w->vs, w->T, w->Bmax, w->in, w->tg, &w->val_first);
+    if (!rc) dm_log("  step %6ld  val loss %.4f  ppl %.1f", w->step, w->val_first, exp(w->val_first));
+    w->val_last = w->val_first;
+    g_stop = 0;
+    struct sigaction sa, o1, o2;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, &o1);
+    sigaction(SIGUSR1, &sa, &o2);
+    w->tw = dm_wtime(), w->loss_acc = 0, w->nacc = 0;
+    for (; w->step < w->steps && !rc; w->step++) {
+        rc = lm_step(w);
+        if (!rc && ((w->step + 1) % w->log_every == 0 || w->step + 1 == w->steps)) rc = lm_log_point(w);
+        if (!rc && (w->step + 1) % 16 == 0) rc = lm_interrupted(w);
+    }
+    sigaction(SIGTERM, &o1, NULL);
+    sigaction(SIGUSR1, &o2, NULL);
+    return rc;
+}
+
+/* The pretrained model in the Hugging Face layout: rank 0 writes the directory (each file
+ * atomically). */
+static int lm_save_dir(lm_ws *w)
+{
+    int rc = DM_OK;
+    if (w->ctx->rank == 0) {
+        rc = mkdir_p(w->mdir);
+        if (!rc) rc = lm_save(&w->lm, w->mdir);
+    }
+    DM_CALL(par_agree(w->ctx, rc));
+    dm_log("  lm: pretrained in %.1fs; validation perplexity %.1f -> %.1f; saved to %s/", dm_wtime() - w->sr->t0, exp(w->val_first),
+           exp(w->val_last), w->mdir);
+    return DM_OK;
+}
+
+/* The in-suite GPT-2: corpus, model, training, saved. */
+static int lm_pretrain(lm_ws *w)
+{
+    const char *sd = dm_cfg_str(w->cfg, "lm.save_dir");
+    if (sd[0]) snprintf(w->mdir, sizeof w->mdir, "%s", sd);
+    else DM_CALL(cli_run_path(w->ctx, w->cfg, "lm", w->mdir, sizeof w->mdir));
+    w->seed = dm_rng_key((uint64_t)dm_cfg_int(w->cfg, "run.seed"), 0x1A9, 0);
+    DM_CALL(lm_corpus(w));
+    DM_CALL(lm_setup(w));
+    DM_CALL(lm_train(w));
+    return lm_save_dir(w);
+}
+
+/* lm.h5 (with rc == DM_OK on every rank): where the model is, its shape, the curve; committed, or
+ * discarded after a failure. The checkpoint is removed once it is committed. */
+static int lm_write(lm_ws *w, int rc)
+{
+    const gpt2_config *c = &w->lm.model.cfg;
+    int trained = !w->ck[0];
     h5file f;
     memset(&f, 0, sizeof f);
     f.id = -1;
-    if (!rc) rc = stage_output_create(sr, LM_FORMAT, 1, &f);
-    if (!rc) rc = h5_attr_str(&f, "/", "model_dir", mdir);
-    if (!rc) rc = h5_attr_i64(&f, "/", "layers", lm.model.cfg.num_layers);
-    if (!rc) rc = h5_attr_i64(&f, "/", "heads", lm.model.cfg.num_heads);
-    if (!rc) rc = h5_attr_i64(&f, "/", "width", lm.model.cfg.channels);
-    if (!rc) rc = h5_attr_i64(&f, "/", "context", lm.model.cfg.max_seq_len);
-    if (!rc) rc = h5_attr_i64(&f, "/", "vocab", lm.model.cfg.vocab_size);
-    if (!rc) rc = h5_attr_i64(&f, "/", "parameters", (int64_t)lm.model.num_params);
-    if (!rc) rc = h5_attr_str(&f, "/", "origin", ck[0] ? "loaded checkpoint" : "pretrained in-suite");
-    if (!rc && ncurve) rc = h5_write_all(&f, "/curve", H5_F64, ncurve, 5, curve);
-    if (!rc && ncurve) rc = h5_attr_str(&f, "/curve", "columns", "step, train loss, validation loss, lr, tokens/s");
-    if (!rc && !ck[0]) rc = h5_attr_f64(&f, "/", "val_loss_initial", val_first);
-    if (!rc && !ck[0]) rc = h5_attr_f64(&f, "/", "val_loss_final", val_last);
-    rc = stage_output_finish(sr, &f, rc);
-    if (!rc && ctx->rank == 0) unlink(ckpath);
-    free(curve);
-    lm_free(&lm);
-    (void)steps;
+    if (!rc) rc = stage_output_create(w->sr, LM_FORMAT, 1, &f);
+    if (!rc) rc = h5_attr_str(&f, "/", "model_dir", w->mdir);
+    if (!rc) rc = h5_attr_i64(&f, "/", "layers", c->num_layers);
+    if (!rc) rc = h5_attr_i64(&f, "/", "heads", c->num_heads);
+    if (!rc) rc = h5_attr_i64(&f, "/", "width", c->channels);
+    if (!rc) rc = h5_attr_i64(&f, "/", "context", c->max_seq_len);
+    if (!rc) rc = h5_attr_i64(&f, "/", "vocab", c->vocab_size);
+    if (!rc) rc = h5_attr_i64(&f, "/", "parameters", (int64_t)w->lm.model.num_params);
+    if (!rc) rc = h5_attr_str(&f, "/", "origin", trained ? "pretrained in-suite" : "loaded checkpoint");
+    if (!rc && w->ncurve) rc = h5_write_all(&f, "/curve", H5_F64, w->ncurve, 5, w->curve);
+    if (!rc && w->ncurve) rc = h5_attr_str(&f, "/curve", "columns", "step, train loss, validation loss, lr, tokens/s");
+    if (!rc && trained) rc = h5_attr_f64(&f, "/", "val_loss_initial", w->val_first);
+    if (!rc && trained) rc = h5_attr_f64(&f, "/", "val_loss_final", w->val_last);
+    rc = stage_output_finish(w->sr, &f, rc);
+    if (!rc && w->ctx->rank == 0) unlink(w->ckpath);
+    return rc;
+}
+
+static void lm_ws_free(lm_ws *w)
+{
+    free(w->in);
+    free(w->tg);
+    bpe_ids_free(&w->ts);
+    bpe_ids_free(&w->vs);
+    free(w->curve);
+    lm_free(&w->lm);
+}
+
+static int stage_lm(stage_run *sr)
+{
+    lm_ws w;
+    memset(&w, 0, sizeof w);
+    w.sr = sr, w.ctx = sr->ctx, w.cfg = sr->cfg;
+    w.val_first = w.val_last = NAN;
+    w.ck = dm_cfg_str(w.cfg, "lm.checkpoint");
+    DM_CALL(cli_run_path(w.ctx, w.cfg, "ckpt_lm.h5", w.ckpath, sizeof w.ckpath));
+    int rc = w.ck[0] ? lm_loaded(&w) : lm_pretrain(&w); /* a given checkpoint, or corpus, setup, train, save */
+    rc = lm_write(&w, rc);                               /* lm.h5 */
+    lm_ws_free(&w);
     return rc;
 }
 
