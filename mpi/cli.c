@@ -9,6 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const char *g_program = "dynmm";
+
+void cli_set_program(const char *argv0)
+{
+    if (argv0 && strchr(argv0, '/')) g_program = argv0;
+}
+
+const char *cli_program(void) { return g_program; }
+
 int cli_parse(int argc, char **argv, cli_args *a)
 {
     memset(a, 0, sizeof *a);
@@ -50,8 +59,8 @@ void cli_args_free(cli_args *a)
 int cli_load_config(par_ctx *ctx, const cli_args *a, dm_cfg *cfg)
 {
     DM_CALL(dm_cfg_init(cfg));
-    for (int i = 0; i < a->nconfigs; i++) DM_CALL(dm_cfg_load_file(cfg, a->configs[i]));
-    for (int i = 0; i < a->nsets; i++) DM_CALL(dm_cfg_set(cfg, a->sets[i]));
+    /* every bad key or value of every file and --set in one error */
+    DM_CALL(dm_cfg_load_all(cfg, a->configs, (size_t)a->nconfigs, a->sets, (size_t)a->nsets));
     int verb = a->verbose >= 0 ? a->verbose : (int)dm_cfg_int(cfg, "run.verbose");
     dm_log_init(ctx->rank == 0, verb);
     par_set_threads(ctx, (int)dm_cfg_int(cfg, "run.threads"));

@@ -38,6 +38,10 @@ int cli_help(par_ctx *ctx, const cli_args *a, const char *usage);
  * the caller owns a and cfg (cli_args_free, dm_cfg_free); on failure nothing is left to free.
  * Collective. */
 int cli_begin(par_ctx *ctx, int argc, char **argv, const char *usage, cli_args *a, dm_cfg *cfg, int *done);
+/* The binary as the user invoked it, for "next:" hints: "dynmm" when found on PATH, else the path
+ * typed ("build/dynmm", "/opt/dynmm/bin/dynmm"). main() sets it from argv[0]. */
+void cli_set_program(const char *argv0);
+const char *cli_program(void);
 /* Joins run.dir and a file name (local, not collective). */
 int cli_run_path(par_ctx *ctx, const dm_cfg *cfg, const char *file, char *out, size_t cap);
 /* Creates run.dir (rank 0) if needed. Collective. */

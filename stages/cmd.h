@@ -9,6 +9,8 @@ int cmd_run(par_ctx *ctx, int argc, char **argv);    /* stages/cmd_run.c */
 int cmd_sweep(par_ctx *ctx, int argc, char **argv);  /* stages/cmd_sweep.c */
 int cmd_info(par_ctx *ctx, int argc, char **argv);   /* stages/cmd_info.c */
 int cmd_config(par_ctx *ctx, int argc, char **argv); /* stages/cmd_config.c */
+int cmd_status(par_ctx *ctx, int argc, char **argv); /* stages/cmd_status.c */
+int cmd_export(par_ctx *ctx, int argc, char **argv); /* stages/cmd_export.c */
 int cmd_report(par_ctx *ctx, int argc, char **argv); /* analysis/cmd_report.c */
 
 #endif

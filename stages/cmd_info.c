@@ -1,10 +1,15 @@
-/* cmd_info.c: `dynmm info FILE.h5`: what a dynmm file holds. */
+/* cmd_info.c: `dynmm info FILE.h5`: what a dynmm file holds: its provenance; for a dataset the
+ * counts, lengths, time span, splits, attributes, modalities and windows; for results.h5,
+ * prompt.h5 and stream.h5 the mean of each metric over the users scored, per split, protocol and
+ * model (computed from the per-user rows, metrics_io.h). */
 #include "cmd.h"
 #include "../mpi/cli.h"
 #include "dataset_io.h"
+#include "metrics_io.h"
 
 #include "../src/core/err.h"
 #include "../src/core/log.h"
+#include "../src/core/strv.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -13,10 +18,13 @@
 #include <time.h>
 
 static const char USAGE[] =
-    "usage: dynmm info FILE.h5 [--config]\n\n"
+    "usage: dynmm info FILE.h5 [--config] [--metrics m1,m2]\n\n"
     "Summarises a dynmm file. For a dataset: users, items, interactions, density, sequence-length\n"
-    "percentiles, time span, splits, attributes, modality coverage and windows. For any dynmm file:\n"
-    "its format, stage, provenance and (with --config) the resolved config it was made from.\n";
+    "percentiles, time span, splits, attributes, modality coverage and windows. For results.h5,\n"
+    "prompt.h5 and stream.h5: the mean Hit@10, NDCG@10 and MRR (--metrics m1,m2 for others) over\n"
+    "the users scored, per split, protocol and model. For any dynmm file: its format, stage,\n"
+    "provenance and (with --config) the resolved config it was made from. `dynmm export` writes the\n"
+    "per-user values.\n";
 
 static int cmp_i64(const void *a, const void *b)
 {
@@ -142,6 +150,77 @@ static int dataset_summary(par_ctx *ctx, const char *path)
     return DM_OK;
 }
 
+/* the metrics shown: --metrics, else Hit@10, NDCG@10 (or the first cutoffs) and MRR */
+static int summary_cols(const mio_list *l, const char *want, int *cols, int *nc)
+{
+    *nc = 0;
+    if (want) {
+        char **v = NULL;
+        size_t n = 0;
+        DM_CALL(dm_strv_split(want, ',', &v, &n));
+        int rc = DM_OK;
+        for (size_t i = 0; i < n && !rc && *nc < 16; i++) {
+            int j = mio_col(l, v[i]);
+            if (j < 0) rc = DM_ERR(DM_ECONFIG, "info --metrics: no metric '%s' in this file", v[i]);
+            else cols[(*nc)++] = j;
+        }
+        dm_strv_free(v, n);
+        return rc;
+    }
+    const char *pref[][2] = {{"hit@10", "hit@"}, {"ndcg@10", "ndcg@"}, {"mrr", "mrr"}};
+    for (int p = 0; p < 3; p++) {
+        int j = mio_col(l, pref[p][0]);
+        for (size_t k = 0; j < 0 && k < l->ncols; k++)
+            if (!strncmp(l->cols[k], pref[p][1], strlen(pref[p][1]))) j = (int)k;
+        if (j >= 0) cols[(*nc)++] = j;
+    }
+    return DM_OK;
+}
+
+/* per split, protocol and model: users scored and the means of the chosen metrics. Collective. */
+static int metrics_summary(par_ctx *ctx, h5file *f, const char *want)
+{
+    mio_list l;
+    DM_CALL(mio_open(f, &l));
+    int cols[16], nc = 0, rc = summary_cols(&l, want, cols, &nc);
+    size_t wm = 5;
+    for (size_t k = 0; k < l.n; k++)
+        if (strlen(l.e[k].model) > wm) wm = strlen(l.e[k].model);
+    if (!rc && l.n && ctx->rank == 0) {
+        printf("  metrics: mean over the users scored (per user: dynmm export)\n    %-11s %-14s %-*s %7s", "split", "protocol", (int)wm,
+               "model", "users");
+        for (int c = 0; c < nc; c++) printf(" %9s", l.cols[cols[c]]);
+        printf("\n");
+    }
+    for (size_t k = 0; !rc && k < l.n; k++) {
+        const mio_entry *e = &l.e[k];
+        double *rows, sum[16] = {0};
+        size_t users = 0, cnt[16] = {0};
+        rc = mio_rows(f, &l, e, &rows);
+        for (size_t u = 0; !rc && u < e->rows; u++) {
+            const double *r = rows + u * l.ncols;
+            int any = 0;
+            for (size_t j = 0; j < l.ncols; j++) any |= !isnan(r[j]);
+            users += any;
+            for (int c = 0; c < nc; c++)
+                if (!isnan(r[cols[c]])) {
+                    sum[c] += r[cols[c]];
+                    cnt[c]++;
+                }
+        }
+        if (!rc && ctx->rank == 0) {
+            printf("    %-11s %-14s %-*s %7zu", e->split, e->protocol, (int)wm, e->model, users);
+            for (int c = 0; c < nc; c++)
+                if (cnt[c]) printf(" %9.4f", sum[c] / (double)cnt[c]);
+                else printf(" %9s", "-");
+            printf("\n");
+        }
+        if (!rc) free(rows);
+    }
+    mio_free(&l);
+    return rc;
+}
+
 int cmd_info(par_ctx *ctx, int argc, char **argv)
 {
     cli_args a;
@@ -150,20 +229,35 @@ int cmd_info(par_ctx *ctx, int argc, char **argv)
         cli_args_free(&a);
         return DM_OK;
     }
-    const char *path = NULL;
-    int show_cfg = 0;
-    for (int i = 0; i < a.npositional; i++) {
+    const char *path = NULL, *metrics = NULL;
+    int show_cfg = 0, rc = DM_OK;
+    for (int i = 0; i < a.npositional && !rc; i++) {
         if (!strcmp(a.positional[i], "--config")) show_cfg = 1;
-        else path = a.positional[i];
+        else if (!strncmp(a.positional[i], "--metrics=", 10)) metrics = a.positional[i] + 10;
+        else if (!strcmp(a.positional[i], "--metrics") && i + 1 < a.npositional) metrics = a.positional[++i];
+        else if (a.positional[i][0] == '-' && a.positional[i][1] == '-') {
+            rc = DM_ERR(DM_ECONFIG, "info: unknown option '%s'", a.positional[i]);
+            DM_HINT("options: --config, --metrics m1,m2; see `dynmm info --help`");
+        } else if (path) {
+            rc = DM_ERR(DM_ECONFIG, "info: one file at a time ('%s', then '%s')", path, a.positional[i]);
+            DM_HINT("run `dynmm info` once per file");
+        } else
+            path = a.positional[i];
     }
-    cli_args_free(&a);
-    if (!path) {
-        DM_ERR(DM_ECONFIG, "info: which file? usage: dynmm info FILE.h5");
-        return DM_ECONFIG;
+    if (!rc && !path) {
+        rc = DM_ERR(DM_ECONFIG, "info: which file? usage: dynmm info FILE.h5");
+        DM_HINT("e.g. dynmm info runs/quickstart/results.h5");
+    }
+    if (rc) {
+        cli_args_free(&a);
+        return rc;
     }
     h5file f;
-    DM_CALL(par_agree(ctx, h5_open(ctx, path, &f)));
-    int rc = DM_OK;
+    rc = par_agree(ctx, h5_open(ctx, path, &f));
+    if (rc) {
+        cli_args_free(&a);
+        return rc;
+    }
     char *fmt = NULL, *stage = NULL, *ver = NULL, *created = NULL, *cfg = NULL, *libs = NULL;
     int64_t fv = 0, ranks = 0;
     if (!h5_has_attr(&f, "/", "format")) {
@@ -180,6 +274,7 @@ int cmd_info(par_ctx *ctx, int argc, char **argv)
                stage, created, ver, (long long)ranks, ranks > 1 ? "s" : "", libs);
         if (show_cfg) printf("  resolved config:\n%s", cfg);
     }
+    if (!strcmp(fmt, "dynmm-results") || !strcmp(fmt, "dynmm-prompt") || !strcmp(fmt, "dynmm-stream")) rc = metrics_summary(ctx, &f, metrics);
 done:
     h5_close(&f);
     rc = par_agree(ctx, rc);
@@ -190,5 +285,6 @@ done:
     free(created);
     free(cfg);
     free(libs);
+    cli_args_free(&a);
     return rc;
 }

@@ -515,7 +515,64 @@ static int apply_setting(dm_cfg *c, config_setting_t *s, const char *path, const
     return set_origin(v, 1, file ? file : name, line);
 }
 
-static int walk(dm_cfg *c, config_setting_t *g, const char *prefix, const char *name)
+/* ---- every error of a load at once ----------------------------------------------------------
+ * A load goes on past a bad key or value: each error is taken from the error state into the list
+ * and the next setting is applied. At the end a single error remains: the only one as it was, or
+ * all of them, each on its own line with its hint, as far as a message holds (the rest counted). */
+
+#define ERRS_CAP 1900 /* below the error state's message size, which every rank can receive */
+
+typedef struct {
+    size_t n;         /* errors taken */
+    size_t shown;     /* of which in `all` */
+    int code;         /* the first error's code */
+    char first_msg[2048], first_hint[2048], first_where[1024];
+    dm_buf all;       /* "  <message>\n    hint: <hint>\n" per shown error */
+} errlist;
+
+static void errs_take(errlist *e)
+{
+    if (e->n == 0) {
+        e->code = dm_error_code() ? dm_error_code() : DM_ECONFIG;
+        snprintf(e->first_msg, sizeof e->first_msg, "%s", dm_error_message());
+        snprintf(e->first_hint, sizeof e->first_hint, "%s", dm_error_hint_text());
+        snprintf(e->first_where, sizeof e->first_where, "%s", dm_error_where());
+    }
+    e->n++;
+    const char *msg = dm_error_message(), *hint = dm_error_hint_text();
+    size_t need = strlen(msg) + (hint[0] ? strlen(hint) + 12 : 0) + 4;
+    if (e->code != DM_ENOMEM && e->all.len + need <= ERRS_CAP) {
+        int rc = dm_buf_printf(&e->all, "  %s\n", msg);
+        if (!rc && hint[0]) rc = dm_buf_printf(&e->all, "    hint: %s\n", hint);
+        if (!rc) e->shown++;
+    }
+    dm_error_clear();
+}
+
+/* DM_OK when nothing failed; else one error, and the list is emptied */
+static int errs_finish(errlist *e)
+{
+    int rc = DM_OK;
+    if (e->n == 1 || (e->n && e->shown == 0)) {
+        dm_error_set_raw(e->code, e->first_msg, e->first_hint, e->first_where);
+        if (e->n > 1) dm_error_hint("%s%s(and %zu more errors in the configuration)", e->first_hint,
+                                    e->first_hint[0] ? " " : "", e->n - 1);
+        rc = e->code;
+    } else if (e->n > 1) {
+        size_t len = e->all.len;
+        while (len && e->all.data[len - 1] == '\n') len--;
+        DM_ERR(DM_ECONFIG, "%zu errors in the configuration:\n%.*s%s", e->n, (int)len, e->all.data,
+               e->shown < e->n ? "\n  ..." : "");
+        if (e->shown < e->n) DM_HINT("%zu more not shown: fix these and run again", e->n - e->shown);
+        else DM_HINT("every key is listed with its default, type and range in configs/reference.cfg");
+        rc = DM_ECONFIG;
+    }
+    dm_buf_free(&e->all);
+    e->n = e->shown = 0;
+    return rc;
+}
+
+static int walk(dm_cfg *c, config_setting_t *g, const char *prefix, const char *name, errlist *e)
 {
     int n = config_setting_length(g);
     for (int j = 0; j < n; j++) {
@@ -524,38 +581,32 @@ static int walk(dm_cfg *c, config_setting_t *g, const char *prefix, const char *
         char path[512];
         if (prefix[0]) snprintf(path, sizeof path, "%s.%s", prefix, nm);
         else snprintf(path, sizeof path, "%s", nm);
+        const char *file = config_setting_source_file(s);
+        int line = (int)config_setting_source_line(s);
         if (config_setting_type(s) == CONFIG_TYPE_GROUP) {
             if (dm_key_index(path) >= 0) {
-                const char *file = config_setting_source_file(s);
-                DM_ERR(DM_ECONFIG, "%s:%d: '%s' must be %s, found a group", file ? file : name,
-                       (int)config_setting_source_line(s), path, type_name(g_keys[dm_key_index(path)].type));
-                return DM_ECONFIG;
-            }
-            if (!is_group_prefix(path)) {
-                char where[600];
-                const char *file = config_setting_source_file(s);
-                snprintf(where, sizeof where, "%s:%d", file ? file : name, (int)config_setting_source_line(s));
-                DM_ERR(DM_ECONFIG, "%s: unknown group '%s'", where, path);
+                DM_ERR(DM_ECONFIG, "%s:%d: '%s' must be %s, found a group", file ? file : name, line, path,
+                       type_name(g_keys[dm_key_index(path)].type));
+                errs_take(e);
+            } else if (!is_group_prefix(path)) {
+                DM_ERR(DM_ECONFIG, "%s:%d: unknown group '%s'", file ? file : name, line, path);
                 const char *ck = closest_key(path);
                 if (ck) DM_HINT("did you mean a key like '%s'? every key is listed in configs/reference.cfg", ck);
-                return DM_ECONFIG;
-            }
-            DM_CALL(walk(c, s, path, name));
-        } else {
-            if (dm_key_index(path) < 0 && is_group_prefix(path)) {
-                const char *file = config_setting_source_file(s);
-                DM_ERR(DM_ECONFIG, "%s:%d: '%s' is a group of keys, not a value", file ? file : name,
-                       (int)config_setting_source_line(s), path);
-                DM_HINT("write it as %s: { ... };", path);
-                return DM_ECONFIG;
-            }
-            DM_CALL(apply_setting(c, s, path, name));
-        }
+                errs_take(e);
+            } else
+                walk(c, s, path, name, e);
+        } else if (dm_key_index(path) < 0 && is_group_prefix(path)) {
+            DM_ERR(DM_ECONFIG, "%s:%d: '%s' is a group of keys, not a value", file ? file : name, line, path);
+            DM_HINT("write it as %s: { ... };", path);
+            errs_take(e);
+        } else if (apply_setting(c, s, path, name) != DM_OK)
+            errs_take(e);
     }
-    return DM_OK;
+    return e->n ? DM_ECONFIG : DM_OK;
 }
 
-static int load(dm_cfg *c, const char *path, const char *text, const char *name)
+/* One file or text into c; every error goes to e (the caller finishes it). */
+static void load(dm_cfg *c, const char *path, const char *text, const char *name, errlist *e)
 {
     config_t lc;
     config_init(&lc);
@@ -572,7 +623,9 @@ static int load(dm_cfg *c, const char *path, const char *text, const char *name)
         FILE *f = fopen(path, "r");
         if (!f) {
             config_destroy(&lc);
-            return DM_ERR(DM_ECONFIG, "cannot open config '%s': %s", path, strerror(errno));
+            DM_ERR(DM_ECONFIG, "cannot open config '%s': %s", path, strerror(errno));
+            errs_take(e);
+            return;
         }
         fclose(f);
         ok = config_read_file(&lc, path);
@@ -587,16 +640,23 @@ static int load(dm_cfg *c, const char *path, const char *text, const char *name)
         else
             DM_HINT("config files use libconfig syntax: group: { key = value; };");
         config_destroy(&lc);
-        return DM_ECONFIG;
+        errs_take(e);
+        return;
     }
-    int rc = walk(c, config_root_setting(&lc), "", path ? path : name);
+    walk(c, config_root_setting(&lc), "", path ? path : name, e);
     config_destroy(&lc);
-    if (rc) dm_error_trace(__FILE__, __LINE__);
-    return rc;
 }
 
-int dm_cfg_load_file(dm_cfg *c, const char *path) { return load(c, path, NULL, path); }
-int dm_cfg_load_string(dm_cfg *c, const char *text, const char *name) { return load(c, NULL, text, name); }
+static int load_one(dm_cfg *c, const char *path, const char *text, const char *name)
+{
+    errlist e;
+    memset(&e, 0, sizeof e);
+    load(c, path, text, name, &e);
+    return errs_finish(&e);
+}
+
+int dm_cfg_load_file(dm_cfg *c, const char *path) { return load_one(c, path, NULL, path); }
+int dm_cfg_load_string(dm_cfg *c, const char *text, const char *name) { return load_one(c, NULL, text, name); }
 
 int dm_cfg_set(dm_cfg *c, const char *a)
 {
@@ -617,6 +677,32 @@ int dm_cfg_set(dm_cfg *c, const char *a)
     if (k < 0) return unknown_key("--set", name);
     DM_CALL(set_from_text(&g_keys[k], &c->v[k], eq + 1, where));
     return set_origin(&c->v[k], 2, "--set", 0);
+}
+
+int dm_cfg_text_str(const char *text, const char *key, char *out, size_t cap)
+{
+    config_t lc;
+    config_init(&lc);
+    const char *v = NULL;
+    int rc = DM_OK;
+    if (!config_read_string(&lc, text))
+        rc = DM_ERR(DM_EINPUT, "stored config, line %d: %s", config_error_line(&lc), config_error_text(&lc));
+    else if (!config_lookup_string(&lc, key, &v))
+        rc = DM_ERR(DM_EINPUT, "the stored config has no string '%s'", key);
+    else if ((size_t)snprintf(out, cap, "%s", v) >= cap)
+        rc = DM_ERR(DM_EINPUT, "the stored config's '%s' is too long", key);
+    config_destroy(&lc);
+    return rc;
+}
+
+int dm_cfg_load_all(dm_cfg *c, const char *const *files, size_t nfiles, const char *const *sets, size_t nsets)
+{
+    errlist e;
+    memset(&e, 0, sizeof e);
+    for (size_t i = 0; i < nfiles; i++) load(c, files[i], NULL, files[i], &e);
+    for (size_t i = 0; i < nsets; i++)
+        if (dm_cfg_set(c, sets[i]) != DM_OK) errs_take(&e);
+    return errs_finish(&e);
 }
 
 /* ---- accessors --------------------------------------------------------------------------- */

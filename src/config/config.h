@@ -3,7 +3,9 @@
  * The key table (src/config/keys/<group>.def, one X-macro line per key) is the single source of
  * truth: defaults are set in code from it, a file overrides them, then command-line assignments
  * (`--set group.key=value`) override the file. Unknown keys are errors that name the key and the
- * closest valid one; wrong types and out-of-range values are errors naming file:line. The
+ * closest valid one; wrong types and out-of-range values are errors naming file:line. A load does
+ * not stop at the first bad setting: every one of a file (and, with dm_cfg_load_all, of every file
+ * and every --set) is reported in one error, each with its file:line or --set and what was expected. The
  * reference config (configs/reference.cfg) is generated from the table (dynmm config --reference)
  * and a test keeps it identical.
  *
@@ -66,11 +68,20 @@ int dm_key_index(const char *name); /* -1 if unknown */
 int dm_cfg_init(dm_cfg *c); /* all defaults */
 void dm_cfg_free(dm_cfg *c);
 int dm_cfg_copy(dm_cfg *dst, const dm_cfg *src);
+/* One file; every bad key or value of it in one error (a single one as it is). */
 int dm_cfg_load_file(dm_cfg *c, const char *path);
+/* The string value of one key ("split.protocol") of libconfig text, without checking the rest: for
+ * configs stored in files by other versions, whose other keys may no longer exist. DM_EINPUT when
+ * the text does not parse or holds no such string. */
+int dm_cfg_text_str(const char *text, const char *key, char *out, size_t cap);
 /* Parses libconfig text (e.g. a resolved config read back from an HDF5 attribute). */
 int dm_cfg_load_string(dm_cfg *c, const char *text, const char *name);
 /* "group.key=value" as on the command line. */
 int dm_cfg_set(dm_cfg *c, const char *assignment);
+/* Every file in order, then every assignment: all are applied, and every bad key or value of all of
+ * them is collected into one error ("3 errors in the configuration:" and one line each, with its
+ * hint; a single error as it is). */
+int dm_cfg_load_all(dm_cfg *c, const char *const *files, size_t nfiles, const char *const *sets, size_t nsets);
 
 long long dm_cfg_int(const dm_cfg *c, const char *key);
 double dm_cfg_float(const dm_cfg *c, const char *key);

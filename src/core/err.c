@@ -86,13 +86,15 @@ void dm_error_set_raw(int code, const char *msg, const char *hint, const char *w
     snprintf(g_where, sizeof g_where, "%s", where ? where : "");
 }
 
-void dm_error_print(const char *prefix)
+void dm_error_print_user(const char *prefix, int trace)
 {
     fprintf(stderr, "%serror: %s\n", prefix ? prefix : "", g_msg[0] ? g_msg : "(no message)");
     if (g_hint[0]) fprintf(stderr, "  hint: %s\n", g_hint);
-    if (g_where[0]) fprintf(stderr, "  at: %s\n", g_where);
+    if (trace && g_where[0]) fprintf(stderr, "  at: %s\n", g_where);
     fflush(stderr);
 }
+
+void dm_error_print(const char *prefix) { dm_error_print_user(prefix, 1); }
 
 void dm_assert_fail(const char *cond, const char *file, int line)
 {

@@ -41,6 +41,9 @@ const char *dm_error_where(void);     /* "src/x.c:12 <- mpi/y.c:40" */
 const char *dm_error_name(int code);
 /* Prints "error: msg\n  hint: ...\n  at: ..." to stderr with a prefix. */
 void dm_error_print(const char *prefix);
+/* The same for users: the "at:" trace (file:line of the code) only when `trace` is set, as with
+ * `dynmm -v`; the message and hint already name the file, line or key at fault. */
+void dm_error_print_user(const char *prefix, int trace);
 /* Replace the whole error state (used when a message arrives from another rank). */
 void dm_error_set_raw(int code, const char *msg, const char *hint, const char *where);
 

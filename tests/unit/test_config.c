@@ -1,6 +1,7 @@
 /* test_config.c: defaults, files, --set, the error messages (unknown key with the closest one,
- * wrong type and range with file:line), canonical serialisation round trip and hashing, and the
- * committed configs/reference.cfg being exactly what the key table generates. */
+ * wrong type and range with file:line), every error of several files and --set reported at once,
+ * reading one key of a stored config of another version, canonical serialisation round trip and
+ * hashing, and the committed configs/reference.cfg being exactly what the key table generates. */
 #include "../../src/config/config.h"
 #include "../../src/core/err.h"
 #include "../../src/core/lines.h"
@@ -79,6 +80,64 @@ int main(void)
     CHECK(dm_cfg_load_file(&e, "/nonexistent/x.cfg") == DM_ECONFIG && strstr(dm_error_message(), "cannot open config '/nonexistent/x.cfg'"),
           "missing file");
     dm_cfg_free(&e);
+
+    /* every bad setting of a file and of --set at once, each with its place and what was expected */
+    {
+        dm_cfg m;
+        dm_cfg_init(&m);
+        const char *files[2] = {write_cfg("synth: {\n  user = 5;\n  zipf = -3.0;\n  items = 300;\n};\nfoo: { a = 1; };\n"),
+                                "/nonexistent/y.cfg"};
+        const char *sets[3] = {"sasrec.hiden=3", "synth.users=1", "eval.ks=1,x"};
+        dm_error_clear();
+        int rc = dm_cfg_load_all(&m, files, 2, sets, 3);
+        const char *msg = dm_error_message();
+        CHECK(rc == DM_ECONFIG && strstr(msg, "7 errors in the configuration:"), "all seven errors counted: %s", msg);
+        static const char *const want[] = {"test_config.cfg:2: unknown key 'synth.user'", "did you mean 'synth.users'",
+                                           "test_config.cfg:3: 'synth.zipf' = -3 is out of range", "test_config.cfg:6: unknown group 'foo'",
+                                           "cannot open config '/nonexistent/y.cfg'", "--set: unknown key 'sasrec.hiden'",
+                                           "did you mean 'sasrec.hidden'", "--set synth.users: 'synth.users' = 1 is out of range",
+                                           "--set eval.ks: 'eval.ks' must be an integer, found 'x'"};
+        for (size_t k = 0; k < sizeof want / sizeof *want; k++) CHECK(strstr(msg, want[k]) != NULL, "the list names: %s", want[k]);
+        const char *p1 = strstr(msg, "synth.user'"), *p2 = strstr(msg, "'synth.zipf'"), *p3 = strstr(msg, "sasrec.hiden");
+        CHECK(p1 && p2 && p3 && p1 < p2 && p2 < p3, "in the order of the files, then --set");
+        CHECK(dm_cfg_int(&m, "synth.items") == 300, "the good settings between the bad ones are applied");
+        /* one error alone keeps its own message and hint */
+        dm_error_clear();
+        const char *one[1] = {"synth.user=4"};
+        CHECK(dm_cfg_load_all(&m, NULL, 0, one, 1) == DM_ECONFIG && !strncmp(dm_error_message(), "--set: unknown key 'synth.user'", 31) &&
+                  strstr(dm_error_hint_text(), "did you mean 'synth.users'"),
+              "a single error as it is: %s", dm_error_message());
+        CHECK(dm_cfg_load_all(&m, NULL, 0, NULL, 0) == DM_OK, "nothing to load");
+        /* more errors than a message holds: the first ones listed, the rest counted */
+        dm_buf many = {0};
+        dm_buf_adds(&many, "synth: {\n");
+        for (int k = 0; k < 60; k++) dm_buf_printf(&many, "  user%d = %d;\n", k, k);
+        dm_buf_adds(&many, "};\n");
+        const char *mf[1] = {write_cfg(many.data)};
+        dm_error_clear();
+        CHECK(dm_cfg_load_all(&m, mf, 1, NULL, 0) == DM_ECONFIG && strstr(dm_error_message(), "60 errors in the configuration:") &&
+                  strstr(dm_error_message(), "unknown key 'synth.user0'") && strstr(dm_error_hint_text(), "more not shown") &&
+                  strlen(dm_error_message()) < 2048,
+              "60 errors: %zu bytes, hint %s", strlen(dm_error_message()), dm_error_hint_text());
+        dm_buf_free(&many);
+        /* dm_cfg_load_file lists the errors of its file too */
+        dm_error_clear();
+        CHECK(dm_cfg_load_file(&m, write_cfg("synth: {\n  user = 5;\n  zipf = -3.0;\n};\nfoo: { a = 1; };\n")) == DM_ECONFIG && strstr(dm_error_message(), "3 errors in the configuration:"),
+              "a file's errors: %s", dm_error_message());
+        dm_cfg_free(&m);
+    }
+
+    /* one key of a stored config whose other keys this version does not know */
+    {
+        char v[32];
+        CHECK(dm_cfg_text_str("lm: { dtype = \"bf16\"; };\nsplit: { protocol = \"temporal\"; };\n", "split.protocol", v, sizeof v) == DM_OK &&
+                  !strcmp(v, "temporal"),
+              "split.protocol of an old config: %s", v);
+        CHECK(dm_cfg_text_str("split: { };\n", "split.protocol", v, sizeof v) == DM_EINPUT, "an absent key is an error");
+        CHECK(dm_cfg_text_str("split: { protocol = ; };\n", "split.protocol", v, sizeof v) == DM_EINPUT &&
+                  strstr(dm_error_message(), "line 1"),
+              "a broken text names the line: %s", dm_error_message());
+    }
 
     /* canonical round trip: serialise, reload, serialise again -> identical text and hash */
     dm_buf a = {0}, b = {0};
