@@ -10,6 +10,7 @@
 #include "gpt2.h"
 
 #include "../core/err.h"
+#include "../core/log.h"
 #include "../core/rng.h"
 #include "../nn/adam.h"
 #include "../nn/gelu.h"
@@ -34,24 +35,173 @@ const char *const gpt2_param_names[GPT2_NUM_PARAMS] = {
     "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
 
 /* ---------------------------------------------------------------------------------------------
- * linear layers: src/nn/linear.h (nn_matmul_*: the weights are (in, out), Hugging Face's Conv1D) */
+ * linear layers: src/nn/linear.h (nn_matmul_*: the weights are (in, out), Hugging Face's Conv1D),
+ * or under GPT2_BF16 nn_bf16_gemm on the packed copies (the bias or residual put in out first, as
+ * nn_matmul_forward does, then the product added) */
+
+enum { W_QKV, W_ATTPROJ, W_FC, W_FCPROJ, W_KINDS }; /* the weight matrices of a block */
+
+static const nn_bf16_mat *bf_fwd(const gpt2_model *m, int l, int kind)
+{
+    return m->bf ? &m->bf->fwd[(size_t)l * W_KINDS + kind] : NULL;
+}
+
+/* out (N, OC) = bias + inp @ w, w being weight `kind` of layer l */
+static void matmul_fwd(const gpt2_model *m, int l, int kind, float *out, const float *inp, const float *w,
+                       const float *bias, int N, int IC, int OC)
+{
+    const nn_bf16_mat *b = bf_fwd(m, l, kind);
+    if (!b) {
+        nn_matmul_forward(out, inp, w, bias, N, IC, OC);
+        return;
+    }
+#pragma omp parallel for schedule(static) if ((size_t)N * OC > NN_PAR_MIN)
+    for (int i = 0; i < N; i++) memcpy(out + (size_t)i * OC, bias, (size_t)OC * sizeof *out);
+    nn_bf16_gemm(out, (size_t)OC, inp, (size_t)IC, b, N, 1);
+}
 
 /* dinp (N, IC) = dout @ w^T (overwritten); dw (IC, OC), dbias (OC) += as nn_matmul_backward */
-static void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                            const float *w, int N, int IC, int OC)
+static void matmul_backward(const gpt2_model *m, int l, int kind, float *dinp, float *dw, float *dbias,
+                            const float *dout, const float *inp, const float *w, int N, int IC, int OC)
 {
+    if (m->bf) {
+        nn_bf16_gemm(dinp, (size_t)IC, dout, (size_t)OC, &m->bf->bwd[(size_t)l * W_KINDS + kind], N, 0);
+        if (dw || dbias) nn_matmul_backward(NULL, dw, dbias, dout, inp, w, N, IC, OC);
+        return;
+    }
     memset(dinp, 0, (size_t)N * IC * sizeof *dinp);
     nn_matmul_backward(dinp, dw, dbias, dout, inp, w, N, IC, OC);
 }
 
 /* out (N, OC) = res (N, OC) + inp @ w + bias: the residual add fused into the GEMM's beta. */
-static void matmul_residual(float *out, const float *res, const float *inp, const float *w,
-                            const float *bias, int N, int IC, int OC)
+static void matmul_residual(const gpt2_model *m, int l, int kind, float *out, const float *res, const float *inp,
+                            const float *w, const float *bias, int N, int IC, int OC)
 {
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++)
         for (int o = 0; o < OC; o++) out[(size_t)i * OC + o] = res[(size_t)i * OC + o] + bias[o];
-    nn_sgemm(CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC, 1.0f, out, OC);
+    const nn_bf16_mat *b = bf_fwd(m, l, kind);
+    if (b) nn_bf16_gemm(out, (size_t)OC, inp, (size_t)IC, b, N, 1);
+    else nn_sgemm(CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC, 1.0f, out, OC);
+}
+
+/* logits (n, V) = h (n, C) wte^T */
+static void head_forward(const gpt2_model *m, float *logits, const float *h, int n)
+{
+    int V = m->cfg.vocab_size, C = m->cfg.channels;
+    if (m->bf) nn_bf16_gemm(logits, (size_t)V, h, (size_t)C, &m->bf->head, n, 0);
+    else nn_sgemm(CblasNoTrans, CblasTrans, n, V, C, 1.0f, h, C, m->params.wte, C, 0.0f, logits, V);
+}
+
+/* dh (n, C) = dlogits (n, V) wte (overwritten) */
+static void head_backward(const gpt2_model *m, float *dh, const float *dl, int n)
+{
+    int V = m->cfg.vocab_size, C = m->cfg.channels;
+    if (m->bf) nn_bf16_gemm(dh, (size_t)C, dl, (size_t)V, &m->bf->head_t, n, 0);
+    else nn_sgemm(CblasNoTrans, CblasNoTrans, n, C, V, 1.0f, dl, V, m->params.wte, C, 0.0f, dh, C);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * precision: the bfloat16 copies of the weights */
+
+static const float *block_weight(const gpt2_model *m, int l, int kind, int *IC, int *OC)
+{
+    const gpt2_params *p = &m->params;
+    size_t C = (size_t)m->cfg.channels, F = (size_t)m->cfg.inner;
+    switch (kind) {
+    case W_QKV: *IC = (int)C; *OC = (int)(3 * C); return p->qkvw + l * C * 3 * C;
+    case W_ATTPROJ: *IC = (int)C; *OC = (int)C; return p->attprojw + l * C * C;
+    case W_FC: *IC = (int)C; *OC = (int)F; return p->fcw + l * C * F;
+    default: *IC = (int)F; *OC = (int)C; return p->fcprojw + l * F * C;
+    }
+}
+
+static void bf_free(gpt2_model *m)
+{
+    gpt2_bf16 *b = m->bf;
+    if (!b) return;
+    size_t n = (size_t)m->cfg.num_layers * W_KINDS;
+    for (size_t i = 0; i < n; i++) {
+        if (b->fwd) nn_bf16_mat_free(&b->fwd[i]);
+        if (b->bwd) nn_bf16_mat_free(&b->bwd[i]);
+    }
+    free(b->fwd);
+    free(b->bwd);
+    nn_bf16_mat_free(&b->head);
+    nn_bf16_mat_free(&b->head_t);
+    free(b);
+    m->bf = NULL;
+}
+
+/* packs the forward copies (fwd, head), and the backward ones (bwd, head_t) when they exist or
+ * `bwd` asks for them; packing into existing copies reuses their memory */
+static int bf_pack(gpt2_model *m, int bwd)
+{
+    gpt2_bf16 *b = m->bf;
+    int L = m->cfg.num_layers, C = m->cfg.channels, V = m->cfg.vocab_size;
+    if (!b->fwd) DM_ALLOC(b->fwd, (size_t)L * W_KINDS);
+    if (bwd && !b->bwd) DM_ALLOC(b->bwd, (size_t)L * W_KINDS);
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < W_KINDS; k++) {
+            int IC, OC;
+            const float *w = block_weight(m, l, k, &IC, &OC);
+            DM_CALL(nn_bf16_pack(&b->fwd[(size_t)l * W_KINDS + k], w, IC, OC, (size_t)OC, 0));
+            if (b->bwd) DM_CALL(nn_bf16_pack(&b->bwd[(size_t)l * W_KINDS + k], w, OC, IC, (size_t)OC, 1));
+        }
+    DM_CALL(nn_bf16_pack(&b->head, m->params.wte, C, V, (size_t)C, 1));
+    if (b->bwd) DM_CALL(nn_bf16_pack(&b->head_t, m->params.wte, V, C, (size_t)C, 0));
+    return DM_OK;
+}
+
+const char *gpt2_precision_name(int precision)
+{
+    return precision == GPT2_BF16 ? "bf16" : precision == GPT2_F32 ? "f32" : "?";
+}
+
+int gpt2_precision_parse(const char *name)
+{
+    if (!strcmp(name, "f32")) return GPT2_F32;
+    if (!strcmp(name, "bf16")) return GPT2_BF16;
+    return -1;
+}
+
+int gpt2_set_precision(gpt2_model *m, int precision)
+{
+    if (precision != GPT2_F32 && precision != GPT2_BF16)
+        return DM_ERR(DM_EINTERNAL, "gpt2_set_precision: unknown precision %d", precision);
+    bf_free(m);
+    m->precision = GPT2_F32;
+    if (precision == GPT2_F32) return DM_OK;
+    if (!nn_bf16_available()) {
+        static int said; /* once per process */
+        if (!said) {
+            said = 1;
+            if (nn_bf16_cpu())
+                dm_warn("lm: bf16 precision is switched off (DM_NO_BF16 or nn_bf16_disable); the language model runs in f32");
+            else
+                dm_warn("lm: this CPU lacks AVX512_BF16 (or AVX-512 F/BW/VL); the language model runs in f32 instead of bf16");
+        }
+        return DM_OK;
+    }
+    DM_ALLOC(m->bf, 1);
+    int rc = bf_pack(m, 0);
+    if (rc) {
+        bf_free(m);
+        dm_error_trace(__FILE__, __LINE__);
+        return rc;
+    }
+    m->precision = GPT2_BF16;
+    return DM_OK;
+}
+
+size_t gpt2_bf16_bytes(const gpt2_model *m)
+{
+    const gpt2_bf16 *b = m->bf;
+    if (!b) return 0;
+    size_t n = nn_bf16_mat_bytes(&b->head) + (b->bwd ? nn_bf16_mat_bytes(&b->head_t) : 0);
+    for (size_t i = 0; i < (size_t)m->cfg.num_layers * W_KINDS; i++)
+        n += nn_bf16_mat_bytes(&b->fwd[i]) + (b->bwd ? nn_bf16_mat_bytes(&b->bwd[i]) : 0);
+    return n;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -270,6 +420,7 @@ void gpt2_init_random(gpt2_model *m, uint64_t seed)
 
 void gpt2_free(gpt2_model *m)
 {
+    bf_free(m);
     free(m->param_slab);
     free(m->grad_slab);
     free(m->adam_m);
@@ -454,15 +605,17 @@ int gpt2_forward(gpt2_model *m, const int *inputs, const float *soft, int n_soft
         float *fchg = a->fch_gelu + l * lF, *res3 = a->res3 + l * lC;
         nn_layernorm_forward(ln1, a->ln1_mean + l * lR, a->ln1_rstd + l * lR, res, p->ln1w + l * C,
                              p->ln1b + l * C, (int)BT, C, c->ln_eps);
-        nn_matmul_forward(qkv, ln1, p->qkvw + (size_t)l * C * 3 * C, p->qkvb + l * 3 * C, (int)BT, C, 3 * C);
+        matmul_fwd(m, l, W_QKV, qkv, ln1, p->qkvw + (size_t)l * C * 3 * C, p->qkvb + l * 3 * C, (int)BT, C, 3 * C);
         if (T >= 64) gpt2_attention_forward(atty, att, qkv, m->scratch, B, T, C, NH);
         else gpt2_attention_forward_naive(atty, att, qkv, m->scratch, B, T, C, NH);
-        matmul_residual(res2, res, atty, p->attprojw + (size_t)l * C * C, p->attprojb + l * C, (int)BT, C, C);
+        matmul_residual(m, l, W_ATTPROJ, res2, res, atty, p->attprojw + (size_t)l * C * C, p->attprojb + l * C,
+                        (int)BT, C, C);
         nn_layernorm_forward(ln2, a->ln2_mean + l * lR, a->ln2_rstd + l * lR, res2, p->ln2w + l * C,
                              p->ln2b + l * C, (int)BT, C, c->ln_eps);
-        nn_matmul_forward(fch, ln2, p->fcw + (size_t)l * C * F, p->fcb + (size_t)l * F, (int)BT, C, F);
+        matmul_fwd(m, l, W_FC, fch, ln2, p->fcw + (size_t)l * C * F, p->fcb + (size_t)l * F, (int)BT, C, F);
         nn_gelu_forward(fchg, fch, BT * F);
-        matmul_residual(res3, res2, fchg, p->fcprojw + (size_t)l * F * C, p->fcprojb + l * C, (int)BT, F, C);
+        matmul_residual(m, l, W_FCPROJ, res3, res2, fchg, p->fcprojw + (size_t)l * F * C, p->fcprojb + l * C, (int)BT,
+                        F, C);
     }
     const float *last = a->res3 + (c->num_layers - 1) * lC;
     nn_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last, p->lnfw, p->lnfb, (int)BT, C, c->ln_eps);
@@ -488,9 +641,7 @@ int gpt2_forward(gpt2_model *m, const int *inputs, const float *soft, int n_soft
         hin = a->lnf_rows;
     }
     m->n_rows = (int)NR;
-    if (NR > 0)
-        nn_sgemm(CblasNoTrans, CblasTrans, (int)NR, V, C, 1.0f, hin, C, p->wte, C, 0.0f,
-                 a->logits, V);
+    if (NR > 0) head_forward(m, a->logits, hin, (int)NR);
     if (!targets) return DM_OK;
     double loss = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : loss)
@@ -521,6 +672,7 @@ int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, flo
     int use_logits = !(m->flags & GPT2_NOLOGITS) && (m->has_targets || dlogits);
     if (dlogits && (m->flags & GPT2_NOLOGITS))
         return DM_ERR(DM_EINTERNAL, "gpt2_backward: dlogits given but the forward had GPT2_NOLOGITS");
+    if (m->bf && !m->bf->bwd) DM_CALL(bf_pack(m, 1)); /* the transposed copies, once */
 
     float *dres = m->dres, *dc = m->dbt_c;
     memset(dres, 0, lC * sizeof *dres);
@@ -548,7 +700,7 @@ int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, flo
                 for (int j = 0; j < V; j++) r[j] += u[j];
         }
         if (!sparse) {
-            nn_sgemm(CblasNoTrans, CblasNoTrans, (int)BT, C, V, 1.0f, dl, V, p->wte, C, 0.0f, dc, C);
+            head_backward(m, dc, dl, (int)BT);
             if (wg)
                 nn_sgemm(CblasTrans, CblasNoTrans, V, C, (int)BT, 1.0f, dl, V, a->lnf, C, 1.0f,
                          g->wte, C);
@@ -557,8 +709,7 @@ int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, flo
                 nn_sgemm(CblasTrans, CblasNoTrans, V, C, (int)NR, 1.0f, dl, V, a->lnf_rows, C, 1.0f,
                          g->wte, C);
             /* the packed hidden states are spent: their buffer takes the packed gradient */
-            nn_sgemm(CblasNoTrans, CblasNoTrans, (int)NR, C, V, 1.0f, dl, V, p->wte, C, 0.0f,
-                     a->lnf_rows, C);
+            head_backward(m, a->lnf_rows, dl, (int)NR);
             for (size_t k = 0; k < NR; k++)
                 memcpy(dc + (size_t)m->rows[k] * C, a->lnf_rows + k * C, (size_t)C * sizeof(float));
         }
@@ -576,19 +727,19 @@ int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, flo
         const float *res2 = a->res2 + l * lC, *ln2 = a->ln2 + l * lC, *fch = a->fch + l * lF;
         const float *fchg = a->fch_gelu + l * lF;
         /* dres = d res3: through the MLP; the residual path passes dres on unchanged */
-        matmul_backward(m->dbt_f, wg ? g->fcprojw + (size_t)l * F * C : NULL, wg ? g->fcprojb + l * C : NULL,
+        matmul_backward(m, l, W_FCPROJ, m->dbt_f, wg ? g->fcprojw + (size_t)l * F * C : NULL, wg ? g->fcprojb + l * C : NULL,
                         dres, fchg, p->fcprojw + (size_t)l * F * C, (int)BT, F, C);
         nn_gelu_backward(m->dbt_f, fch, m->dbt_f, lF);
-        matmul_backward(dc, wg ? g->fcw + (size_t)l * C * F : NULL, wg ? g->fcb + (size_t)l * F : NULL,
+        matmul_backward(m, l, W_FC, dc, wg ? g->fcw + (size_t)l * C * F : NULL, wg ? g->fcb + (size_t)l * F : NULL,
                         m->dbt_f, ln2, p->fcw + (size_t)l * C * F, (int)BT, C, F);
         nn_layernorm_backward(dres, wg ? g->ln2w + l * C : NULL, wg ? g->ln2b + l * C : NULL, dc, res2,
                               p->ln2w + l * C, a->ln2_mean + l * lR, a->ln2_rstd + l * lR, (int)BT, C);
         /* dres = d res2: through attention */
-        matmul_backward(dc, wg ? g->attprojw + (size_t)l * C * C : NULL, wg ? g->attprojb + l * C : NULL,
+        matmul_backward(m, l, W_ATTPROJ, dc, wg ? g->attprojw + (size_t)l * C * C : NULL, wg ? g->attprojb + l * C : NULL,
                         dres, atty, p->attprojw + (size_t)l * C * C, (int)BT, C, C);
         memset(m->dqkv, 0, l3 * sizeof *m->dqkv);
         gpt2_attention_backward(m->dqkv, dc, att, qkv, m->scratch, B, T, C, NH);
-        matmul_backward(dc, wg ? g->qkvw + (size_t)l * C * 3 * C : NULL, wg ? g->qkvb + l * 3 * C : NULL,
+        matmul_backward(m, l, W_QKV, dc, wg ? g->qkvw + (size_t)l * C * 3 * C : NULL, wg ? g->qkvb + l * 3 * C : NULL,
                         m->dqkv, ln1, p->qkvw + (size_t)l * C * 3 * C, (int)BT, C, 3 * C);
         nn_layernorm_backward(dres, wg ? g->ln1w + l * C : NULL, wg ? g->ln1b + l * C : NULL, dc, res,
                               p->ln1w + l * C, a->ln1_mean + l * lR, a->ln1_rstd + l * lR, (int)BT, C);
@@ -650,6 +801,8 @@ void gpt2_adamw_step(gpt2_model *m, const gpt2_adamw *o, int t)
     const nn_adam opt = {o->lr, o->beta1, o->beta2, o->eps, o->weight_decay, NN_ADAM_DECOUPLED};
     nn_adam_step_tensors(&opt, t, m->param_slab, m->grad_slab, m->adam_m, m->adam_v, GPT2_NUM_PARAMS,
                          m->param_sizes, decay);
+    /* the bfloat16 copies follow the weights (same shapes: packed in place, nothing can fail) */
+    if (m->bf) DM_ASSERT(bf_pack(m, 0) == DM_OK);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -709,7 +862,7 @@ static void cache_blocks(gpt2_cache *c, int R, int commit)
     for (int l = 0; l < g->num_layers; l++) {
         float *kc = c->k + (size_t)l * cap * C, *vc = c->v + (size_t)l * cap * C;
         nn_layernorm_forward(c->ln, NULL, NULL, c->x, p->ln1w + l * C, p->ln1b + l * C, R, C, g->ln_eps);
-        nn_matmul_forward(c->qkv, c->ln, p->qkvw + (size_t)l * C * 3 * C, p->qkvb + l * 3 * C, R, C, 3 * C);
+        matmul_fwd(m, l, W_QKV, c->qkv, c->ln, p->qkvw + (size_t)l * C * 3 * C, p->qkvb + l * 3 * C, R, C, 3 * C);
         int ld = P + c->max_rows; /* score row: P cached keys, then the row's own group */
         if (ld > cap) ld = cap;
         for (int h = 0; h < NH; h++) {
@@ -754,11 +907,11 @@ static void cache_blocks(gpt2_cache *c, int R, int commit)
                 memcpy(kc + pos * C, c->qkv + (size_t)r * 3 * C + C, C * sizeof(float));
                 memcpy(vc + pos * C, c->qkv + (size_t)r * 3 * C + 2 * C, C * sizeof(float));
             }
-        matmul_residual(c->x, c->x, c->y, p->attprojw + (size_t)l * C * C, p->attprojb + l * C, R, C, C);
+        matmul_residual(m, l, W_ATTPROJ, c->x, c->x, c->y, p->attprojw + (size_t)l * C * C, p->attprojb + l * C, R, C, C);
         nn_layernorm_forward(c->ln, NULL, NULL, c->x, p->ln2w + l * C, p->ln2b + l * C, R, C, g->ln_eps);
-        nn_matmul_forward(c->h, c->ln, p->fcw + (size_t)l * C * F, p->fcb + (size_t)l * F, R, C, F);
+        matmul_fwd(m, l, W_FC, c->h, c->ln, p->fcw + (size_t)l * C * F, p->fcb + (size_t)l * F, R, C, F);
         nn_gelu_forward(c->h, c->h, (size_t)R * F);
-        matmul_residual(c->x, c->x, c->h, p->fcprojw + (size_t)l * F * C, p->fcprojb + l * C, R, F, C);
+        matmul_residual(m, l, W_FCPROJ, c->x, c->x, c->h, p->fcprojw + (size_t)l * F * C, p->fcprojb + l * C, R, F, C);
     }
 }
 
@@ -766,9 +919,8 @@ static void cache_blocks(gpt2_cache *c, int R, int commit)
 static void logsoftmax_rows(const gpt2_cache *c, const float *hid, int n, float *out_lse)
 {
     const gpt2_model *m = c->m;
-    int V = m->cfg.vocab_size, C = m->cfg.channels;
-    nn_sgemm(CblasNoTrans, CblasTrans, n, V, C, 1.0f, hid, C, m->params.wte, C, 0.0f,
-             c->logits, V);
+    int V = m->cfg.vocab_size;
+    head_forward(m, c->logits, hid, n);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         out_lse[i] = nn_logsumexp(c->logits + (size_t)i * V, V);
@@ -782,6 +934,7 @@ static void set_logp(gpt2_cache *c, int pos)
     float lse;
     logsoftmax_rows(c, c->hid + (size_t)pos * C, 1, &lse);
     for (int j = 0; j < V; j++) c->logp[j] = c->logits[j] - lse;
+    c->logp_lse = lse;
 }
 
 int gpt2_cache_append(gpt2_cache *c, const int *inputs, const float *soft, int n_soft, int n)
@@ -915,7 +1068,9 @@ int gpt2_cache_score_mixed(gpt2_cache *c, const int *tokens, const int64_t *offs
                 l0 += (double)h[k] * m->params.wte[k];
                 ls += (double)h[k] * esoft[(size_t)i * C + k];
             }
-            double lse = l0 - c->logp[0], mx = lse > ls ? lse : ls;
+            /* f32: the vocabulary's lse from logit 0 (as before); bf16: the kept lse, whose logits came
+             * from the bfloat16 head rather than this float dot product */
+            double lse = m->bf ? (double)c->logp_lse : l0 - c->logp[0], mx = lse > ls ? lse : ls;
             ll_soft[i] = ls - (mx + log(exp(lse - mx) + exp(ls - mx)));
         }
     }

@@ -22,12 +22,21 @@
  * (in, out), so checkpoints load without transposes. Activations are allocated by gpt2_reserve()
  * for a maximum (B, T) and reused; nothing is allocated inside forward or backward.
  *
+ * Precision (gpt2_set_precision): GPT2_F32 runs every product in float through nn_sgemm. GPT2_BF16
+ * runs the products with the frozen weights (the four linear layers of every block and the tied
+ * output head, forward and backward to the inputs) on bfloat16 copies of the weights with float
+ * accumulation (src/nn/gemm_bf16.h): the activations entering those products are rounded to
+ * bfloat16 too. Attention, layer norms, GELU, softmax, embeddings and weight gradients stay float;
+ * the float weights stay the parameters (checkpoints, training), the copies are made from them.
+ *
  * Threads: OpenMP loops over rows and heads; BLAS is never called from inside a parallel region.
  * gpt2_set_threads(n) gives OpenBLAS n threads and OpenMP n threads only when
  * OMP_WAIT_POLICY=passive (spinning OpenMP workers would steal the BLAS threads' cores), else 1.
  */
 #ifndef DM_GPT2_H
 #define DM_GPT2_H
+
+#include "../nn/gemm_bf16.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -98,13 +107,30 @@ enum {
     GPT2_TARGET_ROWS = 4, /* logits only at positions with a target (packed, rows[] says which):
                            * soft-prompt positions without targets skip the output head */
 };
+/* Precisions (gpt2_set_precision). */
+enum {
+    GPT2_F32 = 0,
+    GPT2_BF16 = 1,
+};
+
 /* Backward flags. */
 enum {
     GPT2_WEIGHT_GRADS = 1, /* accumulate parameter gradients into grad_slab (needs gpt2_train_init) */
 };
 
+/* The bfloat16 copies of the weights under GPT2_BF16, packed for nn_bf16_gemm (B of out = inp B). */
+typedef struct {
+    nn_bf16_mat *fwd;   /* (L, 4): qkvw, attprojw, fcw, fcprojw of each layer, B = W (in, out) */
+    nn_bf16_mat *bwd;   /* (L, 4): the same as B = W^T (out, in), for dinp = dout W^T; packed by
+                         * the first backward (NULL until then) */
+    nn_bf16_mat head;   /* B = wte^T (C, V): logits = h wte^T */
+    nn_bf16_mat head_t; /* B = wte (V, C): dh = dlogits wte; packed with bwd */
+} gpt2_bf16;
+
 typedef struct {
     gpt2_config cfg;
+    int precision;                        /* GPT2_F32 or GPT2_BF16 (in force: see gpt2_set_precision) */
+    gpt2_bf16 *bf;                        /* the bfloat16 weights under GPT2_BF16, else NULL */
     gpt2_params params;                   /* views into param_slab */
     size_t param_sizes[GPT2_NUM_PARAMS];  /* floats per view, in gpt2_params order */
     size_t num_params;
@@ -151,6 +177,19 @@ void gpt2_free(gpt2_model *m);
 extern const char *const gpt2_param_names[GPT2_NUM_PARAMS];
 size_t gpt2_num_flops_per_token(const gpt2_config *c, int T); /* forward FLOPs with logits */
 
+/* Sets the precision of the products with the weights (GPT2_F32, the default, or GPT2_BF16; see
+ * the top of this file) and makes or drops the bfloat16 copies of the weights, which follow the
+ * float weights at this call (gpt2_adamw_step refreshes them; other writes to the parameters need
+ * another call). Where the CPU lacks AVX512_BF16 (or DM_NO_BF16 is set, nn_bf16_available),
+ * GPT2_BF16 falls back to GPT2_F32 and says so once per process in the log; m->precision tells
+ * which is in force. */
+int gpt2_set_precision(gpt2_model *m, int precision);
+/* "f32" / "bf16" and back (-1 for an unknown name). */
+const char *gpt2_precision_name(int precision);
+int gpt2_precision_parse(const char *name);
+/* Bytes of the bfloat16 copies now held. */
+size_t gpt2_bf16_bytes(const gpt2_model *m);
+
 /* Sizes the activation buffers for batches up to (B, T) with the given forward flags. */
 int gpt2_reserve(gpt2_model *m, int B, int T, int flags);
 
@@ -193,6 +232,7 @@ typedef struct {
     int max_rows;    /* positions processed per batched call */
     float *k, *v;    /* (L, cap, C) */
     float *logp;     /* (V) log p(next token | cached positions), valid when len > 0 */
+    float logp_lse;  /* the log-sum-exp of the logits behind logp */
     /* scratch for up to max_rows rows */
     float *x;        /* (R, C) residual */
     float *ln;       /* (R, C) */

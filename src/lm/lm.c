@@ -24,6 +24,17 @@ int lm_load(lm_model *lm, const char *dir)
     return rc;
 }
 
+int lm_set_precision(lm_model *lm, const char *precision)
+{
+    int p = gpt2_precision_parse(precision);
+    if (p < 0) {
+        DM_ERR(DM_ECONFIG, "lm.precision: unknown precision '%s'", precision);
+        DM_HINT("lm.precision is \"f32\" or \"bf16\"");
+        return DM_ECONFIG;
+    }
+    return gpt2_set_precision(&lm->model, p);
+}
+
 int lm_save(const lm_model *lm, const char *dir)
 {
     DM_CALL(gpt2_save(&lm->model, dir));

@@ -26,6 +26,11 @@ typedef struct {
 /* Loads dir/{config.json, model.safetensors, vocab.json, merges.txt}; the tokenizer's ids must fit
  * the model's vocabulary. */
 int lm_load(lm_model *lm, const char *dir);
+/* The precision of the model's products with its weights, by its lm.precision name: "f32" or
+ * "bf16" (gpt2_set_precision: bfloat16 copies of the weights made now, from the float weights
+ * loaded; on a CPU without AVX512_BF16 the model stays f32 and the log says so once). Any other
+ * name is an error naming the key. lm->model.precision tells which is in force. */
+int lm_set_precision(lm_model *lm, const char *precision);
 /* Writes the four files (each atomically), creating dir. */
 int lm_save(const lm_model *lm, const char *dir);
 void lm_free(lm_model *lm);

@@ -2,12 +2,13 @@
  *
  *   bench_lm gen DIR [layers heads width context vocab]   random GPT-2 (default: 124M, GPT-2 small)
  *   bench_lm sgemm THREADS N REPS                         sgemm peak: median GFLOP/s of N^3 products
- *   bench_lm forward DIR THREADS B T REPS                 logits of a (B, T) batch: median tokens/s
- *   bench_lm score DIR THREADS P NCAND CLEN REPS          prefix of P tokens computed once, then NCAND
+ *   bench_lm forward DIR THREADS B T REPS [PREC]          logits of a (B, T) batch: median tokens/s
+ *   bench_lm score DIR THREADS P NCAND CLEN REPS [PREC]   prefix of P tokens computed once, then NCAND
  *                                                         candidates of CLEN tokens scored on its cache
- *   bench_lm prompt DIR THREADS B T NSOFT REPS            a prompt-training step: NSOFT soft vectors then
+ *   bench_lm prompt DIR THREADS B T NSOFT REPS [PREC]     a prompt-training step: NSOFT soft vectors then
  *                                                         text per sequence, loss on the text, gradient
  *                                                         to the soft vectors through the frozen weights
+ * PREC: f32 (default) or bf16 (gpt2_set_precision; the output says which precision ran).
  * Inputs are drawn from a fixed seed so the PyTorch side (bench_lm.py) uses the same ones. Each
  * measuring mode prints one line of key=value pairs, including peak RSS and the weights' bytes.
  */
@@ -89,6 +90,15 @@ int main(int argc, char **argv)
     double t0 = dm_wtime();
     if (gpt2_load(&m, dir)) die();
     double t_load = dm_wtime() - t0;
+    int nfix = !strcmp(mode, "forward") ? 7 : 8; /* arguments before the optional precision */
+    const char *prec = argc > nfix ? argv[nfix] : "f32";
+    if (gpt2_precision_parse(prec) < 0) {
+        fprintf(stderr, "bench_lm: unknown precision '%s' (f32 or bf16)\n", prec);
+        return 2;
+    }
+    t0 = dm_wtime();
+    if (gpt2_set_precision(&m, gpt2_precision_parse(prec))) die();
+    double t_conv = dm_wtime() - t0;
     size_t wbytes = m.num_params * sizeof(float);
     int V = m.cfg.vocab_size;
     if (!strcmp(mode, "forward") && argc >= 7) {
@@ -105,10 +115,15 @@ int main(int argc, char **argv)
         double s = median(t, reps);
         double flops = (double)gpt2_num_flops_per_token(&m.cfg, T) * B * T;
         /* checksum so both sides can be seen to compute the same thing */
-        double cs = 0;
-        for (int j = 0; j < V; j++) cs += m.acts.logits[(size_t)(B * T - 1) * V + j];
-        printf("tokens_per_s=%.1f seconds=%.4f gflops=%.1f load_s=%.2f checksum=%.4f peak_rss=%zu weights=%zu\n",
-               B * T / s, s, flops / s / 1e9, t_load, cs, dm_peak_rss(), wbytes);
+        double cs = 0, ab = 0;
+        for (int j = 0; j < V; j++) {
+            cs += m.acts.logits[(size_t)(B * T - 1) * V + j];
+            ab += fabs(m.acts.logits[(size_t)(B * T - 1) * V + j]);
+        }
+        printf("tokens_per_s=%.1f seconds=%.4f gflops=%.1f load_s=%.2f checksum=%.4f abssum=%.4f peak_rss=%zu weights=%zu "
+               "precision=%s convert_s=%.2f bf16_bytes=%zu\n",
+               B * T / s, s, flops / s / 1e9, t_load, cs, ab, dm_peak_rss(), wbytes, gpt2_precision_name(m.precision),
+               t_conv, gpt2_bf16_bytes(&m));
     } else if (!strcmp(mode, "score") && argc >= 8) {
         int P = atoi(argv[4]), nc = atoi(argv[5]), cl = atoi(argv[6]), reps = atoi(argv[7]);
         int *pre = malloc(sizeof(int) * P), *ct = malloc(sizeof(int) * nc * cl);
@@ -133,8 +148,10 @@ int main(int argc, char **argv)
         const gpt2_config *g = &m.cfg;
         double head = 2.0 * g->channels * (double)V, per = (double)gpt2_num_flops_per_token(g, P) - head;
         double rows = (double)nc * (cl - 1), flops = (P + rows) * per + (1 + rows) * head;
-        printf("cands_per_s=%.1f seconds=%.4f gflops=%.1f ll_sum=%.4f ll0=%.5f peak_rss=%zu weights=%zu load_s=%.2f\n",
-               nc / s, s, flops / s / 1e9, sum, ll[0], dm_peak_rss(), wbytes, t_load);
+        printf("cands_per_s=%.1f seconds=%.4f gflops=%.1f ll_sum=%.4f ll0=%.5f peak_rss=%zu weights=%zu load_s=%.2f "
+               "precision=%s convert_s=%.2f bf16_bytes=%zu\n",
+               nc / s, s, flops / s / 1e9, sum, ll[0], dm_peak_rss(), wbytes, t_load, gpt2_precision_name(m.precision),
+               t_conv, gpt2_bf16_bytes(&m));
         gpt2_cache_free(&c);
     } else if (!strcmp(mode, "prompt") && argc >= 8) {
         int B = atoi(argv[4]), T = atoi(argv[5]), ns = atoi(argv[6]), reps = atoi(argv[7]), C = m.cfg.channels;
@@ -170,8 +187,10 @@ int main(int argc, char **argv)
          * for the input gradients (no weight gradients); attention's own products are left out */
         double head = 2.0 * C * (double)V, blocks = (double)gpt2_num_flops_per_token(&m.cfg, T) - head;
         double flops = 2.0 * ((double)B * T * blocks + (double)nt * head);
-        printf("tokens_per_s=%.1f seconds=%.4f forward_s=%.4f gflops=%.1f loss=%.6f checksum=%.6e peak_rss=%zu weights=%zu\n",
-               B * T / s, s, sf, flops / s / 1e9, loss, cs, dm_peak_rss(), wbytes);
+        printf("tokens_per_s=%.1f seconds=%.4f forward_s=%.4f gflops=%.1f loss=%.6f checksum=%.6e peak_rss=%zu weights=%zu "
+               "precision=%s convert_s=%.2f bf16_bytes=%zu\n",
+               B * T / s, s, sf, flops / s / 1e9, loss, cs, dm_peak_rss(), wbytes, gpt2_precision_name(m.precision), t_conv,
+               gpt2_bf16_bytes(&m));
     } else {
         fprintf(stderr, "bench_lm: bad arguments\n");
         return 2;

@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """bench_lm.py: the PyTorch side of the frozen-LM benchmark (tests/bench/bench_lm.sh).
 
-    bench_lm.py forward DIR THREADS B T REPS
-    bench_lm.py score DIR THREADS P NCAND CLEN REPS
-    bench_lm.py prompt DIR THREADS B T NSOFT REPS
+    bench_lm.py forward DIR THREADS B T REPS [PREC]
+    bench_lm.py score DIR THREADS P NCAND CLEN REPS [PREC]
+    bench_lm.py prompt DIR THREADS B T NSOFT REPS [PREC]
+    bench_lm.py autocast                  prints 1 if this torch runs bf16 autocast on the CPU, else 0
 
 Loads the same model.safetensors as the C side (format parsed by hand: no safetensors package
 here) into a float32 GPT-2 written the way Hugging Face's GPT2LMHeadModel computes it (Conv1D
@@ -11,8 +12,11 @@ addmm, matmul attention with a causal mask, tanh GELU, tied head), under torch.i
 torch.set_num_threads(THREADS). Scoring follows the usual KV-cache recipe: the prefix runs once,
 its keys/values are expanded over the candidate batch, logits of every candidate position are
 log-softmaxed and the candidate tokens gathered. Inputs are the C side's: (i * 7919 + 13) % V.
-Prints one key=value line like bench_lm.c.
+Prints one key=value line like bench_lm.c. PREC: f32 (default) or bf16, which runs the model under
+torch.autocast("cpu", dtype=torch.bfloat16) (matrix products in bfloat16 through oneDNN, layer norms
+and softmax in float32), PyTorch's own reduced-precision CPU inference.
 """
+import contextlib
 import json
 import math
 import os
@@ -95,8 +99,23 @@ def tokens(n, V, salt=0):
     return (((np.arange(n, dtype=np.int64) + salt) * 7919 + 13) % V)
 
 
+def autocast_ok():
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = torch.ones(4, 4) @ torch.ones(4, 4)
+        return y.dtype == torch.bfloat16
+    except Exception:  # an old torch without CPU autocast
+        return False
+
+
 def main():
+    if sys.argv[1] == "autocast":
+        print(1 if autocast_ok() else 0)
+        return
     mode, d, th = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    nfix = 7 if mode == "forward" else 8
+    prec = sys.argv[nfix] if len(sys.argv) > nfix else "f32"
+    amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if prec == "bf16" else contextlib.nullcontext
     torch.set_num_threads(th)
     t0 = time.perf_counter()
     cfg, P = load(d)
@@ -116,18 +135,19 @@ def main():
         for r in range(reps + 1):
             soft = soft0.clone().requires_grad_(True)
             t0 = time.perf_counter()
-            emb = torch.cat((soft, F.embedding(ids[:, ns:], m.P["wte.weight"])), dim=1)
-            logits, _ = m.forward(None, emb=emb)
-            loss = F.cross_entropy(logits.view(-1, V), tg.view(-1), ignore_index=-1, reduction="sum") / nt
+            with amp():
+                emb = torch.cat((soft, F.embedding(ids[:, ns:], m.P["wte.weight"])), dim=1)
+                logits, _ = m.forward(None, emb=emb)
+                loss = F.cross_entropy(logits.view(-1, V).float(), tg.view(-1), ignore_index=-1, reduction="sum") / nt
             loss.backward()
             if r:
                 ts.append(time.perf_counter() - t0)
         s = statistics.median(ts)
         print(f"tokens_per_s={B * T / s:.1f} seconds={s:.4f} loss={loss.item():.6f} "
               f"checksum={soft.grad.double().abs().sum().item():.6e} "
-              f"peak_rss={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}")
+              f"peak_rss={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024} precision={prec}")
         return
-    with torch.inference_mode():
+    with torch.inference_mode(), amp():
         if mode == "forward":
             B, T, reps = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
             ids = torch.from_numpy(tokens(B * T, V).reshape(B, T))
@@ -139,7 +159,9 @@ def main():
                 ts.append(time.perf_counter() - t0)
             s = statistics.median(ts)
             cs = logits[-1, -1].double().sum().item()
-            print(f"tokens_per_s={B * T / s:.1f} seconds={s:.4f} checksum={cs:.4f} load_s={t_load:.2f}")
+            ab = logits[-1, -1].double().abs().sum().item()
+            print(f"tokens_per_s={B * T / s:.1f} seconds={s:.4f} checksum={cs:.4f} abssum={ab:.4f} load_s={t_load:.2f} "
+                  f"precision={prec}")
         elif mode == "score":
             Pn, nc, cl, reps = (int(x) for x in sys.argv[4:8])
             pre = torch.from_numpy(tokens(Pn, V)).view(1, Pn)
@@ -148,17 +170,17 @@ def main():
             for r in range(reps + 1):
                 t0 = time.perf_counter()
                 lg, past = m.forward(pre)
-                first = lg[0, -1].log_softmax(-1)
+                first = lg[0, -1].float().log_softmax(-1)
                 pastx = [(k.expand(nc, -1, -1, -1), v.expand(nc, -1, -1, -1)) for k, v in past]
                 lg2, _ = m.forward(cand, pastx)
-                lp = lg2.log_softmax(-1)
+                lp = lg2.float().log_softmax(-1)
                 ll = first[cand[:, 0]] + lp[:, :-1].gather(-1, cand[:, 1:, None])[..., 0].sum(-1)
                 if r:
                     ts.append(time.perf_counter() - t0)
             s = statistics.median(ts)
             print(f"cands_per_s={nc / s:.1f} seconds={s:.4f} ll_sum={ll.double().sum().item():.4f} "
                   f"ll0={ll[0].item():.5f} peak_rss={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024} "
-                  f"weights={wbytes} load_s={t_load:.2f}")
+                  f"weights={wbytes} load_s={t_load:.2f} precision={prec}")
 
 
 if __name__ == "__main__":

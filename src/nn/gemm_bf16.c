@@ -1,0 +1,323 @@
+/* gemm_bf16.c: bfloat16 products with float accumulation (AVX512_BF16), the packing of B, and the
+ * scalar twin; see gemm_bf16.h.
+ *
+ * Kernel: tiles of MR = 6 rows x one panel of 64 columns keep 24 vectors of 16 float accumulators
+ * (+ 4 of B + a broadcast: 29 of the 32 registers). Per pair of k a tile loads the panel's 64
+ * words (4 vectors) and broadcasts each row's word of A; one vdpbf16ps per accumulator adds both
+ * products. K runs in blocks of KB pairs (the panel's block, 32 KiB, stays in L1 while every row
+ * block of the work item passes over it); the accumulators go back to C between blocks, which
+ * changes no bit (C is float, so the running sum is stored exactly). Work items are (panel, block
+ * of up to MB rows), panel-major, split statically over the threads.
+ */
+#include "gemm_bf16.h"
+
+#include "../core/err.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <immintrin.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define NR NN_BF16_NR
+#define MR 6
+#define KB 128  /* pairs of k per block */
+#define MB 192  /* rows per work item */
+/* fewer multiply-adds than this run on the calling thread */
+#define PAR_MIN ((size_t)1 << 20)
+/* words of rounded A held at once (the scratch) */
+#define A_CAP ((size_t)4 << 20)
+
+static int g_cpu = -1, g_env = -1, g_off, g_threads;
+static _Thread_local uint32_t *g_a;
+static _Thread_local size_t g_a_cap;
+
+int nn_bf16_cpu(void)
+{
+    if (g_cpu < 0) {
+        __builtin_cpu_init();
+        g_cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+    }
+    return g_cpu;
+}
+
+int nn_bf16_available(void)
+{
+    if (g_env < 0) {
+        const char *e = getenv("DM_NO_BF16");
+        g_env = e && *e && strcmp(e, "0") != 0;
+    }
+    return nn_bf16_cpu() && !g_env && !g_off;
+}
+
+void nn_bf16_disable(int on) { g_off = on != 0; }
+void nn_bf16_set_threads(int n) { g_threads = n > 0 ? n : 0; }
+
+void nn_bf16_scratch_free(void)
+{
+    free(g_a);
+    g_a = NULL;
+    g_a_cap = 0;
+}
+
+/* ---- rounding ------------------------------------------------------------------------------- */
+
+/* the bits of bf16(x) from the bits of x, without branches (so packing loops vectorise) */
+static inline uint32_t bf16_bits_u(uint32_t u)
+{
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;  /* nearest, ties to even */
+    r = (u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : r; /* NaN: quiet */
+    r = (u & 0x7f800000u) == 0 ? (u >> 16) & 0x8000u : r;       /* zero, subnormal: signed 0 */
+    return r;
+}
+
+static inline uint32_t bf16_bits(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return bf16_bits_u(u);
+}
+
+uint16_t nn_bf16_from_f32(float x) { return (uint16_t)bf16_bits(x); }
+
+float nn_bf16_to_f32(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* ---- packing -------------------------------------------------------------------------------- */
+
+/* n words, 64-byte aligned; large blocks 2 MiB aligned and advised to use transparent huge pages
+ * (the copies of a GPT-2 are hundreds of MB: 4 KiB pages cost a page fault every 1024 words) */
+static uint32_t *alloc_words(size_t n)
+{
+    size_t bytes = (n * sizeof(uint32_t) + 63) & ~(size_t)63;
+    if (bytes < ((size_t)4 << 20)) return aligned_alloc(64, bytes);
+    size_t huge = (size_t)2 << 20;
+    bytes = (bytes + huge - 1) & ~(huge - 1);
+    void *p = aligned_alloc(huge, bytes);
+#ifdef MADV_HUGEPAGE
+    if (p) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+int nn_bf16_pack(nn_bf16_mat *b, const float *src, int K, int N, size_t ld, int trans)
+{
+    if (K < 0 || N < 0) return DM_ERR(DM_EINTERNAL, "nn_bf16_pack: negative size (%d, %d)", K, N);
+    if (!b->w || b->K != K || b->N != N) {
+        nn_bf16_mat_free(b);
+        b->K = K;
+        b->N = N;
+        b->kp = (K + 1) / 2;
+        b->np = (N + NR - 1) / NR;
+        size_t n = (size_t)b->np * b->kp * NR;
+        if (n == 0) return DM_OK;
+        b->w = alloc_words(n);
+        if (!b->w) {
+            nn_bf16_mat_free(b);
+            return DM_ERR(DM_ENOMEM, "out of memory packing a (%d, %d) bf16 matrix", K, N);
+        }
+    }
+    const int kp = b->kp, np = b->np;
+    int nth = g_threads > 0 ? g_threads : openblas_get_num_threads();
+    if (nth < 1 || omp_in_parallel() || (size_t)np * kp * NR < ((size_t)1 << 16)) nth = 1;
+    /* panel by panel; each source row read contiguously (rows of B, or rows of B^T = columns) */
+#pragma omp parallel for schedule(static) num_threads(nth)
+    for (int q = 0; q < np; q++) {
+        uint32_t *dst = b->w + (size_t)q * kp * NR;
+        int w = N - q * NR < NR ? N - q * NR : NR;
+        if (w < NR) memset(dst, 0, (size_t)kp * NR * sizeof *dst);
+        if (trans) {
+            for (int c = 0; c < w; c++) {
+                const float *row = src + (size_t)(q * NR + c) * ld;
+                for (int p = 0; p < K / 2; p++)
+                    dst[(size_t)p * NR + c] = bf16_bits(row[2 * p]) | bf16_bits(row[2 * p + 1]) << 16;
+                if (K % 2) dst[(size_t)(kp - 1) * NR + c] = bf16_bits(row[K - 1]);
+            }
+        } else {
+            for (int p = 0; p < kp; p++) {
+                const float *r0 = src + (size_t)(2 * p) * ld + (size_t)q * NR, *r1 = r0 + ld;
+                uint32_t *d = dst + (size_t)p * NR;
+                if (2 * p + 1 < K)
+                    for (int c = 0; c < w; c++) d[c] = bf16_bits(r0[c]) | bf16_bits(r1[c]) << 16;
+                else
+                    for (int c = 0; c < w; c++) d[c] = bf16_bits(r0[c]);
+            }
+        }
+    }
+    return DM_OK;
+}
+
+void nn_bf16_mat_free(nn_bf16_mat *b)
+{
+    free(b->w);
+    memset(b, 0, sizeof *b);
+}
+
+size_t nn_bf16_mat_bytes(const nn_bf16_mat *b) { return (size_t)b->np * b->kp * NR * sizeof(uint32_t); }
+
+float nn_bf16_mat_get(const nn_bf16_mat *b, int k, int j)
+{
+    uint32_t w = b->w[((size_t)(j / NR) * b->kp + k / 2) * NR + j % NR];
+    return nn_bf16_to_f32((uint16_t)(k % 2 ? w >> 16 : w & 0xffffu));
+}
+
+/* ---- the scalar twin ------------------------------------------------------------------------ */
+
+static inline float ftz(float x) { return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x; }
+
+void nn_bf16_gemm_naive(float *C, size_t ldc, const float *A, size_t lda, const nn_bf16_mat *b, int M,
+                        int accumulate)
+{
+    const int K = b->K, N = b->N;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float c = accumulate ? ftz(C[(size_t)i * ldc + j]) : 0.0f;
+            const float *a = A + (size_t)i * lda;
+            for (int p = 0; p < b->kp; p++) {
+                float a0 = nn_bf16_round(a[2 * p]), a1 = 2 * p + 1 < K ? nn_bf16_round(a[2 * p + 1]) : 0.0f;
+                float b0 = nn_bf16_mat_get(b, 2 * p, j), b1 = 2 * p + 1 < K ? nn_bf16_mat_get(b, 2 * p + 1, j) : 0.0f;
+                float t = ftz(c + a1 * b1); /* products of two bfloat16 are exact in float */
+                c = ftz(t + a0 * b0);
+            }
+            C[(size_t)i * ldc + j] = c;
+        }
+}
+
+/* ---- the AVX512_BF16 kernel ----------------------------------------------------------------- */
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")
+
+/* row (K floats) -> (K + 1) / 2 words of bfloat16 pairs */
+static void round_row(uint32_t *dst, const float *a, int K)
+{
+    for (int k0 = 0; k0 < K; k0 += 32) {
+        int n = K - k0 < 32 ? K - k0 : 32;
+        __mmask16 m0 = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
+        __mmask16 m1 = (__mmask16)(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
+        __m512 v0 = _mm512_maskz_loadu_ps(m0, a + k0), v1 = _mm512_maskz_loadu_ps(m1, a + k0 + 16);
+        __m512i r = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
+        int nw = (n + 1) / 2;
+        _mm512_mask_storeu_epi32(dst + k0 / 2, (__mmask16)(nw >= 16 ? 0xffff : (1u << nw) - 1), r);
+    }
+}
+
+/* C rows r0 .. r0 + mr - 1 of one panel, += over nk pairs; a: the rows' words at the block's first
+ * pair (rows lda words apart), b: the panel at the block's first pair, mk: live columns */
+static inline __attribute__((always_inline)) void tile(int mr, int nk, const uint32_t *a, size_t lda,
+                                                       const uint32_t *b, float *c, size_t ldc,
+                                                       const __mmask16 *mk, int load)
+{
+    __m512 acc[MR][4];
+    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
+        _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++)
+            acc[r][v] = load ? _mm512_maskz_loadu_ps(mk[v], c + (size_t)r * ldc + 16 * v) : _mm512_setzero_ps();
+    for (int p = 0; p < nk; p++) {
+        const uint32_t *bp = b + (size_t)p * NR;
+        __m512bh b0 = (__m512bh)_mm512_load_si512(bp), b1 = (__m512bh)_mm512_load_si512(bp + 16);
+        __m512bh b2 = (__m512bh)_mm512_load_si512(bp + 32), b3 = (__m512bh)_mm512_load_si512(bp + 48);
+        _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) {
+            __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[(size_t)r * lda + p]);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
+            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
+            acc[r][2] = _mm512_dpbf16_ps(acc[r][2], x, b2);
+            acc[r][3] = _mm512_dpbf16_ps(acc[r][3], x, b3);
+        }
+    }
+    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
+        _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++)
+            _mm512_mask_storeu_ps(c + (size_t)r * ldc + 16 * v, mk[v], acc[r][v]);
+}
+
+static void tile_mr(int mr, int nk, const uint32_t *a, size_t lda, const uint32_t *b, float *c, size_t ldc,
+                    const __mmask16 *mk, int load)
+{
+    switch (mr) {
+    case 6: tile(6, nk, a, lda, b, c, ldc, mk, load); break;
+    case 5: tile(5, nk, a, lda, b, c, ldc, mk, load); break;
+    case 4: tile(4, nk, a, lda, b, c, ldc, mk, load); break;
+    case 3: tile(3, nk, a, lda, b, c, ldc, mk, load); break;
+    case 2: tile(2, nk, a, lda, b, c, ldc, mk, load); break;
+    default: tile(1, nk, a, lda, b, c, ldc, mk, load); break;
+    }
+}
+
+/* rows i0 .. i1 - 1 of panel q */
+static void work_item(float *C, size_t ldc, const uint32_t *a, size_t kp, const nn_bf16_mat *b, int q, int i0, int i1,
+                      int acc)
+{
+    int j0 = q * NR, w = b->N - j0 < NR ? b->N - j0 : NR;
+    __mmask16 mk[4];
+    for (int v = 0; v < 4; v++) {
+        int n = w - 16 * v;
+        mk[v] = (__mmask16)(n >= 16 ? 0xffff : n > 0 ? (1u << n) - 1 : 0);
+    }
+    const uint32_t *panel = b->w + (size_t)q * b->kp * NR;
+    for (int p0 = 0; p0 < b->kp; p0 += KB) {
+        int nk = b->kp - p0 < KB ? b->kp - p0 : KB;
+        for (int i = i0; i < i1; i += MR) {
+            int mr = i1 - i < MR ? i1 - i : MR;
+            tile_mr(mr, nk, a + (size_t)i * kp + p0, kp, panel + (size_t)p0 * NR, C + (size_t)i * ldc + j0, ldc, mk,
+                    acc || p0 > 0);
+        }
+    }
+}
+
+static void gemm_avx512(float *C, size_t ldc, const float *A, size_t lda, const nn_bf16_mat *b, int M,
+                        uint32_t *a, int nth, int acc)
+{
+    const size_t kp = (size_t)b->kp;
+    const int nmb = (M + MB - 1) / MB;
+    const long items = (long)b->np * nmb;
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+#pragma omp for schedule(static)
+        for (int i = 0; i < M; i++) round_row(a + (size_t)i * kp, A + (size_t)i * lda, b->K);
+#pragma omp for schedule(static)
+        for (long t = 0; t < items; t++) {
+            int q = (int)(t / nmb), i0 = (int)(t % nmb) * MB;
+            work_item(C, ldc, a, kp, b, q, i0, M - i0 < MB ? M : i0 + MB, acc);
+        }
+    }
+}
+
+#pragma GCC pop_options
+
+void nn_bf16_gemm(float *C, size_t ldc, const float *A, size_t lda, const nn_bf16_mat *b, int M, int accumulate)
+{
+    if (M <= 0 || b->N <= 0) return;
+    if (b->K <= 0) {
+        if (!accumulate)
+            for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)b->N * sizeof *C);
+        return;
+    }
+    DM_ASSERT(nn_bf16_cpu());
+    DM_ASSERT(lda >= (size_t)b->K && ldc >= (size_t)b->N);
+    /* rows in chunks whose rounded copy fits the scratch cap (a long K, e.g. the vocabulary of the
+     * head's backward, would otherwise need M K / 2 words) */
+    size_t kp = (size_t)b->kp, rows = A_CAP / kp;
+    if (rows < MR) rows = MR;
+    if (rows > (size_t)M) rows = (size_t)M;
+    size_t need = rows * kp;
+    if (need > g_a_cap) {
+        free(g_a);
+        g_a = aligned_alloc(64, ((need * sizeof *g_a + 63) / 64) * 64);
+        DM_ASSERT(g_a != NULL); /* at most A_CAP words (16 MiB) */
+        g_a_cap = need;
+    }
+    int nth = g_threads > 0 ? g_threads : openblas_get_num_threads();
+    if (nth < 1 || omp_in_parallel() || (size_t)M * b->N * b->K < PAR_MIN) nth = 1;
+    for (size_t i0 = 0; i0 < (size_t)M; i0 += rows) {
+        int m = (int)((size_t)M - i0 < rows ? (size_t)M - i0 : rows);
+        gemm_avx512(C + i0 * ldc, ldc, A + i0 * lda, lda, b, m, g_a, nth, accumulate);
+    }
+}

@@ -1,0 +1,88 @@
+/* gemm_bf16.h: matrix products with bfloat16 operands and float accumulation, for frozen weights
+ * (the language model's linear layers when lm.precision = "bf16").
+ *
+ *   C (M, N) = [C +] bf16(A) B   A (M, K) float, rows lda apart, rounded to bfloat16 on the fly;
+ *                                B (K, N) a matrix packed once (nn_bf16_pack) from float weights;
+ *                                C rows ldc apart, float: with accumulate the product is added to
+ *                                what C holds (the caller puts the bias or the residual there
+ *                                first), without it C is written and never read.
+ *
+ * Rounding: float -> bfloat16 to nearest, ties to even (vcvtne2ps2bf16), subnormal inputs and
+ * results flushed to zero; NaN stays NaN. bfloat16 keeps 8 significant bits: unit roundoff
+ * u = 2^-8, so |bf16(x) - x| <= u |x|.
+ *
+ * Order: each c_ij is accumulated over pairs of k, starting from the value in C (accumulate) or 0:
+ *     for p = 0, 1, ..., ceil(K / 2) - 1:
+ *         t = c + a_i,2p+1 b_2p+1,j;   c = t + a_i,2p b_2p,j     (odd index first; K odd: 0 pads)
+ * with the products of two bfloat16 exact in float and each sum rounded to float (nearest even),
+ * subnormals flushed: exactly AVX512_BF16's vdpbf16ps lane by lane. So c_ij depends only on row i
+ * of A, column j of B and its starting value: not on M, N, the blocking, the thread count or the
+ * other rows of the call. nn_bf16_gemm_naive does the same scalar operations one element at a time
+ * and equals nn_bf16_gemm bitwise (tests/unit/test_lm_bf16.c).
+ * Error against the exact product of the float operands, with S = sum_k |a_ik| |b_kj| (b_kj the
+ * float weight before packing):
+ *     |c - c0 - sum_k a_ik b_kj| <= (2u + u^2) S + gamma_K (|c0| + (1 + u)^2 S)
+ * (one bfloat16 rounding of each operand, then K float additions, u' = 2^-24 and
+ * gamma_K = K u' / (1 - K u'); flushing subnormals adds at most 2^-126 per operation).
+ *
+ * CPU: the kernel needs AVX-512 F/BW/VL and AVX512_BF16; it is compiled with function target
+ * attributes (the build stays portable) and may only be called when nn_bf16_available() says so.
+ * nn_bf16_available() is false on CPUs without the instructions, when DM_NO_BF16 is set in the
+ * environment (non-empty, not "0"), or after nn_bf16_disable(1): callers then keep their float path.
+ *
+ * Threads: OpenMP over panels of columns and blocks of rows, nn_bf16_set_threads(n) threads
+ * (default: as many as OpenBLAS uses), one thread for small products or inside a parallel region.
+ * Memory: a packed matrix owns its pairs; the module keeps a grow-only scratch for the rounded A
+ * (at most 16 MiB: long products run in chunks of rows) per calling thread, released by
+ * nn_bf16_scratch_free. Nothing else allocates; nn_bf16_gemm cannot fail (it aborts if even the
+ * scratch cannot be had).
+ */
+#ifndef DM_NN_GEMM_BF16_H
+#define DM_NN_GEMM_BF16_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NN_BF16_NR 64 /* columns per packed panel */
+
+/* B (K, N) in panels of NN_BF16_NR columns: panel q holds rows (pairs) p = 0 .. kp-1, each as
+ * NN_BF16_NR 32-bit words whose low half is bf16(b_2p,j) and high half bf16(b_2p+1,j); columns past
+ * N and the row past an odd K are zero. */
+typedef struct {
+    int K, N;        /* the logical matrix */
+    int kp, np;      /* ceil(K / 2) pairs of rows, ceil(N / NN_BF16_NR) panels */
+    uint32_t *w;     /* (np, kp, NN_BF16_NR) */
+} nn_bf16_mat;
+
+/* 1 when the kernel may run: the CPU has AVX512_BF16 (and F/BW/VL) and it is not disabled. */
+int nn_bf16_available(void);
+/* 1 when the CPU has the instructions, whatever nn_bf16_disable and DM_NO_BF16 say. */
+int nn_bf16_cpu(void);
+/* Forces the float fallback (on = 1) or lifts it (0; DM_NO_BF16 still applies). Serial code only. */
+void nn_bf16_disable(int on);
+/* Threads of nn_bf16_gemm; n <= 0 = as many as OpenBLAS uses. */
+void nn_bf16_set_threads(int n);
+
+/* Packs B (K, N) from float: b_kj = src[k ld + j] (trans = 0) or src[j ld + k] (trans = 1, i.e.
+ * src is B^T (N, K)). b is zeroed, or a packed matrix: of the same shape its memory is reused (no
+ * allocation, so no failure), else it is freed first. Needs no CPU feature. */
+int nn_bf16_pack(nn_bf16_mat *b, const float *src, int K, int N, size_t ld, int trans);
+void nn_bf16_mat_free(nn_bf16_mat *b);
+size_t nn_bf16_mat_bytes(const nn_bf16_mat *b);
+/* b_kj as a float (its bfloat16 value), for tests and references. */
+float nn_bf16_mat_get(const nn_bf16_mat *b, int k, int j);
+
+/* C (M, b->N; rows ldc apart) = [C +] bf16(A) (M, b->K; rows lda apart) b, in the order above. */
+void nn_bf16_gemm(float *C, size_t ldc, const float *A, size_t lda, const nn_bf16_mat *b, int M, int accumulate);
+/* The same operations as plain serial scalar code (no CPU feature needed): the reference. */
+void nn_bf16_gemm_naive(float *C, size_t ldc, const float *A, size_t lda, const nn_bf16_mat *b, int M,
+                        int accumulate);
+
+/* bfloat16 bits of x, rounded as above, and back to float. */
+uint16_t nn_bf16_from_f32(float x);
+float nn_bf16_to_f32(uint16_t h);
+static inline float nn_bf16_round(float x) { return nn_bf16_to_f32(nn_bf16_from_f32(x)); }
+
+void nn_bf16_scratch_free(void);
+
+#endif
