@@ -24,6 +24,7 @@
  * lm_ws_free. Everything lives in one workspace (lm_ws).
  */
 #include "../mpi/cli.h"
+#include "ckpt.h"
 #include "dataset_io.h"
 #include "../mpi/h5io.h"
 #include "stage.h"
@@ -38,12 +39,10 @@
 
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #define LM_FORMAT "dynmm-lm"
 #define LM_CKPT_FORMAT "dynmm-lm-checkpoint"
@@ -58,13 +57,6 @@ static const char USAGE[] =
     "Writes <run.dir>/lm.h5 with the model's location, shape and training curve.\n";
 
 static const char *const lm_config_groups[] = {"lm", "explain.templates", NULL};
-
-static volatile sig_atomic_t g_stop;
-static void on_signal(int s)
-{
-    (void)s;
-    g_stop = 1;
-}
 
 /* ---- corpus ------------------------------------------------------------------------------- */
 
@@ -209,37 +201,34 @@ static int tokenize_docs(const bpe_tokenizer *t, const dm_strtab *docs, bpe_ids 
 
 /* ---- checkpoints: <run.dir>/ckpt_lm.h5 every 10 log points and on SIGTERM/SIGUSR1 ---- */
 
-static int lm_ckpt_write(par_ctx *ctx, const char *path, const gpt2_model *m, long step, const char *hash)
+static int lm_ckpt_write(const ckpt *c, const gpt2_model *m, long step)
 {
     h5file f;
-    DM_CALL(par_agree(ctx, h5_create(ctx, path, 0, 1 << 20, &f)));
-    int rc = h5_write_provenance(&f, LM_CKPT_FORMAT, 1, "lm", NULL, hash);
-    if (!rc) rc = h5_write_all(&f, "/params", H5_F32, m->num_params, 0, m->param_slab);
+    DM_CALL(ckpt_create(c, &f));
+    int rc = h5_write_all(&f, "/params", H5_F32, m->num_params, 0, m->param_slab);
     if (!rc) rc = h5_write_all(&f, "/adam_m", H5_F32, m->num_params, 0, m->adam_m);
     if (!rc) rc = h5_write_all(&f, "/adam_v", H5_F32, m->num_params, 0, m->adam_v);
     if (!rc) rc = h5_attr_i64(&f, "/", "step", step);
-    rc = par_agree(ctx, rc);
-    if (rc) {
-        h5_discard(&f);
-        return rc;
-    }
-    return h5_commit(&f);
+    return ckpt_commit(c, &f, rc);
 }
 
-static int lm_ckpt_read(par_ctx *ctx, const char *path, gpt2_model *m, long *step, const char *hash, int *found)
+/* the parameters, moments and step of the checkpoint, when run.resume is on and there is one made
+ * with the same settings */
+static int lm_ckpt_read(const ckpt *c, gpt2_model *m, long *step)
 {
     h5file f;
-    DM_CALL(h5_open_checkpoint(ctx, path, LM_CKPT_FORMAT, hash, &f, found));
-    if (!*found) return DM_OK;
+    int found;
+    DM_CALL(ckpt_open(c, &f, &found));
+    if (!found) return DM_OK;
     int64_t s = 0;
     int rc = h5_read_rows(&f, "/params", H5_F32, 0, m->num_params, m->param_slab);
     if (!rc) rc = h5_read_rows(&f, "/adam_m", H5_F32, 0, m->num_params, m->adam_m);
     if (!rc) rc = h5_read_rows(&f, "/adam_v", H5_F32, 0, m->num_params, m->adam_v);
     if (!rc) rc = h5_get_attr_i64(&f, "/", "step", &s);
     h5_close(&f);
-    DM_CALL(par_agree(ctx, rc));
+    DM_CALL(par_agree(c->ctx, rc));
     *step = (long)s;
-    dm_log("  resuming from %s at step %ld", path, *step);
+    dm_log("  resuming from %s at step %ld", c->path, *step);
     return DM_OK;
 }
 
@@ -314,9 +303,9 @@ typedef struct {
     stage_run *sr;
     par_ctx *ctx;
     const dm_cfg *cfg;
-    const char *ck;             /* lm.checkpoint; "" to pretrain */
+    const char *hf;             /* lm.checkpoint (a Hugging Face directory); "" to pretrain */
     char mdir[4096];            /* where the model is, or is saved */
-    char ckpath[4096];          /* <run.dir>/ckpt_lm.h5 */
+    ckpt ck;                    /* <run.dir>/ckpt_lm.h5 */
     lm_model lm;
     uint64_t seed;
     /* ---- corpus (lm_corpus) ---- */
@@ -342,9 +331,9 @@ typedef struct {
 static int lm_loaded(lm_ws *w)
 {
     lm_model *lm = &w->lm;
-    snprintf(w->mdir, sizeof w->mdir, "%s", w->ck);
-    DM_CALL(par_agree(w->ctx, lm_load(lm, w->ck)));
-    dm_log("  lm: loaded %s: %d layers, %d heads, width %d, context %d, vocabulary %d (%zu parameters)", w->ck, lm->model.cfg.num_layers,
+    snprintf(w->mdir, sizeof w->mdir, "%s", w->hf);
+    DM_CALL(par_agree(w->ctx, lm_load(lm, w->hf)));
+    dm_log("  lm: loaded %s: %d layers, %d heads, width %d, context %d, vocabulary %d (%zu parameters)", w->hf, lm->model.cfg.num_layers,
            lm->model.cfg.num_heads, lm->model.cfg.channels, lm->model.cfg.max_seq_len, lm->model.cfg.vocab_size, lm->model.num_params);
     return DM_OK;
 }
@@ -405,8 +394,7 @@ static int lm_setup(lm_ws *w)
     w->steps = (long)dm_cfg_int(cfg, "lm.steps");
     w->log_every = (long)dm_cfg_int(cfg, "lm.log_every");
     w->warm = (long)dm_cfg_int(cfg, "lm.warmup");
-    int found = 0;
-    if (!rc && dm_cfg_bool(cfg, "run.resume")) rc = lm_ckpt_read(ctx, w->ckpath, m, &w->step, w->sr->hash, &found);
+    if (!rc) rc = lm_ckpt_read(&w->ck, m, &w->step);
     w->in = malloc((size_t)w->Bmax * (size_t)w->T * sizeof *w->in);
     w->tg = malloc((size_t)w->Bmax * (size_t)w->T * sizeof *w->tg);
     w->curve = calloc((size_t)(w->steps / w->log_every + 2) * 5, sizeof *w->curve);
@@ -475,20 +463,18 @@ static int lm_log_point(lm_ws *w)
     w->loss_acc = 0;
     w->nacc = 0;
     w->tw = dm_wtime();
-    if (s % (w->log_every * 10) == 0 && s < w->steps) return lm_ckpt_write(w->ctx, w->ckpath, &w->lm.model, s, w->sr->hash);
+    if (s % (w->log_every * 10) == 0 && s < w->steps) return lm_ckpt_write(&w->ck, &w->lm.model, s);
     return DM_OK;
 }
 
 /* On SIGTERM/SIGUSR1 at any rank: the checkpoint after step w->step, and an error. Collective. */
 static int lm_interrupted(lm_ws *w)
 {
-    int64_t stop = g_stop;
-    DM_CALL(par_allreduce_max_i64(w->ctx, &stop, 1));
+    int stop;
+    DM_CALL(ckpt_stop_requested(w->ctx, &stop));
     if (!stop) return DM_OK;
-    DM_CALL(lm_ckpt_write(w->ctx, w->ckpath, &w->lm.model, w->step + 1, w->sr->hash));
-    int rc = DM_ERR(DM_EIO, "interrupted by a signal at step %ld; checkpoint written", w->step + 1);
-    DM_HINT("rerun the same command (run.resume = true) to continue from it");
-    return rc;
+    DM_CALL(lm_ckpt_write(&w->ck, &w->lm.model, w->step + 1));
+    return ckpt_interrupted(&w->ck, "lm", "at step %ld", w->step + 1);
 }
 
 /* Pretraining from w->step to lm.steps, with the validation loss before it. */
@@ -500,20 +486,14 @@ static int lm_train(lm_ws *w)
     int rc = validate(w->ctx, &w->lm.model, &w->vs, w->T, w->Bmax, w->in, w->tg, &w->val_first);
     if (!rc) dm_log("  step %6ld  val loss %.4f  ppl %.1f", w->step, w->val_first, exp(w->val_first));
     w->val_last = w->val_first;
-    g_stop = 0;
-    struct sigaction sa, o1, o2;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, &o1);
-    sigaction(SIGUSR1, &sa, &o2);
+    ckpt_signals_install();
     w->tw = dm_wtime(), w->loss_acc = 0, w->nacc = 0;
     for (; w->step < w->steps && !rc; w->step++) {
         rc = lm_step(w);
         if (!rc && ((w->step + 1) % w->log_every == 0 || w->step + 1 == w->steps)) rc = lm_log_point(w);
         if (!rc && (w->step + 1) % 16 == 0) rc = lm_interrupted(w);
     }
-    sigaction(SIGTERM, &o1, NULL);
-    sigaction(SIGUSR1, &o2, NULL);
+    ckpt_signals_restore();
     return rc;
 }
 
@@ -550,7 +530,7 @@ static int lm_pretrain(lm_ws *w)
 static int lm_write(lm_ws *w, int rc)
 {
     const gpt2_config *c = &w->lm.model.cfg;
-    int trained = !w->ck[0];
+    int trained = !w->hf[0];
     h5file f;
     memset(&f, 0, sizeof f);
     f.id = -1;
@@ -568,7 +548,7 @@ static int lm_write(lm_ws *w, int rc)
     if (!rc && trained) rc = h5_attr_f64(&f, "/", "val_loss_initial", w->val_first);
     if (!rc && trained) rc = h5_attr_f64(&f, "/", "val_loss_final", w->val_last);
     rc = stage_output_finish(w->sr, &f, rc);
-    if (!rc && w->ctx->rank == 0) unlink(w->ckpath);
+    if (!rc) ckpt_remove(&w->ck);
     return rc;
 }
 
@@ -588,9 +568,9 @@ static int stage_lm(stage_run *sr)
     memset(&w, 0, sizeof w);
     w.sr = sr, w.ctx = sr->ctx, w.cfg = sr->cfg;
     w.val_first = w.val_last = NAN;
-    w.ck = dm_cfg_str(w.cfg, "lm.checkpoint");
-    DM_CALL(cli_run_path(w.ctx, w.cfg, "ckpt_lm.h5", w.ckpath, sizeof w.ckpath));
-    int rc = w.ck[0] ? lm_loaded(&w) : lm_pretrain(&w); /* a given checkpoint, or corpus, setup, train, save */
+    w.hf = dm_cfg_str(w.cfg, "lm.checkpoint");
+    DM_CALL(ckpt_init(&w.ck, w.ctx, w.cfg, "ckpt_lm.h5", LM_CKPT_FORMAT, "lm", sr->hash));
+    int rc = w.hf[0] ? lm_loaded(&w) : lm_pretrain(&w); /* a given checkpoint, or corpus, setup, train, save */
     rc = lm_write(&w, rc);                               /* lm.h5 */
     lm_ws_free(&w);
     return rc;

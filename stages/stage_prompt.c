@@ -48,7 +48,7 @@
 #include "align_io.h"
 #include "cands.h"
 #include "cf_sasrec.h"
-#include "../mpi/cli.h"
+#include "ckpt.h"
 #include "dataset_io.h"
 #include "evalcore.h"
 #include "stage.h"
@@ -69,11 +69,9 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define PROMPT_FORMAT "dynmm-prompt"
 #define PROMPT_MAXM 4
@@ -112,8 +110,8 @@ typedef struct {
     long steps;                 /* steps per epoch */
     int G;                      /* users per step */
     nn_adam opt;
-    char path[4096];            /* <run.dir>/ckpt_prompt_<model>.h5 */
-    char hash[65];              /* the stage hash and the model */
+    ckpt ck;                    /* <run.dir>/ckpt_prompt_<model>.h5 */
+    char hash[65];              /* its stage hash: the stage's and the model's */
     prompt_pos at;              /* where the checkpoint stood (found) */
     int found;
     double te;                  /* the epoch's start (shifted back by the seconds of a resumed epoch) */
@@ -421,62 +419,50 @@ static int prompt_setup(prompt_ws *w)
 /* ---- checkpoints: <run.dir>/ckpt_prompt_<model>.h5 after every epoch and on SIGTERM/SIGUSR1 ---- */
 
 #define PROMPT_CKPT_FORMAT "dynmm-prompt-ckpt"
-static volatile sig_atomic_t g_stop;
-static void on_signal(int s)
-{
-    (void)s;
-    g_stop = 1;
-}
 
-static int prompt_ckpt_write(par_ctx *ctx, const prompt_run *t, const prompt_pos *at, long epochs)
+static int prompt_ckpt_write(prompt_ws *w, const prompt_run *t, const prompt_pos *at)
 {
     const pm *p = t->p;
     h5file f;
-    DM_CALL(par_agree(ctx, h5_create(ctx, t->path, 0, 1 << 20, &f)));
-    int rc = h5_write_provenance(&f, PROMPT_CKPT_FORMAT, 1, "prompt", NULL, t->hash);
-    if (!rc) rc = h5_write_all(&f, "/w", H5_F32, p->nparams, 0, p->w);
+    DM_CALL(ckpt_create(&t->ck, &f));
+    int rc = h5_write_all(&f, "/w", H5_F32, p->nparams, 0, p->w);
     if (!rc) rc = h5_write_all(&f, "/adam_m", H5_F32, p->nparams, 0, p->am);
     if (!rc) rc = h5_write_all(&f, "/adam_v", H5_F32, p->nparams, 0, p->av);
-    if (!rc) rc = h5_write_all(&f, "/curve", H5_F64, (size_t)epochs, 6, t->curve);
+    if (!rc) rc = h5_write_all(&f, "/curve", H5_F64, (size_t)w->epochs, 6, t->curve);
     double st[8] = {(double)at->ep, (double)at->step, (double)p->t, at->lsum[0], at->lsum[1], at->lsum[2], at->lsum[3], at->t_train};
     if (!rc) rc = h5_write_all(&f, "/state", H5_F64, 8, 0, st);
-    rc = par_agree(ctx, rc);
-    if (rc) {
-        h5_discard(&f);
-        return rc;
-    }
-    return h5_commit(&f);
+    return ckpt_commit(&t->ck, &f, rc);
 }
 
-/* t->at and the model's parameters, moments and curve from its checkpoint, when there is one
- * made with the same settings (t->found) */
-static int prompt_ckpt_read(par_ctx *ctx, prompt_run *t, long epochs)
+/* t->at and the model's parameters, moments and curve from its checkpoint, when run.resume is on
+ * and there is one made with the same settings (t->found) */
+static int prompt_ckpt_read(prompt_ws *w, prompt_run *t)
 {
     pm *p = t->p;
     h5file f;
-    DM_CALL(h5_open_checkpoint(ctx, t->path, PROMPT_CKPT_FORMAT, t->hash, &f, &t->found));
+    DM_CALL(ckpt_open(&t->ck, &f, &t->found));
     if (!t->found) return DM_OK;
     double st[8];
     int rc = h5_read_rows(&f, "/w", H5_F32, 0, p->nparams, p->w);
     if (!rc) rc = h5_read_rows(&f, "/adam_m", H5_F32, 0, p->nparams, p->am);
     if (!rc) rc = h5_read_rows(&f, "/adam_v", H5_F32, 0, p->nparams, p->av);
-    if (!rc) rc = h5_read_rows(&f, "/curve", H5_F64, 0, (size_t)epochs, t->curve);
+    if (!rc) rc = h5_read_rows(&f, "/curve", H5_F64, 0, (size_t)w->epochs, t->curve);
     if (!rc) rc = h5_read_rows(&f, "/state", H5_F64, 0, 8, st);
     h5_close(&f);
-    DM_CALL(par_agree(ctx, rc));
+    DM_CALL(par_agree(w->ctx, rc));
     t->at.ep = (long)st[0];
     t->at.step = (long)st[1];
     p->t = (long)st[2];
     for (int k = 0; k < 4; k++) t->at.lsum[k] = st[3 + k];
     t->at.t_train = st[7];
-    dm_log("  resuming from %s at epoch %ld, step %ld", t->path, t->at.ep + 1, t->at.step);
+    dm_log("  resuming from %s at epoch %ld, step %ld", t->ck.path, t->at.ep + 1, t->at.step);
     return DM_OK;
 }
 
 /* ---- training: the same users and negatives in the same order for every model ---- */
 
-/* The run of model k: its sizes, optimiser, checkpoint path and hash, and (run.resume) where its
- * checkpoint stands. */
+/* The run of model k: its sizes, optimiser and checkpoint, and (run.resume) where the checkpoint
+ * stands. */
 static int prompt_train_begin(prompt_ws *w, size_t k, prompt_run *t)
 {
     const dm_cfg *cfg = w->cfg;
@@ -493,10 +479,10 @@ static int prompt_train_begin(prompt_ws *w, size_t k, prompt_run *t)
                t->p->E ? "; evidence tokens and explanation losses" : "");
     char ckname[128], both[200];
     snprintf(ckname, sizeof ckname, "ckpt_prompt_%s.h5", t->name);
-    int rc = cli_run_path(w->ctx, cfg, ckname, t->path, sizeof t->path);
     snprintf(both, sizeof both, "%s/%s", w->sr->hash, t->name); /* the stage's settings and the model */
     dm_sha256_hex(both, strlen(both), t->hash);
-    if (!rc && dm_cfg_bool(cfg, "run.resume")) rc = prompt_ckpt_read(w->ctx, t, w->epochs);
+    int rc = ckpt_init(&t->ck, w->ctx, cfg, ckname, PROMPT_CKPT_FORMAT, "prompt", t->hash);
+    if (!rc) rc = prompt_ckpt_read(w, t);
     rc = par_agree(w->ctx, rc);
     if (t->found) *t->t_train = t->at.t_train;
     return rc;
@@ -520,17 +506,12 @@ static long prompt_epoch_start(prompt_ws *w, prompt_run *t, long ep)
 /* On SIGTERM/SIGUSR1 at any rank: the checkpoint at step s of epoch ep, and an error. Collective. */
 static int prompt_interrupted(prompt_ws *w, prompt_run *t, long ep, long s)
 {
-    par_ctx *ctx = w->ctx;
-    int64_t stop = g_stop;
-    int rc = par_allreduce_max_i64(ctx, &stop, 1);
+    int stop, rc = ckpt_stop_requested(w->ctx, &stop);
     if (rc || !stop) return rc;
     prompt_pos here = {ep, s, {t->lsum[0], t->lsum[1], t->lsum[2], t->lsum[3]}, *t->t_train + (dm_wtime() - t->te)};
-    rc = par_allreduce_sum_f64(ctx, here.lsum, 4);
-    if (!rc) rc = prompt_ckpt_write(ctx, t, &here, w->epochs);
-    if (rc) return rc;
-    rc = DM_ERR(DM_EIO, "%s: interrupted by a signal at epoch %ld, step %ld; checkpoint written to %s", t->name, ep + 1, s, t->path);
-    DM_HINT("rerun the same command (run.resume = true) to continue from it");
-    return rc;
+    rc = par_allreduce_sum_f64(w->ctx, here.lsum, 4);
+    if (!rc) rc = prompt_ckpt_write(w, t, &here);
+    return rc ? rc : ckpt_interrupted(&t->ck, t->name, "at epoch %ld, step %ld", ep + 1, s);
 }
 
 /* Step s of epoch ep: the step's users split over the ranks, each one listwise example, one
@@ -582,7 +563,7 @@ static int prompt_epoch_end(prompt_ws *w, prompt_run *t, long ep)
         dm_log("  %s epoch %ld  listwise loss %.4f (uniform over %d candidates: %.4f)  %.1fs, %.2f users/s", t->name, ep + 1, cv[1],
                p->K + 1, log((double)p->K + 1), dt, pe / dt);
     prompt_pos next = {ep + 1, 0, {0, 0, 0, 0}, *t->t_train};
-    return prompt_ckpt_write(w->ctx, t, &next, w->epochs);
+    return prompt_ckpt_write(w, t, &next);
 }
 
 /* Trains model k for prompt.epochs. Checkpoints after every epoch and at the next step on
@@ -594,12 +575,7 @@ static int prompt_train(prompt_ws *w, size_t k)
     if (w->have_src) w->src.h = w->htr;
     memcpy(w->order, w->ts.users, w->ts.n * sizeof *w->order);
     int rc = prompt_train_begin(w, k, &t);
-    struct sigaction sa, o1, o2;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    g_stop = 0;
-    sigaction(SIGTERM, &sa, &o1);
-    sigaction(SIGUSR1, &sa, &o2);
+    ckpt_signals_install();
     for (long ep = 0; ep < w->epochs && !rc; ep++) {
         t.te = dm_wtime();
         memset(t.lsum, 0, sizeof t.lsum);
@@ -612,8 +588,7 @@ static int prompt_train(prompt_ws *w, size_t k)
         }
         if (!rc) rc = prompt_epoch_end(w, &t, ep);
     }
-    sigaction(SIGTERM, &o1, NULL);
-    sigaction(SIGUSR1, &o2, NULL);
+    ckpt_signals_restore();
     return par_agree(w->ctx, rc);
 }
 
@@ -950,10 +925,11 @@ static int prompt_write(prompt_ws *w, int rc)
     if (!rc) rc = h5_attr_str(f, "/prompt", "lm_dir", w->lmdir);
     rc = stage_output_finish(w->sr, f, rc);
     for (size_t mi = 0; !rc && mi < w->nm; mi++) {
-        char ckname[128], ck[4096];
+        char ckname[128];
+        ckpt c;
         snprintf(ckname, sizeof ckname, "ckpt_prompt_%s.h5", w->mname[mi]);
-        rc = cli_run_path(w->ctx, w->cfg, ckname, ck, sizeof ck); /* collective */
-        if (!rc && w->ctx->rank == 0) unlink(ck);
+        rc = ckpt_init(&c, w->ctx, w->cfg, ckname, PROMPT_CKPT_FORMAT, "prompt", "");
+        if (!rc) ckpt_remove(&c);
     }
     return rc;
 }
