@@ -5,7 +5,8 @@
 #   make check        install what is missing, build, run every test (1, 2 and 3 ranks)
 #   make bench        benchmarks (ratios against references measured in the same run)
 #   make asan         AddressSanitizer + UBSan build running the tests
-#   make install PREFIX=/opt/dynmm
+#   make install PREFIX=/opt/dynmm   binary, man page, bash completion, configs and sweeps, job scripts
+#   make man, make completion         $(BUILD)/dynmm.1 and $(BUILD)/dynmm.bash, made from the binary's --help
 #
 # Dependencies are found with pkg-config. src/ is compiled without MPI or HDF5 include paths, so a
 # kernel that includes mpi.h or hdf5.h fails to build: all MPI lives in mpi/.
@@ -34,7 +35,7 @@ endif
 DEB_BUILD := build-essential pkg-config libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
              libscalapack-openmpi-dev libopenblas-dev libconfig-dev zlib1g-dev gnuplot-nox
 DEB_TEST := python3 python3-numpy python3-scipy python3-h5py python3-torch nodejs npm slurm-wlm munge \
-            texlive-latex-base texlive-latex-recommended
+            texlive-latex-base texlive-latex-recommended lmodern poppler-utils
 
 PKGS_CORE := openblas libconfig zlib
 PKGS_MPI := hdf5-openmpi scalapack-openmpi ompi-c
@@ -85,7 +86,7 @@ ifeq ($(filter deps deps-test clean,$(MAKECMDGOALS)),)
 $(shell mkdir -p $(BUILD); echo '$(CC) $(OPT) $(SAN)' | cmp -s - $(FLAGS_STAMP) || echo '$(CC) $(OPT) $(SAN)' > $(FLAGS_STAMP))
 endif
 
-.PHONY: all deps deps-test check bench benches asan quickstart install clean tests reference-config
+.PHONY: all deps deps-test check bench benches asan quickstart install clean tests reference-config man completion
 
 all: $(BUILD)/dynmm
 
@@ -175,11 +176,27 @@ quickstart: deps
 reference-config: $(BUILD)/dynmm
 	$(BUILD)/dynmm config --reference > configs/reference.cfg
 
-install: $(BUILD)/dynmm
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/dynmm/configs $(DESTDIR)$(PREFIX)/share/dynmm/jobs
+# the manual page and bash completion, generated from the binary's --help and key table
+man: $(BUILD)/dynmm.1
+completion: $(BUILD)/dynmm.bash
+$(BUILD)/dynmm.1: $(BUILD)/dynmm doc/man.sh
+	doc/man.sh $(BUILD)/dynmm > $@.part && mv $@.part $@
+$(BUILD)/dynmm.bash: $(BUILD)/dynmm doc/completion.sh
+	doc/completion.sh $(BUILD)/dynmm > $@.part && mv $@.part $@
+
+# share/dynmm/ mirrors the checkout (configs/, configs/sweeps/, jobs/, analysis/dynmm_results.py), so
+# sweep files find their base configs and the job scripts find bin/dynmm from any directory.
+SHARE := $(DESTDIR)$(PREFIX)/share
+install: $(BUILD)/dynmm $(BUILD)/dynmm.1 $(BUILD)/dynmm.bash
+	install -d $(DESTDIR)$(PREFIX)/bin $(SHARE)/dynmm/configs/sweeps $(SHARE)/dynmm/jobs $(SHARE)/dynmm/analysis \
+	  $(SHARE)/man/man1 $(SHARE)/bash-completion/completions
 	install -m 755 $(BUILD)/dynmm $(DESTDIR)$(PREFIX)/bin/dynmm
-	install -m 644 configs/*.cfg $(DESTDIR)$(PREFIX)/share/dynmm/configs/
-	install -m 755 jobs/*.sh jobs/*.sbatch $(DESTDIR)$(PREFIX)/share/dynmm/jobs/
+	install -m 644 configs/*.cfg $(SHARE)/dynmm/configs/
+	install -m 644 configs/sweeps/*.cfg $(SHARE)/dynmm/configs/sweeps/
+	install -m 755 jobs/*.sh jobs/*.sbatch $(SHARE)/dynmm/jobs/
+	install -m 644 analysis/dynmm_results.py analysis/README.md $(SHARE)/dynmm/analysis/
+	install -m 644 $(BUILD)/dynmm.1 $(SHARE)/man/man1/dynmm.1
+	install -m 644 $(BUILD)/dynmm.bash $(SHARE)/bash-completion/completions/dynmm
 
 clean:
 	rm -rf build build-asan

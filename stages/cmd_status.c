@@ -25,6 +25,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,12 +197,16 @@ static void log_error(const status_ws *w, const char *index, char *out, size_t c
         dm_error_clear();
         return;
     }
+    /* the last error message, else the job script's exit line */
+    const char *err = NULL, *exit_line = NULL;
     for (char *s = text; s && *s;) {
         char *nl = strchr(s, '\n');
         if (nl) *nl = '\0';
-        if (strstr(s, "error:") || strstr(s, "exited with status")) snprintf(out, cap, "%s (%s)", s, best);
+        if (strstr(s, "error:")) err = s;
+        else if (strstr(s, "exited with status")) exit_line = s;
         s = nl ? nl + 1 : NULL;
     }
+    if (err || exit_line) snprintf(out, cap, "%s (%s)", err ? err : exit_line, best);
     free(text);
 }
 
@@ -271,6 +276,28 @@ static void run_state(const status_ws *w, const dm_cfg *base, run_status *r)
 
 /* ---- the command ------------------------------------------------------------------------------ */
 
+/* the job script that runs manifest lines: beside the binary's build tree, the installed
+ * share/dynmm/jobs, else ./jobs */
+static void jobs_script(char *out, size_t cap)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    snprintf(out, cap, "jobs/sweep.sbatch");
+    if (n <= 0) return;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = '\0';
+    static const char *const rel[] = {"/../jobs/sweep.sbatch", "/../share/dynmm/jobs/sweep.sbatch"};
+    for (int k = 0; k < 2; k++) {
+        char p[4200], real[4096];
+        snprintf(p, sizeof p, "%s%s", exe, rel[k]);
+        if (access(p, R_OK) == 0 && realpath(p, real)) {
+            snprintf(out, cap, "%s", real);
+            return;
+        }
+    }
+}
+
 static void status_print(const status_ws *w, int only)
 {
     size_t cnt[ST_N] = {0}, wid = 2;
@@ -290,7 +317,9 @@ static void status_print(const status_ws *w, int only)
     }
     size_t todo = cnt[ST_FAILED] + cnt[ST_CHANGED] + cnt[ST_PENDING];
     if (todo && todo < w->n) {
-        printf("to run the %zu runs not done or running here, one after the other:\n  jobs/sweep.sbatch %s", todo, w->manifest);
+        char jobs[4200];
+        jobs_script(jobs, sizeof jobs);
+        printf("to run the %zu runs not done or running here, one after the other:\n  %s %s", todo, jobs, w->manifest);
         for (size_t i = 0; i < w->n; i++)
             if (w->runs[i].state >= ST_FAILED) printf(" %s", w->runs[i].index);
         printf("\n");

@@ -44,8 +44,14 @@ static const int g_ncmds = (int)(sizeof g_cmds / sizeof g_cmds[0]);
 
 static int cmd_version(par_ctx *ctx, int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            if (ctx->rank == 0)
+                printf("usage: dynmm version\n       dynmm --version\n       dynmm -V\n\n"
+                       "Prints the version of dynmm (the git commit it was built from), its build flags and the MPI\n"
+                       "library. Every output file records the same in its provenance.\n");
+            return DM_OK;
+        }
     if (ctx->rank == 0) printf("dynmm %s\n  build flags: %s\n  mpi: %s\n", DM_VERSION, DM_CFLAGS, par_mpi_library());
     return DM_OK;
 }
@@ -115,8 +121,29 @@ static void usage(void)
            "  -v, -vv                     more output; an error also shows where in the code it arose\n"
            "  -q                          only warnings and errors\n"
            "  --help, -h                  describe the command\n"
-           "\n`dynmm <command> --help` (or `dynmm help <command>`) describes a command. Every config key is\n"
-           "documented in configs/reference.cfg (`dynmm config --reference`).\n");
+           "\n`dynmm <command> --help` (or `dynmm help <command>`; `dynmm help --all` for every command)\n"
+           "describes a command. Every config key is documented in configs/reference.cfg\n"
+           "(`dynmm config --reference`).\n");
+}
+
+/* `dynmm help --all`: the usage, then every command's help after a line "\f<name>", in the order of
+ * the usage (for doc/man.sh and doc/completion.sh: one process instead of one per command) */
+static int help_all(par_ctx *ctx)
+{
+    if (ctx->rank == 0) usage();
+    static char help_flag[] = "--help";
+    int rc = DM_OK, ns = stage_count();
+    for (int i = 0; i < g_ncmds + ns && !rc; i++) {
+        /* run, the stages, the other commands */
+        const stage_def *st = i >= 1 && i <= ns ? stage_at(i - 1) : NULL;
+        const command *cmd = st ? NULL : &g_cmds[i == 0 ? 0 : i - ns];
+        char *args[3] = {(char *)(st ? st->name : cmd->name), help_flag, NULL};
+        if (ctx->rank == 0) printf("\f%s\n", args[0]);
+        fflush(stdout);
+        rc = st ? stage_command(ctx, st, 2, args) : cmd->fn(ctx, 2, args);
+        fflush(stdout);
+    }
+    return rc;
 }
 
 /* libgomp reads OMP_WAIT_POLICY once, when the program starts. Its default lets idle OpenMP threads
@@ -141,6 +168,11 @@ int main(int argc, char **argv)
     int rc = DM_OK;
     static char version_cmd[] = "version", help_flag[] = "--help";
     if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) argv[1] = version_cmd;
+    if (argc == 3 && !strcmp(argv[1], "help") && !strcmp(argv[2], "--all")) {
+        rc = help_all(&ctx);
+        par_finalize(&ctx);
+        return rc ? 1 : 0;
+    }
     /* `dynmm help CMD` is `dynmm CMD --help` */
     if (argc == 3 && !strcmp(argv[1], "help")) {
         argv[1] = argv[2];
