@@ -18,6 +18,7 @@
 #include "../nn/layernorm.h"
 #include "../nn/linear.h"
 #include "../nn/softmax.h"
+#include "gpt2_bf16.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -36,8 +37,8 @@ const char *const gpt2_param_names[GPT2_NUM_PARAMS] = {
 
 /* ---------------------------------------------------------------------------------------------
  * linear layers: src/nn/linear.h (nn_matmul_*: the weights are (in, out), Hugging Face's Conv1D),
- * or under GPT2_BF16 nn_bf16_gemm on the packed copies (the bias or residual put in out first, as
- * nn_matmul_forward does, then the product added) */
+ * or under GPT2_BF16 nn_bf16_gemm on the packed copies (starting from the bias, or from the residual
+ * plus the bias put in out first, as the f32 path does) */
 
 enum { W_QKV, W_ATTPROJ, W_FC, W_FCPROJ, W_KINDS }; /* the weight matrices of a block */
 
@@ -55,9 +56,7 @@ static void matmul_fwd(const gpt2_model *m, int l, int kind, float *out, const f
         nn_matmul_forward(out, inp, w, bias, N, IC, OC);
         return;
     }
-#pragma omp parallel for schedule(static) if ((size_t)N * OC > NN_PAR_MIN)
-    for (int i = 0; i < N; i++) memcpy(out + (size_t)i * OC, bias, (size_t)OC * sizeof *out);
-    nn_bf16_gemm(out, (size_t)OC, inp, (size_t)IC, b, N, 1);
+    nn_bf16_gemm(out, (size_t)OC, inp, (size_t)IC, b, N, bias, 0);
 }
 
 /* dinp (N, IC) = dout @ w^T (overwritten); dw (IC, OC), dbias (OC) += as nn_matmul_backward */
@@ -65,7 +64,7 @@ static void matmul_backward(const gpt2_model *m, int l, int kind, float *dinp, f
                             const float *dout, const float *inp, const float *w, int N, int IC, int OC)
 {
     if (m->bf) {
-        nn_bf16_gemm(dinp, (size_t)IC, dout, (size_t)OC, &m->bf->bwd[(size_t)l * W_KINDS + kind], N, 0);
+        nn_bf16_gemm(dinp, (size_t)IC, dout, (size_t)OC, &m->bf->bwd[(size_t)l * W_KINDS + kind], N, NULL, 0);
         if (dw || dbias) nn_matmul_backward(NULL, dw, dbias, dout, inp, w, N, IC, OC);
         return;
     }
@@ -81,7 +80,7 @@ static void matmul_residual(const gpt2_model *m, int l, int kind, float *out, co
     for (int i = 0; i < N; i++)
         for (int o = 0; o < OC; o++) out[(size_t)i * OC + o] = res[(size_t)i * OC + o] + bias[o];
     const nn_bf16_mat *b = bf_fwd(m, l, kind);
-    if (b) nn_bf16_gemm(out, (size_t)OC, inp, (size_t)IC, b, N, 1);
+    if (b) nn_bf16_gemm(out, (size_t)OC, inp, (size_t)IC, b, N, NULL, 1);
     else nn_sgemm(CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC, 1.0f, out, OC);
 }
 
@@ -89,7 +88,7 @@ static void matmul_residual(const gpt2_model *m, int l, int kind, float *out, co
 static void head_forward(const gpt2_model *m, float *logits, const float *h, int n)
 {
     int V = m->cfg.vocab_size, C = m->cfg.channels;
-    if (m->bf) nn_bf16_gemm(logits, (size_t)V, h, (size_t)C, &m->bf->head, n, 0);
+    if (m->bf) nn_bf16_gemm(logits, (size_t)V, h, (size_t)C, &m->bf->head, n, NULL, 0);
     else nn_sgemm(CblasNoTrans, CblasTrans, n, V, C, 1.0f, h, C, m->params.wte, C, 0.0f, logits, V);
 }
 
@@ -97,7 +96,7 @@ static void head_forward(const gpt2_model *m, float *logits, const float *h, int
 static void head_backward(const gpt2_model *m, float *dh, const float *dl, int n)
 {
     int V = m->cfg.vocab_size, C = m->cfg.channels;
-    if (m->bf) nn_bf16_gemm(dh, (size_t)C, dl, (size_t)V, &m->bf->head_t, n, 0);
+    if (m->bf) nn_bf16_gemm(dh, (size_t)C, dl, (size_t)V, &m->bf->head_t, n, NULL, 0);
     else nn_sgemm(CblasNoTrans, CblasNoTrans, n, C, V, 1.0f, dl, V, m->params.wte, C, 0.0f, dh, C);
 }
 
@@ -246,21 +245,58 @@ void gpt2_attention_forward_naive(float *out, float *att, const float *qkv, floa
             }
 }
 
+/* The attention's loop bodies are written once, as always-inline functions over one row or one
+ * (sequence, head) pair, and instantiated twice: for the f32 path as before, and for the bf16 path,
+ * which runs only where AVX-512 is present, in functions compiled for AVX-512 (the softmax inline so
+ * it vectorises in 16 lanes). The OpenMP loops call one or the other (`wide`); the bf16 path runs them
+ * on nn_bf16_threads() threads, at most QBLOCK (the rows of the scratch gpt2_reserve sizes). */
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+#define INLINE static inline __attribute__((always_inline))
+
+static int loop_threads(int wide)
+{
+    if (!wide) return omp_get_max_threads();
+    int n = nn_bf16_threads();
+    return n < QBLOCK ? n : QBLOCK;
+}
+
+/* nn_softmax's operations (softmax.h), inline; the causal mask's zeros from nv to ld */
+INLINE void softmax_masked_row(float *z, int nv, int ld)
+{
+    float mx = -INFINITY, s = 0.0f;
+#pragma omp simd reduction(max : mx)
+    for (int i = 0; i < nv; i++) mx = z[i] > mx ? z[i] : mx;
+#pragma omp simd reduction(+ : s)
+    for (int i = 0; i < nv; i++) {
+        z[i] = nn_expf(z[i] - mx);
+        s += z[i];
+    }
+    float inv = 1.0f / s;
+    for (int i = 0; i < nv; i++) z[i] *= inv;
+    for (int j = nv; j < ld; j++) z[j] = 0.0f;
+}
+
+AVX512_TARGET static void softmax_masked_row_wide(float *z, int nv, int ld) { softmax_masked_row(z, nv, ld); }
+
 /* Softmax of rows [0, n) of s (leading dimension ld); row i has `valid0 + i` live entries, the rest
  * is set to 0 (causal mask). */
-static void softmax_causal_rows(float *s, int ld, int n, int valid0)
+static void softmax_causal_rows(float *s, int ld, int n, int valid0, int wide)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(loop_threads(wide))
     for (int i = 0; i < n; i++) {
         float *r = s + (size_t)i * ld;
         int nv = valid0 + i;
-        nn_softmax(r, nv);
-        for (int j = nv; j < ld; j++) r[j] = 0.0f;
+        if (wide) {
+            softmax_masked_row_wide(r, nv, ld);
+        } else {
+            nn_softmax(r, nv);
+            for (int j = nv; j < ld; j++) r[j] = 0.0f;
+        }
     }
 }
 
-void gpt2_attention_forward(float *out, float *att, const float *qkv, float *scratch, int B, int T, int C,
-                            int NH)
+static void attention_forward(float *out, float *att, const float *qkv, float *scratch, int B, int T, int C, int NH,
+                              int wide)
 {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
@@ -283,51 +319,85 @@ void gpt2_attention_forward(float *out, float *att, const float *qkv, float *scr
                 }
                 nn_sgemm(CblasNoTrans, CblasTrans, M, t1, hs, scale, q, 3 * C, k, 3 * C,
                          0.0f, s, ld);
-                softmax_causal_rows(s, ld, M, t0 + 1);
+                softmax_causal_rows(s, ld, M, t0 + 1, wide);
                 nn_sgemm(CblasNoTrans, CblasNoTrans, M, hs, t1, 1.0f, s, ld, v, 3 * C,
                          0.0f, out + ((size_t)b * T + t0) * C + h * hs, C);
             }
 }
 
-void gpt2_attention_backward(float *dqkv, const float *dout, const float *att, const float *qkv,
-                             float *scratch, int B, int T, int C, int NH)
+void gpt2_attention_forward(float *out, float *att, const float *qkv, float *scratch, int B, int T, int C,
+                            int NH)
+{
+    attention_forward(out, att, qkv, scratch, B, T, C, NH, 0);
+}
+
+/* the backward of sequence b, head h: dqkv's slice of that head += ...; datt (T) scratch */
+INLINE void attention_backward_pair(float *dqkv, const float *dout, const float *att, const float *qkv,
+                                    float *datt, int b, int h, int T, int C, int NH)
 {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
+    for (int t = 0; t < T; t++) {
+        const float *a = att + (((size_t)b * NH + h) * T + t) * T;
+        const float *g = dout + ((size_t)b * T + t) * C + h * hs;
+        const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
+        float *dq = dqkv + ((size_t)b * T + t) * 3 * C + h * hs;
+        float dot = 0.0f;
+        for (int t2 = 0; t2 <= t; t2++) {
+            const float *v = qkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
+            float *dv = dqkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
+            float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+            for (int i = 0; i < hs; i++) {
+                s += g[i] * v[i];
+                dv[i] += a[t2] * g[i];
+            }
+            datt[t2] = s;
+            dot += a[t2] * s;
+        }
+        for (int t2 = 0; t2 <= t; t2++) {
+            float dp = a[t2] * (datt[t2] - dot) * scale; /* softmax backward, then the scale */
+            const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+            float *dk = dqkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+#pragma omp simd /* dq (row t's queries) and dk (row t2's keys) never overlap */
+            for (int i = 0; i < hs; i++) {
+                dq[i] += dp * k[i];
+                dk[i] += dp * q[i];
+            }
+        }
+    }
+}
+
+static void attention_backward_pair_f32(float *dqkv, const float *dout, const float *att, const float *qkv,
+                                        float *datt, int b, int h, int T, int C, int NH)
+{
+    attention_backward_pair(dqkv, dout, att, qkv, datt, b, h, T, C, NH);
+}
+
+AVX512_TARGET static void attention_backward_pair_wide(float *dqkv, const float *dout, const float *att,
+                                                       const float *qkv, float *datt, int b, int h, int T, int C,
+                                                       int NH)
+{
+    attention_backward_pair(dqkv, dout, att, qkv, datt, b, h, T, C, NH);
+}
+
+static void attention_backward(float *dqkv, const float *dout, const float *att, const float *qkv, float *scratch,
+                               int B, int T, int C, int NH, int wide)
+{
     /* parallel over (b, h): each pair writes only its own head's slice of dqkv */
-#pragma omp parallel for collapse(2) schedule(dynamic)
+#pragma omp parallel for collapse(2) schedule(dynamic) num_threads(loop_threads(wide))
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             float *datt = scratch + (size_t)omp_get_thread_num() * T;
-            for (int t = 0; t < T; t++) {
-                const float *a = att + (((size_t)b * NH + h) * T + t) * T;
-                const float *g = dout + ((size_t)b * T + t) * C + h * hs;
-                const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
-                float *dq = dqkv + ((size_t)b * T + t) * 3 * C + h * hs;
-                float dot = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *v = qkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
-                    float *dv = dqkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
-                    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-                    for (int i = 0; i < hs; i++) {
-                        s += g[i] * v[i];
-                        dv[i] += a[t2] * g[i];
-                    }
-                    datt[t2] = s;
-                    dot += a[t2] * s;
-                }
-                for (int t2 = 0; t2 <= t; t2++) {
-                    float dp = a[t2] * (datt[t2] - dot) * scale; /* softmax backward, then the scale */
-                    const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
-                    float *dk = dqkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
-                    for (int i = 0; i < hs; i++) {
-                        dq[i] += dp * k[i];
-                        dk[i] += dp * q[i];
-                    }
-                }
-            }
+            if (wide) attention_backward_pair_wide(dqkv, dout, att, qkv, datt, b, h, T, C, NH);
+            else attention_backward_pair_f32(dqkv, dout, att, qkv, datt, b, h, T, C, NH);
         }
+}
+
+void gpt2_attention_backward(float *dqkv, const float *dout, const float *att, const float *qkv,
+                             float *scratch, int B, int T, int C, int NH)
+{
+    attention_backward(dqkv, dout, att, qkv, scratch, B, T, C, NH, 0);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -606,14 +676,15 @@ int gpt2_forward(gpt2_model *m, const int *inputs, const float *soft, int n_soft
         nn_layernorm_forward(ln1, a->ln1_mean + l * lR, a->ln1_rstd + l * lR, res, p->ln1w + l * C,
                              p->ln1b + l * C, (int)BT, C, c->ln_eps);
         matmul_fwd(m, l, W_QKV, qkv, ln1, p->qkvw + (size_t)l * C * 3 * C, p->qkvb + l * 3 * C, (int)BT, C, 3 * C);
-        if (T >= 64) gpt2_attention_forward(atty, att, qkv, m->scratch, B, T, C, NH);
+        if (T >= 64) attention_forward(atty, att, qkv, m->scratch, B, T, C, NH, m->bf != NULL);
         else gpt2_attention_forward_naive(atty, att, qkv, m->scratch, B, T, C, NH);
         matmul_residual(m, l, W_ATTPROJ, res2, res, atty, p->attprojw + (size_t)l * C * C, p->attprojb + l * C,
                         (int)BT, C, C);
         nn_layernorm_forward(ln2, a->ln2_mean + l * lR, a->ln2_rstd + l * lR, res2, p->ln2w + l * C,
                              p->ln2b + l * C, (int)BT, C, c->ln_eps);
         matmul_fwd(m, l, W_FC, fch, ln2, p->fcw + (size_t)l * C * F, p->fcb + (size_t)l * F, (int)BT, C, F);
-        nn_gelu_forward(fchg, fch, BT * F);
+        if (m->bf) gpt2_bf16_gelu_forward(fchg, fch, BT * F);
+        else nn_gelu_forward(fchg, fch, BT * F);
         matmul_residual(m, l, W_FCPROJ, res3, res2, fchg, p->fcprojw + (size_t)l * F * C, p->fcprojb + l * C, (int)BT,
                         F, C);
     }
@@ -644,13 +715,22 @@ int gpt2_forward(gpt2_model *m, const int *inputs, const float *soft, int n_soft
     if (NR > 0) head_forward(m, a->logits, hin, (int)NR);
     if (!targets) return DM_OK;
     double loss = 0.0;
+    if (m->bf) { /* every row's log-sum-exp on the AVX-512 loop (rows without a target included) */
+        gpt2_bf16_logsumexp_rows(a->lse, a->logits, (size_t)V, (int)NR, V);
+        for (size_t k = 0; k < NR; k++) {
+            size_t i = sparse ? (size_t)m->rows[k] : k;
+            if (targets[i] >= 0)
+                loss += (m->target_w ? m->target_w[i] : 1.0f) * (a->lse[k] - a->logits[k * V + targets[i]]);
+        }
+    } else {
 #pragma omp parallel for schedule(static) reduction(+ : loss)
-    for (size_t k = 0; k < NR; k++) {
-        size_t i = sparse ? (size_t)m->rows[k] : k;
-        if (targets[i] < 0) continue;
-        const float *r = a->logits + k * V;
-        a->lse[k] = nn_logsumexp(r, V);
-        loss += (m->target_w ? m->target_w[i] : 1.0f) * (a->lse[k] - r[targets[i]]);
+        for (size_t k = 0; k < NR; k++) {
+            size_t i = sparse ? (size_t)m->rows[k] : k;
+            if (targets[i] < 0) continue;
+            const float *r = a->logits + k * V;
+            a->lse[k] = nn_logsumexp(r, V);
+            loss += (m->target_w ? m->target_w[i] : 1.0f) * (a->lse[k] - r[targets[i]]);
+        }
     }
     m->loss = (float)(loss / norm);
     return DM_OK;
@@ -685,19 +765,23 @@ int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, flo
         const int *tg = m->targets;
         float inv = 1.0f / m->norm;
         size_t NR = sparse ? (size_t)m->n_rows : BT;
+        if (m->bf && m->has_targets && !dlogits) {
+            gpt2_bf16_xent_backward_rows(dl, (int)NR, V, a->lse, tg, sparse ? m->rows : NULL, m->target_w, inv);
+        } else {
 #pragma omp parallel for schedule(static)
-        for (size_t k = 0; k < NR; k++) {
-            size_t i = sparse ? (size_t)m->rows[k] : k;
-            float *r = dl + k * V;
-            const float *u = dlogits ? dlogits + i * V : NULL;
-            if (m->has_targets && tg[i] >= 0) {
-                float wi = m->target_w ? inv * m->target_w[i] : inv;
-                nn_softmax_xent_backward(r, V, a->lse[k], tg[i], wi);
-            } else {
-                for (int j = 0; j < V; j++) r[j] = 0.0f;
+            for (size_t k = 0; k < NR; k++) {
+                size_t i = sparse ? (size_t)m->rows[k] : k;
+                float *r = dl + k * V;
+                const float *u = dlogits ? dlogits + i * V : NULL;
+                if (m->has_targets && tg[i] >= 0) {
+                    float wi = m->target_w ? inv * m->target_w[i] : inv;
+                    nn_softmax_xent_backward(r, V, a->lse[k], tg[i], wi);
+                } else {
+                    for (int j = 0; j < V; j++) r[j] = 0.0f;
+                }
+                if (u)
+                    for (int j = 0; j < V; j++) r[j] += u[j];
             }
-            if (u)
-                for (int j = 0; j < V; j++) r[j] += u[j];
         }
         if (!sparse) {
             head_backward(m, dc, dl, (int)BT);
@@ -729,7 +813,8 @@ int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, flo
         /* dres = d res3: through the MLP; the residual path passes dres on unchanged */
         matmul_backward(m, l, W_FCPROJ, m->dbt_f, wg ? g->fcprojw + (size_t)l * F * C : NULL, wg ? g->fcprojb + l * C : NULL,
                         dres, fchg, p->fcprojw + (size_t)l * F * C, (int)BT, F, C);
-        nn_gelu_backward(m->dbt_f, fch, m->dbt_f, lF);
+        if (m->bf) gpt2_bf16_gelu_backward(m->dbt_f, fch, m->dbt_f, lF);
+        else nn_gelu_backward(m->dbt_f, fch, m->dbt_f, lF);
         matmul_backward(m, l, W_FC, dc, wg ? g->fcw + (size_t)l * C * F : NULL, wg ? g->fcb + (size_t)l * F : NULL,
                         m->dbt_f, ln2, p->fcw + (size_t)l * C * F, (int)BT, C, F);
         nn_layernorm_backward(dres, wg ? g->ln2w + l * C : NULL, wg ? g->ln2b + l * C : NULL, dc, res2,
@@ -738,7 +823,7 @@ int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, flo
         matmul_backward(m, l, W_ATTPROJ, dc, wg ? g->attprojw + (size_t)l * C * C : NULL, wg ? g->attprojb + l * C : NULL,
                         dres, atty, p->attprojw + (size_t)l * C * C, (int)BT, C, C);
         memset(m->dqkv, 0, l3 * sizeof *m->dqkv);
-        gpt2_attention_backward(m->dqkv, dc, att, qkv, m->scratch, B, T, C, NH);
+        attention_backward(m->dqkv, dc, att, qkv, m->scratch, B, T, C, NH, m->bf != NULL);
         matmul_backward(m, l, W_QKV, dc, wg ? g->qkvw + (size_t)l * C * 3 * C : NULL, wg ? g->qkvb + l * 3 * C : NULL,
                         m->dqkv, ln1, p->qkvw + (size_t)l * C * 3 * C, (int)BT, C, 3 * C);
         nn_layernorm_backward(dres, wg ? g->ln1w + l * C : NULL, wg ? g->ln1b + l * C : NULL, dc, res,
@@ -848,6 +933,87 @@ void gpt2_cache_free(gpt2_cache *c)
     memset(c, 0, sizeof *c);
 }
 
+/* The cache's attention, row r of head h (see attention_forward for the two instantiations):
+ * scores of the row against its group's rows (after the P cached keys already in row), softmax */
+INLINE void cache_scores_row(const gpt2_cache *c, float *row, int r, int h, int P, float scale, int wide)
+{
+    int C = c->m->cfg.channels, hs = C / c->m->cfg.num_heads;
+    const float *q = c->qkv + (size_t)r * 3 * C + h * hs;
+    int st = c->row_start[r], n = P + r - st + 1;
+    for (int r2 = st; r2 <= r; r2++) {
+        const float *k = c->qkv + (size_t)r2 * 3 * C + C + h * hs;
+        float d = 0.0f;
+#pragma omp simd reduction(+ : d)
+        for (int i = 0; i < hs; i++) d += q[i] * k[i];
+        row[P + r2 - st] = d * scale;
+    }
+    if (wide) softmax_masked_row(row, n, n);
+    else nn_softmax(row, n);
+}
+
+/* the row's output += its weights times its group's values (the cached ones already in y) */
+INLINE void cache_values_row(gpt2_cache *c, const float *row, int r, int h, int P)
+{
+    int C = c->m->cfg.channels, hs = C / c->m->cfg.num_heads;
+    float *o = c->y + (size_t)r * C + h * hs;
+    int st = c->row_start[r];
+    if (P == 0)
+        for (int i = 0; i < hs; i++) o[i] = 0.0f;
+    for (int r2 = st; r2 <= r; r2++) {
+        const float *v = c->qkv + (size_t)r2 * 3 * C + 2 * C + h * hs;
+        float w = row[P + r2 - st];
+#pragma omp simd
+        for (int i = 0; i < hs; i++) o[i] += w * v[i];
+    }
+}
+
+static void cache_scores_row_f32(const gpt2_cache *c, float *row, int r, int h, int P, float scale)
+{
+    cache_scores_row(c, row, r, h, P, scale, 0);
+}
+AVX512_TARGET static void cache_scores_row_wide(const gpt2_cache *c, float *row, int r, int h, int P, float scale)
+{
+    cache_scores_row(c, row, r, h, P, scale, 1);
+}
+static void cache_values_row_f32(gpt2_cache *c, const float *row, int r, int h, int P)
+{
+    cache_values_row(c, row, r, h, P);
+}
+AVX512_TARGET static void cache_values_row_wide(gpt2_cache *c, const float *row, int r, int h, int P)
+{
+    cache_values_row(c, row, r, h, P);
+}
+
+/* Attention of the R rows of c->qkv against the cached keys kc and values vc and their own groups,
+ * into c->y */
+static void cache_attention(gpt2_cache *c, int R, const float *kc, const float *vc, int wide)
+{
+    const gpt2_config *g = &c->m->cfg;
+    int C = g->channels, NH = g->num_heads, hs = C / NH, P = c->len, cap = c->cap, nth = loop_threads(wide);
+    float scale = 1.0f / sqrtf((float)hs);
+    int ld = P + c->max_rows; /* score row: P cached keys, then the row's own group */
+    if (ld > cap) ld = cap;
+    for (int h = 0; h < NH; h++) {
+        float *s = c->scores;
+        if (P > 0)
+            nn_sgemm(CblasNoTrans, CblasTrans, R, P, hs, scale, c->qkv + h * hs, 3 * C,
+                     kc + h * hs, C, 0.0f, s, ld);
+#pragma omp parallel for schedule(static) num_threads(nth)
+        for (int r = 0; r < R; r++) {
+            if (wide) cache_scores_row_wide(c, s + (size_t)r * ld, r, h, P, scale);
+            else cache_scores_row_f32(c, s + (size_t)r * ld, r, h, P, scale);
+        }
+        if (P > 0)
+            nn_sgemm(CblasNoTrans, CblasNoTrans, R, hs, P, 1.0f, s, ld, vc + h * hs, C, 0.0f,
+                     c->y + h * hs, C);
+#pragma omp parallel for schedule(static) num_threads(nth)
+        for (int r = 0; r < R; r++) {
+            if (wide) cache_values_row_wide(c, s + (size_t)r * ld, r, h, P);
+            else cache_values_row_f32(c, s + (size_t)r * ld, r, h, P);
+        }
+    }
+}
+
 /* Runs the blocks over R rows already embedded in c->x. Row r sits at position c->len + row_pos[r]
  * and attends to the cached positions [0, c->len) and to rows row_start[r] .. r. With commit, the
  * rows' keys and values are written to the cache at their positions. Leaves the final residual in
@@ -857,50 +1023,12 @@ static void cache_blocks(gpt2_cache *c, int R, int commit)
     const gpt2_model *m = c->m;
     const gpt2_config *g = &m->cfg;
     const gpt2_params *p = &m->params;
-    int C = g->channels, F = g->inner, NH = g->num_heads, hs = C / NH, P = c->len, cap = c->cap;
-    float scale = 1.0f / sqrtf((float)hs);
+    int C = g->channels, F = g->inner, P = c->len, cap = c->cap;
     for (int l = 0; l < g->num_layers; l++) {
         float *kc = c->k + (size_t)l * cap * C, *vc = c->v + (size_t)l * cap * C;
         nn_layernorm_forward(c->ln, NULL, NULL, c->x, p->ln1w + l * C, p->ln1b + l * C, R, C, g->ln_eps);
         matmul_fwd(m, l, W_QKV, c->qkv, c->ln, p->qkvw + (size_t)l * C * 3 * C, p->qkvb + l * 3 * C, R, C, 3 * C);
-        int ld = P + c->max_rows; /* score row: P cached keys, then the row's own group */
-        if (ld > cap) ld = cap;
-        for (int h = 0; h < NH; h++) {
-            float *s = c->scores;
-            if (P > 0)
-                nn_sgemm(CblasNoTrans, CblasTrans, R, P, hs, scale, c->qkv + h * hs, 3 * C,
-                         kc + h * hs, C, 0.0f, s, ld);
-#pragma omp parallel for schedule(static)
-            for (int r = 0; r < R; r++) {
-                const float *q = c->qkv + (size_t)r * 3 * C + h * hs;
-                float *row = s + (size_t)r * ld;
-                int st = c->row_start[r], n = P + r - st + 1;
-                for (int r2 = st; r2 <= r; r2++) {
-                    const float *k = c->qkv + (size_t)r2 * 3 * C + C + h * hs;
-                    float d = 0.0f;
-#pragma omp simd reduction(+ : d)
-                    for (int i = 0; i < hs; i++) d += q[i] * k[i];
-                    row[P + r2 - st] = d * scale;
-                }
-                nn_softmax(row, n);
-            }
-            if (P > 0)
-                nn_sgemm(CblasNoTrans, CblasNoTrans, R, hs, P, 1.0f, s, ld, vc + h * hs, C, 0.0f,
-                         c->y + h * hs, C);
-#pragma omp parallel for schedule(static)
-            for (int r = 0; r < R; r++) {
-                float *o = c->y + (size_t)r * C + h * hs;
-                const float *row = s + (size_t)r * ld;
-                int st = c->row_start[r];
-                if (P == 0)
-                    for (int i = 0; i < hs; i++) o[i] = 0.0f;
-                for (int r2 = st; r2 <= r; r2++) {
-                    const float *v = c->qkv + (size_t)r2 * 3 * C + 2 * C + h * hs;
-                    float w = row[P + r2 - st];
-                    for (int i = 0; i < hs; i++) o[i] += w * v[i];
-                }
-            }
-        }
+        cache_attention(c, R, kc, vc, m->bf != NULL);
         if (commit)
             for (int r = 0; r < R; r++) {
                 size_t pos = (size_t)P + c->row_pos[r];
@@ -910,7 +1038,8 @@ static void cache_blocks(gpt2_cache *c, int R, int commit)
         matmul_residual(m, l, W_ATTPROJ, c->x, c->x, c->y, p->attprojw + (size_t)l * C * C, p->attprojb + l * C, R, C, C);
         nn_layernorm_forward(c->ln, NULL, NULL, c->x, p->ln2w + l * C, p->ln2b + l * C, R, C, g->ln_eps);
         matmul_fwd(m, l, W_FC, c->h, c->ln, p->fcw + (size_t)l * C * F, p->fcb + (size_t)l * F, R, C, F);
-        nn_gelu_forward(c->h, c->h, (size_t)R * F);
+        if (m->bf) gpt2_bf16_gelu_forward(c->h, c->h, (size_t)R * F);
+        else nn_gelu_forward(c->h, c->h, (size_t)R * F);
         matmul_residual(m, l, W_FCPROJ, c->x, c->x, c->h, p->fcprojw + (size_t)l * F * C, p->fcprojb + l * C, R, F, C);
     }
 }
@@ -921,6 +1050,10 @@ static void logsoftmax_rows(const gpt2_cache *c, const float *hid, int n, float 
     const gpt2_model *m = c->m;
     int V = m->cfg.vocab_size;
     head_forward(m, c->logits, hid, n);
+    if (m->bf) {
+        gpt2_bf16_logsumexp_rows(out_lse, c->logits, (size_t)V, n, V);
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         out_lse[i] = nn_logsumexp(c->logits + (size_t)i * V, V);

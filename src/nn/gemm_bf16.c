@@ -57,6 +57,12 @@ int nn_bf16_available(void)
 void nn_bf16_disable(int on) { g_off = on != 0; }
 void nn_bf16_set_threads(int n) { g_threads = n > 0 ? n : 0; }
 
+int nn_bf16_threads(void)
+{
+    int n = g_threads > 0 ? g_threads : openblas_get_num_threads();
+    return n > 0 ? n : 1;
+}
+
 void nn_bf16_scratch_free(void)
 {
     free(g_a);
@@ -127,8 +133,8 @@ int nn_bf16_pack(nn_bf16_mat *b, const float *src, int K, int N, size_t ld, int 
         }
     }
     const int kp = b->kp, np = b->np;
-    int nth = g_threads > 0 ? g_threads : openblas_get_num_threads();
-    if (nth < 1 || omp_in_parallel() || (size_t)np * kp * NR < ((size_t)1 << 16)) nth = 1;
+    int nth = nn_bf16_threads();
+    if (omp_in_parallel() || (size_t)np * kp * NR < ((size_t)1 << 16)) nth = 1;
     /* panel by panel; each source row read contiguously (rows of B, or rows of B^T = columns) */
 #pragma omp parallel for schedule(static) num_threads(nth)
     for (int q = 0; q < np; q++) {
@@ -175,12 +181,13 @@ float nn_bf16_mat_get(const nn_bf16_mat *b, int k, int j)
 static inline float ftz(float x) { return fabsf(x) < FLT_MIN ? copysignf(0.0f, x) : x; }
 
 void nn_bf16_gemm_naive(float *C, size_t ldc, const float *A, size_t lda, const nn_bf16_mat *b, int M,
-                        int accumulate)
+                        const float *bias, int accumulate)
 {
     const int K = b->K, N = b->N;
+    DM_ASSERT(!(bias && accumulate));
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
-            float c = accumulate ? ftz(C[(size_t)i * ldc + j]) : 0.0f;
+            float c = ftz(accumulate ? C[(size_t)i * ldc + j] : bias ? bias[j] : 0.0f);
             const float *a = A + (size_t)i * lda;
             for (int p = 0; p < b->kp; p++) {
                 float a0 = nn_bf16_round(a[2 * p]), a1 = 2 * p + 1 < K ? nn_bf16_round(a[2 * p + 1]) : 0.0f;
@@ -215,12 +222,14 @@ static void round_row(uint32_t *dst, const float *a, int K)
  * pair (rows lda words apart), b: the panel at the block's first pair, mk: live columns */
 static inline __attribute__((always_inline)) void tile(int mr, int nk, const uint32_t *a, size_t lda,
                                                        const uint32_t *b, float *c, size_t ldc,
-                                                       const __mmask16 *mk, int load)
+                                                       const __mmask16 *mk, int load, const float *bias)
 {
     __m512 acc[MR][4];
     _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
         _Pragma("GCC unroll 4") for (int v = 0; v < 4; v++)
-            acc[r][v] = load ? _mm512_maskz_loadu_ps(mk[v], c + (size_t)r * ldc + 16 * v) : _mm512_setzero_ps();
+            acc[r][v] = load   ? _mm512_maskz_loadu_ps(mk[v], c + (size_t)r * ldc + 16 * v)
+                        : bias ? _mm512_maskz_loadu_ps(mk[v], bias + 16 * v)
+                               : _mm512_setzero_ps();
     for (int p = 0; p < nk; p++) {
         const uint32_t *bp = b + (size_t)p * NR;
         __m512bh b0 = (__m512bh)_mm512_load_si512(bp), b1 = (__m512bh)_mm512_load_si512(bp + 16);
@@ -239,21 +248,21 @@ static inline __attribute__((always_inline)) void tile(int mr, int nk, const uin
 }
 
 static void tile_mr(int mr, int nk, const uint32_t *a, size_t lda, const uint32_t *b, float *c, size_t ldc,
-                    const __mmask16 *mk, int load)
+                    const __mmask16 *mk, int load, const float *bias)
 {
     switch (mr) {
-    case 6: tile(6, nk, a, lda, b, c, ldc, mk, load); break;
-    case 5: tile(5, nk, a, lda, b, c, ldc, mk, load); break;
-    case 4: tile(4, nk, a, lda, b, c, ldc, mk, load); break;
-    case 3: tile(3, nk, a, lda, b, c, ldc, mk, load); break;
-    case 2: tile(2, nk, a, lda, b, c, ldc, mk, load); break;
-    default: tile(1, nk, a, lda, b, c, ldc, mk, load); break;
+    case 6: tile(6, nk, a, lda, b, c, ldc, mk, load, bias); break;
+    case 5: tile(5, nk, a, lda, b, c, ldc, mk, load, bias); break;
+    case 4: tile(4, nk, a, lda, b, c, ldc, mk, load, bias); break;
+    case 3: tile(3, nk, a, lda, b, c, ldc, mk, load, bias); break;
+    case 2: tile(2, nk, a, lda, b, c, ldc, mk, load, bias); break;
+    default: tile(1, nk, a, lda, b, c, ldc, mk, load, bias); break;
     }
 }
 
 /* rows i0 .. i1 - 1 of panel q */
 static void work_item(float *C, size_t ldc, const uint32_t *a, size_t kp, const nn_bf16_mat *b, int q, int i0, int i1,
-                      int acc)
+                      const float *bias, int acc)
 {
     int j0 = q * NR, w = b->N - j0 < NR ? b->N - j0 : NR;
     __mmask16 mk[4];
@@ -267,13 +276,13 @@ static void work_item(float *C, size_t ldc, const uint32_t *a, size_t kp, const 
         for (int i = i0; i < i1; i += MR) {
             int mr = i1 - i < MR ? i1 - i : MR;
             tile_mr(mr, nk, a + (size_t)i * kp + p0, kp, panel + (size_t)p0 * NR, C + (size_t)i * ldc + j0, ldc, mk,
-                    acc || p0 > 0);
+                    acc || p0 > 0, bias ? bias + j0 : NULL);
         }
     }
 }
 
 static void gemm_avx512(float *C, size_t ldc, const float *A, size_t lda, const nn_bf16_mat *b, int M,
-                        uint32_t *a, int nth, int acc)
+                        uint32_t *a, int nth, const float *bias, int acc)
 {
     const size_t kp = (size_t)b->kp;
     const int nmb = (M + MB - 1) / MB;
@@ -285,19 +294,22 @@ static void gemm_avx512(float *C, size_t ldc, const float *A, size_t lda, const 
 #pragma omp for schedule(static)
         for (long t = 0; t < items; t++) {
             int q = (int)(t / nmb), i0 = (int)(t % nmb) * MB;
-            work_item(C, ldc, a, kp, b, q, i0, M - i0 < MB ? M : i0 + MB, acc);
+            work_item(C, ldc, a, kp, b, q, i0, M - i0 < MB ? M : i0 + MB, bias, acc);
         }
     }
 }
 
 #pragma GCC pop_options
 
-void nn_bf16_gemm(float *C, size_t ldc, const float *A, size_t lda, const nn_bf16_mat *b, int M, int accumulate)
+void nn_bf16_gemm(float *C, size_t ldc, const float *A, size_t lda, const nn_bf16_mat *b, int M, const float *bias,
+                  int accumulate)
 {
     if (M <= 0 || b->N <= 0) return;
+    DM_ASSERT(!(bias && accumulate));
     if (b->K <= 0) {
         if (!accumulate)
-            for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)b->N * sizeof *C);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < b->N; j++) C[(size_t)i * ldc + j] = bias ? bias[j] : 0.0f;
         return;
     }
     DM_ASSERT(nn_bf16_cpu());
@@ -314,10 +326,10 @@ void nn_bf16_gemm(float *C, size_t ldc, const float *A, size_t lda, const nn_bf1
         DM_ASSERT(g_a != NULL); /* at most A_CAP words (16 MiB) */
         g_a_cap = need;
     }
-    int nth = g_threads > 0 ? g_threads : openblas_get_num_threads();
-    if (nth < 1 || omp_in_parallel() || (size_t)M * b->N * b->K < PAR_MIN) nth = 1;
+    int nth = nn_bf16_threads();
+    if (omp_in_parallel() || (size_t)M * b->N * b->K < PAR_MIN) nth = 1;
     for (size_t i0 = 0; i0 < (size_t)M; i0 += rows) {
         int m = (int)((size_t)M - i0 < rows ? (size_t)M - i0 : rows);
-        gemm_avx512(C + i0 * ldc, ldc, A + i0 * lda, lda, b, m, g_a, nth, accumulate);
+        gemm_avx512(C + i0 * ldc, ldc, A + i0 * lda, lda, b, m, g_a, nth, bias, accumulate);
     }
 }

@@ -1,17 +1,17 @@
 /* gemm_bf16.h: matrix products with bfloat16 operands and float accumulation, for frozen weights
  * (the language model's linear layers when lm.precision = "bf16").
  *
- *   C (M, N) = [C +] bf16(A) B   A (M, K) float, rows lda apart, rounded to bfloat16 on the fly;
+ *   C (M, N) = c0 + bf16(A) B    A (M, K) float, rows lda apart, rounded to bfloat16 on the fly;
  *                                B (K, N) a matrix packed once (nn_bf16_pack) from float weights;
- *                                C rows ldc apart, float: with accumulate the product is added to
- *                                what C holds (the caller puts the bias or the residual there
- *                                first), without it C is written and never read.
+ *                                C rows ldc apart, float. The start c0 is what C holds (accumulate:
+ *                                e.g. a residual the caller put there), or a bias row (N) given,
+ *                                or 0; without accumulate C is written and never read.
  *
  * Rounding: float -> bfloat16 to nearest, ties to even (vcvtne2ps2bf16), subnormal inputs and
  * results flushed to zero; NaN stays NaN. bfloat16 keeps 8 significant bits: unit roundoff
  * u = 2^-8, so |bf16(x) - x| <= u |x|.
  *
- * Order: each c_ij is accumulated over pairs of k, starting from the value in C (accumulate) or 0:
+ * Order: each c_ij is accumulated over pairs of k, starting from c0_ij (C's value, bias_j or 0):
  *     for p = 0, 1, ..., ceil(K / 2) - 1:
  *         t = c + a_i,2p+1 b_2p+1,j;   c = t + a_i,2p b_2p,j     (odd index first; K odd: 0 pads)
  * with the products of two bfloat16 exact in float and each sum rounded to float (nearest even),
@@ -60,8 +60,9 @@ int nn_bf16_available(void);
 int nn_bf16_cpu(void);
 /* Forces the float fallback (on = 1) or lifts it (0; DM_NO_BF16 still applies). Serial code only. */
 void nn_bf16_disable(int on);
-/* Threads of nn_bf16_gemm; n <= 0 = as many as OpenBLAS uses. */
+/* Threads of nn_bf16_gemm; n <= 0 = as many as OpenBLAS uses. nn_bf16_threads: the count in force. */
 void nn_bf16_set_threads(int n);
+int nn_bf16_threads(void);
 
 /* Packs B (K, N) from float: b_kj = src[k ld + j] (trans = 0) or src[j ld + k] (trans = 1, i.e.
  * src is B^T (N, K)). b is zeroed, or a packed matrix: of the same shape its memory is reused (no
@@ -72,11 +73,13 @@ size_t nn_bf16_mat_bytes(const nn_bf16_mat *b);
 /* b_kj as a float (its bfloat16 value), for tests and references. */
 float nn_bf16_mat_get(const nn_bf16_mat *b, int k, int j);
 
-/* C (M, b->N; rows ldc apart) = [C +] bf16(A) (M, b->K; rows lda apart) b, in the order above. */
-void nn_bf16_gemm(float *C, size_t ldc, const float *A, size_t lda, const nn_bf16_mat *b, int M, int accumulate);
+/* C (M, b->N; rows ldc apart) = c0 + bf16(A) (M, b->K; rows lda apart) b, in the order above, with
+ * c0 = C (accumulate), bias (b->N floats, or NULL) or 0; not both accumulate and a bias. */
+void nn_bf16_gemm(float *C, size_t ldc, const float *A, size_t lda, const nn_bf16_mat *b, int M, const float *bias,
+                  int accumulate);
 /* The same operations as plain serial scalar code (no CPU feature needed): the reference. */
 void nn_bf16_gemm_naive(float *C, size_t ldc, const float *A, size_t lda, const nn_bf16_mat *b, int M,
-                        int accumulate);
+                        const float *bias, int accumulate);
 
 /* bfloat16 bits of x, rounded as above, and back to float. */
 uint16_t nn_bf16_from_f32(float x);

@@ -5,7 +5,7 @@
  *  2. packing: every packed element is bf16(b_kj), in both source layouts, zero past K and N;
  *  3. the kernel equals its scalar twin (which rounds A and B to bfloat16 and accumulates pairs of
  *     k in the documented order) bitwise: odd and even K, N across panel edges, padded leading
- *     dimensions, accumulate or not, 1 and 2 threads, rows computed alone or among others;
+ *     dimensions, from 0, C or a bias, K = 0, 1 and 2 threads, rows computed alone or among others;
  *  4. the kernel against the exact product of the float operands (double), within
  *         (2u + u^2) S + gamma_K (|c0| + (1 + u)^2 S),  S = sum_k |a_ik| |b_kj|,  u = 2^-8
  *     (gemm_bf16.h: one bfloat16 rounding of each operand, then K float additions);
@@ -13,6 +13,7 @@
  *     recomputed in double from the bf16 run's own kept inputs, within the bound of 4 (the residual
  *     add costs one more rounding); the backward's head product and layer 0's QKV product to the
  *     inputs likewise;
+ *     the AVX-512 loops of the bf16 path (GELU, log-sum-exp and cross-entropy rows) against src/nn's;
  *  6. GPT-2 bf16 against f32 end to end (logits, loss, gradient to soft inputs), and the prompt
  *     stage's scoring calls (soft user tokens and a text prefix in the KV cache, candidates scored
  *     with their soft item tokens, gpt2_cache_score_mixed): every candidate score within a
@@ -25,6 +26,9 @@
 #include "../../src/core/err.h"
 #include "../../src/core/rng.h"
 #include "../../src/lm/gpt2.h"
+#include "../../src/lm/gpt2_bf16.h"
+#include "../../src/nn/gelu.h"
+#include "../../src/nn/softmax.h"
 #include "../../src/nn/gemm_bf16.h"
 #include "tap.h"
 
@@ -104,7 +108,7 @@ static void test_rounding(void)
         if (i % 2) u = (u & 0xffff0000u) | (i % 4 == 1 ? 0x8000u : 0x7fffu);
         a[i] = bits_f(u);
     }
-    nn_bf16_gemm(c, 1, a, 1, &one, n, 0);
+    nn_bf16_gemm(c, 1, a, 1, &one, n, NULL, 0);
     for (int i = 0; i < n; i++)
         if (f_bits(c[i]) != f_bits(nn_bf16_round(a[i])) && !(isinf(c[i]) && isinf(nn_bf16_round(a[i])))) {
             if (bad++ < 5)
@@ -153,7 +157,7 @@ static void test_pack(void)
 /* ---- 3. and 4. the kernel ---------------------------------------------------------------------- */
 
 typedef struct {
-    int M, K, N, trans, acc;
+    int M, K, N, trans, acc; /* acc: 0 start from 0, 1 accumulate onto C, 2 start from a bias */
     size_t lda, ldc;
 } shape;
 
@@ -169,13 +173,15 @@ static double check_product(const shape *s, int threads, dm_rng *g, int *nbad)
     randn(g, A, M * s->lda, 1.0f);
     randn(g, W, (s->trans ? N : K) * ldb, 0.05f);
     randn(g, C0, M * s->ldc, 1.0f);
+    float *bias = malloc(sizeof(float) * N), *bb = s->acc == 2 ? bias : NULL;
+    randn(g, bias, N, 1.0f);
     nn_bf16_mat b = {0};
     if (nn_bf16_pack(&b, W, K, N, ldb, s->trans)) die();
     memcpy(C1, C0, sizeof(float) * M * s->ldc);
     memcpy(C2, C0, sizeof(float) * M * s->ldc);
     nn_bf16_set_threads(threads);
-    nn_bf16_gemm(C1, s->ldc, A, s->lda, &b, M, s->acc);
-    nn_bf16_gemm_naive(C2, s->ldc, A, s->lda, &b, M, s->acc);
+    nn_bf16_gemm(C1, s->ldc, A, s->lda, &b, M, bb, s->acc == 1);
+    nn_bf16_gemm_naive(C2, s->ldc, A, s->lda, &b, M, bb, s->acc == 1);
     double worst = 0;
     for (int i = 0; i < M; i++) {
         for (size_t j = 0; j < s->ldc; j++) {
@@ -184,7 +190,7 @@ static double check_product(const shape *s, int threads, dm_rng *g, int *nbad)
             if (j >= (size_t)N && f_bits(C1[x]) != f_bits(C0[x])) (*nbad)++; /* nothing past N written */
         }
         for (int j = 0; j < N; j++) {
-            double c0 = s->acc ? C0[(size_t)i * s->ldc + j] : 0.0, exact = c0, S = 0;
+            double c0 = s->acc == 1 ? C0[(size_t)i * s->ldc + j] : s->acc == 2 ? bias[j] : 0.0, exact = c0, S = 0;
             for (int k = 0; k < K; k++) {
                 double a = A[(size_t)i * s->lda + k], w = s->trans ? W[(size_t)j * ldb + k] : W[(size_t)k * ldb + j];
                 exact += a * w;
@@ -200,12 +206,13 @@ static double check_product(const shape *s, int threads, dm_rng *g, int *nbad)
         int r = M / 2;
         float *one = malloc(sizeof(float) * s->ldc);
         memcpy(one, C0 + (size_t)r * s->ldc, sizeof(float) * s->ldc);
-        nn_bf16_gemm(one, s->ldc, A + (size_t)r * s->lda, s->lda, &b, 1, s->acc);
+        nn_bf16_gemm(one, s->ldc, A + (size_t)r * s->lda, s->lda, &b, 1, bb, s->acc == 1);
         for (int j = 0; j < N; j++)
             if (f_bits(one[j]) != f_bits(C1[(size_t)r * s->ldc + j])) (*nbad)++;
         free(one);
     }
     nn_bf16_mat_free(&b);
+    free(bias);
     free(A);
     free(W);
     free(C0);
@@ -217,10 +224,10 @@ static double check_product(const shape *s, int threads, dm_rng *g, int *nbad)
 static void test_kernel(void)
 {
     static const shape sh[] = {
-        {1, 1, 1, 0, 1, 1, 1},        {5, 2, 3, 0, 0, 2, 3},        {7, 3, 65, 1, 1, 3, 70},
-        {13, 127, 64, 0, 1, 130, 64}, {6, 128, 129, 1, 0, 128, 131}, {37, 255, 200, 0, 1, 255, 200},
-        {200, 64, 17, 1, 1, 64, 17},  {19, 770, 96, 0, 0, 771, 100}, {64, 300, 192, 1, 1, 300, 192},
-        {401, 48, 130, 0, 1, 48, 130},
+        {1, 1, 1, 0, 1, 1, 1},        {5, 2, 3, 0, 0, 2, 3},        {7, 3, 65, 1, 2, 3, 70},
+        {13, 127, 64, 0, 1, 130, 64}, {6, 128, 129, 1, 0, 128, 131}, {37, 255, 200, 0, 2, 255, 200},
+        {200, 64, 17, 1, 1, 64, 17},  {19, 770, 96, 0, 0, 771, 100}, {64, 300, 192, 1, 2, 300, 192},
+        {401, 48, 130, 0, 1, 48, 130}, {3, 0, 5, 0, 2, 1, 5},
     };
     dm_rng g;
     dm_rng_seed(&g, 9);
@@ -348,6 +355,57 @@ static void test_gpt2_products(void)
 }
 
 
+/* ---- 5b. the AVX-512 loops of the bf16 path against src/nn ------------------------------------ */
+
+static void test_loops(void)
+{
+    size_t n = 100003;
+    int V = 1001, R = 7;
+    float *x = malloc(sizeof(float) * n), *d = malloc(sizeof(float) * n), *y1 = malloc(sizeof(float) * n),
+          *y2 = malloc(sizeof(float) * n);
+    dm_rng g;
+    dm_rng_seed(&g, 3);
+    randn(&g, x, n, 3.0f);
+    randn(&g, d, n, 1.0f);
+    int bad = 0;
+    nn_gelu_forward(y1, x, n);
+    gpt2_bf16_gelu_forward(y2, x, n);
+    bad += memcmp(y1, y2, sizeof(float) * n) != 0;
+    nn_gelu_backward(y1, x, d, n);
+    gpt2_bf16_gelu_backward(y2, x, d, n);
+    bad += memcmp(y1, y2, sizeof(float) * n) != 0;
+    CHECK(bad == 0, "GELU forward/backward of the bf16 path differ from nn_gelu_* (%d)", bad);
+    /* log-sum-exp rows: the same terms summed in another order, |d| <= (V - 1) 2^-24 sum / sum (+ the
+     * rounding of log and of mx + log s: 2 ulps) */
+    float lse[7];
+    double worst = 0;
+    gpt2_bf16_logsumexp_rows(lse, x, (size_t)V, R, V);
+    for (int k = 0; k < R; k++) {
+        float ref = nn_logsumexp(x + (size_t)k * V, V);
+        double tol = (V - 1) * U_F32 + 4 * U_F32 * fabs(ref);
+        worst = fabs(lse[k] - ref) / tol > worst ? fabs(lse[k] - ref) / tol : worst;
+    }
+    CHECK(worst <= 1, "log-sum-exp rows differ by %.3g of the tolerance", worst);
+    /* cross-entropy gradient rows, bitwise nn_softmax_xent_backward (a row without target zeroed) */
+    int tg[7] = {3, -1, 0, 1000, 17, 500, 2}, rows[3] = {6, 1, 3};
+    float w[7] = {1, 2, 3, 4, 5, 6, 0.5f};
+    memcpy(y1, x, sizeof(float) * R * V);
+    memcpy(y2, x, sizeof(float) * R * V);
+    gpt2_bf16_xent_backward_rows(y2, 3, V, lse, tg, rows, w, 0.25f);
+    for (int k = 0; k < 3; k++) {
+        float *r = y1 + (size_t)k * V;
+        if (tg[rows[k]] >= 0) nn_softmax_xent_backward(r, V, lse[k], tg[rows[k]], 0.25f * w[rows[k]]);
+        else memset(r, 0, sizeof(float) * V);
+    }
+    CHECK(!memcmp(y1, y2, sizeof(float) * 3 * V), "cross-entropy gradient rows differ from nn_softmax_xent_backward");
+    printf("  bf16-path loops: GELU bitwise nn_gelu_*, log-sum-exp within %.3f of its tolerance, cross-entropy rows bitwise\n",
+           worst);
+    free(x);
+    free(d);
+    free(y1);
+    free(y2);
+}
+
 /* ---- 6. bf16 against f32 end to end ------------------------------------------------------------ */
 
 /* The budget of part 6 is probabilistic (Higham and Mary, "A new approach to probabilistic rounding
@@ -387,10 +445,10 @@ static double maxdiff(const float *a, const float *b, size_t n, double *scale)
 
 static void test_vs_f32(void)
 {
-    int L = 2, C = 64, B = 2, T = 40, V = 300, ns = 8;
+    int L = 2, C = 64, B = 2, T = 72, V = 300, ns = 8; /* T >= 64: the blocked attention */
     gpt2_model mf, mb;
-    make_model(&mf, L, 4, C, 64, V, 33);
-    make_model(&mb, L, 4, C, 64, V, 33);
+    make_model(&mf, L, 4, C, 80, V, 33);
+    make_model(&mb, L, 4, C, 80, V, 33);
     if (gpt2_set_precision(&mb, GPT2_BF16)) die();
     int *in = malloc(sizeof(int) * B * T), *tg = malloc(sizeof(int) * B * T), nt = 0;
     float *soft = malloc(sizeof(float) * ns * C), *d1 = calloc((size_t)ns * C, 4), *d2 = calloc((size_t)ns * C, 4);
@@ -637,6 +695,7 @@ int main(int argc, char **argv)
     if (nn_bf16_cpu()) {
         test_kernel();
         test_gpt2_products();
+        test_loops();
         test_vs_f32();
         test_prompt_scores();
     } else {
