@@ -382,142 +382,194 @@ int pm_score_user(pm *p, const float *h, const int32_t *hist, int n, const int32
     return pm_score_cached(p, cand, nc, p->ey, s);
 }
 
-/* One user's loss over cand[0..K] (the positive first), scaled by `scale`; accumulates the
- * projector and encoder gradients. Returns the unscaled loss. */
-int pm_train_user(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand, float scale, double *loss)
+/* One listwise training batch of pm_train_user: its layout, then its scores and loss gradients. */
+typedef struct {
+    int K1, n, P, T;        /* candidates, history items, prompt length, row length */
+    int B, Bt;              /* scored rows (candidates, masked positive); all rows (with the explanation row) */
+    int faith, expl;        /* the masked-positive row and the explanation row are on */
+    int sbase, nsets;       /* the first evidence soft row; evidence sets */
+    int posrow, rrow, R;    /* the positive's soft row (explanation row), the explanation row (-1 none), its length */
+    int mlen[66], item[66]; /* per row: title length, candidate */
+    int srow[66];           /* per scored row: the packed target row of its soft token */
+    double A[66], S[66], ps[66], s[66], lens[66], g[66], ce;
+} pm_batch;
+
+/* The evidence tokens of the candidates and of the masked positive into the soft rows after the
+ * prompt, and the reference rationale of the positive's evidence (explanation row). */
+static int train_evidence(pm *p, const int32_t *cand, pm_batch *b)
 {
-    const int K1 = p->K + 1, C = p->C, V = p->V, E = p->E;
-    DM_CALL(pm_project(p, h, hist, n, cand, K1));
-    int P = pm_build_prompt(p, hist, n, p->L, p->in);
-    /* rows: 0..K candidates, then (evidence) the masked positive, then the explanation row */
-    int faith = E && p->w_faith > 0, expl = 0, B = K1 + faith;
-    int sbase = p->L + n, nsets = 0;
-    p->rtok.n = 0;
-    if (E) {
-        DM_CALL(pm_build_evidence(p, cand, K1));
-        int evi[66], drop[66];
-        for (int c = 0; c < K1; c++) {
-            evi[c] = c;
-            drop[c] = -1;
-        }
-        evi[K1] = 0;
-        drop[K1] = -2;
-        nsets = K1 + 1;
-        DM_CALL(pm_encode(p, evi, drop, nsets, p->ey));
-        memcpy(p->soft + (size_t)sbase * C, p->ey, (size_t)nsets * E * C * sizeof(float));
-        if (p->w_expl > 0) {
-            DM_CALL(explain_rationale_reference(&p->tpl, p->ds, &p->ev[0], &p->rat));
-            if (p->rat.tpl >= 0) DM_CALL(explain_rationale_tokens(&p->lm, &p->tpl, &p->rat, &p->rtok));
-            if (p->rtok.n > (size_t)p->Rmax) p->rtok.n = (size_t)p->Rmax;
-            expl = p->rtok.n > 0;
-        }
+    int evi[66], drop[66], K1 = b->K1;
+    DM_CALL(pm_build_evidence(p, cand, K1));
+    for (int c = 0; c < K1; c++) {
+        evi[c] = c;
+        drop[c] = -1;
     }
-    int posrow = sbase + nsets * E; /* the positive's item token as an input (explanation row) */
-    if (expl) memcpy(p->soft + (size_t)posrow * C, p->ie + (size_t)n * C, (size_t)C * sizeof(float));
-    int R = (int)p->rtok.n;
-    int rrow = expl ? B : -1;
-    int Bt = B + expl;
-    int T = P + E + p->mt + 1 + (expl ? R : 0);
-    int mlen[66], item[66];
-    for (int r = 0; r < Bt; r++) {
-        int c = r < K1 ? r : 0; /* masked and explanation rows are the positive */
-        item[r] = c;
+    evi[K1] = 0;
+    drop[K1] = -2;
+    b->nsets = K1 + 1;
+    DM_CALL(pm_encode(p, evi, drop, b->nsets, p->ey));
+    memcpy(p->soft + (size_t)b->sbase * p->C, p->ey, (size_t)b->nsets * p->E * p->C * sizeof(float));
+    if (p->w_expl > 0) {
+        DM_CALL(explain_rationale_reference(&p->tpl, p->ds, &p->ev[0], &p->rat));
+        if (p->rat.tpl >= 0) DM_CALL(explain_rationale_tokens(&p->lm, &p->tpl, &p->rat, &p->rtok));
+        if (p->rtok.n > (size_t)p->Rmax) p->rtok.n = (size_t)p->Rmax;
+        b->expl = p->rtok.n > 0;
+    }
+    return DM_OK;
+}
+
+/* The rows' inputs and targets: each row the prompt (row 0's, copied), its evidence tokens and its
+ * candidate's title; scored rows predict the title and, after it, a placeholder for the soft token;
+ * the explanation row continues with the positive's soft token and predicts the rationale. */
+static void train_rows(pm *p, const int32_t *cand, pm_batch *b)
+{
+    int P = b->P, T = b->T, E = p->E, R = b->R;
+    for (int r = 0; r < b->Bt; r++) {
+        int c = r < b->K1 ? r : 0; /* masked and explanation rows are the positive */
+        b->item[r] = c;
         int *in = p->in + (size_t)r * T, *tg = p->tg + (size_t)r * T;
         if (r) memcpy(in, p->in, (size_t)P * sizeof *in);
-        int set = r < K1 ? r : r == rrow ? 0 : K1;
-        for (int e = 0; e < E; e++) in[P + e] = GPT2_SOFT(sbase + set * E + e);
-        int64_t a = p->toff[cand[c]], b = p->toff[cand[c] + 1];
-        int m = (int)(b - a), q = P + E;
-        mlen[r] = m;
+        int set = r < b->K1 ? r : r == b->rrow ? 0 : b->K1;
+        for (int e = 0; e < E; e++) in[P + e] = GPT2_SOFT(b->sbase + set * E + e);
+        int64_t a = p->toff[cand[c]], z = p->toff[cand[c] + 1];
+        int m = (int)(z - a), q = P + E;
+        b->mlen[r] = m;
         for (int j = 0; j < m; j++) in[q++] = p->tok[a + j];
         for (int j = 0; j < T; j++) tg[j] = -1;
-        if (r == rrow) {
-            in[q++] = GPT2_SOFT(posrow);
+        if (r == b->rrow) {
+            in[q++] = GPT2_SOFT(b->posrow);
             for (int j = 0; j < R; j++) {
                 tg[q - 1] = p->rtok.v[j];
                 in[q++] = p->rtok.v[j];
             }
         } else {
             /* title token j is predicted at position P + E + j - 1; the soft token after the title at
-               P + E + m - 1 (its target is a placeholder whose term is cancelled below) */
+               P + E + m - 1 (its target is a placeholder whose term train_weights cancels) */
             for (int j = 0; j < m; j++) tg[P + E - 1 + j] = p->tok[a + j];
             tg[P + E - 1 + m] = p->eot;
         }
         for (int j = q; j < T; j++) in[j] = p->eot;
     }
-    gpt2_model *m = &p->lm.model;
-    m->target_w = NULL;
-    DM_CALL(gpt2_forward(m, p->in, p->soft, expl ? posrow + 1 : sbase + nsets * E, p->tg, Bt, T, 1.0f,
-                         GPT2_KEEP | GPT2_TARGET_ROWS));
-    /* per-row scores from the packed logits */
-    double A[66], S[66], ps[66], s[66], lens[66], ce = 0;
-    int srow[66];
-    for (int r = 0; r < Bt; r++) A[r] = 0;
+}
+
+/* Per-row scores from the packed logits of the forward: title log-likelihoods A, soft-token
+ * log-probabilities S (and p_s), the rationale's cross-entropy; then the length-normalised scores s. */
+static void train_scores(pm *p, pm_batch *b)
+{
+    const gpt2_model *m = &p->lm.model;
+    int T = b->T, C = p->C, V = p->V, E = p->E;
+    b->ce = 0;
+    for (int r = 0; r < b->Bt; r++) b->A[r] = 0;
     for (int k = 0; k < m->n_rows; k++) {
         int i = m->rows[k], r = i / T, pos = i % T;
         const float *lg = m->acts.logits + (size_t)k * V;
-        if (r == rrow) {
-            ce -= lg[p->tg[i]] - m->acts.lse[k];
+        if (r == b->rrow) {
+            b->ce -= lg[p->tg[i]] - m->acts.lse[k];
             continue;
         }
-        if (pos < P + E - 1 + mlen[r]) A[r] += lg[p->tg[i]] - m->acts.lse[k];
+        if (pos < b->P + E - 1 + b->mlen[r]) b->A[r] += lg[p->tg[i]] - m->acts.lse[k];
         else {
-            srow[r] = k;
-            const float *hh = m->acts.lnf + (size_t)i * C, *e = p->ie + (size_t)(n + item[r]) * C;
+            b->srow[r] = k;
+            const float *hh = m->acts.lnf + (size_t)i * C, *e = p->ie + (size_t)(b->n + b->item[r]) * C;
             double ls = 0;
             for (int q = 0; q < C; q++) ls += (double)hh[q] * e[q];
             double lv = m->acts.lse[k], mx = lv > ls ? lv : ls, lz = mx + log(exp(lv - mx) + exp(ls - mx));
-            S[r] = ls - lz;
-            ps[r] = exp(S[r]);
+            b->S[r] = ls - lz;
+            b->ps[r] = exp(b->S[r]);
         }
     }
+    for (int r = 0; r < b->B; r++) {
+        int soft = p->use_soft || b->mlen[r] == 0;
+        double len = (p->use_title ? b->mlen[r] : 0) + (soft ? 1.0 : 0.0);
+        b->lens[r] = p->length_norm && len > 0 ? len : 1.0;
+        b->s[r] = ((p->use_title ? b->A[r] : 0.0) + (soft ? b->S[r] : 0.0)) / b->lens[r];
+    }
+}
+
+/* The loss L = listwise + w_faith hinge + w_expl CE (parts into p->last_*) and g = dL/ds per
+ * scored row. */
+static double train_loss(pm *p, pm_batch *b)
+{
+    int K1 = b->K1;
     double mx = -INFINITY, zs = 0;
-    for (int r = 0; r < B; r++) {
-        int soft = p->use_soft || mlen[r] == 0;
-        double len = (p->use_title ? mlen[r] : 0) + (soft ? 1.0 : 0.0);
-        lens[r] = p->length_norm && len > 0 ? len : 1.0;
-        s[r] = ((p->use_title ? A[r] : 0.0) + (soft ? S[r] : 0.0)) / lens[r];
-        if (r < K1 && s[r] > mx) mx = s[r];
-    }
-    for (int c = 0; c < K1; c++) zs += exp(s[c] - mx);
-    double g[66];
-    p->last_rank = -(s[0] - mx - log(zs));
-    for (int c = 0; c < K1; c++) g[c] = exp(s[c] - mx) / zs - (c == 0);
+    for (int r = 0; r < K1; r++)
+        if (b->s[r] > mx) mx = b->s[r];
+    for (int c = 0; c < K1; c++) zs += exp(b->s[c] - mx);
+    p->last_rank = -(b->s[0] - mx - log(zs));
+    for (int c = 0; c < K1; c++) b->g[c] = exp(b->s[c] - mx) / zs - (c == 0);
     p->last_faith = p->last_expl = 0;
-    if (faith) {
+    if (b->faith) {
         double dfull, dmask;
-        p->last_faith = explain_faith_loss(s[0], s[K1], p->delta, &dfull, &dmask);
-        g[0] += p->w_faith * dfull;
-        g[K1] = p->w_faith * dmask;
+        p->last_faith = explain_faith_loss(b->s[0], b->s[K1], p->delta, &dfull, &dmask);
+        b->g[0] += p->w_faith * dfull;
+        b->g[K1] = p->w_faith * dmask;
     }
-    if (expl) p->last_expl = ce / R;
-    *loss = p->last_rank + p->w_faith * p->last_faith + p->w_expl * p->last_expl;
-    /* backward: per-position weights, soft-token hidden gradients, output-side item gradients */
+    if (b->expl) p->last_expl = b->ce / b->R;
+    return p->last_rank + p->w_faith * p->last_faith + p->w_expl * p->last_expl;
+}
+
+/* The backward's inputs: per-position loss weights (title targets -alpha, the soft placeholder
+ * -alpha (1 - p_s), rationale targets w_expl / R), the soft tokens' hidden-state gradients and the
+ * candidates' output-side item gradients (into p->ide). */
+static void train_weights(pm *p, pm_batch *b, float scale)
+{
+    const gpt2_model *m = &p->lm.model;
+    int T = b->T, C = p->C, E = p->E, n = b->n, Bt = b->Bt;
     memset(p->tw, 0, (size_t)Bt * (size_t)T * sizeof *p->tw);
     memset(p->dh, 0, (size_t)Bt * (size_t)T * (size_t)C * sizeof *p->dh);
-    memset(p->ide, 0, (size_t)(n + K1) * (size_t)C * sizeof *p->ide);
-    for (int r = 0; r < B; r++) {
-        double alpha = g[r] / lens[r] * scale;
-        int c = item[r];
+    memset(p->ide, 0, (size_t)(n + b->K1) * (size_t)C * sizeof *p->ide);
+    for (int r = 0; r < b->B; r++) {
+        double alpha = b->g[r] / b->lens[r] * scale;
+        int c = b->item[r];
         if (p->use_title)
-            for (int j = 0; j < mlen[r]; j++) p->tw[(size_t)r * T + (size_t)(P + E - 1 + j)] = (float)-alpha;
-        int i = m->rows[srow[r]];
-        if (!p->use_soft && mlen[r] > 0) continue;
-        float ws = (float)(-alpha * (1.0 - ps[r]));
+            for (int j = 0; j < b->mlen[r]; j++) p->tw[(size_t)r * T + (size_t)(b->P + E - 1 + j)] = (float)-alpha;
+        int i = m->rows[b->srow[r]];
+        if (!p->use_soft && b->mlen[r] > 0) continue;
+        float ws = (float)(-alpha * (1.0 - b->ps[r]));
         p->tw[i] = ws;
         const float *wt = m->params.wte + (size_t)p->eot * C, *e = p->ie + (size_t)(n + c) * C, *hh = m->acts.lnf + (size_t)i * C;
         float *dh = p->dh + (size_t)i * C, *de = p->ide + (size_t)(n + c) * C;
-        float a1 = (float)(alpha * (1.0 - ps[r]));
+        float a1 = (float)(alpha * (1.0 - b->ps[r]));
         for (int q = 0; q < C; q++) {
             dh[q] = ws * wt[q] + a1 * e[q];
             de[q] += a1 * hh[q];
         }
     }
-    if (expl)
+    if (b->expl)
         for (int j = 0; j < T; j++)
-            if (p->tg[(size_t)rrow * T + j] >= 0) p->tw[(size_t)rrow * T + j] = p->w_expl * scale / (float)R;
+            if (p->tg[(size_t)b->rrow * T + j] >= 0) p->tw[(size_t)b->rrow * T + j] = p->w_expl * scale / (float)b->R;
+}
+
+/* One user's loss over cand[0..K] (the positive first), scaled by `scale`; accumulates the
+ * projector and encoder gradients. Returns the unscaled loss. */
+int pm_train_user(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand, float scale, double *loss)
+{
+    const int C = p->C, E = p->E;
+    pm_batch b;
+    b.K1 = p->K + 1, b.n = n;
+    DM_CALL(pm_project(p, h, hist, n, cand, b.K1));
+    b.P = pm_build_prompt(p, hist, n, p->L, p->in);
+    /* rows: 0..K candidates, then (evidence) the masked positive, then the explanation row */
+    b.faith = E && p->w_faith > 0, b.expl = 0, b.B = b.K1 + b.faith;
+    b.sbase = p->L + n, b.nsets = 0;
+    p->rtok.n = 0;
+    if (E) DM_CALL(train_evidence(p, cand, &b));
+    b.posrow = b.sbase + b.nsets * E; /* the positive's item token as an input (explanation row) */
+    if (b.expl) memcpy(p->soft + (size_t)b.posrow * C, p->ie + (size_t)n * C, (size_t)C * sizeof(float));
+    b.R = (int)p->rtok.n;
+    b.rrow = b.expl ? b.B : -1;
+    b.Bt = b.B + b.expl;
+    b.T = b.P + E + p->mt + 1 + (b.expl ? b.R : 0);
+    train_rows(p, cand, &b);
+    gpt2_model *m = &p->lm.model;
+    int ns = b.expl ? b.posrow + 1 : b.sbase + b.nsets * E;
+    m->target_w = NULL;
+    DM_CALL(gpt2_forward(m, p->in, p->soft, ns, p->tg, b.Bt, b.T, 1.0f, GPT2_KEEP | GPT2_TARGET_ROWS));
+    train_scores(p, &b);
+    *loss = train_loss(p, &b);
+    /* backward: per-position weights, soft-token hidden gradients, output-side item gradients */
+    train_weights(p, &b, scale);
     m->target_w = p->tw;
-    int ns = expl ? posrow + 1 : sbase + nsets * E;
     memset(p->dsoft, 0, (size_t)ns * (size_t)C * sizeof *p->dsoft);
     int rc = gpt2_backward(m, NULL, p->dh, p->dsoft, 0);
     m->target_w = NULL;
@@ -525,10 +577,10 @@ int pm_train_user(pm *p, const float *h, const int32_t *hist, int n, const int32
     /* into the projectors: user rows, then history rows beside the candidates' output-side gradients */
     DM_CALL(nn_mlp_backward(&p->up, &p->ua, p->dsoft, NULL));
     memcpy(p->ide, p->dsoft + (size_t)p->L * C, (size_t)n * C * sizeof(float));
-    if (expl)
-        for (int q = 0; q < C; q++) p->ide[(size_t)n * C + q] += p->dsoft[(size_t)posrow * C + q];
+    if (b.expl)
+        for (int q = 0; q < C; q++) p->ide[(size_t)n * C + q] += p->dsoft[(size_t)b.posrow * C + q];
     DM_CALL(nn_mlp_backward(&p->ip, &p->ia, p->ide, NULL));
-    if (E) DM_CALL(explain_enc_backward(&p->enc, &p->ea, p->dsoft + (size_t)sbase * C, NULL, NULL));
+    if (E) DM_CALL(explain_enc_backward(&p->enc, &p->ea, p->dsoft + (size_t)b.sbase * C, NULL, NULL));
     return DM_OK;
 }
 
