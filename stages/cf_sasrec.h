@@ -1,19 +1,17 @@
-/* cf_sasrec.h: data-parallel SASRec training inside `dynmm train-cf`.
+/* cf_sasrec.h: what SASRec adds to the generic trainer inside `dynmm train-cf`, and the trained
+ * SASRec for the stages built on it (align, prompt, stream).
  *
- * Every epoch visits the training users (those with at least two training interactions) in an order
- * drawn from (seed, epoch); step k takes the next sasrec.batch of them as the global batch, and each
- * rank computes the gradient of its even share (sasrec_train_step with the global target count as
- * the divisor), followed by one allreduce of the gradient slab and the same Adam step on every rank.
- * Negatives and dropout masks are keyed by (seed, step, global sequence index), so 1, 2 and 3 ranks
- * take the same steps (to float summation order). Validation (split valid, the first protocol of
- * eval.protocols, sasrec.select_metric) every sasrec.eval_every epochs selects the kept weights and
- * drives early stopping; the test split is never read here.
+ * SASRec is the dm_model_ops `sasrec_model_ops` (src/sasrec/sasrec_model.h) trained by trainer_fit
+ * (stages/trainer.h): the global batch of sasrec.batch users split over the ranks, one gradient
+ * allreduce per step, negatives and dropout masks keyed by (seed, step, global sequence index) so 1,
+ * 2 and 3 ranks take the same steps, validation (sasrec.select_metric under sasrec.select_protocol)
+ * every sasrec.eval_every epochs selecting the kept weights and driving early stopping, checkpoints
+ * in <run.dir>/ckpt_sasrec.h5. The test split is never read by training.
  *
- * Checkpoints (<run.dir>/ckpt_sasrec.h5, written atomically every sasrec.checkpoint_every epochs, on
- * SIGTERM/SIGUSR1 at the next step, and deleted when the stage completes) hold the weights, Adam
- * moments, the best weights, the epoch and step cursor and the early-stopping state, with the stage
- * hash: a resumed run continues exactly where the checkpoint left off and ends with the same
- * weights as an uninterrupted one.
+ * cf.h5 under /sasrec: what trainer_write writes (weights/<tensor>, curve, best_epoch, ...), the item
+ * table e_cf (n_items, C), the user states of the valid and test histories state_valid and
+ * state_test (n_users, C) that eval scores, and the attributes select_metric, hidden, maxlen,
+ * blocks, heads, ffn, norm.
  */
 #ifndef DM_CF_SASREC_H
 #define DM_CF_SASREC_H
@@ -25,19 +23,16 @@
 #include "../src/data/dataset.h"
 #include "../src/sasrec/sasrec.h"
 
-/* Trains and writes /sasrec/... into f: weights, e_cf, user states for valid and test histories,
- * the training curve. */
-int cf_sasrec_train(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, const char *stage_hash,
-                    h5file *f);
+/* Trains SASRec on the DM_TRAIN rows of roles and writes /sasrec into f (see above). Collective. */
+int cf_sasrec_train(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, const char *stage_hash, h5file *f);
 
-/* The training behind cf_sasrec_train, for other stages: stage_hash NULL = no checkpoints; f NULL =
- * nothing written; epochs_override > 0 = that many epochs without validation (e.g. the retrained
- * reference of the streaming protocol); out_m/out_a non-NULL receive the trained model and its
- * activations (the caller frees them). */
-int cf_sasrec_fit(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, const char *stage_hash,
-                  h5file *f, long epochs_override, sasrec *out_m, sasrec_acts *out_a);
+/* SASRec trained from scratch for `epochs` epochs without validation or checkpoints (e.g. the
+ * retrained reference of the streaming protocol), with activations for batches of the larger of
+ * sasrec.eval_batch and a rank's share of sasrec.batch; the caller frees m and a (sasrec_free,
+ * sasrec_acts_free). Collective. */
+int cf_sasrec_retrain(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, long epochs, sasrec *m, sasrec_acts *a);
 
-/* Loads the trained SASRec of cf.h5 (its shape from the /sasrec attributes, weights from
+/* Loads the trained SASRec of cf.h5 (its shape from the config stored in the file, weights from
  * /sasrec/weights) with activations for batches of max_batch users, on every rank. */
 int cf_sasrec_load(par_ctx *ctx, const char *path, size_t n_items, int max_batch, sasrec *m, sasrec_acts *a);
 /* User states of histories: seq (B, T) left-padded SASRec ids (dense + 1); out (B, C). */

@@ -11,6 +11,7 @@
 #include "../src/core/log.h"
 #include "../src/core/shard.h"
 #include "../src/nn/gemm.h"
+#include "../src/sasrec/sasrec_model.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,30 +193,22 @@ static int ease_train(const model_train_args *t)
 
 static int sasrec_train(const model_train_args *t) { return cf_sasrec_train(t->ctx, t->cfg, t->d, t->roles, t->stage_hash, t->f); }
 
+/* the plan check: a shape the model can have (heads dividing hidden) and the select protocol */
 static int sasrec_check(const dm_cfg *cfg)
 {
-    char w[256];
-    long long hd = dm_cfg_int(cfg, "sasrec.hidden"), nh = dm_cfg_int(cfg, "sasrec.heads");
-    if (hd % nh) {
-        DM_ERR(DM_ECONFIG, "%s = %lld does not divide sasrec.hidden = %lld", dm_cfg_where(cfg, "sasrec.heads", w, sizeof w), nh, hd);
-        DM_HINT("the heads split the hidden width evenly; e.g. sasrec.heads = 1 or 2 for hidden 50");
-        return DM_ECONFIG;
-    }
-    char kind;
-    size_t n;
-    return cands_parse(dm_cfg_str(cfg, "sasrec.select_protocol"), &kind, &n);
+    sasrec_config c;
+    DM_CALL(sasrec_config_from(cfg, 1, 1, &c));
+    return trainer_check(cfg, &sasrec_model_ops);
 }
-
 
 /* ---- the registry ------------------------------------------------------------------------------- */
 
 static const char *const g_ease_groups[] = {"ease", NULL};
-static const char *const g_sasrec_groups[] = {"sasrec", NULL};
 
 static const model_def g_models[] = {
     {"pop", "Pop", "cf.h5", NULL, NULL, pop_train, pop_load, builtin_unload, NULL},
     {"ease", "EASE", "cf.h5", g_ease_groups, NULL, ease_train, ease_load, builtin_unload, NULL},
-    {"sasrec", "SASRec", "cf.h5", g_sasrec_groups, NULL, sasrec_train, sasrec_load, builtin_unload, sasrec_check},
+    {"sasrec", NULL, "cf.h5", NULL, &sasrec_model_ops, sasrec_train, sasrec_load, builtin_unload, sasrec_check},
     {"align", "aligner", "align.h5", NULL, NULL, NULL, align_load_scorer, builtin_unload, NULL},
     {"bpr", NULL, "cf.h5", NULL, &bpr_model_ops, NULL, NULL, NULL, NULL},
 };
@@ -274,15 +267,16 @@ static int generic_score(void *mv, const ev_split *s, const size_t *users, size_
 
 int model_check(const model_def *m, const dm_cfg *cfg)
 {
-    if (m->ops) return trainer_check(cfg, m->ops);
-    return m->check ? m->check(cfg) : DM_OK;
+    if (m->check) return m->check(cfg);
+    return m->ops ? trainer_check(cfg, m->ops) : DM_OK;
 }
 
 int model_train(const model_def *m, const model_train_args *t)
 {
-    if (!m->ops) return m->train(t);
+    if (m->train) return m->train(t);
     trainer_run run;
-    int rc = trainer_fit(t->ctx, t->cfg, t->d, t->roles, m->ops, t->stage_hash, &run);
+    trainer_opts o = {t->stage_hash, 0, 1};
+    int rc = trainer_fit(t->ctx, t->cfg, t->d, t->roles, m->ops, &o, &run);
     if (!rc) rc = trainer_write(t->ctx, &run, t->f);
     trainer_run_free(&run);
     return rc;
@@ -292,7 +286,7 @@ int model_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const model
 {
     memset(out, 0, sizeof *out);
     out->def = m;
-    if (m->ops) {
+    if (!m->load) {
         generic *g;
         DM_ALLOC(g, 1);
         g->ops = m->ops;
@@ -314,7 +308,7 @@ int model_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const model
 void model_unload(model_loaded *ml)
 {
     if (!ml->def) return;
-    if (ml->def->ops) {
+    if (!ml->def->load) {
         generic *g = ml->state;
         if (g && g->self) g->ops->destroy(g->self);
         free(g);

@@ -8,8 +8,10 @@
  * them. Adding such a baseline is its src/ folder, its key table (src/config/keys/<name>.def, one
  * include line in all.def) and one line in models.c's table.
  *
- * Models with their own code paths (popularity, EASE on ScaLAPACK, SASRec, the aligner) fill the
- * train/load hooks themselves.
+ * Models with their own code paths fill the train/load hooks themselves: popularity, EASE on
+ * ScaLAPACK and the aligner have only those; SASRec is a dm_model_ops (sasrec_model_ops) whose train
+ * hook runs the generic trainer and then writes its item table and user states (cf_sasrec.h), and
+ * whose load hook scores from those stored states.
  */
 #ifndef DM_MODELS_H
 #define DM_MODELS_H
@@ -58,12 +60,12 @@ typedef struct model_def {
     const char *label;            /* for tables (stored with the rows in results.h5) */
     const char *file;             /* the file of run.dir holding it */
     const char *const *groups;    /* its config groups (NULL = none) */
-    const dm_model_ops *ops;      /* a generic model, or NULL */
-    /* own hooks (NULL with ops): train into t->f; load from the open file f */
+    const dm_model_ops *ops;      /* a generic model (its name, label and groups are used), or NULL */
+    /* own hooks, used instead of the generic path when set: train into t->f; load from the open file f */
     int (*train)(const model_train_args *t);
     int (*load)(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *f, model_loaded *m);
     void (*unload)(model_loaded *m);
-    int (*check)(const dm_cfg *cfg); /* settings checked before any stage runs; may be NULL */
+    int (*check)(const dm_cfg *cfg); /* settings checked before any stage runs; NULL = the trainer's (ops) or none */
 } model_def;
 
 const model_def *model_find(const char *name);

@@ -1,19 +1,12 @@
-/* cmd_train_cf.c: `dynmm train-cf`: the collaborative-filtering models of cf.models into cf.h5. */
+/* stage_train_cf.c: `dynmm train-cf`: the collaborative-filtering models of cf.models into cf.h5. */
 #include "cands.h"
-#include "cf_sasrec.h"
-#include "../mpi/cli.h"
 #include "dataset_io.h"
 #include "models.h"
 #include "stage.h"
 
 #include "../src/core/err.h"
-#include "../src/core/log.h"
-#include "../src/core/timer.h"
 
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define CF_FORMAT "dynmm-cf"
 
@@ -27,9 +20,10 @@ static const char USAGE[] =
     "          /sasrec/state_valid and /sasrec/state_test (users x d), /sasrec/curve\n"
     "  <model> any model of the registry written against src/model/model.h, trained by the generic\n"
     "          trainer: /<model>/weights/<tensor>, /<model>/curve\n"
-    "SASRec keeps the weights of its best validation round (sasrec.select_metric under\n"
-    "sasrec.select_protocol); the test split is not read. An interrupted run (a kill, or SIGTERM/SIGUSR1\n"
-    "from Slurm) continues from <run.dir>/ckpt_sasrec.h5 when rerun (run.resume = true, the default).\n";
+    "SASRec and the generic models train through the same trainer: each keeps the weights of its best\n"
+    "validation round (<model>.select_metric under <model>.select_protocol); the test split is not read.\n"
+    "An interrupted run (a kill, or SIGTERM/SIGUSR1 from Slurm) continues from <run.dir>/ckpt_<model>.h5\n"
+    "when rerun (run.resume = true, the default).\n";
 
 /* the groups of the models listed in cf.models join these (stage.h: models_key) */
 static const char *const cf_config_groups[] = {"cf", "split.protocol", "eval.seed", "eval.pop_power", NULL};
@@ -74,10 +68,6 @@ static int stage_train_cf(stage_run *sr)
     model_train_args t = {ctx, cfg, &d, roles, sr->hash, &f};
     for (size_t k = 0; !rc && k < dm_cfg_len(cfg, "cf.models"); k++) rc = model_train(model_find(dm_cfg_str_at(cfg, "cf.models", k)), &t);
     rc = stage_output_finish(sr, &f, rc);
-    if (!rc) {
-        char ck[4096];
-        if (cli_run_path(ctx, cfg, "ckpt_sasrec.h5", ck, sizeof ck) == DM_OK && ctx->rank == 0) unlink(ck);
-    }
     dm_dataset_free(&d);
     return rc;
 }

@@ -2,8 +2,8 @@
 #include "trainer.h"
 
 #include "cands.h"
+#include "ckpt.h"
 #include "evalcore.h"
-#include "../mpi/cli.h"
 
 #include "../src/core/err.h"
 #include "../src/core/log.h"
@@ -13,20 +13,11 @@
 #include "../src/eval/metrics.h"
 
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define CKPT_FORMAT "dynmm-trainer-checkpoint"
-
-static volatile sig_atomic_t g_stop;
-static void on_signal(int sig)
-{
-    (void)sig;
-    g_stop = 1;
-}
 
 /* "<group>.<key>" of the model */
 static const char *key(const dm_model_ops *ops, const char *k)
@@ -46,7 +37,10 @@ int trainer_check(const dm_cfg *cfg, const dm_model_ops *ops)
 uint64_t trainer_seed(const dm_cfg *cfg, const dm_model_ops *ops)
 {
     long long s = dm_cfg_int(cfg, key(ops, "seed"));
-    return s >= 0 ? (uint64_t)s : dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0x7A1, (uint64_t)ops->name[0] << 8 | (uint64_t)ops->name[1]);
+    if (s >= 0) return (uint64_t)s;
+    uint64_t run = (uint64_t)dm_cfg_int(cfg, "run.seed");
+    if (ops->seed_key) return dm_rng_key(run, ops->seed_key, 0);
+    return dm_rng_key(run, 0x7A1, (uint64_t)ops->name[0] << 8 | (uint64_t)ops->name[1]);
 }
 
 /* the cursor of a training run */
@@ -63,20 +57,20 @@ typedef struct {
     const dm_model_ops *ops;
     void *self;
     float *best;              /* (nparams) */
-    char path[4096];          /* checkpoint */
-    const char *hash;
+    ckpt ck;                  /* the checkpoint (ck.hash NULL = none) */
+    size_t score_batch;       /* users per score() call */
+    int log;                  /* verbosity of the progress lines */
 } run_ctx;
 
 /* ---- checkpoints ---------------------------------------------------------------------------- */
 
-static int ckpt_write(run_ctx *r, const cursor *c, const double *curve, size_t ncurve)
+static int save_state(run_ctx *r, const cursor *c, const double *curve, size_t ncurve)
 {
     size_t np, no = 0;
     float *p = r->ops->params(r->self, &np), *o = r->ops->opt_state ? r->ops->opt_state(r->self, &no) : NULL;
     h5file f;
-    DM_CALL(par_agree(r->ctx, h5_create(r->ctx, r->path, 0, 1 << 20, &f)));
-    int rc = h5_write_provenance(&f, CKPT_FORMAT, 1, r->ops->name, r->cfg, r->hash);
-    if (!rc) rc = h5_write_all(&f, "/params", H5_F32, np, 0, p);
+    DM_CALL(ckpt_create(&r->ck, &f));
+    int rc = h5_write_all(&f, "/params", H5_F32, np, 0, p);
     if (!rc && o) rc = h5_write_all(&f, "/opt", H5_F32, no, 0, o);
     if (!rc) rc = h5_write_all(&f, "/best", H5_F32, np, 0, r->best);
     if (!rc && ncurve) rc = h5_write_all(&f, "/curve", H5_F64, ncurve, 4, curve);
@@ -86,19 +80,14 @@ static int ckpt_write(run_ctx *r, const cursor *c, const double *curve, size_t n
     static const char *const dn[] = {"best", "epoch_loss", "epoch_seconds"};
     for (int k = 0; k < 6 && !rc; k++) rc = h5_attr_i64(&f, "/", in[k], iv[k]);
     for (int k = 0; k < 3 && !rc; k++) rc = h5_attr_f64(&f, "/", dn[k], dv[k]);
-    rc = par_agree(r->ctx, rc);
-    if (rc) {
-        h5_discard(&f);
-        return rc;
-    }
-    return h5_commit(&f);
+    return ckpt_commit(&r->ck, &f, rc);
 }
 
 /* *found = 0 when there is no checkpoint of this stage hash to resume */
-static int ckpt_read(run_ctx *r, cursor *c, double **curve, size_t *ncurve, int *found)
+static int load_state(run_ctx *r, cursor *c, double **curve, size_t *ncurve, int *found)
 {
     h5file f;
-    DM_CALL(h5_open_checkpoint(r->ctx, r->path, CKPT_FORMAT, r->hash, &f, found));
+    DM_CALL(ckpt_open(&r->ck, &f, found));
     if (!*found) return DM_OK;
     size_t np, no = 0;
     float *p = r->ops->params(r->self, &np), *o = r->ops->opt_state ? r->ops->opt_state(r->self, &no) : NULL;
@@ -124,7 +113,7 @@ static int ckpt_read(run_ctx *r, cursor *c, double **curve, size_t *ncurve, int 
     DM_CALL(par_agree(r->ctx, rc));
     *c = (cursor){iv[0], iv[1], iv[2], dv[0], iv[3], iv[4], dv[1], dv[2]};
     if (r->ops->opt_steps) *r->ops->opt_steps(r->self) = (long)iv[5];
-    dm_log("  %s: resuming from %s: epoch %ld, batch %ld, step %ld", r->ops->name, r->path, c->epoch, c->batch, c->step);
+    dm_log("  %s: resuming from %s: epoch %ld, batch %ld, step %ld", r->ops->name, r->ck.path, c->epoch, c->batch, c->step);
     return DM_OK;
 }
 
@@ -150,7 +139,9 @@ typedef struct {
     size_t lo, hi;   /* this rank's users */
 } valid_set;
 
-static int valid_init(par_ctx *ctx, const dm_cfg *cfg, const dm_model_ops *ops, const dm_dataset *d, const int8_t *roles, valid_set *v)
+/* validation = 0: no rounds (v->on = 0) */
+static int valid_init(par_ctx *ctx, const dm_cfg *cfg, const dm_model_ops *ops, const dm_dataset *d, const int8_t *roles, int validation,
+                      valid_set *v)
 {
     memset(v, 0, sizeof *v);
     int64_t ks[1] = {10};
@@ -159,7 +150,7 @@ static int valid_init(par_ctx *ctx, const dm_cfg *cfg, const dm_model_ops *ops, 
     v->col = !strcmp(sel, "hit@10") ? metrics_col(&v->spec, METRICS_HIT, 0)
              : !strcmp(sel, "mrr")  ? metrics_col(&v->spec, METRICS_MRR, 0)
                                     : metrics_col(&v->spec, METRICS_NDCG, 0);
-    for (size_t i = 0; i < d->n_inter && !v->on; i++) v->on = roles[i] == DM_VALID;
+    for (size_t i = 0; i < d->n_inter && !v->on && validation; i++) v->on = roles[i] == DM_VALID;
     v->dv = *d;
     v->dv.n_cand = 0;
     memset(v->dv.cand, 0, sizeof v->dv.cand);
@@ -176,13 +167,15 @@ static void valid_free(valid_set *v)
     metrics_spec_free(&v->spec);
 }
 
-static int validate(par_ctx *ctx, valid_set *v, const dm_cfg *cfg, const dm_model_ops *ops, void *self, double *out)
+static int validate(run_ctx *r, valid_set *v, double *out)
 {
+    par_ctx *ctx = r->ctx;
     double *rows, *mean;
     DM_ALLOC(rows, (v->hi - v->lo + 1) * v->spec.ncols);
     DM_ALLOC(mean, v->spec.ncols);
-    scorer sc = {ops, self};
-    int rc = ev_score_users(&v->vs, &v->spec, dm_cfg_str(cfg, key(ops, "select_protocol")), score_fn, &sc, v->lo, v->hi, 256, rows);
+    scorer sc = {r->ops, r->self};
+    int rc = ev_score_users(&v->vs, &v->spec, dm_cfg_str(r->cfg, key(r->ops, "select_protocol")), score_fn, &sc, v->lo, v->hi, r->score_batch,
+                            rows);
     rc = par_agree(ctx, rc);
     int64_t cnt = 0;
     if (!rc) rc = ev_mean(ctx, &v->spec, rows, v->hi - v->lo, mean, &cnt);
@@ -225,22 +218,19 @@ static int run_epoch(run_ctx *r, cursor *c, epoch_buf *b, uint64_t seed, double 
         if (rc) break;
         if (ops->after_reduce) ops->after_reduce(r->self);
         ops->step(r->self);
-        *lsum += loss / norm;
+        *lsum += ops->loss_is_mean ? loss : loss / norm;
         c->step++;
-        if (c->step % 16) continue;
-        int64_t stop = g_stop;
-        rc = par_allreduce_max_i64(r->ctx, &stop, 1);
+        if (!r->ck.hash || c->step % 16) continue;
+        int stop;
+        rc = ckpt_stop_requested(r->ctx, &stop);
         if (rc || !stop) continue;
         c->batch++;
         c->epoch_loss = *lsum;
         c->epoch_secs = dm_wtime() - t0;
         rc = par_allreduce_sum_f64(r->ctx, &c->epoch_loss, 1);
         if (!rc) rc = par_bcast(r->ctx, &c->epoch_secs, sizeof c->epoch_secs, 0);
-        if (!rc) rc = ckpt_write(r, c, curve, ncurve);
-        if (!rc) {
-            rc = DM_ERR(DM_EIO, "%s: interrupted by a signal at step %ld; checkpoint written to %s", ops->name, c->step, r->path);
-            DM_HINT("rerun the same command (run.resume = true) to continue from it");
-        }
+        if (!rc) rc = save_state(r, c, curve, ncurve);
+        if (!rc) rc = ckpt_interrupted(&r->ck, ops->name, "at step %ld", c->step);
     }
     return rc;
 }
@@ -263,10 +253,10 @@ typedef struct {
     long epochs, eval_every, patience, ck_every, G;
 } plan;
 
-static plan read_plan(const dm_cfg *cfg, const dm_model_ops *ops, int checkpoints)
+static plan read_plan(const dm_cfg *cfg, const dm_model_ops *ops, const trainer_opts *o)
 {
-    plan p = {(long)dm_cfg_int(cfg, key(ops, "epochs")), (long)dm_cfg_int(cfg, key(ops, "eval_every")),
-              (long)dm_cfg_int(cfg, key(ops, "patience")), checkpoints ? (long)dm_cfg_int(cfg, key(ops, "checkpoint_every")) : 0,
+    plan p = {o->epochs > 0 ? o->epochs : (long)dm_cfg_int(cfg, key(ops, "epochs")), (long)dm_cfg_int(cfg, key(ops, "eval_every")),
+              (long)dm_cfg_int(cfg, key(ops, "patience")), o->stage_hash ? (long)dm_cfg_int(cfg, key(ops, "checkpoint_every")) : 0,
               (long)dm_cfg_int(cfg, key(ops, "batch"))};
     return p;
 }
@@ -278,7 +268,7 @@ static int end_epoch(run_ctx *r, valid_set *v, const plan *p, cursor *c, trainer
     double vm = NAN;
     int do_eval = v->on && (c->epoch % p->eval_every == 0 || c->epoch == p->epochs);
     if (do_eval) {
-        DM_CALL(validate(r->ctx, v, r->cfg, ops, r->self, &vm));
+        DM_CALL(validate(r, v, &vm));
         size_t np;
         const float *w = ops->params(r->self, &np);
         if (vm > c->best) {
@@ -298,13 +288,13 @@ static int end_epoch(run_ctx *r, valid_set *v, const plan *p, cursor *c, trainer
     row[2] = vm;
     row[3] = dt;
     if (do_eval || c->epoch == 1 || dm_log_verbosity() >= 2)
-        dm_log("  %s epoch %4ld  loss %.4f  %.1f ms/step%s", ops->name, c->epoch, row[1], nsteps ? 1e3 * dt / (double)nsteps : 0.0,
-               do_eval ? "" : "");
+        dm_log_v(r->log, "  %s epoch %4ld  loss %.4f  %.1f ms/step  %.0f examples/s", ops->name, c->epoch, row[1],
+                 nsteps ? 1e3 * dt / (double)nsteps : 0.0, dt > 0 ? (double)ops->n_examples(r->self) / dt : 0.0);
     if (do_eval)
-        dm_log("  %*s valid %s %.4f (best %.4f at epoch %ld)", (int)strlen(ops->name), "", dm_cfg_str(r->cfg, key(ops, "select_metric")), vm,
-               c->best, c->best_epoch);
+        dm_log_v(r->log, "  %*s valid %s %.4f (best %.4f at epoch %ld)", (int)strlen(ops->name), "",
+                 dm_cfg_str(r->cfg, key(ops, "select_metric")), vm, c->best, c->best_epoch);
     *stop = p->patience > 0 && c->bad_rounds >= p->patience;
-    if (*stop) dm_log("  %s: early stop, no improvement in %ld validation rounds", ops->name, p->patience);
+    if (*stop) dm_log_v(r->log, "  %s: early stop, no improvement in %ld validation rounds", ops->name, p->patience);
     return DM_OK;
 }
 
@@ -326,26 +316,41 @@ static int train_loop(run_ctx *r, valid_set *v, const plan *p, cursor *c, epoch_
         c->epoch++;
         c->batch = 0;
         if (!rc) rc = end_epoch(r, v, p, c, t, lsum, c->step - steps0, dt, &stop);
-        if (!rc && !stop && p->ck_every > 0 && c->epoch % p->ck_every == 0 && c->epoch < p->epochs) rc = ckpt_write(r, c, t->curve, t->ncurve);
+        if (!rc && !stop && p->ck_every > 0 && c->epoch % p->ck_every == 0 && c->epoch < p->epochs) rc = save_state(r, c, t->curve, t->ncurve);
     }
     t->early_stopped = stop;
     return rc;
 }
 
-int trainer_fit(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, const dm_model_ops *ops,
-                const char *stage_hash, trainer_run *t)
+static void trainer_summary(const run_ctx *r, const cursor *c, const trainer_run *t)
 {
+    dm_log_v(r->log, "  %s: %ld epochs, %ld steps, %.1fs training; kept epoch %ld (valid %s %.4f)", r->ops->name, c->epoch, c->step,
+             t->train_seconds, c->best_epoch, dm_cfg_str(r->cfg, key(r->ops, "select_metric")), c->best);
+}
+
+int trainer_fit(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, const dm_model_ops *ops, const trainer_opts *opts,
+                trainer_run *t)
+{
+    static const trainer_opts none = {NULL, 0, 1};
+    const trainer_opts *o = opts ? opts : &none;
     memset(t, 0, sizeof *t);
     t->ops = ops;
     t->seed = trainer_seed(cfg, ops);
-    plan p = read_plan(cfg, ops, stage_hash != NULL);
-    size_t lo, hi;
+    plan p = read_plan(cfg, ops, o);
+    size_t lo, hi, sb = ops->score_batch ? ops->score_batch(cfg) : 256;
     dm_shard_even((size_t)p.G, ctx->size, 0, &lo, &hi);
-    DM_CALL(par_agree(ctx, ops->create(&t->self, cfg, d, roles, (int)(hi - lo) > 256 ? (int)(hi - lo) : 256, t->seed)));
-    run_ctx r = {ctx, cfg, ops, t->self, NULL, "", stage_hash};
+    DM_CALL(par_agree(ctx, ops->create(&t->self, cfg, d, roles, (int)(hi - lo > sb ? hi - lo : sb), t->seed)));
+    run_ctx r;
+    memset(&r, 0, sizeof r);
+    r.ctx = ctx;
+    r.cfg = cfg;
+    r.ops = ops;
+    r.self = t->self;
+    r.score_batch = sb;
+    r.log = o->log_level > 0 ? o->log_level : 1;
     char ck[128];
     snprintf(ck, sizeof ck, "ckpt_%s.h5", ops->name);
-    int rc = cli_run_path(ctx, cfg, ck, r.path, sizeof r.path);
+    int rc = o->stage_hash ? ckpt_init(&r.ck, ctx, cfg, ck, CKPT_FORMAT, ops->name, o->stage_hash) : DM_OK;
     size_t np, n = ops->n_examples(t->self);
     const float *w = ops->params(t->self, &np);
     epoch_buf b = {malloc((n + 1) * sizeof(size_t)), malloc((hi - lo + 1) * sizeof(size_t)), malloc((hi - lo + 1) * sizeof(int64_t)), p.G};
@@ -355,37 +360,29 @@ int trainer_fit(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8
     if (!rc) memcpy(r.best, w, np * sizeof *w);
     valid_set v;
     memset(&v, 0, sizeof v);
-    if (!rc) rc = valid_init(ctx, cfg, ops, d, roles, &v);
+    if (!rc) rc = valid_init(ctx, cfg, ops, d, roles, o->epochs <= 0, &v);
     cursor c = {0, 0, 0, -INFINITY, -1, 0, 0.0, 0.0};
     int found = 0;
-    if (!rc && stage_hash && dm_cfg_bool(cfg, "run.resume")) rc = ckpt_read(&r, &c, &t->curve, &t->ncurve, &found);
+    if (!rc && r.ck.hash) rc = load_state(&r, &c, &t->curve, &t->ncurve, &found);
     if (!rc)
-        dm_log("  %s: %zu training examples, %zu parameters, global batch %ld, %ld steps/epoch", ops->label, n, np, p.G,
-               (long)((n + (size_t)p.G - 1) / (size_t)p.G));
-    struct sigaction sa, old_term, old_usr1;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    g_stop = 0;
-    sigaction(SIGTERM, &sa, &old_term);
-    sigaction(SIGUSR1, &sa, &old_usr1);
+        dm_log_v(r.log, "  %s: %zu %s, %zu parameters, global batch %ld, %ld steps/epoch", ops->label, n,
+                 ops->examples ? ops->examples : "training examples", np, p.G, (long)((n + (size_t)p.G - 1) / (size_t)p.G));
+    if (r.ck.hash) ckpt_signals_install();
     if (!rc) rc = train_loop(&r, &v, &p, &c, &b, t->seed, t);
-    sigaction(SIGTERM, &old_term, NULL);
-    sigaction(SIGUSR1, &old_usr1, NULL);
+    if (r.ck.hash) ckpt_signals_restore();
     /* keep the selected weights (the last ones when there is no validation split) */
     if (!rc && v.on && c.best_epoch > 0) memcpy(ops->params(t->self, &np), r.best, np * sizeof *r.best);
     t->best_epoch = c.best_epoch;
     t->best_valid = c.best;
     t->epochs_run = c.epoch;
     t->steps = c.step;
-    if (!rc)
-        dm_log("  %s: %ld epochs, %ld steps, %.1fs training; kept epoch %ld (valid %s %.4f)", ops->name, c.epoch, c.step, t->train_seconds,
-               c.best_epoch, dm_cfg_str(cfg, key(ops, "select_metric")), c.best);
+    if (!rc) trainer_summary(&r, &c, t);
     valid_free(&v);
     free(b.perm);
     free(b.ex);
     free(b.gidx);
     free(r.best);
-    if (!rc && stage_hash && ctx->rank == 0) unlink(r.path); /* the checkpoint served its purpose */
+    if (!rc && r.ck.hash) ckpt_remove(&r.ck); /* the checkpoint served its purpose */
     return par_agree(ctx, rc);
 }
 

@@ -8,10 +8,16 @@
  * sharded over the ranks) and the best parameters are kept; <name>.patience rounds without
  * improvement stop the training. The test split is never read.
  *
- * Checkpoints (<run.dir>/ckpt_<name>.h5, every <name>.checkpoint_every epochs and at the next step
- * after SIGTERM/SIGUSR1, removed when the stage completes) hold the parameters, the optimiser state,
- * the best parameters, the curve and the cursor including the current epoch's partial sums, under
- * the stage hash: a resumed run reaches exactly the weights and curve of an uninterrupted one.
+ * Checkpoints (stages/ckpt.h: <run.dir>/ckpt_<name>.h5, every <name>.checkpoint_every epochs and
+ * at the next multiple of 16 steps after SIGTERM/SIGUSR1, removed when the training completes) hold
+ * the parameters, the optimiser state, the best parameters, the curve and the cursor including the
+ * current epoch's partial sums, under the stage hash: a resumed run reaches exactly the weights and
+ * curve of an uninterrupted one. Without a stage hash there are no checkpoints and the signals keep
+ * their handlers.
+ *
+ * The model's optional members (model.h) apply: seed_key (trainer_seed), loss_is_mean (the curve's
+ * loss), score_batch (users per validation call; create() gets max_batch = the larger of that and a
+ * rank's share of the global batch), examples (the log's name for them).
  *
  * The training keys of a model with group <name>: epochs, batch, eval_every, patience,
  * checkpoint_every, select_metric, select_protocol, seed (its key table declares them).
@@ -42,13 +48,21 @@ typedef struct {
     int early_stopped;
 } trainer_run;
 
+/* How trainer_fit runs (NULL: checkpoints off, <name>.epochs with validation, normal verbosity). */
+typedef struct {
+    const char *stage_hash; /* checkpoints under this stage hash; NULL = none */
+    long epochs;            /* > 0: exactly this many epochs and no validation (a model retrained inside
+                               another stage); 0 = <name>.epochs with validation and early stopping */
+    int log_level;          /* the verbosity its progress lines need (dm_log_v): 1 = always, 2 = verbose */
+} trainer_opts;
+
 /* The training keys' values that need no file (the select protocol). */
 int trainer_check(const dm_cfg *cfg, const dm_model_ops *ops);
-/* The model's seed: <name>.seed, or derived from run.seed. */
+/* The model's seed: <name>.seed, or derived from run.seed (by ops->seed_key or the name). */
 uint64_t trainer_seed(const dm_cfg *cfg, const dm_model_ops *ops);
-/* Creates the model and trains it (see above). stage_hash NULL = no checkpoints. Collective. */
-int trainer_fit(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, const dm_model_ops *ops,
-                const char *stage_hash, trainer_run *t);
+/* Creates the model and trains it (see above). Collective. */
+int trainer_fit(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, const dm_model_ops *ops, const trainer_opts *opts,
+                trainer_run *t);
 /* Writes the trained model and its curve under /<name> of f. Collective. */
 int trainer_write(par_ctx *ctx, const trainer_run *t, h5file *f);
 /* Loads the model saved under /<name> of the file at path, created with the config stored in that

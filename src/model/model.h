@@ -14,6 +14,10 @@
  * changes the step), the gradient slabs are summed over ranks, after_reduce() (may be NULL) edits the
  * summed gradient, and step() updates the parameters identically on every rank.
  *
+ * The optional members at the end (zero / NULL: the defaults they name) let a model keep the
+ * arithmetic it had before it was written against this interface (SASRec's seeds, its loss scaled
+ * inside the kernels, its inference batch), so moving a model onto the trainer changes no number.
+ *
  * Memory: the model owns its parameter slab (params, nparams floats), gradient slab (grads) and
  * optimiser state (opt, nopt floats: Adam moments and the like, saved in checkpoints); the trainer
  * keeps one copy of the best parameters.
@@ -48,7 +52,7 @@ typedef struct dm_model_ops {
     /* normaliser of the global batch ex[0..n) (e.g. its example count) */
     double (*batch_norm)(void *self, const size_t *ex, size_t n);
     /* adds the gradient of (sum of the losses of ex[0..n)) / norm into grads; gidx[k] is ex[k]'s
-     * position in the global batch stream; *loss = that sum (not divided) */
+     * position in the global batch stream; *loss = that sum (not divided; see loss_is_mean) */
     int (*grad)(void *self, const size_t *ex, size_t n, const int64_t *gidx, uint64_t seed, uint64_t step, double norm, double *loss);
     void (*after_reduce)(void *self);           /* may be NULL */
     void (*step)(void *self);                   /* the optimiser step on the summed gradient */
@@ -61,6 +65,13 @@ typedef struct dm_model_ops {
      * returns 0. A saved model is loaded by create() with the config stored in its file, then
      * these tensors filled from the file. */
     int (*tensor)(void *self, int k, const char **tname, size_t *rows, size_t *cols, float **data);
+
+    /* optional */
+    uint64_t seed_key;  /* <name>.seed = -1: the seed is dm_rng_key(run.seed, seed_key, 0); 0 = keyed by the name */
+    int loss_is_mean;   /* 1: grad's *loss is already (sum of the losses) / norm, the share's part of the batch mean */
+    /* users per score() call in validation (NULL = 256); create() gets room for at least that many */
+    size_t (*score_batch)(const dm_cfg *cfg);
+    const char *examples; /* what the examples are, for the log ("training users"); NULL = "training examples" */
 } dm_model_ops;
 
 #endif

@@ -18,26 +18,34 @@
 
 static int ffn_width(const sasrec_config *c) { return c->F > 0 ? c->F : c->C; }
 
-void sasrec_config_default(sasrec_config *c, int n_items)
+int sasrec_config_from(const dm_cfg *cfg, int n_items, int max_batch, sasrec_config *c)
 {
     memset(c, 0, sizeof *c);
     c->n_items = n_items;
-    c->C = 50;
-    c->F = 0;
-    c->T = 50;
-    c->L = 2;
-    c->H = 1;
-    c->max_batch = 128;
-    c->dropout = 0.5f;
-    c->norm = SASREC_NORM_KANG;
-    c->loss = SASREC_LOSS_BCE;
-    c->lr = 1e-3f;
-    c->beta1 = 0.9f;
-    c->beta2 = 0.98f;
-    c->eps = 1e-8f;
-    c->l2 = 0.0f;
-    c->chunk_floats = (size_t)16 << 20;
+    c->C = (int)dm_cfg_int(cfg, "sasrec.hidden");
+    c->F = (int)dm_cfg_int(cfg, "sasrec.ffn");
+    c->T = (int)dm_cfg_int(cfg, "sasrec.maxlen");
+    c->L = (int)dm_cfg_int(cfg, "sasrec.blocks");
+    c->H = (int)dm_cfg_int(cfg, "sasrec.heads");
+    c->max_batch = max_batch;
+    c->dropout = (float)dm_cfg_float(cfg, "sasrec.dropout");
+    const char *norm = dm_cfg_str(cfg, "sasrec.norm");
+    c->norm = !strcmp(norm, "pre") ? SASREC_NORM_PRE : !strcmp(norm, "post") ? SASREC_NORM_POST : SASREC_NORM_KANG;
+    c->loss = !strcmp(dm_cfg_str(cfg, "sasrec.loss"), "ce") ? SASREC_LOSS_CE : SASREC_LOSS_BCE;
+    c->lr = (float)dm_cfg_float(cfg, "sasrec.lr");
+    c->beta1 = (float)dm_cfg_float(cfg, "sasrec.beta1");
+    c->beta2 = (float)dm_cfg_float(cfg, "sasrec.beta2");
+    c->eps = (float)dm_cfg_float(cfg, "sasrec.eps");
+    c->l2 = (float)dm_cfg_float(cfg, "sasrec.l2");
+    c->chunk_floats = (size_t)(dm_cfg_float(cfg, "sasrec.ce_chunk_mb") * 1048576.0 / 4.0);
     c->naive = 0;
+    if (c->C % c->H) {
+        char w[256];
+        DM_ERR(DM_ECONFIG, "%s = %d does not divide sasrec.hidden = %d", dm_cfg_where(cfg, "sasrec.heads", w, sizeof w), c->H, c->C);
+        DM_HINT("the heads split the hidden width evenly; e.g. sasrec.heads = 1 or 2 for hidden 50");
+        return DM_ECONFIG;
+    }
+    return sasrec_config_check(c);
 }
 
 int sasrec_config_check(const sasrec_config *c)
@@ -50,28 +58,23 @@ int sasrec_config_check(const sasrec_config *c)
         }                                                                                          \
     } while (0)
     BAD(c->n_items < 1, "sasrec: n_items = %d, expected at least 1", c->n_items);
-    BAD(c->C < 1 || c->C > 4096, "sasrec.hidden = %d is out of range 1..4096", c->C);
-    BAD(c->F < 0 || c->F > 65536, "sasrec.ffn = %d is out of range 0..65536", c->F);
-    BAD(c->T < 1 || c->T > 4096, "sasrec.maxlen = %d is out of range 1..4096", c->T);
-    BAD(c->L < 1 || c->L > 64, "sasrec.blocks = %d is out of range 1..64", c->L);
-    BAD(c->H < 1 || c->C % c->H != 0, "sasrec.heads = %d does not divide sasrec.hidden = %d", c->H,
-        c->C);
+    BAD(c->C < 1 || c->T < 1 || c->L < 1 || c->F < 0,
+        "sasrec: hidden %d, maxlen %d, blocks %d must be positive and ffn %d not negative", c->C,
+        c->T, c->L, c->F);
+    BAD(c->H < 1 || c->C % c->H != 0, "sasrec: %d heads do not divide hidden = %d", c->H, c->C);
     BAD(c->max_batch < 1 || (long long)c->max_batch * c->T > 1000000000LL,
         "sasrec: max_batch = %d is out of range (max_batch * maxlen must stay below 1e9)",
         c->max_batch);
-    BAD(!(c->dropout >= 0.0f && c->dropout < 1.0f), "sasrec.dropout = %g is out of range [0, 1)",
+    BAD(!(c->dropout >= 0.0f && c->dropout < 1.0f), "sasrec: dropout %g is not in [0, 1)",
         c->dropout);
-    BAD(c->norm < SASREC_NORM_KANG || c->norm > SASREC_NORM_POST, "sasrec.norm = %d is unknown",
+    BAD(c->norm < SASREC_NORM_KANG || c->norm > SASREC_NORM_POST, "sasrec: norm %d is unknown",
         c->norm);
-    BAD(c->loss != SASREC_LOSS_BCE && c->loss != SASREC_LOSS_CE, "sasrec.loss = %d is unknown",
+    BAD(c->loss != SASREC_LOSS_BCE && c->loss != SASREC_LOSS_CE, "sasrec: loss %d is unknown",
         c->loss);
-    BAD(!(c->lr >= 0.0f), "sasrec.lr = %g is negative", c->lr);
-    BAD(!(c->beta1 >= 0.0f && c->beta1 < 1.0f), "sasrec.beta1 = %g is out of range [0, 1)",
-        c->beta1);
-    BAD(!(c->beta2 >= 0.0f && c->beta2 < 1.0f), "sasrec.beta2 = %g is out of range [0, 1)",
-        c->beta2);
-    BAD(!(c->eps >= 0.0f), "sasrec.eps = %g is negative", c->eps);
-    BAD(!(c->l2 >= 0.0f), "sasrec.l2 = %g is negative", c->l2);
+    BAD(!(c->lr >= 0.0f && c->eps >= 0.0f && c->l2 >= 0.0f),
+        "sasrec: lr %g, eps %g and l2 %g must not be negative", c->lr, c->eps, c->l2);
+    BAD(!(c->beta1 >= 0.0f && c->beta1 < 1.0f && c->beta2 >= 0.0f && c->beta2 < 1.0f),
+        "sasrec: Adam betas %g, %g are not in [0, 1)", c->beta1, c->beta2);
     BAD(c->chunk_floats < 1, "sasrec: chunk_floats must be positive");
 #undef BAD
     return DM_OK;
@@ -124,9 +127,9 @@ int sasrec_init(sasrec *m, const sasrec_config *cfg)
     m->nparams = n;
     m->params_mem = dm_calloc_at(n, sizeof(float), __FILE__, __LINE__);
     m->grads_mem = dm_calloc_at(n, sizeof(float), __FILE__, __LINE__);
-    m->m_mem = dm_calloc_at(n, sizeof(float), __FILE__, __LINE__);
-    m->v_mem = dm_calloc_at(n, sizeof(float), __FILE__, __LINE__);
-    if (!m->params_mem || !m->grads_mem || !m->m_mem || !m->v_mem) {
+    m->m_mem = dm_calloc_at(2 * n, sizeof(float), __FILE__, __LINE__);
+    m->v_mem = m->m_mem ? m->m_mem + n : NULL;
+    if (!m->params_mem || !m->grads_mem || !m->m_mem) {
         sasrec_free(m);
         return DM_ENOMEM;
     }
@@ -139,8 +142,7 @@ void sasrec_free(sasrec *m)
 {
     free(m->params_mem);
     free(m->grads_mem);
-    free(m->m_mem);
-    free(m->v_mem);
+    free(m->m_mem); /* and v_mem, its second half */
     memset(m, 0, sizeof *m);
 }
 

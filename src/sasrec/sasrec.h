@@ -39,8 +39,8 @@
  *
  * Dropout keeps a unit when a 16-bit uniform is below round((1 - p) 2^16) (exact for p = 0.5).
  *
- * Memory: sasrec owns its parameter, gradient and Adam slabs (one contiguous float array each, the
- * same layout, named views into it); sasrec_acts owns activations sized for cfg.max_batch sequences.
+ * Memory: sasrec owns its parameter and gradient slabs (one contiguous float array each, the same
+ * layout, named views into it) and the Adam moments (one array: m then v, each in that layout); sasrec_acts owns activations sized for cfg.max_batch sequences.
  * Kernels never allocate. OpenMP parallelises over rows/sequences (loops under SASREC_PAR_MIN
  * elements stay serial); BLAS is never called inside an OpenMP region, so set BLAS and OpenMP thread
  * counts deliberately (sasrec_set_threads). On shared or oversubscribed nodes run with
@@ -50,13 +50,17 @@
 #ifndef DM_SASREC_H
 #define DM_SASREC_H
 
+#include "../config/config.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
 enum { SASREC_NORM_KANG = 0, SASREC_NORM_PRE = 1, SASREC_NORM_POST = 2 };
 enum { SASREC_LOSS_BCE = 0, SASREC_LOSS_CE = 1 };
 
-/* Hyperparameters (the sasrec.* config keys; the driver copies them in). */
+/* Hyperparameters: the sasrec.* config keys (sasrec_config_from), whose key table
+ * (src/config/keys/sasrec.def) holds their defaults and ranges; max_batch, chunk_floats and naive
+ * are the caller's. */
 typedef struct {
     int n_items;         /* items are 1..n_items; id 0 is padding; V = n_items + 1 rows */
     int C;               /* hidden size d (50) */
@@ -74,9 +78,13 @@ typedef struct {
     int naive;           /* 1 = use the naive reference kernels (tests) */
 } sasrec_config;
 
-/* The reference defaults for n_items items. */
-void sasrec_config_default(sasrec_config *c, int n_items);
-/* Checks ranges and consistency (heads divide C, ...); DM_ECONFIG naming the field. */
+/* Fills c from the sasrec.* keys of cfg (a config of defaults is dm_cfg_init's) for n_items items
+ * and batches of up to max_batch sequences; chunk_floats from sasrec.ce_chunk_mb, naive = 0.
+ * DM_ECONFIG (naming the keys) when sasrec.heads does not divide sasrec.hidden. */
+int sasrec_config_from(const dm_cfg *cfg, int n_items, int max_batch, sasrec_config *c);
+/* Checks what the model needs to be well formed (positive sizes, heads dividing C, max_batch * T
+ * below 1e9, dropout in [0, 1), known norm and loss, non-negative optimiser settings); the key
+ * table's ranges are the config loader's. DM_ECONFIG naming the field. */
 int sasrec_config_check(const sasrec_config *c);
 
 /* Named views into one slab; grads and Adam moments use the same layout. */
@@ -110,7 +118,7 @@ typedef struct {
     size_t nparams;       /* floats in each slab */
     float *params_mem;    /* (nparams) */
     float *grads_mem;     /* (nparams) summed over ranks by the driver */
-    float *m_mem, *v_mem; /* (nparams) Adam moments */
+    float *m_mem, *v_mem; /* (nparams) each: the Adam moments, one slab of 2 nparams (m_mem first) */
     sasrec_params params, grads;
     long step;            /* Adam steps taken (bias correction) */
     size_t offset[SASREC_NTENSORS]; /* offset of each tensor in the slab */

@@ -12,7 +12,8 @@
  *                                   times STEPS full training steps (zero grad, forward, BCE loss,
  *                                   backward, Adam) after WARMUP untimed ones, cycling over the
  *                                   batches; prints "sasrec_c threads=.. seq_per_s=.. ms_per_step=..".
- * Hyperparameters are the reference's: d = 50, maxlen = 50, 2 blocks, 1 head, dropout 0.5, batch 128.
+ * Hyperparameters are the key table's defaults, which are the reference's: d = 50, maxlen = 50,
+ * 2 blocks, 1 head, dropout 0.5; batch 128.
  */
 #include "../../src/core/err.h"
 #include "../../src/core/rng.h"
@@ -118,13 +119,18 @@ static int run(const char *dir, int threads, int steps, int warmup)
         read_all(dir, "neg.i32", neg, n * 4))
         return 1;
     sasrec_set_threads(threads);
+    /* the key table's defaults (d = 50, 2 blocks, 1 head, dropout 0.5, BCE) at the batches' T */
     sasrec_config c;
-    sasrec_config_default(&c, N_ITEMS);
-    c.max_batch = B;
-    c.T = T;
+    dm_cfg cfg;
+    char maxlen[64];
+    snprintf(maxlen, sizeof maxlen, "sasrec.maxlen=%d", T);
+    int rc = dm_cfg_init(&cfg);
+    if (!rc) rc = dm_cfg_set(&cfg, maxlen);
+    if (!rc) rc = sasrec_config_from(&cfg, N_ITEMS, B, &c);
+    if (cfg.v) dm_cfg_free(&cfg);
     sasrec m;
     sasrec_acts a;
-    if (sasrec_init(&m, &c) != DM_OK || sasrec_acts_init(&a, &c) != DM_OK) {
+    if (rc || sasrec_init(&m, &c) != DM_OK || sasrec_acts_init(&a, &c) != DM_OK) {
         dm_error_print("bench_sasrec");
         return 1;
     }

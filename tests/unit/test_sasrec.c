@@ -10,6 +10,9 @@
  *     keyed dropout masks agree, results are bitwise reproducible
  *  6. known answers: initial full-softmax loss ~ ln(#items); a tiny batch overfits
  *  7. inference (states, block and candidate scores, item table) and input errors
+ *  8. the config from the key table (sasrec_config_from) and the model interface (sasrec_model_ops:
+ *     training sequences, targets, keyed negatives, histories, shard gradients summing to the batch
+ *     gradient, scores, tensors)
  */
 #include "../../src/core/err.h"
 #include "../../src/core/json.h"
@@ -17,6 +20,7 @@
 #include "../../src/core/shard.h"
 #include "../../src/sasrec/sasrec.h"
 #include "../../src/sasrec/sasrec_kernels.h"
+#include "../../src/sasrec/sasrec_model.h"
 #include "tap.h"
 
 #include <math.h>
@@ -45,6 +49,52 @@ static void randn(dm_rng *r, float *x, size_t n, double sd)
 }
 
 /* ---- 1. kernels ------------------------------------------------------------------------------ */
+
+/* the losses: CE in row blocks of 3 (chunk = 3V) against the naive one-row-at-a-time version, and
+ * BCE; h = x (N, C) */
+static void test_kernel_losses(dm_rng *rp, const float *x, int N, int C, int V)
+{
+    const sasrec_kernels *F = &sasrec_kernels_fast, *Nv = &sasrec_kernels_naive;
+    dm_rng r = *rp;
+    double d;
+    float *dx1 = calloc((size_t)N * C, sizeof(float)), *dx2 = calloc((size_t)N * C, sizeof(float));
+    float *wte = calloc((size_t)V * C, sizeof(float)),
+          *logits = calloc((size_t)3 * V, sizeof(float));
+    float *gw1 = calloc((size_t)V * C, sizeof(float)), *gw2 = calloc((size_t)V * C, sizeof(float));
+    float *rowbuf = calloc(3 * (size_t)N, sizeof(float));
+    int *tgt = calloc((size_t)N, sizeof(int)), *neg = calloc((size_t)N, sizeof(int));
+    randn(&r, wte + C, (size_t)(V - 1) * C, 0.4);
+    for (int i = 0; i < N; i++) {
+        tgt[i] = 1 + (int)dm_rng_below(&r, V - 1);
+        neg[i] = 1 + (int)dm_rng_below(&r, V - 1);
+    }
+    neg[0] = tgt[0]; /* a negative equal to the positive is legal */
+    double l1 = F->ce_loss(dx1, gw1, x, tgt, wte, N, V, C, 0.1f, logits, 3 * V, rowbuf);
+    double l2 = Nv->ce_loss(dx2, gw2, x, tgt, wte, N, V, C, 0.1f, logits, 3 * V, rowbuf);
+    d = fmax(maxdiff(dx1, dx2, (size_t)N * C), maxdiff(gw1, gw2, (size_t)V * C));
+    printf("# ce loss: %.8f vs %.8f, gradients max diff %.3g\n", l1, l2, d);
+    NEAR(l1, l2, 1e-5 * fabs(l2), "ce loss fast vs naive");
+    CHECK(d < 1e-6, "ce gradients differ by %g", d);
+    CHECK(maxabs(gw1, C) == 0, "ce gradient reached the padding row");
+    memset(gw1, 0, (size_t)V * C * sizeof(float));
+    memset(gw2, 0, (size_t)V * C * sizeof(float));
+    l1 = F->bce_loss(dx1, gw1, x, tgt, neg, wte, N, C, 0.1f, rowbuf);
+    l2 = Nv->bce_loss(dx2, gw2, x, tgt, neg, wte, N, C, 0.1f, rowbuf);
+    d = fmax(maxdiff(dx1, dx2, (size_t)N * C), maxdiff(gw1, gw2, (size_t)V * C));
+    printf("# bce loss: %.8f vs %.8f, gradients max diff %.3g\n", l1, l2, d);
+    NEAR(l1, l2, 1e-5 * fabs(l2), "bce loss fast vs naive");
+    CHECK(d < 1e-6, "bce gradients differ by %g", d);
+
+    free(wte);
+    free(logits);
+    free(gw1);
+    free(gw2);
+    free(rowbuf);
+    free(tgt);
+    free(neg);
+    free(dx1);
+    free(dx2);
+}
 
 static void test_kernels(void)
 {
@@ -144,41 +194,8 @@ static void test_kernels(void)
         CHECK(d < 1e-5, "attention backward differs by %g", d);
     }
 
-    /* losses: CE in row blocks of 3 (chunk = 3V) against the naive one-row-at-a-time version */
-    float *wte = calloc((size_t)V * C, sizeof(float)),
-          *logits = calloc((size_t)3 * V, sizeof(float));
-    float *gw1 = calloc((size_t)V * C, sizeof(float)), *gw2 = calloc((size_t)V * C, sizeof(float));
-    float *rowbuf = calloc(3 * (size_t)N, sizeof(float));
-    int *tgt = calloc((size_t)N, sizeof(int)), *neg = calloc((size_t)N, sizeof(int));
-    randn(&r, wte + C, (size_t)(V - 1) * C, 0.4);
-    for (int i = 0; i < N; i++) {
-        tgt[i] = 1 + (int)dm_rng_below(&r, V - 1);
-        neg[i] = 1 + (int)dm_rng_below(&r, V - 1);
-    }
-    neg[0] = tgt[0]; /* a negative equal to the positive is legal */
-    double l1 = F->ce_loss(dx1, gw1, x, tgt, wte, N, V, C, 0.1f, logits, 3 * V, rowbuf);
-    double l2 = Nv->ce_loss(dx2, gw2, x, tgt, wte, N, V, C, 0.1f, logits, 3 * V, rowbuf);
-    d = fmax(maxdiff(dx1, dx2, (size_t)N * C), maxdiff(gw1, gw2, (size_t)V * C));
-    printf("# ce loss: %.8f vs %.8f, gradients max diff %.3g\n", l1, l2, d);
-    NEAR(l1, l2, 1e-5 * fabs(l2), "ce loss fast vs naive");
-    CHECK(d < 1e-6, "ce gradients differ by %g", d);
-    CHECK(maxabs(gw1, C) == 0, "ce gradient reached the padding row");
-    memset(gw1, 0, (size_t)V * C * sizeof(float));
-    memset(gw2, 0, (size_t)V * C * sizeof(float));
-    l1 = F->bce_loss(dx1, gw1, x, tgt, neg, wte, N, C, 0.1f, rowbuf);
-    l2 = Nv->bce_loss(dx2, gw2, x, tgt, neg, wte, N, C, 0.1f, rowbuf);
-    d = fmax(maxdiff(dx1, dx2, (size_t)N * C), maxdiff(gw1, gw2, (size_t)V * C));
-    printf("# bce loss: %.8f vs %.8f, gradients max diff %.3g\n", l1, l2, d);
-    NEAR(l1, l2, 1e-5 * fabs(l2), "bce loss fast vs naive");
-    CHECK(d < 1e-6, "bce gradients differ by %g", d);
+    test_kernel_losses(&r, x, N, C, V);
 
-    free(wte);
-    free(logits);
-    free(gw1);
-    free(gw2);
-    free(rowbuf);
-    free(tgt);
-    free(neg);
     free(x);
     free(w);
     free(bias);
@@ -256,15 +273,24 @@ static sasrec_batch view(const tbatch *tb, int lo, int hi, double norm, int trai
 static const char *norm_name[] = {"kang", "pre", "post"};
 static const char *loss_name[] = {"bce", "ce"};
 
+/* the key table's defaults (a config of defaults) for n_items items and max_batch sequences */
+static void default_config(sasrec_config *c, int n_items, int max_batch)
+{
+    dm_cfg cfg;
+    int ok = dm_cfg_init(&cfg) == DM_OK;
+    ok = ok && sasrec_config_from(&cfg, n_items, max_batch, c) == DM_OK;
+    CHECK(ok, "sasrec config of defaults: %s", dm_error_message());
+    if (cfg.v) dm_cfg_free(&cfg);
+}
+
 static void small_config(sasrec_config *c, int norm, int loss)
 {
-    sasrec_config_default(c, 23);
+    default_config(c, 23, 6);
     c->C = 12;
     c->F = 20;
     c->T = 7;
     c->L = 2;
     c->H = 2;
-    c->max_batch = 6;
     c->dropout = 0.3f;
     c->norm = norm;
     c->loss = loss;
@@ -494,13 +520,12 @@ static void parity_case(const char *dir, const dm_json *cs, int naive)
     const char *name = dm_json_get(cs, "name")->str;
     const char *nm = dm_json_get(cs, "norm")->str, *ls = dm_json_get(cs, "loss")->str;
     sasrec_config c;
-    sasrec_config_default(&c, (int)jint(cs, "n_items"));
+    default_config(&c, (int)jint(cs, "n_items"), (int)jint(cs, "B"));
     c.C = (int)jint(cs, "C");
     c.T = (int)jint(cs, "T");
     c.L = (int)jint(cs, "L");
     c.H = (int)jint(cs, "H");
     c.F = (int)jint(cs, "F");
-    c.max_batch = (int)jint(cs, "B");
     c.dropout = (float)jnum(cs, "dropout");
     c.norm = !strcmp(nm, "kang")  ? SASREC_NORM_KANG
              : !strcmp(nm, "pre") ? SASREC_NORM_PRE
@@ -736,8 +761,7 @@ static void test_known_answers(void)
 {
     /* initial full-softmax loss ~ ln(#items): xavier-initialised E gives logits of std ~0.4 */
     sasrec_config c;
-    sasrec_config_default(&c, 500);
-    c.max_batch = 16;
+    default_config(&c, 500, 16);
     c.T = 20;
     c.loss = SASREC_LOSS_CE;
     sasrec m;
@@ -757,10 +781,9 @@ static void test_known_answers(void)
 
     /* a tiny batch overfits: 4 sequences, fixed negatives, no dropout, Adam lr 1e-2 */
     for (int loss = 0; loss < 2; loss++) {
-        sasrec_config_default(&c, 30);
+        default_config(&c, 30, 4);
         c.C = 32;
         c.T = 10;
-        c.max_batch = 4;
         c.dropout = 0.0f;
         c.lr = 1e-2f;
         c.loss = loss;
@@ -869,6 +892,193 @@ static void test_inference(void)
     sasrec_acts_free(&a);
 }
 
+/* ---- 8. the config and the model interface --------------------------------------------------- */
+
+static void test_config(void)
+{
+    /* the key table's defaults are the reference implementation's (kang205/SASRec) */
+    sasrec_config c;
+    default_config(&c, 100, 8);
+    CHECK(c.n_items == 100 && c.max_batch == 8 && c.C == 50 && c.F == 0 && c.T == 50 && c.L == 2 && c.H == 1,
+          "default shape: C %d F %d T %d L %d H %d", c.C, c.F, c.T, c.L, c.H);
+    CHECK(c.dropout == 0.5f && c.norm == SASREC_NORM_KANG && c.loss == SASREC_LOSS_BCE && c.naive == 0,
+          "default dropout %g, norm %d, loss %d", c.dropout, c.norm, c.loss);
+    CHECK(c.lr == 1e-3f && c.beta1 == 0.9f && c.beta2 == 0.98f && c.eps == 1e-8f && c.l2 == 0.0f,
+          "default Adam: lr %g, betas %g %g, eps %g, l2 %g", c.lr, c.beta1, c.beta2, c.eps, c.l2);
+    CHECK(c.chunk_floats == (size_t)16 << 20, "default logits block: %zu floats (64 MiB)", c.chunk_floats);
+    /* settings flow into the struct */
+    dm_cfg cfg;
+    CHECK(dm_cfg_init(&cfg) == DM_OK, "config");
+    const char *set[] = {"sasrec.hidden=64", "sasrec.heads=4", "sasrec.ffn=96", "sasrec.norm=pre", "sasrec.loss=ce",
+                         "sasrec.ce_chunk_mb=1", "sasrec.beta2=0.999", "sasrec.dropout=0.2"};
+    for (size_t k = 0; k < sizeof set / sizeof set[0]; k++) CHECK(dm_cfg_set(&cfg, set[k]) == DM_OK, "%s", set[k]);
+    CHECK(sasrec_config_from(&cfg, 7, 3, &c) == DM_OK, "config from settings");
+    CHECK(c.C == 64 && c.H == 4 && c.F == 96 && c.norm == SASREC_NORM_PRE && c.loss == SASREC_LOSS_CE && c.chunk_floats == 262144 &&
+              c.beta2 == 0.999f && c.dropout == 0.2f,
+          "settings: C %d H %d F %d norm %d loss %d chunk %zu beta2 %g dropout %g", c.C, c.H, c.F, c.norm, c.loss, c.chunk_floats,
+          c.beta2, c.dropout);
+    /* heads that do not divide hidden: an error naming the key */
+    CHECK(dm_cfg_set(&cfg, "sasrec.heads=3") == DM_OK, "set heads");
+    CHECK(sasrec_config_from(&cfg, 7, 3, &c) == DM_ECONFIG && strstr(dm_error_message(), "sasrec.heads"),
+          "heads not dividing hidden: %s", dm_error_message());
+    printf("# expected error: %s\n", dm_error_message());
+    dm_error_clear();
+    /* ranges are the loader's, with the key named */
+    CHECK(dm_cfg_set(&cfg, "sasrec.hidden=0") != DM_OK && strstr(dm_error_message(), "sasrec.hidden"), "hidden = 0 accepted: %s",
+          dm_error_message());
+    printf("# expected error: %s\n", dm_error_message());
+    dm_error_clear();
+    dm_cfg_free(&cfg);
+}
+
+/* A tiny dataset: 5 users over 9 items (roles 0 train, 1 valid, 2 test). User 1 has one training
+ * item (no training sequence); user 4 took items 0..7 in training, so its only negative is item 8. */
+enum { MU = 5, MI = 9, MN = 25 };
+static const int64_t m_off[MU + 1] = {0, 4, 6, 14, 17, 25};
+static const int32_t m_item[MN] = {1, 2, 3, 4, 5, 6, 0, 1, 2, 3, 4, 5, 6, 7, 8, 7, 6, 0, 1, 2, 3, 4, 5, 6, 7};
+static const int8_t m_roles[MN] = {0, 0, 1, 2, 0, 1, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+
+static void *ops_model(dm_dataset *d, dm_cfg *cfg)
+{
+    memset(d, 0, sizeof *d);
+    d->n_users = MU;
+    d->n_items = MI;
+    d->n_inter = MN;
+    d->user_off = (int64_t *)m_off;
+    d->item = (int32_t *)m_item;
+    const char *set[] = {"sasrec.hidden=8", "sasrec.heads=2", "sasrec.maxlen=4", "sasrec.blocks=1", "sasrec.dropout=0.2"};
+    int ok = dm_cfg_init(cfg) == DM_OK;
+    for (size_t k = 0; k < sizeof set / sizeof set[0] && ok; k++) ok = dm_cfg_set(cfg, set[k]) == DM_OK;
+    void *self = NULL;
+    CHECK(ok && sasrec_model_ops.create(&self, cfg, d, m_roles, 5, 77) == DM_OK, "create: %s", dm_error_message());
+    return self;
+}
+
+/* training sequences, targets, rows, keyed negatives, histories */
+static void test_model_rows(void)
+{
+    const dm_model_ops *ops = &sasrec_model_ops;
+    dm_dataset d;
+    dm_cfg cfg;
+    void *self = ops_model(&d, &cfg);
+    if (!self) return;
+    sasrec_model *s = self;
+    CHECK(ops->n_examples(self) == 4 && s->user[0] == 0 && s->user[1] == 2 && s->user[2] == 3 && s->user[3] == 4,
+          "training sequences: %zu", ops->n_examples(self));
+    size_t all[4] = {0, 1, 2, 3};
+    CHECK(ops->batch_norm(self, all, 4) == 1 + 4 + 2 + 4, "targets of the batch: %g", ops->batch_norm(self, all, 4));
+    int32_t seq[4], pos[4], neg[4], seq2[4], pos2[4], neg2[4];
+    /* user 2, training items 0..5: inputs 1..4, targets 2..5 (ids + 1) */
+    sasrec_model_train_row(s, 1, 5, 3, 9, seq, pos, neg);
+    const int32_t want_seq[4] = {2, 3, 4, 5}, want_pos[4] = {3, 4, 5, 6};
+    CHECK(!memcmp(seq, want_seq, sizeof seq) && !memcmp(pos, want_pos, sizeof pos), "row of user 2: seq %d %d %d %d, pos %d %d %d %d",
+          seq[0], seq[1], seq[2], seq[3], pos[0], pos[1], pos[2], pos[3]);
+    int avoid = 1, differ = 0;
+    for (int k = 0; k < 4; k++) avoid &= neg[k] >= 7 && neg[k] <= 9; /* items 6..8 */
+    for (uint64_t g = 0; g < 8; g++) {
+        sasrec_model_train_row(s, 1, 5, 3, (int64_t)g, seq2, pos2, neg2);
+        differ |= memcmp(neg, neg2, sizeof neg) != 0;
+    }
+    sasrec_model_train_row(s, 1, 5, 3, 9, seq2, pos2, neg2);
+    CHECK(avoid && differ && !memcmp(neg, neg2, sizeof neg), "negatives: outside the training items, keyed by the global position");
+    /* user 0 (two training items): one target, left-padded */
+    sasrec_model_train_row(s, 0, 5, 3, 0, seq, pos, neg);
+    CHECK(seq[0] == 0 && seq[1] == 0 && seq[2] == 0 && seq[3] == 2 && pos[3] == 3 && pos[2] == 0 && neg[2] == 0, "row of user 0");
+    int only = 1;
+    for (uint64_t st = 0; st < 20; st++) {
+        sasrec_model_train_row(s, 3, 5, st, (int64_t)st, seq, pos, neg);
+        for (int k = 0; k < 4; k++) only &= neg[k] == 9;
+    }
+    CHECK(only, "user 4's negatives are item 8, the one it never took");
+    /* histories: the latest T items of role < split */
+    sasrec_history_row(&d, m_roles, DM_VALID, 2, 4, seq);
+    sasrec_history_row(&d, m_roles, DM_TEST, 2, 4, seq2);
+    const int32_t hv[4] = {3, 4, 5, 6}, ht[4] = {4, 5, 6, 7};
+    CHECK(!memcmp(seq, hv, sizeof seq) && !memcmp(seq2, ht, sizeof seq2), "histories of user 2");
+    sasrec_history_row(&d, m_roles, DM_VALID, 1, 4, seq);
+    CHECK(seq[0] == 0 && seq[1] == 0 && seq[2] == 0 && seq[3] == 6, "history of user 1");
+    ops->destroy(self);
+    dm_cfg_free(&cfg);
+}
+
+/* the trainer's contract: shard gradients with the global normaliser and positions sum to the
+ * batch's; after_reduce zeroes the key bias; scores; tensors tile the slab */
+static void test_model_ops(void)
+{
+    const dm_model_ops *ops = &sasrec_model_ops;
+    dm_dataset d;
+    dm_cfg cfg;
+    void *self = ops_model(&d, &cfg);
+    if (!self) return;
+    sasrec_model *s = self;
+    size_t np, ex[4] = {2, 0, 3, 1};
+    int64_t gidx[4] = {0, 1, 2, 3};
+    float *g = ops->grads(self, &np), *full = malloc(np * sizeof *full), *sum = calloc(np, sizeof *sum);
+    double norm = ops->batch_norm(self, ex, 4), lfull = 0;
+    memset(g, 0, np * sizeof *g);
+    CHECK(ops->loss_is_mean && ops->grad(self, ex, 4, gidx, 11, 2, norm, &lfull) == DM_OK, "full batch");
+    memcpy(full, g, np * sizeof *g);
+    for (int parts = 2; parts <= 3; parts++) {
+        double lsum = 0;
+        memset(sum, 0, np * sizeof *sum);
+        for (int k = 0; k < parts; k++) {
+            size_t lo, hi;
+            double l = 0;
+            dm_shard_even(4, parts, k, &lo, &hi);
+            memset(g, 0, np * sizeof *g);
+            CHECK(ops->grad(self, ex + lo, hi - lo, gidx + lo, 11, 2, norm, &l) == DM_OK, "shard");
+            for (size_t i = 0; i < np; i++) sum[i] += g[i];
+            lsum += l;
+        }
+        double dg = maxdiff(sum, full, np), sc = maxabs(full, np);
+        printf("# model interface, %d shards: loss %.9f vs %.9f, gradient diff %.2g (max |g| %.2g)\n", parts, lsum, lfull, dg, sc);
+        NEAR(lsum, lfull, 1e-6 * fabs(lfull), "shard losses sum to the batch mean");
+        CHECK(dg <= 1e-6 * sc && sc > 0, "%d shards: gradient sum differs by %g", parts, dg);
+    }
+    for (size_t i = 0; i < np; i++) g[i] = 1.0f;
+    ops->after_reduce(self);
+    size_t C = (size_t)s->m.cfg.C, zero = 0, ones = 0;
+    for (size_t i = 0; i < 3 * C; i++) {
+        zero += s->m.grads.qkvb[i] == 0.0f;
+        ones += s->m.grads.qkvb[i] == 1.0f && (i < C || i >= 2 * C);
+    }
+    CHECK(zero == C && ones == 2 * C, "after_reduce: %zu key-bias zeros, %zu other biases kept", zero, ones);
+    long before = *ops->opt_steps(self);
+    size_t no;
+    CHECK(ops->opt_state(self, &no) == s->m.m_mem && no == 2 * np, "optimiser state: both Adam moments");
+    ops->step(self);
+    CHECK(*ops->opt_steps(self) == before + 1, "the step counts");
+    /* scores: the states' dot products with items 1..n of E */
+    size_t users[2] = {2, 1};
+    float sc[2 * MI], st[2 * 8];
+    CHECK(ops->score(self, &d, m_roles, DM_TEST, users, 2, sc) == DM_OK && sasrec_model_states(s, &d, m_roles, DM_TEST, users, 2, st) == DM_OK,
+          "score");
+    double worst = 0;
+    for (int b = 0; b < 2; b++)
+        for (int i = 0; i < MI; i++) {
+            double want = 0;
+            for (size_t c = 0; c < C; c++) want += (double)st[b * 8 + (int)c] * s->m.params.wte[(size_t)(i + 1) * C + c];
+            worst = fmax(worst, fabs(want - sc[b * MI + i]));
+        }
+    CHECK(worst < 1e-5, "scores differ from the states' dot products by %g", worst);
+    /* tensors tile the parameter slab in order */
+    const float *p = ops->params(self, &np);
+    size_t at = 0;
+    int k = 0, tiled = 1;
+    const char *tn;
+    size_t rows, cols;
+    float *data;
+    for (; ops->tensor(self, k, &tn, &rows, &cols, &data); k++) {
+        tiled &= data == p + at;
+        at += rows * (cols ? cols : 1);
+    }
+    CHECK(k == SASREC_NTENSORS && at == np && tiled, "%d tensors cover %zu of %zu parameters", k, at, np);
+    free(full);
+    free(sum);
+    ops->destroy(self);
+    dm_cfg_free(&cfg);
+}
+
 int main(void)
 {
     sasrec_set_threads(2);
@@ -880,5 +1090,8 @@ int main(void)
     sasrec_set_threads(1);
     test_known_answers();
     test_inference();
+    test_config();
+    test_model_rows();
+    test_model_ops();
     return tap_done("test_sasrec");
 }
