@@ -22,8 +22,8 @@ fail() { echo "FAIL: $*"; exit 1; }
 $PY - "$W/inter.tsv" <<'EOF'
 import random, sys
 r = random.Random(7)
-users = ["cust-%04d" % r.randrange(10000) for _ in range(70)]
-items = ["SKU_%s" % "".join(r.choice("ABCDEFGHJK") for _ in range(5)) for _ in range(45)]
+users = ["cust-%04d" % k for k in r.sample(range(10000), 70)]
+items = ["SKU_%05d" % k for k in r.sample(range(100000), 45)]
 lines = []
 for k, u in enumerate(users):
     for j in range(r.randrange(6, 14)):
