@@ -185,8 +185,12 @@ static int write_index(const rpt_set *s, const rpt_opts *o, size_t missing, cons
                   DM_VERSION);
     if (missing) dm_buf_printf(&idx, "**%zu run%s of the sweep had no results yet and are missing.**\n\n", missing, missing == 1 ? "" : "s");
     dm_buf_add(&idx, md->data ? md->data : "", md->len);
+    /* Type 1 fonts only (what ACM and IEEE checks accept): T1 with Latin Modern (Debian: lmodern);
+     * without it the OT1 Computer Modern fonts, also Type 1, rather than T1's bitmap (Type 3) ones */
     dm_buf_adds(&doc, "% report.tex: every table and figure of this report; pdflatex report.tex\n"
-                      "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n"
+                      "\\documentclass{article}\n"
+                      "\\IfFileExists{lmodern.sty}{\\usepackage[T1]{fontenc}\\usepackage{lmodern}}{}\n"
+                      "\\usepackage{booktabs}\n\\usepackage{graphicx}\n"
                       "\\begin{document}\n");
     dm_buf_add(&doc, tex->data ? tex->data : "", tex->len);
     dm_buf_add(&doc, figtex->data ? figtex->data : "", figtex->len);

@@ -243,6 +243,7 @@ static void entry_free(rpt_entry *e)
 {
     free(e->name);
     free(e->file);
+    free(e->note);
     free(e->group);
     free(e->leaf);
     free(e->split);
@@ -324,6 +325,29 @@ const char *rpt_stored_label(const char *model)
     return NULL;
 }
 
+/* The note of a points entry: its "note" attribute, and "batches of U users x C candidates" from
+ * "batch_users" and "candidates" (the latency of `dynmm prompt`). */
+static int entry_note(h5file *f, const char *obj, rpt_entry *e)
+{
+    dm_buf b = {0};
+    int rc = DM_OK;
+    if (h5_has_attr(f, obj, "note")) {
+        char *n = NULL;
+        rc = h5_get_attr_str(f, obj, "note", &n);
+        if (!rc) rc = dm_buf_adds(&b, n);
+        free(n);
+    }
+    int64_t u = 0, c = 0;
+    if (!rc && h5_has_attr(f, obj, "batch_users") && h5_has_attr(f, obj, "candidates")) {
+        rc = h5_get_attr_i64(f, obj, "batch_users", &u);
+        if (!rc) rc = h5_get_attr_i64(f, obj, "candidates", &c);
+        if (!rc) rc = dm_buf_printf(&b, "%sbatches of %lld users x %lld candidates", b.len ? "; " : "", (long long)u, (long long)c);
+    }
+    if (!rc && b.len && !(e->note = dm_str_dup(b.data))) rc = DM_ENOMEM;
+    dm_buf_free(&b);
+    return rc;
+}
+
 /* users_ok: the file holds per-user entries (a results file); n_users: its user count (0 = unknown) */
 static int read_entry(h5file *f, const char *name, int users_ok, int64_t n_users, rpt_entry *e, int *keep)
 {
@@ -391,6 +415,7 @@ static int read_entry(h5file *f, const char *name, int users_ok, int64_t n_users
         size_t r, c;
         DM_CALL(h5_read_all(f, obj, H5_F64, &p, &r, &c));
         e->data = p;
+        DM_CALL(entry_note(f, obj, e));
     }
     *keep = 1;
     return DM_OK;
@@ -539,8 +564,7 @@ static int read_run(par_ctx *ctx, const char *path, rpt_run *run)
         }
         for (size_t k = before; !rc && k < run->ne; k++) {
             rpt_entry *e = &run->e[k];
-            if (e->kind != RPT_USERS) continue;
-            if (extra[i].rename) {
+            if (e->kind == RPT_USERS && extra[i].rename) {
                 char proto[300];
                 snprintf(proto, sizeof proto, "%s-llm", e->protocol);
                 free(e->protocol);
@@ -996,6 +1020,15 @@ int rpt_opts_init(const dm_cfg *c, rpt_opts *o)
     int *const tflags[] = {&o->tex, &o->md, &o->csv}, *const fflags[] = {&o->png, &o->pdf};
     DM_CALL(parse_formats(c, "report.formats", "table", tables, tflags, 3));
     DM_CALL(parse_formats(c, "report.figure_formats", "figure", figures, fflags, 2));
+    for (size_t i = 0; i < dm_cfg_len(c, "report.baselines"); i++) {
+        const char *r = dm_cfg_str_at(c, "report.baselines", i), *eq = strchr(r, '=');
+        if (!eq || eq == r || !eq[1]) {
+            char w[256];
+            DM_ERR(DM_ECONFIG, "%s: rule '%s' is not TABLE=MODEL", dm_cfg_where(c, "report.baselines", w, sizeof w), r);
+            DM_HINT("e.g. \"*-llm=align\": every table whose name ends in -llm compares with align");
+            return DM_ECONFIG;
+        }
+    }
     for (size_t i = 0; i < dm_cfg_len(c, "report.labels"); i++)
         if (!strchr(dm_cfg_str_at(c, "report.labels", i), '=')) {
             char w[256];

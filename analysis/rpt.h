@@ -53,6 +53,8 @@ typedef struct {
     double *data;                   /* points: (rows, cols) */
     int64_t users;                  /* users: rows scored */
     char *file;                     /* the file holding the rows when not the run's results file */
+    char *note;                     /* points: what the rows are, from the dataset's attributes "note",
+                                     * "batch_users" and "candidates" (NULL: none) */
 } rpt_entry;
 
 typedef struct {

@@ -16,6 +16,7 @@
  */
 #include "rpt_fig.h"
 
+#include "rpt_gp.h"
 #include "rpt_label.h"
 
 #include "../src/core/err.h"
@@ -24,78 +25,11 @@
 #include "../src/core/str.h"
 #include "../src/core/strv.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
-
-typedef struct {
-    char *label;
-    double *x, *y, *sd; /* (n) */
-    size_t n, cap;
-} series;
-
-typedef struct {
-    series *s;
-    size_t n;
-    char **cats;  /* categorical x: the category names; x holds their positions */
-    size_t ncats;
-    int any_sd;
-} plot;
-
-static void plot_free(plot *p)
-{
-    for (size_t i = 0; i < p->n; i++) {
-        free(p->s[i].label);
-        free(p->s[i].x);
-        free(p->s[i].y);
-        free(p->s[i].sd);
-    }
-    free(p->s);
-    dm_strv_free(p->cats, p->ncats);
-    memset(p, 0, sizeof *p);
-}
-
-static series *new_series(plot *p, const char *label)
-{
-    series *ns = dm_realloc_at(p->s, p->n + 1, sizeof *ns, __FILE__, __LINE__);
-    if (!ns) return NULL;
-    p->s = ns;
-    series *s = &p->s[p->n];
-    memset(s, 0, sizeof *s);
-    s->label = dm_str_dup(label);
-    if (!s->label) return NULL;
-    p->n++;
-    return s;
-}
-
-static int add_point(series *s, double x, double y, double sd)
-{
-    if (s->n == s->cap) {
-        size_t c = s->cap ? 2 * s->cap : 8;
-        double *a = dm_realloc_at(s->x, c, sizeof *a, __FILE__, __LINE__);
-        if (!a) return DM_ENOMEM;
-        s->x = a;
-        if (!(a = dm_realloc_at(s->y, c, sizeof *a, __FILE__, __LINE__))) return DM_ENOMEM;
-        s->y = a;
-        if (!(a = dm_realloc_at(s->sd, c, sizeof *a, __FILE__, __LINE__))) return DM_ENOMEM;
-        s->sd = a;
-        s->cap = c;
-    }
-    s->x[s->n] = x;
-    s->y[s->n] = y;
-    s->sd[s->n] = sd;
-    s->n++;
-    return DM_OK;
-}
 
 /* mean and sd (ddof 1; NaN with one value) of the finite values */
 static size_t mean_sd(const double *v, size_t n, double *mean, double *sd)
@@ -121,24 +55,7 @@ static void to_percent(const rpt_opts *o, double *mean, double *sd)
     *sd *= 100;
 }
 
-static int sort_series(series *s)
-{
-    for (size_t i = 1; i < s->n; i++)
-        for (size_t j = i; j > 0 && s->x[j - 1] > s->x[j]; j--) {
-            double t = s->x[j];
-            s->x[j] = s->x[j - 1];
-            s->x[j - 1] = t;
-            t = s->y[j];
-            s->y[j] = s->y[j - 1];
-            s->y[j - 1] = t;
-            t = s->sd[j];
-            s->sd[j] = s->sd[j - 1];
-            s->sd[j - 1] = t;
-        }
-    return DM_OK;
-}
-
-static int same_series(const series *a, const series *b)
+static int same_series(const rpt_series *a, const rpt_series *b)
 {
     if (a->n != b->n) return 0;
     for (size_t i = 0; i < a->n; i++)
@@ -146,22 +63,114 @@ static int same_series(const series *a, const series *b)
     return 1;
 }
 
-/* ---- building the plots ------------------------------------------------------------------ */
+/* ---- the figure -------------------------------------------------------------------------- */
 
-static int cat_index(plot *p, const char *c, double *x)
+/* A figure under construction. */
+typedef struct {
+    const rpt_set *s;
+    const rpt_opts *o;
+    const rpt_fig_spec *f;
+    int bars, points;      /* kind=bars; a curve of points entries (x=column:NAME or x=row) */
+    char **models;         /* (nmodels) the models matching the spec (not for points) */
+    size_t nmodels;
+    const char *ms;        /* the first metric ("" without) */
+    rpt_plot p;
+    char xlabel[512], ylabel[512], y2label[512];
+    int64_t ulo, uhi;      /* fewest and most users behind a plotted mean (users entries) */
+    char **axcols[3];      /* points: the y columns on axis 1 and 2 */
+    size_t naxcols[3];
+    dm_buf left_out;       /* models left out of a sweep curve: the same in every configuration */
+    dm_buf what;           /* points: what the data are, for the caption */
+    int single;            /* a curve at one x, drawn as bars of its series at x0 */
+    double x0;
+} figure;
+
+/* The label of a metric axis: the metric's, in percent when report.percent. */
+static void metric_ylabel(figure *g, const char *metric)
 {
-    int i = dm_strv_find(p->cats, p->ncats, c);
-    if (i < 0) {
-        DM_CALL(dm_strv_push(&p->cats, &p->ncats, c));
-        i = (int)p->ncats - 1;
-    }
-    *x = i;
-    return DM_OK;
+    snprintf(g->ylabel, sizeof g->ylabel, "%s%s", rpt_label(g->o, metric), g->o->percent ? " (%)" : "");
 }
 
-static int build_key_curve(const rpt_set *s, const rpt_opts *o, const rpt_fig_spec *f, const char *key, char *const *models,
-                           size_t nmodels, plot *p)
+/* Counts the users of model m's entries in configuration c toward ulo..uhi. */
+static void note_users(figure *g, size_t c, const char *m)
 {
+    const rpt_conf *cf = &g->s->confs[c];
+    for (size_t i = 0; i < cf->nruns; i++) {
+        const rpt_entry *e = rpt_find(&g->s->runs[cf->runs[i]], g->f->split, g->f->protocol, m);
+        if (!e || e->users <= 0) continue;
+        g->ulo = g->ulo && g->ulo < e->users ? g->ulo : e->users;
+        g->uhi = g->uhi > e->users ? g->uhi : e->users;
+    }
+}
+
+/* ---- sweeps: a metric against a varied key ----------------------------------------------- */
+
+/* The series of model m (from p->n on): one per combination of the other varied keys. */
+static int key_series(figure *g, int kv, int numeric, const char *m)
+{
+    const rpt_set *s = g->s;
+    const rpt_opts *o = g->o;
+    const rpt_fig_spec *f = g->f;
+    rpt_plot *p = &g->p;
+    size_t first = p->n;
+    double vals[4096];
+    for (size_t c = 0; c < s->nconfs; c++) {
+        if (!s->confs[c].nruns || !rpt_conf_ok(s, c, f->where, f->nwhere)) continue;
+        dm_buf lab = {0};
+        dm_buf_adds(&lab, rpt_label(o, m));
+        for (size_t k = 0, n = 0; k < s->nvaried; k++)
+            if ((int)k != kv) dm_buf_printf(&lab, "%s%s=%s", n++ ? ", " : " (", rpt_label_key(o, s, s->varied[k]), s->confs[c].values[k]);
+        if (s->nvaried > 1) dm_buf_adds(&lab, ")");
+        rpt_series *se = NULL;
+        for (size_t i = first; i < p->n; i++)
+            if (!strcmp(p->s[i].label, lab.data)) se = &p->s[i];
+        if (!se) se = rpt_plot_series(p, lab.data);
+        dm_buf_free(&lab);
+        if (!se) return DM_ENOMEM;
+        if (!rpt_conf_values(s, c, f->split, f->protocol, m, f->metrics[0], vals)) continue;
+        double mean, sd, x;
+        mean_sd(vals, s->confs[c].nruns, &mean, &sd);
+        if (numeric) x = strtod(s->confs[c].values[kv], NULL);
+        else DM_CALL(rpt_plot_category(p, s->confs[c].values[kv], &x));
+        to_percent(o, &mean, &sd);
+        DM_CALL(rpt_plot_point(se, x, mean, sd));
+        note_users(g, c, m);
+    }
+    for (size_t i = first; i < p->n; i++) rpt_series_sort(&p->s[i]);
+    /* a model that does not depend on the other keys: one series */
+    int all_same = p->n - first > 1;
+    for (size_t i = first + 1; i < p->n && all_same; i++) all_same = same_series(&p->s[first], &p->s[i]);
+    if (!all_same) return DM_OK;
+    while (p->n > first + 1) {
+        rpt_series *t = &p->s[--p->n];
+        free(t->label);
+        free(t->x);
+        free(t->y);
+        free(t->sd);
+    }
+    free(p->s[first].label);
+    p->s[first].label = dm_str_dup(rpt_label(o, m));
+    return p->s[first].label ? DM_OK : DM_ENOMEM;
+}
+
+/* Series first..last-1 hold one value everywhere (a model the swept keys do not change). */
+static int flat_series(const rpt_plot *p, size_t first, size_t last)
+{
+    for (size_t i = first; i < last; i++)
+        for (size_t j = 0; j < p->s[i].n; j++)
+            if (p->s[i].y[j] != p->s[first].y[0]) return 0;
+    return last > first && p->s[first].n > 0;
+}
+
+/* A metric against varied key K: a series per model (and value of the other varied keys). Models
+ * the key does not change (popularity when SASRec's settings vary) are left out when another one
+ * varies: as flat lines they would only stretch the y range over the effect; the caption names
+ * them. */
+static int build_key_curve(figure *g, const char *key)
+{
+    const rpt_set *s = g->s;
+    const rpt_fig_spec *f = g->f;
+    rpt_plot *p = &g->p;
     int kv = dm_strv_find(s->varied, s->nvaried, key);
     if (kv < 0) {
         DM_ERR(DM_ECONFIG, "figure '%s': '%s' does not vary between the configurations read", f->name, key);
@@ -176,55 +185,38 @@ static int build_key_curve(const rpt_set *s, const rpt_opts *o, const rpt_fig_sp
     }
     int numeric = 1;
     for (size_t c = 0; c < s->nconfs; c++) numeric &= dm_str_is_number(s->confs[c].values[kv], NULL);
-    double vals[4096];
-    const char *metric = f->metrics[0];
-    for (size_t m = 0; m < nmodels; m++) {
-        size_t first = p->n;
-        /* one series per combination of the other varied keys */
-        for (size_t c = 0; c < s->nconfs; c++) {
-            if (!s->confs[c].nruns || !rpt_conf_ok(s, c, f->where, f->nwhere)) continue;
-            dm_buf other = {0};
-            for (size_t k = 0; k < s->nvaried; k++)
-                if ((int)k != kv) dm_buf_printf(&other, "%s%s=%s", other.len ? ", " : "", rpt_label_key(o, s, s->varied[k]), s->confs[c].values[k]);
-            dm_buf lab = {0};
-            dm_buf_adds(&lab, rpt_label(o, models[m]));
-            if (other.len) dm_buf_printf(&lab, " (%s)", other.data);
-            series *se = NULL;
-            for (size_t i = first; i < p->n; i++)
-                if (!strcmp(p->s[i].label, lab.data)) se = &p->s[i];
-            if (!se) se = new_series(p, lab.data);
-            dm_buf_free(&other);
-            dm_buf_free(&lab);
-            if (!se) return DM_ENOMEM;
-            size_t k = rpt_conf_values(s, c, f->split, f->protocol, models[m], metric, vals);
-            if (!k) continue;
-            double mean, sd, x;
-            mean_sd(vals, s->confs[c].nruns, &mean, &sd);
-            if (numeric) x = strtod(s->confs[c].values[kv], NULL);
-            else DM_CALL(cat_index(p, s->confs[c].values[kv], &x));
-            to_percent(o, &mean, &sd);
-            DM_CALL(add_point(se, x, mean, sd));
-        }
-        /* a model that does not depend on the other keys: one series */
-        for (size_t i = first + 1; i < p->n; i++) sort_series(&p->s[i]);
-        if (first < p->n) sort_series(&p->s[first]);
-        int all_same = p->n - first > 1;
-        for (size_t i = first + 1; i < p->n && all_same; i++) all_same = same_series(&p->s[first], &p->s[i]);
-        if (all_same) {
-            for (size_t i = first + 1; i < p->n; i++) {
-                free(p->s[i].label);
-                free(p->s[i].x);
-                free(p->s[i].y);
-                free(p->s[i].sd);
+    size_t *start = dm_calloc_at(g->nmodels + 1, sizeof *start, __FILE__, __LINE__);
+    if (!start) return DM_ENOMEM;
+    int rc = DM_OK;
+    for (size_t m = 0; m < g->nmodels && !rc; m++) {
+        start[m] = p->n;
+        rc = key_series(g, kv, numeric, g->models[m]);
+    }
+    start[g->nmodels] = p->n;
+    size_t nvary = 0;
+    for (size_t m = 0; m < g->nmodels && !rc; m++) nvary += !flat_series(p, start[m], start[m + 1]);
+    /* keep the varying models' series, in order */
+    size_t w = 0;
+    for (size_t m = 0; m < g->nmodels && !rc; m++) {
+        int drop = nvary && flat_series(p, start[m], start[m + 1]);
+        if (drop) dm_buf_printf(&g->left_out, "%s%s", g->left_out.len ? ", " : "", rpt_label(g->o, g->models[m]));
+        for (size_t i = start[m]; i < start[m + 1]; i++) {
+            if (!drop) {
+                p->s[w++] = p->s[i];
+                continue;
             }
-            p->n = first + 1;
-            free(p->s[first].label);
-            p->s[first].label = dm_str_dup(rpt_label(o, models[m]));
-            if (!p->s[first].label) return DM_ENOMEM;
+            free(p->s[i].label);
+            free(p->s[i].x);
+            free(p->s[i].y);
+            free(p->s[i].sd);
         }
     }
-    return DM_OK;
+    if (!rc) p->n = w;
+    free(start);
+    return rc;
 }
+
+/* ---- variants: a metric against the number ending their names ----------------------------- */
 
 /* "sasrec@noise_snr_10" -> stem "sasrec@noise_snr_", x 10; 0 when the name does not end in a number */
 static int split_suffix(const char *name, char *stem, size_t cap, double *x)
@@ -238,16 +230,19 @@ static int split_suffix(const char *name, char *stem, size_t cap, double *x)
     return 1;
 }
 
-static int build_suffix_curve(const rpt_set *s, const rpt_opts *o, const rpt_fig_spec *f, char *const *models, size_t nmodels,
-                              plot *p)
+static int build_suffix_curve(figure *g)
 {
+    const rpt_set *s = g->s;
+    const rpt_opts *o = g->o;
+    const rpt_fig_spec *f = g->f;
+    rpt_plot *p = &g->p;
     double vals[4096];
     for (size_t c = 0; c < s->nconfs; c++) {
         if (!s->confs[c].nruns || !rpt_conf_ok(s, c, f->where, f->nwhere)) continue;
-        for (size_t m = 0; m < nmodels; m++) {
+        for (size_t m = 0; m < g->nmodels; m++) {
             char stem[512];
             double x;
-            if (!split_suffix(models[m], stem, sizeof stem, &x)) continue;
+            if (!split_suffix(g->models[m], stem, sizeof stem, &x)) continue;
             /* drop the trailing separator for the label */
             char lab[700];
             size_t sl = strlen(stem);
@@ -258,404 +253,19 @@ static int build_suffix_curve(const rpt_set *s, const rpt_opts *o, const rpt_fig
             snprintf(lab, sizeof lab, "%s %.*s%s%s%s", rpt_label(o, base), (int)(sl - (size_t)(at + 1 - stem)), at + 1,
                      s->nconfs > 1 && s->confs[c].label[0] ? " (" : "", s->nconfs > 1 ? s->confs[c].label : "",
                      s->nconfs > 1 && s->confs[c].label[0] ? ")" : "");
-            series *se = NULL;
+            rpt_series *se = NULL;
             for (size_t i = 0; i < p->n; i++)
                 if (!strcmp(p->s[i].label, lab)) se = &p->s[i];
-            if (!se && !(se = new_series(p, lab))) return DM_ENOMEM;
-            if (!rpt_conf_values(s, c, f->split, f->protocol, models[m], f->metrics[0], vals)) continue;
+            if (!se && !(se = rpt_plot_series(p, lab))) return DM_ENOMEM;
+            if (!rpt_conf_values(s, c, f->split, f->protocol, g->models[m], f->metrics[0], vals)) continue;
             double mean, sd;
             mean_sd(vals, s->confs[c].nruns, &mean, &sd);
             to_percent(o, &mean, &sd);
-            DM_CALL(add_point(se, x, mean, sd));
+            DM_CALL(rpt_plot_point(se, x, mean, sd));
+            note_users(g, c, g->models[m]);
         }
     }
-    for (size_t i = 0; i < p->n; i++) sort_series(&p->s[i]);
-    return DM_OK;
-}
-
-/* A y column of a points figure: one of its metrics (globs), or any with none given. */
-static int wanted_column(const rpt_fig_spec *f, const char *col)
-{
-    int want = !f->nmetrics;
-    for (size_t k = 0; k < f->nmetrics; k++) want |= dm_str_match(f->metrics[k], col);
-    return want;
-}
-
-static int build_points_curve(const rpt_set *s, const rpt_opts *o, const rpt_fig_spec *f, plot *p)
-{
-    const char *xcol = !strncmp(f->x, "column:", 7) ? f->x + 7 : NULL;
-    int byrow = !strcmp(f->x, "row"), globbed = strpbrk(f->data, "*?[") != NULL;
-    char *const star[] = {"*"};
-    for (size_t c = 0; c < s->nconfs; c++) {
-        if (!s->confs[c].nruns || !rpt_conf_ok(s, c, f->where, f->nwhere)) continue;
-        const rpt_conf *cf = &s->confs[c];
-        const rpt_run *r0 = &s->runs[cf->runs[0]];
-        for (size_t e = 0; e < r0->ne; e++) {
-            const rpt_entry *en = &r0->e[e];
-            if (en->kind != RPT_POINTS || !dm_str_match(f->data, en->group)) continue;
-            int ok = 0;
-            char *const *globs = f->nmodels ? f->models : star;
-            for (size_t g = 0; g < (f->nmodels ? f->nmodels : 1); g++) ok |= dm_str_match(globs[g], en->leaf);
-            if (!ok) continue;
-            int cx = xcol ? rpt_col(en, xcol) : (byrow ? -1 : 0);
-            if (xcol && cx < 0) {
-                DM_ERR(DM_ECONFIG, "figure '%s': %s has no column '%s'", f->name, en->name, xcol);
-                return DM_ECONFIG;
-            }
-            for (size_t j = 0; j < en->cols; j++) {
-                if ((int)j == cx || !wanted_column(f, en->colnames[j])) continue;
-                /* a series per dataset: named by its group's last part when data= is a glob
-                 * (data=stream/... names the variants), else by the dataset */
-                dm_buf lab = {0};
-                const char *gl = strrchr(en->group, '/');
-                dm_buf_adds(&lab, rpt_label(o, globbed ? (gl ? gl + 1 : en->group) : en->leaf));
-                size_t ny = 0;
-                for (size_t jj = 0; jj < en->cols; jj++) ny += (int)jj != cx && wanted_column(f, en->colnames[jj]);
-                if (ny > 1) dm_buf_printf(&lab, " %s", rpt_label(o, en->colnames[j]));
-                if (s->nconfs > 1 && cf->label[0]) dm_buf_printf(&lab, " (%s)", cf->label);
-                series *se = new_series(p, lab.data);
-                dm_buf_free(&lab);
-                if (!se) return DM_ENOMEM;
-                for (size_t row = 0; row < en->rows; row++) {
-                    double ys[4096], x = cx >= 0 ? en->data[row * en->cols + (size_t)cx] : (double)(row + 1);
-                    size_t n = 0;
-                    for (size_t i = 0; i < cf->nruns && n < 4096; i++) {
-                        const rpt_entry *ei = rpt_find_name(&s->runs[cf->runs[i]], en->name);
-                        if (!ei || ei->rows != en->rows || ei->cols != en->cols) continue;
-                        ys[n++] = ei->data[row * ei->cols + j];
-                    }
-                    double mean, sd;
-                    mean_sd(ys, n, &mean, &sd);
-                    if (isfinite(x) && isfinite(mean)) DM_CALL(add_point(se, x, mean, sd));
-                }
-                sort_series(se);
-            }
-        }
-    }
-    return DM_OK;
-}
-
-/* ---- writing ----------------------------------------------------------------------------- */
-
-static const char *const g_colors[] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"};
-static const int g_points[] = {7, 5, 9, 11, 13, 15, 4, 6};
-
-/* Runs `gnuplot NAME.gp` in dir; stdout and stderr to NAME.gp.log (removed on success). */
-static int run_gnuplot(const rpt_opts *o, const char *name, int *missing)
-{
-    const char *cmd = dm_cfg_str(o->cfg, "report.gnuplot");
-    *missing = 0;
-    if (!cmd[0]) return DM_OK;
-    char script[512], log[4400];
-    snprintf(script, sizeof script, "%s.gp", name);
-    snprintf(log, sizeof log, "%s.gp.log", name);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addchdir_np(&fa, o->out);
-    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    char *argv[] = {(char *)cmd, script, NULL};
-    pid_t pid;
-    int e = posix_spawnp(&pid, cmd, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (e) {
-        *missing = 1;
-        return DM_OK;
-    }
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    char full[8900];
-    snprintf(full, sizeof full, "%s/%s", o->out, log);
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 127) {
-        *missing = 1;
-        unlink(full);
-        return DM_OK;
-    }
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        dm_warn("gnuplot failed on %s/%s (see %s); the script and data are kept", o->out, script, full);
-        return DM_OK;
-    }
-    unlink(full);
-    return DM_OK;
-}
-
-/* a gnuplot double-quoted string (enhanced text escaped) */
-static int gp_str(dm_buf *b, const char *s)
-{
-    DM_CALL(dm_buf_addc(b, '"'));
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') DM_CALL(dm_buf_addc(b, '\\'));
-        DM_CALL(dm_buf_addc(b, *s));
-    }
-    return dm_buf_addc(b, '"');
-}
-
-/* The start of a script: what it is, the style, the line types, the axis labels and the title. */
-static void gp_preamble(const rpt_fig_spec *f, int bars, const char *xlabel, const char *ylabel, dm_buf *gp)
-{
-    dm_buf_printf(gp,
-                  "# %s.gp: written by dynmm report. Restyle freely and rerun `gnuplot %s.gp` in this directory.\n"
-                  "# Data: %s.dat (tab-separated%s).\n"
-                  "set datafile separator \"\\t\"\nset encoding utf8\nset datafile missing \"nan\"\n"
-                  "set border 3 lw 1\nset tics nomirror out scale 0.6\nset grid ytics lc rgb \"#dddddd\" lw 0.6 dt 1\n"
-                  "%s",
-                  f->name, f->name, f->name, bars ? "; one row per category: label, then mean and sd per bar" : "; one block per series: x, mean, sd over seeds",
-                  bars ? "set key above horizontal Left reverse samplen 1.2 width 1 noenhanced\n"
-                       : "set key outside right center vertical Left reverse samplen 1.2 spacing 1.1 width -1 noenhanced\n");
-    for (int i = 0; i < 8; i++)
-        dm_buf_printf(gp, "set linetype %d lc rgb \"%s\" lw 1.6 pt %d ps 0.4\n", i + 1, g_colors[i], g_points[i]);
-    dm_buf_adds(gp, "set xlabel ");
-    gp_str(gp, xlabel);
-    dm_buf_adds(gp, " noenhanced\nset ylabel ");
-    gp_str(gp, ylabel);
-    dm_buf_adds(gp, " noenhanced\n");
-    if (f->title && f->title[0]) {
-        dm_buf_adds(gp, "set title ");
-        gp_str(gp, f->title);
-        dm_buf_adds(gp, " noenhanced\n");
-    }
-}
-
-/* The longest line of any category name (names hold '\n' between model and settings). */
-static size_t longest_category(const plot *p)
-{
-    size_t longest = 0;
-    for (size_t c = 0; c < p->ncats; c++) {
-        size_t l = strcspn(p->cats[c], "\n");
-        for (const char *q = p->cats[c]; (q = strchr(q, '\n')); q++) l = strcspn(q + 1, "\n") > l ? strcspn(q + 1, "\n") : l;
-        longest = l > longest ? l : longest;
-    }
-    return longest;
-}
-
-/* The category tics of a bar chart (clusters sit at 0, 1, ...) and the bottom margin they need. */
-static void bars_xtics(const plot *p, size_t ncat, const char *xlabel, dm_buf *gp)
-{
-    size_t longest = longest_category(p);
-    dm_buf_printf(gp, "set style data histograms\nset style histogram %s gap 1.4%s\nset style fill solid 0.9 border -1\n"
-                      "set boxwidth 0.92\nset yrange [0:*]\nset offsets 0, 0, graph 0.05, 0\nset xtics scale 0%s (",
-                  p->any_sd ? "errorbars" : "clustered", p->any_sd ? " lw 1" : "", ncat * longest > 90 ? " rotate by 30 right" : "");
-    for (size_t c = 0; c < ncat; c++) {
-        dm_buf_adds(gp, c ? ", \"" : "\"");
-        for (const char *q = p->cats[c]; *q; q++) {
-            if (*q == '\n') dm_buf_adds(gp, ncat * longest > 90 ? ", " : "\\n");
-            else {
-                if (*q == '"' || *q == '\\') dm_buf_addc(gp, '\\');
-                dm_buf_addc(gp, *q);
-            }
-        }
-        dm_buf_printf(gp, "\" %zu", c);
-    }
-    size_t lines = 1;
-    for (size_t c = 0; c < ncat && ncat * longest <= 90; c++) {
-        size_t l = 1;
-        for (const char *q = p->cats[c]; *q; q++) l += *q == '\n';
-        lines = l > lines ? l : lines;
-    }
-    dm_buf_printf(gp, ")\nset bmargin %zu\n", lines + (xlabel[0] ? 2 : 1));
-    if (lines > 1) dm_buf_printf(gp, "set xlabel offset 0,-%zu\n", lines - 1);
-}
-
-/* A bar chart: data (a row per category: label, then mean and sd per metric), tics, plot command. */
-static void bars_script(const rpt_opts *o, const rpt_fig_spec *f, const plot *p, char *const *bar_metrics, size_t nbm,
-                        const char *xlabel, dm_buf *dat, dm_buf *gp, dm_buf *plotcmd)
-{
-    dm_buf_adds(dat, "# category");
-    for (size_t k = 0; k < nbm; k++) dm_buf_printf(dat, "\t%s mean\t%s sd", bar_metrics[k], bar_metrics[k]);
-    dm_buf_adds(dat, "\n");
-    size_t ncat = p->n ? p->s[0].n : 0;
-    for (size_t c = 0; c < ncat; c++) {
-        for (const char *q = p->cats[c]; *q; q++) dm_buf_addc(dat, *q == '\n' ? ' ' : *q);
-        for (size_t k = 0; k < nbm; k++) {
-            double y = p->s[k].y[c], sd = p->s[k].sd[c];
-            dm_buf_printf(dat, "\t%.10g\t%.10g", y, isnan(sd) ? 0.0 : sd);
-        }
-        dm_buf_adds(dat, "\n");
-    }
-    bars_xtics(p, ncat, xlabel, gp);
-    dm_buf_adds(plotcmd, "plot ");
-    for (size_t k = 0; k < nbm; k++) {
-        if (k) dm_buf_adds(plotcmd, ", \\\n     ");
-        dm_buf_printf(plotcmd, "\"%s%s\" using %zu", k ? "" : f->name, k ? "" : ".dat", 2 + 2 * k);
-        if (p->any_sd) dm_buf_printf(plotcmd, ":%zu", 3 + 2 * k);
-        dm_buf_printf(plotcmd, " lt %zu title ", k + 1);
-        gp_str(plotcmd, rpt_label(o, bar_metrics[k]));
-    }
-    dm_buf_adds(plotcmd, "\n");
-}
-
-/* The x tics of curves: the categories, or a sweep's few values (at most 10) at the values. */
-static void curves_xtics(const plot *p, dm_buf *gp)
-{
-    if (p->ncats) {
-        dm_buf_adds(gp, "set xtics (");
-        for (size_t c = 0; c < p->ncats; c++) {
-            if (c) dm_buf_adds(gp, ", ");
-            gp_str(gp, p->cats[c]);
-            dm_buf_printf(gp, " %zu", c);
-        }
-        dm_buf_printf(gp, ")\nset xrange [-0.5:%g]\n", (double)p->ncats - 0.5);
-        return;
-    }
-    dm_buf_adds(gp, "set offsets graph 0.06, graph 0.06, graph 0.06, graph 0.06\n");
-    double xs[16];
-    size_t nx = 0;
-    for (size_t i = 0; i < p->n && nx <= 10; i++)
-        for (size_t j = 0; j < p->s[i].n && nx <= 10; j++) {
-            size_t q = 0;
-            while (q < nx && xs[q] != p->s[i].x[j]) q++;
-            if (q == nx) xs[nx++] = p->s[i].x[j];
-        }
-    if (nx < 2 || nx > 10) return;
-    for (size_t i = 1; i < nx; i++)
-        for (size_t j = i; j > 0 && xs[j - 1] > xs[j]; j--) {
-            double t = xs[j];
-            xs[j] = xs[j - 1];
-            xs[j - 1] = t;
-        }
-    dm_buf_adds(gp, "set xtics (");
-    for (size_t i = 0; i < nx; i++) dm_buf_printf(gp, "%s%.10g", i ? ", " : "", xs[i]);
-    dm_buf_adds(gp, ")\n");
-}
-
-/* Curves: data (a block per series: x, mean, sd), tics, log scales, plot command. */
-static void curves_script(const rpt_fig_spec *f, const plot *p, int logx, dm_buf *dat, dm_buf *gp, dm_buf *plotcmd)
-{
-    dm_buf_printf(dat, "# x\tmean\tsd\n");
-    size_t blk = 0;
-    for (size_t i = 0; i < p->n; i++) {
-        if (!p->s[i].n) continue;
-        if (blk) dm_buf_adds(dat, "\n\n");
-        dm_buf_printf(dat, "# %s\n", p->s[i].label);
-        for (size_t j = 0; j < p->s[i].n; j++)
-            dm_buf_printf(dat, "%.10g\t%.10g\t%.10g\n", p->s[i].x[j], p->s[i].y[j], isnan(p->s[i].sd[j]) ? 0.0 : p->s[i].sd[j]);
-        dm_buf_printf(plotcmd, "%s\"%s%s\" index %zu using 1:2%s with %s lt %zu dt %zu title ", blk ? ", \\\n     " : "plot ",
-                      blk ? "" : f->name, blk ? "" : ".dat", blk, p->any_sd ? ":3" : "", p->any_sd ? "yerrorlines" : "linespoints", blk % 8 + 1,
-                      blk / 8 % 5 + 1);
-        gp_str(plotcmd, p->s[i].label);
-        blk++;
-    }
-    dm_buf_adds(plotcmd, "\n");
-    curves_xtics(p, gp);
-    if (logx) dm_buf_adds(gp, "set logscale x\n");
-    if (f->logy > 0) dm_buf_adds(gp, "set logscale y\n");
-}
-
-/* The outputs: PNG (pngcairo, 300 dpi) and PDF (pdfcairo) at report.width inches. */
-static void gp_terminals(const rpt_opts *o, const rpt_fig_spec *f, const dm_buf *plotcmd, dm_buf *gp)
-{
-    double w = dm_cfg_float(o->cfg, "report.width"), h = 0.68 * w, fs = dm_cfg_float(o->cfg, "report.font_size");
-    const char *font = dm_cfg_str(o->cfg, "report.font");
-    if (o->png)
-        dm_buf_printf(gp, "\nset terminal pngcairo size %d,%d noenhanced font \"%s,%g\" linewidth %g\nset output \"%s.png\"\n%s",
-                      (int)(w * 300 + 0.5), (int)(h * 300 + 0.5), font, fs * 1.9, 2.4, f->name, plotcmd->data);
-    if (o->pdf)
-        dm_buf_printf(gp, "\nset terminal pdfcairo size %gin,%gin noenhanced font \"%s,%g\" linewidth 0.8\nset output \"%s.pdf\"\n%s",
-                      w, h, font, fs, f->name, o->png ? "replot\n" : plotcmd->data);
-    dm_buf_adds(gp, "unset output\n");
-}
-
-/* Writes <name>.dat and <name>.gp into o->out. */
-static int write_plot(const rpt_opts *o, const rpt_fig_spec *f, const plot *p, int bars, char *const *bar_metrics, size_t nbm,
-                      const char *xlabel, const char *ylabel, int logx)
-{
-    dm_buf dat = {0}, gp = {0}, plotcmd = {0};
-    gp_preamble(f, bars, xlabel, ylabel, &gp);
-    if (bars) bars_script(o, f, p, bar_metrics, nbm, xlabel, &dat, &gp, &plotcmd);
-    else curves_script(f, p, logx, &dat, &gp, &plotcmd);
-    gp_terminals(o, f, &plotcmd, &gp);
-    char path[4400];
-    snprintf(path, sizeof path, "%s/%s.dat", o->out, f->name);
-    int rc = dm_fs_write_atomic(path, dat.data ? dat.data : "", dat.len, 0644);
-    snprintf(path, sizeof path, "%s/%s.gp", o->out, f->name);
-    if (!rc) rc = dm_fs_write_atomic(path, gp.data, gp.len, 0644);
-    dm_buf_free(&dat);
-    dm_buf_free(&gp);
-    dm_buf_free(&plotcmd);
-    return rc;
-}
-
-/* ---- the figure -------------------------------------------------------------------------- */
-
-/* A figure under construction. */
-typedef struct {
-    const rpt_set *s;
-    const rpt_opts *o;
-    const rpt_fig_spec *f;
-    int bars, points;     /* kind=bars; a curve of points entries (x=column:NAME or x=row) */
-    char **models;        /* (nmodels) the models matching the spec (not for points) */
-    size_t nmodels;
-    const char *ms;       /* the first metric ("" without) */
-    plot p;
-    char xlabel[512], ylabel[512];
-} figure;
-
-/* The label of a metric axis: the metric's, in percent when report.percent. */
-static void metric_ylabel(figure *g, const char *metric)
-{
-    snprintf(g->ylabel, sizeof g->ylabel, "%s%s", rpt_label(g->o, metric), g->o->percent ? " (%)" : "");
-}
-
-/* The same numbers in every configuration of a model (categories cats_before..): one category,
- * named by the model. */
-static int merge_categories(figure *g, size_t cats_before, const char *model)
-{
-    plot *p = &g->p;
-    const rpt_fig_spec *f = g->f;
-    if (p->ncats - cats_before <= 1) return DM_OK;
-    for (size_t k = 0; k < f->nmetrics; k++)
-        for (size_t c = cats_before + 1; c < p->ncats; c++)
-            if (p->s[k].y[c] != p->s[k].y[cats_before]) return DM_OK;
-    for (size_t c = cats_before + 1; c < p->ncats; c++) free(p->cats[c]);
-    p->ncats = cats_before + 1;
-    for (size_t k = 0; k < f->nmetrics; k++) p->s[k].n = cats_before + 1;
-    free(p->cats[cats_before]);
-    p->cats[cats_before] = dm_str_dup(rpt_label(g->o, model));
-    return p->cats[cats_before] ? DM_OK : DM_ENOMEM;
-}
-
-/* Bars: categories model x configuration (as in tables), a bar per metric. */
-static int build_bars(figure *g)
-{
-    const rpt_set *s = g->s;
-    const rpt_opts *o = g->o;
-    const rpt_fig_spec *f = g->f;
-    plot *p = &g->p;
-    double vals[4096];
-    for (size_t k = 0; k < f->nmetrics; k++)
-        if (!new_series(p, f->metrics[k])) return DM_ENOMEM;
-    for (size_t m = 0; m < g->nmodels; m++) {
-        size_t cats_before = p->ncats;
-        for (size_t c = 0; c < s->nconfs; c++) {
-            if (!s->confs[c].nruns || !rpt_conf_ok(s, c, f->where, f->nwhere)) continue;
-            if (!rpt_conf_values(s, c, f->split, f->protocol, g->models[m], f->metrics[0], vals)) continue;
-            dm_buf lab = {0};
-            dm_buf_adds(&lab, rpt_label(o, g->models[m]));
-            /* the settings' values on a second line (the x label names the keys) */
-            for (size_t v = 0; v < s->nvaried; v++) dm_buf_printf(&lab, "%s%s", v ? ", " : "\n", s->confs[c].values[v]);
-            double x;
-            int rc = cat_index(p, lab.data, &x);
-            dm_buf_free(&lab);
-            DM_CALL(rc);
-            for (size_t k = 0; k < f->nmetrics; k++) {
-                double mean = NAN, sd = NAN;
-                rpt_conf_values(s, c, f->split, f->protocol, g->models[m], f->metrics[k], vals);
-                mean_sd(vals, s->confs[c].nruns, &mean, &sd);
-                to_percent(o, &mean, &sd);
-                DM_CALL(add_point(&p->s[k], x, mean, sd));
-            }
-        }
-        DM_CALL(merge_categories(g, cats_before, g->models[m]));
-    }
-    g->xlabel[0] = '\0';
-    for (size_t v = 0; v < s->nvaried && p->ncats > 0; v++) {
-        size_t l = strlen(g->xlabel);
-        snprintf(g->xlabel + l, sizeof g->xlabel - l, "%s%s", v ? ", " : "model (", rpt_label_key(o, s, s->varied[v]));
-    }
-    if (g->xlabel[0]) strncat(g->xlabel, ")", sizeof g->xlabel - strlen(g->xlabel) - 1);
-    if (f->nmetrics == 1) metric_ylabel(g, g->ms);
-    else snprintf(g->ylabel, sizeof g->ylabel, "score%s", o->percent ? " (%)" : "");
+    for (size_t i = 0; i < p->n; i++) rpt_series_sort(&p->s[i]);
     return DM_OK;
 }
 
@@ -682,25 +292,318 @@ static void suffix_xlabel(figure *g)
     snprintf(g->xlabel, sizeof g->xlabel, "%s", rpt_label(g->o, lab));
 }
 
-/* The y label of points curves: the one y column every dataset contributes, else "value". */
-static void points_ylabel(figure *g)
+/* ---- bars of the models ------------------------------------------------------------------ */
+
+/* The same numbers in every configuration of a model (categories cats_before..): one category,
+ * named by the model. */
+static int merge_categories(figure *g, size_t cats_before, const char *model)
+{
+    rpt_plot *p = &g->p;
+    if (p->ncats - cats_before <= 1) return DM_OK;
+    for (size_t k = 0; k < p->n; k++)
+        for (size_t c = cats_before + 1; c < p->ncats; c++)
+            if (p->s[k].y[c] != p->s[k].y[cats_before]) return DM_OK;
+    for (size_t c = cats_before + 1; c < p->ncats; c++) free(p->cats[c]);
+    p->ncats = cats_before + 1;
+    for (size_t k = 0; k < p->n; k++) p->s[k].n = cats_before + 1;
+    free(p->cats[cats_before]);
+    p->cats[cats_before] = dm_str_dup(rpt_label(g->o, model));
+    return p->cats[cats_before] ? DM_OK : DM_ENOMEM;
+}
+
+/* "a, b and c" of the labels of names (n) into b */
+static void and_list(const rpt_opts *o, char *const *names, size_t n, dm_buf *b)
+{
+    for (size_t k = 0; k < n; k++) dm_buf_printf(b, "%s%s", k == 0 ? "" : k + 1 == n ? " and " : ", ", rpt_label(o, names[k]));
+}
+
+/* Bars: categories model x configuration (as in tables), a bar per metric. */
+static int build_bars(figure *g)
+{
+    const rpt_set *s = g->s;
+    const rpt_opts *o = g->o;
+    const rpt_fig_spec *f = g->f;
+    rpt_plot *p = &g->p;
+    double vals[4096];
+    for (size_t k = 0; k < f->nmetrics; k++)
+        if (!rpt_plot_series(p, rpt_label(o, f->metrics[k]))) return DM_ENOMEM;
+    for (size_t m = 0; m < g->nmodels; m++) {
+        size_t cats_before = p->ncats;
+        for (size_t c = 0; c < s->nconfs; c++) {
+            if (!s->confs[c].nruns || !rpt_conf_ok(s, c, f->where, f->nwhere)) continue;
+            if (!rpt_conf_values(s, c, f->split, f->protocol, g->models[m], f->metrics[0], vals)) continue;
+            dm_buf lab = {0};
+            dm_buf_adds(&lab, rpt_label(o, g->models[m]));
+            /* the settings' values on a second line (the x label names the keys) */
+            for (size_t v = 0; v < s->nvaried; v++) dm_buf_printf(&lab, "%s%s", v ? ", " : "\n", s->confs[c].values[v]);
+            double x;
+            int rc = rpt_plot_category(p, lab.data, &x);
+            dm_buf_free(&lab);
+            DM_CALL(rc);
+            for (size_t k = 0; k < f->nmetrics; k++) {
+                double mean = NAN, sd = NAN;
+                rpt_conf_values(s, c, f->split, f->protocol, g->models[m], f->metrics[k], vals);
+                mean_sd(vals, s->confs[c].nruns, &mean, &sd);
+                to_percent(o, &mean, &sd);
+                DM_CALL(rpt_plot_point(&p->s[k], x, mean, sd));
+            }
+            note_users(g, c, g->models[m]);
+        }
+        DM_CALL(merge_categories(g, cats_before, g->models[m]));
+    }
+    g->xlabel[0] = '\0';
+    for (size_t v = 0; v < s->nvaried && p->ncats > 0; v++) {
+        size_t l = strlen(g->xlabel);
+        snprintf(g->xlabel + l, sizeof g->xlabel - l, "%s%s", v ? ", " : "model (", rpt_label_key(o, s, s->varied[v]));
+    }
+    if (g->xlabel[0]) strncat(g->xlabel, ")", sizeof g->xlabel - strlen(g->xlabel) - 1);
+    dm_buf y = {0};
+    and_list(o, f->metrics, f->nmetrics, &y);
+    snprintf(g->ylabel, sizeof g->ylabel, "%s%s", y.data ? y.data : "", o->percent ? " (%)" : "");
+    dm_buf_free(&y);
+    return DM_OK;
+}
+
+static int add_unique(char ***v, size_t *n, const char *x) { return dm_strv_find(*v, *n, x) >= 0 ? DM_OK : dm_strv_push(v, n, x); }
+
+/* ---- points: columns of datasets against a column or the row -------------------------------- */
+
+/* A y column of a points figure: one of its metrics (globs), or any with none given. */
+static int wanted_column(const rpt_fig_spec *f, const char *col)
+{
+    int want = !f->nmetrics;
+    for (size_t k = 0; k < f->nmetrics; k++) want |= dm_str_match(f->metrics[k], col);
+    return want;
+}
+
+/* The points entries of the figure: group matching data=, leaf matching models= (any without). */
+static int points_entry(const rpt_fig_spec *f, const rpt_entry *en)
+{
+    if (en->kind != RPT_POINTS || !dm_str_match(f->data, en->group)) return 0;
+    int ok = !f->nmodels;
+    for (size_t g = 0; g < f->nmodels; g++) ok |= dm_str_match(f->models[g], en->leaf);
+    return ok;
+}
+
+/* The x column of entry en (-1: the row number), or an error naming it. */
+static int points_x(const rpt_fig_spec *f, const rpt_entry *en, int *cx)
+{
+    const char *xcol = !strncmp(f->x, "column:", 7) ? f->x + 7 : NULL;
+    *cx = xcol ? rpt_col(en, xcol) : (!strcmp(f->x, "row") ? -1 : 0);
+    if (xcol && *cx < 0) return DM_ERR(DM_ECONFIG, "figure '%s': %s has no column '%s'", f->name, en->name, xcol);
+    return DM_OK;
+}
+
+static int has_loss_column(const rpt_entry *en)
+{
+    for (size_t j = 0; j < en->cols; j++)
+        if (strstr(en->colnames[j], "loss")) return 1;
+    return 0;
+}
+
+/* The axis of y column j of en: 2 for the y2= columns, else 1 for the first quantity met (q1), 2
+ * for the second (q2), 0 for any other (left out). */
+static int column_axis(const rpt_fig_spec *f, const rpt_entry *en, size_t j, char *q1, char *q2, size_t cap)
+{
+    for (size_t k = 0; k < f->ny2; k++)
+        if (dm_str_match(f->y2[k], en->colnames[j])) return 2;
+    if (f->ny2) return 1;
+    const char *q = rpt_quantity(en->colnames[j], has_loss_column(en));
+    if (!q1[0]) snprintf(q1, cap, "%s", q);
+    if (!strcmp(q, q1)) return 1;
+    if (!q2[0]) snprintf(q2, cap, "%s", q);
+    return strcmp(q, q2) ? 0 : 2;
+}
+
+/* The words every y column of entry en with the same axis ends in ("llm median seconds per batch",
+ * "llm p95 seconds per batch" -> " seconds per batch"): their length, 0 with fewer than two such
+ * columns, or when a name would be left empty. */
+static size_t common_tail(const rpt_entry *en, const int *axis, int ax)
+{
+    const char *a = NULL;
+    size_t l = 0, n = 0;
+    for (size_t j = 0; j < en->cols; j++) {
+        if (axis[j] != ax) continue;
+        const char *c = en->colnames[j];
+        if (!a) {
+            a = c;
+            l = strlen(c);
+        } else {
+            size_t la = strlen(a), lc = strlen(c), k = 0;
+            while (k < l && k < lc && a[la - 1 - k] == c[lc - 1 - k]) k++;
+            l = k;
+        }
+        n++;
+    }
+    if (n < 2) return 0;
+    while (l && a[strlen(a) - l] != ' ') l--; /* whole words, from a space on */
+    for (size_t j = 0; j < en->cols; j++)
+        if (axis[j] == ax && strlen(en->colnames[j]) <= l) return 0;
+    return l;
+}
+
+/* The series of column j of entry en (of run r0 of configuration c): mean +- sd over its seeds at
+ * every row. */
+static int points_series(figure *g, size_t c, const rpt_entry *en, int cx, size_t j, const char *label, int axis)
+{
+    const rpt_set *s = g->s;
+    const rpt_conf *cf = &s->confs[c];
+    rpt_series *se = rpt_plot_series(&g->p, label);
+    if (!se) return DM_ENOMEM;
+    se->axis = axis;
+    for (size_t row = 0; row < en->rows; row++) {
+        double ys[4096], x = cx >= 0 ? en->data[row * en->cols + (size_t)cx] : (double)(row + 1);
+        size_t n = 0;
+        for (size_t i = 0; i < cf->nruns && n < 4096; i++) {
+            const rpt_entry *ei = rpt_find_name(&s->runs[cf->runs[i]], en->name);
+            if (!ei || ei->rows != en->rows || ei->cols != en->cols) continue;
+            ys[n++] = ei->data[row * ei->cols + j];
+        }
+        double mean, sd;
+        mean_sd(ys, n, &mean, &sd);
+        if (isfinite(x) && isfinite(mean)) DM_CALL(rpt_plot_point(se, x, mean, sd));
+    }
+    rpt_series_sort(se);
+    return DM_OK;
+}
+
+/* The series of entry en: one per wanted y column, named by the dataset (its group's last part when
+ * data= is a glob: data=stream/... names the variants) when the figure has several datasets, and by
+ * the column (without the words all its axis's columns end in) when the entry has several. */
+static int points_entry_series(figure *g, size_t c, const rpt_entry *en, size_t nds, char *q1, char *q2, int *dropped)
+{
+    const rpt_opts *o = g->o;
+    const rpt_fig_spec *f = g->f;
+    int cx, axis[256] = {0};
+    DM_CALL(points_x(f, en, &cx));
+    size_t ny = 0;
+    for (size_t j = 0; j < en->cols && j < 256; j++) {
+        if ((int)j == cx || !wanted_column(f, en->colnames[j])) continue;
+        axis[j] = column_axis(f, en, j, q1, q2, 64);
+        if (!axis[j]) *dropped = 1;
+        ny += axis[j] != 0;
+    }
+    size_t tail[3] = {0, common_tail(en, axis, 1), common_tail(en, axis, 2)};
+    const char *gl = strrchr(en->group, '/');
+    const char *ds = rpt_label(o, strpbrk(f->data, "*?[") ? (gl ? gl + 1 : en->group) : en->leaf);
+    for (size_t j = 0; j < en->cols && j < 256; j++) {
+        if (!axis[j]) continue;
+        DM_CALL(add_unique(&g->axcols[axis[j]], &g->naxcols[axis[j]], en->colnames[j]));
+        dm_buf lab = {0};
+        if (ny == 1 || nds > 1) dm_buf_adds(&lab, ds);
+        if (ny > 1) {
+            /* a generated label as is; the raw name without the words its axis label holds */
+            const char *raw = en->colnames[j], *cl = rpt_label(o, raw);
+            size_t cut = cl == raw ? tail[axis[j]] : 0, l = strlen(cl);
+            if (!strcmp(rpt_quantity(raw, 0), "time") && l > 4 && !strcmp(cl + l - 4, " (s)")) cl = "time", cut = 0;
+            dm_buf_printf(&lab, "%s%.*s", lab.len ? " " : "", (int)(strlen(cl) - cut), cl);
+        }
+        if (axis[j] == 2 && !f->ny2) dm_buf_adds(&lab, " (right axis)");
+        if (g->s->nconfs > 1 && g->s->confs[c].label[0]) dm_buf_printf(&lab, " (%s)", g->s->confs[c].label);
+        int rc = points_series(g, c, en, cx, j, lab.data, axis[j]);
+        dm_buf_free(&lab);
+        DM_CALL(rc);
+    }
+    return DM_OK;
+}
+
+/* The label of points axis ax: its quantity with the unit where known. */
+static void points_axis_label(figure *g, int ax, const char *q, char *out, size_t cap)
+{
+    const rpt_opts *o = g->o;
+    const rpt_fig_spec *f = g->f;
+    char *const *c = g->axcols[ax];
+    size_t n = g->naxcols[ax], per_batch = 0;
+    for (size_t i = 0; i < n; i++) per_batch += strstr(c[i], "per batch") != NULL;
+    const char *x = !strncmp(f->x, "column:", 7) ? f->x + 7 : "";
+    if (q && !strcmp(q, "time") && n && per_batch == n) snprintf(out, cap, "seconds per batch");
+    else if (q && !strcmp(q, "time") && (!strcmp(x, "epoch") || !strcmp(x, "step")))
+        snprintf(out, cap, "seconds per %s", x);
+    else if (n == 1) snprintf(out, cap, "%s", rpt_label(o, c[0]));
+    else if (q && !strcmp(q, "time")) snprintf(out, cap, "seconds");
+    else if (q && !strcmp(q, "loss")) snprintf(out, cap, "loss");
+    else {
+        dm_buf b = {0};
+        and_list(o, c, n, &b);
+        snprintf(out, cap, "%s", b.data ? b.data : "");
+        dm_buf_free(&b);
+    }
+}
+
+/* The stream stage's per-window means: which users a dataset averages ("mean_drift"). */
+static const char *stream_users(const char *leaf)
+{
+    if (!strcmp(leaf, "mean")) return "all users";
+    if (!strcmp(leaf, "mean_drift")) return "the users with a planted drift of taste";
+    if (!strcmp(leaf, "mean_stable")) return "the users without drift";
+    return leaf;
+}
+
+/* The caption's words on what the points are: per streaming window (which users), a training curve
+ * (of what), else the datasets; the file and the dataset's note. */
+static void points_what(figure *g, const rpt_entry *e0, char *const *leaves, size_t nl, char *const *groups, size_t ng)
+{
+    const rpt_opts *o = g->o;
+    dm_buf *w = &g->what;
+    const char *file = e0->file ? e0->file : g->s->runs[0].path, *sl = strrchr(file, '/');
+    file = sl ? sl + 1 : file;
+    int curves = 1;
+    for (size_t i = 0; i < nl; i++) curves &= !strcmp(leaves[i], "curve");
+    if (!strncmp(g->f->data, "stream/", 7)) {
+        dm_buf_adds(w, "each streaming variant per window, the window's interactions ranked against the full catalogue before the "
+                       "variant learns from them, on ");
+        for (size_t i = 0; i < nl; i++) dm_buf_printf(w, "%s%s", i ? ", " : "", stream_users(leaves[i]));
+    } else if (curves) {
+        dm_buf_adds(w, "the training curve of ");
+        for (size_t i = 0; i < ng; i++) {
+            const char *gl = strrchr(groups[i], '/');
+            dm_buf_printf(w, "%s%s", i == 0 ? "" : i + 1 == ng ? " and " : ", ", rpt_label(o, gl ? gl + 1 : groups[i]));
+        }
+    } else {
+        if (nl > 1 && ng == 1 && groups[0][0]) dm_buf_printf(w, "%s: ", rpt_label(o, groups[0]));
+        and_list(o, leaves, nl, w);
+    }
+    dm_buf_printf(w, " (%s%s%s)", file, e0->note ? "; " : "", e0->note ? e0->note : "");
+}
+
+/* Points: the series of every matching dataset of every configuration, the axes' labels, and what
+ * the caption says of them. Columns of a third quantity are left out with a warning. */
+static int build_points(figure *g)
 {
     const rpt_set *s = g->s;
     const rpt_fig_spec *f = g->f;
-    const char *ycol = NULL;
-    int one = 1;
-    for (size_t r = 0; r < s->nruns && one; r++)
-        for (size_t e = 0; e < s->runs[r].ne && one; e++) {
-            const rpt_entry *en = &s->runs[r].e[e];
-            if (en->kind != RPT_POINTS || !dm_str_match(f->data, en->group)) continue;
-            for (size_t j = 0; j < en->cols && one; j++) {
-                if (!strncmp(f->x, "column:", 7) && !strcmp(en->colnames[j], f->x + 7)) continue;
-                if (!wanted_column(f, en->colnames[j])) continue;
-                if (ycol && strcmp(ycol, en->colnames[j])) one = 0;
-                ycol = en->colnames[j];
-            }
+    if (!f->data || !f->data[0]) return DM_ERR(DM_ECONFIG, "figure '%s': x=%s needs data=GROUP (a group of points datasets)", f->name, f->x);
+    char **leaves = NULL, **groups = NULL, q1[64] = "", q2[64] = "";
+    size_t nl = 0, ng = 0, nds = 0;
+    const rpt_entry *e0 = NULL;
+    int rc = DM_OK, dropped = 0;
+    const rpt_run *r0 = &s->runs[s->confs[0].runs[0]];
+    for (size_t e = 0; e < r0->ne && !rc; e++)
+        if (points_entry(f, &r0->e[e])) {
+            nds++;
+            e0 = e0 ? e0 : &r0->e[e];
+            rc = add_unique(&leaves, &nl, r0->e[e].leaf);
+            if (!rc) rc = add_unique(&groups, &ng, r0->e[e].group);
         }
-    snprintf(g->ylabel, sizeof g->ylabel, "%s", one && ycol ? rpt_label(g->o, ycol) : "value");
+    for (size_t c = 0; c < s->nconfs && !rc; c++) {
+        if (!s->confs[c].nruns || !rpt_conf_ok(s, c, f->where, f->nwhere)) continue;
+        const rpt_run *r = &s->runs[s->confs[c].runs[0]];
+        for (size_t e = 0; e < r->ne && !rc; e++)
+            if (points_entry(f, &r->e[e])) rc = points_entry_series(g, c, &r->e[e], nds, q1, q2, &dropped);
+    }
+    if (!rc && dropped)
+        dm_warn("figure '%s': columns of a third quantity left out (a figure shows %s and %s); name them in metrics= of another figure",
+                f->name, q1, q2);
+    if (!rc) {
+        snprintf(g->xlabel, sizeof g->xlabel, "%s",
+                 !strcmp(f->x, "row") ? (strstr(f->data, "stream") || strstr(f->data, "window") ? "window" : "row") : rpt_label(g->o, f->x + 7));
+        points_axis_label(g, 1, q1[0] ? q1 : NULL, g->ylabel, sizeof g->ylabel);
+        points_axis_label(g, 2, q2[0] ? q2 : NULL, g->y2label, sizeof g->y2label);
+        if (e0) points_what(g, e0, leaves, nl, groups, ng);
+    }
+    dm_strv_free(leaves, nl);
+    dm_strv_free(groups, ng);
+    return rc;
 }
 
 /* The series of the figure and its axis labels, by kind and x. */
@@ -709,45 +612,92 @@ static int build_plot(figure *g)
     const rpt_fig_spec *f = g->f;
     if (g->bars) return build_bars(g);
     if (!strncmp(f->x, "key:", 4)) {
-        int rc = build_key_curve(g->s, g->o, f, f->x + 4, g->models, g->nmodels, &g->p);
+        int rc = build_key_curve(g, f->x + 4);
         snprintf(g->xlabel, sizeof g->xlabel, "%s", rpt_label_key(g->o, g->s, f->x + 4));
         metric_ylabel(g, g->ms);
         return rc;
     }
     if (!strcmp(f->x, "suffix")) {
-        int rc = build_suffix_curve(g->s, g->o, f, g->models, g->nmodels, &g->p);
+        int rc = build_suffix_curve(g);
         suffix_xlabel(g);
         metric_ylabel(g, g->ms);
         return rc;
     }
-    if (g->points) {
-        if (!f->data || !f->data[0])
-            return DM_ERR(DM_ECONFIG, "figure '%s': x=%s needs data=GROUP (a group of points datasets)", f->name, f->x);
-        int rc = build_points_curve(g->s, g->o, f, &g->p);
-        snprintf(g->xlabel, sizeof g->xlabel, "%s",
-                 !strcmp(f->x, "row") ? (strstr(f->data, "stream") || strstr(f->data, "window") ? "window" : "row") : rpt_label(g->o, f->x + 7));
-        points_ylabel(g);
-        return rc;
-    }
+    if (g->points) return build_points(g);
     DM_ERR(DM_ECONFIG, "figure '%s': unknown x '%s'", f->name, f->x);
     DM_HINT("x=key:GROUP.KEY, x=suffix, x=column:NAME or x=row");
     return DM_ECONFIG;
 }
 
-/* The caption: the spec's title, else what is plotted against what. */
+/* A curve whose every point sits at one x (one prompt length, one epoch) says nothing as a line:
+ * its series become bars at that x, one per series, when they share the left axis. */
+static int single_x_as_bars(figure *g)
+{
+    rpt_plot *p = &g->p, b = {0};
+    double x0 = NAN;
+    size_t npts = 0;
+    for (size_t i = 0; i < p->n; i++)
+        for (size_t j = 0; j < p->s[i].n; j++) {
+            if (p->s[i].axis != 1 || (!isnan(x0) && p->s[i].x[j] != x0)) return DM_OK;
+            x0 = p->s[i].x[j];
+            npts++;
+        }
+    if (g->bars || p->ncats || npts < 2 || npts != p->n) return DM_OK;
+    rpt_series *se = rpt_plot_series(&b, g->ylabel);
+    int rc = se ? DM_OK : DM_ENOMEM;
+    for (size_t i = 0; i < p->n && !rc; i++) {
+        double x;
+        rc = rpt_plot_category(&b, p->s[i].label, &x);
+        if (!rc) rc = rpt_plot_point(se, x, p->s[i].y[0], p->s[i].sd[0]);
+    }
+    if (rc) {
+        rpt_plot_free(&b);
+        return rc;
+    }
+    b.any_sd = p->any_sd;
+    rpt_plot_free(p);
+    *p = b;
+    g->single = 1;
+    g->x0 = x0;
+    return DM_OK;
+}
+
+/* "(full ranking, 400 users)" of users entries: the protocol and the users behind each mean */
+static void users_words(const figure *g, dm_buf *cap)
+{
+    dm_buf_printf(cap, " (%s", rpt_label(g->o, g->f->protocol));
+    if (g->uhi && g->ulo == g->uhi) dm_buf_printf(cap, ", %lld users", (long long)g->uhi);
+    else if (g->uhi) dm_buf_printf(cap, ", %lld to %lld users", (long long)g->ulo, (long long)g->uhi);
+    dm_buf_adds(cap, ")");
+}
+
+/* The caption: the spec's title, else what is plotted against what, on which users. */
 static void fig_caption(const figure *g, dm_buf *cap)
 {
     const rpt_opts *o = g->o;
     const rpt_fig_spec *f = g->f;
-    if (f->title && f->title[0]) dm_buf_adds(cap, f->title);
-    else if (g->points) dm_buf_printf(cap, "%s against %s (%s).", g->ylabel, g->xlabel, f->data);
-    else if (g->bars) {
-        for (size_t k = 0; k < f->nmetrics; k++) dm_buf_printf(cap, "%s%s", k ? ", " : "", rpt_label(o, f->metrics[k]));
-        dm_buf_printf(cap, " on the %s split (%s)", rpt_label(o, f->split), rpt_label(o, f->protocol));
+    if (f->title && f->title[0]) {
+        dm_buf_adds(cap, f->title);
+        return;
+    }
+    if (g->points) {
+        size_t at = cap->len;
+        dm_buf_printf(cap, "%s%s%s%s", g->ylabel, g->y2label[0] ? " (left axis) and " : "", g->y2label, g->y2label[0] ? " (right axis)" : "");
+        if (g->single) dm_buf_printf(cap, " at %s = %g", g->xlabel, g->x0);
+        else dm_buf_printf(cap, " against %s", g->xlabel);
+        dm_buf_printf(cap, ": %s.", g->what.data ? g->what.data : f->data);
+        if (cap->data[at] >= 'a' && cap->data[at] <= 'z') cap->data[at] += 'A' - 'a';
+        return;
+    }
+    if (g->bars) {
+        and_list(o, f->metrics, f->nmetrics, cap);
+        dm_buf_printf(cap, " of each model on the %s split", rpt_label(o, f->split));
     } else
-        dm_buf_printf(cap, "%s on the %s split (%s) against %s", rpt_label(o, g->ms), rpt_label(o, f->split), rpt_label(o, f->protocol),
-                      g->xlabel);
-    if (!g->points && !(f->title && f->title[0])) dm_buf_adds(cap, g->p.any_sd ? "; mean and standard deviation over seeds." : ".");
+        dm_buf_printf(cap, "%s on the %s split", rpt_label(o, g->ms), rpt_label(o, f->split));
+    users_words(g, cap);
+    if (!g->bars) dm_buf_printf(cap, " against %s", g->xlabel);
+    if (g->left_out.len) dm_buf_printf(cap, "; %s, the same in every configuration, left out", g->left_out.data);
+    dm_buf_adds(cap, g->p.any_sd ? "; mean and standard deviation over seeds." : ".");
 }
 
 /* Rank 0: the data and script, gnuplot, the Markdown image and the LaTeX figure. */
@@ -755,9 +705,13 @@ static int publish(const figure *g, int logx, size_t npts, dm_buf *md, dm_buf *t
 {
     const rpt_opts *o = g->o;
     const rpt_fig_spec *f = g->f;
-    int rc = write_plot(o, f, &g->p, g->bars, f->metrics, f->nmetrics, g->xlabel, g->ylabel, logx);
+    char x0[600];
+    snprintf(x0, sizeof x0, "%s = %g", g->xlabel, g->x0);
+    rpt_gp_style st = {.name = f->name, .bars = g->bars || g->single, .xlabel = g->single ? x0 : g->xlabel, .ylabel = g->ylabel,
+                       .y2label = g->y2label, .title = f->title, .logx = logx, .logy = f->logy > 0};
+    int rc = rpt_gp_write(o, &st, &g->p);
     int missing = 0;
-    if (!rc) rc = run_gnuplot(o, f->name, &missing);
+    if (!rc) rc = rpt_gp_run(o, f->name, &missing);
     if (!rc && missing) {
         static int warned;
         if (!warned) dm_warn("'%s' not found: figure scripts written but not run; install gnuplot (Debian: gnuplot-nox) and run "
@@ -775,6 +729,15 @@ static int publish(const figure *g, int logx, size_t npts, dm_buf *md, dm_buf *t
     dm_buf_free(&cap);
     dm_log("  figure %-28s %zu series, %zu points", f->name, g->p.n, npts);
     return rc;
+}
+
+static void figure_free(figure *g)
+{
+    rpt_plot_free(&g->p);
+    dm_strv_free(g->models, g->nmodels);
+    for (int a = 0; a < 3; a++) dm_strv_free(g->axcols[a], g->naxcols[a]);
+    dm_buf_free(&g->left_out);
+    dm_buf_free(&g->what);
 }
 
 int rpt_fig(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_fig_spec *f, dm_buf *md, dm_buf *tex, int *made)
@@ -797,6 +760,7 @@ int rpt_fig(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_fig_spe
     if (!rc) rc = build_plot(&g);
     if (f->xlabel && f->xlabel[0]) snprintf(g.xlabel, sizeof g.xlabel, "%s", f->xlabel);
     if (f->ylabel && f->ylabel[0]) snprintf(g.ylabel, sizeof g.ylabel, "%s", f->ylabel);
+    if (f->y2label && f->y2label[0]) snprintf(g.y2label, sizeof g.y2label, "%s", f->y2label);
     /* anything to draw? */
     size_t npts = 0;
     double xmin = INFINITY, xmax = -INFINITY;
@@ -807,12 +771,12 @@ int rpt_fig(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_fig_spe
             xmin = g.p.s[i].x[j] < xmin ? g.p.s[i].x[j] : xmin;
             xmax = g.p.s[i].x[j] > xmax ? g.p.s[i].x[j] : xmax;
         }
-    int logx = !g.bars && !g.p.ncats && (f->logx > 0 || (f->logx < 0 && xmin > 0 && xmax / xmin >= 50));
+    if (!rc) rc = single_x_as_bars(&g);
+    int logx = !g.bars && !g.single && !g.p.ncats && (f->logx > 0 || (f->logx < 0 && xmin > 0 && xmax / xmin >= 50));
     rc = par_agree(ctx, rc);
     if (!rc && npts && ctx->rank == 0) rc = publish(&g, logx, npts, md, tex);
     if (!rc) *made = npts > 0;
-    plot_free(&g.p);
-    dm_strv_free(g.models, g.nmodels);
+    figure_free(&g);
     return par_agree(ctx, rc);
 }
 
@@ -826,9 +790,11 @@ void rpt_fig_spec_free(rpt_fig_spec *f)
     free(f->data);
     free(f->xlabel);
     free(f->ylabel);
+    free(f->y2label);
     free(f->title);
     dm_strv_free(f->models, f->nmodels);
     dm_strv_free(f->metrics, f->nmetrics);
     dm_strv_free(f->where, f->nwhere);
+    dm_strv_free(f->y2, f->ny2);
     memset(f, 0, sizeof *f);
 }

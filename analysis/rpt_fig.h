@@ -7,9 +7,9 @@
 
 /* What a figure shows (from a report.figures spec or the defaults, rpt_spec.h); owns its strings. */
 typedef struct {
-    char *name, *kind, *split, *protocol, *x, *data, *xlabel, *ylabel, *title;
-    char **models, **metrics, **where;
-    size_t nmodels, nmetrics, nwhere;
+    char *name, *kind, *split, *protocol, *x, *data, *xlabel, *ylabel, *y2label, *title;
+    char **models, **metrics, **where, **y2; /* y2: columns (globs) of a points figure on the right axis */
+    size_t nmodels, nmetrics, nwhere, ny2;
     int logx, logy; /* -1 = automatic */
 } rpt_fig_spec;
 

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 /* generated labels, kept until rpt_label_free() */
 static char **g_lab_names, **g_lab_vals;
@@ -96,6 +97,16 @@ const char *rpt_label_key(const rpt_opts *o, const rpt_set *s, const char *key)
 int rpt_label_tex(dm_buf *b, const rpt_opts *o, const char *name, const char *label)
 {
     if (is_user_label(o, name)) return dm_buf_adds(b, label);
+    /* a variant of a model with a report.labels entry: that entry verbatim, the variant escaped */
+    const char *at = strchr(name, '@');
+    char base[256];
+    snprintf(base, sizeof base, "%.*s", at ? (int)(at - name) : 0, name);
+    const char *bl = at ? user_label(o, base) : NULL;
+    size_t l = bl ? strlen(bl) : 0;
+    if (bl && !strncmp(label, bl, l)) {
+        DM_CALL(dm_buf_adds(b, bl));
+        return rpt_label_tex_escape(b, label + l);
+    }
     return rpt_label_tex_escape(b, label);
 }
 
@@ -108,14 +119,32 @@ int rpt_label_tex_escape(dm_buf *b, const char *s)
             DM_CALL(dm_buf_addc(b, '\\'));
             DM_CALL(dm_buf_addc(b, *s));
             break;
-        case '~': DM_CALL(dm_buf_adds(b, "\\textasciitilde{}")); break;
-        case '^': DM_CALL(dm_buf_adds(b, "\\textasciicircum{}")); break;
+        /* accents on nothing, in every encoding: \textasciitilde and \textasciicircum need TS1, whose
+         * fonts are bitmaps (Type 3) without cm-super */
+        case '~': DM_CALL(dm_buf_adds(b, "\\~{}")); break;
+        case '^': DM_CALL(dm_buf_adds(b, "\\^{}")); break;
         case '<': DM_CALL(dm_buf_adds(b, "\\textless{}")); break;
         case '>': DM_CALL(dm_buf_adds(b, "\\textgreater{}")); break;
         default: DM_CALL(dm_buf_addc(b, *s));
         }
     }
     return DM_OK;
+}
+
+static int has_word(const char *s, const char *w) { return strcasestr(s, w) != NULL; }
+
+const char *rpt_quantity(const char *col, int with_loss)
+{
+    size_t l = strlen(col);
+    if (has_word(col, "/s")) return "throughput";
+    if (has_word(col, "second") || has_word(col, "latency") || !strcasecmp(col, "time") || (l > 4 && !strcmp(col + l - 4, " (s)")) ||
+        (l > 2 && !strcmp(col + l - 2, "_s")))
+        return "time";
+    if (strchr(col, '@') || has_word(col, "mrr") || has_word(col, "ndcg") || has_word(col, "metric") || has_word(col, "recall"))
+        return "metric";
+    if (!strcasecmp(col, "lr") || has_word(col, "learning rate")) return "learning rate";
+    if (has_word(col, "loss") || with_loss) return "loss";
+    return col;
 }
 
 void rpt_label_free(void)

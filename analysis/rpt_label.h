@@ -21,6 +21,11 @@ const char *rpt_label_key(const rpt_opts *o, const rpt_set *s, const char *key);
 int rpt_label_tex(dm_buf *b, const rpt_opts *o, const char *name, const char *label);
 /* Appends s with \ _ % & # $ { } ~ ^ < > escaped for LaTeX text. */
 int rpt_label_tex_escape(dm_buf *b, const char *s);
+/* The quantity a column of points measures, for sharing axes: "time" (seconds, latency),
+ * "throughput" (x/s), "metric" (Hit@K, NDCG@K, MRR, a validation metric), "learning rate", "loss",
+ * else the column itself; with_loss: the dataset has a loss column, and its other columns that are
+ * none of these are loss terms ("listwise", "faithfulness"). */
+const char *rpt_quantity(const char *col, int with_loss);
 void rpt_label_free(void);
 
 #endif

@@ -3,6 +3,8 @@
  * rpt_spec.h. */
 #include "rpt_spec.h"
 
+#include "rpt_label.h"
+
 #include "../src/core/err.h"
 #include "../src/core/log.h"
 #include "../src/core/str.h"
@@ -83,6 +85,8 @@ static int parse_spec(const char *spec, const char *where, rpt_table_spec *tab, 
         else if (fig && !strcmp(key, "data")) rc = set_str(&fig->data, v);
         else if (fig && !strcmp(key, "xlabel")) rc = set_str(&fig->xlabel, v);
         else if (fig && !strcmp(key, "ylabel")) rc = set_str(&fig->ylabel, v);
+        else if (fig && !strcmp(key, "y2label")) rc = set_str(&fig->y2label, v);
+        else if (fig && !strcmp(key, "y2")) rc = split_list(v, &fig->y2, &fig->ny2);
         else if (fig && !strcmp(key, "title")) rc = set_str(&fig->title, v);
         else if (fig && !strcmp(key, "logx")) rc = parse_bool(v, &fig->logx, where);
         else if (fig && !strcmp(key, "logy")) rc = parse_bool(v, &fig->logy, where);
@@ -90,7 +94,8 @@ static int parse_spec(const char *spec, const char *where, rpt_table_spec *tab, 
         if (!known) {
             rc = DM_ERR(DM_ECONFIG, "%s: unknown key '%s'", where, key);
             DM_HINT(tab ? "table keys: name, split, protocols, models, metrics, baseline, caption, where"
-                        : "figure keys: name, kind, split, protocol, models, metrics, x, data, xlabel, ylabel, title, logx, logy, where");
+                        : "figure keys: name, kind, split, protocol, models, metrics, x, data, xlabel, ylabel, y2, y2label, title, logx, logy, "
+                          "where");
         }
     }
     dm_strv_free(parts, np);
@@ -184,7 +189,6 @@ typedef struct {
     size_t nbase;
     char **fams;            /* (nfams) the variant families, in model order */
     size_t nfams;
-    const char *baseline;   /* report.baseline; "static" from the prequential split on (see split_setup) */
 } defaults;
 
 /* One split's share of the defaults. */
@@ -193,7 +197,6 @@ typedef struct {
     char **prots, **metrics, **matched; /* protocols with entries, default metrics, base models present */
     size_t nprot, nmet, nmatched;
     const char *p0;                     /* the protocol of the figures: "full" if present, else the first */
-    int base_ok;                        /* the baseline is among the matched models */
 } dsplit;
 
 static void dsplit_free(dsplit *x)
@@ -203,7 +206,7 @@ static void dsplit_free(dsplit *x)
     dm_strv_free(x->metrics, x->nmet);
 }
 
-/* The protocols, metrics and models of a split, and whether the baseline is among them. */
+/* The protocols, metrics and models of a split. */
 static int split_setup(defaults *d, dsplit *x)
 {
     const rpt_set *s = d->s;
@@ -219,17 +222,6 @@ static int split_setup(defaults *d, dsplit *x)
     if (!rc) rc = default_metrics(s, c, x->split, &x->metrics, &x->nmet);
     x->p0 = x->nprot ? (dm_strv_find(x->prots, x->nprot, "full") >= 0 ? "full" : x->prots[0]) : NULL;
     if (!rc) rc = rpt_match_models(s, d->base_models, d->nbase, &x->matched, &x->nmatched);
-    char bmodel[256];
-    snprintf(bmodel, sizeof bmodel, "%.*s", (int)strcspn(d->baseline, "["), d->baseline);
-    x->base_ok = d->baseline[0] && dm_strv_find(x->matched, x->nmatched, bmodel) >= 0;
-    /* the streaming variants are compared with the static aligner unless report.baseline
-     * names one of them */
-    if (!rc && !strcmp(x->split, "prequential") && !x->base_ok && dm_strv_find(x->matched, x->nmatched, "static") >= 0) {
-        d->baseline = "static";
-        x->base_ok = 1;
-    }
-    if (!rc && d->baseline[0] && !x->base_ok && x->nmatched)
-        dm_warn("report.baseline '%s' is not among the models of the %s tables; comparing with %s", d->baseline, x->split, x->matched[0]);
     return rc;
 }
 
@@ -248,7 +240,6 @@ static int split_tables(defaults *d, const dsplit *x)
         if (!rc) rc = dm_strv_push(&t->protocols, &t->nprotocols, x->prots[p]);
         for (size_t m = 0; m < x->nmatched && !rc; m++) rc = dm_strv_push(&t->models, &t->nmodels, x->matched[m]);
         for (size_t k = 0; k < x->nmet && !rc; k++) rc = dm_strv_push(&t->metrics, &t->nmetrics, x->metrics[k]);
-        if (!rc) rc = set_str(&t->baseline, x->base_ok ? d->baseline : x->matched[0]);
     }
     return rc;
 }
@@ -350,27 +341,63 @@ static int split_defaults(defaults *d, const char *split)
     return rc;
 }
 
-/* Groups of points datasets with their own columns: a curve each, x = the first column. */
+/* A curve of the points datasets of group g, x = column x, y = cols (n; every other column when 0). */
+static int add_points_fig(defaults *d, const char *name, const char *g, const char *x, char *const *cols, size_t n)
+{
+    rpt_fig_spec *f = add_fig(d->sp);
+    char xs[300];
+    snprintf(xs, sizeof xs, "column:%s", x);
+    int rc = f ? set_str(&f->name, name) : DM_ENOMEM;
+    if (!rc) safe_name(f->name);
+    if (!rc) rc = set_str(&f->kind, "curve");
+    if (!rc) rc = set_str(&f->x, xs);
+    if (!rc) rc = set_str(&f->data, g);
+    for (size_t i = 0; i < n && !rc; i++) rc = dm_strv_push(&f->metrics, &f->nmetrics, cols[i]);
+    return rc;
+}
+
+/* Groups of points datasets with their own columns: a curve each, x = the first column, named by the
+ * group (and the dataset when it is the group's only one: prompt_latency). A figure holds two
+ * quantities at most (a loss and seconds, on two axes: rpt_quantity); a group of more makes one
+ * figure per quantity. */
 static int points_figs(defaults *d)
 {
     const rpt_set *s = d->s;
     int rc = DM_OK;
     for (size_t g = 0; g < s->ngroups && !rc && d->want_figs; g++) {
         const rpt_entry *e0 = NULL;
-        for (size_t r = 0; r < s->nruns && !e0; r++)
-            for (size_t e = 0; e < s->runs[r].ne && !e0; e++)
-                if (s->runs[r].e[e].kind == RPT_POINTS && !s->runs[r].e[e].root_cols && !strcmp(s->runs[r].e[e].group, s->groups[g]))
-                    e0 = &s->runs[r].e[e];
+        size_t nds = 0;
+        for (size_t r = 0; r < s->nruns; r++)
+            for (size_t e = 0; e < s->runs[r].ne; e++) {
+                const rpt_entry *en = &s->runs[r].e[e];
+                if (en->kind != RPT_POINTS || en->root_cols || strcmp(en->group, s->groups[g])) continue;
+                nds += !e0 || strcmp(e0->leaf, en->leaf);
+                if (!e0) e0 = en;
+            }
         if (!e0 || e0->cols < 2) continue;
-        rpt_fig_spec *f = add_fig(d->sp);
-        char name[300], x[300];
-        snprintf(name, sizeof name, "%s", s->groups[g][0] ? s->groups[g] : "points");
-        safe_name(name);
-        snprintf(x, sizeof x, "column:%s", e0->colnames[0]);
-        rc = f ? set_str(&f->name, name) : DM_ENOMEM;
-        if (!rc) rc = set_str(&f->kind, "curve");
-        if (!rc) rc = set_str(&f->x, x);
-        if (!rc) rc = set_str(&f->data, s->groups[g]);
+        char name[300];
+        const char *gname = s->groups[g][0] ? s->groups[g] : "points";
+        if (nds == 1) snprintf(name, sizeof name, "%s_%s", gname, e0->leaf);
+        else snprintf(name, sizeof name, "%s", gname);
+        char **qs = NULL;
+        size_t nq = 0;
+        int loss = 0;
+        for (size_t j = 1; j < e0->cols; j++) loss |= strstr(e0->colnames[j], "loss") != NULL;
+        for (size_t j = 1; j < e0->cols && !rc; j++) {
+            const char *q = rpt_quantity(e0->colnames[j], loss);
+            if (dm_strv_find(qs, nq, q) < 0) rc = dm_strv_push(&qs, &nq, q);
+        }
+        if (!rc && nq <= 2) rc = add_points_fig(d, name, s->groups[g], e0->colnames[0], NULL, 0);
+        for (size_t q = 0; q < nq && nq > 2 && !rc; q++) {
+            char **cols = NULL, qn[400];
+            size_t nc = 0;
+            for (size_t j = 1; j < e0->cols && !rc; j++)
+                if (!strcmp(rpt_quantity(e0->colnames[j], loss), qs[q])) rc = dm_strv_push(&cols, &nc, e0->colnames[j]);
+            snprintf(qn, sizeof qn, "%s_%s", name, qs[q]);
+            if (!rc) rc = add_points_fig(d, qn, s->groups[g], e0->colnames[0], cols, nc);
+            dm_strv_free(cols, nc);
+        }
+        dm_strv_free(qs, nq);
     }
     return rc;
 }
@@ -420,7 +447,7 @@ static int row_figs(defaults *d)
  * datasets and per dataset of metrics per row. */
 static int default_specs(const rpt_set *s, const dm_cfg *c, rpt_specs *sp, int want_tables, int want_figs)
 {
-    defaults d = {.s = s, .c = c, .sp = sp, .want_tables = want_tables, .want_figs = want_figs, .baseline = dm_cfg_str(c, "report.baseline")};
+    defaults d = {.s = s, .c = c, .sp = sp, .want_tables = want_tables, .want_figs = want_figs};
     int rc = default_models(s, c, &d.base_models, &d.nbase);
     for (size_t m = 0; m < s->nmodels && !rc; m++) {
         char fam[128];
@@ -465,7 +492,6 @@ static int complete_table(const rpt_set *s, const dm_cfg *c, rpt_table_spec *t, 
         }
     if (!t->nmodels) DM_CALL(default_models(s, c, &t->models, &t->nmodels));
     if (!t->nmetrics) DM_CALL(cfg_list(c, "report.metrics", &t->metrics, &t->nmetrics));
-    if (!t->baseline && dm_cfg_str(c, "report.baseline")[0]) DM_CALL(set_str(&t->baseline, dm_cfg_str(c, "report.baseline")));
     return DM_OK;
 }
 

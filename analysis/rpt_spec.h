@@ -5,14 +5,16 @@
  *   table:  name, split, protocols, models (globs, in order), metrics, baseline, caption,
  *           where (config filters "group.key=value,...")
  *   figure: name, kind (bars|curve), split, protocol, models, metrics, x (key:GROUP.KEY | suffix |
- *           column:NAME | row), data (group of points datasets), xlabel, ylabel, title, logx, logy,
- *           where
- * A spec's missing fields come from report.splits, report.models, report.metrics and
- * report.baseline. Without table specs (figure specs) the report makes, for every split of
+ *           column:NAME | row), data (group of points datasets), xlabel, ylabel, y2 (columns of a
+ *           points figure on the right axis), y2label, title, logx, logy, where
+ * A spec's missing fields come from report.splits, report.models and report.metrics; a table
+ * without baseline= compares with the baseline of report.baselines / report.baseline
+ * (rpt_table.c). Without table specs (figure specs) the report makes, for every split of
  * report.splits: one table per protocol over the models without '@' (report.models), one table
  * per variant family ("sasrec@drop_*": the part after '@' up to the first '_' or digit); and
  * figures: a bar chart of the models (one configuration) or a curve per varied key (a sweep), a
- * curve (numeric suffixes) or bars per variant family, and a curve per group of points datasets.
+ * curve (numeric suffixes) or bars per variant family, and a curve per dataset group of points
+ * (one figure per quantity pair: a loss and seconds share one figure on two axes, rpt_quantity).
  * New model or variant names therefore need no new code or config.
  */
 #ifndef DM_RPT_SPEC_H

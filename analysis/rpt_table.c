@@ -21,6 +21,7 @@
 #include "../src/core/err.h"
 #include "../src/core/fs.h"
 #include "../src/core/log.h"
+#include "../src/core/str.h"
 #include "../src/core/strv.h"
 
 #include <math.h>
@@ -45,10 +46,12 @@ typedef struct {
     int mark;          /* +1 significantly better, -1 worse */
     int rank;          /* 1 best, 2 second */
     char shown[64];    /* the displayed mean */
+    int warn;          /* W_* bits: why the mark-deciding test cannot mean much */
+    char why[160];     /* the same in words */
 } tcell;
 
 /* one comparison as doubles, so ranks can exchange them */
-enum { C_N, C_MA, C_MB, C_DIFF, C_P, C_STAT, C_D, C_RB, C_LO, C_HI, C_FLAGS, C_NREC };
+enum { C_N, C_MA, C_MB, C_DIFF, C_P, C_STAT, C_D, C_RB, C_LO, C_HI, C_FLAGS, C_NZ, C_NREC };
 
 typedef struct {
     size_t row, prot;
@@ -61,7 +64,16 @@ typedef struct {
 #define NR_ACROSS(nr) (nr)
 #define NR_POOLED(nr) ((nr) + 1)
 
-static void rec_set(double *r, const stats_comparison *c)
+/* The pairs whose difference is not zero: what a rank test has left to rank. */
+static double nonzero_pairs(const double *a, const double *b, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += a[i] != b[i];
+    return (double)k;
+}
+
+/* The record of comparison c of the pairs (a, b). */
+static void rec_set(double *r, const stats_comparison *c, const double *a, const double *b)
 {
     r[C_N] = (double)c->n;
     r[C_MA] = c->mean_a;
@@ -74,6 +86,7 @@ static void rec_set(double *r, const stats_comparison *c)
     r[C_LO] = c->ci.lo;
     r[C_HI] = c->ci.hi;
     r[C_FLAGS] = c->test.flags;
+    r[C_NZ] = nonzero_pairs(a, b, c->n);
 }
 
 static void rec_nan(double *r)
@@ -106,11 +119,12 @@ static int across_test(const rpt_opts *o, const double *ms, const double *mb, si
         rec[C_STAT] = r.stat;
         rec[C_D] = r.effect;
         rec[C_FLAGS] = r.flags;
+        rec[C_NZ] = nonzero_pairs(ms, mb, n);
         return DM_OK;
     }
     stats_comparison c;
     DM_CALL(stats_compare(ms, mb, n, &o->so, &c));
-    rec_set(rec, &c);
+    rec_set(rec, &c, ms, mb);
     return DM_OK;
 }
 
@@ -129,6 +143,44 @@ static const char *test_name(const rpt_opts *o, int scope_kind)
 {
     if (scope_kind == 1 && o->across == 0) return "ttest";
     return stats_test_name(o->so.test);
+}
+
+/* Why a test cannot mean much: W_SEEDS a test over fewer than 5 seeds, W_USERS a test across fewer
+ * than 10 users, W_TIES every difference zero or constant, or too few non-zero ones to rank (fewer
+ * than 10 across users; any tied seed over seeds). */
+enum { W_SEEDS = 1, W_USERS = 2, W_TIES = 4 };
+
+/* The W_* bits of the test in rec (kind: 0 across users, 1 over seeds, 2 pooled users); its reasons
+ * in words into why ("" without). */
+static int test_weakness(const rpt_opts *o, const double *rec, int kind, char *why, size_t cap)
+{
+    why[0] = '\0';
+    if (isnan(rec[C_P])) return 0;
+    double n = rec[C_N], nz = rec[C_NZ];
+    int fl = isnan(rec[C_FLAGS]) ? 0 : (int)rec[C_FLAGS], w = 0;
+    size_t l = 0;
+    if (kind == 1 && n < 5) {
+        w |= W_SEEDS;
+        if (o->across == 0 || o->so.test == STATS_TEST_TTEST)
+            l += (size_t)snprintf(why + l, cap - l, "%.0f seeds (a t-test with %.0f degree%s of freedom)", n, n - 1, n - 1 == 1 ? "" : "s");
+        else l += (size_t)snprintf(why + l, cap - l, "%.0f seeds", n);
+    }
+    if (kind != 1 && n < 10) {
+        w |= W_USERS;
+        l += (size_t)snprintf(why + l, cap - l, "%sonly %.0f users", l ? "; " : "", n);
+    }
+    if (l >= cap) l = cap - 1;
+    if (nz == 0 || (fl & STATS_F_NO_DIFF)) {
+        w |= W_TIES;
+        snprintf(why + l, cap - l, "%severy difference is zero", l ? "; " : "");
+    } else if (fl & STATS_F_ZERO_VAR) {
+        w |= W_TIES;
+        snprintf(why + l, cap - l, "%severy difference is the same", l ? "; " : "");
+    } else if (kind == 1 ? nz < n : nz < 10) {
+        w |= W_TIES;
+        snprintf(why + l, cap - l, "%sties: %.0f of %.0f differences non-zero", l ? "; " : "", nz, n);
+    }
+    return w;
 }
 
 static int csv_field(dm_buf *b, const char *s)
@@ -163,6 +215,8 @@ typedef struct {
     size_t nmodels;
     char baseline[256];   /* the baseline model */
     char bdesc[512];      /* " (<configuration label>)" when the baseline is fixed to one configuration */
+    char bfull[256];      /* the baseline as chosen, with its configuration: "sasrec[sasrec.hidden=32]" */
+    char bwhy[512];       /* why this baseline when no spec or report.baseline chose it ("" otherwise) */
     size_t bfixed;        /* that configuration, or SIZE_MAX: each row's own */
     trow *rows;           /* (nrows) */
     size_t nrows;
@@ -175,6 +229,8 @@ typedef struct {
     size_t kmin, kmax;    /* fewest and most seeds of a cell */
     size_t ntests;        /* mark-deciding tests */
     int kinds_used[3];    /* their kinds: across users, over seeds, pooled */
+    size_t nweak[3];      /* those of them with each W_* bit (seeds, users, ties) */
+    double wseeds_min, wseeds_max; /* the seeds of the tests with too few */
     double *pv;           /* (nunits, nm) the mark-deciding p of each cell, Holm-adjusted */
 } table;
 
@@ -236,14 +292,65 @@ static int check_metrics(const table *tb)
     return rc;
 }
 
+/* Model m has a row in the table (results in one of its protocols). */
+static int has_rows(const table *tb, const char *m)
+{
+    for (size_t r = 0; r < tb->nrows; r++)
+        if (!strcmp(tb->rows[r].model, m)) return 1;
+    return 0;
+}
+
+/* The baseline's text ("model" or "model[group.key=value,...]"), per table: the spec's baseline=
+ * (which must have results here), else the first report.baselines rule "TABLE_GLOB=MODEL" whose
+ * glob matches the table's name and whose model has results here, else report.baseline when it has
+ * results here (a warning when not), else the first model with results. */
+static int choose_baseline(table *tb)
+{
+    const rpt_table_spec *t = tb->t;
+    const dm_cfg *c = tb->o->cfg;
+    char m[256];
+    if (t->baseline && t->baseline[0]) {
+        snprintf(tb->baseline, sizeof tb->baseline, "%s", t->baseline);
+        snprintf(m, sizeof m, "%.*s", (int)strcspn(t->baseline, "["), t->baseline);
+        if (has_rows(tb, m) || dm_strv_find(tb->models, tb->nmodels, m) < 0) return DM_OK; /* (not a model: resolve_baseline says so) */
+        DM_ERR(DM_ECONFIG, "table '%s': the baseline '%s' has no results in this table (split %s, protocol %s)", t->name, m, t->split,
+               t->protocols[0]);
+        DM_HINT("set baseline= to a model with results there, e.g. '%s'", tb->rows[0].model);
+        return DM_ECONFIG;
+    }
+    for (size_t i = 0; i < dm_cfg_len(c, "report.baselines"); i++) {
+        const char *rule = dm_cfg_str_at(c, "report.baselines", i), *eq = strchr(rule, '=');
+        char glob[256];
+        snprintf(glob, sizeof glob, "%.*s", (int)(eq - rule), rule);
+        snprintf(m, sizeof m, "%.*s", (int)strcspn(eq + 1, "["), eq + 1);
+        if (dm_str_match(glob, t->name) && has_rows(tb, m)) {
+            snprintf(tb->baseline, sizeof tb->baseline, "%s", eq + 1);
+            snprintf(tb->bwhy, sizeof tb->bwhy, "report.baselines rule '%s'", rule);
+            return DM_OK;
+        }
+    }
+    const char *rb = dm_cfg_str(c, "report.baseline");
+    snprintf(m, sizeof m, "%.*s", (int)strcspn(rb, "["), rb);
+    if (rb[0] && has_rows(tb, m)) {
+        snprintf(tb->baseline, sizeof tb->baseline, "%s", rb);
+        return DM_OK;
+    }
+    snprintf(tb->baseline, sizeof tb->baseline, "%s", tb->rows[0].model);
+    snprintf(tb->bwhy, sizeof tb->bwhy, "the first model with results in this table");
+    if (rb[0])
+        dm_warn("table '%s': report.baseline '%s' has no results in it; comparing with %s, %s (report.baselines sets a baseline "
+                "per table)", t->name, m, tb->baseline, tb->bwhy);
+    return DM_OK;
+}
+
 /* The baseline: a model, optionally in one configuration: "sasrec[sasrec.hidden=32]". */
 static int resolve_baseline(table *tb)
 {
     const rpt_set *s = tb->s;
     const rpt_table_spec *t = tb->t;
-    int rc = DM_OK;
-    snprintf(tb->baseline, sizeof tb->baseline, "%s", t->baseline && t->baseline[0] ? t->baseline : tb->models[0]);
-    char *br = strchr(tb->baseline, '[');
+    int rc = choose_baseline(tb);
+    snprintf(tb->bfull, sizeof tb->bfull, "%s", tb->baseline);
+    char *br = rc ? NULL : strchr(tb->baseline, '[');
     if (br) {
         size_t l = strlen(br);
         char **flt = NULL;
@@ -478,7 +585,7 @@ static int seed_tests(par_ctx *ctx, const table *tb, tunit *u, size_t i, double 
         if (n == 0) continue;
         stats_comparison c;
         rc = stats_compare(a, b, n, &o->so, &c);
-        if (!rc) rec_set(u->rec + k * stride + i * C_NREC, &c);
+        if (!rc) rec_set(u->rec + k * stride + i * C_NREC, &c, a, b);
         if (!rc && o->across == 2 && nr > 1) rc = pool_users(&pa[k], &pb[k], &pn[k], a, b, n);
     }
     free(xs);
@@ -503,7 +610,7 @@ static int run_unit(par_ctx *ctx, const table *tb, tunit *u)
         if (!pn[k]) continue;
         stats_comparison c;
         rc = stats_compare(pa[k], pb[k], pn[k], &o->so, &c);
-        if (!rc) rec_set(u->rec + k * stride + NR_POOLED(nr) * C_NREC, &c);
+        if (!rc) rec_set(u->rec + k * stride + NR_POOLED(nr) * C_NREC, &c, pa[k], pb[k]);
     }
     for (size_t k = 0; pa && pb && k < nm; k++) {
         free(pa[k]);
@@ -577,10 +684,18 @@ static int cell_test(table *tb, size_t i, size_t k)
             if (!isnan(u->rec[k * stride + j * C_NREC + C_P])) scope = (int)j;
     double p = u->rec[k * stride + (size_t)scope * C_NREC + C_P];
     if (!isnan(p)) {
+        int kind = n >= 2 ? (o->across == 2 ? 2 : 1) : 0;
+        const double *rec = u->rec + k * stride + (size_t)scope * C_NREC;
         cl->scope = scope;
         cl->p = p;
-        tb->kinds_used[n >= 2 ? (o->across == 2 ? 2 : 1) : 0] = 1;
+        tb->kinds_used[kind] = 1;
         tb->ntests++;
+        cl->warn = test_weakness(o, rec, kind, cl->why, sizeof cl->why);
+        for (int b = 0; b < 3; b++) tb->nweak[b] += (cl->warn >> b) & 1;
+        if (cl->warn & W_SEEDS) {
+            tb->wseeds_min = rec[C_N] < tb->wseeds_min ? rec[C_N] : tb->wseeds_min;
+            tb->wseeds_max = rec[C_N] > tb->wseeds_max ? rec[C_N] : tb->wseeds_max;
+        }
     }
     tb->pv[i * tb->nm + k] = p;
     return rc;
@@ -687,6 +802,44 @@ static void write_caption(const table *tb, dm_buf *cap)
     }
 }
 
+/* Distinct models among the rows. */
+static size_t row_models(const table *tb)
+{
+    size_t n = 0;
+    for (size_t r = 0; r < tb->nrows; r++) {
+        size_t q = 0;
+        while (q < r && strcmp(tb->rows[q].model, tb->rows[r].model)) q++;
+        n += q == r;
+    }
+    return n;
+}
+
+/* Plain words on the mark-deciding tests that cannot mean much (nothing when none): how many rest on
+ * too few seeds, too few users, or ties. */
+static void caution_text(const table *tb, dm_buf *b)
+{
+    size_t nw = 0;
+    for (size_t r = 0; r < tb->nrows; r++)
+        for (size_t p = 0; p < tb->np; p++)
+            for (size_t k = 0; k < tb->nm; k++) nw += cell_at(tb, r, p, k)->warn != 0;
+    if (!nw) return;
+    dm_buf_printf(b, "Caution: %zu of the %zu tests cannot mean much (", nw, tb->ntests);
+    const char *sep = "";
+    if (tb->nweak[0]) {
+        double lo = tb->wseeds_min, hi = tb->wseeds_max;
+        if (lo == hi) dm_buf_printf(b, "%zu rest on %.0f seeds", tb->nweak[0], lo);
+        else dm_buf_printf(b, "%zu rest on %.0f to %.0f seeds", tb->nweak[0], lo, hi);
+        if (tb->o->across == 0) dm_buf_printf(b, ", a t-test with %.0f degree%s of freedom", lo - 1, lo - 1 == 1 ? "" : "s");
+        sep = "; ";
+    }
+    if (tb->nweak[1]) {
+        dm_buf_printf(b, "%s%zu on fewer than 10 users", sep, tb->nweak[1]);
+        sep = "; ";
+    }
+    if (tb->nweak[2]) dm_buf_printf(b, "%s%zu on ties: fewer than 10 non-zero differences, or none", sep, tb->nweak[2]);
+    dm_buf_printf(b, "); see %s_tests.csv, column warning.", tb->t->name);
+}
+
 /* The legend under the table: the same words in LaTeX (leg) and Markdown (legmd). */
 static void write_legend(const table *tb, int show_std, dm_buf *leg, dm_buf *legmd)
 {
@@ -707,7 +860,14 @@ static void write_legend(const table *tb, int show_std, dm_buf *leg, dm_buf *leg
         dm_buf_adds(leg, " Metrics in \\%.");
         dm_buf_adds(legmd, " Metrics in %.");
     }
-    if (!tb->ntests) return;
+    if (!tb->ntests) {
+        if (row_models(tb) < 2) return;
+        dm_buf_printf(leg, " No significance tests: no model shares scored users with ");
+        rpt_label_tex(leg, o, tb->baseline, bl);
+        dm_buf_adds(leg, " in this table.");
+        dm_buf_printf(legmd, " No significance tests: no model shares scored users with %s in this table.", bl);
+        return;
+    }
     dm_buf tests = {0};
     for (int kd = 0; kd < 3; kd++)
         if (tb->kinds_used[kd]) dm_buf_printf(&tests, "%s%s", tests.len ? "; " : "", test_desc(o, kd));
@@ -725,6 +885,13 @@ static void write_legend(const table *tb, int show_std, dm_buf *leg, dm_buf *leg
     dm_buf_printf(legmd, " † / ‡: significantly better / worse than %s%s (%s, %s, %sp < %s over the %zu comparisons of this table).",
                   bl, bdesc[0] ? bdesc : " of the same configuration", tests.data, side, o->holm ? "Holm-adjusted " : "", alpha,
                   tb->ntests);
+    dm_buf_reset(&tests);
+    caution_text(tb, &tests);
+    if (tests.len) {
+        dm_buf_adds(leg, " ");
+        rpt_label_tex_escape(leg, tests.data);
+        dm_buf_printf(legmd, " %s", tests.data);
+    }
     dm_buf_free(&tests);
 }
 
@@ -875,8 +1042,8 @@ static int cell_test_kind(const table *tb, size_t r, size_t p, const tcell *cl)
     return u && cl->scope >= (int)u->nruns ? (cl->scope == (int)NR_POOLED(u->nruns) ? 2 : 1) : 0;
 }
 
-/* The baseline as the spec names it (with its configuration), else the model. */
-static const char *baseline_name(const table *tb) { return tb->t->baseline && tb->t->baseline[0] ? tb->t->baseline : tb->baseline; }
+/* The baseline as chosen for the table, with its configuration when fixed to one. */
+static const char *baseline_name(const table *tb) { return tb->bfull; }
 
 /* CSV: one line per cell. */
 static void write_csv(const table *tb, dm_buf *csv)
@@ -890,7 +1057,7 @@ static void write_csv(const table *tb, dm_buf *csv)
         dm_buf_adds(csv, ",");
         csv_field(csv, s->varied[v]);
     }
-    dm_buf_adds(csv, ",split,protocol,metric,mean,std,seeds,users,baseline,test,p,p_adj,mark,best\n");
+    dm_buf_adds(csv, ",split,protocol,metric,mean,std,seeds,users,baseline,test,p,p_adj,mark,best,warning\n");
     for (size_t r = 0; r < tb->nrows; r++)
         for (size_t p = 0; p < tb->np; p++)
             for (size_t k = 0; k < tb->nm; k++) {
@@ -921,7 +1088,9 @@ static void write_csv(const table *tb, dm_buf *csv)
                 csv_num(csv, cl->p);
                 dm_buf_adds(csv, ",");
                 csv_num(csv, cl->padj);
-                dm_buf_printf(csv, ",%s,%d\n", cl->mark > 0 ? "better" : cl->mark < 0 ? "worse" : "", cl->rank);
+                dm_buf_printf(csv, ",%s,%d,", cl->mark > 0 ? "better" : cl->mark < 0 ? "worse" : "", cl->rank);
+                csv_field(csv, cl->why);
+                dm_buf_adds(csv, "\n");
             }
 }
 
@@ -951,14 +1120,18 @@ static void tests_csv_line(const table *tb, const tunit *u, size_t k, size_t sl,
     }
     dm_buf_adds(tcsv, ",");
     csv_num(tcsv, (int)sl == cl->scope ? cl->padj : u->padj[k * (u->nruns + 2) + sl]);
-    dm_buf_printf(tcsv, ",%d\n", (int)sl == cl->scope);
+    char why[160];
+    test_weakness(tb->o, rec, kd, why, sizeof why);
+    dm_buf_printf(tcsv, ",%d,%.0f,", (int)sl == cl->scope, rec[C_NZ]);
+    csv_field(tcsv, why);
+    dm_buf_adds(tcsv, "\n");
 }
 
 /* Every test: per seed across users, across seeds, pooled. */
 static void write_tests_csv(const table *tb, dm_buf *tcsv)
 {
     dm_buf_adds(tcsv, "table,model,config,split,protocol,metric,baseline,scope,seed,test,n,mean_system,mean_baseline,"
-                      "diff,ci_lo,ci_hi,effect,rank_biserial,p,p_holm,marks\n");
+                      "diff,ci_lo,ci_hi,effect,rank_biserial,p,p_holm,marks,nonzero,warning\n");
     for (size_t i = 0; i < tb->nunits; i++) {
         const tunit *u = &tb->units[i];
         for (size_t k = 0; k < tb->nm; k++)
@@ -1014,22 +1187,35 @@ static int write_table(const table *tb, dm_buf *md)
 
 /* ---- the table --------------------------------------------------------------------------- */
 
+/* The log's word on a table whose marks cannot be trusted, or that has none. */
+static void warn_weak(const table *tb)
+{
+    dm_log_v(2, "  table %s: baseline %s%s%s%s", tb->t->name, tb->baseline, tb->bwhy[0] ? " (" : "", tb->bwhy, tb->bwhy[0] ? ")" : "");
+    if (!tb->ntests && row_models(tb) > 1)
+        dm_warn("table '%s': no significance tests: no model shares scored users with its baseline %s", tb->t->name, tb->baseline);
+    dm_buf b = {0};
+    caution_text(tb, &b);
+    if (b.len) dm_warn("table '%s': %s", tb->t->name, b.data);
+    dm_buf_free(&b);
+}
+
 int rpt_table(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_table_spec *t, dm_buf *md)
 {
-    table tb = {.s = s, .o = o, .t = t, .bfixed = SIZE_MAX, .np = t->nprotocols, .nm = t->nmetrics, .kmin = SIZE_MAX};
+    table tb = {.s = s, .o = o, .t = t, .bfixed = SIZE_MAX, .np = t->nprotocols, .nm = t->nmetrics, .kmin = SIZE_MAX,
+                .wseeds_min = INFINITY, .wseeds_max = 0};
     DM_CALL(rpt_match_models(s, t->models, t->nmodels, &tb.models, &tb.nmodels));
     if (!tb.nmodels) {
         dm_warn("table '%s': no model matches; skipped", t->name);
         return DM_OK;
     }
     int rc = check_metrics(&tb);
-    if (!rc) rc = resolve_baseline(&tb);
     if (!rc) rc = build_rows(&tb);
     if (!rc && !tb.nrows) {
         dm_warn("table '%s': no results for split '%s'; skipped", t->name, t->split);
         table_free(&tb);
         return DM_OK;
     }
+    if (!rc) rc = resolve_baseline(&tb);
     if (!rc) rc = fill_cells(&tb);
     if (!rc) rc = plan_units(&tb);
     /* user-level tests, shared out across ranks, then gathered */
@@ -1041,6 +1227,7 @@ int rpt_table(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_table
     if (!rc) rc = decide_marks(&tb);
     if (!rc) rc = holm_families(&tb);
     if (!rc) rank_cells(&tb);
+    if (!rc) warn_weak(&tb);
     if (!rc && ctx->rank == 0) rc = write_table(&tb, md);
     table_free(&tb);
     return par_agree(ctx, rc);

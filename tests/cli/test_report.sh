@@ -5,7 +5,12 @@
 #    the marks, best / second best, and the same numbers and marks in Markdown and LaTeX
 #  - a baseline in another configuration of a sweep (model[group.key=value])
 #  - 2 ranks give the same tables as 1
-#  - figures: gnuplot scripts and data kept, PNG and PDF files real; report.tex compiles with pdflatex
+#  - figures: gnuplot scripts and data kept, PNG and PDF files real; axes named by quantity and unit, a
+#    second quantity on a labelled right axis, one x value as bars, distinct captions, fitted y ranges,
+#    flat models left out of sweep curves; report.tex compiles with pdflatex, Type 1 / TrueType fonts
+#    only (pdffonts)
+#  - baselines per table (report.baselines) in every table, every test in *_tests.csv, warnings where a
+#    test cannot mean much (few seeds, few users, ties)
 #  - errors name the problem (unknown metric, spec key, missing input)
 set -u
 PY=/usr/bin/python3; ref=tests/reference/check_report.py; B=$DM_BUILD/dynmm
@@ -38,6 +43,25 @@ grep -q 'title "static aligner"' "$W/r1/stream_mean.gp" && grep -q 'set xlabel "
 if command -v gnuplot > /dev/null; then
   rm "$W/r1/latency.png"; (cd "$W/r1" && gnuplot latency.gp) && [ -s "$W/r1/latency.png" ] || fail "the kept script does not rerun"
 fi
+# figures a venue accepts: axes named by quantity and unit, one quantity per axis (losses left,
+# seconds on a labelled right axis), one x value drawn as bars, distinct captions naming the data
+G=$W/r1/train_llm_curve.gp
+grep -q 'set ylabel "loss"' "$G" && grep -q 'set y2label "seconds per epoch"' "$G" && grep -q 'axes x1y2 .*title "time (right axis)"' "$G" ||
+  { cat "$G"; fail "the training curve: losses and seconds are not on two labelled axes"; }
+[ "$(grep -c 'axes x1y2' "$G")" = 1 ] || fail "the training curve: only the seconds belong on the right axis"
+G=$W/r1/one_latency.gp
+grep -q 'set style data histograms' "$G" && grep -q 'set xlabel "prompt tokens L = 10"' "$G" && grep -q 'set ylabel "seconds per batch"' "$G" ||
+  { cat "$G"; fail "latency at one prompt length: not bars of seconds per batch at L = 10"; }
+[ "$(grep -v '^#' "$W/r1/one_latency.dat" | cut -f1 | tr '\n' '|')" = "llm median|llm p95|llm_explain median|" ] ||
+  { cat "$W/r1/one_latency.dat"; fail "latency bars: the categories are not the columns without their shared unit"; }
+grep -q 'batches of 16 users x 20 candidates' "$W/r1/index.md" || fail "the latency caption does not say what a batch is"
+grep -h '^set [xy]2*label' "$W"/r1/*.gp | grep -q '"value"\|"score"\|""$' && fail "an axis labelled value, score or nothing"
+caps=$(grep -c '^\*Figure' "$W/r1/index.md"); [ "$caps" -ge 6 ] || fail "expected 6 figures, $caps captions"
+[ "$(grep '^\*Figure' "$W/r1/index.md" | sed 's/^\*Figure [^ ]* //' | sort -u | wc -l)" = "$caps" ] || fail "two figures with the same caption"
+for f in "$W"/r1/*.gp; do
+  grep -q 'set style data histograms' "$f" && continue
+  grep -q '^set yrange \[' "$f" || fail "$(basename "$f"): a curve without a y range fitted to its data"
+done
 
 # 2. a report config: a two-protocol table, labels, a filter, figures of every kind
 cat > "$W/paper.cfg" <<'EOF'
@@ -77,6 +101,22 @@ EOF
     [ "$(head -c 4 "$W/r2/$doc.pdf")" = "%PDF" ] || fail "no $doc.pdf"
   done
   grep -q 'Overfull' "$W/r2/paper.pdflatex.log" && echo "note: overfull boxes in paper.tex"
+  # Type 1 (or embedded TrueType) fonts only: ACM's and IEEE's checks reject Type 3
+  if command -v pdffonts > /dev/null; then
+    for f in "$W/r2/report.pdf" "$W/r2/paper.pdf" "$W"/r2/*.pdf; do
+      pdffonts "$f" > "$W/fonts.txt" 2>&1 || { cat "$W/fonts.txt"; fail "pdffonts $f"; }
+      [ "$(tail -n +3 "$W/fonts.txt" | grep -c .)" -gt 0 ] || fail "$f: no font"
+      tail -n +3 "$W/fonts.txt" | grep -q 'Type 3' && { cat "$W/fonts.txt"; fail "$f embeds Type 3 fonts"; }
+      tail -n +3 "$W/fonts.txt" | awk '$0 !~ / yes +(yes|no) +(yes|no) +[0-9]+ +[0-9]+ *$/ {bad = 1} END {exit bad}' ||
+        { cat "$W/fonts.txt"; fail "$f: a font is not embedded"; }
+    done
+    if kpsewhich lmodern.sty > /dev/null 2>&1; then
+      pdffonts "$W/r2/report.pdf" | grep -q 'LMRoman10-Regular *Type 1' || fail "report.pdf: not in Latin Modern (T1) though lmodern is installed"
+    fi
+    echo "ok: report.pdf, paper.pdf and every figure embed Type 1 / TrueType fonts only (pdffonts)"
+  else
+    echo "note: pdffonts absent (Debian: poppler-utils); fonts not checked"
+  fi
   echo "ok: the tables and figures compile with pdflatex (booktabs)"
 else
   echo "note: pdflatex or booktabs absent (Debian: texlive-latex-base texlive-latex-recommended); LaTeX not compiled"
@@ -90,6 +130,12 @@ grep -q 'sasrec.hidden' "$W/r3.log" || fail "the varied key is not reported"
 grep -q '^| Pop | – |' "$W/r3/test_full.md" || fail "popularity (the same in every configuration) is not shown once"
 [ "$(grep -c '^| SASRec |' "$W/r3/test_full.md")" = 2 ] || fail "expected one SASRec row per hidden size"
 grep -q 'set xtics (32, 64)' "$W/r3/test_full_hidden.gp" || fail "the sweep curve"
+# the sweep curve leaves out Pop (flat: it would stretch the y range over SASRec's effect) and says so
+grep -q 'title "Pop"' "$W/r3/test_full_hidden.gp" && fail "the sweep curve draws Pop, which no configuration changes"
+grep -q 'Pop, the same in every configuration, left out' "$W/r3/index.md" || fail "the sweep caption does not name what it left out"
+# 3 seeds: a t-test with 2 degrees of freedom, said in the table's CSV, legend and the log
+grep -q 'Caution: 6 of the 6 tests cannot mean much (6 rest on 3 seeds, a t-test with 2 degrees of freedom)' "$W/r3/test_full.md" &&
+  grep -q "warning: table 'test_full': Caution" "$W/r3.log" || fail "the sweep table does not warn that 3 seeds make weak tests"
 
 # 4. two ranks: the same tables
 $DM_MPIRUN -n 2 $B report "$W/data/sweep" --set report.out="$W/r4" --set 'report.baseline=sasrec[sasrec.hidden=32]' "${quick[@]}" \
@@ -128,7 +174,11 @@ p.attrs["format"] = np.bytes_("dynmm-prompt"); p.attrs["format_version"] = 2; p.
 r.copy("columns", p)
 x = r["test/uni99/sasrec"][...]; rng = np.random.default_rng(7)
 keep = rng.random(x.shape[0]) < 0.5
-for m, y in (("sasrec", x.copy()), ("llm", np.clip(x + rng.normal(0, 0.05, x.shape), 0, 1))):
+al = np.clip(x + rng.normal(0, 0.05, x.shape), 0, 1)
+tied = al.copy(); tied[np.flatnonzero(keep)[:5]] = x[np.flatnonzero(keep)[:5]]  # 5 users differ from align: ties
+few = np.clip(x + rng.normal(0, 0.1, x.shape), 0, 1); few[np.flatnonzero(keep)[8:]] = np.nan  # 8 users only
+for m, y in (("sasrec", x.copy()), ("align", al), ("llm", np.clip(x + rng.normal(0, 0.05, x.shape), 0, 1)), ("llm_tied", tied),
+             ("llm_few", few)):
     y[~keep] = np.nan; p["test/uni99/" + m] = y
 o = r["columns/offsets"][...]; c = r["columns/chars"][...].tobytes().decode()
 j = [c[o[i]:o[i + 1]] for i in range(len(o) - 1)].index("hit@10")
@@ -149,6 +199,25 @@ for r in rows:
         got[r["model"]] = float(r["mean"])
 sys.exit(0 if got and all(abs(got[m] - want[m]) < 1e-4 for m in got) and len(got) == 2 else 1)
 PYEOF
+# significance in the LLM table: against the aligner (report.baselines "*-llm=align"), every test in
+# test_uni99-llm_tests.csv, SciPy's p-values, and the warnings where a test cannot mean much (llm_tied: 5
+# users differ from it; llm_few: at most 8 users) in the CSV, the legend and the log
+$PY $ref check "$W/data/withllm" "$W/r7" test_uni99-llm || fail "test_uni99-llm: tests"
+[ "$(grep -c ',align,users,' "$W/r7/test_uni99-llm_tests.csv")" = 12 ] || fail "test_uni99-llm_tests.csv: expected 4 models x 3 metrics against align"
+grep -q "llm_few,.*only [0-9] users" "$W/r7/test_uni99-llm_tests.csv" && grep -q "llm_tied,.*ties: [0-5] of" "$W/r7/test_uni99-llm_tests.csv" ||
+  fail "test_uni99-llm_tests.csv: no warning on the tests of 8 users or of 5 differing users"
+grep -q "warning: table 'test_uni99-llm': Caution: " "$W/r7.log" || fail "the log does not warn about the weak tests"
+# report.baselines: a rule per table; a rule whose model is absent falls through; a bad rule is refused
+$B report "$W/data/withllm" --set report.out="$W/r8" --set report.gnuplot= --set 'report.baselines=*-llm=nothere,*-llm=llm' \
+  "${quick[@]}" > "$W/r8.log" 2>&1 || { cat "$W/r8.log"; fail "report with report.baselines"; }
+grep -q "than llm of the same configuration" "$W/r8/test_uni99-llm.md" && grep -q "than Pop of" "$W/r8/test_full.md" ||
+  fail "report.baselines: the LLM table is not compared with llm, or another table is"
+expect_err "rule 'llm' is not TABLE=MODEL" "$W/data/withllm" --set report.out="$W/e" --set 'report.baselines=llm'
+# report.baseline absent from a table: the table's first model, with a warning
+$B report "$W/data/withllm" --set report.out="$W/r9" --set report.gnuplot= --set report.baseline=ease --set 'report.baselines=[]' \
+  "${quick[@]}" > "$W/r9.log" 2>&1 || { cat "$W/r9.log"; fail "report with report.baseline absent from a table"; }
+grep -q "report.baseline 'ease' has no results in it; comparing with sasrec" "$W/r9.log" && grep -q "than SASRec of" "$W/r9/test_uni99-llm.md" ||
+  { cat "$W/r9.log"; fail "report.baseline absent from the LLM table: no fallback to its first model, or no warning"; }
 grep -q "test_uni99-llm" "$W/r1.log" && fail "a run without prompt.h5 has LLM tables"
 # without report.out, a run directory's report goes beside its results, never into the cwd
 rm -rf "$W/data/single/report"

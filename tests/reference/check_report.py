@@ -88,6 +88,15 @@ def write_results(path, cfg_text, seed, models, protocols, rng_seed, qualities, 
                     d.attrs["mean"] = np.nanmean(x, axis=0)
                     d.attrs["users"] = int(np.sum(~np.isnan(x[:, 0])))
         if latency:
+            # a training curve: losses and seconds, two quantities on two axes
+            c = f.create_dataset("train/llm/curve", data=np.array([[1, 2.3, 2.1, 4.0], [2, 1.9, 1.7, 4.2], [3, 1.6, 1.5, 4.1]]))
+            c.attrs["columns"] = np.bytes_("epoch, loss, listwise, seconds")
+            # latency at one prompt length: bars, not a curve
+            o = f.create_dataset("one/latency", data=np.array([[10.0, 0.8, 0.9, 2.4]]))
+            o.attrs["columns"] = np.bytes_("prompt tokens L, llm median seconds per batch, llm p95 seconds per batch, "
+                                           "llm_explain median seconds per batch")
+            o.attrs["batch_users"] = 16
+            o.attrs["candidates"] = 20
             g = f.create_group("latency")
             strtab(g, "columns", ["prompt_len", "seconds"])
             L = np.array([10.0, 20.0, 50.0, 100.0, 200.0])
@@ -151,6 +160,8 @@ def make(dynmm, out):
 # ---- checking ------------------------------------------------------------------------------
 
 def load_runs(out):
+    """Every results.h5 under out with its 2-D datasets; a prompt.h5 beside it adds its per-user rows
+    as protocol "<protocol>-llm" (as `dynmm report` names them)."""
     runs = []
     for root, _, files in os.walk(out):
         if "results.h5" in files:
@@ -159,10 +170,34 @@ def load_runs(out):
                 cfg = f.attrs["config"]
                 cfg = cfg.decode() if isinstance(cfg, bytes) else cfg
                 m = re.search(r"sasrec: \{[^}]*?\bhidden = (\d+);", cfg)
+                seed = int(f.attrs["seed"])
                 data = {}
                 f.visititems(lambda n, o: data.__setitem__(n, o[...]) if isinstance(o, h5py.Dataset) and o.ndim == 2 else None)
-                runs.append({"path": p, "hidden": m.group(1), "seed": int(f.attrs["seed"]), "data": data})
+            if "prompt.h5" in files:
+                with h5py.File(os.path.join(root, "prompt.h5"), "r") as f:
+                    def llm(n, o):
+                        parts = n.split("/")
+                        if isinstance(o, h5py.Dataset) and o.ndim == 2 and len(parts) == 3 and parts[0] in ("test", "valid"):
+                            data["%s/%s-llm/%s" % tuple(parts)] = o[...]
+                    f.visititems(llm)
+            runs.append({"path": p, "hidden": m.group(1), "seed": seed, "data": data})
     return runs
+
+
+def expected_warning(scope, n, nz, diffs):
+    """The warning `dynmm report` writes for a test: too few seeds, users, or non-zero differences."""
+    why = []
+    if scope == "seeds" and n < 5:
+        why.append("%d seeds (a t-test with %d degree%s of freedom)" % (n, n - 1, "" if n - 1 == 1 else "s"))
+    if scope != "seeds" and n < 10:
+        why.append("only %d users" % n)
+    if nz == 0:
+        why.append("every difference is zero")
+    elif scope == "seeds" and len(set(diffs)) == 1:
+        why.append("every difference is the same")
+    elif (nz < n if scope == "seeds" else nz < 10):
+        why.append("ties: %d of %d differences non-zero" % (nz, n))
+    return "; ".join(why)
 
 
 def holm(p):
@@ -203,6 +238,7 @@ def check(out, rep, tables):
         if not rows:
             fail(table + ".csv is empty")
         used_p = []
+        nwarn = 0
         for r in rows:
             key = "test/%s/%s" % (r["protocol"], r["model"])
             h = r.get("sasrec.hidden", "*")
@@ -229,16 +265,37 @@ def check(out, rep, tables):
                     a, b = sel[0]["data"][key][:, col], bsel[0]["data"][bkey][:, col]
                     ok = ~np.isnan(a) & ~np.isnan(b)
                     expect_p = stats.wilcoxon(a[ok], b[ok], zero_method="wilcox", correction=False, method="approx").pvalue
+                    want_w = expected_warning("users", int(ok.sum()), int(np.sum(a[ok] != b[ok])), None)
                     if r["test"] != "wilcoxon/users":
                         fail("%s: test %s, expected wilcoxon/users" % (table, r["test"]))
                 else:
                     bm = np.array([np.nanmean(x["data"][bkey][:, col]) for x in bsel])
                     expect_p = stats.ttest_rel(means, bm).pvalue
+                    want_w = expected_warning("seeds", len(means), int(np.sum(means != bm)), list(means - bm))
                     if r["test"] != "ttest/seeds":
                         fail("%s: test %s, expected ttest/seeds" % (table, r["test"]))
                 if not close(r["p"], float(expect_p), 1e-6):
                     fail("%s %s %s %s: p %s, SciPy %.10g" % (table, r["model"], r.get("sasrec.hidden", ""), r["metric"], r["p"], expect_p))
+                if r["warning"] != want_w:
+                    fail("%s %s %s: warning '%s', expected '%s'" % (table, r["model"], r["metric"], r["warning"], want_w))
+                nwarn += want_w != ""
+            elif r["warning"]:
+                fail("%s %s %s: a warning '%s' without a test" % (table, r["model"], r["metric"], r["warning"]))
             used_p.append(float(r["p"]) if r["p"] != "" else np.nan)
+        # the baseline is a model of this table, and every mark-deciding test is in the tests file
+        for bl in {r["baseline"] for r in rows}:
+            if parse_baseline(bl)[0] not in {r["model"] for r in rows}:
+                fail("%s: the baseline %s has no row in the table" % (table, bl))
+        tests = list(csv.DictReader(open(os.path.join(rep, table + "_tests.csv"))))
+        for r in rows:
+            if r["p"] == "":
+                continue
+            hit = [t for t in tests if t["model"] == r["model"] and t["metric"] == r["metric"] and t["protocol"] == r["protocol"]
+                   and t["marks"] == "1" and (r["config"] in ("*", t["config"]))]
+            if len(hit) != 1 or not close(hit[0]["p"], float(r["p"])) or hit[0]["warning"] != r["warning"]:
+                fail("%s %s %s: the mark-deciding test is not in %s_tests.csv once with its p and warning" % (table, r["model"], r["metric"], table))
+        if nwarn and ("Caution: %d of the" % nwarn) not in open(os.path.join(rep, table + ".md")).read():
+            fail("%s: %d weak tests, and the legend does not say so" % (table, nwarn))
         adj = holm(used_p)
         nmarks = 0
         for r, pa in zip(rows, adj):
@@ -297,9 +354,15 @@ def check(out, rep, tables):
             if int(t["n"]) != ok.sum() or not close(t["p"], float(pw), 1e-6) or not close(t["diff"], float(np.mean(a[ok] - b[ok]))):
                 fail("%s tests: %s seed %s %s: n %s p %s diff %s; SciPy n %d p %.10g" % (table, t["model"], t["seed"], t["metric"],
                                                                                     t["n"], t["p"], t["diff"], ok.sum(), pw))
+            nz = int(np.sum(a[ok] != b[ok]))
+            want_w = expected_warning("users", int(ok.sum()), nz, None)
+            if int(t["nonzero"]) != nz or t["warning"] != want_w:
+                fail("%s tests: %s seed %s %s: nonzero %s warning '%s'; expected %d, '%s'" % (table, t["model"], t["seed"], t["metric"],
+                                                                                         t["nonzero"], t["warning"], nz, want_w))
             ncheck += 1
         print("ok: %s: %d cells, %d marks (Holm over %d tests) agree with NumPy/SciPy" % (table, len(rows), nmarks,
                                                                                       int(np.sum(~np.isnan(used_p)))))
+        print("ok: %s: %d of its tests carry a warning, as the data say" % (table, nwarn))
     print("ok: %d values checked" % ncheck)
 
 
