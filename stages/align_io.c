@@ -4,6 +4,7 @@
 #include "../src/core/err.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* the shape attributes of /align: the feature widths of the modalities, then the rest */
@@ -51,8 +52,18 @@ int align_load(par_ctx *ctx, const char *path, int batch, align_model *m, align_
     h5file f;
     DM_CALL(par_agree(ctx, h5_open(ctx, path, &f)));
     int rc = h5_check_format(&f, ALIGN_FORMAT, ALIGN_VERSION);
+    /* the settings the model was trained with (the file's resolved config), then its shape */
     align_config ac;
-    align_config_default(&ac, NULL, 0);
+    memset(&ac, 0, sizeof ac);
+    dm_cfg fc;
+    memset(&fc, 0, sizeof fc);
+    char *text = NULL;
+    if (!rc) rc = h5_get_attr_str(&f, "/", "config", &text);
+    if (!rc) rc = dm_cfg_init(&fc);
+    if (!rc) rc = dm_cfg_load_string(&fc, text, path);
+    if (!rc) rc = align_config_from(&fc, NULL, 0, &ac);
+    free(text);
+    if (fc.v) dm_cfg_free(&fc);
     int *fld[N_SHAPE];
     shape_fields(&ac, fld);
     for (int k = 0; !rc && k < N_SHAPE; k++) {
@@ -62,7 +73,6 @@ int align_load(par_ctx *ctx, const char *path, int batch, align_model *m, align_
     }
     ac.max_batch = ac.max_users = ac.max_bank = batch;
     ac.max_rank = 1;
-    if (!rc) rc = align_config_check(&ac);
     if (!rc) rc = align_init(m, &ac);
     if (!rc) rc = align_acts_init(ai, &ac);
     for (int t = 0; !rc && t < m->ntensors; t++) {

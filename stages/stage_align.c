@@ -160,51 +160,18 @@ static int align_load_inputs(align_ws *w)
     return rc;
 }
 
-/* align.modalities: the feature width of each modality the aligner uses. */
-static int align_modalities(align_ws *w)
-{
-    const dm_cfg *cfg = w->cfg;
-    for (size_t k = 0; k < dm_cfg_len(cfg, "align.modalities"); k++) {
-        const char *mn = dm_cfg_str_at(cfg, "align.modalities", k);
-        int m = -1;
-        for (int q = 0; q < AI_NMOD; q++)
-            if (!strcmp(mn, ai_names[q])) m = q;
-        if (m < 0) {
-            char wh[256];
-            return DM_ERR(DM_ECONFIG, "%s: unknown modality '%s' (cf, text, visual, audio)",
-                          dm_cfg_where(cfg, "align.modalities", wh, sizeof wh), mn);
-        }
-        w->dim_in[m] = (int)w->in.dim[m];
-    }
-    return DM_OK;
-}
-
-/* The aligner's configuration from align.*: w->ac sized for training (a rank's share of the
- * global batch of G examples, the bank of all of them), *ic for inference. */
-static void align_configs(align_ws *w, align_config *ic)
+/* The aligner's configuration from align.* (align_config_from: the modalities listed in
+ * align.modalities with the widths of their features, the user states' width): w->ac sized for
+ * training (a rank's share of the global batch of G examples, the bank of all of them), *ic for
+ * inference in batches of align.eval_batch. */
+static int align_configs(align_ws *w, align_config *ic)
 {
     const dm_cfg *cfg = w->cfg;
     align_config *ac = &w->ac;
-    align_config_default(ac, w->dim_in, (int)w->C);
-    ac->d = (int)dm_cfg_int(cfg, "align.dim");
-    ac->hidden = (int)dm_cfg_int(cfg, "align.hidden");
-    const char *act = dm_cfg_str(cfg, "align.act");
-    ac->act = !strcmp(act, "gelu") ? ALIGN_ACT_GELU : !strcmp(act, "tanh") ? ALIGN_ACT_TANH : ALIGN_ACT_RELU;
-    ac->fusion = !strcmp(dm_cfg_str(cfg, "align.fusion"), "mean") ? ALIGN_FUSE_MEAN : ALIGN_FUSE_GATE;
-    ac->rank_loss = !strcmp(dm_cfg_str(cfg, "align.rank_loss"), "bce") ? ALIGN_RANK_BCE : ALIGN_RANK_SOFTMAX;
-    ac->n_neg = (int)dm_cfg_int(cfg, "align.negatives");
-    ac->tau = (float)dm_cfg_float(cfg, "align.tau");
-    ac->w_nce = (float)dm_cfg_float(cfg, "align.w_nce");
-    ac->w_recon = (float)dm_cfg_float(cfg, "align.w_recon");
-    ac->w_match = (float)dm_cfg_float(cfg, "align.w_match");
-    ac->w_rank = (float)dm_cfg_float(cfg, "align.w_rank");
-    ac->modality_dropout = (float)dm_cfg_float(cfg, "align.modality_dropout");
-    ac->lr = (float)dm_cfg_float(cfg, "align.lr");
-    ac->beta1 = (float)dm_cfg_float(cfg, "align.beta1");
-    ac->beta2 = (float)dm_cfg_float(cfg, "align.beta2");
-    ac->eps = (float)dm_cfg_float(cfg, "align.eps");
-    ac->weight_decay = (float)dm_cfg_float(cfg, "align.weight_decay");
-    ac->chunk_floats = (size_t)(dm_cfg_float(cfg, "align.nce_chunk_mb") * 1048576.0 / 4.0);
+    int avail[ALIGN_K];
+    for (int k = 0; k < ALIGN_K; k++) avail[k] = (int)w->in.dim[k];
+    DM_CALL(align_config_from(cfg, avail, (int)w->C, ac));
+    memcpy(w->dim_in, ac->dim_in, sizeof w->dim_in);
     w->G = (int)dm_cfg_int(cfg, "align.batch");
     w->nn = ac->n_neg;
     size_t glo, ghi;
@@ -222,6 +189,7 @@ static void align_configs(align_ws *w, align_config *ic)
     ic->max_users = eb;
     ic->max_rank = 1;
     ic->max_bank = eb;
+    return DM_OK;
 }
 
 /* The model (configuration checked, weights seeded, activations), the items' presence of the
@@ -231,12 +199,8 @@ static int align_setup(align_ws *w)
     par_ctx *ctx = w->ctx;
     size_t nu = w->d.n_users, ni = w->d.n_items;
     align_config ic;
-    DM_CALL(align_modalities(w));
-    align_configs(w, &ic);
-    int rc = align_config_check(&w->ac);
-    if (!rc) rc = align_config_check(&ic);
-    DM_CALL(par_agree(ctx, rc));
-    rc = align_init(&w->m, &w->ac);
+    int rc = align_configs(w, &ic);
+    if (!rc) rc = align_init(&w->m, &w->ac);
     if (!rc) rc = align_acts_init(&w->a, &w->ac);
     if (!rc) rc = align_acts_init(&w->ai, &ic);
     rc = par_agree(ctx, rc);
@@ -620,13 +584,20 @@ static int stage_align(stage_run *sr)
 
 /* ---- the stage's contract (stage.h) ---- */
 
+/* The settings that need no file: align.modalities names known modalities. */
+static int check_align(const dm_cfg *cfg)
+{
+    align_config c;
+    return align_config_from(cfg, NULL, 0, &c);
+}
+
 const stage_def stage_align_def = {
     .name = "align",
     .output = "align.h5",
     .inputs = {"dataset.h5", "cf.h5", NULL},
     .groups = align_config_groups,
     .uses = NULL,
-    .check = NULL,
+    .check = check_align,
     .run = stage_align,
     .prepare = NULL,
     .summary = "train the multimodal base aligner (z_base, h_base) into align.h5",

@@ -251,6 +251,16 @@ typedef struct {
     int64_t tst_n[V_N][3];
 } stream_ws;
 
+/* adapter.features as a mask of ADAPTER_FEAT_* (DM_ECONFIG for an unknown or repeated feature) */
+static int stream_features(const dm_cfg *cfg, unsigned *feat)
+{
+    size_t nf = dm_cfg_len(cfg, "adapter.features");
+    const char *fn[8];
+    if (nf > 8) nf = 8; /* a ninth name repeats one of the four: refused within the first eight */
+    for (size_t k = 0; k < nf; k++) fn[k] = dm_cfg_str_at(cfg, "adapter.features", k);
+    return adapter_parse_features(fn, nf, feat);
+}
+
 static int check_stream(const dm_cfg *cfg)
 {
     char w[256];
@@ -268,7 +278,8 @@ static int check_stream(const dm_cfg *cfg)
             return DM_ECONFIG;
         }
     }
-    return DM_OK;
+    unsigned feat;
+    return stream_features(cfg, &feat);
 }
 
 /* ---- load: the dataset and the frozen models ---- */
@@ -303,40 +314,19 @@ static int stream_adapter_config(stream_ws *ws)
 {
     const dm_cfg *cfg = ws->cfg;
     unsigned feat = 0;
-    size_t nf = dm_cfg_len(cfg, "adapter.features");
-    const char *fn[8];
-    for (size_t k = 0; k < nf && k < 8; k++) fn[k] = dm_cfg_str_at(cfg, "adapter.features", k);
-    int rc = adapter_parse_features(fn, nf, &feat);
+    int rc = stream_features(cfg, &feat);
     adapter_summary_dims(feat, &ws->ds_item, &ws->ds_user);
     /* the recent-taste columns follow the summary columns of s_u */
     ws->ds_sum = ws->ds_user, ws->taste = dm_cfg_bool(cfg, "adapter.recent_taste");
     if (ws->taste) ws->ds_user += (int)ws->dd;
     adapter_config *b = &ws->base;
-    memset(b, 0, sizeof *b);
-    adapter_config_default(b);
+    adapter_config_from(cfg, b);
     b->n_items = (int)ws->ni;
     b->n_users = (int)ws->nu;
     b->d_cf = (int)ws->C;
     b->d = (int)ws->dd;
     b->ds_item = ws->ds_item;
     b->ds_user = ws->ds_user;
-    b->hidden = (int)dm_cfg_int(cfg, "adapter.hidden");
-    b->negatives = (int)dm_cfg_int(cfg, "adapter.negatives");
-    b->loss = !strcmp(dm_cfg_str(cfg, "adapter.loss"), "bce") ? ADAPTER_LOSS_BCE : ADAPTER_LOSS_SOFTMAX;
-    b->gate = dm_cfg_bool(cfg, "adapter.gate");
-    b->ema = dm_cfg_bool(cfg, "adapter.ema");
-    b->kl = dm_cfg_bool(cfg, "adapter.kl");
-    b->ewc = dm_cfg_bool(cfg, "adapter.ewc");
-    b->sigma = (float)dm_cfg_float(cfg, "adapter.sigma");
-    b->lambda_ewc = (float)dm_cfg_float(cfg, "adapter.lambda_ewc");
-    b->fisher_decay = (float)dm_cfg_float(cfg, "adapter.fisher_decay");
-    b->ema_decay = (float)dm_cfg_float(cfg, "adapter.ema_decay");
-    b->lr = (float)dm_cfg_float(cfg, "adapter.lr");
-    b->beta1 = (float)dm_cfg_float(cfg, "adapter.beta1");
-    b->beta2 = (float)dm_cfg_float(cfg, "adapter.beta2");
-    b->eps = (float)dm_cfg_float(cfg, "adapter.eps");
-    b->zero_init = dm_cfg_bool(cfg, "adapter.zero_init");
-    b->serve_rows = (int)dm_cfg_int(cfg, "adapter.serve_rows");
     b->max_batch = ADAPTER_CHUNK;
     ws->G = (int)dm_cfg_int(cfg, "adapter.batch"), ws->steps = (int)dm_cfg_int(cfg, "adapter.steps");
     ws->S = (int)dm_cfg_int(cfg, "adapter.fisher_samples");
@@ -360,8 +350,7 @@ static int stream_variants(stream_ws *ws)
         if (v == V_NO_EMA) c.ema = 0;
         if (v == V_NO_KL) c.kl = 0;
         if (v == V_NO_EWC) c.ewc = 0;
-        rc = adapter_config_check(&c);
-        if (!rc) rc = adapter_init(&va->m, &c);
+        rc = adapter_init(&va->m, &c);
         if (!rc) rc = adapter_acts_init(&va->a, &c);
         if (!rc) {
             adapter_init_weights(&va->m, ws->seed);
@@ -538,7 +527,7 @@ static int stream_retrain(stream_ws *ws, size_t w)
             sasrec_free(&ws->rm);
             ws->have_rt = 0;
         }
-        rc = cf_sasrec_fit(ws->ctx, ws->cfg, &ws->d, ws->roles, NULL, NULL, ws->rt_epochs, &ws->rm, &ws->ra);
+        rc = cf_sasrec_retrain(ws->ctx, ws->cfg, &ws->d, ws->roles, ws->rt_epochs, &ws->rm, &ws->ra);
         if (!rc) {
             ws->have_rt = 1;
             sasrec_item_table(&ws->rm, ws->e_rt);

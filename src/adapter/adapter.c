@@ -13,26 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void adapter_config_default(adapter_config *c)
-{
-    memset(c, 0, sizeof *c);
-    c->hidden = 256;
-    c->negatives = 16;
-    c->max_batch = 256;
-    c->serve_rows = 4096;
-    c->loss = ADAPTER_LOSS_SOFTMAX;
-    c->gate = c->ema = c->kl = c->ewc = 1;
-    c->sigma = 10.0f;
-    c->lambda_ewc = 10.0f;
-    c->fisher_decay = 0.0f;
-    c->ema_decay = 0.99f;
-    c->lr = 1e-3f;
-    c->beta1 = 0.9f;
-    c->beta2 = 0.999f;
-    c->eps = 1e-8f;
-    c->zero_init = 1;
-}
-
 int adapter_config_check(const adapter_config *c)
 {
 #define BAD(cond, ...)                                                                             \
@@ -48,26 +28,22 @@ int adapter_config_check(const adapter_config *c)
     BAD(c->ds_item < 0 || c->ds_user < 0, "adapter: negative summary width");
     BAD(c->d_cf + c->ds_item < 1 || c->d_cf + c->ds_user < 1,
         "adapter: empty adapter input (d_cf = 0 and no summary features)");
-    BAD(c->hidden < 1 || c->hidden > 65536, "adapter.hidden = %d is out of range 1..65536",
-        c->hidden);
-    BAD(c->negatives < 0 || c->negatives > 100000, "adapter.negatives = %d is out of range",
-        c->negatives);
+    BAD(c->hidden < 1, "adapter: hidden = %d, expected at least 1", c->hidden);
+    BAD(c->negatives < 0, "adapter: negatives = %d is negative", c->negatives);
     BAD(c->max_batch < 1, "adapter: max_batch = %d, expected at least 1", c->max_batch);
     BAD(c->serve_rows < 1, "adapter: serve_rows = %d, expected at least 1", c->serve_rows);
     BAD(c->loss != ADAPTER_LOSS_SOFTMAX && c->loss != ADAPTER_LOSS_BCE,
-        "adapter.loss = %d is unknown", c->loss);
-    BAD(!(c->sigma > 0.0f), "adapter.sigma = %g, expected a positive value", c->sigma);
-    BAD(!(c->lambda_ewc >= 0.0f), "adapter.lambda_ewc = %g is negative", c->lambda_ewc);
-    BAD(!(c->fisher_decay >= 0.0f && c->fisher_decay <= 1.0f),
-        "adapter.fisher_decay = %g is out of range [0, 1]", c->fisher_decay);
-    BAD(!(c->ema_decay >= 0.0f && c->ema_decay <= 1.0f),
-        "adapter.ema_decay = %g is out of range [0, 1]", c->ema_decay);
-    BAD(!(c->lr >= 0.0f), "adapter.lr = %g is negative", c->lr);
-    BAD(!(c->beta1 >= 0.0f && c->beta1 < 1.0f), "adapter.beta1 = %g is out of range [0, 1)",
-        c->beta1);
-    BAD(!(c->beta2 >= 0.0f && c->beta2 < 1.0f), "adapter.beta2 = %g is out of range [0, 1)",
-        c->beta2);
-    BAD(!(c->eps >= 0.0f), "adapter.eps = %g is negative", c->eps);
+        "adapter: loss = %d is unknown", c->loss);
+    BAD(!(c->sigma > 0.0f), "adapter: sigma = %g, expected a positive value", c->sigma);
+    BAD(!(c->lambda_ewc >= 0.0f), "adapter: lambda_ewc = %g is negative", c->lambda_ewc);
+    BAD(!(c->fisher_decay >= 0.0f && c->fisher_decay <= 1.0f && c->ema_decay >= 0.0f &&
+          c->ema_decay <= 1.0f),
+        "adapter: fisher_decay = %g, ema_decay = %g, expected values in [0, 1]", c->fisher_decay,
+        c->ema_decay);
+    BAD(!(c->lr >= 0.0f && c->eps >= 0.0f), "adapter: lr = %g, eps = %g, expected non-negative "
+        "values", c->lr, c->eps);
+    BAD(!(c->beta1 >= 0.0f && c->beta1 < 1.0f && c->beta2 >= 0.0f && c->beta2 < 1.0f),
+        "adapter: beta1 = %g, beta2 = %g, expected values in [0, 1)", c->beta1, c->beta2);
 #undef BAD
     return DM_OK;
 }

@@ -5,7 +5,7 @@
  * inputs differ in width and meaning):
  *   item i:  x_i = [e_cf_i ; s_i]       (Dx_i = d_cf + ds_item)
  *   user u:  x_u = [r_u ; s_u]          (Dx_u = d_cf + ds_user)
- *   g(x)  = W2 relu(W1 x + b1) + b2     W1 (H, Dx), b1 (H), W2 (d, H), b2 (d); H = hidden (256)
+ *   g(x)  = W2 relu(W1 x + b1) + b2     W1 (H, Dx), b1 (H), W2 (d, H), b2 (d); H = adapter.hidden
  *   a(x)  = sigmoid(w_a . x + c_a)      the confidence gate; a = 1 with cfg.gate = 0
  *   z_i = z_base_i + a_i g_item(x_i),  h_u = h_base_u + b_u g_user(x_u),  score(u, i) = h_u . z_i
  * e_cf_i are the CF item embeddings, r_u the user's CF state (SASRec output), z_base / h_base the
@@ -84,21 +84,24 @@
 #include "adapter_summary.h"
 #include "adapter_window.h"
 
+#include "../config/config.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
 enum { ADAPTER_LOSS_SOFTMAX = 0, ADAPTER_LOSS_BCE = 1 };
 
-/* Hyperparameters (the adapter.* keys plus the sizes of the run; the driver copies them in). */
+/* Hyperparameters: the adapter.* keys (adapter_config_from; their defaults and ranges are the key
+ * table's, src/config/keys/adapter.def) plus the sizes of the run, which the driver sets. */
 typedef struct {
     int n_items, n_users; /* table rows (ids 0..n-1) */
     int d_cf;             /* width of e_cf_i and r_u */
     int d;                /* base latent width: output of g */
     int ds_item, ds_user; /* summary widths (adapter_summary_dims) */
-    int hidden;           /* H (256) */
+    int hidden;           /* H (adapter.hidden) */
     int negatives;        /* K per example */
     int max_batch;        /* examples per call on this rank (sizes the activations) */
-    int serve_rows;       /* rows per block when computing latents of many items/users (4096) */
+    int serve_rows;       /* rows per block when computing latents of many items/users */
     int loss;             /* ADAPTER_LOSS_* */
     int gate, ema, kl, ewc; /* switches, 1 = on */
     float sigma;          /* KL scale of the items: |z - z_base|^2 / (2 sigma^2) (absolute) */
@@ -111,9 +114,14 @@ typedef struct {
     int naive;            /* 1 = naive reference kernels (tests) */
 } adapter_config;
 
-/* Defaults of the adapter.* keys; sizes (n_items, n_users, d_cf, d, ds_*) set to 0 for the caller. */
-void adapter_config_default(adapter_config *c);
-/* Range and consistency checks; DM_ECONFIG naming the key. */
+/* Fills c from the adapter.* keys of cfg (a config of defaults is dm_cfg_init's; tests and
+ * benchmarks override keys with dm_cfg_set). sigma is adapter.sigma as it stands (the stage rescales
+ * it by the base latents' RMS norm), sigma_user 0. The sizes (n_items, n_users, d_cf, d, ds_item,
+ * ds_user, max_batch) are left 0 for the caller to set, and naive 0. */
+void adapter_config_from(const dm_cfg *cfg, adapter_config *c);
+/* Checks what the model needs to be well formed (positive sizes, a non-empty input, a known loss,
+ * sigma > 0, decays in [0, 1], non-negative optimiser settings); the key table's ranges are the
+ * config loader's. DM_ECONFIG naming the field. */
 int adapter_config_check(const adapter_config *c);
 
 /* Views of one side's weights (item or user). */

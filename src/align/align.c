@@ -31,36 +31,6 @@ static const align_kernels *kern(const align_config *c)
 
 /* ---- configuration --------------------------------------------------------------------------- */
 
-void align_config_default(align_config *c, const int dim_in[ALIGN_K], int dim_user)
-{
-    memset(c, 0, sizeof *c);
-    for (int k = 0; k < ALIGN_K; k++) c->dim_in[k] = dim_in ? dim_in[k] : 0;
-    c->dim_user = dim_user;
-    c->d = 64;
-    c->hidden = 256;
-    c->act = ALIGN_ACT_RELU;
-    c->fusion = ALIGN_FUSE_GATE;
-    c->rank_loss = ALIGN_RANK_SOFTMAX;
-    c->n_neg = 4;
-    c->tau = 0.1f;
-    c->w_nce = 1.0f;
-    c->w_recon = 0.5f;
-    c->w_match = 1.0f;
-    c->w_rank = 1.0f;
-    c->modality_dropout = 0.2f;
-    c->lr = 1e-3f;
-    c->beta1 = 0.9f;
-    c->beta2 = 0.999f;
-    c->eps = 1e-8f;
-    c->weight_decay = 0.0f;
-    c->max_batch = 1024;
-    c->max_users = 256;
-    c->max_rank = 0;
-    c->max_bank = 0;
-    c->chunk_floats = (size_t)16 << 20;
-    c->naive = 0;
-}
-
 static int max_rank(const align_config *c) { return c->max_rank > 0 ? c->max_rank : c->max_users; }
 static int max_bank(const align_config *c) { return c->max_bank > 0 ? c->max_bank : c->max_batch; }
 
@@ -83,29 +53,25 @@ int align_config_check(const align_config *c)
     BAD(used == 0, "align: no modality has features (every feature width is 0)");
     BAD(c->dim_user < 0 || c->dim_user > 1000000, "align: user state width %d is out of range",
         c->dim_user);
-    BAD(c->d < 1 || c->d > 4096, "align.dim = %d is out of range 1..4096", c->d);
-    BAD(c->hidden < 1 || c->hidden > 65536, "align.hidden = %d is out of range 1..65536",
+    BAD(c->d < 1 || c->hidden < 1, "align: d = %d, hidden = %d, expected at least 1", c->d,
         c->hidden);
-    BAD(c->act < ALIGN_ACT_RELU || c->act > ALIGN_ACT_TANH, "align.act = %d is unknown", c->act);
+    BAD(c->act < ALIGN_ACT_RELU || c->act > ALIGN_ACT_TANH, "align: act = %d is unknown", c->act);
     BAD(c->fusion != ALIGN_FUSE_MEAN && c->fusion != ALIGN_FUSE_GATE,
-        "align.fusion = %d is unknown", c->fusion);
+        "align: fusion = %d is unknown", c->fusion);
     BAD(c->rank_loss != ALIGN_RANK_SOFTMAX && c->rank_loss != ALIGN_RANK_BCE,
-        "align.rank_loss = %d is unknown", c->rank_loss);
-    BAD(c->n_neg < 0 || c->n_neg > 100000, "align.negatives = %d is out of range 0..100000",
-        c->n_neg);
-    BAD(!(c->tau > 0.0f && c->tau <= 100.0f), "align.tau = %g is out of range (0, 100]", c->tau);
+        "align: rank_loss = %d is unknown", c->rank_loss);
+    BAD(c->n_neg < 0, "align: n_neg = %d is negative", c->n_neg);
+    BAD(!(c->tau > 0.0f), "align: tau = %g, expected a positive temperature", c->tau);
     BAD(!(c->w_nce >= 0 && c->w_recon >= 0 && c->w_match >= 0 && c->w_rank >= 0),
         "align: loss weights must be non-negative (nce %g, recon %g, match %g, rank %g)",
         c->w_nce, c->w_recon, c->w_match, c->w_rank);
     BAD(!(c->modality_dropout >= 0.0f && c->modality_dropout < 1.0f),
-        "align.modality_dropout = %g is out of range [0, 1)", c->modality_dropout);
-    BAD(!(c->lr >= 0.0f), "align.lr = %g is negative", c->lr);
-    BAD(!(c->beta1 >= 0.0f && c->beta1 < 1.0f), "align.beta1 = %g is out of range [0, 1)",
-        c->beta1);
-    BAD(!(c->beta2 >= 0.0f && c->beta2 < 1.0f), "align.beta2 = %g is out of range [0, 1)",
-        c->beta2);
-    BAD(!(c->eps >= 0.0f), "align.eps = %g is negative", c->eps);
-    BAD(!(c->weight_decay >= 0.0f), "align.weight_decay = %g is negative", c->weight_decay);
+        "align: modality_dropout = %g is outside [0, 1)", c->modality_dropout);
+    BAD(!(c->lr >= 0.0f && c->eps >= 0.0f && c->weight_decay >= 0.0f),
+        "align: lr = %g, eps = %g, weight_decay = %g, expected non-negative values", c->lr, c->eps,
+        c->weight_decay);
+    BAD(!(c->beta1 >= 0.0f && c->beta1 < 1.0f && c->beta2 >= 0.0f && c->beta2 < 1.0f),
+        "align: beta1 = %g, beta2 = %g, expected values in [0, 1)", c->beta1, c->beta2);
     BAD(c->max_batch < 1 || c->max_batch > 100000000, "align: max_batch = %d is out of range",
         c->max_batch);
     BAD(c->max_users < 1 || c->max_users > 100000000, "align: max_users = %d is out of range",
@@ -662,15 +628,11 @@ static float l2n(float *zh, const float *z, int d)
     return nrm;
 }
 
-int align_loss(align_model *m, align_acts *a, const align_batch *b, const align_bank *bank,
-               float *dbank, align_losses *loss)
+/* The bank must hold this rank's forward batch at rows lo .. lo + B - 1. */
+static int loss_check(const align_acts *a, const align_batch *b, const align_bank *bank)
 {
-    const align_config *c = &m->cfg;
-    const align_kernels *K = kern(c);
-    const int B = a->B, d = c->d, G = bank->G, lo = bank->lo;
-    const size_t Kd = (size_t)ALIGN_K * d;
-    const int grad = dbank != NULL;
-    memset(loss, 0, sizeof *loss);
+    const int B = a->B, G = bank->G, lo = bank->lo;
+    const size_t Kd = (size_t)ALIGN_K * a->cfg.d;
     if (G < B || G > max_bank(&a->cfg) || lo < 0 || lo > G - B) {
         DM_ERR(DM_EINPUT, "align: bank of %d rows (max_bank %d) cannot hold this rank's %d items "
                "at row %d", G, max_bank(&a->cfg), B, lo);
@@ -688,9 +650,16 @@ int align_loss(align_model *m, align_acts *a, const align_batch *b, const align_
         DM_HINT("gather a->z and a->mask of every rank in rank order after align_forward");
         return DM_EINPUT;
     }
-    /* normalisers: present ordered pairs, present (i, k), items with cf and text, examples */
+    return DM_OK;
+}
+
+/* The normalisers into loss->n_*: the batch's given ones, else counted from the bank's mask
+ * (present ordered pairs, present (i, k), items with cf and text) and this batch's examples. */
+static void loss_norms(const align_config *c, const align_batch *b, const align_bank *bank,
+                       align_losses *loss)
+{
     double n_nce = 0, n_rec = 0, n_match = 0;
-    for (int j = 0; j < G; j++) {
+    for (int j = 0; j < bank->G; j++) {
         const uint8_t *mk = bank->mask + (size_t)j * ALIGN_K;
         int cnt = 0;
         for (int k = 0; k < ALIGN_K; k++) cnt += mk[k] && c->dim_in[k];
@@ -702,14 +671,59 @@ int align_loss(align_model *m, align_acts *a, const align_batch *b, const align_
     loss->n_recon = b->norm.recon > 0 ? b->norm.recon : n_rec;
     loss->n_match = b->norm.match > 0 ? b->norm.match : n_match;
     loss->n_rank = b->norm.rank > 0 ? b->norm.rank : (double)b->R;
-    if (grad) {
-        memset(dbank, 0, (size_t)G * Kd * sizeof(float));
-        memset(a->dz, 0, (size_t)B * Kd * sizeof(float));
-        memset(a->dzb, 0, (size_t)B * d * sizeof(float));
-        memset(a->dhu, 0, (size_t)a->U * d * sizeof(float));
-    }
+}
 
-    /* InfoNCE: anchors z_i^k (local), positive and negatives from the bank's modality l */
+/* The InfoNCE candidates of modality l: the bank rows that have it (and take part in InfoNCE),
+ * normalised into a->bhat, with a->bidx / a->bmap between compact and bank rows. Returns their
+ * count. */
+static int nce_bank_rows(align_acts *a, const align_bank *bank, int l)
+{
+    const int d = a->cfg.d;
+    const size_t Kd = (size_t)ALIGN_K * d;
+    int nb = 0;
+    for (int j = 0; j < bank->G; j++) {
+        a->bmap[j] = -1;
+        if (!bank->mask[(size_t)j * ALIGN_K + l] || (bank->nce && !bank->nce[j])) continue;
+        a->bmap[j] = nb;
+        a->bidx[nb] = j;
+        a->bitem[nb] = bank->item ? bank->item[j] : j;
+        a->bnrm[nb] = l2n(a->bhat + (size_t)nb * d, bank->z + (size_t)j * Kd + (size_t)l * d, d);
+        nb++;
+    }
+    return nb;
+}
+
+/* The anchors against modality l: every other present modality k of the local items that have l,
+ * normalised, with their positive (the item's own compact bank row), item id and source. Returns
+ * their count. */
+static int nce_anchors(align_acts *a, const align_batch *b, const align_bank *bank, int l)
+{
+    const int d = a->cfg.d, lo = bank->lo;
+    int na = 0;
+    for (int i = 0; i < a->B; i++) {
+        const uint8_t *mk = a->mask + (size_t)i * ALIGN_K;
+        if (!mk[l] || (bank->nce && !bank->nce[lo + i])) continue;
+        for (int k = 0; k < ALIGN_K; k++) {
+            if (k == l || !mk[k]) continue;
+            memcpy(a->anc + (size_t)na * d, a->zhat + ((size_t)i * ALIGN_K + k) * d,
+                   (size_t)d * sizeof(float));
+            a->apos[na] = a->bmap[lo + i];
+            a->aitem[na] = b->item ? b->item[i] : lo + i;
+            a->asrc[na] = i * ALIGN_K + k;
+            na++;
+        }
+    }
+    return na;
+}
+
+/* InfoNCE: anchors z_i^k (local), positive and negatives from the bank's modality l; with grad,
+ * the gradients go to a->dz (anchors) and dbank (candidates). Returns the sum over anchors. */
+static double loss_nce(const align_config *c, align_acts *a, const align_batch *b,
+                       const align_bank *bank, float *dbank, int grad, const align_losses *loss)
+{
+    const align_kernels *K = kern(c);
+    const int B = a->B, d = c->d;
+    const size_t Kd = (size_t)ALIGN_K * d;
     double s_nce = 0.0;
     for (int i = 0; i < B; i++)
         for (int k = 0; k < ALIGN_K; k++)
@@ -719,30 +733,8 @@ int align_loss(align_model *m, align_acts *a, const align_batch *b, const align_
     const float gnce = loss->n_nce > 0 ? (float)(c->w_nce / loss->n_nce) : 0.0f;
     for (int l = 0; l < ALIGN_K && loss->n_nce > 0; l++) {
         if (!c->dim_in[l]) continue;
-        int nb = 0;
-        for (int j = 0; j < G; j++) {
-            a->bmap[j] = -1;
-            if (!bank->mask[(size_t)j * ALIGN_K + l] || (bank->nce && !bank->nce[j])) continue;
-            a->bmap[j] = nb;
-            a->bidx[nb] = j;
-            a->bitem[nb] = bank->item ? bank->item[j] : j;
-            a->bnrm[nb] = l2n(a->bhat + (size_t)nb * d, bank->z + (size_t)j * Kd + (size_t)l * d, d);
-            nb++;
-        }
-        int na = 0;
-        for (int i = 0; i < B; i++) {
-            const uint8_t *mk = a->mask + (size_t)i * ALIGN_K;
-            if (!mk[l] || (bank->nce && !bank->nce[lo + i])) continue;
-            for (int k = 0; k < ALIGN_K; k++) {
-                if (k == l || !mk[k]) continue;
-                memcpy(a->anc + (size_t)na * d, a->zhat + ((size_t)i * ALIGN_K + k) * d,
-                       (size_t)d * sizeof(float));
-                a->apos[na] = a->bmap[lo + i];
-                a->aitem[na] = b->item ? b->item[i] : lo + i;
-                a->asrc[na] = i * ALIGN_K + k;
-                na++;
-            }
-        }
+        int nb = nce_bank_rows(a, bank, l);
+        int na = nce_anchors(a, b, bank, l);
         if (!na || !nb) continue;
         const int excl = b->item && bank->item;
         const int g_on = grad && gnce != 0.0f; /* w_nce = 0: the loss is still reported */
@@ -760,9 +752,12 @@ int align_loss(align_model *m, align_acts *a, const align_batch *b, const align_
             l2n_backward(dbank + (size_t)a->bidx[q] * Kd + (size_t)l * d, a->dbhat + (size_t)q * d,
                          a->bhat + (size_t)q * d, a->bnrm[q], d);
     }
-    loss->nce = loss->n_nce > 0 ? s_nce / loss->n_nce : 0.0;
+    return s_nce;
+}
 
-    /* reconstruction: (1/N) sum (1/D_k) |xhat - x|^2 */
+/* Reconstruction: sum over present (i, k) of (1/D_k) |xhat - x|^2; with grad, a->dxhat. */
+static double loss_recon(const align_config *c, align_acts *a, int grad, const align_losses *loss)
+{
     double s_rec = 0.0;
     for (int k = 0; k < ALIGN_K; k++) {
         const int D = c->dim_in[k], n = a->n[k];
@@ -774,35 +769,45 @@ int align_loss(align_model *m, align_acts *a, const align_batch *b, const align_
             if (grad) a->dxhat[k][e] = (float)(g * diff);
         }
     }
-    loss->recon = loss->n_recon > 0 ? s_rec / loss->n_recon : 0.0;
+    return s_rec;
+}
 
-    /* matching (A-LLMRec): (1/N) sum (1/d) |z^cf - z^text|^2 */
+/* Matching (A-LLMRec): sum over items with cf and text of (1/d) |z^cf - z^text|^2; with grad,
+ * added to a->dz. */
+static double loss_match(const align_config *c, align_acts *a, int grad, const align_losses *loss)
+{
+    const int d = c->d;
+    const size_t Kd = (size_t)ALIGN_K * d;
     double s_match = 0.0;
-    if (c->dim_in[ALIGN_CF] && c->dim_in[ALIGN_TEXT] && loss->n_match > 0) {
-        const double g = 2.0 * c->w_match / ((double)d * loss->n_match);
-        for (int i = 0; i < B; i++) {
-            const uint8_t *mk = a->mask + (size_t)i * ALIGN_K;
-            if (!mk[ALIGN_CF] || !mk[ALIGN_TEXT]) continue;
-            const float *zc = a->z + (size_t)i * Kd + (size_t)ALIGN_CF * d;
-            const float *zt = a->z + (size_t)i * Kd + (size_t)ALIGN_TEXT * d;
-            float *dc = a->dz + (size_t)i * Kd + (size_t)ALIGN_CF * d;
-            float *dt = a->dz + (size_t)i * Kd + (size_t)ALIGN_TEXT * d;
-            for (int j = 0; j < d; j++) {
-                double diff = (double)zc[j] - zt[j];
-                s_match += diff * diff / d;
-                if (grad) {
-                    dc[j] += (float)(g * diff);
-                    dt[j] -= (float)(g * diff);
-                }
+    if (!c->dim_in[ALIGN_CF] || !c->dim_in[ALIGN_TEXT] || loss->n_match <= 0) return 0.0;
+    const double g = 2.0 * c->w_match / ((double)d * loss->n_match);
+    for (int i = 0; i < a->B; i++) {
+        const uint8_t *mk = a->mask + (size_t)i * ALIGN_K;
+        if (!mk[ALIGN_CF] || !mk[ALIGN_TEXT]) continue;
+        const float *zc = a->z + (size_t)i * Kd + (size_t)ALIGN_CF * d;
+        const float *zt = a->z + (size_t)i * Kd + (size_t)ALIGN_TEXT * d;
+        float *dc = a->dz + (size_t)i * Kd + (size_t)ALIGN_CF * d;
+        float *dt = a->dz + (size_t)i * Kd + (size_t)ALIGN_TEXT * d;
+        for (int j = 0; j < d; j++) {
+            double diff = (double)zc[j] - zt[j];
+            s_match += diff * diff / d;
+            if (grad) {
+                dc[j] += (float)(g * diff);
+                dt[j] -= (float)(g * diff);
             }
         }
     }
-    loss->match = loss->n_match > 0 ? s_match / loss->n_match : 0.0;
+    return s_match;
+}
 
-    /* recommendation: s = h_u . z_base over the positive and the sampled negatives */
-    double s_rank = 0.0;
-    const int nn = c->n_neg, nc = 1 + nn;
+/* Recommendation: s = h_u . z_base over each example's positive and sampled negatives, softmax or
+ * BCE; with grad, a->dhu and a->dzb. Returns the sum over examples. */
+static double loss_rank(const align_config *c, align_acts *a, const align_batch *b, int grad,
+                        const align_losses *loss)
+{
+    const int d = c->d, nn = c->n_neg, nc = 1 + nn;
     const double grank = loss->n_rank > 0 ? c->w_rank / loss->n_rank : 0.0;
+    double s_rank = 0.0;
     for (int e = 0; e < b->R; e++) {
         const int u = b->ex_user[e];
         const float *h = a->hu + (size_t)u * d;
@@ -839,6 +844,35 @@ int align_loss(align_model *m, align_acts *a, const align_batch *b, const align_
             }
         }
     }
+    return s_rank;
+}
+
+/* The four losses in named steps: the bank checked, the normalisers, the gradient buffers cleared,
+ * then InfoNCE, reconstruction, matching and the recommendation loss, each a mean over its
+ * normaliser. */
+int align_loss(align_model *m, align_acts *a, const align_batch *b, const align_bank *bank,
+               float *dbank, align_losses *loss)
+{
+    const align_config *c = &m->cfg;
+    const int B = a->B, d = c->d;
+    const size_t Kd = (size_t)ALIGN_K * d;
+    const int grad = dbank != NULL;
+    memset(loss, 0, sizeof *loss);
+    DM_CALL(loss_check(a, b, bank));
+    loss_norms(c, b, bank, loss);
+    if (grad) {
+        memset(dbank, 0, (size_t)bank->G * Kd * sizeof(float));
+        memset(a->dz, 0, (size_t)B * Kd * sizeof(float));
+        memset(a->dzb, 0, (size_t)B * d * sizeof(float));
+        memset(a->dhu, 0, (size_t)a->U * d * sizeof(float));
+    }
+    double s_nce = loss_nce(c, a, b, bank, dbank, grad, loss);
+    loss->nce = loss->n_nce > 0 ? s_nce / loss->n_nce : 0.0;
+    double s_rec = loss_recon(c, a, grad, loss);
+    loss->recon = loss->n_recon > 0 ? s_rec / loss->n_recon : 0.0;
+    double s_match = loss_match(c, a, grad, loss);
+    loss->match = loss->n_match > 0 ? s_match / loss->n_match : 0.0;
+    double s_rank = loss_rank(c, a, b, grad, loss);
     loss->rank = loss->n_rank > 0 ? s_rank / loss->n_rank : 0.0;
     loss->total = c->w_nce * loss->nce + c->w_recon * loss->recon + c->w_match * loss->match +
                   c->w_rank * loss->rank;

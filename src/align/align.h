@@ -80,6 +80,8 @@
 #ifndef DM_ALIGN_H
 #define DM_ALIGN_H
 
+#include "../config/config.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -91,31 +93,40 @@ enum { ALIGN_RANK_SOFTMAX = 0, ALIGN_RANK_BCE = 1 };
 /* "cf", "text", "visual", "audio" (the align.modalities / modal.* names). */
 const char *align_modality_name(int k);
 
-/* Hyperparameters (the align.* config keys plus data-dependent widths; the driver fills them). */
+/* Hyperparameters: the align.* config keys (align_config_from; their defaults and ranges are the
+ * key table's, src/config/keys/align.def) plus the data-dependent widths and the capacities. */
 typedef struct {
     int dim_in[ALIGN_K]; /* feature width D_k per modality; 0 = modality unused (no weights) */
     int dim_user;        /* width of r_u (sasrec.hidden); 0 = no user tower and no rank loss */
-    int d;               /* latent dimension (64) */
-    int hidden;          /* H: hidden width of every MLP and the encoders' output width (256) */
+    int d;               /* latent dimension (align.dim) */
+    int hidden;          /* H: hidden width of every MLP and the encoders' output width */
     int act;             /* ALIGN_ACT_* */
     int fusion;          /* ALIGN_FUSE_* */
     int rank_loss;       /* ALIGN_RANK_* */
     int n_neg;           /* sampled negatives per rank example */
-    float tau;           /* InfoNCE temperature (0.1) */
-    float w_nce, w_recon, w_match, w_rank; /* loss weights (1, 0.5, 1, 1) */
+    float tau;           /* InfoNCE temperature */
+    float w_nce, w_recon, w_match, w_rank; /* loss weights */
     float modality_dropout;                /* p in [0, 1) */
     float lr, beta1, beta2, eps, weight_decay; /* AdamW (decoupled decay on every tensor) */
     int max_batch;       /* items per call on this rank */
     int max_users;       /* users per call on this rank (inference batches too) */
     int max_rank;        /* rank examples per call on this rank (0 = max_users) */
     int max_bank;        /* rows of the negative bank (the global item batch; 0 = max_batch) */
-    size_t chunk_floats; /* bound on one block of InfoNCE logits (16M floats = 64 MiB) */
+    size_t chunk_floats; /* bound on one block of InfoNCE logits (align.nce_chunk_mb) */
     int naive;           /* 1 = the naive reference kernels (tests) */
 } align_config;
 
-/* Defaults for the given feature widths (dim_in may be NULL = all 0). */
-void align_config_default(align_config *c, const int dim_in[ALIGN_K], int dim_user);
-/* Checks ranges and consistency; DM_ECONFIG naming the field. */
+/* Fills c from the align.* keys of cfg (a config of defaults is dm_cfg_init's; tests and
+ * benchmarks override keys with dm_cfg_set): dim_in[k] = dim_avail[k] for the modalities
+ * align.modalities lists and 0 for the others (dim_avail NULL = all 0), dim_user as given,
+ * chunk_floats from align.nce_chunk_mb. The capacities max_batch, max_users, max_rank and max_bank
+ * are left 0 for the caller to set, and naive 0. DM_ECONFIG naming align.modalities for an unknown
+ * modality. */
+int align_config_from(const dm_cfg *cfg, const int dim_avail[ALIGN_K], int dim_user, align_config *c);
+/* Checks what the model needs to be well formed (some modality used, positive sizes and
+ * capacities, a bank holding the batch, known act / fusion / rank loss, tau > 0, dropout in [0, 1),
+ * non-negative weights and optimiser settings); the key table's ranges are the config loader's.
+ * DM_ECONFIG naming the field. */
 int align_config_check(const align_config *c);
 
 /* Named views into one slab; NULL for tensors that do not exist (unused modality, no user tower,

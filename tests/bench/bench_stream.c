@@ -18,9 +18,9 @@
  * evaluation's load); breakeven_passes = refresh / (2% of one base pass), the serving load per
  * window (in passes over its users) above which the refresh costs less than 2%.
  * Tables and adapter weights are random (zero_init off, so the residual is really computed); the
- * shapes default to the stage's on the synthetic default: d_cf 50 (sasrec.hidden), d 64 (align.dim),
- * hidden 256 (adapter.hidden), summaries 4 per item and 7 + d per user (all adapter.features and
- * the recent-taste columns).
+ * shapes default to the stage's on the synthetic default, from the key table: d_cf = sasrec.hidden,
+ * d = align.dim, hidden = adapter.hidden, summaries 4 per item and 7 + d per user (all
+ * adapter.features and the recent-taste columns).
  */
 #include "../../src/adapter/adapter.h"
 #include "../../src/core/err.h"
@@ -69,26 +69,32 @@ int main(int argc, char **argv)
         return 2;
     }
     int ni = atoi(argv[1]), nu = atoi(argv[2]), bs = atoi(argv[3]), th = atoi(argv[4]), reps = atoi(argv[5]);
-    int dcf = argc > 6 ? atoi(argv[6]) : 50, d = argc > 7 ? atoi(argv[7]) : 64, H = argc > 8 ? atoi(argv[8]) : 256;
-    int dsi = argc > 9 ? atoi(argv[9]) : 4, dsu = argc > 10 ? atoi(argv[10]) : 7 + d;
     if (reps < 1 || reps > 1000 || bs < 1) return 2;
     openblas_set_num_threads(th);
     omp_set_num_threads(th);
 
+    /* the key table's defaults (dm_cfg_init): adapter.*, and the widths of the synthetic default
+     * (sasrec.hidden, align.dim) unless given */
     adapter_config c;
-    adapter_config_default(&c);
+    dm_cfg cfg;
+    if (dm_cfg_init(&cfg)) die();
+    adapter_config_from(&cfg, &c);
+    int dcf = argc > 6 ? atoi(argv[6]) : (int)dm_cfg_int(&cfg, "sasrec.hidden");
+    int d = argc > 7 ? atoi(argv[7]) : (int)dm_cfg_int(&cfg, "align.dim");
+    dm_cfg_free(&cfg);
+    if (argc > 8) c.hidden = atoi(argv[8]);
+    int dsi = argc > 9 ? atoi(argv[9]) : 4, dsu = argc > 10 ? atoi(argv[10]) : 7 + d;
     c.n_items = ni;
     c.n_users = nu;
     c.d_cf = dcf;
     c.d = d;
     c.ds_item = dsi;
     c.ds_user = dsu;
-    c.hidden = H;
     c.max_batch = 1;
     c.zero_init = 0;
     adapter m;
     adapter_acts a;
-    if (adapter_config_check(&c) || adapter_init(&m, &c) || adapter_acts_init(&a, &c)) die();
+    if (adapter_init(&m, &c) || adapter_acts_init(&a, &c)) die();
     adapter_init_weights(&m, 11);
 
     dm_rng g;

@@ -3,8 +3,8 @@
  * a brute-force loop, shard sums, ablation switches, EMA, the reservoir buffer and batch plans,
  * window summaries (naive twin, a hand-worked window, NumPy), the base latents' RMS norm, balancing
  * and recent taste (naive twins, a hand-worked user), the fixed-point chunk sums (bitwise over
- * simulated rank counts, against float sums), and parity with PyTorch
- * (tests/reference/gen_adapter.py, through DM_REF_DIR).
+ * simulated rank counts, against float sums), parity with PyTorch (tests/reference/gen_adapter.py,
+ * through DM_REF_DIR), and the settings from the key table (adapter_config_from).
  */
 #include "../../src/adapter/adapter.h"
 #include "../../src/adapter/adapter_chunks.h"
@@ -34,21 +34,30 @@ typedef struct {
     adapter_tables t;
 } world;
 
+/* An adapter_config from the key table's defaults (dm_cfg_init) with the given assignments
+ * ("adapter.hidden=12", ...; NULL-terminated); the sizes are left to the caller. */
+static void config_from(adapter_config *c, const char *const *sets)
+{
+    dm_cfg cfg;
+    int ok = dm_cfg_init(&cfg) == DM_OK;
+    for (size_t i = 0; ok && sets && sets[i]; i++) ok = dm_cfg_set(&cfg, sets[i]) == DM_OK;
+    CHECK(ok, "config from the keys: %s", dm_error_message());
+    adapter_config_from(&cfg, c);
+    dm_cfg_free(&cfg);
+}
+
 static void small_config(adapter_config *c)
 {
-    adapter_config_default(c);
+    const char *sets[] = {"adapter.hidden=12", "adapter.negatives=3", "adapter.serve_rows=5",
+                          "adapter.sigma=0.8", "adapter.zero_init=false", NULL};
+    config_from(c, sets);
     c->n_items = 19;
     c->n_users = 8;
     c->d_cf = 5;
     c->d = 4;
     c->ds_item = 4;
     c->ds_user = 7;
-    c->hidden = 12;
-    c->negatives = 3;
     c->max_batch = 12;
-    c->serve_rows = 5;
-    c->sigma = 0.8f;
-    c->zero_init = 0;
 }
 
 static float *randn(dm_rng *g, size_t n, double sd)
@@ -659,6 +668,171 @@ static void test_shards(void)
 
 /* ---- 6. ablations, EMA, Adam ----------------------------------------------------------------- */
 
+/* no gate: a = b = 1 and the gate weights get no gradient */
+static void ablation_no_gate(const adapter_config *c, world *w, const adapter_batch *b)
+{
+    adapter_config cg = *c;
+    cg.gate = 0;
+    adapter m;
+    adapter_acts a;
+    CHECK(model_make(&m, &a, &cg, 81) == 0, "init");
+    float gi[19], gu[8];
+    adapter_item_gates(&m, &a, &w->t, 1, NULL, c->n_items, gi);
+    adapter_user_gates(&m, &a, &w->t, 1, NULL, c->n_users, gu);
+    int ones = 1;
+    for (int i = 0; i < c->n_items; i++) ones &= gi[i] == 1.0f;
+    for (int u = 0; u < c->n_users; u++) ones &= gu[u] == 1.0f;
+    CHECK(ones, "no gate: every gate is exactly 1");
+    float *z = malloc((size_t)c->n_items * c->d * 4), *res = malloc((size_t)c->n_items * c->d * 4);
+    adapter_item_latents(&m, &a, &w->t, 0, NULL, c->n_items, z, res);
+    double d = 0;
+    for (size_t j = 0; j < (size_t)c->n_items * c->d; j++)
+        d = fmax(d, fabs(z[j] - w->z_base[j] - res[j]));
+    CHECK(d < 1e-6, "no gate: z = z_base + g");
+    adapter_zero_grad(&m);
+    adapter_train_step(&m, &a, &w->t, b, NULL);
+    CHECK(maxabs(m.grads.item.wa, (size_t)m.dx_item) == 0 && m.grads.item.ca[0] == 0 &&
+              maxabs(m.grads.user.wa, (size_t)m.dx_user) == 0 && m.grads.user.ca[0] == 0,
+          "no gate: zero gate gradients");
+    /* with the gate the gates lie in (0, 1) and are not all equal */
+    m.cfg.gate = 1;
+    adapter_item_gates(&m, &a, &w->t, 1, NULL, c->n_items, gi);
+    CHECK(gi[0] > 0 && gi[0] < 1 && gi[0] != gi[1], "gate values %g %g", gi[0], gi[1]);
+    free(z);
+    free(res);
+    adapter_free(&m);
+    adapter_acts_free(&a);
+}
+
+/* no KL: zero term, and the gradient is the one of an infinitely wide KL (sigma -> inf) */
+static void ablation_no_kl(const adapter_config *c, world *w, const adapter_batch *b)
+{
+    adapter_config ck = *c;
+    ck.kl = 0;
+    adapter m;
+    adapter_acts a;
+    adapter_loss l;
+    CHECK(model_make(&m, &a, &ck, 82) == 0, "init");
+    adapter_zero_grad(&m);
+    adapter_train_step(&m, &a, &w->t, b, &l);
+    float *g0 = malloc(m.nparams * 4);
+    memcpy(g0, m.grads_mem, m.nparams * 4);
+    CHECK(l.kl == 0, "no KL: zero KL loss");
+    m.cfg.kl = 1;
+    m.cfg.sigma = 1e30f; /* 1 / sigma^2 underflows to 0: the KL gradient vanishes exactly */
+    adapter_zero_grad(&m);
+    adapter_train_step(&m, &a, &w->t, b, &l);
+    CHECK(!memcmp(g0, m.grads_mem, m.nparams * 4), "no KL equals a vanishing KL term");
+    m.cfg.sigma = 0.5f;
+    adapter_zero_grad(&m);
+    adapter_train_step(&m, &a, &w->t, b, &l);
+    CHECK(l.kl > 0 && memcmp(g0, m.grads_mem, m.nparams * 4), "the KL term changes the gradient");
+    /* each side has its own scale: sigma for the items, sigma_user for the users (<= 0 =
+     * sigma); the term is the sum of the two sides' parts */
+    double k_both = l.kl, k_item, k_user, k_mixed;
+    m.cfg.sigma_user = 1e30f;
+    adapter_eval_loss(&m, &a, &w->t, b, &l);
+    k_item = l.kl;
+    m.cfg.sigma = 1e30f;
+    m.cfg.sigma_user = 0.5f;
+    adapter_eval_loss(&m, &a, &w->t, b, &l);
+    k_user = l.kl;
+    m.cfg.sigma = 0.5f;
+    m.cfg.sigma_user = 1.0f;
+    adapter_eval_loss(&m, &a, &w->t, b, &l);
+    k_mixed = l.kl;
+    CHECK(k_item > 0 && k_user > 0 && fabs(k_item + k_user - k_both) <= 1e-5 * k_both,
+          "KL sides: items %g + users %g = both %g", k_item, k_user, k_both);
+    CHECK(fabs(k_item + 0.25 * k_user - k_mixed) <= 1e-5 * k_mixed,
+          "KL with sigma_user = 2 sigma: %g, expected %g", k_mixed, k_item + 0.25 * k_user);
+    m.cfg.sigma_user = 0.0f;
+    free(g0);
+    adapter_free(&m);
+    adapter_acts_free(&a);
+}
+
+/* no EWC: zero loss and the Adam step ignores F; with EWC the step differs */
+static void ablation_no_ewc(const adapter_config *c, world *w, const adapter_batch *b)
+{
+    adapter m1, m2;
+    adapter_acts a1, a2;
+    adapter_config ce = *c;
+    ce.ewc = 0;
+    CHECK(model_make(&m1, &a1, &ce, 83) == 0 && model_make(&m2, &a2, c, 83) == 0, "init");
+    for (adapter *m = &m1; m; m = m == &m1 ? &m2 : NULL) {
+        for (size_t j = 0; j < m->nparams; j++) {
+            m->fisher_mem[j] = 3.0f;
+            m->anchor_mem[j] = m->params_mem[j] + 0.5f;
+        }
+        m->has_fisher = 1;
+    }
+    CHECK(adapter_ewc_loss(&m1) == 0 && adapter_ewc_loss(&m2) > 0, "EWC loss switch");
+    adapter_zero_grad(&m1);
+    adapter_zero_grad(&m2);
+    adapter_train_step(&m1, &a1, &w->t, b, NULL);
+    adapter_train_step(&m2, &a2, &w->t, b, NULL);
+    adapter_adam_step(&m1);
+    adapter_adam_step(&m2);
+    CHECK(memcmp(m1.params_mem, m2.params_mem, m1.nparams * 4) != 0, "EWC changes the step");
+    /* m1 (EWC off) equals a model that never had a Fisher */
+    adapter m3;
+    adapter_acts a3;
+    CHECK(model_make(&m3, &a3, &ce, 83) == 0, "init");
+    adapter_zero_grad(&m3);
+    adapter_train_step(&m3, &a3, &w->t, b, NULL);
+    adapter_adam_step(&m3);
+    CHECK(!memcmp(m1.params_mem, m3.params_mem, m1.nparams * 4), "no EWC: F is ignored");
+    adapter_free(&m1);
+    adapter_free(&m2);
+    adapter_free(&m3);
+    adapter_acts_free(&a1);
+    adapter_acts_free(&a2);
+    adapter_acts_free(&a3);
+}
+
+/* EMA: exact recurrence in float; serving uses it; no EMA serves the raw weights */
+static void ablation_ema(const adapter_config *c, world *w, const adapter_batch *b)
+{
+    adapter m;
+    adapter_acts a;
+    adapter_config ce = *c;
+    ce.ema_decay = 0.75f;
+    ce.lr = 0.05f;
+    CHECK(model_make(&m, &a, &ce, 84) == 0, "init");
+    float *e = malloc(m.nparams * 4);
+    memcpy(e, m.params_mem, m.nparams * 4);
+    for (int s = 0; s < 4; s++) {
+        adapter_zero_grad(&m);
+        adapter_train_step(&m, &a, &w->t, b, NULL);
+        adapter_adam_step(&m);
+        adapter_ema_update(&m);
+        for (size_t j = 0; j < m.nparams; j++) e[j] = 0.75f * e[j] + (1.0f - 0.75f) * m.params_mem[j];
+    }
+    CHECK(!memcmp(e, m.ema_mem, m.nparams * 4), "EMA equals the float recurrence exactly");
+    CHECK(memcmp(m.ema_mem, m.params_mem, m.nparams * 4) != 0, "EMA lags the weights");
+    float *zs = malloc((size_t)c->n_items * c->d * 4), *zr = malloc((size_t)c->n_items * c->d * 4);
+    adapter_item_latents(&m, &a, &w->t, 1, NULL, c->n_items, zs, NULL);
+    adapter_item_latents(&m, &a, &w->t, 0, NULL, c->n_items, zr, NULL);
+    CHECK(memcmp(zs, zr, (size_t)c->n_items * c->d * 4) != 0, "serving uses the EMA weights");
+    /* swap the slabs: serving with EMA weights equals raw serving of a model holding them */
+    memcpy(m.params_mem, m.ema_mem, m.nparams * 4);
+    adapter_item_latents(&m, &a, &w->t, 0, NULL, c->n_items, zr, NULL);
+    CHECK(!memcmp(zs, zr, (size_t)c->n_items * c->d * 4), "EMA serving = raw serving of EMA weights");
+    m.cfg.ema = 0;
+    memcpy(e, m.ema_mem, m.nparams * 4);
+    m.params_mem[0] += 1.0f;
+    adapter_ema_update(&m);
+    CHECK(!memcmp(e, m.ema_mem, m.nparams * 4), "no EMA: the update does nothing");
+    adapter_item_latents(&m, &a, &w->t, 1, NULL, c->n_items, zs, NULL);
+    adapter_item_latents(&m, &a, &w->t, 0, NULL, c->n_items, zr, NULL);
+    CHECK(!memcmp(zs, zr, (size_t)c->n_items * c->d * 4), "no EMA: serving uses the raw weights");
+    free(e);
+    free(zs);
+    free(zr);
+    adapter_free(&m);
+    adapter_acts_free(&a);
+}
+
 static void test_ablations(void)
 {
     adapter_config c;
@@ -666,163 +840,10 @@ static void test_ablations(void)
     world w;
     world_make(&w, &c, 80);
     adapter_batch b = wbatch(&w, 0, c.max_batch, 0);
-    /* no gate: a = b = 1 and the gate weights get no gradient */
-    {
-        adapter_config cg = c;
-        cg.gate = 0;
-        adapter m;
-        adapter_acts a;
-        CHECK(model_make(&m, &a, &cg, 81) == 0, "init");
-        float gi[19], gu[8];
-        adapter_item_gates(&m, &a, &w.t, 1, NULL, c.n_items, gi);
-        adapter_user_gates(&m, &a, &w.t, 1, NULL, c.n_users, gu);
-        int ones = 1;
-        for (int i = 0; i < c.n_items; i++) ones &= gi[i] == 1.0f;
-        for (int u = 0; u < c.n_users; u++) ones &= gu[u] == 1.0f;
-        CHECK(ones, "no gate: every gate is exactly 1");
-        float *z = malloc((size_t)c.n_items * c.d * 4), *res = malloc((size_t)c.n_items * c.d * 4);
-        adapter_item_latents(&m, &a, &w.t, 0, NULL, c.n_items, z, res);
-        double d = 0;
-        for (size_t j = 0; j < (size_t)c.n_items * c.d; j++)
-            d = fmax(d, fabs(z[j] - w.z_base[j] - res[j]));
-        CHECK(d < 1e-6, "no gate: z = z_base + g");
-        adapter_zero_grad(&m);
-        adapter_train_step(&m, &a, &w.t, &b, NULL);
-        CHECK(maxabs(m.grads.item.wa, (size_t)m.dx_item) == 0 && m.grads.item.ca[0] == 0 &&
-                  maxabs(m.grads.user.wa, (size_t)m.dx_user) == 0 && m.grads.user.ca[0] == 0,
-              "no gate: zero gate gradients");
-        /* with the gate the gates lie in (0, 1) and are not all equal */
-        m.cfg.gate = 1;
-        adapter_item_gates(&m, &a, &w.t, 1, NULL, c.n_items, gi);
-        CHECK(gi[0] > 0 && gi[0] < 1 && gi[0] != gi[1], "gate values %g %g", gi[0], gi[1]);
-        free(z);
-        free(res);
-        adapter_free(&m);
-        adapter_acts_free(&a);
-    }
-    /* no KL: zero term, and the gradient is the one of an infinitely wide KL (sigma -> inf) */
-    {
-        adapter_config ck = c;
-        ck.kl = 0;
-        adapter m;
-        adapter_acts a;
-        adapter_loss l;
-        CHECK(model_make(&m, &a, &ck, 82) == 0, "init");
-        adapter_zero_grad(&m);
-        adapter_train_step(&m, &a, &w.t, &b, &l);
-        float *g0 = malloc(m.nparams * 4);
-        memcpy(g0, m.grads_mem, m.nparams * 4);
-        CHECK(l.kl == 0, "no KL: zero KL loss");
-        m.cfg.kl = 1;
-        m.cfg.sigma = 1e30f; /* 1 / sigma^2 underflows to 0: the KL gradient vanishes exactly */
-        adapter_zero_grad(&m);
-        adapter_train_step(&m, &a, &w.t, &b, &l);
-        CHECK(!memcmp(g0, m.grads_mem, m.nparams * 4), "no KL equals a vanishing KL term");
-        m.cfg.sigma = 0.5f;
-        adapter_zero_grad(&m);
-        adapter_train_step(&m, &a, &w.t, &b, &l);
-        CHECK(l.kl > 0 && memcmp(g0, m.grads_mem, m.nparams * 4), "the KL term changes the gradient");
-        /* each side has its own scale: sigma for the items, sigma_user for the users (<= 0 =
-         * sigma); the term is the sum of the two sides' parts */
-        double k_both = l.kl, k_item, k_user, k_mixed;
-        m.cfg.sigma_user = 1e30f;
-        adapter_eval_loss(&m, &a, &w.t, &b, &l);
-        k_item = l.kl;
-        m.cfg.sigma = 1e30f;
-        m.cfg.sigma_user = 0.5f;
-        adapter_eval_loss(&m, &a, &w.t, &b, &l);
-        k_user = l.kl;
-        m.cfg.sigma = 0.5f;
-        m.cfg.sigma_user = 1.0f;
-        adapter_eval_loss(&m, &a, &w.t, &b, &l);
-        k_mixed = l.kl;
-        CHECK(k_item > 0 && k_user > 0 && fabs(k_item + k_user - k_both) <= 1e-5 * k_both,
-              "KL sides: items %g + users %g = both %g", k_item, k_user, k_both);
-        CHECK(fabs(k_item + 0.25 * k_user - k_mixed) <= 1e-5 * k_mixed,
-              "KL with sigma_user = 2 sigma: %g, expected %g", k_mixed, k_item + 0.25 * k_user);
-        m.cfg.sigma_user = 0.0f;
-        free(g0);
-        adapter_free(&m);
-        adapter_acts_free(&a);
-    }
-    /* no EWC: zero loss and the Adam step ignores F; with EWC the step differs */
-    {
-        adapter m1, m2;
-        adapter_acts a1, a2;
-        adapter_config ce = c;
-        ce.ewc = 0;
-        CHECK(model_make(&m1, &a1, &ce, 83) == 0 && model_make(&m2, &a2, &c, 83) == 0, "init");
-        for (adapter *m = &m1; m; m = m == &m1 ? &m2 : NULL) {
-            for (size_t j = 0; j < m->nparams; j++) {
-                m->fisher_mem[j] = 3.0f;
-                m->anchor_mem[j] = m->params_mem[j] + 0.5f;
-            }
-            m->has_fisher = 1;
-        }
-        CHECK(adapter_ewc_loss(&m1) == 0 && adapter_ewc_loss(&m2) > 0, "EWC loss switch");
-        adapter_zero_grad(&m1);
-        adapter_zero_grad(&m2);
-        adapter_train_step(&m1, &a1, &w.t, &b, NULL);
-        adapter_train_step(&m2, &a2, &w.t, &b, NULL);
-        adapter_adam_step(&m1);
-        adapter_adam_step(&m2);
-        CHECK(memcmp(m1.params_mem, m2.params_mem, m1.nparams * 4) != 0, "EWC changes the step");
-        /* m1 (EWC off) equals a model that never had a Fisher */
-        adapter m3;
-        adapter_acts a3;
-        CHECK(model_make(&m3, &a3, &ce, 83) == 0, "init");
-        adapter_zero_grad(&m3);
-        adapter_train_step(&m3, &a3, &w.t, &b, NULL);
-        adapter_adam_step(&m3);
-        CHECK(!memcmp(m1.params_mem, m3.params_mem, m1.nparams * 4), "no EWC: F is ignored");
-        adapter_free(&m1);
-        adapter_free(&m2);
-        adapter_free(&m3);
-        adapter_acts_free(&a1);
-        adapter_acts_free(&a2);
-        adapter_acts_free(&a3);
-    }
-    /* EMA: exact recurrence in float; serving uses it; no EMA serves the raw weights */
-    {
-        adapter m;
-        adapter_acts a;
-        adapter_config ce = c;
-        ce.ema_decay = 0.75f;
-        ce.lr = 0.05f;
-        CHECK(model_make(&m, &a, &ce, 84) == 0, "init");
-        float *e = malloc(m.nparams * 4);
-        memcpy(e, m.params_mem, m.nparams * 4);
-        for (int s = 0; s < 4; s++) {
-            adapter_zero_grad(&m);
-            adapter_train_step(&m, &a, &w.t, &b, NULL);
-            adapter_adam_step(&m);
-            adapter_ema_update(&m);
-            for (size_t j = 0; j < m.nparams; j++) e[j] = 0.75f * e[j] + (1.0f - 0.75f) * m.params_mem[j];
-        }
-        CHECK(!memcmp(e, m.ema_mem, m.nparams * 4), "EMA equals the float recurrence exactly");
-        CHECK(memcmp(m.ema_mem, m.params_mem, m.nparams * 4) != 0, "EMA lags the weights");
-        float *zs = malloc((size_t)c.n_items * c.d * 4), *zr = malloc((size_t)c.n_items * c.d * 4);
-        adapter_item_latents(&m, &a, &w.t, 1, NULL, c.n_items, zs, NULL);
-        adapter_item_latents(&m, &a, &w.t, 0, NULL, c.n_items, zr, NULL);
-        CHECK(memcmp(zs, zr, (size_t)c.n_items * c.d * 4) != 0, "serving uses the EMA weights");
-        /* swap the slabs: serving with EMA weights equals raw serving of a model holding them */
-        memcpy(m.params_mem, m.ema_mem, m.nparams * 4);
-        adapter_item_latents(&m, &a, &w.t, 0, NULL, c.n_items, zr, NULL);
-        CHECK(!memcmp(zs, zr, (size_t)c.n_items * c.d * 4), "EMA serving = raw serving of EMA weights");
-        m.cfg.ema = 0;
-        memcpy(e, m.ema_mem, m.nparams * 4);
-        m.params_mem[0] += 1.0f;
-        adapter_ema_update(&m);
-        CHECK(!memcmp(e, m.ema_mem, m.nparams * 4), "no EMA: the update does nothing");
-        adapter_item_latents(&m, &a, &w.t, 1, NULL, c.n_items, zs, NULL);
-        adapter_item_latents(&m, &a, &w.t, 0, NULL, c.n_items, zr, NULL);
-        CHECK(!memcmp(zs, zr, (size_t)c.n_items * c.d * 4), "no EMA: serving uses the raw weights");
-        free(e);
-        free(zs);
-        free(zr);
-        adapter_free(&m);
-        adapter_acts_free(&a);
-    }
+    ablation_no_gate(&c, &w, &b);
+    ablation_no_kl(&c, &w, &b);
+    ablation_no_ewc(&c, &w, &b);
+    ablation_ema(&c, &w, &b);
     world_free(&w);
 }
 
@@ -1697,32 +1718,43 @@ static double maxdiff(const float *x, const double *ref, size_t n, double *refma
     return d;
 }
 
+/* The case's settings as adapter.* keys over the key table's defaults (KL, EWC and EMA on), its
+ * sizes as given. */
+static void torch_config(const dm_json *cs, int naive, adapter_config *c)
+{
+    const dm_json *ad = dm_json_get(cs, "adam");
+    char s[10][96];
+    snprintf(s[0], sizeof s[0], "adapter.hidden=%lld", jint(cs, "hidden"));
+    snprintf(s[1], sizeof s[1], "adapter.negatives=%lld", jint(cs, "negatives"));
+    snprintf(s[2], sizeof s[2], "adapter.loss=%s", dm_json_get(cs, "loss")->str);
+    snprintf(s[3], sizeof s[3], "adapter.gate=%s", jint(cs, "gate") ? "true" : "false");
+    snprintf(s[4], sizeof s[4], "adapter.sigma=%.17g", jnum(cs, "sigma"));
+    snprintf(s[5], sizeof s[5], "adapter.lambda_ewc=%.17g", jnum(cs, "lambda_ewc"));
+    snprintf(s[6], sizeof s[6], "adapter.lr=%.17g", jnum(ad, "lr"));
+    snprintf(s[7], sizeof s[7], "adapter.beta1=%.17g", jnum(ad, "beta1"));
+    snprintf(s[8], sizeof s[8], "adapter.beta2=%.17g", jnum(ad, "beta2"));
+    snprintf(s[9], sizeof s[9], "adapter.eps=%.17g", jnum(ad, "eps"));
+    char e[96];
+    snprintf(e, sizeof e, "adapter.ema_decay=%.17g", jnum(ad, "ema_decay"));
+    const char *sets[] = {s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], e,
+                          "adapter.serve_rows=7", NULL};
+    config_from(c, sets);
+    c->n_items = (int)jint(cs, "n_items");
+    c->n_users = (int)jint(cs, "n_users");
+    c->d_cf = (int)jint(cs, "d_cf");
+    c->d = (int)jint(cs, "d");
+    c->ds_item = (int)jint(cs, "ds_item");
+    c->ds_user = (int)jint(cs, "ds_user");
+    c->max_batch = (int)jint(cs, "B");
+    c->naive = naive;
+}
+
 static void torch_case(const char *dir, const dm_json *cs, int naive)
 {
     const char *name = dm_json_get(cs, "name")->str;
     adapter_config c;
-    adapter_config_default(&c);
-    c.n_items = (int)jint(cs, "n_items");
-    c.n_users = (int)jint(cs, "n_users");
-    c.d_cf = (int)jint(cs, "d_cf");
-    c.d = (int)jint(cs, "d");
-    c.hidden = (int)jint(cs, "hidden");
-    c.ds_item = (int)jint(cs, "ds_item");
-    c.ds_user = (int)jint(cs, "ds_user");
-    c.negatives = (int)jint(cs, "negatives");
-    c.max_batch = (int)jint(cs, "B");
-    c.serve_rows = 7;
-    c.loss = !strcmp(dm_json_get(cs, "loss")->str, "bce") ? ADAPTER_LOSS_BCE : ADAPTER_LOSS_SOFTMAX;
-    c.gate = (int)jint(cs, "gate");
-    c.sigma = (float)jnum(cs, "sigma");
-    c.lambda_ewc = (float)jnum(cs, "lambda_ewc");
-    c.naive = naive;
+    torch_config(cs, naive, &c);
     const dm_json *ad = dm_json_get(cs, "adam");
-    c.lr = (float)jnum(ad, "lr");
-    c.beta1 = (float)jnum(ad, "beta1");
-    c.beta2 = (float)jnum(ad, "beta2");
-    c.eps = (float)jnum(ad, "eps");
-    c.ema_decay = (float)jnum(ad, "ema_decay");
     const int B = c.max_batch, K = c.negatives;
     adapter m;
     adapter_acts a;
@@ -1932,6 +1964,41 @@ static void test_reference(void)
     free(text);
 }
 
+/* ---- settings from the key table ------------------------------------------------------------ */
+
+/* adapter_config_from: every adapter.* key of the model lands in its own field (each set to a value
+ * no other key has), the sizes stay the caller's. */
+static void test_config_from(void)
+{
+    adapter_config c;
+    const char *sets[] = {"adapter.hidden=33", "adapter.negatives=9", "adapter.serve_rows=77",
+                          "adapter.loss=bce", "adapter.gate=false", "adapter.ema=false",
+                          "adapter.kl=false", "adapter.ewc=false", "adapter.sigma=2.5",
+                          "adapter.lambda_ewc=3.5", "adapter.fisher_decay=0.25",
+                          "adapter.ema_decay=0.875", "adapter.lr=0.0625", "adapter.beta1=0.5",
+                          "adapter.beta2=0.75", "adapter.eps=0.001", "adapter.zero_init=false", NULL};
+    config_from(&c, sets);
+    CHECK(c.hidden == 33 && c.negatives == 9 && c.serve_rows == 77 && c.loss == ADAPTER_LOSS_BCE,
+          "hidden %d negatives %d serve_rows %d loss %d", c.hidden, c.negatives, c.serve_rows, c.loss);
+    CHECK(!c.gate && !c.ema && !c.kl && !c.ewc && !c.zero_init, "switches %d %d %d %d %d", c.gate,
+          c.ema, c.kl, c.ewc, c.zero_init);
+    CHECK(c.sigma == 2.5f && c.sigma_user == 0.0f && c.lambda_ewc == 3.5f && c.fisher_decay == 0.25f &&
+              c.ema_decay == 0.875f,
+          "sigma %g / %g lambda %g decays %g %g", c.sigma, c.sigma_user, c.lambda_ewc, c.fisher_decay,
+          c.ema_decay);
+    CHECK(c.lr == 0.0625f && c.beta1 == 0.5f && c.beta2 == 0.75f && c.eps == 0.001f,
+          "Adam %g %g %g %g", c.lr, c.beta1, c.beta2, c.eps);
+    CHECK(c.n_items == 0 && c.n_users == 0 && c.d_cf == 0 && c.d == 0 && c.ds_item == 0 &&
+              c.ds_user == 0 && c.max_batch == 0 && !c.naive,
+          "sizes are the caller's");
+    /* the other way round: every switch on */
+    const char *on[] = {"adapter.gate=true", "adapter.ema=true", "adapter.kl=true", "adapter.ewc=true",
+                        "adapter.zero_init=true", "adapter.loss=softmax", NULL};
+    config_from(&c, on);
+    CHECK(c.gate && c.ema && c.kl && c.ewc && c.zero_init && c.loss == ADAPTER_LOSS_SOFTMAX,
+          "switches on %d %d %d %d %d, loss %d", c.gate, c.ema, c.kl, c.ewc, c.zero_init, c.loss);
+}
+
 int main(void)
 {
     test_zero_init();
@@ -1954,5 +2021,6 @@ int main(void)
     test_chunks_fix();
     test_chunks_sum();
     test_reference();
+    test_config_from();
     return tap_done("test_adapter");
 }

@@ -13,6 +13,7 @@
  *     compared to a model without that modality; modality dropout's keys and guarantees
  *  7. known answers: InfoNCE with tiny weights ~ ln(#candidates); a tiny batch overfits
  *  8. inference in chunks, and input errors
+ *  9. settings from the key table (align_config_from)
  */
 #include "../../src/align/align.h"
 #include "../../src/align/align_kernels.h"
@@ -138,22 +139,33 @@ static align_batch full_batch(const tdata *t, int train, uint64_t step)
     return b;
 }
 
+static const char *act_name[3] = {"relu", "gelu", "tanh"};
+static const char *fuse_name[2] = {"mean", "gate"};
+static const char *rank_name[2] = {"softmax", "bce"};
+
+/* An align_config from the key table's defaults (dm_cfg_init) with the given assignments
+ * ("align.dim=4", ...; NULL-terminated) and feature widths; capacities left to the caller. */
+static void config_from(align_config *c, const int dims[K], int dim_user, const char *const *sets)
+{
+    dm_cfg cfg;
+    int ok = dm_cfg_init(&cfg) == DM_OK;
+    for (size_t i = 0; ok && sets && sets[i]; i++) ok = dm_cfg_set(&cfg, sets[i]) == DM_OK;
+    ok = ok && align_config_from(&cfg, dims, dim_user, c) == DM_OK;
+    CHECK(ok, "config from the keys: %s", dm_error_message());
+    dm_cfg_free(&cfg);
+}
+
 static void small_config(align_config *c, int act, int fusion, int rank)
 {
     int dims[K] = {4, 6, 5, 3};
-    align_config_default(c, dims, 4);
-    c->d = 4;
-    c->hidden = 6;
-    c->act = act;
-    c->fusion = fusion;
-    c->rank_loss = rank;
-    c->n_neg = 2;
-    c->tau = 0.3f;
-    c->w_nce = 1.0f;
-    c->w_recon = 0.7f;
-    c->w_match = 1.3f;
-    c->w_rank = 0.9f;
-    c->modality_dropout = 0.3f;
+    char sa[64], sf[64], sr[64];
+    snprintf(sa, sizeof sa, "align.act=%s", act_name[act]);
+    snprintf(sf, sizeof sf, "align.fusion=%s", fuse_name[fusion]);
+    snprintf(sr, sizeof sr, "align.rank_loss=%s", rank_name[rank]);
+    const char *sets[] = {"align.dim=4", "align.hidden=6", sa, sf, sr, "align.negatives=2", "align.tau=0.3",
+                          "align.w_nce=1", "align.w_recon=0.7", "align.w_match=1.3", "align.w_rank=0.9",
+                          "align.modality_dropout=0.3", NULL};
+    config_from(c, dims, 4, sets);
     c->max_batch = 12;
     c->max_users = 6;
     c->max_rank = 8;
@@ -169,9 +181,6 @@ static void perturb(align_model *m, uint64_t seed)
     if (m->params.fuse_query) randn(&r, m->params.fuse_query, (size_t)m->cfg.d, 0.5);
 }
 
-static const char *act_name[3] = {"relu", "gelu", "tanh"};
-static const char *fuse_name[2] = {"mean", "gate"};
-static const char *rank_name[2] = {"softmax", "bce"};
 
 /* ---- 1. kernels ------------------------------------------------------------------------------ */
 
@@ -497,60 +506,189 @@ static double maxabs_d(const double *b, size_t n)
     return m;
 }
 
-static int enum_of(const char *s, const char *const *names, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (!strcmp(s, names[i])) return i;
-    return -1;
-}
-
 static double worst_torch_grad; /* max over cases of (max diff / max(1, max |g|)) */
 
-static void parity_case(const char *dir, const dm_json *cs, int naive)
+/* The case's settings as align.* keys over the key table's defaults (the generator's AdamW betas
+ * and eps are the defaults), capacities for its batch. */
+static void parity_config(const dm_json *cs, int naive, int dims[K], align_config *c)
 {
-    const char *name = dm_json_get(cs, "name")->str;
-    align_config c;
-    int dims[K];
-    const dm_json *jd = dm_json_get(cs, "dims");
+    const dm_json *jd = dm_json_get(cs, "dims"), *jw = dm_json_get(cs, "w");
     for (int k = 0; k < K; k++) dims[k] = (int)jat(jd, (size_t)k);
-    align_config_default(&c, dims, (int)jint(cs, "dim_user"));
-    c.d = (int)jint(cs, "d");
-    c.hidden = (int)jint(cs, "hidden");
-    c.act = enum_of(dm_json_get(cs, "act")->str, act_name, 3);
-    c.fusion = enum_of(dm_json_get(cs, "fusion")->str, fuse_name, 2);
-    c.rank_loss = enum_of(dm_json_get(cs, "rank_loss")->str, rank_name, 2);
-    c.n_neg = (int)jint(cs, "n_neg");
-    c.tau = (float)jnum(cs, "tau");
-    const dm_json *jw = dm_json_get(cs, "w");
-    double wv[4];
-    for (int i = 0; i < 4; i++) dm_json_double(dm_json_at(jw, (size_t)i), &wv[i]);
-    c.w_nce = (float)wv[0], c.w_recon = (float)wv[1], c.w_match = (float)wv[2];
-    c.w_rank = (float)wv[3];
-    const int B = (int)jint(cs, "B"), U = (int)jint(cs, "U"), R = (int)jint(cs, "R");
-    c.max_batch = B, c.max_users = U, c.max_rank = R, c.max_bank = B;
-    c.naive = naive;
-    align_model m;
-    align_acts a;
-    if (align_init(&m, &c) != DM_OK || align_acts_init(&a, &c) != DM_OK) {
-        CHECK(0, "%s: init: %s", name, dm_error_message());
-        return;
+    static const char *const wkey[4] = {"w_nce", "w_recon", "w_match", "w_rank"};
+    char s[11][96];
+    snprintf(s[0], sizeof s[0], "align.dim=%lld", jint(cs, "d"));
+    snprintf(s[1], sizeof s[1], "align.hidden=%lld", jint(cs, "hidden"));
+    snprintf(s[2], sizeof s[2], "align.act=%s", dm_json_get(cs, "act")->str);
+    snprintf(s[3], sizeof s[3], "align.fusion=%s", dm_json_get(cs, "fusion")->str);
+    snprintf(s[4], sizeof s[4], "align.rank_loss=%s", dm_json_get(cs, "rank_loss")->str);
+    snprintf(s[5], sizeof s[5], "align.negatives=%lld", jint(cs, "n_neg"));
+    snprintf(s[6], sizeof s[6], "align.tau=%.17g", jnum(cs, "tau"));
+    for (int i = 0; i < 4; i++) {
+        double w = 0;
+        dm_json_double(dm_json_at(jw, (size_t)i), &w);
+        snprintf(s[7 + i], sizeof s[7 + i], "align.%s=%.17g", wkey[i], w);
     }
-    /* the tensor table must be the generator's */
+    const char *sets[12];
+    for (int i = 0; i < 11; i++) sets[i] = s[i];
+    sets[11] = NULL;
+    config_from(c, dims, (int)jint(cs, "dim_user"), sets);
+    const int B = (int)jint(cs, "B"), U = (int)jint(cs, "U"), R = (int)jint(cs, "R");
+    c->max_batch = B, c->max_users = U, c->max_rank = R, c->max_bank = B;
+    c->naive = naive;
+}
+
+/* The model's tensor table is the generator's. */
+static void parity_tensors(const char *name, const dm_json *cs, const align_model *m)
+{
     const dm_json *tt = dm_json_get(cs, "tensors");
     int nt = 0, same = 1;
     for (const dm_json *e = tt ? tt->child : NULL; e; e = e->next, nt++) {
         const char *tn;
         int nd;
         size_t sh[2];
-        if (nt >= m.ntensors) { same = 0; break; }
-        align_tensor_info(&m, nt, &tn, &nd, sh);
+        if (nt >= m->ntensors) { same = 0; break; }
+        align_tensor_info(m, nt, &tn, &nd, sh);
         const dm_json *js = dm_json_get(e, "shape");
         same &= !strcmp(tn, dm_json_get(e, "name")->str) && (size_t)nd == js->len;
         for (int q = 0; q < nd && same; q++) same &= (long long)sh[q] == jat(js, (size_t)q);
     }
-    CHECK(same && nt == m.ntensors && (long long)m.nparams == jint(cs, "nparams"),
+    CHECK(same && nt == m->ntensors && (long long)m->nparams == jint(cs, "nparams"),
           "%s: tensor table differs from the generator's", name);
-    const int d = c.d;
+}
+
+/* The four losses and the normalisers of the last step against the generator's; returns the
+ * largest relative loss difference. */
+static double parity_losses(const char *name, const dm_json *cs, const align_losses *l)
+{
+    const dm_json *jl = dm_json_get(cs, "loss");
+    const char *ln[5] = {"total", "nce", "recon", "match", "rank"};
+    double lc[5] = {l->total, l->nce, l->recon, l->match, l->rank}, dlmax = 0;
+    for (int i = 0; i < 5; i++) {
+        double ref = jnum(jl, ln[i]);
+        dlmax = fmax(dlmax, fabs(lc[i] - ref) / fmax(1.0, fabs(ref)));
+        NEAR(lc[i], ref, 2e-6 * fmax(1.0, fabs(ref)), ln[i]);
+    }
+    const dm_json *jn = dm_json_get(cs, "norms");
+    double nv[4];
+    for (int i = 0; i < 4; i++) dm_json_double(dm_json_at(jn, (size_t)i), &nv[i]);
+    CHECK(l->n_nce == nv[0] && l->n_recon == nv[1] && l->n_match == nv[2] && l->n_rank == nv[3],
+          "%s: normalisers %g %g %g %g vs %g %g %g %g", name, l->n_nce, l->n_recon, l->n_match,
+          l->n_rank, nv[0], nv[1], nv[2], nv[3]);
+    return dlmax;
+}
+
+/* Every gradient tensor against the generator's; returns the worst difference relative to
+ * max(1, max |g|). */
+static double parity_grads(const char *name, const align_model *m, const double *gref, int naive)
+{
+    double gworst = 0;
+    for (int ti = 0; ti < m->ntensors; ti++) {
+        const char *tn;
+        size_t n = align_tensor_info(m, ti, &tn, NULL, NULL);
+        double dg = maxdiff_d(m->grads_mem + m->offset[ti], gref + m->offset[ti], n);
+        double s = maxabs_d(gref + m->offset[ti], n);
+        gworst = fmax(gworst, dg / fmax(1.0, s));
+        if (!naive && !strcmp(name, "relu_gate_softmax"))
+            printf("# torch %s %-14s max |g_C - g_torch| %.2g (max |g| %.2g)\n", name, tn, dg, s);
+        CHECK(dg <= 1e-5 * fmax(1.0, s), "%s %s: gradient differs from torch by %g", name, tn, dg);
+    }
+    return gworst;
+}
+
+/* The bank gradient and the latents of the step against the generator's; prints them with the
+ * loss and gradient differences found before. */
+static void parity_latents(const char *dir, const char *name, const align_acts *a, int naive,
+                           double dlmax, double gworst)
+{
+    const int B = a->B, U = a->U, d = a->cfg.d;
+    double *dbref = load(dir, name, "_dbank.f64", (size_t)B * K * d * 8);
+    double *zref = load(dir, name, "_z.f64", (size_t)B * K * d * 8);
+    double *zbref = load(dir, name, "_zb.f64", (size_t)B * d * 8);
+    double *huref = load(dir, name, "_hu.f64", (size_t)U * d * 8);
+    double ddb = maxdiff_d(a->dbank_self, dbref, (size_t)B * K * d);
+    double sdb = maxabs_d(dbref, (size_t)B * K * d);
+    double dz = maxdiff_d(a->z, zref, (size_t)B * K * d), dzb = maxdiff_d(a->zb, zbref, (size_t)B * d);
+    double dhu = maxdiff_d(a->hu, huref, (size_t)U * d);
+    printf("# torch %s (%s kernels): max rel loss diff %.2g, max gradient diff %.2g (rel. to "
+           "max(1, |g|)), bank gradient %.2g (max %.2g), z %.2g, z_base %.2g, h_u %.2g\n", name,
+           naive ? "naive" : "fast", dlmax, gworst, ddb, sdb, dz, dzb, dhu);
+    worst_torch_grad = fmax(worst_torch_grad, fmax(gworst, ddb / fmax(1.0, sdb)));
+    CHECK(ddb <= 1e-5 * fmax(1.0, sdb), "%s: bank gradient differs from torch by %g", name, ddb);
+    CHECK(dz < 1e-5 && dzb < 1e-5 && dhu < 1e-5, "%s: latents differ (%g %g %g)", name, dz, dzb,
+          dhu);
+    free(dbref);
+    free(zref);
+    free(zbref);
+    free(huref);
+}
+
+/* Inference reproduces the training latents (no dropout here). */
+static void parity_inference(const char *dir, const char *name, align_model *m, align_acts *a,
+                             const align_batch *b)
+{
+    const int B = b->B, U = b->U, d = m->cfg.d;
+    double *zbref = load(dir, name, "_zb.f64", (size_t)B * d * 8);
+    double *huref = load(dir, name, "_hu.f64", (size_t)U * d * 8);
+    float *zi = malloc((size_t)B * d * 4), *hi = malloc((size_t)U * d * 4);
+    const float *xc[K];
+    for (int k = 0; k < K; k++) xc[k] = b->x[k];
+    CHECK(align_item_latents(m, a, xc, b->xrow, b->present, B, zi, NULL) == DM_OK &&
+              align_user_latents(m, a, b->r, U, hi) == DM_OK,
+          "inference");
+    CHECK(maxdiff_d(zi, zbref, (size_t)B * d) < 1e-5 && maxdiff_d(hi, huref, (size_t)U * d) < 1e-5,
+          "%s: inference latents differ from torch", name);
+    free(zi);
+    free(hi);
+    free(zbref);
+    free(huref);
+}
+
+/* Two AdamW steps (the case's lr and weight decay) from the generator's initial weights. */
+static void parity_adam(const char *dir, const char *name, const dm_json *adam, align_model *m,
+                        align_acts *a, const align_batch *b, const float *slab, const double *gref)
+{
+    double *ap = load(dir, name, "_adam.f64", m->nparams * 8);
+    m->cfg.lr = (float)jnum(adam, "lr");
+    m->cfg.weight_decay = (float)jnum(adam, "wd");
+    memcpy(m->params_mem, slab, m->nparams * 4);
+    memset(m->m_mem, 0, m->nparams * 4);
+    memset(m->v_mem, 0, m->nparams * 4);
+    m->step = 0;
+    align_losses l;
+    for (int s = 0; s < (int)jint(adam, "steps"); s++) {
+        align_zero_grad(m);
+        CHECK(align_train_step(m, a, b, &l) == DM_OK, "adam step");
+        align_adam_step(m);
+    }
+    /* Adam divides by sqrt(v): elements whose true gradient is ~0 take a step of either sign
+     * under rounding, so they are skipped (count printed) */
+    double da = 0;
+    size_t skipped = 0;
+    for (size_t i = 0; i < m->nparams; i++) {
+        if (fabs(gref[i]) < 1e-6) { skipped++; continue; }
+        da = fmax(da, fabs(m->params_mem[i] - ap[i]));
+    }
+    printf("# torch AdamW (%d steps, lr %.3g, weight decay %.3g): max |w_C - w_torch| = %.3g "
+           "(%zu elements with |g| < 1e-6 skipped)\n", (int)jint(adam, "steps"), m->cfg.lr,
+           m->cfg.weight_decay, da, skipped);
+    CHECK(da < 1e-5, "AdamW parameters differ from torch by %g", da);
+    free(ap);
+}
+
+static void parity_case(const char *dir, const dm_json *cs, int naive)
+{
+    const char *name = dm_json_get(cs, "name")->str;
+    align_config c;
+    int dims[K];
+    parity_config(cs, naive, dims, &c);
+    align_model m;
+    align_acts a;
+    if (align_init(&m, &c) != DM_OK || align_acts_init(&a, &c) != DM_OK) {
+        CHECK(0, "%s: init: %s", name, dm_error_message());
+        return;
+    }
+    parity_tensors(name, cs, &m);
+    const int B = c.max_batch, U = c.max_users, R = c.max_rank;
     float *slab = load(dir, name, "_params.f32", m.nparams * 4);
     memcpy(m.params_mem, slab, m.nparams * 4);
     float *x[K] = {0};
@@ -567,10 +705,6 @@ static void parity_case(const char *dir, const dm_json *cs, int naive)
     int32_t *exp_ = load(dir, name, "_exp.i32", (size_t)R * 4);
     int32_t *exn = load(dir, name, "_exn.i32", (size_t)R * c.n_neg * 4);
     double *gref = load(dir, name, "_grads.f64", m.nparams * 8);
-    double *dbref = load(dir, name, "_dbank.f64", (size_t)B * K * d * 8);
-    double *zref = load(dir, name, "_z.f64", (size_t)B * K * d * 8);
-    double *zbref = load(dir, name, "_zb.f64", (size_t)B * d * 8);
-    double *huref = load(dir, name, "_hu.f64", (size_t)U * d * 8);
     align_batch b = {.B = B, .xrow = xrow, .present = mask, .item = item, .U = U, .r = r, .R = R,
                      .ex_user = exu, .ex_pos = exp_, .ex_neg = exn};
     for (int k = 0; k < K; k++) b.x[k] = x[k];
@@ -578,97 +712,15 @@ static void parity_case(const char *dir, const dm_json *cs, int naive)
     align_zero_grad(&m);
     int rc = align_train_step(&m, &a, &b, &l);
     CHECK(rc == DM_OK, "%s: train step: %s", name, dm_error_message());
-    const dm_json *jl = dm_json_get(cs, "loss");
-    const char *ln[5] = {"total", "nce", "recon", "match", "rank"};
-    double lc[5] = {l.total, l.nce, l.recon, l.match, l.rank}, dlmax = 0;
-    for (int i = 0; i < 5; i++) {
-        double ref = jnum(jl, ln[i]);
-        dlmax = fmax(dlmax, fabs(lc[i] - ref) / fmax(1.0, fabs(ref)));
-        NEAR(lc[i], ref, 2e-6 * fmax(1.0, fabs(ref)), ln[i]);
-    }
-    const dm_json *jn = dm_json_get(cs, "norms");
-    double nv[4];
-    for (int i = 0; i < 4; i++) dm_json_double(dm_json_at(jn, (size_t)i), &nv[i]);
-    CHECK(l.n_nce == nv[0] && l.n_recon == nv[1] && l.n_match == nv[2] && l.n_rank == nv[3],
-          "%s: normalisers %g %g %g %g vs %g %g %g %g", name, l.n_nce, l.n_recon, l.n_match,
-          l.n_rank, nv[0], nv[1], nv[2], nv[3]);
-    double gworst = 0;
-    for (int ti = 0; ti < m.ntensors; ti++) {
-        const char *tn;
-        size_t n = align_tensor_info(&m, ti, &tn, NULL, NULL);
-        double dg = maxdiff_d(m.grads_mem + m.offset[ti], gref + m.offset[ti], n);
-        double s = maxabs_d(gref + m.offset[ti], n);
-        gworst = fmax(gworst, dg / fmax(1.0, s));
-        if (!naive && !strcmp(name, "relu_gate_softmax"))
-            printf("# torch %s %-14s max |g_C - g_torch| %.2g (max |g| %.2g)\n", name, tn, dg, s);
-        CHECK(dg <= 1e-5 * fmax(1.0, s), "%s %s: gradient differs from torch by %g", name, tn, dg);
-    }
-    double ddb = maxdiff_d(a.dbank_self, dbref, (size_t)B * K * d);
-    double sdb = maxabs_d(dbref, (size_t)B * K * d);
-    double dz = maxdiff_d(a.z, zref, (size_t)B * K * d), dzb = maxdiff_d(a.zb, zbref, (size_t)B * d);
-    double dhu = maxdiff_d(a.hu, huref, (size_t)U * d);
-    printf("# torch %s (%s kernels): max rel loss diff %.2g, max gradient diff %.2g (rel. to "
-           "max(1, |g|)), bank gradient %.2g (max %.2g), z %.2g, z_base %.2g, h_u %.2g\n", name,
-           naive ? "naive" : "fast", dlmax, gworst, ddb, sdb, dz, dzb, dhu);
-    worst_torch_grad = fmax(worst_torch_grad, fmax(gworst, ddb / fmax(1.0, sdb)));
-    CHECK(ddb <= 1e-5 * fmax(1.0, sdb), "%s: bank gradient differs from torch by %g", name, ddb);
-    CHECK(dz < 1e-5 && dzb < 1e-5 && dhu < 1e-5, "%s: latents differ (%g %g %g)", name, dz, dzb,
-          dhu);
-    /* inference reproduces the training latents (no dropout here) */
-    float *zi = malloc((size_t)B * d * 4), *hi = malloc((size_t)U * d * 4);
-    const float *xc[K];
-    for (int k = 0; k < K; k++) xc[k] = x[k];
-    CHECK(align_item_latents(&m, &a, xc, xrow, mask, B, zi, NULL) == DM_OK &&
-              align_user_latents(&m, &a, r, U, hi) == DM_OK,
-          "inference");
-    CHECK(maxdiff_d(zi, zbref, (size_t)B * d) < 1e-5 && maxdiff_d(hi, huref, (size_t)U * d) < 1e-5,
-          "%s: inference latents differ from torch", name);
-    free(zi);
-    free(hi);
+    double dlmax = parity_losses(name, cs, &l);
+    parity_latents(dir, name, &a, naive, dlmax, parity_grads(name, &m, gref, naive));
+    parity_inference(dir, name, &m, &a, &b);
     const dm_json *adam = dm_json_get(cs, "adam");
-    if (adam) {
-        double *ap = load(dir, name, "_adam.f64", m.nparams * 8);
-        c.lr = (float)jnum(adam, "lr");
-        c.weight_decay = (float)jnum(adam, "wd");
-        m.cfg.lr = c.lr;
-        m.cfg.weight_decay = c.weight_decay;
-        memcpy(m.params_mem, slab, m.nparams * 4);
-        memset(m.m_mem, 0, m.nparams * 4);
-        memset(m.v_mem, 0, m.nparams * 4);
-        m.step = 0;
-        for (int s = 0; s < (int)jint(adam, "steps"); s++) {
-            align_zero_grad(&m);
-            CHECK(align_train_step(&m, &a, &b, &l) == DM_OK, "adam step");
-            align_adam_step(&m);
-        }
-        /* Adam divides by sqrt(v): elements whose true gradient is ~0 take a step of either sign
-         * under rounding, so they are skipped (count printed) */
-        double da = 0;
-        size_t skipped = 0;
-        for (size_t i = 0; i < m.nparams; i++) {
-            if (fabs(gref[i]) < 1e-6) { skipped++; continue; }
-            da = fmax(da, fabs(m.params_mem[i] - ap[i]));
-        }
-        printf("# torch AdamW (%d steps, lr %.3g, weight decay %.3g): max |w_C - w_torch| = %.3g "
-               "(%zu elements with |g| < 1e-6 skipped)\n", (int)jint(adam, "steps"), c.lr,
-               c.weight_decay, da, skipped);
-        CHECK(da < 1e-5, "AdamW parameters differ from torch by %g", da);
-        free(ap);
-    }
+    if (adam) parity_adam(dir, name, adam, &m, &a, &b, slab, gref);
     free(slab);
     for (int k = 0; k < K; k++) free(x[k]);
-    free(r);
-    free(mask);
-    free(xrow);
-    free(item);
-    free(exu);
-    free(exp_);
-    free(exn);
-    free(gref);
-    free(dbref);
-    free(zref);
-    free(zbref);
-    free(huref);
+    void *own[] = {r, mask, xrow, item, exu, exp_, exn, gref};
+    for (size_t q = 0; q < sizeof own / sizeof *own; q++) free(own[q]);
     align_free(&m);
     align_acts_free(&a);
 }
@@ -1235,6 +1287,50 @@ static void test_nce_rows(void)
     align_free(&m);
 }
 
+/* ---- 9. settings from the key table ------------------------------------------------------- */
+
+/* align_config_from: every align.* key lands in its own field (each set to a value no other key
+ * has), align.modalities picks the widths, nce_chunk_mb becomes floats, capacities stay the
+ * caller's; an unknown modality is refused naming the key. */
+static void test_config_from(void)
+{
+    int dims[K] = {50, 32, 16, 8};
+    align_config c;
+    const char *sets[] = {"align.dim=17", "align.hidden=23", "align.act=tanh", "align.fusion=mean",
+                          "align.rank_loss=bce", "align.negatives=7", "align.tau=0.25", "align.w_nce=2",
+                          "align.w_recon=3", "align.w_match=4", "align.w_rank=5",
+                          "align.modality_dropout=0.125", "align.lr=0.0625", "align.beta1=0.5",
+                          "align.beta2=0.75", "align.eps=0.001", "align.weight_decay=0.375",
+                          "align.nce_chunk_mb=2", "align.modalities=audio,text", NULL};
+    config_from(&c, dims, 40, sets);
+    CHECK(c.dim_in[ALIGN_CF] == 0 && c.dim_in[ALIGN_TEXT] == 32 && c.dim_in[ALIGN_VISUAL] == 0 &&
+              c.dim_in[ALIGN_AUDIO] == 8 && c.dim_user == 40,
+          "widths %d %d %d %d, user %d", c.dim_in[0], c.dim_in[1], c.dim_in[2], c.dim_in[3], c.dim_user);
+    CHECK(c.d == 17 && c.hidden == 23 && c.act == ALIGN_ACT_TANH && c.fusion == ALIGN_FUSE_MEAN &&
+              c.rank_loss == ALIGN_RANK_BCE && c.n_neg == 7,
+          "d %d hidden %d act %d fusion %d rank_loss %d negatives %d", c.d, c.hidden, c.act, c.fusion,
+          c.rank_loss, c.n_neg);
+    CHECK(c.tau == 0.25f && c.w_nce == 2.0f && c.w_recon == 3.0f && c.w_match == 4.0f &&
+              c.w_rank == 5.0f && c.modality_dropout == 0.125f,
+          "tau %g weights %g %g %g %g dropout %g", c.tau, c.w_nce, c.w_recon, c.w_match, c.w_rank,
+          c.modality_dropout);
+    CHECK(c.lr == 0.0625f && c.beta1 == 0.5f && c.beta2 == 0.75f && c.eps == 0.001f &&
+              c.weight_decay == 0.375f,
+          "AdamW %g %g %g %g %g", c.lr, c.beta1, c.beta2, c.eps, c.weight_decay);
+    CHECK(c.chunk_floats == (size_t)2 * 1048576 / 4, "chunk_floats %zu for 2 MiB", c.chunk_floats);
+    CHECK(c.max_batch == 0 && c.max_users == 0 && c.max_rank == 0 && c.max_bank == 0 && !c.naive,
+          "capacities are the caller's");
+    dm_cfg cfg;
+    CHECK(dm_cfg_init(&cfg) == DM_OK && dm_cfg_set(&cfg, "align.modalities=text,smell") == DM_OK, "cfg");
+    dm_error_clear();
+    int rc = align_config_from(&cfg, dims, 40, &c);
+    const char *msg = dm_error_message();
+    CHECK(rc == DM_ECONFIG && strstr(msg, "align.modalities") && strstr(msg, "'smell'"),
+          "unknown modality: rc %d, message '%s'", rc, msg);
+    dm_error_clear();
+    dm_cfg_free(&cfg);
+}
+
 int main(void)
 {
     test_kernels();
@@ -1246,5 +1342,6 @@ int main(void)
     test_known_answers();
     test_inference();
     test_nce_rows();
+    test_config_from();
     return tap_done("align");
 }
