@@ -11,8 +11,12 @@
  *                         ("sasrec@noise_snr_10" -> x = 10); one series per name stem
  *   curve, x=column:NAME  points entries of group `data` (latency against prompt length, metrics per
  *   curve, x=row          streaming window): column NAME or the row number as x, the `metrics`
- *                         columns as y (default: every other column), one series per dataset
- * Several seeds of a configuration give mean +- sd at every point (yerrorlines).
+ *                         columns as y (default: every other column), one series per dataset and
+ *                         column; columns of a second quantity (rpt_quantity: seconds beside losses)
+ *                         on the right axis, a third left out
+ * Several seeds of a configuration give mean +- sd at every point (yerrorlines). A curve at a single
+ * x is drawn as bars at that x. Every axis is named by its quantity (and unit), and the caption says
+ * what is plotted against what, on which split, protocol and users (rpt_gp.h draws).
  */
 #include "rpt_fig.h"
 

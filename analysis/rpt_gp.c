@@ -105,13 +105,31 @@ static const char *const g_colors[NCOLORS] = {"#0072B2", "#D55E00", "#009E73", "
                                               "#56B4E9", "#000000", "#882255", "#999999", "#F0E442"};
 static const int g_points[NCOLORS] = {7, 5, 9, 11, 13, 15, 4, 6, 8, 10};
 
-/* a gnuplot double-quoted string */
+/* A character of a label kept in a figure: LaTeX markup of report.labels ("SASRec$^{*}$", "hidden
+ * size $d$") is for the .tex tables; the figures show its text ("SASRec*", "hidden size d"), dropping
+ * $, the ^ _ { } of math and \commands. Strings without $ or \ are kept whole. */
+static int gp_plain(const char *s, size_t i, int *math)
+{
+    if (s[i] == '$') {
+        *math = !*math;
+        return 0;
+    }
+    if (s[i] == '\\' || (i && s[i - 1] == '\\')) return 0;
+    if (s[i] >= 'a' && s[i] <= 'z')
+        for (size_t j = i; j > 0 && ((s[j - 1] >= 'a' && s[j - 1] <= 'z') || (s[j - 1] >= 'A' && s[j - 1] <= 'Z') || s[j - 1] == '\\'); j--)
+            if (s[j - 1] == '\\') return 0;
+    return !(s[i] == '{' || s[i] == '}' || (*math && (s[i] == '^' || s[i] == '_')));
+}
+
+/* a gnuplot double-quoted string, LaTeX markup left out (gp_plain) */
 static int gp_str(dm_buf *b, const char *s)
 {
+    int latex = strchr(s, '$') || strchr(s, '\\'), math = 0;
     DM_CALL(dm_buf_addc(b, '"'));
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') DM_CALL(dm_buf_addc(b, '\\'));
-        DM_CALL(dm_buf_addc(b, *s));
+    for (size_t i = 0; s[i]; i++) {
+        if (latex && !gp_plain(s, i, &math)) continue;
+        if (s[i] == '"' || s[i] == '\\') DM_CALL(dm_buf_addc(b, '\\'));
+        DM_CALL(dm_buf_addc(b, s[i]));
     }
     return dm_buf_addc(b, '"');
 }
@@ -182,11 +200,13 @@ static void bars_xtics(const rpt_plot *p, const char *xlabel, dm_buf *gp)
                   p->any_sd ? "errorbars" : "clustered", p->any_sd ? " lw 1" : "", rot ? " rotate by 45 right" : "");
     for (size_t c = 0; c < ncat; c++) {
         dm_buf_adds(gp, c ? ", \"" : "\"");
-        for (const char *q = p->cats[c]; *q; q++) {
-            if (*q == '\n') dm_buf_adds(gp, rot ? ", " : "\\n");
-            else {
-                if (*q == '"' || *q == '\\') dm_buf_addc(gp, '\\');
-                dm_buf_addc(gp, *q);
+        const char *cat = p->cats[c];
+        int latex = strchr(cat, '$') || strchr(cat, '\\'), math = 0;
+        for (size_t i = 0; cat[i]; i++) {
+            if (cat[i] == '\n') dm_buf_adds(gp, rot ? ", " : "\\n");
+            else if (!latex || gp_plain(cat, i, &math)) {
+                if (cat[i] == '"' || cat[i] == '\\') dm_buf_addc(gp, '\\');
+                dm_buf_addc(gp, cat[i]);
             }
         }
         dm_buf_printf(gp, "\" %zu", c);
@@ -268,7 +288,7 @@ static void curves_xtics(const rpt_plot *p, int logx, dm_buf *gp)
         dm_buf_printf(gp, "set xtics (%.10g)\nset xrange [%.10g:%.10g]\n", xs[0], xs[0] - d, xs[0] + d);
         return;
     }
-    dm_buf_adds(gp, "set offsets graph 0.06, graph 0.06, 0, 0\n");
+    dm_buf_adds(gp, "set autoscale xfix\nset offsets graph 0.06, graph 0.06, 0, 0\n");
     if (nx < 2 || nx > 10) return;
     qsort(xs, nx, sizeof *xs, cmp_double);
     /* values too close for their labels (10 and 20 on an axis to 200): gnuplot's own tics */

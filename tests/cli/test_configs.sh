@@ -39,7 +39,9 @@
 #     error), the expected output lines (`#   ...` lines right after a command in a ```sh block, the
 #     lines after a `$ command`), and what each kind of command promises: the stage files of a run,
 #     report tables and figures, DONE markers, explain's JSON lines, --hash = the sha256 of the
-#     printed config, a sweep line's "# N runs" comment = its manifest.
+#     printed config, a sweep line's "# N runs" comment = its manifest; every report (make quickstart's
+#     two, `dynmm report`'s) has significance tests in every table of several models (the quickstart's
+#     LLM tables too) and its report.tex compiles with pdflatex into Type 1 / TrueType fonts only.
 # DM_CONFIGS_STEPS="1 2 3" (default) selects the parts, e.g. DM_CONFIGS_STEPS=3 while editing the README.
 set -u
 ROOT=$PWD; B=$DM_BUILD/dynmm; PY=/usr/bin/python3
@@ -236,6 +238,25 @@ for kind, n, cmd, comment, exp, _ in recs:
     print("\x1e".join([str(n), kind, cmd, comment, "\x1f".join(exp)]))
 EOF
 chk() { $PY "$W/check.py" "$@"; }
+# latex_ok REPORTDIR: report.tex compiles with pdflatex into a PDF with Type 1 / TrueType fonts only
+# (pdffonts; ACM's and IEEE's checks reject Type 3), and every table with more than one model has its
+# significance tests (a *_tests.csv beyond its header); prints what it checked
+latex_ok() {
+  local d=$1 t n
+  for t in "$d"/*.csv; do
+    case $t in *_tests.csv) continue ;; esac
+    n=$(awk -F, 'NR > 1 {print $2}' "$t" | sort -u | wc -l)
+    if [ "$n" -gt 1 ] && [ "$(grep -c . "${t%.csv}_tests.csv")" -lt 2 ]; then echo "FAIL: ${t##*/}: $n models, no significance test"; return 1; fi
+  done
+  if ! command -v pdflatex > /dev/null || ! kpsewhich booktabs.sty > /dev/null 2>&1; then echo "tables tested (no pdflatex here)"; return 0; fi
+  (cd "$d" && timeout 120 pdflatex -interaction=nonstopmode -halt-on-error report.tex > report.pdflatex.log 2>&1) ||
+    { tail -20 "$d/report.pdflatex.log"; echo "FAIL: $d/report.tex does not compile"; return 1; }
+  if command -v pdffonts > /dev/null; then
+    pdffonts "$d/report.pdf" > "$d/report.fonts" 2>&1 || { echo "FAIL: pdffonts $d/report.pdf"; return 1; }
+    if grep -q 'Type 3' "$d/report.fonts"; then cat "$d/report.fonts"; echo "FAIL: $d/report.pdf embeds Type 3 fonts"; return 1; fi
+    echo "tables tested, report.pdf with Type 1 / TrueType fonts only"
+  else echo "tables tested, report.pdf compiled (no pdffonts here)"; fi
+}
 # the resolved config of ARGS (configs, then --set) into a file, for the checkers
 resolve() { local out=$1; shift; $B config "$@" > "$out" 2> "$out.err" || { cat "$out.err"; fail "dynmm config $*"; }; }
 # getkey FILE GROUP KEY: a value of a resolved config (strings without their quotes)
@@ -278,7 +299,8 @@ part_configs() {
       $B report "$W/cfg/$name" --set stats.bootstrap=100 > "$W/cfg/$name.report.log" 2>&1 ||
         { cat "$W/cfg/$name.report.log"; fail "dynmm report on the run of $f"; }
       [ -s "$W/cfg/$name/report/index.md" ] && ls "$W/cfg/$name"/report/*.csv > /dev/null 2>&1 || fail "$f: the report wrote no tables"
-      got="$got, report"
+      e=$(latex_ok "$W/cfg/$name/report") || { echo "$e"; fail "$f: the report"; }
+      got="$got, report: $e"
     fi
     echo "ok: ${cfgs[*]}: $got [$((SECONDS - t)) s]"
   done
@@ -381,9 +403,11 @@ part_readme() {
       note=$(cd "$CO" && chk run "$log.q1" "$log.q2") || { echo "$note"; fail "$where: outputs"; }
       for d in "$(getkey "$log.q1" run dir)" "$(getkey "$log.q2" run dir)"; do
         [ -s "$CO/$d/report/index.md" ] || fail "$where: no report in $d/report/"
+        e=$(latex_ok "$CO/$d/report") || { echo "$e"; fail "$where: the report of $d"; }
       done
+      ls "$CO/$(getkey "$log.q1" run dir)"/report/*-llm.csv > /dev/null 2>&1 || fail "$where: no table of the LLM stage's users"
       grep -q "^Done in" "$log" || fail "$where: no closing description of what it produced"
-      note="$note; reports"
+      note="$note; reports: $e"
     elif [[ "$MAPPED" == *"/dynmm sweep "* ]]; then
       M=$CO/$(sed -n 's/.* runs in \(.*\)\/$/\1/p' "$log" | head -n 1)/manifest.tsv
       [ -s "$M" ] || { cat "$log"; fail "$where: no manifest ($M)"; }
@@ -402,6 +426,8 @@ part_readme() {
       else [ -s "$R/report/index.md" ] || fail "$where: no $R/report/index.md"; note="report written"; fi
       exts="md tex csv"; command -v gnuplot > /dev/null && exts="$exts png pdf"
       for ext in $exts; do ls "$R"/report/*.$ext > /dev/null 2>&1 || fail "$where: no .$ext in $R/report/ (the README promises tables and figures)"; done
+      e=$(latex_ok "$R/report") || { echo "$e"; fail "$where: the report"; }
+      note="$note; $e"
     elif [[ "$MAPPED" == *"/dynmm explain "*"explain.output=-"* ]]; then
       ids=$(printf '%s' "$cmd" | sed -n "s/.*explain.user_ids=\(\[[^]]*\]\).*/\1/p"); [ -n "$ids" ] || ids=null
       note=$(chk explain "$log" "$ids") || { echo "$note"; fail "$where: explain's output"; }
