@@ -246,19 +246,12 @@ void gpt2_attention_forward_naive(float *out, float *att, const float *qkv, floa
 }
 
 /* The attention's loop bodies are written once, as always-inline functions over one row or one
- * (sequence, head) pair, and instantiated twice: for the f32 path as before, and for the bf16 path,
- * which runs only where AVX-512 is present, in functions compiled for AVX-512 (the softmax inline so
- * it vectorises in 16 lanes). The OpenMP loops call one or the other (`wide`); the bf16 path runs them
- * on nn_bf16_threads() threads, at most QBLOCK (the rows of the scratch gpt2_reserve sizes). */
+ * (sequence, head) pair, and instantiated twice: for the f32 path as before (OpenMP loops), and for
+ * the bf16 path, which runs only where AVX-512 is present, in functions compiled for AVX-512 (the
+ * softmax inline so it vectorises in 16 lanes) that run on the bf16 pool (nn_bf16_for; at most
+ * QBLOCK ranges, the rows of the scratch gpt2_reserve sizes). */
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 #define INLINE static inline __attribute__((always_inline))
-
-static int loop_threads(int wide)
-{
-    if (!wide) return omp_get_max_threads();
-    int n = nn_bf16_threads();
-    return n < QBLOCK ? n : QBLOCK;
-}
 
 /* nn_softmax's operations (softmax.h), inline; the causal mask's zeros from nv to ld */
 INLINE void softmax_masked_row(float *z, int nv, int ld)
@@ -276,22 +269,35 @@ INLINE void softmax_masked_row(float *z, int nv, int ld)
     for (int j = nv; j < ld; j++) z[j] = 0.0f;
 }
 
-AVX512_TARGET static void softmax_masked_row_wide(float *z, int nv, int ld) { softmax_masked_row(z, nv, ld); }
+typedef struct { /* the arguments of the bf16 path's attention loops */
+    float *s, *dqkv, *scratch;
+    const float *dout, *att, *qkv, *kc;
+    gpt2_cache *c;
+    int ld, valid0, T, C, NH, h, P;
+    float scale;
+} attn_job;
+
+AVX512_TARGET static void softmax_rows_wide(void *p, long i0, long i1, int t)
+{
+    const attn_job *j = p;
+    for (long i = i0; i < i1; i++) softmax_masked_row(j->s + (size_t)i * j->ld, j->valid0 + (int)i, j->ld);
+}
 
 /* Softmax of rows [0, n) of s (leading dimension ld); row i has `valid0 + i` live entries, the rest
  * is set to 0 (causal mask). */
 static void softmax_causal_rows(float *s, int ld, int n, int valid0, int wide)
 {
-#pragma omp parallel for schedule(static) num_threads(loop_threads(wide))
+    if (wide) {
+        attn_job j = {.s = s, .ld = ld, .valid0 = valid0};
+        nn_bf16_for(n, (size_t)n * ld, softmax_rows_wide, &j);
+        return;
+    }
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         float *r = s + (size_t)i * ld;
         int nv = valid0 + i;
-        if (wide) {
-            softmax_masked_row_wide(r, nv, ld);
-        } else {
-            nn_softmax(r, nv);
-            for (int j = nv; j < ld; j++) r[j] = 0.0f;
-        }
+        nn_softmax(r, nv);
+        for (int j = nv; j < ld; j++) r[j] = 0.0f;
     }
 }
 
@@ -368,30 +374,27 @@ INLINE void attention_backward_pair(float *dqkv, const float *dout, const float 
     }
 }
 
-static void attention_backward_pair_f32(float *dqkv, const float *dout, const float *att, const float *qkv,
-                                        float *datt, int b, int h, int T, int C, int NH)
+AVX512_TARGET static void attention_backward_wide(void *p, long i0, long i1, int t)
 {
-    attention_backward_pair(dqkv, dout, att, qkv, datt, b, h, T, C, NH);
-}
-
-AVX512_TARGET static void attention_backward_pair_wide(float *dqkv, const float *dout, const float *att,
-                                                       const float *qkv, float *datt, int b, int h, int T, int C,
-                                                       int NH)
-{
-    attention_backward_pair(dqkv, dout, att, qkv, datt, b, h, T, C, NH);
+    const attn_job *j = p;
+    for (long i = i0; i < i1; i++)
+        attention_backward_pair(j->dqkv, j->dout, j->att, j->qkv, j->scratch + (size_t)t * j->T, (int)(i / j->NH),
+                                (int)(i % j->NH), j->T, j->C, j->NH);
 }
 
 static void attention_backward(float *dqkv, const float *dout, const float *att, const float *qkv, float *scratch,
                                int B, int T, int C, int NH, int wide)
 {
+    if (wide) {
+        attn_job j = {.dqkv = dqkv, .scratch = scratch, .dout = dout, .att = att, .qkv = qkv, .T = T, .C = C, .NH = NH};
+        nn_bf16_for((long)B * NH, (size_t)B * T * T * C, attention_backward_wide, &j);
+        return;
+    }
     /* parallel over (b, h): each pair writes only its own head's slice of dqkv */
-#pragma omp parallel for collapse(2) schedule(dynamic) num_threads(loop_threads(wide))
+#pragma omp parallel for collapse(2) schedule(dynamic)
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            float *datt = scratch + (size_t)omp_get_thread_num() * T;
-            if (wide) attention_backward_pair_wide(dqkv, dout, att, qkv, datt, b, h, T, C, NH);
-            else attention_backward_pair_f32(dqkv, dout, att, qkv, datt, b, h, T, C, NH);
-        }
+        for (int h = 0; h < NH; h++)
+            attention_backward_pair(dqkv, dout, att, qkv, scratch + (size_t)omp_get_thread_num() * T, b, h, T, C, NH);
 }
 
 void gpt2_attention_backward(float *dqkv, const float *dout, const float *att, const float *qkv,
@@ -967,21 +970,16 @@ INLINE void cache_values_row(gpt2_cache *c, const float *row, int r, int h, int 
     }
 }
 
-static void cache_scores_row_f32(const gpt2_cache *c, float *row, int r, int h, int P, float scale)
+AVX512_TARGET static void cache_scores_wide(void *p, long r0, long r1, int t)
 {
-    cache_scores_row(c, row, r, h, P, scale, 0);
+    const attn_job *j = p;
+    for (long r = r0; r < r1; r++) cache_scores_row(j->c, j->s + (size_t)r * j->ld, (int)r, j->h, j->P, j->scale, 1);
 }
-AVX512_TARGET static void cache_scores_row_wide(const gpt2_cache *c, float *row, int r, int h, int P, float scale)
+
+AVX512_TARGET static void cache_values_wide(void *p, long r0, long r1, int t)
 {
-    cache_scores_row(c, row, r, h, P, scale, 1);
-}
-static void cache_values_row_f32(gpt2_cache *c, const float *row, int r, int h, int P)
-{
-    cache_values_row(c, row, r, h, P);
-}
-AVX512_TARGET static void cache_values_row_wide(gpt2_cache *c, const float *row, int r, int h, int P)
-{
-    cache_values_row(c, row, r, h, P);
+    const attn_job *j = p;
+    for (long r = r0; r < r1; r++) cache_values_row(j->c, j->s + (size_t)r * j->ld, (int)r, j->h, j->P);
 }
 
 /* Attention of the R rows of c->qkv against the cached keys kc and values vc and their own groups,
@@ -989,7 +987,7 @@ AVX512_TARGET static void cache_values_row_wide(gpt2_cache *c, const float *row,
 static void cache_attention(gpt2_cache *c, int R, const float *kc, const float *vc, int wide)
 {
     const gpt2_config *g = &c->m->cfg;
-    int C = g->channels, NH = g->num_heads, hs = C / NH, P = c->len, cap = c->cap, nth = loop_threads(wide);
+    int C = g->channels, NH = g->num_heads, hs = C / NH, P = c->len, cap = c->cap;
     float scale = 1.0f / sqrtf((float)hs);
     int ld = P + c->max_rows; /* score row: P cached keys, then the row's own group */
     if (ld > cap) ld = cap;
@@ -998,18 +996,21 @@ static void cache_attention(gpt2_cache *c, int R, const float *kc, const float *
         if (P > 0)
             nn_sgemm(CblasNoTrans, CblasTrans, R, P, hs, scale, c->qkv + h * hs, 3 * C,
                      kc + h * hs, C, 0.0f, s, ld);
-#pragma omp parallel for schedule(static) num_threads(nth)
-        for (int r = 0; r < R; r++) {
-            if (wide) cache_scores_row_wide(c, s + (size_t)r * ld, r, h, P, scale);
-            else cache_scores_row_f32(c, s + (size_t)r * ld, r, h, P, scale);
+        attn_job j = {.s = s, .c = c, .ld = ld, .h = h, .P = P, .scale = scale};
+        if (wide) {
+            nn_bf16_for(R, (size_t)R * hs * 4, cache_scores_wide, &j);
+        } else {
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < R; r++) cache_scores_row(c, s + (size_t)r * ld, r, h, P, scale, 0);
         }
         if (P > 0)
             nn_sgemm(CblasNoTrans, CblasNoTrans, R, hs, P, 1.0f, s, ld, vc + h * hs, C, 0.0f,
                      c->y + h * hs, C);
-#pragma omp parallel for schedule(static) num_threads(nth)
-        for (int r = 0; r < R; r++) {
-            if (wide) cache_values_row_wide(c, s + (size_t)r * ld, r, h, P);
-            else cache_values_row_f32(c, s + (size_t)r * ld, r, h, P);
+        if (wide) {
+            nn_bf16_for(R, (size_t)R * hs * 4, cache_values_wide, &j);
+        } else {
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < R; r++) cache_values_row(c, s + (size_t)r * ld, r, h, P);
         }
     }
 }

@@ -32,6 +32,9 @@
  * Threads: OpenMP loops over rows and heads; BLAS is never called from inside a parallel region.
  * gpt2_set_threads(n) gives OpenBLAS n threads and OpenMP n threads only when
  * OMP_WAIT_POLICY=passive (spinning OpenMP workers would steal the BLAS threads' cores), else 1.
+ * Under GPT2_BF16 the products with the weights and the loops around them (GELU, log-sum-exp,
+ * softmax and attention rows) run on the pool of src/nn/gemm_bf16.h instead, with as many threads
+ * as OpenBLAS; its workers sleep between calls, so they steal no core whatever the wait policy.
  */
 #ifndef DM_GPT2_H
 #define DM_GPT2_H

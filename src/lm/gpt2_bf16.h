@@ -1,6 +1,6 @@
 /* gpt2_bf16.h: the elementwise and row kernels of GPT-2's bf16 path (gpt2.h, GPT2_BF16), compiled for
- * AVX-512 with function target attributes (the build stays portable) and threaded over
- * nn_bf16_threads() OpenMP threads. With the products on the AVX512_BF16 kernel, these loops (GELU
+ * AVX-512 with function target attributes (the build stays portable) and threaded on the pool of
+ * src/nn/gemm_bf16.h (nn_bf16_for). With the products on the AVX512_BF16 kernel, these loops (GELU
  * over every MLP activation, the log-sum-exp over the vocabulary of every scored position) are a
  * third of the time when built for x86-64-v2's 4 lanes; here they run on 16.
  *

@@ -19,6 +19,9 @@
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -26,8 +29,6 @@
 #define MR 6
 #define KB 128  /* pairs of k per block */
 #define MB 192  /* rows per work item */
-/* fewer multiply-adds than this run on the calling thread */
-#define PAR_MIN ((size_t)1 << 20)
 /* words of rounded A held at once (the scratch) */
 #define A_CAP ((size_t)4 << 20)
 
@@ -68,6 +69,114 @@ void nn_bf16_scratch_free(void)
     free(g_a);
     g_a = NULL;
     g_a_cap = 0;
+}
+
+/* ---- the thread pool ------------------------------------------------------------------------ */
+
+/* Workers are created on first use and live for the process. A call publishes (task, arg, n) under
+ * the mutex with a new generation and wakes them; worker t < n runs task(arg, t, n), the last to
+ * finish signals `done`. Between calls a worker spins for about SPIN pauses (tens of microseconds:
+ * back-to-back calls of one forward find it awake), then sleeps on `go`, leaving its core to
+ * OpenBLAS and OpenMP: OpenMP's own workers would spin for milliseconds unless
+ * OMP_WAIT_POLICY=passive, and on a loaded machine that made the bf16 path several times slower. */
+#define POOL_MAX 128
+#define SPIN 4096
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    atomic_ulong gen;
+    void (*task)(void *, int, int);
+    void *arg;
+    int n, workers;
+    atomic_int left, busy;
+} g_pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+
+static void *pool_worker(void *p)
+{
+    int id = (int)(intptr_t)p;
+    unsigned long seen = 0;
+    for (;;) {
+        for (int i = 0; i < SPIN && atomic_load_explicit(&g_pool.gen, memory_order_acquire) == seen; i++)
+            __builtin_ia32_pause();
+        pthread_mutex_lock(&g_pool.mu);
+        while (atomic_load(&g_pool.gen) == seen) pthread_cond_wait(&g_pool.go, &g_pool.mu);
+        seen = atomic_load(&g_pool.gen);
+        void (*task)(void *, int, int) = g_pool.task;
+        void *arg = g_pool.arg;
+        int n = g_pool.n;
+        pthread_mutex_unlock(&g_pool.mu);
+        if (id >= n) continue;
+        task(arg, id, n);
+        if (atomic_fetch_sub(&g_pool.left, 1) == 1) {
+            pthread_mutex_lock(&g_pool.mu);
+            pthread_cond_signal(&g_pool.done);
+            pthread_mutex_unlock(&g_pool.mu);
+        }
+    }
+    return NULL;
+}
+
+void nn_bf16_parallel(void (*task)(void *arg, int t, int n), void *arg, int n)
+{
+    if (n > POOL_MAX) n = POOL_MAX;
+    int expect = 0;
+    if (n <= 1 || !atomic_compare_exchange_strong(&g_pool.busy, &expect, 1)) {
+        for (int t = 0; t < (n > 1 ? n : 1); t++) task(arg, t, n > 1 ? n : 1);
+        return;
+    }
+    while (g_pool.workers < n - 1) { /* workers 1 .. n-1; without one, fewer tasks run in parallel */
+        pthread_t th;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&th, &at, pool_worker, (void *)(intptr_t)(g_pool.workers + 1));
+        pthread_attr_destroy(&at);
+        if (rc) break;
+        g_pool.workers++;
+    }
+    int np = n - 1 < g_pool.workers ? n - 1 : g_pool.workers; /* tasks the workers take */
+    pthread_mutex_lock(&g_pool.mu);
+    g_pool.task = task;
+    g_pool.arg = arg;
+    g_pool.n = np + 1;
+    atomic_store(&g_pool.left, np);
+    atomic_fetch_add(&g_pool.gen, 1);
+    pthread_cond_broadcast(&g_pool.go);
+    pthread_mutex_unlock(&g_pool.mu);
+    task(arg, 0, np + 1);
+    for (int i = 0; i < SPIN && atomic_load_explicit(&g_pool.left, memory_order_acquire) > 0; i++)
+        __builtin_ia32_pause();
+    pthread_mutex_lock(&g_pool.mu);
+    while (atomic_load(&g_pool.left) > 0) pthread_cond_wait(&g_pool.done, &g_pool.mu);
+    pthread_mutex_unlock(&g_pool.mu);
+    atomic_store(&g_pool.busy, 0);
+}
+
+typedef struct {
+    void (*body)(void *, long, long, int);
+    void *ctx;
+    long n;
+} for_job;
+
+static void for_task(void *a, int t, int n)
+{
+    const for_job *j = a;
+    long i0 = (long)((__int128)j->n * t / n), i1 = (long)((__int128)j->n * (t + 1) / n);
+    if (i1 > i0) j->body(j->ctx, i0, i1, t);
+}
+
+void nn_bf16_for(long n, size_t work, void (*body)(void *ctx, long i0, long i1, int t), void *ctx)
+{
+    if (n <= 0) return;
+    int nth = work < NN_BF16_PAR_MIN ? 1 : nn_bf16_threads();
+    if (nth > n) nth = (int)n;
+    if (nth <= 1) {
+        body(ctx, 0, n, 0);
+        return;
+    }
+    for_job j = {body, ctx, n};
+    nn_bf16_parallel(for_task, &j, nth);
 }
 
 /* ---- rounding ------------------------------------------------------------------------------- */
@@ -281,22 +390,40 @@ static void work_item(float *C, size_t ldc, const uint32_t *a, size_t kp, const 
     }
 }
 
-static void gemm_avx512(float *C, size_t ldc, const float *A, size_t lda, const nn_bf16_mat *b, int M,
-                        uint32_t *a, int nth, const float *bias, int acc)
+typedef struct {
+    float *C;
+    size_t ldc, lda, kp;
+    const float *A, *bias;
+    const nn_bf16_mat *b;
+    uint32_t *a;
+    int M, nmb, acc;
+} gemm_job;
+
+static void round_rows(void *p, long i0, long i1, int t)
 {
-    const size_t kp = (size_t)b->kp;
-    const int nmb = (M + MB - 1) / MB;
-    const long items = (long)b->np * nmb;
-#pragma omp parallel num_threads(nth) if (nth > 1)
-    {
-#pragma omp for schedule(static)
-        for (int i = 0; i < M; i++) round_row(a + (size_t)i * kp, A + (size_t)i * lda, b->K);
-#pragma omp for schedule(static)
-        for (long t = 0; t < items; t++) {
-            int q = (int)(t / nmb), i0 = (int)(t % nmb) * MB;
-            work_item(C, ldc, a, kp, b, q, i0, M - i0 < MB ? M : i0 + MB, bias, acc);
-        }
+    const gemm_job *j = p;
+    for (long i = i0; i < i1; i++) round_row(j->a + (size_t)i * j->kp, j->A + (size_t)i * j->lda, j->b->K);
+}
+
+/* work items (panel, block of rows), panel-major: consecutive items share a panel */
+static void tiles(void *p, long t0, long t1, int tid)
+{
+    const gemm_job *j = p;
+    (void)tid;
+    for (long t = t0; t < t1; t++) {
+        int q = (int)(t / j->nmb), i0 = (int)(t % j->nmb) * MB;
+        work_item(j->C, j->ldc, j->a, j->kp, j->b, q, i0, j->M - i0 < MB ? j->M : i0 + MB, j->bias, j->acc);
     }
+}
+
+static void gemm_avx512(float *C, size_t ldc, const float *A, size_t lda, const nn_bf16_mat *b, int M,
+                        uint32_t *a, const float *bias, int acc)
+{
+    gemm_job j = {C, ldc, lda, (size_t)b->kp, A, bias, b, a, M, (M + MB - 1) / MB, acc};
+    /* in elementwise units: a multiply-add costs about 1/32 of a cycle here (two vdpbf16ps a cycle) */
+    size_t work = (size_t)M * b->N * b->K / 32;
+    nn_bf16_for(M, work, round_rows, &j);
+    nn_bf16_for((long)b->np * j.nmb, work, tiles, &j);
 }
 
 #pragma GCC pop_options
@@ -326,10 +453,8 @@ void nn_bf16_gemm(float *C, size_t ldc, const float *A, size_t lda, const nn_bf1
         DM_ASSERT(g_a != NULL); /* at most A_CAP words (16 MiB) */
         g_a_cap = need;
     }
-    int nth = nn_bf16_threads();
-    if (omp_in_parallel() || (size_t)M * b->N * b->K < PAR_MIN) nth = 1;
     for (size_t i0 = 0; i0 < (size_t)M; i0 += rows) {
         int m = (int)((size_t)M - i0 < rows ? (size_t)M - i0 : rows);
-        gemm_avx512(C + i0 * ldc, ldc, A + i0 * lda, lda, b, m, g_a, nth, bias, accumulate);
+        gemm_avx512(C + i0 * ldc, ldc, A + i0 * lda, lda, b, m, g_a, bias, accumulate);
     }
 }

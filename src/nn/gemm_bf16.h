@@ -30,8 +30,8 @@
  * nn_bf16_available() is false on CPUs without the instructions, when DM_NO_BF16 is set in the
  * environment (non-empty, not "0"), or after nn_bf16_disable(1): callers then keep their float path.
  *
- * Threads: OpenMP over panels of columns and blocks of rows, nn_bf16_set_threads(n) threads
- * (default: as many as OpenBLAS uses), one thread for small products or inside a parallel region.
+ * Threads: the module's own pool (nn_bf16_parallel) over panels of columns and blocks of rows,
+ * nn_bf16_set_threads(n) threads (default: as many as OpenBLAS uses), one for small products.
  * Memory: a packed matrix owns its pairs; the module keeps a grow-only scratch for the rounded A
  * (at most 16 MiB: long products run in chunks of rows) per calling thread, released by
  * nn_bf16_scratch_free. Nothing else allocates; nn_bf16_gemm cannot fail (it aborts if even the
@@ -63,6 +63,17 @@ void nn_bf16_disable(int on);
 /* Threads of nn_bf16_gemm; n <= 0 = as many as OpenBLAS uses. nn_bf16_threads: the count in force. */
 void nn_bf16_set_threads(int n);
 int nn_bf16_threads(void);
+
+/* The pool: runs task(arg, t, n) for t = 0 .. n-1 (t = 0 on the caller, at most 128) and returns
+ * when all have run. Its workers sleep between calls (after spinning some tens of microseconds), so
+ * they leave the cores to OpenBLAS and OpenMP whatever OMP_WAIT_POLICY says. A call while another
+ * runs (from another thread, or from inside a task) runs its n tasks on the caller, in order.
+ * nn_bf16_for splits [0, n) into nn_bf16_threads() contiguous ranges (one when work, the caller's
+ * measure of the loop's size, is below NN_BF16_PAR_MIN) and runs body(ctx, i0, i1, t) on each,
+ * t < 128 the range's index (for per-thread scratch). */
+#define NN_BF16_PAR_MIN ((size_t)1 << 15)
+void nn_bf16_parallel(void (*task)(void *arg, int t, int n), void *arg, int n);
+void nn_bf16_for(long n, size_t work, void (*body)(void *ctx, long i0, long i1, int t), void *ctx);
 
 /* Packs B (K, N) from float: b_kj = src[k ld + j] (trans = 0) or src[j ld + k] (trans = 1, i.e.
  * src is B^T (N, K)). b is zeroed, or a packed matrix: of the same shape its memory is reused (no
