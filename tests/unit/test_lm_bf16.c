@@ -14,7 +14,8 @@
  *     add costs one more rounding); the backward's head product and layer 0's QKV product to the
  *     inputs likewise;
  *     the AVX-512 loops of the bf16 path (GELU, log-sum-exp and cross-entropy rows) against src/nn's;
- *  6. GPT-2 bf16 against f32 end to end (logits, loss, gradient to soft inputs), and the prompt
+ *  6. GPT-2 bf16 against f32 end to end (logits, loss, gradient to soft inputs; bf16 bitwise the same
+ *     on 1, 2 and 3 threads of the pool), and the prompt
  *     stage's scoring calls (soft user tokens and a text prefix in the KV cache, candidates scored
  *     with their soft item tokens, gpt2_cache_score_mixed): every candidate score within a
  *     first-order budget derived from the same bound, and the ranking unchanged wherever the f32
@@ -489,6 +490,27 @@ static void test_vs_f32(void)
     CHECK(dloss <= 2 * tz, "losses differ by %g, budget %g", dloss, 2 * tz);
     CHECK(rg <= tg_rel, "soft-input gradients differ by %g relative, budget %g", rg, tg_rel);
     CHECK(dl > 0 && rg > 0, "bf16 and f32 agree exactly: is bf16 in force?");
+    /* the pool: 2 and 3 threads give the same bits as 1 (every product row, loop element and attention
+     * head is computed by one thread, in the same order) */
+    float *l1 = malloc(sizeof(float) * nl), *d3 = calloc((size_t)ns * C, 4);
+    nn_bf16_set_threads(1); /* the logits were overwritten by the backward: run again */
+    if (gpt2_forward(&mb, in, soft, ns, tg, B, T, (float)nt, GPT2_KEEP)) die();
+    memcpy(l1, mb.acts.logits, sizeof(float) * nl);
+    memset(d2, 0, sizeof(float) * ns * C);
+    if (gpt2_backward(&mb, NULL, NULL, d2, 0)) die();
+    int same = 1;
+    for (int th = 2; th <= 3; th++) {
+        nn_bf16_set_threads(th);
+        memset(d3, 0, sizeof(float) * ns * C);
+        if (gpt2_forward(&mb, in, soft, ns, tg, B, T, (float)nt, GPT2_KEEP)) die();
+        same &= !memcmp(l1, mb.acts.logits, sizeof(float) * nl);
+        if (gpt2_backward(&mb, NULL, NULL, d3, 0)) die();
+        same &= !memcmp(d2, d3, sizeof(float) * ns * C);
+    }
+    nn_bf16_set_threads(0);
+    CHECK(same, "bf16 logits or soft-input gradients depend on the thread count");
+    free(l1);
+    free(d3);
     free(in);
     free(tg);
     free(soft);
