@@ -21,6 +21,7 @@ dm_setup() {
   DM_JOBS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
   if [ -z "${DM_BIN:-}" ]; then
     if [ -x "$DM_JOBS/../build/dynmm" ]; then DM_BIN=$(cd "$DM_JOBS/../build" && pwd)/dynmm
+    elif [ -x "$DM_JOBS/../../../bin/dynmm" ]; then DM_BIN=$(cd "$DM_JOBS/../../../bin" && pwd)/dynmm   # installed: PREFIX/share/dynmm/jobs
     elif command -v dynmm >/dev/null 2>&1; then DM_BIN=$(command -v dynmm)
     else DM_BIN=build/dynmm; fi
   fi

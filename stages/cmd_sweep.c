@@ -692,9 +692,9 @@ static void sweep_log(const sweep_ws *w)
     dm_log("wrote %s/{base.cfg,manifest.tsv,manifest.json,sweep.sbatch}", dir);
     if (!w->jobs[0]) dm_warn("jobs/sweep.sbatch not found beside the binary; edit %s/sweep.sbatch", dir);
     dm_log("next:\n  sbatch %s/sweep.sbatch                      # Slurm: one array task per run\n"
-           "  jobs/sweep.sbatch %s/manifest.tsv          # or here, run after run (mpirun -n %lld)\n"
-           "  build/dynmm report %s                        # tables and figures",
-           dir, dir, dm_cfg_int(&w->cfg, "sweep.ranks"), dir);
+           "  %s/sweep.sbatch %s/manifest.tsv          # or here, run after run (mpirun -n %lld)\n"
+           "  %s report %s                        # tables and figures",
+           dir, w->jobs[0] ? w->jobs : "jobs", dir, dm_cfg_int(&w->cfg, "sweep.ranks"), cli_program(), dir);
 }
 
 static void sweep_ws_free(sweep_ws *w)

@@ -50,10 +50,10 @@ cat $W/report.log
 R=$W/report
 for t in test_full_drop test_full_without test_full_noise test_full_shuffle test_full_cold; do
   [ -s $R/$t.md ] && [ -s $R/$t.tex ] && [ -s $R/$t.csv ] || fail "no table $t"
-  grep -q "than align of the same configuration" $R/$t.md || fail "$t: no significance legend against align"
+  grep -q "than aligner of the same configuration" $R/$t.md || fail "$t: no significance legend against align"
 done
-grep -q "| align drop_visual_050 |" $R/test_full_drop.md || fail "drop table rows"
-grep -q "| align noise_audio_-10 |" $R/test_full_noise.md || fail "noise table rows"
+grep -q "| aligner drop_visual_050 |" $R/test_full_drop.md || fail "drop table rows"
+grep -q "| aligner noise_audio_-10 |" $R/test_full_noise.md || fail "noise table rows"
 grep -q "set style data histograms" $R/test_full_without.gp || fail "the dropout bars are not bars"
 grep -q "with linespoints" $R/test_full_drop.gp && grep -q "with linespoints" $R/test_full_noise.gp || fail "dropout or noise is not a curve"
 # the noise curve: a series per modality over the SNRs; the dropout curve over the rates
