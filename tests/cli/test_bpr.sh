@@ -41,7 +41,7 @@ $DM_MPIRUN -n 2 $B run "${common[@]}" "${long[@]}" --set bpr.epochs=40 --set run
 $DM_MPIRUN -n 2 $B run "${common[@]}" "${long[@]}" --set bpr.epochs=40 --set run.dir=$W/term < /dev/null > $W/term1.log 2>&1 &
 pid=$!
 for i in $(seq 600); do grep -q "bpr epoch    1" $W/term1.log 2>/dev/null && break; sleep 0.05; done
-pkill -TERM -f "dynmm run.*run.dir=$W/term"
+pkill -TERM -f "^$B run .*run.dir=$W/term"   # the ranks, as Slurm signals every task of a step (mpirun, signalled, would SIGKILL them a moment later)
 wait $pid && fail "the run finished before SIGTERM reached it"
 grep -q "interrupted by a signal" $W/term1.log && [ -f $W/term/ckpt_bpr.h5 ] || { cat $W/term1.log; fail "no checkpoint on SIGTERM"; }
 $DM_MPIRUN -n 2 $B run "${common[@]}" "${long[@]}" --set bpr.epochs=40 --set run.dir=$W/term < /dev/null > $W/term2.log 2>&1 || { cat $W/term2.log; fail "resumed run"; }

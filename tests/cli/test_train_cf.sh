@@ -51,7 +51,7 @@ mkdir -p $W/term
 $DM_MPIRUN -n 2 $B run "${common[@]}" "${long[@]}" --set run.dir=$W/term < /dev/null > $W/term1.log 2>&1 &
 pid=$!
 for i in $(seq 600); do grep -q "epoch    1" $W/term1.log 2>/dev/null && break; sleep 0.1; done
-pkill -TERM -f "dynmm run.*run.dir=$W/term"
+pkill -TERM -f "^$B run .*run.dir=$W/term"   # the ranks, as Slurm signals every task of a step (mpirun, signalled, would SIGKILL them a moment later)
 wait $pid; rc=$?
 [ $rc -ne 0 ] || { echo "FAIL: SIGTERM run exited 0"; exit 1; }
 grep -q "interrupted by a signal" $W/term1.log || { echo "FAIL: no interruption message"; cat $W/term1.log; exit 1; }
