@@ -118,17 +118,25 @@ $(BUILD)/libdynmm_report.a: $(REPORT_OBJ)
 $(BUILD)/dynmm: $(BUILD)/stages/main.o $(APP_LIBS)
 	$(MPICC) $(MPI_CFLAGS) -o $@ $^ $(MPI_LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libdynmm_core.a tests/unit/tap.h
-	@mkdir -p $(dir $@)
-	$(CC) $(CORE_CFLAGS) -o $@ $< $(BUILD)/libdynmm_core.a $(CORE_LIBS)
+# the tests' and benchmarks' shared helpers (and tap.h's counters): linked into every test binary
+TESTLIB := $(BUILD)/tests/testlib.o
+TESTLIB_HDR := tests/unit/tap.h tests/unit/testlib.h
 
-$(BUILD)/tests/%: tests/mpi/%.c $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a tests/unit/tap.h
+$(TESTLIB): tests/unit/testlib.c $(TESTLIB_HDR) $(CORE_HDR) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(MPICC) $(MPI_CFLAGS) -o $@ $< $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a $(MPI_LIBS)
+	$(Q)$(CC) $(CORE_CFLAGS) -c $< -o $@
 
-$(BUILD)/bench/%: tests/bench/%.c $(APP_LIBS)
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libdynmm_core.a $(TESTLIB) $(TESTLIB_HDR)
 	@mkdir -p $(dir $@)
-	$(MPICC) $(MPI_CFLAGS) -o $@ $< $(APP_LIBS) $(MPI_LIBS)
+	$(CC) $(CORE_CFLAGS) -o $@ $< $(TESTLIB) $(BUILD)/libdynmm_core.a $(CORE_LIBS)
+
+$(BUILD)/tests/%: tests/mpi/%.c $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a $(TESTLIB) $(TESTLIB_HDR)
+	@mkdir -p $(dir $@)
+	$(MPICC) $(MPI_CFLAGS) -o $@ $< $(TESTLIB) $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a $(MPI_LIBS)
+
+$(BUILD)/bench/%: tests/bench/%.c $(APP_LIBS) $(TESTLIB) $(TESTLIB_HDR)
+	@mkdir -p $(dir $@)
+	$(MPICC) $(MPI_CFLAGS) -o $@ $< $(TESTLIB) $(APP_LIBS) $(MPI_LIBS)
 
 tests: $(BUILD)/dynmm $(UNIT_BIN) $(MPIT_BIN)
 

@@ -17,6 +17,7 @@
 #include "../../src/core/shard.h"
 #include "../../src/nn/gemm.h"
 #include "tap.h"
+#include "testlib.h"
 
 #include <float.h>
 #include <math.h>
@@ -60,25 +61,18 @@ static void small_config(adapter_config *c)
     c->max_batch = 12;
 }
 
-static float *randn(dm_rng *g, size_t n, double sd)
-{
-    float *p = malloc((n ? n : 1) * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = (float)(sd * dm_rng_normal(g));
-    return p;
-}
-
 static void world_make(world *w, const adapter_config *c, uint64_t seed)
 {
     memset(w, 0, sizeof *w);
     w->c = *c;
     dm_rng g;
     dm_rng_seed(&g, seed);
-    w->e_cf = randn(&g, (size_t)c->n_items * c->d_cf, 1.0);
-    w->z_base = randn(&g, (size_t)c->n_items * c->d, 1.0);
-    w->s_item = randn(&g, (size_t)c->n_items * c->ds_item, 1.0);
-    w->r = randn(&g, (size_t)c->n_users * c->d_cf, 1.0);
-    w->h_base = randn(&g, (size_t)c->n_users * c->d, 1.0);
-    w->s_user = randn(&g, (size_t)c->n_users * c->ds_user, 1.0);
+    w->e_cf = tl_randn_new(&g, (size_t)c->n_items * c->d_cf, 1.0);
+    w->z_base = tl_randn_new(&g, (size_t)c->n_items * c->d, 1.0);
+    w->s_item = tl_randn_new(&g, (size_t)c->n_items * c->ds_item, 1.0);
+    w->r = tl_randn_new(&g, (size_t)c->n_users * c->d_cf, 1.0);
+    w->h_base = tl_randn_new(&g, (size_t)c->n_users * c->d, 1.0);
+    w->s_user = tl_randn_new(&g, (size_t)c->n_users * c->ds_user, 1.0);
     const int B = c->max_batch, K = c->negatives;
     w->user = malloc(B * sizeof(int32_t));
     w->pos = malloc(B * sizeof(int32_t));
@@ -126,13 +120,6 @@ static int model_make(adapter *m, adapter_acts *a, const adapter_config *c, uint
     return 0;
 }
 
-static double maxabs(const float *x, size_t n)
-{
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s = fmax(s, fabs(x[i]));
-    return s;
-}
-
 /* ---- 1. known answers ------------------------------------------------------------------------ */
 
 static void test_zero_init(void)
@@ -145,9 +132,9 @@ static void test_zero_init(void)
     adapter m;
     adapter_acts a;
     CHECK(model_make(&m, &a, &c, 2) == 0, "init");
-    CHECK(maxabs(m.params.item.w2, (size_t)c.d * c.hidden) == 0 && m.params.user.b2[0] == 0,
+    CHECK(tl_maxabs(m.params.item.w2, (size_t)c.d * c.hidden) == 0 && m.params.user.b2[0] == 0,
           "zero_init leaves W2/b2 at zero");
-    CHECK(maxabs(m.params.item.w1, (size_t)c.hidden * m.dx_item) > 0, "W1 initialised");
+    CHECK(tl_maxabs(m.params.item.w1, (size_t)c.hidden * m.dx_item) > 0, "W1 initialised");
     float *z = malloc((size_t)c.n_items * c.d * sizeof(float));
     float *res = malloc((size_t)c.n_items * c.d * sizeof(float));
     float *h = malloc((size_t)c.n_users * c.d * sizeof(float));
@@ -157,14 +144,14 @@ static void test_zero_init(void)
           "zero last layer: z = z_base exactly");
     CHECK(memcmp(h, w.h_base, (size_t)c.n_users * c.d * sizeof(float)) == 0,
           "zero last layer: h = h_base exactly");
-    CHECK(maxabs(res, (size_t)c.n_items * c.d) == 0, "zero residual");
+    CHECK(tl_maxabs(res, (size_t)c.n_items * c.d) == 0, "zero residual");
     /* the first step still moves W2 (its gradient dz (x) hact is non-zero), not W1 */
     adapter_batch b = wbatch(&w, 0, c.max_batch, 0);
     adapter_loss l;
     adapter_zero_grad(&m);
     CHECK(adapter_train_step(&m, &a, &w.t, &b, &l) == DM_OK, "step");
-    CHECK(maxabs(m.grads.item.w2, (size_t)c.d * c.hidden) > 0, "W2 gradient non-zero");
-    CHECK(maxabs(m.grads.item.w1, (size_t)c.hidden * m.dx_item) == 0, "W1 gradient zero at start");
+    CHECK(tl_maxabs(m.grads.item.w2, (size_t)c.d * c.hidden) > 0, "W2 gradient non-zero");
+    CHECK(tl_maxabs(m.grads.item.w1, (size_t)c.hidden * m.dx_item) == 0, "W1 gradient zero at start");
     CHECK(l.kl == 0, "KL zero when z = z_base (%g)", l.kl);
     /* same seed, same weights */
     adapter m2;
@@ -208,7 +195,7 @@ static void test_fast_vs_naive(void)
                   "steps");
             NEAR(lf.rec, ln.rec, 1e-6 * fabs(ln.rec) + 1e-7, "rec loss fast vs naive");
             NEAR(lf.kl, ln.kl, 1e-6 * fabs(ln.kl) + 1e-7, "kl loss fast vs naive");
-            double gm = maxabs(mn.grads_mem, mn.nparams), d = 0;
+            double gm = tl_maxabs(mn.grads_mem, mn.nparams), d = 0;
             for (size_t j = 0; j < mn.nparams; j++)
                 d = fmax(d, fabs(mf.grads_mem[j] - mn.grads_mem[j]));
             CHECK(d <= 1e-5 * gm, "loss %d gate %d: gradients fast vs naive differ by %g (max %g)",
@@ -376,7 +363,7 @@ static void test_finite_differences(void)
         worst = fmax(worst, fabs((lp - lm) / (hp + hm) - eg[j]));
     }
     printf("# FD EWC: %zu elements, max |fd - analytic| = %.3g (max |g| %.3g)\n", m.nparams, worst,
-           maxabs(eg, m.nparams));
+           tl_maxabs(eg, m.nparams));
     CHECK(worst < 1e-4, "EWC gradient differs from finite differences by %g", worst);
     free(eg);
     adapter_free(&m);
@@ -408,7 +395,7 @@ static void test_fisher(void)
                 memcpy(brute, m.fisher_acc, m.nparams * sizeof(float));
                 adapter_fisher_begin(&m);
                 CHECK(adapter_fisher_accumulate(&m, &a, &w.t, &b) == DM_OK, "fisher");
-                double d = 0, fm = maxabs(brute, m.nparams);
+                double d = 0, fm = tl_maxabs(brute, m.nparams);
                 for (size_t j = 0; j < m.nparams; j++) d = fmax(d, fabs(m.fisher_acc[j] - brute[j]));
                 CHECK(d <= 1e-5 * fm && fm > 0, "Fisher vs brute force: %g (max %g)", d, fm);
                 if (!naive)
@@ -594,7 +581,7 @@ static void test_shards(void)
                 adapter_fisher_accumulate(&m, &a, &w.t, &sb);
                 for (size_t j = 0; j < m.nparams; j++) fsum[j] += m.fisher_acc[j];
             }
-            double d = 0, gm = maxabs(full, m.nparams), df = 0, fm = maxabs(fis, m.nparams);
+            double d = 0, gm = tl_maxabs(full, m.nparams), df = 0, fm = tl_maxabs(fis, m.nparams);
             for (size_t j = 0; j < m.nparams; j++) {
                 d = fmax(d, fabs(sum[j] - full[j]));
                 df = fmax(df, fabs(fsum[j] - fis[j]));
@@ -691,8 +678,8 @@ static void ablation_no_gate(const adapter_config *c, world *w, const adapter_ba
     CHECK(d < 1e-6, "no gate: z = z_base + g");
     adapter_zero_grad(&m);
     adapter_train_step(&m, &a, &w->t, b, NULL);
-    CHECK(maxabs(m.grads.item.wa, (size_t)m.dx_item) == 0 && m.grads.item.ca[0] == 0 &&
-              maxabs(m.grads.user.wa, (size_t)m.dx_user) == 0 && m.grads.user.ca[0] == 0,
+    CHECK(tl_maxabs(m.grads.item.wa, (size_t)m.dx_item) == 0 && m.grads.item.ca[0] == 0 &&
+              tl_maxabs(m.grads.user.wa, (size_t)m.dx_user) == 0 && m.grads.user.ca[0] == 0,
           "no gate: zero gate gradients");
     /* with the gate the gates lie in (0, 1) and are not all equal */
     m.cfg.gate = 1;
@@ -933,7 +920,7 @@ static void test_large(void)
     CHECK(adapter_train_step(&mf, &af, &w.t, &b, &lf) == DM_OK &&
               adapter_train_step(&mn, &an, &w.t, &b, &ln) == DM_OK, "steps");
     NEAR(lf.rec, ln.rec, 1e-6 * fabs(ln.rec), "large batch rec loss fast vs naive");
-    double gm = maxabs(mn.grads_mem, mn.nparams), d = 0;
+    double gm = tl_maxabs(mn.grads_mem, mn.nparams), d = 0;
     for (size_t j = 0; j < mn.nparams; j++) d = fmax(d, fabs(mf.grads_mem[j] - mn.grads_mem[j]));
     CHECK(d <= 1e-4 * gm, "large batch: gradients fast vs naive differ by %g (max %g)", d, gm);
     /* thread counts: the loss is bitwise the same (per-example buffer), latents too */
@@ -1424,7 +1411,7 @@ static void test_latents_balance(void)
     enum { NU = 37, NI = 53, D = 6 };
     dm_rng g;
     dm_rng_seed(&g, 301);
-    float *h = randn(&g, NU * D, 0.05), *z = randn(&g, NI * D, 2.0); /* the two scales of a base model */
+    float *h = tl_randn_new(&g, NU * D, 0.05), *z = tl_randn_new(&g, NI * D, 2.0); /* the two scales of a base model */
     float hs[NU * D], zs[NI * D];
     double rh = adapter_latents_rms(h, NU, D), rz = adapter_latents_rms(z, NI, D);
     NEAR(rh, rms_naive(h, NU, D), 1e-12 * rh, "rms(h) against the row-wise long double sum");
@@ -1530,7 +1517,7 @@ static void test_latents_taste(void)
         }
     }
     roff[NU] = (int64_t)n;
-    float *rz = randn(&g, NI * DZ, 2.0), *got = malloc(NU * DZ * sizeof *got);
+    float *rz = tl_randn_new(&g, NI * DZ, 2.0), *got = malloc(NU * DZ * sizeof *got);
     double *ref = malloc(NU * DZ * sizeof *ref), worst = 0;
     dm_dataset r;
     memset(&r, 0, sizeof r);
@@ -1543,7 +1530,7 @@ static void test_latents_taste(void)
             taste_naive(&r, w, tau, rz, DZ, ref);
             for (size_t k = 0; k < NU * DZ; k++) worst = fmax(worst, fabs(got[k] - ref[k]));
         }
-    double tol = 41 * ldexp(1.0, -24) * maxabs(rz, NI * DZ);
+    double tol = 41 * ldexp(1.0, -24) * tl_maxabs(rz, NI * DZ);
     printf("# recent taste: %zu interactions, 5 windows x 2 taus against the double-precision twin: max |diff| %.2g (tol %.2g)\n", n, worst, tol);
     CHECK(worst <= tol, "taste differs from the naive twin by %g > %g", worst, tol);
     free(rt);
@@ -1573,7 +1560,7 @@ static void test_chunks_fix(void)
     /* round trip of random values: |x - back| <= 2^-41 + |x| 2^-24 */
     dm_rng g;
     dm_rng_seed(&g, 303);
-    float *v = randn(&g, 1000, 3.0), *vb = malloc(1000 * sizeof *vb);
+    float *v = tl_randn_new(&g, 1000, 3.0), *vb = malloc(1000 * sizeof *vb);
     int64_t *va = calloc(1000, sizeof *va);
     CHECK(adapter_chunks_fix_add(va, v, 1000) == DM_OK, "fix_add");
     adapter_chunks_fix_get(va, 1000, vb);
@@ -1667,85 +1654,34 @@ static void test_chunks_sum(void)
 
 /* ---- 11. PyTorch / NumPy parity -------------------------------------------------------------- */
 
-static void *slurp(const char *dir, const char *name, const char *suffix, size_t want)
-{
-    char path[1200];
-    snprintf(path, sizeof path, "%s/%s%s", dir, name, suffix);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        printf("# cannot open %s\n", path);
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *p = malloc(n > 0 ? (size_t)n : 1);
-    size_t got = fread(p, 1, (size_t)n, f);
-    fclose(f);
-    if (got != (size_t)n || (want && (size_t)n != want)) {
-        printf("# %s has %ld bytes, expected %zu\n", path, n, want);
-        free(p);
-        return NULL;
-    }
-    return p;
-}
-
-static long long jint(const dm_json *o, const char *k)
-{
-    int64_t v = 0;
-    const dm_json *x = dm_json_get(o, k);
-    if (!x || dm_json_int(x, &v)) printf("# manifest: missing integer %s\n", k);
-    return v;
-}
-
-static double jnum(const dm_json *o, const char *k)
-{
-    double v = NAN;
-    const dm_json *x = dm_json_get(o, k);
-    if (!x || dm_json_double(x, &v)) printf("# manifest: missing number %s\n", k);
-    return v;
-}
-
-/* max |x - ref| over n against max |ref| */
-static double maxdiff(const float *x, const double *ref, size_t n, double *refmax)
-{
-    double d = 0, s = 0;
-    for (size_t i = 0; i < n; i++) {
-        d = fmax(d, fabs(x[i] - ref[i]));
-        s = fmax(s, fabs(ref[i]));
-    }
-    if (refmax) *refmax = s;
-    return d;
-}
-
 /* The case's settings as adapter.* keys over the key table's defaults (KL, EWC and EMA on), its
  * sizes as given. */
 static void torch_config(const dm_json *cs, int naive, adapter_config *c)
 {
     const dm_json *ad = dm_json_get(cs, "adam");
     char s[10][96];
-    snprintf(s[0], sizeof s[0], "adapter.hidden=%lld", jint(cs, "hidden"));
-    snprintf(s[1], sizeof s[1], "adapter.negatives=%lld", jint(cs, "negatives"));
+    snprintf(s[0], sizeof s[0], "adapter.hidden=%lld", tl_jint(cs, "hidden"));
+    snprintf(s[1], sizeof s[1], "adapter.negatives=%lld", tl_jint(cs, "negatives"));
     snprintf(s[2], sizeof s[2], "adapter.loss=%s", dm_json_get(cs, "loss")->str);
-    snprintf(s[3], sizeof s[3], "adapter.gate=%s", jint(cs, "gate") ? "true" : "false");
-    snprintf(s[4], sizeof s[4], "adapter.sigma=%.17g", jnum(cs, "sigma"));
-    snprintf(s[5], sizeof s[5], "adapter.lambda_ewc=%.17g", jnum(cs, "lambda_ewc"));
-    snprintf(s[6], sizeof s[6], "adapter.lr=%.17g", jnum(ad, "lr"));
-    snprintf(s[7], sizeof s[7], "adapter.beta1=%.17g", jnum(ad, "beta1"));
-    snprintf(s[8], sizeof s[8], "adapter.beta2=%.17g", jnum(ad, "beta2"));
-    snprintf(s[9], sizeof s[9], "adapter.eps=%.17g", jnum(ad, "eps"));
+    snprintf(s[3], sizeof s[3], "adapter.gate=%s", tl_jint(cs, "gate") ? "true" : "false");
+    snprintf(s[4], sizeof s[4], "adapter.sigma=%.17g", tl_jnum(cs, "sigma"));
+    snprintf(s[5], sizeof s[5], "adapter.lambda_ewc=%.17g", tl_jnum(cs, "lambda_ewc"));
+    snprintf(s[6], sizeof s[6], "adapter.lr=%.17g", tl_jnum(ad, "lr"));
+    snprintf(s[7], sizeof s[7], "adapter.beta1=%.17g", tl_jnum(ad, "beta1"));
+    snprintf(s[8], sizeof s[8], "adapter.beta2=%.17g", tl_jnum(ad, "beta2"));
+    snprintf(s[9], sizeof s[9], "adapter.eps=%.17g", tl_jnum(ad, "eps"));
     char e[96];
-    snprintf(e, sizeof e, "adapter.ema_decay=%.17g", jnum(ad, "ema_decay"));
+    snprintf(e, sizeof e, "adapter.ema_decay=%.17g", tl_jnum(ad, "ema_decay"));
     const char *sets[] = {s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], e,
                           "adapter.serve_rows=7", NULL};
     config_from(c, sets);
-    c->n_items = (int)jint(cs, "n_items");
-    c->n_users = (int)jint(cs, "n_users");
-    c->d_cf = (int)jint(cs, "d_cf");
-    c->d = (int)jint(cs, "d");
-    c->ds_item = (int)jint(cs, "ds_item");
-    c->ds_user = (int)jint(cs, "ds_user");
-    c->max_batch = (int)jint(cs, "B");
+    c->n_items = (int)tl_jint(cs, "n_items");
+    c->n_users = (int)tl_jint(cs, "n_users");
+    c->d_cf = (int)tl_jint(cs, "d_cf");
+    c->d = (int)tl_jint(cs, "d");
+    c->ds_item = (int)tl_jint(cs, "ds_item");
+    c->ds_user = (int)tl_jint(cs, "ds_user");
+    c->max_batch = (int)tl_jint(cs, "B");
     c->naive = naive;
 }
 
@@ -1763,19 +1699,19 @@ static void torch_case(const char *dir, const dm_json *cs, int naive)
         return;
     }
     const size_t P = m.nparams, NI = (size_t)c.n_items, NU = (size_t)c.n_users;
-    CHECK((long long)P == jint(cs, "nparams"), "%s: slab of %zu floats, reference %lld", name, P,
-          jint(cs, "nparams"));
-    float *p = slurp(dir, name, "_params.f32", P * 4);
-    float *e_cf = slurp(dir, name, "_e_cf.f32", NI * c.d_cf * 4), *zb = slurp(dir, name, "_z_base.f32", NI * c.d * 4);
-    float *si = slurp(dir, name, "_s_item.f32", NI * c.ds_item * 4), *r = slurp(dir, name, "_r.f32", NU * c.d_cf * 4);
-    float *hb = slurp(dir, name, "_h_base.f32", NU * c.d * 4), *su = slurp(dir, name, "_s_user.f32", NU * c.ds_user * 4);
-    int32_t *user = slurp(dir, name, "_user.i32", B * 4), *pos = slurp(dir, name, "_pos.i32", B * 4);
-    int32_t *neg = slurp(dir, name, "_neg.i32", (size_t)B * K * 4);
-    double *grec = slurp(dir, name, "_grad_rec.f64", P * 8), *gall = slurp(dir, name, "_grad_all.f64", P * 8);
-    double *fis = slurp(dir, name, "_fisher.f64", P * 8), *eg = slurp(dir, name, "_ewc_grad.f64", P * 8);
-    float *F = slurp(dir, name, "_ewc_F.f32", P * 4), *anc = slurp(dir, name, "_ewc_anchor.f32", P * 4);
-    double *adam = slurp(dir, name, "_adam.f64", P * 8), *ema = slurp(dir, name, "_ema.f64", P * 8);
-    double *zd = slurp(dir, name, "_zdyn.f64", NI * c.d * 8), *hd = slurp(dir, name, "_hdyn.f64", NU * c.d * 8);
+    CHECK((long long)P == tl_jint(cs, "nparams"), "%s: slab of %zu floats, reference %lld", name, P,
+          tl_jint(cs, "nparams"));
+    float *p = tl_slurp(dir, name, "_params.f32", P * 4);
+    float *e_cf = tl_slurp(dir, name, "_e_cf.f32", NI * c.d_cf * 4), *zb = tl_slurp(dir, name, "_z_base.f32", NI * c.d * 4);
+    float *si = tl_slurp(dir, name, "_s_item.f32", NI * c.ds_item * 4), *r = tl_slurp(dir, name, "_r.f32", NU * c.d_cf * 4);
+    float *hb = tl_slurp(dir, name, "_h_base.f32", NU * c.d * 4), *su = tl_slurp(dir, name, "_s_user.f32", NU * c.ds_user * 4);
+    int32_t *user = tl_slurp(dir, name, "_user.i32", B * 4), *pos = tl_slurp(dir, name, "_pos.i32", B * 4);
+    int32_t *neg = tl_slurp(dir, name, "_neg.i32", (size_t)B * K * 4);
+    double *grec = tl_slurp(dir, name, "_grad_rec.f64", P * 8), *gall = tl_slurp(dir, name, "_grad_all.f64", P * 8);
+    double *fis = tl_slurp(dir, name, "_fisher.f64", P * 8), *eg = tl_slurp(dir, name, "_ewc_grad.f64", P * 8);
+    float *F = tl_slurp(dir, name, "_ewc_F.f32", P * 4), *anc = tl_slurp(dir, name, "_ewc_anchor.f32", P * 4);
+    double *adam = tl_slurp(dir, name, "_adam.f64", P * 8), *ema = tl_slurp(dir, name, "_ema.f64", P * 8);
+    double *zd = tl_slurp(dir, name, "_zdyn.f64", NI * c.d * 8), *hd = tl_slurp(dir, name, "_hdyn.f64", NU * c.d * 8);
     if (!p || !e_cf || !zb || !si || !r || !hb || !su || !user || !pos || !neg || !grec || !gall ||
         !fis || !eg || !F || !anc || !adam || !ema || !zd || !hd) {
         CHECK(0, "reference files of %s missing", name);
@@ -1783,7 +1719,7 @@ static void torch_case(const char *dir, const dm_json *cs, int naive)
     }
     const char *kind = naive ? "naive" : "fast ";
     adapter_tables t = {e_cf, zb, si, r, hb, su};
-    adapter_batch b = {B, user, pos, neg, jnum(cs, "norm")};
+    adapter_batch b = {B, user, pos, neg, tl_jnum(cs, "norm")};
     memcpy(m.params_mem, p, P * 4);
     memcpy(m.ema_mem, p, P * 4);
     adapter_loss l;
@@ -1792,10 +1728,10 @@ static void torch_case(const char *dir, const dm_json *cs, int naive)
     m.cfg.kl = 0;
     adapter_zero_grad(&m);
     CHECK(adapter_train_step(&m, &a, &t, &b, &l) == DM_OK, "step");
-    NEAR(l.rec, jnum(cs, "loss_rec"), 1e-6 * fabs(jnum(cs, "loss_rec")), "rec loss vs torch");
-    d = maxdiff(m.grads_mem, grec, P, &gmax);
+    NEAR(l.rec, tl_jnum(cs, "loss_rec"), 1e-6 * fabs(tl_jnum(cs, "loss_rec")), "rec loss vs torch");
+    d = tl_maxdiff_ref(m.grads_mem, grec, P, &gmax);
     printf("# torch %-15s %s: L_rec %.8f (diff %.2g), grad L_rec max diff %.2g (max |g| %.2g)\n",
-           name, kind, l.rec, fabs(l.rec - jnum(cs, "loss_rec")), d, gmax);
+           name, kind, l.rec, fabs(l.rec - tl_jnum(cs, "loss_rec")), d, gmax);
     CHECK(d <= 1e-5 * gmax, "%s: rec gradient differs from torch by %g", name, d);
     /* per tensor, relative to its own scale (floored at 1% of the largest: a tensor whose true
      * gradient vanishes, e.g. item.b2 without the gate under the softmax, which is invariant to a
@@ -1804,56 +1740,56 @@ static void torch_case(const char *dir, const dm_json *cs, int naive)
     for (int k = 0; k < ADAPTER_NTENSORS; k++) {
         size_t n = adapter_tensor_info(&m.cfg, k, NULL, NULL, NULL);
         double tm;
-        double dk = maxdiff(m.grads_mem + m.offset[k], grec + m.offset[k], n, &tm);
+        double dk = tl_maxdiff_ref(m.grads_mem + m.offset[k], grec + m.offset[k], n, &tm);
         worst = fmax(worst, dk / fmax(tm, 1e-2 * gmax));
     }
     CHECK(worst < 1e-4, "%s: a tensor's gradient differs by %g of its largest element", name, worst);
     m.cfg.kl = 1;
     adapter_zero_grad(&m);
     CHECK(adapter_train_step(&m, &a, &t, &b, &l) == DM_OK, "step");
-    NEAR(l.kl, jnum(cs, "loss_kl"), 1e-6 * fabs(jnum(cs, "loss_kl")), "KL loss vs torch");
-    d = maxdiff(m.grads_mem, gall, P, &gmax);
+    NEAR(l.kl, tl_jnum(cs, "loss_kl"), 1e-6 * fabs(tl_jnum(cs, "loss_kl")), "KL loss vs torch");
+    d = tl_maxdiff_ref(m.grads_mem, gall, P, &gmax);
     printf("#   L_kl %.8f (diff %.2g), grad (L_rec + L_kl) max diff %.2g (max |g| %.2g), per-tensor "
-           "rel %.2g\n", l.kl, fabs(l.kl - jnum(cs, "loss_kl")), d, gmax, worst);
+           "rel %.2g\n", l.kl, fabs(l.kl - tl_jnum(cs, "loss_kl")), d, gmax, worst);
     CHECK(d <= 1e-5 * gmax, "%s: rec + KL gradient differs from torch by %g", name, d);
     /* Fisher */
     adapter_fisher_begin(&m);
-    b.norm = (double)jint(cs, "fisher_norm");
+    b.norm = (double)tl_jint(cs, "fisher_norm");
     CHECK((naive ? adapter_fisher_accumulate_naive : adapter_fisher_accumulate)(&m, &a, &t, &b) == DM_OK,
           "fisher");
-    b.norm = jnum(cs, "norm");
-    d = maxdiff(m.fisher_acc, fis, P, &gmax);
+    b.norm = tl_jnum(cs, "norm");
+    d = tl_maxdiff_ref(m.fisher_acc, fis, P, &gmax);
     printf("#   Fisher max diff %.2g (max F %.2g)", d, gmax);
     CHECK(d <= 1e-5 * gmax, "%s: Fisher differs from torch by %g", name, d);
     /* EWC */
     memcpy(m.fisher_mem, F, P * 4);
     memcpy(m.anchor_mem, anc, P * 4);
     m.has_fisher = 1;
-    NEAR(adapter_ewc_loss(&m), jnum(cs, "loss_ewc"), 1e-6 * fabs(jnum(cs, "loss_ewc")), "EWC loss vs torch");
+    NEAR(adapter_ewc_loss(&m), tl_jnum(cs, "loss_ewc"), 1e-6 * fabs(tl_jnum(cs, "loss_ewc")), "EWC loss vs torch");
     float *gg = calloc(P, 4);
     adapter_ewc_grad(&m, gg);
-    d = maxdiff(gg, eg, P, &gmax);
+    d = tl_maxdiff_ref(gg, eg, P, &gmax);
     printf(", EWC loss diff %.2g, grad max diff %.2g (max %.2g)\n",
-           fabs(adapter_ewc_loss(&m) - jnum(cs, "loss_ewc")), d, gmax);
+           fabs(adapter_ewc_loss(&m) - tl_jnum(cs, "loss_ewc")), d, gmax);
     CHECK(d <= 1e-5 * gmax, "%s: EWC gradient differs from torch by %g", name, d);
     free(gg);
     /* dynamic latents */
     float *z = malloc(NI * c.d * 4), *h = malloc(NU * c.d * 4);
     adapter_item_latents(&m, &a, &t, 0, NULL, c.n_items, z, NULL);
     adapter_user_latents(&m, &a, &t, 0, NULL, c.n_users, h, NULL);
-    double dz = maxdiff(z, zd, NI * c.d, NULL), dh = maxdiff(h, hd, NU * c.d, NULL);
+    double dz = tl_maxdiff_ref(z, zd, NI * c.d, NULL), dh = tl_maxdiff_ref(h, hd, NU * c.d, NULL);
     CHECK(dz < 1e-5 && dh < 1e-5, "%s: latents differ from torch by %g / %g", name, dz, dh);
     free(z);
     free(h);
     /* Adam on rec + KL + EWC, EMA after each step */
-    const int steps = (int)jint(ad, "steps");
+    const int steps = (int)tl_jint(ad, "steps");
     for (int s = 0; s < steps; s++) {
         adapter_zero_grad(&m);
         adapter_train_step(&m, &a, &t, &b, NULL);
         adapter_adam_step(&m);
         adapter_ema_update(&m);
     }
-    double da = maxdiff(m.params_mem, adam, P, NULL), de = maxdiff(m.ema_mem, ema, P, NULL);
+    double da = tl_maxdiff_ref(m.params_mem, adam, P, NULL), de = tl_maxdiff_ref(m.ema_mem, ema, P, NULL);
     printf("#   Adam (%d steps, lr %.3g, with EWC): max |w_C - w_torch| %.2g, EMA max diff %.2g, "
            "latents max diff %.2g\n", steps, c.lr, da, de, fmax(dz, dh));
     CHECK(da < 2e-5 && de < 2e-5, "%s: Adam / EMA differ from torch by %g / %g", name, da, de);
@@ -1885,30 +1821,30 @@ done:
 static void numpy_summary_case(const char *dir, const dm_json *cs)
 {
     const char *name = dm_json_get(cs, "name")->str;
-    adapter_summary_config sc = {(unsigned)jint(cs, "features"), (int)jint(cs, "recent"), jnum(cs, "tau_ms")};
-    const int nu = (int)jint(cs, "n_users"), ni = (int)jint(cs, "n_items");
-    const size_t n = (size_t)jint(cs, "n"), np = (size_t)jint(cs, "n_prev");
+    adapter_summary_config sc = {(unsigned)tl_jint(cs, "features"), (int)tl_jint(cs, "recent"), tl_jnum(cs, "tau_ms")};
+    const int nu = (int)tl_jint(cs, "n_users"), ni = (int)tl_jint(cs, "n_items");
+    const size_t n = (size_t)tl_jint(cs, "n"), np = (size_t)tl_jint(cs, "n_prev");
     int dsi, dsu;
     adapter_summary_dims(sc.features, &dsi, &dsu);
-    CHECK(dsi == jint(cs, "ds_item") && dsu == jint(cs, "ds_user"), "%s: widths %d %d", name, dsi, dsu);
-    int32_t *cu = slurp(dir, name, "_cu.bin", n * 4), *ci = slurp(dir, name, "_ci.bin", n * 4);
-    int64_t *ct = slurp(dir, name, "_ct.bin", n * 8);
-    int32_t *pu = slurp(dir, name, "_pu.bin", np * 4), *pi = slurp(dir, name, "_pi.bin", np * 4);
-    int64_t *pt = slurp(dir, name, "_pt.bin", np * 8);
-    double *ri = slurp(dir, name, "_s_item.f64", (size_t)ni * dsi * 8);
-    double *ru = slurp(dir, name, "_s_user.f64", (size_t)nu * dsu * 8);
+    CHECK(dsi == tl_jint(cs, "ds_item") && dsu == tl_jint(cs, "ds_user"), "%s: widths %d %d", name, dsi, dsu);
+    int32_t *cu = tl_slurp(dir, name, "_cu.bin", n * 4), *ci = tl_slurp(dir, name, "_ci.bin", n * 4);
+    int64_t *ct = tl_slurp(dir, name, "_ct.bin", n * 8);
+    int32_t *pu = tl_slurp(dir, name, "_pu.bin", np * 4), *pi = tl_slurp(dir, name, "_pi.bin", np * 4);
+    int64_t *pt = tl_slurp(dir, name, "_pt.bin", np * 8);
+    double *ri = tl_slurp(dir, name, "_s_item.f64", (size_t)ni * dsi * 8);
+    double *ru = tl_slurp(dir, name, "_s_user.f64", (size_t)nu * dsu * 8);
     float *si = calloc((size_t)ni * dsi + 1, 4), *su = calloc((size_t)nu * dsu + 1, 4);
     if (!cu || !ci || !ct || !pu || !pi || !pt || !ri || !ru) {
         CHECK(0, "summary reference files of %s missing", name);
     } else {
         adapter_events cur = {n, cu, ci, ct}, prev = {np, pu, pi, pt};
-        int64_t t0 = (int64_t)jint(cs, "t_begin"), t1 = (int64_t)jint(cs, "t_end");
+        int64_t t0 = (int64_t)tl_jint(cs, "t_begin"), t1 = (int64_t)tl_jint(cs, "t_end");
         double d = 0;
         for (int naive = 0; naive < 2; naive++) {
             CHECK((naive ? adapter_summaries_naive : adapter_summaries)(&sc, nu, ni, &cur, np ? &prev : NULL,
                                                                       t0, t1, si, su) == DM_OK,
                   "summaries");
-            d = fmax(d, fmax(maxdiff(si, ri, (size_t)ni * dsi, NULL), maxdiff(su, ru, (size_t)nu * dsu, NULL)));
+            d = fmax(d, fmax(tl_maxdiff_ref(si, ri, (size_t)ni * dsi, NULL), tl_maxdiff_ref(su, ru, (size_t)nu * dsu, NULL)));
         }
         printf("# numpy summaries %-22s (features 0x%x, recent %d): max diff %.2g\n", name,
                sc.features, sc.recent, d);
@@ -1928,40 +1864,13 @@ static void numpy_summary_case(const char *dir, const dm_json *cs)
 
 static void test_reference(void)
 {
-    const char *ref = getenv("DM_REF_DIR");
-    if (!ref) {
-        printf("# DM_REF_DIR unset: PyTorch parity not checked (run through tests/run.sh)\n");
-        return;
-    }
-    char dir[1024], path[1100];
-    snprintf(dir, sizeof dir, "%s/adapter", ref);
-    snprintf(path, sizeof path, "%s/manifest.json", dir);
-    FILE *f = fopen(path, "rb");
-    CHECK(f != NULL, "cannot open %s (run tests/reference/gen_adapter.py first)", path);
-    if (!f) return;
-    fseek(f, 0, SEEK_END);
-    size_t n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc(n + 1);
-    CHECK(fread(text, 1, n, f) == n, "read manifest");
-    fclose(f);
-    dm_jdoc doc = {0};
-    dm_json *root = NULL;
-    dm_jerr err;
-    CHECK(dm_json_parse(&doc, text, n, 0, &root, &err) == 0, "manifest parse: %s", err.what);
-    const dm_json *fmt = root ? dm_json_get(root, "format") : NULL;
-    CHECK(fmt && !strcmp(fmt->str, "dynmm-adapter-ref") && jint(root, "version") == 1, "manifest format");
-    int nc = 0, ns = 0;
-    const dm_json *cases = root ? dm_json_get(root, "cases") : NULL;
-    for (const dm_json *cs = cases ? cases->child : NULL; cs; cs = cs->next, nc++) {
-        torch_case(dir, cs, 0);
-        torch_case(dir, cs, 1);
-    }
-    const dm_json *summ = root ? dm_json_get(root, "summaries") : NULL;
-    for (const dm_json *cs = summ ? summ->child : NULL; cs; cs = cs->next, ns++) numpy_summary_case(dir, cs);
+    tl_manifest mf;
+    if (tl_manifest_open(&mf, "adapter", "dynmm-adapter-ref")) return;
+    int nc = tl_each_case(&mf, "cases", torch_case, 1), ns = 0;
+    for (const dm_json *cs = tl_json_first(mf.root, "summaries"); cs; cs = cs->next, ns++)
+        numpy_summary_case(mf.dir, cs);
     CHECK(nc >= 3 && ns >= 4, "only %d model and %d summary reference cases", nc, ns);
-    dm_jdoc_free(&doc);
-    free(text);
+    tl_manifest_close(&mf);
 }
 
 /* ---- settings from the key table ------------------------------------------------------------ */

@@ -22,6 +22,7 @@
 #include "../../src/core/rng.h"
 #include "../../src/core/shard.h"
 #include "tap.h"
+#include "testlib.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -30,25 +31,6 @@
 #include <string.h>
 
 enum { K = ALIGN_K };
-
-static double maxabs(const float *a, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(a[i]));
-    return m;
-}
-
-static double maxdiff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
-    return m;
-}
-
-static void randn(dm_rng *r, float *x, size_t n, double sd)
-{
-    for (size_t i = 0; i < n; i++) x[i] = (float)(sd * dm_rng_normal(r));
-}
 
 /* ---- test data ------------------------------------------------------------------------------- */
 
@@ -76,7 +58,7 @@ static void make_data(tdata *t, const align_config *c, int B, int U, int R, uint
         t->dims[k] = c->dim_in[k];
         if (!c->dim_in[k]) continue;
         t->x[k] = malloc((size_t)B * c->dim_in[k] * sizeof(float));
-        randn(&r, t->x[k], (size_t)B * c->dim_in[k], 1.0);
+        tl_randn(&r, t->x[k], (size_t)B * c->dim_in[k], 1.0);
     }
     t->xrow = malloc((size_t)B * sizeof(int64_t));
     t->item = malloc((size_t)B * sizeof(int64_t));
@@ -95,7 +77,7 @@ static void make_data(tdata *t, const align_config *c, int B, int U, int R, uint
         memcpy(t->present + (B - 1) * K, t->present + 3 * K, K);
     }
     t->r = malloc((size_t)U * (t->du ? t->du : 1) * sizeof(float));
-    randn(&r, t->r, (size_t)U * (t->du ? t->du : 1), 1.0);
+    tl_randn(&r, t->r, (size_t)U * (t->du ? t->du : 1), 1.0);
     t->exu = malloc((size_t)(R ? R : 1) * sizeof(int32_t));
     t->exp = malloc((size_t)(R ? R : 1) * sizeof(int32_t));
     t->exn = malloc((size_t)(R ? R : 1) * (t->nneg ? t->nneg : 1) * sizeof(int32_t));
@@ -177,8 +159,8 @@ static void perturb(align_model *m, uint64_t seed)
 {
     dm_rng r;
     dm_rng_seed(&r, seed);
-    if (m->params.fuse_gate) randn(&r, m->params.fuse_gate, K, 0.5);
-    if (m->params.fuse_query) randn(&r, m->params.fuse_query, (size_t)m->cfg.d, 0.5);
+    if (m->params.fuse_gate) tl_randn(&r, m->params.fuse_gate, K, 0.5);
+    if (m->params.fuse_query) tl_randn(&r, m->params.fuse_query, (size_t)m->cfg.d, 0.5);
 }
 
 
@@ -191,24 +173,24 @@ static void test_kernels(void)
     dm_rng_seed(&r, 5);
     enum { N = 13, IC = 17, OC = 9 };
     float inp[N * IC], w[OC * IC], b[OC], o1[N * OC], o2[N * OC], dout[N * OC];
-    randn(&r, inp, N * IC, 1.0);
-    randn(&r, w, OC * IC, 0.5);
-    randn(&r, b, OC, 0.5);
-    randn(&r, dout, N * OC, 1.0);
+    tl_randn(&r, inp, N * IC, 1.0);
+    tl_randn(&r, w, OC * IC, 0.5);
+    tl_randn(&r, b, OC, 0.5);
+    tl_randn(&r, dout, N * OC, 1.0);
     F->linear_forward(o1, inp, w, b, N, IC, OC);
     Nv->linear_forward(o2, inp, w, b, N, IC, OC);
-    double dl = maxdiff(o1, o2, N * OC);
+    double dl = tl_maxdiff(o1, o2, N * OC);
     F->linear_forward(o1, inp, w, NULL, N, IC, OC);
     Nv->linear_forward(o2, inp, w, NULL, N, IC, OC);
-    dl = fmax(dl, maxdiff(o1, o2, N * OC));
+    dl = fmax(dl, tl_maxdiff(o1, o2, N * OC));
     float di1[N * IC], di2[N * IC], dw1[OC * IC], dw2[OC * IC], db1[OC], db2[OC];
     for (int i = 0; i < N * IC; i++) di1[i] = di2[i] = 0.25f;
     for (int i = 0; i < OC * IC; i++) dw1[i] = dw2[i] = -0.5f;
     for (int i = 0; i < OC; i++) db1[i] = db2[i] = 1.0f;
     F->linear_backward(di1, dw1, db1, dout, inp, w, N, IC, OC);
     Nv->linear_backward(di2, dw2, db2, dout, inp, w, N, IC, OC);
-    double db = fmax(fmax(maxdiff(di1, di2, N * IC), maxdiff(dw1, dw2, OC * IC)),
-                     maxdiff(db1, db2, OC));
+    double db = fmax(fmax(tl_maxdiff(di1, di2, N * IC), tl_maxdiff(dw1, dw2, OC * IC)),
+                     tl_maxdiff(db1, db2, OC));
     printf("# kernels: linear forward max diff %.2g, backward (accumulating) %.2g\n", dl, db);
     CHECK(dl < 1e-5 && db < 1e-5, "linear fast vs naive: %g %g", dl, db);
 
@@ -217,8 +199,8 @@ static void test_kernels(void)
     float A[NA * D], Bm[NB * D];
     int pos[NA];
     int64_t ai[NA], bi[NB];
-    randn(&r, A, NA * D, 1.0);
-    randn(&r, Bm, NB * D, 1.0);
+    tl_randn(&r, A, NA * D, 1.0);
+    tl_randn(&r, Bm, NB * D, 1.0);
     for (int i = 0; i < NA; i++) {
         float s = 0;
         for (int j = 0; j < D; j++) s += A[i * D + j] * A[i * D + j];
@@ -246,7 +228,7 @@ static void test_kernels(void)
                             1.0f / 0.2f, 0.3f, logits, NB * 2, rl);
         double l3 = F->nce(NULL, NULL, A, pos, excl ? ai : NULL, NA, Bm, excl ? bi : NULL, NB, D,
                            1.0f / 0.2f, 0.3f, logits, NB * 2, rl);
-        double dg = fmax(maxdiff(da1, da2, NA * D), maxdiff(dB1, dB2, NB * D));
+        double dg = fmax(tl_maxdiff(da1, da2, NA * D), tl_maxdiff(dB1, dB2, NB * D));
         printf("# kernels: InfoNCE (%s duplicate exclusion, 6 blocks) loss %.9f vs %.9f, gradient "
                "max diff %.2g\n", excl ? "with" : "without", l1, l2, dg);
         NEAR(l1, l2, 1e-5 * fabs(l2), "nce loss fast vs naive");
@@ -278,9 +260,9 @@ static void test_model_naive(void)
         align_zero_grad(&mn);
         CHECK(align_train_step(&mf, &af, &b, &lf) == DM_OK, "fast step");
         CHECK(align_train_step(&mn, &an, &b, &ln) == DM_OK, "naive step");
-        double dg = maxdiff(mf.grads_mem, mn.grads_mem, mf.nparams);
-        double s = maxabs(mn.grads_mem, mn.nparams);
-        double dbk = maxdiff(af.dbank_self, an.dbank_self, (size_t)t.B * K * c.d);
+        double dg = tl_maxdiff(mf.grads_mem, mn.grads_mem, mf.nparams);
+        double s = tl_maxabs(mn.grads_mem, mn.nparams);
+        double dbk = tl_maxdiff(af.dbank_self, an.dbank_self, (size_t)t.B * K * c.d);
         printf("# model %s/%s/%s fast vs naive: loss %.9f vs %.9f, gradient max diff %.2g (max "
                "|g| %.2g), bank gradient %.2g\n",
                act_name[v], fuse_name[v % 2], rank_name[v == 2], lf.total, ln.total, dg, s, dbk);
@@ -437,7 +419,7 @@ static void test_finite_differences(void)
                 }
         }
         printf("# FD %s: %d bank elements of other ranks' rows, max |fd - analytic| = %.3g (max "
-               "|g| %.2g)\n", act_name[v], nchk, bworst, maxabs(dbank, (size_t)G * Kd));
+               "|g| %.2g)\n", act_name[v], nchk, bworst, tl_maxabs(dbank, (size_t)G * Kd));
         CHECK(bbad == 0, "%d bank gradient elements disagree with finite differences", bbad);
         free(zb);
         free(dbank);
@@ -454,51 +436,6 @@ static void test_finite_differences(void)
 
 /* ---- 4. PyTorch parity ----------------------------------------------------------------------- */
 
-static long long jint(const dm_json *o, const char *k)
-{
-    int64_t v = 0;
-    const dm_json *x = dm_json_get(o, k);
-    if (!x || dm_json_int(x, &v)) printf("# manifest: missing integer %s\n", k);
-    return v;
-}
-
-static double jnum(const dm_json *o, const char *k)
-{
-    double v = 0;
-    const dm_json *x = dm_json_get(o, k);
-    if (!x || dm_json_double(x, &v)) printf("# manifest: missing number %s\n", k);
-    return v;
-}
-
-static long long jat(const dm_json *arr, size_t i)
-{
-    int64_t v = 0;
-    const dm_json *x = dm_json_at(arr, i);
-    if (!x || dm_json_int(x, &v)) printf("# manifest: missing array element %zu\n", i);
-    return v;
-}
-
-static void *load(const char *dir, const char *name, const char *suffix, size_t bytes)
-{
-    char path[1200];
-    snprintf(path, sizeof path, "%s/%s%s", dir, name, suffix);
-    FILE *f = fopen(path, "rb");
-    void *p = malloc(bytes ? bytes : 1);
-    size_t got = f ? fread(p, 1, bytes, f) : 0;
-    int extra = f ? fgetc(f) != EOF : 0;
-    CHECK(f && got == bytes && !extra, "cannot read %zu bytes from %s", bytes, path);
-    if (f) fclose(f);
-    return p;
-}
-
-/* max |a - b| over n doubles vs floats */
-static double maxdiff_d(const float *a, const double *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
-    return m;
-}
-
 static double maxabs_d(const double *b, size_t n)
 {
     double m = 0;
@@ -513,16 +450,16 @@ static double worst_torch_grad; /* max over cases of (max diff / max(1, max |g|)
 static void parity_config(const dm_json *cs, int naive, int dims[K], align_config *c)
 {
     const dm_json *jd = dm_json_get(cs, "dims"), *jw = dm_json_get(cs, "w");
-    for (int k = 0; k < K; k++) dims[k] = (int)jat(jd, (size_t)k);
+    for (int k = 0; k < K; k++) dims[k] = (int)tl_jat(jd, (size_t)k);
     static const char *const wkey[4] = {"w_nce", "w_recon", "w_match", "w_rank"};
     char s[11][96];
-    snprintf(s[0], sizeof s[0], "align.dim=%lld", jint(cs, "d"));
-    snprintf(s[1], sizeof s[1], "align.hidden=%lld", jint(cs, "hidden"));
+    snprintf(s[0], sizeof s[0], "align.dim=%lld", tl_jint(cs, "d"));
+    snprintf(s[1], sizeof s[1], "align.hidden=%lld", tl_jint(cs, "hidden"));
     snprintf(s[2], sizeof s[2], "align.act=%s", dm_json_get(cs, "act")->str);
     snprintf(s[3], sizeof s[3], "align.fusion=%s", dm_json_get(cs, "fusion")->str);
     snprintf(s[4], sizeof s[4], "align.rank_loss=%s", dm_json_get(cs, "rank_loss")->str);
-    snprintf(s[5], sizeof s[5], "align.negatives=%lld", jint(cs, "n_neg"));
-    snprintf(s[6], sizeof s[6], "align.tau=%.17g", jnum(cs, "tau"));
+    snprintf(s[5], sizeof s[5], "align.negatives=%lld", tl_jint(cs, "n_neg"));
+    snprintf(s[6], sizeof s[6], "align.tau=%.17g", tl_jnum(cs, "tau"));
     for (int i = 0; i < 4; i++) {
         double w = 0;
         dm_json_double(dm_json_at(jw, (size_t)i), &w);
@@ -531,8 +468,8 @@ static void parity_config(const dm_json *cs, int naive, int dims[K], align_confi
     const char *sets[12];
     for (int i = 0; i < 11; i++) sets[i] = s[i];
     sets[11] = NULL;
-    config_from(c, dims, (int)jint(cs, "dim_user"), sets);
-    const int B = (int)jint(cs, "B"), U = (int)jint(cs, "U"), R = (int)jint(cs, "R");
+    config_from(c, dims, (int)tl_jint(cs, "dim_user"), sets);
+    const int B = (int)tl_jint(cs, "B"), U = (int)tl_jint(cs, "U"), R = (int)tl_jint(cs, "R");
     c->max_batch = B, c->max_users = U, c->max_rank = R, c->max_bank = B;
     c->naive = naive;
 }
@@ -550,9 +487,9 @@ static void parity_tensors(const char *name, const dm_json *cs, const align_mode
         align_tensor_info(m, nt, &tn, &nd, sh);
         const dm_json *js = dm_json_get(e, "shape");
         same &= !strcmp(tn, dm_json_get(e, "name")->str) && (size_t)nd == js->len;
-        for (int q = 0; q < nd && same; q++) same &= (long long)sh[q] == jat(js, (size_t)q);
+        for (int q = 0; q < nd && same; q++) same &= (long long)sh[q] == tl_jat(js, (size_t)q);
     }
-    CHECK(same && nt == m->ntensors && (long long)m->nparams == jint(cs, "nparams"),
+    CHECK(same && nt == m->ntensors && (long long)m->nparams == tl_jint(cs, "nparams"),
           "%s: tensor table differs from the generator's", name);
 }
 
@@ -564,7 +501,7 @@ static double parity_losses(const char *name, const dm_json *cs, const align_los
     const char *ln[5] = {"total", "nce", "recon", "match", "rank"};
     double lc[5] = {l->total, l->nce, l->recon, l->match, l->rank}, dlmax = 0;
     for (int i = 0; i < 5; i++) {
-        double ref = jnum(jl, ln[i]);
+        double ref = tl_jnum(jl, ln[i]);
         dlmax = fmax(dlmax, fabs(lc[i] - ref) / fmax(1.0, fabs(ref)));
         NEAR(lc[i], ref, 2e-6 * fmax(1.0, fabs(ref)), ln[i]);
     }
@@ -585,7 +522,7 @@ static double parity_grads(const char *name, const align_model *m, const double 
     for (int ti = 0; ti < m->ntensors; ti++) {
         const char *tn;
         size_t n = align_tensor_info(m, ti, &tn, NULL, NULL);
-        double dg = maxdiff_d(m->grads_mem + m->offset[ti], gref + m->offset[ti], n);
+        double dg = tl_maxdiff_ref(m->grads_mem + m->offset[ti], gref + m->offset[ti], n, NULL);
         double s = maxabs_d(gref + m->offset[ti], n);
         gworst = fmax(gworst, dg / fmax(1.0, s));
         if (!naive && !strcmp(name, "relu_gate_softmax"))
@@ -601,14 +538,14 @@ static void parity_latents(const char *dir, const char *name, const align_acts *
                            double dlmax, double gworst)
 {
     const int B = a->B, U = a->U, d = a->cfg.d;
-    double *dbref = load(dir, name, "_dbank.f64", (size_t)B * K * d * 8);
-    double *zref = load(dir, name, "_z.f64", (size_t)B * K * d * 8);
-    double *zbref = load(dir, name, "_zb.f64", (size_t)B * d * 8);
-    double *huref = load(dir, name, "_hu.f64", (size_t)U * d * 8);
-    double ddb = maxdiff_d(a->dbank_self, dbref, (size_t)B * K * d);
+    double *dbref = tl_load(dir, name, "_dbank.f64", (size_t)B * K * d * 8);
+    double *zref = tl_load(dir, name, "_z.f64", (size_t)B * K * d * 8);
+    double *zbref = tl_load(dir, name, "_zb.f64", (size_t)B * d * 8);
+    double *huref = tl_load(dir, name, "_hu.f64", (size_t)U * d * 8);
+    double ddb = tl_maxdiff_ref(a->dbank_self, dbref, (size_t)B * K * d, NULL);
     double sdb = maxabs_d(dbref, (size_t)B * K * d);
-    double dz = maxdiff_d(a->z, zref, (size_t)B * K * d), dzb = maxdiff_d(a->zb, zbref, (size_t)B * d);
-    double dhu = maxdiff_d(a->hu, huref, (size_t)U * d);
+    double dz = tl_maxdiff_ref(a->z, zref, (size_t)B * K * d, NULL), dzb = tl_maxdiff_ref(a->zb, zbref, (size_t)B * d, NULL);
+    double dhu = tl_maxdiff_ref(a->hu, huref, (size_t)U * d, NULL);
     printf("# torch %s (%s kernels): max rel loss diff %.2g, max gradient diff %.2g (rel. to "
            "max(1, |g|)), bank gradient %.2g (max %.2g), z %.2g, z_base %.2g, h_u %.2g\n", name,
            naive ? "naive" : "fast", dlmax, gworst, ddb, sdb, dz, dzb, dhu);
@@ -627,15 +564,15 @@ static void parity_inference(const char *dir, const char *name, align_model *m, 
                              const align_batch *b)
 {
     const int B = b->B, U = b->U, d = m->cfg.d;
-    double *zbref = load(dir, name, "_zb.f64", (size_t)B * d * 8);
-    double *huref = load(dir, name, "_hu.f64", (size_t)U * d * 8);
+    double *zbref = tl_load(dir, name, "_zb.f64", (size_t)B * d * 8);
+    double *huref = tl_load(dir, name, "_hu.f64", (size_t)U * d * 8);
     float *zi = malloc((size_t)B * d * 4), *hi = malloc((size_t)U * d * 4);
     const float *xc[K];
     for (int k = 0; k < K; k++) xc[k] = b->x[k];
     CHECK(align_item_latents(m, a, xc, b->xrow, b->present, B, zi, NULL) == DM_OK &&
               align_user_latents(m, a, b->r, U, hi) == DM_OK,
           "inference");
-    CHECK(maxdiff_d(zi, zbref, (size_t)B * d) < 1e-5 && maxdiff_d(hi, huref, (size_t)U * d) < 1e-5,
+    CHECK(tl_maxdiff_ref(zi, zbref, (size_t)B * d, NULL) < 1e-5 && tl_maxdiff_ref(hi, huref, (size_t)U * d, NULL) < 1e-5,
           "%s: inference latents differ from torch", name);
     free(zi);
     free(hi);
@@ -647,15 +584,15 @@ static void parity_inference(const char *dir, const char *name, align_model *m, 
 static void parity_adam(const char *dir, const char *name, const dm_json *adam, align_model *m,
                         align_acts *a, const align_batch *b, const float *slab, const double *gref)
 {
-    double *ap = load(dir, name, "_adam.f64", m->nparams * 8);
-    m->cfg.lr = (float)jnum(adam, "lr");
-    m->cfg.weight_decay = (float)jnum(adam, "wd");
+    double *ap = tl_load(dir, name, "_adam.f64", m->nparams * 8);
+    m->cfg.lr = (float)tl_jnum(adam, "lr");
+    m->cfg.weight_decay = (float)tl_jnum(adam, "wd");
     memcpy(m->params_mem, slab, m->nparams * 4);
     memset(m->m_mem, 0, m->nparams * 4);
     memset(m->v_mem, 0, m->nparams * 4);
     m->step = 0;
     align_losses l;
-    for (int s = 0; s < (int)jint(adam, "steps"); s++) {
+    for (int s = 0; s < (int)tl_jint(adam, "steps"); s++) {
         align_zero_grad(m);
         CHECK(align_train_step(m, a, b, &l) == DM_OK, "adam step");
         align_adam_step(m);
@@ -669,7 +606,7 @@ static void parity_adam(const char *dir, const char *name, const dm_json *adam, 
         da = fmax(da, fabs(m->params_mem[i] - ap[i]));
     }
     printf("# torch AdamW (%d steps, lr %.3g, weight decay %.3g): max |w_C - w_torch| = %.3g "
-           "(%zu elements with |g| < 1e-6 skipped)\n", (int)jint(adam, "steps"), m->cfg.lr,
+           "(%zu elements with |g| < 1e-6 skipped)\n", (int)tl_jint(adam, "steps"), m->cfg.lr,
            m->cfg.weight_decay, da, skipped);
     CHECK(da < 1e-5, "AdamW parameters differ from torch by %g", da);
     free(ap);
@@ -689,22 +626,22 @@ static void parity_case(const char *dir, const dm_json *cs, int naive)
     }
     parity_tensors(name, cs, &m);
     const int B = c.max_batch, U = c.max_users, R = c.max_rank;
-    float *slab = load(dir, name, "_params.f32", m.nparams * 4);
+    float *slab = tl_load(dir, name, "_params.f32", m.nparams * 4);
     memcpy(m.params_mem, slab, m.nparams * 4);
     float *x[K] = {0};
     for (int k = 0; k < K; k++) {
         char suf[32];
         snprintf(suf, sizeof suf, "_x%d.f32", k);
-        if (dims[k]) x[k] = load(dir, name, suf, (size_t)B * dims[k] * 4);
+        if (dims[k]) x[k] = tl_load(dir, name, suf, (size_t)B * dims[k] * 4);
     }
-    float *r = load(dir, name, "_r.f32", (size_t)U * c.dim_user * 4);
-    uint8_t *mask = load(dir, name, "_mask.u8", (size_t)B * K);
-    int64_t *xrow = load(dir, name, "_xrow.i64", (size_t)B * 8);
-    int64_t *item = load(dir, name, "_item.i64", (size_t)B * 8);
-    int32_t *exu = load(dir, name, "_exu.i32", (size_t)R * 4);
-    int32_t *exp_ = load(dir, name, "_exp.i32", (size_t)R * 4);
-    int32_t *exn = load(dir, name, "_exn.i32", (size_t)R * c.n_neg * 4);
-    double *gref = load(dir, name, "_grads.f64", m.nparams * 8);
+    float *r = tl_load(dir, name, "_r.f32", (size_t)U * c.dim_user * 4);
+    uint8_t *mask = tl_load(dir, name, "_mask.u8", (size_t)B * K);
+    int64_t *xrow = tl_load(dir, name, "_xrow.i64", (size_t)B * 8);
+    int64_t *item = tl_load(dir, name, "_item.i64", (size_t)B * 8);
+    int32_t *exu = tl_load(dir, name, "_exu.i32", (size_t)R * 4);
+    int32_t *exp_ = tl_load(dir, name, "_exp.i32", (size_t)R * 4);
+    int32_t *exn = tl_load(dir, name, "_exn.i32", (size_t)R * c.n_neg * 4);
+    double *gref = tl_load(dir, name, "_grads.f64", m.nparams * 8);
     align_batch b = {.B = B, .xrow = xrow, .present = mask, .item = item, .U = U, .r = r, .R = R,
                      .ex_user = exu, .ex_pos = exp_, .ex_neg = exn};
     for (int k = 0; k < K; k++) b.x[k] = x[k];
@@ -727,41 +664,10 @@ static void parity_case(const char *dir, const dm_json *cs, int naive)
 
 static void test_torch(void)
 {
-    const char *ref = getenv("DM_REF_DIR");
-    if (!ref) {
-        printf("# DM_REF_DIR unset: PyTorch parity not checked (run through tests/run.sh)\n");
-        return;
-    }
-    char dir[1024], path[1100];
-    snprintf(dir, sizeof dir, "%s/align", ref);
-    snprintf(path, sizeof path, "%s/manifest.json", dir);
-    FILE *f = fopen(path, "rb");
-    CHECK(f != NULL, "cannot open %s (run tests/reference/gen_align.py first)", path);
-    if (!f) return;
-    fseek(f, 0, SEEK_END);
-    size_t n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc(n + 1);
-    CHECK(fread(text, 1, n, f) == n, "read manifest");
-    fclose(f);
-    dm_jdoc doc = {0};
-    dm_json *root = NULL;
-    dm_jerr err;
-    CHECK(dm_json_parse(&doc, text, n, 0, &root, &err) == 0, "manifest parse: %s", err.what);
-    const dm_json *fmt = root ? dm_json_get(root, "format") : NULL;
-    CHECK(fmt && !strcmp(fmt->str, "dynmm-align-ref") && jint(root, "version") == 1,
-          "manifest format");
-    const dm_json *cases = root ? dm_json_get(root, "cases") : NULL;
-    int nc = 0;
-    for (const dm_json *cs = cases ? cases->child : NULL; cs; cs = cs->next, nc++) {
-        parity_case(dir, cs, 0);
-        parity_case(dir, cs, 1);
-    }
-    CHECK(nc >= 4, "only %d reference cases", nc);
-    printf("# torch: %d cases, worst gradient difference over every tensor and the bank %.2g "
-           "(tolerance 1e-5 relative to max(1, max |g|))\n", nc, worst_torch_grad);
-    dm_jdoc_free(&doc);
-    free(text);
+    int nc = tl_parity("align", "dynmm-align-ref", parity_case, 1, 4);
+    if (nc >= 0)
+        printf("# torch: %d cases, worst gradient difference over every tensor and the bank %.2g "
+               "(tolerance 1e-5 relative to max(1, max |g|))\n", nc, worst_torch_grad);
 }
 
 /* ---- 5. data parallel ------------------------------------------------------------------------ */
@@ -853,9 +759,9 @@ static void test_shards(void)
         for (int s = 0; s < parts; s++) /* the ranks' gradients, summed by the allreduce */
             CHECK(align_backward(&part, &as[s], &bs[s], dsum + ilo[s] * Kd) == DM_OK,
                   "shard backward");
-        double d = maxdiff(part.grads_mem, full.grads_mem, full.nparams);
-        double sc = maxabs(full.grads_mem, full.nparams);
-        double dbk = maxdiff(dsum, af.dbank_self, (size_t)t.B * Kd);
+        double d = tl_maxdiff(part.grads_mem, full.grads_mem, full.nparams);
+        double sc = tl_maxabs(full.grads_mem, full.nparams);
+        double dbk = tl_maxdiff(dsum, af.dbank_self, (size_t)t.B * Kd);
         printf("# %d shards vs full batch (keyed modality dropout on): loss %.9f vs %.9f (nce "
                "%.6f recon %.6f match %.6f rank %.6f), max gradient diff %.2g (max |g| %.2g), "
                "bank gradient %.2g\n", parts, lsum, lf.total, lparts[1], lparts[2], lparts[3],
@@ -939,10 +845,10 @@ static void test_presence(void)
             size_t sz = align_tensor_info(&ma, ti, &n, NULL, NULL);
             int tj = align_tensor_find(&mb, n);
             if (tj < 0) {
-                dabs = fmax(dabs, maxabs(ma.grads_mem + ma.offset[ti], sz));
+                dabs = fmax(dabs, tl_maxabs(ma.grads_mem + ma.offset[ti], sz));
                 continue;
             }
-            dmax = fmax(dmax, maxdiff(ma.grads_mem + ma.offset[ti], mb.grads_mem + mb.offset[tj], sz));
+            dmax = fmax(dmax, tl_maxdiff(ma.grads_mem + ma.offset[ti], mb.grads_mem + mb.offset[tj], sz));
         }
         printf("# presence (%s fusion): all-absent audio vs no audio: loss %.9f vs %.9f, max "
                "gradient diff %.2g, max |audio gradient| %.2g\n", fuse_name[fusion], la.total,
@@ -1115,8 +1021,8 @@ static void test_inference(void)
     CHECK(align_item_latents(&m, &small, x, t.xrow, t.present, t.B, zb, zm) == DM_OK &&
               align_user_latents(&m, &small, t.r, t.U, hu) == DM_OK,
           "chunked inference");
-    double dz = maxdiff(zb, a.zb, (size_t)t.B * d), dm = maxdiff(zm, a.z, (size_t)t.B * K * d);
-    double dh = maxdiff(hu, a.hu, (size_t)t.U * d);
+    double dz = tl_maxdiff(zb, a.zb, (size_t)t.B * d), dm = tl_maxdiff(zm, a.z, (size_t)t.B * K * d);
+    double dh = tl_maxdiff(hu, a.hu, (size_t)t.U * d);
     printf("# inference in chunks of 5 items / 4 users vs one batch: z_base %.2g, z^k %.2g, h %.2g\n",
            dz, dm, dh);
     CHECK(dz < 1e-6 && dm < 1e-6 && dh < 1e-6, "chunked inference differs");
@@ -1163,7 +1069,7 @@ static void test_inference(void)
         double dl = 0;
         for (size_t i = 0; i < m.nparams; i++)
             dl = fmax(dl, fabs((double)m0.grads_mem[i] - (m.grads_mem[i] - mn.grads_mem[i])));
-        CHECK(dl < 1e-5 * fmax(1.0, maxabs(m.grads_mem, m.nparams)),
+        CHECK(dl < 1e-5 * fmax(1.0, tl_maxabs(m.grads_mem, m.nparams)),
               "w_nce = 0 gradient differs from the difference by %g", dl);
         align_free(&m0);
         align_free(&mn);
@@ -1270,8 +1176,8 @@ static void test_nce_rows(void)
     CHECK(align_loss(&m, &as, &bs, &bks, dbs, &ls) == DM_OK, "subset loss");
     double gd = 0, gz = 0;
     for (int j = 0, q = 0; j < B; j++) {
-        if (flags[j]) gd = fmax(gd, maxdiff(db1 + (size_t)j * Kd, dbs + (size_t)(q++) * Kd, Kd));
-        else gz = fmax(gz, maxabs(db1 + (size_t)j * Kd, Kd));
+        if (flags[j]) gd = fmax(gd, tl_maxdiff(db1 + (size_t)j * Kd, dbs + (size_t)(q++) * Kd, Kd));
+        else gz = fmax(gz, tl_maxabs(db1 + (size_t)j * Kd, Kd));
     }
     printf("# nce rows: subset InfoNCE %.8f vs batch of the subset %.8f (N_nce %g / %g), dL/dz max diff %.1e, unflagged rows max |dL/dz| %.1e\n",
            l1.nce, ls.nce, l1.n_nce, ls.n_nce, gd, gz);

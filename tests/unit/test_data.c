@@ -12,6 +12,7 @@
 #include "../../src/data/readers.h"
 #include "../../src/data/text.h"
 #include "tap.h"
+#include "testlib.h"
 
 #include <fcntl.h>
 #include <math.h>
@@ -40,34 +41,13 @@ static const char *write_file(const char *name, const char *text)
 static dm_process_opts opts(void)
 {
     static const double edges[] = {10, 50};
-    dm_process_opts o = {0};
-    o.loo_min_len = 3;
-    o.temporal_valid = 0.2;
-    o.temporal_test = 0.2;
-    o.window_count = 2;
-    o.window_start = 0.5;
-    o.price_edges = edges;
-    o.n_price_edges = 2;
-    o.max_cat_levels = 4;
-    o.min_attr_count = 1;
-    return o;
-}
-
-static const char *str(const dm_strtab *t, size_t i)
-{
-    static char b[4][256];
-    static int k;
-    size_t l;
-    const char *s = dm_strtab_get(t, i, &l);
-    char *o = b[k++ % 4];
-    snprintf(o, 256, "%.*s", (int)l, s);
-    return o;
+    return tl_process_opts(edges, 2, 4, 2);
 }
 
 static size_t user_of(const dm_dataset *d, const char *id)
 {
     for (size_t u = 0; u < d->n_users; u++)
-        if (!strcmp(str(&d->user_id, u), id)) return u;
+        if (!strcmp(tl_str(&d->user_id, u), id)) return u;
     return (size_t)-1;
 }
 
@@ -76,7 +56,7 @@ static const char *seq(const dm_dataset *d, size_t u)
     static char b[512];
     b[0] = '\0';
     for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) {
-        strcat(b, str(&d->item_id, (size_t)d->item[j]));
+        strcat(b, tl_str(&d->item_id, (size_t)d->item[j]));
         if (j + 1 < d->user_off[u + 1]) strcat(b, " ");
     }
     return b;
@@ -110,17 +90,17 @@ static void test_amazon2014(void)
     CHECK(dm_process(&raw, &m, &o, &d, &r2i) == DM_OK, "%s", dm_error_message());
     CHECK(d.n_users == 2 && d.n_items == 3 && d.n_inter == 5, "counts %zu %zu %zu", d.n_users, d.n_items, d.n_inter);
     /* first appearance: users A, B; items x3, x2, x1 */
-    CHECK(!strcmp(str(&d.user_id, 0), "A") && !strcmp(str(&d.item_id, 0), "x3") && !strcmp(str(&d.item_id, 2), "x1"),
+    CHECK(!strcmp(tl_str(&d.user_id, 0), "A") && !strcmp(tl_str(&d.item_id, 0), "x3") && !strcmp(tl_str(&d.item_id, 2), "x1"),
           "dense ids by first appearance");
     CHECK(!strcmp(seq(&d, 0), "x2 x1 x3"), "A's order with the tie in file order: %s", seq(&d, 0));
     CHECK(!strcmp(seq(&d, 1), "x3 x1"), "B's order: %s", seq(&d, 1));
     /* leave-one-out: A (3 items) gets valid x1 and test x3; B (2 < 3) stays in train */
     CHECK(d.split_loo[0] == DM_TRAIN && d.split_loo[1] == DM_VALID && d.split_loo[2] == DM_TEST, "loo A");
     CHECK(d.split_loo[3] == DM_TRAIN && d.split_loo[4] == DM_TRAIN, "loo B short");
-    CHECK(!strcmp(str(&d.title, 2), "Say \"hi\"\tnow\n"), "title with quotes/tab/newline: %s", str(&d.title, 2));
-    CHECK(!strcmp(str(&d.title, 0), "caf\xc3\xa9 \xc3\xa9\xf0\x9f\x98\x80"), "python escapes to utf-8: %s", str(&d.title, 0));
+    CHECK(!strcmp(tl_str(&d.title, 2), "Say \"hi\"\tnow\n"), "title with quotes/tab/newline: %s", tl_str(&d.title, 2));
+    CHECK(!strcmp(tl_str(&d.title, 0), "caf\xc3\xa9 \xc3\xa9\xf0\x9f\x98\x80"), "python escapes to utf-8: %s", tl_str(&d.title, 0));
     CHECK(d.has_title[1] == 0 && d.has_title[2] == 1, "has_title");
-    CHECK(!strcmp(str(&d.category, 2), "Beauty > Skin | Beauty > Sale"), "category: %s", str(&d.category, 2));
+    CHECK(!strcmp(tl_str(&d.category, 2), "Beauty > Skin | Beauty > Sale"), "category: %s", tl_str(&d.category, 2));
     CHECK(fabsf(d.price[2] - 12.5f) < 1e-6 && isnan(d.price[0]), "price");
     /* attributes: brand Acme (x3, x1), Beauty@0, Skin@1, Sale@1, price buckets <=50 (x1) and <=10 (x2) */
     CHECK(d.n_attr == 6, "n_attr %zu", d.n_attr);
@@ -128,7 +108,7 @@ static void test_amazon2014(void)
     CHECK(nx1 == 5, "x1 has brand, Beauty, Skin, Sale, price bucket: %zu", nx1);
     int found = 0;
     for (size_t a = 0; a < d.n_attr; a++)
-        if (!strcmp(str(&d.attr_name, a), "price <= 50") && d.attr_kind[a] == DM_ATTR_PRICE) found = 1;
+        if (!strcmp(tl_str(&d.attr_name, a), "price <= 50") && d.attr_kind[a] == DM_ATTR_PRICE) found = 1;
     CHECK(found, "price bucket attribute");
     free(r2i);
     dm_dataset_free(&d);
@@ -144,7 +124,7 @@ static void test_amazon2018_2023(void)
     dm_meta m = {0};
     CHECK(dm_read_amazon_meta(m18, 2018, NULL, &m) == DM_OK, "%s", dm_error_message());
     CHECK(m.n == 2 && fabs(m.price[0] - 1234.5) < 1e-9 && fabs(m.price[1] - 3.0) < 1e-9, "2018 prices %g %g", m.price[0], m.price[1]);
-    CHECK(!strcmp(str(&m.cats, 0), "A\tB") && !strcmp(str(&m.cats, 1), "Toys"), "2018 categories");
+    CHECK(!strcmp(tl_str(&m.cats, 0), "A\tB") && !strcmp(tl_str(&m.cats, 1), "Toys"), "2018 categories");
     dm_meta_free(&m);
     const char *r23 = write_file("r23.jsonl",
                                  "{\"rating\": 5.0, \"user_id\": \"U1\", \"asin\": \"v1\", \"parent_asin\": \"P1\", \"timestamp\": 1588687728923}\n"
@@ -156,8 +136,8 @@ static void test_amazon2018_2023(void)
     CHECK(dm_read_amazon_reviews(r23, 2023, NULL, 0, &raw) == DM_OK, "%s", dm_error_message());
     CHECK(dm_read_amazon_meta(m23, 2023, NULL, &m) == DM_OK, "%s", dm_error_message());
     CHECK(raw.n == 2 && raw.time[0] == 1588687728923LL, "2023 ms timestamps kept: %lld", (long long)raw.time[0]);
-    CHECK(!strcmp(str(&m.brand, 0), "S") && !strcmp(str(&m.brand, 1), "DB"), "2023 store / details.Brand");
-    CHECK(!strcmp(str(&m.cats, 1), "All Beauty") && isnan(m.price[0]) && m.price[1] == 7.5, "2023 categories/price");
+    CHECK(!strcmp(tl_str(&m.brand, 0), "S") && !strcmp(tl_str(&m.brand, 1), "DB"), "2023 store / details.Brand");
+    CHECK(!strcmp(tl_str(&m.cats, 1), "All Beauty") && isnan(m.price[0]) && m.price[1] == 7.5, "2023 categories/price");
     dm_process_opts o = opts();
     dm_dataset d;
     CHECK(dm_process(&raw, &m, &o, &d, NULL) == DM_OK, "%s", dm_error_message());
@@ -181,7 +161,7 @@ static void test_recbole_sasrec_tsv(void)
     CHECK(dm_read_recbole_inter(inter, NULL, &raw) == DM_OK, "%s", dm_error_message());
     CHECK(dm_read_recbole_item(item, NULL, &m) == DM_OK, "%s", dm_error_message());
     CHECK(raw.n == 3 && raw.has_time && raw.time[1] == 5500, "recbole float times to ms: %lld", (long long)raw.time[1]);
-    CHECK(m.n == 2 && !strcmp(str(&m.title, 0), "red lipstick") && !strcmp(str(&m.cats, 0), "Makeup\nLips") &&
+    CHECK(m.n == 2 && !strcmp(tl_str(&m.title, 0), "red lipstick") && !strcmp(tl_str(&m.cats, 0), "Makeup\nLips") &&
               fabs(m.price[0] - 9.99) < 1e-12 && isnan(m.price[1]),
           "recbole item fields");
     dm_raw_free(&raw);
@@ -199,7 +179,7 @@ static void test_recbole_sasrec_tsv(void)
     dm_dataset d;
     CHECK(dm_process(&raw, &m, &o, &d, NULL) == DM_OK, "%s", dm_error_message());
     CHECK(!strcmp(seq(&d, 0), "5 3 9"), "sequence order kept without times: %s", seq(&d, 0));
-    CHECK(!strcmp(str(&d.item_id, 0), "3") && !strcmp(str(&d.item_id, 2), "9"), "numeric id order");
+    CHECK(!strcmp(tl_str(&d.item_id, 0), "3") && !strcmp(tl_str(&d.item_id, 2), "9"), "numeric id order");
     CHECK(d.n_attr == 2 && d.attr_kind[0] == DM_ATTR_OTHER, "S3-Rec attributes: %zu", d.n_attr);
     dm_dataset_free(&d);
     dm_raw_free(&raw);
@@ -208,7 +188,7 @@ static void test_recbole_sasrec_tsv(void)
     const char *csv = write_file("x.csv", "ts,user,item\n7,\"u,1\",a\n3,\"u,1\",\"b \"\"q\"\"\"\n");
     dm_tsv_opts to = {0, -1, "user", "item", "ts", 0};
     CHECK(dm_read_tsv(csv, &to, NULL, 0, -1, &raw) == DM_OK, "%s", dm_error_message());
-    CHECK(raw.n == 2 && raw.users.keys.n == 1 && !strcmp(str(&raw.items.keys, 1), "b \"q\""), "csv quotes");
+    CHECK(raw.n == 2 && raw.users.keys.n == 1 && !strcmp(tl_str(&raw.items.keys, 1), "b \"q\""), "csv quotes");
     CHECK(raw.time[0] == 7000, "csv seconds to ms");
     dm_raw_free(&raw);
 }
@@ -366,8 +346,8 @@ static void test_tfidf(void)
     CHECK(dm_tfidf(&d, &to, 0, 3, &A) == DM_OK, "%s", dm_error_message());
     /* vocabulary by document frequency, then bytes: lipstick red (df 2), blue matte shampoo (df 1);
        "the" is a stop word; idf = ln((1 + 3) / (1 + df)) + 1 */
-    CHECK(A.n_cols == 5 && !strcmp(str(&A.terms, 0), "lipstick") && !strcmp(str(&A.terms, 1), "red") &&
-              !strcmp(str(&A.terms, 3), "matte"),
+    CHECK(A.n_cols == 5 && !strcmp(tl_str(&A.terms, 0), "lipstick") && !strcmp(tl_str(&A.terms, 1), "red") &&
+              !strcmp(tl_str(&A.terms, 3), "matte"),
           "vocabulary %zu", A.n_cols);
     double i2 = log(4.0 / 3.0) + 1.0, i1 = log(2.0) + 1.0, nrm = sqrt(2 * i2 * i2 + i1 * i1);
     CHECK(A.row_off[1] == 2 && fabs(A.val[0] - sqrt(0.5)) < 1e-12, "item 0: %g", A.val[0]);
@@ -559,15 +539,15 @@ static void test_bom(void)
     const char *t = write_file("bom.tsv", "\xEF\xBB\xBF" "0\t1\n1\t2\n2\t3\n");
     dm_tsv_opts idx = {0, -1, "0", "1", "", 0};
     CHECK(dm_read_tsv(t, &idx, NULL, 0, -1, &raw) == DM_OK, "%s", dm_error_message());
-    CHECK(raw.n == 3 && raw.users.keys.n == 3 && !strcmp(str(&raw.users.keys, 0), "0"), "BOM tsv: %zu records, user 0 '%s'",
-          raw.n, raw.n ? str(&raw.users.keys, 0) : "");
+    CHECK(raw.n == 3 && raw.users.keys.n == 3 && !strcmp(tl_str(&raw.users.keys, 0), "0"), "BOM tsv: %zu records, user 0 '%s'",
+          raw.n, raw.n ? tl_str(&raw.users.keys, 0) : "");
     dm_raw_free(&raw);
     dm_tsv_opts names = {0, -1, "user", "item", "", 0};
     const char *c = write_file("bom.csv", "\xEF\xBB\xBF" "user,item\nu1,i1\n");
     CHECK(dm_read_tsv(c, &names, NULL, 0, -1, &raw) == DM_OK && raw.n == 1, "BOM csv header by name: %s", dm_error_message());
     dm_raw_free(&raw);
     const char *gz = write_gz("bom.tsv.gz", "\xEF\xBB\xBF" "0\t1\n1\t2\n", "wb");
-    CHECK(dm_read_tsv(gz, &idx, NULL, 0, -1, &raw) == DM_OK && raw.n == 2 && !strcmp(str(&raw.users.keys, 0), "0"),
+    CHECK(dm_read_tsv(gz, &idx, NULL, 0, -1, &raw) == DM_OK && raw.n == 2 && !strcmp(tl_str(&raw.users.keys, 0), "0"),
           "BOM inside gzip: %s", dm_error_message());
     dm_raw_free(&raw);
     const char *j = write_file("bom.json", "\xEF\xBB\xBF{\"reviewerID\": \"A\", \"asin\": \"x\", \"unixReviewTime\": 5}\n");
@@ -583,21 +563,21 @@ static void test_bom(void)
     CHECK(dm_read_recbole_item(rit, NULL, &m) == DM_OK && m.n == 1, "BOM recbole item: %s", dm_error_message());
     dm_meta_free(&m);
     const char *sq = write_file("bom_seq.txt", "\xEF\xBB\xBF" "1 5 3\n2 5\n");
-    CHECK(dm_read_sasrec(sq, 0, NULL, &raw) == DM_OK && raw.n == 3 && !strcmp(str(&raw.users.keys, 0), "1"),
-          "BOM sasrec: user '%s'", raw.n ? str(&raw.users.keys, 0) : "");
+    CHECK(dm_read_sasrec(sq, 0, NULL, &raw) == DM_OK && raw.n == 3 && !strcmp(tl_str(&raw.users.keys, 0), "1"),
+          "BOM sasrec: user '%s'", raw.n ? tl_str(&raw.users.keys, 0) : "");
     dm_raw_free(&raw);
     const char *a = write_file("bom_attrs.json", "\xEF\xBB\xBF{\"5\": [1]}");
     CHECK(dm_read_item2attributes(a, &m) == DM_OK && m.n == 1, "BOM item2attributes: %s", dm_error_message());
     dm_meta_free(&m);
     dm_strtab ids = {0};
     const char *il = write_file("bom_ids.txt", "\xEF\xBB\xBF" "5\n6\n");
-    CHECK(dm_read_id_list(il, &ids) == DM_OK && ids.n == 2 && !strcmp(str(&ids, 0), "5"), "BOM id list: '%s'",
-          ids.n ? str(&ids, 0) : "");
+    CHECK(dm_read_id_list(il, &ids) == DM_OK && ids.n == 2 && !strcmp(tl_str(&ids, 0), "5"), "BOM id list: '%s'",
+          ids.n ? tl_str(&ids, 0) : "");
     dm_strtab_free(&ids);
     /* only at the start: a BOM later in a line is data */
     const char *mid = write_file("bom_mid.tsv", "a\tb\n\xEF\xBB\xBF" "c\td\n");
     dm_tsv_opts no = {0, 0, "0", "1", "", 0};
-    CHECK(dm_read_tsv(mid, &no, NULL, 0, -1, &raw) == DM_OK && raw.n == 2 && !strcmp(str(&raw.users.keys, 1), "\xEF\xBB\xBF" "c"),
+    CHECK(dm_read_tsv(mid, &no, NULL, 0, -1, &raw) == DM_OK && raw.n == 2 && !strcmp(tl_str(&raw.users.keys, 1), "\xEF\xBB\xBF" "c"),
           "a BOM inside the file is kept");
     dm_raw_free(&raw);
 }
@@ -610,7 +590,7 @@ static void test_gzip_members(void)
     write_gz("multi.tsv.gz", "1\t1\n2\t", "wb");
     const char *multi = write_gz("multi.tsv.gz", "2\n3\t3\n", "ab");
     CHECK(dm_read_tsv(multi, &no, NULL, 0, -1, &raw) == DM_OK, "multi-member gzip: %s", dm_error_message());
-    CHECK(raw.n == 3 && !strcmp(str(&raw.items.keys, 1), "2"), "three records across the members: %zu", raw.n);
+    CHECK(raw.n == 3 && !strcmp(tl_str(&raw.items.keys, 1), "2"), "three records across the members: %zu", raw.n);
     dm_raw_free(&raw);
     /* an empty member between two others */
     write_gz("multi3.tsv.gz", "1\t1\n", "wb");
@@ -750,7 +730,7 @@ static void test_long_lines(void)
     const char *seq = write_bytes("long_seq.txt", t, (size_t)(p - t), "wb");
     for (int layout = 0; layout <= 2; layout += 2) {
         CHECK(dm_read_sasrec(seq, layout, NULL, &raw) == DM_OK, "layout %d: %s", layout, dm_error_message());
-        CHECK(raw.n == (size_t)N + 2 && raw.items.keys.n == (size_t)N + 2 && !strcmp(str(&raw.items.keys, N - 1), "item099999") &&
+        CHECK(raw.n == (size_t)N + 2 && raw.items.keys.n == (size_t)N + 2 && !strcmp(tl_str(&raw.items.keys, N - 1), "item099999") &&
                   raw.order[N - 1] == DM_ORDER(0, 1, N) && raw.order[N] == DM_ORDER(0, 2, 1),
               "layout %d: %zu records", layout, raw.n);
         dm_raw_free(&raw);
@@ -782,14 +762,14 @@ static void test_long_lines(void)
     const char *wide = write_bytes("wide.tsv", t, (size_t)(p - t), "wb");
     dm_tsv_opts o = {'\t', 0, "0", "999", "500", 0};
     CHECK(dm_read_tsv(wide, &o, NULL, 0, -1, &raw) == DM_OK, "%s", dm_error_message());
-    CHECK(raw.n == 2 && !strcmp(str(&raw.items.keys, 1), "8") && raw.time[1] == 101000, "wide tsv");
+    CHECK(raw.n == 2 && !strcmp(tl_str(&raw.items.keys, 1), "8") && raw.time[1] == 101000, "wide tsv");
     dm_raw_free(&raw);
     p = t;
     for (int k = 0; k < 300; k++) p += sprintf(p, "%s\"%d\"", k ? "," : "", k);
     *p++ = '\n';
     const char *wcsv = write_bytes("wide.csv", t, (size_t)(p - t), "wb");
     dm_tsv_opts oc = {',', 0, "0", "299", "", 0};
-    CHECK(dm_read_tsv(wcsv, &oc, NULL, 0, -1, &raw) == DM_OK && raw.n == 1 && !strcmp(str(&raw.items.keys, 0), "299"),
+    CHECK(dm_read_tsv(wcsv, &oc, NULL, 0, -1, &raw) == DM_OK && raw.n == 1 && !strcmp(tl_str(&raw.items.keys, 0), "299"),
           "wide quoted csv: %s", dm_error_message());
     dm_raw_free(&raw);
     /* RecBole .item: 300 columns, the price last and 76 characters long (was cut to 63: 0) */

@@ -13,24 +13,16 @@
  */
 #include "../../src/core/err.h"
 #include "../../src/core/json.h"
-#include "../../src/core/lines.h"
 #include "../../src/core/rng.h"
 #include "../../src/eval/metrics.h"
 #include "../../src/eval/metrics_sample.h"
 #include "tap.h"
+#include "testlib.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define TOL 1e-12
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static size_t json_ints(const dm_json *arr, int32_t *out, size_t cap)
 {
@@ -52,20 +44,9 @@ static size_t json_doubles(const dm_json *arr, double *out, size_t cap)
 
 static void test_reference(void)
 {
-    const char *dir = getenv("DM_REF_DIR");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/metrics_cases.json", dir ? dir : "build/ref");
-    char *text = NULL;
-    size_t len = 0;
-    if (dm_read_file(path, &text, &len) != DM_OK) {
-        CHECK(0, "cannot read %s (run tests/reference/gen_metrics.py first)", path);
-        dm_error_clear();
-        return;
-    }
-    dm_jdoc doc = {0};
-    dm_json *root = NULL;
-    dm_jerr jerr;
-    CHECK(dm_json_parse(&doc, text, len, 0, &root, &jerr) == 0, "parse %s: %s", path, jerr.what);
+    tl_manifest ref;
+    if (tl_ref_json(&ref, "metrics_cases.json", "gen_metrics.py")) return;
+    const dm_json *root = ref.root;
     if (!root) return;
     int64_t ks[16];
     int32_t kbuf[16];
@@ -119,8 +100,7 @@ static void test_reference(void)
     printf("reference: %zu cases; max |diff| expected %.3g, pessimistic %.3g, optimistic %.3g (tol %g)\n", ncases,
            maxdiff[0], maxdiff[1], maxdiff[2], TOL);
     CHECK(ncases >= 200, "only %zu reference cases", ncases);
-    dm_jdoc_free(&doc);
-    free(text);
+    tl_manifest_close(&ref);
 }
 
 static void test_known_answers(void)
@@ -540,14 +520,14 @@ static void test_speed(void)
     for (int i = 0; i < N; i++) sc[i] = (float)dm_rng_normal(&r);
     int32_t ex[40];
     double row[13], sum = 0;
-    double t0 = now();
+    double t0 = tl_now();
     for (int u = 0; u < USERS; u++) {
         for (int i = 0; i < 40; i++) ex[i] = (int32_t)((u * 31 + i * 97) % N);
         int32_t t = (int32_t)((u * 13 + 5) % N);
         metrics_full(&s, &w, sc, N, &t, 1, ex, 40, row);
         sum += row[12];
     }
-    double dt = now() - t0;
+    double dt = tl_now() - t0;
     printf("speed: full ranking over %d items: %.2f us/user (%.2f s for 22k users), checksum %.6f\n", N,
            1e6 * dt / USERS, dt / USERS * 22000, sum);
     CHECK(dt / USERS * 22000 < 20.0, "full ranking is too slow: %.1f s for 22k users", dt / USERS * 22000);

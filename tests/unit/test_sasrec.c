@@ -22,31 +22,13 @@
 #include "../../src/sasrec/sasrec_kernels.h"
 #include "../../src/sasrec/sasrec_model.h"
 #include "tap.h"
+#include "testlib.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static double maxabs(const float *a, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(a[i]));
-    return m;
-}
-
-static double maxdiff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
-    return m;
-}
-
-static void randn(dm_rng *r, float *x, size_t n, double sd)
-{
-    for (size_t i = 0; i < n; i++) x[i] = (float)(sd * dm_rng_normal(r));
-}
 
 /* ---- 1. kernels ------------------------------------------------------------------------------ */
 
@@ -63,7 +45,7 @@ static void test_kernel_losses(dm_rng *rp, const float *x, int N, int C, int V)
     float *gw1 = calloc((size_t)V * C, sizeof(float)), *gw2 = calloc((size_t)V * C, sizeof(float));
     float *rowbuf = calloc(3 * (size_t)N, sizeof(float));
     int *tgt = calloc((size_t)N, sizeof(int)), *neg = calloc((size_t)N, sizeof(int));
-    randn(&r, wte + C, (size_t)(V - 1) * C, 0.4);
+    tl_randn(&r, wte + C, (size_t)(V - 1) * C, 0.4);
     for (int i = 0; i < N; i++) {
         tgt[i] = 1 + (int)dm_rng_below(&r, V - 1);
         neg[i] = 1 + (int)dm_rng_below(&r, V - 1);
@@ -71,16 +53,16 @@ static void test_kernel_losses(dm_rng *rp, const float *x, int N, int C, int V)
     neg[0] = tgt[0]; /* a negative equal to the positive is legal */
     double l1 = F->ce_loss(dx1, gw1, x, tgt, wte, N, V, C, 0.1f, logits, 3 * V, rowbuf);
     double l2 = Nv->ce_loss(dx2, gw2, x, tgt, wte, N, V, C, 0.1f, logits, 3 * V, rowbuf);
-    d = fmax(maxdiff(dx1, dx2, (size_t)N * C), maxdiff(gw1, gw2, (size_t)V * C));
+    d = fmax(tl_maxdiff(dx1, dx2, (size_t)N * C), tl_maxdiff(gw1, gw2, (size_t)V * C));
     printf("# ce loss: %.8f vs %.8f, gradients max diff %.3g\n", l1, l2, d);
     NEAR(l1, l2, 1e-5 * fabs(l2), "ce loss fast vs naive");
     CHECK(d < 1e-6, "ce gradients differ by %g", d);
-    CHECK(maxabs(gw1, C) == 0, "ce gradient reached the padding row");
+    CHECK(tl_maxabs(gw1, C) == 0, "ce gradient reached the padding row");
     memset(gw1, 0, (size_t)V * C * sizeof(float));
     memset(gw2, 0, (size_t)V * C * sizeof(float));
     l1 = F->bce_loss(dx1, gw1, x, tgt, neg, wte, N, C, 0.1f, rowbuf);
     l2 = Nv->bce_loss(dx2, gw2, x, tgt, neg, wte, N, C, 0.1f, rowbuf);
-    d = fmax(maxdiff(dx1, dx2, (size_t)N * C), maxdiff(gw1, gw2, (size_t)V * C));
+    d = fmax(tl_maxdiff(dx1, dx2, (size_t)N * C), tl_maxdiff(gw1, gw2, (size_t)V * C));
     printf("# bce loss: %.8f vs %.8f, gradients max diff %.3g\n", l1, l2, d);
     NEAR(l1, l2, 1e-5 * fabs(l2), "bce loss fast vs naive");
     CHECK(d < 1e-6, "bce gradients differ by %g", d);
@@ -128,21 +110,21 @@ static void test_kernels(void)
     for (int i = 0; i < N; i++) ones[i] = 1.0f;
 
     /* linear with row strides (the Q and K,V halves of the packed qkv buffer) */
-    randn(&r, x, (size_t)N * 3 * C, 1.0);
-    randn(&r, w, OC * IC, 0.3);
-    randn(&r, bias, OC, 0.5);
-    randn(&r, dy, (size_t)N * 3 * OC, 1.0);
+    tl_randn(&r, x, (size_t)N * 3 * C, 1.0);
+    tl_randn(&r, w, OC * IC, 0.3);
+    tl_randn(&r, bias, OC, 0.5);
+    tl_randn(&r, dy, (size_t)N * 3 * OC, 1.0);
     F->linear_forward(y1, 2 * OC, x, 3 * C, w, bias, N, IC, OC);
     Nv->linear_forward(y2, 2 * OC, x, 3 * C, w, bias, N, IC, OC);
     double d = 0;
     for (int i = 0; i < N; i++)
-        d = fmax(d, maxdiff(y1 + (size_t)i * 2 * OC, y2 + (size_t)i * 2 * OC, OC));
+        d = fmax(d, tl_maxdiff(y1 + (size_t)i * 2 * OC, y2 + (size_t)i * 2 * OC, OC));
     printf("# linear forward: max |fast - naive| = %.3g\n", d);
     CHECK(d < 1e-5, "linear forward differs by %g", d);
     F->linear_backward(dx1, 3 * C, dw1, db1, dy, 2 * OC, x, w, ones, N, IC, OC);
     Nv->linear_backward(dx2, 3 * C, dw2, db2, dy, 2 * OC, x, w, ones, N, IC, OC);
-    d = fmax(fmax(maxdiff(dx1, dx2, (size_t)N * 3 * C), maxdiff(dw1, dw2, OC * IC)),
-             maxdiff(db1, db2, OC));
+    d = fmax(fmax(tl_maxdiff(dx1, dx2, (size_t)N * 3 * C), tl_maxdiff(dw1, dw2, OC * IC)),
+             tl_maxdiff(db1, db2, OC));
     printf("# linear backward: max |fast - naive| = %.3g\n", d);
     CHECK(d < 1e-4, "linear backward differs by %g", d);
 
@@ -150,7 +132,7 @@ static void test_kernels(void)
     for (int c = 0; c < C; c++) x[c] = 0.7f;
     F->layernorm_forward(y1, mean, rstd, x, w, bias, N, C, SASREC_LN_EPS);
     Nv->layernorm_forward(y2, mean + N, rstd + N, x, w, bias, N, C, SASREC_LN_EPS);
-    d = maxdiff(y1, y2, (size_t)N * C);
+    d = tl_maxdiff(y1, y2, (size_t)N * C);
     printf("# layernorm forward: max |fast - naive| = %.3g\n", d);
     CHECK(d < 1e-4, "layernorm forward differs by %g", d);
     memset(dx1, 0, (size_t)N * C * sizeof(float));
@@ -162,7 +144,7 @@ static void test_kernels(void)
     F->layernorm_backward(dx1 + C, dw1, db1, dy + C, x + C, w, mean + 1, rstd + 1, N - 1, C);
     Nv->layernorm_backward(dx2 + C, dw2, db2, dy + C, x + C, w, mean + N + 1, rstd + N + 1, N - 1,
                            C);
-    d = fmax(maxdiff(dx1, dx2, (size_t)N * C), fmax(maxdiff(dw1, dw2, C), maxdiff(db1, db2, C)));
+    d = fmax(tl_maxdiff(dx1, dx2, (size_t)N * C), fmax(tl_maxdiff(dw1, dw2, C), tl_maxdiff(db1, db2, C)));
     printf("# layernorm backward: max |fast - naive| = %.3g\n", d);
     CHECK(d < 1e-4, "layernorm backward differs by %g", d);
 
@@ -181,7 +163,7 @@ static void test_kernels(void)
                         size_t k = att_off[b] + ((size_t)h * lens[b] + i) * lens[b] + j;
                         da = fmax(da, fabs(att1[k] - att2[k]));
                     }
-        d = maxdiff(y1, y2, (size_t)N * C);
+        d = tl_maxdiff(y1, y2, (size_t)N * C);
         printf("# attention forward (mask %d): max |fast - naive| out %.3g, probabilities %.3g\n",
                withmask, d, da);
         CHECK(d < 1e-5 && da < 1e-6, "attention forward differs by %g / %g", d, da);
@@ -189,7 +171,7 @@ static void test_kernels(void)
         memset(dx2, 0, (size_t)N * 3 * C * sizeof(float));
         F->attention_backward(dx1, dy, x, att1, mk, keep, off, att_off, B, C, H);
         Nv->attention_backward(dx2, dy, x, att1, mk, keep, off, att_off, B, C, H);
-        d = maxdiff(dx1, dx2, (size_t)N * 3 * C);
+        d = tl_maxdiff(dx1, dx2, (size_t)N * 3 * C);
         printf("# attention backward (mask %d): max |fast - naive| = %.3g\n", withmask, d);
         CHECK(d < 1e-5, "attention backward differs by %g", d);
     }
@@ -339,8 +321,8 @@ static void test_model_naive(void)
             double worst = 0;
             for (int k = 0; k < SASREC_NTENSORS; k++) {
                 size_t n = sasrec_tensor_info(&c, k, NULL, NULL, NULL);
-                double s = maxabs(mn.grads_mem + mn.offset[k], n);
-                double dd = maxdiff(mf.grads_mem + mf.offset[k], mn.grads_mem + mn.offset[k], n);
+                double s = tl_maxabs(mn.grads_mem + mn.offset[k], n);
+                double dd = tl_maxdiff(mf.grads_mem + mf.offset[k], mn.grads_mem + mn.offset[k], n);
                 worst = fmax(worst, dd / (s + 1e-6));
             }
             printf("# model %s/%s fast vs naive: loss %.7f vs %.7f, max gradient diff %.3g of the "
@@ -476,57 +458,18 @@ static void test_finite_differences(void)
 
 /* ---- 4. PyTorch parity ----------------------------------------------------------------------- */
 
-static void *slurp(const char *dir, const char *name, const char *suffix, size_t want)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s%s", dir, name, suffix);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        printf("# cannot open %s\n", path);
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *p = malloc(n > 0 ? (size_t)n : 1);
-    size_t got = fread(p, 1, (size_t)n, f);
-    fclose(f);
-    if (got != (size_t)n || (want && (size_t)n != want)) {
-        printf("# %s has %ld bytes, expected %zu\n", path, n, want);
-        free(p);
-        return NULL;
-    }
-    return p;
-}
-
-static long long jint(const dm_json *o, const char *k)
-{
-    int64_t v = 0;
-    const dm_json *x = dm_json_get(o, k);
-    if (!x || dm_json_int(x, &v)) printf("# manifest: missing integer %s\n", k);
-    return v;
-}
-
-static double jnum(const dm_json *o, const char *k)
-{
-    double v = NAN;
-    const dm_json *x = dm_json_get(o, k);
-    if (!x || dm_json_double(x, &v)) printf("# manifest: missing number %s\n", k);
-    return v;
-}
-
 static void parity_case(const char *dir, const dm_json *cs, int naive)
 {
     const char *name = dm_json_get(cs, "name")->str;
     const char *nm = dm_json_get(cs, "norm")->str, *ls = dm_json_get(cs, "loss")->str;
     sasrec_config c;
-    default_config(&c, (int)jint(cs, "n_items"), (int)jint(cs, "B"));
-    c.C = (int)jint(cs, "C");
-    c.T = (int)jint(cs, "T");
-    c.L = (int)jint(cs, "L");
-    c.H = (int)jint(cs, "H");
-    c.F = (int)jint(cs, "F");
-    c.dropout = (float)jnum(cs, "dropout");
+    default_config(&c, (int)tl_jint(cs, "n_items"), (int)tl_jint(cs, "B"));
+    c.C = (int)tl_jint(cs, "C");
+    c.T = (int)tl_jint(cs, "T");
+    c.L = (int)tl_jint(cs, "L");
+    c.H = (int)tl_jint(cs, "H");
+    c.F = (int)tl_jint(cs, "F");
+    c.dropout = (float)tl_jnum(cs, "dropout");
     c.norm = !strcmp(nm, "kang")  ? SASREC_NORM_KANG
              : !strcmp(nm, "pre") ? SASREC_NORM_PRE
                                   : SASREC_NORM_POST;
@@ -540,22 +483,22 @@ static void parity_case(const char *dir, const dm_json *cs, int naive)
         CHECK(0, "init for %s", name);
         return;
     }
-    CHECK((long long)m.nparams == jint(cs, "nparams"), "%s: slab of %zu floats, reference %lld",
-          name, m.nparams, jint(cs, "nparams"));
-    float *p = slurp(dir, name, "_params.f32", m.nparams * 4);
-    int32_t *seq = slurp(dir, name, "_seq.i32", (size_t)B * T * 4),
-            *pos = slurp(dir, name, "_pos.i32", (size_t)B * T * 4);
-    int32_t *neg = slurp(dir, name, "_neg.i32", (size_t)B * T * 4);
-    double *g = slurp(dir, name, "_grads.f64", m.nparams * 8),
-           *st = slurp(dir, name, "_states.f64", (size_t)B * c.C * 8);
+    CHECK((long long)m.nparams == tl_jint(cs, "nparams"), "%s: slab of %zu floats, reference %lld",
+          name, m.nparams, tl_jint(cs, "nparams"));
+    float *p = tl_slurp(dir, name, "_params.f32", m.nparams * 4);
+    int32_t *seq = tl_slurp(dir, name, "_seq.i32", (size_t)B * T * 4),
+            *pos = tl_slurp(dir, name, "_pos.i32", (size_t)B * T * 4);
+    int32_t *neg = tl_slurp(dir, name, "_neg.i32", (size_t)B * T * 4);
+    double *g = tl_slurp(dir, name, "_grads.f64", m.nparams * 8),
+           *st = tl_slurp(dir, name, "_states.f64", (size_t)B * c.C * 8);
     uint8_t *me = NULL, *ma = NULL, *m1 = NULL, *m2 = NULL;
     sasrec_dense_masks dm = {0};
     int drop = c.dropout > 0;
     if (drop) {
-        me = slurp(dir, name, "_memb.u8", (size_t)B * T * c.C);
-        ma = slurp(dir, name, "_matt.u8", (size_t)c.L * B * c.H * T * T);
-        m1 = slurp(dir, name, "_mfc1.u8", (size_t)c.L * B * T * m.cfg.F);
-        m2 = slurp(dir, name, "_mfc2.u8", (size_t)c.L * B * T * c.C);
+        me = tl_slurp(dir, name, "_memb.u8", (size_t)B * T * c.C);
+        ma = tl_slurp(dir, name, "_matt.u8", (size_t)c.L * B * c.H * T * T);
+        m1 = tl_slurp(dir, name, "_mfc1.u8", (size_t)c.L * B * T * m.cfg.F);
+        m2 = tl_slurp(dir, name, "_mfc2.u8", (size_t)c.L * B * T * c.C);
         dm = (sasrec_dense_masks){me, ma, m1, m2};
     }
     if (!p || !seq || !pos || !neg || !g || !st || (drop && (!me || !ma || !m1 || !m2))) {
@@ -565,7 +508,7 @@ static void parity_case(const char *dir, const dm_json *cs, int naive)
     memcpy(m.params_mem, p, m.nparams * sizeof(float));
     sasrec_batch b = {
         .B = B, .seq = seq, .pos = pos, .neg = neg, .train = drop, .masks = drop ? &dm : NULL};
-    double loss = 0, ref = jnum(cs, "loss_value");
+    double loss = 0, ref = tl_jnum(cs, "loss_value");
     sasrec_zero_grad(&m);
     CHECK(sasrec_train_step(&m, &a, &b, &loss) == DM_OK, "%s: train step", name);
     printf("# torch %-14s %s: loss %.8f vs %.8f (diff %.2g)\n", name, naive ? "naive" : "fast ",
@@ -597,17 +540,17 @@ static void parity_case(const char *dir, const dm_json *cs, int naive)
     free(out);
     const dm_json *adam = dm_json_get(cs, "adam");
     if (adam && !naive) {
-        double *ap = slurp(dir, name, "_adam.f64", m.nparams * 8);
+        double *ap = tl_slurp(dir, name, "_adam.f64", m.nparams * 8);
         if (!ap) {
             CHECK(0, "adam reference of %s missing", name);
         } else {
-            m.cfg.lr = (float)jnum(adam, "lr");
-            m.cfg.l2 = (float)jnum(adam, "l2");
+            m.cfg.lr = (float)tl_jnum(adam, "lr");
+            m.cfg.l2 = (float)tl_jnum(adam, "l2");
             memcpy(m.params_mem, p, m.nparams * sizeof(float));
             m.step = 0;
             memset(m.m_mem, 0, m.nparams * 4);
             memset(m.v_mem, 0, m.nparams * 4);
-            for (int s = 0; s < (int)jint(adam, "steps"); s++) {
+            for (int s = 0; s < (int)tl_jint(adam, "steps"); s++) {
                 sasrec_zero_grad(&m);
                 CHECK(sasrec_train_step(&m, &a, &b, &loss) == DM_OK, "adam step");
                 sasrec_adam_step(&m);
@@ -628,7 +571,7 @@ static void parity_case(const char *dir, const dm_json *cs, int naive)
                    "elements with zero true gradient skipped)\n",
                    m.cfg.lr, m.cfg.l2, da, skipped);
             CHECK(da < 5e-6, "adam parameters differ from torch by %g", da);
-            CHECK(maxabs(m.params.wte, (size_t)c.C) == 0, "padding row moved");
+            CHECK(tl_maxabs(m.params.wte, (size_t)c.C) == 0, "padding row moved");
             free(ap);
         }
     }
@@ -645,48 +588,6 @@ done:
     free(m2);
     sasrec_free(&m);
     sasrec_acts_free(&a);
-}
-
-static void test_torch(void)
-{
-    const char *ref = getenv("DM_REF_DIR");
-    if (!ref) {
-        printf("# DM_REF_DIR unset: PyTorch parity not checked (run through tests/run.sh)\n");
-        return;
-    }
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/sasrec", ref);
-    size_t n = 0;
-    char *text = NULL;
-    {
-        char path[1100];
-        snprintf(path, sizeof path, "%s/manifest.json", dir);
-        FILE *f = fopen(path, "rb");
-        CHECK(f != NULL, "cannot open %s (run tests/reference/gen_sasrec.py first)", path);
-        if (!f) return;
-        fseek(f, 0, SEEK_END);
-        n = (size_t)ftell(f);
-        fseek(f, 0, SEEK_SET);
-        text = malloc(n + 1);
-        CHECK(fread(text, 1, n, f) == n, "read manifest");
-        fclose(f);
-    }
-    dm_jdoc doc = {0};
-    dm_json *root = NULL;
-    dm_jerr err;
-    CHECK(dm_json_parse(&doc, text, n, 0, &root, &err) == 0, "manifest parse: %s", err.what);
-    const dm_json *fmt = root ? dm_json_get(root, "format") : NULL;
-    CHECK(fmt && !strcmp(fmt->str, "dynmm-sasrec-ref") && jint(root, "version") == 1,
-          "manifest format");
-    const dm_json *cases = root ? dm_json_get(root, "cases") : NULL;
-    int nc = 0;
-    for (const dm_json *cs = cases ? cases->child : NULL; cs; cs = cs->next, nc++) {
-        parity_case(dir, cs, 0);
-        parity_case(dir, cs, 1);
-    }
-    CHECK(nc >= 9, "only %d reference cases", nc);
-    dm_jdoc_free(&doc);
-    free(text);
 }
 
 /* ---- 5. data parallel ------------------------------------------------------------------------ */
@@ -733,8 +634,8 @@ static void test_shards(void)
                 for (size_t i = 0; i < full.nparams; i++) sum[i] += part.grads_mem[i];
                 lsum += l;
             }
-            double d = maxdiff(sum, full.grads_mem, full.nparams),
-                   s = maxabs(full.grads_mem, full.nparams);
+            double d = tl_maxdiff(sum, full.grads_mem, full.nparams),
+                   s = tl_maxabs(full.grads_mem, full.nparams);
             printf("# %s, %d shards vs full batch (keyed dropout on): loss %.9f vs %.9f, max "
                    "gradient diff %.2g (max |g| %.2g)\n",
                    loss_name[loss], parts, lsum, lfull, d, s);
@@ -804,7 +705,7 @@ static void test_known_answers(void)
                steps);
         CHECK(l < 0.05 * first && l < 0.1, "%s: tiny batch does not overfit (%.4f -> %.4f)",
               loss_name[loss], first, l);
-        CHECK(maxabs(m.params.wte, (size_t)c.C) == 0, "padding row moved during training");
+        CHECK(tl_maxabs(m.params.wte, (size_t)c.C) == 0, "padding row moved during training");
         free_batch(&tb);
         sasrec_free(&m);
         sasrec_acts_free(&a);
@@ -828,8 +729,8 @@ static void test_inference(void)
     CHECK(sasrec_user_states(&m, &a, tb.seq, 6, st) == DM_OK, "states");
     /* a user's state does not depend on the rest of the batch */
     CHECK(sasrec_user_states(&m, &a, tb.seq + 4 * c.T, 1, st1) == DM_OK, "one state");
-    CHECK(maxdiff(st1, st + 4 * 12, 12) < 1e-6, "state depends on the batch");
-    CHECK(maxdiff(st + 3 * 12, m.params.lnfb, 12) == 0, "empty history state is not LN_f(0)");
+    CHECK(tl_maxdiff(st1, st + 4 * 12, 12) < 1e-6, "state depends on the batch");
+    CHECK(tl_maxdiff(st + 3 * 12, m.params.lnfb, 12) == 0, "empty history state is not LN_f(0)");
     /* a second, larger set of activations (evaluation batches) gives the same states */
     sasrec_config ce = c;
     ce.max_batch = 13;
@@ -839,7 +740,7 @@ static void test_inference(void)
     float st13[13 * 12];
     for (int i = 0; i < 13 * 7; i++) seq13[i] = tb.seq[i % (6 * 7)];
     CHECK(sasrec_user_states(&m, &ea, seq13, 13, st13) == DM_OK, "13 states");
-    CHECK(maxdiff(st13, st, 6 * 12) < 1e-6 && maxdiff(st13 + 6 * 12, st, 6 * 12) < 1e-6,
+    CHECK(tl_maxdiff(st13, st, 6 * 12) < 1e-6 && tl_maxdiff(st13 + 6 * 12, st, 6 * 12) < 1e-6,
           "eval-batch states differ");
     sasrec_acts_free(&ea);
     ce.C = 16; /* activations of another shape are refused */
@@ -1030,7 +931,7 @@ static void test_model_ops(void)
             for (size_t i = 0; i < np; i++) sum[i] += g[i];
             lsum += l;
         }
-        double dg = maxdiff(sum, full, np), sc = maxabs(full, np);
+        double dg = tl_maxdiff(sum, full, np), sc = tl_maxabs(full, np);
         printf("# model interface, %d shards: loss %.9f vs %.9f, gradient diff %.2g (max |g| %.2g)\n", parts, lsum, lfull, dg, sc);
         NEAR(lsum, lfull, 1e-6 * fabs(lfull), "shard losses sum to the batch mean");
         CHECK(dg <= 1e-6 * sc && sc > 0, "%d shards: gradient sum differs by %g", parts, dg);
@@ -1085,7 +986,7 @@ int main(void)
     test_kernels();
     test_model_naive();
     test_finite_differences();
-    test_torch();
+    tl_parity("sasrec", "dynmm-sasrec-ref", parity_case, 1, 9);
     test_shards();
     sasrec_set_threads(1);
     test_known_answers();

@@ -9,25 +9,17 @@
  */
 #include "../../src/core/err.h"
 #include "../../src/core/json.h"
-#include "../../src/core/lines.h"
 #include "../../src/core/rng.h"
 #include "../../src/stats/stats.h"
 #include "../../src/stats/stats_special.h"
 #include "tap.h"
+#include "testlib.h"
 
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define TOL 1e-6
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* ---- reading the reference ---------------------------------------------------------------- */
 
@@ -395,20 +387,9 @@ static void test_effect_summary(const dm_json *root)
 
 static void test_reference(void)
 {
-    const char *dir = getenv("DM_REF_DIR");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/stats_cases.json", dir ? dir : "build/ref");
-    char *text = NULL;
-    size_t len = 0;
-    if (dm_read_file(path, &text, &len) != DM_OK) {
-        CHECK(0, "cannot read %s (run tests/reference/gen_stats.py first)", path);
-        dm_error_clear();
-        return;
-    }
-    dm_jdoc doc = {0};
-    dm_json *root = NULL;
-    dm_jerr jerr;
-    CHECK(dm_json_parse(&doc, text, len, 0, &root, &jerr) == 0, "parse %s: %s", path, jerr.what);
+    tl_manifest ref;
+    if (tl_ref_json(&ref, "stats_cases.json", "gen_stats.py")) return;
+    const dm_json *root = ref.root;
     if (root) {
         printf("against SciPy %s (NumPy %s):\n", gets(root, "scipy"), gets(root, "numpy"));
         test_special(root);
@@ -419,8 +400,7 @@ static void test_reference(void)
         test_holm_ref(root);
         test_effect_summary(root);
     }
-    dm_jdoc_free(&doc);
-    free(text);
+    tl_manifest_close(&ref);
 }
 
 /* ---- properties without SciPy ------------------------------------------------------------------------ */
@@ -547,9 +527,9 @@ static void test_scale(void)
     const stats_test tests[3] = {STATS_TEST_WILCOXON, STATS_TEST_TTEST, STATS_TEST_RANDOMIZATION};
     for (int k = 0; k < 3; k++) {
         o.test = tests[k];
-        double t0 = now();
+        double t0 = tl_now();
         CHECK(stats_compare(a, b, N, &o, &c) == DM_OK, "compare: %s", dm_error_message());
-        double dt = now() - t0;
+        double dt = tl_now() - t0;
         printf("compare %-13s n=%d: diff %+.5f p %.3g CI [%+.5f, %+.5f] d_z %+.4f r_rb %+.4f (%.2f s with "
                "%zu resamples%s)\n",
                stats_test_name(tests[k]), N, c.mean_diff, c.test.p, c.ci.lo, c.ci.hi, c.d, c.rank_biserial, dt,

@@ -5,6 +5,7 @@
 #include "../../src/data/text.h"
 #include "../../src/core/err.h"
 #include "tap.h"
+#include "testlib.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -12,21 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *str(const dm_strtab *t, size_t i)
-{
-    static char b[4][256];
-    static int k;
-    size_t l;
-    const char *s = dm_strtab_get(t, i, &l);
-    k = (k + 1) % 4;
-    snprintf(b[k], sizeof b[k], "%.*s", (int)l, s);
-    return b[k];
-}
-
 static int has_term(const dm_csr *A, const char *t)
 {
     for (size_t c = 0; c < A->n_cols; c++)
-        if (!strcmp(str(&A->terms, c), t)) return 1;
+        if (!strcmp(tl_str(&A->terms, c), t)) return 1;
     return 0;
 }
 
@@ -34,7 +24,7 @@ static int has_term(const dm_csr *A, const char *t)
 static int row_has(const dm_csr *A, size_t i, const char *t)
 {
     for (int64_t k = A->row_off[i]; k < A->row_off[i + 1]; k++)
-        if (!strcmp(str(&A->terms, (size_t)A->col[k]), t)) return 1;
+        if (!strcmp(tl_str(&A->terms, (size_t)A->col[k]), t)) return 1;
     return 0;
 }
 
@@ -63,17 +53,8 @@ static int make_dataset(const char *dir, dm_dataset *d)
         dm_raw_push(&raw, "v", 1, it, (size_t)l, 1, i + 1, -1);
     }
     static const double edges[] = {10, 20};
-    dm_process_opts o = {0};
+    dm_process_opts o = tl_process_opts(edges, 2, 4, 2);
     o.numeric_ids = 1;
-    o.loo_min_len = 3;
-    o.temporal_valid = 0.2;
-    o.temporal_test = 0.2;
-    o.window_count = 2;
-    o.window_start = 0.5;
-    o.price_edges = edges;
-    o.n_price_edges = 2;
-    o.max_cat_levels = 4;
-    o.min_attr_count = 1;
     rc = dm_process(&raw, &m, &o, d, NULL);
     dm_raw_free(&raw);
     dm_meta_free(&m);
@@ -89,7 +70,7 @@ static void test_recbole_fields(const char *dir)
     /* the extra columns arrive as attributes name=value; the empty class of every third item none */
     size_t n_year = 0, n_class = 0;
     for (size_t a = 0; a < d.n_attr; a++) {
-        const char *s = str(&d.attr_name, a);
+        const char *s = tl_str(&d.attr_name, a);
         n_year += !strncmp(s, "release_year=", 13);
         n_class += !strncmp(s, "class=", 6);
     }
