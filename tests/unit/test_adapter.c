@@ -92,15 +92,7 @@ static void world_make(world *w, const adapter_config *c, uint64_t seed)
 
 static void world_free(world *w)
 {
-    free(w->e_cf);
-    free(w->z_base);
-    free(w->s_item);
-    free(w->r);
-    free(w->h_base);
-    free(w->s_user);
-    free(w->user);
-    free(w->pos);
-    free(w->neg);
+    TL_FREE(w->e_cf, w->z_base, w->s_item, w->r, w->h_base, w->s_user, w->user, w->pos, w->neg);
 }
 
 static adapter_batch wbatch(const world *w, int lo, int hi, double norm)
@@ -944,10 +936,7 @@ static void test_large(void)
     CHECK(d < 1e-5, "all-item latents fast vs naive differ by %g", d);
     printf("# large (%d items, batch %d x %d): all-item latents fast vs naive max diff %.2g\n",
            c.n_items, c.max_batch, c.negatives + 1, d);
-    free(g1);
-    free(z1);
-    free(z2);
-    free(zn);
+    TL_FREE(g1, z1, z2, zn);
     adapter_free(&mf);
     adapter_free(&mn);
     adapter_acts_free(&af);
@@ -976,13 +965,7 @@ static void test_large(void)
     omp_set_num_threads(nt);
     CHECK(!memcmp(si1, si2, (size_t)ni * 16) && !memcmp(su1, su2, (size_t)nu * 28),
           "summaries depend on the thread count");
-    free(cu);
-    free(ci);
-    free(ct);
-    free(si1);
-    free(su1);
-    free(si2);
-    free(su2);
+    TL_FREE(cu, ci, ct, si1, su1, si2, su2);
 }
 
 /* ---- 8. a tiny batch overfits ---------------------------------------------------------------- */
@@ -1217,16 +1200,7 @@ static void test_summaries_random(void)
               "summaries");
         for (size_t j = 0; j < (size_t)ni * dsi; j++) worst = fmax(worst, fabs(si[j] - si2[j]));
         for (size_t j = 0; j < (size_t)nu * dsu; j++) worst = fmax(worst, fabs(su[j] - su2[j]));
-        free(cu);
-        free(ci);
-        free(ct);
-        free(pu);
-        free(pi);
-        free(pt);
-        free(si);
-        free(su);
-        free(si2);
-        free(su2);
+        TL_FREE(cu, ci, ct, pu, pi, pt, si, su, si2, su2);
     }
     printf("# summaries vs naive twin, 24 random windows (all feature masks): max diff %.2g\n", worst);
     CHECK(worst < 1e-6, "summaries differ from the naive twin by %g", worst);
@@ -1533,12 +1507,7 @@ static void test_latents_taste(void)
     double tol = 41 * ldexp(1.0, -24) * tl_maxabs(rz, NI * DZ);
     printf("# recent taste: %zu interactions, 5 windows x 2 taus against the double-precision twin: max |diff| %.2g (tol %.2g)\n", n, worst, tol);
     CHECK(worst <= tol, "taste differs from the naive twin by %g > %g", worst, tol);
-    free(rt);
-    free(ri);
-    free(rw);
-    free(rz);
-    free(got);
-    free(ref);
+    TL_FREE(rt, ri, rw, rz, got, ref);
 }
 
 /* ---- 10d. fixed-point chunk sums (adapter_chunks.h) ------------------------------------------ */
@@ -1640,11 +1609,7 @@ static void test_chunks_sum(void)
         CHECK(dchunk <= (double)nch * ldexp(1.0, -41), "%s: off the chunks' sum by %g", nm, dchunk);
         CHECK(dwhole <= 1e-5 * gmax, "%s: off the whole batch by %g (max %g)", nm, dwhole, gmax);
     }
-    free(fix);
-    free(tot);
-    free(part);
-    free(dsum);
-    free(got);
+    TL_FREE(fix, tot, part, dsum, got);
     adapter_free(&m);
     adapter_acts_free(&a);
     adapter_free(&whole);
@@ -1794,26 +1759,7 @@ static void torch_case(const char *dir, const dm_json *cs, int naive)
            "latents max diff %.2g\n", steps, c.lr, da, de, fmax(dz, dh));
     CHECK(da < 2e-5 && de < 2e-5, "%s: Adam / EMA differ from torch by %g / %g", name, da, de);
 done:
-    free(p);
-    free(e_cf);
-    free(zb);
-    free(si);
-    free(r);
-    free(hb);
-    free(su);
-    free(user);
-    free(pos);
-    free(neg);
-    free(grec);
-    free(gall);
-    free(fis);
-    free(eg);
-    free(F);
-    free(anc);
-    free(adam);
-    free(ema);
-    free(zd);
-    free(hd);
+    TL_FREE(p, e_cf, zb, si, r, hb, su, user, pos, neg, grec, gall, fis, eg, F, anc, adam, ema, zd, hd);
     adapter_free(&m);
     adapter_acts_free(&a);
 }
@@ -1850,16 +1796,7 @@ static void numpy_summary_case(const char *dir, const dm_json *cs)
                sc.features, sc.recent, d);
         CHECK(d < 2e-6, "%s: summaries differ from NumPy by %g", name, d);
     }
-    free(cu);
-    free(ci);
-    free(ct);
-    free(pu);
-    free(pi);
-    free(pt);
-    free(ri);
-    free(ru);
-    free(si);
-    free(su);
+    TL_FREE(cu, ci, ct, pu, pi, pt, ri, ru, si, su);
 }
 
 static void test_reference(void)

@@ -91,13 +91,7 @@ static void make_data(tdata *t, const align_config *c, int B, int U, int R, uint
 static void free_data(tdata *t)
 {
     for (int k = 0; k < K; k++) free(t->x[k]);
-    free(t->xrow);
-    free(t->item);
-    free(t->present);
-    free(t->r);
-    free(t->exu);
-    free(t->exp);
-    free(t->exn);
+    TL_FREE(t->xrow, t->item, t->present, t->r, t->exu, t->exp, t->exn);
     memset(t, 0, sizeof *t);
 }
 
@@ -421,10 +415,7 @@ static void test_finite_differences(void)
         printf("# FD %s: %d bank elements of other ranks' rows, max |fd - analytic| = %.3g (max "
                "|g| %.2g)\n", act_name[v], nchk, bworst, tl_maxabs(dbank, (size_t)G * Kd));
         CHECK(bbad == 0, "%d bank gradient elements disagree with finite differences", bbad);
-        free(zb);
-        free(dbank);
-        free(mb);
-        free(ib);
+        TL_FREE(zb, dbank, mb, ib);
         align_acts_free(&ao);
         free_data(&o);
         free(g);
@@ -553,10 +544,7 @@ static void parity_latents(const char *dir, const char *name, const align_acts *
     CHECK(ddb <= 1e-5 * fmax(1.0, sdb), "%s: bank gradient differs from torch by %g", name, ddb);
     CHECK(dz < 1e-5 && dzb < 1e-5 && dhu < 1e-5, "%s: latents differ (%g %g %g)", name, dz, dzb,
           dhu);
-    free(dbref);
-    free(zref);
-    free(zbref);
-    free(huref);
+    TL_FREE(dbref, zref, zbref, huref);
 }
 
 /* Inference reproduces the training latents (no dropout here). */
@@ -574,10 +562,7 @@ static void parity_inference(const char *dir, const char *name, align_model *m, 
           "inference");
     CHECK(tl_maxdiff_ref(zi, zbref, (size_t)B * d, NULL) < 1e-5 && tl_maxdiff_ref(hi, huref, (size_t)U * d, NULL) < 1e-5,
           "%s: inference latents differ from torch", name);
-    free(zi);
-    free(hi);
-    free(zbref);
-    free(huref);
+    TL_FREE(zi, hi, zbref, huref);
 }
 
 /* Two AdamW steps (the case's lr and weight decay) from the generator's initial weights. */
@@ -656,8 +641,7 @@ static void parity_case(const char *dir, const dm_json *cs, int naive)
     if (adam) parity_adam(dir, name, adam, &m, &a, &b, slab, gref);
     free(slab);
     for (int k = 0; k < K; k++) free(x[k]);
-    void *own[] = {r, mask, xrow, item, exu, exp_, exn, gref};
-    for (size_t q = 0; q < sizeof own / sizeof *own; q++) free(own[q]);
+    TL_FREE(r, mask, xrow, item, exu, exp_, exn, gref);
     align_free(&m);
     align_acts_free(&a);
 }
@@ -786,10 +770,7 @@ static void test_shards(void)
             free(exn[s]);
             align_acts_free(&as[s]);
         }
-        free(zbank);
-        free(mbank);
-        free(dsum);
-        free(dpart);
+        TL_FREE(zbank, mbank, dsum, dpart);
         align_free(&full);
         align_free(&part);
         align_acts_free(&af);
@@ -878,10 +859,7 @@ static void test_presence(void)
             if (b != item) others &= !memcmp(za + (size_t)b * d, zc + (size_t)b * d, (size_t)d * 4);
         CHECK(others && memcmp(za + (size_t)item * d, zc + (size_t)item * d, (size_t)d * 4),
               "dropping a present modality of one item must change that item only");
-        free(pr);
-        free(za);
-        free(zb);
-        free(zc);
+        TL_FREE(pr, za, zb, zc);
         align_free(&ma);
         align_free(&mb);
         align_acts_free(&aa);
@@ -1112,10 +1090,7 @@ static void test_inference(void)
     CHECK(align_train_step(&m, &a, &b, &l2) == DM_OK, "step");
     CHECK(l1.total == l2.total && !memcmp(g1, m.grads_mem, m.nparams * 4),
           "train step not reproducible");
-    free(g1);
-    free(zb);
-    free(zm);
-    free(hu);
+    TL_FREE(g1, zb, zm, hu);
     align_free(&m);
     align_acts_free(&a);
     align_acts_free(&small);

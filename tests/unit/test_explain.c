@@ -20,6 +20,7 @@
 #include "../../src/nn/adam.h"
 #include "../../src/nn/mlp.h"
 #include "tap.h"
+#include "testlib.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -66,14 +67,8 @@ static int catalogue(dm_dataset *d)
             dm_raw_push(&raw, uid, strlen(uid), id, strlen(id), 1000 * (k + 1), ord++, -1);
         }
     static const double edges[2] = {10, 30};
-    dm_process_opts o = {0};
-    o.loo_min_len = 3;
-    o.window_count = 1;
+    dm_process_opts o = tl_process_opts(edges, 2, 3, 1);
     o.numeric_ids = 1;
-    o.price_edges = edges;
-    o.n_price_edges = 2;
-    o.max_cat_levels = 3;
-    o.min_attr_count = 1;
     int rc = dm_process(&raw, &meta, &o, d, NULL);
     dm_raw_free(&raw);
     dm_meta_free(&meta);
@@ -359,15 +354,7 @@ static void test_evidence_random(void)
     explain_evidence_free(&a);
     explain_evidence_free(&b);
     explain_evidence_free(&c);
-    free(h);
-    free(z);
-    free(zm);
-    free(emb);
-    free(present);
-    free(toff);
-    free(aoff);
-    free(took);
-    free(attr);
+    TL_FREE(h, z, zm, emb, present, toff, aoff, took, attr);
     printf("evidence: 300 random sets, top-k = full sort, checker and storage rows agree\n");
 }
 
@@ -420,12 +407,7 @@ static void enc_setup(enc_case *t, int din, int D, int E, int H, int C, const in
 
 static void enc_teardown(enc_case *t)
 {
-    free(t->w);
-    free(t->g);
-    free(t->x);
-    free(t->wt);
-    free(t->y);
-    free(t->R);
+    TL_FREE(t->w, t->g, t->x, t->wt, t->y, t->R);
     explain_enc_acts_free(&t->a);
 }
 
@@ -533,12 +515,7 @@ static void test_encoder(void)
     CHECK(explain_enc_forward(&t.e, &t.a, t.off, t.B, t.kind, t.x, t.wt, t.y) == DM_EINPUT, "bad kind refused");
     dm_error_clear();
     t.kind[0] = 1;
-    free(y2);
-    free(g2);
-    free(dx);
-    free(dx2);
-    free(dw);
-    free(dw2);
+    TL_FREE(y2, g2, dx, dx2, dw, dw2);
     enc_teardown(&t);
 
     /* Adam fits the tokens of one evidence set (and of the masked set) to targets */
@@ -573,55 +550,20 @@ static void test_encoder(void)
     enc_teardown(&t);
 }
 
-static void *slurp(const char *dir, const char *name, const char *suffix, size_t bytes)
-{
-    char path[1200];
-    snprintf(path, sizeof path, "%s/%s_%s", dir, name, suffix);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    void *p = malloc(bytes + 1);
-    size_t got = fread(p, 1, bytes, f);
-    fclose(f);
-    if (got != bytes) {
-        free(p);
-        return NULL;
-    }
-    return p;
-}
-
-static long long jint(const dm_json *o, const char *k)
-{
-    int64_t v = 0;
-    const dm_json *x = dm_json_get(o, k);
-    if (!x || dm_json_int(x, &v)) printf("# manifest: missing integer %s\n", k);
-    return v;
-}
-
-static double maxdiff64(const float *x, const double *ref, size_t n, double *refmax)
-{
-    double d = 0, s = 0;
-    for (size_t i = 0; i < n; i++) {
-        d = fmax(d, fabs(x[i] - ref[i]));
-        s = fmax(s, fabs(ref[i]));
-    }
-    if (refmax) *refmax = s;
-    return d;
-}
-
 static void torch_case(const char *dir, const dm_json *cs)
 {
     const char *name = dm_json_get(cs, "name")->str;
-    explain_enc_config c = {(int)jint(cs, "din"), (int)jint(cs, "D"), (int)jint(cs, "E"), (int)jint(cs, "hidden"),
-                            (int)jint(cs, "C"), 1e-5f};
-    const int B = (int)jint(cs, "B"), N = (int)jint(cs, "N");
+    explain_enc_config c = {(int)tl_jint(cs, "din"), (int)tl_jint(cs, "D"), (int)tl_jint(cs, "E"), (int)tl_jint(cs, "hidden"),
+                            (int)tl_jint(cs, "C"), 1e-5f};
+    const int B = (int)tl_jint(cs, "B"), N = (int)tl_jint(cs, "N");
     const size_t P = explain_enc_size(&c), NY = (size_t)B * c.E * c.C;
-    CHECK((long long)P == jint(cs, "nparams"), "%s: slab of %zu floats, reference %lld", name, P, jint(cs, "nparams"));
-    float *w = slurp(dir, name, "params.f32", P * 4), *x = slurp(dir, name, "x.f32", (size_t)N * c.din * 4);
-    float *wt = slurp(dir, name, "w.f32", (size_t)N * 4), *dy = slurp(dir, name, "dy.f32", NY * 4);
-    int64_t *off = slurp(dir, name, "off.i64", ((size_t)B + 1) * 8);
-    int8_t *kind = slurp(dir, name, "kind.i8", (size_t)N);
-    double *ry = slurp(dir, name, "y.f64", NY * 8), *rg = slurp(dir, name, "grad.f64", P * 8);
-    double *rdx = slurp(dir, name, "dx.f64", (size_t)N * c.din * 8), *rdw = slurp(dir, name, "dw.f64", (size_t)N * 8);
+    CHECK((long long)P == tl_jint(cs, "nparams"), "%s: slab of %zu floats, reference %lld", name, P, tl_jint(cs, "nparams"));
+    float *w = tl_slurp(dir, name, "_params.f32", P * 4), *x = tl_slurp(dir, name, "_x.f32", (size_t)N * c.din * 4);
+    float *wt = tl_slurp(dir, name, "_w.f32", (size_t)N * 4), *dy = tl_slurp(dir, name, "_dy.f32", NY * 4);
+    int64_t *off = tl_slurp(dir, name, "_off.i64", ((size_t)B + 1) * 8);
+    int8_t *kind = tl_slurp(dir, name, "_kind.i8", (size_t)N);
+    double *ry = tl_slurp(dir, name, "_y.f64", NY * 8), *rg = tl_slurp(dir, name, "_grad.f64", P * 8);
+    double *rdx = tl_slurp(dir, name, "_dx.f64", (size_t)N * c.din * 8), *rdw = tl_slurp(dir, name, "_dw.f64", (size_t)N * 8);
     float *g = calloc(P, 4), *y = malloc(NY * 4), *dx = malloc((size_t)N * c.din * 4 + 4), *dw = malloc((size_t)N * 4 + 4);
     if (!w || !x || !wt || !dy || !off || !kind || !ry || !rg || !rdx || !rdw) {
         CHECK(0, "reference files of %s missing", name);
@@ -636,13 +578,13 @@ static void torch_case(const char *dir, const dm_json *cs)
         CHECK((naive ? explain_enc_forward_naive : explain_enc_forward)(&e, &a, off, B, kind, x, wt, y) == DM_OK, "forward");
         CHECK((naive ? explain_enc_backward_naive : explain_enc_backward)(&e, &a, dy, dx, dw) == DM_OK, "backward");
         double ys, gs, xs, wsc;
-        double d1 = maxdiff64(y, ry, NY, &ys), d2 = maxdiff64(g, rg, P, &gs);
-        double d3 = maxdiff64(dx, rdx, (size_t)N * c.din, &xs), d4 = maxdiff64(dw, rdw, (size_t)N, &wsc);
+        double d1 = tl_maxdiff_ref(y, ry, NY, &ys), d2 = tl_maxdiff_ref(g, rg, P, &gs);
+        double d3 = tl_maxdiff_ref(dx, rdx, (size_t)N * c.din, &xs), d4 = tl_maxdiff_ref(dw, rdw, (size_t)N, &wsc);
         /* per tensor, relative to its own scale (floored at 1% of the largest gradient) */
         double worst = 0;
         for (int k = 0; k < EXPLAIN_ENC_NTENSORS; k++) {
             size_t o, n = explain_enc_tensor(&e, k, NULL, &o);
-            double tm, dk = maxdiff64(g + o, rg + o, n, &tm);
+            double tm, dk = tl_maxdiff_ref(g + o, rg + o, n, &tm);
             worst = fmax(worst, dk / fmax(tm, 1e-2 * gs));
         }
         printf("# torch %-6s %s: y max diff %.2g (max %.2g), grads %.2g (max %.2g, per-tensor rel %.2g), dx %.2g, dw %.2g\n",
@@ -655,53 +597,17 @@ static void torch_case(const char *dir, const dm_json *cs)
     }
     explain_enc_acts_free(&a);
 done:
-    free(w);
-    free(x);
-    free(wt);
-    free(dy);
-    free(off);
-    free(kind);
-    free(ry);
-    free(rg);
-    free(rdx);
-    free(rdw);
-    free(g);
-    free(y);
-    free(dx);
-    free(dw);
+    TL_FREE(w, x, wt, dy, off, kind, ry, rg, rdx, rdw, g, y, dx, dw);
 }
 
 static void test_encoder_torch(void)
 {
-    const char *ref = getenv("DM_REF_DIR");
-    if (!ref) {
-        printf("# DM_REF_DIR unset: PyTorch parity not checked (run through tests/run.sh)\n");
-        return;
-    }
-    char dir[1024], path[1100];
-    snprintf(dir, sizeof dir, "%s/explain", ref);
-    snprintf(path, sizeof path, "%s/manifest.json", dir);
-    FILE *f = fopen(path, "rb");
-    CHECK(f != NULL, "cannot open %s (run tests/reference/gen_explain.py first)", path);
-    if (!f) return;
-    fseek(f, 0, SEEK_END);
-    size_t n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc(n + 1);
-    CHECK(fread(text, 1, n, f) == n, "read manifest");
-    fclose(f);
-    dm_jdoc doc = {0};
-    dm_json *root = NULL;
-    dm_jerr err;
-    CHECK(dm_json_parse(&doc, text, n, 0, &root, &err) == 0, "manifest parse: %s", err.what);
-    const dm_json *fmt = root ? dm_json_get(root, "format") : NULL;
-    CHECK(fmt && !strcmp(fmt->str, "dynmm-explain-ref") && jint(root, "version") == 1, "manifest format");
+    tl_manifest mf;
+    if (tl_manifest_open(&mf, "explain", "dynmm-explain-ref")) return;
     int nc = 0;
-    const dm_json *cases = root ? dm_json_get(root, "cases") : NULL;
-    for (const dm_json *cs = cases ? cases->child : NULL; cs; cs = cs->next, nc++) torch_case(dir, cs);
+    for (const dm_json *cs = tl_json_first(mf.root, "cases"); cs; cs = cs->next, nc++) torch_case(mf.dir, cs);
     CHECK(nc >= 2, "only %d reference cases", nc);
-    dm_jdoc_free(&doc);
-    free(text);
+    tl_manifest_close(&mf);
 }
 
 /* ---- templates and rationales ---- */

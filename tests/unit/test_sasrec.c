@@ -67,15 +67,7 @@ static void test_kernel_losses(dm_rng *rp, const float *x, int N, int C, int V)
     NEAR(l1, l2, 1e-5 * fabs(l2), "bce loss fast vs naive");
     CHECK(d < 1e-6, "bce gradients differ by %g", d);
 
-    free(wte);
-    free(logits);
-    free(gw1);
-    free(gw2);
-    free(rowbuf);
-    free(tgt);
-    free(neg);
-    free(dx1);
-    free(dx2);
+    TL_FREE(wte, logits, gw1, gw2, rowbuf, tgt, neg, dx1, dx2);
 }
 
 static void test_kernels(void)
@@ -178,24 +170,7 @@ static void test_kernels(void)
 
     test_kernel_losses(&r, x, N, C, V);
 
-    free(x);
-    free(w);
-    free(bias);
-    free(y1);
-    free(y2);
-    free(dy);
-    free(dx1);
-    free(dx2);
-    free(dw1);
-    free(dw2);
-    free(db1);
-    free(db2);
-    free(ones);
-    free(mean);
-    free(rstd);
-    free(att1);
-    free(att2);
-    free(mask);
+    TL_FREE(x, w, bias, y1, y2, dy, dx1, dx2, dw1, dw2, db1, db2, ones, mean, rstd, att1, att2, mask);
 }
 
 /* ---- helpers for model tests ----------------------------------------------------------------- */
@@ -232,10 +207,7 @@ static void make_batch(tbatch *tb, int B, int T, int n_items, uint64_t seed)
 
 static void free_batch(tbatch *tb)
 {
-    free(tb->seq);
-    free(tb->pos);
-    free(tb->neg);
-    free(tb->gidx);
+    TL_FREE(tb->seq, tb->pos, tb->neg, tb->gidx);
 }
 
 static sasrec_batch view(const tbatch *tb, int lo, int hi, double norm, int train)
@@ -366,10 +338,7 @@ static void make_masks(tmasks *tm, const sasrec_config *c, int B, double p, uint
 
 static void free_masks(tmasks *tm)
 {
-    free(tm->emb);
-    free(tm->att);
-    free(tm->fc1);
-    free(tm->fc2);
+    TL_FREE(tm->emb, tm->att, tm->fc1, tm->fc2);
 }
 
 static void test_finite_differences(void)
@@ -576,16 +545,7 @@ static void parity_case(const char *dir, const dm_json *cs, int naive)
         }
     }
 done:
-    free(p);
-    free(seq);
-    free(pos);
-    free(neg);
-    free(g);
-    free(st);
-    free(me);
-    free(ma);
-    free(m1);
-    free(m2);
+    TL_FREE(p, seq, pos, neg, g, st, me, ma, m1, m2);
     sasrec_free(&m);
     sasrec_acts_free(&a);
 }

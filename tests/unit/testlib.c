@@ -74,6 +74,11 @@ double tl_median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+void tl_free_list(void *const *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(p[i]);
+}
+
 void tl_die(const char *what)
 {
     dm_error_print(what);

@@ -38,6 +38,11 @@ double tl_median(double *v, int n);
 /* prints the pending error as `what: message` on stderr and exits 1 (benchmarks) */
 void tl_die(const char *what);
 
+/* Frees every pointer of a list: TL_FREE(a, b, c) for the buffers a test owns. */
+void tl_free_list(void *const *p, size_t n);
+#define TL_FREE(...) \
+    tl_free_list((void *const[]){__VA_ARGS__}, sizeof((void *const[]){__VA_ARGS__}) / sizeof(void *))
+
 /* ---- reference files ------------------------------------------------------------------------- */
 
 /* A manifest DM_REF_DIR/SUB/manifest.json: the directory of its raw dumps, its text and parse. */
