@@ -27,6 +27,7 @@
 #include "../../src/core/rng.h"
 #include "../../src/core/shard.h"
 #include "../../src/core/timer.h"
+#include "../unit/testlib.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,18 +35,6 @@
 
 enum { P_FWD, P_AGREE, P_GATHER, P_LOSS, P_RBANK, P_BWD, P_RGRAD, P_ADAM, P_STEP, P_N };
 static const char *const pname[P_N] = {"fwd", "agree", "gather", "loss", "red_bank", "bwd", "red_grad", "adam", "step"};
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Everything one run holds: the model at the stage's sizing, random features of every item (the
  * same on every rank: seeded), their presence, the user states, the step's batch buffers and the
@@ -237,14 +226,14 @@ static int bench_report(bench *w)
     if (!col) return DM_ERR(DM_ENOMEM, "out of memory");
     for (int p = 0; p < P_N; p++) {
         for (int s = 0; s < steps; s++) col[s] = w->t[(size_t)(s + warm) * P_N + p] / ctx->size;
-        med[p] = median(col, steps);
+        med[p] = tl_median(col, steps);
     }
     /* the collectives' share: per step, (agree + gather + allreduces) / step, median over steps */
     for (int s = 0; s < steps; s++) {
         const double *ts = w->t + (size_t)(s + warm) * P_N;
         col[s] = (ts[P_AGREE] + ts[P_GATHER] + ts[P_RBANK] + ts[P_RGRAD]) / ts[P_STEP];
     }
-    double share = median(col, steps);
+    double share = tl_median(col, steps);
     free(col);
     size_t rss_max, rss_sum;
     int rss_rank;

@@ -26,6 +26,7 @@
 #include "../../src/core/err.h"
 #include "../../src/core/rng.h"
 #include "../../src/core/timer.h"
+#include "../unit/testlib.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -36,31 +37,6 @@
 void openblas_set_num_threads(int);
 
 #define NPASS 4 /* passes of each kind per round */
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static float *randn(dm_rng *g, size_t n, float scale)
-{
-    float *p = malloc(n * sizeof *p + 4);
-    for (size_t i = 0; p && i < n; i++) p[i] = scale * (float)dm_rng_normal(g);
-    return p;
-}
-
-static void die(void)
-{
-    dm_error_print("bench_stream");
-    exit(1);
-}
 
 int main(int argc, char **argv)
 {
@@ -77,7 +53,7 @@ int main(int argc, char **argv)
      * (sasrec.hidden, align.dim) unless given */
     adapter_config c;
     dm_cfg cfg;
-    if (dm_cfg_init(&cfg)) die();
+    if (dm_cfg_init(&cfg)) tl_die("bench_stream");
     adapter_config_from(&cfg, &c);
     int dcf = argc > 6 ? atoi(argv[6]) : (int)dm_cfg_int(&cfg, "sasrec.hidden");
     int d = argc > 7 ? atoi(argv[7]) : (int)dm_cfg_int(&cfg, "align.dim");
@@ -94,14 +70,15 @@ int main(int argc, char **argv)
     c.zero_init = 0;
     adapter m;
     adapter_acts a;
-    if (adapter_init(&m, &c) || adapter_acts_init(&a, &c)) die();
+    if (adapter_init(&m, &c) || adapter_acts_init(&a, &c)) tl_die("bench_stream");
     adapter_init_weights(&m, 11);
 
     dm_rng g;
     dm_rng_seed(&g, 2024);
-    float *e_cf = randn(&g, (size_t)ni * dcf, 1.0f), *zb = randn(&g, (size_t)ni * d, 0.3f);
-    float *s_item = randn(&g, (size_t)ni * (dsi ? dsi : 1), 1.0f), *r = randn(&g, (size_t)nu * dcf, 1.0f);
-    float *hb = randn(&g, (size_t)nu * d, 0.3f), *s_user = randn(&g, (size_t)nu * (dsu ? dsu : 1), 1.0f);
+    float *e_cf = tl_randn_new(&g, (size_t)ni * dcf, 1.0f), *zb = tl_randn_new(&g, (size_t)ni * d, 0.3f);
+    float *s_item = tl_randn_new(&g, (size_t)ni * (dsi ? dsi : 1), 1.0f);
+    float *r = tl_randn_new(&g, (size_t)nu * dcf, 1.0f), *hb = tl_randn_new(&g, (size_t)nu * d, 0.3f);
+    float *s_user = tl_randn_new(&g, (size_t)nu * (dsu ? dsu : 1), 1.0f);
     float *z = malloc((size_t)ni * d * sizeof *z), *h = malloc((size_t)bs * d * sizeof *h);
     float *sc = malloc((size_t)bs * ni * sizeof *sc);
     int32_t *ids = malloc((size_t)bs * sizeof *ids);
@@ -126,10 +103,10 @@ int main(int argc, char **argv)
         double base = 0, dyn = 0, items = 0, users = 0;
         /* the window's refresh: every item's and every user's dynamic latent, once */
         double t0 = dm_wtime();
-        if (adapter_item_latents(&m, &a, &t, 1, NULL, ni, z, NULL)) die();
+        if (adapter_item_latents(&m, &a, &t, 1, NULL, ni, z, NULL)) tl_die("bench_stream");
         items = dm_wtime() - t0;
         t0 = dm_wtime();
-        if (adapter_user_latents(&m, &a, &t, 1, uids, nu, hall, NULL)) die();
+        if (adapter_user_latents(&m, &a, &t, 1, uids, nu, hall, NULL)) tl_die("bench_stream");
         users = dm_wtime() - t0;
         /* passes of requests over the window's users, base and served dynamic latents
          * interleaved (b d d b b d d b: each kind equally often first and after the other); the
@@ -150,8 +127,8 @@ int main(int argc, char **argv)
             if (dynamic) pd[nd++] = dm_wtime() - t0;
             else pb[nb++] = dm_wtime() - t0;
         }
-        base = median(pb, nb);
-        dyn = median(pd, nd);
+        base = tl_median(pb, nb);
+        dyn = tl_median(pd, nd);
         if (rep >= 0) {
             tb[rep] = base;
             td[rep] = dyn;
@@ -162,8 +139,8 @@ int main(int argc, char **argv)
             op[rep] = (items + users + dyn - base) / base;
         }
     }
-    double o = median(ov, reps), mb = median(tb, reps), md = median(td, reps), mi = median(ti, reps), mu = median(tu, reps);
-    double mr = median(tr, reps), mo = median(op, reps);
+    double o = tl_median(ov, reps), mb = tl_median(tb, reps), md = tl_median(td, reps);
+    double mi = tl_median(ti, reps), mu = tl_median(tu, reps), mr = tl_median(tr, reps), mo = tl_median(op, reps);
     double gf = 2.0 * nu * (double)ni * d / mb / 1e9;
     /* passes over the window's users needed for the refresh to cost less than 2% of the scoring */
     double be = mr / (0.02 * mb);
