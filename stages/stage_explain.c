@@ -72,7 +72,7 @@ static const char USAGE[] =
     "deletion faithfulness against random masking, evidence precision and FMR/FCR/DIV. Writes\n"
     "<run.dir>/explain.jsonl (or explain.output; \"-\" prints) and <run.dir>/explain.h5.\n";
 
-static const char *const explain_config_groups[] = {"explain", "prompt", "split.protocol", NULL};
+static const char *const explain_config_groups[] = {"explain", "prompt", "lm.precision", "split.protocol", NULL};
 
 enum {
     XC_FMR,
@@ -607,7 +607,7 @@ static int explain_item(explain_ws *w, explain_user_st *x, int k)
     DM_CALL(pm_encode(p, w->evi, w->drop, 1, w->y));
     DM_CALL(pm_append_candidate(p, c, w->y));
     DM_CALL(explain_rationale_make(&p->tpl, &w->d, ev, &p->lm, &p->cache, &w->rat));
-    DM_CALL(gpt2_cache_truncate(&p->cache, x->P));
+    DM_CALL(lm_cache_truncate(&p->cache, x->P));
     const char *text = w->rat.tpl >= 0 && w->rat.text.data ? w->rat.text.data : "";
     int nf = 0;
     DM_CALL(explain_text_features(&w->d, EXPLAIN_FEAT_ALL, text, w->feat + w->foff[k], 64, &nf));

@@ -1,7 +1,7 @@
 /* stage_lm.c: `dynmm lm`: the frozen language model of the pipeline.
  *
- * With lm.checkpoint set, the Hugging Face-layout checkpoint is loaded and checked (every rank),
- * and its directory recorded. Otherwise a small GPT-2 is pretrained here on the catalogue's own text
+ * With lm.checkpoint set, the checkpoint is loaded and checked (every rank), and its location
+ * recorded: a Hugging Face GPT-2 or Llama directory, or a llama2.c .bin file (lm.arch; src/lm/lm.h). Otherwise a small GPT-2 is pretrained here on the catalogue's own text
  * and saved in the same layout (the embedded default):
  *   corpus    one document per item title, brand line and category path, and rationale sentences
  *             from explain.templates filled with catalogue values (lm.corpus selects the kinds);
@@ -50,8 +50,9 @@
 static const char USAGE[] =
     "usage: dynmm lm CONFIG.cfg [--set group.key=value ...]\n\n"
     "Provides the frozen language model. With lm.checkpoint = \"DIR\" (a Hugging Face GPT-2 directory:\n"
-    "config.json, model.safetensors, vocab.json, merges.txt, e.g. a local copy of gpt2) it is loaded and\n"
-    "checked. Otherwise a small GPT-2 (lm.layers, lm.heads, lm.width, lm.context) and its byte-level BPE\n"
+    "config.json, model.safetensors, vocab.json, merges.txt, e.g. a local copy of gpt2; or a Llama one:\n"
+    "config.json, model.safetensors or its shards, tokenizer.json; or a llama2.c .bin file; lm.arch)\n"
+    "it is loaded and checked. Otherwise a small GPT-2 (lm.layers, lm.heads, lm.width, lm.context) and its byte-level BPE\n"
     "tokenizer (lm.vocab) are pretrained on the dataset's own text (titles, brands, categories and\n"
     "rationale templates), data parallel over the ranks, and saved in the same layout to <run.dir>/lm/.\n"
     "Writes <run.dir>/lm.h5 with the model's location, shape and training curve.\n";
@@ -303,7 +304,7 @@ typedef struct {
     stage_run *sr;
     par_ctx *ctx;
     const dm_cfg *cfg;
-    const char *hf;             /* lm.checkpoint (a Hugging Face directory); "" to pretrain */
+    const char *hf;             /* lm.checkpoint (a checkpoint directory or .bin); "" to pretrain */
     char mdir[4096];            /* where the model is, or is saved */
     ckpt ck;                    /* <run.dir>/ckpt_lm.h5 */
     lm_model lm;
@@ -327,14 +328,15 @@ typedef struct {
     double val_first, val_last; /* validation loss before and after training */
 } lm_ws;
 
-/* The Hugging Face checkpoint of lm.checkpoint, loaded and checked on every rank. */
+/* The checkpoint of lm.checkpoint as lm.arch, loaded and checked on every rank. */
 static int lm_loaded(lm_ws *w)
 {
     lm_model *lm = &w->lm;
     snprintf(w->mdir, sizeof w->mdir, "%s", w->hf);
-    DM_CALL(par_agree(w->ctx, lm_load(lm, w->hf)));
-    dm_log("  lm: loaded %s: %d layers, %d heads, width %d, context %d, vocabulary %d (%zu parameters)", w->hf, lm->model.cfg.num_layers,
-           lm->model.cfg.num_heads, lm->model.cfg.channels, lm->model.cfg.max_seq_len, lm->model.cfg.vocab_size, lm->model.num_params);
+    DM_CALL(par_agree(w->ctx, lm_load_as(lm, w->hf, dm_cfg_str(w->cfg, "lm.arch"))));
+    dm_log("  lm: loaded %s: %d layers, %d heads, width %d, context %d, vocabulary %d (%zu parameters; %s, %d key/value heads)", w->hf,
+           lm_layers(lm), lm_heads(lm), lm_width(lm), lm_context(lm), lm_vocab(lm), lm_num_params(lm), lm_arch_name(lm->arch),
+           lm_kv_heads(lm));
     return DM_OK;
 }
 
@@ -529,19 +531,21 @@ static int lm_pretrain(lm_ws *w)
  * discarded after a failure. The checkpoint is removed once it is committed. */
 static int lm_write(lm_ws *w, int rc)
 {
-    const gpt2_config *c = &w->lm.model.cfg;
+    const lm_model *lm = &w->lm;
     int trained = !w->hf[0];
     h5file f;
     memset(&f, 0, sizeof f);
     f.id = -1;
     if (!rc) rc = stage_output_create(w->sr, LM_FORMAT, 1, &f);
     if (!rc) rc = h5_attr_str(&f, "/", "model_dir", w->mdir);
-    if (!rc) rc = h5_attr_i64(&f, "/", "layers", c->num_layers);
-    if (!rc) rc = h5_attr_i64(&f, "/", "heads", c->num_heads);
-    if (!rc) rc = h5_attr_i64(&f, "/", "width", c->channels);
-    if (!rc) rc = h5_attr_i64(&f, "/", "context", c->max_seq_len);
-    if (!rc) rc = h5_attr_i64(&f, "/", "vocab", c->vocab_size);
-    if (!rc) rc = h5_attr_i64(&f, "/", "parameters", (int64_t)w->lm.model.num_params);
+    if (!rc) rc = h5_attr_str(&f, "/", "arch", lm_arch_name(lm->arch));
+    if (!rc) rc = h5_attr_i64(&f, "/", "layers", lm_layers(lm));
+    if (!rc) rc = h5_attr_i64(&f, "/", "heads", lm_heads(lm));
+    if (!rc) rc = h5_attr_i64(&f, "/", "kv_heads", lm_kv_heads(lm));
+    if (!rc) rc = h5_attr_i64(&f, "/", "width", lm_width(lm));
+    if (!rc) rc = h5_attr_i64(&f, "/", "context", lm_context(lm));
+    if (!rc) rc = h5_attr_i64(&f, "/", "vocab", lm_vocab(lm));
+    if (!rc) rc = h5_attr_i64(&f, "/", "parameters", (int64_t)lm_num_params(lm));
     if (!rc) rc = h5_attr_str(&f, "/", "origin", trained ? "pretrained in-suite" : "loaded checkpoint");
     if (!rc && w->ncurve) rc = h5_write_all(&f, "/curve", H5_F64, w->ncurve, 5, w->curve);
     if (!rc && w->ncurve) rc = h5_attr_str(&f, "/curve", "columns", "step, train loss, validation loss, lr, tokens/s");
@@ -578,15 +582,26 @@ static int stage_lm(stage_run *sr)
 
 /* ---- the stage's contract (stage.h) ---- */
 
+/* lm.arch = "llama" needs a checkpoint: the in-suite model is a GPT-2. */
+static int check_lm(const dm_cfg *cfg)
+{
+    if (strcmp(dm_cfg_str(cfg, "lm.arch"), "llama") || dm_cfg_str(cfg, "lm.checkpoint")[0]) return DM_OK;
+    char wh[256];
+    DM_ERR(DM_ECONFIG, "%s = \"llama\" but lm.checkpoint is empty: the in-suite model pretrained without a checkpoint is a GPT-2",
+           dm_cfg_where(cfg, "lm.arch", wh, sizeof wh));
+    DM_HINT("set lm.checkpoint to a Llama checkpoint (a Hugging Face directory or a llama2.c .bin), or lm.arch = \"auto\"");
+    return DM_ECONFIG;
+}
+
 const stage_def stage_lm_def = {
     .name = "lm",
     .output = "lm.h5",
     .inputs = {"dataset.h5", NULL},
     .groups = lm_config_groups,
     .uses = NULL,
-    .check = NULL,
+    .check = check_lm,
     .run = stage_lm,
     .prepare = NULL,
-    .summary = "load a Hugging Face GPT-2 checkpoint, or pretrain the in-suite GPT-2 on the catalogue's text",
+    .summary = "load a GPT-2 or Llama checkpoint, or pretrain the in-suite GPT-2 on the catalogue's text",
     .usage = USAGE,
 };

@@ -10,7 +10,7 @@
  * output head as one more vocabulary entry (exp(h . e_c) against the vocabulary's exp(h . wte_v)),
  * averaged over the tokens (prompt.length_norm). Ranking is by this score: never by matching
  * generated strings. At scoring time the prompt runs once into the KV cache and every candidate
- * reuses it (gpt2_cache_score_mixed).
+ * reuses it (lm_cache_score_mixed).
  *
  * Models (prompt.models): `llm` is the above; `llm_explain` adds E evidence tokens per candidate
  * (the evidence encoder over the evidence of (u, c): neighbour users, history items, attributes)
@@ -21,7 +21,7 @@
  * Training: for each user, the last training item is the positive and prompt.negatives items the
  * user never touched are negatives; a listwise softmax over the candidates' scores is minimised.
  * The K + 1 candidate sequences run through the frozen LM in one batch; the loss's gradient per
- * candidate becomes per-position weights of the packed-target forward (gpt2 target_w), the
+ * candidate becomes per-position weights of the packed-target forward (lm target weights), the
  * soft-token term adds its hidden-state gradient, and the backward returns the gradients of every
  * soft input row, which flow into the projectors (and the evidence encoder). Users of a step are
  * split over the ranks; one allreduce of the parameter slab per step. The LM's weights never change.
@@ -89,7 +89,7 @@ static const char USAGE[] =
 
 /* the explain.* keys of the evidence encoder and its losses (llm_explain trains here); the rest of
    explain.* belongs to the explain stage */
-static const char *const prompt_config_groups[] = {"prompt", "explain.attr_temperature", "explain.faith_delta", "explain.hidden", "explain.k_attrs",
+static const char *const prompt_config_groups[] = {"prompt", "lm.precision", "explain.attr_temperature", "explain.faith_delta", "explain.hidden", "explain.k_attrs",
                                             "explain.k_items", "explain.k_users", "explain.modality", "explain.rationale_tokens",
                                             "explain.similarity", "explain.templates", "explain.tokens", "explain.w_expl",
                                             "explain.w_faith", "explain.width", "eval.ks", "eval.ties", "eval.splits", "eval.seed", "eval.pop_power", "split.protocol", NULL};
@@ -373,7 +373,7 @@ static int prompt_models(prompt_ws *w)
         rc = par_agree(ctx, pm_init(w->cfg, w->lmdir, &w->d, w->zb, w->dz, w->maxc + 1, w->seed, w->mexpl[k] ? &w->src : NULL, p));
         if (!rc && k == 0)
             dm_log("  prompt: LM %s (%d layers, width %d, vocab %d); L=%d user tokens, %d history items, titles <= %d tokens",
-                   w->lmdir, p->lm.model.cfg.num_layers, p->C, p->V, p->L, p->nh, p->mt);
+                   w->lmdir, lm_layers(&p->lm), p->C, p->V, p->L, p->nh, p->mt);
         if (!rc) {
             w->curve[k] = calloc((size_t)(w->epochs > 0 ? w->epochs : 1) * 6, sizeof *w->curve[k]);
             rc = par_agree(ctx, w->curve[k] ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory"));

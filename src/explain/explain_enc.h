@@ -17,7 +17,7 @@
  * through that pass. Removing one element (evidence precision) is the set without it.
  *
  * The output rows y (E, C) of a set are soft input rows of the LM: the caller appends them to the
- * prompt as GPT2_SOFT(k) positions, and the LM's backward returns dL/dy for explain_enc_backward.
+ * prompt as LM_SOFT(k) positions, and the LM's backward returns dL/dy for explain_enc_backward.
  *
  * Parameters live in one slab (views below, explain_enc_bind) that the caller may share with other
  * trainable parts (one allreduce, one Adam: nn_adam_step of src/nn/adam.h over the slab); the

@@ -246,7 +246,7 @@ int explain_slot_values(const explain_templates *t, int tpl, int p, const dm_dat
  * chosen elements go to r->cur_elem. *ok = 0 when a slot has no allowed value. The cache is
  * truncated back to its length on entry. */
 static int try_template(const explain_templates *t, int tpl, const dm_dataset *d, const explain_evidence *ev,
-                        const lm_model *lm, gpt2_cache *c, explain_rationale *r, double *ll, int *ntok, int *ok)
+                        const lm_model *lm, lm_cache *c, explain_rationale *r, double *ll, int *ntok, int *ok)
 {
     const int len0 = c->len;
     int rc = DM_OK, s = 0;
@@ -281,7 +281,7 @@ static int try_template(const explain_templates *t, int tpl, const dm_dataset *d
         *ll += pll;
     }
     *ntok = c->len - len0;
-    int rc2 = gpt2_cache_truncate(c, len0);
+    int rc2 = lm_cache_truncate(c, len0);
     DM_CALL(rc);
     DM_CALL(rc2);
     return DM_OK;
@@ -330,7 +330,7 @@ static void clear(explain_rationale *r)
 }
 
 int explain_rationale_make_one(const explain_templates *t, int tpl, const dm_dataset *d, const explain_evidence *ev,
-                               const lm_model *lm, gpt2_cache *c, explain_rationale *r)
+                               const lm_model *lm, lm_cache *c, explain_rationale *r)
 {
     DM_ASSERT(tpl >= 0 && tpl < t->n);
     double ll;
@@ -342,7 +342,7 @@ int explain_rationale_make_one(const explain_templates *t, int tpl, const dm_dat
 }
 
 int explain_rationale_make(const explain_templates *t, const dm_dataset *d, const explain_evidence *ev,
-                           const lm_model *lm, gpt2_cache *c, explain_rationale *r)
+                           const lm_model *lm, lm_cache *c, explain_rationale *r)
 {
     int best = -1, best_ntok = 0, best_elem[EXPLAIN_MAX_SLOTS] = {0};
     double best_ll = 0, best_score = -INFINITY;
@@ -389,7 +389,7 @@ int explain_rationale_tokens(const lm_model *lm, const explain_templates *t, con
     int s = 0;
     for (int p = t->part_off[r->tpl]; p < t->part_off[r->tpl + 1]; p++) {
         const char *piece = t->slot[p] < 0 ? t->text[p] : r->values.data + r->value_off[s++];
-        DM_CALL(bpe_encode(&lm->tok, piece, strlen(piece), out));
+        DM_CALL(lm_encode(lm, piece, strlen(piece), out));
     }
     return DM_OK;
 }

@@ -95,10 +95,10 @@ int explain_slot_value(const dm_dataset *d, const explain_evidence *ev, int slot
 /* Writes the best template (see above) after the prompt cached in c; r receives the result. A
  * recommendation whose evidence qualifies no template gets r->tpl = -1 and an empty text. */
 int explain_rationale_make(const explain_templates *t, const dm_dataset *d, const explain_evidence *ev,
-                           const lm_model *lm, gpt2_cache *c, explain_rationale *r);
+                           const lm_model *lm, lm_cache *c, explain_rationale *r);
 /* The written template alone (tpl), for comparisons; r->tpl = -1 when it does not qualify. */
 int explain_rationale_make_one(const explain_templates *t, int tpl, const dm_dataset *d, const explain_evidence *ev,
-                               const lm_model *lm, gpt2_cache *c, explain_rationale *r);
+                               const lm_model *lm, lm_cache *c, explain_rationale *r);
 /* The reference rationale of the explanation loss, without the LM: the first template (in order)
  * that qualifies, each slot its first allowed value (the strongest evidence of that kind); ll and
  * n_tokens are 0. r->tpl = -1 when no template qualifies. */

@@ -656,13 +656,13 @@ static int encode_piece(const sptok *t, work *w, const char *p, size_t n, bpe_id
     return DM_OK;
 }
 
-/* normalises text piece s[0..n) (first: it starts the text) and encodes it */
-static int encode_text(const sptok *t, work *w, dm_buf *norm, const char *s, size_t n, int first, bpe_ids *out)
+/* normalises text piece s[0..n) (first: it starts the text; cont: SPTOK_CONTINUE) and encodes it */
+static int encode_text(const sptok *t, work *w, dm_buf *norm, const char *s, size_t n, int first, int cont, bpe_ids *out)
 {
     if (n == 0) return DM_OK;
     dm_buf_reset(norm);
     int starts_sp = s[0] == ' ' || (n >= SPLEN && !memcmp(s, SP, SPLEN));
-    int pre = t->prepend == SPTOK_PREPEND_ALWAYS || (t->prepend == SPTOK_PREPEND_FIRST && first);
+    int pre = !cont && (t->prepend == SPTOK_PREPEND_ALWAYS || (t->prepend == SPTOK_PREPEND_FIRST && first));
     /* the Prepend normaliser always prepends; Metaspace only when no "▁" is there already */
     if (pre && !(t->meta_prepend && starts_sp)) DM_CALL(dm_buf_add(norm, SP, SPLEN));
     for (size_t i = 0; i < n; i++) {
@@ -694,7 +694,7 @@ int sptok_encode(const sptok *t, const char *text, size_t len, int flags, bpe_id
 {
     work w = {0};
     dm_buf norm = {0};
-    int rc = DM_OK;
+    int rc = DM_OK, cont = (flags & SPTOK_CONTINUE) != 0;
     if (flags & SPTOK_ADD_SPECIAL)
         for (int i = 0; i < t->n_pre && !rc; i++) rc = bpe_ids_push(out, t->pre[i]);
     if (t->score && !rc) rc = grow((void **)&w.scratch, &w.cap_scratch, 256, 1);
@@ -707,13 +707,13 @@ int sptok_encode(const sptok *t, const char *text, size_t len, int flags, bpe_id
                 i++;
                 continue;
             }
-            rc = encode_text(t, &w, &norm, text + start, i - start, start == 0, out);
+            rc = encode_text(t, &w, &norm, text + start, i - start, start == 0, cont, out);
             if (!rc) rc = bpe_ids_push(out, id);
             i += ml;
             start = i;
         }
     }
-    if (!rc) rc = encode_text(t, &w, &norm, text + start, len - start, start == 0, out);
+    if (!rc) rc = encode_text(t, &w, &norm, text + start, len - start, start == 0, cont, out);
     if (flags & SPTOK_ADD_SPECIAL)
         for (int i = 0; i < t->n_post && !rc; i++) rc = bpe_ids_push(out, t->post[i]);
     free(w.s);
@@ -778,7 +778,7 @@ int sptok_decode(const sptok *t, const int *ids, size_t n, int flags, dm_buf *ou
     if (!rc && run.len) rc = flush_bytes(out, (const unsigned char *)run.data, run.len);
     dm_buf_free(&run);
     DM_CALL(rc);
-    if (t->strip_leading && out->len > start && out->data[start] == ' ') {
+    if (t->strip_leading && !(flags & SPTOK_CONTINUE) && out->len > start && out->data[start] == ' ') {
         memmove(out->data + start, out->data + start + 1, out->len - start - 1);
         out->len--;
         out->data[out->len] = '\0';

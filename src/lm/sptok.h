@@ -80,6 +80,10 @@ enum {
     SPTOK_ADD_SPECIAL = 1,   /* encode: add the template's special tokens (<s> ...) */
     SPTOK_PARSE_SPECIAL = 2, /* encode: added tokens written in the text become their ids */
     SPTOK_SKIP_SPECIAL = 4,  /* decode: special tokens produce no text */
+    SPTOK_CONTINUE = 8,      /* the text continues a sequence: encode adds no "▁" prefix (a leading
+                              * space is written as text, " a" -> "▁a"); decode keeps the leading
+                              * space the decoder would strip. For pieces tokenized on their own and
+                              * joined, as the LM runtime's prompts and templates are (lm.h). */
 };
 /* Appends the ids of text[0..len) to out. */
 int sptok_encode(const sptok *t, const char *text, size_t len, int flags, bpe_ids *out);

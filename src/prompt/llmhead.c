@@ -16,11 +16,10 @@ static int head_forward(pm *p, const float *h, const int32_t *hist, int n, int k
     const int C = p->C, d = (int)p->d;
     DM_CALL(pm_project(p, h, hist, n, NULL, 0));
     int T = pm_build_prompt(p, hist, n, p->L, p->in);
-    gpt2_model *m = &p->lm.model;
-    m->target_w = NULL;
-    DM_CALL(gpt2_forward(m, p->in, p->soft, p->L + n, NULL, 1, T, 1.0f, GPT2_NOLOGITS | (keep ? GPT2_KEEP : 0)));
+    lm_set_target_weights(&p->lm, NULL);
+    DM_CALL(lm_forward(&p->lm, p->in, p->soft, p->L + n, NULL, 1, T, 1.0f, LM_NOLOGITS | (keep ? LM_KEEP : 0)));
     float *q = p->hq, *x = p->hq + 2 * (size_t)d;
-    memcpy(x, m->acts.lnf + (size_t)(T - 1) * C, (size_t)C * sizeof(float));
+    memcpy(x, lm_last(&p->lm).hidden + (size_t)(T - 1) * C, (size_t)C * sizeof(float));
     nn_linear_forward(q, x, p->hw, p->hb, 1, C, d);
     if (p->head_res != 0.0f)
         for (int k = 0; k < d; k++) q[k] += p->head_res * h[k];
@@ -57,7 +56,7 @@ int pm_head_train_user(pm *p, const float *h, const int32_t *hist, int n, int32_
     nn_linear_backward(p->dh + TC - C, p->hgw, p->hgb, dq, x, p->hw, 1, C, d);
     int ns = p->L + n;
     memset(p->dsoft, 0, (size_t)ns * C * sizeof *p->dsoft);
-    DM_CALL(gpt2_backward(&p->lm.model, NULL, p->dh, p->dsoft, 0));
+    DM_CALL(lm_backward(&p->lm, p->dh, p->dsoft));
     DM_CALL(nn_mlp_backward(&p->up, &p->ua, p->dsoft, NULL));
     if (n > 0) DM_CALL(nn_mlp_backward(&p->ip, &p->ia, p->dsoft + (size_t)p->L * C, NULL));
     return DM_OK;

@@ -11,7 +11,7 @@
  * gain over the aligner is the LM's. Training minimises the full softmax cross-entropy over the
  * catalogue, L = -log softmax(s)[pos]: with p the softmax and y the positive's one-hot,
  *     dq = Z^T (p - y),  dW += dq x^T,  db += dq,  dx = W^T dq,
- * and dx flows back through the frozen LM (gpt2_backward with a hidden-state gradient at the last
+ * and dx flows back through the frozen LM (lm_backward with a hidden-state gradient at the last
  * position) into the soft rows and the projectors.
  */
 #ifndef DM_LLMHEAD_H

@@ -52,7 +52,7 @@ void pm_free(pm *p)
     free(p->zin);
     free(p->hs);
     free(p->hq);
-    gpt2_cache_free(&p->cache);
+    lm_cache_free(&p->cache);
     memset(p, 0, sizeof *p);
 }
 
@@ -62,9 +62,11 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
     memset(p, 0, sizeof *p);
     p->head = head;
     DM_CALL(lm_load(&p->lm, lmdir));
-    p->C = p->lm.model.cfg.channels;
-    p->V = p->lm.model.cfg.vocab_size;
-    p->eot = p->lm.tok.eot >= 0 ? p->lm.tok.eot : 0;
+    DM_CALL(lm_set_precision(&p->lm, dm_cfg_str(cfg, "lm.precision")));
+    p->C = lm_width(&p->lm);
+    p->V = lm_vocab(&p->lm);
+    p->eot = lm_eot(&p->lm) >= 0 ? lm_eot(&p->lm) : 0;
+    p->bos = lm_bos(&p->lm);
     p->L = (int)dm_cfg_int(cfg, "prompt.user_tokens");
     p->nh = (int)dm_cfg_int(cfg, "prompt.history");
     p->mt = (int)dm_cfg_int(cfg, "prompt.title_tokens");
@@ -93,11 +95,11 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
     }
     const char *s;
     s = dm_cfg_str(cfg, "prompt.prefix");
-    DM_CALL(bpe_encode(&p->lm.tok, s, strlen(s), &p->prefix));
+    DM_CALL(lm_encode(&p->lm, s, strlen(s), &p->prefix));
     s = dm_cfg_str(cfg, "prompt.separator");
-    DM_CALL(bpe_encode(&p->lm.tok, s, strlen(s), &p->sep));
+    DM_CALL(lm_encode(&p->lm, s, strlen(s), &p->sep));
     s = dm_cfg_str(cfg, "prompt.query");
-    DM_CALL(bpe_encode(&p->lm.tok, s, strlen(s), &p->query));
+    DM_CALL(lm_encode(&p->lm, s, strlen(s), &p->query));
     /* " title" tokens of every item, cut to prompt.title_tokens */
     DM_ALLOC(p->toff, d->n_items + 1);
     size_t cap = d->n_items * (size_t)(p->mt > 0 ? p->mt : 1) + 1;
@@ -112,7 +114,7 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
             dm_buf_reset(&b);
             DM_CALL(dm_buf_addc(&b, ' '));
             DM_CALL(dm_buf_add(&b, ti, l));
-            DM_CALL(bpe_encode(&p->lm.tok, b.data, b.len, &t));
+            DM_CALL(lm_encode(&p->lm, b.data, b.len, &t));
         }
         size_t n = t.n < (size_t)p->mt ? t.n : (size_t)p->mt;
         for (size_t k = 0; k < n; k++) p->tok[(size_t)p->toff[i] + k] = t.v[k];
@@ -121,10 +123,10 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
     bpe_ids_free(&t);
     dm_buf_free(&b);
     int R = p->E && p->w_expl > 0 ? p->Rmax : 0;
-    p->Tmax = p->L + (int)p->prefix.n + p->nh * (p->mt + 1 + (int)p->sep.n) + (int)p->query.n + p->E + p->mt + 1 + R;
-    if (p->Tmax > p->lm.model.cfg.max_seq_len) {
+    p->Tmax = (p->bos >= 0) + p->L + (int)p->prefix.n + p->nh * (p->mt + 1 + (int)p->sep.n) + (int)p->query.n + p->E + p->mt + 1 + R;
+    if (p->Tmax > lm_context(&p->lm)) {
         DM_ERR(DM_ECONFIG, "a prompt needs up to %d positions but the language model's context is %d", p->Tmax,
-               p->lm.model.cfg.max_seq_len);
+               lm_context(&p->lm));
         DM_HINT("lower prompt.user_tokens, prompt.history, prompt.title_tokens, explain.tokens or explain.rationale_tokens, or use a model with a longer context (lm.context)");
         return DM_ECONFIG;
     }
@@ -153,7 +155,8 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
     nn_mlp_bind(&p->ip, &ic, p->w + p->n_up, p->g + p->n_up);
     /* soft tokens start at the typical norm of the LM's token embeddings */
     double nrm = 0;
-    for (size_t k = 0; k < (size_t)p->V * (size_t)p->C; k++) nrm += (double)p->lm.model.params.wte[k] * p->lm.model.params.wte[k];
+    const float *emb = lm_embeddings(&p->lm);
+    for (size_t k = 0; k < (size_t)p->V * (size_t)p->C; k++) nrm += (double)emb[k] * emb[k];
     float scale = (float)sqrt(nrm / p->V) / sqrtf((float)p->C) * 2.0f;
     nn_mlp_init(&p->up, seed, scale);
     nn_mlp_init(&p->ip, seed ^ 0x17, scale);
@@ -200,8 +203,8 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
     DM_ALLOC(p->ie, (size_t)(p->nh + p->maxc) * (size_t)p->C);
     DM_ALLOC(p->ide, (size_t)(p->nh + p->maxc) * (size_t)p->C);
     DM_ALLOC(p->zin, (size_t)(p->nh + p->maxc) * dz);
-    DM_CALL(gpt2_reserve(&p->lm.model, B, T, GPT2_KEEP | GPT2_TARGET_ROWS));
-    DM_CALL(gpt2_cache_init(&p->cache, &p->lm.model, p->lm.model.cfg.max_seq_len, 512));
+    DM_CALL(lm_reserve(&p->lm, B, T, LM_KEEP | LM_TARGET_ROWS));
+    DM_CALL(lm_cache_init(&p->cache, &p->lm, lm_context(&p->lm), 512));
     return DM_OK;
 }
 
@@ -225,16 +228,19 @@ void pm_set_user(pm *p, int32_t u, const int32_t *all, int n)
 }
 
 /* the prompt of a user with history hist[0..n) (the last prompt.history items are used) as input
- * codes: soft rows 0..L-1 are the user tokens, L + k the k-th history item; returns its length */
+ * codes: the LM's beginning-of-sequence token if it has one (Llama's <s>, as its tokenizer starts
+ * every text), then soft rows 0..L-1, the user tokens, and L + k the k-th history item; returns
+ * its length */
 int pm_build_prompt(const pm *p, const int32_t *hist, int n, int L, int *out)
 {
     int q = 0;
-    for (int k = 0; k < L; k++) out[q++] = GPT2_SOFT(k);
+    if (p->bos >= 0) out[q++] = p->bos;
+    for (int k = 0; k < L; k++) out[q++] = LM_SOFT(k);
     for (size_t k = 0; k < p->prefix.n; k++) out[q++] = p->prefix.v[k];
     for (int k = 0; k < n; k++) {
         int32_t it = hist[k];
         for (int64_t j = p->toff[it]; j < p->toff[it + 1]; j++) out[q++] = p->tok[j];
-        out[q++] = GPT2_SOFT(p->L + k);
+        out[q++] = LM_SOFT(p->L + k);
         for (size_t j = 0; j < p->sep.n; j++) out[q++] = p->sep.v[j];
     }
     for (size_t k = 0; k < p->query.n; k++) out[q++] = p->query.v[k];
@@ -274,18 +280,18 @@ int pm_prompt(pm *p, const float *h, const int32_t *hist, int n, int L, const in
         memcpy(p->soft + (size_t)ns * p->C, p->mask_row, (size_t)p->C * sizeof(float));
         for (int k = 0; k < n_mask; k++) {
             if (mask[k] < 0 || mask[k] >= q) return DM_ERR(DM_EINTERNAL, "masked position %d outside a prompt of %d", mask[k], q);
-            code[mask[k]] = GPT2_SOFT(ns);
+            code[mask[k]] = LM_SOFT(ns);
         }
         ns++;
     }
     if (L < p->L) {
-        /* latency at a shorter prompt: drop the first L - p->L user rows */
-        int drop = p->L - L;
-        memmove(code, code + drop, (size_t)(q - drop) * sizeof *code);
+        /* latency at a shorter prompt: drop the first L - p->L user rows (after the BOS token) */
+        int drop = p->L - L, nb = p->bos >= 0;
+        memmove(code + nb, code + nb + drop, (size_t)(q - nb - drop) * sizeof *code);
         q -= drop;
     }
-    DM_CALL(gpt2_cache_truncate(&p->cache, 0));
-    DM_CALL(gpt2_cache_append(&p->cache, code, p->soft, ns, q));
+    DM_CALL(lm_cache_truncate(&p->cache, 0));
+    DM_CALL(lm_cache_append(&p->cache, code, p->soft, ns, q));
     *P = q;
     return DM_OK;
 }
@@ -334,12 +340,12 @@ int pm_score_cached(pm *p, const int32_t *cand, int nc, const float *y, double *
     off[0] = 0;
     for (int k = 0; k < nc; k++) {
         int64_t a = p->toff[cand[k]], b = p->toff[cand[k] + 1], q = off[k];
-        for (int e = 0; e < E; e++) tk[q++] = GPT2_SOFT(k * E + e);
+        for (int e = 0; e < E; e++) tk[q++] = LM_SOFT(k * E + e);
         for (int64_t j = a; j < b; j++) tk[q++] = p->tok[j];
         off[k + 1] = q;
     }
     double ll[PM_MAX_CAND], lls[PM_MAX_CAND];
-    DM_CALL(gpt2_cache_score_mixed(&p->cache, tk, off, nc, y, nc * E, p->ie + (size_t)n * p->C, ll, lls));
+    DM_CALL(lm_cache_score_mixed(&p->cache, tk, off, nc, y, nc * E, p->ie + (size_t)n * p->C, ll, lls));
     for (int k = 0; k < nc; k++) {
         int mk = (int)(p->toff[cand[k] + 1] - p->toff[cand[k]]);
         /* an item without a title always counts its soft token (else title-only scoring has nothing) */
@@ -361,10 +367,10 @@ int pm_append_candidate(pm *p, int32_t c, const float *y)
     if (E) memcpy(sr, y, (size_t)E * C * sizeof(float));
     memcpy(sr + (size_t)E * C, p->ie + (size_t)n * C, (size_t)C * sizeof(float));
     int code[4096], q = 0, base = p->L + n + 1;
-    for (int e = 0; e < E; e++) code[q++] = GPT2_SOFT(base + e);
+    for (int e = 0; e < E; e++) code[q++] = LM_SOFT(base + e);
     for (int64_t j = p->toff[c]; j < p->toff[c + 1]; j++) code[q++] = p->tok[j];
-    code[q++] = GPT2_SOFT(base + E);
-    return gpt2_cache_append(&p->cache, code, p->soft, base + E + 1, q);
+    code[q++] = LM_SOFT(base + E);
+    return lm_cache_append(&p->cache, code, p->soft, base + E + 1, q);
 }
 
 int pm_score_user(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand, int nc, int L, double *s)
@@ -430,14 +436,14 @@ static void train_rows(pm *p, const int32_t *cand, pm_batch *b)
         int *in = p->in + (size_t)r * T, *tg = p->tg + (size_t)r * T;
         if (r) memcpy(in, p->in, (size_t)P * sizeof *in);
         int set = r < b->K1 ? r : r == b->rrow ? 0 : b->K1;
-        for (int e = 0; e < E; e++) in[P + e] = GPT2_SOFT(b->sbase + set * E + e);
+        for (int e = 0; e < E; e++) in[P + e] = LM_SOFT(b->sbase + set * E + e);
         int64_t a = p->toff[cand[c]], z = p->toff[cand[c] + 1];
         int m = (int)(z - a), q = P + E;
         b->mlen[r] = m;
         for (int j = 0; j < m; j++) in[q++] = p->tok[a + j];
         for (int j = 0; j < T; j++) tg[j] = -1;
         if (r == b->rrow) {
-            in[q++] = GPT2_SOFT(b->posrow);
+            in[q++] = LM_SOFT(b->posrow);
             for (int j = 0; j < R; j++) {
                 tg[q - 1] = p->rtok.v[j];
                 in[q++] = p->rtok.v[j];
@@ -456,24 +462,24 @@ static void train_rows(pm *p, const int32_t *cand, pm_batch *b)
  * log-probabilities S (and p_s), the rationale's cross-entropy; then the length-normalised scores s. */
 static void train_scores(pm *p, pm_batch *b)
 {
-    const gpt2_model *m = &p->lm.model;
+    const lm_out m = lm_last(&p->lm);
     int T = b->T, C = p->C, V = p->V, E = p->E;
     b->ce = 0;
     for (int r = 0; r < b->Bt; r++) b->A[r] = 0;
-    for (int k = 0; k < m->n_rows; k++) {
-        int i = m->rows[k], r = i / T, pos = i % T;
-        const float *lg = m->acts.logits + (size_t)k * V;
+    for (int k = 0; k < m.n_rows; k++) {
+        int i = m.rows[k], r = i / T, pos = i % T;
+        const float *lg = m.logits + (size_t)k * V;
         if (r == b->rrow) {
-            b->ce -= lg[p->tg[i]] - m->acts.lse[k];
+            b->ce -= lg[p->tg[i]] - m.lse[k];
             continue;
         }
-        if (pos < b->P + E - 1 + b->mlen[r]) b->A[r] += lg[p->tg[i]] - m->acts.lse[k];
+        if (pos < b->P + E - 1 + b->mlen[r]) b->A[r] += lg[p->tg[i]] - m.lse[k];
         else {
             b->srow[r] = k;
-            const float *hh = m->acts.lnf + (size_t)i * C, *e = p->ie + (size_t)(b->n + b->item[r]) * C;
+            const float *hh = m.hidden + (size_t)i * C, *e = p->ie + (size_t)(b->n + b->item[r]) * C;
             double ls = 0;
             for (int q = 0; q < C; q++) ls += (double)hh[q] * e[q];
-            double lv = m->acts.lse[k], mx = lv > ls ? lv : ls, lz = mx + log(exp(lv - mx) + exp(ls - mx));
+            double lv = m.lse[k], mx = lv > ls ? lv : ls, lz = mx + log(exp(lv - mx) + exp(ls - mx));
             b->S[r] = ls - lz;
             b->ps[r] = exp(b->S[r]);
         }
@@ -513,7 +519,7 @@ static double train_loss(pm *p, pm_batch *b)
  * candidates' output-side item gradients (into p->ide). */
 static void train_weights(pm *p, pm_batch *b, float scale)
 {
-    const gpt2_model *m = &p->lm.model;
+    const lm_out m = lm_last(&p->lm);
     int T = b->T, C = p->C, E = p->E, n = b->n, Bt = b->Bt;
     memset(p->tw, 0, (size_t)Bt * (size_t)T * sizeof *p->tw);
     memset(p->dh, 0, (size_t)Bt * (size_t)T * (size_t)C * sizeof *p->dh);
@@ -523,11 +529,11 @@ static void train_weights(pm *p, pm_batch *b, float scale)
         int c = b->item[r];
         if (p->use_title)
             for (int j = 0; j < b->mlen[r]; j++) p->tw[(size_t)r * T + (size_t)(b->P + E - 1 + j)] = (float)-alpha;
-        int i = m->rows[b->srow[r]];
+        int i = m.rows[b->srow[r]];
         if (!p->use_soft && b->mlen[r] > 0) continue;
         float ws = (float)(-alpha * (1.0 - b->ps[r]));
         p->tw[i] = ws;
-        const float *wt = m->params.wte + (size_t)p->eot * C, *e = p->ie + (size_t)(n + c) * C, *hh = m->acts.lnf + (size_t)i * C;
+        const float *wt = lm_head(&p->lm) + (size_t)p->eot * C, *e = p->ie + (size_t)(n + c) * C, *hh = m.hidden + (size_t)i * C;
         float *dh = p->dh + (size_t)i * C, *de = p->ide + (size_t)(n + c) * C;
         float a1 = (float)(alpha * (1.0 - b->ps[r]));
         for (int q = 0; q < C; q++) {
@@ -561,18 +567,17 @@ int pm_train_user(pm *p, const float *h, const int32_t *hist, int n, const int32
     b.Bt = b.B + b.expl;
     b.T = b.P + E + p->mt + 1 + (b.expl ? b.R : 0);
     train_rows(p, cand, &b);
-    gpt2_model *m = &p->lm.model;
     int ns = b.expl ? b.posrow + 1 : b.sbase + b.nsets * E;
-    m->target_w = NULL;
-    DM_CALL(gpt2_forward(m, p->in, p->soft, ns, p->tg, b.Bt, b.T, 1.0f, GPT2_KEEP | GPT2_TARGET_ROWS));
+    lm_set_target_weights(&p->lm, NULL);
+    DM_CALL(lm_forward(&p->lm, p->in, p->soft, ns, p->tg, b.Bt, b.T, 1.0f, LM_KEEP | LM_TARGET_ROWS));
     train_scores(p, &b);
     *loss = train_loss(p, &b);
     /* backward: per-position weights, soft-token hidden gradients, output-side item gradients */
     train_weights(p, &b, scale);
-    m->target_w = p->tw;
+    lm_set_target_weights(&p->lm, p->tw);
     memset(p->dsoft, 0, (size_t)ns * (size_t)C * sizeof *p->dsoft);
-    int rc = gpt2_backward(m, NULL, p->dh, p->dsoft, 0);
-    m->target_w = NULL;
+    int rc = lm_backward(&p->lm, p->dh, p->dsoft);
+    lm_set_target_weights(&p->lm, NULL);
     DM_CALL(rc);
     /* into the projectors: user rows, then history rows beside the candidates' output-side gradients */
     DM_CALL(nn_mlp_backward(&p->up, &p->ua, p->dsoft, NULL));

@@ -5,13 +5,15 @@
  * around it is stages/stage_prompt.c.
  *
  * Prompt of a user with history h_1..h_n (the last prompt.history items):
- *     [L user tokens] prefix  title(h_1) [item h_1] sep ... title(h_n) [item h_n] sep  query
+ *     [bos] [L user tokens] prefix  title(h_1) [item h_1] sep ... title(h_n) [item h_n] sep  query
+ * (bos: the LM's beginning-of-sequence token where it has one, Llama's <s>; none for GPT-2). The
+ * LM is either architecture of src/lm/lm.h.
  * Candidate c continues it with [E evidence tokens of (u, c)] (when evidence is on) and title(c),
  * followed by c's soft token e_c. The candidate's score is
  *     s(u, c | E) = (sum of log p(title tokens) + log p_soft(c)) / (title length + 1)
- * with length normalisation, where p_soft scores e_c through the tied output head as one more
- * vocabulary entry:
- *     log p_soft(c) = h . e_c - log(sum_v exp(h . wte_v) + exp(h . e_c))
+ * with length normalisation, where p_soft scores e_c through the output head (GPT-2's tied wte,
+ * Llama's head) as one more vocabulary entry:
+ *     log p_soft(c) = h . e_c - log(sum_v exp(h . head_v) + exp(h . e_c))
  * with h the final hidden state after the title. Evidence tokens are inputs only. They come from
  * the evidence encoder (explain_enc.h) over the evidence set of (u, c) (explain.h); masked
  * evidence is the encoder's output for the empty set (its learned null element alone).
@@ -24,9 +26,9 @@
  *     L = -log softmax_c(s)[0] + w_faith max(0, delta - (s_0 - s_masked)) + w_expl CE(rationale)
  * with CE the mean token cross-entropy of the rationale. With g_r = dL/ds_r for each scored row r
  * and alpha_r = g_r / (m_r + 1):
- *   title rows carry loss weight -alpha_r (gpt2 target_w), which yields alpha_r dA_r;
+ *   title rows carry loss weight -alpha_r (lm_set_target_weights), which yields alpha_r dA_r;
  *   the soft row carries a placeholder target tau with weight w = -alpha_r (1 - p_s), which yields
- *   the vocabulary part of alpha_r dS_r, plus dhidden = w wte_tau (cancelling the placeholder's
+ *   the vocabulary part of alpha_r dS_r, plus dhidden = w head_tau (cancelling the placeholder's
  *   one-hot) + alpha_r (1 - p_s) e_c (the direct path through h . e_c); and dL/de_c =
  *   alpha_r (1 - p_s) h; rationale targets carry weight w_expl / (rationale length).
  * The LM's backward returns the soft rows' gradients; the projectors and the evidence encoder
@@ -48,6 +50,7 @@
 typedef struct pm {
     lm_model lm;
     int C, V, L, nh, mt, K, length_norm, eot;
+    int bos;                 /* the LM's beginning-of-sequence token that starts every prompt, or -1 */
     int use_title, use_soft; /* prompt.score */
     nn_mlp up, ip;
     size_t n_up, n_ip, nparams;
@@ -91,7 +94,7 @@ typedef struct pm {
     float *ie, *ide; /* (n + maxc, C) */
     float *zin;      /* (n + maxc, d) */
     int Tmax, maxc, Bmax, cur_n;
-    gpt2_cache cache;
+    lm_cache cache;
     /* the item head (pm_init_head; llmhead.c) */
     int head;
     size_t n_head;

@@ -816,7 +816,7 @@ static int make_lm(const dm_dataset *d, const char *templates, lm_model *lm, cha
 /* the rationale of the hand evidence of (user 0, item 3) with the default templates deftpl: written,
  * audited, the best-scoring qualifying template, its tokens; templates without their evidence are
  * disqualified. c holds the prompt (len0 positions); r and r1 are scratch rationales. */
-static void check_hand_rationale(const dm_dataset *d, const char *deftpl, lm_model *lm, gpt2_cache *c, int len0,
+static void check_hand_rationale(const dm_dataset *d, const char *deftpl, lm_model *lm, lm_cache *c, int len0,
                                  explain_rationale *r, explain_rationale *r1)
 {
     int64_t *toff;
@@ -936,7 +936,7 @@ static void tally_fail(audit_tally *a, const char *why)
  * have taken belongs to the evidence; disqualified ones have a slot without allowed values. r is the
  * rationale chosen over all of rt, r1 scratch. */
 static void audit_each_template(const explain_templates *rt, const dm_dataset *d, const explain_evidence *rev,
-                                lm_model *lm, gpt2_cache *c, const explain_rationale *r, explain_rationale *r1,
+                                lm_model *lm, lm_cache *c, const explain_rationale *r, explain_rationale *r1,
                                 audit_tally *a)
 {
     for (int k = 0; k < rt->n; k++) {
@@ -959,7 +959,7 @@ static void audit_each_template(const explain_templates *rt, const dm_dataset *d
 }
 
 /* property: over random evidence and random templates, every slot value belongs to the evidence */
-static void check_rationale_property(const dm_dataset *d, lm_model *lm, gpt2_cache *c, int len0,
+static void check_rationale_property(const dm_dataset *d, lm_model *lm, lm_cache *c, int len0,
                                      explain_rationale *r, explain_rationale *r1)
 {
     dm_rng g;
@@ -1020,8 +1020,8 @@ static void test_rationales(void)
         dm_dataset_free(&d);
         return;
     }
-    gpt2_cache c;
-    CHECK(gpt2_cache_init(&c, &lm.model, 256, 64) == DM_OK, "cache");
+    lm_cache c;
+    CHECK(lm_cache_init(&c, &lm, 256, 64) == DM_OK, "cache");
     lm_append_text(&lm, &c, " The user bought: red lipstick; matte blush; Next: lip balm.");
     const int len0 = c.len;
     explain_rationale r, r1;
@@ -1031,7 +1031,7 @@ static void test_rationales(void)
     check_rationale_property(&d, &lm, &c, len0, &r, &r1);
     explain_rationale_free(&r);
     explain_rationale_free(&r1);
-    gpt2_cache_free(&c);
+    lm_cache_free(&c);
     lm_free(&lm);
     dm_cfg_free(&cfg);
     dm_dataset_free(&d);

@@ -13,16 +13,16 @@
 #include <string.h>
 
 /* log p(seq[from..n) | seq[0..from)) by one full forward */
-static double full_ll(gpt2_model *m, const int *seq, int n, int from, const float *soft, int n_soft)
+static double full_ll(lm_model *m, const int *seq, int n, int from, const float *soft, int n_soft)
 {
-    if (gpt2_forward(m, seq, soft, n_soft, NULL, 1, n, 1, 0)) {
+    if (lm_forward(m, seq, soft, n_soft, NULL, 1, n, 1, 0)) {
         dm_error_print("test_lm");
         exit(1);
     }
-    int V = m->cfg.vocab_size;
+    int V = lm_vocab(m);
     double s = 0;
     for (int t = from; t < n; t++) {
-        const float *r = m->acts.logits + (size_t)(t - 1) * V;
+        const float *r = lm_last(m).logits + (size_t)(t - 1) * V;
         double mx = -INFINITY, z = 0;
         for (int j = 0; j < V; j++) mx = r[j] > mx ? r[j] : mx;
         for (int j = 0; j < V; j++) z += exp(r[j] - mx);
@@ -31,7 +31,7 @@ static double full_ll(gpt2_model *m, const int *seq, int n, int from, const floa
     return s;
 }
 
-static void push_text(const lm_model *lm, bpe_ids *ids, const char *s) { bpe_encode(&lm->tok, s, strlen(s), ids); }
+static void push_text(const lm_model *lm, bpe_ids *ids, const char *s) { lm_encode(lm, s, strlen(s), ids); }
 
 /* a tokenizer trained on a small corpus and a random GPT-2 sharpened so that choices are decided by
  * the network, not by token counts */
@@ -74,7 +74,7 @@ static void test_roundtrip(const lm_model *lm, const char *tmp)
 
 /* template filling after the prefix in cache c against brute force: every alternative of every
  * slot by a full forward of the whole sequence; seq (empty on entry) ends as prefix + filled text */
-static void test_template(lm_model *lm, gpt2_cache *c, const bpe_ids *pre, const float *soft, bpe_ids *seq,
+static void test_template(lm_model *lm, lm_cache *c, const bpe_ids *pre, const float *soft, bpe_ids *seq,
                           dm_buf *out)
 {
     static const char *const colours[] = {" green widget", " item", " blue", " red"};
@@ -98,7 +98,7 @@ static void test_template(lm_model *lm, gpt2_cache *c, const bpe_ids *pre, const
             bpe_ids alt = {0};
             for (size_t i = 0; i < seq->n; i++) bpe_ids_push(&alt, seq->v[i]);
             push_text(lm, &alt, parts[k].values[v]);
-            double ll = full_ll(&lm->model, alt.v, (int)alt.n, (int)seq->n, soft, 2);
+            double ll = full_ll(lm, alt.v, (int)alt.n, (int)seq->n, soft, 2);
             if (ll > bll) { bll = ll; best = v; }
             bpe_ids_free(&alt);
         }
@@ -112,7 +112,7 @@ static void test_template(lm_model *lm, gpt2_cache *c, const bpe_ids *pre, const
 }
 
 /* scoring texts after the filled template (seq), against full forwards */
-static void test_score_texts(lm_model *lm, gpt2_cache *c, const bpe_ids *seq, const float *soft)
+static void test_score_texts(lm_model *lm, lm_cache *c, const bpe_ids *seq, const float *soft)
 {
     const char *cands[] = {" The end", " blue", "", " a brush and soap"};
     double ll[4];
@@ -122,7 +122,7 @@ static void test_score_texts(lm_model *lm, gpt2_cache *c, const bpe_ids *seq, co
         bpe_ids alt = {0};
         for (size_t k = 0; k < seq->n; k++) bpe_ids_push(&alt, seq->v[k]);
         push_text(lm, &alt, cands[i]);
-        double b = alt.n > seq->n ? full_ll(&lm->model, alt.v, (int)alt.n, (int)seq->n, soft, 2) : 0.0;
+        double b = alt.n > seq->n ? full_ll(lm, alt.v, (int)alt.n, (int)seq->n, soft, 2) : 0.0;
         worst = fabs(b - ll[i]) > worst ? fabs(b - ll[i]) : worst;
         bpe_ids_free(&alt);
     }
@@ -131,24 +131,23 @@ static void test_score_texts(lm_model *lm, gpt2_cache *c, const bpe_ids *seq, co
 }
 
 /* greedy text generation against step-by-step full forwards, which extend seq */
-static void test_generate(lm_model *lm, gpt2_cache *c, bpe_ids *seq, const float *soft)
+static void test_generate(lm_model *lm, lm_cache *c, bpe_ids *seq, const float *soft)
 {
     dm_buf gen = {0};
     int before = c->len;
     CHECK(lm_generate_text(lm, c, 8, &gen) == DM_OK, "generate");
-    int V = lm->model.cfg.vocab_size, same = 1, steps = c->len - before;
+    int V = lm_vocab(lm), same = 1, steps = c->len - before, eot = lm_eot(lm), ended = 0;
     for (int s = 0; s < steps; s++) {
-        gpt2_forward(&lm->model, seq->v, soft, 2, NULL, 1, (int)seq->n, 1, 0);
-        const float *row = lm->model.acts.logits + (seq->n - 1) * (size_t)V;
+        lm_forward(lm, seq->v, soft, 2, NULL, 1, (int)seq->n, 1, 0);
+        const float *row = lm_last(lm).logits + (seq->n - 1) * (size_t)V;
         int best = 0;
         for (int j = 1; j < V; j++)
             if (row[j] > row[best]) best = j;
         bpe_ids_push(seq, best);
-        if (best == lm->tok.eot) break;
+        if ((ended = best == eot)) break;
     }
     dm_buf bf = {0};
-    bpe_decode(&lm->tok, seq->v + before, seq->n - (size_t)before, &bf);
-    if (seq->n > 0 && seq->v[seq->n - 1] == lm->tok.eot) bf.len -= 13;
+    lm_decode(lm, seq->v + before, seq->n - (size_t)before - (size_t)ended, &bf);
     same = bf.len == gen.len && (gen.len == 0 || !memcmp(bf.data, gen.data, gen.len));
     printf("  greedy text (%d tokens) matches step-by-step forwards: %s\n", steps, same ? "yes" : "no");
     CHECK(same, "greedy generation differs: '%s' vs '%s'", gen.data ? gen.data : "", bf.data ? bf.data : "");
@@ -160,25 +159,25 @@ static void test_generate(lm_model *lm, gpt2_cache *c, bpe_ids *seq, const float
  * reported in choice (-2, cache unchanged), and is an error without choice */
 static void test_context_end(lm_model *lm, const bpe_ids *pre)
 {
-    const gpt2_config *cfg = &lm->model.cfg;
+    const int ctx = lm_context(lm);
     static const char *const vals[] = {" the blue shampoo and the red soap and a brush", " soap"};
     bpe_ids t0 = {0}, t1 = {0};
     push_text(lm, &t0, vals[0]);
     push_text(lm, &t1, vals[1]);
     CHECK(t0.n > t1.n, "test values: %zu vs %zu tokens", t0.n, t1.n);
-    gpt2_cache c2;
-    CHECK(gpt2_cache_init(&c2, &lm->model, 0, 16) == DM_OK, "cache");
-    int room = (int)t1.n, fill = cfg->max_seq_len - room;
+    lm_cache c2;
+    CHECK(lm_cache_init(&c2, lm, 0, 16) == DM_OK, "cache");
+    int room = (int)t1.n, fill = ctx - room;
     int *ids = malloc((size_t)fill * sizeof *ids);
     for (int i = 0; i < fill; i++) ids[i] = pre->v[2 + i % (int)(pre->n - 2)];
-    CHECK(gpt2_cache_append(&c2, ids, NULL, 0, fill) == DM_OK, "fill the context");
+    CHECK(lm_cache_append(&c2, ids, NULL, 0, fill) == DM_OK, "fill the context");
     lm_part p1[] = {{NULL, vals, 2}};
     int ch = -1;
     double l1 = 0;
     dm_buf o2 = {0};
-    CHECK(lm_fill_template(lm, &c2, p1, 1, &ch, &l1, &o2) == DM_OK && ch == 1 && c2.len == cfg->max_seq_len,
+    CHECK(lm_fill_template(lm, &c2, p1, 1, &ch, &l1, &o2) == DM_OK && ch == 1 && c2.len == ctx,
           "the value that fits: choice %d, cache %d", ch, c2.len);
-    CHECK(gpt2_cache_truncate(&c2, fill) == DM_OK, "truncate");
+    CHECK(lm_cache_truncate(&c2, fill) == DM_OK, "truncate");
     lm_part p2[] = {{NULL, vals, 1}};
     CHECK(lm_fill_template(lm, &c2, p2, 1, &ch, &l1, &o2) == DM_OK && ch == -2 && c2.len == fill,
           "no value fits: choice %d, cache %d", ch, c2.len);
@@ -192,7 +191,7 @@ static void test_context_end(lm_model *lm, const bpe_ids *pre)
     dm_buf_free(&o2);
     bpe_ids_free(&t0);
     bpe_ids_free(&t1);
-    gpt2_cache_free(&c2);
+    lm_cache_free(&c2);
 }
 
 int main(void)
@@ -209,18 +208,18 @@ int main(void)
     test_roundtrip(&lm, tmp);
 
     /* a prefix with two soft vectors, then text */
-    int C = lm.model.cfg.channels;
+    int C = lm_width(&lm);
     float soft[2 * 32];
     dm_rng r;
     dm_rng_seed(&r, 5);
     for (int i = 0; i < 2 * C; i++) soft[i] = (float)dm_rng_normal(&r);
     bpe_ids pre = {0};
-    bpe_ids_push(&pre, GPT2_SOFT(0));
-    bpe_ids_push(&pre, GPT2_SOFT(1));
+    bpe_ids_push(&pre, LM_SOFT(0));
+    bpe_ids_push(&pre, LM_SOFT(1));
     push_text(&lm, &pre, "Because you bought");
-    gpt2_cache c;
-    CHECK(gpt2_cache_init(&c, &lm.model, 0, 16) == DM_OK, "cache");
-    CHECK(gpt2_cache_append(&c, pre.v, soft, 2, (int)pre.n) == DM_OK, "prefix");
+    lm_cache c;
+    CHECK(lm_cache_init(&c, &lm, 0, 16) == DM_OK, "cache");
+    CHECK(lm_cache_append(&c, pre.v, soft, 2, (int)pre.n) == DM_OK, "prefix");
 
     bpe_ids seq = {0};
     dm_buf out = {0};
@@ -239,7 +238,7 @@ int main(void)
     dm_buf_free(&out);
     bpe_ids_free(&pre);
     bpe_ids_free(&seq);
-    gpt2_cache_free(&c);
+    lm_cache_free(&c);
     lm_free(&lm);
     dm_strtab_free(&corpus);
     return tap_done("test_lm");

@@ -154,8 +154,8 @@ static double cache_loss(pm *p, const float *h, const int32_t *hist, int n, cons
     pm_append_candidate(p, cand[0], y);
     int64_t off[2] = {0, (int64_t)p->rtok.n};
     double ll = 0;
-    gpt2_cache_score(&p->cache, p->rtok.v, off, 1, &ll);
-    gpt2_cache_truncate(&p->cache, len0);
+    lm_cache_score(&p->cache, p->rtok.v, off, 1, &ll);
+    lm_cache_truncate(&p->cache, len0);
     return l + p->w_expl * (-ll / (double)p->rtok.n);
 }
 
