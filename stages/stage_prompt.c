@@ -12,7 +12,12 @@
  * generated strings. At scoring time the prompt runs once into the KV cache and every candidate
  * reuses it (lm_cache_score_mixed).
  *
- * Models (prompt.models): `llm` is the above; `llm_explain` adds E evidence tokens per candidate
+ * Models (prompt.models): `llm` is the above; `llm_head` (src/prompt/llmhead.h) runs the user's
+ * prompt once and scores the whole catalogue from the LM's last hidden state projected into the
+ * aligner's item space, trained with the full softmax over the catalogue on every training user
+ * (prompt.head_*), early-stopped on the full-ranking NDCG@10 of prompt.valid_users validation users
+ * (the untrained head, which ranks exactly as the aligner, included: its best epoch is kept);
+ * `llm_explain` adds E evidence tokens per candidate
  * (the evidence encoder over the evidence of (u, c): neighbour users, history items, attributes)
  * before the candidate's title, and trains with the faithfulness and explanation losses
  * (src/prompt/llmrec.h). Both are trained on the same users and negatives and evaluated on the
@@ -65,6 +70,7 @@
 #include "../src/explain/explain.h"
 #include "../src/lm/lm.h"
 #include "../src/nn/adam.h"
+#include "../src/prompt/llmhead.h"
 #include "../src/prompt/llmrec.h"
 
 #include <cblas.h>
@@ -100,6 +106,8 @@ typedef struct {
     double lsum[4], t_train;
 } prompt_pos;
 
+#define PROMPT_STATE 11 /* the doubles of a checkpoint's /state */
+
 typedef struct {
     size_t k;                   /* the model */
     pm *p;
@@ -107,6 +115,10 @@ typedef struct {
     double *curve;              /* (epochs, 6) epoch, loss, listwise, faithfulness, explanation, seconds */
     double *t_train;            /* training seconds so far */
     size_t per_epoch;           /* users per epoch */
+    long epochs;                /* epochs at most */
+    float lr, warmup;           /* peak learning rate, warm-up steps */
+    float *best;                /* llm_head: (nparams) the weights of the best validation epoch */
+    double *valid;              /* llm_head: (epochs + 1) validation NDCG@10, untrained first; NaN not run */
     long steps;                 /* steps per epoch */
     int G;                      /* users per step */
     nn_adam opt;
@@ -116,6 +128,8 @@ typedef struct {
     int found;
     double te;                  /* the epoch's start (shifted back by the seconds of a resumed epoch) */
     double lsum[4];             /* the epoch's loss sums (this rank's; rank 0 carries a resumed epoch's) */
+    double vbest;               /* llm_head: the best validation NDCG@10 so far, */
+    long vbest_ep, vstall;      /* its epoch (0 = untrained) and the epochs since */
 } prompt_run;
 
 /* The stage's workspace: the inputs, the models, the training and evaluation scratch and the
@@ -130,8 +144,9 @@ typedef struct {
     size_t nm;                  /* the models of prompt.models */
     const char *mname[PROMPT_MAXM];
     int mexpl[PROMPT_MAXM];     /* llm_explain: evidence tokens and the explanation losses */
+    int mhead[PROMPT_MAXM];     /* llm_head: the item head */
+    long mepochs[PROMPT_MAXM];  /* each model's epochs at most (prompt.epochs, prompt.head_epochs) */
     uint64_t seed;              /* prompt.seed, or derived from run.seed */
-    long epochs;
     /* ---- inputs (prompt_load) ---- */
     char *lmdir;                /* the LM of lm.h5 */
     dm_dataset d;
@@ -152,6 +167,10 @@ typedef struct {
     uint8_t *zpres;             /* (ni, ALIGN_K) */
     pm P[PROMPT_MAXM];
     double *curve[PROMPT_MAXM]; /* (max(epochs, 1), 6) */
+    float *bestw[PROMPT_MAXM];  /* llm_head: the best epoch's weights */
+    double *vcurve[PROMPT_MAXM]; /* llm_head: (epochs + 1) validation NDCG@10 */
+    long best_ep[PROMPT_MAXM];
+    size_t *vusers, nv;         /* llm_head: the validation users */
     double t_train[PROMPT_MAXM];
     /* ---- one user's scratch ---- */
     size_t *order;              /* (ts.n) the training users in epoch order */
@@ -182,11 +201,11 @@ typedef struct {
 static int check_prompt(const dm_cfg *cfg)
 {
     size_t nm = dm_cfg_len(cfg, "prompt.models");
-    if (nm == 0 || nm > 2) return DM_ERR(DM_ECONFIG, "prompt.models: give one or both of \"llm\" and \"llm_explain\"");
+    if (nm == 0 || nm > 3) return DM_ERR(DM_ECONFIG, "prompt.models: give one to three of \"llm_head\", \"llm\" and \"llm_explain\"");
     for (size_t k = 0; k < nm; k++) {
         const char *a = dm_cfg_str_at(cfg, "prompt.models", k);
-        if (strcmp(a, "llm") && strcmp(a, "llm_explain"))
-            return DM_ERR(DM_ECONFIG, "prompt.models: unknown model '%s'; expected llm or llm_explain", a);
+        if (strcmp(a, "llm") && strcmp(a, "llm_explain") && strcmp(a, "llm_head"))
+            return DM_ERR(DM_ECONFIG, "prompt.models: unknown model '%s'; expected llm_head, llm or llm_explain", a);
         for (size_t j = 0; j < k; j++)
             if (!strcmp(dm_cfg_str_at(cfg, "prompt.models", j), a)) return DM_ERR(DM_ECONFIG, "prompt.models: '%s' is listed twice", a);
     }
@@ -231,6 +250,8 @@ static int prompt_load(prompt_ws *w)
     for (size_t k = 0; k < w->nm; k++) {
         w->mname[k] = dm_cfg_str_at(cfg, "prompt.models", k);
         w->mexpl[k] = !strcmp(w->mname[k], "llm_explain");
+        w->mhead[k] = !strcmp(w->mname[k], "llm_head");
+        w->mepochs[k] = (long)dm_cfg_int(cfg, w->mhead[k] ? "prompt.head_epochs" : "prompt.epochs");
     }
     DM_CALL(prompt_lm_dir(w));
     DM_CALL(ds_read(ctx, w->dpath, &w->d));
@@ -247,7 +268,6 @@ static int prompt_load(prompt_ws *w)
     if (!rc) rc = h5_read_file_f32(ctx, w->cpath, "/sasrec/state_test", &w->st, &r, &c);
     long long sd = dm_cfg_int(cfg, "prompt.seed");
     w->seed = sd >= 0 ? (uint64_t)sd : dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0x9A0, 0);
-    w->epochs = (long)dm_cfg_int(cfg, "prompt.epochs");
     return par_agree(ctx, rc);
 }
 
@@ -349,8 +369,8 @@ static int prompt_evidence(prompt_ws *w)
 static int prompt_train_inputs(prompt_ws *w)
 {
     par_ctx *ctx = w->ctx;
-    int any_expl = 0;
-    for (size_t k = 0; k < w->nm; k++) any_expl |= w->mexpl[k];
+    int any_expl = 0, any_train = 0;
+    for (size_t k = 0; k < w->nm; k++) any_expl |= w->mexpl[k], any_train |= w->mepochs[k] > 0;
     int rc = par_agree(ctx, pm_train_set_init(&w->ts, &w->d, w->roles));
     if (!rc) {
         w->htr = calloc(w->nu * w->dz + 1, sizeof *w->htr);
@@ -358,7 +378,7 @@ static int prompt_train_inputs(prompt_ws *w)
         w->tmp = malloc((w->d.n_inter + 1) * sizeof *w->tmp);
         rc = par_agree(ctx, w->htr && w->order && w->tmp ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory"));
     }
-    if (!rc && (w->epochs > 0 || any_expl)) rc = prompt_training_latents(w);
+    if (!rc && (any_train || any_expl)) rc = prompt_training_latents(w);
     if (!rc && any_expl) rc = prompt_evidence(w);
     return rc;
 }
@@ -370,13 +390,22 @@ static int prompt_models(prompt_ws *w)
     int rc = DM_OK;
     for (size_t k = 0; k < w->nm && !rc; k++) {
         pm *p = &w->P[k];
-        rc = par_agree(ctx, pm_init(w->cfg, w->lmdir, &w->d, w->zb, w->dz, w->maxc + 1, w->seed, w->mexpl[k] ? &w->src : NULL, p));
+        rc = par_agree(ctx, w->mhead[k] ? pm_init_head(w->cfg, w->lmdir, &w->d, w->zb, w->dz, w->maxc + 1, w->seed, p)
+                                        : pm_init(w->cfg, w->lmdir, &w->d, w->zb, w->dz, w->maxc + 1, w->seed, w->mexpl[k] ? &w->src : NULL, p));
         if (!rc && k == 0)
             dm_log("  prompt: LM %s (%d layers, width %d, vocab %d); L=%d user tokens, %d history items, titles <= %d tokens",
                    w->lmdir, lm_layers(&p->lm), p->C, p->V, p->L, p->nh, p->mt);
         if (!rc) {
-            w->curve[k] = calloc((size_t)(w->epochs > 0 ? w->epochs : 1) * 6, sizeof *w->curve[k]);
-            rc = par_agree(ctx, w->curve[k] ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory"));
+            size_t ne = (size_t)(w->mepochs[k] > 0 ? w->mepochs[k] : 1);
+            w->curve[k] = calloc(ne * 6, sizeof *w->curve[k]);
+            int ok = w->curve[k] != NULL;
+            if (w->mhead[k]) {
+                w->bestw[k] = malloc(p->nparams * sizeof *w->bestw[k]);
+                w->vcurve[k] = malloc((ne + 1) * sizeof *w->vcurve[k]);
+                ok = ok && w->bestw[k] && w->vcurve[k];
+                for (size_t e = 0; ok && e <= ne; e++) w->vcurve[k][e] = NAN;
+            }
+            rc = par_agree(ctx, ok ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory"));
         }
     }
     return rc;
@@ -408,12 +437,77 @@ static int prompt_buffers(prompt_ws *w)
     return par_agree(w->ctx, rc);
 }
 
+/* A sample of the split: the eu users with a target whose keys (seed, a, user) are smallest, so
+ * every rank count and every model sees the same users (w->pick). */
+static void prompt_sample(prompt_ws *w, int split, uint64_t a, size_t eu)
+{
+    const dm_dataset *d = &w->d;
+    size_t nu = w->nu, nt = 0;
+    memset(w->pick, 0, nu);
+    for (size_t u = 0; u < nu; u++) {
+        int has = 0;
+        for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) has |= w->roles[j] == split;
+        w->pick[u] = (uint8_t)has;
+        if (has) w->key[nt++] = dm_rng_key(w->seed, a, u);
+    }
+    uint64_t thr = UINT64_MAX;
+    if (eu < nt) {
+        qsort(w->key, nt, sizeof *w->key, dm_cmp_u64);
+        thr = w->key[eu - 1];
+    }
+    for (size_t u = 0; u < nu; u++) w->pick[u] = w->pick[u] && dm_rng_key(w->seed, a, u) <= thr;
+}
+
+/* llm_head's validation users (w->vusers): prompt.valid_users users with a validation target,
+ * drawn apart from the evaluation's sample. */
+static int prompt_valid_set(prompt_ws *w)
+{
+    int any = 0;
+    for (size_t k = 0; k < w->nm; k++) any |= w->mhead[k];
+    if (!any) return DM_OK;
+    prompt_sample(w, DM_VALID, 0x5B1, (size_t)dm_cfg_int(w->cfg, "prompt.valid_users"));
+    w->vusers = malloc((w->nu + 1) * sizeof *w->vusers);
+    if (!w->vusers) return par_agree(w->ctx, DM_ERR(DM_ENOMEM, "out of memory"));
+    for (size_t u = 0; u < w->nu; u++)
+        if (w->pick[u]) w->vusers[w->nv++] = u;
+    return par_agree(w->ctx, DM_OK);
+}
+
 static int prompt_setup(prompt_ws *w)
 {
     DM_CALL(prompt_max_candidates(w));
     DM_CALL(prompt_train_inputs(w)); /* before the models: llm_explain's encoder reads the evidence sources */
     DM_CALL(prompt_models(w));
-    return prompt_buffers(w);
+    DM_CALL(prompt_buffers(w));
+    return prompt_valid_set(w);
+}
+
+/* ---- a user of a split: targets and history ---- */
+
+/* One user's targets, history (w->tmp, w->hist) and candidates (w->cand). */
+typedef struct {
+    int32_t tg[64];
+    size_t ntg, nhall;
+    int n, nc;
+} prompt_user;
+
+/* The user's history for split s: all of it in w->tmp (*nhall items), its last nh in w->hist;
+ * returns how many those are. */
+static int prompt_history(prompt_ws *w, const ev_split *s, size_t u, int nh, size_t *nhall)
+{
+    size_t k = ev_history(s, u, w->tmp), m = k < (size_t)nh ? k : (size_t)nh;
+    memcpy(w->hist, w->tmp + (k - m), m * sizeof *w->hist);
+    *nhall = k;
+    return (int)m;
+}
+
+/* The user's targets in split (up to 64) into x. */
+static void prompt_targets(const prompt_ws *w, size_t u, int split, prompt_user *x)
+{
+    const dm_dataset *d = &w->d;
+    x->ntg = 0;
+    for (int64_t j = d->user_off[u]; j < d->user_off[u + 1] && x->ntg < 64; j++)
+        if (w->roles[j] == split) x->tg[x->ntg++] = d->item[j];
 }
 
 /* ---- checkpoints: <run.dir>/ckpt_prompt_<model>.h5 after every epoch and on SIGTERM/SIGUSR1 ---- */
@@ -428,9 +522,12 @@ static int prompt_ckpt_write(prompt_ws *w, const prompt_run *t, const prompt_pos
     int rc = h5_write_all(&f, "/w", H5_F32, p->nparams, 0, p->w);
     if (!rc) rc = h5_write_all(&f, "/adam_m", H5_F32, p->nparams, 0, p->am);
     if (!rc) rc = h5_write_all(&f, "/adam_v", H5_F32, p->nparams, 0, p->av);
-    if (!rc) rc = h5_write_all(&f, "/curve", H5_F64, (size_t)w->epochs, 6, t->curve);
-    double st[8] = {(double)at->ep, (double)at->step, (double)p->t, at->lsum[0], at->lsum[1], at->lsum[2], at->lsum[3], at->t_train};
-    if (!rc) rc = h5_write_all(&f, "/state", H5_F64, 8, 0, st);
+    if (!rc) rc = h5_write_all(&f, "/curve", H5_F64, (size_t)t->epochs, 6, t->curve);
+    if (!rc && t->best) rc = h5_write_all(&f, "/best", H5_F32, p->nparams, 0, t->best);
+    if (!rc && t->best) rc = h5_write_all(&f, "/valid", H5_F64, (size_t)t->epochs + 1, 0, t->valid);
+    double st[PROMPT_STATE] = {(double)at->ep, (double)at->step, (double)p->t,     at->lsum[0],        at->lsum[1],       at->lsum[2],
+                               at->lsum[3],    at->t_train,      t->vbest, (double)t->vbest_ep, (double)t->vstall};
+    if (!rc) rc = h5_write_all(&f, "/state", H5_F64, PROMPT_STATE, 0, st);
     return ckpt_commit(&t->ck, &f, rc);
 }
 
@@ -442,12 +539,14 @@ static int prompt_ckpt_read(prompt_ws *w, prompt_run *t)
     h5file f;
     DM_CALL(ckpt_open(&t->ck, &f, &t->found));
     if (!t->found) return DM_OK;
-    double st[8];
+    double st[PROMPT_STATE];
     int rc = h5_read_rows(&f, "/w", H5_F32, 0, p->nparams, p->w);
     if (!rc) rc = h5_read_rows(&f, "/adam_m", H5_F32, 0, p->nparams, p->am);
     if (!rc) rc = h5_read_rows(&f, "/adam_v", H5_F32, 0, p->nparams, p->av);
-    if (!rc) rc = h5_read_rows(&f, "/curve", H5_F64, 0, (size_t)w->epochs, t->curve);
-    if (!rc) rc = h5_read_rows(&f, "/state", H5_F64, 0, 8, st);
+    if (!rc) rc = h5_read_rows(&f, "/curve", H5_F64, 0, (size_t)t->epochs, t->curve);
+    if (!rc && t->best) rc = h5_read_rows(&f, "/best", H5_F32, 0, p->nparams, t->best);
+    if (!rc && t->best) rc = h5_read_rows(&f, "/valid", H5_F64, 0, (size_t)t->epochs + 1, t->valid);
+    if (!rc) rc = h5_read_rows(&f, "/state", H5_F64, 0, PROMPT_STATE, st);
     h5_close(&f);
     DM_CALL(par_agree(w->ctx, rc));
     t->at.ep = (long)st[0];
@@ -455,6 +554,7 @@ static int prompt_ckpt_read(prompt_ws *w, prompt_run *t)
     p->t = (long)st[2];
     for (int k = 0; k < 4; k++) t->at.lsum[k] = st[3 + k];
     t->at.t_train = st[7];
+    t->vbest = st[8], t->vbest_ep = (long)st[9], t->vstall = (long)st[10];
     dm_log("  resuming from %s at epoch %ld, step %ld", t->ck.path, t->at.ep + 1, t->at.step);
     return DM_OK;
 }
@@ -467,16 +567,23 @@ static int prompt_train_begin(prompt_ws *w, size_t k, prompt_run *t)
 {
     const dm_cfg *cfg = w->cfg;
     memset(t, 0, sizeof *t);
+    int head = w->mhead[k];
     t->k = k, t->p = &w->P[k], t->name = w->mname[k], t->curve = w->curve[k], t->t_train = &w->t_train[k];
+    t->epochs = w->mepochs[k];
+    t->best = w->bestw[k], t->valid = w->vcurve[k];
+    t->vbest = -INFINITY;
     t->G = (int)dm_cfg_int(cfg, "prompt.batch");
-    t->per_epoch = (size_t)dm_cfg_int(cfg, "prompt.train_users");
-    if (t->per_epoch > w->ts.n) t->per_epoch = w->ts.n;
+    t->per_epoch = (size_t)dm_cfg_int(cfg, head ? "prompt.head_train_users" : "prompt.train_users");
+    if (t->per_epoch > w->ts.n || (head && t->per_epoch == 0)) t->per_epoch = w->ts.n;
     t->steps = (long)((t->per_epoch + (size_t)t->G - 1) / (size_t)t->G);
-    t->opt = (nn_adam){(float)dm_cfg_float(cfg, "prompt.lr"), 0.9f, 0.999f, 1e-8f, (float)dm_cfg_float(cfg, "prompt.weight_decay"),
-                       NN_ADAM_DECOUPLED};
-    if (w->epochs > 0)
+    t->lr = (float)dm_cfg_float(cfg, head ? "prompt.head_lr" : "prompt.lr");
+    t->warmup = head ? (float)dm_cfg_int(cfg, "prompt.warmup") : 0.0f;
+    t->opt = (nn_adam){t->lr, 0.9f, 0.999f, 1e-8f, (float)dm_cfg_float(cfg, "prompt.weight_decay"), NN_ADAM_DECOUPLED};
+    if (t->epochs > 0)
         dm_log("  %s: %zu training users, %zu per epoch, %ld steps of %d users%s", t->name, w->ts.n, t->per_epoch, t->steps, t->G,
-               t->p->E ? "; evidence tokens and explanation losses" : "");
+               t->p->E  ? "; evidence tokens and explanation losses"
+               : head ? "; full softmax over the catalogue, early stopping on validation NDCG@10"
+                        : "");
     char ckname[128], both[200];
     snprintf(ckname, sizeof ckname, "ckpt_prompt_%s.h5", t->name);
     snprintf(both, sizeof both, "%s/%s", w->sr->hash, t->name); /* the stage's settings and the model */
@@ -530,7 +637,12 @@ static int prompt_step(prompt_ws *w, prompt_run *t, long ep, long s)
                          w->cand);
         pm_set_user(p, (int32_t)u, w->tmp, nall);
         double l = 0;
-        rc = pm_train_user(p, w->htr + u * w->dz, w->hist, n, w->cand, 1.0f / (float)bn, &l);
+        if (p->head) {
+            rc = pm_head_train_user(p, w->htr + u * w->dz, w->hist, n, w->cand[0], 1.0f / (float)bn, &l);
+            p->last_rank = l, p->last_faith = 0, p->last_expl = 0;
+        } else {
+            rc = pm_train_user(p, w->htr + u * w->dz, w->hist, n, w->cand, 1.0f / (float)bn, &l);
+        }
         t->lsum[0] += l;
         t->lsum[1] += p->last_rank;
         t->lsum[2] += p->last_faith;
@@ -540,7 +652,43 @@ static int prompt_step(prompt_ws *w, prompt_run *t, long ep, long s)
     if (!rc) rc = par_allreduce_sum_f32(w->ctx, p->g, p->nparams);
     if (rc) return rc;
     p->t++;
+    t->opt.lr = t->warmup > 0 && (float)p->t < t->warmup ? t->lr * (float)p->t / t->warmup : t->lr;
     nn_adam_step(&t->opt, p->t, p->w, p->g, p->am, p->av, p->nparams);
+    return DM_OK;
+}
+
+/* llm_head after epoch ep (0 = untrained): the validation users ranked over the whole catalogue
+ * (their training items excluded), the mean NDCG@10 into t->valid[ep]; a better one keeps the
+ * weights (t->best), otherwise the stall grows. The users are shared out among the ranks. */
+static int prompt_validate(prompt_ws *w, prompt_run *t, long ep)
+{
+    pm *p = t->p;
+    size_t lo, hi, c10, cn10, dz = w->dz;
+    ev_cols_at10(&w->spec, &c10, &cn10);
+    dm_shard_even(w->nv, w->ctx->size, w->ctx->rank, &lo, &hi);
+    ev_split s = {&w->d, w->roles, DM_VALID};
+    double acc[2] = {0, 0}, *row = w->rows[0]; /* a row of scratch: the rows are written after training */
+    int rc = DM_OK;
+    for (size_t k = lo; k < hi && !rc; k++) {
+        size_t u = w->vusers[k];
+        prompt_user x;
+        prompt_targets(w, u, DM_VALID, &x);
+        x.n = prompt_history(w, &s, u, p->nh, &x.nhall);
+        rc = pm_head_scores(p, w->hv + u * dz, w->hist, x.n);
+        if (!rc) rc = metrics_full(&w->spec, &w->mws, p->hs, w->ni, x.tg, x.ntg, w->tmp, x.nhall, row);
+        acc[0] += rc ? 0 : row[cn10], acc[1] += 1;
+    }
+    rc = par_agree(w->ctx, rc);
+    if (!rc) rc = par_allreduce_sum_f64(w->ctx, acc, 2);
+    if (rc) return rc;
+    double v = acc[1] > 0 ? acc[0] / acc[1] : NAN;
+    t->valid[ep] = v;
+    if (v > t->vbest) {
+        t->vbest = v, t->vbest_ep = ep, t->vstall = 0;
+        memcpy(t->best, p->w, p->nparams * sizeof *t->best);
+    } else {
+        t->vstall++;
+    }
     return DM_OK;
 }
 
@@ -549,6 +697,7 @@ static int prompt_epoch_end(prompt_ws *w, prompt_run *t, long ep)
 {
     const pm *p = t->p;
     int rc = par_allreduce_sum_f64(w->ctx, t->lsum, 4);
+    if (!rc && p->head) rc = prompt_validate(w, t, ep + 1);
     if (rc) return rc;
     double dt = dm_wtime() - t->te, pe = (double)t->per_epoch;
     *t->t_train += dt;
@@ -556,7 +705,10 @@ static int prompt_epoch_end(prompt_ws *w, prompt_run *t, long ep)
     cv[0] = (double)(ep + 1);
     for (int k = 0; k < 4; k++) cv[1 + k] = t->lsum[k] / pe;
     cv[5] = dt;
-    if (p->E)
+    if (p->head)
+        dm_log("  %s epoch %ld  softmax loss %.4f (uniform over %zu items: %.4f)  valid ndcg@10 %.4f (best %.4f, epoch %ld)  %.1fs, %.2f users/s",
+               t->name, ep + 1, cv[1], p->n_items, log((double)p->n_items), t->valid[ep + 1], t->vbest, t->vbest_ep, dt, pe / dt);
+    else if (p->E)
         dm_log("  %s epoch %ld  loss %.4f (listwise %.4f, uniform %.4f; faithfulness %.4f; explanation %.4f)  %.1fs, %.2f users/s",
                t->name, ep + 1, cv[1], cv[2], log((double)p->K + 1), cv[3], cv[4], dt, pe / dt);
     else
@@ -575,8 +727,13 @@ static int prompt_train(prompt_ws *w, size_t k)
     if (w->have_src) w->src.h = w->htr;
     memcpy(w->order, w->ts.users, w->ts.n * sizeof *w->order);
     int rc = prompt_train_begin(w, k, &t);
+    int head = t.p->head && t.epochs > 0, pat = (int)dm_cfg_int(w->cfg, "prompt.patience");
+    if (!rc && head && !t.found) {
+        rc = prompt_validate(w, &t, 0);
+        if (!rc) dm_log("  %s untrained (ranks as the aligner): valid ndcg@10 %.4f on %zu users", t.name, t.valid[0], w->nv);
+    }
     ckpt_signals_install();
-    for (long ep = 0; ep < w->epochs && !rc; ep++) {
+    for (long ep = 0; ep < t.epochs && !rc && !(head && t.vstall >= pat); ep++) {
         t.te = dm_wtime();
         memset(t.lsum, 0, sizeof t.lsum);
         pm_epoch_order(w->order, w->ts.n, t.per_epoch, w->seed, (uint64_t)ep);
@@ -589,6 +746,12 @@ static int prompt_train(prompt_ws *w, size_t k)
         if (!rc) rc = prompt_epoch_end(w, &t, ep);
     }
     ckpt_signals_restore();
+    if (!rc && head) {
+        memcpy(t.p->w, t.best, t.p->nparams * sizeof *t.best);
+        w->best_ep[k] = t.vbest_ep;
+        dm_log("  %s: the weights of epoch %ld kept (valid ndcg@10 %.4f; untrained %.4f)%s", t.name, t.vbest_ep, t.vbest, t.valid[0],
+               t.vstall >= pat ? ", stopped early" : "");
+    }
     return par_agree(w->ctx, rc);
 }
 
@@ -604,50 +767,12 @@ typedef struct {
     int topn;                   /* N of topN: the aligner's top N re-ranked by the LM */
 } prompt_proto;
 
-/* One user's targets, history (w->tmp, w->hist) and candidates (w->cand). */
-typedef struct {
-    int32_t tg[64];
-    size_t ntg, nhall;
-    int n, nc;
-} prompt_user;
-
-/* The user's history for split s: all of it in w->tmp (*nhall items), its last nh in w->hist;
- * returns how many those are. */
-static int prompt_history(prompt_ws *w, const ev_split *s, size_t u, int nh, size_t *nhall)
-{
-    size_t k = ev_history(s, u, w->tmp), m = k < (size_t)nh ? k : (size_t)nh;
-    memcpy(w->hist, w->tmp + (k - m), m * sizeof *w->hist);
-    *nhall = k;
-    return (int)m;
-}
 
 /* prompt.h5 and its /columns. */
 static int prompt_open(prompt_ws *w)
 {
     DM_CALL(stage_output_create(w->sr, PROMPT_FORMAT, 2, &w->f));
     return ev_write_columns(w->ctx, &w->f, &w->spec);
-}
-
-/* The split's sample: the prompt.eval_users users with a target whose keys (seed, split, user) are
- * smallest, so every rank count and every model sees the same users (w->pick). */
-static void prompt_sample(prompt_ws *w, int split)
-{
-    const dm_dataset *d = &w->d;
-    size_t nu = w->nu, nt = 0, eu = (size_t)dm_cfg_int(w->cfg, "prompt.eval_users");
-    uint64_t a = 0x5A3 + (uint64_t)split;
-    memset(w->pick, 0, nu);
-    for (size_t u = 0; u < nu; u++) {
-        int has = 0;
-        for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) has |= w->roles[j] == split;
-        w->pick[u] = (uint8_t)has;
-        if (has) w->key[nt++] = dm_rng_key(w->seed, a, u);
-    }
-    uint64_t thr = UINT64_MAX;
-    if (eu < nt) {
-        qsort(w->key, nt, sizeof *w->key, dm_cmp_u64);
-        thr = w->key[eu - 1];
-    }
-    for (size_t u = 0; u < nu; u++) w->pick[u] = w->pick[u] && dm_rng_key(w->seed, a, u) <= thr;
 }
 
 /* The user's candidates: its targets and stored negatives, or the aligner's top N outside its
@@ -666,12 +791,21 @@ static void prompt_candidates(prompt_ws *w, const prompt_proto *pr, size_t u, pr
     for (size_t k = 0; k < x->nhall; k++) w->mws.mark[w->tmp[k]] = 0;
 }
 
-/* The metrics row a of model mi (an LM model, then the aligner, then SASRec) for the user. */
+/* The metrics row a of model mi (an LM model, then the aligner, then SASRec) for the user. llm_head
+ * scores every item in one pass: the stored sets take its scores of their candidates, and under
+ * topN it ranks the whole catalogue itself (full ranking, on the same users as the others). */
 static int prompt_score_model(prompt_ws *w, const prompt_proto *pr, size_t u, const prompt_user *x, int mi, double *a)
 {
     int lm = mi < (int)w->nm, nc = x->nc;
     const float *base = mi == (int)w->nm ? w->bs : w->ss;
-    if (lm) {
+    if (lm && w->mhead[mi]) {
+        pm *p = &w->P[mi];
+        double tm = dm_wtime();
+        int rc = pm_head_scores(p, pr->H + u * w->dz, w->hist, x->n);
+        w->secs[mi] += dm_wtime() - tm;
+        if (rc) return rc;
+        base = p->hs, lm = 0;
+    } else if (lm) {
         pm *p = &w->P[mi];
         double tm = dm_wtime();
         pm_set_user(p, (int32_t)u, w->tmp, (int)x->nhall);
@@ -697,11 +831,8 @@ static int prompt_score_user(prompt_ws *w, const prompt_proto *pr, size_t u)
     for (int k = 0; k < w->nmod; k++)
         for (size_t q = 0; q < w->ncl; q++) w->rows[k][row + q] = NAN;
     if (!w->pick[u] || (pr->cs && pr->cs->rows[u * pr->cs->n] < 0)) return DM_OK;
-    const dm_dataset *d = &w->d;
     prompt_user x;
-    x.ntg = 0;
-    for (int64_t j = d->user_off[u]; j < d->user_off[u + 1] && x.ntg < 64; j++)
-        if (w->roles[j] == pr->s.split) x.tg[x.ntg++] = d->item[j];
+    prompt_targets(w, u, pr->s.split, &x);
     x.n = prompt_history(w, &pr->s, u, w->P[0].nh, &x.nhall);
     /* the base scores: the aligner and SASRec */
     size_t dz = w->dz, C = w->C;
@@ -767,7 +898,7 @@ static int prompt_score(prompt_ws *w)
         const char *spn = dm_cfg_str_at(cfg, "eval.splits", si);
         int split = !strcmp(spn, "valid") ? DM_VALID : DM_TEST;
         if (w->have_src) w->src.h = split == DM_VALID ? w->hv : w->ht;
-        prompt_sample(w, split);
+        prompt_sample(w, split, 0x5A3 + (uint64_t)split, (size_t)dm_cfg_int(cfg, "prompt.eval_users"));
         for (size_t pi = 0; pi < dm_cfg_len(cfg, "prompt.protocols") && !rc; pi++)
             rc = prompt_score_protocol(w, spn, split, dm_cfg_str_at(cfg, "prompt.protocols", pi));
     }
@@ -796,7 +927,8 @@ static int prompt_latency_batch(prompt_ws *w, const dm_cand *c19, size_t mi, int
         w->cand[0] = tgt >= 0 ? tgt : 0;
         for (int q = 0; q < 19; q++) w->cand[1 + q] = c19->rows[*u * 19 + (size_t)q];
         pm_set_user(p, (int32_t)*u, w->tmp, (int)nhall);
-        rc = pm_score_user(p, w->ht + *u * w->dz, w->hist, n, w->cand, 20, L, w->lmsc);
+        rc = p->head ? pm_head_scores(p, w->ht + *u * w->dz, w->hist, n) /* every item, the 20 among them */
+                     : pm_score_user(p, w->ht + *u * w->dz, w->hist, n, w->cand, 20, L, w->lmsc);
         ++*u;
     }
     *secs = dm_wtime() - t0;
@@ -842,12 +974,14 @@ static int prompt_latency_at(prompt_ws *w, const dm_cand *c19, size_t li)
     }
     if (rc) return rc;
     double(*lat)[2] = w->lat[li];
-    if (w->nm == 2)
-        dm_log("  latency L=%3d: %s median %.3fs (p95 %.3fs), %s median %.3fs (p95 %.3fs): %+.1f%% per batch of %d users x 20 candidates",
-               L, w->mname[0], lat[0][0], lat[0][1], w->mname[1], lat[1][0], lat[1][1], 100.0 * (lat[1][0] / lat[0][0] - 1.0), lb);
-    else
-        dm_log("  latency L=%3d: %s median %.3fs, p95 %.3fs per batch of %d users x 20 candidates", L, w->mname[0], lat[0][0], lat[0][1],
-               lb);
+    char msg[512];
+    int q = snprintf(msg, sizeof msg, "  latency L=%3d, per batch of %d users x 20 candidates:", L, lb);
+    for (size_t mi = 0; mi < w->nm && q < (int)sizeof msg; mi++)
+        q += snprintf(msg + q, sizeof msg - (size_t)q, "%s %s median %.3fs (p95 %.3fs)", mi ? "," : "", w->mname[mi], lat[mi][0], lat[mi][1]);
+    for (size_t mi = 1; mi < w->nm && q < (int)sizeof msg; mi++)
+        q += snprintf(msg + q, sizeof msg - (size_t)q, "; %s %+.1f%% against %s", w->mname[mi], 100.0 * (lat[mi][0] / lat[0][0] - 1.0),
+                      w->mname[0]);
+    dm_log("%s", msg);
     return DM_OK;
 }
 
@@ -899,10 +1033,17 @@ static int prompt_write_model(prompt_ws *w, size_t mi)
     char g[256];
     snprintf(g, sizeof g, "/prompt/%s/weights", w->mname[mi]);
     int rc = h5_write_all(f, g, H5_F32, p->nparams, 0, p->w);
-    if (!rc && w->epochs > 0) {
+    if (!rc && w->mepochs[mi] > 0) {
         snprintf(g, sizeof g, "/prompt/%s/curve", w->mname[mi]);
-        rc = h5_write_all(f, g, H5_F64, (size_t)w->epochs, 6, w->curve[mi]);
+        rc = h5_write_all(f, g, H5_F64, (size_t)w->mepochs[mi], 6, w->curve[mi]);
         if (!rc) rc = h5_attr_str(f, g, "columns", "epoch, loss, listwise, faithfulness, explanation, seconds");
+    }
+    if (!rc && w->mhead[mi] && w->mepochs[mi] > 0) { /* NaN after an early stop */
+        snprintf(g, sizeof g, "/prompt/%s/valid", w->mname[mi]);
+        rc = h5_write_all(f, g, H5_F64, (size_t)w->mepochs[mi] + 1, 0, w->vcurve[mi]);
+        if (!rc) rc = h5_attr_str(f, g, "columns", "validation NDCG@10 (full ranking) after epoch 0 (untrained), 1, ...");
+        if (!rc) rc = h5_attr_i64(f, g, "users", (int64_t)w->nv);
+        if (!rc) rc = h5_attr_i64(f, g, "best_epoch", w->best_ep[mi]);
     }
     snprintf(g, sizeof g, "/prompt/%s", w->mname[mi]);
     if (!rc) rc = h5_attr_f64(f, g, "train_seconds", w->t_train[mi]);
@@ -939,6 +1080,8 @@ static void prompt_free(prompt_ws *w)
     for (size_t k = 0; k < w->nm; k++) {
         pm_free(&w->P[k]);
         free(w->curve[k]);
+        free(w->bestw[k]);
+        free(w->vcurve[k]);
     }
     if (w->have_src) explain_src_free(&w->src);
     if (w->have_spec) metrics_spec_free(&w->spec);
@@ -955,6 +1098,7 @@ static void prompt_free(prompt_ws *w)
     free(w->fsc);
     free(w->pick);
     free(w->key);
+    free(w->vusers);
     free(w->zmod);
     free(w->zpres);
     free(w->lmdir);

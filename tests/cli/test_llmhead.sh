@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# `dynmm prompt` with the item-head LLM recommender (prompt.models llm_head) end to end on a small
+# synthetic catalogue through a tiny in-suite LM:
+#   - untrained (prompt.head_epochs=0) it ranks as the aligner whose latents it reads: its per-user
+#     rows equal the aligner's on the same users, under the sampled sets and in full ranking (top N);
+#   - trained, the softmax loss falls, the validation curve starts at the untrained head and the
+#     weights kept are those of its best epoch: a run stopped after that many epochs ends with the
+#     same weights, bitwise (same rank count, same summation order);
+#   - early stopping: with patience 1 training ends after the first epoch without a better NDCG@10;
+#   - SIGTERM to the ranks mid-training writes a checkpoint; the rerun resumes to the uninterrupted
+#     weights, curve and validation curve;
+#   - the weights after the same steps agree at 1 and 3 ranks within float allreduce rounding;
+#   - a model listed twice and an unknown model are refused naming them.
+set -u
+PY=/usr/bin/python3; B=$DM_BUILD/dynmm
+export OMP_WAIT_POLICY=passive
+W=$DM_TMP/llmhead; rm -rf $W; mkdir -p $W
+fail() { echo "FAIL: $*"; exit 1; }
+small=(--set synth.users=400 --set synth.items=200 --set synth.clusters=6
+       --set sasrec.epochs=3 --set sasrec.eval_every=3 --set sasrec.hidden=16 --set sasrec.maxlen=20 --set cf.models=[sasrec]
+       --set align.epochs=10 --set align.hidden=32 --set align.dim=16 --set align.batch=64
+       --set lm.steps=40 --set lm.log_every=20 --set lm.warmup=10 --set lm.vocab=600 --set lm.layers=2 --set lm.width=32
+       --set lm.heads=2 --set lm.seq_len=48 --set lm.batch=8
+       --set prompt.user_tokens=4 --set prompt.history=3 --set prompt.title_tokens=6 --set prompt.hidden=16
+       --set prompt.batch=8 --set prompt.eval_users=60 --set prompt.valid_users=80 --set prompt.head_lr=0.001 --set prompt.warmup=5
+       --set 'prompt.protocols=[uni19,top20]' --set prompt.latency_tokens=[4] --set prompt.latency_batch=2 --set 'prompt.models=[llm_head]'
+       --set eval.splits=[test])
+$DM_MPIRUN -n 2 $B run "${small[@]}" --set run.dir=$W/base --set prompt.head_epochs=0 --set 'run.stages=[synth,train-cf,align,lm,prompt]' \
+  < /dev/null > $W/base.log 2>&1 || { cat $W/base.log; fail "the untrained run"; }
+grep -E "llm_head|align " $W/base.log
+copy() { mkdir -p $W/$1; cp $W/base/dataset.h5 $W/base/cf.h5 $W/base/align.h5 $W/base/lm.h5 $W/$1/; }
+for d in a b c p1 p3 ia ib; do copy $d; done
+ep=(--set prompt.head_epochs=6 --set prompt.patience=10)
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" "${ep[@]}" --set run.dir=$W/a < /dev/null > $W/a.log 2>&1 || { cat $W/a.log; fail "trained run"; }
+grep -E "llm_head (untrained|epoch)|kept" $W/a.log
+best=$($PY -c "import h5py; print(int(h5py.File('$W/a/prompt.h5','r')['prompt/llm_head/valid'].attrs['best_epoch']))")
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" --set prompt.head_epochs=$best --set prompt.patience=10 --set run.dir=$W/b < /dev/null > $W/b.log 2>&1 \
+  || { cat $W/b.log; fail "run of $best epochs"; }
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" --set prompt.head_epochs=6 --set prompt.patience=1 --set run.dir=$W/c < /dev/null > $W/c.log 2>&1 \
+  || { cat $W/c.log; fail "run with patience 1"; }
+$PY - $W $best <<'PYEOF' || exit 1
+import sys, h5py, numpy as np
+W, best = sys.argv[1], int(sys.argv[2])
+base = h5py.File(W + "/base/prompt.h5", "r")
+# untrained: the aligner's rows, user for user (the head's query is h_u exactly; only the BLAS
+# kernel differs, so a user may change only where two items' scores tie within float rounding)
+for proto in ("uni19", "top20"):
+    a, h = base["test/%s/align" % proto][...], base["test/%s/llm_head" % proto][...]
+    ok = ~np.isnan(a[:, 0])
+    assert ok.sum() >= 40 and (np.isnan(h[:, 0]) == ~ok).all(), "%s: users scored differ" % proto
+    same = (np.abs(a[ok] - h[ok]) < 1e-12).all(axis=1).mean()
+    assert same >= 0.95, "%s: untrained llm_head rows equal the aligner's for only %.1f%% of users" % (proto, 100 * same)
+    print("ok: untrained llm_head = aligner on %s (%d users, %.1f%% of rows identical)" % (proto, ok.sum(), 100 * same))
+a = h5py.File(W + "/a/prompt.h5", "r")
+cv, va = a["prompt/llm_head/curve"][...], a["prompt/llm_head/valid"][...]
+assert cv.shape == (6, 6) and va.shape == (7,), (cv.shape, va.shape)
+assert cv[-1, 1] < cv[0, 1], "the softmax loss did not fall: %s" % cv[:, 1]
+assert best == int(np.nanargmax(va)), "best_epoch %d but the validation curve %s" % (best, va)
+b = h5py.File(W + "/b/prompt.h5", "r")
+wa, wb = a["prompt/llm_head/weights"][...], b["prompt/llm_head/weights"][...]
+assert (wa == wb).all(), "the kept weights differ from a run of %d epochs by %g" % (best, np.abs(wa - wb).max())
+if best > 0:
+    assert (b["prompt/llm_head/valid"][...] == va[:best + 1]).all()
+print("ok: losses %s, validation ndcg@10 %s, best epoch %d kept (= a run of %d epochs, bitwise)" % (np.round(cv[:, 1], 4), np.round(va, 4), best, best))
+c = h5py.File(W + "/c/prompt.h5", "r")["prompt/llm_head/valid"][...]
+run = np.where(~np.isnan(c))[0]
+last = run[-1]
+assert last == len(c) - 1 or c[last] <= np.nanmax(c[:last]), "patience 1: stopped after epoch %d though it improved: %s" % (last, c)
+for e in range(1, last):
+    assert c[e] > np.nanmax(c[:e]), "patience 1: went on after epoch %d without a better NDCG@10: %s" % (e, c)
+print("ok: patience 1 stopped after epoch %d of 6: %s" % (last, np.round(c, 4)))
+PYEOF
+# the same steps at 1 and 3 ranks (2 ranks is run a)
+for np in 1 3; do
+  $DM_MPIRUN -n $np $B prompt "${small[@]}" "${ep[@]}" --set run.dir=$W/p$np < /dev/null > $W/p$np.log 2>&1 || { cat $W/p$np.log; fail "$np ranks"; }
+done
+$PY - $W <<'PYEOF' || exit 1
+import sys, h5py, numpy as np
+W = sys.argv[1]
+a = h5py.File(W + "/a/prompt.h5", "r")
+for n in (1, 3):
+    f = h5py.File("%s/p%d/prompt.h5" % (W, n), "r")
+    # the same epoch kept (else the comparison is of different epochs: say so)
+    ba, bn = a["prompt/llm_head/valid"].attrs["best_epoch"], f["prompt/llm_head/valid"].attrs["best_epoch"]
+    assert ba == bn, "best epoch %d at 2 ranks, %d at %d ranks" % (ba, bn, n)
+    d = np.abs(a["prompt/llm_head/weights"][...] - f["prompt/llm_head/weights"][...]).max()
+    assert d < 1e-4, "llm_head weights at %d ranks differ from 2 ranks by %g" % (n, d)
+    dv = np.nanmax(np.abs(a["prompt/llm_head/valid"][...] - f["prompt/llm_head/valid"][...]))
+    assert dv < 0.02, "validation curves at %d and 2 ranks differ by %g" % (n, dv)
+print("ok: llm_head weights the same at 1, 2 and 3 ranks (within 1e-4)")
+PYEOF
+# SIGTERM to the ranks mid-training, resume
+long=(--set prompt.head_epochs=30 --set prompt.patience=100)
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" "${long[@]}" --set run.dir=$W/ia < /dev/null > $W/ia.log 2>&1 || { cat $W/ia.log; fail "long run"; }
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" "${long[@]}" --set run.dir=$W/ib < /dev/null > $W/ib.log 2>&1 &
+pid=$!
+for i in $(seq 600); do grep -q "llm_head epoch 2 " $W/ib.log 2>/dev/null && break; sleep 0.05; done
+pkill -TERM -f "^$B prompt .*run.dir=$W/ib"
+wait $pid && fail "the run finished before SIGTERM reached it"
+grep -q "interrupted by a signal" $W/ib.log && [ -s $W/ib/ckpt_prompt_llm_head.h5 ] || { cat $W/ib.log; fail "no checkpoint on SIGTERM"; }
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" "${long[@]}" --set run.dir=$W/ib < /dev/null > $W/ib2.log 2>&1 || { cat $W/ib2.log; fail "resumed run"; }
+grep -q "resuming from" $W/ib2.log || { cat $W/ib2.log; fail "the rerun did not resume"; }
+$PY - $W <<'PYEOF' || exit 1
+import sys, h5py, numpy as np
+W = sys.argv[1]
+a, b = (h5py.File(W + "/%s/prompt.h5" % d, "r") for d in ("ia", "ib"))
+for k in ("weights", "valid"):
+    x, y = a["prompt/llm_head/" + k][...], b["prompt/llm_head/" + k][...]
+    assert ((x == y) | (np.isnan(x) & np.isnan(y))).all(), "resumed %s differ" % k
+# the resumed epoch's loss is the checkpoint's global sum plus the rest: another summation order
+ca, cb = a["prompt/llm_head/curve"][:, :5], b["prompt/llm_head/curve"][:, :5]
+assert np.allclose(ca, cb, rtol=1e-12, atol=0), "resumed curve differs by %g" % np.abs(ca - cb).max()
+print("ok: resumed after SIGTERM to the uninterrupted weights, curve and validation curve")
+PYEOF
+# refused settings
+$B prompt "${small[@]}" --set run.dir=$W/a --set 'prompt.models=[llm_head,llm_head]' > $W/e1.log 2>&1 && fail "a model listed twice was accepted"
+grep -q "prompt.models: 'llm_head' is listed twice" $W/e1.log || { cat $W/e1.log; fail "listed twice: message"; }
+$B prompt "${small[@]}" --set run.dir=$W/a --set 'prompt.models=[llm_hed]' > $W/e2.log 2>&1 && fail "an unknown model was accepted"
+grep -q "unknown model 'llm_hed'; expected llm_head, llm or llm_explain" $W/e2.log || { cat $W/e2.log; fail "unknown model: message"; }
+echo ok
