@@ -74,15 +74,21 @@ int cli_help(par_ctx *ctx, const cli_args *a, const char *usage)
     return 1;
 }
 
-int cli_begin(par_ctx *ctx, int argc, char **argv, const char *usage, cli_args *a, dm_cfg *cfg, int *done)
+int cli_start(par_ctx *ctx, int argc, char **argv, const char *usage, cli_args *a, int *done)
 {
     *done = 0;
     DM_CALL(cli_parse(argc, argv, a));
     if (cli_help(ctx, a, usage)) {
         cli_args_free(a);
         *done = 1;
-        return DM_OK;
     }
+    return DM_OK;
+}
+
+int cli_begin(par_ctx *ctx, int argc, char **argv, const char *usage, cli_args *a, dm_cfg *cfg, int *done)
+{
+    DM_CALL(cli_start(ctx, argc, argv, usage, a, done));
+    if (*done) return DM_OK;
     int rc = par_agree(ctx, cli_load_config(ctx, a, cfg));
     if (rc) {
         dm_cfg_free(cfg);

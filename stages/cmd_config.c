@@ -19,11 +19,9 @@ static const char USAGE[] =
 int cmd_config(par_ctx *ctx, int argc, char **argv)
 {
     cli_args a;
-    DM_CALL(cli_parse(argc, argv, &a));
-    if (cli_help(ctx, &a, USAGE)) {
-        cli_args_free(&a);
-        return DM_OK;
-    }
+    int helped;
+    DM_CALL(cli_start(ctx, argc, argv, USAGE, &a, &helped));
+    if (helped) return DM_OK;
     int reference = 0, hash = 0, keys = 0, rc = DM_OK;
     for (int i = 0; i < a.npositional; i++) {
         if (!strcmp(a.positional[i], "--reference")) reference = 1;

@@ -433,11 +433,9 @@ static int export_all(par_ctx *ctx, const export_opts *o)
 int cmd_export(par_ctx *ctx, int argc, char **argv)
 {
     cli_args a;
-    DM_CALL(cli_parse(argc, argv, &a));
-    if (cli_help(ctx, &a, USAGE)) {
-        cli_args_free(&a);
-        return DM_OK;
-    }
+    int helped;
+    DM_CALL(cli_start(ctx, argc, argv, USAGE, &a, &helped));
+    if (helped) return DM_OK;
     export_opts o;
     dm_log_init(ctx->rank == 0, a.verbose >= 0 ? a.verbose : 1);
     int rc = parse_opts(&a, &o);

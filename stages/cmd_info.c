@@ -224,11 +224,9 @@ static int metrics_summary(par_ctx *ctx, h5file *f, const char *want)
 int cmd_info(par_ctx *ctx, int argc, char **argv)
 {
     cli_args a;
-    DM_CALL(cli_parse(argc, argv, &a));
-    if (cli_help(ctx, &a, USAGE)) {
-        cli_args_free(&a);
-        return DM_OK;
-    }
+    int helped;
+    DM_CALL(cli_start(ctx, argc, argv, USAGE, &a, &helped));
+    if (helped) return DM_OK;
     const char *path = NULL, *metrics = NULL;
     int show_cfg = 0, rc = DM_OK;
     for (int i = 0; i < a.npositional && !rc; i++) {

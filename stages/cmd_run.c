@@ -70,11 +70,9 @@ static int check_plan(par_ctx *ctx, const dm_cfg *cfg)
 int cmd_run(par_ctx *ctx, int argc, char **argv)
 {
     cli_args a;
-    DM_CALL(cli_parse(argc, argv, &a));
-    if (cli_help(ctx, &a, USAGE)) {
-        cli_args_free(&a);
-        return DM_OK;
-    }
+    int helped;
+    DM_CALL(cli_start(ctx, argc, argv, USAGE, &a, &helped));
+    if (helped) return DM_OK;
     dm_cfg cfg;
     int rc = cli_load_config(ctx, &a, &cfg);
     if (!rc && a.npositional) rc = DM_ERR(DM_ECONFIG, "run: unexpected argument '%s'", a.positional[0]);

@@ -374,11 +374,9 @@ static int status(const cli_args *a)
 int cmd_status(par_ctx *ctx, int argc, char **argv)
 {
     cli_args a;
-    DM_CALL(cli_parse(argc, argv, &a));
-    if (cli_help(ctx, &a, USAGE)) {
-        cli_args_free(&a);
-        return DM_OK;
-    }
+    int helped;
+    DM_CALL(cli_start(ctx, argc, argv, USAGE, &a, &helped));
+    if (helped) return DM_OK;
     int rc = DM_OK;
     if (a.nconfigs || a.nsets) {
         rc = DM_ERR(DM_ECONFIG, "status takes a sweep directory, not a config");

@@ -735,11 +735,9 @@ static int sweep(par_ctx *ctx, const cli_args *a)
 int cmd_sweep(par_ctx *ctx, int argc, char **argv)
 {
     cli_args a;
-    DM_CALL(cli_parse(argc, argv, &a));
-    if (cli_help(ctx, &a, USAGE)) {
-        cli_args_free(&a);
-        return DM_OK;
-    }
+    int helped;
+    DM_CALL(cli_start(ctx, argc, argv, USAGE, &a, &helped));
+    if (helped) return DM_OK;
     int rc = ctx->rank == 0 ? sweep(ctx, &a) : DM_OK;
     cli_args_free(&a);
     return par_agree(ctx, rc);
