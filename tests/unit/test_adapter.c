@@ -112,6 +112,12 @@ static int model_make(adapter *m, adapter_acts *a, const adapter_config *c, uint
     return 0;
 }
 
+static void model_free(adapter *m, adapter_acts *a)
+{
+    adapter_free(m);
+    adapter_acts_free(a);
+}
+
 /* ---- 1. known answers ------------------------------------------------------------------------ */
 
 static void test_zero_init(void)
@@ -153,10 +159,8 @@ static void test_zero_init(void)
     free(z);
     free(res);
     free(h);
-    adapter_free(&m);
-    adapter_free(&m2);
-    adapter_acts_free(&a);
-    adapter_acts_free(&a2);
+    model_free(&m, &a);
+    model_free(&m2, &a2);
     world_free(&w);
 }
 
@@ -202,10 +206,8 @@ static void test_fast_vs_naive(void)
             CHECK(dz < 1e-5, "latents fast vs naive differ by %g", dz);
             free(zf);
             free(zn);
-            adapter_free(&mf);
-            adapter_free(&mn);
-            adapter_acts_free(&af);
-            adapter_acts_free(&an);
+            model_free(&mf, &af);
+            model_free(&mn, &an);
             world_free(&w);
         }
     printf("# fast vs naive kernels: max relative gradient difference %.2g\n", worst);
@@ -321,8 +323,7 @@ static void test_finite_differences(void)
                 free(sp);
                 free(sm);
                 free(g);
-                adapter_free(&m);
-                adapter_acts_free(&a);
+                model_free(&m, &a);
                 world_free(&w);
             }
     CHECK(kinks_all * 50 < elems_all, "%d of %d elements untestable at ReLU kinks", kinks_all,
@@ -358,8 +359,7 @@ static void test_finite_differences(void)
            tl_maxabs(eg, m.nparams));
     CHECK(worst < 1e-4, "EWC gradient differs from finite differences by %g", worst);
     free(eg);
-    adapter_free(&m);
-    adapter_acts_free(&a);
+    model_free(&m, &a);
 }
 
 /* ---- 4. Fisher ------------------------------------------------------------------------------- */
@@ -402,8 +402,7 @@ static void test_fisher(void)
                       "commit");
                 CHECK(adapter_ewc_loss(&m) == 0, "EWC zero at the anchor");
                 free(brute);
-                adapter_free(&m);
-                adapter_acts_free(&a);
+                model_free(&m, &a);
                 world_free(&w);
             }
 }
@@ -639,8 +638,7 @@ static void test_shards(void)
         dm_error_clear();
         free(full);
         free(fis);
-        adapter_free(&m);
-        adapter_acts_free(&a);
+        model_free(&m, &a);
         world_free(&w);
     }
 }
@@ -679,8 +677,7 @@ static void ablation_no_gate(const adapter_config *c, world *w, const adapter_ba
     CHECK(gi[0] > 0 && gi[0] < 1 && gi[0] != gi[1], "gate values %g %g", gi[0], gi[1]);
     free(z);
     free(res);
-    adapter_free(&m);
-    adapter_acts_free(&a);
+    model_free(&m, &a);
 }
 
 /* no KL: zero term, and the gradient is the one of an infinitely wide KL (sigma -> inf) */
@@ -726,8 +723,7 @@ static void ablation_no_kl(const adapter_config *c, world *w, const adapter_batc
           "KL with sigma_user = 2 sigma: %g, expected %g", k_mixed, k_item + 0.25 * k_user);
     m.cfg.sigma_user = 0.0f;
     free(g0);
-    adapter_free(&m);
-    adapter_acts_free(&a);
+    model_free(&m, &a);
 }
 
 /* no EWC: zero loss and the Adam step ignores F; with EWC the step differs */
@@ -761,12 +757,9 @@ static void ablation_no_ewc(const adapter_config *c, world *w, const adapter_bat
     adapter_train_step(&m3, &a3, &w->t, b, NULL);
     adapter_adam_step(&m3);
     CHECK(!memcmp(m1.params_mem, m3.params_mem, m1.nparams * 4), "no EWC: F is ignored");
-    adapter_free(&m1);
-    adapter_free(&m2);
-    adapter_free(&m3);
-    adapter_acts_free(&a1);
-    adapter_acts_free(&a2);
-    adapter_acts_free(&a3);
+    model_free(&m1, &a1);
+    model_free(&m2, &a2);
+    model_free(&m3, &a3);
 }
 
 /* EMA: exact recurrence in float; serving uses it; no EMA serves the raw weights */
@@ -808,8 +801,7 @@ static void ablation_ema(const adapter_config *c, world *w, const adapter_batch 
     free(e);
     free(zs);
     free(zr);
-    adapter_free(&m);
-    adapter_acts_free(&a);
+    model_free(&m, &a);
 }
 
 static void test_ablations(void)
@@ -881,8 +873,7 @@ static void test_serving(void)
     free(z1);
     free(z2);
     free(res);
-    adapter_free(&m);
-    adapter_acts_free(&a);
+    model_free(&m, &a);
     adapter_acts_free(&ab);
     world_free(&w);
 }
@@ -937,10 +928,8 @@ static void test_large(void)
     printf("# large (%d items, batch %d x %d): all-item latents fast vs naive max diff %.2g\n",
            c.n_items, c.max_batch, c.negatives + 1, d);
     TL_FREE(g1, z1, z2, zn);
-    adapter_free(&mf);
-    adapter_free(&mn);
-    adapter_acts_free(&af);
-    adapter_acts_free(&an);
+    model_free(&mf, &af);
+    model_free(&mn, &an);
     world_free(&w);
     /* summaries over many items and users: 1 and 2 threads give the same bits */
     const int nu = 70000, ni = 70000;
@@ -1005,8 +994,7 @@ static void test_overfit(void)
                loss ? "bce" : "softmax", l0.rec, l.rec);
         CHECK(l.rec < 0.02 && l.rec < 0.05 * l0.rec, "tiny batch did not overfit: %g -> %g", l0.rec,
               l.rec);
-        adapter_free(&m);
-        adapter_acts_free(&a);
+        model_free(&m, &a);
         world_free(&w);
     }
 }
@@ -1216,13 +1204,7 @@ static void test_window_gather(void)
     int64_t time[8] = {10, 20, 30, 15, 25, 5, 21, 40};
     int32_t win[8] = {-1, 0, 1, 0, 1, -1, 0, 1};
     int64_t ws[3] = {10, 20, 41};
-    dm_dataset d;
-    memset(&d, 0, sizeof d);
-    d.n_users = 3;
-    d.n_items = 7;
-    d.n_inter = 8;
-    d.user_off = off;
-    d.item = item;
+    dm_dataset d = tl_dataset_view(3, 7, off, item);
     d.time = time;
     d.window = win;
     d.n_windows = 2;
@@ -1343,8 +1325,7 @@ static void run_stream(int P, stream_out *o)
     free(gsum);
     free(fsum);
     adapter_reservoir_free(&buf);
-    adapter_free(&m);
-    adapter_acts_free(&a);
+    model_free(&m, &a);
     world_free(&w);
 }
 
@@ -1610,10 +1591,8 @@ static void test_chunks_sum(void)
         CHECK(dwhole <= 1e-5 * gmax, "%s: off the whole batch by %g (max %g)", nm, dwhole, gmax);
     }
     TL_FREE(fix, tot, part, dsum, got);
-    adapter_free(&m);
-    adapter_acts_free(&a);
-    adapter_free(&whole);
-    adapter_acts_free(&wa);
+    model_free(&m, &a);
+    model_free(&whole, &wa);
     world_free(&w);
 }
 
@@ -1760,8 +1739,7 @@ static void torch_case(const char *dir, const dm_json *cs, int naive)
     CHECK(da < 2e-5 && de < 2e-5, "%s: Adam / EMA differ from torch by %g / %g", name, da, de);
 done:
     TL_FREE(p, e_cf, zb, si, r, hb, su, user, pos, neg, grec, gall, fis, eg, F, anc, adam, ema, zd, hd);
-    adapter_free(&m);
-    adapter_acts_free(&a);
+    model_free(&m, &a);
 }
 
 static void numpy_summary_case(const char *dir, const dm_json *cs)

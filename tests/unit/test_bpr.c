@@ -11,6 +11,7 @@
  * wide margin, and a dropped or doubled term (a change of at least 1e-2 relative here) fails it.
  */
 #include "tap.h"
+#include "testlib.h"
 
 #include "../../src/bpr/bpr.h"
 #include "../../src/core/err.h"
@@ -36,18 +37,12 @@ enum { NU = 7, NI = 11, D = 5, N = 19 };
 /* a model over a tiny dataset with the given parameters (the training set is irrelevant here) */
 static void make_model(bpr_model *m, const float *params, float reg, float lr)
 {
-    dm_dataset d;
-    memset(&d, 0, sizeof d);
     int64_t off[NU + 1] = {0};
     int32_t item[1] = {0};
     int8_t roles[1] = {DM_TRAIN};
     off[1] = 1;
     for (int u = 2; u <= NU; u++) off[u] = 1;
-    d.n_users = NU;
-    d.n_items = NI;
-    d.n_inter = 1;
-    d.user_off = off;
-    d.item = item;
+    dm_dataset d = tl_dataset_view(NU, NI, off, item);
     bpr_config c = {NU, NI, D, reg, 0.1f, lr, 0.9f, 0.999f, 1e-8f};
     CHECK(bpr_init(m, &c, &d, roles, 1) == DM_OK, "bpr_init: %s", dm_error_message());
     memcpy(m->params, params, m->nparams * sizeof *params);
@@ -111,13 +106,7 @@ static void test_negatives_and_scores(void)
     int64_t off[4] = {0, 9, 11, 12};
     int32_t item[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 3, 4, 5};
     int8_t roles[12] = {0};
-    dm_dataset d;
-    memset(&d, 0, sizeof d);
-    d.n_users = 3;
-    d.n_items = 10;
-    d.n_inter = 12;
-    d.user_off = off;
-    d.item = item;
+    dm_dataset d = tl_dataset_view(3, 10, off, item);
     bpr_config c = {3, 10, 4, 0.0f, 0.1f, 0.01f, 0.9f, 0.999f, 1e-8f};
     bpr_model m;
     CHECK(bpr_init(&m, &c, &d, roles, 3) == DM_OK, "init");

@@ -799,30 +799,26 @@ static const int64_t m_off[MU + 1] = {0, 4, 6, 14, 17, 25};
 static const int32_t m_item[MN] = {1, 2, 3, 4, 5, 6, 0, 1, 2, 3, 4, 5, 6, 7, 8, 7, 6, 0, 1, 2, 3, 4, 5, 6, 7};
 static const int8_t m_roles[MN] = {0, 0, 1, 2, 0, 1, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
-static void *ops_model(dm_dataset *d, dm_cfg *cfg)
+/* Runs body on a new model over the tiny dataset (sasrec_model_ops.create: one check). */
+static void with_model(void (*body)(const dm_model_ops *ops, void *self, const dm_dataset *d))
 {
-    memset(d, 0, sizeof *d);
-    d->n_users = MU;
-    d->n_items = MI;
-    d->n_inter = MN;
-    d->user_off = (int64_t *)m_off;
-    d->item = (int32_t *)m_item;
+    dm_dataset d = tl_dataset_view(MU, MI, (int64_t *)m_off, (int32_t *)m_item);
+    dm_cfg cfg;
     const char *set[] = {"sasrec.hidden=8", "sasrec.heads=2", "sasrec.maxlen=4", "sasrec.blocks=1", "sasrec.dropout=0.2"};
-    int ok = dm_cfg_init(cfg) == DM_OK;
-    for (size_t k = 0; k < sizeof set / sizeof set[0] && ok; k++) ok = dm_cfg_set(cfg, set[k]) == DM_OK;
+    int ok = dm_cfg_init(&cfg) == DM_OK;
+    for (size_t k = 0; k < sizeof set / sizeof set[0] && ok; k++) ok = dm_cfg_set(&cfg, set[k]) == DM_OK;
     void *self = NULL;
-    CHECK(ok && sasrec_model_ops.create(&self, cfg, d, m_roles, 5, 77) == DM_OK, "create: %s", dm_error_message());
-    return self;
+    CHECK(ok && sasrec_model_ops.create(&self, &cfg, &d, m_roles, 5, 77) == DM_OK, "create: %s", dm_error_message());
+    if (self) {
+        body(&sasrec_model_ops, self, &d);
+        sasrec_model_ops.destroy(self);
+    }
+    dm_cfg_free(&cfg);
 }
 
 /* training sequences, targets, rows, keyed negatives, histories */
-static void test_model_rows(void)
+static void test_model_rows(const dm_model_ops *ops, void *self, const dm_dataset *d)
 {
-    const dm_model_ops *ops = &sasrec_model_ops;
-    dm_dataset d;
-    dm_cfg cfg;
-    void *self = ops_model(&d, &cfg);
-    if (!self) return;
     sasrec_model *s = self;
     CHECK(ops->n_examples(self) == 4 && s->user[0] == 0 && s->user[1] == 2 && s->user[2] == 3 && s->user[3] == 4,
           "training sequences: %zu", ops->n_examples(self));
@@ -852,25 +848,18 @@ static void test_model_rows(void)
     }
     CHECK(only, "user 4's negatives are item 8, the one it never took");
     /* histories: the latest T items of role < split */
-    sasrec_history_row(&d, m_roles, DM_VALID, 2, 4, seq);
-    sasrec_history_row(&d, m_roles, DM_TEST, 2, 4, seq2);
+    sasrec_history_row(d, m_roles, DM_VALID, 2, 4, seq);
+    sasrec_history_row(d, m_roles, DM_TEST, 2, 4, seq2);
     const int32_t hv[4] = {3, 4, 5, 6}, ht[4] = {4, 5, 6, 7};
     CHECK(!memcmp(seq, hv, sizeof seq) && !memcmp(seq2, ht, sizeof seq2), "histories of user 2");
-    sasrec_history_row(&d, m_roles, DM_VALID, 1, 4, seq);
+    sasrec_history_row(d, m_roles, DM_VALID, 1, 4, seq);
     CHECK(seq[0] == 0 && seq[1] == 0 && seq[2] == 0 && seq[3] == 6, "history of user 1");
-    ops->destroy(self);
-    dm_cfg_free(&cfg);
 }
 
 /* the trainer's contract: shard gradients with the global normaliser and positions sum to the
  * batch's; after_reduce zeroes the key bias; scores; tensors tile the slab */
-static void test_model_ops(void)
+static void test_model_ops(const dm_model_ops *ops, void *self, const dm_dataset *d)
 {
-    const dm_model_ops *ops = &sasrec_model_ops;
-    dm_dataset d;
-    dm_cfg cfg;
-    void *self = ops_model(&d, &cfg);
-    if (!self) return;
     sasrec_model *s = self;
     size_t np, ex[4] = {2, 0, 3, 1};
     int64_t gidx[4] = {0, 1, 2, 3};
@@ -912,7 +901,7 @@ static void test_model_ops(void)
     /* scores: the states' dot products with items 1..n of E */
     size_t users[2] = {2, 1};
     float sc[2 * MI], st[2 * 8];
-    CHECK(ops->score(self, &d, m_roles, DM_TEST, users, 2, sc) == DM_OK && sasrec_model_states(s, &d, m_roles, DM_TEST, users, 2, st) == DM_OK,
+    CHECK(ops->score(self, d, m_roles, DM_TEST, users, 2, sc) == DM_OK && sasrec_model_states(s, d, m_roles, DM_TEST, users, 2, st) == DM_OK,
           "score");
     double worst = 0;
     for (int b = 0; b < 2; b++)
@@ -936,8 +925,6 @@ static void test_model_ops(void)
     CHECK(k == SASREC_NTENSORS && at == np && tiled, "%d tensors cover %zu of %zu parameters", k, at, np);
     free(full);
     free(sum);
-    ops->destroy(self);
-    dm_cfg_free(&cfg);
 }
 
 int main(void)
@@ -952,7 +939,7 @@ int main(void)
     test_known_answers();
     test_inference();
     test_config();
-    test_model_rows();
-    test_model_ops();
+    with_model(test_model_rows);
+    with_model(test_model_ops);
     return tap_done("test_sasrec");
 }
