@@ -15,13 +15,7 @@
 
 int adapter_config_check(const adapter_config *c)
 {
-#define BAD(cond, ...)                                                                             \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            DM_ERR(DM_ECONFIG, __VA_ARGS__);                                                       \
-            return DM_ECONFIG;                                                                     \
-        }                                                                                          \
-    } while (0)
+#define BAD DM_CONFIG_CHECK
     BAD(c->n_items < 1 || c->n_users < 1, "adapter: %d items and %d users, expected at least 1",
         c->n_items, c->n_users);
     BAD(c->d_cf < 0 || c->d < 1, "adapter: d_cf = %d, d = %d out of range", c->d_cf, c->d);

@@ -36,13 +36,7 @@ static int max_bank(const align_config *c) { return c->max_bank > 0 ? c->max_ban
 
 int align_config_check(const align_config *c)
 {
-#define BAD(cond, ...)                                                                             \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            DM_ERR(DM_ECONFIG, __VA_ARGS__);                                                       \
-            return DM_ECONFIG;                                                                     \
-        }                                                                                          \
-    } while (0)
+#define BAD DM_CONFIG_CHECK
     int used = 0;
     for (int k = 0; k < ALIGN_K; k++) {
         BAD(c->dim_in[k] < 0 || c->dim_in[k] > 1000000,

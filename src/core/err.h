@@ -51,6 +51,12 @@ _Noreturn void dm_assert_fail(const char *cond, const char *file, int line);
 
 #define DM_ERR(code, ...) dm_error_at(__FILE__, __LINE__, (code), __VA_ARGS__)
 #define DM_HINT(...) dm_error_hint(__VA_ARGS__)
+/* Returns DM_ECONFIG from the calling function, with the message, when cond holds: the checks of a
+ * model's settings (DM_CONFIG_CHECK(c->d < 1, "adapter: d = %d, expected at least 1", c->d)). */
+#define DM_CONFIG_CHECK(cond, ...)                                \
+    do {                                                          \
+        if (cond) return DM_ERR(DM_ECONFIG, __VA_ARGS__);         \
+    } while (0)
 #define DM_CALL(expr)                                                  \
     do {                                                               \
         int dm_rc_ = (expr);                                           \

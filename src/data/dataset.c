@@ -443,6 +443,30 @@ static int add_joined(dm_strtab *t, const char *s, size_t n, const char *lev_sep
     return rc;
 }
 
+/* An attribute key: kind byte, level byte (1 + level: never NUL), then the caller appends the name. */
+static int attr_key(dm_buf *key, int kind, int level)
+{
+    dm_buf_reset(key);
+    DM_CALL(dm_buf_addc(key, (char)(1 + kind)));
+    return dm_buf_addc(key, (char)(1 + level));
+}
+
+/* Interns key and appends its id to cand (ncand of cap) unless the item's candidates, those from
+ * start on, already hold it. */
+static int attr_add(dm_strmap *keys, const dm_buf *key, size_t start, int64_t **cand, size_t *ncand, size_t *cap)
+{
+    int64_t id;
+    DM_CALL(dm_strmap_intern(keys, key->data, key->len, &id, NULL));
+    for (size_t c = start; c < *ncand; c++)
+        if ((*cand)[c] == id) return DM_OK;
+    if (*ncand + 1 > *cap) {
+        *cap = *cap ? 2 * *cap : 4096;
+        DM_REALLOC(*cand, *cap);
+    }
+    (*cand)[(*ncand)++] = id;
+    return DM_OK;
+}
+
 static int build_attributes(dm_dataset *d, const dm_meta *meta, const int64_t *meta_of_item, const dm_process_opts *o)
 {
     /* candidate attribute keys per item: kind byte, level byte, name */
@@ -466,22 +490,18 @@ static int build_attributes(dm_dataset *d, const dm_meta *meta, const int64_t *m
             if (pass == 0) {
                 s = dm_strtab_get(&meta->brand, (size_t)mi, &l);
                 if (!l) continue;
-                dm_buf_reset(&key);
-                DM_CALL(dm_buf_addc(&key, (char)(1 + DM_ATTR_BRAND)));
-                DM_CALL(dm_buf_addc(&key, 1));
+                DM_CALL(attr_key(&key, DM_ATTR_BRAND, 0));
                 DM_CALL(dm_buf_add(&key, s, l));
-                goto add_one;
+                DM_CALL(attr_add(&keys, &key, start, &cand, &ncand, &cap));
             } else if (pass == 2) {
                 double pr = meta->price[mi];
                 if (isnan(pr) || o->n_price_edges == 0) continue;
                 size_t b = 0;
                 while (b < o->n_price_edges && pr > o->price_edges[b]) b++;
-                dm_buf_reset(&key);
-                DM_CALL(dm_buf_addc(&key, (char)(1 + DM_ATTR_PRICE)));
-                DM_CALL(dm_buf_addc(&key, 1));
+                DM_CALL(attr_key(&key, DM_ATTR_PRICE, 0));
                 if (b < o->n_price_edges) DM_CALL(dm_buf_printf(&key, "price <= %g", o->price_edges[b]));
                 else DM_CALL(dm_buf_printf(&key, "price > %g", o->price_edges[o->n_price_edges - 1]));
-                goto add_one;
+                DM_CALL(attr_add(&keys, &key, start, &cand, &ncand, &cap));
             } else {
                 int kind = pass == 1 ? DM_ATTR_CATEGORY : DM_ATTR_OTHER;
                 s = dm_strtab_get(pass == 1 ? &meta->cats : &meta->attrs, (size_t)mi, &l);
@@ -491,42 +511,15 @@ static int build_attributes(dm_dataset *d, const dm_meta *meta, const int64_t *m
                     size_t j = i;
                     while (j < l && s[j] != '\t' && s[j] != '\n') j++;
                     if (j > i && (kind != DM_ATTR_CATEGORY || level < o->max_cat_levels)) {
-                        dm_buf_reset(&key);
-                        DM_CALL(dm_buf_addc(&key, (char)(1 + kind)));
-                        DM_CALL(dm_buf_addc(&key, (char)(1 + (kind == DM_ATTR_CATEGORY ? level : 0))));
+                        DM_CALL(attr_key(&key, kind, kind == DM_ATTR_CATEGORY ? level : 0));
                         DM_CALL(dm_buf_add(&key, s + i, j - i));
-                        int64_t id;
-                        int added;
-                        DM_CALL(dm_strmap_intern(&keys, key.data, key.len, &id, &added));
-                        int dup = 0;
-                        for (size_t c = start; c < ncand; c++) dup |= cand[c] == id;
-                        if (!dup) {
-                            if (ncand + 1 > cap) {
-                                cap = cap ? 2 * cap : 4096;
-                                DM_REALLOC(cand, cap);
-                            }
-                            cand[ncand++] = id;
-                        }
+                        DM_CALL(attr_add(&keys, &key, start, &cand, &ncand, &cap));
                     }
                     if (j < l && s[j] == '\n') level = 0;
                     else if (kind == DM_ATTR_CATEGORY) level++;
                     i = j + 1;
                 }
-                continue;
             }
-        add_one: {
-            int64_t id;
-            DM_CALL(dm_strmap_intern(&keys, key.data, key.len, &id, NULL));
-            int dup = 0;
-            for (size_t c = start; c < ncand; c++) dup |= cand[c] == id;
-            if (!dup) {
-                if (ncand + 1 > cap) {
-                    cap = cap ? 2 * cap : 4096;
-                    DM_REALLOC(cand, cap);
-                }
-                cand[ncand++] = id;
-            }
-        }
         }
     }
     cand_off[d->n_items] = (int64_t)ncand;

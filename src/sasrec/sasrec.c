@@ -50,13 +50,7 @@ int sasrec_config_from(const dm_cfg *cfg, int n_items, int max_batch, sasrec_con
 
 int sasrec_config_check(const sasrec_config *c)
 {
-#define BAD(cond, ...)                                                                             \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            DM_ERR(DM_ECONFIG, __VA_ARGS__);                                                       \
-            return DM_ECONFIG;                                                                     \
-        }                                                                                          \
-    } while (0)
+#define BAD DM_CONFIG_CHECK
     BAD(c->n_items < 1, "sasrec: n_items = %d, expected at least 1", c->n_items);
     BAD(c->C < 1 || c->T < 1 || c->L < 1 || c->F < 0,
         "sasrec: hidden %d, maxlen %d, blocks %d must be positive and ffn %d not negative", c->C,
