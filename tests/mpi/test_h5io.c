@@ -43,6 +43,19 @@ static int same_everywhere(par_ctx *ctx, int rc)
 
 static int exists(const char *p) { return access(p, F_OK) == 0; }
 
+/* path with /x (n rows of c floats; this rank's rows lo..hi in x) committed, or discarded on any
+ * rank's failure. Collective. */
+static int write_x(par_ctx *ctx, const char *path, size_t n, size_t c, size_t lo, size_t hi, const float *x)
+{
+    h5file f;
+    int rc = h5_create(ctx, path, 0, 4096, &f);
+    if (!rc) rc = h5_write_rows(&f, "/x", H5_F32, n, c, lo, hi - lo, x);
+    rc = par_agree(ctx, rc);
+    if (!rc) rc = h5_commit(&f);
+    else h5_discard(&f);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     par_ctx ctx;
@@ -84,11 +97,7 @@ int main(int argc, char **argv)
 
     /* 2. the next file is written normally */
     dm_error_clear();
-    rc = h5_create(&ctx, path, 0, 4096, &f);
-    if (!rc) rc = h5_write_rows(&f, "/x", H5_F32, N, C, lo, hi - lo, x);
-    rc = par_agree(&ctx, rc);
-    if (!rc) rc = h5_commit(&f);
-    else h5_discard(&f);
+    rc = write_x(&ctx, path, N, C, lo, hi, x);
     CHECK(rc == DM_OK && exists(path), "a file after the failure: %s", dm_error_message());
     h5file g;
     void *px = NULL;
@@ -129,10 +138,7 @@ int main(int argc, char **argv)
 
     /* 4. a truncated file (the complete one cut to half) */
     dm_error_clear();
-    rc = h5_create(&ctx, path, 0, 4096, &f);
-    if (!rc) rc = h5_write_rows(&f, "/x", H5_F32, N, C, lo, hi - lo, x);
-    rc = par_agree(&ctx, rc);
-    if (!rc) rc = h5_commit(&f);
+    rc = write_x(&ctx, path, N, C, lo, hi, x);
     CHECK(rc == DM_OK, "write: %s", dm_error_message());
     size = stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
     par_barrier(&ctx); /* every rank has its size before rank 0 cuts the file */

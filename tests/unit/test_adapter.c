@@ -47,18 +47,25 @@ static void config_from(adapter_config *c, const char *const *sets)
     dm_cfg_free(&cfg);
 }
 
+/* the sizes, which no adapter.* key sets */
+static void set_sizes(adapter_config *c, int n_items, int n_users, int d_cf, int d, int ds_item, int ds_user,
+                      int max_batch)
+{
+    c->n_items = n_items;
+    c->n_users = n_users;
+    c->d_cf = d_cf;
+    c->d = d;
+    c->ds_item = ds_item;
+    c->ds_user = ds_user;
+    c->max_batch = max_batch;
+}
+
 static void small_config(adapter_config *c)
 {
     const char *sets[] = {"adapter.hidden=12", "adapter.negatives=3", "adapter.serve_rows=5",
                           "adapter.sigma=0.8", "adapter.zero_init=false", NULL};
     config_from(c, sets);
-    c->n_items = 19;
-    c->n_users = 8;
-    c->d_cf = 5;
-    c->d = 4;
-    c->ds_item = 4;
-    c->ds_user = 7;
-    c->max_batch = 12;
+    set_sizes(c, 19, 8, 5, 4, 4, 7, 12);
 }
 
 static void world_make(world *w, const adapter_config *c, uint64_t seed)
@@ -1619,13 +1626,9 @@ static void torch_config(const dm_json *cs, int naive, adapter_config *c)
     const char *sets[] = {s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], e,
                           "adapter.serve_rows=7", NULL};
     config_from(c, sets);
-    c->n_items = (int)tl_jint(cs, "n_items");
-    c->n_users = (int)tl_jint(cs, "n_users");
-    c->d_cf = (int)tl_jint(cs, "d_cf");
-    c->d = (int)tl_jint(cs, "d");
-    c->ds_item = (int)tl_jint(cs, "ds_item");
-    c->ds_user = (int)tl_jint(cs, "ds_user");
-    c->max_batch = (int)tl_jint(cs, "B");
+    set_sizes(c, (int)tl_jint(cs, "n_items"), (int)tl_jint(cs, "n_users"), (int)tl_jint(cs, "d_cf"),
+              (int)tl_jint(cs, "d"), (int)tl_jint(cs, "ds_item"), (int)tl_jint(cs, "ds_user"),
+              (int)tl_jint(cs, "B"));
     c->naive = naive;
 }
 
