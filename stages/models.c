@@ -4,6 +4,7 @@
 #include "cands.h"
 #include "cf_sasrec.h"
 #include "ease.h"
+#include "itemknn.h"
 #include "trainer.h"
 
 #include "../src/bpr/bpr.h"
@@ -204,6 +205,7 @@ static int sasrec_check(const dm_cfg *cfg)
 /* ---- the registry ------------------------------------------------------------------------------- */
 
 static const char *const g_ease_groups[] = {"ease", NULL};
+static const char *const g_itemknn_groups[] = {"itemknn", NULL};
 
 static const model_def g_models[] = {
     {"pop", "Pop", "cf.h5", NULL, NULL, pop_train, pop_load, builtin_unload, NULL},
@@ -211,6 +213,7 @@ static const model_def g_models[] = {
     {"sasrec", NULL, "cf.h5", NULL, &sasrec_model_ops, sasrec_train, sasrec_load, builtin_unload, sasrec_check},
     {"align", "aligner", "align.h5", NULL, NULL, NULL, align_load_scorer, builtin_unload, NULL},
     {"bpr", NULL, "cf.h5", NULL, &bpr_model_ops, NULL, NULL, NULL, NULL},
+    {"itemknn", "ItemKNN", "cf.h5", g_itemknn_groups, NULL, itemknn_train, itemknn_load, itemknn_unload, NULL},
 };
 static const int g_nmodels = (int)(sizeof g_models / sizeof g_models[0]);
 
