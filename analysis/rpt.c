@@ -210,35 +210,6 @@ int rpt_resolve_inputs(char *const *inputs, size_t n, char ***paths, size_t *npa
 
 /* ---- reading files ----------------------------------------------------------------------- */
 
-/* A string table as a vector. Files written by `dynmm eval` at several ranks before that was fixed
- * carry the final offset in the first row (the last rank wrote its block at row 0); the table is
- * still readable since offsets[0] = 0 and offsets[n] = #chars by definition. */
-static int read_columns(h5file *f, const char *name, char ***v, size_t *n)
-{
-    char nm[800];
-    void *chars = NULL, *off = NULL;
-    size_t nc, no, c;
-    snprintf(nm, sizeof nm, "%s/chars", name);
-    DM_CALL(h5_read_all(f, nm, H5_U8, &chars, &nc, &c));
-    snprintf(nm, sizeof nm, "%s/offsets", name);
-    int rc = h5_read_all(f, nm, H5_I64, &off, &no, &c);
-    int64_t *o = off;
-    if (!rc && no >= 1) {
-        o[0] = 0;
-        o[no - 1] = (int64_t)nc;
-    }
-    for (size_t i = 0; !rc && i + 1 < no; i++)
-        if (o[i] > o[i + 1]) rc = DM_ERR(DM_EFORMAT, "string table '%s' in '%s' is inconsistent", name, f->path);
-    for (size_t i = 0; !rc && i + 1 < no; i++) {
-        char *s = dm_str_ndup((const char *)chars + o[i], (size_t)(o[i + 1] - o[i]));
-        rc = s ? dm_strv_push(v, n, s) : DM_ENOMEM;
-        free(s);
-    }
-    free(chars);
-    free(off);
-    return rc;
-}
-
 static void entry_free(rpt_entry *e)
 {
     free(e->name);
@@ -276,7 +247,7 @@ static int entry_columns(h5file *f, const char *obj, const char *group, char ***
         snprintf(t, sizeof t, "%s%s/columns/offsets", g[0] ? "/" : "", g);
         if (h5_exists(f, t)) {
             snprintf(t, sizeof t, "%s%s/columns", g[0] ? "/" : "", g);
-            DM_CALL(read_columns(f, t, cn, ncn));
+            DM_CALL(h5_read_strv(f, t, cn, ncn));
             *root_cols = !g[0];
             return DM_OK;
         }

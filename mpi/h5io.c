@@ -3,6 +3,8 @@
 
 #include "../src/core/err.h"
 #include "../src/core/log.h"
+#include "../src/core/str.h"
+#include "../src/core/strv.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -355,7 +357,9 @@ static void drop_part(h5file *f)
     h5file_free(f);
 }
 
-int h5_create(par_ctx *ctx, const char *path, int compress, size_t chunk_rows, h5file *f)
+/* The start of h5_create / h5_open_update: f for path, written as path.part until h5_commit.
+ * Returns DM_ENOMEM (f->tmp NULL) or DM_OK; local. */
+static int part_init(par_ctx *ctx, const char *path, int compress, size_t chunk_rows, h5file *f)
 {
     quiet();
     memset(f, 0, sizeof *f);
@@ -363,15 +367,38 @@ int h5_create(par_ctx *ctx, const char *path, int compress, size_t chunk_rows, h
     f->ctx = ctx;
     f->compress = compress;
     f->chunk_rows = chunk_rows ? chunk_rows : 65536;
-    int rc = DM_OK;
     size_t n = strlen(path) + 8;
     f->path = xstrdup(path);
     f->tmp = f->path ? dm_calloc_at(n, 1, __FILE__, __LINE__) : NULL;
-    if (!f->tmp) rc = DM_ENOMEM;
+    if (!f->tmp) return DM_ENOMEM;
+    snprintf(f->tmp, n, "%s.part", path);
+    return DM_OK;
+}
+
+/* The end of h5_create / h5_open_update once every rank agrees on rc: f holds the open file id, or
+ * on failure nothing is left behind (the file closed without writing, the partial file removed, f
+ * freed; the callers see f->id < 0 and leave nothing to discard). */
+static int part_opened(h5file *f, hid_t id, int rc)
+{
+    if (rc) {
+        if (id >= 0) {
+            io_set_mode(id, IO_DOOMED);
+            H5Fclose(id);
+        }
+        H5Eclear2(H5E_DEFAULT);
+        drop_part(f);
+        return rc;
+    }
+    f->id = id;
+    return DM_OK;
+}
+
+int h5_create(par_ctx *ctx, const char *path, int compress, size_t chunk_rows, h5file *f)
+{
+    int rc = part_init(ctx, path, compress, chunk_rows, f);
     rc = par_agree(ctx, rc); /* H5Fcreate is collective */
     hid_t id = -1;
     if (!rc) {
-        snprintf(f->tmp, n, "%s.part", path);
         g_io_err = 0;
         hid_t fapl = fapl_mpio(ctx);
         id = H5Fcreate(f->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
@@ -384,19 +411,7 @@ int h5_create(par_ctx *ctx, const char *path, int compress, size_t chunk_rows, h
         }
         H5Pclose(fapl);
     }
-    rc = par_agree(ctx, rc);
-    if (rc) {
-        /* the callers see f->id < 0 and leave nothing to discard: nothing may be left behind */
-        if (id >= 0) {
-            io_set_mode(id, IO_DOOMED);
-            H5Fclose(id);
-        }
-        H5Eclear2(H5E_DEFAULT);
-        drop_part(f);
-        return rc;
-    }
-    f->id = id;
-    return DM_OK;
+    return part_opened(f, id, par_agree(ctx, rc));
 }
 
 int h5_commit(h5file *f)
@@ -551,18 +566,7 @@ static int copy_file(const char *path, const char *tmp)
 
 int h5_open_update(par_ctx *ctx, const char *path, h5file *f)
 {
-    quiet();
-    memset(f, 0, sizeof *f);
-    f->id = -1;
-    f->ctx = ctx;
-    f->compress = 4;
-    f->chunk_rows = 65536;
-    int rc = DM_OK;
-    size_t n = strlen(path) + 8;
-    f->path = xstrdup(path);
-    f->tmp = f->path ? dm_calloc_at(n, 1, __FILE__, __LINE__) : NULL;
-    if (!f->tmp) rc = DM_ENOMEM;
-    else snprintf(f->tmp, n, "%s.part", path);
+    int rc = part_init(ctx, path, 4, 65536, f);
     /* the copy is edited and renamed over the original at h5_commit() */
     if (!rc && ctx->rank == 0) {
         errno = 0;
@@ -578,17 +582,7 @@ int h5_open_update(par_ctx *ctx, const char *path, h5file *f)
         H5Pclose(fapl);
         rc = par_agree(ctx, rc);
     }
-    if (rc) {
-        if (id >= 0) {
-            io_set_mode(id, IO_DOOMED);
-            H5Fclose(id);
-        }
-        H5Eclear2(H5E_DEFAULT);
-        drop_part(f);
-        return rc;
-    }
-    f->id = id;
-    return DM_OK;
+    return part_opened(f, id, rc);
 }
 
 void h5_close(h5file *f)
@@ -965,6 +959,32 @@ int h5_read_strtab(h5file *f, const char *name, dm_strtab *out)
     out->cap_n = no;
     out->cap_chars = nc + 1;
     return DM_OK;
+}
+
+int h5_read_strv(h5file *f, const char *name, char ***v, size_t *n)
+{
+    char nm[800];
+    void *chars = NULL, *off = NULL;
+    size_t nc, no, c;
+    snprintf(nm, sizeof nm, "%s/chars", name);
+    DM_CALL(h5_read_all(f, nm, H5_U8, &chars, &nc, &c));
+    snprintf(nm, sizeof nm, "%s/offsets", name);
+    int rc = h5_read_all(f, nm, H5_I64, &off, &no, &c);
+    int64_t *o = off;
+    if (!rc && no >= 1) {
+        o[0] = 0;
+        o[no - 1] = (int64_t)nc;
+    }
+    for (size_t i = 0; !rc && i + 1 < no; i++)
+        if (o[i] > o[i + 1]) rc = DM_ERR(DM_EFORMAT, "string table '%s' in '%s' is inconsistent", name, f->path);
+    for (size_t i = 0; !rc && i + 1 < no; i++) {
+        char *s = dm_str_ndup((const char *)chars + o[i], (size_t)(o[i + 1] - o[i]));
+        rc = s ? dm_strv_push(v, n, s) : DM_ENOMEM;
+        free(s);
+    }
+    free(chars);
+    free(off);
+    return rc;
 }
 
 static hid_t open_obj(h5file *f, const char *obj)

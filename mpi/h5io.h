@@ -102,6 +102,11 @@ void h5_dataset_info_free(h5_dataset_info *list, size_t n);
 
 int h5_write_strtab(h5file *f, const char *name, const dm_strtab *local, size_t row0, size_t global_n);
 int h5_read_strtab(h5file *f, const char *name, dm_strtab *out);
+/* The string table `name` appended to a string vector (*v, *n: strv.h). Files written by `dynmm
+ * eval` at several ranks before that was fixed carry the final offset in the first row (the last
+ * rank wrote its block at row 0); they still read, since offsets[0] = 0 and offsets[n] = #chars by
+ * definition. */
+int h5_read_strv(h5file *f, const char *name, char ***v, size_t *n);
 
 int h5_attr_str(h5file *f, const char *obj, const char *name, const char *val);
 int h5_attr_i64(h5file *f, const char *obj, const char *name, int64_t val);

@@ -9,31 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* /columns as names. Files written by `dynmm eval` at several ranks before that was fixed carry the
- * final offset in the first row; offsets[0] = 0 and offsets[n] = #chars hold by definition. */
-static int read_columns(h5file *f, char ***v, size_t *n)
-{
-    void *chars = NULL, *off = NULL;
-    size_t nc, no, c;
-    DM_CALL(h5_read_all(f, "/columns/chars", H5_U8, &chars, &nc, &c));
-    int rc = h5_read_all(f, "/columns/offsets", H5_I64, &off, &no, &c);
-    int64_t *o = off;
-    if (!rc && no >= 1) {
-        o[0] = 0;
-        o[no - 1] = (int64_t)nc;
-    }
-    for (size_t i = 0; !rc && i + 1 < no; i++)
-        if (o[i] > o[i + 1]) rc = DM_ERR(DM_EFORMAT, "'%s': the string table /columns is inconsistent", f->path);
-    for (size_t i = 0; !rc && i + 1 < no; i++) {
-        char *s = dm_str_ndup((const char *)chars + o[i], (size_t)(o[i + 1] - o[i]));
-        rc = s ? dm_strv_push(v, n, s) : DM_ENOMEM;
-        free(s);
-    }
-    free(chars);
-    free(off);
-    return rc;
-}
-
 /* "a/b/c" with three non-empty parts, a not one of the groups that hold other data */
 static int split_name(const char *name, char **a, char **b, char **c)
 {
@@ -52,7 +27,7 @@ int mio_open(h5file *f, mio_list *l)
 {
     memset(l, 0, sizeof *l);
     if (!h5_exists(f, "/columns/chars")) return DM_OK;
-    DM_CALL(read_columns(f, &l->cols, &l->ncols));
+    DM_CALL(h5_read_strv(f, "/columns", &l->cols, &l->ncols));
     h5_dataset_info *ds = NULL;
     size_t nds = 0;
     int rc = h5_list_datasets(f, &ds, &nds);

@@ -40,49 +40,37 @@ static const char USAGE_SYNTH[] =
     "items, taste clusters, planted drift, title/feature generation and missing rates) and writes\n"
     "<run.dir>/dataset.h5, splits and windows included.\n";
 
-/* Exchanges every rank's packed stripe and merges them on every rank. */
-static int gather_raw(par_ctx *ctx, dm_raw *local, dm_raw *merged)
+/* Exchanges every rank's packed stripe of the interactions (lraw) and, unless lmeta is NULL, of
+ * the item metadata (lmeta), and merges them on every rank into raw and meta. The stripes are freed.
+ * Collective. */
+static int gather_inputs(par_ctx *ctx, dm_raw *lraw, dm_raw *raw, dm_meta *lmeta, dm_meta *meta)
 {
     if (ctx->size == 1) { /* one stripe is the whole input already in order */
-        *merged = *local;
-        memset(local, 0, sizeof *local);
+        *raw = *lraw;
+        memset(lraw, 0, sizeof *lraw);
+        if (lmeta) {
+            *meta = *lmeta;
+            memset(lmeta, 0, sizeof *lmeta);
+        }
         return DM_OK;
     }
-    dm_buf pack = {0};
-    int rc = dm_raw_pack(local, &pack);
-    dm_raw_free(local);
-    DM_CALL(par_agree(ctx, rc));
-    void *all = NULL;
-    size_t *counts = NULL;
-    rc = par_allgatherv(ctx, pack.data, pack.len, &all, &counts);
-    dm_buf_free(&pack);
-    DM_CALL(par_agree(ctx, rc));
-    rc = dm_raw_merge(all, counts, ctx->size, merged);
-    free(all);
-    free(counts);
-    return par_agree(ctx, rc);
-}
-
-static int gather_meta(par_ctx *ctx, dm_meta *local, dm_meta *merged)
-{
-    if (ctx->size == 1) {
-        *merged = *local;
-        memset(local, 0, sizeof *local);
-        return DM_OK;
+    for (int part = 0; part < (lmeta ? 2 : 1); part++) { /* 0 interactions, 1 metadata */
+        dm_buf pack = {0};
+        int rc = part ? dm_meta_pack(lmeta, &pack) : dm_raw_pack(lraw, &pack);
+        if (part) dm_meta_free(lmeta);
+        else dm_raw_free(lraw);
+        DM_CALL(par_agree(ctx, rc));
+        void *all = NULL;
+        size_t *counts = NULL;
+        rc = par_allgatherv(ctx, pack.data, pack.len, &all, &counts);
+        dm_buf_free(&pack);
+        DM_CALL(par_agree(ctx, rc));
+        rc = part ? dm_meta_merge(all, counts, ctx->size, meta) : dm_raw_merge(all, counts, ctx->size, raw);
+        free(all);
+        free(counts);
+        DM_CALL(par_agree(ctx, rc));
     }
-    dm_buf pack = {0};
-    int rc = dm_meta_pack(local, &pack);
-    dm_meta_free(local);
-    DM_CALL(par_agree(ctx, rc));
-    void *all = NULL;
-    size_t *counts = NULL;
-    rc = par_allgatherv(ctx, pack.data, pack.len, &all, &counts);
-    dm_buf_free(&pack);
-    DM_CALL(par_agree(ctx, rc));
-    rc = dm_meta_merge(all, counts, ctx->size, merged);
-    free(all);
-    free(counts);
-    return par_agree(ctx, rc);
+    return DM_OK;
 }
 
 static int need_path(const dm_cfg *cfg, const char *key)
@@ -141,8 +129,7 @@ read_done:
         dm_meta_free(&lmeta);
         return rc;
     }
-    DM_CALL(gather_raw(ctx, &local, raw));
-    DM_CALL(gather_meta(ctx, &lmeta, meta));
+    DM_CALL(gather_inputs(ctx, &local, raw, &lmeta, meta));
     if (raw->n == 0) {
         DM_ERR(DM_EINPUT, "'%s' has no interactions", inter);
         DM_HINT("check data.format (\"%s\") against the file", fmt);
@@ -270,7 +257,7 @@ static int synth_dataset(par_ctx *ctx, const dm_cfg *cfg, dm_dataset *d)
     if (!rc) rc = dm_synth_users(&w, lo, hi, &local, drift + lo, before + lo, after + lo);
     if (!rc) rc = dm_synth_meta(&w, &meta);
     rc = par_agree(ctx, rc);
-    if (!rc) rc = gather_raw(ctx, &local, &raw);
+    if (!rc) rc = gather_inputs(ctx, &local, &raw, NULL, NULL);
     /* ground truth: every rank filled its block; the others are zero, so a sum gathers them */
     int64_t *tmp = NULL;
     if (!rc) {
