@@ -1,8 +1,12 @@
 /* test_lm.c: text-level operations of the frozen LM against brute force without the KV cache:
  * template filling (each slot's choice and log-likelihood recomputed by full forwards of every
  * alternative), greedy text generation, scoring after a prefix with soft vectors; and the
- * four-file checkpoint round trip (model + trained tokenizer). */
+ * four-file checkpoint round trip (model + trained tokenizer). The same operations run on both
+ * architectures of lm.h: a trained-tokenizer GPT-2, and a Llama loaded from the checkpoint of
+ * tests/reference/gen_llama_prompt.py (with its loading, tokens and refusals). */
 #include "../../src/core/err.h"
+#include "../../src/core/json.h"
+#include "../../src/core/lines.h"
 #include "../../src/core/rng.h"
 #include "../../src/lm/lm.h"
 #include "tap.h"
@@ -11,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* log p(seq[from..n) | seq[0..from)) by one full forward */
 static double full_ll(lm_model *m, const int *seq, int n, int from, const float *soft, int n_soft)
@@ -194,6 +199,116 @@ static void test_context_end(lm_model *lm, const bpe_ids *pre)
     lm_cache_free(&c2);
 }
 
+/* the text-level operations on lm after a prefix of two soft vectors and text, against brute force */
+static void test_text_ops(lm_model *lm)
+{
+    int C = lm_width(lm);
+    float *soft = malloc(2 * (size_t)C * sizeof *soft);
+    dm_rng r;
+    dm_rng_seed(&r, 5);
+    for (int i = 0; i < 2 * C; i++) soft[i] = (float)dm_rng_normal(&r);
+    bpe_ids pre = {0};
+    bpe_ids_push(&pre, LM_SOFT(0));
+    bpe_ids_push(&pre, LM_SOFT(1));
+    push_text(lm, &pre, "Because you bought");
+    lm_cache c;
+    CHECK(lm_cache_init(&c, lm, 0, 16) == DM_OK, "cache");
+    CHECK(lm_cache_append(&c, pre.v, soft, 2, (int)pre.n) == DM_OK, "prefix");
+
+    bpe_ids seq = {0};
+    dm_buf out = {0};
+    test_template(lm, &c, &pre, soft, &seq, &out);
+    test_score_texts(lm, &c, &seq, soft);
+    test_generate(lm, &c, &seq, soft);
+
+    /* a slot without values is an error */
+    lm_part bad[] = {{NULL, NULL, 0}};
+    dm_error_clear();
+    CHECK(lm_fill_template(lm, &c, bad, 1, NULL, NULL, &out) != DM_OK &&
+              strstr(dm_error_message(), "slot without allowed values"), "empty slot: %s", dm_error_message());
+
+    test_context_end(lm, &pre);
+
+    dm_buf_free(&out);
+    bpe_ids_free(&pre);
+    bpe_ids_free(&seq);
+    lm_cache_free(&c);
+    free(soft);
+}
+
+/* A Llama checkpoint through lm_load (tests/reference/gen_llama_prompt.py: GQA, untied head,
+ * tokenizer.json): its shape, the continuation tokens of texts against the Python tokenizer, <s>
+ * and </s>, decode(encode(x)) == x with the leading space kept, embeddings, and the loaders'
+ * refusals: lm.arch = gpt2 on it, a directory without a tokenizer, an unknown lm.arch. */
+static void test_llama_load(lm_model *lm, const char *ref)
+{
+    char dir[4200], path[4300];
+    snprintf(dir, sizeof dir, "%s/llama_prompt/lm", ref);
+    CHECK(lm_load(lm, dir) == DM_OK, "load %s: %s", dir, dm_error_message());
+    CHECK(lm->arch == LM_LLAMA && lm_width(lm) == 32 && lm_layers(lm) == 2 && lm_heads(lm) == 4 && lm_kv_heads(lm) == 2 &&
+              lm_head(lm) != lm_embeddings(lm) && lm_bos(lm) == 1 && lm_eot(lm) == 2,
+          "llama shape: arch %d width %d layers %d heads %d/%d bos %d eot %d", lm->arch, lm_width(lm), lm_layers(lm),
+          lm_heads(lm), lm_kv_heads(lm), lm_bos(lm), lm_eot(lm));
+    /* token ids of the Python tokenizer (continuations: no "▁" prefix) */
+    snprintf(path, sizeof path, "%s/llama_prompt/ref.json", ref);
+    char *text = NULL;
+    size_t len;
+    dm_jdoc doc = {0};
+    dm_json *root = NULL;
+    dm_jerr je;
+    CHECK(dm_read_file(path, &text, &len) == DM_OK && dm_json_parse(&doc, text, len, 0, &root, &je) == 0, "%s", path);
+    int nt = 0, same = 0;
+    for (const dm_json *t = root ? dm_json_get(root, "texts")->child : NULL, *ids = root ? dm_json_get(root, "ids")->child : NULL;
+         t && ids; t = t->next, ids = ids->next, nt++) {
+        bpe_ids got = {0};
+        dm_buf back = {0};
+        CHECK(lm_encode(lm, t->str, t->len, &got) == DM_OK, "encode '%s'", t->str);
+        int ok = 1;
+        size_t k = 0;
+        for (const dm_json *e = ids->child; e; e = e->next, k++) {
+            int64_t v = -1;
+            ok &= dm_json_int(e, &v) == 0 && k < got.n && got.v[k] == (int)v;
+        }
+        ok &= k == got.n;
+        same += ok;
+        CHECK(ok, "'%s': %zu tokens differ from the Python tokenizer's %zu", t->str, got.n, k);
+        CHECK(lm_decode(lm, got.v, got.n, &back) == DM_OK && back.len == t->len && !memcmp(back.data, t->str, t->len),
+              "decode(encode('%s')) = '%s'", t->str, back.data ? back.data : "");
+        bpe_ids_free(&got);
+        dm_buf_free(&back);
+    }
+    printf("  llama: %d of %d texts tokenized as the Python reference, decoded back\n", same, nt);
+    CHECK(nt >= 5, "ref.json holds %d texts", nt);
+    dm_jdoc_free(&doc);
+    free(text);
+    int ids[2] = {5, 300};
+    float *e = malloc(2 * (size_t)lm_width(lm) * sizeof *e);
+    CHECK(lm_embed_tokens(lm, ids, 2, e) == DM_OK && !memcmp(e + lm_width(lm), lm_embeddings(lm) + 300 * (size_t)lm_width(lm),
+                                                             (size_t)lm_width(lm) * sizeof *e), "embedding rows");
+    ids[1] = lm_vocab(lm);
+    dm_error_clear();
+    CHECK(lm_embed_tokens(lm, ids, 2, e) != DM_OK && strstr(dm_error_message(), "outside the vocabulary"), "%s", dm_error_message());
+    free(e);
+    /* refusals */
+    lm_model bad;
+    dm_error_clear();
+    CHECK(lm_load_as(&bad, dir, "gpt2") != DM_OK && strstr(dm_error_message(), "lm.arch = \"gpt2\"") &&
+              strstr(dm_error_message(), "lm/config.json' is a llama checkpoint"), "gpt2 on a Llama: %s", dm_error_message());
+    printf("  refused: %s\n", dm_error_message());
+    dm_error_clear();
+    CHECK(lm_load_as(&bad, dir, "mistral") == DM_ECONFIG && strstr(dm_error_message(), "lm.arch"), "%s", dm_error_message());
+    snprintf(path, sizeof path, "%s/llama/a", ref);
+    dm_error_clear();
+    CHECK(lm_load(&bad, path) != DM_OK && strstr(dm_error_message(), "neither tokenizer.json nor tokenizer.bin"),
+          "Llama without a tokenizer: %s", dm_error_message());
+    int arch = -1;
+    snprintf(path, sizeof path, "%s/llama/a.bin", ref);
+    CHECK(lm_detect_arch(path, &arch) == DM_OK && arch == LM_LLAMA, "a llama2.c .bin is a Llama");
+    dm_error_clear();
+    CHECK(lm_set_precision(lm, "bf16") == DM_OK && lm_precision(lm) == LM_F32, "bf16 on the Llama stays f32");
+    dm_error_clear();
+}
+
 int main(void)
 {
     const char *tmp = getenv("DM_TMP");
@@ -206,40 +321,21 @@ int main(void)
     dm_strtab corpus = {0};
     make_lm(&lm, &corpus);
     test_roundtrip(&lm, tmp);
-
-    /* a prefix with two soft vectors, then text */
-    int C = lm_width(&lm);
-    float soft[2 * 32];
-    dm_rng r;
-    dm_rng_seed(&r, 5);
-    for (int i = 0; i < 2 * C; i++) soft[i] = (float)dm_rng_normal(&r);
-    bpe_ids pre = {0};
-    bpe_ids_push(&pre, LM_SOFT(0));
-    bpe_ids_push(&pre, LM_SOFT(1));
-    push_text(&lm, &pre, "Because you bought");
-    lm_cache c;
-    CHECK(lm_cache_init(&c, &lm, 0, 16) == DM_OK, "cache");
-    CHECK(lm_cache_append(&c, pre.v, soft, 2, (int)pre.n) == DM_OK, "prefix");
-
-    bpe_ids seq = {0};
-    dm_buf out = {0};
-    test_template(&lm, &c, &pre, soft, &seq, &out);
-    test_score_texts(&lm, &c, &seq, soft);
-    test_generate(&lm, &c, &seq, soft);
-
-    /* a slot without values is an error */
-    lm_part bad[] = {{NULL, NULL, 0}};
-    dm_error_clear();
-    CHECK(lm_fill_template(&lm, &c, bad, 1, NULL, NULL, &out) != DM_OK &&
-              strstr(dm_error_message(), "slot without allowed values"), "empty slot: %s", dm_error_message());
-
-    test_context_end(&lm, &pre);
-
-    dm_buf_free(&out);
-    bpe_ids_free(&pre);
-    bpe_ids_free(&seq);
-    lm_cache_free(&c);
+    printf("gpt2:\n");
+    test_text_ops(&lm);
     lm_free(&lm);
     dm_strtab_free(&corpus);
+
+    const char *ref = getenv("DM_REF_DIR");
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/llama_prompt/lm/tokenizer.json", ref ? ref : ".");
+    if (!ref || access(probe, R_OK) != 0) {
+        printf("note: %s absent (tests/reference/gen_llama_prompt.py): the Llama half is skipped\n", probe);
+        return tap_done("test_lm");
+    }
+    printf("llama:\n");
+    test_llama_load(&lm, ref);
+    if (lm.arch == LM_LLAMA) test_text_ops(&lm);
+    lm_free(&lm);
     return tap_done("test_lm");
 }

@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static double loss(const nn_mlp *p, nn_mlp_acts *a, const float *x, int N, const float *R, float *y)
 {
@@ -128,7 +129,8 @@ static void test_score_soft(void)
 }
 
 /* The listwise training step of the LLM recommender: its loss equals the loss of the KV-cache scores,
- * and its projector gradients match central finite differences of that loss (through a tiny LM). */
+ * and its projector gradients match central finite differences of that loss (through a tiny GPT-2,
+ * and through a Llama). */
 /* the loss of pm_train_user recomputed through the KV-cache path: listwise over the candidates'
  * scores, with evidence also the faithfulness hinge (masked evidence scored on its own) and the
  * explanation cross-entropy of the reference rationale after the positive's continuation */
@@ -159,11 +161,34 @@ static double cache_loss(pm *p, const float *h, const int32_t *hist, int n, cons
     return l + p->w_expl * (-ll / (double)p->rtok.n);
 }
 
-static void test_train_step(const char *mode, int evid)
+/* a tiny GPT-2 with a tokenizer learned on the titles, saved in dir like a checkpoint */
+static void make_gpt2(const char *dir, const char *const *titles)
+{
+    lm_model lm;
+    memset(&lm, 0, sizeof lm);
+    dm_strtab corpus = {0};
+    for (int i = 0; i < 11; i++) dm_strtab_add(&corpus, titles[i], strlen(titles[i]));
+    dm_strtab_add(&corpus, " The user bought: Next:;", 24);
+    static const char *const specials[] = {"<|endoftext|>", NULL};
+    CHECK(bpe_train(&lm.tok, &corpus, 40, specials) == DM_OK, "bpe: %s", dm_error_message());
+    gpt2_config gc = gpt2_config_make(2, 2, 16, 128, lm.tok.n_vocab);
+    gpt2_init(&lm.model, &gc);
+    gpt2_init_random(&lm.model, 3);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
+    if (system(cmd) != 0) CHECK(0, "mkdir");
+    CHECK(lm_save(&lm, dir) == DM_OK, "save: %s", dm_error_message());
+    lm_free(&lm);
+    dm_strtab_free(&corpus);
+}
+
+/* lmdir: a checkpoint to run through (a Llama), or NULL for a tiny GPT-2 made here */
+static void test_train_step(const char *mode, int evid, const char *lmdir)
 {
     const char *tmp = getenv("DM_TMP");
     char dir[512];
     snprintf(dir, sizeof dir, "%s/test_prompt_lm", tmp ? tmp : "/tmp");
+    if (lmdir) snprintf(dir, sizeof dir, "%s", lmdir);
     /* a catalogue of 12 titled items, one user */
     dm_raw raw = {0};
     dm_meta meta = {0};
@@ -189,23 +214,8 @@ static void test_train_step(const char *mode, int evid)
     o.numeric_ids = 1;
     dm_dataset d;
     CHECK(dm_process(&raw, &meta, &o, &d, NULL) == DM_OK, "%s", dm_error_message());
-    /* a tiny LM with a tokenizer learned on the titles, saved and loaded like a checkpoint */
-    lm_model lm;
-    memset(&lm, 0, sizeof lm);
-    dm_strtab corpus = {0};
-    for (int i = 0; i < 11; i++) dm_strtab_add(&corpus, titles[i], strlen(titles[i]));
-    dm_strtab_add(&corpus, " The user bought: Next:;", 24);
-    static const char *const specials[] = {"<|endoftext|>", NULL};
-    CHECK(bpe_train(&lm.tok, &corpus, 40, specials) == DM_OK, "bpe: %s", dm_error_message());
-    gpt2_config gc = gpt2_config_make(2, 2, 16, 128, lm.tok.n_vocab);
-    gpt2_init(&lm.model, &gc);
-    gpt2_init_random(&lm.model, 3);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
-    if (system(cmd) != 0) CHECK(0, "mkdir");
-    CHECK(lm_save(&lm, dir) == DM_OK, "save: %s", dm_error_message());
-    lm_free(&lm);
-    dm_strtab_free(&corpus);
+    /* a tiny LM, saved and loaded like a checkpoint */
+    if (!lmdir) make_gpt2(dir, titles);
     dm_cfg cfg;
     dm_cfg_init(&cfg);
     dm_cfg_set(&cfg, "prompt.user_tokens=3");
@@ -273,8 +283,8 @@ static void test_train_step(const char *mode, int evid)
         n++;
     }
     CHECK(bad == 0, "%d of %d parameter gradients through the LM disagree with finite differences (worst %.3g)", bad, n, worst);
-    printf("llm recommender (score %s%s): loss %.6f (cache %.6f); %d parameter gradients vs finite differences, worst %.3g\n", mode,
-           evid ? ", evidence tokens, faithfulness and explanation losses" : "", loss, lcache, n, worst);
+    printf("llm recommender (%s, score %s%s): loss %.6f (cache %.6f); %d parameter gradients vs finite differences, worst %.3g\n",
+           lm_arch_name(p.lm.arch), mode, evid ? ", evidence tokens, faithfulness and explanation losses" : "", loss, lcache, n, worst);
     free(g);
     pm_free(&p);
     if (evid) explain_src_free(&src);
@@ -369,11 +379,22 @@ int main(void)
 {
     test_train_examples();
     test_score_soft();
-    test_train_step("both", 0);
-    test_train_step("title", 0);
-    test_train_step("soft", 0);
-    test_train_step("both", 1);
-    test_train_step("title", 1);
+    test_train_step("both", 0, NULL);
+    test_train_step("title", 0, NULL);
+    test_train_step("soft", 0, NULL);
+    test_train_step("both", 1, NULL);
+    test_train_step("title", 1, NULL);
+    /* the same through a Llama (tests/reference/gen_llama_prompt.py: GQA, untied head, <s> first) */
+    const char *ref = getenv("DM_REF_DIR");
+    char llama[4200], probe[4300];
+    snprintf(llama, sizeof llama, "%s/llama_prompt/lm", ref ? ref : ".");
+    snprintf(probe, sizeof probe, "%s/tokenizer.json", llama);
+    if (ref && access(probe, R_OK) == 0) {
+        test_train_step("both", 0, llama);
+        test_train_step("both", 1, llama);
+    } else {
+        printf("note: %s absent (tests/reference/gen_llama_prompt.py): the Llama steps are skipped\n", probe);
+    }
     nn_mlp_config c = {7, 12, 10, 1e-5f};
     size_t n = nn_mlp_size(&c);
     float *w = calloc(n, sizeof *w), *g = calloc(n, sizeof *g), *g2 = calloc(n, sizeof *g2);
