@@ -18,26 +18,29 @@ void dm_log_init(int is_root, int verbosity)
 int dm_log_is_root(void) { return g_root; }
 int dm_log_verbosity(void) { return g_verbosity; }
 
-void dm_log(const char *fmt, ...)
+/* one line on stdout, flushed, on the root at verbosity >= level */
+static void log_line(int level, const char *fmt, va_list ap)
 {
-    if (!g_root || g_verbosity < 1) return;
-    va_list ap;
-    va_start(ap, fmt);
+    if (!g_root || g_verbosity < level) return;
     vfprintf(stdout, fmt, ap);
-    va_end(ap);
     fputc('\n', stdout);
     fflush(stdout);
 }
 
-void dm_log_v(int level, const char *fmt, ...)
+void dm_log(const char *fmt, ...)
 {
-    if (!g_root || g_verbosity < level) return;
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stdout, fmt, ap);
+    log_line(1, fmt, ap);
     va_end(ap);
-    fputc('\n', stdout);
-    fflush(stdout);
+}
+
+void dm_log_v(int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_line(level, fmt, ap);
+    va_end(ap);
 }
 
 void dm_warn(const char *fmt, ...)

@@ -52,6 +52,29 @@ static int is_blank(const char *s, size_t n)
     return 1;
 }
 
+/* A line of a JSON-lines file and its parse. */
+typedef struct {
+    char *line;  /* NULL at the end of the file */
+    size_t len;
+    dm_json *o;  /* the value, when pr == 0 */
+    dm_jerr e;   /* the syntax error, when pr > 0 */
+    int pr;      /* dm_json_parse's status: 0 parsed, < 0 out of memory, > 0 a syntax error */
+} json_line;
+
+/* Reads on to the next line of this rank's stripe that is not blank and parses it into doc
+ * (Python-literal syntax when python). */
+static int json_next(dm_lines *r, const dm_stripe *s, dm_jdoc *doc, int python, json_line *j)
+{
+    for (;;) {
+        DM_CALL(dm_lines_next(r, &j->line, &j->len));
+        if (!j->line) return DM_OK;
+        if (in_stripe(s, r->lineno) && !is_blank(j->line, j->len)) break;
+    }
+    dm_jdoc_reset(doc);
+    j->pr = dm_json_parse(doc, j->line, j->len, python, &j->o, &j->e);
+    return DM_OK;
+}
+
 /* ---- timestamps -------------------------------------------------------------------------- */
 
 enum { TIME_OK, TIME_NAN, TIME_RANGE, TIME_MS_RANGE };
@@ -146,19 +169,15 @@ int dm_read_amazon_reviews(const char *path, int version, const dm_stripe *s, in
                                        : "Amazon 2014/2018 reviews are JSON lines with reviewerID, asin and unixReviewTime";
     out->has_time = 1;
     for (;;) {
-        char *line;
-        size_t len;
-        DM_TRY(rc, dm_lines_next(&r, &line, &len), done);
-        if (!line) break;
-        if (!in_stripe(s, r.lineno) || is_blank(line, len)) continue;
-        dm_jdoc_reset(&doc);
-        dm_json *o;
-        dm_jerr e;
-        int pr = dm_json_parse(&doc, line, len, 0, &o, &e);
-        if (pr) {
-            rc = pr < 0 ? DM_ERR(DM_ENOMEM, "out of memory parsing '%s'", path) : json_line_error(path, r.lineno, &e, 0);
+        json_line j;
+        DM_TRY(rc, json_next(&r, s, &doc, 0, &j), done);
+        if (!j.line) break;
+        if (j.pr) {
+            rc = j.pr < 0 ? DM_ERR(DM_ENOMEM, "out of memory parsing '%s'", path)
+                          : json_line_error(path, r.lineno, &j.e, 0);
             goto done;
         }
+        const dm_json *o = j.o;
         if (o->type != DM_JOBJ) {
             rc = DM_ERR(DM_EINPUT, "'%s' line %lld: expected a JSON object, found %s", path, (long long)r.lineno,
                         dm_json_type_name(o->type));
@@ -249,26 +268,22 @@ int dm_read_amazon_meta(const char *path, int version, const dm_stripe *s, dm_me
                                        : (version == 2018 ? "Amazon 2018 metadata has one JSON object per line with 'asin'"
                                                           : "Amazon 2023 metadata has one JSON object per line with 'parent_asin'");
     for (;;) {
-        char *line;
-        size_t len;
-        DM_TRY(rc, dm_lines_next(&r, &line, &len), done);
-        if (!line) break;
-        if (!in_stripe(s, r.lineno) || is_blank(line, len)) continue;
-        dm_jdoc_reset(&doc);
-        dm_json *o;
-        dm_jerr e;
+        json_line j;
+        DM_TRY(rc, json_next(&r, s, &doc, python, &j), done);
+        if (!j.line) break;
         /* the 2018 files are JSON, but some categories were released in the 2014 style: accept both */
-        int pr = dm_json_parse(&doc, line, len, python, &o, &e);
-        if (pr > 0 && !python) {
+        if (j.pr > 0 && !python) {
             dm_jdoc_reset(&doc);
             dm_jerr e2;
-            if (dm_json_parse(&doc, line, len, 1, &o, &e2) == 0) pr = 0;
+            if (dm_json_parse(&doc, j.line, j.len, 1, &j.o, &e2) == 0) j.pr = 0;
         }
-        if (pr) {
-            rc = pr < 0 ? DM_ERR(DM_ENOMEM, "out of memory parsing '%s'", path) : json_line_error(path, r.lineno, &e, python);
-            if (pr > 0) DM_HINT("%s", hint);
+        if (j.pr) {
+            rc = j.pr < 0 ? DM_ERR(DM_ENOMEM, "out of memory parsing '%s'", path)
+                          : json_line_error(path, r.lineno, &j.e, python);
+            if (j.pr > 0) DM_HINT("%s", hint);
             goto done;
         }
+        const dm_json *o = j.o;
         if (o->type != DM_JOBJ) {
             rc = DM_ERR(DM_EINPUT, "'%s' line %lld: expected an object, found %s", path, (long long)r.lineno,
                         dm_json_type_name(o->type));
