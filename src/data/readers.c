@@ -52,26 +52,41 @@ static int is_blank(const char *s, size_t n)
     return 1;
 }
 
-/* A line of a JSON-lines file and its parse. */
-typedef struct {
-    char *line;  /* NULL at the end of the file */
-    size_t len;
-    dm_json *o;  /* the value, when pr == 0 */
-    dm_jerr e;   /* the syntax error, when pr > 0 */
-    int pr;      /* dm_json_parse's status: 0 parsed, < 0 out of memory, > 0 a syntax error */
-} json_line;
-
-/* Reads on to the next line of this rank's stripe that is not blank and parses it into doc
- * (Python-literal syntax when python). */
-static int json_next(dm_lines *r, const dm_stripe *s, dm_jdoc *doc, int python, json_line *j)
+/* The next object of a JSON-lines file: reads on to the next line of this rank's stripe that is
+ * not blank and parses it into doc (Python-literal syntax when python; with mixed, a line that is
+ * not JSON is tried again as a Python literal: some 2018 files were released in the 2014 style).
+ * DM_OK with *o the object, or NULL at the end of the file; a line that does not parse or is not an
+ * object is an error naming the file and line (a syntax error with `hint` when given). */
+static int json_next(dm_lines *r, const dm_stripe *s, dm_jdoc *doc, const char *path, int python, int mixed,
+                     const char *hint, const dm_json **o)
 {
+    char *line;
+    size_t len;
+    *o = NULL;
     for (;;) {
-        DM_CALL(dm_lines_next(r, &j->line, &j->len));
-        if (!j->line) return DM_OK;
-        if (in_stripe(s, r->lineno) && !is_blank(j->line, j->len)) break;
+        DM_CALL(dm_lines_next(r, &line, &len));
+        if (!line) return DM_OK;
+        if (in_stripe(s, r->lineno) && !is_blank(line, len)) break;
     }
     dm_jdoc_reset(doc);
-    j->pr = dm_json_parse(doc, j->line, j->len, python, &j->o, &j->e);
+    dm_json *v;
+    dm_jerr e;
+    int pr = dm_json_parse(doc, line, len, python, &v, &e);
+    if (pr > 0 && mixed && !python) {
+        dm_jdoc_reset(doc);
+        dm_jerr e2;
+        if (dm_json_parse(doc, line, len, 1, &v, &e2) == 0) pr = 0;
+    }
+    if (pr < 0) return DM_ERR(DM_ENOMEM, "out of memory parsing '%s'", path);
+    if (pr > 0) {
+        json_line_error(path, r->lineno, &e, python);
+        if (hint) DM_HINT("%s", hint);
+        return DM_EINPUT;
+    }
+    if (v->type != DM_JOBJ)
+        return DM_ERR(DM_EINPUT, "'%s' line %lld: expected an object, found %s", path, (long long)r->lineno,
+                      dm_json_type_name(v->type));
+    *o = v;
     return DM_OK;
 }
 
@@ -169,20 +184,9 @@ int dm_read_amazon_reviews(const char *path, int version, const dm_stripe *s, in
                                        : "Amazon 2014/2018 reviews are JSON lines with reviewerID, asin and unixReviewTime";
     out->has_time = 1;
     for (;;) {
-        json_line j;
-        DM_TRY(rc, json_next(&r, s, &doc, 0, &j), done);
-        if (!j.line) break;
-        if (j.pr) {
-            rc = j.pr < 0 ? DM_ERR(DM_ENOMEM, "out of memory parsing '%s'", path)
-                          : json_line_error(path, r.lineno, &j.e, 0);
-            goto done;
-        }
-        const dm_json *o = j.o;
-        if (o->type != DM_JOBJ) {
-            rc = DM_ERR(DM_EINPUT, "'%s' line %lld: expected a JSON object, found %s", path, (long long)r.lineno,
-                        dm_json_type_name(o->type));
-            goto done;
-        }
+        const dm_json *o;
+        DM_TRY(rc, json_next(&r, s, &doc, path, 0, 0, NULL, &o), done);
+        if (!o) break;
         const dm_json *u, *it, *t;
         DM_TRY(rc, need_str(path, r.lineno, o, uk, &u, hint), done);
         DM_TRY(rc, need_str(path, r.lineno, o, ik, &it, hint), done);
@@ -268,27 +272,9 @@ int dm_read_amazon_meta(const char *path, int version, const dm_stripe *s, dm_me
                                        : (version == 2018 ? "Amazon 2018 metadata has one JSON object per line with 'asin'"
                                                           : "Amazon 2023 metadata has one JSON object per line with 'parent_asin'");
     for (;;) {
-        json_line j;
-        DM_TRY(rc, json_next(&r, s, &doc, python, &j), done);
-        if (!j.line) break;
-        /* the 2018 files are JSON, but some categories were released in the 2014 style: accept both */
-        if (j.pr > 0 && !python) {
-            dm_jdoc_reset(&doc);
-            dm_jerr e2;
-            if (dm_json_parse(&doc, j.line, j.len, 1, &j.o, &e2) == 0) j.pr = 0;
-        }
-        if (j.pr) {
-            rc = j.pr < 0 ? DM_ERR(DM_ENOMEM, "out of memory parsing '%s'", path)
-                          : json_line_error(path, r.lineno, &j.e, python);
-            if (j.pr > 0) DM_HINT("%s", hint);
-            goto done;
-        }
-        const dm_json *o = j.o;
-        if (o->type != DM_JOBJ) {
-            rc = DM_ERR(DM_EINPUT, "'%s' line %lld: expected an object, found %s", path, (long long)r.lineno,
-                        dm_json_type_name(o->type));
-            goto done;
-        }
+        const dm_json *o;
+        DM_TRY(rc, json_next(&r, s, &doc, path, python, 1, hint, &o), done);
+        if (!o) break;
         const dm_json *id;
         DM_TRY(rc, need_str(path, r.lineno, o, ik, &id, hint), done);
         const dm_json *t = dm_json_get(o, "title");
