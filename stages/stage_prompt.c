@@ -819,8 +819,13 @@ static int prompt_score_model(prompt_ws *w, const prompt_proto *pr, size_t u, co
                            : metrics_sampled_multi(&w->spec, &w->mws, w->fsc, x->ntg, w->fsc + x->ntg, pr->cs->n, a);
     }
     if (!lm) return metrics_full(&w->spec, &w->mws, base, w->ni, x->tg, x->ntg, w->tmp, x->nhall, a);
+    /* the re-ranked top N above every other item: shifted just above the aligner's best score, not
+       onto a large constant (1e6f + s would round the LM's scores to steps of 1/16 and tie them) */
+    double mb = -INFINITY, ml = INFINITY;
+    for (size_t i = 0; i < w->ni; i++) mb = w->bs[i] > mb ? w->bs[i] : mb;
+    for (int k = 0; k < nc; k++) ml = w->lmsc[k] < ml ? w->lmsc[k] : ml;
     memcpy(w->lsc, w->bs, w->ni * sizeof *w->lsc);
-    for (int k = 0; k < nc; k++) w->lsc[w->cand[k]] = 1e6f + (float)w->lmsc[k];
+    for (int k = 0; k < nc; k++) w->lsc[w->cand[k]] = (float)(mb + 1.0 + (w->lmsc[k] - ml));
     return metrics_full(&w->spec, &w->mws, w->lsc, w->ni, x->tg, x->ntg, w->tmp, x->nhall, a);
 }
 

@@ -60,6 +60,7 @@ TINY=(--set synth.users=200 --set synth.items=200
       --set lm.batch=4 --set lm.warmup=2 --set lm.log_every=5
       --set prompt.train_users=12 --set prompt.eval_users=10 --set prompt.epochs=1 --set prompt.user_tokens=2
       --set prompt.hidden=16 --set 'prompt.latency_tokens=[4]' --set prompt.latency_batch=2
+      --set prompt.head_epochs=1 --set prompt.head_train_users=24 --set prompt.valid_users=10
       --set explain.users=3 --set explain.candidates=6 --set explain.top_k=2 --set explain.random_masks=1
       --set explain.hidden=16 --set explain.tokens=4
       --set adapter.steps=5 --set adapter.hidden=16 --set adapter.batch=32 --set adapter.fisher_samples=32

@@ -17,8 +17,8 @@ reference of the LLM recommender's scores on it.
       entry) from the stored projector weights, the aligner's latents and the prompt layout
       [<s>] [L user tokens] prefix (title [item] sep) x n query (the strings of the run's stored
       config), and the test item's MRR from
-      those scores placed at 1e6 + score in float32 as the stage places them; it must equal the
-      stored row. Exits 1 on a mismatch, 77 when no user can be checked.
+      those scores (the stage places the top N above every other item in the order of these
+      scores); it must equal the stored row. Exits 1 on a mismatch, 77 when no user can be checked.
 
 No transformers, tokenizers or safetensors packages: the forward is gen_llama.py's (HF
 LlamaForCausalLM), the tokenizer a direct implementation of the BPE the file describes.
@@ -258,13 +258,13 @@ def check(run, protocol):
             codes += titles[it] + [-1 - (L + k)] + sepi
         codes += qi
         s = user_scores(c, P, soft_u, codes, e_all[:len(hist)], cand, titles, e_all[len(hist):])
-        # placed at 1e6 + score in float32 (prompt_score_model); near a rounding boundary: skip
-        f = s * 16 - np.floor(s * 16)
-        if np.any(np.abs(f - 0.5) < 1e-3):
+        # the stage places the top N just above the aligner's best score, their order that of the
+        # LM scores; the test item within float32 forward error (1e-4) of another candidate: skip
+        t = cand.index(tg[0])
+        if np.any(np.abs(np.delete(s, t) - s[t]) < 1e-4):
             skipped += 1
             continue
-        s32 = np.float32(1e6) + s.astype(np.float32)
-        ref = mrr_expected(s32, cand.index(tg[0]))
+        ref = mrr_expected(s, t)
         got = rows[u, mrr_col]
         worst = max(worst, abs(ref - got))
         checked += 1
