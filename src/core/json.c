@@ -1,5 +1,7 @@
 /* json.c: recursive-descent JSON / Python-literal parser, see json.h. */
 #include "json.h"
+#include "err.h"
+#include "lines.h"
 
 #include <errno.h>
 #include <math.h>
@@ -430,4 +432,21 @@ size_t dm_json_quote(char *out, size_t cap, const char *s, size_t len)
     if (cap) out[k < cap ? k : cap - 1] = '\0';
 #undef PUT
     return k;
+}
+
+int dm_json_load(const char *path, int want_object, dm_jdoc *doc, char **text, dm_json **root)
+{
+    size_t len;
+    *text = NULL;
+    DM_CALL(dm_read_file(path, text, &len));
+    dm_jerr jerr;
+    int rc = DM_OK, jr = dm_json_parse(doc, *text, len, 0, root, &jerr);
+    if (jr) rc = DM_ERR(jr < 0 ? DM_ENOMEM : DM_EINPUT, "'%s': bad JSON at byte %zu: %s", path, jerr.offset, jerr.what);
+    else if (want_object && (*root)->type != DM_JOBJ) rc = DM_ERR(DM_EINPUT, "'%s': expected a JSON object", path);
+    if (rc) {
+        dm_jdoc_free(doc);
+        free(*text);
+        *text = NULL;
+    }
+    return rc;
 }

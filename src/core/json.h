@@ -46,6 +46,11 @@ typedef struct {
 int dm_json_parse(dm_jdoc *doc, const char *text, size_t n, int python, dm_json **root, dm_jerr *err);
 void dm_jdoc_reset(dm_jdoc *doc);
 void dm_jdoc_free(dm_jdoc *doc);
+/* Reads and parses the JSON file at path (strict JSON): *text holds its bytes (the caller frees it
+ * after dm_jdoc_free(doc)), *root its value; with want_object a top level other than an object is
+ * an error. Errors name the file (unreadable; bad JSON with the byte offset; not an object); on an
+ * error *text and doc are already freed. */
+int dm_json_load(const char *path, int want_object, dm_jdoc *doc, char **text, dm_json **root);
 
 const dm_json *dm_json_get(const dm_json *obj, const char *key); /* member or NULL */
 const dm_json *dm_json_at(const dm_json *arr, size_t i);        /* element or NULL */

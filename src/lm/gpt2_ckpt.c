@@ -64,22 +64,11 @@ int gpt2_load_config(const char *dir, gpt2_config *cfg)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    char *text = NULL;
-    size_t len;
-    DM_CALL(dm_read_file(path, &text, &len));
+    char *text;
     dm_jdoc doc = {0};
     dm_json *root;
-    dm_jerr jerr;
+    DM_CALL(dm_json_load(path, 1, &doc, &text, &root));
     int rc = DM_OK;
-    int jr = dm_json_parse(&doc, text, len, 0, &root, &jerr);
-    if (jr) {
-        rc = DM_ERR(jr < 0 ? DM_ENOMEM : DM_EINPUT, "'%s': bad JSON at byte %zu: %s", path, jerr.offset, jerr.what);
-        goto done;
-    }
-    if (root->type != DM_JOBJ) {
-        rc = DM_ERR(DM_EINPUT, "'%s': expected a JSON object", path);
-        goto done;
-    }
     const dm_json *mt = dm_json_get(root, "model_type");
     if (mt && mt->type == DM_JSTR && strcmp(mt->str, "gpt2")) {
         rc = DM_ERR(DM_EINPUT, "'%s': model_type is '%s', only 'gpt2' is supported", path, mt->str);

@@ -160,16 +160,11 @@ int llama_load_hf_config(const char *dir, llama_config *cfg)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    char *text = NULL;
-    size_t len;
-    DM_CALL(dm_read_file(path, &text, &len));
+    char *text;
     dm_jdoc doc = {0};
     dm_json *root;
-    dm_jerr jerr;
-    int rc;
-    int jr = dm_json_parse(&doc, text, len, 0, &root, &jerr);
-    if (jr) rc = DM_ERR(jr < 0 ? DM_ENOMEM : DM_EINPUT, "'%s': bad JSON at byte %zu: %s", path, jerr.offset, jerr.what);
-    else rc = parse_config(root, cfg, path);
+    DM_CALL(dm_json_load(path, 0, &doc, &text, &root));
+    int rc = parse_config(root, cfg, path);
     dm_jdoc_free(&doc);
     free(text);
     return rc;
@@ -211,18 +206,11 @@ static int plain_name(const char *s)
 
 static int tsrc_open_index(tsrc *s, const char *dir, const char *index)
 {
-    char *text = NULL;
-    size_t len;
-    DM_CALL(dm_read_file(index, &text, &len));
+    char *text;
     dm_jdoc doc = {0};
     dm_json *root;
-    dm_jerr jerr;
+    DM_CALL(dm_json_load(index, 0, &doc, &text, &root));
     int rc = DM_OK;
-    int jr = dm_json_parse(&doc, text, len, 0, &root, &jerr);
-    if (jr) {
-        rc = DM_ERR(jr < 0 ? DM_ENOMEM : DM_EINPUT, "'%s': bad JSON at byte %zu: %s", index, jerr.offset, jerr.what);
-        goto done;
-    }
     const dm_json *wm = root->type == DM_JOBJ ? dm_json_get(root, "weight_map") : NULL;
     if (!wm || wm->type != DM_JOBJ || wm->len == 0) {
         rc = DM_ERR(DM_EINPUT, "'%s': expected an object with a non-empty \"weight_map\" {tensor: shard file}", index);

@@ -39,18 +39,13 @@ static int is_file(const char *path) { struct stat st; return stat(path, &st) ==
 /* the architecture config.json names: model_type, else the key only one of the two has */
 static int detect_config(const char *path, int *arch)
 {
-    char *text = NULL;
-    size_t len;
-    DM_CALL(dm_read_file(path, &text, &len));
+    char *text;
     dm_jdoc doc = {0};
     dm_json *root;
-    dm_jerr jerr;
-    int rc = DM_OK, jr = dm_json_parse(&doc, text, len, 0, &root, &jerr);
-    if (jr) rc = DM_ERR(jr < 0 ? DM_ENOMEM : DM_EINPUT, "'%s': bad JSON at byte %zu: %s", path, jerr.offset, jerr.what);
-    else if (root->type != DM_JOBJ) rc = DM_ERR(DM_EINPUT, "'%s': expected a JSON object", path);
-    const dm_json *mt = rc ? NULL : dm_json_get(root, "model_type");
-    if (rc) {
-    } else if (mt && mt->type == DM_JSTR && !strcmp(mt->str, "gpt2")) {
+    DM_CALL(dm_json_load(path, 1, &doc, &text, &root));
+    int rc = DM_OK;
+    const dm_json *mt = dm_json_get(root, "model_type");
+    if (mt && mt->type == DM_JSTR && !strcmp(mt->str, "gpt2")) {
         *arch = LM_GPT2;
     } else if (mt && mt->type == DM_JSTR && !strcmp(mt->str, "llama")) {
         *arch = LM_LLAMA;

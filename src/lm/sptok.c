@@ -401,22 +401,11 @@ static int load_model(sptok *t, const dm_json *model, const dm_json *root, const
 int sptok_load_json(sptok *t, const char *path)
 {
     memset(t, 0, sizeof *t);
-    char *text = NULL;
-    size_t len;
-    DM_CALL(dm_read_file(path, &text, &len));
+    char *text;
     dm_jdoc doc = {0};
     dm_json *root;
-    dm_jerr jerr;
+    DM_CALL(dm_json_load(path, 1, &doc, &text, &root));
     int rc = DM_OK;
-    int jr = dm_json_parse(&doc, text, len, 0, &root, &jerr);
-    if (jr) {
-        rc = DM_ERR(jr < 0 ? DM_ENOMEM : DM_EINPUT, "'%s': bad JSON at byte %zu: %s", path, jerr.offset, jerr.what);
-        goto done;
-    }
-    if (root->type != DM_JOBJ) {
-        rc = DM_ERR(DM_EINPUT, "'%s': expected a JSON object", path);
-        goto done;
-    }
     DM_TRY(rc, load_model(t, dm_json_get(root, "model"), root, path), done);
     DM_TRY(rc, load_normalizer(t, dm_json_get(root, "normalizer"), path), done);
     DM_TRY(rc, load_pretokenizer(t, dm_json_get(root, "pre_tokenizer"), path), done);
