@@ -23,6 +23,8 @@ int ds_stage_hash(par_ctx *ctx, const dm_cfg *cfg, char out[65])
                                         "modal.visual.path", "modal.audio.path", "modal.text.ids", "modal.visual.ids",
                                         "modal.audio.ids", NULL};
     int synth = !strcmp(dm_cfg_str(cfg, "data.format"), "synth");
+    /* what the readers make of the same files: 2 = Amazon text with HTML references decoded */
+    if (!rc && !synth) rc = dm_buf_printf(&b, "readers = 2;\n");
     for (int k = 0; !rc && files[k]; k++) {
         const char *p = dm_cfg_str(cfg, files[k]);
         if (!p[0] || (synth && !strncmp(files[k], "data.", 5))) continue;

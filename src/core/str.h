@@ -23,6 +23,11 @@ int dm_str_match(const char *pattern, const char *s);
 /* Copies s into out keeping [A-Za-z0-9.+-] and mapping runs of anything else to one '+'; at most
  * cap - 1 bytes. */
 void dm_str_slug(const char *s, char *out, size_t cap);
+/* Decodes HTML character references in place (as scraped catalogue text carries them: "L&#39;Oreal",
+ * "&amp;"): &amp; &lt; &gt; &quot; &apos; &nbsp; (to a space) and numeric &#N; / &#xH; (to UTF-8;
+ * NUL, surrogates and code points above U+10FFFF are left as they are), each ending in ';'. Anything
+ * else stays verbatim. The text never grows. Returns the new length. */
+size_t dm_str_html_unescape(char *s);
 /* Appends s as a JSON string literal: quotes, \" \\ \n \t and \u00XX for the other control bytes. */
 int dm_str_json(dm_buf *b, const char *s);
 

@@ -6,6 +6,7 @@
 #include "../core/json.h"
 #include "../core/lines.h"
 #include "../core/log.h"
+#include "../core/str.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -264,7 +265,7 @@ int dm_read_amazon_meta(const char *path, int version, const dm_stripe *s, dm_me
     dm_lines r;
     DM_CALL(dm_lines_open(&r, path));
     dm_jdoc doc = {0};
-    dm_buf cats = {0}, title = {0};
+    dm_buf cats = {0}, title = {0}, brand = {0};
     int rc = DM_OK;
     int python = version == 2014;
     const char *ik = version == 2023 ? "parent_asin" : "asin";
@@ -305,13 +306,21 @@ int dm_read_amazon_meta(const char *path, int version, const dm_stripe *s, dm_me
             }
         }
         double price = parse_price(dm_json_get(o, "price"));
+        /* the scraped text keeps HTML character references ("L&#39;Oreal", "&amp;"): decoded */
+        dm_buf_reset(&brand);
+        int has_brand = b && b->type == DM_JSTR;
+        if (has_brand) DM_TRY(rc, dm_buf_add(&brand, b->str, b->len), done);
+        dm_buf *text[] = {&title, &brand, &cats};
+        for (int k = 0; k < 3; k++)
+            if (text[k]->data) text[k]->len = dm_str_html_unescape(text[k]->data);
         DM_TRY(rc, dm_meta_push(out, id->str, id->len, has_title ? (title.data ? title.data : "") : NULL,
-                                b && b->type == DM_JSTR ? b->str : NULL, cats.data, NULL, price,
+                                has_brand ? (brand.data ? brand.data : "") : NULL, cats.data, NULL, price,
                                 DM_ORDER(0, r.lineno, 0)), done);
     }
 done:
     dm_buf_free(&cats);
     dm_buf_free(&title);
+    dm_buf_free(&brand);
     dm_jdoc_free(&doc);
     dm_lines_close(&r);
     return rc;
