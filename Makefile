@@ -78,6 +78,16 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 MPIT_SRC := $(wildcard tests/mpi/test_*.c)
 MPIT_BIN := $(MPIT_SRC:tests/mpi/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
+# bench_gemm_bf16 measures src/nn's bf16 kernel against oneDNN (Debian libdnnl-dev, which has no
+# pkg-config file: found by its header). Only that bench links it; without it the bench is not built
+# and its script says so. The product never depends on oneDNN.
+ifeq ($(filter deps deps-test clean,$(MAKECMDGOALS)),)
+HAVE_DNNL := $(shell pkg-config --exists dnnl 2>/dev/null && echo 1 || ($(CC) -E -include oneapi/dnnl/dnnl.h -x c /dev/null >/dev/null 2>&1 && echo 1))
+endif
+ifneq ($(HAVE_DNNL),1)
+BENCH_SRC := $(filter-out tests/bench/bench_gemm_bf16.c,$(BENCH_SRC))
+endif
+DNNL_LIBS := $(shell pkg-config --libs dnnl 2>/dev/null || echo -ldnnl)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
 # Objects follow the compiler flags: a change of OPT, NATIVE or SAN rebuilds everything.
@@ -139,6 +149,10 @@ $(BUILD)/bench/%: tests/bench/%.c $(APP_LIBS) $(TESTLIB) $(TESTLIB_HDR)
 	$(MPICC) $(MPI_CFLAGS) -o $@ $< $(TESTLIB) $(APP_LIBS) $(MPI_LIBS)
 
 tests: $(BUILD)/dynmm $(UNIT_BIN) $(MPIT_BIN)
+
+$(BUILD)/bench/bench_gemm_bf16: tests/bench/bench_gemm_bf16.c $(BUILD)/libdynmm_core.a $(TESTLIB) $(TESTLIB_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CORE_CFLAGS) -o $@ $< $(TESTLIB) $(BUILD)/libdynmm_core.a $(CORE_LIBS) $(DNNL_LIBS)
 
 benches: $(BUILD)/dynmm $(BENCH_BIN)
 
