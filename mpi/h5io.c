@@ -1,5 +1,6 @@
 /* h5io.c: parallel HDF5 helpers, see h5io.h. */
 #include "h5io.h"
+#include "mpicount.h"
 
 #include "../src/core/err.h"
 #include "../src/core/log.h"
@@ -114,6 +115,8 @@ static int io_skip(MPI_Status *status, MPI_Datatype t, int count)
 
 int MPI_File_open(MPI_Comm comm, const char *filename, int amode, MPI_Info info, MPI_File *fh)
 {
+    mpicount_t0 t0;
+    int counted = mpicount_enter(&t0);
     errno = 0;
     int rc = PMPI_File_open(comm, filename, amode, info, fh);
     int err = errno;
@@ -133,20 +136,25 @@ int MPI_File_open(MPI_Comm comm, const char *filename, int amode, MPI_Info info,
     /* when the open failed on another rank only, this rank's handle is left open: closing it is
        collective and the others have nothing to close */
     if (rc != MPI_SUCCESS && *fh != MPI_FILE_NULL) *fh = MPI_FILE_NULL;
+    if (counted) mpicount_leave(&t0, MC_FILE_OPEN, 0);
     return rc;
 }
 
 int MPI_File_close(MPI_File *fh)
 {
     io_file *io = io_find(*fh);
+    mpicount_t0 t0;
+    int counted = mpicount_enter(&t0);
     errno = 0;
     int rc = PMPI_File_close(fh);
     int err = errno;
-    if (!io) return rc;
-    rc = io_agree(io, rc, err, 0);
-    if (io->comm != MPI_COMM_NULL) MPI_Comm_free(&io->comm);
-    free(io->path);
-    memset(io, 0, sizeof *io);
+    if (io) {
+        rc = io_agree(io, rc, err, 0);
+        if (io->comm != MPI_COMM_NULL) MPI_Comm_free(&io->comm);
+        free(io->path);
+        memset(io, 0, sizeof *io);
+    }
+    if (counted) mpicount_leave(&t0, MC_FILE_CLOSE, 0);
     return rc;
 }
 
@@ -171,12 +179,15 @@ int MPI_File_write_at_all(MPI_File fh, MPI_Offset offset, const void *buf, int c
     io_file *io = io_find(fh);
     if (io && io->mode == IO_DOOMED) return io_skip(status, t, count);
     size_t bytes = io_bytes(count, t);
+    mpicount_t0 t0;
+    int counted = mpicount_enter(&t0);
     errno = 0;
     int rc = PMPI_File_write_at_all(fh, offset, buf, count, t, status);
     int err = errno;
     rc = io_wrote(rc, err, status, bytes);
     int arc = io_agree(io, rc, err, bytes);
     if (arc == MPI_SUCCESS && rc != MPI_SUCCESS) io_skip(status, t, count); /* lenient: a complete write */
+    if (counted) mpicount_leave(&t0, MC_FILE_WRITE_AT_ALL, bytes);
     return arc;
 }
 
@@ -187,22 +198,28 @@ int MPI_File_write_at(MPI_File fh, MPI_Offset offset, const void *buf, int count
     io_file *io = io_find(fh);
     if (io && io->mode == IO_DOOMED) return io_skip(status, t, count);
     size_t bytes = io_bytes(count, t);
+    mpicount_t0 t0;
+    int counted = mpicount_enter(&t0);
     errno = 0;
     int rc = PMPI_File_write_at(fh, offset, buf, count, t, status);
     int err = errno;
     rc = io_wrote(rc, err, status, bytes);
     if (rc != MPI_SUCCESS && !g_io_err) g_io_err = io_errno(io, rc, err, bytes);
+    if (counted) mpicount_leave(&t0, MC_FILE_WRITE_AT, bytes);
     return rc;
 }
 
 int MPI_File_read_at_all(MPI_File fh, MPI_Offset offset, void *buf, int count, MPI_Datatype t, MPI_Status *status)
 {
     io_file *io = io_find(fh);
+    mpicount_t0 t0;
+    int counted = mpicount_enter(&t0);
     errno = 0;
     int rc = PMPI_File_read_at_all(fh, offset, buf, count, t, status);
     int err = errno, keep = g_io_err; /* agreed, but not a write failure */
     rc = io_agree(io, rc, err, 0);
     g_io_err = keep;
+    if (counted) mpicount_leave(&t0, MC_FILE_READ_AT_ALL, io_bytes(count, t));
     return rc;
 }
 
@@ -210,20 +227,28 @@ int MPI_File_set_size(MPI_File fh, MPI_Offset size)
 {
     io_file *io = io_find(fh);
     if (io && io->mode == IO_DOOMED) return MPI_SUCCESS;
+    mpicount_t0 t0;
+    int counted = mpicount_enter(&t0);
     errno = 0;
     int rc = PMPI_File_set_size(fh, size);
     int err = errno;
-    return io_agree(io, rc, err, 0);
+    rc = io_agree(io, rc, err, 0);
+    if (counted) mpicount_leave(&t0, MC_FILE_SET_SIZE, 0);
+    return rc;
 }
 
 int MPI_File_sync(MPI_File fh)
 {
     io_file *io = io_find(fh);
     if (io && io->mode == IO_DOOMED) return MPI_SUCCESS;
+    mpicount_t0 t0;
+    int counted = mpicount_enter(&t0);
     errno = 0;
     int rc = PMPI_File_sync(fh);
     int err = errno;
-    return io_agree(io, rc, err, 0);
+    rc = io_agree(io, rc, err, 0);
+    if (counted) mpicount_leave(&t0, MC_FILE_SYNC, 0);
+    return rc;
 }
 
 /* Sets the mode of the MPI-IO handle under an open HDF5 file (all ranks alike). */

@@ -3,6 +3,7 @@
 #include "stage.h"
 
 #include "../mpi/cli.h"
+#include "../mpi/mpicount.h"
 #include "dataset_io.h"
 #include "models.h"
 
@@ -290,7 +291,9 @@ int stage_is_current(stage_run *sr, int *current)
 int stage_exec(stage_run *sr)
 {
     dm_cfg_seen_clear(sr->cfg);
+    mpicount_stage(sr->def->name); /* DM_MPI_COUNT: MPI traffic counted under the stage's name */
     int rc = sr->def->run(sr);
+    mpicount_stage(NULL);
     dm_buf keys = {0};
     const char *gb[STAGE_MAX_GROUPS];
     size_t n = dm_cfg_seen_outside(sr->cfg, stage_groups(sr->def, sr->cfg, gb), g_exempt, &keys);
