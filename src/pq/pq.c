@@ -1,0 +1,361 @@
+/* pq.c: product quantisation: codebook shape, encoding, ADC scoring and the data-parallel k-means
+ * of pq.h. The naive twins are in pq_naive.c. */
+#include "pq.h"
+
+#include "../core/err.h"
+#include "../core/rng.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int pq_init(pq_codebook *cb, size_t D, int M, int K, const char *what)
+{
+    memset(cb, 0, sizeof *cb);
+    DM_CONFIG_CHECK(K < 1 || K > PQ_KMAX, "%s: pq.k = %d centroids per sub-space; expected 1 to %d (a code is one byte)", what, K,
+                    PQ_KMAX);
+    DM_CONFIG_CHECK(M < 1 || (size_t)M > D || D % (size_t)M, "%s: pq.m = %d sub-spaces does not divide the latent dimension %zu", what,
+                    M, D);
+    cb->M = M;
+    cb->K = K;
+    cb->D = D;
+    cb->ds = D / (size_t)M;
+    DM_ALLOC(cb->c, (size_t)K * D);
+    return DM_OK;
+}
+
+void pq_free(pq_codebook *cb)
+{
+    free(cb->c);
+    memset(cb, 0, sizeof *cb);
+}
+
+/* |a - b|^2 over ds terms, summed in j order (the order every distance of this module uses) */
+static float dist2(const float *a, const float *b, size_t ds)
+{
+    float d = 0.0f;
+    for (size_t j = 0; j < ds; j++) {
+        float t = a[j] - b[j];
+        d += t * t;
+    }
+    return d;
+}
+
+/* codes of x under cb with ct (M, ds, K) the caller's workspace: each sub-space's centroids
+ * transposed, so the loop over k is contiguous */
+static void encode_ws(const pq_codebook *cb, const float *x, size_t n, uint8_t *codes, float *ct)
+{
+    const int M = cb->M, K = cb->K;
+    const size_t D = cb->D, ds = cb->ds;
+    for (int m = 0; m < M; m++)
+        for (int k = 0; k < K; k++)
+            for (size_t j = 0; j < ds; j++) ct[((size_t)m * ds + j) * (size_t)K + (size_t)k] = cb->c[((size_t)m * (size_t)K + (size_t)k) * ds + j];
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float d[PQ_KMAX];
+        for (int m = 0; m < M; m++) {
+            const float *xm = x + i * D + (size_t)m * ds, *cm = ct + (size_t)m * ds * (size_t)K;
+            /* d_k = sum_j (x_j - c_kj)^2 in j order, as dist2, for all k at once */
+            for (int k = 0; k < K; k++) d[k] = 0.0f;
+            for (size_t j = 0; j < ds; j++) {
+                const float xj = xm[j], *cj = cm + j * (size_t)K;
+                for (int k = 0; k < K; k++) {
+                    float t = xj - cj[k];
+                    d[k] += t * t;
+                }
+            }
+            int best = 0;
+            for (int k = 1; k < K; k++)
+                if (d[k] < d[best]) best = k;
+            codes[i * (size_t)M + (size_t)m] = (uint8_t)best;
+        }
+    }
+}
+
+int pq_encode(const pq_codebook *cb, const float *x, size_t n, uint8_t *codes)
+{
+    float *ct;
+    DM_ALLOC(ct, (size_t)cb->K * cb->D);
+    encode_ws(cb, x, n, codes, ct);
+    free(ct);
+    return DM_OK;
+}
+
+void pq_decode(const pq_codebook *cb, const uint8_t *codes, size_t n, float *x)
+{
+    const size_t M = (size_t)cb->M, K = (size_t)cb->K, ds = cb->ds;
+    for (size_t i = 0; i < n; i++)
+        for (size_t m = 0; m < M; m++) memcpy(x + i * cb->D + m * ds, cb->c + (m * K + codes[i * M + m]) * ds, ds * sizeof *x);
+}
+
+void pq_adc_lut(const pq_codebook *cb, const float *q, float *lut)
+{
+    const size_t M = (size_t)cb->M, K = (size_t)cb->K, ds = cb->ds;
+    for (size_t m = 0; m < M; m++)
+        for (size_t k = 0; k < K; k++) {
+            const float *c = cb->c + (m * K + k) * ds, *qm = q + m * ds;
+            float s = 0.0f;
+            for (size_t j = 0; j < ds; j++) s += qm[j] * c[j];
+            lut[m * K + k] = s;
+        }
+}
+
+/* items per block: a block's codes (PQ_BLOCK M bytes) stay in L1 while every query's table reads them */
+#define PQ_BLOCK 256
+
+void pq_adc_scores(const float *luts, size_t B, const uint8_t *codes, size_t n, int M, int K, float *out)
+{
+    const size_t Mz = (size_t)M, Kz = (size_t)K, nb = (n + PQ_BLOCK - 1) / PQ_BLOCK;
+#pragma omp parallel for schedule(static)
+    for (size_t blk = 0; blk < nb; blk++) {
+        const size_t i0 = blk * PQ_BLOCK, i1 = i0 + PQ_BLOCK < n ? i0 + PQ_BLOCK : n;
+        for (size_t b = 0; b < B; b++) {
+            const float *lut = luts + b * Mz * Kz;
+            float *o = out + b * n;
+            size_t i = i0;
+            /* four items at once: four independent sums, each still in m order */
+            for (; i + 4 <= i1; i += 4) {
+                const uint8_t *c0 = codes + i * Mz, *c1 = c0 + Mz, *c2 = c1 + Mz, *c3 = c2 + Mz;
+                float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+                for (size_t m = 0; m < Mz; m++) {
+                    const float *l = lut + m * Kz;
+                    s0 += l[c0[m]];
+                    s1 += l[c1[m]];
+                    s2 += l[c2[m]];
+                    s3 += l[c3[m]];
+                }
+                o[i] = s0;
+                o[i + 1] = s1;
+                o[i + 2] = s2;
+                o[i + 3] = s3;
+            }
+            for (; i < i1; i++) {
+                const uint8_t *c = codes + i * Mz;
+                float s = 0.0f;
+                for (size_t m = 0; m < Mz; m++) s += lut[m * Kz + c[m]];
+                o[i] = s;
+            }
+        }
+    }
+}
+
+/* ---- fixed point --------------------------------------------------------------------------------- */
+
+int pq_fix_shift(double vmax, size_t n)
+{
+    if (!(vmax > 0.0) || !isfinite(vmax)) return 0;
+    int e;
+    frexp(vmax * (double)(n ? n : 1), &e); /* n vmax < 2^e */
+    int S = 62 - e;
+    return S < -1000 ? -1000 : S > 1000 ? 1000 : S;
+}
+
+int64_t pq_fix(double v, int S) { return (int64_t)llrint(ldexp(v, S)); }
+
+/* ---- data-parallel training ---------------------------------------------------------------------- */
+
+static int comm_sum(const pq_comm *c, int64_t *buf, size_t n) { return c->sum_i64 && c->size > 1 ? c->sum_i64(c->ctx, buf, n) : DM_OK; }
+static int comm_max(const pq_comm *c, double *buf, size_t n) { return c->max_f64 && c->size > 1 ? c->max_f64(c->ctx, buf, n) : DM_OK; }
+
+/* the seeding draw of sub-space m, step t: an item index below N (total == 0) or a weight below total */
+static uint64_t seed_draw(uint64_t seed, int m, int t, uint64_t bound)
+{
+    dm_rng r;
+    dm_rng_seed(&r, dm_rng_key(seed, (uint64_t)m, (uint64_t)t));
+    return dm_rng_below(&r, bound);
+}
+
+/* max |x| and whether every value is finite; the fixed-point exponents of the sums */
+typedef struct {
+    int Sx, Sd, Se; /* centroid sums; seeding squared distances (one sub-space); per-item errors and norms */
+} pq_scales;
+
+static pq_scales scales_of(double mx, size_t N, size_t ds, size_t D)
+{
+    pq_scales s = {pq_fix_shift(mx, N), pq_fix_shift(4.0 * mx * mx * (double)ds, N), pq_fix_shift(4.0 * mx * mx * (double)D, N)};
+    return s;
+}
+
+static double local_max(const float *x, size_t n, int *bad)
+{
+    double mx = 0.0;
+    *bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double v = fabs((double)x[i]);
+        if (!isfinite(v)) *bad = 1;
+        else if (v > mx) mx = v;
+    }
+    return mx;
+}
+
+/* The training's buffers, allocated before the first collective (a failure is agreed once, and
+ * nothing after it can fail on one shard alone). */
+typedef struct {
+    float *mind;   /* (n, M) squared distance to the nearest centroid chosen so far */
+    int64_t *tot;  /* (P, M) the shards' weight totals */
+    int64_t *bits; /* (D) the chosen sub-vectors' float bits */
+    int64_t *acc;  /* (nacc) a Lloyd step's sums: [sums (M, K, ds) | counts (M, K) | changed] */
+    uint8_t *prev; /* (n, M) the previous step's codes */
+    float *ct;     /* (K D) encode_ws's workspace */
+} pq_ws;
+
+/* k-means++ seeding of every sub-space at once (pq.h): K steps, two sums each */
+static int seed_pp(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N, uint64_t seed, const pq_comm *comm, int Sd, pq_ws *w)
+{
+    const int M = cb->M, K = cb->K, P = comm->size, R = comm->rank;
+    const size_t D = cb->D, ds = cb->ds, Kz = (size_t)K, Mz = (size_t)M;
+    for (int t = 0; t < K; t++) {
+        memset(w->tot, 0, (size_t)P * Mz * sizeof *w->tot);
+        for (size_t m = 0; t > 0 && m < Mz; m++) {
+            int64_t s = 0;
+            for (size_t i = 0; i < n; i++) s += pq_fix(w->mind[i * Mz + m], Sd);
+            w->tot[(size_t)R * Mz + m] = s;
+        }
+        DM_CALL(comm_sum(comm, w->tot, (size_t)P * Mz));
+        memset(w->bits, 0, D * sizeof *w->bits);
+        for (size_t m = 0; m < Mz; m++) {
+            uint64_t total = 0, before = 0;
+            for (int r = 0; r < P; r++) {
+                total += (uint64_t)w->tot[(size_t)r * Mz + m];
+                if (r < R) before += (uint64_t)w->tot[(size_t)r * Mz + m];
+            }
+            size_t pick = 0;
+            int mine = 0;
+            if (total == 0) { /* the first centroid, or every item already is a centroid: uniform */
+                uint64_t g = seed_draw(seed, (int)m, t, (uint64_t)N);
+                if (g >= i0 && g < i0 + n) mine = 1, pick = (size_t)(g - i0);
+            } else {
+                uint64_t u = seed_draw(seed, (int)m, t, total), own = (uint64_t)w->tot[(size_t)R * Mz + m];
+                if (u >= before && u < before + own) {
+                    u -= before;
+                    for (size_t i = 0; i < n && !mine; i++) {
+                        uint64_t wi = (uint64_t)pq_fix(w->mind[i * Mz + m], Sd);
+                        if (u < wi) mine = 1, pick = i;
+                        else u -= wi;
+                    }
+                    DM_ASSERT(mine);
+                }
+            }
+            for (size_t j = 0; mine && j < ds; j++) {
+                uint32_t b;
+                memcpy(&b, x + pick * D + m * ds + j, sizeof b);
+                w->bits[m * ds + j] = (int64_t)b;
+            }
+        }
+        /* the chosen sub-vectors' float bits: exactly one shard contributes each */
+        DM_CALL(comm_sum(comm, w->bits, D));
+        for (size_t m = 0; m < Mz; m++) {
+            float *c = cb->c + (m * Kz + (size_t)t) * ds;
+            for (size_t j = 0; j < ds; j++) {
+                uint32_t b = (uint32_t)w->bits[m * ds + j];
+                memcpy(c + j, &b, sizeof b);
+            }
+            for (size_t i = 0; i < n; i++) {
+                float d = dist2(x + i * D + m * ds, c, ds), *md = w->mind + i * Mz + m;
+                if (t == 0 || d < *md) *md = d;
+            }
+        }
+    }
+    return DM_OK;
+}
+
+/* One Lloyd step's local sums into w->acc (codes: the shard's assignment under the current codebook) */
+static void lloyd_sums(const pq_codebook *cb, const float *x, size_t n, const uint8_t *codes, const uint8_t *prev, int Sx, int64_t *acc)
+{
+    const size_t D = cb->D, ds = cb->ds, Mz = (size_t)cb->M, Kz = (size_t)cb->K, nacc = Kz * D + Mz * Kz + 1;
+    memset(acc, 0, nacc * sizeof *acc);
+    int64_t *cnt = acc + Kz * D;
+    for (size_t i = 0; i < n; i++)
+        for (size_t m = 0; m < Mz; m++) {
+            size_t k = codes[i * Mz + m];
+            int64_t *s = acc + (m * Kz + k) * ds;
+            const float *xm = x + i * D + m * ds;
+            for (size_t j = 0; j < ds; j++) s[j] += pq_fix(xm[j], Sx);
+            cnt[m * Kz + k]++;
+            acc[nacc - 1] += !prev || prev[i * Mz + m] != codes[i * Mz + m];
+        }
+}
+
+/* The final error, norm and cluster sizes of codes: fin = [err | norm | counts (M, K)] */
+static void final_sums(const pq_codebook *cb, const float *x, size_t n, const uint8_t *codes, int Se, int64_t *fin)
+{
+    const size_t D = cb->D, ds = cb->ds, Mz = (size_t)cb->M, Kz = (size_t)cb->K;
+    memset(fin, 0, (2 + Mz * Kz) * sizeof *fin);
+    for (size_t i = 0; i < n; i++) {
+        float e = 0.0f, nr = 0.0f;
+        for (size_t m = 0; m < Mz; m++) {
+            const float *xm = x + i * D + m * ds;
+            e += dist2(xm, cb->c + (m * Kz + codes[i * Mz + m]) * ds, ds);
+            for (size_t j = 0; j < ds; j++) nr += xm[j] * xm[j];
+            fin[2 + m * Kz + codes[i * Mz + m]]++;
+        }
+        fin[0] += pq_fix(e, Se);
+        fin[1] += pq_fix(nr, Se);
+    }
+}
+
+static void final_stats(const pq_codebook *cb, const int64_t *fin, int Se, pq_train_stats *st)
+{
+    st->err = ldexp((double)fin[0], -Se);
+    st->norm = ldexp((double)fin[1], -Se);
+    st->empty = 0;
+    for (size_t q = 0; q < (size_t)cb->M * (size_t)cb->K; q++) st->empty += !fin[2 + q];
+}
+
+static void ws_free(pq_ws *w)
+{
+    free(w->mind);
+    free(w->tot);
+    free(w->bits);
+    free(w->acc);
+    free(w->prev);
+    free(w->ct);
+    memset(w, 0, sizeof *w);
+}
+
+int pq_train(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N, int iters, uint64_t seed, const pq_comm *comm,
+             uint8_t *codes, pq_train_stats *st)
+{
+    pq_comm one = {0, 1, NULL, NULL, NULL};
+    if (!comm) comm = &one;
+    memset(st, 0, sizeof *st);
+    const size_t D = cb->D, ds = cb->ds, Mz = (size_t)cb->M, Kz = (size_t)cb->K;
+    const size_t nacc = Kz * D + Mz * Kz + 1;
+    pq_ws w = {malloc((n * Mz + 1) * sizeof(float)), malloc(((size_t)comm->size * Mz + 1) * sizeof(int64_t)),
+               malloc((D + 1) * sizeof(int64_t)), malloc(nacc * sizeof(int64_t)), malloc(n * Mz + 1), malloc((Kz * D + 1) * sizeof(float))};
+    int bad;
+    /* [max |x|, a non-finite value, an allocation failed]: agreed before any other collective */
+    double g[3] = {local_max(x, n * D, &bad), 0.0, 0.0};
+    g[1] = bad;
+    g[2] = !w.mind || !w.tot || !w.bits || !w.acc || !w.prev || !w.ct;
+    int rc = comm_max(comm, g, 3);
+    if (!rc && g[2] != 0.0) rc = DM_ERR(DM_ENOMEM, "pq: out of memory for the training buffers of %zu items", n);
+    if (!rc && g[1] != 0.0) rc = DM_ERR(DM_EINPUT, "pq: an item latent is not finite");
+    if (!rc && N == 0) rc = DM_ERR(DM_EINPUT, "pq: no items to train the codebooks on");
+    const pq_scales sc = scales_of(g[0], N, ds, D);
+    if (!rc) rc = seed_pp(cb, x, n, i0, N, seed, comm, sc.Sd, &w);
+    for (int it = 0; !rc && it < iters; it++) {
+        if (it) memcpy(w.prev, codes, n * Mz);
+        encode_ws(cb, x, n, codes, w.ct);
+        lloyd_sums(cb, x, n, codes, it ? w.prev : NULL, sc.Sx, w.acc);
+        rc = comm_sum(comm, w.acc, nacc);
+        if (rc) break;
+        const int64_t *cnt = w.acc + Kz * D;
+        for (size_t q = 0; q < Mz * Kz; q++) {
+            if (!cnt[q]) continue; /* empty: keeps its centroid */
+            for (size_t j = 0; j < ds; j++) cb->c[q * ds + j] = (float)(ldexp((double)w.acc[q * ds + j], -sc.Sx) / (double)cnt[q]);
+        }
+        st->iters = it + 1;
+        st->changed = w.acc[nacc - 1];
+        if (!st->changed) break;
+    }
+    /* the codes of the final codebook, its error and its empty clusters (acc is large enough) */
+    if (!rc) {
+        encode_ws(cb, x, n, codes, w.ct);
+        final_sums(cb, x, n, codes, sc.Se, w.acc);
+        rc = comm_sum(comm, w.acc, 2 + Mz * Kz);
+    }
+    if (!rc) final_stats(cb, w.acc, sc.Se, st);
+    ws_free(&w);
+    return rc;
+}

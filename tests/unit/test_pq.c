@@ -1,0 +1,153 @@
+/* test_pq.c: product quantisation (src/pq/pq.h) on one shard:
+ *  - shapes refused with their message (pq.m not dividing D, pq.k above 256)
+ *  - encoding and ADC scoring bitwise equal to their naive twins (the same sums in the same order)
+ *  - ADC scores = the decoded latents' dot products within the float error of the two summation
+ *    orders, and the ADC ranking of a codebook that reproduces every item exactly is the exact one
+ *  - pq_train = its naive serial twin (double centroid sums): the same codes, centroids within a few
+ *    float roundings; a known answer (K distinct sub-vectors per sub-space: zero error)
+ *  - the fixed-point helpers (exponent bound, rounding)
+ * The multi-shard training (bitwise at 1, 2, 3 ranks, SciPy's error) is tests/mpi/test_pq.c. */
+#include "../../src/core/err.h"
+#include "../../src/core/rng.h"
+#include "../../src/pq/pq.h"
+#include "tap.h"
+#include "testlib.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void shapes(void)
+{
+    pq_codebook cb;
+    CHECK(pq_init(&cb, 50, 16, 256, "pq: align") == DM_ECONFIG && strstr(dm_error_message(), "pq.m = 16 sub-spaces does not divide the latent dimension 50"),
+          "m not dividing d: %s", dm_error_message());
+    dm_error_clear();
+    CHECK(pq_init(&cb, 64, 16, 300, "pq: align") == DM_ECONFIG && strstr(dm_error_message(), "pq.k = 300 centroids per sub-space; expected 1 to 256"),
+          "k above 256: %s", dm_error_message());
+    dm_error_clear();
+    CHECK(pq_init(&cb, 64, 16, 256, "pq") == DM_OK && cb.ds == 4 && cb.c, "64 = 16 x 4");
+    pq_free(&cb);
+    CHECK(cb.c == NULL, "pq_free clears");
+}
+
+/* kernels against their twins, ADC against decoded dot products */
+static void kernels(void)
+{
+    dm_rng r;
+    dm_rng_seed(&r, 7);
+    const size_t n = 1003, D = 24, B = 5;
+    const int M = 6, K = 200;
+    pq_codebook cb;
+    CHECK(pq_init(&cb, D, M, K, "pq") == DM_OK, "init");
+    tl_randn(&r, cb.c, (size_t)K * D, 1.0);
+    float *x = tl_randn_new(&r, n * D, 1.0), *q = tl_randn_new(&r, B * D, 1.0), *xh = malloc(n * D * sizeof *xh);
+    float *lut = malloc(B * (size_t)M * K * sizeof *lut), *s = malloc(B * n * sizeof *s), *sn = malloc(B * n * sizeof *sn);
+    uint8_t *c = malloc(n * M), *cn = malloc(n * M);
+    CHECK(pq_encode(&cb, x, n, c) == DM_OK && pq_encode_naive(&cb, x, n, cn) == DM_OK, "encode");
+    CHECK(!memcmp(c, cn, n * M), "encode = its naive twin");
+    /* each code is the nearest centroid (in double, up to a float-rounding near tie) */
+    size_t wrong = 0;
+    for (size_t i = 0; i < n; i++)
+        for (int m = 0; m < M; m++) {
+            double best = INFINITY, got = 0;
+            for (int k = 0; k < K; k++) {
+                double d = 0;
+                for (size_t j = 0; j < cb.ds; j++) {
+                    double t = (double)x[i * D + m * cb.ds + j] - cb.c[((size_t)m * K + k) * cb.ds + j];
+                    d += t * t;
+                }
+                if (d < best) best = d;
+                if (k == c[i * M + m]) got = d;
+            }
+            wrong += got > best * (1 + 1e-6);
+        }
+    CHECK(wrong == 0, "%zu codes are not the nearest centroid", wrong);
+    pq_decode(&cb, c, n, xh);
+    for (size_t b = 0; b < B; b++) pq_adc_lut(&cb, q + b * D, lut + b * M * K);
+    pq_adc_scores(lut, B, c, n, M, K, s);
+    pq_adc_scores_naive(lut, B, c, n, M, K, sn);
+    CHECK(!memcmp(s, sn, B * n * sizeof *s), "ADC scores = the naive twin's, bitwise");
+    /* |ADC - q.x^| <= gamma_(ds + M) sum_j |q_j x^_j|: each table entry sums ds products, the score
+       M entries (Higham's bound for recursive summation, u = 2^-24) */
+    double worst = 0;
+    const double g = (double)(cb.ds + M) * ldexp(1.0, -24) / (1 - (double)(cb.ds + M) * ldexp(1.0, -24));
+    for (size_t b = 0; b < B; b++)
+        for (size_t i = 0; i < n; i++) {
+            double dot = 0, abs = 0;
+            for (size_t j = 0; j < D; j++) {
+                dot += (double)q[b * D + j] * xh[i * D + j];
+                abs += fabs((double)q[b * D + j] * xh[i * D + j]);
+            }
+            double e = fabs(s[b * n + i] - dot) / (g * abs);
+            if (e > worst) worst = e;
+        }
+    CHECK(worst <= 1.0, "ADC vs the decoded dot product: %.3g of the bound", worst);
+    printf("  ADC vs decoded dot products: worst %.3f of gamma_(ds+M) sum|q x^|\n", worst);
+    TL_FREE(x, q, xh, lut, s, sn, c, cn);
+    pq_free(&cb);
+}
+
+/* pq_train against its naive twin; known answer */
+static void training(void)
+{
+    dm_rng r;
+    dm_rng_seed(&r, 11);
+    const size_t N = 700, D = 12;
+    const int M = 4, K = 24;
+    float *x = tl_randn_new(&r, N * D, 1.0);
+    for (size_t i = 0; i < N; i++) /* a little structure: eight offsets */
+        for (size_t j = 0; j < D; j++) x[i * D + j] += (float)(3.0 * ((i % 8) == j % 8));
+    pq_codebook a, b;
+    pq_train_stats sa, sb;
+    uint8_t *ca = malloc(N * M), *cbn = malloc(N * M);
+    CHECK(pq_init(&a, D, M, K, "pq") == DM_OK && pq_init(&b, D, M, K, "pq") == DM_OK, "init");
+    CHECK(pq_train(&a, x, N, 0, N, 30, 5, NULL, ca, &sa) == DM_OK, "train: %s", dm_error_message());
+    CHECK(pq_train_naive(&b, x, N, 30, 5, cbn, &sb) == DM_OK, "naive train");
+    CHECK(!memcmp(ca, cbn, N * M), "codes = the naive twin's");
+    CHECK(sa.iters == sb.iters, "iterations %d vs %d", sa.iters, sb.iters);
+    /* centroids: a mean of at most N floats, fixed point vs double sums, one float rounding each */
+    double cd = 0, cm = tl_maxabs(a.c, (size_t)K * D);
+    for (size_t q = 0; q < (size_t)K * D; q++) cd = fmax(cd, fabs((double)a.c[q] - b.c[q]));
+    CHECK(cd <= 2 * ldexp(cm, -24), "centroids differ by %.3g (max %.3g)", cd, cm);
+    NEAR(sa.err / sa.norm, sb.err / sb.norm, 1e-5, "relative error vs naive");
+    CHECK(sa.err / sa.norm < 0.5, "relative error %.3f", sa.err / sa.norm);
+    printf("  train: %d iterations (last changed %lld), relative error %.4f (naive %.4f), centroids within %.2g\n", sa.iters,
+           (long long)sa.changed, sa.err / sa.norm, sb.err / sb.norm, cd);
+    /* known answer: every sub-vector one of K distinct values -> zero error, codes decode exactly */
+    float *y = malloc(N * D * sizeof *y), *yh = malloc(N * D * sizeof *yh), *pts = tl_randn_new(&r, (size_t)K * D, 1.0);
+    for (size_t i = 0; i < N; i++)
+        for (int m = 0; m < M; m++)
+            memcpy(y + i * D + m * a.ds, pts + (((i * 7 + (size_t)m) % (size_t)K) * D) + m * a.ds, a.ds * sizeof *y);
+    CHECK(pq_train(&a, y, N, 0, N, 30, 3, NULL, ca, &sa) == DM_OK, "train the known answer");
+    pq_decode(&a, ca, N, yh);
+    CHECK(!memcmp(y, yh, N * D * sizeof *y) && sa.err == 0 && sa.empty == 0, "K distinct sub-vectors: decoded exactly (err %g, empty %lld)",
+          sa.err, (long long)sa.empty);
+    /* fewer items than centroids: duplicates, no failure */
+    CHECK(pq_train(&a, y, 5, 0, 5, 3, 3, NULL, ca, &sa) == DM_OK && sa.err == 0, "5 items, 24 centroids");
+    float bad = NAN;
+    memcpy(y, &bad, sizeof bad);
+    CHECK(pq_train(&a, y, N, 0, N, 3, 3, NULL, ca, &sa) == DM_EINPUT && strstr(dm_error_message(), "not finite"), "NaN refused: %s",
+          dm_error_message());
+    dm_error_clear();
+    TL_FREE(x, ca, cbn, y, yh, pts);
+    pq_free(&a);
+    pq_free(&b);
+}
+
+static void fixed_point(void)
+{
+    int S = pq_fix_shift(3.0, 1000);
+    CHECK(1000.0 * 3.0 * ldexp(1.0, S) <= ldexp(1.0, 62) && 1000.0 * 3.0 * ldexp(1.0, S + 1) > ldexp(1.0, 62), "shift %d", S);
+    CHECK(pq_fix_shift(0.0, 10) == 0 && pq_fix_shift(NAN, 10) == 0, "degenerate shifts");
+    CHECK(pq_fix(1.5, 1) == 3 && pq_fix(-0.75, 2) == -3 && pq_fix(0.5, 0) == 0, "rounding (half to even)");
+}
+
+int main(void)
+{
+    shapes();
+    kernels();
+    training();
+    fixed_point();
+    return tap_done("test_pq");
+}
