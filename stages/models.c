@@ -11,6 +11,7 @@
 #include "../src/core/err.h"
 #include "../src/core/log.h"
 #include "../src/core/shard.h"
+#include "../src/gru4rec/gru4rec.h"
 #include "../src/nn/gemm.h"
 #include "../src/sasrec/sasrec_model.h"
 
@@ -214,6 +215,7 @@ static const model_def g_models[] = {
     {"align", "aligner", "align.h5", NULL, NULL, NULL, align_load_scorer, builtin_unload, NULL},
     {"bpr", NULL, "cf.h5", NULL, &bpr_model_ops, NULL, NULL, NULL, NULL},
     {"itemknn", "ItemKNN", "cf.h5", g_itemknn_groups, NULL, itemknn_train, itemknn_load, itemknn_unload, NULL},
+    {"gru4rec", NULL, "cf.h5", NULL, &gru4rec_model_ops, NULL, NULL, NULL, NULL},
 };
 static const int g_nmodels = (int)(sizeof g_models / sizeof g_models[0]);
 

@@ -55,6 +55,6 @@ print("ok: resumed after SIGTERM to the uninterrupted weights and curve (%d epoc
 EOF
 [ ! -e $W/term/ckpt_bpr.h5 ] || fail "checkpoint left after completion"
 # unknown models
-$B train-cf --set run.dir=$W/r1 --set 'cf.models=[pop,gru4rec]' > $W/bad.log 2>&1 && fail "unknown model accepted"
-grep -q "unknown model 'gru4rec'" $W/bad.log && grep -q "hint: cf.models takes pop, ease, sasrec, bpr" $W/bad.log || { cat $W/bad.log; fail "no message for an unknown model"; }
+$B train-cf --set run.dir=$W/r1 --set 'cf.models=[pop,caser]' > $W/bad.log 2>&1 && fail "unknown model accepted"
+grep -q "unknown model 'caser'" $W/bad.log && grep -q "hint: cf.models takes pop, ease, sasrec, bpr" $W/bad.log || { cat $W/bad.log; fail "no message for an unknown model"; }
 echo ok
