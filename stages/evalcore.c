@@ -31,11 +31,10 @@ static const dm_cand *find_cand(const dm_dataset *d, const char *protocol)
     return NULL;
 }
 
-int ev_score_users(const ev_split *s, const metrics_spec *spec, const char *protocol, ev_score_fn fn, void *model,
-                   size_t lo, size_t hi, size_t batch, double *rows)
+int ev_block_users(const ev_split *s, const char *protocol, size_t lo, size_t hi, const dm_cand **candp, size_t *users,
+                   size_t *nu_out, size_t *maxlen_out)
 {
     const dm_dataset *d = s->d;
-    size_t n_items = d->n_items, nc = spec->ncols;
     int full = !strcmp(protocol, "full");
     const dm_cand *cand = full ? NULL : find_cand(d, protocol);
     if (!full && !cand) {
@@ -47,10 +46,7 @@ int ev_score_users(const ev_split *s, const metrics_spec *spec, const char *prot
                d->cand_row0 + d->cand_rows, lo, hi);
         return DM_EINTERNAL;
     }
-    for (size_t k = 0; k < (hi - lo) * nc; k++) rows[k] = NAN;
     /* users of the block that have targets (and negatives) */
-    size_t *users;
-    DM_ALLOC(users, hi - lo + 1);
     size_t nu = 0, maxlen = 1;
     for (size_t u = lo; u < hi; u++) {
         size_t len = (size_t)(d->user_off[u + 1] - d->user_off[u]);
@@ -60,9 +56,31 @@ int ev_score_users(const ev_split *s, const metrics_spec *spec, const char *prot
         if (has && cand && cand->rows[(u - d->cand_row0) * cand->n] < 0) has = 0;
         if (has) users[nu++] = u;
     }
+    *candp = cand;
+    *nu_out = nu;
+    *maxlen_out = maxlen;
+    return DM_OK;
+}
+
+int ev_score_users(const ev_split *s, const metrics_spec *spec, const char *protocol, ev_score_fn fn, void *model,
+                   size_t lo, size_t hi, size_t batch, double *rows)
+{
+    const dm_dataset *d = s->d;
+    size_t n_items = d->n_items, nc = spec->ncols;
+    int full = !strcmp(protocol, "full");
+    for (size_t k = 0; k < (hi - lo) * nc; k++) rows[k] = NAN;
+    size_t *users;
+    DM_ALLOC(users, hi - lo + 1);
+    size_t nu = 0, maxlen = 1;
+    const dm_cand *cand = NULL;
+    int rc0 = ev_block_users(s, protocol, lo, hi, &cand, users, &nu, &maxlen);
+    if (rc0) {
+        free(users);
+        return rc0;
+    }
     if (batch < 1) batch = 1;
     /* bound the score block to ~64 MiB */
-    size_t cap = ((size_t)64 << 20) / (n_items * sizeof(float));
+    size_t cap = EV_BLOCK_BYTES / (n_items * sizeof(float));
     if (cap < 1) cap = 1;
     if (batch > cap) batch = cap;
     float *scores;

@@ -37,9 +37,18 @@ size_t ev_targets(const ev_split *s, size_t u, int32_t *out);
 
 typedef int (*ev_score_fn)(void *model, const ev_split *s, const size_t *users, size_t B, float *scores);
 
+/* A block of scores (users x items) stays under this size: it bounds the users scored at once. */
+#define EV_BLOCK_BYTES ((size_t)64 << 20)
+
 /* Scores users [lo, hi) of split s under `protocol` ("full", "uni99", ...) into rows. */
 int ev_score_users(const ev_split *s, const metrics_spec *spec, const char *protocol, ev_score_fn fn, void *model,
                    size_t lo, size_t hi, size_t batch, double *rows);
+/* The users of [lo, hi) that take part in split s under `protocol` (a target in the split, and stored
+ * negatives for a sampled protocol) into users (room for hi - lo), their count into *nu, the longest
+ * interaction list of the block into *maxlen (>= 1) and the protocol's candidate sets into *cand
+ * (NULL for "full"). DM_EINTERNAL when the protocol's sets were not drawn for these users. */
+int ev_block_users(const ev_split *s, const char *protocol, size_t lo, size_t hi, const dm_cand **cand, size_t *users,
+                   size_t *nu, size_t *maxlen);
 /* Column means over the non-NaN rows of all ranks; *count = users scored. */
 int ev_mean(par_ctx *ctx, const metrics_spec *spec, const double *rows, size_t n, double *mean, int64_t *count);
 

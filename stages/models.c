@@ -154,12 +154,32 @@ static int ease_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5fil
     return rc;
 }
 
+/* the dot-product models' datasets: item table, user states of the valid and test histories */
+static const char *const g_latents[][4] = {
+    {"sasrec", "/sasrec/e_cf", "/sasrec/state_valid", "/sasrec/state_test"},
+    {"align", "/align/z_base", "/align/h_valid", "/align/h_test"},
+};
+
+const char *const *model_latents_names(const model_def *m)
+{
+    for (size_t k = 0; k < sizeof g_latents / sizeof g_latents[0]; k++)
+        if (!strcmp(g_latents[k][0], m->name)) return g_latents[k] + 1;
+    return NULL;
+}
+
+int model_latents_check(const model_def *m, h5file *f)
+{
+    if (!strcmp(m->name, "align")) return h5_check_format(f, "dynmm-align", 1);
+    return need(f, model_latents_names(m)[0], m->name);
+}
+
 static int sasrec_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *f, model_loaded *ml)
 {
     builtin *m;
     DM_CALL(builtin_new(d, ml, &m));
-    int rc = need(f, "/sasrec/e_cf", "sasrec");
-    if (!rc) rc = model_latents_read(f, "/sasrec/e_cf", "/sasrec/state_valid", "/sasrec/state_test", &m->lat);
+    const char *const *nm = g_latents[0] + 1;
+    int rc = need(f, nm[0], "sasrec");
+    if (!rc) rc = model_latents_read(f, nm[0], nm[1], nm[2], &m->lat);
     ml->score = latents_score;
     return rc;
 }
@@ -168,8 +188,9 @@ static int align_load_scorer(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *
 {
     builtin *m;
     DM_CALL(builtin_new(d, ml, &m));
+    const char *const *nm = g_latents[1] + 1;
     int rc = h5_check_format(f, "dynmm-align", 1);
-    if (!rc) rc = model_latents_read(f, "/align/z_base", "/align/h_valid", "/align/h_test", &m->lat);
+    if (!rc) rc = model_latents_read(f, nm[0], nm[1], nm[2], &m->lat);
     ml->score = latents_score;
     return rc;
 }

@@ -38,6 +38,13 @@ void model_latents_free(model_latents *m);
 /* An ev_score_fn over a model_latents. */
 int model_latents_score(void *m, const ev_split *s, const size_t *users, size_t B, float *scores);
 
+/* The datasets of a dot-product model (item table, valid states, test states) in its file, or NULL
+ * for a model that does not score by a dot product; model_latents_check refuses a file that does
+ * not hold them (with a hint). Read item-sharded by stages/evalshard.h. */
+struct model_def;
+const char *const *model_latents_names(const struct model_def *m);
+int model_latents_check(const struct model_def *m, h5file *f);
+
 /* What a model's training gets. */
 typedef struct {
     par_ctx *ctx;

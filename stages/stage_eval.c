@@ -29,6 +29,7 @@
 #include "../mpi/cli.h"
 #include "dataset_io.h"
 #include "evalcore.h"
+#include "evalshard.h"
 #include "models.h"
 #include "stage.h"
 #include "stress.h"
@@ -74,6 +75,7 @@ typedef struct {
     size_t ch, cn, cm;    /* logged columns: hit@10, ndcg@10, mrr */
     int mw;               /* width of the model column of the log */
     const char *align_path; /* align.h5 (stress experiments) */
+    const ev_shard_latents *shard; /* the model scored with its item table sharded (evalshard.h), or NULL */
 } ev_out;
 
 /* Scores `fn` on split s under `proto` into o->rows and writes /<split>/<proto>/<name> with its
@@ -89,7 +91,8 @@ static int write_entry(ev_out *o, const ev_split *s, const char *sp, const char 
     const metrics_spec *spec = o->spec;
     const dm_dataset *d = o->d;
     size_t lo = o->lo, hi = o->hi, nc = spec->ncols;
-    int rc = ev_score_users(s, spec, proto, fn, m, lo, hi, o->batch, o->rows);
+    int rc = o->shard ? ev_score_sharded(ctx, s, spec, proto, o->shard, lo, hi, o->batch, o->rows)
+                      : ev_score_users(s, spec, proto, fn, m, lo, hi, o->batch, o->rows);
     rc = par_agree(ctx, rc);
     int64_t cnt = 0;
     if (!rc) rc = ev_mean(ctx, spec, o->rows, hi - lo, o->mean, &cnt);
@@ -486,14 +489,19 @@ static int stage_eval(stage_run *sr)
         if (ks[k] == 10) c10 = k + 1;
     ev_out o = {ctx, &f, &spec, &d, cold, lo, hi, (size_t)dm_cfg_int(cfg, "eval.batch"), rows, mean, crow, cmean,
                 metrics_col(&spec, METRICS_HIT, c10 ? c10 - 1 : 0), metrics_col(&spec, METRICS_NDCG, c10 ? c10 - 1 : 0),
-                metrics_col(&spec, METRICS_MRR, 0), stress ? 24 : 8, uses_eval(cfg, "align.h5") ? stage_input(sr, "align.h5") : NULL};
+                metrics_col(&spec, METRICS_MRR, 0), stress ? 24 : 8, uses_eval(cfg, "align.h5") ? stage_input(sr, "align.h5") : NULL, NULL};
     if (!rc) dm_log("%-8s %-6s %-*s %8s %10s %10s %10s %8s", "split", "proto", o.mw, "model", "users", c10 ? "hit@10" : "hit@k0",
                     c10 ? "ndcg@10" : "ndcg@k0", "mrr", "seconds");
     for (size_t mi = 0; mi < nm && !rc; mi++) {
         const char *mname = dm_cfg_str_at(cfg, "eval.models", mi);
         const model_def *md = model_find(mname);
         model_loaded m;
-        rc = model_load(ctx, cfg, &d, md, stage_input(sr, md->file), &m);
+        memset(&m, 0, sizeof m);
+        ev_shard_latents sl;
+        int sharded = 0;
+        rc = ev_shard_plan(ctx, cfg, md, stage_input(sr, md->file), &sharded);
+        if (!rc) rc = sharded ? ev_shard_load(ctx, md, stage_input(sr, md->file), &sl) : model_load(ctx, cfg, &d, md, stage_input(sr, md->file), &m);
+        o.shard = !rc && sharded ? &sl : NULL;
         /* the stress experiments' cold-item subset of this model: <model>@cold */
         char cold_name[160];
         snprintf(cold_name, sizeof cold_name, "%s@cold", mname);
@@ -507,6 +515,8 @@ static int stage_eval(stage_run *sr)
                                  NULL, dm_wtime());
         }
         model_unload(&m);
+        if (sharded) ev_shard_free(&sl);
+        o.shard = NULL;
     }
     rc = par_agree(ctx, rc);
     if (!rc && stress && nss && in_list(cfg, "stress.models", "align")) rc = run_stress(&o, cfg, roles, ssplits, nss);

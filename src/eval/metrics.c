@@ -535,3 +535,47 @@ int metrics_full_naive(const metrics_spec *s, metrics_ws *w, const float *scores
     row[metrics_col(s, METRICS_MRR, 0)] = mrr;
     return DM_OK;
 }
+
+/* ---- full ranking over item shards ------------------------------------------------------------- */
+
+size_t metrics_shard_targets(metrics_ws *w, const float *tscores, size_t m)
+{
+    if (ws_reserve_targets(w, m ? m : 1)) return 0;
+    memcpy(w->tscore, tscores, m * sizeof *tscores);
+    return sort_distinct(w, m);
+}
+
+int metrics_shard_count(metrics_ws *w, size_t d, const float *scores, size_t i0, size_t n, const int32_t *targets,
+                        size_t n_targets, const int32_t *excluded, size_t n_excluded, int64_t *cnt)
+{
+    if (n != w->n_items) return DM_ERR(DM_EINTERNAL, "metrics: workspace made for %zu items, the shard has %zu", w->n_items, n);
+    int64_t nan = 0;
+    memset(w->between, 0, (d + 1) * sizeof *w->between);
+    memset(w->eq, 0, d * sizeof *w->eq);
+    for (size_t i = 0; i < n; i++) classify(w, d, scores[i], 1, &nan);
+    /* the targets of the shard, then its excluded items (once each, never a target): as metrics_full */
+    for (size_t i = 0; i < n_targets; i++)
+        if ((size_t)targets[i] >= i0 && (size_t)targets[i] < i0 + n) w->mark[targets[i] - (int64_t)i0] |= MARK_TARGET;
+    for (size_t i = 0; i < n_excluded; i++) {
+        int32_t e = excluded[i];
+        if ((size_t)e < i0 || (size_t)e >= i0 + n || (w->mark[e - (int64_t)i0] & (MARK_TARGET | MARK_EXCLUDED))) continue;
+        w->mark[e - (int64_t)i0] |= MARK_EXCLUDED;
+        classify(w, d, scores[e - (int64_t)i0], -1, &nan);
+    }
+    for (size_t i = 0; i < n_targets; i++)
+        if ((size_t)targets[i] >= i0 && (size_t)targets[i] < i0 + n) w->mark[targets[i] - (int64_t)i0] = 0;
+    for (size_t i = 0; i < n_excluded; i++)
+        if ((size_t)excluded[i] >= i0 && (size_t)excluded[i] < i0 + n) w->mark[excluded[i] - (int64_t)i0] = 0;
+    memcpy(cnt, w->between, (d + 1) * sizeof *cnt);
+    memcpy(cnt + d + 1, w->eq, d * sizeof *cnt);
+    cnt[2 * d + 1] = nan;
+    return DM_OK;
+}
+
+int metrics_shard_finish(const metrics_spec *s, metrics_ws *w, size_t d, const int64_t *cnt, double *row)
+{
+    if (cnt[2 * d + 1]) return DM_ERR(DM_ENUM, "metrics: %lld competing item scores are NaN", (long long)cnt[2 * d + 1]);
+    memcpy(w->between, cnt, (d + 1) * sizeof *cnt);
+    memcpy(w->eq, cnt + d + 1, d * sizeof *cnt);
+    return finish_blocks(s, w, d, row);
+}

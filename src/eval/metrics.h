@@ -119,6 +119,23 @@ int metrics_full_naive(const metrics_spec *s, metrics_ws *w, const float *scores
                        const int32_t *targets, size_t n_targets, const int32_t *excluded,
                        size_t n_excluded, double *row);
 
+/* Full ranking over item shards: each rank holds the scores of items [i0, i0 + n) and the counts
+ * metrics_full makes in its one pass are summed over the shards, so the row is metrics_full's
+ * exactly (the same integer counts reach the same metrics_from_blocks).
+ *   metrics_shard_targets  the user's m distinct target scores (every rank the same values, a
+ *                          repeated target item given once) into w, sorted and merged; returns d,
+ *                          the number of distinct scores (0 when out of memory: DM_ERR is set)
+ *   metrics_shard_count    the shard's counts into cnt (2 d + 2 int64): competitors strictly between
+ *                          consecutive target scores [0 .. d], equal to each [d + 1 .. 2 d], NaN
+ *                          scores [2 d + 1]; targets and excluded ids are global (those outside
+ *                          the shard are skipped). w is made for n items (metrics_ws_init(w, n)).
+ *   metrics_shard_finish   the row from the counts summed over every shard; DM_ENUM for NaNs.
+ * A NaN target score is the caller's to refuse (as metrics_full does). */
+size_t metrics_shard_targets(metrics_ws *w, const float *tscores, size_t m);
+int metrics_shard_count(metrics_ws *w, size_t d, const float *scores, size_t i0, size_t n, const int32_t *targets,
+                        size_t n_targets, const int32_t *excluded, size_t n_excluded, int64_t *cnt);
+int metrics_shard_finish(const metrics_spec *s, metrics_ws *w, size_t d, const int64_t *cnt, double *row);
+
 /* Sampled protocol (1 + N): the target's score against N negative scores (N may be 0).
  * Writes row[ncols]. */
 int metrics_sampled(const metrics_spec *s, float target, const float *neg, size_t n_neg, double *row);
