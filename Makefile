@@ -140,9 +140,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libdynmm_core.a $(TESTLIB) $(TESTLIB_H
 	@mkdir -p $(dir $@)
 	$(CC) $(CORE_CFLAGS) -o $@ $< $(TESTLIB) $(BUILD)/libdynmm_core.a $(CORE_LIBS)
 
-$(BUILD)/tests/%: tests/mpi/%.c $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a $(TESTLIB) $(TESTLIB_HDR)
+# (the stages library too: a multi-rank test may drive a stage's collective parts, e.g. test_evalshard)
+$(BUILD)/tests/%: tests/mpi/%.c $(APP_LIBS) $(TESTLIB) $(TESTLIB_HDR)
 	@mkdir -p $(dir $@)
-	$(MPICC) $(MPI_CFLAGS) -o $@ $< $(TESTLIB) $(BUILD)/libdynmm_mpi.a $(BUILD)/libdynmm_core.a $(MPI_LIBS)
+	$(MPICC) $(MPI_CFLAGS) -o $@ $< $(TESTLIB) $(APP_LIBS) $(MPI_LIBS)
 
 $(BUILD)/bench/%: tests/bench/%.c $(APP_LIBS) $(TESTLIB) $(TESTLIB_HDR)
 	@mkdir -p $(dir $@)

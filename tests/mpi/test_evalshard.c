@@ -1,0 +1,224 @@
+/* test_evalshard.c: item-sharded scoring (stages/evalshard.h) against the unsharded path
+ * (ev_score_users over the whole table) at any rank count, on a hand-made catalogue whose item
+ * count divides unevenly over 2, 3 and 4 ranks:
+ *   - latents of small integers (|x| <= 2, width 4): every score is an exact integer, so scores tie
+ *     often and identically in both paths, whatever the BLAS; the per-user rows of full ranking and
+ *     of a 1+9 sampled protocol are bitwise equal for every tie rule (expected, pessimistic,
+ *     optimistic), for users with one target, several targets, a repeated target and a target in
+ *     their history, at batch sizes that split the users into uneven blocks and at one block;
+ *   - random Gaussian latents: the rows are bitwise equal too (OpenBLAS computes each score from its
+ *     row and column alone; this is what eval relies on for real models);
+ *   - ev_shard_topk equals dm_top_k_f32 over the whole score vector (ids and scores, ties to the
+ *     lower item, history left out, K longer than what is left);
+ *   - a NaN item score fails both paths with the same message on every rank.
+ */
+#include "../../mpi/par.h"
+#include "../../src/core/err.h"
+#include "../../src/core/rng.h"
+#include "../../src/core/shard.h"
+#include "../../src/core/sort.h"
+#include "../../stages/evalshard.h"
+#include "../unit/tap.h"
+#include "../unit/testlib.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { NU = 61, NI = 37, C = 4, NNEG = 9 };
+
+typedef struct {
+    int64_t off[NU + 1];
+    int32_t item[NU * 12];
+    int8_t role[NU * 12];
+    int32_t neg[NU * NNEG];
+    dm_dataset d;
+} catalogue;
+
+/* Users of 2..11 interactions; the last one or three are test targets (user 7: its target repeated,
+ * user 11: a target that is also in its history), the one before valid. Negatives: NNEG items the
+ * user never touched, -1 rows for users 5 and 40 (left out of the protocol). */
+static void make_catalogue(catalogue *c, dm_rng *r)
+{
+    size_t n = 0;
+    c->off[0] = 0;
+    for (int u = 0; u < NU; u++) {
+        int len = 2 + (int)dm_rng_below(r, 10), nt = u % 4 == 0 ? 3 : 1;
+        if (nt + 1 > len) nt = 1;
+        for (int k = 0; k < len; k++) {
+            c->item[n + (size_t)k] = (int32_t)dm_rng_below(r, NI);
+            c->role[n + (size_t)k] = k >= len - nt ? DM_TEST : k == len - nt - 1 ? DM_VALID : DM_TRAIN;
+        }
+        if (u == 7 && len >= 3) {
+            c->role[n + (size_t)len - 2] = DM_TEST;
+            c->item[n + (size_t)len - 2] = c->item[n + (size_t)len - 1];
+        }
+        if (u == 11) c->item[n + (size_t)len - 1] = c->item[n];
+        n += (size_t)len;
+        c->off[u + 1] = (int64_t)n;
+        for (int k = 0; k < NNEG; k++) {
+            int32_t x;
+            int seen;
+            do {
+                x = (int32_t)dm_rng_below(r, NI);
+                seen = 0;
+                for (int64_t j = c->off[u]; j < c->off[u + 1]; j++) seen |= c->item[j] == x;
+            } while (seen);
+            c->neg[u * NNEG + k] = u == 5 || u == 40 ? -1 : x;
+        }
+    }
+    c->d = tl_dataset_view(NU, NI, c->off, c->item);
+    c->d.n_cand = 1;
+    snprintf(c->d.cand[0].name, sizeof c->d.cand[0].name, "uni%d", NNEG);
+    c->d.cand[0].n = NNEG;
+    c->d.cand[0].rows = c->neg;
+    c->d.cand_row0 = 0;
+    c->d.cand_rows = NU;
+}
+
+/* Rows of this rank's users, unsharded and sharded, for every protocol, split and tie rule:
+ * returns the number of entries compared (all must be bitwise equal). */
+static int compare_rows(par_ctx *ctx, catalogue *c, model_latents *full, size_t batch, const char *what)
+{
+    size_t lo, hi;
+    dm_shard_even(NU, ctx->size, ctx->rank, &lo, &hi);
+    ev_shard_latents sh = {NI, C, 0, 0, NULL, {NULL, full->state[DM_VALID], full->state[DM_TEST]}};
+    dm_shard_even(NI, ctx->size, ctx->rank, &sh.i0, &sh.i1);
+    sh.e = full->e + sh.i0 * C;
+    char proto[16];
+    snprintf(proto, sizeof proto, "uni%d", NNEG);
+    const char *protos[2] = {"full", proto};
+    int64_t ks[3] = {1, 5, 10};
+    int n = 0;
+    for (int t = 0; t < 3; t++) {
+        metrics_spec spec;
+        metrics_spec_init(&spec, ks, 3, (metrics_ties)t);
+        double *a = malloc((hi - lo + 1) * spec.ncols * sizeof *a), *b = malloc((hi - lo + 1) * spec.ncols * sizeof *b);
+        for (int sp = DM_VALID; sp <= DM_TEST; sp++)
+            for (int p = 0; p < 2; p++) {
+                ev_split s = {&c->d, c->role, sp};
+                int ra = par_agree(ctx, ev_score_users(&s, &spec, protos[p], model_latents_score, full, lo, hi, batch, a));
+                int rb = ev_score_sharded(ctx, &s, &spec, protos[p], &sh, lo, hi, batch, b);
+                CHECK(ra == DM_OK && rb == DM_OK, "%s %s: scored (%d, %d: %s)", what, protos[p], ra, rb, dm_error_message());
+                int same = memcmp(a, b, (hi - lo) * spec.ncols * sizeof *a) == 0, scored = 0;
+                for (size_t u = 0; u < hi - lo; u++) scored += !isnan(a[u * spec.ncols]);
+                for (size_t k = 0; !same && k < (hi - lo) * spec.ncols; k++)
+                    if (memcmp(&a[k], &b[k], sizeof *a)) {
+                        CHECK(0, "%s, %s ties, %s, split %d, batch %zu: user %zu column %zu: %.17g unsharded, %.17g sharded", what,
+                              metrics_ties_name((metrics_ties)t), protos[p], sp, batch, lo + k / spec.ncols, k % spec.ncols, a[k], b[k]);
+                        break;
+                    }
+                int64_t cnt = scored;
+                par_allreduce_sum_i64(ctx, &cnt, 1); /* all but users 5, 40 (no negatives) and 7 (no valid target) */
+                CHECK(cnt >= NU - 3, "%s: %lld users scored", what, (long long)cnt);
+                n += same;
+            }
+        free(a);
+        free(b);
+        metrics_spec_free(&spec);
+    }
+    return n;
+}
+
+int main(int argc, char **argv)
+{
+    par_ctx ctx;
+    if (par_init(&argc, &argv, &ctx)) return 1;
+    par_set_threads(&ctx, 0);
+    dm_rng r;
+    dm_rng_seed(&r, 20261205);
+    static catalogue c;
+    make_catalogue(&c, &r);
+    float *e = malloc(NI * C * sizeof *e), *hv = malloc(NU * C * sizeof *hv), *ht = malloc(NU * C * sizeof *ht);
+    model_latents full = {NI, C, e, {NULL, hv, ht}};
+
+    /* integer latents: exact scores, many ties (identical in both paths by construction) */
+    for (size_t k = 0; k < NI * C; k++) e[k] = (float)((int)dm_rng_below(&r, 5) - 2);
+    for (size_t k = 0; k < NU * C; k++) hv[k] = (float)((int)dm_rng_below(&r, 3) - 1), ht[k] = (float)((int)dm_rng_below(&r, 3) - 1);
+    size_t batches[3] = {1, 7, 1000};
+    for (int bi = 0; bi < 3; bi++) {
+        char what[64];
+        snprintf(what, sizeof what, "integer latents, batch %zu", batches[bi]);
+        CHECK(compare_rows(&ctx, &c, &full, batches[bi], what) == 12, "%s: every entry bitwise equal", what);
+    }
+    /* Gaussian latents: the BLAS scores each (user, item) the same in a call over a shard */
+    tl_randn(&r, e, NI * C, 1.0);
+    tl_randn(&r, hv, NU * C, 1.0);
+    tl_randn(&r, ht, NU * C, 1.0);
+    CHECK(compare_rows(&ctx, &c, &full, 7, "gaussian latents") == 12, "gaussian latents: every entry bitwise equal");
+
+    /* top-K over shards: integer latents again (ties), history excluded */
+    for (size_t k = 0; k < NI * C; k++) e[k] = (float)((int)dm_rng_below(&r, 3) - 1);
+    {
+        size_t users[NU], B = NU, i0, i1;
+        for (size_t u = 0; u < NU; u++) users[u] = u;
+        dm_shard_even(NI, ctx.size, ctx.rank, &i0, &i1);
+        ev_shard_latents sh = {NI, C, i0, i1, e + i0 * C, {NULL, hv, ht}};
+        ev_split s = {&c.d, c.role, DM_TEST};
+        float *all = malloc(B * NI * sizeof *all), *part = malloc(B * (i1 - i0) * sizeof *part + 4);
+        int64_t xo[NU + 1];
+        int32_t *xs = malloc(NU * 12 * sizeof *xs);
+        xo[0] = 0;
+        for (size_t u = 0; u < NU; u++) xo[u + 1] = xo[u] + (int64_t)ev_history(&s, u, xs + xo[u]);
+        model_latents_score(&full, &s, users, B, all);
+        ev_shard_scores(&sh, &s, users, B, part);
+        int Ks[3] = {1, 10, NI};
+        for (int q = 0; q < 3; q++) {
+            int K = Ks[q];
+            int32_t *got = malloc(B * (size_t)K * sizeof *got), *want = malloc((size_t)K * sizeof *want);
+            float *gs = malloc(B * (size_t)K * sizeof *gs);
+            uint8_t mark[NI];
+            CHECK(ev_shard_topk(&ctx, part, B, i0, i1 - i0, xo, xs, K, got, gs) == DM_OK, "topk K %d", K);
+            int bad = 0;
+            for (size_t u = 0; u < B && !bad; u++) {
+                memset(mark, 0, sizeof mark);
+                for (int64_t j = xo[u]; j < xo[u + 1]; j++) mark[xs[j]] = 1;
+                int k = dm_top_k_f32(all + u * NI, NI, mark, K, want);
+                for (int j = 0; j < K && !bad; j++) {
+                    int32_t w = j < k ? want[j] : -1;
+                    bad = got[u * (size_t)K + (size_t)j] != w || (w >= 0 && memcmp(&gs[u * (size_t)K + (size_t)j], &all[u * NI + (size_t)w], sizeof(float)));
+                    if (bad) CHECK(0, "top-%d of user %zu, place %d: item %d sharded, %d unsharded", K, u, j, got[u * (size_t)K + (size_t)j], w);
+                }
+            }
+            CHECK(!bad, "top-%d lists equal the unsharded ones (ties to the lower item)", K);
+            free(got);
+            free(want);
+            free(gs);
+        }
+        free(all);
+        free(part);
+        free(xs);
+    }
+
+    /* a NaN score: both paths refuse with the same message, on every rank */
+    e[(NI - 1) * C] = NAN;
+    {
+        size_t lo, hi;
+        dm_shard_even(NU, ctx.size, ctx.rank, &lo, &hi);
+        ev_shard_latents sh = {NI, C, 0, 0, NULL, {NULL, hv, ht}};
+        dm_shard_even(NI, ctx.size, ctx.rank, &sh.i0, &sh.i1);
+        sh.e = e + sh.i0 * C;
+        int64_t ks[1] = {10};
+        metrics_spec spec;
+        metrics_spec_init(&spec, ks, 1, METRICS_TIES_EXPECTED);
+        double *rows = malloc((hi - lo + 1) * spec.ncols * sizeof *rows);
+        ev_split s = {&c.d, c.role, DM_TEST};
+        int ra = par_agree(&ctx, ev_score_users(&s, &spec, "full", model_latents_score, &full, lo, hi, 7, rows));
+        char ma[256];
+        snprintf(ma, sizeof ma, "%s", dm_error_message());
+        dm_error_clear();
+        int rb = ev_score_sharded(&ctx, &s, &spec, "full", &sh, lo, hi, 7, rows);
+        CHECK(ra == DM_ENUM && rb == DM_ENUM, "NaN refused: %d, %d", ra, rb);
+        CHECK(strstr(ma, "NaN") && strstr(dm_error_message(), "NaN"), "NaN messages: '%s', '%s'", ma, dm_error_message());
+        dm_error_clear();
+        free(rows);
+        metrics_spec_free(&spec);
+    }
+    free(e);
+    free(hv);
+    free(ht);
+    int rc = tap_done("test_evalshard");
+    par_finalize(&ctx);
+    return rc;
+}
