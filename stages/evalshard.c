@@ -382,7 +382,7 @@ int ev_shard_plan(par_ctx *ctx, const dm_cfg *cfg, const model_def *m, const cha
     double tmib, bmib;
     *on = ev_item_shard(ctx, cfg, n, C, &tmib, &bmib);
     if (*on)
-        dm_log("  %s: item table %zu x %zu (%.1f MiB) sharded over %d ranks, %.1f MiB each (eval.item_shard %s, %.0f MiB per rank)",
+        dm_log("  %s: item table %zu x %zu (%.3g MiB) sharded over %d ranks, %.3g MiB each (eval.item_shard %s, memory %.4g MiB per rank)",
                m->name, n, C, tmib, ctx->size, tmib / ctx->size, dm_cfg_str(cfg, "eval.item_shard"), bmib);
     return DM_OK;
 }
