@@ -5,6 +5,7 @@
 #include "cf_sasrec.h"
 #include "ease.h"
 #include "itemknn.h"
+#include "pq_model.h"
 #include "trainer.h"
 
 #include "../src/bpr/bpr.h"
@@ -228,6 +229,7 @@ static int sasrec_check(const dm_cfg *cfg)
 
 static const char *const g_ease_groups[] = {"ease", NULL};
 static const char *const g_itemknn_groups[] = {"itemknn", NULL};
+static const char *const g_pq_groups[] = {"pq.rerank", NULL};
 
 static const model_def g_models[] = {
     {"pop", "Pop", "cf.h5", NULL, NULL, pop_train, pop_load, builtin_unload, NULL},
@@ -236,6 +238,8 @@ static const model_def g_models[] = {
     {"align", "aligner", "align.h5", NULL, NULL, NULL, align_load_scorer, builtin_unload, NULL},
     {"bpr", NULL, "cf.h5", NULL, &bpr_model_ops, NULL, NULL, NULL, NULL},
     {"itemknn", "ItemKNN", "cf.h5", g_itemknn_groups, NULL, itemknn_train, itemknn_load, itemknn_unload, NULL},
+    {"align@pq", "aligner (PQ)", "pq.h5", g_pq_groups, NULL, NULL, pq_model_load, pq_model_unload, NULL},
+    {"sasrec@pq", "SASRec (PQ)", "pq.h5", g_pq_groups, NULL, NULL, pq_model_load, pq_model_unload, NULL},
     {"gru4rec", NULL, "cf.h5", NULL, &gru4rec_model_ops, NULL, NULL, NULL, NULL},
 };
 static const int g_nmodels = (int)(sizeof g_models / sizeof g_models[0]);

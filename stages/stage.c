@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 static const stage_def *const g_stages[] = {
-    &stage_ingest_def, &stage_synth_def, &stage_train_cf_def, &stage_align_def, &stage_lm_def,
+    &stage_ingest_def, &stage_synth_def, &stage_train_cf_def, &stage_align_def, &stage_pq_def, &stage_lm_def,
     &stage_prompt_def, &stage_explain_def, &stage_stream_def, &stage_eval_def,
 };
 static const int g_nstages = (int)(sizeof g_stages / sizeof g_stages[0]);

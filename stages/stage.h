@@ -125,7 +125,7 @@ void stage_warn_unread_sets(const dm_cfg *cfg, const stage_def *const *defs, int
 int stage_command(par_ctx *ctx, const stage_def *def, int argc, char **argv);
 
 /* The stages (one file each: stages/stage_<name>.c), in pipeline order. */
-extern const stage_def stage_ingest_def, stage_synth_def, stage_train_cf_def, stage_align_def, stage_lm_def,
+extern const stage_def stage_ingest_def, stage_synth_def, stage_train_cf_def, stage_align_def, stage_pq_def, stage_lm_def,
     stage_prompt_def, stage_explain_def, stage_stream_def, stage_eval_def;
 /* The dataset's config groups (dataset_io.h) */
 extern const char *const ds_config_groups[];

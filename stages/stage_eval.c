@@ -536,7 +536,7 @@ static int stage_eval(stage_run *sr)
 const stage_def stage_eval_def = {
     .name = "eval",
     .output = "results.h5",
-    .inputs = {"dataset.h5", "cf.h5", "align.h5", NULL},
+    .inputs = {"dataset.h5", "cf.h5", "align.h5", "pq.h5", NULL},
     .groups = eval_config_groups,
     .models_key = "eval.models",
     .uses = uses_eval,

@@ -1,0 +1,220 @@
+/* pq_model.c: pq.h5's codebooks and codes, and <model>@pq's scorer for the registry, see
+ * pq_model.h. */
+#include "pq_model.h"
+
+#include "../mpi/cli.h"
+
+#include "../src/core/err.h"
+#include "../src/core/sort.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const pq_source g_sources[] = {
+    {"align", "align.h5", "/align/z_base", {NULL, "/align/h_valid", "/align/h_test"}},
+    {"sasrec", "cf.h5", "/sasrec/e_cf", {NULL, "/sasrec/state_valid", "/sasrec/state_test"}},
+};
+#define PQ_NSOURCES (sizeof g_sources / sizeof g_sources[0])
+
+const pq_source *pq_source_find(const char *model)
+{
+    for (size_t k = 0; k < PQ_NSOURCES; k++)
+        if (!strcmp(g_sources[k].model, model)) return &g_sources[k];
+    return NULL;
+}
+
+const char *pq_source_names(void) { return "align, sasrec"; }
+
+int pq_read(h5file *f, const char *model, size_t n_items, size_t d, pq_codebook *cb, uint8_t **codes)
+{
+    char nc[128], nk[128];
+    snprintf(nc, sizeof nc, "/%s/codebook", model);
+    snprintf(nk, sizeof nk, "/%s/codes", model);
+    *codes = NULL;
+    memset(cb, 0, sizeof *cb);
+    int64_t M = 0, K = 0;
+    char grp[128];
+    snprintf(grp, sizeof grp, "/%s", model);
+    DM_CALL(h5_get_attr_i64(f, grp, "m", &M));
+    DM_CALL(h5_get_attr_i64(f, grp, "k", &K));
+    DM_CALL(pq_init(cb, d, (int)M, (int)K, model));
+    void *p = NULL;
+    size_t r, c;
+    int rc = h5_read_all(f, nc, H5_F32, &p, &r, &c);
+    if (!rc && (r != (size_t)(M * K) || c != cb->ds))
+        rc = DM_ERR(DM_EFORMAT, "%s: %s is (%zu, %zu), expected (%lld, %zu)", f->path, nc, r, c, (long long)(M * K), cb->ds);
+    if (!rc) memcpy(cb->c, p, r * c * sizeof(float));
+    free(p);
+    p = NULL;
+    if (!rc) rc = h5_read_all(f, nk, H5_U8, &p, &r, &c);
+    if (!rc && (r != n_items || c != (size_t)M)) {
+        rc = DM_ERR(DM_EFORMAT, "%s: %s is (%zu, %zu), expected (%zu, %lld)", f->path, nk, r, c, n_items, (long long)M);
+        DM_HINT("the file was made from other latents: rerun the pq stage");
+    }
+    for (size_t q = 0; !rc && q < r * c; q++)
+        if (((uint8_t *)p)[q] >= K) rc = DM_ERR(DM_EFORMAT, "%s: %s[%zu] = %d is not below k = %lld", f->path, nk, q, ((uint8_t *)p)[q], (long long)K);
+    if (rc) {
+        free(p);
+        pq_free(cb);
+        return rc;
+    }
+    *codes = p;
+    return DM_OK;
+}
+
+void pq_rerank(float *sc, size_t n, size_t d, const float *q, const float *e, uint8_t *mark, size_t R, int32_t *top)
+{
+    int nt = dm_top_k_f32(sc, n, mark, (int)R, top);
+    if (nt <= 0) return;
+    float lo = INFINITY, hi = -INFINITY;
+    for (int t = 0; t < nt; t++) {
+        mark[top[t]] |= 2;
+        lo = fminf(lo, cblas_sdot((int)d, q, 1, e + (size_t)top[t] * d, 1));
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!mark[i]) hi = fmaxf(hi, sc[i]);
+    /* the rest below the lowest exact score: shift by (hi - lo) + a margin above the rounding of
+       the shifted values (2^-20 of the magnitudes against a rounding of 2^-24) */
+    if (hi >= lo) {
+        double shift = (double)hi - (double)lo + ldexp(fabs((double)hi) + fabs((double)lo) + 1e-30, -20);
+        for (size_t i = 0; i < n; i++)
+            if (!(mark[i] & 2)) sc[i] = (float)((double)sc[i] - shift);
+    }
+    for (int t = 0; t < nt; t++) {
+        sc[top[t]] = cblas_sdot((int)d, q, 1, e + (size_t)top[t] * d, 1);
+        mark[top[t]] &= 1;
+    }
+}
+
+/* ---- <model>@pq in the registry ------------------------------------------------------------------ */
+
+typedef struct {
+    pq_codebook cb;
+    uint8_t *codes;      /* (n_items, M) */
+    model_latents lat;   /* states; the float items e only when re-ranking */
+    size_t R;            /* pq.rerank (>= n_items: exact) */
+    float *lut;          /* (cap, M, K) */
+    size_t cap;
+    int32_t *hist, *top; /* scratch: one user's history, the top R */
+    uint8_t *mark;       /* (n_items) */
+} pq_scorer;
+
+static int pq_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
+{
+    pq_scorer *p = mv;
+    const size_t n = p->lat.n_items, D = p->lat.C, MK = (size_t)p->cb.M * (size_t)p->cb.K;
+    if (p->R >= n) return model_latents_score(&p->lat, s, users, B, scores);
+    if (B > p->cap) {
+        float *l = realloc(p->lut, B * MK * sizeof *l);
+        if (!l) return DM_ERR(DM_ENOMEM, "out of memory for %zu lookup tables", B);
+        p->lut = l;
+        p->cap = B;
+    }
+    const float *st = p->lat.state[s->split];
+    for (size_t b = 0; b < B; b++) pq_adc_lut(&p->cb, st + users[b] * D, p->lut + b * MK);
+    pq_adc_scores(p->lut, B, p->codes, n, p->cb.M, p->cb.K, scores);
+    for (size_t b = 0; p->R && b < B; b++) {
+        size_t nh = ev_history(s, users[b], p->hist);
+        for (size_t h = 0; h < nh; h++) p->mark[p->hist[h]] = 1;
+        pq_rerank(scores + b * n, n, D, st + users[b] * D, p->lat.e, p->mark, p->R, p->top);
+        for (size_t h = 0; h < nh; h++) p->mark[p->hist[h]] = 0;
+    }
+    return DM_OK;
+}
+
+/* pq.h5 must have been made from the source file present (its `inputs` record that file's hash) */
+static int same_source(par_ctx *ctx, h5file *f, const pq_source *src, const char *path)
+{
+    h5file g;
+    DM_CALL(h5_open(ctx, path, &g));
+    char *inputs = NULL, *hash = NULL;
+    int rc = h5_get_attr_str(f, "/", "inputs", &inputs);
+    if (!rc) rc = h5_get_attr_str(&g, "/", "stage_hash", &hash);
+    if (!rc) {
+        char want[128];
+        snprintf(want, sizeof want, "%s=%s", src->file, hash);
+        const char *at = strstr(inputs, want);
+        if (!at || (at != inputs && at[-1] != ';') || (at[strlen(want)] && at[strlen(want)] != ';')) {
+            rc = DM_ERR(DM_EINPUT, "%s was not made from the %s present ('%s')", f->path, src->file, path);
+            DM_HINT("pq.h5 is stale: rerun the pq stage");
+        }
+    }
+    free(inputs);
+    free(hash);
+    h5_close(&g);
+    return rc;
+}
+
+int pq_model_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *f, model_loaded *ml)
+{
+    pq_scorer *p;
+    DM_ALLOC(p, 1);
+    ml->state = p;
+    ml->score = pq_score;
+    /* "align@pq" -> align */
+    char model[64];
+    snprintf(model, sizeof model, "%.*s", (int)strcspn(ml->def->name, "@"), ml->def->name);
+    const pq_source *src = pq_source_find(model);
+    DM_ASSERT(src);
+    int64_t R = dm_cfg_int(cfg, "pq.rerank");
+    p->R = (size_t)R;
+    char path[4096];
+    h5file g;
+    DM_CALL(h5_check_format(f, PQ_FORMAT, 1));
+    char nk[128];
+    snprintf(nk, sizeof nk, "/%s/codes", model);
+    if (!h5_exists(f, nk)) {
+        int rc = DM_ERR(DM_ECONFIG, "eval.models has '%s' but %s has no %s", ml->def->name, f->path, nk);
+        DM_HINT("add '%s' to pq.models and rerun the pq stage", model);
+        return rc;
+    }
+    DM_CALL(cli_run_path(ctx, cfg, src->file, path, sizeof path));
+    DM_CALL(same_source(ctx, f, src, path));
+    DM_CALL(h5_open(ctx, path, &g));
+    void *x = NULL;
+    size_t r, c, n = d->n_items;
+    int rc = DM_OK;
+    for (int sp = DM_VALID; sp <= DM_TEST && !rc; sp++) {
+        rc = h5_read_all(&g, src->state[sp], H5_F32, &x, &r, &c);
+        p->lat.state[sp] = x;
+        p->lat.C = c;
+    }
+    int exists = 0;
+    size_t ni = 0, di = 0;
+    if (!rc) rc = h5_shape(&g, src->item, &ni, &di, &exists);
+    if (!rc && (!exists || ni != n || di != p->lat.C))
+        rc = DM_ERR(DM_EFORMAT, "%s: %s is (%zu, %zu), expected (%zu, %zu)", path, src->item, ni, di, n, p->lat.C);
+    p->lat.n_items = n;
+    if (!rc && p->R) {
+        rc = h5_read_all(&g, src->item, H5_F32, &x, &r, &c);
+        p->lat.e = x;
+    }
+    h5_close(&g);
+    if (!rc) rc = pq_read(f, model, n, p->lat.C, &p->cb, &p->codes);
+    if (!rc) {
+        p->hist = malloc((d->n_inter + 1) * sizeof *p->hist);
+        p->top = malloc(((p->R < n ? p->R : n) + 1) * sizeof *p->top);
+        p->mark = calloc(n + 1, 1);
+        if (!p->hist || !p->top || !p->mark) rc = DM_ERR(DM_ENOMEM, "out of memory");
+    }
+    return rc;
+}
+
+void pq_model_unload(model_loaded *ml)
+{
+    pq_scorer *p = ml->state;
+    if (p) {
+        pq_free(&p->cb);
+        free(p->codes);
+        model_latents_free(&p->lat);
+        free(p->lut);
+        free(p->hist);
+        free(p->top);
+        free(p->mark);
+        free(p);
+    }
+    ml->state = NULL;
+}

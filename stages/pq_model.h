@@ -1,0 +1,53 @@
+/* pq_model.h: product-quantised item tables (src/pq/pq.h) in pq.h5, and their scoring by eval as
+ * the registry's <model>@pq (align@pq, sasrec@pq).
+ *
+ * pq.h5 (format "dynmm-pq" v1), per quantised model <model> of pq.models:
+ *   /<model>/codebook   float32 (M K, ds): centroid k of sub-space m in row m K + k
+ *   /<model>/codes      uint8 (n_items, M)
+ *   attributes of /<model>: m, k, d, source (file), item_table (dataset), iters, rel_err (sum
+ *   |x - x^|^2 / sum |x|^2), empty_clusters, bytes_codes, bytes_floats, train_seconds, and the
+ *   recall@10 of the exact top 10 over a sample of test users (recall_users, recall_rerank (R),
+ *   recall_at10 (per R)).
+ *
+ * Scoring (<model>@pq): a user's ADC scores over the whole catalogue; with pq.rerank = R > 0 the R
+ * best items outside the user's history get their exact float score q . x_i and stand above every
+ * other item, which keeps its ADC order, shifted down by one constant (one float rounding each);
+ * R >= n_items is the exact scorer of <model> itself (bitwise its rows). The user states and, for
+ * re-ranking, the float items come from <model>'s own file (align.h5, cf.h5), which must be the one
+ * pq.h5 was made from (checked by stage hash).
+ */
+#ifndef DM_PQ_MODEL_H
+#define DM_PQ_MODEL_H
+
+#include "models.h"
+
+#include "../src/pq/pq.h"
+
+#define PQ_FORMAT "dynmm-pq"
+
+/* A latent table pq can quantise: the model, its file of run.dir and its datasets. */
+typedef struct {
+    const char *model;   /* "align" */
+    const char *file;    /* "align.h5" */
+    const char *item;    /* "/align/z_base" (n_items, d) */
+    const char *state[3]; /* [DM_VALID], [DM_TEST]: the user states (n_users, d) */
+} pq_source;
+
+/* The source of `model`, or NULL. */
+const pq_source *pq_source_find(const char *model);
+/* "align, sasrec" */
+const char *pq_source_names(void);
+
+/* Reads /<model>/codebook and /<model>/codes of an open pq.h5 (checked against n_items and d). */
+int pq_read(h5file *f, const char *model, size_t n_items, size_t d, pq_codebook *cb, uint8_t **codes);
+
+/* Scores of one user: sc (n) holds its ADC scores on entry; the top R (R < n) items not marked
+ * (mark (n): 1 = history) take their exact scores q . e_i (q (d), e (n, d)) and the others are
+ * shifted below the lowest of them. top (R) is scratch. Marks of the top items are restored. */
+void pq_rerank(float *sc, size_t n, size_t d, const float *q, const float *e, uint8_t *mark, size_t R, int32_t *top);
+
+/* Registry hooks of align@pq and sasrec@pq. */
+int pq_model_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *f, model_loaded *ml);
+void pq_model_unload(model_loaded *ml);
+
+#endif

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The pq stage and the <model>@pq models of eval (stages/stage_pq.c, stages/pq_model.h) on a small
+# synthetic run (synth, train-cf, align, pq, eval):
+#  - pq.h5 (codebooks and codes of the aligner's and SASRec's items) is bitwise the same at 1, 2 and
+#    3 ranks, and every stored code is the nearest centroid of its sub-vector (NumPy, float64, up to
+#    float-rounding near ties)
+#  - align@pq's per-user full-ranking rows are those of the decoded latents' dot products: each MRR
+#    lies within the rank interval NumPy finds with the items whose decoded score is within the float
+#    tolerance of the target's counted as either side
+#  - with pq.rerank >= the catalogue, align@pq's and sasrec@pq's rows equal align's and sasrec's
+#    exactly; with a partial re-ranking the means are printed
+#  - the recall@10 pq.h5 reports equals NumPy's recomputation from the stored codes
+#  - refusals: pq.m not dividing the latent dimension, pq.k above 256, a model pq cannot quantise,
+#    eval of sasrec@pq when pq.h5 holds only the aligner
+set -u
+PY=/usr/bin/python3; chk=tests/reference/check_cf.py; B=$DM_BUILD/dynmm
+export OMP_WAIT_POLICY=passive
+W=$DM_TMP/pq; rm -rf $W; mkdir -p $W
+fail() { echo "FAIL: $*"; exit 1; }
+common=(--set synth.users=500 --set synth.items=200 --set synth.clusters=6 --set sasrec.epochs=4 --set sasrec.eval_every=4
+        --set sasrec.hidden=16 --set sasrec.maxlen=20 --set 'cf.models=[sasrec]' --set align.epochs=6 --set align.batch=64
+        --set align.hidden=32 --set align.dim=16 --set 'pq.models=[align,sasrec]' --set pq.m=4 --set pq.k=32
+        --set 'eval.models=[align,align@pq,sasrec,sasrec@pq]' --set 'eval.protocols=[full,uni99]')
+$DM_MPIRUN -n 1 $B run "${common[@]}" --set 'run.stages=[synth,train-cf,align,pq,eval]' --set run.dir=$W/r1 < /dev/null > $W/r1.log 2>&1 || { cat $W/r1.log; fail "pipeline at 1 rank"; }
+grep -E "pq (align|sasrec)|@pq" $W/r1.log | head -12
+for np in 2 3; do
+  mkdir -p $W/r$np; cp $W/r1/dataset.h5 $W/r1/cf.h5 $W/r1/align.h5 $W/r$np/
+  $DM_MPIRUN -n $np $B pq "${common[@]}" --set run.dir=$W/r$np < /dev/null > $W/r$np.log 2>&1 || { cat $W/r$np.log; fail "pq at $np ranks"; }
+  $PY $chk equal $W/r1/pq.h5 $W/r$np/pq.h5 align sasrec || fail "pq.h5 at $np ranks"
+done
+echo "ok: pq.h5 (codebooks, codes) bitwise the same at 1, 2 and 3 ranks"
+cp $W/r1/results.h5 $W/adc.h5
+$B eval "${common[@]}" --set run.dir=$W/r1 --set pq.rerank=1000000 > $W/exact.log 2>&1 || { cat $W/exact.log; fail "eval with pq.rerank above the catalogue"; }
+cp $W/r1/results.h5 $W/exact.h5
+$B eval "${common[@]}" --set run.dir=$W/r1 --set pq.rerank=20 > $W/part.log 2>&1 || { cat $W/part.log; fail "eval with pq.rerank=20"; }
+cp $W/r1/results.h5 $W/part.h5
+$PY - $W/r1/dataset.h5 $W/r1/align.h5 $W/r1/cf.h5 $W/r1/pq.h5 $W/adc.h5 $W/exact.h5 $W/part.h5 <<'EOF' || exit 1
+import sys, h5py, numpy as np
+ds, al, cf, pq, adc, exact, part = sys.argv[1:]
+with h5py.File(ds, "r") as f:
+    off, item, roles = f["users/offsets"][...], f["inter/item"][...], f["split/loo"][...]
+    n = int(f.attrs["n_items"])
+src = {"align": (al, "align/z_base", "align/h_test"), "sasrec": (cf, "sasrec/e_cf", "sasrec/state_test")}
+P = h5py.File(pq, "r")
+
+def cols(f):
+    return [f["columns/chars"][...].tobytes()[a:b].decode() for a, b in zip(f["columns/offsets"][:-1], f["columns/offsets"][1:])]
+
+def decoded(model):
+    g = P[model]
+    M, K = int(g.attrs["m"]), int(g.attrs["k"])
+    cb, codes = g["codebook"][...].astype(np.float64).reshape(M, K, -1), g["codes"][...].astype(np.int64)
+    return cb, codes, np.concatenate([cb[m][codes[:, m]] for m in range(M)], axis=1)
+
+for model, (path, it, st) in src.items():
+    with h5py.File(path, "r") as f:
+        e, H = f[it][...].astype(np.float64), f[st][...].astype(np.float64)
+    cb, codes, xh = decoded(model)
+    M, K, ds_ = cb.shape
+    # every code is the nearest centroid (float64; a code within 1e-5 relative of the best is a near tie)
+    bad = 0
+    for m in range(M):
+        d2 = ((e[:, None, m * ds_:(m + 1) * ds_] - cb[m][None]) ** 2).sum(-1)
+        got = d2[np.arange(n), codes[:, m]]
+        bad += int((got > d2.min(1) * (1 + 1e-5) + 1e-12).sum())
+    assert bad == 0, "%s: %d codes are not the nearest centroid" % (model, bad)
+    rel = ((e - xh) ** 2).sum() / (e ** 2).sum()
+    assert abs(rel - P[model].attrs["rel_err"]) <= 1e-5 * max(rel, 1e-3), (rel, P[model].attrs["rel_err"])
+    # recall@10 of the exact top 10 (pq.h5's sample: user t * n_users / S of the test states)
+    S = min(len(H), 1000)
+    hits = np.zeros(3)
+    for t in range(S):
+        q = H[t * len(H) // S]
+        ex, ad = e @ q, xh @ q
+        best = set(np.argsort(-ex, kind="stable")[:10])
+        order = np.argsort(-ad, kind="stable")
+        for r, R in enumerate([10, 100, 1000]):
+            top = order[:R]
+            hits[r] += len(best & set(top[np.argsort(-ex[top], kind="stable")[:10]]))
+    rec = hits / (10.0 * S)
+    stored = P[model].attrs["recall_at10"]
+    assert np.abs(rec - stored).max() <= 0.01, "%s: recall %s, pq.h5 says %s" % (model, rec, stored)
+    print("ok: %s: %d codes nearest, relative error %.4f, recall@10 ADC %.4f (rerank 100: %.4f), NumPy %s" % (model, n * M, rel, stored[0], stored[1], np.round(rec, 4)))
+
+    # align@pq's rows against the decoded dot products: the MRR of each user within NumPy's interval
+    with h5py.File(adc, "r") as f:
+        c = cols(f)
+        mrr = f["test/full/%s@pq" % model][:, c.index("mrr")]
+    with h5py.File(exact, "r") as f:
+        a, b = f["test/full/%s" % model][...], f["test/full/%s@pq" % model][...]
+        assert np.array_equal(a, b, equal_nan=True), "%s@pq with pq.rerank >= n_items differs from %s" % (model, model)
+        a, b = f["test/uni99/%s" % model][...], f["test/uni99/%s@pq" % model][...]
+        assert np.array_equal(a, b, equal_nan=True), "uni99: %s@pq with full re-ranking differs" % model
+    g = P[model]
+    Mq = int(g.attrs["m"])
+    worst = 0
+    checked = 0
+    for u in range(len(off) - 1):
+        r = roles[off[u]:off[u + 1]]
+        its = item[off[u]:off[u + 1]]
+        if not (r == 2).any():
+            continue
+        tgt = its[r == 2][0]
+        hist = set(its[r < 2]) - {tgt}
+        q = H[u]
+        s = xh @ q
+        # float32 ADC: M table entries of ds products each; bound gamma_(ds+M) sum |q_j x^_j| per item
+        tol = (ds_ + Mq) * 2.0 ** -24 / (1 - (ds_ + Mq) * 2.0 ** -24) * (np.abs(xh * q).sum(1))
+        keep = np.ones(n, bool)
+        keep[list(hist)] = False
+        keep[tgt] = False
+        sure_above = (keep & (s - tol > s[tgt] + tol[tgt])).sum()
+        maybe_above = (keep & (s + tol >= s[tgt] - tol[tgt])).sum()
+        lo, hi = 1.0 / (1 + maybe_above), 1.0 / (1 + sure_above)
+        assert lo - 1e-12 <= mrr[u] <= hi + 1e-12, "user %d: MRR %.6f outside [%.6f, %.6f]" % (u, mrr[u], lo, hi)
+        worst = max(worst, maybe_above - sure_above)
+        checked += 1
+    print("ok: %s@pq: %d users' full-ranking MRR within the decoded dot products' rank interval (widest %d items); rows with "
+          "pq.rerank >= %d items equal %s's" % (model, checked, worst, n, model))
+    with h5py.File(adc, "r") as f0, h5py.File(part, "r") as f1:
+        k = cols(f0).index("ndcg@10")
+        print("   test full NDCG@10: %s %.4f, %s@pq %.4f, with the top 20 re-ranked %.4f" % (
+            model, np.nanmean(f0["test/full/%s" % model][:, k]), model, np.nanmean(f0["test/full/%s@pq" % model][:, k]),
+            np.nanmean(f1["test/full/%s@pq" % model][:, k])))
+EOF
+# refusals
+$B pq "${common[@]}" --set run.dir=$W/r1 --set pq.m=5 > $W/bad_m.log 2>&1 && fail "pq.m=5 on 16 dimensions accepted"
+grep -q "pq.m = 5 sub-spaces does not divide the latent dimension 16" $W/bad_m.log && grep -q "hint: align's latents" $W/bad_m.log || { cat $W/bad_m.log; fail "no message for pq.m"; }
+$B pq "${common[@]}" --set run.dir=$W/r1 --set pq.k=300 > $W/bad_k.log 2>&1 && fail "pq.k=300 accepted"
+grep -q "pq.k = 300 centroids per sub-space; at most 256 (a code is one byte)" $W/bad_k.log || { cat $W/bad_k.log; fail "no message for pq.k"; }
+$B pq "${common[@]}" --set run.dir=$W/r1 --set 'pq.models=[align,ease]' > $W/bad_models.log 2>&1 && fail "pq.models=ease accepted"
+grep -q "pq cannot quantise 'ease'" $W/bad_models.log && grep -q "hint: pq.models takes align, sasrec" $W/bad_models.log || { cat $W/bad_models.log; fail "no message for pq.models"; }
+$B pq "${common[@]}" --set run.dir=$W/r1 --set 'pq.models=[align]' > $W/only.log 2>&1 || { cat $W/only.log; fail "pq of the aligner alone"; }
+$B eval "${common[@]}" --set run.dir=$W/r1 --set 'pq.models=[align]' > $W/bad_eval.log 2>&1 && fail "eval of sasrec@pq without its codes accepted"
+grep -q "eval.models has 'sasrec@pq' but .*pq.h5 has no /sasrec/codes" $W/bad_eval.log && grep -q "hint: add 'sasrec' to pq.models" $W/bad_eval.log || { cat $W/bad_eval.log; fail "no message for a missing sasrec@pq"; }
+echo "ok: refusals (pq.m, pq.k, pq.models, sasrec@pq without its codes)"
+echo ok
