@@ -138,6 +138,21 @@ function lsq(xs, ys, n, terms, nonneg, c,   T, k, i, j, l, M, v, piv, t, f, x, a
     } while (again)
 }
 function pos(x) { return x > 0 ? x : 0 }
+# the rest of a projection table after its "| stage |": ranks, then per stage total (efficiency) or network seconds
+function ptable(pm, m, network,   iq, b, st) {
+    for (iq = 0; iq < nq; iq++) printf " %d |", Q[iq] > pm
+    printf "\n|---|" > pm
+    for (iq = 0; iq < nq; iq++) printf "---:|" > pm
+    printf "\n" > pm
+    for (b = 0; b <= ns; b++) {
+        st = b < ns ? sts[b] : "all"
+        printf "| %s |", st > pm
+        for (iq = 0; iq < nq; iq++)
+            if (network) printf " %.3g |", PN[m, st, Q[iq]] > pm
+            else printf " %.3g (%.2f) |", PT[m, st, Q[iq]], PE[m, st, Q[iq]] > pm
+        printf "\n" > pm
+    }
+}
 function human(b) {
     if (b >= 1048576) return sprintf("%.1fM", b / 1048576)
     if (b >= 1024) return sprintf("%.1fk", b / 1024)
@@ -320,27 +335,9 @@ END {
     printf "PROJECTION from the measured counts, not a measurement: alpha = %g us, %g Gb/s (beta = %.3g ns/byte); collective costs of the standard algorithms (analysis/scalefit.sh); compute fitted to the measured compute CPU time; MPI-IO not included.\n\n", ALPHA * 1e6, BW / 1e9, beta * 1e9 > pm
     for (m = 0; m < 2; m++) {
         printf "%s scaling (%s): projected seconds per run (parallel efficiency)\n\n| stage |", m ? "Weak" : "Strong", m ? (HAVE[1] ? DESC1 : "derived from the strong fits: the divided parts kept at their one-rank size") : DESC0 > pm
-        for (iq = 0; iq < nq; iq++) printf " %d |", Q[iq] > pm
-        printf "\n|---|" > pm
-        for (iq = 0; iq < nq; iq++) printf "---:|" > pm
-        printf "\n" > pm
-        for (b = 0; b <= ns; b++) {
-            st = b < ns ? sts[b] : "all"
-            printf "| %s |", st > pm
-            for (iq = 0; iq < nq; iq++) printf " %.3g (%.2f) |", PT[m, st, Q[iq]], PE[m, st, Q[iq]] > pm
-            printf "\n" > pm
-        }
+        ptable(pm, m, 0)
         printf "\nof which network seconds:\n\n| stage |" > pm
-        for (iq = 0; iq < nq; iq++) printf " %d |", Q[iq] > pm
-        printf "\n|---|" > pm
-        for (iq = 0; iq < nq; iq++) printf "---:|" > pm
-        printf "\n" > pm
-        for (b = 0; b <= ns; b++) {
-            st = b < ns ? sts[b] : "all"
-            printf "| %s |", st > pm
-            for (iq = 0; iq < nq; iq++) printf " %.3g |", PN[m, st, Q[iq]] > pm
-            printf "\n" > pm
-        }
+        ptable(pm, m, 1)
         printf "\n" > pm
     }
     printf "Fitted to this machine (shared-memory MPI, 2 cores, oversubscribed beyond 2 ranks, other jobs running): alpha %.3g us, beta %.3g ns/byte (uncentred R^2 %.3f); not used for the projection.\n", fa * 1e6, fbeta * 1e9, r2 > pm
