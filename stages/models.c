@@ -13,6 +13,7 @@
 #include "../src/core/log.h"
 #include "../src/core/shard.h"
 #include "../src/gru4rec/gru4rec.h"
+#include "../src/lightgcn/lightgcn.h"
 #include "../src/nn/gemm.h"
 #include "../src/sasrec/sasrec_model.h"
 
@@ -241,6 +242,7 @@ static const model_def g_models[] = {
     {"align@pq", "aligner (PQ)", "pq.h5", g_pq_groups, NULL, NULL, pq_model_load, pq_model_unload, NULL},
     {"sasrec@pq", "SASRec (PQ)", "pq.h5", g_pq_groups, NULL, NULL, pq_model_load, pq_model_unload, NULL},
     {"gru4rec", NULL, "cf.h5", NULL, &gru4rec_model_ops, NULL, NULL, NULL, NULL},
+    {"lightgcn", NULL, "cf.h5", NULL, &lightgcn_model_ops, NULL, NULL, NULL, NULL},
 };
 static const int g_nmodels = (int)(sizeof g_models / sizeof g_models[0]);
 
