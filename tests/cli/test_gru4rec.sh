@@ -7,6 +7,7 @@
 #    history ranks the test item as eval's full-ranking NDCG@10 rows say
 #  - it learns: test NDCG@10 (full ranking) above popularity's, and eval stores its rows with the
 #    registry's label
+#  - eval of the model without it in cf.h5 is refused with a hint
 set -u
 PY=/usr/bin/python3; chk=tests/reference/check_cf.py; B=$DM_BUILD/dynmm
 export OMP_WAIT_POLICY=passive
@@ -68,4 +69,8 @@ assert ng > npop + 0.05, "GRU4Rec NDCG@10 %.4f is not above popularity's %.4f" %
 print("ok: NumPy's GRU over the stored weights gives eval's NDCG@10 for %d of %d users; test NDCG@10 GRU4Rec %.4f vs popularity %.4f"
       % (agree, n, ng, npop))
 EOF
+# eval of gru4rec without it in cf.h5 is refused with a hint
+cp -r $W/r1 $W/none && $PY -c "import h5py, sys; del h5py.File(sys.argv[1], 'r+')['gru4rec']" $W/none/cf.h5 || fail "cannot drop /gru4rec"
+$B eval "${common[@]}" --set run.dir=$W/none > $W/none.log 2>&1 && fail "eval without /gru4rec succeeded"
+grep -q "holds no GRU4Rec model" $W/none.log && grep -q "hint: add 'gru4rec' to cf.models" $W/none.log || { cat $W/none.log; fail "no message for a missing GRU4Rec"; }
 echo ok

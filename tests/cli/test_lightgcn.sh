@@ -8,6 +8,7 @@
 #    full-ranking NDCG@10 rows say
 #  - it learns: test NDCG@10 (full ranking) above popularity's, and eval stores its rows with the
 #    registry's label
+#  - eval of the model without it in cf.h5 is refused with a hint
 set -u
 PY=/usr/bin/python3; chk=tests/reference/check_cf.py; B=$DM_BUILD/dynmm
 export OMP_WAIT_POLICY=passive
@@ -68,4 +69,8 @@ assert nl > npop + 0.05, "LightGCN NDCG@10 %.4f is not above popularity's %.4f" 
 print("ok: NumPy's propagation of the stored embeddings gives eval's NDCG@10 for %d of %d users; test NDCG@10 LightGCN %.4f vs popularity %.4f"
       % (agree, n, nl, npop))
 EOF
+# eval of lightgcn without it in cf.h5 is refused with a hint
+cp -r $W/r1 $W/none && $PY -c "import h5py, sys; del h5py.File(sys.argv[1], 'r+')['lightgcn']" $W/none/cf.h5 || fail "cannot drop /lightgcn"
+$B eval "${common[@]}" --set run.dir=$W/none > $W/none.log 2>&1 && fail "eval without /lightgcn succeeded"
+grep -q "holds no LightGCN model" $W/none.log && grep -q "hint: add 'lightgcn' to cf.models" $W/none.log || { cat $W/none.log; fail "no message for a missing LightGCN"; }
 echo ok
