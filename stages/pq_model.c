@@ -5,10 +5,7 @@
 #include "../mpi/cli.h"
 
 #include "../src/core/err.h"
-#include "../src/core/sort.h"
 
-#include <cblas.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,30 +60,6 @@ int pq_read(h5file *f, const char *model, size_t n_items, size_t d, pq_codebook 
     }
     *codes = p;
     return DM_OK;
-}
-
-void pq_rerank(float *sc, size_t n, size_t d, const float *q, const float *e, uint8_t *mark, size_t R, int32_t *top)
-{
-    int nt = dm_top_k_f32(sc, n, mark, (int)R, top);
-    if (nt <= 0) return;
-    float lo = INFINITY, hi = -INFINITY;
-    for (int t = 0; t < nt; t++) {
-        mark[top[t]] |= 2;
-        lo = fminf(lo, cblas_sdot((int)d, q, 1, e + (size_t)top[t] * d, 1));
-    }
-    for (size_t i = 0; i < n; i++)
-        if (!mark[i]) hi = fmaxf(hi, sc[i]);
-    /* the rest below the lowest exact score: shift by (hi - lo) + a margin above the rounding of
-       the shifted values (2^-20 of the magnitudes against a rounding of 2^-24) */
-    if (hi >= lo) {
-        double shift = (double)hi - (double)lo + ldexp(fabs((double)hi) + fabs((double)lo) + 1e-30, -20);
-        for (size_t i = 0; i < n; i++)
-            if (!(mark[i] & 2)) sc[i] = (float)((double)sc[i] - shift);
-    }
-    for (int t = 0; t < nt; t++) {
-        sc[top[t]] = cblas_sdot((int)d, q, 1, e + (size_t)top[t] * d, 1);
-        mark[top[t]] &= 1;
-    }
 }
 
 /* ---- <model>@pq in the registry ------------------------------------------------------------------ */

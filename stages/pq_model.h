@@ -41,11 +41,6 @@ const char *pq_source_names(void);
 /* Reads /<model>/codebook and /<model>/codes of an open pq.h5 (checked against n_items and d). */
 int pq_read(h5file *f, const char *model, size_t n_items, size_t d, pq_codebook *cb, uint8_t **codes);
 
-/* Scores of one user: sc (n) holds its ADC scores on entry; the top R (R < n) items not marked
- * (mark (n): 1 = history) take their exact scores q . e_i (q (d), e (n, d)) and the others are
- * shifted below the lowest of them. top (R) is scratch. Marks of the top items are restored. */
-void pq_rerank(float *sc, size_t n, size_t d, const float *q, const float *e, uint8_t *mark, size_t R, int32_t *top);
-
 /* Registry hooks of align@pq and sasrec@pq. */
 int pq_model_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *f, model_loaded *ml);
 void pq_model_unload(model_loaded *ml);

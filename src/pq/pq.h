@@ -64,6 +64,13 @@ void pq_adc_scores(const float *luts, size_t B, const uint8_t *codes, size_t n, 
 int pq_encode_naive(const pq_codebook *cb, const float *x, size_t n, uint8_t *codes);
 void pq_adc_scores_naive(const float *luts, size_t B, const uint8_t *codes, size_t n, int M, int K, float *out);
 
+/* Exact re-ranking of one user's top R: sc (n) holds the ADC scores on entry; the R best items
+ * not marked (mark (n): nonzero = the user's history; ties to the lower index) take their exact
+ * scores q . e_i (q (d), e (n, d), cblas_sdot) and every other item is shifted below the lowest
+ * of them by one constant (its ADC order kept up to one float rounding each). top (R) is scratch;
+ * mark is restored. */
+void pq_rerank(float *sc, size_t n, size_t d, const float *q, const float *e, uint8_t *mark, size_t R, int32_t *top);
+
 /* ---- data-parallel training -------------------------------------------------------------------- */
 
 /* The caller's collectives. sum_i64 replaces buf (n) on every shard by its sum over the shards,

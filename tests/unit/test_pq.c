@@ -5,14 +5,18 @@
  *    orders, and the ADC ranking of a codebook that reproduces every item exactly is the exact one
  *  - pq_train = its naive serial twin (double centroid sums): the same codes, centroids within a few
  *    float roundings; a known answer (K distinct sub-vectors per sub-space: zero error)
+ *  - exact re-ranking of the top R (pq_rerank): exact scores in exact order above the rest, the
+ *    rest in ADC order, history untouched
  *  - the fixed-point helpers (exponent bound, rounding)
  * The multi-shard training (bitwise at 1, 2, 3 ranks, SciPy's error) is tests/mpi/test_pq.c. */
 #include "../../src/core/err.h"
 #include "../../src/core/rng.h"
+#include "../../src/core/sort.h"
 #include "../../src/pq/pq.h"
 #include "tap.h"
 #include "testlib.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,13 +35,13 @@ static void shapes(void)
     CHECK(cb.c == NULL, "pq_free clears");
 }
 
-/* kernels against their twins, ADC against decoded dot products */
-static void kernels(void)
+/* kernels against their twins, ADC against decoded dot products (M = 6: the generic scoring loop;
+ * M = 8, 16: eight codes per load) */
+static void kernels(size_t D, int M, int K)
 {
     dm_rng r;
     dm_rng_seed(&r, 7);
-    const size_t n = 1003, D = 24, B = 5;
-    const int M = 6, K = 200;
+    const size_t n = 1003, B = 5;
     pq_codebook cb;
     CHECK(pq_init(&cb, D, M, K, "pq") == DM_OK, "init");
     tl_randn(&r, cb.c, (size_t)K * D, 1.0);
@@ -83,7 +87,7 @@ static void kernels(void)
             if (e > worst) worst = e;
         }
     CHECK(worst <= 1.0, "ADC vs the decoded dot product: %.3g of the bound", worst);
-    printf("  ADC vs decoded dot products: worst %.3f of gamma_(ds+M) sum|q x^|\n", worst);
+    printf("  D %zu M %d K %d: ADC vs decoded dot products: worst %.3f of gamma_(ds+M) sum|q x^|\n", D, M, K, worst);
     TL_FREE(x, q, xh, lut, s, sn, c, cn);
     pq_free(&cb);
 }
@@ -135,6 +139,44 @@ static void training(void)
     pq_free(&b);
 }
 
+/* pq_rerank: the R best unmarked items by ADC take their exact scores, in exact order, above every
+ * other item; the others keep their ADC order; history marks untouched */
+static void rerank(void)
+{
+    dm_rng r;
+    dm_rng_seed(&r, 3);
+    const size_t n = 500, D = 8, R = 20;
+    float *e = tl_randn_new(&r, n * D, 1.0), *q = tl_randn_new(&r, D, 1.0), *adc = tl_randn_new(&r, n, 1.0), *sc = malloc(n * sizeof *sc);
+    uint8_t *mark = calloc(n, 1);
+    int32_t top[20], want[20];
+    for (size_t i = 0; i < n; i += 7) mark[i] = 1;
+    for (size_t i = 0; i < n; i++) adc[i] += 3.0f * (float)(i % 5 == 1); /* the ADC favourites */
+    memcpy(sc, adc, n * sizeof *sc);
+    pq_rerank(sc, n, D, q, e, mark, R, top);
+    int nt = dm_top_k_f32(adc, n, mark, (int)R, want);
+    int good = nt == (int)R, order = 1, rest = 1, marks = 1;
+    uint8_t *in = calloc(n, 1);
+    float lo = INFINITY;
+    for (int t = 0; t < nt; t++) {
+        in[want[t]] = 1;
+        float x = cblas_sdot((int)D, q, 1, e + (size_t)want[t] * D, 1);
+        good &= sc[want[t]] == x;
+        lo = fminf(lo, x);
+    }
+    for (size_t i = 0; i < n; i++) {
+        marks &= mark[i] == (i % 7 == 0);
+        if (in[i]) continue;
+        rest &= sc[i] < lo;
+        for (size_t j = 0; j < n; j++)
+            if (!in[j] && adc[i] > adc[j]) order &= sc[i] >= sc[j];
+    }
+    CHECK(good, "the top %zu take their exact scores", R);
+    CHECK(rest, "every other item below the lowest exact score");
+    CHECK(order, "the others keep their ADC order");
+    CHECK(marks, "history marks restored");
+    TL_FREE(e, q, adc, sc, mark, in);
+}
+
 static void fixed_point(void)
 {
     int S = pq_fix_shift(3.0, 1000);
@@ -146,8 +188,11 @@ static void fixed_point(void)
 int main(void)
 {
     shapes();
-    kernels();
+    kernels(24, 6, 200);
+    kernels(24, 8, 256);
+    kernels(64, 16, 256);
     training();
+    rerank();
     fixed_point();
     return tap_done("test_pq");
 }
