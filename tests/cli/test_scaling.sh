@@ -27,9 +27,12 @@ for k in 1 2; do grep ',synth,' $W/count$k.csv | grep -v ',wall,stage,' | cut -d
 [ -s $W/cnt1 ] || fail "no synth rows"
 cmp -s $W/cnt1 $W/cnt2 || { diff $W/cnt1 $W/cnt2 | head; fail "synth's counts differ between two identical runs"; }
 echo "synth at 2 ranks: $(wc -l < $W/cnt1) (rank, call) rows, identical in two runs"
-$DM_MPIRUN -n 2 "$DM_BUILD/dynmm" synth --set run.dir=$W/run3 --set synth.users=400 --set synth.items=200 < /dev/null > /dev/null 2>&1 \
-  || fail "uncounted run"
-[ -z "$(ls $W/run3 | grep -v -e '^dataset.h5$' -e '^\.dynmm.lock$')" ] || fail "an uncounted run wrote more than its dataset: $(ls -A $W/run3)"
+before=$(find $W -newer $W/count2.csv -type f | wc -l)
+DM_MPI_COUNT= $DM_MPIRUN -n 2 "$DM_BUILD/dynmm" synth --set run.dir=$W/run3 --set synth.users=400 --set synth.items=200 < /dev/null \
+  > /dev/null 2>&1 || fail "uncounted run"
+# an uncounted run writes its dataset (and the run.dir lock) and nothing else
+[ "$(find $W -newer $W/count2.csv -type f -not -path "$W/run3/*" | wc -l)" = "$before" ] || fail "an uncounted run wrote a file outside its run.dir"
+[ -z "$(ls -A $W/run3 | grep -v -e '^dataset.h5$' -e '^\.dynmm.lock$')" ] || fail "an uncounted run wrote more than its dataset: $(ls -A $W/run3)"
 out=$(DM_MPI_COUNT=$W/no/such/dir/c.csv "$DM_BUILD/dynmm" synth --set run.dir=$W/run4 --set synth.users=400 --set synth.items=200 2>&1 < /dev/null)
 echo "$out" | grep -q "DM_MPI_COUNT: cannot write '$W/no/such/dir/c.csv'" || { echo "$out" | tail -3; fail "unwritable DM_MPI_COUNT not reported"; }
 
