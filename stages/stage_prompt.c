@@ -117,6 +117,7 @@ typedef struct {
     size_t per_epoch;           /* users per epoch */
     long epochs;                /* epochs at most */
     float lr, warmup;           /* peak learning rate, warm-up steps */
+    float mix_lr;               /* llm_head: the peak rate of the head's residual weights */
     float *best;                /* llm_head: (nparams) the weights of the best validation epoch */
     double *valid;              /* llm_head: (epochs + 1) validation NDCG@10, untrained first; NaN not run */
     long steps;                 /* steps per epoch */
@@ -144,7 +145,8 @@ typedef struct {
     size_t nm;                  /* the models of prompt.models */
     const char *mname[PROMPT_MAXM];
     int mexpl[PROMPT_MAXM];     /* llm_explain: evidence tokens and the explanation losses */
-    int mhead[PROMPT_MAXM];     /* llm_head: the item head */
+    int mhead[PROMPT_MAXM];     /* llm_head, latent_head: the item head */
+    int mnolm[PROMPT_MAXM];     /* latent_head: the item head without the LM */
     long mepochs[PROMPT_MAXM];  /* each model's epochs at most (prompt.epochs, prompt.head_epochs) */
     uint64_t seed;              /* prompt.seed, or derived from run.seed */
     /* ---- inputs (prompt_load) ---- */
@@ -161,6 +163,7 @@ typedef struct {
     int maxc;
     pm_train_set ts;            /* the training users and their items */
     float *htr;                 /* (nu, dz) training latents from train[:-1]; zero rows outside ts */
+    float *gtr;                 /* (nu, C) SASRec states of train[:-1] likewise */
     explain_src src;
     int have_src;
     float *zmod;                /* (ni, ALIGN_K, dz) per-modality latents, NULL without */
@@ -201,11 +204,12 @@ typedef struct {
 static int check_prompt(const dm_cfg *cfg)
 {
     size_t nm = dm_cfg_len(cfg, "prompt.models");
-    if (nm == 0 || nm > 3) return DM_ERR(DM_ECONFIG, "prompt.models: give one to three of \"llm_head\", \"llm\" and \"llm_explain\"");
+    if (nm == 0 || nm > PROMPT_MAXM)
+        return DM_ERR(DM_ECONFIG, "prompt.models: give one to four of \"llm_head\", \"latent_head\", \"llm\" and \"llm_explain\"");
     for (size_t k = 0; k < nm; k++) {
         const char *a = dm_cfg_str_at(cfg, "prompt.models", k);
-        if (strcmp(a, "llm") && strcmp(a, "llm_explain") && strcmp(a, "llm_head"))
-            return DM_ERR(DM_ECONFIG, "prompt.models: unknown model '%s'; expected llm_head, llm or llm_explain", a);
+        if (strcmp(a, "llm") && strcmp(a, "llm_explain") && strcmp(a, "llm_head") && strcmp(a, "latent_head"))
+            return DM_ERR(DM_ECONFIG, "prompt.models: unknown model '%s'; expected llm_head, latent_head, llm or llm_explain", a);
         for (size_t j = 0; j < k; j++)
             if (!strcmp(dm_cfg_str_at(cfg, "prompt.models", j), a)) return DM_ERR(DM_ECONFIG, "prompt.models: '%s' is listed twice", a);
     }
@@ -250,7 +254,8 @@ static int prompt_load(prompt_ws *w)
     for (size_t k = 0; k < w->nm; k++) {
         w->mname[k] = dm_cfg_str_at(cfg, "prompt.models", k);
         w->mexpl[k] = !strcmp(w->mname[k], "llm_explain");
-        w->mhead[k] = !strcmp(w->mname[k], "llm_head");
+        w->mnolm[k] = !strcmp(w->mname[k], "latent_head");
+        w->mhead[k] = w->mnolm[k] || !strcmp(w->mname[k], "llm_head");
         w->mepochs[k] = (long)dm_cfg_int(cfg, w->mhead[k] ? "prompt.head_epochs" : "prompt.epochs");
     }
     DM_CALL(prompt_lm_dir(w));
@@ -301,7 +306,8 @@ static int prompt_max_candidates(prompt_ws *w)
     return par_agree(w->ctx, rc);
 }
 
-/* htr: the aligner's user latent from the SASRec state of train[:-1] for the training users */
+/* htr: the aligner's user latent from the SASRec state of train[:-1] for the training users, and
+ * that state itself (gtr) */
 static int prompt_training_latents(prompt_ws *w)
 {
     par_ctx *ctx = w->ctx;
@@ -336,7 +342,11 @@ static int prompt_training_latents(prompt_ws *w)
         }
         rc = sasrec_user_states(&sm, &sa, seq, nb, rs);
         if (!rc) rc = align_user_latents(&am, &aa, rs, nb, hb);
-        for (int b = 0; !rc && b < nb; b++) memcpy(w->htr + t->users[e0 + (size_t)b] * dz, hb + (size_t)b * dz, dz * sizeof *w->htr);
+        for (int b = 0; !rc && b < nb; b++) {
+            size_t u = t->users[e0 + (size_t)b];
+            memcpy(w->htr + u * dz, hb + (size_t)b * dz, dz * sizeof *w->htr);
+            memcpy(w->gtr + u * C, rs + (size_t)b * C, C * sizeof *w->gtr);
+        }
     }
     free(seq);
     free(rs);
@@ -374,9 +384,10 @@ static int prompt_train_inputs(prompt_ws *w)
     int rc = par_agree(ctx, pm_train_set_init(&w->ts, &w->d, w->roles));
     if (!rc) {
         w->htr = calloc(w->nu * w->dz + 1, sizeof *w->htr);
+        w->gtr = calloc(w->nu * w->C + 1, sizeof *w->gtr);
         w->order = malloc((w->ts.n + 1) * sizeof *w->order);
         w->tmp = malloc((w->d.n_inter + 1) * sizeof *w->tmp);
-        rc = par_agree(ctx, w->htr && w->order && w->tmp ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory"));
+        rc = par_agree(ctx, w->htr && w->gtr && w->order && w->tmp ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory"));
     }
     if (!rc && (any_train || any_expl)) rc = prompt_training_latents(w);
     if (!rc && any_expl) rc = prompt_evidence(w);
@@ -390,7 +401,8 @@ static int prompt_models(prompt_ws *w)
     int rc = DM_OK;
     for (size_t k = 0; k < w->nm && !rc; k++) {
         pm *p = &w->P[k];
-        rc = par_agree(ctx, w->mhead[k] ? pm_init_head(w->cfg, w->lmdir, &w->d, w->zb, w->dz, w->maxc + 1, w->seed, p)
+        pm_head_opts ho = {dm_cfg_bool(w->cfg, "prompt.head_cf") ? w->e_cf : NULL, w->C, w->mnolm[k]};
+        rc = par_agree(ctx, w->mhead[k] ? pm_init_head(w->cfg, w->lmdir, &w->d, w->zb, w->dz, w->maxc + 1, w->seed, &ho, p)
                                         : pm_init(w->cfg, w->lmdir, &w->d, w->zb, w->dz, w->maxc + 1, w->seed, w->mexpl[k] ? &w->src : NULL, p));
         if (!rc && k == 0)
             dm_log("  prompt: LM %s (%d layers, width %d, vocab %d); L=%d user tokens, %d history items, titles <= %d tokens",
@@ -578,6 +590,7 @@ static int prompt_train_begin(prompt_ws *w, size_t k, prompt_run *t)
     t->steps = (long)((t->per_epoch + (size_t)t->G - 1) / (size_t)t->G);
     t->lr = (float)dm_cfg_float(cfg, head ? "prompt.head_lr" : "prompt.lr");
     t->warmup = head ? (float)dm_cfg_int(cfg, "prompt.warmup") : 0.0f;
+    t->mix_lr = head ? (float)dm_cfg_float(cfg, "prompt.head_mix_lr") : 0.0f;
     t->opt = (nn_adam){t->lr, 0.9f, 0.999f, 1e-8f, (float)dm_cfg_float(cfg, "prompt.weight_decay"), NN_ADAM_DECOUPLED};
     if (t->epochs > 0)
         dm_log("  %s: %zu training users, %zu per epoch, %ld steps of %d users%s", t->name, w->ts.n, t->per_epoch, t->steps, t->G,
@@ -638,7 +651,7 @@ static int prompt_step(prompt_ws *w, prompt_run *t, long ep, long s)
         pm_set_user(p, (int32_t)u, w->tmp, nall);
         double l = 0;
         if (p->head) {
-            rc = pm_head_train_user(p, w->htr + u * w->dz, w->hist, n, w->cand[0], 1.0f / (float)bn, &l);
+            rc = pm_head_train_user(p, w->htr + u * w->dz, w->gtr + u * w->C, w->hist, n, w->cand[0], 1.0f / (float)bn, &l);
             p->last_rank = l, p->last_faith = 0, p->last_expl = 0;
         } else {
             rc = pm_train_user(p, w->htr + u * w->dz, w->hist, n, w->cand, 1.0f / (float)bn, &l);
@@ -652,8 +665,10 @@ static int prompt_step(prompt_ws *w, prompt_run *t, long ep, long s)
     if (!rc) rc = par_allreduce_sum_f32(w->ctx, p->g, p->nparams);
     if (rc) return rc;
     p->t++;
-    t->opt.lr = t->warmup > 0 && (float)p->t < t->warmup ? t->lr * (float)p->t / t->warmup : t->lr;
-    nn_adam_step(&t->opt, p->t, p->w, p->g, p->am, p->av, p->nparams);
+    float frac = t->warmup > 0 && (float)p->t < t->warmup ? (float)p->t / t->warmup : 1.0f;
+    t->opt.lr = t->lr * frac;
+    if (p->head) pm_head_adam_step(p, &t->opt, t->mix_lr * frac);
+    else nn_adam_step(&t->opt, p->t, p->w, p->g, p->am, p->av, p->nparams);
     return DM_OK;
 }
 
@@ -674,7 +689,7 @@ static int prompt_validate(prompt_ws *w, prompt_run *t, long ep)
         prompt_user x;
         prompt_targets(w, u, DM_VALID, &x);
         x.n = prompt_history(w, &s, u, p->nh, &x.nhall);
-        rc = pm_head_scores(p, w->hv + u * dz, w->hist, x.n);
+        rc = pm_head_scores(p, w->hv + u * dz, w->sv + u * w->C, w->hist, x.n);
         if (!rc) rc = metrics_full(&w->spec, &w->mws, p->hs, w->ni, x.tg, x.ntg, w->tmp, x.nhall, row);
         acc[0] += rc ? 0 : row[cn10], acc[1] += 1;
     }
@@ -730,7 +745,9 @@ static int prompt_train(prompt_ws *w, size_t k)
     int head = t.p->head && t.epochs > 0, pat = (int)dm_cfg_int(w->cfg, "prompt.patience");
     if (!rc && head && !t.found) {
         rc = prompt_validate(w, &t, 0);
-        if (!rc) dm_log("  %s untrained (ranks as the aligner): valid ndcg@10 %.4f on %zu users", t.name, t.valid[0], w->nv);
+        if (!rc)
+            dm_log("  %s untrained (%s): valid ndcg@10 %.4f on %zu users", t.name,
+                   *t.p->sp[0].a == 1.0f ? "ranks as the aligner" : "scores every item 0", t.valid[0], w->nv);
     }
     ckpt_signals_install();
     for (long ep = 0; ep < t.epochs && !rc && !(head && t.vstall >= pat); ep++) {
@@ -801,7 +818,7 @@ static int prompt_score_model(prompt_ws *w, const prompt_proto *pr, size_t u, co
     if (lm && w->mhead[mi]) {
         pm *p = &w->P[mi];
         double tm = dm_wtime();
-        int rc = pm_head_scores(p, pr->H + u * w->dz, w->hist, x->n);
+        int rc = pm_head_scores(p, pr->H + u * w->dz, pr->SS + u * w->C, w->hist, x->n);
         w->secs[mi] += dm_wtime() - tm;
         if (rc) return rc;
         base = p->hs, lm = 0;
@@ -932,7 +949,7 @@ static int prompt_latency_batch(prompt_ws *w, const dm_cand *c19, size_t mi, int
         w->cand[0] = tgt >= 0 ? tgt : 0;
         for (int q = 0; q < 19; q++) w->cand[1 + q] = c19->rows[*u * 19 + (size_t)q];
         pm_set_user(p, (int32_t)*u, w->tmp, (int)nhall);
-        rc = p->head ? pm_head_scores(p, w->ht + *u * w->dz, w->hist, n) /* every item, the 20 among them */
+        rc = p->head ? pm_head_scores(p, w->ht + *u * w->dz, w->st + *u * w->C, w->hist, n) /* every item, the 20 among them */
                      : pm_score_user(p, w->ht + *u * w->dz, w->hist, n, w->cand, 20, L, w->lmsc);
         ++*u;
     }
@@ -1111,6 +1128,7 @@ static void prompt_free(prompt_ws *w)
     free(w->hv);
     free(w->ht);
     free(w->htr);
+    free(w->gtr);
     free(w->e_cf);
     free(w->sv);
     free(w->st);

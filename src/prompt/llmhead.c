@@ -3,44 +3,57 @@
 
 #include "../core/err.h"
 #include "../nn/gemm.h"
+#include "../nn/adam.h"
 #include "../nn/linear.h"
 
 #include <math.h>
 #include <string.h>
 
-/* the prompt through the LM, q from its last hidden state, the scores of every item; *P = the
- * prompt length */
-static int head_forward(pm *p, const float *h, const int32_t *hist, int n, int keep, int *P)
+/* the prompt through the LM (none for the LM-free twin: x = 0), the queries q_j from its last
+ * hidden state, the scores of every item; *P = the prompt length */
+static int head_forward(pm *p, const float *const u[2], const int32_t *hist, int n, int keep, int *P)
 {
     if (!p->head) return DM_ERR(DM_EINTERNAL, "pm_head_*: the recommender was not made by pm_init_head");
-    const int C = p->C, d = (int)p->d;
-    DM_CALL(pm_project(p, h, hist, n, NULL, 0));
-    int T = pm_build_prompt(p, hist, n, p->L, p->in);
-    lm_set_target_weights(&p->lm, NULL);
-    DM_CALL(lm_forward(&p->lm, p->in, p->soft, p->L + n, NULL, 1, T, 1.0f, LM_NOLOGITS | (keep ? LM_KEEP : 0)));
-    float *q = p->hq, *x = p->hq + 2 * (size_t)d;
-    memcpy(x, lm_last(&p->lm).hidden + (size_t)(T - 1) * C, (size_t)C * sizeof(float));
-    nn_linear_forward(q, x, p->hw, p->hb, 1, C, d);
-    if (p->head_res != 0.0f)
-        for (int k = 0; k < d; k++) q[k] += p->head_res * h[k];
-    nn_sgemm(CblasNoTrans, CblasNoTrans, (int)p->n_items, 1, d, 1.0f, p->z, d, q, 1, 0.0f, p->hs, 1);
+    if (p->nsp > 1 && !u[1]) return DM_ERR(DM_EINTERNAL, "pm_head_*: the head scores in the CF model's space but no CF latent was given");
+    const int C = p->C;
+    float *x = p->hx;
+    int T = 0;
+    if (p->head_nolm) {
+        memset(x, 0, (size_t)C * sizeof *x);
+    } else {
+        DM_CALL(pm_project(p, u[0], hist, n, NULL, 0));
+        T = pm_build_prompt(p, hist, n, p->L, p->in);
+        lm_set_target_weights(&p->lm, NULL);
+        DM_CALL(lm_forward(&p->lm, p->in, p->soft, p->L + n, NULL, 1, T, 1.0f, LM_NOLOGITS | (keep ? LM_KEEP : 0)));
+        memcpy(x, lm_last(&p->lm).hidden + (size_t)(T - 1) * C, (size_t)C * sizeof(float));
+    }
+    for (int j = 0; j < p->nsp; j++) {
+        pm_head_space *q = &p->sp[j];
+        int d = (int)q->d;
+        nn_linear_forward(q->q, x, q->w, q->b, 1, C, d);
+        if (*q->a != 0.0f)
+            for (int k = 0; k < d; k++) q->q[k] += *q->a * u[j][k];
+        nn_sgemm(CblasNoTrans, CblasNoTrans, (int)p->n_items, 1, d, 1.0f, q->t, d, q->q, 1, j ? 1.0f : 0.0f, p->hs, 1);
+    }
     *P = T;
     return DM_OK;
 }
 
-int pm_head_scores(pm *p, const float *h, const int32_t *hist, int n)
+int pm_head_scores(pm *p, const float *h, const float *g, const int32_t *hist, int n)
 {
     int P;
-    return head_forward(p, h, hist, n, 0, &P);
+    const float *u[2] = {h, g};
+    return head_forward(p, u, hist, n, 0, &P);
 }
 
-int pm_head_train_user(pm *p, const float *h, const int32_t *hist, int n, int32_t pos, float scale, double *loss)
+int pm_head_train_user(pm *p, const float *h, const float *g, const int32_t *hist, int n, int32_t pos, float scale, double *loss)
 {
-    const int C = p->C, d = (int)p->d;
+    const int C = p->C;
     const size_t N = p->n_items;
     if (pos < 0 || (size_t)pos >= N) return DM_ERR(DM_EINTERNAL, "pm_head_train_user: item %d outside %zu items", pos, N);
     int T = 0;
-    DM_CALL(head_forward(p, h, hist, n, 1, &T));
+    const float *u[2] = {h, g};
+    DM_CALL(head_forward(p, u, hist, n, 1, &T));
     /* softmax over the catalogue (double sums, in item order), then r = scale (p - y) in place */
     float *s = p->hs;
     double mx = -INFINITY, z = 0;
@@ -48,16 +61,45 @@ int pm_head_train_user(pm *p, const float *h, const int32_t *hist, int n, int32_
     for (size_t i = 0; i < N; i++) z += exp((double)s[i] - mx);
     *loss = -((double)s[pos] - mx - log(z));
     for (size_t i = 0; i < N; i++) s[i] = (float)(scale * (exp((double)s[i] - mx) / z - (i == (size_t)pos)));
-    float *dq = p->hq + d, *x = p->hq + 2 * (size_t)d;
-    nn_sgemm(CblasTrans, CblasNoTrans, d, 1, (int)N, 1.0f, p->z, d, s, 1, 0.0f, dq, 1);
-    /* head gradients, and dx into the last position's hidden-state gradient */
+    /* per space: dq = T^T r; the head's gradients, da = dq . u, and dx (into the last position's
+       hidden-state gradient) */
     size_t TC = (size_t)T * C;
-    memset(p->dh, 0, TC * sizeof *p->dh);
-    nn_linear_backward(p->dh + TC - C, p->hgw, p->hgb, dq, x, p->hw, 1, C, d);
+    float *dx = p->dh + (TC ? TC - C : 0);
+    if (!p->head_nolm) memset(p->dh, 0, TC * sizeof *p->dh);
+    for (int j = 0; j < p->nsp; j++) {
+        pm_head_space *q = &p->sp[j];
+        int d = (int)q->d;
+        nn_sgemm(CblasTrans, CblasNoTrans, d, 1, (int)N, 1.0f, q->t, d, s, 1, 0.0f, q->dq, 1);
+        nn_linear_backward(p->head_nolm ? NULL : dx, q->gw, q->gb, q->dq, p->hx, q->w, 1, C, d);
+        if (q->train_a) {
+            double da = 0;
+            for (int k = 0; k < d; k++) da += (double)q->dq[k] * u[j][k];
+            *q->ga += (float)da;
+        }
+    }
+    if (p->head_nolm) return DM_OK;
     int ns = p->L + n;
     memset(p->dsoft, 0, (size_t)ns * C * sizeof *p->dsoft);
     DM_CALL(lm_backward(&p->lm, p->dh, p->dsoft));
     DM_CALL(nn_mlp_backward(&p->up, &p->ua, p->dsoft, NULL));
     if (n > 0) DM_CALL(nn_mlp_backward(&p->ip, &p->ia, p->dsoft + (size_t)p->L * C, NULL));
     return DM_OK;
+}
+
+void pm_head_adam_step(pm *p, const nn_adam *o, float mix_lr)
+{
+    float keep[2][3];
+    for (int j = 0; j < p->nsp; j++) {
+        size_t k = (size_t)(p->sp[j].a - p->w);
+        keep[j][0] = p->w[k], keep[j][1] = p->am[k], keep[j][2] = p->av[k];
+    }
+    nn_adam_step(o, p->t, p->w, p->g, p->am, p->av, p->nparams);
+    nn_adam om = *o;
+    om.lr = mix_lr;
+    om.weight_decay = 0;
+    for (int j = 0; j < p->nsp; j++) {
+        size_t k = (size_t)(p->sp[j].a - p->w);
+        p->w[k] = keep[j][0], p->am[k] = keep[j][1], p->av[k] = keep[j][2];
+        if (p->sp[j].train_a) nn_adam_step(&om, p->t, p->w + k, p->g + k, p->am + k, p->av + k, 1);
+    }
 }

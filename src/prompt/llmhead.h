@@ -3,27 +3,41 @@
  * One LM pass per user ranks the whole catalogue, as item-head LLM recommenders do (E4SRec): the
  * user's prompt (llmrec.h: L soft user tokens from h_u, the history's titles and soft item tokens,
  * the query) runs through the frozen LM; the final hidden state x at the prompt's last position is
- * mapped into the aligner's item space and scored against every item latent z_i:
- *     q = W x + b + r h_u,        s_i = q . z_i
- * with W (d, C), b (d) trained and r = 1 (prompt.head_residual) or 0. W and b start at zero, so the
- * untrained model ranks exactly as the aligner whose latents it reads (r = 1): training can only
- * move it where the validation metric says it helps (the stage keeps the best epoch), and every
- * gain over the aligner is the LM's. Training minimises the full softmax cross-entropy over the
- * catalogue, L = -log softmax(s)[pos]: with p the softmax and y the positive's one-hot,
- *     dq = Z^T (p - y),  dW += dq x^T,  db += dq,  dx = W^T dq,
+ * mapped into one or two item spaces and scored against every item there: the aligner's (item
+ * latents z_i, user latent h_u) and, with prompt.head_cf, the CF model's (SASRec's item table e_i and
+ * user state g_u, the latents the aligner itself reads):
+ *     q_z = W_z x + b_z + a_z h_u,   q_e = W_e x + b_e + a_e g_u,   s_i = q_z . z_i + q_e . e_i
+ * with W, b and the residual weights a trained (a only with prompt.head_residual). W and b start at
+ * zero, a_z at 1 and a_e at 0, so the untrained model ranks exactly as the aligner whose latents
+ * it reads: training moves it only where the validation metric says it helps (the stage keeps the
+ * best epoch). Training minimises the full softmax cross-entropy over the catalogue,
+ * L = -log softmax(s)[pos]: with p the softmax and y the positive's one-hot, per space
+ *     dq = T^T (p - y),  dW += dq x^T,  db += dq,  da += dq . u,  dx += W^T dq,
  * and dx flows back through the frozen LM (lm_backward with a hidden-state gradient at the last
  * position) into the soft rows and the projectors.
+ *
+ * The LM-free twin (`latent_head`, pm_head_opts.no_lm) is the same head with x = 0 and no LM pass:
+ * a trained blend of the two spaces' scores, b_z . z_i + b_e . e_i + a_z h_u . z_i + a_e g_u . e_i.
+ * Trained on the same users, it measures what the LM adds beyond re-weighting the latents.
  */
 #ifndef DM_LLMHEAD_H
 #define DM_LLMHEAD_H
 
 #include "llmrec.h"
 
-/* p->hs[0..n_items) = the scores of every item for a user with latent h (dz) and history
- * hist[0..n). p must come from pm_init_head. */
-int pm_head_scores(pm *p, const float *h, const int32_t *hist, int n);
+#include "../nn/adam.h"
+
+/* p->hs[0..n_items) = the scores of every item for a user with aligner latent h (dz), CF latent g
+ * (dcf; may be NULL without the CF space) and history hist[0..n). p must come from pm_init_head. */
+int pm_head_scores(pm *p, const float *h, const float *g, const int32_t *hist, int n);
 /* One user's full-softmax step towards item pos; gradients times `scale` accumulate into p->g;
  * *loss = -log softmax(s)[pos] (unscaled). */
-int pm_head_train_user(pm *p, const float *h, const int32_t *hist, int n, int32_t pos, float scale, double *loss);
+int pm_head_train_user(pm *p, const float *h, const float *g, const int32_t *hist, int n, int32_t pos, float scale, double *loss);
+
+/* The optimiser step (p->t) of the head's slab: Adam o over every parameter but the residual
+ * weights a, which step at learning rate mix_lr without weight decay (their own moments, in the
+ * slab's). Two scalars that set the blend of the latents' scores and the softmax temperature
+ * would move by at most o->lr per step at the projectors' rate (prompt.head_mix_lr). */
+void pm_head_adam_step(pm *p, const nn_adam *o, float mix_lr);
 
 #endif

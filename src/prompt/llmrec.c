@@ -51,16 +51,17 @@ void pm_free(pm *p)
     free(p->ide);
     free(p->zin);
     free(p->hs);
-    free(p->hq);
+    free(p->hx);
+    for (int j = 0; j < p->nsp; j++) free(p->sp[j].q);
     lm_cache_free(&p->cache);
     memset(p, 0, sizeof *p);
 }
 
 static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const float *z, size_t dz, int maxc,
-                        uint64_t seed, const explain_src *src, int head, pm *p)
+                        uint64_t seed, const explain_src *src, const pm_head_opts *head, pm *p)
 {
     memset(p, 0, sizeof *p);
-    p->head = head;
+    p->head = head != NULL;
     DM_CALL(lm_load(&p->lm, lmdir));
     DM_CALL(lm_set_precision(&p->lm, dm_cfg_str(cfg, "lm.precision")));
     p->C = lm_width(&p->lm);
@@ -138,9 +139,12 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
     p->n_ip = nn_mlp_size(&ic);
     p->nparams = p->n_up + p->n_ip;
     if (head) {
-        p->n_head = dz * (size_t)p->C + dz;
+        p->head_nolm = head->no_lm;
+        p->nsp = head->cf ? 2 : 1;
+        p->sp[0].t = z, p->sp[0].d = dz;
+        p->sp[1].t = head->cf, p->sp[1].d = head->cf ? head->dcf : 0;
+        for (int j = 0; j < p->nsp; j++) p->n_head += p->sp[j].d * (size_t)p->C + p->sp[j].d + 1;
         p->nparams += p->n_head;
-        p->head_res = dm_cfg_bool(cfg, "prompt.head_residual") ? 1.0f : 0.0f;
     }
     if (p->E) {
         ec.D = (int)dm_cfg_int(cfg, "explain.width");
@@ -161,15 +165,24 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
     nn_mlp_init(&p->up, seed, scale);
     nn_mlp_init(&p->ip, seed ^ 0x17, scale);
     if (head) {
-        /* the item head after the projectors (and no evidence encoder): W (d, C), b (d), zero, so
-           the untrained model scores head_res h_u . z_i (the aligner's score, or 0) */
+        /* the item head after the projectors (and no evidence encoder): per space W (d, C), b (d)
+           zero and a; a starts at 1 in the aligner's space (prompt.head_residual) and 0 in the CF
+           model's, so the untrained model scores h_u . z_i (the aligner's score, or 0) */
+        int res = dm_cfg_bool(cfg, "prompt.head_residual");
         size_t off = p->n_up + p->n_ip;
-        p->hw = p->w + off;
-        p->hb = p->hw + dz * (size_t)p->C;
-        p->hgw = p->g + off;
-        p->hgb = p->hgw + dz * (size_t)p->C;
+        for (int j = 0; j < p->nsp; j++) {
+            pm_head_space *q = &p->sp[j];
+            size_t dj = q->d, nw = dj * (size_t)p->C;
+            q->w = p->w + off, q->b = q->w + nw, q->a = q->b + dj;
+            q->gw = p->g + off, q->gb = q->gw + nw, q->ga = q->gb + dj;
+            *q->a = j == 0 && res ? 1.0f : 0.0f;
+            q->train_a = res;
+            off += nw + dj + 1;
+            DM_ALLOC(q->q, 2 * dj);
+            q->dq = q->q + dj;
+        }
         DM_ALLOC(p->hs, d->n_items + 1);
-        DM_ALLOC(p->hq, 2 * dz + (size_t)p->C);
+        DM_ALLOC(p->hx, (size_t)p->C);
     }
     DM_CALL(nn_mlp_acts_init(&p->ua, &uc, 1));
     DM_CALL(nn_mlp_acts_init(&p->ia, &ic, p->nh + p->maxc));
@@ -211,13 +224,14 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
 int pm_init(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const float *z, size_t dz, int maxc, uint64_t seed,
             const explain_src *src, pm *p)
 {
-    return pm_init_impl(cfg, lmdir, d, z, dz, maxc, seed, src, 0, p);
+    return pm_init_impl(cfg, lmdir, d, z, dz, maxc, seed, src, NULL, p);
 }
 
 int pm_init_head(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const float *z, size_t dz, int maxc, uint64_t seed,
-                 pm *p)
+                 const pm_head_opts *o, pm *p)
 {
-    return pm_init_impl(cfg, lmdir, d, z, dz, maxc, seed, NULL, 1, p);
+    static const pm_head_opts none = {NULL, 0, 0};
+    return pm_init_impl(cfg, lmdir, d, z, dz, maxc, seed, NULL, o ? o : &none, p);
 }
 
 void pm_set_user(pm *p, int32_t u, const int32_t *all, int n)

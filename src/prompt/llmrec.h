@@ -47,6 +47,17 @@
 
 #define PM_MAX_CAND 1024
 
+/* One item space of the item head (llmhead.h): its item table t (n_items, d), and in the slab the
+ * head's W (d, C), b (d) and the residual weight a of the user's latent in that space. */
+typedef struct {
+    const float *t;     /* (n_items, d), the caller's */
+    size_t d;
+    float *w, *b, *a;   /* W (d, C), b (d), a (1) in the slab */
+    float *gw, *gb, *ga;
+    int train_a;        /* 0: a stays at its start */
+    float *q, *dq;      /* (d) the query and its gradient */
+} pm_head_space;
+
 typedef struct pm {
     lm_model lm;
     int C, V, L, nh, mt, K, length_norm, eot;
@@ -97,11 +108,12 @@ typedef struct pm {
     lm_cache cache;
     /* the item head (pm_init_head; llmhead.c) */
     int head;
-    size_t n_head;
-    float head_res;                   /* 1: scores add the aligner's h_u . z_i (prompt.head_residual) */
-    float *hw, *hb, *hgw, *hgb;       /* W (d, C), b (d) in the slab, and their gradients */
+    int head_nolm;                    /* 1: x = 0, no LM pass (latent_head) */
+    size_t n_head;                    /* its parameters, at the end of the slab */
+    int nsp;                          /* item spaces: 1 (the aligner's) or 2 (and the CF model's) */
+    pm_head_space sp[2];
     float *hs;                        /* (n_items) scores of the last user */
-    float *hq;                        /* (2 d + C) q, dq, the last hidden state */
+    float *hx;                        /* (C) the last hidden state x */
 } pm;
 
 /* Loads the LM of lmdir, tokenizes the prompt pieces and every item's title, sizes the projectors
@@ -114,9 +126,15 @@ int pm_init(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const flo
             const explain_src *src, pm *p);
 void pm_free(pm *p);
 /* The item-head recommender (see llmhead.h): as pm_init without evidence, plus the head's
- * parameters at the end of the slab (prompt.head_residual). */
+ * parameters at the end of the slab (prompt.head_residual). cf (n_items, dcf), when non-NULL, adds
+ * the CF model's item space (prompt.head_cf); no_lm = 1 makes the LM-free twin (latent_head). */
+typedef struct {
+    const float *cf;
+    size_t dcf;
+    int no_lm;
+} pm_head_opts;
 int pm_init_head(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const float *z, size_t dz, int maxc, uint64_t seed,
-                 pm *p);
+                 const pm_head_opts *o, pm *p);
 /* The user whose evidence the next calls build: id u and u's training items all[0..n) (the
  * history evidence draws from; kept by the caller). Needed only with evidence. */
 void pm_set_user(pm *p, int32_t u, const int32_t *all, int n);

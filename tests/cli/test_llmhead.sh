@@ -2,7 +2,11 @@
 # `dynmm prompt` with the item-head LLM recommender (prompt.models llm_head) end to end on a small
 # synthetic catalogue through a tiny in-suite LM:
 #   - untrained (prompt.head_epochs=0) it ranks as the aligner whose latents it reads: its per-user
-#     rows equal the aligner's on the same users, under the sampled sets and in full ranking (top N);
+#     rows equal the aligner's on the same users, under the sampled sets and in full ranking (top N),
+#     and so do those of its LM-free twin latent_head (both with the CF model's item space, the
+#     default prompt.head_cf);
+#   - latent_head trained: its LM weights W stay exactly zero (x = 0), its residual weights move, the
+#     loss falls;
 #   - trained, the softmax loss falls, the validation curve starts at the untrained head and the
 #     weights kept are those of its best epoch: a run stopped after that many epochs ends with the
 #     same weights, bitwise (same rank count, same summation order);
@@ -26,15 +30,18 @@ small=(--set synth.users=400 --set synth.items=200 --set synth.clusters=6
        --set 'prompt.protocols=[uni19,top20]' --set prompt.latency_tokens=[4] --set prompt.latency_batch=2 --set 'prompt.models=[llm_head]'
        --set eval.splits=[test])
 $DM_MPIRUN -n 2 $B run "${small[@]}" --set run.dir=$W/base --set prompt.head_epochs=0 --set 'run.stages=[synth,train-cf,align,lm,prompt]' \
+  --set 'prompt.models=[llm_head,latent_head]' \
   < /dev/null > $W/base.log 2>&1 || { cat $W/base.log; fail "the untrained run"; }
 grep -E "llm_head|align " $W/base.log
 copy() { mkdir -p $W/$1; cp $W/base/dataset.h5 $W/base/cf.h5 $W/base/align.h5 $W/base/lm.h5 $W/$1/; }
-for d in a b c p1 p3 ia ib; do copy $d; done
-ep=(--set prompt.head_epochs=6 --set prompt.patience=10)
+for d in a b c p1 p3 ia ib l; do copy $d; done
+# without the residual the untrained head scores every item 0, so training beats it and the kept
+# epoch is a trained one (with it, noise on 80 validation users can keep the untrained head)
+ep=(--set prompt.head_epochs=6 --set prompt.patience=10 --set prompt.head_residual=false)
 $DM_MPIRUN -n 2 $B prompt "${small[@]}" "${ep[@]}" --set run.dir=$W/a < /dev/null > $W/a.log 2>&1 || { cat $W/a.log; fail "trained run"; }
 grep -E "llm_head (untrained|epoch)|kept" $W/a.log
 best=$($PY -c "import h5py; print(int(h5py.File('$W/a/prompt.h5','r')['prompt/llm_head/valid'].attrs['best_epoch']))")
-$DM_MPIRUN -n 2 $B prompt "${small[@]}" --set prompt.head_epochs=$best --set prompt.patience=10 --set run.dir=$W/b < /dev/null > $W/b.log 2>&1 \
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" --set prompt.head_epochs=$best --set prompt.patience=10 --set prompt.head_residual=false --set run.dir=$W/b < /dev/null > $W/b.log 2>&1 \
   || { cat $W/b.log; fail "run of $best epochs"; }
 $DM_MPIRUN -n 2 $B prompt "${small[@]}" --set prompt.head_epochs=6 --set prompt.patience=1 --set run.dir=$W/c < /dev/null > $W/c.log 2>&1 \
   || { cat $W/c.log; fail "run with patience 1"; }
@@ -45,12 +52,13 @@ base = h5py.File(W + "/base/prompt.h5", "r")
 # untrained: the aligner's rows, user for user (the head's query is h_u exactly; only the BLAS
 # kernel differs, so a user may change only where two items' scores tie within float rounding)
 for proto in ("uni19", "top20"):
-    a, h = base["test/%s/align" % proto][...], base["test/%s/llm_head" % proto][...]
+  for m in ("llm_head", "latent_head"):
+    a, h = base["test/%s/align" % proto][...], base["test/%s/%s" % (proto, m)][...]
     ok = ~np.isnan(a[:, 0])
     assert ok.sum() >= 40 and (np.isnan(h[:, 0]) == ~ok).all(), "%s: users scored differ" % proto
     same = (np.abs(a[ok] - h[ok]) < 1e-12).all(axis=1).mean()
-    assert same >= 0.95, "%s: untrained llm_head rows equal the aligner's for only %.1f%% of users" % (proto, 100 * same)
-    print("ok: untrained llm_head = aligner on %s (%d users, %.1f%% of rows identical)" % (proto, ok.sum(), 100 * same))
+    assert same >= 0.95, "%s: untrained %s rows equal the aligner's for only %.1f%% of users" % (proto, m, 100 * same)
+    print("ok: untrained %s = aligner on %s (%d users, %.1f%% of rows identical)" % (m, proto, ok.sum(), 100 * same))
 a = h5py.File(W + "/a/prompt.h5", "r")
 cv, va = a["prompt/llm_head/curve"][...], a["prompt/llm_head/valid"][...]
 assert cv.shape == (6, 6) and va.shape == (7,), (cv.shape, va.shape)
@@ -59,8 +67,8 @@ assert best == int(np.nanargmax(va)), "best_epoch %d but the validation curve %s
 b = h5py.File(W + "/b/prompt.h5", "r")
 wa, wb = a["prompt/llm_head/weights"][...], b["prompt/llm_head/weights"][...]
 assert (wa == wb).all(), "the kept weights differ from a run of %d epochs by %g" % (best, np.abs(wa - wb).max())
-if best > 0:
-    assert (b["prompt/llm_head/valid"][...] == va[:best + 1]).all()
+assert best > 0, "the untrained head (all scores 0) was kept: %s" % va
+assert (b["prompt/llm_head/valid"][...] == va[:best + 1]).all()
 print("ok: losses %s, validation ndcg@10 %s, best epoch %d kept (= a run of %d epochs, bitwise)" % (np.round(cv[:, 1], 4), np.round(va, 4), best, best))
 c = h5py.File(W + "/c/prompt.h5", "r")["prompt/llm_head/valid"][...]
 run = np.where(~np.isnan(c))[0]
@@ -69,6 +77,25 @@ assert last == len(c) - 1 or c[last] <= np.nanmax(c[:last]), "patience 1: stoppe
 for e in range(1, last):
     assert c[e] > np.nanmax(c[:e]), "patience 1: went on after epoch %d without a better NDCG@10: %s" % (e, c)
 print("ok: patience 1 stopped after epoch %d of 6: %s" % (last, np.round(c, 4)))
+PYEOF
+# latent_head trained: the head is the slab's end, per space (aligner: align.dim 16; SASRec: sasrec.hidden
+# 16) W (16, 32 = lm.width), b (16), a (1)
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" --set prompt.head_epochs=3 --set 'prompt.models=[latent_head]' --set run.dir=$W/l < /dev/null > $W/l.log 2>&1 \
+  || { cat $W/l.log; fail "latent_head run"; }
+$PY - $W <<'PYEOF' || exit 1
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1] + "/l/prompt.h5", "r")
+w, cv = f["prompt/latent_head/weights"][...].ravel(), f["prompt/latent_head/curve"][...]
+n = 16 * 32 + 16 + 1
+wz, bz, az = w[-2 * n:-2 * n + 512], w[-2 * n + 512:-n - 1], w[-n - 1]
+we, be, ae = w[-n:-n + 512], w[-n + 512:-1], w[-1]
+assert (wz == 0).all() and (we == 0).all(), "latent_head: W moved without the LM (%g, %g)" % (abs(wz).max(), abs(we).max())
+assert cv[-1, 1] < cv[0, 1], "latent_head: the loss did not fall: %s" % cv[:, 1]
+va = f["prompt/latent_head/valid"]
+if va.attrs["best_epoch"] > 0:
+    assert az != 1 or ae != 0, "latent_head kept a trained epoch but its residual weights did not move"
+print("ok: latent_head W = 0, a_z %.4f, a_e %.4f, |b_z| %.4f, |b_e| %.4f; loss %s; validation %s" %
+      (az, ae, np.linalg.norm(bz), np.linalg.norm(be), np.round(cv[:, 1], 4), np.round(va[...], 4)))
 PYEOF
 # the same steps at 1 and 3 ranks (2 ranks is run a)
 for np in 1 3; do
@@ -116,5 +143,5 @@ PYEOF
 $B prompt "${small[@]}" --set run.dir=$W/a --set 'prompt.models=[llm_head,llm_head]' > $W/e1.log 2>&1 && fail "a model listed twice was accepted"
 grep -q "prompt.models: 'llm_head' is listed twice" $W/e1.log || { cat $W/e1.log; fail "listed twice: message"; }
 $B prompt "${small[@]}" --set run.dir=$W/a --set 'prompt.models=[llm_hed]' > $W/e2.log 2>&1 && fail "an unknown model was accepted"
-grep -q "unknown model 'llm_hed'; expected llm_head, llm or llm_explain" $W/e2.log || { cat $W/e2.log; fail "unknown model: message"; }
+grep -q "unknown model 'llm_hed'; expected llm_head, latent_head, llm or llm_explain" $W/e2.log || { cat $W/e2.log; fail "unknown model: message"; }
 echo ok

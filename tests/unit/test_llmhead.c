@@ -1,8 +1,10 @@
-/* test_llmhead.c: the item-head LLM recommender (src/prompt/llmhead.h) through a tiny LM: the
- * untrained head ranks as the aligner (scores h_u . z_i exactly, or 0 without the residual); the
- * scores against a direct computation from the LM's last hidden state; the full-softmax loss against
- * its definition; every parameter gradient (projectors through the frozen LM, and the head) against
- * central finite differences; and a few Adam steps on one user raise the positive's rank. */
+/* test_llmhead.c: the item-head LLM recommender (src/prompt/llmhead.h) through a tiny LM, in the
+ * aligner's item space alone or with the CF model's, and its LM-free twin: the untrained head ranks
+ * as the aligner (scores h_u . z_i exactly, or 0 without the residual); the scores against a direct
+ * computation from the LM's last hidden state (zero for the twin); the full-softmax loss against
+ * its definition; every parameter gradient (projectors through the frozen LM, the head's W, b and
+ * residual weights) against central finite differences; and a few Adam steps on one user raise the
+ * positive's rank. */
 #include "../../src/core/err.h"
 #include "../../src/core/rng.h"
 #include "../../src/config/config.h"
@@ -20,10 +22,13 @@
 
 #define NI 12
 #define DZ 5
+#define DC 3
+
+static const float *G; /* the CF latent of the user (NULL without the CF space) */
 
 static double full_loss(pm *p, const float *h, const int32_t *hist, int n, int32_t pos)
 {
-    pm_head_scores(p, h, hist, n);
+    pm_head_scores(p, h, G, hist, n);
     double mx = -INFINITY, z = 0;
     for (int i = 0; i < NI; i++) mx = fmax(mx, p->hs[i]);
     for (int i = 0; i < NI; i++) z += exp(p->hs[i] - mx);
@@ -72,7 +77,7 @@ static int make_lm(const char *dir, dm_dataset *d, dm_raw *raw, dm_meta *meta)
     return rc;
 }
 
-static void test_head(int residual)
+static void test_head(int residual, int cf, int nolm)
 {
     const char *tmp = getenv("DM_TMP");
     char dir[512];
@@ -90,20 +95,29 @@ static void test_head(int residual)
     dm_cfg_set(&cfg, "prompt.title_tokens=4");
     dm_cfg_set(&cfg, "prompt.hidden=8");
     dm_cfg_set(&cfg, residual ? "prompt.head_residual=true" : "prompt.head_residual=false");
-    float z[NI * DZ];
+    float z[NI * DZ], e[NI * DC];
     dm_rng r;
     dm_rng_seed(&r, 7);
     for (int k = 0; k < NI * DZ; k++) z[k] = (float)dm_rng_normal(&r);
+    for (int k = 0; k < NI * DC; k++) e[k] = (float)dm_rng_normal(&r);
     pm p;
-    rc = pm_init_head(&cfg, dir, &d, z, DZ, 8, 11, &p);
+    pm_head_opts o = {cf ? e : NULL, DC, nolm};
+    rc = pm_init_head(&cfg, dir, &d, z, DZ, 8, 11, &o, &p);
     CHECK(rc == DM_OK, "pm_init_head: %s", dm_error_message());
     if (rc) return;
-    CHECK(p.nparams == p.n_up + p.n_ip + (size_t)DZ * p.C + DZ, "slab: projectors then the head (%zu)", p.nparams);
-    float h[DZ] = {0.3f, -0.2f, 0.5f, 0.1f, -0.4f};
+    size_t nh = (size_t)DZ * p.C + DZ + 1 + (cf ? (size_t)DC * p.C + DC + 1 : 0);
+    CHECK(p.nparams == p.n_up + p.n_ip + nh, "slab: projectors then the head (%zu)", p.nparams);
+    float h[DZ] = {0.3f, -0.2f, 0.5f, 0.1f, -0.4f}, gu[DC] = {0.7f, -0.6f, 0.2f};
+    G = cf ? gu : NULL;
     int32_t hist[2] = {1, 4}, pos = 6;
+    printf("item head: residual %d, CF space %d, LM %d\n", residual, cf, !nolm);
+    if (cf) { /* the CF space needs the user's CF latent */
+        CHECK(pm_head_scores(&p, h, NULL, hist, 2) == DM_EINTERNAL && strstr(dm_error_message(), "no CF latent"),
+              "no CF latent: %s", dm_error_message());
+    }
 
-    /* untrained: W = 0, b = 0 -> the aligner's score (or 0) */
-    CHECK(pm_head_scores(&p, h, hist, 2) == DM_OK, "scores: %s", dm_error_message());
+    /* untrained: W = 0, b = 0, a_z = 1, a_e = 0 -> the aligner's score (or 0) */
+    CHECK(pm_head_scores(&p, h, G, hist, 2) == DM_OK, "scores: %s", dm_error_message());
     double worst = 0;
     for (int i = 0; i < NI; i++) {
         double a = 0;
@@ -113,30 +127,44 @@ static void test_head(int residual)
     /* float dot products of 5 terms of size ~1: rounding ~ 5 * 2^-24 * sum |h z| */
     CHECK(worst < 1e-5, "untrained head scores as %s (worst %.3g)", residual ? "the aligner h . z" : "zero", worst);
 
-    /* a random head: scores from the LM's last hidden state x, q = W x + b (+ h) */
-    for (size_t k = 0; k < p.n_head; k++) p.hw[k] = 0.3f * (float)dm_rng_normal(&r);
-    CHECK(pm_head_scores(&p, h, hist, 2) == DM_OK, "scores");
-    const float *x = p.hq + 2 * DZ;
-    int T = pm_build_prompt(&p, hist, 2, p.L, p.in);
-    const float *xl = p.lm.model.acts.lnf + (size_t)(T - 1) * p.C;
-    int same_x = !memcmp(x, xl, (size_t)p.C * sizeof(float));
-    CHECK(same_x, "x is the final hidden state at the prompt's last position (%d)", T - 1);
+    /* a random head (residual weights kept at their starts without the residual): scores from the
+       LM's last hidden state x, q_j = W_j x + b_j + a_j u_j */
+    for (int j = 0; j < p.nsp; j++) {
+        pm_head_space *q = &p.sp[j];
+        size_t n = q->d * (size_t)p.C + q->d + (q->train_a ? 1 : 0);
+        for (size_t k = 0; k < n; k++) q->w[k] = 0.3f * (float)dm_rng_normal(&r);
+    }
+    CHECK(pm_head_scores(&p, h, G, hist, 2) == DM_OK, "scores");
+    const float *x = p.hx;
+    float x0[64] = {0};
+    if (nolm) {
+        CHECK(!memcmp(x, x0, (size_t)p.C * sizeof(float)), "without the LM x = 0");
+    } else {
+        int T = pm_build_prompt(&p, hist, 2, p.L, p.in);
+        const float *xl = p.lm.model.acts.lnf + (size_t)(T - 1) * p.C;
+        CHECK(!memcmp(x, xl, (size_t)p.C * sizeof(float)), "x is the final hidden state at the prompt's last position (%d)", T - 1);
+    }
     worst = 0;
     for (int i = 0; i < NI; i++) {
         double s = 0;
-        for (int k = 0; k < DZ; k++) {
-            double q = p.hb[k] + (residual ? h[k] : 0.0);
-            for (int c = 0; c < p.C; c++) q += (double)p.hw[k * p.C + c] * x[c];
-            s += q * z[i * DZ + k];
+        for (int j = 0; j < p.nsp; j++) {
+            const pm_head_space *q = &p.sp[j];
+            const float *u = j ? gu : h, *t = j ? e : z;
+            for (size_t k = 0; k < q->d; k++) {
+                double qk = q->b[k] + (double)*q->a * u[k];
+                for (int c = 0; c < p.C; c++) qk += (double)q->w[k * (size_t)p.C + (size_t)c] * x[c];
+                s += qk * t[(size_t)i * q->d + k];
+            }
         }
         worst = fmax(worst, fabs(s - p.hs[i]) / (1 + fabs(s)));
     }
-    CHECK(worst < 1e-5, "scores = (W x + b%s) . z_i (worst relative %.3g)", residual ? " + h" : "", worst);
+    /* float sums of C + 1 and then d terms of size ~1 against double: ~(C + d) 2^-24 relative */
+    CHECK(worst < 1e-5, "scores = sum_j (W_j x + b_j + a_j u_j) . t_j[i] (worst relative %.3g)", worst);
 
     /* the loss and every gradient against central finite differences of the full-softmax loss */
     memset(p.g, 0, p.nparams * sizeof *p.g);
     double loss;
-    CHECK(pm_head_train_user(&p, h, hist, 2, pos, 1.0f, &loss) == DM_OK, "train: %s", dm_error_message());
+    CHECK(pm_head_train_user(&p, h, G, hist, 2, pos, 1.0f, &loss) == DM_OK, "train: %s", dm_error_message());
     double want = full_loss(&p, h, hist, 2, pos);
     NEAR(loss, want, 1e-5 * (1 + fabs(want)), "loss = -log softmax(s)[pos]");
     float *g = malloc(p.nparams * sizeof *g);
@@ -144,6 +172,7 @@ static void test_head(int residual)
     int bad = 0, n = 0, nz = 0;
     worst = 0;
     for (size_t k = 0; k < p.nparams; k += 3) {
+        if ((p.nsp > 0 && p.w + k == p.sp[0].a) || (p.nsp > 1 && p.w + k == p.sp[1].a)) continue; /* below */
         float keep = p.w[k], hstep = 5e-3f;
         p.w[k] = keep + hstep;
         double lp = full_loss(&p, h, hist, 2, pos);
@@ -159,20 +188,52 @@ static void test_head(int residual)
         n++;
     }
     CHECK(bad == 0, "%d of %d gradients disagree with finite differences (worst %.3g)", bad, n, worst);
-    CHECK(nz > n / 4, "the gradient reaches the projectors through the LM (%d of %d nonzero)", nz, n);
-    printf("item head (residual %d): loss %.6f; %d gradients vs finite differences, worst %.3g\n", residual, loss, n, worst);
+    if (!nolm) CHECK(nz > n / 4, "the gradient reaches the projectors through the LM (%d of %d nonzero)", nz, n);
+    /* the residual weights: each gradient against its own central difference */
+    for (int j = 0; j < p.nsp; j++) {
+        float *a = p.sp[j].a, keep = *a;
+        *a = keep + 5e-3f;
+        double lp = full_loss(&p, h, hist, 2, pos);
+        *a = keep - 5e-3f;
+        double lm2 = full_loss(&p, h, hist, 2, pos);
+        *a = keep;
+        double fd = (lp - lm2) / 1e-2, ga = g[a - p.w];
+        if (residual) CHECK(fabs(ga - fd) < 1e-3 + 2e-2 * fabs(fd), "d loss / d a_%d: %g vs finite difference %g", j, ga, fd);
+        else CHECK(ga == 0.0f, "a_%d is not trained without the residual (gradient %g)", j, ga);
+    }
+    if (nolm) { /* nothing reaches the projectors, W or the LM */
+        double gp = 0;
+        for (size_t k = 0; k < p.n_up + p.n_ip; k++) gp += fabs(g[k]);
+        CHECK(gp == 0, "without the LM the projectors get no gradient (%g)", gp);
+    }
+    printf("item head: loss %.6f; %d gradients vs finite differences, worst %.3g\n", loss, n, worst);
 
-    /* a few Adam steps on this user move the positive to the top */
-    nn_adam opt = {0.01f, 0.9f, 0.999f, 1e-8f, 0.0f, NN_ADAM_DECOUPLED};
+    /* a few Adam steps on this user move the positive to the top; the residual weights step at
+       their own rate: the slab as Adam at 0.01 everywhere else, and as Adam at 0.05 at a (the
+       same per-element formula, so bitwise) */
+    nn_adam opt = {0.01f, 0.9f, 0.999f, 1e-8f, 0.0f, NN_ADAM_DECOUPLED}, opt5 = opt;
+    opt5.lr = 0.05f;
     memset(p.am, 0, p.nparams * sizeof *p.am);
     memset(p.av, 0, p.nparams * sizeof *p.av);
-    int r0 = rank_of(&p, pos);
+    int r0 = rank_of(&p, pos), same = 1;
+    float *w1 = malloc(3 * p.nparams * sizeof *w1), *m1 = w1 + p.nparams, *v1 = m1 + p.nparams;
     for (long t = 1; t <= 60; t++) {
         memset(p.g, 0, p.nparams * sizeof *p.g);
-        pm_head_train_user(&p, h, hist, 2, pos, 1.0f, &loss);
-        nn_adam_step(&opt, t, p.w, p.g, p.am, p.av, p.nparams);
+        pm_head_train_user(&p, h, G, hist, 2, pos, 1.0f, &loss);
+        memcpy(w1, p.w, p.nparams * sizeof *w1), memcpy(m1, p.am, p.nparams * sizeof *m1), memcpy(v1, p.av, p.nparams * sizeof *v1);
+        nn_adam_step(&opt, t, w1, p.g, m1, v1, p.nparams);
+        for (int j = 0; j < p.nsp; j++) {
+            size_t k = (size_t)(p.sp[j].a - p.w);
+            w1[k] = p.w[k], m1[k] = p.am[k], v1[k] = p.av[k];
+            if (residual) nn_adam_step(&opt5, t, w1 + k, p.g + k, m1 + k, v1 + k, 1);
+        }
+        p.t = t;
+        pm_head_adam_step(&p, &opt, 0.05f);
+        same &= !memcmp(w1, p.w, p.nparams * sizeof *w1) && !memcmp(m1, p.am, p.nparams * sizeof *m1);
     }
-    pm_head_scores(&p, h, hist, 2);
+    free(w1);
+    CHECK(same, "pm_head_adam_step: Adam at 0.01, the residual weights at 0.05 (%s)", residual ? "trained" : "kept");
+    pm_head_scores(&p, h, G, hist, 2);
     CHECK(rank_of(&p, pos) == 0, "after 60 steps the positive ranks first (rank %d, was %d)", rank_of(&p, pos), r0);
     free(g);
     pm_free(&p);
@@ -184,7 +245,10 @@ static void test_head(int residual)
 
 int main(void)
 {
-    test_head(1);
-    test_head(0);
+    test_head(1, 0, 0);
+    test_head(0, 0, 0);
+    test_head(1, 1, 0);
+    test_head(1, 1, 1);
+    test_head(0, 1, 0);
     return tap_done("llmhead");
 }
