@@ -40,24 +40,17 @@ static void ops_destroy(void *self)
     free(self);
 }
 
-static float *ops_params(void *self, size_t *n)
+/* which: 0 the parameters, 1 their gradient, 2 the Adam moments */
+static float *ops_slab(void *self, size_t *n, int which)
 {
-    *n = ((gru4rec_model *)self)->nparams;
-    return ((gru4rec_model *)self)->params;
+    gru4rec_model *m = self;
+    *n = which == 2 ? 2 * m->nparams : m->nparams;
+    return which == 0 ? m->params : which == 1 ? m->grads : m->opt;
 }
 
-static float *ops_grads(void *self, size_t *n)
-{
-    *n = ((gru4rec_model *)self)->nparams;
-    return ((gru4rec_model *)self)->grads;
-}
-
-static float *ops_opt(void *self, size_t *n)
-{
-    *n = 2 * ((gru4rec_model *)self)->nparams;
-    return ((gru4rec_model *)self)->opt;
-}
-
+static float *ops_params(void *self, size_t *n) { return ops_slab(self, n, 0); }
+static float *ops_grads(void *self, size_t *n) { return ops_slab(self, n, 1); }
+static float *ops_opt(void *self, size_t *n) { return ops_slab(self, n, 2); }
 static long *ops_steps(void *self) { return &((gru4rec_model *)self)->t; }
 static size_t ops_n_examples(void *self) { return ((gru4rec_model *)self)->nu; }
 

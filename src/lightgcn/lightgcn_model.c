@@ -40,6 +40,7 @@ static void ops_destroy(void *self)
     free(self);
 }
 
+/* which: 0 the parameters, 1 their gradient, 2 the Adam moments */
 static float *ops_slab(void *self, size_t *n, int which)
 {
     lightgcn_model *m = self;
