@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,7 +99,7 @@ int ev_score_users(const ev_split *s, const metrics_spec *spec, const char *prot
         size_t B = nu - b0 < batch ? nu - b0 : batch;
         rc = fn(model, s, users + b0, B, scores);
         if (rc) break;
-        int err = DM_OK;
+        ev_err err = {DM_OK, 0, ""};
 #pragma omp parallel for schedule(dynamic, 8)
         for (size_t b = 0; b < B; b++) {
             int t = omp_get_thread_num();
@@ -119,11 +120,11 @@ int ev_score_users(const ev_split *s, const metrics_spec *spec, const char *prot
                              : metrics_sampled_multi(spec, &ws[t], f, ntg, f + ntg, cand->n, row);
             }
             if (r) {
-#pragma omp critical
-                if (!err) err = r;
+#pragma omp critical(ev_err)
+                ev_err_note(&err, r, u);
             }
         }
-        rc = err;
+        rc = ev_err_raise(&err);
     }
     for (int t = 0; t < nt; t++) metrics_ws_free(&ws[t]);
     free(ws);
@@ -132,6 +133,20 @@ int ev_score_users(const ev_split *s, const metrics_spec *spec, const char *prot
     free(scores);
     free(users);
     return rc;
+}
+
+void ev_err_note(ev_err *e, int rc, size_t user)
+{
+    if (e->code && user >= e->user) return;
+    e->code = rc;
+    e->user = user;
+    snprintf(e->msg, sizeof e->msg, "%s", dm_error_message());
+}
+
+int ev_err_raise(const ev_err *e)
+{
+    if (!e->code) return DM_OK;
+    return DM_ERR(e->code, "user %zu: %s", e->user, e->msg);
 }
 
 int ev_mean(par_ctx *ctx, const metrics_spec *spec, const double *rows, size_t n, double *mean, int64_t *count)

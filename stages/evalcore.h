@@ -49,6 +49,16 @@ int ev_score_users(const ev_split *s, const metrics_spec *spec, const char *prot
  * (NULL for "full"). DM_EINTERNAL when the protocol's sets were not drawn for these users. */
 int ev_block_users(const ev_split *s, const char *protocol, size_t lo, size_t hi, const dm_cand **cand, size_t *users,
                    size_t *nu, size_t *maxlen);
+/* The first (lowest) failing user of a parallel loop and its message, which is thread-local
+ * (src/core/err.h): ev_err_note inside the loop's critical section, ev_err_raise after the loop
+ * sets the error in the calling thread ("user U: message") and returns its code (DM_OK if none). */
+typedef struct {
+    int code;
+    size_t user;
+    char msg[256];
+} ev_err;
+void ev_err_note(ev_err *e, int rc, size_t user);
+int ev_err_raise(const ev_err *e);
 /* Column means over the non-NaN rows of all ranks; *count = users scored. */
 int ev_mean(par_ctx *ctx, const metrics_spec *spec, const double *rows, size_t n, double *mean, int64_t *count);
 

@@ -171,9 +171,9 @@ int ev_score_sharded(par_ctx *ctx, const ev_split *s, const metrics_spec *spec, 
     rc = par_agree(ctx, rc);
     if (!rc) rc = par_allreduce_max_i64(ctx, g, 1);
     const size_t maxlen = (size_t)g[0], ncand = w.cand ? w.cand->n : 0, L = full ? maxlen : maxlen + ncand;
-    /* users per block over all ranks: batch, bounded by the score block; a chunk of each rank's */
-    size_t maxshard = (m->n_items + (size_t)ctx->size - 1) / (size_t)ctx->size;
-    size_t cap = EV_BLOCK_BYTES / ((maxshard ? maxshard : 1) * sizeof(float));
+    /* users per block over all ranks: batch, bounded as ev_score_users bounds it over the whole
+       catalogue, so each rank's block of scores is 1/P of the unsharded one; a chunk of each rank's */
+    size_t cap = EV_BLOCK_BYTES / ((m->n_items ? m->n_items : 1) * sizeof(float));
     size_t Bg = batch < 1 ? 1 : batch;
     if (Bg > cap) Bg = cap ? cap : 1;
     size_t chunk = Bg / (size_t)ctx->size ? Bg / (size_t)ctx->size : 1, Bmax = chunk * (size_t)ctx->size;
@@ -217,7 +217,7 @@ int ev_score_sharded(par_ctx *ctx, const ev_split *s, const metrics_spec *spec, 
         rc = par_agree(ctx, rc);
         if (!rc) rc = par_allreduce_sum_f32(ctx, w.vals, B * L);
         if (rc) break;
-        int err = DM_OK;
+        ev_err err = {DM_OK, 0, ""};
         if (full) {
             /* each rank's counts over its items, summed over ranks; a user's counts fill the first
                2 dd + 2 of its 2 L + 2 slots, dd the same on every rank (the same summed scores) */
@@ -238,11 +238,11 @@ int ev_score_sharded(par_ctx *ctx, const ev_split *s, const metrics_spec *spec, 
                     else r = metrics_shard_count(&w.ws[t], dd, w.scores + b * ns, m->i0, ns, w.lists + b * L, m1, hist, nh, cnt);
                 }
                 if (r) {
-#pragma omp critical
-                    if (!err) err = r;
+#pragma omp critical(ev_err)
+                    ev_err_note(&err, r, u);
                 }
             }
-            rc = par_agree(ctx, err);
+            rc = par_agree(ctx, ev_err_raise(&err));
             if (!rc) rc = par_allreduce_sum_i64(ctx, w.cnt, B * (2 * L + 2));
             if (rc) break;
         }
@@ -264,11 +264,11 @@ int ev_score_sharded(par_ctx *ctx, const ev_split *s, const metrics_spec *spec, 
                              : metrics_sampled_multi(spec, &w.ws[t], v, ntg, v + ntg, ncand, row);
             }
             if (r) {
-#pragma omp critical
-                if (!err) err = r;
+#pragma omp critical(ev_err)
+                ev_err_note(&err, r, u);
             }
         }
-        rc = par_agree(ctx, err);
+        rc = par_agree(ctx, ev_err_raise(&err));
     }
     work_free(&w);
     return par_agree(ctx, rc);

@@ -6,8 +6,8 @@
  * states of every user (n_users x C; not sharded). Users stay sharded as in evalcore.h (rank r owns
  * the rows of its users [lo, hi)), but are scored together: a block of users is the next chunk of
  * every rank's users, in rank order, and every rank scores the whole block against its items
- * (cblas_sgemm of the block's states and its rows, the call model_latents_score makes over the whole
- * table). Per block:
+ * (model_latents_score over its rows, as the unsharded path calls it over the whole table).
+ * Per block:
  *   full      each user's distinct target scores reach every rank (the owner of each target item
  *             contributes it, the others 0, summed: exact); every rank counts its items strictly
  *             between and equal to those scores, less its items of the user's history
@@ -16,11 +16,15 @@
  *   uniN/popN the block's candidate rows are gathered from their owners, the scores of each user's
  *             targets and negatives summed over ranks as above, and the owner scores them with
  *             metrics_sampled(_multi) as ev_score_users does.
- * Rows are therefore identical to ev_score_users over the whole table (every tie rule) whenever the
- * BLAS computes each score from its user's state and its item's row alone, whatever the other rows
- * of the call: OpenBLAS does (tests/mpi/test_evalshard.c and tests/cli/test_evalshard.sh check it
- * at 1 to 4 ranks). Memory per rank: (i1 - i0) C floats of the table, 2 n_users C of the states and a
- * score block under EV_BLOCK_BYTES, where the unsharded path holds n_items C floats of the table.
+ * Rows are therefore identical to ev_score_users over the whole table (every tie rule): both score
+ * through model_latents_score's fixed-order kernel, which computes each score from its user's state
+ * and its item's row alone, whatever the other rows of the call (OpenBLAS's sgemm does not: its
+ * results move by an ulp with the call's shape, and at 10^6 items that reorders some targets).
+ * tests/mpi/test_evalshard.c and tests/cli/test_evalshard.sh check the identity at 1 to 4 ranks.
+ *
+ * Memory per rank: (i1 - i0) C floats of the table, 2 n_users C of the states and a block of scores
+ * for the users ev_score_users scores at once (about EV_BLOCK_BYTES / P), where the unsharded path
+ * holds n_items C floats of the table and a block of about EV_BLOCK_BYTES.
  *
  * Top-K lists: ev_shard_topk merges every rank's best K (score descending, ties to the lower item
  * index) into the catalogue's best K, the list dm_top_k_f32 gives over the whole score vector.
@@ -49,8 +53,8 @@ void ev_shard_free(ev_shard_latents *m);
 int ev_shard_scores(const ev_shard_latents *m, const ev_split *s, const size_t *users, size_t B, float *scores);
 
 /* ev_score_users for a sharded dot-product model: rows of users [lo, hi) (this rank's) under
- * protocol; batch users per block over all ranks (bounded so a block of shard scores stays under
- * EV_BLOCK_BYTES). */
+ * protocol; batch users per block over all ranks, bounded as ev_score_users bounds its blocks over
+ * the whole catalogue (so a rank's block of scores is about EV_BLOCK_BYTES / P). */
 int ev_score_sharded(par_ctx *ctx, const ev_split *s, const metrics_spec *spec, const char *protocol, const ev_shard_latents *m,
                      size_t lo, size_t hi, size_t batch, double *rows);
 

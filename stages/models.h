@@ -35,7 +35,8 @@ typedef struct {
 /* Reads the three datasets of an open file. */
 int model_latents_read(h5file *f, const char *item, const char *valid, const char *test, model_latents *m);
 void model_latents_free(model_latents *m);
-/* An ev_score_fn over a model_latents. */
+/* An ev_score_fn over a model_latents: h_u . e_i by nn_sgemm_fixed (src/nn/gemm.h), so each score is
+ * the same bits whatever the users and items of the call (the rank count, the item shards). */
 int model_latents_score(void *m, const ev_split *s, const size_t *users, size_t B, float *scores);
 
 /* The datasets of a dot-product model (item table, valid states, test states) in its file, or NULL

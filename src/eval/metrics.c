@@ -552,7 +552,19 @@ int metrics_shard_count(metrics_ws *w, size_t d, const float *scores, size_t i0,
     int64_t nan = 0;
     memset(w->between, 0, (d + 1) * sizeof *w->between);
     memset(w->eq, 0, d * sizeof *w->eq);
-    for (size_t i = 0; i < n; i++) classify(w, d, scores[i], 1, &nan);
+    if (d == 1) { /* metrics_full's one-target pass (vectorised) */
+        const float u = w->tscore[0];
+        int64_t gt = 0, eq = 0;
+        for (size_t i = 0; i < n; i++) {
+            float x = scores[i];
+            gt += x > u;
+            eq += x == u;
+            nan += x != x;
+        }
+        w->between[0] = gt;
+        w->eq[0] = eq;
+    } else
+        for (size_t i = 0; i < n; i++) classify(w, d, scores[i], 1, &nan);
     /* the targets of the shard, then its excluded items (once each, never a target): as metrics_full */
     for (size_t i = 0; i < n_targets; i++)
         if ((size_t)targets[i] >= i0 && (size_t)targets[i] < i0 + n) w->mark[targets[i] - (int64_t)i0] |= MARK_TARGET;

@@ -6,8 +6,9 @@
  *     of a 1+9 sampled protocol are bitwise equal for every tie rule (expected, pessimistic,
  *     optimistic), for users with one target, several targets, a repeated target and a target in
  *     their history, at batch sizes that split the users into uneven blocks and at one block;
- *   - random Gaussian latents: the rows are bitwise equal too (OpenBLAS computes each score from its
- *     row and column alone; this is what eval relies on for real models);
+ *   - random Gaussian latents: the rows are bitwise equal too (model_latents_score's fixed-order
+ *     kernel computes each score from its row and column alone, whatever the call; this is what eval
+ *     relies on for real models: OpenBLAS's sgemm does not, by an ulp now and then);
  *   - ev_shard_topk equals dm_top_k_f32 over the whole score vector (ids and scores, ties to the
  *     lower item, history left out, K longer than what is left);
  *   - a NaN item score fails both paths with the same message on every rank.
@@ -142,7 +143,7 @@ int main(int argc, char **argv)
         snprintf(what, sizeof what, "integer latents, batch %zu", batches[bi]);
         CHECK(compare_rows(&ctx, &c, &full, batches[bi], what) == 12, "%s: every entry bitwise equal", what);
     }
-    /* Gaussian latents: the BLAS scores each (user, item) the same in a call over a shard */
+    /* Gaussian latents: each (user, item) scored the same in a call over a shard */
     tl_randn(&r, e, NI * C, 1.0);
     tl_randn(&r, hv, NU * C, 1.0);
     tl_randn(&r, ht, NU * C, 1.0);
