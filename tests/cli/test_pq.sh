@@ -123,6 +123,12 @@ for model, (path, it, st) in src.items():
             model, np.nanmean(f0["test/full/%s" % model][:, k]), model, np.nanmean(f0["test/full/%s@pq" % model][:, k]),
             np.nanmean(f1["test/full/%s@pq" % model][:, k])))
 EOF
+# pq.rerank is eval's: `dynmm run` keeps pq.h5 and reruns eval; pq.m reruns pq
+$B run "${common[@]}" --set 'run.stages=[pq,eval]' --set run.dir=$W/r1 --set pq.rerank=5 > $W/rerun.log 2>&1 || { cat $W/rerun.log; fail "run with pq.rerank=5"; }
+grep -q "pq: .*pq.h5 is current, skipped" $W/rerun.log && grep -q "eval done in" $W/rerun.log || { cat $W/rerun.log; fail "pq.rerank retrained the codebooks or eval did not rerun"; }
+$B run "${common[@]}" --set 'run.stages=[pq]' --set run.dir=$W/r1 --set pq.m=8 > $W/rerun_m.log 2>&1 || { cat $W/rerun_m.log; fail "run with pq.m=8"; }
+grep -q "pq done in" $W/rerun_m.log || { cat $W/rerun_m.log; fail "pq.m did not rerun pq"; }
+echo "ok: pq.rerank reruns eval only, pq.m reruns pq"
 # refusals
 $B pq "${common[@]}" --set run.dir=$W/r1 --set pq.m=5 > $W/bad_m.log 2>&1 && fail "pq.m=5 on 16 dimensions accepted"
 grep -q "pq.m = 5 sub-spaces does not divide the latent dimension 16" $W/bad_m.log && grep -q "hint: align's latents" $W/bad_m.log || { cat $W/bad_m.log; fail "no message for pq.m"; }
