@@ -4,6 +4,7 @@
 #  - pq.h5 (codebooks and codes of the aligner's and SASRec's items) is bitwise the same at 1, 2 and
 #    3 ranks, and every stored code is the nearest centroid of its sub-vector (NumPy, float64, up to
 #    float-rounding near ties)
+#  - eval's <model>@pq rows are bitwise the same at 1 and 3 ranks
 #  - align@pq's per-user full-ranking rows are those of the decoded latents' dot products: each MRR
 #    lies within the rank interval NumPy finds with the items whose decoded score is within the float
 #    tolerance of the target's counted as either side
@@ -30,6 +31,9 @@ for np in 2 3; do
 done
 echo "ok: pq.h5 (codebooks, codes) bitwise the same at 1, 2 and 3 ranks"
 cp $W/r1/results.h5 $W/adc.h5
+# a user's ADC scores depend on its state and the codes alone: eval's rows bitwise at 3 ranks
+$DM_MPIRUN -n 3 $B eval "${common[@]}" --set run.dir=$W/r3 < /dev/null > $W/eval3.log 2>&1 || { cat $W/eval3.log; fail "eval at 3 ranks"; }
+$PY $chk equal $W/adc.h5 $W/r3/results.h5 test/full/align@pq valid/full/align@pq test/uni99/align@pq test/full/sasrec@pq || fail "align@pq rows at 3 ranks"
 $B eval "${common[@]}" --set run.dir=$W/r1 --set pq.rerank=1000000 > $W/exact.log 2>&1 || { cat $W/exact.log; fail "eval with pq.rerank above the catalogue"; }
 cp $W/r1/results.h5 $W/exact.h5
 $B eval "${common[@]}" --set run.dir=$W/r1 --set pq.rerank=20 > $W/part.log 2>&1 || { cat $W/part.log; fail "eval with pq.rerank=20"; }
