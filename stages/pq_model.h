@@ -4,8 +4,8 @@
  * pq.h5 (format "dynmm-pq" v1), per quantised model <model> of pq.models:
  *   /<model>/codebook   float32 (M K, ds): centroid k of sub-space m in row m K + k
  *   /<model>/codes      uint8 (n_items, M)
- *   attributes of /<model>: m, k, d, source (file), item_table (dataset), iters, rel_err (sum
- *   |x - x^|^2 / sum |x|^2), empty_clusters, bytes_codes, bytes_floats, train_seconds, and the
+ *   attributes of /<model>: m, k, d, source (file), item_table (dataset), iters, train_items,
+ *   rel_err (sum |x - x^|^2 / sum |x|^2 over the training items), empty_clusters, bytes_codes, bytes_floats, train_seconds, and the
  *   recall@10 of the exact top 10 over a sample of test users (recall_users, recall_rerank (R),
  *   recall_at10 (per R)).
  *

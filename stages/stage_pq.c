@@ -2,7 +2,8 @@
  * (stages/pq_model.h for the format, src/pq/pq.h for the method).
  *
  * Per model: every rank reads the item table, trains the codebooks on its even shard of the items
- * (int64 allreduces: bitwise the same codebooks at any rank count), writes its codes' rows, and
+ * (or of pq.sample evenly spaced items; int64 allreduces: bitwise the same codebooks at any rank
+ * count), encodes its shard and writes its codes' rows, and
  * measures on a sample of test users how many of the exact top 10 the codes find (ADC's top 10,
  * and the top 10 after exact re-ranking of ADC's top 100 and 1000).
  */
@@ -25,13 +26,14 @@ static const char USAGE[] =
     "usage: dynmm pq CONFIG.cfg [--set group.key=value ...]\n\n"
     "Product-quantises the item tables of pq.models ('align': align.h5's z_base; 'sasrec': cf.h5's e_cf)\n"
     "into <run.dir>/pq.h5: pq.m sub-spaces of pq.k centroids each (k-means++ seeding from pq.seed, then\n"
-    "pq.iters Lloyd iterations, data parallel over the items), one byte per sub-space and item. Eval\n"
+    "pq.iters Lloyd iterations, data parallel over every item or pq.sample evenly spaced ones), one byte\n"
+    "per sub-space and item. Eval\n"
     "scores them as align@pq and sasrec@pq (eval.models) by asymmetric distances over the whole\n"
     "catalogue, re-ranking the top pq.rerank items exactly. Logged and stored: relative quantisation\n"
     "error, memory of the codes against float32, and the recall@10 of the exact top 10 on test users.\n";
 
 /* pq.rerank is eval's (align@pq's group): it does not change the codebooks */
-static const char *const pq_config_groups[] = {"pq.models", "pq.m", "pq.k", "pq.iters", "pq.seed", NULL};
+static const char *const pq_config_groups[] = {"pq.models", "pq.m", "pq.k", "pq.iters", "pq.seed", "pq.sample", NULL};
 
 #define PQ_RECALL_USERS 1000
 static const size_t g_recall_R[] = {10, 100, 1000};
@@ -150,7 +152,23 @@ static int quantise(stage_run *sr, h5file *f, const pq_source *src, uint64_t see
     rc = par_agree(ctx, rc);
     pq_comm comm = {ctx->rank, ctx->size, ctx, sum_i64, max_f64};
     pq_train_stats ts;
-    if (!rc) rc = par_agree(ctx, pq_train(&cb, e + lo * D, hi - lo, lo, n, (int)dm_cfg_int(cfg, "pq.iters"), seed, &comm, mine, &ts));
+    /* the training items: all, or pq.sample of them evenly spaced (item t n / S for t < S), sharded
+       evenly by their sample index so the codebooks do not depend on the rank count */
+    const int64_t want = dm_cfg_int(cfg, "pq.sample");
+    const size_t S = want > 0 && (size_t)want < n ? (size_t)want : n;
+    size_t tlo, thi;
+    dm_shard_even(S, ctx->size, ctx->rank, &tlo, &thi);
+    float *xs = S == n ? NULL : malloc((thi - tlo) * D * sizeof *xs + 4);
+    uint8_t *sc = S == n ? NULL : malloc((thi - tlo) * M + 1);
+    if (!rc && S < n && (!xs || !sc)) rc = DM_ERR(DM_ENOMEM, "out of memory for %zu training items", thi - tlo);
+    for (size_t t = tlo; !rc && xs && t < thi; t++) memcpy(xs + (t - tlo) * D, e + (t * n / S) * D, D * sizeof *xs);
+    rc = par_agree(ctx, rc);
+    if (!rc)
+        rc = par_agree(ctx, pq_train(&cb, S == n ? e + lo * D : xs, thi - tlo, tlo, S, (int)dm_cfg_int(cfg, "pq.iters"), seed, &comm,
+                                     S == n ? mine : sc, &ts));
+    if (!rc && S < n) rc = par_agree(ctx, pq_encode(&cb, e + lo * D, hi - lo, mine));
+    free(xs);
+    free(sc);
     double train_s = dm_wtime() - t0;
     size_t *cnt = NULL;
     if (!rc) rc = par_allgatherv(ctx, mine, (hi - lo) * M, (void **)&codes, &cnt);
@@ -174,6 +192,7 @@ static int quantise(stage_run *sr, h5file *f, const pq_source *src, uint64_t see
     if (!rc) rc = h5_attr_str(f, grp, "source", src->file);
     if (!rc) rc = h5_attr_str(f, grp, "item_table", src->item);
     if (!rc) rc = h5_attr_i64(f, grp, "iters", ts.iters);
+    if (!rc) rc = h5_attr_i64(f, grp, "train_items", (int64_t)S);
     if (!rc) rc = h5_attr_f64(f, grp, "rel_err", rel);
     if (!rc) rc = h5_attr_i64(f, grp, "empty_clusters", ts.empty);
     if (!rc) rc = h5_attr_f64(f, grp, "bytes_codes", bc);
@@ -183,9 +202,9 @@ static int quantise(stage_run *sr, h5file *f, const pq_source *src, uint64_t see
     if (!rc) rc = h5_attr_f64s(f, grp, "recall_rerank", Rs, PQ_NR);
     if (!rc) rc = h5_attr_f64s(f, grp, "recall_at10", rec, PQ_NR);
     if (!rc) {
-        dm_log("  pq %s: %zu items x %zu -> %d x %d centroids, %d iterations (last changed %lld), relative error %.4f, %lld empty clusters, "
-               "%.1fs",
-               src->model, n, D, cb.M, cb.K, ts.iters, (long long)ts.changed, rel, (long long)ts.empty, train_s);
+        dm_log("  pq %s: %zu items x %zu -> %d x %d centroids trained on %zu items, %d iterations (last changed %lld), relative error %.4f, "
+               "%lld empty clusters, %.1fs",
+               src->model, n, D, cb.M, cb.K, S, ts.iters, (long long)ts.changed, rel, (long long)ts.empty, train_s);
         dm_log("  pq %s: codes %.2f MiB vs float32 %.2f MiB (%.0fx); recall@10 of the exact top 10 over %lld test users: ADC %.4f, "
                "re-ranking the top 100 %.4f, top 1000 %.4f",
                src->model, bc / 1048576.0, bf / 1048576.0, bf / bc, (long long)users, rec[0], rec[1], rec[2]);

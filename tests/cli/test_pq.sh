@@ -30,6 +30,25 @@ for np in 2 3; do
   $PY $chk equal $W/r1/pq.h5 $W/r$np/pq.h5 align sasrec || fail "pq.h5 at $np ranks"
 done
 echo "ok: pq.h5 (codebooks, codes) bitwise the same at 1, 2 and 3 ranks"
+# codebooks trained on pq.sample evenly spaced items: bitwise at 1 and 3 ranks, every item encoded
+for np in 1 3; do
+  mkdir -p $W/s$np; cp $W/r1/dataset.h5 $W/r1/cf.h5 $W/r1/align.h5 $W/s$np/
+  $DM_MPIRUN -n $np $B pq "${common[@]}" --set pq.sample=120 --set run.dir=$W/s$np < /dev/null > $W/s$np.log 2>&1 || { cat $W/s$np.log; fail "pq.sample at $np ranks"; }
+done
+$PY $chk equal $W/s1/pq.h5 $W/s3/pq.h5 align sasrec || fail "pq.sample: pq.h5 at 3 ranks"
+$PY - $W/s3/pq.h5 $W/r1/align.h5 <<'EOF2' || fail "pq.sample: codes"
+import sys, h5py, numpy as np
+g = h5py.File(sys.argv[1], "r")["align"]
+e = h5py.File(sys.argv[2], "r")["align/z_base"][...].astype(np.float64)
+M, K = int(g.attrs["m"]), int(g.attrs["k"])
+cb, codes = g["codebook"][...].astype(np.float64).reshape(M, K, -1), g["codes"][...]
+assert int(g.attrs["train_items"]) == 120 and codes.shape[0] == e.shape[0], (g.attrs["train_items"], codes.shape)
+ds = cb.shape[2]
+for m in range(M):
+    d2 = ((e[:, None, m * ds:(m + 1) * ds] - cb[m][None]) ** 2).sum(-1)
+    assert (d2[np.arange(len(e)), codes[:, m]] <= d2.min(1) * (1 + 1e-5) + 1e-12).all(), m
+print("ok: pq.sample = 120 of %d items: bitwise at 1 and 3 ranks, every item's codes nearest" % len(e))
+EOF2
 cp $W/r1/results.h5 $W/adc.h5
 # a user's ADC scores depend on its state and the codes alone: eval's rows bitwise at 3 ranks
 $DM_MPIRUN -n 3 $B eval "${common[@]}" --set run.dir=$W/r3 < /dev/null > $W/eval3.log 2>&1 || { cat $W/eval3.log; fail "eval at 3 ranks"; }
