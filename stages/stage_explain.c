@@ -8,7 +8,10 @@
  *   - the evidence of (u, i) (neighbour users who took i, u's items closest to i, i's attributes
  *     weighted by attention from h_u; src/explain/explain.h);
  *   - the rationale written by the frozen LM after the prompt and i's continuation, from the
- *     templates of explain.templates, every slot filled from that evidence only;
+ *     templates of explain.templates, every slot filled with the strongest evidence of its kind,
+ *     the templates of the user's K items chosen jointly under the share cap
+ *     (explain.template_share; explain_templates_assign), or free-form (explain.rationale = free)
+ *     decoded through a trie over the evidence values (src/explain/explain_free.h);
  *   - deletion faithfulness: the score and rank of i when its evidence tokens are masked (the
  *     encoder's empty set), against masking as many random prompt tokens (explain.random_masks
  *     draws);
@@ -31,7 +34,8 @@
  *
  * The stage body is a table of contents (explain_body): explain_settings, explain_load,
  * explain_select_users, then explain_users (per user explain_rerank, explain_item for each of the
- * top K with explain_precision, explain_faithfulness, explain_user_metrics), explain_gather,
+ * top K, explain_choose_templates, explain_item_write for each, explain_faithfulness,
+ * explain_user_metrics), explain_gather,
  * explain_write_jsonl, explain_summary, explain_ranking_cost, explain_write_h5. Every buffer lives
  * in one workspace (explain_ws), the per-user ones allocated once by explain_alloc.
  */
@@ -52,6 +56,7 @@
 #include "../src/core/timer.h"
 #include "../src/explain/explain.h"
 #include "../src/explain/explain_metrics.h"
+#include "../src/explain/explain_free.h"
 #include "../src/explain/explain_rationale.h"
 #include "../src/prompt/llmrec.h"
 #include "../src/stats/stats.h"
@@ -238,7 +243,18 @@ typedef struct {
     uint8_t *lowered;           /* (W) */
     int64_t *foff;              /* (K + 1) text features of each rationale: offsets into feat */
     int32_t *feat, *fitem;      /* (K 64) features, (K) the rationale's item */
-    explain_rationale rat;
+    /* rationales: explain.rationale, the template choice, the user's K rationales */
+    int free_form;              /* explain.rationale = free */
+    double covw, share;         /* explain.coverage_weight, explain.template_share */
+    explain_free fr;
+    int have_fr;
+    explain_fit *fit;           /* (K, T) every template written for each explained item */
+    double *tsc;                /* (K, T) their scores */
+    int *tch;                   /* (K) the assigned templates */
+    double *prk;                /* (K) evidence precision of each explained item */
+    explain_rationale *rat;     /* (K) */
+    int64_t *tcount;            /* (T + 2) rationales per template, then none (-1), then free-form; summed over ranks */
+    int64_t over;               /* items beyond the template caps (demanded by the data) */
     /* explain_summary, explain_ranking_cost */
     double mean[XC_NCOLS];      /* over the explained users */
     double fcr, pd, prd;        /* corpus FCR; p of the score and rank drops against random masking */
@@ -284,6 +300,9 @@ static int explain_settings(explain_ws *w)
     w->N = (int)dm_cfg_int(cfg, "explain.candidates");
     w->R = (int)dm_cfg_int(cfg, "explain.random_masks");
     w->tol = dm_cfg_float(cfg, "explain.precision_tol");
+    w->free_form = !strcmp(dm_cfg_str(cfg, "explain.rationale"), "free");
+    w->covw = dm_cfg_float(cfg, "explain.coverage_weight");
+    w->share = dm_cfg_float(cfg, "explain.template_share");
     return DM_OK;
 }
 
@@ -346,6 +365,11 @@ static int explain_load(explain_ws *w)
     }
     rc = par_agree(ctx, rc);
     if (!rc) memcpy(w->p.w, w->wts, w->nw * sizeof *w->wts);
+    if (!rc && w->free_form) {
+        rc = par_agree(ctx, explain_free_init(&w->fr, dm_cfg_str(w->cfg, "explain.free_words"),
+                                              (int)dm_cfg_int(w->cfg, "explain.free_max_tokens"), &w->d, &w->p.lm));
+        w->have_fr = !rc;
+    }
     return rc;
 }
 
@@ -460,7 +484,15 @@ static int explain_alloc(explain_ws *w)
     w->foff = malloc((K + 1) * sizeof *w->foff);
     w->feat = malloc((K * 64 + 1) * sizeof *w->feat);
     w->fitem = malloc((K + 1) * sizeof *w->fitem);
-    explain_rationale_init(&w->rat);
+    size_t T = (size_t)w->p.tpl.n;
+    w->fit = malloc((K * T + 1) * sizeof *w->fit);
+    w->tsc = malloc((K * T + 1) * sizeof *w->tsc);
+    w->tch = malloc((K + 1) * sizeof *w->tch);
+    w->prk = malloc((K + 1) * sizeof *w->prk);
+    w->tcount = calloc(T + 2, sizeof *w->tcount);
+    w->rat = calloc(K, sizeof *w->rat);
+    if (!w->fit || !w->tsc || !w->tch || !w->prk || !w->tcount || !w->rat) return DM_ERR(DM_ENOMEM, "out of memory");
+    for (size_t k = 0; k < K; k++) explain_rationale_init(&w->rat[k]);
     if (!w->urow || !w->pk || !w->pid || !w->pcnt || !w->pw || !w->irow || !w->seen || !w->tmp || !w->hist || !w->cand ||
         !w->ctop || !w->rep || !w->order || !w->evi || !w->drop || !w->mpos || !w->tidx || !w->sc || !w->sm || !w->sw ||
         !w->wo || !w->srand || !w->sr1 || !w->y || !w->bs || !w->mark || !w->lowered || !w->foff || !w->feat || !w->fitem)
@@ -553,7 +585,8 @@ static int explain_precision(explain_ws *w, explain_user_st *x, int t, double *p
 }
 
 /* The JSON line of explained item k (candidate t = order[k]) into w->js. */
-static int explain_json_line(explain_ws *w, const explain_user_st *x, int k, double pr, int is_hit, const char *text)
+static int explain_json_line(explain_ws *w, const explain_user_st *x, int k, double pr, int is_hit, const explain_rationale *r,
+                             const char *text)
 {
     const dm_dataset *d = &w->d;
     int t = w->order[k];
@@ -568,8 +601,8 @@ static int explain_json_line(explain_ws *w, const explain_user_st *x, int k, dou
     DM_CALL(dm_buf_printf(b, ", \"score\": %.6g, \"score_evidence_masked\": %.6g, \"test_item\": %s, \"rationale\": ", w->sc[t],
                           w->sm[k], is_hit ? "true" : "false"));
     DM_CALL(dm_str_json(b, text));
-    DM_CALL(dm_buf_printf(b, ", \"template\": %d, \"cites\": [", w->rat.tpl));
-    for (int j = 0; j < w->rat.n_cite; j++) DM_CALL(dm_buf_printf(b, "%s%d", j ? ", " : "", w->rat.cite[j]));
+    DM_CALL(dm_buf_printf(b, ", \"template\": %d, \"cites\": [", r->tpl));
+    for (int j = 0; j < r->n_cite; j++) DM_CALL(dm_buf_printf(b, "%s%d", j ? ", " : "", r->cite[j]));
     if (isnan(pr)) DM_CALL(dm_buf_adds(b, "], \"evidence_precision\": null, \"evidence\": "));
     else DM_CALL(dm_buf_printf(b, "], \"evidence_precision\": %.4g, \"evidence\": ", pr));
     DM_CALL(json_evidence(b, d, &w->p.ev[t]));
@@ -591,24 +624,51 @@ static void explain_log_example(const explain_ws *w, const explain_user_st *x, i
     dm_log("       \"%s\"", text);
 }
 
-/* Explained item k of the user (candidate t = order[k]): evidence precision, the rationale written
- * after the prompt and the item's continuation with its evidence, its text features, the stored
- * evidence row and the JSON line. */
+/* Explained item k of the user (candidate t = order[k]): evidence precision, and after the prompt
+ * and the item's continuation with its evidence either every template written (w->fit, chosen by
+ * explain_templates_assign once the user's K items are known) or the free-form rationale (w->rat). */
 static int explain_item(explain_ws *w, explain_user_st *x, int k)
 {
     pm *p = &w->p;
     int t = w->order[k];
     int32_t c = w->cand[t];
     const explain_evidence *ev = &p->ev[t];
-    double pr = NAN;
-    DM_CALL(explain_precision(w, x, t, &pr));
+    w->prk[k] = NAN;
+    DM_CALL(explain_precision(w, x, t, &w->prk[k]));
     w->evi[0] = t;
     w->drop[0] = -1;
     DM_CALL(pm_encode(p, w->evi, w->drop, 1, w->y));
     DM_CALL(pm_append_candidate(p, c, w->y));
-    DM_CALL(explain_rationale_make(&p->tpl, &w->d, ev, &p->lm, &p->cache, &w->rat));
-    DM_CALL(lm_cache_truncate(&p->cache, x->P));
-    const char *text = w->rat.tpl >= 0 && w->rat.text.data ? w->rat.text.data : "";
+    if (w->free_form) DM_CALL(explain_free_make(&w->fr, &w->d, ev, &p->lm, &p->cache, &w->rat[k]));
+    else DM_CALL(explain_rationale_fit(&p->tpl, &w->d, ev, &p->lm, &p->cache, w->covw, &w->rat[k], w->fit + (size_t)k * p->tpl.n));
+    return lm_cache_truncate(&p->cache, x->P);
+}
+
+/* The templates of the user's K rationales, chosen jointly under the share cap
+ * (explain_templates_assign), into w->rat. */
+static int explain_choose_templates(explain_ws *w, explain_user_st *x)
+{
+    const explain_templates *tp = &w->p.tpl;
+    int T = tp->n, over = 0;
+    for (int k = 0; k < x->Ku; k++)
+        for (int q = 0; q < T; q++) w->tsc[(size_t)k * T + q] = w->fit[(size_t)k * T + q].score;
+    DM_CALL(explain_templates_assign(x->Ku, T, w->tsc, w->share, w->tch, &over));
+    w->over += over;
+    for (int k = 0; k < x->Ku; k++)
+        DM_CALL(explain_rationale_set(tp, w->tch[k], &w->d, &w->p.ev[w->order[k]], w->fit + (size_t)k * T, &w->rat[k]));
+    return DM_OK;
+}
+
+/* Explained item k's rationale written out: its text features, the stored evidence row and the
+ * JSON line. */
+static int explain_item_write(explain_ws *w, explain_user_st *x, int k)
+{
+    int t = w->order[k], T = w->p.tpl.n;
+    int32_t c = w->cand[t];
+    const explain_evidence *ev = &w->p.ev[t];
+    const explain_rationale *r = &w->rat[k];
+    const char *text = r->tpl != -1 && r->text.data ? r->text.data : "";
+    w->tcount[r->tpl >= 0 ? r->tpl : r->tpl == -1 ? T : T + 1]++;
     int nf = 0;
     DM_CALL(explain_text_features(&w->d, EXPLAIN_FEAT_ALL, text, w->feat + w->foff[k], 64, &nf));
     if (nf > 64) nf = 64;
@@ -624,8 +684,8 @@ static int explain_item(explain_ws *w, explain_user_st *x, int k)
     ir[0] = x->u;
     ir[1] = c;
     ir[2] = k + 1;
-    ir[3] = w->rat.tpl;
-    DM_CALL(explain_json_line(w, x, k, pr, is_hit, text));
+    ir[3] = r->tpl;
+    DM_CALL(explain_json_line(w, x, k, w->prk[k], is_hit, r, text));
     if (x->example && k < 3) explain_log_example(w, x, k, text);
     return DM_OK;
 }
@@ -696,6 +756,8 @@ static int explain_user(explain_ws *w, size_t q)
     if (x.nc == 0) return DM_OK;
     w->foff[0] = 0;
     for (int k = 0; k < x.Ku; k++) DM_CALL(explain_item(w, &x, k));
+    if (!w->free_form) DM_CALL(explain_choose_templates(w, &x));
+    for (int k = 0; k < x.Ku; k++) DM_CALL(explain_item_write(w, &x, k));
     DM_CALL(explain_faithfulness(w, &x));
     return explain_user_metrics(w, &x);
 }
@@ -735,6 +797,8 @@ static int explain_gather(explain_ws *w)
         for (size_t k = 0; !rc && k < na; k++) w->seen[k] = (uint8_t)sm64[k];
         free(sm64);
     }
+    if (!rc) rc = par_allreduce_sum_i64(ctx, w->tcount, (size_t)w->p.tpl.n + 2);
+    if (!rc) rc = par_allreduce_sum_i64(ctx, &w->over, 1);
     if (!rc) rc = par_gatherv(ctx, w->js.data ? w->js.data : "", w->js.len, 0, &w->gj, &w->gcnt);
     return par_agree(ctx, rc);
 }
@@ -805,6 +869,20 @@ static int explain_summary(explain_ws *w)
            w->p.E, mean[XC_DROP_RANDOM], mean[XC_RANK_DROP_RANDOM], w->pd, w->prd, w->np);
     dm_log("  evidence precision %.3f (%.1f elements tested per item); FMR %.3f, FCR %.3f (corpus %.3f), DIV %.3f; test item in the top %d: %.3f",
            mean[XC_PRECISION], mean[XC_TESTED], mean[XC_FMR], mean[XC_FCR], w->fcr, mean[XC_DIV], w->K, mean[XC_HIT]);
+    int T = w->p.tpl.n;
+    int64_t tot = 0;
+    for (int k = 0; k < T + 2; k++) tot += w->tcount[k];
+    dm_buf sh = {0};
+    for (int k = 0; k < T + 2 && tot > 0; k++) {
+        if (k >= T && w->tcount[k] == 0) continue;
+        if (k < T) dm_buf_printf(&sh, "%stemplate %d: %lld (%.1f%%)", k ? ", " : "", k, (long long)w->tcount[k], 100.0 * w->tcount[k] / tot);
+        else dm_buf_printf(&sh, ", %s: %lld", k == T ? "none" : "free-form", (long long)w->tcount[k]);
+    }
+    if (w->free_form) dm_log("  rationales (free-form, at most %d tokens): %s", w->fr.max_tokens, sh.data ? sh.data : "none");
+    else
+        dm_log("  rationales: %s; share cap %.2f of each user's top %d, %lld over the caps (demanded by the data)",
+               sh.data ? sh.data : "none", w->share, w->K, (long long)w->over);
+    dm_buf_free(&sh);
     return par_agree(w->ctx, DM_OK);
 }
 
@@ -889,7 +967,7 @@ static int explain_write_h5(explain_ws *w, int rc)
     }
     size_t gr = w->nsel * (size_t)w->K, r0 = w->lo * (size_t)w->K, nr = w->nloc * (size_t)w->K;
     if (!rc) rc = h5_write_rows(&f, "/explain/items", H5_I64, gr, 4, r0, nr, w->irow);
-    if (!rc) rc = h5_attr_str(&f, "/explain/items", "columns", "user, item, rank, template (-1: none qualified, or no explanation)");
+    if (!rc) rc = h5_attr_str(&f, "/explain/items", "columns", "user, item, rank, template (-1: none qualified, or no explanation; -2: free-form)");
     if (!rc) rc = h5_write_rows(&f, "/explain/evidence/kind", H5_I8, gr, W, r0, nr, w->pk);
     if (!rc) rc = h5_write_rows(&f, "/explain/evidence/id", H5_I32, gr, W, r0, nr, w->pid);
     if (!rc) rc = h5_write_rows(&f, "/explain/evidence/weight", H5_F32, gr, W, r0, nr, w->pw);
@@ -897,6 +975,17 @@ static int explain_write_h5(explain_ws *w, int rc)
     if (!rc) rc = h5_attr_str(&f, "/explain/evidence", "kinds", "0 user, 1 item, 2 attribute, 3 modality, -1 unused");
     if (!rc) rc = h5_attr_f64s(&f, "/explain", "mean", w->mean, XC_NCOLS);
     if (!rc) rc = h5_attr_f64(&f, "/explain", "fcr_corpus", w->fcr);
+    if (!rc) {
+        /* rationales per template, then none, then free-form; the items beyond the template caps */
+        size_t nt = (size_t)w->p.tpl.n + 2;
+        double *tc = malloc(nt * sizeof *tc);
+        if (!tc) rc = DM_ERR(DM_ENOMEM, "out of memory");
+        for (size_t k = 0; tc && k < nt; k++) tc[k] = (double)w->tcount[k];
+        if (!rc) rc = h5_attr_f64s(&f, "/explain", "template_counts", tc, nt);
+        free(tc);
+        if (!rc) rc = h5_attr_i64(&f, "/explain", "template_over_cap", w->over);
+        if (!rc) rc = h5_attr_str(&f, "/explain", "rationale", w->free_form ? "free" : "template");
+    }
     if (!rc) rc = h5_attr_f64(&f, "/explain", "p_drop_vs_random", w->pd);
     if (!rc) rc = h5_attr_f64(&f, "/explain", "p_rank_drop_vs_random", w->prd);
     if (!rc) rc = h5_attr_i64(&f, "/explain", "users", (int64_t)w->nexp);
@@ -925,12 +1014,13 @@ static void explain_ws_free(explain_ws *w)
     pm_free(&w->p);
     if (w->have_src) explain_src_free(&w->src);
     if (w->have_d) dm_dataset_free(&w->d);
-    explain_rationale_free(&w->rat);
+    for (int k = 0; w->rat && k < w->K; k++) explain_rationale_free(&w->rat[k]);
+    if (w->have_fr) explain_free_free(&w->fr);
     dm_buf_free(&w->js);
     void *own[] = {w->lmdir, w->wts, w->zb, w->ht, w->zmod, w->zpres, w->sel, w->urow, w->pk, w->pid, w->pcnt, w->pw, w->irow,
                    w->seen, w->gj, w->gcnt, w->tmp, w->hist, w->cand, w->ctop, w->rep, w->order, w->evi, w->drop, w->mpos,
                    w->tidx, w->sc, w->sm, w->sw, w->wo, w->srand, w->sr1, w->y, w->bs, w->mark, w->lowered, w->foff, w->feat,
-                   w->fitem};
+                   w->fitem, w->fit, w->tsc, w->tch, w->prk, w->tcount, w->rat};
     for (size_t k = 0; k < sizeof own / sizeof *own; k++) free(own[k]);
     memset(w, 0, sizeof *w);
 }

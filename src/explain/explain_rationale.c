@@ -242,8 +242,9 @@ int explain_slot_values(const explain_templates *t, int tpl, int p, const dm_dat
     return DM_OK;
 }
 
-/* Writes template tpl after the cache's prefix, each slot its most likely allowed value; the
- * chosen elements go to r->cur_elem. *ok = 0 when a slot has no allowed value. The cache is
+/* Writes template tpl after the cache's prefix, each slot its strongest allowed value (the first
+ * in evidence order, groups being sorted by decreasing weight) that fits in the context; the chosen
+ * elements go to r->cur_elem. *ok = 0 when a slot has no allowed value or none fits. The cache is
  * truncated back to its length on entry. */
 static int try_template(const explain_templates *t, int tpl, const dm_dataset *d, const explain_evidence *ev,
                         const lm_model *lm, lm_cache *c, explain_rationale *r, double *ll, int *ntok, int *ok)
@@ -252,7 +253,7 @@ static int try_template(const explain_templates *t, int tpl, const dm_dataset *d
     int rc = DM_OK, s = 0;
     *ll = 0;
     *ok = 1;
-    for (int p = t->part_off[tpl]; p < t->part_off[tpl + 1] && rc == DM_OK; p++) {
+    for (int p = t->part_off[tpl]; p < t->part_off[tpl + 1] && rc == DM_OK && *ok; p++) {
         double pll = 0;
         int choice = -1;
         dm_buf_reset(&r->text);
@@ -261,22 +262,16 @@ static int try_template(const explain_templates *t, int tpl, const dm_dataset *d
             lm_part part = {NULL, v, 1};
             rc = lm_fill_template(lm, c, &part, 1, &choice, &pll, &r->text);
             if (rc == DM_OK && choice < 0) *ok = 0; /* does not fit in the context */
-            if (!*ok) break;
         } else {
             int nv = 0;
             rc = explain_slot_values(t, tpl, p, d, ev, r, &nv);
-            if (rc != DM_OK) break;
-            if (nv == 0) {
-                *ok = 0;
-                break;
+            /* the strongest value that fits; a value that does not fit leaves the cache as it was */
+            for (int k = 0; k < nv && rc == DM_OK && choice < 0; k++) {
+                lm_part part = {NULL, &r->cand_ptr[k], 1};
+                rc = lm_fill_template(lm, c, &part, 1, &choice, &pll, &r->text);
+                if (rc == DM_OK && choice >= 0) r->cur_elem[s++] = r->cand_elem[k];
             }
-            lm_part part = {NULL, r->cand_ptr, nv};
-            rc = lm_fill_template(lm, c, &part, 1, &choice, &pll, &r->text);
-            if (rc == DM_OK && choice < 0) { /* no allowed value fits in the context */
-                *ok = 0;
-                break;
-            }
-            if (rc == DM_OK) r->cur_elem[s++] = r->cand_elem[choice];
+            if (rc == DM_OK && choice < 0) *ok = 0;
         }
         *ll += pll;
     }
@@ -285,6 +280,30 @@ static int try_template(const explain_templates *t, int tpl, const dm_dataset *d
     DM_CALL(rc);
     DM_CALL(rc2);
     return DM_OK;
+}
+
+/* distinct elements among elem[0..n) */
+static int count_distinct(const int *elem, int n)
+{
+    int m = 0;
+    for (int k = 0; k < n; k++) {
+        int dup = 0;
+        for (int q = 0; q < k; q++) dup |= elem[q] == elem[k];
+        m += !dup;
+    }
+    return m;
+}
+
+static int template_slots(const explain_templates *t, int tpl)
+{
+    int n = 0;
+    for (int p = t->part_off[tpl]; p < t->part_off[tpl + 1]; p++) n += t->slot[p] >= 0;
+    return n;
+}
+
+double explain_fit_score(double ll, int n_tokens, int n_cite, double coverage_weight)
+{
+    return n_tokens > 0 ? (ll + coverage_weight * n_cite) / n_tokens : 0.0;
 }
 
 /* Result of template tpl with slot elements elem: text, values, cites. */
@@ -329,40 +348,190 @@ static void clear(explain_rationale *r)
     dm_buf_reset(&r->values);
 }
 
+int explain_rationale_fit(const explain_templates *t, const dm_dataset *d, const explain_evidence *ev,
+                          const lm_model *lm, lm_cache *c, double coverage_weight, explain_rationale *r, explain_fit *fit)
+{
+    for (int tpl = 0; tpl < t->n; tpl++) {
+        explain_fit *f = &fit[tpl];
+        memset(f, 0, sizeof *f);
+        f->score = -INFINITY;
+        DM_CALL(try_template(t, tpl, d, ev, lm, c, r, &f->ll, &f->n_tokens, &f->ok));
+        if (!f->ok) continue;
+        memcpy(f->elem, r->cur_elem, sizeof f->elem);
+        f->n_cite = count_distinct(f->elem, template_slots(t, tpl));
+        f->score = explain_fit_score(f->ll, f->n_tokens, f->n_cite, coverage_weight);
+    }
+    return DM_OK;
+}
+
+int explain_rationale_set(const explain_templates *t, int tpl, const dm_dataset *d, const explain_evidence *ev,
+                          const explain_fit *fit, explain_rationale *r)
+{
+    clear(r);
+    if (tpl < 0) return DM_OK;
+    DM_ASSERT(tpl < t->n && fit[tpl].ok);
+    DM_CALL(finish(t, tpl, d, ev, fit[tpl].elem, fit[tpl].ll, fit[tpl].n_tokens, r));
+    r->score = fit[tpl].score;
+    return DM_OK;
+}
+
 int explain_rationale_make_one(const explain_templates *t, int tpl, const dm_dataset *d, const explain_evidence *ev,
-                               const lm_model *lm, lm_cache *c, explain_rationale *r)
+                               const lm_model *lm, lm_cache *c, double coverage_weight, explain_rationale *r)
 {
     DM_ASSERT(tpl >= 0 && tpl < t->n);
-    double ll;
-    int ntok, ok;
-    DM_CALL(try_template(t, tpl, d, ev, lm, c, r, &ll, &ntok, &ok));
+    explain_fit f;
+    memset(&f, 0, sizeof f);
+    DM_CALL(try_template(t, tpl, d, ev, lm, c, r, &f.ll, &f.n_tokens, &f.ok));
     clear(r);
-    if (ok) DM_CALL(finish(t, tpl, d, ev, r->cur_elem, ll, ntok, r));
+    if (!f.ok) return DM_OK;
+    DM_CALL(finish(t, tpl, d, ev, r->cur_elem, f.ll, f.n_tokens, r));
+    r->score = explain_fit_score(f.ll, f.n_tokens, r->n_cite, coverage_weight);
     return DM_OK;
 }
 
 int explain_rationale_make(const explain_templates *t, const dm_dataset *d, const explain_evidence *ev,
-                           const lm_model *lm, lm_cache *c, explain_rationale *r)
+                           const lm_model *lm, lm_cache *c, double coverage_weight, explain_rationale *r)
 {
-    int best = -1, best_ntok = 0, best_elem[EXPLAIN_MAX_SLOTS] = {0};
-    double best_ll = 0, best_score = -INFINITY;
-    for (int tpl = 0; tpl < t->n; tpl++) {
-        double ll;
-        int ntok, ok;
-        DM_CALL(try_template(t, tpl, d, ev, lm, c, r, &ll, &ntok, &ok));
-        if (!ok) continue;
-        double score = ntok > 0 ? ll / ntok : 0.0;
-        if (best < 0 || score > best_score) {
-            best = tpl;
-            best_score = score;
-            best_ll = ll;
-            best_ntok = ntok;
-            memcpy(best_elem, r->cur_elem, sizeof best_elem);
+    explain_fit *fit;
+    DM_ALLOC(fit, (size_t)t->n);
+    int rc = explain_rationale_fit(t, d, ev, lm, c, coverage_weight, r, fit), best = -1;
+    for (int tpl = 0; rc == DM_OK && tpl < t->n; tpl++)
+        if (fit[tpl].ok && (best < 0 || fit[tpl].score > fit[best].score)) best = tpl;
+    if (rc == DM_OK) rc = explain_rationale_set(t, best, d, ev, fit, r);
+    free(fit);
+    return rc;
+}
+
+/* ---- template shares: a min-cost assignment (Kuhn-Munkres) of items to template slots ---- */
+
+/* Hungarian algorithm for a rectangular cost matrix a (n, m), n <= m, row-major: row i goes to
+ * column col[i], the total cost minimal. O(n^2 m); potentials in double. Ties resolve to the first
+ * minimum in index order, so the result is deterministic. */
+static int hungarian(int n, int m, const double *a, int *col)
+{
+    double *u, *v, *minv;
+    int *p, *way;
+    uint8_t *used;
+    DM_ALLOC(u, (size_t)n + 1);
+    v = calloc((size_t)m + 1, sizeof *v);
+    minv = malloc(((size_t)m + 1) * sizeof *minv);
+    p = calloc((size_t)m + 1, sizeof *p);
+    way = calloc((size_t)m + 1, sizeof *way);
+    used = malloc((size_t)m + 1);
+    if (!v || !minv || !p || !way || !used) {
+        free(u), free(v), free(minv), free(p), free(way), free(used);
+        return DM_ERR(DM_ENOMEM, "out of memory for a %d x %d assignment", n, m);
+    }
+    for (int i = 0; i <= n; i++) u[i] = 0;
+    /* rows and columns 1-based, column 0 the virtual start (e-maxx's formulation) */
+    for (int i = 1; i <= n; i++) {
+        p[0] = i;
+        int j0 = 0;
+        for (int j = 0; j <= m; j++) {
+            minv[j] = INFINITY;
+            used[j] = 0;
+        }
+        do {
+            used[j0] = 1;
+            int i0 = p[j0], j1 = 0;
+            double delta = INFINITY;
+            for (int j = 1; j <= m; j++) {
+                if (used[j]) continue;
+                double cur = a[(size_t)(i0 - 1) * m + (j - 1)] - u[i0] - v[j];
+                if (cur < minv[j]) {
+                    minv[j] = cur;
+                    way[j] = j0;
+                }
+                if (minv[j] < delta) {
+                    delta = minv[j];
+                    j1 = j;
+                }
+            }
+            DM_ASSERT(j1 > 0);
+            for (int j = 0; j <= m; j++) {
+                if (used[j]) {
+                    u[p[j]] += delta;
+                    v[j] -= delta;
+                } else {
+                    minv[j] -= delta;
+                }
+            }
+            j0 = j1;
+        } while (p[j0] != 0);
+        do {
+            int j1 = way[j0];
+            p[j0] = p[j1];
+            j0 = j1;
+        } while (j0);
+    }
+    for (int j = 1; j <= m; j++)
+        if (p[j]) col[p[j] - 1] = j - 1;
+    free(u), free(v), free(minv), free(p), free(way), free(used);
+    return DM_OK;
+}
+
+int explain_template_cap(int n_items, double share)
+{
+    int cap = (int)floor(share * n_items + 1e-9);
+    return cap < 1 ? 1 : cap;
+}
+
+int explain_templates_assign(int n_items, int n_tpl, const double *score, double share, int *tpl, int *over)
+{
+    int rc = DM_OK, nq = 0, cap = explain_template_cap(n_items, share);
+    *over = 0;
+    for (int k = 0; k < n_items; k++) tpl[k] = -1;
+    /* the items some template qualifies for; the others stay -1 */
+    int *row;
+    DM_ALLOC(row, (size_t)n_items + 1);
+    double span = 0;
+    for (int k = 0; k < n_items; k++) {
+        double lo = INFINITY, hi = -INFINITY;
+        for (int t = 0; t < n_tpl; t++) {
+            double s = score[(size_t)k * n_tpl + t];
+            if (s == -INFINITY) continue;
+            DM_ASSERT(isfinite(s));
+            lo = s < lo ? s : lo;
+            hi = s > hi ? s : hi;
+        }
+        if (hi > -INFINITY) {
+            row[nq++] = k;
+            span += hi - lo;
         }
     }
-    clear(r);
-    if (best >= 0) DM_CALL(finish(t, best, d, ev, best_elem, best_ll, best_ntok, r));
-    return DM_OK;
+    if (nq == 0) {
+        free(row);
+        return DM_OK;
+    }
+    /* columns: nq slots per template, the first cap at cost -score, the others -score + M; M is
+     * larger than any difference of total scores, so the assignment first minimises the items over
+     * a cap, then maximises the total score; a template that does not qualify costs F > nq M */
+    const double M = 1.0 + 2.0 * span, F = (nq + 1.0) * M * 2.0 + 1.0;
+    const int m = n_tpl * nq;
+    double *a = malloc((size_t)nq * m * sizeof *a);
+    int *col = malloc((size_t)nq * sizeof *col);
+    if (!a || !col) rc = DM_ERR(DM_ENOMEM, "out of memory for the template assignment of %d items", nq);
+    for (int i = 0; rc == DM_OK && i < nq; i++)
+        for (int t = 0; t < n_tpl; t++) {
+            double s = score[(size_t)row[i] * n_tpl + t];
+            for (int j = 0; j < nq; j++)
+                a[(size_t)i * m + t * nq + j] = s == -INFINITY ? F : -s + (j >= cap ? M : 0.0);
+        }
+    if (rc == DM_OK) rc = hungarian(nq, m, a, col);
+    int *used = rc == DM_OK ? calloc((size_t)n_tpl, sizeof *used) : NULL;
+    if (rc == DM_OK && !used) rc = DM_ERR(DM_ENOMEM, "out of memory");
+    for (int i = 0; rc == DM_OK && i < nq; i++) {
+        int t = col[i] / nq;
+        DM_ASSERT(score[(size_t)row[i] * n_tpl + t] != -INFINITY);
+        tpl[row[i]] = t;
+        used[t]++;
+    }
+    for (int t = 0; rc == DM_OK && t < n_tpl; t++) *over += used[t] > cap ? used[t] - cap : 0;
+    free(used);
+    free(a);
+    free(col);
+    free(row);
+    return rc;
 }
 
 int explain_rationale_reference(const explain_templates *t, const dm_dataset *d, const explain_evidence *ev,

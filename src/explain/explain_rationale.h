@@ -16,15 +16,23 @@
  * allowed again ("you bought X and X" cannot happen). A slot without allowed values disqualifies
  * the template.
  *
- * explain_rationale_make writes each qualifying template after the cached prompt with
- * lm_fill_template, one part at a time (fixed text is scored as a one-value slot), each slot
- * taking its most likely allowed value; the template of highest mean log-likelihood per token is
- * kept (ties: the earlier template). Values that do not fit in the rest of the LM's context (long
- * titles after a long prompt) are passed over; a template with a part that cannot fit at all is
- * disqualified, so a rationale never fails on length. The cache is restored to its length on entry. The result
- * holds the text, which template, the evidence element each slot names, the distinct elements
- * cited, and the per-slot values; every value is by construction the title / name / count of a
- * cited evidence element, never anything else.
+ * Each qualifying template is written after the cached prompt with lm_fill_template, one part at a
+ * time (fixed text is scored as a one-value slot), each slot taking its strongest allowed value:
+ * the first in evidence order, i.e. the element of highest weight of the slot's kind (the nearest
+ * history item, the attribute with the most attention) not yet written into an earlier slot of the
+ * same kind. The template is scored by its fluency with a coverage/length term,
+ *     score = (ll + explain.coverage_weight * n_cite) / n_tokens,
+ * ll the log-likelihood of its n_tokens tokens after the prompt and n_cite the distinct evidence
+ * elements it names: each named element is worth coverage_weight nats, and the total is per token,
+ * so a long template must say more to win. explain_rationale_make keeps the template of highest
+ * score for one recommendation (ties: the earlier template). Over a user's top K,
+ * explain_templates_assign chooses the templates jointly under a share cap (see there). Values that
+ * do not fit in the rest of the LM's context (long titles after a long prompt) are passed over for
+ * the next strongest; a template with a part that cannot fit at all is disqualified, so a rationale
+ * never fails on length. The cache is restored to its length on entry. The result holds the text,
+ * which template, the evidence element each slot names, the distinct elements cited, and the
+ * per-slot values; every value is by construction the title / name / count of a cited evidence
+ * element, never anything else.
  */
 #ifndef DM_EXPLAIN_RATIONALE_H
 #define DM_EXPLAIN_RATIONALE_H
@@ -92,13 +100,45 @@ int explain_slot_values(const explain_templates *t, int tpl, int p, const dm_dat
 /* The value string of evidence element `elem` written into a slot of kind `slot`. */
 int explain_slot_value(const dm_dataset *d, const explain_evidence *ev, int slot, int elem, dm_buf *out);
 
+/* One template written for one recommendation: ok = 1 when it qualifies; its log-likelihood,
+ * tokens, distinct cited elements, score (above; -INFINITY when it does not qualify) and the
+ * evidence element of each slot. */
+typedef struct {
+    int ok;
+    double ll;
+    int n_tokens;
+    int n_cite;
+    double score;
+    int elem[EXPLAIN_MAX_SLOTS];
+} explain_fit;
+
+/* score = (ll + coverage_weight * n_cite) / n_tokens (0 without tokens). */
+double explain_fit_score(double ll, int n_tokens, int n_cite, double coverage_weight);
+/* Every template of t written after the prompt cached in c: fit (t->n). r is scratch. */
+int explain_rationale_fit(const explain_templates *t, const dm_dataset *d, const explain_evidence *ev,
+                          const lm_model *lm, lm_cache *c, double coverage_weight, explain_rationale *r, explain_fit *fit);
+/* r = template tpl of fit (which must qualify); tpl = -1: no rationale (empty text). */
+int explain_rationale_set(const explain_templates *t, int tpl, const dm_dataset *d, const explain_evidence *ev,
+                          const explain_fit *fit, explain_rationale *r);
 /* Writes the best template (see above) after the prompt cached in c; r receives the result. A
  * recommendation whose evidence qualifies no template gets r->tpl = -1 and an empty text. */
 int explain_rationale_make(const explain_templates *t, const dm_dataset *d, const explain_evidence *ev,
-                           const lm_model *lm, lm_cache *c, explain_rationale *r);
+                           const lm_model *lm, lm_cache *c, double coverage_weight, explain_rationale *r);
 /* The written template alone (tpl), for comparisons; r->tpl = -1 when it does not qualify. */
 int explain_rationale_make_one(const explain_templates *t, int tpl, const dm_dataset *d, const explain_evidence *ev,
-                               const lm_model *lm, lm_cache *c, explain_rationale *r);
+                               const lm_model *lm, lm_cache *c, double coverage_weight, explain_rationale *r);
+
+/* The templates of n_items recommendations (a user's top K) chosen jointly: score (n_items, n_tpl)
+ * row-major, -INFINITY where a template does not qualify. Every template has a cap of
+ * explain_template_cap(n_items, share) items. The assignment minimises first the number of items
+ * beyond the caps, then maximises the total score: a template takes more than its cap only when
+ * the data demand it, i.e. no assignment of qualifying templates stays within the caps (e.g. an
+ * item for which that template alone qualifies). tpl[k] = the chosen template (-1 when none
+ * qualifies); *over = the items beyond the caps (0 unless demanded). Exact (Kuhn-Munkres on
+ * n_items x n_tpl n_items slots, O(n_items^3 n_tpl)); ties resolve deterministically. */
+int explain_templates_assign(int n_items, int n_tpl, const double *score, double share, int *tpl, int *over);
+/* max(1, floor(share n_items)) */
+int explain_template_cap(int n_items, double share);
 /* The reference rationale of the explanation loss, without the LM: the first template (in order)
  * that qualifies, each slot its first allowed value (the strongest evidence of that kind); ll and
  * n_tokens are 0. r->tpl = -1 when no template qualifies. */

@@ -9,7 +9,10 @@
 #     out against the data (neighbours took the item in training and are not the user, history items
 #     are the user's, attributes belong to the item); the stored evidence equals the JSON's;
 #   - the explanations (items, rationales, evidence; its weights within 1e-5) and per-user metrics
-#     are the same at 1, 2 and 3 ranks;
+#     are the same at 1, 2 and 3 ranks; the template shares respect the per-user cap;
+#   - free-form rationales (explain.rationale = free) at 1 and 3 ranks: every piece is a connective
+#     or an evidence value of its line, every catalogue name in the text lies inside an evidence
+#     value, the same at 1 and 3 ranks;
 #   - a prompt.h5 without llm_explain and an unknown user id are refused with messages naming them.
 set -u
 PY=/usr/bin/python3; B=$DM_BUILD/dynmm
@@ -189,6 +192,80 @@ for k, x in enumerate(sorted(lines[1], key=lambda x: (U[x["user"]], x["rank"])))
     assert n == len(x["evidence"]), "stored evidence has %d elements, the JSON %d" % (n, len(x["evidence"]))
 print("explain: 36 explanations, %d slots checked against the evidence and the data; the same at 1, 2 and 3 ranks; "
       "FMR %.2f, precision %.2f, drop %.3f vs random %.3f" % (nslots, m["fmr"], m["evidence_precision"], m["drop"], m["drop_random"]))
+PYEOF
+# free-form rationales (explain.rationale = free) at 1 and 3 ranks: every piece of the text is a
+# connective of explain.free_words or an evidence value of the line, every catalogue title or
+# attribute name in the text lies inside an evidence value, the same at 1 and 3 ranks
+FW='Recommended You It A because you bought liked and people who them also chose it is a like of your items shoppers with taste this from brand before . , ;'
+for np in 1 3; do
+  mkdir -p $W/f$np; cp $W/base/*.h5 $W/f$np/
+  $DM_MPIRUN -n $np $B explain "${small[@]}" --set run.dir=$W/f$np --set explain.rationale=free --set "explain.free_words=$FW" \
+    --set explain.free_max_tokens=24 < /dev/null > $W/f$np.log 2>&1 || { cat $W/f$np.log; exit 1; }
+done
+grep "rationales" $W/f1.log
+$PY - $W "$FW" <<'PYEOF' || exit 1
+import sys, json, h5py
+W, FW = sys.argv[1], sys.argv[2]
+d = h5py.File(W + "/base/dataset.h5", "r")
+def strtab(g):
+    ch, off = d[g + "/chars"][...].tobytes(), d[g + "/offsets"][...]
+    return [ch[off[i]:off[i + 1]].decode() for i in range(len(off) - 1)]
+titles, anames = strtab("items/title"), strtab("attrs/name")
+catalogue = set(x for x in titles + anames if x)
+lower = set(x.lower() for x in catalogue)
+words = [w for w in FW.split() if w.lower() not in lower]
+pieces_w = [w if w in ".,;" else " " + w for w in words]
+L = {np_: sorted((json.loads(x) for x in open("%s/f%d/explain.jsonl" % (W, np_))), key=lambda x: (x["user"], x["rank"])) for np_ in (1, 3)}
+assert len(L[1]) == 36 and [(x["item"], x["rationale"]) for x in L[1]] == [(x["item"], x["rationale"]) for x in L[3]], \
+    "free-form rationales differ between 1 and 3 ranks"
+written = nvals = 0
+for x in L[1]:
+    text = x["rationale"]
+    if x["template"] == -1:
+        assert text == "", x; continue
+    assert x["template"] == -2, "free-form line with template %d" % x["template"]
+    ev = x["evidence"]
+    vals = [e["title"] for e in ev if e["kind"] == "item" and e["title"]] + \
+           [e["name"] for e in ev if e["kind"] == "attr" and e["type"] in ("brand", "category", "price")]
+    pieces = [(p, 0) for p in pieces_w] + [(" " + v, 1) for v in vals]
+    t = " " + text if not text.startswith((".", ",", ";")) else text
+    # a segmentation into connectives and evidence values (dynamic programming from the end)
+    n = len(t); ok = [False] * (n + 1); ok[n] = True
+    for i in range(n - 1, -1, -1):
+        ok[i] = any(t.startswith(p, i) and ok[i + len(p)] for p, _ in pieces)
+    assert ok[0], "rationale %r is not connectives and evidence values of its line" % text
+    # every catalogue name in the text lies inside an occurrence of an evidence value
+    spans = []
+    for v in vals:
+        i = text.find(v)
+        while i >= 0:
+            spans.append((i, i + len(v))); i = text.find(v, i + 1)
+    for c in catalogue:
+        i = text.find(c)
+        while i >= 0:
+            assert any(a <= i and i + len(c) <= b for a, b in spans), "%r names %r outside its evidence" % (text, c)
+            i = text.find(c, i + 1)
+    assert any(v in text for v in vals), "a free-form rationale without an evidence value: %r" % text
+    written += 1; nvals += sum(v in text for v in set(vals))
+items = h5py.File(W + "/f1/explain.h5", "r")["explain/items"][...]
+assert set(items[:, 3]) <= {-2, -1}, set(items[:, 3])
+assert written > 0
+print("explain (free-form): %d of 36 rationales written, %d evidence values named, every catalogue name inside one; "
+      "the same at 1 and 3 ranks; e.g. %r" % (written, nvals, next(x["rationale"] for x in L[1] if x["rationale"])))
+PYEOF
+# template shares: no template writes more than floor(0.5 x 3) = 1 of a user's 3 rationales
+# unless no other qualifies (the log counts the items over the caps)
+$PY - $W "$TPL" <<'PYEOF' || exit 1
+import sys, json, collections
+W = sys.argv[1]
+L = [json.loads(x) for x in open(W + "/r1/explain.jsonl")]
+by = collections.defaultdict(list)
+for x in L: by[x["user"]].append(x["template"])
+over = int(open(W + "/r1.log").read().split("over the caps")[0].rsplit(",", 1)[1].split()[0])
+excess = sum(max(0, c - 1) for ts in by.values() for t, c in collections.Counter(ts).items() if t >= 0)
+assert excess == over, "%d rationales beyond the per-user caps, the log says %d" % (excess, over)
+shares = collections.Counter(x["template"] for x in L)
+print("template shares over %d rationales: %s; %d beyond the caps (demanded)" % (len(L), dict(sorted(shares.items())), over))
 PYEOF
 # a prompt.h5 without the llm_explain model
 mkdir -p $W/noexp; cp $W/base/*.h5 $W/noexp/

@@ -4,7 +4,9 @@
  * parameter tensor and input gradient against central finite differences, the masked evidence, an
  * Adam overfit, and parity with PyTorch (tests/reference/gen_explain.py through DM_REF_DIR);
  * template parsing; the no-hallucination property of rationales written by a tiny GPT-2 (every
- * slot value belongs to the evidence); FMR / FCR / DIV, evidence precision and deletion helpers
+ * slot value belongs to the evidence, each slot its strongest allowed value), for templates and for
+ * free-form decoding through the evidence trie; the template choice (the coverage/length term, the
+ * joint assignment under the share cap against brute force); FMR / FCR / DIV, evidence precision and deletion helpers
  * against hand-computed values. */
 #include "../../src/config/config.h"
 #include "../../src/core/err.h"
@@ -13,6 +15,7 @@
 #include "../../src/data/dataset.h"
 #include "../../src/explain/explain.h"
 #include "../../src/explain/explain_enc.h"
+#include "../../src/explain/explain_free.h"
 #include "../../src/explain/explain_metrics.h"
 #include "../../src/explain/explain_rationale.h"
 #include "../../src/lm/gpt2.h"
@@ -48,6 +51,8 @@ static const double prices[NI] = {5, 9, 40, 3, 25, 15, 50};
 static const float Z[NI * 2] = {1, 0, 0, 1, -1, 0, 1, 1, 0, -1, 2, 1, 0, 0};
 static const float HU[NU * 2] = {1, 0.25f, 0.6f, 0.8f, 1, 1, -1, 0};
 static const int hist_of[NU][5] = {{0, 1, 5, 2, -1}, {0, 3, 4, -1, -1}, {2, 3, 0, 1, -1}, {4, 5, 1, 6, -1}};
+/* explain.coverage_weight of the rationale tests (the default) */
+#define COVW 1.0
 
 static int catalogue(dm_dataset *d)
 {
@@ -781,6 +786,25 @@ static const char *audit_allowed(const explain_templates *t, int tpl, const dm_d
     return NULL;
 }
 
+/* Each slot of r (template tpl) names the strongest value its slot allowed: the first allowed value
+ * (evidence order = decreasing weight within a kind) given the earlier slots; the context is large
+ * enough here for every value to fit. r->cur_elem is overwritten. */
+static const char *audit_strongest(const explain_templates *t, int tpl, const dm_dataset *d, const explain_evidence *ev,
+                                   explain_rationale *r)
+{
+    memcpy(r->cur_elem, r->slot_elem, sizeof r->cur_elem);
+    for (int p = t->part_off[tpl], s = 0; p < t->part_off[tpl + 1]; p++) {
+        if (t->slot[p] < 0) continue;
+        int nv = 0;
+        if (explain_slot_values(t, tpl, p, d, ev, r, &nv) != DM_OK || nv == 0) return "no allowed value for a written slot";
+        if (r->slot_elem[s] != r->cand_elem[0]) return "a slot does not name its strongest allowed value";
+        for (int k = 1; k < nv; k++)
+            if (ev->el[r->cand_elem[k]].weight > ev->el[r->cand_elem[0]].weight) return "a later allowed value weighs more";
+        s++;
+    }
+    return NULL;
+}
+
 static int make_lm(const dm_dataset *d, const char *templates, lm_model *lm, char *dir, size_t dircap)
 {
     const char *tmp = getenv("DM_TMP");
@@ -833,7 +857,7 @@ static void check_hand_rationale(const dm_dataset *d, const char *deftpl, lm_mod
     explain_evidence_build(&s, 0, 3, hist, 4, &ev);
     explain_templates t;
     explain_templates_parse(deftpl, &t);
-    int rc = explain_rationale_make(&t, d, &ev, lm, c, r);
+    int rc = explain_rationale_make(&t, d, &ev, lm, c, COVW, r);
     CHECK(rc == DM_OK, "rationale: %s", dm_error_message());
     CHECK(r->tpl >= 0 && r->text.len > 0, "a default template qualifies for (0, 3)");
     CHECK(c->len == len0, "cache restored (%d vs %d positions)", c->len, len0);
@@ -854,7 +878,7 @@ static void check_hand_rationale(const dm_dataset *d, const char *deftpl, lm_mod
            r->score, r->n_tokens, r->text.data);
     /* the chosen template has the best mean log-likelihood of the qualifying ones */
     for (int k = 0; k < t.n; k++) {
-        explain_rationale_make_one(&t, k, d, &ev, lm, c, r1);
+        explain_rationale_make_one(&t, k, d, &ev, lm, c, COVW, r1);
         if (r1->tpl < 0) continue;
         CHECK(r1->score <= r->score + 1e-9, "template %d scores %.6f above the chosen %.6f", k, r1->score, r->score);
         if (k == r->tpl) CHECK(!strcmp(r1->text.data, r->text.data), "the chosen template written alone differs");
@@ -867,13 +891,13 @@ static void check_hand_rationale(const dm_dataset *d, const char *deftpl, lm_mod
     /* template 2 ("It is a {brand} {category}, like {n} of your items.") without brand evidence: disqualified */
     explain_evidence noattr = ev;
     noattr.n = ev.n_kind[0] + ev.n_kind[1];
-    explain_rationale_make_one(&t, 1, d, &noattr, lm, c, r1);
+    explain_rationale_make_one(&t, 1, d, &noattr, lm, c, COVW, r1);
     CHECK(r1->tpl == -1, "a template with an empty slot is disqualified");
-    explain_rationale_make(&t, d, &noattr, lm, c, r1);
+    explain_rationale_make(&t, d, &noattr, lm, c, COVW, r1);
     CHECK(r1->tpl == 0 || r1->tpl == 2, "only item templates qualify without attributes (got %d)", r1->tpl);
     /* no evidence at all: nothing qualifies */
     noattr.n = 0;
-    explain_rationale_make(&t, d, &noattr, lm, c, r1);
+    explain_rationale_make(&t, d, &noattr, lm, c, COVW, r1);
     CHECK(r1->tpl == -1 && r1->text.len == 0 && r1->n_cite == 0, "no rationale without evidence");
     explain_templates_free(&t);
     explain_evidence_free(&ev);
@@ -940,11 +964,12 @@ static void audit_each_template(const explain_templates *rt, const dm_dataset *d
                                 audit_tally *a)
 {
     for (int k = 0; k < rt->n; k++) {
-        explain_rationale_make_one(rt, k, d, rev, lm, c, r1);
+        explain_rationale_make_one(rt, k, d, rev, lm, c, COVW, r1);
         int slots_k = 0, empty = 0;
         for (int p = rt->part_off[k]; p < rt->part_off[k + 1]; p++) slots_k += rt->slot[p] >= 0;
         if (r1->tpl >= 0) memcpy(r1->cur_elem, r1->slot_elem, sizeof r1->cur_elem);
         const char *wa = audit_allowed(rt, k, d, rev, r1, slots_k, &empty, &a->allowed);
+        if (!wa && r1->tpl >= 0) wa = audit_strongest(rt, k, d, rev, r1);
         if (wa || empty != (r1->tpl < 0))
             tally_fail(a, wa ? wa : "a template qualifies with an empty slot, or is refused without one");
         if (r1->tpl >= 0) {
@@ -979,7 +1004,7 @@ static void check_rationale_property(const dm_dataset *d, lm_model *lm, lm_cache
             continue;
         }
         trials++;
-        if (explain_rationale_make(&rt, d, &rev, lm, c, r) != DM_OK) {
+        if (explain_rationale_make(&rt, d, &rev, lm, c, COVW, r) != DM_OK) {
             CHECK(0, "rationale of '%s': %s", spec.data, dm_error_message());
         } else if (r->tpl >= 0) {
             written++;
@@ -1000,6 +1025,9 @@ static void check_rationale_property(const dm_dataset *d, lm_model *lm, lm_cache
     CHECK(written > 40 && written < trials, "the property test exercises both outcomes (%d of %d written)", written, trials);
     explain_evidence_free(&rev);
 }
+
+static void check_strongest_and_coverage(const dm_dataset *d, lm_model *lm, lm_cache *c, explain_rationale *r);
+static void check_free_rationales(const dm_dataset *d, lm_model *lm, lm_cache *c, int len0, explain_rationale *r);
 
 static void test_rationales(void)
 {
@@ -1029,12 +1057,349 @@ static void test_rationales(void)
     explain_rationale_init(&r1);
     check_hand_rationale(&d, deftpl, &lm, &c, len0, &r, &r1);
     check_rationale_property(&d, &lm, &c, len0, &r, &r1);
+    check_strongest_and_coverage(&d, &lm, &c, &r);
+    check_free_rationales(&d, &lm, &c, len0, &r);
     explain_rationale_free(&r);
     explain_rationale_free(&r1);
     lm_cache_free(&c);
     lm_free(&lm);
     dm_cfg_free(&cfg);
     dm_dataset_free(&d);
+}
+
+/* ---- the template choice: coverage/length term, strongest evidence, the share cap ---- */
+
+/* Brute force over every assignment of n items (n_tpl^n): the fewest items beyond the caps, then
+ * the highest total score; *over and *total of the best. */
+static void assign_brute(int n, int T, const double *sc, int cap, int *over, double *total)
+{
+    int a[8], cnt[8];
+    long long tot = 1;
+    for (int k = 0; k < n; k++) tot *= T;
+    *over = 1 << 30;
+    *total = -INFINITY;
+    for (long long code = 0; code < tot; code++) {
+        long long c = code;
+        int ok = 1, ov = 0;
+        double sum = 0;
+        memset(cnt, 0, sizeof cnt);
+        for (int k = 0; k < n; k++) {
+            a[k] = (int)(c % T);
+            c /= T;
+        }
+        for (int k = 0; k < n && ok; k++) {
+            int any = 0;
+            for (int t = 0; t < T; t++) any |= sc[k * T + t] != -INFINITY;
+            if (!any) continue; /* nothing qualifies: the item stays without a template */
+            if (a[k] != 0 && !any) ok = 0;
+            if (sc[k * T + a[k]] == -INFINITY) ok = 0;
+            else {
+                sum += sc[k * T + a[k]];
+                cnt[a[k]]++;
+            }
+        }
+        if (!ok) continue;
+        for (int t = 0; t < T; t++) ov += cnt[t] > cap ? cnt[t] - cap : 0;
+        if (ov < *over || (ov == *over && sum > *total + 1e-12)) {
+            *over = ov;
+            *total = sum;
+        }
+    }
+}
+
+static void test_template_assign(void)
+{
+    /* constructed case: template 0 is every item's best (as on the data, where one template wins
+     * 96-100% of the items), 10 items, 4 templates: the cap of 5 holds, the other five go where
+     * they lose least */
+    double sc[10 * 4];
+    int tpl[10], over = -1;
+    for (int k = 0; k < 10; k++) {
+        sc[k * 4 + 0] = -1.0;
+        sc[k * 4 + 1] = -1.5 - 0.1 * k; /* items 0.. lose least by moving to template 1 */
+        sc[k * 4 + 2] = -2.0;
+        sc[k * 4 + 3] = -INFINITY;      /* never qualifies */
+    }
+    CHECK(explain_template_cap(10, 0.5) == 5 && explain_template_cap(5, 0.5) == 2 && explain_template_cap(1, 0.5) == 1 &&
+              explain_template_cap(4, 1.0) == 4,
+          "caps: max(1, floor(share K))");
+    explain_templates_assign(10, 4, sc, 0.5, tpl, &over);
+    int cnt[4] = {0};
+    for (int k = 0; k < 10; k++) cnt[tpl[k] < 0 ? 3 : tpl[k]]++;
+    CHECK(cnt[0] == 5 && cnt[1] == 5 && cnt[2] == 0 && cnt[3] == 0 && over == 0, "shares 5/5/0/0 with the cap (got %d/%d/%d/%d, %d over)",
+          cnt[0], cnt[1], cnt[2], cnt[3], over);
+    int okset = 1; /* template 0 keeps the items that lose most by moving (the last five) */
+    for (int k = 0; k < 10; k++) okset &= tpl[k] == (k < 5 ? 1 : 0);
+    CHECK(okset, "template 1 takes the items where it costs least");
+    explain_templates_assign(10, 4, sc, 1.0, tpl, &over);
+    okset = 1;
+    for (int k = 0; k < 10; k++) okset &= tpl[k] == 0;
+    CHECK(okset && over == 0, "share 1: each item its best template");
+    /* demand: items only template 0 qualifies for go beyond its cap; the others do not */
+    for (int k = 0; k < 10; k++)
+        for (int t = 1; t < 4; t++) sc[k * 4 + t] = k < 7 ? -INFINITY : -3.0;
+    explain_templates_assign(10, 4, sc, 0.5, tpl, &over);
+    memset(cnt, 0, sizeof cnt);
+    for (int k = 0; k < 10; k++) cnt[tpl[k]]++;
+    CHECK(cnt[0] == 7 && over == 2 && tpl[7] != 0 && tpl[8] != 0 && tpl[9] != 0,
+          "7 items only template 0 fits: 7 on it, 2 over the cap, the 3 others elsewhere (got %d, %d over)", cnt[0], over);
+    /* an item no template qualifies for stays -1 */
+    for (int t = 0; t < 4; t++) sc[0 * 4 + t] = -INFINITY;
+    explain_templates_assign(10, 4, sc, 0.5, tpl, &over);
+    CHECK(tpl[0] == -1 && over == 1, "no qualifying template: -1 (and 6 on template 0, one over: got %d over)", over);
+    /* random score matrices with holes against brute force: the fewest items over the caps, then
+     * the highest total */
+    dm_rng g;
+    dm_rng_seed(&g, 17);
+    int bad = 0, cases = 0, over_cases = 0;
+    for (int trial = 0; trial < 300; trial++) {
+        int n = 1 + (int)dm_rng_below(&g, 6), T = 1 + (int)dm_rng_below(&g, 4);
+        double share = dm_rng_uniform(&g) < 0.5 ? 0.5 : 0.34;
+        double m[8 * 4], total = 0, bt;
+        for (int k = 0; k < n * T; k++)
+            m[k] = dm_rng_uniform(&g) < 0.3 ? -INFINITY : -3.0 * dm_rng_uniform(&g) + (dm_rng_uniform(&g) < 0.2 ? 0.5 : 0.0);
+        int bo, cap = explain_template_cap(n, share);
+        assign_brute(n, T, m, cap, &bo, &bt);
+        explain_templates_assign(n, T, m, share, tpl, &over);
+        int c2[4] = {0}, ov = 0;
+        for (int k = 0; k < n; k++) {
+            int any = 0;
+            for (int t = 0; t < T; t++) any |= m[k * T + t] != -INFINITY;
+            if (!any) bad += tpl[k] != -1;
+            else if (tpl[k] < 0 || tpl[k] >= T || m[k * T + tpl[k]] == -INFINITY) bad++;
+            else {
+                total += m[k * T + tpl[k]];
+                c2[tpl[k]]++;
+            }
+        }
+        for (int t = 0; t < T; t++) ov += c2[t] > cap ? c2[t] - cap : 0;
+        /* totals are sums of <= 6 doubles: equal up to rounding */
+        if (ov != over || ov != bo || (bo < (1 << 30) && fabs(total - bt) > 1e-9)) bad++;
+        cases++;
+        over_cases += bo > 0;
+    }
+    printf("template assignment: %d random cases against brute force (%d with items over the caps by demand), %d wrong\n", cases,
+           over_cases, bad);
+    CHECK(bad == 0 && over_cases > 0 && over_cases < cases, "assignment = brute force on %d cases (%d wrong)", cases, bad);
+    CHECK(explain_fit_score(-10.0, 5, 2, 1.0) == -8.0 / 5 && explain_fit_score(-3.0, 0, 1, 1.0) == 0.0,
+          "score = (ll + w n_cite) / n_tokens");
+}
+
+/* On the hand evidence: each slot names the strongest allowed value, whatever the weights'
+ * order; the coverage term moves the choice to the template naming more evidence. */
+static void check_strongest_and_coverage(const dm_dataset *d, lm_model *lm, lm_cache *c, explain_rationale *r)
+{
+    explain_templates t;
+    explain_templates_parse("You liked {item}.|A {category} from {brand}, like {n} of yours, and {item} and {item}.", &t);
+    explain_evidence ev;
+    explain_evidence_init(&ev, 0, 3, 3);
+    /* items 0 (red lipstick), 1 (matte blush), 4 (night cream) by decreasing weight; categories
+     * Lips then Makeup; brand Floral */
+    int lips = find_attr(d, DM_ATTR_CATEGORY, "Lips"), makeup = find_attr(d, DM_ATTR_CATEGORY, "Makeup");
+    int floral = find_attr(d, DM_ATTR_BRAND, "Floral");
+    explain_elem el[6] = {{EXPLAIN_ITEM, 0, 0.9f, 0}, {EXPLAIN_ITEM, 1, 0.5f, 0}, {EXPLAIN_ITEM, 4, 0.1f, 0},
+                          {EXPLAIN_ATTR, lips, 0.6f, 2}, {EXPLAIN_ATTR, makeup, 0.3f, 3}, {EXPLAIN_ATTR, floral, 0.1f, 1}};
+    ev.user = 0;
+    ev.item = 3;
+    ev.n = 6;
+    memcpy(ev.el, el, sizeof el);
+    ev.n_kind[EXPLAIN_ITEM] = 3;
+    ev.n_kind[EXPLAIN_ATTR] = 3;
+    explain_rationale_make_one(&t, 0, d, &ev, lm, c, COVW, r);
+    CHECK(r->tpl == 0 && !strcmp(r->text.data, "You liked red lipstick."), "strongest item named: '%s'", r->text.data);
+    /* the weakest item made strongest (the group re-sorted): it is named instead */
+    explain_evidence ev2 = ev;
+    explain_elem swapped[6] = {{EXPLAIN_ITEM, 4, 0.95f, 0}, {EXPLAIN_ITEM, 0, 0.9f, 0}, {EXPLAIN_ITEM, 1, 0.5f, 0},
+                               el[3], el[4], el[5]};
+    ev2.el = swapped;
+    explain_rationale_make_one(&t, 0, d, &ev2, lm, c, COVW, r);
+    CHECK(!strcmp(r->text.data, "You liked night cream."), "the strongest item after re-weighting: '%s'", r->text.data);
+    explain_rationale_make_one(&t, 1, d, &ev, lm, c, COVW, r);
+    CHECK(r->tpl == 1 && !strcmp(r->text.data, "A Lips from Floral, like 1 of yours, and red lipstick and matte blush."),
+          "strongest category, the brand's count, the two strongest items: '%s'", r->text.data);
+    CHECK(r->n_cite == 4, "4 cited elements (got %d)", r->n_cite);
+    /* the coverage/length term: each cited element is worth w nats per token of the template */
+    explain_fit fit[2];
+    explain_rationale_fit(&t, d, &ev, lm, c, 0.0, r, fit);
+    CHECK(fit[0].ok && fit[1].ok && fit[0].n_cite == 1 && fit[1].n_cite == 4, "fits: %d and %d cited", fit[0].n_cite, fit[1].n_cite);
+    CHECK(fabs(fit[0].score - fit[0].ll / fit[0].n_tokens) < 1e-12, "w = 0: the mean log-likelihood per token");
+    /* the weight at which the two templates tie: beyond it the one naming more evidence wins */
+    double a0 = fit[0].ll, n0 = fit[0].n_tokens, a1 = fit[1].ll, n1 = fit[1].n_tokens;
+    double wtie = (a0 * n1 - a1 * n0) / (4.0 * n0 - 1.0 * n1);
+    printf("coverage term: template 0 %.3f nats over %d tokens (1 element), template 1 %.3f over %d (4 elements): tie at w = %.3f\n",
+           a0, fit[0].n_tokens, a1, fit[1].n_tokens, wtie);
+    if (wtie > 0 && 4.0 * n0 > n1) {
+        explain_rationale_make(&t, d, &ev, lm, c, wtie * 1.5 + 0.1, r);
+        CHECK(r->tpl == 1, "beyond the tie the template naming more evidence wins (got %d)", r->tpl);
+        explain_rationale_make(&t, d, &ev, lm, c, wtie * 0.5, r);
+        CHECK(r->tpl == 0, "below the tie the more fluent one wins (got %d)", r->tpl);
+    } else {
+        explain_rationale_make(&t, d, &ev, lm, c, 0.0, r);
+        CHECK(r->tpl == (fit[1].score > fit[0].score), "w = 0: the best mean log-likelihood (got %d)", r->tpl);
+    }
+    explain_evidence_free(&ev);
+    explain_templates_free(&t);
+}
+
+/* ---- free-form rationales ---- */
+
+/* Checks a free-form rationale r of f against ev independently of the decoder: the text is the
+ * segments concatenated (leading space dropped); each connective is one of the words of spec
+ * (split here) and names no catalogue entry; each value segment is, in order, a slot whose value is
+ * the title / name of an evidence element of the slot's kind; no value twice, no connective twice
+ * in a row, no punctuation first, at most max_tokens tokens; and every item title or attribute name
+ * of the catalogue found in the text lies inside a value segment. */
+static const char *audit_free(const explain_free *f, const char *spec, const dm_dataset *d, const explain_evidence *ev,
+                              const explain_rationale *r, int max_tokens)
+{
+    static char why[512];
+    const char *res = NULL;
+    char val[256];
+    if (r->tpl == -1) return r->text.len == 0 && r->n_slots == 0 ? NULL : "no rationale, yet text or slots";
+    if (r->tpl != EXPLAIN_FREE_TPL) return "free-form rationale without its marker";
+    if (r->n_tokens > max_tokens) return "more tokens than the bound";
+    dm_buf text = {0};
+    size_t vs[64], ve[64];
+    int nv = 0, s = 0, prev = -1;
+    for (int q = 0; q < f->n_seg && !res; q++) {
+        int e = f->seg[q];
+        const char *t = explain_free_entry_text(f, e);
+        if (text.len == 0 && t[0] == ' ') t++;
+        size_t at = text.len;
+        dm_buf_adds(&text, t);
+        if (e < f->n_words) {
+            const char *w = t[0] == ' ' ? t + 1 : t;
+            int found = 0;
+            for (const char *p = spec; *p;) {
+                while (*p == ' ') p++;
+                const char *z = p;
+                while (*z && *z != ' ') z++;
+                found |= (size_t)(z - p) == strlen(w) && z > p && !strncmp(p, w, strlen(w));
+                p = z;
+            }
+            if (!found) res = "a connective outside explain.free_words";
+            if (q == 0 && f->punct[e]) res = "punctuation first";
+            if (e == prev) res = "a connective twice in a row";
+        } else {
+            if (s >= r->n_slots) {
+                res = "more value segments than slots";
+                break;
+            }
+            int el = r->slot_elem[s];
+            if (el < 0 || el >= ev->n) res = "a value names an element outside the evidence";
+            else if (!slot_matches(d, &ev->el[el], r->slot_kind[s]) || r->slot_kind[s] == EXPLAIN_SLOT_N)
+                res = "a value names an element of another kind";
+            else {
+                expected_value(d, &ev->el[el], r->slot_kind[s], val, sizeof val);
+                const char *v = r->values.data + r->value_off[s];
+                const char *w = t[0] == ' ' ? t + 1 : t;
+                if (strcmp(val, v) || strcmp(w, v) || !v[0]) res = "a value is not its element's title / name";
+                for (int q2 = 0; q2 < s && !res; q2++)
+                    if (!strcmp(r->values.data + r->value_off[q2], v)) res = "a value written twice";
+            }
+            if (nv < 64) {
+                vs[nv] = at + (t[0] == ' ');
+                ve[nv++] = text.len;
+            }
+            s++;
+        }
+        prev = e;
+    }
+    if (!res && s != r->n_slots) res = "slot count differs from the value segments";
+    if (!res && s == 0) res = "a rationale without a value";
+    if (!res && strcmp(text.data ? text.data : "", r->text.data ? r->text.data : "")) res = "text is not the segments";
+    /* the catalogue scan */
+    for (size_t k = 0; k < d->n_items + d->n_attr && !res; k++) {
+        size_t l;
+        const char *nm = k < d->n_items ? dm_strtab_get(&d->title, k, &l) : dm_strtab_get(&d->attr_name, k - d->n_items, &l);
+        if (l == 0 || !r->text.data) continue;
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)l, nm);
+        for (const char *p = strstr(r->text.data, name); p && !res; p = strstr(p + 1, name)) {
+            size_t o = (size_t)(p - r->text.data);
+            int inside = 0;
+            for (int q = 0; q < nv; q++) inside |= o >= vs[q] && o + l <= ve[q];
+            if (!inside) res = "a catalogue name outside the evidence values";
+        }
+    }
+    for (int k = 0; k < r->n_cite && !res; k++) {
+        int found = 0;
+        for (int q = 0; q < r->n_slots; q++) found |= r->slot_elem[q] == r->cite[k];
+        if (!found) res = "a cited element no value names";
+    }
+    if (res) snprintf(why, sizeof why, "%s ('%s')", res, r->text.data ? r->text.data : "");
+    dm_buf_free(&text);
+    return res ? why : NULL;
+}
+
+static void check_free_rationales(const dm_dataset *d, lm_model *lm, lm_cache *c, int len0, explain_rationale *r)
+{
+    dm_cfg cfg;
+    dm_cfg_init(&cfg);
+    const char *spec = dm_cfg_str(&cfg, "explain.free_words");
+    explain_free f;
+    /* words that name catalogue entries are dropped; none left is an error naming the key */
+    CHECK(explain_free_init(&f, "Acme because lips blush . because", 8, d, lm) == DM_OK && f.n_words == 3 &&
+              !strcmp(f.word[0], " because") && !strcmp(f.word[1], " blush") && !strcmp(f.word[2], ".") && f.period == 2,
+          "'Acme' and 'lips' (catalogue names, ignoring case) dropped, 'blush', '.' kept, 'because' once: %d words", f.n_words);
+    explain_free_free(&f);
+    CHECK(explain_free_init(&f, "floral ACME", 8, d, lm) == DM_ECONFIG && strstr(dm_error_message(), "explain.free_words"),
+          "no word left: %s", dm_error_message());
+    dm_error_clear();
+    int rc = explain_free_init(&f, spec, 32, d, lm);
+    CHECK(rc == DM_OK && f.period >= 0, "default words: %s", rc ? dm_error_message() : "");
+    if (rc) {
+        dm_cfg_free(&cfg);
+        return;
+    }
+    /* property: random evidence, random bounds; every value from the evidence */
+    dm_rng g;
+    dm_rng_seed(&g, 123);
+    explain_evidence rev;
+    explain_evidence_init(&rev, 4, 6, 8);
+    int written = 0, values = 0, fails = 0, restored = 1, trials = 300, tokens = 0;
+    const char *first = NULL;
+    char example[512] = "";
+    for (int trial = 0; trial < trials; trial++) {
+        random_evidence(&g, d, &rev);
+        f.max_tokens = 2 + (int)dm_rng_below(&g, 39);
+        if (explain_free_make(&f, d, &rev, lm, c, r) != DM_OK) {
+            CHECK(0, "free-form rationale: %s", dm_error_message());
+            break;
+        }
+        restored &= c->len == len0;
+        const char *w = audit_free(&f, spec, d, &rev, r, f.max_tokens);
+        if (w && !fails++) first = w;
+        if (r->tpl == EXPLAIN_FREE_TPL) {
+            written++;
+            values += r->n_slots;
+            tokens += r->n_tokens;
+            if (!example[0]) snprintf(example, sizeof example, "%s", r->text.data);
+        }
+    }
+    printf("free-form rationales: %d random evidence sets, %d written (%d values, %.1f tokens each), %d violations; e.g. \"%s\"\n",
+           trials, written, values, written ? (double)tokens / written : 0.0, fails, example);
+    CHECK(fails == 0, "a free-form rationale names something outside its evidence: %s", first);
+    CHECK(restored, "the cache is restored after every free-form rationale");
+    CHECK(written > trials / 4 && written < trials, "both outcomes exercised (%d of %d written)", written, trials);
+    /* the checker catches a forged value */
+    random_evidence(&g, d, &rev);
+    f.max_tokens = 32;
+    int caught = 0, tried = 0;
+    for (int k = 0; k < 20 && !tried; k++) {
+        explain_free_make(&f, d, &rev, lm, c, r);
+        if (r->tpl == EXPLAIN_FREE_TPL) {
+            tried = 1;
+            r->slot_elem[0] = rev.n;
+            caught = audit_free(&f, spec, d, &rev, r, 32) != NULL;
+        } else {
+            random_evidence(&g, d, &rev);
+        }
+    }
+    CHECK(tried && caught, "the free-form audit catches a value outside the evidence");
+    explain_evidence_free(&rev);
+    explain_free_free(&f);
+    dm_cfg_free(&cfg);
 }
 
 /* ---- metrics ---- */
@@ -1175,6 +1540,7 @@ int main(void)
     test_encoder_torch();
     test_templates();
     test_rationales();
+    test_template_assign();
     test_text_metrics();
     test_faithfulness();
     return tap_done("explain");
