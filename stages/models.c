@@ -63,9 +63,13 @@ int model_latents_score(void *mv, const ev_split *s, const size_t *users, size_t
     if (!u) return DM_ERR(DM_ENOMEM, "out of memory");
     for (size_t b = 0; b < B; b++) memcpy(u + b * m->C, st + users[b] * m->C, m->C * sizeof *u);
     /* the fixed-order kernel: a score depends on its user's state and item's row alone, not on the
-       rows of the call (OpenBLAS's do, by an ulp: evalshard.h), so rows match at any rank count */
-    nn_sgemm_fixed(CblasNoTrans, CblasTrans, (int)B, (int)m->n_items, (int)m->C, 1.0f, u, (int)m->C, m->e, (int)m->C, 0.0f, scores,
-                   (int)m->n_items);
+       rows of the call (OpenBLAS's do, by an ulp: evalshard.h), so rows match at any rank count; in
+       blocks of items, as its scratch holds a copy of the rows of a call */
+    for (size_t j0 = 0; j0 < m->n_items; j0 += 16384) {
+        size_t nj = m->n_items - j0 < 16384 ? m->n_items - j0 : 16384;
+        nn_sgemm_fixed(CblasNoTrans, CblasTrans, (int)B, (int)nj, (int)m->C, 1.0f, u, (int)m->C, m->e + j0 * m->C, (int)m->C, 0.0f,
+                       scores + j0, (int)m->n_items);
+    }
     free(u);
     return DM_OK;
 }

@@ -43,5 +43,5 @@ echo
 awk -v a=${mem[2:off]} -v b=${mem[2:on]} -v c=${mem[4:on]} 'BEGIN{printf "peak memory per rank, sharded / unsharded at 2 ranks: %.2f (4 ranks sharded / 2 unsharded: %.2f)\n", b/a, c/a}'
 awk -v a=${score[1:off]} -v b=${score[2:on]} -v c=${score[2:off]} 'BEGIN{printf "scoring, 2 ranks sharded vs 1 rank: %.2fx faster (2 ranks unsharded vs 1 rank: %.2fx)\n", a/b, a/c}'
 awk -v a=${load[2:off]} -v b=${load[2:on]} 'BEGIN{printf "loading at 2 ranks, unsharded / sharded: %.2f\n", a/b}'
-echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $(getconf _NPROCESSORS_ONLN) cores"
 if [ "$hashes" = 1 ]; then echo "rows: identical in every run ($(awk 'NR==1{print $6}' $W/runs)): PASSED"; else echo "rows: $hashes different hashes: FAILED"; exit 1; fi
