@@ -264,6 +264,27 @@ static inline void classify(const metrics_ws *w, size_t d, float x, int64_t sign
     else w->between[k] += sign;
 }
 
+/* Every score of scores[0..n) into the bins of the d target scores (w->between, w->eq zeroed); one
+ * distinct target score takes a branch-free pass the compiler vectorises. */
+static void count_pass(metrics_ws *w, size_t d, const float *scores, size_t n, int64_t *nan)
+{
+    if (d != 1) {
+        for (size_t i = 0; i < n; i++) classify(w, d, scores[i], 1, nan);
+        return;
+    }
+    const float u = w->tscore[0];
+    int64_t gt = 0, eq = 0, nn = 0;
+    for (size_t i = 0; i < n; i++) {
+        float x = scores[i];
+        gt += x > u;
+        eq += x == u;
+        nn += x != x;
+    }
+    w->between[0] = gt;
+    w->eq[0] = eq;
+    *nan += nn;
+}
+
 /* Sorts the m target scores in w->tscore descending and merges equal ones: returns the number d
  * of distinct scores, with w->ntarget[k] targets at w->tscore[k]; zeroes the bins. */
 static size_t sort_distinct(metrics_ws *w, size_t m)
@@ -344,20 +365,7 @@ int metrics_full(const metrics_spec *s, metrics_ws *w, const float *scores, size
 
     /* one pass over every item */
     int64_t nan = 0;
-    if (d == 1) {
-        const float u = w->tscore[0];
-        int64_t gt = 0, eq = 0;
-        for (size_t i = 0; i < n_items; i++) {
-            float x = scores[i];
-            gt += x > u;
-            eq += x == u;
-            nan += x != x;
-        }
-        w->between[0] = gt;
-        w->eq[0] = eq;
-    } else {
-        for (size_t i = 0; i < n_items; i++) classify(w, d, scores[i], 1, &nan);
-    }
+    count_pass(w, d, scores, n_items, &nan);
     /* the excluded items never competed */
     for (size_t i = 0; i < n_excluded; i++) {
         int32_t e = excluded[i];
@@ -552,19 +560,7 @@ int metrics_shard_count(metrics_ws *w, size_t d, const float *scores, size_t i0,
     int64_t nan = 0;
     memset(w->between, 0, (d + 1) * sizeof *w->between);
     memset(w->eq, 0, d * sizeof *w->eq);
-    if (d == 1) { /* metrics_full's one-target pass (vectorised) */
-        const float u = w->tscore[0];
-        int64_t gt = 0, eq = 0;
-        for (size_t i = 0; i < n; i++) {
-            float x = scores[i];
-            gt += x > u;
-            eq += x == u;
-            nan += x != x;
-        }
-        w->between[0] = gt;
-        w->eq[0] = eq;
-    } else
-        for (size_t i = 0; i < n; i++) classify(w, d, scores[i], 1, &nan);
+    count_pass(w, d, scores, n, &nan);
     /* the targets of the shard, then its excluded items (once each, never a target): as metrics_full */
     for (size_t i = 0; i < n_targets; i++)
         if ((size_t)targets[i] >= i0 && (size_t)targets[i] < i0 + n) w->mark[targets[i] - (int64_t)i0] |= MARK_TARGET;
