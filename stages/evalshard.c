@@ -369,7 +369,9 @@ int ev_shard_plan(par_ctx *ctx, const dm_cfg *cfg, const model_def *m, const cha
     h5file f;
     size_t n = 0, C = 0;
     int exists = 0;
-    if (par_agree(ctx, h5_open(ctx, path, &f))) {
+    int orc = h5_open(ctx, path, &f);
+    if (par_agree(ctx, orc)) {
+        if (!orc) h5_close(&f);
         dm_error_clear();
         return DM_OK;
     }
