@@ -160,25 +160,7 @@ static void ops_destroy(void *self)
     free(self);
 }
 
-static float *ops_params(void *self, size_t *n)
-{
-    *n = ((bpr_model *)self)->nparams;
-    return ((bpr_model *)self)->params;
-}
-
-static float *ops_grads(void *self, size_t *n)
-{
-    *n = ((bpr_model *)self)->nparams;
-    return ((bpr_model *)self)->grads;
-}
-
-static float *ops_opt(void *self, size_t *n)
-{
-    *n = 2 * ((bpr_model *)self)->nparams;
-    return ((bpr_model *)self)->opt;
-}
-
-static long *ops_steps(void *self) { return &((bpr_model *)self)->t; }
+DM_MODEL_SLAB_OPS(bpr_model)
 static size_t ops_n_examples(void *self) { return ((bpr_model *)self)->n_ex; }
 
 static double ops_norm(void *self, const size_t *ex, size_t n)
@@ -246,10 +228,10 @@ const dm_model_ops bpr_model_ops = {
     .groups = g_groups,
     .create = ops_create,
     .destroy = ops_destroy,
-    .params = ops_params,
-    .grads = ops_grads,
-    .opt_state = ops_opt,
-    .opt_steps = ops_steps,
+    .params = model_params,
+    .grads = model_grads,
+    .opt_state = model_opt,
+    .opt_steps = model_steps,
     .n_examples = ops_n_examples,
     .batch_norm = ops_norm,
     .grad = ops_grad,

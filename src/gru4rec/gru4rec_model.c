@@ -40,18 +40,7 @@ static void ops_destroy(void *self)
     free(self);
 }
 
-/* which: 0 the parameters, 1 their gradient, 2 the Adam moments */
-static float *ops_slab(void *self, size_t *n, int which)
-{
-    gru4rec_model *m = self;
-    *n = which == 2 ? 2 * m->nparams : m->nparams;
-    return which == 0 ? m->params : which == 1 ? m->grads : m->opt;
-}
-
-static float *ops_params(void *self, size_t *n) { return ops_slab(self, n, 0); }
-static float *ops_grads(void *self, size_t *n) { return ops_slab(self, n, 1); }
-static float *ops_opt(void *self, size_t *n) { return ops_slab(self, n, 2); }
-static long *ops_steps(void *self) { return &((gru4rec_model *)self)->t; }
+DM_MODEL_SLAB_OPS(gru4rec_model)
 static size_t ops_n_examples(void *self) { return ((gru4rec_model *)self)->nu; }
 
 static int64_t targets(const gru4rec_model *m, size_t k)
@@ -124,10 +113,10 @@ const dm_model_ops gru4rec_model_ops = {
     .groups = g_groups,
     .create = ops_create,
     .destroy = ops_destroy,
-    .params = ops_params,
-    .grads = ops_grads,
-    .opt_state = ops_opt,
-    .opt_steps = ops_steps,
+    .params = model_params,
+    .grads = model_grads,
+    .opt_state = model_opt,
+    .opt_steps = model_steps,
     .n_examples = ops_n_examples,
     .batch_norm = ops_norm,
     .grad = ops_grad,

@@ -40,18 +40,7 @@ static void ops_destroy(void *self)
     free(self);
 }
 
-/* which: 0 the parameters, 1 their gradient, 2 the Adam moments */
-static float *ops_slab(void *self, size_t *n, int which)
-{
-    lightgcn_model *m = self;
-    *n = which == 2 ? 2 * m->nparams : m->nparams;
-    return which == 0 ? m->params : which == 1 ? m->grads : m->opt;
-}
-
-static float *ops_params(void *self, size_t *n) { return ops_slab(self, n, 0); }
-static float *ops_grads(void *self, size_t *n) { return ops_slab(self, n, 1); }
-static float *ops_opt(void *self, size_t *n) { return ops_slab(self, n, 2); }
-static long *ops_steps(void *self) { return &((lightgcn_model *)self)->t; }
+DM_MODEL_SLAB_OPS(lightgcn_model)
 static size_t ops_n_examples(void *self) { return ((lightgcn_model *)self)->n_ex; }
 
 static double ops_norm(void *self, const size_t *ex, size_t n)
@@ -103,10 +92,10 @@ const dm_model_ops lightgcn_model_ops = {
     .groups = g_groups,
     .create = ops_create,
     .destroy = ops_destroy,
-    .params = ops_params,
-    .grads = ops_grads,
-    .opt_state = ops_opt,
-    .opt_steps = ops_steps,
+    .params = model_params,
+    .grads = model_grads,
+    .opt_state = model_opt,
+    .opt_steps = model_steps,
     .n_examples = ops_n_examples,
     .batch_norm = ops_norm,
     .grad = ops_grad,

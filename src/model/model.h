@@ -74,4 +74,25 @@ typedef struct dm_model_ops {
     const char *examples; /* what the examples are, for the log ("training users"); NULL = "training examples" */
 } dm_model_ops;
 
+/* The slab accessors of a model type T whose struct holds size_t nparams, float *params, *grads,
+ * *opt (Adam m then v: 2 nparams) and long t: defines static model_params, model_grads,
+ * model_opt and model_steps for its dm_model_ops. */
+#define DM_MODEL_SLAB_OPS(T)                                                                           \
+    static float *model_params(void *self, size_t *n)                                                  \
+    {                                                                                                  \
+        *n = ((T *)self)->nparams;                                                                     \
+        return ((T *)self)->params;                                                                    \
+    }                                                                                                  \
+    static float *model_grads(void *self, size_t *n)                                                   \
+    {                                                                                                  \
+        *n = ((T *)self)->nparams;                                                                     \
+        return ((T *)self)->grads;                                                                     \
+    }                                                                                                  \
+    static float *model_opt(void *self, size_t *n)                                                     \
+    {                                                                                                  \
+        *n = 2 * ((T *)self)->nparams;                                                                 \
+        return ((T *)self)->opt;                                                                       \
+    }                                                                                                  \
+    static long *model_steps(void *self) { return &((T *)self)->t; }
+
 #endif
