@@ -220,6 +220,41 @@ void ai_free(ai_inputs *in)
     memset(in, 0, sizeof *in);
 }
 
+int ai_read_stored(par_ctx *ctx, const char *path, const align_model *am, size_t n, float *x[ALIGN_K], uint8_t *present)
+{
+    for (int k = 0; k < ALIGN_K; k++) x[k] = NULL;
+    h5file f;
+    DM_CALL(par_agree(ctx, h5_open(ctx, path, &f)));
+    int rc = DM_OK;
+    for (int k = 0; k < ALIGN_K && !rc; k++) {
+        if (!am->cfg.dim_in[k]) continue;
+        char nm[128];
+        void *p = NULL;
+        size_t r = 0, c = 0;
+        snprintf(nm, sizeof nm, "/align/inputs/%s/x", align_modality_name(k));
+        if (!h5_exists(&f, nm)) {
+            rc = DM_ERR(DM_EFORMAT, "'%s' has no %s (the aligner's stored inputs)", path, nm);
+            DM_HINT("rerun the align stage with this version of dynmm");
+            break;
+        }
+        rc = h5_read_all(&f, nm, H5_F32, &p, &r, &c);
+        x[k] = p;
+        if (!rc && (r != n || c != (size_t)am->cfg.dim_in[k]))
+            rc = DM_ERR(DM_EFORMAT, "'%s': %s is (%zu, %zu), expected (%zu, %d)", path, nm, r, c, n, am->cfg.dim_in[k]);
+        snprintf(nm, sizeof nm, "/align/inputs/%s/present", align_modality_name(k));
+        p = NULL;
+        if (!rc) rc = h5_read_all(&f, nm, H5_U8, &p, &r, &c);
+        if (!rc && r != n) rc = DM_ERR(DM_EFORMAT, "'%s': %s has %zu rows, expected %zu", path, nm, r, n);
+        for (size_t i = 0; !rc && i < n; i++) present[i * ALIGN_K + (size_t)k] = ((uint8_t *)p)[i] ? 1 : 0;
+        free(p);
+    }
+    h5_close(&f);
+    rc = par_agree(ctx, rc);
+    if (rc)
+        for (int k = 0; k < ALIGN_K; k++) free(x[k]), x[k] = NULL;
+    return rc;
+}
+
 int ai_modal_latents(par_ctx *ctx, const char *path, size_t n_items, size_t d, float **zm, uint8_t **present)
 {
     align_model am;
@@ -234,34 +269,8 @@ int ai_modal_latents(par_ctx *ctx, const char *path, size_t n_items, size_t d, f
     float *zb = malloc((n_items * d + 1) * sizeof *zb), *z = calloc(n_items * ALIGN_K * d + 1, sizeof *z);
     int rc = pr && zb && z ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory");
     if (!rc && (size_t)am.cfg.d != d) rc = DM_ERR(DM_EFORMAT, "'%s': latents of width %d, expected %zu", path, am.cfg.d, d);
-    h5file f;
-    if (!rc) rc = h5_open(ctx, path, &f);
-    if (!rc) {
-        for (int k = 0; k < ALIGN_K && !rc; k++) {
-            if (!am.cfg.dim_in[k]) continue;
-            char nm[128];
-            void *p = NULL;
-            size_t r = 0, c = 0;
-            snprintf(nm, sizeof nm, "/align/inputs/%s/x", align_modality_name(k));
-            if (!h5_exists(&f, nm)) {
-                rc = DM_ERR(DM_EFORMAT, "'%s' has no %s (the aligner's stored inputs)", path, nm);
-                DM_HINT("rerun the align stage with this version of dynmm");
-                break;
-            }
-            rc = h5_read_all(&f, nm, H5_F32, &p, &r, &c);
-            x[k] = p;
-            if (!rc && (r != n_items || c != (size_t)am.cfg.dim_in[k]))
-                rc = DM_ERR(DM_EFORMAT, "'%s': %s is (%zu, %zu), expected (%zu, %d)", path, nm, r, c, n_items, am.cfg.dim_in[k]);
-            snprintf(nm, sizeof nm, "/align/inputs/%s/present", align_modality_name(k));
-            p = NULL;
-            if (!rc) rc = h5_read_all(&f, nm, H5_U8, &p, &r, &c);
-            if (!rc && r != n_items) rc = DM_ERR(DM_EFORMAT, "'%s': %s has %zu rows, expected %zu", path, nm, r, n_items);
-            for (size_t i = 0; !rc && i < n_items; i++) pr[i * ALIGN_K + (size_t)k] = ((uint8_t *)p)[i] ? 1 : 0;
-            free(p);
-        }
-        h5_close(&f);
-    }
     rc = par_agree(ctx, rc);
+    if (!rc) rc = ai_read_stored(ctx, path, &am, n_items, x, pr);
     if (!rc) rc = par_agree(ctx, align_item_latents(&am, &aa, (const float *const *)x, NULL, pr, (int)n_items, zb, z));
     for (int k = 0; k < ALIGN_K; k++) free(x[k]);
     free(zb);
@@ -274,5 +283,52 @@ int ai_modal_latents(par_ctx *ctx, const char *path, size_t n_items, size_t d, f
     }
     *zm = z;
     *present = pr;
+    return DM_OK;
+}
+
+int ai_latents_without(par_ctx *ctx, const char *path, const float *zs, size_t n_items, size_t d, unsigned drop, float **z,
+                       size_t *changed)
+{
+    align_model am;
+    align_acts aa;
+    memset(&am, 0, sizeof am);
+    memset(&aa, 0, sizeof aa);
+    *z = NULL;
+    *changed = 0;
+    DM_CALL(align_load(ctx, path, 256, &am, &aa, NULL, NULL));
+    float *x[ALIGN_K] = {0};
+    uint8_t *pr = calloc(n_items * ALIGN_K + 1, 1);
+    int64_t *rows = malloc((n_items + 1) * sizeof *rows);
+    float *zo = malloc((n_items * d + 1) * sizeof *zo), *zr = malloc((n_items * d + 1) * sizeof *zr);
+    int rc = pr && rows && zo && zr ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory");
+    if (!rc && (size_t)am.cfg.d != d) rc = DM_ERR(DM_EFORMAT, "'%s': latents of width %d, expected %zu", path, am.cfg.d, d);
+    rc = par_agree(ctx, rc);
+    if (!rc) rc = ai_read_stored(ctx, path, &am, n_items, x, pr);
+    /* the items that lose a modality: their flags cleared, their rows packed to the front */
+    size_t nr = 0;
+    for (size_t i = 0; !rc && i < n_items; i++) {
+        uint8_t *q = pr + i * ALIGN_K;
+        int hit = 0;
+        for (int k = 0; k < ALIGN_K; k++) hit |= (drop & (1u << k)) && q[k];
+        if (!hit) continue;
+        uint8_t *o = pr + nr * ALIGN_K;
+        for (int k = 0; k < ALIGN_K; k++) o[k] = (drop & (1u << k)) ? 0 : q[k];
+        rows[nr++] = (int64_t)i;
+    }
+    if (!rc) memcpy(zo, zs, n_items * d * sizeof *zo);
+    if (!rc && nr) rc = par_agree(ctx, align_item_latents(&am, &aa, (const float *const *)x, rows, pr, (int)nr, zr, NULL));
+    for (size_t j = 0; !rc && j < nr; j++) memcpy(zo + (size_t)rows[j] * d, zr + j * d, d * sizeof *zo);
+    for (int k = 0; k < ALIGN_K; k++) free(x[k]);
+    free(pr);
+    free(rows);
+    free(zr);
+    align_acts_free(&aa);
+    align_free(&am);
+    if (rc) {
+        free(zo);
+        return rc;
+    }
+    *z = zo;
+    *changed = nr;
     return DM_OK;
 }

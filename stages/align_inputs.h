@@ -14,6 +14,8 @@
 
 #include "../mpi/par.h"
 
+#include "../src/align/align.h"
+
 #include "../src/config/config.h"
 #include "../src/data/dataset.h"
 
@@ -39,5 +41,18 @@ void ai_free(ai_inputs *in);
  * AI_NMOD); every rank a full copy, malloc'd for the caller. The evidence of explanations uses them
  * (the modality that agrees most with the user). */
 int ai_modal_latents(par_ctx *ctx, const char *path, size_t n_items, size_t d, float **zm, uint8_t **present);
+
+/* The aligner's stored inputs in align.h5 (path) for the modalities am uses: x[k] (n, D_k), NULL
+ * where D_k = 0, and present (n, ALIGN_K) (left as given where D_k = 0); every rank a full copy,
+ * malloc'd for the caller (freed here on failure). Agreed. */
+int ai_read_stored(par_ctx *ctx, const char *path, const align_model *am, size_t n, float *x[ALIGN_K], uint8_t *present);
+
+/* The fused item latents of the aligner in align.h5 with the modalities of `drop` (bit k =
+ * ALIGN_CF..ALIGN_AUDIO) taken from every item, as the fusion treats an item that lacks them (an
+ * item left with none gets 0): zs (n_items, d), the stored z_base, for the items that have none of
+ * them, recomputed rows for the *changed others. So dropping a modality no item has gives z_base
+ * bitwise. *z (n_items, d) on every rank, malloc'd for the caller. Agreed. */
+int ai_latents_without(par_ctx *ctx, const char *path, const float *zs, size_t n_items, size_t d, unsigned drop, float **z,
+                       size_t *changed);
 
 #endif

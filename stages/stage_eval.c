@@ -24,6 +24,7 @@
  * noise_sigma, items_perturbed; of the root: stress_seed, stress_zbase_max_diff (how closely
  * recomputing every item reproduces the stored z_base).
  */
+#include "align_inputs.h"
 #include "align_io.h"
 #include "cands.h"
 #include "../mpi/cli.h"
@@ -196,39 +197,6 @@ static uint64_t stress_seed(const dm_cfg *cfg)
     return s > 0 ? (uint64_t)s : dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0x57E55, 0);
 }
 
-/* The aligner's stored inputs, every rank a full copy: x[k] (n, D_k) and present (n, K). */
-static int read_align_inputs(par_ctx *ctx, const char *path, const align_model *am, size_t n, float *x[ALIGN_K], uint8_t *present)
-{
-    h5file f;
-    DM_CALL(par_agree(ctx, h5_open(ctx, path, &f)));
-    int rc = DM_OK;
-    for (int k = 0; k < ALIGN_K && !rc; k++) {
-        x[k] = NULL;
-        if (!am->cfg.dim_in[k]) continue;
-        char nm[128];
-        void *p = NULL;
-        size_t r = 0, c = 0;
-        snprintf(nm, sizeof nm, "/align/inputs/%s/x", align_modality_name(k));
-        if (!h5_exists(&f, nm)) {
-            rc = DM_ERR(DM_EFORMAT, "'%s' has no %s: the stress experiments rebuild z_base from the aligner's stored inputs", path, nm);
-            DM_HINT("rerun the align stage with this version of dynmm");
-            break;
-        }
-        rc = h5_read_all(&f, nm, H5_F32, &p, &r, &c);
-        x[k] = p;
-        if (!rc && (r != n || c != (size_t)am->cfg.dim_in[k]))
-            rc = DM_ERR(DM_EFORMAT, "'%s': %s is (%zu, %zu), expected (%zu, %d)", path, nm, r, c, n, am->cfg.dim_in[k]);
-        snprintf(nm, sizeof nm, "/align/inputs/%s/present", align_modality_name(k));
-        p = NULL;
-        if (!rc) rc = h5_read_all(&f, nm, H5_U8, &p, &r, &c);
-        if (!rc && r != n) rc = DM_ERR(DM_EFORMAT, "'%s': %s has %zu rows, expected %zu", path, nm, r, n);
-        for (size_t i = 0; !rc && i < n; i++) present[i * ALIGN_K + (size_t)k] = ((uint8_t *)p)[i] ? 1 : 0;
-        free(p);
-    }
-    h5_close(&f);
-    return par_agree(ctx, rc);
-}
-
 /* Every stress variant of the aligner on the stress splits and every protocol (see stress.h). */
 static int run_stress(ev_out *o, const dm_cfg *cfg, const int8_t *roles, const int *splits, size_t nsplits)
 {
@@ -265,7 +233,7 @@ static int run_stress(ev_out *o, const dm_cfg *cfg, const int8_t *roles, const i
         if (!present || !zv || !za) rc = DM_ERR(DM_ENOMEM, "out of memory");
         rc = par_agree(ctx, rc);
     }
-    if (!rc) rc = read_align_inputs(ctx, path, &am, n, x, present);
+    if (!rc) rc = ai_read_stored(ctx, path, &am, n, x, present);
     if (!rc) {
         in.n = n;
         for (int k = 0; k < ALIGN_K; k++) {

@@ -80,7 +80,7 @@
 #include <string.h>
 
 #define PROMPT_FORMAT "dynmm-prompt"
-#define PROMPT_MAXM 4
+#define PROMPT_MAXM 8
 #define PROMPT_MAXLAT 16   /* prompt lengths measured for latency, at most */
 #define PROMPT_LAT_BATCHES 9 /* latency batches per model and length, the first a warm-up */
 
@@ -148,6 +148,10 @@ typedef struct {
     int mhead[PROMPT_MAXM];     /* llm_head, latent_head: the item head */
     int mnolm[PROMPT_MAXM];     /* latent_head: the item head without the LM */
     long mepochs[PROMPT_MAXM];  /* each model's epochs at most (prompt.epochs, prompt.head_epochs) */
+    unsigned mdrop[PROMPT_MAXM]; /* the modalities its item latents go without (bit k = ALIGN_CF..) */
+    int mallm[PROMPT_MAXM];     /* allmrec: the A-LLMRec-style baseline */
+    float *zk[PROMPT_MAXM];     /* (ni, dz) its item latents: zb, or the aligner's without mdrop */
+    int zown[PROMPT_MAXM];      /* zk[k] is its own allocation */
     uint64_t seed;              /* prompt.seed, or derived from run.seed */
     /* ---- inputs (prompt_load) ---- */
     char *lmdir;                /* the LM of lm.h5 */
@@ -201,15 +205,63 @@ typedef struct {
     double lat[PROMPT_MAXLAT][PROMPT_MAXM][2]; /* median, p95 seconds per batch */
 } prompt_ws;
 
+enum { PK_LLM, PK_EXPLAIN, PK_HEAD, PK_LATENT, PK_ALLMREC };
+
+/* The k-th name of prompt.models: its kind and the modalities its item latents go without, from an
+ * "@without_<m>[+<m>...]" suffix ("llm_head@without_text+audio") and, for allmrec, visual and
+ * audio (A-LLMRec reads CF and text only). */
+static int prompt_model_kind(const dm_cfg *cfg, size_t k, int *kind, unsigned *drop)
+{
+    static const char *const kinds[] = {"llm", "llm_explain", "llm_head", "latent_head", "allmrec"};
+    const char *a = dm_cfg_str_at(cfg, "prompt.models", k), *at = strchr(a, '@');
+    size_t bl = at ? (size_t)(at - a) : strlen(a);
+    char w[256];
+    *kind = -1;
+    *drop = 0;
+    for (int q = 0; q < 5; q++)
+        if (strlen(kinds[q]) == bl && !strncmp(a, kinds[q], bl)) *kind = q;
+    if (*kind < 0) {
+        DM_ERR(DM_ECONFIG, "%s: unknown model '%s'; expected llm_head, latent_head, llm, llm_explain or allmrec, optionally with "
+               "@without_<modalities>", dm_cfg_where(cfg, "prompt.models", w, sizeof w), a);
+        DM_HINT("e.g. \"llm_head@without_text\" or \"llm_head@without_visual+audio\" (modalities cf, text, visual, audio)");
+        return DM_ECONFIG;
+    }
+    if (*kind == PK_ALLMREC) *drop = (1u << ALIGN_VISUAL) | (1u << ALIGN_AUDIO);
+    if (!at) return DM_OK;
+    if (*kind == PK_EXPLAIN)
+        return DM_ERR(DM_ECONFIG, "%s: '%s': llm_explain's evidence reads the intact aligner; modality ablations (@without_...) apply to "
+                      "llm_head, latent_head, llm and allmrec", dm_cfg_where(cfg, "prompt.models", w, sizeof w), a);
+    const char *m = at + 1;
+    if (strncmp(m, "without_", 8) || !m[8])
+        return DM_ERR(DM_ECONFIG, "%s: '%s': the only variant is @without_<modalities>, e.g. %.*s@without_text",
+                      dm_cfg_where(cfg, "prompt.models", w, sizeof w), a, (int)bl, a);
+    for (m += 8; *m;) {
+        size_t l = strcspn(m, "+");
+        int hit = -1;
+        for (int q = 0; q < ALIGN_K; q++)
+            if (strlen(align_modality_name(q)) == l && !strncmp(m, align_modality_name(q), l)) hit = q;
+        if (hit < 0 || (*drop & (1u << hit) && !(*kind == PK_ALLMREC && hit >= ALIGN_VISUAL)))
+            return DM_ERR(DM_ECONFIG, "%s: '%s': '%.*s' is %s; expected modalities cf, text, visual, audio joined by '+'",
+                          dm_cfg_where(cfg, "prompt.models", w, sizeof w), a, (int)l, m, hit < 0 ? "not a modality" : "repeated");
+        *drop |= 1u << hit;
+        m += l;
+        if (*m == '+' && !*++m)
+            return DM_ERR(DM_ECONFIG, "%s: '%s' ends with '+'", dm_cfg_where(cfg, "prompt.models", w, sizeof w), a);
+    }
+    return DM_OK;
+}
+
 static int check_prompt(const dm_cfg *cfg)
 {
     size_t nm = dm_cfg_len(cfg, "prompt.models");
     if (nm == 0 || nm > PROMPT_MAXM)
-        return DM_ERR(DM_ECONFIG, "prompt.models: give one to four of \"llm_head\", \"latent_head\", \"llm\" and \"llm_explain\"");
+        return DM_ERR(DM_ECONFIG, "prompt.models: give one to %d of llm_head, latent_head, llm, llm_explain and allmrec (each "
+                      "optionally @without_<modalities>); %zu given", PROMPT_MAXM, nm);
     for (size_t k = 0; k < nm; k++) {
         const char *a = dm_cfg_str_at(cfg, "prompt.models", k);
-        if (strcmp(a, "llm") && strcmp(a, "llm_explain") && strcmp(a, "llm_head") && strcmp(a, "latent_head"))
-            return DM_ERR(DM_ECONFIG, "prompt.models: unknown model '%s'; expected llm_head, latent_head, llm or llm_explain", a);
+        int kind;
+        unsigned drop;
+        DM_CALL(prompt_model_kind(cfg, k, &kind, &drop));
         for (size_t j = 0; j < k; j++)
             if (!strcmp(dm_cfg_str_at(cfg, "prompt.models", j), a)) return DM_ERR(DM_ECONFIG, "prompt.models: '%s' is listed twice", a);
     }
@@ -252,10 +304,13 @@ static int prompt_load(prompt_ws *w)
     DM_CALL(par_agree(ctx, check_prompt(cfg)));
     w->nm = dm_cfg_len(cfg, "prompt.models");
     for (size_t k = 0; k < w->nm; k++) {
+        int kind;
         w->mname[k] = dm_cfg_str_at(cfg, "prompt.models", k);
-        w->mexpl[k] = !strcmp(w->mname[k], "llm_explain");
-        w->mnolm[k] = !strcmp(w->mname[k], "latent_head");
-        w->mhead[k] = w->mnolm[k] || !strcmp(w->mname[k], "llm_head");
+        prompt_model_kind(cfg, k, &kind, &w->mdrop[k]); /* checked above */
+        w->mexpl[k] = kind == PK_EXPLAIN;
+        w->mnolm[k] = kind == PK_LATENT;
+        w->mhead[k] = kind == PK_LATENT || kind == PK_HEAD;
+        w->mallm[k] = kind == PK_ALLMREC;
         w->mepochs[k] = (long)dm_cfg_int(cfg, w->mhead[k] ? "prompt.head_epochs" : "prompt.epochs");
     }
     DM_CALL(prompt_lm_dir(w));
@@ -394,6 +449,48 @@ static int prompt_train_inputs(prompt_ws *w)
     return rc;
 }
 
+/* Model k's item latents: z_base, or the aligner's fused latents without the modalities of
+ * mdrop[k] (shared with an earlier model that drops the same ones). */
+static int prompt_model_latents(prompt_ws *w, size_t k)
+{
+    w->zk[k] = w->zb;
+    if (!w->mdrop[k]) return DM_OK;
+    for (size_t j = 0; j < k; j++)
+        if (w->mdrop[j] == w->mdrop[k]) {
+            w->zk[k] = w->zk[j];
+            return DM_OK;
+        }
+    size_t changed = 0;
+    char set[64] = "";
+    for (int q = 0; q < ALIGN_K; q++)
+        if (w->mdrop[k] & (1u << q)) snprintf(set + strlen(set), sizeof set - strlen(set), "%s%s", set[0] ? "+" : "", align_modality_name(q));
+    DM_CALL(ai_latents_without(w->ctx, w->apath, w->zb, w->ni, w->dz, w->mdrop[k], &w->zk[k], &changed));
+    w->zown[k] = 1;
+    dm_log("  prompt: %s reads the aligner's item latents without %s: %zu of %zu items recomputed%s", w->mname[k], set, changed, w->ni,
+           changed ? "" : " (no item has them: the intact latents)");
+    return DM_OK;
+}
+
+/* Model k on the frozen LM: allmrec with prompt.allmrec_tokens user tokens. */
+static int prompt_model_init(prompt_ws *w, size_t k)
+{
+    pm *p = &w->P[k];
+    if (w->mhead[k]) {
+        pm_head_opts ho = {dm_cfg_bool(w->cfg, "prompt.head_cf") ? w->e_cf : NULL, w->C, w->mnolm[k]};
+        return pm_init_head(w->cfg, w->lmdir, &w->d, w->zk[k], w->dz, w->maxc + 1, w->seed, &ho, p);
+    }
+    if (!w->mallm[k]) return pm_init(w->cfg, w->lmdir, &w->d, w->zk[k], w->dz, w->maxc + 1, w->seed, w->mexpl[k] ? &w->src : NULL, p);
+    dm_cfg c;
+    char set[64];
+    snprintf(set, sizeof set, "prompt.user_tokens=%lld", dm_cfg_int(w->cfg, "prompt.allmrec_tokens"));
+    int rc = dm_cfg_copy(&c, w->cfg);
+    if (rc) return rc;
+    rc = dm_cfg_set(&c, set);
+    if (!rc) rc = pm_init(&c, w->lmdir, &w->d, w->zk[k], w->dz, w->maxc + 1, w->seed, NULL, p);
+    dm_cfg_free(&c);
+    return rc;
+}
+
 /* The recommenders of prompt.models on the frozen LM, and their training curves. */
 static int prompt_models(prompt_ws *w)
 {
@@ -401,9 +498,8 @@ static int prompt_models(prompt_ws *w)
     int rc = DM_OK;
     for (size_t k = 0; k < w->nm && !rc; k++) {
         pm *p = &w->P[k];
-        pm_head_opts ho = {dm_cfg_bool(w->cfg, "prompt.head_cf") ? w->e_cf : NULL, w->C, w->mnolm[k]};
-        rc = par_agree(ctx, w->mhead[k] ? pm_init_head(w->cfg, w->lmdir, &w->d, w->zb, w->dz, w->maxc + 1, w->seed, &ho, p)
-                                        : pm_init(w->cfg, w->lmdir, &w->d, w->zb, w->dz, w->maxc + 1, w->seed, w->mexpl[k] ? &w->src : NULL, p));
+        rc = prompt_model_latents(w, k);
+        if (!rc) rc = par_agree(ctx, prompt_model_init(w, k));
         if (!rc && k == 0)
             dm_log("  prompt: LM %s (%d layers, width %d, vocab %d); L=%d user tokens, %d history items, titles <= %d tokens",
                    w->lmdir, lm_layers(&p->lm), p->C, p->V, p->L, p->nh, p->mt);
@@ -936,6 +1032,7 @@ static int prompt_latency_batch(prompt_ws *w, const dm_cand *c19, size_t mi, int
     const dm_dataset *d = &w->d;
     pm *p = &w->P[mi];
     ev_split s = {d, w->roles, DM_TEST};
+    if (L > p->L) L = p->L; /* allmrec's one user token */
     double t0 = dm_wtime();
     int rc = DM_OK;
     for (int k = 0; k < lb && !rc; k++) {
@@ -977,7 +1074,7 @@ static void latency_stats(double *t, int nb, double out[2])
 static int prompt_latency_at(prompt_ws *w, const dm_cand *c19, size_t li)
 {
     int lb = (int)dm_cfg_int(w->cfg, "prompt.latency_batch"), L = (int)dm_cfg_int_at(w->cfg, "prompt.latency_tokens", li);
-    if (L > w->P[0].L) L = w->P[0].L;
+    if (L > (int)dm_cfg_int(w->cfg, "prompt.user_tokens")) L = (int)dm_cfg_int(w->cfg, "prompt.user_tokens");
     double tb[PROMPT_MAXM][PROMPT_LAT_BATCHES];
     size_t ustart = 0;
     int rc = DM_OK;
@@ -1070,6 +1167,13 @@ static int prompt_write_model(prompt_ws *w, size_t mi)
     snprintf(g, sizeof g, "/prompt/%s", w->mname[mi]);
     if (!rc) rc = h5_attr_f64(f, g, "train_seconds", w->t_train[mi]);
     if (!rc) rc = h5_attr_i64(f, g, "evidence_tokens", p->E);
+    if (!rc) rc = h5_attr_i64(f, g, "user_tokens", p->L);
+    if (!rc && w->mdrop[mi]) {
+        char set[64] = "";
+        for (int q = 0; q < ALIGN_K; q++)
+            if (w->mdrop[mi] & (1u << q)) snprintf(set + strlen(set), sizeof set - strlen(set), "%s%s", set[0] ? "+" : "", align_modality_name(q));
+        rc = h5_attr_str(f, g, "without_modalities", set);
+    }
     return rc;
 }
 
@@ -1081,7 +1185,7 @@ static int prompt_write(prompt_ws *w, int rc)
     h5file *f = &w->f;
     if (!rc && w->nlat) rc = prompt_write_latency(w);
     for (size_t mi = 0; mi < w->nm && !rc; mi++) rc = prompt_write_model(w, mi);
-    if (!rc) rc = h5_attr_i64(f, "/prompt", "user_tokens", p->L);
+    if (!rc) rc = h5_attr_i64(f, "/prompt", "user_tokens", dm_cfg_int(w->cfg, "prompt.user_tokens"));
     if (!rc) rc = h5_attr_i64(f, "/prompt", "history", p->nh);
     if (!rc) rc = h5_attr_i64(f, "/prompt", "title_tokens", p->mt);
     if (!rc) rc = h5_attr_i64(f, "/prompt", "hidden", (int64_t)dm_cfg_int(w->cfg, "prompt.hidden"));
@@ -1104,6 +1208,7 @@ static void prompt_free(prompt_ws *w)
         free(w->curve[k]);
         free(w->bestw[k]);
         free(w->vcurve[k]);
+        if (w->zown[k]) free(w->zk[k]);
     }
     if (w->have_src) explain_src_free(&w->src);
     if (w->have_spec) metrics_spec_free(&w->spec);
