@@ -8,6 +8,7 @@
 #include "pq_model.h"
 #include "trainer.h"
 
+#include "../src/bert4rec/bert4rec.h"
 #include "../src/bpr/bpr.h"
 #include "../src/core/err.h"
 #include "../src/core/log.h"
@@ -249,6 +250,7 @@ static const model_def g_models[] = {
     {"sasrec@pq", "SASRec (PQ)", "pq.h5", g_pq_groups, NULL, NULL, pq_model_load, pq_model_unload, NULL},
     {"gru4rec", NULL, "cf.h5", NULL, &gru4rec_model_ops, NULL, NULL, NULL, NULL},
     {"lightgcn", NULL, "cf.h5", NULL, &lightgcn_model_ops, NULL, NULL, NULL, NULL},
+    {"bert4rec", NULL, "cf.h5", NULL, &bert4rec_model_ops, NULL, NULL, NULL, NULL},
 };
 static const int g_nmodels = (int)(sizeof g_models / sizeof g_models[0]);
 
@@ -306,6 +308,7 @@ static int generic_score(void *mv, const ev_split *s, const size_t *users, size_
 int model_check(const model_def *m, const dm_cfg *cfg)
 {
     if (m->check) return m->check(cfg);
+    if (m->ops && m->ops->check) DM_CALL(m->ops->check(cfg));
     return m->ops ? trainer_check(cfg, m->ops) : DM_OK;
 }
 

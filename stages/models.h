@@ -73,7 +73,7 @@ typedef struct model_def {
     int (*train)(const model_train_args *t);
     int (*load)(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *f, model_loaded *m);
     void (*unload)(model_loaded *m);
-    int (*check)(const dm_cfg *cfg); /* settings checked before any stage runs; NULL = the trainer's (ops) or none */
+    int (*check)(const dm_cfg *cfg); /* settings checked before any stage runs; NULL = the model's (ops->check) and the trainer's, or none */
 } model_def;
 
 const model_def *model_find(const char *name);

@@ -6,7 +6,7 @@
 #include "../nn/adam.h"
 #include "../nn/gemm.h"
 #include "../nn/linear.h"
-#include "../nn/softmax.h"
+#include "../nn/xent.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -74,6 +74,8 @@ static int acts_init(gru4rec_acts *a, const gru4rec_config *c)
     }
     DM_ALLOC(a->hg, B * 3 * H);
     DM_ALLOC(a->vrow, BT);
+    DM_ALLOC(a->tv, BT);
+    DM_ALLOC(a->rowloss, BT);
     DM_ALLOC(a->hv, BT * H);
     DM_ALLOC(a->ov, BT * E);
     DM_ALLOC(a->logits, rows * n);
@@ -89,7 +91,7 @@ static int acts_init(gru4rec_acts *a, const gru4rec_config *c)
 
 static void acts_free(gru4rec_acts *a)
 {
-    void *p[] = {a->seq, a->tgt, a->len, a->mask, a->x, a->hg, a->vrow, a->hv, a->ov, a->logits, a->dov, a->dhv, a->dh, a->dxg, a->dx, a->dhg, a->dhn};
+    void *p[] = {a->seq, a->tgt, a->len, a->mask, a->x, a->hg, a->vrow, a->tv, a->rowloss, a->hv, a->ov, a->logits, a->dov, a->dhv, a->dh, a->dxg, a->dx, a->dhg, a->dhn};
     for (size_t k = 0; k < sizeof p / sizeof p[0]; k++) free(p[k]);
     for (int l = 0; l < GRU4REC_MAX_LAYERS; l++) {
         free(a->xg[l]);
@@ -98,26 +100,6 @@ static void acts_free(gru4rec_acts *a)
         free(a->h[l]);
     }
     memset(a, 0, sizeof *a);
-}
-
-static int trainset_init(gru4rec_model *m, const dm_dataset *d, const int8_t *roles)
-{
-    DM_ALLOC(m->user, d->n_users + 1);
-    DM_ALLOC(m->off, d->n_users + 1);
-    DM_ALLOC(m->items, d->n_inter + 1);
-    size_t q = 0;
-    for (size_t u = 0; u < d->n_users; u++) {
-        size_t start = q;
-        for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++)
-            if (roles[j] == DM_TRAIN) m->items[q++] = d->item[j];
-        if (q - start < 2) {
-            q = start;
-            continue;
-        }
-        m->user[m->nu++] = u;
-        m->off[m->nu] = (int64_t)q;
-    }
-    return DM_OK;
 }
 
 int gru4rec_init(gru4rec_model *m, const gru4rec_config *c, const dm_dataset *d, const int8_t *roles, uint64_t seed)
@@ -135,7 +117,7 @@ int gru4rec_init(gru4rec_model *m, const gru4rec_config *c, const dm_dataset *d,
     m->opt = calloc(2 * m->nparams, sizeof(float));
     if (!m->params || !m->grads || !m->opt) rc = DM_ERR(DM_ENOMEM, "gru4rec: out of memory for %zu parameters", m->nparams);
     if (!rc) rc = acts_init(&m->a, c);
-    if (!rc && roles) rc = trainset_init(m, d, roles);
+    if (!rc && roles) rc = dm_seqs_init(&m->seqs, d, roles, 2);
     if (rc) {
         gru4rec_free(m);
         return rc;
@@ -156,9 +138,7 @@ void gru4rec_free(gru4rec_model *m)
     free(m->grads);
     free(m->opt);
     acts_free(&m->a);
-    free(m->user);
-    free(m->off);
-    free(m->items);
+    dm_seqs_free(&m->seqs);
     memset(m, 0, sizeof *m);
 }
 
@@ -268,26 +248,14 @@ size_t gru4rec_forward(gru4rec_model *m, int B, const float *mask)
     return nv;
 }
 
-/* cross-entropy over the catalogue for the valid rows, in blocks: dov = dlogits E, dE += dlogits^T o */
+/* cross-entropy over the catalogue for the valid rows (src/nn/xent.h): dov = dlogits E, dE += dlogits^T o */
 static int xent_blocks(gru4rec_model *m, int B, size_t nv, double norm, double *loss)
 {
     gru4rec_acts *a = &m->a;
-    const int E = m->cfg.E, T = m->cfg.T, n = m->cfg.n_items;
-    size_t rows = GRU4REC_BLOCK_FLOATS / (size_t)n;
-    rows = rows < 1 ? 1 : rows;
-    const float scale = (float)(1.0 / norm);
-    double ls = 0;
-    for (size_t r0 = 0; r0 < nv; r0 += rows) {
-        int R = (int)(nv - r0 < rows ? nv - r0 : rows);
-        const float *o = a->ov + r0 * (size_t)E;
-        nn_sgemm(CblasNoTrans, CblasTrans, R, n, E, 1.0f, o, E, m->p.emb, E, 0.0f, a->logits, n);
-        for (int r = 0; r < R; r++) {
-            int32_t v = a->vrow[r0 + (size_t)r], t = v / B, b = v % B;
-            ls += nn_softmax_xent(a->logits + (size_t)r * n, n, a->tgt[(size_t)b * T + t], scale);
-        }
-        nn_sgemm(CblasNoTrans, CblasNoTrans, R, E, n, 1.0f, a->logits, n, m->p.emb, E, 0.0f, a->dov + r0 * (size_t)E, E);
-        nn_sgemm(CblasTrans, CblasNoTrans, n, E, R, 1.0f, a->logits, n, o, E, 1.0f, m->g.emb, E);
-    }
+    const int T = m->cfg.T;
+    for (size_t r = 0; r < nv; r++) a->tv[r] = a->tgt[(size_t)(a->vrow[r] % B) * T + (size_t)(a->vrow[r] / B)];
+    double ls = nn_xent_rows(a->dov, m->g.emb, NULL, a->ov, a->tv, m->p.emb, NULL, (int)nv, m->cfg.n_items, m->cfg.E, (float)(1.0 / norm),
+                             a->logits, GRU4REC_BLOCK_FLOATS, a->rowloss);
     *loss = ls;
     return isfinite(ls) ? DM_OK : DM_ERR(DM_ENUM, "gru4rec: the loss is not finite (%g); lower gru4rec.lr", ls);
 }
@@ -337,24 +305,13 @@ void gru4rec_dropout_row(const gru4rec_model *m, int B, int b, uint64_t seed, ui
 int gru4rec_train_row(const gru4rec_model *m, size_t k, int32_t *seq, int32_t *tgt)
 {
     const int T = m->cfg.T;
-    const int32_t *it = m->items + m->off[k];
-    int64_t len = m->off[k + 1] - m->off[k], n = len - 1 < T ? len - 1 : T;
+    const int32_t *it = m->seqs.items + m->seqs.off[k];
+    int64_t len = (int64_t)dm_seqs_len(&m->seqs, k), n = len - 1 < T ? len - 1 : T;
     for (int64_t j = 0; j < n; j++) {
         seq[j] = it[len - 1 - n + j];
         tgt[j] = it[len - n + j];
     }
     return (int)n;
-}
-
-/* the latest T items of user u's history in split into seq; returns how many */
-static int history_row(const dm_dataset *d, const int8_t *roles, int split, size_t u, int T, int32_t *seq)
-{
-    int n = 0;
-    int64_t j = d->user_off[u + 1] - 1;
-    for (; j >= d->user_off[u] && n < T; j--) n += roles[j] < split;
-    for (int p = 0; ++j < d->user_off[u + 1];)
-        if (roles[j] < split) seq[p++] = d->item[j];
-    return n;
 }
 
 int gru4rec_scores(gru4rec_model *m, const dm_dataset *d, const int8_t *roles, int split, const size_t *users, size_t B, float *scores)
@@ -366,7 +323,7 @@ int gru4rec_scores(gru4rec_model *m, const dm_dataset *d, const int8_t *roles, i
     DM_ALLOC(st, mb * (size_t)E);
     for (size_t b0 = 0; b0 < B; b0 += mb) {
         int nb = (int)(B - b0 < mb ? B - b0 : mb);
-        for (int b = 0; b < nb; b++) a->len[b] = history_row(d, roles, split, users[b0 + (size_t)b], T, a->seq + (size_t)b * T);
+        for (int b = 0; b < nb; b++) a->len[b] = dm_history_latest(d, roles, split, users[b0 + (size_t)b], T, a->seq + (size_t)b * T);
         gru4rec_forward(m, nb, NULL);
         /* o at each row's last input (the valid rows run (b, t) in order); o = b_d for an empty row */
         size_t v = 0;

@@ -33,6 +33,7 @@
 #define DM_GRU4REC_H
 
 #include "../model/model.h"
+#include "../model/seqs.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -69,6 +70,8 @@ typedef struct {
     float *h[GRU4REC_MAX_LAYERS];   /* (T, B, H) each layer's outputs */
     float *hg;             /* (B, 3H) W_hh h_{t-1} of one step */
     int32_t *vrow;         /* (B T) valid rows: t B + b of each target, in (b, t) order */
+    int32_t *tv;           /* (B T) the target of each valid row */
+    float *rowloss;        /* (B T) each valid row's loss */
     float *hv;             /* (B T, H) the last layer's output at the valid rows */
     float *ov;             /* (B T, E) o at the valid rows */
     float *logits;         /* (block rows, n_items) */
@@ -91,11 +94,7 @@ typedef struct {
     gru4rec_views p, g;      /* views of params and grads */
     gru4rec_acts a;
     char tname[2 * GRU4REC_MAX_LAYERS][24]; /* "w_ih_l0", ... */
-    /* training sequences: the users with at least two training items */
-    size_t nu;
-    size_t *user;            /* (nu) dataset user */
-    int64_t *off;            /* (nu + 1) into items */
-    int32_t *items;          /* their training items in time order */
+    dm_seqs seqs;            /* training sequences: the users with at least two training items */
 } gru4rec_model;
 
 /* Allocates the model for cfg on the DM_TRAIN rows of d (roles NULL: no training set), weights

@@ -10,6 +10,9 @@
 
 static const char *const g_groups[] = {"gru4rec", NULL};
 
+DM_MODEL_SLAB_OPS(gru4rec_model)
+DM_MODEL_LIFECYCLE(gru4rec_model, gru4rec_config, gru4rec_init, gru4rec_free)
+
 static int ops_create(void **self, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, int max_batch, uint64_t seed)
 {
     gru4rec_config c = {(int)d->n_items,
@@ -23,38 +26,19 @@ static int ops_create(void **self, const dm_cfg *cfg, const dm_dataset *d, const
                         (float)dm_cfg_float(cfg, "gru4rec.beta2"),
                         (float)dm_cfg_float(cfg, "gru4rec.eps"),
                         max_batch};
-    gru4rec_model *m;
-    DM_ALLOC(m, 1);
-    int rc = gru4rec_init(m, &c, d, roles, seed);
-    if (rc) {
-        free(m);
-        return rc;
-    }
-    *self = m;
-    return DM_OK;
+    return model_new(self, &c, d, roles, seed);
 }
 
-static void ops_destroy(void *self)
-{
-    gru4rec_free(self);
-    free(self);
-}
+static size_t ops_n_examples(void *self) { return ((gru4rec_model *)self)->seqs.n; }
 
-DM_MODEL_SLAB_OPS(gru4rec_model)
-static size_t ops_n_examples(void *self) { return ((gru4rec_model *)self)->nu; }
-
-static int64_t targets(const gru4rec_model *m, size_t k)
+static int64_t targets(const void *self, size_t k)
 {
-    int64_t n = m->off[k + 1] - m->off[k] - 1;
+    const gru4rec_model *m = self;
+    int64_t n = (int64_t)dm_seqs_len(&m->seqs, k) - 1;
     return n < m->cfg.T ? n : m->cfg.T;
 }
 
-static double ops_norm(void *self, const size_t *ex, size_t n)
-{
-    int64_t t = 0;
-    for (size_t k = 0; k < n; k++) t += targets(self, ex[k]);
-    return (double)t;
-}
+static double ops_norm(void *self, const size_t *ex, size_t n) { return dm_model_count_sum(self, ex, n, targets); }
 
 static int ops_grad(void *self, const size_t *ex, size_t n, const int64_t *gidx, uint64_t seed, uint64_t step, double norm, double *loss)
 {
@@ -112,11 +96,8 @@ const dm_model_ops gru4rec_model_ops = {
     .label = "GRU4Rec",
     .groups = g_groups,
     .create = ops_create,
-    .destroy = ops_destroy,
-    .params = model_params,
-    .grads = model_grads,
-    .opt_state = model_opt,
-    .opt_steps = model_steps,
+    .destroy = model_destroy,
+    DM_MODEL_SLAB_MEMBERS,
     .n_examples = ops_n_examples,
     .batch_norm = ops_norm,
     .grad = ops_grad,

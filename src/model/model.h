@@ -26,10 +26,12 @@
 #define DM_MODEL_H
 
 #include "../config/config.h"
+#include "../core/err.h"
 #include "../data/dataset.h"
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 typedef struct dm_model_ops {
     const char *name;              /* as in cf.models / eval.models: "bpr" */
@@ -72,11 +74,14 @@ typedef struct dm_model_ops {
     /* users per score() call in validation (NULL = 256); create() gets room for at least that many */
     size_t (*score_batch)(const dm_cfg *cfg);
     const char *examples; /* what the examples are, for the log ("training users"); NULL = "training examples" */
+    /* checks of its keys that need no data (a shape it can have), run before any stage: DM_ECONFIG
+       naming the key; NULL = none */
+    int (*check)(const dm_cfg *cfg);
 } dm_model_ops;
 
 /* The slab accessors of a model type T whose struct holds size_t nparams, float *params, *grads,
  * *opt (Adam m then v: 2 nparams) and long t: defines static model_params, model_grads,
- * model_opt and model_steps for its dm_model_ops. */
+ * model_opt and model_steps for its dm_model_ops (DM_MODEL_SLAB_MEMBERS names them there). */
 #define DM_MODEL_SLAB_OPS(T)                                                                           \
     static float *model_params(void *self, size_t *n)                                                  \
     {                                                                                                  \
@@ -94,5 +99,38 @@ typedef struct dm_model_ops {
         return ((T *)self)->opt;                                                                       \
     }                                                                                                  \
     static long *model_steps(void *self) { return &((T *)self)->t; }
+#define DM_MODEL_SLAB_MEMBERS .params = model_params, .grads = model_grads, .opt_state = model_opt, .opt_steps = model_steps
+
+/* batch_norm for a model whose normaliser is a count per example: the sum of count(self, ex[k]) */
+static inline double dm_model_count_sum(void *self, const size_t *ex, size_t n, int64_t (*count)(const void *self, size_t k))
+{
+    int64_t t = 0;
+    for (size_t k = 0; k < n; k++) t += count(self, ex[k]);
+    return (double)t;
+}
+
+/* The create/destroy pair of a model type T set up by `int INIT(T *, const CT *config, const
+ * dm_dataset *, const int8_t *roles, uint64_t seed)` (which releases what it allocated when it
+ * fails) and released by `void FREE(T *)`: defines static model_new(self, c, d, roles, seed), which
+ * allocates a T, sets it up from the config c and stores it in *self (for a create() that has built
+ * c from the keys), and model_destroy for dm_model_ops.destroy. */
+#define DM_MODEL_LIFECYCLE(T, CT, INIT, FREE)                                                               \
+    static int model_new(void **self, const CT *c, const dm_dataset *d, const int8_t *roles, uint64_t seed) \
+    {                                                                                                       \
+        T *m = calloc(1, sizeof *m);                                                                        \
+        if (!m) return DM_ERR(DM_ENOMEM, "out of memory for a %s", #T);                                     \
+        int rc = INIT(m, c, d, roles, seed);                                                                \
+        if (rc) {                                                                                           \
+            free(m);                                                                                        \
+            return rc;                                                                                      \
+        }                                                                                                   \
+        *self = m;                                                                                          \
+        return DM_OK;                                                                                       \
+    }                                                                                                       \
+    static void model_destroy(void *self)                                                                   \
+    {                                                                                                       \
+        FREE(self);                                                                                         \
+        free(self);                                                                                         \
+    }
 
 #endif

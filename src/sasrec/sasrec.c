@@ -7,6 +7,7 @@
 #include "../core/err.h"
 #include "../core/rng.h"
 #include "../nn/adam.h"
+#include "../nn/dropout.h"
 #include "../nn/gemm.h"
 #include "sasrec_kernels.h"
 
@@ -349,51 +350,29 @@ static int pack_batch(const sasrec *m, sasrec_acts *a, const sasrec_batch *b, in
     return DM_OK;
 }
 
-/* Keyed dropout: sequence s draws from dm_rng_key(seed, step, gidx[s]), in the order embedding rows,
- * then per block: attention (head, query i, key j <= i), fc1 rows, fc2 rows; a unit is kept when a
- * 16-bit uniform (four per 64-bit draw, low bits first) is below round((1 - p) 2^16), so the keep
- * probability is exact for p = k / 65536 (0.5, 0.25, ...) and within 8e-6 otherwise. The draws
- * depend only on the key and the sequence's length. */
-typedef struct {
-    dm_rng r;
-    uint64_t buf;
-    int left;
-    uint32_t thr;
-} keep_stream;
-
-static inline uint8_t keep_bit(keep_stream *k)
-{
-    if (k->left == 0) {
-        k->buf = dm_rng_u64(&k->r);
-        k->left = 4;
-    }
-    uint32_t u = (uint32_t)(k->buf & 0xffff);
-    k->buf >>= 16;
-    k->left--;
-    return u < k->thr;
-}
-
+/* Keyed dropout (src/nn/dropout.h): sequence s draws from dm_rng_key(seed, step, gidx[s]), in the
+ * order embedding rows, then per block: attention (head, query i, key j <= i), fc1 rows, fc2 rows.
+ * The draws depend only on the key and the sequence's length. */
 static void draw_masks(const sasrec *m, sasrec_acts *a, const sasrec_batch *b)
 {
     const sasrec_config *c = &m->cfg;
     const int C = c->C, F = c->F, H = c->H, L = c->L;
     const size_t maxN = (size_t)a->maxN, attL = a->attL;
-    const uint32_t thr = (uint32_t)lround(ldexp(1.0 - (double)c->dropout, 16));
+    const uint32_t thr = nn_keep_threshold((double)c->dropout);
 #pragma omp parallel for schedule(dynamic, 4) if ((size_t)a->N * C * L > SASREC_PAR_MIN)
     for (int s = 0; s < a->B; s++) {
-        keep_stream k = {.left = 0, .thr = thr};
-        dm_rng_seed(&k.r,
-                    dm_rng_key(b->seed, b->step, b->gidx ? (uint64_t)b->gidx[s] : (uint64_t)s));
+        nn_keep_stream k;
+        nn_keep_init(&k, dm_rng_key(b->seed, b->step, b->gidx ? (uint64_t)b->gidx[s] : (uint64_t)s), thr);
         int o = a->off[s], n = a->off[s + 1] - a->off[s];
-        for (size_t i = (size_t)o * C; i < (size_t)(o + n) * C; i++) a->m_emb[i] = keep_bit(&k);
+        for (size_t i = (size_t)o * C; i < (size_t)(o + n) * C; i++) a->m_emb[i] = nn_keep_bit(&k);
         for (int l = 0; l < L; l++) {
             uint8_t *ma = a->m_att + l * attL + a->att_off[s];
             for (int h = 0; h < H; h++)
                 for (int i = 0; i < n; i++)
-                    for (int j = 0; j <= i; j++) ma[((size_t)h * n + i) * n + j] = keep_bit(&k);
+                    for (int j = 0; j <= i; j++) ma[((size_t)h * n + i) * n + j] = nn_keep_bit(&k);
             uint8_t *m1 = a->m_fc1 + l * maxN * F, *m2 = a->m_fc2 + l * maxN * C;
-            for (size_t i = (size_t)o * F; i < (size_t)(o + n) * F; i++) m1[i] = keep_bit(&k);
-            for (size_t i = (size_t)o * C; i < (size_t)(o + n) * C; i++) m2[i] = keep_bit(&k);
+            for (size_t i = (size_t)o * F; i < (size_t)(o + n) * F; i++) m1[i] = nn_keep_bit(&k);
+            for (size_t i = (size_t)o * C; i < (size_t)(o + n) * C; i++) m2[i] = nn_keep_bit(&k);
         }
     }
 }
@@ -489,23 +468,6 @@ static void relu_dropout_backward(float *dh, const float *h, float keep, size_t 
     for (size_t i = 0; i < n; i++) dh[i] = h[i] > 0.0f ? dh[i] * keep : 0.0f;
 }
 
-/* out = res + dropout(y), n elements (res may be NULL: out = dropout(y)) */
-static void dropout_add_forward(float *out, const float *res, const float *y, const uint8_t *mask,
-                                float keep, size_t n)
-{
-#pragma omp parallel for schedule(static) if (n > SASREC_PAR_MIN)
-    for (size_t i = 0; i < n; i++)
-        out[i] = (res ? res[i] : 0.0f) + (mask ? (mask[i] ? y[i] * keep : 0.0f) : y[i]);
-}
-
-/* dy = dropout'(dout) */
-static void dropout_backward(float *dy, const float *dout, const uint8_t *mask, float keep,
-                             size_t n)
-{
-#pragma omp parallel for schedule(static) if (n > SASREC_PAR_MIN)
-    for (size_t i = 0; i < n; i++) dy[i] = mask ? (mask[i] ? dout[i] * keep : 0.0f) : dout[i];
-}
-
 /* ---- forward and backward -------------------------------------------------------------------- */
 
 static const sasrec_kernels *kern(const sasrec *m)
@@ -559,10 +521,10 @@ static void forward_blocks(const sasrec *m, sasrec_acts *a)
             res1 = x;
         }
         k->attention_forward(atty, att, qkv, a->drop ? a->m_att + l * attL : NULL, keep, a->off,
-                             a->att_off, B, C, H);
+                             a->att_off, B, C, H, 1);
         k->linear_forward(r1, C, atty, C, p->attprojw + (size_t)l * C * C, p->attprojb + l * C, N,
                           C, C);
-        dropout_add_forward(r1, res1, r1, NULL, 1.0f,
+        nn_dropout_add_forward(r1, res1, r1, NULL, 1.0f,
                             NC); /* r1 += res1 (no dropout on W_o's output) */
         if (c->norm == SASREC_NORM_POST) {
             k->layernorm_forward(ln1, a->ln1_mean + lm, a->ln1_rstd + lm, r1, p->ln1w + l * C,
@@ -580,7 +542,7 @@ static void forward_blocks(const sasrec *m, sasrec_acts *a)
         relu_dropout_forward(fch, a->drop ? m1 : NULL, keep, NF);
         k->linear_forward(a->dtmp, C, fch, F, p->fc2w + (size_t)l * C * F, p->fc2b + l * C, N, F,
                           C);
-        dropout_add_forward(r2, res2, a->dtmp, a->drop ? m2 : NULL, keep, NC);
+        nn_dropout_add_forward(r2, res2, a->dtmp, a->drop ? m2 : NULL, keep, NC);
         if (c->norm == SASREC_NORM_POST)
             k->layernorm_forward(ln2, a->ln2_mean + lm, a->ln2_rstd + lm, r2, p->ln2w + l * C,
                                  p->ln2b + l * C, N, C, SASREC_LN_EPS);
@@ -626,7 +588,7 @@ static void backward_blocks(sasrec *m, sasrec_acts *a)
             g2 = dx;
         }
         /* FFN backward: dropout on fc2's output, fc2, relu + dropout, fc1 (input gradient later) */
-        dropout_backward(dt2, g2, a->drop ? m2 : NULL, keep, NC);
+        nn_dropout_backward(dt2, g2, a->drop ? m2 : NULL, keep, NC);
         vzero(dfch, NF);
         k->linear_backward(dfch, F, g->fc2w + (size_t)l * C * F, g->fc2b + l * C, dt2, C, fch,
                            p->fc2w + (size_t)l * C * F, a->ones, N, F, C);
@@ -659,7 +621,7 @@ static void backward_blocks(sasrec *m, sasrec_acts *a)
                            atty, p->attprojw + (size_t)l * C * C, a->ones, N, C, C);
         vzero(dqkv, 3 * NC);
         k->attention_backward(dqkv, dt2, qkv, att, a->drop ? a->m_att + l * attL : NULL, keep,
-                              a->off, a->att_off, B, C, H);
+                              a->off, a->att_off, B, C, H, 1);
         if (c->norm == SASREC_NORM_KANG) {
             /* d a = d r1 (residual) + Q path; d x = K,V path + LN1'(d a) */
             memcpy(dt, dx, NC * sizeof(float));

@@ -3,8 +3,8 @@
  * off[b] .. off[b+1]). Two implementations share every signature: the optimised one
  * (sasrec_kernels.c: OpenBLAS sgemm, OpenMP over rows or (sequence, head) pairs) and the naive
  * reference (sasrec_naive.c: plain loops with double accumulators). Tests hold them together. The
- * linear and layer-norm entries are the shared layers of src/nn (linear.h, layernorm.h) and their
- * naive twins; attention and the losses are SASRec's own.
+ * linear, layer-norm and attention entries are the shared layers of src/nn (linear.h, layernorm.h,
+ * attention.h) and their naive twins; the losses are SASRec's own.
  *
  * Conventions: row-major; a linear layer is y = x W^T + b with W (out, in) as torch.nn.Linear;
  * backward kernels ACCUMULATE (+=) into every gradient they are given, NULL skips one.
@@ -38,18 +38,18 @@ typedef struct {
     void (*layernorm_backward)(float *dinp, float *dw, float *db, const float *dout,
                                const float *inp, const float *w, const float *mean,
                                const float *rstd, int N, int C);
-    /* Causal multi-head attention within each sequence. qkv (N, 3C) = [Q | K | V], head h uses
-     * columns h*hs .. (h+1)*hs of each, hs = C / H. att: per sequence b at att_off[b] an (H, n, n)
-     * block of softmax probabilities P[h][i][j] (j <= i; the rest left untouched), n = off[b+1] -
-     * off[b]. mask (same layout as att, NULL = no dropout): out_i = sum_j P_ij * mask_ij * keep * V_j.
-     * out (N, C). */
+    /* Multi-head attention within each sequence (src/nn/attention.h; SASRec passes causal = 1).
+     * qkv (N, 3C) = [Q | K | V], head h uses columns h*hs .. (h+1)*hs of each, hs = C / H. att: per
+     * sequence b at att_off[b] an (H, n, n) block of softmax probabilities P[h][i][j] (causal: j <= i,
+     * the rest left untouched), n = off[b+1] - off[b]. mask (same layout as att, NULL = no dropout):
+     * out_i = sum_j P_ij * mask_ij * keep * V_j. out (N, C). */
     void (*attention_forward)(float *out, float *att, const float *qkv, const uint8_t *mask,
                               float keep, const int *off, const size_t *att_off, int B, int C,
-                              int H);
+                              int H, int causal);
     /* dqkv (N, 3C) += gradient of out wrt Q, K, V given dout (N, C). */
     void (*attention_backward)(float *dqkv, const float *dout, const float *qkv, const float *att,
                                const uint8_t *mask, float keep, const int *off,
-                               const size_t *att_off, int B, int C, int H);
+                               const size_t *att_off, int B, int C, int H, int causal);
     /* Full softmax cross-entropy over items 1..V-1 (row 0 of wte is padding and excluded):
      * returns scale * sum_r (logsumexp_i h_r . wte_i - h_r . wte_tgt[r]) (double accumulation).
      * When dh != NULL: dh (M, C) = scale (softmax - onehot) . wte (overwritten) and dwte (V, C) +=

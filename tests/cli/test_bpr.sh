@@ -8,20 +8,11 @@
 #  - SIGTERM mid-epoch writes a checkpoint; the rerun resumes to the uninterrupted weights and curve
 #  - unknown models are refused naming the registered ones
 set -u
-PY=/usr/bin/python3; chk=tests/reference/check_cf.py; B=$DM_BUILD/dynmm
-export OMP_WAIT_POLICY=passive
-W=$DM_TMP/bpr; rm -rf $W; mkdir -p $W
-fail() { echo "FAIL: $*"; exit 1; }
+. tests/cli/model_lib.sh
+model_setup bpr
 common=(--set synth.users=600 --set synth.items=300 --set 'run.stages=[synth,train-cf,eval]' --set 'cf.models=[pop,bpr]'
         --set 'eval.models=[pop,bpr]' --set bpr.epochs=12 --set bpr.eval_every=4 --set bpr.batch=512 --set bpr.lr=0.005)
-for np in 1 2 3; do
-  $DM_MPIRUN -n $np $B run "${common[@]}" --set run.dir=$W/r$np < /dev/null > $W/r$np.log 2>&1 || { cat $W/r$np.log; fail "bpr at $np ranks"; }
-done
-grep -E "bpr epoch|BPR|bpr " $W/r2.log | head -8
-for np in 2 3; do
-  $PY $chk close $W/r1/cf.h5 $W/r$np/cf.h5 1e-5 bpr/weights || fail "BPR weights at $np ranks"
-  $PY $chk rows $W/r1/results.h5 $W/r$np/results.h5 1e-4 0.01 test/full/bpr valid/uni99/bpr || fail "BPR rows at $np ranks"
-done
+model_ranks bpr BPR-MF 1e-5 0.01
 $PY - $W/r2/results.h5 <<'EOF' || exit 1
 import sys, h5py, numpy as np
 f = h5py.File(sys.argv[1], "r")

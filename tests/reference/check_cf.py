@@ -11,6 +11,8 @@
                                                  runs change rank), and every column mean within FRAC
   check_cf.py results RESULTS.h5 DATASET.h5       per-user rows: pop full-ranking Hit@K recomputed from
                                                  counts with ties at their expected rank, column means
+
+Imported by the command-line tests of trained models: recomputed(...) (below).
 """
 import sys
 
@@ -155,6 +157,42 @@ def results(res, ds):
     if abs(rows[ok].mean(axis=0)[k10] - mean[k10]) > 1e-12:
         fail("stored mean differs from the rows")
     print("results: pop Hit@10/NDCG@10 of %d users match an independent computation (max diff %.2g)" % (ok.sum(), worst))
+
+
+def recomputed(ds, res, name, label, scores, margin):
+    """A trained model's test rows recomputed from its stored weights: scores(u, hist) (NumPy, float64)
+    gives the scores of every item for user u with history hist (train + valid items in time order);
+    the test item's full-ranking NDCG@10 among the items outside the history must equal eval's row of
+    the model for 99% of the users (float32 against float64: a user changes only where its target ties
+    another item within rounding), the rows must carry the registry's label, and the mean must beat
+    popularity's by margin."""
+    with h5py.File(ds, "r") as f:
+        off, item, role = f["users/offsets"][...], f["inter/item"][...], f["split/loo"][...]
+    f = h5py.File(res, "r")
+    cols = [f["columns/chars"][...].tobytes()[a:b].decode() for a, b in zip(f["columns/offsets"][:-1], f["columns/offsets"][1:])]
+    k = cols.index("ndcg@10")
+    g, p = f["test/full/" + name], f["test/full/pop"]
+    lab = g.attrs["label"]
+    lab = lab.decode() if isinstance(lab, bytes) else lab
+    if lab != label:
+        fail("label %s, expected %s" % (lab, label))
+    mine, agree = [], 0
+    for u in range(len(off) - 1):
+        r, it = role[off[u]:off[u + 1]], item[off[u]:off[u + 1]]
+        hist, tgt = it[r < 2], it[r == 2][0]
+        s = np.array(scores(u, hist), dtype=np.float64)
+        s[hist] = -np.inf  # full ranking: every item but the history competes
+        rank = 1 + np.sum(s > s[tgt])
+        mine.append(1 / np.log2(rank + 1) if rank <= 10 else 0.0)
+        agree += abs(mine[-1] - g[u, k]) < 1e-6
+    n = len(mine)
+    if agree < 0.99 * n:
+        fail("NumPy's NDCG@10 agrees with eval's rows for %d of %d users" % (agree, n))
+    nm, npop = np.nanmean(g[:, k]), np.nanmean(p[:, k])
+    if not nm > npop + margin:
+        fail("%s NDCG@10 %.4f is not above popularity's %.4f by %g" % (label, nm, npop, margin))
+    print("ok: NumPy over the stored weights gives eval's NDCG@10 for %d of %d users; test NDCG@10 %s %.4f vs popularity %.4f"
+          % (agree, n, label, nm, npop))
 
 
 if __name__ == "__main__":

@@ -45,13 +45,14 @@ static double loss_grad(gru4rec_model *m, const float *mask)
     return loss;
 }
 
-static double relmax(const float *x, const double *ref, size_t n, const char *what)
-{
-    double rmax, d = tl_maxdiff_ref(x, ref, n, &rmax);
-    printf("# %s: max |C - PyTorch| = %.3g (max |ref| %.3g)\n", what, d, rmax);
-    CHECK(d <= 1e-5 * rmax, "%s against PyTorch: %.3g > %.3g", what, d, 1e-5 * rmax);
-    return rmax;
-}
+static double relmax(const float *x, const double *ref, size_t n, const char *what) { return tl_check_ref(x, ref, n, 1e-5, what); }
+
+/* the loss of the batch in the model with the reference's mask, for finite differences */
+typedef struct {
+    gru4rec_model *m;
+    const float *mask;
+} fd_ctx;
+static double fd_loss(void *c) { return loss_grad(((fd_ctx *)c)->m, ((fd_ctx *)c)->mask); }
 
 static void test_reference(const char *ref)
 {
@@ -84,17 +85,8 @@ static void test_reference(const char *ref)
     NEAR(loss, *loss_ref, 1e-5 * fabs(*loss_ref), "loss against PyTorch");
     double gmax = relmax(m.grads, grad, m.nparams, "gradient");
     /* finite differences of the loss for every 11th parameter (every tensor is visited) */
-    double fdmax = 0;
-    for (size_t k = 0; k < m.nparams; k += 11) {
-        float keep = m.params[k];
-        const double h = 1e-2;
-        m.params[k] = keep + (float)h;
-        double lp = loss_grad(&m, mask);
-        m.params[k] = keep - (float)h;
-        double lm = loss_grad(&m, mask);
-        m.params[k] = keep;
-        fdmax = fmax(fdmax, fabs((lp - lm) / (2 * h) / NORM - grad[k]));
-    }
+    fd_ctx fc = {&m, mask};
+    double fdmax = tl_fd_maxdiff(m.params, m.nparams, 11, 1e-2, NORM, grad, fd_loss, &fc);
     /* central differences: O(h^2 |f'''|) ~ 1e-4 relative, plus float rounding of the loss / h */
     printf("# finite differences: max |fd - PyTorch| = %.3g\n", fdmax);
     CHECK(fdmax <= 1e-3 * gmax + 1e-4, "finite differences: %.3g", fdmax);
@@ -126,24 +118,14 @@ static void test_shares(void)
     dm_dataset d = tl_dataset_view(4, NI, off, item);
     gru4rec_model m;
     make_model(&m, &d, roles, 4);
-    CHECK(m.nu == 4, "training users: %zu", m.nu);
+    CHECK(m.seqs.n == 4, "training users: %zu", m.seqs.n);
     size_t ex[3] = {3, 0, 2};
     int64_t gidx[3] = {5, 6, 7};
-    double norm = 0, lw = 0, l1 = 0, l2 = 0;
+    double norm = 0;
     for (int k = 0; k < 3; k++) norm += gru4rec_model_ops.batch_norm(&m, ex + k, 1);
     CHECK(norm == 4 + 2 + 4, "normaliser: targets min(len - 1, T) summed: %g", norm);
-    float *whole = malloc(m.nparams * sizeof *whole);
-    memset(m.grads, 0, m.nparams * sizeof *m.grads);
-    gru4rec_model_ops.grad(&m, ex, 3, gidx, 9, 4, norm, &lw);
-    memcpy(whole, m.grads, m.nparams * sizeof *whole);
-    memset(m.grads, 0, m.nparams * sizeof *m.grads);
-    gru4rec_model_ops.grad(&m, ex, 1, gidx, 9, 4, norm, &l1);
-    gru4rec_model_ops.grad(&m, ex + 1, 2, gidx + 1, 9, 4, norm, &l2);
-    double dmax = tl_maxdiff(whole, m.grads, m.nparams), gmax = tl_maxabs(whole, m.nparams);
-    printf("# shares {0} + {1, 2} vs the whole batch: max gradient difference %.3g (max %.3g)\n", dmax, gmax);
     /* the same terms summed in another order: float rounding only */
-    CHECK(dmax <= 1e-6 * gmax, "shares add up to the batch: %.3g", dmax);
-    NEAR(l1 + l2, lw, 1e-9 * lw, "losses of the shares add up");
+    tl_model_shares(&gru4rec_model_ops, &m, ex, 3, gidx, 9, 4, 1e-6, 1e-9);
     /* a row's mask depends on (seed, step, global position) only, not on the batch */
     float *m3 = calloc((size_t)T * 3 * E, sizeof *m3), *m1 = calloc((size_t)T * E, sizeof *m1);
     gru4rec_dropout_row(&m, 3, 2, 9, 4, 7, m3);
@@ -164,7 +146,7 @@ static void test_shares(void)
     CHECK(gru4rec_scores(&m, &d, later, DM_VALID, &u, 1, sc) == DM_OK, "scores");
     nn_sgemm_naive(CblasNoTrans, CblasTrans, 1, NI, E, 1.0f, m.p.dense_b, E, m.p.emb, E, 0.0f, want, NI);
     CHECK(tl_maxdiff(sc, want, NI) <= 1e-6 * tl_maxabs(want, NI), "an empty history scores b_d . E");
-    TL_FREE(whole, m3, m1);
+    TL_FREE(m3, m1);
     gru4rec_free(&m);
 }
 

@@ -140,31 +140,33 @@ static void test_kernels(void)
     printf("# layernorm backward: max |fast - naive| = %.3g\n", d);
     CHECK(d < 1e-4, "layernorm backward differs by %g", d);
 
-    /* attention over ragged sequences (lengths 9, 1, 0, 14), with and without dropout */
+    /* attention over ragged sequences (lengths 9, 1, 0, 14), with and without dropout, causal
+       (SASRec) and bidirectional (BERT4Rec: src/nn/attention.h serves both) */
     for (size_t i = 0; i < natt; i++) mask[i] = dm_rng_uniform(&r) < 0.6;
-    for (int withmask = 0; withmask < 2; withmask++) {
+    for (int run = 0; run < 4; run++) {
+        const int withmask = run % 2, causal = run < 2;
         const uint8_t *mk = withmask ? mask : NULL;
         float keep = withmask ? 1.0f / 0.6f : 1.0f;
-        F->attention_forward(y1, att1, x, mk, keep, off, att_off, B, C, H);
-        Nv->attention_forward(y2, att2, x, mk, keep, off, att_off, B, C, H);
+        F->attention_forward(y1, att1, x, mk, keep, off, att_off, B, C, H, causal);
+        Nv->attention_forward(y2, att2, x, mk, keep, off, att_off, B, C, H, causal);
         double da = 0;
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++)
                 for (int i = 0; i < lens[b]; i++)
-                    for (int j = 0; j <= i; j++) {
+                    for (int j = 0; j < (causal ? i + 1 : lens[b]); j++) {
                         size_t k = att_off[b] + ((size_t)h * lens[b] + i) * lens[b] + j;
                         da = fmax(da, fabs(att1[k] - att2[k]));
                     }
         d = tl_maxdiff(y1, y2, (size_t)N * C);
-        printf("# attention forward (mask %d): max |fast - naive| out %.3g, probabilities %.3g\n",
-               withmask, d, da);
+        printf("# attention forward (causal %d, mask %d): max |fast - naive| out %.3g, probabilities %.3g\n",
+               causal, withmask, d, da);
         CHECK(d < 1e-5 && da < 1e-6, "attention forward differs by %g / %g", d, da);
         memset(dx1, 0, (size_t)N * 3 * C * sizeof(float));
         memset(dx2, 0, (size_t)N * 3 * C * sizeof(float));
-        F->attention_backward(dx1, dy, x, att1, mk, keep, off, att_off, B, C, H);
-        Nv->attention_backward(dx2, dy, x, att1, mk, keep, off, att_off, B, C, H);
+        F->attention_backward(dx1, dy, x, att1, mk, keep, off, att_off, B, C, H, causal);
+        Nv->attention_backward(dx2, dy, x, att1, mk, keep, off, att_off, B, C, H, causal);
         d = tl_maxdiff(dx1, dx2, (size_t)N * 3 * C);
-        printf("# attention backward (mask %d): max |fast - naive| = %.3g\n", withmask, d);
+        printf("# attention backward (causal %d, mask %d): max |fast - naive| = %.3g\n", causal, withmask, d);
         CHECK(d < 1e-5, "attention backward differs by %g", d);
     }
 

@@ -262,6 +262,50 @@ dm_dataset tl_dataset_view(int n_users, int n_items, int64_t *user_off, int32_t 
     return d;
 }
 
+double tl_check_ref(const float *x, const double *ref, size_t n, double rtol, const char *what)
+{
+    double rmax, d = tl_maxdiff_ref(x, ref, n, &rmax);
+    printf("# %s: max |C - PyTorch| = %.3g (max |ref| %.3g)\n", what, d, rmax);
+    CHECK(d <= rtol * rmax, "%s against PyTorch: %.3g > %.3g", what, d, rtol * rmax);
+    return rmax;
+}
+
+double tl_fd_maxdiff(float *w, size_t n, size_t stride, double h, double norm, const double *grad, double (*f)(void *ctx), void *ctx)
+{
+    double worst = 0;
+    for (size_t k = 0; k < n; k += stride) {
+        float keep = w[k];
+        w[k] = keep + (float)h;
+        double lp = f(ctx);
+        w[k] = keep - (float)h;
+        double lm = f(ctx);
+        w[k] = keep;
+        worst = fmax(worst, fabs((lp - lm) / (2 * h) / norm - grad[k]));
+    }
+    return worst;
+}
+
+void tl_model_shares(const dm_model_ops *ops, void *self, const size_t *ex, size_t n, const int64_t *gidx, uint64_t seed, uint64_t step, double gtol,
+                     double ltol)
+{
+    size_t np;
+    float *g = ops->grads(self, &np), *whole = malloc(np * sizeof *whole + 4);
+    double norm = ops->batch_norm(self, ex, n), lw = 0, l1 = 0, l2 = 0;
+    memset(g, 0, np * sizeof *g);
+    int rc = ops->grad(self, ex, n, gidx, seed, step, norm, &lw);
+    memcpy(whole, g, np * sizeof *g);
+    memset(g, 0, np * sizeof *g);
+    rc |= ops->grad(self, ex, 1, gidx, seed, step, norm, &l1);
+    rc |= ops->grad(self, ex + 1, n - 1, gidx + 1, seed, step, norm, &l2);
+    double dmax = tl_maxdiff(whole, g, np), gmax = tl_maxabs(whole, np);
+    printf("# %s: shares {0} + {1..%zu} vs the whole batch: max gradient difference %.3g (max %.3g), losses %.9g vs %.9g\n", ops->name, n - 1, dmax,
+           gmax, l1 + l2, lw);
+    CHECK(rc == 0 && dmax <= gtol * gmax, "%s: the shares' gradients add up to the batch's: %.3g > %.3g", ops->name, dmax, gtol * gmax);
+    CHECK(fabs(l1 + l2 - lw) <= ltol * fabs(lw), "%s: the shares' losses add up to the batch's: %.9g vs %.9g", ops->name, l1 + l2, lw);
+    memset(g, 0, np * sizeof *g);
+    free(whole);
+}
+
 const char *tl_str(const dm_strtab *t, size_t i)
 {
     static char b[4][256];

@@ -19,6 +19,7 @@
 #include "../../src/core/json.h"
 #include "../../src/core/rng.h"
 #include "../../src/data/dataset.h"
+#include "../../src/model/model.h"
 
 #include <stddef.h>
 
@@ -102,6 +103,21 @@ dm_process_opts tl_process_opts(const double *edges, int n_edges, int cat_levels
 /* A dataset viewing the caller's arrays (nothing owned: never dm_dataset_free it): n_users users
  * with user_off (n_users + 1) into item (user_off[n_users]); every other field zero. */
 dm_dataset tl_dataset_view(int n_users, int n_items, int64_t *user_off, int32_t *item);
+
+/* ---- models (src/model/model.h) ------------------------------------------------------------- */
+
+/* One check: max |x_i - ref_i| <= rtol max |ref_i| (printed with `what`); returns max |ref_i|. */
+double tl_check_ref(const float *x, const double *ref, size_t n, double rtol, const char *what);
+/* Central differences (f(w_k + h) - f(w_k - h)) / (2 h norm) of a loss f(ctx) over every stride-th
+ * element w_k of w (n floats, each restored) against grad (n): returns the largest difference. */
+double tl_fd_maxdiff(float *w, size_t n, size_t stride, double h, double norm, const double *grad, double (*f)(void *ctx), void *ctx);
+
+/* The data-parallel contract of a trainable model: the gradient of the batch ex[0..n) (n >= 2, its
+ * examples at global positions gidx, normaliser ops->batch_norm) equals the sum of the gradients of
+ * its shares {ex[0]} and ex[1..n) within gtol of the largest component, and the shares' losses add
+ * up to the batch's within ltol relative. Two checks; the gradient slab is left zeroed. */
+void tl_model_shares(const dm_model_ops *ops, void *self, const size_t *ex, size_t n, const int64_t *gidx, uint64_t seed, uint64_t step, double gtol,
+                     double ltol);
 
 /* String i of t as a NUL-terminated string (at most 255 bytes), in a rotating static buffer. */
 const char *tl_str(const dm_strtab *t, size_t i);
