@@ -3,7 +3,8 @@
  *
  * For each explained user u (explain.user_ids, or a seeded sample of explain.users users with a
  * test target): the aligner's top explain.candidates items outside u's history are re-ranked by the
- * llm_explain model of prompt.h5 (each candidate scored with its own evidence tokens); for each of
+ * llm_explain model of prompt.h5 (u's user evidence tokens in the prompt, each candidate scored
+ * with its own evidence: tokens before it or the item-head term; src/prompt/llmrec.h); for each of
  * the top explain.top_k items i:
  *   - the evidence of (u, i) (neighbour users who took i, u's items closest to i, i's attributes
  *     weighted by attention from h_u; src/explain/explain.h);
@@ -12,29 +13,34 @@
  *     the templates of the user's K items chosen jointly under the share cap
  *     (explain.template_share; explain_templates_assign), or free-form (explain.rationale = free)
  *     decoded through a trie over the evidence values (src/explain/explain_free.h);
- *   - deletion faithfulness: the score and rank of i when its evidence tokens are masked (the
- *     encoder's empty set), against masking as many random prompt tokens (explain.random_masks
- *     draws);
+ *   - deletion faithfulness: the score and rank of i when its evidence is masked (the user
+ *     evidence tokens and i's own evidence replaced by the encoders' output for the empty set),
+ *     against masking as many random prompt tokens as the evidence has tokens
+ *     (explain.random_masks draws);
  *   - evidence precision: the share of neighbours, items and attributes whose removal from the
  *     evidence lowers i's score (by more than explain.precision_tol);
  * and per user the feature-level text metrics of the K rationales (FMR, FCR, DIV).
  *
  * Outputs (written to temporary names, renamed when complete):
  *   explain.jsonl   one line per (user, rank): item, title, score, masked score, rationale, the
- *                   evidence behind it (ids, titles, names, weights) and which elements it cites
- *                   (explain.output: another path, or "-" to print to stdout)
+ *                   evidence behind it (ids, titles, names, weights), which elements it cites and
+ *                   the user evidence of the prompt (explain.output: another path, or "-" to
+ *                   print to stdout)
  *   explain.h5      format "dynmm-explain" v1: /explain/users (n_users, 12) per-user metrics, NaN
  *                   for users not explained (columns in the attribute); /explain/items (rows, 4):
  *                   user, item, rank, template of every explanation, and /explain/evidence/{kind,id,
  *                   weight,count} (rows, width) the evidence stored with it (explain_evidence_pack),
- *                   so each explanation can be verified; summary attributes on /explain: means,
+ *                   so each explanation can be verified; /explain/user_evidence/{kind,id,weight,
+ *                   count} (explained users, width) the user evidence of each explained user (its
+ *                   row of /explain/items' users in order; without user evidence tokens, empty
+ *                   rows); summary attributes on /explain: means,
  *                   corpus FCR, paired Wilcoxon tests of the deletion drops against the random
  *                   control, and the ranking metrics of llm and llm_explain from prompt.h5 on the
  *                   same users with their paired test (the ranking cost of explanations).
  *
  * The stage body is a table of contents (explain_body): explain_settings, explain_load,
  * explain_select_users, then explain_users (per user explain_rerank, explain_item for each of the
- * top K, explain_choose_templates, explain_item_write for each, explain_faithfulness,
+ * top K, explain_choose_templates, explain_faithfulness, explain_item_write for each,
  * explain_user_metrics), explain_gather,
  * explain_write_jsonl, explain_summary, explain_ranking_cost, explain_write_h5. Every buffer lives
  * in one workspace (explain_ws), the per-user ones allocated once by explain_alloc.
@@ -219,6 +225,9 @@ typedef struct {
     int32_t *pid, *pcnt;        /* (Kl, W) id, count */
     float *pw;                  /* (Kl, W) weight */
     int64_t *irow;              /* (Kl, 4) user, item, rank, template; -1 none */
+    int8_t *uk;                 /* (nloc, W) stored user evidence: kind, -1 unused */
+    int32_t *uid, *ucnt;        /* (nloc, W) id, count */
+    float *uw;                  /* (nloc, W) weight */
     uint8_t *seen;              /* (n_attr) attributes some rationale named (corpus FCR) */
     dm_buf js;                  /* this rank's JSON lines */
     void *gj;                   /* rank 0: every rank's JSON lines, in rank order */
@@ -237,7 +246,7 @@ typedef struct {
     double *wo;                 /* (W) score without element j */
     double *srand;              /* (R, K) explained items' scores with random prompt tokens masked */
     double *sr1;                /* (R) */
-    float *y;                   /* (mc E, C) evidence tokens */
+    float *y;                   /* (mc Eo, C) evidence rows of (u, i) sets */
     float *bs;                  /* (n_items) aligner scores */
     uint8_t *mark;              /* (n_items) the user's history */
     uint8_t *lowered;           /* (W) */
@@ -448,18 +457,25 @@ static int explain_alloc(explain_ws *w)
     dm_shard_even(w->nsel, w->ctx->size, w->ctx->rank, &w->lo, &w->hi);
     w->nloc = w->hi - w->lo;
     w->V = explain_vocab_size(d, EXPLAIN_FEAT_ALL);
-    dm_log("  explain: %zu users (%s), top %d of the aligner's top %d re-ranked by llm_explain (E=%d evidence tokens); "
+    char lay[128];
+    if (w->p.ev_head) snprintf(lay, sizeof lay, "%d user evidence tokens, the item's evidence on the item-head path", w->p.Eu);
+    else snprintf(lay, sizeof lay, "%d user evidence tokens, %d evidence tokens before each candidate", w->p.Eu, w->p.E);
+    dm_log("  explain: %zu users (%s), top %d of the aligner's top %d re-ranked by llm_explain (%s); "
            "evidence: %d neighbours, %d items, %d attributes; %zu attribute features",
-           w->nsel, w->nid ? "explain.user_ids" : "a sample of users with a test item", w->K, w->N, w->p.E, w->src.k_users,
+           w->nsel, w->nid ? "explain.user_ids" : "a sample of users with a test item", w->K, w->N, lay, w->src.k_users,
            w->src.k_items, w->src.k_attrs, w->V);
     size_t nu = d->n_users, ni = d->n_items, K = (size_t)w->K, W = (size_t)w->width, R = (size_t)w->R;
-    size_t kl = w->nloc * K, mc = (size_t)w->maxc + 2, E = (size_t)w->p.E, C = (size_t)w->p.C;
+    size_t kl = w->nloc * K, mc = (size_t)w->maxc + 2, E = (size_t)w->p.Eo, C = (size_t)w->p.C, E1 = (size_t)pm_evidence_tokens(&w->p);
     w->urow = malloc((nu + 1) * XC_NCOLS * sizeof *w->urow);
     w->pk = malloc((kl + 1) * W);
     w->pid = malloc((kl + 1) * W * sizeof *w->pid);
     w->pcnt = malloc((kl + 1) * W * sizeof *w->pcnt);
     w->pw = malloc((kl + 1) * W * sizeof *w->pw);
     w->irow = malloc((kl + 1) * 4 * sizeof *w->irow);
+    w->uk = malloc((w->nloc + 1) * W);
+    w->uid = malloc((w->nloc + 1) * W * sizeof *w->uid);
+    w->ucnt = malloc((w->nloc + 1) * W * sizeof *w->ucnt);
+    w->uw = malloc((w->nloc + 1) * W * sizeof *w->uw);
     w->seen = calloc(d->n_attr + 1, 1);
     w->tmp = malloc((d->n_inter + 1) * sizeof *w->tmp);
     w->hist = malloc((size_t)(w->p.nh + 1) * sizeof *w->hist);
@@ -469,7 +485,7 @@ static int explain_alloc(explain_ws *w)
     w->order = malloc(mc * sizeof *w->order);
     w->evi = malloc(mc * sizeof *w->evi);
     w->drop = malloc(mc * sizeof *w->drop);
-    w->mpos = malloc((E + 1) * sizeof *w->mpos);
+    w->mpos = malloc((E1 + 1) * sizeof *w->mpos);
     w->tidx = malloc((W + 1) * sizeof *w->tidx);
     w->sc = malloc(mc * sizeof *w->sc);
     w->sm = malloc(mc * sizeof *w->sm);
@@ -493,7 +509,8 @@ static int explain_alloc(explain_ws *w)
     w->rat = calloc(K, sizeof *w->rat);
     if (!w->fit || !w->tsc || !w->tch || !w->prk || !w->tcount || !w->rat) return DM_ERR(DM_ENOMEM, "out of memory");
     for (size_t k = 0; k < K; k++) explain_rationale_init(&w->rat[k]);
-    if (!w->urow || !w->pk || !w->pid || !w->pcnt || !w->pw || !w->irow || !w->seen || !w->tmp || !w->hist || !w->cand ||
+    if (!w->urow || !w->pk || !w->pid || !w->pcnt || !w->pw || !w->irow || !w->uk || !w->uid || !w->ucnt || !w->uw || !w->seen ||
+        !w->tmp || !w->hist || !w->cand ||
         !w->ctop || !w->rep || !w->order || !w->evi || !w->drop || !w->mpos || !w->tidx || !w->sc || !w->sm || !w->sw ||
         !w->wo || !w->srand || !w->sr1 || !w->y || !w->bs || !w->mark || !w->lowered || !w->foff || !w->feat || !w->fitem)
         return DM_ERR(DM_ENOMEM, "out of memory");
@@ -505,11 +522,17 @@ static int explain_alloc(explain_ws *w)
         w->pcnt[k] = 0;
     }
     for (size_t k = 0; k < kl * 4; k++) w->irow[k] = -1;
+    for (size_t k = 0; k < w->nloc * W; k++) {
+        w->uk[k] = -1;
+        w->uid[k] = -1;
+        w->uw[k] = 0;
+        w->ucnt[k] = 0;
+    }
     return DM_OK;
 }
 
 /* The user's candidates, the aligner's top N outside its history, re-ranked by llm_explain (each
- * with its own evidence tokens); the explained top K's scores with their evidence masked. */
+ * with its own evidence); the explained top K in that order; the user evidence stored. */
 static int explain_rerank(explain_ws *w, explain_user_st *x)
 {
     pm *p = &w->p;
@@ -541,14 +564,12 @@ static int explain_rerank(explain_ws *w, explain_user_st *x)
             order[b - 1] = t;
         }
     x->Ku = x->nc < w->K ? x->nc : w->K;
-    for (int k = 0; k < x->Ku; k++) {
-        w->ctop[k] = w->cand[order[k]];
-        w->evi[k] = order[k];
-        w->drop[k] = -2;
+    for (int k = 0; k < x->Ku; k++) w->ctop[k] = w->cand[order[k]];
+    if (p->Eu) {
+        size_t r = x->row / (size_t)w->K, W = (size_t)w->width;
+        DM_CALL(explain_evidence_pack(&p->uev, w->width, w->uk + r * W, w->uid + r * W, w->uw + r * W, w->ucnt + r * W));
     }
-    /* masked evidence of every explained item, in one batch */
-    DM_CALL(pm_encode(p, w->evi, w->drop, x->Ku, w->y));
-    return pm_score_cached(p, w->ctop, x->Ku, w->y, w->sm);
+    return DM_OK;
 }
 
 /* Evidence precision of candidate t: its score with each neighbour, item and attribute removed in
@@ -606,6 +627,10 @@ static int explain_json_line(explain_ws *w, const explain_user_st *x, int k, dou
     if (isnan(pr)) DM_CALL(dm_buf_adds(b, "], \"evidence_precision\": null, \"evidence\": "));
     else DM_CALL(dm_buf_printf(b, "], \"evidence_precision\": %.4g, \"evidence\": ", pr));
     DM_CALL(json_evidence(b, d, &w->p.ev[t]));
+    if (w->p.Eu) {
+        DM_CALL(dm_buf_adds(b, ", \"user_evidence\": "));
+        DM_CALL(json_evidence(b, d, &w->p.uev));
+    }
     return dm_buf_adds(b, "}\n");
 }
 
@@ -690,16 +715,26 @@ static int explain_item_write(explain_ws *w, explain_user_st *x, int k)
     return DM_OK;
 }
 
-/* Deletion faithfulness of the explained items: their scores with as many random prompt tokens
- * masked as there are evidence tokens (explain.random_masks draws) against those with their
- * evidence masked, summed into x->acc. */
+/* Deletion faithfulness of the explained items: their scores with their evidence masked (the
+ * empty set's user evidence tokens in the prompt and their own evidence masked, in one batch)
+ * against those with as many random prompt tokens masked as there are evidence tokens
+ * (explain.random_masks draws), summed into x->acc. Runs after the items' rationales: it
+ * replaces the cached prompt. */
 static int explain_faithfulness(explain_ws *w, explain_user_st *x)
 {
     pm *p = &w->p;
-    int Ku = x->Ku, cnt = p->E < x->P ? p->E : x->P, P2;
+    int Ku = x->Ku, E1 = pm_evidence_tokens(p), cnt = E1 < x->P ? E1 : x->P, P2;
+    /* without user evidence tokens the cached prompt is already the masked one */
+    if (p->Eu) DM_CALL(pm_prompt(p, x->hu, w->hist, x->n, p->L, NULL, 0, 1, &P2));
+    for (int k = 0; k < Ku; k++) {
+        w->evi[k] = w->order[k];
+        w->drop[k] = -2;
+    }
+    DM_CALL(pm_encode(p, w->evi, w->drop, Ku, w->y));
+    DM_CALL(pm_score_cached(p, w->ctop, Ku, w->y, w->sm));
     for (int rr = 0; rr < w->R; rr++) {
         explain_random_positions(w->seed, (uint64_t)x->u, (uint64_t)rr, x->P, cnt, w->mpos);
-        DM_CALL(pm_prompt(p, x->hu, w->hist, x->n, p->L, w->mpos, cnt, &P2));
+        DM_CALL(pm_prompt(p, x->hu, w->hist, x->n, p->L, w->mpos, cnt, 0, &P2));
         for (int k = 0; k < Ku; k++) {
             w->evi[k] = w->order[k];
             w->drop[k] = -1;
@@ -757,8 +792,8 @@ static int explain_user(explain_ws *w, size_t q)
     w->foff[0] = 0;
     for (int k = 0; k < x.Ku; k++) DM_CALL(explain_item(w, &x, k));
     if (!w->free_form) DM_CALL(explain_choose_templates(w, &x));
-    for (int k = 0; k < x.Ku; k++) DM_CALL(explain_item_write(w, &x, k));
     DM_CALL(explain_faithfulness(w, &x));
+    for (int k = 0; k < x.Ku; k++) DM_CALL(explain_item_write(w, &x, k));
     return explain_user_metrics(w, &x);
 }
 
@@ -863,10 +898,10 @@ static int explain_summary(explain_ws *w)
     free(b);
     const double *mean = w->mean;
     dm_log("  %zu users explained in %.1fs (%.3fs per user and rank)", w->nexp, w->secs, w->nloc ? w->secs / (double)w->nloc : 0.0);
-    dm_log("  deletion: masking the evidence tokens lowers the explained items' score by %.4f and their rank by %.2f;",
+    dm_log("  deletion: masking the evidence lowers the explained items' score by %.4f and their rank by %.2f;",
            mean[XC_DROP], mean[XC_RANK_DROP]);
     dm_log("            masking %d random prompt tokens instead: by %.4f and %.2f (paired Wilcoxon, greater: p = %.3g and %.3g, %zu users)",
-           w->p.E, mean[XC_DROP_RANDOM], mean[XC_RANK_DROP_RANDOM], w->pd, w->prd, w->np);
+           pm_evidence_tokens(&w->p), mean[XC_DROP_RANDOM], mean[XC_RANK_DROP_RANDOM], w->pd, w->prd, w->np);
     dm_log("  evidence precision %.3f (%.1f elements tested per item); FMR %.3f, FCR %.3f (corpus %.3f), DIV %.3f; test item in the top %d: %.3f",
            mean[XC_PRECISION], mean[XC_TESTED], mean[XC_FMR], mean[XC_FCR], w->fcr, mean[XC_DIV], w->K, mean[XC_HIT]);
     int T = w->p.tpl.n;
@@ -973,6 +1008,11 @@ static int explain_write_h5(explain_ws *w, int rc)
     if (!rc) rc = h5_write_rows(&f, "/explain/evidence/weight", H5_F32, gr, W, r0, nr, w->pw);
     if (!rc) rc = h5_write_rows(&f, "/explain/evidence/count", H5_I32, gr, W, r0, nr, w->pcnt);
     if (!rc) rc = h5_attr_str(&f, "/explain/evidence", "kinds", "0 user, 1 item, 2 attribute, 3 modality, -1 unused");
+    if (!rc) rc = h5_write_rows(&f, "/explain/user_evidence/kind", H5_I8, w->nsel, W, w->lo, w->nloc, w->uk);
+    if (!rc) rc = h5_write_rows(&f, "/explain/user_evidence/id", H5_I32, w->nsel, W, w->lo, w->nloc, w->uid);
+    if (!rc) rc = h5_write_rows(&f, "/explain/user_evidence/weight", H5_F32, w->nsel, W, w->lo, w->nloc, w->uw);
+    if (!rc) rc = h5_write_rows(&f, "/explain/user_evidence/count", H5_I32, w->nsel, W, w->lo, w->nloc, w->ucnt);
+    if (!rc) rc = h5_attr_str(&f, "/explain/user_evidence", "kinds", "0 user, 1 item, 2 attribute, 3 modality, -1 unused; one row per explained user, in /explain/items' order of users");
     if (!rc) rc = h5_attr_f64s(&f, "/explain", "mean", w->mean, XC_NCOLS);
     if (!rc) rc = h5_attr_f64(&f, "/explain", "fcr_corpus", w->fcr);
     if (!rc) {
@@ -991,6 +1031,8 @@ static int explain_write_h5(explain_ws *w, int rc)
     if (!rc) rc = h5_attr_i64(&f, "/explain", "users", (int64_t)w->nexp);
     if (!rc) rc = h5_attr_i64(&f, "/explain", "top_k", w->K);
     if (!rc) rc = h5_attr_i64(&f, "/explain", "evidence_tokens", w->p.E);
+    if (!rc) rc = h5_attr_i64(&f, "/explain", "user_evidence_tokens", w->p.Eu);
+    if (!rc) rc = h5_attr_i64(&f, "/explain", "item_head", w->p.ev_head);
     if (!rc) rc = h5_attr_f64(&f, "/explain", "seconds_per_user", w->nloc ? w->secs / (double)w->nloc : NAN);
     if (!rc && w->nrk) {
         double buf[64];
@@ -1018,6 +1060,7 @@ static void explain_ws_free(explain_ws *w)
     if (w->have_fr) explain_free_free(&w->fr);
     dm_buf_free(&w->js);
     void *own[] = {w->lmdir, w->wts, w->zb, w->ht, w->zmod, w->zpres, w->sel, w->urow, w->pk, w->pid, w->pcnt, w->pw, w->irow,
+                   w->uk, w->uid, w->ucnt, w->uw,
                    w->seen, w->gj, w->gcnt, w->tmp, w->hist, w->cand, w->ctop, w->rep, w->order, w->evi, w->drop, w->mpos,
                    w->tidx, w->sc, w->sm, w->sw, w->wo, w->srand, w->sr1, w->y, w->bs, w->mark, w->lowered, w->foff, w->feat,
                    w->fitem, w->fit, w->tsc, w->tch, w->prk, w->tcount, w->rat};

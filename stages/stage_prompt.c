@@ -17,10 +17,10 @@
  * aligner's item space, trained with the full softmax over the catalogue on every training user
  * (prompt.head_*), early-stopped on the full-ranking NDCG@10 of prompt.valid_users validation users
  * (the untrained head, which ranks exactly as the aligner, included: its best epoch is kept);
- * `llm_explain` adds E evidence tokens per candidate
- * (the evidence encoder over the evidence of (u, c): neighbour users, history items, attributes)
- * before the candidate's title, and trains with the faithfulness and explanation losses
- * (src/prompt/llmrec.h). Both are trained on the same users and negatives and evaluated on the
+ * `llm_explain` adds evidence: the user's (neighbour users, history items, attribute profile) as
+ * explain.user_tokens tokens in the prompt, and each candidate's (the evidence of (u, c)) on the
+ * item-head path or as explain.item_tokens tokens before its title, and trains with the
+ * faithfulness and explanation losses (src/prompt/llmrec.h). Both are trained on the same users and negatives and evaluated on the
  * same users, so their per-user rows pair up (the ranking cost of explanations).
  *
  * Training: for each user, the last training item is the positive and prompt.negatives items the
@@ -96,9 +96,10 @@ static const char USAGE[] =
 /* the explain.* keys of the evidence encoder and its losses (llm_explain trains here); the rest of
    explain.* belongs to the explain stage */
 static const char *const prompt_config_groups[] = {"prompt", "lm.precision", "explain.attr_temperature", "explain.faith_delta", "explain.hidden", "explain.k_attrs",
-                                            "explain.k_items", "explain.k_users", "explain.modality", "explain.rationale_tokens",
-                                            "explain.similarity", "explain.templates", "explain.tokens", "explain.w_expl",
-                                            "explain.w_faith", "explain.width", "eval.ks", "eval.ties", "eval.splits", "eval.seed", "eval.pop_power", "split.protocol", NULL};
+                                            "explain.item_tokens", "explain.k_items", "explain.k_users", "explain.latency_per_candidate",
+                                            "explain.modality", "explain.rationale_tokens", "explain.similarity", "explain.templates",
+                                            "explain.tokens", "explain.user_tokens", "explain.w_expl",
+                                            "explain.w_faith", "explain.w_faith_elements", "explain.width", "eval.ks", "eval.ties", "eval.splits", "eval.seed", "eval.pop_power", "split.protocol", NULL};
 
 /* One model's training run: where it stands and where it checkpoints. */
 typedef struct {
@@ -202,7 +203,10 @@ typedef struct {
     double secs[PROMPT_MAXM];   /* the LM models' scoring seconds of a protocol */
     /* ---- latency (prompt_latency) ---- */
     size_t nlat;                /* prompt lengths measured */
-    double lat[PROMPT_MAXLAT][PROMPT_MAXM][2]; /* median, p95 seconds per batch */
+    size_t nlm;                 /* models timed: nm, and llm_explain@per_candidate (explain.latency_per_candidate) */
+    pm pc;                      /* llm_explain in the per-candidate layout, untrained (timing only) */
+    int have_pc;
+    double lat[PROMPT_MAXLAT][PROMPT_MAXM + 1][2]; /* median, p95 seconds per batch */
 } prompt_ws;
 
 enum { PK_LLM, PK_EXPLAIN, PK_HEAD, PK_LATENT, PK_ALLMREC };
@@ -690,7 +694,7 @@ static int prompt_train_begin(prompt_ws *w, size_t k, prompt_run *t)
     t->opt = (nn_adam){t->lr, 0.9f, 0.999f, 1e-8f, (float)dm_cfg_float(cfg, "prompt.weight_decay"), NN_ADAM_DECOUPLED};
     if (t->epochs > 0)
         dm_log("  %s: %zu training users, %zu per epoch, %ld steps of %d users%s", t->name, w->ts.n, t->per_epoch, t->steps, t->G,
-               t->p->E  ? "; evidence tokens and explanation losses"
+               t->p->evid ? "; evidence tokens and explanation losses"
                : head ? "; full softmax over the catalogue, early stopping on validation NDCG@10"
                         : "");
     char ckname[128], both[200];
@@ -754,7 +758,7 @@ static int prompt_step(prompt_ws *w, prompt_run *t, long ep, long s)
         }
         t->lsum[0] += l;
         t->lsum[1] += p->last_rank;
-        t->lsum[2] += p->last_faith;
+        t->lsum[2] += p->last_faith + p->last_felem; /* llm_explain: the set hinge and the element terms */
         t->lsum[3] += p->last_expl;
     }
     rc = par_agree(w->ctx, rc);
@@ -819,7 +823,7 @@ static int prompt_epoch_end(prompt_ws *w, prompt_run *t, long ep)
     if (p->head)
         dm_log("  %s epoch %ld  softmax loss %.4f (uniform over %zu items: %.4f)  valid ndcg@10 %.4f (best %.4f, epoch %ld)  %.1fs, %.2f users/s",
                t->name, ep + 1, cv[1], p->n_items, log((double)p->n_items), t->valid[ep + 1], t->vbest, t->vbest_ep, dt, pe / dt);
-    else if (p->E)
+    else if (p->evid)
         dm_log("  %s epoch %ld  loss %.4f (listwise %.4f, uniform %.4f; faithfulness %.4f; explanation %.4f)  %.1fs, %.2f users/s",
                t->name, ep + 1, cv[1], cv[2], log((double)p->K + 1), cv[3], cv[4], dt, pe / dt);
     else
@@ -1025,12 +1029,19 @@ static int prompt_score(prompt_ws *w)
 
 /* ---- latency: seconds per batch of users, 1 + 19 candidates, at several prompt lengths ---- */
 
+/* The mi-th model timed: a model of prompt.models, or llm_explain@per_candidate after them. */
+static pm *prompt_latency_model(prompt_ws *w, size_t mi, const char **name)
+{
+    if (name) *name = mi < w->nm ? w->mname[mi] : "llm_explain@per_candidate";
+    return mi < w->nm ? &w->P[mi] : &w->pc;
+}
+
 /* Seconds model mi takes for a batch of lb users of the uni19 sets from user *u on (test split;
  * a user without a set is skipped, the users wrap around), with L user tokens; *u moves on. */
 static int prompt_latency_batch(prompt_ws *w, const dm_cand *c19, size_t mi, int lb, int L, size_t *u, double *secs)
 {
     const dm_dataset *d = &w->d;
-    pm *p = &w->P[mi];
+    pm *p = prompt_latency_model(w, mi, NULL);
     ev_split s = {d, w->roles, DM_TEST};
     if (L > p->L) L = p->L; /* allmrec's one user token */
     double t0 = dm_wtime();
@@ -1075,19 +1086,19 @@ static int prompt_latency_at(prompt_ws *w, const dm_cand *c19, size_t li)
 {
     int lb = (int)dm_cfg_int(w->cfg, "prompt.latency_batch"), L = (int)dm_cfg_int_at(w->cfg, "prompt.latency_tokens", li);
     if (L > (int)dm_cfg_int(w->cfg, "prompt.user_tokens")) L = (int)dm_cfg_int(w->cfg, "prompt.user_tokens");
-    double tb[PROMPT_MAXM][PROMPT_LAT_BATCHES];
+    double tb[PROMPT_MAXM + 1][PROMPT_LAT_BATCHES];
     size_t ustart = 0;
     int rc = DM_OK;
     for (int bi = 0; bi < PROMPT_LAT_BATCHES && !rc; bi++) {
         size_t u = ustart;
-        for (size_t mi = 0; mi < w->nm && !rc; mi++) {
+        for (size_t mi = 0; mi < w->nlm && !rc; mi++) {
             u = ustart;
             rc = prompt_latency_batch(w, c19, mi, lb, L, &u, &tb[mi][bi]);
         }
         ustart = u;
     }
     rc = par_agree(w->ctx, rc);
-    for (size_t mi = 0; mi < w->nm && !rc; mi++) {
+    for (size_t mi = 0; mi < w->nlm && !rc; mi++) {
         latency_stats(tb[mi], PROMPT_LAT_BATCHES, w->lat[li][mi]);
         rc = par_allreduce_max_f64(w->ctx, w->lat[li][mi], 2);
     }
@@ -1095,13 +1106,42 @@ static int prompt_latency_at(prompt_ws *w, const dm_cand *c19, size_t li)
     double(*lat)[2] = w->lat[li];
     char msg[512];
     int q = snprintf(msg, sizeof msg, "  latency L=%3d, per batch of %d users x 20 candidates:", L, lb);
-    for (size_t mi = 0; mi < w->nm && q < (int)sizeof msg; mi++)
-        q += snprintf(msg + q, sizeof msg - (size_t)q, "%s %s median %.3fs (p95 %.3fs)", mi ? "," : "", w->mname[mi], lat[mi][0], lat[mi][1]);
-    for (size_t mi = 1; mi < w->nm && q < (int)sizeof msg; mi++)
-        q += snprintf(msg + q, sizeof msg - (size_t)q, "; %s %+.1f%% against %s", w->mname[mi], 100.0 * (lat[mi][0] / lat[0][0] - 1.0),
-                      w->mname[0]);
+    const char *mn;
+    for (size_t mi = 0; mi < w->nlm && q < (int)sizeof msg; mi++) {
+        prompt_latency_model(w, mi, &mn);
+        q += snprintf(msg + q, sizeof msg - (size_t)q, "%s %s median %.3fs (p95 %.3fs)", mi ? "," : "", mn, lat[mi][0], lat[mi][1]);
+    }
+    for (size_t mi = 1; mi < w->nlm && q < (int)sizeof msg; mi++) {
+        prompt_latency_model(w, mi, &mn);
+        q += snprintf(msg + q, sizeof msg - (size_t)q, "; %s %+.1f%% against %s", mn, 100.0 * (lat[mi][0] / lat[0][0] - 1.0), w->mname[0]);
+    }
     dm_log("%s", msg);
     return DM_OK;
+}
+
+/* With explain.latency_per_candidate, llm_explain in the per-candidate layout (no user evidence
+ * tokens, every evidence token before every candidate) for timing beside the others: untrained,
+ * since its cost does not depend on the weights. */
+static int prompt_latency_per_candidate(prompt_ws *w)
+{
+    size_t k = w->nm;
+    for (size_t j = 0; j < w->nm; j++)
+        if (w->mexpl[j] && k == w->nm) k = j;
+    if (!dm_cfg_bool(w->cfg, "explain.latency_per_candidate") || k == w->nm) return DM_OK;
+    dm_cfg c;
+    char it[64];
+    snprintf(it, sizeof it, "explain.item_tokens=%lld", dm_cfg_int(w->cfg, "explain.tokens"));
+    int rc = dm_cfg_copy(&c, w->cfg);
+    if (!rc) {
+        rc = dm_cfg_set(&c, "explain.user_tokens=0");
+        if (!rc) rc = dm_cfg_set(&c, it);
+        w->have_pc = !rc;
+        if (!rc) rc = pm_init(&c, w->lmdir, &w->d, w->zk[k], w->dz, w->maxc + 1, w->seed, &w->src, &w->pc);
+        dm_cfg_free(&c);
+    }
+    rc = par_agree(w->ctx, rc);
+    if (!rc) w->nlm = w->nm + 1;
+    return rc;
 }
 
 /* Latency at every length of prompt.latency_tokens (up to PROMPT_MAXLAT), on the uni19 sets. */
@@ -1113,9 +1153,12 @@ static int prompt_latency(prompt_ws *w)
     size_t nlat = dm_cfg_len(w->cfg, "prompt.latency_tokens");
     if (!c19) return DM_OK;
     if (w->have_src) w->src.h = w->ht;
-    int rc = DM_OK;
+    w->nlm = w->nm;
+    int rc = prompt_latency_per_candidate(w);
     for (size_t li = 0; li < nlat && li < PROMPT_MAXLAT && !rc; li++) rc = prompt_latency_at(w, c19, li);
     if (!rc) w->nlat = nlat < PROMPT_MAXLAT ? nlat : PROMPT_MAXLAT;
+    if (w->have_pc) pm_free(&w->pc);
+    w->have_pc = 0;
     return rc;
 }
 
@@ -1124,8 +1167,8 @@ static int prompt_latency(prompt_ws *w)
 static int prompt_write_latency(prompt_ws *w)
 {
     h5file *f = &w->f;
-    size_t nl = w->nlat, nm = w->nm, wd = 1 + 2 * nm;
-    double buf[PROMPT_MAXLAT * (1 + 2 * PROMPT_MAXM)];
+    size_t nl = w->nlat, nm = w->nlm, wd = 1 + 2 * nm;
+    double buf[PROMPT_MAXLAT * (1 + 2 * (PROMPT_MAXM + 1))];
     for (size_t li = 0; li < nl; li++) {
         buf[li * wd] = (double)dm_cfg_int_at(w->cfg, "prompt.latency_tokens", li);
         for (size_t mi = 0; mi < nm; mi++) {
@@ -1133,10 +1176,12 @@ static int prompt_write_latency(prompt_ws *w)
             buf[li * wd + 2 + 2 * mi] = w->lat[li][mi][1];
         }
     }
-    char cols[512] = "prompt tokens L";
+    char cols[1024] = "prompt tokens L";
     for (size_t mi = 0; mi < nm; mi++) {
         size_t l = strlen(cols);
-        snprintf(cols + l, sizeof cols - l, ", %s median seconds per batch, %s p95 seconds per batch", w->mname[mi], w->mname[mi]);
+        const char *mn;
+        prompt_latency_model(w, mi, &mn);
+        snprintf(cols + l, sizeof cols - l, ", %s median seconds per batch, %s p95 seconds per batch", mn, mn);
     }
     int rc = h5_write_all(f, "/prompt/latency", H5_F64, nl, wd, buf);
     if (!rc) rc = h5_attr_str(f, "/prompt/latency", "columns", cols);
@@ -1167,6 +1212,7 @@ static int prompt_write_model(prompt_ws *w, size_t mi)
     snprintf(g, sizeof g, "/prompt/%s", w->mname[mi]);
     if (!rc) rc = h5_attr_f64(f, g, "train_seconds", w->t_train[mi]);
     if (!rc) rc = h5_attr_i64(f, g, "evidence_tokens", p->E);
+    if (!rc && p->evid) rc = h5_attr_i64(f, g, "user_evidence_tokens", p->Eu);
     if (!rc) rc = h5_attr_i64(f, g, "user_tokens", p->L);
     if (!rc && w->mdrop[mi]) {
         char set[64] = "";

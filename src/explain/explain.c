@@ -1,5 +1,6 @@
 /* explain.c: evidence for a recommendation (see explain.h): neighbour users, history items,
- * attention-weighted attributes and the agreeing modality; storage rows and the checker. */
+ * attention-weighted attributes and the agreeing modality, of (u, i) and of u alone; storage rows
+ * and the checkers. */
 #include "explain.h"
 
 #include "../core/err.h"
@@ -144,6 +145,9 @@ void explain_evidence_free(explain_evidence *ev)
     free(ev->hist);
     free(ev->score);
     free(ev->cand);
+    free(ev->uattr);
+    free(ev->uuser);
+    free(ev->mfeat);
     memset(ev, 0, sizeof *ev);
 }
 
@@ -202,7 +206,8 @@ static int grow(explain_evidence *ev, size_t nh, size_t ns)
     return DM_OK;
 }
 
-/* Distinct history items other than i into ev->hist; returns their count or -1 on a bad id. */
+/* Distinct history items other than i (i = -1: all) into ev->hist; returns their count or -1 on a
+ * bad id. */
 static int distinct_history(const explain_src *s, int32_t i, const int32_t *hist, int n_hist, explain_evidence *ev)
 {
     int m = 0;
@@ -240,19 +245,88 @@ static int cmp_scored(const void *a, const void *b)
     return 0;
 }
 
-/* Shared by the fast and naive builders: naive = sort every candidate instead of a top-k list. */
+/* The distinct values of the rows of the nh history items in ev->hist of a CSR (off, val: the
+ * attributes of each item, or the users who took it) into *buf (ascending, grown as needed);
+ * returns their count, or -1 when out of memory. */
+static int64_t history_union(const int64_t *off, const int32_t *val, const explain_evidence *ev, int nh, int32_t **buf,
+                             size_t *cap)
+{
+    size_t tot = 0;
+    for (int q = 0; q < nh; q++) tot += (size_t)(off[ev->hist[q] + 1] - off[ev->hist[q]]);
+    if (tot + 1 > *cap) {
+        int32_t *a = realloc(*buf, (tot + 1) * sizeof *a);
+        if (!a) {
+            DM_ERR(DM_ENOMEM, "out of memory for the %zu attributes or users of a user's history", tot);
+            return -1;
+        }
+        *buf = a;
+        *cap = tot + 1;
+    }
+    size_t m = 0;
+    for (int q = 0; q < nh; q++)
+        for (int64_t j = off[ev->hist[q]]; j < off[ev->hist[q] + 1]; j++) (*buf)[m++] = val[j];
+    qsort(*buf, m, sizeof **buf, cmp_i32);
+    size_t w = 0;
+    for (size_t k = 0; k < m; k++)
+        if (w == 0 || (*buf)[k] != (*buf)[w - 1]) (*buf)[w++] = (*buf)[k];
+    return (int64_t)w;
+}
+
+/* The user-level modality element: the modality k whose latents z_j^k of the history items that
+ * have it agree most with h_u on average (weight: that mean), its feature the mean z_j^k. */
+static int user_modality(const explain_src *s, const float *hu, explain_evidence *ev, int nh)
+{
+    const size_t d = s->d;
+    int best = -1;
+    double bs = 0;
+    for (int k = 0; k < s->n_modal; k++) {
+        double acc = 0;
+        int cnt = 0;
+        for (int q = 0; q < nh; q++) {
+            size_t j = (size_t)ev->hist[q];
+            if (!s->present[j * s->n_modal + k]) continue;
+            acc += explain_sim(s->sim, hu, s->zm + (j * s->n_modal + k) * d, d);
+            cnt++;
+        }
+        if (cnt && (best < 0 || acc / cnt > bs)) {
+            best = k;
+            bs = acc / cnt;
+        }
+    }
+    if (best < 0) return DM_OK;
+    if (!ev->mfeat) DM_ALLOC(ev->mfeat, d);
+    int cnt = 0;
+    double *acc = ev->score; /* (>= d) scratch: the sums in double */
+    for (size_t c = 0; c < d; c++) acc[c] = 0;
+    for (int q = 0; q < nh; q++) {
+        size_t j = (size_t)ev->hist[q];
+        if (!s->present[j * s->n_modal + best]) continue;
+        const float *zk = s->zm + (j * s->n_modal + (size_t)best) * d;
+        for (size_t c = 0; c < d; c++) acc[c] += zk[c];
+        cnt++;
+    }
+    for (size_t c = 0; c < d; c++) ev->mfeat[c] = (float)(acc[c] / cnt);
+    ev->el[ev->n++] = (explain_elem){EXPLAIN_MODAL, best, (float)bs, 0};
+    ev->n_kind[EXPLAIN_MODAL] = 1;
+    return DM_OK;
+}
+
+/* Shared by the fast and naive builders of (u, i) evidence and, with i = -1, of u's user evidence:
+ * naive = sort every candidate instead of a top-k list. */
 static int build(const explain_src *s, int32_t u, int32_t i, const int32_t *hist, int n_hist, explain_evidence *ev,
                  int naive)
 {
-    if (u < 0 || (size_t)u >= s->n_users || i < 0 || (size_t)i >= s->n_items)
+    const int ul = i < 0; /* user evidence */
+    if (u < 0 || (size_t)u >= s->n_users || (!ul && (size_t)i >= s->n_items))
         return DM_ERR(DM_EINPUT, "recommendation (user %d, item %d) out of range (%zu users, %zu items)", u, i,
                       s->n_users, s->n_items);
     DM_ASSERT(s->k_users + s->k_items + s->k_attrs + 1 <= ev->cap);
     const size_t d = s->d;
-    const int64_t nt = s->took_off[i + 1] - s->took_off[i];
-    const int64_t na = s->attr_emb ? s->attr_off[i + 1] - s->attr_off[i] : 0;
+    int64_t nt = ul ? 0 : s->took_off[i + 1] - s->took_off[i];
+    int64_t na = !s->attr_emb ? 0 : ul ? 0 : s->attr_off[i + 1] - s->attr_off[i];
     size_t ns = (size_t)(nt > n_hist ? nt : n_hist);
     if ((size_t)na > ns) ns = (size_t)na;
+    if (ul && d > ns) ns = d;
     DM_CALL(grow(ev, (size_t)n_hist + 1, ns + 1));
     ev->user = u;
     ev->item = i;
@@ -260,7 +334,13 @@ static int build(const explain_src *s, int32_t u, int32_t i, const int32_t *hist
     memset(ev->n_kind, 0, sizeof ev->n_kind);
     int nh = distinct_history(s, i, hist, n_hist, ev);
     if (nh < 0) return DM_EINPUT;
-    const float *hu = s->h + (size_t)u * d, *zi = s->z + (size_t)i * d;
+    if (ul) { /* the users who took a history item, the attributes the history holds */
+        nt = history_union(s->took_off, s->took, ev, nh, &ev->uuser, &ev->ucap);
+        na = s->attr_emb ? history_union(s->attr_off, s->attr, ev, nh, &ev->uattr, &ev->acap) : 0;
+        if (nt < 0 || na < 0) return DM_ENOMEM;
+        DM_CALL(grow(ev, (size_t)n_hist + 1, (size_t)(nt > na ? nt : na) + 1));
+    }
+    const float *hu = s->h + (size_t)u * d, *zi = ul ? hu : s->z + (size_t)i * d;
     double *sc = ev->score;
     int32_t *id = ev->cand;
     for (int kind = 0; kind < EXPLAIN_MODAL; kind++) {
@@ -272,14 +352,15 @@ static int build(const explain_src *s, int32_t u, int32_t i, const int32_t *hist
             int32_t cid;
             double v;
             if (kind == EXPLAIN_USER) {
-                cid = s->took[s->took_off[i] + c];
+                cid = ul ? ev->uuser[c] : s->took[s->took_off[i] + c];
                 if (cid == u) continue;
                 v = explain_sim(s->sim, hu, s->h + (size_t)cid * d, d);
             } else if (kind == EXPLAIN_ITEM) {
+                /* (u, i): the history items closest to i; user evidence: closest to u */
                 cid = ev->hist[c];
                 v = explain_sim(s->sim, zi, s->z + (size_t)cid * d, d);
             } else {
-                cid = s->attr[s->attr_off[i] + c];
+                cid = ul ? ev->uattr[c] : s->attr[s->attr_off[i] + c];
                 v = explain_sim(s->sim, hu, s->attr_emb + (size_t)cid * d, d) / s->attr_temp;
             }
             if (v > mx) mx = v;
@@ -302,12 +383,12 @@ static int build(const explain_src *s, int32_t u, int32_t i, const int32_t *hist
             free(all);
             if (m > k) m = k;
         }
-        /* attention normaliser over all of i's attributes */
+        /* attention normaliser over all of i's attributes (user evidence: the history's) */
         double lse = 0;
         if (kind == EXPLAIN_ATTR && na > 0) {
             double z = 0;
             for (int64_t c = 0; c < na; c++) {
-                int32_t a = s->attr[s->attr_off[i] + c];
+                int32_t a = ul ? ev->uattr[c] : s->attr[s->attr_off[i] + c];
                 z += exp(explain_sim(s->sim, hu, s->attr_emb + (size_t)a * d, d) / s->attr_temp - mx);
             }
             lse = mx + log(z);
@@ -326,6 +407,7 @@ static int build(const explain_src *s, int32_t u, int32_t i, const int32_t *hist
         }
         ev->n_kind[kind] = m;
     }
+    if (ul) return s->modal && s->n_modal > 0 && s->zm && s->present ? user_modality(s, hu, ev, nh) : DM_OK;
     if (s->modal && s->n_modal > 0 && s->zm && s->present) {
         int best = -1;
         double bs = 0;
@@ -357,6 +439,17 @@ int explain_evidence_build_naive(const explain_src *s, int32_t u, int32_t i, con
     return build(s, u, i, hist, n_hist, ev, 1);
 }
 
+int explain_user_evidence_build(const explain_src *s, int32_t u, const int32_t *hist, int n_hist, explain_evidence *ev)
+{
+    return build(s, u, -1, hist, n_hist, ev, 0);
+}
+
+int explain_user_evidence_build_naive(const explain_src *s, int32_t u, const int32_t *hist, int n_hist,
+                                      explain_evidence *ev)
+{
+    return build(s, u, -1, hist, n_hist, ev, 1);
+}
+
 void explain_evidence_features(const explain_src *s, const explain_evidence *ev, const uint8_t *keep, int8_t *kind,
                                float *x, float *w, int *n_out)
 {
@@ -370,7 +463,7 @@ void explain_evidence_features(const explain_src *s, const explain_evidence *ev,
         case EXPLAIN_USER: src = s->h + (size_t)e->id * d; break;
         case EXPLAIN_ITEM: src = s->z + (size_t)e->id * d; break;
         case EXPLAIN_ATTR: src = s->attr_emb + (size_t)e->id * d; break;
-        default: src = s->zm + ((size_t)ev->item * s->n_modal + e->id) * d; break;
+        default: src = ev->item < 0 ? ev->mfeat : s->zm + ((size_t)ev->item * s->n_modal + e->id) * d; break;
         }
         kind[m] = e->kind;
         memcpy(x + (size_t)m * d, src, d * sizeof *x);
@@ -420,6 +513,17 @@ int explain_evidence_unpack(explain_evidence *ev, int32_t user, int32_t item, in
     return DM_OK;
 }
 
+/* What is wrong with the kind, order or weight of element j of an evidence set, or NULL. */
+static const char *order_check(const explain_evidence *ev, int j)
+{
+    const explain_elem *e = &ev->el[j];
+    if (e->kind < 0 || e->kind >= EXPLAIN_NKINDS) return "unknown kind";
+    if (j > 0 && e->kind < ev->el[j - 1].kind) return "kinds out of order";
+    if (!isfinite(e->weight)) return "weight not finite";
+    if (j > 0 && e->kind == ev->el[j - 1].kind && e->weight > ev->el[j - 1].weight) return "weights not decreasing";
+    return NULL;
+}
+
 int explain_evidence_check(const explain_src *s, const explain_evidence *ev)
 {
     const int32_t u = ev->user, i = ev->item;
@@ -429,14 +533,8 @@ int explain_evidence_check(const explain_src *s, const explain_evidence *ev)
     for (int j = 0; j < ev->n; j++) {
         const explain_elem *e = &ev->el[j];
         const char *why = NULL;
-        if (e->kind < 0 || e->kind >= EXPLAIN_NKINDS) {
-            why = "unknown kind";
-        } else if (j > 0 && e->kind < ev->el[j - 1].kind) {
-            why = "kinds out of order";
-        } else if (!isfinite(e->weight)) {
-            why = "weight not finite";
-        } else if (j > 0 && e->kind == ev->el[j - 1].kind && e->weight > ev->el[j - 1].weight) {
-            why = "weights not decreasing";
+        if ((why = order_check(ev, j)) != NULL) {
+            /* its kind, order or weight is wrong */
         } else if (e->kind == EXPLAIN_USER) {
             if (e->id < 0 || (size_t)e->id >= s->n_users) why = "user id out of range";
             else if (e->id == u) why = "the user is their own neighbour";
@@ -465,6 +563,64 @@ int explain_evidence_check(const explain_src *s, const explain_evidence *ev)
     for (int k = 0; k < EXPLAIN_NKINDS; k++)
         if (seen[k] != ev->n_kind[k])
             return DM_ERR(DM_EINPUT, "evidence of (user %d, item %d): %d %s elements, n_kind says %d", u, i, seen[k],
+                          explain_kind_names[k], ev->n_kind[k]);
+    return DM_OK;
+}
+
+int explain_user_evidence_check(const explain_src *s, const explain_evidence *ev, const int32_t *hist, int n_hist)
+{
+    const int32_t u = ev->user;
+    if (u < 0 || (size_t)u >= s->n_users || ev->item != -1)
+        return DM_ERR(DM_EINPUT, "user evidence of user %d (item %d): not user evidence", u, ev->item);
+    int seen[EXPLAIN_NKINDS] = {0};
+    for (int j = 0; j < ev->n; j++) {
+        const explain_elem *e = &ev->el[j];
+        const char *why = NULL;
+        int in_hist = 0, count = 0;
+        /* membership and counts over the distinct history items */
+        for (int k = 0; k < n_hist; k++) {
+            int first = 1;
+            for (int q = 0; q < k; q++) first &= hist[q] != hist[k];
+            if (!first || hist[k] < 0 || (size_t)hist[k] >= s->n_items) continue;
+            if (e->kind == EXPLAIN_USER && e->id >= 0 && (size_t)e->id < s->n_users) {
+                const int32_t *t = s->took + s->took_off[hist[k]];
+                size_t nt = (size_t)(s->took_off[hist[k] + 1] - s->took_off[hist[k]]);
+                in_hist |= bsearch(&e->id, t, nt, sizeof *t, cmp_i32) != NULL;
+            } else if (e->kind == EXPLAIN_ITEM) {
+                in_hist |= hist[k] == e->id;
+            } else if (e->kind == EXPLAIN_ATTR && e->id >= 0 && (size_t)e->id < s->n_attr) {
+                count += holds(s, hist[k], e->id);
+            } else if (e->kind == EXPLAIN_MODAL && e->id >= 0 && e->id < s->n_modal) {
+                in_hist |= !s->present || s->present[(size_t)hist[k] * s->n_modal + e->id];
+            }
+        }
+        if ((why = order_check(ev, j)) != NULL) {
+            /* its kind, order or weight is wrong */
+        } else if (e->kind == EXPLAIN_USER) {
+            if (e->id < 0 || (size_t)e->id >= s->n_users) why = "user id out of range";
+            else if (e->id == u) why = "the user is their own neighbour";
+            else if (!in_hist) why = "neighbour user took none of the user's history items";
+        } else if (e->kind == EXPLAIN_ITEM) {
+            if (e->id < 0 || (size_t)e->id >= s->n_items) why = "item id out of range";
+            else if (!in_hist) why = "item not in the user's history";
+        } else if (e->kind == EXPLAIN_ATTR) {
+            if (e->id < 0 || (size_t)e->id >= s->n_attr) why = "attribute id out of range";
+            else if (count == 0) why = "no history item holds the attribute";
+            else if (count != e->count) why = "count is not the history items holding the attribute";
+            else if (!(e->weight >= 0 && e->weight <= 1)) why = "attention weight outside [0, 1]";
+        } else {
+            if (e->id < 0 || e->id >= s->n_modal) why = "modality out of range";
+            else if (!in_hist) why = "no history item has the modality";
+            else if (seen[EXPLAIN_MODAL]) why = "more than one modality";
+        }
+        if (why)
+            return DM_ERR(DM_EINPUT, "user evidence of user %d, element %d (%s %d): %s", u, j,
+                          e->kind >= 0 && e->kind < EXPLAIN_NKINDS ? explain_kind_names[e->kind] : "?", e->id, why);
+        seen[e->kind]++;
+    }
+    for (int k = 0; k < EXPLAIN_NKINDS; k++)
+        if (seen[k] != ev->n_kind[k])
+            return DM_ERR(DM_EINPUT, "user evidence of user %d: %d %s elements, n_kind says %d", u, seen[k],
                           explain_kind_names[k], ev->n_kind[k]);
     return DM_OK;
 }

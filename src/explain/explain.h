@@ -18,6 +18,18 @@
  * sim is cosine (0 when either vector is zero) or the dot product (explain.similarity). Ties are
  * broken by the smaller id, so evidence is deterministic.
  *
+ * User evidence (explain_user_evidence_build) is what depends on u alone, the same for every
+ * candidate (item = -1), with the same kinds and sizes:
+ *   EXPLAIN_USER   users v != u who took one of u's history items in the training data, ranked
+ *                  by sim(h_u, h_v).
+ *   EXPLAIN_ITEM   distinct items j of u's history closest to u: sim(h_u, z_j).
+ *   EXPLAIN_ATTR   u's attribute profile: the attributes some history item holds, weighted by
+ *                  a_a = softmax_a(sim(h_u, e_a) / tau) over all of them; count = the distinct
+ *                  history items holding it.
+ *   EXPLAIN_MODAL  the modality k whose per-modality latents of u's history items agree most with
+ *                  h_u: weight = the mean of sim(h_u, z_j^k) over the history items j that have k;
+ *                  its encoder feature is the mean of those z_j^k (kept in the evidence, mfeat).
+ *
  * Elements are stored grouped by kind in the order USER, ITEM, ATTR, MODAL, each group by
  * decreasing weight; element indices (0..n-1) are what rationales cite and what evidence
  * precision removes. explain_evidence_pack writes an evidence set into fixed-width rows (kind -1
@@ -64,6 +76,11 @@ typedef struct {
     double *score;                   /* (scap) */
     int32_t *cand;                   /* (scap) */
     size_t hcap, scap;
+    int32_t *uattr;                  /* (acap) user evidence: the attributes of the history items */
+    size_t acap;
+    int32_t *uuser;                  /* (ucap) user evidence: the users who took a history item */
+    size_t ucap;
+    float *mfeat;                    /* (d) user evidence: the modality element's feature, or NULL */
 } explain_evidence;
 
 /* Where evidence comes from. Every pointer is the caller's. */
@@ -118,12 +135,22 @@ int explain_evidence_build(const explain_src *s, int32_t u, int32_t i, const int
                            explain_evidence *ev);
 int explain_evidence_build_naive(const explain_src *s, int32_t u, int32_t i, const int32_t *hist, int n_hist,
                                  explain_evidence *ev);
+/* User evidence of u (item = -1) given u's history hist[0..n_hist) (training items; repeats are
+ * ignored). The naive twin computes every similarity and sorts all candidates. */
+int explain_user_evidence_build(const explain_src *s, int32_t u, const int32_t *hist, int n_hist, explain_evidence *ev);
+int explain_user_evidence_build_naive(const explain_src *s, int32_t u, const int32_t *hist, int n_hist,
+                                      explain_evidence *ev);
+/* Verifies user evidence against u's history hist[0..n_hist): kinds grouped in order, weights
+ * decreasing within a kind, neighbours other users who took a history item, items in the history,
+ * attributes held by a history item with the right count, the modality present in a history item.
+ * DM_EINPUT names the first bad element. */
+int explain_user_evidence_check(const explain_src *s, const explain_evidence *ev, const int32_t *hist, int n_hist);
 /* sim of two d-vectors as explain_src.sim defines it. */
 double explain_sim(int sim, const float *a, const float *b, size_t d);
 
 /* Feature rows of the elements for the evidence encoder: kept elements (keep NULL = all, else
- * keep[j] != 0) in order, kind[m], x[m] (d) = h_id / z_id / attr_emb[id] / zm[item, id] and
- * w[m] = weight. *n_out = rows written (<= ev->n). */
+ * keep[j] != 0) in order, kind[m], x[m] (d) = h_id / z_id / attr_emb[id] / zm[item, id] (user
+ * evidence: ev->mfeat) and w[m] = weight. *n_out = rows written (<= ev->n). */
 void explain_evidence_features(const explain_src *s, const explain_evidence *ev, const uint8_t *keep, int8_t *kind,
                                float *x, float *w, int *n_out);
 

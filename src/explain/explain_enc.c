@@ -13,9 +13,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int group_of(const explain_enc_config *c)
+{
+    return c->group > 1 ? c->group : 1;
+}
+
+int explain_enc_rows(const explain_enc_config *c)
+{
+    return c->E / group_of(c);
+}
+
+/* the MLP reads G consecutive slots as one row */
 static nn_mlp_config mlp_config(const explain_enc_config *c)
 {
-    return (nn_mlp_config){c->D, c->hidden, c->C, c->ln_eps};
+    return (nn_mlp_config){group_of(c) * c->D, c->hidden, c->C, c->ln_eps};
 }
 
 static void own_sizes(const explain_enc_config *c, size_t n[5])
@@ -39,6 +50,7 @@ size_t explain_enc_size(const explain_enc_config *c)
 
 void explain_enc_bind(explain_enc *e, const explain_enc_config *c, float *w, float *g)
 {
+    DM_ASSERT(c->E > 0 && c->E % group_of(c) == 0);
     size_t n[5], off = 0;
     own_sizes(c, n);
     e->cfg = *c;
@@ -81,8 +93,8 @@ size_t explain_enc_tensor(const explain_enc *e, int k, const char **name, size_t
                                                e->mlp.b1, e->mlp.lnw, e->mlp.lnb, e->mlp.w2, e->mlp.b2};
     size_t own[5];
     own_sizes(&e->cfg, own);
-    size_t H = (size_t)e->cfg.hidden, D = (size_t)e->cfg.D, C = (size_t)e->cfg.C;
-    size_t n[EXPLAIN_ENC_NTENSORS] = {own[0], own[1], own[2], own[3], own[4], H * D, H, H, H, C * H, C};
+    size_t H = (size_t)e->cfg.hidden, GD = (size_t)group_of(&e->cfg) * (size_t)e->cfg.D, C = (size_t)e->cfg.C;
+    size_t n[EXPLAIN_ENC_NTENSORS] = {own[0], own[1], own[2], own[3], own[4], H * GD, H, H, H, C * H, C};
     if (name) *name = names[k];
     if (offset) *offset = (size_t)(base[k] - e->params);
     return n[k];
@@ -108,8 +120,10 @@ int explain_enc_acts_init(explain_enc_acts *a, const explain_enc_config *c, int 
     DM_ALLOC(a->gx, N * NI);
     DM_ALLOC(a->gu, N * D);
     DM_ALLOC(a->perm, N);
+    DM_ALLOC(a->qt, D * E);
+    DM_ALLOC(a->acc, B * E);
     nn_mlp_config pc = mlp_config(c);
-    DM_CALL(nn_mlp_acts_init(&a->mlp, &pc, (int)(B * E)));
+    DM_CALL(nn_mlp_acts_init(&a->mlp, &pc, (int)(B * (size_t)explain_enc_rows(c))));
     return DM_OK;
 }
 
@@ -128,6 +142,8 @@ void explain_enc_acts_free(explain_enc_acts *a)
     free(a->gx);
     free(a->gu);
     free(a->perm);
+    free(a->qt);
+    free(a->acc);
     nn_mlp_acts_free(&a->mlp);
     memset(a, 0, sizeof *a);
 }
@@ -166,28 +182,33 @@ int explain_enc_stash(const explain_enc *e, explain_enc_acts *a, const int64_t *
 
 /* Attention pooling of set b (plain loops, run in parallel over sets):
  *   s_0 = q_e . k0 / sqrt(D), s_j = q_e . u_j / sqrt(D), a = softmax(s),
- *   slot_e = a_0 v0 + sum_j a_j w_j u_j */
-static void pool_set(const explain_enc *e, explain_enc_acts *a, int b)
+ *   slot_e = a_0 v0 + sum_j a_j w_j u_j
+ * The scores of all E slots for one key are summed together over c (the queries transposed,
+ * qt (D, E)), each in the order c = 0..D-1: the sums of a slot-at-a-time loop, vectorised across
+ * slots. acc (E) is the set's scratch. */
+static void pool_set(const explain_enc *e, explain_enc_acts *a, const float *qt, int b, float *acc)
 {
     const int D = e->cfg.D, E = e->cfg.E;
     const int64_t j0 = a->off[b];
     const int n = (int)(a->off[b + 1] - j0);
     const float scale = 1.0f / sqrtf((float)D);
-    for (int s = 0; s < E; s++) {
-        const float *q = e->q + (size_t)s * D;
-        float *att = a->att + (size_t)E * (j0 + b) + (size_t)s * (n + 1);
-        float *slot = a->slot + ((size_t)b * E + s) * D;
-        float mx, z = 0;
-        float acc = 0;
-        for (int c = 0; c < D; c++) acc += q[c] * e->k0[c];
-        att[0] = mx = acc * scale;
-        for (int j = 0; j < n; j++) {
-            const float *u = a->u + (size_t)(j0 + j) * D;
-            acc = 0;
-            for (int c = 0; c < D; c++) acc += q[c] * u[c];
-            att[j + 1] = acc * scale;
-            if (att[j + 1] > mx) mx = att[j + 1];
+    float *att0 = a->att + (size_t)E * (j0 + b);
+    for (int j = -1; j < n; j++) {
+        const float *key = j < 0 ? e->k0 : a->u + (size_t)(j0 + j) * D;
+        for (int s = 0; s < E; s++) acc[s] = 0;
+        for (int c = 0; c < D; c++) {
+            const float *qc = qt + (size_t)c * E;
+            const float kc = key[c];
+            for (int s = 0; s < E; s++) acc[s] += qc[s] * kc;
         }
+        for (int s = 0; s < E; s++) att0[(size_t)s * (n + 1) + (size_t)(j + 1)] = acc[s] * scale;
+    }
+    for (int s = 0; s < E; s++) {
+        float *att = att0 + (size_t)s * (n + 1);
+        float *slot = a->slot + ((size_t)b * E + s) * D;
+        float mx = att[0], z = 0;
+        for (int j = 1; j <= n; j++)
+            if (att[j] > mx) mx = att[j];
         for (int j = 0; j <= n; j++) {
             att[j] = expf(att[j] - mx);
             z += att[j];
@@ -286,10 +307,14 @@ int explain_enc_forward(const explain_enc *e, explain_enc_acts *a, const int64_t
         for (int r = 0; r < nk; r++) memcpy(a->u + (size_t)rows[r] * D, a->gu + (size_t)r * D, (size_t)D * sizeof(float));
         p += nk;
     }
+    const int E = e->cfg.E;
+    for (int s = 0; s < E; s++)
+        for (int c = 0; c < D; c++) a->qt[(size_t)c * E + s] = e->q[(size_t)s * D + c];
 #pragma omp parallel for schedule(dynamic)
-    for (int b = 0; b < B; b++) pool_set(e, a, b);
+    for (int b = 0; b < B; b++) pool_set(e, a, a->qt, b, a->acc + (size_t)b * E);
     if (B == 0) return DM_OK;
-    DM_CALL(nn_mlp_forward(&e->mlp, &a->mlp, a->slot, B * e->cfg.E, y));
+    /* slots (B, E, D) read as (B E / G, G D): each row a group of G slots */
+    DM_CALL(nn_mlp_forward(&e->mlp, &a->mlp, a->slot, B * explain_enc_rows(&e->cfg), y));
     return DM_OK;
 }
 

@@ -9,15 +9,20 @@
  * defined. Slot e (of E) pools with a learned query q_e:
  *     s_ej = q_e . key_j / sqrt(D),  a_ej = softmax_j over {null} + elements,
  *     slot_e = a_e0 v0 + sum_j a_ej val_j
- * and the MLP projector of src/nn/mlp.h (D -> hidden -> C) maps each slot to a token:
- *     y_e = W2 gelu(LN(W1 slot_e + b1)) + b2.
+ * and the MLP projector of src/nn/mlp.h maps each group of G consecutive slots (G = cfg.group,
+ * 0 or 1: each slot alone) to one output row of width C:
+ *     y_t = W2 gelu(LN(W1 [slot_{tG}; ...; slot_{tG+G-1}] + b1)) + b2,   t < E / G,
+ * so a set gives E / G rows: E tokens (G = 1), or its E slots compressed into fewer (G = E: one
+ * row, all slots concatenated, (E D) -> hidden -> C).
  *
  * Masked evidence (L_faith's "evidence masked" score) = the empty set: every element removed, only
- * the null element left, so y_e = MLP(v0) for every e. The null element is trained by L_faith
+ * the null element left, so every slot is v0 and every row y_t = MLP([v0; ...; v0]). The null element is trained by L_faith
  * through that pass. Removing one element (evidence precision) is the set without it.
  *
- * The output rows y (E, C) of a set are soft input rows of the LM: the caller appends them to the
- * prompt as LM_SOFT(k) positions, and the LM's backward returns dL/dy for explain_enc_backward.
+ * The output rows y (E / G, C) of a set are soft input rows of the LM (the caller appends them to
+ * the prompt as LM_SOFT(k) positions, and the LM's backward returns dL/dy for explain_enc_backward)
+ * or, for the LLM recommender's item-head evidence path (src/prompt/llmrec.h), one vector scored
+ * against the LM's hidden state.
  *
  * Parameters live in one slab (views below, explain_enc_bind) that the caller may share with other
  * trainable parts (one allreduce, one Adam: nn_adam_step of src/nn/adam.h over the slab); the
@@ -43,6 +48,7 @@ typedef struct {
     int hidden;  /* MLP hidden width */
     int C;       /* LM width */
     float ln_eps;
+    int group;   /* G: slots per output row (0 or 1: one row per slot); divides E */
 } explain_enc_config;
 
 typedef struct {
@@ -53,13 +59,15 @@ typedef struct {
     float *k0;   /* (D) null key */
     float *v0;   /* (D) null value */
     float *gwin, *gbin, *gq, *gk0, *gv0; /* gradient views, same shapes */
-    nn_mlp mlp;  /* D -> hidden -> C: w1 (H, D), b1, lnw, lnb (H), w2 (C, H), b2 (C) */
+    nn_mlp mlp;  /* G D -> hidden -> C: w1 (H, G D), b1, lnw, lnb (H), w2 (C, H), b2 (C) */
     float *params, *grads; /* the encoder's part of the slabs */
     size_t nparams;
 } explain_enc;
 
 /* Floats the encoder occupies in a slab. */
 size_t explain_enc_size(const explain_enc_config *c);
+/* Output rows per set: E / G. */
+int explain_enc_rows(const explain_enc_config *c);
 /* Binds views into params[0..explain_enc_size) and grads (same offsets; may be NULL). */
 void explain_enc_bind(explain_enc *e, const explain_enc_config *c, float *params, float *grads);
 /* Linear maps and biases uniform +-1/sqrt(fan_in) (PyTorch's default), queries N(0, 1), null key
@@ -82,19 +90,21 @@ typedef struct {
     float *ds;      /* like att: dL/ds */
     float *gx, *gu; /* (maxN, din), (maxN, D) per-kind gathers */
     int32_t *perm;  /* (maxN) elements grouped by kind */
+    float *qt;      /* (D, E) the slot queries transposed */
+    float *acc;     /* (maxB, E) per-set scratch of the pooling */
     int kcount[EXPLAIN_ENC_KINDS];
-    nn_mlp_acts mlp; /* maxB E rows */
+    nn_mlp_acts mlp; /* maxB E / G rows */
 } explain_enc_acts;
 
 int explain_enc_acts_init(explain_enc_acts *a, const explain_enc_config *c, int maxB, int maxN);
 void explain_enc_acts_free(explain_enc_acts *a);
 
-/* y (B, E, C) from B evidence sets: off (B + 1), kind (N), x (N, din), w (N), N = off[B]. */
+/* y (B, E / G, C) from B evidence sets: off (B + 1), kind (N), x (N, din), w (N), N = off[B]. */
 int explain_enc_forward(const explain_enc *e, explain_enc_acts *a, const int64_t *off, int B, const int8_t *kind,
                         const float *x, const float *w, float *y);
 int explain_enc_forward_naive(const explain_enc *e, explain_enc_acts *a, const int64_t *off, int B,
                               const int8_t *kind, const float *x, const float *w, float *y);
-/* Given dy (B, E, C) of the last forward: grads += dL/dparams; dx (N, din) and dw (N) = dL/dx,
+/* Given dy (B, E / G, C) of the last forward: grads += dL/dparams; dx (N, din) and dw (N) = dL/dx,
  * dL/dw when non-NULL. */
 int explain_enc_backward(const explain_enc *e, explain_enc_acts *a, const float *dy, float *dx, float *dw);
 int explain_enc_backward_naive(const explain_enc *e, explain_enc_acts *a, const float *dy, float *dx, float *dw);

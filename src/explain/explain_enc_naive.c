@@ -57,7 +57,7 @@ int explain_enc_forward_naive(const explain_enc *e, explain_enc_acts *a, const i
         }
     }
     if (B == 0) return DM_OK;
-    DM_CALL(nn_mlp_forward_naive(&e->mlp, &a->mlp, a->slot, B * E, y));
+    DM_CALL(nn_mlp_forward_naive(&e->mlp, &a->mlp, a->slot, B * explain_enc_rows(&e->cfg), y));
     return DM_OK;
 }
 

@@ -302,6 +302,13 @@ int lm_cache_truncate(lm_cache *c, int len)
 
 const float *lm_cache_logp(const lm_cache *c) { return c->arch == LM_GPT2 ? c->g.logp : c->l.logp; }
 
+const float *lm_cache_hidden(const lm_cache *c, int pos)
+{
+    DM_ASSERT(pos >= 0 && pos < c->len);
+    return c->arch == LM_GPT2 ? c->g.hid + (size_t)pos * (size_t)c->g.m->cfg.channels
+                              : c->l.hid + (size_t)pos * (size_t)c->l.m->cfg.dim;
+}
+
 int lm_cache_score(lm_cache *c, const int *tokens, const int64_t *offsets, int n_cand, double *ll)
 {
     if (c->arch == LM_GPT2) return gpt2_cache_score(&c->g, tokens, offsets, n_cand, ll);

@@ -154,6 +154,8 @@ int lm_cache_append(lm_cache *c, const int *inputs, const float *soft, int n_sof
 int lm_cache_truncate(lm_cache *c, int len);
 /* (V) log p(next token | cached positions), valid when len > 0. */
 const float *lm_cache_logp(const lm_cache *c);
+/* (C) the final hidden state (after the final norm) of cached position pos < len. */
+const float *lm_cache_hidden(const lm_cache *c, int pos);
 /* ll[i] = sum_j log p(tok_i[j] | cached prefix, tok_i[<j]), tok_i = tokens[offsets[i] ..
  * offsets[i+1]); the cached state is not changed. */
 int lm_cache_score(lm_cache *c, const int *tokens, const int64_t *offsets, int n_cand, double *ll);

@@ -27,11 +27,19 @@ void pm_free(pm *p)
     if (p->ev)
         for (int k = 0; k < p->maxc; k++) explain_evidence_free(&p->ev[k]);
     free(p->ev);
-    if (p->E) {
+    if (p->evid) {
         explain_enc_acts_free(&p->ea);
         explain_templates_free(&p->tpl);
         explain_rationale_free(&p->rat);
     }
+    if (p->Eu) {
+        explain_enc_acts_free(&p->uea);
+        explain_evidence_free(&p->uev);
+    }
+    free(p->uekind);
+    free(p->uex);
+    free(p->uew);
+    free(p->dey);
     bpe_ids_free(&p->rtok);
     free(p->eoff);
     free(p->ekind);
@@ -86,7 +94,19 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
     p->src = src;
     if (src) {
         if (src->d != dz) return DM_ERR(DM_EINTERNAL, "evidence latents of width %zu for a recommender of width %zu", src->d, dz);
-        p->E = (int)dm_cfg_int(cfg, "explain.tokens");
+        int Es = (int)dm_cfg_int(cfg, "explain.tokens");
+        p->evid = 1;
+        p->E = (int)dm_cfg_int(cfg, "explain.item_tokens");
+        p->Eu = (int)dm_cfg_int(cfg, "explain.user_tokens");
+        if (p->E > 0 && Es % p->E != 0) {
+            DM_ERR(DM_ECONFIG, "explain.item_tokens = %d does not divide explain.tokens = %d", p->E, Es);
+            DM_HINT("the encoder's explain.tokens slots are compressed into explain.item_tokens tokens in equal groups; "
+                    "e.g. explain.item_tokens = 1, 2, 4, 8 or 16 with explain.tokens = 16, or 0 for the item-head path");
+            return DM_ECONFIG;
+        }
+        p->ev_head = p->E == 0;
+        p->Eo = p->E > 0 ? p->E : 1;
+        p->w_felem = p->ev_head ? (float)dm_cfg_float(cfg, "explain.w_faith_elements") : 0.0f;
         p->w_faith = (float)dm_cfg_float(cfg, "explain.w_faith");
         p->w_expl = (float)dm_cfg_float(cfg, "explain.w_expl");
         p->delta = (float)dm_cfg_float(cfg, "explain.faith_delta");
@@ -123,18 +143,19 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
     }
     bpe_ids_free(&t);
     dm_buf_free(&b);
-    int R = p->E && p->w_expl > 0 ? p->Rmax : 0;
-    p->Tmax = (p->bos >= 0) + p->L + (int)p->prefix.n + p->nh * (p->mt + 1 + (int)p->sep.n) + (int)p->query.n + p->E + p->mt + 1 + R;
+    int R = p->evid && p->w_expl > 0 ? p->Rmax : 0;
+    p->Tmax = (p->bos >= 0) + p->L + p->Eu + (int)p->prefix.n + p->nh * (p->mt + 1 + (int)p->sep.n) + (int)p->query.n + p->E + p->mt + 1 + R;
     if (p->Tmax > lm_context(&p->lm)) {
         DM_ERR(DM_ECONFIG, "a prompt needs up to %d positions but the language model's context is %d", p->Tmax,
                lm_context(&p->lm));
-        DM_HINT("lower prompt.user_tokens, prompt.history, prompt.title_tokens, explain.tokens or explain.rationale_tokens, or use a model with a longer context (lm.context)");
+        DM_HINT("lower prompt.user_tokens, prompt.history, prompt.title_tokens, explain.user_tokens, explain.item_tokens or explain.rationale_tokens, or use a model with a longer context (lm.context)");
         return DM_ECONFIG;
     }
     /* projectors and the evidence encoder in one slab */
     int H = (int)dm_cfg_int(cfg, "prompt.hidden");
     nn_mlp_config uc = {(int)dz, H, p->L * p->C, 1e-5f}, ic = {(int)dz, H, p->C, 1e-5f};
-    explain_enc_config ec = {(int)dz, 0, p->E, 0, p->C, 1e-5f};
+    /* the (u, i) encoder: explain.tokens slots in groups of explain.tokens / Eo; the user encoder */
+    explain_enc_config ec = {(int)dz, 0, 0, 0, p->C, 1e-5f, 1}, uec = ec;
     p->n_up = nn_mlp_size(&uc);
     p->n_ip = nn_mlp_size(&ic);
     p->nparams = p->n_up + p->n_ip;
@@ -146,10 +167,13 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
         for (int j = 0; j < p->nsp; j++) p->n_head += p->sp[j].d * (size_t)p->C + p->sp[j].d + 1;
         p->nparams += p->n_head;
     }
-    if (p->E) {
-        ec.D = (int)dm_cfg_int(cfg, "explain.width");
-        ec.hidden = (int)dm_cfg_int(cfg, "explain.hidden");
-        p->nparams += explain_enc_size(&ec);
+    if (p->evid) {
+        ec.D = uec.D = (int)dm_cfg_int(cfg, "explain.width");
+        ec.hidden = uec.hidden = (int)dm_cfg_int(cfg, "explain.hidden");
+        ec.E = (int)dm_cfg_int(cfg, "explain.tokens");
+        ec.group = ec.E / p->Eo;
+        uec.E = p->Eu;
+        p->nparams += explain_enc_size(&ec) + (p->Eu ? explain_enc_size(&uec) : 0);
     }
     DM_ALLOC(p->w, p->nparams);
     DM_ALLOC(p->g, p->nparams);
@@ -186,13 +210,28 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
     }
     DM_CALL(nn_mlp_acts_init(&p->ua, &uc, 1));
     DM_CALL(nn_mlp_acts_init(&p->ia, &ic, p->nh + p->maxc));
-    p->Bmax = p->K + 1 + (p->E ? 2 : 0);
+    p->Bmax = p->K + 1 + (p->evid ? 2 : 0);
     int nsets = p->maxc + 2, cap_el = 0;
-    if (p->E) {
+    if (p->evid) {
         size_t off = p->n_up + p->n_ip;
+        /* a training step encodes K + 2 sets, and the positive's without each element */
+        int tsets = p->K + 2 + explain_evidence_width(src->k_users, src->k_items, src->k_attrs);
+        if (tsets > nsets) nsets = tsets;
+        p->nsets_max = nsets;
         explain_enc_bind(&p->enc, &ec, p->w + off, p->g + off);
-        explain_enc_init(&p->enc, seed ^ 0xE1, scale);
+        /* on the item-head path the output layer starts at zero: the untrained evidence term is 0 */
+        explain_enc_init(&p->enc, seed ^ 0xE1, p->ev_head ? 0.0f : scale);
         cap_el = explain_evidence_width(src->k_users, src->k_items, src->k_attrs);
+        if (p->Eu) {
+            off += explain_enc_size(&ec);
+            explain_enc_bind(&p->uenc, &uec, p->w + off, p->g + off);
+            explain_enc_init(&p->uenc, seed ^ 0xE2, scale);
+            DM_CALL(explain_enc_acts_init(&p->uea, &uec, 2, 2 * cap_el));
+            DM_CALL(explain_evidence_init(&p->uev, src->k_users, src->k_items, src->k_attrs));
+            DM_ALLOC(p->uekind, 2 * (size_t)cap_el);
+            DM_ALLOC(p->uex, 2 * (size_t)cap_el * dz);
+            DM_ALLOC(p->uew, 2 * (size_t)cap_el);
+        }
         DM_CALL(explain_enc_acts_init(&p->ea, &ec, nsets, nsets * cap_el));
         DM_ALLOC(p->ev, (size_t)p->maxc);
         for (int k = 0; k < p->maxc; k++) DM_CALL(explain_evidence_init(&p->ev[k], src->k_users, src->k_items, src->k_attrs));
@@ -200,8 +239,9 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
         DM_ALLOC(p->ekind, (size_t)nsets * (size_t)cap_el + 1);
         DM_ALLOC(p->ex, ((size_t)nsets * (size_t)cap_el + 1) * dz);
         DM_ALLOC(p->ew, (size_t)nsets * (size_t)cap_el + 1);
-        DM_ALLOC(p->ey, (size_t)nsets * (size_t)p->E * (size_t)p->C);
-        DM_ALLOC(p->mask_row, (size_t)p->E * (size_t)p->C);
+        DM_ALLOC(p->ey, (size_t)nsets * (size_t)p->Eo * (size_t)p->C);
+        DM_ALLOC(p->dey, (size_t)nsets * (size_t)p->C);
+        DM_ALLOC(p->mask_row, (size_t)(p->Eo > p->Eu ? p->Eo : p->Eu) * (size_t)p->C);
         DM_ALLOC(p->keep, (size_t)cap_el);
     }
     int B = p->Bmax, T = p->Tmax;
@@ -210,7 +250,7 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
     DM_ALLOC(p->ctok, (size_t)p->maxc * (size_t)(p->E + (p->mt > 0 ? p->mt : 1)) * 2 + 1);
     DM_ALLOC(p->tw, (size_t)B * (size_t)T);
     DM_ALLOC(p->dh, (size_t)B * (size_t)T * (size_t)p->C);
-    p->nsoft = p->L + p->nh + 2 + (p->K + 3) * p->E;
+    p->nsoft = p->L + p->nh + 2 + (p->K + 3) * p->E + 2 * p->Eu;
     DM_ALLOC(p->soft, (size_t)p->nsoft * (size_t)p->C);
     DM_ALLOC(p->dsoft, (size_t)p->nsoft * (size_t)p->C);
     DM_ALLOC(p->ie, (size_t)(p->nh + p->maxc) * (size_t)p->C);
@@ -243,13 +283,14 @@ void pm_set_user(pm *p, int32_t u, const int32_t *all, int n)
 
 /* the prompt of a user with history hist[0..n) (the last prompt.history items are used) as input
  * codes: the LM's beginning-of-sequence token if it has one (Llama's <s>, as its tokenizer starts
- * every text), then soft rows 0..L-1, the user tokens, and L + k the k-th history item; returns
- * its length */
+ * every text), then soft rows 0..L-1, the user tokens, L + n + e the user evidence tokens and
+ * L + k the k-th history item; returns its length */
 int pm_build_prompt(const pm *p, const int32_t *hist, int n, int L, int *out)
 {
     int q = 0;
     if (p->bos >= 0) out[q++] = p->bos;
     for (int k = 0; k < L; k++) out[q++] = LM_SOFT(k);
+    for (int e = 0; e < p->Eu; e++) out[q++] = LM_SOFT(L + n + e);
     for (size_t k = 0; k < p->prefix.n; k++) out[q++] = p->prefix.v[k];
     for (int k = 0; k < n; k++) {
         int32_t it = hist[k];
@@ -274,22 +315,59 @@ int pm_project(pm *p, const float *h, const int32_t *hist, int n, const int32_t 
     return DM_OK;
 }
 
-/* the masked-evidence token: slot 0 of the encoder's output for the empty set */
+int pm_evidence_tokens(const pm *p)
+{
+    return p->Eu + p->E;
+}
+
+/* The user evidence tokens of nsets sets into y (nsets Eu, C): set k the user's evidence (built
+ * into p->uev from pm_set_user's user and history) when full[k], else the empty set's. */
+static int user_tokens(pm *p, const int *full, int nsets, float *y)
+{
+    int built = 0, m = 0;
+    p->ueoff[0] = 0;
+    for (int b = 0; b < nsets; b++) {
+        if (full[b] && !built) {
+            DM_CALL(explain_user_evidence_build(p->src, p->user, p->uall, p->n_uall, &p->uev));
+            built = 1;
+        }
+        if (full[b]) {
+            size_t o = (size_t)p->ueoff[b];
+            explain_evidence_features(p->src, &p->uev, NULL, p->uekind + o, p->uex + o * p->d, p->uew + o, &m);
+        } else {
+            m = 0;
+        }
+        p->ueoff[b + 1] = p->ueoff[b] + m;
+    }
+    return explain_enc_forward(&p->uenc, &p->uea, p->ueoff, nsets, p->uekind, p->uex, p->uew, y);
+}
+
+/* the masked-evidence token of the random-masking control: row 0 of the empty set's output of the
+   user evidence encoder (a prompt position), or of the (u, i) encoder when there are no user
+   evidence tokens */
 static int update_mask_row(pm *p)
 {
-    if (!p->E) return DM_OK;
     int64_t off[2] = {0, 0};
+    if (p->Eu) {
+        int none = 0;
+        return user_tokens(p, &none, 1, p->mask_row);
+    }
     return explain_enc_forward(&p->enc, &p->ea, off, 1, p->ekind, p->ex, p->ew, p->mask_row);
 }
 
-int pm_prompt(pm *p, const float *h, const int32_t *hist, int n, int L, const int *mask, int n_mask, int *P)
+int pm_prompt(pm *p, const float *h, const int32_t *hist, int n, int L, const int *mask, int n_mask, int ev_masked, int *P)
 {
     DM_CALL(pm_project(p, h, hist, n, NULL, 0));
+    if (p->Eu) {
+        int full = !ev_masked;
+        DM_CALL(user_tokens(p, &full, 1, p->soft + (size_t)(p->L + n) * p->C));
+    }
     int *code = p->in;
     int q = pm_build_prompt(p, hist, n, p->L, code);
-    int ns = p->L + n;
+    int ns = p->L + n + p->Eu;
     if (n_mask > 0) {
-        if (!p->E) return DM_ERR(DM_EINTERNAL, "masking prompt positions needs the evidence encoder's mask token");
+        if (!p->evid || (p->ev_head && !p->Eu))
+            return DM_ERR(DM_EINTERNAL, "masking prompt positions needs a masked-evidence token");
         DM_CALL(update_mask_row(p));
         memcpy(p->soft + (size_t)ns * p->C, p->mask_row, (size_t)p->C * sizeof(float));
         for (int k = 0; k < n_mask; k++) {
@@ -312,7 +390,7 @@ int pm_prompt(pm *p, const float *h, const int32_t *hist, int n, int L, const in
 
 int pm_build_evidence(pm *p, const int32_t *cand, int nc)
 {
-    if (!p->E) return DM_OK;
+    if (!p->evid) return DM_OK;
     if (nc > p->maxc) return DM_ERR(DM_EINTERNAL, "%d candidates for a user, sized for %d", nc, p->maxc);
     for (int k = 0; k < nc; k++) DM_CALL(explain_evidence_build(p->src, p->user, cand[k], p->uall, p->n_uall, &p->ev[k]));
     return DM_OK;
@@ -337,8 +415,8 @@ static void gather_sets(pm *p, const int *evi, const int *drop, int nsets)
 
 int pm_encode(pm *p, const int *evi, const int *drop, int nsets, float *y)
 {
-    if (!p->E) return DM_ERR(DM_EINTERNAL, "evidence tokens without an evidence encoder");
-    if (nsets > p->maxc + 2) return DM_ERR(DM_EINTERNAL, "%d evidence sets at once, sized for %d", nsets, p->maxc + 2);
+    if (!p->evid) return DM_ERR(DM_EINTERNAL, "evidence tokens without an evidence encoder");
+    if (nsets > p->nsets_max) return DM_ERR(DM_EINTERNAL, "%d evidence sets at once, sized for %d", nsets, p->nsets_max);
     gather_sets(p, evi, drop, nsets);
     return explain_enc_forward(&p->enc, &p->ea, p->eoff, nsets, p->ekind, p->ex, p->ew, y);
 }
@@ -359,7 +437,9 @@ int pm_score_cached(pm *p, const int32_t *cand, int nc, const float *y, double *
         off[k + 1] = q;
     }
     double ll[PM_MAX_CAND], lls[PM_MAX_CAND];
-    DM_CALL(lm_cache_score_mixed(&p->cache, tk, off, nc, y, nc * E, p->ie + (size_t)n * p->C, ll, lls));
+    DM_CALL(lm_cache_score_mixed(&p->cache, tk, off, nc, E ? y : NULL, nc * E, p->ie + (size_t)n * p->C, ll, lls));
+    /* the item-head path: x_u . r_uc, x_u the prompt's last hidden state */
+    const float *x = y && p->ev_head ? lm_cache_hidden(&p->cache, p->cache.len - 1) : NULL;
     for (int k = 0; k < nc; k++) {
         int mk = (int)(p->toff[cand[k] + 1] - p->toff[cand[k]]);
         /* an item without a title always counts its soft token (else title-only scoring has nothing) */
@@ -367,6 +447,12 @@ int pm_score_cached(pm *p, const int32_t *cand, int nc, const float *y, double *
         double len = (p->use_title ? (double)mk : 0.0) + (soft ? 1.0 : 0.0);
         double v = (p->use_title ? ll[k] : 0.0) + (soft ? lls[k] : 0.0);
         s[k] = p->length_norm && len > 0 ? v / len : v;
+        if (x) {
+            const float *r = y + (size_t)k * p->C;
+            double dot = 0;
+            for (int q = 0; q < p->C; q++) dot += (double)x[q] * r[q];
+            s[k] += dot;
+        }
     }
     return DM_OK;
 }
@@ -376,11 +462,13 @@ int pm_append_candidate(pm *p, int32_t c, const float *y)
     int n = p->cur_n, E = y ? p->E : 0, C = p->C;
     memcpy(p->zin + (size_t)n * p->d, p->z + (size_t)c * p->d, p->d * sizeof(float));
     DM_CALL(nn_mlp_forward(&p->ip, &p->ia, p->zin + (size_t)n * p->d, 1, p->ie + (size_t)n * C));
-    /* soft rows: E evidence rows then the item token, behind the prompt's rows in the soft matrix */
-    float *sr = p->soft + (size_t)(p->L + n + 1) * C;
+    /* soft rows: E evidence rows then the item token, behind the prompt's rows (and the mask row)
+       in the soft matrix */
+    int base = p->L + n + p->Eu + 1;
+    float *sr = p->soft + (size_t)base * C;
     if (E) memcpy(sr, y, (size_t)E * C * sizeof(float));
     memcpy(sr + (size_t)E * C, p->ie + (size_t)n * C, (size_t)C * sizeof(float));
-    int code[4096], q = 0, base = p->L + n + 1;
+    int code[4096], q = 0;
     for (int e = 0; e < E; e++) code[q++] = LM_SOFT(base + e);
     for (int64_t j = p->toff[c]; j < p->toff[c + 1]; j++) code[q++] = p->tok[j];
     code[q++] = LM_SOFT(base + E);
@@ -390,8 +478,8 @@ int pm_append_candidate(pm *p, int32_t c, const float *y)
 int pm_score_user(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand, int nc, int L, double *s)
 {
     int P;
-    DM_CALL(pm_prompt(p, h, hist, n, L, NULL, 0, &P));
-    if (!p->E) return pm_score_cached(p, cand, nc, NULL, s);
+    DM_CALL(pm_prompt(p, h, hist, n, L, NULL, 0, 0, &P));
+    if (!p->evid) return pm_score_cached(p, cand, nc, NULL, s);
     DM_CALL(pm_build_evidence(p, cand, nc));
     int evi[PM_MAX_CAND], drop[PM_MAX_CAND];
     for (int k = 0; k < nc; k++) {
@@ -407,18 +495,28 @@ typedef struct {
     int K1, n, P, T;        /* candidates, history items, prompt length, row length */
     int B, Bt;              /* scored rows (candidates, masked positive); all rows (with the explanation row) */
     int faith, expl;        /* the masked-positive row and the explanation row are on */
-    int sbase, nsets;       /* the first evidence soft row; evidence sets */
+    int ubase;              /* the first user evidence soft row (then the masked row's, when faith) */
+    int sbase, nsets;       /* the first (u, i) evidence soft row; (u, i) evidence sets */
     int posrow, rrow, R;    /* the positive's soft row (explanation row), the explanation row (-1 none), its length */
     int mlen[66], item[66]; /* per row: title length, candidate */
+    int set[66];            /* per row: its (u, i) evidence set (K1: the empty set) */
+    int nel;                /* item-head path: the positive's elements removed one at a time (sets K1 + 1 ...) */
+    double sel[PM_MAX_EL], cel[PM_MAX_EL]; /* x_0 . r of the positive without element e; its hinge's weight */
     int srow[66];           /* per scored row: the packed target row of its soft token */
     double A[66], S[66], ps[66], s[66], lens[66], g[66], ce;
 } pm_batch;
 
-/* The evidence tokens of the candidates and of the masked positive into the soft rows after the
- * prompt, and the reference rationale of the positive's evidence (explanation row). */
+/* The user evidence tokens (and the empty set's, for the masked row) into the soft rows after the
+ * history; the (u, i) evidence of the candidates and of the masked positive (the empty set) into
+ * the soft rows after them (or into p->ey on the item-head path); the reference rationale of the
+ * positive's evidence (explanation row). */
 static int train_evidence(pm *p, const int32_t *cand, pm_batch *b)
 {
     int evi[66], drop[66], K1 = b->K1;
+    if (p->Eu) {
+        int full[2] = {1, 0};
+        DM_CALL(user_tokens(p, full, 1 + b->faith, p->soft + (size_t)b->ubase * p->C));
+    }
     DM_CALL(pm_build_evidence(p, cand, K1));
     for (int c = 0; c < K1; c++) {
         evi[c] = c;
@@ -427,8 +525,16 @@ static int train_evidence(pm *p, const int32_t *cand, pm_batch *b)
     evi[K1] = 0;
     drop[K1] = -2;
     b->nsets = K1 + 1;
+    b->nel = 0;
+    if (p->w_felem > 0) /* the positive without each element but the modality */
+        for (int j = 0; j < p->ev[0].n && b->nel < PM_MAX_EL; j++)
+            if (p->ev[0].el[j].kind != EXPLAIN_MODAL) {
+                evi[b->nsets] = 0;
+                drop[b->nsets++] = j;
+                b->nel++;
+            }
     DM_CALL(pm_encode(p, evi, drop, b->nsets, p->ey));
-    memcpy(p->soft + (size_t)b->sbase * p->C, p->ey, (size_t)b->nsets * p->E * p->C * sizeof(float));
+    if (p->E) memcpy(p->soft + (size_t)b->sbase * p->C, p->ey, (size_t)b->nsets * p->E * p->C * sizeof(float));
     if (p->w_expl > 0) {
         DM_CALL(explain_rationale_reference(&p->tpl, p->ds, &p->ev[0], &p->rat));
         if (p->rat.tpl >= 0) DM_CALL(explain_rationale_tokens(&p->lm, &p->tpl, &p->rat, &p->rtok));
@@ -450,6 +556,10 @@ static void train_rows(pm *p, const int32_t *cand, pm_batch *b)
         int *in = p->in + (size_t)r * T, *tg = p->tg + (size_t)r * T;
         if (r) memcpy(in, p->in, (size_t)P * sizeof *in);
         int set = r < b->K1 ? r : r == b->rrow ? 0 : b->K1;
+        b->set[r] = set;
+        if (set == b->K1) /* the masked row: the empty set's user evidence tokens in its prompt */
+            for (int j = 0; j < P; j++)
+                if (in[j] <= LM_SOFT(b->ubase) && in[j] > LM_SOFT(b->ubase + p->Eu)) in[j] -= p->Eu;
         for (int e = 0; e < E; e++) in[P + e] = LM_SOFT(b->sbase + set * E + e);
         int64_t a = p->toff[cand[c]], z = p->toff[cand[c] + 1];
         int m = (int)(z - a), q = P + E;
@@ -503,6 +613,20 @@ static void train_scores(pm *p, pm_batch *b)
         double len = (p->use_title ? b->mlen[r] : 0) + (soft ? 1.0 : 0.0);
         b->lens[r] = p->length_norm && len > 0 ? len : 1.0;
         b->s[r] = ((p->use_title ? b->A[r] : 0.0) + (soft ? b->S[r] : 0.0)) / b->lens[r];
+        if (p->ev_head) { /* x_r . r_r, x_r the row's hidden state at the prompt's last position */
+            const float *x = m.hidden + ((size_t)r * T + (size_t)b->P - 1) * C, *rv = p->ey + (size_t)b->set[r] * C;
+            double dot = 0;
+            for (int q = 0; q < C; q++) dot += (double)x[q] * rv[q];
+            p->evs[r] = dot;
+            b->s[r] += dot;
+        }
+    }
+    const float *x0 = m.hidden + ((size_t)b->P - 1) * C;
+    for (int e = 0; e < b->nel; e++) {
+        const float *rv = p->ey + (size_t)(b->K1 + 1 + e) * C;
+        double dot = 0;
+        for (int q = 0; q < C; q++) dot += (double)x0[q] * rv[q];
+        b->sel[e] = dot;
     }
 }
 
@@ -524,8 +648,16 @@ static double train_loss(pm *p, pm_batch *b)
         b->g[0] += p->w_faith * dfull;
         b->g[K1] = p->w_faith * dmask;
     }
+    /* the element terms: mean_e max(0, delta - (s_0 - s_0 without e)) = mean_e max(0, delta - x_0 . (r_0 - r_-e));
+       each active one weighs w_felem / nel on x_0 . r_-e and -w_felem / nel on x_0 . r_0 */
+    p->last_felem = 0;
+    for (int e = 0; e < b->nel; e++) {
+        double dfull, dmask, h = explain_faith_loss(p->evs[0], b->sel[e], p->delta, &dfull, &dmask);
+        p->last_felem += h / b->nel;
+        b->cel[e] = p->w_felem * dmask / b->nel;
+    }
     if (b->expl) p->last_expl = b->ce / b->R;
-    return p->last_rank + p->w_faith * p->last_faith + p->w_expl * p->last_expl;
+    return p->last_rank + p->w_faith * p->last_faith + p->w_felem * p->last_felem + p->w_expl * p->last_expl;
 }
 
 /* The backward's inputs: per-position loss weights (title targets -alpha, the soft placeholder
@@ -558,6 +690,34 @@ static void train_weights(pm *p, pm_batch *b, float scale)
     if (b->expl)
         for (int j = 0; j < T; j++)
             if (p->tg[(size_t)b->rrow * T + j] >= 0) p->tw[(size_t)b->rrow * T + j] = p->w_expl * scale / (float)b->R;
+    if (!p->ev_head) return;
+    /* the item-head path: dhidden of x_r += g_r r_r (after the soft placeholder's, which an untitled
+       item puts at the same position), dL/dr_r += g_r x_r */
+    memset(p->dey, 0, (size_t)b->nsets * (size_t)C * sizeof *p->dey);
+    for (int r = 0; r < b->B; r++) {
+        size_t i = (size_t)r * T + (size_t)b->P - 1;
+        float gr = (float)(b->g[r] * scale);
+        const float *x = m.hidden + i * C, *rv = p->ey + (size_t)b->set[r] * C;
+        float *dh = p->dh + i * C, *dr = p->dey + (size_t)b->set[r] * C;
+        for (int q = 0; q < C; q++) {
+            dh[q] += gr * rv[q];
+            dr[q] += gr * x[q];
+        }
+    }
+    /* the element terms: c_e (x_0 . r_-e - x_0 . r_0) */
+    const float *x0 = m.hidden + ((size_t)b->P - 1) * C, *r0 = p->ey;
+    float *dh0 = p->dh + ((size_t)b->P - 1) * C, *dr0 = p->dey;
+    for (int e = 0; e < b->nel; e++) {
+        float ce = (float)(b->cel[e] * scale);
+        if (ce == 0) continue;
+        const float *re = p->ey + (size_t)(b->K1 + 1 + e) * C;
+        float *dre = p->dey + (size_t)(b->K1 + 1 + e) * C;
+        for (int q = 0; q < C; q++) {
+            dh0[q] += ce * (re[q] - r0[q]);
+            dre[q] += ce * x0[q];
+            dr0[q] -= ce * x0[q];
+        }
+    }
 }
 
 /* One user's loss over cand[0..K] (the positive first), scaled by `scale`; accumulates the
@@ -570,10 +730,11 @@ int pm_train_user(pm *p, const float *h, const int32_t *hist, int n, const int32
     DM_CALL(pm_project(p, h, hist, n, cand, b.K1));
     b.P = pm_build_prompt(p, hist, n, p->L, p->in);
     /* rows: 0..K candidates, then (evidence) the masked positive, then the explanation row */
-    b.faith = E && p->w_faith > 0, b.expl = 0, b.B = b.K1 + b.faith;
-    b.sbase = p->L + n, b.nsets = 0;
+    b.faith = p->evid && p->w_faith > 0, b.expl = 0, b.B = b.K1 + b.faith;
+    b.ubase = p->L + n;
+    b.sbase = b.ubase + p->Eu * (1 + b.faith), b.nsets = 0, b.nel = 0;
     p->rtok.n = 0;
-    if (E) DM_CALL(train_evidence(p, cand, &b));
+    if (p->evid) DM_CALL(train_evidence(p, cand, &b));
     b.posrow = b.sbase + b.nsets * E; /* the positive's item token as an input (explanation row) */
     if (b.expl) memcpy(p->soft + (size_t)b.posrow * C, p->ie + (size_t)n * C, (size_t)C * sizeof(float));
     b.R = (int)p->rtok.n;
@@ -599,7 +760,9 @@ int pm_train_user(pm *p, const float *h, const int32_t *hist, int n, const int32
     if (b.expl)
         for (int q = 0; q < C; q++) p->ide[(size_t)n * C + q] += p->dsoft[(size_t)b.posrow * C + q];
     DM_CALL(nn_mlp_backward(&p->ip, &p->ia, p->ide, NULL));
-    if (E) DM_CALL(explain_enc_backward(&p->enc, &p->ea, p->dsoft + (size_t)b.sbase * C, NULL, NULL));
+    if (p->evid)
+        DM_CALL(explain_enc_backward(&p->enc, &p->ea, p->ev_head ? p->dey : p->dsoft + (size_t)b.sbase * C, NULL, NULL));
+    if (p->Eu) DM_CALL(explain_enc_backward(&p->uenc, &p->uea, p->dsoft + (size_t)b.ubase * C, NULL, NULL));
     return DM_OK;
 }
 

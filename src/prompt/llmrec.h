@@ -8,21 +8,39 @@
  *     [bos] [L user tokens] prefix  title(h_1) [item h_1] sep ... title(h_n) [item h_n] sep  query
  * (bos: the LM's beginning-of-sequence token where it has one, Llama's <s>; none for GPT-2). The
  * LM is either architecture of src/lm/lm.h.
- * Candidate c continues it with [E evidence tokens of (u, c)] (when evidence is on) and title(c),
- * followed by c's soft token e_c. The candidate's score is
- *     s(u, c | E) = (sum of log p(title tokens) + log p_soft(c)) / (title length + 1)
+ * Candidate c continues it with title(c), followed by c's soft token e_c. The candidate's score is
+ *     s(u, c) = (sum of log p(title tokens) + log p_soft(c)) / (title length + 1)
  * with length normalisation, where p_soft scores e_c through the output head (GPT-2's tied wte,
  * Llama's head) as one more vocabulary entry:
  *     log p_soft(c) = h . e_c - log(sum_v exp(h . head_v) + exp(h . e_c))
- * with h the final hidden state after the title. Evidence tokens are inputs only. They come from
- * the evidence encoder (explain_enc.h) over the evidence set of (u, c) (explain.h); masked
- * evidence is the encoder's output for the empty set (its learned null element alone).
+ * with h the final hidden state after the title.
+ *
+ * Evidence (llm_explain, src != NULL) enters in two parts, so that the cost per candidate stays
+ * small (the prompt runs once per user, the candidates many times):
+ *   - user evidence (explain_user_evidence_build: u's nearest users, the history items closest to
+ *     u, u's attribute profile, the agreeing modality) as Eu = explain.user_tokens soft tokens
+ *     right after the user tokens, in the cached prompt:
+ *         [bos] [L user tokens] [Eu user evidence tokens] prefix ...
+ *   - the evidence of (u, c) (explain_evidence_build) from the evidence encoder's E =
+ *     explain.tokens attention slots, compressed (grouped, explain_enc.h) into E_i =
+ *     explain.item_tokens rows:
+ *       E_i > 0: E_i soft tokens before the candidate's title: [E_i tokens of (u, c)] title(c);
+ *       E_i = 0: one vector r_uc of width C on the item-head path, scored against the prompt's
+ *                last hidden state x_u (the state every candidate continues from):
+ *                    s(u, c | E) = s(u, c) + x_u . r_uc,
+ *                one dot product per candidate and no LM position. Its encoder's output layer
+ *                starts at zero, so the untrained term is 0.
+ * E_i = E with Eu = 0 is the per-candidate layout: every evidence token before every candidate.
+ * Evidence tokens are inputs only. Masked evidence (the faithfulness loss, deletion) is both parts
+ * replaced by their encoder's output for the empty set (its learned null element alone): the user
+ * evidence tokens in the prompt and the candidate's rows.
  *
  * Training (pm_train_user): one LM batch holds the K + 1 candidates (the positive first), each
- * with its evidence tokens; with evidence, also the positive with its evidence masked (when
- * explain.w_faith > 0) and the explanation row (when explain.w_expl > 0): the positive with its
- * evidence, title and soft token as inputs, followed by the reference rationale built from its
- * evidence (explain_rationale_reference). The loss is
+ * row the whole prompt and the candidate with its evidence; with evidence, also the positive with
+ * its evidence masked (when explain.w_faith > 0: its prompt holds the empty set's user evidence
+ * tokens) and the explanation row (when explain.w_expl > 0): the positive with its evidence,
+ * title and soft token as inputs, followed by the reference rationale built from its evidence
+ * (explain_rationale_reference). The loss is
  *     L = -log softmax_c(s)[0] + w_faith max(0, delta - (s_0 - s_masked)) + w_expl CE(rationale)
  * with CE the mean token cross-entropy of the rationale. With g_r = dL/ds_r for each scored row r
  * and alpha_r = g_r / (m_r + 1):
@@ -31,7 +49,13 @@
  *   the vocabulary part of alpha_r dS_r, plus dhidden = w head_tau (cancelling the placeholder's
  *   one-hot) + alpha_r (1 - p_s) e_c (the direct path through h . e_c); and dL/de_c =
  *   alpha_r (1 - p_s) h; rationale targets carry weight w_expl / (rationale length).
- * The LM's backward returns the soft rows' gradients; the projectors and the evidence encoder
+ * On the item-head path row r adds x_r . r_r to s_r (x_r its hidden state at the prompt's last
+ * position), so dhidden there gets g_r r_r and dL/dr_r = g_r x_r. There the loss adds element
+ * terms, the faithfulness hinge of the positive's evidence without each of its elements e (the
+ * modality excepted), which cost no LM row:
+ *     + w_felem mean_e max(0, delta - (s_0 - s_0 without e)),  s_0 - s_0 without e = x_0 . (r_0 - r_0,-e)
+ * (w_felem = explain.w_faith_elements), so that each element an explanation shows supports it.
+ * The LM's backward returns the soft rows' gradients; the projectors and the evidence encoders
  * accumulate theirs. The LM never changes.
  */
 #ifndef DM_LLMREC_H
@@ -46,6 +70,7 @@
 #include "../nn/mlp.h"
 
 #define PM_MAX_CAND 1024
+#define PM_MAX_EL 64 /* element terms of the faithfulness loss, at most */
 
 /* One item space of the item head (llmhead.h): its item table t (n_items, d), and in the slab the
  * head's W (d, C), b (d) and the residual weight a of the user's latent in that space. */
@@ -74,12 +99,27 @@ typedef struct pm {
     const float *z;  /* (n_items, d) */
     size_t d, n_items;
     const dm_dataset *ds;
-    /* evidence (E > 0) */
-    int E, Rmax;
+    /* evidence (evid) */
+    int evid;                         /* evidence on (llm_explain) */
+    int E;                            /* E_i: evidence tokens before each candidate (0: the item-head path) */
+    int Eo;                           /* rows of one (u, i) evidence set out of the encoder: E_i, or 1 (r_ui) */
+    int Eu;                           /* user evidence tokens in the prompt */
+    int ev_head;                      /* the (u, i) evidence on the item-head path (E_i = 0) */
+    float w_felem;                    /* item-head path: weight of the element terms (explain.w_faith_elements) */
+    int nsets_max;                    /* (u, i) evidence sets one encoder call takes */
+    int Rmax;
     float w_faith, w_expl, delta;
     const explain_src *src;           /* the caller's */
-    explain_enc enc;
+    explain_enc enc;                  /* the (u, i) evidence encoder: explain.tokens slots -> Eo rows */
     explain_enc_acts ea;
+    explain_enc uenc;                 /* the user evidence encoder: Eu tokens (when Eu > 0) */
+    explain_enc_acts uea;
+    explain_evidence uev;             /* the user evidence of the last prompt built (pm_prompt) */
+    int64_t ueoff[3];
+    int8_t *uekind;                   /* (2 width) its encoder inputs */
+    float *uex, *uew;                 /* (2 width, d), (2 width) */
+    float *dey;                       /* (maxc + 2, C) item-head path: dL/dr of the training sets */
+    double evs[66];                   /* item-head path: x_r . r_r of the training rows */
     explain_evidence *ev;             /* (maxc) evidence of the candidates being scored or trained */
     explain_templates tpl;
     explain_rationale rat;            /* the reference rationale of the last training step */
@@ -90,10 +130,11 @@ typedef struct pm {
     int64_t *eoff;                    /* (maxc + 2) */
     int8_t *ekind;                    /* (maxN) */
     float *ex, *ew;                   /* (maxN, d), (maxN) */
-    float *ey;                        /* ((maxc + 2) E, C) evidence tokens */
-    float *mask_row;                  /* (E, C) the masked-evidence tokens (the empty set's) */
+    float *ey;                        /* ((maxc + 2) Eo, C) evidence rows of (u, i) sets */
+    float *mask_row;                  /* (max(Eo, Eu), C) the masked-evidence token (row 0: the empty set's) */
     uint8_t *keep;                    /* (set width) */
     double last_rank, last_faith, last_expl; /* parts of the last training loss */
+    double last_felem;                /* item-head path: the element terms' mean hinge */
     /* scratch */
     int *in, *tg;    /* (B, T) */
     int *ctok;       /* candidate codes while scoring */
@@ -118,10 +159,12 @@ typedef struct pm {
 
 /* Loads the LM of lmdir, tokenizes the prompt pieces and every item's title, sizes the projectors
  * (din = dz) and buffers for up to maxc candidates per user. z (n_items, dz) stays the caller's.
- * src, when non-NULL, turns evidence on: explain.tokens evidence tokens per candidate from an
- * encoder in the same parameter slab (after the projectors), the explanation losses weighted by
- * explain.w_faith and explain.w_expl, rationale templates from explain.templates. src (the
- * caller's, latents of width dz) may have its h pointer changed between calls. */
+ * src, when non-NULL, turns evidence on: explain.user_tokens user evidence tokens in the prompt
+ * and explain.item_tokens per candidate (or the item-head path) from two encoders in the same
+ * parameter slab (after the projectors: the (u, i) encoder, then the user encoder), the
+ * explanation losses weighted by explain.w_faith and explain.w_expl, rationale templates from
+ * explain.templates. src (the caller's, latents of width dz) may have its h pointer changed
+ * between calls. */
 int pm_init(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const float *z, size_t dz, int maxc, uint64_t seed,
             const explain_src *src, pm *p);
 void pm_free(pm *p);
@@ -153,20 +196,24 @@ int pm_build_prompt(const pm *p, const int32_t *hist, int n, int L, int *out);
 /* The soft rows: user tokens from h, history and candidate item tokens from z (into p->ie; the
  * history rows also into p->soft after the user rows). */
 int pm_project(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand, int nc);
-/* Runs the prompt into the KV cache (projecting h and the history); positions mask[0..n_mask) of
- * the prompt are replaced by the masked-evidence token (the random-masking control). Returns
- * the prompt length in *P. */
-int pm_prompt(pm *p, const float *h, const int32_t *hist, int n, int L, const int *mask, int n_mask, int *P);
+/* Runs the prompt into the KV cache (projecting h and the history and, with user evidence tokens,
+ * encoding the user evidence of pm_set_user's user into p->uev, or the empty set's when
+ * ev_masked); positions mask[0..n_mask) of the prompt are replaced by the masked-evidence token
+ * (the random-masking control). Returns the prompt length in *P. */
+int pm_prompt(pm *p, const float *h, const int32_t *hist, int n, int L, const int *mask, int n_mask, int ev_masked, int *P);
+/* Evidence tokens of one recommendation: user evidence tokens plus the candidate's (E_i) tokens. */
+int pm_evidence_tokens(const pm *p);
 /* Evidence of (user, cand[k]) into p->ev[k], k < nc. */
 int pm_build_evidence(pm *p, const int32_t *cand, int nc);
-/* Evidence tokens of nsets sets into y (nsets E, C): set k is p->ev[evi[k]] without element
- * drop[k] (-1: nothing dropped, -2: every element dropped, i.e. masked evidence). */
+/* Evidence rows of nsets (u, i) sets into y (nsets Eo, C): set k is p->ev[evi[k]] without
+ * element drop[k] (-1: nothing dropped, -2: every element dropped, i.e. masked evidence). */
 int pm_encode(pm *p, const int *evi, const int *drop, int nsets, float *y);
-/* Scores candidates after the cached prompt: candidate k continues with evidence rows y + k E
- * (y NULL: no evidence tokens), its title and its soft token. */
+/* Scores candidates after the cached prompt: candidate k continues with evidence rows y + k Eo
+ * (y NULL: no evidence): its E_i evidence tokens, its title and its soft token, and on the
+ * item-head path x_u . r_uk added, x_u the last cached position's hidden state. */
 int pm_score_cached(pm *p, const int32_t *cand, int nc, const float *y, double *s);
-/* Appends candidate c's continuation (evidence rows y (E, C) or none, title, soft token) to the
- * cache, as the prompt of its rationale; the caller truncates back. */
+/* Appends candidate c's continuation (its E_i evidence tokens y (Eo, C) or none, title, soft
+ * token) to the cache, as the prompt of its rationale; the caller truncates back. */
 int pm_append_candidate(pm *p, int32_t c, const float *y);
 
 /* ---- training examples: who trains, in which order, against which negatives ---- */

@@ -2,17 +2,24 @@
 # `dynmm prompt` (llm and llm_explain side by side) and `dynmm explain` end to end on a small
 # synthetic catalogue through a tiny in-suite LM:
 #   - both LLM recommenders are scored on the same users (their per-user rows pair up), their
-#     training curves and the side-by-side latency are stored;
+#     training curves and the side-by-side latency are stored (with llm_explain in the
+#     per-candidate layout timed beside them, explain.latency_per_candidate);
 #   - every rationale matches one of the configured templates and each slot value is, independently
 #     re-derived here, the title of an evidence item, the name of an evidence attribute of the
 #     slot's type, or the history count of the attribute it follows; every evidence element checks
 #     out against the data (neighbours took the item in training and are not the user, history items
-#     are the user's, attributes belong to the item); the stored evidence equals the JSON's;
+#     are the user's, attributes belong to the item); so does the user evidence of the prompt
+#     (neighbours took one of the user's items, items are the user's, attributes are held by the
+#     user's items with the right counts, the modality is one some of them have); the stored
+#     evidence and user evidence equal the JSON's;
 #   - the explanations (items, rationales, evidence; its weights within 1e-5) and per-user metrics
 #     are the same at 1, 2 and 3 ranks; the template shares respect the per-user cap;
 #   - free-form rationales (explain.rationale = free) at 1 and 3 ranks: every piece is a connective
 #     or an evidence value of its line, every catalogue name in the text lies inside an evidence
 #     value, the same at 1 and 3 ranks;
+#   - the per-candidate layout (explain.user_tokens = 0, explain.item_tokens = explain.tokens)
+#     stays reachable: trained at 1 and 3 ranks to the same parameters, explained without user
+#     evidence, its deletion control masking explain.tokens random prompt tokens;
 #   - a prompt.h5 without llm_explain and an unknown user id are refused with messages naming them.
 set -u
 PY=/usr/bin/python3; B=$DM_BUILD/dynmm
@@ -28,7 +35,8 @@ small=(--set synth.users=400 --set synth.items=200 --set synth.clusters=6
        --set prompt.protocols=[uni19] --set prompt.latency_tokens=[4] --set prompt.latency_batch=2 --set prompt.negatives=3
        --set explain.tokens=4 --set explain.hidden=16 --set explain.width=8 --set explain.k_users=3 --set explain.k_items=3
        --set explain.k_attrs=3 --set explain.users=12 --set explain.top_k=3 --set explain.candidates=8
-       --set explain.random_masks=2 --set "explain.templates=$TPL" --set eval.splits=[test])
+       --set explain.random_masks=2 --set "explain.templates=$TPL" --set eval.splits=[test]
+       --set explain.latency_per_candidate=true)
 $DM_MPIRUN -n 2 $B run "${small[@]}" --set run.dir=$W/base --set 'run.stages=[synth,train-cf,align,lm,prompt]' < /dev/null > $W/base.log 2>&1 \
   || { cat $W/base.log; exit 1; }
 grep -E "llm_explain epoch|latency|uni19" $W/base.log
@@ -95,7 +103,12 @@ assert p["prompt/llm_explain/curve"].shape == (2, 6) and p["prompt/llm/curve"].s
 c = p["prompt/llm_explain/curve"][...]
 assert (c[:, 3] > 0).all() and (c[:, 4] > 0).all(), "llm_explain trained without faithfulness/explanation terms: %s" % c
 assert (p["prompt/llm/curve"][:, 3:5] == 0).all()
-assert p["prompt/latency"].shape == (1, 5) and (p["prompt/latency"][0, 1:] > 0).all()
+lat = p["prompt/latency"]
+cols = lat.attrs["columns"]
+cols = cols.decode() if isinstance(cols, bytes) else cols
+assert lat.shape == (1, 7) and (lat[0, 1:] > 0).all(), "latency %s" % lat[...]
+assert "llm_explain@per_candidate median" in cols, cols
+assert p["prompt/llm_explain"].attrs["evidence_tokens"] == 0 and p["prompt/llm_explain"].attrs["user_evidence_tokens"] == 4
 # ---- the data ----
 d = h5py.File(W + "/base/dataset.h5", "r")
 def strtab(g):
@@ -111,7 +124,7 @@ for u in range(len(uid)):
     for j in range(uoff[u], uoff[u + 1]):
         if split[j] == 0: took.setdefault(int(item[j]), set()).add(u)
 kinds = {"brand": 0, "category": 1, "price": 2}
-nmodal = [0]
+nmodal = [0]; nuser = [0]
 parts = [re.split(r"(\{[a-z]+\})", t) for t in tpl.split("|")]
 def check(line):
     u, i = U[line["user"]], I[line["item"]]
@@ -135,6 +148,23 @@ def check(line):
                 "modality %s is not present for item %s" % (e["modality"], line["item"])
     assert sum(e["kind"] == "modal" for e in ev) <= 1
     nmodal[0] += sum(e["kind"] == "modal" for e in ev)
+    # the user evidence: about the user alone, checked against the history the prompt is built from
+    tr = hist
+    ue = line["user_evidence"]
+    assert [e["kind"] for e in ue] == sorted((e["kind"] for e in ue), key=["user", "item", "attr", "modal"].index)
+    for e in ue:
+        if e["kind"] == "user":
+            v = U[e["id"]]; assert v != u and any(v in took.get(j, ()) for j in tr), \
+                "user evidence: %s took none of %s's items" % (e["id"], line["user"])
+        elif e["kind"] == "item":
+            assert I[e["id"]] in tr and e["title"] == titles[I[e["id"]]], "user evidence: item %s is not the user's" % e["id"]
+        elif e["kind"] == "attr":
+            ok = [k for k in range(len(aname)) if aname[k] == e["name"] and akind[k] == kinds.get(e["type"], 3)]
+            n = max(sum(1 for j in tr if k in attr[aoff[j]:aoff[j + 1]]) for k in ok) if ok else 0
+            assert n > 0 and e["count"] == n, "user evidence: attribute %s held by %d of the user's items, count %d" % (e["name"], n, e["count"])
+        else:
+            assert d["modal"].get(e["modality"]) is None or any(d["modal/%s/present" % e["modality"]][j] for j in tr)
+    nuser[0] += len(ue)
     text = line["rationale"]
     if line["template"] < 0:
         assert text == ""; return 0
@@ -161,14 +191,15 @@ for np_ in (1, 2, 3):
     lines[np_] = sorted(L, key=lambda x: (x["user"], x["rank"]))
 nslots = sum(check(x) for x in lines[1])
 assert nslots > 0, "no rationale filled a slot"
+assert nuser[0] >= 36 * 6, "%d user evidence elements in 36 explanations" % nuser[0]
 assert nmodal[0] == len(lines[1]), "%d of %d explanations name the agreeing modality" % (nmodal[0], len(lines[1]))
 for np_ in (2, 3):
     for x, y in zip(lines[1], lines[np_]):
         # the same items, rationales and evidence; the evidence weights (float sums, printed to 6
         # digits) within 1e-5: a weight on a printing boundary may show its last bits
         strip = lambda ev: [{k: v for k, v in e.items() if k != "weight"} for e in ev]
-        assert x["item"] == y["item"] and x["rationale"] == y["rationale"] and strip(x["evidence"]) == strip(y["evidence"]), \
-            "explanations differ between 1 and %d ranks: %s vs %s" % (np_, x, y)
+        assert x["item"] == y["item"] and x["rationale"] == y["rationale"] and strip(x["evidence"]) == strip(y["evidence"]) \
+            and strip(x["user_evidence"]) == strip(y["user_evidence"]), "explanations differ between 1 and %d ranks: %s vs %s" % (np_, x, y)
         dw = max(abs(e["weight"] - f["weight"]) for e, f in zip(x["evidence"], y["evidence"]))
         assert dw <= 1e-5, "evidence weights differ between 1 and %d ranks by %g: %s vs %s" % (np_, dw, x, y)
         assert abs(x["score"] - y["score"]) < 1e-4
@@ -190,8 +221,19 @@ for k, x in enumerate(sorted(lines[1], key=lambda x: (U[x["user"]], x["rank"])))
     assert len(row) == 1
     n = int((kind[row[0]] >= 0).sum())
     assert n == len(x["evidence"]), "stored evidence has %d elements, the JSON %d" % (n, len(x["evidence"]))
-print("explain: 36 explanations, %d slots checked against the evidence and the data; the same at 1, 2 and 3 ranks; "
-      "FMR %.2f, precision %.2f, drop %.3f vs random %.3f" % (nslots, m["fmr"], m["evidence_precision"], m["drop"], m["drop_random"]))
+# the stored user evidence: one row per explained user, in the order of /explain/items' users
+ukind, uid_ = e1["explain/user_evidence/kind"][...], e1["explain/user_evidence/id"][...]
+users = list(dict.fromkeys(int(r[0]) for r in items))
+assert ukind.shape[0] == len(users) == 12
+for q, u in enumerate(users):
+    x = next(y for y in lines[1] if U[y["user"]] == u)
+    ue = x["user_evidence"]
+    assert int((ukind[q] >= 0).sum()) == len(ue), "stored user evidence of user %d: %d elements, the JSON %d" % (u, (ukind[q] >= 0).sum(), len(ue))
+    ids = [U[e["id"]] if e["kind"] == "user" else I[e["id"]] if e["kind"] == "item" else None for e in ue]
+    assert all(i is None or i == int(uid_[q, k]) for k, i in enumerate(ids)), "stored user evidence ids differ from the JSON's"
+print("explain: 36 explanations, %d slots checked against the evidence and the data, %d user evidence elements against the "
+      "history; the same at 1, 2 and 3 ranks; FMR %.2f, precision %.2f, drop %.3f vs random %.3f" % (nslots, nuser[0], m["fmr"],
+      m["evidence_precision"], m["drop"], m["drop_random"]))
 PYEOF
 # free-form rationales (explain.rationale = free) at 1 and 3 ranks: every piece of the text is a
 # connective of explain.free_words or an evidence value of the line, every catalogue title or
@@ -266,6 +308,30 @@ excess = sum(max(0, c - 1) for ts in by.values() for t, c in collections.Counter
 assert excess == over, "%d rationales beyond the per-user caps, the log says %d" % (excess, over)
 shares = collections.Counter(x["template"] for x in L)
 print("template shares over %d rationales: %s; %d beyond the caps (demanded)" % (len(L), dict(sorted(shares.items())), over))
+PYEOF
+# the per-candidate layout (every evidence token before every candidate, no user evidence tokens):
+# trained at 1 and 3 ranks to the same parameters, explained with explain.tokens random tokens as
+# the deletion control and no user evidence in the JSON lines
+pcl=(--set explain.user_tokens=0 --set explain.item_tokens=4 --set 'prompt.models=["llm_explain"]' --set explain.users=4)
+for np in 1 3; do
+  mkdir -p $W/pc$np; cp $W/base/dataset.h5 $W/base/cf.h5 $W/base/align.h5 $W/base/lm.h5 $W/pc$np/
+  $DM_MPIRUN -n $np $B prompt "${small[@]}" "${pcl[@]}" --set run.dir=$W/pc$np < /dev/null > $W/pc$np.log 2>&1 || { cat $W/pc$np.log; exit 1; }
+done
+$B explain "${small[@]}" "${pcl[@]}" --set run.dir=$W/pc1 < /dev/null > $W/pce.log 2>&1 || { cat $W/pce.log; exit 1; }
+grep -q "masking 4 random prompt tokens" $W/pce.log || { cat $W/pce.log; echo "FAIL: the per-candidate layout's control is not explain.tokens random tokens"; exit 1; }
+$PY - $W <<'PYEOF' || exit 1
+import sys, json, h5py, numpy as np
+W = sys.argv[1]
+a = h5py.File(W + "/pc1/prompt.h5", "r")
+b = h5py.File(W + "/pc3/prompt.h5", "r")
+x, y = a["prompt/llm_explain/weights"][...], b["prompt/llm_explain/weights"][...]
+assert x.shape == y.shape and np.abs(x - y).max() < 1e-4, "per-candidate layout: parameters differ between 1 and 3 ranks"
+assert a["prompt/llm_explain"].attrs["evidence_tokens"] == 4 and a["prompt/llm_explain"].attrs["user_evidence_tokens"] == 0
+assert x.size < h5py.File(W + "/base/prompt.h5", "r")["prompt/llm_explain/weights"].size, "no user evidence encoder expected"
+L = [json.loads(l) for l in open(W + "/pc1/explain.jsonl")]
+assert len(L) == 12 and all("user_evidence" not in l and l["evidence"] for l in L)
+print("per-candidate layout: %d parameters the same at 1 and 3 ranks (max diff %.2g), 12 explanations without user evidence"
+      % (x.size, np.abs(x - y).max()))
 PYEOF
 # a prompt.h5 without the llm_explain model
 mkdir -p $W/noexp; cp $W/base/*.h5 $W/noexp/

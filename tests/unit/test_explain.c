@@ -12,6 +12,7 @@
 #include "../../src/core/err.h"
 #include "../../src/core/json.h"
 #include "../../src/core/rng.h"
+#include "../../src/core/sort.h"
 #include "../../src/data/dataset.h"
 #include "../../src/explain/explain.h"
 #include "../../src/explain/explain_enc.h"
@@ -294,7 +295,17 @@ out:
     dm_dataset_free(&d);
 }
 
-static void test_evidence_random(void)
+/* A random evidence source: 60 users, 80 items, 25 attributes, 3 modalities, latents of width 6
+ * (coarse, so that exact ties occur); rand_src_free releases it. */
+typedef struct {
+    float *h, *z, *zm, *emb;
+    uint8_t *present;
+    int64_t *toff, *aoff;
+    int32_t *took, *attr;
+    explain_src s;
+} rand_src;
+
+static void rand_src_make(rand_src *q, dm_rng *rp)
 {
     const size_t nu = 60, ni = 80, d = 6, na = 25;
     const int K = 3;
@@ -303,8 +314,7 @@ static void test_evidence_random(void)
     uint8_t *present = malloc(ni * K);
     int64_t *toff = calloc(ni + 1, sizeof *toff), *aoff = calloc(ni + 1, sizeof *aoff);
     int32_t *took = malloc(ni * nu * sizeof *took), *attr = malloc(ni * na * sizeof *attr);
-    dm_rng r;
-    dm_rng_seed(&r, 17);
+    dm_rng r = *rp;
     /* coarse latents so that exact ties occur */
     for (size_t k = 0; k < nu * d; k++) h[k] = (float)(int)(3 * dm_rng_normal(&r)) / 2;
     for (size_t k = 0; k < ni * d; k++) z[k] = (float)(int)(3 * dm_rng_normal(&r)) / 2;
@@ -319,10 +329,26 @@ static void test_evidence_random(void)
             if (dm_rng_uniform(&r) < 0.15) attr[aoff[i + 1]++] = (int32_t)a;
     }
     CHECK(explain_attr_embed(ni, d, z, na, aoff, attr, emb) == DM_OK, "embed");
-    explain_src s = {.n_users = nu, .n_items = ni, .d = d, .h = h, .z = z, .took_off = toff, .took = took,
-                     .n_attr = na, .attr_off = aoff, .attr = attr, .attr_emb = emb, .n_modal = K, .zm = zm,
-                     .present = present, .k_users = 4, .k_items = 3, .k_attrs = 3, .modal = 1,
-                     .sim = EXPLAIN_SIM_COSINE, .attr_temp = 0.5f};
+    *rp = r;
+    *q = (rand_src){h, z, zm, emb, present, toff, aoff, took, attr,
+                    {.n_users = nu, .n_items = ni, .d = d, .h = h, .z = z, .took_off = toff, .took = took, .n_attr = na,
+                     .attr_off = aoff, .attr = attr, .attr_emb = emb, .n_modal = K, .zm = zm, .present = present,
+                     .k_users = 4, .k_items = 3, .k_attrs = 3, .modal = 1, .sim = EXPLAIN_SIM_COSINE, .attr_temp = 0.5f}};
+}
+
+static void rand_src_free(rand_src *q)
+{
+    TL_FREE(q->h, q->z, q->zm, q->emb, q->present, q->toff, q->aoff, q->took, q->attr);
+}
+
+static void test_evidence_random(void)
+{
+    const size_t nu = 60, ni = 80;
+    dm_rng r;
+    dm_rng_seed(&r, 17);
+    rand_src q;
+    rand_src_make(&q, &r);
+    explain_src s = q.s;
     explain_evidence a, b, c;
     explain_evidence_init(&a, 4, 3, 3);
     explain_evidence_init(&b, 4, 3, 3);
@@ -359,8 +385,176 @@ static void test_evidence_random(void)
     explain_evidence_free(&a);
     explain_evidence_free(&b);
     explain_evidence_free(&c);
-    TL_FREE(h, z, zm, emb, present, toff, aoff, took, attr);
+    rand_src_free(&q);
     printf("evidence: 300 random sets, top-k = full sort, checker and storage rows agree\n");
+}
+
+/* the expected top k of (score, id) pairs: higher score first, then smaller id */
+static int ref_topk(double *sc, int32_t *id, int n, int k)
+{
+    for (int a = 1; a < n; a++)
+        for (int b = a; b > 0 && (sc[b] > sc[b - 1] || (sc[b] == sc[b - 1] && id[b] < id[b - 1])); b--) {
+            double t = sc[b];
+            sc[b] = sc[b - 1];
+            sc[b - 1] = t;
+            int32_t ti = id[b];
+            id[b] = id[b - 1];
+            id[b - 1] = ti;
+        }
+    return n < k ? n : k;
+}
+
+/* User evidence recomputed from its definition (explain.h), written out independently of
+ * explain.c: expected elements into (kind, id, weight, count), the modality feature into mf.
+ * Returns the element count. */
+static int ref_user_evidence(const explain_src *s, int32_t u, const int32_t *hist, int nh, int8_t *kind, int32_t *id,
+                             double *wt, int32_t *cnt, double *mf)
+{
+    const size_t d = s->d;
+    const float *hu = s->h + (size_t)u * d;
+    int32_t dh[64], ids[256];
+    double sc[256];
+    int m = 0, n = 0;
+    for (int k = 0; k < nh; k++) {
+        int dup = 0;
+        for (int q = 0; q < m; q++) dup |= dh[q] == hist[k];
+        if (!dup) dh[m++] = hist[k];
+    }
+    /* neighbours: the other users who took a history item */
+    int c = 0;
+    for (size_t v = 0; v < s->n_users; v++) {
+        int took = 0;
+        for (int j = 0; j < m; j++)
+            for (int64_t q = s->took_off[dh[j]]; q < s->took_off[dh[j] + 1]; q++) took |= s->took[q] == (int32_t)v;
+        if ((int32_t)v != u && took) sc[c] = explain_sim(s->sim, hu, s->h + v * d, d), ids[c++] = (int32_t)v;
+    }
+    for (int j = 0, k = ref_topk(sc, ids, c, s->k_users); j < k; j++) kind[n] = 0, id[n] = ids[j], wt[n] = sc[j], cnt[n++] = 0;
+    c = 0;
+    for (int j = 0; j < m; j++) sc[c] = explain_sim(s->sim, hu, s->z + (size_t)dh[j] * d, d), ids[c++] = dh[j];
+    for (int j = 0, k = ref_topk(sc, ids, c, s->k_items); j < k; j++) kind[n] = 1, id[n] = ids[j], wt[n] = sc[j], cnt[n++] = 0;
+    /* the attribute profile: every attribute some history item holds, softmax attention over them */
+    c = 0;
+    for (size_t a = 0; a < s->n_attr; a++) {
+        int held = 0;
+        for (int j = 0; j < m; j++)
+            for (int64_t q = s->attr_off[dh[j]]; q < s->attr_off[dh[j] + 1]; q++) held |= s->attr[q] == (int32_t)a;
+        if (held) sc[c] = explain_sim(s->sim, hu, s->attr_emb + a * d, d) / s->attr_temp, ids[c++] = (int32_t)a;
+    }
+    double z = 0, mx = -INFINITY;
+    for (int j = 0; j < c; j++) mx = fmax(mx, sc[j]);
+    for (int j = 0; j < c; j++) z += exp(sc[j] - mx);
+    for (int j = 0, k = ref_topk(sc, ids, c, s->k_attrs); j < k; j++) {
+        int h = 0;
+        for (int q = 0; q < m; q++)
+            for (int64_t e = s->attr_off[dh[q]]; e < s->attr_off[dh[q] + 1]; e++) h += s->attr[e] == ids[j];
+        kind[n] = 2, id[n] = ids[j], wt[n] = exp(sc[j] - mx) / z, cnt[n++] = h;
+    }
+    /* the modality: the best mean similarity over the history items that have it */
+    int best = -1;
+    double bs = 0;
+    for (int k = 0; k < s->n_modal; k++) {
+        double acc = 0;
+        int cn = 0;
+        for (int j = 0; j < m; j++)
+            if (s->present[(size_t)dh[j] * s->n_modal + k])
+                acc += explain_sim(s->sim, hu, s->zm + ((size_t)dh[j] * s->n_modal + k) * d, d), cn++;
+        if (cn && (best < 0 || acc / cn > bs)) best = k, bs = acc / cn;
+    }
+    if (best >= 0) {
+        int cn = 0;
+        for (size_t e = 0; e < d; e++) mf[e] = 0;
+        for (int j = 0; j < m; j++)
+            if (s->present[(size_t)dh[j] * s->n_modal + best]) {
+                for (size_t e = 0; e < d; e++) mf[e] += s->zm[((size_t)dh[j] * s->n_modal + best) * d + e];
+                cn++;
+            }
+        for (size_t e = 0; e < d; e++) mf[e] /= cn;
+        kind[n] = 3, id[n] = best, wt[n] = bs, cnt[n++] = 0;
+    }
+    return n;
+}
+
+/* User evidence on random sources: the builder (top-k and full sort) against the definition
+ * written out here, the checker (and that it refuses a broken element), the encoder features. */
+static void test_user_evidence(void)
+{
+    dm_rng r;
+    dm_rng_seed(&r, 23);
+    rand_src q;
+    rand_src_make(&q, &r);
+    explain_src s = q.s;
+    explain_evidence a, b;
+    explain_evidence_init(&a, 4, 3, 3);
+    explain_evidence_init(&b, 4, 3, 3);
+    int8_t kind[16], fk[16];
+    int32_t id[16], cnt[16];
+    double wt[16], mf[8];
+    float fx[16 * 6], fw[16];
+    int bad = 0, badnaive = 0, badcheck = 0, badfeat = 0, nmodal = 0, nel = 0;
+    double worst = 0;
+    for (int t = 0; t < 200; t++) {
+        s.sim = t % 2 ? EXPLAIN_SIM_DOT : EXPLAIN_SIM_COSINE;
+        int32_t u = (int32_t)dm_rng_below(&r, s.n_users), hist[40];
+        int nh = (int)dm_rng_below(&r, 40);
+        for (int k = 0; k < nh; k++) hist[k] = (int32_t)dm_rng_below(&r, s.n_items);
+        CHECK(explain_user_evidence_build(&s, u, hist, nh, &a) == DM_OK, "build: %s", dm_error_message());
+        explain_user_evidence_build_naive(&s, u, hist, nh, &b);
+        int n = ref_user_evidence(&s, u, hist, nh, kind, id, wt, cnt, mf);
+        int same = a.n == n && a.item == -1 && a.user == u;
+        for (int j = 0; same && j < n; j++) {
+            same = a.el[j].kind == kind[j] && a.el[j].id == id[j] && a.el[j].count == cnt[j];
+            /* weights: float of a double-precision similarity; rounding and the order of the sums */
+            double e = fabs(a.el[j].weight - wt[j]);
+            worst = fmax(worst, e);
+            same = same && e <= 1e-6 * fmax(1.0, fabs(wt[j]));
+        }
+        bad += !same;
+        int sn = a.n == b.n;
+        for (int j = 0; sn && j < a.n; j++)
+            sn = a.el[j].kind == b.el[j].kind && a.el[j].id == b.el[j].id && a.el[j].weight == b.el[j].weight;
+        badnaive += !sn;
+        badcheck += explain_user_evidence_check(&s, &a, hist, nh) != DM_OK;
+        int m = 0;
+        explain_evidence_features(&s, &a, NULL, fk, fx, fw, &m);
+        for (int j = 0; j < m; j++)
+            if (fk[j] == EXPLAIN_MODAL) {
+                nmodal++;
+                for (size_t e = 0; e < s.d; e++) badfeat += fabs(fx[(size_t)j * s.d + e] - mf[e]) > 1e-6 * fmax(1, fabs(mf[e]));
+            } else if (fk[j] == EXPLAIN_USER) {
+                badfeat += memcmp(fx + (size_t)j * s.d, s.h + (size_t)a.el[j].id * s.d, s.d * sizeof *fx) != 0;
+            }
+        nel += n;
+    }
+    CHECK(bad == 0, "%d of 200 user evidence sets differ from the definition (worst weight difference %.3g)", bad, worst);
+    CHECK(badnaive == 0, "%d of 200 user evidence sets differ between the top-k and the full-sort builders", badnaive);
+    CHECK(badcheck == 0, "%d of 200 user evidence sets fail the checker: %s", badcheck, dm_error_message());
+    CHECK(badfeat == 0 && nmodal > 100, "%d encoder feature rows wrong (%d modality elements)", badfeat, nmodal);
+    /* the checker refuses what does not belong to the user */
+    int32_t hist[3] = {5, 9, 5};
+    explain_user_evidence_build(&s, 7, hist, 3, &a);
+    CHECK(explain_user_evidence_check(&s, &a, hist, 3) == DM_OK, "a user evidence set passes: %s", dm_error_message());
+    for (int j = 0; j < a.n; j++) {
+        explain_elem keep = a.el[j];
+        if (keep.kind == EXPLAIN_USER) { /* the user, or one who took neither history item */
+            int32_t v = 0;
+            while (v == 7 || bsearch(&v, q.took + q.toff[5], (size_t)(q.toff[6] - q.toff[5]), 4, dm_cmp_i32) ||
+                   bsearch(&v, q.took + q.toff[9], (size_t)(q.toff[10] - q.toff[9]), 4, dm_cmp_i32))
+                v++;
+            a.el[j].id = j % 2 ? 7 : v;
+        }
+        else if (keep.kind == EXPLAIN_ITEM) a.el[j].id = 6;
+        else if (keep.kind == EXPLAIN_ATTR) a.el[j].count++;
+        else a.el[j].id = 9;
+        CHECK(explain_user_evidence_check(&s, &a, hist, 3) == DM_EINPUT, "a broken %s element is refused",
+              explain_kind_names[keep.kind]);
+        dm_error_clear();
+        a.el[j] = keep;
+    }
+    explain_evidence_free(&a);
+    explain_evidence_free(&b);
+    rand_src_free(&q);
+    printf("user evidence: 200 random users (%d elements), the definition recomputed, top-k = full sort, checker, "
+           "features; worst weight difference %.2g\n", nel, worst);
 }
 
 /* ---- the evidence encoder ---- */
@@ -376,10 +570,10 @@ typedef struct {
     float *x, *wt, *y, *R;
 } enc_case;
 
-static void enc_setup(enc_case *t, int din, int D, int E, int H, int C, const int *sizes, int B, uint64_t seed)
+static void enc_setup(enc_case *t, int din, int D, int E, int H, int C, int G, const int *sizes, int B, uint64_t seed)
 {
     memset(t, 0, sizeof *t);
-    t->c = (explain_enc_config){din, D, E, H, C, 1e-5f};
+    t->c = (explain_enc_config){din, D, E, H, C, 1e-5f, G};
     size_t P = explain_enc_size(&t->c);
     t->w = calloc(P, sizeof *t->w);
     t->g = calloc(P, sizeof *t->g);
@@ -420,7 +614,7 @@ static double enc_loss(enc_case *t)
 {
     explain_enc_forward_naive(&t->e, &t->a, t->off, t->B, t->kind, t->x, t->wt, t->y);
     double s = 0;
-    for (int k = 0; k < t->B * t->c.E * t->c.C; k++) s += (double)t->y[k] * t->R[k];
+    for (int k = 0; k < t->B * explain_enc_rows(&t->c) * t->c.C; k++) s += (double)t->y[k] * t->R[k];
     return s;
 }
 
@@ -435,12 +629,17 @@ static double maxabs_diff(const float *a, const float *b, size_t n, double *scal
     return d;
 }
 
-static void test_encoder(void)
+/* The kernels of an encoder whose E slots form E / G output rows (G = 1: a token per slot; G = E:
+ * one row of all slots, the item-head path's vector): fast vs naive, the masked set, finite
+ * differences of every parameter tensor and of the inputs. */
+static void test_encoder_kernels(int E, int G)
 {
     const int sizes[3] = {4, 0, 5};
     enc_case t;
-    enc_setup(&t, 5, 6, 3, 7, 4, sizes, 3, 21);
-    const size_t P = t.e.nparams, NY = (size_t)t.B * t.c.E * t.c.C;
+    enc_setup(&t, 5, 6, E, 7, 4, G, sizes, 3, 21 + (uint64_t)G);
+    const int rows = explain_enc_rows(&t.c);
+    const size_t P = t.e.nparams, NY = (size_t)t.B * rows * t.c.C;
+    printf("encoder E = %d slots, G = %d per row (%d rows per set):\n", E, G, rows);
     /* fast vs naive */
     float *y2 = malloc(NY * sizeof *y2), *g2 = calloc(P, sizeof *g2);
     float *dx = malloc((size_t)t.N * t.c.din * sizeof *dx), *dx2 = malloc((size_t)t.N * t.c.din * sizeof *dx2);
@@ -456,16 +655,17 @@ static void test_encoder(void)
     double dxx = maxabs_diff(dx, dx2, (size_t)t.N * t.c.din, NULL), dww = maxabs_diff(dw, dw2, (size_t)t.N, NULL);
     printf("encoder fast vs naive: y %.2g, grads %.2g (max |g| %.2g), dx %.2g, dw %.2g\n", dy, dg, gs, dxx, dww);
     CHECK(dy < 1e-5 && dg < 1e-5 * fmax(1, gs) && dxx < 1e-5 && dww < 1e-5, "fast and naive kernels disagree");
-    /* the masked (empty) set 1: every token = MLP(v0) */
+    /* the masked (empty) set 1: every row = MLP([v0; ...; v0]) (G copies) */
     {
         nn_mlp_acts pa;
         nn_mlp_acts_init(&pa, &t.e.mlp.cfg, 1);
-        float ym[16];
-        nn_mlp_forward_naive(&t.e.mlp, &pa, t.e.v0, 1, ym);
+        float ym[16], v0g[64];
+        for (int g = 0; g < G; g++) memcpy(v0g + (size_t)g * t.c.D, t.e.v0, (size_t)t.c.D * sizeof *v0g);
+        nn_mlp_forward_naive(&t.e.mlp, &pa, v0g, 1, ym);
         double dm = 0;
-        for (int e = 0; e < t.c.E; e++)
-            for (int c = 0; c < t.c.C; c++) dm = fmax(dm, fabs(t.y[((size_t)1 * t.c.E + e) * t.c.C + c] - ym[c]));
-        NEAR(dm, 0, 1e-5, "masked evidence tokens = MLP(v0) in every slot");
+        for (int e = 0; e < rows; e++)
+            for (int c = 0; c < t.c.C; c++) dm = fmax(dm, fabs(t.y[((size_t)1 * rows + e) * t.c.C + c] - ym[c]));
+        NEAR(dm, 0, 1e-5, "masked evidence rows = MLP(v0 in every slot of the group)");
         nn_mlp_acts_free(&pa);
     }
     /* finite differences of L = sum(y * R): every parameter tensor, x and w */
@@ -522,10 +722,18 @@ static void test_encoder(void)
     t.kind[0] = 1;
     TL_FREE(y2, g2, dx, dx2, dw, dw2);
     enc_teardown(&t);
+}
+
+static void test_encoder(void)
+{
+    test_encoder_kernels(3, 1);
+    test_encoder_kernels(4, 2); /* two tokens of two slots each */
+    test_encoder_kernels(4, 4); /* one row of every slot: the item-head vector */
+    enc_case t;
 
     /* Adam fits the tokens of one evidence set (and of the masked set) to targets */
     const int sz[2] = {6, 0};
-    enc_setup(&t, 4, 8, 4, 16, 6, sz, 2, 5);
+    enc_setup(&t, 4, 8, 4, 16, 6, 1, sz, 2, 5);
     const size_t P2 = t.e.nparams, NY2 = (size_t)2 * t.c.E * t.c.C;
     float *m = calloc(P2, sizeof *m), *v = calloc(P2, sizeof *v), *dyv = malloc(NY2 * sizeof *dyv);
     /* the masked set's tokens are one row repeated (MLP(v0)): its targets are one row too */
@@ -558,10 +766,11 @@ static void test_encoder(void)
 static void torch_case(const char *dir, const dm_json *cs)
 {
     const char *name = dm_json_get(cs, "name")->str;
+    const dm_json *gj = dm_json_get(cs, "group");
     explain_enc_config c = {(int)tl_jint(cs, "din"), (int)tl_jint(cs, "D"), (int)tl_jint(cs, "E"), (int)tl_jint(cs, "hidden"),
-                            (int)tl_jint(cs, "C"), 1e-5f};
+                            (int)tl_jint(cs, "C"), 1e-5f, gj ? (int)tl_jint(cs, "group") : 1};
     const int B = (int)tl_jint(cs, "B"), N = (int)tl_jint(cs, "N");
-    const size_t P = explain_enc_size(&c), NY = (size_t)B * c.E * c.C;
+    const size_t P = explain_enc_size(&c), NY = (size_t)B * explain_enc_rows(&c) * c.C;
     CHECK((long long)P == tl_jint(cs, "nparams"), "%s: slab of %zu floats, reference %lld", name, P, tl_jint(cs, "nparams"));
     float *w = tl_slurp(dir, name, "_params.f32", P * 4), *x = tl_slurp(dir, name, "_x.f32", (size_t)N * c.din * 4);
     float *wt = tl_slurp(dir, name, "_w.f32", (size_t)N * 4), *dy = tl_slurp(dir, name, "_dy.f32", NY * 4);
@@ -1536,6 +1745,7 @@ int main(void)
 {
     test_evidence_hand();
     test_evidence_random();
+    test_user_evidence();
     test_encoder();
     test_encoder_torch();
     test_templates();

@@ -132,33 +132,77 @@ static void test_score_soft(void)
  * and its projector gradients match central finite differences of that loss (through a tiny GPT-2,
  * and through a Llama). */
 /* the loss of pm_train_user recomputed through the KV-cache path: listwise over the candidates'
- * scores, with evidence also the faithfulness hinge (masked evidence scored on its own) and the
- * explanation cross-entropy of the reference rationale after the positive's continuation */
-static double cache_loss(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand)
+ * scores, with evidence also the faithfulness hinge (masked evidence scored on its own: the prompt
+ * with the empty set's user evidence tokens, the positive with its evidence masked) and the
+ * explanation cross-entropy of the reference rationale after the positive's continuation and, on
+ * the item-head path, the element terms (the positive without each element); its parts (listwise,
+ * faithfulness, explanation, element terms) into part[4] when non-NULL */
+static double cache_loss(pm *p, const float *h, const int32_t *hist, int n, const int32_t *cand, double *part)
 {
-    double sc[8];
-    int K1 = p->K + 1;
+    double sc[8], parts[4] = {0, 0, 0, 0};
+    int K1 = p->K + 1, P;
     pm_score_user(p, h, hist, n, cand, K1, p->L, sc);
     double mx = sc[0], z2 = 0;
     for (int k = 1; k < K1; k++) mx = fmax(mx, sc[k]);
     for (int k = 0; k < K1; k++) z2 += exp(sc[k] - mx);
-    double l = -(sc[0] - mx - log(z2));
-    if (!p->E) return l;
-    float y[64 * 16];
-    int evi = 0, drop = -2;
-    double sm;
-    pm_encode(p, &evi, &drop, 1, y);
-    pm_score_cached(p, cand, 1, y, &sm);
-    l += p->w_faith * fmax(0.0, p->delta - (sc[0] - sm));
-    drop = -1;
-    pm_encode(p, &evi, &drop, 1, y);
-    int len0 = p->cache.len;
-    pm_append_candidate(p, cand[0], y);
-    int64_t off[2] = {0, (int64_t)p->rtok.n};
-    double ll = 0;
-    lm_cache_score(&p->cache, p->rtok.v, off, 1, &ll);
-    lm_cache_truncate(&p->cache, len0);
-    return l + p->w_expl * (-ll / (double)p->rtok.n);
+    parts[0] = -(sc[0] - mx - log(z2));
+    if (p->evid) {
+        float y[64 * 16];
+        int evi = 0, drop = -2;
+        double sm;
+        if (p->Eu) pm_prompt(p, h, hist, n, p->L, NULL, 0, 1, &P);
+        pm_encode(p, &evi, &drop, 1, y);
+        pm_score_cached(p, cand, 1, y, &sm);
+        parts[1] = fmax(0.0, p->delta - (sc[0] - sm));
+        if (p->Eu) pm_prompt(p, h, hist, n, p->L, NULL, 0, 0, &P);
+        if (p->w_felem > 0) { /* the positive without each element but the modality */
+            double se, acc = 0;
+            int ne = 0;
+            for (int j = 0; j < p->ev[0].n; j++)
+                if (p->ev[0].el[j].kind != EXPLAIN_MODAL) {
+                    drop = j;
+                    pm_encode(p, &evi, &drop, 1, y);
+                    pm_score_cached(p, cand, 1, y, &se);
+                    acc += fmax(0.0, p->delta - (sc[0] - se));
+                    ne++;
+                }
+            parts[3] = ne ? acc / ne : 0.0;
+        }
+        drop = -1;
+        pm_encode(p, &evi, &drop, 1, y);
+        int len0 = p->cache.len;
+        pm_append_candidate(p, cand[0], y);
+        int64_t off[2] = {0, (int64_t)p->rtok.n};
+        double ll = 0;
+        lm_cache_score(&p->cache, p->rtok.v, off, 1, &ll);
+        lm_cache_truncate(&p->cache, len0);
+        parts[2] = -ll / (double)p->rtok.n;
+    }
+    if (part) memcpy(part, parts, sizeof parts);
+    return parts[0] + p->w_faith * parts[1] + p->w_expl * parts[2] + p->w_felem * parts[3];
+}
+
+/* Masked evidence is the empty set: with nothing to draw evidence from (k = 0 of every kind, no
+ * modality), the prompt with the user's evidence tokens and the candidates' evidence give the same
+ * scores, bit for bit, as the masked prompt and masked sets. */
+static void check_masking_identity(pm *p, explain_src *src, const float *h, const int32_t *hist, int n, const int32_t *cand)
+{
+    explain_src keep = *src;
+    src->k_users = src->k_items = src->k_attrs = 0;
+    src->modal = 0;
+    int K1 = p->K + 1, evi[8], drop[8], P;
+    double full[8], masked[8];
+    float y[8 * 64 * 16];
+    pm_score_user(p, h, hist, n, cand, K1, p->L, full);
+    CHECK(p->ev[0].n == 0 && (!p->Eu || p->uev.n == 0), "no evidence drawn");
+    pm_prompt(p, h, hist, n, p->L, NULL, 0, 1, &P);
+    for (int k = 0; k < K1; k++) evi[k] = k, drop[k] = -2;
+    pm_encode(p, evi, drop, K1, y);
+    pm_score_cached(p, cand, K1, y, masked);
+    int same = 1;
+    for (int k = 0; k < K1; k++) same &= full[k] == masked[k];
+    CHECK(same, "masked evidence scores differ from the empty set's: %.9g vs %.9g", full[0], masked[0]);
+    *src = keep;
 }
 
 /* a tiny GPT-2 with a tokenizer learned on the titles, saved in dir like a checkpoint */
@@ -182,7 +226,10 @@ static void make_gpt2(const char *dir, const char *const *titles)
     dm_strtab_free(&corpus);
 }
 
-/* lmdir: a checkpoint to run through (a Llama), or NULL for a tiny GPT-2 made here */
+/* lmdir: a checkpoint to run through (a Llama), or NULL for a tiny GPT-2 made here. evid: 0 none,
+ * 1 the per-candidate layout (explain.tokens = explain.item_tokens = 2, no user evidence tokens),
+ * 2 the item-head path with 2 user evidence tokens, 3 explain.tokens = 4 slots compressed into 2
+ * tokens before each candidate with 1 user evidence token. */
 static void test_train_step(const char *mode, int evid, const char *lmdir)
 {
     const char *tmp = getenv("DM_TMP");
@@ -226,7 +273,11 @@ static void test_train_step(const char *mode, int evid, const char *lmdir)
     char sm[64];
     snprintf(sm, sizeof sm, "prompt.score=%s", mode);
     dm_cfg_set(&cfg, sm);
-    dm_cfg_set(&cfg, "explain.tokens=2");
+    static const char *const layouts[4][3] = {{"explain.tokens=2", "explain.item_tokens=2", "explain.user_tokens=0"},
+                                              {"explain.tokens=2", "explain.item_tokens=2", "explain.user_tokens=0"},
+                                              {"explain.tokens=2", "explain.item_tokens=0", "explain.user_tokens=2"},
+                                              {"explain.tokens=4", "explain.item_tokens=2", "explain.user_tokens=1"}};
+    for (int k = 0; k < 3; k++) dm_cfg_set(&cfg, layouts[evid][k]);
     dm_cfg_set(&cfg, "explain.width=4");
     dm_cfg_set(&cfg, "explain.hidden=6");
     dm_cfg_set(&cfg, "explain.k_users=2");
@@ -249,6 +300,14 @@ static void test_train_step(const char *mode, int evid, const char *lmdir)
     int rc = pm_init(&cfg, dir, &d, z, 5, 8, 11, evid ? &src : NULL, &p);
     CHECK(rc == DM_OK, "pm_init: %s", dm_error_message());
     if (rc) return;
+    if (p.ev_head) {
+        /* the item-head encoder's output layer starts at zero: give it weights, so that every
+           gradient below it is exercised */
+        CHECK(p.enc.mlp.w2[0] == 0 && p.enc.mlp.b2[0] == 0, "the item-head evidence term starts at zero");
+        size_t nw = (size_t)p.enc.mlp.cfg.dout * (size_t)p.enc.mlp.cfg.hidden;
+        for (size_t k = 0; k < nw; k++) p.enc.mlp.w2[k] = 0.3f * (float)dm_rng_normal(&r);
+        for (int k = 0; k < p.enc.mlp.cfg.dout; k++) p.enc.mlp.b2[k] = 0.1f * (float)dm_rng_normal(&r);
+    }
     /* the user is u (id 0 after processing: the first seen) */
     float h[5] = {0.3f, -0.2f, 0.5f, 0.1f, -0.4f};
     int32_t hist[2] = {1, 4}, cand[4] = {6, 2, 11, 9}; /* item 11 has no title: its soft token alone */
@@ -264,8 +323,15 @@ static void test_train_step(const char *mode, int evid, const char *lmdir)
     }
     float *g = malloc(p.nparams * sizeof *g);
     memcpy(g, p.g, p.nparams * sizeof *g);
-    double lcache = cache_loss(&p, h, hist, 2, cand);
+    double parts[4];
+    double lcache = cache_loss(&p, h, hist, 2, cand, parts);
     NEAR(loss, lcache, 2e-4, "loss of the batch forward vs the KV-cache path");
+    /* the batch's masked row is the cache path's masked evidence (the faithfulness hinge) */
+    NEAR(p.last_rank, parts[0], 2e-4, "listwise part");
+    NEAR(p.last_faith, parts[1], 2e-4, "faithfulness hinge: the masked row vs the masked prompt and set");
+    NEAR(p.last_expl, parts[2], 2e-4, "explanation part");
+    NEAR(p.last_felem, parts[3], 2e-4, "element terms: each element removed in the batch vs the cache path");
+    if (p.ev_head) CHECK(p.w_felem > 0 && p.last_felem > 0, "the element terms are on and active (%g)", p.last_felem);
     /* finite differences on every 7th parameter of the projectors (and the evidence encoder) */
     int bad = 0, n = 0;
     double worst = 0;
@@ -273,9 +339,9 @@ static void test_train_step(const char *mode, int evid, const char *lmdir)
         float keep = p.w[k], hstep = 5e-3f;
         double lp, lm2;
         p.w[k] = keep + hstep;
-        lp = cache_loss(&p, h, hist, 2, cand);
+        lp = cache_loss(&p, h, hist, 2, cand, NULL);
         p.w[k] = keep - hstep;
-        lm2 = cache_loss(&p, h, hist, 2, cand);
+        lm2 = cache_loss(&p, h, hist, 2, cand, NULL);
         p.w[k] = keep;
         double fd = (lp - lm2) / (2 * hstep), e = fabs(fd - g[k]);
         worst = fmax(worst, e);
@@ -283,8 +349,11 @@ static void test_train_step(const char *mode, int evid, const char *lmdir)
         n++;
     }
     CHECK(bad == 0, "%d of %d parameter gradients through the LM disagree with finite differences (worst %.3g)", bad, n, worst);
-    printf("llm recommender (%s, score %s%s): loss %.6f (cache %.6f); %d parameter gradients vs finite differences, worst %.3g\n",
-           lm_arch_name(p.lm.arch), mode, evid ? ", evidence tokens, faithfulness and explanation losses" : "", loss, lcache, n, worst);
+    static const char *const what[4] = {"", ", per-candidate evidence tokens", ", user evidence tokens and the item-head evidence path",
+                                        ", user evidence tokens and compressed evidence tokens"};
+    printf("llm recommender (%s, score %s%s%s): loss %.6f (cache %.6f); %d parameter gradients vs finite differences, worst %.3g\n",
+           lm_arch_name(p.lm.arch), mode, what[evid], evid ? ", faithfulness and explanation losses" : "", loss, lcache, n, worst);
+    if (evid) check_masking_identity(&p, &src, h, hist, 2, cand);
     free(g);
     pm_free(&p);
     if (evid) explain_src_free(&src);
@@ -384,6 +453,10 @@ int main(void)
     test_train_step("soft", 0, NULL);
     test_train_step("both", 1, NULL);
     test_train_step("title", 1, NULL);
+    test_train_step("both", 2, NULL);
+    test_train_step("title", 2, NULL);
+    test_train_step("soft", 2, NULL);
+    test_train_step("both", 3, NULL);
     /* the same through a Llama (tests/reference/gen_llama_prompt.py: GQA, untied head, <s> first) */
     const char *ref = getenv("DM_REF_DIR");
     char llama[4200], probe[4300];
@@ -392,6 +465,7 @@ int main(void)
     if (ref && access(probe, R_OK) == 0) {
         test_train_step("both", 0, llama);
         test_train_step("both", 1, llama);
+        test_train_step("both", 2, llama);
     } else {
         printf("note: %s absent (tests/reference/gen_llama_prompt.py): the Llama steps are skipped\n", probe);
     }
