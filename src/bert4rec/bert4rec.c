@@ -120,52 +120,47 @@ static void init_weights(bert4rec_model *m, uint64_t seed)
 
 /* ---- set-up ---------------------------------------------------------------------------------------- */
 
-/* the activation buffers: where each pointer lives and its size in bytes (one table serves the
- * allocation and the release) */
-enum { NBUF = 48 };
-typedef struct {
-    void **p;
-    size_t bytes;
-} buffer;
-
-static size_t acts_table(bert4rec_acts *a, const bert4rec_config *c, buffer *t)
+/* The activations live in one block: acts_layout sets each buffer's pointer at its offset in base
+ * (NULL: only counts) and returns the block's size; every buffer starts on a 64-byte boundary. */
+static size_t acts_layout(bert4rec_acts *a, const bert4rec_config *c, char *base)
 {
     const size_t mb = (size_t)c->max_batch, T = (size_t)c->T, C = (size_t)c->C, F = (size_t)c->F, L = (size_t)c->L;
     const size_t maxN = mb * T, attL = mb * (size_t)c->H * T * T, n = (size_t)c->n_items;
-    size_t rows = n ? BERT4REC_BLOCK_FLOATS / n : 1; /* n = 0: a released model's table */
+    size_t rows = BERT4REC_BLOCK_FLOATS / n, o = 0;
     rows = rows < 1 ? 1 : rows > maxN ? maxN : rows;
-#define BUF(ptr, count) t[k++] = (buffer){(void **)&(ptr), (count) * sizeof *(ptr)}
-    size_t k = 0;
-    BUF(a->seq, maxN), BUF(a->tgt, maxN), BUF(a->len, mb), BUF(a->off, mb + 1), BUF(a->att_off, mb + 1);
-    BUF(a->item, maxN), BUF(a->t, maxN), BUF(a->trow, maxN), BUF(a->titem, maxN);
-    BUF(a->e0, maxN * C), BUF(a->lne, maxN * C), BUF(a->lne_mean, maxN), BUF(a->lne_rstd, maxN), BUF(a->x0, maxN * C);
-    BUF(a->qkv, L * maxN * 3 * C), BUF(a->att, L * attL), BUF(a->atty, L * maxN * C), BUF(a->r1, L * maxN * C);
-    BUF(a->y, L * maxN * C), BUF(a->y_mean, L * maxN), BUF(a->y_rstd, L * maxN), BUF(a->u, L * maxN * F), BUF(a->gu, L * maxN * F);
-    BUF(a->r2, L * maxN * C), BUF(a->x, L * maxN * C), BUF(a->x_mean, L * maxN), BUF(a->x_rstd, L * maxN);
-    BUF(a->m_emb, maxN * C), BUF(a->m_att, L * attL), BUF(a->m_o, L * maxN * C), BUF(a->m_f, L * maxN * C);
-    BUF(a->hc, maxN * C), BUF(a->hu, maxN * C), BUF(a->hg, maxN * C), BUF(a->hz, maxN * C), BUF(a->hz_mean, maxN), BUF(a->hz_rstd, maxN);
-    BUF(a->logits, rows * n), BUF(a->rowloss, maxN);
-    BUF(a->dz, maxN * C), BUF(a->dx, maxN * C), BUF(a->dt, maxN * C), BUF(a->dt2, maxN * C), BUF(a->dqkv, maxN * 3 * C), BUF(a->df, maxN * F);
+#define BUF(ptr, count)                                \
+    do {                                               \
+        if (base) (ptr) = (void *)(base + o);          \
+        o += ((count) * sizeof *(ptr) + 63) / 64 * 64; \
+    } while (0)
+    BUF(a->seq, maxN); BUF(a->tgt, maxN); BUF(a->len, mb); BUF(a->off, mb + 1); BUF(a->att_off, mb + 1);
+    BUF(a->item, maxN); BUF(a->t, maxN); BUF(a->trow, maxN); BUF(a->titem, maxN);
+    BUF(a->e0, maxN * C); BUF(a->lne, maxN * C); BUF(a->lne_mean, maxN); BUF(a->lne_rstd, maxN); BUF(a->x0, maxN * C);
+    BUF(a->qkv, L * maxN * 3 * C); BUF(a->att, L * attL); BUF(a->atty, L * maxN * C); BUF(a->r1, L * maxN * C);
+    BUF(a->y, L * maxN * C); BUF(a->y_mean, L * maxN); BUF(a->y_rstd, L * maxN); BUF(a->u, L * maxN * F); BUF(a->gu, L * maxN * F);
+    BUF(a->r2, L * maxN * C); BUF(a->x, L * maxN * C); BUF(a->x_mean, L * maxN); BUF(a->x_rstd, L * maxN);
+    BUF(a->m_emb, maxN * C); BUF(a->m_att, L * attL); BUF(a->m_o, L * maxN * C); BUF(a->m_f, L * maxN * C);
+    BUF(a->hc, maxN * C); BUF(a->hu, maxN * C); BUF(a->hg, maxN * C); BUF(a->hz, maxN * C); BUF(a->hz_mean, maxN); BUF(a->hz_rstd, maxN);
+    BUF(a->logits, rows * n); BUF(a->rowloss, maxN);
+    BUF(a->dz, maxN * C); BUF(a->dx, maxN * C); BUF(a->dt, maxN * C); BUF(a->dt2, maxN * C); BUF(a->dqkv, maxN * 3 * C); BUF(a->df, maxN * F);
 #undef BUF
-    DM_ASSERT(k <= NBUF);
-    return k;
-}
-
-static void acts_free(bert4rec_acts *a, const bert4rec_config *c)
-{
-    buffer t[NBUF];
-    size_t k = acts_table(a, c, t);
-    for (size_t i = 0; i < k; i++) free(*t[i].p);
-    memset(a, 0, sizeof *a);
+    return o;
 }
 
 static int acts_init(bert4rec_acts *a, const bert4rec_config *c)
 {
-    buffer t[NBUF];
-    size_t k = acts_table(a, c, t);
-    for (size_t i = 0; i < k; i++)
-        if (!(*t[i].p = calloc(t[i].bytes + 16, 1))) return DM_ERR(DM_ENOMEM, "bert4rec: out of memory for the activations of %d sequences", c->max_batch);
+    size_t bytes = acts_layout(a, c, NULL);
+    char *base = calloc(bytes, 1);
+    if (!base) return DM_ERR(DM_ENOMEM, "bert4rec: out of memory for the activations of %d sequences (%zu MiB)", c->max_batch, bytes >> 20);
+    acts_layout(a, c, base);
     return DM_OK;
+}
+
+/* the block starts with seq */
+static void acts_free(bert4rec_acts *a)
+{
+    free(a->seq);
+    memset(a, 0, sizeof *a);
 }
 
 int bert4rec_init(bert4rec_model *m, const bert4rec_config *c, const dm_dataset *d, const int8_t *roles, uint64_t seed)
@@ -203,7 +198,7 @@ void bert4rec_free(bert4rec_model *m)
     free(m->params);
     free(m->grads);
     free(m->opt);
-    acts_free(&m->a, &m->cfg);
+    acts_free(&m->a);
     dm_seqs_free(&m->seqs);
     memset(m, 0, sizeof *m);
 }
