@@ -203,7 +203,7 @@ typedef struct {
     double secs[PROMPT_MAXM];   /* the LM models' scoring seconds of a protocol */
     /* ---- latency (prompt_latency) ---- */
     size_t nlat;                /* prompt lengths measured */
-    size_t nlm;                 /* models timed: nm, and llm_explain@per_candidate (explain.latency_per_candidate) */
+    size_t nlm;                 /* models timed: nm, and llm_explain@per_candidate (explain.latency_per_candidate > 0) */
     pm pc;                      /* llm_explain in the per-candidate layout, untrained (timing only) */
     int have_pc;
     double lat[PROMPT_MAXLAT][PROMPT_MAXM + 1][2]; /* median, p95 seconds per batch */
@@ -1119,22 +1119,25 @@ static int prompt_latency_at(prompt_ws *w, const dm_cand *c19, size_t li)
     return DM_OK;
 }
 
-/* With explain.latency_per_candidate, llm_explain in the per-candidate layout (no user evidence
- * tokens, every evidence token before every candidate) for timing beside the others: untrained,
- * since its cost does not depend on the weights. */
+/* With explain.latency_per_candidate = k > 0, llm_explain in the per-candidate layout with k
+ * evidence tokens (no user evidence tokens, every evidence token before every candidate) for timing
+ * beside the others: untrained, since its cost does not depend on the weights. */
 static int prompt_latency_per_candidate(prompt_ws *w)
 {
     size_t k = w->nm;
     for (size_t j = 0; j < w->nm; j++)
         if (w->mexpl[j] && k == w->nm) k = j;
-    if (!dm_cfg_bool(w->cfg, "explain.latency_per_candidate") || k == w->nm) return DM_OK;
+    long long E = dm_cfg_int(w->cfg, "explain.latency_per_candidate");
+    if (E <= 0 || k == w->nm) return DM_OK;
     dm_cfg c;
-    char it[64];
-    snprintf(it, sizeof it, "explain.item_tokens=%lld", dm_cfg_int(w->cfg, "explain.tokens"));
+    char it[64], et[64];
+    snprintf(it, sizeof it, "explain.item_tokens=%lld", E);
+    snprintf(et, sizeof et, "explain.tokens=%lld", E);
     int rc = dm_cfg_copy(&c, w->cfg);
     if (!rc) {
         rc = dm_cfg_set(&c, "explain.user_tokens=0");
         if (!rc) rc = dm_cfg_set(&c, it);
+        if (!rc) rc = dm_cfg_set(&c, et);
         w->have_pc = !rc;
         if (!rc) rc = pm_init(&c, w->lmdir, &w->d, w->zk[k], w->dz, w->maxc + 1, w->seed, &w->src, &w->pc);
         dm_cfg_free(&c);

@@ -36,7 +36,7 @@ small=(--set synth.users=400 --set synth.items=200 --set synth.clusters=6
        --set explain.tokens=4 --set explain.hidden=16 --set explain.width=8 --set explain.k_users=3 --set explain.k_items=3
        --set explain.k_attrs=3 --set explain.users=12 --set explain.top_k=3 --set explain.candidates=8
        --set explain.random_masks=2 --set "explain.templates=$TPL" --set eval.splits=[test]
-       --set explain.latency_per_candidate=true)
+       --set explain.latency_per_candidate=4)
 $DM_MPIRUN -n 2 $B run "${small[@]}" --set run.dir=$W/base --set 'run.stages=[synth,train-cf,align,lm,prompt]' < /dev/null > $W/base.log 2>&1 \
   || { cat $W/base.log; exit 1; }
 grep -E "llm_explain epoch|latency|uni19" $W/base.log
