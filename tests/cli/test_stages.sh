@@ -52,7 +52,7 @@ EOF
 step "eval cutoffs" "prompt explain eval" 'eval.ks=[1,5,10]'
 step "explain users" "explain" 'explain.users=4'
 step "prompt learning rate" "prompt explain" 'prompt.lr=0.002'
-step "evidence tokens" "prompt explain" 'explain.tokens=4'
+step "evidence tokens" "prompt explain" 'explain.tokens=2'
 step "lm steps" "lm prompt explain" 'lm.steps=6'
 # the report's reproduction: the aligner changes, eval must not keep the old aligner's scores
 step "align epochs" "align prompt explain eval" 'align.epochs=2'
