@@ -143,5 +143,5 @@ PYEOF
 $B prompt "${small[@]}" --set run.dir=$W/a --set 'prompt.models=[llm_head,llm_head]' > $W/e1.log 2>&1 && fail "a model listed twice was accepted"
 grep -q "prompt.models: 'llm_head' is listed twice" $W/e1.log || { cat $W/e1.log; fail "listed twice: message"; }
 $B prompt "${small[@]}" --set run.dir=$W/a --set 'prompt.models=[llm_hed]' > $W/e2.log 2>&1 && fail "an unknown model was accepted"
-grep -q "unknown model 'llm_hed'; expected llm_head, latent_head, llm or llm_explain" $W/e2.log || { cat $W/e2.log; fail "unknown model: message"; }
+grep -q "unknown model 'llm_hed'; expected llm_head, latent_head, llm, llm_explain or allmrec, optionally with @without_<modalities>" $W/e2.log || { cat $W/e2.log; fail "unknown model: message"; }
 echo ok
