@@ -89,6 +89,12 @@ static int read_inputs(par_ctx *ctx, const dm_cfg *cfg, dm_raw *raw, dm_meta *me
     dm_meta lmeta = {0};
     const char *inter = dm_cfg_str(cfg, "data.inter"), *mp = dm_cfg_str(cfg, "data.meta");
     int rc = need_path(cfg, "data.inter");
+    if (!rc && strcmp(fmt, "tsv")) {
+        const char *only[] = {"data.tags", "data.item_map", "data.split_col"};
+        for (int k = 0; k < 3 && !rc; k++)
+            if (dm_cfg_str(cfg, only[k])[0])
+                rc = DM_ERR(DM_ECONFIG, "%s is read with data.format = \"tsv\", not \"%s\"", only[k], fmt);
+    }
     int version = !strcmp(fmt, "amazon2014") ? 2014 : !strcmp(fmt, "amazon2018") ? 2018 : 2023;
     if (!rc) {
         if (!strncmp(fmt, "amazon", 6)) {
@@ -105,7 +111,7 @@ static int read_inputs(par_ctx *ctx, const dm_cfg *cfg, dm_raw *raw, dm_meta *me
         } else if (!strcmp(fmt, "tsv")) {
             const char *sep = dm_cfg_str(cfg, "data.sep"), *hdr = dm_cfg_str(cfg, "data.header");
             dm_tsv_opts o = {0, -1, dm_cfg_str(cfg, "data.user_col"), dm_cfg_str(cfg, "data.item_col"),
-                             dm_cfg_str(cfg, "data.time_col"), dm_cfg_bool(cfg, "data.time_ms")};
+                             dm_cfg_str(cfg, "data.time_col"), dm_cfg_bool(cfg, "data.time_ms"), NULL};
             if (!strcmp(sep, "\\t") || !strcmp(sep, "\t") || !strcmp(sep, "tab")) o.sep = '\t';
             else if (strcmp(sep, "auto")) {
                 if (strlen(sep) != 1) {
@@ -117,10 +123,42 @@ static int read_inputs(par_ctx *ctx, const dm_cfg *cfg, dm_raw *raw, dm_meta *me
             o.header = !strcmp(hdr, "yes") ? 1 : !strcmp(hdr, "no") ? 0 : -1;
             const char *vp = dm_cfg_str(cfg, "data.valid"), *tp = dm_cfg_str(cfg, "data.test");
             int split = vp[0] || tp[0];
+            o.split_col = dm_cfg_str(cfg, "data.split_col");
+            if (o.split_col[0] && split) {
+                rc = DM_ERR(DM_ECONFIG, "data.split_col = \"%s\" and data.%s: the given split comes from one or the other",
+                            o.split_col, vp[0] ? "valid" : "test");
+                DM_HINT("clear data.valid and data.test, or data.split_col");
+                goto read_done;
+            }
             rc = dm_read_tsv(inter, &o, &st, 0, split ? DM_TRAIN : -1, &local);
             if (!rc && vp[0]) rc = dm_read_tsv(vp, &o, &st, 1, DM_VALID, &local);
             if (!rc && tp[0]) rc = dm_read_tsv(tp, &o, &st, 2, DM_TEST, &local);
+            /* item tables are small: rank 0 reads them whole (and the id map they are keyed by) */
+            const char *gp = dm_cfg_str(cfg, "data.tags"), *map = dm_cfg_str(cfg, "data.item_map");
+            for (int k = 0; k < 2 && !rc; k++) {
+                const char *ck = k ? "data.tags_cols" : "data.meta_cols";
+                if (dm_cfg_len(cfg, ck) != 2)
+                    rc = DM_ERR(DM_ECONFIG, "%s has %zu entries; expected 2: the id column and the %s column", ck,
+                                dm_cfg_len(cfg, ck), k ? "tags" : "title");
+            }
+            if (!rc && (mp[0] || gp[0]) && ctx->rank == 0) {
+                dm_item_map M = {0};
+                if (map[0]) {
+                    dm_tsv_opts mo = o;
+                    mo.split_col = NULL;
+                    rc = dm_read_item_map(inter, map, &mo, &M);
+                }
+                dm_item_tables t = {o.sep, mp, dm_cfg_str_at(cfg, "data.meta_cols", 0), dm_cfg_str_at(cfg, "data.meta_cols", 1),
+                                    gp, dm_cfg_str_at(cfg, "data.tags_cols", 0), dm_cfg_str_at(cfg, "data.tags_cols", 1)};
+                size_t skipped = 0;
+                if (!rc) rc = dm_read_item_tables(&t, map[0] ? &M : NULL, &lmeta, &skipped);
+                if (!rc && skipped)
+                    dm_log("item tables: %zu rows name items without interactions%s; skipped", skipped,
+                           map[0] ? " (not in data.item_map)" : "");
+                dm_item_map_free(&M);
+            }
         }
+
     }
 read_done:
     rc = par_agree(ctx, rc);
@@ -378,8 +416,8 @@ static int stage_ingest(stage_run *sr)
         if (!rc) {
             dm_log_v(2, "  parsed %zu interactions, %zu metadata entries in %.2fs", raw.n, meta.n, dm_wtime() - t0);
             rc = add_source(ctx, &d.sources, dm_cfg_str(cfg, "data.inter"));
-            const char *extra[] = {"data.meta", "data.valid", "data.test"};
-            for (int k = 0; !rc && k < 3; k++)
+            const char *extra[] = {"data.meta", "data.tags", "data.item_map", "data.valid", "data.test"};
+            for (int k = 0; !rc && k < 5; k++)
                 if (dm_cfg_str(cfg, extra[k])[0]) rc = add_source(ctx, &d.sources, dm_cfg_str(cfg, extra[k]));
         }
         if (!rc) rc = read_features(ctx, cfg, &d, &raw, raw_to_item);

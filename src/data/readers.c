@@ -478,7 +478,8 @@ int dm_read_tsv(const char *path, const dm_tsv_opts *o, const dm_stripe *s, int 
     size_t len;
     char sep = o->sep;
     int header = o->header;
-    int uc = -1, ic = -1, tc = -1;
+    int uc = -1, ic = -1, tc = -1, pc = -1;
+    int has_split = o->split_col && o->split_col[0];
     int64_t data_line = 0;
     char *hdr_copy = NULL;
     /* data.header = "no" and line 1's ids are not integers: set while line 2 is to be compared */
@@ -519,10 +520,12 @@ int dm_read_tsv(const char *path, const dm_tsv_opts *o, const dm_stripe *s, int 
         uc = find_col(o->user_col, &H, header);
         ic = find_col(o->item_col, &H, header);
         tc = o->time_col && o->time_col[0] ? find_col(o->time_col, &H, header) : -1;
+        pc = has_split ? find_col(o->split_col, &H, header) : -1;
         const char *bad = uc < 0 ? o->user_col : (ic < 0 ? o->item_col : ((o->time_col && o->time_col[0] && tc < 0) ? o->time_col : NULL));
+        if (!bad && has_split && pc < 0) bad = o->split_col;
         if (bad) {
             rc = DM_ERR(DM_ECONFIG, "'%s' line 1: no column '%s'%s", path, bad, header ? " in the header" : "");
-            DM_HINT("set data.user_col / data.item_col / data.time_col to a header name or a 0-based index (the first line has %zu fields)", H.n);
+            DM_HINT("set data.user_col / data.item_col / data.time_col / data.split_col to a header name or a 0-based index (the first line has %zu fields)", H.n);
             goto done;
         }
     }
@@ -532,6 +535,7 @@ int dm_read_tsv(const char *path, const dm_tsv_opts *o, const dm_stripe *s, int 
     }
     int need = (uc > ic ? uc : ic);
     if (tc > need) need = tc;
+    if (pc > need) need = pc;
     for (; line; ) {
         data_line++;
         int blank = is_blank(line, len);
@@ -575,7 +579,18 @@ int dm_read_tsv(const char *path, const dm_tsv_opts *o, const dm_stripe *s, int 
                                 "timestamps are Unix times: integer seconds, or milliseconds with data.time_ms = true");
                 goto done;
             }
-            DM_TRY(rc, dm_raw_push(out, F.f[uc], F.fl[uc], F.f[ic], F.fl[ic], t, DM_ORDER(file_index, r.lineno, 0), (int8_t)part), done);
+            int8_t lp = (int8_t)part;
+            if (pc >= 0) {
+                if (F.fl[pc] != 1 || F.f[pc][0] < '0' || F.f[pc][0] > '2') {
+                    char where[96];
+                    column_name(where, sizeof where, pc, &H, header);
+                    rc = DM_ERR(DM_EINPUT, "'%s' line %lld %s: split '%.*s'; expected 0 (train), 1 (validation) or 2 (test)",
+                                path, (long long)r.lineno, where, (int)(F.fl[pc] < 64 ? F.fl[pc] : 64), F.f[pc]);
+                    goto done;
+                }
+                lp = (int8_t)(F.f[pc][0] - '0');
+            }
+            DM_TRY(rc, dm_raw_push(out, F.f[uc], F.fl[uc], F.f[ic], F.fl[ic], t, DM_ORDER(file_index, r.lineno, 0), lp), done);
         }
         DM_TRY(rc, dm_lines_next(&r, &line, &len), done);
     }
@@ -609,8 +624,246 @@ int dm_read_recbole_inter(const char *path, const dm_stripe *s, dm_raw *out)
     }
     dm_lines_close(&r);
     DM_CALL(rc);
-    dm_tsv_opts o = {'\t', 1, "user_id", "item_id", has_time ? "timestamp" : "", 0};
+    dm_tsv_opts o = {'\t', 1, "user_id", "item_id", has_time ? "timestamp" : "", 0, NULL};
     return dm_read_tsv(path, &o, s, 0, -1, out);
+}
+
+int dm_read_item_map(const char *inter, const char *mapped, const dm_tsv_opts *o, dm_item_map *out)
+{
+    dm_raw a = {0}, b = {0};
+    dm_strmap back = {0};
+    int64_t *back_orig = NULL;
+    memset(out, 0, sizeof *out);
+    int rc = dm_read_tsv(inter, o, NULL, 0, -1, &a);
+    if (!rc) rc = dm_read_tsv(mapped, o, NULL, 1, -1, &b);
+    if (!rc && a.n != b.n) {
+        rc = DM_ERR(DM_EINPUT, "'%s' has %zu interactions and '%s' %zu: data.item_map must hold the same rows as data.inter",
+                    mapped, b.n, inter, a.n);
+        DM_HINT("data.item_map is data.inter with the original ids, row for row (Last.fm-2k: lfm2k_og_ids.inter beside lfm2k.inter)");
+    }
+    if (!rc && a.n && !(back_orig = malloc(a.items.keys.n * sizeof *back_orig))) rc = DM_ERR(DM_ENOMEM, "out of memory");
+    for (size_t i = 0; !rc && i < a.n; i++) {
+        size_t dl, ol;
+        const char *d = dm_strtab_get(&a.items.keys, (size_t)a.item[i], &dl);
+        const char *g = dm_strtab_get(&b.items.keys, (size_t)b.item[i], &ol);
+        int64_t k, j;
+        int added, added_back;
+        if ((rc = dm_strmap_intern(&out->orig, g, ol, &k, &added))) break;
+        if ((rc = dm_strmap_intern(&back, d, dl, &j, &added_back))) break;
+        if (added_back) back_orig[j] = k;
+        if (added) {
+            if ((rc = dm_strtab_add(&out->dense, d, dl))) break;
+        }
+        size_t el;
+        const char *e = dm_strtab_get(&out->dense, (size_t)k, &el);
+        if (el != dl || memcmp(e, d, dl)) {
+            rc = DM_ERR(DM_EINPUT, "'%s' interaction %zu: original id '%.*s' names item '%.*s' of '%s', and item '%.*s' before",
+                        mapped, i + 1, (int)ol, g, (int)dl, d, inter, (int)el, e);
+            break;
+        }
+        if (back_orig[j] != k) {
+            size_t pl;
+            const char *p = dm_strtab_get(&out->orig.keys, (size_t)back_orig[j], &pl);
+            rc = DM_ERR(DM_EINPUT, "'%s' interaction %zu: item '%.*s' of '%s' has original id '%.*s', and '%.*s' before",
+                        mapped, i + 1, (int)dl, d, inter, (int)ol, g, (int)pl, p);
+            break;
+        }
+    }
+    free(back_orig);
+    dm_strmap_free(&back);
+    dm_raw_free(&a);
+    dm_raw_free(&b);
+    if (rc) dm_item_map_free(out);
+    return rc;
+}
+
+void dm_item_map_free(dm_item_map *m)
+{
+    dm_strmap_free(&m->orig);
+    dm_strtab_free(&m->dense);
+    memset(m, 0, sizeof *m);
+}
+
+/* One item table: calls back per data row with the id and value fields (value NULL when the
+ * column is absent). */
+typedef int (*table_row_fn)(void *ctx, const char *path, int64_t line, const char *id, size_t idl, const char *v,
+                            size_t vl);
+
+static int read_table(const char *path, char sep, const char *id_col, const char *val_col, const char *what,
+                      table_row_fn fn, void *ctx)
+{
+    dm_lines r;
+    DM_CALL(dm_lines_open(&r, path));
+    int rc = DM_OK;
+    fields H = {0}, F = {0};
+    char *line, *hdr = NULL;
+    size_t len;
+    DM_TRY(rc, dm_lines_next(&r, &line, &len), done);
+    if (!line) {
+        rc = DM_ERR(DM_EINPUT, "'%s' is empty", path);
+        DM_HINT("an item table starts with a header line naming its columns");
+        goto done;
+    }
+    if (!sep) sep = memchr(line, '\t', len) ? '\t' : ',';
+    if (!(hdr = malloc(len + 1))) {
+        rc = DM_ERR(DM_ENOMEM, "out of memory");
+        goto done;
+    }
+    memcpy(hdr, line, len + 1);
+    {
+        int e = split_fields(hdr, len, sep, &H);
+        if (e) {
+            rc = split_error(path, 1, e);
+            goto done;
+        }
+    }
+    int ci = find_col(id_col, &H, 1), cv = val_col && val_col[0] ? find_col(val_col, &H, 1) : -1;
+    if (ci < 0 || (val_col && val_col[0] && cv < 0)) {
+        rc = DM_ERR(DM_ECONFIG, "'%s' line 1: no column '%s' in the header", path, ci < 0 ? id_col : val_col);
+        DM_HINT("set %s to a header name or a 0-based index (the header has %zu fields)", what, H.n);
+        goto done;
+    }
+    int need = ci > cv ? ci : cv;
+    for (;;) {
+        DM_TRY(rc, dm_lines_next(&r, &line, &len), done);
+        if (!line) break;
+        if (is_blank(line, len)) continue;
+        int e = split_fields(line, len, sep, &F);
+        if (e) {
+            rc = split_error(path, r.lineno, e);
+            goto done;
+        }
+        if (F.n <= (size_t)need) {
+            rc = DM_ERR(DM_EINPUT, "'%s' line %lld: expected at least %d fields separated by '%s', found %zu", path,
+                        (long long)r.lineno, need + 1, sep == '\t' ? "\\t" : (char[2]){sep, 0}, F.n);
+            goto done;
+        }
+        if (F.fl[ci] == 0) {
+            rc = DM_ERR(DM_EINPUT, "'%s' line %lld: empty item id", path, (long long)r.lineno);
+            goto done;
+        }
+        DM_TRY(rc, fn(ctx, path, r.lineno, F.f[ci], F.fl[ci], cv >= 0 ? F.f[cv] : NULL, cv >= 0 ? F.fl[cv] : 0), done);
+    }
+done:
+    free(hdr);
+    fields_free(&H);
+    fields_free(&F);
+    dm_lines_close(&r);
+    return rc;
+}
+
+typedef struct {
+    const dm_item_map *map;
+    dm_strmap seen;    /* ids of this table (translated) */
+    int64_t *line;     /* (seen) line of each */
+    size_t cap;
+    dm_strtab val;     /* (seen) the value: title, or tags joined by '\n' */
+    size_t skipped;
+    int tags;
+    dm_buf b;
+} table_acc;
+
+static int table_row(void *ctx, const char *path, int64_t line, const char *id, size_t idl, const char *v, size_t vl)
+{
+    table_acc *A = ctx;
+    if (A->map) {
+        int64_t k = dm_strmap_find(&A->map->orig, id, idl);
+        if (k < 0) {
+            A->skipped++;
+            return DM_OK;
+        }
+        id = dm_strtab_get(&A->map->dense, (size_t)k, &idl);
+    }
+    int64_t k;
+    int added;
+    DM_CALL(dm_strmap_intern(&A->seen, id, idl, &k, &added));
+    if (!added)
+        return DM_ERR(DM_EINPUT, "'%s' line %lld: item '%.*s' is listed again (first on line %lld)", path, (long long)line,
+                      (int)idl, id, (long long)A->line[k]);
+    if ((size_t)k >= A->cap) {
+        A->cap = A->cap ? 2 * A->cap : 1024;
+        DM_REALLOC(A->line, A->cap);
+    }
+    A->line[k] = line;
+    dm_buf_reset(&A->b);
+    if (A->tags) {
+        /* comma-separated tags, each one category path of one level */
+        size_t i = 0;
+        while (i < vl) {
+            while (i < vl && (v[i] == ',' || isspace((unsigned char)v[i]))) i++;
+            size_t j = i;
+            while (j < vl && v[j] != ',') j++;
+            size_t e = j;
+            while (e > i && isspace((unsigned char)v[e - 1])) e--;
+            if (e > i) {
+                if (A->b.len) DM_CALL(dm_buf_addc(&A->b, '\n'));
+                DM_CALL(dm_buf_add(&A->b, v + i, e - i));
+            }
+            i = j;
+        }
+    } else if (v)
+        DM_CALL(dm_buf_add(&A->b, v, vl));
+    return dm_strtab_add(&A->val, A->b.len ? A->b.data : "", A->b.len);
+}
+
+static void table_acc_free(table_acc *A)
+{
+    dm_strmap_free(&A->seen);
+    dm_strtab_free(&A->val);
+    free(A->line);
+    dm_buf_free(&A->b);
+}
+
+static char *strtab_dup(const dm_strtab *t, size_t i)
+{
+    size_t l;
+    const char *s = dm_strtab_get(t, i, &l);
+    char *c = malloc(l + 1);
+    if (c) {
+        memcpy(c, s, l);
+        c[l] = '\0';
+    }
+    return c;
+}
+
+int dm_read_item_tables(const dm_item_tables *t, const dm_item_map *map, dm_meta *out, size_t *skipped)
+{
+    table_acc T = {.map = map}, G = {.map = map, .tags = 1};
+    int rc = DM_OK;
+    *skipped = 0;
+    if (t->path && t->path[0])
+        DM_TRY(rc, read_table(t->path, t->sep, t->id_col, t->title_col, "data.meta_cols", table_row, &T), done);
+    if (t->tags_path && t->tags_path[0])
+        DM_TRY(rc, read_table(t->tags_path, t->sep, t->tags_id_col, t->tags_col, "data.tags_cols", table_row, &G), done);
+    /* the title table's items in its order, then the items only the tags table names */
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+        table_acc *P = pass ? &G : &T, *Q = pass ? NULL : &G;
+        size_t n = P->seen.keys.n;
+        for (size_t i = 0; i < n && !rc; i++) {
+            size_t idl;
+            const char *id = dm_strtab_get(&P->seen.keys, i, &idl);
+            if (pass && dm_strmap_find(&T.seen, id, idl) >= 0) continue;
+            int64_t q = Q ? dm_strmap_find(&Q->seen, id, idl) : (int64_t)i;
+            char *idc = malloc(idl + 1), *title = pass || !(t->title_col && t->title_col[0]) ? NULL : strtab_dup(&T.val, i);
+            char *tags = q >= 0 ? strtab_dup(&G.val, (size_t)q) : NULL;
+            if (!idc || (!pass && t->title_col && t->title_col[0] && !title) || (q >= 0 && !tags))
+                rc = DM_ERR(DM_ENOMEM, "out of memory");
+            else {
+                memcpy(idc, id, idl);
+                idc[idl] = '\0';
+                int64_t line = pass ? G.line[i] : T.line[i];
+                rc = dm_meta_push(out, idc, idl, title, NULL, tags && tags[0] ? tags : NULL, NULL, NAN, DM_ORDER(pass, line, 0));
+            }
+            free(idc);
+            free(title);
+            free(tags);
+        }
+    }
+    *skipped = T.skipped + G.skipped;
+done:
+    table_acc_free(&T);
+    table_acc_free(&G);
+    return rc;
 }
 
 /* Appends the attributes of a RecBole .item field (header name "name:type") to attrs, '\t'-joined:

@@ -49,10 +49,36 @@ typedef struct {
                             1 yes */
     const char *user_col, *item_col, *time_col; /* names or 0-based indices; time_col "" = none */
     int time_ms;
+    const char *split_col; /* NULL or "" = none; else each line's given split: 0 train, 1 validation, 2 test
+                              (MMRec's x_label), which replaces `part` */
 } dm_tsv_opts;
 
-/* TSV/CSV interactions; `part` is -1 or DM_TRAIN/VALID/TEST for pre-split files. */
+/* TSV/CSV interactions; `part` is -1 or DM_TRAIN/VALID/TEST for pre-split files (o->split_col: per line). */
 int dm_read_tsv(const char *path, const dm_tsv_opts *o, const dm_stripe *s, int file_index, int part, dm_raw *out);
+
+/* The item ids of data.inter in another id space: `mapped` holds the same interactions as `inter`, row
+ * for row, with the items' original ids in the same column (Last.fm-2k's lfm2k_og_ids.inter beside
+ * lfm2k.inter). orig[k] is the k-th original id, dense[k] the item id of data.inter it names. Both
+ * files are read whole. An original id naming two items, or an item with two original ids, is an
+ * error naming the row. */
+typedef struct {
+    dm_strmap orig;  /* original ids, in first-seen order */
+    dm_strtab dense; /* (orig size) the item id in data.inter of each */
+} dm_item_map;
+int dm_read_item_map(const char *inter, const char *mapped, const dm_tsv_opts *o, dm_item_map *out);
+void dm_item_map_free(dm_item_map *m);
+
+/* Item tables with a header (TSV, or CSV with RFC 4180 quotes), read whole: `path` gives each item's
+ * title (column title_col, may be NULL), `tags_path` (may be NULL) its tags (column tags_col, separated
+ * by commas), each a one-level category. Ids (id_col / tags_id_col, by name or 0-based index) are
+ * translated through `map` when given; rows naming an item that has no interactions are skipped and
+ * counted in *skipped. An item in both tables gets both; an id repeated in one table is an error. */
+typedef struct {
+    char sep; /* 0 = auto per file (tab if its first line has one, else comma) */
+    const char *path, *id_col, *title_col;
+    const char *tags_path, *tags_id_col, *tags_col;
+} dm_item_tables;
+int dm_read_item_tables(const dm_item_tables *t, const dm_item_map *map, dm_meta *out, size_t *skipped);
 
 /* Item feature matrices, read whole: NumPy .npy (v1-v3 headers, <f2/<f4/<f8, C order, 2-D) and raw
  * little-endian float32 with a given shape. Output is float32, malloc'd, (rows, cols). */

@@ -8,6 +8,10 @@
                                                tabs, newlines), brands and category paths.
   check_dataset.py tiktok DATASET.h5 DATA_DIR   TikTok: counts, the given train/valid/test split, and the
                                                image/audio features against numpy.load (float16 -> float32).
+  check_dataset.py lastfm DATASET.h5 DATA_DIR   Last.fm-2k: counts, every (user, item, x_label) row of
+                                               lfm2k.inter in file order, the artists' names (artists.dat)
+                                               and tags (lfm2k_text.tsv) through lfm2k_og_ids.inter, and the
+                                               MiniLM text and Whisper audio features against numpy.load.
   check_dataset.py same A.h5 B.h5               every dataset of A equals B bitwise (attributes may differ).
 Exits non-zero with a message on the first mismatch.
 """
@@ -140,6 +144,57 @@ def tiktok(h5, data):
     print("tiktok: counts, given split, ids and visual/audio features identical to numpy; %d cold items" % (ni - len(train_items)))
 
 
+def lastfm(h5, data):
+    d = os.path.join(data, "lastfm-2k")
+    rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(d, "lfm2k.inter"), encoding="utf-8")][1:]
+    og = [l.rstrip("\n").split("\t") for l in open(os.path.join(d, "lfm2k_og_ids.inter"), encoding="utf-8")][1:]
+    orig = {r[1]: g[1] for r, g in zip(rows, og)}
+    names, tags = {}, {}
+    with open(os.path.join(d, "artists.dat"), encoding="utf-8") as fh:
+        next(fh)
+        for line in fh:
+            f = line.rstrip("\n").split("\t")
+            names[f[0].strip()] = f[1].strip()
+    with open(os.path.join(d, "lfm2k_text.tsv"), encoding="utf-8") as fh:
+        next(fh)
+        for line in fh:
+            a, t = line.rstrip("\n").split("\t", 1)
+            tags[a.strip()] = [x.strip() for x in t.split(",") if x.strip()]
+    with h5py.File(h5, "r") as f:
+        nu, ni = int(f.attrs["n_users"]), int(f.attrs["n_items"])
+        if (nu, ni, len(rows)) != (1858, 1425, 56345):
+            fail("counts %s, expected (1858, 1425, 56345)" % ((nu, ni, len(rows)),))
+        given = f["split/given"][...]
+        counts = [int((given == k).sum()) for k in range(3)]
+        if counts != [44327, 4799, 7219]:
+            fail("given split %s, expected [44327, 4799, 7219]" % counts)
+        uid, iid = strtab(f, "users/id"), strtab(f, "items/id")
+        off, item = sequences(f)
+        # no timestamps: each user's rows in file order
+        ref = {}
+        for u, i, _, x in rows:
+            ref.setdefault(u, []).append((i, int(x)))
+        for k, u in enumerate(uid):
+            got = [(iid[item[j]], int(given[j])) for j in range(off[k], off[k + 1])]
+            if got != ref[u]:
+                fail("user %s: sequence %s..., expected %s..." % (u, got[:4], ref[u][:4]))
+        titles, cats = strtab(f, "items/title"), strtab(f, "items/category")
+        for k, i in enumerate(iid):
+            o = orig[i]
+            if titles[k] != names.get(o, ""):
+                fail("item %s (artist %s): title %r, expected %r" % (i, o, titles[k], names.get(o, "")))
+            want = " | ".join(tags.get(o, []))
+            if cats[k] != want:
+                fail("item %s (artist %s): tags %r..., expected %r..." % (i, o, cats[k][:80], want[:80]))
+        for m, fn in (("text", "all-MiniLM-L6-v2.npy"), ("audio", "whisper.npy")):
+            x = np.load(os.path.join(d, fn)).astype(np.float32)
+            y = f["modal/%s/features" % m][...]
+            if x.shape != y.shape or not np.array_equal(x, y):
+                fail("%s features differ from numpy.load(%s)" % (m, fn))
+    print("lastfm: counts, given split, %d users' rows in file order, %d names and %d artists' tags, text and audio "
+          "features match" % (nu, sum(1 for i in iid if orig[i] in names), sum(1 for i in iid if orig[i] in tags)))
+
+
 def same(a, b):
     with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
         na, nb = [], []
@@ -160,6 +215,8 @@ if __name__ == "__main__":
         beauty(sys.argv[2], sys.argv[3])
     elif kind == "tiktok":
         tiktok(sys.argv[2], sys.argv[3])
+    elif kind == "lastfm":
+        lastfm(sys.argv[2], sys.argv[3])
     elif kind == "same":
         same(sys.argv[2], sys.argv[3])
     else:
