@@ -286,46 +286,70 @@ static int model_figs(defaults *d, const dsplit *x)
     return rc;
 }
 
-/* A variant family: a table (its base models, then its members) and a figure (a curve when every
- * member ends in a number, else bars with the base models). */
+/* Whether some run holds per-user rows of model in (split, protocol). */
+static int has_model(const rpt_set *s, const char *split, const char *protocol, const char *model)
+{
+    for (size_t r = 0; r < s->nruns; r++)
+        for (size_t e = 0; e < s->runs[r].ne; e++) {
+            const rpt_entry *en = &s->runs[r].e[e];
+            if (en->kind == RPT_USERS && !strcmp(en->split, split) && !strcmp(en->protocol, protocol) &&
+                !strcmp(en->model, model))
+                return 1;
+        }
+    return 0;
+}
+
+/* A variant family: a table per protocol that holds some of its members (its base models, then
+ * its members, each against its base model), named SPLIT_PROTOCOL_FAMILY, and a figure on the
+ * first such protocol of p0 and the others (a curve when every member ends in a number, else bars
+ * with the base models). The stress variants of eval live in the full protocol, the modality
+ * ablations of the LLM recommenders in the "-llm" protocols of prompt.h5. */
 static int family_specs(defaults *d, const dsplit *x, const char *family)
 {
     const rpt_set *s = d->s;
-    char **members = NULL, **bases = NULL;
-    size_t nmem = 0, nb = 0;
-    int numeric = 1, rc = DM_OK;
-    for (size_t m = 0; m < s->nmodels && !rc; m++) {
-        char fam[128];
-        family_of(s->models[m], fam, sizeof fam);
-        if (strcmp(fam, family)) continue;
-        rc = dm_strv_push(&members, &nmem, s->models[m]);
-        size_t l = strlen(s->models[m]);
-        numeric &= l && s->models[m][l - 1] >= '0' && s->models[m][l - 1] <= '9';
-        char base[256];
-        snprintf(base, sizeof base, "%.*s", (int)(strchr(s->models[m], '@') - s->models[m]), s->models[m]);
-        if (!rc && dm_strv_find(bases, nb, base) < 0 && dm_strv_find(s->models, s->nmodels, base) >= 0) rc = dm_strv_push(&bases, &nb, base);
+    int rc = DM_OK, fig_done = 0;
+    for (size_t pi = 0; pi <= x->nprot && !rc; pi++) {
+        /* p0 first, then the other protocols in order */
+        const char *prot = pi == 0 ? x->p0 : x->prots[pi - 1];
+        if (!prot || (pi > 0 && !strcmp(prot, x->p0))) continue;
+        char **members = NULL, **bases = NULL;
+        size_t nmem = 0, nb = 0;
+        int numeric = 1;
+        for (size_t m = 0; m < s->nmodels && !rc; m++) {
+            char fam[128];
+            family_of(s->models[m], fam, sizeof fam);
+            if (strcmp(fam, family) || !has_model(s, x->split, prot, s->models[m])) continue;
+            rc = dm_strv_push(&members, &nmem, s->models[m]);
+            size_t l = strlen(s->models[m]);
+            numeric &= l && s->models[m][l - 1] >= '0' && s->models[m][l - 1] <= '9';
+            char base[256];
+            snprintf(base, sizeof base, "%.*s", (int)(strchr(s->models[m], '@') - s->models[m]), s->models[m]);
+            if (!rc && dm_strv_find(bases, nb, base) < 0 && has_model(s, x->split, prot, base)) rc = dm_strv_push(&bases, &nb, base);
+        }
+        char name[256];
+        snprintf(name, sizeof name, "%s_%s_%s", x->split, prot, family);
+        safe_name(name);
+        if (!rc && nmem && d->want_tables) {
+            rpt_table_spec *t = add_table(d->sp);
+            rc = t ? set_str(&t->name, name) : DM_ENOMEM;
+            if (!rc) rc = set_str(&t->split, x->split);
+            if (!rc) rc = dm_strv_push(&t->protocols, &t->nprotocols, prot);
+            for (size_t m = 0; m < nb && !rc; m++) rc = dm_strv_push(&t->models, &t->nmodels, bases[m]);
+            for (size_t m = 0; m < nmem && !rc; m++) rc = dm_strv_push(&t->models, &t->nmodels, members[m]);
+            for (size_t k = 0; k < x->nmet && !rc; k++) rc = dm_strv_push(&t->metrics, &t->nmetrics, x->metrics[k]);
+            if (!rc) rc = set_str(&t->baseline, nb ? bases[0] : members[0]);
+        }
+        if (!rc && nmem && d->want_figs && !fig_done) {
+            rpt_fig_spec *f;
+            rc = add_split_fig(d, x, name, numeric ? "curve" : "bars", numeric ? "suffix" : "", bases, numeric ? 0 : nb, &f);
+            if (!rc) rc = set_str(&f->protocol, prot);
+            for (size_t m = 0; m < nmem && !rc; m++) rc = dm_strv_push(&f->models, &f->nmodels, members[m]);
+            if (!rc) rc = dm_strv_push(&f->metrics, &f->nmetrics, x->metrics[0]);
+            fig_done = 1;
+        }
+        dm_strv_free(members, nmem);
+        dm_strv_free(bases, nb);
     }
-    char name[256];
-    snprintf(name, sizeof name, "%s_%s_%s", x->split, x->p0, family);
-    safe_name(name);
-    if (!rc && d->want_tables && rpt_has_entry(s, x->split, x->p0)) {
-        rpt_table_spec *t = add_table(d->sp);
-        rc = t ? set_str(&t->name, name) : DM_ENOMEM;
-        if (!rc) rc = set_str(&t->split, x->split);
-        if (!rc) rc = dm_strv_push(&t->protocols, &t->nprotocols, x->p0);
-        for (size_t m = 0; m < nb && !rc; m++) rc = dm_strv_push(&t->models, &t->nmodels, bases[m]);
-        for (size_t m = 0; m < nmem && !rc; m++) rc = dm_strv_push(&t->models, &t->nmodels, members[m]);
-        for (size_t k = 0; k < x->nmet && !rc; k++) rc = dm_strv_push(&t->metrics, &t->nmetrics, x->metrics[k]);
-        if (!rc) rc = set_str(&t->baseline, nb ? bases[0] : members[0]);
-    }
-    if (!rc && d->want_figs) {
-        rpt_fig_spec *f;
-        rc = add_split_fig(d, x, name, numeric ? "curve" : "bars", numeric ? "suffix" : "", bases, numeric ? 0 : nb, &f);
-        for (size_t m = 0; m < nmem && !rc; m++) rc = dm_strv_push(&f->models, &f->nmodels, members[m]);
-        if (!rc) rc = dm_strv_push(&f->metrics, &f->nmetrics, x->metrics[0]);
-    }
-    dm_strv_free(members, nmem);
-    dm_strv_free(bases, nb);
     return rc;
 }
 

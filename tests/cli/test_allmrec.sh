@@ -12,6 +12,8 @@
 #     are smaller by exactly (L - 1) x (the LM width) x (prompt.hidden + 1)), reads the aligner
 #     without visual and audio (stored as an attribute), and trains the same alone at 1 rank as in a
 #     list of five models at 2 ranks (within float allreduce rounding);
+#   - `dynmm report` tables the ablations on the prompt stage's users against the intact model
+#     (test_uni19-llm_without), beside eval's stress table (test_uni19_without);
 #   - bad model names are refused naming prompt.models and what was expected.
 set -u
 PY=/usr/bin/python3; B=$DM_BUILD/dynmm
@@ -68,6 +70,23 @@ dw = np.abs(b - g["allmrec/weights"][...]).max()
 assert dw < 1e-4, "allmrec alone at 1 rank and in the list at 2 ranks differ by %g" % dw
 print("ok: allmrec 1 user token (%d weights, llm %d), without visual+audio; alone at 1 rank = in the list at 2 ranks within %.1e" % (na, nl, dw))
 PYEOF
+# the report: the ablations make a table of their own on the prompt stage's users, each against the
+# intact model (the stress variants of eval keep theirs, in the full protocol)
+$B report $W/a > $W/report.log 2>&1 || { cat $W/report.log; fail "dynmm report"; }
+t=$W/a/report/test_uni19-llm_without.csv
+[ -s $t ] || { cat $W/report.log; fail "no table test_uni19-llm_without"; }
+$PY - $t $W/a/report/test_uni19-llm_without_tests.csv <<'PYEOF' || exit 1
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+models = list(dict.fromkeys(r["model"] for r in rows))
+want = ["latent_head", "latent_head@without_audio", "latent_head@without_text"]
+assert models == want and {r["protocol"] for r in rows} == {"uni19-llm"}, "table rows %s, expected %s" % (models, want)
+tests = list(csv.DictReader(open(sys.argv[2])))
+base = {t.get("baseline") for t in tests}
+assert base == {"latent_head"}, "tested against %s, expected latent_head" % base
+print("ok: report table test_uni19-llm_without: %s, tested against latent_head" % ", ".join(want))
+PYEOF
+grep -q "table  test_uni19_without " $W/report.log || fail "the stress table test_uni19_without is gone: $(grep table $W/report.log)"
 # bad names
 bad() {
   $B prompt "${small[@]}" --set run.dir=$W/b --set "prompt.models=[$1]" < /dev/null > $W/bad.log 2>&1 && fail "'$1' accepted"

@@ -186,7 +186,7 @@ static void test_recbole_sasrec_tsv(void)
     dm_meta_free(&m);
 
     const char *csv = write_file("x.csv", "ts,user,item\n7,\"u,1\",a\n3,\"u,1\",\"b \"\"q\"\"\"\n");
-    dm_tsv_opts to = {0, -1, "user", "item", "ts", 0};
+    dm_tsv_opts to = {0, -1, "user", "item", "ts", 0, NULL};
     CHECK(dm_read_tsv(csv, &to, NULL, 0, -1, &raw) == DM_OK, "%s", dm_error_message());
     CHECK(raw.n == 2 && raw.users.keys.n == 1 && !strcmp(tl_str(&raw.items.keys, 1), "b \"q\""), "csv quotes");
     CHECK(raw.time[0] == 7000, "csv seconds to ms");
@@ -271,7 +271,7 @@ static void test_stripes(void)
     FILE *f = fopen(path, "w");
     for (int k = 0; k < 10000; k++) fprintf(f, "%d\t%d\t%d\n", k % 97, (k * 31) % 113, k % 13);
     fclose(f);
-    dm_tsv_opts to = {'\t', 0, "0", "1", "2", 0};
+    dm_tsv_opts to = {'\t', 0, "0", "1", "2", 0, NULL};
     dm_raw one = {0}, part[3];
     CHECK(dm_read_tsv(path, &to, NULL, 0, -1, &one) == DM_OK, "%s", dm_error_message());
     dm_buf packs = {0};
@@ -456,7 +456,7 @@ static void test_npy_sizes(void)
 static void test_timestamps(void)
 {
     dm_raw raw = {0};
-    dm_tsv_opts sec = {'\t', 0, "0", "1", "2", 0}, ms = {'\t', 0, "0", "1", "2", 1};
+    dm_tsv_opts sec = {'\t', 0, "0", "1", "2", 0, NULL}, ms = {'\t', 0, "0", "1", "2", 1, NULL};
     /* in range: the largest seconds whose milliseconds fit, negatives, decimals rounded to the ms */
     const char *ok = write_file("t_ok.tsv", "1\t1\t9223372036854775\n1\t2\t-5\n1\t3\t1.5\n1\t4\t1e3\n1\t5\t-9223372036854775\n");
     CHECK(dm_read_tsv(ok, &sec, NULL, 0, -1, &raw) == DM_OK, "%s", dm_error_message());
@@ -499,7 +499,7 @@ static void test_timestamps(void)
         dm_raw_free(&raw);
     }
     /* a named column is named */
-    dm_tsv_opts named = {0, -1, "u", "i", "ts", 0};
+    dm_tsv_opts named = {0, -1, "u", "i", "ts", 0, NULL};
     EXPECT_ERR(dm_read_tsv(write_file("t_named.csv", "u,i,ts\n1,2,7\n1,3,1e300\n"), &named, NULL, 0, -1, &raw),
                "t_named.csv' line 3 column 3 ('ts'): timestamp '1e300' is out of range: seconds must fit");
     dm_raw_free(&raw);
@@ -537,12 +537,12 @@ static void test_bom(void)
     dm_meta m = {0};
     /* with the BOM glued to the first field, "0" was not an integer and line 1 became a header */
     const char *t = write_file("bom.tsv", "\xEF\xBB\xBF" "0\t1\n1\t2\n2\t3\n");
-    dm_tsv_opts idx = {0, -1, "0", "1", "", 0};
+    dm_tsv_opts idx = {0, -1, "0", "1", "", 0, NULL};
     CHECK(dm_read_tsv(t, &idx, NULL, 0, -1, &raw) == DM_OK, "%s", dm_error_message());
     CHECK(raw.n == 3 && raw.users.keys.n == 3 && !strcmp(tl_str(&raw.users.keys, 0), "0"), "BOM tsv: %zu records, user 0 '%s'",
           raw.n, raw.n ? tl_str(&raw.users.keys, 0) : "");
     dm_raw_free(&raw);
-    dm_tsv_opts names = {0, -1, "user", "item", "", 0};
+    dm_tsv_opts names = {0, -1, "user", "item", "", 0, NULL};
     const char *c = write_file("bom.csv", "\xEF\xBB\xBF" "user,item\nu1,i1\n");
     CHECK(dm_read_tsv(c, &names, NULL, 0, -1, &raw) == DM_OK && raw.n == 1, "BOM csv header by name: %s", dm_error_message());
     dm_raw_free(&raw);
@@ -576,7 +576,7 @@ static void test_bom(void)
     dm_strtab_free(&ids);
     /* only at the start: a BOM later in a line is data */
     const char *mid = write_file("bom_mid.tsv", "a\tb\n\xEF\xBB\xBF" "c\td\n");
-    dm_tsv_opts no = {0, 0, "0", "1", "", 0};
+    dm_tsv_opts no = {0, 0, "0", "1", "", 0, NULL};
     CHECK(dm_read_tsv(mid, &no, NULL, 0, -1, &raw) == DM_OK && raw.n == 2 && !strcmp(tl_str(&raw.users.keys, 1), "\xEF\xBB\xBF" "c"),
           "a BOM inside the file is kept");
     dm_raw_free(&raw);
@@ -585,7 +585,7 @@ static void test_bom(void)
 static void test_gzip_members(void)
 {
     dm_raw raw = {0};
-    dm_tsv_opts no = {'\t', 0, "0", "1", "", 0};
+    dm_tsv_opts no = {'\t', 0, "0", "1", "", 0, NULL};
     /* two members, the boundary inside line 2: one stream, as gzip -dc gives */
     write_gz("multi.tsv.gz", "1\t1\n2\t", "wb");
     const char *multi = write_gz("multi.tsv.gz", "2\n3\t3\n", "ab");
@@ -680,7 +680,7 @@ static void test_header_decisions(void)
     dm_raw raw = {0};
     /* auto: the inferred header is logged once, with the file and the column names */
     g_path = write_file("hdr_auto.tsv", "user\titem\n1\t2\n3\t4\n");
-    g_opts = (dm_tsv_opts){0, -1, "0", "1", "", 0};
+    g_opts = (dm_tsv_opts){0, -1, "0", "1", "", 0, NULL};
     const char *log = captured(read_tsv_quietly);
     char want[800];
     snprintf(want, sizeof want, "'%s': line 1 taken as a header (its id columns are not integers), column names 'user', 'item'", g_path);
@@ -688,17 +688,17 @@ static void test_header_decisions(void)
           "log: %s", log);
     const char *first = strstr(log, "taken as a header");
     CHECK(first && !strstr(first + 1, "taken as a header"), "logged once: %s", log);
-    g_opts = (dm_tsv_opts){0, -1, "user", "item", "", 0};
+    g_opts = (dm_tsv_opts){0, -1, "user", "item", "", 0, NULL};
     log = captured(read_tsv_quietly);
     CHECK(g_rc == DM_OK && g_n == 2 && strstr(log, "(data.user_col / data.item_col are names), column names 'user', 'item'"),
           "log with names: %s", log);
     g_path = write_file("hdr_num.tsv", "1\t2\n3\t4\n");
-    g_opts = (dm_tsv_opts){0, -1, "0", "1", "", 0};
+    g_opts = (dm_tsv_opts){0, -1, "0", "1", "", 0, NULL};
     log = captured(read_tsv_quietly);
     CHECK(g_rc == DM_OK && g_n == 2 && !strstr(log, "header"), "no header, nothing logged: %s", log);
 
     /* data.header = "no": a header read as data is an error naming line 1 and the column */
-    dm_tsv_opts no = {0, 0, "0", "1", "", 0};
+    dm_tsv_opts no = {0, 0, "0", "1", "", 0, NULL};
     const char *h = write_file("hdr_no.tsv", "user\titem\n1\t2\n3\t4\n");
     EXPECT_ERR(dm_read_tsv(h, &no, NULL, 0, -1, &raw), "hdr_no.tsv' line 1 column 1: id 'user' is not an integer, while the "
                "ids on line 2 are: line 1 looks like a header, and data.header = \"no\"");
@@ -760,7 +760,7 @@ static void test_long_lines(void)
         *p++ = '\n';
     }
     const char *wide = write_bytes("wide.tsv", t, (size_t)(p - t), "wb");
-    dm_tsv_opts o = {'\t', 0, "0", "999", "500", 0};
+    dm_tsv_opts o = {'\t', 0, "0", "999", "500", 0, NULL};
     CHECK(dm_read_tsv(wide, &o, NULL, 0, -1, &raw) == DM_OK, "%s", dm_error_message());
     CHECK(raw.n == 2 && !strcmp(tl_str(&raw.items.keys, 1), "8") && raw.time[1] == 101000, "wide tsv");
     dm_raw_free(&raw);
@@ -768,7 +768,7 @@ static void test_long_lines(void)
     for (int k = 0; k < 300; k++) p += sprintf(p, "%s\"%d\"", k ? "," : "", k);
     *p++ = '\n';
     const char *wcsv = write_bytes("wide.csv", t, (size_t)(p - t), "wb");
-    dm_tsv_opts oc = {',', 0, "0", "299", "", 0};
+    dm_tsv_opts oc = {',', 0, "0", "299", "", 0, NULL};
     CHECK(dm_read_tsv(wcsv, &oc, NULL, 0, -1, &raw) == DM_OK && raw.n == 1 && !strcmp(tl_str(&raw.items.keys, 0), "299"),
           "wide quoted csv: %s", dm_error_message());
     dm_raw_free(&raw);
