@@ -67,7 +67,7 @@ TINY=(--set synth.users=200 --set synth.items=200
       --set adapter.replay_capacity=200 --set stats.bootstrap=100 --set stats.permutations=100)
 # Real data, per config (name with - as _): the files under $DM_DATA/<DATA_DIR_name>, and a k-core
 # subset so that training stays tiny (Beauty 15/15: 671 users, 498 items; TikTok items 60: 6404
-# users, 128 items).
+# users, 128 items; Last.fm-2k items 100: 1806 users, 125 items).
 DATA_DIR_amazon_beauty=amazon-beauty
 DATA_amazon_beauty=(--set data.inter="$DM_DATA/amazon-beauty/reviews_Beauty_5.json.gz"
                     --set data.meta="$DM_DATA/amazon-beauty/meta_Beauty.json.gz" --set data.kcore_user=15 --set data.kcore_item=15)
@@ -75,6 +75,11 @@ DATA_DIR_tiktok=tiktok
 DATA_tiktok=(--set data.inter="$DM_DATA/tiktok/train.tsv" --set data.valid="$DM_DATA/tiktok/valid.tsv"
              --set data.test="$DM_DATA/tiktok/test.tsv" --set modal.visual.path="$DM_DATA/tiktok/image_feat.npy"
              --set modal.audio.path="$DM_DATA/tiktok/audio_feat.npy" --set data.kcore_item=60)
+DATA_DIR_lastfm_2k=lastfm-2k
+DATA_lastfm_2k=(--set data.inter="$DM_DATA/lastfm-2k/lfm2k.inter" --set data.item_map="$DM_DATA/lastfm-2k/lfm2k_og_ids.inter"
+                --set data.meta="$DM_DATA/lastfm-2k/artists.dat" --set data.tags="$DM_DATA/lastfm-2k/lfm2k_text.tsv"
+                --set modal.text.path="$DM_DATA/lastfm-2k/all-MiniLM-L6-v2.npy"
+                --set modal.audio.path="$DM_DATA/lastfm-2k/whisper.npy" --set data.kcore_item=100)
 
 cat > "$W/check.py" <<'EOF'
 """Checks of this test. `run CFG...`: the outputs of each resolved config's run (stage files, every
