@@ -408,6 +408,16 @@ static int split_error(const char *path, int64_t line, int code)
                   code == SPLIT_QUOTE ? "an unterminated quote" : "text after a closing quote");
 }
 
+/* Splits a copy of the header line (the fields point into *copy, which the caller frees). */
+static int header_fields(const char *path, const char *line, size_t len, char sep, char **copy, fields *H)
+{
+    *copy = malloc(len + 1);
+    if (!*copy) return DM_ERR(DM_ENOMEM, "out of memory");
+    memcpy(*copy, line, len + 1);
+    int e = split_fields(*copy, len, sep, H);
+    return e ? split_error(path, 1, e) : DM_OK;
+}
+
 static int is_int(const char *s, size_t n)
 {
     size_t i = 0;
@@ -492,17 +502,7 @@ int dm_read_tsv(const char *path, const dm_tsv_opts *o, const dm_stripe *s, int 
     }
     if (!sep) sep = memchr(line, '\t', len) ? '\t' : ',';
     {
-        hdr_copy = malloc(len + 1);
-        if (!hdr_copy) {
-            rc = DM_ERR(DM_ENOMEM, "out of memory");
-            goto done;
-        }
-        memcpy(hdr_copy, line, len + 1);
-        int e = split_fields(hdr_copy, len, sep, &H);
-        if (e) {
-            rc = split_error(path, 1, e);
-            goto done;
-        }
+        DM_TRY(rc, header_fields(path, line, len, sep, &hdr_copy, &H), done);
         int ui = is_int(o->user_col, strlen(o->user_col)) ? atoi(o->user_col) : -1;
         int ii = is_int(o->item_col, strlen(o->item_col)) ? atoi(o->item_col) : -1;
         int ids_int = ui >= 0 && ii >= 0 && (size_t)ui < H.n && (size_t)ii < H.n && is_int(H.f[ui], H.fl[ui]) &&
@@ -705,18 +705,7 @@ static int read_table(const char *path, char sep, const char *id_col, const char
         goto done;
     }
     if (!sep) sep = memchr(line, '\t', len) ? '\t' : ',';
-    if (!(hdr = malloc(len + 1))) {
-        rc = DM_ERR(DM_ENOMEM, "out of memory");
-        goto done;
-    }
-    memcpy(hdr, line, len + 1);
-    {
-        int e = split_fields(hdr, len, sep, &H);
-        if (e) {
-            rc = split_error(path, 1, e);
-            goto done;
-        }
-    }
+    DM_TRY(rc, header_fields(path, line, len, sep, &hdr, &H), done);
     int ci = find_col(id_col, &H, 1), cv = val_col && val_col[0] ? find_col(val_col, &H, 1) : -1;
     if (ci < 0 || (val_col && val_col[0] && cv < 0)) {
         rc = DM_ERR(DM_ECONFIG, "'%s' line 1: no column '%s' in the header", path, ci < 0 ? id_col : val_col);
@@ -909,19 +898,7 @@ int dm_read_recbole_item(const char *path, const dm_stripe *s, dm_meta *out)
         rc = DM_ERR(DM_EINPUT, "'%s' is empty", path);
         goto done;
     }
-    hdr = malloc(len + 1);
-    if (!hdr) {
-        rc = DM_ERR(DM_ENOMEM, "out of memory");
-        goto done;
-    }
-    memcpy(hdr, line, len + 1);
-    {
-        int e = split_fields(hdr, len, '\t', &H);
-        if (e) {
-            rc = split_error(path, 1, e);
-            goto done;
-        }
-    }
+    DM_TRY(rc, header_fields(path, line, len, '\t', &hdr, &H), done);
     int ci = find_col("item_id", &H, 1), ct = find_col("title", &H, 1);
     if (ct < 0) ct = find_col("movie_title", &H, 1);
     int cb = find_col("brand", &H, 1), cc = find_col("categories", &H, 1);
