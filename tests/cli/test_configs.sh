@@ -320,8 +320,18 @@ part_sweeps() {
     name=$(basename "$f" .cfg); SD=$W/sweeps/$name
     seeds=$(getkey <($B config "$f") sweep seeds | tr -d '[] ' | cut -d, -f1-2)
     sset=(); [ -n "$seeds" ] && sset=(--set "sweep.seeds=[$seeds]")
+    # a sweep over a real-data config reads $DM_DATA through that config's DATA_ mapping
+    local base bvar fmt extra=()
+    base=$(getkey <($B config "$f") sweep base | tr -d '"'); base=$(basename "$base" .cfg); bvar=${base//-/_}
+    fmt=$(getkey <($B config "configs/$base.cfg") data format | tr -d '"')
+    if [ -n "$fmt" ] && [ "$fmt" != synth ]; then
+      declare -p "DATA_$bvar" > /dev/null 2>&1 || fail "$f sweeps configs/$base.cfg, which reads real data, and this test has no DATA_$bvar mapping"
+      local dvar="DATA_$bvar[@]" ddir="DATA_DIR_$bvar"
+      if [ -z "$DM_DATA" ] || [ ! -d "$DM_DATA/${!ddir}" ]; then echo "SKIP part: $f needs \$DM_DATA/${!ddir} (DM_DATA='$DM_DATA')"; continue; fi
+      extra=("${!dvar}")
+    fi
     t=$SECONDS
-    $B sweep "$f" --set sweep.dir="$SD" "${TINY[@]}" "${sset[@]}" > "$W/sweep_$name.log" 2>&1 || { cat "$W/sweep_$name.log"; fail "dynmm sweep $f"; }
+    $B sweep "$f" --set sweep.dir="$SD" "${TINY[@]}" "${extra[@]}" "${sset[@]}" > "$W/sweep_$name.log" 2>&1 || { cat "$W/sweep_$name.log"; fail "dynmm sweep $f"; }
     M=$SD/manifest.tsv
     [ -s "$M" ] && [ -s "$SD/sweep.sbatch" ] || fail "dynmm sweep $f wrote no manifest or array script in $SD"
     resolve "$SD/base.cfg.resolved" "$SD/base.cfg"
