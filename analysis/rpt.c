@@ -875,12 +875,14 @@ int rpt_col(const rpt_entry *e, const char *metric)
     return -1;
 }
 
-int rpt_has_entry(const rpt_set *s, const char *split, const char *protocol)
+int rpt_has_entry(const rpt_set *s, const char *split, const char *protocol, const char *model)
 {
     for (size_t r = 0; r < s->nruns; r++)
         for (size_t e = 0; e < s->runs[r].ne; e++) {
             const rpt_entry *en = &s->runs[r].e[e];
-            if (en->kind == RPT_USERS && !strcmp(en->split, split) && (!protocol || !strcmp(en->protocol, protocol))) return 1;
+            if (en->kind == RPT_USERS && !strcmp(en->split, split) && (!protocol || !strcmp(en->protocol, protocol)) &&
+                (!model || !strcmp(en->model, model)))
+                return 1;
         }
     return 0;
 }

@@ -110,8 +110,8 @@ const rpt_entry *rpt_find(const rpt_run *r, const char *split, const char *proto
 const rpt_entry *rpt_find_name(const rpt_run *r, const char *name);
 /* Column index of `metric` in an entry, or -1. */
 int rpt_col(const rpt_entry *e, const char *metric);
-/* Some run holds a users entry of split (and protocol, unless NULL). */
-int rpt_has_entry(const rpt_set *s, const char *split, const char *protocol);
+/* Some run holds a users entry of split (and protocol, and model, unless NULL). */
+int rpt_has_entry(const rpt_set *s, const char *split, const char *protocol, const char *model);
 /* Model names matching globs, in the set's model order (each model once). */
 int rpt_match_models(const rpt_set *s, char *const *globs, size_t n, char ***out, size_t *nout);
 /* Configuration c passes the "key=value" filters. */

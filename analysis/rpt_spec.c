@@ -214,11 +214,11 @@ static int split_setup(defaults *d, dsplit *x)
     int rc = DM_OK;
     if (dm_cfg_len(c, "report.protocols")) {
         for (size_t i = 0; i < dm_cfg_len(c, "report.protocols") && !rc; i++)
-            if (rpt_has_entry(s, x->split, dm_cfg_str_at(c, "report.protocols", i)))
+            if (rpt_has_entry(s, x->split, dm_cfg_str_at(c, "report.protocols", i), NULL))
                 rc = dm_strv_push(&x->prots, &x->nprot, dm_cfg_str_at(c, "report.protocols", i));
     } else
         for (size_t i = 0; i < s->nprotocols && !rc; i++)
-            if (rpt_has_entry(s, x->split, s->protocols[i])) rc = dm_strv_push(&x->prots, &x->nprot, s->protocols[i]);
+            if (rpt_has_entry(s, x->split, s->protocols[i], NULL)) rc = dm_strv_push(&x->prots, &x->nprot, s->protocols[i]);
     if (!rc) rc = default_metrics(s, c, x->split, &x->metrics, &x->nmet);
     x->p0 = x->nprot ? (dm_strv_find(x->prots, x->nprot, "full") >= 0 ? "full" : x->prots[0]) : NULL;
     if (!rc) rc = rpt_match_models(s, d->base_models, d->nbase, &x->matched, &x->nmatched);
@@ -286,19 +286,6 @@ static int model_figs(defaults *d, const dsplit *x)
     return rc;
 }
 
-/* Whether some run holds per-user rows of model in (split, protocol). */
-static int has_model(const rpt_set *s, const char *split, const char *protocol, const char *model)
-{
-    for (size_t r = 0; r < s->nruns; r++)
-        for (size_t e = 0; e < s->runs[r].ne; e++) {
-            const rpt_entry *en = &s->runs[r].e[e];
-            if (en->kind == RPT_USERS && !strcmp(en->split, split) && !strcmp(en->protocol, protocol) &&
-                !strcmp(en->model, model))
-                return 1;
-        }
-    return 0;
-}
-
 /* A variant family: a table per protocol that holds some of its members (its base models, then
  * its members, each against its base model), named SPLIT_PROTOCOL_FAMILY, and a figure on the
  * first such protocol of p0 and the others (a curve when every member ends in a number, else bars
@@ -318,13 +305,13 @@ static int family_specs(defaults *d, const dsplit *x, const char *family)
         for (size_t m = 0; m < s->nmodels && !rc; m++) {
             char fam[128];
             family_of(s->models[m], fam, sizeof fam);
-            if (strcmp(fam, family) || !has_model(s, x->split, prot, s->models[m])) continue;
+            if (strcmp(fam, family) || !rpt_has_entry(s, x->split, prot, s->models[m])) continue;
             rc = dm_strv_push(&members, &nmem, s->models[m]);
             size_t l = strlen(s->models[m]);
             numeric &= l && s->models[m][l - 1] >= '0' && s->models[m][l - 1] <= '9';
             char base[256];
             snprintf(base, sizeof base, "%.*s", (int)(strchr(s->models[m], '@') - s->models[m]), s->models[m]);
-            if (!rc && dm_strv_find(bases, nb, base) < 0 && has_model(s, x->split, prot, base)) rc = dm_strv_push(&bases, &nb, base);
+            if (!rc && dm_strv_find(bases, nb, base) < 0 && rpt_has_entry(s, x->split, prot, base)) rc = dm_strv_push(&bases, &nb, base);
         }
         char name[256];
         snprintf(name, sizeof name, "%s_%s_%s", x->split, prot, family);
@@ -479,12 +466,12 @@ static int default_specs(const rpt_set *s, const dm_cfg *c, rpt_specs *sp, int w
         if (fam[0] && dm_strv_find(d.fams, d.nfams, fam) < 0) rc = dm_strv_push(&d.fams, &d.nfams, fam);
     }
     size_t nsplit_cfg = dm_cfg_len(c, "report.splits"), nsplit = nsplit_cfg;
-    int add_preq = rpt_has_entry(s, "prequential", NULL);
+    int add_preq = rpt_has_entry(s, "prequential", NULL, NULL);
     for (size_t si = 0; si < nsplit_cfg && add_preq; si++) add_preq = strcmp(dm_cfg_str_at(c, "report.splits", si), "prequential") != 0;
     nsplit += (size_t)add_preq;
     for (size_t si = 0; si < nsplit && !rc; si++) {
         const char *split = si < nsplit_cfg ? dm_cfg_str_at(c, "report.splits", si) : "prequential";
-        if (rpt_has_entry(s, split, NULL)) rc = split_defaults(&d, split);
+        if (rpt_has_entry(s, split, NULL, NULL)) rc = split_defaults(&d, split);
         /* (a streaming run alone holds only the prequential split: nothing to warn about) */
         else if (!(add_preq && s->nsplits == 1)) dm_warn("report.splits: the results hold no '%s' split", split);
     }
@@ -509,7 +496,7 @@ static int complete_table(const rpt_set *s, const dm_cfg *c, rpt_table_spec *t, 
         else if (s->nprotocols) DM_CALL(dm_strv_push(&t->protocols, &t->nprotocols, s->protocols[0]));
     }
     for (size_t p = 0; p < t->nprotocols; p++)
-        if (!rpt_has_entry(s, t->split, t->protocols[p])) {
+        if (!rpt_has_entry(s, t->split, t->protocols[p], NULL)) {
             DM_ERR(DM_ECONFIG, "table '%s': the results hold no %s/%s", t->name, t->split, t->protocols[p]);
             DM_HINT("eval.splits and eval.protocols of the runs say what exists");
             return DM_ECONFIG;

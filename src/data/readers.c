@@ -803,50 +803,43 @@ static void table_acc_free(table_acc *A)
     dm_buf_free(&A->b);
 }
 
-static char *strtab_dup(const dm_strtab *t, size_t i)
+/* Adds one item of the tables to out: its title (row ti of T, or none) and tags (row gi of G, or
+ * none); dm_meta_push reads NUL-terminated fields, the ids by length. */
+static int push_item(dm_meta *out, const char *id, size_t idl, const table_acc *T, int64_t ti, const table_acc *G,
+                     int64_t gi, int64_t order)
 {
-    size_t l;
-    const char *s = dm_strtab_get(t, i, &l);
-    char *c = malloc(l + 1);
-    if (c) {
-        memcpy(c, s, l);
-        c[l] = '\0';
-    }
-    return c;
+    size_t tl = 0, gl = 0;
+    const char *tv = ti >= 0 ? dm_strtab_get(&T->val, (size_t)ti, &tl) : NULL;
+    const char *gv = gi >= 0 ? dm_strtab_get(&G->val, (size_t)gi, &gl) : NULL;
+    char *title = tv ? dm_str_ndup(tv, tl) : NULL, *tags = gv ? dm_str_ndup(gv, gl) : NULL;
+    int rc;
+    if ((tv && !title) || (gv && !tags)) rc = DM_ERR(DM_ENOMEM, "out of memory");
+    else rc = dm_meta_push(out, id, idl, title, NULL, tags && tags[0] ? tags : NULL, NULL, NAN, order);
+    free(title);
+    free(tags);
+    return rc;
 }
 
 int dm_read_item_tables(const dm_item_tables *t, const dm_item_map *map, dm_meta *out, size_t *skipped)
 {
     table_acc T = {.map = map}, G = {.map = map, .tags = 1};
-    int rc = DM_OK;
+    int rc = DM_OK, has_title = t->title_col && t->title_col[0];
     *skipped = 0;
     if (t->path && t->path[0])
         DM_TRY(rc, read_table(t->path, t->sep, t->id_col, t->title_col, "data.meta_cols", table_row, &T), done);
     if (t->tags_path && t->tags_path[0])
         DM_TRY(rc, read_table(t->tags_path, t->sep, t->tags_id_col, t->tags_col, "data.tags_cols", table_row, &G), done);
     /* the title table's items in its order, then the items only the tags table names */
-    for (int pass = 0; pass < 2 && !rc; pass++) {
-        table_acc *P = pass ? &G : &T, *Q = pass ? NULL : &G;
-        size_t n = P->seen.keys.n;
-        for (size_t i = 0; i < n && !rc; i++) {
-            size_t idl;
-            const char *id = dm_strtab_get(&P->seen.keys, i, &idl);
-            if (pass && dm_strmap_find(&T.seen, id, idl) >= 0) continue;
-            int64_t q = Q ? dm_strmap_find(&Q->seen, id, idl) : (int64_t)i;
-            char *idc = malloc(idl + 1), *title = pass || !(t->title_col && t->title_col[0]) ? NULL : strtab_dup(&T.val, i);
-            char *tags = q >= 0 ? strtab_dup(&G.val, (size_t)q) : NULL;
-            if (!idc || (!pass && t->title_col && t->title_col[0] && !title) || (q >= 0 && !tags))
-                rc = DM_ERR(DM_ENOMEM, "out of memory");
-            else {
-                memcpy(idc, id, idl);
-                idc[idl] = '\0';
-                int64_t line = pass ? G.line[i] : T.line[i];
-                rc = dm_meta_push(out, idc, idl, title, NULL, tags && tags[0] ? tags : NULL, NULL, NAN, DM_ORDER(pass, line, 0));
-            }
-            free(idc);
-            free(title);
-            free(tags);
-        }
+    for (size_t i = 0; i < T.seen.keys.n && !rc; i++) {
+        size_t idl;
+        const char *id = dm_strtab_get(&T.seen.keys, i, &idl);
+        rc = push_item(out, id, idl, &T, has_title ? (int64_t)i : -1, &G, dm_strmap_find(&G.seen, id, idl),
+                       DM_ORDER(0, T.line[i], 0));
+    }
+    for (size_t i = 0; i < G.seen.keys.n && !rc; i++) {
+        size_t idl;
+        const char *id = dm_strtab_get(&G.seen.keys, i, &idl);
+        if (dm_strmap_find(&T.seen, id, idl) < 0) rc = push_item(out, id, idl, &T, -1, &G, (int64_t)i, DM_ORDER(1, G.line[i], 0));
     }
     *skipped = T.skipped + G.skipped;
 done:
