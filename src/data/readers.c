@@ -408,13 +408,23 @@ static int split_error(const char *path, int64_t line, int code)
                   code == SPLIT_QUOTE ? "an unterminated quote" : "text after a closing quote");
 }
 
-/* Splits a copy of the header line (the fields point into *copy, which the caller frees). */
-static int header_fields(const char *path, const char *line, size_t len, char sep, char **copy, fields *H)
+/* Reads line 1 of a table (an empty file is an error, with `hint` when not NULL), decides *sep
+ * when it is 0 (tab if line 1 has one, else comma) and splits a copy of line 1 into H (the fields
+ * point into *copy, which the caller frees). *line / *len stay line 1. */
+static int first_line_fields(dm_lines *r, const char *path, const char *hint, char *sep, char **line, size_t *len,
+                             char **copy, fields *H)
 {
-    *copy = malloc(len + 1);
+    DM_CALL(dm_lines_next(r, line, len));
+    if (!*line) {
+        int rc = DM_ERR(DM_EINPUT, "'%s' is empty", path);
+        if (hint) DM_HINT("%s", hint);
+        return rc;
+    }
+    if (!*sep) *sep = memchr(*line, '\t', *len) ? '\t' : ',';
+    *copy = malloc(*len + 1);
     if (!*copy) return DM_ERR(DM_ENOMEM, "out of memory");
-    memcpy(*copy, line, len + 1);
-    int e = split_fields(*copy, len, sep, H);
+    memcpy(*copy, *line, *len + 1);
+    int e = split_fields(*copy, *len, *sep, H);
     return e ? split_error(path, 1, e) : DM_OK;
 }
 
@@ -494,15 +504,9 @@ int dm_read_tsv(const char *path, const dm_tsv_opts *o, const dm_stripe *s, int 
     char *hdr_copy = NULL;
     /* data.header = "no" and line 1's ids are not integers: set while line 2 is to be compared */
     int probe = 0, probe_col = -1;
-    DM_TRY(rc, dm_lines_next(&r, &line, &len), done);
-    if (!line) {
-        rc = DM_ERR(DM_EINPUT, "'%s' is empty", path);
-        DM_HINT("an interaction file needs at least one 'user item' line");
-        goto done;
-    }
-    if (!sep) sep = memchr(line, '\t', len) ? '\t' : ',';
+    DM_TRY(rc, first_line_fields(&r, path, "an interaction file needs at least one 'user item' line", &sep, &line, &len,
+                                 &hdr_copy, &H), done);
     {
-        DM_TRY(rc, header_fields(path, line, len, sep, &hdr_copy, &H), done);
         int ui = is_int(o->user_col, strlen(o->user_col)) ? atoi(o->user_col) : -1;
         int ii = is_int(o->item_col, strlen(o->item_col)) ? atoi(o->item_col) : -1;
         int ids_int = ui >= 0 && ii >= 0 && (size_t)ui < H.n && (size_t)ii < H.n && is_int(H.f[ui], H.fl[ui]) &&
@@ -698,14 +702,8 @@ static int read_table(const char *path, char sep, const char *id_col, const char
     fields H = {0}, F = {0};
     char *line, *hdr = NULL;
     size_t len;
-    DM_TRY(rc, dm_lines_next(&r, &line, &len), done);
-    if (!line) {
-        rc = DM_ERR(DM_EINPUT, "'%s' is empty", path);
-        DM_HINT("an item table starts with a header line naming its columns");
-        goto done;
-    }
-    if (!sep) sep = memchr(line, '\t', len) ? '\t' : ',';
-    DM_TRY(rc, header_fields(path, line, len, sep, &hdr, &H), done);
+    DM_TRY(rc, first_line_fields(&r, path, "an item table starts with a header line naming its columns", &sep, &line, &len,
+                                 &hdr, &H), done);
     int ci = find_col(id_col, &H, 1), cv = val_col && val_col[0] ? find_col(val_col, &H, 1) : -1;
     if (ci < 0 || (val_col && val_col[0] && cv < 0)) {
         rc = DM_ERR(DM_ECONFIG, "'%s' line 1: no column '%s' in the header", path, ci < 0 ? id_col : val_col);
@@ -886,12 +884,8 @@ int dm_read_recbole_item(const char *path, const dm_stripe *s, dm_meta *out)
     size_t len;
     dm_buf cats = {0}, title = {0}, brand = {0}, attrs = {0};
     int8_t *extra = NULL;
-    DM_TRY(rc, dm_lines_next(&r, &line, &len), done);
-    if (!line) {
-        rc = DM_ERR(DM_EINPUT, "'%s' is empty", path);
-        goto done;
-    }
-    DM_TRY(rc, header_fields(path, line, len, '\t', &hdr, &H), done);
+    char sep = '\t';
+    DM_TRY(rc, first_line_fields(&r, path, NULL, &sep, &line, &len, &hdr, &H), done);
     int ci = find_col("item_id", &H, 1), ct = find_col("title", &H, 1);
     if (ct < 0) ct = find_col("movie_title", &H, 1);
     int cb = find_col("brand", &H, 1), cc = find_col("categories", &H, 1);
