@@ -518,8 +518,9 @@ static int read_run(par_ctx *ctx, const char *path, rpt_run *run)
         const char *file, *format;
         int version, rows_from, rename; /* per-user rows from format version rows_from on */
     } extra[] = {{"stream.h5", "dynmm-stream", 2, 2, 0}, {"prompt.h5", "dynmm-prompt", 2, 1, 1}};
-    for (size_t i = 0; !rc && !stream_only && i < sizeof extra / sizeof extra[0]; i++) {
+    for (size_t i = 0; !rc && i < sizeof extra / sizeof extra[0]; i++) {
         char p[PATH_MAX + 64];
+        if (stream_only && !strcmp(extra[i].file, "stream.h5")) continue; /* read above */
         const char *sl = strrchr(path, '/'); /* paths are absolute (realpath) */
         snprintf(p, sizeof p, "%.*s/%s", (int)(sl ? sl - path : 0), path, extra[i].file);
         if (!is_file(p)) continue;

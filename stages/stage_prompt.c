@@ -180,6 +180,16 @@ typedef struct {
     long best_ep[PROMPT_MAXM];
     size_t *vusers, nv;         /* llm_head: the validation users */
     double t_train[PROMPT_MAXM];
+    /* ---- prompt.latents = "stream" (prompt_stream_load): the test split is the last streaming
+       window, scored on the latents stream.h5 served in it ---- */
+    int stream;
+    const char *spath;          /* stream.h5 */
+    int8_t *lroles;             /* (n_inter) train before the last window, test in it, 3 after */
+    float *h_static, *h_dyn;    /* (nu, dz) h_base at the window, the adapter's served user latents */
+    float *z_dyn;               /* (ni, dz) its served item latents */
+    float *r_last;              /* (nu, C) SASRec states at the window */
+    float *zd[PROMPT_MAXM];     /* model k's dynamic item latents: zk[k] + (z_dyn - zb) */
+    int zdown[PROMPT_MAXM];
     /* ---- one user's scratch ---- */
     size_t *order;              /* (ts.n) the training users in epoch order */
     int32_t *tmp;               /* (n_inter) a user's items */
@@ -197,7 +207,8 @@ typedef struct {
     h5file f;                   /* prompt.h5 */
     size_t lo, hi;              /* this rank's users */
     int nmod;                   /* nm LLM models, then the aligner and SASRec */
-    double *rows[PROMPT_MAXM + 2]; /* (hi - lo, ncl) */
+    double *rows[2 * PROMPT_MAXM + 3]; /* (hi - lo, ncl): the models, align, sasrec; with stream also
+                                          MODEL@static and adapter */
     uint8_t *pick;              /* (nu) the split's sampled users */
     uint64_t *key;              /* (nu) their sampling keys */
     double secs[PROMPT_MAXM];   /* the LM models' scoring seconds of a protocol */
@@ -269,6 +280,22 @@ static int check_prompt(const dm_cfg *cfg)
         for (size_t j = 0; j < k; j++)
             if (!strcmp(dm_cfg_str_at(cfg, "prompt.models", j), a)) return DM_ERR(DM_ECONFIG, "prompt.models: '%s' is listed twice", a);
     }
+    if (!strcmp(dm_cfg_str(cfg, "prompt.latents"), "stream")) {
+        char w[256];
+        static const char *const av[] = {"adapter", "no_gate", "no_ema", "no_replay", "no_kl", "no_ewc", "no_stab", NULL};
+        const char *v = dm_cfg_str(cfg, "prompt.stream_variant");
+        int ok = 0;
+        for (int q = 0; av[q]; q++) ok |= !strcmp(v, av[q]);
+        if (!ok)
+            return DM_ERR(DM_ECONFIG, "%s = \"%s\": not an adapter variant; expected adapter, no_gate, no_ema, no_replay, no_kl, no_ewc or no_stab",
+                          dm_cfg_where(cfg, "prompt.stream_variant", w, sizeof w), v);
+        if (strcmp(dm_cfg_str(cfg, "split.protocol"), "stream")) {
+            DM_ERR(DM_ECONFIG, "%s = \"stream\" needs split.protocol = \"stream\" (the served latents belong to the streaming windows); it is \"%s\"",
+                   dm_cfg_where(cfg, "prompt.latents", w, sizeof w), dm_cfg_str(cfg, "split.protocol"));
+            DM_HINT("set split.protocol = \"stream\" and run the stream stage before prompt, or prompt.latents = \"align\"");
+            return DM_ECONFIG;
+        }
+    }
     for (size_t k = 0; k < dm_cfg_len(cfg, "prompt.protocols"); k++) {
         const char *pn = dm_cfg_str_at(cfg, "prompt.protocols", k);
         char kind;
@@ -294,6 +321,61 @@ static int prompt_lm_dir(prompt_ws *w)
     rc = h5_get_attr_str(&f, "/", "model_dir", &w->lmdir);
     h5_close(&f);
     return par_agree(w->ctx, rc);
+}
+
+/* One table of stream.h5's /serve: (rows, cols) as expected, else an error naming the file. */
+static int prompt_serve_table(prompt_ws *w, const char *name, size_t rows, size_t cols, float **out)
+{
+    size_t r = 0, c = 0;
+    int rc = h5_read_file_f32(w->ctx, w->spath, name, out, &r, &c);
+    if (rc) {
+        DM_HINT("'%s' holds the latents of the last window from the stream stage of this version on, for each adapter variant of "
+                "stream.variants: rerun it (run.force = true) with prompt.stream_variant among them", w->spath);
+        return rc;
+    }
+    if (r != rows || c != cols)
+        return par_agree(w->ctx, DM_ERR(DM_EFORMAT, "'%s': %s is %zu x %zu, expected %zu x %zu", w->spath, name, r, c, rows, cols));
+    return DM_OK;
+}
+
+/* prompt.latents = "stream": the latents stream.h5 served in the last window (SASRec states,
+ * h_base, and the adapter variant's user and item latents), and the roles of that window's split:
+ * its interactions are the test targets, everything before it the history. Agreed. */
+static int prompt_stream_load(prompt_ws *w)
+{
+    par_ctx *ctx = w->ctx;
+    const dm_dataset *d = &w->d;
+    char nm[160];
+    const char *v = dm_cfg_str(w->cfg, "prompt.stream_variant");
+    w->stream = 1;
+    w->spath = stage_input(w->sr, "stream.h5");
+    h5file f;
+    int64_t win = -1;
+    int rc = h5_open(ctx, w->spath, &f);
+    if (!rc) {
+        rc = h5_exists(&f, "/serve") ? h5_get_attr_i64(&f, "/serve", "window", &win) : DM_OK;
+        h5_close(&f);
+    }
+    rc = par_agree(ctx, rc);
+    if (!rc) rc = prompt_serve_table(w, "/serve/r", w->nu, w->C, &w->r_last);
+    if (!rc) rc = prompt_serve_table(w, "/serve/static/h", w->nu, w->dz, &w->h_static);
+    snprintf(nm, sizeof nm, "/serve/%s/h", v);
+    if (!rc) rc = prompt_serve_table(w, nm, w->nu, w->dz, &w->h_dyn);
+    snprintf(nm, sizeof nm, "/serve/%s/z", v);
+    if (!rc) rc = prompt_serve_table(w, nm, w->ni, w->dz, &w->z_dyn);
+    if (!rc && (win < 0 || (size_t)win >= d->n_windows || !d->window))
+        rc = DM_ERR(DM_EFORMAT, "'%s': /serve is of window %lld, the dataset has %zu streaming windows", w->spath, (long long)win, d->n_windows);
+    if (!rc) {
+        w->lroles = malloc(d->n_inter + 1);
+        if (!w->lroles) rc = DM_ERR(DM_ENOMEM, "out of memory");
+    }
+    size_t nt = 0;
+    for (size_t i = 0; !rc && i < d->n_inter; i++) {
+        w->lroles[i] = d->window[i] < (int32_t)win ? DM_TRAIN : d->window[i] == (int32_t)win ? DM_TEST : 3;
+        nt += w->lroles[i] == DM_TEST;
+    }
+    if (!rc) dm_log("  prompt: test = streaming window %lld (%zu interactions) on the latents stream.h5 served in it: %s (dynamic) and static", (long long)win, nt, v);
+    return par_agree(ctx, rc);
 }
 
 /* The settings, the dataset and its split, the sampled candidate sets (drawn exactly as `dynmm
@@ -332,7 +414,9 @@ static int prompt_load(prompt_ws *w)
     if (!rc) rc = h5_read_file_f32(ctx, w->cpath, "/sasrec/state_test", &w->st, &r, &c);
     long long sd = dm_cfg_int(cfg, "prompt.seed");
     w->seed = sd >= 0 ? (uint64_t)sd : dm_rng_key((uint64_t)dm_cfg_int(cfg, "run.seed"), 0x9A0, 0);
-    return par_agree(ctx, rc);
+    rc = par_agree(ctx, rc);
+    if (!rc && !strcmp(dm_cfg_str(cfg, "prompt.latents"), "stream")) rc = prompt_stream_load(w);
+    return rc;
 }
 
 /* ---- setup: the training users, the evidence, the models and every buffer ---- */
@@ -475,6 +559,29 @@ static int prompt_model_latents(prompt_ws *w, size_t k)
     return DM_OK;
 }
 
+/* prompt.latents = "stream": model k's dynamic item latents, its own plus the adapter's residual
+ * z_dyn - z_base (the residual a_i g(e_cf_i, s_i) does not read z_base, so an ablated latent takes
+ * the same one); shared with an earlier model of the same item latents. */
+static int prompt_model_dynamic(prompt_ws *w, size_t k)
+{
+    if (!w->stream) return DM_OK;
+    if (w->zk[k] == w->zb) {
+        w->zd[k] = w->z_dyn;
+        return DM_OK;
+    }
+    for (size_t j = 0; j < k; j++)
+        if (w->zk[j] == w->zk[k]) {
+            w->zd[k] = w->zd[j];
+            return DM_OK;
+        }
+    size_t n = w->ni * w->dz;
+    w->zd[k] = malloc(n * sizeof *w->zd[k] + 4);
+    if (!w->zd[k]) return DM_ERR(DM_ENOMEM, "out of memory");
+    w->zdown[k] = 1;
+    for (size_t q = 0; q < n; q++) w->zd[k][q] = w->zk[k][q] + (w->z_dyn[q] - w->zb[q]);
+    return DM_OK;
+}
+
 /* Model k on the frozen LM: allmrec with prompt.allmrec_tokens user tokens. */
 static int prompt_model_init(prompt_ws *w, size_t k)
 {
@@ -503,6 +610,7 @@ static int prompt_models(prompt_ws *w)
     for (size_t k = 0; k < w->nm && !rc; k++) {
         pm *p = &w->P[k];
         rc = prompt_model_latents(w, k);
+        if (!rc) rc = par_agree(ctx, prompt_model_dynamic(w, k));
         if (!rc) rc = par_agree(ctx, prompt_model_init(w, k));
         if (!rc && k == 0)
             dm_log("  prompt: LM %s (%d layers, width %d, vocab %d); L=%d user tokens, %d history items, titles <= %d tokens",
@@ -531,7 +639,7 @@ static int prompt_buffers(prompt_ws *w)
     w->have_spec = !rc;
     w->ncl = w->have_spec ? w->spec.ncols : 1;
     dm_shard_even(nu, w->ctx->size, w->ctx->rank, &w->lo, &w->hi);
-    w->nmod = (int)w->nm + 2;
+    w->nmod = (int)w->nm + 2 + (w->stream ? (int)w->nm + 1 : 0);
     int ok = 1;
     for (int k = 0; k < w->nmod; k++) {
         w->rows[k] = malloc((w->hi - w->lo + 1) * w->ncl * sizeof(double));
@@ -551,14 +659,14 @@ static int prompt_buffers(prompt_ws *w)
 
 /* A sample of the split: the eu users with a target whose keys (seed, a, user) are smallest, so
  * every rank count and every model sees the same users (w->pick). */
-static void prompt_sample(prompt_ws *w, int split, uint64_t a, size_t eu)
+static void prompt_sample(prompt_ws *w, const int8_t *roles, int split, uint64_t a, size_t eu)
 {
     const dm_dataset *d = &w->d;
     size_t nu = w->nu, nt = 0;
     memset(w->pick, 0, nu);
     for (size_t u = 0; u < nu; u++) {
         int has = 0;
-        for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) has |= w->roles[j] == split;
+        for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) has |= roles[j] == split;
         w->pick[u] = (uint8_t)has;
         if (has) w->key[nt++] = dm_rng_key(w->seed, a, u);
     }
@@ -577,7 +685,7 @@ static int prompt_valid_set(prompt_ws *w)
     int any = 0;
     for (size_t k = 0; k < w->nm; k++) any |= w->mhead[k];
     if (!any) return DM_OK;
-    prompt_sample(w, DM_VALID, 0x5B1, (size_t)dm_cfg_int(w->cfg, "prompt.valid_users"));
+    prompt_sample(w, w->roles, DM_VALID, 0x5B1, (size_t)dm_cfg_int(w->cfg, "prompt.valid_users"));
     w->vusers = malloc((w->nu + 1) * sizeof *w->vusers);
     if (!w->vusers) return par_agree(w->ctx, DM_ERR(DM_ENOMEM, "out of memory"));
     for (size_t u = 0; u < w->nu; u++)
@@ -613,13 +721,13 @@ static int prompt_history(prompt_ws *w, const ev_split *s, size_t u, int nh, siz
     return (int)m;
 }
 
-/* The user's targets in split (up to 64) into x. */
-static void prompt_targets(const prompt_ws *w, size_t u, int split, prompt_user *x)
+/* The user's targets in split s (up to 64) into x. */
+static void prompt_targets(const ev_split *s, size_t u, prompt_user *x)
 {
-    const dm_dataset *d = &w->d;
+    const dm_dataset *d = s->d;
     x->ntg = 0;
     for (int64_t j = d->user_off[u]; j < d->user_off[u + 1] && x->ntg < 64; j++)
-        if (w->roles[j] == split) x->tg[x->ntg++] = d->item[j];
+        if (s->roles[j] == s->split) x->tg[x->ntg++] = d->item[j];
 }
 
 /* ---- checkpoints: <run.dir>/ckpt_prompt_<model>.h5 after every epoch and on SIGTERM/SIGUSR1 ---- */
@@ -787,7 +895,7 @@ static int prompt_validate(prompt_ws *w, prompt_run *t, long ep)
     for (size_t k = lo; k < hi && !rc; k++) {
         size_t u = w->vusers[k];
         prompt_user x;
-        prompt_targets(w, u, DM_VALID, &x);
+        prompt_targets(&s, u, &x);
         x.n = prompt_history(w, &s, u, p->nh, &x.nhall);
         rc = pm_head_scores(p, w->hv + u * dz, w->sv + u * w->C, w->hist, x.n);
         if (!rc) rc = metrics_full(&w->spec, &w->mws, p->hs, w->ni, x.tg, x.ntg, w->tmp, x.nhall, row);
@@ -946,24 +1054,77 @@ static int prompt_score_model(prompt_ws *w, const prompt_proto *pr, size_t u, co
     return metrics_full(&w->spec, &w->mws, w->lsc, w->ni, x->tg, x->ntg, w->tmp, x->nhall, a);
 }
 
-/* User u's rows of every model (NaN outside the sample or without stored negatives). */
+/* One scoring pass of user u on the user latents pr->H and the aligner's item latents z (the
+ * models read theirs): model mi (an LM model, the aligner, SASRec) into rows[map[mi]] (skipped
+ * where map[mi] < 0). */
+static int prompt_score_pass(prompt_ws *w, const prompt_proto *pr, size_t u, prompt_user *x, const float *z, const int *map)
+{
+    size_t dz = w->dz, C = w->C, row = (u - w->lo) * w->ncl;
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)w->ni, (int)dz, 1.0f, z, (int)dz, pr->H + u * dz, 1, 0.0f, w->bs, 1);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)w->ni, (int)C, 1.0f, w->e_cf, (int)C, pr->SS + u * C, 1, 0.0f, w->ss, 1);
+    if (w->have_src) w->src.h = pr->H;
+    prompt_candidates(w, pr, u, x);
+    int rc = DM_OK;
+    for (int mi = 0; mi < (int)w->nm + 2 && !rc; mi++)
+        if (map[mi] >= 0) rc = prompt_score_model(w, pr, u, x, mi, w->rows[map[mi]] + row);
+    return rc;
+}
+
+/* The item latents the models read: the static ones (zk) or the dynamic ones (zd). */
+static void prompt_set_items(prompt_ws *w, int dynamic)
+{
+    for (size_t k = 0; k < w->nm; k++) {
+        const float *z = dynamic ? w->zd[k] : w->zk[k];
+        w->P[k].z = z;
+        if (w->mhead[k]) w->P[k].sp[0].t = z;
+    }
+}
+
+/* User u's rows of every model (NaN outside the sample or without stored negatives). With
+ * prompt.latents = "stream", the test split takes two passes on the latents served in the last
+ * window: the static ones (MODEL@static, align, sasrec), then the dynamic ones (the models under
+ * their names, and the adapter's h . z as adapter). */
 static int prompt_score_user(prompt_ws *w, const prompt_proto *pr, size_t u)
 {
     size_t row = (u - w->lo) * w->ncl;
+    int nm = (int)w->nm, map[PROMPT_MAXM + 2];
     for (int k = 0; k < w->nmod; k++)
         for (size_t q = 0; q < w->ncl; q++) w->rows[k][row + q] = NAN;
     if (!w->pick[u] || (pr->cs && pr->cs->rows[u * pr->cs->n] < 0)) return DM_OK;
     prompt_user x;
-    prompt_targets(w, u, pr->s.split, &x);
+    prompt_targets(&pr->s, u, &x);
     x.n = prompt_history(w, &pr->s, u, w->P[0].nh, &x.nhall);
-    /* the base scores: the aligner and SASRec */
-    size_t dz = w->dz, C = w->C;
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)w->ni, (int)dz, 1.0f, w->zb, (int)dz, pr->H + u * dz, 1, 0.0f, w->bs, 1);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)w->ni, (int)C, 1.0f, w->e_cf, (int)C, pr->SS + u * C, 1, 0.0f, w->ss, 1);
-    prompt_candidates(w, pr, u, &x);
-    int rc = DM_OK;
-    for (int mi = 0; mi < w->nmod && !rc; mi++) rc = prompt_score_model(w, pr, u, &x, mi, w->rows[mi] + row);
+    for (int mi = 0; mi < nm + 2; mi++) map[mi] = mi;
+    if (!w->stream || pr->s.split != DM_TEST) return prompt_score_pass(w, pr, u, &x, w->zb, map);
+    prompt_proto ps = *pr;
+    ps.H = w->h_static;
+    for (int k = 0; k < nm; k++) map[k] = nm + 2 + k;
+    prompt_set_items(w, 0);
+    int rc = prompt_score_pass(w, &ps, u, &x, w->zb, map);
+    ps.H = w->h_dyn;
+    for (int k = 0; k < nm; k++) map[k] = k;
+    map[nm] = 2 * nm + 2, map[nm + 1] = -1;
+    prompt_set_items(w, 1);
+    if (!rc) rc = prompt_score_pass(w, &ps, u, &x, w->z_dyn, map);
+    prompt_set_items(w, 0);
     return rc;
+}
+
+/* The name of row k of the split's models: an LM model, align, sasrec, then with prompt.latents =
+ * "stream" each LM model on the static latents (MODEL@static, or BASE@static_VARIANT for
+ * BASE@VARIANT) and adapter. */
+static void prompt_row_name(const prompt_ws *w, int k, char *out, size_t cap)
+{
+    int nm = (int)w->nm;
+    if (k < nm) snprintf(out, cap, "%s", w->mname[k]);
+    else if (k == nm) snprintf(out, cap, "align");
+    else if (k == nm + 1) snprintf(out, cap, "sasrec");
+    else if (k == 2 * nm + 2) snprintf(out, cap, "adapter");
+    else {
+        const char *a = w->mname[k - nm - 2], *at = strchr(a, '@');
+        if (at) snprintf(out, cap, "%.*s@static_%s", (int)(at - a), a, at + 1);
+        else snprintf(out, cap, "%s@static", a);
+    }
 }
 
 /* Every model's rows of the protocol into /<split>/<protocol>/<model>, with their means. */
@@ -975,10 +1136,11 @@ static int prompt_write_rows(prompt_ws *w, const prompt_proto *pr, double wall)
     ev_cols_at10(spec, &c10, &cn10);
     double mean[3 * EV_MAX_KS + 1];
     int rc = DM_OK;
-    for (int k = 0; k < w->nmod && !rc; k++) {
-        int lm = k < (int)w->nm;
-        const char *mn = lm ? w->mname[k] : k == (int)w->nm ? "align" : "sasrec";
-        char name[256];
+    int nrow = w->stream && pr->s.split == DM_TEST ? w->nmod : (int)w->nm + 2;
+    for (int k = 0; k < nrow && !rc; k++) {
+        int lm = k < (int)w->nm || (k >= (int)w->nm + 2 && k < 2 * (int)w->nm + 2);
+        char mn[200], name[256];
+        prompt_row_name(w, k, mn, sizeof mn);
         snprintf(name, sizeof name, "/%s/%s/%s", pr->split_name, pr->name, mn);
         int64_t cnt = 0;
         rc = ev_mean(ctx, spec, w->rows[k], nl, mean, &cnt);
@@ -986,11 +1148,11 @@ static int prompt_write_rows(prompt_ws *w, const prompt_proto *pr, double wall)
         if (!rc) rc = h5_attr_f64s(&w->f, name, "mean", mean, spec->ncols);
         if (!rc) rc = h5_attr_i64(&w->f, name, "users", cnt);
         if (rc) break;
-        double sec = lm ? w->secs[k] : 0;
+        double sec = k < (int)w->nm ? w->secs[k] : 0;
         if (lm) par_allreduce_max_f64(ctx, &sec, 1);
         dm_log("  %-5s %-6s %-11s users %5lld  hit@%lld %.4f  hit@10 %.4f  ndcg@10 %.4f", pr->split_name, pr->name, mn, (long long)cnt,
                (long long)spec->ks[0], mean[c1], mean[c10], mean[cn10]);
-        if (lm) dm_log("        (%s scoring %.1fs of %.1fs)", mn, sec, wall);
+        if (k < (int)w->nm) dm_log("        (%s scoring %.1fs of %.1fs%s)", mn, sec, wall, nrow > (int)w->nm + 2 ? ", both passes" : "");
     }
     return rc;
 }
@@ -998,7 +1160,9 @@ static int prompt_write_rows(prompt_ws *w, const prompt_proto *pr, double wall)
 /* Protocol pn of split spn: this rank's sampled users scored by every model, then written. */
 static int prompt_score_protocol(prompt_ws *w, const char *spn, int split, const char *pn)
 {
-    prompt_proto pr = {spn, pn, {&w->d, w->roles, split}, split == DM_VALID ? w->hv : w->ht, split == DM_VALID ? w->sv : w->st, NULL, 0};
+    int last = w->stream && split == DM_TEST; /* the last streaming window */
+    prompt_proto pr = {spn, pn, {&w->d, last ? w->lroles : w->roles, split}, split == DM_VALID ? w->hv : w->ht,
+                       split == DM_VALID ? w->sv : last ? w->r_last : w->st, NULL, 0};
     pr.topn = !strncmp(pn, "top", 3) ? atoi(pn + 3) : 0;
     for (int k = 0; k < w->d.n_cand; k++)
         if (!strcmp(w->d.cand[k].name, pn)) pr.cs = &w->d.cand[k];
@@ -1020,7 +1184,8 @@ static int prompt_score(prompt_ws *w)
         const char *spn = dm_cfg_str_at(cfg, "eval.splits", si);
         int split = !strcmp(spn, "valid") ? DM_VALID : DM_TEST;
         if (w->have_src) w->src.h = split == DM_VALID ? w->hv : w->ht;
-        prompt_sample(w, split, 0x5A3 + (uint64_t)split, (size_t)dm_cfg_int(cfg, "prompt.eval_users"));
+        prompt_sample(w, w->stream && split == DM_TEST ? w->lroles : w->roles, split, 0x5A3 + (uint64_t)split,
+                      (size_t)dm_cfg_int(cfg, "prompt.eval_users"));
         for (size_t pi = 0; pi < dm_cfg_len(cfg, "prompt.protocols") && !rc; pi++)
             rc = prompt_score_protocol(w, spn, split, dm_cfg_str_at(cfg, "prompt.protocols", pi));
     }
@@ -1258,6 +1423,7 @@ static void prompt_free(prompt_ws *w)
         free(w->bestw[k]);
         free(w->vcurve[k]);
         if (w->zown[k]) free(w->zk[k]);
+        if (w->zdown[k]) free(w->zd[k]);
     }
     if (w->have_src) explain_src_free(&w->src);
     if (w->have_spec) metrics_spec_free(&w->spec);
@@ -1286,7 +1452,18 @@ static void prompt_free(prompt_ws *w)
     free(w->e_cf);
     free(w->sv);
     free(w->st);
+    free(w->lroles);
+    free(w->h_static);
+    free(w->h_dyn);
+    free(w->z_dyn);
+    free(w->r_last);
     if (w->have_d) dm_dataset_free(&w->d);
+}
+
+/* stream.h5 is read (and hashed) only with prompt.latents = "stream" */
+static int prompt_uses(const dm_cfg *cfg, const char *input)
+{
+    return strcmp(input, "stream.h5") || !strcmp(dm_cfg_str(cfg, "prompt.latents"), "stream");
 }
 
 static int stage_prompt(stage_run *sr)
@@ -1311,9 +1488,9 @@ static int stage_prompt(stage_run *sr)
 const stage_def stage_prompt_def = {
     .name = "prompt",
     .output = "prompt.h5",
-    .inputs = {"dataset.h5", "cf.h5", "align.h5", "lm.h5", NULL},
+    .inputs = {"dataset.h5", "cf.h5", "align.h5", "lm.h5", "stream.h5", NULL},
     .groups = prompt_config_groups,
-    .uses = NULL,
+    .uses = prompt_uses,
     .check = check_prompt,
     .run = stage_prompt,
     .prepare = NULL,

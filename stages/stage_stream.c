@@ -43,6 +43,11 @@
  *   /stream/<v>/train_seconds (W)          adapter update or retraining time per window
  *   /stream/<v>/weights (nparams)          adapter variants: the served weights (EMA; raw without
  *                                          it), tensors in adapter_tensor_info order
+ *   /serve/r (users, C), /serve/static/h (users, d)   the last window's SASRec states and h_base
+ *   /serve/<v>/h (users, d), /serve/<v>/z (items, d) adapter variants: the latents served in the
+ *                                          last window (attribute /serve window), in the aligner's
+ *                                          units: what `dynmm prompt` reads with prompt.latents =
+ *                                          "stream"
  *   attributes: overall (ncols) = means over the scored (user, window) pairs of windows >=
  *   stream.eval_from, and serve/score timings; per variant, over [all, drifting, stable] users
  *   (NaN where not defined): user_ndcg10 = the mean over users of each user's mean NDCG@10 over
@@ -90,9 +95,10 @@ static const char USAGE[] =
 
 static const char *const stream_config_groups[] = {"stream", "adapter", "window", "eval.ks", "eval.ties", "sasrec", "split.protocol", NULL};
 
-enum { V_STATIC, V_SASREC, V_ADAPTER, V_NO_GATE, V_NO_EMA, V_NO_REPLAY, V_NO_KL, V_NO_EWC, V_RETRAINED, V_N };
-static const char *const vnames[V_N] = {"static", "sasrec", "adapter", "no_gate", "no_ema", "no_replay", "no_kl", "no_ewc", "retrained"};
-#define IS_ADAPTER(v) ((v) >= V_ADAPTER && (v) <= V_NO_EWC)
+enum { V_STATIC, V_SASREC, V_ADAPTER, V_NO_GATE, V_NO_EMA, V_NO_REPLAY, V_NO_KL, V_NO_EWC, V_NO_STAB, V_RETRAINED, V_N };
+static const char *const vnames[V_N] = {"static", "sasrec", "adapter", "no_gate", "no_ema", "no_replay", "no_kl", "no_ewc", "no_stab", "retrained"};
+#define V_LAST_ADAPTER V_NO_STAB
+#define IS_ADAPTER(v) ((v) >= V_ADAPTER && (v) <= V_LAST_ADAPTER)
 
 /* the variant named `name`, -1 for none */
 static int variant_index(const char *name)
@@ -274,7 +280,7 @@ static int check_stream(const dm_cfg *cfg)
         const char *v = dm_cfg_str_at(cfg, "stream.variants", k);
         if (variant_index(v) < 0) {
             DM_ERR(DM_ECONFIG, "%s: unknown variant '%s'", dm_cfg_where(cfg, "stream.variants", w, sizeof w), v);
-            DM_HINT("variants: static, sasrec, adapter, no_gate, no_ema, no_replay, no_kl, no_ewc, retrained");
+            DM_HINT("variants: static, sasrec, adapter, no_gate, no_ema, no_replay, no_kl, no_ewc, no_stab, retrained");
             return DM_ECONFIG;
         }
     }
@@ -342,7 +348,7 @@ static int stream_adapter_config(stream_ws *ws)
 static int stream_variants(stream_ws *ws)
 {
     int rc = DM_OK;
-    for (int v = V_ADAPTER; v <= V_NO_EWC && !rc; v++) {
+    for (int v = V_ADAPTER; v <= V_LAST_ADAPTER && !rc; v++) {
         if (!ws->want[v]) continue;
         variant_adapter *va = &ws->va[v];
         adapter_config c = ws->base;
@@ -350,6 +356,7 @@ static int stream_variants(stream_ws *ws)
         if (v == V_NO_EMA) c.ema = 0;
         if (v == V_NO_KL) c.kl = 0;
         if (v == V_NO_EWC) c.ewc = 0;
+        if (v == V_NO_STAB) c.kl = 0, c.ewc = 0;
         rc = adapter_init(&va->m, &c);
         if (!rc) rc = adapter_acts_init(&va->a, &c);
         if (!rc) {
@@ -377,7 +384,7 @@ static int stream_buffers(stream_ws *ws)
 {
     size_t nu = ws->nu, ni = ws->ni, W = ws->W, C = ws->C, dd = ws->dd, nc = ws->nc, nl = ws->hi - ws->lo, V = V_N;
     size_t GS = (size_t)(ws->G > ws->S ? ws->G : ws->S), np_max = 0;
-    for (int v = V_ADAPTER; v <= V_NO_EWC; v++)
+    for (int v = V_ADAPTER; v <= V_LAST_ADAPTER; v++)
         if (ws->va[v].on && ws->va[v].m.nparams > np_max) np_max = ws->va[v].m.nparams;
     int ok = 1;
     ws->r = ws_calloc(nu * C, sizeof(float), &ok), ws->hb = ws_calloc(nu * dd, sizeof(float), &ok);
@@ -502,7 +509,7 @@ static int stream_window_tables(stream_ws *ws, size_t w)
     if (!rc) {
         if (w == 0) ws->rz_s = adapter_latents_rms(ws->zs, ws->ni, ws->dd); /* zs is fixed; h_base moves with the window */
         double rz = ws->rz_s, rh = adapter_latents_rms(ws->hs, ws->nu, ws->dd);
-        for (int v = V_ADAPTER; v <= V_NO_EWC; v++) {
+        for (int v = V_ADAPTER; v <= V_LAST_ADAPTER; v++) {
             if (!ws->va[v].on) continue;
             ws->va[v].m.cfg.sigma = (float)(ws->base.sigma * (rz > 0 ? rz : 1.0));
             ws->va[v].m.cfg.sigma_user = (float)(ws->base.sigma * (rh > 0 ? rh : 1.0));
@@ -577,7 +584,7 @@ static int stream_score(stream_ws *ws, size_t w)
     int rc = DM_OK;
     /* the adapters' served latents: every item, this rank's users (only they are scored here) */
     double ts = dm_wtime();
-    for (int v = V_ADAPTER; v <= V_NO_EWC && !rc; v++) {
+    for (int v = V_ADAPTER; v <= V_LAST_ADAPTER && !rc; v++) {
         variant_adapter *va = &ws->va[v];
         if (!va->on) continue;
         rc = adapter_item_latents(&va->m, &va->a, &ws->tb, 1, NULL, (int)ni, va->z, NULL);
@@ -635,7 +642,7 @@ static int stream_adapt(stream_ws *ws, size_t w)
      * chunk's gradient is, and OpenBLAS's rounding changes with its thread count (which differs
      * with the rank count) and with the CPU a rank runs on */
     nn_set_reproducible(1);
-    for (int v = V_ADAPTER; v <= V_NO_EWC && !rc; v++) {
+    for (int v = V_ADAPTER; v <= V_LAST_ADAPTER && !rc; v++) {
         if (!ws->va[v].on) continue;
         double tr = dm_wtime();
         rc = stream_train_variant(ws, v, w, &Ww);
@@ -854,6 +861,32 @@ static int stream_write_variant(stream_ws *ws, h5file *f, int v)
     return rc;
 }
 
+/* /serve: the latents served in the last window, as it was scored (the base models' user states
+ * updated to the window, the adapters adapted through the window before it), in the aligner's units
+ * (the balance undone: h / c and z c, scores unchanged). The LLM recommender reads them with
+ * prompt.latents = "stream". Collective. */
+static int stream_write_serve(stream_ws *ws, h5file *f)
+{
+    size_t nu = ws->nu, ni = ws->ni, dd = ws->dd, lo = ws->lo, nl = ws->hi - ws->lo, nb = (ni > nl ? ni : nl) * dd;
+    float *buf = malloc((nb + 1) * sizeof *buf);
+    int rc = par_agree(ws->ctx, buf ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory"));
+    if (!rc) rc = h5_write_all(f, "/serve/r", H5_F32, nu, ws->C, ws->r);
+    if (!rc) rc = h5_write_all(f, "/serve/static/h", H5_F32, nu, dd, ws->hb);
+    if (!rc) rc = h5_attr_i64(f, "/serve", "window", (int64_t)ws->W - 1);
+    for (int v = V_ADAPTER; v <= V_LAST_ADAPTER && !rc; v++) {
+        if (!ws->va[v].on) continue;
+        char nm[160];
+        for (size_t k = 0; k < ni * dd; k++) buf[k] = (float)(ws->va[v].z[k] * ws->bal);
+        snprintf(nm, sizeof nm, "/serve/%s/z", vnames[v]);
+        rc = h5_write_all(f, nm, H5_F32, ni, dd, buf);
+        for (size_t k = 0; k < nl * dd; k++) buf[k] = (float)(ws->va[v].h[lo * dd + k] / ws->bal);
+        snprintf(nm, sizeof nm, "/serve/%s/h", vnames[v]);
+        if (!rc) rc = h5_write_rows(f, nm, H5_F32, nu, dd, lo, nl, buf);
+    }
+    free(buf);
+    return rc;
+}
+
 /* writes stream.h5 (with rc == DM_OK on every rank) and ends the output: committed, or discarded
  * after a failure */
 static int stream_write(stream_ws *ws, stage_run *sr, int rc)
@@ -872,6 +905,7 @@ static int stream_write(stream_ws *ws, stage_run *sr, int rc)
     for (int v = 0; v < V_N && !rc; v++)
         if (ws->want[v]) rc = stream_write_variant(ws, &f, v);
     if (!rc) rc = h5_attr_i64(&f, "/stream", "eval_from", ws->eval_from);
+    if (!rc) rc = stream_write_serve(ws, &f);
     return stage_output_finish(sr, &f, rc);
 }
 

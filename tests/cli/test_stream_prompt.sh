@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The paper's model as one path: the adapter's dynamic latents feed the LLM recommender
+# (prompt.latents = "stream"), on a small synthetic catalogue with planted drift, 2 ranks:
+#   - stream.h5's /serve holds the latents the stream stage scored its last window with: recomputed
+#     from them (h . z, the user's history excluded, every item of the window a target), each
+#     user's NDCG@10 equals the stream stage's own value for the static aligner and the adapter
+#     (float32 scores; ties may break apart in a few users);
+#   - the prompt stage's test split is that window: its users are the ones with an interaction in
+#     it, and every model of prompt.models is scored twice on the same users and candidates, on the
+#     dynamic latents (MODEL) and the static ones (MODEL@static); the untrained item head ranks
+#     exactly as the latents it reads, so latent_head = adapter and latent_head@static = align
+#     user for user (two summation orders: a few ties may break apart), and the two differ;
+#   - llm@static and llm share their projectors (one training) but not their rows (the dynamic
+#     latents reach the LM through the soft tokens);
+#   - the stage contract: a change of adapter.* reruns stream and then prompt, none is skipped as
+#     current; `dynmm report` tables the static variants against the dynamic models
+#     (test_uni19-llm_static);
+#   - errors: prompt.latents = "stream" on a leave-one-out split, an unknown variant, a variant the
+#     stream stage did not run: named, and no prompt.h5 is left behind.
+set -u
+PY=/usr/bin/python3; B=$DM_BUILD/dynmm
+export OMP_WAIT_POLICY=passive
+W=$DM_TMP/stream_prompt; rm -rf $W; mkdir -p $W
+fail() { echo "FAIL: $*"; exit 1; }
+small=(--set synth.users=600 --set synth.items=200 --set synth.clusters=6 --set split.protocol=stream --set window.count=5
+       --set sasrec.epochs=4 --set sasrec.eval_every=4 --set sasrec.hidden=16 --set sasrec.maxlen=20 --set cf.models=[sasrec]
+       --set align.epochs=4 --set align.hidden=32 --set align.dim=16 --set align.batch=64
+       --set 'stream.variants=[static,adapter,no_stab]' --set adapter.steps=30 --set adapter.hidden=32
+       --set lm.steps=40 --set lm.log_every=20 --set lm.warmup=10 --set lm.vocab=600 --set lm.layers=2 --set lm.width=32
+       --set lm.heads=2 --set lm.seq_len=48 --set lm.batch=8
+       --set prompt.user_tokens=4 --set prompt.history=3 --set prompt.title_tokens=6 --set prompt.hidden=16
+       --set prompt.batch=8 --set prompt.eval_users=80 --set prompt.valid_users=40 --set prompt.train_users=32 --set prompt.epochs=1
+       --set prompt.head_epochs=0 --set 'prompt.protocols=[uni19]' --set prompt.latency_tokens=[4] --set prompt.latency_batch=2
+       --set eval.splits=[test] --set prompt.latents=stream --set 'prompt.models=[latent_head,llm]')
+stages='run.stages=[synth,train-cf,align,stream,lm,prompt]'
+$DM_MPIRUN -n 2 $B run "${small[@]}" --set run.dir=$W/a --set "$stages" < /dev/null > $W/a.log 2>&1 || { cat $W/a.log; fail "the streaming run into the LLM recommender"; }
+grep -E "prompt: test = streaming window|test +uni19" $W/a.log
+grep -q "prompt: test = streaming window 4 (" $W/a.log || fail "no word of the window the test split is"
+$PY - $W/a <<'PYEOF' || exit 1
+import sys, h5py, numpy as np
+W = sys.argv[1]
+s, p, d = (h5py.File(W + "/" + f, "r") for f in ("stream.h5", "prompt.h5", "dataset.h5"))
+win = int(s["serve"].attrs["window"]); assert win == 4, win
+off, item, wid = d["users/offsets"][...], d["inter/item"][...], d["window/id"][...]
+nu = len(off) - 1
+def ndcg(h, z):
+    sc = (h.astype(np.float64) @ z.astype(np.float64).T).astype(np.float32)
+    out = np.full(nu, np.nan)
+    for u in range(nu):
+        sl = slice(off[u], off[u + 1])
+        tg = np.unique(item[sl][wid[sl] == win])
+        if not len(tg): continue
+        hist = item[sl][wid[sl] < win]
+        comp = np.ones(z.shape[0], bool); comp[hist] = False; comp[tg] = True
+        ranks = [1 + int((sc[u][comp] > sc[u, t]).sum()) for t in tg]
+        dcg = sum(1 / np.log2(1 + r) for r in ranks if r <= 10)
+        out[u] = dcg / sum(1 / np.log2(1 + i) for i in range(1, min(len(tg), 10) + 1))
+    return out
+zb = h5py.File(W + "/align.h5", "r")["align/z_base"][...]
+for v, h, z in (("static", s["serve/static/h"][...], zb), ("adapter", s["serve/adapter/h"][...], s["serve/adapter/z"][...])):
+    ref = ndcg(h, z); got = s["stream/%s/ndcg10" % v][:, win].astype(np.float64)
+    ok = ~np.isnan(ref)
+    assert np.array_equal(ok, ~np.isnan(got)), v + ": the scored users differ"
+    same = (np.abs(ref[ok] - got[ok]) < 1e-5).mean()
+    print("ok: /serve/%s reproduces the stream stage's last-window NDCG@10 (%.4f) for %.1f%% of %d users" % (v, got[ok].mean(), 100 * same, ok.sum()))
+    assert same >= 0.97, "%s: only %.1f%% of users agree" % (v, 100 * same)
+assert np.abs(s["serve/adapter/z"][...] - zb).max() > 1e-4, "the adapter's served items equal z_base"
+assert np.abs(s["serve/no_stab/z"][...] - s["serve/adapter/z"][...]).max() > 0, "no_stab serves the adapter's latents"
+# the prompt stage's test split is the window, both passes on the same users
+has = np.array([(wid[off[u]:off[u + 1]] == win).any() for u in range(nu)])
+g = p["test/uni19"]
+rows = {m: g[m][...] for m in ("latent_head", "latent_head@static", "llm", "llm@static", "align", "adapter", "sasrec")}
+sc = ~np.isnan(rows["align"][:, 0])
+assert sc.sum() >= 50 and not (sc & ~has).any(), "scored users outside the window: %d" % (sc & ~has).sum()
+for m, r in rows.items():
+    assert np.array_equal(~np.isnan(r[:, 0]), sc), m + ": other users than align's"
+def agree(a, b): return (np.abs(rows[a][sc] - rows[b][sc]) < 1e-9).all(axis=1).mean()
+for a, b in (("latent_head", "adapter"), ("latent_head@static", "align")):
+    print("ok: untrained %s = %s on %.1f%% of %d users" % (a, b, 100 * agree(a, b), sc.sum()))
+    assert agree(a, b) >= 0.95, (a, b)
+assert agree("adapter", "align") < 0.9, "the adapter's rows barely differ from the static aligner's"
+# the soft tokens of the dynamic latents reach the LM (this tiny LM ranks mostly by title likelihood)
+assert agree("llm", "llm@static") < 1, "llm reads the same latents as llm@static"
+print("ok: llm and llm@static differ for %.1f%% of the users" % (100 - 100 * agree("llm", "llm@static")))
+assert "llm@static" not in p["prompt"], "llm@static has weights of its own"
+cols = [p["columns/chars"][...].tobytes()[a:b].decode() for a, b in zip(p["columns/offsets"][:-1], p["columns/offsets"][1:])]
+n10 = cols.index("ndcg@10")
+print("ok: NDCG@10 on the window (uni19): align %.4f, adapter %.4f, llm@static %.4f, llm %.4f" %
+      tuple(np.nanmean(rows[m][:, n10]) for m in ("align", "adapter", "llm@static", "llm")))
+PYEOF
+# the contract: the adapter's settings reach the prompt stage through stream.h5
+$DM_MPIRUN -n 2 $B run "${small[@]}" --set run.dir=$W/a --set "$stages" --set adapter.steps=20 < /dev/null > $W/a2.log 2>&1 || { cat $W/a2.log; fail "rerun"; }
+for st in synth train-cf align lm; do grep -q "$st: .* is current, skipped" $W/a2.log || fail "$st was not skipped as current"; done
+for st in stream prompt; do grep -q "$st: .* is current, skipped" $W/a2.log && fail "$st skipped as current after adapter.steps changed"; done
+echo "ok: adapter.steps reruns stream and prompt, nothing else"
+$B report $W/a > $W/report.log 2>&1 || { cat $W/report.log; fail "report"; }
+grep -q "^| llm static |" $W/a/report/test_uni19-llm_static.md || fail "no table of the static variants"
+echo "ok: report table test_uni19-llm_static"
+# errors
+mkdir -p $W/e && cp $W/a/dataset.h5 $W/a/cf.h5 $W/a/align.h5 $W/a/lm.h5 $W/a/stream.h5 $W/e/
+expect() { # expect LOG MESSAGE
+  grep -qF -- "$2" $1 || { cat $1; fail "expected: $2"; }
+  [ -e $W/e/prompt.h5 ] && fail "prompt.h5 left behind"; echo "ok: refused: $2"; }
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" --set run.dir=$W/e --set prompt.stream_variant=no_ema < /dev/null > $W/e1.log 2>&1 && fail "a variant the stream stage did not run was accepted"
+expect $W/e1.log "/serve/no_ema/h"
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" --set run.dir=$W/e --set prompt.stream_variant=static < /dev/null > $W/e2.log 2>&1 && fail "static accepted as an adapter variant"
+expect $W/e2.log 'prompt.stream_variant = "static": not an adapter variant'
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" --set run.dir=$W/e --set split.protocol=loo < /dev/null > $W/e3.log 2>&1 && fail "prompt.latents = stream on a loo split was accepted"
+expect $W/e3.log 'needs split.protocol = "stream"'
+echo "PASS"
