@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `dynmm lm`: pretraining the in-suite GPT-2 on the synthetic catalogue's text gives the same loss
-# curve at 1 and 2 ranks (same global batch), validation perplexity falls; the saved Hugging Face
+# curve at 1, 2 and 3 ranks (same global batch of 12 sequences), validation perplexity falls; the saved Hugging Face
 # layout loads back through lm.checkpoint; a broken checkpoint is refused with a clear message.
 set -u
 PY=/usr/bin/python3; B=$DM_BUILD/dynmm
@@ -8,21 +8,26 @@ W=$DM_TMP/lm; rm -rf $W; mkdir -p $W
 small=(--set lm.steps=60 --set lm.log_every=20 --set lm.warmup=20 --set lm.vocab=1024 --set lm.layers=2 --set lm.width=64
        --set lm.heads=4 --set lm.seq_len=48 --set lm.batch=12 --set synth.users=300 --set synth.items=200)
 $B synth "${small[@]}" --set run.dir=$W/base -q < /dev/null || exit 1
-for np in 1 2; do
+for np in 1 2 3; do
   mkdir -p $W/r$np; cp $W/base/dataset.h5 $W/r$np/
   $DM_MPIRUN -n $np $B lm "${small[@]}" --set run.dir=$W/r$np < /dev/null > $W/r$np.log 2>&1 || { cat $W/r$np.log; exit 1; }
 done
 cat $W/r2.log
-$PY - $W/r1/lm.h5 $W/r2/lm.h5 <<'PYEOF' || exit 1
+$PY - $W/r1/lm.h5 $W/r2/lm.h5 $W/r3/lm.h5 <<'PYEOF' || exit 1
 import sys, h5py, numpy as np
-a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
-ca, cb = a["curve"][...], b["curve"][...]
-d = np.abs(ca[:, 1:3] - cb[:, 1:3]).max()
-assert d < 1e-4, "train/validation loss curves differ between 1 and 2 ranks by %g" % d
+a, b, c = (h5py.File(p, "r") for p in sys.argv[1:4])
+ca = a["curve"][...]
+# the gradient allreduce sums in another order at each rank count (float rounding ~1e-7 relative per
+# step), which 60 Adam steps amplify: the losses (~5-7 nats) agree to 1e-4
+d = 0.0
+for np_, x in ((2, b), (3, c)):
+    dd = np.abs(ca[:, 1:3] - x["curve"][...][:, 1:3]).max()
+    assert dd < 1e-4, "train/validation loss curves differ between 1 and %d ranks by %g" % (np_, dd)
+    d = max(d, dd)
 v0, v1 = float(a.attrs["val_loss_initial"]), float(a.attrs["val_loss_final"])
 assert v1 < v0 - 1.0, "validation loss did not fall: %.3f -> %.3f" % (v0, v1)
 assert np.all(np.diff(ca[:, 2]) < 0), "validation loss not falling steadily: %s" % ca[:, 2]
-print("lm: same curve at 1 and 2 ranks (max diff %.2g); validation perplexity %.1f -> %.1f" % (d, np.exp(v0), np.exp(v1)))
+print("lm: same curve at 1, 2 and 3 ranks (max diff %.2g); validation perplexity %.1f -> %.1f" % (d, np.exp(v0), np.exp(v1)))
 PYEOF
 for f in config.json model.safetensors vocab.json merges.txt; do [ -s $W/r1/lm/$f ] || { echo "FAIL: $f not saved"; exit 1; }; done
 $B lm --set run.dir=$W/r1 --set lm.checkpoint=$W/r1/lm < /dev/null > $W/load.log 2>&1 || { cat $W/load.log; exit 1; }
