@@ -3,7 +3,8 @@
 # Runs the whole pipeline on synthetic data under mpirun with 2 ranks: configs/quickstart.cfg
 # (SASRec, EASE, popularity, the multimodal aligner, the in-suite language model, the LLM
 # recommender, evaluation) and configs/quickstart-stream.cfg on top of it (the online adapter under
-# the prequential protocol), then the report with tables and figures.
+# the prequential protocol, then the LLM recommenders on the latents it served in the last window),
+# then the report with tables and figures.
 set -eu -o pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -35,6 +36,11 @@ ls runs/quickstart/report/*.md 2>/dev/null | head -20 | sed 's/^/  /'
 if grep -q "drifting users; paired" runs/quickstart-stream.log 2>/dev/null; then
   echo; echo "== the online adapter under planted drift (per-user NDCG@10 over the streaming windows)"; echo
   sed -n '/drifting users; paired/,/retrained/p; /stable users; paired/,/retrained/p' runs/quickstart-stream.log | sed 's/^ *//'
+fi
+if [ -f runs/quickstart-stream/report/test_uni19-llm.md ]; then
+  echo; echo "== the LLM recommenders on the adapter's dynamic latents, last streaming window (MODEL) vs static latents (MODEL@static)"; echo
+  sed -n '1,30p' runs/quickstart-stream/report/test_uni19-llm.md
+  [ -f runs/quickstart-stream/report/test_uni19-llm_static.md ] && { echo; sed -n '1,30p' runs/quickstart-stream/report/test_uni19-llm_static.md; }
 fi
 echo
 echo "Done in $(( $(date +%s) - t0 ))s. Outputs in runs/quickstart/ and runs/quickstart-stream/ (HDF5; 'dynmm info FILE'"

@@ -287,9 +287,19 @@ static int end_epoch(run_ctx *r, valid_set *v, const plan *p, cursor *c, trainer
     row[1] = nsteps ? lsum / (double)nsteps : NAN;
     row[2] = vm;
     row[3] = dt;
+    /* the time left at the mean epoch time so far (an upper bound: early stopping may end sooner) */
+    char eta[96] = "";
+    if (c->epoch < p->epochs) {
+        double sum = 0;
+        for (size_t k = 0; k < t->ncurve; k++) sum += nc[k * 4 + 3];
+        double left = sum / (double)t->ncurve * (double)(p->epochs - c->epoch);
+        long m = (long)(left / 60.0), sec = (long)(left - 60.0 * (double)m + 0.5);
+        if (m >= 60) snprintf(eta, sizeof eta, "  eta %ldh%02ldm", m / 60, m % 60);
+        else snprintf(eta, sizeof eta, "  eta %ldm%02lds", m, sec > 59 ? 59 : sec);
+    }
     if (do_eval || c->epoch == 1 || dm_log_verbosity() >= 2)
-        dm_log_v(r->log, "  %s epoch %4ld  loss %.4f  %.1f ms/step  %.0f examples/s", ops->name, c->epoch, row[1],
-                 nsteps ? 1e3 * dt / (double)nsteps : 0.0, dt > 0 ? (double)ops->n_examples(r->self) / dt : 0.0);
+        dm_log_v(r->log, "  %s epoch %4ld  loss %.4f  %.1f ms/step  %.0f examples/s%s", ops->name, c->epoch, row[1],
+                 nsteps ? 1e3 * dt / (double)nsteps : 0.0, dt > 0 ? (double)ops->n_examples(r->self) / dt : 0.0, eta);
     if (do_eval)
         dm_log_v(r->log, "  %*s valid %s %.4f (best %.4f at epoch %ld)", (int)strlen(ops->name), "",
                  dm_cfg_str(r->cfg, key(ops, "select_metric")), vm, c->best, c->best_epoch);

@@ -5,6 +5,7 @@
 #  - a config with several bad keys and values, and bad --set assignments, get one error listing
 #    every one with its file:line or --set and what was expected, once, at 1 and 2 ranks
 #  - the code's trace ("at: src/...") is shown with -v only
+#  - training progress lines carry the time left (eta) until the last epoch
 #  - the man page (doc/man.sh, `make man`) has a section for every command of --help and renders
 #    without a groff warning; the bash completion (doc/completion.sh) completes commands, keys,
 #    enumerated values and each command's options
@@ -86,6 +87,13 @@ t "--only" dynmm status --on
 t "status" dynmm help stat
 ' _ "$W/dynmm.bash" || exit 1
 echo "ok: man page ($(grep -c '^\.SS' "$W/dynmm.1") command sections, no groff warning) and bash completion"
+
+# ---- progress: training lines carry the time left ------------------------------------------------------
+$B run configs/quickstart.cfg --set run.dir="$W/eta" --set 'run.stages=[synth,train-cf]' --set synth.users=200 --set synth.items=80 \
+  --set sasrec.epochs=4 --set sasrec.eval_every=2 --set 'cf.models=[sasrec]' -v > "$W/eta.log" 2>&1 || { cat "$W/eta.log"; fail "the run with ETA lines"; }
+for e in 1 2 3; do grep -Eq "sasrec epoch +$e .* eta [0-9]+m[0-5][0-9]s\$" "$W/eta.log" || { cat "$W/eta.log"; fail "epoch $e of 4 has no eta"; }; done
+grep -E "sasrec epoch +4 " "$W/eta.log" | grep -q eta && fail "the last epoch has an eta"
+echo "ok: training lines carry the time left (eta), the last one none"
 
 # ---- install, and use from elsewhere ------------------------------------------------------------------
 P=$W/prefix
