@@ -33,7 +33,7 @@ endif
 
 # Debian 12 packages: to build and run, and additionally to run the tests.
 DEB_BUILD := build-essential pkg-config libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
-             libscalapack-openmpi-dev libopenblas-dev libconfig-dev zlib1g-dev gnuplot-nox
+             libscalapack-openmpi-dev libopenblas-dev libconfig-dev zlib1g-dev gnuplot-nox fonts-lmodern
 DEB_TEST := python3 python3-numpy python3-scipy python3-h5py python3-torch nodejs npm slurm-wlm munge \
             texlive-latex-base texlive-latex-recommended lmodern poppler-utils
 

@@ -110,6 +110,14 @@ EOF
       tail -n +3 "$W/fonts.txt" | awk '$0 !~ / yes +(yes|no) +(yes|no) +[0-9]+ +[0-9]+ *$/ {bad = 1} END {exit bad}' ||
         { cat "$W/fonts.txt"; fail "$f: a font is not embedded"; }
     done
+    # with Latin Modern known to fontconfig (fonts-lmodern), the figures' fonts are Type 1C too:
+    # Type 1 only, no TrueType
+    if fc-list 2>/dev/null | grep -q "Latin Modern Sans"; then
+      for f in "$W/r2/report.pdf" "$W/r2/paper.pdf" "$W"/r2/*.pdf; do
+        pdffonts "$f" | tail -n +3 | grep -Ev ' Type 1C? ' | grep -q . && { pdffonts "$f"; fail "$f: a font that is not Type 1"; }
+      done
+      echo "ok: every PDF embeds Type 1 fonts only (figures in Latin Modern Sans, Type 1C)"
+    fi
     if kpsewhich lmodern.sty > /dev/null 2>&1; then
       pdffonts "$W/r2/report.pdf" | grep -q 'LMRoman10-Regular *Type 1' || fail "report.pdf: not in Latin Modern (T1) though lmodern is installed"
     fi
