@@ -287,7 +287,9 @@ static int model_figs(defaults *d, const dsplit *x)
 }
 
 /* A variant family: a table per protocol that holds some of its members (its base models, then
- * its members, each against its base model), named SPLIT_PROTOCOL_FAMILY, and a figure on the
+ * its members, against the first base model), named SPLIT_PROTOCOL_FAMILY, with several base models
+ * also a table per base model of its own members against it (SPLIT_PROTOCOL_FAMILY-BASE: llm@static
+ * against llm), and a figure on the
  * first such protocol of p0 and the others (a curve when every member ends in a number, else bars
  * with the base models). The stress variants of eval live in the full protocol, the modality
  * ablations of the LLM recommenders in the "-llm" protocols of prompt.h5. */
@@ -325,6 +327,25 @@ static int family_specs(defaults *d, const dsplit *x, const char *family)
             for (size_t m = 0; m < nmem && !rc; m++) rc = dm_strv_push(&t->models, &t->nmodels, members[m]);
             for (size_t k = 0; k < x->nmet && !rc; k++) rc = dm_strv_push(&t->metrics, &t->nmetrics, x->metrics[k]);
             if (!rc) rc = set_str(&t->baseline, nb ? bases[0] : members[0]);
+        }
+        /* with several base models the table above tests against the first; each base also gets a
+           table of its own members against it, SPLIT_PROTOCOL_FAMILY-BASE */
+        for (size_t bi = 0; nb > 1 && bi < nb && !rc && nmem && d->want_tables; bi++) {
+            size_t bl = strlen(bases[bi]), nown = 0;
+            for (size_t m = 0; m < nmem; m++) nown += !strncmp(members[m], bases[bi], bl) && members[m][bl] == '@';
+            if (!nown) continue;
+            rpt_table_spec *t = add_table(d->sp);
+            char bname[400];
+            snprintf(bname, sizeof bname, "%s-%s", name, bases[bi]);
+            safe_name(bname);
+            rc = t ? set_str(&t->name, bname) : DM_ENOMEM;
+            if (!rc) rc = set_str(&t->split, x->split);
+            if (!rc) rc = dm_strv_push(&t->protocols, &t->nprotocols, prot);
+            if (!rc) rc = dm_strv_push(&t->models, &t->nmodels, bases[bi]);
+            for (size_t m = 0; m < nmem && !rc; m++)
+                if (!strncmp(members[m], bases[bi], bl) && members[m][bl] == '@') rc = dm_strv_push(&t->models, &t->nmodels, members[m]);
+            for (size_t k = 0; k < x->nmet && !rc; k++) rc = dm_strv_push(&t->metrics, &t->nmetrics, x->metrics[k]);
+            if (!rc) rc = set_str(&t->baseline, bases[bi]);
         }
         if (!rc && nmem && d->want_figs && !fig_done) {
             rpt_fig_spec *f;

@@ -14,7 +14,7 @@
 #     latents reach the LM through the soft tokens);
 #   - the stage contract: a change of adapter.* reruns stream and then prompt, none is skipped as
 #     current; `dynmm report` tables the static variants against the dynamic models
-#     (test_uni19-llm_static);
+#     (test_uni19-llm_static, and per model test_uni19-llm_static-llm: llm@static against llm);
 #   - errors: prompt.latents = "stream" on a leave-one-out split, an unknown variant, a variant the
 #     stream stage did not run: named, and no prompt.h5 is left behind.
 set -u
@@ -95,7 +95,10 @@ for st in stream prompt; do grep -q "$st: .* is current, skipped" $W/a2.log && f
 echo "ok: adapter.steps reruns stream and prompt, nothing else"
 $B report $W/a > $W/report.log 2>&1 || { cat $W/report.log; fail "report"; }
 grep -q "^| llm static |" $W/a/report/test_uni19-llm_static.md || fail "no table of the static variants"
-echo "ok: report table test_uni19-llm_static"
+grep -q "^| llm static |" $W/a/report/test_uni19-llm_static-llm.md && ! grep -q "latent_head" $W/a/report/test_uni19-llm_static-llm.md ||
+  { cat $W/a/report/test_uni19-llm_static-llm.md; fail "no table of llm@static against llm alone"; }
+grep -q "worse than llm of the same configuration" $W/a/report/test_uni19-llm_static-llm.md || fail "llm@static is not tested against llm"
+echo "ok: report tables test_uni19-llm_static (all) and test_uni19-llm_static-llm (llm@static against llm)"
 # errors
 mkdir -p $W/e && cp $W/a/dataset.h5 $W/a/cf.h5 $W/a/align.h5 $W/a/lm.h5 $W/a/stream.h5 $W/e/
 expect() { # expect LOG MESSAGE
