@@ -10,7 +10,6 @@
 #include "gpt2.h"
 
 #include "../core/err.h"
-#include "../core/log.h"
 #include "../core/rng.h"
 #include "../nn/adam.h"
 #include "../nn/gelu.h"
@@ -117,39 +116,21 @@ static const float *block_weight(const gpt2_model *m, int l, int kind, int *IC, 
 
 static void bf_free(gpt2_model *m)
 {
-    gpt2_bf16 *b = m->bf;
-    if (!b) return;
-    size_t n = (size_t)m->cfg.num_layers * W_KINDS;
-    for (size_t i = 0; i < n; i++) {
-        if (b->fwd) nn_bf16_mat_free(&b->fwd[i]);
-        if (b->bwd) nn_bf16_mat_free(&b->bwd[i]);
-    }
-    free(b->fwd);
-    free(b->bwd);
-    nn_bf16_mat_free(&b->head);
-    nn_bf16_mat_free(&b->head_t);
-    free(b);
+    nn_bf16_weights_free(m->bf);
     m->bf = NULL;
 }
 
+static const float *bf_weight(const void *m, int l, int k, int *IC, int *OC)
+{
+    return block_weight((const gpt2_model *)m, l, k, IC, OC);
+}
+
 /* packs the forward copies (fwd, head), and the backward ones (bwd, head_t) when they exist or
- * `bwd` asks for them; packing into existing copies reuses their memory */
+ * `bwd` asks for them (nn_bf16_weights_pack: the weights are (IC, OC); the head is the tied wte) */
+
 static int bf_pack(gpt2_model *m, int bwd)
 {
-    gpt2_bf16 *b = m->bf;
-    int L = m->cfg.num_layers, C = m->cfg.channels, V = m->cfg.vocab_size;
-    if (!b->fwd) DM_ALLOC(b->fwd, (size_t)L * W_KINDS);
-    if (bwd && !b->bwd) DM_ALLOC(b->bwd, (size_t)L * W_KINDS);
-    for (int l = 0; l < L; l++)
-        for (int k = 0; k < W_KINDS; k++) {
-            int IC, OC;
-            const float *w = block_weight(m, l, k, &IC, &OC);
-            DM_CALL(nn_bf16_pack(&b->fwd[(size_t)l * W_KINDS + k], w, IC, OC, (size_t)OC, 0));
-            if (b->bwd) DM_CALL(nn_bf16_pack(&b->bwd[(size_t)l * W_KINDS + k], w, OC, IC, (size_t)OC, 1));
-        }
-    DM_CALL(nn_bf16_pack(&b->head, m->params.wte, C, V, (size_t)C, 1));
-    if (b->bwd) DM_CALL(nn_bf16_pack(&b->head_t, m->params.wte, V, C, (size_t)C, 0));
-    return DM_OK;
+    return nn_bf16_weights_pack(m->bf, m->cfg.num_layers, W_KINDS, 0, bwd, bf_weight, m, m->params.wte, m->cfg.channels, m->cfg.vocab_size);
 }
 
 const char *gpt2_precision_name(int precision)
@@ -171,17 +152,7 @@ int gpt2_set_precision(gpt2_model *m, int precision)
     bf_free(m);
     m->precision = GPT2_F32;
     if (precision == GPT2_F32) return DM_OK;
-    if (!nn_bf16_available()) {
-        static int said; /* once per process */
-        if (!said) {
-            said = 1;
-            if (nn_bf16_cpu())
-                dm_warn("lm: bf16 precision is switched off (DM_NO_BF16 or nn_bf16_disable); the language model runs in f32");
-            else
-                dm_warn("lm: this CPU lacks AVX512_BF16 (or AVX-512 F/BW/VL); the language model runs in f32 instead of bf16");
-        }
-        return DM_OK;
-    }
+    if (!nn_bf16_or_warn()) return DM_OK; /* f32, said once in the log */
     DM_ALLOC(m->bf, 1);
     int rc = bf_pack(m, 0);
     if (rc) {
@@ -195,12 +166,7 @@ int gpt2_set_precision(gpt2_model *m, int precision)
 
 size_t gpt2_bf16_bytes(const gpt2_model *m)
 {
-    const gpt2_bf16 *b = m->bf;
-    if (!b) return 0;
-    size_t n = nn_bf16_mat_bytes(&b->head) + (b->bwd ? nn_bf16_mat_bytes(&b->head_t) : 0);
-    for (size_t i = 0; i < (size_t)m->cfg.num_layers * W_KINDS; i++)
-        n += nn_bf16_mat_bytes(&b->fwd[i]) + (b->bwd ? nn_bf16_mat_bytes(&b->bwd[i]) : 0);
-    return n;
+    return nn_bf16_weights_bytes(m->bf);
 }
 
 /* ---------------------------------------------------------------------------------------------

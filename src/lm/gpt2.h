@@ -121,14 +121,11 @@ enum {
     GPT2_WEIGHT_GRADS = 1, /* accumulate parameter gradients into grad_slab (needs gpt2_train_init) */
 };
 
-/* The bfloat16 copies of the weights under GPT2_BF16, packed for nn_bf16_gemm (B of out = inp B). */
-typedef struct {
-    nn_bf16_mat *fwd;   /* (L, 4): qkvw, attprojw, fcw, fcprojw of each layer, B = W (in, out) */
-    nn_bf16_mat *bwd;   /* (L, 4): the same as B = W^T (out, in), for dinp = dout W^T; packed by
-                         * the first backward (NULL until then) */
-    nn_bf16_mat head;   /* B = wte^T (C, V): logits = h wte^T */
-    nn_bf16_mat head_t; /* B = wte (V, C): dh = dlogits wte; packed with bwd */
-} gpt2_bf16;
+/* The bfloat16 copies of the weights under GPT2_BF16, packed for nn_bf16_gemm (B of out = inp B):
+ * fwd (L, 4): qkvw, attprojw, fcw, fcprojw of each layer as B = W (in, out); bwd (L, 4): the same
+ * as B = W^T (out, in), for dinp = dout W^T, packed by the first backward (NULL until then); head
+ * B = wte^T (C, V): logits = h wte^T; head_t B = wte (V, C): dh = dlogits wte, packed with bwd. */
+typedef nn_bf16_weights gpt2_bf16;
 
 typedef struct {
     gpt2_config cfg;

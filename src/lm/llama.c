@@ -5,7 +5,8 @@
  *   per block: h = RMS1(x); q, k, v = h Wqkv^T; q, k = rope(q), rope(k)
  *              x += attn(q, k, v) Wo^T;  h = RMS2(x); x += swiglu(h W13^T) W2^T
  *   logits = RMSf(x) head^T
- * Matrices are (out, in) (torch.nn.Linear), so a projection is one sgemm with B transposed.
+ * Matrices are (out, in) (torch.nn.Linear), so a projection is one sgemm with B transposed, or under
+ * LLAMA_BF16 one nn_bf16_gemm on a packed bfloat16 copy (proj, proj_back).
  */
 #include "llama.h"
 
@@ -29,16 +30,99 @@
 const char *const llama_param_names[LLAMA_NUM_PARAMS] = {"emb", "attn_norm", "wqkv", "wo", "ffn_norm",
                                                          "w13", "w2", "norm", "head"};
 
-/* out (N, OC) = inp (N, IC) w^T, w (OC, IC); beta 1 adds to out (the residual) */
-static void proj(float *out, const float *inp, const float *w, int N, int IC, int OC, float beta)
+/* ---------------------------------------------------------------------------------------------
+ * products with the weights: nn_sgemm on the float matrices, or under LLAMA_BF16 nn_bf16_gemm on
+ * the packed copies (m->bf). A weight is named by its layer and kind; W_HEAD ignores the layer. */
+
+enum { W_QKV, W_O, W_13, W_2, W_KINDS, W_HEAD = W_KINDS }; /* the matrices of a block, then the head */
+
+/* out (N, OC) = inp (N, IC) w^T, w (OC, IC) weight `kind` of layer l; beta 1 adds to out (the
+ * residual), 0 overwrites it */
+static void proj(const llama_model *m, int l, int kind, float *out, const float *inp, const float *w, int N, int IC,
+                 int OC, float beta)
 {
+    if (m->bf) {
+        const nn_bf16_mat *b = kind == W_HEAD ? &m->bf->head : &m->bf->fwd[(size_t)l * W_KINDS + kind];
+        nn_bf16_gemm(out, (size_t)OC, inp, (size_t)IC, b, N, NULL, beta != 0.0f);
+        return;
+    }
     nn_sgemm(CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, beta, out, OC);
 }
 
-/* dinp (N, IC) = dout (N, OC) w, w (OC, IC) (overwritten) */
-static void proj_back(float *dinp, const float *dout, const float *w, int N, int IC, int OC)
+/* dinp (N, IC) = dout (N, OC) w, w (OC, IC) weight `kind` of layer l (overwritten); under
+ * LLAMA_BF16 the transposed copies, which llama_backward packs on its first call */
+static void proj_back(const llama_model *m, int l, int kind, float *dinp, const float *dout, const float *w, int N,
+                      int IC, int OC)
 {
+    if (m->bf) {
+        const nn_bf16_mat *b = kind == W_HEAD ? &m->bf->head_t : &m->bf->bwd[(size_t)l * W_KINDS + kind];
+        nn_bf16_gemm(dinp, (size_t)IC, dout, (size_t)OC, b, N, NULL, 0);
+        return;
+    }
     nn_sgemm(CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC, 0.0f, dinp, IC);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * precision: the bfloat16 copies of the weights */
+
+/* weight `kind` of layer l, (OC, IC) */
+static const float *block_weight(const llama_model *m, int l, int kind, int *IC, int *OC)
+{
+    const llama_config *c = &m->cfg;
+    const llama_params *p = &m->params;
+    size_t D = (size_t)c->dim, F = (size_t)c->hidden_dim, QD = (size_t)llama_qdim(c),
+           S = QD + 2 * (size_t)llama_kvdim(c);
+    switch (kind) {
+    case W_QKV: *IC = (int)D; *OC = (int)S; return p->wqkv + l * S * D;
+    case W_O: *IC = (int)QD; *OC = (int)D; return p->wo + l * D * QD;
+    case W_13: *IC = (int)D; *OC = (int)(2 * F); return p->w13 + l * 2 * F * D;
+    default: *IC = (int)F; *OC = (int)D; return p->w2 + l * D * F;
+    }
+}
+
+static void bf_free(llama_model *m)
+{
+    nn_bf16_weights_free(m->bf);
+    m->bf = NULL;
+}
+
+static const float *bf_weight(const void *m, int l, int k, int *IC, int *OC)
+{
+    return block_weight((const llama_model *)m, l, k, IC, OC);
+}
+
+/* packs the forward copies (fwd, head), and the backward ones (bwd, head_t) when they exist or
+ * `bwd` asks for them (nn_bf16_weights_pack: the weights are (OC, IC)). The head is params.head,
+ * which is the embedding when tied: one matrix, one pair of copies (the embedding lookup reads the
+ * floats). */
+
+static int bf_pack(llama_model *m, int bwd)
+{
+    return nn_bf16_weights_pack(m->bf, m->cfg.n_layers, W_KINDS, 1, bwd, bf_weight, m, m->params.head, m->cfg.dim, m->cfg.vocab_size);
+}
+
+int llama_set_precision(llama_model *m, int precision)
+{
+    if (precision != LLAMA_F32 && precision != LLAMA_BF16)
+        return DM_ERR(DM_EINTERNAL, "llama_set_precision: unknown precision %d", precision);
+    bf_free(m);
+    m->precision = LLAMA_F32;
+    if (precision == LLAMA_F32) return DM_OK;
+    if (!nn_bf16_or_warn()) return DM_OK; /* f32, said once in the log */
+    DM_ALLOC(m->bf, 1);
+    int rc = bf_pack(m, 0);
+    if (rc) {
+        bf_free(m);
+        dm_error_trace(__FILE__, __LINE__);
+        return rc;
+    }
+    m->precision = LLAMA_BF16;
+    return DM_OK;
+}
+
+size_t llama_bf16_bytes(const llama_model *m)
+{
+    return nn_bf16_weights_bytes(m->bf);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -270,6 +354,7 @@ int llama_init(llama_model *m, const llama_config *cfg)
 
 void llama_free(llama_model *m)
 {
+    bf_free(m);
     free(m->param_slab);
     free(m->rope_cos);
     free(m->rope_sin);
@@ -412,18 +497,18 @@ static void block_forward(const llama_model *m, int l, const float *res, float *
     int D = c->dim, F = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, hd = c->head_dim;
     int QD = NH * hd, S = QD + 2 * NKV * hd, N = B * T;
     nn_rmsnorm_forward(xn1, rstd1, res, p->attn_norm + (size_t)l * D, N, D, c->norm_eps);
-    proj(qkv, xn1, p->wqkv + (size_t)l * S * D, N, D, S, 0.0f);
+    proj(m, l, W_QKV, qkv, xn1, p->wqkv + (size_t)l * S * D, N, D, S, 0.0f);
     nn_rope_forward(qkv, S, m->pos, N, NH, hd, m->rope_cos, m->rope_sin);
     nn_rope_forward(qkv + QD, S, m->pos, N, NKV, hd, m->rope_cos, m->rope_sin);
     if (T >= 64) llama_attention_forward(atty, att, qkv, m->scratch, B, T, NH, NKV, hd);
     else llama_attention_forward_naive(atty, att, qkv, m->scratch, B, T, NH, NKV, hd);
     memcpy(res2, res, (size_t)N * D * sizeof(float));
-    proj(res2, atty, p->wo + (size_t)l * D * QD, N, QD, D, 1.0f);
+    proj(m, l, W_O, res2, atty, p->wo + (size_t)l * D * QD, N, QD, D, 1.0f);
     nn_rmsnorm_forward(xn2, rstd2, res2, p->ffn_norm + (size_t)l * D, N, D, c->norm_eps);
-    proj(gu, xn2, p->w13 + (size_t)l * 2 * F * D, N, D, 2 * F, 0.0f);
+    proj(m, l, W_13, gu, xn2, p->w13 + (size_t)l * 2 * F * D, N, D, 2 * F, 0.0f);
     nn_swiglu_forward(hsw, gu, N, F, 2 * F);
     memcpy(res3, res2, (size_t)N * D * sizeof(float));
-    proj(res3, hsw, p->w2 + (size_t)l * D * F, N, F, D, 1.0f);
+    proj(m, l, W_2, res3, hsw, p->w2 + (size_t)l * D * F, N, F, D, 1.0f);
 }
 
 int llama_forward(llama_model *m, const int *inputs, const float *soft, int n_soft, const int *targets, int B,
@@ -487,7 +572,7 @@ int llama_forward(llama_model *m, const int *inputs, const float *soft, int n_so
         hin = a->xf_rows;
     }
     m->n_rows = (int)NR;
-    if (NR > 0) proj(a->logits, hin, m->params.head, (int)NR, D, V, 0.0f);
+    if (NR > 0) proj(m, 0, W_HEAD, a->logits, hin, m->params.head, (int)NR, D, V, 0.0f);
     if (!targets) return DM_OK;
     double loss = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : loss)
@@ -515,6 +600,7 @@ int llama_backward(llama_model *m, const float *dlogits, const float *dhidden, f
     int B = m->B, T = m->T, D = c->dim, F = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, hd = c->head_dim;
     int V = c->vocab_size, L = c->n_layers, QD = NH * hd, S = QD + 2 * NKV * hd;
     size_t BT = (size_t)B * T, lD = BT * D, lR = BT, lS = BT * S, lF = BT * F;
+    if (m->bf && !m->bf->bwd) DM_CALL(bf_pack(m, 1)); /* the transposed copies, once */
     llama_acts *a = &m->acts;
     const llama_params *p = &m->params;
     int use_logits = !(m->flags & LLAMA_NOLOGITS) && (m->has_targets || dlogits);
@@ -541,10 +627,10 @@ int llama_backward(llama_model *m, const float *dlogits, const float *dhidden, f
                 for (int j = 0; j < V; j++) r[j] += dlogits[i * V + j];
         }
         if (!sparse) {
-            proj_back(dc, dl, p->head, (int)BT, D, V);
+            proj_back(m, 0, W_HEAD, dc, dl, p->head, (int)BT, D, V);
         } else if (NR > 0) {
             /* the packed hidden states are spent: their buffer takes the packed gradient */
-            proj_back(a->xf_rows, dl, p->head, (int)NR, D, V);
+            proj_back(m, 0, W_HEAD, a->xf_rows, dl, p->head, (int)NR, D, V);
             for (size_t k = 0; k < NR; k++)
                 memcpy(dc + (size_t)m->rows[k] * D, a->xf_rows + k * D, (size_t)D * sizeof(float));
         }
@@ -556,19 +642,19 @@ int llama_backward(llama_model *m, const float *dlogits, const float *dhidden, f
     for (int l = L - 1; l >= 0; l--) {
         const float *res = l == 0 ? a->x0 : a->res3 + (l - 1) * lD;
         /* dres = d res3: through the MLP; the residual passes dres on unchanged */
-        proj_back(m->dbt_f, dres, p->w2 + (size_t)l * D * F, (int)BT, F, D);
+        proj_back(m, l, W_2, m->dbt_f, dres, p->w2 + (size_t)l * D * F, (int)BT, F, D);
         nn_swiglu_backward(m->dgu, m->dbt_f, a->gu + 2 * l * lF, (int)BT, F, 2 * F);
-        proj_back(dc, m->dgu, p->w13 + (size_t)l * 2 * F * D, (int)BT, D, 2 * F);
+        proj_back(m, l, W_13, dc, m->dgu, p->w13 + (size_t)l * 2 * F * D, (int)BT, D, 2 * F);
         nn_rmsnorm_backward(dres, NULL, dc, a->res2 + l * lD, p->ffn_norm + (size_t)l * D, a->rstd2 + l * lR,
                             (int)BT, D);
         /* dres = d res2: through attention */
-        proj_back(m->dbt_q, dres, p->wo + (size_t)l * D * QD, (int)BT, QD, D);
+        proj_back(m, l, W_O, m->dbt_q, dres, p->wo + (size_t)l * D * QD, (int)BT, QD, D);
         memset(m->dqkv, 0, lS * sizeof *m->dqkv);
         llama_attention_backward(m->dqkv, m->dbt_q, a->att + (size_t)l * B * NH * T * T, a->qkv + l * lS,
                                  m->scratch, B, T, NH, NKV, hd);
         nn_rope_backward(m->dqkv, S, m->pos, (int)BT, NH, hd, m->rope_cos, m->rope_sin);
         nn_rope_backward(m->dqkv + QD, S, m->pos, (int)BT, NKV, hd, m->rope_cos, m->rope_sin);
-        proj_back(dc, m->dqkv, p->wqkv + (size_t)l * S * D, (int)BT, D, S);
+        proj_back(m, l, W_QKV, dc, m->dqkv, p->wqkv + (size_t)l * S * D, (int)BT, D, S);
         nn_rmsnorm_backward(dres, NULL, dc, res, p->attn_norm + (size_t)l * D, a->rstd1 + l * lR, (int)BT, D);
     }
     /* dres = d x0: to the soft rows */
@@ -646,7 +732,7 @@ static void cache_blocks(llama_cache *c, int R, int commit)
     for (int l = 0; l < g->n_layers; l++) {
         float *kc = c->k + (size_t)l * cap * KD, *vc = c->v + (size_t)l * cap * KD;
         nn_rmsnorm_forward(c->xn, NULL, c->x, p->attn_norm + (size_t)l * D, R, D, g->norm_eps);
-        proj(c->qkv, c->xn, p->wqkv + (size_t)l * S * D, R, D, S, 0.0f);
+        proj(m, l, W_QKV, c->qkv, c->xn, p->wqkv + (size_t)l * S * D, R, D, S, 0.0f);
         nn_rope_forward(c->qkv, S, c->row_abs, R, NH, hd, m->rope_cos, m->rope_sin);
         nn_rope_forward(c->qkv + QD, S, c->row_abs, R, NKV, hd, m->rope_cos, m->rope_sin);
         for (int h = 0; h < NH; h++) {
@@ -692,11 +778,11 @@ static void cache_blocks(llama_cache *c, int R, int commit)
                 memcpy(kc + pos * KD, c->qkv + (size_t)r * S + QD, (size_t)KD * sizeof(float));
                 memcpy(vc + pos * KD, c->qkv + (size_t)r * S + QD + KD, (size_t)KD * sizeof(float));
             }
-        proj(c->x, c->y, p->wo + (size_t)l * D * QD, R, QD, D, 1.0f);
+        proj(m, l, W_O, c->x, c->y, p->wo + (size_t)l * D * QD, R, QD, D, 1.0f);
         nn_rmsnorm_forward(c->xn, NULL, c->x, p->ffn_norm + (size_t)l * D, R, D, g->norm_eps);
-        proj(c->gu, c->xn, p->w13 + (size_t)l * 2 * F * D, R, D, 2 * F, 0.0f);
+        proj(m, l, W_13, c->gu, c->xn, p->w13 + (size_t)l * 2 * F * D, R, D, 2 * F, 0.0f);
         nn_swiglu_forward(c->h, c->gu, R, F, 2 * F);
-        proj(c->x, c->h, p->w2 + (size_t)l * D * F, R, F, D, 1.0f);
+        proj(m, l, W_2, c->x, c->h, p->w2 + (size_t)l * D * F, R, F, D, 1.0f);
     }
 }
 
@@ -705,7 +791,7 @@ static void logsoftmax_rows(const llama_cache *c, const float *hid, int n, float
 {
     const llama_model *m = c->m;
     int V = m->cfg.vocab_size;
-    proj(c->logits, hid, m->params.head, n, m->cfg.dim, V, 0.0f);
+    proj(m, 0, W_HEAD, c->logits, hid, m->params.head, n, m->cfg.dim, V, 0.0f);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) out_lse[i] = nn_logsumexp(c->logits + (size_t)i * V, V);
 }

@@ -27,11 +27,21 @@
  * (2F, D), so each is one GEMM. Activations are sized by llama_reserve() for a maximum (B, T) and
  * reused; nothing is allocated inside forward or backward.
  *
+ * Precision (llama_set_precision), as gpt2.h's: LLAMA_F32 runs every product in float through
+ * nn_sgemm. LLAMA_BF16 runs the products with the frozen weights (the qkv, o, gate/up and down
+ * projections of every block and the output head, forward, in the KV cache and backward to the
+ * inputs) on bfloat16 copies of the weights with float accumulation (src/nn/gemm_bf16.h): the
+ * activations entering those products are rounded to bfloat16 too. Attention, RMSNorm, RoPE,
+ * SwiGLU, softmax and the embedding lookup stay float; the float weights stay the parameters.
+ *
  * Threads: OpenMP loops over rows and heads; BLAS is never called from inside a parallel region
- * (gpt2_set_threads sets both pools for the whole LM runtime).
+ * (gpt2_set_threads sets both pools for the whole LM runtime). Under LLAMA_BF16 the products run
+ * on the pool of src/nn/gemm_bf16.h (as many threads as OpenBLAS).
  */
 #ifndef DM_LLAMA_H
 #define DM_LLAMA_H
+
+#include "../nn/gemm_bf16.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -56,6 +66,19 @@ typedef struct {
     float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int rope_orig_max_pos;
 } llama_config;
+
+/* Precisions (llama_set_precision): the values of gpt2.h's GPT2_F32 and GPT2_BF16. */
+enum {
+    LLAMA_F32 = 0,
+    LLAMA_BF16 = 1,
+};
+
+/* The bfloat16 copies of the weights under LLAMA_BF16, packed for nn_bf16_gemm (B of out = inp B):
+ * fwd (L, 4): wqkv, wo, w13, w2 of each layer as B = W^T (in, out); bwd (L, 4): the same as B = W
+ * (out, in), for dinp = dout W, packed by the first llama_backward (NULL until then); head B =
+ * head^T (D, V): logits = h head^T (head = emb when tied: one copy); head_t B = head (V, D): dh =
+ * dlogits head, packed with bwd. */
+typedef nn_bf16_weights llama_bf16;
 
 #define LLAMA_NUM_PARAMS 9
 typedef struct {
@@ -101,6 +124,8 @@ enum {
 
 typedef struct {
     llama_config cfg;
+    int precision;                         /* LLAMA_F32 or LLAMA_BF16 (in force: see llama_set_precision) */
+    llama_bf16 *bf;                        /* the bfloat16 weights under LLAMA_BF16, else NULL */
     llama_params params;                   /* views into param_slab */
     size_t param_sizes[LLAMA_NUM_PARAMS];  /* floats per view (0 for a tied head) */
     size_t num_params;
@@ -143,6 +168,14 @@ int llama_config_check(const llama_config *c, const char *what);
 /* Allocates the parameter slab (zeroed), its views and the RoPE tables. */
 int llama_init(llama_model *m, const llama_config *cfg);
 void llama_free(llama_model *m);
+/* Sets the precision of the products with the weights (LLAMA_F32, the default, or LLAMA_BF16; see
+ * the top of this file) and makes or drops the bfloat16 copies of the weights, which follow the
+ * float weights at this call (later writes to the parameters need another call). Where the CPU
+ * lacks AVX512_BF16 (or DM_NO_BF16 is set, nn_bf16_available), LLAMA_BF16 falls back to LLAMA_F32
+ * and says so once per process in the log; m->precision tells which is in force. */
+int llama_set_precision(llama_model *m, int precision);
+/* Bytes of the bfloat16 copies now held (the backward's copies once a backward has run). */
+size_t llama_bf16_bytes(const llama_model *m);
 /* Names of the parameter views in slab order ("emb", "attn_norm", "wqkv", ...). */
 extern const char *const llama_param_names[LLAMA_NUM_PARAMS];
 /* RoPE frequencies of a config (hd/2), Llama 3 scaling applied when rope_factor > 0. */

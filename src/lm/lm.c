@@ -5,7 +5,6 @@
 #include "../core/err.h"
 #include "../core/json.h"
 #include "../core/lines.h"
-#include "../core/log.h"
 #include "gpt2_ckpt.h"
 #include "llama_ckpt.h"
 
@@ -149,6 +148,9 @@ int lm_load_as(lm_model *lm, const char *path, const char *arch)
 
 int lm_load(lm_model *lm, const char *path) { return lm_load_as(lm, path, NULL); }
 
+/* the precision codes pass through unchanged to either architecture */
+_Static_assert((int)LLAMA_F32 == (int)LM_F32 && (int)LLAMA_BF16 == (int)LM_BF16, "Llama and GPT-2 precision codes differ");
+
 int lm_set_precision(lm_model *lm, const char *precision)
 {
     int p = gpt2_precision_parse(precision);
@@ -157,16 +159,10 @@ int lm_set_precision(lm_model *lm, const char *precision)
         DM_HINT("lm.precision is \"f32\" or \"bf16\"");
         return DM_ECONFIG;
     }
-    if (lm->arch == LM_GPT2) return gpt2_set_precision(&lm->model, p);
-    static int said; /* once per process */
-    if (p == LM_BF16 && !said) {
-        said = 1;
-        dm_warn("lm: the Llama runtime has no bf16 path; lm.precision = \"bf16\" runs the Llama model in f32");
-    }
-    return DM_OK;
+    return lm->arch == LM_GPT2 ? gpt2_set_precision(&lm->model, p) : llama_set_precision(&lm->llama, p);
 }
 
-int lm_precision(const lm_model *lm) { return lm->arch == LM_GPT2 ? lm->model.precision : LM_F32; }
+int lm_precision(const lm_model *lm) { return lm->arch == LM_GPT2 ? lm->model.precision : lm->llama.precision; }
 
 int lm_save(const lm_model *lm, const char *dir)
 {

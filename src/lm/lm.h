@@ -75,10 +75,9 @@ int lm_detect_arch(const char *path, int *arch);
 int lm_load_as(lm_model *lm, const char *path, const char *arch);
 int lm_load(lm_model *lm, const char *path);
 /* The precision of the model's products with its weights, by its lm.precision name: "f32" or
- * "bf16". GPT-2: gpt2_set_precision (bfloat16 copies of the weights made now, from the float
- * weights loaded; on a CPU without AVX512_BF16 the model stays f32 and the log says so once).
- * Llama: its runtime has no bfloat16 path; "bf16" leaves it f32 and the log says so once per
- * process. Any other name is an error naming the key. lm_precision tells which is in force. */
+ * "bf16": gpt2_set_precision or llama_set_precision (bfloat16 copies of the weights made now, from
+ * the float weights loaded; on a CPU without AVX512_BF16 the model stays f32 and the log says so
+ * once). Any other name is an error naming the key. lm_precision tells which is in force. */
 int lm_set_precision(lm_model *lm, const char *precision);
 int lm_precision(const lm_model *lm);
 /* Writes the four GPT-2 files (each atomically), creating dir; a Llama model is an error. */

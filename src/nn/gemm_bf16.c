@@ -12,6 +12,7 @@
 #include "gemm_bf16.h"
 
 #include "../core/err.h"
+#include "../core/log.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -457,4 +458,60 @@ void nn_bf16_gemm(float *C, size_t ldc, const float *A, size_t lda, const nn_bf1
         int m = (int)((size_t)M - i0 < rows ? (size_t)M - i0 : rows);
         gemm_avx512(C + i0 * ldc, ldc, A + i0 * lda, lda, b, m, g_a, bias, accumulate);
     }
+}
+
+int nn_bf16_weights_pack(nn_bf16_weights *w, int layers, int kinds, int out_in, int bwd,
+                         const float *(*weight)(const void *model, int l, int k, int *IC, int *OC), const void *model,
+                         const float *head, int C, int V)
+{
+    w->n = (size_t)layers * (size_t)kinds;
+    if (!w->fwd) DM_ALLOC(w->fwd, w->n);
+    if (bwd && !w->bwd) DM_ALLOC(w->bwd, w->n);
+    for (int l = 0; l < layers; l++)
+        for (int k = 0; k < kinds; k++) {
+            int IC, OC;
+            const float *m = weight(model, l, k, &IC, &OC);
+            size_t i = (size_t)l * (size_t)kinds + (size_t)k, ld = (size_t)(out_in ? IC : OC);
+            /* forward B = W as (IC, OC); backward B = W^T as (OC, IC) */
+            DM_CALL(nn_bf16_pack(&w->fwd[i], m, IC, OC, ld, out_in));
+            if (w->bwd) DM_CALL(nn_bf16_pack(&w->bwd[i], m, OC, IC, ld, !out_in));
+        }
+    DM_CALL(nn_bf16_pack(&w->head, head, C, V, (size_t)C, 1));
+    if (w->bwd) DM_CALL(nn_bf16_pack(&w->head_t, head, V, C, (size_t)C, 0));
+    return DM_OK;
+}
+
+void nn_bf16_weights_free(nn_bf16_weights *w)
+{
+    if (!w) return;
+    for (size_t i = 0; i < w->n; i++) {
+        if (w->fwd) nn_bf16_mat_free(&w->fwd[i]);
+        if (w->bwd) nn_bf16_mat_free(&w->bwd[i]);
+    }
+    free(w->fwd);
+    free(w->bwd);
+    nn_bf16_mat_free(&w->head);
+    nn_bf16_mat_free(&w->head_t);
+    free(w);
+}
+
+size_t nn_bf16_weights_bytes(const nn_bf16_weights *w)
+{
+    if (!w) return 0;
+    size_t n = nn_bf16_mat_bytes(&w->head) + (w->bwd ? nn_bf16_mat_bytes(&w->head_t) : 0);
+    for (size_t i = 0; i < w->n; i++) n += (w->fwd ? nn_bf16_mat_bytes(&w->fwd[i]) : 0) + (w->bwd ? nn_bf16_mat_bytes(&w->bwd[i]) : 0);
+    return n;
+}
+
+int nn_bf16_or_warn(void)
+{
+    static atomic_int said; /* once per process */
+    if (nn_bf16_available()) return 1;
+    if (!atomic_exchange(&said, 1)) {
+        if (nn_bf16_cpu())
+            dm_warn("lm: bf16 precision is switched off (DM_NO_BF16 or nn_bf16_disable); the language model runs in f32");
+        else
+            dm_warn("lm: this CPU lacks AVX512_BF16 (or AVX-512 F/BW/VL); the language model runs in f32 instead of bf16");
+    }
+    return 0;
 }

@@ -81,6 +81,30 @@ void nn_bf16_for(long n, size_t work, void (*body)(void *ctx, long i0, long i1, 
 int nn_bf16_pack(nn_bf16_mat *b, const float *src, int K, int N, size_t ld, int trans);
 void nn_bf16_mat_free(nn_bf16_mat *b);
 size_t nn_bf16_mat_bytes(const nn_bf16_mat *b);
+/* The packed bfloat16 weights of an LM (src/lm: gpt2.h, llama.h): per layer a fixed number of
+ * matrices for the forward and, once a backward has asked for them, their transposes; the output
+ * head and its transpose. n = layers x matrices per layer. */
+typedef struct {
+    nn_bf16_mat *fwd, *bwd; /* (n); bwd NULL until packed */
+    size_t n;
+    nn_bf16_mat head, head_t;
+} nn_bf16_weights;
+/* Packs an LM's weights into w: layers x kinds block matrices, weight(model, l, k, &IC, &OC) giving
+ * each (a product out (., OC) = inp (., IC) W), stored (OC, IC) row-major when out_in (torch.nn.Linear,
+ * Llama) or (IC, OC) (Hugging Face's Conv1D, GPT-2); the forward copies always, the backward
+ * transposes (for dinp = dout W^T) when `bwd` asks or they exist; the head (V, C) row-major
+ * (logits = h head^T) likewise. Packing into existing copies reuses their memory. */
+int nn_bf16_weights_pack(nn_bf16_weights *w, int layers, int kinds, int out_in, int bwd,
+                         const float *(*weight)(const void *model, int l, int k, int *IC, int *OC), const void *model,
+                         const float *head, int C, int V);
+/* Frees the matrices and w itself (malloc'd); NULL is a no-op. */
+void nn_bf16_weights_free(nn_bf16_weights *w);
+/* Bytes of the copies held (the transposes once packed); 0 for NULL. */
+size_t nn_bf16_weights_bytes(const nn_bf16_weights *w);
+/* 1 where the bf16 kernel runs (nn_bf16_available); else 0, and the first call in the process says
+ * in the log why the language model runs in f32 instead (DM_NO_BF16 / nn_bf16_disable, or a CPU
+ * without AVX512_BF16). */
+int nn_bf16_or_warn(void);
 /* b_kj as a float (its bfloat16 value), for tests and references. */
 float nn_bf16_mat_get(const nn_bf16_mat *b, int k, int j);
 

@@ -178,6 +178,18 @@ brss=$(med ${CB[rss]})
 echo
 echo "Memory, bf16 (load + convert + score, peak RSS): C $(mib "$brss") MiB = f32 weights $(mib "$w") MiB + bf16 copies"
 echo "$(mib "${CB[bytes]}") MiB + $(awk -v a="$brss" -v w="$w" -v b="${CB[bytes]}" 'BEGIN {printf "%.0f", (a - w - b) / 1048576}') MiB."
+# a 1B-parameter Llama shape in bf16 (TinyLlama-1.1B's; random weights): the memory of its weights
+# and of the recommender's workloads (a prompt step B=8 T=128 with its backward to the soft inputs,
+# scoring 64 candidates after a 128-token prefix); needs about 12 GiB
+echo
+echo "### Memory of a 1B-parameter Llama in bf16 (bench_llama_mem 1b)"
+echo
+avail=$(awk '/MemAvailable/ {print int($2 / 1048576)}' /proc/meminfo)
+if [ "${avail:-0}" -ge 14 ]; then
+  "$BUILD/bench/bench_llama_mem" 1b | sed 's/^/    /' || verdict=FAILED
+else
+  echo "skipped: $avail GiB available, the run needs about 14"
+fi
 echo
 echo "lm benchmark: $verdict"
 echo

@@ -9,6 +9,7 @@
 #include "../../src/core/lines.h"
 #include "../../src/core/rng.h"
 #include "../../src/lm/lm.h"
+#include "../../src/nn/gemm_bf16.h"
 #include "tap.h"
 
 #include <math.h>
@@ -305,7 +306,10 @@ static void test_llama_load(lm_model *lm, const char *ref)
     snprintf(path, sizeof path, "%s/llama/a.bin", ref);
     CHECK(lm_detect_arch(path, &arch) == DM_OK && arch == LM_LLAMA, "a llama2.c .bin is a Llama");
     dm_error_clear();
-    CHECK(lm_set_precision(lm, "bf16") == DM_OK && lm_precision(lm) == LM_F32, "bf16 on the Llama stays f32");
+    /* bf16 on the Llama: in force where the CPU has AVX512_BF16 (else the f32 fallback), and back */
+    CHECK(lm_set_precision(lm, "bf16") == DM_OK && lm_precision(lm) == (nn_bf16_available() ? LM_BF16 : LM_F32),
+          "bf16 on the Llama: precision %d", lm_precision(lm));
+    CHECK(lm_set_precision(lm, "f32") == DM_OK && lm_precision(lm) == LM_F32, "f32 again on the Llama");
     dm_error_clear();
 }
 

@@ -21,13 +21,26 @@
  *     first-order budget derived from the same bound, and the ranking unchanged wherever the f32
  *     scores are further apart than twice that budget;
  *  7. the fallback: with the kernel disabled (nn_bf16_disable, and DM_NO_BF16 in a child process)
- *     GPT2_BF16 runs f32, bitwise equal to an f32 model, and the log says so once.
- * Parts 1 (hardware), 3-6 need AVX512_BF16 and are skipped with a message where the CPU lacks it.
+ *     GPT2_BF16 runs f32, bitwise equal to an f32 model, and the log says so once;
+ *  8. Llama under LLAMA_BF16 (llama_set_precision), as parts 5-7: (a) every product of a forward
+ *     (v of qkv, o, gate/up, down, head) and two of the backward (head, layer 0 qkv) within part
+ *     4's bound, and the copies' bytes (forward; with the backward's, packed by the first
+ *     backward) those of the packing formula; (b) bf16 against f32 on a multi-head model with an
+ *     untied head and a grouped-query one with a tied head: logits, loss and the gradient to the
+ *     soft inputs within part 6's budgets counted for a Llama block, the target rows and the pool's
+ *     thread count changing no bit; (c) the prompt stage's scoring through the KV cache: scores
+ *     against f32 within their budgets, and against the full bf16 forward to float rounding (up
+ *     to the rare bfloat16 roundings a float-level difference flips); (d) the fallback, bitwise
+ *     f32 (logits and gradients), once in the log, and lm_set_precision / lm_precision on a Llama.
+ * Parts 1 (hardware), 3-6 and 8a-8c need AVX512_BF16 and are skipped with a message where the CPU
+ * lacks it.
  */
 #include "../../src/core/err.h"
 #include "../../src/core/rng.h"
 #include "../../src/lm/gpt2.h"
 #include "../../src/lm/gpt2_bf16.h"
+#include "../../src/lm/llama.h"
+#include "../../src/lm/lm.h"
 #include "../../src/nn/gelu.h"
 #include "../../src/nn/softmax.h"
 #include "../../src/nn/gemm_bf16.h"
@@ -538,20 +551,15 @@ static void score_candidates(const gpt2_model *m, const int *pre, int np, const 
     gpt2_cache_free(&c);
 }
 
-static void test_prompt_scores(void)
+/* A prompt of np positions, the first nus soft rows of usoft (3 x 64; GPT2_SOFT(k) = LLAMA_SOFT(k)),
+ * the rest random tokens of V; NCAND candidates of 1-5 random tokens (tok, off); esoft (NCAND x 64)
+ * a soft token per candidate, scaled like token embeddings. Seeded. */
+static void random_prompt(uint64_t seed, int V, int np, int nus, int *pre, int *tok, int64_t *off, float *usoft, float *esoft)
 {
-    int L = 2, C = 64, V = 300, nus = 3, np = 23;
-    gpt2_model mf, mb;
-    make_model(&mf, L, 4, C, 128, V, 44);
-    make_model(&mb, L, 4, C, 128, V, 44);
-    if (gpt2_set_precision(&mb, GPT2_BF16)) die();
     dm_rng g;
-    dm_rng_seed(&g, 12);
-    int pre[23], tok[NCAND * 5];
-    int64_t off[NCAND + 1];
-    float usoft[3 * 64], esoft[NCAND * 64];
-    randn(&g, usoft, sizeof usoft / sizeof usoft[0], 0.5f);
-    randn(&g, esoft, sizeof esoft / sizeof esoft[0], 0.25f); /* like token embeddings */
+    dm_rng_seed(&g, seed);
+    randn(&g, usoft, 3 * 64, 0.5f);
+    randn(&g, esoft, (size_t)NCAND * 64, 0.25f);
     for (int i = 0; i < np; i++) pre[i] = i < nus ? GPT2_SOFT(i) : (int)dm_rng_below(&g, (uint64_t)V);
     off[0] = 0;
     for (int i = 0; i < NCAND; i++) {
@@ -559,6 +567,49 @@ static void test_prompt_scores(void)
         for (int j = 0; j < n; j++) tok[off[i] + j] = (int)dm_rng_below(&g, (uint64_t)V);
         off[i + 1] = off[i] + n;
     }
+}
+
+/* A candidate's score budget (part 6): for every log-probability its score averages (its n title
+ * tokens, then its soft item token e as one more vocabulary entry), log p_t = z_t - lse moves by at
+ * most LAMBDA sig (sigma_t + sum_j p_j sigma_j) (the lse moves by the softmax-weighted mean of the
+ * logits' moves); h (rows np - 1 .. np - 1 + n, width C) and z (likewise, V logits) from an f32
+ * batch forward of the prompt + candidate, head (V, C) the output head, sig the model's unit sigma. */
+static double cand_budget(const float *hs, const float *zs, const float *head, const float *e, const int *ctok, int n, int np, int C,
+                          int V, double sig)
+{
+    double tau = 0;
+    for (int j = 0; j <= n; j++) { /* j < n: title token j; j = n: the soft item token */
+        const float *h = hs + (size_t)(np - 1 + j) * C, *z = zs + (size_t)(np - 1 + j) * V;
+        double ze = 0;
+        for (int k = 0; k < C; k++) ze += (double)h[k] * e[k];
+        double mx = ze, se = 0, ws = 0;
+        for (int v = 0; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+        for (int v = 0; v < V; v++) {
+            double pv = exp(z[v] - mx);
+            se += pv;
+            ws += pv * norm2_prod(h, head + (size_t)v * C, C);
+        }
+        if (j == n) { /* the soft token is one more entry of the softmax */
+            se += exp(ze - mx);
+            ws += exp(ze - mx) * norm2_prod(h, e, C);
+        }
+        double st = j < n ? norm2_prod(h, head + (size_t)ctok[j] * C, C) : norm2_prod(h, e, C);
+        tau += LAMBDA * sig * (st + ws / se);
+    }
+    return tau / (n + 1);
+}
+
+static void test_prompt_scores(void)
+{
+    int L = 2, C = 64, V = 300, nus = 3, np = 23;
+    gpt2_model mf, mb;
+    make_model(&mf, L, 4, C, 128, V, 44);
+    make_model(&mb, L, 4, C, 128, V, 44);
+    if (gpt2_set_precision(&mb, GPT2_BF16)) die();
+    int pre[23], tok[NCAND * 5];
+    int64_t off[NCAND + 1];
+    float usoft[3 * 64], esoft[NCAND * 64];
+    random_prompt(12, V, np, nus, pre, tok, off, usoft, esoft);
     double sf[NCAND], sb[NCAND];
     score_candidates(&mf, pre, np, usoft, nus, tok, off, esoft, sf);
     score_candidates(&mb, pre, np, usoft, nus, tok, off, esoft, sb);
@@ -573,27 +624,7 @@ static void test_prompt_scores(void)
         memcpy(seq, pre, sizeof(int) * np);
         memcpy(seq + np, tok + off[i], sizeof(int) * n);
         if (gpt2_forward(&mf, seq, usoft, nus, NULL, 1, np + n, 1, 0)) die();
-        tau[i] = 0;
-        for (int j = 0; j <= n; j++) { /* j < n: title token j; j = n: the soft item token */
-            const float *h = mf.acts.lnf + (size_t)(np - 1 + j) * C, *z = mf.acts.logits + (size_t)(np - 1 + j) * V;
-            const float *e = esoft + (size_t)i * C;
-            double ze = 0;
-            for (int k = 0; k < C; k++) ze += (double)h[k] * e[k];
-            double mx = ze, se = 0, ws = 0;
-            for (int v = 0; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-            for (int v = 0; v < V; v++) {
-                double pv = exp(z[v] - mx);
-                se += pv;
-                ws += pv * norm2_prod(h, mf.params.wte + (size_t)v * C, C);
-            }
-            if (j == n) { /* the soft token is one more entry of the softmax */
-                se += exp(ze - mx);
-                ws += exp(ze - mx) * norm2_prod(h, e, C);
-            }
-            double st = j < n ? norm2_prod(h, mf.params.wte + (size_t)tok[off[i] + j] * C, C) : norm2_prod(h, e, C);
-            tau[i] += LAMBDA * sigma_unit(L) * (st + ws / se);
-        }
-        tau[i] /= n + 1;
+        tau[i] = cand_budget(mf.acts.lnf, mf.acts.logits, mf.params.wte, esoft + (size_t)i * C, tok + off[i], n, np, C, V, sigma_unit(L));
         /* the cache path and the batch forward agree under bf16 (the same kernel on the same rows; only
          * float attention differs): the candidate's title log-likelihood */
         if (gpt2_forward(&mb, seq, usoft, nus, NULL, 1, np + n, 1, 0)) die();
@@ -709,9 +740,436 @@ static void test_fallback(const char *self)
     CHECK(warns == 1, "%d fallback warnings, expected exactly one", warns);
 }
 
+/* ---- 8. Llama under LLAMA_BF16 ------------------------------------------------------------------ */
+
+/* A small random Llama, scaled as make_model's GPT-2: token embeddings and an untied head of std
+ * 0.25 (logits of std ~2 at D = 64), block matrices of std 0.06, norm gains 1 + N(0, 0.1).
+ * rope_theta 10000, eps 1e-5. */
+static void make_llama(llama_model *m, int L, int NH, int NKV, int hd, int D, int F, int T, int V, int tied,
+                       uint64_t seed)
+{
+    llama_config c = {.dim = D, .hidden_dim = F, .n_layers = L, .n_heads = NH, .n_kv_heads = NKV, .head_dim = hd,
+                      .vocab_size = V, .max_seq = T, .rope_theta = 10000.0f, .norm_eps = 1e-5f, .tied = tied};
+    if (llama_init(m, &c)) die();
+    dm_rng g;
+    dm_rng_seed(&g, seed);
+    llama_params *p = &m->params;
+    float *v[LLAMA_NUM_PARAMS] = {p->emb, p->attn_norm, p->wqkv, p->wo, p->ffn_norm, p->w13, p->w2, p->norm, p->head};
+    float sd[LLAMA_NUM_PARAMS] = {0.25f, 0.1f, 0.06f, 0.06f, 0.1f, 0.06f, 0.06f, 0.1f, 0.25f};
+    for (int k = 0; k < LLAMA_NUM_PARAMS; k++) {
+        randn(&g, v[k], m->param_sizes[k], sd[k]); /* param_sizes[8] is 0 when tied */
+        if (k == 1 || k == 4 || k == 7)
+            for (size_t i = 0; i < m->param_sizes[k]; i++) v[k][i] += 1.0f;
+    }
+}
+
+/* the bytes nn_bf16_pack gives B (K, N): ceil(N / 64) panels of ceil(K / 2) pairs of 64 words */
+static size_t packed_bytes(size_t K, size_t N) { return (N + 63) / 64 * ((K + 1) / 2) * 64 * sizeof(uint32_t); }
+
+/* the copies llama_set_precision makes (each weight (OC, IC) as B = W^T (IC, OC), the head once
+ * as (D, V), tied or not) and those the first backward adds (B = W (OC, IC), the head as (V, D)) */
+static size_t llama_expected_bytes(const llama_config *c, int bwd)
+{
+    size_t D = (size_t)c->dim, F = (size_t)c->hidden_dim, V = (size_t)c->vocab_size, QD = (size_t)llama_qdim(c),
+           S = QD + 2 * (size_t)llama_kvdim(c);
+    size_t io[4][2] = {{D, S}, {QD, D}, {D, 2 * F}, {F, D}}; /* (IC, OC) of wqkv, wo, w13, w2 */
+    size_t n = packed_bytes(D, V) + (bwd ? packed_bytes(V, D) : 0);
+    for (int k = 0; k < 4; k++)
+        n += (size_t)c->n_layers * (packed_bytes(io[k][0], io[k][1]) + (bwd ? packed_bytes(io[k][1], io[k][0]) : 0));
+    return n;
+}
+
+/* inputs (B, T): the first ns_per positions of each sequence soft rows, then random tokens; targets
+ * from position ns_per on; returns the number of targets */
+static int llama_batch(dm_rng *g, int *in, int *tg, int B, int T, int ns_per, int V)
+{
+    int nt = 0;
+    for (int i = 0; i < B * T; i++) {
+        int t = i % T;
+        in[i] = t < ns_per ? LLAMA_SOFT((i / T) * ns_per + t) : (int)dm_rng_below(g, (uint64_t)V);
+        tg[i] = t >= ns_per ? (int)dm_rng_below(g, (uint64_t)V) : -1;
+        nt += tg[i] >= 0;
+    }
+    return nt;
+}
+
+/* 8a. Every product of a bf16 forward (and two of the backward) recomputed in double from the run's
+ * own kept inputs, within part 4's worst-case bound (product_error): the o and down projections
+ * accumulate onto the residual, gate/up and the head start from 0; of the stacked qkv product only
+ * v is kept unrotated, so v is checked. A packing in the wrong orientation, the wrong layer's or
+ * kind's copy, or a float path left in place fails it (the bound also has a floor: > 0.005 of it,
+ * so the operands must be rounded). The copies' bytes are those of the formula, before and after
+ * the first backward. */
+static void test_llama_products(void)
+{
+    llama_model m;
+    int L = 2, NH = 4, NKV = 2, hd = 12, D = 64, F = 96, B = 2, T = 24, V = 301, ns = 6;
+    make_llama(&m, L, NH, NKV, hd, D, F, 32, V, 0, 51);
+    if (llama_set_precision(&m, LLAMA_BF16)) die();
+    CHECK(m.precision == LLAMA_BF16 && m.bf != NULL, "Llama: bf16 is in force");
+    size_t b0 = llama_bf16_bytes(&m), e0 = llama_expected_bytes(&m.cfg, 0);
+    CHECK(b0 == e0, "Llama bf16 copies: %zu bytes, expected %zu", b0, e0);
+    int *in = malloc(sizeof(int) * B * T), *tg = malloc(sizeof(int) * B * T);
+    float *soft = malloc(sizeof(float) * ns * D), *dsoft = calloc((size_t)ns * D, sizeof(float));
+    dm_rng g;
+    dm_rng_seed(&g, 52);
+    randn(&g, soft, (size_t)ns * D, 0.5f);
+    int nt = llama_batch(&g, in, tg, B, T, 3, V);
+    if (llama_forward(&m, in, soft, ns, tg, B, T, (float)nt, LLAMA_KEEP | LLAMA_TARGET_ROWS)) die();
+    const llama_acts *a = &m.acts;
+    const llama_params *p = &m.params;
+    int N = B * T, QD = NH * hd, KD = NKV * hd, S = QD + 2 * KD;
+    size_t lD = (size_t)N * D;
+    float *yv = malloc(sizeof(float) * N * KD);
+    double w[5] = {0};
+    for (int l = 0; l < L; l++) {
+        const float *res = l == 0 ? a->x0 : a->res3 + (l - 1) * lD;
+        const float *qkv = a->qkv + (size_t)l * N * S;
+        for (int i = 0; i < N; i++) memcpy(yv + (size_t)i * KD, qkv + (size_t)i * S + QD + KD, sizeof(float) * KD);
+        double e[4] = {
+            product_error(yv, a->xn1 + l * lD, p->wqkv + ((size_t)l * S + QD + KD) * D, 1, NULL, NULL, N, D, KD),
+            product_error(a->res2 + l * lD, a->atty + (size_t)l * N * QD, p->wo + (size_t)l * D * QD, 1, NULL, res, N,
+                          QD, D),
+            product_error(a->gu + (size_t)l * N * 2 * F, a->xn2 + l * lD, p->w13 + (size_t)l * 2 * F * D, 1, NULL, NULL,
+                          N, D, 2 * F),
+            product_error(a->res3 + l * lD, a->hsw + (size_t)l * N * F, p->w2 + (size_t)l * D * F, 1, NULL,
+                          a->res2 + l * lD, N, F, D)};
+        for (int k = 0; k < 4; k++) w[k] = e[k] > w[k] ? e[k] : w[k];
+    }
+    w[4] = product_error(a->logits, a->xf_rows, p->head, 1, NULL, NULL, m.n_rows, D, V);
+    printf("  Llama bf16 forward, error / bound: v %.3f, o %.3f, gate/up %.3f, down %.3f, head %.3f\n", w[0], w[1],
+           w[2], w[3], w[4]);
+    for (int k = 0; k < 5; k++) CHECK(w[k] <= 1.0 && w[k] > 0.005, "Llama forward product %d: %.3g of the bound", k, w[k]);
+    /* backward: the head's product to the hidden states (packed rows: xf_rows = dlogits head, with
+     * dlogits left in logits) and layer 0's qkv product (dbt_d = dqkv wqkv) */
+    if (llama_backward(&m, NULL, NULL, dsoft)) die();
+    double bh = product_error(a->xf_rows, a->logits, p->head, 0, NULL, NULL, m.n_rows, V, D);
+    double bq = product_error(m.dbt_d, m.dqkv, p->wqkv, 0, NULL, NULL, N, S, D);
+    printf("  Llama bf16 backward, error / bound: head %.3f, layer 0 qkv %.3f\n", bh, bq);
+    CHECK(bh <= 1.0 && bh > 0.005, "Llama backward head product: %.3g of the bound", bh);
+    CHECK(bq <= 1.0 && bq > 0.005, "Llama backward qkv product: %.3g of the bound", bq);
+    size_t b1 = llama_bf16_bytes(&m), e1 = llama_expected_bytes(&m.cfg, 1);
+    printf("  Llama bf16 copies: %zu bytes forward, %zu with the backward's (f32 weights %zu)\n", b0, b1,
+           m.num_params * sizeof(float));
+    CHECK(b1 == e1, "Llama bf16 copies after a backward: %zu bytes, expected %zu", b1, e1);
+    free(yv);
+    free(in);
+    free(tg);
+    free(soft);
+    free(dsoft);
+    llama_free(&m);
+}
+
+/* 8b. bf16 against f32 end to end, with part 6's probabilistic budget. A Llama block has the same
+ * four products in series as GPT-2's (qkv, o, gate/up, down), but SwiGLU multiplies the gate and up
+ * halves of one product, so that product's independent errors reach the logit twice: 5L + 1
+ * sources forward,
+ *     sigma_j = sqrt(5L + 1) u sqrt(2/3) ||h o head_j||_2      (h the final hidden state),
+ * a logit within 6 sigma_j, the loss (a mean of log-probabilities) within 2 x 6 max_j sigma_j. The
+ * gradient to the inputs adds the backward's 4L + 1 products (down, gate/up, o, qkv transposed
+ * and the head's): relative 2-norm error <= 6 sqrt(9L + 2) u sqrt(2/3). */
+static double llama_sigma_unit(int L) { return sqrt(5.0 * L + 1) * U_BF * sqrt(2.0 / 3.0); }
+
+static void test_llama_vs_f32(const char *what, int NH, int NKV, int hd, int V, int tied, uint64_t seed)
+{
+    int L = 2, D = 64, F = 128, B = 2, T = 72, ns = 8; /* T >= 64: the blocked attention */
+    llama_model mf, mb;
+    make_llama(&mf, L, NH, NKV, hd, D, F, 80, V, tied, seed);
+    make_llama(&mb, L, NH, NKV, hd, D, F, 80, V, tied, seed);
+    if (llama_set_precision(&mb, LLAMA_BF16)) die();
+    CHECK(tied == (mb.params.head == mb.params.emb), "%s: the head is%s the embedding", what, tied ? " not" : "");
+    int *in = malloc(sizeof(int) * B * T), *tg = malloc(sizeof(int) * B * T);
+    float *soft = malloc(sizeof(float) * ns * D), *d1 = calloc((size_t)ns * D, 4), *d2 = calloc((size_t)ns * D, 4);
+    dm_rng g;
+    dm_rng_seed(&g, seed + 7);
+    randn(&g, soft, (size_t)ns * D, 0.5f);
+    int nt = llama_batch(&g, in, tg, B, T, 4, V);
+    size_t nl = (size_t)B * T * V;
+    if (llama_forward(&mf, in, soft, ns, tg, B, T, (float)nt, LLAMA_KEEP)) die();
+    if (llama_forward(&mb, in, soft, ns, tg, B, T, (float)nt, LLAMA_KEEP)) die();
+    double sc, dl = maxdiff(mb.acts.logits, mf.acts.logits, nl, &sc), worst = 0, smax = 0;
+    for (int i = 0; i < B * T; i++)
+        for (int j = 0; j < V; j++) {
+            double sig = llama_sigma_unit(L) * norm2_prod(mf.acts.xf + (size_t)i * D, mf.params.head + (size_t)j * D, D);
+            double e = fabs((double)mb.acts.logits[(size_t)i * V + j] - mf.acts.logits[(size_t)i * V + j]) / (LAMBDA * sig);
+            worst = e > worst ? e : worst;
+            smax = sig > smax ? sig : smax;
+        }
+    double tz = LAMBDA * smax, dloss = fabs((double)mb.loss - mf.loss);
+    /* the logits of the target rows alone are bitwise the full forward's (the kernel's rows are
+     * independent), and so is the gradient through them */
+    float *lfull = malloc(sizeof(float) * nl), *d3 = calloc((size_t)ns * D, 4);
+    memcpy(lfull, mb.acts.logits, sizeof(float) * nl);
+    float loss_full = mb.loss;
+    if (llama_backward(&mf, NULL, NULL, d1)) die();
+    if (llama_backward(&mb, NULL, NULL, d2)) die();
+    double n1 = 0, nd = 0;
+    for (size_t i = 0; i < (size_t)ns * D; i++) {
+        n1 += (double)d1[i] * d1[i];
+        nd += ((double)d2[i] - d1[i]) * ((double)d2[i] - d1[i]);
+    }
+    double rg = sqrt(nd / n1), tg_rel = LAMBDA * sqrt(9.0 * L + 2) * U_BF * sqrt(2.0 / 3.0);
+    printf("  %s bf16 vs f32: logits max diff %.3g (max |logit| %.3g), the largest %.3f of its own 6-sigma budget;\n"
+           "    loss %.6f vs %.6f (diff %.3g, budget %.3g); gradient to the soft inputs: relative 2-norm difference %.3g\n"
+           "    (budget %.3g)\n",
+           what, dl, sc, worst, mb.loss, mf.loss, dloss, 2 * tz, rg, tg_rel);
+    CHECK(worst <= 1, "%s: a logit differs by %.3g of its budget", what, worst);
+    CHECK(dloss <= 2 * tz, "%s: losses differ by %g, budget %g", what, dloss, 2 * tz);
+    CHECK(rg <= tg_rel, "%s: soft-input gradients differ by %g relative, budget %g", what, rg, tg_rel);
+    CHECK(dl > 0 && rg > 0, "%s: bf16 and f32 agree exactly: is bf16 in force?", what);
+
+    if (llama_forward(&mb, in, soft, ns, tg, B, T, (float)nt, LLAMA_KEEP | LLAMA_TARGET_ROWS)) die();
+    int rows_same = mb.n_rows == nt && mb.loss == loss_full;
+    for (int k = 0; k < mb.n_rows && rows_same; k++)
+        rows_same = !memcmp(mb.acts.logits + (size_t)k * V, lfull + (size_t)mb.rows[k] * V, sizeof(float) * V);
+    if (llama_backward(&mb, NULL, NULL, d3)) die();
+    CHECK(rows_same, "%s: bf16 logits of the target rows differ from the full forward's", what);
+    CHECK(!memcmp(d2, d3, sizeof(float) * ns * D), "%s: bf16 soft-input gradients through the target rows differ", what);
+
+    /* the pool: 2 and 3 threads give the same bits as 1 */
+    int same = 1;
+    float *l1 = malloc(sizeof(float) * nl);
+    for (int th = 1; th <= 3; th++) {
+        nn_bf16_set_threads(th);
+        memset(d3, 0, sizeof(float) * ns * D);
+        if (llama_forward(&mb, in, soft, ns, tg, B, T, (float)nt, LLAMA_KEEP)) die();
+        if (th == 1) memcpy(l1, mb.acts.logits, sizeof(float) * nl);
+        else same &= !memcmp(l1, mb.acts.logits, sizeof(float) * nl);
+        if (llama_backward(&mb, NULL, NULL, d3)) die();
+        same &= !memcmp(d2, d3, sizeof(float) * ns * D);
+    }
+    nn_bf16_set_threads(0);
+    CHECK(same, "%s: bf16 logits or soft-input gradients depend on the thread count", what);
+    free(l1);
+    free(lfull);
+    free(d3);
+    free(in);
+    free(tg);
+    free(soft);
+    free(d1);
+    free(d2);
+    llama_free(&mf);
+    llama_free(&mb);
+}
+
+/* 8c. The prompt stage's scoring calls on the Llama (as part 6's test_prompt_scores): soft user
+ * tokens and a text prefix in the KV cache, NCAND candidates scored with their soft item tokens by
+ * llama_cache_score_mixed. bf16 against f32: every score within its first-order budget tau (part
+ * 6's, with 5L + 1 sources), well-separated pairs keep their order.
+ * The cache path against the full forward, both in bf16: the products are the same kernel on the
+ * same rows, so the two differ only where float operations differ: the attention's sums (taken in
+ * another order) and what follows from them. In f32 that is float rounding, d32 (measured here, the
+ * same comparison in f32). Under bf16 such a float-level shift D = k 2^-24 |x| of an operand x
+ * usually leaves bf16(x) as it is, but with probability D / s crosses a rounding boundary and moves
+ * it by a whole bfloat16 spacing s <= 2u |x|: a jump of mean D and standard deviation
+ * sqrt(D s) <= sqrt(2 k 2^-24 u) |x|, i.e. sqrt(6 k 2^-24 / u) times a bfloat16 rounding's own
+ * (u |x| / sqrt(3)). So (i) most candidates (no flip anywhere upstream: at most 4 d32 apart) agree to
+ * float rounding, and (ii) every candidate agrees within tau sqrt(6 k 2^-24 / u), taking k = 16
+ * ulps of float difference: 0.038 tau. */
+static void llama_score(const llama_model *m, const int *pre, int np, const float *usoft, int nus, const int *tok,
+                        const int64_t *off, const float *esoft, double *score)
+{
+    llama_cache c;
+    if (llama_cache_init(&c, m, 128, 16)) die(); /* 16 rows per batch: several batches */
+    if (llama_cache_append(&c, pre, usoft, nus, np)) die();
+    double ll[NCAND], ls[NCAND];
+    if (llama_cache_score_mixed(&c, tok, off, NCAND, NULL, 0, esoft, ll, ls)) die();
+    for (int i = 0; i < NCAND; i++) score[i] = (ll[i] + ls[i]) / (double)(off[i + 1] - off[i] + 1);
+    llama_cache_free(&c);
+}
+
+static void test_llama_scores(void)
+{
+    int L = 2, D = 64, V = 300, nus = 3, np = 23;
+    llama_model mf, mb;
+    make_llama(&mf, L, 4, 2, 16, D, 128, 128, V, 1, 61); /* grouped-query attention, tied head */
+    make_llama(&mb, L, 4, 2, 16, D, 128, 128, V, 1, 61);
+    if (llama_set_precision(&mb, LLAMA_BF16)) die();
+    int pre[23], tok[NCAND * 5];
+    int64_t off[NCAND + 1];
+    float usoft[3 * 64], esoft[NCAND * 64];
+    random_prompt(62, V, np, nus, pre, tok, off, usoft, esoft);
+    double sf[NCAND], sb[NCAND];
+    llama_score(&mf, pre, np, usoft, nus, tok, off, esoft, sf);
+    llama_score(&mb, pre, np, usoft, nus, tok, off, esoft, sb);
+
+    /* budgets (part 6's derivation) from an f32 batch forward of the prompt + candidate; the same
+     * forward under bf16 gives the candidate's score the cache path must reproduce */
+    double tau[NCAND], dcache[NCAND], d32 = 0, dlogp = 0;
+    int T = np + 5, *seq = malloc(sizeof(int) * T);
+    for (int i = 0; i < NCAND; i++) {
+        int n = (int)(off[i + 1] - off[i]);
+        memcpy(seq, pre, sizeof(int) * np);
+        memcpy(seq + np, tok + off[i], sizeof(int) * n);
+        if (llama_forward(&mf, seq, usoft, nus, NULL, 1, np + n, 1, 0)) die();
+        tau[i] = cand_budget(mf.acts.xf, mf.acts.logits, mf.params.head, esoft + (size_t)i * D, tok + off[i], n, np, D, V, llama_sigma_unit(L));
+        /* the candidate's score from the batch forward, f32 (pr 0) and bf16 (pr 1) */
+        for (int pr = 0; pr < 2; pr++) {
+            llama_model *mm = pr ? &mb : &mf;
+            if (pr && llama_forward(mm, seq, usoft, nus, NULL, 1, np + n, 1, 0)) die();
+            double s = 0;
+            for (int j = 0; j <= n; j++) {
+                const float *z = mm->acts.logits + (size_t)(np - 1 + j) * V, *h = mm->acts.xf + (size_t)(np - 1 + j) * D;
+                double mx = -INFINITY, se = 0, ze = 0;
+                for (int k = 0; k < D; k++) ze += (double)h[k] * esoft[(size_t)i * D + k];
+                for (int v = 0; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+                for (int v = 0; v < V; v++) se += exp(z[v] - mx);
+                double lse = mx + log(se);
+                if (j < n) {
+                    s += z[tok[off[i] + j]] - lse;
+                } else { /* the soft token as one more vocabulary entry */
+                    double m2 = lse > ze ? lse : ze;
+                    s += ze - (m2 + log(exp(lse - m2) + exp(ze - m2)));
+                }
+                if (pr && j == 0) { /* the cache's next-token distribution after the prefix */
+                    llama_cache cc;
+                    if (llama_cache_init(&cc, &mb, 128, 16)) die();
+                    if (llama_cache_append(&cc, pre, usoft, nus, np)) die();
+                    for (int v = 0; v < V; v++) {
+                        double d = fabs(cc.logp[v] - (z[v] - lse));
+                        dlogp = d > dlogp ? d : dlogp;
+                    }
+                    llama_cache_free(&cc);
+                }
+            }
+            s /= n + 1;
+            if (pr) dcache[i] = fabs(s - sb[i]);
+            else d32 = fabs(s - sf[i]) > d32 ? fabs(s - sf[i]) : d32;
+        }
+    }
+    free(seq);
+    double worst = 0, tmax = 0;
+    for (int i = 0; i < NCAND; i++) {
+        worst = fabs(sb[i] - sf[i]) / tau[i] > worst ? fabs(sb[i] - sf[i]) / tau[i] : worst;
+        tmax = tau[i] > tmax ? tau[i] : tmax;
+    }
+    int pairs = 0, sep = 0, flipped = 0, flipped_close = 0;
+    for (int i = 0; i < NCAND; i++)
+        for (int j = i + 1; j < NCAND; j++) {
+            pairs++;
+            int flip = (sf[i] - sf[j]) * (sb[i] - sb[j]) < 0;
+            if (fabs(sf[i] - sf[j]) > tau[i] + tau[j]) {
+                sep++;
+                flipped += flip;
+            } else {
+                flipped_close += flip;
+            }
+        }
+    double dsc = 0, tflip = sqrt(6.0 * 16 * U_F32 / U_BF), wflip = 0, dmax = 0, tmin = INFINITY;
+    int at_float = 0;
+    for (int i = 0; i < NCAND; i++) {
+        dsc = fabs(sb[i] - sf[i]) > dsc ? fabs(sb[i] - sf[i]) : dsc;
+        at_float += dcache[i] <= 4 * d32;
+        wflip = dcache[i] / (tflip * tau[i]) > wflip ? dcache[i] / (tflip * tau[i]) : wflip;
+        dmax = dcache[i] > dmax ? dcache[i] : dmax;
+        tmin = tau[i] < tmin ? tau[i] : tmin;
+    }
+    printf("  Llama prompt scoring, %d candidates: bf16 vs f32 scores differ by at most %.3g, %.3f of their budgets\n"
+           "    (largest budget %.3g); %d of %d pairs further apart than their two budgets, %d of them reordered; %d\n"
+           "    reordered among the closer ones; cache path vs batch forward: f32 scores %.3g; bf16 scores: %d of %d\n"
+           "    within 4 x that (float rounding), the largest %.3g, %.4f of its flip budget %.3f tau; bf16 next-token\n"
+           "    log-probabilities after the prefix %.3g\n",
+           NCAND, dsc, worst, tmax, sep, pairs, flipped, flipped_close, d32, at_float, NCAND, dmax, wflip, tflip,
+           dlogp);
+    CHECK(worst <= 1, "Llama: a score differs by %.3g of its budget", worst);
+    CHECK(dsc > 0, "Llama: bf16 and f32 scores agree exactly: is bf16 in force in the cache?");
+    CHECK(flipped == 0, "Llama: %d well-separated pairs reordered", flipped);
+    CHECK(sep > pairs / 2, "Llama: only %d of %d pairs are separated: the check says little", sep, pairs);
+    CHECK(d32 < 1e-5, "Llama: the cache path and the batch forward differ by %g in f32", d32);
+    CHECK(at_float > NCAND / 2, "Llama: only %d of %d bf16 cache scores agree with the forward to float rounding", at_float,
+          NCAND);
+    CHECK(wflip <= 1, "Llama: a bf16 cache score differs from the forward's by %.3g of its flip budget", wflip);
+    CHECK(dlogp <= tflip * tmin, "Llama: the cache's log-probabilities differ from the forward's by %g under bf16", dlogp);
+    llama_free(&mf);
+    llama_free(&mb);
+}
+
+/* 8d. The fallback: disabled, LLAMA_BF16 runs f32 (no copies), logits and soft-input gradients
+ * bitwise an f32 model's; re-enabled it is bf16 again, and back to LLAMA_F32 bitwise f32. lm.c
+ * dispatches lm.precision to the Llama (lm_set_precision, lm_precision). */
+static int llama_same_as_f32(llama_model *m)
+{
+    llama_model f;
+    make_llama(&f, 1, 4, 2, 8, 32, 48, 16, 50, 0, 78);
+    int in[16], tg[16];
+    float soft[2 * 32], d1[2 * 32] = {0}, d2[2 * 32] = {0};
+    for (int i = 0; i < 16; i++) {
+        in[i] = i < 2 ? LLAMA_SOFT(i) : (i * 7) % 50;
+        tg[i] = i >= 2 ? (i * 11) % 50 : -1;
+    }
+    for (int k = 0; k < 64; k++) soft[k] = 0.05f * (float)(k % 13) - 0.3f;
+    if (llama_forward(m, in, soft, 2, tg, 1, 16, 14, LLAMA_KEEP) || llama_forward(&f, in, soft, 2, tg, 1, 16, 14, LLAMA_KEEP))
+        die();
+    int same = !memcmp(m->acts.logits, f.acts.logits, sizeof(float) * 16 * 50);
+    if (llama_backward(m, NULL, NULL, d1) || llama_backward(&f, NULL, NULL, d2)) die();
+    same &= !memcmp(d1, d2, sizeof d1);
+    llama_free(&f);
+    return same;
+}
+
+static int llama_child(void)
+{
+    /* DM_NO_BF16 is set: both requests fall back, the log says so once */
+    llama_model a, b;
+    make_llama(&a, 1, 4, 2, 8, 32, 48, 16, 50, 0, 78);
+    make_llama(&b, 1, 4, 2, 8, 32, 48, 16, 50, 0, 78);
+    if (llama_set_precision(&a, LLAMA_BF16) || llama_set_precision(&b, LLAMA_BF16)) die();
+    printf("llama child: available %d, precision %d %d, copies %zu bytes, same as f32 %d\n", nn_bf16_available(),
+           a.precision, b.precision, llama_bf16_bytes(&a) + llama_bf16_bytes(&b), llama_same_as_f32(&a));
+    llama_free(&a);
+    llama_free(&b);
+    return 0;
+}
+
+static void test_llama_fallback(const char *self)
+{
+    llama_model m;
+    make_llama(&m, 1, 4, 2, 8, 32, 48, 16, 50, 0, 78);
+    nn_bf16_disable(1);
+    if (llama_set_precision(&m, LLAMA_BF16)) die();
+    CHECK(m.precision == LLAMA_F32 && m.bf == NULL && llama_bf16_bytes(&m) == 0, "Llama disabled: bf16 fell back to %d",
+          m.precision);
+    CHECK(llama_same_as_f32(&m), "the Llama fallback's logits or gradients differ from an f32 model's");
+    nn_bf16_disable(0);
+    if (nn_bf16_cpu()) {
+        if (llama_set_precision(&m, LLAMA_BF16)) die();
+        CHECK(m.precision == LLAMA_BF16 && !llama_same_as_f32(&m), "Llama re-enabled: bf16 is in force and differs from f32");
+        if (llama_set_precision(&m, LLAMA_F32)) die();
+        CHECK(m.precision == LLAMA_F32 && m.bf == NULL && llama_same_as_f32(&m), "Llama back to f32: bitwise f32 again");
+    }
+    llama_free(&m);
+
+    /* lm.c's dispatch: an lm_model holding this Llama */
+    lm_model lm;
+    memset(&lm, 0, sizeof lm);
+    lm.arch = LM_LLAMA;
+    make_llama(&lm.llama, 1, 4, 2, 8, 32, 48, 16, 50, 0, 78);
+    int want = nn_bf16_available() ? LM_BF16 : LM_F32;
+    CHECK(lm_set_precision(&lm, "bf16") == DM_OK && lm_precision(&lm) == want && (lm.llama.bf != NULL) == (want == LM_BF16),
+          "lm_set_precision(\"bf16\") on a Llama: precision %d, expected %d", lm_precision(&lm), want);
+    CHECK(lm_set_precision(&lm, "f32") == DM_OK && lm_precision(&lm) == LM_F32 && lm.llama.bf == NULL,
+          "lm_set_precision(\"f32\") on a Llama: precision %d", lm_precision(&lm));
+    llama_free(&lm.llama);
+
+    char cmd[4200], out[4096] = "";
+    snprintf(cmd, sizeof cmd, "DM_NO_BF16=1 '%s' --child-llama 2>&1", self);
+    FILE *f = popen(cmd, "r");
+    size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
+    out[n] = '\0';
+    int rc = f ? pclose(f) : -1;
+    int warns = 0;
+    for (const char *s = out; (s = strstr(s, "warning: lm:")) != NULL; s++) warns++;
+    printf("  Llama, DM_NO_BF16=1: %s", out);
+    CHECK(rc == 0, "the Llama child failed (%d)", rc);
+    CHECK(strstr(out, "llama child: available 0, precision 0 0, copies 0 bytes, same as f32 1") != NULL,
+          "the Llama child did not fall back to f32");
+    CHECK(warns == 1, "%d Llama fallback warnings, expected exactly one", warns);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "--child")) return child();
+    if (argc > 1 && !strcmp(argv[1], "--child-llama")) return llama_child();
     test_rounding();
     test_pack();
     if (nn_bf16_cpu()) {
@@ -720,9 +1178,14 @@ int main(int argc, char **argv)
         test_loops();
         test_vs_f32();
         test_prompt_scores();
+        test_llama_products();
+        test_llama_vs_f32("Llama (multi-head, untied head)", 4, 4, 16, 300, 0, 71);
+        test_llama_vs_f32("Llama (grouped-query, tied head, head_dim 12)", 4, 2, 12, 301, 1, 72);
+        test_llama_scores();
     } else {
-        printf("SKIP parts 1 (hardware), 3-6: this CPU lacks AVX512_BF16\n");
+        printf("SKIP parts 1 (hardware), 3-6, 8a-8c: this CPU lacks AVX512_BF16\n");
     }
     test_fallback(argv[0]);
+    test_llama_fallback(argv[0]);
     return tap_done("test_lm_bf16");
 }
