@@ -206,7 +206,9 @@ static void log_error(const status_ws *w, const char *index, char *out, size_t c
         else if (strstr(s, "exited with status")) exit_line = s;
         s = nl ? nl + 1 : NULL;
     }
-    if (err || exit_line) snprintf(out, cap, "%s (%s)", err ? err : exit_line, best);
+    /* a message longer than the line is cut, and says so with "..." */
+    if ((err || exit_line) && snprintf(out, cap, "%s (%s)", err ? err : exit_line, best) >= (int)cap && cap > 4)
+        memcpy(out + cap - 4, "...", 4);
     free(text);
 }
 
