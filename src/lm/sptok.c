@@ -243,7 +243,7 @@ static int is_str(const dm_json *o, const char *key, const char *want)
 static const char *type_of(const dm_json *o)
 {
     const dm_json *v = o && o->type == DM_JOBJ ? dm_json_get(o, "type") : NULL;
-    return v && v->type == DM_JSTR ? v->str : "(no type)";
+    return v && v->type == DM_JSTR && v->str ? v->str : "(no type)";
 }
 
 /* normalizer: null, or Prepend("▁") / Replace(" " -> "▁"), alone or in a Sequence */
@@ -279,7 +279,7 @@ static int load_pretokenizer(sptok *t, const dm_json *p, const char *path)
     if (!p || p->type == DM_JNULL) return DM_OK;
     const char *ty = type_of(p);
     if (strcmp(ty, "Metaspace") || !is_str(p, "replacement", SP)) {
-        DM_ERR(DM_EINPUT, "'%s': pre_tokenizer '%s' is not supported", path, ty);
+        DM_ERR(DM_EINPUT, "'%s': pre_tokenizer '%s' is not supported", path, ty ? ty : "(no type)");
         if (!strcmp(ty, "ByteLevel") || !strcmp(ty, "Sequence") || !strcmp(ty, "Split"))
             DM_HINT("this looks like a byte-level BPE tokenizer (GPT-2, Llama 3), not SentencePiece-style BPE");
         return DM_EINPUT;
