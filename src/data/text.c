@@ -329,7 +329,7 @@ int dm_tfidf_sel(const dm_dataset *d, const dm_tfidf_opts *o, const dm_tfidf_sel
             e[ne].cnt = 1;
             ne++;
         }
-        qsort(e, ne, sizeof *e, cmp_ent);
+        if (ne > 1) qsort(e, ne, sizeof *e, cmp_ent); /* e is NULL while no item had a term */
         size_t q = 0;
         for (size_t k = 0; k < ne; k++) {
             if (q && e[q - 1].col == e[k].col) e[q - 1].cnt += 1;
