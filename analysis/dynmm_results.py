@@ -41,7 +41,7 @@ import os
 
 COLUMNS = ["run", "source", "model", "split", "protocol", "user", "items", "metric", "value"]
 SOURCES = ("results.h5", "prompt.h5", "stream.h5")
-_OTHER_GROUPS = {"candidates", "columns", "stream", "prompt", "explain", "synth"}
+_OTHER_GROUPS = {"candidates", "columns", "stream", "prompt", "explain", "synth", "serve"}
 
 
 def _strings(group):

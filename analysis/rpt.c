@@ -329,10 +329,11 @@ static int read_entry(h5file *f, const char *name, int users_ok, int64_t n_users
     size_t rows, cols;
     int exists;
     DM_CALL(h5_shape(f, obj, &rows, &cols, &exists));
-    if (h5_has_attr(f, obj, "kind")) { /* kind "rows": per-user rows of another shape, left out */
+    if (h5_has_attr(f, obj, "kind")) { /* kind "rows": per-user rows of another shape, "latents": a
+                                          model's latents (stream.h5 /serve); both left out */
         char *k = NULL;
         DM_CALL(h5_get_attr_str(f, obj, "kind", &k));
-        int skip = !strcmp(k, "rows");
+        int skip = !strcmp(k, "rows") || !strcmp(k, "latents");
         free(k);
         if (skip) return DM_OK;
     }

@@ -14,7 +14,7 @@ static int split_name(const char *name, char **a, char **b, char **c)
 {
     const char *s1 = strchr(name, '/'), *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
     if (!s1 || !s2 || strchr(s2 + 1, '/') || s1 == name || s2 == s1 + 1 || !s2[1]) return 0;
-    static const char *const other[] = {"candidates", "columns", "stream", "prompt", "explain", "synth", NULL};
+    static const char *const other[] = {"candidates", "columns", "stream", "prompt", "explain", "synth", "serve", NULL};
     for (int k = 0; other[k]; k++)
         if ((size_t)(s1 - name) == strlen(other[k]) && !strncmp(name, other[k], strlen(other[k]))) return 0;
     *a = dm_str_ndup(name, (size_t)(s1 - name));

@@ -871,7 +871,9 @@ static int stream_write_serve(stream_ws *ws, h5file *f)
     float *buf = malloc((nb + 1) * sizeof *buf);
     int rc = par_agree(ws->ctx, buf ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory"));
     if (!rc) rc = h5_write_all(f, "/serve/r", H5_F32, nu, ws->C, ws->r);
+    if (!rc) rc = h5_attr_str(f, "/serve/r", "kind", "latents"); /* not metric rows: readers leave them out */
     if (!rc) rc = h5_write_all(f, "/serve/static/h", H5_F32, nu, dd, ws->hb);
+    if (!rc) rc = h5_attr_str(f, "/serve/static/h", "kind", "latents");
     if (!rc) rc = h5_attr_i64(f, "/serve", "window", (int64_t)ws->W - 1);
     for (int v = V_ADAPTER; v <= V_LAST_ADAPTER && !rc; v++) {
         if (!ws->va[v].on) continue;
@@ -879,9 +881,11 @@ static int stream_write_serve(stream_ws *ws, h5file *f)
         for (size_t k = 0; k < ni * dd; k++) buf[k] = (float)(ws->va[v].z[k] * ws->bal);
         snprintf(nm, sizeof nm, "/serve/%s/z", vnames[v]);
         rc = h5_write_all(f, nm, H5_F32, ni, dd, buf);
+        if (!rc) rc = h5_attr_str(f, nm, "kind", "latents");
         for (size_t k = 0; k < nl * dd; k++) buf[k] = (float)(ws->va[v].h[lo * dd + k] / ws->bal);
         snprintf(nm, sizeof nm, "/serve/%s/h", vnames[v]);
         if (!rc) rc = h5_write_rows(f, nm, H5_F32, nu, dd, lo, nl, buf);
+        if (!rc) rc = h5_attr_str(f, nm, "kind", "latents");
     }
     free(buf);
     return rc;
