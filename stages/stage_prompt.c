@@ -1061,7 +1061,8 @@ static int prompt_score_pass(prompt_ws *w, const prompt_proto *pr, size_t u, pro
 {
     size_t dz = w->dz, C = w->C, row = (u - w->lo) * w->ncl;
     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)w->ni, (int)dz, 1.0f, z, (int)dz, pr->H + u * dz, 1, 0.0f, w->bs, 1);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)w->ni, (int)C, 1.0f, w->e_cf, (int)C, pr->SS + u * C, 1, 0.0f, w->ss, 1);
+    if (map[w->nm + 1] >= 0) /* SASRec's scores: only its own row reads them */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)w->ni, (int)C, 1.0f, w->e_cf, (int)C, pr->SS + u * C, 1, 0.0f, w->ss, 1);
     if (w->have_src) w->src.h = pr->H;
     prompt_candidates(w, pr, u, x);
     int rc = DM_OK;
