@@ -13,9 +13,11 @@
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-export DM_BUILD=$PWD/$BUILD
-export DM_REF_DIR=$PWD/$BUILD/ref
-export DM_TMP=$PWD/$BUILD/tmp
+case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
+export DM_BUILD=$BUILD
+# DM_REF_DIR may name another build's reference outputs (the sanitizer pass reuses build/ref)
+export DM_REF_DIR=${DM_REF_DIR:-$BUILD/ref}
+export DM_TMP=$BUILD/tmp
 mkdir -p "$DM_REF_DIR" "$DM_TMP"
 if [ -z "${DM_DATA:-}" ]; then
   for d in ../shared/data ../../shared/data; do [ -d "$d" ] && DM_DATA=$(cd "$d" && pwd) && break; done

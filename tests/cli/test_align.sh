@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The align stage on a small synthetic set with all four modalities:
-#  - 1, 2 and 3 ranks give the same aligner parameters after the same steps (within 1e-5), with
+#  - 1, 2 and 3 ranks give the same aligner parameters after the same steps (within align.lr/20, tests/reference/tolerance.py), with
 #    InfoNCE negatives gathered across ranks
 #  - latents and eval rows agree; the aligned model beats popularity (it learned something)
 #  - align.nce_rows = positives: the same at 1 and 3 ranks
@@ -18,7 +18,7 @@ for np in 1 2 3; do
 done
 grep -E "align:|epoch|wrote" $W/r1.log
 for np in 2 3; do
-  $PY $chk close $W/r1/align.h5 $W/r$np/align.h5 1e-5 align/weights || { echo "FAIL: aligner weights at $np ranks"; exit 1; }
+  $PY $chk trained $W/r1/align.h5 $W/r$np/align.h5 align.lr align/weights || { echo "FAIL: aligner weights at $np ranks"; exit 1; }
   $PY $chk close $W/r1/align.h5 $W/r$np/align.h5 1e-4 align/z_base align/h_test || exit 1
 done
 # align.nce_rows = positives (sampled negatives kept out of InfoNCE): again the same at 1 and 3 ranks,
@@ -27,7 +27,7 @@ for np in 1 3; do
   mkdir -p $W/p$np; cp $W/base/dataset.h5 $W/base/cf.h5 $W/p$np/
   $DM_MPIRUN -n $np $B run "${common[@]}" --set align.nce_rows=positives --set 'run.stages=[align]' --set run.dir=$W/p$np < /dev/null > $W/p$np.log 2>&1 || { cat $W/p$np.log; echo "FAIL: align nce_rows=positives at $np ranks"; exit 1; }
 done
-$PY $chk close $W/p1/align.h5 $W/p3/align.h5 1e-5 align/weights || { echo "FAIL: nce_rows=positives weights at 3 ranks"; exit 1; }
+$PY $chk trained $W/p1/align.h5 $W/p3/align.h5 align.lr align/weights || { echo "FAIL: nce_rows=positives weights at 3 ranks"; exit 1; }
 $PY $chk close $W/r1/align.h5 $W/p1/align.h5 1e-3 align/weights > /dev/null 2>&1 && { echo "FAIL: nce_rows=positives changed nothing"; exit 1; }
 pop=$(awk '$1=="test" && $2=="full" && $3=="pop" {print $5}' $W/r1.log); al=$(awk '$1=="test" && $2=="full" && $3=="align" {print $5}' $W/r1.log)
 echo "test full ndcg@10: pop $pop, align $al"

@@ -41,6 +41,8 @@ $DM_MPIRUN -n 1 $B prompt "${small[@]}" --set run.dir=$W/b --set 'prompt.models=
   || { cat $W/b.log; fail "allmrec alone at 1 rank"; }
 $PY - $W <<'PYEOF' || exit 1
 import sys, h5py, numpy as np
+sys.path.insert(0, "tests/reference")
+from tolerance import adam_tol
 W = sys.argv[1]
 p, r = h5py.File(W + "/a/prompt.h5", "r"), h5py.File(W + "/a/results.h5", "r")
 lh, la, lt = (p["test/uni19/" + m][...] for m in ("latent_head", "latent_head@without_audio", "latent_head@without_text"))
@@ -67,7 +69,8 @@ ca = g["allmrec/curve"][...]
 assert np.isfinite(ca).all() and ca[0, 1] > 0, ca
 b = h5py.File(W + "/b/prompt.h5", "r")["prompt/allmrec/weights"][...]
 dw = np.abs(b - g["allmrec/weights"][...]).max()
-assert dw < 1e-4, "allmrec alone at 1 rank and in the list at 2 ranks differ by %g" % dw
+tol, lr = adam_tol(p, "prompt.lr")
+assert dw < tol, "allmrec alone at 1 rank and in the list at 2 ranks differ by %g > lr/20 = %g" % (dw, tol)
 print("ok: allmrec 1 user token (%d weights, llm %d), without visual+audio; alone at 1 rank = in the list at 2 ranks within %.1e" % (na, nl, dw))
 PYEOF
 # the report: the ablations make a table of their own on the prompt stage's users, each against the

@@ -47,6 +47,8 @@ for np in 1 3; do
 done
 $PY - $W <<'PYEOF' || exit 1
 import sys, h5py, numpy as np
+sys.path.insert(0, "tests/reference")
+from tolerance import adam_tol
 W = sys.argv[1]
 ref = h5py.File(W + "/base/prompt.h5", "r")
 for np_ in (1, 3):
@@ -54,7 +56,9 @@ for np_ in (1, 3):
     for m in ("llm", "llm_explain"):
         a, b = ref["prompt/%s/weights" % m][...], f["prompt/%s/weights" % m][...]
         d = np.abs(a - b).max()
-        assert a.shape == b.shape and d < 1e-4, "%s: parameters at %d ranks differ from 2 ranks by %g" % (m, np_, d)
+        tol, lr = adam_tol(ref, "prompt.lr")
+        assert a.shape == b.shape and d < tol, "%s: parameters at %d ranks differ from 2 ranks by %g > lr/20 = %g" % (m, np_, d, tol)
+        print("%s at %d ranks: parameters within %.2g of lr of 2 ranks'" % (m, np_, d / lr))
         assert np.abs(a).max() > 0
 print("prompt: llm and llm_explain parameters after %d steps the same at 1, 2 and 3 ranks" % (2 * 6))
 PYEOF

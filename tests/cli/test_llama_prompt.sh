@@ -34,6 +34,8 @@ grep -E "lm: loaded|prompt: LM" $W/r2.log
 grep -q "llama, 2 key/value heads" $W/r2.log || { cat $W/r2.log; echo "FAIL: the lm stage did not load the Llama"; exit 1; }
 $PY - $W <<'PYEOF' || exit 1
 import sys, h5py, numpy as np
+sys.path.insert(0, "tests/reference")
+from tolerance import adam_tol
 W = sys.argv[1]
 a, b = (h5py.File("%s/r%d/prompt.h5" % (W, n), "r") for n in (1, 2))
 arch = h5py.File(W + "/r2/lm.h5", "r").attrs["arch"]
@@ -45,7 +47,8 @@ for m in ("llm", "llm_explain"):
     d = np.abs(x[ok] - y[ok]).max()
     assert d < 1e-6, "%s: per-user rows differ between 1 and 2 ranks by %g" % (m, d)
     w1, w2 = a["prompt/%s/weights" % m][...], b["prompt/%s/weights" % m][...]
-    assert np.abs(w1 - w2).max() < 1e-4, "%s: trained weights differ between 1 and 2 ranks" % m
+    tol, lr = adam_tol(a, "prompt.lr")
+    assert np.abs(w1 - w2).max() < tol, "%s: trained weights differ between 1 and 2 ranks by more than lr/20 = %g" % (m, tol)
     print("%s on the Llama: %d users, MRR %.4f, the same rows at 1 and 2 ranks" % (m, ok.sum(), x[ok, -1].mean()))
 e = h5py.File(W + "/r2/explain.h5", "r")
 print("explain on the Llama: datasets", sorted(e["explain"].keys())[:6])

@@ -103,6 +103,8 @@ for np in 1 3; do
 done
 $PY - $W <<'PYEOF' || exit 1
 import sys, h5py, numpy as np
+sys.path.insert(0, "tests/reference")
+from tolerance import adam_tol
 W = sys.argv[1]
 a = h5py.File(W + "/a/prompt.h5", "r")
 for n in (1, 3):
@@ -111,10 +113,11 @@ for n in (1, 3):
     ba, bn = a["prompt/llm_head/valid"].attrs["best_epoch"], f["prompt/llm_head/valid"].attrs["best_epoch"]
     assert ba == bn, "best epoch %d at 2 ranks, %d at %d ranks" % (ba, bn, n)
     d = np.abs(a["prompt/llm_head/weights"][...] - f["prompt/llm_head/weights"][...]).max()
-    assert d < 1e-4, "llm_head weights at %d ranks differ from 2 ranks by %g" % (n, d)
+    tol, lr = adam_tol(a, "prompt.head_lr")
+    assert d < tol, "llm_head weights at %d ranks differ from 2 ranks by %g > prompt.head_lr/20 = %g" % (n, d, tol)
     dv = np.nanmax(np.abs(a["prompt/llm_head/valid"][...] - f["prompt/llm_head/valid"][...]))
     assert dv < 0.02, "validation curves at %d and 2 ranks differ by %g" % (n, dv)
-print("ok: llm_head weights the same at 1, 2 and 3 ranks (within 1e-4)")
+print("ok: llm_head weights the same at 1, 2 and 3 ranks (within prompt.head_lr/20 = %g)" % tol)
 PYEOF
 # SIGTERM to the ranks mid-training, resume
 long=(--set prompt.head_epochs=30 --set prompt.patience=100)

@@ -4,6 +4,8 @@
   check_cf.py ease DATASET.h5 CF.h5 [split]      /ease/B against NumPy: B = I - P diag(1/diag P),
                                                  P = (X^T X + lambda I)^-1 from the training split
   check_cf.py close A.h5 B.h5 TOL GROUP...        datasets under GROUP equal within TOL (max abs diff)
+  check_cf.py trained A.h5 B.h5 LRKEY GROUP...   weights trained with Adam at the learning rate LRKEY of
+                                                 A's stored config: within lr/20 (tolerance.py says why)
   check_cf.py equal A.h5 B.h5 GROUP...            bitwise equal
   check_cf.py rows A.h5 B.h5 TOL FRAC GROUP...    per-user metric rows of float models: rows agree within
                                                  TOL except at most FRAC of them (users whose candidates'
@@ -18,6 +20,8 @@ import sys
 
 import h5py
 import numpy as np
+
+from tolerance import adam_tol
 
 
 def fail(msg):
@@ -82,6 +86,14 @@ def close(a, b, tol, groups):
         if m > tol:
             fail("%s differs by %.3g > %g" % (k, m, tol))
     print("close: %d datasets within %g (max difference %.3g)" % (len(da), tol, worst))
+    return worst
+
+
+def trained(a, b, lr_key, groups):
+    with h5py.File(a, "r") as fa:
+        tol, lr = adam_tol(fa, lr_key)
+    worst = close(a, b, tol, groups)
+    print("trained: %s = %g, tolerance lr/20; the largest difference is %.2g of lr" % (lr_key, lr, worst / lr))
 
 
 def rows(a, b, tol, frac, groups):
@@ -214,6 +226,8 @@ if __name__ == "__main__":
         ease(sys.argv[2], sys.argv[3], *(sys.argv[4:5]))
     elif k == "close":
         close(sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5:])
+    elif k == "trained":
+        trained(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
     elif k == "rows":
         rows(sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5]), sys.argv[6:])
     elif k == "equal":
