@@ -2,7 +2,9 @@
 #
 #   make              build build/dynmm (portable; NATIVE=1 for -march=native)
 #   make quickstart   install what is missing, build, run the pipeline on the synthetic default (mpirun -n 2)
-#   make check        install what is missing, build, run every test (1, 2 and 3 ranks)
+#   make check        install what is missing, build, run every test (1, 2 and 3 ranks), then the unit,
+#                     multi-rank and quick command-line tests again under AddressSanitizer + UBSan
+#                     (build-asan/; SANITIZE=0 skips that pass)
 #   make bench        benchmarks (ratios against references measured in the same run)
 #   make asan         AddressSanitizer + UBSan build running the tests
 #   make install PREFIX=/opt/dynmm   binary, man page, bash completion, configs and sweeps, job scripts
@@ -24,6 +26,8 @@ else
 OPT ?= -O3 -march=x86-64-v2 -mtune=generic
 endif
 SAN ?=
+SANITIZERS := -fsanitize=address,undefined -fno-omit-frame-pointer
+SANITIZE ?= 1
 V ?= 0
 ifeq ($(V),0)
 Q = @printf '  CC    %s\n' $< ;
@@ -183,9 +187,14 @@ deps-test: deps
 check: deps-test
 	@$(MAKE) --no-print-directory tests
 	@BUILD=$(BUILD) tests/run.sh
+ifeq ($(SANITIZE),1)
+	@echo "the unit, multi-rank and quick command-line tests under AddressSanitizer + UBSan (build-asan/):"
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1" SAN="$(SANITIZERS)" tests
+	@BUILD=build-asan DM_ASAN=1 DM_SUITE=sanitizer DM_REF_DIR=$(abspath $(BUILD))/ref tests/run.sh
+endif
 
 asan: deps-test
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1" SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" tests
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1" SAN="$(SANITIZERS)" tests
 	@BUILD=build-asan DM_ASAN=1 tests/run.sh
 
 bench: deps-test

@@ -10,6 +10,10 @@
 # Environment for the tests: DM_REF_DIR (reference outputs), DM_DATA (../shared/data when present),
 # DM_BUILD, DM_TMP (scratch), DM_MPIRUN (mpirun with the flags root and oversubscription need).
 # A test prints "SKIP: reason" and exits 77 to skip. ONLY=pattern runs matching tests only.
+# DM_SUITE=sanitizer (make check's second pass, on the AddressSanitizer + UBSan build): no reference
+# generators (DM_REF_DIR names the first pass's), every unit and multi-rank test, and the
+# command-line tests of SANITIZER_CLI, the ones that drive each stage's own code quickly; `make asan`
+# runs everything.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -35,6 +39,8 @@ if [ -n "${DM_ASAN:-}" ]; then
 fi
 PY=/usr/bin/python3
 ONLY=${ONLY:-}
+SUITE=${DM_SUITE:-all}
+SANITIZER_CLI="probe synth ingest_inputs attributes train_cf gru4rec align stress pq itemknn evalshard export lm allmrec"
 
 pass=0; fail=0; skip=0; failed=()
 log=$DM_TMP/test.log; : > "$log"
@@ -53,8 +59,9 @@ FAIL: timed out after ${DM_TEST_TIMEOUT:-900} s (a hang)"
   else fail=$((fail+1)); failed+=("$name"); printf '  FAIL  %-44s %6ss\n' "$name" "$dt"; echo "$out" | grep -E "FAIL|error|Error" | head -8 | sed 's/^/        /'; fi
 }
 
-echo "reference generators:"
+[ "$SUITE" = sanitizer ] || echo "reference generators:"
 for g in tests/reference/gen_*.py; do
+  [ "$SUITE" = sanitizer ] && break
   [ -e "$g" ] || continue
   run "ref/$(basename "$g" .py)" $PY "$g" "$DM_REF_DIR"
 done
@@ -73,9 +80,12 @@ done
 echo "command-line tests:"
 for t in tests/cli/test_*.sh; do
   [ -e "$t" ] || continue
-  run "cli/$(basename "$t" .sh)" bash "$t"
+  n=$(basename "$t" .sh)
+  [ "$SUITE" = sanitizer ] && [[ " $SANITIZER_CLI " != *" ${n#test_} "* ]] && continue
+  run "cli/$n" bash "$t"
 done
 echo
+[ "$SUITE" = sanitizer ] && printf 'under AddressSanitizer + UBSan: '
 echo "tests: $pass passed, $fail failed, $skip skipped (full log: $log)"
 if [ $fail -gt 0 ]; then printf '  failed: %s\n' "${failed[@]}"; exit 1; fi
 exit 0
