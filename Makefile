@@ -113,19 +113,12 @@ $(BUILD)/%.o: %.c $(CORE_HDR) $(MPI_HDR) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(Q)$(MPICC) $(MPI_CFLAGS) -DDM_CFLAGS='"$(DM_CFLAGS_STR)"' -c $< -o $@
 
+# a library per layer, each archived from its objects
 $(BUILD)/libdynmm_core.a: $(CORE_OBJ)
-	@rm -f $@
-	ar rcs $@ $^
-
 $(BUILD)/libdynmm_mpi.a: $(MPI_OBJ)
-	@rm -f $@
-	ar rcs $@ $^
-
 $(BUILD)/libdynmm_stages.a: $(STAGE_OBJ)
-	@rm -f $@
-	ar rcs $@ $^
-
 $(BUILD)/libdynmm_report.a: $(REPORT_OBJ)
+$(BUILD)/libdynmm_%.a:
 	@rm -f $@
 	ar rcs $@ $^
 
@@ -211,9 +204,9 @@ reference-config: $(BUILD)/dynmm
 # the manual page and bash completion, generated from the binary's --help and key table
 man: $(BUILD)/dynmm.1
 completion: $(BUILD)/dynmm.bash
-$(BUILD)/dynmm.1: $(BUILD)/dynmm doc/man.sh
+$(BUILD)/dynmm.1: $(BUILD)/dynmm doc/man.sh doc/help_lib.sh
 	doc/man.sh $(BUILD)/dynmm > $@.part && mv $@.part $@
-$(BUILD)/dynmm.bash: $(BUILD)/dynmm doc/completion.sh
+$(BUILD)/dynmm.bash: $(BUILD)/dynmm doc/completion.sh doc/help_lib.sh
 	doc/completion.sh $(BUILD)/dynmm > $@.part && mv $@.part $@
 
 # share/dynmm/ mirrors the checkout (configs/, configs/sweeps/, jobs/, analysis/dynmm_results.py), so

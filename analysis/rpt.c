@@ -212,17 +212,8 @@ int rpt_resolve_inputs(char *const *inputs, size_t n, char ***paths, size_t *npa
 
 static void entry_free(rpt_entry *e)
 {
-    free(e->name);
-    free(e->file);
-    free(e->note);
-    free(e->group);
-    free(e->leaf);
-    free(e->split);
-    free(e->protocol);
-    free(e->model);
+    DM_FREE_ALL(e->name, e->file, e->note, e->group, e->leaf, e->split, e->protocol, e->model, e->mean, e->data);
     dm_strv_free(e->colnames, e->cols);
-    free(e->mean);
-    free(e->data);
     memset(e, 0, sizeof *e);
 }
 
@@ -812,17 +803,13 @@ void rpt_set_free(rpt_set *s)
     for (size_t r = 0; r < s->nruns; r++) {
         rpt_run *run = &s->runs[r];
         for (size_t e = 0; e < run->ne; e++) entry_free(&run->e[e]);
-        free(run->e);
-        free(run->path);
-        free(run->id);
+        DM_FREE_ALL(run->e, run->path, run->id);
         dm_cfg_free(&run->cfg);
     }
     free(s->runs);
     for (size_t c = 0; c < s->nconfs; c++) {
-        free(s->confs[c].key);
-        free(s->confs[c].runs);
+        DM_FREE_ALL(s->confs[c].key, s->confs[c].runs, s->confs[c].label);
         dm_strv_free(s->confs[c].values, s->nvaried);
-        free(s->confs[c].label);
     }
     free(s->confs);
     dm_strv_free(s->varied, s->nvaried);

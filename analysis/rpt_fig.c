@@ -89,6 +89,23 @@ typedef struct {
     double x0;
 } figure;
 
+/* Configuration c is plotted: it has runs and passes the spec's where= filters. */
+static int conf_plotted(const figure *g, size_t c)
+{
+    return g->s->confs[c].nruns && rpt_conf_ok(g->s, c, g->f->where, g->f->nwhere);
+}
+
+/* The mean and sd of model's metric over configuration c's runs (the spec's split and protocol), in
+ * percent when report.percent; returns how many runs have it (none: mean and sd NaN). */
+static size_t conf_mean(const figure *g, size_t c, const char *model, const char *metric, double *mean, double *sd)
+{
+    double vals[4096];
+    size_t n = rpt_conf_values(g->s, c, g->f->split, g->f->protocol, model, metric, vals);
+    mean_sd(vals, g->s->confs[c].nruns, mean, sd);
+    to_percent(g->o, mean, sd);
+    return n;
+}
+
 /* The label of a metric axis: the metric's, in percent when report.percent. */
 static void metric_ylabel(figure *g, const char *metric)
 {
@@ -117,9 +134,8 @@ static int key_series(figure *g, int kv, int numeric, const char *m)
     const rpt_fig_spec *f = g->f;
     rpt_plot *p = &g->p;
     size_t first = p->n;
-    double vals[4096];
     for (size_t c = 0; c < s->nconfs; c++) {
-        if (!s->confs[c].nruns || !rpt_conf_ok(s, c, f->where, f->nwhere)) continue;
+        if (!conf_plotted(g, c)) continue;
         dm_buf lab = {0};
         dm_buf_adds(&lab, rpt_label(o, m));
         for (size_t k = 0, n = 0; k < s->nvaried; k++)
@@ -131,12 +147,10 @@ static int key_series(figure *g, int kv, int numeric, const char *m)
         if (!se) se = rpt_plot_series(p, lab.data);
         dm_buf_free(&lab);
         if (!se) return DM_ENOMEM;
-        if (!rpt_conf_values(s, c, f->split, f->protocol, m, f->metrics[0], vals)) continue;
         double mean, sd, x;
-        mean_sd(vals, s->confs[c].nruns, &mean, &sd);
+        if (!conf_mean(g, c, m, f->metrics[0], &mean, &sd)) continue;
         if (numeric) x = strtod(s->confs[c].values[kv], NULL);
         else DM_CALL(rpt_plot_category(p, s->confs[c].values[kv], &x));
-        to_percent(o, &mean, &sd);
         DM_CALL(rpt_plot_point(se, x, mean, sd));
         note_users(g, c, m);
     }
@@ -189,8 +203,8 @@ static int build_key_curve(figure *g, const char *key)
     }
     int numeric = 1;
     for (size_t c = 0; c < s->nconfs; c++) numeric &= dm_str_is_number(s->confs[c].values[kv], NULL);
-    size_t *start = dm_calloc_at(g->nmodels + 1, sizeof *start, __FILE__, __LINE__);
-    if (!start) return DM_ENOMEM;
+    size_t *start;
+    DM_ALLOC(start, g->nmodels + 1);
     int rc = DM_OK;
     for (size_t m = 0; m < g->nmodels && !rc; m++) {
         start[m] = p->n;
@@ -240,9 +254,8 @@ static int build_suffix_curve(figure *g)
     const rpt_opts *o = g->o;
     const rpt_fig_spec *f = g->f;
     rpt_plot *p = &g->p;
-    double vals[4096];
     for (size_t c = 0; c < s->nconfs; c++) {
-        if (!s->confs[c].nruns || !rpt_conf_ok(s, c, f->where, f->nwhere)) continue;
+        if (!conf_plotted(g, c)) continue;
         for (size_t m = 0; m < g->nmodels; m++) {
             char stem[512];
             double x;
@@ -261,10 +274,8 @@ static int build_suffix_curve(figure *g)
             for (size_t i = 0; i < p->n; i++)
                 if (!strcmp(p->s[i].label, lab)) se = &p->s[i];
             if (!se && !(se = rpt_plot_series(p, lab))) return DM_ENOMEM;
-            if (!rpt_conf_values(s, c, f->split, f->protocol, g->models[m], f->metrics[0], vals)) continue;
             double mean, sd;
-            mean_sd(vals, s->confs[c].nruns, &mean, &sd);
-            to_percent(o, &mean, &sd);
+            if (!conf_mean(g, c, g->models[m], f->metrics[0], &mean, &sd)) continue;
             DM_CALL(rpt_plot_point(se, x, mean, sd));
             note_users(g, c, g->models[m]);
         }
@@ -328,14 +339,13 @@ static int build_bars(figure *g)
     const rpt_opts *o = g->o;
     const rpt_fig_spec *f = g->f;
     rpt_plot *p = &g->p;
-    double vals[4096];
     for (size_t k = 0; k < f->nmetrics; k++)
         if (!rpt_plot_series(p, rpt_label(o, f->metrics[k]))) return DM_ENOMEM;
     for (size_t m = 0; m < g->nmodels; m++) {
         size_t cats_before = p->ncats;
         for (size_t c = 0; c < s->nconfs; c++) {
-            if (!s->confs[c].nruns || !rpt_conf_ok(s, c, f->where, f->nwhere)) continue;
-            if (!rpt_conf_values(s, c, f->split, f->protocol, g->models[m], f->metrics[0], vals)) continue;
+            double mean, sd;
+            if (!conf_plotted(g, c) || !conf_mean(g, c, g->models[m], f->metrics[0], &mean, &sd)) continue;
             dm_buf lab = {0};
             dm_buf_adds(&lab, rpt_label(o, g->models[m]));
             /* the settings' values on a second line (the x label names the keys) */
@@ -345,10 +355,7 @@ static int build_bars(figure *g)
             dm_buf_free(&lab);
             DM_CALL(rc);
             for (size_t k = 0; k < f->nmetrics; k++) {
-                double mean = NAN, sd = NAN;
-                rpt_conf_values(s, c, f->split, f->protocol, g->models[m], f->metrics[k], vals);
-                mean_sd(vals, s->confs[c].nruns, &mean, &sd);
-                to_percent(o, &mean, &sd);
+                conf_mean(g, c, g->models[m], f->metrics[k], &mean, &sd);
                 DM_CALL(rpt_plot_point(&p->s[k], x, mean, sd));
             }
             note_users(g, c, g->models[m]);
@@ -590,7 +597,7 @@ static int build_points(figure *g)
             if (!rc) rc = add_unique(&groups, &ng, r0->e[e].group);
         }
     for (size_t c = 0; c < s->nconfs && !rc; c++) {
-        if (!s->confs[c].nruns || !rpt_conf_ok(s, c, f->where, f->nwhere)) continue;
+        if (!conf_plotted(g, c)) continue;
         const rpt_run *r = &s->runs[s->confs[c].runs[0]];
         for (size_t e = 0; e < r->ne && !rc; e++)
             if (points_entry(f, &r->e[e])) rc = points_entry_series(g, c, &r->e[e], nds, q1, q2, &dropped);
@@ -786,16 +793,8 @@ int rpt_fig(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_fig_spe
 
 void rpt_fig_spec_free(rpt_fig_spec *f)
 {
-    free(f->name);
-    free(f->kind);
-    free(f->split);
-    free(f->protocol);
-    free(f->x);
-    free(f->data);
-    free(f->xlabel);
-    free(f->ylabel);
-    free(f->y2label);
-    free(f->title);
+    DM_FREE_ALL(f->name, f->kind, f->split, f->protocol, f->x, f->data, f->xlabel, f->ylabel, f->y2label,
+                f->title);
     dm_strv_free(f->models, f->nmodels);
     dm_strv_free(f->metrics, f->nmetrics);
     dm_strv_free(f->where, f->nwhere);

@@ -4,6 +4,7 @@
 #include "../src/core/err.h"
 #include "../src/core/fs.h"
 #include "../src/core/log.h"
+#include "../src/core/sort.h"
 #include "../src/core/str.h"
 #include "../src/core/strv.h"
 
@@ -86,10 +87,7 @@ void rpt_series_sort(rpt_series *s)
 void rpt_plot_free(rpt_plot *p)
 {
     for (size_t i = 0; i < p->n; i++) {
-        free(p->s[i].label);
-        free(p->s[i].x);
-        free(p->s[i].y);
-        free(p->s[i].sd);
+        DM_FREE_ALL(p->s[i].label, p->s[i].x, p->s[i].y, p->s[i].sd);
     }
     free(p->s);
     dm_strv_free(p->cats, p->ncats);
@@ -255,12 +253,6 @@ static void bars_script(const rpt_gp_style *st, const rpt_plot *p, dm_buf *dat, 
     dm_buf_adds(plotcmd, "\n");
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* The x tics of curves: the categories; a single x value alone (the range around it); a few values
  * (at most 10, none closer than 1/12 of the axis) at the values; else gnuplot's. */
 static void curves_xtics(const rpt_plot *p, int logx, dm_buf *gp)
@@ -290,7 +282,7 @@ static void curves_xtics(const rpt_plot *p, int logx, dm_buf *gp)
     }
     dm_buf_adds(gp, "set autoscale xfix\nset offsets graph 0.06, graph 0.06, 0, 0\n");
     if (nx < 2 || nx > 10) return;
-    qsort(xs, nx, sizeof *xs, cmp_double);
+    qsort(xs, nx, sizeof *xs, dm_cmp_f64);
     /* values too close for their labels (10 and 20 on an axis to 200): gnuplot's own tics */
     for (size_t i = 1; i < nx; i++) {
         double gap = logx && xs[0] > 0 ? log(xs[i] / xs[i - 1]) / log(xs[nx - 1] / xs[0]) : (xs[i] - xs[i - 1]) / (xs[nx - 1] - xs[0]);

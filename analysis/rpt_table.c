@@ -239,15 +239,9 @@ static tcell *cell_at(const table *tb, size_t r, size_t p, size_t k) { return &t
 static void table_free(table *tb)
 {
     for (size_t i = 0; tb->units && i < tb->nunits; i++) {
-        free(tb->units[i].rec);
-        free(tb->units[i].padj);
+        DM_FREE_ALL(tb->units[i].rec, tb->units[i].padj);
     }
-    free(tb->units);
-    free(tb->pv);
-    free(tb->cells);
-    free(tb->vals);
-    free(tb->vb);
-    free(tb->rows);
+    DM_FREE_ALL(tb->units, tb->pv, tb->cells, tb->vals, tb->vb, tb->rows);
     dm_strv_free(tb->models, tb->nmodels);
 }
 
@@ -411,8 +405,7 @@ static int build_rows(table *tb)
 {
     const rpt_set *s = tb->s;
     const rpt_table_spec *t = tb->t;
-    tb->rows = dm_calloc_at(tb->nmodels * s->nconfs + 1, sizeof *tb->rows, __FILE__, __LINE__);
-    if (!tb->rows) return DM_ENOMEM;
+    DM_ALLOC(tb->rows, tb->nmodels * s->nconfs + 1);
     for (size_t m = 0; m < tb->nmodels; m++) {
         size_t first = tb->nrows;
         for (size_t c = 0; c < s->nconfs; c++) {
@@ -471,8 +464,7 @@ static void fill_cell(table *tb, size_t r, size_t p, size_t k)
 static int fill_cells(table *tb)
 {
     const rpt_set *s = tb->s;
-    tb->cells = dm_calloc_at(tb->nrows * tb->np * tb->nm + 1, sizeof *tb->cells, __FILE__, __LINE__);
-    if (!tb->cells) return DM_ENOMEM;
+    DM_ALLOC(tb->cells, tb->nrows * tb->np * tb->nm + 1);
     tb->maxruns = 1;
     for (size_t c = 0; c < s->nconfs; c++) tb->maxruns = s->confs[c].nruns > tb->maxruns ? s->confs[c].nruns : tb->maxruns;
     tb->vals = dm_calloc_at(tb->maxruns + 1, sizeof *tb->vals, __FILE__, __LINE__);
@@ -491,8 +483,7 @@ static int plan_units(table *tb)
 {
     const rpt_set *s = tb->s;
     const trow *rows = tb->rows;
-    tb->units = dm_calloc_at(tb->nrows * tb->np + 1, sizeof *tb->units, __FILE__, __LINE__);
-    if (!tb->units) return DM_ENOMEM;
+    DM_ALLOC(tb->units, tb->nrows * tb->np + 1);
     size_t base_rows = 0;
     for (size_t r = 0; r < tb->nrows; r++) base_rows += !strcmp(rows[r].model, tb->baseline);
     int rc = DM_OK;
@@ -706,8 +697,7 @@ static int decide_marks(table *tb)
 {
     const rpt_opts *o = tb->o;
     size_t nm = tb->nm;
-    tb->pv = dm_calloc_at(tb->nunits * nm + 1, sizeof *tb->pv, __FILE__, __LINE__);
-    if (!tb->pv) return DM_ENOMEM;
+    DM_ALLOC(tb->pv, tb->nunits * nm + 1);
     int rc = DM_OK;
     for (size_t i = 0; i < tb->nunits && !rc; i++)
         for (size_t k = 0; k < nm && !rc; k++) rc = cell_test(tb, i, k);
@@ -941,6 +931,35 @@ static int rule_before(const table *tb, size_t r)
     return before > 1 || after > 1;
 }
 
+/* How a format writes a cell: what comes before and after it, a cell without numbers, the shown
+ * number of the best, the second and any other row, its sd, and the marks of a significant
+ * difference (better, worse than the baseline). */
+typedef struct {
+    const char *before, *empty, *shown[3], *sd, *mark[2], *after;
+} cell_format;
+
+static const cell_format g_cell_tex = {" & ", "--", {"\\textbf{%s}", "\\underline{%s}", "%s"}, "{\\scriptsize$\\pm$%s}",
+                                       {"\\rlap{$^{\\dagger}$}", "\\rlap{$^{\\ddagger}$}"}, ""};
+static const cell_format g_cell_md = {"", " –", {" **%s**", " *%s*", " %s"}, " ± %s", {"†", "‡"}, " |"};
+
+static void write_cell(const table *tb, const tcell *cl, int show_std, const cell_format *cf, dm_buf *b)
+{
+    dm_buf_adds(b, cf->before);
+    if (!cl->k) {
+        dm_buf_adds(b, cf->empty);
+        dm_buf_adds(b, cf->after);
+        return;
+    }
+    dm_buf_printf(b, cf->shown[cl->rank == 1 ? 0 : cl->rank == 2 ? 1 : 2], cl->shown);
+    if (show_std && cl->k > 1) {
+        char sd[64];
+        fmt_num(tb->o, cl->sd, sd, sizeof sd);
+        dm_buf_printf(b, cf->sd, sd);
+    }
+    if (cl->mark) dm_buf_adds(b, cf->mark[cl->mark > 0 ? 0 : 1]);
+    dm_buf_adds(b, cf->after);
+}
+
 /* The booktabs tabular: header, a line per row (bold best, underlined second, marks), rules. */
 static void write_tabular(const table *tb, int show_std, dm_buf *tab)
 {
@@ -959,21 +978,7 @@ static void write_tabular(const table *tb, int show_std, dm_buf *tab)
             else rpt_label_tex_escape(tab, s->confs[rows[r].conf].values[v]);
         }
         for (size_t p = 0; p < tb->np; p++)
-            for (size_t k = 0; k < tb->nm; k++) {
-                const tcell *cl = cell_at(tb, r, p, k);
-                dm_buf_adds(tab, " & ");
-                if (!cl->k) {
-                    dm_buf_adds(tab, "--");
-                    continue;
-                }
-                dm_buf_printf(tab, cl->rank == 1 ? "\\textbf{%s}" : cl->rank == 2 ? "\\underline{%s}" : "%s", cl->shown);
-                if (show_std && cl->k > 1) {
-                    char sd[64];
-                    fmt_num(tb->o, cl->sd, sd, sizeof sd);
-                    dm_buf_printf(tab, "{\\scriptsize$\\pm$%s}", sd);
-                }
-                if (cl->mark) dm_buf_printf(tab, "\\rlap{$^{%s}$}", cl->mark > 0 ? "\\dagger" : "\\ddagger");
-            }
+            for (size_t k = 0; k < tb->nm; k++) write_cell(tb, cell_at(tb, r, p, k), show_std, &g_cell_tex, tab);
         dm_buf_adds(tab, " \\\\\n");
     }
     dm_buf_adds(tab, "\\bottomrule\n\\end{tabular}\n");
@@ -1014,20 +1019,7 @@ static void write_markdown(const table *tb, int show_std, const dm_buf *cap, con
         dm_buf_printf(m, "| %s |", rpt_label(o, rows[r].model));
         for (size_t v = 0; v < s->nvaried; v++) dm_buf_printf(m, " %s |", rows[r].collapsed ? "–" : s->confs[rows[r].conf].values[v]);
         for (size_t p = 0; p < np; p++)
-            for (size_t k = 0; k < nm; k++) {
-                const tcell *cl = cell_at(tb, r, p, k);
-                if (!cl->k) {
-                    dm_buf_adds(m, " – |");
-                    continue;
-                }
-                dm_buf_printf(m, cl->rank == 1 ? " **%s**" : cl->rank == 2 ? " *%s*" : " %s", cl->shown);
-                if (show_std && cl->k > 1) {
-                    char sd[64];
-                    fmt_num(o, cl->sd, sd, sizeof sd);
-                    dm_buf_printf(m, " ± %s", sd);
-                }
-                dm_buf_printf(m, "%s |", cl->mark > 0 ? "†" : cl->mark < 0 ? "‡" : "");
-            }
+            for (size_t k = 0; k < nm; k++) write_cell(tb, cell_at(tb, r, p, k), show_std, &g_cell_md, m);
         dm_buf_adds(m, "\n");
     }
     dm_buf_printf(m, "\n%s\n", legmd->data);
@@ -1235,10 +1227,7 @@ int rpt_table(par_ctx *ctx, const rpt_set *s, const rpt_opts *o, const rpt_table
 
 void rpt_table_spec_free(rpt_table_spec *t)
 {
-    free(t->name);
-    free(t->split);
-    free(t->caption);
-    free(t->baseline);
+    DM_FREE_ALL(t->name, t->split, t->caption, t->baseline);
     dm_strv_free(t->protocols, t->nprotocols);
     dm_strv_free(t->models, t->nmodels);
     dm_strv_free(t->metrics, t->nmetrics);

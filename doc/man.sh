@@ -8,11 +8,7 @@
 # backslashes, leading dots and quotes, and hyphens are escaped for roff.
 set -eu -o pipefail
 BIN=${1:?usage: man.sh BIN}
-if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
-export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-# one process: the usage, then each command's help after a line "\f<name>"
-"$BIN" help --all | awk -v d="$T" 'BEGIN {f = d "/_main"} /^\f/ {f = d "/" substr($0, 2); next} {print > f}'
+. "$(dirname "$0")/help_lib.sh"
 main=$(cat "$T/_main")
 version=$("$BIN" --version | head -n 1 | sed 's/^dynmm //')
 date=$(date -u -d "@${SOURCE_DATE_EPOCH:-$(date +%s)}" +%Y-%m-%d)

@@ -50,9 +50,7 @@ int cli_parse(int argc, char **argv, cli_args *a)
 
 void cli_args_free(cli_args *a)
 {
-    free(a->sets);
-    free(a->positional);
-    free(a->configs);
+    DM_FREE_ALL(a->sets, a->positional, a->configs);
     memset(a, 0, sizeof *a);
 }
 
@@ -83,6 +81,17 @@ int cli_start(par_ctx *ctx, int argc, char **argv, const char *usage, cli_args *
         *done = 1;
     }
     return DM_OK;
+}
+
+int cli_command(par_ctx *ctx, int argc, char **argv, const char *usage, cli_body body)
+{
+    cli_args a;
+    int helped;
+    DM_CALL(cli_start(ctx, argc, argv, usage, &a, &helped));
+    if (helped) return DM_OK;
+    int rc = body(ctx, &a);
+    cli_args_free(&a);
+    return rc;
 }
 
 int cli_begin(par_ctx *ctx, int argc, char **argv, const char *usage, cli_args *a, dm_cfg *cfg, int *done)

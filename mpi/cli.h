@@ -36,6 +36,10 @@ int cli_help(par_ctx *ctx, const cli_args *a, const char *usage);
 /* The start of a command without a config of its own: cli_parse, then for --help the usage and
  * *done = 1 (a freed; the caller returns DM_OK). Otherwise the caller owns a (cli_args_free). */
 int cli_start(par_ctx *ctx, int argc, char **argv, const char *usage, cli_args *a, int *done);
+/* A whole command without a config of its own: cli_start, then (unless --help was answered)
+ * body(ctx, &a), then cli_args_free. Returns body's status (DM_OK after --help). */
+typedef int (*cli_body)(par_ctx *ctx, const cli_args *a);
+int cli_command(par_ctx *ctx, int argc, char **argv, const char *usage, cli_body body);
 /* The start of a command: cli_parse, then for --help the usage and *done = 1 (the caller returns
  * DM_OK; nothing to free), else cli_load_config with the outcome agreed by every rank. On success
  * the caller owns a and cfg (cli_args_free, dm_cfg_free); on failure nothing is left to free.

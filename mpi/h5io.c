@@ -173,40 +173,44 @@ static int io_wrote(int rc, int err, MPI_Status *status, size_t bytes)
     return MPI_SUCCESS;
 }
 
+typedef int (*io_write_fn)(MPI_File fh, MPI_Offset offset, const void *buf, int count, MPI_Datatype t,
+                           MPI_Status *status);
+
+/* A write through pwrite (the PMPI call; op its mpicount code). A collective write agrees on the
+ * outcome (a lenient file takes a failed one for a complete write); an independent one has nothing
+ * to agree with: its failure is recorded and the caller's agreement follows. */
+static int io_write(io_write_fn pwrite, int collective, int op, MPI_File fh, MPI_Offset offset, const void *buf,
+                    int count, MPI_Datatype t, MPI_Status *status)
+{
+    io_file *io = io_find(fh);
+    if (io && io->mode == IO_DOOMED) return io_skip(status, t, count);
+    size_t bytes = io_bytes(count, t);
+    mpicount_t0 t0;
+    int counted = mpicount_enter(&t0);
+    errno = 0;
+    int rc = pwrite(fh, offset, buf, count, t, status);
+    int err = errno;
+    rc = io_wrote(rc, err, status, bytes);
+    if (collective) {
+        int arc = io_agree(io, rc, err, bytes);
+        if (arc == MPI_SUCCESS && rc != MPI_SUCCESS) io_skip(status, t, count); /* lenient: a complete write */
+        rc = arc;
+    } else if (rc != MPI_SUCCESS && !g_io_err)
+        g_io_err = io_errno(io, rc, err, bytes);
+    if (counted) mpicount_leave(&t0, op, bytes);
+    return rc;
+}
+
 int MPI_File_write_at_all(MPI_File fh, MPI_Offset offset, const void *buf, int count, MPI_Datatype t,
                           MPI_Status *status)
 {
-    io_file *io = io_find(fh);
-    if (io && io->mode == IO_DOOMED) return io_skip(status, t, count);
-    size_t bytes = io_bytes(count, t);
-    mpicount_t0 t0;
-    int counted = mpicount_enter(&t0);
-    errno = 0;
-    int rc = PMPI_File_write_at_all(fh, offset, buf, count, t, status);
-    int err = errno;
-    rc = io_wrote(rc, err, status, bytes);
-    int arc = io_agree(io, rc, err, bytes);
-    if (arc == MPI_SUCCESS && rc != MPI_SUCCESS) io_skip(status, t, count); /* lenient: a complete write */
-    if (counted) mpicount_leave(&t0, MC_FILE_WRITE_AT_ALL, bytes);
-    return arc;
+    return io_write(PMPI_File_write_at_all, 1, MC_FILE_WRITE_AT_ALL, fh, offset, buf, count, t, status);
 }
 
-/* Independent: nothing to agree with; the failure is recorded and the caller's agreement follows. */
 int MPI_File_write_at(MPI_File fh, MPI_Offset offset, const void *buf, int count, MPI_Datatype t,
                       MPI_Status *status)
 {
-    io_file *io = io_find(fh);
-    if (io && io->mode == IO_DOOMED) return io_skip(status, t, count);
-    size_t bytes = io_bytes(count, t);
-    mpicount_t0 t0;
-    int counted = mpicount_enter(&t0);
-    errno = 0;
-    int rc = PMPI_File_write_at(fh, offset, buf, count, t, status);
-    int err = errno;
-    rc = io_wrote(rc, err, status, bytes);
-    if (rc != MPI_SUCCESS && !g_io_err) g_io_err = io_errno(io, rc, err, bytes);
-    if (counted) mpicount_leave(&t0, MC_FILE_WRITE_AT, bytes);
-    return rc;
+    return io_write(PMPI_File_write_at, 0, MC_FILE_WRITE_AT, fh, offset, buf, count, t, status);
 }
 
 int MPI_File_read_at_all(MPI_File fh, MPI_Offset offset, void *buf, int count, MPI_Datatype t, MPI_Status *status)
@@ -494,6 +498,16 @@ void h5_discard(h5file *f)
     drop_part(f);
 }
 
+int h5_finish(h5file *f, int rc)
+{
+    rc = par_agree(f->ctx, rc);
+    if (rc) {
+        h5_discard(f);
+        return rc;
+    }
+    return h5_commit(f);
+}
+
 #define HDF5_SIGNATURE "\211HDF\r\n\032\n"
 
 /* The stack entry of a truncated file, "truncated file: eof = E, sblock->base_addr = B, stored_eof = S". */
@@ -641,6 +655,27 @@ static hid_t dxpl_coll(void)
     return x;
 }
 
+/* Selects nothing of the file space and returns a memory space (of `rank` dimensions, cols columns)
+ * that selects nothing either: a rank with nothing to transfer still takes part in the collective. */
+static hid_t select_none(hid_t space, int rank, hsize_t cols)
+{
+    H5Sselect_none(space);
+    hsize_t one[2] = {1, cols ? cols : 1};
+    hid_t mspace = H5Screate_simple(rank, one, NULL);
+    H5Sselect_none(mspace);
+    return mspace;
+}
+
+/* Selects rows row0..row0+nrows of the file space of a (rows, cols) dataset (cols = 0: 1-D, rank 1)
+ * and returns the memory space of those rows. */
+static hid_t select_rows(hid_t space, int rank, hsize_t row0, hsize_t nrows, hsize_t cols)
+{
+    if (nrows == 0) return select_none(space, rank, cols);
+    hsize_t start[2] = {row0, 0}, count[2] = {nrows, cols};
+    H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
+    return H5Screate_simple(rank, count, NULL);
+}
+
 int h5_exists(h5file *f, const char *name)
 {
     /* check each path component, as H5Lexists requires */
@@ -758,17 +793,7 @@ int h5_write_rows(h5file *f, const char *name, h5type t, size_t global_rows, siz
         H5Sclose(space);
         return par_agree(f->ctx, rc);
     }
-    hsize_t start[2] = {row0, 0}, count[2] = {nrows, cols};
-    hid_t mspace;
-    if (nrows > 0) {
-        H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
-        mspace = H5Screate_simple(rank, count, NULL);
-    } else {
-        H5Sselect_none(space);
-        hsize_t one[2] = {1, cols ? cols : 1};
-        mspace = H5Screate_simple(rank, one, NULL);
-        H5Sselect_none(mspace);
-    }
+    hid_t mspace = select_rows(space, rank, row0, nrows, cols);
     hid_t x = dxpl_coll();
     herr_t e = global_rows > 0 ? H5Dwrite(d, mem_type(t), mspace, space, x, data) : 0;
     if (e < 0) rc = H5FAIL("write dataset", name);
@@ -821,12 +846,8 @@ int h5_write_blocks_f32(h5file *f, const char *name, size_t rows, size_t cols, c
         if (npts != (hssize_t)(lr * lc))
             rc = DM_ERR(DM_EINTERNAL, "'%s': the blocks select %lld entries, expected %zu (overlapping patterns?)", name,
                         (long long)npts, lr * lc);
-    } else {
-        H5Sselect_none(space);
-        hsize_t one[2] = {1, 1};
-        mspace = H5Screate_simple(2, one, NULL);
-        H5Sselect_none(mspace);
-    }
+    } else
+        mspace = select_none(space, 2, 1);
     rc = par_agree(f->ctx, rc); /* the write is collective */
     if (!rc) {
         hid_t x = dxpl_coll();
@@ -877,17 +898,7 @@ int h5_read_rows(h5file *f, const char *name, h5type t, size_t row0, size_t nrow
     if (d < 0) return H5FAIL("open dataset", name);
     int rank = cols ? 2 : 1;
     hid_t space = H5Dget_space(d);
-    hsize_t start[2] = {row0, 0}, count[2] = {nrows, cols};
-    hid_t mspace;
-    if (nrows > 0) {
-        H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
-        mspace = H5Screate_simple(rank, count, NULL);
-    } else {
-        H5Sselect_none(space);
-        hsize_t one[2] = {1, cols ? cols : 1};
-        mspace = H5Screate_simple(rank, one, NULL);
-        H5Sselect_none(mspace);
-    }
+    hid_t mspace = select_rows(space, rank, row0, nrows, cols);
     hid_t x = dxpl_coll();
     herr_t e = rows > 0 ? H5Dread(d, mem_type(t), mspace, space, x, data) : 0;
     H5Pclose(x);
@@ -1137,24 +1148,25 @@ int h5_get_attr_str(h5file *f, const char *obj, const char *name, char **out)
     return rc;
 }
 
-int h5_get_attr_i64(h5file *f, const char *obj, const char *name, int64_t *out)
+/* A scalar attribute read as the native type mt into out. */
+static int get_attr_scalar(h5file *f, const char *obj, const char *name, hid_t mt, void *out)
 {
     hid_t o = -1, a = -1;
     DM_CALL(get_attr(f, obj, name, &o, &a));
-    herr_t e = H5Aread(a, H5T_NATIVE_INT64, out);
+    herr_t e = H5Aread(a, mt, out);
     H5Aclose(a);
     H5Oclose(o);
     return e < 0 ? H5FAIL("read attribute", name) : DM_OK;
 }
 
+int h5_get_attr_i64(h5file *f, const char *obj, const char *name, int64_t *out)
+{
+    return get_attr_scalar(f, obj, name, H5T_NATIVE_INT64, out);
+}
+
 int h5_get_attr_f64(h5file *f, const char *obj, const char *name, double *out)
 {
-    hid_t o = -1, a = -1;
-    DM_CALL(get_attr(f, obj, name, &o, &a));
-    herr_t e = H5Aread(a, H5T_NATIVE_DOUBLE, out);
-    H5Aclose(a);
-    H5Oclose(o);
-    return e < 0 ? H5FAIL("read attribute", name) : DM_OK;
+    return get_attr_scalar(f, obj, name, H5T_NATIVE_DOUBLE, out);
 }
 
 int h5_get_attr_f64s(h5file *f, const char *obj, const char *name, double *out, size_t n, int *found)

@@ -49,6 +49,9 @@ typedef struct {
 int h5_create(par_ctx *ctx, const char *path, int compress, size_t chunk_rows, h5file *f);
 int h5_commit(h5file *f);
 void h5_discard(h5file *f);
+/* Ends a file being written by the outcome rc of its writes: agreed over the file's ranks, then
+ * h5_commit() when every rank succeeded, h5_discard() otherwise. Returns the agreed code. */
+int h5_finish(h5file *f, int rc);
 int h5_open(par_ctx *ctx, const char *path, h5file *f);
 /* Opens an existing finished file for adding datasets (used by stages that store candidate sets in
  * the dataset file); changes are made to a copy that replaces the original at h5_commit(). */

@@ -255,22 +255,41 @@ int ai_read_stored(par_ctx *ctx, const char *path, const align_model *am, size_t
     return rc;
 }
 
+/* The aligner of align.h5 (path), its latent width checked against d, and the stored inputs it was
+ * trained on (ai_read_stored): x[k] (the caller's, all NULL) and *pr (n_items, ALIGN_K), malloc'd
+ * for the caller. ok = 0 says the caller's own buffers could not be allocated: out of memory,
+ * agreed with the checks. Agreed; on failure the aligner is freed and x and *pr are left NULL. */
+static int load_stored(par_ctx *ctx, const char *path, size_t n_items, size_t d, int ok, align_model *am, align_acts *aa,
+                       float *x[ALIGN_K], uint8_t **pr)
+{
+    *pr = NULL;
+    int rc = align_load(ctx, path, 256, am, aa, NULL, NULL);
+    if (!rc) {
+        *pr = calloc(n_items * ALIGN_K + 1, 1);
+        rc = ok && *pr ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory");
+        if (!rc && (size_t)am->cfg.d != d) rc = DM_ERR(DM_EFORMAT, "'%s': latents of width %d, expected %zu", path, am->cfg.d, d);
+        rc = par_agree(ctx, rc);
+    }
+    if (!rc) rc = ai_read_stored(ctx, path, am, n_items, x, *pr);
+    if (rc) {
+        free(*pr);
+        *pr = NULL;
+        align_acts_free(aa);
+        align_free(am);
+    }
+    return rc;
+}
+
 int ai_modal_latents(par_ctx *ctx, const char *path, size_t n_items, size_t d, float **zm, uint8_t **present)
 {
     align_model am;
     align_acts aa;
-    memset(&am, 0, sizeof am);
-    memset(&aa, 0, sizeof aa);
     *zm = NULL;
     *present = NULL;
-    DM_CALL(align_load(ctx, path, 256, &am, &aa, NULL, NULL));
     float *x[ALIGN_K] = {0};
-    uint8_t *pr = calloc(n_items * ALIGN_K + 1, 1);
+    uint8_t *pr;
     float *zb = malloc((n_items * d + 1) * sizeof *zb), *z = calloc(n_items * ALIGN_K * d + 1, sizeof *z);
-    int rc = pr && zb && z ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory");
-    if (!rc && (size_t)am.cfg.d != d) rc = DM_ERR(DM_EFORMAT, "'%s': latents of width %d, expected %zu", path, am.cfg.d, d);
-    rc = par_agree(ctx, rc);
-    if (!rc) rc = ai_read_stored(ctx, path, &am, n_items, x, pr);
+    int rc = load_stored(ctx, path, n_items, d, zb && z, &am, &aa, x, &pr);
     if (!rc) rc = par_agree(ctx, align_item_latents(&am, &aa, (const float *const *)x, NULL, pr, (int)n_items, zb, z));
     for (int k = 0; k < ALIGN_K; k++) free(x[k]);
     free(zb);
@@ -291,19 +310,13 @@ int ai_latents_without(par_ctx *ctx, const char *path, const float *zs, size_t n
 {
     align_model am;
     align_acts aa;
-    memset(&am, 0, sizeof am);
-    memset(&aa, 0, sizeof aa);
     *z = NULL;
     *changed = 0;
-    DM_CALL(align_load(ctx, path, 256, &am, &aa, NULL, NULL));
     float *x[ALIGN_K] = {0};
-    uint8_t *pr = calloc(n_items * ALIGN_K + 1, 1);
+    uint8_t *pr;
     int64_t *rows = malloc((n_items + 1) * sizeof *rows);
     float *zo = malloc((n_items * d + 1) * sizeof *zo), *zr = malloc((n_items * d + 1) * sizeof *zr);
-    int rc = pr && rows && zo && zr ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory");
-    if (!rc && (size_t)am.cfg.d != d) rc = DM_ERR(DM_EFORMAT, "'%s': latents of width %d, expected %zu", path, am.cfg.d, d);
-    rc = par_agree(ctx, rc);
-    if (!rc) rc = ai_read_stored(ctx, path, &am, n_items, x, pr);
+    int rc = load_stored(ctx, path, n_items, d, rows && zo && zr, &am, &aa, x, &pr);
     /* the items that lose a modality: their flags cleared, their rows packed to the front */
     size_t nr = 0;
     for (size_t i = 0; !rc && i < n_items; i++) {

@@ -16,19 +16,15 @@ static const char USAGE[] =
     "A config with several bad keys or values gets one error listing them all, each with its\n"
     "file:line or --set.\n";
 
-int cmd_config(par_ctx *ctx, int argc, char **argv)
+static int config_command(par_ctx *ctx, const cli_args *a)
 {
-    cli_args a;
-    int helped;
-    DM_CALL(cli_start(ctx, argc, argv, USAGE, &a, &helped));
-    if (helped) return DM_OK;
     int reference = 0, hash = 0, keys = 0, rc = DM_OK;
-    for (int i = 0; i < a.npositional; i++) {
-        if (!strcmp(a.positional[i], "--reference")) reference = 1;
-        else if (!strcmp(a.positional[i], "--hash")) hash = 1;
-        else if (!strcmp(a.positional[i], "--keys")) keys = 1;
+    for (int i = 0; i < a->npositional; i++) {
+        if (!strcmp(a->positional[i], "--reference")) reference = 1;
+        else if (!strcmp(a->positional[i], "--hash")) hash = 1;
+        else if (!strcmp(a->positional[i], "--keys")) keys = 1;
         else {
-            rc = DM_ERR(DM_ECONFIG, "config: unexpected argument '%s'", a.positional[i]);
+            rc = DM_ERR(DM_ECONFIG, "config: unexpected argument '%s'", a->positional[i]);
             DM_HINT("config files must end in .cfg; see `dynmm config --help`");
         }
     }
@@ -41,7 +37,7 @@ int cmd_config(par_ctx *ctx, int argc, char **argv)
             rc = k[i].type == DM_KT_ENUM ? dm_buf_printf(&b, "%s\t%s\n", k[i].name, k[i].choices) : dm_buf_printf(&b, "%s\n", k[i].name);
     } else if (!rc && reference) rc = dm_cfg_reference(&b);
     else if (!rc) {
-        rc = cli_load_config(ctx, &a, &cfg);
+        rc = cli_load_config(ctx, a, &cfg);
         if (!rc && hash) {
             char h[65];
             rc = dm_cfg_hash(&cfg, NULL, h);
@@ -52,6 +48,7 @@ int cmd_config(par_ctx *ctx, int argc, char **argv)
     if (!rc && ctx->rank == 0) fwrite(b.data, 1, b.len, stdout);
     dm_buf_free(&b);
     dm_cfg_free(&cfg);
-    cli_args_free(&a);
     return rc;
 }
+
+int cmd_config(par_ctx *ctx, int argc, char **argv) { return cli_command(ctx, argc, argv, USAGE, config_command); }

@@ -430,22 +430,19 @@ static int export_all(par_ctx *ctx, const export_opts *o)
     return rc;
 }
 
-int cmd_export(par_ctx *ctx, int argc, char **argv)
+static int export_command(par_ctx *ctx, const cli_args *a)
 {
-    cli_args a;
-    int helped;
-    DM_CALL(cli_start(ctx, argc, argv, USAGE, &a, &helped));
-    if (helped) return DM_OK;
     export_opts o;
-    dm_log_init(ctx->rank == 0, a.verbose >= 0 ? a.verbose : 1);
-    int rc = parse_opts(&a, &o);
-    if (!rc && (a.nconfigs || a.nsets)) {
+    dm_log_init(ctx->rank == 0, a->verbose >= 0 ? a->verbose : 1);
+    int rc = parse_opts(a, &o);
+    if (!rc && (a->nconfigs || a->nsets)) {
         rc = DM_ERR(DM_ECONFIG, "export takes no config: the files hold the config they were made with");
         DM_HINT("usage: dynmm export RUN_DIR|FILE.h5 ... [--out FILE.csv]");
     }
     if (!rc && o.out && !strcmp(o.out, "-")) dm_log_init(0, 0);
     if (!rc) rc = export_all(ctx, &o);
     opts_free(&o);
-    cli_args_free(&a);
     return rc;
 }
+
+int cmd_export(par_ctx *ctx, int argc, char **argv) { return cli_command(ctx, argc, argv, USAGE, export_command); }

@@ -221,41 +221,31 @@ static int metrics_summary(par_ctx *ctx, h5file *f, const char *want)
     return rc;
 }
 
-int cmd_info(par_ctx *ctx, int argc, char **argv)
+static int info_command(par_ctx *ctx, const cli_args *a)
 {
-    cli_args a;
-    int helped;
-    DM_CALL(cli_start(ctx, argc, argv, USAGE, &a, &helped));
-    if (helped) return DM_OK;
     const char *path = NULL, *metrics = NULL;
     int show_cfg = 0, rc = DM_OK;
-    for (int i = 0; i < a.npositional && !rc; i++) {
-        if (!strcmp(a.positional[i], "--config")) show_cfg = 1;
-        else if (!strncmp(a.positional[i], "--metrics=", 10)) metrics = a.positional[i] + 10;
-        else if (!strcmp(a.positional[i], "--metrics") && i + 1 < a.npositional) metrics = a.positional[++i];
-        else if (a.positional[i][0] == '-' && a.positional[i][1] == '-') {
-            rc = DM_ERR(DM_ECONFIG, "info: unknown option '%s'", a.positional[i]);
+    for (int i = 0; i < a->npositional && !rc; i++) {
+        if (!strcmp(a->positional[i], "--config")) show_cfg = 1;
+        else if (!strncmp(a->positional[i], "--metrics=", 10)) metrics = a->positional[i] + 10;
+        else if (!strcmp(a->positional[i], "--metrics") && i + 1 < a->npositional) metrics = a->positional[++i];
+        else if (a->positional[i][0] == '-' && a->positional[i][1] == '-') {
+            rc = DM_ERR(DM_ECONFIG, "info: unknown option '%s'", a->positional[i]);
             DM_HINT("options: --config, --metrics m1,m2; see `dynmm info --help`");
         } else if (path) {
-            rc = DM_ERR(DM_ECONFIG, "info: one file at a time ('%s', then '%s')", path, a.positional[i]);
+            rc = DM_ERR(DM_ECONFIG, "info: one file at a time ('%s', then '%s')", path, a->positional[i]);
             DM_HINT("run `dynmm info` once per file");
         } else
-            path = a.positional[i];
+            path = a->positional[i];
     }
     if (!rc && !path) {
         rc = DM_ERR(DM_ECONFIG, "info: which file? usage: dynmm info FILE.h5");
         DM_HINT("e.g. dynmm info runs/quickstart/results.h5");
     }
-    if (rc) {
-        cli_args_free(&a);
-        return rc;
-    }
+    if (rc) return rc;
     h5file f;
     rc = par_agree(ctx, h5_open(ctx, path, &f));
-    if (rc) {
-        cli_args_free(&a);
-        return rc;
-    }
+    if (rc) return rc;
     char *fmt = NULL, *stage = NULL, *ver = NULL, *created = NULL, *cfg = NULL, *libs = NULL;
     int64_t fv = 0, ranks = 0;
     if (!h5_has_attr(&f, "/", "format")) {
@@ -277,12 +267,8 @@ done:
     h5_close(&f);
     rc = par_agree(ctx, rc);
     if (!rc && !strcmp(fmt, DS_FORMAT)) rc = dataset_summary(ctx, path);
-    free(fmt);
-    free(stage);
-    free(ver);
-    free(created);
-    free(cfg);
-    free(libs);
-    cli_args_free(&a);
+    DM_FREE_ALL(fmt, stage, ver, created, cfg, libs);
     return rc;
 }
+
+int cmd_info(par_ctx *ctx, int argc, char **argv) { return cli_command(ctx, argc, argv, USAGE, info_command); }

@@ -67,16 +67,11 @@ static int check_plan(par_ctx *ctx, const dm_cfg *cfg)
     return DM_OK;
 }
 
-int cmd_run(par_ctx *ctx, int argc, char **argv)
+static int run_command(par_ctx *ctx, const cli_args *a)
 {
-    cli_args a;
-    int helped;
-    DM_CALL(cli_start(ctx, argc, argv, USAGE, &a, &helped));
-    if (helped) return DM_OK;
     dm_cfg cfg;
-    int rc = cli_load_config(ctx, &a, &cfg);
-    if (!rc && a.npositional) rc = DM_ERR(DM_ECONFIG, "run: unexpected argument '%s'", a.positional[0]);
-    cli_args_free(&a);
+    int rc = cli_load_config(ctx, a, &cfg);
+    if (!rc && a->npositional) rc = DM_ERR(DM_ECONFIG, "run: unexpected argument '%s'", a->positional[0]);
     if (!rc) rc = check_plan(ctx, &cfg);
     rc = par_agree(ctx, rc);
     if (!rc) {
@@ -110,3 +105,5 @@ int cmd_run(par_ctx *ctx, int argc, char **argv)
     dm_cfg_free(&cfg);
     return rc;
 }
+
+int cmd_run(par_ctx *ctx, int argc, char **argv) { return cli_command(ctx, argc, argv, USAGE, run_command); }

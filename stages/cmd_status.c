@@ -373,18 +373,15 @@ static int status(const cli_args *a)
     return rc;
 }
 
-int cmd_status(par_ctx *ctx, int argc, char **argv)
+static int status_command(par_ctx *ctx, const cli_args *a)
 {
-    cli_args a;
-    int helped;
-    DM_CALL(cli_start(ctx, argc, argv, USAGE, &a, &helped));
-    if (helped) return DM_OK;
     int rc = DM_OK;
-    if (a.nconfigs || a.nsets) {
+    if (a->nconfigs || a->nsets) {
         rc = DM_ERR(DM_ECONFIG, "status takes a sweep directory, not a config");
         DM_HINT("usage: dynmm status SWEEP_DIR (the sweep.dir of `dynmm sweep SWEEP.cfg`)");
     }
-    if (!rc && ctx->rank == 0) rc = status(&a);
-    cli_args_free(&a);
+    if (!rc && ctx->rank == 0) rc = status(a);
     return par_agree(ctx, rc);
 }
+
+int cmd_status(par_ctx *ctx, int argc, char **argv) { return cli_command(ctx, argc, argv, USAGE, status_command); }

@@ -699,10 +699,7 @@ static void sweep_log(const sweep_ws *w)
 
 static void sweep_ws_free(sweep_ws *w)
 {
-    dm_buf_free(&w->tsv);
-    dm_buf_free(&w->js);
-    dm_buf_free(&w->sb);
-    dm_buf_free(&w->bc);
+    DM_EACH(dm_buf_free, &w->tsv, &w->js, &w->sb, &w->bc);
     dm_cfg_free(&w->cfg);
     dm_cfg_free(&w->scratch);
     for (size_t c = 0; c < w->ncap; c++) dm_strv_free(w->cf[c].vals, w->nax);
@@ -732,13 +729,10 @@ static int sweep(par_ctx *ctx, const cli_args *a)
     return rc;
 }
 
-int cmd_sweep(par_ctx *ctx, int argc, char **argv)
+/* rank 0 writes the sweep; every rank learns the outcome */
+static int sweep_command(par_ctx *ctx, const cli_args *a)
 {
-    cli_args a;
-    int helped;
-    DM_CALL(cli_start(ctx, argc, argv, USAGE, &a, &helped));
-    if (helped) return DM_OK;
-    int rc = ctx->rank == 0 ? sweep(ctx, &a) : DM_OK;
-    cli_args_free(&a);
-    return par_agree(ctx, rc);
+    return par_agree(ctx, ctx->rank == 0 ? sweep(ctx, a) : DM_OK);
 }
+
+int cmd_sweep(par_ctx *ctx, int argc, char **argv) { return cli_command(ctx, argc, argv, USAGE, sweep_command); }

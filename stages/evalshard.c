@@ -52,9 +52,7 @@ int ev_shard_load(par_ctx *ctx, const model_def *m, const char *path, ev_shard_l
 
 void ev_shard_free(ev_shard_latents *m)
 {
-    free(m->e);
-    free(m->state[DM_VALID]);
-    free(m->state[DM_TEST]);
+    DM_FREE_ALL(m->e, m->state[DM_VALID], m->state[DM_TEST]);
     memset(m, 0, sizeof *m);
 }
 
@@ -103,15 +101,7 @@ typedef struct {
 
 static void work_free(shard_work *w)
 {
-    free(w->users);
-    free(w->ids);
-    free(w->negs);
-    free(w->lists);
-    free(w->nlist);
-    free(w->vals);
-    free(w->cnt);
-    free(w->scores);
-    free(w->hist);
+    DM_FREE_ALL(w->users, w->ids, w->negs, w->lists, w->nlist, w->vals, w->cnt, w->scores, w->hist);
     for (int t = 0; w->ws && t < w->nt; t++) metrics_ws_free(&w->ws[t]);
     free(w->ws);
 }

@@ -69,11 +69,7 @@ int itemknn_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *f
     ml->state = sc;
     ml->score = itemknn_score_users;
     DM_ALLOC(sc->hist, d->n_inter + 1);
-    if (!h5_exists(f, "/itemknn/sim")) {
-        int rc = DM_ERR(DM_ECONFIG, "eval.models has 'itemknn' but %s has no /itemknn/sim", f->path);
-        DM_HINT("add 'itemknn' to cf.models and rerun train-cf");
-        return rc;
-    }
+    DM_CALL(model_need(f, "/itemknn/sim", "itemknn"));
     void *p;
     size_t r, c, r2, c2;
     DM_CALL(h5_read_all(f, "/itemknn/nbr", H5_I32, &p, &r, &c));
@@ -98,10 +94,7 @@ void itemknn_unload(model_loaded *ml)
 {
     scorer *sc = ml->state;
     if (sc) {
-        free(sc->m.nbr);
-        free(sc->m.sim);
-        free(sc->hist);
-        free(sc);
+        DM_FREE_ALL(sc->m.nbr, sc->m.sim, sc->hist, sc);
     }
     ml->state = NULL;
 }

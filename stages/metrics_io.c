@@ -59,10 +59,7 @@ int mio_open(h5file *f, mio_list *l)
 void mio_free(mio_list *l)
 {
     for (size_t i = 0; l->e && i < l->n; i++) {
-        free(l->e[i].name);
-        free(l->e[i].split);
-        free(l->e[i].protocol);
-        free(l->e[i].model);
+        DM_FREE_ALL(l->e[i].name, l->e[i].split, l->e[i].protocol, l->e[i].model);
     }
     free(l->e);
     dm_strv_free(l->cols, l->ncols);

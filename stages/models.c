@@ -99,9 +99,7 @@ int model_latents_read(h5file *f, const char *item, const char *valid, const cha
 
 void model_latents_free(model_latents *m)
 {
-    free(m->e);
-    free(m->state[DM_VALID]);
-    free(m->state[DM_TEST]);
+    DM_FREE_ALL(m->e, m->state[DM_VALID], m->state[DM_TEST]);
     memset(m, 0, sizeof *m);
 }
 
@@ -109,11 +107,8 @@ static void builtin_unload(model_loaded *ml)
 {
     builtin *m = ml->state;
     if (m) {
-        free(m->pop);
-        free(m->B);
         model_latents_free(&m->lat);
-        free(m->hist);
-        free(m);
+        DM_FREE_ALL(m->pop, m->B, m->hist, m);
     }
     ml->state = NULL;
 }
@@ -129,7 +124,7 @@ static int builtin_new(const dm_dataset *d, model_loaded *ml, builtin **out)
     return DM_OK;
 }
 
-static int need(h5file *f, const char *dset, const char *name)
+int model_need(h5file *f, const char *dset, const char *name)
 {
     if (h5_exists(f, dset)) return DM_OK;
     DM_ERR(DM_ECONFIG, "eval.models has '%s' but %s has no %s", name, f->path, dset);
@@ -137,29 +132,32 @@ static int need(h5file *f, const char *dset, const char *name)
     return DM_ECONFIG;
 }
 
-static int pop_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *f, model_loaded *ml)
+/* A built-in model scored from one dataset of cf.h5 (dset, of model `name`), read whole into *p. */
+static int builtin_table(const dm_dataset *d, h5file *f, model_loaded *ml, const char *name, const char *dset, h5type t,
+                         ev_score_fn score, void **p)
 {
     builtin *m;
-    void *p;
     size_t r, c;
     DM_CALL(builtin_new(d, ml, &m));
-    int rc = need(f, "/pop/count", "pop");
-    if (!rc) rc = h5_read_all(f, "/pop/count", H5_F64, &p, &r, &c);
-    if (!rc) m->pop = p;
-    ml->score = pop_score;
+    int rc = model_need(f, dset, name);
+    if (!rc) rc = h5_read_all(f, dset, t, p, &r, &c);
+    ml->score = score;
+    return rc;
+}
+
+static int pop_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *f, model_loaded *ml)
+{
+    void *p;
+    int rc = builtin_table(d, f, ml, "pop", "/pop/count", H5_F64, pop_score, &p);
+    if (!rc) ((builtin *)ml->state)->pop = p;
     return rc;
 }
 
 static int ease_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *f, model_loaded *ml)
 {
-    builtin *m;
     void *p;
-    size_t r, c;
-    DM_CALL(builtin_new(d, ml, &m));
-    int rc = need(f, "/ease/B", "ease");
-    if (!rc) rc = h5_read_all(f, "/ease/B", H5_F32, &p, &r, &c);
-    if (!rc) m->B = p;
-    ml->score = ease_score;
+    int rc = builtin_table(d, f, ml, "ease", "/ease/B", H5_F32, ease_score, &p);
+    if (!rc) ((builtin *)ml->state)->B = p;
     return rc;
 }
 
@@ -179,7 +177,7 @@ const char *const *model_latents_names(const model_def *m)
 int model_latents_check(const model_def *m, h5file *f)
 {
     if (!strcmp(m->name, "align")) return h5_check_format(f, "dynmm-align", 1);
-    return need(f, model_latents_names(m)[0], m->name);
+    return model_need(f, model_latents_names(m)[0], m->name);
 }
 
 static int sasrec_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *f, model_loaded *ml)
@@ -187,7 +185,7 @@ static int sasrec_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5f
     builtin *m;
     DM_CALL(builtin_new(d, ml, &m));
     const char *const *nm = g_latents[0] + 1;
-    int rc = need(f, nm[0], "sasrec");
+    int rc = model_need(f, nm[0], "sasrec");
     if (!rc) rc = model_latents_read(f, nm[0], nm[1], nm[2], &m->lat);
     ml->score = latents_score;
     return rc;
@@ -294,17 +292,6 @@ void model_groups(const dm_cfg *cfg, const char *key, const char **out, size_t *
 
 /* ---- generic models -------------------------------------------------------------------------------- */
 
-typedef struct {
-    const dm_model_ops *ops;
-    void *self;
-} generic;
-
-static int generic_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
-{
-    generic *g = mv;
-    return g->ops->score(g->self, s->d, s->roles, s->split, users, B, scores);
-}
-
 int model_check(const model_def *m, const dm_cfg *cfg)
 {
     if (m->check) return m->check(cfg);
@@ -328,11 +315,11 @@ int model_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, const model
     memset(out, 0, sizeof *out);
     out->def = m;
     if (!m->load) {
-        generic *g;
+        trainer_scorer *g;
         DM_ALLOC(g, 1);
         g->ops = m->ops;
         out->state = g;
-        out->score = generic_score;
+        out->score = trainer_score;
         return trainer_load(ctx, path, d, m->ops, 512, &g->self);
     }
     h5file f;
@@ -350,7 +337,7 @@ void model_unload(model_loaded *ml)
 {
     if (!ml->def) return;
     if (!ml->def->load) {
-        generic *g = ml->state;
+        trainer_scorer *g = ml->state;
         if (g && g->self) g->ops->destroy(g->self);
         free(g);
         ml->state = NULL;

@@ -45,6 +45,9 @@ int model_latents_score(void *m, const ev_split *s, const size_t *users, size_t 
 struct model_def;
 const char *const *model_latents_names(const struct model_def *m);
 int model_latents_check(const struct model_def *m, h5file *f);
+/* DM_OK when f holds dataset dset of model `name` (listed in eval.models); otherwise an error
+ * naming the file, with the hint to add the model to cf.models and rerun train-cf. */
+int model_need(h5file *f, const char *dset, const char *name);
 
 /* What a model's training gets. */
 typedef struct {

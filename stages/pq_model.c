@@ -183,11 +183,7 @@ void pq_model_unload(model_loaded *ml)
         pq_free(&p->cb);
         free(p->codes);
         model_latents_free(&p->lat);
-        free(p->lut);
-        free(p->hist);
-        free(p->top);
-        free(p->mark);
-        free(p);
+        DM_FREE_ALL(p->lut, p->hist, p->top, p->mark, p);
     }
     ml->state = NULL;
 }

@@ -43,6 +43,7 @@
 
 struct stage_run;
 
+/* A stage's definition names only the members it has: the others are NULL (none). */
 typedef struct stage_def {
     const char *name;             /* as in run.stages, and the command: `dynmm <name>` */
     const char *output;           /* file in run.dir */

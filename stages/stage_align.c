@@ -596,10 +596,8 @@ const stage_def stage_align_def = {
     .output = "align.h5",
     .inputs = {"dataset.h5", "cf.h5", NULL},
     .groups = align_config_groups,
-    .uses = NULL,
     .check = check_align,
     .run = stage_align,
-    .prepare = NULL,
     .summary = "train the multimodal base aligner (z_base, h_base) into align.h5",
     .usage = USAGE,
 };

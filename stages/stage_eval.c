@@ -510,7 +510,6 @@ const stage_def stage_eval_def = {
     .uses = uses_eval,
     .check = check_eval,
     .run = stage_eval,
-    .prepare = NULL,
     .summary = "score every model on the same candidate sets, per user, into results.h5",
     .usage = USAGE,
 };

@@ -1106,10 +1106,7 @@ const stage_def stage_explain_def = {
     .output = "explain.h5",
     .inputs = {"dataset.h5", "align.h5", "lm.h5", "prompt.h5", NULL},
     .groups = explain_config_groups,
-    .uses = NULL,
-    .check = NULL,
     .run = stage_explain,
-    .prepare = NULL,
     .summary = "explain the LLM recommender's top-K items with evidence and rationales; deletion faithfulness, evidence precision, FMR/FCR/DIV",
     .usage = USAGE,
 };

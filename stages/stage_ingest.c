@@ -446,27 +446,20 @@ static int prepare_synth(dm_cfg *cfg, const char *const *args, int nargs)
 
 /* ---- the stage's contract (stage.h) ---- */
 
+/* ingest and synth are one stage under two names: the same body, groups and file; synth sets
+ * data.format = "synth" */
+#define DATASET_STAGE .output = "dataset.h5", .inputs = {NULL}, .groups = ds_config_groups, .run = stage_ingest
+
 const stage_def stage_ingest_def = {
     .name = "ingest",
-    .output = "dataset.h5",
-    .inputs = {NULL},
-    .groups = ds_config_groups,
-    .uses = NULL,
-    .check = NULL,
-    .run = stage_ingest,
-    .prepare = NULL,
+    DATASET_STAGE,
     .summary = "read a real dataset (Amazon, RecBole, SASRec, TSV, features) into dataset.h5",
     .usage = USAGE_INGEST,
 };
 
 const stage_def stage_synth_def = {
     .name = "synth",
-    .output = "dataset.h5",
-    .inputs = {NULL},
-    .groups = ds_config_groups,
-    .uses = NULL,
-    .check = NULL,
-    .run = stage_ingest,
+    DATASET_STAGE,
     .prepare = prepare_synth,
     .summary = "generate the synthetic default dataset into dataset.h5",
     .usage = USAGE_SYNTH,

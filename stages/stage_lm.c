@@ -558,11 +558,9 @@ static int lm_write(lm_ws *w, int rc)
 
 static void lm_ws_free(lm_ws *w)
 {
-    free(w->in);
-    free(w->tg);
+    DM_FREE_ALL(w->in, w->tg, w->curve);
     bpe_ids_free(&w->ts);
     bpe_ids_free(&w->vs);
-    free(w->curve);
     lm_free(&w->lm);
 }
 
@@ -598,10 +596,8 @@ const stage_def stage_lm_def = {
     .output = "lm.h5",
     .inputs = {"dataset.h5", NULL},
     .groups = lm_config_groups,
-    .uses = NULL,
     .check = check_lm,
     .run = stage_lm,
-    .prepare = NULL,
     .summary = "load a GPT-2 or Llama checkpoint, or pretrain the in-suite GPT-2 on the catalogue's text",
     .usage = USAGE,
 };

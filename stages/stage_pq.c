@@ -242,7 +242,6 @@ const stage_def stage_pq_def = {
     .uses = uses_pq,
     .check = check_pq,
     .run = stage_pq,
-    .prepare = NULL,
     .summary = "product-quantise the item latents (codebooks and one-byte codes) into pq.h5",
     .usage = USAGE,
 };

@@ -1234,13 +1234,7 @@ static int prompt_latency_batch(prompt_ws *w, const dm_cand *c19, size_t mi, int
 /* The median and p95 of the batch times t[1..nb) (t[0] is the warm-up); sorts them. */
 static void latency_stats(double *t, int nb, double out[2])
 {
-    for (int a = 1; a < nb; a++)
-        for (int b = a + 1; b < nb; b++)
-            if (t[b] < t[a]) {
-                double x = t[a];
-                t[a] = t[b];
-                t[b] = x;
-            }
+    if (nb > 1) qsort(t + 1, (size_t)(nb - 1), sizeof *t, dm_cmp_f64);
     int m = nb - 1;
     out[0] = m > 0 ? t[1 + m / 2] : NAN;
     out[1] = m > 0 ? t[1 + (int)floor(0.95 * (m - 1))] : NAN;
@@ -1420,9 +1414,7 @@ static void prompt_free(prompt_ws *w)
 {
     for (size_t k = 0; k < w->nm; k++) {
         pm_free(&w->P[k]);
-        free(w->curve[k]);
-        free(w->bestw[k]);
-        free(w->vcurve[k]);
+        DM_FREE_ALL(w->curve[k], w->bestw[k], w->vcurve[k]);
         if (w->zown[k]) free(w->zk[k]);
         if (w->zdown[k]) free(w->zd[k]);
     }
@@ -1431,33 +1423,9 @@ static void prompt_free(prompt_ws *w)
     metrics_ws_free(&w->mws);
     for (int k = 0; k < w->nmod; k++) free(w->rows[k]);
     pm_train_set_free(&w->ts);
-    free(w->order);
-    free(w->tmp);
-    free(w->hist);
-    free(w->bs);
-    free(w->ss);
-    free(w->lsc);
-    free(w->lmsc);
-    free(w->fsc);
-    free(w->pick);
-    free(w->key);
-    free(w->vusers);
-    free(w->zmod);
-    free(w->zpres);
-    free(w->lmdir);
-    free(w->zb);
-    free(w->hv);
-    free(w->ht);
-    free(w->htr);
-    free(w->gtr);
-    free(w->e_cf);
-    free(w->sv);
-    free(w->st);
-    free(w->lroles);
-    free(w->h_static);
-    free(w->h_dyn);
-    free(w->z_dyn);
-    free(w->r_last);
+    DM_FREE_ALL(w->order, w->tmp, w->hist, w->bs, w->ss, w->lsc, w->lmsc, w->fsc, w->pick, w->key, w->vusers,
+                w->zmod, w->zpres, w->lmdir, w->zb, w->hv, w->ht, w->htr, w->gtr, w->e_cf, w->sv, w->st,
+                w->lroles, w->h_static, w->h_dyn, w->z_dyn, w->r_last);
     if (w->have_d) dm_dataset_free(&w->d);
 }
 
@@ -1494,7 +1462,6 @@ const stage_def stage_prompt_def = {
     .uses = prompt_uses,
     .check = check_prompt,
     .run = stage_prompt,
-    .prepare = NULL,
     .summary = "train the soft-prompt projectors of the LLM recommender through the frozen LM; rank by likelihood",
     .usage = USAGE,
 };

@@ -925,16 +925,14 @@ static void stream_free(stream_ws *ws)
         if (ws->va[v].on) {
             adapter_acts_free(&ws->va[v].a);
             adapter_free(&ws->va[v].m);
-            free(ws->va[v].z);
-            free(ws->va[v].h);
+            DM_FREE_ALL(ws->va[v].z, ws->va[v].h);
         }
     adapter_reservoir_free(&ws->buf);
     if (ws->have_spec) metrics_spec_free(&ws->spec);
-    void *bufs[] = {ws->r, ws->hb, ws->hs, ws->zs, ws->s_item, ws->s_user, ws->s_sum, ws->roles, ws->r_rt, ws->e_rt,
-                    ws->plan_u, ws->plan_p, ws->plan_n, ws->fix, ws->my_users, ws->rows, ws->dmask_rows, ws->mean_all,
-                    ws->mean_dr, ws->mean_st, ws->acc, ws->usum, ws->um, ws->users, ws->u_hit, ws->u_ndcg, ws->tsec,
-                    ws->score_sec, ws->serve_sec, ws->zb, ws->e_cf};
-    for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++) free(bufs[k]);
+    DM_FREE_ALL(ws->r, ws->hb, ws->hs, ws->zs, ws->s_item, ws->s_user, ws->s_sum, ws->roles, ws->r_rt, ws->e_rt,
+                ws->plan_u, ws->plan_p, ws->plan_n, ws->fix, ws->my_users, ws->rows, ws->dmask_rows, ws->mean_all,
+                ws->mean_dr, ws->mean_st, ws->acc, ws->usum, ws->um, ws->users, ws->u_hit, ws->u_ndcg, ws->tsec,
+                ws->score_sec, ws->serve_sec, ws->zb, ws->e_cf);
     align_acts_free(&ws->aa);
     align_free(&ws->am);
     sasrec_acts_free(&ws->sa);
@@ -975,10 +973,8 @@ const stage_def stage_stream_def = {
     .output = "stream.h5",
     .inputs = {"dataset.h5", "cf.h5", "align.h5", NULL},
     .groups = stream_config_groups,
-    .uses = NULL,
     .check = check_stream,
     .run = stage_stream,
-    .prepare = NULL,
     .summary = "the online adapter over streaming windows, prequential evaluation, into stream.h5",
     .usage = USAGE,
 };

@@ -89,7 +89,6 @@ const stage_def stage_train_cf_def = {
     .inputs = {"dataset.h5", NULL},
     .groups = cf_config_groups,
     .models_key = "cf.models",
-    .uses = NULL,
     .check = check_train_cf,
     .run = stage_train_cf,
     .prepare = prepare,

@@ -4,6 +4,7 @@
 
 #include "../src/core/err.h"
 #include "../src/core/rng.h"
+#include "../src/core/sort.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -104,13 +105,7 @@ int stress_plan(const dm_cfg *cfg, const stress_inputs *in, stress_variant **out
             if (any) mods[nm++] = k;
         }
     /* modalities in the canonical order, so names and masks agree whatever the listed order */
-    for (int a = 0; a < nm; a++)
-        for (int b = a + 1; b < nm; b++)
-            if (mods[b] < mods[a]) {
-                int t = mods[a];
-                mods[a] = mods[b];
-                mods[b] = t;
-            }
+    qsort(mods, (size_t)nm, sizeof *mods, dm_cmp_i32);
     size_t nr = dm_cfg_len(cfg, "stress.rates"), ns = dm_cfg_len(cfg, "stress.snr_db");
     for (size_t i = 0; i < nr; i++)
         for (size_t j = 0; j < i; j++)
@@ -211,10 +206,7 @@ int stress_work_init(stress_work *w, const stress_inputs *in)
 
 void stress_work_free(stress_work *w)
 {
-    free(w->rows);
-    free(w->pres);
-    free(w->xp);
-    free(w->perm);
+    DM_FREE_ALL(w->rows, w->pres, w->xp, w->perm);
     memset(w, 0, sizeof *w);
 }
 

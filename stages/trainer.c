@@ -119,14 +119,9 @@ static int load_state(run_ctx *r, cursor *c, double **curve, size_t *ncurve, int
 
 /* ---- validation ------------------------------------------------------------------------------- */
 
-typedef struct {
-    const dm_model_ops *ops;
-    void *self;
-} scorer;
-
-static int score_fn(void *model, const ev_split *s, const size_t *users, size_t B, float *scores)
+int trainer_score(void *scorer, const ev_split *s, const size_t *users, size_t B, float *scores)
 {
-    scorer *sc = model;
+    trainer_scorer *sc = scorer;
     return sc->ops->score(sc->self, s->d, s->roles, s->split, users, B, scores);
 }
 
@@ -173,8 +168,8 @@ static int validate(run_ctx *r, valid_set *v, double *out)
     double *rows, *mean;
     DM_ALLOC(rows, (v->hi - v->lo + 1) * v->spec.ncols);
     DM_ALLOC(mean, v->spec.ncols);
-    scorer sc = {r->ops, r->self};
-    int rc = ev_score_users(&v->vs, &v->spec, dm_cfg_str(r->cfg, key(r->ops, "select_protocol")), score_fn, &sc, v->lo, v->hi, r->score_batch,
+    trainer_scorer sc = {r->ops, r->self};
+    int rc = ev_score_users(&v->vs, &v->spec, dm_cfg_str(r->cfg, key(r->ops, "select_protocol")), trainer_score, &sc, v->lo, v->hi, r->score_batch,
                             rows);
     rc = par_agree(ctx, rc);
     int64_t cnt = 0;

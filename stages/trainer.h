@@ -29,6 +29,8 @@
 #ifndef DM_TRAINER_H
 #define DM_TRAINER_H
 
+#include "evalcore.h"
+
 #include "../mpi/h5io.h"
 #include "../mpi/par.h"
 
@@ -69,5 +71,13 @@ int trainer_write(par_ctx *ctx, const trainer_run *t, h5file *f);
  * file (so it has the shapes it was trained with). Collective. */
 int trainer_load(par_ctx *ctx, const char *path, const dm_dataset *d, const dm_model_ops *ops, int max_batch, void **self);
 void trainer_run_free(trainer_run *t);
+
+/* A trained model as a scorer of the evaluation core (evalcore.h): trainer_score is the ev_score_fn
+ * of a trainer_scorer, scoring through ops->score. */
+typedef struct {
+    const dm_model_ops *ops;
+    void *self;
+} trainer_scorer;
+int trainer_score(void *scorer, const ev_split *s, const size_t *users, size_t B, float *scores);
 
 #endif

@@ -22,22 +22,7 @@ int adapter_config_check(const adapter_config *c)
     BAD(c->ds_item < 0 || c->ds_user < 0, "adapter: negative summary width");
     BAD(c->d_cf + c->ds_item < 1 || c->d_cf + c->ds_user < 1,
         "adapter: empty adapter input (d_cf = 0 and no summary features)");
-    BAD(c->hidden < 1, "adapter: hidden = %d, expected at least 1", c->hidden);
-    BAD(c->negatives < 0, "adapter: negatives = %d is negative", c->negatives);
     BAD(c->max_batch < 1, "adapter: max_batch = %d, expected at least 1", c->max_batch);
-    BAD(c->serve_rows < 1, "adapter: serve_rows = %d, expected at least 1", c->serve_rows);
-    BAD(c->loss != ADAPTER_LOSS_SOFTMAX && c->loss != ADAPTER_LOSS_BCE,
-        "adapter: loss = %d is unknown", c->loss);
-    BAD(!(c->sigma > 0.0f), "adapter: sigma = %g, expected a positive value", c->sigma);
-    BAD(!(c->lambda_ewc >= 0.0f), "adapter: lambda_ewc = %g is negative", c->lambda_ewc);
-    BAD(!(c->fisher_decay >= 0.0f && c->fisher_decay <= 1.0f && c->ema_decay >= 0.0f &&
-          c->ema_decay <= 1.0f),
-        "adapter: fisher_decay = %g, ema_decay = %g, expected values in [0, 1]", c->fisher_decay,
-        c->ema_decay);
-    BAD(!(c->lr >= 0.0f && c->eps >= 0.0f), "adapter: lr = %g, eps = %g, expected non-negative "
-        "values", c->lr, c->eps);
-    BAD(!(c->beta1 >= 0.0f && c->beta1 < 1.0f && c->beta2 >= 0.0f && c->beta2 < 1.0f),
-        "adapter: beta1 = %g, beta2 = %g, expected values in [0, 1)", c->beta1, c->beta2);
 #undef BAD
     return DM_OK;
 }
@@ -101,15 +86,8 @@ int adapter_init(adapter *m, const adapter_config *cfg)
 
 void adapter_free(adapter *m)
 {
-    free(m->params_mem);
-    free(m->grads_mem);
-    free(m->m_mem);
-    free(m->v_mem);
-    free(m->ema_mem);
-    free(m->fisher_mem);
-    free(m->anchor_mem);
-    free(m->fisher_acc);
-    free(m->gstep_mem);
+    DM_FREE_ALL(m->params_mem, m->grads_mem, m->m_mem, m->v_mem, m->ema_mem, m->fisher_mem, m->anchor_mem,
+                m->fisher_acc, m->gstep_mem);
     memset(m, 0, sizeof *m);
 }
 
@@ -146,20 +124,8 @@ void adapter_init_weights(adapter *m, uint64_t seed)
 
 static void side_free(adapter_side_acts *s)
 {
-    free(s->ids);
-    free(s->occ);
-    free(s->slot);
-    free(s->x);
-    free(s->pre);
-    free(s->hact);
-    free(s->g);
-    free(s->gl);
-    free(s->a);
-    free(s->z);
-    free(s->dz);
-    free(s->dg);
-    free(s->dh);
-    free(s->dgl);
+    DM_FREE_ALL(s->ids, s->occ, s->slot, s->x, s->pre, s->hact, s->g, s->gl, s->a, s->z, s->dz, s->dg, s->dh,
+                s->dgl);
     memset(s, 0, sizeof *s);
 }
 
@@ -225,14 +191,8 @@ int adapter_acts_init(adapter_acts *a, const adapter_config *cfg)
 
 void adapter_acts_free(adapter_acts *a)
 {
-    side_free(&a->item);
-    side_free(&a->user);
-    side_free(&a->ex);
-    free(a->ex_u);
-    free(a->ex_i);
-    free(a->dscore);
-    free(a->rowloss);
-    free(a->gtmp);
+    DM_EACH(side_free, &a->item, &a->user, &a->ex);
+    DM_FREE_ALL(a->ex_u, a->ex_i, a->dscore, a->rowloss, a->gtmp);
     memset(a, 0, sizeof *a);
 }
 
@@ -253,7 +213,7 @@ static void gather_x(adapter_side_acts *s, const float *emb, int d_cf, const flo
                      int N)
 {
     const int Dx = d_cf + ds;
-#pragma omp parallel for schedule(static) if ((size_t)N * Dx > ADAPTER_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)N * Dx > NN_PAR_MIN)
     for (int r = 0; r < N; r++) {
         float *x = s->x + (size_t)r * Dx;
         if (d_cf) memcpy(x, emb + (size_t)s->ids[r] * d_cf, (size_t)d_cf * sizeof(float));
@@ -269,7 +229,7 @@ static void side_forward(const adapter_kernels *k, const adapter_side *p, adapte
     if (N <= 0) return;
     k->linear_forward(s->pre, s->x, p->w1, p->b1, N, Dx, H);
     const size_t nh = (size_t)N * H;
-#pragma omp parallel for schedule(static) if (nh > ADAPTER_PAR_MIN)
+#pragma omp parallel for schedule(static) if (nh > NN_PAR_MIN)
     for (size_t j = 0; j < nh; j++) s->hact[j] = s->pre[j] > 0.0f ? s->pre[j] : 0.0f;
     k->linear_forward(s->g, s->hact, p->w2, p->b2, N, H, d);
     if (gate) {
@@ -279,7 +239,7 @@ static void side_forward(const adapter_kernels *k, const adapter_side *p, adapte
         for (int r = 0; r < N; r++) s->a[r] = 1.0f;
     }
     if (!base) return;
-#pragma omp parallel for schedule(static) if ((size_t)N * d > ADAPTER_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)N * d > NN_PAR_MIN)
     for (int r = 0; r < N; r++) {
         const float *zb = base + (size_t)s->ids[r] * d, *g = s->g + (size_t)r * d;
         float *z = s->z + (size_t)r * d, ar = s->a[r];
@@ -307,7 +267,7 @@ static void side_backward(const adapter_kernels *k, const adapter_side *p, const
     memset(s->dh, 0, (size_t)N * H * sizeof(float));
     k->linear_backward(s->dh, G->w2, G->b2, s->dg, s->hact, p->w2, N, H, d);
     const size_t nh = (size_t)N * H;
-#pragma omp parallel for schedule(static) if (nh > ADAPTER_PAR_MIN)
+#pragma omp parallel for schedule(static) if (nh > NN_PAR_MIN)
     for (size_t j = 0; j < nh; j++)
         if (!(s->pre[j] > 0.0f)) s->dh[j] = 0.0f;
     k->linear_backward(NULL, G->w1, G->b1, s->dh, s->x, p->w1, N, Dx, H);
@@ -663,7 +623,7 @@ static int serve_side(adapter *m, adapter_acts *a, const adapter_tables *t, int 
         for (int r = 0; r < N; r++) s->ids[r] = ids ? ids[lo + r] : lo + r;
         gather_x(s, emb, c->d_cf, summ, ds, N);
         side_forward(kern(m), ps, s, N, Dx, H, d, c->gate, NULL);
-#pragma omp parallel for schedule(static) if ((size_t)N * d > ADAPTER_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)N * d > NN_PAR_MIN)
         for (int r = 0; r < N; r++) {
             const float *g = s->g + (size_t)r * d;
             const float ar = s->a[r];

@@ -119,9 +119,8 @@ typedef struct {
  * it by the base latents' RMS norm), sigma_user 0. The sizes (n_items, n_users, d_cf, d, ds_item,
  * ds_user, max_batch) are left 0 for the caller to set, and naive 0. */
 void adapter_config_from(const dm_cfg *cfg, adapter_config *c);
-/* Checks what the model needs to be well formed (positive sizes, a non-empty input, a known loss,
- * sigma > 0, decays in [0, 1], non-negative optimiser settings); the key table's ranges are the
- * config loader's. DM_ECONFIG naming the field. */
+/* Checks what the key table cannot: the sizes the caller sets (positive, a non-empty input); the
+ * ranges of the adapter.* keys are the config loader's (adapter.def). DM_ECONFIG naming the field. */
 int adapter_config_check(const adapter_config *c);
 
 /* Views of one side's weights (item or user). */

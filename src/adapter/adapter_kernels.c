@@ -23,7 +23,7 @@ static double rec_loss(float *dscore, const float *h, const float *z, const int3
                        const int32_t *ex_i, int B, int K1, int d, int loss, float scale,
                        double *rowbuf)
 {
-#pragma omp parallel for schedule(static) if ((size_t)B * K1 * d > ADAPTER_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)B * K1 * d > NN_PAR_MIN)
     for (int b = 0; b < B; b++) {
         const float *hu = h + (size_t)ex_u[b] * d;
         double s[K1 > 0 ? K1 : 1];

@@ -11,19 +11,14 @@
 #ifndef DM_ADAPTER_KERNELS_H
 #define DM_ADAPTER_KERNELS_H
 
+#include "../nn/linear.h" /* the linear pair; NN_PAR_MIN, below which loops stay serial */
+
 #include <stddef.h>
 #include <stdint.h>
 
-/* Loops over fewer elements stay on one thread (a parallel region costs more than they do). */
-#define ADAPTER_PAR_MIN ((size_t)1 << 15)
-
 typedef struct {
-    /* out (N, OC) = inp (N, IC) . w^T (w (OC, IC)) + b (OC; NULL = 0) */
-    void (*linear_forward)(float *out, const float *inp, const float *w, const float *b, int N,
-                           int IC, int OC);
-    /* dinp (N, IC) += dout . w;  dw (OC, IC) += dout^T . inp;  db (OC) += sum_rows dout */
-    void (*linear_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                            const float *w, int N, int IC, int OC);
+    nn_linear_forward_fn *linear_forward;   /* nn_linear_forward or its naive twin */
+    nn_linear_backward_fn *linear_backward; /* nn_linear_backward or its naive twin */
     /* Recommendation loss over B examples: s_bk = h[ex_u[b]] . z[ex_i[b, k]] (h (*, d), z (*, d),
      * ex_i (B, K1), column 0 the positive). Returns scale * sum_b l_b (double accumulation; loss
      * ADAPTER_LOSS_*). dscore (B, K1) = scale * d l_b / d s_bk, overwritten (NULL = loss only).

@@ -116,10 +116,7 @@ typedef struct {
 
 static void tally_free(tally *t)
 {
-    DM_FREE(t->cnt);
-    DM_FREE(t->cntp);
-    DM_FREE(t->last);
-    DM_FREE(t->has);
+    DM_FREE_ALL(t->cnt, t->cntp, t->last, t->has);
 }
 
 static int tally_init(tally *t, int n)
@@ -149,15 +146,24 @@ static void tally_fill(tally *t, const adapter_events *cur, const adapter_events
     }
 }
 
+/* What both twins start from: the arguments checked, the row widths and tau. */
+static int prepare(const adapter_summary_config *c, int n_users, int n_items, const adapter_events *cur,
+                   const adapter_events *prev, int64_t t_begin, int64_t t_end, int *dsi, int *dsu, double *tau)
+{
+    DM_CALL(check_args(c, n_users, n_items, cur, prev));
+    adapter_summary_dims(c->features, dsi, dsu);
+    *tau = resolve_tau(c, t_begin, t_end);
+    return DM_OK;
+}
+
 int adapter_summaries(const adapter_summary_config *c, int n_users, int n_items,
                       const adapter_events *cur, const adapter_events *prev, int64_t t_begin,
                       int64_t t_end, float *s_item, float *s_user)
 {
-    DM_CALL(check_args(c, n_users, n_items, cur, prev));
-    const unsigned f = c->features;
     int dsi, dsu;
-    adapter_summary_dims(f, &dsi, &dsu);
-    const double tau = resolve_tau(c, t_begin, t_end);
+    double tau;
+    DM_CALL(prepare(c, n_users, n_items, cur, prev, t_begin, t_end, &dsi, &dsu, &tau));
+    const unsigned f = c->features;
     const size_t n = cur ? cur->n : 0;
     tally ti = {0}, tu = {0};
     size_t *idx = NULL, *ord = NULL;
@@ -282,11 +288,10 @@ int adapter_summaries_naive(const adapter_summary_config *c, int n_users, int n_
                             const adapter_events *cur, const adapter_events *prev,
                             int64_t t_begin, int64_t t_end, float *s_item, float *s_user)
 {
-    DM_CALL(check_args(c, n_users, n_items, cur, prev));
-    const unsigned f = c->features;
     int dsi, dsu;
-    adapter_summary_dims(f, &dsi, &dsu);
-    const double tau = resolve_tau(c, t_begin, t_end);
+    double tau;
+    DM_CALL(prepare(c, n_users, n_items, cur, prev, t_begin, t_end, &dsi, &dsu, &tau));
+    const unsigned f = c->features;
     const size_t n = cur ? cur->n : 0;
     size_t *sel = dm_calloc_at(n ? n : 1, sizeof *sel, __FILE__, __LINE__);
     int64_t *P = dm_calloc_at(n_items ? (size_t)n_items : 1, sizeof *P, __FILE__, __LINE__);

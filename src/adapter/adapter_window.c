@@ -41,9 +41,6 @@ int adapter_window_gather(const dm_dataset *d, int64_t w, adapter_window *out)
 
 void adapter_window_free(adapter_window *win)
 {
-    free(win->user);
-    free(win->item);
-    free(win->time);
-    free(win->rec);
+    DM_FREE_ALL(win->user, win->item, win->time, win->rec);
     memset(win, 0, sizeof *win);
 }

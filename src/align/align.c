@@ -55,17 +55,6 @@ int align_config_check(const align_config *c)
     BAD(c->rank_loss != ALIGN_RANK_SOFTMAX && c->rank_loss != ALIGN_RANK_BCE,
         "align: rank_loss = %d is unknown", c->rank_loss);
     BAD(c->n_neg < 0, "align: n_neg = %d is negative", c->n_neg);
-    BAD(!(c->tau > 0.0f), "align: tau = %g, expected a positive temperature", c->tau);
-    BAD(!(c->w_nce >= 0 && c->w_recon >= 0 && c->w_match >= 0 && c->w_rank >= 0),
-        "align: loss weights must be non-negative (nce %g, recon %g, match %g, rank %g)",
-        c->w_nce, c->w_recon, c->w_match, c->w_rank);
-    BAD(!(c->modality_dropout >= 0.0f && c->modality_dropout < 1.0f),
-        "align: modality_dropout = %g is outside [0, 1)", c->modality_dropout);
-    BAD(!(c->lr >= 0.0f && c->eps >= 0.0f && c->weight_decay >= 0.0f),
-        "align: lr = %g, eps = %g, weight_decay = %g, expected non-negative values", c->lr, c->eps,
-        c->weight_decay);
-    BAD(!(c->beta1 >= 0.0f && c->beta1 < 1.0f && c->beta2 >= 0.0f && c->beta2 < 1.0f),
-        "align: beta1 = %g, beta2 = %g, expected values in [0, 1)", c->beta1, c->beta2);
     BAD(c->max_batch < 1 || c->max_batch > 100000000, "align: max_batch = %d is out of range",
         c->max_batch);
     BAD(c->max_users < 1 || c->max_users > 100000000, "align: max_users = %d is out of range",
@@ -74,7 +63,6 @@ int align_config_check(const align_config *c)
         c->max_rank);
     BAD(max_bank(c) < c->max_batch || max_bank(c) > 1000000000,
         "align: max_bank = %d must hold at least max_batch = %d rows", max_bank(c), c->max_batch);
-    BAD(c->chunk_floats < 1, "align: chunk_floats must be positive");
 #undef BAD
     return DM_OK;
 }
@@ -233,10 +221,7 @@ int align_init(align_model *m, const align_config *cfg)
 
 void align_free(align_model *m)
 {
-    free(m->params_mem);
-    free(m->grads_mem);
-    free(m->m_mem);
-    free(m->v_mem);
+    DM_FREE_ALL(m->params_mem, m->grads_mem, m->m_mem, m->v_mem);
     memset(m, 0, sizeof *m);
 }
 
@@ -342,25 +327,10 @@ void align_acts_free(align_acts *a)
                    &a->dbank_self, &a->sc};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) DM_FREE(*f[i]);
     for (int k = 0; k < ALIGN_K; k++) {
-        DM_FREE(a->rows[k]);
-        DM_FREE(a->xin[k]);
-        DM_FREE(a->eh[k]);
-        DM_FREE(a->ea[k]);
-        DM_FREE(a->eo[k]);
-        DM_FREE(a->zc[k]);
-        DM_FREE(a->dh[k]);
-        DM_FREE(a->da[k]);
-        DM_FREE(a->xhat[k]);
-        DM_FREE(a->dxhat[k]);
+        DM_FREE_ALL(a->rows[k], a->xin[k], a->eh[k], a->ea[k], a->eo[k], a->zc[k], a->dh[k], a->da[k],
+                    a->xhat[k], a->dxhat[k]);
     }
-    DM_FREE(a->mask);
-    DM_FREE(a->bidx);
-    DM_FREE(a->bmap);
-    DM_FREE(a->bitem);
-    DM_FREE(a->apos);
-    DM_FREE(a->asrc);
-    DM_FREE(a->aitem);
-    DM_FREE(a->rowloss);
+    DM_FREE_ALL(a->mask, a->bidx, a->bmap, a->bitem, a->apos, a->asrc, a->aitem, a->rowloss);
     memset(a, 0, sizeof *a);
 }
 
@@ -369,7 +339,7 @@ void align_acts_free(align_acts *a)
 /* y = act(x), n elements */
 static void act_forward(float *y, const float *x, size_t n, int act)
 {
-#pragma omp parallel for schedule(static) if (n > ALIGN_PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > NN_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
         switch (act) {
@@ -384,7 +354,7 @@ static void act_forward(float *y, const float *x, size_t n, int act)
 static void act_backward(float *dx, const float *dy, const float *x, const float *y, size_t n,
                          int act)
 {
-#pragma omp parallel for schedule(static) if (n > ALIGN_PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > NN_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float v = x[i], g;
         switch (act) {
@@ -498,7 +468,7 @@ static int forward_items(align_model *m, align_acts *a, int B, const float *cons
         a->n[k] = n;
         if (!n) continue;
         const int *rows = a->rows[k];
-#pragma omp parallel for schedule(static) if ((size_t)n * D > ALIGN_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)n * D > NN_PAR_MIN)
         for (int r = 0; r < n; r++) {
             size_t src = xrow ? (size_t)xrow[rows[r]] : (size_t)rows[r];
             memcpy(a->xin[k] + (size_t)r * D, x[k] + src * D, (size_t)D * sizeof(float));
@@ -519,7 +489,7 @@ static int forward_items(align_model *m, align_acts *a, int B, const float *cons
     }
     /* fusion: z_base = sum_k alpha_k z^k over the present set */
     const int gate = c->fusion == ALIGN_FUSE_GATE;
-#pragma omp parallel for schedule(static) if ((size_t)B * ALIGN_K * d > ALIGN_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)B * ALIGN_K * d > NN_PAR_MIN)
     for (int i = 0; i < B; i++) {
         const uint8_t *mk = a->mask + (size_t)i * ALIGN_K;
         const float *zi = a->z + (size_t)i * ALIGN_K * d;

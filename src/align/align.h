@@ -123,9 +123,9 @@ typedef struct {
  * are left 0 for the caller to set, and naive 0. DM_ECONFIG naming align.modalities for an unknown
  * modality. */
 int align_config_from(const dm_cfg *cfg, const int dim_avail[ALIGN_K], int dim_user, align_config *c);
-/* Checks what the model needs to be well formed (some modality used, positive sizes and
- * capacities, a bank holding the batch, known act / fusion / rank loss, tau > 0, dropout in [0, 1),
- * non-negative weights and optimiser settings); the key table's ranges are the config loader's.
+/* Checks what the key table cannot (some modality used, the feature widths, the shape a stored
+ * model's file gives: positive sizes, known act / fusion / rank loss; positive capacities and a bank
+ * holding the batch); the ranges of the align.* keys are the config loader's (align.def).
  * DM_ECONFIG naming the field. */
 int align_config_check(const align_config *c);
 

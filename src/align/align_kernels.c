@@ -16,7 +16,7 @@ static void nce_rows(float *logits, double *rowloss, const int *pos, const int64
                      const int64_t *bitem, int n, int nb, float inv_tau, float gscale, int grad)
 {
     const int excl = aitem && bitem;
-#pragma omp parallel for schedule(static) if ((size_t)n * nb > ALIGN_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)n * nb > NN_PAR_MIN)
     for (int r = 0; r < n; r++) {
         float *L = logits + (size_t)r * nb;
         const int p = pos[r];

@@ -12,19 +12,14 @@
 #ifndef DM_ALIGN_KERNELS_H
 #define DM_ALIGN_KERNELS_H
 
+#include "../nn/linear.h" /* the linear pair; NN_PAR_MIN, below which loops stay serial */
+
 #include <stddef.h>
 #include <stdint.h>
 
-/* Loops over fewer elements run on one thread (a parallel region costs more than a small loop). */
-#define ALIGN_PAR_MIN ((size_t)1 << 15)
-
 typedef struct {
-    /* out (N, OC) = inp (N, IC) . w^T (w (OC, IC)) + b (OC; NULL = 0) */
-    void (*linear_forward)(float *out, const float *inp, const float *w, const float *b, int N,
-                           int IC, int OC);
-    /* dinp (N, IC) += dout . w;  dw (OC, IC) += dout^T . inp;  db (OC) += sum over rows of dout */
-    void (*linear_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                            const float *w, int N, int IC, int OC);
+    nn_linear_forward_fn *linear_forward;   /* nn_linear_forward or its naive twin */
+    nn_linear_backward_fn *linear_backward; /* nn_linear_backward or its naive twin */
     /* InfoNCE of na anchors against nb candidates, all rows unit vectors of width d:
      *   s_rj = ahat_r . bhat_j * inv_tau over the candidates j of anchor r (every j except those
      *   with bitem[j] == aitem[r] and j != pos[r]; aitem or bitem NULL = no exclusion),

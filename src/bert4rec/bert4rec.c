@@ -5,7 +5,6 @@
 
 #include "../core/err.h"
 #include "../core/rng.h"
-#include "../nn/adam.h"
 #include "../nn/attention.h"
 #include "../nn/dropout.h"
 #include "../nn/gelu.h"
@@ -24,11 +23,7 @@ int bert4rec_config_check(const bert4rec_config *c)
 {
 #define BAD DM_CONFIG_CHECK
     BAD(c->n_items < 1, "bert4rec: the dataset has %d items, expected at least 1", c->n_items);
-    BAD(c->C < 1 || c->L < 1 || c->T < 1 || c->F < 1, "bert4rec: dim %d, layers %d, maxlen %d and ffn %d must be at least 1", c->C, c->L, c->T,
-        c->F);
     BAD(c->H < 1 || c->C % c->H, "bert4rec.heads = %d does not divide bert4rec.dim = %d: expected a divisor of the dimension", c->H, c->C);
-    BAD(!(c->mask_prob > 0.0f && c->mask_prob <= 1.0f), "bert4rec.mask_prob = %g, expected a share in (0, 1]", c->mask_prob);
-    BAD(!(c->dropout >= 0.0f && c->dropout < 1.0f), "bert4rec.dropout = %g, expected a rate in [0, 1)", c->dropout);
     BAD(c->max_batch < 1 || (long long)c->max_batch * c->T > 1000000000LL,
         "bert4rec: batches of %d sequences of bert4rec.maxlen = %d, expected at least 1 and a product below 1e9", c->max_batch, c->T);
 #undef BAD
@@ -195,9 +190,7 @@ int bert4rec_init(bert4rec_model *m, const bert4rec_config *c, const dm_dataset 
 
 void bert4rec_free(bert4rec_model *m)
 {
-    free(m->params);
-    free(m->grads);
-    free(m->opt);
+    DM_FREE_ALL(m->params, m->grads, m->opt);
     acts_free(&m->a);
     dm_seqs_free(&m->seqs);
     memset(m, 0, sizeof *m);
@@ -459,10 +452,4 @@ int bert4rec_scores(bert4rec_model *m, const dm_dataset *d, const int8_t *roles,
     return DM_OK;
 }
 
-void bert4rec_adam_step(bert4rec_model *m)
-{
-    const bert4rec_config *c = &m->cfg;
-    nn_adam o = {c->lr, c->beta1, c->beta2, c->eps, 0.0f, NN_ADAM_L2};
-    m->t++;
-    nn_adam_step(&o, m->t, m->params, m->grads, m->opt, m->opt + m->nparams, m->nparams);
-}
+void bert4rec_adam_step(bert4rec_model *m) { DM_MODEL_ADAM_STEP(m); }

@@ -140,8 +140,9 @@ typedef struct {
 /* Fills c from the bert4rec.* keys of cfg for n_items items and batches of max_batch sequences and
  * checks it (bert4rec_config_check). */
 int bert4rec_config_from(const dm_cfg *cfg, int n_items, int max_batch, bert4rec_config *c);
-/* Checks the sizes (positive, heads dividing dim, mask_prob in (0, 1], dropout in [0, 1),
- * max_batch * maxlen below 1e9). DM_ECONFIG naming the bert4rec.* key and what was expected. */
+/* Checks what the key table cannot (items in the dataset, heads dividing dim, max_batch * maxlen
+ * below 1e9); the ranges of the bert4rec.* keys are the config loader's (bert4rec.def). DM_ECONFIG
+ * naming the bert4rec.* key and what was expected. */
 int bert4rec_config_check(const bert4rec_config *c);
 /* Allocates the model for c on the DM_TRAIN rows of d (roles NULL: no training set), weights drawn
  * from seed. */

@@ -3,7 +3,7 @@
 
 #include "../core/err.h"
 #include "../core/rng.h"
-#include "../core/sort.h"
+#include "../model/pairs.h"
 #include "../nn/gemm.h"
 
 #include <math.h>
@@ -16,63 +16,26 @@ int bpr_init(bpr_model *m, const bpr_config *c, const dm_dataset *d, const int8_
     if (c->n_users < 1 || c->n_items < 2 || c->d < 1)
         return DM_ERR(DM_ECONFIG, "bpr: %d users, %d items, dimension %d; needs users, two items and d >= 1", c->n_users, c->n_items, c->d);
     m->cfg = *c;
-    size_t d_ = (size_t)c->d;
-    m->nparams = ((size_t)c->n_users + (size_t)c->n_items) * d_;
+    m->nparams = ((size_t)c->n_users + (size_t)c->n_items) * (size_t)c->d;
     DM_ALLOC(m->params, m->nparams);
     DM_ALLOC(m->grads, m->nparams);
     DM_ALLOC(m->opt, 2 * m->nparams);
     dm_rng r;
     dm_rng_seed(&r, dm_rng_key(seed, 0xB9A, 0));
     for (size_t k = 0; k < m->nparams; k++) m->params[k] = (float)(c->init_std * dm_rng_normal(&r));
-    /* the training interactions, and each user's training items sorted */
-    DM_ALLOC(m->u_off, (size_t)c->n_users + 1);
-    size_t n = 0;
-    for (size_t i = 0; i < d->n_inter; i++) n += roles[i] == DM_TRAIN;
-    DM_ALLOC(m->ex_u, n + 1);
-    DM_ALLOC(m->ex_i, n + 1);
-    DM_ALLOC(m->u_items, n + 1);
-    for (size_t u = 0; u < d->n_users; u++) {
-        int64_t s = (int64_t)m->n_ex;
-        for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) {
-            if (roles[j] != DM_TRAIN) continue;
-            m->ex_u[m->n_ex] = (int32_t)u;
-            m->ex_i[m->n_ex] = d->item[j];
-            m->u_items[m->n_ex++] = d->item[j];
-        }
-        qsort(m->u_items + s, m->n_ex - (size_t)s, sizeof(int32_t), dm_cmp_i32);
-        m->u_off[u + 1] = (int64_t)m->n_ex;
-    }
-    return DM_OK;
+    return dm_pairs_init(d, roles, (size_t)c->n_users, &m->n_ex, &m->ex_u, &m->ex_i, &m->u_off, &m->u_items);
 }
 
 void bpr_free(bpr_model *m)
 {
-    free(m->params);
-    free(m->grads);
-    free(m->opt);
-    free(m->ex_u);
-    free(m->ex_i);
-    free(m->u_off);
-    free(m->u_items);
+    DM_FREE_ALL(m->params, m->grads, m->opt, m->ex_u, m->ex_i, m->u_off, m->u_items);
     memset(m, 0, sizeof *m);
 }
 
 int32_t bpr_negative(const bpr_model *m, size_t k, uint64_t seed, uint64_t step, int64_t gidx)
 {
-    int32_t u = m->ex_u[k];
-    const int32_t *own = m->u_items + m->u_off[u];
-    size_t n_own = (size_t)(m->u_off[u + 1] - m->u_off[u]);
-    dm_rng r;
-    dm_rng_seed(&r, dm_rng_key(seed ^ 0xB9B, step, (uint64_t)gidx));
-    int all_taken = n_own >= (size_t)m->cfg.n_items;
-    int32_t j;
-    do j = (int32_t)dm_rng_below(&r, (uint64_t)m->cfg.n_items);
-    while (!all_taken && dm_in_sorted_i32(own, n_own, j));
-    return j;
+    return dm_pairs_negative(m->u_off, m->u_items, m->ex_u[k], m->cfg.n_items, dm_rng_key(seed ^ 0xB9B, step, (uint64_t)gidx));
 }
-
-/* log(1 + exp(-x)), stable for both signs */
-static double softplus_neg(double x) { return x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x)); }
 
 int bpr_grad_triples(bpr_model *m, const int32_t *u, const int32_t *i, const int32_t *j, size_t n, double norm, double *loss)
 {
@@ -84,13 +47,8 @@ int bpr_grad_triples(bpr_model *m, const int32_t *u, const int32_t *i, const int
     for (size_t k = 0; k < n; k++) {
         const float *pu = m->params + (size_t)u[k] * d, *pi = V + (size_t)i[k] * d, *pj = V + (size_t)j[k] * d;
         float *gu = m->grads + (size_t)u[k] * d, *gi = dV + (size_t)i[k] * d, *gj = dV + (size_t)j[k] * d;
-        double x = 0, sq = 0;
-        for (size_t c = 0; c < d; c++) {
-            x += (double)pu[c] * ((double)pi[c] - (double)pj[c]);
-            sq += (double)pu[c] * pu[c] + (double)pi[c] * pi[c] + (double)pj[c] * pj[c];
-        }
-        ls += softplus_neg(x) + 0.5 * reg * sq;
-        float g = (float)(-1.0 / (1.0 + exp(x))) * inv; /* -sigmoid(-x) / norm */
+        float g;
+        ls += dm_pairs_bpr_loss(pu, pi, pj, pu, pi, pj, d, reg, inv, &g);
         for (size_t c = 0; c < d; c++) {
             float a = pu[c], b = pi[c], e = pj[c];
             gu[c] += g * (b - e) + reg * inv * a;
@@ -102,21 +60,7 @@ int bpr_grad_triples(bpr_model *m, const int32_t *u, const int32_t *i, const int
     return isfinite(ls) ? DM_OK : DM_ERR(DM_ENUM, "bpr: the loss is not finite (%g); lower bpr.lr", ls);
 }
 
-void bpr_adam_step(bpr_model *m)
-{
-    const bpr_config *c = &m->cfg;
-    m->t++;
-    float *mo = m->opt, *ve = m->opt + m->nparams;
-    const float b1 = c->beta1, b2 = c->beta2;
-    const double bc1 = 1.0 - pow(b1, (double)m->t), bc2 = 1.0 - pow(b2, (double)m->t);
-    const float step = (float)(c->lr / bc1), sb2 = (float)sqrt(bc2);
-    for (size_t k = 0; k < m->nparams; k++) {
-        float g = m->grads[k];
-        mo[k] = b1 * mo[k] + (1.0f - b1) * g;
-        ve[k] = b2 * ve[k] + (1.0f - b2) * g * g;
-        m->params[k] -= step * mo[k] / (sqrtf(ve[k]) / sb2 + c->eps);
-    }
-}
+void bpr_adam_step(bpr_model *m) { DM_MODEL_ADAM_STEP(m); }
 
 void bpr_scores(const bpr_model *m, const size_t *users, size_t B, float *scores, float *urows)
 {
@@ -130,6 +74,9 @@ void bpr_scores(const bpr_model *m, const size_t *users, size_t B, float *scores
 
 static const char *const g_groups[] = {"bpr", NULL};
 
+DM_MODEL_SLAB_OPS(bpr_model)
+DM_MODEL_LIFECYCLE(bpr_model, bpr_config, bpr_init, bpr_free)
+
 static int ops_create(void **self, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, int max_batch, uint64_t seed)
 {
     (void)max_batch;
@@ -142,33 +89,10 @@ static int ops_create(void **self, const dm_cfg *cfg, const dm_dataset *d, const
                     (float)dm_cfg_float(cfg, "bpr.beta1"),
                     (float)dm_cfg_float(cfg, "bpr.beta2"),
                     (float)dm_cfg_float(cfg, "bpr.eps")};
-    bpr_model *m;
-    DM_ALLOC(m, 1);
-    int rc = bpr_init(m, &c, d, roles, seed);
-    if (rc) {
-        bpr_free(m);
-        free(m);
-        return rc;
-    }
-    *self = m;
-    return DM_OK;
+    return model_new(self, &c, d, roles, seed);
 }
 
-static void ops_destroy(void *self)
-{
-    bpr_free(self);
-    free(self);
-}
-
-DM_MODEL_SLAB_OPS(bpr_model)
 static size_t ops_n_examples(void *self) { return ((bpr_model *)self)->n_ex; }
-
-static double ops_norm(void *self, const size_t *ex, size_t n)
-{
-    (void)self;
-    (void)ex;
-    return (double)n;
-}
 
 static int ops_grad(void *self, const size_t *ex, size_t n, const int64_t *gidx, uint64_t seed, uint64_t step, double norm, double *loss)
 {
@@ -227,13 +151,10 @@ const dm_model_ops bpr_model_ops = {
     .label = "BPR-MF",
     .groups = g_groups,
     .create = ops_create,
-    .destroy = ops_destroy,
-    .params = model_params,
-    .grads = model_grads,
-    .opt_state = model_opt,
-    .opt_steps = model_steps,
+    .destroy = model_destroy,
+    DM_MODEL_SLAB_MEMBERS,
     .n_examples = ops_n_examples,
-    .batch_norm = ops_norm,
+    .batch_norm = dm_model_count_norm,
     .grad = ops_grad,
     .after_reduce = NULL,
     .step = ops_step,

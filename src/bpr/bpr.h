@@ -44,7 +44,7 @@ typedef struct {
     int32_t *u_items;       /* each user's training items, sorted (negatives avoid them) */
 } bpr_model;
 
-/* Allocates the model and its training set; weights drawn from seed. */
+/* Allocates the model and its training set (src/model/pairs.h); weights drawn from seed. */
 int bpr_init(bpr_model *m, const bpr_config *c, const dm_dataset *d, const int8_t *roles, uint64_t seed);
 void bpr_free(bpr_model *m);
 

@@ -96,12 +96,9 @@ static size_t key_at(const char *name)
 
 static void val_clear(dm_cval *v)
 {
-    free(v->s);
-    free(v->il);
-    free(v->fl);
+    DM_FREE_ALL(v->s, v->il, v->fl);
     for (size_t j = 0; j < v->n && v->sl; j++) free(v->sl[j]);
-    free(v->sl);
-    free(v->file);
+    DM_FREE_ALL(v->sl, v->file);
     memset(v, 0, sizeof *v);
 }
 

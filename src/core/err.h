@@ -92,4 +92,49 @@ void *dm_realloc_at(void *p, size_t n, size_t size, const char *file, int line);
     } while (0)
 #define DM_FREE(p) do { free(p); (p) = NULL; } while (0)
 
+/* The releases of an X_free function, one line for a list of members:
+ *   DM_FREE_ALL(p, q, ...)     DM_FREE of each pointer, in order;
+ *   DM_EACH(f, p, q, ...)      f(p); f(q); ... in order (DM_EACH(dm_strtab_free, &d->title, &d->brand)).
+ * Each takes 1 to 32 arguments (their count picks DM_EACH_<n>_). */
+#define DM_FREE_ALL(...) DM_EACH(DM_FREE, __VA_ARGS__)
+#define DM_EACH(f, ...) do { DM_EACH_CAT_(DM_EACH_, DM_EACH_NARG_(__VA_ARGS__))(f, __VA_ARGS__) } while (0)
+#define DM_EACH_CAT_(a, n) DM_EACH_CAT2_(a, n)
+#define DM_EACH_CAT2_(a, n) a##n##_
+#define DM_EACH_NARG_(...) DM_EACH_NTH_(__VA_ARGS__, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, \
+        18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+#define DM_EACH_NTH_(a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, \
+        a20, a21, a22, a23, a24, a25, a26, a27, a28, a29, a30, a31, a32, n, ...) n
+#define DM_EACH_1_(f, x) f(x);
+#define DM_EACH_2_(f, x, ...) f(x); DM_EACH_1_(f, __VA_ARGS__)
+#define DM_EACH_3_(f, x, ...) f(x); DM_EACH_2_(f, __VA_ARGS__)
+#define DM_EACH_4_(f, x, ...) f(x); DM_EACH_3_(f, __VA_ARGS__)
+#define DM_EACH_5_(f, x, ...) f(x); DM_EACH_4_(f, __VA_ARGS__)
+#define DM_EACH_6_(f, x, ...) f(x); DM_EACH_5_(f, __VA_ARGS__)
+#define DM_EACH_7_(f, x, ...) f(x); DM_EACH_6_(f, __VA_ARGS__)
+#define DM_EACH_8_(f, x, ...) f(x); DM_EACH_7_(f, __VA_ARGS__)
+#define DM_EACH_9_(f, x, ...) f(x); DM_EACH_8_(f, __VA_ARGS__)
+#define DM_EACH_10_(f, x, ...) f(x); DM_EACH_9_(f, __VA_ARGS__)
+#define DM_EACH_11_(f, x, ...) f(x); DM_EACH_10_(f, __VA_ARGS__)
+#define DM_EACH_12_(f, x, ...) f(x); DM_EACH_11_(f, __VA_ARGS__)
+#define DM_EACH_13_(f, x, ...) f(x); DM_EACH_12_(f, __VA_ARGS__)
+#define DM_EACH_14_(f, x, ...) f(x); DM_EACH_13_(f, __VA_ARGS__)
+#define DM_EACH_15_(f, x, ...) f(x); DM_EACH_14_(f, __VA_ARGS__)
+#define DM_EACH_16_(f, x, ...) f(x); DM_EACH_15_(f, __VA_ARGS__)
+#define DM_EACH_17_(f, x, ...) f(x); DM_EACH_16_(f, __VA_ARGS__)
+#define DM_EACH_18_(f, x, ...) f(x); DM_EACH_17_(f, __VA_ARGS__)
+#define DM_EACH_19_(f, x, ...) f(x); DM_EACH_18_(f, __VA_ARGS__)
+#define DM_EACH_20_(f, x, ...) f(x); DM_EACH_19_(f, __VA_ARGS__)
+#define DM_EACH_21_(f, x, ...) f(x); DM_EACH_20_(f, __VA_ARGS__)
+#define DM_EACH_22_(f, x, ...) f(x); DM_EACH_21_(f, __VA_ARGS__)
+#define DM_EACH_23_(f, x, ...) f(x); DM_EACH_22_(f, __VA_ARGS__)
+#define DM_EACH_24_(f, x, ...) f(x); DM_EACH_23_(f, __VA_ARGS__)
+#define DM_EACH_25_(f, x, ...) f(x); DM_EACH_24_(f, __VA_ARGS__)
+#define DM_EACH_26_(f, x, ...) f(x); DM_EACH_25_(f, __VA_ARGS__)
+#define DM_EACH_27_(f, x, ...) f(x); DM_EACH_26_(f, __VA_ARGS__)
+#define DM_EACH_28_(f, x, ...) f(x); DM_EACH_27_(f, __VA_ARGS__)
+#define DM_EACH_29_(f, x, ...) f(x); DM_EACH_28_(f, __VA_ARGS__)
+#define DM_EACH_30_(f, x, ...) f(x); DM_EACH_29_(f, __VA_ARGS__)
+#define DM_EACH_31_(f, x, ...) f(x); DM_EACH_30_(f, __VA_ARGS__)
+#define DM_EACH_32_(f, x, ...) f(x); DM_EACH_31_(f, __VA_ARGS__)
+
 #endif

@@ -200,9 +200,7 @@ void dm_lines_close(dm_lines *r)
         free(r->z);
     }
     if (r->fp) fclose((FILE *)r->fp);
-    free(r->in);
-    free(r->buf);
-    free(r->line);
+    DM_FREE_ALL(r->in, r->buf, r->line);
     memset(r, 0, sizeof *r);
 }
 

@@ -39,10 +39,7 @@ int dm_argsort_i64_of(const int64_t *key, size_t *idx, size_t n)
         kv = kt;
         kt = sw;
     }
-    free(cnt);
-    free(tmp);
-    free(kv);
-    free(kt);
+    DM_FREE_ALL(cnt, tmp, kv, kt);
     return DM_OK;
 }
 
@@ -62,6 +59,26 @@ int dm_cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return (x > y) - (x < y);
+}
+
+int dm_cmp_f64(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int dm_cmp_keyed_asc(const void *a, const void *b)
+{
+    const dm_keyed *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+int dm_cmp_keyed_desc(const void *a, const void *b)
+{
+    const dm_keyed *x = a, *y = b;
+    if (x->key != y->key) return x->key > y->key ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
 }
 
 int dm_in_sorted_i32(const int32_t *a, size_t n, int32_t x)

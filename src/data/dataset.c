@@ -48,11 +48,7 @@ int dm_raw_push(dm_raw *r, const char *user, size_t ul, const char *item, size_t
 
 void dm_raw_free(dm_raw *r)
 {
-    free(r->user);
-    free(r->item);
-    free(r->time);
-    free(r->order);
-    free(r->part);
+    DM_FREE_ALL(r->user, r->item, r->time, r->order, r->part);
     dm_strmap_free(&r->users);
     dm_strmap_free(&r->items);
     memset(r, 0, sizeof *r);
@@ -263,13 +259,8 @@ int dm_meta_push(dm_meta *m, const char *id, size_t idl, const char *title, cons
 void dm_meta_free(dm_meta *m)
 {
     dm_strmap_free(&m->ids);
-    dm_strtab_free(&m->title);
-    dm_strtab_free(&m->brand);
-    dm_strtab_free(&m->cats);
-    dm_strtab_free(&m->attrs);
-    free(m->price);
-    free(m->order);
-    free(m->has_title);
+    DM_EACH(dm_strtab_free, &m->title, &m->brand, &m->cats, &m->attrs);
+    DM_FREE_ALL(m->price, m->order, m->has_title);
     memset(m, 0, sizeof *m);
 }
 
@@ -390,43 +381,38 @@ static int64_t as_uint(const char *s, size_t n)
     return v;
 }
 
-typedef struct {
-    int64_t key;
-    int64_t id;
-} kv;
-
-static int cmp_kv(const void *a, const void *b)
-{
-    const kv *x = a, *y = b;
-    if (x->key != y->key) return x->key < y->key ? -1 : 1;
-    return (x->id > y->id) - (x->id < y->id);
-}
-
-/* Dense ids for the raw ids marked used (used[k] = first appearance rank + 1, or 0). */
+/* Dense ids for the raw ids marked used (first[k] = first appearance rank, or -1): in numeric order
+ * when `numeric` and every used raw id is a decimal number, else in order of first appearance; ties
+ * (equal numbers) in raw-id order, which the stable sort of the ascending `used` list keeps. */
 static int dense_ids(const dm_strmap *m, const int64_t *first, int numeric, int32_t *dense, size_t *n_out)
 {
     size_t n = m->keys.n, cnt = 0;
-    kv *a;
-    DM_ALLOC(a, n);
+    int64_t *num; /* (n) the number of raw id k */
+    size_t *used; /* (cnt) the used raw ids, ascending, then in dense order */
+    DM_ALLOC(num, n);
+    used = dm_calloc_at(n, sizeof *used, __FILE__, __LINE__);
+    if (!used) {
+        free(num);
+        return DM_ENOMEM;
+    }
     int all_num = numeric;
     for (size_t k = 0; k < n; k++) {
         if (first[k] < 0) continue;
         size_t l;
         const char *s = dm_strtab_get(&m->keys, k, &l);
-        int64_t v = all_num ? as_uint(s, l) : -1;
-        if (v < 0) all_num = 0;
-        a[cnt].key = v;
-        a[cnt].id = (int64_t)k;
-        cnt++;
+        num[k] = all_num ? as_uint(s, l) : -1;
+        if (num[k] < 0) all_num = 0;
+        used[cnt++] = k;
     }
-    for (size_t j = 0; j < cnt; j++)
-        if (!all_num) a[j].key = first[a[j].id];
-    qsort(a, cnt, sizeof *a, cmp_kv);
-    for (size_t k = 0; k < n; k++) dense[k] = -1;
-    for (size_t j = 0; j < cnt; j++) dense[a[j].id] = (int32_t)j;
-    free(a);
-    *n_out = cnt;
-    return DM_OK;
+    int rc = dm_argsort_i64_of(all_num ? num : first, used, cnt);
+    if (rc == DM_OK) {
+        for (size_t k = 0; k < n; k++) dense[k] = -1;
+        for (size_t j = 0; j < cnt; j++) dense[used[j]] = (int32_t)j;
+        *n_out = cnt;
+    }
+    free(num);
+    free(used);
+    return rc;
 }
 
 static int add_joined(dm_strtab *t, const char *s, size_t n, const char *lev_sep, const char *path_sep)
@@ -957,35 +943,12 @@ int dm_make_stream_split(dm_dataset *d)
 
 void dm_dataset_free(dm_dataset *d)
 {
-    free(d->user_off);
-    free(d->item);
-    free(d->time);
-    free(d->split_loo);
-    free(d->split_temporal);
-    free(d->split_given);
-    free(d->split_stream);
-    free(d->window);
-    free(d->window_start);
-    dm_strtab_free(&d->user_id);
-    dm_strtab_free(&d->item_id);
-    dm_strtab_free(&d->title);
-    dm_strtab_free(&d->brand);
-    dm_strtab_free(&d->category);
-    free(d->price);
-    free(d->has_title);
-    dm_strtab_free(&d->attr_name);
-    free(d->attr_kind);
-    free(d->attr_level);
-    free(d->item_attr_off);
-    free(d->item_attr);
-    for (int m = 0; m < d->n_modal; m++) {
-        free(d->modal[m].feat);
-        free(d->modal[m].present);
-    }
-    free(d->drift_user);
-    free(d->taste_before);
-    free(d->taste_after);
-    free(d->item_cluster);
+    DM_FREE_ALL(d->user_off, d->item, d->time, d->split_loo, d->split_temporal, d->split_given, d->split_stream,
+                d->window, d->window_start);
+    DM_EACH(dm_strtab_free, &d->user_id, &d->item_id, &d->title, &d->brand, &d->category, &d->attr_name);
+    DM_FREE_ALL(d->price, d->has_title, d->attr_kind, d->attr_level, d->item_attr_off, d->item_attr);
+    for (int m = 0; m < d->n_modal; m++) DM_FREE_ALL(d->modal[m].feat, d->modal[m].present);
+    DM_FREE_ALL(d->drift_user, d->taste_before, d->taste_after, d->item_cluster);
     for (int c = 0; c < d->n_cand; c++) free(d->cand[c].rows);
     dm_buf_free(&d->sources);
     memset(d, 0, sizeof *d);

@@ -158,17 +158,8 @@ int dm_synth_world_init(const dm_synth_opts *o, dm_synth_world *w)
 
 void dm_synth_world_free(dm_synth_world *w)
 {
-    free(w->mu);
-    free(w->v);
-    free(w->cluster);
-    free(w->pop);
-    free(w->a_prob);
-    free(w->a_alias);
-    free(w->c_off);
-    free(w->c_items);
-    free(w->c_prob);
-    free(w->c_alias);
-    free(w->cluster_pop);
+    DM_FREE_ALL(w->mu, w->v, w->cluster, w->pop, w->a_prob, w->a_alias, w->c_off, w->c_items, w->c_prob,
+                w->c_alias, w->cluster_pop);
     memset(w, 0, sizeof *w);
 }
 

@@ -368,9 +368,7 @@ int dm_tfidf_sel(const dm_dataset *d, const dm_tfidf_opts *o, const dm_tfidf_sel
 
 void dm_csr_free(dm_csr *m)
 {
-    free(m->row_off);
-    free(m->col);
-    free(m->val);
+    DM_FREE_ALL(m->row_off, m->col, m->val);
     dm_strtab_free(&m->terms);
     memset(m, 0, sizeof *m);
 }

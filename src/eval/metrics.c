@@ -96,14 +96,7 @@ int metrics_ws_init(metrics_ws *w, size_t n_items)
 
 void metrics_ws_free(metrics_ws *w)
 {
-    free(w->mark);
-    free(w->tscore);
-    free(w->between);
-    free(w->eq);
-    free(w->ntarget);
-    free(w->G);
-    free(w->B);
-    free(w->list);
+    DM_FREE_ALL(w->mark, w->tscore, w->between, w->eq, w->ntarget, w->G, w->B, w->list);
     memset(w, 0, sizeof *w);
 }
 
@@ -216,16 +209,25 @@ int metrics_from_blocks(const metrics_spec *s, const int64_t *G, const int64_t *
 
 /* ---- sampled protocol ------------------------------------------------------------------------- */
 
+/* How many of x[0..n) are above u, equal to it, and NaN: one branch-free pass the compiler vectorises. */
+static inline void count_vs(const float *x, size_t n, float u, int64_t *gt, int64_t *eq, int64_t *nan)
+{
+    int64_t g = 0, e = 0, nn = 0;
+    for (size_t i = 0; i < n; i++) {
+        g += x[i] > u;
+        e += x[i] == u;
+        nn += x[i] != x[i];
+    }
+    *gt = g;
+    *eq = e;
+    *nan = nn;
+}
+
 int metrics_sampled(const metrics_spec *s, float target, const float *neg, size_t n_neg, double *row)
 {
     if (isnan(target)) return DM_ERR(DM_ENUM, "metrics: the target's score is NaN");
-    int64_t gt = 0, eq = 0, nan = 0;
-    for (size_t i = 0; i < n_neg; i++) {
-        float x = neg[i];
-        gt += x > target;
-        eq += x == target;
-        nan += x != x;
-    }
+    int64_t gt, eq, nan;
+    count_vs(neg, n_neg, target, &gt, &eq, &nan);
     if (nan) return DM_ERR(DM_ENUM, "metrics: %lld of %zu negative scores are NaN", (long long)nan, n_neg);
     int64_t B = eq + 1, j = 1;
     return metrics_from_blocks(s, &gt, &B, &j, 1, row);
@@ -265,23 +267,15 @@ static inline void classify(const metrics_ws *w, size_t d, float x, int64_t sign
 }
 
 /* Every score of scores[0..n) into the bins of the d target scores (w->between, w->eq zeroed); one
- * distinct target score takes a branch-free pass the compiler vectorises. */
+ * distinct target score takes count_vs. */
 static void count_pass(metrics_ws *w, size_t d, const float *scores, size_t n, int64_t *nan)
 {
     if (d != 1) {
         for (size_t i = 0; i < n; i++) classify(w, d, scores[i], 1, nan);
         return;
     }
-    const float u = w->tscore[0];
-    int64_t gt = 0, eq = 0, nn = 0;
-    for (size_t i = 0; i < n; i++) {
-        float x = scores[i];
-        gt += x > u;
-        eq += x == u;
-        nn += x != x;
-    }
-    w->between[0] = gt;
-    w->eq[0] = eq;
+    int64_t nn;
+    count_vs(scores, n, w->tscore[0], &w->between[0], &w->eq[0], &nn);
     *nan += nn;
 }
 

@@ -8,6 +8,7 @@
 
 #include "../core/buf.h"
 #include "../core/err.h"
+#include "../core/sort.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -166,9 +167,7 @@ done:
 
 void metrics_alias_free(metrics_alias *a)
 {
-    free(a->prob);
-    free(a->alias);
-    free(a->p);
+    DM_FREE_ALL(a->prob, a->alias, a->p);
     memset(a, 0, sizeof *a);
 }
 
@@ -176,18 +175,6 @@ int32_t metrics_alias_draw(const metrics_alias *a, dm_rng *rng)
 {
     size_t i = (size_t)dm_rng_below(rng, a->n);
     return dm_rng_uniform(rng) < a->prob[i] ? (int32_t)i : a->alias[i];
-}
-
-typedef struct {
-    double key;
-    int32_t item;
-} keyed;
-
-static int cmp_keyed_desc(const void *x, const void *y)
-{
-    const keyed *a = x, *b = y;
-    if (a->key != b->key) return a->key < b->key ? 1 : -1;
-    return (a->item > b->item) - (a->item < b->item);
 }
 
 int metrics_sample_pop(metrics_ws *w, const metrics_alias *a, uint64_t seed, int64_t user,
@@ -221,7 +208,7 @@ int metrics_sample_pop(metrics_ws *w, const metrics_alias *a, uint64_t seed, int
     if (got < n_neg) {
         /* the user's items hold most of the mass: redraw the whole set by keys */
         for (size_t i = 0; i < got; i++) w->mark[neg[i]] = 0;
-        keyed *k = calloc(eligible ? eligible : 1, sizeof *k);
+        dm_keyed *k = calloc(eligible ? eligible : 1, sizeof *k);
         if (!k) {
             unmark_all(w, user_items, n_user_items, NULL, 0);
             return DM_ERR(DM_ENOMEM, "negatives: out of memory (%zu keys)", eligible);
@@ -232,12 +219,12 @@ int metrics_sample_pop(metrics_ws *w, const metrics_alias *a, uint64_t seed, int
             double u = dm_rng_uniform(&r);
             if (u <= 0) u = 0x1.0p-60;
             k[c].key = log(u) / a->p[i];
-            k[c].item = (int32_t)i;
+            k[c].id = (int64_t)i;
             c++;
         }
         DM_ASSERT(c == eligible);
-        qsort(k, c, sizeof *k, cmp_keyed_desc);
-        for (size_t i = 0; i < n_neg; i++) neg[i] = k[i].item;
+        qsort(k, c, sizeof *k, dm_cmp_keyed_desc);
+        for (size_t i = 0; i < n_neg; i++) neg[i] = (int32_t)k[i].id;
         free(k);
         unmark_all(w, user_items, n_user_items, NULL, 0);
         return DM_OK;

@@ -4,6 +4,7 @@
 #include "explain.h"
 
 #include "../core/err.h"
+#include "../core/sort.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -53,9 +54,7 @@ int explain_src_init(explain_src *s, const dm_cfg *cfg, const dm_dataset *d, con
 
 void explain_src_free(explain_src *s)
 {
-    free(s->own_took_off);
-    free(s->own_took);
-    free(s->own_attr_emb);
+    DM_FREE_ALL(s->own_took_off, s->own_took, s->own_attr_emb);
     memset(s, 0, sizeof *s);
 }
 
@@ -141,13 +140,7 @@ int explain_evidence_init(explain_evidence *ev, int k_users, int k_items, int k_
 
 void explain_evidence_free(explain_evidence *ev)
 {
-    free(ev->el);
-    free(ev->hist);
-    free(ev->score);
-    free(ev->cand);
-    free(ev->uattr);
-    free(ev->uuser);
-    free(ev->mfeat);
+    DM_FREE_ALL(ev->el, ev->hist, ev->score, ev->cand, ev->uattr, ev->uuser, ev->mfeat);
     memset(ev, 0, sizeof *ev);
 }
 
@@ -229,19 +222,6 @@ static int holds(const explain_src *s, int32_t item, int32_t a)
 {
     for (int64_t q = s->attr_off[item]; q < s->attr_off[item + 1]; q++)
         if (s->attr[q] == a) return 1;
-    return 0;
-}
-
-typedef struct {
-    double s;
-    int32_t id;
-} scored;
-
-static int cmp_scored(const void *a, const void *b)
-{
-    const scored *x = a, *y = b;
-    if (better(x->s, x->id, y->s, y->id)) return -1;
-    if (better(y->s, y->id, x->s, x->id)) return 1;
     return 0;
 }
 
@@ -372,13 +352,13 @@ static int build(const explain_src *s, int32_t u, int32_t i, const int32_t *hist
             }
         }
         if (naive && m > 0) {
-            scored *all = malloc((size_t)m * sizeof *all);
+            dm_keyed *all = malloc((size_t)m * sizeof *all);
             if (!all) return DM_ERR(DM_ENOMEM, "out of memory sorting %d evidence candidates", m);
-            for (int c = 0; c < m; c++) all[c] = (scored){sc[c], id[c]};
-            qsort(all, (size_t)m, sizeof *all, cmp_scored);
+            for (int c = 0; c < m; c++) all[c] = (dm_keyed){sc[c], id[c]};
+            qsort(all, (size_t)m, sizeof *all, dm_cmp_keyed_desc); /* the order of better() */
             for (int c = 0; c < m; c++) {
-                sc[c] = all[c].s;
-                id[c] = all[c].id;
+                sc[c] = all[c].key;
+                id[c] = (int32_t)all[c].id;
             }
             free(all);
             if (m > k) m = k;

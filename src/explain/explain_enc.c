@@ -129,21 +129,8 @@ int explain_enc_acts_init(explain_enc_acts *a, const explain_enc_config *c, int 
 
 void explain_enc_acts_free(explain_enc_acts *a)
 {
-    free(a->off);
-    free(a->kind);
-    free(a->x);
-    free(a->w);
-    free(a->u);
-    free(a->att);
-    free(a->ds);
-    free(a->slot);
-    free(a->dslot);
-    free(a->du);
-    free(a->gx);
-    free(a->gu);
-    free(a->perm);
-    free(a->qt);
-    free(a->acc);
+    DM_FREE_ALL(a->off, a->kind, a->x, a->w, a->u, a->att, a->ds, a->slot, a->dslot, a->du, a->gx, a->gu,
+                a->perm, a->qt, a->acc);
     nn_mlp_acts_free(&a->mlp);
     memset(a, 0, sizeof *a);
 }

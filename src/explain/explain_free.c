@@ -92,20 +92,10 @@ int explain_free_init(explain_free *f, const char *words, int max_tokens, const 
 void explain_free_free(explain_free *f)
 {
     for (int k = 0; k < f->n_words; k++) free(f->word[k]);
-    free(f->word);
-    free(f->punct);
-    free(f->wtok);
-    free(f->wtok_off);
-    free(f->ent_elem);
-    free(f->ent_slot);
-    free(f->ent_off);
-    free(f->ent_used);
-    free(f->ent_len);
-    free(f->node);
+    DM_FREE_ALL(f->word, f->punct, f->wtok, f->wtok_off, f->ent_elem, f->ent_slot, f->ent_off, f->ent_used,
+                f->ent_len, f->node, f->vtext_off, f->seg);
     bpe_ids_free(&f->vtok);
     dm_buf_free(&f->vtext);
-    free(f->vtext_off);
-    free(f->seg);
     memset(f, 0, sizeof *f);
 }
 

@@ -112,9 +112,7 @@ int explain_templates_parse(const char *spec, explain_templates *t)
 void explain_templates_free(explain_templates *t)
 {
     for (int p = 0; p < t->n_parts; p++) free(t->text[p]);
-    free(t->text);
-    free(t->slot);
-    free(t->part_off);
+    DM_FREE_ALL(t->text, t->slot, t->part_off);
     memset(t, 0, sizeof *t);
 }
 
@@ -127,12 +125,8 @@ int explain_rationale_init(explain_rationale *r)
 
 void explain_rationale_free(explain_rationale *r)
 {
-    dm_buf_free(&r->text);
-    dm_buf_free(&r->values);
-    dm_buf_free(&r->cand);
-    free(r->cand_off);
-    free(r->cand_ptr);
-    free(r->cand_elem);
+    DM_EACH(dm_buf_free, &r->text, &r->values, &r->cand);
+    DM_FREE_ALL(r->cand_off, r->cand_ptr, r->cand_elem);
     memset(r, 0, sizeof *r);
     r->tpl = -1;
 }

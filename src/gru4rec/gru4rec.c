@@ -3,7 +3,6 @@
 
 #include "../core/err.h"
 #include "../core/rng.h"
-#include "../nn/adam.h"
 #include "../nn/gemm.h"
 #include "../nn/linear.h"
 #include "../nn/xent.h"
@@ -94,10 +93,7 @@ static void acts_free(gru4rec_acts *a)
     void *p[] = {a->seq, a->tgt, a->len, a->mask, a->x, a->hg, a->vrow, a->tv, a->rowloss, a->hv, a->ov, a->logits, a->dov, a->dhv, a->dh, a->dxg, a->dx, a->dhg, a->dhn};
     for (size_t k = 0; k < sizeof p / sizeof p[0]; k++) free(p[k]);
     for (int l = 0; l < GRU4REC_MAX_LAYERS; l++) {
-        free(a->xg[l]);
-        free(a->gate[l]);
-        free(a->hgn[l]);
-        free(a->h[l]);
+        DM_FREE_ALL(a->xg[l], a->gate[l], a->hgn[l], a->h[l]);
     }
     memset(a, 0, sizeof *a);
 }
@@ -134,9 +130,7 @@ int gru4rec_init(gru4rec_model *m, const gru4rec_config *c, const dm_dataset *d,
 
 void gru4rec_free(gru4rec_model *m)
 {
-    free(m->params);
-    free(m->grads);
-    free(m->opt);
+    DM_FREE_ALL(m->params, m->grads, m->opt);
     acts_free(&m->a);
     dm_seqs_free(&m->seqs);
     memset(m, 0, sizeof *m);
@@ -338,10 +332,4 @@ int gru4rec_scores(gru4rec_model *m, const dm_dataset *d, const int8_t *roles, i
     return DM_OK;
 }
 
-void gru4rec_adam_step(gru4rec_model *m)
-{
-    const gru4rec_config *c = &m->cfg;
-    nn_adam o = {c->lr, c->beta1, c->beta2, c->eps, 0.0f, NN_ADAM_L2};
-    m->t++;
-    nn_adam_step(&o, m->t, m->params, m->grads, m->opt, m->opt + m->nparams, m->nparams);
-}
+void gru4rec_adam_step(gru4rec_model *m) { DM_MODEL_ADAM_STEP(m); }

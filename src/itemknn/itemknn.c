@@ -49,10 +49,7 @@ int itemknn_index_init(itemknn_index *x, const dm_dataset *d, const int8_t *role
 
 void itemknn_index_free(itemknn_index *x)
 {
-    free(x->u_off);
-    free(x->u_items);
-    free(x->i_off);
-    free(x->i_users);
+    DM_FREE_ALL(x->u_off, x->u_items, x->i_off, x->i_users);
     memset(x, 0, sizeof *x);
 }
 
@@ -72,24 +69,11 @@ int itemknn_width(int k, size_t n_items)
     return k < 1 ? 1 : (size_t)k < w ? k : (int)w;
 }
 
-typedef struct {
-    double s;
-    int32_t j;
-} cand;
-
-/* similarity descending, then item ascending: a total order, so the kept set is unique */
-static int cand_cmp(const void *a, const void *b)
-{
-    const cand *x = a, *y = b;
-    if (x->s != y->s) return x->s > y->s ? -1 : 1;
-    return (x->j > y->j) - (x->j < y->j);
-}
-
 int itemknn_rows(const itemknn_index *x, size_t lo, size_t hi, int k, double shrink, int32_t *nbr, float *sim)
 {
     int K = itemknn_width(k, x->n_items);
     int32_t *cnt, *touched;
-    cand *c;
+    dm_keyed *c; /* (similarity, item) of the candidates */
     DM_ALLOC(cnt, x->n_items + 1);
     DM_ALLOC(touched, x->n_items + 1);
     c = malloc((x->n_items + 1) * sizeof *c);
@@ -111,17 +95,18 @@ int itemknn_rows(const itemknn_index *x, size_t lo, size_t hi, int k, double shr
             int32_t j = touched[t];
             if ((size_t)j != i) {
                 double nj = sqrt((double)(x->i_off[j + 1] - x->i_off[j]));
-                c[nc].s = (double)cnt[j] / (ni * nj + shrink + 1e-6);
-                c[nc++].j = j;
+                c[nc].key = (double)cnt[j] / (ni * nj + shrink + 1e-6);
+                c[nc++].id = j;
             }
             cnt[j] = 0;
         }
-        qsort(c, nc, sizeof *c, cand_cmp);
+        /* similarity descending, then item ascending: a total order, so the kept set is unique */
+        qsort(c, nc, sizeof *c, dm_cmp_keyed_desc);
         int32_t *rn = nbr + (i - lo) * (size_t)K;
         float *rs = sim + (i - lo) * (size_t)K;
         for (int q = 0; q < K; q++) {
-            rn[q] = (size_t)q < nc ? c[q].j : -1;
-            rs[q] = (size_t)q < nc ? (float)c[q].s : 0.0f;
+            rn[q] = (size_t)q < nc ? (int32_t)c[q].id : -1;
+            rs[q] = (size_t)q < nc ? (float)c[q].key : 0.0f;
         }
     }
     free(cnt);

@@ -3,37 +3,12 @@
 
 #include "../core/err.h"
 #include "../core/rng.h"
-#include "../core/sort.h"
-#include "../nn/adam.h"
+#include "../model/pairs.h"
 #include "../nn/gemm.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* the training pairs as examples, each user's sorted training items */
-static int trainset_init(lightgcn_model *m, const dm_dataset *d, const int8_t *roles)
-{
-    const lightgcn_config *c = &m->cfg;
-    size_t n = 0;
-    for (size_t k = 0; k < d->n_inter; k++) n += roles[k] == DM_TRAIN;
-    DM_ALLOC(m->u_off, (size_t)c->n_users + 1);
-    DM_ALLOC(m->ex_u, n + 1);
-    DM_ALLOC(m->ex_i, n + 1);
-    DM_ALLOC(m->u_items, n + 1);
-    for (size_t u = 0; u < d->n_users; u++) {
-        size_t s = m->n_ex;
-        for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) {
-            if (roles[j] != DM_TRAIN) continue;
-            m->ex_u[m->n_ex] = (int32_t)u;
-            m->ex_i[m->n_ex] = d->item[j];
-            m->u_items[m->n_ex++] = d->item[j];
-        }
-        qsort(m->u_items + s, m->n_ex - s, sizeof(int32_t), dm_cmp_i32);
-        m->u_off[u + 1] = (int64_t)m->n_ex;
-    }
-    return DM_OK;
-}
 
 /* A_hat over the distinct training pairs: user rows list their items (columns n_users + i), item
  * rows their users, both ascending */
@@ -86,7 +61,7 @@ int lightgcn_init(lightgcn_model *m, const lightgcn_config *c, const dm_dataset 
     DM_ALLOC(m->cur, m->nparams);
     DM_ALLOC(m->nxt, m->nparams);
     if (!roles) return DM_ERR(DM_EINTERNAL, "lightgcn: the graph needs the training split");
-    DM_CALL(trainset_init(m, d, roles));
+    DM_CALL(dm_pairs_init(d, roles, (size_t)c->n_users, &m->n_ex, &m->ex_u, &m->ex_i, &m->u_off, &m->u_items));
     DM_CALL(graph_init(m));
     /* xavier uniform per table: bound sqrt(6 / (rows + d)) */
     dm_rng r;
@@ -147,9 +122,6 @@ const float *lightgcn_final(lightgcn_model *m)
     return m->F;
 }
 
-/* log(1 + exp(-x)), stable for both signs */
-static double softplus_neg(double x) { return x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x)); }
-
 int lightgcn_grad_triples(lightgcn_model *m, const int32_t *u, const int32_t *i, const int32_t *j, size_t n, double norm, double *loss)
 {
     const size_t d = (size_t)m->cfg.d, nu = (size_t)m->cfg.n_users;
@@ -161,13 +133,8 @@ int lightgcn_grad_triples(lightgcn_model *m, const int32_t *u, const int32_t *i,
     for (size_t k = 0; k < n; k++) {
         size_t ru = (size_t)u[k] * d, ri = (nu + (size_t)i[k]) * d, rj = (nu + (size_t)j[k]) * d;
         const float *fu = F + ru, *fi = F + ri, *fj = F + rj, *eu = m->params + ru, *ei = m->params + ri, *ej = m->params + rj;
-        double x = 0, sq = 0;
-        for (size_t c = 0; c < d; c++) {
-            x += (double)fu[c] * ((double)fi[c] - (double)fj[c]);
-            sq += (double)eu[c] * eu[c] + (double)ei[c] * ei[c] + (double)ej[c] * ej[c];
-        }
-        ls += softplus_neg(x) + 0.5 * reg * sq;
-        float g = (float)(-1.0 / (1.0 + exp(x))) * inv; /* -sigmoid(-x) / norm */
+        float g;
+        ls += dm_pairs_bpr_loss(fu, fi, fj, eu, ei, ej, d, reg, inv, &g);
         float *gu = m->G + ru, *gi = m->G + ri, *gj = m->G + rj;
         for (size_t c = 0; c < d; c++) {
             float a = fu[c], b = fi[c], e = fj[c];
@@ -188,25 +155,10 @@ int lightgcn_grad_triples(lightgcn_model *m, const int32_t *u, const int32_t *i,
 
 int32_t lightgcn_negative(const lightgcn_model *m, size_t k, uint64_t seed, uint64_t step, int64_t gidx)
 {
-    int32_t u = m->ex_u[k];
-    const int32_t *own = m->u_items + m->u_off[u];
-    size_t n_own = (size_t)(m->u_off[u + 1] - m->u_off[u]);
-    dm_rng r;
-    dm_rng_seed(&r, dm_rng_key(seed ^ 0x4C47, step, (uint64_t)gidx));
-    int all_taken = n_own >= (size_t)m->cfg.n_items;
-    int32_t j;
-    do j = (int32_t)dm_rng_below(&r, (uint64_t)m->cfg.n_items);
-    while (!all_taken && dm_in_sorted_i32(own, n_own, j));
-    return j;
+    return dm_pairs_negative(m->u_off, m->u_items, m->ex_u[k], m->cfg.n_items, dm_rng_key(seed ^ 0x4C47, step, (uint64_t)gidx));
 }
 
-void lightgcn_adam_step(lightgcn_model *m)
-{
-    const lightgcn_config *c = &m->cfg;
-    nn_adam o = {c->lr, c->beta1, c->beta2, c->eps, 0.0f, NN_ADAM_L2};
-    m->t++;
-    nn_adam_step(&o, m->t, m->params, m->grads, m->opt, m->opt + m->nparams, m->nparams);
-}
+void lightgcn_adam_step(lightgcn_model *m) { DM_MODEL_ADAM_STEP(m); }
 
 int lightgcn_scores(lightgcn_model *m, const size_t *users, size_t B, float *scores)
 {

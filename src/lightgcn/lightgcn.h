@@ -62,7 +62,8 @@ typedef struct {
     int32_t *u_items;       /* each user's training items, sorted (negatives avoid them) */
 } lightgcn_model;
 
-/* Allocates the model, its graph and training set from the DM_TRAIN rows of d; weights drawn from seed. */
+/* Allocates the model, its graph and training set (src/model/pairs.h) from the DM_TRAIN rows of d;
+ * weights drawn from seed. */
 int lightgcn_init(lightgcn_model *m, const lightgcn_config *c, const dm_dataset *d, const int8_t *roles, uint64_t seed);
 void lightgcn_free(lightgcn_model *m);
 

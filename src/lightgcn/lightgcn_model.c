@@ -10,6 +10,9 @@
 
 static const char *const g_groups[] = {"lightgcn", NULL};
 
+DM_MODEL_SLAB_OPS(lightgcn_model)
+DM_MODEL_LIFECYCLE(lightgcn_model, lightgcn_config, lightgcn_init, lightgcn_free)
+
 static int ops_create(void **self, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, int max_batch, uint64_t seed)
 {
     (void)max_batch;
@@ -22,33 +25,10 @@ static int ops_create(void **self, const dm_cfg *cfg, const dm_dataset *d, const
                          (float)dm_cfg_float(cfg, "lightgcn.beta1"),
                          (float)dm_cfg_float(cfg, "lightgcn.beta2"),
                          (float)dm_cfg_float(cfg, "lightgcn.eps")};
-    lightgcn_model *m;
-    DM_ALLOC(m, 1);
-    int rc = lightgcn_init(m, &c, d, roles, seed);
-    if (rc) {
-        lightgcn_free(m);
-        free(m);
-        return rc;
-    }
-    *self = m;
-    return DM_OK;
+    return model_new(self, &c, d, roles, seed);
 }
 
-static void ops_destroy(void *self)
-{
-    lightgcn_free(self);
-    free(self);
-}
-
-DM_MODEL_SLAB_OPS(lightgcn_model)
 static size_t ops_n_examples(void *self) { return ((lightgcn_model *)self)->n_ex; }
-
-static double ops_norm(void *self, const size_t *ex, size_t n)
-{
-    (void)self;
-    (void)ex;
-    return (double)n;
-}
 
 static int ops_grad(void *self, const size_t *ex, size_t n, const int64_t *gidx, uint64_t seed, uint64_t step, double norm, double *loss)
 {
@@ -91,13 +71,10 @@ const dm_model_ops lightgcn_model_ops = {
     .label = "LightGCN",
     .groups = g_groups,
     .create = ops_create,
-    .destroy = ops_destroy,
-    .params = model_params,
-    .grads = model_grads,
-    .opt_state = model_opt,
-    .opt_steps = model_steps,
+    .destroy = model_destroy,
+    DM_MODEL_SLAB_MEMBERS,
     .n_examples = ops_n_examples,
-    .batch_norm = ops_norm,
+    .batch_norm = dm_model_count_norm,
     .grad = ops_grad,
     .after_reduce = NULL,
     .step = ops_step,

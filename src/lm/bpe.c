@@ -549,12 +549,7 @@ void bpe_free(bpe_tokenizer *t)
 {
     dm_strmap_free(&t->tok);
     dm_strmap_free(&t->sym);
-    free(t->sym_tok);
-    free(t->merge_a);
-    free(t->merge_b);
-    free(t->mkey);
-    free(t->mrank);
-    free(t->mres);
+    DM_FREE_ALL(t->sym_tok, t->merge_a, t->merge_b, t->mkey, t->mrank, t->mres);
     memset(t, 0, sizeof *t);
 }
 

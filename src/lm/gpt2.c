@@ -1,5 +1,7 @@
 /* gpt2.c: GPT-2 forward, backward, KV cache, AdamW; see gpt2.h. The layers (linear, layer norm,
- * GELU, softmax and cross-entropy rows, AdamW) are src/nn's; attention and the KV cache are here.
+ * GELU, softmax and cross-entropy rows, AdamW) are src/nn's; the batch attention and what the
+ * runtime shares with llama.c (checks, reserves, cross-entropy rows, candidate batches) are
+ * lm_attention.c's and lm_common.c's; the naive attention and the KV cache are here.
  *
  * Layer conventions follow Hugging Face gpt2 so checkpoints and a PyTorch reference agree:
  *   x = wte[tok] (or a soft row) + wpe[pos]
@@ -18,6 +20,8 @@
 #include "../nn/linear.h"
 #include "../nn/softmax.h"
 #include "gpt2_bf16.h"
+#include "lm_attention.h"
+#include "lm_common.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -25,10 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define QBLOCK 128     /* query rows per block of the GEMM attention */
-/* Logits rows materialised at once by the cache: as many as fit in this many floats (128 MiB), since
- * each GEMM chunk re-reads and re-packs the whole (V, C) embedding. */
-#define LOGIT_FLOATS ((size_t)32 << 20)
 
 const char *const gpt2_param_names[GPT2_NUM_PARAMS] = {
     "wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
@@ -102,8 +102,10 @@ static void head_backward(const gpt2_model *m, float *dh, const float *dl, int n
 /* ---------------------------------------------------------------------------------------------
  * precision: the bfloat16 copies of the weights */
 
-static const float *block_weight(const gpt2_model *m, int l, int kind, int *IC, int *OC)
+/* weight `kind` of layer l of the model (a gpt2_model), (IC, OC) */
+static const float *block_weight(const void *model, int l, int kind, int *IC, int *OC)
 {
+    const gpt2_model *m = model;
     const gpt2_params *p = &m->params;
     size_t C = (size_t)m->cfg.channels, F = (size_t)m->cfg.inner;
     switch (kind) {
@@ -120,17 +122,13 @@ static void bf_free(gpt2_model *m)
     m->bf = NULL;
 }
 
-static const float *bf_weight(const void *m, int l, int k, int *IC, int *OC)
-{
-    return block_weight((const gpt2_model *)m, l, k, IC, OC);
-}
-
 /* packs the forward copies (fwd, head), and the backward ones (bwd, head_t) when they exist or
  * `bwd` asks for them (nn_bf16_weights_pack: the weights are (IC, OC); the head is the tied wte) */
 
-static int bf_pack(gpt2_model *m, int bwd)
+static int bf_pack(void *model, int bwd)
 {
-    return nn_bf16_weights_pack(m->bf, m->cfg.num_layers, W_KINDS, 0, bwd, bf_weight, m, m->params.wte, m->cfg.channels, m->cfg.vocab_size);
+    gpt2_model *m = model;
+    return nn_bf16_weights_pack(m->bf, m->cfg.num_layers, W_KINDS, 0, bwd, block_weight, m, m->params.wte, m->cfg.channels, m->cfg.vocab_size);
 }
 
 const char *gpt2_precision_name(int precision)
@@ -149,18 +147,10 @@ int gpt2_set_precision(gpt2_model *m, int precision)
 {
     if (precision != GPT2_F32 && precision != GPT2_BF16)
         return DM_ERR(DM_EINTERNAL, "gpt2_set_precision: unknown precision %d", precision);
-    bf_free(m);
+    int made;
     m->precision = GPT2_F32;
-    if (precision == GPT2_F32) return DM_OK;
-    if (!nn_bf16_or_warn()) return DM_OK; /* f32, said once in the log */
-    DM_ALLOC(m->bf, 1);
-    int rc = bf_pack(m, 0);
-    if (rc) {
-        bf_free(m);
-        dm_error_trace(__FILE__, __LINE__);
-        return rc;
-    }
-    m->precision = GPT2_BF16;
+    DM_CALL(lmc_bf16_switch(&m->bf, precision == GPT2_BF16, bf_pack, m, &made));
+    m->precision = made ? GPT2_BF16 : GPT2_F32;
     return DM_OK;
 }
 
@@ -211,162 +201,16 @@ void gpt2_attention_forward_naive(float *out, float *att, const float *qkv, floa
             }
 }
 
-/* The attention's loop bodies are written once, as always-inline functions over one row or one
- * (sequence, head) pair, and instantiated twice: for the f32 path as before (OpenMP loops), and for
- * the bf16 path, which runs only where AVX-512 is present, in functions compiled for AVX-512 (the
- * softmax inline so it vectorises in 16 lanes) that run on the bf16 pool (nn_bf16_for; at most
- * QBLOCK ranges, the rows of the scratch gpt2_reserve sizes). */
-#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
-#define INLINE static inline __attribute__((always_inline))
-
-/* nn_softmax's operations (softmax.h), inline; the causal mask's zeros from nv to ld */
-INLINE void softmax_masked_row(float *z, int nv, int ld)
-{
-    float mx = -INFINITY, s = 0.0f;
-#pragma omp simd reduction(max : mx)
-    for (int i = 0; i < nv; i++) mx = z[i] > mx ? z[i] : mx;
-#pragma omp simd reduction(+ : s)
-    for (int i = 0; i < nv; i++) {
-        z[i] = nn_expf(z[i] - mx);
-        s += z[i];
-    }
-    float inv = 1.0f / s;
-    for (int i = 0; i < nv; i++) z[i] *= inv;
-    for (int j = nv; j < ld; j++) z[j] = 0.0f;
-}
-
-typedef struct { /* the arguments of the bf16 path's attention loops */
-    float *s, *dqkv, *scratch;
-    const float *dout, *att, *qkv, *kc;
-    gpt2_cache *c;
-    int ld, valid0, T, C, NH, h, P;
-    float scale;
-} attn_job;
-
-AVX512_TARGET static void softmax_rows_wide(void *p, long i0, long i1, int t)
-{
-    const attn_job *j = p;
-    for (long i = i0; i < i1; i++) softmax_masked_row(j->s + (size_t)i * j->ld, j->valid0 + (int)i, j->ld);
-}
-
-/* Softmax of rows [0, n) of s (leading dimension ld); row i has `valid0 + i` live entries, the rest
- * is set to 0 (causal mask). */
-static void softmax_causal_rows(float *s, int ld, int n, int valid0, int wide)
-{
-    if (wide) {
-        attn_job j = {.s = s, .ld = ld, .valid0 = valid0};
-        nn_bf16_for(n, (size_t)n * ld, softmax_rows_wide, &j);
-        return;
-    }
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        float *r = s + (size_t)i * ld;
-        int nv = valid0 + i;
-        nn_softmax(r, nv);
-        for (int j = nv; j < ld; j++) r[j] = 0.0f;
-    }
-}
-
-static void attention_forward(float *out, float *att, const float *qkv, float *scratch, int B, int T, int C, int NH,
-                              int wide)
-{
-    int hs = C / NH;
-    float scale = 1.0f / sqrtf((float)hs);
-    /* A block of QBLOCK queries needs keys [0, t1) only: the GEMMs skip the masked upper blocks. */
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++)
-            for (int t0 = 0; t0 < T; t0 += QBLOCK) {
-                int t1 = t0 + QBLOCK < T ? t0 + QBLOCK : T, M = t1 - t0;
-                const float *q = qkv + ((size_t)b * T + t0) * 3 * C + h * hs;
-                const float *k = qkv + (size_t)b * T * 3 * C + C + h * hs;
-                const float *v = qkv + (size_t)b * T * 3 * C + 2 * C + h * hs;
-                float *s;
-                int ld;
-                if (att) {
-                    s = att + (((size_t)b * NH + h) * T + t0) * T;
-                    ld = T;
-                } else {
-                    s = scratch;
-                    ld = t1;
-                }
-                nn_sgemm(CblasNoTrans, CblasTrans, M, t1, hs, scale, q, 3 * C, k, 3 * C,
-                         0.0f, s, ld);
-                softmax_causal_rows(s, ld, M, t0 + 1, wide);
-                nn_sgemm(CblasNoTrans, CblasNoTrans, M, hs, t1, 1.0f, s, ld, v, 3 * C,
-                         0.0f, out + ((size_t)b * T + t0) * C + h * hs, C);
-            }
-}
-
 void gpt2_attention_forward(float *out, float *att, const float *qkv, float *scratch, int B, int T, int C,
                             int NH)
 {
-    attention_forward(out, att, qkv, scratch, B, T, C, NH, 0);
-}
-
-/* the backward of sequence b, head h: dqkv's slice of that head += ...; datt (T) scratch */
-INLINE void attention_backward_pair(float *dqkv, const float *dout, const float *att, const float *qkv,
-                                    float *datt, int b, int h, int T, int C, int NH)
-{
-    int hs = C / NH;
-    float scale = 1.0f / sqrtf((float)hs);
-    for (int t = 0; t < T; t++) {
-        const float *a = att + (((size_t)b * NH + h) * T + t) * T;
-        const float *g = dout + ((size_t)b * T + t) * C + h * hs;
-        const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
-        float *dq = dqkv + ((size_t)b * T + t) * 3 * C + h * hs;
-        float dot = 0.0f;
-        for (int t2 = 0; t2 <= t; t2++) {
-            const float *v = qkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
-            float *dv = dqkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
-            float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-            for (int i = 0; i < hs; i++) {
-                s += g[i] * v[i];
-                dv[i] += a[t2] * g[i];
-            }
-            datt[t2] = s;
-            dot += a[t2] * s;
-        }
-        for (int t2 = 0; t2 <= t; t2++) {
-            float dp = a[t2] * (datt[t2] - dot) * scale; /* softmax backward, then the scale */
-            const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
-            float *dk = dqkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
-#pragma omp simd /* dq (row t's queries) and dk (row t2's keys) never overlap */
-            for (int i = 0; i < hs; i++) {
-                dq[i] += dp * k[i];
-                dk[i] += dp * q[i];
-            }
-        }
-    }
-}
-
-AVX512_TARGET static void attention_backward_wide(void *p, long i0, long i1, int t)
-{
-    const attn_job *j = p;
-    for (long i = i0; i < i1; i++)
-        attention_backward_pair(j->dqkv, j->dout, j->att, j->qkv, j->scratch + (size_t)t * j->T, (int)(i / j->NH),
-                                (int)(i % j->NH), j->T, j->C, j->NH);
-}
-
-static void attention_backward(float *dqkv, const float *dout, const float *att, const float *qkv, float *scratch,
-                               int B, int T, int C, int NH, int wide)
-{
-    if (wide) {
-        attn_job j = {.dqkv = dqkv, .scratch = scratch, .dout = dout, .att = att, .qkv = qkv, .T = T, .C = C, .NH = NH};
-        nn_bf16_for((long)B * NH, (size_t)B * T * T * C, attention_backward_wide, &j);
-        return;
-    }
-    /* parallel over (b, h): each pair writes only its own head's slice of dqkv */
-#pragma omp parallel for collapse(2) schedule(dynamic)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++)
-            attention_backward_pair(dqkv, dout, att, qkv, scratch + (size_t)omp_get_thread_num() * T, b, h, T, C, NH);
+    lma_forward(out, att, qkv, scratch, B, T, NH, NH, C / NH, 0);
 }
 
 void gpt2_attention_backward(float *dqkv, const float *dout, const float *att, const float *qkv,
                              float *scratch, int B, int T, int C, int NH)
 {
-    attention_backward(dqkv, dout, att, qkv, scratch, B, T, C, NH, 0);
+    lma_backward(dqkv, dout, att, qkv, scratch, B, T, NH, NH, C / NH, 0);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -460,19 +304,8 @@ void gpt2_init_random(gpt2_model *m, uint64_t seed)
 void gpt2_free(gpt2_model *m)
 {
     bf_free(m);
-    free(m->param_slab);
-    free(m->grad_slab);
-    free(m->adam_m);
-    free(m->adam_v);
-    free(m->act_slab);
-    free(m->scratch);
-    free(m->dres);
-    free(m->dbt_c);
-    free(m->dqkv);
-    free(m->dbt_f);
-    free(m->inputs);
-    free(m->targets);
-    free(m->rows);
+    DM_FREE_ALL(m->param_slab, m->grad_slab, m->adam_m, m->adam_v, m->act_slab, m->scratch, m->dres, m->dbt_c,
+                m->dqkv, m->dbt_f, m->inputs, m->targets, m->rows);
     memset(m, 0, sizeof *m);
 }
 
@@ -523,46 +356,21 @@ static size_t act_layout(const gpt2_config *c, int B, int T, int flags, gpt2_act
 int gpt2_reserve(gpt2_model *m, int B, int T, int flags)
 {
     const gpt2_config *c = &m->cfg;
-    if (B <= 0 || T <= 0 || T > c->max_seq_len)
-        return DM_ERR(DM_EINPUT, "batch (%d, %d) is outside [1, inf) x [1, %d] (the model's context)", B, T,
-                      c->max_seq_len);
+    DM_CALL(lmc_check_batch(B, T, c->max_seq_len));
     int nB = B > m->max_B ? B : m->max_B, nT = T > m->max_T ? T : m->max_T;
-    /* KEEP once any caller needs it; NOLOGITS only while no caller needs logits */
-    int nflags = flags & (GPT2_KEEP | GPT2_NOLOGITS);
-    if (m->act_slab) {
-        nflags = m->max_flags | (flags & GPT2_KEEP);
-        if (!(flags & GPT2_NOLOGITS)) nflags &= ~GPT2_NOLOGITS;
-    }
+    int nflags = lmc_reserve_flags(flags, m->max_flags, m->act_slab != NULL);
     gpt2_acts tmp;
-    size_t need = act_layout(c, nB, nT, nflags, &tmp, NULL);
-    if (need > m->act_cap) {
-        free(m->act_slab);
-        m->act_slab = NULL;
-        m->act_cap = 0;
-        DM_ALLOC(m->act_slab, need);
-        m->act_cap = need;
-    }
-    int threads = omp_get_max_threads();
-    size_t rows = (size_t)(threads > QBLOCK ? threads : QBLOCK);
-    if (nT > m->max_T || threads > m->scratch_threads || !m->scratch) {
-        free(m->scratch);
-        m->scratch = NULL;
-        DM_ALLOC(m->scratch, rows * (size_t)nT);
-        m->scratch_threads = threads;
-    }
+    DM_CALL(lmc_reserve_slab(&m->act_slab, &m->act_cap, act_layout(c, nB, nT, nflags, &tmp, NULL)));
+    DM_CALL(lmc_reserve_scratch(&m->scratch, &m->scratch_threads, nT, m->max_T, LMA_QBLOCK));
     if (nB * nT > m->max_B * m->max_T || !m->inputs) {
-        free(m->inputs);
-        free(m->targets);
-        free(m->rows);
-        m->inputs = m->targets = m->rows = NULL;
+        DM_FREE_ALL(m->inputs, m->targets, m->rows);
         DM_ALLOC(m->inputs, (size_t)nB * nT);
         DM_ALLOC(m->targets, (size_t)nB * nT);
         DM_ALLOC(m->rows, (size_t)nB * nT);
     }
     if ((nflags & GPT2_KEEP) && (!m->dres || nB * nT > m->max_B * m->max_T)) {
         size_t BT = (size_t)nB * nT, C = (size_t)c->channels;
-        free(m->dres); free(m->dbt_c); free(m->dqkv); free(m->dbt_f);
-        m->dres = m->dbt_c = m->dqkv = m->dbt_f = NULL;
+        DM_FREE_ALL(m->dres, m->dbt_c, m->dqkv, m->dbt_f);
         DM_ALLOC(m->dres, BT * C);
         DM_ALLOC(m->dbt_c, BT * C);
         DM_ALLOC(m->dqkv, BT * 3 * C);
@@ -576,20 +384,6 @@ int gpt2_reserve(gpt2_model *m, int B, int T, int flags)
 
 /* ---------------------------------------------------------------------------------------------
  * batch forward / backward */
-
-static int check_inputs(const gpt2_config *c, const int *inputs, const float *soft, int n_soft, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        int x = inputs[i];
-        if (x >= c->vocab_size)
-            return DM_ERR(DM_EINPUT, "input %zu: token id %d is outside the vocabulary of %d", i, x,
-                          c->vocab_size);
-        if (x < 0 && (!soft || GPT2_SOFT_ROW(x) >= n_soft))
-            return DM_ERR(DM_EINPUT, "input %zu: soft row %d is outside the %d soft vectors given", i,
-                          GPT2_SOFT_ROW(x), soft ? n_soft : 0);
-    }
-    return DM_OK;
-}
 
 /* out (n, C): row i embeds inputs[i] at position pos0 + rowpos[i] (rowpos NULL: i % T, or i when
  * T == 0). */
@@ -617,9 +411,8 @@ int gpt2_forward(gpt2_model *m, const int *inputs, const float *soft, int n_soft
         return DM_ERR(DM_EINTERNAL, "gpt2_forward: targets given with GPT2_NOLOGITS");
     if (targets && !(norm > 0))
         return DM_ERR(DM_EINPUT, "gpt2_forward: the loss normaliser must be positive, got %g", norm);
-    DM_CALL(check_inputs(c, inputs, soft, n_soft, BT));
-    if (B > m->max_B || T > m->max_T || ((flags & GPT2_KEEP) && !(m->max_flags & GPT2_KEEP)) ||
-        (!(flags & GPT2_NOLOGITS) && (m->max_flags & GPT2_NOLOGITS)) || !m->act_slab)
+    DM_CALL(lmc_check_inputs(V, inputs, soft, n_soft, BT));
+    if (lmc_needs_reserve(B, T, flags, m->max_B, m->max_T, m->max_flags, m->act_slab != NULL))
         DM_CALL(gpt2_reserve(m, B, T, flags));
     gpt2_acts *a = &m->acts;
     size_t need = act_layout(c, B, T, flags, a, m->act_slab);
@@ -645,7 +438,7 @@ int gpt2_forward(gpt2_model *m, const int *inputs, const float *soft, int n_soft
         nn_layernorm_forward(ln1, a->ln1_mean + l * lR, a->ln1_rstd + l * lR, res, p->ln1w + l * C,
                              p->ln1b + l * C, (int)BT, C, c->ln_eps);
         matmul_fwd(m, l, W_QKV, qkv, ln1, p->qkvw + (size_t)l * C * 3 * C, p->qkvb + l * 3 * C, (int)BT, C, 3 * C);
-        if (T >= 64) attention_forward(atty, att, qkv, m->scratch, B, T, C, NH, m->bf != NULL);
+        if (T >= 64) lma_forward(atty, att, qkv, m->scratch, B, T, NH, NH, C / NH, m->bf != NULL);
         else gpt2_attention_forward_naive(atty, att, qkv, m->scratch, B, T, C, NH);
         matmul_residual(m, l, W_ATTPROJ, res2, res, atty, p->attprojw + (size_t)l * C * C, p->attprojb + l * C,
                         (int)BT, C, C);
@@ -664,22 +457,10 @@ int gpt2_forward(gpt2_model *m, const int *inputs, const float *soft, int n_soft
     if (flags & GPT2_NOLOGITS) return DM_OK;
     if ((flags & GPT2_TARGET_ROWS) && !targets)
         return DM_ERR(DM_EINTERNAL, "gpt2_forward: GPT2_TARGET_ROWS needs targets");
-    if (targets)
-        for (size_t i = 0; i < BT; i++)
-            if (targets[i] >= V)
-                return DM_ERR(DM_EINPUT, "target %zu: token id %d is outside the vocabulary of %d", i, targets[i], V);
+    if (targets) DM_CALL(lmc_check_targets(V, targets, BT));
     int sparse = (flags & GPT2_TARGET_ROWS) != 0;
-    const float *hin = a->lnf;
-    size_t NR = BT;
-    if (sparse) {
-        NR = 0;
-        for (size_t i = 0; i < BT; i++)
-            if (targets[i] >= 0) m->rows[NR++] = (int)i;
-#pragma omp parallel for schedule(static)
-        for (size_t k = 0; k < NR; k++)
-            memcpy(a->lnf_rows + k * C, a->lnf + (size_t)m->rows[k] * C, (size_t)C * sizeof(float));
-        hin = a->lnf_rows;
-    }
+    const float *hin = sparse ? a->lnf_rows : a->lnf;
+    size_t NR = sparse ? lmc_pack_target_rows(targets, BT, m->rows, a->lnf, a->lnf_rows, C) : BT;
     m->n_rows = (int)NR;
     if (NR > 0) head_forward(m, a->logits, hin, (int)NR);
     if (!targets) return DM_OK;
@@ -692,14 +473,7 @@ int gpt2_forward(gpt2_model *m, const int *inputs, const float *soft, int n_soft
                 loss += (m->target_w ? m->target_w[i] : 1.0f) * (a->lse[k] - a->logits[k * V + targets[i]]);
         }
     } else {
-#pragma omp parallel for schedule(static) reduction(+ : loss)
-        for (size_t k = 0; k < NR; k++) {
-            size_t i = sparse ? (size_t)m->rows[k] : k;
-            if (targets[i] < 0) continue;
-            const float *r = a->logits + k * V;
-            a->lse[k] = nn_logsumexp(r, V);
-            loss += (m->target_w ? m->target_w[i] : 1.0f) * (a->lse[k] - r[targets[i]]);
-        }
+        loss = lmc_xent_loss(a->logits, a->lse, NR, V, targets, sparse ? m->rows : NULL, m->target_w);
     }
     m->loss = (float)(loss / norm);
     return DM_OK;
@@ -737,20 +511,8 @@ int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, flo
         if (m->bf && m->has_targets && !dlogits) {
             gpt2_bf16_xent_backward_rows(dl, (int)NR, V, a->lse, tg, sparse ? m->rows : NULL, m->target_w, inv);
         } else {
-#pragma omp parallel for schedule(static)
-            for (size_t k = 0; k < NR; k++) {
-                size_t i = sparse ? (size_t)m->rows[k] : k;
-                float *r = dl + k * V;
-                const float *u = dlogits ? dlogits + i * V : NULL;
-                if (m->has_targets && tg[i] >= 0) {
-                    float wi = m->target_w ? inv * m->target_w[i] : inv;
-                    nn_softmax_xent_backward(r, V, a->lse[k], tg[i], wi);
-                } else {
-                    for (int j = 0; j < V; j++) r[j] = 0.0f;
-                }
-                if (u)
-                    for (int j = 0; j < V; j++) r[j] += u[j];
-            }
+            lmc_xent_backward(dl, NR, V, a->lse, m->has_targets ? tg : NULL, sparse ? m->rows : NULL, m->target_w, inv,
+                              dlogits);
         }
         if (!sparse) {
             head_backward(m, dc, dl, (int)BT);
@@ -763,8 +525,7 @@ int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, flo
                          g->wte, C);
             /* the packed hidden states are spent: their buffer takes the packed gradient */
             head_backward(m, a->lnf_rows, dl, (int)NR);
-            for (size_t k = 0; k < NR; k++)
-                memcpy(dc + (size_t)m->rows[k] * C, a->lnf_rows + k * C, (size_t)C * sizeof(float));
+            lmc_unpack_rows(dc, m->rows, NR, a->lnf_rows, C);
         }
     }
     if (dhidden)
@@ -792,7 +553,7 @@ int gpt2_backward(gpt2_model *m, const float *dlogits, const float *dhidden, flo
         matmul_backward(m, l, W_ATTPROJ, dc, wg ? g->attprojw + (size_t)l * C * C : NULL, wg ? g->attprojb + l * C : NULL,
                         dres, atty, p->attprojw + (size_t)l * C * C, (int)BT, C, C);
         memset(m->dqkv, 0, l3 * sizeof *m->dqkv);
-        attention_backward(m->dqkv, dc, att, qkv, m->scratch, B, T, C, NH, m->bf != NULL);
+        lma_backward(m->dqkv, dc, att, qkv, m->scratch, B, T, NH, NH, C / NH, m->bf != NULL);
         matmul_backward(m, l, W_QKV, dc, wg ? g->qkvw + (size_t)l * C * 3 * C : NULL, wg ? g->qkvb + l * 3 * C : NULL,
                         m->dqkv, ln1, p->qkvw + (size_t)l * C * 3 * C, (int)BT, C, 3 * C);
         nn_layernorm_backward(dres, wg ? g->ln1w + l * C : NULL, wg ? g->ln1b + l * C : NULL, dc, res,
@@ -881,9 +642,7 @@ int gpt2_cache_init(gpt2_cache *c, const gpt2_model *m, int cap, int max_rows)
     DM_ALLOC(c->y, R * C);
     DM_ALLOC(c->h, R * (size_t)g->inner);
     DM_ALLOC(c->scores, R * (size_t)cap);
-    c->logit_rows = (int)(LOGIT_FLOATS / (size_t)g->vocab_size);
-    if (c->logit_rows > max_rows) c->logit_rows = max_rows;
-    if (c->logit_rows < 1) c->logit_rows = 1;
+    c->logit_rows = lmc_logit_rows(g->vocab_size, max_rows);
     DM_ALLOC(c->logits, (size_t)c->logit_rows * g->vocab_size);
     DM_ALLOC(c->lse, (size_t)c->logit_rows);
     DM_ALLOC(c->row_pos, R);
@@ -902,7 +661,18 @@ void gpt2_cache_free(gpt2_cache *c)
     memset(c, 0, sizeof *c);
 }
 
-/* The cache's attention, row r of head h (see attention_forward for the two instantiations):
+/* The cache's attention is written as lm_attention.c's: always-inline bodies over one row, run as
+ * OpenMP loops or, under GPT2_BF16, on the bf16 pool in AVX-512 code. */
+#define INLINE static inline __attribute__((always_inline))
+
+typedef struct { /* the arguments of the bf16 path's cache loops */
+    float *s;
+    gpt2_cache *c;
+    int ld, h, P;
+    float scale;
+} cache_job;
+
+/* The cache's attention, row r of head h:
  * scores of the row against its group's rows (after the P cached keys already in row), softmax */
 INLINE void cache_scores_row(const gpt2_cache *c, float *row, int r, int h, int P, float scale, int wide)
 {
@@ -916,7 +686,7 @@ INLINE void cache_scores_row(const gpt2_cache *c, float *row, int r, int h, int 
         for (int i = 0; i < hs; i++) d += q[i] * k[i];
         row[P + r2 - st] = d * scale;
     }
-    if (wide) softmax_masked_row(row, n, n);
+    if (wide) lma_softmax_masked_row(row, n, n);
     else nn_softmax(row, n);
 }
 
@@ -936,15 +706,15 @@ INLINE void cache_values_row(gpt2_cache *c, const float *row, int r, int h, int 
     }
 }
 
-AVX512_TARGET static void cache_scores_wide(void *p, long r0, long r1, int t)
+LMA_AVX512 static void cache_scores_wide(void *p, long r0, long r1, int t)
 {
-    const attn_job *j = p;
+    const cache_job *j = p;
     for (long r = r0; r < r1; r++) cache_scores_row(j->c, j->s + (size_t)r * j->ld, (int)r, j->h, j->P, j->scale, 1);
 }
 
-AVX512_TARGET static void cache_values_wide(void *p, long r0, long r1, int t)
+LMA_AVX512 static void cache_values_wide(void *p, long r0, long r1, int t)
 {
-    const attn_job *j = p;
+    const cache_job *j = p;
     for (long r = r0; r < r1; r++) cache_values_row(j->c, j->s + (size_t)r * j->ld, (int)r, j->h, j->P);
 }
 
@@ -962,7 +732,7 @@ static void cache_attention(gpt2_cache *c, int R, const float *kc, const float *
         if (P > 0)
             nn_sgemm(CblasNoTrans, CblasTrans, R, P, hs, scale, c->qkv + h * hs, 3 * C,
                      kc + h * hs, C, 0.0f, s, ld);
-        attn_job j = {.s = s, .c = c, .ld = ld, .h = h, .P = P, .scale = scale};
+        cache_job j = {.s = s, .c = c, .ld = ld, .h = h, .P = P, .scale = scale};
         if (wide) {
             nn_bf16_for(R, (size_t)R * hs * 4, cache_scores_wide, &j);
         } else {
@@ -1044,7 +814,7 @@ int gpt2_cache_append(gpt2_cache *c, const int *inputs, const float *soft, int n
     if (c->len + n > c->cap)
         return DM_ERR(DM_EINPUT, "kv cache: appending %d positions to %d exceeds its capacity of %d", n, c->len,
                       c->cap);
-    DM_CALL(check_inputs(&m->cfg, inputs, soft, n_soft, (size_t)n));
+    DM_CALL(lmc_check_inputs(m->cfg.vocab_size, inputs, soft, n_soft, (size_t)n));
     for (int done = 0; done < n;) {
         int R = n - done < c->max_rows ? n - done : c->max_rows;
         for (int r = 0; r < R; r++) {
@@ -1071,129 +841,34 @@ int gpt2_cache_truncate(gpt2_cache *c, int len)
     return DM_OK;
 }
 
-int gpt2_cache_score(gpt2_cache *c, const int *tokens, const int64_t *offsets, int n_cand, double *ll)
+/* The scores of gpt2_cache_score_mixed for candidates already checked. Without esoft (and
+ * ll_soft) no soft token follows the candidates: a candidate's last position predicts nothing
+ * scored, so it is not run. */
+static void score_checked(gpt2_cache *c, const int *tokens, const int64_t *offsets, int n_cand, const float *csoft,
+                          const float *esoft, double *ll, double *ll_soft)
 {
     const gpt2_model *m = c->m;
     int V = m->cfg.vocab_size, C = m->cfg.channels;
-    if (c->len == 0)
-        return DM_ERR(DM_EINPUT, "kv cache: scoring needs a non-empty prefix");
     for (int i = 0; i < n_cand; i++) {
         int64_t n = offsets[i + 1] - offsets[i];
-        if (n < 0) return DM_ERR(DM_EINPUT, "candidate %d: offsets decrease", i);
-        if (n > c->max_rows)
-            return DM_ERR(DM_EINPUT, "candidate %d has %lld tokens, more than the %d rows of a scoring batch", i,
-                          (long long)n, c->max_rows);
-        if (c->len + n > c->cap)
-            return DM_ERR(DM_EINPUT, "candidate %d: prefix %d + %lld tokens exceeds the context of %d", i, c->len,
-                          (long long)n, c->cap);
-        for (int64_t j = offsets[i]; j < offsets[i + 1]; j++)
-            if (tokens[j] < 0 || tokens[j] >= V)
-                return DM_ERR(DM_EINPUT, "candidate %d: token id %d is outside the vocabulary of %d", i, tokens[j], V);
-        ll[i] = n > 0 ? c->logp[tokens[offsets[i]]] : 0.0;
-    }
-    float *lse = c->lse;
-    int i0 = 0;
-    while (i0 < n_cand) {
-        /* batch candidates i0..i1 whose tokens fit in max_rows rows */
-        int i1 = i0, R = 0;
-        while (i1 < n_cand && R + (offsets[i1 + 1] - offsets[i1]) <= c->max_rows) {
-            R += (int)(offsets[i1 + 1] - offsets[i1]);
-            i1++;
-        }
-        /* the last token of a candidate predicts nothing we score: it is not run */
-        int Rin = 0;
-        for (int i = i0; i < i1; i++) {
-            int n = (int)(offsets[i + 1] - offsets[i]);
-            for (int j = 0; j + 1 < n; j++) {
-                c->row_pos[Rin] = j;
-                c->row_start[Rin] = Rin - j;
-                c->row_need[Rin] = i; /* candidate of this row */
-                c->row_tok[Rin] = tokens[offsets[i] + j];
-                Rin++;
-            }
-        }
-        if (Rin > 0) {
-            embed_rows(c->x, m, c->row_tok, NULL, Rin, c->len, 0, c->row_pos);
-            cache_blocks(c, Rin, 0);
-            nn_layernorm_forward(c->ln, NULL, NULL, c->x, m->params.lnfw, m->params.lnfb, Rin, C, m->cfg.ln_eps);
-            for (int r0 = 0; r0 < Rin; r0 += c->logit_rows) {
-                int nr = Rin - r0 < c->logit_rows ? Rin - r0 : c->logit_rows;
-                logsoftmax_rows(c, c->ln + (size_t)r0 * C, nr, lse);
-                for (int k = 0; k < nr; k++) {
-                    int rr = r0 + k, i = c->row_need[rr];
-                    int next = tokens[offsets[i] + c->row_pos[rr] + 1];
-                    ll[i] += c->logits[(size_t)k * V + next] - lse[k];
-                }
-            }
-        }
-        i0 = i1;
-    }
-    return DM_OK;
-}
-
-int gpt2_cache_score_soft(gpt2_cache *c, const int *tokens, const int64_t *offsets, int n_cand, const float *esoft,
-                          double *ll, double *ll_soft)
-{
-    return gpt2_cache_score_mixed(c, tokens, offsets, n_cand, NULL, 0, esoft, ll, ll_soft);
-}
-
-int gpt2_cache_score_mixed(gpt2_cache *c, const int *tokens, const int64_t *offsets, int n_cand, const float *csoft,
-                           int n_csoft, const float *esoft, double *ll, double *ll_soft)
-{
-    const gpt2_model *m = c->m;
-    int V = m->cfg.vocab_size, C = m->cfg.channels;
-    if (c->len == 0) return DM_ERR(DM_EINPUT, "kv cache: scoring needs a non-empty prefix");
-    for (int i = 0; i < n_cand; i++) {
-        int64_t n = offsets[i + 1] - offsets[i];
-        if (n < 0) return DM_ERR(DM_EINPUT, "candidate %d: offsets decrease", i);
-        if (n > c->max_rows)
-            return DM_ERR(DM_EINPUT, "candidate %d has %lld tokens, more than the %d rows of a scoring batch", i,
-                          (long long)n, c->max_rows);
-        if (c->len + n > c->cap)
-            return DM_ERR(DM_EINPUT, "candidate %d: prefix %d + %lld tokens exceeds the context of %d", i, c->len,
-                          (long long)n, c->cap);
-        for (int64_t j = offsets[i]; j < offsets[i + 1]; j++) {
-            if (tokens[j] >= V)
-                return DM_ERR(DM_EINPUT, "candidate %d: token id %d is outside the vocabulary of %d", i, tokens[j], V);
-            if (tokens[j] < 0 && (!csoft || GPT2_SOFT_ROW(tokens[j]) >= n_csoft))
-                return DM_ERR(DM_EINPUT, "candidate %d: soft row %d is outside the %d soft vectors given", i,
-                              GPT2_SOFT_ROW(tokens[j]), csoft ? n_csoft : 0);
-        }
         ll[i] = n > 0 && tokens[offsets[i]] >= 0 ? c->logp[tokens[offsets[i]]] : 0.0;
-        if (n == 0) {
+        if (n == 0 && esoft) {
             /* the soft token right after the prefix: vocabulary lse from the cached log-probs */
             const float *h = c->hid + (size_t)(c->len - 1) * C;
-            double l0 = 0, ls = 0;
-            for (int k = 0; k < C; k++) {
-                l0 += (double)h[k] * m->params.wte[k];
-                ls += (double)h[k] * esoft[(size_t)i * C + k];
-            }
+            double ls = lmc_dot_d(h, esoft + (size_t)i * C, C);
             /* f32: the vocabulary's lse from logit 0 (as before); bf16: the kept lse, whose logits came
              * from the bfloat16 head rather than this float dot product */
-            double lse = m->bf ? (double)c->logp_lse : l0 - c->logp[0], mx = lse > ls ? lse : ls;
-            ll_soft[i] = ls - (mx + log(exp(lse - mx) + exp(ls - mx)));
+            double lse = m->bf ? (double)c->logp_lse : lmc_dot_d(h, m->params.wte, C) - c->logp[0];
+            ll_soft[i] = lmc_soft_ll(lse, ls);
         }
     }
     float *lse = c->lse;
     int i0 = 0;
     while (i0 < n_cand) {
-        int i1 = i0, R = 0;
-        while (i1 < n_cand && R + (offsets[i1 + 1] - offsets[i1]) <= c->max_rows) {
-            R += (int)(offsets[i1 + 1] - offsets[i1]);
-            i1++;
-        }
-        /* every token runs: the last one's hidden state scores the candidate's soft token */
-        int Rin = 0;
-        for (int i = i0; i < i1; i++) {
-            int n = (int)(offsets[i + 1] - offsets[i]);
-            for (int j = 0; j < n; j++) {
-                c->row_pos[Rin] = j;
-                c->row_start[Rin] = Rin - j;
-                c->row_need[Rin] = i;
-                c->row_tok[Rin] = tokens[offsets[i] + j];
-                Rin++;
-            }
-        }
+        /* batch candidates i0..i1 whose positions fit in max_rows rows */
+        int i1 = lmc_cand_batch_end(offsets, n_cand, i0, c->max_rows);
+        int Rin = lmc_cand_rows(tokens, offsets, i0, i1, esoft != NULL, c->row_pos, c->row_start, c->row_need,
+                                c->row_tok);
         if (Rin > 0) {
             embed_rows(c->x, m, c->row_tok, csoft, Rin, c->len, 0, c->row_pos);
             cache_blocks(c, Rin, 0);
@@ -1208,17 +883,37 @@ int gpt2_cache_score_mixed(gpt2_cache *c, const int *tokens, const int64_t *offs
                         int next = tokens[offsets[i] + c->row_pos[rr] + 1];
                         if (next >= 0) ll[i] += c->logits[(size_t)k * V + next] - lse[k];
                     } else {
-                        const float *h = c->ln + (size_t)rr * C;
-                        double ls = 0;
-                        for (int q = 0; q < C; q++) ls += (double)h[q] * esoft[(size_t)i * C + q];
-                        double lv = lse[k], mx = lv > ls ? lv : ls;
-                        ll_soft[i] = ls - (mx + log(exp(lv - mx) + exp(ls - mx)));
+                        ll_soft[i] = lmc_soft_ll(lse[k], lmc_dot_d(c->ln + (size_t)rr * C, esoft + (size_t)i * C, C));
                     }
                 }
             }
         }
         i0 = i1;
     }
+}
+
+int gpt2_cache_score(gpt2_cache *c, const int *tokens, const int64_t *offsets, int n_cand, double *ll)
+{
+    if (c->len == 0)
+        return DM_ERR(DM_EINPUT, "kv cache: scoring needs a non-empty prefix");
+    DM_CALL(lmc_check_candidates(tokens, offsets, n_cand, c->len, c->cap, c->max_rows, c->m->cfg.vocab_size, NULL, 0, 1));
+    score_checked(c, tokens, offsets, n_cand, NULL, NULL, ll, NULL);
+    return DM_OK;
+}
+
+int gpt2_cache_score_soft(gpt2_cache *c, const int *tokens, const int64_t *offsets, int n_cand, const float *esoft,
+                          double *ll, double *ll_soft)
+{
+    return gpt2_cache_score_mixed(c, tokens, offsets, n_cand, NULL, 0, esoft, ll, ll_soft);
+}
+
+int gpt2_cache_score_mixed(gpt2_cache *c, const int *tokens, const int64_t *offsets, int n_cand, const float *csoft,
+                           int n_csoft, const float *esoft, double *ll, double *ll_soft)
+{
+    if (c->len == 0) return DM_ERR(DM_EINPUT, "kv cache: scoring needs a non-empty prefix");
+    DM_CALL(lmc_check_candidates(tokens, offsets, n_cand, c->len, c->cap, c->max_rows, c->m->cfg.vocab_size, csoft,
+                                 n_csoft, 0));
+    score_checked(c, tokens, offsets, n_cand, csoft, esoft, ll, ll_soft);
     return DM_OK;
 }
 
@@ -1228,9 +923,7 @@ int gpt2_generate_greedy(gpt2_cache *c, int max_new, int stop_token, int *out, i
     *n_out = 0;
     if (c->len == 0) return DM_ERR(DM_EINPUT, "kv cache: greedy generation needs a non-empty prefix");
     for (int s = 0; s < max_new && c->len < c->cap; s++) {
-        int best = 0;
-        for (int j = 1; j < V; j++)
-            if (c->logp[j] > c->logp[best]) best = j;
+        int best = lmc_argmax(c->logp, V);
         out[(*n_out)++] = best;
         DM_CALL(gpt2_cache_append(c, &best, NULL, 0, 1));
         if (best == stop_token) break;

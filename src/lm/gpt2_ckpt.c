@@ -5,6 +5,7 @@
 #include "../core/err.h"
 #include "../core/json.h"
 #include "../core/lines.h"
+#include "lm_common.h"
 #include "safetensors.h"
 
 #include <errno.h>
@@ -60,57 +61,41 @@ static int get_int(const dm_json *root, const char *key, int64_t *out, int requi
     return DM_OK;
 }
 
-int gpt2_load_config(const char *dir, gpt2_config *cfg)
+static int parse_config(const dm_json *root, void *out, const char *path)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    char *text;
-    dm_jdoc doc = {0};
-    dm_json *root;
-    DM_CALL(dm_json_load(path, 1, &doc, &text, &root));
-    int rc = DM_OK;
+    gpt2_config *cfg = out;
     const dm_json *mt = dm_json_get(root, "model_type");
-    if (mt && mt->type == DM_JSTR && strcmp(mt->str, "gpt2")) {
-        rc = DM_ERR(DM_EINPUT, "'%s': model_type is '%s', only 'gpt2' is supported", path, mt->str);
-        goto done;
-    }
+    if (mt && mt->type == DM_JSTR && strcmp(mt->str, "gpt2"))
+        return DM_ERR(DM_EINPUT, "'%s': model_type is '%s', only 'gpt2' is supported", path, mt->str);
+    int rc;
     int64_t C, NH, L, T, V, F;
     if ((rc = get_int(root, "n_embd", &C, 1, path)) || (rc = get_int(root, "n_head", &NH, 1, path)) ||
         (rc = get_int(root, "n_layer", &L, 1, path)) || (rc = get_int(root, "vocab_size", &V, 1, path)))
-        goto done;
+        return rc;
     int r = get_int(root, "n_positions", &T, 0, path);
     if (r == 1) r = get_int(root, "n_ctx", &T, 1, path);
-    if (r) { rc = r; goto done; }
+    if (r) return r;
     r = get_int(root, "n_inner", &F, 0, path);
     if (r == 1) F = 4 * C;
-    else if (r) { rc = r; goto done; }
+    else if (r) return r;
     double eps = 1e-5;
     const dm_json *e = dm_json_get(root, "layer_norm_epsilon");
-    if (e && dm_json_double(e, &eps)) {
-        rc = DM_ERR(DM_EINPUT, "'%s': \"layer_norm_epsilon\" must be a number", path);
-        goto done;
-    }
+    if (e && dm_json_double(e, &eps)) return DM_ERR(DM_EINPUT, "'%s': \"layer_norm_epsilon\" must be a number", path);
     const dm_json *act = dm_json_get(root, "activation_function");
     if (act && (act->type != DM_JSTR || (strcmp(act->str, "gelu_new") && strcmp(act->str, "gelu_pytorch_tanh") &&
                                          strcmp(act->str, "gelu_fast")))) {
         rc = DM_ERR(DM_EINPUT, "'%s': activation_function '%s' is not supported", path,
                     act->type == DM_JSTR ? act->str : "(not a string)");
         DM_HINT("the runtime implements GPT-2's tanh GELU (gelu_new)");
-        goto done;
+        return rc;
     }
     const dm_json *b;
-    if ((b = dm_json_get(root, "scale_attn_weights")) && b->type == DM_JBOOL && !b->boolean) {
-        rc = DM_ERR(DM_EINPUT, "'%s': scale_attn_weights false is not supported", path);
-        goto done;
-    }
-    if ((b = dm_json_get(root, "scale_attn_by_inverse_layer_idx")) && b->type == DM_JBOOL && b->boolean) {
-        rc = DM_ERR(DM_EINPUT, "'%s': scale_attn_by_inverse_layer_idx true is not supported", path);
-        goto done;
-    }
-    if ((b = dm_json_get(root, "tie_word_embeddings")) && b->type == DM_JBOOL && !b->boolean) {
-        rc = DM_ERR(DM_EINPUT, "'%s': tie_word_embeddings false (an untied output head) is not supported", path);
-        goto done;
-    }
+    if ((b = dm_json_get(root, "scale_attn_weights")) && b->type == DM_JBOOL && !b->boolean)
+        return DM_ERR(DM_EINPUT, "'%s': scale_attn_weights false is not supported", path);
+    if ((b = dm_json_get(root, "scale_attn_by_inverse_layer_idx")) && b->type == DM_JBOOL && b->boolean)
+        return DM_ERR(DM_EINPUT, "'%s': scale_attn_by_inverse_layer_idx true is not supported", path);
+    if ((b = dm_json_get(root, "tie_word_embeddings")) && b->type == DM_JBOOL && !b->boolean)
+        return DM_ERR(DM_EINPUT, "'%s': tie_word_embeddings false (an untied output head) is not supported", path);
     cfg->channels = (int)C;
     cfg->num_heads = (int)NH;
     cfg->num_layers = (int)L;
@@ -118,11 +103,12 @@ int gpt2_load_config(const char *dir, gpt2_config *cfg)
     cfg->vocab_size = (int)V;
     cfg->inner = (int)F;
     cfg->ln_eps = (float)eps;
-    rc = gpt2_config_check(cfg, path);
-done:
-    dm_jdoc_free(&doc);
-    free(text);
-    return rc;
+    return gpt2_config_check(cfg, path);
+}
+
+int gpt2_load_config(const char *dir, gpt2_config *cfg)
+{
+    return lmc_read_config(dir, 1, parse_config, cfg);
 }
 
 /* Is `name` (prefix stripped) an attention mask buffer we ignore? */

@@ -1,5 +1,7 @@
 /* llama.c: Llama forward, backward to the inputs, KV cache; see llama.h. The layers (linear,
- * RMSNorm, RoPE, SwiGLU, softmax rows) are src/nn's; grouped-query attention and the cache are here.
+ * RMSNorm, RoPE, SwiGLU, softmax rows) are src/nn's; the batch grouped-query attention and what the
+ * runtime shares with gpt2.c are lm_attention.c's and lm_common.c's; the naive attention and the
+ * cache are here.
  *
  *   x = emb[tok] or soft row
  *   per block: h = RMS1(x); q, k, v = h Wqkv^T; q, k = rope(q), rope(k)
@@ -17,15 +19,14 @@
 #include "../nn/rope.h"
 #include "../nn/softmax.h"
 #include "../nn/swiglu.h"
+#include "lm_attention.h"
+#include "lm_common.h"
 
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define QBLOCK 128 /* query rows per block of the GEMM attention */
-/* logits rows the cache materialises at once (128 MiB of floats), as gpt2.c */
-#define LOGIT_FLOATS ((size_t)32 << 20)
 
 const char *const llama_param_names[LLAMA_NUM_PARAMS] = {"emb", "attn_norm", "wqkv", "wo", "ffn_norm",
                                                          "w13", "w2", "norm", "head"};
@@ -65,9 +66,10 @@ static void proj_back(const llama_model *m, int l, int kind, float *dinp, const 
 /* ---------------------------------------------------------------------------------------------
  * precision: the bfloat16 copies of the weights */
 
-/* weight `kind` of layer l, (OC, IC) */
-static const float *block_weight(const llama_model *m, int l, int kind, int *IC, int *OC)
+/* weight `kind` of layer l of the model (a llama_model), (OC, IC) */
+static const float *block_weight(const void *model, int l, int kind, int *IC, int *OC)
 {
+    const llama_model *m = model;
     const llama_config *c = &m->cfg;
     const llama_params *p = &m->params;
     size_t D = (size_t)c->dim, F = (size_t)c->hidden_dim, QD = (size_t)llama_qdim(c),
@@ -86,37 +88,25 @@ static void bf_free(llama_model *m)
     m->bf = NULL;
 }
 
-static const float *bf_weight(const void *m, int l, int k, int *IC, int *OC)
-{
-    return block_weight((const llama_model *)m, l, k, IC, OC);
-}
-
 /* packs the forward copies (fwd, head), and the backward ones (bwd, head_t) when they exist or
  * `bwd` asks for them (nn_bf16_weights_pack: the weights are (OC, IC)). The head is params.head,
  * which is the embedding when tied: one matrix, one pair of copies (the embedding lookup reads the
  * floats). */
 
-static int bf_pack(llama_model *m, int bwd)
+static int bf_pack(void *model, int bwd)
 {
-    return nn_bf16_weights_pack(m->bf, m->cfg.n_layers, W_KINDS, 1, bwd, bf_weight, m, m->params.head, m->cfg.dim, m->cfg.vocab_size);
+    llama_model *m = model;
+    return nn_bf16_weights_pack(m->bf, m->cfg.n_layers, W_KINDS, 1, bwd, block_weight, m, m->params.head, m->cfg.dim, m->cfg.vocab_size);
 }
 
 int llama_set_precision(llama_model *m, int precision)
 {
     if (precision != LLAMA_F32 && precision != LLAMA_BF16)
         return DM_ERR(DM_EINTERNAL, "llama_set_precision: unknown precision %d", precision);
-    bf_free(m);
+    int made;
     m->precision = LLAMA_F32;
-    if (precision == LLAMA_F32) return DM_OK;
-    if (!nn_bf16_or_warn()) return DM_OK; /* f32, said once in the log */
-    DM_ALLOC(m->bf, 1);
-    int rc = bf_pack(m, 0);
-    if (rc) {
-        bf_free(m);
-        dm_error_trace(__FILE__, __LINE__);
-        return rc;
-    }
-    m->precision = LLAMA_BF16;
+    DM_CALL(lmc_bf16_switch(&m->bf, precision == LLAMA_BF16, bf_pack, m, &made));
+    m->precision = made ? LLAMA_BF16 : LLAMA_F32;
     return DM_OK;
 }
 
@@ -168,89 +158,16 @@ void llama_attention_forward_naive(float *out, float *att, const float *qkv, flo
             }
 }
 
-/* softmax of rows [0, n) of s (leading dimension ld); row i has valid0 + i live entries, the rest
- * is set to 0 (causal mask) */
-static void softmax_causal_rows(float *s, int ld, int n, int valid0)
-{
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        float *r = s + (size_t)i * ld;
-        int nv = valid0 + i;
-        nn_softmax(r, nv);
-        for (int j = nv; j < ld; j++) r[j] = 0.0f;
-    }
-}
-
 void llama_attention_forward(float *out, float *att, const float *qkv, float *scratch, int B, int T, int NH,
                              int NKV, int hd)
 {
-    int QD = NH * hd, KD = NKV * hd, S = QD + 2 * KD, grp = NH / NKV;
-    float scale = 1.0f / sqrtf((float)hd);
-    /* a block of QBLOCK queries needs keys [0, t1) only: the GEMMs skip the masked upper blocks */
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++)
-            for (int t0 = 0; t0 < T; t0 += QBLOCK) {
-                int t1 = t0 + QBLOCK < T ? t0 + QBLOCK : T, M = t1 - t0, kh = h / grp;
-                const float *q = qkv + ((size_t)b * T + t0) * S + (size_t)h * hd;
-                const float *k = qkv + (size_t)b * T * S + QD + (size_t)kh * hd;
-                const float *v = qkv + (size_t)b * T * S + QD + KD + (size_t)kh * hd;
-                float *s;
-                int ld;
-                if (att) {
-                    s = att + (((size_t)b * NH + h) * T + t0) * T;
-                    ld = T;
-                } else {
-                    s = scratch;
-                    ld = t1;
-                }
-                nn_sgemm(CblasNoTrans, CblasTrans, M, t1, hd, scale, q, S, k, S, 0.0f, s, ld);
-                softmax_causal_rows(s, ld, M, t0 + 1);
-                nn_sgemm(CblasNoTrans, CblasNoTrans, M, hd, t1, 1.0f, s, ld, v, S, 0.0f,
-                         out + ((size_t)b * T + t0) * QD + (size_t)h * hd, QD);
-            }
+    lma_forward(out, att, qkv, scratch, B, T, NH, NKV, hd, 0);
 }
 
 void llama_attention_backward(float *dqkv, const float *dout, const float *att, const float *qkv,
                               float *scratch, int B, int T, int NH, int NKV, int hd)
 {
-    int QD = NH * hd, KD = NKV * hd, S = QD + 2 * KD, grp = NH / NKV;
-    float scale = 1.0f / sqrtf((float)hd);
-    /* parallel over (b, key/value head): the query heads of a group share dk and dv, so one task
-     * owns them all */
-#pragma omp parallel for collapse(2) schedule(dynamic)
-    for (int b = 0; b < B; b++)
-        for (int kh = 0; kh < NKV; kh++) {
-            float *datt = scratch + (size_t)omp_get_thread_num() * T;
-            for (int h = kh * grp; h < (kh + 1) * grp; h++)
-                for (int t = 0; t < T; t++) {
-                    const float *a = att + (((size_t)b * NH + h) * T + t) * T;
-                    const float *g = dout + ((size_t)b * T + t) * QD + (size_t)h * hd;
-                    const float *q = qkv + ((size_t)b * T + t) * S + (size_t)h * hd;
-                    float *dq = dqkv + ((size_t)b * T + t) * S + (size_t)h * hd;
-                    float dot = 0.0f;
-                    for (int t2 = 0; t2 <= t; t2++) {
-                        const float *v = qkv + ((size_t)b * T + t2) * S + QD + KD + (size_t)kh * hd;
-                        float *dv = dqkv + ((size_t)b * T + t2) * S + QD + KD + (size_t)kh * hd;
-                        float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-                        for (int i = 0; i < hd; i++) {
-                            s += g[i] * v[i];
-                            dv[i] += a[t2] * g[i];
-                        }
-                        datt[t2] = s;
-                        dot += a[t2] * s;
-                    }
-                    for (int t2 = 0; t2 <= t; t2++) {
-                        float dp = a[t2] * (datt[t2] - dot) * scale; /* softmax backward, then the scale */
-                        const float *k = qkv + ((size_t)b * T + t2) * S + QD + (size_t)kh * hd;
-                        float *dk = dqkv + ((size_t)b * T + t2) * S + QD + (size_t)kh * hd;
-                        for (int i = 0; i < hd; i++) {
-                            dq[i] += dp * k[i];
-                            dk[i] += dp * q[i];
-                        }
-                    }
-                }
-        }
+    lma_backward(dqkv, dout, att, qkv, scratch, B, T, NH, NKV, hd, 0);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -355,21 +272,8 @@ int llama_init(llama_model *m, const llama_config *cfg)
 void llama_free(llama_model *m)
 {
     bf_free(m);
-    free(m->param_slab);
-    free(m->rope_cos);
-    free(m->rope_sin);
-    free(m->act_slab);
-    free(m->scratch);
-    free(m->pos);
-    free(m->dres);
-    free(m->dbt_d);
-    free(m->dqkv);
-    free(m->dbt_q);
-    free(m->dgu);
-    free(m->dbt_f);
-    free(m->inputs);
-    free(m->targets);
-    free(m->rows);
+    DM_FREE_ALL(m->param_slab, m->rope_cos, m->rope_sin, m->act_slab, m->scratch, m->pos, m->dres, m->dbt_d,
+                m->dqkv, m->dbt_q, m->dgu, m->dbt_f, m->inputs, m->targets, m->rows);
     memset(m, 0, sizeof *m);
 }
 
@@ -398,38 +302,16 @@ static size_t act_layout(const llama_config *c, int B, int T, int flags, llama_a
 int llama_reserve(llama_model *m, int B, int T, int flags)
 {
     const llama_config *c = &m->cfg;
-    if (B <= 0 || T <= 0 || T > c->max_seq)
-        return DM_ERR(DM_EINPUT, "batch (%d, %d) is outside [1, inf) x [1, %d] (the model's context)", B, T,
-                      c->max_seq);
+    DM_CALL(lmc_check_batch(B, T, c->max_seq));
     int nB = B > m->max_B ? B : m->max_B, nT = T > m->max_T ? T : m->max_T;
-    /* KEEP once any caller needs it; NOLOGITS only while no caller needs logits */
-    int nflags = flags & (LLAMA_KEEP | LLAMA_NOLOGITS);
-    if (m->act_slab) {
-        nflags = m->max_flags | (flags & LLAMA_KEEP);
-        if (!(flags & LLAMA_NOLOGITS)) nflags &= ~LLAMA_NOLOGITS;
-    }
+    int nflags = lmc_reserve_flags(flags, m->max_flags, m->act_slab != NULL);
     llama_acts tmp;
-    size_t need = act_layout(c, nB, nT, nflags, &tmp, NULL);
-    if (need > m->act_cap) {
-        DM_FREE(m->act_slab);
-        m->act_cap = 0;
-        DM_ALLOC(m->act_slab, need);
-        m->act_cap = need;
-    }
-    int threads = omp_get_max_threads();
-    size_t rows = (size_t)(threads > QBLOCK ? threads : QBLOCK);
-    if (nT > m->max_T || threads > m->scratch_threads || !m->scratch) {
-        DM_FREE(m->scratch);
-        DM_ALLOC(m->scratch, rows * (size_t)nT);
-        m->scratch_threads = threads;
-    }
+    DM_CALL(lmc_reserve_slab(&m->act_slab, &m->act_cap, act_layout(c, nB, nT, nflags, &tmp, NULL)));
+    DM_CALL(lmc_reserve_scratch(&m->scratch, &m->scratch_threads, nT, m->max_T, LMA_QBLOCK));
     size_t BT = (size_t)nB * nT;
     int grow = nB * nT > m->max_B * m->max_T;
     if (grow || !m->inputs) {
-        DM_FREE(m->inputs);
-        DM_FREE(m->targets);
-        DM_FREE(m->rows);
-        DM_FREE(m->pos);
+        DM_FREE_ALL(m->inputs, m->targets, m->rows, m->pos);
         DM_ALLOC(m->inputs, BT);
         DM_ALLOC(m->targets, BT);
         DM_ALLOC(m->rows, BT);
@@ -438,12 +320,7 @@ int llama_reserve(llama_model *m, int B, int T, int flags)
     if ((nflags & LLAMA_KEEP) && (!m->dres || grow)) {
         size_t D = (size_t)c->dim, F = (size_t)c->hidden_dim, QD = (size_t)llama_qdim(c);
         size_t S = QD + 2 * (size_t)llama_kvdim(c);
-        DM_FREE(m->dres);
-        DM_FREE(m->dbt_d);
-        DM_FREE(m->dqkv);
-        DM_FREE(m->dbt_q);
-        DM_FREE(m->dgu);
-        DM_FREE(m->dbt_f);
+        DM_FREE_ALL(m->dres, m->dbt_d, m->dqkv, m->dbt_q, m->dgu, m->dbt_f);
         DM_ALLOC(m->dres, BT * D);
         DM_ALLOC(m->dbt_d, BT * D);
         DM_ALLOC(m->dqkv, BT * S);
@@ -459,20 +336,6 @@ int llama_reserve(llama_model *m, int B, int T, int flags)
 
 /* ---------------------------------------------------------------------------------------------
  * batch forward / backward */
-
-static int check_inputs(const llama_config *c, const int *inputs, const float *soft, int n_soft, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        int x = inputs[i];
-        if (x >= c->vocab_size)
-            return DM_ERR(DM_EINPUT, "input %zu: token id %d is outside the vocabulary of %d", i, x,
-                          c->vocab_size);
-        if (x < 0 && (!soft || LLAMA_SOFT_ROW(x) >= n_soft))
-            return DM_ERR(DM_EINPUT, "input %zu: soft row %d is outside the %d soft vectors given", i,
-                          LLAMA_SOFT_ROW(x), soft ? n_soft : 0);
-    }
-    return DM_OK;
-}
 
 /* out (n, D): row i is the embedding of inputs[i] */
 static void embed_rows(float *out, const llama_model *m, const int *inputs, const float *soft, int n)
@@ -524,13 +387,9 @@ int llama_forward(llama_model *m, const int *inputs, const float *soft, int n_so
         return DM_ERR(DM_EINTERNAL, "llama_forward: LLAMA_TARGET_ROWS needs targets");
     if (targets && !(norm > 0))
         return DM_ERR(DM_EINPUT, "llama_forward: the loss normaliser must be positive, got %g", norm);
-    DM_CALL(check_inputs(c, inputs, soft, n_soft, BT));
-    if (targets)
-        for (size_t i = 0; i < BT; i++)
-            if (targets[i] >= V)
-                return DM_ERR(DM_EINPUT, "target %zu: token id %d is outside the vocabulary of %d", i, targets[i], V);
-    if (B > m->max_B || T > m->max_T || ((flags & LLAMA_KEEP) && !(m->max_flags & LLAMA_KEEP)) ||
-        (!(flags & LLAMA_NOLOGITS) && (m->max_flags & LLAMA_NOLOGITS)) || !m->act_slab)
+    DM_CALL(lmc_check_inputs(V, inputs, soft, n_soft, BT));
+    if (targets) DM_CALL(lmc_check_targets(V, targets, BT));
+    if (lmc_needs_reserve(B, T, flags, m->max_B, m->max_T, m->max_flags, m->act_slab != NULL))
         DM_CALL(llama_reserve(m, B, T, flags));
     llama_acts *a = &m->acts;
     size_t need = act_layout(c, B, T, flags, a, m->act_slab);
@@ -561,28 +420,12 @@ int llama_forward(llama_model *m, const int *inputs, const float *soft, int n_so
     m->n_rows = 0;
     if (flags & LLAMA_NOLOGITS) return DM_OK;
     int sparse = (flags & LLAMA_TARGET_ROWS) != 0;
-    const float *hin = a->xf;
-    size_t NR = BT;
-    if (sparse) {
-        NR = 0;
-        for (size_t i = 0; i < BT; i++)
-            if (targets[i] >= 0) m->rows[NR++] = (int)i;
-        for (size_t k = 0; k < NR; k++)
-            memcpy(a->xf_rows + k * D, a->xf + (size_t)m->rows[k] * D, (size_t)D * sizeof(float));
-        hin = a->xf_rows;
-    }
+    const float *hin = sparse ? a->xf_rows : a->xf;
+    size_t NR = sparse ? lmc_pack_target_rows(targets, BT, m->rows, a->xf, a->xf_rows, D) : BT;
     m->n_rows = (int)NR;
     if (NR > 0) proj(m, 0, W_HEAD, a->logits, hin, m->params.head, (int)NR, D, V, 0.0f);
     if (!targets) return DM_OK;
-    double loss = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : loss)
-    for (size_t k = 0; k < NR; k++) {
-        size_t i = sparse ? (size_t)m->rows[k] : k;
-        if (targets[i] < 0) continue;
-        const float *r = a->logits + k * V;
-        a->lse[k] = nn_logsumexp(r, V);
-        loss += (m->target_w ? m->target_w[i] : 1.0f) * (a->lse[k] - r[targets[i]]);
-    }
+    double loss = lmc_xent_loss(a->logits, a->lse, NR, V, targets, sparse ? m->rows : NULL, m->target_w);
     m->loss = (float)(loss / norm);
     return DM_OK;
 }
@@ -613,26 +456,13 @@ int llama_backward(llama_model *m, const float *dlogits, const float *dhidden, f
         const int *tg = m->targets;
         float inv = 1.0f / m->norm;
         size_t NR = sparse ? (size_t)m->n_rows : BT;
-#pragma omp parallel for schedule(static)
-        for (size_t k = 0; k < NR; k++) {
-            size_t i = sparse ? (size_t)m->rows[k] : k;
-            float *r = dl + k * V;
-            if (m->has_targets && tg[i] >= 0) {
-                float wi = m->target_w ? inv * m->target_w[i] : inv;
-                nn_softmax_xent_backward(r, V, a->lse[k], tg[i], wi);
-            } else {
-                for (int j = 0; j < V; j++) r[j] = 0.0f;
-            }
-            if (dlogits)
-                for (int j = 0; j < V; j++) r[j] += dlogits[i * V + j];
-        }
+        lmc_xent_backward(dl, NR, V, a->lse, m->has_targets ? tg : NULL, sparse ? m->rows : NULL, m->target_w, inv, dlogits);
         if (!sparse) {
             proj_back(m, 0, W_HEAD, dc, dl, p->head, (int)BT, D, V);
         } else if (NR > 0) {
             /* the packed hidden states are spent: their buffer takes the packed gradient */
             proj_back(m, 0, W_HEAD, a->xf_rows, dl, p->head, (int)NR, D, V);
-            for (size_t k = 0; k < NR; k++)
-                memcpy(dc + (size_t)m->rows[k] * D, a->xf_rows + k * D, (size_t)D * sizeof(float));
+            lmc_unpack_rows(dc, m->rows, NR, a->xf_rows, D);
         }
     }
     if (dhidden)
@@ -693,9 +523,7 @@ int llama_cache_init(llama_cache *c, const llama_model *m, int cap, int max_rows
     DM_ALLOC(c->gu, R * 2 * F);
     DM_ALLOC(c->h, R * F);
     DM_ALLOC(c->scores, R * (size_t)cap);
-    c->logit_rows = (int)(LOGIT_FLOATS / (size_t)g->vocab_size);
-    if (c->logit_rows > max_rows) c->logit_rows = max_rows;
-    if (c->logit_rows < 1) c->logit_rows = 1;
+    c->logit_rows = lmc_logit_rows(g->vocab_size, max_rows);
     DM_ALLOC(c->logits, (size_t)c->logit_rows * g->vocab_size);
     DM_ALLOC(c->lse, (size_t)c->logit_rows);
     DM_ALLOC(c->row_pos, R);
@@ -814,7 +642,7 @@ int llama_cache_append(llama_cache *c, const int *inputs, const float *soft, int
     if (c->len + n > c->cap)
         return DM_ERR(DM_EINPUT, "kv cache: appending %d positions to %d exceeds its capacity of %d", n, c->len,
                       c->cap);
-    DM_CALL(check_inputs(&m->cfg, inputs, soft, n_soft, (size_t)n));
+    DM_CALL(lmc_check_inputs(m->cfg.vocab_size, inputs, soft, n_soft, (size_t)n));
     for (int done = 0; done < n;) {
         int R = n - done < c->max_rows ? n - done : c->max_rows;
         for (int r = 0; r < R; r++) {
@@ -840,20 +668,6 @@ int llama_cache_truncate(llama_cache *c, int len)
     return DM_OK;
 }
 
-/* log(e^ls / (e^lv + e^ls)) for the vocabulary's log-sum-exp lv and a soft logit ls */
-static double soft_ll(double lv, double ls)
-{
-    double mx = lv > ls ? lv : ls;
-    return ls - (mx + log(exp(lv - mx) + exp(ls - mx)));
-}
-
-static double dot_d(const float *a, const float *b, int n)
-{
-    double s = 0.0;
-    for (int k = 0; k < n; k++) s += (double)a[k] * b[k];
-    return s;
-}
-
 int llama_cache_score_mixed(llama_cache *c, const int *tokens, const int64_t *offsets, int n_cand,
                             const float *csoft, int n_csoft, const float *esoft, double *ll, double *ll_soft)
 {
@@ -862,47 +676,20 @@ int llama_cache_score_mixed(llama_cache *c, const int *tokens, const int64_t *of
     if (c->len == 0) return DM_ERR(DM_EINPUT, "kv cache: scoring needs a non-empty prefix");
     if ((esoft == NULL) != (ll_soft == NULL))
         return DM_ERR(DM_EINTERNAL, "llama_cache_score_mixed: esoft and ll_soft go together");
+    DM_CALL(lmc_check_candidates(tokens, offsets, n_cand, c->len, c->cap, c->max_rows, V, csoft, n_csoft, 0));
     for (int i = 0; i < n_cand; i++) {
         int64_t n = offsets[i + 1] - offsets[i];
-        if (n < 0) return DM_ERR(DM_EINPUT, "candidate %d: offsets decrease", i);
-        if (n > c->max_rows)
-            return DM_ERR(DM_EINPUT, "candidate %d has %lld tokens, more than the %d rows of a scoring batch", i,
-                          (long long)n, c->max_rows);
-        if (c->len + n > c->cap)
-            return DM_ERR(DM_EINPUT, "candidate %d: prefix %d + %lld tokens exceeds the context of %d", i, c->len,
-                          (long long)n, c->cap);
-        for (int64_t j = offsets[i]; j < offsets[i + 1]; j++) {
-            if (tokens[j] >= V)
-                return DM_ERR(DM_EINPUT, "candidate %d: token id %d is outside the vocabulary of %d", i, tokens[j], V);
-            if (tokens[j] < 0 && (!csoft || LLAMA_SOFT_ROW(tokens[j]) >= n_csoft))
-                return DM_ERR(DM_EINPUT, "candidate %d: soft row %d is outside the %d soft vectors given", i,
-                              LLAMA_SOFT_ROW(tokens[j]), csoft ? n_csoft : 0);
-        }
         ll[i] = n > 0 && tokens[offsets[i]] >= 0 ? c->logp[tokens[offsets[i]]] : 0.0;
         if (n == 0 && esoft) /* the soft token right after the prefix */
-            ll_soft[i] = soft_ll(c->logp_lse, dot_d(c->hid + (size_t)(c->len - 1) * D, esoft + (size_t)i * D, D));
+            ll_soft[i] = lmc_soft_ll(c->logp_lse, lmc_dot_d(c->hid + (size_t)(c->len - 1) * D, esoft + (size_t)i * D, D));
     }
     /* without soft tokens to score, a candidate's last position predicts nothing: it is not run */
     int run_last = esoft != NULL;
     int i0 = 0;
     while (i0 < n_cand) {
         /* candidates i0..i1 whose positions fit in max_rows rows */
-        int i1 = i0, R = 0;
-        while (i1 < n_cand && R + (offsets[i1 + 1] - offsets[i1]) <= c->max_rows) {
-            R += (int)(offsets[i1 + 1] - offsets[i1]);
-            i1++;
-        }
-        int Rin = 0;
-        for (int i = i0; i < i1; i++) {
-            int n = (int)(offsets[i + 1] - offsets[i]);
-            for (int j = 0; j < n - !run_last; j++) {
-                c->row_pos[Rin] = j;
-                c->row_start[Rin] = Rin - j;
-                c->row_need[Rin] = i;
-                c->row_tok[Rin] = tokens[offsets[i] + j];
-                Rin++;
-            }
-        }
+        int i1 = lmc_cand_batch_end(offsets, n_cand, i0, c->max_rows);
+        int Rin = lmc_cand_rows(tokens, offsets, i0, i1, run_last, c->row_pos, c->row_start, c->row_need, c->row_tok);
         if (Rin > 0) {
             embed_rows(c->x, m, c->row_tok, csoft, Rin);
             cache_blocks(c, Rin, 0);
@@ -917,7 +704,7 @@ int llama_cache_score_mixed(llama_cache *c, const int *tokens, const int64_t *of
                         int next = tokens[offsets[i] + c->row_pos[rr] + 1];
                         if (next >= 0) ll[i] += c->logits[(size_t)k * V + next] - c->lse[k];
                     } else {
-                        ll_soft[i] = soft_ll(c->lse[k], dot_d(c->xn + (size_t)rr * D, esoft + (size_t)i * D, D));
+                        ll_soft[i] = lmc_soft_ll(c->lse[k], lmc_dot_d(c->xn + (size_t)rr * D, esoft + (size_t)i * D, D));
                     }
                 }
             }
@@ -938,9 +725,7 @@ int llama_generate_greedy(llama_cache *c, int max_new, int stop_token, int *out,
     *n_out = 0;
     if (c->len == 0) return DM_ERR(DM_EINPUT, "kv cache: greedy generation needs a non-empty prefix");
     for (int s = 0; s < max_new && c->len < c->cap; s++) {
-        int best = 0;
-        for (int j = 1; j < V; j++)
-            if (c->logp[j] > c->logp[best]) best = j;
+        int best = lmc_argmax(c->logp, V);
         out[(*n_out)++] = best;
         DM_CALL(llama_cache_append(c, &best, NULL, 0, 1));
         if (best == stop_token) break;

@@ -5,6 +5,7 @@
 #include "../core/err.h"
 #include "../core/json.h"
 #include "../core/lines.h"
+#include "lm_common.h"
 #include "safetensors.h"
 
 #include <errno.h>
@@ -103,8 +104,9 @@ static int parse_rope_scaling(const dm_json *rs, llama_config *cfg, const char *
     return DM_OK;
 }
 
-static int parse_config(const dm_json *root, llama_config *cfg, const char *path)
+static int parse_config(const dm_json *root, void *out, const char *path)
 {
+    llama_config *cfg = out;
     memset(cfg, 0, sizeof *cfg);
     if (root->type != DM_JOBJ) return DM_ERR(DM_EINPUT, "'%s': expected a JSON object", path);
     const dm_json *mt = dm_json_get(root, "model_type");
@@ -158,16 +160,7 @@ static int parse_config(const dm_json *root, llama_config *cfg, const char *path
 
 int llama_load_hf_config(const char *dir, llama_config *cfg)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    char *text;
-    dm_jdoc doc = {0};
-    dm_json *root;
-    DM_CALL(dm_json_load(path, 0, &doc, &text, &root));
-    int rc = parse_config(root, cfg, path);
-    dm_jdoc_free(&doc);
-    free(text);
-    return rc;
+    return lmc_read_config(dir, 0, parse_config, cfg);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -191,10 +184,7 @@ static void tsrc_close(tsrc *s)
         free(s->file_names[i]);
     }
     for (size_t i = 0; i < s->n_map; i++) free(s->map_name[i]);
-    free(s->files);
-    free(s->file_names);
-    free(s->map_name);
-    free(s->map_file);
+    DM_FREE_ALL(s->files, s->file_names, s->map_name, s->map_file);
     memset(s, 0, sizeof *s);
 }
 

@@ -7,6 +7,7 @@
 #include "../core/lines.h"
 #include "gpt2_ckpt.h"
 #include "llama_ckpt.h"
+#include "lm_common.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -36,13 +37,9 @@ static int is_dir(const char *path) { struct stat st; return stat(path, &st) == 
 static int is_file(const char *path) { struct stat st; return stat(path, &st) == 0 && S_ISREG(st.st_mode); }
 
 /* the architecture config.json names: model_type, else the key only one of the two has */
-static int detect_config(const char *path, int *arch)
+static int detect_config(const dm_json *root, void *out, const char *path)
 {
-    char *text;
-    dm_jdoc doc = {0};
-    dm_json *root;
-    DM_CALL(dm_json_load(path, 1, &doc, &text, &root));
-    int rc = DM_OK;
+    int *arch = out, rc = DM_OK;
     const dm_json *mt = dm_json_get(root, "model_type");
     if (mt && mt->type == DM_JSTR && !strcmp(mt->str, "gpt2")) {
         *arch = LM_GPT2;
@@ -54,18 +51,12 @@ static int detect_config(const char *path, int *arch)
     } else {
         *arch = dm_json_get(root, "hidden_size") && !dm_json_get(root, "n_embd") ? LM_LLAMA : LM_GPT2;
     }
-    dm_jdoc_free(&doc);
-    free(text);
     return rc;
 }
 
 int lm_detect_arch(const char *path, int *arch)
 {
-    if (is_dir(path)) {
-        char cp[4096];
-        snprintf(cp, sizeof cp, "%s/config.json", path);
-        return detect_config(cp, arch);
-    }
+    if (is_dir(path)) return lmc_read_config(path, 1, detect_config, arch);
     size_t n = strlen(path);
     if (is_file(path) && n > 4 && !strcmp(path + n - 4, ".bin")) {
         *arch = LM_LLAMA;

@@ -83,13 +83,7 @@ static int pair_lookup(const sptok *t, int a, int b, double *prio, int *res, cha
 void sptok_free(sptok *t)
 {
     dm_strmap_free(&t->tok);
-    free(t->special);
-    free(t->added);
-    free(t->byte_of);
-    free(t->mkey);
-    free(t->mrank);
-    free(t->mres);
-    free(t->score);
+    DM_FREE_ALL(t->special, t->added, t->byte_of, t->mkey, t->mrank, t->mres, t->score);
     memset(t, 0, sizeof *t);
 }
 

@@ -28,6 +28,7 @@
 #include "../config/config.h"
 #include "../core/err.h"
 #include "../data/dataset.h"
+#include "../nn/adam.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -101,6 +102,23 @@ typedef struct dm_model_ops {
     static long *model_steps(void *self) { return &((T *)self)->t; }
 #define DM_MODEL_SLAB_MEMBERS .params = model_params, .grads = model_grads, .opt_state = model_opt, .opt_steps = model_steps
 
+/* One Adam step (torch.optim.Adam without weight decay, src/nn/adam.h) on the slabs of a model m
+ * laid out as DM_MODEL_SLAB_OPS asks, whose config m->cfg holds lr, beta1, beta2 and eps; m->t
+ * counts the steps. */
+#define DM_MODEL_ADAM_STEP(m)                                                                                          \
+    do {                                                                                                               \
+        const nn_adam dm_adam_ = {(m)->cfg.lr, (m)->cfg.beta1, (m)->cfg.beta2, (m)->cfg.eps, 0.0f, NN_ADAM_L2};        \
+        nn_adam_step(&dm_adam_, ++(m)->t, (m)->params, (m)->grads, (m)->opt, (m)->opt + (m)->nparams, (m)->nparams); \
+    } while (0)
+
+/* batch_norm for a model whose normaliser is the batch's example count */
+static inline double dm_model_count_norm(void *self, const size_t *ex, size_t n)
+{
+    (void)self;
+    (void)ex;
+    return (double)n;
+}
+
 /* batch_norm for a model whose normaliser is a count per example: the sum of count(self, ex[k]) */
 static inline double dm_model_count_sum(void *self, const size_t *ex, size_t n, int64_t (*count)(const void *self, size_t k))
 {
@@ -110,10 +128,11 @@ static inline double dm_model_count_sum(void *self, const size_t *ex, size_t n, 
 }
 
 /* The create/destroy pair of a model type T set up by `int INIT(T *, const CT *config, const
- * dm_dataset *, const int8_t *roles, uint64_t seed)` (which releases what it allocated when it
- * fails) and released by `void FREE(T *)`: defines static model_new(self, c, d, roles, seed), which
- * allocates a T, sets it up from the config c and stores it in *self (for a create() that has built
- * c from the keys), and model_destroy for dm_model_ops.destroy. */
+ * dm_dataset *, const int8_t *roles, uint64_t seed)` and released by `void FREE(T *)` (which takes
+ * a T that INIT left half set up when it failed, or one it released and zeroed itself): defines
+ * static model_new(self, c, d, roles, seed), which allocates a zeroed T, sets it up from the config
+ * c and stores it in *self (for a create() that has built c from the keys), and model_destroy for
+ * dm_model_ops.destroy. */
 #define DM_MODEL_LIFECYCLE(T, CT, INIT, FREE)                                                               \
     static int model_new(void **self, const CT *c, const dm_dataset *d, const int8_t *roles, uint64_t seed) \
     {                                                                                                       \
@@ -121,6 +140,7 @@ static inline double dm_model_count_sum(void *self, const size_t *ex, size_t n, 
         if (!m) return DM_ERR(DM_ENOMEM, "out of memory for a %s", #T);                                     \
         int rc = INIT(m, c, d, roles, seed);                                                                \
         if (rc) {                                                                                           \
+            FREE(m);                                                                                        \
             free(m);                                                                                        \
             return rc;                                                                                      \
         }                                                                                                   \

@@ -36,9 +36,7 @@ int dm_seqs_init(dm_seqs *s, const dm_dataset *d, const int8_t *roles, size_t mi
 
 void dm_seqs_free(dm_seqs *s)
 {
-    free(s->user);
-    free(s->off);
-    free(s->items);
+    DM_FREE_ALL(s->user, s->off, s->items);
     memset(s, 0, sizeof *s);
 }
 

@@ -75,6 +75,17 @@ static void scale_only(int M, int N, float beta, float *C, int ldc)
         }
 }
 
+/* What both kernels open with: the arguments checked; 1 when that leaves nothing to do (C empty, or
+ * alpha = 0: C = beta C). */
+static int trivial(int ta, int tb, int M, int N, int K, float alpha, int lda, int ldb, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return 1;
+    check_args(ta, tb, M, N, K, lda, ldb, ldc);
+    if (alpha != 0.0f) return 0;
+    scale_only(M, N, beta, C, ldc);
+    return 1;
+}
+
 /* ---- the naive twin ------------------------------------------------------------------------- */
 
 void nn_sgemm_naive(enum CBLAS_TRANSPOSE transA, enum CBLAS_TRANSPOSE transB, int M, int N, int K,
@@ -82,12 +93,7 @@ void nn_sgemm_naive(enum CBLAS_TRANSPOSE transA, enum CBLAS_TRANSPOSE transB, in
                     float *C, int ldc)
 {
     const int ta = transA != CblasNoTrans, tb = transB != CblasNoTrans;
-    if (M <= 0 || N <= 0) return;
-    check_args(ta, tb, M, N, K, lda, ldb, ldc);
-    if (alpha == 0.0f) {
-        scale_only(M, N, beta, C, ldc);
-        return;
-    }
+    if (trivial(ta, tb, M, N, K, alpha, lda, ldb, beta, C, ldc)) return;
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             float t = 0.0f;
@@ -199,12 +205,7 @@ void nn_sgemm_fixed(enum CBLAS_TRANSPOSE transA, enum CBLAS_TRANSPOSE transB, in
                     float *C, int ldc)
 {
     const int ta = transA != CblasNoTrans, tb = transB != CblasNoTrans;
-    if (M <= 0 || N <= 0) return;
-    check_args(ta, tb, M, N, K, lda, ldb, ldc);
-    if (alpha == 0.0f) {
-        scale_only(M, N, beta, C, ldc);
-        return;
-    }
+    if (trivial(ta, tb, M, N, K, alpha, lda, ldb, beta, C, ldc)) return;
     static int has_avx = -1; /* set once; a benign race (every thread stores the same value) */
     if (has_avx < 0) has_avx = __builtin_cpu_supports("avx") ? 1 : 0;
     const int avx = has_avx, mr_max = avx ? MR_MAX : 2;

@@ -488,8 +488,7 @@ void nn_bf16_weights_free(nn_bf16_weights *w)
         if (w->fwd) nn_bf16_mat_free(&w->fwd[i]);
         if (w->bwd) nn_bf16_mat_free(&w->bwd[i]);
     }
-    free(w->fwd);
-    free(w->bwd);
+    DM_FREE_ALL(w->fwd, w->bwd);
     nn_bf16_mat_free(&w->head);
     nn_bf16_mat_free(&w->head_t);
     free(w);

@@ -60,7 +60,12 @@ void nn_matmul_backward_naive(float *dinp, float *dw, float *db, const float *do
                               const float *inp, const float *w, int N, int IC, int OC);
 
 /* The contiguous torch-layout layer most models call: out (N, OC) = inp (N, IC) w^T + b and its
- * backward (dinp (N, IC), dw (OC, IC), db (OC) +=), each beside its naive twin. */
+ * backward (dinp (N, IC), dw (OC, IC), db (OC) +=), each beside its naive twin; a model's kernel
+ * table holds one pair as an nn_linear_forward_fn and an nn_linear_backward_fn. */
+typedef void nn_linear_forward_fn(float *out, const float *inp, const float *w, const float *b, int N,
+                                  int IC, int OC);
+typedef void nn_linear_backward_fn(float *dinp, float *dw, float *db, const float *dout,
+                                   const float *inp, const float *w, int N, int IC, int OC);
 static inline void nn_linear_forward(float *out, const float *inp, const float *w, const float *b,
                                      int N, int IC, int OC)
 {

@@ -349,12 +349,7 @@ static void final_stats(const pq_codebook *cb, const int64_t *fin, int Se, pq_tr
 
 static void ws_free(pq_ws *w)
 {
-    free(w->mind);
-    free(w->tot);
-    free(w->bits);
-    free(w->acc);
-    free(w->prev);
-    free(w->ct);
+    DM_FREE_ALL(w->mind, w->tot, w->bits, w->acc, w->prev, w->ct);
     memset(w, 0, sizeof *w);
 }
 

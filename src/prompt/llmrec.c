@@ -13,20 +13,11 @@
 void pm_free(pm *p)
 {
     lm_free(&p->lm);
-    free(p->w);
-    free(p->g);
-    free(p->am);
-    free(p->av);
-    nn_mlp_acts_free(&p->ua);
-    nn_mlp_acts_free(&p->ia);
-    bpe_ids_free(&p->prefix);
-    bpe_ids_free(&p->sep);
-    bpe_ids_free(&p->query);
-    free(p->toff);
-    free(p->tok);
+    lm_cache_free(&p->cache);
+    DM_EACH(nn_mlp_acts_free, &p->ua, &p->ia);
+    DM_EACH(bpe_ids_free, &p->prefix, &p->sep, &p->query, &p->rtok);
     if (p->ev)
         for (int k = 0; k < p->maxc; k++) explain_evidence_free(&p->ev[k]);
-    free(p->ev);
     if (p->evid) {
         explain_enc_acts_free(&p->ea);
         explain_templates_free(&p->tpl);
@@ -36,42 +27,19 @@ void pm_free(pm *p)
         explain_enc_acts_free(&p->uea);
         explain_evidence_free(&p->uev);
     }
-    free(p->uekind);
-    free(p->uex);
-    free(p->uew);
-    free(p->dey);
-    bpe_ids_free(&p->rtok);
-    free(p->eoff);
-    free(p->ekind);
-    free(p->ex);
-    free(p->ew);
-    free(p->ey);
-    free(p->mask_row);
-    free(p->keep);
-    free(p->in);
-    free(p->tg);
-    free(p->ctok);
-    free(p->tw);
-    free(p->dh);
-    free(p->soft);
-    free(p->dsoft);
-    free(p->ie);
-    free(p->ide);
-    free(p->zin);
-    free(p->hs);
-    free(p->hx);
     for (int j = 0; j < p->nsp; j++) free(p->sp[j].q);
-    lm_cache_free(&p->cache);
+    /* the slab and its moments, the prompt tokens, the evidence and the batch buffers */
+    DM_FREE_ALL(p->w, p->g, p->am, p->av, p->toff, p->tok, p->ev, p->uekind, p->uex, p->uew, p->dey, p->eoff,
+                p->ekind, p->ex, p->ew, p->ey, p->mask_row, p->keep, p->in, p->tg, p->ctok, p->tw, p->dh, p->soft,
+                p->dsoft, p->ie, p->ide, p->zin, p->hs, p->hx);
     memset(p, 0, sizeof *p);
 }
 
-static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const float *z, size_t dz, int maxc,
-                        uint64_t seed, const explain_src *src, const pm_head_opts *head, pm *p)
+/* pm_init_impl's steps, in the order it runs them */
+
+/* the model and prompt options (prompt.*) and the candidate limits */
+static int pm_read_prompt_opts(pm *p, const dm_cfg *cfg, const dm_dataset *d, const float *z, size_t dz, int maxc)
 {
-    memset(p, 0, sizeof *p);
-    p->head = head != NULL;
-    DM_CALL(lm_load(&p->lm, lmdir));
-    DM_CALL(lm_set_precision(&p->lm, dm_cfg_str(cfg, "lm.precision")));
     p->C = lm_width(&p->lm);
     p->V = lm_vocab(&p->lm);
     p->eot = lm_eot(&p->lm) >= 0 ? lm_eot(&p->lm) : 0;
@@ -91,29 +59,41 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
     p->maxc = maxc > p->K + 1 ? maxc : p->K + 1;
     if (p->maxc > PM_MAX_CAND) return DM_ERR(DM_ECONFIG, "%d candidates per user; at most %d are supported", p->maxc, PM_MAX_CAND);
     if (p->K + 1 > 64) return DM_ERR(DM_ECONFIG, "prompt.negatives = %d; at most 63 fit a training batch", p->K);
+    return DM_OK;
+}
+
+/* the evidence options (explain.*), when an evidence source is given */
+static int pm_read_explain_opts(pm *p, const dm_cfg *cfg, const explain_src *src, size_t dz)
+{
     p->src = src;
-    if (src) {
-        if (src->d != dz) return DM_ERR(DM_EINTERNAL, "evidence latents of width %zu for a recommender of width %zu", src->d, dz);
-        int Es = (int)dm_cfg_int(cfg, "explain.tokens");
-        p->evid = 1;
-        p->E = (int)dm_cfg_int(cfg, "explain.item_tokens");
-        p->Eu = (int)dm_cfg_int(cfg, "explain.user_tokens");
-        if (p->E > 0 && Es % p->E != 0) {
-            DM_ERR(DM_ECONFIG, "explain.item_tokens = %d does not divide explain.tokens = %d", p->E, Es);
-            DM_HINT("the encoder's explain.tokens slots are compressed into explain.item_tokens tokens in equal groups; "
-                    "e.g. explain.item_tokens = 1, 2, 4, 8 or 16 with explain.tokens = 16, or 0 for the item-head path");
-            return DM_ECONFIG;
-        }
-        p->ev_head = p->E == 0;
-        p->Eo = p->E > 0 ? p->E : 1;
-        p->w_felem = p->ev_head ? (float)dm_cfg_float(cfg, "explain.w_faith_elements") : 0.0f;
-        p->w_faith = (float)dm_cfg_float(cfg, "explain.w_faith");
-        p->w_expl = (float)dm_cfg_float(cfg, "explain.w_expl");
-        p->delta = (float)dm_cfg_float(cfg, "explain.faith_delta");
-        p->Rmax = (int)dm_cfg_int(cfg, "explain.rationale_tokens");
-        DM_CALL(explain_templates_parse(dm_cfg_str(cfg, "explain.templates"), &p->tpl));
-        DM_CALL(explain_rationale_init(&p->rat));
+    if (!src) return DM_OK;
+    if (src->d != dz) return DM_ERR(DM_EINTERNAL, "evidence latents of width %zu for a recommender of width %zu", src->d, dz);
+    int Es = (int)dm_cfg_int(cfg, "explain.tokens");
+    p->evid = 1;
+    p->E = (int)dm_cfg_int(cfg, "explain.item_tokens");
+    p->Eu = (int)dm_cfg_int(cfg, "explain.user_tokens");
+    if (p->E > 0 && Es % p->E != 0) {
+        DM_ERR(DM_ECONFIG, "explain.item_tokens = %d does not divide explain.tokens = %d", p->E, Es);
+        DM_HINT("the encoder's explain.tokens slots are compressed into explain.item_tokens tokens in equal groups; "
+                "e.g. explain.item_tokens = 1, 2, 4, 8 or 16 with explain.tokens = 16, or 0 for the item-head path");
+        return DM_ECONFIG;
     }
+    p->ev_head = p->E == 0;
+    p->Eo = p->E > 0 ? p->E : 1;
+    p->w_felem = p->ev_head ? (float)dm_cfg_float(cfg, "explain.w_faith_elements") : 0.0f;
+    p->w_faith = (float)dm_cfg_float(cfg, "explain.w_faith");
+    p->w_expl = (float)dm_cfg_float(cfg, "explain.w_expl");
+    p->delta = (float)dm_cfg_float(cfg, "explain.faith_delta");
+    p->Rmax = (int)dm_cfg_int(cfg, "explain.rationale_tokens");
+    DM_CALL(explain_templates_parse(dm_cfg_str(cfg, "explain.templates"), &p->tpl));
+    DM_CALL(explain_rationale_init(&p->rat));
+    return DM_OK;
+}
+
+/* the fixed prompt texts (prefix, separator, query) and the " title" tokens of every item, cut to
+ * prompt.title_tokens */
+static int pm_encode_texts(pm *p, const dm_cfg *cfg, const dm_dataset *d)
+{
     const char *s;
     s = dm_cfg_str(cfg, "prompt.prefix");
     DM_CALL(lm_encode(&p->lm, s, strlen(s), &p->prefix));
@@ -121,7 +101,6 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
     DM_CALL(lm_encode(&p->lm, s, strlen(s), &p->sep));
     s = dm_cfg_str(cfg, "prompt.query");
     DM_CALL(lm_encode(&p->lm, s, strlen(s), &p->query));
-    /* " title" tokens of every item, cut to prompt.title_tokens */
     DM_ALLOC(p->toff, d->n_items + 1);
     size_t cap = d->n_items * (size_t)(p->mt > 0 ? p->mt : 1) + 1;
     DM_ALLOC(p->tok, cap);
@@ -143,6 +122,12 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
     }
     bpe_ids_free(&t);
     dm_buf_free(&b);
+    return DM_OK;
+}
+
+/* the longest prompt (p->Tmax) must fit the language model's context */
+static int pm_check_context(pm *p)
+{
     int R = p->evid && p->w_expl > 0 ? p->Rmax : 0;
     p->Tmax = (p->bos >= 0) + p->L + p->Eu + (int)p->prefix.n + p->nh * (p->mt + 1 + (int)p->sep.n) + (int)p->query.n + p->E + p->mt + 1 + R;
     if (p->Tmax > lm_context(&p->lm)) {
@@ -151,100 +136,130 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
         DM_HINT("lower prompt.user_tokens, prompt.history, prompt.title_tokens, explain.user_tokens, explain.item_tokens or explain.rationale_tokens, or use a model with a longer context (lm.context)");
         return DM_ECONFIG;
     }
-    /* projectors and the evidence encoder in one slab */
+    return DM_OK;
+}
+
+/* the shapes of the trainable parts, which share one slab: the user and item projectors, the (u, i)
+ * evidence encoder (explain.tokens slots in groups of explain.tokens / Eo) and the user encoder */
+typedef struct {
+    nn_mlp_config uc, ic;
+    explain_enc_config ec, uec;
+} pm_shapes;
+
+/* the shapes and sizes of the parameter slab: projectors, item head, evidence encoders */
+static void pm_size_params(pm *p, const dm_cfg *cfg, const pm_head_opts *head, pm_shapes *sh)
+{
     int H = (int)dm_cfg_int(cfg, "prompt.hidden");
-    nn_mlp_config uc = {(int)dz, H, p->L * p->C, 1e-5f}, ic = {(int)dz, H, p->C, 1e-5f};
-    /* the (u, i) encoder: explain.tokens slots in groups of explain.tokens / Eo; the user encoder */
-    explain_enc_config ec = {(int)dz, 0, 0, 0, p->C, 1e-5f, 1}, uec = ec;
-    p->n_up = nn_mlp_size(&uc);
-    p->n_ip = nn_mlp_size(&ic);
+    size_t dz = p->d;
+    sh->uc = (nn_mlp_config){(int)dz, H, p->L * p->C, 1e-5f};
+    sh->ic = (nn_mlp_config){(int)dz, H, p->C, 1e-5f};
+    sh->ec = (explain_enc_config){(int)dz, 0, 0, 0, p->C, 1e-5f, 1};
+    sh->uec = sh->ec;
+    p->n_up = nn_mlp_size(&sh->uc);
+    p->n_ip = nn_mlp_size(&sh->ic);
     p->nparams = p->n_up + p->n_ip;
     if (head) {
         p->head_nolm = head->no_lm;
         p->nsp = head->cf ? 2 : 1;
-        p->sp[0].t = z, p->sp[0].d = dz;
+        p->sp[0].t = p->z, p->sp[0].d = dz;
         p->sp[1].t = head->cf, p->sp[1].d = head->cf ? head->dcf : 0;
         for (int j = 0; j < p->nsp; j++) p->n_head += p->sp[j].d * (size_t)p->C + p->sp[j].d + 1;
         p->nparams += p->n_head;
     }
     if (p->evid) {
-        ec.D = uec.D = (int)dm_cfg_int(cfg, "explain.width");
-        ec.hidden = uec.hidden = (int)dm_cfg_int(cfg, "explain.hidden");
-        ec.E = (int)dm_cfg_int(cfg, "explain.tokens");
-        ec.group = ec.E / p->Eo;
-        uec.E = p->Eu;
-        p->nparams += explain_enc_size(&ec) + (p->Eu ? explain_enc_size(&uec) : 0);
+        sh->ec.D = sh->uec.D = (int)dm_cfg_int(cfg, "explain.width");
+        sh->ec.hidden = sh->uec.hidden = (int)dm_cfg_int(cfg, "explain.hidden");
+        sh->ec.E = (int)dm_cfg_int(cfg, "explain.tokens");
+        sh->ec.group = sh->ec.E / p->Eo;
+        sh->uec.E = p->Eu;
+        p->nparams += explain_enc_size(&sh->ec) + (p->Eu ? explain_enc_size(&sh->uec) : 0);
     }
+}
+
+/* the slab, its gradients and AdamW moments; the projectors bound and initialised. *scale: the
+ * initial scale of the soft tokens, the typical norm of the LM's token embeddings */
+static int pm_init_projectors(pm *p, const pm_shapes *sh, uint64_t seed, float *scale)
+{
     DM_ALLOC(p->w, p->nparams);
     DM_ALLOC(p->g, p->nparams);
     DM_ALLOC(p->am, p->nparams);
     DM_ALLOC(p->av, p->nparams);
-    nn_mlp_bind(&p->up, &uc, p->w, p->g);
-    nn_mlp_bind(&p->ip, &ic, p->w + p->n_up, p->g + p->n_up);
-    /* soft tokens start at the typical norm of the LM's token embeddings */
+    nn_mlp_bind(&p->up, &sh->uc, p->w, p->g);
+    nn_mlp_bind(&p->ip, &sh->ic, p->w + p->n_up, p->g + p->n_up);
     double nrm = 0;
     const float *emb = lm_embeddings(&p->lm);
     for (size_t k = 0; k < (size_t)p->V * (size_t)p->C; k++) nrm += (double)emb[k] * emb[k];
-    float scale = (float)sqrt(nrm / p->V) / sqrtf((float)p->C) * 2.0f;
-    nn_mlp_init(&p->up, seed, scale);
-    nn_mlp_init(&p->ip, seed ^ 0x17, scale);
-    if (head) {
-        /* the item head after the projectors (and no evidence encoder): per space W (d, C), b (d)
-           zero and a; a starts at 1 in the aligner's space (prompt.head_residual) and 0 in the CF
-           model's, so the untrained model scores h_u . z_i (the aligner's score, or 0) */
-        int res = dm_cfg_bool(cfg, "prompt.head_residual");
-        size_t off = p->n_up + p->n_ip;
-        for (int j = 0; j < p->nsp; j++) {
-            pm_head_space *q = &p->sp[j];
-            size_t dj = q->d, nw = dj * (size_t)p->C;
-            q->w = p->w + off, q->b = q->w + nw, q->a = q->b + dj;
-            q->gw = p->g + off, q->gb = q->gw + nw, q->ga = q->gb + dj;
-            *q->a = j == 0 && res ? 1.0f : 0.0f;
-            q->train_a = res;
-            off += nw + dj + 1;
-            DM_ALLOC(q->q, 2 * dj);
-            q->dq = q->q + dj;
-        }
-        DM_ALLOC(p->hs, d->n_items + 1);
-        DM_ALLOC(p->hx, (size_t)p->C);
+    *scale = (float)sqrt(nrm / p->V) / sqrtf((float)p->C) * 2.0f;
+    nn_mlp_init(&p->up, seed, *scale);
+    nn_mlp_init(&p->ip, seed ^ 0x17, *scale);
+    return DM_OK;
+}
+
+/* the item head after the projectors (and no evidence encoder): per space W (d, C), b (d) zero and
+ * a; a starts at 1 in the aligner's space (prompt.head_residual) and 0 in the CF model's, so the
+ * untrained model scores h_u . z_i (the aligner's score, or 0) */
+static int pm_init_item_head(pm *p, const dm_cfg *cfg, const dm_dataset *d)
+{
+    int res = dm_cfg_bool(cfg, "prompt.head_residual");
+    size_t off = p->n_up + p->n_ip;
+    for (int j = 0; j < p->nsp; j++) {
+        pm_head_space *q = &p->sp[j];
+        size_t dj = q->d, nw = dj * (size_t)p->C;
+        q->w = p->w + off, q->b = q->w + nw, q->a = q->b + dj;
+        q->gw = p->g + off, q->gb = q->gw + nw, q->ga = q->gb + dj;
+        *q->a = j == 0 && res ? 1.0f : 0.0f;
+        q->train_a = res;
+        off += nw + dj + 1;
+        DM_ALLOC(q->q, 2 * dj);
+        q->dq = q->q + dj;
     }
-    DM_CALL(nn_mlp_acts_init(&p->ua, &uc, 1));
-    DM_CALL(nn_mlp_acts_init(&p->ia, &ic, p->nh + p->maxc));
-    p->Bmax = p->K + 1 + (p->evid ? 2 : 0);
-    int nsets = p->maxc + 2, cap_el = 0;
-    if (p->evid) {
-        size_t off = p->n_up + p->n_ip;
-        /* a training step encodes K + 2 sets, and the positive's without each element */
-        int tsets = p->K + 2 + explain_evidence_width(src->k_users, src->k_items, src->k_attrs);
-        if (tsets > nsets) nsets = tsets;
-        p->nsets_max = nsets;
-        explain_enc_bind(&p->enc, &ec, p->w + off, p->g + off);
-        /* on the item-head path the output layer starts at zero: the untrained evidence term is 0 */
-        explain_enc_init(&p->enc, seed ^ 0xE1, p->ev_head ? 0.0f : scale);
-        cap_el = explain_evidence_width(src->k_users, src->k_items, src->k_attrs);
-        if (p->Eu) {
-            off += explain_enc_size(&ec);
-            explain_enc_bind(&p->uenc, &uec, p->w + off, p->g + off);
-            explain_enc_init(&p->uenc, seed ^ 0xE2, scale);
-            DM_CALL(explain_enc_acts_init(&p->uea, &uec, 2, 2 * cap_el));
-            DM_CALL(explain_evidence_init(&p->uev, src->k_users, src->k_items, src->k_attrs));
-            DM_ALLOC(p->uekind, 2 * (size_t)cap_el);
-            DM_ALLOC(p->uex, 2 * (size_t)cap_el * dz);
-            DM_ALLOC(p->uew, 2 * (size_t)cap_el);
-        }
-        DM_CALL(explain_enc_acts_init(&p->ea, &ec, nsets, nsets * cap_el));
-        DM_ALLOC(p->ev, (size_t)p->maxc);
-        for (int k = 0; k < p->maxc; k++) DM_CALL(explain_evidence_init(&p->ev[k], src->k_users, src->k_items, src->k_attrs));
-        DM_ALLOC(p->eoff, (size_t)nsets + 1);
-        DM_ALLOC(p->ekind, (size_t)nsets * (size_t)cap_el + 1);
-        DM_ALLOC(p->ex, ((size_t)nsets * (size_t)cap_el + 1) * dz);
-        DM_ALLOC(p->ew, (size_t)nsets * (size_t)cap_el + 1);
-        DM_ALLOC(p->ey, (size_t)nsets * (size_t)p->Eo * (size_t)p->C);
-        DM_ALLOC(p->dey, (size_t)nsets * (size_t)p->C);
-        DM_ALLOC(p->mask_row, (size_t)(p->Eo > p->Eu ? p->Eo : p->Eu) * (size_t)p->C);
-        DM_ALLOC(p->keep, (size_t)cap_el);
+    DM_ALLOC(p->hs, d->n_items + 1);
+    DM_ALLOC(p->hx, (size_t)p->C);
+    return DM_OK;
+}
+
+/* the evidence encoders after the projectors, their activations and the evidence buffers */
+static int pm_init_evidence(pm *p, const pm_shapes *sh, const explain_src *src, uint64_t seed, float scale)
+{
+    size_t dz = p->d, off = p->n_up + p->n_ip;
+    int nsets = p->maxc + 2;
+    /* a training step encodes K + 2 sets, and the positive's without each element */
+    int tsets = p->K + 2 + explain_evidence_width(src->k_users, src->k_items, src->k_attrs);
+    if (tsets > nsets) nsets = tsets;
+    p->nsets_max = nsets;
+    explain_enc_bind(&p->enc, &sh->ec, p->w + off, p->g + off);
+    /* on the item-head path the output layer starts at zero: the untrained evidence term is 0 */
+    explain_enc_init(&p->enc, seed ^ 0xE1, p->ev_head ? 0.0f : scale);
+    int cap_el = explain_evidence_width(src->k_users, src->k_items, src->k_attrs);
+    if (p->Eu) {
+        off += explain_enc_size(&sh->ec);
+        explain_enc_bind(&p->uenc, &sh->uec, p->w + off, p->g + off);
+        explain_enc_init(&p->uenc, seed ^ 0xE2, scale);
+        DM_CALL(explain_enc_acts_init(&p->uea, &sh->uec, 2, 2 * cap_el));
+        DM_CALL(explain_evidence_init(&p->uev, src->k_users, src->k_items, src->k_attrs));
+        DM_ALLOC(p->uekind, 2 * (size_t)cap_el);
+        DM_ALLOC(p->uex, 2 * (size_t)cap_el * dz);
+        DM_ALLOC(p->uew, 2 * (size_t)cap_el);
     }
+    DM_CALL(explain_enc_acts_init(&p->ea, &sh->ec, nsets, nsets * cap_el));
+    DM_ALLOC(p->ev, (size_t)p->maxc);
+    for (int k = 0; k < p->maxc; k++) DM_CALL(explain_evidence_init(&p->ev[k], src->k_users, src->k_items, src->k_attrs));
+    DM_ALLOC(p->eoff, (size_t)nsets + 1);
+    DM_ALLOC(p->ekind, (size_t)nsets * (size_t)cap_el + 1);
+    DM_ALLOC(p->ex, ((size_t)nsets * (size_t)cap_el + 1) * dz);
+    DM_ALLOC(p->ew, (size_t)nsets * (size_t)cap_el + 1);
+    DM_ALLOC(p->ey, (size_t)nsets * (size_t)p->Eo * (size_t)p->C);
+    DM_ALLOC(p->dey, (size_t)nsets * (size_t)p->C);
+    DM_ALLOC(p->mask_row, (size_t)(p->Eo > p->Eu ? p->Eo : p->Eu) * (size_t)p->C);
+    DM_ALLOC(p->keep, (size_t)cap_el);
+    return DM_OK;
+}
+
+/* the batch buffers for (Bmax, Tmax), the LM's activations and its KV cache */
+static int pm_init_batches(pm *p)
+{
     int B = p->Bmax, T = p->Tmax;
+    size_t dz = p->d;
     DM_ALLOC(p->in, (size_t)B * (size_t)T);
     DM_ALLOC(p->tg, (size_t)B * (size_t)T);
     DM_ALLOC(p->ctok, (size_t)p->maxc * (size_t)(p->E + (p->mt > 0 ? p->mt : 1)) * 2 + 1);
@@ -259,6 +274,29 @@ static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *
     DM_CALL(lm_reserve(&p->lm, B, T, LM_KEEP | LM_TARGET_ROWS));
     DM_CALL(lm_cache_init(&p->cache, &p->lm, lm_context(&p->lm), 512));
     return DM_OK;
+}
+
+static int pm_init_impl(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const float *z, size_t dz, int maxc,
+                        uint64_t seed, const explain_src *src, const pm_head_opts *head, pm *p)
+{
+    memset(p, 0, sizeof *p);
+    p->head = head != NULL;
+    DM_CALL(lm_load(&p->lm, lmdir));
+    DM_CALL(lm_set_precision(&p->lm, dm_cfg_str(cfg, "lm.precision")));
+    DM_CALL(pm_read_prompt_opts(p, cfg, d, z, dz, maxc));
+    DM_CALL(pm_read_explain_opts(p, cfg, src, dz));
+    DM_CALL(pm_encode_texts(p, cfg, d));
+    DM_CALL(pm_check_context(p));
+    pm_shapes sh;
+    pm_size_params(p, cfg, head, &sh);
+    float scale;
+    DM_CALL(pm_init_projectors(p, &sh, seed, &scale));
+    if (head) DM_CALL(pm_init_item_head(p, cfg, d));
+    DM_CALL(nn_mlp_acts_init(&p->ua, &sh.uc, 1));
+    DM_CALL(nn_mlp_acts_init(&p->ia, &sh.ic, p->nh + p->maxc));
+    p->Bmax = p->K + 1 + (p->evid ? 2 : 0);
+    if (p->evid) DM_CALL(pm_init_evidence(p, &sh, src, seed, scale));
+    return pm_init_batches(p);
 }
 
 int pm_init(const dm_cfg *cfg, const char *lmdir, const dm_dataset *d, const float *z, size_t dz, int maxc, uint64_t seed,
@@ -791,9 +829,7 @@ int pm_train_set_init(pm_train_set *t, const dm_dataset *d, const int8_t *roles)
 
 void pm_train_set_free(pm_train_set *t)
 {
-    free(t->users);
-    free(t->off);
-    free(t->items);
+    DM_FREE_ALL(t->users, t->off, t->items);
     memset(t, 0, sizeof *t);
 }
 

@@ -53,24 +53,10 @@ int sasrec_config_check(const sasrec_config *c)
 {
 #define BAD DM_CONFIG_CHECK
     BAD(c->n_items < 1, "sasrec: n_items = %d, expected at least 1", c->n_items);
-    BAD(c->C < 1 || c->T < 1 || c->L < 1 || c->F < 0,
-        "sasrec: hidden %d, maxlen %d, blocks %d must be positive and ffn %d not negative", c->C,
-        c->T, c->L, c->F);
     BAD(c->H < 1 || c->C % c->H != 0, "sasrec: %d heads do not divide hidden = %d", c->H, c->C);
     BAD(c->max_batch < 1 || (long long)c->max_batch * c->T > 1000000000LL,
         "sasrec: max_batch = %d is out of range (max_batch * maxlen must stay below 1e9)",
         c->max_batch);
-    BAD(!(c->dropout >= 0.0f && c->dropout < 1.0f), "sasrec: dropout %g is not in [0, 1)",
-        c->dropout);
-    BAD(c->norm < SASREC_NORM_KANG || c->norm > SASREC_NORM_POST, "sasrec: norm %d is unknown",
-        c->norm);
-    BAD(c->loss != SASREC_LOSS_BCE && c->loss != SASREC_LOSS_CE, "sasrec: loss %d is unknown",
-        c->loss);
-    BAD(!(c->lr >= 0.0f && c->eps >= 0.0f && c->l2 >= 0.0f),
-        "sasrec: lr %g, eps %g and l2 %g must not be negative", c->lr, c->eps, c->l2);
-    BAD(!(c->beta1 >= 0.0f && c->beta1 < 1.0f && c->beta2 >= 0.0f && c->beta2 < 1.0f),
-        "sasrec: Adam betas %g, %g are not in [0, 1)", c->beta1, c->beta2);
-    BAD(c->chunk_floats < 1, "sasrec: chunk_floats must be positive");
 #undef BAD
     return DM_OK;
 }
@@ -359,7 +345,7 @@ static void draw_masks(const sasrec *m, sasrec_acts *a, const sasrec_batch *b)
     const int C = c->C, F = c->F, H = c->H, L = c->L;
     const size_t maxN = (size_t)a->maxN, attL = a->attL;
     const uint32_t thr = nn_keep_threshold((double)c->dropout);
-#pragma omp parallel for schedule(dynamic, 4) if ((size_t)a->N * C * L > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 4) if ((size_t)a->N * C * L > NN_PAR_MIN)
     for (int s = 0; s < a->B; s++) {
         nn_keep_stream k;
         nn_keep_init(&k, dm_rng_key(b->seed, b->step, b->gidx ? (uint64_t)b->gidx[s] : (uint64_t)s), thr);
@@ -421,7 +407,7 @@ static void embed_forward(float *x0, const float *wte, const float *wpe, const i
                           const int *t, const uint8_t *mask, float keep, int N, int C)
 {
     const float sc = sqrtf((float)C);
-#pragma omp parallel for schedule(static) if ((size_t)N * C > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)N * C > NN_PAR_MIN)
     for (int r = 0; r < N; r++) {
         const float *e = wte + (size_t)item[r] * C, *pe = wpe + (size_t)t[r] * C;
         float *x = x0 + (size_t)r * C;
@@ -453,7 +439,7 @@ static void embed_backward(float *dwte, float *dwpe, const float *dx0, const int
 /* h = dropout(relu(h)) in place, n elements */
 static void relu_dropout_forward(float *h, const uint8_t *mask, float keep, size_t n)
 {
-#pragma omp parallel for schedule(static) if (n > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > NN_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float v = h[i] > 0.0f ? h[i] : 0.0f;
         h[i] = mask ? (mask[i] ? v * keep : 0.0f) : v;
@@ -464,7 +450,7 @@ static void relu_dropout_forward(float *h, const uint8_t *mask, float keep, size
  * active and kept, the only places with gradient */
 static void relu_dropout_backward(float *dh, const float *h, float keep, size_t n)
 {
-#pragma omp parallel for schedule(static) if (n > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > NN_PAR_MIN)
     for (size_t i = 0; i < n; i++) dh[i] = h[i] > 0.0f ? dh[i] * keep : 0.0f;
 }
 
@@ -652,7 +638,7 @@ static double head(sasrec *m, sasrec_acts *a, int grad)
 {
     const sasrec_kernels *k = kern(m);
     const int C = m->cfg.C, M = a->M;
-#pragma omp parallel for schedule(static) if ((size_t)M * C > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)M * C > NN_PAR_MIN)
     for (int r = 0; r < M; r++)
         memcpy(a->hc + (size_t)r * C, a->hf + (size_t)a->tgt_row[r] * C, (size_t)C * sizeof(float));
     double loss;
@@ -664,7 +650,7 @@ static double head(sasrec *m, sasrec_acts *a, int grad)
                           m->V, C, a->scale, a->logits, a->chunk, a->rowbuf);
     if (grad) {
         vzero(a->dh, (size_t)a->N * C);
-#pragma omp parallel for schedule(static) if ((size_t)M * C > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)M * C > NN_PAR_MIN)
         for (int r = 0; r < M; r++)
             memcpy(a->dh + (size_t)a->tgt_row[r] * C, a->dhc + (size_t)r * C,
                    (size_t)C * sizeof(float));
@@ -755,7 +741,7 @@ void sasrec_scores_items(const sasrec *m, const float *states, int B, const int3
                          float *scores)
 {
     const int C = m->cfg.C;
-#pragma omp parallel for schedule(static) if ((size_t)B * K * C > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)B * K * C > NN_PAR_MIN)
     for (int s = 0; s < B; s++)
         for (int j = 0; j < K; j++) {
             int it = items[(size_t)s * K + j];

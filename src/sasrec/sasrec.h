@@ -41,7 +41,7 @@
  *
  * Memory: sasrec owns its parameter and gradient slabs (one contiguous float array each, the same
  * layout, named views into it) and the Adam moments (one array: m then v, each in that layout); sasrec_acts owns activations sized for cfg.max_batch sequences.
- * Kernels never allocate. OpenMP parallelises over rows/sequences (loops under SASREC_PAR_MIN
+ * Kernels never allocate. OpenMP parallelises over rows/sequences (loops under NN_PAR_MIN
  * elements stay serial); BLAS is never called inside an OpenMP region, so set BLAS and OpenMP thread
  * counts deliberately (sasrec_set_threads). On shared or oversubscribed nodes run with
  * OMP_WAIT_POLICY=passive: libgomp's spinning workers otherwise starve OpenBLAS's threads (a 2-thread
@@ -82,9 +82,9 @@ typedef struct {
  * and batches of up to max_batch sequences; chunk_floats from sasrec.ce_chunk_mb, naive = 0.
  * DM_ECONFIG (naming the keys) when sasrec.heads does not divide sasrec.hidden. */
 int sasrec_config_from(const dm_cfg *cfg, int n_items, int max_batch, sasrec_config *c);
-/* Checks what the model needs to be well formed (positive sizes, heads dividing C, max_batch * T
- * below 1e9, dropout in [0, 1), known norm and loss, non-negative optimiser settings); the key
- * table's ranges are the config loader's. DM_ECONFIG naming the field. */
+/* Checks what the key table cannot (items in the dataset, heads dividing C, max_batch * T below
+ * 1e9); the ranges of the sasrec.* keys are the config loader's (sasrec.def). DM_ECONFIG naming the
+ * field. */
 int sasrec_config_check(const sasrec_config *c);
 
 /* Named views into one slab; grads and Adam moments use the same layout. */

@@ -30,7 +30,7 @@ static double ce_loss(float *dh, float *dwte, const float *h, const int *tgt, co
         int nr = M - r0 < R ? M - r0 : R;
         nn_sgemm(CblasNoTrans, CblasTrans, nr, V, C, 1.0f, h + (size_t)r0 * C, C, wte, C, 0.0f,
                  logits, V);
-#pragma omp parallel for schedule(static) if ((size_t)nr * V > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)nr * V > NN_PAR_MIN)
         for (int r = 0; r < nr; r++) {
             /* item 0 (padding) is not a class: the softmax runs over z[1..V) */
             float *z = logits + (size_t)r * V;
@@ -58,7 +58,7 @@ static double bce_loss(float *dh, float *dwte, const float *h, const int *pos, c
                        const float *wte, int M, int C, float scale, float *rowbuf)
 {
     float *gl = rowbuf, *ga = rowbuf + M, *gn = rowbuf + 2 * (size_t)M;
-#pragma omp parallel for schedule(static) if ((size_t)M * C > SASREC_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)M * C > NN_PAR_MIN)
     for (int r = 0; r < M; r++) {
         const float *x = h + (size_t)r * C;
         const float *ep = wte + (size_t)pos[r] * C, *en = wte + (size_t)neg[r] * C;

@@ -13,13 +13,12 @@
 #ifndef DM_SASREC_KERNELS_H
 #define DM_SASREC_KERNELS_H
 
+#include "../nn/linear.h" /* NN_PAR_MIN, below which loops stay serial */
+
 #include <stddef.h>
 #include <stdint.h>
 
 #define SASREC_LN_EPS 1e-8f /* the reference's layer-norm epsilon */
-/* Loops over fewer elements run on one thread: a parallel region costs a fork and a barrier, which
- * on a busy node (or with short, padded-away sequences) costs more than the loop itself. */
-#define SASREC_PAR_MIN ((size_t)1 << 15)
 
 typedef struct {
     /* out (N, OC; row stride ldo) = inp (N, IC; stride ldi) . w^T (w (OC, IC)) + b (OC; NULL = 0) */

@@ -4,30 +4,22 @@
 #include "../core/err.h"
 #include "../core/rng.h"
 #include "../core/sort.h"
+#include "../model/seqs.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+/* the training sequences (src/model/seqs.h, whose arrays s takes over) and a sorted copy of each */
 static int trainset_init(sasrec_model *s, const dm_dataset *d, const int8_t *roles)
 {
-    DM_ALLOC(s->user, d->n_users + 1);
-    DM_ALLOC(s->off, d->n_users + 1);
-    DM_ALLOC(s->items, d->n_inter + 1);
+    dm_seqs q;
+    DM_CALL(dm_seqs_init(&q, d, roles, 2));
+    s->nu = q.n, s->user = q.user, s->off = q.off, s->items = q.items;
     DM_ALLOC(s->sorted, d->n_inter + 1);
-    size_t q = 0;
-    for (size_t u = 0; u < d->n_users; u++) {
-        size_t start = q;
-        for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++)
-            if (roles[j] == DM_TRAIN) s->items[q++] = d->item[j];
-        if (q - start < 2) {
-            q = start;
-            continue;
-        }
-        s->user[s->nu] = u;
-        s->off[s->nu + 1] = (int64_t)q;
-        memcpy(s->sorted + start, s->items + start, (q - start) * sizeof(int32_t));
-        qsort(s->sorted + start, q - start, sizeof(int32_t), dm_cmp_i32);
-        s->nu++;
+    for (size_t k = 0; k < s->nu; k++) {
+        size_t start = (size_t)s->off[k], n = dm_seqs_len(&q, k);
+        memcpy(s->sorted + start, s->items + start, n * sizeof(int32_t));
+        qsort(s->sorted + start, n, sizeof(int32_t), dm_cmp_i32);
     }
     return DM_OK;
 }
@@ -58,12 +50,7 @@ void sasrec_model_free(sasrec_model *s)
 {
     sasrec_acts_free(&s->a);
     sasrec_free(&s->m);
-    free(s->user);
-    free(s->off);
-    free(s->items);
-    free(s->sorted);
-    free(s->seq);
-    free(s->states);
+    DM_FREE_ALL(s->user, s->off, s->items, s->sorted, s->seq, s->states);
     memset(s, 0, sizeof *s);
 }
 
@@ -122,25 +109,13 @@ size_t sasrec_model_score_batch(const dm_cfg *cfg) { return (size_t)dm_cfg_int(c
 
 static const char *const g_groups[] = {"sasrec", NULL};
 
+DM_MODEL_LIFECYCLE(sasrec_model, sasrec_config, sasrec_model_init, sasrec_model_free)
+
 static int ops_create(void **self, const dm_cfg *cfg, const dm_dataset *d, const int8_t *roles, int max_batch, uint64_t seed)
 {
     sasrec_config c;
     DM_CALL(sasrec_config_from(cfg, (int)d->n_items, max_batch, &c));
-    sasrec_model *s;
-    DM_ALLOC(s, 1);
-    int rc = sasrec_model_init(s, &c, d, roles, seed);
-    if (rc) {
-        free(s);
-        return rc;
-    }
-    *self = s;
-    return DM_OK;
-}
-
-static void ops_destroy(void *self)
-{
-    sasrec_model_free(self);
-    free(self);
+    return model_new(self, &c, d, roles, seed);
 }
 
 static float *ops_params(void *self, size_t *n)
@@ -232,7 +207,7 @@ const dm_model_ops sasrec_model_ops = {
     .score_batch = sasrec_model_score_batch,
     .examples = "training users",
     .create = ops_create,
-    .destroy = ops_destroy,
+    .destroy = model_destroy,
     .params = ops_params,
     .grads = ops_grads,
     .opt_state = ops_opt,

@@ -6,6 +6,7 @@
 #include "stats.h"
 
 #include "../core/err.h"
+#include "../core/sort.h"
 #include "stats_special.h"
 
 #include <math.h>
@@ -79,39 +80,27 @@ int stats_ttest_rel(const double *a, const double *b, size_t n, stats_alt alt, s
 
 /* ---- Wilcoxon signed-rank ------------------------------------------------------------------------- */
 
-typedef struct {
-    double v;
-    size_t i;
-} vi;
-
-static int cmp_vi(const void *x, const void *y)
-{
-    const vi *a = x, *b = y;
-    if (a->v != b->v) return a->v < b->v ? -1 : 1;
-    return (a->i > b->i) - (a->i < b->i);
-}
-
 /* Average ranks of |d| (scipy.stats.rankdata 'average'). Returns the tie term sum(t^3 - t) over
  * tied groups, skipping the group of zeros when skip_zeros; *tied says whether any non-zero |d|
  * are tied. */
-static double rank_abs(const double *d, size_t n, double *rank, vi *s, int skip_zeros, int *tied)
+static double rank_abs(const double *d, size_t n, double *rank, dm_keyed *s, int skip_zeros, int *tied)
 {
     for (size_t i = 0; i < n; i++) {
-        s[i].v = fabs(d[i]);
-        s[i].i = i;
+        s[i].key = fabs(d[i]);
+        s[i].id = (int64_t)i;
     }
-    qsort(s, n, sizeof *s, cmp_vi);
+    qsort(s, n, sizeof *s, dm_cmp_keyed_asc);
     double tie = 0.0;
     *tied = 0;
     for (size_t i = 0; i < n;) {
         size_t j = i + 1;
-        while (j < n && s[j].v == s[i].v) j++;
+        while (j < n && s[j].key == s[i].key) j++;
         double avg = 0.5 * ((double)(i + 1) + (double)j); /* ranks i+1 .. j */
-        for (size_t k = i; k < j; k++) rank[s[k].i] = avg;
+        for (size_t k = i; k < j; k++) rank[s[k].id] = avg;
         double t = (double)(j - i);
         if (t > 1) {
-            if (s[i].v != 0) *tied = 1;
-            if (!(skip_zeros && s[i].v == 0)) tie += t * (t * t - 1.0);
+            if (s[i].key != 0) *tied = 1;
+            if (!(skip_zeros && s[i].key == 0)) tie += t * (t * t - 1.0);
         }
         i = j;
     }
@@ -152,7 +141,7 @@ int stats_wilcoxon(const double *a, const double *b, size_t n, stats_zero zero_m
         return DM_OK;
     }
     double *d = NULL, *rank = NULL, *pmf = NULL;
-    vi *s = NULL;
+    dm_keyed *s = NULL;
     int rc = DM_OK;
     DM_CALL(stats_diffs(a, b, n, &d));
     r->estimate = stats_sum(d, n) / (double)n;
@@ -251,11 +240,9 @@ done:
 
 /* ---- Holm ------------------------------------------------------------------------------------------ */
 
-static int cmp_vi_p(const void *x, const void *y) { return cmp_vi(x, y); }
-
 int stats_holm(const double *p, size_t m, double *adj)
 {
-    vi *s;
+    dm_keyed *s;
     DM_ALLOC(s, m ? m : 1);
     size_t k = 0;
     for (size_t i = 0; i < m; i++) {
@@ -264,19 +251,19 @@ int stats_holm(const double *p, size_t m, double *adj)
             free(s);
             return DM_ERR(DM_EINPUT, "holm: p-value %zu is %g, outside [0, 1]", i, p[i]);
         }
-        s[k].v = p[i];
-        s[k].i = i;
+        s[k].key = p[i];
+        s[k].id = (int64_t)i;
         k++;
     }
-    qsort(s, k, sizeof *s, cmp_vi_p);
+    qsort(s, k, sizeof *s, dm_cmp_keyed_asc);
     for (size_t i = 0; i < m; i++)
         if (isnan(p[i])) adj[i] = NAN;
     double run = 0.0;
     for (size_t j = 0; j < k; j++) {
-        double v = (double)(k - j) * s[j].v;
+        double v = (double)(k - j) * s[j].key;
         if (v > 1) v = 1;
         if (v > run) run = v;
-        adj[s[j].i] = run;
+        adj[s[j].id] = run;
     }
     free(s);
     return DM_OK;

@@ -12,6 +12,7 @@
 
 #include "../core/err.h"
 #include "../core/rng.h"
+#include "../core/sort.h"
 #include "stats_special.h"
 
 #include <math.h>
@@ -19,6 +20,18 @@
 #include <string.h>
 
 #define EXACT_MAX_N 24
+
+/* A thread's scratch row of n doubles, from inside a parallel region; NULL when out of memory, with
+ * *oom set for the caller to report once the region ends. */
+static double *thread_row(size_t n, int *oom)
+{
+    double *row = malloc(n * sizeof *row);
+    if (!row) {
+#pragma omp atomic write
+        *oom = 1;
+    }
+    return row;
+}
 
 int stats_randomization(const double *a, const double *b, size_t n, stats_alt alt, size_t permutations,
                         uint64_t seed, const int8_t *signs, stats_method exact, stats_result *r)
@@ -52,11 +65,7 @@ int stats_randomization(const double *a, const double *b, size_t n, stats_alt al
     int oom = 0;
 #pragma omp parallel reduction(+ : c_ge, c_le)
     {
-        double *row = malloc(n * sizeof *row);
-        if (!row) {
-#pragma omp atomic write
-            oom = 1;
-        }
+        double *row = thread_row(n, &oom);
 #pragma omp for schedule(static)
         for (uint64_t k = 0; k < total; k++) {
             if (!row) continue;
@@ -106,12 +115,6 @@ int stats_randomization(const double *a, const double *b, size_t n, stats_alt al
     return DM_OK;
 }
 
-static int cmp_double(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
 /* np.percentile(x, q100) with the default 'linear' method on sorted x (n >= 1) */
 static double np_percentile(const double *x, size_t n, double q100)
 {
@@ -159,11 +162,7 @@ int stats_bootstrap_ci(const double *a, const double *b, size_t n, double level,
     int oom = 0;
 #pragma omp parallel
     {
-        double *rw = malloc(n * sizeof *rw);
-        if (!rw) {
-#pragma omp atomic write
-            oom = 1;
-        }
+        double *rw = thread_row(n, &oom);
 #pragma omp for schedule(static)
         for (size_t k = 0; k < resamples; k++) {
             if (!rw) continue;
@@ -188,7 +187,7 @@ int stats_bootstrap_ci(const double *a, const double *b, size_t n, double level,
         ci->se = sqrt(stats_sum(sorted, resamples) / (double)(resamples - 1));
     }
     memcpy(sorted, tb, resamples * sizeof *tb);
-    qsort(sorted, resamples, sizeof *sorted, cmp_double);
+    qsort(sorted, resamples, sizeof *sorted, dm_cmp_f64);
     int constant = 1;
     for (size_t i = 0; i < n; i++) constant &= d[i] == d[0];
     if (constant) ci->flags |= STATS_F_ZERO_VAR;

@@ -15,14 +15,8 @@
 # bench_eval (spinning OpenMP workers starve BLAS threads on a shared node).
 set -u
 REPS=${REPS:-3}
-B=$DM_BUILD/dynmm
-H=$DM_BUILD/bench/bench_align
-W=$DM_TMP/bench_align; mkdir -p "$W"
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-[ -x "$H" ] || { echo "### align: FAILED ($H missing; run make benches)"; exit 1; }
-median() { sort -g | awk '{a[NR]=$1} END{if (NR == 0) print "nan"; else print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
-field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
-load() { cut -d' ' -f1-3 /proc/loadavg; }
+. tests/bench/bench_lib.sh
+bench_setup align
 status=0
 
 echo "### align: \`dynmm align\` steps/s, 1 vs 2 ranks (median of $REPS)"

@@ -42,9 +42,7 @@ static int write_file(par_ctx *ctx, const char *path, size_t n, size_t U, size_t
         rc = h5_write_all(&f, nm[k], H5_F32, rows, C, x);
     }
     free(x);
-    if (!rc) rc = h5_commit(&f);
-    else h5_discard(&f);
-    return rc;
+    return h5_finish(&f, rc);
 }
 
 int main(int argc, char **argv)

@@ -22,7 +22,6 @@ import math
 import os
 import resource
 import statistics
-import struct
 import sys
 import time
 
@@ -30,23 +29,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
+from st_io import read_safetensors_f32  # noqa: E402
+
 
 def load(d):
     cfg = json.load(open(os.path.join(d, "config.json")))
-    path = os.path.join(d, "model.safetensors")
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        hdr = json.loads(f.read(n))
-        base = 8 + n
-        buf = np.fromfile(f, dtype=np.uint8)
-    P = {}
-    for name, e in hdr.items():
-        if name == "__metadata__":
-            continue
-        assert e["dtype"] == "F32", name
-        a, b = e["data_offsets"]
-        P[name.replace("transformer.", "")] = torch.from_numpy(buf[a:b].view(np.float32).reshape(e["shape"]))
-    del base
+    t = read_safetensors_f32(os.path.join(d, "model.safetensors"))
+    P = {name.replace("transformer.", ""): torch.from_numpy(a) for name, a in t.items()}
     return cfg, P
 
 
@@ -108,6 +98,19 @@ def autocast_ok():
         return False
 
 
+def median_seconds(run, reps, setup=None):
+    """run() (run(setup()) with a setup, which stays off the clock) reps + 1 times, the first a
+    warm-up: the median seconds of the timed calls and the last call's result"""
+    ts = []
+    for r in range(reps + 1):
+        arg = setup() if setup else None
+        t0 = time.perf_counter()
+        out = run(arg) if setup else run()
+        if r:
+            ts.append(time.perf_counter() - t0)
+    return statistics.median(ts), out
+
+
 def main():
     if sys.argv[1] == "autocast":
         print(1 if autocast_ok() else 0)
@@ -131,18 +134,16 @@ def main():
         tg = torch.from_numpy(np.where(i % T >= ns, (i * 7919 + 29) % V, -1))
         nt = int((tg >= 0).sum())
         soft0 = torch.from_numpy((0.05 * np.sin(0.1 * np.arange(B * ns * C))).astype(np.float32)).view(B, ns, C)
-        ts = []
-        for r in range(reps + 1):
-            soft = soft0.clone().requires_grad_(True)
-            t0 = time.perf_counter()
+
+        def step(soft):
             with amp():
                 emb = torch.cat((soft, F.embedding(ids[:, ns:], m.P["wte.weight"])), dim=1)
                 logits, _ = m.forward(None, emb=emb)
                 loss = F.cross_entropy(logits.view(-1, V).float(), tg.view(-1), ignore_index=-1, reduction="sum") / nt
             loss.backward()
-            if r:
-                ts.append(time.perf_counter() - t0)
-        s = statistics.median(ts)
+            return soft, loss
+
+        s, (soft, loss) = median_seconds(step, reps, lambda: soft0.clone().requires_grad_(True))
         print(f"tokens_per_s={B * T / s:.1f} seconds={s:.4f} loss={loss.item():.6f} "
               f"checksum={soft.grad.double().abs().sum().item():.6e} "
               f"peak_rss={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024} precision={prec}")
@@ -151,13 +152,7 @@ def main():
         if mode == "forward":
             B, T, reps = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
             ids = torch.from_numpy(tokens(B * T, V).reshape(B, T))
-            m.forward(ids)
-            ts = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                logits, _ = m.forward(ids)
-                ts.append(time.perf_counter() - t0)
-            s = statistics.median(ts)
+            s, (logits, _) = median_seconds(lambda: m.forward(ids), reps)
             cs = logits[-1, -1].double().sum().item()
             ab = logits[-1, -1].double().abs().sum().item()
             print(f"tokens_per_s={B * T / s:.1f} seconds={s:.4f} checksum={cs:.4f} abssum={ab:.4f} load_s={t_load:.2f} "
@@ -166,18 +161,16 @@ def main():
             Pn, nc, cl, reps = (int(x) for x in sys.argv[4:8])
             pre = torch.from_numpy(tokens(Pn, V)).view(1, Pn)
             cand = torch.from_numpy(tokens(nc * cl, V, 100000).reshape(nc, cl))
-            ts = []
-            for r in range(reps + 1):
-                t0 = time.perf_counter()
+
+            def score():
                 lg, past = m.forward(pre)
                 first = lg[0, -1].float().log_softmax(-1)
                 pastx = [(k.expand(nc, -1, -1, -1), v.expand(nc, -1, -1, -1)) for k, v in past]
                 lg2, _ = m.forward(cand, pastx)
                 lp = lg2.float().log_softmax(-1)
-                ll = first[cand[:, 0]] + lp[:, :-1].gather(-1, cand[:, 1:, None])[..., 0].sum(-1)
-                if r:
-                    ts.append(time.perf_counter() - t0)
-            s = statistics.median(ts)
+                return first[cand[:, 0]] + lp[:, :-1].gather(-1, cand[:, 1:, None])[..., 0].sum(-1)
+
+            s, ll = median_seconds(score, reps)
             print(f"cands_per_s={nc / s:.1f} seconds={s:.4f} ll_sum={ll.double().sum().item():.4f} "
                   f"ll0={ll[0].item():.5f} peak_rss={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024} "
                   f"weights={wbytes} load_s={t_load:.2f} precision={prec}")

@@ -58,29 +58,30 @@ measure() {
     if awk -v a="$(get "$p2" "$unit")" -v b="$(get "$p1" "$unit")" 'BEGIN {exit !(a > b)}'; then p=$p2; fi
   fi
 }
+# one configuration MODE ARGS.. REPS: the C runtime and PyTorch, each with OpenMP workers spinning
+# (the default) and sleeping (OMP_WAIT_POLICY=passive), into c, c2, p1 and p2
+run_modes() {
+  local mode=$1
+  shift
+  c=$("$BIN" "$mode" "$MODEL" "$TH" "$@") || fail=1
+  c2=$(OMP_WAIT_POLICY=passive "$BIN" "$mode" "$MODEL" "$TH" "$@") || fail=1
+  p1=$($PY $PYB "$mode" "$MODEL" "$TH" "$@") || fail=1
+  p2=$(OMP_WAIT_POLICY=passive $PY $PYB "$mode" "$MODEL" "$TH" "$@") || fail=1
+}
 for r in $(seq 1 "$ROUNDS"); do
   peaks+=("$(get "$("$BIN" sgemm "$TH" 2048 5)" sgemm_gflops)")
   for cfg in "${configs[@]}"; do
     set -- $cfg
     if [ "$1" = fwd ]; then
-      c=$("$BIN" forward "$MODEL" "$TH" "$2" "$3" 3) || fail=1
-      c2=$(OMP_WAIT_POLICY=passive "$BIN" forward "$MODEL" "$TH" "$2" "$3" 3) || fail=1
-      p1=$($PY $PYB forward "$MODEL" "$TH" "$2" "$3" 3) || fail=1
-      p2=$(OMP_WAIT_POLICY=passive $PY $PYB forward "$MODEL" "$TH" "$2" "$3" 3) || fail=1
+      run_modes forward "$2" "$3" 3
       key="fwd_$2x$3"; unit=tokens_per_s
       C[$key.ck]=$(get "$c" checksum); P[$key.ck]=$(get "$p1" checksum)
     elif [ "$1" = prompt ]; then
-      c=$("$BIN" prompt "$MODEL" "$TH" "$2" "$3" "$4" 2) || fail=1
-      c2=$(OMP_WAIT_POLICY=passive "$BIN" prompt "$MODEL" "$TH" "$2" "$3" "$4" 2) || fail=1
-      p1=$($PY $PYB prompt "$MODEL" "$TH" "$2" "$3" "$4" 2) || fail=1
-      p2=$(OMP_WAIT_POLICY=passive $PY $PYB prompt "$MODEL" "$TH" "$2" "$3" "$4" 2) || fail=1
+      run_modes prompt "$2" "$3" "$4" 2
       key=prompt; unit=tokens_per_s
       C[$key.ck]=$(get "$c" checksum); P[$key.ck]=$(get "$p1" checksum)
     else
-      c=$("$BIN" score "$MODEL" "$TH" "$2" "$3" "$4" 3) || fail=1
-      c2=$(OMP_WAIT_POLICY=passive "$BIN" score "$MODEL" "$TH" "$2" "$3" "$4" 3) || fail=1
-      p1=$($PY $PYB score "$MODEL" "$TH" "$2" "$3" "$4" 3) || fail=1
-      p2=$(OMP_WAIT_POLICY=passive $PY $PYB score "$MODEL" "$TH" "$2" "$3" "$4" 3) || fail=1
+      run_modes score "$2" "$3" "$4" 3
       key=score; unit=cands_per_s
       C[$key.ck]=$(get "$c" ll_sum); P[$key.ck]=$(get "$p1" ll_sum)
       C[rss]="${C[rss]:-} $(get "$c" peak_rss)"; C[weights]=$(get "$c" weights)

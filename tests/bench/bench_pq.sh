@@ -12,10 +12,9 @@
 # carries the correctness verdict of its scores (ADC within gamma_(ds+m) of the decoded dot products).
 set -u
 REPS=${REPS:-7}
-H=$DM_BUILD/bench/bench_pq
-[ -x "$H" ] || { echo "### pq: FAILED ($H missing; run make benches)"; exit 1; }
-field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
-echo "### pq: ADC scoring of product-quantised codes vs exact float32 (1 thread, load $(cut -d' ' -f1-3 /proc/loadavg))"
+. tests/bench/bench_lib.sh
+bench_setup pq
+echo "### pq: ADC scoring of product-quantised codes vs exact float32 (1 thread, load $(load))"
 echo
 echo "| items | batch | exact ms | ADC ms | ADC + rerank 100 ms | ADC speed-up | with rerank | floats MiB | codes MiB | verdict |"
 echo "|---|---|---|---|---|---|---|---|---|---|"

@@ -24,15 +24,8 @@
 # (max |difference| <= 1e-3, else FAILED).
 set -u
 REPS=${REPS:-3}
-B=$DM_BUILD/dynmm
-H=$DM_BUILD/bench/bench_prompt
-PY=/usr/bin/python3
-W=$DM_TMP/bench_prompt; mkdir -p "$W"
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-[ -x "$H" ] || { echo "### prompt: FAILED ($H missing; run make benches)"; exit 1; }
-field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
-median() { sort -g | awk '{a[NR]=$1} END{if (NR == 0) print "nan"; else print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
-load() { cut -d' ' -f1-3 /proc/loadavg; }
+. tests/bench/bench_lib.sh
+bench_setup prompt
 NCPU=$(nproc)
 status=0
 

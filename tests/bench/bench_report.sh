@@ -28,13 +28,9 @@
 set -u
 REPS=${REPS:-3}
 NRUNS=${NRUNS:-100}
-B=$DM_BUILD/dynmm
-PY=/usr/bin/python3
+. tests/bench/bench_lib.sh
 H=tests/reference/bench_report_h5.py
 W=$DM_TMP/bench_report; mkdir -p "$W"
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-median() { sort -g | awk '{a[NR]=$1} END{if (NR == 0) print "nan"; else print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
-load() { cut -d' ' -f1-3 /proc/loadavg; }
 now() { date +%s.%N; }
 NCPU=$(nproc)
 status=0

@@ -23,16 +23,9 @@
 # base and retrains stream.retrain_epochs (set equal) every stream.retrain_every = 2 windows.
 set -u
 REPS=${REPS:-3}
-B=$DM_BUILD/dynmm
-H=$DM_BUILD/bench/bench_stream
-PY=/usr/bin/python3
-W=$DM_TMP/bench_stream; mkdir -p "$W"
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+. tests/bench/bench_lib.sh
+bench_setup stream
 TARGET=2
-[ -x "$H" ] || { echo "### stream: FAILED ($H missing; run make benches)"; exit 1; }
-field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
-median() { sort -g | awk '{a[NR]=$1} END{if (NR == 0) print "nan"; else print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
-load() { cut -d' ' -f1-3 /proc/loadavg; }
 status=0
 NCPU=$(nproc)
 

@@ -1,5 +1,5 @@
 # model_lib.sh: what the command-line tests of the registry's trained models share (sourced by
-# test_bpr.sh, test_gru4rec.sh, test_lightgcn.sh, test_bert4rec.sh; not a test itself).
+# test_bpr.sh, test_gru4rec.sh, test_lightgcn.sh, test_bert4rec.sh, test_itemknn.sh; not a test itself).
 #
 #   model_setup NAME              sets PY, chk (tests/reference/check_cf.py), B (the binary), W (an
 #                                 emptied $DM_TMP/NAME) and fail()

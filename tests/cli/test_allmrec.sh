@@ -16,16 +16,9 @@
 #     (test_uni19-llm_without), beside eval's stress table (test_uni19_without);
 #   - bad model names are refused naming prompt.models and what was expected.
 set -u
-PY=/usr/bin/python3; B=$DM_BUILD/dynmm
-export OMP_WAIT_POLICY=passive
-W=$DM_TMP/allmrec; rm -rf $W; mkdir -p $W
-fail() { echo "FAIL: $*"; exit 1; }
-small=(--set synth.users=400 --set synth.items=200 --set synth.clusters=6 --set synth.audio_dim=0
-       --set sasrec.epochs=3 --set sasrec.eval_every=3 --set sasrec.hidden=16 --set sasrec.maxlen=20 --set cf.models=[sasrec]
-       --set align.epochs=10 --set align.hidden=32 --set align.dim=16 --set align.batch=64
-       --set lm.steps=40 --set lm.log_every=20 --set lm.warmup=10 --set lm.vocab=600 --set lm.layers=2 --set lm.width=32
-       --set lm.heads=2 --set lm.seq_len=48 --set lm.batch=8
-       --set prompt.user_tokens=4 --set prompt.history=3 --set prompt.title_tokens=6 --set prompt.hidden=16
+. tests/cli/llm_lib.sh
+llm_setup allmrec
+small=("${llm_small[@]}" --set synth.audio_dim=0
        --set prompt.batch=8 --set prompt.eval_users=60 --set prompt.valid_users=40 --set prompt.train_users=32 --set prompt.epochs=1
        --set prompt.head_epochs=0 --set 'prompt.protocols=[uni19]' --set prompt.latency_tokens=[4] --set prompt.latency_batch=2
        --set 'eval.models=[sasrec,align]' --set 'eval.protocols=[uni19]' --set eval.splits=[test]

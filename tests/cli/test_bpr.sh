@@ -13,19 +13,7 @@ model_setup bpr
 common=(--set synth.users=600 --set synth.items=300 --set 'run.stages=[synth,train-cf,eval]' --set 'cf.models=[pop,bpr]'
         --set 'eval.models=[pop,bpr]' --set bpr.epochs=12 --set bpr.eval_every=4 --set bpr.batch=512 --set bpr.lr=0.005)
 model_ranks bpr BPR-MF 0.01
-$PY - $W/r2/results.h5 <<'EOF' || exit 1
-import sys, h5py, numpy as np
-f = h5py.File(sys.argv[1], "r")
-cols = [f["columns/chars"][...].tobytes()[a:b].decode() for a, b in zip(f["columns/offsets"][:-1], f["columns/offsets"][1:])]
-k = cols.index("ndcg@10")
-b, p = f["test/full/bpr"], f["test/full/pop"]
-nb, npop = np.nanmean(b[:, k]), np.nanmean(p[:, k])
-lab = b.attrs["label"]
-lab = lab.decode() if isinstance(lab, bytes) else lab
-assert lab == "BPR-MF", lab
-assert nb > npop + 0.01, "BPR NDCG@10 %.4f is not above popularity's %.4f" % (nb, npop)
-print("ok: test NDCG@10 BPR-MF %.4f vs popularity %.4f" % (nb, npop))
-EOF
+$PY $chk beats $W/r2/results.h5 bpr BPR-MF 0.01 || exit 1
 # SIGTERM mid-epoch (the signal is looked at every 16 steps; 8 steps an epoch), resume, compare
 long=(--set bpr.epochs=400 --set bpr.eval_every=50 --set bpr.checkpoint_every=0 --set 'run.stages=[synth,train-cf]' --set 'cf.models=[bpr]')
 $DM_MPIRUN -n 2 $B run "${common[@]}" "${long[@]}" --set bpr.epochs=40 --set run.dir=$W/full < /dev/null > $W/full.log 2>&1 || { cat $W/full.log; fail "uninterrupted run"; }

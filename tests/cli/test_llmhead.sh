@@ -16,16 +16,9 @@
 #   - the weights after the same steps agree at 1 and 3 ranks within float allreduce rounding;
 #   - a model listed twice and an unknown model are refused naming them.
 set -u
-PY=/usr/bin/python3; B=$DM_BUILD/dynmm
-export OMP_WAIT_POLICY=passive
-W=$DM_TMP/llmhead; rm -rf $W; mkdir -p $W
-fail() { echo "FAIL: $*"; exit 1; }
-small=(--set synth.users=400 --set synth.items=200 --set synth.clusters=6
-       --set sasrec.epochs=3 --set sasrec.eval_every=3 --set sasrec.hidden=16 --set sasrec.maxlen=20 --set cf.models=[sasrec]
-       --set align.epochs=10 --set align.hidden=32 --set align.dim=16 --set align.batch=64
-       --set lm.steps=40 --set lm.log_every=20 --set lm.warmup=10 --set lm.vocab=600 --set lm.layers=2 --set lm.width=32
-       --set lm.heads=2 --set lm.seq_len=48 --set lm.batch=8
-       --set prompt.user_tokens=4 --set prompt.history=3 --set prompt.title_tokens=6 --set prompt.hidden=16
+. tests/cli/llm_lib.sh
+llm_setup llmhead
+small=("${llm_small[@]}"
        --set prompt.batch=8 --set prompt.eval_users=60 --set prompt.valid_users=80 --set prompt.head_lr=0.001 --set prompt.warmup=5
        --set 'prompt.protocols=[uni19,top20]' --set prompt.latency_tokens=[4] --set prompt.latency_batch=2 --set 'prompt.models=[llm_head]'
        --set eval.splits=[test])

@@ -50,10 +50,7 @@ static int write_x(par_ctx *ctx, const char *path, size_t n, size_t c, size_t lo
     h5file f;
     int rc = h5_create(ctx, path, 0, 4096, &f);
     if (!rc) rc = h5_write_rows(&f, "/x", H5_F32, n, c, lo, hi - lo, x);
-    rc = par_agree(ctx, rc);
-    if (!rc) rc = h5_commit(&f);
-    else h5_discard(&f);
-    return rc;
+    return h5_finish(&f, rc);
 }
 
 int main(int argc, char **argv)

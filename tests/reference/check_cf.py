@@ -13,8 +13,10 @@
                                                  runs change rank), and every column mean within FRAC
   check_cf.py results RESULTS.h5 DATASET.h5       per-user rows: pop full-ranking Hit@K recomputed from
                                                  counts with ties at their expected rank, column means
+  check_cf.py beats RESULTS.h5 NAME LABEL MARGIN  model NAME's test full-ranking NDCG@10 above
+                                                 popularity's by MARGIN, its rows labelled LABEL
 
-Imported by the command-line tests of trained models: recomputed(...) (below).
+Imported by the command-line tests of trained models: recomputed(...) and train_matrix(...) (below).
 """
 import sys
 
@@ -33,7 +35,8 @@ def roles(f, split="loo"):
     return f["split/" + split][...]
 
 
-def ease(ds, cf, split="loo"):
+def train_matrix(ds, split="loo"):
+    """The users x items 0/1 matrix of the training interactions (role 0) of dataset file ds."""
     with h5py.File(ds, "r") as f:
         off, item = f["users/offsets"][...], f["inter/item"][...]
         r = roles(f, split)
@@ -43,6 +46,12 @@ def ease(ds, cf, split="loo"):
         for j in range(off[u], off[u + 1]):
             if r[j] == 0:
                 X[u, item[j]] = 1.0
+    return X
+
+
+def ease(ds, cf, split="loo"):
+    X = train_matrix(ds, split)
+    n = X.shape[1]
     with h5py.File(cf, "r") as f:
         lam = float(f["ease"].attrs["lambda"])
         B = f["ease/B"][...].astype(np.float64)
@@ -180,14 +189,7 @@ def recomputed(ds, res, name, label, scores, margin):
     popularity's by margin."""
     with h5py.File(ds, "r") as f:
         off, item, role = f["users/offsets"][...], f["inter/item"][...], f["split/loo"][...]
-    f = h5py.File(res, "r")
-    cols = [f["columns/chars"][...].tobytes()[a:b].decode() for a, b in zip(f["columns/offsets"][:-1], f["columns/offsets"][1:])]
-    k = cols.index("ndcg@10")
-    g, p = f["test/full/" + name], f["test/full/pop"]
-    lab = g.attrs["label"]
-    lab = lab.decode() if isinstance(lab, bytes) else lab
-    if lab != label:
-        fail("label %s, expected %s" % (lab, label))
+    g, p, k = test_ndcg(res, name, label)
     mine, agree, untied = [], 0, []
     for u in range(len(off) - 1):
         r, it = role[off[u]:off[u + 1]], item[off[u]:off[u + 1]]
@@ -213,11 +215,36 @@ def recomputed(ds, res, name, label, scores, margin):
         fail("eval's NDCG@10 differs from NumPy's for %d users whose target ties no item within rounding (first: user %d)" % (len(untied), untied[0]))
     if agree < 0.99 * n:
         fail("NumPy's NDCG@10 agrees with eval's rows for %d of %d users" % (agree, n))
+    nm, npop = above_pop(g, p, k, label, margin)
+    print("ok: NumPy over the stored weights gives eval's NDCG@10 for %d of %d users; test NDCG@10 %s %.4f vs popularity %.4f"
+          % (agree, n, label, nm, npop))
+
+
+def test_ndcg(res, name, label):
+    """eval's test full-ranking rows of model name and of popularity in results file res, and their
+    NDCG@10 column; name's rows must carry the registry's label."""
+    f = h5py.File(res, "r")
+    cols = [f["columns/chars"][...].tobytes()[a:b].decode() for a, b in zip(f["columns/offsets"][:-1], f["columns/offsets"][1:])]
+    g, p = f["test/full/" + name], f["test/full/pop"]
+    lab = g.attrs["label"]
+    lab = lab.decode() if isinstance(lab, bytes) else lab
+    if lab != label:
+        fail("label %s, expected %s" % (lab, label))
+    return g, p, cols.index("ndcg@10")
+
+
+def above_pop(g, p, k, label, margin):
+    """the mean NDCG@10 (column k) of rows g and of popularity's rows p; the first must beat the second by margin"""
     nm, npop = np.nanmean(g[:, k]), np.nanmean(p[:, k])
     if not nm > npop + margin:
         fail("%s NDCG@10 %.4f is not above popularity's %.4f by %g" % (label, nm, npop, margin))
-    print("ok: NumPy over the stored weights gives eval's NDCG@10 for %d of %d users; test NDCG@10 %s %.4f vs popularity %.4f"
-          % (agree, n, label, nm, npop))
+    return nm, npop
+
+
+def beats(res, name, label, margin):
+    g, p, k = test_ndcg(res, name, label)
+    nm, npop = above_pop(g, p, k, label, margin)
+    print("ok: test full-ranking NDCG@10 %s %.4f vs popularity %.4f" % (label, nm, npop))
 
 
 if __name__ == "__main__":
@@ -234,5 +261,7 @@ if __name__ == "__main__":
         equal(sys.argv[2], sys.argv[3], sys.argv[4:])
     elif k == "results":
         results(sys.argv[2], sys.argv[3])
+    elif k == "beats":
+        beats(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]))
     else:
         fail("unknown check " + k)

@@ -20,13 +20,14 @@ _exp.i32, _exn.i32), and in float64 the gradient slab (_grads.f64), the bank gra
 AdamW case the parameters after two steps (_adam.f64). manifest.json lists the cases with their
 sizes, tensor table, losses and normalisers. All files are raw little-endian.
 """
-import json
 import os
 import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from refgen import write_manifest
 
 MODS = ["cf", "text", "visual", "audio"]
 DIMS = [6, 10, 7, 5]           # D_k when the modality is used
@@ -281,10 +282,7 @@ def main():
                                    tau=0.07, w=[1.0, 0.5, 1.0, 1.0]), None),
     ]
     cases = [run_case(out, n, c, gen, a) for n, c, a in specs]
-    with open(os.path.join(out, "manifest.json"), "w") as f:
-        json.dump({"format": "dynmm-align-ref", "version": 1, "torch": torch.__version__,
-                   "cases": cases}, f, indent=1)
-    print("wrote %d cases to %s" % (len(cases), out))
+    write_manifest(out, "dynmm-align-ref", cases)
 
 
 if __name__ == "__main__":

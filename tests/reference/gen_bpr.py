@@ -14,6 +14,8 @@ import sys
 import numpy as np
 import torch
 
+from refgen import adam, dump, loss_grad
+
 torch.set_default_dtype(torch.float64)
 NU, NI, D, N, NORM, REG, LR, STEPS = 7, 11, 5, 19, 23.0, 0.01, 0.01, 4
 
@@ -33,23 +35,9 @@ def loss_of(p):
     return (torch.nn.functional.softplus(-x) + 0.5 * REG * ((pu * pu).sum(1) + (pi * pi).sum(1) + (pj * pj).sum(1))).sum()
 
 
-p = torch.tensor(p32.astype(np.float64), requires_grad=True)
-l = loss_of(p)
-(l / NORM).backward()
-grad = p.grad.detach().numpy().copy()
-q = torch.tensor(p32.astype(np.float64), requires_grad=True)
-opt = torch.optim.Adam([q], lr=LR, betas=(0.9, 0.999), eps=1e-8)
-for _ in range(STEPS):
-    opt.zero_grad()
-    (loss_of(q) / NORM).backward()
-    opt.step()
-p32.tofile(os.path.join(out, "params.f32"))
-u.tofile(os.path.join(out, "u.i32"))
-i.tofile(os.path.join(out, "i.i32"))
-j.tofile(os.path.join(out, "j.i32"))
-np.array([l.item()]).tofile(os.path.join(out, "loss.f64"))
-grad.tofile(os.path.join(out, "grad.f64"))
-q.detach().numpy().tofile(os.path.join(out, "adam.f64"))
+p, l, grad = loss_grad(loss_of, p32, NORM)
+dump(out, {"params.f32": p32, "u.i32": u, "i.i32": i, "j.i32": j, "loss.f64": np.array([l.item()]), "grad.f64": grad,
+           "adam.f64": adam(loss_of, p32, NORM, LR, STEPS)})
 json.dump({"n_users": NU, "n_items": NI, "d": D, "n": N, "norm": NORM, "reg": REG, "lr": LR, "steps": STEPS},
           open(os.path.join(out, "meta.json"), "w"))
 print("bpr: %d triples, loss %.6f, |grad| %.4g" % (N, l.item(), np.abs(grad).max()))

@@ -15,63 +15,23 @@ Writes into OUT/gpt2/ (OUT = argv[1]):
 
 There are no transformers/safetensors Python packages here: the model is written out functionally
 with HF gpt2's conventions (Conv1D (in, out) weights, tanh GELU, tied head) and the safetensors
-format by hand (8-byte little-endian header length, JSON header, raw little-endian bytes).
+format by hand (st_io.py).
 """
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
+
+from st_io import bf16, f16, f32, up16, upbf16, write_safetensors
 
 L, NH, C, MAXT, V = 2, 4, 32, 96, 101
 F = 4 * C
 B, T = 2, 70
 N_SOFT = 5
 NORM = 123.0
-
-
-def write_safetensors(path, tensors, metadata=None):
-    """tensors: list of (name, dtype_name, shape, raw bytes)"""
-    header = {}
-    if metadata:
-        header["__metadata__"] = metadata
-    off = 0
-    for name, dt, shape, raw in tensors:
-        header[name] = {"dtype": dt, "shape": list(shape), "data_offsets": [off, off + len(raw)]}
-        off += len(raw)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for _, _, _, raw in tensors:
-            f.write(raw)
-
-
-def f32(name, a):
-    a = np.ascontiguousarray(np.asarray(a, dtype=np.float32))
-    return (name, "F32", a.shape, a.astype("<f4").tobytes())
-
-
-def f16(name, a):
-    a = np.ascontiguousarray(np.asarray(a, dtype=np.float32)).astype(np.float16)
-    return (name, "F16", a.shape, a.astype("<f2").tobytes())
-
-
-def bf16(name, a):
-    t = torch.from_numpy(np.ascontiguousarray(np.asarray(a, dtype=np.float32))).to(torch.bfloat16)
-    return (name, "BF16", tuple(t.shape), t.view(torch.int16).numpy().astype("<i2").tobytes())
-
-
-def up16(a):
-    return np.asarray(a, dtype=np.float32).astype(np.float16).astype(np.float32)
-
-
-def upbf16(a):
-    return torch.from_numpy(np.asarray(a, dtype=np.float32)).to(torch.bfloat16).float().numpy()
 
 
 def make_params(rng):

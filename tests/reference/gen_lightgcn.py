@@ -18,6 +18,8 @@ import sys
 import numpy as np
 import torch
 
+from refgen import adam, dump, loss_grad
+
 torch.set_default_dtype(torch.float64)
 NU, NI, D, K, N, NORM, REG, LR, STEPS = 6, 8, 4, 2, 13, 17.0, 0.01, 0.01, 3
 
@@ -58,28 +60,11 @@ def loss_of(p):
     return (torch.nn.functional.softplus(-x) + 0.5 * REG * ((eu * eu).sum(1) + (ei * ei).sum(1) + (ej * ej).sum(1))).sum()
 
 
-p = torch.tensor(p32.astype(np.float64), requires_grad=True)
-l = loss_of(p)
-(l / NORM).backward()
-grad = p.grad.detach().numpy().copy()
+p, l, grad = loss_grad(loss_of, p32, NORM)
 with torch.no_grad():
     F = final(p)
     scores = F[:NU] @ F[NU:].T
-q = torch.tensor(p32.astype(np.float64), requires_grad=True)
-opt = torch.optim.Adam([q], lr=LR, betas=(0.9, 0.999), eps=1e-8)
-for _ in range(STEPS):
-    opt.zero_grad()
-    (loss_of(q) / NORM).backward()
-    opt.step()
-p32.tofile(os.path.join(out, "params.f32"))
-off.tofile(os.path.join(out, "off.i64"))
-item.tofile(os.path.join(out, "item.i32"))
-u.tofile(os.path.join(out, "u.i32"))
-i.tofile(os.path.join(out, "i.i32"))
-j.tofile(os.path.join(out, "j.i32"))
-F.numpy().tofile(os.path.join(out, "final.f64"))
-np.array([l.item()]).tofile(os.path.join(out, "loss.f64"))
-grad.tofile(os.path.join(out, "grad.f64"))
-q.detach().numpy().tofile(os.path.join(out, "adam.f64"))
-scores.numpy().tofile(os.path.join(out, "scores.f64"))
+dump(out, {"params.f32": p32, "off.i64": off, "item.i32": item, "u.i32": u, "i.i32": i, "j.i32": j, "final.f64": F.numpy(),
+           "loss.f64": np.array([l.item()]), "grad.f64": grad, "adam.f64": adam(loss_of, p32, NORM, LR, STEPS),
+           "scores.f64": scores.numpy()})
 print("lightgcn: %d nodes, %d distinct pairs, %d triples, loss %.6f, |grad| %.4g" % (NU + NI, len(set(pairs)), N, l.item(), np.abs(grad).max()))

@@ -24,7 +24,7 @@ The forward follows HF LlamaForCausalLM (RMSNorm, rotate_half RoPE on HF's permu
 repeat_kv for grouped-query attention, SwiGLU, untied or tied head). A second forward written the
 Meta way (interleaved-pair RoPE on the unpermuted weights, as llama2.c's run.c) must agree with it
 to rounding: that checks the permutation written into the llama2.c files. No transformers or
-safetensors packages are used: safetensors files are written by hand.
+safetensors packages are used: safetensors files are written by hand (st_io.py).
 """
 import json
 import math
@@ -36,54 +36,13 @@ import sys
 import numpy as np
 import torch
 
+from st_io import bf16, f16, f32, up16, upbf16, write_safetensors
+
 A = dict(D=48, F=80, L=2, NH=6, NKV=2, HD=8, V=67, MAXT=96, THETA=10000.0, EPS=1e-5, TIED=False, SCALING=None)
 B_ = dict(D=32, F=64, L=3, NH=4, NKV=2, HD=12, V=53, MAXT=48, THETA=500000.0, EPS=1e-6, TIED=True,
           SCALING=dict(rope_type="llama3", factor=4.0, low_freq_factor=1.0, high_freq_factor=4.0,
                        original_max_position_embeddings=16))
 NORM = 97.0
-
-
-# ---- safetensors by hand ------------------------------------------------------------------------
-
-def write_safetensors(path, tensors, metadata=None):
-    """tensors: list of (name, dtype_name, shape, raw bytes)"""
-    header = {}
-    if metadata:
-        header["__metadata__"] = metadata
-    off = 0
-    for name, dt, shape, raw in tensors:
-        header[name] = {"dtype": dt, "shape": list(shape), "data_offsets": [off, off + len(raw)]}
-        off += len(raw)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for _, _, _, raw in tensors:
-            f.write(raw)
-
-
-def f32(name, a):
-    a = np.ascontiguousarray(np.asarray(a, dtype=np.float32))
-    return (name, "F32", a.shape, a.astype("<f4").tobytes())
-
-
-def f16(name, a):
-    a = np.ascontiguousarray(np.asarray(a, dtype=np.float32)).astype(np.float16)
-    return (name, "F16", a.shape, a.astype("<f2").tobytes())
-
-
-def bf16(name, a):
-    t = torch.from_numpy(np.ascontiguousarray(np.asarray(a, dtype=np.float32))).to(torch.bfloat16)
-    return (name, "BF16", tuple(t.shape), t.view(torch.int16).numpy().astype("<i2").tobytes())
-
-
-def up16(a):
-    return np.asarray(a, dtype=np.float32).astype(np.float16).astype(np.float32)
-
-
-def upbf16(a):
-    return torch.from_numpy(np.asarray(a, dtype=np.float32)).to(torch.bfloat16).float().numpy()
 
 
 # ---- models -------------------------------------------------------------------------------------

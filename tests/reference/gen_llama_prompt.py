@@ -27,7 +27,6 @@ import json
 import math
 import os
 import re
-import struct
 import sys
 
 import numpy as np
@@ -35,6 +34,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen_llama as gl  # noqa: E402
+from st_io import read_safetensors_f32  # noqa: E402
 
 SP = "\u2581"
 SPECIAL = ["<unk>", "<s>", "</s>"]
@@ -126,29 +126,13 @@ def write(out):
 
 # ---- the reference of the LLM recommender's scores -------------------------------------------------
 
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        h = json.loads(f.read(n))
-        base = 8 + n
-        out = {}
-        for k, v in h.items():
-            if k == "__metadata__":
-                continue
-            assert v["dtype"] == "F32", k
-            a, b = v["data_offsets"]
-            f.seek(base + a)
-            out[k] = np.frombuffer(f.read(b - a), dtype="<f4").reshape(v["shape"])
-        return out
-
-
 def load_lm(lmdir):
     cj = json.load(open(os.path.join(lmdir, "config.json")))
     c = dict(D=cj["hidden_size"], F=cj["intermediate_size"], L=cj["num_hidden_layers"], NH=cj["num_attention_heads"],
              NKV=cj["num_key_value_heads"], V=cj["vocab_size"], MAXT=cj["max_position_embeddings"],
              THETA=cj["rope_theta"], EPS=cj["rms_norm_eps"], TIED=cj["tie_word_embeddings"], SCALING=None)
     c["HD"] = cj.get("head_dim", c["D"] // c["NH"])
-    t = read_safetensors(os.path.join(lmdir, "model.safetensors"))
+    t = read_safetensors_f32(os.path.join(lmdir, "model.safetensors"))
     P = {(k[6:] if k.startswith("model.") else k): torch.from_numpy(v.astype(np.float64)) for k, v in t.items()}
     tj = json.load(open(os.path.join(lmdir, "tokenizer.json"), encoding="utf-8"))
     return c, P, Tok(tj)

@@ -9,7 +9,6 @@ slab (_grads.f64), the user states at the last position in eval mode (_states.f6
 the Adam case the parameters after two Adam steps with L2 (_adam.f64). manifest.json lists the cases
 with their shapes and losses. All files are raw little-endian.
 """
-import json
 import os
 import sys
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from refgen import write_manifest  # noqa: E402
 from sasrec_torch import SASRec, from_slab, to_slab  # noqa: E402
 
 N_ITEMS, C, T, L, H, F, B = 40, 16, 8, 2, 2, 24, 5
@@ -110,10 +110,7 @@ def main():
             w("_adam.f64", torch.cat([t.detach().reshape(-1) for t in model.params()]).numpy().astype("<f8"))
             case["adam"] = {"lr": lr, "l2": l2, "steps": 2}
         cases.append(case)
-    with open(os.path.join(out, "manifest.json"), "w") as f:
-        json.dump({"format": "dynmm-sasrec-ref", "version": 1, "torch": torch.__version__,
-                   "cases": cases}, f, indent=1)
-    print("wrote %d cases to %s" % (len(cases), out))
+    write_manifest(out, "dynmm-sasrec-ref", cases)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 #include "../../src/core/rng.h"
 #include "../../src/lm/bpe.h"
 #include "tap.h"
+#include "testlib.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,13 +79,6 @@ static void add_random(dm_strtab *texts, int count)
     }
 }
 
-static int push_record(dm_buf *b, const char *s, size_t n)
-{
-    unsigned char l[4] = {(unsigned char)n, (unsigned char)(n >> 8), (unsigned char)(n >> 16), (unsigned char)(n >> 24)};
-    if (dm_buf_add(b, l, 4)) return 1;
-    return dm_buf_add(b, s, n);
-}
-
 static uint32_t rd32(const unsigned char *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
 
 static int valid_utf8(const char *s, size_t n)
@@ -102,36 +96,32 @@ static int valid_utf8(const char *s, size_t n)
     return 1;
 }
 
+typedef struct {
+    dm_strtab *texts;
+    long n, n_titles;
+} meta_texts;
+
+/* the title, brand and category names of one metadata record */
+static void add_record(const dm_json *root, void *ctx)
+{
+    meta_texts *m = ctx;
+    dm_strtab *texts = m->texts;
+    const dm_json *t = dm_json_get(root, "title"), *b = dm_json_get(root, "brand"), *c = dm_json_get(root, "categories");
+    if (t && t->type == DM_JSTR) { dm_strtab_add(texts, t->str, t->len); m->n++; m->n_titles++; }
+    if (b && b->type == DM_JSTR) { dm_strtab_add(texts, b->str, b->len); m->n++; }
+    if (c && c->type == DM_JARR)
+        for (const dm_json *p = c->child; p; p = p->next)
+            for (const dm_json *q = p->child; q; q = q->next)
+                if (q->type == DM_JSTR) { dm_strtab_add(texts, q->str, q->len); m->n++; }
+}
+
 /* adds every title, brand and category name of the metadata file; returns the count or -1 */
 static long add_meta(dm_strtab *texts, const char *path, long *n_titles)
 {
-    dm_lines r;
-    if (dm_lines_open(&r, path)) return -1;
-    dm_jdoc doc = {0};
-    char *line;
-    size_t len;
-    long n = 0;
-    *n_titles = 0;
-    while (dm_lines_next(&r, &line, &len) == DM_OK && line) {
-        dm_json *root;
-        dm_jerr err;
-        dm_jdoc_reset(&doc);
-        if (dm_json_parse(&doc, line, len, 1, &root, &err)) {
-            printf("FAIL: %s:%lld: %s\n", path, (long long)r.lineno, err.what);
-            n = -1;
-            break;
-        }
-        const dm_json *t = dm_json_get(root, "title"), *b = dm_json_get(root, "brand"), *c = dm_json_get(root, "categories");
-        if (t && t->type == DM_JSTR) { dm_strtab_add(texts, t->str, t->len); n++; (*n_titles)++; }
-        if (b && b->type == DM_JSTR) { dm_strtab_add(texts, b->str, b->len); n++; }
-        if (c && c->type == DM_JARR)
-            for (const dm_json *p = c->child; p; p = p->next)
-                for (const dm_json *q = p->child; q; q = q->next)
-                    if (q->type == DM_JSTR) { dm_strtab_add(texts, q->str, q->len); n++; }
-    }
-    dm_jdoc_free(&doc);
-    dm_lines_close(&r);
-    return n;
+    meta_texts m = {texts, 0, 0};
+    int rc = tl_each_json_line(path, 1, add_record, &m);
+    *n_titles = m.n_titles;
+    return rc ? -1 : m.n;
 }
 
 int main(void)
@@ -177,8 +167,7 @@ int main(void)
     n_hand += 3000;
     long n_meta = 0, n_titles = 0;
     char meta[4200];
-    snprintf(meta, sizeof meta, "%s/amazon-beauty/meta_Beauty.json.gz", data ? data : "");
-    if (data && *data && access(meta, R_OK) == 0) {
+    if (tl_beauty_meta(meta, sizeof meta)) {
         n_meta = add_meta(&texts, meta, &n_titles);
         CHECK(n_meta > 0, "cannot read %s", meta);
     } else {
@@ -186,11 +175,7 @@ int main(void)
     }
 
     dm_buf in = {0};
-    for (size_t i = 0; i < texts.n; i++) {
-        size_t len;
-        const char *s = dm_strtab_get(&texts, i, &len);
-        push_record(&in, s, len);
-    }
+    tl_length_records(&in, &texts);
     char ip[4200], op[4200];
     snprintf(ip, sizeof ip, "%s/bpe_parity_in.bin", tmp);
     snprintf(op, sizeof op, "%s/bpe_parity_out.bin", tmp);

@@ -134,9 +134,7 @@ static void test_negatives_and_scores(void)
 
 int main(void)
 {
-    const char *ref = getenv("DM_REF_DIR");
-    if (ref) test_reference(ref);
-    else printf("# DM_REF_DIR unset: PyTorch parity not checked (run through tests/run.sh)\n");
+    tl_with_ref(test_reference);
     test_negatives_and_scores();
     return tap_done("test_bpr");
 }

@@ -11,6 +11,7 @@
 #include "../../src/nn/linear.h"
 #include "../../src/nn/softmax.h"
 #include "tap.h"
+#include "testlib.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -21,48 +22,20 @@
 static char refdir[4096];
 static safetensors_file ref;
 
-static float *get(const char *name, size_t *n)
-{
-    const safetensors_tensor *t = safetensors_find(&ref, name);
-    if (!t) {
-        printf("FAIL: reference tensor '%s' missing\n", name);
-        exit(1);
-    }
-    float *x = malloc(t->numel * sizeof *x + 1);
-    if (safetensors_read_f32(&ref, t, x)) exit(1);
-    if (n) *n = t->numel;
-    return x;
-}
-
-static int *get_int(const char *name, size_t *n)
-{
-    size_t k;
-    float *f = get(name, &k);
-    int *x = malloc(k * sizeof *x + 1);
-    for (size_t i = 0; i < k; i++) x[i] = (int)f[i];
-    free(f);
-    if (n) *n = k;
-    return x;
-}
-
-static double maxdiff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (d > m || isnan(d)) m = isnan(d) ? INFINITY : d;
-    }
-    return m;
-}
-
-static double maxabs(const float *a, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fabs(a[i]) > m ? fabs(a[i]) : m;
-    return m;
-}
-
 static void ckpt(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", refdir, name); }
+
+/* the reference's parameter gradients (grad.<view>) in slab order into g (num_params) */
+static void ref_grads(const gpt2_model *m, float *g)
+{
+    for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "grad.%s", gpt2_param_names[p]);
+        float *r = tl_st_get(&ref, nm, NULL);
+        memcpy(g, r, m->param_sizes[p] * sizeof(float));
+        g += m->param_sizes[p];
+        free(r);
+    }
+}
 
 static void expect_load_error(const char *name, const char *want)
 {
@@ -103,14 +76,14 @@ static void test_kernels(void)
     for (int i = 0; i < OC; i++) b[i] = 0.1f * i;
     nn_matmul_forward(o1, inp, w, b, N, IC, OC);
     nn_matmul_forward_naive(o2, inp, w, b, N, IC, OC);
-    double d = maxdiff(o1, o2, (size_t)N * OC);
+    double d = tl_maxdiff_nan(o1, o2, (size_t)N * OC);
     printf("  matmul forward vs naive: max diff %.3g\n", d);
     CHECK(d < 1e-4, "matmul forward differs by %g", d);
     float *di1 = calloc((size_t)N * IC, 4), *di2 = calloc((size_t)N * IC, 4);
     float *dw1 = calloc((size_t)IC * OC, 4), *dw2 = calloc((size_t)IC * OC, 4), *db1 = calloc(OC, 4), *db2 = calloc(OC, 4);
     nn_matmul_backward(di1, dw1, db1, o1, inp, w, N, IC, OC);
     nn_matmul_backward_naive(di2, dw2, db2, o1, inp, w, N, IC, OC);
-    double d1 = maxdiff(di1, di2, (size_t)N * IC), d2 = maxdiff(dw1, dw2, (size_t)IC * OC), d3 = maxdiff(db1, db2, OC);
+    double d1 = tl_maxdiff_nan(di1, di2, (size_t)N * IC), d2 = tl_maxdiff_nan(dw1, dw2, (size_t)IC * OC), d3 = tl_maxdiff_nan(db1, db2, OC);
     printf("  matmul backward vs naive: dinp %.3g dw %.3g db %.3g\n", d1, d2, d3);
     CHECK(d1 < 1e-3 && d2 < 1e-3 && d3 < 1e-3, "matmul backward differs");
     free(inp); free(w); free(b); free(o1); free(o2); free(di1); free(di2); free(dw1); free(dw2); free(db1); free(db2);
@@ -123,10 +96,10 @@ static void test_kernels(void)
     for (int i = 0; i < B * T * 3 * C; i++) qkv[i] = sinf(i * 0.013f) * 2.0f;
     gpt2_attention_forward(y1, a1, qkv, scr, B, T, C, NH);
     gpt2_attention_forward_naive(y2, a2, qkv, scr, B, T, C, NH);
-    d1 = maxdiff(y1, y2, (size_t)B * T * C);
-    d2 = maxdiff(a1, a2, (size_t)B * NH * T * T);
+    d1 = tl_maxdiff_nan(y1, y2, (size_t)B * T * C);
+    d2 = tl_maxdiff_nan(a1, a2, (size_t)B * NH * T * T);
     gpt2_attention_forward(y1, NULL, qkv, scr, B, T, C, NH); /* without storing att */
-    d3 = maxdiff(y1, y2, (size_t)B * T * C);
+    d3 = tl_maxdiff_nan(y1, y2, (size_t)B * T * C);
     printf("  attention blocked vs naive: out %.3g att %.3g (unstored %.3g)\n", d1, d2, d3);
     CHECK(d1 < 1e-5 && d2 < 1e-5 && d3 < 1e-5, "attention kernels differ");
     free(qkv); free(y1); free(y2); free(a1); free(a2); free(scr);
@@ -137,7 +110,7 @@ static void test_kernels(void)
     for (int i = 0; i < 2001; i++) x[i] = -10.0f + 0.01f * i;
     nn_gelu_forward(g1, x, 2001);
     nn_gelu_forward_naive(g2, x, 2001);
-    d = maxdiff(g1, g2, 2001);
+    d = tl_maxdiff_nan(g1, g2, 2001);
     for (int i = 0; i < 2001; i++) x[i] = -80.0f + 0.08f * i;
     nn_exp(e1, x, 2001);
     for (int i = 0; i < 2001; i++) {
@@ -168,16 +141,16 @@ static void test_forward(gpt2_model *m, const fixture *fx)
 {
     CHECK(gpt2_forward(m, fx->ids, fx->soft, fx->n_soft, fx->tg, fx->B, fx->T, fx->rnorm[0], GPT2_KEEP) == DM_OK,
           "forward");
-    double dl = maxdiff(m->acts.logits, fx->rlog, fx->nl);
-    double dhid = maxdiff(m->acts.lnf, fx->rhid, (size_t)fx->B * fx->T * fx->C);
-    printf("  logits vs pytorch: max diff %.3g (max |logit| %.3g); hidden %.3g\n", dl, maxabs(fx->rlog, fx->nl), dhid);
+    double dl = tl_maxdiff_nan(m->acts.logits, fx->rlog, fx->nl);
+    double dhid = tl_maxdiff_nan(m->acts.lnf, fx->rhid, (size_t)fx->B * fx->T * fx->C);
+    printf("  logits vs pytorch: max diff %.3g (max |logit| %.3g); hidden %.3g\n", dl, tl_maxabs(fx->rlog, fx->nl), dhid);
     CHECK(dl < 1e-4, "logits differ by %g", dl);
     CHECK(dhid < 1e-4, "hidden states differ by %g", dhid);
     NEAR(m->loss, fx->rloss[0], 1e-5, "loss");
 
     /* the inference path (no kept activations) gives the same logits */
     CHECK(gpt2_forward(m, fx->ids, fx->soft, fx->n_soft, NULL, fx->B, fx->T, 1, 0) == DM_OK, "forward infer");
-    double dli = maxdiff(m->acts.logits, fx->rlog, fx->nl);
+    double dli = tl_maxdiff_nan(m->acts.logits, fx->rlog, fx->nl);
     printf("  logits without GPT2_KEEP: max diff %.3g\n", dli);
     CHECK(dli < 1e-4, "inference logits differ by %g", dli);
 }
@@ -195,23 +168,23 @@ static void test_backward(gpt2_model *m, const fixture *fx)
         char nm[64];
         snprintf(nm, sizeof nm, "grad.%s", gpt2_param_names[p]);
         size_t k;
-        float *r = get(nm, &k);
+        float *r = tl_st_get(&ref, nm, &k);
         CHECK(k == m->param_sizes[p], "%s size %zu vs %zu", nm, k, m->param_sizes[p]);
-        double d = maxdiff(g, r, k), mx = maxabs(r, k);
+        double d = tl_maxdiff_nan(g, r, k), mx = tl_maxabs(r, k);
         printf("  %-16s max diff %.3g (max |g| %.3g)\n", nm, d, mx);
         CHECK(d <= 1e-5 + 1e-4 * mx, "%s differs by %g", nm, d);
         g += k;
         free(r);
     }
-    double ds = maxdiff(dsoft, fx->rds, fx->ns);
-    printf("  dsoft vs pytorch: max diff %.3g (max %.3g)\n", ds, maxabs(fx->rds, fx->ns));
+    double ds = tl_maxdiff_nan(dsoft, fx->rds, fx->ns);
+    printf("  dsoft vs pytorch: max diff %.3g (max %.3g)\n", ds, tl_maxabs(fx->rds, fx->ns));
     CHECK(ds < 1e-5, "dsoft differs by %g", ds);
 
     /* frozen backward: no weight gradients touched, same input gradient */
     memset(m->grad_slab, 0, m->num_params * sizeof(float));
     run_fb(m, fx->ids, fx->soft, fx->n_soft, fx->tg, fx->B, fx->T, fx->rnorm[0], dsoft_f, 0);
-    CHECK(maxabs(m->grad_slab, m->num_params) == 0, "frozen backward wrote weight gradients");
-    double dsf = maxdiff(dsoft_f, dsoft, fx->ns);
+    CHECK(tl_maxabs(m->grad_slab, m->num_params) == 0, "frozen backward wrote weight gradients");
+    double dsf = tl_maxdiff_nan(dsoft_f, dsoft, fx->ns);
     printf("  frozen vs full backward dsoft: %.3g\n", dsf);
     CHECK(dsf < 1e-7, "frozen dsoft differs by %g", dsf);
 
@@ -220,7 +193,7 @@ static void test_backward(gpt2_model *m, const fixture *fx)
     CHECK(gpt2_forward(m, fx->ids, fx->soft, fx->n_soft, fx->tg, fx->B, fx->T, fx->rnorm[0], GPT2_KEEP) == DM_OK,
           "forward");
     CHECK(gpt2_backward(m, NULL, fx->dh, dsoft_f, 0) == DM_OK, "backward dhidden");
-    double ds2 = maxdiff(dsoft_f, fx->rds2, fx->ns);
+    double ds2 = tl_maxdiff_nan(dsoft_f, fx->rds2, fx->ns);
     printf("  dsoft with dhidden vs pytorch: %.3g\n", ds2);
     CHECK(ds2 < 1e-5, "dsoft (dhidden) differs by %g", ds2);
     free(dsoft);
@@ -231,15 +204,7 @@ static void test_backward(gpt2_model *m, const fixture *fx)
 static void test_target_rows(gpt2_model *m, const fixture *fx)
 {
     float *ref_all = malloc(m->num_params * sizeof(float)), *d5 = calloc(fx->ns, sizeof *d5);
-    float *o = ref_all;
-    for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
-        char nm[64];
-        snprintf(nm, sizeof nm, "grad.%s", gpt2_param_names[p]);
-        float *r = get(nm, NULL);
-        memcpy(o, r, m->param_sizes[p] * sizeof(float));
-        o += m->param_sizes[p];
-        free(r);
-    }
+    ref_grads(m, ref_all);
     gpt2_zero_grad(m);
     CHECK(gpt2_forward(m, fx->ids, fx->soft, fx->n_soft, fx->tg, fx->B, fx->T, fx->rnorm[0],
                        GPT2_KEEP | GPT2_TARGET_ROWS) == DM_OK,
@@ -249,7 +214,7 @@ static void test_target_rows(gpt2_model *m, const fixture *fx)
     CHECK(m->n_rows == nt, "%d logits rows for %d targets", m->n_rows, nt);
     NEAR(m->loss, fx->rloss[0], 1e-5, "loss with GPT2_TARGET_ROWS");
     CHECK(gpt2_backward(m, NULL, NULL, d5, GPT2_WEIGHT_GRADS) == DM_OK, "bwd rows");
-    double dg = maxdiff(m->grad_slab, ref_all, m->num_params), d5d = maxdiff(d5, fx->rds, fx->ns);
+    double dg = tl_maxdiff_nan(m->grad_slab, ref_all, m->num_params), d5d = tl_maxdiff_nan(d5, fx->rds, fx->ns);
     printf("  GPT2_TARGET_ROWS (%d of %d rows): gradients vs pytorch %.3g, dsoft %.3g\n", nt, fx->B * fx->T, dg, d5d);
     CHECK(dg < 3e-5 && d5d < 1e-5, "target-rows gradients differ (%g, %g)", dg, d5d);
     free(ref_all);
@@ -264,9 +229,9 @@ static void test_nologits(gpt2_model *m, const fixture *fx)
     for (size_t i = 0; i < fx->ns; i++) want[i] = fx->rds2[i] - fx->rds[i];
     CHECK(gpt2_forward(m, fx->ids, fx->soft, fx->n_soft, NULL, fx->B, fx->T, 1, GPT2_KEEP | GPT2_NOLOGITS) == DM_OK,
           "forward nologits");
-    double dhh = maxdiff(m->acts.lnf, fx->rhid, (size_t)fx->B * fx->T * fx->C);
+    double dhh = tl_maxdiff_nan(m->acts.lnf, fx->rhid, (size_t)fx->B * fx->T * fx->C);
     CHECK(gpt2_backward(m, NULL, fx->dh, d4, 0) == DM_OK, "backward nologits");
-    double dd = maxdiff(d4, want, fx->ns);
+    double dd = tl_maxdiff_nan(d4, want, fx->ns);
     printf("  GPT2_NOLOGITS: hidden %.3g, dsoft from dhidden alone %.3g\n", dhh, dd);
     CHECK(dhh < 1e-4 && dd < 1e-5, "nologits path differs (%g, %g)", dhh, dd);
     free(d4);
@@ -289,7 +254,7 @@ static void test_dlogits(gpt2_model *m, const fixture *fx)
     }
     CHECK(gpt2_forward(m, fx->ids, fx->soft, fx->n_soft, NULL, fx->B, fx->T, 1, GPT2_KEEP) == DM_OK, "forward");
     CHECK(gpt2_backward(m, dlg, NULL, d3, 0) == DM_OK, "backward dlogits");
-    double dd = maxdiff(d3, fx->rds, fx->ns);
+    double dd = tl_maxdiff_nan(d3, fx->rds, fx->ns);
     printf("  dsoft from an upstream dlogits vs pytorch: %.3g\n", dd);
     CHECK(dd < 1e-5, "dsoft (dlogits) differs by %g", dd);
     free(dlg);
@@ -329,7 +294,7 @@ static void test_shards(gpt2_model *m, const fixture *fx)
     float l0 = run_fb(m, fx->ids, fx->soft, fx->n_soft, fx->tg, 1, fx->T, fx->rnorm[0], NULL, GPT2_WEIGHT_GRADS);
     float l1 =
         run_fb(m, fx->ids + fx->T, fx->soft, fx->n_soft, fx->tg + fx->T, 1, fx->T, fx->rnorm[0], NULL, GPT2_WEIGHT_GRADS);
-    double d = maxdiff(full, m->grad_slab, m->num_params);
+    double d = tl_maxdiff_nan(full, m->grad_slab, m->num_params);
     printf("  shard gradients summed vs full batch: %.3g; loss %.7g + %.7g vs %.7g\n", d, l0, l1, fx->rloss[0]);
     CHECK(d < 1e-6, "shard gradient sum differs by %g", d);
     NEAR(l0 + l1, fx->rloss[0], 1e-5, "shard loss sum");
@@ -339,15 +304,7 @@ static void test_shards(gpt2_model *m, const fixture *fx)
 /* AdamW from the reference gradients */
 static void test_adamw(gpt2_model *m, const char *path)
 {
-    float *g = m->grad_slab;
-    for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
-        char nm[64];
-        snprintf(nm, sizeof nm, "grad.%s", gpt2_param_names[p]);
-        float *r = get(nm, NULL);
-        memcpy(g, r, m->param_sizes[p] * sizeof(float));
-        g += m->param_sizes[p];
-        free(r);
-    }
+    ref_grads(m, m->grad_slab);
     gpt2_model m2;
     CHECK(gpt2_load(&m2, path) == DM_OK, "reload");
     CHECK(gpt2_train_init(&m2) == DM_OK, "train init");
@@ -359,8 +316,8 @@ static void test_adamw(gpt2_model *m, const char *path)
     for (int p = 0; p < GPT2_NUM_PARAMS; p++) {
         char nm[64];
         snprintf(nm, sizeof nm, "adamw.%s", gpt2_param_names[p]);
-        float *r = get(nm, NULL);
-        double d = maxdiff(w, r, m->param_sizes[p]);
+        float *r = tl_st_get(&ref, nm, NULL);
+        double d = tl_maxdiff_nan(w, r, m->param_sizes[p]);
         worst = d > worst ? d : worst;
         w += m->param_sizes[p];
         free(r);
@@ -374,9 +331,9 @@ static void test_adamw(gpt2_model *m, const char *path)
 static void test_kv_cache(gpt2_model *m, const fixture *fx)
 {
     size_t np, nc;
-    int *prefix = get_int("prefix", &np), *ct = get_int("cand_tokens", NULL);
-    int *co32 = get_int("cand_offsets", &nc), *greedy = get_int("greedy", NULL);
-    float *rll = get("cand_ll", NULL);
+    int *prefix = tl_st_get_int(&ref, "prefix", &np), *ct = tl_st_get_int(&ref, "cand_tokens", NULL);
+    int *co32 = tl_st_get_int(&ref, "cand_offsets", &nc), *greedy = tl_st_get_int(&ref, "greedy", NULL);
+    float *rll = tl_st_get(&ref, "cand_ll", NULL);
     int ncand = (int)nc - 1;
     int64_t *co = malloc(nc * sizeof *co);
     for (size_t i = 0; i < nc; i++) co[i] = co32[i];
@@ -442,9 +399,9 @@ static void test_half(const fixture *fx)
             CHECK(0, "cannot load %s", half[k]);
             continue;
         }
-        float *r = get(hlog[k], NULL);
+        float *r = tl_st_get(&ref, hlog[k], NULL);
         gpt2_forward(&mh, fx->ids, fx->soft, fx->n_soft, NULL, fx->B, fx->T, 1, 0);
-        double d = maxdiff(mh.acts.logits, r, fx->nl), d0 = maxdiff(mh.acts.logits, fx->rlog, fx->nl);
+        double d = tl_maxdiff_nan(mh.acts.logits, r, fx->nl), d0 = tl_maxdiff_nan(mh.acts.logits, fx->rlog, fx->nl);
         printf("  %s logits vs pytorch on upcast weights: %.3g (vs f32 model: %.3g)\n", half[k], d, d0);
         CHECK(d < 1e-4, "%s logits differ by %g", half[k], d);
         free(r);
@@ -525,14 +482,8 @@ int main(void)
         printf("SKIP: DM_REF_DIR / DM_TMP not set (run through tests/run.sh)\n");
         return 77;
     }
-    snprintf(refdir, sizeof refdir, "%s/gpt2", rd);
+    if (tl_st_open_ref(&ref, refdir, sizeof refdir, rd, "gpt2", "test_gpt2")) return 1;
     char path[4200];
-    ckpt(path, sizeof path, "ref.safetensors");
-    if (safetensors_open(&ref, path)) {
-        dm_error_print("test_gpt2");
-        printf("FAIL: no reference (tests/reference/gen_gpt2.py writes it)\n");
-        return 1;
-    }
     const char *nt = getenv("OMP_NUM_THREADS");
     gpt2_set_threads(nt ? atoi(nt) : 1);
     test_kernels();
@@ -545,16 +496,16 @@ int main(void)
     }
     fixture fx = {.B = 2, .T = 70, .C = m.cfg.channels, .V = m.cfg.vocab_size};
     size_t n;
-    fx.ids = get_int("ids", &n);
-    fx.tg = get_int("targets", NULL);
-    fx.soft = get("soft", &fx.ns);
-    fx.rlog = get("logits", NULL);
-    fx.rhid = get("hidden", NULL);
-    fx.rloss = get("loss", NULL);
-    fx.rnorm = get("norm", NULL);
-    fx.rds = get("dsoft", NULL);
-    fx.rds2 = get("dsoft_hidden", NULL);
-    fx.dh = get("dhidden", NULL);
+    fx.ids = tl_st_get_int(&ref, "ids", &n);
+    fx.tg = tl_st_get_int(&ref, "targets", NULL);
+    fx.soft = tl_st_get(&ref, "soft", &fx.ns);
+    fx.rlog = tl_st_get(&ref, "logits", NULL);
+    fx.rhid = tl_st_get(&ref, "hidden", NULL);
+    fx.rloss = tl_st_get(&ref, "loss", NULL);
+    fx.rnorm = tl_st_get(&ref, "norm", NULL);
+    fx.rds = tl_st_get(&ref, "dsoft", NULL);
+    fx.rds2 = tl_st_get(&ref, "dsoft_hidden", NULL);
+    fx.dh = tl_st_get(&ref, "dhidden", NULL);
     fx.n_soft = (int)(fx.ns / fx.C);
     fx.nl = (size_t)fx.B * fx.T * fx.V;
     CHECK(n == (size_t)fx.B * fx.T, "ids has %zu entries", n);

@@ -13,6 +13,7 @@
 #include "../../src/nn/rope.h"
 #include "../../src/nn/swiglu.h"
 #include "tap.h"
+#include "testlib.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -21,47 +22,6 @@
 
 static char refdir[4096];
 static safetensors_file ref;
-
-static float *get(const char *name, size_t *n)
-{
-    const safetensors_tensor *t = safetensors_find(&ref, name);
-    if (!t) {
-        printf("FAIL: reference tensor '%s' missing\n", name);
-        exit(1);
-    }
-    float *x = malloc(t->numel * sizeof *x + 1);
-    if (safetensors_read_f32(&ref, t, x)) exit(1);
-    if (n) *n = t->numel;
-    return x;
-}
-
-static int *get_int(const char *name, size_t *n)
-{
-    size_t k;
-    float *f = get(name, &k);
-    int *x = malloc(k * sizeof *x + 1);
-    for (size_t i = 0; i < k; i++) x[i] = (int)f[i];
-    free(f);
-    if (n) *n = k;
-    return x;
-}
-
-static double maxdiff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (d > m || isnan(d)) m = isnan(d) ? INFINITY : d;
-    }
-    return m;
-}
-
-static double maxabs(const float *a, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fabs(a[i]) > m ? fabs(a[i]) : m;
-    return m;
-}
 
 static void path_of(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", refdir, name); }
 
@@ -96,11 +56,11 @@ static void test_kernels(void)
     rand_fill(dy, N * C, &s, 1.0f);
     nn_rmsnorm_forward(o1, r1, x, w, N, C, 1e-5f);
     nn_rmsnorm_forward_naive(o2, r2, x, w, N, C, 1e-5f);
-    double d = maxdiff(o1, o2, N * C);
+    double d = tl_maxdiff_nan(o1, o2, N * C);
     memset(dx1, 0, sizeof dx1); memset(dx2, 0, sizeof dx2); memset(dw1, 0, sizeof dw1); memset(dw2, 0, sizeof dw2);
     nn_rmsnorm_backward(dx1, dw1, dy, x, w, r1, N, C);
     nn_rmsnorm_backward_naive(dx2, dw2, dy, x, w, r2, N, C);
-    double dd = maxdiff(dx1, dx2, N * C), ddw = maxdiff(dw1, dw2, C);
+    double dd = tl_maxdiff_nan(dx1, dx2, N * C), ddw = tl_maxdiff_nan(dw1, dw2, C);
     /* rmsnorm backward against central differences of L = sum dy * out in double */
     double fd = 0;
     for (int k = 0; k < 5; k++) {
@@ -135,14 +95,14 @@ static void test_kernels(void)
     memcpy(q2, q0, sizeof q2);
     nn_rope_forward(q1, 32, pos, N, H, HD, ct, st);
     nn_rope_forward_naive(q2, 32, pos, N, H, HD, inv);
-    double dr = maxdiff(q1, q2, N * 32), tail = 0;
+    double dr = tl_maxdiff_nan(q1, q2, N * 32), tail = 0;
     for (int i = 0; i < N; i++) tail += fabs(q1[i * 32 + 30] - q0[i * 32 + 30]) + fabs(q1[i * 32 + 31] - q0[i * 32 + 31]);
     /* rotate_half: pair (0, hd/2) of head 0 at position p by angle p f_0 = p */
     double want0 = q0[1 * 32 + 0] * cos(13.0) - q0[1 * 32 + 5] * sin(13.0);
     nn_rope_backward(q1, 32, pos, N, H, HD, ct, st);
-    double dinv = maxdiff(q1, q0, N * 32);
+    double dinv = tl_maxdiff_nan(q1, q0, N * 32);
     nn_rope_backward_naive(q2, 32, pos, N, H, HD, inv);
-    double dinv2 = maxdiff(q2, q0, N * 32);
+    double dinv2 = tl_maxdiff_nan(q2, q0, N * 32);
     printf("  rope table vs naive %.3g; backward(forward) vs identity %.3g / naive %.3g; untouched tail %.3g\n", dr,
            dinv, dinv2, tail);
     CHECK(dr < 2e-6 && dinv < 2e-6 && dinv2 < 2e-6 && tail == 0, "rope kernels");
@@ -158,7 +118,7 @@ static void test_kernels(void)
     nn_swiglu_forward_naive(h2, gu, N, F, 2 * F);
     nn_swiglu_backward(dg1, dh, gu, N, F, 2 * F);
     nn_swiglu_backward_naive(dg2, dh, gu, N, F, 2 * F);
-    double dsw = maxdiff(h1, h2, N * F), dswb = maxdiff(dg1, dg2, N * 2 * F);
+    double dsw = tl_maxdiff_nan(h1, h2, N * F), dswb = tl_maxdiff_nan(dg1, dg2, N * 2 * F);
     printf("  swiglu vs naive: out %.3g, grad %.3g\n", dsw, dswb);
     CHECK(dsw < 1e-5 && dswb < 1e-5, "swiglu differs from naive");
 
@@ -170,9 +130,9 @@ static void test_kernels(void)
     rand_fill(qkv, (size_t)B * T * S, &s, 1.5f);
     llama_attention_forward(a1, att1, qkv, scr, B, T, NH, NKV, hd);
     llama_attention_forward_naive(a2, att2, qkv, scr, B, T, NH, NKV, hd);
-    double da = maxdiff(a1, a2, (size_t)B * T * NH * hd), dat = maxdiff(att1, att2, (size_t)B * NH * T * T);
+    double da = tl_maxdiff_nan(a1, a2, (size_t)B * T * NH * hd), dat = tl_maxdiff_nan(att1, att2, (size_t)B * NH * T * T);
     llama_attention_forward(a1, NULL, qkv, scr, B, T, NH, NKV, hd);
-    double dn = maxdiff(a1, a2, (size_t)B * T * NH * hd);
+    double dn = tl_maxdiff_nan(a1, a2, (size_t)B * T * NH * hd);
     printf("  attention blocked vs naive: out %.3g, weights %.3g, without weights %.3g\n", da, dat, dn);
     CHECK(da < 1e-5 && dat < 1e-6 && dn < 1e-5, "attention kernels differ");
     free(qkv); free(a1); free(a2); free(att1); free(att2); free(scr);
@@ -185,17 +145,17 @@ static void test_model(const char *ckpt, const char *pre, int B, int T, llama_mo
     int D = m->cfg.dim, V = m->cfg.vocab_size;
     size_t n, ns;
 #define R(x) (snprintf(nm, sizeof nm, "%s.%s", pre, x), nm)
-    int *ids = get_int(R("ids"), &n), *tg = get_int(R("targets"), NULL);
-    float *soft = get(R("soft"), &ns), *rlog = get(R("logits"), NULL), *rhid = get(R("hidden"), NULL);
-    float *rloss = get(R("loss"), NULL), *rds = get(R("dsoft"), NULL), *rds2 = get(R("dsoft_hidden"), NULL);
-    float *dh = get(R("dhidden"), NULL), *rnorm = get("norm", NULL);
+    int *ids = tl_st_get_int(&ref, R("ids"), &n), *tg = tl_st_get_int(&ref, R("targets"), NULL);
+    float *soft = tl_st_get(&ref, R("soft"), &ns), *rlog = tl_st_get(&ref, R("logits"), NULL), *rhid = tl_st_get(&ref, R("hidden"), NULL);
+    float *rloss = tl_st_get(&ref, R("loss"), NULL), *rds = tl_st_get(&ref, R("dsoft"), NULL), *rds2 = tl_st_get(&ref, R("dsoft_hidden"), NULL);
+    float *dh = tl_st_get(&ref, R("dhidden"), NULL), *rnorm = tl_st_get(&ref, "norm", NULL);
 #undef R
     int n_soft = (int)(ns / D);
     size_t nl = (size_t)B * T * V, nh = (size_t)B * T * D;
     CHECK(n == (size_t)B * T, "%s ids has %zu entries", pre, n);
 
     CHECK(llama_forward(m, ids, soft, n_soft, tg, B, T, rnorm[0], LLAMA_KEEP) == DM_OK, "forward");
-    double dl = maxdiff(m->acts.logits, rlog, nl), dhid = maxdiff(m->acts.xf, rhid, nh), mx = maxabs(rlog, nl);
+    double dl = tl_maxdiff_nan(m->acts.logits, rlog, nl), dhid = tl_maxdiff_nan(m->acts.xf, rhid, nh), mx = tl_maxabs(rlog, nl);
     printf("  %s logits vs pytorch: max diff %.3g (max |logit| %.3g); hidden %.3g; loss %.7g vs %.7g\n", ckpt, dl,
            mx, dhid, m->loss, rloss[0]);
     CHECK(dl < 1e-5 * (1 + mx) * 4, "%s logits differ by %g", ckpt, dl);
@@ -205,7 +165,7 @@ static void test_model(const char *ckpt, const char *pre, int B, int T, llama_mo
 
     /* the inference path and the packed target rows give the same numbers */
     CHECK(llama_forward(m, ids, soft, n_soft, NULL, B, T, 1, 0) == DM_OK, "forward infer");
-    double dli = maxdiff(m->acts.logits, rlog, nl);
+    double dli = tl_maxdiff_nan(m->acts.logits, rlog, nl);
     CHECK(dli < 1e-5 * (1 + mx) * 4, "inference logits differ by %g", dli);
     CHECK(llama_forward(m, ids, soft, n_soft, tg, B, T, rnorm[0], LLAMA_KEEP | LLAMA_TARGET_ROWS) == DM_OK,
           "forward target rows");
@@ -217,10 +177,10 @@ static void test_model(const char *ckpt, const char *pre, int B, int T, llama_mo
     float *dsoft = calloc(ns, sizeof(float)), *dsoft2 = calloc(ns, sizeof(float));
     CHECK(llama_forward(m, ids, soft, n_soft, tg, B, T, rnorm[0], LLAMA_KEEP) == DM_OK, "forward");
     CHECK(llama_backward(m, NULL, NULL, dsoft) == DM_OK, "backward");
-    double ds = maxdiff(dsoft, rds, ns), mxs = maxabs(rds, ns), dsr = maxdiff(dsoft_r, dsoft, ns);
+    double ds = tl_maxdiff_nan(dsoft, rds, ns), mxs = tl_maxabs(rds, ns), dsr = tl_maxdiff_nan(dsoft_r, dsoft, ns);
     CHECK(llama_forward(m, ids, soft, n_soft, tg, B, T, rnorm[0], LLAMA_KEEP) == DM_OK, "forward");
     CHECK(llama_backward(m, NULL, dh, dsoft2) == DM_OK, "backward with dhidden");
-    double ds2 = maxdiff(dsoft2, rds2, ns), mxs2 = maxabs(rds2, ns);
+    double ds2 = tl_maxdiff_nan(dsoft2, rds2, ns), mxs2 = tl_maxabs(rds2, ns);
     printf("  %s dsoft vs autograd: %.3g (max %.3g); with dhidden %.3g (max %.3g); packed rows vs full %.3g\n",
            ckpt, ds, mxs, ds2, mxs2, dsr);
     CHECK(ds < 1e-6 + 2e-4 * mxs, "dsoft differs by %g", ds);
@@ -271,13 +231,13 @@ static void test_variant(const char *ckpt, const char *pre, const char *want, in
     if (load(&m, ckpt)) return;
     char nm[64];
     snprintf(nm, sizeof nm, "%s.ids", pre);
-    int *ids = get_int(nm, NULL);
+    int *ids = tl_st_get_int(&ref, nm, NULL);
     snprintf(nm, sizeof nm, "%s.soft", pre);
     size_t ns;
-    float *soft = get(nm, &ns), *rl = get(want, NULL);
+    float *soft = tl_st_get(&ref, nm, &ns), *rl = tl_st_get(&ref, want, NULL);
     CHECK(llama_forward(&m, ids, soft, (int)(ns / m.cfg.dim), NULL, B, T, 1, 0) == DM_OK, "forward %s", ckpt);
     size_t nl = (size_t)B * T * m.cfg.vocab_size;
-    double d = maxdiff(m.acts.logits, rl, nl);
+    double d = tl_maxdiff_nan(m.acts.logits, rl, nl);
     if (base) {
         int same = base->num_params == m.num_params &&
                    !memcmp(base->param_slab, m.param_slab, m.num_params * sizeof(float));
@@ -295,12 +255,12 @@ static void test_variant(const char *ckpt, const char *pre, const char *want, in
 static void test_cache(llama_model *m)
 {
     size_t np, nt, no, nc, ne, nmt, nmo, ncs, nem, ns, ng;
-    int *prefix = get_int("prefix", &np), *tok = get_int("cand_tokens", &nt), *greedy = get_int("greedy", &ng);
-    int *mtok = get_int("mcand_tokens", &nmt);
-    float *off_f = get("cand_offsets", &no), *rll = get("cand_ll", &nc), *esoft = get("esoft", &ne);
-    float *rlls = get("cand_ll_soft", NULL), *moff_f = get("mcand_offsets", &nmo), *csoft = get("csoft", &ncs);
-    float *emsoft = get("emsoft", &nem), *rmll = get("mcand_ll", NULL), *rmlls = get("mcand_ll_soft", NULL);
-    float *soft = get("a.soft", &ns);
+    int *prefix = tl_st_get_int(&ref, "prefix", &np), *tok = tl_st_get_int(&ref, "cand_tokens", &nt), *greedy = tl_st_get_int(&ref, "greedy", &ng);
+    int *mtok = tl_st_get_int(&ref, "mcand_tokens", &nmt);
+    float *off_f = tl_st_get(&ref, "cand_offsets", &no), *rll = tl_st_get(&ref, "cand_ll", &nc), *esoft = tl_st_get(&ref, "esoft", &ne);
+    float *rlls = tl_st_get(&ref, "cand_ll_soft", NULL), *moff_f = tl_st_get(&ref, "mcand_offsets", &nmo), *csoft = tl_st_get(&ref, "csoft", &ncs);
+    float *emsoft = tl_st_get(&ref, "emsoft", &nem), *rmll = tl_st_get(&ref, "mcand_ll", NULL), *rmlls = tl_st_get(&ref, "mcand_ll_soft", NULL);
+    float *soft = tl_st_get(&ref, "a.soft", &ns);
     int D = m->cfg.dim, V = m->cfg.vocab_size, n_soft = (int)(ns / D);
     int n_cand = (int)nc, n_m = (int)(nmo - 1);
     int64_t *off = malloc(no * sizeof *off), *moff = malloc(nmo * sizeof *moff);
@@ -316,7 +276,7 @@ static void test_cache(llama_model *m)
     CHECK(llama_cache_append(&c, prefix + 3, soft, n_soft, (int)np - 3) == DM_OK, "append");
     CHECK(llama_cache_init(&c3, m, 0, 3) == DM_OK, "cache init");
     CHECK(llama_cache_append(&c3, prefix, soft, n_soft, (int)np) == DM_OK, "append in batches of 3 rows");
-    double d3r = maxdiff(c.logp, c3.logp, V);
+    double d3r = tl_maxdiff_nan(c.logp, c3.logp, V);
     CHECK(d3r < 1e-5, "3-row batches change logp by %g", d3r);
     llama_cache_free(&c3);
     CHECK(llama_forward(m, prefix, soft, n_soft, NULL, 1, (int)np, 1, 0) == DM_OK, "forward prefix");
@@ -369,7 +329,7 @@ static void test_cache(llama_model *m)
     printf("  greedy: %d tokens, %s the reference\n", n_out, same ? "as" : "NOT as");
     CHECK(same, "greedy tokens differ");
     CHECK(llama_cache_truncate(&c, (int)np) == DM_OK, "truncate");
-    CHECK(maxdiff(c.logp, logp0, V) < 1e-6, "truncate did not restore logp");
+    CHECK(tl_maxdiff_nan(c.logp, logp0, V) < 1e-6, "truncate did not restore logp");
     CHECK(llama_cache_append(&c, prefix, soft, n_soft, m->cfg.max_seq) != DM_OK, "over-capacity append accepted");
     llama_cache_free(&c);
     free(prefix); free(tok); free(greedy); free(mtok); free(off_f); free(rll); free(esoft); free(rlls);
@@ -429,19 +389,12 @@ int main(void)
         printf("SKIP: DM_REF_DIR not set (run through tests/run.sh)\n");
         return 77;
     }
-    snprintf(refdir, sizeof refdir, "%s/llama", rd);
-    char p[4200];
-    path_of(p, sizeof p, "ref.safetensors");
-    if (safetensors_open(&ref, p)) {
-        dm_error_print("test_llama");
-        printf("FAIL: no reference (tests/reference/gen_llama.py writes it)\n");
-        return 1;
-    }
+    if (tl_st_open_ref(&ref, refdir, sizeof refdir, rd, "llama", "test_llama")) return 1;
     test_kernels();
 
     /* the HF/Meta permutation */
     size_t nw;
-    float *hf = get("perm.hf", &nw), *meta = get("perm.meta", NULL), *t1 = malloc(nw * sizeof *t1),
+    float *hf = tl_st_get(&ref, "perm.hf", &nw), *meta = tl_st_get(&ref, "perm.meta", NULL), *t1 = malloc(nw * sizeof *t1),
           *t2 = malloc(nw * sizeof *t2);
     llama_permute_hf_to_meta(t1, hf, 6, 8, 48);
     llama_permute_meta_to_hf(t2, meta, 6, 8, 48);

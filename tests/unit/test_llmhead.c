@@ -77,108 +77,134 @@ static int make_lm(const char *dir, dm_dataset *d, dm_raw *raw, dm_meta *meta)
     return rc;
 }
 
-static void test_head(int residual, int cf, int nolm)
+/* one case of the item head: the tiny LM's recommender and the inputs of one user */
+typedef struct {
+    int residual, cf, nolm;
+    pm p;
+    dm_cfg cfg;
+    dm_dataset d;
+    dm_raw raw;
+    dm_meta meta;
+    dm_rng r;
+    float z[NI * DZ], e[NI * DC]; /* the items' aligner and CF latents */
+    float h[DZ], gu[DC];          /* the user's */
+    int32_t hist[2], pos;
+} head_case;
+
+/* the tiny LM, the recommender with its item head, the latents; 1 when the case cannot run */
+static int head_setup(head_case *hc)
 {
     const char *tmp = getenv("DM_TMP");
     char dir[512];
     snprintf(dir, sizeof dir, "%s/test_llmhead_lm", tmp ? tmp : "/tmp");
-    dm_raw raw = {0};
-    dm_meta meta = {0};
-    dm_dataset d;
-    int rc = make_lm(dir, &d, &raw, &meta);
+    int rc = make_lm(dir, &hc->d, &hc->raw, &hc->meta);
     CHECK(rc == DM_OK, "tiny LM: %s", dm_error_message());
-    if (rc) return;
-    dm_cfg cfg;
-    dm_cfg_init(&cfg);
-    dm_cfg_set(&cfg, "prompt.user_tokens=3");
-    dm_cfg_set(&cfg, "prompt.history=2");
-    dm_cfg_set(&cfg, "prompt.title_tokens=4");
-    dm_cfg_set(&cfg, "prompt.hidden=8");
-    dm_cfg_set(&cfg, residual ? "prompt.head_residual=true" : "prompt.head_residual=false");
-    float z[NI * DZ], e[NI * DC];
-    dm_rng r;
-    dm_rng_seed(&r, 7);
-    for (int k = 0; k < NI * DZ; k++) z[k] = (float)dm_rng_normal(&r);
-    for (int k = 0; k < NI * DC; k++) e[k] = (float)dm_rng_normal(&r);
-    pm p;
-    pm_head_opts o = {cf ? e : NULL, DC, nolm};
-    rc = pm_init_head(&cfg, dir, &d, z, DZ, 8, 11, &o, &p);
+    if (rc) return 1;
+    dm_cfg_init(&hc->cfg);
+    dm_cfg_set(&hc->cfg, "prompt.user_tokens=3");
+    dm_cfg_set(&hc->cfg, "prompt.history=2");
+    dm_cfg_set(&hc->cfg, "prompt.title_tokens=4");
+    dm_cfg_set(&hc->cfg, "prompt.hidden=8");
+    dm_cfg_set(&hc->cfg, hc->residual ? "prompt.head_residual=true" : "prompt.head_residual=false");
+    dm_rng_seed(&hc->r, 7);
+    for (int k = 0; k < NI * DZ; k++) hc->z[k] = (float)dm_rng_normal(&hc->r);
+    for (int k = 0; k < NI * DC; k++) hc->e[k] = (float)dm_rng_normal(&hc->r);
+    pm_head_opts o = {hc->cf ? hc->e : NULL, DC, hc->nolm};
+    rc = pm_init_head(&hc->cfg, dir, &hc->d, hc->z, DZ, 8, 11, &o, &hc->p);
     CHECK(rc == DM_OK, "pm_init_head: %s", dm_error_message());
-    if (rc) return;
-    size_t nh = (size_t)DZ * p.C + DZ + 1 + (cf ? (size_t)DC * p.C + DC + 1 : 0);
-    CHECK(p.nparams == p.n_up + p.n_ip + nh, "slab: projectors then the head (%zu)", p.nparams);
-    float h[DZ] = {0.3f, -0.2f, 0.5f, 0.1f, -0.4f}, gu[DC] = {0.7f, -0.6f, 0.2f};
-    G = cf ? gu : NULL;
-    int32_t hist[2] = {1, 4}, pos = 6;
-    printf("item head: residual %d, CF space %d, LM %d\n", residual, cf, !nolm);
-    if (cf) { /* the CF space needs the user's CF latent */
-        CHECK(pm_head_scores(&p, h, NULL, hist, 2) == DM_EINTERNAL && strstr(dm_error_message(), "no CF latent"),
+    if (rc) return 1;
+    const pm *p = &hc->p;
+    size_t nh = (size_t)DZ * p->C + DZ + 1 + (hc->cf ? (size_t)DC * p->C + DC + 1 : 0);
+    CHECK(p->nparams == p->n_up + p->n_ip + nh, "slab: projectors then the head (%zu)", p->nparams);
+    static const float h[DZ] = {0.3f, -0.2f, 0.5f, 0.1f, -0.4f}, gu[DC] = {0.7f, -0.6f, 0.2f};
+    memcpy(hc->h, h, sizeof h);
+    memcpy(hc->gu, gu, sizeof gu);
+    G = hc->cf ? hc->gu : NULL;
+    hc->hist[0] = 1, hc->hist[1] = 4, hc->pos = 6;
+    printf("item head: residual %d, CF space %d, LM %d\n", hc->residual, hc->cf, !hc->nolm);
+    if (hc->cf) { /* the CF space needs the user's CF latent */
+        CHECK(pm_head_scores(&hc->p, hc->h, NULL, hc->hist, 2) == DM_EINTERNAL && strstr(dm_error_message(), "no CF latent"),
               "no CF latent: %s", dm_error_message());
     }
+    return 0;
+}
 
-    /* untrained: W = 0, b = 0, a_z = 1, a_e = 0 -> the aligner's score (or 0) */
-    CHECK(pm_head_scores(&p, h, G, hist, 2) == DM_OK, "scores: %s", dm_error_message());
+/* untrained: W = 0, b = 0, a_z = 1, a_e = 0 -> the aligner's score (or 0) */
+static void head_untrained(head_case *hc)
+{
+    pm *p = &hc->p;
+    CHECK(pm_head_scores(p, hc->h, G, hc->hist, 2) == DM_OK, "scores: %s", dm_error_message());
     double worst = 0;
     for (int i = 0; i < NI; i++) {
         double a = 0;
-        for (int k = 0; k < DZ; k++) a += (double)h[k] * z[i * DZ + k];
-        worst = fmax(worst, fabs(p.hs[i] - (residual ? a : 0.0)));
+        for (int k = 0; k < DZ; k++) a += (double)hc->h[k] * hc->z[i * DZ + k];
+        worst = fmax(worst, fabs(p->hs[i] - (hc->residual ? a : 0.0)));
     }
     /* float dot products of 5 terms of size ~1: rounding ~ 5 * 2^-24 * sum |h z| */
-    CHECK(worst < 1e-5, "untrained head scores as %s (worst %.3g)", residual ? "the aligner h . z" : "zero", worst);
+    CHECK(worst < 1e-5, "untrained head scores as %s (worst %.3g)", hc->residual ? "the aligner h . z" : "zero", worst);
+}
 
-    /* a random head (residual weights kept at their starts without the residual): scores from the
-       LM's last hidden state x, q_j = W_j x + b_j + a_j u_j */
-    for (int j = 0; j < p.nsp; j++) {
-        pm_head_space *q = &p.sp[j];
-        size_t n = q->d * (size_t)p.C + q->d + (q->train_a ? 1 : 0);
-        for (size_t k = 0; k < n; k++) q->w[k] = 0.3f * (float)dm_rng_normal(&r);
+/* a random head (residual weights kept at their starts without the residual): scores from the
+   LM's last hidden state x, q_j = W_j x + b_j + a_j u_j */
+static void head_random_scores(head_case *hc)
+{
+    pm *p = &hc->p;
+    for (int j = 0; j < p->nsp; j++) {
+        pm_head_space *q = &p->sp[j];
+        size_t n = q->d * (size_t)p->C + q->d + (q->train_a ? 1 : 0);
+        for (size_t k = 0; k < n; k++) q->w[k] = 0.3f * (float)dm_rng_normal(&hc->r);
     }
-    CHECK(pm_head_scores(&p, h, G, hist, 2) == DM_OK, "scores");
-    const float *x = p.hx;
+    CHECK(pm_head_scores(p, hc->h, G, hc->hist, 2) == DM_OK, "scores");
+    const float *x = p->hx;
     float x0[64] = {0};
-    if (nolm) {
-        CHECK(!memcmp(x, x0, (size_t)p.C * sizeof(float)), "without the LM x = 0");
+    if (hc->nolm) {
+        CHECK(!memcmp(x, x0, (size_t)p->C * sizeof(float)), "without the LM x = 0");
     } else {
-        int T = pm_build_prompt(&p, hist, 2, p.L, p.in);
-        const float *xl = p.lm.model.acts.lnf + (size_t)(T - 1) * p.C;
-        CHECK(!memcmp(x, xl, (size_t)p.C * sizeof(float)), "x is the final hidden state at the prompt's last position (%d)", T - 1);
+        int T = pm_build_prompt(p, hc->hist, 2, p->L, p->in);
+        const float *xl = p->lm.model.acts.lnf + (size_t)(T - 1) * p->C;
+        CHECK(!memcmp(x, xl, (size_t)p->C * sizeof(float)), "x is the final hidden state at the prompt's last position (%d)", T - 1);
     }
-    worst = 0;
+    double worst = 0;
     for (int i = 0; i < NI; i++) {
         double s = 0;
-        for (int j = 0; j < p.nsp; j++) {
-            const pm_head_space *q = &p.sp[j];
-            const float *u = j ? gu : h, *t = j ? e : z;
+        for (int j = 0; j < p->nsp; j++) {
+            const pm_head_space *q = &p->sp[j];
+            const float *u = j ? hc->gu : hc->h, *t = j ? hc->e : hc->z;
             for (size_t k = 0; k < q->d; k++) {
                 double qk = q->b[k] + (double)*q->a * u[k];
-                for (int c = 0; c < p.C; c++) qk += (double)q->w[k * (size_t)p.C + (size_t)c] * x[c];
+                for (int c = 0; c < p->C; c++) qk += (double)q->w[k * (size_t)p->C + (size_t)c] * x[c];
                 s += qk * t[(size_t)i * q->d + k];
             }
         }
-        worst = fmax(worst, fabs(s - p.hs[i]) / (1 + fabs(s)));
+        worst = fmax(worst, fabs(s - p->hs[i]) / (1 + fabs(s)));
     }
     /* float sums of C + 1 and then d terms of size ~1 against double: ~(C + d) 2^-24 relative */
     CHECK(worst < 1e-5, "scores = sum_j (W_j x + b_j + a_j u_j) . t_j[i] (worst relative %.3g)", worst);
+}
 
-    /* the loss and every gradient against central finite differences of the full-softmax loss */
-    memset(p.g, 0, p.nparams * sizeof *p.g);
+/* the loss and every gradient against central finite differences of the full-softmax loss */
+static void head_gradients(head_case *hc)
+{
+    pm *p = &hc->p;
+    const float *h = hc->h;
+    const int32_t *hist = hc->hist, pos = hc->pos;
+    memset(p->g, 0, p->nparams * sizeof *p->g);
     double loss;
-    CHECK(pm_head_train_user(&p, h, G, hist, 2, pos, 1.0f, &loss) == DM_OK, "train: %s", dm_error_message());
-    double want = full_loss(&p, h, hist, 2, pos);
+    CHECK(pm_head_train_user(p, h, G, hist, 2, pos, 1.0f, &loss) == DM_OK, "train: %s", dm_error_message());
+    double want = full_loss(p, h, hist, 2, pos);
     NEAR(loss, want, 1e-5 * (1 + fabs(want)), "loss = -log softmax(s)[pos]");
-    float *g = malloc(p.nparams * sizeof *g);
-    memcpy(g, p.g, p.nparams * sizeof *g);
+    float *g = malloc(p->nparams * sizeof *g);
+    memcpy(g, p->g, p->nparams * sizeof *g);
     int bad = 0, n = 0, nz = 0;
-    worst = 0;
-    for (size_t k = 0; k < p.nparams; k += 3) {
-        if ((p.nsp > 0 && p.w + k == p.sp[0].a) || (p.nsp > 1 && p.w + k == p.sp[1].a)) continue; /* below */
-        float keep = p.w[k], hstep = 5e-3f;
-        p.w[k] = keep + hstep;
-        double lp = full_loss(&p, h, hist, 2, pos);
-        p.w[k] = keep - hstep;
-        double lm2 = full_loss(&p, h, hist, 2, pos);
-        p.w[k] = keep;
+    double worst = 0;
+    for (size_t k = 0; k < p->nparams; k += 3) {
+        if ((p->nsp > 0 && p->w + k == p->sp[0].a) || (p->nsp > 1 && p->w + k == p->sp[1].a)) continue; /* below */
+        float keep = p->w[k], hstep = 5e-3f;
+        p->w[k] = keep + hstep;
+        double lp = full_loss(p, h, hist, 2, pos);
+        p->w[k] = keep - hstep;
+        double lm2 = full_loss(p, h, hist, 2, pos);
+        p->w[k] = keep;
         double fd = (lp - lm2) / (2 * hstep), e = fabs(fd - g[k]);
         worst = fmax(worst, e);
         /* float forward through the LM: the difference quotient carries ~1e-7 / 5e-3 of rounding
@@ -188,59 +214,76 @@ static void test_head(int residual, int cf, int nolm)
         n++;
     }
     CHECK(bad == 0, "%d of %d gradients disagree with finite differences (worst %.3g)", bad, n, worst);
-    if (!nolm) CHECK(nz > n / 4, "the gradient reaches the projectors through the LM (%d of %d nonzero)", nz, n);
+    if (!hc->nolm) CHECK(nz > n / 4, "the gradient reaches the projectors through the LM (%d of %d nonzero)", nz, n);
     /* the residual weights: each gradient against its own central difference */
-    for (int j = 0; j < p.nsp; j++) {
-        float *a = p.sp[j].a, keep = *a;
+    for (int j = 0; j < p->nsp; j++) {
+        float *a = p->sp[j].a, keep = *a;
         *a = keep + 5e-3f;
-        double lp = full_loss(&p, h, hist, 2, pos);
+        double lp = full_loss(p, h, hist, 2, pos);
         *a = keep - 5e-3f;
-        double lm2 = full_loss(&p, h, hist, 2, pos);
+        double lm2 = full_loss(p, h, hist, 2, pos);
         *a = keep;
-        double fd = (lp - lm2) / 1e-2, ga = g[a - p.w];
-        if (residual) CHECK(fabs(ga - fd) < 1e-3 + 2e-2 * fabs(fd), "d loss / d a_%d: %g vs finite difference %g", j, ga, fd);
+        double fd = (lp - lm2) / 1e-2, ga = g[a - p->w];
+        if (hc->residual) CHECK(fabs(ga - fd) < 1e-3 + 2e-2 * fabs(fd), "d loss / d a_%d: %g vs finite difference %g", j, ga, fd);
         else CHECK(ga == 0.0f, "a_%d is not trained without the residual (gradient %g)", j, ga);
     }
-    if (nolm) { /* nothing reaches the projectors, W or the LM */
+    if (hc->nolm) { /* nothing reaches the projectors, W or the LM */
         double gp = 0;
-        for (size_t k = 0; k < p.n_up + p.n_ip; k++) gp += fabs(g[k]);
+        for (size_t k = 0; k < p->n_up + p->n_ip; k++) gp += fabs(g[k]);
         CHECK(gp == 0, "without the LM the projectors get no gradient (%g)", gp);
     }
     printf("item head: loss %.6f; %d gradients vs finite differences, worst %.3g\n", loss, n, worst);
+    free(g);
+}
 
-    /* a few Adam steps on this user move the positive to the top; the residual weights step at
-       their own rate: the slab as Adam at 0.01 everywhere else, and as Adam at 0.05 at a (the
-       same per-element formula, so bitwise) */
+/* a few Adam steps on this user move the positive to the top; the residual weights step at
+   their own rate: the slab as Adam at 0.01 everywhere else, and as Adam at 0.05 at a (the
+   same per-element formula, so bitwise) */
+static void head_adam_steps(head_case *hc)
+{
+    pm *p = &hc->p;
+    const float *h = hc->h;
+    const int32_t *hist = hc->hist, pos = hc->pos;
+    double loss;
     nn_adam opt = {0.01f, 0.9f, 0.999f, 1e-8f, 0.0f, NN_ADAM_DECOUPLED}, opt5 = opt;
     opt5.lr = 0.05f;
-    memset(p.am, 0, p.nparams * sizeof *p.am);
-    memset(p.av, 0, p.nparams * sizeof *p.av);
-    int r0 = rank_of(&p, pos), same = 1;
-    float *w1 = malloc(3 * p.nparams * sizeof *w1), *m1 = w1 + p.nparams, *v1 = m1 + p.nparams;
+    memset(p->am, 0, p->nparams * sizeof *p->am);
+    memset(p->av, 0, p->nparams * sizeof *p->av);
+    int r0 = rank_of(p, pos), same = 1;
+    float *w1 = malloc(3 * p->nparams * sizeof *w1), *m1 = w1 + p->nparams, *v1 = m1 + p->nparams;
     for (long t = 1; t <= 60; t++) {
-        memset(p.g, 0, p.nparams * sizeof *p.g);
-        pm_head_train_user(&p, h, G, hist, 2, pos, 1.0f, &loss);
-        memcpy(w1, p.w, p.nparams * sizeof *w1), memcpy(m1, p.am, p.nparams * sizeof *m1), memcpy(v1, p.av, p.nparams * sizeof *v1);
-        nn_adam_step(&opt, t, w1, p.g, m1, v1, p.nparams);
-        for (int j = 0; j < p.nsp; j++) {
-            size_t k = (size_t)(p.sp[j].a - p.w);
-            w1[k] = p.w[k], m1[k] = p.am[k], v1[k] = p.av[k];
-            if (residual) nn_adam_step(&opt5, t, w1 + k, p.g + k, m1 + k, v1 + k, 1);
+        memset(p->g, 0, p->nparams * sizeof *p->g);
+        pm_head_train_user(p, h, G, hist, 2, pos, 1.0f, &loss);
+        memcpy(w1, p->w, p->nparams * sizeof *w1), memcpy(m1, p->am, p->nparams * sizeof *m1), memcpy(v1, p->av, p->nparams * sizeof *v1);
+        nn_adam_step(&opt, t, w1, p->g, m1, v1, p->nparams);
+        for (int j = 0; j < p->nsp; j++) {
+            size_t k = (size_t)(p->sp[j].a - p->w);
+            w1[k] = p->w[k], m1[k] = p->am[k], v1[k] = p->av[k];
+            if (hc->residual) nn_adam_step(&opt5, t, w1 + k, p->g + k, m1 + k, v1 + k, 1);
         }
-        p.t = t;
-        pm_head_adam_step(&p, &opt, 0.05f);
-        same &= !memcmp(w1, p.w, p.nparams * sizeof *w1) && !memcmp(m1, p.am, p.nparams * sizeof *m1);
+        p->t = t;
+        pm_head_adam_step(p, &opt, 0.05f);
+        same &= !memcmp(w1, p->w, p->nparams * sizeof *w1) && !memcmp(m1, p->am, p->nparams * sizeof *m1);
     }
     free(w1);
-    CHECK(same, "pm_head_adam_step: Adam at 0.01, the residual weights at 0.05 (%s)", residual ? "trained" : "kept");
-    pm_head_scores(&p, h, G, hist, 2);
-    CHECK(rank_of(&p, pos) == 0, "after 60 steps the positive ranks first (rank %d, was %d)", rank_of(&p, pos), r0);
-    free(g);
-    pm_free(&p);
-    dm_cfg_free(&cfg);
-    dm_dataset_free(&d);
-    dm_raw_free(&raw);
-    dm_meta_free(&meta);
+    CHECK(same, "pm_head_adam_step: Adam at 0.01, the residual weights at 0.05 (%s)", hc->residual ? "trained" : "kept");
+    pm_head_scores(p, h, G, hist, 2);
+    CHECK(rank_of(p, pos) == 0, "after 60 steps the positive ranks first (rank %d, was %d)", rank_of(p, pos), r0);
+}
+
+static void test_head(int residual, int cf, int nolm)
+{
+    head_case hc = {.residual = residual, .cf = cf, .nolm = nolm};
+    if (head_setup(&hc)) return;
+    head_untrained(&hc);
+    head_random_scores(&hc);
+    head_gradients(&hc);
+    head_adam_steps(&hc);
+    pm_free(&hc.p);
+    dm_cfg_free(&hc.cfg);
+    dm_dataset_free(&hc.d);
+    dm_raw_free(&hc.raw);
+    dm_meta_free(&hc.meta);
 }
 
 int main(void)

@@ -457,6 +457,22 @@ static double maxdiff(const float *a, const float *b, size_t n, double *scale)
     return m;
 }
 
+/* The bf16 logits lb (n, V) against the f32 ones lf: *worst = the largest |lb - lf| in units of its
+ * LAMBDA-sigma budget, sigma = su ||h_i o w_j||_2 (h (n, C) the f32 final hidden states, w (V, C)
+ * the output head, su the model's sigma_unit); *smax = the largest sigma. */
+static void logit_budget(const float *lb, const float *lf, const float *h, const float *w, int n, int V, int C,
+                         double su, double *worst, double *smax)
+{
+    *worst = *smax = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < V; j++) {
+            double sig = su * norm2_prod(h + (size_t)i * C, w + (size_t)j * C, C);
+            double e = fabs((double)lb[(size_t)i * V + j] - lf[(size_t)i * V + j]) / (LAMBDA * sig);
+            *worst = e > *worst ? e : *worst;
+            *smax = sig > *smax ? sig : *smax;
+        }
+}
+
 static void test_vs_f32(void)
 {
     int L = 2, C = 64, B = 2, T = 72, V = 300, ns = 8; /* T >= 64: the blocked attention */
@@ -478,14 +494,8 @@ static void test_vs_f32(void)
     size_t nl = (size_t)B * T * V;
     if (gpt2_forward(&mf, in, soft, ns, tg, B, T, (float)nt, GPT2_KEEP)) die();
     if (gpt2_forward(&mb, in, soft, ns, tg, B, T, (float)nt, GPT2_KEEP)) die();
-    double sc, dl = maxdiff(mb.acts.logits, mf.acts.logits, nl, &sc), worst = 0, smax = 0;
-    for (int i = 0; i < B * T; i++)
-        for (int j = 0; j < V; j++) {
-            double sig = sigma_unit(L) * norm2_prod(mf.acts.lnf + (size_t)i * C, mf.params.wte + (size_t)j * C, C);
-            double e = fabs((double)mb.acts.logits[(size_t)i * V + j] - mf.acts.logits[(size_t)i * V + j]) / (LAMBDA * sig);
-            worst = e > worst ? e : worst;
-            smax = sig > smax ? sig : smax;
-        }
+    double sc, dl = maxdiff(mb.acts.logits, mf.acts.logits, nl, &sc), worst, smax;
+    logit_budget(mb.acts.logits, mf.acts.logits, mf.acts.lnf, mf.params.wte, B * T, V, C, sigma_unit(L), &worst, &smax);
     double tz = LAMBDA * smax;
     double dloss = fabs((double)mb.loss - mf.loss);
     if (gpt2_backward(&mf, NULL, NULL, d1, 0)) die();
@@ -708,6 +718,21 @@ static int child(void)
     return 0;
 }
 
+/* Runs this binary with DM_NO_BF16=1 and `flag` (its child mode): its output (stdout and stderr) into
+ * out, the count of its fallback warnings into *warns; returns its exit status (-1: not started). */
+static int run_child(const char *self, const char *flag, char *out, size_t cap, int *warns)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "DM_NO_BF16=1 '%s' %s 2>&1", self, flag);
+    FILE *f = popen(cmd, "r");
+    size_t n = f ? fread(out, 1, cap - 1, f) : 0;
+    out[n] = '\0';
+    int rc = f ? pclose(f) : -1;
+    *warns = 0;
+    for (const char *s = out; (s = strstr(s, "warning: lm:")) != NULL; s++) (*warns)++;
+    return rc;
+}
+
 static void test_fallback(const char *self)
 {
     gpt2_model m;
@@ -726,14 +751,8 @@ static void test_fallback(const char *self)
     }
     gpt2_free(&m);
 
-    char cmd[4200], out[4096] = "";
-    snprintf(cmd, sizeof cmd, "DM_NO_BF16=1 '%s' --child 2>&1", self);
-    FILE *f = popen(cmd, "r");
-    size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
-    out[n] = '\0';
-    int rc = f ? pclose(f) : -1;
-    int warns = 0;
-    for (const char *s = out; (s = strstr(s, "warning: lm:")) != NULL; s++) warns++;
+    char out[4096];
+    int warns, rc = run_child(self, "--child", out, sizeof out, &warns);
     printf("  DM_NO_BF16=1: %s", out);
     CHECK(rc == 0, "the child failed (%d)", rc);
     CHECK(strstr(out, "child: available 0, precision f32 f32, same as f32 1") != NULL, "the child did not fall back to f32");
@@ -887,14 +906,9 @@ static void test_llama_vs_f32(const char *what, int NH, int NKV, int hd, int V, 
     size_t nl = (size_t)B * T * V;
     if (llama_forward(&mf, in, soft, ns, tg, B, T, (float)nt, LLAMA_KEEP)) die();
     if (llama_forward(&mb, in, soft, ns, tg, B, T, (float)nt, LLAMA_KEEP)) die();
-    double sc, dl = maxdiff(mb.acts.logits, mf.acts.logits, nl, &sc), worst = 0, smax = 0;
-    for (int i = 0; i < B * T; i++)
-        for (int j = 0; j < V; j++) {
-            double sig = llama_sigma_unit(L) * norm2_prod(mf.acts.xf + (size_t)i * D, mf.params.head + (size_t)j * D, D);
-            double e = fabs((double)mb.acts.logits[(size_t)i * V + j] - mf.acts.logits[(size_t)i * V + j]) / (LAMBDA * sig);
-            worst = e > worst ? e : worst;
-            smax = sig > smax ? sig : smax;
-        }
+    double sc, dl = maxdiff(mb.acts.logits, mf.acts.logits, nl, &sc), worst, smax;
+    logit_budget(mb.acts.logits, mf.acts.logits, mf.acts.xf, mf.params.head, B * T, V, D, llama_sigma_unit(L), &worst,
+                 &smax);
     double tz = LAMBDA * smax, dloss = fabs((double)mb.loss - mf.loss);
     /* the logits of the target rows alone are bitwise the full forward's (the kernel's rows are
      * independent), and so is the gradient through them */
@@ -1151,14 +1165,8 @@ static void test_llama_fallback(const char *self)
           "lm_set_precision(\"f32\") on a Llama: precision %d", lm_precision(&lm));
     llama_free(&lm.llama);
 
-    char cmd[4200], out[4096] = "";
-    snprintf(cmd, sizeof cmd, "DM_NO_BF16=1 '%s' --child-llama 2>&1", self);
-    FILE *f = popen(cmd, "r");
-    size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
-    out[n] = '\0';
-    int rc = f ? pclose(f) : -1;
-    int warns = 0;
-    for (const char *s = out; (s = strstr(s, "warning: lm:")) != NULL; s++) warns++;
+    char out[4096];
+    int warns, rc = run_child(self, "--child-llama", out, sizeof out, &warns);
     printf("  Llama, DM_NO_BF16=1: %s", out);
     CHECK(rc == 0, "the Llama child failed (%d)", rc);
     CHECK(strstr(out, "llama child: available 0, precision 0 0, copies 0 bytes, same as f32 1") != NULL,

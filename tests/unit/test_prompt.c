@@ -28,6 +28,39 @@ static double loss(const nn_mlp *p, nn_mlp_acts *a, const float *x, int N, const
     return s;
 }
 
+/* (L(v + h) - L(v - h)) / 2h at one element v of the weights or of the inputs x, h = 1e-2 (v restored) */
+static double central_diff(const nn_mlp *p, nn_mlp_acts *a, const float *x, int N, const float *R, float *v)
+{
+    float keep = *v, h = 1e-2f, ys[5 * 10];
+    *v = keep + h;
+    double lp = loss(p, a, x, N, R, ys);
+    *v = keep - h;
+    double lm = loss(p, a, x, N, R, ys);
+    *v = keep;
+    return (lp - lm) / (2 * h);
+}
+
+/* From a full forward's logits row lg (V = 40): log p(next), and the log-probability of a soft
+ * token of embedding e after hidden state h (C = 16) as one more vocabulary entry. */
+static double ref_logp(const float *lg, int next)
+{
+    double mx = -1e30, z = 0;
+    for (int v = 0; v < 40; v++) mx = fmax(mx, lg[v]);
+    for (int v = 0; v < 40; v++) z += exp(lg[v] - mx);
+    return lg[next] - mx - log(z);
+}
+
+static double ref_soft_logp(const float *lg, const float *h, const float *e)
+{
+    double mx = -1e30, z = 0, ls = 0;
+    for (int v = 0; v < 40; v++) mx = fmax(mx, lg[v]);
+    for (int q = 0; q < 16; q++) ls += (double)h[q] * e[q];
+    mx = fmax(mx, ls);
+    for (int v = 0; v < 40; v++) z += exp(lg[v] - mx);
+    z += exp(ls - mx);
+    return ls - mx - log(z);
+}
+
 /* gpt2_cache_score_soft against full forwards: title log-likelihoods and the soft token scored
  * through the tied head as one more vocabulary entry */
 static void test_score_soft(void)
@@ -60,20 +93,8 @@ static void test_score_soft(void)
         double want = 0;
         for (int j = 0; j <= n; j++) {
             const float *lg = m.acts.logits + (size_t)(6 + j) * 40, *h = m.acts.lnf + (size_t)(6 + j) * 16;
-            double mx = -1e30, z = 0;
-            for (int v = 0; v < 40; v++) mx = fmax(mx, lg[v]);
-            if (j < n) {
-                for (int v = 0; v < 40; v++) z += exp(lg[v] - mx);
-                want += lg[tokens[off[i] + j]] - mx - log(z);
-            } else {
-                double ls = 0;
-                for (int q = 0; q < 16; q++) ls += (double)h[q] * esoft[i * 16 + q];
-                mx = fmax(mx, ls);
-                for (int v = 0; v < 40; v++) z += exp(lg[v] - mx);
-                z += exp(ls - mx);
-                double want_s = ls - mx - log(z);
-                worst = fmax(worst, fabs(want_s - lls[i]));
-            }
+            if (j < n) want += ref_logp(lg, tokens[off[i] + j]);
+            else worst = fmax(worst, fabs(ref_soft_logp(lg, h, esoft + i * 16) - lls[i]));
         }
         worst = fmax(worst, fabs(want - ll[i]));
     }
@@ -105,21 +126,9 @@ static void test_score_soft(void)
         double want = 0, want_s = 0;
         for (int j = 0; j <= n; j++) {
             const float *lg = m.acts.logits + (size_t)(6 + j) * 40, *h = m.acts.lnf + (size_t)(6 + j) * 16;
-            double mx = -1e30, z = 0;
-            for (int v = 0; v < 40; v++) mx = fmax(mx, lg[v]);
-            if (j < n) {
-                int next = mtok[moff[i] + j];
-                if (next < 0) continue;
-                for (int v = 0; v < 40; v++) z += exp(lg[v] - mx);
-                want += lg[next] - mx - log(z);
-            } else {
-                double ls = 0;
-                for (int q = 0; q < 16; q++) ls += (double)h[q] * esoft[i * 16 + q];
-                mx = fmax(mx, ls);
-                for (int v = 0; v < 40; v++) z += exp(lg[v] - mx);
-                z += exp(ls - mx);
-                want_s = ls - mx - log(z);
-            }
+            int next = j < n ? mtok[moff[i] + j] : -1;
+            if (j == n) want_s = ref_soft_logp(lg, h, esoft + i * 16);
+            else if (next >= 0) want += ref_logp(lg, next);
         }
         worst = fmax(worst, fmax(fabs(want - ll[i]), fabs(want_s - lls[i])));
     }
@@ -503,27 +512,14 @@ int main(void)
     /* finite differences (central, in float; step 1e-2 with a tolerance relative to the gradient) */
     int bad = 0;
     double worst = 0;
-    float ys[5 * 10];
     for (size_t k = 0; k < n; k++) {
-        float keep = w[k], h = 1e-2f;
-        w[k] = keep + h;
-        double lp = loss(&p, &a, x, N, R, ys);
-        w[k] = keep - h;
-        double lm = loss(&p, &a, x, N, R, ys);
-        w[k] = keep;
-        double fd = (lp - lm) / (2 * h), e = fabs(fd - g2[k]);
+        double fd = central_diff(&p, &a, x, N, R, &w[k]), e = fabs(fd - g2[k]);
         worst = fmax(worst, e / (1e-2 + fabs(g2[k])));
         if (e > 2e-3 + 2e-2 * fabs(g2[k])) bad++;
     }
     CHECK(bad == 0, "%d of %zu parameter gradients disagree with finite differences (worst relative %.3g)", bad, n, worst);
     for (int k = 0; k < N * 7; k++) {
-        float keep = x[k], h = 1e-2f;
-        x[k] = keep + h;
-        double lp = loss(&p, &a, x, N, R, ys);
-        x[k] = keep - h;
-        double lm = loss(&p, &a, x, N, R, ys);
-        x[k] = keep;
-        double fd = (lp - lm) / (2 * h);
+        double fd = central_diff(&p, &a, x, N, R, &x[k]);
         if (fabs(fd - dx2[k]) > 2e-3 + 2e-2 * fabs(dx2[k])) bad++;
     }
     CHECK(bad == 0, "input gradients disagree with finite differences");

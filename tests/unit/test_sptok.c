@@ -16,6 +16,7 @@
 #include "../../src/core/err.h"
 #include "../../src/lm/sptok.h"
 #include "tap.h"
+#include "testlib.h"
 
 #include "../../src/core/json.h"
 #include "../../src/core/lines.h"
@@ -267,43 +268,34 @@ static const char *hand_corpus[] = {
     "La Roche-Posay Toleriane Double Repair Face Moisturizer, 3.38 fl oz",
     "The llama (/\xcb\x88l\xc9\x91\xcb\x90m\xc9\x99/; \xf0\x9f\xa6\x99Spanish pronunciation: [\xcb\x88\xca\x8e" "ama])"};
 
-static void push_record(dm_buf *b, const char *s, size_t n)
+typedef struct {
+    dm_strtab *texts;
+    long n;
+} title_texts;
+
+/* the title of one metadata record */
+static void add_title(const dm_json *root, void *ctx)
 {
-    uint32_t l = (uint32_t)n;
-    dm_buf_add(b, &l, 4);
-    dm_buf_add(b, s, n);
+    title_texts *tt = ctx;
+    const dm_json *t = dm_json_get(root, "title");
+    /* literal <s> / </s> / <unk> are parsed as special tokens by tokenizers.js only */
+    if (t && t->type == DM_JSTR && t->len && !strstr(t->str, "<s>") && !strstr(t->str, "</s>") &&
+        !strstr(t->str, "<unk>")) {
+        dm_strtab_add(tt->texts, t->str, t->len);
+        tt->n++;
+    }
 }
 
 /* Amazon Beauty titles (Python-literal lines) */
 static long add_titles(dm_strtab *texts, const char *path)
 {
-    dm_lines r;
-    if (dm_lines_open(&r, path)) return -1;
-    dm_jdoc doc = {0};
-    char *line;
-    size_t len;
-    long n = 0;
-    while (dm_lines_next(&r, &line, &len) == DM_OK && line) {
-        dm_json *root;
-        dm_jerr err;
-        dm_jdoc_reset(&doc);
-        if (dm_json_parse(&doc, line, len, 1, &root, &err)) continue;
-        const dm_json *t = dm_json_get(root, "title");
-        /* literal <s> / </s> / <unk> are parsed as special tokens by tokenizers.js only */
-        if (t && t->type == DM_JSTR && t->len && !strstr(t->str, "<s>") && !strstr(t->str, "</s>") &&
-            !strstr(t->str, "<unk>")) {
-            dm_strtab_add(texts, t->str, t->len);
-            n++;
-        }
-    }
-    dm_jdoc_free(&doc);
-    dm_lines_close(&r);
-    return n;
+    title_texts tt = {texts, 0};
+    return tl_each_json_line(path, 0, add_title, &tt) ? -1 : tt.n;
 }
 
 static void test_parity(void)
 {
-    const char *build = getenv("DM_BUILD"), *tmp = getenv("DM_TMP"), *data = getenv("DM_DATA");
+    const char *build = getenv("DM_BUILD"), *tmp = getenv("DM_TMP");
     char mod[4096], cmd[24000], path[4200];
     if (!build || !tmp) {
         printf("  note: DM_BUILD / DM_TMP not set: the parity part is skipped\n");
@@ -331,19 +323,14 @@ static void test_parity(void)
     for (size_t i = 0; i < n_hand; i++) dm_strtab_add(&texts, hand_corpus[i], strlen(hand_corpus[i]));
     long n_titles = 0;
     char meta[4200];
-    snprintf(meta, sizeof meta, "%s/amazon-beauty/meta_Beauty.json.gz", data ? data : "");
-    if (data && *data && access(meta, R_OK) == 0) {
+    if (tl_beauty_meta(meta, sizeof meta)) {
         n_titles = add_titles(&texts, meta);
         CHECK(n_titles > 0, "cannot read titles from %s", meta);
     } else {
         printf("  note: DM_DATA absent: parity on the hand corpus only\n");
     }
     dm_buf in = {0};
-    for (size_t i = 0; i < texts.n; i++) {
-        size_t len;
-        const char *s = dm_strtab_get(&texts, i, &len);
-        push_record(&in, s, len);
-    }
+    tl_length_records(&in, &texts);
     char js[4200], jp[4200], ip[4200], op[4200];
     snprintf(js, sizeof js, "%s/sptok_ref.mjs", tmp);
     snprintf(jp, sizeof jp, "%s/llama2_tokenizer.json", tmp);

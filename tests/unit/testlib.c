@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int tap_fail_count;
 int tap_check_count;
@@ -94,14 +95,24 @@ static void parse_checked(tl_manifest *m, size_t len, const char *path)
     CHECK(dm_json_parse(&m->doc, m->text, len, 0, &m->root, &err) == 0, "parse %s: %s", path, err.what);
 }
 
+const char *tl_ref_dir(void)
+{
+    const char *ref = getenv("DM_REF_DIR");
+    if (!ref) printf("# DM_REF_DIR unset: PyTorch parity not checked (run through tests/run.sh)\n");
+    return ref;
+}
+
+void tl_with_ref(void (*test)(const char *ref))
+{
+    const char *ref = tl_ref_dir();
+    if (ref) test(ref);
+}
+
 int tl_manifest_open(tl_manifest *m, const char *sub, const char *format)
 {
     memset(m, 0, sizeof *m);
-    const char *ref = getenv("DM_REF_DIR");
-    if (!ref) {
-        printf("# DM_REF_DIR unset: PyTorch parity not checked (run through tests/run.sh)\n");
-        return 1;
-    }
+    const char *ref = tl_ref_dir();
+    if (!ref) return 1;
     char path[1100];
     snprintf(m->dir, sizeof m->dir, "%s/%s", ref, sub);
     snprintf(path, sizeof path, "%s/manifest.json", m->dir);
@@ -315,4 +326,96 @@ const char *tl_str(const dm_strtab *t, size_t i)
     k = (k + 1) % 4;
     snprintf(b[k], sizeof b[k], "%.*s", (int)l, s);
     return b[k];
+}
+
+/* ---- safetensors references ---- */
+
+int tl_st_open_ref(safetensors_file *f, char *dir, size_t cap, const char *root, const char *sub, const char *test)
+{
+    snprintf(dir, cap, "%s/%s", root, sub);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/ref.safetensors", dir);
+    if (!safetensors_open(f, path)) return 0;
+    dm_error_print(test);
+    printf("FAIL: no reference (tests/reference/gen_%s.py writes it)\n", sub);
+    return 1;
+}
+
+float *tl_st_get(safetensors_file *f, const char *name, size_t *n)
+{
+    const safetensors_tensor *t = safetensors_find(f, name);
+    if (!t) {
+        printf("FAIL: reference tensor '%s' missing\n", name);
+        exit(1);
+    }
+    float *x = malloc(t->numel * sizeof *x + 1);
+    if (safetensors_read_f32(f, t, x)) exit(1);
+    if (n) *n = t->numel;
+    return x;
+}
+
+int *tl_st_get_int(safetensors_file *f, const char *name, size_t *n)
+{
+    size_t k;
+    float *v = tl_st_get(f, name, &k);
+    int *x = malloc(k * sizeof *x + 1);
+    for (size_t i = 0; i < k; i++) x[i] = (int)v[i];
+    free(v);
+    if (n) *n = k;
+    return x;
+}
+
+double tl_maxdiff_nan(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > m || isnan(d)) m = isnan(d) ? INFINITY : d;
+    }
+    return m;
+}
+
+/* ---- text corpora ---- */
+
+int tl_each_json_line(const char *path, int strict, void (*fn)(const dm_json *root, void *ctx), void *ctx)
+{
+    dm_lines r;
+    if (dm_lines_open(&r, path)) return -1;
+    dm_jdoc doc = {0};
+    char *line;
+    size_t len;
+    int rc = 0;
+    while (dm_lines_next(&r, &line, &len) == DM_OK && line) {
+        dm_json *root;
+        dm_jerr err;
+        dm_jdoc_reset(&doc);
+        if (!dm_json_parse(&doc, line, len, 1, &root, &err)) {
+            fn(root, ctx);
+        } else if (strict) {
+            printf("FAIL: %s:%lld: %s\n", path, (long long)r.lineno, err.what);
+            rc = -1;
+            break;
+        }
+    }
+    dm_jdoc_free(&doc);
+    dm_lines_close(&r);
+    return rc;
+}
+
+int tl_beauty_meta(char *path, size_t cap)
+{
+    const char *data = getenv("DM_DATA");
+    snprintf(path, cap, "%s/amazon-beauty/meta_Beauty.json.gz", data ? data : "");
+    return data && *data && access(path, R_OK) == 0;
+}
+
+int tl_length_records(dm_buf *out, const dm_strtab *texts)
+{
+    for (size_t i = 0; i < texts->n; i++) {
+        size_t n;
+        const char *s = dm_strtab_get(texts, i, &n);
+        unsigned char l[4] = {(unsigned char)n, (unsigned char)(n >> 8), (unsigned char)(n >> 16), (unsigned char)(n >> 24)};
+        if (dm_buf_add(out, l, 4) || dm_buf_add(out, s, n)) return DM_ENOMEM;
+    }
+    return DM_OK;
 }

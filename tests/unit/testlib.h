@@ -19,6 +19,7 @@
 #include "../../src/core/json.h"
 #include "../../src/core/rng.h"
 #include "../../src/data/dataset.h"
+#include "../../src/lm/safetensors.h"
 #include "../../src/model/model.h"
 
 #include <stddef.h>
@@ -45,6 +46,12 @@ void tl_free_list(void *const *p, size_t n);
     tl_free_list((void *const[]){__VA_ARGS__}, sizeof((void *const[]){__VA_ARGS__}) / sizeof(void *))
 
 /* ---- reference files ------------------------------------------------------------------------- */
+
+/* DM_REF_DIR, or NULL when it is unset (said on stdout: PyTorch parity not checked). */
+const char *tl_ref_dir(void);
+/* Runs test(DM_REF_DIR), the parity test of a reference generator's dumps; when DM_REF_DIR is unset
+ * only says so (tl_ref_dir). */
+void tl_with_ref(void (*test)(const char *ref));
 
 /* A manifest DM_REF_DIR/SUB/manifest.json: the directory of its raw dumps, its text and parse. */
 typedef struct {
@@ -91,6 +98,33 @@ long long tl_jint(const dm_json *o, const char *k);
 double tl_jnum(const dm_json *o, const char *k);
 /* element i of an array of integers: 0 (said on stdout) when missing */
 long long tl_jat(const dm_json *arr, size_t i);
+
+/* ---- safetensors references (the language models' tests) ------------------------------------ */
+
+/* Opens ROOT/SUB/ref.safetensors, written by tests/reference/gen_SUB.py, into f and puts ROOT/SUB
+ * into dir (cap bytes): 0, or 1 with the failure printed as `test`'s. */
+int tl_st_open_ref(safetensors_file *f, char *dir, size_t cap, const char *root, const char *sub, const char *test);
+/* Tensor `name` of the reference f as floats (a new buffer of one element more than its numel),
+ * *n (optional) = its numel; exits 1 (said on stdout) when it is missing or unreadable. */
+float *tl_st_get(safetensors_file *f, const char *name, size_t *n);
+/* The same rounded to int (the reference stores token ids as floats). */
+int *tl_st_get_int(safetensors_file *f, const char *name, size_t *n);
+/* max |a_i - b_i| with NaN counted as infinite, so that a NaN never passes a tolerance */
+double tl_maxdiff_nan(const float *a, const float *b, size_t n);
+
+/* ---- text corpora (the tokenizers' parity tests) ------------------------------------------------ */
+
+/* Hands every line of the JSON-lines file `path` (Python literals allowed; read through dm_lines, so
+ * gzip too) to fn(root, ctx). A line that does not parse is skipped or, with strict, ends the walk
+ * (said on stdout as FAIL path:line). Returns 0, or -1 when the file cannot be opened or a strict
+ * parse failed. */
+int tl_each_json_line(const char *path, int strict, void (*fn)(const dm_json *root, void *ctx), void *ctx);
+/* The Amazon Beauty metadata file under DM_DATA into path (cap bytes): 1 when it is readable, 0 when
+ * DM_DATA is unset or lacks it. */
+int tl_beauty_meta(char *path, size_t cap);
+/* Appends the strings of texts to out as the reference scripts read them: per string its byte
+ * length (32-bit little-endian), then its bytes. Returns 0 or an allocation error. */
+int tl_length_records(dm_buf *out, const dm_strtab *texts);
 
 /* ---- small datasets -------------------------------------------------------------------------- */
 
