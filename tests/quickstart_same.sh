@@ -32,9 +32,10 @@ if [ ! -f "$W/ref/done" ]; then
 fi
 # the working tree's build (BUILD, default build); its outputs in a directory of this process
 B=${BUILD:-build}
+case $B in /*) ;; *) B=$PWD/$B ;; esac
 make BUILD="$B" -j2 all > /dev/null
 N="$W/new.$$"; rm -rf "$N"; mkdir -p "$N"
-pipeline "$PWD/$B/dynmm" "$N"
+pipeline "$B/dynmm" "$N"
 for r in main stream; do
   echo "== $r (working tree vs $REV)"
   /usr/bin/python3 tests/reference/compare_runs.py "$W/ref/$r" "$N/$r" --tol "$TOL"
