@@ -95,7 +95,7 @@ static const char USAGE[] =
 
 /* the explain.* keys of the evidence encoder and its losses (llm_explain trains here); the rest of
    explain.* belongs to the explain stage */
-static const char *const prompt_config_groups[] = {"prompt", "lm.precision", "explain.attr_temperature", "explain.faith_delta", "explain.hidden", "explain.k_attrs",
+static const char *const prompt_config_groups[] = {"prompt", "lm.precision", "lm.train_precision", "explain.attr_temperature", "explain.faith_delta", "explain.hidden", "explain.k_attrs",
                                             "explain.item_tokens", "explain.k_items", "explain.k_users", "explain.latency_per_candidate",
                                             "explain.modality", "explain.rationale_tokens", "explain.similarity", "explain.templates",
                                             "explain.tokens", "explain.user_tokens", "explain.w_expl",
@@ -951,6 +951,13 @@ static int prompt_train(prompt_ws *w, size_t k)
     memcpy(w->order, w->ts.users, w->ts.n * sizeof *w->order);
     int rc = prompt_train_begin(w, k, &t);
     int head = t.p->head && t.epochs > 0, pat = (int)dm_cfg_int(w->cfg, "prompt.patience");
+    const char *tp = dm_cfg_str(w->cfg, "lm.train_precision"), *sp = dm_cfg_str(w->cfg, "lm.precision");
+    int switched = !rc && t.epochs > 0 && strcmp(tp, "same") && strcmp(tp, sp);
+    if (switched) { /* lm.train_precision: training in another precision than scoring */
+        rc = lm_set_precision(&t.p->lm, tp);
+        rc = par_agree(w->ctx, rc);
+        if (!rc) dm_log("  %s: trains with the LM in %s (lm.train_precision), scores in %s", t.name, tp, sp);
+    }
     if (!rc && head && !t.found) {
         rc = prompt_validate(w, &t, 0);
         if (!rc)
@@ -971,6 +978,10 @@ static int prompt_train(prompt_ws *w, size_t k)
         if (!rc) rc = prompt_epoch_end(w, &t, ep);
     }
     ckpt_signals_restore();
+    if (switched) {
+        int r2 = lm_set_precision(&t.p->lm, sp);
+        if (!rc) rc = r2;
+    }
     if (!rc && head) {
         memcpy(t.p->w, t.best, t.p->nparams * sizeof *t.best);
         w->best_ep[k] = t.vbest_ep;

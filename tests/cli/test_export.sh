@@ -2,7 +2,8 @@
 # `dynmm export`, `dynmm info` on results files, and analysis/dynmm_results.py:
 #  - a small run on TSV data whose ids are strings in no particular order (so a dense index is never
 #    mistaken for an original id), under leave-one-out and the temporal split (users with several
-#    or no held-out items), and a streaming run (stream.h5's prequential means)
+#    or no held-out items), a streaming run (stream.h5's prequential means) and the LLM recommenders'
+#    run (prompt.h5: latent_head and llm beside SASRec and the aligner, sampled and top-N protocols)
 #  - every line of the export is checked against the HDF5 rows read here with h5py, independently
 #    of the exporter and of the reader: the user's original id, the original ids of the user's
 #    held-out items in that split (from dataset.h5's split, in stored order), the value bitwise (the
@@ -10,7 +11,8 @@
 #  - --metrics and a .tsv --out; two ranks write the same bytes as one; --out - is the table alone
 #  - analysis/dynmm_results.py: read_file (the HDF5 files) gives the same rows as read_export (the
 #    table), and its means equal the 'mean' attribute eval stores; wide() pairs users across models
-#  - `dynmm info` prints each entry's users and means (as eval's 'mean' attribute, 4 decimals)
+#  - `dynmm info` prints each entry's users and means (the stored 'mean' attribute, 4 decimals, itself the
+#    mean of the rows) for results.h5 and prompt.h5 (LLM recommenders beside SASRec and the aligner)
 #  - refused: a results file of another dataset (naming both), an unknown metric (listing the
 #    file's), a file that holds no per-user metrics, a directory without results
 set -u
@@ -43,12 +45,20 @@ $DM_MPIRUN -n 2 $B run --set run.dir="$W/stream" --set 'run.stages=[synth,train-
   --set split.protocol=stream --set sasrec.epochs=1 --set sasrec.eval_every=1 --set sasrec.hidden=16 --set 'cf.models=[sasrec]' \
   --set align.epochs=1 --set align.hidden=16 --set align.dim=8 --set window.count=3 --set 'stream.variants=[static,adapter]' \
   --set adapter.steps=5 --set adapter.hidden=16 < /dev/null > "$W/stream.log" 2>&1 || { tail -20 "$W/stream.log"; fail "the stream run"; }
+# prompt.h5: the LLM recommenders' rows (an untrained latent_head and llm) beside SASRec's and the aligner's
+$DM_MPIRUN -n 2 $B run --set run.dir="$W/prompt" --set 'run.stages=[synth,train-cf,align,lm,prompt]' --set synth.users=120 \
+  --set synth.items=60 --set sasrec.epochs=1 --set sasrec.eval_every=1 --set sasrec.hidden=16 --set sasrec.maxlen=12 --set 'cf.models=[sasrec]' \
+  --set align.epochs=1 --set align.hidden=16 --set align.dim=8 --set lm.steps=10 --set lm.warmup=2 --set lm.vocab=400 \
+  --set lm.layers=1 --set lm.width=32 --set lm.heads=2 --set lm.seq_len=32 --set lm.batch=4 --set prompt.user_tokens=2 \
+  --set prompt.history=3 --set prompt.title_tokens=6 --set prompt.hidden=16 --set 'prompt.models=[latent_head,llm]' \
+  --set prompt.epochs=0 --set prompt.head_epochs=0 --set 'prompt.protocols=[uni19,top20]' --set prompt.eval_users=40 \
+  --set 'prompt.latency_tokens=[]' < /dev/null > "$W/prompt.log" 2>&1 || { tail -20 "$W/prompt.log"; fail "the prompt run"; }
 
 # every run exported beside its files; the loo run also to one TSV with two metrics, at 1 and 2 ranks
-for r in loo temporal stream; do
+for r in loo temporal stream prompt; do
   $B export "$W/$r" > "$W/export_$r.log" 2>&1 || { cat "$W/export_$r.log"; fail "dynmm export $W/$r"; }
 done
-[ -s "$W/loo/results.csv" ] && [ -s "$W/temporal/results.csv" ] && [ -s "$W/stream/stream.csv" ] || fail "export wrote no table beside the files"
+[ -s "$W/loo/results.csv" ] && [ -s "$W/temporal/results.csv" ] && [ -s "$W/stream/stream.csv" ] && [ -s "$W/prompt/prompt.csv" ] || fail "export wrote no table beside the files"
 grep -q "results.h5: [0-9]* lines from 8 split/protocol/model entries -> $W/loo/results.csv" "$W/export_loo.log" ||
   { cat "$W/export_loo.log"; fail "export does not say what it wrote"; }
 $B export "$W/loo/results.h5" --metrics ndcg@10,mrr --out "$W/two.tsv" > /dev/null || fail "export --metrics --out .tsv"
@@ -111,8 +121,14 @@ with open(W + "/temporal/results.csv") as f:
     multi = max(len(r["items"].split()) for r in csv.DictReader(f))
 assert multi > 1, "temporal split: expected users with several held-out items"
 n4, _ = check("stream", "stream", W + "/stream/stream.csv")
+n5, _ = check("prompt", "prompt", W + "/prompt/prompt.csv", split_name="loo")
+with open(W + "/prompt/prompt.csv") as f:
+    rows = list(csv.DictReader(f))
+got = {(r["model"], r["split"], r["protocol"]) for r in rows}
+want = {(m, s, p) for m in ("latent_head", "llm", "align", "sasrec") for s in ("valid", "test") for p in ("uni19", "top20")}
+assert got == want, ("prompt.h5 entries exported", sorted(got ^ want))
 print("ok: every line of the export is the HDF5 cell with the original ids: loo %d lines (%d in the 2-metric TSV), temporal %d "
-      "(up to %d held-out items per user), stream %d" % (n, n2, n3, multi, n4))
+      "(up to %d held-out items per user), stream %d, prompt %d" % (n, n2, n3, multi, n4, n5))
 EOF
 
 # the reader: the files and the table give the same rows; its means are eval's
@@ -120,7 +136,7 @@ PYTHONPATH=$ROOT/analysis $PY - "$W" <<'EOF' || exit 1
 import sys, h5py
 import dynmm_results as dr
 W = sys.argv[1]
-for run, src in (("loo", "results"), ("temporal", "results"), ("stream", "stream")):
+for run, src in (("loo", "results"), ("temporal", "results"), ("stream", "stream"), ("prompt", "prompt")):
     a = dr.read_file("%s/%s/%s.h5" % (W, run, src))
     b = dr.read_export("%s/%s/%s.csv" % (W, run, src))
     key = lambda r: tuple(r[k] for k in dr.COLUMNS)
@@ -143,24 +159,27 @@ assert set(t) == {"pop", "ease"} and set(t["pop"]) == set(t["ease"]) and len(t["
 print("ok: reader rows from the HDF5 files = rows from the export; means within %.1e of eval's; %d paired users" % (worst, len(t["pop"])))
 EOF
 
-# dynmm info: users and means per entry, as eval stored them
-$B info "$W/loo/results.h5" > "$W/info.log" 2>&1 || { cat "$W/info.log"; fail "dynmm info results.h5"; }
-$PY - "$W/loo/results.h5" "$W/info.log" <<'EOF' || exit 1
-import sys, h5py
+# dynmm info: users and means per entry, as eval (and the prompt stage) stored them
+for f in loo/results prompt/prompt; do
+  $B info "$W/$f.h5" > "$W/info.log" 2>&1 || { cat "$W/info.log"; fail "dynmm info $f.h5"; }
+  $PY - "$W/$f.h5" "$W/info.log" <<'EOF' || exit 1
+import sys, h5py, numpy as np
 h = h5py.File(sys.argv[1], "r"); lines = open(sys.argv[2]).read().split("\n")
 c = h["columns/chars"][...].tobytes(); o = h["columns/offsets"][...]
 cols = [c[o[i]:o[i + 1]].decode() for i in range(len(o) - 1)]
-n = 0
-for split in ("valid", "test"):
-    for proto in ("full", "uni5"):
-        for model in ("pop", "ease"):
-            a = h["%s/%s/%s" % (split, proto, model)].attrs
-            want = "%s %s %s %d %.4f %.4f %.4f" % (split, proto, model, a["users"], a["mean"][cols.index("hit@10")],
-                                                  a["mean"][cols.index("ndcg@10")], a["mean"][cols.index("mrr")])
-            assert any(" ".join(l.split()) == want for l in lines), "info lacks: " + want
-            n += 1
-print("ok: dynmm info shows users, Hit@10, NDCG@10 and MRR of the %d entries" % n)
+entries = []
+h.visititems(lambda name, obj: entries.append(name) if isinstance(obj, h5py.Dataset) and name.split("/")[0] in ("valid", "test") else None)
+assert len(entries) >= 8, entries
+for e in entries:
+    a = h[e].attrs
+    x = h[e][...]; ok = ~np.isnan(x).all(axis=1)
+    assert ok.sum() == a["users"] and np.abs(np.nanmean(x[ok], axis=0) - a["mean"]).max() < 1e-12, e + ": stored mean is not the rows'"
+    want = "%s %d %.4f %.4f %.4f" % (e.replace("/", " "), a["users"], a["mean"][cols.index("hit@10")],
+                                      a["mean"][cols.index("ndcg@10")], a["mean"][cols.index("mrr")])
+    assert any(" ".join(l.split()) == want for l in lines), "info lacks: " + want
+print("ok: dynmm info on %s shows users, Hit@10, NDCG@10 and MRR of the %d entries" % (sys.argv[1].split("/")[-1], len(entries)))
 EOF
+done
 $B info "$W/stream/stream.h5" | grep -q "prequential full-drifting  *adapter" || fail "info on stream.h5: no prequential rows"
 
 # refused inputs

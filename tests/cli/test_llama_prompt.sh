@@ -9,7 +9,8 @@
 #   - lm.arch = "gpt2" on the Llama directory is refused naming lm.arch and its config.json;
 #     lm.arch = "llama" without lm.checkpoint is refused before the first stage;
 #   - lm.precision = "bf16" on the Llama runs its products in bfloat16 (MRR as f32's within bf16's
-#     noise); without AVX512_BF16 (DM_NO_BF16) it says once that it runs f32 and gives f32's rows.
+#     noise); without AVX512_BF16 (DM_NO_BF16) it says once that it runs f32 and gives f32's rows;
+#     lm.train_precision = "f32" trains exactly as f32 (weights bit for bit) and scores in bf16.
 set -u
 PY=/usr/bin/python3; B=$DM_BUILD/dynmm
 W=$DM_TMP/llama_prompt; rm -rf $W; mkdir -p $W
@@ -79,6 +80,25 @@ for m in ("llm", "llm_explain"):
     d = abs(x[ok, -1].mean() - y[ok, -1].mean())
     assert d < 0.03, "%s: MRR %.4f in bf16 against %.4f in f32" % (m, y[ok, -1].mean(), x[ok, -1].mean())
     print("%s on the Llama in bf16: MRR %.4f (f32 %.4f)" % (m, y[ok, -1].mean(), x[ok, -1].mean()))
+PYEOF
+  # lm.train_precision = f32 beside lm.precision = bf16: training runs in f32, so the trained
+  # projector weights are f32's bit for bit (1 rank both) and differ from those trained in bf16
+  cp -r $W/r1 $W/bft; rm -f $W/bft/prompt.h5
+  $B prompt "${small[@]}" --set run.dir=$W/bft --set lm.precision=bf16 --set lm.train_precision=f32 < /dev/null > $W/bft.log 2>&1 || { cat $W/bft.log; exit 1; }
+  grep -q "llm: trains with the LM in f32 (lm.train_precision), scores in bf16" $W/bft.log || { cat $W/bft.log; echo "FAIL: lm.train_precision not reported"; exit 1; }
+  $PY - $W/r1/prompt.h5 $W/bf/prompt.h5 $W/bft/prompt.h5 <<'PYEOF' || exit 1
+import sys, h5py, numpy as np
+f32, bf, bft = (h5py.File(p, "r") for p in sys.argv[1:4])
+for m in ("llm", "llm_explain"):
+    w, wb, wt = (f["prompt/%s/weights" % m][...] for f in (f32, bf, bft))
+    assert np.array_equal(w, wt), "%s: trained in f32 under lm.precision=bf16, weights differ from f32's by %g" % (m, np.abs(w - wt).max())
+    assert not np.array_equal(w, wb), m + ": bf16 training left the weights of f32 training (is bf16 on?)"
+    x, y = f32["test/top20/" + m][...], bft["test/top20/" + m][...]
+    ok = ~np.isnan(x[:, -1])
+    d = abs(x[ok, -1].mean() - y[ok, -1].mean())
+    assert d < 0.03, "%s: trained in f32, scored in bf16: MRR %.4f against %.4f" % (m, y[ok, -1].mean(), x[ok, -1].mean())
+    print("%s trained in f32, scored in bf16: weights f32's bit for bit (bf16 training moves them by %.2g), MRR %.4f (f32 %.4f)"
+          % (m, np.abs(w - wb).max(), y[ok, -1].mean(), x[ok, -1].mean()))
 PYEOF
 fi
 DM_NO_BF16=1 $B prompt "${small[@]}" --set run.dir=$W/bf0 --set lm.precision=bf16 < /dev/null > $W/bf0.log 2>&1 || { cat $W/bf0.log; exit 1; }
