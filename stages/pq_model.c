@@ -5,6 +5,7 @@
 #include "../mpi/cli.h"
 
 #include "../src/core/err.h"
+#include "../src/core/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,29 +67,49 @@ int pq_read(h5file *f, const char *model, size_t n_items, size_t d, pq_codebook 
 
 typedef struct {
     pq_codebook cb;
-    uint8_t *codes;      /* (n_items, M) */
+    uint8_t *codes;      /* (n_items, M); NULL when packed for the fast scan */
+    pq_fs_codes fs;      /* K <= 16: the codes nibble-packed, scored by fast scan (pq.h) */
     model_latents lat;   /* states; the float items e only when re-ranking */
     size_t R;            /* pq.rerank (>= n_items: exact) */
     float *lut;          /* (cap, M, K) */
+    uint8_t *qlut;       /* fast scan: (cap, Mp, 16) the quantised tables */
+    pq_fs_scale *qsc;    /* fast scan: (cap) their scales */
     size_t cap;
     int32_t *hist, *top; /* scratch: one user's history, the top R */
     uint8_t *mark;       /* (n_items) */
 } pq_scorer;
+
+/* the tables of B users (grow-only; the byte tables are small, so made for either path) */
+static int grow(pq_scorer *p, size_t B)
+{
+    if (B <= p->cap) return DM_OK;
+    const size_t MK = (size_t)p->cb.M * (size_t)p->cb.K, Q = (size_t)pq_fs_mpad(p->cb.M) * 16;
+    float *l = realloc(p->lut, B * MK * sizeof *l);
+    if (l) p->lut = l;
+    uint8_t *q = realloc(p->qlut, B * Q);
+    if (q) p->qlut = q;
+    pq_fs_scale *s = realloc(p->qsc, B * sizeof *s);
+    if (s) p->qsc = s;
+    if (!l || !q || !s) return DM_ERR(DM_ENOMEM, "out of memory for %zu lookup tables", B);
+    p->cap = B;
+    return DM_OK;
+}
 
 static int pq_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
 {
     pq_scorer *p = mv;
     const size_t n = p->lat.n_items, D = p->lat.C, MK = (size_t)p->cb.M * (size_t)p->cb.K;
     if (p->R >= n) return model_latents_score(&p->lat, s, users, B, scores);
-    if (B > p->cap) {
-        float *l = realloc(p->lut, B * MK * sizeof *l);
-        if (!l) return DM_ERR(DM_ENOMEM, "out of memory for %zu lookup tables", B);
-        p->lut = l;
-        p->cap = B;
-    }
+    DM_CALL(grow(p, B));
     const float *st = p->lat.state[s->split];
     for (size_t b = 0; b < B; b++) pq_adc_lut(&p->cb, st + users[b] * D, p->lut + b * MK);
-    pq_adc_scores(p->lut, B, p->codes, n, p->cb.M, p->cb.K, scores);
+    if (p->fs.codes) { /* 4-bit codes: byte tables, scores within M delta / 2 of the float ADC's (pq.h) */
+        const size_t Q = (size_t)pq_fs_mpad(p->cb.M) * 16;
+        for (size_t b = 0; b < B; b++) pq_fs_quantise(p->lut + b * MK, p->cb.M, p->cb.K, p->qlut + b * Q, p->qsc + b);
+        pq_fs_scores(&p->fs, p->qlut, p->qsc, B, scores);
+    } else {
+        pq_adc_scores(p->lut, B, p->codes, n, p->cb.M, p->cb.K, scores);
+    }
     for (size_t b = 0; p->R && b < B; b++) {
         size_t nh = ev_history(s, users[b], p->hist);
         for (size_t h = 0; h < nh; h++) p->mark[p->hist[h]] = 1;
@@ -167,6 +188,12 @@ int pq_model_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *
     }
     h5_close(&g);
     if (!rc) rc = pq_read(f, model, n, p->lat.C, &p->cb, &p->codes);
+    /* at most 16 centroids: packed two codes a byte for the fast scan, the bytes of pq.h5 dropped */
+    if (!rc && p->cb.K <= PQ_FS_KMAX) rc = pq_fs_pack(&p->fs, p->codes, n, p->cb.M);
+    if (!rc && p->fs.codes) {
+        DM_FREE(p->codes);
+        dm_log("  %s@pq: 4-bit codes, scored by fast scan (%s)", model, pq_fs_isa_name(pq_fs_isa_current()));
+    }
     if (!rc) {
         p->hist = malloc((d->n_inter + 1) * sizeof *p->hist);
         p->top = malloc(((p->R < n ? p->R : n) + 1) * sizeof *p->top);
@@ -181,9 +208,10 @@ void pq_model_unload(model_loaded *ml)
     pq_scorer *p = ml->state;
     if (p) {
         pq_free(&p->cb);
+        pq_fs_free(&p->fs);
         free(p->codes);
         model_latents_free(&p->lat);
-        DM_FREE_ALL(p->lut, p->hist, p->top, p->mark, p);
+        DM_FREE_ALL(p->lut, p->qlut, p->qsc, p->hist, p->top, p->mark, p);
     }
     ml->state = NULL;
 }

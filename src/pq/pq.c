@@ -10,6 +10,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE__)
+#include <immintrin.h>
+#endif
 
 int pq_init(pq_codebook *cb, size_t D, int M, int K, const char *what)
 {
@@ -160,28 +163,107 @@ void pq_adc_scores(const float *luts, size_t B, const uint8_t *codes, size_t n, 
     }
 }
 
+/* whether item a ranks before item b: the higher score, ties to the lower index (NaN as -infinity) */
+static int ranks_before(const float *s, int32_t a, int32_t b)
+{
+    const float x = isnan(s[a]) ? -INFINITY : s[a], y = isnan(s[b]) ? -INFINITY : s[b];
+    return x > y || (x == y && a < b);
+}
+
+/* restores the heap h (k) whose root is the item ranked last, from position j down */
+static void sift_down(const float *s, int32_t *h, int k, int j)
+{
+    for (;;) {
+        int c = 2 * j + 1;
+        if (c >= k) return;
+        if (c + 1 < k && ranks_before(s, h[c], h[c + 1])) c++;
+        if (!ranks_before(s, h[j], h[c])) return;
+        int32_t t = h[j];
+        h[j] = h[c];
+        h[c] = t;
+        j = c;
+    }
+}
+
+/* dm_top_k_f32's result (the same items in the same order, for scores without NaN) in one cheap
+ * pass: the R best so far in a heap whose root is the R-th; once it is full, a block of scores none
+ * of which beats the root (a vectorised test) is skipped: a later item ties the root only with a
+ * higher index, so it could not enter. Then a heap sort, best first. */
+#define PQ_TOPK_BLOCK 128
+static int top_k(const float *s, size_t n, const uint8_t *mark, int R, int32_t *out)
+{
+    int k = 0;
+    if (R <= 0) return 0;
+    for (size_t i0 = 0; i0 < n; i0 += PQ_TOPK_BLOCK) {
+        const size_t i1 = i0 + PQ_TOPK_BLOCK < n ? i0 + PQ_TOPK_BLOCK : n;
+        if (k == R) {
+            const float thr = s[out[0]];
+            int any = 0;
+            for (size_t i = i0; i < i1; i++) any |= s[i] > thr;
+            if (!any && !isnan(thr)) continue;
+        }
+        for (size_t i = i0; i < i1; i++) {
+            if (mark && mark[i]) continue;
+            if (k < R) { /* push, then up towards the root while it ranks after its parent */
+                int j = k++;
+                out[j] = (int32_t)i;
+                while (j > 0 && ranks_before(s, out[(j - 1) / 2], out[j])) {
+                    int32_t t = out[j];
+                    out[j] = out[(j - 1) / 2];
+                    out[(j - 1) / 2] = t;
+                    j = (j - 1) / 2;
+                }
+            } else if (ranks_before(s, (int32_t)i, out[0])) {
+                out[0] = (int32_t)i;
+                sift_down(s, out, k, 0);
+            }
+        }
+    }
+    for (int m = k - 1; m > 0; m--) { /* the last-ranked to the end: best first */
+        int32_t t = out[0];
+        out[0] = out[m];
+        out[m] = t;
+        sift_down(s, out, m, 0);
+    }
+    return k;
+}
+
+/* max_i s[i] ignoring NaNs (-INFINITY for none), as a loop of fmaxf; SSE's maxps where there is one */
+static float max_f32(const float *s, size_t n)
+{
+    float m = -INFINITY;
+    size_t i = 0;
+#if defined(__SSE__)
+    __m128 a = _mm_set1_ps(-INFINITY), b = a;
+    for (; i + 8 <= n; i += 8) { /* maxps(x, acc) = x > acc ? x : acc: a NaN x keeps acc */
+        a = _mm_max_ps(_mm_loadu_ps(s + i), a);
+        b = _mm_max_ps(_mm_loadu_ps(s + i + 4), b);
+    }
+    float v[4];
+    _mm_storeu_ps(v, _mm_max_ps(a, b));
+    for (int j = 0; j < 4; j++) m = fmaxf(m, v[j]);
+#endif
+    for (; i < n; i++) m = fmaxf(m, s[i]);
+    return m;
+}
+
 void pq_rerank(float *sc, size_t n, size_t d, const float *q, const float *e, uint8_t *mark, size_t R, int32_t *top)
 {
-    int nt = dm_top_k_f32(sc, n, mark, (int)R, top);
+    int nt = top_k(sc, n, mark, R < (size_t)INT32_MAX ? (int)R : INT32_MAX, top);
     if (nt <= 0) return;
-    float lo = INFINITY, hi = -INFINITY;
+    float lo = INFINITY;
     for (int t = 0; t < nt; t++) {
-        mark[top[t]] |= 2;
         lo = fminf(lo, cblas_sdot((int)d, q, 1, e + (size_t)top[t] * d, 1));
+        sc[top[t]] = -INFINITY; /* out of the maximum and the shift below: its exact score comes last */
     }
-    for (size_t i = 0; i < n; i++)
-        if (!(mark[i] & 2)) hi = fmaxf(hi, sc[i]);
+    const float hi = max_f32(sc, n);
     /* the rest below the lowest exact score: shift by (hi - lo) + a margin above the rounding of
        the shifted values (2^-20 of the magnitudes against a rounding of 2^-24) */
     if (hi >= lo) {
         double shift = (double)hi - (double)lo + ldexp(fabs((double)hi) + fabs((double)lo) + 1e-30, -20);
-        for (size_t i = 0; i < n; i++)
-            if (!(mark[i] & 2)) sc[i] = (float)((double)sc[i] - shift);
+        for (size_t i = 0; i < n; i++) sc[i] = (float)((double)sc[i] - shift);
     }
-    for (int t = 0; t < nt; t++) {
-        sc[top[t]] = cblas_sdot((int)d, q, 1, e + (size_t)top[t] * d, 1);
-        mark[top[t]] &= 1;
-    }
+    for (int t = 0; t < nt; t++) sc[top[t]] = cblas_sdot((int)d, q, 1, e + (size_t)top[t] * d, 1);
 }
 
 /* ---- fixed point --------------------------------------------------------------------------------- */

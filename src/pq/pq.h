@@ -67,9 +67,83 @@ void pq_adc_scores_naive(const float *luts, size_t B, const uint8_t *codes, size
 /* Exact re-ranking of one user's top R: sc (n) holds the ADC scores on entry; the R best items
  * not marked (mark (n): nonzero = the user's history; ties to the lower index) take their exact
  * scores q . e_i (q (d), e (n, d), cblas_sdot) and every other item is shifted below the lowest
- * of them by one constant (its ADC order kept up to one float rounding each). top (R) is scratch;
- * mark is restored. */
+ * of them by one constant (its ADC order kept up to one float rounding each). top (min(R, n)) is
+ * scratch; mark is only read (NULL: no history). One pass finds the top R (dm_top_k_f32's items in
+ * its order), one the maximum of the rest, one shifts them. */
 void pq_rerank(float *sc, size_t n, size_t d, const float *q, const float *e, uint8_t *mark, size_t R, int32_t *top);
+
+/* ---- fast scan: 4-bit codes (K <= 16) ----------------------------------------------------------------
+ *
+ * ADC over codes of at most 16 centroids with the lookups done in SIMD registers (André, Kermarrec,
+ * Le Scouarnec, "Cache locality is not enough", VLDB 2015, and "Quicker ADC", TPAMI 2019; Faiss's
+ * PQ fast scan):
+ *   - layout: items in blocks of 32; a block holds, per sub-space m < Mp (M rounded up to a multiple
+ *     of 4, padding sub-spaces all code 0), 16 bytes: byte j = code of item j (low nibble) | code of
+ *     item j + 16 (high nibble). Mp 16 bytes per block: M / 2 bytes per item, half of pq.h5's codes.
+ *     Items past n in the last block are code 0 and dropped.
+ *   - table: the float table lut (M, K) of one query becomes bytes qlut (Mp, 16)
+ *         b_m = min_k lut[m][k],   qlut[m][k] = round((lut[m][k] - b_m) / delta)   (0 past K and M)
+ *     with one step delta = max_m (max_k lut[m][k] - b_m) / qmax, qmax = min(255, floor(65535 / M)):
+ *     every entry is in [0, qmax], so any sum over the M sub-spaces is at most M qmax <= 65535 and
+ *     the uint16 sums never wrap (nor do their partial sums, which are smaller).
+ *   - scan: S(i) = sum_m qlut[m][code_m(i)], exact integers, the same on every path: a byte shuffle
+ *     (pshufb) looks up 16 items of one sub-space per 128-bit lane (SSSE3: one sub-space, AVX2: two,
+ *     AVX-512BW: four per instruction), summed in uint16.
+ *   - score: s^(i) = base + delta S(i) in float (one product and one sum, each rounded), base =
+ *     sum_m b_m (summed in double, rounded once). Against the real sum s(i) = sum_m lut[m][code_m(i)]
+ *     of the float table's entries:
+ *         |s^(i) - s(i)| <= M delta / 2 (1 + 2^-40) + 3u (|base| + delta S(i)) + M 2^-53 sum_m |b_m|
+ *     with u = 2^-24: each table entry is off by at most delta / 2 (its rounding to the step; the
+ *     division in double adds 2^-52 relative), then the score's two float roundings (2u (1 + u)^2
+ *     <= 3u) and base's double sum and float rounding. The first term is the one that matters.
+ *     pq_adc_scores sums the same float entries in float, within gamma_M sum_m |lut[m][code_m]|.
+ * The float scores are the same bits on every path (one shared conversion of the exact sums). */
+
+#define PQ_FS_KMAX 16  /* centroids per sub-space the fast scan takes */
+#define PQ_FS_BLOCK 32 /* items per block */
+
+/* The scan's paths; PQ_FS_AUTO = the best this CPU runs (__builtin_cpu_supports). */
+typedef enum { PQ_FS_SCALAR, PQ_FS_SSSE3, PQ_FS_AVX2, PQ_FS_AVX512, PQ_FS_AUTO } pq_fs_isa;
+
+typedef struct {
+    int M, Mp;      /* sub-spaces, and M rounded up to a multiple of 4 */
+    size_t n, nb;   /* items, blocks of PQ_FS_BLOCK */
+    uint8_t *codes; /* (nb, Mp, 16) nibble-packed codes */
+} pq_fs_codes;
+
+/* One query's scale: s^ = base + delta S. */
+typedef struct {
+    float delta, base;
+} pq_fs_scale;
+
+/* M rounded up to a multiple of 4: the rows of a quantised table and of a block */
+static inline int pq_fs_mpad(int M) { return (M + 3) & ~3; }
+/* The dequantised score of an integer sum (the one conversion every path uses). */
+static inline float pq_fs_score(pq_fs_scale s, uint16_t S) { return s.base + s.delta * (float)S; }
+
+/* Packs codes (n, M), each below 16, into fc; DM_EINPUT names a code of 16 or more, DM_ENOMEM. */
+int pq_fs_pack(pq_fs_codes *fc, const uint8_t *codes, size_t n, int M);
+void pq_fs_free(pq_fs_codes *fc);
+/* qlut (pq_fs_mpad(M), 16) and *sc from one query's float table lut (M, K), K <= 16. A table with a
+ * non-finite entry gives a non-finite delta or base, hence non-finite scores, as pq_adc_scores. */
+void pq_fs_quantise(const float *lut, int M, int K, uint8_t *qlut, pq_fs_scale *sc);
+/* sums (n) = the exact integer sums S(i) of one quantised table qlut over fc, on the current path. */
+void pq_fs_sums(const pq_fs_codes *fc, const uint8_t *qlut, uint16_t *sums);
+/* out (B, n) = the dequantised scores of B queries (qluts (B, Mp, 16), scales (B)) over fc; items in
+ * chunks whose codes stay in L1 while every query reads them (OpenMP over chunks). */
+void pq_fs_scores(const pq_fs_codes *fc, const uint8_t *qluts, const pq_fs_scale *sc, size_t B, float *out);
+/* The naive twins: from the unpacked codes (n, M), one item and one sub-space at a time; the same
+ * integers, and the same float scores bitwise (pq_fs_quantise, then pq_fs_score); DM_ENOMEM only. */
+void pq_fs_sums_naive(const uint8_t *codes, size_t n, int M, const uint8_t *qlut, uint16_t *sums);
+int pq_fs_scores_naive(const float *luts, size_t B, const uint8_t *codes, size_t n, int M, int K, float *out);
+
+/* Whether this CPU runs a path; the path in use; its name ("scalar", "ssse3", "avx2", "avx512bw"). */
+int pq_fs_isa_supported(pq_fs_isa isa);
+pq_fs_isa pq_fs_isa_current(void);
+const char *pq_fs_isa_name(pq_fs_isa isa);
+/* Test and benchmark hook: scan with `isa` from now on (PQ_FS_AUTO: the best again); DM_EINPUT when
+ * this CPU does not run it. Not for use while another thread scans. */
+int pq_fs_isa_force(pq_fs_isa isa);
 
 /* ---- data-parallel training -------------------------------------------------------------------- */
 

@@ -44,6 +44,33 @@ void pq_adc_scores_naive(const float *luts, size_t B, const uint8_t *codes, size
         }
 }
 
+void pq_fs_sums_naive(const uint8_t *codes, size_t n, int M, const uint8_t *qlut, uint16_t *sums)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned s = 0;
+        for (int m = 0; m < M; m++) s += qlut[(size_t)m * 16 + codes[i * (size_t)M + (size_t)m]];
+        DM_ASSERT(s <= 65535); /* pq_fs_quantise's bound: M qmax <= 65535 */
+        sums[i] = (uint16_t)s;
+    }
+}
+
+int pq_fs_scores_naive(const float *luts, size_t B, const uint8_t *codes, size_t n, int M, int K, float *out)
+{
+    uint8_t *qlut;
+    DM_ALLOC(qlut, (size_t)pq_fs_mpad(M) * 16);
+    for (size_t b = 0; b < B; b++) {
+        pq_fs_scale sc;
+        pq_fs_quantise(luts + b * (size_t)M * (size_t)K, M, K, qlut, &sc);
+        for (size_t i = 0; i < n; i++) {
+            unsigned s = 0;
+            for (int m = 0; m < M; m++) s += qlut[(size_t)m * 16 + codes[i * (size_t)M + (size_t)m]];
+            out[b * n + i] = pq_fs_score(sc, (uint16_t)s);
+        }
+    }
+    free(qlut);
+    return DM_OK;
+}
+
 int pq_train_naive(pq_codebook *cb, const float *x, size_t N, int iters, uint64_t seed, uint8_t *codes, pq_train_stats *st)
 {
     const int M = cb->M, K = cb->K;

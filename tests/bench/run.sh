@@ -6,7 +6,8 @@
 set -u
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
-export DM_BUILD=$PWD/$BUILD DM_TMP=$PWD/$BUILD/tmp
+case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
+export DM_BUILD=$BUILD DM_TMP=$BUILD/tmp
 mkdir -p "$DM_TMP" "$BUILD/bench"
 if [ -z "${DM_DATA:-}" ]; then
   for d in ../shared/data ../../shared/data; do [ -d "$d" ] && DM_DATA=$(cd "$d" && pwd) && break; done

@@ -11,6 +11,8 @@
 #  - with pq.rerank >= the catalogue, align@pq's and sasrec@pq's rows equal align's and sasrec's
 #    exactly; with a partial re-ranking the means are printed
 #  - the recall@10 pq.h5 reports equals NumPy's recomputation from the stored codes
+#  - 4-bit codes (pq.k = 16, eval's fast scan): rows bitwise at 1 and 3 ranks, the exact rows with
+#    pq.rerank above the catalogue, half a byte a code in the stage's count
 #  - refusals: pq.m not dividing the latent dimension, pq.k above 256, a model pq cannot quantise,
 #    eval of sasrec@pq when pq.h5 holds only the aligner
 set -u
@@ -146,6 +148,30 @@ for model, (path, it, st) in src.items():
             model, np.nanmean(f0["test/full/%s" % model][:, k]), model, np.nanmean(f0["test/full/%s@pq" % model][:, k]),
             np.nanmean(f1["test/full/%s@pq" % model][:, k])))
 EOF
+# 4-bit codes (pq.k = 16, fast scan at eval): eval's rows bitwise at 1 and 3 ranks, and with
+# pq.rerank above the catalogue equal to the exact scorers' rows; the log counts half a byte a code
+mkdir -p $W/f1 $W/f3
+for np in 1 3; do
+  cp $W/r1/dataset.h5 $W/r1/cf.h5 $W/r1/align.h5 $W/f$np/
+  $DM_MPIRUN -n $np $B run "${common[@]}" --set pq.m=8 --set pq.k=16 --set 'run.stages=[pq,eval]' --set run.dir=$W/f$np < /dev/null > $W/f$np.log 2>&1 ||
+    { cat $W/f$np.log; fail "pq.k=16 at $np ranks"; }
+done
+grep -q "align@pq: 4-bit codes, scored by fast scan" $W/f3.log || { cat $W/f3.log; fail "eval did not say it scores 4-bit codes by fast scan"; }
+grep -q "pq align: codes 0.00 MiB (4 bits a code, as eval scores them) vs float32 0.01 MiB (16x)" $W/f1.log || { grep "pq align" $W/f1.log; fail "4-bit codes not counted as such"; }
+$PY $chk equal $W/f1/results.h5 $W/f3/results.h5 test/full/align@pq test/uni99/align@pq test/full/sasrec@pq || fail "4-bit align@pq rows at 3 ranks"
+$B eval "${common[@]}" --set pq.m=8 --set pq.k=16 --set run.dir=$W/f1 --set pq.rerank=1000000 > $W/f1x.log 2>&1 || { cat $W/f1x.log; fail "4-bit eval with pq.rerank above the catalogue"; }
+$PY - $W/f1/results.h5 $W/f3/results.h5 <<'EOF' || fail "4-bit codes"
+import sys, h5py, numpy as np
+x, fs = (h5py.File(p, "r") for p in sys.argv[1:3])
+for m in ("align", "sasrec"):
+    for proto in ("full", "uni99"):
+        a, b = x["test/%s/%s@pq" % (proto, m)][...], x["test/%s/%s" % (proto, m)][...]
+        assert np.array_equal(a, b, equal_nan=True), "%s@pq with full re-ranking differs from %s (%s)" % (m, m, proto)
+ex, q = x["test/full/align"].attrs["mean"], fs["test/full/align@pq"].attrs["mean"]
+print("ok: 4-bit codes: rows bitwise at 1 and 3 ranks; full re-ranking gives the exact rows; fast scan alone: "
+      "full-ranking means %.4f against %.4f exact (first column)" % (q[0], ex[0]))
+EOF
+
 # pq.rerank is eval's: `dynmm run` keeps pq.h5 and reruns eval; pq.m reruns pq
 $B run "${common[@]}" --set 'run.stages=[pq,eval]' --set run.dir=$W/r1 --set pq.rerank=5 > $W/rerun.log 2>&1 || { cat $W/rerun.log; fail "run with pq.rerank=5"; }
 grep -q "pq: .*pq.h5 is current, skipped" $W/rerun.log && grep -q "eval done in" $W/rerun.log || { cat $W/rerun.log; fail "pq.rerank retrained the codebooks or eval did not rerun"; }

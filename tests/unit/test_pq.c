@@ -6,7 +6,7 @@
  *  - pq_train = its naive serial twin (double centroid sums): the same codes, centroids within a few
  *    float roundings; a known answer (K distinct sub-vectors per sub-space: zero error)
  *  - exact re-ranking of the top R (pq_rerank): exact scores in exact order above the rest, the
- *    rest in ADC order, history untouched
+ *    rest in ADC order, history untouched; on tied scores the same top R as dm_top_k_f32
  *  - the fixed-point helpers (exponent bound, rounding)
  * The multi-shard training (bitwise at 1, 2, 3 ranks, SciPy's error) is tests/mpi/test_pq.c. */
 #include "../../src/core/err.h"
@@ -177,6 +177,42 @@ static void rerank(void)
     TL_FREE(e, q, adc, sc, mark, in);
 }
 
+/* pq_rerank's selection on tied scores (as fast-scan scores are: base + delta S): the same items in
+ * the same order as dm_top_k_f32 (ties to the lower index) for R from 1 to beyond n; the chosen
+ * take their exact scores (q = 1, e_i = 100 + i: above every ADC score, so nothing is shifted) */
+static void rerank_ties(void)
+{
+    dm_rng r;
+    dm_rng_seed(&r, 5);
+    const size_t n = 5001;
+    float *adc = malloc(n * sizeof *adc), *sc = malloc(n * sizeof *sc), *e = malloc(n * sizeof *e), q = 1.0f;
+    uint8_t *mark = calloc(n, 1);
+    int32_t *top = malloc(n * sizeof *top), *want = malloc(n * sizeof *want);
+    for (size_t i = 0; i < n; i++) {
+        adc[i] = (float)dm_rng_below(&r, 8) / 8.0f;
+        e[i] = (float)(100 + i);
+        mark[i] = i % 11 == 3;
+    }
+    static const size_t Rs[] = {1, 7, 100, 1000, 4545, 6000};
+    for (size_t a = 0; a < sizeof Rs / sizeof *Rs; a++) {
+        const size_t R = Rs[a];
+        memcpy(sc, adc, n * sizeof *sc);
+        pq_rerank(sc, n, 1, &q, e, mark, R, top);
+        int nt = dm_top_k_f32(adc, n, mark, (int)R, want), exact = 1;
+        size_t free_items = 0;
+        uint8_t *in = calloc(n, 1);
+        for (int t = 0; t < nt; t++) in[want[t]] = 1;
+        for (size_t i = 0; i < n; i++) {
+            exact &= in[i] ? sc[i] == e[i] : sc[i] == adc[i];
+            free_items += !mark[i];
+        }
+        CHECK(nt == (int)(R < free_items ? R : free_items) && !memcmp(top, want, (size_t)nt * sizeof *top) && exact,
+              "R %zu: the top %d are dm_top_k_f32's, in its order, with their exact scores, the rest unchanged", R, nt);
+        free(in);
+    }
+    TL_FREE(adc, sc, e, mark, top, want);
+}
+
 static void fixed_point(void)
 {
     int S = pq_fix_shift(3.0, 1000);
@@ -193,6 +229,7 @@ int main(void)
     kernels(64, 16, 256);
     training();
     rerank();
+    rerank_ties();
     fixed_point();
     return tap_done("test_pq");
 }
