@@ -185,7 +185,7 @@ static int quantise(stage_run *sr, h5file *f, const pq_source *src, uint64_t see
         rec[r] = users ? (double)hits[r] / (10.0 * (double)users) : 0.0;
         Rs[r] = (double)g_recall_R[r];
     }
-    const double rel = ts.norm > 0 ? ts.err / ts.norm : 0.0, bc = (double)n * (double)(cb.K <= 16 ? (M + 1) / 2 : M), bf = (double)(n * D * sizeof(float));
+    const double rel = ts.norm > 0 ? ts.err / ts.norm : 0.0, bc = (double)n * (double)(cb.K <= PQ_FS_KMAX ? (M + 1) / 2 : M), bf = (double)(n * D * sizeof(float));
     if (!rc) rc = h5_attr_i64(f, grp, "m", cb.M);
     if (!rc) rc = h5_attr_i64(f, grp, "k", cb.K);
     if (!rc) rc = h5_attr_i64(f, grp, "d", (int64_t)D);
@@ -207,7 +207,7 @@ static int quantise(stage_run *sr, h5file *f, const pq_source *src, uint64_t see
                src->model, n, D, cb.M, cb.K, S, ts.iters, (long long)ts.changed, rel, (long long)ts.empty, train_s);
         dm_log("  pq %s: codes %.2f MiB%s vs float32 %.2f MiB (%.0fx); recall@10 of the exact top 10 over %lld test users: ADC %.4f, "
                "re-ranking the top 100 %.4f, top 1000 %.4f",
-               src->model, bc / 1048576.0, cb.K <= 16 ? " (4 bits a code, as eval scores them)" : "", bf / 1048576.0, bf / bc, (long long)users, rec[0], rec[1], rec[2]);
+               src->model, bc / 1048576.0, cb.K <= PQ_FS_KMAX ? " (4 bits a code, as eval scores them)" : "", bf / 1048576.0, bf / bc, (long long)users, rec[0], rec[1], rec[2]);
     }
     pq_free(&cb);
     free(e);

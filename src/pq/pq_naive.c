@@ -57,17 +57,20 @@ void pq_fs_sums_naive(const uint8_t *codes, size_t n, int M, const uint8_t *qlut
 int pq_fs_scores_naive(const float *luts, size_t B, const uint8_t *codes, size_t n, int M, int K, float *out)
 {
     uint8_t *qlut;
+    uint16_t *sums;
     DM_ALLOC(qlut, (size_t)pq_fs_mpad(M) * 16);
+    sums = malloc((n + 1) * sizeof *sums);
+    if (!sums) {
+        free(qlut);
+        return DM_ERR(DM_ENOMEM, "out of memory for %zu sums", n);
+    }
     for (size_t b = 0; b < B; b++) {
         pq_fs_scale sc;
         pq_fs_quantise(luts + b * (size_t)M * (size_t)K, M, K, qlut, &sc);
-        for (size_t i = 0; i < n; i++) {
-            unsigned s = 0;
-            for (int m = 0; m < M; m++) s += qlut[(size_t)m * 16 + codes[i * (size_t)M + (size_t)m]];
-            out[b * n + i] = pq_fs_score(sc, (uint16_t)s);
-        }
+        pq_fs_sums_naive(codes, n, M, qlut, sums);
+        for (size_t i = 0; i < n; i++) out[b * n + i] = pq_fs_score(sc, sums[i]);
     }
-    free(qlut);
+    DM_FREE_ALL(qlut, sums);
     return DM_OK;
 }
 
