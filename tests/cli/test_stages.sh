@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The stage contract (stages/stage.h): which stages rerun when what changes, and that no stage is ever
 # skipped as current with a changed input.
-#  - a full tiny pipeline (synth, train-cf, align, lm, prompt, explain, eval), then settings changed
+#  - a full tiny pipeline (synth, train-cf, align, pq, lm, prompt, explain, eval), then settings changed
 #    one at a time, cumulatively; after each change `dynmm run` must rerun exactly the stages that
 #    read the changed key or whose inputs were remade, and skip the others
 #  - adding a sampled protocol reruns eval only, and the candidate sets of the protocols already
@@ -20,8 +20,8 @@ base=(configs/quickstart.cfg --set run.dir=$W/r --set synth.users=200 --set synt
       --set lm.steps=5 --set lm.layers=1 --set lm.width=32 --set lm.heads=2 --set lm.vocab=300
       --set prompt.train_users=12 --set prompt.eval_users=10 --set prompt.epochs=1 --set 'prompt.latency_tokens=[]'
       --set explain.users=3 --set explain.candidates=6 --set explain.top_k=2 --set explain.random_masks=1
-      --set 'eval.models=[pop,sasrec,align]' --set 'cf.models=[pop,sasrec]')
-ALL="synth train-cf align lm prompt explain eval"
+      --set 'eval.models=[pop,sasrec,align,align@pq]' --set 'cf.models=[pop,sasrec]')
+ALL="synth train-cf align pq lm prompt explain eval"
 extra=()
 # run; then compare the stages that ran with the expected list (the rest must be skipped)
 step() { # name, expected stages that run, --set assignments to add ...
@@ -55,10 +55,12 @@ step "prompt learning rate" "prompt explain" 'prompt.lr=0.002'
 step "evidence tokens" "prompt explain" 'explain.tokens=2'
 step "lm steps" "lm prompt explain" 'lm.steps=6'
 # the report's reproduction: the aligner changes, eval must not keep the old aligner's scores
-step "align epochs" "align prompt explain eval" 'align.epochs=2'
-step "sasrec epochs" "train-cf align prompt explain eval" 'sasrec.epochs=3'
+step "align epochs" "align pq prompt explain eval" 'align.epochs=2'
+step "sasrec epochs" "train-cf align pq prompt explain eval" 'sasrec.epochs=3'
 step "stress experiments" "eval" 'stress.enabled=true' 'stress.rates=[0,50]' 'stress.snr_db=[10]'
-step "split protocol" "train-cf align prompt explain eval" 'split.protocol=temporal'
+step "pq codebooks" "pq eval" 'pq.m=8'
+step "pq re-ranking (eval's)" "eval" 'pq.rerank=20'
+step "split protocol" "train-cf align pq prompt explain eval" 'split.protocol=temporal'
 step "data" "$ALL" 'synth.users=210'
 step "seed" "$ALL" 'run.seed=7'
 step "unchanged again" ""
@@ -74,13 +76,13 @@ grep -q "wrote $W/r/results.h5" "$W/eval.log" || fail "eval by hand did not writ
 # ---- inputs that do not belong together ----------------------------------------------------------
 mkdir -p "$W/other"
 $DM_MPIRUN -n $NP $B run "${base[@]}" --set run.dir=$W/other --set synth.users=230 --set 'run.stages=[synth,train-cf]' < /dev/null > "$W/other.log" 2>&1 || { cat "$W/other.log"; fail "second run"; }
-mkdir -p "$W/mix"; cp "$W/r/dataset.h5" "$W/r/align.h5" "$W/mix/"; cp "$W/other/cf.h5" "$W/mix/"
+mkdir -p "$W/mix"; cp "$W/r/dataset.h5" "$W/r/align.h5" "$W/r/pq.h5" "$W/mix/"; cp "$W/other/cf.h5" "$W/mix/"
 $DM_MPIRUN -n 3 $B eval "${base[@]}" "${extra[@]}" --set run.dir=$W/mix < /dev/null > "$W/mix.log" 2>&1 && fail "eval accepted files of two runs"
 grep -q "were made from different datasets" "$W/mix.log" || { cat "$W/mix.log"; fail "no message for files of two runs"; }
 [ "$(grep -c 'error:' "$W/mix.log")" = 1 ] || { cat "$W/mix.log"; fail "not exactly one error line"; }
 [ ! -e "$W/mix/results.h5" ] && [ -z "$(ls "$W/mix" | grep part)" ] || fail "output left after refusing inputs"
 # a stale aligner: cf.h5 retrained by hand, align.h5 made from the previous one
-mkdir -p "$W/stale"; cp "$W/r/dataset.h5" "$W/r/cf.h5" "$W/r/align.h5" "$W/stale/"
+mkdir -p "$W/stale"; cp "$W/r/dataset.h5" "$W/r/cf.h5" "$W/r/align.h5" "$W/r/pq.h5" "$W/stale/"
 $DM_MPIRUN -n $NP $B train-cf "${base[@]}" "${extra[@]}" --set run.dir=$W/stale --set sasrec.epochs=1 < /dev/null > "$W/stale1.log" 2>&1 || { cat "$W/stale1.log"; fail "train-cf by hand"; }
 $DM_MPIRUN -n $NP $B eval "${base[@]}" "${extra[@]}" --set run.dir=$W/stale < /dev/null > "$W/stale2.log" 2>&1 && fail "eval accepted a stale align.h5"
 grep -q "align.h5' was made from another cf.h5" "$W/stale2.log" || { cat "$W/stale2.log"; fail "no message for a stale align.h5"; }
