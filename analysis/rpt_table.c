@@ -779,7 +779,26 @@ static void rank_cells(table *tb)
 
 /* ---- output (rank 0) --------------------------------------------------------------------- */
 
-/* The spec's caption, else "Results on the <split> split (<protocols>)." */
+/* Which users results.h5's rows of the table are on, when eval.user_fraction sampled them in a run
+ * of the set (nothing otherwise; prompt.h5's -llm tables and the prequential ones have their own). */
+static void sample_note(const table *tb, dm_buf *cap)
+{
+    const rpt_table_spec *t = tb->t;
+    if (t->split && !strcmp(t->split, "prequential")) return;
+    for (size_t p = 0; p < tb->np; p++)
+        if (strstr(t->protocols[p], "-llm")) return;
+    double lo = 1, hi = 0;
+    for (size_t r = 0; r < tb->s->nruns; r++) {
+        double f = dm_cfg_float(&tb->s->runs[r].cfg, "eval.user_fraction");
+        if (f < lo) lo = f;
+        if (f > hi) hi = f;
+    }
+    if (lo >= 1) return;
+    if (lo == hi) dm_buf_printf(cap, " On a sample of the users: each took part with probability %g (eval.user_fraction), the same users for every model.", lo);
+    else dm_buf_printf(cap, " On samples of the users: each took part with probability %g to %g (eval.user_fraction) by run.", lo, hi);
+}
+
+/* The spec's caption, else "Results on the <split> split (<protocols>)."; then the users' sample */
 static void write_caption(const table *tb, dm_buf *cap)
 {
     const rpt_opts *o = tb->o;
@@ -790,6 +809,7 @@ static void write_caption(const table *tb, dm_buf *cap)
         for (size_t p = 0; p < tb->np; p++) dm_buf_printf(cap, "%s%s", p ? "; " : "", rpt_label(o, t->protocols[p]));
         dm_buf_adds(cap, ").");
     }
+    sample_note(tb, cap);
 }
 
 /* Distinct models among the rows. */

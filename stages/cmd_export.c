@@ -307,7 +307,7 @@ static void put_items(export_out *w, export_data *x, const int8_t *roles, const 
 {
     int s = !strcmp(split, "test") ? DM_TEST : !strcmp(split, "valid") ? DM_VALID : -1;
     if (s >= 0 && roles) {
-        ev_split es = {&x->d, roles, s};
+        ev_split es = {&x->d, roles, s, NULL};
         size_t n = ev_targets(&es, u, x->buf);
         dm_buf b = {0};
         for (size_t i = 0; i < n; i++) {

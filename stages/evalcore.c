@@ -1,7 +1,10 @@
 /* evalcore.c: see evalcore.h. */
 #include "evalcore.h"
 
+#include "cands.h"
+
 #include "../src/core/err.h"
+#include "../src/core/rng.h"
 
 #include <math.h>
 #include <omp.h>
@@ -55,6 +58,7 @@ int ev_block_users(const ev_split *s, const char *protocol, size_t lo, size_t hi
         int has = 0;
         for (int64_t j = d->user_off[u]; j < d->user_off[u + 1] && !has; j++) has = s->roles[j] == s->split;
         if (has && cand && cand->rows[(u - d->cand_row0) * cand->n] < 0) has = 0;
+        if (has && s->keep && !s->keep[u]) has = 0;
         if (has) users[nu++] = u;
     }
     *candp = cand;
@@ -147,6 +151,19 @@ int ev_err_raise(const ev_err *e)
 {
     if (!e->code) return DM_OK;
     return DM_ERR(e->code, "user %zu: %s", e->user, e->msg);
+}
+
+int ev_user_sample(const dm_cfg *cfg, size_t n_users, uint8_t **keep)
+{
+    double f = dm_cfg_float(cfg, "eval.user_fraction");
+    *keep = NULL;
+    if (f >= 1.0) return DM_OK;
+    uint8_t *k;
+    DM_ALLOC(k, n_users + 1);
+    uint64_t seed = cands_seed(cfg);
+    for (size_t u = 0; u < n_users; u++) k[u] = (double)(dm_rng_key(seed, 0x5E1EC7, (uint64_t)u) >> 11) * 0x1.0p-53 < f;
+    *keep = k;
+    return DM_OK;
 }
 
 int ev_mean(par_ctx *ctx, const metrics_spec *spec, const double *rows, size_t n, double *mean, int64_t *count)

@@ -28,6 +28,7 @@ typedef struct {
     const dm_dataset *d;
     const int8_t *roles;  /* (n_inter) DM_TRAIN/VALID/TEST */
     int split;            /* DM_VALID or DM_TEST */
+    const uint8_t *keep;  /* (n_users) users sampled for scoring (eval.user_fraction); NULL = every user */
 } ev_split;
 
 /* History (role < split) and targets (role == split) of user u; return counts. `out` needs room for
@@ -59,6 +60,10 @@ typedef struct {
 } ev_err;
 void ev_err_note(ev_err *e, int rc, size_t user);
 int ev_err_raise(const ev_err *e);
+/* The users eval.user_fraction samples, for ev_split.keep: keep (n_users) = 1 where user u's uniform
+ * draw, keyed by the candidate seed (cands_seed) and u alone, is below the fraction; *keep = NULL when
+ * the fraction is 1 (every user). The caller frees *keep. Not collective: the same on every rank. */
+int ev_user_sample(const dm_cfg *cfg, size_t n_users, uint8_t **keep);
 /* Column means over the non-NaN rows of all ranks; *count = users scored. */
 int ev_mean(par_ctx *ctx, const metrics_spec *spec, const double *rows, size_t n, double *mean, int64_t *count);
 

@@ -427,7 +427,7 @@ static int align_validate(align_ws *w, const metrics_spec *spec, long ep, double
     par_ctx *ctx = w->ctx;
     size_t nu = w->d.n_users, ni = w->d.n_items, ulo, uhi;
     latent_model lm = {w->zb, NULL, {NULL, w->hv, NULL}, (size_t)w->ac.d, ni};
-    ev_split vs = {&w->d, w->roles, DM_VALID};
+    ev_split vs = {&w->d, w->roles, DM_VALID, NULL};
     int rc = latents(&w->m, &w->ai, &w->in, w->pres, ni, w->st_valid, nu, w->zb, w->hv);
     dm_shard_even(nu, ctx->size, ctx->rank, &ulo, &uhi);
     double *rows = malloc((uhi - ulo + 1) * spec->ncols * sizeof *rows), mean[8];

@@ -77,6 +77,7 @@ typedef struct {
     int mw;               /* width of the model column of the log */
     const char *align_path; /* align.h5 (stress experiments) */
     const ev_shard_latents *shard; /* the model scored with its item table sharded (evalshard.h), or NULL */
+    const uint8_t *keep;  /* (n_users) the users eval.user_fraction samples, or NULL = every user */
 } ev_out;
 
 /* Scores `fn` on split s under `proto` into o->rows and writes /<split>/<proto>/<name> with its
@@ -291,7 +292,7 @@ static int run_stress(ev_out *o, const dm_cfg *cfg, const int8_t *roles, const i
         snprintf(alias, sizeof alias, "align@%s", sv->alias);
         stress_set_name(sv->mask, set, sizeof set);
         for (size_t si = 0; si < nsplits && !rc; si++) {
-            ev_split s = {d, roles, splits[si]};
+            ev_split s = {d, roles, splits[si], o->keep};
             const char *sp = splits[si] == DM_VALID ? "valid" : "test";
             for (size_t pi = 0; pi < dm_cfg_len(cfg, "eval.protocols") && !rc; pi++) {
                 const char *proto = dm_cfg_str_at(cfg, "eval.protocols", pi);
@@ -409,6 +410,8 @@ static int stage_eval(stage_run *sr)
     size_t lo, hi;
     dm_shard_even(d.n_users, ctx->size, ctx->rank, &lo, &hi);
     if (!rc) rc = cands_draw_key(ctx, cfg, &d, "eval.protocols", lo, hi);
+    uint8_t *keep = NULL;
+    if (!rc) rc = ev_user_sample(cfg, d.n_users, &keep);
     double *rows = calloc((hi - lo + 1) * spec.ncols, sizeof *rows), *mean = calloc(spec.ncols, sizeof *mean);
     if (!rows || !mean) rc = DM_ERR(DM_ENOMEM, "out of memory");
     h5file f;
@@ -428,6 +431,14 @@ static int stage_eval(stage_run *sr)
     }
     if (!rc) rc = h5_attr_i64(&f, "/", "n_users", (int64_t)d.n_users);
     if (!rc) rc = h5_attr_str(&f, "/", "ties", metrics_ties_name(ties));
+    if (!rc) rc = h5_attr_f64(&f, "/", "user_fraction", dm_cfg_float(cfg, "eval.user_fraction"));
+    if (!rc && keep) {
+        size_t nk = 0;
+        for (size_t u = 0; u < d.n_users; u++) nk += keep[u];
+        dm_log("eval: %zu of %zu users sampled (eval.user_fraction %g); the others' rows are NaN", nk, d.n_users,
+               dm_cfg_float(cfg, "eval.user_fraction"));
+        rc = h5_attr_i64(&f, "/", "users_sampled", (int64_t)nk);
+    }
     if (!rc) rc = h5_attr_str(&f, "/", "split_protocol", dm_cfg_str(cfg, "split.protocol"));
     /* cold items: never in the training split */
     uint8_t *cold = NULL;
@@ -457,7 +468,7 @@ static int stage_eval(stage_run *sr)
         if (ks[k] == 10) c10 = k + 1;
     ev_out o = {ctx, &f, &spec, &d, cold, lo, hi, (size_t)dm_cfg_int(cfg, "eval.batch"), rows, mean, crow, cmean,
                 metrics_col(&spec, METRICS_HIT, c10 ? c10 - 1 : 0), metrics_col(&spec, METRICS_NDCG, c10 ? c10 - 1 : 0),
-                metrics_col(&spec, METRICS_MRR, 0), stress ? 24 : 8, uses_eval(cfg, "align.h5") ? stage_input(sr, "align.h5") : NULL, NULL};
+                metrics_col(&spec, METRICS_MRR, 0), stress ? 24 : 8, uses_eval(cfg, "align.h5") ? stage_input(sr, "align.h5") : NULL, NULL, keep};
     if (!rc) dm_log("%-8s %-6s %-*s %8s %10s %10s %10s %8s", "split", "proto", o.mw, "model", "users", c10 ? "hit@10" : "hit@k0",
                     c10 ? "ndcg@10" : "ndcg@k0", "mrr", "seconds");
     for (size_t mi = 0; mi < nm && !rc; mi++) {
@@ -476,7 +487,7 @@ static int stage_eval(stage_run *sr)
         int want_cold = stress && in_list(cfg, "stress.models", mname);
         for (size_t si = 0; si < ns && !rc; si++) {
             const char *sp = dm_cfg_str_at(cfg, "eval.splits", si);
-            ev_split s = {&d, roles, !strcmp(sp, "valid") ? DM_VALID : DM_TEST};
+            ev_split s = {&d, roles, !strcmp(sp, "valid") ? DM_VALID : DM_TEST, keep};
             int cold_here = want_cold && in_list(cfg, "stress.splits", sp);
             for (size_t pi = 0; pi < np && !rc; pi++)
                 rc = write_entry(&o, &s, sp, dm_cfg_str_at(cfg, "eval.protocols", pi), mname, m.score, m.state, cold_here ? cold_name : NULL,
@@ -494,6 +505,7 @@ static int stage_eval(stage_run *sr)
     free(cold);
     free(crow);
     free(cmean);
+    free(keep);
     metrics_spec_free(&spec);
     dm_dataset_free(&d);
     return rc;

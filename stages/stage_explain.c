@@ -538,7 +538,7 @@ static int explain_rerank(explain_ws *w, explain_user_st *x)
     pm *p = &w->p;
     const dm_dataset *d = &w->d;
     size_t ni = d->n_items, dz = w->dz;
-    ev_split s = {d, w->roles, DM_TEST};
+    ev_split s = {d, w->roles, DM_TEST, NULL};
     x->nhall = ev_history(&s, (size_t)x->u, w->tmp);
     size_t m = x->nhall < (size_t)p->nh ? x->nhall : (size_t)p->nh;
     memcpy(w->hist, w->tmp + (x->nhall - m), m * sizeof *w->hist);

@@ -889,7 +889,7 @@ static int prompt_validate(prompt_ws *w, prompt_run *t, long ep)
     size_t lo, hi, c10, cn10, dz = w->dz;
     ev_cols_at10(&w->spec, &c10, &cn10);
     dm_shard_even(w->nv, w->ctx->size, w->ctx->rank, &lo, &hi);
-    ev_split s = {&w->d, w->roles, DM_VALID};
+    ev_split s = {&w->d, w->roles, DM_VALID, NULL};
     double acc[2] = {0, 0}, *row = w->rows[0]; /* a row of scratch: the rows are written after training */
     int rc = DM_OK;
     for (size_t k = lo; k < hi && !rc; k++) {
@@ -1173,7 +1173,7 @@ static int prompt_write_rows(prompt_ws *w, const prompt_proto *pr, double wall)
 static int prompt_score_protocol(prompt_ws *w, const char *spn, int split, const char *pn)
 {
     int last = w->stream && split == DM_TEST; /* the last streaming window */
-    prompt_proto pr = {spn, pn, {&w->d, last ? w->lroles : w->roles, split}, split == DM_VALID ? w->hv : w->ht,
+    prompt_proto pr = {spn, pn, {&w->d, last ? w->lroles : w->roles, split, NULL}, split == DM_VALID ? w->hv : w->ht,
                        split == DM_VALID ? w->sv : last ? w->r_last : w->st, NULL, 0};
     pr.topn = !strncmp(pn, "top", 3) ? atoi(pn + 3) : 0;
     for (int k = 0; k < w->d.n_cand; k++)
@@ -1219,7 +1219,7 @@ static int prompt_latency_batch(prompt_ws *w, const dm_cand *c19, size_t mi, int
 {
     const dm_dataset *d = &w->d;
     pm *p = prompt_latency_model(w, mi, NULL);
-    ev_split s = {d, w->roles, DM_TEST};
+    ev_split s = {d, w->roles, DM_TEST, NULL};
     if (L > p->L) L = p->L; /* allmrec's one user token */
     double t0 = dm_wtime();
     int rc = DM_OK;

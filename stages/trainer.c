@@ -150,7 +150,7 @@ static int valid_init(par_ctx *ctx, const dm_cfg *cfg, const dm_model_ops *ops, 
     v->dv.n_cand = 0;
     memset(v->dv.cand, 0, sizeof v->dv.cand);
     dm_shard_even(d->n_users, ctx->size, ctx->rank, &v->lo, &v->hi);
-    v->vs = (ev_split){&v->dv, roles, DM_VALID};
+    v->vs = (ev_split){&v->dv, roles, DM_VALID, NULL};
     if (!v->on) return DM_OK;
     const char *vp = dm_cfg_str(cfg, key(ops, "select_protocol"));
     return cands_draw(ctx, cfg, &v->dv, &vp, 1, v->lo, v->hi);

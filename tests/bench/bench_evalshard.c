@@ -78,7 +78,7 @@ int main(int argc, char **argv)
         }
     }
     dm_dataset d = tl_dataset_view((int)U, (int)n, off, item);
-    ev_split s = {&d, role, DM_TEST};
+    ev_split s = {&d, role, DM_TEST, NULL};
     int64_t ks[1] = {10};
     metrics_spec spec;
     metrics_spec_init(&spec, ks, 1, METRICS_TIES_EXPECTED);

@@ -6,6 +6,10 @@
 #    and so under pessimistic ties at 3 ranks
 #  - auto shards when the table exceeds a quarter of eval.mem_per_rank, and only at more than one
 #    rank; off never shards
+#  - sampled-user evaluation (eval.user_fraction 0.3) at 1 rank unsharded and 3 ranks sharded: the
+#    same users in both (their count within 4 sd of the binomial's mean), their rows bitwise those of
+#    the whole run, every other row NaN, one user set for every entry, the count stored as users_sampled;
+#    the report's captions name the sample (and only then)
 #  - an unknown value of the key is refused naming it
 set -u
 PY=/usr/bin/python3; chk=tests/reference/check_stress.py; B=$DM_BUILD/dynmm
@@ -41,6 +45,42 @@ ev big2 2 --set eval.mem_per_rank=1
 ev off2 2 --set eval.item_shard=off --set eval.mem_per_rank=0.05
 for r in auto1 big2 off2; do grep -q "sharded over" $W/$r.log && fail "$r sharded"; done
 $PY $chk equal $W/off1/results.h5 $W/auto2/results.h5 || fail "auto at 2 ranks"
+
+# sampled users
+ev frac1 1 --set eval.item_shard=off --set eval.user_fraction=0.3
+ev frac3 3 --set eval.item_shard=on --set eval.user_fraction=0.3
+grep -q "eval: [0-9]* of [0-9]* users sampled (eval.user_fraction 0.3)" $W/frac1.log || { cat $W/frac1.log; fail "no log of the sampled users"; }
+for r in frac1 frac3; do
+  $PY - $W/off1/results.h5 $W/$r/results.h5 <<'EOF' || fail "sampled-user rows of $r"
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+n = int(b.attrs["n_users"]); k = int(b.attrs["users_sampled"]); f = float(b.attrs["user_fraction"])
+assert f == 0.3 and abs(k - 0.3 * n) <= 4 * (0.21 * n) ** 0.5, (k, n)
+kept = None
+for sp in ("valid", "test"):
+    for p in ("full", "uni99", "pop19"):
+        for m in ("pop", "sasrec", "align"):
+            x, y = a["%s/%s/%s" % (sp, p, m)][...], b["%s/%s/%s" % (sp, p, m)][...]
+            sampled, scored = ~np.isnan(y[:, 0]), ~np.isnan(x[:, 0])
+            assert 0 < sampled.sum() <= k, (sp, p, m, sampled.sum(), k)
+            assert np.array_equal(x[sampled].view(np.uint64), y[sampled].view(np.uint64)), (sp, p, m, "rows differ")
+            # one user set for every entry: users scored in the whole run are sampled or not alike
+            if kept is None: kept = sampled | ~scored
+            assert not (sampled & ~kept).any() and not (scored & kept & ~sampled).any(), (sp, p, m, "another user set")
+print("sampled users: %d of %d; rows equal" % (k, n))
+EOF
+done
+$PY - $W/frac1/results.h5 $W/frac3/results.h5 <<'EOF' || fail "1 and 3 ranks sampled different users"
+import sys, h5py, numpy as np
+a, b = [h5py.File(f, "r") for f in sys.argv[1:]]
+x, y = a["test/full/sasrec"][...], b["test/full/sasrec"][...]
+assert np.array_equal(np.isnan(x[:, 0]), np.isnan(y[:, 0])) and a.attrs["users_sampled"] == b.attrs["users_sampled"]
+EOF
+# the report says which users its tables are on
+for r in frac1 off1; do $B report $W/$r --set stats.bootstrap=100 > $W/report_$r.log 2>&1 || { cat $W/report_$r.log; fail "report on $r"; }; done
+grep -q "On a sample of the users: each took part with probability 0.3 (eval.user_fraction)" $W/frac1/report/test_full.md ||
+  { head -3 $W/frac1/report/test_full.md; fail "the caption does not name the sampled users"; }
+grep -q "sample of the users" $W/off1/report/test_full.md && fail "a caption names a sample where every user was scored"
 
 $B eval "${common[@]}" --set eval.item_shard=maybe --set run.dir=$W/off1 > $W/err.log 2>&1 && fail "eval.item_shard=maybe accepted"
 grep -q "eval.item_shard" $W/err.log || { cat $W/err.log; fail "the error does not name eval.item_shard"; }

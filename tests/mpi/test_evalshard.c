@@ -9,6 +9,8 @@
  *   - random Gaussian latents: the rows are bitwise equal too (model_latents_score's fixed-order
  *     kernel computes each score from its row and column alone, whatever the call; this is what eval
  *     relies on for real models: OpenBLAS's sgemm does not, by an ulp now and then);
+ *   - sampled-user evaluation (ev_split.keep, every third user left out): the kept users' rows are
+ *     bitwise those of the whole run, the others NaN, in both paths;
  *   - ev_shard_topk equals dm_top_k_f32 over the whole score vector (ids and scores, ties to the
  *     lower item, history left out, K longer than what is left);
  *   - a NaN item score fails both paths with the same message on every rank.
@@ -34,6 +36,7 @@ typedef struct {
     int32_t item[NU * 12];
     int8_t role[NU * 12];
     int32_t neg[NU * NNEG];
+    uint8_t keep[NU]; /* sampled-user evaluation: every third user left out */
     dm_dataset d;
 } catalogue;
 
@@ -69,6 +72,7 @@ static void make_catalogue(catalogue *c, dm_rng *r)
             c->neg[u * NNEG + k] = u == 5 || u == 40 ? -1 : x;
         }
     }
+    for (int u = 0; u < NU; u++) c->keep[u] = u % 3 != 1;
     c->d = tl_dataset_view(NU, NI, c->off, c->item);
     c->d.n_cand = 1;
     snprintf(c->d.cand[0].name, sizeof c->d.cand[0].name, "uni%d", NNEG);
@@ -96,26 +100,42 @@ static int compare_rows(par_ctx *ctx, catalogue *c, model_latents *full, size_t 
         metrics_spec spec;
         metrics_spec_init(&spec, ks, 3, (metrics_ties)t);
         double *a = malloc((hi - lo + 1) * spec.ncols * sizeof *a), *b = malloc((hi - lo + 1) * spec.ncols * sizeof *b);
+        double *a0 = malloc(2 * (hi - lo + 1) * spec.ncols * sizeof *a0); /* each protocol's rows without keep */
         for (int sp = DM_VALID; sp <= DM_TEST; sp++)
-            for (int p = 0; p < 2; p++) {
-                ev_split s = {&c->d, c->role, sp};
-                int ra = par_agree(ctx, ev_score_users(&s, &spec, protos[p], model_latents_score, full, lo, hi, batch, a));
-                int rb = ev_score_sharded(ctx, &s, &spec, protos[p], &sh, lo, hi, batch, b);
-                CHECK(ra == DM_OK && rb == DM_OK, "%s %s: scored (%d, %d: %s)", what, protos[p], ra, rb, dm_error_message());
+            for (int p = 0; p < 4; p++) { /* p & 1: protocol; p >= 2: every third user left out (ev_split.keep) */
+                ev_split s = {&c->d, c->role, sp, p >= 2 ? c->keep : NULL};
+                const char *pr = protos[p & 1];
+                int ra = par_agree(ctx, ev_score_users(&s, &spec, pr, model_latents_score, full, lo, hi, batch, a));
+                int rb = ev_score_sharded(ctx, &s, &spec, pr, &sh, lo, hi, batch, b);
+                CHECK(ra == DM_OK && rb == DM_OK, "%s %s: scored (%d, %d: %s)", what, pr, ra, rb, dm_error_message());
+                double *a0p = a0 + (size_t)(p & 1) * (hi - lo + 1) * spec.ncols;
+                if (p < 2) memcpy(a0p, a, (hi - lo) * spec.ncols * sizeof *a);
+                else /* the kept users' rows are those of the whole run, the others NaN */
+                    for (size_t k = 0; k < (hi - lo) * spec.ncols; k++) {
+                        size_t u = lo + k / spec.ncols;
+                        int ok = c->keep[u] ? !memcmp(&a[k], &a0p[k], sizeof *a) : isnan(a[k]);
+                        if (!ok) {
+                            CHECK(0, "%s %s split %d: user %zu (kept %d) column %zu: %.17g, without keep %.17g", what, pr, sp, u,
+                                  c->keep[u], k % spec.ncols, a[k], a0p[k]);
+                            break;
+                        }
+                    }
                 int same = memcmp(a, b, (hi - lo) * spec.ncols * sizeof *a) == 0, scored = 0;
                 for (size_t u = 0; u < hi - lo; u++) scored += !isnan(a[u * spec.ncols]);
                 for (size_t k = 0; !same && k < (hi - lo) * spec.ncols; k++)
                     if (memcmp(&a[k], &b[k], sizeof *a)) {
                         CHECK(0, "%s, %s ties, %s, split %d, batch %zu: user %zu column %zu: %.17g unsharded, %.17g sharded", what,
-                              metrics_ties_name((metrics_ties)t), protos[p], sp, batch, lo + k / spec.ncols, k % spec.ncols, a[k], b[k]);
+                              metrics_ties_name((metrics_ties)t), pr, sp, batch, lo + k / spec.ncols, k % spec.ncols, a[k], b[k]);
                         break;
                     }
                 int64_t cnt = scored;
                 par_allreduce_sum_i64(ctx, &cnt, 1); /* all but users 5, 40 (no negatives) and 7 (no valid target) */
-                CHECK(cnt >= NU - 3, "%s: %lld users scored", what, (long long)cnt);
+                if (p < 2) CHECK(cnt >= NU - 3, "%s: %lld users scored", what, (long long)cnt);
+                else CHECK(cnt >= (NU - 3) * 2 / 3 - 2 && cnt <= (NU * 2 + 2) / 3, "%s: %lld kept users scored", what, (long long)cnt);
                 n += same;
             }
         free(a);
+        free(a0);
         free(b);
         metrics_spec_free(&spec);
     }
@@ -141,13 +161,13 @@ int main(int argc, char **argv)
     for (int bi = 0; bi < 3; bi++) {
         char what[64];
         snprintf(what, sizeof what, "integer latents, batch %zu", batches[bi]);
-        CHECK(compare_rows(&ctx, &c, &full, batches[bi], what) == 12, "%s: every entry bitwise equal", what);
+        CHECK(compare_rows(&ctx, &c, &full, batches[bi], what) == 24, "%s: every entry bitwise equal", what);
     }
     /* Gaussian latents: each (user, item) scored the same in a call over a shard */
     tl_randn(&r, e, NI * C, 1.0);
     tl_randn(&r, hv, NU * C, 1.0);
     tl_randn(&r, ht, NU * C, 1.0);
-    CHECK(compare_rows(&ctx, &c, &full, 7, "gaussian latents") == 12, "gaussian latents: every entry bitwise equal");
+    CHECK(compare_rows(&ctx, &c, &full, 7, "gaussian latents") == 24, "gaussian latents: every entry bitwise equal");
 
     /* top-K over shards: integer latents again (ties), history excluded */
     for (size_t k = 0; k < NI * C; k++) e[k] = (float)((int)dm_rng_below(&r, 3) - 1);
@@ -156,7 +176,7 @@ int main(int argc, char **argv)
         for (size_t u = 0; u < NU; u++) users[u] = u;
         dm_shard_even(NI, ctx.size, ctx.rank, &i0, &i1);
         ev_shard_latents sh = {NI, C, i0, i1, e + i0 * C, {NULL, hv, ht}};
-        ev_split s = {&c.d, c.role, DM_TEST};
+        ev_split s = {&c.d, c.role, DM_TEST, NULL};
         float *all = malloc(B * NI * sizeof *all), *part = malloc(B * (i1 - i0) * sizeof *part + 4);
         int64_t xo[NU + 1];
         int32_t *xs = malloc(NU * 12 * sizeof *xs);
@@ -204,7 +224,7 @@ int main(int argc, char **argv)
         metrics_spec spec;
         metrics_spec_init(&spec, ks, 1, METRICS_TIES_EXPECTED);
         double *rows = malloc((hi - lo + 1) * spec.ncols * sizeof *rows);
-        ev_split s = {&c.d, c.role, DM_TEST};
+        ev_split s = {&c.d, c.role, DM_TEST, NULL};
         int ra = par_agree(&ctx, ev_score_users(&s, &spec, "full", model_latents_score, &full, lo, hi, 7, rows));
         char ma[256];
         snprintf(ma, sizeof ma, "%s", dm_error_message());
