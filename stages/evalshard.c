@@ -10,6 +10,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <unistd.h>
 
 /* ---- the latents ------------------------------------------------------------------------------- */
@@ -331,10 +332,14 @@ int ev_shard_topk(par_ctx *ctx, const float *scores, size_t B, size_t i0, size_t
 
 /* ---- when to shard ----------------------------------------------------------------------------- */
 
-int ev_item_shard(par_ctx *ctx, const dm_cfg *cfg, size_t n_items, size_t C, double *table_mib, double *budget_mib)
+int ev_item_shard(par_ctx *ctx, const dm_cfg *cfg, const char *group, size_t n_items, size_t C, double *table_mib,
+                  double *budget_mib)
 {
-    const char *mode = dm_cfg_str(cfg, "eval.item_shard");
-    double mib = dm_cfg_float(cfg, "eval.mem_per_rank");
+    char km[64], kb[64];
+    snprintf(km, sizeof km, "%s.item_shard", group);
+    snprintf(kb, sizeof kb, "%s.mem_per_rank", group);
+    const char *mode = dm_cfg_str(cfg, km);
+    double mib = dm_cfg_float(cfg, kb);
     if (mib <= 0) {
         long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
         mib = pages > 0 && psz > 0 ? (double)pages * (double)psz / 1048576.0 / (ctx->local_size > 0 ? ctx->local_size : 1) : 0;
@@ -372,7 +377,7 @@ int ev_shard_plan(par_ctx *ctx, const dm_cfg *cfg, const model_def *m, const cha
         return DM_OK;
     }
     double tmib, bmib;
-    *on = ev_item_shard(ctx, cfg, n, C, &tmib, &bmib);
+    *on = ev_item_shard(ctx, cfg, "eval", n, C, &tmib, &bmib);
     if (*on)
         dm_log("  %s: item table %zu x %zu (%.3g MiB) sharded over %d ranks, %.3g MiB each (eval.item_shard %s, memory %.4g MiB per rank)",
                m->name, n, C, tmib, ctx->size, tmib / ctx->size, dm_cfg_str(cfg, "eval.item_shard"), bmib);

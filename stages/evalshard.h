@@ -65,11 +65,13 @@ int ev_score_sharded(par_ctx *ctx, const ev_split *s, const metrics_spec *spec, 
 int ev_shard_topk(par_ctx *ctx, const float *scores, size_t B, size_t i0, size_t n, const int64_t *excl_off,
                   const int32_t *excl, int K, int32_t *out, float *out_scores);
 
-/* Whether eval shards the item table of a model with n_items x C float latents (eval.item_shard):
+/* Whether a stage shards the item table of a model with n_items x C float latents by the keys of its
+ * config group ("eval": eval.item_shard, eval.mem_per_rank; "stream": stream.item_shard, ...):
  * on, off, or auto = more than one rank and a table larger than a quarter of the memory per rank
- * (eval.mem_per_rank MiB; 0 = the node's physical memory over its ranks, the least over ranks).
- * *table_mib and *budget_mib get the figures the choice was made from. */
-int ev_item_shard(par_ctx *ctx, const dm_cfg *cfg, size_t n_items, size_t C, double *table_mib, double *budget_mib);
+ * (<group>.mem_per_rank MiB; 0 = the node's physical memory over its ranks, the least over ranks).
+ * *table_mib and *budget_mib get the figures the choice was made from. Collective. */
+int ev_item_shard(par_ctx *ctx, const dm_cfg *cfg, const char *group, size_t n_items, size_t C, double *table_mib,
+                  double *budget_mib);
 
 /* Whether eval scores model m (its file at path) item-sharded: 0 for a model that is not a
  * dot-product model, else ev_item_shard's choice from the table's shape, logged. */

@@ -22,7 +22,10 @@
  * each element of a matrix product in one fixed order, whatever the other rows of the call, the
  * thread count or the CPU; OpenBLAS rounds a row differently with both); e_cf and z_base come from
  * the models' files, the summaries from serial code on every rank. So 1, 2 and 3 ranks at any
- * OMP_NUM_THREADS reach bitwise the same adapted state. Scoring keeps OpenBLAS.
+ * OMP_NUM_THREADS reach bitwise the same adapted state. The served latents are computed in
+ * reproducible mode as well and scored with eval's fixed-order kernel (model_latents_score, or item
+ * sharded with ev_score_sharded under stream.item_shard), so the per-user rows are bitwise the same
+ * too; only the means, summed over ranks, differ in the last bits.
  *
  * The stage body is a table of contents (stage_stream): stream_load, stream_setup, then per window
  * stream_window_tables, stream_retrain, stream_score, stream_adapt; then stream_user_means,
@@ -61,6 +64,7 @@
 #include "../mpi/cli.h"
 #include "dataset_io.h"
 #include "evalcore.h"
+#include "evalshard.h"
 #include "stage.h"
 
 #include "../src/adapter/adapter.h"
@@ -106,25 +110,6 @@ static int variant_index(const char *name)
     for (int q = 0; q < V_N; q++)
         if (!strcmp(name, vnames[q])) return q;
     return -1;
-}
-
-typedef struct {
-    const float *z;  /* (n_items, d) */
-    const float *h;  /* (n_users, d) */
-    size_t d, n_items;
-} dot_model;
-
-static int dot_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
-{
-    dot_model *m = mv;
-    (void)s;
-    float *u = malloc(B * m->d * sizeof *u + 4);
-    if (!u) return DM_ERR(DM_ENOMEM, "out of memory");
-    for (size_t b = 0; b < B; b++) memcpy(u + b * m->d, m->h + users[b] * m->d, m->d * sizeof *u);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)m->n_items, (int)m->d, 1.0f, u, (int)m->d, m->z,
-                (int)m->d, 0.0f, scores, (int)m->n_items);
-    free(u);
-    return DM_OK;
 }
 
 /* r (n_users, C): SASRec states from each user's interactions with window < w (all users, every
@@ -223,6 +208,8 @@ typedef struct {
     int64_t kcut;
     long eval_from;
     size_t lo, hi;
+    int shard;                  /* stream.item_shard: score against this rank's items [i0, i1) only */
+    size_t i0, i1;
     /* ---- the window's tables (stream_window_tables) ---- */
     int8_t *roles;              /* (n_inter) train before w, test in w, 3 after */
     float *r, *hb;              /* (nu, C) states, (nu, dd) h_base */
@@ -446,6 +433,17 @@ static int stream_setup(stream_ws *ws)
         rc = stream_buffers(ws);
     }
     rc = par_agree(ws->ctx, rc);
+    if (!rc) {
+        /* the wider of the tables scored (SASRec's or the aligner's) decides, for every variant */
+        size_t Cw = ws->C > ws->dd ? ws->C : ws->dd;
+        double tmib, bmib;
+        ws->shard = ev_item_shard(ws->ctx, ws->cfg, "stream", ws->ni, Cw, &tmib, &bmib);
+        dm_shard_even(ws->ni, ws->ctx->size, ws->ctx->rank, &ws->i0, &ws->i1);
+        if (ws->shard)
+            dm_log("  stream: item tables %zu x %zu (%.3g MiB) scored sharded over %d ranks (stream.item_shard %s, memory %.4g MiB "
+                   "per rank)",
+                   ws->ni, Cw, tmib, ws->ctx->size, dm_cfg_str(ws->cfg, "stream.item_shard"), bmib);
+    }
     if (!rc) rc = stream_retrain_epochs(ws);
     if (!rc)
         dm_log("  stream: %zu windows, %zu users, %zu items; adapter d_cf=%zu d=%zu summaries %d/%d, %d steps x %d per window", ws->W,
@@ -578,28 +576,50 @@ static int stream_record(stream_ws *ws, int v, size_t w)
     return rc;
 }
 
+/* h (nu, dd): every rank's rows [lo, hi) to every rank */
+static int gather_users(stream_ws *ws, float *h)
+{
+    size_t dd = ws->dd, *counts = NULL;
+    void *all = NULL;
+    int rc = par_allgatherv(ws->ctx, h + ws->lo * dd, (ws->hi - ws->lo) * dd * sizeof *h, &all, &counts);
+    if (!rc) memcpy(h, all, ws->nu * dd * sizeof *h);
+    free(all);
+    free(counts);
+    return rc;
+}
+
 static int stream_score(stream_ws *ws, size_t w)
 {
     size_t lo = ws->lo, hi = ws->hi, ni = ws->ni, dd = ws->dd;
     int rc = DM_OK;
     /* the adapters' served latents: every item, this rank's users (only they are scored here) */
     double ts = dm_wtime();
+    nn_set_reproducible(1); /* served latents: the same bits at any rank and thread count */
     for (int v = V_ADAPTER; v <= V_LAST_ADAPTER && !rc; v++) {
         variant_adapter *va = &ws->va[v];
         if (!va->on) continue;
         rc = adapter_item_latents(&va->m, &va->a, &ws->tb, 1, NULL, (int)ni, va->z, NULL);
         if (!rc && hi > lo) rc = adapter_user_latents(&va->m, &va->a, &ws->tb, 1, ws->my_users, (int)(hi - lo), va->h + lo * dd, NULL);
     }
+    nn_set_reproducible(0);
     ws->serve_sec[w] = dm_wtime() - ts;
-    ev_split s = {&ws->d, ws->roles, DM_TEST};
+    ev_split s = {&ws->d, ws->roles, DM_TEST, NULL};
     for (int v = 0; v < V_N && !rc; v++) {
         if (!ws->want[v]) continue;
-        dot_model dm = {ws->zb, ws->hb, dd, ni};
-        if (v == V_SASREC) dm = (dot_model){ws->e_cf, ws->r, ws->C, ni};
-        else if (v == V_RETRAINED) dm = (dot_model){ws->e_rt, ws->r_rt, ws->C, ni};
-        else if (IS_ADAPTER(v)) dm = (dot_model){ws->va[v].z, ws->va[v].h, dd, ni};
+        /* eval's dot-product scoring (model_latents_score's fixed-order kernel): the same rows
+         * whatever the rank count, and sharded or not */
+        model_latents ml = {ni, dd, ws->zb, {NULL, NULL, ws->hb}};
+        if (v == V_SASREC) ml = (model_latents){ni, ws->C, ws->e_cf, {NULL, NULL, ws->r}};
+        else if (v == V_RETRAINED) ml = (model_latents){ni, ws->C, ws->e_rt, {NULL, NULL, ws->r_rt}};
+        else if (IS_ADAPTER(v)) ml = (model_latents){ni, dd, ws->va[v].z, {NULL, NULL, ws->va[v].h}};
         double t1 = dm_wtime();
-        rc = ev_score_users(&s, &ws->spec, "full", dot_score, &dm, lo, hi, 512, ws->rows);
+        if (ws->shard && IS_ADAPTER(v)) rc = par_agree(ws->ctx, gather_users(ws, ws->va[v].h)); /* every user's state */
+        if (rc) break;
+        if (ws->shard) {
+            ev_shard_latents sl = {ni, ml.C, ws->i0, ws->i1, ml.e + ws->i0 * ml.C, {NULL, NULL, ml.state[DM_TEST]}};
+            rc = ev_score_sharded(ws->ctx, &s, &ws->spec, "full", &sl, lo, hi, 512, ws->rows);
+        } else
+            rc = ev_score_users(&s, &ws->spec, "full", model_latents_score, &ml, lo, hi, 512, ws->rows);
         ws->score_sec[(size_t)v * ws->W + w] = dm_wtime() - t1;
         rc = par_agree(ws->ctx, rc);
         if (!rc) rc = stream_record(ws, v, w);

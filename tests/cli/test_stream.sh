@@ -3,7 +3,9 @@
 # with planted drift:
 #  - 1, 2 and 3 ranks, and 1 rank with 2 OpenMP threads, reach bitwise the same served adapter
 #    weights (the adapter's inputs and training run in reproducible mode, src/nn/gemm.h), and the
-#    same window metrics (within 2e-3: scoring uses OpenBLAS)
+#    same window metrics (within 2e-3: the means are summed over ranks) and bitwise the same per-user
+#    rows (scoring uses eval's fixed-order kernel); 3 ranks with the item tables sharded
+#    (stream.item_shard = on) give bitwise the per-user rows of the unsharded runs
 #  - the adapter beats the static aligner on the drifting users, significantly (paired Wilcoxon,
 #    Holm), and does not lose on the stable users; stream.h5's per-user tests agree with SciPy
 #  - `dynmm report` tables the prequential protocol (all / drifting / stable users) against static
@@ -19,11 +21,13 @@ common=(--set synth.users=1500 --set synth.items=400 --set synth.clusters=6 --se
 $DM_MPIRUN -n 2 $B run "${common[@]}" --set 'run.stages=[synth,train-cf,align]' --set run.dir=$W/base < /dev/null > $W/base.log 2>&1 ||
   { cat $W/base.log; fail "base models"; }
 # r<np>: np ranks with 1 thread each; r1t2: 1 rank with 2 threads (the cores 2 ranks get)
-for run in 1 2 3 1t2; do
-  np=${run%t2}; th=1; [ "$run" = 1t2 ] && th=2
+for run in 1 2 3 1t2 3s; do
+  np=${run%t2}; np=${np%s}; th=1; [ "$run" = 1t2 ] && th=2
+  sh=off; [ "$run" = 3s ] && sh=on
   mkdir -p $W/r$run; cp $W/base/dataset.h5 $W/base/cf.h5 $W/base/align.h5 $W/r$run/
   $DM_MPIRUN -x OMP_NUM_THREADS=$th -n $np $B stream configs/quickstart.cfg "${common[@]}" --set run.dir=$W/r$run \
-    --set 'stream.variants=[static,adapter,no_kl]' < /dev/null > $W/r$run.log 2>&1 || { cat $W/r$run.log; fail "stream at $np ranks x $th threads"; }
+    --set 'stream.variants=[static,adapter,no_kl]' --set stream.item_shard=$sh < /dev/null > $W/r$run.log 2>&1 ||
+    { cat $W/r$run.log; fail "stream at $np ranks x $th threads (item tables sharded: $sh)"; }
 done
 grep -A6 "drifting users" $W/r1.log
 wts=(stream/adapter/weights stream/no_kl/weights)
@@ -34,6 +38,12 @@ for run in 2 3 1t2; do
   $PY $chk close $W/r1/stream.h5 $W/r$run/stream.h5 2e-3 stream/static/mean stream/adapter/mean stream/no_kl/mean || fail "window metrics at $(desc $run)"
 done
 $PY $chk equal $W/r2/stream.h5 $W/r1t2/stream.h5 "${wts[@]}" || fail "adapter weights: 1 rank x 2 threads differ from 2 ranks x 1 thread"
+grep -q "scored sharded over 3 ranks (stream.item_shard on" $W/r3s.log || { cat $W/r3s.log; fail "stream.item_shard = on did not shard"; }
+grep -q "scored sharded" $W/r3.log && fail "stream.item_shard = off sharded"
+urows=(prequential/full/static prequential/full/adapter prequential/full/no_kl)
+for run in 2 3 1t2 3s; do
+  $PY $chk equal $W/r1/stream.h5 $W/r$run/stream.h5 "${urows[@]}" || fail "per-user rows at $(desc ${run%s}) (sharded: $run) differ from 1 rank"
+done
 $PY - $W/r2/stream.h5 $W/r2/dataset.h5 <<'PYEOF' || exit 1
 import sys, h5py, numpy as np
 from scipy import stats
