@@ -65,6 +65,9 @@ TINY=(--set synth.users=200 --set synth.items=200
       --set explain.hidden=16 --set explain.tokens=4
       --set adapter.steps=5 --set adapter.hidden=16 --set adapter.batch=32 --set adapter.fisher_samples=32
       --set adapter.replay_capacity=200 --set stats.bootstrap=100 --set stats.permutations=100)
+# Per synthetic config (name with - as _), what TINY leaves too small for it: configs/large.cfg scores
+# 0.5% of the users (one of TINY's 200) and cuts the aligner's 64 dimensions into 32 sub-spaces.
+SIZE_large=(--set eval.user_fraction=0.5 --set pq.m=16)
 # Real data, per config (name with - as _): the files under $DM_DATA/<DATA_DIR_name>, and a k-core
 # subset so that training stays tiny (Beauty 15/15: 671 users, 498 items; TikTok items 60: 6404
 # users, 128 items; Last.fm-2k items 100: 1806 users, 125 items).
@@ -101,7 +104,7 @@ def cfg(path):
     return out
 
 OUTPUT = {"synth": "dataset.h5", "ingest": "dataset.h5", "train-cf": "cf.h5", "align": "align.h5", "lm": "lm.h5",
-          "prompt": "prompt.h5", "explain": "explain.h5", "stream": "stream.h5", "eval": "results.h5"}
+          "prompt": "prompt.h5", "explain": "explain.h5", "stream": "stream.h5", "eval": "results.h5", "pq": "pq.h5"}
 
 def finite_rows(d, what):
     x = d[...]
@@ -129,6 +132,10 @@ def check_run(path):
             for v in c["stream.variants"]: assert "stream/" + v in h, "%s: no variant %s" % (f, v)
         if s == "prompt":
             for m in c["prompt.models"]: assert "prompt/" + m in h, "%s: no model %s" % (f, m)
+        if s == "pq":
+            for m in c["pq.models"]:
+                assert m + "/codebook" in h and m + "/codes" in h, "%s: no codebook and codes of %s" % (f, m)
+                finite_rows(h[m + "/codebook"], f + ":" + m)
         if s == "explain":
             finite_rows(h["explain/users"], f)
             out = c["explain.output"]
@@ -154,7 +161,12 @@ def check_sweep(manifest, rep):
     for sp in base["report.splits"]:
         f = os.path.join(rep, "%s_full.csv" % sp) if "full" in base["eval.protocols"] else sorted(glob.glob(os.path.join(rep, sp + "_*.csv")))[0]
         t = list(csv.DictReader(open(f)))
-        assert {r["model"] for r in t} >= set(models), "%s: models %s, expected %s" % (f, sorted({r["model"] for r in t}), models)
+        main = [m for m in models if not m.endswith("@pq")]  # <model>@pq: in the table <split>_<protocol>_pq beside it
+        assert {r["model"] for r in t} >= set(main), "%s: models %s, expected %s" % (f, sorted({r["model"] for r in t}), main)
+        if len(main) < len(models):
+            fq = f[:-4] + "_pq.csv"
+            tq = {r["model"] for r in csv.DictReader(open(fq))}
+            assert tq >= set(models) - set(main), "%s: models %s, expected the @pq ones of %s" % (fq, sorted(tq), models)
         assert all(r["seeds"] == str(len(seeds)) for r in t), "%s: not every row is over %d seeds" % (f, len(seeds))
         swept = [k for k in t[0] if "." in k and k not in ("p_adj",)]
         pts = {tuple(r[k] for k in swept) for r in t if all(r[k] != "*" for k in swept)}
@@ -298,6 +310,7 @@ part_configs() {
       if [ -z "$DM_DATA" ] || [ ! -d "$DM_DATA/${!ddir}" ]; then echo "SKIP part: $f needs \$DM_DATA/${!ddir} (DM_DATA='$DM_DATA')"; continue; fi
       extra=("${!dvar}")
     fi
+    if declare -p "SIZE_$var" > /dev/null 2>&1; then dvar="SIZE_$var[@]"; extra+=("${!dvar}"); fi
     args=("${cfgs[@]}" --set run.dir="$W/cfg/$name" "${TINY[@]}" "${extra[@]}")
     resolve "$W/cfg/$name.resolved" "${args[@]}"
     t=$SECONDS
