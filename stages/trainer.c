@@ -191,6 +191,14 @@ typedef struct {
 
 /* The steps of epoch c->epoch from batch c->batch on; *lsum = this rank's loss sum (rank 0 also
  * carries the sums before a checkpoint). Checks for a stop signal every 16 steps. */
+/* Seconds between the progress lines of an epoch that runs longer: 60, or DM_PROGRESS_SECONDS. */
+static double progress_seconds(void)
+{
+    const char *e = getenv("DM_PROGRESS_SECONDS");
+    double v = e && *e ? strtod(e, NULL) : 0.0;
+    return v > 0 ? v : 60.0;
+}
+
 static int run_epoch(run_ctx *r, cursor *c, epoch_buf *b, uint64_t seed, double *lsum, double t0, const double *curve, size_t ncurve)
 {
     const dm_model_ops *ops = r->ops;
@@ -198,6 +206,7 @@ static int run_epoch(run_ctx *r, cursor *c, epoch_buf *b, uint64_t seed, double 
     float *g = ops->grads(r->self, &np);
     long nb = (long)((n + (size_t)b->G - 1) / (size_t)b->G);
     int rc = DM_OK;
+    double t_note = dm_wtime(), every = progress_seconds(); /* progress lines inside a long epoch */
     for (; c->batch < nb && !rc; c->batch++) {
         size_t b0 = (size_t)c->batch * (size_t)b->G, bn = n - b0 < (size_t)b->G ? n - b0 : (size_t)b->G, lo, hi;
         dm_shard_even(bn, r->ctx->size, r->ctx->rank, &lo, &hi);
@@ -215,6 +224,14 @@ static int run_epoch(run_ctx *r, cursor *c, epoch_buf *b, uint64_t seed, double 
         ops->step(r->self);
         *lsum += ops->loss_is_mean ? loss : loss / norm;
         c->step++;
+        double now = dm_wtime();
+        if (now - t_note >= every && c->batch + 1 < nb) {
+            double per = (now - t0) / (double)(c->batch + 1); /* t0 counts a resumed epoch's earlier steps */
+            long left = (long)(per * (double)(nb - c->batch - 1) + 0.5);
+            dm_log_v(r->log, "  %s epoch %4ld  step %ld of %ld (%.0f%%)  %.1f ms/step  epoch eta %ldm%02lds", ops->name, c->epoch + 1,
+                     c->batch + 1, nb, 100.0 * (double)(c->batch + 1) / (double)nb, 1e3 * per, left / 60, left % 60);
+            t_note = now;
+        }
         if (!r->ck.hash || c->step % 16) continue;
         int stop;
         rc = ckpt_stop_requested(r->ctx, &stop);

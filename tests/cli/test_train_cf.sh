@@ -7,6 +7,8 @@
 #    uninterrupted one; SIGTERM writes a checkpoint at the next step and the rerun resumes
 #  - eval: per-user popularity metrics against an independent computation; pop rows and candidate
 #    sets identical at 1, 2 and 3 ranks, EASE and SASRec rows within float tolerance
+#  - a long epoch logs its progress (step k of N, ms/step, the epoch's eta) every
+#    DM_PROGRESS_SECONDS (60 by default), steps rising and short of N
 set -u
 PY=/usr/bin/python3; chk=tests/reference/check_cf.py; B=$DM_BUILD/dynmm
 export OMP_WAIT_POLICY=passive
@@ -70,4 +72,13 @@ d = np.abs(a[:, :3] - b[:, :3])
 assert np.nanmax(d) <= 1e-12, "resumed training curve differs: max diff %g at rows %s" % (np.nanmax(d), np.where(d > 1e-12)[0])
 print("ok: the resumed run's curve equals the uninterrupted one (%d epochs)" % len(a))
 PYEOF
+
+# progress lines inside an epoch (DM_PROGRESS_SECONDS shortens the minute to 10 ms)
+DM_PROGRESS_SECONDS=0.01 $DM_MPIRUN -x DM_PROGRESS_SECONDS -n 2 $B train-cf "${common[@]}" --set run.dir=$W/r2 --set sasrec.batch=8 \
+  --set sasrec.epochs=1 --set 'cf.models=[sasrec]' < /dev/null > $W/progress.log 2>&1 || { cat $W/progress.log; echo "FAIL: train-cf with progress lines"; exit 1; }
+N=$(sed -n 's/.*global batch 8, \([0-9]*\) steps\/epoch.*/\1/p' $W/progress.log)
+awk -v N="$N" '/sasrec epoch +1  step [0-9]+ of [0-9]+ \([0-9]+%\)  [0-9.]+ ms\/step  epoch eta [0-9]+m[0-9][0-9]s/ {
+    k = $5; n++; if ($7 != N || k <= last || k >= N) bad = 1; last = k }
+  END { if (N < 2 || n < 1 || bad) { print "FAIL: progress lines (" n ", of " N " steps, bad " bad ")"; exit 1 } print "ok: " n " progress lines over " N " steps" }' $W/progress.log ||
+  { grep "sasrec epoch" $W/progress.log; exit 1; }
 echo ok
