@@ -80,7 +80,6 @@
 #include "../src/nn/gemm.h"
 #include "../src/stats/stats.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

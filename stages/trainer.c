@@ -191,6 +191,15 @@ typedef struct {
 
 /* The steps of epoch c->epoch from batch c->batch on; *lsum = this rank's loss sum (rank 0 also
  * carries the sums before a checkpoint). Checks for a stop signal every 16 steps. */
+/* A time left as "12m05s", or "2h07m" from an hour on. */
+static const char *fmt_eta(double left, char *out, size_t cap)
+{
+    long m = (long)(left / 60.0), sec = (long)(left - 60.0 * (double)m + 0.5);
+    if (m >= 60) snprintf(out, cap, "%ldh%02ldm", m / 60, m % 60);
+    else snprintf(out, cap, "%ldm%02lds", m, sec > 59 ? 59 : sec);
+    return out;
+}
+
 /* Seconds between the progress lines of an epoch that runs longer: 60, or DM_PROGRESS_SECONDS. */
 static double progress_seconds(void)
 {
@@ -227,9 +236,9 @@ static int run_epoch(run_ctx *r, cursor *c, epoch_buf *b, uint64_t seed, double 
         double now = dm_wtime();
         if (now - t_note >= every && c->batch + 1 < nb) {
             double per = (now - t0) / (double)(c->batch + 1); /* t0 counts a resumed epoch's earlier steps */
-            long left = (long)(per * (double)(nb - c->batch - 1) + 0.5);
-            dm_log_v(r->log, "  %s epoch %4ld  step %ld of %ld (%.0f%%)  %.1f ms/step  epoch eta %ldm%02lds", ops->name, c->epoch + 1,
-                     c->batch + 1, nb, 100.0 * (double)(c->batch + 1) / (double)nb, 1e3 * per, left / 60, left % 60);
+            char d[48];
+            dm_log_v(r->log, "  %s epoch %4ld  step %ld of %ld (%.0f%%)  %.1f ms/step  epoch eta %s", ops->name, c->epoch + 1, c->batch + 1,
+                     nb, 100.0 * (double)(c->batch + 1) / (double)nb, 1e3 * per, fmt_eta(per * (double)(nb - c->batch - 1), d, sizeof d));
             t_note = now;
         }
         if (!r->ck.hash || c->step % 16) continue;
@@ -305,9 +314,8 @@ static int end_epoch(run_ctx *r, valid_set *v, const plan *p, cursor *c, trainer
         double sum = 0;
         for (size_t k = 0; k < t->ncurve; k++) sum += nc[k * 4 + 3];
         double left = sum / (double)t->ncurve * (double)(p->epochs - c->epoch);
-        long m = (long)(left / 60.0), sec = (long)(left - 60.0 * (double)m + 0.5);
-        if (m >= 60) snprintf(eta, sizeof eta, "  eta %ldh%02ldm", m / 60, m % 60);
-        else snprintf(eta, sizeof eta, "  eta %ldm%02lds", m, sec > 59 ? 59 : sec);
+        char d[48];
+        snprintf(eta, sizeof eta, "  eta %s", fmt_eta(left, d, sizeof d));
     }
     if (do_eval || c->epoch == 1 || dm_log_verbosity() >= 2)
         dm_log_v(r->log, "  %s epoch %4ld  loss %.4f  %.1f ms/step  %.0f examples/s%s", ops->name, c->epoch, row[1],
