@@ -384,9 +384,10 @@ map_cmd() {
   fi
   c=$(printf '%s' "$c" | sed -E "s#(^|[ ])(build/)?dynmm #\1$(q "$B") #; s#^mpirun #$DM_MPIRUN #")
   SHOWN=$c
-  if printf '%s' "$c" | grep -qE "/dynmm ($STAGE_CMDS)( |$)|^jobs/(quickstart\.sh|run\.sbatch)( |$)"; then
+  if printf '%s' "$c" | grep -qE "/dynmm ($STAGE_CMDS)( |$)|^jobs/(quickstart\.sh|run\.sbatch|large\.sh)( |$)"; then
     c="$c $(printf '%q ' "${TINY[@]}")"; SHOWN="$SHOWN \${TINY[@]}"
   fi
+  if [[ "$c" == jobs/large.sh* ]]; then c="$c $(printf '%q ' "${SIZE_large[@]}")"; SHOWN="$SHOWN \${SIZE_large[@]}"; fi
   MAPPED=$c
 }
 # does a README command read the real data (a /data/ path, a real-data config or its run.dir)?
