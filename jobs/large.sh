@@ -32,7 +32,8 @@ for s in $stages; do
   log=$dir/large-$s.log
   echo "== $s ($NP ranks)"
   t0=$(date +%s.%N)
-  mpirun --oversubscribe --bind-to none -n "$NP" "$B" "$s" "$cfg" "$@" < /dev/null 2>&1 | tee "$log"
+  # `dynmm run` one stage at a time: a stage whose output is current is skipped
+  mpirun --oversubscribe --bind-to none -n "$NP" "$B" run "$cfg" "$@" --set "run.stages=[$s]" < /dev/null 2>&1 | tee "$log"
   t1=$(date +%s.%N)
   awk -v s="$s" -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" '
     $1 == "peak" && $2 == "memory" { mx = $3; all = $8; sub(/\(/, "", all) }   # peak memory X MiB on rank r (Y MiB over all ranks)

@@ -38,6 +38,18 @@ int cands_parse(const char *p, char *kind, size_t *n)
     return DM_ECONFIG;
 }
 
+int cands_check_key(const dm_cfg *cfg, const char *key)
+{
+    char kind;
+    size_t n;
+    const char *p = dm_cfg_str(cfg, key);
+    if (!cands_parse(p, &kind, &n)) return DM_OK;
+    dm_error_clear();
+    DM_ERR(DM_ECONFIG, "%s: unknown protocol '%s'", key, p);
+    DM_HINT("a protocol is 'full', 'uniN' (N uniform negatives) or 'popN' (N popularity-sampled negatives), e.g. uni99");
+    return DM_ECONFIG;
+}
+
 int cands_split(const dm_cfg *cfg, const dm_dataset *d, const int8_t **roles)
 {
     const char *p = dm_cfg_str(cfg, "split.protocol");

@@ -21,6 +21,8 @@
 uint64_t cands_seed(const dm_cfg *cfg);
 /* Parses "uni99" / "pop19" into kind ('u' or 'p') and N; "full" gives kind 0. */
 int cands_parse(const char *proto, char *kind, size_t *n);
+/* DM_ECONFIG naming `key` when its value (one protocol, such as sasrec.select_protocol) does not parse. */
+int cands_check_key(const dm_cfg *cfg, const char *key);
 /* Draws the sets of the sampled protocols among protocols[0..n) (others, such as "full" or
  * "top50", are passed over) for users [lo, hi) into d->cand, replacing any held: row u - lo of
  * d->cand[c].rows belongs to user u (d->cand_row0 = lo). Users with too few untouched items get a

@@ -67,8 +67,70 @@ int ev_block_users(const ev_split *s, const char *protocol, size_t lo, size_t hi
     return DM_OK;
 }
 
+/* A sampled protocol through a candidate scorer: each block's users get a list of their targets
+ * then their negatives (padded to the block's longest with the user's first target, whose extra
+ * scores are not read), scored by items_fn, then the same metrics calls as the whole-row path. */
+static int score_cands(const ev_split *s, const metrics_spec *spec, const dm_cand *cand, ev_items_fn items_fn, void *model,
+                       const size_t *users, size_t nu, size_t maxlen, size_t lo, size_t batch, double *rows)
+{
+    const dm_dataset *d = s->d;
+    const size_t nc = spec->ncols, ncand = cand->n;
+    if (batch < 1) batch = 1;
+    size_t cap = EV_BLOCK_BYTES / ((maxlen + ncand) * sizeof(float));
+    if (cap < 1) cap = 1;
+    if (batch > cap) batch = cap;
+    int nt = omp_get_max_threads();
+    int32_t *items = malloc(batch * (maxlen + ncand) * sizeof *items + 4);
+    float *sc = malloc(batch * (maxlen + ncand) * sizeof *sc + 4);
+    size_t *ntg = malloc(batch * sizeof *ntg + 8);
+    metrics_ws *ws = calloc((size_t)nt, sizeof *ws);
+    int rc = !items || !sc || !ntg || !ws ? DM_ERR(DM_ENOMEM, "out of memory for the candidates of %zu users", batch) : DM_OK;
+    for (int t = 0; t < nt && !rc; t++) rc = metrics_ws_init(&ws[t], maxlen + ncand);
+    for (size_t b0 = 0; b0 < nu && !rc; b0 += batch) {
+        size_t B = nu - b0 < batch ? nu - b0 : batch, L = ncand + 1;
+        for (size_t b = 0; b < B; b++) {
+            size_t u = users[b0 + b], m = 0;
+            for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) m += s->roles[j] == s->split;
+            ntg[b] = m;
+            if (m + ncand > L) L = m + ncand;
+        }
+        for (size_t b = 0; b < B; b++) {
+            size_t u = users[b0 + b];
+            int32_t *li = items + b * L;
+            size_t m = ev_targets(s, u, li);
+            memcpy(li + m, cand->rows + (u - d->cand_row0) * ncand, ncand * sizeof *li);
+            for (size_t k = m + ncand; k < L; k++) li[k] = li[0];
+        }
+        rc = items_fn(model, s, users + b0, B, items, L, sc);
+        if (rc) break;
+        ev_err err = {DM_OK, 0, ""};
+#pragma omp parallel for schedule(dynamic, 8)
+        for (size_t b = 0; b < B; b++) {
+            int t = omp_get_thread_num();
+            size_t u = users[b0 + b], m = ntg[b];
+            const float *f = sc + b * L;
+            double *row = rows + (u - lo) * nc;
+            int r = m == 1 ? metrics_sampled(spec, f[0], f + 1, ncand, row) : metrics_sampled_multi(spec, &ws[t], f, m, f + m, ncand, row);
+            if (r) {
+#pragma omp critical(ev_err)
+                ev_err_note(&err, r, u);
+            }
+        }
+        rc = ev_err_raise(&err);
+    }
+    for (int t = 0; ws && t < nt; t++) metrics_ws_free(&ws[t]);
+    DM_FREE_ALL(ws, items, sc, ntg);
+    return rc;
+}
+
 int ev_score_users(const ev_split *s, const metrics_spec *spec, const char *protocol, ev_score_fn fn, void *model,
                    size_t lo, size_t hi, size_t batch, double *rows)
+{
+    return ev_score_users_items(s, spec, protocol, fn, NULL, model, lo, hi, batch, rows);
+}
+
+int ev_score_users_items(const ev_split *s, const metrics_spec *spec, const char *protocol, ev_score_fn fn, ev_items_fn items_fn,
+                         void *model, size_t lo, size_t hi, size_t batch, double *rows)
 {
     const dm_dataset *d = s->d;
     size_t n_items = d->n_items, nc = spec->ncols;
@@ -79,7 +141,8 @@ int ev_score_users(const ev_split *s, const metrics_spec *spec, const char *prot
     size_t nu = 0, maxlen = 1;
     const dm_cand *cand = NULL;
     int rc0 = ev_block_users(s, protocol, lo, hi, &cand, users, &nu, &maxlen);
-    if (rc0) {
+    if (!rc0 && !full && items_fn) rc0 = score_cands(s, spec, cand, items_fn, model, users, nu, maxlen, lo, batch, rows);
+    if (rc0 || (!full && items_fn)) {
         free(users);
         return rc0;
     }

@@ -37,6 +37,11 @@ size_t ev_history(const ev_split *s, size_t u, int32_t *out);
 size_t ev_targets(const ev_split *s, size_t u, int32_t *out);
 
 typedef int (*ev_score_fn)(void *model, const ev_split *s, const size_t *users, size_t B, float *scores);
+/* Optional, beside an ev_score_fn: the scores of listed items only, scores[b * n + k] = the score of
+ * item items[b * n + k] for users[b], the same bits as the ev_score_fn's entry of that item (so rows
+ * do not change). Sampled protocols then score a user's targets and negatives instead of its whole
+ * row over the catalogue: 1+99 costs 100 scores a user, not n_items. */
+typedef int (*ev_items_fn)(void *model, const ev_split *s, const size_t *users, size_t B, const int32_t *items, size_t n, float *scores);
 
 /* A block of scores (users x items) stays under this size: it bounds the users scored at once. */
 #define EV_BLOCK_BYTES ((size_t)64 << 20)
@@ -44,6 +49,11 @@ typedef int (*ev_score_fn)(void *model, const ev_split *s, const size_t *users, 
 /* Scores users [lo, hi) of split s under `protocol` ("full", "uni99", ...) into rows. */
 int ev_score_users(const ev_split *s, const metrics_spec *spec, const char *protocol, ev_score_fn fn, void *model,
                    size_t lo, size_t hi, size_t batch, double *rows);
+/* The same with a model's candidate scorer (NULL: as ev_score_users): under a sampled protocol the
+ * users' targets and negatives are scored by items_fn, in blocks of up to `batch` users bounded by
+ * EV_BLOCK_BYTES of candidate scores; "full" scores whole rows by fn. The same rows either way. */
+int ev_score_users_items(const ev_split *s, const metrics_spec *spec, const char *protocol, ev_score_fn fn, ev_items_fn items_fn,
+                         void *model, size_t lo, size_t hi, size_t batch, double *rows);
 /* The users of [lo, hi) that take part in split s under `protocol` (a target in the split, and stored
  * negatives for a sampled protocol) into users (room for hi - lo), their count into *nu, the longest
  * interaction list of the block into *maxlen (>= 1) and the protocol's candidate sets into *cand

@@ -164,7 +164,7 @@ int ev_score_sharded(par_ctx *ctx, const ev_split *s, const metrics_spec *spec, 
     const size_t maxlen = (size_t)g[0], ncand = w.cand ? w.cand->n : 0, L = full ? maxlen : maxlen + ncand;
     /* users per block over all ranks: batch, bounded as ev_score_users bounds it over the whole
        catalogue, so each rank's block of scores is 1/P of the unsharded one; a chunk of each rank's */
-    size_t cap = EV_BLOCK_BYTES / ((m->n_items ? m->n_items : 1) * sizeof(float));
+    size_t cap = EV_BLOCK_BYTES / ((full ? (m->n_items ? m->n_items : 1) : L) * sizeof(float));
     size_t Bg = batch < 1 ? 1 : batch;
     if (Bg > cap) Bg = cap ? cap : 1;
     size_t chunk = Bg / (size_t)ctx->size ? Bg / (size_t)ctx->size : 1, Bmax = chunk * (size_t)ctx->size;
@@ -179,7 +179,7 @@ int ev_score_sharded(par_ctx *ctx, const ev_split *s, const metrics_spec *spec, 
         w.nlist = malloc(Bmax * sizeof *w.nlist);
         w.vals = malloc(Bmax * L * sizeof *w.vals + 4);
         w.cnt = malloc(Bmax * (2 * L + 2) * sizeof *w.cnt);
-        w.scores = malloc(Bmax * ns * sizeof *w.scores + 4);
+        w.scores = malloc(Bmax * (full ? ns : L) * sizeof *w.scores + 4);
         w.hist = malloc((size_t)w.nt * (2 * maxlen + 2) * sizeof *w.hist);
         w.ws = calloc((size_t)w.nt, sizeof *w.ws);
         if (!w.ids || !w.negs || !w.lists || !w.nlist || !w.vals || !w.cnt || !w.scores || !w.hist || !w.ws)
@@ -194,16 +194,32 @@ int ev_score_sharded(par_ctx *ctx, const ev_split *s, const metrics_spec *spec, 
         size_t *ub = malloc(B * sizeof *ub + 8);
         if (!ub) rc = DM_ERR(DM_ENOMEM, "out of memory");
         for (size_t b = 0; !rc && b < B; b++) ub[b] = (size_t)w.ids[b];
-        if (!rc) rc = ev_shard_scores(m, s, ub, B, w.scores);
+        if (!rc && full) rc = ev_shard_scores(m, s, ub, B, w.scores);
+        for (size_t b = 0; !rc && b < B; b++)
+            w.nlist[b] = user_list(s, (size_t)w.ids[b], w.cand ? w.negs + b * ncand : NULL, ncand, w.lists + b * L);
+        if (!rc && !full && ns) {
+            /* sampled: only the lists' items in this shard are scored (the others stand in as the
+               shard's first row and are zeroed below), by the kernel of the whole rows */
+            int32_t *loc = malloc(B * L * sizeof *loc + 4);
+            if (!loc) rc = DM_ERR(DM_ENOMEM, "out of memory");
+            for (size_t b = 0; !rc && b < B; b++)
+                for (size_t j = 0; j < L; j++) {
+                    int32_t it = j < w.nlist[b] ? w.lists[b * L + j] : -1;
+                    loc[b * L + j] = it >= 0 && (size_t)it >= m->i0 && (size_t)it < m->i1 ? it - (int32_t)m->i0 : 0;
+                }
+            model_latents v = {ns, m->C, m->e, {[DM_VALID] = m->state[DM_VALID], [DM_TEST] = m->state[DM_TEST]}};
+            if (!rc) rc = model_latents_score_items(&v, s, ub, B, loc, L, w.scores);
+            free(loc);
+        }
         free(ub);
         /* the scores of each user's list from the ranks holding them (0 elsewhere: the sum is exact) */
         for (size_t b = 0; !rc && b < B; b++) {
-            int32_t *li = w.lists + b * L;
+            const int32_t *li = w.lists + b * L;
             float *v = w.vals + b * L;
-            w.nlist[b] = user_list(s, (size_t)w.ids[b], w.cand ? w.negs + b * ncand : NULL, ncand, li);
             for (size_t j = 0; j < L; j++) v[j] = 0.0f;
             for (size_t j = 0; j < w.nlist[b]; j++)
-                if ((size_t)li[j] >= m->i0 && (size_t)li[j] < m->i1) v[j] = w.scores[b * ns + (size_t)li[j] - m->i0];
+                if ((size_t)li[j] >= m->i0 && (size_t)li[j] < m->i1)
+                    v[j] = full ? w.scores[b * ns + (size_t)li[j] - m->i0] : w.scores[b * L + j];
         }
         rc = par_agree(ctx, rc);
         if (!rc) rc = par_allreduce_sum_f32(ctx, w.vals, B * L);

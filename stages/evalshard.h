@@ -13,8 +13,9 @@
  *             between and equal to those scores, less its items of the user's history
  *             (metrics_shard_count); the counts are summed over ranks and the user's owner finishes
  *             the row (metrics_shard_finish): the integers metrics_full counts, so the same row.
- *   uniN/popN the block's candidate rows are gathered from their owners, the scores of each user's
- *             targets and negatives summed over ranks as above, and the owner scores them with
+ *   uniN/popN the block's candidate rows are gathered from their owners; each rank scores only the
+ *             targets and negatives in its shard (model_latents_score_items: the same kernel), the
+ *             scores are summed over ranks as above, and the owner scores them with
  *             metrics_sampled(_multi) as ev_score_users does.
  * Rows are therefore identical to ev_score_users over the whole table (every tie rule): both score
  * through model_latents_score's fixed-order kernel, which computes each score from its user's state
@@ -23,8 +24,9 @@
  * tests/mpi/test_evalshard.c and tests/cli/test_evalshard.sh check the identity at 1 to 4 ranks.
  *
  * Memory per rank: (i1 - i0) C floats of the table, 2 n_users C of the states and a block of scores
- * for the users ev_score_users scores at once (about EV_BLOCK_BYTES / P), where the unsharded path
- * holds n_items C floats of the table and a block of about EV_BLOCK_BYTES.
+ * for the users ev_score_users scores at once (about EV_BLOCK_BYTES / P; for sampled protocols a
+ * block of candidate lists), where the unsharded path holds n_items C floats of the table and a
+ * block of about EV_BLOCK_BYTES.
  *
  * Top-K lists: ev_shard_topk merges every rank's best K (score descending, ties to the lower item
  * index) into the catalogue's best K, the list dm_top_k_f32 gives over the whole score vector.

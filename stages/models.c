@@ -18,6 +18,7 @@
 #include "../src/nn/gemm.h"
 #include "../src/sasrec/sasrec_model.h"
 
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,9 +76,43 @@ int model_latents_score(void *mv, const ev_split *s, const size_t *users, size_t
     return DM_OK;
 }
 
+int model_latents_score_items(void *mv, const ev_split *s, const size_t *users, size_t B, const int32_t *items, size_t n,
+                              float *scores)
+{
+    model_latents *m = mv;
+    return model_dot_items(m->e, m->n_items, m->C, m->state[s->split], users, B, items, n, scores);
+}
+
+int model_dot_items(const float *e, size_t n_items, size_t C, const float *st, const size_t *users, size_t B, const int32_t *items,
+                    size_t n, float *scores)
+{
+    for (size_t k = 0; k < B * n; k++)
+        if (items[k] < 0 || (size_t)items[k] >= n_items)
+            return DM_ERR(DM_EINTERNAL, "candidate item %d of user %zu outside the table's %zu rows", (int)items[k], users[k / n], n_items);
+    int nt = omp_get_max_threads();
+    float *rowbuf = malloc((size_t)nt * n * C * sizeof *rowbuf + 4);
+    if (!rowbuf) return DM_ERR(DM_ENOMEM, "out of memory for %zu candidate rows", n);
+    /* each user's candidate rows gathered, then the same fixed-order kernel as the whole row: the
+       same bits for every (user, item) */
+#pragma omp parallel for schedule(dynamic, 16)
+    for (size_t b = 0; b < B; b++) {
+        float *rb = rowbuf + (size_t)omp_get_thread_num() * n * C;
+        for (size_t k = 0; k < n; k++) memcpy(rb + k * C, e + (size_t)items[b * n + k] * C, C * sizeof *rb);
+        nn_sgemm_fixed(CblasNoTrans, CblasTrans, 1, (int)n, (int)C, 1.0f, st + users[b] * C, (int)C, rb, (int)C, 0.0f, scores + b * n,
+                       (int)n);
+    }
+    free(rowbuf);
+    return DM_OK;
+}
+
 static int latents_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
 {
     return model_latents_score(&((builtin *)mv)->lat, s, users, B, scores);
+}
+
+static int latents_score_items(void *mv, const ev_split *s, const size_t *users, size_t B, const int32_t *items, size_t n, float *scores)
+{
+    return model_latents_score_items(&((builtin *)mv)->lat, s, users, B, items, n, scores);
 }
 
 int model_latents_read(h5file *f, const char *item, const char *valid, const char *test, model_latents *m)
@@ -188,6 +223,7 @@ static int sasrec_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5f
     int rc = model_need(f, nm[0], "sasrec");
     if (!rc) rc = model_latents_read(f, nm[0], nm[1], nm[2], &m->lat);
     ml->score = latents_score;
+    ml->score_items = latents_score_items;
     return rc;
 }
 
@@ -199,6 +235,7 @@ static int align_load_scorer(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *
     int rc = h5_check_format(f, "dynmm-align", 1);
     if (!rc) rc = model_latents_read(f, nm[0], nm[1], nm[2], &m->lat);
     ml->score = latents_score;
+    ml->score_items = latents_score_items;
     return rc;
 }
 

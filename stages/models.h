@@ -38,6 +38,13 @@ void model_latents_free(model_latents *m);
 /* An ev_score_fn over a model_latents: h_u . e_i by nn_sgemm_fixed (src/nn/gemm.h), so each score is
  * the same bits whatever the users and items of the call (the rank count, the item shards). */
 int model_latents_score(void *m, const ev_split *s, const size_t *users, size_t B, float *scores);
+/* Its ev_items_fn: h_u . e_i of listed items by the same kernel, so the same bits as the row's. */
+int model_latents_score_items(void *m, const ev_split *s, const size_t *users, size_t B, const int32_t *items, size_t n, float *scores);
+/* Its arithmetic on bare arrays: scores[b * n + k] = st[users[b]] . e[items[b * n + k]] (rows of C
+ * floats) by nn_sgemm_fixed over each user's gathered rows; DM_EINTERNAL for an item outside
+ * [0, n_items). */
+int model_dot_items(const float *e, size_t n_items, size_t C, const float *st, const size_t *users, size_t B, const int32_t *items,
+                    size_t n, float *scores);
 
 /* The datasets of a dot-product model (item table, valid states, test states) in its file, or NULL
  * for a model that does not score by a dot product; model_latents_check refuses a file that does
@@ -63,6 +70,7 @@ typedef struct {
 typedef struct {
     const struct model_def *def;
     ev_score_fn score;
+    ev_items_fn score_items; /* NULL: sampled protocols pick the candidates out of whole rows */
     void *state;
 } model_loaded;
 

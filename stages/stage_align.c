@@ -28,6 +28,7 @@
 #include "../mpi/cli.h"
 #include "dataset_io.h"
 #include "evalcore.h"
+#include "models.h"
 #include "stage.h"
 
 #include "../src/align/align.h"
@@ -54,7 +55,8 @@ static const char USAGE[] =
     "item titles, brands and categories (lsa.*, ScaLAPACK). Writes <run.dir>/align.h5 with z_base\n"
     "(items) and h_base (users).\n";
 
-static const char *const align_config_groups[] = {"align", "lsa", "modal.pca_dim", "modal.pca_above", "modal.pca_whiten", "split.protocol", NULL};
+static const char *const align_config_groups[] = {"align",           "lsa",       "modal.pca_dim",  "modal.pca_above", "modal.pca_whiten",
+                                                   "split.protocol", "eval.seed", "eval.pop_power", NULL};
 
 typedef struct {
     const float *z;  /* (n_items, d) */
@@ -124,7 +126,8 @@ typedef struct {
     float *r_ex;                /* (nex, C) SASRec state of the training items but the last */
     /* align_train */
     long epochs, best_epoch;    /* best_epoch 0: none validated */
-    double best_v, t_train;     /* best valid ndcg@10 (full ranking); training seconds */
+    double best_v, t_train;     /* best valid ndcg@10 (align.select_protocol); training seconds */
+    dm_dataset dv;              /* a shallow copy of d holding this rank's validation candidates */
     double *curve;              /* (epochs, 8) epoch, loss, nce, recon, match, rank, valid ndcg@10, seconds */
 } align_ws;
 
@@ -419,20 +422,42 @@ static int align_step(align_ws *w, align_bufs *b, long s, long step, double lsum
     return rc;
 }
 
-/* The validation score of the current weights, ndcg@10 of full ranking of z_base against the user
- * latents from the SASRec state before the validation item, in *vm; the best epoch's weights are
- * kept in w->best. Agreed. */
+/* align.select_protocol's candidates of this rank's users into w->dv (none for "full"). Agreed. */
+static int align_valid_cands(align_ws *w)
+{
+    size_t ulo, uhi;
+    const char *vp = dm_cfg_str(w->cfg, "align.select_protocol");
+    w->dv = w->d;
+    w->dv.n_cand = 0;
+    memset(w->dv.cand, 0, sizeof w->dv.cand);
+    dm_shard_even(w->d.n_users, w->ctx->size, w->ctx->rank, &ulo, &uhi);
+    return cands_draw(w->ctx, w->cfg, &w->dv, &vp, 1, ulo, uhi);
+}
+
+/* the candidate scorer beside latent_score: the fixed-order kernel of eval over the listed items */
+static int latent_score_items(void *mv, const ev_split *s, const size_t *users, size_t B, const int32_t *items, size_t n, float *scores)
+{
+    latent_model *m = mv;
+    return model_dot_items(m->z, m->n_items, m->d, m->hs[s->split], users, B, items, n, scores);
+}
+
+/* The validation score of the current weights, ndcg@10 of z_base against the user latents from the
+ * SASRec state before the validation item under align.select_protocol (full ranking by default), in
+ * *vm; the best epoch's weights are kept in w->best. Agreed. */
 static int align_validate(align_ws *w, const metrics_spec *spec, long ep, double *vm)
 {
     par_ctx *ctx = w->ctx;
     size_t nu = w->d.n_users, ni = w->d.n_items, ulo, uhi;
     latent_model lm = {w->zb, NULL, {NULL, w->hv, NULL}, (size_t)w->ac.d, ni};
-    ev_split vs = {&w->d, w->roles, DM_VALID, NULL};
+    ev_split vs = {&w->dv, w->roles, DM_VALID, NULL};
     int rc = latents(&w->m, &w->ai, &w->in, w->pres, ni, w->st_valid, nu, w->zb, w->hv);
     dm_shard_even(nu, ctx->size, ctx->rank, &ulo, &uhi);
     double *rows = malloc((uhi - ulo + 1) * spec->ncols * sizeof *rows), mean[8];
     int64_t cnt = 0;
-    if (!rc) rc = rows ? ev_score_users(&vs, spec, "full", latent_score, &lm, ulo, uhi, 256, rows) : DM_ERR(DM_ENOMEM, "out of memory");
+    if (!rc)
+        rc = rows ? ev_score_users_items(&vs, spec, dm_cfg_str(w->cfg, "align.select_protocol"), latent_score, latent_score_items, &lm, ulo,
+                                         uhi, 256, rows)
+                  : DM_ERR(DM_ENOMEM, "out of memory");
     rc = par_agree(ctx, rc);
     if (!rc) rc = ev_mean(ctx, spec, rows, uhi - ulo, mean, &cnt);
     free(rows);
@@ -465,6 +490,7 @@ static int align_train(align_ws *w)
     int rc = align_bufs_init(w, &b);
     if (!rc && !w->curve) rc = DM_ERR(DM_ENOMEM, "out of memory");
     rc = par_agree(ctx, rc);
+    if (!rc && has_valid) rc = align_valid_cands(w);
     if (!rc)
         dm_log("  align: %zu examples, %zu items, modalities%s%s%s%s, d=%d, hidden %d, global batch %d x (1 + %d), %ld steps/epoch",
                w->nex, d->n_items, w->dim_in[0] ? " cf" : "", w->dim_in[1] ? " text" : "", w->dim_in[2] ? " visual" : "",
@@ -541,7 +567,9 @@ static int align_write(align_ws *w, int rc)
     if (!rc) rc = h5_write_all(&f, "/align/h_valid", H5_F32, nu, dd, w->hv);
     if (!rc) rc = h5_write_all(&f, "/align/h_test", H5_F32, nu, dd, w->ht);
     if (!rc && w->epochs > 0) rc = h5_write_all(&f, "/align/curve", H5_F64, (size_t)w->epochs, 8, w->curve);
-    if (!rc) rc = h5_attr_str(&f, "/align/curve", "columns", "epoch, loss, nce, recon, match, rank, valid ndcg@10 (full), seconds");
+    char cols[160];
+    snprintf(cols, sizeof cols, "epoch, loss, nce, recon, match, rank, valid ndcg@10 (%s), seconds", dm_cfg_str(w->cfg, "align.select_protocol"));
+    if (!rc) rc = h5_attr_str(&f, "/align/curve", "columns", cols);
     if (!rc && w->in.n_lsa_s) rc = h5_attr_f64s(&f, "/align", "lsa_singular_values", w->in.lsa_s, (size_t)w->in.n_lsa_s);
     if (!rc) rc = h5_attr_i64(&f, "/align", "best_epoch", (int64_t)w->best_epoch);
     if (!rc) rc = h5_attr_i64(&f, "/align", "seed", (int64_t)w->seed);
@@ -561,6 +589,7 @@ static void align_ws_free(align_ws *w)
     align_acts_free(&w->ai);
     align_free(&w->m);
     ai_free(&w->in);
+    for (int c = 0; c < w->dv.n_cand; c++) free(w->dv.cand[c].rows);
     if (w->have_d) dm_dataset_free(&w->d);
     memset(w, 0, sizeof *w);
 }
@@ -588,6 +617,7 @@ static int stage_align(stage_run *sr)
 static int check_align(const dm_cfg *cfg)
 {
     align_config c;
+    DM_CALL(cands_check_key(cfg, "align.select_protocol"));
     return align_config_from(cfg, NULL, 0, &c);
 }
 

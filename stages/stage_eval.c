@@ -80,21 +80,21 @@ typedef struct {
     const uint8_t *keep;  /* (n_users) the users eval.user_fraction samples, or NULL = every user */
 } ev_out;
 
-/* Scores `fn` on split s under `proto` into o->rows and writes /<split>/<proto>/<name> with its
+/* Scores `fn` (items_fn, when not NULL, for a sampled protocol) on split s under `proto` into o->rows and writes /<split>/<proto>/<name> with its
  * attributes (users, mean, seconds; mean_cold and users_cold when the dataset has cold items).
  * `cold_name` non-NULL: also writes the rows of the users whose target is cold as that entry (a
  * reportable subset, e.g. "align@cold"), when there are such users. `alias` non-NULL: the same
  * rows and attributes under a second name as well. `t0`: when the work of this entry began (a
  * stress variant's latents count in its seconds). */
 static int write_entry(ev_out *o, const ev_split *s, const char *sp, const char *proto, const char *name, ev_score_fn fn,
-                       void *m, const char *cold_name, const char *alias, double t0)
+                       ev_items_fn items_fn, void *m, const char *cold_name, const char *alias, double t0)
 {
     par_ctx *ctx = o->ctx;
     const metrics_spec *spec = o->spec;
     const dm_dataset *d = o->d;
     size_t lo = o->lo, hi = o->hi, nc = spec->ncols;
     int rc = o->shard ? ev_score_sharded(ctx, s, spec, proto, o->shard, lo, hi, o->batch, o->rows)
-                      : ev_score_users(s, spec, proto, fn, m, lo, hi, o->batch, o->rows);
+                      : ev_score_users_items(s, spec, proto, fn, items_fn, m, lo, hi, o->batch, o->rows);
     rc = par_agree(ctx, rc);
     int64_t cnt = 0;
     if (!rc) rc = ev_mean(ctx, spec, o->rows, hi - lo, o->mean, &cnt);
@@ -296,7 +296,7 @@ static int run_stress(ev_out *o, const dm_cfg *cfg, const int8_t *roles, const i
             const char *sp = splits[si] == DM_VALID ? "valid" : "test";
             for (size_t pi = 0; pi < dm_cfg_len(cfg, "eval.protocols") && !rc; pi++) {
                 const char *proto = dm_cfg_str_at(cfg, "eval.protocols", pi);
-                rc = write_entry(o, &s, sp, proto, name, model_latents_score, &mv, NULL, sv->alias[0] ? alias : NULL, pi == 0 && si == 0 ? t1 : dm_wtime());
+                rc = write_entry(o, &s, sp, proto, name, model_latents_score, model_latents_score_items, &mv, NULL, sv->alias[0] ? alias : NULL, pi == 0 && si == 0 ? t1 : dm_wtime());
                 for (int a = 0; a < (sv->alias[0] ? 2 : 1) && !rc; a++) {
                     char ep[512];
                     snprintf(ep, sizeof ep, "/%s/%s/%s", sp, proto, a ? alias : name);
@@ -490,7 +490,7 @@ static int stage_eval(stage_run *sr)
             ev_split s = {&d, roles, !strcmp(sp, "valid") ? DM_VALID : DM_TEST, keep};
             int cold_here = want_cold && in_list(cfg, "stress.splits", sp);
             for (size_t pi = 0; pi < np && !rc; pi++)
-                rc = write_entry(&o, &s, sp, dm_cfg_str_at(cfg, "eval.protocols", pi), mname, m.score, m.state, cold_here ? cold_name : NULL,
+                rc = write_entry(&o, &s, sp, dm_cfg_str_at(cfg, "eval.protocols", pi), mname, m.score, m.score_items, m.state, cold_here ? cold_name : NULL,
                                  NULL, dm_wtime());
         }
         model_unload(&m);

@@ -29,9 +29,7 @@ static const char *key(const dm_model_ops *ops, const char *k)
 
 int trainer_check(const dm_cfg *cfg, const dm_model_ops *ops)
 {
-    char kind;
-    size_t n;
-    return cands_parse(dm_cfg_str(cfg, key(ops, "select_protocol")), &kind, &n);
+    return cands_check_key(cfg, key(ops, "select_protocol"));
 }
 
 uint64_t trainer_seed(const dm_cfg *cfg, const dm_model_ops *ops)
@@ -125,6 +123,13 @@ int trainer_score(void *scorer, const ev_split *s, const size_t *users, size_t B
     return sc->ops->score(sc->self, s->d, s->roles, s->split, users, B, scores);
 }
 
+static int trainer_score_items(void *scorer, const ev_split *s, const size_t *users, size_t B, const int32_t *items, size_t n,
+                               float *scores)
+{
+    trainer_scorer *sc = scorer;
+    return sc->ops->score_items(sc->self, s->d, s->roles, s->split, users, B, items, n, scores);
+}
+
 typedef struct {
     metrics_spec spec;
     size_t col;
@@ -169,8 +174,8 @@ static int validate(run_ctx *r, valid_set *v, double *out)
     DM_ALLOC(rows, (v->hi - v->lo + 1) * v->spec.ncols);
     DM_ALLOC(mean, v->spec.ncols);
     trainer_scorer sc = {r->ops, r->self};
-    int rc = ev_score_users(&v->vs, &v->spec, dm_cfg_str(r->cfg, key(r->ops, "select_protocol")), trainer_score, &sc, v->lo, v->hi, r->score_batch,
-                            rows);
+    int rc = ev_score_users_items(&v->vs, &v->spec, dm_cfg_str(r->cfg, key(r->ops, "select_protocol")), trainer_score,
+                                  r->ops->score_items ? trainer_score_items : NULL, &sc, v->lo, v->hi, r->score_batch, rows);
     rc = par_agree(ctx, rc);
     int64_t cnt = 0;
     if (!rc) rc = ev_mean(ctx, &v->spec, rows, v->hi - v->lo, mean, &cnt);

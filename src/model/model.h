@@ -75,6 +75,11 @@ typedef struct dm_model_ops {
     /* users per score() call in validation (NULL = 256); create() gets room for at least that many */
     size_t (*score_batch)(const dm_cfg *cfg);
     const char *examples; /* what the examples are, for the log ("training users"); NULL = "training examples" */
+    /* Scores of listed items only, scores[b * n + k] for item items[b * n + k] of users[b]: score()'s
+       entries up to the rounding of a dot product (NULL = none). Validation under a sampled
+       select_protocol then scores a user's 100 candidates instead of its row over the catalogue. */
+    int (*score_items)(void *self, const dm_dataset *d, const int8_t *roles, int split, const size_t *users, size_t B,
+                       const int32_t *items, size_t n, float *scores);
     /* checks of its keys that need no data (a shape it can have), run before any stage: DM_ECONFIG
        naming the key; NULL = none */
     int (*check)(const dm_cfg *cfg);

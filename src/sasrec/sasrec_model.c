@@ -186,6 +186,25 @@ static int ops_score(void *self, const dm_dataset *d, const int8_t *roles, int s
     return DM_OK;
 }
 
+static int ops_score_items(void *self, const dm_dataset *d, const int8_t *roles, int split, const size_t *users, size_t B,
+                           const int32_t *items, size_t n, float *scores)
+{
+    sasrec_model *s = self;
+    const size_t mb = (size_t)s->m.cfg.max_batch;
+    int32_t *it = malloc(mb * n * sizeof *it + 4);
+    if (!it) return DM_ERR(DM_ENOMEM, "out of memory for %zu candidates", mb * n);
+    int rc = DM_OK;
+    for (size_t b0 = 0; b0 < B && !rc; b0 += mb) {
+        size_t nb = B - b0 < mb ? B - b0 : mb;
+        rc = sasrec_model_states(s, d, roles, split, users + b0, nb, s->states);
+        /* items 1..n of the model are dense items 0..n-1 */
+        for (size_t k = 0; k < nb * n; k++) it[k] = items[b0 * n + k] + 1;
+        if (!rc) sasrec_scores_items(&s->m, s->states, (int)nb, it, (int)n, scores + b0 * n);
+    }
+    free(it);
+    return rc;
+}
+
 static int ops_tensor(void *self, int k, const char **tname, size_t *rows, size_t *cols, float **data)
 {
     sasrec *m = &((sasrec_model *)self)->m;
@@ -218,5 +237,6 @@ const dm_model_ops sasrec_model_ops = {
     .after_reduce = ops_after_reduce,
     .step = ops_step,
     .score = ops_score,
+    .score_items = ops_score_items,
     .tensor = ops_tensor,
 };

@@ -4,6 +4,7 @@
 #    InfoNCE negatives gathered across ranks
 #  - latents and eval rows agree; the aligned model beats popularity (it learned something)
 #  - align.nce_rows = positives: the same at 1 and 3 ranks
+#  - align.select_protocol = uni99: the validation on 1+99 candidates equals eval's; a bad one refused
 #  - LSA text: with imported text features removed, the text modality comes from the item titles
 set -u
 PY=/usr/bin/python3; chk=tests/reference/check_cf.py; B=$DM_BUILD/dynmm
@@ -32,6 +33,30 @@ $PY $chk close $W/r1/align.h5 $W/p1/align.h5 1e-3 align/weights > /dev/null 2>&1
 pop=$(awk '$1=="test" && $2=="full" && $3=="pop" {print $5}' $W/r1.log); al=$(awk '$1=="test" && $2=="full" && $3=="align" {print $5}' $W/r1.log)
 echo "test full ndcg@10: pop $pop, align $al"
 awk -v a=$al -v p=$pop 'BEGIN{exit !(a > p)}' || { echo "FAIL: the aligner does not beat popularity"; exit 1; }
+# align.select_protocol = uni99: each epoch's validation scores the 1+99 candidates alone; the kept
+# epoch's value is eval's valid uni99 ndcg@10 of the written latents (the same latents and kernel)
+mkdir -p $W/sel; cp $W/base/dataset.h5 $W/base/cf.h5 $W/sel/
+$DM_MPIRUN -n 2 $B run "${common[@]}" --set align.select_protocol=uni99 --set 'run.stages=[align,eval]' --set 'eval.splits=[valid]' \
+  --set 'eval.models=[align]' --set 'eval.protocols=[uni99]' --set eval.ties=expected --set run.dir=$W/sel < /dev/null > $W/sel.log 2>&1 ||
+  { cat $W/sel.log; echo "FAIL: align.select_protocol uni99"; exit 1; }
+$PY - $W/sel/align.h5 $W/sel/results.h5 <<'PYEOF' || { grep -E "epoch|uni99" $W/sel.log; exit 1; }
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+cv = f["align/curve"][...]
+cols = f["align/curve"].attrs["columns"]
+cols = cols.decode() if isinstance(cols, bytes) else cols
+r = h5py.File(sys.argv[2], "r")
+ch, off = r["columns/chars"][...].tobytes(), r["columns/offsets"][...]
+names = [ch[off[i]:off[i + 1]].decode() for i in range(len(off) - 1)]
+ev = r["valid/uni99/align"].attrs["mean"][names.index("ndcg@10")]
+best = np.nanmax(cv[:, 6])
+assert "valid ndcg@10 (uni99)" in cols, cols
+assert 0.1 < best < 1, cv[:, 6]  # trained (a random ranking of 1+99 gives about 0.045)
+assert abs(best - ev) <= 1e-9, "kept epoch's 1+99 validation %.9f, eval's %.9f" % (best, ev)
+print("ok: the aligner's best 1+99 validation %.6f = eval's valid uni99 ndcg@10 %.6f" % (best, ev))
+PYEOF
+$B align "${common[@]}" --set run.dir=$W/sel --set align.select_protocol=pop > $W/selbad.log 2>&1 && { echo "FAIL: align.select_protocol 'pop' accepted"; exit 1; }
+grep -q "align.select_protocol: unknown protocol 'pop'" $W/selbad.log || { cat $W/selbad.log; echo "FAIL: the bad protocol's message"; exit 1; }
 # LSA text encoder: without imported text the aligner's text input is the LSA of the synthetic titles
 mkdir -p $W/lsa
 $DM_MPIRUN -n 2 $B run "${common[@]}" --set synth.text_dim=0 --set 'run.stages=[synth,train-cf,align]' --set run.dir=$W/lsa < /dev/null > $W/lsa.log 2>&1 || { cat $W/lsa.log; exit 1; }

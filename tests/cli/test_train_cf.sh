@@ -7,6 +7,8 @@
 #    uninterrupted one; SIGTERM writes a checkpoint at the next step and the rerun resumes
 #  - eval: per-user popularity metrics against an independent computation; pop rows and candidate
 #    sets identical at 1, 2 and 3 ranks, EASE and SASRec rows within float tolerance
+#  - validation on 1+99 candidates scores the candidates alone and agrees with eval's uni99 on the
+#    valid split; a bad protocol is refused naming the key
 #  - a long epoch logs its progress (step k of N, ms/step, the epoch's eta) every
 #    DM_PROGRESS_SECONDS (60 by default), steps rising and short of N
 set -u
@@ -72,6 +74,28 @@ d = np.abs(a[:, :3] - b[:, :3])
 assert np.nanmax(d) <= 1e-12, "resumed training curve differs: max diff %g at rows %s" % (np.nanmax(d), np.where(d > 1e-12)[0])
 print("ok: the resumed run's curve equals the uninterrupted one (%d epochs)" % len(a))
 PYEOF
+
+# validation on 1+99 candidates (sasrec.select_protocol): the candidates alone are scored
+# (score_items); the kept epoch's validation NDCG@10 is eval's on the valid split's uni99 sets (the
+# same negatives: both drawn from eval.seed) within the tie flips an ulp can cause (2 users of 400)
+sel=(--set sasrec.select_protocol=uni99 --set sasrec.epochs=12 --set sasrec.eval_every=12 --set sasrec.lr=0.01 --set 'cf.models=[sasrec]'
+     --set 'eval.models=[sasrec]' --set 'eval.splits=[valid]' --set 'eval.protocols=[uni99]' --set eval.ties=expected)
+$DM_MPIRUN -n 2 $B run "${common[@]}" "${sel[@]}" --set run.dir=$W/sel < /dev/null > $W/sel.log 2>&1 || { cat $W/sel.log; echo "FAIL: select_protocol uni99"; exit 1; }
+$PY - $W/sel/cf.h5 $W/sel/results.h5 <<'PYEOF' || { grep -E "epoch|uni99" $W/sel.log; exit 1; }
+import sys, h5py
+cv = h5py.File(sys.argv[1], "r")["sasrec/curve"][...]
+r = h5py.File(sys.argv[2], "r")
+ch, off = r["columns/chars"][...].tobytes(), r["columns/offsets"][...]
+cols = [ch[off[i]:off[i + 1]].decode() for i in range(len(off) - 1)]
+ev = r["valid/uni99/sasrec"].attrs["mean"][cols.index("ndcg@10")]
+v = cv[-1, 2]  # one validation round, after the last epoch: its weights are kept
+assert cv.shape[0] == 12 and 0.3 < v < 1, cv  # trained (a random ranking of 1+99 gives about 0.045)
+assert abs(v - ev) <= 2e-3, "validation ndcg@10 on 1+99 %.6f, eval's %.6f" % (v, ev)
+print("ok: SASRec's 1+99 validation %.6f = eval's valid uni99 ndcg@10 %.6f" % (v, ev))
+PYEOF
+$B train-cf "${common[@]}" --set run.dir=$W/sel --set sasrec.select_protocol=uni > $W/selbad.log 2>&1 && { echo "FAIL: select_protocol 'uni' accepted"; exit 1; }
+grep -q "sasrec.select_protocol: unknown protocol 'uni'" $W/selbad.log || { cat $W/selbad.log; echo "FAIL: the bad protocol's message"; exit 1; }
+echo "ok: $(grep -o "sasrec.select_protocol: unknown.*" $W/selbad.log)"
 
 # progress lines inside an epoch (DM_PROGRESS_SECONDS shortens the minute to 10 ms)
 DM_PROGRESS_SECONDS=0.01 $DM_MPIRUN -x DM_PROGRESS_SECONDS -n 2 $B train-cf "${common[@]}" --set run.dir=$W/r2 --set sasrec.batch=8 \

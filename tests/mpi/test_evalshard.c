@@ -9,6 +9,8 @@
  *   - random Gaussian latents: the rows are bitwise equal too (model_latents_score's fixed-order
  *     kernel computes each score from its row and column alone, whatever the call; this is what eval
  *     relies on for real models: OpenBLAS's sgemm does not, by an ulp now and then);
+ *   - the candidate scorer (ev_score_users_items with model_latents_score_items: sampled protocols
+ *     score only each user's targets and negatives, sharded or not) gives the same bits as whole rows;
  *   - sampled-user evaluation (ev_split.keep, every third user left out): the kept users' rows are
  *     bitwise those of the whole run, the others NaN, in both paths;
  *   - ev_shard_topk equals dm_top_k_f32 over the whole score vector (ids and scores, ties to the
@@ -100,6 +102,7 @@ static int compare_rows(par_ctx *ctx, catalogue *c, model_latents *full, size_t 
         metrics_spec spec;
         metrics_spec_init(&spec, ks, 3, (metrics_ties)t);
         double *a = malloc((hi - lo + 1) * spec.ncols * sizeof *a), *b = malloc((hi - lo + 1) * spec.ncols * sizeof *b);
+        double *ci = malloc((hi - lo + 1) * spec.ncols * sizeof *ci); /* by the candidate scorer */
         double *a0 = malloc(2 * (hi - lo + 1) * spec.ncols * sizeof *a0); /* each protocol's rows without keep */
         for (int sp = DM_VALID; sp <= DM_TEST; sp++)
             for (int p = 0; p < 4; p++) { /* p & 1: protocol; p >= 2: every third user left out (ev_split.keep) */
@@ -107,7 +110,16 @@ static int compare_rows(par_ctx *ctx, catalogue *c, model_latents *full, size_t 
                 const char *pr = protos[p & 1];
                 int ra = par_agree(ctx, ev_score_users(&s, &spec, pr, model_latents_score, full, lo, hi, batch, a));
                 int rb = ev_score_sharded(ctx, &s, &spec, pr, &sh, lo, hi, batch, b);
-                CHECK(ra == DM_OK && rb == DM_OK, "%s %s: scored (%d, %d: %s)", what, pr, ra, rb, dm_error_message());
+                int rc = ev_score_users_items(&s, &spec, pr, model_latents_score, model_latents_score_items, full, lo, hi, batch, ci);
+                CHECK(ra == DM_OK && rb == DM_OK && rc == DM_OK, "%s %s: scored (%d, %d, %d: %s)", what, pr, ra, rb, rc, dm_error_message());
+                /* scoring only the candidates (sampled protocols; "full" scores whole rows either way) */
+                for (size_t k = 0; k < (hi - lo) * spec.ncols; k++)
+                    if (memcmp(&a[k], &ci[k], sizeof *a)) {
+                        CHECK(0, "%s, %s ties, %s, split %d, batch %zu: user %zu column %zu: %.17g from whole rows, %.17g from candidates",
+                              what, metrics_ties_name((metrics_ties)t), pr, sp, batch, lo + k / spec.ncols, k % spec.ncols, a[k], ci[k]);
+                        ci[0] = NAN;
+                        break;
+                    }
                 double *a0p = a0 + (size_t)(p & 1) * (hi - lo + 1) * spec.ncols;
                 if (p < 2) memcpy(a0p, a, (hi - lo) * spec.ncols * sizeof *a);
                 else /* the kept users' rows are those of the whole run, the others NaN */
@@ -120,7 +132,8 @@ static int compare_rows(par_ctx *ctx, catalogue *c, model_latents *full, size_t 
                             break;
                         }
                     }
-                int same = memcmp(a, b, (hi - lo) * spec.ncols * sizeof *a) == 0, scored = 0;
+                int same = memcmp(a, b, (hi - lo) * spec.ncols * sizeof *a) == 0 && memcmp(a, ci, (hi - lo) * spec.ncols * sizeof *a) == 0,
+                    scored = 0;
                 for (size_t u = 0; u < hi - lo; u++) scored += !isnan(a[u * spec.ncols]);
                 for (size_t k = 0; !same && k < (hi - lo) * spec.ncols; k++)
                     if (memcmp(&a[k], &b[k], sizeof *a)) {
@@ -137,6 +150,7 @@ static int compare_rows(par_ctx *ctx, catalogue *c, model_latents *full, size_t 
         free(a);
         free(a0);
         free(b);
+        free(ci);
         metrics_spec_free(&spec);
     }
     return n;

@@ -12,12 +12,14 @@
  *  7. inference (states, block and candidate scores, item table) and input errors
  *  8. the config from the key table (sasrec_config_from) and the model interface (sasrec_model_ops:
  *     training sequences, targets, keyed negatives, histories, shard gradients summing to the batch
- *     gradient, scores, tensors)
+ *     gradient, scores and candidate scores (score_items: bitwise the rows' entries in reproducible
+ *     mode), tensors)
  */
 #include "../../src/core/err.h"
 #include "../../src/core/json.h"
 #include "../../src/core/rng.h"
 #include "../../src/core/shard.h"
+#include "../../src/nn/gemm.h"
 #include "../../src/sasrec/sasrec.h"
 #include "../../src/sasrec/sasrec_kernels.h"
 #include "../../src/sasrec/sasrec_model.h"
@@ -913,6 +915,22 @@ static void test_model_ops(const dm_model_ops *ops, void *self, const dm_dataset
             worst = fmax(worst, fabs(want - sc[b * MI + i]));
         }
     CHECK(worst < 1e-5, "scores differ from the states' dot products by %g", worst);
+    /* score_items: the listed items' entries of score()'s rows (bitwise in reproducible mode, where
+       both take every dot product in index order: src/nn/gemm.h), with repeats and in any order */
+    {
+        const int32_t items[2 * 5] = {8, 0, 3, 3, 5, 1, 2, 8, 0, 7};
+        float si[2 * 5], sr[2 * MI];
+        nn_set_reproducible(1);
+        int ra = ops->score(self, d, m_roles, DM_TEST, users, 2, sr), rb = ops->score_items(self, d, m_roles, DM_TEST, users, 2, items, 5, si);
+        nn_set_reproducible(0);
+        int same = ra == DM_OK && rb == DM_OK;
+        for (int k = 0; k < 10 && same; k++) same = !memcmp(&si[k], &sr[(k / 5) * MI + items[k]], sizeof *si);
+        CHECK(same, "score_items: the rows' entries of the listed items, bitwise (%d, %d)", ra, rb);
+        double wi = 0;
+        CHECK(ops->score_items(self, d, m_roles, DM_TEST, users, 2, items, 5, si) == DM_OK, "score_items, default mode");
+        for (int k = 0; k < 10; k++) wi = fmax(wi, fabs(si[k] - sc[(k / 5) * MI + items[k]]));
+        CHECK(wi < 1e-5, "score_items differ from score() by %g in the default mode", wi);
+    }
     /* tensors tile the parameter slab in order */
     const float *p = ops->params(self, &np);
     size_t at = 0;
