@@ -6,6 +6,7 @@
 
 #include "../src/core/err.h"
 #include "../src/core/log.h"
+#include "../src/core/shard.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +64,50 @@ int pq_read(h5file *f, const char *model, size_t n_items, size_t d, pq_codebook 
     return DM_OK;
 }
 
+/* ---- fitting a table ------------------------------------------------------------------------------ */
+
+static int sum_i64(void *c, int64_t *buf, size_t n) { return par_allreduce_sum_i64(c, buf, n); }
+static int max_f64(void *c, double *buf, size_t n) { return par_allreduce_max_f64(c, buf, n); }
+
+int pq_fit_table(par_ctx *ctx, const dm_cfg *cfg, const float *e, size_t n, uint64_t seed, pq_codebook *cb, uint8_t **codes,
+                 pq_train_stats *ts, size_t *n_train)
+{
+    const size_t D = cb->D, M = (size_t)cb->M;
+    size_t lo, hi;
+    dm_shard_even(n, ctx->size, ctx->rank, &lo, &hi);
+    *codes = NULL;
+    uint8_t *mine = malloc((hi - lo) * M + 1);
+    int rc = mine ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory for %zu codes", (hi - lo) * M);
+    rc = par_agree(ctx, rc);
+    pq_comm comm = {ctx->rank, ctx->size, ctx, sum_i64, max_f64};
+    /* the training items: all, or pq.sample of them evenly spaced (item t n / S for t < S), sharded
+       evenly by their sample index so the codebooks do not depend on the rank count */
+    const int64_t want = dm_cfg_int(cfg, "pq.sample");
+    const size_t S = want > 0 && (size_t)want < n ? (size_t)want : n;
+    size_t tlo, thi;
+    dm_shard_even(S, ctx->size, ctx->rank, &tlo, &thi);
+    float *xs = S == n ? NULL : malloc((thi - tlo) * D * sizeof *xs + 4);
+    uint8_t *sc = S == n ? NULL : malloc((thi - tlo) * M + 1);
+    if (!rc && S < n && (!xs || !sc)) rc = DM_ERR(DM_ENOMEM, "out of memory for %zu training items", thi - tlo);
+    for (size_t t = tlo; !rc && xs && t < thi; t++) memcpy(xs + (t - tlo) * D, e + (t * n / S) * D, D * sizeof *xs);
+    rc = par_agree(ctx, rc);
+    if (!rc)
+        rc = par_agree(ctx, pq_train(cb, S == n ? e + lo * D : xs, thi - tlo, tlo, S, (int)dm_cfg_int(cfg, "pq.iters"), seed, &comm,
+                                     S == n ? mine : sc, ts));
+    if (!rc && S < n) rc = par_agree(ctx, pq_encode(cb, e + lo * D, hi - lo, mine));
+    free(xs);
+    free(sc);
+    size_t *cnt = NULL;
+    void *all = NULL;
+    if (!rc) rc = par_allgatherv(ctx, mine, (hi - lo) * M, &all, &cnt);
+    free(mine);
+    free(cnt);
+    if (!rc) *codes = all;
+    else free(all);
+    *n_train = S;
+    return par_agree(ctx, rc);
+}
+
 /* ---- <model>@pq in the registry ------------------------------------------------------------------ */
 
 typedef struct {
@@ -77,6 +122,7 @@ typedef struct {
     size_t cap;
     int32_t *hist, *top; /* scratch: one user's history, the top R */
     uint8_t *mark;       /* (n_items) */
+    int borrowed;        /* lat belongs to the caller (pq_scorer_new) */
 } pq_scorer;
 
 /* the tables of B users (grow-only; the byte tables are small, so made for either path) */
@@ -117,6 +163,23 @@ static int pq_score(void *mv, const ev_split *s, const size_t *users, size_t B, 
         for (size_t h = 0; h < nh; h++) p->mark[p->hist[h]] = 0;
     }
     return DM_OK;
+}
+
+/* The codes packed for the fast scan when K <= 16 (the bytes dropped), and the scratch. */
+static int scorer_finish(pq_scorer *p, size_t n_inter)
+{
+    const size_t n = p->lat.n_items;
+    int rc = DM_OK;
+    /* at most 16 centroids: packed two codes a byte for the fast scan, the bytes dropped */
+    if (p->cb.K <= PQ_FS_KMAX) rc = pq_fs_pack(&p->fs, p->codes, n, p->cb.M);
+    if (!rc && p->fs.codes) DM_FREE(p->codes);
+    if (!rc) {
+        p->hist = malloc((n_inter + 1) * sizeof *p->hist);
+        p->top = malloc(((p->R < n ? p->R : n) + 1) * sizeof *p->top);
+        p->mark = calloc(n + 1, 1);
+        if (!p->hist || !p->top || !p->mark) rc = DM_ERR(DM_ENOMEM, "out of memory");
+    }
+    return rc;
 }
 
 /* pq.h5 must have been made from the source file present (its `inputs` record that file's hash) */
@@ -188,30 +251,48 @@ int pq_model_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *
     }
     h5_close(&g);
     if (!rc) rc = pq_read(f, model, n, p->lat.C, &p->cb, &p->codes);
-    /* at most 16 centroids: packed two codes a byte for the fast scan, the bytes of pq.h5 dropped */
-    if (!rc && p->cb.K <= PQ_FS_KMAX) rc = pq_fs_pack(&p->fs, p->codes, n, p->cb.M);
-    if (!rc && p->fs.codes) {
-        DM_FREE(p->codes);
-        dm_log("  %s@pq: 4-bit codes, scored by fast scan (%s)", model, pq_fs_isa_name(pq_fs_isa_current()));
-    }
-    if (!rc) {
-        p->hist = malloc((d->n_inter + 1) * sizeof *p->hist);
-        p->top = malloc(((p->R < n ? p->R : n) + 1) * sizeof *p->top);
-        p->mark = calloc(n + 1, 1);
-        if (!p->hist || !p->top || !p->mark) rc = DM_ERR(DM_ENOMEM, "out of memory");
-    }
+    if (!rc) rc = scorer_finish(p, d->n_inter);
+    if (!rc && p->fs.codes) dm_log("  %s@pq: 4-bit codes, scored by fast scan (%s)", model, pq_fs_isa_name(pq_fs_isa_current()));
     return rc;
+}
+
+static void scorer_free(pq_scorer *p)
+{
+    if (!p) return;
+    pq_free(&p->cb);
+    pq_fs_free(&p->fs);
+    free(p->codes);
+    if (!p->borrowed) model_latents_free(&p->lat);
+    DM_FREE_ALL(p->lut, p->qlut, p->qsc, p->hist, p->top, p->mark, p);
 }
 
 void pq_model_unload(model_loaded *ml)
 {
-    pq_scorer *p = ml->state;
-    if (p) {
-        pq_free(&p->cb);
-        pq_fs_free(&p->fs);
-        free(p->codes);
-        model_latents_free(&p->lat);
-        DM_FREE_ALL(p->lut, p->qlut, p->qsc, p->hist, p->top, p->mark, p);
-    }
+    scorer_free(ml->state);
     ml->state = NULL;
 }
+
+int pq_scorer_new(pq_codebook *cb, uint8_t *codes, const model_latents *lat, size_t R, size_t n_inter, void **out)
+{
+    *out = NULL;
+    pq_scorer *p = calloc(1, sizeof *p);
+    if (!p) {
+        pq_free(cb);
+        free(codes);
+        return DM_ERR(DM_ENOMEM, "out of memory");
+    }
+    p->cb = *cb;
+    memset(cb, 0, sizeof *cb);
+    p->codes = codes;
+    p->lat = *lat;
+    p->borrowed = 1;
+    p->R = R;
+    int rc = scorer_finish(p, n_inter);
+    if (rc) scorer_free(p);
+    else *out = p;
+    return rc;
+}
+
+int pq_scorer_score(void *p, const ev_split *s, const size_t *users, size_t B, float *scores) { return pq_score(p, s, users, B, scores); }
+
+void pq_scorer_free(void *p) { scorer_free(p); }

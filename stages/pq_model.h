@@ -41,6 +41,20 @@ const char *pq_source_names(void);
 /* Reads /<model>/codebook and /<model>/codes of an open pq.h5 (checked against n_items and d). */
 int pq_read(h5file *f, const char *model, size_t n_items, size_t d, pq_codebook *cb, uint8_t **codes);
 
+/* Codebooks cb (made by pq_init) of the table e (n, cb->D; every rank holds all of it) under pq.iters
+ * and pq.sample (evenly spaced training items), trained data parallel over even shards (bitwise the
+ * same at any rank count), then every item encoded: *codes (n, M) on every rank (the caller frees
+ * it); *ts the training's statistics, *n_train its items. Collective. */
+int pq_fit_table(par_ctx *ctx, const dm_cfg *cfg, const float *e, size_t n, uint64_t seed, pq_codebook *cb, uint8_t **codes,
+                 pq_train_stats *ts, size_t *n_train);
+
+/* A scorer over tables in memory (ev_score_fn pq_scorer_score, the one of <model>@pq): takes over
+ * cb and codes (n_items, M) (freed with the scorer, also on failure), borrows lat (the user states;
+ * for R > 0 the float items lat->e, which must outlive it); R = the re-ranked top (pq.rerank). */
+int pq_scorer_new(pq_codebook *cb, uint8_t *codes, const model_latents *lat, size_t R, size_t n_inter, void **out);
+int pq_scorer_score(void *p, const ev_split *s, const size_t *users, size_t B, float *scores);
+void pq_scorer_free(void *p);
+
 /* Registry hooks of align@pq and sasrec@pq. */
 int pq_model_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *f, model_loaded *ml);
 void pq_model_unload(model_loaded *ml);

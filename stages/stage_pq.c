@@ -74,9 +74,6 @@ static int uses_pq(const dm_cfg *cfg, const char *input)
     return 0;
 }
 
-static int sum_i64(void *c, int64_t *buf, size_t n) { return par_allreduce_sum_i64(c, buf, n); }
-static int max_f64(void *c, double *buf, size_t n) { return par_allreduce_max_f64(c, buf, n); }
-
 /* hits[r] = how many of the exact top 10 are among the top 10 after exact re-ranking of ADC's top
  * g_recall_R[r], summed over this rank's share of the sampled test users; *users = their count */
 static int recall_sample(par_ctx *ctx, const pq_codebook *cb, const uint8_t *codes, const float *e, size_t n, const float *st,
@@ -144,34 +141,15 @@ static int quantise(stage_run *sr, h5file *f, const pq_source *src, uint64_t see
         if (rc && D) DM_HINT("%s's latents (%s) have %zu dimensions: pq.m must divide it", src->model, src->item, D);
     }
     rc = par_agree(ctx, rc);
-    size_t lo, hi;
+    size_t lo, hi, S = 0;
     dm_shard_even(n, ctx->size, ctx->rank, &lo, &hi);
     const size_t M = (size_t)cb.M;
-    uint8_t *mine = rc ? NULL : malloc((hi - lo) * M + 1), *codes = NULL;
-    if (!rc && !mine) rc = DM_ERR(DM_ENOMEM, "out of memory");
-    rc = par_agree(ctx, rc);
-    pq_comm comm = {ctx->rank, ctx->size, ctx, sum_i64, max_f64};
+    uint8_t *codes = NULL;
     pq_train_stats ts;
-    /* the training items: all, or pq.sample of them evenly spaced (item t n / S for t < S), sharded
-       evenly by their sample index so the codebooks do not depend on the rank count */
-    const int64_t want = dm_cfg_int(cfg, "pq.sample");
-    const size_t S = want > 0 && (size_t)want < n ? (size_t)want : n;
-    size_t tlo, thi;
-    dm_shard_even(S, ctx->size, ctx->rank, &tlo, &thi);
-    float *xs = S == n ? NULL : malloc((thi - tlo) * D * sizeof *xs + 4);
-    uint8_t *sc = S == n ? NULL : malloc((thi - tlo) * M + 1);
-    if (!rc && S < n && (!xs || !sc)) rc = DM_ERR(DM_ENOMEM, "out of memory for %zu training items", thi - tlo);
-    for (size_t t = tlo; !rc && xs && t < thi; t++) memcpy(xs + (t - tlo) * D, e + (t * n / S) * D, D * sizeof *xs);
-    rc = par_agree(ctx, rc);
-    if (!rc)
-        rc = par_agree(ctx, pq_train(&cb, S == n ? e + lo * D : xs, thi - tlo, tlo, S, (int)dm_cfg_int(cfg, "pq.iters"), seed, &comm,
-                                     S == n ? mine : sc, &ts));
-    if (!rc && S < n) rc = par_agree(ctx, pq_encode(&cb, e + lo * D, hi - lo, mine));
-    free(xs);
-    free(sc);
+    memset(&ts, 0, sizeof ts);
+    if (!rc) rc = pq_fit_table(ctx, cfg, e, n, seed, &cb, &codes, &ts, &S);
     double train_s = dm_wtime() - t0;
-    size_t *cnt = NULL;
-    if (!rc) rc = par_allgatherv(ctx, mine, (hi - lo) * M, (void **)&codes, &cnt);
+    uint8_t *mine = codes ? codes + lo * M : NULL;
     char grp[96], nm[128];
     snprintf(grp, sizeof grp, "/%s", src->model);
     snprintf(nm, sizeof nm, "%s/codebook", grp);
@@ -212,9 +190,7 @@ static int quantise(stage_run *sr, h5file *f, const pq_source *src, uint64_t see
     pq_free(&cb);
     free(e);
     free(st);
-    free(mine);
     free(codes);
-    free(cnt);
     return par_agree(ctx, rc);
 }
 

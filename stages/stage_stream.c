@@ -65,6 +65,7 @@
 #include "dataset_io.h"
 #include "evalcore.h"
 #include "evalshard.h"
+#include "pq_model.h"
 #include "stage.h"
 
 #include "../src/adapter/adapter.h"
@@ -96,10 +97,12 @@ static const char USAGE[] =
     "the interactions before the first window). Variants: stream.variants. Writes <run.dir>/stream.h5\n"
     "with per-window and per-user metrics.\n";
 
-static const char *const stream_config_groups[] = {"stream", "adapter", "window", "eval.ks", "eval.ties", "sasrec", "split.protocol", NULL};
+static const char *const stream_config_groups[] = {"stream", "adapter", "window", "eval.ks", "eval.ties", "sasrec", "split.protocol",
+                                                    /* adapter@pq's codebooks and re-ranking */
+                                                    "pq.m", "pq.k", "pq.iters", "pq.seed", "pq.sample", "pq.rerank", NULL};
 
-enum { V_STATIC, V_SASREC, V_ADAPTER, V_NO_GATE, V_NO_EMA, V_NO_REPLAY, V_NO_KL, V_NO_EWC, V_NO_STAB, V_RETRAINED, V_N };
-static const char *const vnames[V_N] = {"static", "sasrec", "adapter", "no_gate", "no_ema", "no_replay", "no_kl", "no_ewc", "no_stab", "retrained"};
+enum { V_STATIC, V_SASREC, V_ADAPTER, V_NO_GATE, V_NO_EMA, V_NO_REPLAY, V_NO_KL, V_NO_EWC, V_NO_STAB, V_RETRAINED, V_ADAPTER_PQ, V_N };
+static const char *const vnames[V_N] = {"static", "sasrec", "adapter", "no_gate", "no_ema", "no_replay", "no_kl", "no_ewc", "no_stab", "retrained", "adapter@pq"};
 #define V_LAST_ADAPTER V_NO_STAB
 #define IS_ADAPTER(v) ((v) >= V_ADAPTER && (v) <= V_LAST_ADAPTER)
 
@@ -239,6 +242,7 @@ typedef struct {
     float *u_hit, *u_ndcg;      /* (V_N, nl, W) */
     double *tsec, *score_sec;   /* (V_N, W) */
     double *serve_sec;          /* (W) */
+    double *pq_err;             /* (W) adapter@pq: the relative quantisation error of each window's codes */
     double tst[V_N][4][3];      /* [v][mean, diff, p, p_holm][group]; NaN = not tested */
     int64_t tst_n[V_N][3];
 } stream_ws;
@@ -266,8 +270,21 @@ static int check_stream(const dm_cfg *cfg)
         const char *v = dm_cfg_str_at(cfg, "stream.variants", k);
         if (variant_index(v) < 0) {
             DM_ERR(DM_ECONFIG, "%s: unknown variant '%s'", dm_cfg_where(cfg, "stream.variants", w, sizeof w), v);
-            DM_HINT("variants: static, sasrec, adapter, no_gate, no_ema, no_replay, no_kl, no_ewc, no_stab, retrained");
+            DM_HINT("variants: static, sasrec, adapter, no_gate, no_ema, no_replay, no_kl, no_ewc, no_stab, retrained, adapter@pq");
             return DM_ECONFIG;
+        }
+        if (!strcmp(v, "adapter@pq")) {
+            int with = 0;
+            for (size_t j = 0; j < dm_cfg_len(cfg, "stream.variants"); j++) with |= !strcmp(dm_cfg_str_at(cfg, "stream.variants", j), "adapter");
+            if (!with) {
+                DM_ERR(DM_ECONFIG, "%s: 'adapter@pq' quantises the latents the adapter serves, but 'adapter' is not listed",
+                       dm_cfg_where(cfg, "stream.variants", w, sizeof w));
+                DM_HINT("add 'adapter' to stream.variants");
+                return DM_ECONFIG;
+            }
+            if (dm_cfg_int(cfg, "pq.k") > PQ_KMAX)
+                return DM_ERR(DM_ECONFIG, "%s: pq.k = %lld centroids per sub-space; at most %d (a code is one byte)", dm_cfg_where(cfg, "pq.k", w, sizeof w),
+                              (long long)dm_cfg_int(cfg, "pq.k"), PQ_KMAX);
         }
     }
     unsigned feat;
@@ -392,6 +409,7 @@ static int stream_buffers(stream_ws *ws)
     ws->u_hit = ws_calloc(V * nl * W, sizeof(float), &ok), ws->u_ndcg = ws_calloc(V * nl * W, sizeof(float), &ok);
     ws->tsec = ws_calloc(V * W, sizeof(double), &ok), ws->score_sec = ws_calloc(V * W, sizeof(double), &ok);
     ws->serve_sec = ws_calloc(W, sizeof(double), &ok);
+    ws->pq_err = ws_calloc(W, sizeof(double), &ok);
     if (!ok) return DM_ERR(DM_ENOMEM, "out of memory for the streaming protocol");
     for (size_t u = ws->lo; u < ws->hi; u++) ws->my_users[u - ws->lo] = (int32_t)u;
     ws->tb = (adapter_tables){ws->e_cf, ws->zs, ws->ds_item ? ws->s_item : NULL, ws->r, ws->hs, ws->ds_user ? ws->s_user : NULL};
@@ -587,6 +605,39 @@ static int gather_users(stream_ws *ws, float *h)
     return rc;
 }
 
+/* adapter@pq: codebooks of the latents the adapter serves in window w (pq.m x pq.k, trained data
+ * parallel, bitwise at any rank count) and every item's codes, as a scorer over them (re-ranking
+ * pq.rerank items with the float latents, as eval's <model>@pq); the training's seconds are the
+ * variant's train_seconds. Collective. */
+static int stream_quantise(stream_ws *ws, size_t w, void **out)
+{
+    const dm_cfg *cfg = ws->cfg;
+    const variant_adapter *va = &ws->va[V_ADAPTER];
+    double t0 = dm_wtime();
+    pq_codebook cb;
+    memset(&cb, 0, sizeof cb);
+    int rc = par_agree(ws->ctx, pq_init(&cb, ws->dd, (int)dm_cfg_int(cfg, "pq.m"), (int)dm_cfg_int(cfg, "pq.k"), "stream: adapter@pq"));
+    if (rc) {
+        DM_HINT("the adapter's latents have %zu dimensions (align.dim): pq.m must divide it", ws->dd);
+        return rc;
+    }
+    int64_t ps = dm_cfg_int(cfg, "pq.seed");
+    uint64_t seed = ps > 0 ? (uint64_t)ps : dm_rng_key(ws->seed, 0x7051, 0);
+    uint8_t *codes = NULL;
+    pq_train_stats ts;
+    size_t S = 0;
+    rc = pq_fit_table(ws->ctx, cfg, va->z, ws->ni, seed, &cb, &codes, &ts, &S);
+    ws->pq_err[w] = ts.norm > 0 ? ts.err / ts.norm : 0.0;
+    model_latents lat = {ws->ni, ws->dd, va->z, {NULL, NULL, va->h}};
+    if (!rc) rc = pq_scorer_new(&cb, codes, &lat, (size_t)dm_cfg_int(cfg, "pq.rerank"), ws->d.n_inter, out);
+    else {
+        pq_free(&cb);
+        free(codes);
+    }
+    ws->tsec[(size_t)V_ADAPTER_PQ * ws->W + w] = dm_wtime() - t0;
+    return par_agree(ws->ctx, rc);
+}
+
 static int stream_score(stream_ws *ws, size_t w)
 {
     size_t lo = ws->lo, hi = ws->hi, ni = ws->ni, dd = ws->dd;
@@ -603,8 +654,17 @@ static int stream_score(stream_ws *ws, size_t w)
     nn_set_reproducible(0);
     ws->serve_sec[w] = dm_wtime() - ts;
     ev_split s = {&ws->d, ws->roles, DM_TEST, NULL};
+    void *pqs = NULL;
+    if (!rc && ws->want[V_ADAPTER_PQ]) rc = stream_quantise(ws, w, &pqs);
     for (int v = 0; v < V_N && !rc; v++) {
         if (!ws->want[v]) continue;
+        if (v == V_ADAPTER_PQ) { /* the adapter's served latents, product-quantised this window (whole table) */
+            double t1 = dm_wtime();
+            rc = par_agree(ws->ctx, ev_score_users(&s, &ws->spec, "full", pq_scorer_score, pqs, lo, hi, 512, ws->rows));
+            ws->score_sec[(size_t)v * ws->W + w] = dm_wtime() - t1;
+            if (!rc) rc = stream_record(ws, v, w);
+            continue;
+        }
         /* eval's dot-product scoring (model_latents_score's fixed-order kernel): the same rows
          * whatever the rank count, and sharded or not */
         model_latents ml = {ni, dd, ws->zb, {NULL, NULL, ws->hb}};
@@ -623,6 +683,7 @@ static int stream_score(stream_ws *ws, size_t w)
         rc = par_agree(ws->ctx, rc);
         if (!rc) rc = stream_record(ws, v, w);
     }
+    pq_scorer_free(pqs);
     return rc;
 }
 
@@ -863,6 +924,12 @@ static int stream_write_variant(stream_ws *ws, h5file *f, int v)
         double tn[3] = {(double)ws->tst_n[v][0], (double)ws->tst_n[v][1], (double)ws->tst_n[v][2]};
         if (!rc) rc = h5_attr_f64s(f, nm, "users_tested", tn, 3);
     }
+    if (!rc && v == V_ADAPTER_PQ) {
+        rc = write_variant_all(f, v, "rel_err", H5_F64, W, 0, ws->pq_err, NULL);
+        if (!rc) rc = h5_attr_i64(f, nm, "pq_m", dm_cfg_int(ws->cfg, "pq.m"));
+        if (!rc) rc = h5_attr_i64(f, nm, "pq_k", dm_cfg_int(ws->cfg, "pq.k"));
+        if (!rc) rc = h5_attr_i64(f, nm, "pq_rerank", dm_cfg_int(ws->cfg, "pq.rerank"));
+    }
     if (!rc && IS_ADAPTER(v) && ws->va[v].on) {
         /* the served weights (EMA, or raw without it) as one slab in the tensor order of
          * adapter_tensor_info: item w1 b1 w2 b2 wa ca, then user */
@@ -951,7 +1018,7 @@ static void stream_free(stream_ws *ws)
     DM_FREE_ALL(ws->r, ws->hb, ws->hs, ws->zs, ws->s_item, ws->s_user, ws->s_sum, ws->roles, ws->r_rt, ws->e_rt,
                 ws->plan_u, ws->plan_p, ws->plan_n, ws->fix, ws->my_users, ws->rows, ws->dmask_rows, ws->mean_all,
                 ws->mean_dr, ws->mean_st, ws->acc, ws->usum, ws->um, ws->users, ws->u_hit, ws->u_ndcg, ws->tsec,
-                ws->score_sec, ws->serve_sec, ws->zb, ws->e_cf);
+                ws->score_sec, ws->serve_sec, ws->pq_err, ws->zb, ws->e_cf);
     align_acts_free(&ws->aa);
     align_free(&ws->am);
     sasrec_acts_free(&ws->sa);
