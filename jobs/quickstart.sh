@@ -35,7 +35,7 @@ ls runs/quickstart/report/*.md 2>/dev/null | head -20 | sed 's/^/  /'
 [ -f runs/quickstart/report/index.md ] && { echo; sed -n 1,60p runs/quickstart/report/index.md; }
 if grep -q "drifting users; paired" runs/quickstart-stream.log 2>/dev/null; then
   echo; echo "== the online adapter under planted drift (per-user NDCG@10 over the streaming windows)"; echo
-  sed -n '/drifting users; paired/,/retrained/p; /stable users; paired/,/retrained/p' runs/quickstart-stream.log | sed 's/^ *//'
+  awk '/(drifting|stable) users; paired/ { p = 1; print; next } p && /^    / { print; next } { p = 0 }' runs/quickstart-stream.log | sed 's/^ *//'
 fi
 if [ -f runs/quickstart-stream/report/test_uni19-llm.md ]; then
   echo; echo "== the LLM recommenders on the adapter's dynamic latents, last streaming window (MODEL) vs static latents (MODEL@static)"; echo
