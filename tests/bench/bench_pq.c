@@ -11,7 +11,9 @@
  *   ADC8  pq.m = d / 4, pq.k = 256: one byte per code; float tables, pq_adc_scores
  *   FS4   pq.m = d / 2, pq.k = 16: 4-bit codes by fast scan (byte tables in registers, pq_fs_scores)
  * For a batch of B user states, timed interleaved, medians of `reps`:
- *   exact = cblas_sgemm (B, n) = (B, d) x (n, d)^T (cblas_sgemv when B = 1), as eval's dot scorer;
+ *   exact = cblas_sgemm (B, n) = (B, d) x (n, d)^T (cblas_sgemv when B = 1), OpenBLAS's best;
+ *   exact_fixed = the same product by nn_sgemm_fixed in blocks of 16384 items, as eval's dot scorer
+ *   computes it (model_latents_score: each score's bits independent of the call, hence of ranks);
  *   adc8 / fs4 = the B tables + the scores of every item; +rr = then per user the top 100 (no
  *   history) re-scored exactly (pq_rerank), fs4 also with the top 1000; fs4 again on each
  *   fast-scan path this CPU runs.
@@ -24,6 +26,7 @@
 #include "../../src/core/rng.h"
 #include "../../src/core/sort.h"
 #include "../../src/core/timer.h"
+#include "../../src/nn/gemm.h"
 #include "../../src/pq/pq.h"
 #include "../unit/testlib.h"
 
@@ -89,6 +92,17 @@ static void run_exact(bench *b)
                     b->se, (int)b->n);
 }
 
+/* exact scores as eval computes them (model_latents_score): the fixed-order kernel in blocks of
+   16384 items, every score the same bits at any rank count (slower than OpenBLAS) */
+static void run_exact_fixed(bench *b)
+{
+    for (size_t j0 = 0; j0 < b->n; j0 += 16384) {
+        size_t nj = b->n - j0 < 16384 ? b->n - j0 : 16384;
+        nn_sgemm_fixed(CblasNoTrans, CblasTrans, (int)b->B, (int)nj, (int)b->D, 1.0f, b->u, (int)b->D, b->e + j0 * b->D, (int)b->D, 0.0f,
+                       b->se + j0, (int)b->n);
+    }
+}
+
 static void run_adc8(bench *b)
 {
     const size_t MK = (size_t)b->c8->M * (size_t)b->c8->K;
@@ -111,8 +125,10 @@ static void run_rerank(bench *b, float *sc, size_t R)
     for (size_t q = 0; q < b->B; q++) pq_rerank(sc + q * b->n, b->n, b->D, b->u + q * b->D, b->e, b->mark, R, b->top);
 }
 
-/* the timings: [exact, adc8, adc8+rr, fs4, fs4+rr, fs4+rr1000, fs4 on path 0..PQ_FS_AUTO-1] (reps each) */
-#define NT (6 + PQ_FS_AUTO)
+/* the timings: [exact, adc8, adc8+rr, fs4, fs4+rr, fs4+rr1000, fs4 on path 0..PQ_FS_AUTO-1, exact by
+   the fixed-order kernel] (reps each) */
+#define NT (7 + PQ_FS_AUTO)
+#define T_FIXED (6 + PQ_FS_AUTO)
 static void timings(bench *b, int reps, double t[NT][MAXREP])
 {
     for (int rep = 0; rep < reps; rep++) {
@@ -140,6 +156,9 @@ static void timings(bench *b, int reps, double t[NT][MAXREP])
             t[6 + isa][rep] = dm_wtime() - a;
         }
         pq_fs_isa_force(PQ_FS_AUTO);
+        double a = dm_wtime();
+        run_exact_fixed(b);
+        t[T_FIXED][rep] = dm_wtime() - a;
     }
 }
 
@@ -274,7 +293,7 @@ int main(int argc, char **argv)
     const double worst = verdict(&b, codes4, &used8, &used4);
     recall(&b, u + B * D, U, codes4, rec);
     double med[NT];
-    for (int k = 0; k < NT; k++) med[k] = k < 6 || pq_fs_isa_supported((pq_fs_isa)(k - 6)) ? tl_median(t[k], reps) : NAN;
+    for (int k = 0; k < NT; k++) med[k] = k < 6 || k == T_FIXED || pq_fs_isa_supported((pq_fs_isa)(k - 6)) ? tl_median(t[k], reps) : NAN;
     const int ok = worst >= 0 && worst <= 1.0;
     printf("n=%zu d=%zu batch=%zu reps=%d m8=%d k8=256 m4=%d k4=16 rel_err8=%.4f rel_err4=%.4f setup_s=%.1f exact_ms=%.3f "
            "adc8_ms=%.3f adc8_rr_ms=%.3f fs4_ms=%.3f fs4_rr_ms=%.3f fs4_rr1000_ms=%.3f speedup_adc8=%.2f speedup_adc8_rr=%.2f "
@@ -282,6 +301,7 @@ int main(int argc, char **argv)
            n, D, B, reps, c8.M, c4.M, rel8, rel4, setup, 1e3 * med[0], 1e3 * med[1], 1e3 * med[2], 1e3 * med[3], 1e3 * med[4], 1e3 * med[5],
            med[0] / med[1], med[0] / med[2], med[0] / med[3], med[0] / med[4], med[0] / med[5], pq_fs_isa_name(pq_fs_isa_current()));
     for (int isa = 0; isa < PQ_FS_AUTO; isa++) printf(" fs4_%s_ms=%.3f", pq_fs_isa_name((pq_fs_isa)isa), 1e3 * med[6 + isa]);
+    printf(" exact_fixed_ms=%.3f speedup_fs4_fixed=%.2f speedup_fs4_rr_fixed=%.2f", 1e3 * med[T_FIXED], med[T_FIXED] / med[3], med[T_FIXED] / med[4]);
     printf(" recall_users=%zu noise=%.3g", U, noise);
     static const char *const names[3] = {"adc8", "fs4", "adc4"};
     for (int k = 0; k < 3; k++)
