@@ -30,6 +30,7 @@
 #include "evalcore.h"
 #include "models.h"
 #include "stage.h"
+#include "trainer.h"
 
 #include "../src/align/align.h"
 #include "../src/core/err.h"
@@ -498,7 +499,11 @@ static int align_train(align_ws *w)
     for (long ep = 0; ep < w->epochs && !rc; ep++) {
         double te = dm_wtime(), lsum[5] = {0, 0, 0, 0, 0}, vm = NAN;
         align_shuffle(w, b.perm, ep);
-        for (long s = 0; s < steps_per_epoch && !rc; s++, step++) rc = align_step(w, &b, s, step, lsum);
+        double t_note = 0;
+        for (long s = 0; s < steps_per_epoch && !rc; s++, step++) {
+            rc = align_step(w, &b, s, step, lsum);
+            trainer_progress(1, "align", ep + 1, s + 1, steps_per_epoch, te, &t_note);
+        }
         if (rc) break;
         par_allreduce_sum_f64(ctx, lsum, 5);
         double dt = dm_wtime() - te, ns = (double)steps_per_epoch;

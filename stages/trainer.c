@@ -213,6 +213,18 @@ static double progress_seconds(void)
     return v > 0 ? v : 60.0;
 }
 
+void trainer_progress(int level, const char *name, long epoch, long done, long total, double t0, double *t_note)
+{
+    double now = dm_wtime();
+    if (*t_note == 0.0) *t_note = t0;
+    if (now - *t_note < progress_seconds() || done >= total || done < 1) return;
+    double per = (now - t0) / (double)done;
+    char d[48];
+    dm_log_v(level, "  %s epoch %4ld  step %ld of %ld (%.0f%%)  %.1f ms/step  epoch eta %s", name, epoch, done, total,
+             100.0 * (double)done / (double)total, 1e3 * per, fmt_eta(per * (double)(total - done), d, sizeof d));
+    *t_note = now;
+}
+
 static int run_epoch(run_ctx *r, cursor *c, epoch_buf *b, uint64_t seed, double *lsum, double t0, const double *curve, size_t ncurve)
 {
     const dm_model_ops *ops = r->ops;
@@ -220,7 +232,7 @@ static int run_epoch(run_ctx *r, cursor *c, epoch_buf *b, uint64_t seed, double 
     float *g = ops->grads(r->self, &np);
     long nb = (long)((n + (size_t)b->G - 1) / (size_t)b->G);
     int rc = DM_OK;
-    double t_note = dm_wtime(), every = progress_seconds(); /* progress lines inside a long epoch */
+    double t_note = dm_wtime(); /* progress lines inside a long epoch */
     for (; c->batch < nb && !rc; c->batch++) {
         size_t b0 = (size_t)c->batch * (size_t)b->G, bn = n - b0 < (size_t)b->G ? n - b0 : (size_t)b->G, lo, hi;
         dm_shard_even(bn, r->ctx->size, r->ctx->rank, &lo, &hi);
@@ -238,14 +250,7 @@ static int run_epoch(run_ctx *r, cursor *c, epoch_buf *b, uint64_t seed, double 
         ops->step(r->self);
         *lsum += ops->loss_is_mean ? loss : loss / norm;
         c->step++;
-        double now = dm_wtime();
-        if (now - t_note >= every && c->batch + 1 < nb) {
-            double per = (now - t0) / (double)(c->batch + 1); /* t0 counts a resumed epoch's earlier steps */
-            char d[48];
-            dm_log_v(r->log, "  %s epoch %4ld  step %ld of %ld (%.0f%%)  %.1f ms/step  epoch eta %s", ops->name, c->epoch + 1, c->batch + 1,
-                     nb, 100.0 * (double)(c->batch + 1) / (double)nb, 1e3 * per, fmt_eta(per * (double)(nb - c->batch - 1), d, sizeof d));
-            t_note = now;
-        }
+        trainer_progress(r->log, ops->name, c->epoch + 1, c->batch + 1, nb, t0, &t_note); /* t0 counts a resumed epoch's earlier steps */
         if (!r->ck.hash || c->step % 16) continue;
         int stop;
         rc = ckpt_stop_requested(r->ctx, &stop);

@@ -72,6 +72,12 @@ int trainer_write(par_ctx *ctx, const trainer_run *t, h5file *f);
 int trainer_load(par_ctx *ctx, const char *path, const dm_dataset *d, const dm_model_ops *ops, int max_batch, void **self);
 void trainer_run_free(trainer_run *t);
 
+/* Inside a long epoch: a line "<name> epoch E  step k of N (p%)  ms/step  epoch eta" (at log
+ * verbosity `level`) when DM_PROGRESS_SECONDS (60 by default) have passed since *t_note (0: since
+ * t0, the epoch's start), and none after its last step; *t_note = the time of the last line. Not
+ * collective. */
+void trainer_progress(int level, const char *name, long epoch, long done, long total, double t0, double *t_note);
+
 /* A trained model as a scorer of the evaluation core (evalcore.h): trainer_score is the ev_score_fn
  * of a trainer_scorer, scoring through ops->score. */
 typedef struct {

@@ -5,6 +5,7 @@
 #  - latents and eval rows agree; the aligned model beats popularity (it learned something)
 #  - align.nce_rows = positives: the same at 1 and 3 ranks
 #  - align.select_protocol = uni99: the validation on 1+99 candidates equals eval's; a bad one refused
+#  - a long epoch logs its progress every DM_PROGRESS_SECONDS
 #  - LSA text: with imported text features removed, the text modality comes from the item titles
 set -u
 PY=/usr/bin/python3; chk=tests/reference/check_cf.py; B=$DM_BUILD/dynmm
@@ -57,6 +58,14 @@ print("ok: the aligner's best 1+99 validation %.6f = eval's valid uni99 ndcg@10 
 PYEOF
 $B align "${common[@]}" --set run.dir=$W/sel --set align.select_protocol=pop > $W/selbad.log 2>&1 && { echo "FAIL: align.select_protocol 'pop' accepted"; exit 1; }
 grep -q "align.select_protocol: unknown protocol 'pop'" $W/selbad.log || { cat $W/selbad.log; echo "FAIL: the bad protocol's message"; exit 1; }
+# progress lines inside a long epoch (DM_PROGRESS_SECONDS shortens the minute to 10 ms): steps rising, short of N
+DM_PROGRESS_SECONDS=0.01 $DM_MPIRUN -x DM_PROGRESS_SECONDS -n 2 $B align "${common[@]}" --set run.dir=$W/sel --set align.batch=8 \
+  --set align.epochs=1 < /dev/null > $W/progress.log 2>&1 || { cat $W/progress.log; echo "FAIL: align with progress lines"; exit 1; }
+N=$(sed -n 's/.*global batch 8 x (1 + [0-9]*), \([0-9]*\) steps\/epoch.*/\1/p' $W/progress.log)
+awk -v N="$N" '/align epoch +1  step [0-9]+ of [0-9]+ \([0-9]+%\)  [0-9.]+ ms\/step  epoch eta [0-9]+m[0-9][0-9]s/ {
+    k = $5; n++; if ($7 != N || k <= last || k >= N) bad = 1; last = k }
+  END { if (N < 2 || n < 1 || bad) { print "FAIL: progress lines (" n ", of " N " steps, bad " bad ")"; exit 1 } print "ok: " n " progress lines over " N " steps" }' $W/progress.log ||
+  { grep "align epoch\|steps/epoch" $W/progress.log; exit 1; }
 # LSA text encoder: without imported text the aligner's text input is the LSA of the synthetic titles
 mkdir -p $W/lsa
 $DM_MPIRUN -n 2 $B run "${common[@]}" --set synth.text_dim=0 --set 'run.stages=[synth,train-cf,align]' --set run.dir=$W/lsa < /dev/null > $W/lsa.log 2>&1 || { cat $W/lsa.log; exit 1; }
