@@ -31,6 +31,7 @@ if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_RO
 export OMPI_MCA_btl_vader_single_copy_mechanism=none   # containers often forbid CMA
 export DM_MPIRUN="mpirun --oversubscribe --bind-to none"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}   # spinning OpenMP workers starve the other ranks of an oversubscribed node
 # a stage that reads a config key outside the groups its hash covers is an error in tests (stages/stage.h)
 export DM_STRICT_KEYS=1
 if [ -n "${DM_ASAN:-}" ]; then

@@ -81,7 +81,7 @@ PYEOF
 # NDCG@10 with the top 20 re-ranked (the issue's target for PQ); with pq.rerank above the catalogue
 # (400 items) it is the exact scorer: every per-user row bitwise the adapter's
 mkdir -p $W/pqx; cp $W/base/dataset.h5 $W/base/cf.h5 $W/base/align.h5 $W/pqx/
-$DM_MPIRUN -n 1 $B stream configs/quickstart.cfg "${common[@]}" --set run.dir=$W/pqx --set 'stream.variants=[adapter,adapter@pq]' "${pq[@]}" \
+$DM_MPIRUN -n 2 $B stream configs/quickstart.cfg "${common[@]}" --set run.dir=$W/pqx --set 'stream.variants=[adapter,adapter@pq]' "${pq[@]}" \
   --set pq.rerank=400 < /dev/null > $W/pqx.log 2>&1 || { cat $W/pqx.log; fail "adapter@pq with pq.rerank 400"; }
 $PY - $W/r1/stream.h5 $W/pqx/stream.h5 <<'PYEOF' || exit 1
 import sys, h5py, numpy as np
