@@ -58,8 +58,9 @@ print("ok: the aligner's best 1+99 validation %.6f = eval's valid uni99 ndcg@10 
 PYEOF
 $B align "${common[@]}" --set run.dir=$W/sel --set align.select_protocol=pop > $W/selbad.log 2>&1 && { echo "FAIL: align.select_protocol 'pop' accepted"; exit 1; }
 grep -q "align.select_protocol: unknown protocol 'pop'" $W/selbad.log || { cat $W/selbad.log; echo "FAIL: the bad protocol's message"; exit 1; }
-# progress lines inside a long epoch (DM_PROGRESS_SECONDS shortens the minute to 10 ms): steps rising, short of N
-DM_PROGRESS_SECONDS=0.01 $DM_MPIRUN -x DM_PROGRESS_SECONDS -n 2 $B align "${common[@]}" --set run.dir=$W/sel --set align.batch=8 \
+# progress lines inside a long epoch (DM_PROGRESS_SECONDS shortens the minute to a microsecond, less than
+# any step takes: a line after every step but the last): steps rising, short of N
+DM_PROGRESS_SECONDS=1e-6 $DM_MPIRUN -x DM_PROGRESS_SECONDS -n 2 $B align "${common[@]}" --set run.dir=$W/sel --set align.batch=8 \
   --set align.epochs=1 < /dev/null > $W/progress.log 2>&1 || { cat $W/progress.log; echo "FAIL: align with progress lines"; exit 1; }
 N=$(sed -n 's/.*global batch 8 x (1 + [0-9]*), \([0-9]*\) steps\/epoch.*/\1/p' $W/progress.log)
 awk -v N="$N" '/align epoch +1  step [0-9]+ of [0-9]+ \([0-9]+%\)  [0-9.]+ ms\/step  epoch eta [0-9]+m[0-9][0-9]s/ {
