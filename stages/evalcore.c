@@ -110,7 +110,7 @@ static int score_cands(const ev_split *s, const metrics_spec *spec, const dm_can
             size_t u = users[b0 + b], m = ntg[b];
             const float *f = sc + b * L;
             double *row = rows + (u - lo) * nc;
-            int r = m == 1 ? metrics_sampled(spec, f[0], f + 1, ncand, row) : metrics_sampled_multi(spec, &ws[t], f, m, f + m, ncand, row);
+            int r = ev_sampled_row(spec, &ws[t], f, m, ncand, row);
             if (r) {
 #pragma omp critical(ev_err)
                 ev_err_note(&err, r, u);
@@ -183,8 +183,7 @@ int ev_score_users_items(const ev_split *s, const metrics_spec *spec, const char
                 const int32_t *neg = cand->rows + (u - d->cand_row0) * cand->n;
                 for (size_t k = 0; k < ntg; k++) f[k] = sc[tg[k]];
                 for (size_t k = 0; k < cand->n; k++) f[ntg + k] = sc[neg[k]];
-                r = ntg == 1 ? metrics_sampled(spec, f[0], f + 1, cand->n, row)
-                             : metrics_sampled_multi(spec, &ws[t], f, ntg, f + ntg, cand->n, row);
+                r = ev_sampled_row(spec, &ws[t], f, ntg, cand->n, row);
             }
             if (r) {
 #pragma omp critical(ev_err)
@@ -200,6 +199,11 @@ int ev_score_users_items(const ev_split *s, const metrics_spec *spec, const char
     free(scores);
     free(users);
     return rc;
+}
+
+int ev_sampled_row(const metrics_spec *spec, metrics_ws *ws, const float *f, size_t m, size_t n, double *row)
+{
+    return m == 1 ? metrics_sampled(spec, f[0], f + 1, n, row) : metrics_sampled_multi(spec, ws, f, m, f + m, n, row);
 }
 
 void ev_err_note(ev_err *e, int rc, size_t user)

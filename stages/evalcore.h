@@ -74,6 +74,9 @@ int ev_err_raise(const ev_err *e);
  * draw, keyed by the candidate seed (cands_seed) and u alone, is below the fraction; *keep = NULL when
  * the fraction is 1 (every user). The caller frees *keep. Not collective: the same on every rank. */
 int ev_user_sample(const dm_cfg *cfg, size_t n_users, uint8_t **keep);
+/* The row of a user under a sampled protocol from f: its m target scores, then its n negatives'
+ * (metrics_sampled for one target, metrics_sampled_multi with ws for more). */
+int ev_sampled_row(const metrics_spec *spec, metrics_ws *ws, const float *f, size_t m, size_t n, double *row);
 /* Column means over the non-NaN rows of all ranks; *count = users scored. */
 int ev_mean(par_ctx *ctx, const metrics_spec *spec, const double *rows, size_t n, double *mean, int64_t *count);
 

@@ -207,8 +207,7 @@ int ev_score_sharded(par_ctx *ctx, const ev_split *s, const metrics_spec *spec, 
                     int32_t it = j < w.nlist[b] ? w.lists[b * L + j] : -1;
                     loc[b * L + j] = it >= 0 && (size_t)it >= m->i0 && (size_t)it < m->i1 ? it - (int32_t)m->i0 : 0;
                 }
-            model_latents v = {ns, m->C, m->e, {[DM_VALID] = m->state[DM_VALID], [DM_TEST] = m->state[DM_TEST]}};
-            if (!rc) rc = model_latents_score_items(&v, s, ub, B, loc, L, w.scores);
+            if (!rc) rc = model_dot_items(m->e, ns, m->C, m->state[s->split], ub, B, loc, L, w.scores);
             free(loc);
         }
         free(ub);
@@ -267,8 +266,7 @@ int ev_score_sharded(par_ctx *ctx, const ev_split *s, const metrics_spec *spec, 
                 r = dd ? metrics_shard_finish(spec, &w.ws[t], dd, w.cnt + b * (2 * L + 2), row) : DM_ENOMEM;
             } else {
                 size_t ntg = w.nlist[b] - ncand;
-                r = ntg == 1 ? metrics_sampled(spec, v[0], v + 1, ncand, row)
-                             : metrics_sampled_multi(spec, &w.ws[t], v, ntg, v + ntg, ncand, row);
+                r = ev_sampled_row(spec, &w.ws[t], v, ntg, ncand, row);
             }
             if (r) {
 #pragma omp critical(ev_err)

@@ -64,6 +64,17 @@ int pq_read(h5file *f, const char *model, size_t n_items, size_t d, pq_codebook 
     return DM_OK;
 }
 
+int pq_check_k(const dm_cfg *cfg)
+{
+    char w[256];
+    int64_t K = dm_cfg_int(cfg, "pq.k");
+    if (K <= PQ_KMAX) return DM_OK;
+    DM_ERR(DM_ECONFIG, "%s: pq.k = %lld centroids per sub-space; at most %d (a code is one byte)", dm_cfg_where(cfg, "pq.k", w, sizeof w),
+           (long long)K, PQ_KMAX);
+    DM_HINT("use pq.k = 256 and more sub-spaces (pq.m) for a finer quantiser");
+    return DM_ECONFIG;
+}
+
 /* ---- fitting a table ------------------------------------------------------------------------------ */
 
 static int sum_i64(void *c, int64_t *buf, size_t n) { return par_allreduce_sum_i64(c, buf, n); }
@@ -141,7 +152,7 @@ static int grow(pq_scorer *p, size_t B)
     return DM_OK;
 }
 
-static int pq_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
+int pq_scorer_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
 {
     pq_scorer *p = mv;
     const size_t n = p->lat.n_items, D = p->lat.C, MK = (size_t)p->cb.M * (size_t)p->cb.K;
@@ -210,7 +221,7 @@ int pq_model_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *
     pq_scorer *p;
     DM_ALLOC(p, 1);
     ml->state = p;
-    ml->score = pq_score;
+    ml->score = pq_scorer_score;
     /* "align@pq" -> align */
     char model[64];
     snprintf(model, sizeof model, "%.*s", (int)strcspn(ml->def->name, "@"), ml->def->name);
@@ -256,8 +267,9 @@ int pq_model_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *
     return rc;
 }
 
-static void scorer_free(pq_scorer *p)
+void pq_scorer_free(void *pv)
 {
+    pq_scorer *p = pv;
     if (!p) return;
     pq_free(&p->cb);
     pq_fs_free(&p->fs);
@@ -268,7 +280,7 @@ static void scorer_free(pq_scorer *p)
 
 void pq_model_unload(model_loaded *ml)
 {
-    scorer_free(ml->state);
+    pq_scorer_free(ml->state);
     ml->state = NULL;
 }
 
@@ -288,11 +300,7 @@ int pq_scorer_new(pq_codebook *cb, uint8_t *codes, const model_latents *lat, siz
     p->borrowed = 1;
     p->R = R;
     int rc = scorer_finish(p, n_inter);
-    if (rc) scorer_free(p);
+    if (rc) pq_scorer_free(p);
     else *out = p;
     return rc;
 }
-
-int pq_scorer_score(void *p, const ev_split *s, const size_t *users, size_t B, float *scores) { return pq_score(p, s, users, B, scores); }
-
-void pq_scorer_free(void *p) { scorer_free(p); }

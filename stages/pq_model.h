@@ -41,6 +41,9 @@ const char *pq_source_names(void);
 /* Reads /<model>/codebook and /<model>/codes of an open pq.h5 (checked against n_items and d). */
 int pq_read(h5file *f, const char *model, size_t n_items, size_t d, pq_codebook *cb, uint8_t **codes);
 
+/* DM_ECONFIG naming the key when pq.k is above PQ_KMAX (a code is one byte). */
+int pq_check_k(const dm_cfg *cfg);
+
 /* Codebooks cb (made by pq_init) of the table e (n, cb->D; every rank holds all of it) under pq.iters
  * and pq.sample (evenly spaced training items), trained data parallel over even shards (bitwise the
  * same at any rank count), then every item encoded: *codes (n, M) on every rank (the caller frees

@@ -499,7 +499,7 @@ static int align_train(align_ws *w)
     for (long ep = 0; ep < w->epochs && !rc; ep++) {
         double te = dm_wtime(), lsum[5] = {0, 0, 0, 0, 0}, vm = NAN;
         align_shuffle(w, b.perm, ep);
-        double t_note = 0;
+        double t_note = te;
         for (long s = 0; s < steps_per_epoch && !rc; s++, step++) {
             rc = align_step(w, &b, s, step, lsum);
             trainer_progress(1, "align", ep + 1, s + 1, steps_per_epoch, te, &t_note);

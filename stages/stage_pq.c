@@ -55,14 +55,7 @@ static int check_pq(const dm_cfg *cfg)
             if (!strcmp(dm_cfg_str_at(cfg, "pq.models", j), mn))
                 return DM_ERR(DM_ECONFIG, "%s lists '%s' twice", dm_cfg_where(cfg, "pq.models", w, sizeof w), mn);
     }
-    int64_t K = dm_cfg_int(cfg, "pq.k");
-    if (K > PQ_KMAX) {
-        DM_ERR(DM_ECONFIG, "%s: pq.k = %lld centroids per sub-space; at most %d (a code is one byte)", dm_cfg_where(cfg, "pq.k", w, sizeof w),
-               (long long)K, PQ_KMAX);
-        DM_HINT("use pq.k = 256 and more sub-spaces (pq.m) for a finer quantiser");
-        return DM_ECONFIG;
-    }
-    return DM_OK;
+    return pq_check_k(cfg);
 }
 
 static int uses_pq(const dm_cfg *cfg, const char *input)

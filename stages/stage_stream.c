@@ -282,9 +282,7 @@ static int check_stream(const dm_cfg *cfg)
                 DM_HINT("add 'adapter' to stream.variants");
                 return DM_ECONFIG;
             }
-            if (dm_cfg_int(cfg, "pq.k") > PQ_KMAX)
-                return DM_ERR(DM_ECONFIG, "%s: pq.k = %lld centroids per sub-space; at most %d (a code is one byte)", dm_cfg_where(cfg, "pq.k", w, sizeof w),
-                              (long long)dm_cfg_int(cfg, "pq.k"), PQ_KMAX);
+            DM_CALL(pq_check_k(cfg));
         }
     }
     unsigned feat;

@@ -194,8 +194,6 @@ typedef struct {
     long G;         /* global batch */
 } epoch_buf;
 
-/* The steps of epoch c->epoch from batch c->batch on; *lsum = this rank's loss sum (rank 0 also
- * carries the sums before a checkpoint). Checks for a stop signal every 16 steps. */
 /* A time left as "12m05s", or "2h07m" from an hour on. */
 static const char *fmt_eta(double left, char *out, size_t cap)
 {
@@ -216,7 +214,6 @@ static double progress_seconds(void)
 void trainer_progress(int level, const char *name, long epoch, long done, long total, double t0, double *t_note)
 {
     double now = dm_wtime();
-    if (*t_note == 0.0) *t_note = t0;
     if (now - *t_note < progress_seconds() || done >= total || done < 1) return;
     double per = (now - t0) / (double)done;
     char d[48];
@@ -225,6 +222,8 @@ void trainer_progress(int level, const char *name, long epoch, long done, long t
     *t_note = now;
 }
 
+/* The steps of epoch c->epoch from batch c->batch on; *lsum = this rank's loss sum (rank 0 also
+ * carries the sums before a checkpoint). Checks for a stop signal every 16 steps. */
 static int run_epoch(run_ctx *r, cursor *c, epoch_buf *b, uint64_t seed, double *lsum, double t0, const double *curve, size_t ncurve)
 {
     const dm_model_ops *ops = r->ops;

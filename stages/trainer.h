@@ -73,8 +73,8 @@ int trainer_load(par_ctx *ctx, const char *path, const dm_dataset *d, const dm_m
 void trainer_run_free(trainer_run *t);
 
 /* Inside a long epoch: a line "<name> epoch E  step k of N (p%)  ms/step  epoch eta" (at log
- * verbosity `level`) when DM_PROGRESS_SECONDS (60 by default) have passed since *t_note (0: since
- * t0, the epoch's start), and none after its last step; *t_note = the time of the last line. Not
+ * verbosity `level`) when DM_PROGRESS_SECONDS (60 by default) have passed since *t_note (start it
+ * at the epoch's start t0), and none after its last step; *t_note = the time of the last line. Not
  * collective. */
 void trainer_progress(int level, const char *name, long epoch, long done, long total, double t0, double *t_note);
 
