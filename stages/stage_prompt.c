@@ -190,6 +190,15 @@ typedef struct {
     float *r_last;              /* (nu, C) SASRec states at the window */
     float *zd[PROMPT_MAXM];     /* model k's dynamic item latents: zk[k] + (z_dyn - zb) */
     int zdown[PROMPT_MAXM];
+    /* prompt.train_latents = "stream": training on the window before the last (/serve_prev) */
+    int tstream;
+    int64_t pwin;               /* that window */
+    int8_t *troles;             /* (n_inter) train: before it, and each user's first interaction in it */
+    float *h_prev, *r_prev;     /* (nu, dz), (nu, C) the latents served in it */
+    float *z_prev;              /* (ni, dz) */
+    float *zp[PROMPT_MAXM];     /* model k's item latents there: zk[k] + (z_prev - zb) */
+    int zpown[PROMPT_MAXM];
+    const int8_t *train_roles;  /* roles, or troles */
     /* ---- one user's scratch ---- */
     size_t *order;              /* (ts.n) the training users in epoch order */
     int32_t *tmp;               /* (n_inter) a user's items */
@@ -295,6 +304,11 @@ static int check_prompt(const dm_cfg *cfg)
             DM_HINT("set split.protocol = \"stream\" and run the stream stage before prompt, or prompt.latents = \"align\"");
             return DM_ECONFIG;
         }
+    } else if (!strcmp(dm_cfg_str(cfg, "prompt.train_latents"), "stream")) {
+        char w[256];
+        return DM_ERR(DM_ECONFIG, "%s = \"stream\" trains on the latents of the streaming window before the last, which needs "
+                      "prompt.latents = \"stream\" (it is \"%s\")", dm_cfg_where(cfg, "prompt.train_latents", w, sizeof w),
+                      dm_cfg_str(cfg, "prompt.latents"));
     }
     for (size_t k = 0; k < dm_cfg_len(cfg, "prompt.protocols"); k++) {
         const char *pn = dm_cfg_str_at(cfg, "prompt.protocols", k);
@@ -338,6 +352,61 @@ static int prompt_serve_table(prompt_ws *w, const char *name, size_t rows, size_
     return DM_OK;
 }
 
+/* prompt.train_latents = "stream": the latents stream.h5 served in window win - 1 (/serve_prev), and
+ * the training roles: everything before that window, and each user's first interaction in it (the
+ * positive, the last training item); a user without one there trains on nothing (its latent there
+ * has seen its earlier items). Agreed. */
+static int prompt_stream_prev(prompt_ws *w, int64_t win)
+{
+    par_ctx *ctx = w->ctx;
+    const dm_dataset *d = &w->d;
+    char nm[160];
+    const char *v = dm_cfg_str(w->cfg, "prompt.stream_variant");
+    h5file f;
+    int64_t pw = -1;
+    int rc = h5_open(ctx, w->spath, &f);
+    if (!rc) {
+        rc = h5_exists(&f, "/serve_prev") ? h5_get_attr_i64(&f, "/serve_prev", "window", &pw) : DM_OK;
+        h5_close(&f);
+    }
+    rc = par_agree(ctx, rc);
+    if (!rc && pw != win - 1) {
+        char where[256];
+        rc = DM_ERR(DM_EFORMAT, "%s = \"stream\": '%s' has no latents of window %lld, the one before the last (/serve_prev%s)",
+                    dm_cfg_where(w->cfg, "prompt.train_latents", where, sizeof where), w->spath, (long long)win - 1,
+                    pw < 0 ? " is missing" : " is of another window");
+        DM_HINT("the stream stage writes /serve_prev from this version on, with two windows or more: rerun it (run.force = true)");
+    }
+    rc = par_agree(ctx, rc);
+    if (!rc) rc = prompt_serve_table(w, "/serve_prev/r", w->nu, w->C, &w->r_prev);
+    snprintf(nm, sizeof nm, "/serve_prev/%s/h", v);
+    if (!rc) rc = prompt_serve_table(w, nm, w->nu, w->dz, &w->h_prev);
+    snprintf(nm, sizeof nm, "/serve_prev/%s/z", v);
+    if (!rc) rc = prompt_serve_table(w, nm, w->ni, w->dz, &w->z_prev);
+    if (!rc) {
+        w->troles = malloc(d->n_inter + 1);
+        if (!w->troles) rc = DM_ERR(DM_ENOMEM, "out of memory");
+    }
+    size_t np = 0;
+    for (size_t u = 0; !rc && u < w->nu; u++) {
+        int first = 1;
+        for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) {
+            int in = d->window[j] == (int32_t)pw && first;
+            w->troles[j] = d->window[j] < (int32_t)pw || in ? DM_TRAIN : 3;
+            first &= !in;
+        }
+        np += !first;
+        if (first) /* no interaction in the window: nothing to train towards */
+            for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) w->troles[j] = 3;
+    }
+    if (!rc) {
+        w->tstream = 1, w->pwin = pw, w->train_roles = w->troles;
+        dm_log("  prompt: the projectors train on streaming window %lld (%zu users with an interaction in it) on the latents "
+               "stream.h5 served in it (prompt.train_latents)", (long long)pw, np);
+    }
+    return par_agree(ctx, rc);
+}
+
 /* prompt.latents = "stream": the latents stream.h5 served in the last window (SASRec states,
  * h_base, and the adapter variant's user and item latents), and the roles of that window's split:
  * its interactions are the test targets, everything before it the history. Agreed. */
@@ -375,7 +444,9 @@ static int prompt_stream_load(prompt_ws *w)
         nt += w->lroles[i] == DM_TEST;
     }
     if (!rc) dm_log("  prompt: test = streaming window %lld (%zu interactions) on the latents stream.h5 served in it: %s (dynamic) and static", (long long)win, nt, v);
-    return par_agree(ctx, rc);
+    rc = par_agree(ctx, rc);
+    if (!rc && !strcmp(dm_cfg_str(w->cfg, "prompt.train_latents"), "stream")) rc = prompt_stream_prev(w, win);
+    return rc;
 }
 
 /* The settings, the dataset and its split, the sampled candidate sets (drawn exactly as `dynmm
@@ -404,6 +475,7 @@ static int prompt_load(prompt_ws *w)
     w->have_d = 1;
     w->nu = w->d.n_users, w->ni = w->d.n_items;
     int rc = par_agree(ctx, cands_split(cfg, &w->d, &w->roles));
+    w->train_roles = w->roles;
     if (!rc) rc = cands_draw_key(ctx, cfg, &w->d, "prompt.protocols", 0, w->nu);
     size_t r, c;
     if (!rc) rc = h5_read_file_f32(ctx, w->apath, "/align/z_base", &w->zb, &r, &w->dz);
@@ -524,7 +596,7 @@ static int prompt_train_inputs(prompt_ws *w)
     par_ctx *ctx = w->ctx;
     int any_expl = 0, any_train = 0;
     for (size_t k = 0; k < w->nm; k++) any_expl |= w->mexpl[k], any_train |= w->mepochs[k] > 0;
-    int rc = par_agree(ctx, pm_train_set_init(&w->ts, &w->d, w->roles));
+    int rc = par_agree(ctx, pm_train_set_init(&w->ts, &w->d, w->train_roles));
     if (!rc) {
         w->htr = calloc(w->nu * w->dz + 1, sizeof *w->htr);
         w->gtr = calloc(w->nu * w->C + 1, sizeof *w->gtr);
@@ -532,7 +604,12 @@ static int prompt_train_inputs(prompt_ws *w)
         w->tmp = malloc((w->d.n_inter + 1) * sizeof *w->tmp);
         rc = par_agree(ctx, w->htr && w->gtr && w->order && w->tmp ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory"));
     }
-    if (!rc && (any_train || any_expl)) rc = prompt_training_latents(w);
+    if (!rc && w->tstream) { /* the latents served in the window the positives are in */
+        memcpy(w->htr, w->h_prev, w->nu * w->dz * sizeof *w->htr);
+        memcpy(w->gtr, w->r_prev, w->nu * w->C * sizeof *w->gtr);
+    } else if (!rc && (any_train || any_expl)) {
+        rc = prompt_training_latents(w);
+    }
     if (!rc && any_expl) rc = prompt_evidence(w);
     return rc;
 }
@@ -562,24 +639,31 @@ static int prompt_model_latents(prompt_ws *w, size_t k)
 /* prompt.latents = "stream": model k's dynamic item latents, its own plus the adapter's residual
  * z_dyn - z_base (the residual a_i g(e_cf_i, s_i) does not read z_base, so an ablated latent takes
  * the same one); shared with an earlier model of the same item latents. */
-static int prompt_model_dynamic(prompt_ws *w, size_t k)
+static int prompt_dynamic_table(prompt_ws *w, size_t k, const float *zs, float **zd, int *own)
 {
-    if (!w->stream) return DM_OK;
     if (w->zk[k] == w->zb) {
-        w->zd[k] = w->z_dyn;
+        zd[k] = (float *)zs;
         return DM_OK;
     }
     for (size_t j = 0; j < k; j++)
         if (w->zk[j] == w->zk[k]) {
-            w->zd[k] = w->zd[j];
+            zd[k] = zd[j];
             return DM_OK;
         }
     size_t n = w->ni * w->dz;
-    w->zd[k] = malloc(n * sizeof *w->zd[k] + 4);
-    if (!w->zd[k]) return DM_ERR(DM_ENOMEM, "out of memory");
-    w->zdown[k] = 1;
-    for (size_t q = 0; q < n; q++) w->zd[k][q] = w->zk[k][q] + (w->z_dyn[q] - w->zb[q]);
+    zd[k] = malloc(n * sizeof *zd[k] + 4);
+    if (!zd[k]) return DM_ERR(DM_ENOMEM, "out of memory");
+    own[k] = 1;
+    for (size_t q = 0; q < n; q++) zd[k][q] = w->zk[k][q] + (zs[q] - w->zb[q]);
     return DM_OK;
+}
+
+/* ... and with prompt.train_latents = "stream" those of the window before the last (zp) alike. */
+static int prompt_model_dynamic(prompt_ws *w, size_t k)
+{
+    if (!w->stream) return DM_OK;
+    DM_CALL(prompt_dynamic_table(w, k, w->z_dyn, w->zd, w->zdown));
+    return w->tstream ? prompt_dynamic_table(w, k, w->z_prev, w->zp, w->zpown) : DM_OK;
 }
 
 /* Model k on the frozen LM: allmrec with prompt.allmrec_tokens user tokens. */
@@ -781,6 +865,18 @@ static int prompt_ckpt_read(prompt_ws *w, prompt_run *t)
 
 /* ---- training: the same users and negatives in the same order for every model ---- */
 
+/* The item latents the models read: the static ones (zk, 0), the dynamic ones (zd, 1) or those of
+ * the window before the last (zp, 2). */
+static void prompt_set_items(prompt_ws *w, int which)
+{
+    for (size_t k = 0; k < w->nm; k++) {
+        const float *z = which == 1 ? w->zd[k] : which == 2 ? w->zp[k] : w->zk[k];
+        w->P[k].z = z;
+        if (w->mhead[k]) w->P[k].sp[0].t = z;
+    }
+}
+
+
 /* The run of model k: its sizes, optimiser and checkpoint, and (run.resume) where the checkpoint
  * stands. */
 static int prompt_train_begin(prompt_ws *w, size_t k, prompt_run *t)
@@ -854,7 +950,7 @@ static int prompt_step(prompt_ws *w, prompt_run *t, long ep, long s)
     for (size_t k = lo; k < hi && !rc; k++) {
         size_t u = w->order[b0 + k];
         int nall, n;
-        pm_train_example(&w->ts, &w->d, w->roles, u, p->nh, p->K, w->seed, (uint64_t)(ep * t->steps + s), w->tmp, &nall, w->hist, &n,
+        pm_train_example(&w->ts, &w->d, w->train_roles, u, p->nh, p->K, w->seed, (uint64_t)(ep * t->steps + s), w->tmp, &nall, w->hist, &n,
                          w->cand);
         pm_set_user(p, (int32_t)u, w->tmp, nall);
         double l = 0;
@@ -892,6 +988,7 @@ static int prompt_validate(prompt_ws *w, prompt_run *t, long ep)
     ev_split s = {&w->d, w->roles, DM_VALID, NULL};
     double acc[2] = {0, 0}, *row = w->rows[0]; /* a row of scratch: the rows are written after training */
     int rc = DM_OK;
+    if (w->tstream) prompt_set_items(w, 0); /* the validation split's latents are the static ones */
     for (size_t k = lo; k < hi && !rc; k++) {
         size_t u = w->vusers[k];
         prompt_user x;
@@ -901,6 +998,7 @@ static int prompt_validate(prompt_ws *w, prompt_run *t, long ep)
         if (!rc) rc = metrics_full(&w->spec, &w->mws, p->hs, w->ni, x.tg, x.ntg, w->tmp, x.nhall, row);
         acc[0] += rc ? 0 : row[cn10], acc[1] += 1;
     }
+    if (w->tstream) prompt_set_items(w, 2);
     rc = par_agree(w->ctx, rc);
     if (!rc) rc = par_allreduce_sum_f64(w->ctx, acc, 2);
     if (rc) return rc;
@@ -958,6 +1056,7 @@ static int prompt_train(prompt_ws *w, size_t k)
         rc = par_agree(w->ctx, rc);
         if (!rc) dm_log("  %s: trains with the LM in %s (lm.train_precision), scores in %s", t.name, tp, sp);
     }
+    if (w->tstream) prompt_set_items(w, 2); /* prompt.train_latents = "stream" */
     if (!rc && head && !t.found) {
         rc = prompt_validate(w, &t, 0);
         if (!rc)
@@ -978,6 +1077,7 @@ static int prompt_train(prompt_ws *w, size_t k)
         if (!rc) rc = prompt_epoch_end(w, &t, ep);
     }
     ckpt_signals_restore();
+    prompt_set_items(w, 0);
     if (switched) {
         int r2 = lm_set_precision(&t.p->lm, sp);
         if (!rc) rc = r2;
@@ -1080,16 +1180,6 @@ static int prompt_score_pass(prompt_ws *w, const prompt_proto *pr, size_t u, pro
     for (int mi = 0; mi < (int)w->nm + 2 && !rc; mi++)
         if (map[mi] >= 0) rc = prompt_score_model(w, pr, u, x, mi, w->rows[map[mi]] + row);
     return rc;
-}
-
-/* The item latents the models read: the static ones (zk) or the dynamic ones (zd). */
-static void prompt_set_items(prompt_ws *w, int dynamic)
-{
-    for (size_t k = 0; k < w->nm; k++) {
-        const float *z = dynamic ? w->zd[k] : w->zk[k];
-        w->P[k].z = z;
-        if (w->mhead[k]) w->P[k].sp[0].t = z;
-    }
 }
 
 /* User u's rows of every model (NaN outside the sample or without stored negatives). With
@@ -1410,6 +1500,9 @@ static int prompt_write(prompt_ws *w, int rc)
     if (!rc) rc = h5_attr_i64(f, "/prompt", "title_tokens", p->mt);
     if (!rc) rc = h5_attr_i64(f, "/prompt", "hidden", (int64_t)dm_cfg_int(w->cfg, "prompt.hidden"));
     if (!rc) rc = h5_attr_str(f, "/prompt", "lm_dir", w->lmdir);
+    if (!rc) rc = h5_attr_str(f, "/prompt", "train_latents", w->tstream ? "stream" : "base");
+    if (!rc && w->tstream) rc = h5_attr_i64(f, "/prompt", "train_window", w->pwin);
+    if (!rc) rc = h5_attr_i64(f, "/prompt", "train_users", (int64_t)w->ts.n);
     rc = stage_output_finish(w->sr, f, rc);
     for (size_t mi = 0; !rc && mi < w->nm; mi++) {
         char ckname[128];
@@ -1428,6 +1521,7 @@ static void prompt_free(prompt_ws *w)
         DM_FREE_ALL(w->curve[k], w->bestw[k], w->vcurve[k]);
         if (w->zown[k]) free(w->zk[k]);
         if (w->zdown[k]) free(w->zd[k]);
+        if (w->zpown[k]) free(w->zp[k]);
     }
     if (w->have_src) explain_src_free(&w->src);
     if (w->have_spec) metrics_spec_free(&w->spec);
@@ -1437,6 +1531,7 @@ static void prompt_free(prompt_ws *w)
     DM_FREE_ALL(w->order, w->tmp, w->hist, w->bs, w->ss, w->lsc, w->lmsc, w->fsc, w->pick, w->key, w->vusers,
                 w->zmod, w->zpres, w->lmdir, w->zb, w->hv, w->ht, w->htr, w->gtr, w->e_cf, w->sv, w->st,
                 w->lroles, w->h_static, w->h_dyn, w->z_dyn, w->r_last);
+    DM_FREE_ALL(w->troles, w->h_prev, w->r_prev, w->z_prev);
     if (w->have_d) dm_dataset_free(&w->d);
 }
 

@@ -51,6 +51,8 @@
  *                                          last window (attribute /serve window), in the aligner's
  *                                          units: what `dynmm prompt` reads with prompt.latents =
  *                                          "stream"
+ *   /serve_prev/...                        the same of the window before the last (with two windows
+ *                                          or more): prompt.train_latents = "stream" trains on it
  *   attributes: overall (ncols) = means over the scored (user, window) pairs of windows >=
  *   stream.eval_from, and serve/score timings; per variant, over [all, drifting, stable] users
  *   (NaN where not defined): user_ndcg10 = the mean over users of each user's mean NDCG@10 over
@@ -243,6 +245,10 @@ typedef struct {
     double *tsec, *score_sec;   /* (V_N, W) */
     double *serve_sec;          /* (W) */
     double *pq_err;             /* (W) adapter@pq: the relative quantisation error of each window's codes */
+    /* ---- the window before the last as it was served (/serve_prev): copies taken in stream_score ---- */
+    float *pr, *phb;            /* (nu, C) states, (nu, dd) h_base */
+    float *pz[V_N], *ph[V_N];   /* adapter variants: (ni, dd) item latents, (nu, dd) user latents (rows lo..hi) */
+    int have_prev;
     double tst[V_N][4][3];      /* [v][mean, diff, p, p_holm][group]; NaN = not tested */
     int64_t tst_n[V_N][3];
 } stream_ws;
@@ -636,6 +642,29 @@ static int stream_quantise(stream_ws *ws, size_t w, void **out)
     return par_agree(ws->ctx, rc);
 }
 
+/* The window before the last as it was served: copies of the states, h_base and each adapter
+ * variant's served latents (/serve_prev, what prompt.train_latents = "stream" trains on). */
+static int stream_keep_prev(stream_ws *ws)
+{
+    size_t nu = ws->nu, ni = ws->ni, dd = ws->dd;
+    ws->pr = malloc((nu * ws->C + 1) * sizeof *ws->pr);
+    ws->phb = malloc((nu * dd + 1) * sizeof *ws->phb);
+    int ok = ws->pr && ws->phb;
+    for (int v = V_ADAPTER; v <= V_LAST_ADAPTER && ok; v++) {
+        if (!ws->va[v].on) continue;
+        ws->pz[v] = malloc((ni * dd + 1) * sizeof *ws->pz[v]);
+        ws->ph[v] = malloc((nu * dd + 1) * sizeof *ws->ph[v]);
+        ok = ws->pz[v] && ws->ph[v];
+        if (ok) memcpy(ws->pz[v], ws->va[v].z, ni * dd * sizeof *ws->pz[v]);
+        if (ok) memcpy(ws->ph[v], ws->va[v].h, nu * dd * sizeof *ws->ph[v]);
+    }
+    if (!ok) return DM_ERR(DM_ENOMEM, "out of memory");
+    memcpy(ws->pr, ws->r, nu * ws->C * sizeof *ws->pr);
+    memcpy(ws->phb, ws->hb, nu * dd * sizeof *ws->phb);
+    ws->have_prev = 1;
+    return DM_OK;
+}
+
 static int stream_score(stream_ws *ws, size_t w)
 {
     size_t lo = ws->lo, hi = ws->hi, ni = ws->ni, dd = ws->dd;
@@ -682,6 +711,7 @@ static int stream_score(stream_ws *ws, size_t w)
         if (!rc) rc = stream_record(ws, v, w);
     }
     pq_scorer_free(pqs);
+    if (!rc && w + 2 == ws->W) rc = par_agree(ws->ctx, stream_keep_prev(ws));
     return rc;
 }
 
@@ -948,26 +978,31 @@ static int stream_write_variant(stream_ws *ws, h5file *f, int v)
 /* /serve: the latents served in the last window, as it was scored (the base models' user states
  * updated to the window, the adapters adapted through the window before it), in the aligner's units
  * (the balance undone: h / c and z c, scores unchanged). The LLM recommender reads them with
- * prompt.latents = "stream". Collective. */
-static int stream_write_serve(stream_ws *ws, h5file *f)
+ * prompt.latents = "stream". /serve_prev: the same of the window before the last (with at least two
+ * windows), which prompt.train_latents = "stream" trains the projectors on. Group grp of window win
+ * from the states r, h_base hb and the variants' z[v], h[v]. Collective. */
+static int stream_write_serve(stream_ws *ws, h5file *f, const char *grp, size_t win, const float *r, const float *hb,
+                              float *const *z, float *const *h)
 {
     size_t nu = ws->nu, ni = ws->ni, dd = ws->dd, lo = ws->lo, nl = ws->hi - ws->lo, nb = (ni > nl ? ni : nl) * dd;
     float *buf = malloc((nb + 1) * sizeof *buf);
+    char nm[160];
     int rc = par_agree(ws->ctx, buf ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory"));
-    if (!rc) rc = h5_write_all(f, "/serve/r", H5_F32, nu, ws->C, ws->r);
-    if (!rc) rc = h5_attr_str(f, "/serve/r", "kind", "latents"); /* not metric rows: readers leave them out */
-    if (!rc) rc = h5_write_all(f, "/serve/static/h", H5_F32, nu, dd, ws->hb);
-    if (!rc) rc = h5_attr_str(f, "/serve/static/h", "kind", "latents");
-    if (!rc) rc = h5_attr_i64(f, "/serve", "window", (int64_t)ws->W - 1);
+    snprintf(nm, sizeof nm, "%s/r", grp);
+    if (!rc) rc = h5_write_all(f, nm, H5_F32, nu, ws->C, r);
+    if (!rc) rc = h5_attr_str(f, nm, "kind", "latents"); /* not metric rows: readers leave them out */
+    snprintf(nm, sizeof nm, "%s/static/h", grp);
+    if (!rc) rc = h5_write_all(f, nm, H5_F32, nu, dd, hb);
+    if (!rc) rc = h5_attr_str(f, nm, "kind", "latents");
+    if (!rc) rc = h5_attr_i64(f, grp, "window", (int64_t)win);
     for (int v = V_ADAPTER; v <= V_LAST_ADAPTER && !rc; v++) {
         if (!ws->va[v].on) continue;
-        char nm[160];
-        for (size_t k = 0; k < ni * dd; k++) buf[k] = (float)(ws->va[v].z[k] * ws->bal);
-        snprintf(nm, sizeof nm, "/serve/%s/z", vnames[v]);
+        for (size_t k = 0; k < ni * dd; k++) buf[k] = (float)(z[v][k] * ws->bal);
+        snprintf(nm, sizeof nm, "%s/%s/z", grp, vnames[v]);
         rc = h5_write_all(f, nm, H5_F32, ni, dd, buf);
         if (!rc) rc = h5_attr_str(f, nm, "kind", "latents");
-        for (size_t k = 0; k < nl * dd; k++) buf[k] = (float)(ws->va[v].h[lo * dd + k] / ws->bal);
-        snprintf(nm, sizeof nm, "/serve/%s/h", vnames[v]);
+        for (size_t k = 0; k < nl * dd; k++) buf[k] = (float)(h[v][lo * dd + k] / ws->bal);
+        snprintf(nm, sizeof nm, "%s/%s/h", grp, vnames[v]);
         if (!rc) rc = h5_write_rows(f, nm, H5_F32, nu, dd, lo, nl, buf);
         if (!rc) rc = h5_attr_str(f, nm, "kind", "latents");
     }
@@ -993,7 +1028,10 @@ static int stream_write(stream_ws *ws, stage_run *sr, int rc)
     for (int v = 0; v < V_N && !rc; v++)
         if (ws->want[v]) rc = stream_write_variant(ws, &f, v);
     if (!rc) rc = h5_attr_i64(&f, "/stream", "eval_from", ws->eval_from);
-    if (!rc) rc = stream_write_serve(ws, &f);
+    float *lz[V_N] = {0}, *lh[V_N] = {0};
+    for (int v = V_ADAPTER; v <= V_LAST_ADAPTER; v++) lz[v] = ws->va[v].z, lh[v] = ws->va[v].h;
+    if (!rc) rc = stream_write_serve(ws, &f, "/serve", ws->W - 1, ws->r, ws->hb, lz, lh);
+    if (!rc && ws->have_prev) rc = stream_write_serve(ws, &f, "/serve_prev", ws->W - 2, ws->pr, ws->phb, ws->pz, ws->ph);
     return stage_output_finish(sr, &f, rc);
 }
 
@@ -1011,6 +1049,8 @@ static void stream_free(stream_ws *ws)
             adapter_free(&ws->va[v].m);
             DM_FREE_ALL(ws->va[v].z, ws->va[v].h);
         }
+    for (int v = 0; v < V_N; v++) DM_FREE_ALL(ws->pz[v], ws->ph[v]);
+    DM_FREE_ALL(ws->pr, ws->phb);
     adapter_reservoir_free(&ws->buf);
     if (ws->have_spec) metrics_spec_free(&ws->spec);
     DM_FREE_ALL(ws->r, ws->hb, ws->hs, ws->zs, ws->s_item, ws->s_user, ws->s_sum, ws->roles, ws->r_rt, ws->e_rt,

@@ -7,7 +7,7 @@
 #     every listed stage's output is checked (results.h5 holds every eval model x split x protocol,
 #     stream.h5 every variant, ...), then `dynmm report` tables it. A config named A-B.cfg with an
 #     A.cfg beside it is an overlay and runs as `A.cfg A-B.cfg` (quickstart-stream.cfg, as the README
-#     shows). reference.cfg is the generated key list: loaded, not run. Real-data configs
+#     shows; the longest such A: amazon-beauty-stream.cfg on amazon-beauty.cfg). reference.cfg is the generated key list: loaded, not run. Real-data configs
 #     (data.format other than synth) read $DM_DATA through DATA_<name> below (their paths in the
 #     files are placeholders) on a k-core subset; without $DM_DATA they are skipped with a message.
 #  2. sweeps: each configs/sweeps/*.cfg is expanded by `dynmm sweep` into a temporary sweep.dir
@@ -299,10 +299,15 @@ part_configs() {
     name=$(basename "$f" .cfg); var=${name//-/_}
     if [ "$name" = reference ]; then echo "not run: $f is the generated key list (loaded above)"; continue; fi
     cfgs=("$f")
-    if [ "${name#*-}" != "$name" ] && [ -f "configs/${name%%-*}.cfg" ]; then cfgs=("configs/${name%%-*}.cfg" "$f"); fi   # an overlay
+    local pre=$name dname=$name
+    while [[ $pre == *-* ]]; do   # an overlay: A-B.cfg on the longest A.cfg beside it (amazon-beauty-stream on amazon-beauty)
+      pre=${pre%-*}
+      if [ -f "configs/$pre.cfg" ]; then cfgs=("configs/$pre.cfg" "$f"); dname=$pre; break; fi
+    done
     resolve "$W/cfg/$name.plain" "${cfgs[@]}"
     fmt=$(getkey "$W/cfg/$name.plain" data format)
     extra=()
+    var=${dname//-/_}   # real data: the mapping of the config whose data it reads
     if [ "$fmt" != synth ]; then
       declare -p "DATA_$var" > /dev/null 2>&1 ||
         fail "$f reads real data (data.format = \"$fmt\") and this test has no DATA_$var mapping to \$DM_DATA for it; add one"

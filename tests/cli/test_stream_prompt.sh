@@ -4,7 +4,8 @@
 #   - stream.h5's /serve holds the latents the stream stage scored its last window with: recomputed
 #     from them (h . z, the user's history excluded, every item of the window a target), each
 #     user's NDCG@10 equals the stream stage's own value for the static aligner and the adapter
-#     (float32 scores; ties may break apart in a few users);
+#     (float32 scores; ties may break apart in a few users); /serve_prev does the same for the
+#     window before the last;
 #   - the prompt stage's test split is that window: its users are the ones with an interaction in
 #     it, and every model of prompt.models is scored twice on the same users and candidates, on the
 #     dynamic latents (MODEL) and the static ones (MODEL@static); the untrained item head ranks
@@ -16,8 +17,13 @@
 #     prompt.* the prompt stage only, of align.* align, stream and prompt; the others are skipped as
 #     current; `dynmm report` tables the static variants against the dynamic models
 #     (test_uni19-llm_static, and per model test_uni19-llm_static-llm: llm@static against llm);
+#   - prompt.train_latents = "stream" (a rerun of the prompt stage only): the projectors train on the
+#     window before the last, its users with an interaction there and one before it (counted here
+#     from dataset.h5), on the latents served there; the weights differ from those trained on the
+#     base latents;
 #   - errors: prompt.latents = "stream" on a leave-one-out split, an unknown variant, a variant the
-#     stream stage did not run: named, and no prompt.h5 is left behind.
+#     stream stage did not run, prompt.train_latents = "stream" without prompt.latents = "stream" or
+#     without /serve_prev in stream.h5: named, and no prompt.h5 is left behind.
 set -u
 PY=/usr/bin/python3; B=$DM_BUILD/dynmm
 export OMP_WAIT_POLICY=passive
@@ -44,7 +50,7 @@ s, p, d = (h5py.File(W + "/" + f, "r") for f in ("stream.h5", "prompt.h5", "data
 win = int(s["serve"].attrs["window"]); assert win == 4, win
 off, item, wid = d["users/offsets"][...], d["inter/item"][...], d["window/id"][...]
 nu = len(off) - 1
-def ndcg(h, z):
+def ndcg(h, z, win=win):
     sc = (h.astype(np.float64) @ z.astype(np.float64).T).astype(np.float32)
     out = np.full(nu, np.nan)
     for u in range(nu):
@@ -65,6 +71,15 @@ for v, h, z in (("static", s["serve/static/h"][...], zb), ("adapter", s["serve/a
     same = (np.abs(ref[ok] - got[ok]) < 1e-5).mean()
     print("ok: /serve/%s reproduces the stream stage's last-window NDCG@10 (%.4f) for %.1f%% of %d users" % (v, got[ok].mean(), 100 * same, ok.sum()))
     assert same >= 0.97, "%s: only %.1f%% of users agree" % (v, 100 * same)
+pw = int(s["serve_prev"].attrs["window"]); assert pw == win - 1, pw
+for v, h, z in (("static", s["serve_prev/static/h"][...], zb), ("adapter", s["serve_prev/adapter/h"][...], s["serve_prev/adapter/z"][...])):
+    ref = ndcg(h, z, pw); got = s["stream/%s/ndcg10" % v][:, pw].astype(np.float64)
+    ok = ~np.isnan(ref)
+    assert np.array_equal(ok, ~np.isnan(got)), v + ": the scored users of /serve_prev differ"
+    same = (np.abs(ref[ok] - got[ok]) < 1e-5).mean()
+    print("ok: /serve_prev/%s reproduces the stream stage's NDCG@10 of window %d (%.4f) for %.1f%% of %d users" % (v, pw, got[ok].mean(), 100 * same, ok.sum()))
+    assert same >= 0.97, "%s: only %.1f%% of users agree" % (v, 100 * same)
+assert np.abs(s["serve_prev/adapter/z"][...] - s["serve/adapter/z"][...]).max() > 1e-5, "the two windows serve the same items"
 assert np.abs(s["serve/adapter/z"][...] - zb).max() > 1e-4, "the adapter's served items equal z_base"
 assert np.abs(s["serve/no_stab/z"][...] - s["serve/adapter/z"][...]).max() > 0, "no_stab serves the adapter's latents"
 # the prompt stage's test split is the window, both passes on the same users
@@ -108,6 +123,27 @@ rerun a2 "stream prompt" adapter.steps=20
 rerun a3 "stream prompt" stream.eval_from=2
 rerun a4 "prompt" prompt.lr=0.002
 rerun a5 "align stream prompt" align.epochs=3
+cp $W/a/prompt.h5 $W/p_base.h5
+rerun a6 "prompt" prompt.train_latents=stream
+grep -E "projectors train on streaming window" $W/a6.log
+$PY - $W/a $W/p_base.h5 <<'PYEOF' || exit 1
+import sys, h5py, numpy as np
+W = sys.argv[1]
+p, b, d = h5py.File(W + "/prompt.h5", "r"), h5py.File(sys.argv[2], "r"), h5py.File(W + "/dataset.h5", "r")
+off, wid = d["users/offsets"][...], d["window/id"][...]
+a = p["prompt"].attrs
+tl = a["train_latents"]; tl = tl.decode() if isinstance(tl, bytes) else tl
+assert tl == "stream", tl
+assert int(a["train_window"]) == 3, a["train_window"]
+n = sum(1 for u in range(len(off) - 1) if (wid[off[u]:off[u + 1]] == 3).any() and (wid[off[u]:off[u + 1]] < 3).any())
+assert int(a["train_users"]) == n, (int(a["train_users"]), n)
+assert int(b["prompt"].attrs["train_users"]) != n, "the base training has the same users"
+wl, wb = p["prompt/llm/weights"][...], b["prompt/llm/weights"][...]
+assert wl.shape == wb.shape and np.abs(wl - wb).max() > 1e-6, "the weights equal those trained on the base latents"
+print("ok: prompt.train_latents = stream trains on window 3: %d users (base: %d), other weights (max |diff| %.3g)" %
+      (n, int(b["prompt"].attrs["train_users"]), np.abs(wl - wb).max()))
+PYEOF
+grep -q "the projectors train on streaming window 3 (" $W/a6.log || fail "no word of the training window"
 $B report $W/a > $W/report.log 2>&1 || { cat $W/report.log; fail "report"; }
 grep -q "^| llm static |" $W/a/report/test_uni19-llm_static.md || fail "no table of the static variants"
 grep -q "^| llm static |" $W/a/report/test_uni19-llm_static-llm.md && ! grep -q "latent_head" $W/a/report/test_uni19-llm_static-llm.md ||
@@ -125,4 +161,11 @@ $DM_MPIRUN -n 2 $B prompt "${small[@]}" --set run.dir=$W/e --set prompt.stream_v
 expect $W/e2.log 'prompt.stream_variant = "static": not an adapter variant'
 $DM_MPIRUN -n 2 $B prompt "${small[@]}" --set run.dir=$W/e --set split.protocol=loo < /dev/null > $W/e3.log 2>&1 && fail "prompt.latents = stream on a loo split was accepted"
 expect $W/e3.log 'needs split.protocol = "stream"'
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" --set run.dir=$W/e --set prompt.latents=align --set prompt.train_latents=stream < /dev/null > $W/e4.log 2>&1 &&
+  fail "prompt.train_latents = stream without prompt.latents = stream was accepted"
+expect $W/e4.log 'prompt.train_latents = "stream" trains on the latents of the streaming window before the last, which needs prompt.latents = "stream"'
+$PY -c 'import h5py, sys; f = h5py.File(sys.argv[1], "a"); del f["serve_prev"]' $W/e/stream.h5
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" --set run.dir=$W/e --set prompt.train_latents=stream < /dev/null > $W/e5.log 2>&1 &&
+  fail "prompt.train_latents = stream without /serve_prev was accepted"
+expect $W/e5.log "has no latents of window 3, the one before the last (/serve_prev is missing)"
 echo "PASS"
