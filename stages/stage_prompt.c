@@ -191,7 +191,7 @@ typedef struct {
     float *zd[PROMPT_MAXM];     /* model k's dynamic item latents: zk[k] + (z_dyn - zb) */
     int zdown[PROMPT_MAXM];
     /* prompt.train_latents = "stream": training on the window before the last (/serve_prev) */
-    int tstream;
+    int tstream;                /* 1: on the variant's dynamic latents, 2: on the static ones (stream_static) */
     int64_t pwin;               /* that window */
     int8_t *troles;             /* (n_inter) train: before it, and each user's first interaction in it */
     float *h_prev, *r_prev;     /* (nu, dz), (nu, C) the latents served in it */
@@ -304,11 +304,11 @@ static int check_prompt(const dm_cfg *cfg)
             DM_HINT("set split.protocol = \"stream\" and run the stream stage before prompt, or prompt.latents = \"align\"");
             return DM_ECONFIG;
         }
-    } else if (!strcmp(dm_cfg_str(cfg, "prompt.train_latents"), "stream")) {
+    } else if (strcmp(dm_cfg_str(cfg, "prompt.train_latents"), "base")) {
         char w[256];
-        return DM_ERR(DM_ECONFIG, "%s = \"stream\" trains on the latents of the streaming window before the last, which needs "
+        return DM_ERR(DM_ECONFIG, "%s = \"%s\" trains on the latents of the streaming window before the last, which needs "
                       "prompt.latents = \"stream\" (it is \"%s\")", dm_cfg_where(cfg, "prompt.train_latents", w, sizeof w),
-                      dm_cfg_str(cfg, "prompt.latents"));
+                      dm_cfg_str(cfg, "prompt.train_latents"), dm_cfg_str(cfg, "prompt.latents"));
     }
     for (size_t k = 0; k < dm_cfg_len(cfg, "prompt.protocols"); k++) {
         const char *pn = dm_cfg_str_at(cfg, "prompt.protocols", k);
@@ -352,11 +352,12 @@ static int prompt_serve_table(prompt_ws *w, const char *name, size_t rows, size_
     return DM_OK;
 }
 
-/* prompt.train_latents = "stream": the latents stream.h5 served in window win - 1 (/serve_prev), and
- * the training roles: everything before that window, and each user's first interaction in it (the
- * positive, the last training item); a user without one there trains on nothing (its latent there
- * has seen its earlier items). Agreed. */
-static int prompt_stream_prev(prompt_ws *w, int64_t win)
+/* prompt.train_latents = "stream" (kind 1) or "stream_static" (2): the latents stream.h5 served in
+ * window win - 1 (/serve_prev: the variant's, or the static ones), and the training roles:
+ * everything before that window, and each user's first interaction in it (the positive, the last
+ * training item); a user without one there trains on nothing (its latent there has seen its earlier
+ * items). Agreed. */
+static int prompt_stream_prev(prompt_ws *w, int64_t win, int kind)
 {
     par_ctx *ctx = w->ctx;
     const dm_dataset *d = &w->d;
@@ -372,17 +373,18 @@ static int prompt_stream_prev(prompt_ws *w, int64_t win)
     rc = par_agree(ctx, rc);
     if (!rc && pw != win - 1) {
         char where[256];
-        rc = DM_ERR(DM_EFORMAT, "%s = \"stream\": '%s' has no latents of window %lld, the one before the last (/serve_prev%s)",
-                    dm_cfg_where(w->cfg, "prompt.train_latents", where, sizeof where), w->spath, (long long)win - 1,
+        rc = DM_ERR(DM_EFORMAT, "%s = \"%s\": '%s' has no latents of window %lld, the one before the last (/serve_prev%s)",
+                    dm_cfg_where(w->cfg, "prompt.train_latents", where, sizeof where), dm_cfg_str(w->cfg, "prompt.train_latents"),
+                    w->spath, (long long)win - 1,
                     pw < 0 ? " is missing" : " is of another window");
         DM_HINT("the stream stage writes /serve_prev from this version on, with two windows or more: rerun it (run.force = true)");
     }
     rc = par_agree(ctx, rc);
     if (!rc) rc = prompt_serve_table(w, "/serve_prev/r", w->nu, w->C, &w->r_prev);
-    snprintf(nm, sizeof nm, "/serve_prev/%s/h", v);
+    snprintf(nm, sizeof nm, "/serve_prev/%s/h", kind == 1 ? v : "static");
     if (!rc) rc = prompt_serve_table(w, nm, w->nu, w->dz, &w->h_prev);
     snprintf(nm, sizeof nm, "/serve_prev/%s/z", v);
-    if (!rc) rc = prompt_serve_table(w, nm, w->ni, w->dz, &w->z_prev);
+    if (!rc && kind == 1) rc = prompt_serve_table(w, nm, w->ni, w->dz, &w->z_prev);
     if (!rc) {
         w->troles = malloc(d->n_inter + 1);
         if (!w->troles) rc = DM_ERR(DM_ENOMEM, "out of memory");
@@ -400,9 +402,9 @@ static int prompt_stream_prev(prompt_ws *w, int64_t win)
             for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) w->troles[j] = 3;
     }
     if (!rc) {
-        w->tstream = 1, w->pwin = pw, w->train_roles = w->troles;
-        dm_log("  prompt: the projectors train on streaming window %lld (%zu users with an interaction in it) on the latents "
-               "stream.h5 served in it (prompt.train_latents)", (long long)pw, np);
+        w->tstream = kind, w->pwin = pw, w->train_roles = w->troles;
+        dm_log("  prompt: the projectors train on streaming window %lld (%zu users with an interaction in it) on the %s latents "
+               "stream.h5 served in it (prompt.train_latents)", (long long)pw, np, kind == 1 ? v : "static");
     }
     return par_agree(ctx, rc);
 }
@@ -445,7 +447,8 @@ static int prompt_stream_load(prompt_ws *w)
     }
     if (!rc) dm_log("  prompt: test = streaming window %lld (%zu interactions) on the latents stream.h5 served in it: %s (dynamic) and static", (long long)win, nt, v);
     rc = par_agree(ctx, rc);
-    if (!rc && !strcmp(dm_cfg_str(w->cfg, "prompt.train_latents"), "stream")) rc = prompt_stream_prev(w, win);
+    const char *tl = dm_cfg_str(w->cfg, "prompt.train_latents");
+    if (!rc && strcmp(tl, "base")) rc = prompt_stream_prev(w, win, !strcmp(tl, "stream") ? 1 : 2);
     return rc;
 }
 
@@ -663,7 +666,7 @@ static int prompt_model_dynamic(prompt_ws *w, size_t k)
 {
     if (!w->stream) return DM_OK;
     DM_CALL(prompt_dynamic_table(w, k, w->z_dyn, w->zd, w->zdown));
-    return w->tstream ? prompt_dynamic_table(w, k, w->z_prev, w->zp, w->zpown) : DM_OK;
+    return w->tstream == 1 ? prompt_dynamic_table(w, k, w->z_prev, w->zp, w->zpown) : DM_OK;
 }
 
 /* Model k on the frozen LM: allmrec with prompt.allmrec_tokens user tokens. */
@@ -988,7 +991,7 @@ static int prompt_validate(prompt_ws *w, prompt_run *t, long ep)
     ev_split s = {&w->d, w->roles, DM_VALID, NULL};
     double acc[2] = {0, 0}, *row = w->rows[0]; /* a row of scratch: the rows are written after training */
     int rc = DM_OK;
-    if (w->tstream) prompt_set_items(w, 0); /* the validation split's latents are the static ones */
+    if (w->tstream == 1) prompt_set_items(w, 0); /* the validation split's latents are the static ones */
     for (size_t k = lo; k < hi && !rc; k++) {
         size_t u = w->vusers[k];
         prompt_user x;
@@ -998,7 +1001,7 @@ static int prompt_validate(prompt_ws *w, prompt_run *t, long ep)
         if (!rc) rc = metrics_full(&w->spec, &w->mws, p->hs, w->ni, x.tg, x.ntg, w->tmp, x.nhall, row);
         acc[0] += rc ? 0 : row[cn10], acc[1] += 1;
     }
-    if (w->tstream) prompt_set_items(w, 2);
+    if (w->tstream == 1) prompt_set_items(w, 2);
     rc = par_agree(w->ctx, rc);
     if (!rc) rc = par_allreduce_sum_f64(w->ctx, acc, 2);
     if (rc) return rc;
@@ -1056,7 +1059,7 @@ static int prompt_train(prompt_ws *w, size_t k)
         rc = par_agree(w->ctx, rc);
         if (!rc) dm_log("  %s: trains with the LM in %s (lm.train_precision), scores in %s", t.name, tp, sp);
     }
-    if (w->tstream) prompt_set_items(w, 2); /* prompt.train_latents = "stream" */
+    if (w->tstream == 1) prompt_set_items(w, 2); /* prompt.train_latents = "stream" */
     if (!rc && head && !t.found) {
         rc = prompt_validate(w, &t, 0);
         if (!rc)
@@ -1500,7 +1503,7 @@ static int prompt_write(prompt_ws *w, int rc)
     if (!rc) rc = h5_attr_i64(f, "/prompt", "title_tokens", p->mt);
     if (!rc) rc = h5_attr_i64(f, "/prompt", "hidden", (int64_t)dm_cfg_int(w->cfg, "prompt.hidden"));
     if (!rc) rc = h5_attr_str(f, "/prompt", "lm_dir", w->lmdir);
-    if (!rc) rc = h5_attr_str(f, "/prompt", "train_latents", w->tstream ? "stream" : "base");
+    if (!rc) rc = h5_attr_str(f, "/prompt", "train_latents", dm_cfg_str(w->cfg, "prompt.train_latents"));
     if (!rc && w->tstream) rc = h5_attr_i64(f, "/prompt", "train_window", w->pwin);
     if (!rc) rc = h5_attr_i64(f, "/prompt", "train_users", (int64_t)w->ts.n);
     rc = stage_output_finish(w->sr, f, rc);

@@ -20,7 +20,8 @@
 #   - prompt.train_latents = "stream" (a rerun of the prompt stage only): the projectors train on the
 #     window before the last, its users with an interaction there and one before it (counted here
 #     from dataset.h5), on the latents served there; the weights differ from those trained on the
-#     base latents;
+#     base latents; stream_static (the same window on the static latents) trains the same users to
+#     other weights;
 #   - errors: prompt.latents = "stream" on a leave-one-out split, an unknown variant, a variant the
 #     stream stage did not run, prompt.train_latents = "stream" without prompt.latents = "stream" or
 #     without /serve_prev in stream.h5: named, and no prompt.h5 is left behind.
@@ -143,7 +144,18 @@ assert wl.shape == wb.shape and np.abs(wl - wb).max() > 1e-6, "the weights equal
 print("ok: prompt.train_latents = stream trains on window 3: %d users (base: %d), other weights (max |diff| %.3g)" %
       (n, int(b["prompt"].attrs["train_users"]), np.abs(wl - wb).max()))
 PYEOF
-grep -q "the projectors train on streaming window 3 (" $W/a6.log || fail "no word of the training window"
+grep -q "the projectors train on streaming window 3 (.*) on the adapter latents" $W/a6.log || fail "no word of the training window"
+cp $W/a/prompt.h5 $W/p_stream.h5
+rerun a7 "prompt" prompt.train_latents=stream_static
+grep -q "the projectors train on streaming window 3 (.*) on the static latents" $W/a7.log || fail "no word of the static latents"
+$PY - $W/a/prompt.h5 $W/p_stream.h5 <<'PYEOF' || exit 1
+import sys, h5py, numpy as np
+p, q = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+assert int(p["prompt"].attrs["train_users"]) == int(q["prompt"].attrs["train_users"]), "another set of training users"
+d = np.abs(p["prompt/llm/weights"][...] - q["prompt/llm/weights"][...]).max()
+assert d > 1e-6, "stream_static trains the weights stream does"
+print("ok: stream_static trains on the same users, other weights than stream (max |diff| %.3g)" % d)
+PYEOF
 $B report $W/a > $W/report.log 2>&1 || { cat $W/report.log; fail "report"; }
 grep -q "^| llm static |" $W/a/report/test_uni19-llm_static.md || fail "no table of the static variants"
 grep -q "^| llm static |" $W/a/report/test_uni19-llm_static-llm.md && ! grep -q "latent_head" $W/a/report/test_uni19-llm_static-llm.md ||
