@@ -352,6 +352,19 @@ static int prompt_serve_table(prompt_ws *w, const char *name, size_t rows, size_
     return DM_OK;
 }
 
+/* *win = the window attribute of stream.h5's group grp (-1 without the group). Agreed. */
+static int prompt_serve_window(prompt_ws *w, const char *grp, int64_t *win)
+{
+    h5file f;
+    *win = -1;
+    int rc = h5_open(w->ctx, w->spath, &f);
+    if (!rc) {
+        rc = h5_exists(&f, grp) ? h5_get_attr_i64(&f, grp, "window", win) : DM_OK;
+        h5_close(&f);
+    }
+    return par_agree(w->ctx, rc);
+}
+
 /* prompt.train_latents = "stream" (kind 1) or "stream_static" (2): the latents stream.h5 served in
  * window win - 1 (/serve_prev: the variant's, or the static ones), and the training roles:
  * everything before that window, and each user's first interaction in it (the positive, the last
@@ -363,14 +376,8 @@ static int prompt_stream_prev(prompt_ws *w, int64_t win, int kind)
     const dm_dataset *d = &w->d;
     char nm[160];
     const char *v = dm_cfg_str(w->cfg, "prompt.stream_variant");
-    h5file f;
     int64_t pw = -1;
-    int rc = h5_open(ctx, w->spath, &f);
-    if (!rc) {
-        rc = h5_exists(&f, "/serve_prev") ? h5_get_attr_i64(&f, "/serve_prev", "window", &pw) : DM_OK;
-        h5_close(&f);
-    }
-    rc = par_agree(ctx, rc);
+    int rc = prompt_serve_window(w, "/serve_prev", &pw);
     if (!rc && pw != win - 1) {
         char where[256];
         rc = DM_ERR(DM_EFORMAT, "%s = \"%s\": '%s' has no latents of window %lld, the one before the last (/serve_prev%s)",
@@ -420,14 +427,8 @@ static int prompt_stream_load(prompt_ws *w)
     const char *v = dm_cfg_str(w->cfg, "prompt.stream_variant");
     w->stream = 1;
     w->spath = stage_input(w->sr, "stream.h5");
-    h5file f;
     int64_t win = -1;
-    int rc = h5_open(ctx, w->spath, &f);
-    if (!rc) {
-        rc = h5_exists(&f, "/serve") ? h5_get_attr_i64(&f, "/serve", "window", &win) : DM_OK;
-        h5_close(&f);
-    }
-    rc = par_agree(ctx, rc);
+    int rc = prompt_serve_window(w, "/serve", &win);
     if (!rc) rc = prompt_serve_table(w, "/serve/r", w->nu, w->C, &w->r_last);
     if (!rc) rc = prompt_serve_table(w, "/serve/static/h", w->nu, w->dz, &w->h_static);
     snprintf(nm, sizeof nm, "/serve/%s/h", v);
