@@ -30,6 +30,10 @@
  * soft-token term adds its hidden-state gradient, and the backward returns the gradients of every
  * soft input row, which flow into the projectors (and the evidence encoder). Users of a step are
  * split over the ranks; one allreduce of the parameter slab per step. The LM's weights never change.
+ * With prompt.latents = "stream" the test split is the last streaming window on the latents the
+ * stream stage served there (stream.h5 /serve), every model also scored on the static ones
+ * (MODEL@static); prompt.train_latents = "stream" (or "stream_static") trains on the window before
+ * it instead of the training split, on the latents served there (/serve_prev; the static ones).
  *
  * Evaluation (prompt.eval_users sampled users, the same users for every model): the stored sampled
  * candidate sets (uniN) and topN, full ranking with the LM re-ranking the aligner's top N. The
@@ -640,9 +644,10 @@ static int prompt_model_latents(prompt_ws *w, size_t k)
     return DM_OK;
 }
 
-/* prompt.latents = "stream": model k's dynamic item latents, its own plus the adapter's residual
- * z_dyn - z_base (the residual a_i g(e_cf_i, s_i) does not read z_base, so an ablated latent takes
- * the same one); shared with an earlier model of the same item latents. */
+/* prompt.latents = "stream": model k's dynamic item latents zd[k] from the adapter's served table
+ * zs: its own plus the adapter's residual zs - z_base (the residual a_i g(e_cf_i, s_i) does not read
+ * z_base, so an ablated latent takes the same one); shared with an earlier model of the same item
+ * latents (own[k] = 0). */
 static int prompt_dynamic_table(prompt_ws *w, size_t k, const float *zs, float **zd, int *own)
 {
     if (w->zk[k] == w->zb) {
@@ -879,7 +884,6 @@ static void prompt_set_items(prompt_ws *w, int which)
         if (w->mhead[k]) w->P[k].sp[0].t = z;
     }
 }
-
 
 /* The run of model k: its sizes, optimiser and checkpoint, and (run.resume) where the checkpoint
  * stands. */
