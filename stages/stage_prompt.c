@@ -151,6 +151,8 @@ typedef struct {
     const char *mname[PROMPT_MAXM];
     int mexpl[PROMPT_MAXM];     /* llm_explain: evidence tokens and the explanation losses */
     int mhead[PROMPT_MAXM];     /* llm_head, latent_head: the item head */
+    int msel[PROMPT_MAXM];      /* validated after every epoch, the best epoch kept: the heads, and with
+                                   prompt.early_stop the likelihood models */
     int mnolm[PROMPT_MAXM];     /* latent_head: the item head without the LM */
     long mepochs[PROMPT_MAXM];  /* each model's epochs at most (prompt.epochs, prompt.head_epochs) */
     unsigned mdrop[PROMPT_MAXM]; /* the modalities its item latents go without (bit k = ALIGN_CF..) */
@@ -179,10 +181,11 @@ typedef struct {
     uint8_t *zpres;             /* (ni, ALIGN_K) */
     pm P[PROMPT_MAXM];
     double *curve[PROMPT_MAXM]; /* (max(epochs, 1), 6) */
-    float *bestw[PROMPT_MAXM];  /* llm_head: the best epoch's weights */
-    double *vcurve[PROMPT_MAXM]; /* llm_head: (epochs + 1) validation NDCG@10 */
+    float *bestw[PROMPT_MAXM];  /* msel: the best epoch's weights */
+    double *vcurve[PROMPT_MAXM]; /* msel: (epochs + 1) validation NDCG@10 */
     long best_ep[PROMPT_MAXM];
-    size_t *vusers, nv;         /* llm_head: the validation users */
+    size_t *vusers, nv;         /* msel: the validation users */
+    const dm_cand *vcs;         /* prompt.early_stop: the stored sets the likelihood models are validated on */
     double t_train[PROMPT_MAXM];
     /* ---- prompt.latents = "stream" (prompt_stream_load): the test split is the last streaming
        window, scored on the latents stream.h5 served in it ---- */
@@ -314,13 +317,21 @@ static int check_prompt(const dm_cfg *cfg)
                       "prompt.latents = \"stream\" (it is \"%s\")", dm_cfg_where(cfg, "prompt.train_latents", w, sizeof w),
                       dm_cfg_str(cfg, "prompt.train_latents"), dm_cfg_str(cfg, "prompt.latents"));
     }
+    const char *es = dm_cfg_str(cfg, "prompt.early_stop");
+    int es_ok = !strcmp(es, "none");
     for (size_t k = 0; k < dm_cfg_len(cfg, "prompt.protocols"); k++) {
         const char *pn = dm_cfg_str_at(cfg, "prompt.protocols", k);
         char kind;
         size_t nn;
         if (!strncmp(pn, "top", 3) && atoi(pn + 3) > 0) continue;
+        es_ok |= !strcmp(pn, es);
         DM_CALL(cands_parse(pn, &kind, &nn));
         if (kind == 0) return DM_ERR(DM_ECONFIG, "prompt.protocols: 'full' is not feasible for the LM; use topN (re-ranking the aligner's top N)");
+    }
+    if (!es_ok) {
+        char w[256];
+        return DM_ERR(DM_ECONFIG, "%s = \"%s\": expected \"none\" or one of the sampled protocols of prompt.protocols (their candidate "
+                      "sets are the ones drawn), e.g. \"uni19\"", dm_cfg_where(cfg, "prompt.early_stop", w, sizeof w), es);
     }
     return DM_OK;
 }
@@ -477,6 +488,7 @@ static int prompt_load(prompt_ws *w)
         w->mhead[k] = kind == PK_LATENT || kind == PK_HEAD;
         w->mallm[k] = kind == PK_ALLMREC;
         w->mepochs[k] = (long)dm_cfg_int(cfg, w->mhead[k] ? "prompt.head_epochs" : "prompt.epochs");
+        w->msel[k] = w->mhead[k] || strcmp(dm_cfg_str(cfg, "prompt.early_stop"), "none");
     }
     DM_CALL(prompt_lm_dir(w));
     DM_CALL(ds_read(ctx, w->dpath, &w->d));
@@ -712,7 +724,7 @@ static int prompt_models(prompt_ws *w)
             size_t ne = (size_t)(w->mepochs[k] > 0 ? w->mepochs[k] : 1);
             w->curve[k] = calloc(ne * 6, sizeof *w->curve[k]);
             int ok = w->curve[k] != NULL;
-            if (w->mhead[k]) {
+            if (w->msel[k]) {
                 w->bestw[k] = malloc(p->nparams * sizeof *w->bestw[k]);
                 w->vcurve[k] = malloc((ne + 1) * sizeof *w->vcurve[k]);
                 ok = ok && w->bestw[k] && w->vcurve[k];
@@ -771,13 +783,19 @@ static void prompt_sample(prompt_ws *w, const int8_t *roles, int split, uint64_t
     for (size_t u = 0; u < nu; u++) w->pick[u] = w->pick[u] && dm_rng_key(w->seed, a, u) <= thr;
 }
 
-/* llm_head's validation users (w->vusers): prompt.valid_users users with a validation target,
- * drawn apart from the evaluation's sample. */
+/* The validation users of the models validated after every epoch (w->vusers): prompt.valid_users
+ * users with a validation target, drawn apart from the evaluation's sample; with prompt.early_stop
+ * the candidate sets of that protocol (w->vcs). */
 static int prompt_valid_set(prompt_ws *w)
 {
     int any = 0;
-    for (size_t k = 0; k < w->nm; k++) any |= w->mhead[k];
+    for (size_t k = 0; k < w->nm; k++) any |= w->msel[k];
     if (!any) return DM_OK;
+    const char *es = dm_cfg_str(w->cfg, "prompt.early_stop");
+    for (int k = 0; k < w->d.n_cand; k++)
+        if (!strcmp(w->d.cand[k].name, es)) w->vcs = &w->d.cand[k];
+    if (strcmp(es, "none") && !w->vcs)
+        return par_agree(w->ctx, DM_ERR(DM_EINTERNAL, "prompt.early_stop: '%s' has no candidate sets drawn", es));
     prompt_sample(w, w->roles, DM_VALID, 0x5B1, (size_t)dm_cfg_int(w->cfg, "prompt.valid_users"));
     w->vusers = malloc((w->nu + 1) * sizeof *w->vusers);
     if (!w->vusers) return par_agree(w->ctx, DM_ERR(DM_ENOMEM, "out of memory"));
@@ -873,6 +891,18 @@ static int prompt_ckpt_read(prompt_ws *w, prompt_run *t)
 }
 
 /* ---- training: the same users and negatives in the same order for every model ---- */
+
+/* One protocol of one split as the scoring steps see it. */
+typedef struct prompt_proto {
+    const char *split_name, *name;
+    ev_split s;
+    const float *H;             /* (nu, dz) the split's aligner latents */
+    const float *SS;            /* (nu, C) its SASRec states */
+    const dm_cand *cs;          /* the stored candidate sets; NULL for topN */
+    int topn;                   /* N of topN: the aligner's top N re-ranked by the LM */
+} prompt_proto;
+static void prompt_candidates(prompt_ws *w, const prompt_proto *pr, size_t u, prompt_user *x);
+static int prompt_score_model(prompt_ws *w, const prompt_proto *pr, size_t u, const prompt_user *x, int mi, double *a);
 
 /* The item latents the models read: the static ones (zk, 0), the dynamic ones (zd, 1) or those of
  * the window before the last (zp, 2). */
@@ -984,28 +1014,37 @@ static int prompt_step(prompt_ws *w, prompt_run *t, long ep, long s)
     return DM_OK;
 }
 
-/* llm_head after epoch ep (0 = untrained): the validation users ranked over the whole catalogue
- * (their training items excluded), the mean NDCG@10 into t->valid[ep]; a better one keeps the
- * weights (t->best), otherwise the stall grows. The users are shared out among the ranks. */
+/* Model t after epoch ep (0 = untrained): the validation users ranked (an item head: over the whole
+ * catalogue, their training items excluded; a likelihood model: the candidates of prompt.early_stop's
+ * stored sets, users without them left out), the mean NDCG@10 into t->valid[ep]; a better one keeps
+ * the weights (t->best), otherwise the stall grows. The users are shared out among the ranks. */
 static int prompt_validate(prompt_ws *w, prompt_run *t, long ep)
 {
     pm *p = t->p;
     size_t lo, hi, c10, cn10, dz = w->dz;
     ev_cols_at10(&w->spec, &c10, &cn10);
     dm_shard_even(w->nv, w->ctx->size, w->ctx->rank, &lo, &hi);
-    ev_split s = {&w->d, w->roles, DM_VALID, NULL};
+    prompt_proto pr = {"valid", dm_cfg_str(w->cfg, "prompt.early_stop"), {&w->d, w->roles, DM_VALID, NULL}, w->hv, w->sv, w->vcs, 0};
     double acc[2] = {0, 0}, *row = w->rows[0]; /* a row of scratch: the rows are written after training */
     int rc = DM_OK;
     if (w->tstream == 1) prompt_set_items(w, 0); /* the validation split's latents are the static ones */
+    if (w->have_src) w->src.h = w->hv;         /* llm_explain's evidence: the split's latents */
     for (size_t k = lo; k < hi && !rc; k++) {
         size_t u = w->vusers[k];
+        if (!p->head && pr.cs->rows[u * pr.cs->n] < 0) continue;
         prompt_user x;
-        prompt_targets(&s, u, &x);
-        x.n = prompt_history(w, &s, u, p->nh, &x.nhall);
-        rc = pm_head_scores(p, w->hv + u * dz, w->sv + u * w->C, w->hist, x.n);
-        if (!rc) rc = metrics_full(&w->spec, &w->mws, p->hs, w->ni, x.tg, x.ntg, w->tmp, x.nhall, row);
+        prompt_targets(&pr.s, u, &x);
+        x.n = prompt_history(w, &pr.s, u, p->nh, &x.nhall);
+        if (p->head) {
+            rc = pm_head_scores(p, w->hv + u * dz, w->sv + u * w->C, w->hist, x.n);
+            if (!rc) rc = metrics_full(&w->spec, &w->mws, p->hs, w->ni, x.tg, x.ntg, w->tmp, x.nhall, row);
+        } else {
+            prompt_candidates(w, &pr, u, &x);
+            rc = prompt_score_model(w, &pr, u, &x, (int)t->k, row);
+        }
         acc[0] += rc ? 0 : row[cn10], acc[1] += 1;
     }
+    if (w->have_src) w->src.h = w->htr;
     if (w->tstream == 1) prompt_set_items(w, 2);
     rc = par_agree(w->ctx, rc);
     if (!rc) rc = par_allreduce_sum_f64(w->ctx, acc, 2);
@@ -1026,7 +1065,7 @@ static int prompt_epoch_end(prompt_ws *w, prompt_run *t, long ep)
 {
     const pm *p = t->p;
     int rc = par_allreduce_sum_f64(w->ctx, t->lsum, 4);
-    if (!rc && p->head) rc = prompt_validate(w, t, ep + 1);
+    if (!rc && w->msel[t->k]) rc = prompt_validate(w, t, ep + 1);
     if (rc) return rc;
     double dt = dm_wtime() - t->te, pe = (double)t->per_epoch;
     *t->t_train += dt;
@@ -1043,6 +1082,9 @@ static int prompt_epoch_end(prompt_ws *w, prompt_run *t, long ep)
     else
         dm_log("  %s epoch %ld  listwise loss %.4f (uniform over %d candidates: %.4f)  %.1fs, %.2f users/s", t->name, ep + 1, cv[1],
                p->K + 1, log((double)p->K + 1), dt, pe / dt);
+    if (!p->head && w->msel[t->k])
+        dm_log("  %s epoch %ld  valid %s ndcg@10 %.4f (best %.4f, epoch %ld)", t->name, ep + 1, dm_cfg_str(w->cfg, "prompt.early_stop"),
+               t->valid[ep + 1], t->vbest, t->vbest_ep);
     prompt_pos next = {ep + 1, 0, {0, 0, 0, 0}, *t->t_train};
     return prompt_ckpt_write(w, t, &next);
 }
@@ -1056,7 +1098,7 @@ static int prompt_train(prompt_ws *w, size_t k)
     if (w->have_src) w->src.h = w->htr;
     memcpy(w->order, w->ts.users, w->ts.n * sizeof *w->order);
     int rc = prompt_train_begin(w, k, &t);
-    int head = t.p->head && t.epochs > 0, pat = (int)dm_cfg_int(w->cfg, "prompt.patience");
+    int sel = w->msel[k] && t.epochs > 0, pat = (int)dm_cfg_int(w->cfg, "prompt.patience");
     const char *tp = dm_cfg_str(w->cfg, "lm.train_precision"), *sp = dm_cfg_str(w->cfg, "lm.precision");
     int switched = !rc && t.epochs > 0 && strcmp(tp, "same") && strcmp(tp, sp);
     if (switched) { /* lm.train_precision: training in another precision than scoring */
@@ -1065,14 +1107,15 @@ static int prompt_train(prompt_ws *w, size_t k)
         if (!rc) dm_log("  %s: trains with the LM in %s (lm.train_precision), scores in %s", t.name, tp, sp);
     }
     if (w->tstream == 1) prompt_set_items(w, 2); /* prompt.train_latents = "stream" */
-    if (!rc && head && !t.found) {
+    if (!rc && sel && !t.found) {
         rc = prompt_validate(w, &t, 0);
         if (!rc)
             dm_log("  %s untrained (%s): valid ndcg@10 %.4f on %zu users", t.name,
-                   *t.p->sp[0].a == 1.0f ? "ranks as the aligner" : "scores every item 0", t.valid[0], w->nv);
+                   !t.p->head ? dm_cfg_str(w->cfg, "prompt.early_stop") : *t.p->sp[0].a == 1.0f ? "ranks as the aligner" : "scores every item 0",
+                   t.valid[0], w->nv);
     }
     ckpt_signals_install();
-    for (long ep = 0; ep < t.epochs && !rc && !(head && t.vstall >= pat); ep++) {
+    for (long ep = 0; ep < t.epochs && !rc && !(sel && t.vstall >= pat); ep++) {
         t.te = dm_wtime();
         memset(t.lsum, 0, sizeof t.lsum);
         pm_epoch_order(w->order, w->ts.n, t.per_epoch, w->seed, (uint64_t)ep);
@@ -1090,7 +1133,7 @@ static int prompt_train(prompt_ws *w, size_t k)
         int r2 = lm_set_precision(&t.p->lm, sp);
         if (!rc) rc = r2;
     }
-    if (!rc && head) {
+    if (!rc && sel) {
         memcpy(t.p->w, t.best, t.p->nparams * sizeof *t.best);
         w->best_ep[k] = t.vbest_ep;
         dm_log("  %s: the weights of epoch %ld kept (valid ndcg@10 %.4f; untrained %.4f)%s", t.name, t.vbest_ep, t.vbest, t.valid[0],
@@ -1101,15 +1144,6 @@ static int prompt_train(prompt_ws *w, size_t k)
 
 /* ---- evaluation: a seeded sample of users, every model on the same candidates ---- */
 
-/* One protocol of one split as the scoring steps see it. */
-typedef struct {
-    const char *split_name, *name;
-    ev_split s;
-    const float *H;             /* (nu, dz) the split's aligner latents */
-    const float *SS;            /* (nu, C) its SASRec states */
-    const dm_cand *cs;          /* the stored candidate sets; NULL for topN */
-    int topn;                   /* N of topN: the aligner's top N re-ranked by the LM */
-} prompt_proto;
 
 
 /* prompt.h5 and its /columns. */
@@ -1474,10 +1508,11 @@ static int prompt_write_model(prompt_ws *w, size_t mi)
         rc = h5_write_all(f, g, H5_F64, (size_t)w->mepochs[mi], 6, w->curve[mi]);
         if (!rc) rc = h5_attr_str(f, g, "columns", "epoch, loss, listwise, faithfulness, explanation, seconds");
     }
-    if (!rc && w->mhead[mi] && w->mepochs[mi] > 0) { /* NaN after an early stop */
+    if (!rc && w->msel[mi] && w->mepochs[mi] > 0) { /* NaN after an early stop */
         snprintf(g, sizeof g, "/prompt/%s/valid", w->mname[mi]);
         rc = h5_write_all(f, g, H5_F64, (size_t)w->mepochs[mi] + 1, 0, w->vcurve[mi]);
-        if (!rc) rc = h5_attr_str(f, g, "columns", "validation NDCG@10 (full ranking) after epoch 0 (untrained), 1, ...");
+        if (!rc) rc = h5_attr_str(f, g, "columns", "validation NDCG@10 after epoch 0 (untrained), 1, ...");
+        if (!rc) rc = h5_attr_str(f, g, "protocol", w->mhead[mi] ? "full" : dm_cfg_str(w->cfg, "prompt.early_stop"));
         if (!rc) rc = h5_attr_i64(f, g, "users", (int64_t)w->nv);
         if (!rc) rc = h5_attr_i64(f, g, "best_epoch", w->best_ep[mi]);
     }

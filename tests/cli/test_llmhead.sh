@@ -14,7 +14,10 @@
 #   - SIGTERM to the ranks mid-training writes a checkpoint; the rerun resumes to the uninterrupted
 #     weights, curve and validation curve;
 #   - the weights after the same steps agree at 1 and 3 ranks within float allreduce rounding;
-#   - a model listed twice and an unknown model are refused naming them.
+#   - prompt.early_stop = uni19 for llm and llm_explain: the validation curve starts at the untrained
+#     projectors and the weights kept are the best epoch's (= a run of that many epochs, bitwise);
+#   - a model listed twice, an unknown model and an early_stop protocol outside prompt.protocols are
+#     refused naming them.
 set -u
 . tests/cli/llm_lib.sh
 llm_setup llmhead
@@ -135,7 +138,41 @@ ca, cb = a["prompt/llm_head/curve"][:, :5], b["prompt/llm_head/curve"][:, :5]
 assert np.allclose(ca, cb, rtol=1e-12, atol=0), "resumed curve differs by %g" % np.abs(ca - cb).max()
 print("ok: resumed after SIGTERM to the uninterrupted weights, curve and validation curve")
 PYEOF
+# prompt.early_stop for the likelihood models (llm_explain: its evidence reads the validation
+# split's latents while validating): the curve starts at the untrained projectors, the kept weights
+# are those of the best epoch (= a run of that many epochs without early stopping, bitwise)
+es=(--set 'prompt.models=[llm,llm_explain]' --set prompt.train_users=48 --set prompt.valid_users=40 --set prompt.patience=10)
+copy e
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" "${es[@]}" --set prompt.epochs=3 --set prompt.early_stop=uni19 --set run.dir=$W/e < /dev/null > $W/e.log 2>&1 \
+  || { cat $W/e.log; fail "early_stop run"; }
+grep -E "(llm|llm_explain) (untrained|epoch .* valid)|kept" $W/e.log
+for m in llm llm_explain; do   # a run of as many epochs as each model kept, without early stopping
+  b=$($PY -c "import h5py; print(int(h5py.File('$W/e/prompt.h5','r')['prompt/$m/valid'].attrs['best_epoch']))")
+  [ -d $W/f$b ] && continue
+  copy f$b
+  $DM_MPIRUN -n 2 $B prompt "${small[@]}" "${es[@]}" --set prompt.epochs=$b --set run.dir=$W/f$b < /dev/null > $W/f$b.log 2>&1 \
+    || { cat $W/f$b.log; fail "run of $b epochs"; }
+done
+$PY - $W <<'PYEOF' || exit 1
+import sys, h5py, numpy as np
+W = sys.argv[1]
+e = h5py.File(W + "/e/prompt.h5", "r")
+for m in ("llm", "llm_explain"):
+    va = e["prompt/%s/valid" % m]
+    pr = va.attrs["protocol"]; pr = pr.decode() if isinstance(pr, bytes) else pr
+    assert va.shape == (4,) and pr == "uni19", (va.shape, pr)
+    v, best = va[...], int(va.attrs["best_epoch"])
+    assert not np.isnan(v).any() and (v > 0).all() and (v <= 1).all(), "%s: validation curve %s" % (m, v)
+    assert best == int(np.argmax(v)), "%s: best_epoch %d but the curve %s" % (m, best, v)
+    f = h5py.File("%s/f%d/prompt.h5" % (W, best), "r")
+    we, wf = e["prompt/%s/weights" % m][...], f["prompt/%s/weights" % m][...]
+    assert (we == wf).all(), "%s: the kept weights differ from a run of %d epochs by %g" % (m, best, np.abs(we - wf).max())
+    assert "valid" not in f["prompt/%s" % m], "%s: a validation curve without prompt.early_stop" % m
+    print("ok: %s early-stopped on uni19: validation ndcg@10 %s, epoch %d kept (= a run of %d epochs, bitwise)" % (m, np.round(v, 4), best, best))
+PYEOF
 # refused settings
+$B prompt "${small[@]}" --set run.dir=$W/a --set prompt.early_stop=uni99 > $W/e3.log 2>&1 && fail "prompt.early_stop outside prompt.protocols was accepted"
+grep -q 'prompt.early_stop = "uni99": expected "none" or one of the sampled protocols of prompt.protocols' $W/e3.log || { cat $W/e3.log; fail "early_stop: message"; }
 $B prompt "${small[@]}" --set run.dir=$W/a --set 'prompt.models=[llm_head,llm_head]' > $W/e1.log 2>&1 && fail "a model listed twice was accepted"
 grep -q "prompt.models: 'llm_head' is listed twice" $W/e1.log || { cat $W/e1.log; fail "listed twice: message"; }
 $B prompt "${small[@]}" --set run.dir=$W/a --set 'prompt.models=[llm_hed]' > $W/e2.log 2>&1 && fail "an unknown model was accepted"
