@@ -41,7 +41,7 @@ import os
 
 COLUMNS = ["run", "source", "model", "split", "protocol", "user", "items", "metric", "value"]
 SOURCES = ("results.h5", "prompt.h5", "stream.h5")
-_OTHER_GROUPS = {"candidates", "columns", "stream", "prompt", "explain", "synth", "serve"}
+_OTHER_GROUPS = {"candidates", "columns", "stream", "prompt", "explain", "synth", "serve", "serve_prev"}
 
 
 def _strings(group):
@@ -92,7 +92,9 @@ def entries(h):
     def visit(name, obj):
         parts = name.split("/")
         if len(parts) == 3 and parts[0] not in _OTHER_GROUPS and hasattr(obj, "shape") and len(obj.shape) == 2:
-            out.append(tuple(parts))
+            kind = obj.attrs.get("kind", b"")
+            if (kind.decode() if isinstance(kind, bytes) else str(kind)) not in ("rows", "latents"):  # as the report reads them
+                out.append(tuple(parts))
     if "columns" in h:
         h.visititems(visit)
     return sorted(out)
