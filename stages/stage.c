@@ -212,6 +212,7 @@ static int compute_hash(par_ctx *ctx, stage_run *sr)
     int rc = dm_cfg_serialize(cfg, stage_groups(sr->def, cfg, gb), &b);
     if (!rc) rc = dm_buf_printf(&b, "run.seed = %lld;\nstage = \"%s\";\n", dm_cfg_int(cfg, "run.seed"), sr->def->name);
     for (int k = 0; !rc && k < sr->nin; k++) rc = dm_buf_printf(&b, "input %s = \"%s\";\n", sr->in[k].file, sr->in[k].hash);
+    if (!rc && sr->def->revision) rc = dm_buf_printf(&b, "revision = \"%s\";\n", sr->def->revision);
     if (!rc && !strcmp(sr->def->name, "lm") && dm_cfg_str(cfg, "lm.checkpoint")[0]) {
         char stamp[65] = "";
         dm_buf s = {0};

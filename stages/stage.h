@@ -64,6 +64,10 @@ typedef struct stage_def {
     int (*prepare)(dm_cfg *cfg, const char *const *args, int nargs);
     const char *summary;          /* one line for `dynmm --help` */
     const char *usage;            /* `dynmm <name> --help` */
+    /* Hashed with the settings when set: changed when the output gains contents that a later stage
+     * requires, so that an output of an earlier version is not current and is made again (NULL =
+     * none). */
+    const char *revision;
 } stage_def;
 
 typedef struct stage_run {

@@ -1101,4 +1101,5 @@ const stage_def stage_stream_def = {
     .run = stage_stream,
     .summary = "the online adapter over streaming windows, prequential evaluation, into stream.h5",
     .usage = USAGE,
+    .revision = "serve_prev", /* /serve_prev, which prompt.train_latents = "stream" reads */
 };
