@@ -33,6 +33,9 @@
 #       an option span (`--hash`)    -> the paragraph's preceding inline dynmm command plus the option
 #       TINY                         -> appended to every `dynmm <stage|run|sweep> ...`,
 #                                       jobs/quickstart.sh and jobs/run.sbatch (the last --set wins)
+#       a real-data config           -> its DATA_<name> (files under $DM_DATA, k-core subset) appended
+#                                       after TINY to a stage command that names it and no /data/ path
+#                                       (the README's ingest of all of Beauty keeps its own paths)
 #     Real data are not shrunk here (the README's ingest reads all of Beauty in seconds), so the counts
 #     the README prints after it are checked. A command with another placeholder (FILE, ...), a shell operator or another /data/ path fails
 #     naming its README line. Checks: the exit status (0, or non-zero where the README shows an
@@ -393,6 +396,17 @@ map_cmd() {
     c="$c $(printf '%q ' "${TINY[@]}")"; SHOWN="$SHOWN \${TINY[@]}"
   fi
   if [[ "$c" == jobs/large.sh* ]]; then c="$c $(printf '%q ' "${SIZE_large[@]}")"; SHOWN="$SHOWN \${SIZE_large[@]}"; fi
+  # a stage command on a real-data config: that config's files under $DM_DATA and k-core subset, as in part 1
+  local i var dvar
+  if [[ "$1" != */data/* ]] && printf '%s' "$c" | grep -qE "/dynmm ($STAGE_CMDS)( |$)"; then
+    for ((i = 0; i < ${#REAL[@]}; i += 2)); do
+      [[ " $c " == *" ${REAL[i]} "* ]] || continue
+      var=$(basename "${REAL[i]}" .cfg); var=${var//-/_}; dvar="DATA_$var[@]"
+      declare -p "DATA_$var" > /dev/null 2>&1 || fail "README.md line $n: '$c' reads ${REAL[i]} and this test has no DATA_$var mapping"
+      c="$c $(printf '%q ' "${!dvar}")"; SHOWN="$SHOWN \${DATA_$var[@]}"
+      break
+    done
+  fi
   MAPPED=$c
 }
 # does a README command read the real data (a /data/ path, a real-data config or its run.dir)?
