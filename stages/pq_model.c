@@ -48,6 +48,15 @@ int pq_read(h5file *f, const char *model, size_t n_items, size_t d, pq_codebook 
     if (!rc) memcpy(cb->c, p, r * c * sizeof(float));
     free(p);
     p = NULL;
+    char nr[128];
+    snprintf(nr, sizeof nr, "/%s/rotation", model);
+    if (!rc && h5_exists(f, nr)) { /* OPQ */
+        rc = h5_read_all(f, nr, H5_F32, &p, &r, &c);
+        if (!rc && (r != d || c != d)) rc = DM_ERR(DM_EFORMAT, "%s: %s is (%zu, %zu), expected (%zu, %zu)", f->path, nr, r, c, d, d);
+        if (!rc) cb->rot = p;
+        else free(p);
+        p = NULL;
+    }
     if (!rc) rc = h5_read_all(f, nk, H5_U8, &p, &r, &c);
     if (!rc && (r != n_items || c != (size_t)M)) {
         rc = DM_ERR(DM_EFORMAT, "%s: %s is (%zu, %zu), expected (%zu, %lld)", f->path, nk, r, c, n_items, (long long)M);
@@ -103,8 +112,9 @@ int pq_fit_table(par_ctx *ctx, const dm_cfg *cfg, const float *e, size_t n, uint
     for (size_t t = tlo; !rc && xs && t < thi; t++) memcpy(xs + (t - tlo) * D, e + (t * n / S) * D, D * sizeof *xs);
     rc = par_agree(ctx, rc);
     if (!rc)
-        rc = par_agree(ctx, pq_train(cb, S == n ? e + lo * D : xs, thi - tlo, tlo, S, (int)dm_cfg_int(cfg, "pq.iters"), seed, &comm,
-                                     S == n ? mine : sc, ts));
+        rc = par_agree(ctx, pq_train_opq(cb, S == n ? e + lo * D : xs, thi - tlo, tlo, S, (int)dm_cfg_int(cfg, "pq.iters"),
+                                         (int)dm_cfg_int(cfg, "pq.opq"), (int)dm_cfg_int(cfg, "pq.opq_iters"), seed, &comm,
+                                         S == n ? mine : sc, ts));
     if (!rc && S < n) rc = par_agree(ctx, pq_encode(cb, e + lo * D, hi - lo, mine));
     free(xs);
     free(sc);

@@ -4,7 +4,10 @@
  * pq.h5 (format "dynmm-pq" v1), per quantised model <model> of pq.models:
  *   /<model>/codebook   float32 (M K, ds): centroid k of sub-space m in row m K + k
  *   /<model>/codes      uint8 (n_items, M)
- *   attributes of /<model>: m, k, d, source (file), item_table (dataset), iters, train_items,
+ *   /<model>/rotation   float32 (d, d), only with pq.opq > 0: the codes quantise x rotation, and a
+ *                       query q is scored as q rotation (pq.h, OPQ)
+ *   attributes of /<model>: m, k, d, source (file), item_table (dataset), iters, opq (rounds, 0 =
+ *   none), train_items,
  *   rel_err (sum |x - x^|^2 / sum |x|^2 over the training items), empty_clusters, bytes_codes, bytes_floats, train_seconds, and the
  *   recall@10 of the exact top 10 over a sample of test users (recall_users, recall_rerank (R),
  *   recall_at10 (per R)).

@@ -26,14 +26,13 @@ static const char USAGE[] =
     "usage: dynmm pq CONFIG.cfg [--set group.key=value ...]\n\n"
     "Product-quantises the item tables of pq.models ('align': align.h5's z_base; 'sasrec': cf.h5's e_cf)\n"
     "into <run.dir>/pq.h5: pq.m sub-spaces of pq.k centroids each (k-means++ seeding from pq.seed, then\n"
-    "pq.iters Lloyd iterations, data parallel over every item or pq.sample evenly spaced ones), one byte\n"
-    "per sub-space and item. Eval\n"
-    "scores them as align@pq and sasrec@pq (eval.models) by asymmetric distances over the whole\n"
-    "catalogue, re-ranking the top pq.rerank items exactly. Logged and stored: relative quantisation\n"
+    "pq.iters Lloyd iterations, data parallel over every item or pq.sample evenly spaced ones; pq.opq\n"
+    "rounds of an OPQ rotation), one byte per sub-space and item. Eval scores them as align@pq and\n"
+    "sasrec@pq (eval.models) by asymmetric distances over the whole catalogue, re-ranking the top pq.rerank items exactly. Logged and stored: relative quantisation\n"
     "error, memory of the codes against float32, and the recall@10 of the exact top 10 on test users.\n";
 
 /* pq.rerank is eval's (align@pq's group): it does not change the codebooks */
-static const char *const pq_config_groups[] = {"pq.models", "pq.m", "pq.k", "pq.iters", "pq.seed", "pq.sample", NULL};
+static const char *const pq_config_groups[] = {"pq.models", "pq.m", "pq.k", "pq.iters", "pq.opq", "pq.opq_iters", "pq.seed", "pq.sample", NULL};
 
 #define PQ_RECALL_USERS 1000
 static const size_t g_recall_R[] = {10, 100, 1000};
@@ -149,6 +148,8 @@ static int quantise(stage_run *sr, h5file *f, const pq_source *src, uint64_t see
     if (!rc) rc = h5_write_all(f, nm, H5_F32, M * (size_t)cb.K, cb.ds, cb.c);
     snprintf(nm, sizeof nm, "%s/codes", grp);
     if (!rc) rc = h5_write_rows(f, nm, H5_U8, n, M, lo, hi - lo, mine);
+    snprintf(nm, sizeof nm, "%s/rotation", grp);
+    if (!rc && cb.rot) rc = h5_write_all(f, nm, H5_F32, D, D, cb.rot);
     int64_t hits[PQ_NR], users = 0;
     if (!rc) rc = recall_sample(ctx, &cb, codes, e, n, st, nu, hits, &users);
     double rec[PQ_NR], Rs[PQ_NR];
@@ -163,6 +164,7 @@ static int quantise(stage_run *sr, h5file *f, const pq_source *src, uint64_t see
     if (!rc) rc = h5_attr_str(f, grp, "source", src->file);
     if (!rc) rc = h5_attr_str(f, grp, "item_table", src->item);
     if (!rc) rc = h5_attr_i64(f, grp, "iters", ts.iters);
+    if (!rc) rc = h5_attr_i64(f, grp, "opq", cb.rot ? dm_cfg_int(cfg, "pq.opq") : 0);
     if (!rc) rc = h5_attr_i64(f, grp, "train_items", (int64_t)S);
     if (!rc) rc = h5_attr_f64(f, grp, "rel_err", rel);
     if (!rc) rc = h5_attr_i64(f, grp, "empty_clusters", ts.empty);
@@ -173,9 +175,11 @@ static int quantise(stage_run *sr, h5file *f, const pq_source *src, uint64_t see
     if (!rc) rc = h5_attr_f64s(f, grp, "recall_rerank", Rs, PQ_NR);
     if (!rc) rc = h5_attr_f64s(f, grp, "recall_at10", rec, PQ_NR);
     if (!rc) {
-        dm_log("  pq %s: %zu items x %zu -> %d x %d centroids trained on %zu items, %d iterations (last changed %lld), relative error %.4f, "
+        char opq[64] = "";
+        if (cb.rot) snprintf(opq, sizeof opq, ", OPQ %lld rounds", (long long)dm_cfg_int(cfg, "pq.opq"));
+        dm_log("  pq %s: %zu items x %zu -> %d x %d centroids trained on %zu items, %d iterations (last changed %lld)%s, relative error %.4f, "
                "%lld empty clusters, %.1fs",
-               src->model, n, D, cb.M, cb.K, S, ts.iters, (long long)ts.changed, rel, (long long)ts.empty, train_s);
+               src->model, n, D, cb.M, cb.K, S, ts.iters, (long long)ts.changed, opq, rel, (long long)ts.empty, train_s);
         dm_log("  pq %s: codes %.2f MiB%s vs float32 %.2f MiB (%.0fx); recall@10 of the exact top 10 over %lld test users: ADC %.4f, "
                "re-ranking the top 100 %.4f, top 1000 %.4f",
                src->model, bc / 1048576.0, cb.K <= PQ_FS_KMAX ? " (4 bits a code, as eval scores them)" : "", bf / 1048576.0, bf / bc, (long long)users, rec[0], rec[1], rec[2]);

@@ -7,6 +7,7 @@
 #include "../core/sort.h"
 
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@ int pq_init(pq_codebook *cb, size_t D, int M, int K, const char *what)
 void pq_free(pq_codebook *cb)
 {
     free(cb->c);
+    free(cb->rot);
     memset(cb, 0, sizeof *cb);
 }
 
@@ -77,11 +79,44 @@ static void encode_ws(const pq_codebook *cb, const float *x, size_t n, uint8_t *
     }
 }
 
+void pq_rotate(const float *rot, size_t D, const float *x, size_t n, float *y)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float *yi = y + i * D;
+        const float *xi = x + i * D;
+        for (size_t b = 0; b < D; b++) yi[b] = 0.0f;
+        for (size_t a = 0; a < D; a++) {
+            const float xa = xi[a], *ra = rot + a * D;
+            for (size_t b = 0; b < D; b++) yi[b] += xa * ra[b];
+        }
+    }
+}
+
+/* items rotated at a time by pq_encode */
+#define PQ_ROT_CHUNK 4096
+
 int pq_encode(const pq_codebook *cb, const float *x, size_t n, uint8_t *codes)
 {
-    float *ct;
+    float *ct, *y = NULL;
     DM_ALLOC(ct, (size_t)cb->K * cb->D);
-    encode_ws(cb, x, n, codes, ct);
+    if (!cb->rot) {
+        encode_ws(cb, x, n, codes, ct);
+        free(ct);
+        return DM_OK;
+    }
+    const size_t ch = n < PQ_ROT_CHUNK ? n : PQ_ROT_CHUNK;
+    y = malloc((ch * cb->D + 1) * sizeof *y);
+    if (!y) {
+        free(ct);
+        return DM_ERR(DM_ENOMEM, "pq: out of memory for %zu rotated latents", ch);
+    }
+    for (size_t i0 = 0; i0 < n; i0 += ch) {
+        const size_t nc = n - i0 < ch ? n - i0 : ch;
+        pq_rotate(cb->rot, cb->D, x + i0 * cb->D, nc, y);
+        encode_ws(cb, y, nc, codes + i0 * (size_t)cb->M, ct);
+    }
+    free(y);
     free(ct);
     return DM_OK;
 }
@@ -93,16 +128,34 @@ void pq_decode(const pq_codebook *cb, const uint8_t *codes, size_t n, float *x)
         for (size_t m = 0; m < M; m++) memcpy(x + i * cb->D + m * ds, cb->c + (m * K + codes[i * M + m]) * ds, ds * sizeof *x);
 }
 
+/* a rotated query is made a piece of a sub-space at a time (no allocation) */
+#define PQ_LUT_PIECE 256
+
 void pq_adc_lut(const pq_codebook *cb, const float *q, float *lut)
 {
-    const size_t M = (size_t)cb->M, K = (size_t)cb->K, ds = cb->ds;
-    for (size_t m = 0; m < M; m++)
-        for (size_t k = 0; k < K; k++) {
-            const float *c = cb->c + (m * K + k) * ds, *qm = q + m * ds;
-            float s = 0.0f;
-            for (size_t j = 0; j < ds; j++) s += qm[j] * c[j];
-            lut[m * K + k] = s;
+    const size_t M = (size_t)cb->M, K = (size_t)cb->K, ds = cb->ds, D = cb->D;
+    float yb[PQ_LUT_PIECE];
+    for (size_t m = 0; m < M; m++) {
+        for (size_t k = 0; k < K; k++) lut[m * K + k] = 0.0f;
+        for (size_t j0 = 0; j0 < ds; j0 += PQ_LUT_PIECE) {
+            const size_t j1 = j0 + PQ_LUT_PIECE < ds ? j0 + PQ_LUT_PIECE : ds;
+            const float *qm = q + m * ds + j0; /* the piece [j0, j1) of sub-space m */
+            if (cb->rot) {                      /* (q rot)_b, summed in a order as pq_rotate */
+                for (size_t j = j0; j < j1; j++) yb[j - j0] = 0.0f;
+                for (size_t a = 0; a < D; a++) {
+                    const float qa = q[a], *ra = cb->rot + a * D + m * ds;
+                    for (size_t j = j0; j < j1; j++) yb[j - j0] += qa * ra[j];
+                }
+                qm = yb;
+            }
+            for (size_t k = 0; k < K; k++) {
+                const float *c = cb->c + (m * K + k) * ds + j0;
+                float s = lut[m * K + k];
+                for (size_t j = 0; j < j1 - j0; j++) s += qm[j] * c[j];
+                lut[m * K + k] = s;
+            }
         }
+    }
 }
 
 /* items per block: a block's codes (PQ_BLOCK M bytes) stay in L1 while every query's table reads them */
@@ -435,8 +488,9 @@ static void ws_free(pq_ws *w)
     memset(w, 0, sizeof *w);
 }
 
-int pq_train(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N, int iters, uint64_t seed, const pq_comm *comm,
-             uint8_t *codes, pq_train_stats *st)
+/* pq_train from k-means++ seeding (reseed) or from the codebook as it is (OPQ's rounds) */
+static int train_run(pq_codebook *cb, const float *x, size_t n, size_t N, int iters, uint64_t seed, const pq_comm *comm,
+                     uint8_t *codes, pq_train_stats *st, size_t i0, int reseed)
 {
     pq_comm one = {0, 1, NULL, NULL, NULL};
     if (!comm) comm = &one;
@@ -455,7 +509,7 @@ int pq_train(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N, int
     if (!rc && g[1] != 0.0) rc = DM_ERR(DM_EINPUT, "pq: an item latent is not finite");
     if (!rc && N == 0) rc = DM_ERR(DM_EINPUT, "pq: no items to train the codebooks on");
     const pq_scales sc = scales_of(g[0], N, ds, D);
-    if (!rc) rc = seed_pp(cb, x, n, i0, N, seed, comm, sc.Sd, &w);
+    if (!rc && reseed) rc = seed_pp(cb, x, n, i0, N, seed, comm, sc.Sd, &w);
     for (int it = 0; !rc && it < iters; it++) {
         if (it) memcpy(w.prev, codes, n * Mz);
         encode_ws(cb, x, n, codes, w.ct);
@@ -479,5 +533,153 @@ int pq_train(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N, int
     }
     if (!rc) final_stats(cb, w.acc, sc.Se, st);
     ws_free(&w);
+    return rc;
+}
+
+int pq_train(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N, int iters, uint64_t seed, const pq_comm *comm,
+             uint8_t *codes, pq_train_stats *st)
+{
+    return train_run(cb, x, n, N, iters, seed, comm, codes, st, i0, 1);
+}
+
+/* ---- OPQ ------------------------------------------------------------------------------------------ */
+
+int pq_polar(const double *A, size_t D, double *R)
+{
+    for (size_t q = 0; q < D * D; q++)
+        if (!isfinite(A[q])) return DM_ERR(DM_EINPUT, "pq: OPQ's cross-covariance has a non-finite entry (%zu, %zu)", q / D, q % D);
+    double *W = malloc((D * D + 1) * sizeof *W), *J = malloc((D * D + 1) * sizeof *J), *U = malloc((D * D + 1) * sizeof *U),
+           *sg = malloc((D + 1) * sizeof *sg);
+    if (!W || !J || !U || !sg) {
+        DM_FREE_ALL(W, J, U, sg);
+        return DM_ERR(DM_ENOMEM, "pq: out of memory for a %zu x %zu rotation", D, D);
+    }
+    memcpy(W, A, D * D * sizeof *W);
+    for (size_t q = 0; q < D * D; q++) J[q] = q / D == q % D;
+    /* one-sided Jacobi: rotate column pairs of W (and J) until every pair is orthogonal to working
+       precision; then W = A J = U S, so A = U S J^T and R = U J^T */
+    for (int sweep = 0; sweep < 100; sweep++) {
+        int rotated = 0;
+        for (size_t p = 0; p + 1 < D; p++)
+            for (size_t q = p + 1; q < D; q++) {
+                double al = 0, be = 0, ga = 0;
+                for (size_t r = 0; r < D; r++) {
+                    const double wp = W[r * D + p], wq = W[r * D + q];
+                    al += wp * wp;
+                    be += wq * wq;
+                    ga += wp * wq;
+                }
+                if (ga == 0.0 || fabs(ga) <= DBL_EPSILON * sqrt(al) * sqrt(be)) continue;
+                rotated = 1;
+                const double zeta = (be - al) / (2.0 * ga), t = (zeta >= 0 ? 1.0 : -1.0) / (fabs(zeta) + sqrt(1.0 + zeta * zeta));
+                const double c = 1.0 / sqrt(1.0 + t * t), s = c * t;
+                for (size_t r = 0; r < D; r++) {
+                    double wp = W[r * D + p], wq = W[r * D + q];
+                    W[r * D + p] = c * wp - s * wq;
+                    W[r * D + q] = s * wp + c * wq;
+                    wp = J[r * D + p], wq = J[r * D + q];
+                    J[r * D + p] = c * wp - s * wq;
+                    J[r * D + q] = s * wp + c * wq;
+                }
+            }
+        if (!rotated) break;
+    }
+    double smax = 0.0;
+    for (size_t j = 0; j < D; j++) {
+        double s2 = 0;
+        for (size_t r = 0; r < D; r++) s2 += W[r * D + j] * W[r * D + j];
+        sg[j] = sqrt(s2);
+        smax = fmax(smax, sg[j]);
+    }
+    const double tiny = smax * (double)D * DBL_EPSILON;
+    for (size_t j = 0; j < D; j++) /* U's columns: W's normalised, or 0 for a null direction (below) */
+        for (size_t r = 0; r < D; r++) U[r * D + j] = sg[j] > tiny && smax > 0 ? W[r * D + j] / sg[j] : 0.0;
+    size_t e = 0; /* the next unit vector to try */
+    for (size_t j = 0; j < D; j++) {
+        if (sg[j] > tiny && smax > 0) continue;
+        for (; e < D; e++) { /* e_e minus its projections on every column set so far, twice */
+            double *v = W; /* W is free now: v (D) */
+            for (size_t r = 0; r < D; r++) v[r] = r == e;
+            for (int pass = 0; pass < 2; pass++)
+                for (size_t k = 0; k < D; k++) {
+                    if (k == j) continue;
+                    double dot = 0;
+                    for (size_t r = 0; r < D; r++) dot += U[r * D + k] * v[r];
+                    for (size_t r = 0; r < D; r++) v[r] -= dot * U[r * D + k];
+                }
+            double nv = 0;
+            for (size_t r = 0; r < D; r++) nv += v[r] * v[r];
+            nv = sqrt(nv);
+            if (nv > 0.5) {
+                for (size_t r = 0; r < D; r++) U[r * D + j] = v[r] / nv;
+                e++;
+                break;
+            }
+        }
+    }
+    for (size_t a = 0; a < D; a++)
+        for (size_t b = 0; b < D; b++) {
+            double s = 0;
+            for (size_t j = 0; j < D; j++) s += U[a * D + j] * J[b * D + j];
+            R[a * D + b] = s;
+        }
+    DM_FREE_ALL(W, J, U, sg);
+    return DM_OK;
+}
+
+int pq_train_opq(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N, int iters, int opq, int opq_iters, uint64_t seed,
+                 const pq_comm *comm, uint8_t *codes, pq_train_stats *st)
+{
+    if (opq <= 0) return pq_train(cb, x, n, i0, N, iters, seed, comm, codes, st);
+    pq_comm one = {0, 1, NULL, NULL, NULL};
+    if (!comm) comm = &one;
+    const size_t D = cb->D, ds = cb->ds, Mz = (size_t)cb->M, Kz = (size_t)cb->K, nxs = Mz * Kz * D;
+    float *y = malloc((n * D + 1) * sizeof *y), *rot = malloc(D * D * sizeof *rot);
+    int64_t *xs = malloc((nxs + 1) * sizeof *xs), *fx = malloc((D + 1) * sizeof *fx);
+    double *A = malloc(D * D * sizeof *A), *R = malloc(D * D * sizeof *R);
+    int bad;
+    double g[2] = {local_max(x, n * D, &bad), !y || !rot || !xs || !fx || !A || !R};
+    int rc = comm_max(comm, g, 2);
+    if (!rc && g[1] != 0.0) rc = DM_ERR(DM_ENOMEM, "pq: out of memory for OPQ's buffers of %zu items", n);
+    if (!rc) {
+        memcpy(y, x, n * D * sizeof *y); /* rot = I */
+        rc = pq_train(cb, y, n, i0, N, iters, seed, comm, codes, st);
+    }
+    const int Sx = pq_fix_shift(g[0], N);
+    for (int t = 0; !rc && t < opq; t++) {
+        /* X_{m,k} = sum of the items coded k in sub-space m, fixed point: exact, any sharding */
+        memset(xs, 0, nxs * sizeof *xs);
+        for (size_t i = 0; i < n; i++) {
+            for (size_t a = 0; a < D; a++) fx[a] = pq_fix(x[i * D + a], Sx);
+            for (size_t m = 0; m < Mz; m++) {
+                int64_t *s = xs + (m * Kz + codes[i * Mz + m]) * D;
+                for (size_t a = 0; a < D; a++) s[a] += fx[a];
+            }
+        }
+        rc = comm_sum(comm, xs, nxs);
+        if (rc) break;
+        /* A[a][m ds + j] = sum_k X_{m,k}[a] c_{m,k}[j], k in order, the same on every shard */
+        memset(A, 0, D * D * sizeof *A);
+        for (size_t m = 0; m < Mz; m++)
+            for (size_t k = 0; k < Kz; k++) {
+                const float *c = cb->c + (m * Kz + k) * ds;
+                for (size_t a = 0; a < D; a++) {
+                    const double xa = ldexp((double)xs[(m * Kz + k) * D + a], -Sx);
+                    double *Aa = A + a * D + m * ds;
+                    for (size_t j = 0; j < ds; j++) Aa[j] += xa * (double)c[j];
+                }
+            }
+        rc = pq_polar(A, D, R);
+        if (rc) break;
+        for (size_t q = 0; q < D * D; q++) rot[q] = (float)R[q];
+        pq_rotate(rot, D, x, n, y);
+        rc = train_run(cb, y, n, N, opq_iters, seed, comm, codes, st, i0, 0);
+    }
+    if (!rc) {
+        free(cb->rot);
+        cb->rot = rot;
+        rot = NULL;
+    }
+    DM_FREE_ALL(y, rot, xs, fx, A, R);
     return rc;
 }

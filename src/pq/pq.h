@@ -26,7 +26,7 @@
  * Per item every distance is computed by the same float code in a fixed order, so an item's
  * assignment depends on the item and the codebook alone, never on its shard.
  *
- * Memory: the codebook owns c (M, K, ds) floats; pq_train holds the shard's codes (n, M) bytes and
+ * Memory: the codebook owns c (M, K, ds) floats (and rot (D, D) after OPQ, below); pq_train holds the shard's codes (n, M) bytes and
  * nearest squared distances (n, M) floats during seeding. Callers own x, codes and outputs.
  */
 #ifndef DM_PQ_H
@@ -41,6 +41,7 @@ typedef struct {
     int M, K;     /* sub-spaces, centroids per sub-space */
     size_t D, ds; /* latent dimension, sub-space dimension D / M */
     float *c;     /* (M, K, ds) centroids */
+    float *rot;   /* NULL, or (D, D) an orthogonal rotation (OPQ): the codes quantise y = x rot */
 } pq_codebook;
 
 /* Checks the shape (1 <= K <= 256, M >= 1 dividing D; DM_ECONFIG naming what is wrong, `what`
@@ -48,13 +49,19 @@ typedef struct {
 int pq_init(pq_codebook *cb, size_t D, int M, int K, const char *what);
 void pq_free(pq_codebook *cb);
 
-/* codes (n, M) = the nearest centroid of each sub-vector of x (n, D) (lowest k on ties); DM_ENOMEM
- * only. Items in parallel (OpenMP): each item's codes depend on it and the codebook alone. */
+/* codes (n, M) = the nearest centroid of each sub-vector of x (n, D) (lowest k on ties; of x rot
+ * when cb->rot); DM_ENOMEM only. Items in parallel (OpenMP): each item's codes depend on it and the
+ * codebook alone. */
 int pq_encode(const pq_codebook *cb, const float *x, size_t n, uint8_t *codes);
-/* x (n, D) = the decoded latents of codes (n, M). */
+/* x (n, D) = the decoded latents of codes (n, M), in the codebook's space (x^ rot when cb->rot: the
+ * latent itself is that times rot^T). */
 void pq_decode(const pq_codebook *cb, const uint8_t *codes, size_t n, float *x);
+/* y (n, D) = x (n, D) rot (D, D): y_b = sum_a x_a rot[a][b], summed in a order (the one rotation of
+ * this module: encoding, queries, training and the naive twins). */
+void pq_rotate(const float *rot, size_t D, const float *x, size_t n, float *y);
 
-/* lut (M, K) = the products q_m . c_{m,k} of a query q (D), each summed in j order. */
+/* lut (M, K) = the products q_m . c_{m,k} of a query q (D), each summed in j order; with cb->rot,
+ * of the rotated query q rot (so that q . x = (q rot) . (x rot) for the orthogonal rot). */
 void pq_adc_lut(const pq_codebook *cb, const float *q, float *lut);
 /* out (B, n) = the ADC scores of B queries (luts (B, M, K)) over codes (n, M), each a float sum in
  * m order; items are taken in blocks so a block's codes are read once for all B queries. */
@@ -178,6 +185,32 @@ typedef struct {
  * latent (agreed over the shards). */
 int pq_train(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N, int iters, uint64_t seed, const pq_comm *comm,
              uint8_t *codes, pq_train_stats *st);
+
+/* ---- optimised product quantisation (OPQ) -------------------------------------------------------------
+ *
+ * Non-parametric OPQ (Ge, He, Ke, Sun, CVPR 2013; Faiss's OPQMatrix): an orthogonal rotation of the
+ * latents before they are cut into sub-spaces, chosen with the codebooks to minimise the distortion
+ * sum_i |x_i rot - y^_i|^2. Starting from rot = I and pq_train's codebooks, each of `opq` rounds
+ *   - fixes the codes and solves the orthogonal Procrustes problem: with A = sum_i x_i^T y^_i (D, D),
+ *     rot = U V^T for A = U S V^T (pq_polar). A is made of integer sums: per sub-space m and centroid
+ *     k the fixed-point sum of the items x_i coded k in m (allreduced, exact), then
+ *     A[a][m ds + j] = sum_k X_{m,k}[a] c_{m,k}[j] in double, in k order, on every shard alike;
+ *   - fixes rot and runs `opq_iters` Lloyd iterations from the current codebooks (no new seeding).
+ * Each step can only lower the distortion (up to rounding). The rotation is bitwise the same on every
+ * shard and for any sharding, as the codebooks are. Inner products survive it: q . x = (q rot) . (x
+ * rot), so ADC scores the rotated query (pq_adc_lut) and re-ranking still reads the float latents. */
+
+/* R (D, D) = the orthogonal polar factor U V^T of A (D, D) = U S V^T (the orthogonal R maximising
+ * sum_ab R_ab A_ab), by one-sided Jacobi rotations in double in a fixed order (cyclic sweeps until no
+ * pair is rotated); directions of A's null space are completed by Gram-Schmidt from the unit vectors.
+ * DM_EINPUT for a non-finite entry, DM_ENOMEM. */
+int pq_polar(const double *A, size_t D, double *R);
+
+/* pq_train, then `opq` rounds of rotation and `opq_iters` Lloyd iterations (above); cb->rot is
+ * allocated and set (the identity for opq = 0 is not stored: cb->rot stays NULL). codes (n, M) =
+ * the shard's codes of x rot; st as pq_train's, of the final rotation and codebooks. Collective. */
+int pq_train_opq(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N, int iters, int opq, int opq_iters, uint64_t seed,
+                 const pq_comm *comm, uint8_t *codes, pq_train_stats *st);
 
 /* The naive serial twin of pq_train on all N items at once: the same seeding draws (the same
  * fixed-point weights, a plain running prefix) and Lloyd iterations whose centroid sums are plain

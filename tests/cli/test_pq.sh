@@ -13,6 +13,9 @@
 #  - the recall@10 pq.h5 reports equals NumPy's recomputation from the stored codes
 #  - 4-bit codes (pq.k = 16, eval's fast scan): rows bitwise at 1 and 3 ranks, the exact rows with
 #    pq.rerank above the catalogue, half a byte a code in the stage's count
+#  - OPQ (pq.opq): pq.h5 with its rotation and eval's rows bitwise at 1 and 3 ranks, the rotation
+#    orthogonal, every code nearest to the rotated latent, the error at most plain PQ's, the stored
+#    recall NumPy's, the exact rows with pq.rerank above the catalogue (byte and 4-bit codes)
 #  - refusals: pq.m not dividing the latent dimension, pq.k above 256, a model pq cannot quantise,
 #    eval of sasrec@pq when pq.h5 holds only the aligner
 set -u
@@ -171,6 +174,66 @@ ex, q = x["test/full/align"].attrs["mean"], fs["test/full/align@pq"].attrs["mean
 print("ok: 4-bit codes: rows bitwise at 1 and 3 ranks; full re-ranking gives the exact rows; fast scan alone: "
       "full-ranking means %.4f against %.4f exact (first column)" % (q[0], ex[0]))
 EOF
+
+# OPQ (pq.opq rounds): pq.h5 (codebooks, codes, rotation) and eval's rows bitwise at 1 and 3 ranks;
+# the rotation orthogonal; every code the nearest centroid of the rotated latent; the error at most
+# plain PQ's; the stored recall = NumPy's from the rotated queries against the decoded codes; with
+# pq.rerank above the catalogue the exact rows; byte codes and 4-bit codes (fast scan)
+for k in 32 16; do
+  mk=(--set pq.k=$k); [ $k = 16 ] && mk+=(--set pq.m=8)   # the shapes of the plain runs above (r1; f1)
+  for np in 1 3; do
+    mkdir -p $W/o$k.$np; cp $W/r1/dataset.h5 $W/r1/cf.h5 $W/r1/align.h5 $W/o$k.$np/
+    $DM_MPIRUN -n $np $B run "${common[@]}" "${mk[@]}" --set pq.opq=5 --set 'run.stages=[pq,eval]' --set run.dir=$W/o$k.$np < /dev/null > $W/o$k.$np.log 2>&1 ||
+      { cat $W/o$k.$np.log; fail "pq.opq=5, pq.k=$k at $np ranks"; }
+  done
+  grep -q "OPQ 5 rounds" $W/o$k.1.log || { grep "pq align" $W/o$k.1.log; fail "the log does not name the OPQ rounds"; }
+  $PY $chk equal $W/o$k.1/pq.h5 $W/o$k.3/pq.h5 align sasrec || fail "OPQ pq.h5 at 3 ranks (pq.k=$k)"
+  $PY $chk equal $W/o$k.1/results.h5 $W/o$k.3/results.h5 test/full/align@pq test/uni99/align@pq test/full/sasrec@pq || fail "OPQ rows at 3 ranks (pq.k=$k)"
+  cp $W/o$k.1/results.h5 $W/o$k.adc.h5
+  $B eval "${common[@]}" "${mk[@]}" --set pq.opq=5 --set run.dir=$W/o$k.1 --set pq.rerank=1000000 > $W/o$k.x.log 2>&1 || { cat $W/o$k.x.log; fail "OPQ eval with pq.rerank above the catalogue"; }
+  plain=$W/r1/pq.h5; [ $k = 16 ] && plain=$W/f1/pq.h5
+  $PY - $W/o$k.1/pq.h5 $plain $W/r1/align.h5 $W/r1/cf.h5 $W/o$k.1/results.h5 <<'EOF2' || fail "OPQ (pq.k=$k)"
+import sys, h5py, numpy as np
+P, Q = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+src = {"align": (sys.argv[3], "align/z_base", "align/h_test"), "sasrec": (sys.argv[4], "sasrec/e_cf", "sasrec/state_test")}
+X = h5py.File(sys.argv[5], "r")
+for model, (path, it, st) in src.items():
+    g = P[model]
+    with h5py.File(path, "r") as f:
+        e, H = f[it][...].astype(np.float64), f[st][...].astype(np.float64)
+    M, K, D = int(g.attrs["m"]), int(g.attrs["k"]), e.shape[1]
+    assert int(g.attrs["opq"]) == 5 and "rotation" not in Q[model], (g.attrs["opq"], list(Q[model]))
+    rot = g["rotation"][...].astype(np.float64)
+    assert rot.shape == (D, D) and np.abs(rot @ rot.T - np.eye(D)).max() <= 4 * D * 2.0 ** -24, "rotation not orthogonal"
+    cb, codes = g["codebook"][...].astype(np.float64).reshape(M, K, -1), g["codes"][...].astype(np.int64)
+    y = e @ rot
+    yh = np.concatenate([cb[m][codes[:, m]] for m in range(M)], axis=1)
+    ds = D // M
+    for m in range(M):
+        d2 = ((y[:, None, m * ds:(m + 1) * ds] - cb[m][None]) ** 2).sum(-1)
+        assert (d2[np.arange(len(y)), codes[:, m]] <= d2.min(1) * (1 + 1e-5) + 1e-10).all(), "%s: a code is not the nearest centroid" % model
+    rel, rel0 = float(g.attrs["rel_err"]), float(Q[model].attrs["rel_err"])
+    assert abs(rel - ((y - yh) ** 2).sum() / (y ** 2).sum()) <= 1e-4 * rel and rel <= rel0 * (1 + 1e-3), (rel, rel0)
+    S = min(len(H), 1000)
+    hits = np.zeros(3)
+    for t in range(S):
+        q = H[t * len(H) // S]
+        ex, ad = e @ q, yh @ (q @ rot)
+        best = set(np.argsort(-ex, kind="stable")[:10])
+        order = np.argsort(-ad, kind="stable")
+        for r, R in enumerate([10, 100, 1000]):
+            top = order[:R]
+            hits[r] += len(best & set(top[np.argsort(-ex[top], kind="stable")[:10]]))
+    rec, stored = hits / (10.0 * S), g.attrs["recall_at10"]
+    assert np.abs(rec - stored).max() <= 0.01, "%s: recall %s, pq.h5 says %s" % (model, rec, stored)
+    for proto in ("full", "uni99"):
+        a, b = X["test/%s/%s@pq" % (proto, model)][...], X["test/%s/%s" % (proto, model)][...]
+        assert np.array_equal(a, b, equal_nan=True), "%s@pq with OPQ and full re-ranking differs from %s (%s)" % (model, model, proto)
+    print("ok: OPQ %s (k %d): relative error %.4f (plain %.4f), recall@10 ADC %.4f (plain %.4f), NumPy's %s; full re-ranking exact" % (
+        model, K, rel, rel0, stored[0], Q[model].attrs["recall_at10"][0], np.round(rec, 4)))
+EOF2
+done
+echo "ok: OPQ: pq.h5 and rows bitwise at 1 and 3 ranks, byte and 4-bit codes"
 
 # pq.rerank is eval's: `dynmm run` keeps pq.h5 and reruns eval; pq.m reruns pq
 $B run "${common[@]}" --set 'run.stages=[pq,eval]' --set run.dir=$W/r1 --set pq.rerank=5 > $W/rerun.log 2>&1 || { cat $W/rerun.log; fail "run with pq.rerank=5"; }

@@ -7,6 +7,9 @@
  *    roundings of the largest value
  *  - the quantisation error against SciPy's k-means (kmeans2, k-means++ seeding, the best of 5
  *    seeds): the seeds differ, so ours may be up to 5% above it; both are printed.
+ *  - OPQ (pq_train_opq) on the case that has it: rotation, codebooks and codes at 1, 2 and 3 ranks
+ *    bitwise one shard's; the error within 5% of SciPy's OPQ (best of 5 seeds) and below 0.8 x
+ *    plain PQ's on its correlated latents.
  *  - two items and four centroids per sub-space, so that at 3 ranks one rank holds no item. */
 #include "../../mpi/par.h"
 #include "../../src/core/err.h"
@@ -59,6 +62,27 @@ static void run_case(const char *dir, const dm_json *cs, int naive)
         printf("  %s: N %zu D %zu M %d K %d, %d ranks: %d iterations, relative error %.4f (SciPy kmeans2 best of 5: %.4f), "
                "%lld empty clusters, naive centroids within %.2g\n",
                name, N, D, M, K, g_ctx.size, sp.iters, rel, ref, (long long)sp.empty, cd);
+    if (dm_json_get(cs, "opq")) { /* OPQ: sharded = one shard bitwise (codebooks, rotation, codes); error vs SciPy's */
+        const int R = (int)tl_jint(cs, "opq"), Ri = (int)tl_jint(cs, "opq_iters");
+        const double oref = tl_jnum(cs, "scipy_opq_rel_err");
+        pq_codebook op, o1;
+        pq_train_stats tp, t1;
+        CHECK(pq_init(&op, D, M, K, "pq") == DM_OK && pq_init(&o1, D, M, K, "pq") == DM_OK, "init");
+        rc = pq_train_opq(&op, x + lo * D, hi - lo, lo, N, iters, R, Ri, 42, &comm, kp, &tp);
+        CHECK(par_agree(&g_ctx, rc) == DM_OK && op.rot, "%s: sharded OPQ: %s", name, dm_error_message());
+        CHECK(pq_train_opq(&o1, x, N, 0, N, iters, R, Ri, 42, NULL, k1, &t1) == DM_OK && o1.rot, "%s: one-shard OPQ", name);
+        CHECK(op.rot && o1.rot && !memcmp(op.rot, o1.rot, D * D * sizeof(float)) && !memcmp(op.c, o1.c, (size_t)K * D * sizeof(float)),
+              "%s: OPQ rotation and codebooks at %d ranks = one shard's, bitwise", name, g_ctx.size);
+        CHECK(!memcmp(kp, k1 + lo * (size_t)M, (hi - lo) * (size_t)M) && tp.err == t1.err, "%s: OPQ codes and error = one shard's", name);
+        const double orel = tp.err / tp.norm;
+        CHECK(orel <= 1.05 * oref, "%s: OPQ relative error %.4f vs SciPy's %.4f", name, orel, oref);
+        CHECK(orel < 0.8 * rel, "%s: OPQ relative error %.4f is not below 0.8 x plain PQ's %.4f", name, orel, rel);
+        if (g_ctx.rank == 0)
+            printf("  %s: OPQ %d rounds x %d iterations, %d ranks: relative error %.4f (SciPy OPQ best of 5: %.4f; plain PQ %.4f)\n", name,
+                   R, Ri, g_ctx.size, orel, oref, rel);
+        pq_free(&op);
+        pq_free(&o1);
+    }
     TL_FREE(x, kp, k1, kn);
     pq_free(&cp);
     pq_free(&c1);

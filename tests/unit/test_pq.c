@@ -8,6 +8,9 @@
  *  - exact re-ranking of the top R (pq_rerank): exact scores in exact order above the rest, the
  *    rest in ADC order, history untouched; on tied scores the same top R as dm_top_k_f32
  *  - the fixed-point helpers (exponent bound, rounding)
+ *  - OPQ: pq_polar's polar factor (orthogonal, R^T A symmetric PSD, a known answer, rank-deficient
+ *    and zero A, NaN refused); pq_train_opq's rotation orthogonal, its codes = pq_encode's = the
+ *    naive twin's, ADC of the rotated query = q . x^, error below plain PQ's
  * The multi-shard training (bitwise at 1, 2, 3 ranks, SciPy's error) is tests/mpi/test_pq.c. */
 #include "../../src/core/err.h"
 #include "../../src/core/rng.h"
@@ -213,6 +216,138 @@ static void rerank_ties(void)
     TL_FREE(adc, sc, e, mark, top, want);
 }
 
+/* max |R R^T - I| and max |S - S^T| with S = R^T A, and the least x^T S x / |x|^2 over random x */
+static void polar_check(const double *A, size_t D, const double *R, double *orth, double *asym, double *minq, dm_rng *r)
+{
+    double *S = calloc(D * D, sizeof *S), *x = malloc(D * sizeof *x);
+    *orth = *asym = 0;
+    *minq = INFINITY;
+    for (size_t a = 0; a < D; a++)
+        for (size_t b = 0; b < D; b++) {
+            double rr = 0, sa = 0;
+            for (size_t j = 0; j < D; j++) rr += R[a * D + j] * R[b * D + j], sa += R[j * D + a] * A[j * D + b];
+            *orth = fmax(*orth, fabs(rr - (a == b)));
+            S[a * D + b] = sa;
+        }
+    for (size_t a = 0; a < D; a++)
+        for (size_t b = 0; b < D; b++) *asym = fmax(*asym, fabs(S[a * D + b] - S[b * D + a]));
+    for (int t = 0; t < 200; t++) {
+        double nx = 0, q = 0;
+        for (size_t a = 0; a < D; a++) x[a] = dm_rng_normal(r), nx += x[a] * x[a];
+        for (size_t a = 0; a < D; a++)
+            for (size_t b = 0; b < D; b++) q += x[a] * S[a * D + b] * x[b];
+        *minq = fmin(*minq, q / nx);
+    }
+    free(S);
+    free(x);
+}
+
+/* pq_polar: R orthogonal and R^T A = V S V^T symmetric positive semi-definite (which makes R the
+ * polar factor U V^T, the maximiser of sum R_ab A_ab); a known answer; rank-deficient and zero A;
+ * a NaN refused. Tolerances: Jacobi in double, about D^2 eps of |A| (here 2^-40 relative). */
+static void polar(void)
+{
+    dm_rng r;
+    dm_rng_seed(&r, 23);
+    const size_t Ds[] = {1, 5, 12, 64};
+    for (size_t t = 0; t < sizeof Ds / sizeof *Ds; t++) {
+        const size_t D = Ds[t];
+        double *A = malloc(D * D * sizeof *A), *R = malloc(D * D * sizeof *R), orth, asym, minq, amax = 0;
+        for (size_t q = 0; q < D * D; q++) A[q] = dm_rng_normal(&r), amax = fmax(amax, fabs(A[q]));
+        CHECK(pq_polar(A, D, R) == DM_OK, "polar %zu", D);
+        polar_check(A, D, R, &orth, &asym, &minq, &r);
+        CHECK(orth <= ldexp(1.0, -40) && asym <= ldexp(amax * (double)D, -40) && minq >= -ldexp(amax * (double)D, -40),
+              "D %zu: |R R^T - I| %.2g, asymmetry of R^T A %.2g, least Rayleigh quotient %.3g", D, orth, asym, minq);
+        /* rank 2 (A = u v^T + w z^T) and zero: R orthogonal, R^T A still symmetric PSD */
+        for (int z = 0; z < 2; z++) {
+            double u[64], v[64], w[64], y[64];
+            for (size_t a = 0; a < D; a++) u[a] = dm_rng_normal(&r), v[a] = dm_rng_normal(&r), w[a] = dm_rng_normal(&r), y[a] = dm_rng_normal(&r);
+            for (size_t a = 0; a < D; a++)
+                for (size_t b = 0; b < D; b++) A[a * D + b] = z ? 0.0 : u[a] * v[b] + w[a] * y[b];
+            CHECK(pq_polar(A, D, R) == DM_OK, "polar %zu %s", D, z ? "zero" : "rank 2");
+            polar_check(A, D, R, &orth, &asym, &minq, &r);
+            CHECK(orth <= ldexp(1.0, -40) && asym <= ldexp(10.0 * (double)D, -40) && minq >= -ldexp(10.0 * (double)D, -40),
+                  "D %zu %s: |R R^T - I| %.2g, asymmetry %.2g, least Rayleigh quotient %.3g", D, z ? "zero" : "rank 2", orth, asym, minq);
+        }
+        free(A);
+        free(R);
+    }
+    /* known answer: A = Q diag(3, 2, 1, 0.5) with Q a rotation in the (0, 2) plane and a sign flip: R = Q */
+    const double c = cos(0.7), s = sin(0.7);
+    const double Q[16] = {c, 0, -s, 0, 0, 1, 0, 0, s, 0, c, 0, 0, 0, 0, -1}, sg[4] = {3, 2, 1, 0.5};
+    double A[16], R[16], d = 0;
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++) A[a * 4 + b] = Q[a * 4 + b] * sg[b];
+    CHECK(pq_polar(A, 4, R) == DM_OK, "polar known");
+    for (int q = 0; q < 16; q++) d = fmax(d, fabs(R[q] - Q[q]));
+    CHECK(d <= 1e-14, "known answer: R = Q within %.2g", d);
+    A[5] = NAN;
+    CHECK(pq_polar(A, 4, R) == DM_EINPUT && strstr(dm_error_message(), "non-finite entry (1, 1)"), "NaN refused: %s", dm_error_message());
+    dm_error_clear();
+}
+
+/* OPQ on one shard: the rotation orthogonal in float; encoding with it = the naive twin and = the
+ * training's codes; the ADC table scores the rotated query: lut sums = (q rot) . y^ and, rotated back,
+ * q . (y^ rot^T) within the float error of the sums; the error below plain PQ's on correlated latents;
+ * opq = 0 is pq_train itself (no rotation) */
+static void opq(void)
+{
+    dm_rng r;
+    dm_rng_seed(&r, 31);
+    const size_t N = 1500, D = 16;
+    const int M = 4, K = 16;
+    float *x = tl_randn_new(&r, N * D, 1.0), *mix = tl_randn_new(&r, D * D, 1.0), *y = malloc(N * D * sizeof *y);
+    for (size_t i = 0; i < N; i++) /* decaying scales, then mixed: correlated across the sub-spaces */
+        for (size_t b = 0; b < D; b++) {
+            double v = 0;
+            for (size_t a = 0; a < D; a++) v += x[i * D + a] * exp(-(double)a / 3.0) * mix[a * D + b];
+            y[i * D + b] = (float)v;
+        }
+    pq_codebook p, o, z;
+    pq_train_stats sp, so, sz;
+    uint8_t *cp = malloc(N * M), *co = malloc(N * M), *ce = malloc(N * M), *cn = malloc(N * M), *cz = malloc(N * M);
+    CHECK(pq_init(&p, D, M, K, "pq") == DM_OK && pq_init(&o, D, M, K, "pq") == DM_OK && pq_init(&z, D, M, K, "pq") == DM_OK, "init");
+    CHECK(pq_train(&p, y, N, 0, N, 20, 7, NULL, cp, &sp) == DM_OK, "plain");
+    CHECK(pq_train_opq(&o, y, N, 0, N, 20, 8, 4, 7, NULL, co, &so) == DM_OK && o.rot, "opq: %s", dm_error_message());
+    CHECK(pq_train_opq(&z, y, N, 0, N, 20, 0, 4, 7, NULL, cz, &sz) == DM_OK && !z.rot && !memcmp(z.c, p.c, (size_t)K * D * sizeof(float)) &&
+              !memcmp(cz, cp, N * M),
+          "opq = 0 is pq_train");
+    double orth = 0;
+    for (size_t a = 0; a < D; a++)
+        for (size_t b = 0; b < D; b++) {
+            double rr = 0;
+            for (size_t j = 0; j < D; j++) rr += (double)o.rot[a * D + j] * o.rot[b * D + j];
+            orth = fmax(orth, fabs(rr - (a == b)));
+        }
+    CHECK(orth <= 4 * D * ldexp(1.0, -24), "rotation orthogonal in float: %.2g", orth);
+    CHECK(pq_encode(&o, y, N, ce) == DM_OK && !memcmp(ce, co, N * M), "encode with the rotation = the training's codes");
+    CHECK(pq_encode_naive(&o, y, N, cn) == DM_OK && !memcmp(cn, co, N * M), "encode = its naive twin");
+    const double rp = sp.err / sp.norm, ro = so.err / so.norm;
+    CHECK(ro < 0.8 * rp, "OPQ relative error %.4f, plain %.4f", ro, rp);
+    /* the table of a query against the decoded items, rotated back */
+    float *yh = malloc(N * D * sizeof *yh), *q = tl_randn_new(&r, D, 1.0), lut[4 * 16];
+    pq_decode(&o, co, N, yh);
+    pq_adc_lut(&o, q, lut);
+    double worst = 0;
+    for (size_t i = 0; i < N; i++) {
+        double s = 0, e = 0, bound = 0;
+        for (int m = 0; m < M; m++) s += lut[m * K + co[i * M + (size_t)m]];
+        for (size_t a = 0; a < D; a++) { /* q . (y^ rot^T) */
+            double xa = 0;
+            for (size_t b = 0; b < D; b++) xa += (double)yh[i * D + b] * o.rot[a * D + b];
+            e += q[a] * xa;
+            for (size_t b = 0; b < D; b++) bound += fabs(q[a] * o.rot[a * D + b] * yh[i * D + b]);
+        }
+        worst = fmax(worst, fabs(s - e) / bound);
+    }
+    CHECK(worst <= 2.0 * (D + 2) * ldexp(1.0, -24), "ADC of the rotated query = q . x^ within %.2g of sum |terms|", worst);
+    printf("  opq: relative error %.4f (plain PQ %.4f), rotation orthogonal within %.2g, ADC within %.2g\n", ro, rp, orth, worst);
+    TL_FREE(x, mix, y, cp, co, ce, cn, cz, yh, q);
+    pq_free(&p);
+    pq_free(&o);
+    pq_free(&z);
+}
+
 static void fixed_point(void)
 {
     int S = pq_fix_shift(3.0, 1000);
@@ -231,5 +366,7 @@ int main(void)
     rerank();
     rerank_ties();
     fixed_point();
+    polar();
+    opq();
     return tap_done("test_pq");
 }
