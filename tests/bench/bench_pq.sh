@@ -11,7 +11,7 @@
 # the same bits at any rank count, slower than OpenBLAS), the reference eval's exact path is
 # each also with exact re-ranking of the user's top 100 (+rr; FS4 also the top 1000); FS4 again on every fast-scan path
 # the CPU runs; recall@10 of the exact top 10 without and with re-ranking. Medians of REPS
-# interleaved repetitions, ratios from the same run. The target: ADC full ranking >= 4x
+# interleaved repetitions, ratios from the same run. The target: ADC full ranking >= 4x
 # faster than exact fp32 scoring at 1M items. Each row carries the correctness verdict of its scores
 # (ADC8 within gamma_(ds+m) of the decoded dot products; FS4 the same bits on every path and within
 # pq.h's bound of the float ADC).

@@ -78,7 +78,7 @@ assert dd > 0 and g["vs_static_p_holm"][1] < 0.01, "the adapter does not beat st
 assert not (sd < 0 and g["vs_static_p_holm"][2] < 0.05), "the adapter loses on the stable users"
 PYEOF
 # adapter@pq: codebooks retrained on each window's served latents; within 1% of the float adapter's
-# NDCG@10 with the top 20 re-ranked (the issue's target for PQ); with pq.rerank above the catalogue
+# NDCG@10 with the top 20 re-ranked (the target for PQ); with pq.rerank above the catalogue
 # (400 items) it is the exact scorer: every per-user row bitwise the adapter's (that run with OPQ,
 # pq.opq = 3: its relative error at most plain PQ's in every window)
 mkdir -p $W/pqx; cp $W/base/dataset.h5 $W/base/cf.h5 $W/base/align.h5 $W/pqx/
