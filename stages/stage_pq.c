@@ -28,8 +28,9 @@ static const char USAGE[] =
     "into <run.dir>/pq.h5: pq.m sub-spaces of pq.k centroids each (k-means++ seeding from pq.seed, then\n"
     "pq.iters Lloyd iterations, data parallel over every item or pq.sample evenly spaced ones; pq.opq\n"
     "rounds of an OPQ rotation), one byte per sub-space and item. Eval scores them as align@pq and\n"
-    "sasrec@pq (eval.models) by asymmetric distances over the whole catalogue, re-ranking the top pq.rerank items exactly. Logged and stored: relative quantisation\n"
-    "error, memory of the codes against float32, and the recall@10 of the exact top 10 on test users.\n";
+    "sasrec@pq (eval.models) by asymmetric distances over the whole catalogue, re-ranking the top\n"
+    "pq.rerank items exactly. Logged and stored: relative quantisation error, memory of the codes\n"
+    "against float32, and the recall@10 of the exact top 10 on test users.\n";
 
 /* pq.rerank is eval's (align@pq's group): it does not change the codebooks */
 static const char *const pq_config_groups[] = {"pq.models", "pq.m", "pq.k", "pq.iters", "pq.opq", "pq.opq_iters", "pq.seed", "pq.sample", NULL};
