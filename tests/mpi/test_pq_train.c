@@ -106,6 +106,14 @@ static void tiny(void)
     CHECK(!memcmp(a.c, b.c, 4 * D * sizeof(float)) && sa.err == 0, "2 items, 4 centroids, %d ranks: bitwise, error %g", g_ctx.size, sa.err);
     pq_free(&a);
     pq_free(&b);
+    /* OPQ with a rank that holds no item (3 ranks): the same rotation and codebooks as one shard */
+    CHECK(pq_init(&a, D, 2, 4, "pq") == DM_OK && pq_init(&b, D, 2, 4, "pq") == DM_OK, "init");
+    rc = par_agree(&g_ctx, pq_train_opq(&a, x + lo * D, hi - lo, lo, N, 5, 3, 2, 9, &comm, ka, &sa));
+    CHECK(rc == DM_OK && pq_train_opq(&b, x, N, 0, N, 5, 3, 2, 9, NULL, kb, &sb) == DM_OK && a.rot && b.rot, "tiny OPQ");
+    CHECK(a.rot && b.rot && !memcmp(a.rot, b.rot, D * D * sizeof(float)) && !memcmp(a.c, b.c, 4 * D * sizeof(float)),
+          "OPQ, 2 items, %d ranks: rotation and codebooks bitwise one shard's", g_ctx.size);
+    pq_free(&a);
+    pq_free(&b);
 }
 
 int main(int argc, char **argv)
