@@ -26,7 +26,7 @@ $DM_MPIRUN -n 2 $B run "${common[@]}" --set 'run.stages=[synth,train-cf,align]' 
   { cat $W/base.log; fail "base models"; }
 # adapter@pq: the adapter's served latents in 4-bit codes (8 sub-spaces of d 32: 4 bytes an item, 32x
 # smaller), the top 20 re-ranked exactly
-pq=(--set pq.m=8 --set pq.k=16 --set pq.rerank=20)
+pq=(--set pq.m=8 --set pq.k=16 --set pq.rerank=20 --set pq.opq=0)   # plain PQ (quickstart.cfg has OPQ)
 # r<np>: np ranks with 1 thread each; r1t2: 1 rank with 2 threads (the cores 2 ranks get)
 for run in 1 2 3 1t2 3s; do
   np=${run%t2}; np=${np%s}; th=1; [ "$run" = 1t2 ] && th=2
