@@ -203,10 +203,12 @@ static int stamp_path(dm_buf *b, const char *key, const char *path)
     return DM_OK;
 }
 
-static int compute_hash(par_ctx *ctx, stage_run *sr)
+/* The text a stage's hash is the sha256 of (a stage with inputs; the dataset stages hash their own
+ * way, ds_stage_hash): its settings, seed, name, inputs' hashes, revision and checkpoint stamp.
+ * Collective (the checkpoint stamp is rank 0's). */
+static int hash_input(par_ctx *ctx, stage_run *sr, dm_buf *out)
 {
     const dm_cfg *cfg = sr->cfg;
-    if (!sr->def->inputs[0]) return ds_stage_hash(ctx, cfg, sr->hash);
     dm_buf b = {0};
     const char *gb[STAGE_MAX_GROUPS];
     int rc = dm_cfg_serialize(cfg, stage_groups(sr->def, cfg, gb), &b);
@@ -223,7 +225,17 @@ static int compute_hash(par_ctx *ctx, stage_run *sr)
         if (!rc) rc = par_bcast(ctx, stamp, sizeof stamp, 0);
         if (!rc) rc = dm_buf_printf(&b, "checkpoint = \"%s\";\n", stamp);
     }
-    if (!rc) dm_sha256_hex(b.data, b.len, sr->hash);
+    if (rc) dm_buf_free(&b);
+    *out = b;
+    return rc;
+}
+
+static int compute_hash(par_ctx *ctx, stage_run *sr)
+{
+    if (!sr->def->inputs[0]) return ds_stage_hash(ctx, sr->cfg, sr->hash);
+    dm_buf b = {0};
+    int rc = hash_input(ctx, sr, &b);
+    if (!rc) dm_sha256_hex(b.data ? b.data : "", b.len, sr->hash);
     dm_buf_free(&b);
     return rc;
 }
@@ -335,6 +347,13 @@ int stage_output_create(stage_run *sr, const char *format, int version, h5file *
     }
     rc = h5_write_provenance(f, format, version, sr->def->name, sr->cfg, sr->hash);
     if (!rc) rc = stage_write_identity(sr, f);
+    if (sr->def->inputs[0]) { /* what stage_hash is the sha256 of: why a stage is or is not current */
+        dm_buf b = {0};
+        int r2 = hash_input(ctx, sr, &b);
+        if (!rc) rc = r2;
+        if (!rc) rc = h5_attr_str(f, "/", "stage_hash_input", b.data ? b.data : "");
+        dm_buf_free(&b);
+    }
     return par_agree(ctx, rc);
 }
 

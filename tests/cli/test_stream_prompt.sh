@@ -22,6 +22,7 @@
 #     from dataset.h5), on the latents served there; the weights differ from those trained on the
 #     base latents; stream_static (the same window on the static latents) trains the same users to
 #     other weights;
+#   - stage_hash is the sha256 of the stored stage_hash_input; stream's holds its revision tag;
 #   - errors: prompt.latents = "stream" on a leave-one-out split, an unknown variant, a variant the
 #     stream stage did not run, prompt.train_latents = "stream" without prompt.latents = "stream" or
 #     without /serve_prev in stream.h5: named, and no prompt.h5 is left behind.
@@ -180,4 +181,21 @@ $PY -c 'import h5py, sys; f = h5py.File(sys.argv[1], "a"); del f["serve_prev"]' 
 $DM_MPIRUN -n 2 $B prompt "${small[@]}" --set run.dir=$W/e --set prompt.train_latents=stream < /dev/null > $W/e5.log 2>&1 &&
   fail "prompt.train_latents = stream without /serve_prev was accepted"
 expect $W/e5.log "has no latents of window 3, the one before the last (/serve_prev is missing)"
+# stage_hash is the sha256 of stage_hash_input: stream's holds its revision tag (serve_prev, so that a
+# stream.h5 of a version without /serve_prev is not current), its inputs' hashes and its settings;
+# align.h5's has no revision
+$PY - $W/a <<'PYEOF' || fail "stage_hash_input"
+import sys, hashlib, h5py
+for name, rev in (("stream.h5", 'revision = "serve_prev";'), ("align.h5", None), ("prompt.h5", None)):
+    a = h5py.File(sys.argv[1] + "/" + name, "r").attrs
+    t = a["stage_hash_input"]
+    t = t.decode() if isinstance(t, bytes) else t
+    h = a["stage_hash"]
+    h = h.decode() if isinstance(h, bytes) else h
+    assert hashlib.sha256(t.encode()).hexdigest() == h, (name, "stage_hash is not the sha256 of stage_hash_input")
+    lines = t.splitlines()
+    assert (rev in lines) if rev else not any(l.startswith("revision") for l in lines), (name, [l for l in lines if "revision" in l])
+    assert 'stage = "%s";' % a["stage"] in lines or 'stage = "%s";' % a["stage"].decode() in lines, name
+print("ok: stage_hash = sha256(stage_hash_input) for stream.h5 (with its revision tag), align.h5 and prompt.h5")
+PYEOF
 echo "PASS"
