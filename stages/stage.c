@@ -349,9 +349,12 @@ int stage_output_create(stage_run *sr, const char *format, int version, h5file *
     if (!rc) rc = stage_write_identity(sr, f);
     if (sr->def->inputs[0]) { /* what stage_hash is the sha256 of: why a stage is or is not current */
         dm_buf b = {0};
+        char h[65] = "";
         int r2 = hash_input(ctx, sr, &b);
         if (!rc) rc = r2;
-        if (!rc) rc = h5_attr_str(f, "/", "stage_hash_input", b.data ? b.data : "");
+        if (!rc) dm_sha256_hex(b.data ? b.data : "", b.len, h);
+        /* stored only while it is still the text hashed (an lm.checkpoint changed since is not) */
+        if (!rc && !strcmp(h, sr->hash)) rc = h5_attr_str(f, "/", "stage_hash_input", b.data ? b.data : "");
         dm_buf_free(&b);
     }
     return par_agree(ctx, rc);

@@ -489,8 +489,8 @@ static void ws_free(pq_ws *w)
 }
 
 /* pq_train from k-means++ seeding (reseed) or from the codebook as it is (OPQ's rounds) */
-static int train_run(pq_codebook *cb, const float *x, size_t n, size_t N, int iters, uint64_t seed, const pq_comm *comm,
-                     uint8_t *codes, pq_train_stats *st, size_t i0, int reseed)
+static int train_run(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N, int iters, uint64_t seed, const pq_comm *comm,
+                     uint8_t *codes, pq_train_stats *st, int reseed)
 {
     pq_comm one = {0, 1, NULL, NULL, NULL};
     if (!comm) comm = &one;
@@ -539,7 +539,7 @@ static int train_run(pq_codebook *cb, const float *x, size_t n, size_t N, int it
 int pq_train(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N, int iters, uint64_t seed, const pq_comm *comm,
              uint8_t *codes, pq_train_stats *st)
 {
-    return train_run(cb, x, n, N, iters, seed, comm, codes, st, i0, 1);
+    return train_run(cb, x, n, i0, N, iters, seed, comm, codes, st, 1);
 }
 
 /* ---- OPQ ------------------------------------------------------------------------------------------ */
@@ -641,10 +641,7 @@ int pq_train_opq(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N,
     double g[2] = {local_max(x, n * D, &bad), !y || !rot || !xs || !fx || !A || !R};
     int rc = comm_max(comm, g, 2);
     if (!rc && g[1] != 0.0) rc = DM_ERR(DM_ENOMEM, "pq: out of memory for OPQ's buffers of %zu items", n);
-    if (!rc) {
-        memcpy(y, x, n * D * sizeof *y); /* rot = I */
-        rc = pq_train(cb, y, n, i0, N, iters, seed, comm, codes, st);
-    }
+    if (!rc) rc = pq_train(cb, x, n, i0, N, iters, seed, comm, codes, st); /* rot = I */
     const int Sx = pq_fix_shift(g[0], N);
     for (int t = 0; !rc && t < opq; t++) {
         /* X_{m,k} = sum of the items coded k in sub-space m, fixed point: exact, any sharding */
@@ -673,7 +670,7 @@ int pq_train_opq(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N,
         if (rc) break;
         for (size_t q = 0; q < D * D; q++) rot[q] = (float)R[q];
         pq_rotate(rot, D, x, n, y);
-        rc = train_run(cb, y, n, N, opq_iters, seed, comm, codes, st, i0, 0);
+        rc = train_run(cb, y, n, i0, N, opq_iters, seed, comm, codes, st, 0);
     }
     if (!rc) {
         free(cb->rot);

@@ -22,10 +22,11 @@ int pq_encode_naive(const pq_codebook *cb, const float *x, size_t n, uint8_t *co
 {
     float *y = NULL; /* one rotated item (cb->rot) */
     if (cb->rot) DM_ALLOC(y, cb->D);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        if (y) pq_rotate(cb->rot, cb->D, x + i * cb->D, 1, y);
+        const float *xi = y ? y : x + i * cb->D;
         for (int m = 0; m < cb->M; m++) {
-            if (y && m == 0) pq_rotate(cb->rot, cb->D, x + i * cb->D, 1, y);
-            const float *xm = (y ? y : x + i * cb->D) + (size_t)m * cb->ds;
+            const float *xm = xi + (size_t)m * cb->ds;
             int best = 0;
             float bd = d2(cb, xm, m, 0);
             for (int k = 1; k < cb->K; k++) {
@@ -34,6 +35,7 @@ int pq_encode_naive(const pq_codebook *cb, const float *x, size_t n, uint8_t *co
             }
             codes[i * (size_t)cb->M + (size_t)m] = (uint8_t)best;
         }
+    }
     free(y);
     return DM_OK;
 }
