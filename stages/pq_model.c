@@ -57,6 +57,15 @@ int pq_read(h5file *f, const char *model, size_t n_items, size_t d, pq_codebook 
         else free(p);
         p = NULL;
     }
+    snprintf(nr, sizeof nr, "/%s/query_rotation", model);
+    if (!rc && h5_exists(f, nr)) { /* the queries' metric */
+        rc = h5_read_all(f, nr, H5_F32, &p, &r, &c);
+        if (!rc && (r != d || c != d)) rc = DM_ERR(DM_EFORMAT, "%s: %s is (%zu, %zu), expected (%zu, %zu)", f->path, nr, r, c, d, d);
+        if (!rc && !cb->rot) rc = DM_ERR(DM_EFORMAT, "%s: %s without /%s/rotation", f->path, nr, model);
+        if (!rc) cb->qrot = p;
+        else free(p);
+        p = NULL;
+    }
     if (!rc) rc = h5_read_all(f, nk, H5_U8, &p, &r, &c);
     if (!rc && (r != n_items || c != (size_t)M)) {
         rc = DM_ERR(DM_EFORMAT, "%s: %s is (%zu, %zu), expected (%zu, %lld)", f->path, nk, r, c, n_items, (long long)M);
@@ -89,35 +98,59 @@ int pq_check_k(const dm_cfg *cfg)
 static int sum_i64(void *c, int64_t *buf, size_t n) { return par_allreduce_sum_i64(c, buf, n); }
 static int max_f64(void *c, double *buf, size_t n) { return par_allreduce_max_f64(c, buf, n); }
 
-int pq_fit_table(par_ctx *ctx, const dm_cfg *cfg, const float *e, size_t n, uint64_t seed, pq_codebook *cb, uint8_t **codes,
-                 pq_train_stats *ts, size_t *n_train)
+int pq_fit_table(par_ctx *ctx, const dm_cfg *cfg, const float *e, size_t n, const float *q, size_t nq, size_t Nq, uint64_t seed,
+                 pq_codebook *cb, uint8_t **codes, pq_train_stats *ts, size_t *n_train, int *q_dirs)
 {
     const size_t D = cb->D, M = (size_t)cb->M;
     size_t lo, hi;
     dm_shard_even(n, ctx->size, ctx->rank, &lo, &hi);
     *codes = NULL;
-    uint8_t *mine = malloc((hi - lo) * M + 1);
-    int rc = mine ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory for %zu codes", (hi - lo) * M);
-    rc = par_agree(ctx, rc);
+    *q_dirs = 0;
     pq_comm comm = {ctx->rank, ctx->size, ctx, sum_i64, max_f64};
+    const int qm = !strcmp(dm_cfg_str(cfg, "pq.metric"), "query");
+    /* the queries' metric (pq.h): T from the second moment of the user states, the same on every rank */
+    double *sig = qm ? malloc(4 * D * D * sizeof *sig) : NULL, *T = sig ? sig + D * D : NULL, *Ti = sig ? sig + 2 * D * D : NULL,
+           *lam = sig ? sig + 3 * D * D : NULL;
+    float *Tf = qm ? malloc(D * D * sizeof *Tf) : NULL;
+    int rc = !qm || (sig && Tf) ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory for a %zu x %zu metric", D, D);
+    rc = par_agree(ctx, rc);
+    if (!rc && qm) rc = par_agree(ctx, pq_second_moment(q, nq, D, Nq, &comm, sig));
+    if (!rc && qm) {
+        const double fl = dm_cfg_float(cfg, "pq.query_floor");
+        rc = pq_query_metric(sig, D, cb->M, fl, T, Ti, lam);
+        double lmax = 0;
+        for (size_t j = 0; !rc && j < D; j++) lmax = lam[j] > lmax ? lam[j] : lmax;
+        for (size_t j = 0; !rc && j < D; j++) *q_dirs += lam[j] > fl * lmax;
+        for (size_t k = 0; !rc && k < D * D; k++) Tf[k] = (float)T[k];
+    }
+    rc = par_agree(ctx, rc);
+    uint8_t *mine = malloc((hi - lo) * M + 1);
+    if (!rc && !mine) rc = DM_ERR(DM_ENOMEM, "out of memory for %zu codes", (hi - lo) * M);
+    rc = par_agree(ctx, rc);
     /* the training items: all, or pq.sample of them evenly spaced (item t n / S for t < S), sharded
-       evenly by their sample index so the codebooks do not depend on the rank count */
+       evenly by their sample index so the codebooks do not depend on the rank count; in the queries'
+       metric, y = x T */
     const int64_t want = dm_cfg_int(cfg, "pq.sample");
     const size_t S = want > 0 && (size_t)want < n ? (size_t)want : n;
     size_t tlo, thi;
     dm_shard_even(S, ctx->size, ctx->rank, &tlo, &thi);
-    float *xs = S == n ? NULL : malloc((thi - tlo) * D * sizeof *xs + 4);
-    uint8_t *sc = S == n ? NULL : malloc((thi - tlo) * M + 1);
-    if (!rc && S < n && (!xs || !sc)) rc = DM_ERR(DM_ENOMEM, "out of memory for %zu training items", thi - tlo);
-    for (size_t t = tlo; !rc && xs && t < thi; t++) memcpy(xs + (t - tlo) * D, e + (t * n / S) * D, D * sizeof *xs);
+    const int own = S < n || qm; /* the training items are a copy; every item encoded after */
+    float *xs = own ? malloc((thi - tlo) * D * sizeof *xs + 4) : NULL;
+    uint8_t *sc = own ? malloc((thi - tlo) * M + 1) : NULL;
+    if (!rc && own && (!xs || !sc)) rc = DM_ERR(DM_ENOMEM, "out of memory for %zu training items", thi - tlo);
+    for (size_t t = tlo; !rc && xs && t < thi; t++) {
+        const float *x = e + (t * n / S) * D;
+        if (qm) pq_rotate(Tf, D, x, 1, xs + (t - tlo) * D);
+        else memcpy(xs + (t - tlo) * D, x, D * sizeof *xs);
+    }
     rc = par_agree(ctx, rc);
     if (!rc)
-        rc = par_agree(ctx, pq_train_opq(cb, S == n ? e + lo * D : xs, thi - tlo, tlo, S, (int)dm_cfg_int(cfg, "pq.iters"),
+        rc = par_agree(ctx, pq_train_opq(cb, own ? xs : e + lo * D, thi - tlo, tlo, S, (int)dm_cfg_int(cfg, "pq.iters"),
                                          (int)dm_cfg_int(cfg, "pq.opq"), (int)dm_cfg_int(cfg, "pq.opq_iters"), seed, &comm,
-                                         S == n ? mine : sc, ts));
-    if (!rc && S < n) rc = par_agree(ctx, pq_encode(cb, e + lo * D, hi - lo, mine));
-    free(xs);
-    free(sc);
+                                         own ? sc : mine, ts));
+    if (!rc && qm) rc = par_agree(ctx, pq_set_metric(cb, T, Ti));
+    if (!rc && own) rc = par_agree(ctx, pq_encode(cb, e + lo * D, hi - lo, mine));
+    DM_FREE_ALL(xs, sc, sig, Tf);
     size_t *cnt = NULL;
     void *all = NULL;
     if (!rc) rc = par_allgatherv(ctx, mine, (hi - lo) * M, &all, &cnt);

@@ -4,10 +4,13 @@
  * pq.h5 (format "dynmm-pq" v1), per quantised model <model> of pq.models:
  *   /<model>/codebook   float32 (M K, ds): centroid k of sub-space m in row m K + k
  *   /<model>/codes      uint8 (n_items, M)
- *   /<model>/rotation   float32 (d, d), only with pq.opq > 0: the codes quantise x rotation, and a
- *                       query q is scored as q rotation (pq.h, OPQ)
+ *   /<model>/rotation   float32 (d, d), only with pq.opq > 0 or pq.metric = "query": the codes
+ *                       quantise x rotation, and a query q is scored as q rotation (pq.h, OPQ)
+ *   /<model>/query_rotation  float32 (d, d), only with pq.metric = "query": a query q is scored as
+ *                       q query_rotation instead (pq.h, the queries' metric)
  *   attributes of /<model>: m, k, d, source (file), item_table (dataset), iters, opq (rounds, 0 =
- *   none), train_items,
+ *   none), metric ("l2", "query"), query_dirs (the metric's directions above pq.query_floor, 0 for
+ *   l2), train_items,
  *   rel_err (sum |x - x^|^2 / sum |x|^2 over the training items), empty_clusters, bytes_codes, bytes_floats, train_seconds, and the
  *   recall@10 of the exact top 10 over a sample of test users (recall_users, recall_rerank (R),
  *   recall_at10 (per R)).
@@ -47,12 +50,15 @@ int pq_read(h5file *f, const char *model, size_t n_items, size_t d, pq_codebook 
 /* DM_ECONFIG naming the key when pq.k is above PQ_KMAX (a code is one byte). */
 int pq_check_k(const dm_cfg *cfg);
 
-/* Codebooks cb (made by pq_init) of the table e (n, cb->D; every rank holds all of it) under pq.iters
- * and pq.sample (evenly spaced training items), trained data parallel over even shards (bitwise the
- * same at any rank count), then every item encoded: *codes (n, M) on every rank (the caller frees
- * it); *ts the training's statistics, *n_train its items. Collective. */
-int pq_fit_table(par_ctx *ctx, const dm_cfg *cfg, const float *e, size_t n, uint64_t seed, pq_codebook *cb, uint8_t **codes,
-                 pq_train_stats *ts, size_t *n_train);
+/* Codebooks cb (made by pq_init) of the table e (n, cb->D; every rank holds all of it) under pq.iters,
+ * pq.sample (evenly spaced training items), pq.opq and pq.metric, trained data parallel over even
+ * shards (bitwise the same at any rank count), then every item encoded: *codes (n, M) on every rank
+ * (the caller frees it); *ts the training's statistics, *n_train its items. With pq.metric = "query"
+ * the metric is the second moment of the user states q (nq, cb->D), this rank's share of Nq rows
+ * (any sharding gives the same bits), and *q_dirs counts its directions above pq.query_floor (0
+ * otherwise; q is then not read). Collective. */
+int pq_fit_table(par_ctx *ctx, const dm_cfg *cfg, const float *e, size_t n, const float *q, size_t nq, size_t Nq, uint64_t seed,
+                 pq_codebook *cb, uint8_t **codes, pq_train_stats *ts, size_t *n_train, int *q_dirs);
 
 /* A scorer over tables in memory (ev_score_fn pq_scorer_score, the one of <model>@pq): takes over
  * cb and codes (n_items, M) (freed with the scorer, also on failure), borrows lat (the user states;

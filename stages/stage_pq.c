@@ -33,7 +33,7 @@ static const char USAGE[] =
     "against float32, and the recall@10 of the exact top 10 on test users.\n";
 
 /* pq.rerank is eval's (align@pq's group): it does not change the codebooks */
-static const char *const pq_config_groups[] = {"pq.models", "pq.m", "pq.k", "pq.iters", "pq.opq", "pq.opq_iters", "pq.seed", "pq.sample", NULL};
+static const char *const pq_config_groups[] = {"pq.models", "pq.m", "pq.k", "pq.iters", "pq.opq", "pq.opq_iters", "pq.metric", "pq.query_floor", "pq.seed", "pq.sample", NULL};
 
 #define PQ_RECALL_USERS 1000
 static const size_t g_recall_R[] = {10, 100, 1000};
@@ -124,6 +124,22 @@ static int quantise(stage_run *sr, h5file *f, const pq_source *src, uint64_t see
     if (!rc) rc = h5_read_all(&g, src->state[DM_TEST], H5_F32, &p, &nu, &c);
     st = p;
     if (!rc && c != D) rc = DM_ERR(DM_EFORMAT, "%s: %s has %zu columns, %s %zu", g.path, src->state[DM_TEST], c, src->item, D);
+    /* pq.metric = "query": the validation states, this rank's even share, give the queries' metric
+       (the test states are the ones it is measured on) */
+    const int qm = !strcmp(dm_cfg_str(cfg, "pq.metric"), "query");
+    float *sv = NULL;
+    size_t nv = 0, cv = 0, vlo = 0, vhi = 0;
+    int ex = 0;
+    if (!rc && qm) rc = h5_shape(&g, src->state[DM_VALID], &nv, &cv, &ex);
+    if (!rc && qm && (!ex || cv != D))
+        rc = DM_ERR(DM_EFORMAT, "%s: %s is missing or not %zu wide", g.path, src->state[DM_VALID], D);
+    if (!rc && qm) {
+        dm_shard_even(nv, ctx->size, ctx->rank, &vlo, &vhi);
+        sv = malloc((vhi - vlo) * D * sizeof *sv + 4);
+        if (!sv) rc = DM_ERR(DM_ENOMEM, "out of memory for %zu user states", vhi - vlo);
+    }
+    rc = par_agree(ctx, rc); /* the read below is collective */
+    if (!rc && qm) rc = h5_read_rows(&g, src->state[DM_VALID], H5_F32, vlo, vhi - vlo, sv);
     h5_close(&g);
     rc = par_agree(ctx, rc);
     char what[96];
@@ -140,7 +156,9 @@ static int quantise(stage_run *sr, h5file *f, const pq_source *src, uint64_t see
     uint8_t *codes = NULL;
     pq_train_stats ts;
     memset(&ts, 0, sizeof ts);
-    if (!rc) rc = pq_fit_table(ctx, cfg, e, n, seed, &cb, &codes, &ts, &S);
+    int qdirs = 0;
+    if (!rc) rc = pq_fit_table(ctx, cfg, e, n, sv, vhi - vlo, nv, seed, &cb, &codes, &ts, &S, &qdirs);
+    DM_FREE(sv);
     double train_s = dm_wtime() - t0;
     uint8_t *mine = codes ? codes + lo * M : NULL;
     char grp[96], nm[128];
@@ -151,6 +169,8 @@ static int quantise(stage_run *sr, h5file *f, const pq_source *src, uint64_t see
     if (!rc) rc = h5_write_rows(f, nm, H5_U8, n, M, lo, hi - lo, mine);
     snprintf(nm, sizeof nm, "%s/rotation", grp);
     if (!rc && cb.rot) rc = h5_write_all(f, nm, H5_F32, D, D, cb.rot);
+    snprintf(nm, sizeof nm, "%s/query_rotation", grp);
+    if (!rc && cb.qrot) rc = h5_write_all(f, nm, H5_F32, D, D, cb.qrot);
     int64_t hits[PQ_NR], users = 0;
     if (!rc) rc = recall_sample(ctx, &cb, codes, e, n, st, nu, hits, &users);
     double rec[PQ_NR], Rs[PQ_NR];
@@ -165,7 +185,9 @@ static int quantise(stage_run *sr, h5file *f, const pq_source *src, uint64_t see
     if (!rc) rc = h5_attr_str(f, grp, "source", src->file);
     if (!rc) rc = h5_attr_str(f, grp, "item_table", src->item);
     if (!rc) rc = h5_attr_i64(f, grp, "iters", ts.iters);
-    if (!rc) rc = h5_attr_i64(f, grp, "opq", cb.rot ? dm_cfg_int(cfg, "pq.opq") : 0);
+    if (!rc) rc = h5_attr_i64(f, grp, "opq", dm_cfg_int(cfg, "pq.opq"));
+    if (!rc) rc = h5_attr_str(f, grp, "metric", dm_cfg_str(cfg, "pq.metric"));
+    if (!rc) rc = h5_attr_i64(f, grp, "query_dirs", qdirs);
     if (!rc) rc = h5_attr_i64(f, grp, "train_items", (int64_t)S);
     if (!rc) rc = h5_attr_f64(f, grp, "rel_err", rel);
     if (!rc) rc = h5_attr_i64(f, grp, "empty_clusters", ts.empty);
@@ -176,8 +198,11 @@ static int quantise(stage_run *sr, h5file *f, const pq_source *src, uint64_t see
     if (!rc) rc = h5_attr_f64s(f, grp, "recall_rerank", Rs, PQ_NR);
     if (!rc) rc = h5_attr_f64s(f, grp, "recall_at10", rec, PQ_NR);
     if (!rc) {
-        char opq[64] = "";
-        if (cb.rot) snprintf(opq, sizeof opq, ", OPQ %lld rounds", (long long)dm_cfg_int(cfg, "pq.opq"));
+        char opq[160] = "";
+        int o = 0;
+        if (dm_cfg_int(cfg, "pq.opq") > 0) o = snprintf(opq, sizeof opq, ", OPQ %lld rounds", (long long)dm_cfg_int(cfg, "pq.opq"));
+        if (cb.qrot)
+            snprintf(opq + o, sizeof opq - (size_t)o, ", in the metric of %zu validation states (%d of %zu directions above the floor)", nv, qdirs, D);
         dm_log("  pq %s: %zu items x %zu -> %d x %d centroids trained on %zu items, %d iterations (last changed %lld)%s, relative error %.4f, "
                "%lld empty clusters, %.1fs",
                src->model, n, D, cb.M, cb.K, S, ts.iters, (long long)ts.changed, opq, rel, (long long)ts.empty, train_s);

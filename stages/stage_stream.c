@@ -630,7 +630,8 @@ static int stream_quantise(stream_ws *ws, size_t w, void **out)
     uint8_t *codes = NULL;
     pq_train_stats ts;
     size_t S = 0;
-    rc = pq_fit_table(ws->ctx, cfg, va->z, ws->ni, seed, &cb, &codes, &ts, &S);
+    int qdirs = 0; /* pq.metric = "query": the metric of the user latents this window serves (this rank's) */
+    rc = pq_fit_table(ws->ctx, cfg, va->z, ws->ni, va->h + ws->lo * ws->dd, ws->hi - ws->lo, ws->nu, seed, &cb, &codes, &ts, &S, &qdirs);
     ws->pq_err[w] = ts.norm > 0 ? ts.err / ts.norm : 0.0;
     model_latents lat = {ws->ni, ws->dd, va->z, {NULL, NULL, va->h}};
     if (!rc) rc = pq_scorer_new(&cb, codes, &lat, (size_t)dm_cfg_int(cfg, "pq.rerank"), ws->d.n_inter, out);

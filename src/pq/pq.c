@@ -34,6 +34,7 @@ void pq_free(pq_codebook *cb)
 {
     free(cb->c);
     free(cb->rot);
+    free(cb->qrot);
     memset(cb, 0, sizeof *cb);
 }
 
@@ -134,16 +135,17 @@ void pq_decode(const pq_codebook *cb, const uint8_t *codes, size_t n, float *x)
 void pq_adc_lut(const pq_codebook *cb, const float *q, float *lut)
 {
     const size_t M = (size_t)cb->M, K = (size_t)cb->K, ds = cb->ds, D = cb->D;
+    const float *qrot = cb->qrot ? cb->qrot : cb->rot;
     float yb[PQ_LUT_PIECE];
     for (size_t m = 0; m < M; m++) {
         for (size_t k = 0; k < K; k++) lut[m * K + k] = 0.0f;
         for (size_t j0 = 0; j0 < ds; j0 += PQ_LUT_PIECE) {
             const size_t j1 = j0 + PQ_LUT_PIECE < ds ? j0 + PQ_LUT_PIECE : ds;
             const float *qm = q + m * ds + j0; /* the piece [j0, j1) of sub-space m */
-            if (cb->rot) {                      /* (q rot)_b, summed in a order as pq_rotate */
+            if (qrot) {                         /* (q qrot)_b, summed in a order as pq_rotate */
                 for (size_t j = j0; j < j1; j++) yb[j - j0] = 0.0f;
                 for (size_t a = 0; a < D; a++) {
-                    const float qa = q[a], *ra = cb->rot + a * D + m * ds;
+                    const float qa = q[a], *ra = qrot + a * D + m * ds;
                     for (size_t j = j0; j < j1; j++) yb[j - j0] += qa * ra[j];
                 }
                 qm = yb;
@@ -544,20 +546,13 @@ int pq_train(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N, int
 
 /* ---- OPQ ------------------------------------------------------------------------------------------ */
 
-int pq_polar(const double *A, size_t D, double *R)
+/* One-sided Jacobi (Hestenes): rotates column pairs of W (D, D) and of J (D, D, the identity on
+   entry) until every pair of W's columns is orthogonal to working precision, in cyclic sweeps of a
+   fixed order. On return W = A J for the A W held on entry, J orthogonal, so A = U S J^T with S the
+   column norms of W and U its normalised columns. */
+static void jacobi_cols(double *W, double *J, size_t D)
 {
-    for (size_t q = 0; q < D * D; q++)
-        if (!isfinite(A[q])) return DM_ERR(DM_EINPUT, "pq: OPQ's cross-covariance has a non-finite entry (%zu, %zu)", q / D, q % D);
-    double *W = malloc((D * D + 1) * sizeof *W), *J = malloc((D * D + 1) * sizeof *J), *U = malloc((D * D + 1) * sizeof *U),
-           *sg = malloc((D + 1) * sizeof *sg);
-    if (!W || !J || !U || !sg) {
-        DM_FREE_ALL(W, J, U, sg);
-        return DM_ERR(DM_ENOMEM, "pq: out of memory for a %zu x %zu rotation", D, D);
-    }
-    memcpy(W, A, D * D * sizeof *W);
     for (size_t q = 0; q < D * D; q++) J[q] = q / D == q % D;
-    /* one-sided Jacobi: rotate column pairs of W (and J) until every pair is orthogonal to working
-       precision; then W = A J = U S, so A = U S J^T and R = U J^T */
     for (int sweep = 0; sweep < 100; sweep++) {
         int rotated = 0;
         for (size_t p = 0; p + 1 < D; p++)
@@ -584,6 +579,21 @@ int pq_polar(const double *A, size_t D, double *R)
             }
         if (!rotated) break;
     }
+}
+
+int pq_polar(const double *A, size_t D, double *R)
+{
+    for (size_t q = 0; q < D * D; q++)
+        if (!isfinite(A[q])) return DM_ERR(DM_EINPUT, "pq: OPQ's cross-covariance has a non-finite entry (%zu, %zu)", q / D, q % D);
+    double *W = malloc((D * D + 1) * sizeof *W), *J = malloc((D * D + 1) * sizeof *J), *U = malloc((D * D + 1) * sizeof *U),
+           *sg = malloc((D + 1) * sizeof *sg);
+    if (!W || !J || !U || !sg) {
+        DM_FREE_ALL(W, J, U, sg);
+        return DM_ERR(DM_ENOMEM, "pq: out of memory for a %zu x %zu rotation", D, D);
+    }
+    memcpy(W, A, D * D * sizeof *W);
+    /* W = A J = U S, so A = U S J^T and R = U J^T */
+    jacobi_cols(W, J, D);
     double smax = 0.0;
     for (size_t j = 0; j < D; j++) {
         double s2 = 0;
@@ -679,4 +689,142 @@ int pq_train_opq(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N,
     }
     DM_FREE_ALL(y, rot, xs, fx, A, R);
     return rc;
+}
+
+/* ---- the queries' metric ---- */
+
+int pq_second_moment(const float *q, size_t n, size_t D, size_t N, const pq_comm *comm, double *sig)
+{
+    pq_comm one = {0, 1, NULL, NULL, NULL};
+    if (!comm) comm = &one;
+    const size_t nt = D * (D + 1) / 2; /* the upper triangle, row by row (and a failure flag) */
+    int64_t *acc = calloc(nt + 1, sizeof *acc);
+    int bad;
+    double g[2] = {local_max(q, n * D, &bad), !acc};
+    g[0] = bad ? INFINITY : g[0];
+    int rc = comm_max(comm, g, 2);
+    if (!rc && g[1] != 0.0) rc = DM_ERR(DM_ENOMEM, "pq: out of memory for the queries' second moment");
+    if (!rc && !isfinite(g[0])) rc = DM_ERR(DM_EINPUT, "pq: a query (user state) has a non-finite value");
+    if (!rc && N == 0) rc = DM_ERR(DM_EINPUT, "pq: no query (user state) to take the second moment of");
+    if (rc) {
+        free(acc);
+        return rc;
+    }
+    /* each value in fixed point, f = round(v 2^s) with N (max 2^s)^2 <= 2^62: the products f_a f_b
+       and their sums over all N rows are exact int64, hence order-free (sig is that of the values
+       rounded to 2^-s, a relative 2^-20 of the largest at N = 2^21) */
+    const int S2 = pq_fix_shift(g[0] * g[0], N), s = (S2 - (S2 < 0 && S2 % 2 ? 1 : 0)) / 2;
+    int64_t *f = malloc((D + 1) * sizeof *f);
+    const int nof = !f;
+    if (nof) rc = DM_ERR(DM_ENOMEM, "pq: out of memory");
+    for (size_t u = 0; f && u < n; u++) {
+        for (size_t a = 0; a < D; a++) f[a] = pq_fix(q[u * D + a], s);
+        size_t t = 0;
+        for (size_t a = 0; a < D; a++) {
+            const int64_t fa = f[a];
+            int64_t *row = acc + t;
+            for (size_t b = a; b < D; b++) row[b - a] += fa * f[b];
+            t += D - a;
+        }
+    }
+    free(f);
+    acc[nt] = nof; /* an allocation failure is agreed by the sum */
+    int rc2 = comm_sum(comm, acc, nt + 1);
+    if (!rc) rc = rc2;
+    if (!rc && acc[nt]) rc = DM_ERR(DM_ENOMEM, "pq: out of memory on a shard");
+    if (!rc) {
+        size_t t = 0;
+        for (size_t a = 0; a < D; a++)
+            for (size_t b = a; b < D; b++, t++) sig[a * D + b] = sig[b * D + a] = ldexp((double)acc[t], -2 * s) / (double)N;
+    }
+    free(acc);
+    return rc;
+}
+
+int pq_query_metric(const double *sig, size_t D, int M, double floor, double *T, double *Ti, double *lam)
+{
+    for (size_t q = 0; q < D * D; q++)
+        if (!isfinite(sig[q])) return DM_ERR(DM_EINPUT, "pq: the queries' second moment has a non-finite entry (%zu, %zu)", q / D, q % D);
+    if (!(floor > 0.0 && floor <= 1.0)) return DM_ERR(DM_EINPUT, "pq: the eigenvalue floor %g is not in (0, 1]", floor);
+    if (M < 1 || D % (size_t)M) return DM_ERR(DM_EINPUT, "pq: %d sub-spaces do not divide %zu dimensions", M, D);
+    const size_t Mz = (size_t)M, ds = D / Mz;
+    double *W = malloc((D * D + 1) * sizeof *W), *J = malloc((D * D + 1) * sizeof *J), *l = malloc((D + 1) * sizeof *l),
+           *lp = malloc((Mz + 1) * sizeof *lp);
+    size_t *ord = malloc((D + 1) * sizeof *ord), *col = malloc((D + 1) * sizeof *col), *fill = calloc(Mz + 1, sizeof *fill);
+    if (!W || !J || !l || !lp || !ord || !col || !fill) {
+        DM_FREE_ALL(W, J, l, lp, ord, col, fill);
+        return DM_ERR(DM_ENOMEM, "pq: out of memory for a %zu x %zu metric", D, D);
+    }
+    memcpy(W, sig, D * D * sizeof *W);
+    jacobi_cols(W, J, D); /* sig J = U S with sig PSD: sig = J S J^T, the eigenvalues S on J's columns */
+    double lmax = 0.0;
+    for (size_t j = 0; j < D; j++) {
+        double s2 = 0;
+        for (size_t r = 0; r < D; r++) s2 += W[r * D + j] * W[r * D + j];
+        l[j] = sqrt(s2);
+        lmax = fmax(lmax, l[j]);
+    }
+    int rc = DM_OK;
+    if (!(lmax > 0.0)) rc = DM_ERR(DM_EINPUT, "pq: the queries' second moment is zero (every user state is zero)");
+    if (!rc) {
+        double mean = 0.0;
+        for (size_t j = 0; j < D; j++) {
+            if (lam) lam[j] = l[j];
+            l[j] = fmax(l[j], floor * lmax);
+            mean += l[j];
+        }
+        mean /= (double)D;
+        /* the directions by decreasing eigenvalue (insertion sort; ties by index) */
+        for (size_t j = 0; j < D; j++) {
+            size_t t = j;
+            for (; t > 0 && l[ord[t - 1]] < l[j]; t--) ord[t] = ord[t - 1];
+            ord[t] = j;
+        }
+        /* eigenvalue allocation: the first M one to a sub-space, then each to the sub-space with the
+           smallest product of eigenvalues that still has room (lowest index on ties) */
+        for (size_t m = 0; m < Mz; m++) lp[m] = 0.0;
+        for (size_t t = 0; t < D; t++) {
+            size_t best = t < Mz ? t : Mz;
+            for (size_t m = 0; t >= Mz && m < Mz; m++)
+                if (fill[m] < ds && (best == Mz || lp[m] < lp[best])) best = m;
+            col[best * ds + fill[best]++] = ord[t];
+            lp[best] += log(l[ord[t]] / mean); /* of the scaled l' */
+        }
+        /* T[a][m ds + i] = V[a][j] sqrt(l'_j), Ti the same with 1 / sqrt(l'_j), j = col[m ds + i] */
+        for (size_t a = 0; a < D; a++)
+            for (size_t c = 0; c < D; c++) {
+                const size_t j = col[c];
+                const double r = sqrt(l[j] / mean);
+                T[a * D + c] = J[a * D + j] * r;
+                Ti[a * D + c] = J[a * D + j] / r;
+            }
+    }
+    DM_FREE_ALL(W, J, l, lp, ord, col, fill);
+    return rc;
+}
+
+int pq_set_metric(pq_codebook *cb, const double *T, const double *Ti)
+{
+    const size_t D = cb->D;
+    float *r = malloc(D * D * sizeof *r), *qr = malloc(D * D * sizeof *qr);
+    if (!r || !qr) {
+        DM_FREE_ALL(r, qr);
+        return DM_ERR(DM_ENOMEM, "pq: out of memory for a %zu x %zu metric", D, D);
+    }
+    for (size_t a = 0; a < D; a++)
+        for (size_t b = 0; b < D; b++) {
+            double s = 0, sq = 0;
+            for (size_t c = 0; c < D; c++) {
+                const double rcb = cb->rot ? (double)cb->rot[c * D + b] : (double)(c == b);
+                s += T[a * D + c] * rcb;
+                sq += Ti[a * D + c] * rcb;
+            }
+            r[a * D + b] = (float)s;
+            qr[a * D + b] = (float)sq;
+        }
+    free(cb->rot);
+    free(cb->qrot);
+    cb->rot = r;
+    cb->qrot = qr;
+    return DM_OK;
 }

@@ -41,7 +41,8 @@ typedef struct {
     int M, K;     /* sub-spaces, centroids per sub-space */
     size_t D, ds; /* latent dimension, sub-space dimension D / M */
     float *c;     /* (M, K, ds) centroids */
-    float *rot;   /* NULL, or (D, D) an orthogonal rotation (OPQ): the codes quantise y = x rot */
+    float *rot;   /* NULL, or (D, D): the codes quantise y = x rot (OPQ: orthogonal; the queries' metric: not) */
+    float *qrot;  /* NULL (queries take rot), or (D, D): a query q is scored as q qrot (the queries' metric) */
 } pq_codebook;
 
 /* Checks the shape (1 <= K <= 256, M >= 1 dividing D; DM_ECONFIG naming what is wrong, `what`
@@ -61,7 +62,8 @@ void pq_decode(const pq_codebook *cb, const uint8_t *codes, size_t n, float *x);
 void pq_rotate(const float *rot, size_t D, const float *x, size_t n, float *y);
 
 /* lut (M, K) = the products q_m . c_{m,k} of a query q (D), each summed in j order; with cb->rot,
- * of the rotated query q rot (so that q . x = (q rot) . (x rot) for the orthogonal rot). */
+ * of the rotated query q rot (so that q . x = (q rot) . (x rot) for the orthogonal rot); with
+ * cb->qrot, of q qrot (q . x = (q qrot) . (x rot), the queries' metric below). */
 void pq_adc_lut(const pq_codebook *cb, const float *q, float *lut);
 /* out (B, n) = the ADC scores of B queries (luts (B, M, K)) over codes (n, M), each a float sum in
  * m order; items are taken in blocks so a block's codes are read once for all B queries. */
@@ -211,6 +213,37 @@ int pq_polar(const double *A, size_t D, double *R);
  * the shard's codes of x rot; st as pq_train's, of the final rotation and codebooks. Collective. */
 int pq_train_opq(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N, int iters, int opq, int opq_iters, uint64_t seed,
                  const pq_comm *comm, uint8_t *codes, pq_train_stats *st);
+
+/* ---- the queries' metric ------------------------------------------------------------------------------
+ *
+ * PQ minimises |x - x^|^2, which treats every direction of the latent alike; ranking only needs the
+ * scores q . x of the queries that come. For queries with second moment sig = E[q^T q] (D, D) =
+ * V diag(l) V^T, the expected squared error of a score is
+ *     E_q (q . (x - x^))^2 = (x - x^) sig (x - x^)^T = |(x - x^) V diag(sqrt(l))|^2,
+ * so PQ of y = x T, T = V diag(sqrt(l)) P for any permutation P, minimises it exactly, and a query
+ * is scored as q Ti, Ti = V diag(1 / sqrt(l)) P: (q Ti) . (x T) = q . x. Directions the users' states
+ * never take get no codes. User states often span few directions (a trained model's dozen of 64),
+ * so which sub-space gets which direction matters: P is the eigenvalue allocation of parametric OPQ
+ * (Ge, He, Ke, Sun, CVPR 2013): by decreasing eigenvalue, the first M directions one to a sub-space,
+ * then each to the sub-space with the smallest product of eigenvalues that still has room. Each
+ * sub-space then holds an equal share of the variance that matters instead of a few holding all of
+ * it. The eigenvalues are floored at `floor` times the largest (a state outside the sample still
+ * scores in every direction) and scaled to mean 1 (y keeps x's scale): l' = max(l, floor l_max) /
+ * mean. sig's eigenvectors come from one-sided Jacobi in a fixed order (as pq_polar), so T is the
+ * same on every rank. With OPQ on y (rotation R): items x (T R), queries q (Ti R): cb->rot and
+ * cb->qrot. The training's rel_err is then measured in that metric: sum |(x - x^) T|^2 / sum |x T|^2. */
+
+/* sig (D, D) = (1/N) sum_u q_u^T q_u over the N query rows of all shards (this shard: q (n, D)), of
+ * int64 fixed-point products allreduced over comm: bitwise the same for any sharding. DM_EINPUT for a
+ * non-finite value or N = 0 (agreed over the shards), DM_ENOMEM. Collective. */
+int pq_second_moment(const float *q, size_t n, size_t D, size_t N, const pq_comm *comm, double *sig);
+/* T and Ti (D, D) for M sub-spaces (above); lam (D) or NULL = sig's eigenvalues before the floor,
+ * in no particular order. DM_EINPUT for a non-finite entry, a zero sig, M not dividing D or a floor
+ * outside (0, 1], DM_ENOMEM. */
+int pq_query_metric(const double *sig, size_t D, int M, double floor, double *T, double *Ti, double *lam);
+/* After training on y = x T: cb->rot = T rot and cb->qrot = Ti rot (rot = cb->rot, or I), composed
+ * in double and rounded once. DM_ENOMEM only. */
+int pq_set_metric(pq_codebook *cb, const double *T, const double *Ti);
 
 /* The naive serial twin of pq_train on all N items at once: the same seeding draws (the same
  * fixed-point weights, a plain running prefix) and Lloyd iterations whose centroid sums are plain

@@ -16,6 +16,10 @@
 #  - OPQ (pq.opq): pq.h5 with its rotation and eval's rows bitwise at 1 and 3 ranks, the rotation
 #    orthogonal, every code nearest to the rotated latent, the error at most plain PQ's, the stored
 #    recall NumPy's, the exact rows with pq.rerank above the catalogue (byte and 4-bit codes)
+#  - the queries' metric (pq.metric = "query", with and without OPQ): pq.h5 and rows bitwise at 1
+#    and 3 ranks, rotation query_rotation^T = I, codes nearest to x rotation, the squared score error
+#    over the test users below plain PQ's, the stored recall NumPy's, the exact rows with full
+#    re-ranking
 #  - refusals: pq.m not dividing the latent dimension, pq.k above 256, a model pq cannot quantise,
 #    eval of sasrec@pq when pq.h5 holds only the aligner
 set -u
@@ -234,6 +238,70 @@ for model, (path, it, st) in src.items():
 EOF2
 done
 echo "ok: OPQ: pq.h5 and rows bitwise at 1 and 3 ranks, byte and 4-bit codes"
+
+# the queries' metric (pq.metric = "query", with and without OPQ): pq.h5 (codebooks, codes, both
+# matrices) and eval's rows bitwise at 1 and 3 ranks; rotation query_rotation^T = I (scores kept);
+# every code the nearest centroid of x rotation; the expected squared score error over the test
+# users below plain PQ's; the stored recall NumPy's from q query_rotation against the decoded codes;
+# with pq.rerank above the catalogue the exact rows
+for opq in 0 3; do
+  for np in 1 3; do
+    mkdir -p $W/q$opq.$np; cp $W/r1/dataset.h5 $W/r1/cf.h5 $W/r1/align.h5 $W/q$opq.$np/
+    $DM_MPIRUN -n $np $B run "${common[@]}" --set pq.metric=query --set pq.opq=$opq --set 'run.stages=[pq,eval]' --set run.dir=$W/q$opq.$np < /dev/null > $W/q$opq.$np.log 2>&1 ||
+      { cat $W/q$opq.$np.log; fail "pq.metric=query, pq.opq=$opq at $np ranks"; }
+  done
+  grep -q "in the metric of 500 validation states" $W/q$opq.1.log || { grep "pq align" $W/q$opq.1.log; fail "the log does not name the metric"; }
+  $PY $chk equal $W/q$opq.1/pq.h5 $W/q$opq.3/pq.h5 align sasrec || fail "metric pq.h5 at 3 ranks (opq $opq)"
+  $PY $chk equal $W/q$opq.1/results.h5 $W/q$opq.3/results.h5 test/full/align@pq test/uni99/align@pq test/full/sasrec@pq || fail "metric rows at 3 ranks (opq $opq)"
+  $B eval "${common[@]}" --set pq.metric=query --set pq.opq=$opq --set run.dir=$W/q$opq.1 --set pq.rerank=1000000 > $W/q$opq.x.log 2>&1 ||
+    { cat $W/q$opq.x.log; fail "metric eval with pq.rerank above the catalogue"; }
+  $PY - $W/q$opq.1/pq.h5 $W/r1/pq.h5 $W/r1/align.h5 $W/r1/cf.h5 $W/q$opq.1/results.h5 <<'EOF2' || fail "the queries' metric (opq $opq)"
+import sys, h5py, numpy as np
+P, Q = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+src = {"align": (sys.argv[3], "align/z_base", "align/h_test"), "sasrec": (sys.argv[4], "sasrec/e_cf", "sasrec/state_test")}
+X = h5py.File(sys.argv[5], "r")
+for model, (path, it, st) in src.items():
+    g, g0 = P[model], Q[model]
+    with h5py.File(path, "r") as f:
+        e, H = f[it][...].astype(np.float64), f[st][...].astype(np.float64)
+    M, K, D = int(g.attrs["m"]), int(g.attrs["k"]), e.shape[1]
+    assert g.attrs["metric"] in ("query", b"query") and 1 <= int(g.attrs["query_dirs"]) <= D, (g.attrs["metric"], g.attrs["query_dirs"])
+    rot, qrot = g["rotation"][...].astype(np.float64), g["query_rotation"][...].astype(np.float64)
+    # each entry of rot qrot^T is a sum of D products of float-rounded entries
+    bound = 4 * D * 2.0 ** -24 * (np.abs(rot) @ np.abs(qrot).T)
+    assert (np.abs(rot @ qrot.T - np.eye(D)) <= bound + 1e-12).all(), "rotation query_rotation^T is not I"
+    cb, codes = g["codebook"][...].astype(np.float64).reshape(M, K, -1), g["codes"][...].astype(np.int64)
+    y = e @ rot
+    yh = np.concatenate([cb[m][codes[:, m]] for m in range(M)], axis=1)
+    ds = D // M
+    for m in range(M):
+        d2 = ((y[:, None, m * ds:(m + 1) * ds] - cb[m][None]) ** 2).sum(-1)
+        assert (d2[np.arange(len(y)), codes[:, m]] <= d2.min(1) * (1 + 1e-5) + 1e-10).all(), "%s: a code is not the nearest centroid" % model
+    cb0, c0 = g0["codebook"][...].astype(np.float64).reshape(M, K, -1), g0["codes"][...].astype(np.int64)
+    xh0 = np.concatenate([cb0[m][c0[:, m]] for m in range(M)], axis=1)
+    ex = H @ e.T
+    err, err0 = ((ex - (H @ qrot) @ yh.T) ** 2).mean(), ((ex - H @ xh0.T) ** 2).mean()
+    assert err < err0, "%s: squared score error %.4g, plain PQ %.4g" % (model, err, err0)
+    S = min(len(H), 1000)
+    hits = np.zeros(3)
+    for t in range(S):
+        q = H[t * len(H) // S]
+        ex, ad = e @ q, yh @ (q @ qrot)
+        best = set(np.argsort(-ex, kind="stable")[:10])
+        order = np.argsort(-ad, kind="stable")
+        for r, R in enumerate([10, 100, 1000]):
+            top = order[:R]
+            hits[r] += len(best & set(top[np.argsort(-ex[top], kind="stable")[:10]]))
+    rec, stored = hits / (10.0 * S), g.attrs["recall_at10"]
+    assert np.abs(rec - stored).max() <= 0.01, "%s: recall %s, pq.h5 says %s" % (model, rec, stored)
+    for proto in ("full", "uni99"):
+        a, b = X["test/%s/%s@pq" % (proto, model)][...], X["test/%s/%s" % (proto, model)][...]
+        assert np.array_equal(a, b, equal_nan=True), "%s@pq in the metric with full re-ranking differs from %s (%s)" % (model, model, proto)
+    print("ok: metric %s (opq %d): %d directions above the floor; squared score error %.4g (plain PQ %.4g); recall@10 ADC %.4f (plain %.4f), NumPy's %s; full re-ranking exact" % (
+        model, int(g.attrs["opq"]), int(g.attrs["query_dirs"]), err, err0, stored[0], g0.attrs["recall_at10"][0], np.round(rec, 4)))
+EOF2
+done
+echo "ok: the queries' metric: pq.h5 and rows bitwise at 1 and 3 ranks"
 
 # pq.rerank is eval's: `dynmm run` keeps pq.h5 and reruns eval; pq.m reruns pq
 $B run "${common[@]}" --set 'run.stages=[pq,eval]' --set run.dir=$W/r1 --set pq.rerank=5 > $W/rerun.log 2>&1 || { cat $W/rerun.log; fail "run with pq.rerank=5"; }

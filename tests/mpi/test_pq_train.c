@@ -7,6 +7,7 @@
  *    roundings of the largest value
  *  - the quantisation error against SciPy's k-means (kmeans2, k-means++ seeding, the best of 5
  *    seeds): the seeds differ, so ours may be up to 5% above it; both are printed.
+ *  - the queries' second moment (pq.metric = "query"): bitwise one shard's at 1, 2 and 3 ranks
  *  - OPQ (pq_train_opq) on the case that has it: rotation, codebooks and codes at 1, 2 and 3 ranks
  *    bitwise one shard's; the error within 5% of SciPy's OPQ (best of 5 seeds) and below 0.8 x
  *    plain PQ's on its correlated latents.
@@ -114,6 +115,15 @@ static void tiny(void)
           "OPQ, 2 items, %d ranks: rotation and codebooks bitwise one shard's", g_ctx.size);
     pq_free(&a);
     pq_free(&b);
+    /* the queries' second moment over 7 rows sharded unevenly: bitwise one shard's */
+    float q[21];
+    for (int k = 0; k < 21; k++) q[k] = (float)sin(1.7 * k + 0.3) * (float)(1 + k % 4);
+    size_t qlo, qhi;
+    dm_shard_even(7, g_ctx.size, g_ctx.rank, &qlo, &qhi);
+    double s_sh[9], s_one[9];
+    rc = par_agree(&g_ctx, pq_second_moment(q + qlo * 3, qhi - qlo, 3, 7, &comm, s_sh));
+    CHECK(rc == DM_OK && pq_second_moment(q, 7, 3, 7, NULL, s_one) == DM_OK && !memcmp(s_sh, s_one, sizeof s_sh),
+          "second moment of 7 states, %d ranks: bitwise one shard's", g_ctx.size);
 }
 
 int main(int argc, char **argv)
