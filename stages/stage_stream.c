@@ -101,7 +101,7 @@ static const char USAGE[] =
 
 static const char *const stream_config_groups[] = {"stream", "adapter", "window", "eval.ks", "eval.ties", "sasrec", "split.protocol",
                                                     /* adapter@pq's codebooks and re-ranking */
-                                                    "pq.m", "pq.k", "pq.iters", "pq.opq", "pq.opq_iters", "pq.seed", "pq.sample", "pq.rerank", NULL};
+                                                    "pq.m", "pq.k", "pq.iters", "pq.opq", "pq.opq_iters", "pq.metric", "pq.query_floor", "pq.seed", "pq.sample", "pq.rerank", NULL};
 
 enum { V_STATIC, V_SASREC, V_ADAPTER, V_NO_GATE, V_NO_EMA, V_NO_REPLAY, V_NO_KL, V_NO_EWC, V_NO_STAB, V_RETRAINED, V_ADAPTER_PQ, V_N };
 static const char *const vnames[V_N] = {"static", "sasrec", "adapter", "no_gate", "no_ema", "no_replay", "no_kl", "no_ewc", "no_stab", "retrained", "adapter@pq"};

@@ -10,7 +10,8 @@
 #    Holm), and does not lose on the stable users; stream.h5's per-user tests agree with SciPy
 #  - adapter@pq (the served latents product-quantised each window): per-user rows bitwise at every
 #    rank count and sharding, within 1% of the adapter's NDCG@10 re-ranking the top 20, the adapter's
-#    rows exactly when re-ranking the whole catalogue
+#    rows exactly when re-ranking the whole catalogue; in the queries' metric (pq.metric = "query")
+#    at 3 ranks within 1% as well
 #  - `dynmm report` tables the prequential protocol (all / drifting / stable users) against static
 #  - error paths: a base trained without split.protocol = "stream", an unknown variant, adapter@pq
 #    without adapter; every rank
@@ -105,6 +106,23 @@ eo = g["stream/adapter@pq/rel_err"][...]
 assert np.all(eo <= err * (1 + 1e-3)), ("OPQ's relative error above plain PQ's", eo, err)
 print("adapter@pq with pq.rerank 400: every per-user row bitwise the adapter's; with OPQ (3 rounds) relative error %.3f..%.3f per window"
       % (eo.min(), eo.max()))
+PYEOF
+# pq.metric = "query" at 3 ranks: the codes in the metric of the window's served user latents (this
+# rank's share of the second moment, bitwise any sharding: tests/mpi/test_pq_train), the top 20
+# re-ranked; NDCG@10 within 1% of the float adapter's
+mkdir -p $W/pqm; cp $W/base/dataset.h5 $W/base/cf.h5 $W/base/align.h5 $W/pqm/
+$DM_MPIRUN -n 3 $B stream configs/quickstart.cfg "${common[@]}" --set run.dir=$W/pqm --set 'stream.variants=[adapter,adapter@pq]' "${pq[@]}" \
+  --set pq.metric=query < /dev/null > $W/pqm.log 2>&1 || { cat $W/pqm.log; fail "adapter@pq with pq.metric=query at 3 ranks"; }
+$PY - $W/r1/stream.h5 $W/pqm/stream.h5 <<'PYEOF' || exit 1
+import sys, h5py, numpy as np
+f, g = (h5py.File(p, "r") for p in sys.argv[1:])
+ch, off = g["columns/chars"][...].tobytes(), g["columns/offsets"][...]
+cols = [ch[off[i]:off[i + 1]].decode() for i in range(len(off) - 1)]
+n = cols.index("ndcg@10")
+a, q, p = g["stream/adapter"].attrs["overall"][n], g["stream/adapter@pq"].attrs["overall"][n], f["stream/adapter@pq"].attrs["overall"][n]
+assert g["prequential/full/adapter"][...].tobytes() == f["prequential/full/adapter"][...].tobytes(), "the float adapter's rows changed"
+print("adapter@pq in the queries' metric (m 8, k 16, rerank 20, 3 ranks): overall ndcg@10 %.4f; plain PQ %.4f; float adapter %.4f" % (q, p, a))
+assert q >= 0.99 * a, "adapter@pq in the metric: ndcg@10 %.4f is more than 1%% below the adapter's %.4f" % (q, a)
 PYEOF
 # dynmm report tables the prequential protocol (split "prequential": all, drifting and stable users)
 # against the static aligner, with the stage's per-user means
