@@ -549,8 +549,8 @@ int pq_train(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N, int
 /* One-sided Jacobi (Hestenes): rotates column pairs of W (D, D) and of J (D, D, the identity on
    entry) until every pair of W's columns is orthogonal to working precision, in cyclic sweeps of a
    fixed order. On return W = A J for the A W held on entry, J orthogonal, so A = U S J^T with S the
-   column norms of W and U its normalised columns. */
-static void jacobi_cols(double *W, double *J, size_t D)
+   column norms of W (into nrm (D); the largest is returned) and U its normalised columns. */
+static double jacobi_cols(double *W, double *J, size_t D, double *nrm)
 {
     for (size_t q = 0; q < D * D; q++) J[q] = q / D == q % D;
     for (int sweep = 0; sweep < 100; sweep++) {
@@ -579,6 +579,14 @@ static void jacobi_cols(double *W, double *J, size_t D)
             }
         if (!rotated) break;
     }
+    double mx = 0.0;
+    for (size_t j = 0; j < D; j++) {
+        double s2 = 0;
+        for (size_t r = 0; r < D; r++) s2 += W[r * D + j] * W[r * D + j];
+        nrm[j] = sqrt(s2);
+        mx = fmax(mx, nrm[j]);
+    }
+    return mx;
 }
 
 int pq_polar(const double *A, size_t D, double *R)
@@ -593,14 +601,7 @@ int pq_polar(const double *A, size_t D, double *R)
     }
     memcpy(W, A, D * D * sizeof *W);
     /* W = A J = U S, so A = U S J^T and R = U J^T */
-    jacobi_cols(W, J, D);
-    double smax = 0.0;
-    for (size_t j = 0; j < D; j++) {
-        double s2 = 0;
-        for (size_t r = 0; r < D; r++) s2 += W[r * D + j] * W[r * D + j];
-        sg[j] = sqrt(s2);
-        smax = fmax(smax, sg[j]);
-    }
+    const double smax = jacobi_cols(W, J, D, sg);
     const double tiny = smax * (double)D * DBL_EPSILON;
     for (size_t j = 0; j < D; j++) /* U's columns: W's normalised, or 0 for a null direction (below) */
         for (size_t r = 0; r < D; r++) U[r * D + j] = sg[j] > tiny && smax > 0 ? W[r * D + j] / sg[j] : 0.0;
@@ -756,14 +757,8 @@ int pq_query_metric(const double *sig, size_t D, int M, double floor, double *T,
         return DM_ERR(DM_ENOMEM, "pq: out of memory for a %zu x %zu metric", D, D);
     }
     memcpy(W, sig, D * D * sizeof *W);
-    jacobi_cols(W, J, D); /* sig J = U S with sig PSD: sig = J S J^T, the eigenvalues S on J's columns */
-    double lmax = 0.0;
-    for (size_t j = 0; j < D; j++) {
-        double s2 = 0;
-        for (size_t r = 0; r < D; r++) s2 += W[r * D + j] * W[r * D + j];
-        l[j] = sqrt(s2);
-        lmax = fmax(lmax, l[j]);
-    }
+    /* sig J = U S with sig PSD: sig = J S J^T, the eigenvalues S on J's columns */
+    const double lmax = jacobi_cols(W, J, D, l);
     int rc = DM_OK;
     if (!(lmax > 0.0)) rc = DM_ERR(DM_EINPUT, "pq: the queries' second moment is zero (every user state is zero)");
     if (!rc) {

@@ -198,6 +198,8 @@ for k in 32 16; do
   plain=$W/r1/pq.h5; [ $k = 16 ] && plain=$W/f1/pq.h5
   $PY - $W/o$k.1/pq.h5 $plain $W/r1/align.h5 $W/r1/cf.h5 $W/o$k.1/results.h5 <<'EOF2' || fail "OPQ (pq.k=$k)"
 import sys, h5py, numpy as np
+sys.path.insert(0, "tests/reference")
+import check_pq
 P, Q = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
 src = {"align": (sys.argv[3], "align/z_base", "align/h_test"), "sasrec": (sys.argv[4], "sasrec/e_cf", "sasrec/state_test")}
 X = h5py.File(sys.argv[5], "r")
@@ -209,30 +211,13 @@ for model, (path, it, st) in src.items():
     assert int(g.attrs["opq"]) == 5 and "rotation" not in Q[model], (g.attrs["opq"], list(Q[model]))
     rot = g["rotation"][...].astype(np.float64)
     assert rot.shape == (D, D) and np.abs(rot @ rot.T - np.eye(D)).max() <= 4 * D * 2.0 ** -24, "rotation not orthogonal"
-    cb, codes = g["codebook"][...].astype(np.float64).reshape(M, K, -1), g["codes"][...].astype(np.int64)
+    cb, codes, yh = check_pq.decoded(g)
     y = e @ rot
-    yh = np.concatenate([cb[m][codes[:, m]] for m in range(M)], axis=1)
-    ds = D // M
-    for m in range(M):
-        d2 = ((y[:, None, m * ds:(m + 1) * ds] - cb[m][None]) ** 2).sum(-1)
-        assert (d2[np.arange(len(y)), codes[:, m]] <= d2.min(1) * (1 + 1e-5) + 1e-10).all(), "%s: a code is not the nearest centroid" % model
+    check_pq.nearest(y, cb, codes, model)
     rel, rel0 = float(g.attrs["rel_err"]), float(Q[model].attrs["rel_err"])
     assert abs(rel - ((y - yh) ** 2).sum() / (y ** 2).sum()) <= 1e-4 * rel and rel <= rel0 * (1 + 1e-3), (rel, rel0)
-    S = min(len(H), 1000)
-    hits = np.zeros(3)
-    for t in range(S):
-        q = H[t * len(H) // S]
-        ex, ad = e @ q, yh @ (q @ rot)
-        best = set(np.argsort(-ex, kind="stable")[:10])
-        order = np.argsort(-ad, kind="stable")
-        for r, R in enumerate([10, 100, 1000]):
-            top = order[:R]
-            hits[r] += len(best & set(top[np.argsort(-ex[top], kind="stable")[:10]]))
-    rec, stored = hits / (10.0 * S), g.attrs["recall_at10"]
-    assert np.abs(rec - stored).max() <= 0.01, "%s: recall %s, pq.h5 says %s" % (model, rec, stored)
-    for proto in ("full", "uni99"):
-        a, b = X["test/%s/%s@pq" % (proto, model)][...], X["test/%s/%s" % (proto, model)][...]
-        assert np.array_equal(a, b, equal_nan=True), "%s@pq with OPQ and full re-ranking differs from %s (%s)" % (model, model, proto)
+    rec, stored = check_pq.recall(g, e, H, yh, rot, model)
+    check_pq.exact_rows(X, model, "with OPQ")
     print("ok: OPQ %s (k %d): relative error %.4f (plain %.4f), recall@10 ADC %.4f (plain %.4f), NumPy's %s; full re-ranking exact" % (
         model, K, rel, rel0, stored[0], Q[model].attrs["recall_at10"][0], np.round(rec, 4)))
 EOF2
@@ -257,6 +242,8 @@ for opq in 0 3; do
     { cat $W/q$opq.x.log; fail "metric eval with pq.rerank above the catalogue"; }
   $PY - $W/q$opq.1/pq.h5 $W/r1/pq.h5 $W/r1/align.h5 $W/r1/cf.h5 $W/q$opq.1/results.h5 <<'EOF2' || fail "the queries' metric (opq $opq)"
 import sys, h5py, numpy as np
+sys.path.insert(0, "tests/reference")
+import check_pq
 P, Q = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
 src = {"align": (sys.argv[3], "align/z_base", "align/h_test"), "sasrec": (sys.argv[4], "sasrec/e_cf", "sasrec/state_test")}
 X = h5py.File(sys.argv[5], "r")
@@ -270,33 +257,14 @@ for model, (path, it, st) in src.items():
     # each entry of rot qrot^T is a sum of D products of float-rounded entries
     bound = 4 * D * 2.0 ** -24 * (np.abs(rot) @ np.abs(qrot).T)
     assert (np.abs(rot @ qrot.T - np.eye(D)) <= bound + 1e-12).all(), "rotation query_rotation^T is not I"
-    cb, codes = g["codebook"][...].astype(np.float64).reshape(M, K, -1), g["codes"][...].astype(np.int64)
-    y = e @ rot
-    yh = np.concatenate([cb[m][codes[:, m]] for m in range(M)], axis=1)
-    ds = D // M
-    for m in range(M):
-        d2 = ((y[:, None, m * ds:(m + 1) * ds] - cb[m][None]) ** 2).sum(-1)
-        assert (d2[np.arange(len(y)), codes[:, m]] <= d2.min(1) * (1 + 1e-5) + 1e-10).all(), "%s: a code is not the nearest centroid" % model
-    cb0, c0 = g0["codebook"][...].astype(np.float64).reshape(M, K, -1), g0["codes"][...].astype(np.int64)
-    xh0 = np.concatenate([cb0[m][c0[:, m]] for m in range(M)], axis=1)
+    cb, codes, yh = check_pq.decoded(g)
+    check_pq.nearest(e @ rot, cb, codes, model)
+    xh0 = check_pq.decoded(g0)[2]
     ex = H @ e.T
     err, err0 = ((ex - (H @ qrot) @ yh.T) ** 2).mean(), ((ex - H @ xh0.T) ** 2).mean()
     assert err < err0, "%s: squared score error %.4g, plain PQ %.4g" % (model, err, err0)
-    S = min(len(H), 1000)
-    hits = np.zeros(3)
-    for t in range(S):
-        q = H[t * len(H) // S]
-        ex, ad = e @ q, yh @ (q @ qrot)
-        best = set(np.argsort(-ex, kind="stable")[:10])
-        order = np.argsort(-ad, kind="stable")
-        for r, R in enumerate([10, 100, 1000]):
-            top = order[:R]
-            hits[r] += len(best & set(top[np.argsort(-ex[top], kind="stable")[:10]]))
-    rec, stored = hits / (10.0 * S), g.attrs["recall_at10"]
-    assert np.abs(rec - stored).max() <= 0.01, "%s: recall %s, pq.h5 says %s" % (model, rec, stored)
-    for proto in ("full", "uni99"):
-        a, b = X["test/%s/%s@pq" % (proto, model)][...], X["test/%s/%s" % (proto, model)][...]
-        assert np.array_equal(a, b, equal_nan=True), "%s@pq in the metric with full re-ranking differs from %s (%s)" % (model, model, proto)
+    rec, stored = check_pq.recall(g, e, H, yh, qrot, model)
+    check_pq.exact_rows(X, model, "in the metric")
     print("ok: metric %s (opq %d): %d directions above the floor; squared score error %.4g (plain PQ %.4g); recall@10 ADC %.4f (plain %.4f), NumPy's %s; full re-ranking exact" % (
         model, int(g.attrs["opq"]), int(g.attrs["query_dirs"]), err, err0, stored[0], g0.attrs["recall_at10"][0], np.round(rec, 4)))
 EOF2
