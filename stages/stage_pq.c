@@ -27,7 +27,8 @@ static const char USAGE[] =
     "Product-quantises the item tables of pq.models ('align': align.h5's z_base; 'sasrec': cf.h5's e_cf)\n"
     "into <run.dir>/pq.h5: pq.m sub-spaces of pq.k centroids each (k-means++ seeding from pq.seed, then\n"
     "pq.iters Lloyd iterations, data parallel over every item or pq.sample evenly spaced ones; pq.opq\n"
-    "rounds of an OPQ rotation), one byte per sub-space and item. Eval scores them as align@pq and\n"
+    "rounds of an OPQ rotation; with pq.metric = query, in the metric of the users' validation states),\n"
+    "one byte per sub-space and item. Eval scores them as align@pq and\n"
     "sasrec@pq (eval.models) by asymmetric distances over the whole catalogue, re-ranking the top\n"
     "pq.rerank items exactly. Logged and stored: relative quantisation error, memory of the codes\n"
     "against float32, and the recall@10 of the exact top 10 on test users.\n";
