@@ -3,8 +3,10 @@
  * With lm.checkpoint set, the checkpoint is loaded and checked (every rank), and its location
  * recorded: a Hugging Face GPT-2 or Llama directory, or a llama2.c .bin file (lm.arch; src/lm/lm.h). Otherwise a small GPT-2 is pretrained here on the catalogue's own text
  * and saved in the same layout (the embedded default):
- *   corpus    one document per item title, brand line and category path, and rationale sentences
- *             from explain.templates filled with catalogue values (lm.corpus selects the kinds);
+ *   corpus    one document per item title, brand line and category path, rationale sentences
+ *             from explain.templates filled with catalogue values, and (histories) one per training
+ *             interaction in the prompt's words, its user's history before it and its title
+ *             (lm.corpus selects the kinds);
  *             lm.val_frac of the documents (by a keyed hash) are held out for validation
  *   tokenizer byte-level BPE learned on the training documents (lm.vocab entries), GPT-2's format
  *   training documents joined by <|endoftext|> into one token stream; every step draws lm.batch
@@ -24,6 +26,7 @@
  * lm_ws_free. Everything lives in one workspace (lm_ws).
  */
 #include "../mpi/cli.h"
+#include "cands.h"
 #include "ckpt.h"
 #include "dataset_io.h"
 #include "../mpi/h5io.h"
@@ -36,6 +39,7 @@
 #include "../src/core/timer.h"
 #include "../src/data/text.h"
 #include "../src/lm/lm.h"
+#include "../src/prompt/llmrec.h"
 
 #include <errno.h>
 #include <math.h>
@@ -57,7 +61,8 @@ static const char USAGE[] =
     "rationale templates), data parallel over the ranks, and saved in the same layout to <run.dir>/lm/.\n"
     "Writes <run.dir>/lm.h5 with the model's location, shape and training curve.\n";
 
-static const char *const lm_config_groups[] = {"lm", "explain.templates", NULL};
+static const char *const lm_config_groups[] = {"lm", "explain.templates", "split.protocol", "prompt.prefix", "prompt.separator", "prompt.query",
+                                                "prompt.history", NULL};
 
 /* ---- corpus ------------------------------------------------------------------------------- */
 
@@ -170,10 +175,29 @@ static int corpus_templates(const dm_cfg *cfg, const dm_dataset *d, uint64_t see
 /* the corpus of lm.corpus, split into training and held-out documents by a keyed hash */
 static int build_corpus(const dm_cfg *cfg, const dm_dataset *d, uint64_t seed, dm_strtab *train, dm_strtab *val)
 {
+    static const char *const kinds[] = {"titles", "brands", "categories", "templates", "histories"};
+    for (size_t k = 0; k < dm_cfg_len(cfg, "lm.corpus"); k++) {
+        const char *v = dm_cfg_str_at(cfg, "lm.corpus", k);
+        size_t j = 0;
+        while (j < sizeof kinds / sizeof *kinds && strcmp(kinds[j], v)) j++;
+        if (j == sizeof kinds / sizeof *kinds) {
+            char wh[256];
+            DM_ERR(DM_ECONFIG, "%s: unknown corpus '%s'; expected titles, brands, categories, templates or histories",
+                   dm_cfg_where(cfg, "lm.corpus", wh, sizeof wh), v);
+            return DM_ECONFIG;
+        }
+    }
     dm_strtab all = {0};
     dm_buf b = {0};
     int rc = corpus_items(cfg, d, &all, &b);
     if (!rc && want_kind(cfg, "templates")) rc = corpus_templates(cfg, d, seed, &all, &b);
+    if (!rc && want_kind(cfg, "histories")) {
+        const int8_t *roles;
+        rc = cands_split(cfg, d, &roles);
+        if (!rc)
+            rc = pm_history_docs(d, roles, dm_cfg_str(cfg, "prompt.prefix"), dm_cfg_str(cfg, "prompt.separator"), dm_cfg_str(cfg, "prompt.query"),
+                                 (size_t)dm_cfg_int(cfg, "prompt.history"), &all);
+    }
     double vf = dm_cfg_float(cfg, "lm.val_frac");
     for (size_t k = 0; k < all.n && !rc; k++) {
         size_t l;

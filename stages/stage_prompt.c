@@ -1138,6 +1138,12 @@ static int prompt_train(prompt_ws *w, size_t k)
         w->best_ep[k] = t.vbest_ep;
         dm_log("  %s: the weights of epoch %ld kept (valid ndcg@10 %.4f; untrained %.4f)%s", t.name, t.vbest_ep, t.vbest, t.valid[0],
                t.vstall >= pat ? ", stopped early" : "");
+        if (t.p->head) { /* the kept blend: the latents' residual weights and the LM's title logit */
+            char ae[48] = "", at[48] = "";
+            if (t.p->nsp > 1) snprintf(ae, sizeof ae, ", a_e %.4g", *t.p->sp[1].a);
+            if (t.p->head_text) snprintf(at, sizeof at, ", a_t %.4g", *t.p->at);
+            dm_log("  %s: kept a_z %.4g%s%s", t.name, *t.p->sp[0].a, ae, at);
+        }
     }
     return par_agree(w->ctx, rc);
 }

@@ -35,6 +35,17 @@ static int head_forward(pm *p, const float *const u[2], const int32_t *hist, int
             for (int k = 0; k < d; k++) q->q[k] += *q->a * u[j][k];
         nn_sgemm(CblasNoTrans, CblasNoTrans, (int)p->n_items, 1, d, 1.0f, q->t, d, q->q, 1, j ? 1.0f : 0.0f, p->hs, 1);
     }
+    if (p->head_text && (keep || *p->at != 0.0f)) { /* + a_t (x . wte_f(i) - mean_v x . wte_v) */
+        const int V = p->V;
+        nn_sgemm(CblasNoTrans, CblasNoTrans, V, 1, C, 1.0f, lm_head(&p->lm), C, x, 1, 0.0f, p->tlog, 1);
+        double m = 0;
+        for (int v = 0; v < V; v++) m += p->tlog[v];
+        p->tmean = m / V;
+        const float a = *p->at, mf = (float)p->tmean;
+        if (a != 0.0f)
+            for (size_t i = 0; i < p->n_items; i++)
+                if (p->ftok[i] >= 0) p->hs[i] += a * (p->tlog[p->ftok[i]] - mf);
+    }
     *P = T;
     return DM_OK;
 }
@@ -77,6 +88,22 @@ int pm_head_train_user(pm *p, const float *h, const float *g, const int32_t *his
             *q->ga += (float)da;
         }
     }
+    if (p->head_text) { /* da_t = sum_i r_i l_i; dx += a_t sum_v (c_v - c / V) wte_v, c_v = sum_{f(i) = v} r_i */
+        const int V = p->V;
+        float *cv = p->tlog + V;
+        memset(cv, 0, (size_t)V * sizeof *cv);
+        double c = 0, da = 0;
+        const float mf = (float)p->tmean;
+        for (size_t i = 0; i < N; i++)
+            if (p->ftok[i] >= 0) {
+                cv[p->ftok[i]] += s[i];
+                c += s[i];
+                da += (double)s[i] * (p->tlog[p->ftok[i]] - mf);
+            }
+        *p->gat += (float)da;
+        for (int v = 0; v < V; v++) cv[v] -= (float)(c / V);
+        nn_sgemm(CblasTrans, CblasNoTrans, C, 1, V, *p->at, lm_head(&p->lm), C, cv, 1, 1.0f, dx, 1);
+    }
     if (p->head_nolm) return DM_OK;
     int ns = p->L + n;
     memset(p->dsoft, 0, (size_t)ns * C * sizeof *p->dsoft);
@@ -88,18 +115,20 @@ int pm_head_train_user(pm *p, const float *h, const float *g, const int32_t *his
 
 void pm_head_adam_step(pm *p, const nn_adam *o, float mix_lr)
 {
-    float keep[2][3];
-    for (int j = 0; j < p->nsp; j++) {
-        size_t k = (size_t)(p->sp[j].a - p->w);
-        keep[j][0] = p->w[k], keep[j][1] = p->am[k], keep[j][2] = p->av[k];
-    }
+    /* the mixing weights: each space's a (trained or kept), then a_t */
+    size_t at[3];
+    int tr[3], na = 0;
+    float keep[3][3];
+    for (int j = 0; j < p->nsp; j++) at[na] = (size_t)(p->sp[j].a - p->w), tr[na++] = p->sp[j].train_a;
+    if (p->head_text) at[na] = (size_t)(p->at - p->w), tr[na++] = 1;
+    for (int j = 0; j < na; j++) keep[j][0] = p->w[at[j]], keep[j][1] = p->am[at[j]], keep[j][2] = p->av[at[j]];
     nn_adam_step(o, p->t, p->w, p->g, p->am, p->av, p->nparams);
     nn_adam om = *o;
     om.lr = mix_lr;
     om.weight_decay = 0;
-    for (int j = 0; j < p->nsp; j++) {
-        size_t k = (size_t)(p->sp[j].a - p->w);
+    for (int j = 0; j < na; j++) {
+        size_t k = at[j];
         p->w[k] = keep[j][0], p->am[k] = keep[j][1], p->av[k] = keep[j][2];
-        if (p->sp[j].train_a) nn_adam_step(&om, p->t, p->w + k, p->g + k, p->am + k, p->av + k, 1);
+        if (tr[j]) nn_adam_step(&om, p->t, p->w + k, p->g + k, p->am + k, p->av + k, 1);
     }
 }

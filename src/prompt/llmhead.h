@@ -16,6 +16,15 @@
  * and dx flows back through the frozen LM (lm_backward with a hidden-state gradient at the last
  * position) into the soft rows and the projectors.
  *
+ * With prompt.head_text the LM also scores every item in its own words: its next-token logit of the
+ * item's first title token f(i) at the prompt's end, centred on the vocabulary's mean,
+ *     s_i += a_t l_i,   l_i = x . wte_f(i) - (1/V) sum_v x . wte_v   (0 for an untitled item)
+ * with a_t trained at the residual weights' rate and starting at 0 (so the untrained head still ranks
+ * as the aligner): da_t = sum_i r_i l_i, dx += a_t sum_v (c_v - c / V) wte_v with c_v the sum of r_i
+ * over the items whose title starts with v and c their total. One (V, C) product per user; it
+ * carries the LM's guess of the next title, which means something once the LM has read the users'
+ * histories (lm.corpus "histories", pm_history_docs).
+ *
  * The LM-free twin (`latent_head`, pm_head_opts.no_lm) is the same head with x = 0 and no LM pass:
  * a trained blend of the two spaces' scores, b_z . z_i + b_e . e_i + a_z h_u . z_i + a_e g_u . e_i.
  * Trained on the same users, it measures what the LM adds beyond re-weighting the latents.

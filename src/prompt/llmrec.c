@@ -31,7 +31,7 @@ void pm_free(pm *p)
     /* the slab and its moments, the prompt tokens, the evidence and the batch buffers */
     DM_FREE_ALL(p->w, p->g, p->am, p->av, p->toff, p->tok, p->ev, p->uekind, p->uex, p->uew, p->dey, p->eoff,
                 p->ekind, p->ex, p->ew, p->ey, p->mask_row, p->keep, p->in, p->tg, p->ctok, p->tw, p->dh, p->soft,
-                p->dsoft, p->ie, p->ide, p->zin, p->hs, p->hx);
+                p->dsoft, p->ie, p->ide, p->zin, p->hs, p->hx, p->ftok, p->tlog);
     memset(p, 0, sizeof *p);
 }
 
@@ -88,6 +88,37 @@ static int pm_read_explain_opts(pm *p, const dm_cfg *cfg, const explain_src *src
     DM_CALL(explain_templates_parse(dm_cfg_str(cfg, "explain.templates"), &p->tpl));
     DM_CALL(explain_rationale_init(&p->rat));
     return DM_OK;
+}
+
+int pm_history_docs(const dm_dataset *d, const int8_t *roles, const char *prefix, const char *sep, const char *query, size_t H,
+                    dm_strtab *out)
+{
+    int32_t *seq = malloc((d->n_inter + 1) * sizeof *seq);
+    if (!seq) return DM_ERR(DM_ENOMEM, "out of memory for the histories");
+    dm_buf b = {0};
+    int rc = DM_OK;
+    for (size_t u = 0; u < d->n_users && !rc; u++) {
+        size_t m = 0;
+        for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++)
+            if (roles[j] == DM_TRAIN) seq[m++] = d->item[j];
+        for (size_t t = 1; t < m && !rc; t++) {
+            size_t l;
+            const char *s = dm_strtab_get(&d->title, (size_t)seq[t], &l);
+            if (!l) continue;
+            dm_buf_reset(&b);
+            rc = dm_buf_printf(&b, "%s", prefix);
+            for (size_t k = t > H ? t - H : 0; k < t && !rc; k++) {
+                size_t hl;
+                const char *h = dm_strtab_get(&d->title, (size_t)seq[k], &hl);
+                if (hl) rc = dm_buf_printf(&b, " %.*s%s", (int)hl, h, sep);
+            }
+            if (!rc) rc = dm_buf_printf(&b, "%s %.*s", query, (int)l, s);
+            if (!rc) rc = dm_strtab_add(out, b.data, b.len);
+        }
+    }
+    free(seq);
+    dm_buf_free(&b);
+    return rc;
 }
 
 /* the fixed prompt texts (prefix, separator, query) and the " title" tokens of every item, cut to
@@ -164,6 +195,8 @@ static void pm_size_params(pm *p, const dm_cfg *cfg, const pm_head_opts *head, p
         p->sp[0].t = p->z, p->sp[0].d = dz;
         p->sp[1].t = head->cf, p->sp[1].d = head->cf ? head->dcf : 0;
         for (int j = 0; j < p->nsp; j++) p->n_head += p->sp[j].d * (size_t)p->C + p->sp[j].d + 1;
+        p->head_text = !head->no_lm && dm_cfg_bool(cfg, "prompt.head_text");
+        p->n_head += (size_t)p->head_text;
         p->nparams += p->n_head;
     }
     if (p->evid) {
@@ -212,6 +245,13 @@ static int pm_init_item_head(pm *p, const dm_cfg *cfg, const dm_dataset *d)
         off += nw + dj + 1;
         DM_ALLOC(q->q, 2 * dj);
         q->dq = q->q + dj;
+    }
+    if (p->head_text) { /* a_t starts at 0: the untrained head still ranks as the aligner */
+        p->at = p->w + off, p->gat = p->g + off;
+        *p->at = 0.0f;
+        DM_ALLOC(p->ftok, d->n_items + 1);
+        for (size_t i = 0; i < d->n_items; i++) p->ftok[i] = p->toff[i + 1] > p->toff[i] ? p->tok[p->toff[i]] : -1;
+        DM_ALLOC(p->tlog, 2 * (size_t)p->V);
     }
     DM_ALLOC(p->hs, d->n_items + 1);
     DM_ALLOC(p->hx, (size_t)p->C);

@@ -153,9 +153,23 @@ typedef struct pm {
     size_t n_head;                    /* its parameters, at the end of the slab */
     int nsp;                          /* item spaces: 1 (the aligner's) or 2 (and the CF model's) */
     pm_head_space sp[2];
+    int head_text;                    /* prompt.head_text: + a_t (the LM's logit of each item's first title token) */
+    float *at, *gat;                  /* a_t (1) in the slab, after the spaces, and its gradient */
+    int32_t *ftok;                    /* (n_items) each item's first title token, -1 untitled */
+    float *tlog;                      /* (2 V) the logits x . wte_v of the last user, then their gradient */
+    double tmean;                     /* the mean of those logits over the vocabulary */
     float *hs;                        /* (n_items) scores of the last user */
     float *hx;                        /* (C) the last hidden state x */
 } pm;
+
+/* The users' training histories as text in the prompt's own words, for pretraining the LM on them
+ * (lm.corpus "histories"): one document per interaction t >= 1 of the training role (roles (n_inter)
+ * == DM_TRAIN) of every user, "<prefix> <title>" "<sep>" for each of the (at most H) training items
+ * before it, then "<query> <title of t>" (" The user bought: A; B; Next: C"). Only training-role
+ * interactions are read, so no validation or test item appears. Untitled items are left out of a
+ * history; an untitled item t makes no document. Appends to out; DM_ENOMEM only. */
+int pm_history_docs(const dm_dataset *d, const int8_t *roles, const char *prefix, const char *sep, const char *query, size_t H,
+                    dm_strtab *out);
 
 /* Loads the LM of lmdir, tokenizes the prompt pieces and every item's title, sizes the projectors
  * (din = dz) and buffers for up to maxc candidates per user. z (n_items, dz) stays the caller's.

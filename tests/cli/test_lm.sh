@@ -2,6 +2,10 @@
 # `dynmm lm`: pretraining the in-suite GPT-2 on the synthetic catalogue's text gives the same loss
 # curve at 1, 2 and 3 ranks (same global batch of 12 sequences), validation perplexity falls; the saved Hugging Face
 # layout loads back through lm.checkpoint; a broken checkpoint is refused with a clear message.
+# lm.corpus "histories" adds one document per training interaction after each user's first (the
+# count NumPy finds in dataset.h5's leave-one-out roles and titles; the documents' words and the
+# absence of validation and test items are unit-tested in test_llmhead); an unknown kind is refused
+# naming the key.
 set -u
 PY=/usr/bin/python3; B=$DM_BUILD/dynmm
 W=$DM_TMP/lm; rm -rf $W; mkdir -p $W
@@ -37,4 +41,25 @@ head -c 1000 $W/r1/lm/model.safetensors > $W/broken/model.safetensors
 if $B lm --set run.dir=$W/r1 --set lm.checkpoint=$W/broken < /dev/null > $W/broken.log 2>&1; then echo "FAIL: a truncated checkpoint was accepted"; exit 1; fi
 grep -q "model.safetensors" $W/broken.log || { cat $W/broken.log; echo "FAIL: the error does not name the file"; exit 1; }
 grep "error" $W/broken.log
+# the users' training histories as documents (histories alone: no catalogue documents)
+mkdir -p $W/h; cp $W/base/dataset.h5 $W/h/
+$DM_MPIRUN -n 2 $B lm "${small[@]}" --set run.dir=$W/h --set 'lm.corpus=["histories"]' --set lm.val_frac=0.1 < /dev/null > $W/h.log 2>&1 || { cat $W/h.log; exit 1; }
+docs=$(sed -n 's/.*lm: corpus of \([0-9]*\) training and \([0-9]*\) validation documents.*/\1 \2/p' $W/h.log)
+$PY - $W/base/dataset.h5 $docs <<'PYEOF' || exit 1
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+off, item, role = f["users/offsets"][...], f["inter/item"][...], f["split/loo"][...]
+toff = f["items/title/offsets"][...]
+titled = np.diff(toff) > 0
+want = 0
+for u in range(len(off) - 1):
+    seq = item[off[u]:off[u + 1]][role[off[u]:off[u + 1]] == 0]   # DM_TRAIN
+    want += int(titled[seq[1:]].sum())
+got = int(sys.argv[2]) + int(sys.argv[3])
+assert want > 1000 and got == want, "history documents: %d, expected %d (one per titled training interaction after a user's first)" % (got, want)
+print("lm: %d history documents (%s training, %s validation), as dataset.h5's training roles give" % (got, sys.argv[2], sys.argv[3]))
+PYEOF
+if $B lm "${small[@]}" --set run.dir=$W/h --set 'lm.corpus=["titles","history"]' < /dev/null > $W/badcorpus.log 2>&1; then echo "FAIL: lm.corpus 'history' was accepted"; exit 1; fi
+grep -q "lm.corpus.*unknown corpus 'history'; expected titles, brands, categories, templates or histories" $W/badcorpus.log \
+  || { cat $W/badcorpus.log; echo "FAIL: the unknown corpus error does not name the key and the kinds"; exit 1; }
 echo ok
