@@ -152,6 +152,8 @@ static const char *const *stage_groups(const stage_def *def, const dm_cfg *cfg, 
 {
     size_t n = 0;
     for (const char *const *g = def->groups; g && *g && n + 1 < STAGE_MAX_GROUPS; g++) buf[n++] = *g;
+    if (def->groups_if)
+        for (const char *const *g = def->groups_if(cfg); g && *g && n + 1 < STAGE_MAX_GROUPS; g++) buf[n++] = *g;
     buf[n] = NULL;
     if (def->models_key) model_groups(cfg, def->models_key, buf, &n, STAGE_MAX_GROUPS);
     return buf;

@@ -52,6 +52,10 @@ typedef struct stage_def {
     /* list key naming registered models (stages/models.h) whose config groups it also reads:
      * "cf.models" (train-cf), "eval.models" (eval); NULL = none */
     const char *models_key;
+    /* Further groups (or single keys) read only under some settings, given the config; they are
+     * hashed only then, so a setting that does not matter to this config does not make its output
+     * stale (NULL = none). lm: the split and the prompt's words when lm.corpus has "histories". */
+    const char *const *(*groups_if)(const dm_cfg *cfg);
     /* 1 if this config reads `input` (NULL = every input is read); an input not read is neither
      * required nor hashed. */
     int (*uses)(const dm_cfg *cfg, const char *input);

@@ -61,8 +61,17 @@ static const char USAGE[] =
     "rationale templates), data parallel over the ranks, and saved in the same layout to <run.dir>/lm/.\n"
     "Writes <run.dir>/lm.h5 with the model's location, shape and training curve.\n";
 
-static const char *const lm_config_groups[] = {"lm", "explain.templates", "split.protocol", "prompt.prefix", "prompt.separator", "prompt.query",
-                                                "prompt.history", NULL};
+static const char *const lm_config_groups[] = {"lm", "explain.templates", NULL};
+
+static int want_kind(const dm_cfg *cfg, const char *kind);
+
+/* the users' histories (lm.corpus "histories") are read in the split's training roles and written in
+   the prompt's words: only then do those settings make the LM */
+static const char *const *lm_groups_if(const dm_cfg *cfg)
+{
+    static const char *const hist[] = {"split.protocol", "prompt.prefix", "prompt.separator", "prompt.query", "prompt.history", NULL};
+    return want_kind(cfg, "histories") ? hist : NULL;
+}
 
 /* ---- corpus ------------------------------------------------------------------------------- */
 
@@ -620,6 +629,7 @@ const stage_def stage_lm_def = {
     .output = "lm.h5",
     .inputs = {"dataset.h5", NULL},
     .groups = lm_config_groups,
+    .groups_if = lm_groups_if,
     .check = check_lm,
     .run = stage_lm,
     .summary = "load a GPT-2 or Llama checkpoint, or pretrain the in-suite GPT-2 on the catalogue's text",

@@ -59,6 +59,17 @@ got = int(sys.argv[2]) + int(sys.argv[3])
 assert want > 1000 and got == want, "history documents: %d, expected %d (one per titled training interaction after a user's first)" % (got, want)
 print("lm: %d history documents (%s training, %s validation), as dataset.h5's training roles give" % (got, sys.argv[2], sys.argv[3]))
 PYEOF
+# the split and the prompt's words make the LM only with histories: the stage hash follows them then
+mkdir -p $W/h2 $W/n2; cp $W/base/dataset.h5 $W/h2/; cp $W/base/dataset.h5 $W/n2/
+$B lm "${small[@]}" --set run.dir=$W/h2 --set 'lm.corpus=["histories"]' --set lm.val_frac=0.1 --set split.protocol=temporal < /dev/null > $W/h2.log 2>&1 || { cat $W/h2.log; exit 1; }
+$B lm "${small[@]}" --set run.dir=$W/n2 --set split.protocol=temporal --set prompt.query=" Then:" < /dev/null > $W/n2.log 2>&1 || { cat $W/n2.log; exit 1; }
+$PY - $W/h/lm.h5 $W/h2/lm.h5 $W/r2/lm.h5 $W/n2/lm.h5 <<'PYEOF' || exit 1
+import sys, h5py
+h = [h5py.File(p, "r").attrs["stage_hash"] for p in sys.argv[1:5]]
+assert h[0] != h[1], "with histories, another split.protocol left the lm stage hash unchanged"
+assert h[2] == h[3], "without histories, split.protocol and prompt.query changed the lm stage hash"
+print("lm: the stage hash follows split.protocol with histories, and not without")
+PYEOF
 if $B lm "${small[@]}" --set run.dir=$W/h --set 'lm.corpus=["titles","history"]' < /dev/null > $W/badcorpus.log 2>&1; then echo "FAIL: lm.corpus 'history' was accepted"; exit 1; fi
 grep -q "lm.corpus.*unknown corpus 'history'; expected titles, brands, categories, templates or histories" $W/badcorpus.log \
   || { cat $W/badcorpus.log; echo "FAIL: the unknown corpus error does not name the key and the kinds"; exit 1; }
