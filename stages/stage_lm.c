@@ -181,8 +181,8 @@ static int corpus_templates(const dm_cfg *cfg, const dm_dataset *d, uint64_t see
     return DM_OK;
 }
 
-/* the corpus of lm.corpus, split into training and held-out documents by a keyed hash */
-static int build_corpus(const dm_cfg *cfg, const dm_dataset *d, uint64_t seed, dm_strtab *train, dm_strtab *val)
+/* every kind of lm.corpus is one this stage writes */
+static int check_corpus(const dm_cfg *cfg)
 {
     static const char *const kinds[] = {"titles", "brands", "categories", "templates", "histories"};
     for (size_t k = 0; k < dm_cfg_len(cfg, "lm.corpus"); k++) {
@@ -196,6 +196,13 @@ static int build_corpus(const dm_cfg *cfg, const dm_dataset *d, uint64_t seed, d
             return DM_ECONFIG;
         }
     }
+    return DM_OK;
+}
+
+/* the corpus of lm.corpus, split into training and held-out documents by a keyed hash */
+static int build_corpus(const dm_cfg *cfg, const dm_dataset *d, uint64_t seed, dm_strtab *train, dm_strtab *val)
+{
+    DM_CALL(check_corpus(cfg));
     dm_strtab all = {0};
     dm_buf b = {0};
     int rc = corpus_items(cfg, d, &all, &b);
@@ -613,9 +620,11 @@ static int stage_lm(stage_run *sr)
 
 /* ---- the stage's contract (stage.h) ---- */
 
-/* lm.arch = "llama" needs a checkpoint: the in-suite model is a GPT-2. */
+/* lm.corpus names kinds this stage writes (checked before a run's first stage); lm.arch = "llama"
+   needs a checkpoint: the in-suite model is a GPT-2. */
 static int check_lm(const dm_cfg *cfg)
 {
+    DM_CALL(check_corpus(cfg));
     if (strcmp(dm_cfg_str(cfg, "lm.arch"), "llama") || dm_cfg_str(cfg, "lm.checkpoint")[0]) return DM_OK;
     char wh[256];
     DM_ERR(DM_ECONFIG, "%s = \"llama\" but lm.checkpoint is empty: the in-suite model pretrained without a checkpoint is a GPT-2",

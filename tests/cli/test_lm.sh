@@ -73,4 +73,7 @@ PYEOF
 if $B lm "${small[@]}" --set run.dir=$W/h --set 'lm.corpus=["titles","history"]' < /dev/null > $W/badcorpus.log 2>&1; then echo "FAIL: lm.corpus 'history' was accepted"; exit 1; fi
 grep -q "lm.corpus.*unknown corpus 'history'; expected titles, brands, categories, templates or histories" $W/badcorpus.log \
   || { cat $W/badcorpus.log; echo "FAIL: the unknown corpus error does not name the key and the kinds"; exit 1; }
+# `dynmm run` checks it before its first stage: nothing is made
+if $B run "${small[@]}" --set run.dir=$W/badrun --set 'run.stages=["synth","lm"]' --set 'lm.corpus=["history"]' < /dev/null > $W/badrun.log 2>&1; then echo "FAIL: run with lm.corpus 'history' succeeded"; exit 1; fi
+grep -q "unknown corpus 'history'" $W/badrun.log && [ ! -e $W/badrun/dataset.h5 ] || { cat $W/badrun.log; echo "FAIL: the run did not stop before its first stage"; exit 1; }
 echo ok
