@@ -63,16 +63,6 @@ static const char USAGE[] =
 
 static const char *const lm_config_groups[] = {"lm", "explain.templates", NULL};
 
-static int want_kind(const dm_cfg *cfg, const char *kind);
-
-/* the users' histories (lm.corpus "histories") are read in the split's training roles and written in
-   the prompt's words: only then do those settings make the LM */
-static const char *const *lm_groups_if(const dm_cfg *cfg)
-{
-    static const char *const hist[] = {"split.protocol", "prompt.prefix", "prompt.separator", "prompt.query", "prompt.history", NULL};
-    return want_kind(cfg, "histories") ? hist : NULL;
-}
-
 /* ---- corpus ------------------------------------------------------------------------------- */
 
 static int want_kind(const dm_cfg *cfg, const char *kind)
@@ -181,7 +171,7 @@ static int corpus_templates(const dm_cfg *cfg, const dm_dataset *d, uint64_t see
     return DM_OK;
 }
 
-/* every kind of lm.corpus is one this stage writes */
+/* every kind of lm.corpus is one this stage writes (check_lm: before the stage or a run starts) */
 static int check_corpus(const dm_cfg *cfg)
 {
     static const char *const kinds[] = {"titles", "brands", "categories", "templates", "histories"};
@@ -202,7 +192,6 @@ static int check_corpus(const dm_cfg *cfg)
 /* the corpus of lm.corpus, split into training and held-out documents by a keyed hash */
 static int build_corpus(const dm_cfg *cfg, const dm_dataset *d, uint64_t seed, dm_strtab *train, dm_strtab *val)
 {
-    DM_CALL(check_corpus(cfg));
     dm_strtab all = {0};
     dm_buf b = {0};
     int rc = corpus_items(cfg, d, &all, &b);
@@ -631,6 +620,14 @@ static int check_lm(const dm_cfg *cfg)
            dm_cfg_where(cfg, "lm.arch", wh, sizeof wh));
     DM_HINT("set lm.checkpoint to a Llama checkpoint (a Hugging Face directory or a llama2.c .bin), or lm.arch = \"auto\"");
     return DM_ECONFIG;
+}
+
+/* the users' histories (lm.corpus "histories") are read in the split's training roles and written in
+   the prompt's words: only then do those settings make the LM */
+static const char *const *lm_groups_if(const dm_cfg *cfg)
+{
+    static const char *const hist[] = {"split.protocol", "prompt.prefix", "prompt.separator", "prompt.query", "prompt.history", NULL};
+    return want_kind(cfg, "histories") ? hist : NULL;
 }
 
 const stage_def stage_lm_def = {
