@@ -34,17 +34,19 @@ int pq_read(h5file *f, const char *model, size_t n_items, size_t d, pq_codebook 
     snprintf(nk, sizeof nk, "/%s/codes", model);
     *codes = NULL;
     memset(cb, 0, sizeof *cb);
-    int64_t M = 0, K = 0;
+    int64_t M = 0, K = 0, L = 1;
     char grp[128];
     snprintf(grp, sizeof grp, "/%s", model);
     DM_CALL(h5_get_attr_i64(f, grp, "m", &M));
     DM_CALL(h5_get_attr_i64(f, grp, "k", &K));
-    DM_CALL(pq_init(cb, d, (int)M, (int)K, model));
+    if (h5_has_attr(f, grp, "stages")) DM_CALL(h5_get_attr_i64(f, grp, "stages", &L)); /* files of one stage may lack it */
+    DM_CALL(pq_init_rq(cb, d, (int)M, (int)L, (int)K, model));
+    const int64_t C = M * L; /* code columns */
     void *p = NULL;
     size_t r, c;
     int rc = h5_read_all(f, nc, H5_F32, &p, &r, &c);
-    if (!rc && (r != (size_t)(M * K) || c != cb->ds))
-        rc = DM_ERR(DM_EFORMAT, "%s: %s is (%zu, %zu), expected (%lld, %zu)", f->path, nc, r, c, (long long)(M * K), cb->ds);
+    if (!rc && (r != (size_t)(C * K) || c != cb->ds))
+        rc = DM_ERR(DM_EFORMAT, "%s: %s is (%zu, %zu), expected (%lld, %zu)", f->path, nc, r, c, (long long)(C * K), cb->ds);
     if (!rc) memcpy(cb->c, p, r * c * sizeof(float));
     free(p);
     p = NULL;
@@ -67,8 +69,8 @@ int pq_read(h5file *f, const char *model, size_t n_items, size_t d, pq_codebook 
         p = NULL;
     }
     if (!rc) rc = h5_read_all(f, nk, H5_U8, &p, &r, &c);
-    if (!rc && (r != n_items || c != (size_t)M)) {
-        rc = DM_ERR(DM_EFORMAT, "%s: %s is (%zu, %zu), expected (%zu, %lld)", f->path, nk, r, c, n_items, (long long)M);
+    if (!rc && (r != n_items || c != (size_t)C)) {
+        rc = DM_ERR(DM_EFORMAT, "%s: %s is (%zu, %zu), expected (%zu, %lld)", f->path, nk, r, c, n_items, (long long)C);
         DM_HINT("the file was made from other latents: rerun the pq stage");
     }
     for (size_t q = 0; !rc && q < r * c; q++)
@@ -101,7 +103,7 @@ static int max_f64(void *c, double *buf, size_t n) { return par_allreduce_max_f6
 int pq_fit_table(par_ctx *ctx, const dm_cfg *cfg, const float *e, size_t n, const float *q, size_t nq, size_t Nq, uint64_t seed,
                  pq_codebook *cb, uint8_t **codes, pq_train_stats *ts, size_t *n_train, int *q_dirs)
 {
-    const size_t D = cb->D, M = (size_t)cb->M;
+    const size_t D = cb->D, M = (size_t)pq_ncodes(cb); /* code columns */
     size_t lo, hi;
     dm_shard_even(n, ctx->size, ctx->rank, &lo, &hi);
     *codes = NULL;
@@ -166,11 +168,11 @@ int pq_fit_table(par_ctx *ctx, const dm_cfg *cfg, const float *e, size_t n, cons
 
 typedef struct {
     pq_codebook cb;
-    uint8_t *codes;      /* (n_items, M); NULL when packed for the fast scan */
+    uint8_t *codes;      /* (n_items, M L); NULL when packed for the fast scan */
     pq_fs_codes fs;      /* K <= 16: the codes nibble-packed, scored by fast scan (pq.h) */
     model_latents lat;   /* states; the float items e only when re-ranking */
     size_t R;            /* pq.rerank (>= n_items: exact) */
-    float *lut;          /* (cap, M, K) */
+    float *lut;          /* (cap, M L, K) */
     uint8_t *qlut;       /* fast scan: (cap, Mp, 16) the quantised tables */
     pq_fs_scale *qsc;    /* fast scan: (cap) their scales */
     size_t cap;
@@ -183,7 +185,7 @@ typedef struct {
 static int grow(pq_scorer *p, size_t B)
 {
     if (B <= p->cap) return DM_OK;
-    const size_t MK = (size_t)p->cb.M * (size_t)p->cb.K, Q = (size_t)pq_fs_mpad(p->cb.M) * 16;
+    const size_t MK = (size_t)pq_ncodes(&p->cb) * (size_t)p->cb.K, Q = (size_t)pq_fs_mpad(pq_ncodes(&p->cb)) * 16;
     float *l = realloc(p->lut, B * MK * sizeof *l);
     if (l) p->lut = l;
     uint8_t *q = realloc(p->qlut, B * Q);
@@ -198,17 +200,18 @@ static int grow(pq_scorer *p, size_t B)
 int pq_scorer_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
 {
     pq_scorer *p = mv;
-    const size_t n = p->lat.n_items, D = p->lat.C, MK = (size_t)p->cb.M * (size_t)p->cb.K;
+    const int C = pq_ncodes(&p->cb); /* code columns: M L */
+    const size_t n = p->lat.n_items, D = p->lat.C, MK = (size_t)C * (size_t)p->cb.K;
     if (p->R >= n) return model_latents_score(&p->lat, s, users, B, scores);
     DM_CALL(grow(p, B));
     const float *st = p->lat.state[s->split];
     for (size_t b = 0; b < B; b++) pq_adc_lut(&p->cb, st + users[b] * D, p->lut + b * MK);
     if (p->fs.codes) { /* 4-bit codes: byte tables, scores within M delta / 2 of the float ADC's (pq.h) */
-        const size_t Q = (size_t)pq_fs_mpad(p->cb.M) * 16;
-        for (size_t b = 0; b < B; b++) pq_fs_quantise(p->lut + b * MK, p->cb.M, p->cb.K, p->qlut + b * Q, p->qsc + b);
+        const size_t Q = (size_t)pq_fs_mpad(C) * 16;
+        for (size_t b = 0; b < B; b++) pq_fs_quantise(p->lut + b * MK, C, p->cb.K, p->qlut + b * Q, p->qsc + b);
         pq_fs_scores(&p->fs, p->qlut, p->qsc, B, scores);
     } else {
-        pq_adc_scores(p->lut, B, p->codes, n, p->cb.M, p->cb.K, scores);
+        pq_adc_scores(p->lut, B, p->codes, n, C, p->cb.K, scores);
     }
     for (size_t b = 0; p->R && b < B; b++) {
         size_t nh = ev_history(s, users[b], p->hist);
@@ -225,7 +228,7 @@ static int scorer_finish(pq_scorer *p, size_t n_inter)
     const size_t n = p->lat.n_items;
     int rc = DM_OK;
     /* at most 16 centroids: packed two codes a byte for the fast scan, the bytes dropped */
-    if (p->cb.K <= PQ_FS_KMAX) rc = pq_fs_pack(&p->fs, p->codes, n, p->cb.M);
+    if (p->cb.K <= PQ_FS_KMAX) rc = pq_fs_pack(&p->fs, p->codes, n, pq_ncodes(&p->cb));
     if (!rc && p->fs.codes) DM_FREE(p->codes);
     if (!rc) {
         p->hist = malloc((n_inter + 1) * sizeof *p->hist);

@@ -26,15 +26,15 @@ static const char USAGE[] =
     "usage: dynmm pq CONFIG.cfg [--set group.key=value ...]\n\n"
     "Product-quantises the item tables of pq.models ('align': align.h5's z_base; 'sasrec': cf.h5's e_cf)\n"
     "into <run.dir>/pq.h5: pq.m sub-spaces of pq.k centroids each (k-means++ seeding from pq.seed, then\n"
-    "pq.iters Lloyd iterations, data parallel over every item or pq.sample evenly spaced ones; pq.opq\n"
-    "rounds of an OPQ rotation; with pq.metric = query, in the metric of the users' validation states),\n"
-    "one byte per sub-space and item. Eval scores them as align@pq and\n"
+    "pq.iters Lloyd iterations, data parallel over every item or pq.sample evenly spaced ones; pq.stages\n"
+    "residual stages per sub-space; pq.opq rounds of an OPQ rotation; with pq.metric = query, in the\n"
+    "metric of the users' validation states), one code per sub-space, stage and item. Eval scores them as align@pq and\n"
     "sasrec@pq (eval.models) by asymmetric distances over the whole catalogue, re-ranking the top\n"
     "pq.rerank items exactly. Logged and stored: relative quantisation error, memory of the codes\n"
     "against float32, and the recall@10 of the exact top 10 on test users.\n";
 
 /* pq.rerank is eval's (align@pq's group): it does not change the codebooks */
-static const char *const pq_config_groups[] = {"pq.models", "pq.m", "pq.k", "pq.iters", "pq.opq", "pq.opq_iters", "pq.metric", "pq.query_floor", "pq.seed", "pq.sample", NULL};
+static const char *const pq_config_groups[] = {"pq.models", "pq.m", "pq.k", "pq.stages", "pq.iters", "pq.opq", "pq.opq_iters", "pq.metric", "pq.query_floor", "pq.seed", "pq.sample", NULL};
 
 #define PQ_RECALL_USERS 1000
 static const size_t g_recall_R[] = {10, 100, 1000};
@@ -76,7 +76,7 @@ static int recall_sample(par_ctx *ctx, const pq_codebook *cb, const uint8_t *cod
     const size_t D = cb->D, S = n_users < PQ_RECALL_USERS ? n_users : PQ_RECALL_USERS, Rmax = g_recall_R[PQ_NR - 1] < n ? g_recall_R[PQ_NR - 1] : n;
     size_t lo, hi;
     dm_shard_even(S, ctx->size, ctx->rank, &lo, &hi);
-    float *ex = malloc(n * sizeof *ex), *adc = malloc(n * sizeof *adc), *lut = malloc((size_t)cb->M * (size_t)cb->K * sizeof *lut), *sub = malloc(Rmax * sizeof *sub);
+    float *ex = malloc(n * sizeof *ex), *adc = malloc(n * sizeof *adc), *lut = malloc((size_t)pq_ncodes(cb) * (size_t)cb->K * sizeof *lut), *sub = malloc(Rmax * sizeof *sub);
     int32_t *top = malloc(Rmax * sizeof *top), best[10], got[10];
     int rc = ex && adc && lut && top && sub ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory");
     memset(hits, 0, PQ_NR * sizeof *hits);
@@ -86,7 +86,7 @@ static int recall_sample(par_ctx *ctx, const pq_codebook *cb, const uint8_t *cod
         cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)D, 1.0f, e, (int)D, q, 1, 0.0f, ex, 1);
         int nb = dm_top_k_f32(ex, n, NULL, 10, best);
         pq_adc_lut(cb, q, lut);
-        pq_adc_scores(lut, 1, codes, n, cb->M, cb->K, adc);
+        pq_adc_scores(lut, 1, codes, n, pq_ncodes(cb), cb->K, adc);
         int nt = dm_top_k_f32(adc, n, NULL, (int)Rmax, top);
         for (size_t r = 0; r < PQ_NR; r++) {
             size_t R = g_recall_R[r] < (size_t)nt ? g_recall_R[r] : (size_t)nt;
@@ -147,13 +147,13 @@ static int quantise(stage_run *sr, h5file *f, const pq_source *src, uint64_t see
     snprintf(what, sizeof what, "pq: %s", src->model);
     pq_codebook cb = {0};
     if (!rc) {
-        rc = pq_init(&cb, D, (int)dm_cfg_int(cfg, "pq.m"), (int)dm_cfg_int(cfg, "pq.k"), what);
+        rc = pq_init_rq(&cb, D, (int)dm_cfg_int(cfg, "pq.m"), (int)dm_cfg_int(cfg, "pq.stages"), (int)dm_cfg_int(cfg, "pq.k"), what);
         if (rc && D) DM_HINT("%s's latents (%s) have %zu dimensions: pq.m must divide it", src->model, src->item, D);
     }
     rc = par_agree(ctx, rc);
     size_t lo, hi, S = 0;
     dm_shard_even(n, ctx->size, ctx->rank, &lo, &hi);
-    const size_t M = (size_t)cb.M;
+    const size_t M = (size_t)pq_ncodes(&cb); /* code columns: pq.m pq.stages */
     uint8_t *codes = NULL;
     pq_train_stats ts;
     memset(&ts, 0, sizeof ts);
@@ -182,6 +182,7 @@ static int quantise(stage_run *sr, h5file *f, const pq_source *src, uint64_t see
     const double rel = ts.norm > 0 ? ts.err / ts.norm : 0.0, bc = (double)n * (double)(cb.K <= PQ_FS_KMAX ? (M + 1) / 2 : M), bf = (double)(n * D * sizeof(float));
     if (!rc) rc = h5_attr_i64(f, grp, "m", cb.M);
     if (!rc) rc = h5_attr_i64(f, grp, "k", cb.K);
+    if (!rc) rc = h5_attr_i64(f, grp, "stages", cb.L);
     if (!rc) rc = h5_attr_i64(f, grp, "d", (int64_t)D);
     if (!rc) rc = h5_attr_str(f, grp, "source", src->file);
     if (!rc) rc = h5_attr_str(f, grp, "item_table", src->item);
@@ -204,9 +205,12 @@ static int quantise(stage_run *sr, h5file *f, const pq_source *src, uint64_t see
         if (dm_cfg_int(cfg, "pq.opq") > 0) o = snprintf(opq, sizeof opq, ", OPQ %lld rounds", (long long)dm_cfg_int(cfg, "pq.opq"));
         if (cb.qrot)
             snprintf(opq + o, sizeof opq - (size_t)o, ", in the metric of %zu validation states (%d of %zu directions above the floor)", nv, qdirs, D);
-        dm_log("  pq %s: %zu items x %zu -> %d x %d centroids trained on %zu items, %d iterations (last changed %lld)%s, relative error %.4f, "
+        char shape[64];
+        if (cb.L > 1) snprintf(shape, sizeof shape, "%d x %d stages x %d", cb.M, cb.L, cb.K);
+        else snprintf(shape, sizeof shape, "%d x %d", cb.M, cb.K);
+        dm_log("  pq %s: %zu items x %zu -> %s centroids trained on %zu items, %d iterations (last changed %lld)%s, relative error %.4f, "
                "%lld empty clusters, %.1fs",
-               src->model, n, D, cb.M, cb.K, S, ts.iters, (long long)ts.changed, opq, rel, (long long)ts.empty, train_s);
+               src->model, n, D, shape, S, ts.iters, (long long)ts.changed, opq, rel, (long long)ts.empty, train_s);
         dm_log("  pq %s: codes %.2f MiB%s vs float32 %.2f MiB (%.0fx); recall@10 of the exact top 10 over %lld test users: ADC %.4f, "
                "re-ranking the top 100 %.4f, top 1000 %.4f",
                src->model, bc / 1048576.0, cb.K <= PQ_FS_KMAX ? " (4 bits a code, as eval scores them)" : "", bf / 1048576.0, bf / bc, (long long)users, rec[0], rec[1], rec[2]);

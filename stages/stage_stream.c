@@ -101,7 +101,7 @@ static const char USAGE[] =
 
 static const char *const stream_config_groups[] = {"stream", "adapter", "window", "eval.ks", "eval.ties", "sasrec", "split.protocol",
                                                     /* adapter@pq's codebooks and re-ranking */
-                                                    "pq.m", "pq.k", "pq.iters", "pq.opq", "pq.opq_iters", "pq.metric", "pq.query_floor", "pq.seed", "pq.sample", "pq.rerank", NULL};
+                                                    "pq.m", "pq.k", "pq.stages", "pq.iters", "pq.opq", "pq.opq_iters", "pq.metric", "pq.query_floor", "pq.seed", "pq.sample", "pq.rerank", NULL};
 
 enum { V_STATIC, V_SASREC, V_ADAPTER, V_NO_GATE, V_NO_EMA, V_NO_REPLAY, V_NO_KL, V_NO_EWC, V_NO_STAB, V_RETRAINED, V_ADAPTER_PQ, V_N };
 static const char *const vnames[V_N] = {"static", "sasrec", "adapter", "no_gate", "no_ema", "no_replay", "no_kl", "no_ewc", "no_stab", "retrained", "adapter@pq"};
@@ -609,7 +609,7 @@ static int gather_users(stream_ws *ws, float *h)
     return rc;
 }
 
-/* adapter@pq: codebooks of the latents the adapter serves in window w (pq.m x pq.k, trained data
+/* adapter@pq: codebooks of the latents the adapter serves in window w (pq.m x pq.stages x pq.k, trained data
  * parallel, bitwise at any rank count) and every item's codes, as a scorer over them (re-ranking
  * pq.rerank items with the float latents, as eval's <model>@pq); the training's seconds are the
  * variant's train_seconds. Collective. */
@@ -620,7 +620,8 @@ static int stream_quantise(stream_ws *ws, size_t w, void **out)
     double t0 = dm_wtime();
     pq_codebook cb;
     memset(&cb, 0, sizeof cb);
-    int rc = par_agree(ws->ctx, pq_init(&cb, ws->dd, (int)dm_cfg_int(cfg, "pq.m"), (int)dm_cfg_int(cfg, "pq.k"), "stream: adapter@pq"));
+    int rc = par_agree(ws->ctx, pq_init_rq(&cb, ws->dd, (int)dm_cfg_int(cfg, "pq.m"), (int)dm_cfg_int(cfg, "pq.stages"), (int)dm_cfg_int(cfg, "pq.k"),
+                                          "stream: adapter@pq"));
     if (rc) {
         DM_HINT("the adapter's latents have %zu dimensions (align.dim): pq.m must divide it", ws->dd);
         return rc;
@@ -957,6 +958,7 @@ static int stream_write_variant(stream_ws *ws, h5file *f, int v)
         rc = write_variant_all(f, v, "rel_err", H5_F64, W, 0, ws->pq_err, NULL);
         if (!rc) rc = h5_attr_i64(f, nm, "pq_m", dm_cfg_int(ws->cfg, "pq.m"));
         if (!rc) rc = h5_attr_i64(f, nm, "pq_k", dm_cfg_int(ws->cfg, "pq.k"));
+        if (!rc) rc = h5_attr_i64(f, nm, "pq_stages", dm_cfg_int(ws->cfg, "pq.stages"));
         if (!rc) rc = h5_attr_i64(f, nm, "pq_rerank", dm_cfg_int(ws->cfg, "pq.rerank"));
     }
     if (!rc && IS_ADAPTER(v) && ws->va[v].on) {

@@ -15,20 +15,24 @@
 #include <immintrin.h>
 #endif
 
-int pq_init(pq_codebook *cb, size_t D, int M, int K, const char *what)
+int pq_init_rq(pq_codebook *cb, size_t D, int M, int L, int K, const char *what)
 {
     memset(cb, 0, sizeof *cb);
     DM_CONFIG_CHECK(K < 1 || K > PQ_KMAX, "%s: pq.k = %d centroids per sub-space; expected 1 to %d (a code is one byte)", what, K,
                     PQ_KMAX);
     DM_CONFIG_CHECK(M < 1 || (size_t)M > D || D % (size_t)M, "%s: pq.m = %d sub-spaces does not divide the latent dimension %zu", what,
                     M, D);
+    DM_CONFIG_CHECK(L < 1 || L > PQ_LMAX, "%s: pq.stages = %d residual stages per sub-space; expected 1 to %d", what, L, PQ_LMAX);
     cb->M = M;
     cb->K = K;
+    cb->L = L;
     cb->D = D;
     cb->ds = D / (size_t)M;
-    DM_ALLOC(cb->c, (size_t)K * D);
+    DM_ALLOC(cb->c, (size_t)K * D * (size_t)L);
     return DM_OK;
 }
+
+int pq_init(pq_codebook *cb, size_t D, int M, int K, const char *what) { return pq_init_rq(cb, D, M, 1, K, what); }
 
 void pq_free(pq_codebook *cb)
 {
@@ -49,33 +53,42 @@ static float dist2(const float *a, const float *b, size_t ds)
     return d;
 }
 
-/* codes of x under cb with ct (M, ds, K) the caller's workspace: each sub-space's centroids
- * transposed, so the loop over k is contiguous */
+/* codes of x under cb with ct (M L, ds, K) the caller's workspace: each code column's centroids
+ * transposed, so the loop over k is contiguous. Stage l of sub-space m reads the residual r_l, each
+ * of its values made again from x and the earlier stages' centroids by the same float subtractions
+ * in l order (pq.h; as pq_train's residual arrays are made) */
 static void encode_ws(const pq_codebook *cb, const float *x, size_t n, uint8_t *codes, float *ct)
 {
-    const int M = cb->M, K = cb->K;
-    const size_t D = cb->D, ds = cb->ds;
-    for (int m = 0; m < M; m++)
+    const int M = cb->M, K = cb->K, L = cb->L, C = M * L;
+    const size_t D = cb->D, ds = cb->ds, Kz = (size_t)K;
+    for (int q = 0; q < C; q++)
         for (int k = 0; k < K; k++)
-            for (size_t j = 0; j < ds; j++) ct[((size_t)m * ds + j) * (size_t)K + (size_t)k] = cb->c[((size_t)m * (size_t)K + (size_t)k) * ds + j];
+            for (size_t j = 0; j < ds; j++) ct[((size_t)q * ds + j) * Kz + (size_t)k] = cb->c[((size_t)q * Kz + (size_t)k) * ds + j];
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float d[PQ_KMAX];
+        uint8_t *ci = codes + i * (size_t)C;
         for (int m = 0; m < M; m++) {
-            const float *xm = x + i * D + (size_t)m * ds, *cm = ct + (size_t)m * ds * (size_t)K;
-            /* d_k = sum_j (x_j - c_kj)^2 in j order, as dist2, for all k at once */
-            for (int k = 0; k < K; k++) d[k] = 0.0f;
-            for (size_t j = 0; j < ds; j++) {
-                const float xj = xm[j], *cj = cm + j * (size_t)K;
-                for (int k = 0; k < K; k++) {
-                    float t = xj - cj[k];
-                    d[k] += t * t;
+            const float *xm = x + i * D + (size_t)m * ds;
+            for (int l = 0; l < L; l++) {
+                const size_t q = (size_t)m * (size_t)L + (size_t)l;
+                const float *cm = ct + q * ds * Kz;
+                /* d_k = sum_j (r_j - c_kj)^2 in j order, as dist2, for all k at once */
+                for (int k = 0; k < K; k++) d[k] = 0.0f;
+                for (size_t j = 0; j < ds; j++) {
+                    float rj = xm[j];
+                    for (int e = 0; e < l; e++) rj -= cb->c[((q - (size_t)(l - e)) * Kz + ci[q - (size_t)(l - e)]) * ds + j];
+                    const float *cj = cm + j * Kz;
+                    for (int k = 0; k < K; k++) {
+                        float t = rj - cj[k];
+                        d[k] += t * t;
+                    }
                 }
+                int best = 0;
+                for (int k = 1; k < K; k++)
+                    if (d[k] < d[best]) best = k;
+                ci[q] = (uint8_t)best;
             }
-            int best = 0;
-            for (int k = 1; k < K; k++)
-                if (d[k] < d[best]) best = k;
-            codes[i * (size_t)M + (size_t)m] = (uint8_t)best;
         }
     }
 }
@@ -100,7 +113,7 @@ void pq_rotate(const float *rot, size_t D, const float *x, size_t n, float *y)
 int pq_encode(const pq_codebook *cb, const float *x, size_t n, uint8_t *codes)
 {
     float *ct, *y = NULL;
-    DM_ALLOC(ct, (size_t)cb->K * cb->D);
+    DM_ALLOC(ct, (size_t)cb->K * cb->D * (size_t)cb->L);
     if (!cb->rot) {
         encode_ws(cb, x, n, codes, ct);
         free(ct);
@@ -115,7 +128,7 @@ int pq_encode(const pq_codebook *cb, const float *x, size_t n, uint8_t *codes)
     for (size_t i0 = 0; i0 < n; i0 += ch) {
         const size_t nc = n - i0 < ch ? n - i0 : ch;
         pq_rotate(cb->rot, cb->D, x + i0 * cb->D, nc, y);
-        encode_ws(cb, y, nc, codes + i0 * (size_t)cb->M, ct);
+        encode_ws(cb, y, nc, codes + i0 * (size_t)pq_ncodes(cb), ct);
     }
     free(y);
     free(ct);
@@ -124,9 +137,17 @@ int pq_encode(const pq_codebook *cb, const float *x, size_t n, uint8_t *codes)
 
 void pq_decode(const pq_codebook *cb, const uint8_t *codes, size_t n, float *x)
 {
-    const size_t M = (size_t)cb->M, K = (size_t)cb->K, ds = cb->ds;
+    const size_t M = (size_t)cb->M, K = (size_t)cb->K, L = (size_t)cb->L, C = M * L, ds = cb->ds;
     for (size_t i = 0; i < n; i++)
-        for (size_t m = 0; m < M; m++) memcpy(x + i * cb->D + m * ds, cb->c + (m * K + codes[i * M + m]) * ds, ds * sizeof *x);
+        for (size_t m = 0; m < M; m++) {
+            float *xm = x + i * cb->D + m * ds;
+            const uint8_t *ci = codes + i * C + m * L;
+            memcpy(xm, cb->c + (m * L * K + ci[0]) * ds, ds * sizeof *x);
+            for (size_t l = 1; l < L; l++) {
+                const float *c = cb->c + ((m * L + l) * K + ci[l]) * ds;
+                for (size_t j = 0; j < ds; j++) xm[j] += c[j];
+            }
+        }
 }
 
 /* a rotated query is made a piece of a sub-space at a time (no allocation) */
@@ -134,11 +155,11 @@ void pq_decode(const pq_codebook *cb, const uint8_t *codes, size_t n, float *x)
 
 void pq_adc_lut(const pq_codebook *cb, const float *q, float *lut)
 {
-    const size_t M = (size_t)cb->M, K = (size_t)cb->K, ds = cb->ds, D = cb->D;
+    const size_t M = (size_t)cb->M, K = (size_t)cb->K, L = (size_t)cb->L, ds = cb->ds, D = cb->D;
     const float *qrot = cb->qrot ? cb->qrot : cb->rot;
     float yb[PQ_LUT_PIECE];
     for (size_t m = 0; m < M; m++) {
-        for (size_t k = 0; k < K; k++) lut[m * K + k] = 0.0f;
+        for (size_t k = 0; k < L * K; k++) lut[m * L * K + k] = 0.0f;
         for (size_t j0 = 0; j0 < ds; j0 += PQ_LUT_PIECE) {
             const size_t j1 = j0 + PQ_LUT_PIECE < ds ? j0 + PQ_LUT_PIECE : ds;
             const float *qm = q + m * ds + j0; /* the piece [j0, j1) of sub-space m */
@@ -150,11 +171,11 @@ void pq_adc_lut(const pq_codebook *cb, const float *q, float *lut)
                 }
                 qm = yb;
             }
-            for (size_t k = 0; k < K; k++) {
-                const float *c = cb->c + (m * K + k) * ds + j0;
-                float s = lut[m * K + k];
+            for (size_t k = 0; k < L * K; k++) { /* code column m L + k / K, centroid k % K */
+                const float *c = cb->c + (m * L * K + k) * ds + j0;
+                float s = lut[m * L * K + k];
                 for (size_t j = 0; j < j1 - j0; j++) s += qm[j] * c[j];
-                lut[m * K + k] = s;
+                lut[m * L * K + k] = s;
             }
         }
     }
@@ -538,10 +559,53 @@ static int train_run(pq_codebook *cb, const float *x, size_t n, size_t i0, size_
     return rc;
 }
 
+/* train_run stage by stage on the residuals (pq.h, residual stages): stage l's codebook is a
+ * one-stage codebook t of its own, trained (or, without reseed, refined from cb's stage l) on r_l;
+ * r_{l+1} = r_l - its centroid, the subtraction encode_ws repeats */
+static int rq_run(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N, int iters, uint64_t seed, const pq_comm *comm,
+                  uint8_t *codes, pq_train_stats *st, int reseed)
+{
+    if (cb->L == 1) return train_run(cb, x, n, i0, N, iters, seed, comm, codes, st, reseed);
+    pq_comm one = {0, 1, NULL, NULL, NULL};
+    if (!comm) comm = &one;
+    memset(st, 0, sizeof *st);
+    const size_t D = cb->D, ds = cb->ds, Mz = (size_t)cb->M, Kz = (size_t)cb->K, Lz = (size_t)cb->L, C = Mz * Lz;
+    pq_codebook t = {cb->M, cb->K, 1, D, ds, malloc(Kz * D * sizeof(float)), NULL, NULL};
+    float *r = malloc((n * D + 1) * sizeof *r);
+    uint8_t *tc = malloc(n * Mz + 1);
+    double g = !t.c || !r || !tc; /* agreed before any other collective */
+    int rc = comm_max(comm, &g, 1);
+    if (!rc && g != 0.0) rc = DM_ERR(DM_ENOMEM, "pq: out of memory for the residuals of %zu items", n);
+    if (!rc) memcpy(r, x, n * D * sizeof *r);
+    for (size_t l = 0; !rc && l < Lz; l++) {
+        if (!reseed)
+            for (size_t m = 0; m < Mz; m++) memcpy(t.c + m * Kz * ds, cb->c + (m * Lz + l) * Kz * ds, Kz * ds * sizeof *t.c);
+        pq_train_stats s;
+        rc = train_run(&t, r, n, i0, N, iters, l ? dm_rng_key(seed, (uint64_t)l, 0x5251) : seed, comm, tc, &s, reseed);
+        if (rc) break;
+        for (size_t m = 0; m < Mz; m++) memcpy(cb->c + (m * Lz + l) * Kz * ds, t.c + m * Kz * ds, Kz * ds * sizeof *t.c);
+        for (size_t i = 0; i < n; i++)
+            for (size_t m = 0; m < Mz; m++) {
+                const uint8_t k = tc[i * Mz + m];
+                const float *c = t.c + (m * Kz + k) * ds;
+                float *rm = r + i * D + m * ds;
+                codes[i * C + m * Lz + l] = k;
+                for (size_t j = 0; j < ds; j++) rm[j] -= c[j];
+            }
+        if (s.iters > st->iters) st->iters = s.iters;
+        st->changed += s.changed;
+        st->empty += s.empty;
+        if (!l) st->norm = s.norm;
+        st->err = s.err;
+    }
+    DM_FREE_ALL(t.c, r, tc);
+    return rc;
+}
+
 int pq_train(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N, int iters, uint64_t seed, const pq_comm *comm,
              uint8_t *codes, pq_train_stats *st)
 {
-    return train_run(cb, x, n, i0, N, iters, seed, comm, codes, st, 1);
+    return rq_run(cb, x, n, i0, N, iters, seed, comm, codes, st, 1);
 }
 
 /* ---- OPQ ------------------------------------------------------------------------------------------ */
@@ -644,7 +708,7 @@ int pq_train_opq(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N,
     if (opq <= 0) return pq_train(cb, x, n, i0, N, iters, seed, comm, codes, st);
     pq_comm one = {0, 1, NULL, NULL, NULL};
     if (!comm) comm = &one;
-    const size_t D = cb->D, ds = cb->ds, Mz = (size_t)cb->M, Kz = (size_t)cb->K, nxs = Mz * Kz * D;
+    const size_t D = cb->D, ds = cb->ds, Mz = (size_t)cb->M, Kz = (size_t)cb->K, Lz = (size_t)cb->L, Cz = Mz * Lz, nxs = Cz * Kz * D;
     float *y = malloc((n * D + 1) * sizeof *y), *rot = malloc(D * D * sizeof *rot);
     int64_t *xs = malloc((nxs + 1) * sizeof *xs), *fx = malloc((D + 1) * sizeof *fx);
     double *A = malloc(D * D * sizeof *A), *R = malloc(D * D * sizeof *R);
@@ -655,25 +719,27 @@ int pq_train_opq(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N,
     if (!rc) rc = pq_train(cb, x, n, i0, N, iters, seed, comm, codes, st); /* rot = I */
     const int Sx = pq_fix_shift(g[0], N);
     for (int t = 0; !rc && t < opq; t++) {
-        /* X_{m,k} = sum of the items coded k in sub-space m, fixed point: exact, any sharding */
+        /* X_{q,k} = sum of the items coded k in code column q (sub-space q / L, stage q % L), fixed
+           point: exact, any sharding */
         memset(xs, 0, nxs * sizeof *xs);
         for (size_t i = 0; i < n; i++) {
             for (size_t a = 0; a < D; a++) fx[a] = pq_fix(x[i * D + a], Sx);
-            for (size_t m = 0; m < Mz; m++) {
-                int64_t *s = xs + (m * Kz + codes[i * Mz + m]) * D;
+            for (size_t q = 0; q < Cz; q++) {
+                int64_t *s = xs + (q * Kz + codes[i * Cz + q]) * D;
                 for (size_t a = 0; a < D; a++) s[a] += fx[a];
             }
         }
         rc = comm_sum(comm, xs, nxs);
         if (rc) break;
-        /* A[a][m ds + j] = sum_k X_{m,k}[a] c_{m,k}[j], k in order, the same on every shard */
+        /* A[a][m ds + j] = sum_{l,k} X_{mL+l,k}[a] c_{m,l,k}[j] (the decoded y^ is the sum of the
+           stages' centroids), l then k in order, the same on every shard */
         memset(A, 0, D * D * sizeof *A);
-        for (size_t m = 0; m < Mz; m++)
+        for (size_t q = 0; q < Cz; q++)
             for (size_t k = 0; k < Kz; k++) {
-                const float *c = cb->c + (m * Kz + k) * ds;
+                const float *c = cb->c + (q * Kz + k) * ds;
                 for (size_t a = 0; a < D; a++) {
-                    const double xa = ldexp((double)xs[(m * Kz + k) * D + a], -Sx);
-                    double *Aa = A + a * D + m * ds;
+                    const double xa = ldexp((double)xs[(q * Kz + k) * D + a], -Sx);
+                    double *Aa = A + a * D + (q / Lz) * ds;
                     for (size_t j = 0; j < ds; j++) Aa[j] += xa * (double)c[j];
                 }
             }
@@ -681,7 +747,7 @@ int pq_train_opq(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N,
         if (rc) break;
         for (size_t q = 0; q < D * D; q++) rot[q] = (float)R[q];
         pq_rotate(rot, D, x, n, y);
-        rc = train_run(cb, y, n, i0, N, opq_iters, seed, comm, codes, st, 0);
+        rc = rq_run(cb, y, n, i0, N, opq_iters, seed, comm, codes, st, 0);
     }
     if (!rc) {
         free(cb->rot);

@@ -38,35 +38,57 @@
 #define PQ_KMAX 256
 
 typedef struct {
-    int M, K;     /* sub-spaces, centroids per sub-space */
+    int M, K;     /* sub-spaces, centroids per sub-space (and stage) */
+    int L;        /* stages per sub-space: 1 = PQ, more = residual (below) */
     size_t D, ds; /* latent dimension, sub-space dimension D / M */
-    float *c;     /* (M, K, ds) centroids */
+    float *c;     /* (M, L, K, ds) centroids: code column m L + l's at c + (m L + l) K ds */
     float *rot;   /* NULL, or (D, D): the codes quantise y = x rot (OPQ: orthogonal; the queries' metric: not) */
     float *qrot;  /* NULL (queries take rot), or (D, D): a query q is scored as q qrot (the queries' metric) */
 } pq_codebook;
 
+/* ---- residual stages (pq.stages) ----------------------------------------------------------------------
+ *
+ * With L > 1 stages each sub-space is coded by residual quantisation (Juang and Gray 1982; Chen, Guan
+ * and Wang, "Approximate nearest neighbor search by residual vector quantization", Sensors 2010;
+ * Faiss's ProductResidualQuantizer): stage l has its own K centroids c_{m,l,k} (ds), and
+ *     r_0 = x_m,   q_{m,l}(x) = argmin_k |r_l - c_{m,l,k}|^2,   r_{l+1} = r_l - c_{m,l,q_{m,l}(x)}
+ * (greedy, lowest k on ties, each r a float subtraction), so x_m^ = sum_l c_{m,l,q_{m,l}} and an item
+ * is M L codes: column m L + l of codes (n, M L) (pq_ncodes). The LUT keeps its form with one row per
+ * code column, lut[m L + l][k] = q_m . c_{m,l,k}, so the ADC kernels and the fast scan take M L code
+ * columns unchanged. The point is the bits per direction: a sub-space of K^L cells whose lookups are
+ * L tables of K entries, so 4-bit codes (the fast scan) can give a sub-space that holds a direction
+ * the queries use 8 or more bits. Training is stage by stage: the k-means of pq_train (seeding from
+ * dm_rng_key(seed, stage, 0x5251) for stages after the first) on the residuals the earlier stages
+ * leave, so it stays bitwise the same for any sharding. */
+
 /* Checks the shape (1 <= K <= 256, M >= 1 dividing D; DM_ECONFIG naming what is wrong, `what`
- * prefixes the message, e.g. "pq: sasrec") and allocates a zeroed codebook. */
+ * prefixes the message, e.g. "pq: sasrec") and allocates a zeroed codebook of one stage. */
 int pq_init(pq_codebook *cb, size_t D, int M, int K, const char *what);
+/* pq_init with L stages per sub-space (1 <= L <= PQ_LMAX; pq.stages) */
+int pq_init_rq(pq_codebook *cb, size_t D, int M, int L, int K, const char *what);
+#define PQ_LMAX 16
+/* code columns an item has: M L */
+static inline int pq_ncodes(const pq_codebook *cb) { return cb->M * cb->L; }
 void pq_free(pq_codebook *cb);
 
-/* codes (n, M) = the nearest centroid of each sub-vector of x (n, D) (lowest k on ties; of x rot
- * when cb->rot); DM_ENOMEM only. Items in parallel (OpenMP): each item's codes depend on it and the
- * codebook alone. */
+/* codes (n, M L) = the nearest centroid of each sub-vector of x (n, D) (lowest k on ties; of x rot
+ * when cb->rot; stage by stage on the residuals when L > 1); DM_ENOMEM only. Items in parallel
+ * (OpenMP): each item's codes depend on it and the codebook alone. */
 int pq_encode(const pq_codebook *cb, const float *x, size_t n, uint8_t *codes);
-/* x (n, D) = the decoded latents of codes (n, M), in the codebook's space (x^ rot when cb->rot: the
- * latent itself is that times rot^T). */
+/* x (n, D) = the decoded latents of codes (n, M L) (the stages' centroids summed in l order), in the
+ * codebook's space (x^ rot when cb->rot: the latent itself is that times rot^T). */
 void pq_decode(const pq_codebook *cb, const uint8_t *codes, size_t n, float *x);
 /* y (n, D) = x (n, D) rot (D, D): y_b = sum_a x_a rot[a][b], summed in a order (the one rotation of
  * this module: encoding, queries, training and the naive twins). */
 void pq_rotate(const float *rot, size_t D, const float *x, size_t n, float *y);
 
-/* lut (M, K) = the products q_m . c_{m,k} of a query q (D), each summed in j order; with cb->rot,
+/* lut (M L, K) = the products q_m . c_{m,l,k} of a query q (D), each summed in j order; with cb->rot,
  * of the rotated query q rot (so that q . x = (q rot) . (x rot) for the orthogonal rot); with
  * cb->qrot, of q qrot (q . x = (q qrot) . (x rot), the queries' metric below). */
 void pq_adc_lut(const pq_codebook *cb, const float *q, float *lut);
 /* out (B, n) = the ADC scores of B queries (luts (B, M, K)) over codes (n, M), each a float sum in
- * m order; items are taken in blocks so a block's codes are read once for all B queries. */
+ * m order; items are taken in blocks so a block's codes are read once for all B queries. With
+ * residual stages M here is the code columns, pq_ncodes. */
 void pq_adc_scores(const float *luts, size_t B, const uint8_t *codes, size_t n, int M, int K, float *out);
 /* The naive twins of the kernels above (same signatures, same sums in the same order: bitwise
  * equal results). */
@@ -181,10 +203,12 @@ typedef struct {
 } pq_train_stats;
 
 /* Trains cb (shape from pq_init) on this shard's items x (n, D), global items [i0, i0 + n) of N,
- * with `iters` Lloyd iterations after k-means++ seeding from `seed`; codes (n, M) = the shard's
- * codes under the final codebook. Collective over comm (every shard calls with the same N, iters,
- * seed); the codebook is bitwise the same for any sharding. DM_EINPUT for N = 0 or a non-finite
- * latent (agreed over the shards). */
+ * with `iters` Lloyd iterations after k-means++ seeding from `seed`; codes (n, M L) = the shard's
+ * codes under the final codebook (pq_encode's). Collective over comm (every shard calls with the
+ * same N, iters, seed); the codebook is bitwise the same for any sharding. DM_EINPUT for N = 0 or a
+ * non-finite latent (agreed over the shards). With L > 1 stages, stage by stage on the residuals:
+ * st->iters is the most any stage ran, changed and empty are summed over the stages, err is the last
+ * residual's and norm x's. */
 int pq_train(pq_codebook *cb, const float *x, size_t n, size_t i0, size_t N, int iters, uint64_t seed, const pq_comm *comm,
              uint8_t *codes, pq_train_stats *st);
 

@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* |x_m - c_{m,k}|^2 summed in j order */
-static float d2(const pq_codebook *cb, const float *xm, int m, int k)
+/* |x_m - c_{q,k}|^2 summed in j order, for code column q (the sub-space m = q with one stage) */
+static float d2(const pq_codebook *cb, const float *xm, int q, int k)
 {
-    const float *c = cb->c + ((size_t)m * (size_t)cb->K + (size_t)k) * cb->ds;
+    const float *c = cb->c + ((size_t)q * (size_t)cb->K + (size_t)k) * cb->ds;
     float d = 0.0f;
     for (size_t j = 0; j < cb->ds; j++) d += (xm[j] - c[j]) * (xm[j] - c[j]);
     return d;
@@ -20,23 +20,34 @@ static float d2(const pq_codebook *cb, const float *xm, int m, int k)
 
 int pq_encode_naive(const pq_codebook *cb, const float *x, size_t n, uint8_t *codes)
 {
-    float *y = NULL; /* one rotated item (cb->rot) */
+    float *y = NULL, *r; /* one rotated item (cb->rot); one sub-space's residual */
     if (cb->rot) DM_ALLOC(y, cb->D);
+    r = malloc((cb->ds + 1) * sizeof *r);
+    if (!r) {
+        free(y);
+        return DM_ERR(DM_ENOMEM, "out of memory for a residual of %zu values", cb->ds);
+    }
+    const int C = pq_ncodes(cb);
     for (size_t i = 0; i < n; i++) {
         if (y) pq_rotate(cb->rot, cb->D, x + i * cb->D, 1, y);
         const float *xi = y ? y : x + i * cb->D;
         for (int m = 0; m < cb->M; m++) {
-            const float *xm = xi + (size_t)m * cb->ds;
-            int best = 0;
-            float bd = d2(cb, xm, m, 0);
-            for (int k = 1; k < cb->K; k++) {
-                float d = d2(cb, xm, m, k);
-                if (d < bd) bd = d, best = k;
+            memcpy(r, xi + (size_t)m * cb->ds, cb->ds * sizeof *r);
+            for (int l = 0; l < cb->L; l++) { /* r_l, then r_{l+1} = r_l - its nearest centroid */
+                const int q = m * cb->L + l;
+                int best = 0;
+                float bd = d2(cb, r, q, 0);
+                for (int k = 1; k < cb->K; k++) {
+                    float d = d2(cb, r, q, k);
+                    if (d < bd) bd = d, best = k;
+                }
+                codes[i * (size_t)C + (size_t)q] = (uint8_t)best;
+                const float *c = cb->c + ((size_t)q * (size_t)cb->K + (size_t)best) * cb->ds;
+                for (size_t j = 0; j < cb->ds; j++) r[j] -= c[j];
             }
-            codes[i * (size_t)cb->M + (size_t)m] = (uint8_t)best;
         }
     }
-    free(y);
+    DM_FREE_ALL(y, r);
     return DM_OK;
 }
 
@@ -80,7 +91,8 @@ int pq_fs_scores_naive(const float *luts, size_t B, const uint8_t *codes, size_t
     return DM_OK;
 }
 
-int pq_train_naive(pq_codebook *cb, const float *x, size_t N, int iters, uint64_t seed, uint8_t *codes, pq_train_stats *st)
+/* one stage (cb->L == 1) */
+static int train_naive1(pq_codebook *cb, const float *x, size_t N, int iters, uint64_t seed, uint8_t *codes, pq_train_stats *st)
 {
     const int M = cb->M, K = cb->K;
     const size_t D = cb->D, ds = cb->ds;
@@ -159,4 +171,40 @@ int pq_train_naive(pq_codebook *cb, const float *x, size_t N, int iters, uint64_
     free(cnt);
     free(prev);
     return DM_OK;
+}
+
+int pq_train_naive(pq_codebook *cb, const float *x, size_t N, int iters, uint64_t seed, uint8_t *codes, pq_train_stats *st)
+{
+    if (cb->L == 1) return train_naive1(cb, x, N, iters, seed, codes, st);
+    /* residual stages: stage l a one-stage codebook trained on r_l = x - the earlier stages' decoding,
+       each residual made by the float subtractions of pq_encode_naive; the seeds as pq_train's */
+    const size_t D = cb->D, ds = cb->ds, M = (size_t)cb->M, K = (size_t)cb->K, L = (size_t)cb->L;
+    memset(st, 0, sizeof *st);
+    pq_codebook t = {cb->M, cb->K, 1, D, ds, NULL, NULL, NULL};
+    float *r;
+    uint8_t *tc;
+    DM_ALLOC(r, N * D + 1);
+    t.c = malloc(K * D * sizeof *t.c);
+    tc = malloc(N * M + 1);
+    int rc = t.c && tc ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory for the residuals of %zu items", N);
+    if (!rc) memcpy(r, x, N * D * sizeof *r);
+    for (size_t l = 0; !rc && l < L; l++) {
+        pq_train_stats s;
+        rc = train_naive1(&t, r, N, iters, l ? dm_rng_key(seed, (uint64_t)l, 0x5251) : seed, tc, &s);
+        if (rc) break;
+        for (size_t m = 0; m < M; m++) memcpy(cb->c + (m * L + l) * K * ds, t.c + m * K * ds, K * ds * sizeof *t.c);
+        for (size_t i = 0; i < N; i++)
+            for (size_t m = 0; m < M; m++) {
+                const uint8_t k = tc[i * M + m];
+                codes[i * M * L + m * L + l] = k;
+                for (size_t j = 0; j < ds; j++) r[i * D + m * ds + j] -= t.c[(m * K + k) * ds + j];
+            }
+        if (s.iters > st->iters) st->iters = s.iters;
+        st->changed += s.changed;
+        st->empty += s.empty;
+        if (!l) st->norm = s.norm;
+        st->err = s.err;
+    }
+    DM_FREE_ALL(r, t.c, tc);
+    return rc;
 }

@@ -20,7 +20,10 @@
 #    and 3 ranks, rotation query_rotation^T = I, codes nearest to x rotation, the squared score error
 #    over the test users below plain PQ's, the stored recall NumPy's, the exact rows with full
 #    re-ranking
-#  - refusals: pq.m not dividing the latent dimension, pq.k above 256, a model pq cannot quantise,
+#  - residual stages (pq.stages = 2, 4-bit codes, in the metric with OPQ): pq.h5 and rows bitwise at 1
+#    and 3 ranks, the shapes, every stage's code nearest to its residual, error and recall NumPy's,
+#    the exact rows with full re-ranking
+#  - refusals: pq.m not dividing the latent dimension, pq.k above 256, pq.stages 0, a model pq cannot quantise,
 #    eval of sasrec@pq when pq.h5 holds only the aligner
 set -u
 PY=/usr/bin/python3; chk=tests/reference/check_cf.py; B=$DM_BUILD/dynmm
@@ -271,6 +274,52 @@ EOF2
 done
 echo "ok: the queries' metric: pq.h5 and rows bitwise at 1 and 3 ranks"
 
+# residual stages (pq.stages = 2 of 16 centroids: 4-bit codes, fast scan; in the queries' metric with
+# OPQ): pq.h5 and eval's rows bitwise at 1 and 3 ranks; codebook (m stages k, ds) and codes (n, m
+# stages); every stage's code the nearest centroid of what the earlier stages left of x rotation;
+# the stored error and recall NumPy's; the exact rows with full re-ranking; the log names the stages
+# and counts half a byte a code
+for np in 1 3; do
+  mkdir -p $W/rq.$np; cp $W/r1/dataset.h5 $W/r1/cf.h5 $W/r1/align.h5 $W/rq.$np/
+  $DM_MPIRUN -n $np $B run "${common[@]}" --set pq.k=16 --set pq.stages=2 --set pq.metric=query --set pq.opq=2 --set 'run.stages=[pq,eval]' \
+    --set run.dir=$W/rq.$np < /dev/null > $W/rq.$np.log 2>&1 || { cat $W/rq.$np.log; fail "pq.stages=2 at $np ranks"; }
+done
+grep -q "pq align: 200 items x 16 -> 4 x 2 stages x 16 centroids" $W/rq.1.log || { grep "pq align" $W/rq.1.log; fail "the log does not name the stages"; }
+grep -q "pq align: codes 0.00 MiB (4 bits a code, as eval scores them) vs float32 0.01 MiB (16x)" $W/rq.1.log || { grep "pq align" $W/rq.1.log; fail "2 x 4 four-bit codes not counted as 16x"; }
+$PY $chk equal $W/rq.1/pq.h5 $W/rq.3/pq.h5 align sasrec || fail "pq.stages=2: pq.h5 at 3 ranks"
+$PY $chk equal $W/rq.1/results.h5 $W/rq.3/results.h5 test/full/align@pq test/uni99/align@pq test/full/sasrec@pq || fail "pq.stages=2: rows at 3 ranks"
+cp $W/rq.1/results.h5 $W/rq.adc.h5
+$B eval "${common[@]}" --set pq.k=16 --set pq.stages=2 --set pq.metric=query --set pq.opq=2 --set run.dir=$W/rq.1 --set pq.rerank=1000000 > $W/rq.x.log 2>&1 ||
+  { cat $W/rq.x.log; fail "pq.stages=2: eval with pq.rerank above the catalogue"; }
+$PY - $W/rq.1/pq.h5 $W/r1/align.h5 $W/r1/cf.h5 $W/rq.1/results.h5 $W/rq.adc.h5 <<'EOF2' || fail "residual stages"
+import sys, h5py, numpy as np
+sys.path.insert(0, "tests/reference")
+import check_pq
+P = h5py.File(sys.argv[1], "r")
+src = {"align": (sys.argv[2], "align/z_base", "align/h_test"), "sasrec": (sys.argv[3], "sasrec/e_cf", "sasrec/state_test")}
+X, A = h5py.File(sys.argv[4], "r"), h5py.File(sys.argv[5], "r")
+for model, (path, it, st) in src.items():
+    g = P[model]
+    with h5py.File(path, "r") as f:
+        e, H = f[it][...].astype(np.float64), f[st][...].astype(np.float64)
+    M, K, L, D = int(g.attrs["m"]), int(g.attrs["k"]), int(g.attrs["stages"]), e.shape[1]
+    assert (M, K, L) == (4, 16, 2) and g["codebook"].shape == (M * L * K, D // M) and g["codes"].shape == (len(e), M * L), (
+        M, K, L, g["codebook"].shape, g["codes"].shape)
+    rot, qrot = g["rotation"][...].astype(np.float64), g["query_rotation"][...].astype(np.float64)
+    cb, codes, yh = check_pq.decoded(g)
+    y = e @ rot
+    check_pq.nearest(y, cb, codes, model)
+    rel = float(g.attrs["rel_err"])
+    rel_np = ((y - yh) ** 2).sum() / (y ** 2).sum()
+    assert abs(rel - rel_np) <= 1e-3 * rel_np, (rel, rel_np)
+    rec, stored = check_pq.recall(g, e, H, yh, qrot, model)
+    check_pq.exact_rows(X, model, "with 2 stages")
+    print("ok: %s, 2 stages of 4 x 16 (4-bit codes): relative error %.4f (NumPy %.4f), recall@10 ADC %.4f, NumPy's %s, "
+          "full-ranking mean (first column) by fast scan %.4f against %.4f exact; full re-ranking exact" % (
+        model, rel, rel_np, stored[0], np.round(rec, 4), A["test/full/%s@pq" % model].attrs["mean"][0], X["test/full/%s" % model].attrs["mean"][0]))
+EOF2
+echo "ok: residual stages: pq.h5 and rows bitwise at 1 and 3 ranks"
+
 # pq.rerank is eval's: `dynmm run` keeps pq.h5 and reruns eval; pq.m reruns pq
 $B run "${common[@]}" --set 'run.stages=[pq,eval]' --set run.dir=$W/r1 --set pq.rerank=5 > $W/rerun.log 2>&1 || { cat $W/rerun.log; fail "run with pq.rerank=5"; }
 grep -q "pq: .*pq.h5 is current, skipped" $W/rerun.log && grep -q "eval done in" $W/rerun.log || { cat $W/rerun.log; fail "pq.rerank retrained the codebooks or eval did not rerun"; }
@@ -287,5 +336,7 @@ grep -q "pq cannot quantise 'ease'" $W/bad_models.log && grep -q "hint: pq.model
 $B pq "${common[@]}" --set run.dir=$W/r1 --set 'pq.models=[align]' > $W/only.log 2>&1 || { cat $W/only.log; fail "pq of the aligner alone"; }
 $B eval "${common[@]}" --set run.dir=$W/r1 --set 'pq.models=[align]' > $W/bad_eval.log 2>&1 && fail "eval of sasrec@pq without its codes accepted"
 grep -q "eval.models has 'sasrec@pq' but .*pq.h5 has no /sasrec/codes" $W/bad_eval.log && grep -q "hint: add 'sasrec' to pq.models" $W/bad_eval.log || { cat $W/bad_eval.log; fail "no message for a missing sasrec@pq"; }
-echo "ok: refusals (pq.m, pq.k, pq.models, sasrec@pq without its codes)"
+$B pq "${common[@]}" --set run.dir=$W/r1 --set pq.stages=0 > $W/bad_st.log 2>&1 && fail "pq.stages=0 accepted"
+grep -q "pq.stages. = 0 is out of range \[1, 16\]" $W/bad_st.log || { cat $W/bad_st.log; fail "no message for pq.stages"; }
+echo "ok: refusals (pq.m, pq.k, pq.stages, pq.models, sasrec@pq without its codes)"
 echo ok

@@ -4,18 +4,30 @@ import numpy as np
 
 
 def decoded(g):
-    """The codebooks (M, K, ds), codes (n, M) and decoded latents y^ (n, D) of a pq.h5 group."""
+    """The codebooks (M, K, ds), or (M, L, K, ds) with L > 1 residual stages (pq.stages), codes (n, M L)
+    and decoded latents y^ (n, D) (each sub-space the sum of its stages' centroids) of a pq.h5 group."""
     M, K = int(g.attrs["m"]), int(g.attrs["k"])
-    cb, codes = g["codebook"][...].astype(np.float64).reshape(M, K, -1), g["codes"][...].astype(np.int64)
-    return cb, codes, np.concatenate([cb[m][codes[:, m]] for m in range(M)], axis=1)
+    L = int(g.attrs["stages"]) if "stages" in g.attrs else 1
+    cb, codes = g["codebook"][...].astype(np.float64).reshape(M, L, K, -1), g["codes"][...].astype(np.int64)
+    assert codes.shape[1] == M * L, (codes.shape, M, L)
+    yh = np.concatenate([sum(cb[m, l][codes[:, m * L + l]] for l in range(L)) for m in range(M)], axis=1)
+    return (cb[:, 0] if L == 1 else cb), codes, yh
 
 
 def nearest(y, cb, codes, what):
-    """every code is the nearest centroid of its sub-vector of y (n, D) (float64, up to rounding near ties)"""
-    M, ds = cb.shape[0], cb.shape[2]
+    """every code is the nearest centroid of its sub-vector of y (n, D) (float64, up to rounding near
+    ties); with residual stages (cb (M, L, K, ds)) stage l's code is the nearest centroid of what the
+    earlier stages left, y_m - sum_{l' < l} c_{m,l'}"""
+    if cb.ndim == 3:
+        cb = cb[:, None]
+    M, L, ds = cb.shape[0], cb.shape[1], cb.shape[3]
     for m in range(M):
-        d2 = ((y[:, None, m * ds:(m + 1) * ds] - cb[m][None]) ** 2).sum(-1)
-        assert (d2[np.arange(len(y)), codes[:, m]] <= d2.min(1) * (1 + 1e-5) + 1e-10).all(), "%s: a code is not the nearest centroid" % what
+        r = y[:, m * ds:(m + 1) * ds].copy()
+        for l in range(L):
+            d2 = ((r[:, None, :] - cb[m, l][None]) ** 2).sum(-1)
+            k = codes[:, m * L + l]
+            assert (d2[np.arange(len(y)), k] <= d2.min(1) * (1 + 1e-5) + 1e-10).all(), "%s: a code is not the nearest centroid (stage %d)" % (what, l)
+            r -= cb[m, l][k]
 
 
 def recall(g, e, H, yh, qrot, what):

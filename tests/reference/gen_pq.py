@@ -11,6 +11,10 @@ compares its error with this one (the seeds differ, so the test allows a margin)
 Procrustes rotation, scipy.linalg.orthogonal_procrustes, and a few Lloyd iterations from the current
 centroids), the best of 5 seeds, on correlated anisotropic latents, for pq_train_opq.
 
+The case with "stages" (pq.stages, residual quantisation) fits each sub-space stage by stage: stage
+l is kmeans2 on what stages 0..l-1 left (the residual), the decoded sub-vector the sum of the stages'
+centroids; with "opq", the Procrustes rounds refit every stage in turn from its current centroids.
+
 Writes OUTDIR/pq/manifest.json (format dynmm-pq-ref, version 1) and per case NAME_x.f32 (N, D).
 """
 import json
@@ -25,34 +29,39 @@ out = os.path.join(sys.argv[1], "pq")
 os.makedirs(out, exist_ok=True)
 
 
-def pq_fit(y, M, K, iters, seed, init=None):
-    """k-means per sub-space of y (kmeans2: k-means++ seeding, or from the centroids init);
-    returns the centroids (M, K, ds), the decoded y^ and the squared error"""
+def pq_fit(y, M, K, iters, seed, init=None, L=1):
+    """k-means per sub-space of y (kmeans2: k-means++ seeding, or from the centroids init), L stages
+    each on the residual of the ones before; returns the centroids (M, L) of (K, ds), the decoded y^
+    and the squared error"""
     ds = y.shape[1] // M
-    cbs, yh = [], np.empty_like(y)
+    cbs, yh = [], np.zeros_like(y)
     for m in range(M):
-        ym = y[:, m * ds:(m + 1) * ds]
-        if init is None:
-            cb, lab = kmeans2(ym, K, iter=iters, minit="++", seed=seed + m)
-        else:
-            cb, lab = kmeans2(ym, init[m], iter=iters, minit="matrix")
-        cbs.append(cb)
-        yh[:, m * ds:(m + 1) * ds] = cb[lab]
+        r = y[:, m * ds:(m + 1) * ds].copy()
+        row = []
+        for l in range(L):
+            if init is None:
+                cb, lab = kmeans2(r, K, iter=iters, minit="++", seed=seed + m + 1000003 * l)
+            else:
+                cb, lab = kmeans2(r, init[m][l], iter=iters, minit="matrix")
+            row.append(cb)
+            yh[:, m * ds:(m + 1) * ds] += cb[lab]
+            r -= cb[lab]
+        cbs.append(row)
     return cbs, yh, ((y - yh) ** 2).sum()
 
 
-def opq_fit(x, M, K, iters, rounds, rounds_iters, seed):
+def opq_fit(x, M, K, iters, rounds, rounds_iters, seed, L=1):
     """non-parametric OPQ (Ge et al. 2013): PQ, then per round the Procrustes rotation of x onto the
     decoded codes (scipy.linalg.orthogonal_procrustes) and rounds_iters Lloyd iterations from the
     current centroids; the squared error of x rot against its codes"""
-    cbs, yh, err = pq_fit(x, M, K, iters, seed)
+    cbs, yh, err = pq_fit(x, M, K, iters, seed, L=L)
     for _ in range(rounds):
         rot, _ = orthogonal_procrustes(x, yh)
-        cbs, yh, err = pq_fit(x @ rot, M, K, rounds_iters, seed, init=cbs)
+        cbs, yh, err = pq_fit(x @ rot, M, K, rounds_iters, seed, init=cbs, L=L)
     return err
 
 
-def case(name, N, D, M, K, iters, centres, seed, opq=None):
+def case(name, N, D, M, K, iters, centres, seed, opq=None, stages=1):
     rng = np.random.default_rng(seed)
     c = rng.normal(0.0, 1.0, (centres, D))
     x = c[rng.integers(0, centres, N)] + 0.35 * rng.normal(0.0, 1.0, (N, D))
@@ -63,16 +72,19 @@ def case(name, N, D, M, K, iters, centres, seed, opq=None):
     x.tofile(os.path.join(out, name + "_x.f32"))
     x64 = x.astype(np.float64)
     norm = (x64 ** 2).sum()
-    rel = min(pq_fit(x64, M, K, iters, 1000 * seed + 100 * s)[2] for s in range(5)) / norm
+    rel = min(pq_fit(x64, M, K, iters, 1000 * seed + 100 * s, L=stages)[2] for s in range(5)) / norm
     r = {"name": name, "n": N, "d": D, "m": M, "k": K, "iters": iters, "scipy_rel_err": rel}
+    if stages > 1:
+        r["stages"] = stages
     if opq:
         r.update({"opq": opq[0], "opq_iters": opq[1],
-                  "scipy_opq_rel_err": min(opq_fit(x64, M, K, iters, opq[0], opq[1], 1000 * seed + 100 * s) for s in range(5)) / norm})
+                  "scipy_opq_rel_err": min(opq_fit(x64, M, K, iters, opq[0], opq[1], 1000 * seed + 100 * s, L=stages) for s in range(5)) / norm})
     return r
 
 
 cases = [case("clusters", 3000, 32, 8, 64, 25, 40, 1), case("few", 500, 12, 3, 16, 25, 8, 2),
-         case("aniso", 3000, 32, 8, 32, 25, 40, 3, opq=(10, 4))]
+         case("aniso", 3000, 32, 8, 32, 25, 40, 3, opq=(10, 4)),
+         case("residual", 3000, 32, 4, 16, 25, 40, 4, opq=(3, 4), stages=3)]
 with open(os.path.join(out, "manifest.json"), "w") as f:
     json.dump({"format": "dynmm-pq-ref", "version": 1, "cases": cases}, f, indent=1)
 print("ok: %d cases, SciPy relative errors %s" % (len(cases), ", ".join(

@@ -13,7 +13,14 @@
  *    naive twin's, ADC of the rotated query = q . x^, error below plain PQ's
  *  - the queries' metric (pq.metric = "query"): second moment, the floored and allocated square
  *    root of a known spectrum, score error far below plain PQ's for queries in a sub-space
- * The multi-shard training (bitwise at 1, 2, 3 ranks, SciPy's error) is tests/mpi/test_pq.c. */
+ *  - residual stages (pq.stages): the shape refused with its message; encoding bitwise its naive
+ *    twin, each stage's code the nearest centroid of the float residual the earlier stages leave;
+ *    decoding the stages' sum; ADC over the M L code columns (float and fast scan) against the
+ *    decoded dot products and the naive twins; training = its naive twin, the training's codes =
+ *    pq_encode's, the error falling with every stage, a known answer (two stages recover items
+ *    made of one of K values plus one of K small offsets exactly); OPQ on stages: rotation
+ *    orthogonal, codes pq_encode's, error at most the stages' without it
+ * The multi-shard training (bitwise at 1, 2, 3 ranks, SciPy's error) is tests/mpi/test_pq_train.c. */
 #include "../../src/core/err.h"
 #include "../../src/core/rng.h"
 #include "../../src/core/sort.h"
@@ -544,6 +551,153 @@ static void query_metric(void)
     }
 }
 
+/* residual stages (pq.h): kernels, decoding, ADC, training, OPQ */
+static void residual(void)
+{
+    pq_codebook cb;
+    CHECK(pq_init_rq(&cb, 64, 8, 0, 16, "pq: align") == DM_ECONFIG && strstr(dm_error_message(), "pq.stages = 0 residual stages per sub-space; expected 1 to 16"),
+          "0 stages: %s", dm_error_message());
+    dm_error_clear();
+    CHECK(pq_init_rq(&cb, 64, 8, 17, 16, "pq: align") == DM_ECONFIG && strstr(dm_error_message(), "pq.stages = 17"), "17 stages: %s",
+          dm_error_message());
+    dm_error_clear();
+    dm_rng r;
+    dm_rng_seed(&r, 23);
+    const size_t D = 24, n = 777, B = 3;
+    const int M = 4, L = 3, K = 16, C = M * L;
+    CHECK(pq_init_rq(&cb, D, M, L, K, "pq") == DM_OK && pq_ncodes(&cb) == 12 && cb.ds == 6, "24 = 4 x 6, 3 stages: 12 code columns");
+    /* stage l's centroids at scale 2^-l, as trained stages shrink */
+    for (int m = 0; m < M; m++)
+        for (int l = 0; l < L; l++) tl_randn(&r, cb.c + ((size_t)(m * L + l) * K) * cb.ds, (size_t)K * cb.ds, ldexp(1.0, -l));
+    float *x = tl_randn_new(&r, n * D, 1.0), *q = tl_randn_new(&r, B * D, 1.0), *xh = malloc(n * D * sizeof *xh);
+    float *lut = malloc(B * (size_t)C * K * sizeof *lut), *s = malloc(B * n * sizeof *s), *sn = malloc(B * n * sizeof *sn);
+    uint8_t *c = malloc(n * C), *cn = malloc(n * C);
+    CHECK(pq_encode(&cb, x, n, c) == DM_OK && pq_encode_naive(&cb, x, n, cn) == DM_OK && !memcmp(c, cn, n * C), "encode = its naive twin");
+    /* each stage's code: the nearest centroid (double distances) of the float residual r_l */
+    size_t wrong = 0;
+    double dec = 0;
+    pq_decode(&cb, c, n, xh);
+    for (size_t i = 0; i < n; i++)
+        for (int m = 0; m < M; m++) {
+            float res[6];
+            memcpy(res, x + i * D + (size_t)m * cb.ds, sizeof res);
+            double sum[6] = {0};
+            for (int l = 0; l < L; l++) {
+                const float *cq = cb.c + (size_t)(m * L + l) * K * cb.ds;
+                double best = INFINITY, got = 0;
+                for (int k = 0; k < K; k++) {
+                    double d = 0;
+                    for (size_t j = 0; j < cb.ds; j++) d += ((double)res[j] - cq[k * cb.ds + j]) * ((double)res[j] - cq[k * cb.ds + j]);
+                    if (d < best) best = d;
+                    if (k == c[i * C + m * L + l]) got = d;
+                }
+                wrong += got > best * (1 + 1e-6);
+                const float *ck = cq + c[i * C + m * L + l] * cb.ds;
+                for (size_t j = 0; j < cb.ds; j++) res[j] -= ck[j], sum[j] += ck[j];
+            }
+            /* decoding: the stages' centroids summed in l order (L - 1 float additions) */
+            for (size_t j = 0; j < cb.ds; j++) dec = fmax(dec, fabs(xh[i * D + m * cb.ds + j] - sum[j]) / (2.0 * ldexp(fabs(sum[j]) + 2.0, -24)));
+        }
+    CHECK(wrong == 0, "%zu stage codes are not the nearest centroid of their residual", wrong);
+    CHECK(dec <= 1.0, "decoded = the stages' sum: %.3g of the rounding bound", dec);
+    /* ADC over the M L columns: the naive twin bitwise, q . x^ within gamma_(ds + C) sum |q_j c_j| */
+    for (size_t b = 0; b < B; b++) pq_adc_lut(&cb, q + b * D, lut + b * (size_t)C * K);
+    pq_adc_scores(lut, B, c, n, C, K, s);
+    pq_adc_scores_naive(lut, B, c, n, C, K, sn);
+    CHECK(!memcmp(s, sn, B * n * sizeof *s), "ADC over %d code columns = the naive twin's, bitwise", C);
+    const double g = (double)(cb.ds + (size_t)C) * ldexp(1.0, -24) / (1 - (double)(cb.ds + (size_t)C) * ldexp(1.0, -24));
+    double worst = 0;
+    for (size_t b = 0; b < B; b++)
+        for (size_t i = 0; i < n; i++) {
+            double dot = 0, abs = 0;
+            for (int m = 0; m < M; m++)
+                for (int l = 0; l < L; l++) {
+                    const float *ck = cb.c + ((size_t)(m * L + l) * K + c[i * C + m * L + l]) * cb.ds;
+                    for (size_t j = 0; j < cb.ds; j++) {
+                        dot += (double)q[b * D + m * cb.ds + j] * ck[j];
+                        abs += fabs((double)q[b * D + m * cb.ds + j] * ck[j]);
+                    }
+                }
+            worst = fmax(worst, fabs(s[b * n + i] - dot) / (g * abs));
+        }
+    CHECK(worst <= 1.0, "ADC vs the stages' dot products: %.3g of the bound", worst);
+    /* fast scan over the same 12 columns: the naive twin bitwise */
+    pq_fs_codes fc;
+    uint8_t *ql = malloc(B * (size_t)pq_fs_mpad(C) * 16);
+    pq_fs_scale sc[3];
+    CHECK(pq_fs_pack(&fc, c, n, C) == DM_OK, "pack");
+    for (size_t b = 0; b < B; b++) pq_fs_quantise(lut + b * (size_t)C * K, C, K, ql + b * (size_t)pq_fs_mpad(C) * 16, sc + b);
+    pq_fs_scores(&fc, ql, sc, B, s);
+    CHECK(pq_fs_scores_naive(lut, B, c, n, C, K, sn) == DM_OK && !memcmp(s, sn, B * n * sizeof *s), "fast scan over %d code columns = its naive twin", C);
+    pq_fs_free(&fc);
+    printf("  residual: M %d L %d K %d: codes nearest per stage, ADC within %.3f of its bound\n", M, L, K, worst);
+    TL_FREE(x, q, xh, lut, s, sn, c, cn, ql);
+    pq_free(&cb);
+
+    /* training: the naive twin; codes = pq_encode's; error falling with the stages */
+    const size_t N = 900, Dt = 12;
+    const int Mt = 3, Kt = 8;
+    float *y = tl_randn_new(&r, N * Dt, 1.0);
+    for (size_t i = 0; i < N; i++)
+        for (size_t j = 0; j < Dt; j++) y[i * Dt + j] += (float)(2.0 * ((i % 5) == j % 5));
+    uint8_t *ca = malloc(N * (size_t)Mt * 4), *cb2 = malloc(N * (size_t)Mt * 4);
+    double prev = INFINITY;
+    for (int Lt = 1; Lt <= 4; Lt++) {
+        pq_codebook a, b;
+        pq_train_stats sa, sb;
+        CHECK(pq_init_rq(&a, Dt, Mt, Lt, Kt, "pq") == DM_OK && pq_init_rq(&b, Dt, Mt, Lt, Kt, "pq") == DM_OK, "init");
+        CHECK(pq_train(&a, y, N, 0, N, 20, 5, NULL, ca, &sa) == DM_OK, "train %d stages: %s", Lt, dm_error_message());
+        CHECK(pq_train_naive(&b, y, N, 20, 5, cb2, &sb) == DM_OK && !memcmp(ca, cb2, N * (size_t)Mt * (size_t)Lt), "%d stages: codes = the naive twin's", Lt);
+        double cd = 0, cm = tl_maxabs(a.c, (size_t)Kt * Dt * (size_t)Lt);
+        for (size_t t = 0; t < (size_t)Kt * Dt * (size_t)Lt; t++) cd = fmax(cd, fabs((double)a.c[t] - b.c[t]));
+        CHECK(cd <= 2 * ldexp(cm, -24), "%d stages: centroids within %.3g of the naive twin's (max %.3g)", Lt, cd, cm);
+        CHECK(pq_encode(&a, y, N, cb2) == DM_OK && !memcmp(ca, cb2, N * (size_t)Mt * (size_t)Lt), "%d stages: training codes = pq_encode's", Lt);
+        /* the stored error: sum |x - x^|^2 of the decoded codes (float residuals vs the decoded sum) */
+        float *yh = malloc(N * Dt * sizeof *yh);
+        pq_decode(&a, ca, N, yh);
+        double e2 = 0;
+        for (size_t t = 0; t < N * Dt; t++) e2 += ((double)y[t] - yh[t]) * ((double)y[t] - yh[t]);
+        CHECK(fabs(sa.err - e2) <= 1e-4 * e2, "%d stages: error %.6g = that of the decoded codes %.6g", Lt, sa.err, e2);
+        const double rel = sa.err / sa.norm;
+        CHECK(rel < prev, "%d stages: relative error %.4f not below %d stages' %.4f", Lt, rel, Lt - 1, prev);
+        printf("  residual training: %d stage(s): relative error %.4f, centroids within %.2g of the naive twin's\n", Lt, rel, cd);
+        prev = rel;
+        if (Lt == 2) { /* OPQ on two stages: rotation orthogonal, codes pq_encode's, error not above the stages' alone */
+            pq_codebook o;
+            pq_train_stats so;
+            CHECK(pq_init_rq(&o, Dt, Mt, 2, Kt, "pq") == DM_OK && pq_train_opq(&o, y, N, 0, N, 20, 4, 3, 5, NULL, ca, &so) == DM_OK && o.rot,
+                  "OPQ on two stages");
+            double orth = 0;
+            for (size_t i = 0; o.rot && i < Dt; i++)
+                for (size_t j = 0; j < Dt; j++) {
+                    double d = 0;
+                    for (size_t t = 0; t < Dt; t++) d += (double)o.rot[i * Dt + t] * o.rot[j * Dt + t];
+                    orth = fmax(orth, fabs(d - (i == j)));
+                }
+            CHECK(orth <= 4 * (double)Dt * ldexp(1.0, -24), "OPQ rotation orthogonal within %.3g", orth);
+            CHECK(pq_encode(&o, y, N, cb2) == DM_OK && !memcmp(ca, cb2, N * (size_t)Mt * 2), "OPQ on stages: codes = pq_encode's");
+            CHECK(so.err <= sa.err * (1 + 1e-4), "OPQ on two stages: error %.5g above the stages' alone %.5g", so.err, sa.err);
+            printf("  residual + OPQ: relative error %.4f (two stages alone %.4f)\n", so.err / so.norm, rel);
+            pq_free(&o);
+        }
+        free(yh);
+        pq_free(&a);
+        pq_free(&b);
+    }
+    /* known answer: each sub-vector one of Kt values plus one of Kt offsets 1/64 as large, every pair
+       equally often: two stages of Kt centroids recover every item (up to the float sums) */
+    float *base = tl_randn_new(&r, (size_t)Kt * Dt, 4.0), *off = tl_randn_new(&r, (size_t)Kt * Dt, 1.0 / 16.0);
+    for (size_t i = 0; i < N; i++)
+        for (size_t j = 0; j < Dt; j++) y[i * Dt + j] = base[(i % (size_t)Kt) * Dt + j] + off[((i / (size_t)Kt) % (size_t)Kt) * Dt + j];
+    pq_codebook a;
+    pq_train_stats sa;
+    const size_t Nk = 14 * (size_t)Kt * (size_t)Kt; /* every (value, offset) pair equally often */
+    CHECK(pq_init_rq(&a, Dt, Mt, 2, Kt, "pq") == DM_OK && pq_train(&a, y, Nk, 0, Nk, 30, 3, NULL, ca, &sa) == DM_OK, "known answer");
+    CHECK(sa.err / sa.norm < 1e-10, "known answer: two stages' relative error %.3g", sa.err / sa.norm);
+    pq_free(&a);
+    TL_FREE(y, ca, cb2, base, off);
+}
+
 int main(void)
 {
     shapes();
@@ -557,5 +711,6 @@ int main(void)
     polar();
     opq();
     query_metric();
+    residual();
     return tap_done("test_pq");
 }
