@@ -222,6 +222,42 @@ int pq_scorer_score(void *mv, const ev_split *s, const size_t *users, size_t B, 
     return DM_OK;
 }
 
+int pq_scorer_has_items(const void *pv)
+{
+    const pq_scorer *p = pv;
+    return p->R == 0 || p->R >= p->lat.n_items;
+}
+
+int pq_scorer_items(void *mv, const ev_split *s, const size_t *users, size_t B, const int32_t *items, size_t n, float *scores)
+{
+    pq_scorer *p = mv;
+    const int C = pq_ncodes(&p->cb);
+    const size_t ni = p->lat.n_items, D = p->lat.C, Kz = (size_t)p->cb.K, MK = (size_t)C * Kz;
+    if (p->R >= ni) return model_latents_score_items(&p->lat, s, users, B, items, n, scores);
+    if (p->R) return DM_ERR(DM_EINTERNAL, "pq: a candidate scorer with pq.rerank = %zu of %zu items", p->R, ni);
+    DM_CALL(grow(p, B));
+    const float *st = p->lat.state[s->split];
+    const size_t Q = (size_t)pq_fs_mpad(C) * 16;
+    for (size_t b = 0; b < B; b++) {
+        float *lut = p->lut + b * MK;
+        pq_adc_lut(&p->cb, st + users[b] * D, lut);
+        if (p->fs.codes) pq_fs_quantise(lut, C, p->cb.K, p->qlut + b * Q, p->qsc + b);
+        for (size_t k = 0; k < n; k++) {
+            const int32_t it = items[b * n + k];
+            if (it < 0 || (size_t)it >= ni) return DM_ERR(DM_EINTERNAL, "candidate item %d of user %zu outside the %zu items", (int)it, users[b], ni);
+            if (p->fs.codes) { /* the fast scan's exact integer sum, dequantised as its rows are */
+                scores[b * n + k] = pq_fs_score(p->qsc[b], pq_fs_sum_item(&p->fs, p->qlut + b * Q, (size_t)it));
+            } else { /* pq_adc_scores's sum: from 0, in column order */
+                const uint8_t *c = p->codes + (size_t)it * (size_t)C;
+                float v = 0.0f;
+                for (int q = 0; q < C; q++) v += lut[(size_t)q * Kz + c[q]];
+                scores[b * n + k] = v;
+            }
+        }
+    }
+    return DM_OK;
+}
+
 /* The codes packed for the fast scan when K <= 16 (the bytes dropped), and the scratch. */
 static int scorer_finish(pq_scorer *p, size_t n_inter)
 {
@@ -310,6 +346,8 @@ int pq_model_load(par_ctx *ctx, const dm_cfg *cfg, const dm_dataset *d, h5file *
     if (!rc) rc = pq_read(f, model, n, p->lat.C, &p->cb, &p->codes);
     if (!rc) rc = scorer_finish(p, d->n_inter);
     if (!rc && p->fs.codes) dm_log("  %s@pq: 4-bit codes, scored by fast scan (%s)", model, pq_fs_isa_name(pq_fs_isa_current()));
+    /* sampled protocols score only the candidates unless the re-ranked top R needs the whole row */
+    if (!rc && pq_scorer_has_items(p)) ml->score_items = pq_scorer_items;
     return rc;
 }
 

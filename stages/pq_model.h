@@ -65,6 +65,13 @@ int pq_fit_table(par_ctx *ctx, const dm_cfg *cfg, const float *e, size_t n, cons
  * for R > 0 the float items lat->e, which must outlive it); R = the re-ranked top (pq.rerank). */
 int pq_scorer_new(pq_codebook *cb, uint8_t *codes, const model_latents *lat, size_t R, size_t n_inter, void **out);
 int pq_scorer_score(void *p, const ev_split *s, const size_t *users, size_t B, float *scores);
+/* Its candidate scorer (ev_items_fn): the listed items' scores, the same bits as their entries of
+ * pq_scorer_score's rows, when those do not depend on the rest of the row: R = 0 (ADC alone: the
+ * float table's sum in column order, or the fast scan's integer sum) or R >= n_items (exact).
+ * With 0 < R < n_items the re-ranked top R is a property of the whole row: DM_EINTERNAL, and
+ * pq_scorer_has_items says so first. */
+int pq_scorer_items(void *p, const ev_split *s, const size_t *users, size_t B, const int32_t *items, size_t n, float *scores);
+int pq_scorer_has_items(const void *p);
 void pq_scorer_free(void *p);
 
 /* Registry hooks of align@pq and sasrec@pq. */

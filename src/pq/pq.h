@@ -160,6 +160,9 @@ void pq_fs_free(pq_fs_codes *fc);
 void pq_fs_quantise(const float *lut, int M, int K, uint8_t *qlut, pq_fs_scale *sc);
 /* sums (n) = the exact integer sums S(i) of one quantised table qlut over fc, on the current path. */
 void pq_fs_sums(const pq_fs_codes *fc, const uint8_t *qlut, uint16_t *sums);
+/* S(i) of one item i < fc->n, read out of the packed block (scalar): the same integer as pq_fs_sums's,
+ * for scoring a few listed items (a sampled protocol's candidates) without scanning the catalogue. */
+uint16_t pq_fs_sum_item(const pq_fs_codes *fc, const uint8_t *qlut, size_t i);
 /* out (B, n) = the dequantised scores of B queries (qluts (B, Mp, 16), scales (B)) over fc; items in
  * chunks whose codes stay in L1 while every query reads them (OpenMP over chunks). */
 void pq_fs_scores(const pq_fs_codes *fc, const uint8_t *qluts, const pq_fs_scale *sc, size_t B, float *out);

@@ -283,3 +283,16 @@ void pq_fs_scores(const pq_fs_codes *fc, const uint8_t *qluts, const pq_fs_scale
         }
     }
 }
+
+uint16_t pq_fs_sum_item(const pq_fs_codes *fc, const uint8_t *qlut, size_t i)
+{
+    /* item i is byte i % 16 of its block's rows, in the low nibble for i % 32 < 16 */
+    const uint8_t *blk = fc->codes + (i / PQ_FS_BLOCK) * (size_t)fc->Mp * 16 + i % 16;
+    const int hi = (int)(i % PQ_FS_BLOCK) >= 16;
+    unsigned s = 0;
+    for (int m = 0; m < fc->Mp; m++) {
+        const uint8_t b = blk[(size_t)m * 16];
+        s += qlut[(size_t)m * 16 + (hi ? b >> 4 : b & 15)];
+    }
+    return (uint16_t)s;
+}

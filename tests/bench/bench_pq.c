@@ -1,7 +1,7 @@
 /* bench_pq.c: full-catalogue scoring of product-quantised item latents (src/pq/pq.h) against exact
  * float32 scoring (OpenBLAS), side by side in one process, one thread.
  *
- * Usage: bench_pq [n_items] [d] [batch] [reps] [recall_users] [noise]
+ * Usage: bench_pq [n_items] [d] [batch] [reps] [recall_users] [noise] [stages4]
  * Synthetic clustered latents: 1000 centres c ~ N(0, I), an item is a centre plus N(0, noise^2 I)
  * (noise 0.5 by default), a user state another such draw around a centre. Isotropic noise has no
  * structure a quantiser can use: at 1M items the exact top 10 of a user are the extremes of ~1000
@@ -9,7 +9,9 @@
  * than float32, trained by pq_train on 65536 evenly spaced items (10 Lloyd iterations), every item
  * then encoded:
  *   ADC8  pq.m = d / 4, pq.k = 256: one byte per code; float tables, pq_adc_scores
- *   FS4   pq.m = d / 2, pq.k = 16: 4-bit codes by fast scan (byte tables in registers, pq_fs_scores)
+ *   FS4   pq.m = d / 2, pq.k = 16: 4-bit codes by fast scan (byte tables in registers, pq_fs_scores);
+ *         with stages4 = L > 1, pq.m = d / (2 L) sub-spaces of L residual stages (pq.stages): the
+ *         same d / 2 four-bit code columns, so the same scan
  * For a batch of B user states, timed interleaved, medians of `reps`:
  *   exact = cblas_sgemm (B, n) = (B, d) x (n, d)^T (cblas_sgemv when B = 1), OpenBLAS's best;
  *   exact_fixed = the same product by nn_sgemm_fixed in blocks of 16384 items, as eval's dot scorer
@@ -56,12 +58,12 @@ static float *clustered(dm_rng *r, const float *ctr, size_t n, size_t D, double 
 }
 
 /* a quantiser of e (n, D): trained on TRAIN_ITEMS evenly spaced items, every item encoded */
-static uint8_t *quantise(pq_codebook *cb, const float *e, size_t n, size_t D, int M, int K, double *rel)
+static uint8_t *quantise(pq_codebook *cb, const float *e, size_t n, size_t D, int M, int L, int K, double *rel)
 {
     const size_t S = n < TRAIN_ITEMS ? n : TRAIN_ITEMS;
     float *xs = malloc(S * D * sizeof *xs);
-    uint8_t *cs = malloc(S * (size_t)M), *codes = malloc(n * (size_t)M);
-    if (!xs || !cs || !codes || pq_init(cb, D, M, K, "bench_pq")) tl_die("quantiser");
+    uint8_t *cs = malloc(S * (size_t)M * (size_t)L), *codes = malloc(n * (size_t)M * (size_t)L);
+    if (!xs || !cs || !codes || pq_init_rq(cb, D, M, L, K, "bench_pq")) tl_die("quantiser");
     for (size_t t = 0; t < S; t++) memcpy(xs + t * D, e + (t * n / S) * D, D * sizeof *xs);
     pq_train_stats st;
     if (pq_train(cb, xs, S, 0, S, 10, 1, NULL, cs, &st) || pq_encode(cb, e, n, codes)) tl_die("pq_train");
@@ -112,10 +114,10 @@ static void run_adc8(bench *b)
 
 static void run_fs4(bench *b)
 {
-    const size_t MK = (size_t)b->c4->M * (size_t)b->c4->K, Q = (size_t)pq_fs_mpad(b->c4->M) * 16;
+    const size_t MK = (size_t)pq_ncodes(b->c4) * (size_t)b->c4->K, Q = (size_t)pq_fs_mpad(pq_ncodes(b->c4)) * 16;
     for (size_t q = 0; q < b->B; q++) {
         pq_adc_lut(b->c4, b->u + q * b->D, b->lut4 + q * MK);
-        pq_fs_quantise(b->lut4 + q * MK, b->c4->M, b->c4->K, b->qlut + q * Q, b->qsc + q);
+        pq_fs_quantise(b->lut4 + q * MK, pq_ncodes(b->c4), b->c4->K, b->qlut + q * Q, b->qsc + q);
     }
     pq_fs_scores(b->fs, b->qlut, b->qsc, b->B, b->s4);
 }
@@ -196,7 +198,7 @@ static void recall(bench *b, const float *users, size_t U, const uint8_t *codes4
         dm_top_k_f32(one.se, n, NULL, 10, best);
         run_adc8(&one);
         run_fs4(&one);
-        pq_adc_scores(one.lut4, 1, codes4, n, b->c4->M, b->c4->K, a4);
+        pq_adc_scores(one.lut4, 1, codes4, n, pq_ncodes(b->c4), b->c4->K, a4);
         const float *sc[3] = {one.s8, one.s4, a4};
         for (int k = 0; k < 3; k++)
             for (int r = 0; r < 3; r++) h[k][r] += hits(&one, sc[k], q, best, g_rr[r], tmp);
@@ -209,8 +211,8 @@ static void recall(bench *b, const float *users, size_t U, const uint8_t *codes4
 /* the verdicts; returns the worst fraction of a bound used (<= 1: passed), -1 when paths differ */
 static double verdict(bench *b, const uint8_t *codes4, double *used8, double *used4)
 {
-    const size_t n = b->n, D = b->D, check = n < 2000 ? n : 2000, M8 = (size_t)b->c8->M, M4 = (size_t)b->c4->M;
-    const size_t ds = b->c8->ds, K4 = (size_t)b->c4->K, Q = (size_t)pq_fs_mpad(b->c4->M) * 16, Bc = b->B < 4 ? b->B : 4;
+    const size_t n = b->n, D = b->D, check = n < 2000 ? n : 2000, M8 = (size_t)b->c8->M, M4 = (size_t)pq_ncodes(b->c4);
+    const size_t ds = b->c8->ds, K4 = (size_t)b->c4->K, Q = (size_t)pq_fs_mpad(pq_ncodes(b->c4)) * 16, Bc = b->B < 4 ? b->B : 4;
     /* ADC8 against the decoded latents' dot products: gamma_(ds+m) sum |q_j x^_j| */
     run_adc8(b);
     const double g = (double)(ds + M8) * ldexp(1.0, -24) / (1 - (double)(ds + M8) * ldexp(1.0, -24));
@@ -269,9 +271,11 @@ int main(int argc, char **argv)
     const size_t n = argc > 1 ? (size_t)atoll(argv[1]) : 1000000, D = argc > 2 ? (size_t)atoll(argv[2]) : 64;
     const size_t B = argc > 3 ? (size_t)atoll(argv[3]) : 1, U = argc > 5 ? (size_t)atoll(argv[5]) : 100;
     const double noise = argc > 6 ? atof(argv[6]) : 0.5;
+    const int L4 = argc > 7 ? atoi(argv[7]) : 1; /* FS4's residual stages: pq.m d / (2 L4), the same 4-bit columns */
     int reps = argc > 4 ? atoi(argv[4]) : 7;
     if (reps > MAXREP) reps = MAXREP;
-    if (reps < 1 || !n || !B || D % 4) tl_die("usage: bench_pq [n_items] [d (a multiple of 4)] [batch] [reps] [recall_users] [noise]");
+    if (reps < 1 || !n || !B || D % 4 || L4 < 1 || (D / 2) % (size_t)L4)
+        tl_die("usage: bench_pq [n_items] [d (a multiple of 4)] [batch] [reps] [recall_users] [noise] [stages4 (dividing d / 2)]");
     openblas_set_num_threads(1);
     omp_set_num_threads(1);
     double t0 = dm_wtime(), rel8, rel4;
@@ -279,13 +283,14 @@ int main(int argc, char **argv)
     dm_rng_seed(&r, 1);
     float *ctr = tl_randn_new(&r, NCLUSTER * D, 1.0), *e = clustered(&r, ctr, n, D, noise), *u = clustered(&r, ctr, B + U, D, noise);
     pq_codebook c8, c4;
-    uint8_t *codes8 = quantise(&c8, e, n, D, (int)(D / 4), 256, &rel8), *codes4 = quantise(&c4, e, n, D, (int)(D / 2), 16, &rel4);
+    uint8_t *codes8 = quantise(&c8, e, n, D, (int)(D / 4), 1, 256, &rel8),
+            *codes4 = quantise(&c4, e, n, D, (int)(D / 2) / L4, L4, 16, &rel4);
     pq_fs_codes fs;
-    if (pq_fs_pack(&fs, codes4, n, c4.M)) tl_die("pq_fs_pack");
+    if (pq_fs_pack(&fs, codes4, n, pq_ncodes(&c4))) tl_die("pq_fs_pack");
     const double setup = dm_wtime() - t0;
     bench b = {n, D, B, e, u, &c8, &c4, codes8, &fs, malloc(B * n * sizeof(float)), malloc(B * n * sizeof(float)), malloc(B * n * sizeof(float)),
-               malloc(B * (size_t)c8.M * 256 * sizeof(float)), malloc(B * (size_t)c4.M * 16 * sizeof(float)),
-               malloc(B * (size_t)pq_fs_mpad(c4.M) * 16), malloc(B * sizeof(pq_fs_scale)), calloc(n, 1), malloc(1000 * sizeof(int32_t))};
+               malloc(B * (size_t)c8.M * 256 * sizeof(float)), malloc(B * (size_t)pq_ncodes(&c4) * 16 * sizeof(float)),
+               malloc(B * (size_t)pq_fs_mpad(pq_ncodes(&c4)) * 16), malloc(B * sizeof(pq_fs_scale)), calloc(n, 1), malloc(1000 * sizeof(int32_t))};
     if (!b.se || !b.s8 || !b.s4 || !b.lut8 || !b.lut4 || !b.qlut || !b.qsc || !b.mark || !b.top) tl_die("out of memory");
     static double t[NT][MAXREP];
     timings(&b, reps, t);
@@ -295,10 +300,10 @@ int main(int argc, char **argv)
     double med[NT];
     for (int k = 0; k < NT; k++) med[k] = k < 6 || k == T_FIXED || pq_fs_isa_supported((pq_fs_isa)(k - 6)) ? tl_median(t[k], reps) : NAN;
     const int ok = worst >= 0 && worst <= 1.0;
-    printf("n=%zu d=%zu batch=%zu reps=%d m8=%d k8=256 m4=%d k4=16 rel_err8=%.4f rel_err4=%.4f setup_s=%.1f exact_ms=%.3f "
+    printf("n=%zu d=%zu batch=%zu reps=%d m8=%d k8=256 m4=%d stages4=%d k4=16 rel_err8=%.4f rel_err4=%.4f setup_s=%.1f exact_ms=%.3f "
            "adc8_ms=%.3f adc8_rr_ms=%.3f fs4_ms=%.3f fs4_rr_ms=%.3f fs4_rr1000_ms=%.3f speedup_adc8=%.2f speedup_adc8_rr=%.2f "
            "speedup_fs4=%.2f speedup_fs4_rr=%.2f speedup_fs4_rr1000=%.2f isa=%s",
-           n, D, B, reps, c8.M, c4.M, rel8, rel4, setup, 1e3 * med[0], 1e3 * med[1], 1e3 * med[2], 1e3 * med[3], 1e3 * med[4], 1e3 * med[5],
+           n, D, B, reps, c8.M, c4.M, c4.L, rel8, rel4, setup, 1e3 * med[0], 1e3 * med[1], 1e3 * med[2], 1e3 * med[3], 1e3 * med[4], 1e3 * med[5],
            med[0] / med[1], med[0] / med[2], med[0] / med[3], med[0] / med[4], med[0] / med[5], pq_fs_isa_name(pq_fs_isa_current()));
     for (int isa = 0; isa < PQ_FS_AUTO; isa++) printf(" fs4_%s_ms=%.3f", pq_fs_isa_name((pq_fs_isa)isa), 1e3 * med[6 + isa]);
     printf(" exact_fixed_ms=%.3f speedup_fs4_fixed=%.2f speedup_fs4_rr_fixed=%.2f", 1e3 * med[T_FIXED], med[T_FIXED] / med[3], med[T_FIXED] / med[4]);

@@ -11,6 +11,9 @@
  *     relies on for real models: OpenBLAS's sgemm does not, by an ulp now and then);
  *   - the candidate scorer (ev_score_users_items with model_latents_score_items: sampled protocols
  *     score only each user's targets and negatives, sharded or not) gives the same bits as whole rows;
+ *   - <model>@pq's candidate scorer (pq_scorer_items: ADC alone with float tables, the fast scan of
+ *     residual 4-bit codes, and the exact scores with pq.rerank above the catalogue) gives the same
+ *     rows as its whole rows, and is refused where the re-ranked top R needs the whole row;
  *   - sampled-user evaluation (ev_split.keep, every third user left out): the kept users' rows are
  *     bitwise those of the whole run, the others NaN, in both paths;
  *   - ev_shard_topk equals dm_top_k_f32 over the whole score vector (ids and scores, ties to the
@@ -23,6 +26,7 @@
 #include "../../src/core/shard.h"
 #include "../../src/core/sort.h"
 #include "../../stages/evalshard.h"
+#include "../../stages/pq_model.h"
 #include "../unit/tap.h"
 #include "../unit/testlib.h"
 
@@ -156,6 +160,59 @@ static int compare_rows(par_ctx *ctx, catalogue *c, model_latents *full, size_t 
     return n;
 }
 
+/* <model>@pq: rows of the sampled protocol from the candidate scorer = from whole rows (this rank's
+ * users; the codebooks are trained on one shard of every item, the same on every rank) */
+static void pq_candidates(catalogue *c, model_latents *full)
+{
+    const struct {
+        int M, L, K;
+        size_t R;
+        const char *what;
+    } cases[4] = {{2, 1, 32, 0, "float tables (m 2, k 32)"}, {2, 2, 16, 0, "fast scan, 2 residual stages (m 2 x 2, k 16)"},
+                  {2, 2, 16, 1000, "pq.rerank above the catalogue (exact)"}, {2, 1, 32, 5, "pq.rerank 5"}};
+    char proto[16];
+    snprintf(proto, sizeof proto, "uni%d", NNEG);
+    int64_t ks[3] = {1, 5, 10};
+    for (int q = 0; q < 4; q++) {
+        pq_codebook cb;
+        pq_train_stats st;
+        uint8_t *codes = malloc((size_t)NI * 4);
+        CHECK(pq_init_rq(&cb, C, cases[q].M, cases[q].L, cases[q].K, "pq") == DM_OK && pq_train(&cb, full->e, NI, 0, NI, 10, 3, NULL, codes, &st) == DM_OK,
+              "%s: codebooks", cases[q].what);
+        void *p = NULL;
+        CHECK(pq_scorer_new(&cb, codes, full, cases[q].R, c->d.n_inter, &p) == DM_OK, "%s: scorer", cases[q].what);
+        if (!p) continue;
+        if (cases[q].R == 5) { /* the top 5 re-ranked: a property of the whole row */
+            size_t u = 0;
+            int32_t it = 0;
+            float sc;
+            ev_split s = {&c->d, c->role, DM_TEST, NULL};
+            CHECK(!pq_scorer_has_items(p) && pq_scorer_items(p, &s, &u, 1, &it, 1, &sc) == DM_EINTERNAL, "%s: no candidate scorer", cases[q].what);
+            dm_error_clear();
+            pq_scorer_free(p);
+            continue;
+        }
+        CHECK(pq_scorer_has_items(p), "%s: has a candidate scorer", cases[q].what);
+        size_t lo = 0, hi = NU, diff = 0, scored = 0;
+        for (int t = 0; t < 3; t++) {
+            metrics_spec spec;
+            metrics_spec_init(&spec, ks, 3, (metrics_ties)t);
+            double *a = malloc(NU * spec.ncols * sizeof *a), *b = malloc(NU * spec.ncols * sizeof *b);
+            for (int sp = DM_VALID; sp <= DM_TEST; sp++) {
+                ev_split s = {&c->d, c->role, sp, NULL};
+                int ra = ev_score_users(&s, &spec, proto, pq_scorer_score, p, lo, hi, 7, a);
+                int rb = ev_score_users_items(&s, &spec, proto, pq_scorer_score, pq_scorer_items, p, lo, hi, 7, b);
+                CHECK(ra == DM_OK && rb == DM_OK, "%s: scored (%s)", cases[q].what, dm_error_message());
+                for (size_t k = 0; k < NU * spec.ncols; k++) diff += memcmp(&a[k], &b[k], sizeof *a) != 0, scored += !isnan(a[k]);
+            }
+            free(a);
+            free(b);
+        }
+        CHECK(diff == 0 && scored > 0, "%s: %zu of the entries from candidates differ from whole rows (%zu scored)", cases[q].what, diff, scored);
+        pq_scorer_free(p);
+    }
+}
+
 int main(int argc, char **argv)
 {
     par_ctx ctx;
@@ -182,6 +239,7 @@ int main(int argc, char **argv)
     tl_randn(&r, hv, NU * C, 1.0);
     tl_randn(&r, ht, NU * C, 1.0);
     CHECK(compare_rows(&ctx, &c, &full, 7, "gaussian latents") == 24, "gaussian latents: every entry bitwise equal");
+    pq_candidates(&c, &full);
 
     /* top-K over shards: integer latents again (ties), history excluded */
     for (size_t k = 0; k < NI * C; k++) e[k] = (float)((int)dm_rng_below(&r, 3) - 1);
