@@ -13,6 +13,8 @@
 #    rows exactly when re-ranking the whole catalogue; in the queries' metric (pq.metric = "query")
 #    at 3 ranks within 1% as well
 #  - `dynmm report` tables the prequential protocol (all / drifting / stable users) against static
+#  - adapter@pq with residual stages (pq.stages = 2): error below one stage's in every window, the
+#    exact rows with full re-ranking
 #  - error paths: a base trained without split.protocol = "stream", an unknown variant, adapter@pq
 #    without adapter; every rank
 #    stops and no stream.h5 is left behind
@@ -107,6 +109,24 @@ assert np.all(eo <= err * (1 + 1e-3)), ("OPQ's relative error above plain PQ's",
 print("adapter@pq with pq.rerank 400: every per-user row bitwise the adapter's; with OPQ (3 rounds) relative error %.3f..%.3f per window"
       % (eo.min(), eo.max()))
 PYEOF
+# residual stages (pq.stages = 2): stage 0 is the one-stage codebook of the run above (same seed),
+# so the relative error falls in every window; with pq.rerank above the catalogue the rows are
+# bitwise the adapter's
+mkdir -p $W/pqs; cp $W/base/dataset.h5 $W/base/cf.h5 $W/base/align.h5 $W/pqs/
+$DM_MPIRUN -n 2 $B stream configs/quickstart.cfg "${common[@]}" --set run.dir=$W/pqs --set 'stream.variants=[adapter,adapter@pq]' "${pq[@]}" \
+  --set pq.rerank=400 --set pq.stages=2 < /dev/null > $W/pqs.log 2>&1 || { cat $W/pqs.log; fail "adapter@pq with pq.stages 2"; }
+$PY - $W/r1/stream.h5 $W/pqs/stream.h5 <<'PYEOF' || exit 1
+import sys, h5py, numpy as np
+f, g = (h5py.File(p, "r") for p in sys.argv[1:])
+assert g["stream/adapter@pq"].attrs["pq_stages"] == 2 and f["stream/adapter@pq"].attrs["pq_stages"] == 1
+err, es = f["stream/adapter@pq/rel_err"][...], g["stream/adapter@pq/rel_err"][...]
+assert np.all(es < err), ("two stages' relative error not below one stage's", es, err)
+x, y = g["prequential/full/adapter"][...], g["prequential/full/adapter@pq"][...]
+assert x.tobytes() == y.tobytes(), "pq.stages 2, pq.rerank above the catalogue: adapter@pq rows differ from the adapter's"
+print("adapter@pq with 2 residual stages: relative error %.3f..%.3f per window (one stage %.3f..%.3f); full re-ranking bitwise the adapter's"
+      % (es.min(), es.max(), err.min(), err.max()))
+PYEOF
+
 # pq.metric = "query" at 3 ranks: the codes in the metric of the window's served user latents (this
 # rank's share of the second moment, bitwise any sharding: tests/mpi/test_pq_train), the top 20
 # re-ranked; NDCG@10 within 1% of the float adapter's
