@@ -197,18 +197,30 @@ static int grow(pq_scorer *p, size_t B)
     return DM_OK;
 }
 
+/* The B users' float tables p->lut (B, M L, K) and, for 4-bit codes, their byte tables p->qlut and
+ * scales p->qsc (scores within M delta / 2 of the float ADC's, pq.h): what both scorers read. */
+static int make_tables(pq_scorer *p, const ev_split *s, const size_t *users, size_t B)
+{
+    const int C = pq_ncodes(&p->cb);
+    const size_t D = p->lat.C, MK = (size_t)C * (size_t)p->cb.K, Q = (size_t)pq_fs_mpad(C) * 16;
+    DM_CALL(grow(p, B));
+    const float *st = p->lat.state[s->split];
+    for (size_t b = 0; b < B; b++) {
+        pq_adc_lut(&p->cb, st + users[b] * D, p->lut + b * MK);
+        if (p->fs.codes) pq_fs_quantise(p->lut + b * MK, C, p->cb.K, p->qlut + b * Q, p->qsc + b);
+    }
+    return DM_OK;
+}
+
 int pq_scorer_score(void *mv, const ev_split *s, const size_t *users, size_t B, float *scores)
 {
     pq_scorer *p = mv;
     const int C = pq_ncodes(&p->cb); /* code columns: M L */
-    const size_t n = p->lat.n_items, D = p->lat.C, MK = (size_t)C * (size_t)p->cb.K;
+    const size_t n = p->lat.n_items, D = p->lat.C;
     if (p->R >= n) return model_latents_score(&p->lat, s, users, B, scores);
-    DM_CALL(grow(p, B));
+    DM_CALL(make_tables(p, s, users, B));
     const float *st = p->lat.state[s->split];
-    for (size_t b = 0; b < B; b++) pq_adc_lut(&p->cb, st + users[b] * D, p->lut + b * MK);
-    if (p->fs.codes) { /* 4-bit codes: byte tables, scores within M delta / 2 of the float ADC's (pq.h) */
-        const size_t Q = (size_t)pq_fs_mpad(C) * 16;
-        for (size_t b = 0; b < B; b++) pq_fs_quantise(p->lut + b * MK, C, p->cb.K, p->qlut + b * Q, p->qsc + b);
+    if (p->fs.codes) {
         pq_fs_scores(&p->fs, p->qlut, p->qsc, B, scores);
     } else {
         pq_adc_scores(p->lut, B, p->codes, n, C, p->cb.K, scores);
@@ -232,16 +244,12 @@ int pq_scorer_items(void *mv, const ev_split *s, const size_t *users, size_t B, 
 {
     pq_scorer *p = mv;
     const int C = pq_ncodes(&p->cb);
-    const size_t ni = p->lat.n_items, D = p->lat.C, Kz = (size_t)p->cb.K, MK = (size_t)C * Kz;
+    const size_t ni = p->lat.n_items, Kz = (size_t)p->cb.K, MK = (size_t)C * Kz, Q = (size_t)pq_fs_mpad(C) * 16;
     if (p->R >= ni) return model_latents_score_items(&p->lat, s, users, B, items, n, scores);
     if (p->R) return DM_ERR(DM_EINTERNAL, "pq: a candidate scorer with pq.rerank = %zu of %zu items", p->R, ni);
-    DM_CALL(grow(p, B));
-    const float *st = p->lat.state[s->split];
-    const size_t Q = (size_t)pq_fs_mpad(C) * 16;
+    DM_CALL(make_tables(p, s, users, B));
     for (size_t b = 0; b < B; b++) {
-        float *lut = p->lut + b * MK;
-        pq_adc_lut(&p->cb, st + users[b] * D, lut);
-        if (p->fs.codes) pq_fs_quantise(lut, C, p->cb.K, p->qlut + b * Q, p->qsc + b);
+        const float *lut = p->lut + b * MK;
         for (size_t k = 0; k < n; k++) {
             const int32_t it = items[b * n + k];
             if (it < 0 || (size_t)it >= ni) return DM_ERR(DM_EINTERNAL, "candidate item %d of user %zu outside the %zu items", (int)it, users[b], ni);
