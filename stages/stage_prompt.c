@@ -119,7 +119,9 @@ typedef struct {
     const char *name;
     double *curve;              /* (epochs, 6) epoch, loss, listwise, faithfulness, explanation, seconds */
     double *t_train;            /* training seconds so far */
-    size_t per_epoch;           /* users per epoch */
+    size_t n_ex;                /* its training examples: the users, or (prompt.head_positions) w->nex */
+    int ex;                     /* 1: the examples are w->exu/exb/hex/gex */
+    size_t per_epoch;           /* examples per epoch */
     long epochs;                /* epochs at most */
     float lr, warmup;           /* peak learning rate, warm-up steps */
     float mix_lr;               /* llm_head: the peak rate of the head's residual weights */
@@ -175,6 +177,11 @@ typedef struct {
     pm_train_set ts;            /* the training users and their items */
     float *htr;                 /* (nu, dz) training latents from train[:-1]; zero rows outside ts */
     float *gtr;                 /* (nu, C) SASRec states of train[:-1] likewise */
+    size_t nex;                 /* the heads' examples with prompt.head_positions > 1 (else 0): */
+    size_t *exu;                /* (nex) the user, */
+    int *exb;                   /* (nex) positions before the end of its training sequence (-1: a validation target), */
+    int32_t *expos;             /* (nex) the validation target, or -1 */
+    float *hex, *gex;           /* (nex, dz), (nex, C) the latents of the history before it */
     explain_src src;
     int have_src;
     float *zmod;                /* (ni, ALIGN_K, dz) per-modality latents, NULL without */
@@ -316,6 +323,19 @@ static int check_prompt(const dm_cfg *cfg)
         return DM_ERR(DM_ECONFIG, "%s = \"%s\" trains on the latents of the streaming window before the last, which needs "
                       "prompt.latents = \"stream\" (it is \"%s\")", dm_cfg_where(cfg, "prompt.train_latents", w, sizeof w),
                       dm_cfg_str(cfg, "prompt.train_latents"), dm_cfg_str(cfg, "prompt.latents"));
+    }
+    int hvalid = !strcmp(dm_cfg_str(cfg, "prompt.head_train_split"), "valid");
+    if ((dm_cfg_int(cfg, "prompt.head_positions") > 1 || hvalid) && strcmp(dm_cfg_str(cfg, "prompt.train_latents"), "base")) {
+        char w[256];
+        return DM_ERR(DM_ECONFIG, "%s: with prompt.train_latents = \"%s\" the heads train on each user's first interaction of one "
+                      "streaming window; expected %s (or prompt.train_latents = \"base\")",
+                      dm_cfg_where(cfg, hvalid ? "prompt.head_train_split" : "prompt.head_positions", w, sizeof w),
+                      dm_cfg_str(cfg, "prompt.train_latents"), hvalid ? "\"train\"" : "1");
+    }
+    if (hvalid && dm_cfg_int(cfg, "prompt.head_positions") > 1) {
+        char w[256];
+        return DM_ERR(DM_ECONFIG, "%s = %lld counts positions of the training split; with prompt.head_train_split = \"valid\" expected 1",
+                      dm_cfg_where(cfg, "prompt.head_positions", w, sizeof w), (long long)dm_cfg_int(cfg, "prompt.head_positions"));
     }
     const char *es = dm_cfg_str(cfg, "prompt.early_stop");
     int es_ok = !strcmp(es, "none");
@@ -541,13 +561,13 @@ static int prompt_max_candidates(prompt_ws *w)
     return par_agree(w->ctx, rc);
 }
 
-/* htr: the aligner's user latent from the SASRec state of train[:-1] for the training users, and
- * that state itself (gtr) */
-static int prompt_training_latents(prompt_ws *w)
+/* The SASRec states (G) and the aligner's user latents from them (H) of n_hist histories: user
+ * users[e]'s training items without its last back[e] + 1 (back NULL: without the last), each into
+ * row users[e] (by_user) or e. Agreed. */
+static int prompt_prefix_latents(prompt_ws *w, size_t n_hist, const size_t *users, const int *back, int by_user, float *H, float *G)
 {
     par_ctx *ctx = w->ctx;
     const dm_dataset *d = &w->d;
-    const pm_train_set *t = &w->ts;
     size_t dz = w->dz;
     sasrec sm;
     sasrec_acts sa;
@@ -564,23 +584,23 @@ static int prompt_training_latents(prompt_ws *w)
     int32_t *seq = calloc((size_t)256 * (size_t)T, sizeof *seq);
     float *rs = malloc((size_t)256 * C * sizeof *rs), *hb = malloc((size_t)256 * dz * sizeof *hb);
     if (!rc && (!seq || !rs || !hb)) rc = DM_ERR(DM_ENOMEM, "out of memory");
-    for (size_t e0 = 0; !rc && e0 < t->n; e0 += 256) {
-        int nb = (int)(t->n - e0 < 256 ? t->n - e0 : 256);
+    for (size_t e0 = 0; !rc && e0 < n_hist; e0 += 256) {
+        int nb = (int)(n_hist - e0 < 256 ? n_hist - e0 : 256);
         memset(seq, 0, (size_t)nb * (size_t)T * sizeof *seq);
         for (int b = 0; b < nb; b++) {
-            size_t u = t->users[e0 + (size_t)b], n = 0;
+            size_t u = users[e0 + (size_t)b], n = 0;
             for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++)
                 if (w->roles[j] == DM_TRAIN) w->tmp[n++] = d->item[j];
-            n--;
+            n -= 1 + (size_t)(back ? back[e0 + (size_t)b] : 0);
             size_t mm = n < (size_t)T ? n : (size_t)T;
             for (size_t j = 0; j < mm; j++) seq[(size_t)b * (size_t)T + (size_t)T - mm + j] = w->tmp[n - mm + j] + 1;
         }
         rc = sasrec_user_states(&sm, &sa, seq, nb, rs);
         if (!rc) rc = align_user_latents(&am, &aa, rs, nb, hb);
         for (int b = 0; !rc && b < nb; b++) {
-            size_t u = t->users[e0 + (size_t)b];
-            memcpy(w->htr + u * dz, hb + (size_t)b * dz, dz * sizeof *w->htr);
-            memcpy(w->gtr + u * C, rs + (size_t)b * C, C * sizeof *w->gtr);
+            size_t r = by_user ? users[e0 + (size_t)b] : e0 + (size_t)b;
+            memcpy(H + r * dz, hb + (size_t)b * dz, dz * sizeof *H);
+            memcpy(G + r * C, rs + (size_t)b * C, C * sizeof *G);
         }
     }
     free(seq);
@@ -610,6 +630,70 @@ static int prompt_evidence(prompt_ws *w)
     return rc;
 }
 
+/* The item heads' own examples, where they do not train on one per training user (w->htr):
+ * - prompt.head_positions = P > 1: the last P positions of every training user's training sequence
+ *   (as many as have an item before them), user by user, the last first, with the latents of the
+ *   history before each;
+ * - prompt.head_train_split = "valid": the validation targets of the users outside the validation
+ *   sample (w->vusers), each with the user's training items as its history and the user's
+ *   validation latents: examples the frozen SASRec and aligner never trained on (they trained on
+ *   every training position, so their scores there are in-sample and the head learns to trust them
+ *   too much).
+ * Agreed. */
+static int prompt_head_examples(prompt_ws *w)
+{
+    const dm_dataset *d = &w->d;
+    const int P = (int)dm_cfg_int(w->cfg, "prompt.head_positions"), valid = !strcmp(dm_cfg_str(w->cfg, "prompt.head_train_split"), "valid");
+    int any = 0;
+    for (size_t k = 0; k < w->nm; k++) any |= w->mhead[k] && w->mepochs[k] > 0;
+    if (!any || (P == 1 && !valid)) return DM_OK;
+    size_t n = 0, nusers = 0;
+    for (size_t u = 0; valid && u < w->nu; u++) w->pick[u] = 1;
+    for (size_t k = 0; valid && k < w->nv; k++) w->pick[w->vusers[k]] = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        n = nusers = 0;
+        for (size_t k = 0; k < (valid ? w->nu : w->ts.n); k++) {
+            size_t u = valid ? k : w->ts.users[k], na = 0, n0 = n;
+            for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++) {
+                na += w->roles[j] == DM_TRAIN;
+                if (valid && w->pick[u] && w->roles[j] == DM_VALID) {
+                    if (pass) w->exu[n] = u, w->exb[n] = -1, w->expos[n] = d->item[j];
+                    n++;
+                }
+            }
+            for (int b = 0; !valid && b < P && (size_t)b + 2 <= na; b++, n++)
+                if (pass) w->exu[n] = u, w->exb[n] = b, w->expos[n] = -1;
+            nusers += n > n0;
+        }
+        if (!pass) {
+            w->exu = malloc((n + 1) * sizeof *w->exu), w->exb = malloc((n + 1) * sizeof *w->exb);
+            w->expos = malloc((n + 1) * sizeof *w->expos);
+            w->hex = malloc((n * w->dz + 1) * sizeof *w->hex), w->gex = malloc((n * w->C + 1) * sizeof *w->gex);
+            size_t *o = realloc(w->order, ((n > w->ts.n ? n : w->ts.n) + 1) * sizeof *o);
+            if (o) w->order = o;
+            int rc = par_agree(w->ctx, w->exu && w->exb && w->expos && w->hex && w->gex && o ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory"));
+            if (rc) return rc;
+        }
+    }
+    if (n == 0) {
+        DM_ERR(DM_ECONFIG, "prompt.head_train_split = \"valid\": no validation target outside the %zu validation users of prompt.valid_users", w->nv);
+        DM_HINT("lower prompt.valid_users, or set prompt.head_train_split = \"train\"");
+        return par_agree(w->ctx, DM_ECONFIG);
+    }
+    w->nex = n;
+    if (valid) {
+        dm_log("  item heads: %zu training examples, the validation targets of %zu users outside the %zu validation users (prompt.head_train_split)",
+               n, nusers, w->nv);
+        for (size_t e = 0; e < n; e++) {
+            memcpy(w->hex + e * w->dz, w->hv + w->exu[e] * w->dz, w->dz * sizeof *w->hex);
+            memcpy(w->gex + e * w->C, w->sv + w->exu[e] * w->C, w->C * sizeof *w->gex);
+        }
+        return DM_OK;
+    }
+    dm_log("  item heads: %zu training examples, the last %d positions of %zu users (prompt.head_positions)", n, P, nusers);
+    return prompt_prefix_latents(w, n, w->exu, w->exb, 0, w->hex, w->gex);
+}
+
 /* The training users, their latents and (for llm_explain) the evidence sources. */
 static int prompt_train_inputs(prompt_ws *w)
 {
@@ -628,7 +712,7 @@ static int prompt_train_inputs(prompt_ws *w)
         memcpy(w->htr, w->h_prev, w->nu * w->dz * sizeof *w->htr);
         memcpy(w->gtr, w->r_prev, w->nu * w->C * sizeof *w->gtr);
     } else if (!rc && (any_train || any_expl)) {
-        rc = prompt_training_latents(w);
+        rc = prompt_prefix_latents(w, w->ts.n, w->ts.users, NULL, 1, w->htr, w->gtr);
     }
     if (!rc && any_expl) rc = prompt_evidence(w);
     return rc;
@@ -810,7 +894,8 @@ static int prompt_setup(prompt_ws *w)
     DM_CALL(prompt_train_inputs(w)); /* before the models: llm_explain's encoder reads the evidence sources */
     DM_CALL(prompt_models(w));
     DM_CALL(prompt_buffers(w));
-    return prompt_valid_set(w);
+    DM_CALL(prompt_valid_set(w));
+    return prompt_head_examples(w);
 }
 
 /* ---- a user of a split: targets and history ---- */
@@ -927,15 +1012,18 @@ static int prompt_train_begin(prompt_ws *w, size_t k, prompt_run *t)
     t->best = w->bestw[k], t->valid = w->vcurve[k];
     t->vbest = -INFINITY;
     t->G = (int)dm_cfg_int(cfg, "prompt.batch");
+    t->ex = head && w->nex > 0;
+    t->n_ex = t->ex ? w->nex : w->ts.n;
     t->per_epoch = (size_t)dm_cfg_int(cfg, head ? "prompt.head_train_users" : "prompt.train_users");
-    if (t->per_epoch > w->ts.n || (head && t->per_epoch == 0)) t->per_epoch = w->ts.n;
+    if (t->per_epoch > t->n_ex || (head && t->per_epoch == 0)) t->per_epoch = t->n_ex;
     t->steps = (long)((t->per_epoch + (size_t)t->G - 1) / (size_t)t->G);
     t->lr = (float)dm_cfg_float(cfg, head ? "prompt.head_lr" : "prompt.lr");
     t->warmup = head ? (float)dm_cfg_int(cfg, "prompt.warmup") : 0.0f;
     t->mix_lr = head ? (float)dm_cfg_float(cfg, "prompt.head_mix_lr") : 0.0f;
     t->opt = (nn_adam){t->lr, 0.9f, 0.999f, 1e-8f, (float)dm_cfg_float(cfg, "prompt.weight_decay"), NN_ADAM_DECOUPLED};
     if (t->epochs > 0)
-        dm_log("  %s: %zu training users, %zu per epoch, %ld steps of %d users%s", t->name, w->ts.n, t->per_epoch, t->steps, t->G,
+        dm_log("  %s: %zu training %s, %zu per epoch, %ld steps of %d %s%s", t->name, t->n_ex, t->ex ? "examples" : "users", t->per_epoch, t->steps,
+               t->G, t->ex ? "examples" : "users",
                t->p->evid ? "; evidence tokens and explanation losses"
                : head ? "; full softmax over the catalogue, early stopping on validation NDCG@10"
                         : "");
@@ -986,14 +1074,23 @@ static int prompt_step(prompt_ws *w, prompt_run *t, long ep, long s)
     memset(p->g, 0, p->nparams * sizeof *p->g);
     int rc = DM_OK;
     for (size_t k = lo; k < hi && !rc; k++) {
-        size_t u = w->order[b0 + k];
+        size_t e = w->order[b0 + k], u = t->ex ? w->exu[e] : e;
         int nall, n;
-        pm_train_example(&w->ts, &w->d, w->train_roles, u, p->nh, p->K, w->seed, (uint64_t)(ep * t->steps + s), w->tmp, &nall, w->hist, &n,
-                         w->cand);
+        if (t->ex && w->exb[e] < 0) { /* a validation target after the training items */
+            ev_split vs = {&w->d, w->roles, DM_VALID, NULL};
+            size_t nh;
+            n = prompt_history(w, &vs, u, p->nh, &nh);
+            nall = (int)nh;
+            w->cand[0] = w->expos[e];
+        } else {
+            pm_train_example(&w->ts, &w->d, w->train_roles, u, t->ex ? w->exb[e] : 0, p->nh, p->K, w->seed, (uint64_t)(ep * t->steps + s),
+                             w->tmp, &nall, w->hist, &n, w->cand);
+        }
         pm_set_user(p, (int32_t)u, w->tmp, nall);
         double l = 0;
         if (p->head) {
-            rc = pm_head_train_user(p, w->htr + u * w->dz, w->gtr + u * w->C, w->hist, n, w->cand[0], 1.0f / (float)bn, &l);
+            const float *h = t->ex ? w->hex + e * w->dz : w->htr + u * w->dz, *g = t->ex ? w->gex + e * w->C : w->gtr + u * w->C;
+            rc = pm_head_train_user(p, h, g, w->hist, n, w->cand[0], 1.0f / (float)bn, &l);
             p->last_rank = l, p->last_faith = 0, p->last_expl = 0;
         } else {
             rc = pm_train_user(p, w->htr + u * w->dz, w->hist, n, w->cand, 1.0f / (float)bn, &l);
@@ -1096,8 +1193,8 @@ static int prompt_train(prompt_ws *w, size_t k)
 {
     prompt_run t;
     if (w->have_src) w->src.h = w->htr;
-    memcpy(w->order, w->ts.users, w->ts.n * sizeof *w->order);
     int rc = prompt_train_begin(w, k, &t);
+    for (size_t e = 0; e < t.n_ex; e++) w->order[e] = t.ex ? e : w->ts.users[e];
     int sel = w->msel[k] && t.epochs > 0, pat = (int)dm_cfg_int(w->cfg, "prompt.patience");
     const char *tp = dm_cfg_str(w->cfg, "lm.train_precision"), *sp = dm_cfg_str(w->cfg, "lm.precision");
     int switched = !rc && t.epochs > 0 && strcmp(tp, "same") && strcmp(tp, sp);
@@ -1118,7 +1215,7 @@ static int prompt_train(prompt_ws *w, size_t k)
     for (long ep = 0; ep < t.epochs && !rc && !(sel && t.vstall >= pat); ep++) {
         t.te = dm_wtime();
         memset(t.lsum, 0, sizeof t.lsum);
-        pm_epoch_order(w->order, w->ts.n, t.per_epoch, w->seed, (uint64_t)ep);
+        pm_epoch_order(w->order, t.n_ex, t.per_epoch, w->seed, (uint64_t)ep);
         if (t.found && ep < t.at.ep) continue; /* done before the checkpoint */
         long s0 = prompt_epoch_start(w, &t, ep);
         for (long s = s0; s < t.steps && !rc; s++) {
@@ -1580,7 +1677,7 @@ static void prompt_free(prompt_ws *w)
     DM_FREE_ALL(w->order, w->tmp, w->hist, w->bs, w->ss, w->lsc, w->lmsc, w->fsc, w->pick, w->key, w->vusers,
                 w->zmod, w->zpres, w->lmdir, w->zb, w->hv, w->ht, w->htr, w->gtr, w->e_cf, w->sv, w->st,
                 w->lroles, w->h_static, w->h_dyn, w->z_dyn, w->r_last);
-    DM_FREE_ALL(w->troles, w->h_prev, w->r_prev, w->z_prev);
+    DM_FREE_ALL(w->troles, w->h_prev, w->r_prev, w->z_prev, w->exu, w->exb, w->expos, w->hex, w->gex);
     if (w->have_d) dm_dataset_free(&w->d);
 }
 

@@ -884,14 +884,14 @@ void pm_epoch_order(size_t *order, size_t n, size_t k, uint64_t seed, uint64_t e
     }
 }
 
-void pm_train_example(const pm_train_set *t, const dm_dataset *d, const int8_t *roles, size_t u, int nh, int K, uint64_t seed,
-                      uint64_t step, int32_t *all, int *n_all, int32_t *hist, int *n, int32_t *cand)
+void pm_train_example(const pm_train_set *t, const dm_dataset *d, const int8_t *roles, size_t u, int back, int nh, int K,
+                      uint64_t seed, uint64_t step, int32_t *all, int *n_all, int32_t *hist, int *n, int32_t *cand)
 {
     size_t na = 0;
     for (int64_t j = d->user_off[u]; j < d->user_off[u + 1]; j++)
         if (roles[j] == DM_TRAIN) all[na++] = d->item[j];
-    DM_ASSERT(na >= 2);
-    na--; /* all[na] is the positive */
+    DM_ASSERT(back >= 0 && na >= (size_t)back + 2);
+    na -= (size_t)back + 1; /* all[na] is the positive */
     size_t m = na < (size_t)nh ? na : (size_t)nh;
     memcpy(hist, all + (na - m), m * sizeof *hist);
     *n_all = (int)na;

@@ -244,12 +244,13 @@ void pm_train_set_free(pm_train_set *t);
  * shuffle keyed by (seed, ep), applied in place to the order the previous epoch left (so epoch
  * ep's order follows from epoch 0's and the epochs before it, whatever the rank count). */
 void pm_epoch_order(size_t *order, size_t n, size_t k, uint64_t seed, uint64_t ep);
-/* User u's listwise example at global step `step`. u's training items go to `all` in order (all
- * needs room for u's interactions): all[0..*n_all) those before the positive (u's evidence
- * history, for pm_set_user), all[*n_all] the positive, which is also cand[0]; hist[0..*n) the
- * last nh items before the positive; cand[1..K] K items u never touched (t's sets), drawn
- * uniformly with rejection, keyed by (seed, step, u). u must be one of t's users. */
-void pm_train_example(const pm_train_set *t, const dm_dataset *d, const int8_t *roles, size_t u, int nh, int K, uint64_t seed,
-                      uint64_t step, int32_t *all, int *n_all, int32_t *hist, int *n, int32_t *cand);
+/* User u's listwise example at global step `step`, `back` positions before the end of u's training
+ * sequence (0: its last item is the positive; u needs back + 2 training items). u's training items
+ * go to `all` in order (all needs room for u's interactions): all[0..*n_all) those before the
+ * positive (u's evidence history, for pm_set_user), all[*n_all] the positive, which is also
+ * cand[0]; hist[0..*n) the last nh items before the positive; cand[1..K] K items u never touched
+ * (t's sets), drawn uniformly with rejection, keyed by (seed, step, u). u must be one of t's users. */
+void pm_train_example(const pm_train_set *t, const dm_dataset *d, const int8_t *roles, size_t u, int back, int nh, int K,
+                      uint64_t seed, uint64_t step, int32_t *all, int *n_all, int32_t *hist, int *n, int32_t *cand);
 
 #endif

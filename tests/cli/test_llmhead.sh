@@ -16,6 +16,9 @@
 #   - the weights after the same steps agree at 1 and 3 ranks within float allreduce rounding;
 #   - prompt.early_stop = uni19 for llm and llm_explain: the validation curve starts at the untrained
 #     projectors and the weights kept are the best epoch's (= a run of that many epochs, bitwise);
+#   - the heads' other examples: prompt.head_positions = 3 (the example count against dataset.h5's
+#     split) and prompt.head_train_split = valid (its count; the same weights at 1, 2 and 3 ranks;
+#     other weights than the training split's), and their refused combinations;
 #   - a model listed twice, an unknown model and an early_stop protocol outside prompt.protocols are
 #     refused naming them.
 set -u
@@ -170,6 +173,63 @@ for m in ("llm", "llm_explain"):
     assert "valid" not in f["prompt/%s" % m], "%s: a validation curve without prompt.early_stop" % m
     print("ok: %s early-stopped on uni19: validation ndcg@10 %s, epoch %d kept (= a run of %d epochs, bitwise)" % (m, np.round(v, 4), best, best))
 PYEOF
+# the heads' other examples (latent_head, 2 epochs): prompt.head_positions = 3, the last 3 training
+# positions of every user; prompt.head_train_split = valid, the validation targets of the users
+# outside the validation sample. Their counts against dataset.h5's split; the valid-split weights
+# the same at 1 and 3 ranks as at 2 (the examples are shared out), and unlike the training split's.
+hx=(--set 'prompt.models=[latent_head]' --set prompt.head_epochs=2 --set prompt.patience=10 --set prompt.head_residual=false) # a trained epoch kept
+for d in x0 xp xv1 xv2 xv3; do copy $d; done
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" "${hx[@]}" --set run.dir=$W/x0 < /dev/null > $W/x0.log 2>&1 || { cat $W/x0.log; fail "latent_head, training split"; }
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" "${hx[@]}" --set prompt.head_positions=3 --set run.dir=$W/xp < /dev/null > $W/xp.log 2>&1 \
+  || { cat $W/xp.log; fail "latent_head, 3 positions"; }
+for np in 1 2 3; do
+  $DM_MPIRUN -n $np $B prompt "${small[@]}" "${hx[@]}" --set prompt.head_train_split=valid --set run.dir=$W/xv$np < /dev/null > $W/xv$np.log 2>&1 \
+    || { cat $W/xv$np.log; fail "latent_head, validation split, $np ranks"; }
+done
+grep -h "item heads:\|latent_head: .* training" $W/xp.log $W/xv2.log
+$PY - $W <<'PYEOF' || exit 1
+import sys, re, h5py, numpy as np
+sys.path.insert(0, "tests/reference")
+from tolerance import adam_tol
+W = sys.argv[1]
+d = h5py.File(W + "/base/dataset.h5", "r")
+off, role = d["users/offsets"][...], d["split/loo"][...]
+ntr = np.array([(role[off[u]:off[u + 1]] == 0).sum() for u in range(len(off) - 1)])
+nva = np.array([(role[off[u]:off[u + 1]] == 1).sum() for u in range(len(off) - 1)])
+log = open(W + "/xp.log").read()
+wp = int(np.minimum(3, ntr - 1)[ntr >= 2].sum()), int((ntr >= 2).sum())
+got = tuple(int(x) for x in re.search(r"item heads: (\d+) training examples, the last 3 positions of (\d+) users", log).groups())
+assert got == wp, "3 positions: %s examples and users, expected %s" % (got, wp)
+assert "latent_head: %d training examples, %d per epoch" % (wp[0], wp[0]) in log, "3 positions: the epoch is not every example"
+log = open(W + "/xv2.log").read()
+nv = int(re.search(r"latent_head untrained \([^)]*\): valid ndcg@10 [0-9.]+ on (\d+) users", log).group(1))
+assert nv == 80, "validation users: %d" % nv
+want = int(nva.sum()) - nv, int((nva > 0).sum()) - nv   # one validation target per user (leave-one-out)
+got = tuple(int(x) for x in re.search(r"item heads: (\d+) training examples, the validation targets of (\d+) users outside the 80 validation users", log).groups())
+assert got == want, "validation split: %s examples and users, expected %s" % (got, want)
+w = {k: h5py.File("%s/%s/prompt.h5" % (W, k), "r") for k in ("x0", "xp", "xv1", "xv2", "xv3")}
+cv = w["xv2"]["prompt/latent_head/curve"][...]
+assert cv[-1, 1] < cv[0, 1], "validation split: the loss did not fall: %s" % cv[:, 1]
+for k in w:
+    assert w[k]["prompt/latent_head/valid"].attrs["best_epoch"] > 0, "%s: the untrained head (all scores 0) was kept" % k
+wt = lambda k: w[k]["prompt/latent_head/weights"][...]
+tol, lr = adam_tol(w["xv2"], "prompt.head_lr")
+for k in ("xv1", "xv3"):
+    dd = np.abs(wt(k) - wt("xv2")).max()
+    assert dd < tol, "validation split: weights at %s ranks differ from 2 ranks by %g > %g" % (k[-1], dd, tol)
+for k in ("xp", "xv2"):
+    assert np.abs(wt(k) - wt("x0")).max() > 10 * tol, "%s: the same weights as the training split's" % k
+print("ok: 3 positions %d examples; validation split %d examples, the same weights at 1, 2, 3 ranks (within %g), loss %s" %
+      (wp[0], want[0], tol, np.round(cv[:, 1], 4)))
+PYEOF
+$B prompt "${small[@]}" --set run.dir=$W/a --set prompt.head_train_split=valid --set prompt.head_positions=2 > $W/e4.log 2>&1 \
+  && fail "prompt.head_positions with the validation split was accepted"
+grep -q 'prompt.head_positions = 2 counts positions of the training split; with prompt.head_train_split = "valid" expected 1' $W/e4.log \
+  || { cat $W/e4.log; fail "head_positions with valid: message"; }
+$B prompt "${small[@]}" --set run.dir=$W/a --set prompt.head_train_split=valid --set prompt.valid_users=100000 --set 'prompt.models=[latent_head]' > $W/e5.log 2>&1 \
+  && fail "the validation split with every validation user in the sample was accepted"
+grep -q 'prompt.head_train_split = "valid": no validation target outside the [0-9]* validation users of prompt.valid_users' $W/e5.log \
+  || { cat $W/e5.log; fail "no validation examples: message"; }
 # refused settings
 $B prompt "${small[@]}" --set run.dir=$W/a --set prompt.early_stop=uni99 > $W/e3.log 2>&1 && fail "prompt.early_stop outside prompt.protocols was accepted"
 grep -q 'prompt.early_stop = "uni99": expected "none" or one of the sampled protocols of prompt.protocols' $W/e3.log || { cat $W/e3.log; fail "early_stop: message"; }

@@ -396,19 +396,27 @@ static void test_train_examples(void)
     /* user 0's example: positive 9, history before it 3 7 1, its last 2 in the prompt */
     int32_t all[16], hist[16], cand[9], cand2[9];
     int nall, n, K = 8;
-    pm_train_example(&t, &d, roles, 0, 2, K, 42, 5, all, &nall, hist, &n, cand);
+    pm_train_example(&t, &d, roles, 0, 0, 2, K, 42, 5, all, &nall, hist, &n, cand);
     CHECK(cand[0] == 9 && nall == 3 && all[0] == 3 && all[1] == 7 && all[2] == 1 && all[3] == 9, "positive %d, history of %d", cand[0], nall);
     CHECK(n == 2 && hist[0] == 7 && hist[1] == 1, "the last 2 items before the positive: %d items", n);
-    pm_train_example(&t, &d, roles, 0, 10, K, 42, 5, all, &nall, hist, &n, cand2);
+    pm_train_example(&t, &d, roles, 0, 0, 10, K, 42, 5, all, &nall, hist, &n, cand2);
     CHECK(n == 3 && hist[0] == 3 && !memcmp(cand, cand2, sizeof cand), "a longer history keeps the draws: %d items", n);
-    pm_train_example(&t, &d, roles, 4, 2, K, 42, 5, all, &nall, hist, &n, cand2);
+    pm_train_example(&t, &d, roles, 4, 0, 2, K, 42, 5, all, &nall, hist, &n, cand2);
     CHECK(cand2[0] == 22 && nall == 5 && n == 2 && hist[0] == 20 && hist[1] == 21, "user 4: positive %d", cand2[0]);
+    /* positions before the end (prompt.head_positions): user 0's train 3 7 1 9, one back: positive 1
+       after 3 7; two back: positive 7 after 3; user 4 (10 11 10 20 21 22) three back: the repeated 10 after 10 11 */
+    pm_train_example(&t, &d, roles, 0, 1, 10, K, 42, 5, all, &nall, hist, &n, cand2);
+    CHECK(cand2[0] == 1 && nall == 2 && n == 2 && hist[0] == 3 && hist[1] == 7 && all[2] == 1, "one back: positive %d, %d items", cand2[0], n);
+    pm_train_example(&t, &d, roles, 0, 2, 10, K, 42, 5, all, &nall, hist, &n, cand2);
+    CHECK(cand2[0] == 7 && nall == 1 && n == 1 && hist[0] == 3, "two back: positive %d, %d items", cand2[0], n);
+    pm_train_example(&t, &d, roles, 4, 3, 1, K, 42, 5, all, &nall, hist, &n, cand2);
+    CHECK(cand2[0] == 10 && nall == 2 && n == 1 && hist[0] == 11 && all[0] == 10, "user 4, three back: positive %d, %d items", cand2[0], n);
     /* negatives over many steps: never an item the user touched (any role), each untouched item
        about equally often: counts within 5 binomial standard deviations of S K / 24 */
     int cnt[30] = {0}, bad = 0;
     const int S = 3000;
     for (int s = 0; s < S; s++) {
-        pm_train_example(&t, &d, roles, 0, 2, K, 42, (uint64_t)s, all, &nall, hist, &n, cand);
+        pm_train_example(&t, &d, roles, 0, 0, 2, K, 42, (uint64_t)s, all, &nall, hist, &n, cand);
         for (int j = 1; j <= K; j++) {
             bad += cand[j] < 0 || cand[j] >= 30 || dm_in_sorted_i32(u0, 6, cand[j]);
             if (cand[j] >= 0 && cand[j] < 30) cnt[cand[j]]++;
@@ -419,10 +427,10 @@ static void test_train_examples(void)
         if (!dm_in_sorted_i32(u0, 6, i)) worst = fmax(worst, fabs(cnt[i] - e));
     CHECK(bad == 0, "%d negatives outside the catalogue or touched by the user", bad);
     CHECK(worst < 5 * sd, "negatives not uniform: a count %.0f from the expected %.0f (sd %.1f)", worst, e, sd);
-    pm_train_example(&t, &d, roles, 0, 2, K, 42, 5, all, &nall, hist, &n, cand2);
-    pm_train_example(&t, &d, roles, 0, 2, K, 42, 6, all, &nall, hist, &n, cand);
+    pm_train_example(&t, &d, roles, 0, 0, 2, K, 42, 5, all, &nall, hist, &n, cand2);
+    pm_train_example(&t, &d, roles, 0, 0, 2, K, 42, 6, all, &nall, hist, &n, cand);
     CHECK(memcmp(cand, cand2, sizeof cand) != 0, "steps 5 and 6 draw other negatives");
-    pm_train_example(&t, &d, roles, 0, 2, K, 43, 5, all, &nall, hist, &n, cand);
+    pm_train_example(&t, &d, roles, 0, 0, 2, K, 43, 5, all, &nall, hist, &n, cand);
     CHECK(memcmp(cand, cand2, sizeof cand) != 0, "seeds 42 and 43 draw other negatives");
     /* the epoch order: a permutation; the first k positions uniform over the users, applied
        epoch after epoch (counts at position 0 within 5 standard deviations of E / 10) */
