@@ -177,6 +177,12 @@ expect $W/e3.log 'needs split.protocol = "stream"'
 $DM_MPIRUN -n 2 $B prompt "${small[@]}" --set run.dir=$W/e --set prompt.latents=align --set prompt.train_latents=stream < /dev/null > $W/e4.log 2>&1 &&
   fail "prompt.train_latents = stream without prompt.latents = stream was accepted"
 expect $W/e4.log 'prompt.train_latents = "stream" trains on the latents of the streaming window before the last, which needs prompt.latents = "stream"'
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" --set run.dir=$W/e --set prompt.train_latents=stream --set prompt.head_train_split=valid < /dev/null > $W/e6.log 2>&1 &&
+  fail "prompt.head_train_split = valid with prompt.train_latents = stream was accepted"
+expect $W/e6.log 'prompt.head_train_split: with prompt.train_latents = "stream" the heads train on each user'"'"'s first interaction of one streaming window; expected "train"'
+$DM_MPIRUN -n 2 $B prompt "${small[@]}" --set run.dir=$W/e --set prompt.train_latents=stream_static --set prompt.head_positions=4 < /dev/null > $W/e7.log 2>&1 &&
+  fail "prompt.head_positions = 4 with prompt.train_latents = stream_static was accepted"
+expect $W/e7.log 'prompt.head_positions: with prompt.train_latents = "stream_static" the heads train on each user'"'"'s first interaction of one streaming window; expected 1'
 $PY -c 'import h5py, sys; f = h5py.File(sys.argv[1], "a"); del f["serve_prev"]' $W/e/stream.h5
 $DM_MPIRUN -n 2 $B prompt "${small[@]}" --set run.dir=$W/e --set prompt.train_latents=stream < /dev/null > $W/e5.log 2>&1 &&
   fail "prompt.train_latents = stream without /serve_prev was accepted"
