@@ -119,7 +119,7 @@ typedef struct {
     const char *name;
     double *curve;              /* (epochs, 6) epoch, loss, listwise, faithfulness, explanation, seconds */
     double *t_train;            /* training seconds so far */
-    size_t n_ex;                /* its training examples: the users, or (prompt.head_positions) w->nex */
+    size_t n_ex;                /* its training examples: the users, or an item head's w->nex */
     int ex;                     /* 1: the examples are w->exu/exb/hex/gex */
     size_t per_epoch;           /* examples per epoch */
     long epochs;                /* epochs at most */
@@ -177,11 +177,11 @@ typedef struct {
     pm_train_set ts;            /* the training users and their items */
     float *htr;                 /* (nu, dz) training latents from train[:-1]; zero rows outside ts */
     float *gtr;                 /* (nu, C) SASRec states of train[:-1] likewise */
-    size_t nex;                 /* the heads' examples with prompt.head_positions > 1 (else 0): */
+    size_t nex;                 /* the item heads' examples (prompt.head_positions, prompt.head_train_split; else 0): */
     size_t *exu;                /* (nex) the user, */
-    int *exb;                   /* (nex) positions before the end of its training sequence (-1: a validation target), */
-    int32_t *expos;             /* (nex) the validation target, or -1 */
-    float *hex, *gex;           /* (nex, dz), (nex, C) the latents of the history before it */
+    int *exb;                   /* (nex) positions before the end of its training sequence, or -1: */
+    int32_t *expos;             /* (nex) its validation target (the latents hv, sv), else -1 */
+    float *hex, *gex;           /* (nex, dz), (nex, C) the latents of the history before a position */
     explain_src src;
     int have_src;
     float *zmod;                /* (ni, ALIGN_K, dz) per-modality latents, NULL without */
@@ -668,7 +668,8 @@ static int prompt_head_examples(prompt_ws *w)
         if (!pass) {
             w->exu = malloc((n + 1) * sizeof *w->exu), w->exb = malloc((n + 1) * sizeof *w->exb);
             w->expos = malloc((n + 1) * sizeof *w->expos);
-            w->hex = malloc((n * w->dz + 1) * sizeof *w->hex), w->gex = malloc((n * w->C + 1) * sizeof *w->gex);
+            size_t nl = valid ? 0 : n; /* a validation target reads the user's validation latents */
+            w->hex = malloc((nl * w->dz + 1) * sizeof *w->hex), w->gex = malloc((nl * w->C + 1) * sizeof *w->gex);
             size_t *o = realloc(w->order, ((n > w->ts.n ? n : w->ts.n) + 1) * sizeof *o);
             if (o) w->order = o;
             int rc = par_agree(w->ctx, w->exu && w->exb && w->expos && w->hex && w->gex && o ? DM_OK : DM_ERR(DM_ENOMEM, "out of memory"));
@@ -684,10 +685,6 @@ static int prompt_head_examples(prompt_ws *w)
     if (valid) {
         dm_log("  item heads: %zu training examples, the validation targets of %zu users outside the %zu validation users (prompt.head_train_split)",
                n, nusers, w->nv);
-        for (size_t e = 0; e < n; e++) {
-            memcpy(w->hex + e * w->dz, w->hv + w->exu[e] * w->dz, w->dz * sizeof *w->hex);
-            memcpy(w->gex + e * w->C, w->sv + w->exu[e] * w->C, w->C * sizeof *w->gex);
-        }
         return DM_OK;
     }
     dm_log("  item heads: %zu training examples, the last %d positions of %zu users (prompt.head_positions)", n, P, nusers);
@@ -1076,7 +1073,8 @@ static int prompt_step(prompt_ws *w, prompt_run *t, long ep, long s)
     for (size_t k = lo; k < hi && !rc; k++) {
         size_t e = w->order[b0 + k], u = t->ex ? w->exu[e] : e;
         int nall, n;
-        if (t->ex && w->exb[e] < 0) { /* a validation target after the training items */
+        int vt = t->ex && w->exb[e] < 0;
+        if (vt) { /* a validation target after the training items */
             ev_split vs = {&w->d, w->roles, DM_VALID, NULL};
             size_t nh;
             n = prompt_history(w, &vs, u, p->nh, &nh);
@@ -1089,7 +1087,8 @@ static int prompt_step(prompt_ws *w, prompt_run *t, long ep, long s)
         pm_set_user(p, (int32_t)u, w->tmp, nall);
         double l = 0;
         if (p->head) {
-            const float *h = t->ex ? w->hex + e * w->dz : w->htr + u * w->dz, *g = t->ex ? w->gex + e * w->C : w->gtr + u * w->C;
+            const float *h = vt ? w->hv + u * w->dz : t->ex ? w->hex + e * w->dz : w->htr + u * w->dz;
+            const float *g = vt ? w->sv + u * w->C : t->ex ? w->gex + e * w->C : w->gtr + u * w->C;
             rc = pm_head_train_user(p, h, g, w->hist, n, w->cand[0], 1.0f / (float)bn, &l);
             p->last_rank = l, p->last_faith = 0, p->last_expl = 0;
         } else {
