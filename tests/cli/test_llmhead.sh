@@ -222,6 +222,33 @@ for k in ("xp", "xv2"):
 print("ok: 3 positions %d examples; validation split %d examples, the same weights at 1, 2, 3 ranks (within %g), loss %s" %
       (wp[0], want[0], tol, np.round(cv[:, 1], 4)))
 PYEOF
+# the validation split's examples read the users' validation latents: with the weights frozen
+# (prompt.head_lr and head_mix_lr 0) latent_head scores as the aligner, h_valid . z_base, so its
+# first epoch's loss is the mean softmax cross-entropy of those scores over the validation targets
+# of every user but the one validation user (prompt.valid_users 1)
+copy xz
+$B prompt "${small[@]}" "${hx[@]}" --set prompt.head_train_split=valid --set prompt.head_residual=true --set prompt.head_lr=0 --set prompt.head_mix_lr=0 \
+  --set prompt.head_epochs=1 --set prompt.valid_users=1 --set run.dir=$W/xz < /dev/null > $W/xz.log 2>&1 || { cat $W/xz.log; fail "frozen latent_head"; }
+$PY - $W <<'PYEOF' || exit 1
+import sys, h5py, numpy as np
+W = sys.argv[1]
+d, a = h5py.File(W + "/base/dataset.h5", "r"), h5py.File(W + "/base/align.h5", "r")
+off, role, item = d["users/offsets"][...], d["split/loo"][...], d["inter/item"][...]
+h, z = a["align/h_valid"][...].astype(np.float64), a["align/z_base"][...].astype(np.float64)
+L = []
+for u in range(len(off) - 1):
+    for j in range(off[u], off[u + 1]):
+        if role[j] == 1:
+            s = z @ h[u]
+            m = s.max()
+            L.append(m + np.log(np.exp(s - m).sum()) - s[item[j]])
+L = np.array(L)
+M = h5py.File(W + "/xz/prompt.h5", "r")["prompt/latent_head/curve"][0, 1]
+cand = (L.sum() - L) / (len(L) - 1)      # the mean without each user in turn
+err = np.abs(cand - M).min()
+assert err < 1e-5 * max(1.0, abs(M)), "frozen latent_head: loss %.7f, h_valid . z_base gives %.7f to %.7f (closest %.2g away)" % (M, cand.min(), cand.max(), err)
+print("ok: validation-split loss %.6f = the aligner's h_valid . z_base cross-entropy without the validation user (within %.1g)" % (M, err))
+PYEOF
 $B prompt "${small[@]}" --set run.dir=$W/a --set prompt.head_train_split=valid --set prompt.head_positions=2 > $W/e4.log 2>&1 \
   && fail "prompt.head_positions with the validation split was accepted"
 grep -q 'prompt.head_positions = 2 counts positions of the training split; with prompt.head_train_split = "valid" expected 1' $W/e4.log \
